@@ -1,0 +1,108 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// Streams and KV buckets: every one the engine uses is declared here.
+const (
+	StreamSteps  = "DE_STEPS"
+	StreamEvents = "DE_EVENTS"
+
+	// KVConfig holds the cluster config under key KeyConfig.
+	KVConfig = "DE_CONFIG"
+	// KVDeployments holds one record per deployment (plan and step states).
+	KVDeployments = "DE_DEPLOYMENTS"
+	// KVOwners maps a node IP token to the id of the engine that installed it.
+	KVOwners = "DE_OWNERS"
+	// KVHostKeys pins each node's SSH host key on first contact.
+	KVHostKeys = "DE_HOSTKEYS"
+	// KVNodes holds the latest state of every node, as the monitor last saw it.
+	KVNodes = "DE_NODES"
+	// KVEngine holds the engine's own identity and settings.
+	KVEngine = "DE_ENGINE"
+)
+
+// KeyConfig is the key of the config in KVConfig.
+const KeyConfig = "cluster"
+
+// Resources are the opened streams and buckets.
+type Resources struct {
+	JS          jetstream.JetStream
+	Steps       jetstream.Stream
+	Events      jetstream.Stream
+	Config      jetstream.KeyValue
+	Deployments jetstream.KeyValue
+	Owners      jetstream.KeyValue
+	HostKeys    jetstream.KeyValue
+	Nodes       jetstream.KeyValue
+	Engine      jetstream.KeyValue
+}
+
+// Declare creates or updates every stream and bucket and returns them.
+// It is idempotent: every service may call it at start.
+func Declare(ctx context.Context, nc *nats.Conn) (*Resources, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	r := &Resources{JS: js}
+	if r.Steps, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamSteps,
+		Description: "deployment steps waiting for an installer",
+		Subjects:    []string{subject.AllSteps},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  time.Hour,
+	}); err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", StreamSteps, err)
+	}
+	if r.Events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamEvents,
+		Description: "everything that happened: deployments, steps, log lines, nodes, components",
+		Subjects:    []string{subject.AllEvents},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      7 * 24 * time.Hour,
+		MaxBytes:    1 << 30,
+		Discard:     jetstream.DiscardOld,
+	}); err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", StreamEvents, err)
+	}
+	kvs := []struct {
+		dst     *jetstream.KeyValue
+		name    string
+		desc    string
+		history uint8
+	}{
+		{&r.Config, KVConfig, "the cluster config", 5},
+		{&r.Deployments, KVDeployments, "deployments: plans and step states", 1},
+		{&r.Owners, KVOwners, "which engine owns each node", 1},
+		{&r.HostKeys, KVHostKeys, "pinned SSH host keys", 1},
+		{&r.Nodes, KVNodes, "latest node and component state", 1},
+		{&r.Engine, KVEngine, "the engine's identity", 1},
+	}
+	for _, k := range kvs {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: k.name, Description: k.desc, History: k.history, Storage: jetstream.FileStorage,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bus: kv %s: %w", k.name, err)
+		}
+		*k.dst = kv
+	}
+	return r, nil
+}
+
+// IsNotFound tells whether err means a KV key does not exist.
+func IsNotFound(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+}

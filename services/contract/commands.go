@@ -1,0 +1,40 @@
+package contract
+
+import "encoding/json"
+
+// Version of every message body; a reader refuses bodies newer than it knows.
+const Version = 1
+
+// ConfigPut asks the planner to validate, check and store a config
+// (de.cmd.config.put). Config is the client's JSON as it came; Check says
+// whether to contact the nodes (POST ?check=0 turns it off).
+//
+//	{"v": 1, "config": {"components": {...}, "properties": {...}}, "check": true}
+type ConfigPut struct {
+	V      int             `json:"v"`
+	Config json.RawMessage `json:"config"`
+	Check  bool            `json:"check"`
+}
+
+// ConfigPutReply is the answer to a stored config: each node's hardware when
+// checks ran.
+//
+//	{"v": 1, "stored": true, "hardware": [{"IP": "10.0.0.1", "CPU": 2, "RAM": 4049952, "DISK": 54988.8}]}
+type ConfigPutReply struct {
+	V        int            `json:"v"`
+	Stored   bool           `json:"stored"`
+	Checked  bool           `json:"checked"`
+	Hardware []NodeHardware `json:"hardware,omitempty"`
+	Warnings []string       `json:"warnings,omitempty"`
+}
+
+// NodeHardware is what a node has, in the manual's units: CPU cores, RAM in
+// KiB, DISK in MB.
+//
+//	{"IP": "10.0.0.1", "CPU": 2, "RAM": 4049952, "DISK": 54988.8}
+type NodeHardware struct {
+	IP   string  `json:"IP"`
+	CPU  int     `json:"CPU"`
+	RAM  int64   `json:"RAM"`
+	DISK float64 `json:"DISK"`
+}

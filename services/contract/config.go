@@ -1,0 +1,151 @@
+// Package contract holds every message type that crosses the bus. Bodies are
+// JSON with a "v" field where they travel on their own; each type's doc comment
+// carries an example.
+package contract
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Redacted replaces every secret in a config the engine hands out. Posting it
+// back in a secret field keeps the stored secret.
+const Redacted = "<redacted>"
+
+// Config is the cluster description of SPEC, as posted to /deployment-engine/config.
+//
+//	{"components": {"haproxy": ["10.0.0.1"], "nats": ["10.0.0.2", "10.0.0.3"]},
+//	 "properties": {"domain": "cf.local", "disksize": 15, "checkdisk": 1, "adduser": 1,
+//	                "user": "vcap", "password": "pw", "root": "123456", "home": "10.0.0.100"}}
+type Config struct {
+	Components map[string][]string `json:"components"`
+	Properties Properties          `json:"properties"`
+}
+
+// Properties are the config's cluster-wide settings. Numbers arrive as
+// numbers or strings; Flex accepts both.
+type Properties struct {
+	Domain    string `json:"domain"`
+	Home      string `json:"home"`
+	Disksize  Flex   `json:"disksize"`
+	Checkdisk Flex   `json:"checkdisk"`
+	Adduser   Flex   `json:"adduser"`
+	User      string `json:"user"`
+	Password  string `json:"password,omitempty"`
+	Root      string `json:"root,omitempty"`
+	// Key is a path on the control machine or the PEM text of an SSH private
+	// key for root; it may replace Root.
+	Key     string `json:"key,omitempty"`
+	Catalog string `json:"catalog,omitempty"`
+	Release string `json:"release,omitempty"`
+}
+
+// Flex is a non-negative integer that may be written as a JSON number or a
+// string holding one ("15"). Set tells whether the field was present.
+type Flex struct {
+	N   int
+	Set bool
+}
+
+// F returns a set Flex.
+func F(n int) Flex { return Flex{N: n, Set: true} }
+
+func (f Flex) MarshalJSON() ([]byte, error) {
+	if !f.Set {
+		return []byte("null"), nil
+	}
+	return []byte(strconv.Itoa(f.N)), nil
+}
+
+func (f *Flex) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if string(b) == "null" {
+		*f = Flex{}
+		return nil
+	}
+	s := string(b)
+	if len(b) > 0 && b[0] == '"' {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		s = strings.TrimSpace(s)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		// A whole number written as 15.0 is still a whole number.
+		fl, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || fl != float64(int(fl)) {
+			return fmt.Errorf("want a whole number, got %s", b)
+		}
+		n = int(fl)
+	}
+	if n < 0 {
+		return fmt.Errorf("want a number >= 0, got %d", n)
+	}
+	*f = Flex{N: n, Set: true}
+	return nil
+}
+
+// Secrets lists pointers to every secret field of p, by JSON name.
+func (p *Properties) Secrets() map[string]*string {
+	return map[string]*string{"password": &p.Password, "root": &p.Root, "key": &p.Key}
+}
+
+// Redact returns a copy of c with every non-empty secret replaced by Redacted.
+func (c Config) Redact() Config {
+	out := c.Clone()
+	for _, s := range out.Properties.Secrets() {
+		if *s != "" {
+			*s = Redacted
+		}
+	}
+	return out
+}
+
+// KeepSecrets replaces every secret of c that holds the redaction marker
+// with the same secret from stored.
+func (c *Config) KeepSecrets(stored Config) {
+	old := stored.Properties.Secrets()
+	for name, s := range c.Properties.Secrets() {
+		if *s == Redacted {
+			*s = *old[name]
+		}
+	}
+}
+
+// Clone returns a deep copy of c.
+func (c Config) Clone() Config {
+	out := c
+	out.Components = make(map[string][]string, len(c.Components))
+	for k, v := range c.Components {
+		out.Components[k] = append([]string(nil), v...)
+	}
+	return out
+}
+
+// Nodes returns every distinct IP of the config, in a stable order: by
+// component name, then position.
+func (c Config) Nodes() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, comp := range SortedKeys(c.Components) {
+		for _, ip := range c.Components[comp] {
+			if !seen[ip] {
+				seen[ip] = true
+				out = append(out, ip)
+			}
+		}
+	}
+	return out
+}
+
+// CatalogName is the catalog the config names, cloudfoundry by default.
+func (c Config) CatalogName() string {
+	if c.Properties.Catalog == "" {
+		return "cloudfoundry"
+	}
+	return c.Properties.Catalog
+}

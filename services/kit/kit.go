@@ -1,0 +1,121 @@
+// Package kit is the small kit every service runs with: micro endpoints
+// whose replies carry an HTTP-like code, and the matching client call.
+package kit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// HeaderCode carries the reply's code on a successful reply; errors use
+// micro's own Nats-Service-Error-Code header.
+const HeaderCode = "De-Code"
+
+// Error is a failed command: Code is what the api answers (400, 403, ...).
+type Error struct {
+	Code     int
+	Msg      string
+	Problems []contract.Problem
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Errorf builds an *Error.
+func Errorf(code int, format string, a ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Handler answers one command: it returns the reply's code and body, or an
+// error (an *Error keeps its code, anything else is a 500 whose text is
+// logged but not sent, so internals and secrets stay in).
+type Handler func(ctx context.Context, req micro.Request) (int, any, error)
+
+// Endpoint adapts h for micro, with the service's logger.
+func Endpoint(log *slog.Logger, h Handler) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		ctx := context.Background()
+		code, body, err := h(ctx, req)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				log.Error("command failed", "subject", req.Subject(), "err", err)
+				e = &Error{Code: 500, Msg: "internal error; the engine's log has the details"}
+			}
+			data, _ := json.Marshal(contract.ErrorBody{Error: e.Msg, Problems: e.Problems})
+			if rerr := req.Error(strconv.Itoa(e.Code), e.Msg, data); rerr != nil {
+				log.Warn("reply failed", "subject", req.Subject(), "err", rerr)
+			}
+			return
+		}
+		data, merr := json.Marshal(body)
+		if merr != nil {
+			log.Error("encode reply", "subject", req.Subject(), "err", merr)
+			_ = req.Error("500", "internal error", nil)
+			return
+		}
+		if rerr := req.Respond(data, micro.WithHeaders(micro.Headers{HeaderCode: []string{strconv.Itoa(code)}})); rerr != nil {
+			log.Warn("reply failed", "subject", req.Subject(), "err", rerr)
+		}
+	})
+}
+
+// Reply is a command's answer as a client sees it.
+type Reply struct {
+	Code int
+	Body []byte
+}
+
+// Request sends a command and waits for its reply. A reply that carries an
+// error comes back as a Reply with its code and ErrorBody, not as err; err is
+// for the bus itself (no service answering, timeout).
+func Request(ctx context.Context, nc *nats.Conn, subj string, body any) (Reply, error) {
+	var data []byte
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		data = b
+	default:
+		var err error
+		if data, err = json.Marshal(b); err != nil {
+			return Reply{}, fmt.Errorf("encode %s request: %w", subj, err)
+		}
+	}
+	msg, err := nc.RequestWithContext(ctx, subj, data)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return Reply{}, fmt.Errorf("no service answers %s: %w", subj, err)
+		}
+		return Reply{}, fmt.Errorf("request %s: %w", subj, err)
+	}
+	if c := msg.Header.Get(micro.ErrorCodeHeader); c != "" {
+		code, err := strconv.Atoi(c)
+		if err != nil || code < 400 || code > 599 {
+			code = 500
+		}
+		return Reply{Code: code, Body: msg.Data}, nil
+	}
+	code := 200
+	if c := msg.Header.Get(HeaderCode); c != "" {
+		if n, err := strconv.Atoi(c); err == nil {
+			code = n
+		}
+	}
+	return Reply{Code: code, Body: msg.Data}, nil
+}
+
+// Decode unmarshals a command's body into v, answering 400 on bad JSON.
+func Decode(req micro.Request, v any) error {
+	if err := json.Unmarshal(req.Data(), v); err != nil {
+		return &Error{Code: 400, Msg: "bad request: " + err.Error()}
+	}
+	return nil
+}

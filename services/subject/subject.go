@@ -1,0 +1,195 @@
+// Package subject is the only code that builds or parses the engine's NATS
+// subjects. Tokens never hold a dot: an IP 10.0.0.1 becomes 10-0-0-1.
+package subject
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+// Prefix of every subject the engine owns.
+const Prefix = "de"
+
+// Subjects that match whole families, for subscriptions and stream configs.
+const (
+	AllSteps  = "de.step.>"
+	AllEvents = "de.evt.>"
+	AllNodes  = "de.node.>"
+	AllCmds   = "de.cmd.>"
+)
+
+var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// ValidToken tells whether s may stand as one subject token.
+func ValidToken(s string) bool { return tokenRe.MatchString(s) }
+
+// IPToken turns an IP into a subject token: dots become dashes.
+func IPToken(ip string) (string, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4() {
+		return "", fmt.Errorf("subject: %q is not an IPv4 address", ip)
+	}
+	return strings.ReplaceAll(a.String(), ".", "-"), nil
+}
+
+// TokenIP turns a token made by IPToken back into an IP.
+func TokenIP(tok string) (string, error) {
+	ip := strings.ReplaceAll(tok, "-", ".")
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4() {
+		return "", fmt.Errorf("subject: token %q is not an IP token", tok)
+	}
+	return a.String(), nil
+}
+
+func mustIP(ip string) string {
+	t, err := IPToken(ip)
+	if err != nil {
+		// Callers pass IPs that passed config validation; a bad one here
+		// is a programming error, so make it visible but keep it routable.
+		return "invalid"
+	}
+	return t
+}
+
+func check(kind, tok string) string {
+	if !ValidToken(tok) {
+		return "invalid"
+	}
+	return tok
+}
+
+// Cmd is the request/reply subject of a service's verb: de.cmd.<service>.<verb>.
+func Cmd(service, verb string) string {
+	return "de.cmd." + check("service", service) + "." + check("verb", verb)
+}
+
+// Step is the work-queue subject of a deployment's steps on one node.
+func Step(deployment, ip string) string {
+	return "de.step." + check("deployment", deployment) + "." + mustIP(ip)
+}
+
+// DeployEventKind is what happened to a deployment.
+type DeployEventKind string
+
+const (
+	DeployStarted  DeployEventKind = "started"
+	DeployStep     DeployEventKind = "step"
+	DeployFinished DeployEventKind = "finished"
+)
+
+// DeployEvent is de.evt.deploy.<id>.<kind>.
+func DeployEvent(id string, kind DeployEventKind) string {
+	return "de.evt.deploy." + check("deployment", id) + "." + string(kind)
+}
+
+// DeployEvents matches every event of one deployment.
+func DeployEvents(id string) string { return "de.evt.deploy." + check("deployment", id) + ".>" }
+
+// Log is de.evt.log.<id>.<node>.<component>: one line of output.
+func Log(id, ip, component string) string {
+	return "de.evt.log." + check("deployment", id) + "." + mustIP(ip) + "." + check("component", component)
+}
+
+// Logs matches every log line of one deployment.
+func Logs(id string) string { return "de.evt.log." + check("deployment", id) + ".>" }
+
+// AllLogs matches every log line of every deployment.
+const AllLogs = "de.evt.log.>"
+
+// NodeEventKind is what a node reported.
+type NodeEventKind string
+
+const (
+	NodeUsage  NodeEventKind = "usage"
+	NodeStatus NodeEventKind = "status"
+)
+
+// NodeEvent is de.evt.node.<ip>.<kind>.
+func NodeEvent(ip string, kind NodeEventKind) string {
+	return "de.evt.node." + mustIP(ip) + "." + string(kind)
+}
+
+// ComponentEvent is de.evt.component.<name>.<ip>.up|down.
+func ComponentEvent(name, ip string, up bool) string {
+	s := "down"
+	if up {
+		s = "up"
+	}
+	return "de.evt.component." + check("component", name) + "." + mustIP(ip) + "." + s
+}
+
+// Node is an agent's subject: de.node.<ip>.<verb>.
+func Node(ip, verb string) string { return "de.node." + mustIP(ip) + "." + check("verb", verb) }
+
+// NodeAll is every subject one node's agent may use: its permission boundary.
+func NodeAll(ip string) string { return "de.node." + mustIP(ip) + ".>" }
+
+// LogSubject is a parsed de.evt.log subject.
+type LogSubject struct{ Deployment, IP, Component string }
+
+// ParseLog parses a subject built by Log.
+func ParseLog(s string) (LogSubject, error) {
+	p := strings.Split(s, ".")
+	if len(p) != 6 || p[0] != "de" || p[1] != "evt" || p[2] != "log" || !ValidToken(p[3]) || !ValidToken(p[5]) {
+		return LogSubject{}, fmt.Errorf("subject: %q is not a log subject", s)
+	}
+	ip, err := TokenIP(p[4])
+	if err != nil {
+		return LogSubject{}, err
+	}
+	return LogSubject{Deployment: p[3], IP: ip, Component: p[5]}, nil
+}
+
+// StepSubject is a parsed de.step subject.
+type StepSubject struct{ Deployment, IP string }
+
+// ParseStep parses a subject built by Step.
+func ParseStep(s string) (StepSubject, error) {
+	p := strings.Split(s, ".")
+	if len(p) != 4 || p[0] != "de" || p[1] != "step" || !ValidToken(p[2]) {
+		return StepSubject{}, fmt.Errorf("subject: %q is not a step subject", s)
+	}
+	ip, err := TokenIP(p[3])
+	if err != nil {
+		return StepSubject{}, err
+	}
+	return StepSubject{Deployment: p[2], IP: ip}, nil
+}
+
+// NodeSubject is a parsed de.node subject.
+type NodeSubject struct{ IP, Verb string }
+
+// ParseNode parses a subject built by Node.
+func ParseNode(s string) (NodeSubject, error) {
+	p := strings.Split(s, ".")
+	if len(p) != 4 || p[0] != "de" || p[1] != "node" || !ValidToken(p[3]) {
+		return NodeSubject{}, fmt.Errorf("subject: %q is not a node subject", s)
+	}
+	ip, err := TokenIP(p[2])
+	if err != nil {
+		return NodeSubject{}, err
+	}
+	return NodeSubject{IP: ip, Verb: p[3]}, nil
+}
+
+// ComponentSubject is a parsed de.evt.component subject.
+type ComponentSubject struct {
+	Component, IP string
+	Up            bool
+}
+
+// ParseComponent parses a subject built by ComponentEvent.
+func ParseComponent(s string) (ComponentSubject, error) {
+	p := strings.Split(s, ".")
+	if len(p) != 6 || p[0] != "de" || p[1] != "evt" || p[2] != "component" || (p[5] != "up" && p[5] != "down") || !ValidToken(p[3]) {
+		return ComponentSubject{}, fmt.Errorf("subject: %q is not a component subject", s)
+	}
+	ip, err := TokenIP(p[4])
+	if err != nil {
+		return ComponentSubject{}, err
+	}
+	return ComponentSubject{Component: p[3], IP: ip, Up: p[5] == "up"}, nil
+}

@@ -1,0 +1,55 @@
+package subject
+
+import "testing"
+
+func TestRoundTrips(t *testing.T) {
+	tests := []struct {
+		name string
+		got  string
+		want string
+	}{
+		{"cmd", Cmd("config", "put"), "de.cmd.config.put"},
+		{"step", Step("d1", "10.0.0.1"), "de.step.d1.10-0-0-1"},
+		{"log", Log("d1", "10.0.0.1", "nats"), "de.evt.log.d1.10-0-0-1.nats"},
+		{"deploy", DeployEvent("d1", DeployFinished), "de.evt.deploy.d1.finished"},
+		{"node", Node("127.0.0.2", "heartbeat"), "de.node.127-0-0-2.heartbeat"},
+		{"component", ComponentEvent("web", "10.0.0.9", false), "de.evt.component.web.10-0-0-9.down"},
+		{"bad token", Cmd("a.b", "put"), "de.cmd.invalid.put"},
+		{"bad ip", Step("d1", "not-an-ip"), "de.step.d1.invalid"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	if l, err := ParseLog(Log("d1", "10.0.0.1", "nats")); err != nil || l != (LogSubject{"d1", "10.0.0.1", "nats"}) {
+		t.Errorf("ParseLog = %+v, %v", l, err)
+	}
+	if s, err := ParseStep(Step("d2", "192.168.1.20")); err != nil || s != (StepSubject{"d2", "192.168.1.20"}) {
+		t.Errorf("ParseStep = %+v, %v", s, err)
+	}
+	if n, err := ParseNode(Node("10.1.2.3", "heartbeat")); err != nil || n != (NodeSubject{"10.1.2.3", "heartbeat"}) {
+		t.Errorf("ParseNode = %+v, %v", n, err)
+	}
+	if c, err := ParseComponent(ComponentEvent("web", "10.0.0.9", true)); err != nil || c != (ComponentSubject{"web", "10.0.0.9", true}) {
+		t.Errorf("ParseComponent = %+v, %v", c, err)
+	}
+	for _, bad := range []string{"", "de.evt.log.d1.x.y", "de.evt.log.d1.10-0-0-1", "foo.evt.log.a.10-0-0-1.b"} {
+		if _, err := ParseLog(bad); err == nil {
+			t.Errorf("ParseLog(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("de.evt.log.d1.10-0-0-1.nats")
+	f.Add("de.step.x.1-2-3-4")
+	f.Fuzz(func(t *testing.T, s string) {
+		if l, err := ParseLog(s); err == nil && Log(l.Deployment, l.IP, l.Component) != s {
+			t.Fatalf("log %q does not round-trip", s)
+		}
+		if st, err := ParseStep(s); err == nil && Step(st.Deployment, st.IP) != s {
+			t.Fatalf("step %q does not round-trip", s)
+		}
+	})
+}
