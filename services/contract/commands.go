@@ -1,19 +1,19 @@
 package contract
 
-import "encoding/json"
-
 // Version of every message body; a reader refuses bodies newer than it knows.
 const Version = 1
 
 // ConfigPut asks the planner to validate, check and store a config
-// (de.cmd.config.put). Config is the client's JSON as it came; Check says
-// whether to contact the nodes (POST ?check=0 turns it off).
+// (de.cmd.config.put). Config is the client's body exactly as it came
+// (base64 in JSON, so that even malformed JSON reaches the planner, which
+// names the error); Check says whether to contact the nodes (POST ?check=0
+// turns it off).
 //
-//	{"v": 1, "config": {"components": {...}, "properties": {...}}, "check": true}
+//	{"v": 1, "config": "eyJjb21wb25lbnRzIjp7Li4ufX0=", "check": true}
 type ConfigPut struct {
-	V      int             `json:"v"`
-	Config json.RawMessage `json:"config"`
-	Check  bool            `json:"check"`
+	V      int    `json:"v"`
+	Config []byte `json:"config"`
+	Check  bool   `json:"check"`
 }
 
 // ConfigPutReply is the answer to a stored config: each node's hardware when

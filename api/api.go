@@ -1,0 +1,168 @@
+// Package api is the engine's HTTP face: the SPEC routes with their exact
+// field names and codes, translated to commands on the bus. It holds no state.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// MaxBody is the largest request body any route reads.
+const MaxBody = 1 << 20
+
+// Options configure the API.
+type Options struct {
+	NC *nats.Conn
+	// Token every route but /healthz, /metrics and /mirror/ requires as
+	// "Authorization: Bearer <token>". Empty with AuthNone turns auth off.
+	Token    string
+	AuthNone bool
+	Logger   *slog.Logger
+	// Registry receives the API's metrics; /metrics serves Gatherer.
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+	// MirrorDir is served read-only at /mirror/ when set.
+	MirrorDir string
+	// Console is the web console's static files, served at /.
+	Console fs.FS
+	// Timeout bounds every bus request (default 60s: config checks contact nodes).
+	Timeout time.Duration
+}
+
+type server struct {
+	o   Options
+	log *slog.Logger
+}
+
+// New returns the engine's HTTP handler.
+func New(o Options) (http.Handler, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 60 * time.Second
+	}
+	if o.Token == "" && !o.AuthNone {
+		return nil, errors.New("api: no API token and auth not turned off")
+	}
+	if o.Registry == nil {
+		r := prometheus.NewRegistry()
+		o.Registry, o.Gatherer = r, r
+	}
+	s := &server{o: o, log: o.Logger.With("service", "api")}
+	m, err := newMetrics(o.Registry)
+	if err != nil {
+		return nil, err
+	}
+
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer, m.middleware)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+	})
+
+	r.Get("/healthz", s.healthz)
+	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	if o.MirrorDir != "" {
+		r.Handle("/mirror/*", http.StripPrefix("/mirror/", mirrorHandler(o.MirrorDir)))
+	}
+
+	r.Group(func(r chi.Router) {
+		r.Use(s.auth)
+		r.Route("/deployment-engine", func(r chi.Router) {
+			r.Get("/config", s.getConfig)
+			r.Post("/config", s.postConfig)
+			s.deployRoutes(r)
+			s.monitorRoutes(r)
+			s.logRoutes(r)
+		})
+	})
+	if o.Console != nil {
+		r.Handle("/*", http.FileServerFS(o.Console))
+	}
+	return r, nil
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.o.NC == nil || s.o.NC.Status() != nats.CONNECTED {
+		writeError(w, http.StatusServiceUnavailable, "not connected to the bus")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// call sends a command and writes its reply as the HTTP answer.
+func (s *server) call(w http.ResponseWriter, r *http.Request, subj string, body any) {
+	rep, ok := s.request(w, r, subj, body)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.WriteHeader(rep.Code)
+	_, _ = w.Write(rep.Body)
+}
+
+// request sends a command; on a bus failure it writes the answer itself
+// and returns false.
+func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, body any) (kit.Reply, bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.o.Timeout)
+	defer cancel()
+	rep, err := kit.Request(ctx, s.o.NC, subj, body)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		s.log.Error("no service answers", "subject", subj)
+		writeError(w, http.StatusServiceUnavailable, "the service behind this route is not running; check the engine's log")
+		return rep, false
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		writeError(w, http.StatusGatewayTimeout, "the engine did not answer in time; try again")
+		return rep, false
+	case err != nil:
+		s.log.Error("bus request failed", "subject", subj, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "the engine's bus is unavailable; check the engine's log")
+		return rep, false
+	}
+	return rep, true
+}
+
+// readBody reads at most MaxBody bytes, answering 413 beyond.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "request body larger than 1 MiB")
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, "could not read the request body")
+		return nil, false
+	}
+	return b, true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, contract.ErrorBody{Error: msg})
+}

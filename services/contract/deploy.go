@@ -1,0 +1,182 @@
+package contract
+
+import "time"
+
+// Auth is how the installer logs in to nodes as root: a password, or a
+// private key (PEM text, or a path on the machine running the installer).
+// It travels only in request/reply commands on the engine's own bus, never
+// in a stream, an event or a log.
+type Auth struct {
+	Password string `json:"password,omitempty"`
+	Key      string `json:"key,omitempty"`
+}
+
+// Probe asks the installer to contact nodes (de.cmd.installer.probe): can it
+// log in, what hardware does the node have, which engine owns it.
+//
+//	{"v": 1, "nodes": ["10.0.0.1"], "auth": {"password": "..."}, "timeout_ms": 10000}
+type Probe struct {
+	V         int      `json:"v"`
+	Nodes     []string `json:"nodes"`
+	Auth      Auth     `json:"auth"`
+	TimeoutMS int      `json:"timeout_ms,omitempty"`
+}
+
+// ProbeReply has one result per node, in the order asked.
+//
+//	{"v": 1, "nodes": [{"ip": "10.0.0.1", "reachable": true, "hardware": {...}, "owner": "e-1f2a"}]}
+type ProbeReply struct {
+	V     int           `json:"v"`
+	Nodes []ProbeResult `json:"nodes"`
+}
+
+// ProbeResult is what the installer found on one node. Error says what went
+// wrong and what to do; HostKeyChanged marks the one error that is not a
+// network problem.
+type ProbeResult struct {
+	IP             string       `json:"ip"`
+	Reachable      bool         `json:"reachable"`
+	Error          string       `json:"error,omitempty"`
+	HostKeyChanged bool         `json:"host_key_changed,omitempty"`
+	Hardware       NodeHardware `json:"hardware"`
+	// Owner is the id of the engine that installed the node, "" if none.
+	Owner string `json:"owner,omitempty"`
+	// Users lists which of the asked-about users exist on the node.
+	Users []string `json:"users,omitempty"`
+}
+
+// StepFile is a file a step puts on its node. Content travels inline;
+// LocalPath names a file on the machine running the installer instead (the
+// engine's own binary, for the node agent). SHA256 is of the content, hex.
+type StepFile struct {
+	Path      string `json:"path"`
+	Mode      uint32 `json:"mode"`
+	Content   []byte `json:"content,omitempty"`
+	LocalPath string `json:"local_path,omitempty"`
+	SHA256    string `json:"sha256"`
+}
+
+// Step is one unit of work on one node, as it waits in the DE_STEPS work
+// queue on de.step.<deployment>.<node>. The installer uploads Files, then
+// runs Script with bash as root (fed on stdin, never in argv), within
+// Timeout. Key names what the step makes true on the node and Hash what it
+// makes it into: when the node already records Hash for Key, the step has
+// nothing to do and the installer reports it unchanged without running it.
+// Steps carry no secrets: the installer logs in with the credentials of the
+// stored config (KV DE_CONFIG), and scripts get password hashes, not
+// passwords.
+//
+//	{"v": 1, "deployment": "d-20261124-1a2b", "id": "10.0.0.1/nats/install", "node": "10.0.0.1",
+//	 "component": "nats", "action": "install", "attempt": 1, "key": "nats.install",
+//	 "hash": "9f2c...", "script": "apt-get install -y nats-server", "timeout_s": 600}
+type Step struct {
+	V          int               `json:"v"`
+	Deployment string            `json:"deployment"`
+	ID         string            `json:"id"`
+	Node       string            `json:"node"`
+	Component  string            `json:"component"`
+	Action     string            `json:"action"`
+	Attempt    int               `json:"attempt"`
+	Key        string            `json:"key"`
+	Hash       string            `json:"hash"`
+	Files      []StepFile        `json:"files,omitempty"`
+	Script     string            `json:"script"`
+	TimeoutS   int               `json:"timeout_s"`
+	Engine     string            `json:"engine"`
+}
+
+// Step states.
+const (
+	StatePending   = "pending"
+	StateRunning   = "running"
+	StateSucceeded = "succeeded"
+	StateUnchanged = "unchanged"
+	StateFailed    = "failed"
+	StateSkipped   = "skipped"
+)
+
+// StepEvent reports a step's progress on de.evt.deploy.<id>.step.
+//
+//	{"v": 1, "deployment": "d-1", "id": "10.0.0.1/nats/install", "node": "10.0.0.1", "component": "nats",
+//	 "action": "install", "state": "succeeded", "attempt": 1, "started": "...", "finished": "...", "exit_code": 0}
+type StepEvent struct {
+	V          int        `json:"v"`
+	Deployment string     `json:"deployment"`
+	ID         string     `json:"id"`
+	Node       string     `json:"node"`
+	Component  string     `json:"component"`
+	Action     string     `json:"action"`
+	State      string     `json:"state"`
+	Attempt    int        `json:"attempt"`
+	Started    *time.Time `json:"started,omitempty"`
+	Finished   *time.Time `json:"finished,omitempty"`
+	ExitCode   *int       `json:"exit_code,omitempty"`
+	Error      string     `json:"error,omitempty"`
+	// Final is set when the installer will not try this attempt again.
+	Final bool `json:"final,omitempty"`
+}
+
+// LogLine is one line of output on de.evt.log.<id>.<node>.<component>.
+// Seq orders the lines of one step attempt.
+//
+//	{"v": 1, "deployment": "d-1", "node": "10.0.0.1", "component": "nats", "step": "10.0.0.1/nats/install",
+//	 "stream": "stdout", "seq": 12, "time": "...", "line": "Setting up nats-server ..."}
+type LogLine struct {
+	V          int       `json:"v"`
+	Deployment string    `json:"deployment"`
+	Node       string    `json:"node"`
+	Component  string    `json:"component"`
+	Step       string    `json:"step,omitempty"`
+	Stream     string    `json:"stream"`
+	Seq        int64     `json:"seq"`
+	Time       time.Time `json:"time"`
+	Line       string    `json:"line"`
+}
+
+// DeploymentEvent marks a deployment's start and end on
+// de.evt.deploy.<id>.started|finished.
+//
+//	{"v": 1, "id": "d-1", "state": "succeeded", "changed": 3, "time": "..."}
+type DeploymentEvent struct {
+	V       int       `json:"v"`
+	ID      string    `json:"id"`
+	State   string    `json:"state"`
+	Changed int       `json:"changed"`
+	Time    time.Time `json:"time"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// Deployment is a deployment as GET /deployment-engine/deployments/{id}
+// shows it.
+type Deployment struct {
+	ID       string       `json:"id"`
+	State    string       `json:"state"`
+	Changed  int          `json:"changed"`
+	Created  time.Time    `json:"created"`
+	Finished *time.Time   `json:"finished,omitempty"`
+	Error    string       `json:"error,omitempty"`
+	Steps    []StepStatus `json:"steps"`
+}
+
+// StepStatus is one step of a Deployment.
+type StepStatus struct {
+	ID        string     `json:"id"`
+	Node      string     `json:"node"`
+	Component string     `json:"component"`
+	Action    string     `json:"action"`
+	State     string     `json:"state"`
+	Attempt   int        `json:"attempt"`
+	Started   *time.Time `json:"started"`
+	Finished  *time.Time `json:"finished"`
+	ExitCode  *int       `json:"exit_code"`
+	Error     string     `json:"error"`
+	After     []string   `json:"after,omitempty"`
+}
+
+// Deployment states.
+const (
+	DeployPending   = "pending"
+	DeployRunning   = "running"
+	DeploySucceeded = "succeeded"
+	DeployFailed    = "failed"
+)
