@@ -21,4 +21,3 @@ func (s *server) postConfig(w http.ResponseWriter, r *http.Request) {
 	// and validates it, so every problem is named in one place.
 	s.call(w, r, subject.Cmd("config", "put"), contract.ConfigPut{V: contract.Version, Config: body, Check: check})
 }
-

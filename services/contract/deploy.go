@@ -70,19 +70,19 @@ type StepFile struct {
 //	 "component": "nats", "action": "install", "attempt": 1, "key": "nats.install",
 //	 "hash": "9f2c...", "script": "apt-get install -y nats-server", "timeout_s": 600}
 type Step struct {
-	V          int               `json:"v"`
-	Deployment string            `json:"deployment"`
-	ID         string            `json:"id"`
-	Node       string            `json:"node"`
-	Component  string            `json:"component"`
-	Action     string            `json:"action"`
-	Attempt    int               `json:"attempt"`
-	Key        string            `json:"key"`
-	Hash       string            `json:"hash"`
-	Files      []StepFile        `json:"files,omitempty"`
-	Script     string            `json:"script"`
-	TimeoutS   int               `json:"timeout_s"`
-	Engine     string            `json:"engine"`
+	V          int        `json:"v"`
+	Deployment string     `json:"deployment"`
+	ID         string     `json:"id"`
+	Node       string     `json:"node"`
+	Component  string     `json:"component"`
+	Action     string     `json:"action"`
+	Attempt    int        `json:"attempt"`
+	Key        string     `json:"key"`
+	Hash       string     `json:"hash"`
+	Files      []StepFile `json:"files,omitempty"`
+	Script     string     `json:"script"`
+	TimeoutS   int        `json:"timeout_s"`
+	Engine     string     `json:"engine"`
 }
 
 // Step states.
