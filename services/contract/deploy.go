@@ -63,8 +63,9 @@ type StepFile struct {
 // makes it into: when the node already records Hash for Key, the step has
 // nothing to do and the installer reports it unchanged without running it.
 // Steps carry no secrets: the installer logs in with the credentials of the
-// stored config (KV DE_CONFIG), and scripts get password hashes, not
-// passwords.
+// stored config (KV DE_CONFIG), and a script that needs a secret names the
+// config property in SecretEnv; the installer exports it as DE_SECRET_<NAME>
+// (upper case) on the script's stdin, never in argv, a file or a log.
 //
 //	{"v": 1, "deployment": "d-20261124-1a2b", "id": "10.0.0.1/nats/install", "node": "10.0.0.1",
 //	 "component": "nats", "action": "install", "attempt": 1, "key": "nats.install",
