@@ -1,0 +1,55 @@
+# Deployment Engine. `make demo` runs the engine's main job; `make test` runs
+# every test (as root: the test bed needs it) after installing what it needs.
+GO      ?= go
+BIN     := bin/deployment-engine
+MODULES := services api planner installer monitor logsvc deploy integration/testbed integration
+# Debian packages the test bed, the end-to-end tests and the demo need.
+APT_PKGS := openssh-server monit iproute2 util-linux dpkg-dev apt-utils curl ca-certificates \
+            redis-tools postgresql-client prometheus chromium
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+TEST_TIMEOUT ?= 20m
+
+.PHONY: build run test test-short lint bench demo deps modules clean tidy
+
+build:
+	@mkdir -p bin
+	cd deploy && CGO_ENABLED=0 $(GO) build -trimpath -o ../$(BIN) ./cmd/deployment-engine
+
+run: build
+	$(BIN) serve --data ./data
+
+# deps installs the Debian packages that are missing (needs root).
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing packages:$$missing — run 'make deps' as root" >&2; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# modules checks that every module builds on its own, outside the workspace.
+modules:
+	@for m in $(MODULES); do echo "== GOWORK=off build $$m"; (cd $$m && GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./...) || exit 1; done
+
+test: deps build modules
+	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...) || exit 1; done
+
+# test-short skips the end-to-end tests that need the test bed.
+test-short:
+	@for m in $(MODULES); do (cd $$m && $(GO) test -short -count=1 ./...) || exit 1; done
+
+lint:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	@for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
+
+bench:
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./...) || exit 1; done
+
+demo: deps build
+	./deploy/demo.sh
+
+tidy:
+	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done
+
+clean:
+	rm -rf bin
