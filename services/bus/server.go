@@ -21,16 +21,14 @@ type ServerOptions struct {
 	// listener at all (in-process connections only).
 	Host string
 	Port int
-	// Users may connect over TCP; each with its own permissions. When
-	// empty and a listener is on, nothing but in-process clients may connect.
-	Users []*server.User
-	// Trace logs the server's own messages through slog.
+	// Logger receives the server's own messages.
 	Logger *slog.Logger
 }
 
 // Server is a running embedded NATS server.
 type Server struct {
 	*server.Server
+	auth *auth
 }
 
 // StartServer starts the server and waits until it accepts connections.
@@ -43,18 +41,14 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
 	}
+	a := &auth{enginePass: randomSecret()}
+	// No anonymous client: the engine's own connections present a
+	// password made for this run, node agents theirs (see auth).
+	opts.CustomClientAuthentication = a
 	if o.Port == 0 {
 		opts.DontListen = true
 	} else {
 		opts.Host, opts.Port = o.Host, o.Port
-		// Nobody connects over TCP without one of the declared users; the
-		// in-process connection of the engine's own services is the
-		// system's own and needs no password.
-		opts.Users = o.Users
-		if len(opts.Users) == 0 {
-			opts.Users = []*server.User{{Username: "nobody", Password: randomSecret(), Permissions: &server.Permissions{Publish: &server.SubjectPermission{Deny: []string{">"}}, Subscribe: &server.SubjectPermission{Deny: []string{">"}}}}}
-		}
-		opts.NoAuthUser = ""
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -72,12 +66,13 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("bus: NATS server not ready after %s (data dir %s)", deadline, o.DataDir)
 	}
-	return &Server{ns}, nil
+	return &Server{Server: ns, auth: a}, nil
 }
 
 // Connect opens an in-process connection: no TCP hop, no credentials.
 func (s *Server) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(s.Server), nats.Name(name), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(s.Server), nats.Name(name), nats.MaxReconnects(-1),
+		nats.UserInfo(EngineUser, s.auth.enginePass))
 	if err != nil {
 		return nil, fmt.Errorf("bus: connect in-process: %w", err)
 	}

@@ -1,0 +1,99 @@
+package bus
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// EngineUser is the user the engine's own services connect as.
+const EngineUser = "engine"
+
+// AgentUserPrefix starts every node agent's user name: node-10-0-0-5.
+const AgentUserPrefix = "node-"
+
+// auth lets in only the engine itself and node agents, each agent with
+// permissions that stop at its own node's subjects. Agent passwords are
+// derived from the engine's secret, so no user list needs reloading when
+// nodes come and go.
+type auth struct {
+	enginePass string
+	mu         sync.RWMutex
+	secret     []byte
+}
+
+// SetAgentSecret sets the secret agent passwords derive from; until it is
+// set, no agent gets in.
+func (s *Server) SetAgentSecret(secret []byte) {
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	s.auth.secret = append([]byte(nil), secret...)
+}
+
+// AgentPassword is the NATS password of the agent on ip.
+func AgentPassword(secret []byte, ip string) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("agent:" + ip))
+	return hex.EncodeToString(m.Sum(nil))[:40]
+}
+
+// AgentUser is the NATS user name of the agent on ip.
+func AgentUser(ip string) string {
+	tok, err := subject.IPToken(ip)
+	if err != nil {
+		return ""
+	}
+	return AgentUserPrefix + tok
+}
+
+// AgentPermissions let an agent publish and subscribe on its own node's
+// subjects only, and answer the requests it is sent there.
+func AgentPermissions(ip string) *server.Permissions {
+	own := subject.NodeAll(ip)
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{own}},
+		Subscribe: &server.SubjectPermission{Allow: []string{own}},
+		Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
+	}
+}
+
+func (a *auth) Check(c server.ClientAuthentication) bool {
+	opts := c.GetOpts()
+	if opts == nil {
+		return false
+	}
+	if opts.Username == EngineUser {
+		if subtle.ConstantTimeCompare([]byte(opts.Password), []byte(a.enginePass)) != 1 {
+			return false
+		}
+		c.RegisterUser(&server.User{Username: EngineUser})
+		return true
+	}
+	tok, ok := strings.CutPrefix(opts.Username, AgentUserPrefix)
+	if !ok {
+		return false
+	}
+	ip, err := subject.TokenIP(tok)
+	if err != nil {
+		return false
+	}
+	a.mu.RLock()
+	secret := a.secret
+	a.mu.RUnlock()
+	if len(secret) == 0 {
+		return false
+	}
+	if subtle.ConstantTimeCompare([]byte(opts.Password), []byte(AgentPassword(secret, ip))) != 1 {
+		return false
+	}
+	c.RegisterUser(&server.User{Username: opts.Username, Permissions: AgentPermissions(ip)})
+	return true
+}

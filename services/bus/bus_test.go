@@ -1,0 +1,135 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestAgentsStopAtTheirNode(t *testing.T) {
+	ctx := context.Background()
+	port := freePort(t)
+	s, err := StartServer(ctx, ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	secret := []byte("agent-secret")
+	s.SetAgentSecret(secret)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+
+	engine, err := s.Connect("engine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close()
+
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("anonymous client got in")
+	}
+	if nc, err := nats.Connect(url, nats.UserInfo(AgentUser("10.0.0.5"), "wrong")); err == nil {
+		nc.Close()
+		t.Fatal("agent with a wrong password got in")
+	}
+	if nc, err := nats.Connect(url, nats.UserInfo(EngineUser, "guess")); err == nil {
+		nc.Close()
+		t.Fatal("a guessed engine password got in")
+	}
+
+	errs := make(chan error, 10)
+	agent, err := nats.Connect(url, nats.UserInfo(AgentUser("10.0.0.5"), AgentPassword(secret, "10.0.0.5")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatalf("agent with its password: %v", err)
+	}
+	defer agent.Close()
+
+	own, _ := engine.SubscribeSync("de.node.>")
+	if err := agent.Publish("de.node.10-0-0-5.heartbeat", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Publish("de.node.10-0-0-6.heartbeat", []byte("spoof")); err != nil {
+		t.Fatal(err)
+	}
+	_ = agent.Flush()
+	m, err := own.NextMsg(2 * time.Second)
+	if err != nil || m.Subject != "de.node.10-0-0-5.heartbeat" {
+		t.Fatalf("own heartbeat: %v %v", m, err)
+	}
+	if m, err := own.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("agent published for another node: %s", m.Subject)
+	}
+	if _, err := agent.SubscribeSync("de.evt.>"); err != nil {
+		t.Fatal(err)
+	}
+	_ = agent.Flush()
+	select {
+	case err := <-errs:
+		if err == nil {
+			t.Fatal("no permission error")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("agent subscribed to the engine's events without a permission error")
+	}
+
+	// An agent answers requests sent to its node.
+	sub, _ := agent.Subscribe("de.node.10-0-0-5.restart", func(m *nats.Msg) { _ = m.Respond([]byte("ok")) })
+	defer sub.Unsubscribe()
+	_ = agent.Flush()
+	rep, err := engine.Request("de.node.10-0-0-5.restart", nil, 2*time.Second)
+	if err != nil || string(rep.Data) != "ok" {
+		t.Fatalf("request to agent: %v %v", rep, err)
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for i := 0; i < 2; i++ {
+		s, err := StartServer(ctx, ServerOptions{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := s.Connect("test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Declare(ctx, nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if _, err := res.Config.Put(ctx, KeyConfig, []byte("v1")); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			e, err := res.Config.Get(ctx, KeyConfig)
+			if err != nil || string(e.Value()) != "v1" {
+				t.Fatalf("after restart: %v %v", e, err)
+			}
+		}
+		nc.Close()
+		s.Stop()
+	}
+}
+
+func ExampleAgentUser() {
+	fmt.Println(AgentUser("10.0.0.5"))
+	// Output: node-10-0-0-5
+}
