@@ -1,6 +1,168 @@
 package api
 
-import "github.com/go-chi/chi/v5"
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/subject"
+)
 
 // deployRoutes registers the deploy routes under /deployment-engine.
-func (s *server) deployRoutes(r chi.Router) {}
+func (s *server) deployRoutes(r chi.Router) {
+	r.Get("/deploy", s.deploy)
+	r.Post("/deploy", s.deploy)
+	r.Post("/scale", s.scale)
+	r.Get("/deployments", s.listDeployments)
+	r.Get("/deployments/{id}", s.getDeployment)
+	r.Get("/deployments/{id}/events", s.deploymentEvents)
+}
+
+func (s *server) deploy(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.Cmd("deploy", "start"), nil)
+}
+
+func (s *server) scale(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	s.call(w, r, subject.Cmd("deploy", "scale"), body)
+}
+
+func (s *server) listDeployments(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.Cmd("deploy", "list"), nil)
+}
+
+func deploymentID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := chi.URLParam(r, "id")
+	if !subject.ValidToken(id) || !strings.HasPrefix(id, "d-") {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no deployment %q", id))
+		return "", false
+	}
+	return id, true
+}
+
+func (s *server) getDeployment(w http.ResponseWriter, r *http.Request) {
+	id, ok := deploymentID(w, r)
+	if !ok {
+		return
+	}
+	s.call(w, r, subject.Cmd("deploy", "get"), map[string]string{"id": id})
+}
+
+// deploymentEvents streams a deployment as server-sent events: first its
+// state ("deployment"), then every event from its start ("started", "step",
+// "log", "finished"), replayed from the bus's event stream so that a late
+// follower misses nothing. The stream ends after "finished".
+func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
+	id, ok := deploymentID(w, r)
+	if !ok {
+		return
+	}
+	rep, ok := s.request(w, r, subject.Cmd("deploy", "get"), map[string]string{"id": id})
+	if !ok {
+		return
+	}
+	if rep.Code != http.StatusOK {
+		w.Header().Set("Content-Type", "application/json;charset=utf-8")
+		w.WriteHeader(rep.Code)
+		_, _ = w.Write(rep.Body)
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming not supported")
+		return
+	}
+	js, err := jetstream.New(s.o.NC)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "the engine's bus is unavailable")
+		return
+	}
+	ctx := r.Context()
+	cons, err := js.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject.DeployEvents(id), subject.Logs(id)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		s.log.Error("follow deployment", "id", id, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "cannot follow the deployment's events")
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	writeEvent(w, "deployment", rep.Body)
+	flusher.Flush()
+
+	var snap struct {
+		State string `json:"state"`
+	}
+	_ = json.Unmarshal(rep.Body, &snap)
+	msgs, err := cons.Messages()
+	if err != nil {
+		return
+	}
+	defer msgs.Stop()
+	go func() { <-ctx.Done(); msgs.Stop() }()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	type next struct {
+		m   jetstream.Msg
+		err error
+	}
+	ch := make(chan next)
+	go func() {
+		for {
+			m, err := msgs.Next()
+			select {
+			case ch <- next{m, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-keepalive.C:
+			_, _ = fmt.Fprint(w, ": keepalive\n\n")
+			flusher.Flush()
+		case n := <-ch:
+			if n.err != nil {
+				return
+			}
+			kind := eventKind(n.m.Subject())
+			writeEvent(w, kind, n.m.Data())
+			flusher.Flush()
+			if kind == string(subject.DeployFinished) {
+				return
+			}
+		}
+	}
+}
+
+func eventKind(subj string) string {
+	if _, err := subject.ParseLog(subj); err == nil {
+		return "log"
+	}
+	return subj[strings.LastIndexByte(subj, '.')+1:]
+}
+
+func writeEvent(w http.ResponseWriter, kind string, data []byte) {
+	// Event data is compact JSON: it never holds a raw newline.
+	_, _ = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", kind, data)
+}
+

@@ -1,0 +1,3 @@
+module github.com/deployment-engine/engine/installer
+
+go 1.26.8

@@ -1,0 +1,205 @@
+// Package harness runs the real engine binary for end-to-end tests and
+// talks to it only through its API.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds bin/deployment-engine once per test process and returns
+// its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		dir, err := os.MkdirTemp("", "de-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "deployment-engine")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/deployment-engine")
+		cmd.Dir = filepath.Join(root, "deploy")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build engine: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Engine is a running engine process.
+type Engine struct {
+	t       testing.TB
+	Bin     string
+	Data    string
+	Addr    string // host:port of the API
+	Token   string
+	Args    []string
+	cmd     *exec.Cmd
+	LogPath string
+}
+
+// Options start an engine.
+type Options struct {
+	Data string   // data dir; a fresh temp dir when empty
+	Args []string // extra serve flags
+	Port int      // API port; a free one when 0
+}
+
+// Start runs `deployment-engine serve` and waits for /healthz.
+func Start(t testing.TB, o Options) *Engine {
+	t.Helper()
+	if o.Data == "" {
+		o.Data = t.TempDir()
+	}
+	if o.Port == 0 {
+		o.Port = FreePort(t)
+	}
+	e := &Engine{t: t, Bin: Binary(t), Data: o.Data, Addr: "127.0.0.1:" + strconv.Itoa(o.Port), Token: "e2e-token-" + strconv.Itoa(o.Port), Args: o.Args}
+	e.LogPath = filepath.Join(o.Data, "engine-test.log")
+	e.start()
+	t.Cleanup(e.Stop)
+	return e
+}
+
+func (e *Engine) start() {
+	e.t.Helper()
+	logf, err := os.OpenFile(e.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	args := append([]string{"serve", "--listen", ":" + strings.Split(e.Addr, ":")[1], "--data", e.Data}, e.Args...)
+	e.cmd = exec.Command(e.Bin, args...)
+	e.cmd.Env = append(os.Environ(), "DE_API_TOKEN="+e.Token)
+	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	if err := e.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + e.Addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("engine did not answer /healthz within 30s; its log:\n%s", e.Log())
+}
+
+// Log returns what the engine printed.
+func (e *Engine) Log() string {
+	b, _ := os.ReadFile(e.LogPath)
+	return string(b)
+}
+
+// Stop sends SIGTERM and waits.
+func (e *Engine) Stop() {
+	if e.cmd == nil || e.cmd.Process == nil {
+		return
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = e.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = e.cmd.Process.Kill()
+		<-done
+		e.t.Errorf("engine did not stop within 20s of SIGTERM")
+	}
+	e.cmd = nil
+}
+
+// Kill9 kills the engine without warning.
+func (e *Engine) Kill9() {
+	if e.cmd == nil {
+		return
+	}
+	_ = e.cmd.Process.Kill()
+	_ = e.cmd.Wait()
+	e.cmd = nil
+}
+
+// Restart starts the engine again on the same data dir.
+func (e *Engine) Restart() { e.start() }
+
+// Do sends a request with the token; body may be a string, []byte or a
+// value to encode as JSON.
+func (e *Engine) Do(method, path string, body any) (int, []byte) {
+	e.t.Helper()
+	code, b, err := e.DoErr(context.Background(), method, path, body)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return code, b
+}
+
+// DoErr is Do that returns transport errors instead of failing the test.
+func (e *Engine) DoErr(ctx context.Context, method, path string, body any) (int, []byte, error) {
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			return 0, nil, err
+		}
+		r = bytes.NewReader(j)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+e.Addr+path, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+e.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// FreePort returns a TCP port free on loopback now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,237 @@
+// Package validate decodes a cluster config from a client and names every
+// problem in it. It never panics and never accepts an invalid config: the
+// fuzz target holds both.
+package validate
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// Catalog is what validation needs from a catalog: its component rules.
+type Catalog interface {
+	Validate(cfg contract.Config) []contract.Problem
+}
+
+// Catalogs finds a catalog by name; ok is false for an unknown name.
+type Catalogs func(name string) (Catalog, bool)
+
+var (
+	domainRe = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
+	userRe   = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	compRe   = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+)
+
+// Config decodes b and checks it against its catalog. It returns the
+// config and every problem found; the config is valid only when no problem
+// is returned.
+func Config(b []byte, catalogs Catalogs) (contract.Config, []contract.Problem) {
+	var ps problems
+	cfg := decode(b, &ps)
+	if len(ps) > 0 && cfg.Components == nil {
+		return cfg, ps.sorted()
+	}
+	checkProperties(cfg.Properties, &ps)
+	checkComponents(cfg.Components, &ps)
+	if cat, ok := catalogs(cfg.CatalogName()); !ok {
+		ps.add("properties.catalog", "", "", fmt.Sprintf("unknown catalog %q", cfg.CatalogName()))
+	} else {
+		ps = append(ps, cat.Validate(cfg)...)
+	}
+	return cfg, ps.sorted()
+}
+
+type problems []contract.Problem
+
+func (ps *problems) add(path, comp, ip, reason string) {
+	*ps = append(*ps, contract.Problem{Path: path, Component: comp, IP: ip, Reason: reason})
+}
+
+func (ps problems) sorted() []contract.Problem {
+	if len(ps) == 0 {
+		return nil
+	}
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Path < ps[j].Path })
+	return ps
+}
+
+func decode(b []byte, ps *problems) contract.Config {
+	var cfg contract.Config
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
+		ps.add("", "", "", "malformed JSON: "+jsonError(b, err))
+		return cfg
+	}
+	if top == nil {
+		ps.add("", "", "", "the body must be a JSON object with \"components\" and \"properties\"")
+		return cfg
+	}
+	for k := range top {
+		if k != "components" && k != "properties" {
+			ps.add(k, "", "", fmt.Sprintf("unknown field %q: a config has only \"components\" and \"properties\"", k))
+		}
+	}
+	cfg.Components = map[string][]string{}
+	if raw, ok := top["components"]; !ok || isNull(raw) {
+		ps.add("components", "", "", "missing: name each component and the IPs it goes on")
+	} else {
+		var comps map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &comps); err != nil {
+			ps.add("components", "", "", "must be an object of component name to a list of IPs")
+		}
+		for name, raw := range comps {
+			var ips []string
+			if err := json.Unmarshal(raw, &ips); err != nil {
+				ps.add("components."+name, name, "", "must be a list of IP strings")
+				continue
+			}
+			cfg.Components[name] = ips
+		}
+	}
+	if raw, ok := top["properties"]; !ok || isNull(raw) {
+		ps.add("properties", "", "", "missing: the config needs its properties (domain, home, root or key, ...)")
+	} else {
+		decodeProperties(raw, &cfg.Properties, ps)
+	}
+	return cfg
+}
+
+func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems) {
+	var props map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &props); err != nil {
+		ps.add("properties", "", "", "must be an object")
+		return
+	}
+	strs := map[string]*string{
+		"domain": &p.Domain, "home": &p.Home, "user": &p.User, "password": &p.Password,
+		"root": &p.Root, "key": &p.Key, "catalog": &p.Catalog, "release": &p.Release,
+	}
+	nums := map[string]*contract.Flex{"disksize": &p.Disksize, "checkdisk": &p.Checkdisk, "adduser": &p.Adduser}
+	for k, v := range props {
+		path := "properties." + k
+		if isNull(v) {
+			continue
+		}
+		if dst, ok := strs[k]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				ps.add(path, "", "", "must be a string")
+			}
+			continue
+		}
+		if dst, ok := nums[k]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				ps.add(path, "", "", "must be a whole number >= 0, as a number or a string")
+			}
+			continue
+		}
+		ps.add(path, "", "", fmt.Sprintf("unknown property %q", k))
+	}
+}
+
+func checkProperties(p contract.Properties, ps *problems) {
+	if p.Domain == "" {
+		ps.add("properties.domain", "", "", "missing: the cluster's domain, e.g. cf.local")
+	} else if len(p.Domain) > 253 || !domainRe.MatchString(p.Domain) {
+		ps.add("properties.domain", "", "", "not a valid domain name")
+	}
+	if p.Home == "" {
+		ps.add("properties.home", "", "", "missing: the control machine's IP as the nodes reach it")
+	} else if reason := badIP(p.Home); reason != "" {
+		ps.add("properties.home", "", p.Home, reason)
+	}
+	if p.Root == "" && p.Key == "" {
+		ps.add("properties.root", "", "", "missing: the nodes' root password, or a key property with an SSH private key")
+	}
+	for name, f := range map[string]contract.Flex{"checkdisk": p.Checkdisk, "adduser": p.Adduser} {
+		if f.Set && f.N != 0 && f.N != 1 {
+			ps.add("properties."+name, "", "", "must be 0 or 1")
+		}
+	}
+	if p.Checkdisk.N == 1 && !p.Disksize.Set {
+		ps.add("properties.disksize", "", "", "missing: checkdisk is 1, so give the minimum disk in GB")
+	}
+	if p.Disksize.N > 1<<20 {
+		ps.add("properties.disksize", "", "", "larger than any disk (GB)")
+	}
+	if p.Adduser.N == 1 {
+		if p.User == "" {
+			ps.add("properties.user", "", "", "missing: adduser is 1, so name the user to create")
+		} else if !userRe.MatchString(p.User) || p.User == "root" {
+			ps.add("properties.user", "", "", "not a valid user name (lowercase letters, digits, _ and -; not root)")
+		}
+		if p.Password == "" {
+			ps.add("properties.password", "", "", "missing: adduser is 1, so give the new user's password")
+		}
+	}
+	if p.Key != "" && p.Key != contract.Redacted && !strings.Contains(p.Key, "PRIVATE KEY") && !strings.HasPrefix(p.Key, "/") {
+		ps.add("properties.key", "", "", "must be an absolute path on the control machine or the PEM text of a private key")
+	}
+}
+
+func checkComponents(comps map[string][]string, ps *problems) {
+	for name, ips := range comps {
+		if !compRe.MatchString(name) {
+			ps.add("components."+name, name, "", "not a valid component name")
+			continue
+		}
+		seen := map[string]bool{}
+		for i, ip := range ips {
+			path := fmt.Sprintf("components.%s[%d]", name, i)
+			if reason := badIP(ip); reason != "" {
+				ps.add(path, name, ip, reason)
+				continue
+			}
+			if seen[ip] {
+				ps.add(path, name, ip, "listed twice for this component")
+			}
+			seen[ip] = true
+		}
+	}
+}
+
+// badIP says what is wrong with ip as a node's address, or "".
+func badIP(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil || !a.Is4():
+		return "not an IPv4 address"
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "not a node's address"
+	}
+	return ""
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// jsonError says where JSON went wrong, by line and column.
+func jsonError(b []byte, err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	off := int64(-1)
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		return fmt.Sprintf("expected %s at %q, got a JSON %s", te.Type, te.Field, te.Value)
+	}
+	if off < 0 {
+		return err.Error()
+	}
+	line, col := 1, 1
+	for i := int64(0); i < off-1 && i < int64(len(b)); i++ {
+		if b[i] == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Sprintf("%s (line %d, column %d)", err.Error(), line, col)
+}
