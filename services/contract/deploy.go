@@ -82,6 +82,7 @@ type Step struct {
 	Hash       string     `json:"hash"`
 	Files      []StepFile `json:"files,omitempty"`
 	Script     string     `json:"script"`
+	SecretEnv  []string   `json:"secret_env,omitempty"`
 	TimeoutS   int        `json:"timeout_s"`
 	Engine     string     `json:"engine"`
 }
