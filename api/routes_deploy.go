@@ -115,6 +115,14 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 	go func() { <-ctx.Done(); msgs.Stop() }()
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
+	// A finished deployment whose events have aged out of the stream
+	// would never send "finished": end the replay when it goes quiet.
+	idle := make(<-chan time.Time)
+	if snap.State == "succeeded" || snap.State == "failed" {
+		t := time.NewTimer(3 * time.Second)
+		defer t.Stop()
+		idle = t.C
+	}
 	type next struct {
 		m   jetstream.Msg
 		err error
@@ -136,6 +144,8 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-idle:
 			return
 		case <-keepalive.C:
 			_, _ = fmt.Fprint(w, ": keepalive\n\n")
