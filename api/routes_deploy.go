@@ -117,11 +117,11 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 	defer keepalive.Stop()
 	// A finished deployment whose events have aged out of the stream
 	// would never send "finished": end the replay when it goes quiet.
-	idle := make(<-chan time.Time)
-	if snap.State == "succeeded" || snap.State == "failed" {
-		t := time.NewTimer(3 * time.Second)
-		defer t.Stop()
-		idle = t.C
+	final := snap.State == "succeeded" || snap.State == "failed"
+	idle := time.NewTimer(3 * time.Second)
+	defer idle.Stop()
+	if !final {
+		idle.Stop()
 	}
 	type next struct {
 		m   jetstream.Msg
@@ -145,7 +145,7 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-idle:
+		case <-idle.C:
 			return
 		case <-keepalive.C:
 			_, _ = fmt.Fprint(w, ": keepalive\n\n")
@@ -153,6 +153,9 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 		case n := <-ch:
 			if n.err != nil {
 				return
+			}
+			if final {
+				idle.Reset(3 * time.Second)
 			}
 			kind := eventKind(n.m.Subject())
 			writeEvent(w, kind, n.m.Data())
