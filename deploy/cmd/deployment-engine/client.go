@@ -1,0 +1,212 @@
+package main
+
+// The command-line client: every scenario of the API from a shell. Exit
+// codes (also in clientUsage):
+//
+//	0 ok
+//	1 the operation failed (the engine said no, or a deployment failed)
+//	2 usage error
+//	3 the cluster is not healthy (status: an instance is not RUNNING)
+//	4 cannot reach the engine, or it refused the API token
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/deployment-engine/engine/deploy/client"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// Exit codes of the client commands.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitUnhealthy   = 3
+	exitUnreachable = 4
+)
+
+const clientUsage = `Client commands talk to the engine at DE_SERVER (default http://127.0.0.1:50000)
+with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./data).
+
+  config get                       print the stored config (secrets come back "<redacted>")
+  config set FILE [--check=false]  submit a config (FILE or - for stdin); --check=false stores it
+                                   without contacting the nodes
+  deploy [--follow]                start a deployment; --follow shows a progress bar on stderr and
+                                   the live log on stdout until it ends
+  status                           every component instance: state, CPU, memory, disk
+  hardware [COMP IP]               a node's hardware, or every node's
+  restart COMP IP | stop COMP IP   monit restart|stop on that node ("all 0.0.0.0": the cluster)
+  scale COMP IP [--follow]         add an instance on a new IP and deploy it
+  logs [NAME]                      list the logs, or print one
+
+Flags for every client command: --json (raw JSON output), --data DIR, --server URL.
+
+Exit codes: 0 ok; 1 the operation failed (or the deployment failed); 2 usage error;
+3 the cluster is not healthy (status found an instance that is not RUNNING);
+4 cannot reach the engine, or it refused the token.
+`
+
+func init() {
+	for name, h := range map[string]clientHandler{
+		"config":   configCmd,
+		"deploy":   deployCmd,
+		"status":   statusCmd,
+		"hardware": hardwareCmd,
+		"restart":  monitCmd("restart"),
+		"stop":     monitCmd("stop"),
+		"scale":    scaleCmd,
+		"logs":     logsCmd,
+	} {
+		commands[name] = clientCommand(name, h)
+	}
+}
+
+// session is what a client command runs with.
+type session struct {
+	name           string
+	c              *client.Client
+	json           bool
+	follow         bool
+	check          bool
+	args           []string
+	data, server   string
+	stdout, stderr io.Writer
+}
+
+type clientHandler func(ctx context.Context, s *session) int
+
+// clientCommand parses the common flags (anywhere on the line), finds the
+// server and the token, and runs h.
+func clientCommand(name string, h clientHandler) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		s := &session{name: name, stdout: stdout, stderr: stderr}
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.BoolVar(&s.json, "json", false, "print the engine's raw JSON")
+		data := fs.String("data", "./data", "the engine's data directory (for its api-token)")
+		server := fs.String("server", "", "the engine's URL (default DE_SERVER, else "+client.DefaultServer+")")
+		fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends")
+		fs.BoolVar(&s.check, "check", true, "config set: contact the nodes to check them")
+		help := fs.Bool("help", false, "show help")
+		fs.BoolVar(help, "h", false, "show help")
+		pos, err := parseInterleaved(fs, args)
+		if *help {
+			fmt.Fprint(stdout, clientUsage)
+			return exitOK
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n\n%s", name, err, clientUsage)
+			return exitUsage
+		}
+		s.args, s.data, s.server = pos, *data, *server
+		return h(ctx, s)
+	}
+}
+
+// connect finds the server and the token; a code other than exitOK ends
+// the command (the reason is printed).
+func (s *session) connect() int {
+	tok, err := client.Token(s.data)
+	if err != nil {
+		fmt.Fprintf(s.stderr, "%s: %v\n", s.name, err)
+		return exitUnreachable
+	}
+	srv := s.server
+	if srv == "" {
+		srv = os.Getenv("DE_SERVER")
+	}
+	s.c = client.New(srv, tok)
+	return exitOK
+}
+
+// parseInterleaved parses flags that may come before, between or after
+// the positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// usage reports a usage error for the command.
+func (s *session) usage(format string, a ...any) int {
+	fmt.Fprintf(s.stderr, "%s: %s\n\n%s", s.name, fmt.Sprintf(format, a...), clientUsage)
+	return exitUsage
+}
+
+// fail prints err the human way and returns its exit code: the server's
+// message and every problem on its own line.
+func (s *session) fail(err error) int {
+	var ae *client.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Unauthorized():
+		fmt.Fprintf(s.stderr, "%s: the engine refused the API token: %s\n", s.name, ae.Message)
+		return exitUnreachable
+	case errors.As(err, &ae):
+		fmt.Fprintf(s.stderr, "%s: %s (HTTP %d)\n", s.name, ae.Message, ae.Status)
+		for _, p := range ae.Problems {
+			fmt.Fprintf(s.stderr, "  %s\n", formatProblem(p))
+		}
+		return exitFailed
+	case client.IsUnreachable(err):
+		fmt.Fprintf(s.stderr, "%s: %v\n", s.name, err)
+		return exitUnreachable
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(s.stderr, "%s: interrupted\n", s.name)
+		return exitFailed
+	default:
+		fmt.Fprintf(s.stderr, "%s: %v\n", s.name, err)
+		return exitFailed
+	}
+}
+
+func formatProblem(p contract.Problem) string {
+	var b strings.Builder
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Reason)
+	var who []string
+	if p.Component != "" {
+		who = append(who, p.Component)
+	}
+	if p.IP != "" {
+		who = append(who, p.IP)
+	}
+	if len(who) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(who, " on "))
+	}
+	return b.String()
+}
+
+// printJSON writes raw JSON indented (keys in the engine's order), or as it
+// came if it is not JSON.
+func (s *session) printJSON(raw []byte) {
+	var b bytes.Buffer
+	if err := json.Indent(&b, bytes.TrimSpace(raw), "", "  "); err != nil || b.Len() == 0 {
+		_, _ = s.stdout.Write(raw)
+		if len(raw) > 0 && raw[len(raw)-1] != '\n' {
+			fmt.Fprintln(s.stdout)
+		}
+		return
+	}
+	b.WriteByte('\n')
+	_, _ = s.stdout.Write(b.Bytes())
+}

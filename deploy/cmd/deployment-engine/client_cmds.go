@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/deployment-engine/engine/deploy/client"
+)
+
+// configCmd: config get | config set FILE [--check=false].
+func configCmd(ctx context.Context, s *session) int {
+	if len(s.args) == 0 {
+		return s.usage("say get or set FILE")
+	}
+	switch sub := s.args[0]; sub {
+	case "get":
+		if len(s.args) != 1 {
+			return s.usage("config get takes no argument")
+		}
+		if code := s.connect(); code != exitOK {
+			return code
+		}
+		_, raw, err := s.c.Config(ctx)
+		if err != nil {
+			if client.StatusOf(err) == 404 {
+				fmt.Fprintf(s.stderr, "config: no config submitted yet; submit one with: deployment-engine config set FILE\n")
+				return exitFailed
+			}
+			return s.fail(err)
+		}
+		s.printJSON(raw)
+		return exitOK
+	case "set":
+		if len(s.args) != 2 {
+			return s.usage("config set needs one FILE (- for stdin)")
+		}
+		var body []byte
+		var err error
+		if s.args[1] == "-" {
+			body, err = io.ReadAll(os.Stdin)
+		} else {
+			body, err = os.ReadFile(s.args[1])
+		}
+		if err != nil {
+			fmt.Fprintf(s.stderr, "config set: %v\n", err)
+			return exitUsage
+		}
+		if code := s.connect(); code != exitOK {
+			return code
+		}
+		rep, raw, err := s.c.SetConfig(ctx, body, s.check)
+		if err != nil {
+			return s.fail(err)
+		}
+		if s.json {
+			s.printJSON(raw)
+			return exitOK
+		}
+		if rep.Checked {
+			fmt.Fprintf(s.stdout, "config stored; %d node(s) checked\n", len(rep.Hardware))
+		} else {
+			fmt.Fprintln(s.stdout, "config stored (nodes not checked)")
+		}
+		if len(rep.Hardware) > 0 {
+			tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "IP\tCPU\tRAM\tDISK")
+			for _, h := range rep.Hardware {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", h.IP, h.CPU, kib(h.RAM), mb(h.DISK))
+			}
+			_ = tw.Flush()
+		}
+		for _, w := range rep.Warnings {
+			fmt.Fprintf(s.stderr, "warning: %s\n", w)
+		}
+		return exitOK
+	default:
+		return s.usage("unknown config command %q: say get or set FILE", sub)
+	}
+}
+
+// deployCmd: deploy [--follow].
+func deployCmd(ctx context.Context, s *session) int {
+	if len(s.args) != 0 {
+		return s.usage("deploy takes no argument")
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	id, raw, err := s.c.Deploy(ctx)
+	if err != nil {
+		return s.fail(err)
+	}
+	return s.started(ctx, id, raw)
+}
+
+// scaleCmd: scale COMP IP [--follow].
+func scaleCmd(ctx context.Context, s *session) int {
+	if len(s.args) != 2 {
+		return s.usage("scale needs COMP IP")
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	id, raw, err := s.c.Scale(ctx, client.ScaleItem{Comp: s.args[0], Ip: s.args[1]})
+	if err != nil {
+		return s.fail(err)
+	}
+	return s.started(ctx, id, raw)
+}
+
+// started reports a deployment that was accepted, and follows it when
+// asked.
+func (s *session) started(ctx context.Context, id string, raw []byte) int {
+	if !s.follow {
+		if s.json {
+			s.printJSON(raw)
+		} else {
+			fmt.Fprintf(s.stdout, "deployment %s started; follow it with --follow or in the console\n", id)
+		}
+		return exitOK
+	}
+	return s.followDeployment(ctx, id)
+}
+
+// statusCmd: status. Exit 3 when an instance is not RUNNING.
+func statusCmd(ctx context.Context, s *session) int {
+	if len(s.args) != 0 {
+		return s.usage("status takes no argument")
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	insts, raw, err := s.c.Status(ctx)
+	if err != nil {
+		if client.StatusOf(err) == 403 {
+			fmt.Fprintf(s.stderr, "status: no config submitted yet (%v)\n", err)
+			return exitFailed
+		}
+		return s.fail(err)
+	}
+	down := 0
+	for _, in := range insts {
+		if in.Status != "RUNNING" {
+			down++
+		}
+	}
+	if s.json {
+		s.printJSON(raw)
+	} else {
+		tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "COMPONENT\tIP\tSTATUS\tCPU\tMEM\tDISK")
+		for _, in := range insts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Comp, in.Ip, in.Status, dash(in.Cpu), dash(in.Mem), dash(in.Disk))
+		}
+		_ = tw.Flush()
+		fmt.Fprintf(s.stdout, "\n%d running, %d down\n", len(insts)-down, down)
+	}
+	if down > 0 {
+		return exitUnhealthy
+	}
+	return exitOK
+}
+
+// hardwareCmd: hardware [COMP IP].
+func hardwareCmd(ctx context.Context, s *session) int {
+	var comp, ip string
+	switch len(s.args) {
+	case 0:
+	case 2:
+		comp, ip = s.args[0], s.args[1]
+	default:
+		return s.usage("hardware takes no argument (every node) or COMP IP")
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	hw, raw, err := s.c.Hardware(ctx, comp, ip)
+	if err != nil {
+		return s.fail(err)
+	}
+	if s.json {
+		s.printJSON(raw)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "IP\tCOMPONENT\tCPU\tRAM\tDISK")
+	for _, h := range hw {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", h.IP, dash(h.Comp), h.CPU, kib(h.RAM), mb(h.DISK))
+	}
+	_ = tw.Flush()
+	return exitOK
+}
+
+// monitCmd: restart COMP IP | stop COMP IP.
+func monitCmd(verb string) clientHandler {
+	return func(ctx context.Context, s *session) int {
+		if len(s.args) != 2 {
+			return s.usage("%s needs COMP IP (all 0.0.0.0 for the whole cluster)", verb)
+		}
+		if code := s.connect(); code != exitOK {
+			return code
+		}
+		comp, ip := s.args[0], s.args[1]
+		var raw []byte
+		var err error
+		if verb == "restart" {
+			raw, err = s.c.Restart(ctx, comp, ip)
+		} else {
+			raw, err = s.c.Stop(ctx, comp, ip)
+		}
+		if err != nil {
+			return s.fail(err)
+		}
+		if s.json {
+			if len(strings.TrimSpace(string(raw))) == 0 {
+				raw = []byte(`{}`)
+			}
+			s.printJSON(raw)
+			return exitOK
+		}
+		past := map[string]string{"restart": "restarted", "stop": "stopped"}[verb]
+		fmt.Fprintf(s.stdout, "%s %s on %s\n", past, comp, ip)
+		return exitOK
+	}
+}
+
+// logsCmd: logs [NAME].
+func logsCmd(ctx context.Context, s *session) int {
+	if len(s.args) > 1 {
+		return s.usage("logs takes at most one NAME")
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	switch len(s.args) {
+	case 0:
+		names, raw, err := s.c.Logs(ctx)
+		if err != nil {
+			return s.fail(err)
+		}
+		if s.json {
+			s.printJSON(raw)
+			return exitOK
+		}
+		for _, n := range names {
+			fmt.Fprintln(s.stdout, n)
+		}
+		return exitOK
+	case 1:
+		text, err := s.c.Log(ctx, s.args[0])
+		if err != nil {
+			return s.fail(err)
+		}
+		if s.json {
+			s.printJSON(logJSON(s.args[0], text))
+			return exitOK
+		}
+		_, _ = s.stdout.Write(text)
+		return exitOK
+	default:
+		return s.usage("logs takes at most one NAME")
+	}
+}
+
+// logJSON wraps a log's text as {"name": ..., "text": ...}.
+func logJSON(name string, text []byte) []byte {
+	b, err := json.Marshal(struct {
+		Name string `json:"name"`
+		Text string `json:"text"`
+	}{name, string(text)})
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// kib formats a size in KiB (the manual's RAM unit).
+func kib(n int64) string {
+	switch {
+	case n <= 0:
+		return "-"
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<10))
+	}
+}
+
+// mb formats a size in MB (the manual's DISK unit).
+func mb(n float64) string {
+	switch {
+	case n <= 0:
+		return "-"
+	case n >= 1000:
+		return fmt.Sprintf("%.1f GB", n/1000)
+	default:
+		return fmt.Sprintf("%.0f MB", n)
+	}
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/deployment-engine/engine/deploy/client"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// followDeployment follows a deployment to its end: a progress bar on
+// stderr, the live log on stdout (or, with --json, every event as one JSON
+// line on stdout). Exit 0 when it succeeded, 1 when it failed.
+func (s *session) followDeployment(ctx context.Context, id string) int {
+	p := newProgress(s.stderr)
+	if !s.json {
+		fmt.Fprintf(s.stderr, "deployment %s\n", id)
+	}
+	d, err := s.c.Follow(ctx, id, func(ev client.Event) error {
+		if s.json {
+			line, err := json.Marshal(struct {
+				Event string          `json:"event"`
+				Data  json.RawMessage `json:"data"`
+			}{ev.Kind, ev.Data})
+			if err != nil {
+				return fmt.Errorf("encode event: %w", err)
+			}
+			_, err = fmt.Fprintf(s.stdout, "%s\n", line)
+			return err
+		}
+		switch {
+		case ev.Deployment != nil:
+			p.snapshot(*ev.Deployment)
+		case ev.Step != nil:
+			p.step(*ev.Step)
+		case ev.Log != nil:
+			p.clear()
+			if _, err := fmt.Fprintf(s.stdout, "%s %s | %s\n", ev.Log.Node, ev.Log.Component, ev.Log.Line); err != nil {
+				return err
+			}
+		}
+		p.draw()
+		return nil
+	})
+	p.clear()
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(s.stderr, "stopped following; deployment %s goes on in the engine\n", id)
+			return exitFailed
+		}
+		return s.fail(err)
+	}
+	if !s.json {
+		p.snapshot(d)
+		p.done()
+		summarize(s.stderr, d)
+	}
+	if d.State == contract.DeploySucceeded {
+		return exitOK
+	}
+	return exitFailed
+}
+
+// summarize prints the end of a deployment and every failed step.
+func summarize(w io.Writer, d contract.Deployment) {
+	took := ""
+	if d.Finished != nil && !d.Created.IsZero() {
+		took = " in " + d.Finished.Sub(d.Created).Round(time.Second).String()
+	}
+	fmt.Fprintf(w, "deployment %s %s%s: %d step(s) changed\n", d.ID, d.State, took, d.Changed)
+	if d.Error != "" {
+		fmt.Fprintf(w, "  %s\n", d.Error)
+	}
+	for _, st := range failedSteps(d) {
+		code := ""
+		if st.ExitCode != nil {
+			code = fmt.Sprintf(" (exit %d)", *st.ExitCode)
+		}
+		fmt.Fprintf(w, "  failed: %s %s %s, attempt %d%s: %s\n", st.Node, st.Component, st.Action, st.Attempt, code, st.Error)
+	}
+}
+
+// progress draws "[#####-----] 12/40 steps" on a terminal, redrawn in
+// place; elsewhere it writes a line each time a step ends.
+type progress struct {
+	w      io.Writer
+	tty    bool
+	states map[string]string
+	drawn  bool
+	last   string
+}
+
+func newProgress(w io.Writer) *progress {
+	return &progress{w: w, tty: isTerminal(w), states: map[string]string{}}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func (p *progress) snapshot(d contract.Deployment) {
+	for _, st := range d.Steps {
+		p.states[st.ID] = st.State
+	}
+}
+
+func (p *progress) step(ev contract.StepEvent) {
+	p.states[ev.ID] = ev.State
+}
+
+func terminal(state string) bool {
+	switch state {
+	case contract.StateSucceeded, contract.StateUnchanged, contract.StateFailed, contract.StateSkipped:
+		return true
+	}
+	return false
+}
+
+// line is the bar as text.
+func (p *progress) line() string {
+	total, done, failed, running := len(p.states), 0, 0, 0
+	for _, st := range p.states {
+		if terminal(st) {
+			done++
+		}
+		if st == contract.StateFailed {
+			failed++
+		}
+		if st == contract.StateRunning {
+			running++
+		}
+	}
+	if total == 0 {
+		return "[" + strings.Repeat("-", 30) + "] planning"
+	}
+	const width = 30
+	n := done * width / total
+	s := fmt.Sprintf("[%s%s] %d/%d steps", strings.Repeat("#", n), strings.Repeat("-", width-n), done, total)
+	if running > 0 {
+		s += fmt.Sprintf(", %d running", running)
+	}
+	if failed > 0 {
+		s += fmt.Sprintf(", %d failed", failed)
+	}
+	return s
+}
+
+func (p *progress) draw() {
+	l := p.line()
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", l)
+		p.drawn = true
+		return
+	}
+	// Not a terminal: one line per change of the counts.
+	if l != p.last && len(p.states) > 0 {
+		fmt.Fprintln(p.w, l)
+	}
+	p.last = l
+}
+
+// clear takes the bar off the terminal's last line.
+func (p *progress) clear() {
+	if p.tty && p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+}
+
+// done draws the final bar on its own line.
+func (p *progress) done() {
+	l := p.line()
+	if p.tty || l != p.last {
+		fmt.Fprintln(p.w, l)
+	}
+	p.last = l
+}
+
+// failedSteps lists the failed steps of d in a stable order.
+func failedSteps(d contract.Deployment) []contract.StepStatus {
+	var out []contract.StepStatus
+	for _, st := range d.Steps {
+		if st.State == contract.StateFailed {
+			out = append(out, st)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
