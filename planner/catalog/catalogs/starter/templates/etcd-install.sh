@@ -1,0 +1,2 @@
+mkdir -p /var/lib/etcd
+touch /var/log/etcd-de.log

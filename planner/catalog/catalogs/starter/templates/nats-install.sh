@@ -1,0 +1,1 @@
+touch /var/log/nats-server.log

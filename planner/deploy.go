@@ -1,0 +1,165 @@
+package planner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// DeployStarted is the answer to a deployment request.
+//
+//	{"id": "d-20261124-223905-1a2b"}
+type DeployStarted struct {
+	ID string `json:"id"`
+}
+
+// DeployGet asks for one deployment (de.cmd.deploy.get).
+type DeployGet struct {
+	ID string `json:"id"`
+}
+
+func newID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return "d-" + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cfg, ok, err := p.loadConfig(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, errNoConfig
+	}
+	id, err := p.startLocked(ctx, cfg)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 202, DeployStarted{ID: id}, nil
+}
+
+// startLocked checks the nodes and starts a deployment of cfg.
+func (p *Planner) startLocked(ctx context.Context, cfg contract.Config) (string, error) {
+	if id, ok := p.sched.running(); ok {
+		return "", &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
+	}
+	cat, ok := p.o.Catalogs[cfg.CatalogName()]
+	if !ok {
+		return "", &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %q is not loaded in this engine", cfg.CatalogName())}
+	}
+	if err := cat.Verify(); err != nil {
+		return "", &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %s failed its integrity check (%v): reinstall the engine or restore the catalog directory", cat.Name, err)}
+	}
+	previous := loadPlacement(ctx, p.o.Res)
+	nodes := cfg.Nodes()
+	for ip := range previous {
+		if !contains(nodes, ip) {
+			nodes = append(nodes, ip)
+		}
+	}
+	results, err := p.probe(ctx, cfg, nodes)
+	if err != nil {
+		return "", err
+	}
+	var unreachable, owned []string
+	for _, r := range results {
+		switch {
+		case !r.Reachable:
+			unreachable = append(unreachable, r.IP+": "+r.Error)
+		case r.Owner != "" && r.Owner != p.o.EngineID:
+			owned = append(owned, fmt.Sprintf("%s is owned by engine %s", r.IP, r.Owner))
+		}
+	}
+	if len(owned) > 0 {
+		return "", &kit.Error{Code: 409, Msg: "another engine manages these nodes (two control machines on one network?): " + strings.Join(owned, "; ")}
+	}
+	if len(unreachable) > 0 {
+		return "", &kit.Error{Code: 502, Msg: "cannot reach every node: " + strings.Join(unreachable, "; ")}
+	}
+	id := newID()
+	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout,
+		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
+	if a := p.o.Agent; a != nil {
+		in.agent = &agentPlan{binary: a.Binary, pass: a.Password,
+			natsURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
+	}
+	steps, err := buildPlan(in)
+	if err != nil {
+		return "", &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
+	}
+	rec := &record{
+		Deployment: contract.Deployment{ID: id, State: contract.DeployPending, Created: time.Now().UTC()},
+		Placement:  placementOf(cfg),
+		specs:      map[string]contract.Step{},
+		prios:      map[string]int{},
+	}
+	for _, s := range steps {
+		rec.Steps = append(rec.Steps, contract.StepStatus{ID: s.spec.ID, Node: s.spec.Node, Component: s.spec.Component,
+			Action: s.spec.Action, State: contract.StatePending, After: s.after})
+		rec.specs[s.spec.ID] = s.spec
+		rec.prios[s.spec.ID] = s.prio
+	}
+	rec.reindex()
+	if err := p.sched.begin(ctx, rec); err != nil {
+		return "", err
+	}
+	p.log.Info("deployment started", "id", id, "steps", len(steps), "nodes", len(nodes))
+	return id, nil
+}
+
+func (p *Planner) deployGet(ctx context.Context, req micro.Request) (int, any, error) {
+	var in DeployGet
+	if err := kit.Decode(req, &in); err != nil {
+		return 0, nil, err
+	}
+	d, err := p.sched.snapshot(ctx, in.ID)
+	if bus.IsNotFound(err) || strings.HasSuffix(in.ID, specSuffix) || in.ID == keyCurrent || in.ID == keyPlacement {
+		return 0, nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, d, nil
+}
+
+// DeploymentSummary is one line of the deployment list.
+type DeploymentSummary struct {
+	ID       string     `json:"id"`
+	State    string     `json:"state"`
+	Changed  int        `json:"changed"`
+	Created  time.Time  `json:"created"`
+	Finished *time.Time `json:"finished,omitempty"`
+}
+
+func (p *Planner) deployList(ctx context.Context, req micro.Request) (int, any, error) {
+	keys, err := p.o.Res.Deployments.Keys(ctx)
+	if err != nil && !strings.Contains(err.Error(), "no keys") {
+		return 0, nil, fmt.Errorf("list deployments: %w", err)
+	}
+	out := []DeploymentSummary{}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "d-") || strings.HasSuffix(k, specSuffix) {
+			continue
+		}
+		d, err := p.sched.snapshot(ctx, k)
+		if err != nil {
+			continue
+		}
+		out = append(out, DeploymentSummary{ID: d.ID, State: d.State, Changed: d.Changed, Created: d.Created, Finished: d.Finished})
+	}
+	return 200, out, nil
+}

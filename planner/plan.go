@@ -1,0 +1,219 @@
+package planner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// NodeComponent names the steps that belong to a node rather than to one
+// of its components. It cannot clash with a catalog's component names,
+// which start with a letter.
+const NodeComponent = "_node"
+
+// Where the engine keeps its own state on a node.
+const nodeState = "/var/lib/deployment-engine"
+
+// planStep is one step of a plan with what it waits for.
+type planStep struct {
+	spec  contract.Step
+	after []string
+	prio  int // lower runs first among a node's ready steps
+}
+
+type planInput struct {
+	cfg       contract.Config
+	cat       *catalog.Catalog
+	engine    string
+	id        string
+	mirrorURL string
+	// previous placement (node → components) of the last deployment, for scale-in
+	previous map[string][]string
+	agent    *agentPlan
+	timeout  time.Duration
+}
+
+type agentPlan struct {
+	binary  string
+	natsURL string
+	pass    func(ip string) string
+}
+
+func hashOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+func stepID(node, comp, action string) string { return node + "/" + comp + "/" + action }
+
+// buildPlan renders every component's files and scripts from the config
+// and orders them: per node the base steps first, per component upload →
+// install → register → start, and a component's install after every
+// instance of what it requires has started. Components that reconfigure on
+// others' instances start one node at a time.
+func buildPlan(in planInput) ([]*planStep, error) {
+	var steps []*planStep
+	byID := map[string]*planStep{}
+	add := func(s *planStep) {
+		s.spec.V = contract.Version
+		s.spec.Deployment = in.id
+		s.spec.ID = stepID(s.spec.Node, s.spec.Component, s.spec.Action)
+		s.spec.Engine = in.engine
+		s.spec.Attempt = 1
+		if s.spec.TimeoutS == 0 {
+			s.spec.TimeoutS = int(5 * time.Minute / time.Second)
+		}
+		if s.spec.Key == "" {
+			s.spec.Key = s.spec.Component + "." + s.spec.Action
+		}
+		steps = append(steps, s)
+		byID[s.spec.ID] = s
+	}
+	placement := placementOf(in.cfg)
+	order := map[string]int{}
+	for i, c := range in.cat.Order {
+		order[c] = i
+	}
+	nodes := in.cfg.Nodes()
+	base := map[string]string{} // node → its last base step
+	for _, ip := range nodes {
+		prev := ""
+		for i, b := range baseSteps(in, ip) {
+			if prev != "" {
+				b.after = append(b.after, prev)
+			}
+			b.prio = i - 100
+			add(b)
+			prev = b.spec.ID
+		}
+		base[ip] = prev
+	}
+
+	for _, name := range in.cat.Order {
+		comp := in.cat.Components[name]
+		ips := in.cfg.Components[name]
+		var prevStart string
+		for idx, ip := range ips {
+			r, err := in.cat.Render(catalog.Input{Config: in.cfg.Redact(), Node: ip, Index: idx, Component: name, Engine: in.engine, MirrorURL: in.mirrorURL})
+			if err != nil {
+				return nil, fmt.Errorf("render %s for %s: %w", name, ip, err)
+			}
+			prio := order[name] * 10
+			files := stepFiles(r.Files)
+			upload := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "upload", Files: files,
+				Script: "true\n", Hash: hashOf(filesHash(files))}, after: []string{base[ip]}, prio: prio}
+			install := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "install",
+				Script: installScript(comp.Packages, r.Install), TimeoutS: int(in.timeout / time.Second)}, prio: prio + 1}
+			install.spec.Hash = hashOf(install.spec.Script)
+			install.after = []string{stepID(ip, name, "upload")}
+			for _, req := range comp.Requires {
+				for _, rip := range in.cfg.Components[req] {
+					install.after = append(install.after, stepID(rip, req, "start"))
+				}
+			}
+			monitFile := []contract.StepFile{stepFile("/etc/monit/conf.d/"+name, 0o600, []byte(r.Monit))}
+			register := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "register", Files: monitFile,
+				Script: registerScript(comp.Process), Hash: hashOf(r.Monit)}, after: []string{stepID(ip, name, "install")}, prio: prio + 2}
+			start := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "start",
+				Script: startScript(comp.Process, r.Reload),
+				Hash:   hashOf(upload.spec.Hash, install.spec.Hash, register.spec.Hash)},
+				after: []string{stepID(ip, name, "register")}, prio: prio + 3}
+			if len(comp.ReconfigureOn) > 0 && prevStart != "" {
+				// One node at a time, each after the previous is healthy.
+				start.after = append(start.after, prevStart)
+			}
+			prevStart = stepID(ip, name, "start")
+			add(upload)
+			add(install)
+			add(register)
+			add(start)
+		}
+	}
+
+	// Scale-in: what the last deployment placed and the config no longer has.
+	for _, ip := range contract.SortedKeys(in.previous) {
+		for _, name := range in.previous[ip] {
+			if contains(placement[ip], name) {
+				continue
+			}
+			comp := in.cat.Components[name]
+			if comp == nil {
+				continue
+			}
+			rm := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "remove",
+				Script: removeScript(name, comp.Process), Hash: hashOf("remove", name, time.Now().String())}, prio: -200}
+			// Dependents first drop the leaving instance, then it goes.
+			for _, other := range in.cat.Order {
+				if oc := in.cat.Components[other]; oc != nil && contains(oc.ReconfigureOn, name) {
+					for _, oip := range in.cfg.Components[other] {
+						rm.after = append(rm.after, stepID(oip, other, "start"))
+					}
+				}
+			}
+			if b, ok := base[ip]; ok {
+				rm.after = append(rm.after, b)
+			}
+			add(rm)
+		}
+	}
+
+	for _, s := range steps {
+		for _, a := range s.after {
+			if byID[a] == nil {
+				return nil, fmt.Errorf("plan: step %s waits for unknown step %s", s.spec.ID, a)
+			}
+		}
+	}
+	return steps, nil
+}
+
+func placementOf(cfg contract.Config) map[string][]string {
+	out := map[string][]string{}
+	for _, name := range contract.SortedKeys(cfg.Components) {
+		for _, ip := range cfg.Components[name] {
+			out[ip] = append(out[ip], name)
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func stepFile(path string, mode fs.FileMode, content []byte) contract.StepFile {
+	sum := sha256.Sum256(content)
+	return contract.StepFile{Path: path, Mode: uint32(mode.Perm()), Content: content, SHA256: hex.EncodeToString(sum[:])}
+}
+
+func stepFiles(files []catalog.RenderedFile) []contract.StepFile {
+	out := make([]contract.StepFile, 0, len(files))
+	for _, f := range files {
+		out = append(out, stepFile(f.Path, f.Mode, f.Content))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+func filesHash(files []contract.StepFile) string {
+	var b strings.Builder
+	for _, f := range files {
+		fmt.Fprintf(&b, "%s %o %s\n", f.Path, f.Mode, f.SHA256)
+	}
+	return b.String()
+}

@@ -1,0 +1,250 @@
+// Package planner owns the catalogs and everything that reads them: config
+// validation, pre-checks, the plan of a deployment and its scheduling.
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/validate"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// Options configure the planner.
+type Options struct {
+	NC       *nats.Conn
+	Res      *bus.Resources
+	Catalogs map[string]*catalog.Catalog
+	// EngineID names this engine on the nodes it installs.
+	EngineID string
+	// Port is the engine's HTTP port as the nodes reach it at the config's
+	// home: the mirror and the agent are served there.
+	Port int
+	// Agent, when set, installs the node agent on every node: the path of
+	// the binary to copy and the NATS URL/credentials it reports with.
+	Agent  *AgentSpec
+	Logger *slog.Logger
+	// ProbeTimeout bounds the pre-checks of one node (default 15s).
+	ProbeTimeout time.Duration
+	// StepTimeout bounds one step on a node (default 15m).
+	StepTimeout time.Duration
+}
+
+// AgentSpec tells the planner how to install the node agent.
+type AgentSpec struct {
+	Binary string
+	// NATSPort is the engine's NATS port at home.
+	NATSPort int
+	// Password returns the NATS password of a node's agent user.
+	Password func(ip string) string
+}
+
+// Planner is the running planner service.
+type Planner struct {
+	o     Options
+	log   *slog.Logger
+	svc   micro.Service
+	sched *scheduler
+
+	mu sync.Mutex // serialises config writes and deployment starts
+}
+
+// Start registers the planner's endpoints and resumes a deployment that a
+// stopped engine left running.
+func Start(ctx context.Context, o Options) (*Planner, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ProbeTimeout == 0 {
+		o.ProbeTimeout = 15 * time.Second
+	}
+	if o.StepTimeout == 0 {
+		o.StepTimeout = 15 * time.Minute
+	}
+	p := &Planner{o: o, log: o.Logger.With("service", "planner")}
+	sched, err := newScheduler(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	p.sched = sched
+	svc, err := micro.AddService(o.NC, micro.Config{Name: "planner", Version: "1.0.0", Description: "configs, plans and deployments"})
+	if err != nil {
+		return nil, fmt.Errorf("planner: add service: %w", err)
+	}
+	p.svc = svc
+	eps := map[string]kit.Handler{
+		subject.Cmd("config", "put"):     p.configPut,
+		subject.Cmd("config", "get"):     p.configGet,
+		subject.Cmd("deploy", "start"):   p.deployStart,
+		subject.Cmd("deploy", "get"):     p.deployGet,
+		subject.Cmd("deploy", "list"):    p.deployList,
+		subject.Cmd("deploy", "scale"):   p.scale,
+		subject.Cmd("catalog", "verify"): p.catalogVerify,
+	}
+	for subj, h := range eps {
+		if err := svc.AddEndpoint(subj, kit.Endpoint(p.log, h), micro.WithEndpointSubject(subj)); err != nil {
+			return nil, fmt.Errorf("planner: endpoint %s: %w", subj, err)
+		}
+	}
+	if err := sched.resume(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Stop stops the service and the scheduler.
+func (p *Planner) Stop() {
+	if p.svc != nil {
+		_ = p.svc.Stop()
+	}
+	p.sched.stop()
+}
+
+func (p *Planner) catalogFor(name string) (validate.Catalog, bool) {
+	c, ok := p.o.Catalogs[name]
+	if !ok {
+		return nil, false
+	}
+	return catalogRules{c}, true
+}
+
+// catalogRules adapts a catalog to what validation needs.
+type catalogRules struct{ c *catalog.Catalog }
+
+func (r catalogRules) Validate(cfg contract.Config) []contract.Problem {
+	return r.c.Validate(cfg)
+}
+
+// loadConfig reads the stored config; ok is false when none was submitted.
+func (p *Planner) loadConfig(ctx context.Context) (contract.Config, bool, error) {
+	e, err := p.o.Res.Config.Get(ctx, bus.KeyConfig)
+	if bus.IsNotFound(err) {
+		return contract.Config{}, false, nil
+	}
+	if err != nil {
+		return contract.Config{}, false, fmt.Errorf("read config: %w", err)
+	}
+	var cfg contract.Config
+	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
+		return contract.Config{}, false, fmt.Errorf("decode stored config: %w", err)
+	}
+	return cfg, true, nil
+}
+
+var errNoConfig = &kit.Error{Code: 403, Msg: "no config submitted yet: POST one to /deployment-engine/config first"}
+
+func (p *Planner) configGet(ctx context.Context, req micro.Request) (int, any, error) {
+	cfg, ok, err := p.loadConfig(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, &kit.Error{Code: 404, Msg: "no config submitted yet: POST one to /deployment-engine/config"}
+	}
+	return 200, cfg.Redact(), nil
+}
+
+func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, error) {
+	var in contract.ConfigPut
+	if err := kit.Decode(req, &in); err != nil {
+		return 0, nil, err
+	}
+	cfg, problems := validate.Config(in.Config, p.catalogFor)
+	if len(problems) > 0 {
+		return 0, nil, rejected(problems)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	stored, had, err := p.loadConfig(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	for name, s := range cfg.Properties.Secrets() {
+		if *s == contract.Redacted && (!had || *stored.Properties.Secrets()[name] == "") {
+			problems = append(problems, contract.Problem{Path: "properties." + name, Reason: "holds the redaction marker but no secret is stored to keep: send the real value"})
+		}
+	}
+	if len(problems) > 0 {
+		return 0, nil, rejected(problems)
+	}
+	cfg.KeepSecrets(stored)
+	if cfg.Properties.Root == "" && cfg.Properties.Key == "" {
+		return 0, nil, rejected([]contract.Problem{{Path: "properties.root", Reason: "missing: the nodes' root password, or a key property"}})
+	}
+	reply := contract.ConfigPutReply{V: contract.Version}
+	if in.Check {
+		hw, warnings, problems, err := p.precheck(ctx, cfg)
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(problems) > 0 {
+			return 0, nil, rejected(problems)
+		}
+		reply.Checked, reply.Hardware, reply.Warnings = true, hw, warnings
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return 0, nil, fmt.Errorf("encode config: %w", err)
+	}
+	if _, err := p.o.Res.Config.Put(ctx, bus.KeyConfig, b); err != nil {
+		return 0, nil, fmt.Errorf("store config: %w", err)
+	}
+	reply.Stored = true
+	p.log.Info("config stored", "nodes", len(cfg.Nodes()), "catalog", cfg.CatalogName(), "checked", in.Check)
+	return 201, reply, nil
+}
+
+func rejected(ps []contract.Problem) *kit.Error {
+	msg := fmt.Sprintf("config rejected: %d problem", len(ps))
+	if len(ps) != 1 {
+		msg += "s"
+	}
+	return &kit.Error{Code: 400, Msg: msg, Problems: ps}
+}
+
+func (p *Planner) catalogVerify(ctx context.Context, req micro.Request) (int, any, error) {
+	for name, c := range p.o.Catalogs {
+		if err := c.Verify(); err != nil {
+			return 0, nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %s failed its integrity check: %v", name, err)}
+		}
+	}
+	return 200, map[string]string{"status": "ok"}, nil
+}
+
+// probe asks the installer to contact nodes.
+func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string) ([]contract.ProbeResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.o.ProbeTimeout+5*time.Second)
+	defer cancel()
+	rep, err := kit.Request(ctx, p.o.NC, subject.Cmd("installer", "probe"), contract.Probe{
+		V: contract.Version, Nodes: nodes, TimeoutMS: int(p.o.ProbeTimeout / time.Millisecond),
+		Auth: contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key},
+	})
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, &kit.Error{Code: 503, Msg: "no installer is running to contact the nodes"}
+		}
+		return nil, fmt.Errorf("probe nodes: %w", err)
+	}
+	if rep.Code >= 300 {
+		var eb contract.ErrorBody
+		_ = json.Unmarshal(rep.Body, &eb)
+		return nil, &kit.Error{Code: rep.Code, Msg: "probe nodes: " + eb.Error}
+	}
+	var out contract.ProbeReply
+	if err := json.Unmarshal(rep.Body, &out); err != nil {
+		return nil, fmt.Errorf("decode probe reply: %w", err)
+	}
+	return out.Nodes, nil
+}

@@ -1,0 +1,137 @@
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/planner/validate"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// ScaleItem adds one instance: a component on a new IP.
+//
+//	{"Comp": "web", "Ip": "10.0.0.7"}
+type ScaleItem struct {
+	Comp string `json:"Comp"`
+	Ip   string `json:"Ip"`
+}
+
+// decodeScale accepts one item or a list, with keys in any case.
+func decodeScale(b []byte) ([]ScaleItem, error) {
+	var raw any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %v", err)
+	}
+	var list []any
+	switch v := raw.(type) {
+	case []any:
+		list = v
+	case map[string]any:
+		list = []any{v}
+	default:
+		return nil, fmt.Errorf(`want {"Comp": "...", "Ip": "..."} or a list of them`)
+	}
+	var out []ScaleItem
+	for i, x := range list {
+		m, ok := x.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("item %d: want an object with Comp and Ip", i)
+		}
+		var it ScaleItem
+		for k, v := range m {
+			s, _ := v.(string)
+			switch strings.ToLower(k) {
+			case "comp", "component", "name":
+				it.Comp = s
+			case "ip":
+				it.Ip = s
+			}
+		}
+		if it.Comp == "" || it.Ip == "" {
+			return nil, fmt.Errorf("item %d: needs both Comp and Ip as strings", i)
+		}
+		out = append(out, it)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("nothing to add")
+	}
+	return out, nil
+}
+
+// scale adds instances to the stored config, checks the new nodes, stores
+// the config and starts the deployment that installs them.
+func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error) {
+	items, err := decodeScale(req.Data())
+	if err != nil {
+		return 0, nil, &kit.Error{Code: 400, Msg: err.Error()}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cfg, ok, err := p.loadConfig(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, errNoConfig
+	}
+	next := cfg.Clone()
+	var fresh []string
+	for _, it := range items {
+		if contains(next.Components[it.Comp], it.Ip) {
+			return 0, nil, rejected([]contract.Problem{{Path: "components." + it.Comp, Component: it.Comp, IP: it.Ip, Reason: "already has an instance on this IP"}})
+		}
+		next.Components[it.Comp] = append(next.Components[it.Comp], it.Ip)
+		if !contains(cfg.Nodes(), it.Ip) {
+			fresh = append(fresh, it.Ip)
+		}
+	}
+	// Validate the result exactly like a posted config.
+	b, _ := json.Marshal(next)
+	if _, problems := validate.Config(b, p.catalogFor); len(problems) > 0 {
+		return 0, nil, rejected(problems)
+	}
+	if len(fresh) > 0 {
+		sub := next.Clone()
+		for name, ips := range sub.Components {
+			var keep []string
+			for _, ip := range ips {
+				if contains(fresh, ip) {
+					keep = append(keep, ip)
+				}
+			}
+			if keep == nil {
+				delete(sub.Components, name)
+			} else {
+				sub.Components[name] = keep
+			}
+		}
+		_, _, problems, err := p.precheck(ctx, sub)
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(problems) > 0 {
+			return 0, nil, rejected(problems)
+		}
+	}
+	if id, ok := p.sched.running(); ok {
+		return 0, nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; scale when it has finished", id)}
+	}
+	data, err := json.Marshal(next)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := p.o.Res.Config.Put(ctx, bus.KeyConfig, data); err != nil {
+		return 0, nil, fmt.Errorf("store config: %w", err)
+	}
+	id, err := p.startLocked(ctx, next)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 202, DeployStarted{ID: id}, nil
+}

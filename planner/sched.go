@@ -1,0 +1,482 @@
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// KV keys in DE_DEPLOYMENTS beside one key per deployment id.
+const (
+	keyCurrent   = "current"   // id of the deployment that runs now
+	keyPlacement = "placement" // node → components of the last deployment
+	specSuffix   = "-specs"    // <id>-specs: the rendered steps, written once
+)
+
+// record is a deployment as the scheduler keeps it.
+type record struct {
+	contract.Deployment
+	Placement map[string][]string `json:"placement"`
+	prios     map[string]int
+	specs     map[string]contract.Step
+	index     map[string]int
+}
+
+type specDoc struct {
+	Specs map[string]contract.Step `json:"specs"`
+	Prios map[string]int           `json:"prios"`
+}
+
+// scheduler dispatches ready steps and records their results. One goroutine
+// owns the running deployment; step events reach it from a durable
+// consumer, and an event is acknowledged only once its effect is stored, so
+// an engine killed at any point resumes where it stood.
+type scheduler struct {
+	p    *Planner
+	log  *slog.Logger
+	res  *bus.Resources
+	cons jetstream.ConsumeContext
+
+	mu      sync.Mutex
+	cur     *record
+	pending []jetstream.Msg // events applied but not yet stored
+	dirty   bool
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
+	s := &scheduler{p: p, log: p.log.With("part", "scheduler"), res: p.o.Res, done: make(chan struct{})}
+	cons, err := s.res.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable:       "planner-steps",
+		Description:   "the planner follows step results",
+		FilterSubject: "de.evt.deploy.*.step",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 20000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("planner: step event consumer: %w", err)
+	}
+	cc, err := cons.Consume(s.onEvent)
+	if err != nil {
+		return nil, fmt.Errorf("planner: consume step events: %w", err)
+	}
+	s.cons = cc
+	s.wg.Add(1)
+	go s.flushLoop()
+	return s, nil
+}
+
+func (s *scheduler) stop() {
+	s.cons.Stop()
+	close(s.done)
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushLocked(context.Background())
+}
+
+// resume picks up the deployment a stopped engine left running.
+func (s *scheduler) resume(ctx context.Context) error {
+	e, err := s.res.Deployments.Get(ctx, keyCurrent)
+	if bus.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("planner: read current deployment: %w", err)
+	}
+	rec, err := s.load(ctx, string(e.Value()))
+	if err != nil {
+		return err
+	}
+	if rec.State != contract.DeployRunning && rec.State != contract.DeployPending {
+		return nil
+	}
+	s.log.Info("resuming deployment", "id", rec.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = rec
+	s.advanceLocked(ctx)
+	s.flushLocked(ctx)
+	return nil
+}
+
+func (s *scheduler) load(ctx context.Context, id string) (*record, error) {
+	e, err := s.res.Deployments.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("read deployment %s: %w", id, err)
+	}
+	rec := &record{}
+	if err := json.Unmarshal(e.Value(), rec); err != nil {
+		return nil, fmt.Errorf("decode deployment %s: %w", id, err)
+	}
+	se, err := s.res.Deployments.Get(ctx, id+specSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("read steps of deployment %s: %w", id, err)
+	}
+	var doc specDoc
+	if err := json.Unmarshal(se.Value(), &doc); err != nil {
+		return nil, fmt.Errorf("decode steps of deployment %s: %w", id, err)
+	}
+	rec.specs, rec.prios = doc.Specs, doc.Prios
+	rec.reindex()
+	return rec, nil
+}
+
+func (r *record) reindex() {
+	r.index = make(map[string]int, len(r.Steps))
+	for i, st := range r.Steps {
+		r.index[st.ID] = i
+	}
+}
+
+// running reports the deployment that runs now, if any.
+func (s *scheduler) running() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil && (s.cur.State == contract.DeployRunning || s.cur.State == contract.DeployPending) {
+		return s.cur.ID, true
+	}
+	return "", false
+}
+
+// begin stores a new deployment and starts dispatching it.
+func (s *scheduler) begin(ctx context.Context, rec *record) error {
+	doc, err := json.Marshal(specDoc{Specs: rec.specs, Prios: rec.prios})
+	if err != nil {
+		return fmt.Errorf("encode steps: %w", err)
+	}
+	if _, err := s.res.Deployments.Put(ctx, rec.ID+specSuffix, doc); err != nil {
+		return fmt.Errorf("store steps of %s: %w", rec.ID, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = rec
+	if err := s.saveLocked(ctx); err != nil {
+		return err
+	}
+	if _, err := s.res.Deployments.Put(ctx, keyCurrent, []byte(rec.ID)); err != nil {
+		return fmt.Errorf("mark %s current: %w", rec.ID, err)
+	}
+	s.publish(ctx, subject.DeployEvent(rec.ID, subject.DeployStarted), contract.DeploymentEvent{V: contract.Version, ID: rec.ID, State: rec.State, Time: time.Now().UTC()})
+	s.advanceLocked(ctx)
+	s.flushLocked(ctx)
+	return nil
+}
+
+// snapshot returns a copy of the deployment id, from memory when it runs.
+func (s *scheduler) snapshot(ctx context.Context, id string) (*contract.Deployment, error) {
+	s.mu.Lock()
+	if s.cur != nil && s.cur.ID == id {
+		d := s.cur.Deployment
+		d.Steps = append([]contract.StepStatus(nil), s.cur.Steps...)
+		s.mu.Unlock()
+		return &d, nil
+	}
+	s.mu.Unlock()
+	e, err := s.res.Deployments.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var rec record
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("decode deployment %s: %w", id, err)
+	}
+	return &rec.Deployment, nil
+}
+
+func (s *scheduler) onEvent(m jetstream.Msg) {
+	var ev contract.StepEvent
+	if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.V > contract.Version {
+		s.log.Warn("dropping unreadable step event", "subject", m.Subject())
+		_ = m.Term()
+		return
+	}
+	ctx := context.Background()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || s.cur.ID != ev.Deployment || s.cur.State != contract.DeployRunning {
+		_ = m.Ack()
+		return
+	}
+	s.applyLocked(ev)
+	s.pending = append(s.pending, m)
+	s.advanceLocked(ctx)
+}
+
+// applyLocked records what a step event says.
+func (s *scheduler) applyLocked(ev contract.StepEvent) {
+	i, ok := s.cur.index[ev.ID]
+	if !ok {
+		return
+	}
+	st := &s.cur.Steps[i]
+	switch st.State {
+	case contract.StateSucceeded, contract.StateUnchanged, contract.StateFailed, contract.StateSkipped:
+		return // final already: a redelivered event changes nothing
+	}
+	st.Attempt = max(st.Attempt, ev.Attempt)
+	if ev.Started != nil && st.Started == nil {
+		st.Started = ev.Started
+	}
+	st.Error = ev.Error
+	switch ev.State {
+	case contract.StateRunning:
+		st.State = contract.StateRunning
+	case contract.StateSucceeded, contract.StateUnchanged:
+		st.State, st.Finished, st.ExitCode, st.Error = ev.State, ev.Finished, ev.ExitCode, ""
+		if ev.State == contract.StateSucceeded {
+			s.cur.Changed++
+		}
+	case contract.StateFailed:
+		if ev.Final {
+			st.State, st.Finished, st.ExitCode = contract.StateFailed, ev.Finished, ev.ExitCode
+		}
+	}
+	s.dirty = true
+}
+
+// advanceLocked dispatches every step that may run now, and finishes the
+// deployment when nothing is left to run.
+func (s *scheduler) advanceLocked(ctx context.Context) {
+	rec := s.cur
+	if rec == nil || (rec.State != contract.DeployRunning && rec.State != contract.DeployPending) {
+		return
+	}
+	if rec.State == contract.DeployPending {
+		rec.State = contract.DeployRunning
+		s.dirty = true
+	}
+	busy := map[string]bool{}
+	for _, st := range rec.Steps {
+		if st.State == contract.StateRunning || st.State == stateQueued {
+			busy[st.Node] = true
+		}
+	}
+	// A step whose prerequisite failed or was skipped will never run.
+	for changed := true; changed; {
+		changed = false
+		for i := range rec.Steps {
+			st := &rec.Steps[i]
+			if st.State != contract.StatePending {
+				continue
+			}
+			for _, a := range st.After {
+				as := rec.Steps[rec.index[a]].State
+				if as == contract.StateFailed || as == contract.StateSkipped {
+					st.State, st.Error = contract.StateSkipped, "not run: "+a+" did not succeed"
+					changed, s.dirty = true, true
+					break
+				}
+			}
+		}
+	}
+	var ready []int
+	for i, st := range rec.Steps {
+		if st.State != contract.StatePending || busy[st.Node] {
+			continue
+		}
+		ok := true
+		for _, a := range st.After {
+			as := rec.Steps[rec.index[a]].State
+			if as != contract.StateSucceeded && as != contract.StateUnchanged {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			ready = append(ready, i)
+		}
+	}
+	sort.SliceStable(ready, func(a, b int) bool {
+		return rec.prios[rec.Steps[ready[a]].ID] < rec.prios[rec.Steps[ready[b]].ID]
+	})
+	for _, i := range ready {
+		st := &rec.Steps[i]
+		if busy[st.Node] {
+			continue
+		}
+		spec := rec.specs[st.ID]
+		if err := s.dispatch(ctx, spec); err != nil {
+			s.log.Error("dispatch step", "step", st.ID, "err", err)
+			st.State, st.Error = contract.StateFailed, "could not queue the step: "+err.Error()
+		} else {
+			st.State = stateQueued
+			busy[st.Node] = true
+		}
+		s.dirty = true
+	}
+	active := false
+	for _, st := range rec.Steps {
+		if st.State == contract.StatePending || st.State == contract.StateRunning || st.State == stateQueued {
+			active = true
+			break
+		}
+	}
+	if !active {
+		s.finishLocked(ctx)
+	}
+}
+
+func (s *scheduler) dispatch(ctx context.Context, spec contract.Step) error {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: subject.Step(spec.Deployment, spec.Node), Data: data}
+	// The message id makes a dispatch repeated after a crash a no-op.
+	_, err = s.res.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(fmt.Sprintf("%s/%s/%d", spec.Deployment, spec.ID, spec.Attempt)))
+	return err
+}
+
+func (s *scheduler) finishLocked(ctx context.Context) {
+	rec := s.cur
+	now := time.Now().UTC()
+	rec.Finished = &now
+	rec.State = contract.DeploySucceeded
+	failed := 0
+	for _, st := range rec.Steps {
+		if st.State == contract.StateFailed {
+			failed++
+		}
+	}
+	if failed > 0 {
+		rec.State = contract.DeployFailed
+		rec.Error = fmt.Sprintf("%d step(s) failed; fix the cause and deploy again: only what failed or never ran will run", failed)
+	}
+	s.dirty = true
+	// Record where each component now runs: what succeeded, plus what the
+	// previous placement had and this deployment did not remove.
+	if b, err := json.Marshal(s.placementAfter(ctx, rec)); err == nil {
+		if _, err := s.res.Deployments.Put(ctx, keyPlacement, b); err != nil {
+			s.log.Error("store placement", "err", err)
+		}
+	}
+	s.flushLocked(ctx)
+	if err := s.res.Deployments.Delete(ctx, keyCurrent); err != nil {
+		s.log.Error("clear current deployment", "err", err)
+	}
+	s.publish(ctx, subject.DeployEvent(rec.ID, subject.DeployFinished), contract.DeploymentEvent{
+		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error})
+	s.log.Info("deployment finished", "id", rec.ID, "state", rec.State, "changed", rec.Changed, "failed", failed)
+}
+
+func (s *scheduler) placementAfter(ctx context.Context, rec *record) map[string][]string {
+	prev := loadPlacement(ctx, s.res)
+	out := map[string][]string{}
+	removed := map[string]bool{}
+	for _, st := range rec.Steps {
+		if st.Action == "remove" && (st.State == contract.StateSucceeded || st.State == contract.StateUnchanged) {
+			removed[st.Node+"/"+st.Component] = true
+		}
+	}
+	for ip, comps := range prev {
+		for _, c := range comps {
+			if !removed[ip+"/"+c] {
+				out[ip] = appendOnce(out[ip], c)
+			}
+		}
+	}
+	for ip, comps := range rec.Placement {
+		for _, c := range comps {
+			if i, ok := rec.index[stepID(ip, c, "start")]; ok {
+				if st := rec.Steps[i].State; st == contract.StateSucceeded || st == contract.StateUnchanged {
+					out[ip] = appendOnce(out[ip], c)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func appendOnce(list []string, s string) []string {
+	if contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+func loadPlacement(ctx context.Context, res *bus.Resources) map[string][]string {
+	out := map[string][]string{}
+	e, err := res.Deployments.Get(ctx, keyPlacement)
+	if err != nil {
+		return out
+	}
+	_ = json.Unmarshal(e.Value(), &out)
+	return out
+}
+
+func (s *scheduler) publish(ctx context.Context, subj string, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	if _, err := s.res.JS.Publish(ctx, subj, data); err != nil {
+		s.log.Error("publish event", "subject", subj, "err", err)
+	}
+}
+
+// flushLoop stores the running deployment at most every 100ms and then
+// acknowledges the events whose effect it holds.
+func (s *scheduler) flushLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			s.flushLocked(context.Background())
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *scheduler) flushLocked(ctx context.Context) {
+	if s.cur == nil || (!s.dirty && len(s.pending) == 0) {
+		return
+	}
+	if s.dirty {
+		if err := s.saveLocked(ctx); err != nil {
+			s.log.Error("store deployment", "id", s.cur.ID, "err", err)
+			return // the events stay unacknowledged and come back
+		}
+	}
+	for _, m := range s.pending {
+		_ = m.Ack()
+	}
+	s.pending = s.pending[:0]
+}
+
+func (s *scheduler) saveLocked(ctx context.Context) error {
+	b, err := json.Marshal(s.cur)
+	if err != nil {
+		return err
+	}
+	if _, err := s.res.Deployments.Put(ctx, s.cur.ID, b); err != nil {
+		return fmt.Errorf("store deployment %s: %w", s.cur.ID, err)
+	}
+	s.dirty = false
+	return nil
+}
+
+var errNotFound = errors.New("not found")
+
+// stateQueued marks a step waiting in the work queue for an installer.
+const stateQueued = "queued"

@@ -1,0 +1,246 @@
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+type testBus struct {
+	srv *bus.Server
+	nc  *nats.Conn
+	res *bus.Resources
+}
+
+func startBus(t *testing.T, dir string) *testBus {
+	t.Helper()
+	ctx := context.Background()
+	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bus.Declare(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testBus{srv, nc, res}
+}
+
+func (b *testBus) stop() { b.nc.Close(); b.srv.Stop() }
+
+// fakeWorker stands in for the installer at the work queue's boundary: it
+// runs every step by sleeping and reports it, and checks that no node ever
+// runs two steps at once. The real installer is tested on real nodes.
+type fakeWorker struct {
+	t       *testing.T
+	mu      sync.Mutex
+	running map[string]string
+	ran     map[string]int
+	order   []string
+	fail    map[string]bool
+	cc      jetstream.ConsumeContext
+}
+
+func startWorker(t *testing.T, b *testBus, fail map[string]bool) *fakeWorker {
+	w := &fakeWorker{t: t, running: map[string]string{}, ran: map[string]int{}, fail: fail}
+	ctx := context.Background()
+	cons, err := b.res.JS.CreateOrUpdateConsumer(ctx, bus.StreamSteps, jetstream.ConsumerConfig{Durable: "fake", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cc, err = cons.Consume(func(m jetstream.Msg) {
+		var s contract.Step
+		if err := json.Unmarshal(m.Data(), &s); err != nil {
+			t.Errorf("bad step: %v", err)
+			return
+		}
+		go w.run(b, m, s)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *fakeWorker) run(b *testBus, m jetstream.Msg, s contract.Step) {
+	w.mu.Lock()
+	if other := w.running[s.Node]; other != "" {
+		w.t.Errorf("node %s runs %s and %s at once", s.Node, other, s.ID)
+	}
+	w.running[s.Node] = s.ID
+	w.mu.Unlock()
+	pub := func(state string, final bool) {
+		now := time.Now()
+		ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action, State: state, Attempt: s.Attempt, Started: &now, Final: final}
+		d, _ := json.Marshal(ev)
+		if _, err := b.res.JS.Publish(context.Background(), subject.DeployEvent(s.Deployment, subject.DeployStep), d); err != nil {
+			w.t.Errorf("publish: %v", err)
+		}
+	}
+	pub(contract.StateRunning, false)
+	time.Sleep(20 * time.Millisecond)
+	w.mu.Lock()
+	w.running[s.Node] = ""
+	w.ran[s.ID]++
+	w.order = append(w.order, s.ID)
+	w.mu.Unlock()
+	if w.fail[s.ID] {
+		pub(contract.StateFailed, true)
+	} else {
+		pub(contract.StateSucceeded, true)
+	}
+	_ = m.Ack()
+}
+
+func testPlanner(t *testing.T, b *testBus) *Planner {
+	p := &Planner{o: Options{NC: b.nc, Res: b.res}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s, err := newScheduler(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.sched = s
+	return p
+}
+
+// diamond: n1 a → n1 b; n2 c after n1 a; n2 d after c and b; n3 e alone.
+func diamond(id string) *record {
+	steps := []struct {
+		node, comp string
+		after      []string
+	}{
+		{"10.0.0.1", "a", nil},
+		{"10.0.0.1", "b", []string{"10.0.0.1/a/install"}},
+		{"10.0.0.2", "c", []string{"10.0.0.1/a/install"}},
+		{"10.0.0.2", "d", []string{"10.0.0.2/c/install", "10.0.0.1/b/install"}},
+		{"10.0.0.3", "e", nil},
+		{"10.0.0.1", "f", nil},
+	}
+	rec := &record{Deployment: contract.Deployment{ID: id, State: contract.DeployPending, Created: time.Now()}, specs: map[string]contract.Step{}, prios: map[string]int{}}
+	for i, s := range steps {
+		sid := stepID(s.node, s.comp, "install")
+		rec.Steps = append(rec.Steps, contract.StepStatus{ID: sid, Node: s.node, Component: s.comp, Action: "install", State: contract.StatePending, After: s.after})
+		rec.specs[sid] = contract.Step{V: 1, Deployment: id, ID: sid, Node: s.node, Component: s.comp, Action: "install", Attempt: 1}
+		rec.prios[sid] = i
+	}
+	rec.reindex()
+	return rec
+}
+
+func waitFinished(t *testing.T, p *Planner, id string) *contract.Deployment {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		d, err := p.sched.snapshot(context.Background(), id)
+		if err == nil && (d.State == contract.DeploySucceeded || d.State == contract.DeployFailed) {
+			return d
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("deployment %s did not finish", id)
+	return nil
+}
+
+func TestSchedulerOrderAndOneStepPerNode(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	w := startWorker(t, b, nil)
+	defer w.cc.Stop()
+	p := testPlanner(t, b)
+	defer p.sched.stop()
+	if err := p.sched.begin(context.Background(), diamond("d-1")); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, p, "d-1")
+	if d.State != contract.DeploySucceeded || d.Changed != 6 {
+		t.Fatalf("got %s changed=%d", d.State, d.Changed)
+	}
+	pos := map[string]int{}
+	for i, id := range w.order {
+		pos[id] = i
+	}
+	for _, st := range d.Steps {
+		for _, a := range st.After {
+			if pos[a] > pos[st.ID] {
+				t.Errorf("%s ran before its prerequisite %s", st.ID, a)
+			}
+		}
+		if w.ran[st.ID] != 1 {
+			t.Errorf("%s ran %d times", st.ID, w.ran[st.ID])
+		}
+	}
+}
+
+func TestSchedulerFailureSkipsDependentsOnly(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	w := startWorker(t, b, map[string]bool{"10.0.0.1/b/install": true})
+	defer w.cc.Stop()
+	p := testPlanner(t, b)
+	defer p.sched.stop()
+	if err := p.sched.begin(context.Background(), diamond("d-2")); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, p, "d-2")
+	want := map[string]string{"10.0.0.1/a/install": "succeeded", "10.0.0.1/b/install": "failed", "10.0.0.2/c/install": "succeeded",
+		"10.0.0.2/d/install": "skipped", "10.0.0.3/e/install": "succeeded", "10.0.0.1/f/install": "succeeded"}
+	for _, st := range d.Steps {
+		if st.State != want[st.ID] {
+			t.Errorf("%s: %s, want %s", st.ID, st.State, want[st.ID])
+		}
+	}
+	if d.State != contract.DeployFailed || d.Error == "" {
+		t.Fatalf("deployment %s %q", d.State, d.Error)
+	}
+}
+
+// A scheduler stopped mid-deployment and started again on the same bus
+// finishes it, and no step runs twice.
+func TestSchedulerResumes(t *testing.T) {
+	dir := t.TempDir()
+	b := startBus(t, dir)
+	p := testPlanner(t, b)
+	if err := p.sched.begin(context.Background(), diamond("d-3")); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing runs the steps yet: the first ones wait in the queue.
+	time.Sleep(200 * time.Millisecond)
+	p.sched.stop()
+	b.stop()
+
+	b = startBus(t, dir)
+	defer b.stop()
+	w := startWorker(t, b, nil)
+	defer w.cc.Stop()
+	p = testPlanner(t, b)
+	defer p.sched.stop()
+	if err := p.sched.resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, p, "d-3")
+	if d.State != contract.DeploySucceeded {
+		t.Fatalf("resumed deployment: %s", d.State)
+	}
+	for id, n := range w.ran {
+		if n != 1 {
+			t.Errorf("%s ran %d times", id, n)
+		}
+	}
+	if len(w.ran) != 6 {
+		t.Errorf("%d steps ran, want 6", len(w.ran))
+	}
+}

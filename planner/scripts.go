@@ -1,0 +1,165 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// The scripts below run as root with bash, fed on stdin. Each is safe to
+// run again: a step that fails half-way is simply run once more.
+
+// baseSteps are a node's own steps, before any component: take the node,
+// create the user, point apt at the engine's mirror, install the agent.
+func baseSteps(in planInput, ip string) []*planStep {
+	var out []*planStep
+	prepare := fmt.Sprintf(`set -eu
+mkdir -p %[1]s/applied %[1]s/apt-backup
+chmod 700 %[1]s
+`, nodeState)
+	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: hashOf(prepare, in.engine)}})
+
+	p := in.cfg.Properties
+	if p.Adduser.N == 1 {
+		script := fmt.Sprintf(`set -eu
+u=%s
+if ! id -u "$u" >/dev/null 2>&1; then useradd -m -s /bin/bash "$u"; echo "created user $u"; else echo "user $u exists"; fi
+printf '%%s:%%s\n' "$u" "$DE_SECRET_PASSWORD" | chpasswd
+`, shellQuote(p.User))
+		out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "adduser", Script: script, SecretEnv: []string{"password"}, Hash: hashOf(script)}})
+	}
+
+	if !needsPackages(in) {
+		// Nothing to install from the mirror: leave the node's apt alone.
+		if in.agent != nil {
+			out = append(out, agentStep(in, ip))
+		}
+		return out
+	}
+	mirror := fmt.Sprintf(`set -eu
+b=%[1]s/apt-backup
+# Keep the node's own sources once, to restore them by hand later.
+if [ ! -e "$b/.saved" ]; then
+  if [ -f /etc/apt/sources.list ]; then cp -a /etc/apt/sources.list "$b/"; fi
+  if [ -d /etc/apt/sources.list.d ]; then cp -a /etc/apt/sources.list.d "$b/"; fi
+  touch "$b/.saved"
+fi
+rm -f /etc/apt/sources.list
+mkdir -p /etc/apt/sources.list.d
+find /etc/apt/sources.list.d -maxdepth 1 -type f ! -name deployment-engine.list -delete
+echo 'deb [trusted=yes] %[2]s ./' > /etc/apt/sources.list.d/deployment-engine.list
+# Package scripts must not start services: monit owns them.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+chmod 755 /usr/sbin/policy-rc.d
+apt-get update -o Acquire::Retries=3 -o APT::Update::Error-Mode=any
+`, nodeState, in.mirrorURL)
+	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: hashOf(mirror)}})
+
+	if in.agent != nil {
+		out = append(out, agentStep(in, ip))
+	}
+	return out
+}
+
+func needsPackages(in planInput) bool {
+	for name := range in.cfg.Components {
+		if c := in.cat.Components[name]; c != nil && len(c.Packages) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func agentStep(in planInput, ip string) *planStep {
+	const bin = "/usr/local/bin/deployment-engine"
+	creds := fmt.Sprintf("%s\n", in.agent.pass(ip))
+	comps := strings.Join(placementOf(in.cfg)[ip], ",")
+	monit := fmt.Sprintf(`check process de-agent matching "deployment-engine agent"
+  start program = "/bin/sh -c '%[1]s agent --ip %[2]s --nats %[3]s --password-file %[4]s/agent.pass --components %[5]s >>/var/log/de-agent.log 2>&1 &'"
+  stop program = "/usr/bin/pkill -f 'deployment-engine agent'"
+`, bin, ip, in.agent.natsURL, nodeState, comps)
+	files := []contract.StepFile{
+		{Path: bin, Mode: 0o755, LocalPath: in.agent.binary},
+		stepFile(nodeState+"/agent.pass", 0o600, []byte(creds)),
+		stepFile("/etc/monit/conf.d/de-agent", 0o600, []byte(monit)),
+	}
+	script := registerScript("de-agent") + "monit restart de-agent\n"
+	return &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script,
+		Hash: hashOf(script, monit, in.agent.binary, filesHash(files[1:]))}}
+}
+
+func installScript(packages []string, install string) string {
+	var b strings.Builder
+	b.WriteString("set -eu\nexport DEBIAN_FRONTEND=noninteractive\n")
+	if len(packages) > 0 {
+		q := make([]string, len(packages))
+		for i, p := range packages {
+			q[i] = shellQuote(p)
+		}
+		fmt.Fprintf(&b, "apt-get install -y -q -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef %s\n", strings.Join(q, " "))
+	}
+	b.WriteString(install)
+	if !strings.HasSuffix(install, "\n") {
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// registerScript makes monit read its new check and waits until it knows it.
+func registerScript(process string) string {
+	return fmt.Sprintf(`set -eu
+monit -t
+monit reload
+for i in $(seq 1 60); do
+  if monit status %[1]s >/dev/null 2>&1; then exit 0; fi
+  sleep 0.5
+done
+echo "monit does not know %[1]s after reload" >&2
+exit 1
+`, shellQuote(process))
+}
+
+// startScript starts a component, or applies a change to a running one
+// (its reload, or a restart), then waits until monit sees it running.
+func startScript(process, reload string) string {
+	apply := "monit restart " + shellQuote(process)
+	if strings.TrimSpace(reload) != "" {
+		apply = "( " + strings.TrimSpace(reload) + " ) || monit restart " + shellQuote(process)
+	}
+	return fmt.Sprintf(`set -u
+p=%[1]s
+if monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then
+  echo "applying change to running $p"
+  %[2]s
+else
+  monit start "$p"
+fi
+for i in $(seq 1 240); do
+  if monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then echo "$p running"; exit 0; fi
+  sleep 0.5
+done
+monit status "$p" >&2 || true
+echo "$p did not reach running within 120s" >&2
+exit 1
+`, shellQuote(process), apply)
+}
+
+func removeScript(name, process string) string {
+	return fmt.Sprintf(`set -u
+monit stop %[2]s 2>/dev/null || true
+for i in $(seq 1 60); do
+  monit status %[2]s 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+(Not monitored|Does not exist)' && break
+  sleep 0.5
+done
+rm -f /etc/monit/conf.d/%[1]s
+monit reload || true
+rm -f %[3]s/applied/%[1]s.*
+echo "removed %[1]s"
+`, name, shellQuote(process), nodeState)
+}
+
+// shellQuote quotes s for bash.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
