@@ -63,9 +63,9 @@ type Component struct {
 	Packages []string `json:"packages,omitempty"`
 	Files    []File   `json:"files,omitempty"`
 	// Install, Monit, Reload and Remove name templates.
-	Install string `json:"install"`
-	Process string `json:"process"`
-	Monit   string `json:"monit"`
+	Install string   `json:"install"`
+	Process string   `json:"process"`
+	Monit   string   `json:"monit"`
 	Logs    []string `json:"logs,omitempty"`
 	// ReconfigureOn lists components whose instances this one's files
 	// name: when they come or go, its files are rendered again and Reload
@@ -83,14 +83,14 @@ type Property struct {
 
 // Catalog is a loaded, validated catalog.
 type Catalog struct {
-	Name        string                `json:"name"`
-	Description string                `json:"description"`
-	Default     Hardware              `json:"default"`
-	Properties  map[string]Property   `json:"properties,omitempty"`
+	Name        string              `json:"name"`
+	Description string              `json:"description"`
+	Default     Hardware            `json:"default"`
+	Properties  map[string]Property `json:"properties,omitempty"`
 	// Vars are names a catalog's templates look up, e.g. a job's name in
 	// each release ("job.v194.loggregator": "doppler").
-	Vars map[string]string `json:"vars,omitempty"`
-	Components  map[string]*Component `json:"components"`
+	Vars       map[string]string     `json:"vars,omitempty"`
+	Components map[string]*Component `json:"components"`
 	// Order lists components so that each comes after what it requires.
 	Order []string `json:"-"`
 
@@ -369,4 +369,3 @@ func (l lines) Error() string {
 }
 
 func joinLines(errs []error) error { return lines(errs) }
-

@@ -90,7 +90,6 @@ func (c *Catalog) funcs() template.FuncMap {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-
 // Render renders every file and script of one component instance.
 func (c *Catalog) Render(in Input) (*Rendered, error) {
 	comp, ok := c.Components[in.Component]
