@@ -94,7 +94,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.Cmd("catalog", "verify"): p.catalogVerify,
 	}
 	for subj, h := range eps {
-		if err := svc.AddEndpoint(subj, kit.Endpoint(p.log, h), micro.WithEndpointSubject(subj)); err != nil {
+		if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(p.log, h), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("planner: endpoint %s: %w", subj, err)
 		}
 	}

@@ -1,0 +1,58 @@
+// Command deployment-engine is the engine as shipped: `serve` runs it, the
+// other commands are its node agent, its test bed, its mirror and its client.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `deployment-engine: deploy and operate a cluster over SSH.
+
+Usage:
+  deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none]
+  deployment-engine mirror sync [--catalog NAME] [--data ./data]
+  deployment-engine testbed up --nodes N [--name NAME] | testbed down [--name NAME]
+  deployment-engine agent --ip IP --nats URL ...        (runs on each node, installed by deploy)
+
+Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-token):
+  deployment-engine config get | config set FILE [--check=false]
+  deployment-engine deploy [--follow]
+  deployment-engine status | hardware [COMP IP]
+  deployment-engine restart COMP IP | stop COMP IP | scale COMP IP
+  deployment-engine logs [NAME]
+Add --json to any client command for machine-readable output.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if h, ok := commands[cmd]; ok {
+		return h(ctx, rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+// commands beyond serve, registered by the files that implement them.
+var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/deployment-engine/engine/deploy/engine"
+)
+
+func serve(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o engine.Options
+	var auth, only, level string
+	fs.StringVar(&o.Listen, "listen", ":50000", "HTTP address of the API, the console, /metrics and /mirror/")
+	fs.StringVar(&o.DataDir, "data", "./data", "data directory: JetStream store, logs, mirror, API token")
+	fs.StringVar(&o.NATSURL, "nats", "", "URL of an external NATS server (default: run one embedded)")
+	fs.StringVar(&o.NATSListen, "nats-listen", "", "HOST:PORT where node agents reach the embedded NATS (default: the home IP of the config, port 4222)")
+	fs.StringVar(&o.CatalogDir, "catalog", "", "directory of catalogs to use instead of the embedded ones")
+	fs.StringVar(&auth, "auth", "token", "token, or none to turn the API token off")
+	fs.StringVar(&only, "only", "", "run only these services, comma-separated: api,planner,installer,monitor,logs")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	switch auth {
+	case "token":
+	case "none":
+		o.AuthNone = true
+	default:
+		fmt.Fprintf(stderr, "--auth must be token or none, not %q\n", auth)
+		return 2
+	}
+	if only != "" {
+		o.Only = strings.Split(only, ",")
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		fmt.Fprintf(stderr, "--log-level: %v\n", err)
+		return 2
+	}
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	if err := engine.Serve(ctx, o); err != nil {
+		o.Logger.Error("engine stopped", "err", err)
+		return 1
+	}
+	return 0
+}
