@@ -178,4 +178,3 @@ func writeEvent(w http.ResponseWriter, kind string, data []byte) {
 	// Event data is compact JSON: it never holds a raw newline.
 	_, _ = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", kind, data)
 }
-
