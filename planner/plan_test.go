@@ -1,0 +1,116 @@
+package planner
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+func starterPlan(t *testing.T, cfg contract.Config, previous map[string][]string) map[string]*planStep {
+	t.Helper()
+	cat, err := catalog.Load("starter", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := buildPlan(planInput{cfg: cfg, cat: cat, engine: "e-1", id: "d-1", mirrorURL: "http://10.9.0.1:50000/mirror/", previous: previous})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*planStep{}
+	for _, s := range steps {
+		if out[s.spec.ID] != nil {
+			t.Fatalf("step %s planned twice", s.spec.ID)
+		}
+		out[s.spec.ID] = s
+	}
+	return out
+}
+
+func starterConfig() contract.Config {
+	return contract.Config{
+		Components: map[string][]string{"haproxy": {"10.9.0.2"}, "web": {"10.9.0.3", "10.9.0.4"}, "redis": {"10.9.0.3"}},
+		Properties: contract.Properties{Domain: "x.local", Home: "10.9.0.1", Root: "pw", Catalog: "starter", Adduser: contract.F(1), User: "vcap", Password: "secret-pw"},
+	}
+}
+
+func TestPlanOrder(t *testing.T) {
+	steps := starterPlan(t, starterConfig(), nil)
+	has := func(id, after string) bool {
+		for _, a := range steps[id].after {
+			if a == after {
+				return true
+			}
+		}
+		return false
+	}
+	checks := []struct{ step, after string }{
+		{"10.9.0.2/_node/adduser", "10.9.0.2/_node/prepare"},
+		{"10.9.0.2/_node/mirror", "10.9.0.2/_node/adduser"},
+		{"10.9.0.2/haproxy/upload", "10.9.0.2/_node/mirror"},
+		{"10.9.0.2/haproxy/install", "10.9.0.3/web/start"}, // haproxy requires every web
+		{"10.9.0.2/haproxy/install", "10.9.0.4/web/start"},
+		{"10.9.0.3/web/start", "10.9.0.3/web/register"},
+	}
+	for _, c := range checks {
+		if steps[c.step] == nil || !has(c.step, c.after) {
+			t.Errorf("%s does not wait for %s", c.step, c.after)
+		}
+	}
+	for id, s := range steps {
+		if strings.Contains(s.spec.Script, "secret-pw") {
+			t.Errorf("step %s carries a secret in its script", id)
+		}
+		for _, f := range s.spec.Files {
+			if strings.Contains(string(f.Content), "secret-pw") || strings.Contains(string(f.Content), "pw\n") {
+				t.Errorf("step %s carries a secret in %s", id, f.Path)
+			}
+		}
+	}
+	if env := steps["10.9.0.2/_node/adduser"].spec.SecretEnv; len(env) != 1 || env[0] != "password" {
+		t.Errorf("adduser must ask for the password by name, got %v", env)
+	}
+}
+
+// Planning the same config twice gives the same hashes: a second deploy
+// finds every step done.
+func TestPlanStable(t *testing.T) {
+	a := starterPlan(t, starterConfig(), nil)
+	b := starterPlan(t, starterConfig(), nil)
+	for id, s := range a {
+		if b[id].spec.Hash != s.spec.Hash {
+			t.Errorf("%s hashes differently on a second plan", id)
+		}
+	}
+	// A new web instance changes haproxy's files, so haproxy starts again
+	// (its reload), but not web 0's.
+	cfg := starterConfig()
+	cfg.Components["web"] = append(cfg.Components["web"], "10.9.0.5")
+	c := starterPlan(t, cfg, nil)
+	if c["10.9.0.2/haproxy/start"].spec.Hash == a["10.9.0.2/haproxy/start"].spec.Hash {
+		t.Error("haproxy does not notice a new web instance")
+	}
+	if c["10.9.0.3/web/start"].spec.Hash != a["10.9.0.3/web/start"].spec.Hash {
+		t.Error("web 0 would restart for a new web instance")
+	}
+}
+
+func TestPlanScaleIn(t *testing.T) {
+	previous := map[string][]string{"10.9.0.2": {"haproxy"}, "10.9.0.3": {"redis", "web"}, "10.9.0.4": {"web"}, "10.9.0.5": {"web"}}
+	steps := starterPlan(t, starterConfig(), previous)
+	rm := steps["10.9.0.5/web/remove"]
+	if rm == nil {
+		t.Fatal("no remove step for the web instance that left")
+	}
+	found := false
+	for _, a := range rm.after {
+		found = found || a == "10.9.0.2/haproxy/start"
+	}
+	if !found {
+		t.Error("web leaves before haproxy stops sending it requests")
+	}
+	if steps["10.9.0.4/web/remove"] != nil {
+		t.Error("removes an instance the config keeps")
+	}
+}
