@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deployment-engine/engine/api/console"
 	"github.com/deployment-engine/engine/services/bus"
 )
 
@@ -15,4 +16,4 @@ func startServices(ctx context.Context, o Options, nc *nats.Conn, res *bus.Resou
 	return nil
 }
 
-func consoleFS() fs.FS { return nil }
+func consoleFS() fs.FS { return console.FS() }

@@ -1,0 +1,151 @@
+// The engine's API: every call sends the API token as a Bearer header.
+// Errors become ApiError with the server's message and problems.
+
+const BASE = "/deployment-engine";
+const KEY = "de.token";
+
+export function token() {
+  return sessionStorage.getItem(KEY) || "";
+}
+
+export function setToken(t) {
+  if (t) sessionStorage.setItem(KEY, t);
+  else sessionStorage.removeItem(KEY);
+}
+
+// ApiError is an answer the engine refused, or a network failure (status 0).
+export class ApiError extends Error {
+  constructor(status, message, problems = []) {
+    super(message);
+    this.status = status;
+    this.problems = problems || [];
+  }
+}
+
+// Listeners told when the token is refused (401) anywhere.
+const unauthorized = new Set();
+export function onUnauthorized(fn) {
+  unauthorized.add(fn);
+}
+
+async function send(method, path, { body, query, signal, raw } = {}) {
+  let url = BASE + path;
+  if (query) url += "?" + new URLSearchParams(query).toString();
+  const headers = { Authorization: "Bearer " + token() };
+  const init = { method, headers, signal };
+  if (body !== undefined) {
+    if (typeof body === "string") {
+      init.body = body;
+    } else {
+      init.body = JSON.stringify(body);
+      headers["Content-Type"] = "application/json";
+    }
+  }
+  let resp;
+  try {
+    resp = await fetch(url, init);
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new ApiError(0, "Cannot reach the engine. Is it running? (" + e.message + ")");
+  }
+  if (!resp.ok) {
+    const text = await resp.text().catch(() => "");
+    let msg = text.trim() || resp.statusText;
+    let problems = [];
+    try {
+      const j = JSON.parse(text);
+      if (j && typeof j.error === "string") {
+        msg = j.error;
+        problems = j.problems || [];
+      }
+    } catch (_) {
+      /* not JSON: keep the text */
+    }
+    const err = new ApiError(resp.status, msg, problems);
+    if (resp.status === 401) unauthorized.forEach((fn) => fn(err));
+    throw err;
+  }
+  if (raw) return resp;
+  const text = await resp.text();
+  if (!text.trim()) return null;
+  try {
+    return JSON.parse(text);
+  } catch (_) {
+    return text;
+  }
+}
+
+export const api = {
+  // checkToken answers true when the engine accepts t.
+  async checkToken(t) {
+    let resp;
+    try {
+      resp = await fetch(BASE + "/deployments", { headers: { Authorization: "Bearer " + t } });
+    } catch (e) {
+      throw new ApiError(0, "Cannot reach the engine. Is it running? (" + e.message + ")");
+    }
+    if (resp.status === 401) {
+      let msg = "The engine refused this token.";
+      try {
+        const j = await resp.json();
+        if (j.error) msg = "The engine refused this token: " + j.error;
+      } catch (_) {
+        /* keep the default */
+      }
+      throw new ApiError(401, msg);
+    }
+    return true;
+  },
+  config: () => send("GET", "/config"),
+  setConfig: (cfg, check) => send("POST", "/config", { body: cfg, query: check ? undefined : { check: "0" } }),
+  deploy: () => send("POST", "/deploy"),
+  deployments: () => send("GET", "/deployments"),
+  deployment: (id) => send("GET", "/deployments/" + encodeURIComponent(id)),
+  status: (signal) => send("GET", "/status", { signal }),
+  hardware: (comp = "all", ip = "0.0.0.0") => send("GET", "/hardware", { query: { comp, ip } }),
+  restart: (name, ip) => send("PUT", "/restart", { body: { name, ip } }),
+  stop: (name, ip) => send("PUT", "/stop", { body: { name, ip } }),
+  scale: (Comp, Ip) => send("POST", "/scale", { body: { Comp, Ip } }),
+  logs: () => send("GET", "/download"),
+  log: (name) => send("GET", "/logs/" + encodeURIComponent(name), { raw: true }),
+  events: (id, signal) => send("GET", "/deployments/" + encodeURIComponent(id) + "/events", { raw: true, signal }),
+};
+
+// readSSE reads a text/event-stream response body and calls onEvent(type, data)
+// for every event. EventSource cannot send the Authorization header, so the
+// stream is read with fetch and parsed here. Resolves when the stream ends.
+export async function readSSE(resp, onEvent) {
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  let type = "";
+  let data = [];
+  const dispatch = () => {
+    if (data.length) onEvent(type || "message", data.join("\n"));
+    type = "";
+    data = [];
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      let line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.endsWith("\r")) line = line.slice(0, -1);
+      if (line === "") {
+        dispatch();
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const i = line.indexOf(":");
+      const field = i < 0 ? line : line.slice(0, i);
+      let val = i < 0 ? "" : line.slice(i + 1);
+      if (val.startsWith(" ")) val = val.slice(1);
+      if (field === "event") type = val;
+      else if (field === "data") data.push(val);
+    }
+  }
+  dispatch();
+}

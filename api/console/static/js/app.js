@@ -1,0 +1,86 @@
+// The console's shell: sign in, the tabs, and a hash router over the views.
+import { api, token, setToken, onUnauthorized } from "./api.js";
+import * as status from "./status.js";
+import * as deploy from "./deploy.js";
+import * as config from "./config.js";
+import * as hardware from "./hardware.js";
+import * as scale from "./scale.js";
+import * as logs from "./logs.js";
+
+const views = { status, deploy, config, hardware, scale, logs };
+
+const $ = (id) => document.getElementById(id);
+let cleanup = null;
+
+function showSignin(message) {
+  if (cleanup) cleanup();
+  cleanup = null;
+  $("topbar").hidden = true;
+  $("view").replaceChildren();
+  $("signin").hidden = false;
+  const err = $("signin-error");
+  err.hidden = !message;
+  err.textContent = message || "";
+  $("token").focus();
+}
+
+function route() {
+  if (!token()) {
+    showSignin();
+    return;
+  }
+  $("signin").hidden = true;
+  $("topbar").hidden = false;
+  const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  const view = views[name] ? name : "status";
+  for (const a of document.querySelectorAll("#tabs a")) {
+    a.classList.toggle("active", a.dataset.view === view);
+    if (a.dataset.view === view) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  if (cleanup) cleanup();
+  cleanup = null;
+  const root = $("view");
+  root.replaceChildren();
+  root.dataset.view = view;
+  document.title = (view[0].toUpperCase() + view.slice(1)) + " · Deployment Engine";
+  cleanup = views[view].render(root, { args: rest.map(decodeURIComponent), go }) || null;
+}
+
+// go switches to a view, e.g. go("deploy", id).
+function go(view, ...args) {
+  const hash = "#/" + [view, ...args.map(encodeURIComponent)].join("/");
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+$("signin-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const t = $("token").value.trim();
+  const btn = e.target.querySelector("button");
+  btn.disabled = true;
+  try {
+    await api.checkToken(t);
+    setToken(t);
+    $("token").value = "";
+    if (!location.hash || location.hash === "#/") location.hash = "#/status";
+    route();
+  } catch (err) {
+    showSignin(err.message);
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+$("signout").addEventListener("click", () => {
+  setToken("");
+  showSignin();
+});
+
+onUnauthorized(() => {
+  setToken("");
+  showSignin("The engine refused the API token (it may have changed). Sign in again.");
+});
+
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,295 @@
+// Deploy: start a deployment and follow it live — steps per node (state,
+// attempt, timings) and the log — from its server-sent event stream, read
+// with fetch() because EventSource cannot send the Authorization header.
+import { api, readSSE } from "./api.js";
+import { h, fill, badge, errorBox, tableWrap, fmtTime, fmtDateTime, fmtDuration } from "./ui.js";
+
+const MAX_LINES = 10000;
+const DONE = new Set(["succeeded", "unchanged", "failed", "skipped"]);
+
+export function render(root, { args, go }) {
+  const id = args[0] || "";
+  const notice = h("div#deploy-notice");
+  const startBtn = h("button.btn.primary#deploy-start", { type: "button", on: { click: start } }, "Deploy now");
+  root.append(
+    h("div.view-head", h("h1", "Deploy"), h("div.head-tools", startBtn)),
+    h("p.muted.lead", "A deployment installs whatever the stored config lists and is not yet installed. Running it again resumes after a failure."),
+    notice);
+  let stop = () => {};
+  let gone = false;
+
+  async function start() {
+    startBtn.disabled = true;
+    fill(notice);
+    try {
+      const rep = await api.deploy();
+      if (gone) return;
+      go("deploy", rep.id);
+    } catch (err) {
+      if (gone) return;
+      if (err.status === 403) {
+        fill(notice, h("div.error-box", { role: "alert" }, h("strong", "No config yet."), " Submit the cluster's config first. ",
+          h("a", { href: "#/config" }, "Open the config editor")));
+      } else {
+        fill(notice, errorBox(err, err.status === 409 ? "Cannot start now." : "The deployment did not start."));
+      }
+    } finally {
+      startBtn.disabled = false;
+    }
+  }
+
+  if (id) {
+    stop = follow(root, id);
+  } else {
+    root.append(recent(go));
+  }
+  return () => {
+    gone = true;
+    stop();
+  };
+}
+
+// recent lists the deployments, newest first.
+function recent(go) {
+  const box = h("section.card#deploy-list", h("h2", "Deployments"), h("p.muted", "Loading…"));
+  api.deployments().then((list) => {
+    list = (Array.isArray(list) ? list : []).sort((a, b) => String(b.created).localeCompare(String(a.created)));
+    const running = list.find((d) => d.state === "running" || d.state === "pending");
+    if (running) {
+      go("deploy", running.id);
+      return;
+    }
+    if (!list.length) {
+      fill(box, h("h2", "Deployments"), h("p.empty", "No deployment yet."));
+      return;
+    }
+    fill(box, h("h2", "Deployments"), tableWrap(h("table.data.responsive",
+      h("thead", h("tr", ["Deployment", "State", "Changed", "Started", "Took"].map((t) => h("th", t)))),
+      h("tbody", list.map((d) => h("tr",
+        h("td", { "data-label": "Deployment" }, h("a.mono", { href: "#/deploy/" + encodeURIComponent(d.id) }, d.id)),
+        h("td", { "data-label": "State" }, badge(d.state)),
+        h("td", { "data-label": "Changed" }, d.changed ?? ""),
+        h("td", { "data-label": "Started" }, fmtDateTime(d.created)),
+        h("td", { "data-label": "Took" }, d.finished ? fmtDuration(d.created, d.finished) : "")))))));
+  }).catch((err) => fill(box, h("h2", "Deployments"), errorBox(err, "Cannot list the deployments.")));
+  return box;
+}
+
+// follow shows one deployment live; it returns a function that stops it.
+export function follow(root, id) {
+  const state = { id, state: "pending", changed: 0, created: null, finished: null, error: "", steps: new Map() };
+  const seen = new Set();
+  const ctrl = new AbortController();
+  let gone = false;
+  let raf = 0;
+  let tick = null;
+
+  const head = h("div.deploy-head");
+  const bar = h("div.progress", h("div.progress-fill"));
+  const counts = h("div.counts");
+  const steps = h("div#deploy-steps");
+  const nodeSel = h("select#log-node", { "aria-label": "Filter the log by node", on: { change: refilter } }, h("option", { value: "" }, "all nodes"));
+  const compSel = h("select#log-comp", { "aria-label": "Filter the log by component", on: { change: refilter } }, h("option", { value: "" }, "all components"));
+  const autoScroll = h("input#log-follow", { type: "checkbox", checked: true });
+  const log = h("div.log#deploy-log", { role: "log", "aria-live": "off", tabindex: "0" });
+  const streamNote = h("span.muted.small#stream-note", "connecting…");
+  root.append(
+    h("section.card#deploy-progress", head, bar, counts, streamNote),
+    h("section.card", h("h2", "Steps per node"), steps),
+    h("section.card.log-card",
+      h("div.card-head", h("h2", "Live log"),
+        h("div.log-tools", nodeSel, compSel, h("label.toggle.small", autoScroll, h("span", "auto-scroll")))),
+      log));
+
+  log.addEventListener("scroll", () => {
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+    autoScroll.checked = atBottom;
+  });
+  autoScroll.addEventListener("change", () => { if (autoScroll.checked) log.scrollTop = log.scrollHeight; });
+
+  const nodes = new Set();
+  const comps = new Set();
+  function addOption(sel, set, v) {
+    if (!v || set.has(v)) return;
+    set.add(v);
+    const opts = [...set].sort();
+    const cur = sel.value;
+    fill(sel, sel.firstChild, opts.map((o) => h("option", { value: o }, o)));
+    sel.value = cur;
+  }
+  function visible(line) {
+    return (!nodeSel.value || line.dataset.node === nodeSel.value) && (!compSel.value || line.dataset.comp === compSel.value);
+  }
+  function refilter() {
+    for (const l of log.children) l.hidden = !visible(l);
+    if (autoScroll.checked) log.scrollTop = log.scrollHeight;
+  }
+
+  function addLog(l) {
+    const key = [l.step, l.node, l.component, l.stream, l.seq, l.time].join("|");
+    if (seen.has(key)) return;
+    seen.add(key);
+    addOption(nodeSel, nodes, l.node);
+    addOption(compSel, comps, l.component);
+    const line = h("div.log-line", { class: l.stream === "stderr" ? "err" : "", dataset: { node: l.node || "", comp: l.component || "" } },
+      h("span.log-time", fmtTime(l.time)), h("span.log-src", (l.node || "") + " " + (l.component || "")), h("span.log-text", l.line));
+    line.hidden = !visible(line);
+    log.append(line);
+    while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
+    if (autoScroll.checked) log.scrollTop = log.scrollHeight;
+  }
+
+  function snapshot(d) {
+    state.state = d.state || state.state;
+    state.changed = d.changed ?? state.changed;
+    state.created = d.created || state.created;
+    state.finished = d.finished || state.finished;
+    state.error = d.error || state.error;
+    for (const s of d.steps || []) state.steps.set(s.id, { ...state.steps.get(s.id), ...s });
+  }
+
+  function onEvent(type, data) {
+    let ev;
+    try {
+      ev = JSON.parse(data);
+    } catch (_) {
+      return;
+    }
+    switch (type) {
+      case "deployment":
+        snapshot(ev);
+        break;
+      case "started":
+        state.state = ev.state || "running";
+        state.created = state.created || ev.time;
+        break;
+      case "step":
+        state.steps.set(ev.id, { ...state.steps.get(ev.id), ...ev });
+        break;
+      case "log":
+        addLog(ev);
+        break;
+      case "finished":
+        state.state = ev.state;
+        state.changed = ev.changed;
+        state.finished = ev.time;
+        state.error = ev.error || "";
+        break;
+    }
+    schedule();
+  }
+
+  function schedule() {
+    if (!raf) raf = requestAnimationFrame(() => { raf = 0; draw(); });
+  }
+
+  function draw() {
+    const all = [...state.steps.values()];
+    const done = all.filter((s) => DONE.has(s.state)).length;
+    const failed = all.filter((s) => s.state === "failed").length;
+    const running = all.filter((s) => s.state === "running").length;
+    const final = state.state === "succeeded" || state.state === "failed";
+    fill(head,
+      h("div.deploy-title", h("h2.mono", state.id), badge(state.state)),
+      h("div.deploy-meta.muted.small",
+        state.created ? "started " + fmtDateTime(state.created) : "",
+        state.created ? " · " + (final ? "took " : "running for ") + fmtDuration(state.created, state.finished) : "",
+        final ? " · " + state.changed + " changed" : ""),
+      state.error ? h("div.error-box", h("strong", "Failed:"), " ", state.error) : null);
+    const frac = all.length ? done / all.length : final ? 1 : 0;
+    bar.className = "progress " + (failed || state.state === "failed" ? "bad" : final ? "ok" : "run");
+    bar.firstChild.style.width = (frac * 100).toFixed(1) + "%";
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-valuenow", String(done));
+    bar.setAttribute("aria-valuemax", String(all.length));
+    fill(counts, h("strong#deploy-count", done + "/" + all.length + " steps"),
+      running ? h("span", running + " running") : null,
+      failed ? h("span.bad-text", failed + " failed") : null);
+
+    if (!all.length) {
+      fill(steps, h("p.muted", final ? "Nothing to do: every component is installed." : "Planning…"));
+      return;
+    }
+    const byNode = new Map();
+    for (const s of all) {
+      if (!byNode.has(s.node)) byNode.set(s.node, []);
+      byNode.get(s.node).push(s);
+    }
+    const nodesSorted = [...byNode.keys()].sort(ipCompare);
+    const table = h("table.data.steps.responsive#steps-table",
+      h("thead", h("tr", ["Component", "Action", "State", "Attempt", "Started", "Took", "Detail"].map((t) => h("th", t)))),
+      nodesSorted.map((node) => {
+        const list = byNode.get(node);
+        const nd = list.filter((s) => DONE.has(s.state)).length;
+        return h("tbody.node-group", { dataset: { node } },
+          h("tr.node-row", h("th", { colspan: "7" }, h("span.mono", node), h("span.muted.small", " " + nd + "/" + list.length))),
+          list.map((s) => h("tr", { class: "st-" + s.state, dataset: { step: s.id } },
+            h("td", { "data-label": "Component" }, s.component),
+            h("td", { "data-label": "Action" }, s.action),
+            h("td", { "data-label": "State" }, badge(s.state)),
+            h("td", { "data-label": "Attempt" }, s.attempt || ""),
+            h("td", { "data-label": "Started" }, fmtTime(s.started)),
+            h("td", { "data-label": "Took" }, s.started ? fmtDuration(s.started, s.finished) : ""),
+            h("td.detail", { "data-label": "Detail" }, s.error ? s.error : s.exit_code != null && s.exit_code !== 0 ? "exit " + s.exit_code : ""))));
+      }));
+    fill(steps, tableWrap(table));
+  }
+
+  async function run() {
+    let failures = 0;
+    while (!gone) {
+      let finished = false;
+      try {
+        const resp = await api.events(id, ctrl.signal);
+        streamNote.textContent = "live";
+        failures = 0;
+        await readSSE(resp, (type, data) => {
+          onEvent(type, data);
+          if (type === "finished") finished = true;
+        });
+      } catch (err) {
+        if (gone || err.name === "AbortError") return;
+        if (err.status === 404 || err.status === 401) {
+          fill(steps, errorBox(err, "Cannot follow " + id + "."));
+          streamNote.textContent = "";
+          return;
+        }
+        failures++;
+        streamNote.textContent = "connection lost, retrying… (" + err.message + ")";
+      }
+      try {
+        const d = await api.deployment(id);
+        snapshot(d);
+        schedule();
+        if (finished || d.state === "succeeded" || d.state === "failed") {
+          streamNote.textContent = "finished";
+          return;
+        }
+      } catch (err) {
+        if (gone) return;
+        streamNote.textContent = "cannot read the deployment: " + err.message;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(10000, 1000 * (1 + failures))));
+    }
+  }
+
+  schedule();
+  run();
+  // Durations of running steps grow: redraw every second while running.
+  tick = setInterval(() => { if (state.state === "running" || state.state === "pending") schedule(); }, 1000);
+  return () => {
+    gone = true;
+    ctrl.abort();
+    clearInterval(tick);
+    if (raf) cancelAnimationFrame(raf);
+  };
+}
+
+function ipCompare(a, b) {
+  const pa = String(a).split(".").map(Number);
+  const pb = String(b).split(".").map(Number);
+  for (let i = 0; i < 4; i++) {
+    if ((pa[i] || 0) !== (pb[i] || 0)) return (pa[i] || 0) - (pb[i] || 0);
+  }
+  return String(a).localeCompare(String(b));
+}
