@@ -207,6 +207,38 @@ func (s *session) printJSON(raw []byte) {
 		}
 		return
 	}
-	b.WriteByte('\n')
-	_, _ = s.stdout.Write(b.Bytes())
+	out := unescapeHTML(b.Bytes())
+	out = append(out, '\n')
+	_, _ = s.stdout.Write(out)
+}
+
+// unescapeHTML turns the \u003c, \u003e and \u0026 escapes Go's encoder
+// puts in JSON strings back into <, > and &: the same JSON, readable.
+func unescapeHTML(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 >= len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		if b[i+1] == 'u' && i+6 <= len(b) {
+			switch string(b[i+2 : i+6]) {
+			case "003c":
+				out = append(out, '<')
+				i += 5
+				continue
+			case "003e":
+				out = append(out, '>')
+				i += 5
+				continue
+			case "0026":
+				out = append(out, '&')
+				i += 5
+				continue
+			}
+		}
+		out = append(out, b[i], b[i+1])
+		i++
+	}
+	return out
 }

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deployment-engine/engine/deploy/engine"
+)
+
+const testToken = "cli-test-token-0123456789"
+
+// startEngine runs the real engine on a temp data dir and points the
+// client commands at it.
+func startEngine(t *testing.T) (dataDir string) {
+	t.Helper()
+	t.Setenv("DE_API_TOKEN", testToken)
+	dataDir = t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- engine.Serve(ctx, engine.Options{Listen: "127.0.0.1:0", DataDir: dataDir,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a string) { addr <- a }})
+	}()
+	select {
+	case a := <-addr:
+		t.Setenv("DE_SERVER", "http://"+a)
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("engine did not start")
+	}
+	return dataDir
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func cli(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code := run(ctx, args, &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Loopback addresses only: the engine never contacts them with --check=false.
+const goodConfig = `{
+  "components": {"nats": ["127.0.0.2", "127.0.0.3"], "web": ["127.0.0.2"]},
+  "properties": {"catalog": "starter", "domain": "test.local", "home": "127.0.0.1",
+                 "root": "s3cret-root-pw", "checkdisk": 0, "adduser": 0}
+}`
+
+func TestCLIConfigAgainstEngine(t *testing.T) {
+	startEngine(t)
+
+	r := cli(t, "config", "get")
+	if r.code != exitFailed || !strings.Contains(r.stderr, "no config") {
+		t.Fatalf("config get before any config: %+v", r)
+	}
+
+	r = cli(t, "config", "set", writeFile(t, goodConfig), "--check=false")
+	if r.code != exitOK || !strings.Contains(r.stdout, "config stored") {
+		t.Fatalf("config set: %+v", r)
+	}
+
+	r = cli(t, "config", "get")
+	if r.code != exitOK || strings.Contains(r.stdout, "s3cret") || !strings.Contains(r.stdout, `"root": "<redacted>"`) || !strings.Contains(r.stdout, "127.0.0.3") {
+		t.Fatalf("config get: %+v", r)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &cfg); err != nil {
+		t.Fatalf("config get is not JSON: %v\n%s", err, r.stdout)
+	}
+
+	// --json: the engine's answer, as JSON.
+	r = cli(t, "config", "--json", "set", "--check=false", writeFile(t, r.stdout))
+	var rep struct{ Stored, Checked bool }
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &rep) != nil || !rep.Stored || rep.Checked {
+		t.Fatalf("config set --json of the redacted config: %+v", r)
+	}
+
+	// A bad config: the server's message, then each problem on its own line.
+	bad := `{"components": {"nats": ["127.0.0.2", "127.0.0.300"], "bogus": ["127.0.0.4"]},
+	         "properties": {"catalog": "starter", "home": "127.0.0.1", "root": "x"}}`
+	r = cli(t, "config", "set", writeFile(t, bad), "--check=false")
+	if r.code != exitFailed {
+		t.Fatalf("bad config: exit %d, want 1: %+v", r.code, r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if !strings.Contains(lines[0], "HTTP 400") {
+		t.Errorf("first line should carry the server's message: %q", lines[0])
+	}
+	for _, want := range []string{"components.nats[1]: not an IPv4 address (nats on 127.0.0.300)", "components.bogus:", "properties.domain:"} {
+		found := false
+		for _, l := range lines[1:] {
+			if strings.Contains(l, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem line with %q in:\n%s", want, r.stderr)
+		}
+	}
+
+	// Wrong token: exit 4, saying so.
+	t.Setenv("DE_API_TOKEN", "wrong")
+	r = cli(t, "config", "get")
+	if r.code != exitUnreachable || !strings.Contains(r.stderr, "refused the API token") {
+		t.Fatalf("wrong token: %+v", r)
+	}
+}
+
+func TestCLITokenFromDataDir(t *testing.T) {
+	startEngine(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "api-token"), []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DE_API_TOKEN", "")
+	if r := cli(t, "config", "set", writeFile(t, goodConfig), "--check=false", "--data", dir); r.code != exitOK {
+		t.Fatalf("token from --data: %+v", r)
+	}
+	if r := cli(t, "config", "get", "--data", t.TempDir()); r.code != exitUnreachable || !strings.Contains(r.stderr, "no API token") {
+		t.Fatalf("no token anywhere: %+v", r)
+	}
+}
+
+func TestCLIUsageAndUnreachable(t *testing.T) {
+	t.Setenv("DE_API_TOKEN", testToken)
+	for _, args := range [][]string{
+		{"config"}, {"config", "frob"}, {"config", "set"}, {"restart", "nats"}, {"stop"},
+		{"hardware", "nats"}, {"scale", "web"}, {"logs", "a", "b"}, {"status", "extra"}, {"deploy", "--nope"},
+		{"config", "set", filepath.Join(t.TempDir(), "missing.json")},
+	} {
+		if r := cli(t, args...); r.code != exitUsage {
+			t.Errorf("%v: exit %d, want 2: %s", args, r.code, r.stderr)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	t.Setenv("DE_SERVER", "http://"+addr)
+	if r := cli(t, "status"); r.code != exitUnreachable || !strings.Contains(r.stderr, "cannot reach the engine") {
+		t.Fatalf("closed port: %+v", r)
+	}
+	if r := cli(t, "help"); r.code != 0 {
+		t.Fatalf("help: %+v", r)
+	}
+}
+
+// fakeEngine answers the routes other services serve, as SPEC shapes them:
+// the narrow boundary between the client and the API.
+func fakeEngine(t *testing.T, status string, deployOK bool) {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /deployment-engine/status", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `[{"Comp":"nats","Ip":"127.0.0.2","Cpu":"1.18958%%","Mem":"81.74%%","Disk":"8%%","Status":"RUNNING"},
+		                 {"Comp":"web","Ip":"127.0.0.3","Cpu":"0.5%%","Mem":"20%%","Disk":"9%%","Status":%q}]`, status)
+	})
+	mux.HandleFunc("PUT /deployment-engine/{verb}", func(w http.ResponseWriter, r *http.Request) {
+		var b map[string]string
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		if b["name"] != "nats" || b["ip"] != "127.0.0.2" {
+			w.WriteHeader(400)
+			fmt.Fprint(w, `{"error":"no component nats on that IP"}`)
+		}
+	})
+	mux.HandleFunc("POST /deployment-engine/deploy", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(202)
+		fmt.Fprint(w, `{"id":"d-1"}`)
+	})
+	final := "succeeded"
+	if !deployOK {
+		final = "failed"
+	}
+	mux.HandleFunc("GET /deployment-engine/deployments/d-1/events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "event: deployment\ndata: {\"id\":\"d-1\",\"state\":\"running\",\"steps\":[{\"id\":\"a\",\"node\":\"127.0.0.2\",\"component\":\"nats\",\"state\":\"pending\"},{\"id\":\"b\",\"node\":\"127.0.0.3\",\"component\":\"web\",\"state\":\"pending\"}]}\n\n")
+		fmt.Fprint(w, "event: step\ndata: {\"id\":\"a\",\"node\":\"127.0.0.2\",\"component\":\"nats\",\"state\":\"succeeded\"}\n\n")
+		fmt.Fprint(w, "event: log\ndata: {\"node\":\"127.0.0.2\",\"component\":\"nats\",\"step\":\"a\",\"seq\":1,\"line\":\"Setting up nats-server\"}\n\n")
+		fmt.Fprintf(w, "event: step\ndata: {\"id\":\"b\",\"node\":\"127.0.0.3\",\"component\":\"web\",\"state\":%q}\n\n", final)
+		fmt.Fprintf(w, "event: finished\ndata: {\"id\":\"d-1\",\"state\":%q,\"changed\":2}\n\n", final)
+	})
+	mux.HandleFunc("GET /deployment-engine/deployments/d-1", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"id":"d-1","state":%q,"changed":2,"steps":[{"id":"a","node":"127.0.0.2","component":"nats","action":"install","state":"succeeded","attempt":1},{"id":"b","node":"127.0.0.3","component":"web","action":"install","state":%q,"attempt":3,"error":"apt-get failed"}]}`, final, final)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Setenv("DE_SERVER", srv.URL)
+	t.Setenv("DE_API_TOKEN", testToken)
+}
+
+func TestCLIStatusExitCodes(t *testing.T) {
+	fakeEngine(t, "RUNNING", true)
+	r := cli(t, "status")
+	if r.code != exitOK || !strings.Contains(r.stdout, "COMPONENT") || !strings.Contains(r.stdout, "1.18958%") || !strings.Contains(r.stdout, "2 running, 0 down") {
+		t.Fatalf("all running: %+v", r)
+	}
+	fakeEngine(t, "DOWN", true)
+	if r := cli(t, "status"); r.code != exitUnhealthy || !strings.Contains(r.stdout, "1 down") {
+		t.Fatalf("one down: %+v", r)
+	}
+	if r := cli(t, "status", "--json"); r.code != exitUnhealthy || !json.Valid([]byte(r.stdout)) {
+		t.Fatalf("one down, --json: %+v", r)
+	}
+	if r := cli(t, "restart", "nats", "127.0.0.2"); r.code != exitOK || !strings.Contains(r.stdout, "restarted nats on 127.0.0.2") {
+		t.Fatalf("restart: %+v", r)
+	}
+	if r := cli(t, "stop", "nats", "127.0.0.9"); r.code != exitFailed || !strings.Contains(r.stderr, "no component nats on that IP") {
+		t.Fatalf("stop on a wrong IP: %+v", r)
+	}
+}
+
+func TestCLIDeployFollow(t *testing.T) {
+	fakeEngine(t, "RUNNING", true)
+	r := cli(t, "deploy", "--follow")
+	if r.code != exitOK {
+		t.Fatalf("succeeded deployment: %+v", r)
+	}
+	if !strings.Contains(r.stdout, "127.0.0.2 nats | Setting up nats-server") {
+		t.Errorf("log line not on stdout: %q", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "] 1/2 steps") || !strings.Contains(r.stderr, "[##############################] 2/2 steps") || !strings.Contains(r.stderr, "d-1 succeeded") {
+		t.Errorf("progress not on stderr: %q", r.stderr)
+	}
+
+	fakeEngine(t, "RUNNING", false)
+	r = cli(t, "deploy", "--follow")
+	if r.code != exitFailed || !strings.Contains(r.stderr, "failed: 127.0.0.3 web install, attempt 3: apt-get failed") {
+		t.Fatalf("failed deployment: %+v", r)
+	}
+	r = cli(t, "deploy", "--follow", "--json")
+	if r.code != exitFailed {
+		t.Fatalf("failed deployment --json: %+v", r)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("--json line is not JSON: %q", l)
+		}
+	}
+	if r := cli(t, "deploy"); r.code != exitOK || !strings.Contains(r.stdout, "d-1") {
+		t.Fatalf("deploy without --follow: %+v", r)
+	}
+}
