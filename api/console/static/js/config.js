@@ -38,6 +38,7 @@ export function render(root) {
       h("div.head-tools", h("button.btn.small", { type: "button", on: { click: () => load() } }, "Reload"))),
     notice, form);
 
+  let checkNodes = true; // the toggle keeps its state across reloads
   let stored = {}; // secret name -> stored value (the marker) when the engine holds one
   let gone = false;
 
@@ -81,7 +82,7 @@ export function render(root) {
       propFields.append(propField(name, label, kind, hint, props[name], setNames));
     }
 
-    const check = h("input#check-nodes", { type: "checkbox", checked: true });
+    const check = h("input#check-nodes", { type: "checkbox", checked: checkNodes, on: { change: (e) => { checkNodes = e.target.checked; } } });
     fill(form,
       names,
       h("section.card",
@@ -89,7 +90,7 @@ export function render(root) {
           h("span.muted.small", "Each component and the IPs of its instances. Several components may share an IP.")),
         h("div.field-error.block", { dataset: { for: "components" }, hidden: true }),
         rows,
-        h("button.btn.small", { type: "button", on: { click: () => { const r = compRow("", [""]); rows.append(r); r.querySelector("input").focus(); } } }, "+ Add component")),
+        h("button.btn.small#add-component", { type: "button", on: { click: () => { const r = compRow("", [""]); rows.append(r); r.querySelector("input").focus(); } } }, "+ Add component")),
       h("section.card",
         h("div.card-head", h("h2", "Properties")),
         h("div.field-error.block", { dataset: { for: "properties" }, hidden: true }),
@@ -107,8 +108,8 @@ export function render(root) {
         h("div.field-error", { hidden: true })),
       ipList,
       h("div.comp-tools",
-        h("button.btn.small", { type: "button", on: { click: () => { const i = ipInput(""); ipList.append(i); i.querySelector("input").focus(); } } }, "+ IP"),
-        h("button.btn.small.danger-ghost", { type: "button", title: "Remove this component", on: { click: () => row.remove() } }, "Remove")),
+        h("button.btn.small.add-ip", { type: "button", on: { click: () => { const i = ipInput(""); ipList.append(i); i.querySelector("input").focus(); } } }, "+ IP"),
+        h("button.btn.small.danger-ghost.remove-comp", { type: "button", title: "Remove this component", on: { click: () => row.remove() } }, "Remove")),
       h("div.field-error.row-error", { hidden: true }));
     for (const ip of ips.length ? ips : [""]) ipList.append(ipInput(ip));
     return row;
