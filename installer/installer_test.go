@@ -1,0 +1,237 @@
+package installer
+
+import (
+	"context"
+	"fmt"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+const secret = "s3cret-Value-42"
+
+func storeConfig(t *testing.T, e *testEnv) {
+	t.Helper()
+	cfg := contract.Config{Components: map[string][]string{"x": {nodeIP}},
+		Properties: contract.Properties{Domain: "t.local", Home: "127.0.0.1", Key: keyPath, Password: secret, User: "u"}}
+	b, _ := json.Marshal(cfg)
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recorder keeps every event payload of a deployment.
+type recorder struct {
+	mu     sync.Mutex
+	steps  []contract.StepEvent
+	lines  []contract.LogLine
+	frames []string
+}
+
+func record(t *testing.T, e *testEnv, dep string) *recorder {
+	r := &recorder{}
+	nc, err := e.srv.Connect("recorder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	_, err = nc.Subscribe("de.evt.>", func(m *nats.Msg) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.frames = append(r.frames, string(m.Data))
+		if _, err := subject.ParseLog(m.Subject); err == nil {
+			var l contract.LogLine
+			_ = json.Unmarshal(m.Data, &l)
+			if l.Deployment == dep {
+				r.lines = append(r.lines, l)
+			}
+			return
+		}
+		var ev contract.StepEvent
+		_ = json.Unmarshal(m.Data, &ev)
+		if ev.Deployment == dep {
+			r.steps = append(r.steps, ev)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	return r
+}
+
+func (r *recorder) final(t *testing.T, timeout time.Duration) contract.StepEvent {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		for _, ev := range r.steps {
+			if ev.Final {
+				r.mu.Unlock()
+				return ev
+			}
+		}
+		r.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no final step event within %s; got %+v", timeout, r.steps)
+	return contract.StepEvent{}
+}
+
+func queue(t *testing.T, e *testEnv, s contract.Step) {
+	t.Helper()
+	s.V, s.Node, s.Engine, s.Attempt = 1, nodeIP, "e-test", 1
+	if s.ID == "" {
+		s.ID = nodeIP + "/" + s.Component + "/" + s.Action
+	}
+	if s.Component == "" {
+		s.Component = "x"
+	}
+	b, _ := json.Marshal(s)
+	if _, err := e.res.JS.Publish(context.Background(), subject.Step(s.Deployment, nodeIP), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProbe(t *testing.T) {
+	e := newEnv(t)
+	ask := func(auth contract.Auth, nodes ...string) []contract.ProbeResult {
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.Cmd("installer", "probe"), contract.Probe{V: 1, Nodes: nodes, Auth: auth, TimeoutMS: 3000})
+		if err != nil || rep.Code != 200 {
+			t.Fatalf("probe: %v %+v", err, rep)
+		}
+		var out contract.ProbeReply
+		_ = json.Unmarshal(rep.Body, &out)
+		return out.Nodes
+	}
+	r := ask(contract.Auth{Key: keyPath}, nodeIP, "127.0.77.2")
+	if !r[0].Reachable || r[0].Hardware.CPU < 1 || r[0].Hardware.RAM < 100000 || r[0].Hardware.DISK < 100 {
+		t.Fatalf("probe of a live node: %+v", r[0])
+	}
+	if r[1].Reachable || !strings.Contains(r[1].Error, "refused") {
+		t.Fatalf("probe of a closed port: %+v", r[1])
+	}
+	other := filepath.Join(t.TempDir(), "k")
+	_ = exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).Run()
+	r = ask(contract.Auth{Key: other}, nodeIP)
+	if r[0].Reachable || !strings.Contains(r[0].Error, "authentication failed") {
+		t.Fatalf("probe with a wrong key: %+v", r[0])
+	}
+}
+
+func TestStepRunsOnceThenUnchanged(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	dir := t.TempDir()
+	target := filepath.Join(dir, "etc", "app.conf")
+	script := "set -eu\nfor i in 1 2 3; do echo line $i; done\necho oops >&2\necho \"secret is $DE_SECRET_PASSWORD\"\ncat " + target + "\n"
+	step := contract.Step{Deployment: "d-1", Action: "install", Key: "x.install", Hash: uniq(), Script: script, TimeoutS: 30,
+		SecretEnv: []string{"password"},
+		Files:     []contract.StepFile{{Path: target, Mode: 0o640, Content: []byte("hello file\n")}}}
+	r := record(t, e, "d-1")
+	queue(t, e, step)
+	ev := r.final(t, 20*time.Second)
+	if ev.State != contract.StateSucceeded || ev.ExitCode == nil || *ev.ExitCode != 0 {
+		t.Fatalf("step: %+v", ev)
+	}
+	st, err := os.Stat(target)
+	if err != nil || st.Mode().Perm() != 0o640 {
+		r.mu.Lock()
+		t.Fatalf("uploaded file: %v %v; lines %+v", st, err, r.lines)
+	}
+	time.Sleep(200 * time.Millisecond)
+	r.mu.Lock()
+	var got []string
+	for i, l := range r.lines {
+		if l.Seq != int64(i+1) {
+			t.Errorf("line %d has seq %d", i, l.Seq)
+		}
+		got = append(got, l.Line)
+	}
+	all := strings.Join(r.frames, "\n")
+	r.mu.Unlock()
+	joined := strings.Join(got, "|")
+	for _, want := range []string{"line 1|line 2|line 3", "oops", "secret is <redacted>", "hello file"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("log lines %q lack %q", joined, want)
+		}
+	}
+	if strings.Contains(all, secret) {
+		t.Fatal("a secret reached an event")
+	}
+
+	// The same step in a later deployment has nothing to do.
+	step.Deployment = "d-2"
+	r2 := record(t, e, "d-2")
+	queue(t, e, step)
+	if ev := r2.final(t, 20*time.Second); ev.State != contract.StateUnchanged {
+		t.Fatalf("second run: %+v", ev)
+	}
+}
+
+func TestFailingAndHungSteps(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	r := record(t, e, "d-3")
+	queue(t, e, contract.Step{Deployment: "d-3", Action: "fail", Key: "x.fail", Hash: uniq(), Script: "echo about to fail >&2\nexit 3\n", TimeoutS: 30})
+	ev := r.final(t, 20*time.Second)
+	if ev.State != contract.StateFailed || ev.ExitCode == nil || *ev.ExitCode != 3 || !strings.Contains(ev.Error, "about to fail") {
+		t.Fatalf("failing step: %+v", ev)
+	}
+
+	marker := "de-hung-" + time.Now().Format("150405.000")
+	r = record(t, e, "d-4")
+	start := time.Now()
+	queue(t, e, contract.Step{Deployment: "d-4", Action: "hang", Key: "x.hang", Hash: uniq(), Script: "exec -a " + marker + " sleep 3600\n", TimeoutS: 2})
+	ev = r.final(t, 30*time.Second)
+	if ev.State != contract.StateFailed || !strings.Contains(ev.Error, "timed out") {
+		t.Fatalf("hung step: %+v", ev)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("hung step took %s to fail", d)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if out, _ := exec.Command("pgrep", "-f", marker).Output(); len(out) > 0 {
+		t.Fatalf("the hung command is still running on the node: pids %s", out)
+	}
+}
+
+func TestHostKeyChange(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	ctx := context.Background()
+	if _, err := e.ins.dial(ctx, nodeIP, contract.Auth{Key: keyPath}); err != nil {
+		t.Fatal(err)
+	}
+	stopSSHD()
+	if err := newHostKey(); err != nil {
+		t.Fatal(err)
+	}
+	if err := startSSHD(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.ins.dial(ctx, nodeIP, contract.Auth{Key: keyPath})
+	if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "pinned") {
+		t.Fatalf("dial after the host key changed: %v", err)
+	}
+	r := record(t, e, "d-5")
+	queue(t, e, contract.Step{Deployment: "d-5", Action: "any", Key: "x.any", Hash: uniq(), Script: "true\n", TimeoutS: 10})
+	if ev := r.final(t, 20*time.Second); ev.State != contract.StateFailed || !strings.Contains(ev.Error, "host key") {
+		t.Fatalf("step on a node whose key changed: %+v", ev)
+	}
+}
+
+// uniq is a fresh step hash: the node (this machine) keeps markers between runs.
+func uniq() string { return fmt.Sprintf("%016x", time.Now().UnixNano()) }

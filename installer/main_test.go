@@ -1,0 +1,169 @@
+package installer
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/deployment-engine/engine/services/bus"
+)
+
+// A real OpenSSH server on a loopback address of this machine stands in
+// for a node: the installer's tests run against it, not a fake.
+const (
+	nodeIP   = "127.0.77.1"
+	nodePort = "2222"
+)
+
+var (
+	sshDir  string
+	keyPath string
+	sshd    *exec.Cmd
+)
+
+func TestMain(m *testing.M) {
+	if os.Getuid() != 0 {
+		fmt.Fprintln(os.Stderr, "installer tests start a real sshd as root: run them as root (CI does)")
+		os.Exit(1)
+	}
+	if _, err := exec.LookPath("/usr/sbin/sshd"); err != nil {
+		fmt.Fprintln(os.Stderr, "installer tests need openssh-server: run `make deps` as root")
+		os.Exit(1)
+	}
+	var err error
+	sshDir, err = os.MkdirTemp("", "de-installer-sshd-")
+	if err != nil {
+		panic(err)
+	}
+	// The tests' node is this machine: leave its state dir as it was.
+	_, statErr := os.Stat(stateDir)
+	defer func() {
+		if os.IsNotExist(statErr) {
+			os.RemoveAll(stateDir)
+		}
+	}()
+	code := func() int {
+		if err := setupSSHD(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer stopSSHD()
+		return m.Run()
+	}()
+	os.RemoveAll(sshDir)
+	if os.IsNotExist(statErr) {
+		os.RemoveAll(stateDir)
+	}
+	os.Exit(code)
+}
+
+func setupSSHD() error {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	blk, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return err
+	}
+	keyPath = filepath.Join(sshDir, "id_ed25519")
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(blk), 0o600); err != nil {
+		return err
+	}
+	signer, _ := ssh.NewSignerFromKey(priv)
+	if err := os.WriteFile(filepath.Join(sshDir, "authorized_keys"), ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o600); err != nil {
+		return err
+	}
+	if err := newHostKey(); err != nil {
+		return err
+	}
+	cfg := fmt.Sprintf(`Port %s
+ListenAddress %s
+HostKey %s/host_key
+PermitRootLogin yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile %s/authorized_keys
+PidFile %s/sshd.pid
+StrictModes no
+UsePAM no
+`, nodePort, nodeIP, sshDir, sshDir, sshDir)
+	if err := os.WriteFile(filepath.Join(sshDir, "sshd_config"), []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	_ = os.MkdirAll("/run/sshd", 0o755)
+	return startSSHD()
+}
+
+func newHostKey() error {
+	_ = os.Remove(filepath.Join(sshDir, "host_key"))
+	_ = os.Remove(filepath.Join(sshDir, "host_key.pub"))
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(sshDir, "host_key")).CombinedOutput(); err != nil {
+		return fmt.Errorf("ssh-keygen: %v %s", err, out)
+	}
+	return nil
+}
+
+func startSSHD() error {
+	sshd = exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(sshDir, "sshd_config"))
+	// Its own process group, so that stopping it ends its sessions too.
+	sshd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := sshd.Start(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := (&netDialer{}).dial(nodeIP + ":" + nodePort); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("test sshd did not start on %s:%s", nodeIP, nodePort)
+}
+
+func stopSSHD() {
+	if sshd != nil && sshd.Process != nil {
+		_ = syscall.Kill(-sshd.Process.Pid, syscall.SIGKILL)
+		_ = sshd.Wait()
+	}
+}
+
+type testEnv struct {
+	srv *bus.Server
+	res *bus.Resources
+	ins *Installer
+}
+
+func newEnv(t *testing.T) *testEnv {
+	t.Helper()
+	ctx := context.Background()
+	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bus.Declare(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, err := Start(ctx, Options{NC: nc, Res: res, Port: nodePort, Keepalive: time.Second, DialTimeout: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ins.Stop(); nc.Close(); srv.Stop() })
+	return &testEnv{srv, res, ins}
+}
