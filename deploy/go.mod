@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/deployment-engine/engine/api v0.0.0
+	github.com/deployment-engine/engine/installer v0.0.0-00010101000000-000000000000
 	github.com/deployment-engine/engine/planner v0.0.0
 	github.com/deployment-engine/engine/services v0.0.0
 	github.com/nats-io/nats.go v1.55.0
@@ -26,8 +27,8 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/crypto v0.59.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )

@@ -34,6 +34,8 @@ type Options struct {
 	NATSListen string // where node agents reach the embedded NATS ("" = nowhere)
 	CatalogDir string
 	AuthNone   bool
+	// SSHPort is the nodes' SSH port (default 22).
+	SSHPort string
 	// Only runs just these services (planner, installer, monitor, logs, api).
 	Only   []string
 	Logger *slog.Logger
