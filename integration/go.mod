@@ -3,8 +3,8 @@ module github.com/deployment-engine/engine/integration
 go 1.26.8
 
 require (
-	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
+	github.com/deployment-engine/engine/api v0.0.0
 	github.com/deployment-engine/engine/deploy v0.0.0
 )
 
@@ -12,7 +12,7 @@ require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/deployment-engine/engine/api v0.0.0 // indirect
+	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/deployment-engine/engine/planner v0.0.0 // indirect
 	github.com/deployment-engine/engine/services v0.0.0 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect

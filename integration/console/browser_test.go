@@ -119,6 +119,23 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// click clicks the element matching the CSS selector, again when the view
+// redrew it between the lookup and the click (status redraws itself).
+func (b *browser) click(sel string) {
+	b.t.Helper()
+	var err error
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+		err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.fail("click "+sel, err)
+}
+
 func (b *browser) fail(what string, err error) {
 	b.t.Helper()
 	b.t.Fatalf("%s: %v\npage text:\n%s\n(screenshot: %s)", what, err, b.pageText(), b.screenshot("failure"))
@@ -138,7 +155,15 @@ func (b *browser) screenshot(name string) string {
 	if dir == "" {
 		dir = b.t.TempDir()
 	}
-	p := filepath.Join(dir, strings.ReplaceAll(b.t.Name(), "/", "_")+"-"+name+".png")
+	safe := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+				return r
+			}
+			return '_'
+		}, s)
+	}
+	p := filepath.Join(dir, safe(b.t.Name())+"-"+safe(name)+".png")
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -217,6 +242,12 @@ func (b *browser) noHorizontalOverflow(view string) {
 			const rc = el.getBoundingClientRect();
 			if (rc.width && rc.right > de.clientWidth + 1 && !el.closest(".table-wrap, .tabs, .log, pre")) {
 				wide.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + "." + [...el.classList].join(".") + " right=" + Math.round(rc.right));
+			}
+		}
+		// Tables that collapse into cards must fit without scrolling.
+		for (const w of document.querySelectorAll(".table-wrap")) {
+			if (w.querySelector("table.responsive") && w.scrollWidth > w.clientWidth + 1) {
+				wide.push("collapsed table " + (w.firstElementChild.id || "") + " needs " + w.scrollWidth + "px of " + w.clientWidth);
 			}
 		}
 		return {Scroll: de.scrollWidth, Client: de.clientWidth, Body: document.body.scrollWidth, Wide: wide.slice(0, 8)};

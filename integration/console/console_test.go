@@ -263,22 +263,6 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
-	t.Run("screenshot", func(t *testing.T) {
-		b.t = t
-		out := os.Getenv("DE_CONSOLE_SCREENSHOT")
-		if out == "" {
-			t.Skip("set DE_CONSOLE_SCREENSHOT=docs/console.png to save the console's picture")
-		}
-		b.run("open config", chromedp.Navigate(base+"/#/config"), chromedp.WaitVisible(chromedp.CSS(".comp-row")))
-		buf, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(out, buf, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	})
-
 	t.Run("sign out", func(t *testing.T) {
 		b.t = t
 		b.run("sign out", chromedp.Navigate(base+"/#/status"), chromedp.WaitVisible(chromedp.ID("signout")), chromedp.Click(chromedp.ID("signout")))

@@ -163,9 +163,12 @@ export function follow(root, id) {
         state.state = ev.state || "running";
         state.created = state.created || ev.time;
         break;
-      case "step":
-        state.steps.set(ev.id, { ...state.steps.get(ev.id), ...ev });
+      case "step": {
+        // A new attempt starts clean: no error or exit code of the last one.
+        const prev = state.steps.get(ev.id) || {};
+        state.steps.set(ev.id, { ...prev, ...ev, error: ev.error || "", exit_code: ev.exit_code ?? null, finished: ev.finished || null });
         break;
+      }
       case "log":
         addLog(ev);
         break;
