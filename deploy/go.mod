@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/deployment-engine/engine/api v0.0.0
 	github.com/deployment-engine/engine/installer v0.0.0-00010101000000-000000000000
+	github.com/deployment-engine/engine/integration/testbed v0.0.0-00010101000000-000000000000
 	github.com/deployment-engine/engine/planner v0.0.0
 	github.com/deployment-engine/engine/services v0.0.0
 	github.com/nats-io/nats.go v1.55.0

@@ -1,0 +1,577 @@
+// Package testbed brings up real nodes on this machine for tests and the
+// demo: each node is a network namespace on a bridge with its own IP, a
+// copy-on-write overlay of the machine's root filesystem, its own PID
+// namespace and hostname, and the real sshd and monit running inside.
+// It needs root.
+package testbed
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Root holds every test bed's state: one directory per bed.
+const Root = "/run/de-testbed"
+
+// Options shape a test bed.
+type Options struct {
+	// Name tells beds apart (default "de"); letters, digits, - only.
+	Name  string
+	Nodes int
+	// RootPassword, when set, lets root log in with it too (set inside
+	// the nodes only).
+	RootPassword string
+}
+
+// Bed is a running test bed.
+type Bed struct {
+	Name    string  `json:"name"`
+	Subnet  string  `json:"subnet"` // e.g. 10.213.7.0/24
+	Home    string  `json:"home"`   // the bridge's IP: the control machine as nodes see it
+	KeyPath string  `json:"key_path"`
+	Bridge  string  `json:"bridge"`
+	Nodes   []*Node `json:"nodes"`
+	dir     string
+}
+
+// Node is one machine of a bed.
+type Node struct {
+	Name     string `json:"name"` // network namespace
+	IP       string `json:"ip"`
+	Hostname string `json:"hostname"`
+	Veth     string `json:"veth"` // host side of its link
+	PID      int    `json:"pid"`  // host PID of the node's init (PID 1 inside)
+	Password string `json:"-"`
+	dir      string
+	bed      *Bed
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,20}$`)
+
+func (o Options) name() string {
+	if o.Name == "" {
+		return "de"
+	}
+	return o.Name
+}
+
+// short is a 4-hex tag of a bed name, to keep interface names ≤ 15 chars.
+func short(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(h[:2])
+}
+
+// Up brings up a bed of o.Nodes nodes with sshd answering on each.
+func Up(ctx context.Context, o Options) (b *Bed, err error) {
+	name := o.name()
+	if !nameRe.MatchString(name) {
+		return nil, fmt.Errorf("testbed: name %q: lowercase letters, digits and -, at most 21", name)
+	}
+	if o.Nodes < 1 || o.Nodes > 200 {
+		return nil, fmt.Errorf("testbed: %d nodes: between 1 and 200", o.Nodes)
+	}
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	// A bed of the same name left by a killed process goes first.
+	_ = Down(name)
+	unlock, err := lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	third, err := freeSubnet()
+	if err != nil {
+		return nil, err
+	}
+	tag := short(name)
+	b = &Bed{Name: name, Subnet: fmt.Sprintf("10.213.%d.0/24", third), Home: fmt.Sprintf("10.213.%d.1", third),
+		Bridge: "deb" + tag, dir: filepath.Join(Root, name)}
+	defer func() {
+		if err != nil {
+			_ = Down(name)
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(b.dir, "fs"), 0o700); err != nil {
+		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	// Upper and work dirs cannot live inside the overlay's lower (/): a
+	// tmpfs of the bed's own holds them.
+	if err := run("mount", "-t", "tmpfs", "-o", "mode=0700", "de-testbed-"+name, filepath.Join(b.dir, "fs")); err != nil {
+		return nil, err
+	}
+	if err := b.save(); err != nil { // Down can clean up from here on
+		return nil, err
+	}
+	if err := b.makeKey(); err != nil {
+		return nil, err
+	}
+	if err := run("ip", "link", "add", b.Bridge, "type", "bridge"); err != nil {
+		return nil, err
+	}
+	if err := run("ip", "addr", "add", b.Home+"/24", "dev", b.Bridge); err != nil {
+		return nil, err
+	}
+	if err := run("ip", "link", "set", b.Bridge, "up"); err != nil {
+		return nil, err
+	}
+	for i := 0; i < o.Nodes; i++ {
+		n := &Node{Name: fmt.Sprintf("de-%s-n%d", name, i), IP: fmt.Sprintf("10.213.%d.%d", third, i+2),
+			Hostname: fmt.Sprintf("%s-node%d", name, i), Veth: fmt.Sprintf("dev%sn%d", tag, i), Password: o.RootPassword,
+			dir: filepath.Join(b.dir, "fs", fmt.Sprintf("n%d", i)), bed: b}
+		b.Nodes = append(b.Nodes, n)
+		if err := n.create(); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range b.Nodes {
+		if err := n.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.save(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// create makes the node's namespace, link and filesystem.
+func (n *Node) create() error {
+	for _, d := range []string{"upper", "work", "root"} {
+		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
+			return fmt.Errorf("testbed: %w", err)
+		}
+	}
+	if err := run("ip", "netns", "add", n.Name); err != nil {
+		return err
+	}
+	steps := [][]string{
+		{"ip", "link", "add", n.Veth, "type", "veth", "peer", "name", "eth0", "netns", n.Name},
+		{"ip", "link", "set", n.Veth, "master", n.bed.Bridge},
+		{"ip", "link", "set", n.Veth, "up"},
+		{"ip", "netns", "exec", n.Name, "ip", "addr", "add", n.IP + "/24", "dev", "eth0"},
+		{"ip", "netns", "exec", n.Name, "ip", "link", "set", "eth0", "up"},
+		{"ip", "netns", "exec", n.Name, "ip", "link", "set", "lo", "up"},
+	}
+	for _, s := range steps {
+		if err := run(s[0], s[1:]...); err != nil {
+			return err
+		}
+	}
+	// The node's own files, written into its upper layer.
+	up := filepath.Join(n.dir, "upper")
+	pub, err := os.ReadFile(n.bed.KeyPath + ".pub")
+	if err != nil {
+		return err
+	}
+	files := map[string]struct {
+		mode os.FileMode
+		data string
+	}{
+		"root/.ssh/authorized_keys": {0o600, string(pub)},
+		"etc/monit/monitrc": {0o600, "set daemon 2\nset log /var/log/monit.log\nset pidfile /run/monit.pid\n" +
+			"set idfile /var/lib/monit/id\nset statefile /var/lib/monit/state\n" +
+			"set httpd port 2812 and use address localhost allow localhost\ninclude /etc/monit/conf.d/*\n"},
+		// Package scripts must not start services: monit owns them.
+		"usr/sbin/policy-rc.d": {0o755, "#!/bin/sh\nexit 101\n"},
+		"etc/hostname":         {0o644, n.Hostname + "\n"},
+	}
+	for p, f := range files {
+		full := filepath.Join(up, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(full, []byte(f.data), f.mode); err != nil {
+			return err
+		}
+	}
+	return os.MkdirAll(filepath.Join(up, "var/lib/monit"), 0o700)
+}
+
+// initScript runs in the node's fresh mount, PID and UTS namespaces.
+func (n *Node) initScript() string {
+	r := filepath.Join(n.dir, "root")
+	sshOpts := "-o ListenAddress=" + n.IP + " -o PidFile=/run/sshd.pid -o UseDNS=no"
+	pw := ""
+	if n.Password != "" {
+		sshOpts += " -o PermitRootLogin=yes -o PasswordAuthentication=yes"
+		pw = fmt.Sprintf("echo 'root:%s' | chpasswd\n", strings.ReplaceAll(n.Password, "'", ""))
+	}
+	return fmt.Sprintf(`set -e
+R=%[1]s
+mount -t overlay overlay -o lowerdir=/,upperdir=%[2]s/upper,workdir=%[2]s/work "$R"
+mount --rbind /dev "$R/dev"
+mount -t proc proc "$R/proc"
+mount -t sysfs sysfs "$R/sys"
+mount -t tmpfs tmpfs "$R/run"
+mount -t tmpfs tmpfs "$R/tmp"
+hostname %[3]s
+exec chroot "$R" /bin/sh -c '
+set -e
+if [ ! -e /var/lib/de-testbed-keys ]; then rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; touch /var/lib/de-testbed-keys; fi
+%[5]smkdir -p /run/sshd /var/log
+/usr/sbin/sshd %[4]s
+monit -c /etc/monit/monitrc >/dev/null 2>&1 || true
+# PID 1 reaps orphans by ignoring SIGCHLD once the daemons are up.
+trap "" CHLD
+exec sleep infinity
+'
+`, r, n.dir, n.Hostname, sshOpts, pw)
+}
+
+// Start runs the node: its init, sshd and monit. What was installed on it
+// before a Stop is still there.
+func (n *Node) Start(ctx context.Context) error {
+	if n.running() {
+		return nil
+	}
+	logf, err := os.OpenFile(filepath.Join(n.dir, "init.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command("ip", "netns", "exec", n.Name, "unshare", "--mount", "--pid", "--uts", "--fork", "--propagation", "private",
+		"/bin/sh", "-c", n.initScript())
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Detached: the nodes of `testbed up` outlive the command.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("testbed: start %s: %w", n.Name, err)
+	}
+	unsharePID := cmd.Process.Pid
+	go func() { _ = cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if n.PID == 0 || !n.running() {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", unsharePID, unsharePID)); err == nil {
+				if f := strings.Fields(string(b)); len(f) > 0 {
+					n.PID, _ = strconv.Atoi(f[0])
+				}
+			}
+		}
+		if c, err := net.DialTimeout("tcp", net.JoinHostPort(n.IP, "22"), 200*time.Millisecond); err == nil {
+			c.Close()
+			return n.bed.save()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(filepath.Join(n.dir, "init.log"))
+	return fmt.Errorf("testbed: sshd on %s (%s) did not answer within 20s; init log:\n%s", n.Name, n.IP, log)
+}
+
+func (n *Node) running() bool {
+	if n.PID == 0 {
+		return false
+	}
+	return syscall.Kill(n.PID, 0) == nil
+}
+
+// Stop kills everything in the node: its PID namespace goes with its init.
+func (n *Node) Stop(ctx context.Context) error {
+	if n.PID == 0 {
+		return nil
+	}
+	_ = syscall.Kill(n.PID, syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for n.running() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Its processes are gone when the namespace's sshd no longer answers.
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(n.IP, "22"), 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		c.Close()
+		time.Sleep(50 * time.Millisecond)
+	}
+	n.PID = 0
+	return n.bed.save()
+}
+
+// Cut takes the node's link down; Restore brings it back.
+func (n *Node) Cut() error     { return run("ip", "link", "set", n.Veth, "down") }
+func (n *Node) Restore() error { return run("ip", "link", "set", n.Veth, "up") }
+
+// ErrNoNetem means the kernel has no netem queueing discipline.
+var ErrNoNetem = errors.New("this kernel has no netem (sch_netem): delay and loss cannot be added; Throttle still works")
+
+// Netem delays and drops the node's traffic (on the way to it).
+func (n *Node) Netem(delay time.Duration, lossPercent float64) error {
+	err := run("tc", "qdisc", "replace", "dev", n.Veth, "root", "netem",
+		"delay", fmt.Sprintf("%dms", delay.Milliseconds()), "loss", fmt.Sprintf("%g%%", lossPercent))
+	if err != nil && strings.Contains(err.Error(), "kind is unknown") {
+		return fmt.Errorf("testbed: %w", ErrNoNetem)
+	}
+	return err
+}
+
+// Throttle limits the node's traffic (on the way to it) to kbit per second.
+func (n *Node) Throttle(kbit int) error {
+	if err := run("tc", "qdisc", "replace", "dev", n.Veth, "root", "handle", "1:", "htb", "default", "10"); err != nil {
+		return err
+	}
+	rate := fmt.Sprintf("%dkbit", kbit)
+	return run("tc", "class", "replace", "dev", n.Veth, "parent", "1:", "classid", "1:10", "htb", "rate", rate, "ceil", rate)
+}
+
+// ClearNetem removes delay, loss and throttling.
+func (n *Node) ClearNetem() error { return run("tc", "qdisc", "del", "dev", n.Veth, "root") }
+
+// Exec runs a shell script inside the node and returns its stdout.
+func (n *Node) Exec(ctx context.Context, script string) ([]byte, error) {
+	if !n.running() {
+		return nil, fmt.Errorf("testbed: %s is stopped", n.Name)
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(n.PID), "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "/bin/sh", "-c", script)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("testbed: exec in %s: %w: %s", n.Name, err, stderr.String())
+	}
+	return out, nil
+}
+
+// SSH connects to the node as root with the bed's key. Test beds are
+// made fresh with unknown host keys, so this trusts them: for tests only.
+func (n *Node) SSH(ctx context.Context) (*ssh.Client, error) {
+	b, err := os.ReadFile(n.bed.KeyPath)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, err
+	}
+	return ssh.Dial("tcp", net.JoinHostPort(n.IP, "22"), &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}) // #nosec: test nodes only
+}
+
+func (b *Bed) makeKey() error {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	blk, err := ssh.MarshalPrivateKey(priv, "de-testbed "+b.Name)
+	if err != nil {
+		return err
+	}
+	b.KeyPath = filepath.Join(b.dir, "id_ed25519")
+	if err := os.WriteFile(b.KeyPath, pem.EncodeToMemory(blk), 0o600); err != nil {
+		return err
+	}
+	signer, _ := ssh.NewSignerFromKey(priv)
+	return os.WriteFile(b.KeyPath+".pub", ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644)
+}
+
+func (b *Bed) save() error {
+	data, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(b.dir, "state.json"), data, 0o600)
+}
+
+// Load reads a running bed's state.
+func Load(name string) (*Bed, error) {
+	dir := filepath.Join(Root, name)
+	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return nil, err
+	}
+	b := &Bed{dir: dir}
+	if err := json.Unmarshal(data, b); err != nil {
+		return nil, fmt.Errorf("testbed: state of %s: %w", name, err)
+	}
+	for i, n := range b.Nodes {
+		n.bed, n.dir = b, filepath.Join(dir, "fs", fmt.Sprintf("n%d", i))
+	}
+	return b, nil
+}
+
+// Down tears a bed down.
+func (b *Bed) Down() error { return Down(b.Name) }
+
+// Down removes everything of bed name, including what a killed process
+// left: node processes, namespaces, links, the bridge, mounts and state.
+func Down(name string) error {
+	dir := filepath.Join(Root, name)
+	b, _ := Load(name)
+	var errs []error
+	tag := short(name)
+	// Every process in the bed's namespaces.
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	prefix := "de-" + name + "-n"
+	for _, line := range strings.Split(string(out), "\n") {
+		ns := firstField(line)
+		if !strings.HasPrefix(ns, prefix) {
+			continue
+		}
+		pids, _ := exec.Command("ip", "netns", "pids", ns).Output()
+		for _, p := range strings.Fields(string(pids)) {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	if b != nil {
+		for _, n := range b.Nodes {
+			if n.PID > 0 {
+				_ = syscall.Kill(n.PID, syscall.SIGKILL)
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, line := range strings.Split(string(out), "\n") {
+		ns := firstField(line)
+		if strings.HasPrefix(ns, prefix) {
+			if err := run("ip", "netns", "delete", ns); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, line := range strings.Split(string(links), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		ifname := strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]
+		if ifname == "deb"+tag || strings.HasPrefix(ifname, "dev"+tag+"n") {
+			_ = run("ip", "link", "delete", ifname)
+		}
+	}
+	// Mounts under the bed's directory, deepest first.
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	var mine []string
+	for _, line := range strings.Split(string(mounts), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && (f[1] == dir || strings.HasPrefix(f[1], dir+"/")) {
+			mine = append(mine, f[1])
+		}
+	}
+	for i := len(mine) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mine[i], syscall.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mine[i], err))
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// List names the beds that exist.
+func List() ([]string, error) {
+	entries, err := os.ReadDir(Root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, err
+}
+
+// freeSubnet picks 10.213.N.0/24 used by no interface or other bed.
+func freeSubnet() (int, error) {
+	used := map[int]bool{}
+	out, _ := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	for _, m := range regexp.MustCompile(`10\.213\.(\d+)\.`).FindAllStringSubmatch(string(out), -1) {
+		n, _ := strconv.Atoi(m[1])
+		used[n] = true
+	}
+	routes, _ := exec.Command("ip", "-4", "route", "show").Output()
+	for _, m := range regexp.MustCompile(`10\.213\.(\d+)\.`).FindAllStringSubmatch(string(routes), -1) {
+		n, _ := strconv.Atoi(m[1])
+		used[n] = true
+	}
+	names, _ := List()
+	for _, name := range names {
+		if b, err := Load(name); err == nil {
+			var n int
+			if _, err := fmt.Sscanf(b.Subnet, "10.213.%d.0/24", &n); err == nil {
+				used[n] = true
+			}
+		}
+	}
+	for n := 1; n < 255; n++ {
+		if !used[n] {
+			return n, nil
+		}
+	}
+	return 0, errors.New("testbed: no free 10.213.N.0/24 subnet")
+}
+
+// lock serialises subnet choice between beds brought up at once.
+func lock() (func(), error) {
+	if err := os.MkdirAll(Root, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(Root, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// Check says why this machine cannot run a test bed, or nil.
+func Check() error {
+	if os.Geteuid() != 0 {
+		return errors.New("testbed: the test bed needs root (network namespaces, mounts): run the tests as root, e.g. sudo make test")
+	}
+	var missing []string
+	for _, tool := range []string{"ip", "tc", "unshare", "nsenter", "/usr/sbin/sshd", "monit", "ssh-keygen", "chroot"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("testbed: missing %s: run `make deps` as root (installs iproute2, openssh-server, monit, util-linux)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("testbed: %s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func firstField(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}

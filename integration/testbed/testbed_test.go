@@ -1,0 +1,240 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+var bed *Bed
+
+// One bed of three nodes serves every test of the package.
+func TestMain(m *testing.M) {
+	if err := Check(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var err error
+	bed, err = Up(context.Background(), Options{Name: "tbtest", Nodes: 3, RootPassword: "node-only-pw"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = Down("tbtest")
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := bed.Down(); err != nil {
+		fmt.Fprintln(os.Stderr, "tear down:", err)
+		code = 1
+	}
+	if code == 0 {
+		if left := leftovers("tbtest"); left != "" {
+			fmt.Fprintln(os.Stderr, "left behind after Down:", left)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leftovers lists what of a bed still exists.
+func leftovers(name string) string {
+	var out []string
+	ns, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(ns), "de-"+name+"-") {
+		out = append(out, "namespaces")
+	}
+	links, _ := exec.Command("ip", "-o", "link").Output()
+	if strings.Contains(string(links), "deb"+short(name)) || strings.Contains(string(links), "dev"+short(name)) {
+		out = append(out, "links")
+	}
+	mounts, _ := os.ReadFile("/proc/mounts")
+	if strings.Contains(string(mounts), Root+"/"+name) {
+		out = append(out, "mounts")
+	}
+	if _, err := os.Stat(Root + "/" + name); err == nil {
+		out = append(out, "state dir")
+	}
+	return strings.Join(out, ", ")
+}
+
+func sh(t *testing.T, n *Node, script string) string {
+	t.Helper()
+	out, err := n.Exec(context.Background(), script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func sshRun(t *testing.T, n *Node, cmd string) string {
+	t.Helper()
+	c, err := n.SSH(context.Background())
+	if err != nil {
+		t.Fatalf("ssh %s: %v", n.IP, err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, err := s.Output(cmd)
+	if err != nil {
+		t.Fatalf("ssh %s %q: %v", n.IP, cmd, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestNodesAreIsolated(t *testing.T) {
+	a, b := bed.Nodes[0], bed.Nodes[1]
+	sh(t, a, "echo mine > /etc/de-isolation; useradd de-iso-user")
+	if got := sh(t, b, "cat /etc/de-isolation 2>/dev/null; id -u de-iso-user 2>/dev/null; true"); got != "" {
+		t.Errorf("node b sees node a's file or user: %q", got)
+	}
+	if _, err := os.Stat("/etc/de-isolation"); err == nil {
+		t.Error("the host sees a node's file")
+	}
+	if out, _ := exec.Command("id", "-u", "de-iso-user").Output(); len(out) > 0 {
+		t.Error("the host sees a node's user")
+	}
+	sh(t, a, "setsid sleep 4242 >/dev/null 2>&1 < /dev/null &")
+	if got := sh(t, b, "pgrep -f '^sleep 4242' || true"); got != "" {
+		t.Errorf("node b sees node a's process: %s", got)
+	}
+	if got := sh(t, a, "ps -e -o pid= | wc -l"); got == "" {
+		t.Error("no process list in node a")
+	}
+	if ha, hb := sshRun(t, a, "hostname"), sshRun(t, b, "hostname"); ha == hb || ha != a.Hostname {
+		t.Errorf("hostnames %q and %q", ha, hb)
+	}
+}
+
+func TestSSHAndMonitInEveryNode(t *testing.T) {
+	for _, n := range bed.Nodes {
+		if got := sshRun(t, n, "hostname"); got != n.Hostname {
+			t.Errorf("%s: hostname %q", n.IP, got)
+		}
+		if got := sshRun(t, n, "monit summary"); !strings.Contains(got, "Monit 5") {
+			t.Errorf("%s: monit summary %q", n.IP, got)
+		}
+	}
+}
+
+func TestNoRouteOut(t *testing.T) {
+	n := bed.Nodes[0]
+	out := sh(t, n, "timeout 3 bash -c '</dev/tcp/192.0.2.1/80' 2>&1; true")
+	if !strings.Contains(out, "unreachable") {
+		t.Errorf("a node reached outside its subnet: %q", out)
+	}
+	if got := sh(t, n, "ip route"); strings.Contains(got, "default") {
+		t.Errorf("a node has a default route: %s", got)
+	}
+}
+
+func TestStopStart(t *testing.T) {
+	n := bed.Nodes[2]
+	sh(t, n, "echo kept > /root/de-kept")
+	if err := n.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", n.IP+":22", time.Second); err == nil {
+		c.Close()
+		t.Fatal("sshd answers on a stopped node")
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := sshRun(t, n, "cat /root/de-kept"); got != "kept" {
+		t.Fatalf("installed state lost across stop/start: %q", got)
+	}
+}
+
+func TestCutAndSlow(t *testing.T) {
+	n := bed.Nodes[1]
+	if err := n.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := net.DialTimeout("tcp", n.IP+":22", time.Second)
+	if rerr := n.Restore(); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err == nil {
+		t.Fatal("dialled a cut node")
+	}
+	sshRun(t, n, "true")
+
+	// Delay and loss need the kernel's netem; where it is missing the
+	// error says so, and throttling shows the link can be slowed.
+	if err := n.Netem(200*time.Millisecond, 1); err != nil {
+		if !errors.Is(err, ErrNoNetem) {
+			t.Fatal(err)
+		}
+		t.Log(err)
+	} else {
+		start := time.Now()
+		sshRun(t, n, "true")
+		if d := time.Since(start); d < 400*time.Millisecond {
+			t.Errorf("netem 200ms: an ssh round trip took %s", d)
+		}
+		_ = n.ClearNetem()
+	}
+	// Send 1 MB to the node: throttling shapes traffic towards it.
+	fetch := func() time.Duration {
+		c, err := n.SSH(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		s.Stdin = bytes.NewReader(make([]byte, 1_000_000))
+		start := time.Now()
+		out, err := s.Output("wc -c")
+		if err != nil || strings.TrimSpace(string(out)) != "1000000" {
+			t.Fatalf("sent 1 MB, node got %q: %v", out, err)
+		}
+		return time.Since(start)
+	}
+	base := fetch()
+	if err := n.Throttle(2000); err != nil {
+		t.Fatal(err)
+	}
+	slow := fetch()
+	if err := n.ClearNetem(); err != nil {
+		t.Fatal(err)
+	}
+	// 1 MB at 2 Mbit/s takes about 4 s.
+	if slow < 3*time.Second || slow < 3*base {
+		t.Fatalf("throttled to 2 Mbit/s, 1 MB took %s (unthrottled %s)", slow, base)
+	}
+}
+
+func BenchmarkUpDown(b *testing.B) {
+	for _, n := range []int{1, 10, 30} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				bd, err := Up(context.Background(), Options{Name: "tbbench", Nodes: n})
+				if err != nil {
+					b.Fatal(err)
+				}
+				up := time.Since(start)
+				start = time.Now()
+				if err := bd.Down(); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(up.Seconds(), "up-s")
+				b.ReportMetric(time.Since(start).Seconds(), "down-s")
+			}
+		})
+	}
+}
