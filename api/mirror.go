@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"path"
 	"strings"
 )
 
@@ -14,8 +15,10 @@ func mirrorHandler(dir string) http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, "the mirror is read-only")
 			return
 		}
-		p := r.URL.Path
-		if p == "" || strings.HasSuffix(p, "/") || strings.Contains(p, "/.") || strings.HasPrefix(p, ".") {
+		// apt asks for ./Packages of a flat repository.
+		p := path.Clean("/" + r.URL.Path)
+		r.URL.Path = p
+		if p == "/" || strings.Contains(p, "/.") {
 			writeError(w, http.StatusNotFound, "no such file in the mirror")
 			return
 		}

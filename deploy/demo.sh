@@ -9,8 +9,17 @@ DATA=${DEMO_DATA:-./demo-data}
 NAME=demo
 PORT=${DEMO_PORT:-50000}
 
+stop_engine() {
+  if [ -f "$DATA/engine.pid" ]; then
+    pid=$(cat "$DATA/engine.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$DATA/engine.pid"
+  fi
+}
+
 if [ "${1:-}" = down ]; then
-  [ -f "$DATA/engine.pid" ] && kill "$(cat "$DATA/engine.pid")" 2>/dev/null || true
+  stop_engine
   $BIN testbed down --name $NAME
   echo "demo stopped (data kept in $DATA)"
   exit 0
@@ -30,10 +39,14 @@ echo "== syncing the starter catalog's packages into the mirror"
 $BIN mirror sync --catalog starter --data "$DATA"
 
 echo "== starting the engine"
-[ -f "$DATA/engine.pid" ] && kill "$(cat "$DATA/engine.pid")" 2>/dev/null || true
+stop_engine
+# The nodes are new: so is the engine's state (their pinned host keys and
+# ownership with it). The mirror is kept.
+rm -rf "$DATA/jetstream" "$DATA/logs"
 $BIN serve --data "$DATA" --listen ":$PORT" --nats-listen "$HOME_IP:4222" >"$DATA/engine.log" 2>&1 &
 echo $! > "$DATA/engine.pid"
-for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "the engine did not start; its log:" >&2; tail -20 "$DATA/engine.log" >&2; exit 1; }
 export DE_SERVER="http://127.0.0.1:$PORT" DE_API_TOKEN="$(cat "$DATA/api-token")"
 
 cat > "$DATA/starter.json" <<JSON

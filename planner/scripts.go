@@ -52,7 +52,7 @@ echo 'deb [trusted=yes] %[2]s ./' > /etc/apt/sources.list.d/deployment-engine.li
 # Package scripts must not start services: monit owns them.
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 chmod 755 /usr/sbin/policy-rc.d
-apt-get update -o Acquire::Retries=3 -o APT::Update::Error-Mode=any
+apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root
 `, nodeState, in.mirrorURL)
 	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: hashOf(mirror)}})
 
@@ -97,7 +97,7 @@ func installScript(packages []string, install string) string {
 		for i, p := range packages {
 			q[i] = shellQuote(p)
 		}
-		fmt.Fprintf(&b, "apt-get install -y -q -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef %s\n", strings.Join(q, " "))
+		fmt.Fprintf(&b, "apt-get install -y -q -o APT::Sandbox::User=root -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef %s\n", strings.Join(q, " "))
 	}
 	b.WriteString(install)
 	if !strings.HasSuffix(install, "\n") {

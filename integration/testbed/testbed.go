@@ -196,14 +196,22 @@ func (n *Node) create() error {
 	}
 	for p, f := range files {
 		full := filepath.Join(up, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
+		// A directory in the upper layer hides the mode of the one below:
+		// keep the usual 0755 (only /root/.ssh is private).
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			return err
 		}
 		if err := os.WriteFile(full, []byte(f.data), f.mode); err != nil {
 			return err
 		}
 	}
-	return os.MkdirAll(filepath.Join(up, "var/lib/monit"), 0o700)
+	if err := os.Chmod(filepath.Join(up, "root"), 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(filepath.Join(up, "root/.ssh"), 0o700); err != nil {
+		return err
+	}
+	return os.MkdirAll(filepath.Join(up, "var/lib/monit"), 0o755)
 }
 
 // initScript runs in the node's fresh mount, PID and UTS namespaces.

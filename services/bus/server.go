@@ -66,6 +66,10 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("bus: NATS server not ready after %s (data dir %s)", deadline, o.DataDir)
 	}
+	if o.Port != 0 && ns.Addr() == nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("bus: NATS cannot listen on %s:%d for node agents (is another engine running?)", o.Host, o.Port)
+	}
 	return &Server{Server: ns, auth: a}, nil
 }
 

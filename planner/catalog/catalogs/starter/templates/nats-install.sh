@@ -1,1 +1,2 @@
+/usr/sbin/nats-server --version
 touch /var/log/nats-server.log
