@@ -84,6 +84,8 @@ func Serve(ctx context.Context, o Options) error {
 
 	var nc *nats.Conn
 	var srv *bus.Server
+	// The node agent is installed only where nodes can reach the bus.
+	var agent *planner.AgentSpec
 	if o.NATSURL != "" {
 		if nc, err = bus.Dial(o.NATSURL, "deployment-engine"); err != nil {
 			return err
@@ -104,6 +106,24 @@ func Serve(ctx context.Context, o Options) error {
 			return err
 		}
 		stops = append(stops, srv.Stop)
+		observer, err := secretFile(filepath.Join(o.DataDir, "nats-observer"))
+		if err != nil {
+			return err
+		}
+		srv.SetObserverPassword(observer)
+		agentSecret, err := secretFile(filepath.Join(o.DataDir, "agent-secret"))
+		if err != nil {
+			return err
+		}
+		srv.SetAgentSecret([]byte(agentSecret))
+		if so.Port != 0 {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find the engine's binary for the node agent: %w", err)
+			}
+			agent = &planner.AgentSpec{Binary: self, NATSPort: so.Port,
+				Password: func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }}
+		}
 		if nc, err = srv.Connect("deployment-engine"); err != nil {
 			return err
 		}
@@ -130,7 +150,7 @@ func Serve(ctx context.Context, o Options) error {
 	port, _ := strconv.Atoi(httpPort)
 
 	if o.runs("planner") {
-		p, err := planner.Start(ctx, planner.Options{NC: nc, Res: res, Catalogs: catalogs, EngineID: engineID, Port: port, Logger: log})
+		p, err := planner.Start(ctx, planner.Options{NC: nc, Res: res, Catalogs: catalogs, EngineID: engineID, Port: port, Logger: log, Agent: agent})
 		if err != nil {
 			return err
 		}
@@ -214,22 +234,26 @@ func identity(ctx context.Context, res *bus.Resources) (string, error) {
 	return id, nil
 }
 
-// apiToken is DE_API_TOKEN, or <data>/api-token, made at first start.
-func apiToken(o Options) (string, error) {
-	if t := strings.TrimSpace(os.Getenv("DE_API_TOKEN")); t != "" {
-		return t, nil
-	}
-	path := filepath.Join(o.DataDir, "api-token")
+// secretFile reads a secret kept in a 0600 file, making it at first use.
+func secretFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b)), nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read API token %s: %w", path, err)
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	t := bus.RandomSecret()
-	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write API token %s: %w", path, err)
+	s := bus.RandomSecret()
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	return t, nil
+	return s, nil
+}
+
+// apiToken is DE_API_TOKEN, or <data>/api-token, made at first start.
+func apiToken(o Options) (string, error) {
+	if t := strings.TrimSpace(os.Getenv("DE_API_TOKEN")); t != "" {
+		return t, nil
+	}
+	return secretFile(filepath.Join(o.DataDir, "api-token"))
 }

@@ -17,6 +17,10 @@ import (
 // EngineUser is the user the engine's own services connect as.
 const EngineUser = "engine"
 
+// ObserverUser may follow the engine's events (de.evt.>) and nothing else:
+// it is how other tools run `nats sub 'de.evt.>'`.
+const ObserverUser = "observer"
+
 // AgentUserPrefix starts every node agent's user name: node-10-0-0-5.
 const AgentUserPrefix = "node-"
 
@@ -25,9 +29,17 @@ const AgentUserPrefix = "node-"
 // derived from the engine's secret, so no user list needs reloading when
 // nodes come and go.
 type auth struct {
-	enginePass string
-	mu         sync.RWMutex
-	secret     []byte
+	enginePass   string
+	mu           sync.RWMutex
+	secret       []byte
+	observerPass string
+}
+
+// SetObserverPassword lets the observer user in with pw ("" keeps it out).
+func (s *Server) SetObserverPassword(pw string) {
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	s.auth.observerPass = pw
 }
 
 // SetAgentSecret sets the secret agent passwords derive from; until it is
@@ -75,6 +87,19 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 			return false
 		}
 		c.RegisterUser(&server.User{Username: EngineUser})
+		return true
+	}
+	if opts.Username == ObserverUser {
+		a.mu.RLock()
+		pw := a.observerPass
+		a.mu.RUnlock()
+		if pw == "" || subtle.ConstantTimeCompare([]byte(opts.Password), []byte(pw)) != 1 {
+			return false
+		}
+		c.RegisterUser(&server.User{Username: ObserverUser, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Deny: []string{">"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{subject.AllEvents}},
+		}})
 		return true
 	}
 	tok, ok := strings.CutPrefix(opts.Username, AgentUserPrefix)
