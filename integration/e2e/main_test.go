@@ -1,0 +1,163 @@
+// Package e2e drives the real engine binary through its API only, against
+// a shared test bed of real nodes.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/integration/testbed"
+)
+
+var (
+	bed       *testbed.Bed
+	mirrorDir string
+)
+
+func TestMain(m *testing.M) {
+	if err := testbed.Check(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var err error
+	bed, err = testbed.Up(context.Background(), testbed.Options{Name: "e2e", Nodes: 4})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = testbed.Down("e2e")
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := bed.Down(); err != nil {
+		fmt.Fprintln(os.Stderr, "tear down:", err)
+		code = 1
+	}
+	if mirrorDir != "" {
+		os.RemoveAll(filepath.Dir(mirrorDir))
+	}
+	os.Exit(code)
+}
+
+// syncMirror fills one mirror for every engine of the package.
+func syncMirror(t *testing.T, bin string) string {
+	t.Helper()
+	if mirrorDir != "" {
+		return mirrorDir
+	}
+	data, err := os.MkdirTemp("", "de-e2e-mirror-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "mirror", "sync", "--catalog", "starter", "--data", data).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mirror sync: %v\n%s", err, out)
+	}
+	mirrorDir = filepath.Join(data, "mirror")
+	return mirrorDir
+}
+
+// engine starts a fresh engine whose mirror is the shared one, and hands
+// the bed's nodes to it.
+func engine(t *testing.T, args ...string) *harness.Engine {
+	t.Helper()
+	bin := harness.Binary(t)
+	data := t.TempDir()
+	if err := os.Symlink(syncMirror(t, bin), filepath.Join(data, "mirror")); err != nil {
+		t.Fatal(err)
+	}
+	release(t)
+	return harness.Start(t, harness.Options{Data: data, Args: args})
+}
+
+// release forgets which engine owned the nodes, so the next engine may
+// take them: each test starts a new engine, with a new id.
+func release(t *testing.T) {
+	t.Helper()
+	for _, n := range bed.Nodes {
+		if _, err := n.Exec(context.Background(), "rm -rf /var/lib/deployment-engine"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func ips(idx ...int) []string {
+	var out []string
+	for _, i := range idx {
+		out = append(out, bed.Nodes[i].IP)
+	}
+	return out
+}
+
+func config(catalog string, comps map[string][]string) map[string]any {
+	return map[string]any{"components": comps, "properties": map[string]any{
+		"catalog": catalog, "domain": "e2e.local", "home": bed.Home, "key": bed.KeyPath,
+		"disksize": "1", "checkdisk": 1, "adduser": 0}}
+}
+
+type deployment struct {
+	ID      string `json:"id"`
+	State   string `json:"state"`
+	Changed int    `json:"changed"`
+	Error   string `json:"error"`
+	Steps   []struct {
+		ID, Node, Component, Action, State, Error string
+		Attempt                                   int
+		Started, Finished                         *time.Time
+	} `json:"steps"`
+}
+
+func deploy(t *testing.T, e *harness.Engine) string {
+	t.Helper()
+	code, body := e.Do("GET", "/deployment-engine/deploy", nil)
+	if code != 202 {
+		t.Fatalf("deploy: %d %s", code, body)
+	}
+	var r struct{ ID string }
+	if err := json.Unmarshal(body, &r); err != nil || r.ID == "" {
+		t.Fatalf("deploy reply %s", body)
+	}
+	return r.ID
+}
+
+func wait(t *testing.T, e *harness.Engine, id string, within time.Duration) deployment {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var d deployment
+	for time.Now().Before(deadline) {
+		code, body := e.Do("GET", "/deployment-engine/deployments/"+id, nil)
+		if code == 200 {
+			_ = json.Unmarshal(body, &d)
+			if d.State == "succeeded" || d.State == "failed" {
+				return d
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("deployment %s did not finish within %s: %+v\nengine log:\n%s", id, within, d, tail(e.Log(), 40))
+	return d
+}
+
+func failures(d deployment) string {
+	var out []string
+	for _, s := range d.Steps {
+		if s.State == "failed" {
+			out = append(out, s.ID+": "+s.Error)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/integration/harness"
+)
+
+// The starter stack, deployed through the API onto four nodes with
+// components sharing nodes, answers real clients from this machine; a
+// tool with its own NATS client follows the deployment; deploying again
+// changes nothing.
+func TestStarterStack(t *testing.T) {
+	natsPort := harness.FreePort(t)
+	e := engine(t, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
+
+	comps := map[string][]string{
+		"haproxy": ips(0), "etcd": ips(0),
+		"web":   ips(1, 2),
+		"nats":  ips(1, 3),
+		"redis": ips(2), "database": ips(3),
+	}
+	code, body := e.Do("POST", "/deployment-engine/config", config("starter", comps))
+	if code != 201 {
+		t.Fatalf("config: %d %s", code, body)
+	}
+	var stored struct{ Hardware []struct{ IP string } }
+	_ = json.Unmarshal(body, &stored)
+	if len(stored.Hardware) != 4 {
+		t.Errorf("config reply carries %d nodes' hardware, want 4: %s", len(stored.Hardware), body)
+	}
+
+	// Another tool follows the deployment on NATS as the observer.
+	pw, err := os.ReadFile(filepath.Join(e.Data, "nats-observer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(fmt.Sprintf("nats://%s:%d", bed.Home, natsPort), nats.UserInfo("observer", strings.TrimSpace(string(pw))))
+	if err != nil {
+		t.Fatalf("observer connect: %v", err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	if _, err := nc.Subscribe("de.evt.>", func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		parts := strings.Split(m.Subject, ".")
+		switch {
+		case parts[2] == "log":
+			seen["log"]++
+		case parts[2] == "deploy":
+			seen[parts[len(parts)-1]]++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+
+	id := deploy(t, e)
+	d := wait(t, e, id, 12*time.Minute)
+	if d.State != "succeeded" {
+		t.Fatalf("deployment failed:\n%s", failures(d))
+	}
+	mu.Lock()
+	if seen["started"] != 1 || seen["finished"] != 1 || seen["step"] < len(d.Steps) || seen["log"] == 0 {
+		t.Errorf("observer saw %v", seen)
+	}
+	mu.Unlock()
+
+	// HTTP through haproxy reaches every web backend.
+	backends := map[string]bool{}
+	for i := 0; i < 20 && len(backends) < 2; i++ {
+		resp, err := http.Get("http://" + bed.Nodes[0].IP + "/")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, ip := range ips(1, 2) {
+				if strings.Contains(string(b), "("+ip+")") {
+					backends[ip] = true
+				}
+			}
+		}
+	}
+	if len(backends) != 2 {
+		t.Errorf("haproxy reached backends %v, want both web nodes", backends)
+	}
+	if out, err := exec.Command("redis-cli", "-h", bed.Nodes[2].IP, "PING").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "PONG" {
+		t.Errorf("redis PING: %s %v", out, err)
+	}
+	psql := exec.Command("psql", "-h", bed.Nodes[3].IP, "-U", "de", "-d", "de", "-Atc", "select 40+2")
+	psql.Env = append(os.Environ(), "PGPASSWORD=de")
+	if out, err := psql.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "42" {
+		t.Errorf("PostgreSQL query: %s %v", out, err)
+	}
+	natsAcross(t, bed.Nodes[1].IP, bed.Nodes[3].IP)
+	etcdPutGet(t, bed.Nodes[0].IP)
+
+	// Convergence: nothing left to do.
+	d2 := wait(t, e, deploy(t, e), 3*time.Minute)
+	if d2.State != "succeeded" || d2.Changed != 0 {
+		t.Fatalf("second deploy: %s changed=%d\n%s", d2.State, d2.Changed, failures(d2))
+	}
+}
+
+// natsAcross publishes on one nats node and receives on the other.
+func natsAcross(t *testing.T, a, b string) {
+	t.Helper()
+	sub, err := nats.Connect("nats://" + a + ":4222")
+	if err != nil {
+		t.Fatalf("nats %s: %v", a, err)
+	}
+	defer sub.Close()
+	pub, err := nats.Connect("nats://" + b + ":4222")
+	if err != nil {
+		t.Fatalf("nats %s: %v", b, err)
+	}
+	defer pub.Close()
+	s, _ := sub.SubscribeSync("e2e.hello")
+	_ = sub.Flush()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		_ = pub.Publish("e2e.hello", []byte("across"))
+		_ = pub.Flush()
+		if m, err := s.NextMsg(500 * time.Millisecond); err == nil && string(m.Data) == "across" {
+			return
+		}
+	}
+	t.Errorf("a message published on nats %s never reached nats %s", b, a)
+}
+
+// etcdPutGet stores and reads a key over etcd's HTTP API (v2: Debian's
+// etcd has no v3 JSON gateway).
+func etcdPutGet(t *testing.T, ip string) {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", "http://"+ip+":2379/v2/keys/e2e", strings.NewReader(url.Values{"value": {"works"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("etcd put: %v", err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get("http://" + ip + ":2379/v2/keys/e2e")
+	if err != nil {
+		t.Fatalf("etcd get: %v", err)
+	}
+	defer resp.Body.Close()
+	var r struct{ Node struct{ Value string } }
+	_ = json.NewDecoder(resp.Body).Decode(&r)
+	if r.Node.Value != "works" {
+		t.Errorf("etcd get: %+v (HTTP %d)", r, resp.StatusCode)
+	}
+}
