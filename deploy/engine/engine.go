@@ -204,7 +204,23 @@ func Serve(ctx context.Context, o Options) error {
 
 func loadCatalogs(dir string) (map[string]*catalog.Catalog, error) {
 	out := map[string]*catalog.Catalog{}
-	for _, name := range catalog.Names() {
+	names := catalog.Names()
+	if dir != "" {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("--catalog %s: %w", dir, err)
+		}
+		names = nil
+		for _, e := range entries {
+			if _, err := os.Stat(filepath.Join(dir, e.Name(), "catalog.json")); err == nil {
+				names = append(names, e.Name())
+			}
+		}
+		if len(names) == 0 {
+			return nil, fmt.Errorf("--catalog %s holds no catalog (want DIR/<name>/catalog.json)", dir)
+		}
+	}
+	for _, name := range names {
 		c, err := catalog.Load(name, dir)
 		if err != nil {
 			return nil, fmt.Errorf("catalog %s: %w", name, err)

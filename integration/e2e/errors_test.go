@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/integration/testbed"
+)
+
+func catalogDir(t *testing.T) string {
+	dir, err := filepath.Abs("testdata/catalogs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// setSleep makes every install step on the nodes sleep that long.
+func setSleep(t *testing.T, secs int, nodes ...*testbed.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if _, err := n.Exec(context.Background(), fmt.Sprintf("mkdir -p /var/lib/e2e && echo %d > /var/lib/e2e/sleep && rm -f /var/lib/e2e/runs", secs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func runs(t *testing.T, n *testbed.Node) string {
+	out, err := n.Exec(context.Background(), "cat /var/lib/e2e/runs 2>/dev/null; true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func storeE2E(t *testing.T, e *harness.Engine, comps map[string][]string) {
+	t.Helper()
+	if code, body := e.Do("POST", "/deployment-engine/config?check=0", config("e2e", comps)); code != 201 {
+		t.Fatalf("config: %d %s", code, body)
+	}
+}
+
+func TestDeployCodes(t *testing.T) {
+	e := engine(t, "--catalog", catalogDir(t))
+	if code, body := e.Do("GET", "/deployment-engine/deploy", nil); code != 403 {
+		t.Fatalf("deploy without config: %d %s", code, body)
+	}
+	setSleep(t, 3, bed.Nodes[0], bed.Nodes[1])
+	storeE2E(t, e, map[string][]string{"alpha": ips(0, 1), "beta": ips(1)})
+	id := deploy(t, e)
+	if code, body := e.Do("GET", "/deployment-engine/deploy", nil); code != 409 || !strings.Contains(string(body), id) {
+		t.Fatalf("deploy while one runs: %d %s", code, body)
+	}
+	if d := wait(t, e, id, 2*time.Minute); d.State != "succeeded" {
+		t.Fatalf("deployment: %s\n%s", d.State, failures(d))
+	}
+	// Each node ran each install once, and beta after alpha.
+	if got := runs(t, bed.Nodes[1]); got != "alpha install\nbeta install\n" {
+		t.Errorf("node 1 ran %q", got)
+	}
+
+	// A second engine finds the nodes owned by the first.
+	other := harness.Start(t, harness.Options{Args: []string{"--catalog", catalogDir(t)}})
+	storeE2E(t, other, map[string][]string{"alpha": ips(0)})
+	if code, body := other.Do("GET", "/deployment-engine/deploy", nil); code != 409 || !strings.Contains(string(body), "owned by engine") {
+		t.Fatalf("deploy onto another engine's node: %d %s", code, body)
+	}
+
+	// A node that does not answer: 502, naming it.
+	n := bed.Nodes[3]
+	if err := n.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	storeE2E(t, e, map[string][]string{"alpha": ips(0, 3)})
+	code, body := e.Do("GET", "/deployment-engine/deploy", nil)
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if code != 502 || !strings.Contains(string(body), n.IP) {
+		t.Fatalf("deploy with a node down: %d %s", code, body)
+	}
+
+	// A node whose host key changed is refused, saying so.
+	storeE2E(t, e, map[string][]string{"alpha": ips(0, 1)})
+	m := bed.Nodes[0]
+	if _, err := m.Exec(context.Background(), "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null"); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Stop(context.Background())
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	code, body = e.Do("GET", "/deployment-engine/deploy", nil)
+	if code != 502 || !strings.Contains(string(body), "host key") || !strings.Contains(string(body), m.IP) {
+		t.Fatalf("deploy to a node whose host key changed: %d %s", code, body)
+	}
+}
+
+// A node cut off mid-deploy fails its steps within a bound, with a clear
+// error, and the other nodes finish.
+func TestNodeCutMidDeploy(t *testing.T) {
+	e := engine(t, "--catalog", catalogDir(t))
+	setSleep(t, 1, bed.Nodes[1], bed.Nodes[2])
+	setSleep(t, 20, bed.Nodes[3])
+	storeE2E(t, e, map[string][]string{"alpha": ips(1, 2, 3)})
+	id := deploy(t, e)
+	cut := bed.Nodes[3]
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(runs(t, cut), "alpha install") {
+		if time.Now().After(deadline) {
+			t.Fatal("the install on the node to cut never started")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := cut.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	defer cut.Restore()
+	start := time.Now()
+	d := wait(t, e, id, 3*time.Minute)
+	took := time.Since(start)
+	if d.State != "failed" {
+		t.Fatalf("deployment with a cut node: %s", d.State)
+	}
+	// Keepalives (5s, 3 missed) and 3 attempts with 5s dial timeouts bound it.
+	if took > 90*time.Second {
+		t.Errorf("the cut node's steps took %s to fail", took)
+	}
+	for _, s := range d.Steps {
+		switch {
+		case s.Node == cut.IP && s.Action == "install" && (s.State != "failed" || s.Error == ""):
+			t.Errorf("cut node's install: %s %q", s.State, s.Error)
+		case s.Node != cut.IP && s.State != "succeeded":
+			t.Errorf("step %s on a live node: %s %s", s.ID, s.State, s.Error)
+		}
+	}
+	t.Logf("cut node failed after %s: %s", took, failures(d))
+}
+
+// kill -9 of the engine mid-deploy, then a restart, finishes the
+// deployment with no step completed twice on any node.
+func TestCrashResume(t *testing.T) {
+	e := engine(t, "--catalog", catalogDir(t))
+	nodes := []*testbed.Node{bed.Nodes[1], bed.Nodes[2], bed.Nodes[3]}
+	setSleep(t, 2, nodes...)
+	storeE2E(t, e, map[string][]string{"alpha": ips(1, 2, 3), "beta": ips(2, 3)})
+	id := deploy(t, e)
+	time.Sleep(3 * time.Second)
+	e.Kill9()
+	e.Restart()
+	d := wait(t, e, id, 4*time.Minute)
+	if d.State != "succeeded" {
+		t.Fatalf("resumed deployment: %s\n%s", d.State, failures(d))
+	}
+	for i, n := range nodes {
+		want := "alpha install\n"
+		if i > 0 {
+			want += "beta install\n"
+		}
+		if got := runs(t, n); got != want {
+			t.Errorf("%s ran %q, want %q (a step ran twice or not at all)", n.IP, got, want)
+		}
+	}
+}
