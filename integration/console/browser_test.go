@@ -180,8 +180,14 @@ func (b *browser) screenshot(name string) string {
 // contains want.
 func (b *browser) waitText(sel, want string) string {
 	b.t.Helper()
+	return b.waitTextFor(sel, want, 20*time.Second)
+}
+
+// waitTextFor is waitText with its own deadline.
+func (b *browser) waitTextFor(sel, want string, d time.Duration) string {
+	b.t.Helper()
 	var got string
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(d)
 	for {
 		got = b.visibleText(sel)
 		if got != "" && strings.Contains(got, want) {
