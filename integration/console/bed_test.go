@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/deployment-engine/engine/deploy/engine"
+	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/integration/testbed"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/mirror"
@@ -147,6 +149,23 @@ func TestConsoleOnTestBed(t *testing.T) {
 			if err := os.WriteFile(out, buf, 0o644); err != nil {
 				t.Fatal(err)
 			}
+		}
+	})
+
+	t.Run("the command-line client follows a deployment", func(t *testing.T) {
+		b.t = t
+		// Everything is installed: the deployment has nothing to do, and
+		// the client follows it to its end all the same.
+		cmd := exec.Command(harness.Binary(t), "deploy", "--follow")
+		cmd.Env = append(os.Environ(), "DE_SERVER="+base, "DE_API_TOKEN="+token)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("deploy --follow: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		}
+		t.Logf("deploy --follow, stderr:\n%s", stderr.String())
+		if !strings.Contains(stderr.String(), " succeeded") || !strings.Contains(stderr.String(), "steps") {
+			t.Errorf("deploy --follow said:\n%s", stderr.String())
 		}
 	})
 

@@ -93,7 +93,7 @@ type progress struct {
 	tty    bool
 	states map[string]string
 	drawn  bool
-	last   string
+	last   string // key of the last line printed (not a terminal)
 }
 
 func newProgress(w io.Writer) *progress {
@@ -163,11 +163,26 @@ func (p *progress) draw() {
 		p.drawn = true
 		return
 	}
-	// Not a terminal: one line per change of the counts.
-	if l != p.last && len(p.states) > 0 {
+	// Not a terminal: one line each time a step ends.
+	if k := p.key(); k != p.last && len(p.states) > 0 {
 		fmt.Fprintln(p.w, l)
+		p.last = k
 	}
-	p.last = l
+}
+
+// key is what a line is printed for when stderr is not a terminal: the
+// number of steps, of ended ones and of failed ones.
+func (p *progress) key() string {
+	done, failed := 0, 0
+	for _, st := range p.states {
+		if terminal(st) {
+			done++
+		}
+		if st == contract.StateFailed {
+			failed++
+		}
+	}
+	return fmt.Sprintf("%d/%d/%d", done, len(p.states), failed)
 }
 
 // clear takes the bar off the terminal's last line.
@@ -180,11 +195,10 @@ func (p *progress) clear() {
 
 // done draws the final bar on its own line.
 func (p *progress) done() {
-	l := p.line()
-	if p.tty || l != p.last {
-		fmt.Fprintln(p.w, l)
+	if p.tty || p.key() != p.last {
+		fmt.Fprintln(p.w, p.line())
 	}
-	p.last = l
+	p.last = p.key()
 }
 
 // failedSteps lists the failed steps of d in a stable order.
