@@ -113,7 +113,6 @@ func TestConsole(t *testing.T) {
 			chromedp.SendKeys(chromedp.CSS(row2+" .comp-input"), "web"),
 			chromedp.SendKeys(chromedp.CSS(row2+" .ip-input"), "127.0.0.3"),
 			chromedp.SetValue(chromedp.ID("prop-catalog"), "starter"),
-			chromedp.SendKeys(chromedp.ID("prop-domain"), "test.local"),
 			chromedp.SendKeys(chromedp.ID("prop-home"), "127.0.0.1"),
 			chromedp.SendKeys(chromedp.ID("prop-root"), "s3cret-root-pw"),
 			chromedp.SetValue(chromedp.ID("prop-checkdisk"), "0"),
@@ -137,6 +136,8 @@ func TestConsole(t *testing.T) {
 			t.Errorf("the good IP shows a problem: %q", s)
 		}
 		t.Logf("shown next to the field: %q", msg)
+		// A missing property: next to its field too.
+		b.waitText("#config-form .f-domain .field-error", "missing")
 		if code, _ := probe(t, base, "GET", "/deployment-engine/config"); code != 404 {
 			t.Fatalf("a rejected config was stored: GET config answers %d", code)
 		}
@@ -144,8 +145,9 @@ func TestConsole(t *testing.T) {
 
 	t.Run("config editor stores a valid config without checking nodes", func(t *testing.T) {
 		b.t = t
-		b.run("fix the IP and save",
+		b.run("fix the IP and the domain, and save",
 			chromedp.SetValue(chromedp.CSS(".comp-row:nth-child(1) .ip-item:nth-child(2) .ip-input"), "127.0.0.4"),
+			chromedp.SendKeys(chromedp.ID("prop-domain"), "test.local"),
 			chromedp.Click(chromedp.ID("config-save")))
 		b.waitText("#config-stored", "Config stored")
 		b.waitText("#config-stored", "not contacted")

@@ -438,6 +438,25 @@ func TestConsoleViewsScripted(t *testing.T) {
 	})
 }
 
+// A token that stops working (the engine's changed) sends the console
+// back to sign in, saying why.
+func TestConsoleTokenRevoked(t *testing.T) {
+	api := &scriptedAPI{release: make(chan struct{})}
+	srv := httptest.NewServer(api.handler(t))
+	t.Cleanup(srv.Close)
+	b := newBrowser(t)
+	b.run("open the console", chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.ID("token")))
+	var none any
+	b.eval(`sessionStorage.setItem("de.token", "an-old-token"); null`, &none)
+	b.run("open status", chromedp.Navigate(srv.URL+"/#/status"))
+	b.waitText("#signin-error", "refused the API token")
+	var stored string
+	b.eval(`sessionStorage.getItem("de.token") || ""`, &stored)
+	if stored != "" {
+		t.Fatalf("the refused token was kept: %q", stored)
+	}
+}
+
 func waitFor(t *testing.T, ok func() bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
