@@ -145,10 +145,10 @@ func wait(t *testing.T, e *harness.Engine, id string, within time.Duration) depl
 }
 
 func failures(d deployment) string {
-	var out []string
+	out := []string{d.Error}
 	for _, s := range d.Steps {
-		if s.State == "failed" {
-			out = append(out, s.ID+": "+s.Error)
+		if s.State != "succeeded" && s.State != "unchanged" {
+			out = append(out, s.ID+" "+s.State+": "+s.Error)
 		}
 	}
 	return strings.Join(out, "\n")
