@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -114,6 +115,105 @@ func TestStarterStack(t *testing.T) {
 	if d2.State != "succeeded" || d2.Changed != 0 {
 		t.Fatalf("second deploy: %s changed=%d\n%s", d2.State, d2.Changed, failures(d2))
 	}
+
+	scaleOutAndIn(t, e, comps)
+}
+
+// scaleOutAndIn adds a web instance with the scale route and removes it
+// again through the config, while a client keeps asking haproxy: no request
+// may fail, and haproxy's backends follow.
+func scaleOutAndIn(t *testing.T, e *harness.Engine, comps map[string][]string) {
+	haproxy := "http://" + bed.Nodes[0].IP + "/"
+	stop := make(chan struct{})
+	var failed, served int
+	var fmu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		client := &http.Client{Timeout: 3 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			resp, err := client.Get(haproxy)
+			fmu.Lock()
+			if err != nil || resp.StatusCode != 200 {
+				failed++
+			} else {
+				served++
+			}
+			fmu.Unlock()
+			if resp != nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+	newWeb := bed.Nodes[3].IP
+	code, body := e.Do("POST", "/deployment-engine/scale", map[string]string{"Comp": "web", "Ip": newWeb})
+	if code != 202 {
+		close(stop)
+		t.Fatalf("scale: %d %s", code, body)
+	}
+	var r struct{ ID string }
+	_ = json.Unmarshal(body, &r)
+	d := wait(t, e, r.ID, 5*time.Minute)
+	if d.State != "succeeded" {
+		close(stop)
+		t.Fatalf("scale-out deployment: %s\n%s", d.State, failures(d))
+	}
+	for _, st := range d.Steps {
+		if st.State == "succeeded" && st.Component != "web" && st.Component != "haproxy" && st.Component != "_node" {
+			t.Errorf("scale-out re-ran %s", st.ID)
+		}
+	}
+	if got := backendsSeen(haproxy); len(got) != 3 {
+		t.Errorf("after scale-out haproxy reaches %v, want 3 web nodes", got)
+	}
+
+	// Scale in: the config without the new instance, then deploy.
+	code, body = e.Do("POST", "/deployment-engine/config", config("starter", comps))
+	if code != 201 {
+		close(stop)
+		t.Fatalf("config for scale-in: %d %s", code, body)
+	}
+	d = wait(t, e, deploy(t, e), 5*time.Minute)
+	close(stop)
+	<-done
+	if d.State != "succeeded" {
+		t.Fatalf("scale-in deployment: %s\n%s", d.State, failures(d))
+	}
+	if got := backendsSeen(haproxy); len(got) != 2 || got[newWeb] {
+		t.Errorf("after scale-in haproxy reaches %v, want the 2 original web nodes", got)
+	}
+	if out, _ := bed.Nodes[3].Exec(context.Background(), "monit summary web 2>&1; true"); strings.Contains(string(out), "OK") {
+		t.Errorf("web still supervised on the removed node: %s", out)
+	}
+	fmu.Lock()
+	defer fmu.Unlock()
+	if failed > 0 || served < 20 {
+		t.Errorf("during scale-out and scale-in: %d requests failed, %d served", failed, served)
+	}
+	t.Logf("scale-out and scale-in: %d requests served, %d failed", served, failed)
+}
+
+func backendsSeen(url string) map[string]bool {
+	seen := map[string]bool{}
+	for i := 0; i < 30; i++ {
+		resp, err := http.Get(url)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, n := range bed.Nodes {
+			if strings.Contains(string(b), "("+n.IP+")") {
+				seen[n.IP] = true
+			}
+		}
+	}
+	return seen
 }
 
 // natsAcross publishes on one nats node and receives on the other.
