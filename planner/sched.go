@@ -3,7 +3,6 @@ package planner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -476,7 +475,6 @@ func (s *scheduler) saveLocked(ctx context.Context) error {
 	return nil
 }
 
-var errNotFound = errors.New("not found")
 
 // stateQueued marks a step waiting in the work queue for an installer.
 const stateQueued = "queued"
