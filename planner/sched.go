@@ -475,6 +475,5 @@ func (s *scheduler) saveLocked(ctx context.Context) error {
 	return nil
 }
 
-
 // stateQueued marks a step waiting in the work queue for an installer.
 const stateQueued = "queued"
