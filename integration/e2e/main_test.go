@@ -80,8 +80,16 @@ func engine(t *testing.T, args ...string) *harness.Engine {
 // take them: each test starts a new engine, with a new id.
 func release(t *testing.T) {
 	t.Helper()
+	// The test catalog's services of an earlier test go too, so each test
+	// starts from nodes that run none of them.
+	const reset = `for c in alpha beta; do
+  if [ -e /etc/monit/conf.d/$c ]; then monit stop $c >/dev/null 2>&1 || true; rm -f /etc/monit/conf.d/$c; fi
+done
+monit reload >/dev/null 2>&1 || true
+pkill -KILL -f '^/bin/sleep 100000$' || true
+rm -rf /var/lib/deployment-engine /run/e2e-*.pid`
 	for _, n := range bed.Nodes {
-		if _, err := n.Exec(context.Background(), "rm -rf /var/lib/deployment-engine"); err != nil {
+		if _, err := n.Exec(context.Background(), reset); err != nil {
 			t.Fatal(err)
 		}
 	}

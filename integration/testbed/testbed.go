@@ -362,8 +362,8 @@ func (n *Node) Exec(ctx context.Context, script string) ([]byte, error) {
 	return out, nil
 }
 
-// SSH connects to the node as root with the bed's key. Test beds are
-// made fresh with unknown host keys, so this trusts them: for tests only.
+// SSH connects to the node as root with the bed's key, checking the host
+// key against the one the node holds (read through its namespaces).
 func (n *Node) SSH(ctx context.Context) (*ssh.Client, error) {
 	b, err := os.ReadFile(n.bed.KeyPath)
 	if err != nil {
@@ -373,8 +373,16 @@ func (n *Node) SSH(ctx context.Context) (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	pub, err := n.Exec(ctx, "cat /etc/ssh/ssh_host_ed25519_key.pub")
+	if err != nil {
+		return nil, err
+	}
+	hostKey, _, _, _, err := ssh.ParseAuthorizedKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("testbed: host key of %s: %w", n.Name, err)
+	}
 	return ssh.Dial("tcp", net.JoinHostPort(n.IP, "22"), &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}) // #nosec: test nodes only
+		HostKeyCallback: ssh.FixedHostKey(hostKey), HostKeyAlgorithms: []string{hostKey.Type()}, Timeout: 5 * time.Second})
 }
 
 func (b *Bed) makeKey() error {
