@@ -101,6 +101,32 @@ func TestDeployCodes(t *testing.T) {
 	}
 }
 
+// kill -9 of the engine mid-deploy, then a restart, finishes the
+// deployment with no step completed twice on any node.
+func TestCrashResume(t *testing.T) {
+	e := engine(t, "--catalog", catalogDir(t))
+	nodes := []*testbed.Node{bed.Nodes[1], bed.Nodes[2], bed.Nodes[3]}
+	setSleep(t, 2, nodes...)
+	storeE2E(t, e, map[string][]string{"alpha": ips(1, 2, 3), "beta": ips(2, 3)})
+	id := deploy(t, e)
+	time.Sleep(3 * time.Second)
+	e.Kill9()
+	e.Restart()
+	d := wait(t, e, id, 4*time.Minute)
+	if d.State != "succeeded" {
+		t.Fatalf("resumed deployment: %s\n%s", d.State, failures(d))
+	}
+	for i, n := range nodes {
+		want := "alpha install\n"
+		if i > 0 {
+			want += "beta install\n"
+		}
+		if got := runs(t, n); got != want {
+			t.Errorf("%s ran %q, want %q (a step ran twice or not at all)", n.IP, got, want)
+		}
+	}
+}
+
 // A node cut off mid-deploy fails its steps within a bound, with a clear
 // error, and the other nodes finish.
 func TestNodeCutMidDeploy(t *testing.T) {
@@ -144,30 +170,4 @@ func TestNodeCutMidDeploy(t *testing.T) {
 		}
 	}
 	t.Logf("cut node failed after %s: %s", took, failures(d))
-}
-
-// kill -9 of the engine mid-deploy, then a restart, finishes the
-// deployment with no step completed twice on any node.
-func TestCrashResume(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
-	nodes := []*testbed.Node{bed.Nodes[1], bed.Nodes[2], bed.Nodes[3]}
-	setSleep(t, 2, nodes...)
-	storeE2E(t, e, map[string][]string{"alpha": ips(1, 2, 3), "beta": ips(2, 3)})
-	id := deploy(t, e)
-	time.Sleep(3 * time.Second)
-	e.Kill9()
-	e.Restart()
-	d := wait(t, e, id, 4*time.Minute)
-	if d.State != "succeeded" {
-		t.Fatalf("resumed deployment: %s\n%s", d.State, failures(d))
-	}
-	for i, n := range nodes {
-		want := "alpha install\n"
-		if i > 0 {
-			want += "beta install\n"
-		}
-		if got := runs(t, n); got != want {
-			t.Errorf("%s ran %q, want %q (a step ran twice or not at all)", n.IP, got, want)
-		}
-	}
 }
