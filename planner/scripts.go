@@ -106,16 +106,18 @@ func installScript(packages []string, install string) string {
 	return b.String()
 }
 
-// registerScript makes monit read its new check and waits until it knows it.
+// registerScript makes monit read its new check and waits until it knows
+// it. monit handles a reload between checks, and a start program it is
+// running can hold it up: the reload is sent again every 10 s.
 func registerScript(process string) string {
 	return fmt.Sprintf(`set -eu
 monit -t
-monit reload
-for i in $(seq 1 60); do
+for i in $(seq 0 239); do
   if monit status %[1]s >/dev/null 2>&1; then exit 0; fi
+  if [ $((i %% 20)) -eq 0 ]; then monit reload; fi
   sleep 0.5
 done
-echo "monit does not know %[1]s after reload" >&2
+echo "monit does not know %[1]s 120s after reload" >&2
 exit 1
 `, shellQuote(process))
 }
