@@ -56,7 +56,7 @@ func TestDeployCodes(t *testing.T) {
 	if code, body := e.Do("GET", "/deployment-engine/deploy", nil); code != 409 || !strings.Contains(string(body), id) {
 		t.Fatalf("deploy while one runs: %d %s", code, body)
 	}
-	if d := wait(t, e, id, 2*time.Minute); d.State != "succeeded" {
+	if d := wait(t, e, id, 5*time.Minute); d.State != "succeeded" {
 		t.Fatalf("deployment: %s\n%s", d.State, failures(d))
 	}
 	// Each node ran each install once, and beta after alpha.
