@@ -193,3 +193,43 @@ func ParseComponent(s string) (ComponentSubject, error) {
 	}
 	return ComponentSubject{Component: p[3], IP: ip, Up: p[5] == "up"}, nil
 }
+
+// Agent verbs: what a node agent publishes and answers on de.node.<ip>.<verb>.
+const (
+	// VerbHeartbeat carries the agent's periodic report.
+	VerbHeartbeat = "heartbeat"
+	// VerbControl is the request the agent answers: restart, stop, start.
+	VerbControl = "control"
+)
+
+// AllHeartbeats matches every agent's heartbeat.
+const AllHeartbeats = "de.node.*." + VerbHeartbeat
+
+// NodeLog is de.node.<ip>.log.<component>: a runtime log line the agent read
+// from one of the component's log files.
+func NodeLog(ip, component string) string {
+	return "de.node." + mustIP(ip) + ".log." + check("component", component)
+}
+
+// AllNodeLogs matches every runtime log line of every node.
+const AllNodeLogs = "de.node.*.log.*"
+
+// NodeLogSubject is a parsed de.node.<ip>.log.<component> subject.
+type NodeLogSubject struct{ IP, Component string }
+
+// ParseNodeLog parses a subject built by NodeLog.
+func ParseNodeLog(s string) (NodeLogSubject, error) {
+	p := strings.Split(s, ".")
+	if len(p) != 5 || p[0] != "de" || p[1] != "node" || p[3] != "log" || !ValidToken(p[4]) {
+		return NodeLogSubject{}, fmt.Errorf("subject: %q is not a node log subject", s)
+	}
+	ip, err := TokenIP(p[2])
+	if err != nil {
+		return NodeLogSubject{}, err
+	}
+	return NodeLogSubject{IP: ip, Component: p[4]}, nil
+}
+
+// EngineEvent is de.evt.engine.<kind>: an operation of the engine itself
+// (config accepted, restart, stop), the source of the operations log.
+func EngineEvent(kind string) string { return "de.evt.engine." + check("kind", kind) }
