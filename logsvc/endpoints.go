@@ -1,0 +1,65 @@
+package logsvc
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// ReadRequest asks for part of a log (de.cmd.logs.read). Length is capped
+// at MaxRead; 0 means MaxRead.
+//
+//	{"name": "web_0.log", "offset": 0, "length": 524288}
+type ReadRequest struct {
+	Name   string `json:"name"`
+	Offset int64  `json:"offset"`
+	Length int64  `json:"length"`
+}
+
+// ReadReply is a part of a log: Data (base64 in JSON) starts at Offset;
+// Size is the whole file's size when it was read. An empty Data with
+// Offset >= Size is the end.
+//
+//	{"name": "web_0.log", "size": 1234, "offset": 0, "data": "MjAyNi0xMS0yNVQ..."}
+type ReadReply struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	Offset int64  `json:"offset"`
+	Data   []byte `json:"data"`
+}
+
+// list answers de.cmd.logs.list: every log's name, local.log first.
+func (s *Service) list(_ context.Context, _ micro.Request) (int, any, error) {
+	names, err := s.st.list()
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, names, nil
+}
+
+// read answers de.cmd.logs.read.
+func (s *Service) read(_ context.Context, req micro.Request) (int, any, error) {
+	var r ReadRequest
+	if err := kit.Decode(req, &r); err != nil {
+		return 0, nil, err
+	}
+	if !ValidName(r.Name) {
+		return 0, nil, kit.Errorf(400, "bad log name %q: a log is named like web_0.log", r.Name)
+	}
+	if r.Offset < 0 {
+		return 0, nil, kit.Errorf(400, "bad offset %d", r.Offset)
+	}
+	size, data, err := s.st.read(r.Name, r.Offset, r.Length)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return 0, nil, kit.Errorf(404, "no log %q", r.Name)
+	case errors.Is(err, ErrBadName):
+		return 0, nil, kit.Errorf(400, "bad log name %q", r.Name)
+	case err != nil:
+		return 0, nil, err
+	}
+	return 200, ReadReply{Name: r.Name, Size: size, Offset: r.Offset, Data: data}, nil
+}

@@ -1,0 +1,451 @@
+package logsvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// writer is the only goroutine that writes the store. It takes what is
+// waiting on both channels (up to batchMax lines), writes it, flushes, and
+// only then records the position and acknowledges: an acknowledged line is
+// in the kernel's hands.
+func (s *Service) writer() {
+	defer close(s.done)
+	for {
+		var lastJS jetstream.Msg
+		select {
+		case m := <-s.jsCh:
+			lastJS = s.ingest(m, nil)
+		case m := <-s.rtCh:
+			s.ingest(nil, m)
+		case <-s.stopping:
+			// Nothing arrives any more: write what is left and go.
+			for {
+				n, last := s.drain()
+				s.commit(last)
+				if n == 0 {
+					return
+				}
+			}
+		}
+		_, last := s.drain()
+		if last != nil {
+			lastJS = last
+		}
+		s.commit(lastJS)
+	}
+}
+
+// drain writes what is waiting without blocking; it returns how many
+// messages it took and the last stream message among them.
+func (s *Service) drain() (int, jetstream.Msg) {
+	var last jetstream.Msg
+	n := 0
+	for ; n < batchMax; n++ {
+		select {
+		case m := <-s.jsCh:
+			if l := s.ingest(m, nil); l != nil {
+				last = l
+			}
+		case m := <-s.rtCh:
+			s.ingest(nil, m)
+		default:
+			return n, last
+		}
+	}
+	return n, last
+}
+
+// commit flushes the batch, records the stream position and acks the
+// batch's last stream message (AckAll: that acks the whole batch).
+func (s *Service) commit(last jetstream.Msg) {
+	s.batch++
+	if err := s.st.flush(); err != nil {
+		// Unacked, the batch comes back after AckWait; the position file
+		// keeps what did reach the disk from being written twice.
+		s.log.Error("write logs", "err", err)
+		return
+	}
+	if last == nil {
+		return
+	}
+	if err := s.seq.store(s.lastSeq); err != nil {
+		s.log.Error("record ingest position", "err", err)
+	}
+	if err := last.Ack(); err != nil {
+		s.log.Warn("ack events", "err", err)
+	}
+}
+
+// ingest writes one message from the stream (js) or from an agent (rt).
+// For a stream message it returns it when it counts towards the ack.
+func (s *Service) ingest(js jetstream.Msg, rt *nats.Msg) jetstream.Msg {
+	if rt != nil {
+		s.runtimeLine(rt.Subject, rt.Data)
+		return nil
+	}
+	md, err := js.Metadata()
+	if err != nil {
+		s.log.Warn("event without metadata", "subject", js.Subject(), "err", err)
+		return nil
+	}
+	if md.Sequence.Stream <= s.lastSeq {
+		// Already on disk: a redelivery after a lost ack.
+		return js
+	}
+	s.event(js.Subject(), js.Data(), md.Timestamp)
+	s.lastSeq = md.Sequence.Stream
+	return js
+}
+
+// event turns one DE_EVENTS message into at most one line.
+func (s *Service) event(subj string, data []byte, ts time.Time) {
+	switch {
+	case strings.HasPrefix(subj, "de.evt.log."):
+		ls, err := subject.ParseLog(subj)
+		var l contract.LogLine
+		if err == nil {
+			err = s.decode(data, &l.V, &l)
+		}
+		if err != nil {
+			s.skip(subj, err)
+			return
+		}
+		s.instanceLine(ls.Component, ls.IP, l, false)
+	case strings.HasPrefix(subj, "de.evt.component."):
+		cs, err := subject.ParseComponent(subj)
+		var e contract.ComponentEvent
+		if err == nil {
+			err = s.decode(data, &e.V, &e)
+		}
+		if err != nil {
+			s.skip(subj, err)
+			return
+		}
+		word := "down"
+		if cs.Up {
+			word = "up"
+		}
+		b := s.start(e.Time, ts)
+		b = fmt.Appendf(b, "component %s on %s %s", cs.Component, cs.IP, word)
+		b = appendDetail(b, e.Reason)
+		s.put(LocalLog, b)
+	case strings.HasPrefix(subj, "de.evt.engine."):
+		var e contract.EngineEvent
+		if err := s.decode(data, &e.V, &e); err != nil {
+			s.skip(subj, err)
+			return
+		}
+		b := s.start(e.Time, ts)
+		b = append(b, "engine "...)
+		b = appendText(b, orDash(e.Kind))
+		b = appendDetail(b, e.Message)
+		s.put(LocalLog, b)
+	case strings.HasPrefix(subj, "de.evt.deploy."):
+		switch {
+		case strings.HasSuffix(subj, ".step"):
+			var e contract.StepEvent
+			if err := s.decode(data, &e.V, &e); err != nil {
+				s.skip(subj, err)
+				return
+			}
+			if e.State != contract.StateFailed {
+				return
+			}
+			b := s.start(timeOr(e.Finished), ts)
+			b = append(b, "step "...)
+			b = appendText(b, orDash(e.ID))
+			b = append(b, " failed on "...)
+			b = appendText(b, orDash(e.Node))
+			b = append(b, " ("...)
+			b = appendText(b, orDash(e.Component)+" "+orDash(e.Action))
+			b = fmt.Appendf(b, ", deployment %s, attempt %d", e.Deployment, e.Attempt)
+			if e.ExitCode != nil {
+				b = fmt.Appendf(b, ", exit %d", *e.ExitCode)
+			}
+			if e.Final {
+				b = append(b, ", final"...)
+			} else {
+				b = append(b, ", will retry"...)
+			}
+			b = append(b, ')')
+			b = appendDetail(b, e.Error)
+			s.put(LocalLog, b)
+		case strings.HasSuffix(subj, ".started"), strings.HasSuffix(subj, ".finished"):
+			var e contract.DeploymentEvent
+			if err := s.decode(data, &e.V, &e); err != nil {
+				s.skip(subj, err)
+				return
+			}
+			b := s.start(e.Time, ts)
+			b = append(b, "deployment "...)
+			b = appendText(b, orDash(e.ID))
+			if strings.HasSuffix(subj, ".started") {
+				b = append(b, " started"...)
+			} else {
+				b = append(b, " finished: "...)
+				b = appendText(b, orDash(e.State))
+				b = fmt.Appendf(b, ", %d changed", e.Changed)
+				b = appendDetail(b, e.Error)
+			}
+			s.put(LocalLog, b)
+		}
+	}
+	// Node usage and status events are figures, not log lines.
+}
+
+// runtimeLine writes a line an agent read from one of a component's log
+// files (de.node.<ip>.log.<component>).
+func (s *Service) runtimeLine(subj string, data []byte) {
+	ns, err := subject.ParseNodeLog(subj)
+	var l contract.LogLine
+	if err == nil {
+		err = s.decode(data, &l.V, &l)
+	}
+	if err != nil {
+		s.skip(subj, err)
+		return
+	}
+	s.instanceLine(ns.Component, ns.IP, l, true)
+}
+
+// instanceLine writes l into its instance's file, or into local.log
+// prefixed with its node when it belongs to no instance of the config.
+func (s *Service) instanceLine(component, ip string, l contract.LogLine, runtime bool) {
+	name := ""
+	if component != "node" {
+		if n, ok := s.cache.position(component, ip, s.batch); ok {
+			if fn := component + "_" + strconv.Itoa(n) + ".log"; ValidName(fn) {
+				name = fn
+			}
+		}
+	}
+	b := s.start(l.Time, time.Time{})
+	if name == "" {
+		name = LocalLog
+		b = append(b, ip...)
+		b = append(b, ' ')
+		if component != "node" {
+			b = append(b, component...)
+			b = append(b, ' ')
+		}
+	}
+	b = append(b, '[')
+	if runtime {
+		b = append(b, "runtime "...)
+		b = appendText(b, orDash(l.Stream))
+	} else {
+		b = appendText(b, orDash(l.Deployment))
+		b = append(b, ' ')
+		b = appendText(b, orDash(l.Step))
+		b = append(b, ' ')
+		b = appendText(b, orDash(l.Stream))
+	}
+	b = append(b, "] "...)
+	b = appendText(b, l.Line)
+	s.put(name, b)
+}
+
+// start begins a line in the scratch buffer with its time: t, else the
+// fallback, else now.
+func (s *Service) start(t, fallback time.Time) []byte {
+	if t.IsZero() {
+		t = fallback
+	}
+	if t.IsZero() {
+		t = time.Now()
+	}
+	b := t.UTC().AppendFormat(s.scratch[:0], time.RFC3339)
+	return append(b, ' ')
+}
+
+func (s *Service) put(name string, b []byte) {
+	b = append(b, '\n')
+	s.scratch = b
+	if err := s.st.write(name, b); err != nil {
+		s.log.Error("write log", "log", name, "err", err)
+		s.metrics.skipped.Inc()
+		return
+	}
+	s.written.Add(1)
+	s.metrics.lines.Inc()
+	s.metrics.bytes.Add(float64(len(b)))
+}
+
+// decode reads a JSON body, refusing versions newer than this reader.
+func (s *Service) decode(data []byte, v *int, dst any) error {
+	if err := json.Unmarshal(data, dst); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	if *v > contract.Version {
+		return fmt.Errorf("body version %d is newer than %d", *v, contract.Version)
+	}
+	return nil
+}
+
+// skip notes a message it cannot write. The body is not logged: it may
+// hold a line of a node's output.
+func (s *Service) skip(subj string, err error) {
+	s.metrics.skipped.Inc()
+	s.log.Warn("skipped a message", "subject", subj, "err", err)
+}
+
+func timeOr(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// appendText appends s with line breaks escaped, so that one message is
+// always one line and a line cannot forge another.
+func appendText(b []byte, s string) []byte {
+	if !strings.ContainsAny(s, "\r\n") {
+		return append(b, s...)
+	}
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\n':
+			b = append(b, `\n`...)
+		case '\r':
+			b = append(b, `\r`...)
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return b
+}
+
+func appendDetail(b []byte, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = append(b, ": "...)
+	return appendText(b, s)
+}
+
+// instances maps each component instance to its position in the config,
+// read from KV and read again when a line names an instance it lacks.
+type instances struct {
+	kv      jetstream.KeyValue
+	pos     map[string]map[string]int
+	readAt  uint64 // batch of the last read
+	everRan bool
+}
+
+// position is the index of ip in the config's list for component. A miss
+// re-reads the config, at most once per batch: a new config arrives
+// before the lines of its deployment, and a component that is not in it
+// would otherwise cost a read per line.
+func (c *instances) position(component, ip string, batch uint64) (int, bool) {
+	if n, ok := c.pos[component][ip]; ok {
+		return n, true
+	}
+	if c.everRan && c.readAt == batch {
+		return 0, false
+	}
+	c.everRan, c.readAt = true, batch
+	c.reload()
+	n, ok := c.pos[component][ip]
+	return n, ok
+}
+
+func (c *instances) reload() {
+	if c.kv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := c.kv.Get(ctx, bus.KeyConfig)
+	if err != nil {
+		// No config yet (or the bus is away): keep what we know.
+		return
+	}
+	var cfg contract.Config
+	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
+		return
+	}
+	pos := make(map[string]map[string]int, len(cfg.Components))
+	for comp, ips := range cfg.Components {
+		m := make(map[string]int, len(ips))
+		for i, ip := range ips {
+			// Subjects carry canonical IPs; the config may not.
+			if a, err := netip.ParseAddr(strings.TrimSpace(ip)); err == nil {
+				ip = a.String()
+			}
+			if _, dup := m[ip]; !dup {
+				m[ip] = i
+			}
+		}
+		pos[comp] = m
+	}
+	c.pos = pos
+}
+
+// seqFile records the last DE_EVENTS sequence written to the store, so
+// that a restart resumes right after it. Its name starts with a dot: no
+// log name can reach it.
+type seqFile struct {
+	f     *os.File
+	last  uint64
+	known bool
+	buf   []byte
+}
+
+const seqName = ".ingest-seq"
+
+func openSeqFile(st *store) (*seqFile, error) {
+	if fi, err := st.root.Lstat(seqName); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("logsvc: %s is not a regular file", seqName)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("logsvc: stat %s: %w", seqName, err)
+	}
+	f, err := st.root.OpenFile(seqName, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("logsvc: open %s: %w", seqName, err)
+	}
+	sf := &seqFile{f: f}
+	buf := make([]byte, 32)
+	n, _ := f.ReadAt(buf, 0)
+	if v, err := strconv.ParseUint(strings.TrimSpace(string(buf[:n])), 10, 64); err == nil {
+		sf.last, sf.known = v, true
+	}
+	return sf, nil
+}
+
+// store overwrites the position in place: fixed width, one write.
+func (sf *seqFile) store(seq uint64) error {
+	if sf.known && seq == sf.last {
+		return nil
+	}
+	sf.buf = fmt.Appendf(sf.buf[:0], "%020d\n", seq)
+	if _, err := sf.f.WriteAt(sf.buf, 0); err != nil {
+		return fmt.Errorf("logsvc: write %s: %w", seqName, err)
+	}
+	sf.last, sf.known = seq, true
+	return nil
+}
+
+func (sf *seqFile) close() error { return sf.f.Close() }

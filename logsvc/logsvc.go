@@ -1,0 +1,286 @@
+// Package logsvc is the engine's log store. It appends every log line on
+// the bus to one file per component instance (<component>_<n>.log, n the
+// instance's position in the config) and the engine's operations to
+// local.log, appends the runtime log lines node agents read from their log
+// files to the same instance files, rotates files past a size, and lists
+// and serves them over the bus without ever leaving its directory.
+//
+// Names: a log is `^[a-z][a-z0-9_-]{0,80}\.log$`; its rotated
+// predecessors are name.log.1 (newest) to name.log.<Keep>. Both kinds are
+// listed and served. Anything else in the directory (the ingest position
+// file .ingest-seq, symlinks, directories, FIFOs) is neither listed nor
+// served.
+package logsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// Consumer is the durable consumer of DE_EVENTS the service reads from.
+const Consumer = "logsvc"
+
+// Options configure the log service.
+type Options struct {
+	NC     *nats.Conn
+	Res    *bus.Resources
+	Dir    string
+	Logger *slog.Logger
+	// MaxBytes a file may reach before it is rotated; default 64 MiB.
+	MaxBytes int64
+	// Keep is how many rotated files of each log are kept; default 3, at most 99.
+	Keep int
+}
+
+// Service is the running log service.
+type Service struct {
+	o     Options
+	log   *slog.Logger
+	st    *store
+	seq   *seqFile
+	cache *instances
+
+	svc   micro.Service
+	cc    jetstream.ConsumeContext
+	rtSub *nats.Subscription
+
+	jsCh     chan jetstream.Msg
+	rtCh     chan *nats.Msg
+	stopping chan struct{} // closed once no more messages will arrive
+	done     chan struct{} // closed when the writer has returned
+	stopOnce sync.Once
+
+	lastSeq uint64 // highest DE_EVENTS sequence on disk (writer only)
+	scratch []byte
+	batch   uint64
+
+	written atomic.Int64 // lines written, for tests
+	metrics metrics
+}
+
+type metrics struct {
+	lines, bytes, rotations, skipped prometheus.Counter
+}
+
+// batchMax bounds the lines written between two flushes.
+const batchMax = 4096
+
+// Start opens the store, registers the list and read endpoints and starts
+// ingesting from where the last run stopped.
+func Start(ctx context.Context, o Options) (*Service, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 64 << 20
+	}
+	if o.Keep <= 0 {
+		o.Keep = 3
+	}
+	o.Keep = min(o.Keep, 99)
+	if o.NC == nil || o.Res == nil || o.Dir == "" {
+		return nil, errors.New("logsvc: NC, Res and Dir are required")
+	}
+	s := &Service{
+		o:        o,
+		log:      o.Logger.With("service", "logsvc"),
+		cache:    &instances{kv: o.Res.Config},
+		jsCh:     make(chan jetstream.Msg, 2*batchMax),
+		rtCh:     make(chan *nats.Msg, batchMax),
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
+		metrics: metrics{
+			lines:     prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_lines_total", Help: "Lines the log service wrote to its store."}),
+			bytes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_bytes_total", Help: "Bytes the log service wrote to its store."}),
+			rotations: prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_rotations_total", Help: "Log files the log service rotated."}),
+			skipped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_skipped_total", Help: "Messages the log service could not read and skipped."}),
+		},
+	}
+	st, err := openStore(o.Dir, o.MaxBytes, o.Keep)
+	if err != nil {
+		return nil, err
+	}
+	s.st = st
+	st.onRotate = s.metrics.rotations.Inc
+	ok, writing := false, false
+	defer func() {
+		if ok {
+			return
+		}
+		if s.rtSub != nil {
+			_ = s.rtSub.Unsubscribe()
+		}
+		if writing {
+			close(s.stopping)
+			<-s.done
+		}
+		s.teardown()
+	}()
+	// local.log always exists, even before the engine did anything.
+	if _, err := st.file(LocalLog); err != nil {
+		return nil, err
+	}
+	if s.seq, err = openSeqFile(st); err != nil {
+		return nil, err
+	}
+	cons, err := s.consumer(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	s.svc, err = micro.AddService(o.NC, micro.Config{Name: "logsvc", Version: "1.0.0", Description: "the log store: lists and serves logs"})
+	if err != nil {
+		return nil, fmt.Errorf("logsvc: add service: %w", err)
+	}
+	for verb, h := range map[string]kit.Handler{"list": s.list, "read": s.read} {
+		subj := subject.Cmd("logs", verb)
+		if err := s.svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(s.log, h), micro.WithEndpointSubject(subj)); err != nil {
+			return nil, fmt.Errorf("logsvc: endpoint %s: %w", subj, err)
+		}
+	}
+
+	go s.writer()
+	writing = true
+	// Handlers block when the writer lags (back pressure), but never
+	// once it has gone.
+	s.rtSub, err = o.NC.Subscribe(subject.AllNodeLogs, func(m *nats.Msg) {
+		select {
+		case s.rtCh <- m:
+		case <-s.stopping:
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("logsvc: subscribe %s: %w", subject.AllNodeLogs, err)
+	}
+	// Pending limits off: the writer, not the client library, sets the pace.
+	_ = s.rtSub.SetPendingLimits(-1, -1)
+	s.cc, err = cons.Consume(func(m jetstream.Msg) {
+		select {
+		case s.jsCh <- m:
+		case <-s.stopping:
+		}
+	}, jetstream.PullMaxMessages(batchMax), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		s.log.Warn("consume events", "err", err)
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("logsvc: consume %s: %w", bus.StreamEvents, err)
+	}
+	ok = true
+	return s, nil
+}
+
+// consumer opens the durable consumer so that delivery resumes right after
+// the last message on disk. When the consumer's ack floor says otherwise
+// (the engine died between writing and acking, or the store is new) it is
+// recreated at the right sequence rather than waiting for redeliveries,
+// which would arrive after newer messages and break the files' order.
+func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	js := s.o.Res.JS
+	info, err := s.o.Res.Events.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("logsvc: stream %s: %w", bus.StreamEvents, err)
+	}
+	last, known := s.seq.last, s.seq.known
+	if last > info.State.LastSeq {
+		// The stream was recreated: its sequences start over.
+		s.log.Warn("event stream is behind the store; reading it from the start", "store_seq", last, "stream_seq", info.State.LastSeq)
+		last, known = 0, false
+	}
+	cons, err := js.Consumer(ctx, bus.StreamEvents, Consumer)
+	switch {
+	case err == nil:
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("logsvc: consumer info: %w", err)
+		}
+		if !known {
+			last = ci.AckFloor.Stream
+		}
+		if ci.AckFloor.Stream == last && ci.NumAckPending == 0 {
+			s.lastSeq = last
+			return cons, nil
+		}
+		if err := js.DeleteConsumer(ctx, bus.StreamEvents, Consumer); err != nil {
+			return nil, fmt.Errorf("logsvc: reset consumer: %w", err)
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, fmt.Errorf("logsvc: consumer: %w", err)
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       Consumer,
+		Description:   "the log store writes every event to its files",
+		FilterSubject: subject.AllEvents,
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 4 * batchMax,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if last > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+	}
+	s.lastSeq = last
+	cons, err = js.CreateConsumer(ctx, bus.StreamEvents, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("logsvc: create consumer: %w", err)
+	}
+	return cons, nil
+}
+
+// Collectors are the service's metrics.
+func (s *Service) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.metrics.lines, s.metrics.bytes, s.metrics.rotations, s.metrics.skipped}
+}
+
+// Stop stops ingesting: messages already fetched are written, flushed and
+// acknowledged first, so a restart neither loses nor repeats a line.
+func (s *Service) Stop() {
+	s.stopOnce.Do(func() {
+		if s.rtSub != nil {
+			_ = s.rtSub.Unsubscribe()
+		}
+		if s.cc != nil {
+			s.cc.Drain()
+			select {
+			case <-s.cc.Closed():
+			case <-time.After(10 * time.Second):
+				s.log.Warn("event consumer did not drain in time")
+				s.cc.Stop()
+			}
+		}
+		close(s.stopping)
+		<-s.done
+		if err := s.o.NC.Flush(); err != nil {
+			s.log.Warn("flush acks", "err", err)
+		}
+		s.teardown()
+	})
+}
+
+// teardown releases what Start acquired; the writer must not be running.
+func (s *Service) teardown() {
+	if s.svc != nil {
+		_ = s.svc.Stop()
+	}
+	if s.seq != nil {
+		_ = s.seq.close()
+	}
+	if s.st != nil {
+		if err := s.st.close(); err != nil {
+			s.log.Error("close store", "err", err)
+		}
+	}
+}
