@@ -3,15 +3,19 @@ package logsvc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
@@ -214,5 +218,197 @@ func TestLocalLog(t *testing.T) {
 `
 	if got := e.file("local.log"); got != want {
 		t.Errorf("local.log:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// publishBurst publishes n lines for each IP of web concurrently, one
+// connection per node, as the installers would; it returns when the
+// stream has stored them all.
+func (e *env) publishBurst(ips []string, dep string, from, n int) {
+	e.t.Helper()
+	errs := make(chan error, len(ips))
+	for _, ip := range ips {
+		go func() {
+			errs <- func() error {
+				nc, err := e.srv.Connect("node-" + ip)
+				if err != nil {
+					return err
+				}
+				defer nc.Close()
+				js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+				if err != nil {
+					return err
+				}
+				subj := subject.Log(dep, ip, "web")
+				for i := from; i < from+n; i++ {
+					b, _ := json.Marshal(logLine(dep, ip, "web", ip+"/web/install", int64(i), "line "+strconv.Itoa(i)))
+					if _, err := js.PublishAsync(subj, b); err != nil {
+						return err
+					}
+				}
+				select {
+				case <-js.PublishAsyncComplete():
+				case <-time.After(60 * time.Second):
+					return errors.New("publish did not complete")
+				}
+				return nil
+			}()
+		}()
+	}
+	for range ips {
+		if err := <-errs; err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// checkSeqs asserts that name holds exactly the lines first..last, in order.
+func checkSeqs(t testing.TB, text string, name string, first, last int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if len(lines) != last-first+1 {
+		t.Fatalf("%s: %d lines, want %d", name, len(lines), last-first+1)
+	}
+	for i, l := range lines {
+		j := strings.LastIndex(l, " line ")
+		if j < 0 {
+			t.Fatalf("%s:%d: %q", name, i+1, l)
+		}
+		if n, err := strconv.Atoi(l[j+6:]); err != nil || n != first+i {
+			t.Fatalf("%s:%d: line %q, want seq %d", name, i+1, l, first+i)
+		}
+	}
+}
+
+// readAll reads a log through de.cmd.logs.read, in the largest chunks.
+func (e *env) readAll(name string) string {
+	e.t.Helper()
+	var out []byte
+	for {
+		rep := e.request("read", ReadRequest{Name: name, Offset: int64(len(out)), Length: 1 << 30})
+		if rep.Code != 200 {
+			e.t.Fatalf("read %s: %d %s", name, rep.Code, rep.Body)
+		}
+		var r ReadReply
+		if err := json.Unmarshal(rep.Body, &r); err != nil {
+			e.t.Fatal(err)
+		}
+		if len(r.Data) > MaxRead {
+			e.t.Fatalf("read %s: %d bytes, more than %d", name, len(r.Data), MaxRead)
+		}
+		if len(r.Data) == 0 {
+			return string(out)
+		}
+		out = append(out, r.Data...)
+	}
+}
+
+var webIPs = []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}
+
+func TestBurst(t *testing.T) {
+	e := newEnv(t, map[string][]string{"web": webIPs})
+	e.start()
+	const per = 25_000
+	start := time.Now()
+	e.publishBurst(webIPs, "d-1", 1, per)
+	e.waitLines(4 * per)
+	t.Logf("100000 lines from 4 nodes published and written in %s", time.Since(start))
+	for i := range webIPs {
+		name := "web_" + strconv.Itoa(i) + ".log"
+		disk := e.file(name)
+		checkSeqs(t, disk, name, 1, per)
+		if bus := e.readAll(name); bus != disk {
+			t.Fatalf("%s: read over the bus differs from the disk (%d vs %d bytes)", name, len(bus), len(disk))
+		}
+	}
+}
+
+func TestRestart(t *testing.T) {
+	e := newEnv(t, map[string][]string{"web": webIPs[:2]})
+	ips := webIPs[:2]
+	e.publishBurst(ips, "d-1", 1, 5000)
+	e.start()
+	e.waitLines(1000)
+	e.stop() // mid-way: the rest waits in the stream
+	e.publishBurst(ips, "d-1", 5001, 5000)
+	e.start()
+	// Resumed where it stopped: the files get to exactly 10000 lines each.
+	waitFile := func(name string, n int) string {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			text := e.file(name)
+			if strings.Count(text, "\n") >= n || time.Now().After(deadline) {
+				time.Sleep(50 * time.Millisecond) // and nothing more
+				return e.file(name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for i := range ips {
+		name := "web_" + strconv.Itoa(i) + ".log"
+		checkSeqs(t, waitFile(name, 10000), name, 1, 10000)
+	}
+
+	// The engine died after writing but before its acks reached the
+	// server: the consumer is behind the store. Nothing is written twice.
+	e.stop()
+	ctx := context.Background()
+	if err := e.res.JS.DeleteConsumer(ctx, bus.StreamEvents, Consumer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.res.JS.CreateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{Durable: Consumer, AckPolicy: jetstream.AckAllPolicy, FilterSubject: subject.AllEvents}); err != nil {
+		t.Fatal(err)
+	}
+	e.publishBurst(ips, "d-1", 10001, 100)
+	e.start()
+	for i := range ips {
+		name := "web_" + strconv.Itoa(i) + ".log"
+		checkSeqs(t, waitFile(name, 10100), name, 1, 10100)
+	}
+
+	// A store whose position file is gone resumes from the consumer's
+	// ack floor rather than replaying the whole stream.
+	e.stop()
+	if err := os.Remove(filepath.Join(e.dir, seqName)); err != nil {
+		t.Fatal(err)
+	}
+	e.publishBurst(ips, "d-1", 10101, 100)
+	e.start()
+	for i := range ips {
+		name := "web_" + strconv.Itoa(i) + ".log"
+		checkSeqs(t, waitFile(name, 10200), name, 1, 10200)
+	}
+}
+
+func TestRotation(t *testing.T) {
+	e := newEnv(t, map[string][]string{"web": webIPs[:1]})
+	e.o.MaxBytes, e.o.Keep = 1000, 2
+	s := e.start()
+	e.publishBurst(webIPs[:1], "d-1", 1, 200)
+	e.waitLines(200)
+	var all string
+	for _, name := range []string{"web_0.log.2", "web_0.log.1", "web_0.log"} {
+		text := e.file(name)
+		if len(text) > 1000 || len(text) == 0 {
+			t.Errorf("%s: %d bytes", name, len(text))
+		}
+		all += text
+	}
+	if _, err := os.Lstat(filepath.Join(e.dir, "web_0.log.3")); !os.IsNotExist(err) {
+		t.Errorf("web_0.log.3 kept: %v", err)
+	}
+	// What is kept is the newest lines, in order, without a gap.
+	n := strings.Count(all, "\n")
+	checkSeqs(t, all, "rotated", 201-n, 200)
+	if got := testutil.ToFloat64(s.metrics.rotations); got < 3 {
+		t.Errorf("rotations metric %v", got)
+	}
+	var names []string
+	_ = json.Unmarshal(e.request("list", nil).Body, &names)
+	if got := strings.Join(names, " "); got != "local.log web_0.log web_0.log.1 web_0.log.2" {
+		t.Errorf("list: %s", got)
+	}
+	if got := e.readAll("web_0.log.1"); got != e.file("web_0.log.1") {
+		t.Errorf("read web_0.log.1: %q", got)
 	}
 }
