@@ -242,7 +242,7 @@ func (e *env) publishBurst(ips []string, dep string, from, n int) {
 				subj := subject.Log(dep, ip, "web")
 				for i := from; i < from+n; i++ {
 					b, _ := json.Marshal(logLine(dep, ip, "web", ip+"/web/install", int64(i), "line "+strconv.Itoa(i)))
-					if _, err := js.PublishAsync(subj, b); err != nil {
+					if _, err := js.PublishAsync(subj, b, jetstream.WithStallWait(30*time.Second)); err != nil {
 						return err
 					}
 				}
