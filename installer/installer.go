@@ -96,9 +96,11 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 		return nil, fmt.Errorf("installer: add service: %w", err)
 	}
 	i.svc = svc
-	subj := subject.Cmd("installer", "probe")
-	if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(i.log, i.probe), micro.WithEndpointSubject(subj)); err != nil {
-		return nil, fmt.Errorf("installer: endpoint: %w", err)
+	for verb, h := range map[string]kit.Handler{"probe": i.probe, "exec": i.exec} {
+		subj := subject.Cmd("installer", verb)
+		if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(i.log, h), micro.WithEndpointSubject(subj)); err != nil {
+			return nil, fmt.Errorf("installer: endpoint %s: %w", verb, err)
+		}
 	}
 	cons, err := o.Res.JS.CreateOrUpdateConsumer(ctx, bus.StreamSteps, jetstream.ConsumerConfig{
 		Durable:       "installer",

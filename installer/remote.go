@@ -1,0 +1,73 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// maxExecOutput bounds what an exec reply carries.
+const maxExecOutput = 1 << 20
+
+// exec runs one of the engine's own short scripts on a configured node over
+// the node's pooled connection: how the monitor reaches monit and the log
+// service reaches log files on nodes that run no agent.
+func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, error) {
+	var x contract.Exec
+	if err := kit.Decode(req, &x); err != nil {
+		return 0, nil, err
+	}
+	if _, err := netip.ParseAddr(x.Node); err != nil {
+		return 0, nil, kit.Errorf(400, "exec: node %q is not an IP address", x.Node)
+	}
+	if strings.TrimSpace(x.Script) == "" {
+		return 0, nil, kit.Errorf(400, "exec: empty script")
+	}
+	cfg, err := i.config(ctx)
+	if err != nil {
+		if bus.IsNotFound(err) {
+			return 0, nil, kit.Errorf(403, "exec: no config was submitted")
+		}
+		return 0, nil, err
+	}
+	if !slices.Contains(cfg.Nodes(), x.Node) {
+		return 0, nil, kit.Errorf(400, "exec: %s is not a node of the config", x.Node)
+	}
+	timeout := time.Duration(x.TimeoutS) * time.Second
+	if timeout <= 0 || timeout > 5*time.Minute {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := i.client(ctx, x.Node, contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key})
+	if err != nil {
+		return 200, contract.ExecReply{V: contract.Version, ExitCode: -1, Error: redact(describe(err), cfg)}, nil
+	}
+	var out strings.Builder
+	res := run(ctx, c, "exec-"+bus.RandomSecret()[:8], x.Script, timeout, func(stream, text string) {
+		if stream == "stdout" && out.Len() < maxExecOutput {
+			out.WriteString(text)
+			out.WriteByte('\n')
+		}
+	})
+	rep := contract.ExecReply{V: contract.Version, ExitCode: res.code, Output: redact(out.String(), cfg)}
+	if res.err != nil {
+		rep.ExitCode = -1
+		msg := res.err.Error()
+		if errors.Is(res.err, context.DeadlineExceeded) {
+			msg = fmt.Sprintf("the command did not finish within %s and was killed", timeout)
+		}
+		rep.Error = redact(msg, cfg)
+	}
+	return 200, rep, nil
+}

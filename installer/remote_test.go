@@ -1,0 +1,48 @@
+package installer
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+func TestExec(t *testing.T) {
+	e := newEnv(t)
+	ask := func(x contract.Exec) (int, contract.ExecReply) {
+		t.Helper()
+		x.V = 1
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.Cmd("installer", "exec"), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out contract.ExecReply
+		_ = json.Unmarshal(rep.Body, &out)
+		return rep.Code, out
+	}
+	if code, _ := ask(contract.Exec{Node: nodeIP, Script: "true"}); code != 403 {
+		t.Fatalf("exec without a config: code %d, want 403", code)
+	}
+	storeConfig(t, e)
+	code, r := ask(contract.Exec{Node: nodeIP, Script: "echo hello; echo " + secret + "; echo oops >&2; exit 3"})
+	if code != 200 || r.ExitCode != 3 || r.Error != "" {
+		t.Fatalf("exec: code %d reply %+v", code, r)
+	}
+	if want := "hello\n" + contract.Redacted + "\n"; r.Output != want {
+		t.Fatalf("exec output %q, want %q (stdout only, secrets redacted)", r.Output, want)
+	}
+	if code, _ := ask(contract.Exec{Node: "127.0.77.9", Script: "true"}); code != 400 {
+		t.Fatalf("exec on a node outside the config: code %d, want 400", code)
+	}
+	if code, _ := ask(contract.Exec{Node: "../x", Script: "true"}); code != 400 {
+		t.Fatalf("exec on a bad IP: code %d, want 400", code)
+	}
+	_, r = ask(contract.Exec{Node: nodeIP, Script: "sleep 30", TimeoutS: 1})
+	if r.ExitCode != -1 || !strings.Contains(r.Error, "killed") {
+		t.Fatalf("hung exec: %+v", r)
+	}
+}
