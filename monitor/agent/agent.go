@@ -1,0 +1,250 @@
+// Package agent is the node agent: it runs on every node a deployment
+// installed, supervised by monit, and reports the node's hardware, usage and
+// components over NATS, serves them to Prometheus, follows the components'
+// log files, and runs monit restart/stop/start when the engine asks.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/deployment-engine/engine/monitor/monit"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// Defaults of an agent config.
+const (
+	DefaultListen   = ":9280"
+	DefaultInterval = 5 * time.Second
+	defaultMonitURL = "http://127.0.0.1:2812/_status?format=xml&level=full"
+)
+
+// Options are what a test changes; the zero value is the node's own setup.
+type Options struct {
+	Logger *slog.Logger
+	// MonitURL is monit's XML status; MonitCmd its command line tool
+	// and the arguments that come before the action.
+	MonitURL string
+	MonitCmd []string
+	// StateFile keeps the log followers' offsets across restarts.
+	StateFile string
+	// Ready, when set, receives the metrics address once it serves.
+	Ready func(addr string)
+}
+
+// LoadConfig reads and checks an agent config file.
+func LoadConfig(path string) (contract.AgentConfig, error) {
+	var c contract.AgentConfig
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("agent config: %w", err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("agent config %s: %w", path, err)
+	}
+	if _, err := subject.IPToken(c.IP); err != nil {
+		return c, fmt.Errorf("agent config %s: ip: %w", path, err)
+	}
+	if c.NATS == "" || c.User == "" {
+		return c, fmt.Errorf("agent config %s: nats and user are required", path)
+	}
+	for _, comp := range c.Components {
+		if !subject.ValidToken(comp.Name) || comp.Process == "" || strings.ContainsAny(comp.Process, " \t\n'\"") {
+			return c, fmt.Errorf("agent config %s: bad component %q (process %q)", path, comp.Name, comp.Process)
+		}
+	}
+	return c, nil
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg     contract.AgentConfig
+	o       Options
+	log     *slog.Logger
+	nc      *nats.Conn
+	sampler *sampler
+	metrics *metrics
+
+	mu   sync.Mutex
+	last contract.Heartbeat
+	beat chan struct{}
+}
+
+// Run runs the agent until ctx ends.
+func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MonitURL == "" {
+		o.MonitURL = defaultMonitURL
+	}
+	if len(o.MonitCmd) == 0 {
+		o.MonitCmd = []string{"monit"}
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.IntervalS <= 0 {
+		cfg.IntervalS = int(DefaultInterval / time.Second)
+	}
+	a := &Agent{cfg: cfg, o: o, log: o.Logger.With("service", "agent", "node", cfg.IP), sampler: newSampler(), beat: make(chan struct{}, 1)}
+
+	pass, err := os.ReadFile(cfg.PasswordFile)
+	if err != nil {
+		return fmt.Errorf("agent: read the NATS password: %w", err)
+	}
+	// The engine may be down when the node boots: keep trying, forever.
+	a.nc, err = nats.Connect(cfg.NATS, nats.Name("agent "+cfg.IP), nats.UserInfo(cfg.User, strings.TrimSpace(string(pass))),
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { a.log.Warn("lost the engine", "err", err) }),
+		nats.ReconnectHandler(func(*nats.Conn) { a.log.Info("reached the engine again") }))
+	if err != nil {
+		return fmt.Errorf("agent: connect to %s: %w", cfg.NATS, err)
+	}
+	defer a.nc.Close()
+	sub, err := a.nc.Subscribe(subject.Node(cfg.IP, subject.VerbControl), a.control)
+	if err != nil {
+		return fmt.Errorf("agent: subscribe: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	reg := prometheus.NewRegistry()
+	a.metrics = newMetrics(a)
+	reg.MustRegister(a.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, addr, err := serveMetrics(cfg.Listen, reg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if o.Ready != nil {
+		o.Ready(addr)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); a.followLogs(ctx) }()
+	defer wg.Wait()
+
+	tick := time.NewTicker(time.Duration(cfg.IntervalS) * time.Second)
+	defer tick.Stop()
+	a.heartbeat(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-a.beat:
+		}
+		a.heartbeat(ctx)
+	}
+}
+
+// heartbeat reads the node and monit and publishes what it saw.
+func (a *Agent) heartbeat(ctx context.Context) {
+	hb := a.sampler.sample(ctx, a.cfg.IP)
+	hb.IntervalS = a.cfg.IntervalS
+	svcs, merr := a.readMonit(ctx)
+	if merr != nil {
+		hb.MonitError = merr.Error()
+		var de *monit.DaemonError
+		if errors.As(merr, &de) {
+			hb.MonitError += " — " + de.Hint()
+		}
+	}
+	for _, c := range a.cfg.Components {
+		st := contract.ComponentState{Name: c.Name, Process: c.Process, Monit: "unknown"}
+		if merr == nil {
+			st.Monit = "not registered with monit"
+			for _, s := range svcs {
+				if s.Name == c.Process {
+					st.Monit, st.Running = s.Status, s.Running
+				}
+			}
+		}
+		hb.Components = append(hb.Components, st)
+	}
+	a.mu.Lock()
+	a.last = hb
+	a.mu.Unlock()
+	a.metrics.beats.Inc()
+	b, _ := json.Marshal(hb)
+	if err := a.nc.Publish(subject.Node(a.cfg.IP, subject.VerbHeartbeat), b); err != nil {
+		a.log.Warn("publish heartbeat", "err", err)
+	}
+}
+
+// readMonit asks monit's HTTP interface, then its command line.
+func (a *Agent) readMonit(ctx context.Context) ([]monit.Service, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.o.MonitURL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			if svcs, err := monit.ParseXML(resp.Body); err == nil {
+				return svcs, nil
+			}
+		}
+	}
+	out, _ := runMonit(ctx, a.o.MonitCmd, "-B", "summary")
+	return monit.ParseSummary(out)
+}
+
+var actions = []string{"restart", "stop", "start", "monitor", "unmonitor"}
+
+// control runs one monit action on one of this node's components.
+func (a *Agent) control(m *nats.Msg) {
+	reply := func(r contract.ControlReply) {
+		r.V = contract.Version
+		b, _ := json.Marshal(r)
+		_ = m.Respond(b)
+	}
+	var c contract.Control
+	if err := json.Unmarshal(m.Data, &c); err != nil {
+		reply(contract.ControlReply{Error: "bad control request: " + err.Error()})
+		return
+	}
+	if !slices.Contains(actions, c.Action) {
+		reply(contract.ControlReply{Error: fmt.Sprintf("unknown action %q (want one of %s)", c.Action, strings.Join(actions, ", "))})
+		return
+	}
+	known := false
+	for _, comp := range a.cfg.Components {
+		known = known || comp.Process == c.Process
+	}
+	if !known {
+		reply(contract.ControlReply{Error: fmt.Sprintf("process %q is not one of this node's components", c.Process)})
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := runMonit(ctx, a.o.MonitCmd, c.Action, c.Process)
+	a.log.Info("monit control", "action", c.Action, "process", c.Process, "err", err)
+	if err != nil {
+		reply(contract.ControlReply{Output: string(out), Error: fmt.Sprintf("monit %s %s: %v", c.Action, c.Process, err)})
+		return
+	}
+	reply(contract.ControlReply{OK: true, Output: string(out)})
+	// Report the change soon, not a whole interval later.
+	time.AfterFunc(2*time.Second, func() {
+		select {
+		case a.beat <- struct{}{}:
+		default:
+		}
+	})
+}

@@ -1,0 +1,254 @@
+// Package monitor is the engine's side of the node agents: it keeps the
+// latest heartbeat of every node, answers status and hardware, runs monit
+// restart/stop on nodes, publishes an event when a component goes down or
+// comes back, and exports per-node series.
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// Options configure the monitor.
+type Options struct {
+	NC     *nats.Conn
+	Res    *bus.Resources
+	Logger *slog.Logger
+	// Process names a component's monit process in a catalog, for nodes
+	// whose agent does not answer.
+	Process func(catalog, component string) (string, bool)
+	// Missed is how many heartbeat intervals a node may miss before it is
+	// reported unreachable (default 3).
+	Missed int
+}
+
+// Monitor is the running service.
+type Monitor struct {
+	o    Options
+	log  *slog.Logger
+	svc  micro.Service
+	sub  *nats.Subscription
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu    sync.RWMutex
+	nodes map[string]*node
+}
+
+// node is what the monitor knows of one node.
+type node struct {
+	hb     contract.Heartbeat
+	seen   time.Time
+	silent bool // reported unreachable, not yet heard from again
+}
+
+// fresh tells whether the node reported within its allowed silence.
+func (m *Monitor) fresh(n *node, now time.Time) bool {
+	iv := time.Duration(max(n.hb.IntervalS, 1)) * time.Second
+	return now.Sub(n.seen) <= time.Duration(m.o.Missed)*iv
+}
+
+// Start subscribes to heartbeats and registers the monitor's commands.
+func Start(ctx context.Context, o Options) (*Monitor, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Missed <= 0 {
+		o.Missed = 3
+	}
+	if o.Process == nil {
+		o.Process = func(_, c string) (string, bool) { return c, true }
+	}
+	m := &Monitor{o: o, log: o.Logger.With("service", "monitor"), nodes: map[string]*node{}, stop: make(chan struct{})}
+	m.load(ctx)
+	var err error
+	if m.sub, err = o.NC.Subscribe(subject.AllHeartbeats, m.heartbeat); err != nil {
+		return nil, fmt.Errorf("monitor: subscribe to heartbeats: %w", err)
+	}
+	m.svc, err = micro.AddService(o.NC, micro.Config{Name: "monitor", Version: "1.0.0", Description: "node and component state, restart and stop"})
+	if err != nil {
+		return nil, fmt.Errorf("monitor: add service: %w", err)
+	}
+	for verb, h := range map[string]kit.Handler{"status": m.status, "hardware": m.hardware, "control": m.control} {
+		subj := subject.Cmd("monitor", verb)
+		if err := m.svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(m.log, h), micro.WithEndpointSubject(subj)); err != nil {
+			return nil, fmt.Errorf("monitor: endpoint %s: %w", verb, err)
+		}
+	}
+	m.wg.Add(1)
+	go m.watch()
+	return m, nil
+}
+
+// Stop stops the monitor.
+func (m *Monitor) Stop() {
+	close(m.stop)
+	m.wg.Wait()
+	_ = m.sub.Unsubscribe()
+	_ = m.svc.Stop()
+}
+
+// load reads the last heartbeats a previous run kept, so that hardware is
+// known at once; they count as old until the nodes report again.
+func (m *Monitor) load(ctx context.Context) {
+	keys, err := m.o.Res.Nodes.Keys(ctx)
+	if err != nil {
+		return
+	}
+	for _, k := range keys {
+		e, err := m.o.Res.Nodes.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var hb contract.Heartbeat
+		if json.Unmarshal(e.Value(), &hb) == nil && hb.IP != "" {
+			m.nodes[hb.IP] = &node{hb: hb, seen: e.Created(), silent: true}
+		}
+	}
+}
+
+// heartbeat takes one agent's report. The subject, not the body, says
+// which node it is: an agent can only publish under its own node.
+func (m *Monitor) heartbeat(msg *nats.Msg) {
+	var hb contract.Heartbeat
+	if err := json.Unmarshal(msg.Data, &hb); err != nil || hb.V > contract.Version {
+		m.log.Warn("unreadable heartbeat", "subject", msg.Subject, "err", err)
+		return
+	}
+	tok := subjectToken(msg.Subject)
+	ip, err := subject.TokenIP(tok)
+	if err != nil || hb.IP != ip {
+		m.log.Warn("heartbeat from the wrong node", "subject", msg.Subject, "ip", hb.IP)
+		return
+	}
+	hb.IntervalS = min(max(hb.IntervalS, 1), 3600)
+	now := time.Now()
+	m.mu.Lock()
+	prev := m.nodes[ip]
+	m.nodes[ip] = &node{hb: hb, seen: now}
+	m.mu.Unlock()
+
+	was := map[string]bool{}
+	if prev != nil && !prev.silent {
+		for _, c := range prev.hb.Components {
+			was[c.Name] = c.Running
+		}
+	}
+	for _, c := range hb.Components {
+		up, known := was[c.Name]
+		if known && up == c.Running {
+			continue
+		}
+		if !known && c.Running && (prev == nil || !prev.silent) {
+			continue // first sight of a running component: nothing changed
+		}
+		reason := c.Monit
+		if hb.MonitError != "" {
+			reason = hb.MonitError
+		}
+		m.componentEvent(c.Name, ip, c.Running, reason)
+	}
+	_, _ = m.o.Res.Nodes.Put(context.Background(), tok, msg.Data)
+}
+
+func subjectToken(s string) string {
+	// de.node.<ip>.heartbeat
+	const pre = "de.node."
+	if len(s) <= len(pre) {
+		return ""
+	}
+	s = s[len(pre):]
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// watch reports nodes that went silent, once each.
+func (m *Monitor) watch() {
+	defer m.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			var gone []*node
+			m.mu.Lock()
+			for _, n := range m.nodes {
+				if !n.silent && !m.fresh(n, now) {
+					n.silent = true
+					gone = append(gone, n)
+				}
+			}
+			m.mu.Unlock()
+			for _, n := range gone {
+				why := fmt.Sprintf("the node has not reported for %s: unreachable or its agent stopped", now.Sub(n.seen).Round(time.Second))
+				m.log.Warn("node silent", "node", n.hb.IP, "last", n.seen)
+				for _, c := range n.hb.Components {
+					if c.Running {
+						m.componentEvent(c.Name, n.hb.IP, false, why)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (m *Monitor) componentEvent(comp, ip string, up bool, reason string) {
+	ev := contract.ComponentEvent{V: contract.Version, Component: comp, IP: ip, Up: up, Time: time.Now().UTC(), Reason: reason}
+	b, _ := json.Marshal(ev)
+	if _, err := m.o.Res.JS.Publish(context.Background(), subject.ComponentEvent(comp, ip, up), b); err != nil {
+		m.log.Warn("publish component event", "err", err)
+	}
+}
+
+// config reads the stored config; a missing one is the clients' 403.
+func (m *Monitor) config(ctx context.Context) (contract.Config, error) {
+	e, err := m.o.Res.Config.Get(ctx, bus.KeyConfig)
+	if err != nil {
+		if bus.IsNotFound(err) {
+			return contract.Config{}, kit.Errorf(403, "no config was submitted: POST /deployment-engine/config first")
+		}
+		return contract.Config{}, fmt.Errorf("read the config: %w", err)
+	}
+	var cfg contract.Config
+	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
+		return contract.Config{}, fmt.Errorf("decode the stored config: %w", err)
+	}
+	return cfg, nil
+}
+
+// snapshot copies the node table.
+func (m *Monitor) snapshot() map[string]node {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[string]node, len(m.nodes))
+	for ip, n := range m.nodes {
+		out[ip] = *n
+	}
+	return out
+}
+
+// pct formats a percentage as the manual does: "1.18958%".
+func pct(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) + "%" }
+
+// Collectors export per-node series on the engine's /metrics.
+func (m *Monitor) Collectors() []prometheus.Collector { return []prometheus.Collector{collector{m}} }

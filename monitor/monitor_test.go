@@ -1,0 +1,416 @@
+package monitor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/deployment-engine/engine/monitor"
+	"github.com/deployment-engine/engine/monitor/agent"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// The node is this machine: a real monit daemon of the test's own watches a
+// real process, a real agent reports it over a real embedded NATS server
+// with its own restricted user, and the monitor answers from that.
+const (
+	nodeIP  = "127.0.0.1"
+	process = "de-monitor-test-web"
+	marker  = "sleep 77717"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startMonit runs a monit daemon with its own control file and returns the
+// command line that talks to it and its XML status URL.
+func startMonit(t *testing.T) ([]string, string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Fatal("the monitor tests run monit and its processes as root: run them as root (CI does)")
+	}
+	if _, err := exec.LookPath("monit"); err != nil {
+		t.Fatal("the monitor tests need monit: run `make deps` as root")
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	rc := filepath.Join(dir, "monitrc")
+	conf := fmt.Sprintf(`set daemon 1
+set pidfile %[1]s/monit.pid
+set idfile %[1]s/monit.id
+set statefile %[1]s/monit.state
+set httpd port %[2]d and use address 127.0.0.1 allow localhost
+check process %[3]s matching "%[4]s"
+  start program = "/bin/sh -c '/bin/%[4]s >/dev/null 2>&1 &'"
+  stop program = "/usr/bin/pkill -f '%[4]s'"
+`, dir, port, process, marker)
+	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := []string{"monit", "-c", rc}
+	if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("start monit: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("monit", "-c", rc, "quit").Run()
+		_ = exec.Command("pkill", "-f", marker).Run()
+	})
+	return cmd, fmt.Sprintf("http://127.0.0.1:%d/_status?format=xml", port)
+}
+
+type env struct {
+	nc   *nats.Conn
+	res  *bus.Resources
+	mon  *monitor.Monitor
+	url  string // NATS URL for agents
+	sec  []byte
+	reg  *prometheus.Registry
+	evMu sync.Mutex
+	evs  []contract.ComponentEvent
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	port := freePort(t)
+	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{url: fmt.Sprintf("nats://127.0.0.1:%d", port), sec: []byte("agent-secret-for-tests")}
+	srv.SetAgentSecret(e.sec)
+	if e.nc, err = srv.Connect("test"); err != nil {
+		t.Fatal(err)
+	}
+	if e.res, err = bus.Declare(ctx, e.nc); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e.mon, err = monitor.Start(ctx, monitor.Options{NC: e.nc, Res: e.res, Logger: quiet,
+		Process: func(_, comp string) (string, bool) { return process, comp == "web" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reg = prometheus.NewRegistry()
+	e.reg.MustRegister(e.mon.Collectors()...)
+	if _, err := e.nc.Subscribe("de.evt.component.>", func(m *nats.Msg) {
+		var ev contract.ComponentEvent
+		_ = json.Unmarshal(m.Data, &ev)
+		e.evMu.Lock()
+		e.evs = append(e.evs, ev)
+		e.evMu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.mon.Stop(); e.nc.Close(); srv.Stop() })
+	return e
+}
+
+func (e *env) ask(t *testing.T, verb string, body any) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := kit.Request(ctx, e.nc, subject.Cmd("monitor", verb), body)
+	if err != nil {
+		t.Fatalf("%s: %v", verb, err)
+	}
+	return rep.Code, rep.Body
+}
+
+func (e *env) status(t *testing.T) monitor.StatusEntry {
+	t.Helper()
+	code, body := e.ask(t, "status", nil)
+	var st []monitor.StatusEntry
+	if code != 200 || json.Unmarshal(body, &st) != nil || len(st) != 1 {
+		t.Fatalf("status: %d %s", code, body)
+	}
+	return st[0]
+}
+
+// waitStatus polls until the instance reaches want and returns how long it took.
+func (e *env) waitStatus(t *testing.T, want string, within time.Duration) (time.Duration, monitor.StatusEntry) {
+	t.Helper()
+	start := time.Now()
+	var st monitor.StatusEntry
+	for time.Since(start) < within {
+		if st = e.status(t); st.Status == want {
+			return time.Since(start), st
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("status did not become %s within %s: %+v", want, within, st)
+	return 0, st
+}
+
+func TestMonitorWithAgentAndMonit(t *testing.T) {
+	e := newEnv(t)
+	// No config: 403 everywhere, as the API promises.
+	for _, verb := range []string{"status", "hardware", "control"} {
+		if code, body := e.ask(t, verb, map[string]string{"comp": "web", "ip": nodeIP, "action": "stop"}); code != 403 {
+			t.Fatalf("%s without a config: %d %s", verb, code, body)
+		}
+	}
+	cfg := contract.Config{Components: map[string][]string{"web": {nodeIP}}}
+	b, _ := json.Marshal(cfg)
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.status(t); st.Status != "DOWN" || !strings.Contains(st.Reason, "agent") {
+		t.Fatalf("status before any agent reported: %+v", st)
+	}
+
+	monitCmd, monitURL := startMonit(t)
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "agent.pass")
+	_ = os.WriteFile(pass, []byte(bus.AgentPassword(e.sec, nodeIP)+"\n"), 0o600)
+	logFile := filepath.Join(dir, "web.log")
+	_ = os.WriteFile(logFile, []byte("old line\n"), 0o644)
+	acfg := contract.AgentConfig{V: 1, IP: nodeIP, NATS: e.url, User: bus.AgentUser(nodeIP), PasswordFile: pass,
+		Listen: "127.0.0.1:0", IntervalS: 1, Components: []contract.AgentComponent{{Name: "web", Process: process, Logs: []string{logFile}}}}
+
+	var logMu sync.Mutex
+	var logLines []string
+	if _, err := e.nc.Subscribe(subject.AllNodeLogs, func(m *nats.Msg) {
+		var l contract.LogLine
+		_ = json.Unmarshal(m.Data, &l)
+		logMu.Lock()
+		logLines = append(logLines, l.Line)
+		logMu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, stopAgent := context.WithCancel(context.Background())
+	defer stopAgent()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, acfg, agent.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MonitURL: monitURL, MonitCmd: monitCmd,
+			StateFile: filepath.Join(dir, "offsets.json"), Ready: func(a string) { addrc <- a }})
+	}()
+	metricsAddr := <-addrc
+
+	_, st := e.waitStatus(t, "RUNNING", 60*time.Second)
+	if !strings.HasSuffix(st.Cpu, "%") || !strings.HasSuffix(st.Mem, "%") || !strings.HasSuffix(st.Disk, "%") {
+		t.Fatalf("usage not in the manual's format: %+v", st)
+	}
+
+	t.Run("hardware", func(t *testing.T) {
+		code, body := e.ask(t, "hardware", monitor.Target{Comp: "web", IP: nodeIP})
+		var hw contract.NodeHardware
+		if code != 200 || json.Unmarshal(body, &hw) != nil || hw.CPU < 1 || hw.RAM < 1000 || hw.DISK < 1 {
+			t.Fatalf("hardware: %d %s", code, body)
+		}
+		code, body = e.ask(t, "hardware", monitor.Target{Comp: "all", IP: "0.0.0.0"})
+		if code != 200 || !strings.HasPrefix(string(body), "[") {
+			t.Fatalf("hardware for all: %d %s", code, body)
+		}
+		for _, bad := range []monitor.Target{{Comp: "web", IP: "127.0.0.2"}, {Comp: "nats", IP: nodeIP}, {Comp: "", IP: ""}} {
+			if code, body := e.ask(t, "hardware", bad); code != 400 {
+				t.Errorf("hardware %+v: %d %s, want 400", bad, code, body)
+			}
+		}
+	})
+
+	t.Run("agent metrics", func(t *testing.T) {
+		fams := scrape(t, "http://"+metricsAddr+"/metrics")
+		if v := value(fams, "de_component_up", "component", "web"); v != 1 {
+			t.Errorf("de_component_up{component=web} = %v, want 1", v)
+		}
+		if v := value(fams, "node_memory_MemTotal_bytes"); v <= 0 {
+			t.Errorf("node_memory_MemTotal_bytes = %v", v)
+		}
+		if v := value(fams, "node_filesystem_size_bytes", "mountpoint", "/"); v <= 0 {
+			t.Errorf("node_filesystem_size_bytes = %v", v)
+		}
+		if fams["node_cpu_seconds_total"] == nil || fams["node_cpu_seconds_total"].GetHelp() == "" {
+			t.Error("node_cpu_seconds_total missing or without help text")
+		}
+	})
+
+	t.Run("logs", func(t *testing.T) {
+		f, _ := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0o644)
+		for i := range 50 {
+			fmt.Fprintf(f, "line %d\n", i)
+		}
+		f.Close()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			logMu.Lock()
+			n := len(logLines)
+			logMu.Unlock()
+			if n >= 51 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		logMu.Lock()
+		defer logMu.Unlock()
+		if len(logLines) != 51 || logLines[0] != "old line" || logLines[50] != "line 49" {
+			t.Fatalf("followed %d lines, first %q, want old line + 50 in order", len(logLines), logLines[:min(3, len(logLines))])
+		}
+		for i := 1; i <= 50; i++ {
+			if logLines[i] != fmt.Sprintf("line %d", i-1) {
+				t.Fatalf("line %d is %q: out of order", i, logLines[i])
+			}
+		}
+	})
+
+	t.Run("stop stays stopped, restart brings it back", func(t *testing.T) {
+		code, body := e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "web", IP: nodeIP}, Action: "stop"})
+		if code != 200 || !strings.Contains(string(body), `"via":"agent"`) {
+			t.Fatalf("stop: %d %s", code, body)
+		}
+		took, st := e.waitStatus(t, "DOWN", 15*time.Second)
+		t.Logf("stop → DOWN in %s (heartbeat interval 1s)", took.Round(10*time.Millisecond))
+		if !strings.Contains(st.Reason, "monit") {
+			t.Errorf("a stopped component should say what monit says: %+v", st)
+		}
+		time.Sleep(4 * time.Second) // several monit cycles
+		if st := e.status(t); st.Status != "DOWN" {
+			t.Fatalf("monit brought a stopped component back: %+v", st)
+		}
+		if err := exec.Command("pgrep", "-f", marker).Run(); err == nil {
+			t.Fatal("the process still runs after stop")
+		}
+		code, body = e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "all", IP: "0.0.0.0"}, Action: "restart"})
+		if code != 200 {
+			t.Fatalf("restart all: %d %s", code, body)
+		}
+		took, _ = e.waitStatus(t, "RUNNING", 30*time.Second)
+		t.Logf("restart → RUNNING in %s", took.Round(10*time.Millisecond))
+		for _, bad := range []monitor.ControlRequest{
+			{Target: monitor.Target{Comp: "web", IP: "127.0.0.9"}, Action: "stop"},
+			{Target: monitor.Target{Comp: "web", IP: nodeIP}, Action: "format-disk"},
+		} {
+			if code, body := e.ask(t, "control", bad); code != 400 {
+				t.Errorf("control %+v: %d %s, want 400", bad, code, body)
+			}
+		}
+		e.evMu.Lock()
+		var downs, ups int
+		for _, ev := range e.evs {
+			if ev.Up {
+				ups++
+			} else {
+				downs++
+			}
+		}
+		e.evMu.Unlock()
+		if downs < 1 || ups < 1 {
+			t.Errorf("component events: %d down, %d up; want both", downs, ups)
+		}
+	})
+
+	t.Run("a heartbeat for another node is ignored", func(t *testing.T) {
+		hb, _ := json.Marshal(contract.Heartbeat{V: 1, IP: nodeIP, IntervalS: 1})
+		_ = e.nc.Publish(subject.Node("127.0.0.2", subject.VerbHeartbeat), hb)
+		_ = e.nc.Publish(subject.Node(nodeIP, subject.VerbHeartbeat), []byte("{not json"))
+		_ = e.nc.Flush()
+		time.Sleep(200 * time.Millisecond)
+		if st := e.status(t); st.Status != "RUNNING" {
+			t.Fatalf("a forged or broken heartbeat changed the status: %+v", st)
+		}
+	})
+
+	t.Run("engine metrics", func(t *testing.T) {
+		fams, err := e.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]*dto.MetricFamily{}
+		for _, f := range fams {
+			m[f.GetName()] = f
+		}
+		if v := value(m, "de_component_instance_up", "component", "web"); v != 1 {
+			t.Errorf("de_component_instance_up = %v, want 1", v)
+		}
+		if v := value(m, "de_node_up", "node", nodeIP); v != 1 {
+			t.Errorf("de_node_up = %v, want 1", v)
+		}
+	})
+
+	t.Run("a silent node is reported unreachable", func(t *testing.T) {
+		stopAgent()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		// Bound: 3 missed intervals of 1 s, plus the monitor's 1 s check.
+		took, st := e.waitStatus(t, "DOWN", 6*time.Second)
+		t.Logf("agent stopped → DOWN (unreachable) in %s", took.Round(10*time.Millisecond))
+		if !strings.Contains(st.Reason, "unreachable") || st.Cpu != "N/A" {
+			t.Fatalf("a silent node: %+v", st)
+		}
+	})
+}
+
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return fams
+}
+
+// value is the first sample of a family whose labels include the given pairs.
+func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	f := fams[name]
+	if f == nil {
+		return -1
+	}
+next:
+	for _, m := range f.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if got[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue()
+		}
+	}
+	return -1
+}

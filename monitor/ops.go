@@ -1,0 +1,352 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// StatusEntry is one component instance as GET /status shows it: the
+// manual's fields, and Reason when it is not RUNNING.
+type StatusEntry struct {
+	Comp   string `json:"Comp"`
+	Ip     string `json:"Ip"` //nolint:revive // the manual's field name
+	Cpu    string `json:"Cpu"`
+	Mem    string `json:"Mem"`
+	Disk   string `json:"Disk"`
+	Status string `json:"Status"`
+	Reason string `json:"Reason,omitempty"`
+}
+
+// Target names a component instance; "all" + "0.0.0.0" is the whole cluster.
+type Target struct {
+	Comp string `json:"comp"`
+	IP   string `json:"ip"`
+}
+
+// ControlRequest is de.cmd.monitor.control.
+type ControlRequest struct {
+	Target
+	Action string `json:"action"`
+}
+
+// ControlResult is one instance's outcome.
+type ControlResult struct {
+	Comp  string `json:"Comp"`
+	Ip    string `json:"Ip"` //nolint:revive // the manual's field name
+	OK    bool   `json:"ok"`
+	Via   string `json:"via"`
+	Error string `json:"error,omitempty"`
+}
+
+// instances lists the config's component instances in a stable order.
+func instances(cfg contract.Config) []Target {
+	var out []Target
+	for _, comp := range contract.SortedKeys(cfg.Components) {
+		for _, ip := range cfg.Components[comp] {
+			out = append(out, Target{Comp: comp, IP: ip})
+		}
+	}
+	return out
+}
+
+// selectTargets resolves a target against the config: 400 when it names no
+// instance.
+func selectTargets(cfg contract.Config, t Target) ([]Target, error) {
+	if strings.EqualFold(t.Comp, "all") && t.IP == "0.0.0.0" {
+		return instances(cfg), nil
+	}
+	if t.Comp == "" || t.IP == "" {
+		return nil, kit.Errorf(400, "name the component and its IP, or all and 0.0.0.0 for the whole cluster")
+	}
+	ips, ok := cfg.Components[t.Comp]
+	if !ok {
+		return nil, kit.Errorf(400, "the config has no component %q", t.Comp)
+	}
+	if !slices.Contains(ips, t.IP) {
+		return nil, kit.Errorf(400, "component %s does not run on %s (it runs on %s)", t.Comp, t.IP, strings.Join(ips, ", "))
+	}
+	return []Target{t}, nil
+}
+
+// status answers GET /status: one entry per instance, never a stale RUNNING.
+func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error) {
+	cfg, err := m.config(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	nodes := m.snapshot()
+	now := time.Now()
+	out := []StatusEntry{}
+	for _, t := range instances(cfg) {
+		e := StatusEntry{Comp: t.Comp, Ip: t.IP, Cpu: "N/A", Mem: "N/A", Disk: "N/A", Status: "DOWN"}
+		n, ok := nodes[t.IP]
+		switch {
+		case !ok:
+			e.Reason = "no report from this node's agent yet: deploy installs it (the engine needs --nats-listen for agents to reach it)"
+		case !m.fresh(&n, now):
+			e.Reason = fmt.Sprintf("unreachable: no report for %s (last at %s)", now.Sub(n.seen).Round(time.Second), n.seen.UTC().Format(time.RFC3339))
+		default:
+			e.Cpu, e.Mem, e.Disk = pct(n.hb.CPUPct), pct(n.hb.MemPct), pct(n.hb.DiskPct)
+			e.Reason = "not deployed on this node yet"
+			if n.hb.MonitError != "" {
+				e.Reason = n.hb.MonitError
+				break
+			}
+			for _, c := range n.hb.Components {
+				if c.Name == t.Comp {
+					if c.Running {
+						e.Status, e.Reason = "RUNNING", ""
+					} else {
+						e.Reason = "monit: " + c.Monit
+					}
+				}
+			}
+		}
+		out = append(out, e)
+	}
+	return 200, out, nil
+}
+
+// hardware answers GET /hardware for one instance or, with all + 0.0.0.0,
+// every one. Nodes without an agent report are read over SSH.
+func (m *Monitor) hardware(ctx context.Context, req micro.Request) (int, any, error) {
+	var t Target
+	if err := kit.Decode(req, &t); err != nil {
+		return 0, nil, err
+	}
+	cfg, err := m.config(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	targets, err := selectTargets(cfg, t)
+	if err != nil {
+		return 0, nil, err
+	}
+	type hw struct {
+		Comp  string  `json:"Comp"`
+		IP    string  `json:"IP"`
+		CPU   int     `json:"CPU"`
+		RAM   int64   `json:"RAM"`
+		DISK  float64 `json:"DISK"`
+		Error string  `json:"Error,omitempty"`
+	}
+	nodes := m.snapshot()
+	known := map[string]contract.NodeHardware{}
+	var ask []string
+	for _, t := range targets {
+		if n, ok := nodes[t.IP]; ok && n.hb.Hardware.CPU > 0 {
+			known[t.IP] = n.hb.Hardware
+		} else if !slices.Contains(ask, t.IP) {
+			ask = append(ask, t.IP)
+		}
+	}
+	failed := map[string]string{}
+	if len(ask) > 0 {
+		res, err := m.probe(ctx, cfg, ask)
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, r := range res {
+			if r.Reachable {
+				known[r.IP] = r.Hardware
+			} else {
+				failed[r.IP] = "unreachable: " + r.Error
+			}
+		}
+	}
+	out := make([]hw, 0, len(targets))
+	for _, t := range targets {
+		h := known[t.IP]
+		out = append(out, hw{Comp: t.Comp, IP: t.IP, CPU: h.CPU, RAM: h.RAM, DISK: h.DISK, Error: failed[t.IP]})
+	}
+	if len(out) == 1 && !(strings.EqualFold(t.Comp, "all") && t.IP == "0.0.0.0") {
+		return 200, out[0], nil
+	}
+	return 200, out, nil
+}
+
+func (m *Monitor) probe(ctx context.Context, cfg contract.Config, nodes []string) ([]contract.ProbeResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "probe"), contract.Probe{
+		V: contract.Version, Nodes: nodes, TimeoutMS: 10000,
+		Auth: contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key},
+	})
+	if err != nil {
+		return nil, kit.Errorf(502, "read the nodes' hardware: %v", err)
+	}
+	var out contract.ProbeReply
+	if rep.Code != 200 || json.Unmarshal(rep.Body, &out) != nil {
+		return nil, kit.Errorf(502, "read the nodes' hardware: the installer answered %d", rep.Code)
+	}
+	return out.Nodes, nil
+}
+
+// control runs monit restart or stop on the targets: through the node's
+// agent when it reports, over SSH otherwise. Nodes run in parallel, one
+// node's instances one after another.
+func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, error) {
+	var c ControlRequest
+	if err := kit.Decode(req, &c); err != nil {
+		return 0, nil, err
+	}
+	if c.Action != "restart" && c.Action != "stop" {
+		return 0, nil, kit.Errorf(400, "unknown action %q: restart or stop", c.Action)
+	}
+	cfg, err := m.config(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	targets, err := selectTargets(cfg, c.Target)
+	if err != nil {
+		return 0, nil, err
+	}
+	byNode := map[string][]int{}
+	for i, t := range targets {
+		byNode[t.IP] = append(byNode[t.IP], i)
+	}
+	out := make([]ControlResult, len(targets))
+	nodes := m.snapshot()
+	var wg sync.WaitGroup
+	for ip, idx := range byNode {
+		n, hasAgent := nodes[ip]
+		hasAgent = hasAgent && m.fresh(&n, time.Now())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, i := range idx {
+				t := targets[i]
+				r := ControlResult{Comp: t.Comp, Ip: t.IP}
+				proc, ok := m.o.Process(cfg.CatalogName(), t.Comp)
+				if !ok {
+					r.Error = "the catalog has no monit process for " + t.Comp
+				} else if hasAgent {
+					r.Via, r.Error = "agent", m.viaAgent(ctx, ip, c.Action, proc)
+				} else {
+					r.Via, r.Error = "ssh", m.viaSSH(ctx, ip, c.Action, proc)
+				}
+				r.OK = r.Error == ""
+				out[i] = r
+			}
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	for _, r := range out {
+		msg := fmt.Sprintf("%s %s on %s: ok (via %s)", c.Action, r.Comp, r.Ip, r.Via)
+		if !r.OK {
+			failed++
+			msg = fmt.Sprintf("%s %s on %s failed: %s", c.Action, r.Comp, r.Ip, r.Error)
+		}
+		m.engineEvent(c.Action, msg)
+	}
+	if failed > 0 {
+		return 502, map[string]any{"error": fmt.Sprintf("%d of %d failed", failed, len(out)), "results": out}, nil
+	}
+	return 200, map[string]any{"status": "ok", "results": out}, nil
+}
+
+func (m *Monitor) viaAgent(ctx context.Context, ip, action, proc string) string {
+	ctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+	defer cancel()
+	b, _ := json.Marshal(contract.Control{V: contract.Version, Action: action, Process: proc})
+	msg, err := m.o.NC.RequestWithContext(ctx, subject.Node(ip, subject.VerbControl), b)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return "the node's agent is not connected"
+		}
+		return "ask the node's agent: " + err.Error()
+	}
+	var r contract.ControlReply
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		return "unreadable answer from the node's agent"
+	}
+	return r.Error
+}
+
+func (m *Monitor) viaSSH(ctx context.Context, ip, action, proc string) string {
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	script := fmt.Sprintf("monit %s %s", action, shellQuote(proc))
+	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: 40})
+	if err != nil {
+		return "reach the node over SSH: " + err.Error()
+	}
+	var r contract.ExecReply
+	if err := json.Unmarshal(rep.Body, &r); err != nil || rep.Code != 200 {
+		return fmt.Sprintf("reach the node over SSH: the installer answered %d", rep.Code)
+	}
+	switch {
+	case r.Error != "":
+		return r.Error
+	case r.ExitCode != 0:
+		return fmt.Sprintf("monit %s %s exited %d: %s", action, proc, r.ExitCode, strings.TrimSpace(r.Output))
+	}
+	return ""
+}
+
+func (m *Monitor) engineEvent(kind, msg string) {
+	b, _ := json.Marshal(contract.EngineEvent{V: contract.Version, Kind: kind, Time: time.Now().UTC(), Message: msg})
+	if _, err := m.o.Res.JS.Publish(context.Background(), subject.EngineEvent(kind), b); err != nil {
+		m.log.Warn("publish engine event", "err", err)
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// collector exports the latest state of every node.
+type collector struct{ m *Monitor }
+
+var (
+	descNodeUp   = prometheus.NewDesc("de_node_up", "Whether the node's agent reported within its allowed silence (1) or not (0).", []string{"node"}, nil)
+	descNodeSeen = prometheus.NewDesc("de_node_last_report_timestamp_seconds", "When the node's agent last reported.", []string{"node"}, nil)
+	descNodeCPU  = prometheus.NewDesc("de_node_cpu_usage_percent", "The node's CPU use at its last report, in percent.", []string{"node"}, nil)
+	descNodeMem  = prometheus.NewDesc("de_node_memory_usage_percent", "The node's memory use at its last report, in percent.", []string{"node"}, nil)
+	descNodeDisk = prometheus.NewDesc("de_node_disk_usage_percent", "The node's root filesystem use at its last report, in percent.", []string{"node"}, nil)
+	descCompUp   = prometheus.NewDesc("de_component_instance_up", "Whether the component instance runs (1) or not (0), as its node last reported.", []string{"component", "node"}, nil)
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descNodeUp, descNodeSeen, descNodeCPU, descNodeMem, descNodeDisk, descCompUp} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	g := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	for ip, n := range c.m.snapshot() {
+		up := 0.0
+		if c.m.fresh(&n, now) {
+			up = 1
+		}
+		g(descNodeUp, up, ip)
+		g(descNodeSeen, float64(n.seen.Unix()), ip)
+		g(descNodeCPU, n.hb.CPUPct, ip)
+		g(descNodeMem, n.hb.MemPct, ip)
+		g(descNodeDisk, n.hb.DiskPct, ip)
+		for _, comp := range n.hb.Components {
+			v := 0.0
+			if comp.Running && up == 1 && n.hb.MonitError == "" {
+				v = 1
+			}
+			g(descCompUp, v, comp.Name, ip)
+		}
+	}
+}
