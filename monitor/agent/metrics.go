@@ -22,7 +22,7 @@ type metrics struct {
 	beats prometheus.Counter
 
 	cpuSeconds, memTotal, memAvail, fsSize, fsAvail, load1, load5, load15 *prometheus.Desc
-	cpuPct, compUp, monitUp, info                                          *prometheus.Desc
+	cpuPct, compUp, monitUp, info                                         *prometheus.Desc
 }
 
 func newMetrics(a *Agent) *metrics {
