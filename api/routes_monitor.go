@@ -1,6 +1,107 @@
 package api
 
-import "github.com/go-chi/chi/v5"
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/deployment-engine/engine/services/subject"
+)
 
 // monitorRoutes registers the monitor routes under /deployment-engine.
-func (s *server) monitorRoutes(r chi.Router) {}
+func (s *server) monitorRoutes(r chi.Router) {
+	r.Get("/status", s.status)
+	r.Get("/hardware", s.hardware)
+	r.Put("/restart", s.control("restart"))
+	r.Put("/stop", s.control("stop"))
+}
+
+func (s *server) status(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.Cmd("monitor", "status"), nil)
+}
+
+// target is a component instance as clients name it.
+type target struct {
+	Comp string `json:"comp"`
+	IP   string `json:"ip"`
+}
+
+// The manual sends {"Comp", "Ip"} to hardware and {"name", "ip"} to
+// restart; accept every spelling, case-insensitively.
+var compKeys = []string{"comp", "name", "component"}
+
+// parseTarget reads a target from a JSON body or, for GET, the query.
+func parseTarget(body []byte, r *http.Request) (target, string) {
+	var t target
+	if len(bytes.TrimSpace(body)) == 0 {
+		q := r.URL.Query()
+		for _, k := range compKeys {
+			if v := q.Get(k); v != "" {
+				t.Comp = v
+			}
+		}
+		t.IP = q.Get("ip")
+		if t.Comp == "" && t.IP == "" {
+			return t, `name the component and IP: {"Comp": "nats", "Ip": "10.0.0.5"}, or "all" and "0.0.0.0"`
+		}
+		return t, ""
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return t, "the body is not a JSON object: " + err.Error()
+	}
+	for k, v := range m {
+		str, ok := v.(string)
+		key := strings.ToLower(k)
+		switch {
+		case key == "ip":
+			if !ok {
+				return t, "ip must be a string"
+			}
+			t.IP = strings.TrimSpace(str)
+		case slices.Contains(compKeys, key):
+			if !ok {
+				return t, key + " must be a string"
+			}
+			t.Comp = strings.TrimSpace(str)
+		default:
+			return t, "unknown field " + k + `: want {"Comp": "...", "Ip": "..."}`
+		}
+	}
+	return t, ""
+}
+
+func (s *server) hardware(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	t, problem := parseTarget(body, r)
+	if problem != "" {
+		writeError(w, http.StatusBadRequest, problem)
+		return
+	}
+	s.call(w, r, subject.Cmd("monitor", "hardware"), t)
+}
+
+func (s *server) control(action string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, ok := readBody(w, r)
+		if !ok {
+			return
+		}
+		t, problem := parseTarget(body, r)
+		if problem != "" {
+			writeError(w, http.StatusBadRequest, problem)
+			return
+		}
+		s.call(w, r, subject.Cmd("monitor", "control"), struct {
+			target
+			Action string `json:"action"`
+		}{t, action})
+	}
+}

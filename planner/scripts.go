@@ -1,9 +1,11 @@
 package planner
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -73,15 +75,22 @@ func needsPackages(in planInput) bool {
 
 func agentStep(in planInput, ip string) *planStep {
 	const bin = "/usr/local/bin/deployment-engine"
-	creds := fmt.Sprintf("%s\n", in.agent.pass(ip))
-	comps := strings.Join(placementOf(in.cfg)[ip], ",")
+	conf := contract.AgentConfig{V: contract.Version, IP: ip, NATS: in.agent.natsURL, User: bus.AgentUser(ip),
+		PasswordFile: nodeState + "/agent.pass", Components: []contract.AgentComponent{}}
+	for _, name := range placementOf(in.cfg)[ip] {
+		if c := in.cat.Components[name]; c != nil {
+			conf.Components = append(conf.Components, contract.AgentComponent{Name: name, Process: c.Process, Logs: c.Logs})
+		}
+	}
+	confJSON, _ := json.MarshalIndent(conf, "", "  ")
 	monit := fmt.Sprintf(`check process de-agent matching "deployment-engine agent"
-  start program = "/bin/sh -c '%[1]s agent --ip %[2]s --nats %[3]s --password-file %[4]s/agent.pass --components %[5]s >>/var/log/de-agent.log 2>&1 &'"
+  start program = "/bin/sh -c '%[1]s agent --config %[2]s/agent.json >>/var/log/de-agent.log 2>&1 &'"
   stop program = "/usr/bin/pkill -f 'deployment-engine agent'"
-`, bin, ip, in.agent.natsURL, nodeState, comps)
+`, bin, nodeState)
 	files := []contract.StepFile{
 		{Path: bin, Mode: 0o755, LocalPath: in.agent.binary},
-		stepFile(nodeState+"/agent.pass", 0o600, []byte(creds)),
+		stepFile(nodeState+"/agent.pass", 0o600, []byte(in.agent.pass(ip)+"\n")),
+		stepFile(nodeState+"/agent.json", 0o600, append(confJSON, '\n')),
 		stepFile("/etc/monit/conf.d/de-agent", 0o600, []byte(monit)),
 	}
 	script := registerScript("de-agent") + "monit restart de-agent\n"

@@ -156,7 +156,7 @@ func Serve(ctx context.Context, o Options) error {
 		}
 		stops = append(stops, p.Stop)
 	}
-	if err := startServices(ctx, o, nc, res, reg, &stops); err != nil {
+	if err := startServices(ctx, o, catalogs, nc, res, reg, &stops); err != nil {
 		return err
 	}
 	if !o.runs("api") {

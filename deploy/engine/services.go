@@ -9,11 +9,13 @@ import (
 
 	"github.com/deployment-engine/engine/api/console"
 	"github.com/deployment-engine/engine/installer"
+	"github.com/deployment-engine/engine/monitor"
+	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/services/bus"
 )
 
 // startServices starts the installer, the monitor and the log store.
-func startServices(ctx context.Context, o Options, nc *nats.Conn, res *bus.Resources, reg *prometheus.Registry, stops *[]func()) error {
+func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.Catalog, nc *nats.Conn, res *bus.Resources, reg *prometheus.Registry, stops *[]func()) error {
 	if o.runs("installer") {
 		ins, err := installer.Start(ctx, installer.Options{NC: nc, Res: res, Logger: o.Logger, Port: o.SSHPort})
 		if err != nil {
@@ -22,7 +24,26 @@ func startServices(ctx context.Context, o Options, nc *nats.Conn, res *bus.Resou
 		*stops = append(*stops, ins.Stop)
 		reg.MustRegister(ins.Collectors()...)
 	}
+	if o.runs("monitor") {
+		mon, err := monitor.Start(ctx, monitor.Options{NC: nc, Res: res, Logger: o.Logger, Process: processOf(catalogs)})
+		if err != nil {
+			return err
+		}
+		*stops = append(*stops, mon.Stop)
+		reg.MustRegister(mon.Collectors()...)
+	}
 	return nil
+}
+
+// processOf names a component's monit process from the catalogs.
+func processOf(catalogs map[string]*catalog.Catalog) func(cat, comp string) (string, bool) {
+	return func(cat, comp string) (string, bool) {
+		c := catalogs[cat]
+		if c == nil || c.Components[comp] == nil {
+			return "", false
+		}
+		return c.Components[comp].Process, true
+	}
 }
 
 func consoleFS() fs.FS { return console.FS() }

@@ -17,7 +17,7 @@ Usage:
   deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none]
   deployment-engine mirror sync [--catalog NAME] [--data ./data]
   deployment-engine testbed up --nodes N [--name NAME] | testbed down [--name NAME]
-  deployment-engine agent --ip IP --nats URL ...        (runs on each node, installed by deploy)
+  deployment-engine agent [--config /var/lib/deployment-engine/agent.json]   (on each node, installed by deploy)
 
 Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-token):
   deployment-engine config get | config set FILE [--check=false]
