@@ -249,6 +249,10 @@ func (s *Service) Collectors() []prometheus.Collector {
 // acknowledged first, so a restart neither loses nor repeats a line.
 func (s *Service) Stop() {
 	s.stopOnce.Do(func() {
+		// No more reads once the store is about to close.
+		if s.svc != nil {
+			_ = s.svc.Stop()
+		}
 		if s.rtSub != nil {
 			_ = s.rtSub.Unsubscribe()
 		}

@@ -326,13 +326,16 @@ func TestBurst(t *testing.T) {
 func TestRestart(t *testing.T) {
 	e := newEnv(t, map[string][]string{"web": webIPs[:2]})
 	ips := webIPs[:2]
-	e.publishBurst(ips, "d-1", 1, 5000)
+	e.publishBurst(ips, "d-1", 1, 40000)
 	e.start()
 	e.waitLines(1000)
 	e.stop() // mid-way: the rest waits in the stream
-	e.publishBurst(ips, "d-1", 5001, 5000)
+	if n := strings.Count(e.file("web_0.log"), "\n") + strings.Count(e.file("web_1.log"), "\n"); n >= 80000 {
+		t.Logf("the service had written all %d lines before it stopped; the resume below starts at the end", n)
+	}
+	e.publishBurst(ips, "d-1", 40001, 10000)
 	e.start()
-	// Resumed where it stopped: the files get to exactly 10000 lines each.
+	// Resumed where it stopped: the files get to exactly 50000 lines each.
 	waitFile := func(name string, n int) string {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -346,7 +349,7 @@ func TestRestart(t *testing.T) {
 	}
 	for i := range ips {
 		name := "web_" + strconv.Itoa(i) + ".log"
-		checkSeqs(t, waitFile(name, 10000), name, 1, 10000)
+		checkSeqs(t, waitFile(name, 50000), name, 1, 50000)
 	}
 
 	// The engine died after writing but before its acks reached the
@@ -359,11 +362,20 @@ func TestRestart(t *testing.T) {
 	if _, err := e.res.JS.CreateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{Durable: Consumer, AckPolicy: jetstream.AckAllPolicy, FilterSubject: subject.AllEvents}); err != nil {
 		t.Fatal(err)
 	}
-	e.publishBurst(ips, "d-1", 10001, 100)
+	e.publishBurst(ips, "d-1", 50001, 100)
+	pos, err := strconv.ParseUint(strings.TrimSpace(e.file(seqName)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.start()
+	if c, err := e.res.JS.Consumer(ctx, bus.StreamEvents, Consumer); err != nil {
+		t.Fatal(err)
+	} else if ci := c.CachedInfo(); ci.Config.DeliverPolicy != jetstream.DeliverByStartSequencePolicy || ci.Config.OptStartSeq != pos+1 {
+		t.Errorf("consumer not reset to the store's position: %v from %d, store at %d", ci.Config.DeliverPolicy, ci.Config.OptStartSeq, pos)
+	}
 	for i := range ips {
 		name := "web_" + strconv.Itoa(i) + ".log"
-		checkSeqs(t, waitFile(name, 10100), name, 1, 10100)
+		checkSeqs(t, waitFile(name, 50100), name, 1, 50100)
 	}
 
 	// A store whose position file is gone resumes from the consumer's
@@ -372,11 +384,11 @@ func TestRestart(t *testing.T) {
 	if err := os.Remove(filepath.Join(e.dir, seqName)); err != nil {
 		t.Fatal(err)
 	}
-	e.publishBurst(ips, "d-1", 10101, 100)
+	e.publishBurst(ips, "d-1", 50101, 100)
 	e.start()
 	for i := range ips {
 		name := "web_" + strconv.Itoa(i) + ".log"
-		checkSeqs(t, waitFile(name, 10200), name, 1, 10200)
+		checkSeqs(t, waitFile(name, 50200), name, 1, 50200)
 	}
 }
 

@@ -137,6 +137,7 @@ func (s *store) write(name string, line []byte) error {
 		}
 	}
 	if _, err := lf.w.Write(line); err != nil {
+		s.drop(name)
 		return fmt.Errorf("logsvc: write %s: %w", name, err)
 	}
 	lf.size += int64(len(line))
@@ -181,11 +182,21 @@ func (s *store) flush() error {
 		}
 		if err := lf.w.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("logsvc: flush %s: %w", name, err))
+			s.drop(name)
 			continue
 		}
 		lf.dirty = false
 	}
 	return errors.Join(errs...)
+}
+
+// drop forgets a file whose writer failed: a bufio.Writer keeps its first
+// error forever, so the next line reopens the file instead.
+func (s *store) drop(name string) {
+	if lf := s.files[name]; lf != nil {
+		_ = lf.f.Close()
+		delete(s.files, name)
+	}
 }
 
 func (s *store) close() error {
