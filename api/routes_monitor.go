@@ -18,6 +18,12 @@ func (s *server) monitorRoutes(r chi.Router) {
 	r.Get("/hardware", s.hardware)
 	r.Put("/restart", s.control("restart"))
 	r.Put("/stop", s.control("stop"))
+	r.Get("/prometheus/targets", s.promTargets)
+}
+
+// promTargets is Prometheus' HTTP service discovery of the node agents.
+func (s *server) promTargets(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.Cmd("monitor", "targets"), nil)
 }
 
 func (s *server) status(w http.ResponseWriter, r *http.Request) {

@@ -83,7 +83,7 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("monitor: add service: %w", err)
 	}
-	for verb, h := range map[string]kit.Handler{"status": m.status, "hardware": m.hardware, "control": m.control} {
+	for verb, h := range map[string]kit.Handler{"status": m.status, "hardware": m.hardware, "control": m.control, "targets": m.targets} {
 		subj := subject.Cmd("monitor", verb)
 		if err := m.svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(m.log, h), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("monitor: endpoint %s: %w", verb, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -349,4 +350,28 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			g(descCompUp, v, comp.Name, ip)
 		}
 	}
+}
+
+// AgentPort is where every node agent serves /metrics.
+const AgentPort = "9280"
+
+// SDTarget is one group of Prometheus HTTP service discovery.
+type SDTarget struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// targets answers Prometheus' HTTP service discovery with every node of
+// the config, so that a static scrape config follows scale-out and in.
+func (m *Monitor) targets(ctx context.Context, _ micro.Request) (int, any, error) {
+	cfg, err := m.config(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := []SDTarget{}
+	for _, ip := range cfg.Nodes() {
+		// node names each series by its IP, as the engine's own series do.
+		out = append(out, SDTarget{Targets: []string{net.JoinHostPort(ip, AgentPort)}, Labels: map[string]string{"node": ip}})
+	}
+	return 200, out, nil
 }

@@ -1,0 +1,1 @@
+case {{.Component}} in a) sleep 2 ;; b) sleep 3 ;; c) sleep 1 ;; esac
