@@ -151,7 +151,7 @@ for i in $(seq 1 240); do
   sleep 0.5
 done
 monit status "$p" >&2 || true
-echo "$p did not reach running within 120s" >&2
+echo "$p did not reach running within 120s: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
 exit 1
 `, shellQuote(process), apply)
 }
