@@ -28,17 +28,19 @@ func (s *Service) writer() {
 	defer close(s.done)
 	for {
 		var lastJS jetstream.Msg
+		s.begin()
 		select {
-		case m := <-s.jsCh:
-			lastJS = s.ingest(m, nil)
+		case d := <-s.jsCh:
+			lastJS = s.ingestJS(d)
 		case m := <-s.rtCh:
 			s.ingest(nil, m)
 		case <-s.stopping:
 			// Nothing arrives any more: write what is left and go.
 			for {
+				s.begin()
 				n, last := s.drain()
 				s.commit(last)
-				if n == 0 {
+				if n == 0 || s.failed {
 					return
 				}
 			}
@@ -58,8 +60,8 @@ func (s *Service) drain() (int, jetstream.Msg) {
 	n := 0
 	for ; n < batchMax; n++ {
 		select {
-		case m := <-s.jsCh:
-			if l := s.ingest(m, nil); l != nil {
+		case d := <-s.jsCh:
+			if l := s.ingestJS(d); l != nil {
 				last = l
 			}
 		case m := <-s.rtCh:
@@ -71,14 +73,33 @@ func (s *Service) drain() (int, jetstream.Msg) {
 	return n, last
 }
 
+func (s *Service) begin() {
+	s.batchStart, s.failed = s.lastSeq, false
+	s.st.begin()
+}
+
 // commit flushes the batch, records the stream position and acks the
-// batch's last stream message (AckAll: that acks the whole batch).
+// batch's last stream message (AckAll: that acks the whole batch). A batch
+// that failed to reach the disk (disk full, say) is undone instead: its
+// files are cut back to where they were, nothing is acked, and delivery
+// starts again after the last line that is on disk.
 func (s *Service) commit(last jetstream.Msg) {
 	s.batch++
-	if err := s.st.flush(); err != nil {
-		// Unacked, the batch comes back after AckWait; the position file
-		// keeps what did reach the disk from being written twice.
-		s.log.Error("write logs", "err", err)
+	if !s.failed {
+		if err := s.st.flush(); err != nil {
+			s.log.Error("write logs", "err", err)
+			s.failed = true
+		}
+	}
+	if s.failed {
+		s.st.rollback(s.log)
+		s.lastSeq = s.batchStart
+		select {
+		case <-s.stopping:
+			// The next start resumes from the position file.
+		default:
+			s.restartConsumer()
+		}
 		return
 	}
 	if last == nil {
@@ -92,6 +113,13 @@ func (s *Service) commit(last jetstream.Msg) {
 	}
 }
 
+func (s *Service) ingestJS(d delivery) jetstream.Msg {
+	if d.gen != s.gen {
+		return nil // from a consumer that was replaced
+	}
+	return s.ingest(d.m, nil)
+}
+
 // ingest writes one message from the stream (js) or from an agent (rt).
 // For a stream message it returns it when it counts towards the ack.
 func (s *Service) ingest(js jetstream.Msg, rt *nats.Msg) jetstream.Msg {
@@ -103,6 +131,9 @@ func (s *Service) ingest(js jetstream.Msg, rt *nats.Msg) jetstream.Msg {
 	if err != nil {
 		s.log.Warn("event without metadata", "subject", js.Subject(), "err", err)
 		return nil
+	}
+	if s.failed {
+		return nil // the batch will be undone and come again
 	}
 	if md.Sequence.Stream <= s.lastSeq {
 		// Already on disk: a redelivery after a lost ack.
@@ -279,7 +310,13 @@ func (s *Service) put(name string, b []byte) {
 	s.scratch = b
 	if err := s.st.write(name, b); err != nil {
 		s.log.Error("write log", "log", name, "err", err)
-		s.metrics.skipped.Inc()
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrBadName) {
+			// Not a file we may write (a link planted in the store):
+			// trying again would not help.
+			s.metrics.skipped.Inc()
+		} else {
+			s.failed = true
+		}
 		return
 	}
 	s.written.Add(1)

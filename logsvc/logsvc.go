@@ -55,18 +55,25 @@ type Service struct {
 	cache *instances
 
 	svc   micro.Service
-	cc    jetstream.ConsumeContext
 	rtSub *nats.Subscription
 
-	jsCh     chan jetstream.Msg
+	mu      sync.Mutex // guards cc and closing: the writer may replace cc
+	cc      jetstream.ConsumeContext
+	closing bool
+
+	jsCh     chan delivery
 	rtCh     chan *nats.Msg
 	stopping chan struct{} // closed once no more messages will arrive
 	done     chan struct{} // closed when the writer has returned
 	stopOnce sync.Once
 
-	lastSeq uint64 // highest DE_EVENTS sequence on disk (writer only)
-	scratch []byte
-	batch   uint64
+	// Writer only.
+	lastSeq    uint64 // highest DE_EVENTS sequence written
+	batchStart uint64 // lastSeq when the batch began
+	failed     bool   // the batch hit an I/O error: roll it back
+	gen        uint64 // generation of the current consumer
+	scratch    []byte
+	batch      uint64
 
 	written atomic.Int64 // lines written, for tests
 	metrics metrics
@@ -99,7 +106,7 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		o:        o,
 		log:      o.Logger.With("service", "logsvc"),
 		cache:    &instances{kv: o.Res.Config},
-		jsCh:     make(chan jetstream.Msg, 2*batchMax),
+		jsCh:     make(chan delivery, 2*batchMax),
 		rtCh:     make(chan *nats.Msg, batchMax),
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -168,9 +175,28 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	}
 	// Pending limits off: the writer, not the client library, sets the pace.
 	_ = s.rtSub.SetPendingLimits(-1, -1)
-	s.cc, err = cons.Consume(func(m jetstream.Msg) {
+	if s.cc, err = s.consume(cons); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// delivery is a stream message and the generation of the consumer that
+// delivered it: after a consumer restart, late messages of the old one are
+// dropped rather than written out of order.
+type delivery struct {
+	m   jetstream.Msg
+	gen uint64
+}
+
+// consume starts delivering the consumer's messages to the writer.
+func (s *Service) consume(cons jetstream.Consumer) (jetstream.ConsumeContext, error) {
+	s.gen++
+	gen := s.gen
+	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
-		case s.jsCh <- m:
+		case s.jsCh <- delivery{m, gen}:
 		case <-s.stopping:
 		}
 	}, jetstream.PullMaxMessages(batchMax), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -179,8 +205,58 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("logsvc: consume %s: %w", bus.StreamEvents, err)
 	}
-	ok = true
-	return s, nil
+	return cc, nil
+}
+
+// restartConsumer replaces the consumer after a failed batch, so that
+// delivery starts again right after the last line on disk: the failed
+// batch and whatever the old consumer had already delivered are dropped
+// and come again, in order. It retries until it works or the service stops.
+func (s *Service) restartConsumer() {
+	s.mu.Lock()
+	old := s.cc
+	s.mu.Unlock()
+	if old != nil {
+		old.Stop()
+		timeout := time.After(5 * time.Second)
+	wait:
+		for {
+			select {
+			case <-old.Closed():
+				break wait
+			case <-s.jsCh: // unblock its handler
+			case <-timeout:
+				break wait
+			}
+		}
+	}
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		select {
+		case <-s.stopping:
+			return
+		case <-time.After(wait):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cons, err := s.consumer(ctx)
+		cancel()
+		var cc jetstream.ConsumeContext
+		if err == nil {
+			cc, err = s.consume(cons)
+		}
+		if err != nil {
+			s.log.Error("restart the event consumer", "err", err, "retry_in", 2*wait)
+			continue
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closing {
+			cc.Stop()
+			return
+		}
+		s.cc = cc
+		s.log.Info("event consumer restarted", "from_seq", s.lastSeq+1)
+		return
+	}
 }
 
 // consumer opens the durable consumer so that delivery resumes right after
@@ -256,13 +332,17 @@ func (s *Service) Stop() {
 		if s.rtSub != nil {
 			_ = s.rtSub.Unsubscribe()
 		}
-		if s.cc != nil {
-			s.cc.Drain()
+		s.mu.Lock()
+		s.closing = true
+		cc := s.cc
+		s.mu.Unlock()
+		if cc != nil {
+			cc.Drain()
 			select {
-			case <-s.cc.Closed():
+			case <-cc.Closed():
 			case <-time.After(10 * time.Second):
 				s.log.Warn("event consumer did not drain in time")
-				s.cc.Stop()
+				cc.Stop()
 			}
 		}
 		close(s.stopping)

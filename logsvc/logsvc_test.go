@@ -336,17 +336,7 @@ func TestRestart(t *testing.T) {
 	e.publishBurst(ips, "d-1", 40001, 10000)
 	e.start()
 	// Resumed where it stopped: the files get to exactly 50000 lines each.
-	waitFile := func(name string, n int) string {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			text := e.file(name)
-			if strings.Count(text, "\n") >= n || time.Now().After(deadline) {
-				time.Sleep(50 * time.Millisecond) // and nothing more
-				return e.file(name)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	waitFile := e.waitFile
 	for i := range ips {
 		name := "web_" + strconv.Itoa(i) + ".log"
 		checkSeqs(t, waitFile(name, 50000), name, 1, 50000)
@@ -422,5 +412,40 @@ func TestRotation(t *testing.T) {
 	}
 	if got := e.readAll("web_0.log.1"); got != e.file("web_0.log.1") {
 		t.Errorf("read web_0.log.1: %q", got)
+	}
+}
+
+// waitFile waits until name has n lines (or 30 s), then a little more, so
+// that a line too many would show.
+func (e *env) waitFile(name string, n int) string {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		text, _ := os.ReadFile(filepath.Join(e.dir, name))
+		if strings.Count(string(text), "\n") >= n || time.Now().After(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			return e.file(name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWriteFailure(t *testing.T) {
+	e := newEnv(t, map[string][]string{"web": webIPs[:2]})
+	ips := webIPs[:2]
+	s := e.start()
+	e.publishBurst(ips, "d-1", 1, 1000)
+	for i := range ips {
+		e.waitFile("web_"+strconv.Itoa(i)+".log", 1000)
+	}
+	// The next two batches reach the disk but their flush reports an
+	// error (a full disk, say): each is undone and delivered again.
+	s.st.failFlushes.Store(2)
+	e.publishBurst(ips, "d-1", 1001, 3000)
+	for i := range ips {
+		name := "web_" + strconv.Itoa(i) + ".log"
+		checkSeqs(t, e.waitFile(name, 4000), name, 1, 4000)
+	}
+	if n := s.st.failFlushes.Load(); n != 0 {
+		t.Errorf("%d injected failures did not happen", n)
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"regexp"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -43,6 +45,11 @@ type store struct {
 	keep     int
 	files    map[string]*logFile
 	onRotate func()
+	// marks holds, for each file the current batch wrote to, its size
+	// before the batch: what rollback cuts it back to.
+	marks map[string]int64
+	// failFlushes makes the next flushes fail after writing, for tests.
+	failFlushes atomic.Int32
 }
 
 type logFile struct {
@@ -60,7 +67,7 @@ func openStore(dir string, maxBytes int64, keep int) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("logsvc: open store %s: %w", dir, err)
 	}
-	return &store{root: root, maxBytes: maxBytes, keep: keep, files: map[string]*logFile{}, onRotate: func() {}}, nil
+	return &store{root: root, maxBytes: maxBytes, keep: keep, files: map[string]*logFile{}, onRotate: func() {}, marks: map[string]int64{}}, nil
 }
 
 // openChecked opens name inside the root and makes sure it is a regular
@@ -128,6 +135,9 @@ func (s *store) write(name string, line []byte) error {
 	if err != nil {
 		return err
 	}
+	if _, ok := s.marks[name]; !ok {
+		s.marks[name] = lf.size
+	}
 	if lf.size > 0 && lf.size+int64(len(line)) > s.maxBytes {
 		if err := s.rotate(name); err != nil {
 			return err
@@ -135,6 +145,8 @@ func (s *store) write(name string, line []byte) error {
 		if lf, err = s.file(name); err != nil {
 			return err
 		}
+		// What went before is flushed into name.1 and stays there.
+		s.marks[name] = 0
 	}
 	if _, err := lf.w.Write(line); err != nil {
 		s.drop(name)
@@ -187,7 +199,30 @@ func (s *store) flush() error {
 		}
 		lf.dirty = false
 	}
+	if len(errs) == 0 && s.failFlushes.Load() > 0 {
+		s.failFlushes.Add(-1)
+		errs = append(errs, errors.New("logsvc: injected flush failure"))
+	}
 	return errors.Join(errs...)
+}
+
+// begin starts a batch.
+func (s *store) begin() { clear(s.marks) }
+
+// rollback undoes the current batch: buffered lines are dropped and every
+// file it wrote to is cut back to its size before the batch.
+func (s *store) rollback(log *slog.Logger) {
+	for name, size := range s.marks {
+		s.drop(name)
+		f, err := s.openChecked(name, os.O_WRONLY, 0)
+		if err == nil {
+			err = errors.Join(f.Truncate(size), f.Close())
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			log.Error("undo a failed batch", "log", name, "err", err)
+		}
+	}
+	clear(s.marks)
 }
 
 // drop forgets a file whose writer failed: a bufio.Writer keeps its first
