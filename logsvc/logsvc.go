@@ -123,7 +123,7 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	}
 	s.st = st
 	st.onRotate = s.metrics.rotations.Inc
-	ok, writing := false, false
+	ok := false
 	defer func() {
 		if ok {
 			return
@@ -131,10 +131,10 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		if s.rtSub != nil {
 			_ = s.rtSub.Unsubscribe()
 		}
-		if writing {
-			close(s.stopping)
-			<-s.done
+		if s.cc != nil {
+			s.cc.Stop()
 		}
+		close(s.stopping) // unblocks handlers waiting for a writer
 		s.teardown()
 	}()
 	// local.log always exists, even before the engine did anything.
@@ -160,8 +160,6 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		}
 	}
 
-	go s.writer()
-	writing = true
 	// Handlers block when the writer lags (back pressure), but never
 	// once it has gone.
 	s.rtSub, err = o.NC.Subscribe(subject.AllNodeLogs, func(m *nats.Msg) {
@@ -175,9 +173,14 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	}
 	// Pending limits off: the writer, not the client library, sets the pace.
 	_ = s.rtSub.SetPendingLimits(-1, -1)
-	if s.cc, err = s.consume(cons); err != nil {
+	cc, err := s.consume(cons)
+	s.mu.Lock()
+	s.cc = cc
+	s.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
+	go s.writer()
 	ok = true
 	return s, nil
 }
