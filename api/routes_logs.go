@@ -229,10 +229,15 @@ func (s *server) logBundle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var names []string
-	if rep.Code != http.StatusOK || json.Unmarshal(rep.Body, &names) != nil {
+	if rep.Code != http.StatusOK {
 		w.Header().Set("Content-Type", "application/json;charset=utf-8")
-		w.WriteHeader(max(rep.Code, http.StatusBadGateway))
+		w.WriteHeader(rep.Code)
 		_, _ = w.Write(rep.Body)
+		return
+	}
+	if err := json.Unmarshal(rep.Body, &names); err != nil {
+		s.log.Error("decode logs.list reply", "err", err)
+		writeError(w, http.StatusBadGateway, "the log service answered something unreadable; check the engine's log")
 		return
 	}
 	w.Header().Set("Content-Type", "application/gzip")
