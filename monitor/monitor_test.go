@@ -3,6 +3,7 @@ package monitor_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -207,13 +208,16 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	confFile := filepath.Join(dir, "agent.json")
+	confJSON, _ := json.Marshal(acfg)
+	_ = os.WriteFile(confFile, confJSON, 0o600)
 	ctx, stopAgent := context.WithCancel(context.Background())
 	defer stopAgent()
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- agent.Run(ctx, acfg, agent.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MonitURL: monitURL, MonitCmd: monitCmd,
-			StateFile: filepath.Join(dir, "offsets.json"), Ready: func(a string) { addrc <- a }})
+			StateFile: filepath.Join(dir, "offsets.json"), Ready: func(a string) { addrc <- a }, ConfigFile: confFile})
 	}()
 	metricsAddr := <-addrc
 
@@ -357,11 +361,19 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 		}
 	})
 
-	t.Run("a silent node is reported unreachable", func(t *testing.T) {
-		stopAgent()
-		if err := <-done; err != nil {
-			t.Fatal(err)
+	t.Run("a new config restarts the agent", func(t *testing.T) {
+		_ = os.WriteFile(confFile, append(confJSON, '\n'), 0o600)
+		select {
+		case err := <-done:
+			if !errors.Is(err, agent.ErrRestart) {
+				t.Fatalf("agent ended with %v, want ErrRestart", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the agent did not notice its new config")
 		}
+	})
+
+	t.Run("a silent node is reported unreachable", func(t *testing.T) {
 		// Bound: 3 missed intervals of 1 s, plus the monitor's 1 s check.
 		took, st := e.waitStatus(t, "DOWN", 6*time.Second)
 		t.Logf("agent stopped → DOWN (unreachable) in %s", took.Round(10*time.Millisecond))

@@ -93,7 +93,8 @@ func agentStep(in planInput, ip string) *planStep {
 		stepFile(nodeState+"/agent.json", 0o600, append(confJSON, '\n')),
 		stepFile("/etc/monit/conf.d/de-agent", 0o600, []byte(monit)),
 	}
-	script := registerScript("de-agent") + "monit restart de-agent\n"
+	// A running agent sees its new config or binary and restarts itself.
+	script := registerScript("de-agent") + "monit start de-agent\n"
 	return &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script,
 		Hash: hashOf(script, monit, in.agent.binary, filesHash(files[1:]))}}
 }

@@ -44,6 +44,29 @@ type Options struct {
 	StateFile string
 	// Ready, when set, receives the metrics address once it serves.
 	Ready func(addr string)
+	// ConfigFile and Binary, when set, are watched: when a deployment
+	// changes either, Run returns ErrRestart so that the agent starts
+	// again as the new binary with the new config.
+	ConfigFile string
+	Binary     string
+}
+
+// ErrRestart says the agent's config or binary changed on disk.
+var ErrRestart = errors.New("agent: config or binary changed")
+
+// fingerprint identifies the files a deployment may change under the agent.
+func fingerprint(o Options) string {
+	var b strings.Builder
+	if o.ConfigFile != "" {
+		c, _ := os.ReadFile(o.ConfigFile)
+		b.Write(c)
+	}
+	if o.Binary != "" {
+		if st, err := os.Stat(o.Binary); err == nil {
+			fmt.Fprintf(&b, "|%d|%d", st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	return b.String()
 }
 
 // LoadConfig reads and checks an agent config file.
@@ -135,18 +158,25 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 	}
 
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before the wait: the log follower ends with ctx
 	wg.Add(1)
 	go func() { defer wg.Done(); a.followLogs(ctx) }()
-	defer wg.Wait()
 
 	tick := time.NewTicker(time.Duration(cfg.IntervalS) * time.Second)
 	defer tick.Stop()
+	started := fingerprint(o)
 	a.heartbeat(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			if fingerprint(o) != started {
+				a.log.Info("config or binary changed: restarting")
+				return ErrRestart
+			}
 		case <-a.beat:
 		}
 		a.heartbeat(ctx)

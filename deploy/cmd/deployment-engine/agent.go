@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/deployment-engine/engine/monitor/agent"
 )
@@ -32,8 +35,19 @@ func agentCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 	if *state == "" {
 		*state = filepath.Join(filepath.Dir(*conf), "agent-offsets.json")
 	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "agent:", err)
+		return 1
+	}
 	log.Info("agent starting", "node", cfg.IP, "nats", cfg.NATS, "components", len(cfg.Components))
-	if err := agent.Run(ctx, cfg, agent.Options{Logger: log, StateFile: *state}); err != nil {
+	err = agent.Run(ctx, cfg, agent.Options{Logger: log, StateFile: *state, ConfigFile: *conf, Binary: self})
+	if errors.Is(err, agent.ErrRestart) {
+		// A deployment changed the config or the binary: become the new
+		// one in place, so monit sees the same process carry on.
+		err = syscall.Exec(self, os.Args, os.Environ())
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, "agent:", err)
 		return 1
 	}

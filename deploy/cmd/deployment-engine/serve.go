@@ -20,14 +20,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.Listen, "listen", ":50000", "HTTP address of the API, the console, /metrics and /mirror/")
 	fs.StringVar(&o.DataDir, "data", "./data", "data directory: JetStream store, logs, mirror, API token")
 	fs.StringVar(&o.NATSURL, "nats", "", "URL of an external NATS server (default: run one embedded)")
-	fs.StringVar(&o.NATSListen, "nats-listen", "", "HOST:PORT where node agents reach the embedded NATS (default: the home IP of the config, port 4222)")
+	fs.StringVar(&o.NATSListen, "nats-listen", "", "HOST:PORT where node agents reach the embedded NATS, normally the config's home IP (default: none, and deploy installs no agents)")
 	fs.StringVar(&o.CatalogDir, "catalog", "", "directory of catalogs to use instead of the embedded ones")
 	fs.StringVar(&auth, "auth", "token", "token, or none to turn the API token off")
 	fs.StringVar(&only, "only", "", "run only these services, comma-separated: api,planner,installer,monitor,logs")
+	var logMB int64
+	fs.Int64Var(&logMB, "log-max-mb", 64, "size in MiB at which a log of the store is rotated")
+	fs.IntVar(&o.LogKeep, "log-keep", 3, "rotated files kept per log")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if logMB < 1 || o.LogKeep < 0 {
+		fmt.Fprintln(stderr, "serve: --log-max-mb must be at least 1 and --log-keep not negative")
+		return 2
+	}
+	o.LogMaxBytes = logMB << 20
 	switch auth {
 	case "token":
 	case "none":
