@@ -6,6 +6,7 @@ require (
 	github.com/deployment-engine/engine/api v0.0.0
 	github.com/deployment-engine/engine/installer v0.0.0-00010101000000-000000000000
 	github.com/deployment-engine/engine/integration/testbed v0.0.0-00010101000000-000000000000
+	github.com/deployment-engine/engine/logsvc v0.0.0
 	github.com/deployment-engine/engine/monitor v0.0.0
 	github.com/deployment-engine/engine/planner v0.0.0
 	github.com/deployment-engine/engine/services v0.0.0

@@ -203,6 +203,8 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	}
 	reply.Stored = true
 	p.log.Info("config stored", "nodes", len(cfg.Nodes()), "catalog", cfg.CatalogName(), "checked", in.Check)
+	p.engineEvent("config", fmt.Sprintf("config stored: catalog %s, %d components on %d nodes (nodes checked: %v)",
+		cfg.CatalogName(), len(cfg.Components), len(cfg.Nodes()), in.Check))
 	return 201, reply, nil
 }
 
@@ -247,4 +249,12 @@ func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string
 		return nil, fmt.Errorf("decode probe reply: %w", err)
 	}
 	return out.Nodes, nil
+}
+
+// engineEvent records one of the engine's operations for the operations log.
+func (p *Planner) engineEvent(kind, msg string) {
+	b, _ := json.Marshal(contract.EngineEvent{V: contract.Version, Kind: kind, Time: time.Now().UTC(), Message: msg})
+	if _, err := p.o.Res.JS.Publish(context.Background(), subject.EngineEvent(kind), b); err != nil {
+		p.log.Warn("publish engine event", "err", err)
+	}
 }

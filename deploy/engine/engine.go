@@ -36,6 +36,10 @@ type Options struct {
 	AuthNone   bool
 	// SSHPort is the nodes' SSH port (default 22).
 	SSHPort string
+	// LogMaxBytes and LogKeep bound each log of the store: its size before
+	// rotation and how many rotated files are kept (defaults 64 MiB, 3).
+	LogMaxBytes int64
+	LogKeep     int
 	// Only runs just these services (planner, installer, monitor, logs, api).
 	Only   []string
 	Logger *slog.Logger

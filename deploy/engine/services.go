@@ -3,12 +3,14 @@ package engine
 import (
 	"context"
 	"io/fs"
+	"path/filepath"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deployment-engine/engine/api/console"
 	"github.com/deployment-engine/engine/installer"
+	"github.com/deployment-engine/engine/logsvc"
 	"github.com/deployment-engine/engine/monitor"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/services/bus"
@@ -31,6 +33,15 @@ func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.
 		}
 		*stops = append(*stops, mon.Stop)
 		reg.MustRegister(mon.Collectors()...)
+	}
+	if o.runs("logs") {
+		ls, err := logsvc.Start(ctx, logsvc.Options{NC: nc, Res: res, Dir: filepath.Join(o.DataDir, "logs"), Logger: o.Logger,
+			MaxBytes: o.LogMaxBytes, Keep: o.LogKeep})
+		if err != nil {
+			return err
+		}
+		*stops = append(*stops, ls.Stop)
+		reg.MustRegister(ls.Collectors()...)
 	}
 	return nil
 }
