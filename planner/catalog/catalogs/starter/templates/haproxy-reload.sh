@@ -1,3 +1,4 @@
-# A graceful reload: the old process finishes its requests.
-haproxy -c -f /etc/haproxy/de.cfg
-/usr/sbin/haproxy -f /etc/haproxy/de.cfg -sf $(cat /run/de-haproxy.pid) >>/var/log/de-haproxy.log 2>&1
+# A seamless reload: the master starts new workers with the new config on
+# the same sockets; the old ones finish their requests. Its pid stays.
+haproxy -c -q -f /etc/haproxy/de.cfg
+kill -USR2 "$(cat /run/de-haproxy.pid)"
