@@ -16,27 +16,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
 )
-
-// logChunk is the most the log service sends in one read.
-const logChunk = 512 << 10
-
-// logReadRequest and logReadReply are de.cmd.logs.read's body and answer
-// (the log service's ReadRequest and ReadReply).
-type logReadRequest struct {
-	Name   string `json:"name"`
-	Offset int64  `json:"offset"`
-	Length int64  `json:"length"`
-}
-
-type logReadReply struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	Offset int64  `json:"offset"`
-	Data   []byte `json:"data"`
-}
 
 // logRoutes registers the logs routes under /deployment-engine. Every name
 // goes to the log service as data in a JSON body; the service alone
@@ -77,26 +60,26 @@ func logNameFromBody(body []byte) string {
 
 // readLog asks the log service for one chunk. A reply other than 200
 // comes back as rep with ok false; err is for the bus.
-func (s *server) readLog(ctx context.Context, name string, off int64) (logReadReply, kit.Reply, error) {
+func (s *server) readLog(ctx context.Context, name string, off int64) (contract.LogChunk, kit.Reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
-	rep, err := kit.Request(ctx, s.o.NC, subject.Cmd("logs", "read"), logReadRequest{Name: name, Offset: off, Length: logChunk})
+	rep, err := kit.Request(ctx, s.o.NC, subject.Cmd("logs", "read"), contract.LogRead{Name: name, Offset: off, Length: contract.LogReadMax})
 	if err != nil || rep.Code != http.StatusOK {
-		return logReadReply{}, rep, err
+		return contract.LogChunk{}, rep, err
 	}
-	var out logReadReply
+	var out contract.LogChunk
 	if err := json.Unmarshal(rep.Body, &out); err != nil {
-		return logReadReply{}, rep, fmt.Errorf("decode logs.read reply: %w", err)
+		return contract.LogChunk{}, rep, fmt.Errorf("decode logs.read reply: %w", err)
 	}
 	return out, rep, nil
 }
 
 // firstChunk reads the start of a log and, when that fails, writes the
 // answer itself and returns false.
-func (s *server) firstChunk(w http.ResponseWriter, r *http.Request, name string) (logReadReply, bool) {
+func (s *server) firstChunk(w http.ResponseWriter, r *http.Request, name string) (contract.LogChunk, bool) {
 	if name == "" {
 		writeError(w, http.StatusBadRequest, "no log name: send one of the names GET /deployment-engine/download lists")
-		return logReadReply{}, false
+		return contract.LogChunk{}, false
 	}
 	first, rep, err := s.readLog(r.Context(), name, 0)
 	switch {
@@ -112,7 +95,7 @@ func (s *server) firstChunk(w http.ResponseWriter, r *http.Request, name string)
 		s.log.Error("read log", "log", name, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "the log service is not answering; check the engine's log")
 	}
-	return logReadReply{}, false
+	return contract.LogChunk{}, false
 }
 
 // downloadLog answers PUT /download: the whole log as text, as large as it
@@ -293,7 +276,7 @@ func (s *server) bundleOne(ctx context.Context, tw *tar.Writer, name string, now
 			return err
 		}
 		if rep.Code != http.StatusOK {
-			chunk = logReadReply{}
+			chunk = contract.LogChunk{}
 		}
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
 )
@@ -55,7 +56,7 @@ func fakeLogs(t *testing.T, files map[string][]byte) *httptest.Server {
 			return 200, names, nil
 		},
 		"read": func(_ context.Context, req micro.Request) (int, any, error) {
-			var r logReadRequest
+			var r contract.LogRead
 			if err := kit.Decode(req, &r); err != nil {
 				return 0, nil, err
 			}
@@ -67,12 +68,12 @@ func fakeLogs(t *testing.T, files map[string][]byte) *httptest.Server {
 				return 0, nil, kit.Errorf(404, "no log %q", r.Name)
 			}
 			n := r.Length
-			if n <= 0 || n > logChunk {
-				n = logChunk
+			if n <= 0 || n > contract.LogReadMax {
+				n = contract.LogReadMax
 			}
 			off := min(r.Offset, int64(len(b)))
 			end := min(off+n, int64(len(b)))
-			return 200, logReadReply{Name: r.Name, Size: int64(len(b)), Offset: r.Offset, Data: b[off:end]}, nil
+			return 200, contract.LogChunk{Name: r.Name, Size: int64(len(b)), Offset: r.Offset, Data: b[off:end]}, nil
 		},
 	}
 	for verb, h := range handlers {

@@ -6,30 +6,9 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
-
-// ReadRequest asks for part of a log (de.cmd.logs.read). Length is capped
-// at MaxRead; 0 means MaxRead.
-//
-//	{"name": "web_0.log", "offset": 0, "length": 524288}
-type ReadRequest struct {
-	Name   string `json:"name"`
-	Offset int64  `json:"offset"`
-	Length int64  `json:"length"`
-}
-
-// ReadReply is a part of a log: Data (base64 in JSON) starts at Offset;
-// Size is the whole file's size when it was read. An empty Data with
-// Offset >= Size is the end.
-//
-//	{"name": "web_0.log", "size": 1234, "offset": 0, "data": "MjAyNi0xMS0yNVQ..."}
-type ReadReply struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	Offset int64  `json:"offset"`
-	Data   []byte `json:"data"`
-}
 
 // list answers de.cmd.logs.list: every log's name, local.log first.
 func (s *Service) list(_ context.Context, _ micro.Request) (int, any, error) {
@@ -42,7 +21,7 @@ func (s *Service) list(_ context.Context, _ micro.Request) (int, any, error) {
 
 // read answers de.cmd.logs.read.
 func (s *Service) read(_ context.Context, req micro.Request) (int, any, error) {
-	var r ReadRequest
+	var r contract.LogRead
 	if err := kit.Decode(req, &r); err != nil {
 		return 0, nil, err
 	}
@@ -61,5 +40,5 @@ func (s *Service) read(_ context.Context, req micro.Request) (int, any, error) {
 	case err != nil:
 		return 0, nil, err
 	}
-	return 200, ReadReply{Name: r.Name, Size: size, Offset: r.Offset, Data: data}, nil
+	return 200, contract.LogChunk{Name: r.Name, Size: size, Offset: r.Offset, Data: data}, nil
 }

@@ -285,11 +285,11 @@ func (e *env) readAll(name string) string {
 	e.t.Helper()
 	var out []byte
 	for {
-		rep := e.request("read", ReadRequest{Name: name, Offset: int64(len(out)), Length: 1 << 30})
+		rep := e.request("read", contract.LogRead{Name: name, Offset: int64(len(out)), Length: 1 << 30})
 		if rep.Code != 200 {
 			e.t.Fatalf("read %s: %d %s", name, rep.Code, rep.Body)
 		}
-		var r ReadReply
+		var r contract.LogChunk
 		if err := json.Unmarshal(rep.Body, &r); err != nil {
 			e.t.Fatal(err)
 		}

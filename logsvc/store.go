@@ -13,13 +13,15 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // LocalLog is the engine's own operations log; it always exists.
 const LocalLog = "local.log"
 
 // MaxRead caps one read of a log over the bus.
-const MaxRead = 512 << 10
+const MaxRead = contract.LogReadMax
 
 // nameRe is the only shape a log name may have: a current log
 // (web_0.log) or one of its rotated predecessors (web_0.log.1, newest
