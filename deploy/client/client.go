@@ -291,6 +291,8 @@ type Instance struct {
 	Mem    string `json:"Mem"`
 	Disk   string `json:"Disk"`
 	Status string `json:"Status"`
+	// Reason says why an instance is DOWN.
+	Reason string `json:"Reason,omitempty"`
 }
 
 // Status returns every component instance's state and its node's usage.
@@ -307,6 +309,8 @@ type Hardware struct {
 	CPU  int     `json:"CPU"`
 	RAM  int64   `json:"RAM"`
 	DISK float64 `json:"DISK"`
+	// Error says why a node's hardware could not be read.
+	Error string `json:"Error,omitempty"`
 }
 
 // Hardware returns one instance's node hardware, or every node's when comp

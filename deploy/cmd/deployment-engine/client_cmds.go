@@ -153,9 +153,9 @@ func statusCmd(ctx context.Context, s *session) int {
 		s.printJSON(raw)
 	} else {
 		tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "COMPONENT\tIP\tSTATUS\tCPU\tMEM\tDISK")
+		fmt.Fprintln(tw, "COMPONENT\tIP\tSTATUS\tCPU\tMEM\tDISK\tREASON")
 		for _, in := range insts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Comp, in.Ip, in.Status, dash(in.Cpu), dash(in.Mem), dash(in.Disk))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Comp, in.Ip, in.Status, dash(in.Cpu), dash(in.Mem), dash(in.Disk), in.Reason)
 		}
 		_ = tw.Flush()
 		fmt.Fprintf(s.stdout, "\n%d running, %d down\n", len(insts)-down, down)
@@ -188,9 +188,9 @@ func hardwareCmd(ctx context.Context, s *session) int {
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "IP\tCOMPONENT\tCPU\tRAM\tDISK")
+	fmt.Fprintln(tw, "IP\tCOMPONENT\tCPU\tRAM\tDISK\tERROR")
 	for _, h := range hw {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", h.IP, dash(h.Comp), h.CPU, kib(h.RAM), mb(h.DISK))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", h.IP, dash(h.Comp), h.CPU, kib(h.RAM), mb(h.DISK), h.Error)
 	}
 	_ = tw.Flush()
 	return exitOK
