@@ -361,6 +361,16 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 		}
 	})
 
+	t.Run("monit not answering is reported with the hint", func(t *testing.T) {
+		if out, err := exec.Command(monitCmd[0], append(monitCmd[1:], "quit")...).CombinedOutput(); err != nil {
+			t.Fatalf("monit quit: %v %s", err, out)
+		}
+		_, st := e.waitStatus(t, "DOWN", 10*time.Second)
+		if !strings.Contains(st.Reason, "monit") || !strings.Contains(st.Reason, "CPU") || st.Cpu == "N/A" {
+			t.Fatalf("a node whose monit does not answer: %+v", st)
+		}
+	})
+
 	t.Run("a new config restarts the agent", func(t *testing.T) {
 		_ = os.WriteFile(confFile, append(confJSON, '\n'), 0o600)
 		select {
@@ -374,10 +384,18 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 	})
 
 	t.Run("a silent node is reported unreachable", func(t *testing.T) {
-		// Bound: 3 missed intervals of 1 s, plus the monitor's 1 s check.
-		took, st := e.waitStatus(t, "DOWN", 6*time.Second)
-		t.Logf("agent stopped → DOWN (unreachable) in %s", took.Round(10*time.Millisecond))
-		if !strings.Contains(st.Reason, "unreachable") || st.Cpu != "N/A" {
+		// The agent ended above. Bound: 3 missed intervals of 1 s, plus
+		// the monitor's 1 s check.
+		start := time.Now()
+		var st monitor.StatusEntry
+		for time.Since(start) < 6*time.Second {
+			if st = e.status(t); strings.Contains(st.Reason, "unreachable") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("agent stopped → DOWN (unreachable) in %s", time.Since(start).Round(10*time.Millisecond))
+		if st.Status != "DOWN" || !strings.Contains(st.Reason, "unreachable") || st.Cpu != "N/A" {
 			t.Fatalf("a silent node: %+v", st)
 		}
 	})
