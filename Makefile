@@ -1,5 +1,7 @@
 # Deployment Engine. `make demo` runs the engine's main job; `make test` runs
 # every test (as root: the test bed needs it) after installing what it needs.
+# Test packages run one at a time (-p 1): the end-to-end packages each bring
+# up real nodes, and two beds at once starve this 2-core machine.
 GO      ?= go
 BIN     := bin/deployment-engine
 MODULES := services api planner installer monitor logsvc deploy integration/testbed integration
@@ -32,7 +34,7 @@ modules:
 	@for m in $(MODULES); do echo "== GOWORK=off build $$m"; (cd $$m && if [ -n "$$(GOWORK=off $(GO) list ./... 2>/dev/null)" ]; then GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./...; fi) || exit 1; done
 
 test: deps build modules
-	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && if [ -n "$$($(GO) list ./... 2>/dev/null)" ]; then $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...; fi) || exit 1; done
+	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && if [ -n "$$($(GO) list ./... 2>/dev/null)" ]; then $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...; fi) || exit 1; done
 
 # test-short skips the end-to-end tests that need the test bed.
 test-short:

@@ -36,7 +36,7 @@ func TestConsoleOnTestBed(t *testing.T) {
 		t.Skip("-short: the test bed walk installs packages on real nodes")
 	}
 	if err := testbed.Check(); err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	ctx := context.Background()
 	bed, err := testbed.Up(ctx, testbed.Options{Name: "console", Nodes: 2})
@@ -63,7 +63,7 @@ func TestConsoleOnTestBed(t *testing.T) {
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
 	if err := mirror.Sync(sctx, cat, mdir, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Skipf("cannot fill the mirror (the control machine needs apt access for this walk): %v", err)
+		t.Fatalf("cannot fill the mirror (the control machine needs apt access for this walk): %v", err)
 	}
 	if mdir != filepath.Join(data, "mirror") {
 		if err := os.Symlink(mdir, filepath.Join(data, "mirror")); err != nil {

@@ -54,7 +54,7 @@ func startEngine(t *testing.T) string {
 	return ""
 }
 
-// chromiumPath finds the browser; the tests are skipped without one
+// chromiumPath finds the browser; the tests fail without one
 // (`apt-get install chromium`; `make test` installs it).
 func chromiumPath(t *testing.T) string {
 	if p := os.Getenv("CHROMIUM"); p != "" {
@@ -65,7 +65,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("no chromium on PATH: apt-get install chromium")
+	t.Fatal("no chromium on PATH: run `make deps` as root (it installs chromium)")
 	return ""
 }
 
