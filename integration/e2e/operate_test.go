@@ -113,7 +113,7 @@ func operate(t *testing.T, e *harness.Engine, comps map[string][]string) {
 	if code, body := e.Do("PUT", "/deployment-engine/stop", map[string]string{"name": "web", "ip": web}); code != 200 {
 		t.Fatalf("stop: %d %s", code, body)
 	}
-	took := waitFor(t, e, 60*time.Second, "web DOWN after stop", func(st []statusEntry) bool {
+	took := waitFor(t, e, 2*heartbeat+5*time.Second, "web DOWN after stop", func(st []statusEntry) bool {
 		return instance(st, "web", web).Status == "DOWN"
 	})
 	t.Logf("stop → DOWN in %s", took.Round(100*time.Millisecond))

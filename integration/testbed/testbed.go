@@ -238,9 +238,9 @@ if [ ! -e /var/lib/de-testbed-keys ]; then rm -f /etc/ssh/ssh_host_*; ssh-keygen
 %[5]smkdir -p /run/sshd /var/log
 /usr/sbin/sshd %[4]s
 monit -c /etc/monit/monitrc >/dev/null 2>&1 || true
-# PID 1 reaps orphans by ignoring SIGCHLD once the daemons are up.
-trap "" CHLD
-exec sleep infinity
+# PID 1 reaps every orphan, as an init does: without it a stopped
+# daemon stays a zombie and monit believes it still runs.
+exec perl -e "while (1) { while (waitpid(-1, 0) > 0) {} sleep 1 }"
 '
 `, r, n.dir, n.Hostname, sshOpts, pw)
 }

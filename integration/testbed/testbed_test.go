@@ -126,6 +126,23 @@ func TestSSHAndMonitInEveryNode(t *testing.T) {
 	}
 }
 
+// A daemon that exits is reaped by the node's init: a zombie would make
+// monit believe a stopped process still runs.
+func TestOrphansAreReaped(t *testing.T) {
+	n := bed.Nodes[0]
+	sh(t, n, "setsid sleep 4243 >/dev/null 2>&1 < /dev/null &")
+	sh(t, n, "pkill -f '^sleep 4243'")
+	deadline := time.Now().Add(5 * time.Second)
+	var zombies string
+	for time.Now().Before(deadline) {
+		if zombies = sh(t, n, "ps -e -o stat=,pid=,comm= | awk '$1 ~ /^Z/' || true"); zombies == "" {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("zombies left in the node:\n%s", zombies)
+}
+
 func TestNoRouteOut(t *testing.T) {
 	n := bed.Nodes[0]
 	out := sh(t, n, "timeout 3 bash -c '</dev/tcp/192.0.2.1/80' 2>&1; true")
