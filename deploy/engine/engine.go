@@ -32,8 +32,11 @@ type Options struct {
 	DataDir    string
 	NATSURL    string // external NATS; "" runs the embedded server
 	NATSListen string // where node agents reach the embedded NATS ("" = nowhere)
-	CatalogDir string
-	AuthNone   bool
+	// AgentBinary is the deployment-engine binary deploy installs on the
+	// nodes as their agent (default: this process's own executable).
+	AgentBinary string
+	CatalogDir  string
+	AuthNone    bool
 	// SSHPort is the nodes' SSH port (default 22).
 	SSHPort string
 	// LogMaxBytes and LogKeep bound each log of the store: its size before
@@ -121,9 +124,11 @@ func Serve(ctx context.Context, o Options) error {
 		}
 		srv.SetAgentSecret([]byte(agentSecret))
 		if so.Port != 0 {
-			self, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("find the engine's binary for the node agent: %w", err)
+			self := o.AgentBinary
+			if self == "" {
+				if self, err = os.Executable(); err != nil {
+					return fmt.Errorf("find the engine's binary for the node agent: %w", err)
+				}
 			}
 			agent = &planner.AgentSpec{Binary: self, NATSPort: so.Port,
 				Password: func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }}

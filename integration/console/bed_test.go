@@ -75,13 +75,15 @@ func TestConsoleOnTestBed(t *testing.T) {
 	// mirror there, and their agents reach its NATS.
 	httpPort, natsPort := freePort(t, bed.Home), freePort(t, bed.Home)
 	t.Setenv("DE_API_TOKEN", token)
+	// The in-process engine ships the real binary as the nodes' agent.
+	agentBin := harness.Binary(t)
 	ectx, stop := context.WithCancel(ctx)
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- engine.Serve(ectx, engine.Options{Listen: net.JoinHostPort(bed.Home, strconv.Itoa(httpPort)), DataDir: data,
-			NATSListen: net.JoinHostPort(bed.Home, strconv.Itoa(natsPort)),
-			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a string) { addr <- a }})
+			NATSListen: net.JoinHostPort(bed.Home, strconv.Itoa(natsPort)), AgentBinary: agentBin,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a string) { addr <- a }})
 	}()
 	var base string
 	select {
@@ -185,6 +187,23 @@ func TestConsoleOnTestBed(t *testing.T) {
 		b.waitTextFor(row, "DOWN", time.Minute)
 		b.click(row + " td.actions .btn:first-child")
 		b.waitTextFor(row, "RUNNING", time.Minute)
+	})
+
+	t.Run("hardware of the nodes", func(t *testing.T) {
+		b.t = t
+		b.run("open hardware", chromedp.Navigate(base+"/#/hardware"))
+		b.waitTextFor("#hardware-body", n0, time.Minute)
+		if body := b.visibleText("#hardware-body"); !strings.Contains(body, "web") {
+			t.Errorf("hardware view lacks the web instance:\n%s", body)
+		}
+	})
+
+	t.Run("logs of the deployment", func(t *testing.T) {
+		b.t = t
+		b.run("open logs", chromedp.Navigate(base+"/#/logs"))
+		b.waitTextFor("#logs-table", "web_0.log", time.Minute)
+		b.run("view web_0.log", chromedp.Click(chromedp.CSS(`#logs-table tr[data-name="web_0.log"] td.actions .btn`)))
+		b.waitTextFor("#log-viewer", "install", time.Minute)
 	})
 
 	t.Run("scale out onto the second node", func(t *testing.T) {
