@@ -81,33 +81,34 @@ func parseTarget(body []byte, r *http.Request) (target, string) {
 	return t, ""
 }
 
-func (s *server) hardware(w http.ResponseWriter, r *http.Request) {
+// readTarget reads a target from the body or the query; on a bad one it
+// answers 400 itself and returns false.
+func readTarget(w http.ResponseWriter, r *http.Request) (target, bool) {
 	body, ok := readBody(w, r)
 	if !ok {
-		return
+		return target{}, false
 	}
 	t, problem := parseTarget(body, r)
 	if problem != "" {
 		writeError(w, http.StatusBadRequest, problem)
-		return
+		return target{}, false
 	}
-	s.call(w, r, subject.Cmd("monitor", "hardware"), t)
+	return t, true
+}
+
+func (s *server) hardware(w http.ResponseWriter, r *http.Request) {
+	if t, ok := readTarget(w, r); ok {
+		s.call(w, r, subject.Cmd("monitor", "hardware"), t)
+	}
 }
 
 func (s *server) control(action string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, ok := readBody(w, r)
-		if !ok {
-			return
+		if t, ok := readTarget(w, r); ok {
+			s.call(w, r, subject.Cmd("monitor", "control"), struct {
+				target
+				Action string `json:"action"`
+			}{t, action})
 		}
-		t, problem := parseTarget(body, r)
-		if problem != "" {
-			writeError(w, http.StatusBadRequest, problem)
-			return
-		}
-		s.call(w, r, subject.Cmd("monitor", "control"), struct {
-			target
-			Action string `json:"action"`
-		}{t, action})
 	}
 }
