@@ -17,6 +17,7 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/deployment-engine/engine/installer v0.0.0 // indirect
+	github.com/deployment-engine/engine/logsvc v0.0.0 // indirect
 	github.com/deployment-engine/engine/monitor v0.0.0 // indirect
 	github.com/deployment-engine/engine/services v0.0.0 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect
