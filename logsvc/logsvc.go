@@ -44,6 +44,11 @@ type Options struct {
 	MaxBytes int64
 	// Keep is how many rotated files of each log are kept; default 3, at most 99.
 	Keep int
+	// LogPaths names a component's runtime log files in a catalog. With
+	// it, the logs of nodes whose agent does not report are fetched over
+	// SSH every FetchEvery (default 10s).
+	LogPaths   func(catalog, component string) []string
+	FetchEvery time.Duration
 }
 
 // Service is the running log service.
@@ -66,6 +71,9 @@ type Service struct {
 	stopping chan struct{} // closed once no more messages will arrive
 	done     chan struct{} // closed when the writer has returned
 	stopOnce sync.Once
+
+	fetchCancel context.CancelFunc
+	fetchDone   chan struct{} // closed when the fetcher has returned
 
 	// Writer only.
 	lastSeq    uint64 // highest DE_EVENTS sequence written
@@ -131,6 +139,10 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		if s.rtSub != nil {
 			_ = s.rtSub.Unsubscribe()
 		}
+		if s.fetchCancel != nil {
+			s.fetchCancel()
+			<-s.fetchDone
+		}
 		if s.cc != nil {
 			s.cc.Stop()
 		}
@@ -181,6 +193,16 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	go s.writer()
+	if o.LogPaths != nil {
+		if o.FetchEvery <= 0 {
+			o.FetchEvery = 10 * time.Second
+		}
+		s.o.FetchEvery = o.FetchEvery
+		var fctx context.Context
+		fctx, s.fetchCancel = context.WithCancel(context.Background())
+		s.fetchDone = make(chan struct{})
+		go s.fetcher(fctx)
+	}
 	ok = true
 	return s, nil
 }
@@ -334,6 +356,10 @@ func (s *Service) Stop() {
 		}
 		if s.rtSub != nil {
 			_ = s.rtSub.Unsubscribe()
+		}
+		if s.fetchCancel != nil {
+			s.fetchCancel()
+			<-s.fetchDone
 		}
 		s.mu.Lock()
 		s.closing = true

@@ -36,7 +36,7 @@ func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.
 	}
 	if o.runs("logs") {
 		ls, err := logsvc.Start(ctx, logsvc.Options{NC: nc, Res: res, Dir: filepath.Join(o.DataDir, "logs"), Logger: o.Logger,
-			MaxBytes: o.LogMaxBytes, Keep: o.LogKeep})
+			MaxBytes: o.LogMaxBytes, Keep: o.LogKeep, LogPaths: logPathsOf(catalogs)})
 		if err != nil {
 			return err
 		}
@@ -54,6 +54,16 @@ func processOf(catalogs map[string]*catalog.Catalog) func(cat, comp string) (str
 			return "", false
 		}
 		return c.Components[comp].Process, true
+	}
+}
+
+// logPathsOf names a component's runtime log files from the catalogs.
+func logPathsOf(catalogs map[string]*catalog.Catalog) func(cat, comp string) []string {
+	return func(cat, comp string) []string {
+		if c := catalogs[cat]; c != nil && c.Components[comp] != nil {
+			return c.Components[comp].Logs
+		}
+		return nil
 	}
 }
 

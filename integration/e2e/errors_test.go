@@ -63,6 +63,19 @@ func TestDeployCodes(t *testing.T) {
 	if got := runs(t, bed.Nodes[1]); got != "alpha install\nbeta install\n" {
 		t.Errorf("node 1 ran %q", got)
 	}
+	// No agent runs here (no --nats-listen): the engine fetches alpha's
+	// runtime log over SSH into its instance's log.
+	want := "[runtime /var/log/e2e-alpha.log] alpha runtime line on " + bed.Nodes[1].IP
+	var alpha1 string
+	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		_, b := e.Do("PUT", "/deployment-engine/download", "alpha_1.log")
+		if alpha1 = string(b); strings.Contains(alpha1, want) {
+			break
+		}
+	}
+	if !strings.Contains(alpha1, want) || !strings.Contains(alpha1, "installing alpha 1 on "+bed.Nodes[1].IP) {
+		t.Errorf("alpha_1.log lacks its install output or %q:\n%s", want, tail(alpha1, 20))
+	}
 
 	// A second engine finds the nodes owned by the first.
 	other := harness.Start(t, harness.Options{Args: []string{"--catalog", catalogDir(t)}})

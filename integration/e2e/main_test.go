@@ -88,7 +88,7 @@ for c in alpha beta; do
 done
 monit reload >/dev/null 2>&1 || true
 pkill -KILL -f '^/bin/sleep 100000$' || true
-rm -rf /var/lib/deployment-engine /run/e2e-*.pid`
+rm -rf /var/lib/deployment-engine /run/e2e-*.pid /var/log/e2e-*.log`
 	for _, n := range bed.Nodes {
 		if _, err := n.Exec(context.Background(), reset); err != nil {
 			t.Fatal(err)
