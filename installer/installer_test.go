@@ -153,16 +153,20 @@ func TestStepRunsOnceThenUnchanged(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	r.mu.Lock()
-	var got []string
+	var got, stdout []string
 	for i, l := range r.lines {
 		if l.Seq != int64(i+1) {
 			t.Errorf("line %d has seq %d", i, l.Seq)
 		}
 		got = append(got, l.Line)
+		if l.Stream == "stdout" {
+			stdout = append(stdout, l.Line)
+		}
 	}
 	all := strings.Join(r.frames, "\n")
 	r.mu.Unlock()
-	joined := strings.Join(got, "|")
+	// Order holds within a stream; stderr may come between stdout lines.
+	joined := strings.Join(got, "|") + "\n" + strings.Join(stdout, "|")
 	for _, want := range []string{"line 1|line 2|line 3", "oops", "secret is <redacted>", "hello file"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("log lines %q lack %q", joined, want)
