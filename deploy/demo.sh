@@ -70,7 +70,8 @@ $BIN config set "$DATA/starter.json"
 echo "== deploying"
 $BIN deploy --follow
 echo
-echo "== status"
+echo "== status (the agents report every 5 s)"
+for _ in $(seq 1 15); do $BIN status >/dev/null 2>&1 && break; sleep 2; done
 $BIN status || true
 echo
 echo "Console:  http://127.0.0.1:$PORT/   (token: $DE_API_TOKEN)"
