@@ -47,6 +47,11 @@ func Packages(cat *catalog.Catalog) []string {
 // beyond them is fetched. Running it again downloads only what is new.
 func Sync(ctx context.Context, cat *catalog.Catalog, dir string, log *slog.Logger) error {
 	pkgs := Packages(cat)
+	// apt reads a relative Dir:: path below its own directories.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("mirror: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "partial"), 0o755); err != nil {
 		return fmt.Errorf("mirror: create %s: %w", dir, err)
 	}

@@ -28,9 +28,15 @@ func TestSyncStarter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(os.TempDir(), "de-mirror-test") // kept between runs: a second sync downloads nothing
+	// A relative path, as `--data ./data` gives: apt must not read it below
+	// its own directories. Kept between runs: a second sync downloads nothing.
+	t.Chdir(os.TempDir())
+	dir := "de-mirror-test"
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if err := Sync(context.Background(), cat, dir, log); err != nil {
+		t.Fatal(err)
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
 		t.Fatal(err)
 	}
 	idx, err := os.ReadFile(filepath.Join(dir, "Packages"))
