@@ -129,8 +129,8 @@ func (m *Monitor) heartbeat(msg *nats.Msg) {
 		m.log.Warn("unreadable heartbeat", "subject", msg.Subject, "err", err)
 		return
 	}
-	tok := subjectToken(msg.Subject)
-	ip, err := subject.TokenIP(tok)
+	ns, err := subject.ParseNode(msg.Subject)
+	ip := ns.IP
 	if err != nil || hb.IP != ip {
 		m.log.Warn("heartbeat from the wrong node", "subject", msg.Subject, "ip", hb.IP)
 		return
@@ -162,22 +162,8 @@ func (m *Monitor) heartbeat(msg *nats.Msg) {
 		}
 		m.componentEvent(c.Name, ip, c.Running, reason)
 	}
+	tok, _ := subject.IPToken(ip)
 	_, _ = m.o.Res.Nodes.Put(context.Background(), tok, msg.Data)
-}
-
-func subjectToken(s string) string {
-	// de.node.<ip>.heartbeat
-	const pre = "de.node."
-	if len(s) <= len(pre) {
-		return ""
-	}
-	s = s[len(pre):]
-	for i := 0; i < len(s); i++ {
-		if s[i] == '.' {
-			return s[:i]
-		}
-	}
-	return s
 }
 
 // watch reports nodes that went silent, once each.

@@ -28,6 +28,14 @@ func TestRoundTrips(t *testing.T) {
 	if s, err := ParseStep(Step("d2", "192.168.1.20")); err != nil || s != (StepSubject{"d2", "192.168.1.20"}) {
 		t.Errorf("ParseStep = %+v, %v", s, err)
 	}
+	if n, err := ParseNodeLog(NodeLog("10.1.2.4", "web")); err != nil || n != (NodeLogSubject{"10.1.2.4", "web"}) {
+		t.Errorf("ParseNodeLog = %+v, %v", n, err)
+	}
+	for _, bad := range []string{"de.node.10-1-2-4.log", "de.node.10-1-2-4.heartbeat.web", "de.node.x.log.web", "de.node.10-1-2-4.log.w.b"} {
+		if _, err := ParseNodeLog(bad); err == nil {
+			t.Errorf("ParseNodeLog(%q) accepted", bad)
+		}
+	}
 	if n, err := ParseNode(Node("10.1.2.3", "heartbeat")); err != nil || n != (NodeSubject{"10.1.2.3", "heartbeat"}) {
 		t.Errorf("ParseNode = %+v, %v", n, err)
 	}
