@@ -47,6 +47,8 @@ type Monitor struct {
 
 	mu    sync.RWMutex
 	nodes map[string]*node
+
+	ssh sshCache
 }
 
 // node is what the monitor knows of one node.
@@ -73,7 +75,8 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if o.Process == nil {
 		o.Process = func(_, c string) (string, bool) { return c, true }
 	}
-	m := &Monitor{o: o, log: o.Logger.With("service", "monitor"), nodes: map[string]*node{}, stop: make(chan struct{})}
+	m := &Monitor{o: o, log: o.Logger.With("service", "monitor"), nodes: map[string]*node{}, stop: make(chan struct{}),
+		ssh: sshCache{reads: map[string]sshRead{}}}
 	m.load(ctx)
 	var err error
 	if m.sub, err = o.NC.Subscribe(subject.AllHeartbeats, m.heartbeat); err != nil {

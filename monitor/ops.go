@@ -91,13 +91,24 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 	}
 	nodes := m.snapshot()
 	now := time.Now()
+	var agentless []string
+	for _, ip := range cfg.Nodes() {
+		if _, ok := nodes[ip]; !ok {
+			agentless = append(agentless, ip)
+		}
+	}
+	var reads map[string]sshRead
+	if len(agentless) > 0 {
+		reads = m.readOverSSH(ctx, agentless)
+	}
 	out := []StatusEntry{}
 	for _, t := range instances(cfg) {
 		e := StatusEntry{Comp: t.Comp, Ip: t.IP, Cpu: "N/A", Mem: "N/A", Disk: "N/A", Status: "DOWN"}
 		n, ok := nodes[t.IP]
 		switch {
 		case !ok:
-			e.Reason = "no report from this node's agent yet: deploy installs it (the engine needs --nats-listen for agents to reach it)"
+			proc, _ := m.o.Process(cfg.CatalogName(), t.Comp)
+			entryFromSSH(&e, reads[t.IP], proc)
 		case !m.fresh(&n, now):
 			e.Reason = fmt.Sprintf("unreachable: no report for %s (last at %s)", now.Sub(n.seen).Round(time.Second), n.seen.UTC().Format(time.RFC3339))
 		default:

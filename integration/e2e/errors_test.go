@@ -63,7 +63,31 @@ func TestDeployCodes(t *testing.T) {
 	if got := runs(t, bed.Nodes[1]); got != "alpha install\nbeta install\n" {
 		t.Errorf("node 1 ran %q", got)
 	}
-	// No agent runs here (no --nats-listen): the engine fetches alpha's
+	// No agent runs here (no --nats-listen): status, stop and restart go
+	// over SSH.
+	waitFor(t, e, 30*time.Second, "every instance RUNNING, read over SSH", func(st []statusEntry) bool {
+		running := 0
+		for _, s := range st {
+			if s.Status == "RUNNING" && strings.HasSuffix(s.Mem, "%") {
+				running++
+			}
+		}
+		return len(st) == 3 && running == 3
+	})
+	a0 := ips(0)[0]
+	if code, body := e.Do("PUT", "/deployment-engine/stop", map[string]string{"name": "alpha", "ip": a0}); code != 200 || !strings.Contains(string(body), `"via":"ssh"`) {
+		t.Fatalf("stop over SSH: %d %s", code, body)
+	}
+	waitFor(t, e, 30*time.Second, "alpha DOWN after stop over SSH", func(st []statusEntry) bool {
+		return instance(st, "alpha", a0).Status == "DOWN"
+	})
+	if code, body := e.Do("PUT", "/deployment-engine/restart", map[string]string{"name": "alpha", "ip": a0}); code != 200 {
+		t.Fatalf("restart over SSH: %d %s", code, body)
+	}
+	waitFor(t, e, 30*time.Second, "alpha RUNNING after restart over SSH", func(st []statusEntry) bool {
+		return instance(st, "alpha", a0).Status == "RUNNING"
+	})
+	// The engine fetches alpha's
 	// runtime log over SSH into its instance's log.
 	want := "[runtime /var/log/e2e-alpha.log] alpha runtime line on " + bed.Nodes[1].IP
 	var alpha1 string
