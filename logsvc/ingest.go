@@ -266,6 +266,11 @@ func (s *Service) instanceLine(component, ip string, l contract.LogLine, runtime
 			}
 		}
 	}
+	if runtime {
+		// Install output arrives redacted by the installer; a service's
+		// own log is the node's, so the config's secrets come out here.
+		l.Line = s.cache.redact(l.Line)
+	}
 	b := s.start(l.Time, time.Time{})
 	if name == "" {
 		name = LocalLog
@@ -388,6 +393,7 @@ func appendDetail(b []byte, s string) []byte {
 type instances struct {
 	kv      jetstream.KeyValue
 	pos     map[string]map[string]int
+	secrets []string // the config's secrets, to take out of runtime lines
 	readAt  uint64 // batch of the last read
 	everRan bool
 }
@@ -439,6 +445,23 @@ func (c *instances) reload() {
 		pos[comp] = m
 	}
 	c.pos = pos
+	c.secrets = c.secrets[:0]
+	for _, v := range cfg.Properties.Secrets() {
+		if len(*v) >= 3 {
+			c.secrets = append(c.secrets, *v)
+		}
+	}
+}
+
+// redact replaces every secret of the config in line.
+func (c *instances) redact(line string) string {
+	if c.pos == nil {
+		c.reload()
+	}
+	for _, v := range c.secrets {
+		line = strings.ReplaceAll(line, v, contract.Redacted)
+	}
+	return line
 }
 
 // seqFile records the last DE_EVENTS sequence written to the store, so

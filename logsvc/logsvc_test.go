@@ -449,3 +449,26 @@ func TestWriteFailure(t *testing.T) {
 		t.Errorf("%d injected failures did not happen", n)
 	}
 }
+
+// A service's own log may print the config's secrets: they never reach
+// the store.
+func TestRuntimeLinesLoseSecrets(t *testing.T) {
+	e := newEnv(t, map[string][]string{"web": {"10.0.0.2"}})
+	b, _ := json.Marshal(contract.Config{Components: map[string][]string{"web": {"10.0.0.2"}},
+		Properties: contract.Properties{Password: "hunter2-pass", Root: "r00t-pass"}})
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	rt := logLine("", "10.0.0.2", "web", "", 1, "login user=de password=hunter2-pass root=r00t-pass")
+	rt.Stream = "/var/log/app.log"
+	b, _ = json.Marshal(rt)
+	if err := e.nc.Publish(subject.NodeLog("10.0.0.2", "web"), b); err != nil {
+		t.Fatal(err)
+	}
+	e.waitLines(1)
+	got := e.file("web_0.log")
+	if strings.Contains(got, "hunter2") || strings.Contains(got, "r00t") || !strings.Contains(got, "password="+contract.Redacted) {
+		t.Fatalf("web_0.log: %q", got)
+	}
+}
