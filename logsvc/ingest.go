@@ -394,7 +394,7 @@ type instances struct {
 	kv      jetstream.KeyValue
 	pos     map[string]map[string]int
 	secrets []string // the config's secrets, to take out of runtime lines
-	readAt  uint64 // batch of the last read
+	readAt  uint64   // batch of the last read
 	everRan bool
 }
 
