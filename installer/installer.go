@@ -275,10 +275,10 @@ func (r *stepRun) execute() (string, int, error) {
 		if !ok {
 			return "", -1, permanent{fmt.Errorf("step asks for unknown secret %q", name)}
 		}
-		fmt.Fprintf(&pre, "export DE_SECRET_%s=%s\n", strings.ToUpper(name), shellQuote(*val))
+		fmt.Fprintf(&pre, "export DE_SECRET_%s=%s\n", strings.ToUpper(name), kit.ShellQuote(*val))
 	}
 	if s.Action == "prepare" {
-		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s/owner\n", stateDir, shellQuote(s.Engine), stateDir)
+		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s/owner\n", stateDir, kit.ShellQuote(s.Engine), stateDir)
 	}
 	// The marker is written when, and only when, the script succeeds.
 	fmt.Fprintf(&pre, "trap 'rc=$?; rm -f %[1]s/run/%[5]s.pgid; if [ $rc -eq 0 ]; then mkdir -p %[1]s/applied && printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s.tmp && mv %[4]s.tmp %[4]s; fi' EXIT\n",
@@ -306,13 +306,12 @@ func (r *stepRun) execute() (string, int, error) {
 
 // config reads the stored config for the nodes' credentials.
 func (i *Installer) config(ctx context.Context) (contract.Config, error) {
-	e, err := i.o.Res.Config.Get(ctx, bus.KeyConfig)
-	if err != nil {
-		return contract.Config{}, fmt.Errorf("read the config for the nodes' credentials: %w", err)
+	cfg, err := bus.LoadConfig(ctx, i.o.Res.Config)
+	if errors.Is(err, bus.ErrBadConfig) {
+		return cfg, permanent{err}
 	}
-	var cfg contract.Config
-	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
-		return contract.Config{}, permanent{fmt.Errorf("decode config: %w", err)}
+	if err != nil {
+		return cfg, fmt.Errorf("the nodes' credentials: %w", err)
 	}
 	return cfg, nil
 }
@@ -357,5 +356,3 @@ func (r *stepRun) report(state string, code *int, errMsg string, final bool) {
 		r.i.log.Error("publish step event", "step", s.ID, "err", err)
 	}
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -83,9 +83,7 @@ func parseProbe(s string) (contract.NodeHardware, string, error) {
 	if len(lines) > 3 {
 		owner = strings.TrimSpace(lines[3])
 	}
-	// DISK in MB with one decimal, as the manual shows it.
-	mb := float64(disk*10/1024) / 10
-	return contract.NodeHardware{CPU: cpu, RAM: ram, DISK: mb}, owner, nil
+	return contract.NodeHardware{CPU: cpu, RAM: ram, DISK: contract.DiskMB(disk)}, owner, nil
 }
 
 // describe turns a dial error into what an operator should do.

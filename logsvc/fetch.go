@@ -107,7 +107,7 @@ func (s *Service) fetcher(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		cfg, err := s.config(ctx)
+		cfg, err := bus.LoadConfig(ctx, s.o.Res.Config)
 		if err != nil {
 			continue
 		}
@@ -166,7 +166,7 @@ func (s *Service) agentReports(ctx context.Context, ip string) bool {
 func (s *Service) fetch(ctx context.Context, ip, path string, off int64) (fetched, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	script := fmt.Sprintf(fetchScript, shellQuote(path), off, fetchBacklog, fetchBacklog, fetchChunk)
+	script := fmt.Sprintf(fetchScript, kit.ShellQuote(path), off, fetchBacklog, fetchBacklog, fetchChunk)
 	rep, err := kit.Request(ctx, s.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: 25})
 	if err != nil {
 		return fetched{}, err
@@ -180,15 +180,3 @@ func (s *Service) fetch(ctx context.Context, ip, path string, off int64) (fetche
 	}
 	return parseFetch(r.Output)
 }
-
-// config reads the stored config.
-func (s *Service) config(ctx context.Context) (contract.Config, error) {
-	var cfg contract.Config
-	e, err := s.o.Res.Config.Get(ctx, bus.KeyConfig)
-	if err != nil {
-		return cfg, err
-	}
-	return cfg, json.Unmarshal(e.Value(), &cfg)
-}
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

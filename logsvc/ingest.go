@@ -421,13 +421,9 @@ func (c *instances) reload() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	e, err := c.kv.Get(ctx, bus.KeyConfig)
+	cfg, err := bus.LoadConfig(ctx, c.kv)
 	if err != nil {
 		// No config yet (or the bus is away): keep what we know.
-		return
-	}
-	var cfg contract.Config
-	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
 		return
 	}
 	pos := make(map[string]map[string]int, len(cfg.Components))

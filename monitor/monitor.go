@@ -145,19 +145,23 @@ func (m *Monitor) heartbeat(msg *nats.Msg) {
 	m.nodes[ip] = &node{hb: hb, seen: now}
 	m.mu.Unlock()
 
+	// An event marks a change: a component that went up or down, any
+	// state of a node heard from again after its silence, and a component
+	// first seen down. A first sight of a running one changes nothing.
+	cameBack := prev != nil && prev.silent
 	was := map[string]bool{}
-	if prev != nil && !prev.silent {
+	if prev != nil && !cameBack {
 		for _, c := range prev.hb.Components {
 			was[c.Name] = c.Running
 		}
 	}
 	for _, c := range hb.Components {
 		up, known := was[c.Name]
-		if known && up == c.Running {
+		switch {
+		case known && up == c.Running:
 			continue
-		}
-		if !known && c.Running && (prev == nil || !prev.silent) {
-			continue // first sight of a running component: nothing changed
+		case !known && !cameBack && c.Running:
+			continue
 		}
 		reason := c.Monit
 		if hb.MonitError != "" {
@@ -211,18 +215,11 @@ func (m *Monitor) componentEvent(comp, ip string, up bool, reason string) {
 
 // config reads the stored config; a missing one is the clients' 403.
 func (m *Monitor) config(ctx context.Context) (contract.Config, error) {
-	e, err := m.o.Res.Config.Get(ctx, bus.KeyConfig)
-	if err != nil {
-		if bus.IsNotFound(err) {
-			return contract.Config{}, kit.Errorf(403, "no config was submitted: POST /deployment-engine/config first")
-		}
-		return contract.Config{}, fmt.Errorf("read the config: %w", err)
+	cfg, err := bus.LoadConfig(ctx, m.o.Res.Config)
+	if bus.IsNotFound(err) {
+		return cfg, kit.Errorf(403, "no config was submitted: POST /deployment-engine/config first")
 	}
-	var cfg contract.Config
-	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
-		return contract.Config{}, fmt.Errorf("decode the stored config: %w", err)
-	}
-	return cfg, nil
+	return cfg, err
 }
 
 // snapshot copies the node table.

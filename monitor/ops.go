@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
@@ -293,7 +294,7 @@ func (m *Monitor) viaAgent(ctx context.Context, ip, action, proc string) string 
 func (m *Monitor) viaSSH(ctx context.Context, ip, action, proc string) string {
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
-	script := fmt.Sprintf("monit %s %s", action, shellQuote(proc))
+	script := fmt.Sprintf("monit %s %s", action, kit.ShellQuote(proc))
 	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: 40})
 	if err != nil {
 		return "reach the node over SSH: " + err.Error()
@@ -312,13 +313,10 @@ func (m *Monitor) viaSSH(ctx context.Context, ip, action, proc string) string {
 }
 
 func (m *Monitor) engineEvent(kind, msg string) {
-	b, _ := json.Marshal(contract.EngineEvent{V: contract.Version, Kind: kind, Time: time.Now().UTC(), Message: msg})
-	if _, err := m.o.Res.JS.Publish(context.Background(), subject.EngineEvent(kind), b); err != nil {
-		m.log.Warn("publish engine event", "err", err)
+	if err := bus.PublishEngineEvent(context.Background(), m.o.Res.JS, kind, msg); err != nil {
+		m.log.Warn("engine event", "err", err)
 	}
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // collector exports the latest state of every node.
 type collector struct{ m *Monitor }

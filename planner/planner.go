@@ -129,18 +129,11 @@ func (r catalogRules) Validate(cfg contract.Config) []contract.Problem {
 
 // loadConfig reads the stored config; ok is false when none was submitted.
 func (p *Planner) loadConfig(ctx context.Context) (contract.Config, bool, error) {
-	e, err := p.o.Res.Config.Get(ctx, bus.KeyConfig)
+	cfg, err := bus.LoadConfig(ctx, p.o.Res.Config)
 	if bus.IsNotFound(err) {
 		return contract.Config{}, false, nil
 	}
-	if err != nil {
-		return contract.Config{}, false, fmt.Errorf("read config: %w", err)
-	}
-	var cfg contract.Config
-	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
-		return contract.Config{}, false, fmt.Errorf("decode stored config: %w", err)
-	}
-	return cfg, true, nil
+	return cfg, err == nil, err
 }
 
 var errNoConfig = &kit.Error{Code: 403, Msg: "no config submitted yet: POST one to /deployment-engine/config first"}
@@ -203,7 +196,7 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	}
 	reply.Stored = true
 	p.log.Info("config stored", "nodes", len(cfg.Nodes()), "catalog", cfg.CatalogName(), "checked", in.Check)
-	p.engineEvent("config", fmt.Sprintf("config stored: catalog %s, %d components on %d nodes (nodes checked: %v)",
+	p.engineEvent(ctx, "config", fmt.Sprintf("config stored: catalog %s, %d components on %d nodes (nodes checked: %v)",
 		cfg.CatalogName(), len(cfg.Components), len(cfg.Nodes()), in.Check))
 	return 201, reply, nil
 }
@@ -252,9 +245,8 @@ func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string
 }
 
 // engineEvent records one of the engine's operations for the operations log.
-func (p *Planner) engineEvent(kind, msg string) {
-	b, _ := json.Marshal(contract.EngineEvent{V: contract.Version, Kind: kind, Time: time.Now().UTC(), Message: msg})
-	if _, err := p.o.Res.JS.Publish(context.Background(), subject.EngineEvent(kind), b); err != nil {
-		p.log.Warn("publish engine event", "err", err)
+func (p *Planner) engineEvent(ctx context.Context, kind, msg string) {
+	if err := bus.PublishEngineEvent(ctx, p.o.Res.JS, kind, msg); err != nil {
+		p.log.Warn("engine event", "err", err)
 	}
 }

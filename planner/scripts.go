@@ -7,6 +7,7 @@ import (
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
 )
 
 // The scripts below run as root with bash, fed on stdin. Each is safe to
@@ -28,7 +29,7 @@ chmod 700 %[1]s
 u=%s
 if ! id -u "$u" >/dev/null 2>&1; then useradd -m -s /bin/bash "$u"; echo "created user $u"; else echo "user $u exists"; fi
 printf '%%s:%%s\n' "$u" "$DE_SECRET_PASSWORD" | chpasswd
-`, shellQuote(p.User))
+`, kit.ShellQuote(p.User))
 		out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "adduser", Script: script, SecretEnv: []string{"password"}, Hash: hashOf(script)}})
 	}
 
@@ -105,7 +106,7 @@ func installScript(packages []string, install string) string {
 	if len(packages) > 0 {
 		q := make([]string, len(packages))
 		for i, p := range packages {
-			q[i] = shellQuote(p)
+			q[i] = kit.ShellQuote(p)
 		}
 		fmt.Fprintf(&b, "apt-get install -y -q -o APT::Sandbox::User=root -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef %s\n", strings.Join(q, " "))
 	}
@@ -129,15 +130,15 @@ for i in $(seq 0 239); do
 done
 echo "monit does not know %[1]s 120s after reload" >&2
 exit 1
-`, shellQuote(process))
+`, kit.ShellQuote(process))
 }
 
 // startScript starts a component, or applies a change to a running one
 // (its reload, or a restart), then waits until monit sees it running.
 func startScript(process, reload string) string {
-	apply := "monit restart " + shellQuote(process)
+	apply := "monit restart " + kit.ShellQuote(process)
 	if strings.TrimSpace(reload) != "" {
-		apply = "( " + strings.TrimSpace(reload) + " ) || monit restart " + shellQuote(process)
+		apply = "( " + strings.TrimSpace(reload) + " ) || monit restart " + kit.ShellQuote(process)
 	}
 	return fmt.Sprintf(`set -u
 p=%[1]s
@@ -154,7 +155,7 @@ done
 monit status "$p" >&2 || true
 echo "$p did not reach running within 120s: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
 exit 1
-`, shellQuote(process), apply)
+`, kit.ShellQuote(process), apply)
 }
 
 func removeScript(name, process string) string {
@@ -168,10 +169,5 @@ rm -f /etc/monit/conf.d/%[1]s
 monit reload || true
 rm -f %[3]s/applied/%[1]s.*
 echo "removed %[1]s"
-`, name, shellQuote(process), nodeState)
-}
-
-// shellQuote quotes s for bash.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+`, name, kit.ShellQuote(process), nodeState)
 }

@@ -39,7 +39,7 @@ func (s *sampler) sample(ctx context.Context, ip string) contract.Heartbeat {
 		hb.MemPct = m.UsedPercent
 	}
 	if d, err := disk.UsageWithContext(ctx, "/"); err == nil {
-		hb.Hardware.DISK = float64(d.Total/1024*10/1024) / 10
+		hb.Hardware.DISK = contract.DiskMB(int64(d.Total / 1024))
 		hb.DiskPct = d.UsedPercent
 	}
 	return hb

@@ -8,6 +8,7 @@ import (
 	"text/template"
 
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
 )
 
 // Input is what a component's templates are rendered from.
@@ -67,7 +68,7 @@ func (c *Catalog) funcs() template.FuncMap {
 	return template.FuncMap{
 		"join":  strings.Join,
 		"add":   func(a, b int) int { return a + b },
-		"quote": shellQuote,
+		"quote": kit.ShellQuote,
 		"first": func(l []string) string {
 			if len(l) == 0 {
 				return ""
@@ -87,8 +88,6 @@ func (c *Catalog) funcs() template.FuncMap {
 		},
 	}
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // Render renders every file and script of one component instance.
 func (c *Catalog) Render(in Input) (*Rendered, error) {

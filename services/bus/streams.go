@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -105,4 +107,34 @@ func Declare(ctx context.Context, nc *nats.Conn) (*Resources, error) {
 // IsNotFound tells whether err means a KV key does not exist.
 func IsNotFound(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+}
+
+// ErrBadConfig marks a stored config that does not decode.
+var ErrBadConfig = errors.New("the stored config does not decode")
+
+// LoadConfig reads the cluster config from its bucket. A missing one is an
+// error IsNotFound recognises; one that does not decode wraps ErrBadConfig.
+func LoadConfig(ctx context.Context, kv jetstream.KeyValue) (contract.Config, error) {
+	var cfg contract.Config
+	e, err := kv.Get(ctx, KeyConfig)
+	if err != nil {
+		return cfg, fmt.Errorf("read the config: %w", err)
+	}
+	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
+		return contract.Config{}, fmt.Errorf("%w: %v", ErrBadConfig, err)
+	}
+	return cfg, nil
+}
+
+// PublishEngineEvent records one of the engine's own operations on
+// de.evt.engine.<kind>, where the operations log picks it up.
+func PublishEngineEvent(ctx context.Context, js jetstream.JetStream, kind, msg string) error {
+	b, err := json.Marshal(contract.EngineEvent{V: contract.Version, Kind: kind, Time: time.Now().UTC(), Message: msg})
+	if err != nil {
+		return err
+	}
+	if _, err := js.Publish(ctx, subject.EngineEvent(kind), b); err != nil {
+		return fmt.Errorf("publish engine event: %w", err)
+	}
+	return nil
 }

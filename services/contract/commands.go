@@ -38,3 +38,6 @@ type NodeHardware struct {
 	RAM  int64   `json:"RAM"`
 	DISK float64 `json:"DISK"`
 }
+
+// DiskMB turns KiB into the manual's DISK unit: MB, with one decimal.
+func DiskMB(kib int64) float64 { return float64(kib*10/1024) / 10 }
