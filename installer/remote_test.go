@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
@@ -44,5 +45,17 @@ func TestExec(t *testing.T) {
 	_, r = ask(contract.Exec{Node: nodeIP, Script: "sleep 30", TimeoutS: 1})
 	if r.ExitCode != -1 || !strings.Contains(r.Error, "killed") {
 		t.Fatalf("hung exec: %+v", r)
+	}
+
+	// A node of the config that nothing answers on: an error that says so.
+	cfg := contract.Config{Components: map[string][]string{"x": {nodeIP, "127.0.77.3"}},
+		Properties: contract.Properties{Domain: "t.local", Home: "127.0.0.1", Key: keyPath, Password: secret, User: "u"}}
+	b, _ := json.Marshal(cfg)
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+	code, r = ask(contract.Exec{Node: "127.0.77.3", Script: "true", TimeoutS: 5})
+	if code != 200 || r.ExitCode != -1 || !strings.Contains(r.Error, "refused") {
+		t.Fatalf("exec on a node that does not answer: %d %+v", code, r)
 	}
 }

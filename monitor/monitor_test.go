@@ -285,6 +285,23 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 				t.Fatalf("line %d is %q: out of order", i, logLines[i])
 			}
 		}
+		logMu.Unlock()
+		// Rotated (truncated in place): followed again from its top.
+		_ = os.WriteFile(logFile, []byte("after rotation\n"), 0o644)
+		deadline = time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			logMu.Lock()
+			n := len(logLines)
+			logMu.Unlock()
+			if n >= 52 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		logMu.Lock()
+		if len(logLines) != 52 || logLines[51] != "after rotation" {
+			t.Fatalf("after truncation followed %d lines, last %q", len(logLines), logLines[len(logLines)-1])
+		}
 	})
 
 	t.Run("stop stays stopped, restart brings it back", func(t *testing.T) {
@@ -397,6 +414,26 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 		t.Logf("agent stopped → DOWN (unreachable) in %s", time.Since(start).Round(10*time.Millisecond))
 		if st.Status != "DOWN" || !strings.Contains(st.Reason, "unreachable") || st.Cpu != "N/A" {
 			t.Fatalf("a silent node: %+v", st)
+		}
+	})
+
+	t.Run("a restarted monitor knows the last report", func(t *testing.T) {
+		e.mon.Stop()
+		var err error
+		e.mon, err = monitor.Start(context.Background(), monitor.Options{NC: e.nc, Res: e.res, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Process: func(_, comp string) (string, bool) { return process, comp == "web" }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No installer runs here: the hardware can only come from the
+		// heartbeat kept in the bucket.
+		code, body := e.ask(t, "hardware", monitor.Target{Comp: "web", IP: nodeIP})
+		var hw contract.NodeHardware
+		if code != 200 || json.Unmarshal(body, &hw) != nil || hw.CPU < 1 {
+			t.Fatalf("hardware after a restart: %d %s", code, body)
+		}
+		if st := e.status(t); st.Status != "DOWN" || !strings.Contains(st.Reason, "unreachable") {
+			t.Fatalf("status after a restart, the agent still silent: %+v", st)
 		}
 	})
 }
