@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
@@ -29,15 +30,7 @@ import (
 // same 512 KiB cap and the same codes.
 func fakeLogs(t *testing.T, files map[string][]byte) *httptest.Server {
 	t.Helper()
-	ctx := context.Background()
-	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := bustest.Start(t, bus.ServerOptions{}).NC
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc, err := micro.AddService(nc, micro.Config{Name: "logsvc", Version: "1.0.0"})
 	if err != nil {
@@ -87,7 +80,7 @@ func fakeLogs(t *testing.T, files map[string][]byte) *httptest.Server {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(h)
-	t.Cleanup(func() { ts.Close(); _ = svc.Stop(); nc.Close(); srv.Stop() })
+	t.Cleanup(func() { ts.Close(); _ = svc.Stop() })
 	return ts
 }
 

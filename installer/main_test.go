@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
 // A real OpenSSH server on a loopback address of this machine stands in
@@ -146,24 +147,12 @@ type testEnv struct {
 
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
-	ctx := context.Background()
-	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := bus.Declare(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ins, err := Start(ctx, Options{NC: nc, Res: res, Port: nodePort, Keepalive: time.Second, DialTimeout: 2 * time.Second,
+	b := bustest.Start(t, bus.ServerOptions{})
+	ins, err := Start(context.Background(), Options{NC: b.NC, Res: b.Res, Port: nodePort, Keepalive: time.Second, DialTimeout: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ins.Stop(); nc.Close(); srv.Stop() })
-	return &testEnv{srv, res, ins}
+	t.Cleanup(ins.Stop)
+	return &testEnv{b.Srv, b.Res, ins}
 }

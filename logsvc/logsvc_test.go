@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
@@ -39,21 +40,9 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newEnv(t testing.TB, cfg map[string][]string) *env {
 	t.Helper()
-	ctx := context.Background()
-	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := bus.Declare(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, srv: srv, nc: nc, res: res, dir: t.TempDir()}
-	e.o = Options{NC: nc, Res: res, Dir: e.dir, Logger: quiet}
+	b := bustest.Start(t, bus.ServerOptions{})
+	e := &env{t: t, srv: b.Srv, nc: b.NC, res: b.Res, dir: t.TempDir()}
+	e.o = Options{NC: b.NC, Res: b.Res, Dir: e.dir, Logger: quiet}
 	if cfg != nil {
 		e.putConfig(cfg)
 	}
@@ -61,8 +50,6 @@ func newEnv(t testing.TB, cfg map[string][]string) *env {
 		if e.svc != nil {
 			e.svc.Stop()
 		}
-		nc.Close()
-		srv.Stop()
 	})
 	return e
 }

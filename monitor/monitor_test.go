@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	"github.com/deployment-engine/engine/monitor"
 	"github.com/deployment-engine/engine/monitor/agent"
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
@@ -40,16 +40,6 @@ const (
 	marker  = "sleep 77717"
 )
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startMonit runs a monit daemon with its own control file and returns the
 // command line that talks to it and its XML status URL.
 func startMonit(t *testing.T) ([]string, string) {
@@ -61,7 +51,7 @@ func startMonit(t *testing.T) ([]string, string) {
 		t.Fatal("the monitor tests need monit: run `make deps` as root")
 	}
 	dir := t.TempDir()
-	port := freePort(t)
+	port := bustest.FreePort(t)
 	rc := filepath.Join(dir, "monitrc")
 	conf := fmt.Sprintf(`set daemon 1
 set pidfile %[1]s/monit.pid
@@ -100,19 +90,11 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
-	port := freePort(t)
-	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{url: fmt.Sprintf("nats://127.0.0.1:%d", port), sec: []byte("agent-secret-for-tests")}
-	srv.SetAgentSecret(e.sec)
-	if e.nc, err = srv.Connect("test"); err != nil {
-		t.Fatal(err)
-	}
-	if e.res, err = bus.Declare(ctx, e.nc); err != nil {
-		t.Fatal(err)
-	}
+	port := bustest.FreePort(t)
+	b := bustest.Start(t, bus.ServerOptions{Host: "127.0.0.1", Port: port})
+	e := &env{url: fmt.Sprintf("nats://127.0.0.1:%d", port), sec: []byte("agent-secret-for-tests"), nc: b.NC, res: b.Res}
+	b.Srv.SetAgentSecret(e.sec)
+	var err error
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e.mon, err = monitor.Start(ctx, monitor.Options{NC: e.nc, Res: e.res, Logger: quiet,
 		Process: func(_, comp string) (string, bool) { return process, comp == "web" }})
@@ -130,7 +112,7 @@ func newEnv(t testing.TB) *env {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.mon.Stop(); e.nc.Close(); srv.Stop() })
+	t.Cleanup(func() { e.mon.Stop() })
 	return e
 }
 
