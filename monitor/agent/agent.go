@@ -1,7 +1,7 @@
 // Package agent is the node agent: it runs on every node a deployment
 // installed, supervised by monit, and reports the node's hardware, usage and
 // components over NATS, serves them to Prometheus, follows the components'
-// log files, and runs monit restart/stop/start when the engine asks.
+// log files, and runs monit restart and stop when the engine asks.
 package agent
 
 import (
@@ -235,7 +235,8 @@ func (a *Agent) readMonit(ctx context.Context) ([]monit.Service, error) {
 	return monit.ParseSummary(out)
 }
 
-var actions = []string{"restart", "stop", "start", "monitor", "unmonitor"}
+// actions are what the engine asks of an agent: the API's restart and stop.
+var actions = []string{"restart", "stop"}
 
 // control runs one monit action on one of this node's components.
 func (a *Agent) control(m *nats.Msg) {

@@ -198,7 +198,7 @@ func ParseComponent(s string) (ComponentSubject, error) {
 const (
 	// VerbHeartbeat carries the agent's periodic report.
 	VerbHeartbeat = "heartbeat"
-	// VerbControl is the request the agent answers: restart, stop, start.
+	// VerbControl is the request the agent answers: restart or stop.
 	VerbControl = "control"
 )
 
