@@ -317,6 +317,15 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 				t.Errorf("control %+v: %d %s, want 400", bad, code, body)
 			}
 		}
+		// The agent itself refuses what the engine never asks.
+		for _, c := range []contract.Control{{V: 1, Action: "unmonitor", Process: process}, {V: 1, Action: "stop", Process: "sshd"}} {
+			b, _ := json.Marshal(c)
+			msg, err := e.nc.Request(subject.Node(nodeIP, subject.VerbControl), b, 5*time.Second)
+			var r contract.ControlReply
+			if err != nil || json.Unmarshal(msg.Data, &r) != nil || r.OK || r.Error == "" {
+				t.Errorf("agent control %+v: %v %+v", c, err, r)
+			}
+		}
 		e.evMu.Lock()
 		var downs, ups int
 		for _, ev := range e.evs {
