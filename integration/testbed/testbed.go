@@ -66,11 +66,17 @@ type Node struct {
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,20}$`)
 
+// name is the bed's name; DE_TESTBED_TAG, when set, is appended so that
+// several checkouts can run their end-to-end tests on one machine at once.
 func (o Options) name() string {
-	if o.Name == "" {
-		return "de"
+	name := o.Name
+	if name == "" {
+		name = "de"
 	}
-	return o.Name
+	if tag := os.Getenv("DE_TESTBED_TAG"); tag != "" {
+		name += "-" + tag
+	}
+	return name
 }
 
 // short is a 4-hex tag of a bed name, to keep interface names ≤ 15 chars.
