@@ -22,6 +22,7 @@ func (s *server) deployRoutes(r chi.Router) {
 	r.Get("/deployments", s.listDeployments)
 	r.Get("/deployments/{id}", s.getDeployment)
 	r.Get("/deployments/{id}/events", s.deploymentEvents)
+	r.Get("/deployments/{id}/report", s.deploymentReport)
 }
 
 func (s *server) deploy(w http.ResponseWriter, r *http.Request) {

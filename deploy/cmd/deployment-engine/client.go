@@ -46,6 +46,8 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   restart COMP IP | stop COMP IP   monit restart|stop on that node ("all 0.0.0.0": the cluster)
   scale COMP IP [--follow]         add an instance on a new IP and deploy it
   logs [NAME]                      list the logs, or print one
+  report ID                        a deployment's timings: per node, component and action, the
+                                   critical path and the 20 slowest steps
 
 Flags for every client command: --json (raw JSON output), --data DIR, --server URL.
 

@@ -6,8 +6,9 @@ import * as config from "./config.js";
 import * as hardware from "./hardware.js";
 import * as scale from "./scale.js";
 import * as logs from "./logs.js";
+import * as report from "./report.js";
 
-const views = { status, deploy, config, hardware, scale, logs };
+const views = { status, deploy, config, hardware, scale, logs, report };
 
 const $ = (id) => document.getElementById(id);
 let cleanup = null;

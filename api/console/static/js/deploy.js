@@ -64,13 +64,14 @@ function recent(go) {
       return;
     }
     fill(box, h("h2", "Deployments"), tableWrap(h("table.data.responsive",
-      h("thead", h("tr", ["Deployment", "State", "Changed", "Started", "Took"].map((t) => h("th", t)))),
+      h("thead", h("tr", ["Deployment", "State", "Changed", "Started", "Took", "Timings"].map((t) => h("th", t)))),
       h("tbody", list.map((d) => h("tr",
         h("td", { "data-label": "Deployment" }, h("a.mono", { href: "#/deploy/" + encodeURIComponent(d.id) }, d.id)),
         h("td", { "data-label": "State" }, badge(d.state)),
         h("td", { "data-label": "Changed" }, d.changed ?? ""),
         h("td", { "data-label": "Started" }, fmtDateTime(d.created)),
-        h("td", { "data-label": "Took" }, d.finished ? fmtDuration(d.created, d.finished) : "")))))));
+        h("td", { "data-label": "Took" }, d.finished ? fmtDuration(d.created, d.finished) : ""),
+        h("td", { "data-label": "Timings" }, h("a", { href: "#/report/" + encodeURIComponent(d.id) }, "report"))))))));
   }).catch((err) => fill(box, h("h2", "Deployments"), errorBox(err, "Cannot list the deployments.")));
   return box;
 }
