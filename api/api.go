@@ -38,6 +38,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// MirrorDir is served read-only at /mirror/ when set.
 	MirrorDir string
+	// Releases, when set, stores BOSH releases (/deployment-engine/releases)
+	// and serves their packages read-only at /releases/.
+	Releases Releases
 	// Console is the web console's static files, served at /.
 	Console fs.FS
 	// Timeout bounds every bus request (default 60s: config checks contact nodes).
@@ -84,6 +87,9 @@ func New(o Options) (http.Handler, error) {
 	if o.MirrorDir != "" {
 		r.Handle("/mirror/*", http.StripPrefix("/mirror/", mirrorHandler(o.MirrorDir)))
 	}
+	if o.Releases != nil {
+		r.Handle("/releases/*", http.StripPrefix("/releases/", releaseFiles(o.Releases.Dir())))
+	}
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.auth)
@@ -93,6 +99,7 @@ func New(o Options) (http.Handler, error) {
 			s.deployRoutes(r)
 			s.monitorRoutes(r)
 			s.logRoutes(r)
+			s.releaseRoutes(r)
 		})
 	})
 	if o.Console != nil {

@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/deployment-engine/engine/services v0.0.0
 	github.com/nats-io/nats.go v1.55.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

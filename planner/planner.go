@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/planner/validate"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
@@ -36,6 +37,8 @@ type Options struct {
 	// the binary to copy and the NATS URL/credentials it reports with.
 	Agent  *AgentSpec
 	Logger *slog.Logger
+	// Releases is the store of uploaded BOSH releases (catalog "bosh").
+	Releases *release.Store
 	// ProbeTimeout bounds the pre-checks of one node (default 15s).
 	ProbeTimeout time.Duration
 	// StepTimeout bounds one step on a node (default 15m).

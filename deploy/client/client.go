@@ -151,19 +151,26 @@ func (c *Client) http() *http.Client {
 // do sends a request and returns the response of a 2xx answer; any other
 // answer becomes an *APIError.
 func (c *Client) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	if body == nil {
+		return c.send(ctx, method, path, nil, "", 0)
 	}
+	return c.send(ctx, method, path, bytes.NewReader(body), "application/json", int64(len(body)))
+}
+
+// send is do with a streamed body of size bytes (-1: unknown).
+func (c *Client) send(ctx context.Context, method, path string, rd io.Reader, contentType string, size int64) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.Server+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("build request %s %s: %w", method, path, err)
 	}
+	if rd != nil {
+		req.ContentLength = size
+	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/deployment-engine/engine/api"
 	"github.com/deployment-engine/engine/planner"
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/kit"
 )
@@ -158,8 +159,12 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	port, _ := strconv.Atoi(httpPort)
 
+	releases, err := release.NewStore(filepath.Join(o.DataDir, "releases"))
+	if err != nil {
+		return err
+	}
 	if o.runs("planner") {
-		p, err := planner.Start(ctx, planner.Options{NC: nc, Res: res, Catalogs: catalogs, EngineID: engineID, Port: port, Logger: log, Agent: agent})
+		p, err := planner.Start(ctx, planner.Options{NC: nc, Res: res, Catalogs: catalogs, EngineID: engineID, Port: port, Logger: log, Agent: agent, Releases: releases})
 		if err != nil {
 			return err
 		}
@@ -179,7 +184,8 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	mirror := filepath.Join(o.DataDir, "mirror")
 	_ = os.MkdirAll(mirror, 0o755)
-	h, err := api.New(api.Options{NC: nc, Token: token, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS()})
+	h, err := api.New(api.Options{NC: nc, Token: token, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
+		Releases: releaseAPI{store: releases, js: res.JS, log: log}})
 	if err != nil {
 		return err
 	}

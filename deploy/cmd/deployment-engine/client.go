@@ -48,6 +48,7 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   logs [NAME]                      list the logs, or print one
   report ID                        a deployment's timings: per node, component and action, the
                                    critical path and the 20 slowest steps
+  release upload FILE | list       upload a BOSH release tarball (progress on stderr), or list them
 
 Flags for every client command: --json (raw JSON output), --data DIR, --server URL.
 

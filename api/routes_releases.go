@@ -1,0 +1,94 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// MaxRelease bounds one uploaded release tarball. Releases are streamed to
+// the store, never held in memory; cf-release tarballs run to a few GB.
+const MaxRelease = 64 << 30
+
+// Releases stores uploaded BOSH releases. The engine wires the planner's
+// release store in; the API only streams bodies to it.
+type Releases interface {
+	// Upload reads one release tarball from r and answers the HTTP code
+	// and body: 201 (stored) or 200 (already stored) with the release,
+	// 400 naming the file at fault, 409 for a version stored with other
+	// contents.
+	Upload(ctx context.Context, r io.Reader) (int, any)
+	// List answers 200 and every stored release.
+	List(ctx context.Context) (int, any)
+	// Dir is served read-only at /releases/ so that nodes fetch packages.
+	Dir() string
+}
+
+// releaseRoutes registers the release routes under /deployment-engine.
+func (s *server) releaseRoutes(r chi.Router) {
+	r.Get("/releases", s.listReleases)
+	r.Post("/releases", s.uploadRelease)
+}
+
+func (s *server) listReleases(w http.ResponseWriter, r *http.Request) {
+	if s.o.Releases == nil {
+		writeError(w, http.StatusServiceUnavailable, "this engine keeps no releases")
+		return
+	}
+	code, body := s.o.Releases.List(r.Context())
+	writeJSON(w, code, body)
+}
+
+func (s *server) uploadRelease(w http.ResponseWriter, r *http.Request) {
+	if s.o.Releases == nil {
+		writeError(w, http.StatusServiceUnavailable, "this engine keeps no releases")
+		return
+	}
+	body := &limitedBody{r: http.MaxBytesReader(w, r.Body, MaxRelease)}
+	code, out := s.o.Releases.Upload(r.Context(), body)
+	if body.tooBig {
+		writeError(w, http.StatusRequestEntityTooLarge, "release larger than 64 GiB")
+		return
+	}
+	writeJSON(w, code, out)
+}
+
+// limitedBody notes when the size limit cut the body short.
+type limitedBody struct {
+	r      io.Reader
+	tooBig bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		b.tooBig = true
+	}
+	return n, err
+}
+
+// releaseFiles serves the stored releases' package tarballs to nodes,
+// read-only: only <release>/<version>/packages/<name>.tgz.
+func releaseFiles(dir string) http.Handler {
+	fs := http.FileServer(http.Dir(dir))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeError(w, http.StatusMethodNotAllowed, "releases are read-only here; upload at /deployment-engine/releases")
+			return
+		}
+		p := path.Clean("/" + r.URL.Path)
+		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+		if len(parts) != 4 || parts[2] != "packages" || !strings.HasSuffix(parts[3], ".tgz") || strings.Contains(p, "/.") {
+			writeError(w, http.StatusNotFound, "no such release file")
+			return
+		}
+		r.URL.Path = p
+		fs.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,57 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// releaseAPI lets the API stream uploads into the planner's release store.
+type releaseAPI struct {
+	store *release.Store
+	js    jetstream.JetStream
+	log   *slog.Logger
+}
+
+func (a releaseAPI) Dir() string { return a.store.Dir() }
+
+func (a releaseAPI) Upload(ctx context.Context, r io.Reader) (int, any) {
+	rel, created, err := a.store.Import(ctx, r)
+	var bad *release.BadRelease
+	var conflict *release.Conflict
+	switch {
+	case errors.As(err, &bad):
+		return 400, contract.ErrorBody{Error: err.Error()}
+	case errors.As(err, &conflict):
+		return 409, contract.ErrorBody{Error: err.Error()}
+	case err != nil:
+		a.log.Error("store release", "err", err)
+		return 500, contract.ErrorBody{Error: "could not store the release; see the engine's log"}
+	}
+	if !created {
+		return 200, rel.Summary()
+	}
+	a.log.Info("release stored", "name", rel.Name, "version", rel.Version)
+	if a.js != nil {
+		_ = bus.PublishEngineEvent(ctx, a.js, "release", fmt.Sprintf("release %s/%s stored: %d jobs, %d packages",
+			rel.Name, rel.Version, len(rel.Jobs), len(rel.Packages)))
+	}
+	return 201, rel.Summary()
+}
+
+func (a releaseAPI) List(ctx context.Context) (int, any) {
+	list, err := a.store.List()
+	if err != nil {
+		a.log.Error("list releases", "err", err)
+		return 500, contract.ErrorBody{Error: "could not list the releases; see the engine's log"}
+	}
+	return 200, list
+}

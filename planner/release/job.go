@@ -1,0 +1,219 @@
+package release
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Property is one property a job's spec declares.
+type Property struct {
+	Description string `json:"description,omitempty"`
+	Default     any    `json:"default,omitempty"`
+	HasDefault  bool   `json:"has_default"`
+}
+
+// Link is a link a job consumes or provides.
+type Link struct {
+	Name       string   `json:"name"`
+	Type       string   `json:"type"`
+	Optional   bool     `json:"optional,omitempty"`
+	Properties []string `json:"properties,omitempty"`
+}
+
+// Template is one ERB template and where it lands under the job's dir.
+type Template struct {
+	Source string `json:"source"`
+	Dest   string `json:"dest"`
+	Text   string `json:"-"`
+}
+
+// Job is a job's spec (job.MF) with its templates and monit file.
+type Job struct {
+	Name       string              `json:"name"`
+	Version    string              `json:"version,omitempty"`
+	Templates  []Template          `json:"templates"`
+	Packages   []string            `json:"packages"`
+	Properties map[string]Property `json:"properties"`
+	Consumes   []Link              `json:"consumes,omitempty"`
+	Provides   []Link              `json:"provides,omitempty"`
+	Monit      string              `json:"-"`
+}
+
+type rawSpec struct {
+	Name       string               `yaml:"name"`
+	Templates  yaml.Node            `yaml:"templates"`
+	Packages   []string             `yaml:"packages"`
+	Properties map[string]yaml.Node `yaml:"properties"`
+	Consumes   []Link               `yaml:"consumes"`
+	Provides   []Link               `yaml:"provides"`
+}
+
+// ParseSpec reads a job spec (job.MF, or a source release's jobs/X/spec).
+func ParseSpec(b []byte) (*Job, error) {
+	var raw rawSpec
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("not YAML: %w", err)
+	}
+	j := &Job{Name: raw.Name, Packages: raw.Packages, Properties: map[string]Property{}, Consumes: raw.Consumes, Provides: raw.Provides}
+	if j.Packages == nil {
+		j.Packages = []string{}
+	}
+	if !plainName(j.Name) {
+		return nil, fmt.Errorf("job name %q is not a plain name", j.Name)
+	}
+	if raw.Templates.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(raw.Templates.Content); i += 2 {
+			src, dst := raw.Templates.Content[i].Value, raw.Templates.Content[i+1].Value
+			if bad(src) || bad(dst) {
+				return nil, fmt.Errorf("template %q → %q: a path must stay inside the job", src, dst)
+			}
+			j.Templates = append(j.Templates, Template{Source: src, Dest: dst})
+		}
+	} else if raw.Templates.Kind != 0 && !(raw.Templates.Kind == yaml.ScalarNode && raw.Templates.Tag == "!!null") {
+		return nil, errors.New("templates must be a map of source to destination")
+	}
+	for name, n := range raw.Properties {
+		var p struct {
+			Description string    `yaml:"description"`
+			Default     yaml.Node `yaml:"default"`
+		}
+		if n.Kind == yaml.MappingNode {
+			if err := n.Decode(&p); err != nil {
+				return nil, fmt.Errorf("property %s: %w", name, err)
+			}
+		}
+		prop := Property{Description: p.Description}
+		if p.Default.Kind != 0 {
+			var v any
+			if err := p.Default.Decode(&v); err != nil {
+				return nil, fmt.Errorf("property %s default: %w", name, err)
+			}
+			prop.Default, prop.HasDefault = jsonable(v), true
+		}
+		j.Properties[name] = prop
+	}
+	for _, l := range append(append([]Link{}, j.Consumes...), j.Provides...) {
+		if l.Name == "" || l.Type == "" {
+			return nil, fmt.Errorf("job %s: every link needs a name and a type", j.Name)
+		}
+	}
+	return j, nil
+}
+
+// bad tells whether a path in an archive or spec would leave its root.
+func bad(p string) bool {
+	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.ContainsRune(p, 0) {
+		return true
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonable turns YAML's map[any]any into map[string]any, recursively, so
+// that defaults encode as JSON.
+func jsonable(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			t[k] = jsonable(x)
+		}
+		return t
+	case map[any]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[fmt.Sprint(k)] = jsonable(x)
+		}
+		return out
+	case []any:
+		for i, x := range t {
+			t[i] = jsonable(x)
+		}
+		return t
+	}
+	return v
+}
+
+// maxJobTarball bounds what is read of one job's tarball into memory: jobs
+// hold templates, not payloads.
+const maxJobTarball = 64 << 20
+
+// ReadJob reads a job tarball: job.MF, monit and every template it lists.
+func ReadJob(r io.Reader) (*Job, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("not a gzip tarball: %w", err)
+	}
+	tr := tar.NewReader(io.LimitReader(gz, maxJobTarball))
+	files := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read tarball: %w", err)
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		if name == "" || name == "." {
+			continue
+		}
+		if bad(strings.TrimSuffix(name, "/")) {
+			return nil, fmt.Errorf("path %q escapes the job", h.Name)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			continue
+		case tar.TypeReg:
+		default:
+			return nil, fmt.Errorf("%s: only plain files belong in a job, not links or devices", name)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		files[path.Clean(name)] = b
+	}
+	mf, ok := files["job.MF"]
+	if !ok {
+		return nil, errors.New("no job.MF")
+	}
+	j, err := ParseSpec(mf)
+	if err != nil {
+		return nil, fmt.Errorf("job.MF: %w", err)
+	}
+	monit, ok := files["monit"]
+	if !ok {
+		return nil, errors.New("no monit file")
+	}
+	j.Monit = string(monit)
+	var missing []string
+	for i, t := range j.Templates {
+		b, ok := files["templates/"+t.Source]
+		if !ok {
+			missing = append(missing, "templates/"+t.Source)
+			continue
+		}
+		j.Templates[i].Text = string(b)
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, fmt.Errorf("job.MF lists templates it does not hold: %s", strings.Join(missing, ", "))
+	}
+	return j, nil
+}
+
+// ReadJobBytes is ReadJob of a tarball in memory.
+func ReadJobBytes(b []byte) (*Job, error) { return ReadJob(bytes.NewReader(b)) }

@@ -1,0 +1,232 @@
+// Package release reads, verifies and stores BOSH release tarballs: the
+// release.MF index, jobs/<name>.tgz (job.MF spec, monit file, ERB
+// templates) and packages/<name>.tgz (sources and a packaging script).
+// Everything the engine installs from a release went through Import, which
+// checks every job and package against the sha1 the index records.
+package release
+
+import (
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Package is one package of a release's index.
+type Package struct {
+	Name         string   `json:"name"`
+	Version      string   `json:"version"`
+	SHA1         string   `json:"sha1"`
+	Fingerprint  string   `json:"fingerprint,omitempty"`
+	Dependencies []string `json:"dependencies"`
+}
+
+// JobRef is one job of a release's index.
+type JobRef struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	SHA1        string `json:"sha1"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// Manifest is release.MF.
+type Manifest struct {
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Packages []Package `json:"packages"`
+	Jobs     []JobRef  `json:"jobs"`
+}
+
+// scalar is a YAML string that old releases write as base64 under the
+// local tag !binary (Ruby's Psych did so for every non-UTF-8-safe string).
+type scalar string
+
+func (s *scalar) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a scalar", n.Line)
+	}
+	if n.Tag == "!binary" || n.Tag == "!!binary" {
+		b, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(n.Value), ""))
+		if err != nil {
+			return fmt.Errorf("line %d: bad !binary value: %w", n.Line, err)
+		}
+		*s = scalar(b)
+		return nil
+	}
+	*s = scalar(n.Value)
+	return nil
+}
+
+type rawManifest struct {
+	Name     scalar `yaml:"name"`
+	Version  scalar `yaml:"version"`
+	Packages []struct {
+		Name         scalar   `yaml:"name"`
+		Version      scalar   `yaml:"version"`
+		SHA1         scalar   `yaml:"sha1"`
+		Fingerprint  scalar   `yaml:"fingerprint"`
+		Dependencies []scalar `yaml:"dependencies"`
+	} `yaml:"packages"`
+	Jobs []struct {
+		Name        scalar `yaml:"name"`
+		Version     scalar `yaml:"version"`
+		SHA1        scalar `yaml:"sha1"`
+		Fingerprint scalar `yaml:"fingerprint"`
+	} `yaml:"jobs"`
+}
+
+// Names of releases, jobs, packages and versions become file names.
+var (
+	nameRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
+	sha1Re    = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	versionRe = nameRe
+)
+
+func plainName(s string) bool { return nameRe.MatchString(s) && !strings.Contains(s, "..") }
+
+// ParseManifest reads release.MF and checks that it names what a release
+// needs in a form the engine can store.
+func ParseManifest(b []byte) (*Manifest, error) {
+	var raw rawManifest
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("not YAML: %w", err)
+	}
+	m := &Manifest{Name: string(raw.Name), Version: string(raw.Version)}
+	var errs []string
+	if !plainName(m.Name) {
+		errs = append(errs, fmt.Sprintf("release name %q is not a plain name", m.Name))
+	}
+	if !versionRe.MatchString(m.Version) || strings.Contains(m.Version, "..") {
+		errs = append(errs, fmt.Sprintf("release version %q is not a plain version", m.Version))
+	}
+	seen := map[string]bool{}
+	for _, p := range raw.Packages {
+		pk := Package{Name: string(p.Name), Version: string(p.Version), SHA1: strings.ToLower(string(p.SHA1)), Fingerprint: string(p.Fingerprint), Dependencies: []string{}}
+		for _, d := range p.Dependencies {
+			pk.Dependencies = append(pk.Dependencies, string(d))
+		}
+		errs = append(errs, checkEntry("package", pk.Name, pk.Version, pk.SHA1, seen)...)
+		m.Packages = append(m.Packages, pk)
+	}
+	seen = map[string]bool{}
+	for _, j := range raw.Jobs {
+		jr := JobRef{Name: string(j.Name), Version: string(j.Version), SHA1: strings.ToLower(string(j.SHA1)), Fingerprint: string(j.Fingerprint)}
+		errs = append(errs, checkEntry("job", jr.Name, jr.Version, jr.SHA1, seen)...)
+		m.Jobs = append(m.Jobs, jr)
+	}
+	pkgs := map[string]bool{}
+	for _, p := range m.Packages {
+		pkgs[p.Name] = true
+	}
+	for _, p := range m.Packages {
+		for _, d := range p.Dependencies {
+			if !pkgs[d] {
+				errs = append(errs, fmt.Sprintf("package %s depends on %q, which the release does not have", p.Name, d))
+			}
+		}
+	}
+	if len(m.Jobs) == 0 {
+		errs = append(errs, "no jobs")
+	}
+	if len(errs) == 0 {
+		if _, err := PackageOrder(m.Packages, namesOf(m.Packages)); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return m, nil
+}
+
+func checkEntry(kind, name, version, sha1 string, seen map[string]bool) []string {
+	var errs []string
+	if !plainName(name) {
+		errs = append(errs, fmt.Sprintf("%s name %q is not a plain name", kind, name))
+	}
+	if seen[name] {
+		errs = append(errs, fmt.Sprintf("%s %s listed twice", kind, name))
+	}
+	seen[name] = true
+	if version == "" {
+		errs = append(errs, fmt.Sprintf("%s %s has no version", kind, name))
+	}
+	if !sha1Re.MatchString(sha1) {
+		errs = append(errs, fmt.Sprintf("%s %s: sha1 %q is not 40 hex digits", kind, name, sha1))
+	}
+	return errs
+}
+
+func namesOf(ps []Package) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Name
+	}
+	return out
+}
+
+// PackageOrder returns want and everything it depends on, each after its
+// dependencies (alphabetical among those ready at once), or names a cycle
+// or a missing package.
+func PackageOrder(all []Package, want []string) ([]Package, error) {
+	byName := map[string]Package{}
+	for _, p := range all {
+		byName[p.Name] = p
+	}
+	need := map[string]bool{}
+	var walk func(n string, path []string) error
+	walk = func(n string, path []string) error {
+		p, ok := byName[n]
+		if !ok {
+			return fmt.Errorf("package %q is not in the release", n)
+		}
+		for _, q := range path {
+			if q == n {
+				return fmt.Errorf("package dependency cycle: %s → %s", strings.Join(path, " → "), n)
+			}
+		}
+		if need[n] {
+			return nil
+		}
+		for _, d := range p.Dependencies {
+			if err := walk(d, append(path, n)); err != nil {
+				return err
+			}
+		}
+		need[n] = true
+		return nil
+	}
+	for _, n := range want {
+		if err := walk(n, nil); err != nil {
+			return nil, err
+		}
+	}
+	done := map[string]bool{}
+	var out []Package
+	for len(out) < len(need) {
+		var round []string
+		for n := range need {
+			if done[n] {
+				continue
+			}
+			ready := true
+			for _, d := range byName[n].Dependencies {
+				if !done[d] {
+					ready = false
+				}
+			}
+			if ready {
+				round = append(round, n)
+			}
+		}
+		sort.Strings(round)
+		for _, n := range round {
+			done[n] = true
+			out = append(out, byName[n])
+		}
+	}
+	return out, nil
+}

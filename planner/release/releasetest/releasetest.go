@@ -1,0 +1,124 @@
+// Package releasetest builds BOSH release tarballs in the release format
+// for tests: release.MF with each job's and package's sha1, jobs/*.tgz
+// with job.MF, monit and templates/, packages/*.tgz with a packaging script.
+package releasetest
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha1" //nolint:gosec // the release format's checksum
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Job is a job to put in a release. Spec is job.MF's text; Templates maps
+// a template's source name to its text.
+type Job struct {
+	Name      string
+	Spec      string
+	Monit     string
+	Templates map[string]string
+}
+
+// Package is a package to put in a release; Files holds packaging and its
+// sources.
+type Package struct {
+	Name string
+	Deps []string
+	// Files maps a path inside the package to its content.
+	Files map[string]string
+}
+
+// Release describes a release tarball.
+type Release struct {
+	Name, Version string
+	Jobs          []Job
+	Packages      []Package
+	// Tamper, when set, changes the named file's bytes after its sha1 went
+	// into release.MF ("jobs/x.tgz").
+	Tamper string
+	// Extra adds raw archive entries (name → content), e.g. a path that
+	// escapes the archive.
+	Extra map[string]string
+	// Omit leaves a listed file out of the archive.
+	Omit string
+}
+
+// Build returns the release as a gzip'd tarball.
+func Build(r Release) []byte {
+	var mf strings.Builder
+	files := map[string][]byte{}
+	fmt.Fprintf(&mf, "---\nname: %s\nversion: '%s'\npackages:\n", r.Name, r.Version)
+	if len(r.Packages) == 0 {
+		mf.Reset()
+		fmt.Fprintf(&mf, "---\nname: %s\nversion: '%s'\npackages: []\n", r.Name, r.Version)
+	}
+	for _, p := range r.Packages {
+		b := TarGz(p.Files)
+		files["packages/"+p.Name+".tgz"] = b
+		deps := "[]"
+		if len(p.Deps) > 0 {
+			deps = "[" + strings.Join(p.Deps, ", ") + "]"
+		}
+		fmt.Fprintf(&mf, "- name: %s\n  version: %s\n  fingerprint: %s\n  sha1: %s\n  dependencies: %s\n", p.Name, sum(b)[:12], sum(b), sum(b), deps)
+	}
+	mf.WriteString("jobs:\n")
+	for _, j := range r.Jobs {
+		f := map[string]string{"job.MF": j.Spec, "monit": j.Monit}
+		for k, v := range j.Templates {
+			f["templates/"+k] = v
+		}
+		b := TarGz(f)
+		files["jobs/"+j.Name+".tgz"] = b
+		fmt.Fprintf(&mf, "- name: %s\n  version: %s\n  fingerprint: %s\n  sha1: %s\n", j.Name, sum(b)[:12], sum(b), sum(b))
+	}
+	if r.Tamper != "" {
+		b := append([]byte(nil), files[r.Tamper]...)
+		b[len(b)/2] ^= 0xff
+		files[r.Tamper] = b
+	}
+	if r.Omit != "" {
+		delete(files, r.Omit)
+	}
+	out := map[string]string{"release.MF": mf.String()}
+	for k, v := range files {
+		out[k] = string(v)
+	}
+	for k, v := range r.Extra {
+		out[k] = v
+	}
+	return TarGz(out)
+}
+
+func sum(b []byte) string {
+	h := sha1.Sum(b) //nolint:gosec
+	return hex.EncodeToString(h[:])
+}
+
+// TarGz archives files (path → content) in name order; a packaging file or
+// anything under bin/ gets mode 0755.
+func TarGz(files map[string]string) []byte {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	names := make([]string, 0, len(files))
+	for k := range files {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		mode := int64(0o644)
+		if n == "packaging" || strings.Contains(n, "bin/") {
+			mode = 0o755
+		}
+		_ = tw.WriteHeader(&tar.Header{Name: "./" + n, Mode: mode, Size: int64(len(files[n])), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg})
+		_, _ = tw.Write([]byte(files[n]))
+	}
+	_ = tw.Close()
+	_ = gz.Close()
+	return buf.Bytes()
+}
