@@ -79,7 +79,7 @@ func TestImportSharedReleases(t *testing.T) {
 
 func good() releasetest.Release {
 	return releasetest.Release{Name: "r", Version: "1",
-		Jobs: []releasetest.Job{{Name: "j", Spec: "---\nname: j\ntemplates:\n  ctl.erb: bin/ctl\npackages: [p]\n", Monit: "", Templates: map[string]string{"ctl.erb": "x"}}},
+		Jobs:     []releasetest.Job{{Name: "j", Spec: "---\nname: j\ntemplates:\n  ctl.erb: bin/ctl\npackages: [p]\n", Monit: "", Templates: map[string]string{"ctl.erb": "x"}}},
 		Packages: []releasetest.Package{{Name: "p", Files: map[string]string{"packaging": "true"}}}}
 }
 
