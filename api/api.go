@@ -6,15 +6,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -32,7 +35,9 @@ type Options struct {
 	// "Authorization: Bearer <token>". Empty with AuthNone turns auth off.
 	Token    string
 	AuthNone bool
-	Logger   *slog.Logger
+	// Tokens, when set, knows the named tokens beside Token.
+	Tokens TokenLookup
+	Logger *slog.Logger
 	// Registry receives the API's metrics; /metrics serves Gatherer.
 	Registry prometheus.Registerer
 	Gatherer prometheus.Gatherer
@@ -50,6 +55,9 @@ type Options struct {
 type server struct {
 	o   Options
 	log *slog.Logger
+	js  jetstream.JetStream
+	// cfgMu keeps config changes one at a time, for their audit diffs.
+	cfgMu sync.Mutex
 }
 
 // New returns the engine's HTTP handler.
@@ -68,6 +76,13 @@ func New(o Options) (http.Handler, error) {
 		o.Registry, o.Gatherer = r, r
 	}
 	s := &server{o: o, log: o.Logger.With("service", "api")}
+	if o.NC != nil {
+		js, err := jetstream.New(o.NC)
+		if err != nil {
+			return nil, fmt.Errorf("api: jetstream: %w", err)
+		}
+		s.js = js
+	}
 	m, err := newMetrics(o.Registry)
 	if err != nil {
 		return nil, err
@@ -92,7 +107,7 @@ func New(o Options) (http.Handler, error) {
 	}
 
 	r.Group(func(r chi.Router) {
-		r.Use(s.auth)
+		r.Use(s.auth, s.audit)
 		r.Route("/deployment-engine", func(r chi.Router) {
 			r.Get("/config", s.getConfig)
 			r.Post("/config", s.postConfig)
@@ -100,6 +115,7 @@ func New(o Options) (http.Handler, error) {
 			s.monitorRoutes(r)
 			s.logRoutes(r)
 			s.releaseRoutes(r)
+			s.auditRoutes(r)
 		})
 	})
 	if o.Console != nil {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"strings"
 )
@@ -10,15 +9,18 @@ func (s *server) auth(next http.Handler) http.Handler {
 	if s.o.AuthNone {
 		return next
 	}
-	want := []byte(s.o.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), want) != 1 {
+		name := ""
+		if ok {
+			name, ok = s.identify(strings.TrimSpace(tok))
+		}
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="deployment-engine"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong API token: send 'Authorization: Bearer <token>' (the token is in <data>/api-token)")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(withActor(r.Context(), name)))
 	})
 }

@@ -184,7 +184,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	mirror := filepath.Join(o.DataDir, "mirror")
 	_ = os.MkdirAll(mirror, 0o755)
-	h, err := api.New(api.Options{NC: nc, Token: token, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
+	h, err := api.New(api.Options{NC: nc, Token: token, Tokens: &TokenFile{Path: filepath.Join(o.DataDir, TokensFile)}, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
 		Releases: releaseAPI{store: releases, js: res.JS, log: log}})
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -132,6 +133,10 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 			}
 			continue
 		}
+		if k == "heal" || k == "notify" {
+			decodeObjectProperty(k, v, p, ps)
+			continue
+		}
 		ps.add(path, "", "", fmt.Sprintf("unknown property %q", k))
 	}
 }
@@ -234,4 +239,39 @@ func jsonError(b []byte, err error) string {
 		}
 	}
 	return fmt.Sprintf("%s (line %d, column %d)", err.Error(), line, col)
+}
+
+// decodeObjectProperty reads the heal and notify properties.
+func decodeObjectProperty(k string, v json.RawMessage, p *contract.Properties, ps *problems) {
+	path := "properties." + k
+	switch k {
+	case "heal":
+		var h contract.HealConfig
+		if err := json.Unmarshal(v, &h); err != nil {
+			ps.add(path, "", "", err.Error())
+			return
+		}
+		p.Heal = &h
+	case "notify":
+		var n contract.NotifyConfig
+		dec := json.NewDecoder(bytes.NewReader(v))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&n); err != nil {
+			ps.add(path, "", "", `want {"webhooks": [{"url", "secret", "format", "events", "name"}], "down_after_s"}: `+err.Error())
+			return
+		}
+		for i, w := range n.Webhooks {
+			wp := fmt.Sprintf("%s.webhooks[%d]", path, i)
+			if u, err := url.Parse(w.URL); w.URL != contract.Redacted && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+				ps.add(wp+".url", "", "", "must be an http:// or https:// URL")
+			}
+			if w.Format != "" && w.Format != "json" && w.Format != "slack" {
+				ps.add(wp+".format", "", "", `must be "json" or "slack"`)
+			}
+		}
+		if n.DownAfterS < 0 {
+			ps.add(path+".down_after_s", "", "", "must be >= 0")
+		}
+		p.Notify = &n
+	}
 }

@@ -18,6 +18,9 @@ import (
 const (
 	StreamSteps  = "DE_STEPS"
 	StreamEvents = "DE_EVENTS"
+	// StreamAudit keeps the audit entries of DE_EVENTS for a year, out of
+	// reach of the event stream's size limit.
+	StreamAudit = "DE_AUDIT"
 
 	// KVConfig holds the cluster config under key KeyConfig.
 	KVConfig = "DE_CONFIG"
@@ -41,6 +44,7 @@ type Resources struct {
 	JS          jetstream.JetStream
 	Steps       jetstream.Stream
 	Events      jetstream.Stream
+	Audit       jetstream.Stream
 	Config      jetstream.KeyValue
 	Deployments jetstream.KeyValue
 	Owners      jetstream.KeyValue
@@ -78,6 +82,20 @@ func Declare(ctx context.Context, nc *nats.Conn) (*Resources, error) {
 		Discard:     jetstream.DiscardOld,
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", StreamEvents, err)
+	}
+	// Audit entries are published on de.evt.audit.> like every event, and
+	// sourced from there: one subject may belong to one stream only.
+	if r.Audit, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamAudit,
+		Description: "the audit trail: every change through the API and every heal, kept a year",
+		Sources:     []*jetstream.StreamSource{{Name: StreamEvents, FilterSubject: subject.AllAudit}},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      365 * 24 * time.Hour,
+		MaxBytes:    256 << 20,
+		Discard:     jetstream.DiscardOld,
+	}); err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", StreamAudit, err)
 	}
 	kvs := []struct {
 		dst     *jetstream.KeyValue
@@ -135,6 +153,22 @@ func PublishEngineEvent(ctx context.Context, js jetstream.JetStream, kind, msg s
 	}
 	if _, err := js.Publish(ctx, subject.EngineEvent(kind), b); err != nil {
 		return fmt.Errorf("publish engine event: %w", err)
+	}
+	return nil
+}
+
+// PublishAudit records one change in the audit trail.
+func PublishAudit(ctx context.Context, js jetstream.JetStream, e contract.AuditEntry) error {
+	e.V = contract.Version
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if _, err := js.Publish(ctx, subject.Audit(e.Action), b); err != nil {
+		return fmt.Errorf("publish audit entry: %w", err)
 	}
 	return nil
 }

@@ -41,6 +41,9 @@ type Properties struct {
 	Key     string `json:"key,omitempty"`
 	Catalog string `json:"catalog,omitempty"`
 	Release string `json:"release,omitempty"`
+	// Heal tunes auto-heal (on when absent); Notify names webhooks.
+	Heal   *HealConfig   `json:"heal,omitempty"`
+	Notify *NotifyConfig `json:"notify,omitempty"`
 }
 
 // Flex is a non-negative integer that may be written as a JSON number or a
@@ -102,7 +105,25 @@ func (c Config) Redact() Config {
 			*s = Redacted
 		}
 	}
+	if n := out.Properties.Notify; n != nil {
+		for i := range n.Webhooks {
+			for _, s := range n.Webhooks[i].secrets() {
+				if *s != "" {
+					*s = Redacted
+				}
+			}
+		}
+	}
 	return out
+}
+
+// secrets are a webhook's secret fields: its signing secret, and its URL
+// when it is a Slack-style one (the URL is the credential there).
+func (w *Webhook) secrets() []*string {
+	if w.Format == "slack" {
+		return []*string{&w.Secret, &w.URL}
+	}
+	return []*string{&w.Secret}
 }
 
 // KeepSecrets replaces every secret of c that holds the redaction marker
@@ -114,6 +135,24 @@ func (c *Config) KeepSecrets(stored Config) {
 			*s = *old[name]
 		}
 	}
+	// A webhook's secrets are kept from the stored webhook at the same
+	// position.
+	if n := c.Properties.Notify; n != nil {
+		for i := range n.Webhooks {
+			var prev []*string
+			if o := stored.Properties.Notify; o != nil && i < len(o.Webhooks) {
+				prev = o.Webhooks[i].secrets()
+			}
+			for j, s := range n.Webhooks[i].secrets() {
+				if *s == Redacted {
+					*s = ""
+					if j < len(prev) {
+						*s = *prev[j]
+					}
+				}
+			}
+		}
+	}
 }
 
 // Clone returns a deep copy of c.
@@ -122,6 +161,20 @@ func (c Config) Clone() Config {
 	out.Components = make(map[string][]string, len(c.Components))
 	for k, v := range c.Components {
 		out.Components[k] = append([]string(nil), v...)
+	}
+	if h := c.Properties.Heal; h != nil {
+		hc := *h
+		hc.Off = append([]string(nil), h.Off...)
+		out.Properties.Heal = &hc
+	}
+	if n := c.Properties.Notify; n != nil {
+		nc := *n
+		nc.Webhooks = make([]Webhook, len(n.Webhooks))
+		for i, w := range n.Webhooks {
+			w.Events = append([]string(nil), w.Events...)
+			nc.Webhooks[i] = w
+		}
+		out.Properties.Notify = &nc
 	}
 	return out
 }

@@ -233,3 +233,15 @@ func ParseNodeLog(s string) (NodeLogSubject, error) {
 // EngineEvent is de.evt.engine.<kind>: an operation of the engine itself
 // (config accepted, restart, stop), the source of the operations log.
 func EngineEvent(kind string) string { return "de.evt.engine." + check("kind", kind) }
+
+// Audit is de.evt.audit.<action>: one change to the cluster.
+func Audit(action string) string { return "de.evt.audit." + check("action", action) }
+
+// AllAudit matches every audit entry.
+const AllAudit = "de.evt.audit.>"
+
+// HealEvent is de.evt.heal.<kind>: what auto-heal did or decided.
+func HealEvent(kind string) string { return "de.evt.heal." + check("kind", kind) }
+
+// AllHeal matches every heal event.
+const AllHeal = "de.evt.heal.>"

@@ -17,6 +17,7 @@ Usage:
   deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none]
   deployment-engine mirror sync [--catalog NAME] [--data ./data]
   deployment-engine testbed up --nodes N [--name NAME] | testbed down [--name NAME]
+  deployment-engine token add NAME | token revoke NAME | token list [--data ./data]
   deployment-engine agent [--config /var/lib/deployment-engine/agent.json]   (on each node, installed by deploy)
 
 Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-token):

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+func TestDiffJSON(t *testing.T) {
+	dec := func(s string) map[string]any {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	cases := []struct {
+		name, a, b string
+		want       []string
+	}{
+		{"nothing before", `{}`, `{"components": {"web": ["10.0.0.1"]}}`, []string{`+ components.web[0]: "10.0.0.1"`}},
+		{"an instance added, a property changed", `{"components": {"web": ["10.0.0.1"]}, "properties": {"domain": "a"}}`,
+			`{"components": {"web": ["10.0.0.1", "10.0.0.2"]}, "properties": {"domain": "b"}}`,
+			[]string{`+ components.web[1]: "10.0.0.2"`, `~ properties.domain: "a" → "b"`}},
+		{"a component removed", `{"components": {"web": ["10.0.0.1"], "db": ["10.0.0.2"]}}`, `{"components": {"web": ["10.0.0.1"]}}`,
+			[]string{`- components.db[0]: "10.0.0.2"`}},
+		{"secrets never show", `{"properties": {"root": "hunter2hunter2"}}`, `{"properties": {"root": "swordfish", "notify": {"webhooks": [{"secret": "s3cret"}]}}}`,
+			[]string{`+ properties.notify.webhooks[0].secret: "<redacted>"`}},
+		{"same", `{"properties": {"disksize": 15}}`, `{"properties": {"disksize": 15}}`, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := diffJSON(dec(tc.a), dec(tc.b))
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAuditAction(t *testing.T) {
+	cases := map[string]string{
+		"POST /deployment-engine/config":                 contract.AuditConfig,
+		"GET /deployment-engine/config":                  "",
+		"GET /deployment-engine/deploy":                  contract.AuditDeploy,
+		"PUT /deployment-engine/stop":                    contract.AuditStop,
+		"PUT /deployment-engine/download":                "",
+		"POST /deployment-engine/deployments/d-1/cancel": contract.AuditCancel,
+		"POST /deployment-engine/rollback":               contract.AuditRollback,
+		"PUT /deployment-engine/heal":                    contract.AuditHeal,
+		"GET /deployment-engine/heal":                    "",
+	}
+	for in, want := range cases {
+		m, p, _ := strings.Cut(in, " ")
+		if got := auditAction(m, p); got != want {
+			t.Errorf("%s: %q, want %q", in, got, want)
+		}
+	}
+}
+
+// names is a token lookup for the test: token → name, "" when revoked.
+type names map[string]string
+
+func (n names) Lookup(tok string) (string, bool) {
+	name, ok := n[tok]
+	return name, ok && name != ""
+}
+
+// TestAuditTrail sends changes through the API with a named token against
+// the real bus (the planner's and monitor's answers are stand-ins) and reads
+// them back from the audit stream.
+func TestAuditTrail(t *testing.T) {
+	b := bustest.Start(t, bus.ServerOptions{})
+	var stored atomic.Value
+	stored.Store(`{"components": {"web": ["10.0.0.1"]}, "properties": {"domain": "a.local", "root": "<redacted>"}}`)
+	reply := func(subj string, code int, body func() string) {
+		_, err := b.NC.Subscribe(subj, func(m *nats.Msg) {
+			r := nats.NewMsg(m.Reply)
+			r.Header.Set("De-Code", fmt.Sprint(code))
+			r.Data = []byte(body())
+			_ = m.RespondMsg(r)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	reply(subject.Cmd("config", "get"), 200, func() string { return stored.Load().(string) })
+	reply(subject.Cmd("config", "put"), 201, func() string {
+		stored.Store(`{"components": {"web": ["10.0.0.1", "10.0.0.2"]}, "properties": {"domain": "a.local", "root": "<redacted>"}}`)
+		return `{"stored": true}`
+	})
+	reply(subject.Cmd("monitor", "control"), 200, func() string { return `{"status": "ok"}` })
+
+	tokens := names{"alice-token-0123456789": "alice", "old-token-0123456789": ""}
+	h, err := New(Options{NC: b.NC, Token: "admin-token-0123456789", Tokens: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	do := func(tok, method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	if code, body := do("old-token-0123456789", "PUT", "/deployment-engine/stop", `{"name": "web", "ip": "10.0.0.1"}`); code != 401 {
+		t.Fatalf("revoked token: %d %s", code, body)
+	}
+	if code, body := do("alice-token-0123456789", "PUT", "/deployment-engine/stop", `{"name": "web", "ip": "10.0.0.1"}`); code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	if code, body := do("admin-token-0123456789", "POST", "/deployment-engine/config", `{}`); code != 201 {
+		t.Fatalf("config: %d %s", code, body)
+	}
+	if code, body := do("alice-token-0123456789", "GET", "/deployment-engine/status", ``); code == 401 {
+		t.Fatalf("a read with a named token: %d %s", code, body)
+	}
+
+	var got []contract.AuditEntry
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		_, body := do("alice-token-0123456789", "GET", "/deployment-engine/audit", "")
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatalf("audit: %s", body)
+		}
+		if len(got) >= 2 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(got) != 2 {
+		t.Fatalf("audit holds %d entries, want 2 (the refused request and the read are not changes): %+v", len(got), got)
+	}
+	stop, cfg := got[0], got[1]
+	if stop.Actor != "alice" || stop.Action != "stop" || stop.Object != "web@10.0.0.1" || stop.Component != "web" || stop.Result != "ok" || stop.Code != 200 {
+		t.Errorf("stop entry: %+v", stop)
+	}
+	if cfg.Actor != "admin" || cfg.Action != "config" || fmt.Sprint(cfg.Diff) != `[+ components.web[1]: "10.0.0.2"]` {
+		t.Errorf("config entry: %+v", cfg)
+	}
+	_, body := do("alice-token-0123456789", "GET", "/deployment-engine/audit?actor=admin&since=1h", "")
+	if err := json.Unmarshal([]byte(body), &got); err != nil || len(got) != 1 || got[0].Action != "config" {
+		t.Errorf("audit?actor=admin: %s", body)
+	}
+	_, body = do("alice-token-0123456789", "GET", "/deployment-engine/audit?action=stop", "")
+	if err := json.Unmarshal([]byte(body), &got); err != nil || len(got) != 1 || got[0].Action != "stop" {
+		t.Errorf("audit?action=stop: %s", body)
+	}
+	for _, q := range []string{"since=yesterday", "action=a.b", "limit=0"} {
+		if code, body := do("alice-token-0123456789", "GET", "/deployment-engine/audit?"+q, ""); code != 400 {
+			t.Errorf("audit?%s: %d %s", q, code, body)
+		}
+	}
+}

@@ -1,0 +1,162 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// auditRoutes registers the audit trail and the auto-heal switch.
+func (s *server) auditRoutes(r chi.Router) {
+	r.Get("/audit", s.auditList)
+	r.Get("/heal", s.healGet)
+	r.Put("/heal", s.healSet)
+}
+
+// maxAudit bounds one answer of the audit trail: the newest entries win.
+const maxAudit = 10000
+
+// auditQuery is GET /audit's query, checked.
+type auditQuery struct {
+	since         time.Time
+	actor, action string
+	limit         int
+}
+
+func parseAuditQuery(q map[string][]string, now time.Time) (auditQuery, string) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return strings.TrimSpace(v[0])
+		}
+		return ""
+	}
+	a := auditQuery{actor: get("actor"), action: get("action"), limit: 1000}
+	if v := get("since"); v != "" {
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			a.since = t
+		} else if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			a.since = now.Add(-d)
+		} else {
+			return a, "since: want an RFC 3339 time (2026-11-26T16:00:00Z) or a duration back from now (90m)"
+		}
+	}
+	if a.action != "" && !subject.ValidToken(a.action) {
+		return a, "action: no such action " + strconv.Quote(a.action)
+	}
+	if v := get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxAudit {
+			return a, fmt.Sprintf("limit: want a number from 1 to %d", maxAudit)
+		}
+		a.limit = n
+	}
+	return a, ""
+}
+
+// auditList answers the audit trail, oldest first: the newest `limit`
+// entries since `since`, of one actor and one action when asked.
+func (s *server) auditList(w http.ResponseWriter, r *http.Request) {
+	q, problem := parseAuditQuery(r.URL.Query(), time.Now())
+	if problem != "" {
+		writeError(w, http.StatusBadRequest, problem)
+		return
+	}
+	out, err := s.readAudit(r.Context(), q)
+	if err != nil {
+		s.log.Error("read the audit trail", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "cannot read the audit trail; check the engine's log")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) readAudit(ctx context.Context, q auditQuery) ([]contract.AuditEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		return nil, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []contract.AuditEntry{}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return out, nil
+	}
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if !q.since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &q.since
+	}
+	if q.action != "" {
+		cfg.FilterSubjects = []string{subject.Audit(q.action)}
+	}
+	cons, err := st.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(300*time.Millisecond))
+		if err != nil {
+			return nil, err
+		}
+		n, done := 0, false
+		for m := range batch.Messages() {
+			n++
+			meta, err := m.Metadata()
+			if err == nil && meta.Sequence.Stream >= last {
+				done = true
+			}
+			var e contract.AuditEntry
+			if json.Unmarshal(m.Data(), &e) != nil || (q.actor != "" && e.Actor != q.actor) {
+				continue
+			}
+			out = append(out, e)
+			if len(out) > q.limit {
+				out = out[1:]
+			}
+		}
+		if batch.Error() != nil && n == 0 || n == 0 || done {
+			break
+		}
+	}
+	return out, nil
+}
+
+// healGet answers auto-heal's state: on or off, the meltdown guard, and
+// every instance it is working on.
+func (s *server) healGet(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.Cmd("heal", "get"), nil)
+}
+
+// healSet turns auto-heal on or off: {"enabled": false}. Turning it on
+// also lifts the meltdown guard and gives failing instances a new start.
+func (s *server) healSet(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var in struct {
+		Enabled *bool `json:"enabled"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil || in.Enabled == nil {
+		writeError(w, http.StatusBadRequest, `want {"enabled": true} or {"enabled": false}`)
+		return
+	}
+	s.call(w, r, subject.Cmd("heal", "set"), contract.HealSet{V: contract.Version, Enabled: *in.Enabled, Actor: actorOf(r.Context())})
+}

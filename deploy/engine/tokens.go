@@ -1,0 +1,203 @@
+package engine
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// TokensFile is the file of named API tokens in the data dir: one line per
+// token, "NAME sha256:HEX" (or the token itself in place of its hash), and
+// " revoked TIME" after a revoked one. Lines starting with # are comments.
+//
+//	alice  sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
+//	ci     sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9  revoked 2026-11-26T16:00:00Z
+const TokensFile = "api-tokens"
+
+var tokenNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
+
+// TokenEntry is one line of the tokens file.
+type TokenEntry struct {
+	Name    string
+	Hash    string // hex SHA-256 of the token
+	Revoked string // when it was revoked, "" while valid
+}
+
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+// ParseTokens reads the tokens file's text. A malformed line is an error
+// that names it: a file half understood would let a revoked token in.
+func ParseTokens(text string) ([]TokenEntry, error) {
+	var out []TokenEntry
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 && !(len(f) == 4 && f[2] == "revoked") {
+			return nil, fmt.Errorf("%s line %d: want \"NAME sha256:HEX\" or \"NAME sha256:HEX revoked TIME\"", TokensFile, n)
+		}
+		name := f[0]
+		if !tokenNameRe.MatchString(name) || name == contract.ActorEngine || name == contract.ActorAdmin || name == contract.ActorAnonymous {
+			return nil, fmt.Errorf("%s line %d: %q is not a usable token name (letters, digits, _.@-; not engine, admin or anonymous)", TokensFile, n, name)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("%s line %d: the name %s is used twice", TokensFile, n, name)
+		}
+		seen[name] = true
+		e := TokenEntry{Name: name}
+		if h, ok := strings.CutPrefix(f[1], "sha256:"); ok {
+			if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+				return nil, fmt.Errorf("%s line %d: not a SHA-256 in hex", TokensFile, n)
+			}
+			e.Hash = strings.ToLower(h)
+		} else {
+			if len(f[1]) < 16 {
+				return nil, fmt.Errorf("%s line %d: a token must be at least 16 characters", TokensFile, n)
+			}
+			e.Hash = hashToken(f[1])
+		}
+		if len(f) == 4 {
+			e.Revoked = f[3]
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
+
+// FormatTokens writes entries back as the file's text.
+func FormatTokens(entries []TokenEntry) string {
+	var b strings.Builder
+	b.WriteString("# Named API tokens: NAME sha256:HEX [revoked TIME]. Manage with `deployment-engine token`.\n")
+	for _, e := range entries {
+		fmt.Fprintf(&b, "%s sha256:%s", e.Name, e.Hash)
+		if e.Revoked != "" {
+			fmt.Fprintf(&b, " revoked %s", e.Revoked)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// TokenFile answers the API's token lookups from the tokens file, read
+// again whenever it changes, so a revocation holds from the next request.
+type TokenFile struct {
+	Path string
+
+	mu      sync.Mutex
+	mod     time.Time
+	size    int64
+	entries []TokenEntry
+	err     error
+}
+
+// Lookup names the holder of tok; a revoked or unknown token is refused,
+// and so is every token while the file does not parse.
+func (f *TokenFile) Lookup(tok string) (string, bool) {
+	if tok == "" {
+		return "", false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, err := os.Stat(f.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		f.entries, f.err, f.mod, f.size = nil, nil, time.Time{}, 0
+	case err != nil:
+		f.err = err
+	case !st.ModTime().Equal(f.mod) || st.Size() != f.size:
+		b, rerr := os.ReadFile(f.Path)
+		if rerr != nil {
+			f.err = rerr
+			break
+		}
+		f.entries, f.err = ParseTokens(string(b))
+		f.mod, f.size = st.ModTime(), st.Size()
+	}
+	if f.err != nil {
+		return "", false
+	}
+	h := []byte(hashToken(tok))
+	for _, e := range f.entries {
+		if subtle.ConstantTimeCompare(h, []byte(e.Hash)) == 1 {
+			return e.Name, e.Revoked == ""
+		}
+	}
+	return "", false
+}
+
+// AddToken makes a new token named name in the file at path and returns
+// it: the file keeps only its hash.
+func AddToken(path, name string) (string, error) {
+	entries, err := readTokens(path)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		if e.Name == name {
+			return "", fmt.Errorf("a token named %s exists already (revoked ones keep their name)", name)
+		}
+	}
+	tok := bus.RandomSecret()
+	entries = append(entries, TokenEntry{Name: name, Hash: hashToken(tok)})
+	if _, err := ParseTokens(FormatTokens(entries)); err != nil {
+		return "", err
+	}
+	return tok, writeTokens(path, entries)
+}
+
+// RevokeToken marks the token named name revoked.
+func RevokeToken(path, name string) error {
+	entries, err := readTokens(path)
+	if err != nil {
+		return err
+	}
+	for i := range entries {
+		if entries[i].Name == name {
+			if entries[i].Revoked == "" {
+				entries[i].Revoked = time.Now().UTC().Format(time.RFC3339)
+			}
+			return writeTokens(path, entries)
+		}
+	}
+	return fmt.Errorf("no token named %s", name)
+}
+
+// ListTokens reads the file's entries.
+func ListTokens(path string) ([]TokenEntry, error) { return readTokens(path) }
+
+func readTokens(path string) ([]TokenEntry, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ParseTokens(string(b))
+}
+
+func writeTokens(path string, entries []TokenEntry) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(FormatTokens(entries)), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

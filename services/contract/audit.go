@@ -1,0 +1,61 @@
+package contract
+
+import "time"
+
+// Actors that are not token names.
+const (
+	// ActorEngine is the engine acting on its own (auto-heal).
+	ActorEngine = "engine"
+	// ActorAdmin holds the engine's single token (<data>/api-token or
+	// DE_API_TOKEN).
+	ActorAdmin = "admin"
+	// ActorAnonymous is every caller when the API runs with --auth none.
+	ActorAnonymous = "anonymous"
+)
+
+// AuditEntry is one change to the cluster, on de.evt.audit.<action>, kept
+// in the DE_AUDIT stream: who (the API token's name, or "engine"), what,
+// on what, and how it ended. Diff is the config's change, one line per
+// changed field, secrets redacted.
+//
+//	{"v": 1, "time": "...", "actor": "alice", "action": "stop", "object": "web@10.0.0.1",
+//	 "component": "web", "ip": "10.0.0.1", "result": "ok", "code": 200}
+//	{"v": 1, "time": "...", "actor": "ci", "action": "config", "object": "config", "result": "ok", "code": 201,
+//	 "diff": ["+ components.web[1]: \"10.0.0.2\"", "~ properties.domain: \"a.local\" → \"b.local\""]}
+type AuditEntry struct {
+	V      int       `json:"v"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Object string    `json:"object"`
+	// Component and IP name the instance acted on, when it is one
+	// ("all" and "0.0.0.0" for the whole cluster).
+	Component string `json:"component,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	// Deployment is the deployment the change started, if any.
+	Deployment string `json:"deployment,omitempty"`
+	// Result is "ok" or "failed"; Code the HTTP status the change got;
+	// Detail the engine's message.
+	Result string   `json:"result"`
+	Code   int      `json:"code,omitempty"`
+	Detail string   `json:"detail,omitempty"`
+	Diff   []string `json:"diff,omitempty"`
+}
+
+// Audit actions: the API's changes, then the engine's own.
+const (
+	AuditConfig   = "config"
+	AuditDeploy   = "deploy"
+	AuditScale    = "scale"
+	AuditRestart  = "restart"
+	AuditStop     = "stop"
+	AuditHeal     = "heal"
+	AuditRelease  = "release"
+	AuditRollback = "rollback"
+	AuditCancel   = "cancel"
+
+	AuditHealRestart  = "heal-restart"
+	AuditHealReapply  = "heal-reapply"
+	AuditHealFailing  = "heal-failing"
+	AuditHealMeltdown = "heal-meltdown"
+)
