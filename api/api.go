@@ -50,6 +50,8 @@ type Options struct {
 	Console fs.FS
 	// Timeout bounds every bus request (default 60s: config checks contact nodes).
 	Timeout time.Duration
+	// Limits bound requests in flight and the server's timeouts.
+	Limits Limits
 }
 
 type server struct {
@@ -58,6 +60,7 @@ type server struct {
 	js  jetstream.JetStream
 	// cfgMu keeps config changes one at a time, for their audit diffs.
 	cfgMu sync.Mutex
+	lim *limiter
 }
 
 // New returns the engine's HTTP handler.
@@ -75,7 +78,8 @@ func New(o Options) (http.Handler, error) {
 		r := prometheus.NewRegistry()
 		o.Registry, o.Gatherer = r, r
 	}
-	s := &server{o: o, log: o.Logger.With("service", "api")}
+	o.Limits.defaults(o.Timeout)
+	s := &server{o: o, log: o.Logger.With("service", "api"), lim: newLimiter(o.Limits)}
 	if o.NC != nil {
 		js, err := jetstream.New(o.NC)
 		if err != nil {
@@ -89,26 +93,29 @@ func New(o Options) (http.Handler, error) {
 	}
 
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, m.middleware)
+	r.Use(securityHeaders, middleware.Recoverer, m.middleware)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+contract.Clip(r.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+		writeError(w, http.StatusMethodNotAllowed, "method "+contract.Clip(r.Method)+" not allowed on "+contract.Clip(r.URL.Path))
 	})
 
+	// Health and metrics answer however busy the rest is.
 	r.Get("/healthz", s.healthz)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	if o.MirrorDir != "" {
-		r.Handle("/mirror/*", http.StripPrefix("/mirror/", mirrorHandler(o.MirrorDir)))
+		r.With(s.lim.limit).Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))
 	}
 	if o.Releases != nil {
 		r.Handle("/releases/*", http.StripPrefix("/releases/", releaseFiles(o.Releases.Dir())))
 	}
 
 	r.Group(func(r chi.Router) {
+		// The token is checked on the headers, before any body is read.
 		r.Use(s.auth, s.audit)
 		r.Route("/deployment-engine", func(r chi.Router) {
+			r.Use(s.lim.limit)
 			r.Get("/config", s.getConfig)
 			r.Post("/config", s.postConfig)
 			s.deployRoutes(r)
@@ -119,7 +126,7 @@ func New(o Options) (http.Handler, error) {
 		})
 	})
 	if o.Console != nil {
-		r.Handle("/*", http.FileServerFS(o.Console))
+		r.With(s.lim.limit).Handle("/*", http.FileServerFS(o.Console))
 	}
 	return r, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -21,7 +22,7 @@ func (s *server) deployRoutes(r chi.Router) {
 	r.Post("/scale", s.scale)
 	r.Get("/deployments", s.listDeployments)
 	r.Get("/deployments/{id}", s.getDeployment)
-	r.Get("/deployments/{id}/events", s.deploymentEvents)
+	r.Get("/deployments/{id}/events", streaming(s.o.Limits.StreamIdle, s.deploymentEvents))
 	r.Get("/deployments/{id}/report", s.deploymentReport)
 }
 
@@ -43,8 +44,8 @@ func (s *server) listDeployments(w http.ResponseWriter, r *http.Request) {
 
 func deploymentID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := chi.URLParam(r, "id")
-	if !subject.ValidToken(id) || !strings.HasPrefix(id, "d-") {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no deployment %q", id))
+	if len(id) > 64 || !subject.ValidToken(id) || !strings.HasPrefix(id, "d-") {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no deployment %q", contract.Clip(id)))
 		return "", false
 	}
 	return id, true

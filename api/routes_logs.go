@@ -26,9 +26,10 @@ import (
 // decides what is a log, so no name reaches the file system from here.
 func (s *server) logRoutes(r chi.Router) {
 	r.Get("/download", s.listLogs)
-	r.Put("/download", s.downloadLog)
-	r.Get("/logs/{name}", s.serveLog)
-	r.Get("/logs.tar.gz", s.logBundle)
+	idle := s.o.Limits.StreamIdle
+	r.Put("/download", streaming(idle, s.downloadLog))
+	r.Get("/logs/{name}", streaming(idle, s.serveLog))
+	r.Get("/logs.tar.gz", streaming(idle, s.logBundle))
 }
 
 func (s *server) listLogs(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -75,7 +76,7 @@ func parseTarget(body []byte, r *http.Request) (target, string) {
 			}
 			t.Comp = strings.TrimSpace(str)
 		default:
-			return t, "unknown field " + k + `: want {"Comp": "...", "Ip": "..."}`
+			return t, "unknown field " + contract.Clip(k) + `: want {"Comp": "...", "Ip": "..."}`
 		}
 	}
 	return t, ""

@@ -26,7 +26,7 @@ func (s *Service) read(_ context.Context, req micro.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	if !ValidName(r.Name) {
-		return 0, nil, kit.Errorf(400, "bad log name %q: a log is named like web_0.log", r.Name)
+		return 0, nil, kit.Errorf(400, "bad log name %q: a log is named like web_0.log", contract.Clip(r.Name))
 	}
 	if r.Offset < 0 {
 		return 0, nil, kit.Errorf(400, "bad offset %d", r.Offset)
@@ -34,9 +34,9 @@ func (s *Service) read(_ context.Context, req micro.Request) (int, any, error) {
 	size, data, err := s.st.read(r.Name, r.Offset, r.Length)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return 0, nil, kit.Errorf(404, "no log %q", r.Name)
+		return 0, nil, kit.Errorf(404, "no log %q", contract.Clip(r.Name))
 	case errors.Is(err, ErrBadName):
-		return 0, nil, kit.Errorf(400, "bad log name %q", r.Name)
+		return 0, nil, kit.Errorf(400, "bad log name %q", contract.Clip(r.Name))
 	case err != nil:
 		return 0, nil, err
 	}

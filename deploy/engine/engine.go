@@ -47,6 +47,9 @@ type Options struct {
 	// Only runs just these services (planner, installer, monitor, logs, api).
 	Only   []string
 	Logger *slog.Logger
+	// Limits bound the API's requests in flight and its timeouts (zero:
+	// the API's defaults).
+	Limits api.Limits
 	// Ready, when set, receives the HTTP address once the engine serves.
 	Ready func(addr string)
 }
@@ -184,8 +187,9 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	mirror := filepath.Join(o.DataDir, "mirror")
 	_ = os.MkdirAll(mirror, 0o755)
-	h, err := api.New(api.Options{NC: nc, Token: token, Tokens: &TokenFile{Path: filepath.Join(o.DataDir, TokensFile)}, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
-		Releases: releaseAPI{store: releases, js: res.JS, log: log}})
+	ao := api.Options{NC: nc, Token: token, Tokens: &TokenFile{Path: filepath.Join(o.DataDir, TokensFile)}, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
+		Releases: releaseAPI{store: releases, js: res.JS, log: log}, Limits: o.Limits}
+	h, err := api.New(ao)
 	if err != nil {
 		return err
 	}
@@ -196,7 +200,7 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Listen, err)
 	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	hs := api.NewServer(h, ao, nil)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("engine serving", "listen", ln.Addr().String())

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,9 +102,31 @@ func newBrowser(t *testing.T) *browser {
 		cancelA()
 		t.Fatalf("start chromium: %v", err)
 	}
+	// The engine's Content-Security-Policy must let every view work: any
+	// violation the browser reports fails the test.
+	var mu sync.Mutex
+	var violations []string
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if strings.Contains(m.Text, "Content Security Policy") {
+				mu.Lock()
+				violations = append(violations, m.Text)
+				mu.Unlock()
+			}
+		}
+	}()
 	t.Cleanup(func() {
 		cancelC()
 		cancelA()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, v := range violations {
+			t.Errorf("the console broke the engine's CSP: %s", v)
+		}
 	})
 	return &browser{t: t, ctx: ctx}
 }

@@ -43,7 +43,7 @@ func Config(b []byte, catalogs Catalogs) (contract.Config, []contract.Problem) {
 	checkProperties(cfg.Properties, &ps)
 	checkComponents(cfg.Components, &ps)
 	if cat, ok := catalogs(cfg.CatalogName()); !ok {
-		ps.add("properties.catalog", "", "", fmt.Sprintf("unknown catalog %q", cfg.CatalogName()))
+		ps.add("properties.catalog", "", "", fmt.Sprintf("unknown catalog %q", contract.Clip(cfg.CatalogName())))
 	} else {
 		ps = append(ps, cat.Validate(cfg)...)
 	}
@@ -77,7 +77,7 @@ func decode(b []byte, ps *problems) contract.Config {
 	}
 	for k := range top {
 		if k != "components" && k != "properties" {
-			ps.add(k, "", "", fmt.Sprintf("unknown field %q: a config has only \"components\" and \"properties\"", k))
+			ps.add(k, "", "", fmt.Sprintf("unknown field %q: a config has only \"components\" and \"properties\"", contract.Clip(k)))
 		}
 	}
 	cfg.Components = map[string][]string{}
@@ -137,7 +137,7 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 			decodeObjectProperty(k, v, p, ps)
 			continue
 		}
-		ps.add(path, "", "", fmt.Sprintf("unknown property %q", k))
+		ps.add(path, "", "", fmt.Sprintf("unknown property %q", contract.Clip(k)))
 	}
 }
 
@@ -225,7 +225,7 @@ func jsonError(b []byte, err error) string {
 	case errors.As(err, &se):
 		off = se.Offset
 	case errors.As(err, &te):
-		return fmt.Sprintf("expected %s at %q, got a JSON %s", te.Type, te.Field, te.Value)
+		return fmt.Sprintf("expected %s at %q, got a JSON %s", te.Type, contract.Clip(te.Field), te.Value)
 	}
 	if off < 0 {
 		return err.Error()

@@ -51,7 +51,16 @@ func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 				log.Error("command failed", "subject", req.Subject(), "err", err)
 				e = &Error{Code: 500, Msg: "internal error; the engine's log has the details"}
 			}
-			data, _ := json.Marshal(contract.ErrorBody{Error: e.Msg, Problems: e.Problems})
+			// Problems name the input they are about: each quotes at most
+			// contract.ClipMax bytes of it.
+			problems := make([]contract.Problem, len(e.Problems))
+			for i, p := range e.Problems {
+				problems[i] = contract.ClipProblem(p)
+			}
+			if len(problems) == 0 {
+				problems = nil
+			}
+			data, _ := json.Marshal(contract.ErrorBody{Error: e.Msg, Problems: problems})
 			if rerr := req.Error(strconv.Itoa(e.Code), e.Msg, data); rerr != nil {
 				log.Warn("reply failed", "subject", req.Subject(), "err", rerr)
 			}
