@@ -60,7 +60,7 @@ type server struct {
 	js  jetstream.JetStream
 	// cfgMu keeps config changes one at a time, for their audit diffs.
 	cfgMu sync.Mutex
-	lim *limiter
+	lim   *limiter
 }
 
 // New returns the engine's HTTP handler.
