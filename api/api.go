@@ -108,14 +108,13 @@ func New(o Options) (http.Handler, error) {
 		r.With(s.lim.limit).Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))
 	}
 	if o.Releases != nil {
-		r.Handle("/releases/*", http.StripPrefix("/releases/", releaseFiles(o.Releases.Dir())))
+		r.With(s.lim.limit).Handle("/releases/*", http.StripPrefix("/releases/", streaming(o.Limits.StreamIdle, releaseFiles(o.Releases.Dir()).ServeHTTP)))
 	}
 
 	r.Group(func(r chi.Router) {
 		// The token is checked on the headers, before any body is read.
-		r.Use(s.auth, s.audit)
+		r.Use(s.auth, s.lim.limit, s.audit)
 		r.Route("/deployment-engine", func(r chi.Router) {
-			r.Use(s.lim.limit)
 			r.Get("/config", s.getConfig)
 			r.Post("/config", s.postConfig)
 			s.deployRoutes(r)

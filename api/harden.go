@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -234,3 +235,27 @@ func (p *progressWriter) Flush() {
 }
 
 func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// uploading is streaming for a large request body (a release tarball):
+// every read of the body has idle seconds, so an upload lasts as long as
+// bytes keep coming, and the answer's deadline starts when it is written.
+func uploading(idle time.Duration, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Time{})
+		r.Body = &progressBody{ReadCloser: r.Body, rc: rc, idle: idle}
+		h(&progressWriter{ResponseWriter: w, rc: rc, idle: idle}, r)
+	}
+}
+
+// progressBody pushes the read deadline on with every read.
+type progressBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (p *progressBody) Read(b []byte) (int, error) {
+	_ = p.rc.SetReadDeadline(time.Now().Add(p.idle))
+	return p.ReadCloser.Read(b)
+}

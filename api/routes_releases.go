@@ -32,7 +32,7 @@ type Releases interface {
 // releaseRoutes registers the release routes under /deployment-engine.
 func (s *server) releaseRoutes(r chi.Router) {
 	r.Get("/releases", s.listReleases)
-	r.Post("/releases", s.uploadRelease)
+	r.Post("/releases", uploading(s.o.Limits.StreamIdle, s.uploadRelease))
 }
 
 func (s *server) listReleases(w http.ResponseWriter, r *http.Request) {
