@@ -98,7 +98,7 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 	i.svc = svc
 	for verb, h := range map[string]kit.Handler{"probe": i.probe, "exec": i.exec} {
 		subj := subject.Cmd("installer", verb)
-		if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(i.log, h), micro.WithEndpointSubject(subj)); err != nil {
+		if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(i.log, h)), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("installer: endpoint %s: %w", verb, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -18,6 +19,10 @@ import (
 
 // maxExecOutput bounds what an exec reply carries.
 const maxExecOutput = 1 << 20
+
+// execGrace is how long past its deadline an exec waits for its command
+// to be killed on the node before it answers anyway.
+const execGrace = 3 * time.Second
 
 // exec runs one of the engine's own short scripts on a configured node over
 // the node's pooled connection: how the monitor reaches monit and the log
@@ -53,14 +58,35 @@ func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, erro
 	if err != nil {
 		return 200, contract.ExecReply{V: contract.Version, ExitCode: -1, Error: redact(describe(err), cfg)}, nil
 	}
+	var mu sync.Mutex
 	var out strings.Builder
-	res := run(ctx, c, "exec-"+bus.RandomSecret()[:8], x.Script, timeout, func(stream, text string) {
-		if stream == "stdout" && out.Len() < maxExecOutput {
-			out.WriteString(text)
-			out.WriteByte('\n')
+	done := make(chan execResult, 1)
+	go func() {
+		done <- run(ctx, c, "exec-"+bus.RandomSecret()[:8], x.Script, timeout, func(stream, text string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if stream == "stdout" && out.Len() < maxExecOutput {
+				out.WriteString(text)
+				out.WriteByte('\n')
+			}
+		})
+	}()
+	var res execResult
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		// A frozen node may not even open a session (run cannot give up
+		// on that): answer at the deadline all the same; the keepalive
+		// closes the connection under it.
+		select {
+		case res = <-done:
+		case <-time.After(execGrace):
+			res = execResult{code: -1, err: ctx.Err()}
 		}
-	})
+	}
+	mu.Lock()
 	rep := contract.ExecReply{V: contract.Version, ExitCode: res.code, Output: redact(out.String(), cfg)}
+	mu.Unlock()
 	if res.err != nil {
 		rep.ExitCode = -1
 		msg := res.err.Error()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
@@ -57,5 +58,33 @@ func TestExec(t *testing.T) {
 	code, r = ask(contract.Exec{Node: "127.0.77.3", Script: "true", TimeoutS: 5})
 	if code != 200 || r.ExitCode != -1 || !strings.Contains(r.Error, "refused") {
 		t.Fatalf("exec on a node that does not answer: %d %+v", code, r)
+	}
+}
+
+// One slow exec holds up no other: the monitor reads every node at once
+// through this endpoint, and a node that hangs must not delay the rest.
+func TestExecRunsConcurrently(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	ask := func(script string, timeout int) (contract.ExecReply, time.Duration) {
+		start := time.Now()
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: 1, Node: nodeIP, Script: script, TimeoutS: timeout})
+		if err != nil {
+			t.Error(err)
+		}
+		var out contract.ExecReply
+		_ = json.Unmarshal(rep.Body, &out)
+		return out, time.Since(start)
+	}
+	slow := make(chan time.Duration, 1)
+	go func() { _, took := ask("sleep 6", 20); slow <- took }()
+	time.Sleep(500 * time.Millisecond)
+	r, took := ask("echo quick", 10)
+	if r.Output != "quick\n" || took > 3*time.Second {
+		t.Fatalf("an exec beside a slow one: %+v after %s", r, took)
+	}
+	t.Logf("an exec beside a slow one answered in %s", took.Round(time.Millisecond))
+	if took := <-slow; took < 5*time.Second {
+		t.Fatalf("the slow exec answered after %s: it did not run", took)
 	}
 }
