@@ -34,6 +34,13 @@ type Options struct {
 	// Missed is how many heartbeat intervals a node may miss before it is
 	// reported unreachable (default 3).
 	Missed int
+	// ControlWait bounds how long a node may take to finish a restart or
+	// stop (default: monit.Wait of the action).
+	ControlWait time.Duration
+	// StatusWait bounds how long status waits for nodes read over SSH
+	// (default 1.5 s): a node that has not answered by then is shown from
+	// its last read, or as unreachable once that is too old.
+	StatusWait time.Duration
 }
 
 // Monitor is the running service.
@@ -72,11 +79,14 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if o.Missed <= 0 {
 		o.Missed = 3
 	}
+	if o.StatusWait <= 0 {
+		o.StatusWait = 1500 * time.Millisecond
+	}
 	if o.Process == nil {
 		o.Process = func(_, c string) (string, bool) { return c, true }
 	}
 	m := &Monitor{o: o, log: o.Logger.With("service", "monitor"), nodes: map[string]*node{}, stop: make(chan struct{}),
-		ssh: sshCache{reads: map[string]sshRead{}}}
+		ssh: sshCache{nodes: map[string]*sshNode{}}}
 	m.load(ctx)
 	var err error
 	if m.sub, err = o.NC.Subscribe(subject.AllHeartbeats, m.heartbeat); err != nil {
@@ -88,7 +98,9 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	}
 	for verb, h := range map[string]kit.Handler{"status": m.status, "hardware": m.hardware, "control": m.control, "targets": m.targets} {
 		subj := subject.Cmd("monitor", verb)
-		if err := m.svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(m.log, h), micro.WithEndpointSubject(subj)); err != nil {
+		// Concurrent: a restart waiting for a slow node, or a read of one,
+		// holds up no other request.
+		if err := m.svc.AddEndpoint(kit.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(m.log, h)), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("monitor: endpoint %s: %w", verb, err)
 		}
 	}

@@ -42,7 +42,7 @@ const (
 
 // startMonit runs a monit daemon with its own control file and returns the
 // command line that talks to it and its XML status URL.
-func startMonit(t *testing.T) ([]string, string) {
+func startMonit(t *testing.T, extra ...string) ([]string, string) {
 	t.Helper()
 	if os.Getuid() != 0 {
 		t.Fatal("the monitor tests run monit and its processes as root: run them as root (CI does)")
@@ -54,6 +54,7 @@ func startMonit(t *testing.T) ([]string, string) {
 	port := bustest.FreePort(t)
 	rc := filepath.Join(dir, "monitrc")
 	conf := fmt.Sprintf(`set daemon 1
+set log %[1]s/monit.log
 set pidfile %[1]s/monit.pid
 set idfile %[1]s/monit.id
 set statefile %[1]s/monit.state
@@ -61,7 +62,7 @@ set httpd port %[2]d and use address 127.0.0.1 allow localhost
 check process %[3]s matching "%[4]s"
   start program = "/bin/sh -c '/bin/%[4]s >/dev/null 2>&1 &'"
   stop program = "/usr/bin/pkill -f '%[4]s'"
-`, dir, port, process, marker)
+`, dir, port, process, marker) + strings.ReplaceAll(strings.Join(extra, "\n"), "DIR", dir)
 	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ type env struct {
 	evs  []contract.ComponentEvent
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, procs ...string) *env {
 	t.Helper()
 	ctx := context.Background()
 	port := bustest.FreePort(t)
@@ -97,7 +98,18 @@ func newEnv(t testing.TB) *env {
 	var err error
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e.mon, err = monitor.Start(ctx, monitor.Options{NC: e.nc, Res: e.res, Logger: quiet,
-		Process: func(_, comp string) (string, bool) { return process, comp == "web" }})
+		Process: func(_, comp string) (string, bool) {
+			if comp == "web" {
+				return process, true
+			}
+			// Further components name their monit process: comp=process.
+			for _, p := range procs {
+				if c, proc, _ := strings.Cut(p, "="); c == comp {
+					return proc, true
+				}
+			}
+			return "", false
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

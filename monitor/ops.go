@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deployment-engine/engine/monitor/monit"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -100,7 +101,7 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 	}
 	var reads map[string]sshRead
 	if len(agentless) > 0 {
-		reads = m.readOverSSH(ctx, agentless)
+		reads = m.readOverSSH(agentless, m.o.StatusWait)
 	}
 	out := []StatusEntry{}
 	for _, t := range instances(cfg) {
@@ -122,7 +123,8 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 			for _, c := range n.hb.Components {
 				if c.Name == t.Comp {
 					if c.Running {
-						e.Status, e.Reason = "RUNNING", ""
+						// Reason stays when the process runs unsupervised.
+						e.Status, e.Reason = "RUNNING", c.Reason
 					} else {
 						e.Reason = "monit: " + c.Monit
 					}
@@ -209,9 +211,10 @@ func (m *Monitor) probe(ctx context.Context, cfg contract.Config, nodes []string
 	return out.Nodes, nil
 }
 
-// control runs monit restart or stop on the targets: through the node's
-// agent when it reports, over SSH otherwise. Nodes run in parallel, one
-// node's instances one after another.
+// control runs monit restart or stop on the targets and waits for the
+// outcome on each node: through the node's agent when it reports, over SSH
+// otherwise. Nodes run in parallel, each within its own deadline; one
+// node's instances one after another, as monit runs them.
 func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, error) {
 	var c ControlRequest
 	if err := kit.Decode(req, &c); err != nil {
@@ -232,6 +235,10 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 	for i, t := range targets {
 		byNode[t.IP] = append(byNode[t.IP], i)
 	}
+	wait := m.o.ControlWait
+	if wait <= 0 {
+		wait = monit.Wait(c.Action)
+	}
 	out := make([]ControlResult, len(targets))
 	nodes := m.snapshot()
 	var wg sync.WaitGroup
@@ -248,9 +255,9 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 				if !ok {
 					r.Error = "the catalog has no monit process for " + t.Comp
 				} else if hasAgent {
-					r.Via, r.Error = "agent", m.viaAgent(ctx, ip, c.Action, proc)
+					r.Via, r.Error = "agent", m.viaAgent(ctx, ip, c.Action, proc, wait)
 				} else {
-					r.Via, r.Error = "ssh", m.viaSSH(ctx, ip, c.Action, proc)
+					r.Via, r.Error = "ssh", m.viaSSH(ctx, ip, c.Action, proc, wait)
 				}
 				r.OK = r.Error == ""
 				out[i] = r
@@ -258,44 +265,61 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 		}()
 	}
 	wg.Wait()
-	failed := 0
+	var problems []contract.Problem
 	for _, r := range out {
 		msg := fmt.Sprintf("%s %s on %s: ok (via %s)", c.Action, r.Comp, r.Ip, r.Via)
 		if !r.OK {
-			failed++
+			problems = append(problems, contract.Problem{Component: r.Comp, IP: r.Ip, Reason: r.Error})
 			msg = fmt.Sprintf("%s %s on %s failed: %s", c.Action, r.Comp, r.Ip, r.Error)
 		}
 		m.engineEvent(c.Action, msg)
 	}
-	if failed > 0 {
-		return 502, map[string]any{"error": fmt.Sprintf("%d of %d failed", failed, len(out)), "results": out}, nil
+	if len(problems) > 0 {
+		// The API's error body, with every instance's outcome beside it.
+		e := fmt.Sprintf("%s failed on %d of %d: %s %s on %s: %s", c.Action, len(problems), len(out), c.Action, problems[0].Component, problems[0].IP, problems[0].Reason)
+		return 502, map[string]any{"error": e, "problems": problems, "results": out}, nil
 	}
 	return 200, map[string]any{"status": "ok", "results": out}, nil
 }
 
-func (m *Monitor) viaAgent(ctx context.Context, ip, action, proc string) string {
-	ctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+// viaAgent asks the node's agent to run the action and wait for it.
+func (m *Monitor) viaAgent(ctx context.Context, ip, action, proc string, wait time.Duration) string {
+	ctx, cancel := context.WithTimeout(ctx, wait+5*time.Second)
 	defer cancel()
-	b, _ := json.Marshal(contract.Control{V: contract.Version, Action: action, Process: proc})
+	b, _ := json.Marshal(contract.Control{V: contract.Version, Action: action, Process: proc, TimeoutS: int(wait / time.Second)})
 	msg, err := m.o.NC.RequestWithContext(ctx, subject.Node(ip, subject.VerbControl), b)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return "the node's agent is not connected"
-		}
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return "the node's agent is not connected"
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return fmt.Sprintf("unreachable: the node's agent did not answer within %s", wait+5*time.Second)
+	case err != nil:
 		return "ask the node's agent: " + err.Error()
 	}
 	var r contract.ControlReply
 	if err := json.Unmarshal(msg.Data, &r); err != nil {
 		return "unreadable answer from the node's agent"
 	}
+	if !r.OK && r.Error == "" {
+		return "the node's agent answered without an outcome"
+	}
 	return r.Error
 }
 
-func (m *Monitor) viaSSH(ctx context.Context, ip, action, proc string) string {
-	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+// viaSSH runs the same control script over the installer's SSH connection.
+func (m *Monitor) viaSSH(ctx context.Context, ip, action, proc string, wait time.Duration) string {
+	ctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
 	defer cancel()
-	script := fmt.Sprintf("monit %s %s", action, kit.ShellQuote(proc))
-	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: 40})
+	var script strings.Builder
+	script.WriteString("set --")
+	for _, a := range monit.ControlArgs(action, proc, wait, monit.MarkDir) {
+		script.WriteString(" " + kit.ShellQuote(a))
+	}
+	script.WriteString("\n" + monit.ControlScript)
+	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: script.String(), TimeoutS: int(wait/time.Second) + 5})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("unreachable: no answer over SSH within %s", wait+10*time.Second)
+	}
 	if err != nil {
 		return "reach the node over SSH: " + err.Error()
 	}
@@ -303,13 +327,10 @@ func (m *Monitor) viaSSH(ctx context.Context, ip, action, proc string) string {
 	if err := json.Unmarshal(rep.Body, &r); err != nil || rep.Code != 200 {
 		return fmt.Sprintf("reach the node over SSH: the installer answered %d", rep.Code)
 	}
-	switch {
-	case r.Error != "":
-		return r.Error
-	case r.ExitCode != 0:
-		return fmt.Sprintf("monit %s %s exited %d: %s", action, proc, r.ExitCode, strings.TrimSpace(r.Output))
+	if r.Error != "" {
+		return "unreachable over SSH: " + r.Error
 	}
-	return ""
+	return monit.Outcome(r.Output, r.ExitCode)
 }
 
 func (m *Monitor) engineEvent(kind, msg string) {

@@ -18,19 +18,28 @@ import (
 
 // Nodes no agent ever reported from (an engine without --nats-listen) are
 // read over SSH instead: usage from /proc and df, components from
-// `monit summary`. A read is reused for sshTTL so that a console polling
-// status does not open a stream of sessions.
+// `monit summary`, and the processes that run although monit does not
+// supervise them. A read is reused for sshTTL so that a console polling
+// status does not open a stream of sessions. Status waits for a node at
+// most StatusWait; a node that has not answered is shown from its last
+// read while that is younger than sshStale (as an agent may miss three
+// heartbeats), and as unreachable after.
 const (
-	sshTTL     = 5 * time.Second
-	monitMark  = "--- monit"
-	readScript = `set -u
+	sshTTL      = 5 * time.Second
+	sshStale    = 15 * time.Second
+	readTimeout = 10 * time.Second
+	monitMark   = "--- monit"
+	probeMark   = "--- unsupervised"
+	readScript  = `set -u
 read -r _ a b c d e f g h _ < /proc/stat; sleep 0.3; read -r _ a2 b2 c2 d2 e2 f2 g2 h2 _ < /proc/stat
 echo "cpu $(( (a2+b2+c2+f2+g2+h2) - (a+b+c+f+g+h) )) $(( (d2+e2) - (d+e) ))"
 awk '/^MemTotal:/{t=$2} /^MemAvailable:/{m=$2} END{print "mem", t, m}' /proc/meminfo
 df -Pk / | awk 'NR==2{print "disk", $2, $3}'
 echo "` + monitMark + `"
 monit -B summary 2>&1 || true
-`
+echo "` + probeMark + `"
+set -- ` + monit.MarkDir + `
+` + monit.ProbeScript
 )
 
 // sshRead is one node as read over SSH.
@@ -40,6 +49,7 @@ type sshRead struct {
 	cpu, mem, disk float64
 	services       []monit.Service
 	monitErr       error
+	unsupervised   map[string]monit.Unsupervised
 }
 
 // parseRead reads readScript's output.
@@ -81,7 +91,10 @@ func parseRead(out string) (sshRead, error) {
 	if seen != 3 {
 		return sshRead{}, fmt.Errorf("unexpected output from the node: %q", firstLines(out))
 	}
+	summary, probe, _ := strings.Cut(summary, probeMark+"\n")
 	r.services, r.monitErr = monit.ParseSummary([]byte(summary))
+	// A probe that cannot be read only loses the unsupervised processes.
+	r.unsupervised, _ = monit.ParseProbe(probe)
 	return r, nil
 }
 
@@ -92,51 +105,92 @@ func firstLines(s string) string {
 	return s
 }
 
-// sshCache keeps the latest SSH read of each node.
+// sshCache keeps the latest SSH read of each node, and the read under way.
 type sshCache struct {
 	mu    sync.Mutex
-	reads map[string]sshRead
+	nodes map[string]*sshNode
 }
 
-// readOverSSH reads the nodes at once, reusing reads younger than sshTTL.
-func (m *Monitor) readOverSSH(ctx context.Context, ips []string) map[string]sshRead {
-	out := map[string]sshRead{}
-	var ask []string
+type sshNode struct {
+	last    sshRead       // the latest read that ended
+	lastOK  time.Time     // when a read last succeeded
+	running chan struct{} // closed when the read under way ends; nil when none
+	since   time.Time     // when the read under way started
+}
+
+// readOverSSH reads the nodes at once, each on its own and at most one read
+// per node at a time, reusing reads younger than sshTTL. It returns within
+// about wait: a node still being read then is shown from its last read
+// while that is recent, else as unreachable; its read goes on and serves
+// the next status.
+func (m *Monitor) readOverSSH(ips []string, wait time.Duration) map[string]sshRead {
+	now := time.Now()
+	var pending []chan struct{}
 	m.ssh.mu.Lock()
 	for _, ip := range ips {
-		if r, ok := m.ssh.reads[ip]; ok && time.Since(r.at) < sshTTL {
-			out[ip] = r
-		} else {
-			ask = append(ask, ip)
+		n := m.ssh.nodes[ip]
+		if n == nil {
+			n = &sshNode{}
+			m.ssh.nodes[ip] = n
+		}
+		switch {
+		case n.running != nil:
+			pending = append(pending, n.running)
+		case n.last.at.IsZero() || now.Sub(n.last.at) >= sshTTL:
+			n.running, n.since = make(chan struct{}), now
+			pending = append(pending, n.running)
+			go m.readInto(ip, n)
 		}
 	}
 	m.ssh.mu.Unlock()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, ip := range ask {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := m.readNode(ctx, ip)
-			r.at = time.Now()
-			mu.Lock()
-			out[ip] = r
-			mu.Unlock()
-		}()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+wait:
+	for _, ch := range pending {
+		select {
+		case <-ch:
+		case <-deadline.C:
+			break wait
+		}
 	}
-	wg.Wait()
+	now = time.Now()
+	out := map[string]sshRead{}
 	m.ssh.mu.Lock()
-	for _, ip := range ask {
-		m.ssh.reads[ip] = out[ip]
+	defer m.ssh.mu.Unlock()
+	for _, ip := range ips {
+		n := m.ssh.nodes[ip]
+		switch {
+		case n.running == nil || (!n.last.at.IsZero() && now.Sub(n.last.at) < sshStale && now.Sub(n.since) < readTimeout):
+			out[ip] = n.last
+		default:
+			since := n.since
+			if !n.lastOK.IsZero() {
+				since = n.lastOK
+			}
+			out[ip] = sshRead{at: now, err: fmt.Errorf("no answer for %s", now.Sub(since).Round(time.Second))}
+		}
 	}
-	m.ssh.mu.Unlock()
 	return out
 }
 
+// readInto reads a node and keeps the result, whoever waits for it.
+func (m *Monitor) readInto(ip string, n *sshNode) {
+	r := m.readNode(context.Background(), ip)
+	r.at = time.Now()
+	m.ssh.mu.Lock()
+	n.last = r
+	if r.err == nil {
+		n.lastOK = r.at
+	}
+	close(n.running)
+	n.running = nil
+	m.ssh.mu.Unlock()
+}
+
 func (m *Monitor) readNode(ctx context.Context, ip string) sshRead {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, readTimeout+5*time.Second)
 	defer cancel()
-	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: readScript, TimeoutS: 10})
+	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: readScript, TimeoutS: int(readTimeout / time.Second)})
 	if err != nil {
 		return sshRead{err: fmt.Errorf("no installer to reach it over SSH: %w", err)}
 	}
@@ -173,9 +227,13 @@ func entryFromSSH(e *StatusEntry, r sshRead, process string) {
 	e.Reason = "not registered with monit on this node"
 	for _, s := range r.services {
 		if s.Name == process {
-			if s.Running {
+			u, alive := r.unsupervised[process]
+			switch {
+			case s.Running:
 				e.Status, e.Reason = "RUNNING", ""
-			} else {
+			case alive:
+				e.Status, e.Reason = "RUNNING", u.Reason(s.Status)
+			default:
 				e.Reason = "monit: " + s.Status
 			}
 		}

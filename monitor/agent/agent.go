@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,8 @@ type Options struct {
 	// again as the new binary with the new config.
 	ConfigFile string
 	Binary     string
+	// MarkDir is where failed stops are noted (default monit.MarkDir).
+	MarkDir string
 }
 
 // ErrRestart says the agent's config or binary changed on disk.
@@ -117,6 +120,9 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 	}
 	if len(o.MonitCmd) == 0 {
 		o.MonitCmd = []string{"monit"}
+	}
+	if o.MarkDir == "" {
+		o.MarkDir = monit.MarkDir
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
@@ -195,6 +201,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			hb.MonitError += " — " + de.Hint()
 		}
 	}
+	down := false
 	for _, c := range a.cfg.Components {
 		st := contract.ComponentState{Name: c.Name, Process: c.Process, Monit: "unknown"}
 		if merr == nil {
@@ -204,8 +211,19 @@ func (a *Agent) heartbeat(ctx context.Context) {
 					st.Monit, st.Running = s.Status, s.Running
 				}
 			}
+			down = down || !st.Running
 		}
 		hb.Components = append(hb.Components, st)
+	}
+	// What monit does not run may run all the same (a stop that failed
+	// leaves its process unsupervised): status reports what runs.
+	if down {
+		alive := a.unsupervised(ctx)
+		for i, st := range hb.Components {
+			if u, ok := alive[st.Process]; ok && !st.Running {
+				hb.Components[i].Running, hb.Components[i].Reason = true, u.Reason(st.Monit)
+			}
+		}
 	}
 	a.mu.Lock()
 	a.last = hb
@@ -262,20 +280,67 @@ func (a *Agent) control(m *nats.Msg) {
 		reply(contract.ControlReply{Error: fmt.Sprintf("process %q is not one of this node's components", c.Process)})
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := runMonit(ctx, a.o.MonitCmd, c.Action, c.Process)
-	a.log.Info("monit control", "action", c.Action, "process", c.Process, "err", err)
-	if err != nil {
-		reply(contract.ControlReply{Output: string(out), Error: fmt.Sprintf("monit %s %s: %v", c.Action, c.Process, err)})
-		return
+	wait := monit.Wait(c.Action)
+	if c.TimeoutS > 0 && c.TimeoutS <= 600 {
+		wait = time.Duration(c.TimeoutS) * time.Second
 	}
-	reply(contract.ControlReply{OK: true, Output: string(out)})
-	// Report the change soon, not a whole interval later.
-	time.AfterFunc(2*time.Second, func() {
+	// monit acts after it answers: the script waits for the outcome on
+	// the node, in a goroutine of its own so that actions on several
+	// components do not queue here.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait+10*time.Second)
+		defer cancel()
+		out, err := a.script(ctx, monit.ControlScript, monit.ControlArgs(c.Action, c.Process, wait, a.o.MarkDir)...)
+		code := 0
+		if err != nil {
+			code = -1
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			}
+		}
+		why := monit.Outcome(string(out), code)
+		a.log.Info("monit control", "action", c.Action, "process", c.Process, "error", why)
+		if why != "" {
+			reply(contract.ControlReply{Output: string(out), Error: why})
+		} else {
+			reply(contract.ControlReply{OK: true, Output: string(out)})
+		}
+		a.soon()
+	}()
+}
+
+// soon reports the node's state soon, not a whole interval later.
+func (a *Agent) soon() {
+	time.AfterFunc(time.Second, func() {
 		select {
 		case a.beat <- struct{}{}:
 		default:
 		}
 	})
+}
+
+// script runs one of the engine's fixed node scripts with monit's command
+// line in $MONIT; its arguments are never parsed by a shell.
+func (a *Agent) script(ctx context.Context, script string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "de-agent"}, args...)...)
+	cmd.Env = append(os.Environ(), "MONIT="+strings.Join(a.o.MonitCmd, " "))
+	cmd.WaitDelay = 5 * time.Second
+	return cmd.Output()
+}
+
+// unsupervised reads which of monit's processes run whatever monit says.
+func (a *Agent) unsupervised(ctx context.Context) map[string]monit.Unsupervised {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := a.script(ctx, monit.ProbeScript, a.o.MarkDir)
+	if err != nil {
+		a.log.Warn("probe unsupervised processes", "err", err)
+		return nil
+	}
+	alive, err := monit.ParseProbe(string(out))
+	if err != nil {
+		a.log.Warn("probe unsupervised processes", "err", err)
+	}
+	return alive
 }

@@ -29,11 +29,14 @@ type AgentConfig struct {
 
 // ComponentState is one monit process as the agent last read it.
 // Monit is monit's own word for it ("running", "not monitored", ...).
+// Running says its process runs; Reason, when set, says why it runs
+// though monit does not say so ("stop failed: ...").
 type ComponentState struct {
 	Name    string `json:"name"`
 	Process string `json:"process"`
 	Monit   string `json:"monit"`
 	Running bool   `json:"running"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // Heartbeat is the agent's periodic report on de.node.<ip>.heartbeat:
@@ -59,13 +62,15 @@ type Heartbeat struct {
 }
 
 // Control asks an agent (de.node.<ip>.control) or, without one, the
-// installer over SSH to run `monit <action> <process>`.
+// installer over SSH to run `monit <action> <process>` and wait, at most
+// TimeoutS seconds (0: the action's default), for its outcome.
 //
-//	{"v": 1, "action": "restart", "process": "web"}
+//	{"v": 1, "action": "restart", "process": "web", "timeout_s": 90}
 type Control struct {
-	V       int    `json:"v"`
-	Action  string `json:"action"`
-	Process string `json:"process"`
+	V        int    `json:"v"`
+	Action   string `json:"action"`
+	Process  string `json:"process"`
+	TimeoutS int    `json:"timeout_s,omitempty"`
 }
 
 // ControlReply is the outcome of a Control.

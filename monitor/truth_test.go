@@ -1,0 +1,181 @@
+package monitor_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/monitor"
+	"github.com/deployment-engine/engine/monitor/agent"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+const stuckProcess = "de-monitor-test-stuck"
+
+// stuckCheck is a monit process whose stop program fails, as the starter's
+// redis stop once did (start-stop-daemon refusing a non-root pidfile).
+const stuckCheck = `check process ` + stuckProcess + ` with pidfile DIR/stuck.pid
+  start program = "/sbin/start-stop-daemon --start --background --make-pidfile --pidfile DIR/stuck.pid --exec /bin/sleep -- 77718"
+  stop program = "/bin/sh -c 'echo start-stop-daemon: matching only on non-root pidfile is insecure >&2; exit 2'" with timeout 2 seconds
+`
+
+func (e *env) statuses(t *testing.T) map[string]monitor.StatusEntry {
+	t.Helper()
+	code, body := e.ask(t, "status", nil)
+	var st []monitor.StatusEntry
+	if code != 200 || json.Unmarshal(body, &st) != nil {
+		t.Fatalf("status: %d %s", code, body)
+	}
+	out := map[string]monitor.StatusEntry{}
+	for _, s := range st {
+		out[s.Comp+"@"+s.Ip] = s
+	}
+	return out
+}
+
+// Restart and stop answer with the outcome on the node, not monit's
+// instant yes: a stop that failed is a 502 with monit's words, and the
+// process that still runs is not reported DOWN.
+func TestControlTellsTheTruth(t *testing.T) {
+	e := newEnv(t, "stuck="+stuckProcess)
+	cfg := contract.Config{Components: map[string][]string{"web": {nodeIP}, "stuck": {nodeIP}}}
+	b, _ := json.Marshal(cfg)
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+	monitCmd, monitURL := startMonit(t, stuckCheck)
+	t.Cleanup(func() { _ = exec.Command("pkill", "-f", "sleep 77718").Run() })
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "agent.pass")
+	_ = os.WriteFile(pass, []byte(bus.AgentPassword(e.sec, nodeIP)+"\n"), 0o600)
+	acfg := contract.AgentConfig{V: 1, IP: nodeIP, NATS: e.url, User: bus.AgentUser(nodeIP), PasswordFile: pass,
+		Listen: "127.0.0.1:0", IntervalS: 1, Components: []contract.AgentComponent{{Name: "web", Process: process}, {Name: "stuck", Process: stuckProcess}}}
+	ctx, stopAgent := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, acfg, agent.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MonitURL: monitURL, MonitCmd: monitCmd,
+			StateFile: filepath.Join(dir, "offsets.json"), MarkDir: filepath.Join(dir, "marks")})
+	}()
+	defer func() { stopAgent(); <-done }()
+
+	web, stuck := "web@"+nodeIP, "stuck@"+nodeIP
+	deadline := time.Now().Add(60 * time.Second)
+	for st := e.statuses(t); st[web].Status != "RUNNING" || st[stuck].Status != "RUNNING"; st = e.statuses(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not both RUNNING: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// A stop that works: when it answers, the process is gone.
+	code, body := e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "web", IP: nodeIP}, Action: "stop"})
+	if code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	if exec.Command("pgrep", "-f", marker).Run() == nil {
+		t.Fatal("stop answered 200 while the process still runs")
+	}
+	code, body = e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "web", IP: nodeIP}, Action: "restart"})
+	if code != 200 || exec.Command("pgrep", "-f", marker).Run() != nil {
+		t.Fatalf("restart answered %d %s; the process runs: %v", code, body, exec.Command("pgrep", "-f", marker).Run() == nil)
+	}
+
+	// A stop that fails: 502 with monit's words, and the process, alive,
+	// is RUNNING with the reason.
+	start := time.Now()
+	code, body = e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "stuck", IP: nodeIP}, Action: "stop"})
+	var rep struct {
+		Error    string
+		Problems []contract.Problem
+		Results  []monitor.ControlResult
+	}
+	_ = json.Unmarshal(body, &rep)
+	if code != 502 || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].Reason, "failed to stop") ||
+		!strings.Contains(rep.Error, "non-root pidfile is insecure") || len(rep.Results) != 1 || rep.Results[0].Via != "agent" {
+		t.Fatalf("a stop that failed: %d %s", code, body)
+	}
+	t.Logf("failed stop answered in %s: %s", time.Since(start).Round(10*time.Millisecond), rep.Error)
+	if exec.Command("pgrep", "-f", "sleep 77718").Run() != nil {
+		t.Fatal("the stuck process died: the test proves nothing")
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	var st map[string]monitor.StatusEntry
+	for st = e.statuses(t); !strings.HasPrefix(st[stuck].Reason, "stop failed"); st = e.statuses(t) {
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st[stuck].Status != "RUNNING" || !strings.Contains(st[stuck].Reason, "stop failed: ") || !strings.Contains(st[stuck].Reason, "insecure") {
+		t.Fatalf("status of a process whose stop failed: %+v", st[stuck])
+	}
+	if st[web].Status != "RUNNING" || st[web].Reason != "" {
+		t.Fatalf("status of the other component: %+v", st[web])
+	}
+}
+
+// A node that does not answer a restart is failed at its deadline, while
+// the other nodes' outcome comes as usual.
+func TestControlDeadlinePerNode(t *testing.T) {
+	e := newEnv(t)
+	e.mon.Stop()
+	var err error
+	e.mon, err = monitor.Start(context.Background(), monitor.Options{NC: e.nc, Res: e.res, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Process: func(_, comp string) (string, bool) { return process, true }, ControlWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung, fine := "127.0.0.2", nodeIP
+	cfg := contract.Config{Components: map[string][]string{"web": {fine, hung}}}
+	b, _ := json.Marshal(cfg)
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+	// Both nodes report; one agent answers controls, the other never does.
+	for _, ip := range []string{fine, hung} {
+		hb, _ := json.Marshal(contract.Heartbeat{V: 1, IP: ip, IntervalS: 60, Components: []contract.ComponentState{{Name: "web", Process: process, Monit: "OK", Running: true}}})
+		if err := e.nc.Publish(subject.Node(ip, subject.VerbHeartbeat), hb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.nc.Subscribe(subject.Node(fine, subject.VerbControl), func(m *nats.Msg) {
+		b, _ := json.Marshal(contract.ControlReply{V: 1, OK: true})
+		_ = m.Respond(b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.nc.Subscribe(subject.Node(hung, subject.VerbControl), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.nc.Flush()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	code, body := e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "all", IP: "0.0.0.0"}, Action: "restart"})
+	took := time.Since(start)
+	var rep struct{ Results []monitor.ControlResult }
+	_ = json.Unmarshal(body, &rep)
+	if code != 502 || len(rep.Results) != 2 {
+		t.Fatalf("restart with a hung node: %d %s", code, body)
+	}
+	for _, r := range rep.Results {
+		if r.Ip == fine && !r.OK || r.Ip == hung && (r.OK || !strings.Contains(r.Error, "unreachable")) {
+			t.Errorf("result %+v", r)
+		}
+	}
+	// The deadline is ControlWait (1 s) plus the agent's margin (5 s).
+	if took > 10*time.Second {
+		t.Errorf("restart with a hung node answered after %s", took)
+	}
+	t.Logf("restart with a hung node answered in %s", took.Round(10*time.Millisecond))
+}
