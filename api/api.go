@@ -152,7 +152,11 @@ func (s *server) call(w http.ResponseWriter, r *http.Request, subj string, body 
 // request sends a command; on a bus failure it writes the answer itself
 // and returns false.
 func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, body any) (kit.Reply, bool) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.o.Timeout)
+	timeout := s.o.Timeout
+	if d, ok := r.Context().Value(timeoutKey{}).(time.Duration); ok {
+		timeout = d // a route that waits for nodes longer than most
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	rep, err := kit.Request(ctx, s.o.NC, subj, body)
 	switch {

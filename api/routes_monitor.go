@@ -2,10 +2,12 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -103,9 +105,21 @@ func (s *server) hardware(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// controlTimeout bounds restart and stop: they answer once monit's outcome
+// is known on every node (up to 90 s per instance, one node's instances one
+// after another). A failed action is the monitor's 502, naming each
+// instance with monit's words.
+const controlTimeout = 5 * time.Minute
+
+// timeoutKey carries a route's own bound on its bus request.
+type timeoutKey struct{}
+
 func (s *server) control(action string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if t, ok := readTarget(w, r); ok {
+			// The server's write timeout is for quick answers.
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(controlTimeout + 10*time.Second))
+			r = r.WithContext(context.WithValue(r.Context(), timeoutKey{}, controlTimeout))
 			s.call(w, r, subject.Cmd("monitor", "control"), struct {
 				target
 				Action string `json:"action"`
