@@ -106,6 +106,8 @@ func TestStarterStack(t *testing.T) {
 	logsThroughAPI(t, e, comps)
 	comps = scaleOutAndIn(t, e, comps)
 	operate(t, e, comps)
+	stopStartEach(t, e, comps)
+	frozenNode(t, e, bed.Nodes[3])
 }
 
 // scaleOutAndIn takes web from one instance to three with the scale route,
