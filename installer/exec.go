@@ -24,6 +24,61 @@ const stateDir = "/var/lib/deployment-engine"
 // can swallow the script. The script and its secrets never reach argv.
 const wrapper = `mkdir -p ` + stateDir + `/run && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; echo "$pg" > ` + stateDir + `/run/%[2]s.pgid; trap "rm -f ` + stateDir + `/run/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; eval "$script"'`
 
+// stepWrapper runs a step's script like wrapper, and also: under an
+// exclusive lock of the step's key on the node (held by the wrapping bash,
+// never by what the script starts), and with the step's hash, deployment
+// and deadline recorded beside the process group, so that a later attempt
+// can tell whether the run it finds is the same work and how long to wait.
+const stepWrapper = `mkdir -p ` + stateDir + `/run && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; exec 9>>` + stateDir + `/run/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + stateDir + `/run/%[2]s.pgid; trap "rm -f ` + stateDir + `/run/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; (exec 9>&-; eval "$script")'`
+
+// exitLocked is the step wrapper's exit status when another run held the
+// step's lock for a minute: a transient state, tried again.
+const exitLocked = 75
+
+// stepJob names a step run on the node.
+type stepJob struct {
+	key, hash, deployment string
+	until                 time.Time
+}
+
+// settleScript makes sure no earlier run of a step is alive on the node
+// before a new one starts. An earlier run of the same work (same hash: its
+// installer died or its message came back) is waited for until its
+// deadline, so that work that was going to finish is not done twice; any
+// other, or one past its deadline, has its whole process group killed, and
+// the script waits until the group is gone. It prints what it did.
+const settleScript = `f=` + stateDir + `/run/%[1]s.pgid
+[ -f "$f" ] || exit 0
+read -r pg hash _ until < "$f" || true
+case "$pg" in ''|*[!0-9]*) rm -f "$f"; exit 0;; esac
+alive() { kill -0 -- -"$pg" 2>/dev/null; }
+if ! alive; then rm -f "$f"; exit 0; fi
+if [ "$hash" = %[2]s ]; then
+  case "$until" in ''|*[!0-9]*) until=0;; esac
+  while alive && [ "$(date +%%s)" -lt "$until" ]; do sleep 0.5; done
+  if ! alive; then echo "waited for an earlier run of this step (process group $pg) to finish"; exit 0; fi
+fi
+kill -TERM -- -"$pg" 2>/dev/null
+i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL -- -"$pg" 2>/dev/null
+i=0; while alive && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+if alive; then echo "process group $pg of an earlier run does not die" >&2; exit 1; fi
+rm -f "$f"
+echo "killed an earlier run of this step (process group $pg) before running it"
+`
+
+// settle runs settleScript for a step's key and hash.
+func settle(ctx context.Context, c *ssh.Client, key, hash string) (string, error) {
+	out, err := output(ctx, c, fmt.Sprintf(settleScript, key, hash), nil)
+	return strings.TrimSpace(string(out)), err
+}
+
+// runStep runs a step's script under stepWrapper.
+func runStep(ctx context.Context, c *ssh.Client, j stepJob, script string, timeout time.Duration, line func(stream, text string)) execResult {
+	secs := max(int(timeout/time.Second), 1)
+	return start(ctx, c, j.key, fmt.Sprintf(stepWrapper, secs+5, j.key, j.hash, j.deployment, j.until.Unix(), exitLocked), script, line)
+}
+
 // execResult is how a command ended.
 type execResult struct {
 	code int
@@ -33,6 +88,12 @@ type execResult struct {
 // run runs script on c, feeding each output line to line, and kills it on
 // the node when ctx ends first.
 func run(ctx context.Context, c *ssh.Client, name, script string, timeout time.Duration, line func(stream, text string)) execResult {
+	secs := max(int(timeout/time.Second), 1)
+	return start(ctx, c, name, fmt.Sprintf(wrapper, secs+5, name), script, line)
+}
+
+// start runs the wrapped command cmd, feeding it script on stdin.
+func start(ctx context.Context, c *ssh.Client, name, cmd, script string, line func(stream, text string)) execResult {
 	sess, err := c.NewSession()
 	if err != nil {
 		return execResult{err: fmt.Errorf("open session: %w", err)}
@@ -41,11 +102,7 @@ func run(ctx context.Context, c *ssh.Client, name, script string, timeout time.D
 	stdout, _ := sess.StdoutPipe()
 	stderr, _ := sess.StderrPipe()
 	sess.Stdin = strings.NewReader(script)
-	secs := int(timeout / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	if err := sess.Start(fmt.Sprintf(wrapper, secs+5, name)); err != nil {
+	if err := sess.Start(cmd); err != nil {
 		return execResult{err: fmt.Errorf("start command: %w", err)}
 	}
 	var wg sync.WaitGroup
@@ -97,7 +154,7 @@ func killGroup(c *ssh.Client, name string) {
 	}
 	defer sess.Close()
 	f := stateDir + "/run/" + name + ".pgid"
-	_ = sess.Run(fmt.Sprintf(`pg=$(cat %[1]s 2>/dev/null) && [ -n "$pg" ] && { kill -TERM -- -"$pg" 2>/dev/null; sleep 1; kill -KILL -- -"$pg" 2>/dev/null; rm -f %[1]s; }; true`, f))
+	_ = sess.Run(fmt.Sprintf(`read -r pg _ < %[1]s 2>/dev/null && [ -n "$pg" ] && { kill -TERM -- -"$pg" 2>/dev/null; sleep 1; kill -KILL -- -"$pg" 2>/dev/null; rm -f %[1]s; }; true`, f))
 }
 
 // output runs a short command and returns its stdout.

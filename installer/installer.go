@@ -40,6 +40,11 @@ type Options struct {
 	MaxAttempts int
 	DialTimeout time.Duration // default 5s
 	Keepalive   time.Duration // default 5s
+	// AckWait is how long the work queue waits for a sign of life from the
+	// installer holding a step before it hands the step to another; the
+	// installer signals every AckWait/3 while a step runs. Default 30s;
+	// tests shorten it to exercise redelivery.
+	AckWait time.Duration
 	// Port is the nodes' SSH port; default 22.
 	Port string
 }
@@ -52,10 +57,14 @@ type Installer struct {
 	pool    pool
 	svc     micro.Service
 	cc      jetstream.ConsumeContext
+	cancels *nats.Subscription
 	wg      sync.WaitGroup
 	ctx     context.Context
 	cancel  context.CancelFunc
 	metrics metrics
+
+	mu      sync.Mutex
+	running map[string]map[*stepRun]context.CancelFunc // deployment → its steps in flight here
 }
 
 type metrics struct {
@@ -84,7 +93,11 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 	if o.Port == "" {
 		o.Port = "22"
 	}
-	i := &Installer{o: o, log: o.Logger.With("service", "installer"), port: o.Port, pool: pool{conns: map[string]*pooled{}}}
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
+	}
+	i := &Installer{o: o, log: o.Logger.With("service", "installer"), port: o.Port, pool: pool{conns: map[string]*pooled{}},
+		running: map[string]map[*stepRun]context.CancelFunc{}}
 	i.ctx, i.cancel = context.WithCancel(context.Background())
 	i.metrics = metrics{
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_installer_steps_total", Help: "Steps the installer finished, by result."}, []string{"result"}),
@@ -106,12 +119,18 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 		Durable:       "installer",
 		Description:   "installers take steps from here",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       o.AckWait,
 		MaxAckPending: o.Parallel,
 		MaxDeliver:    o.MaxAttempts + 5,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("installer: step consumer: %w", err)
+	}
+	// Every installer hears a cancel: whichever runs the deployment's steps
+	// stops them.
+	i.cancels, err = o.NC.Subscribe(subject.Cmd("installer", "cancel"), i.onCancel)
+	if err != nil {
+		return nil, fmt.Errorf("installer: subscribe to cancels: %w", err)
 	}
 	i.cc, err = cons.Consume(func(m jetstream.Msg) {
 		i.wg.Add(1)
@@ -131,6 +150,7 @@ func (i *Installer) Collectors() []prometheus.Collector {
 // Stop stops taking steps; steps in flight are abandoned unacknowledged
 // and come back to the next installer.
 func (i *Installer) Stop() {
+	_ = i.cancels.Unsubscribe()
 	i.cc.Stop()
 	_ = i.svc.Stop()
 	i.cancel()
@@ -152,52 +172,155 @@ type stepRun struct {
 	attempt int
 	started time.Time
 	seq     atomic.Int64
+	ctx     context.Context
+	// cancelled holds why the run was cancelled, if it was.
+	cancelled atomic.Pointer[string]
+}
+
+// readStep decodes a step message; what it could not read is an error
+// that names the problem, with the step as far as it was read.
+func readStep(m jetstream.Msg) (contract.Step, error) {
+	var s contract.Step
+	if err := json.Unmarshal(m.Data(), &s); err != nil {
+		return s, fmt.Errorf("the step message does not decode: %v", err)
+	}
+	switch {
+	case s.V > contract.Version:
+		return s, fmt.Errorf("the step message has version %d; this installer reads up to %d", s.V, contract.Version)
+	case s.Node == "" || s.ID == "":
+		return s, fmt.Errorf("the step message names no node or no step")
+	case !subject.ValidToken(s.Deployment):
+		return s, fmt.Errorf("the step message names no valid deployment")
+	case !hashRe.MatchString(s.Hash):
+		return s, fmt.Errorf("the step message has no valid hash")
+	case !subject.ValidToken(s.Engine):
+		return s, fmt.Errorf("the step message names no valid engine")
+	}
+	return s, nil
 }
 
 func (i *Installer) handle(m jetstream.Msg) {
-	var s contract.Step
-	if err := json.Unmarshal(m.Data(), &s); err != nil || s.V > contract.Version || s.Node == "" || s.ID == "" ||
-		!subject.ValidToken(s.Deployment) || !hashRe.MatchString(s.Hash) || !subject.ValidToken(s.Engine) {
-		i.log.Error("dropping unreadable step", "subject", m.Subject())
-		_ = m.Term()
-		return
-	}
 	meta, _ := m.Metadata()
 	attempt := 1
 	if meta != nil {
 		attempt = int(meta.NumDelivered)
 	}
-	r := &stepRun{i: i, s: s, attempt: attempt, started: time.Now().UTC()}
+	s, err := readStep(m)
+	if err != nil {
+		i.unreadable(m, s, attempt, err)
+		return
+	}
+	ctx, cancel := context.WithCancel(i.ctx)
+	defer cancel()
+	r := &stepRun{i: i, s: s, attempt: attempt, started: time.Now().UTC(), ctx: ctx}
+	i.track(r, cancel, true)
+	defer i.track(r, nil, false)
 	stop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				_ = m.InProgress()
-			}
-		}
-	}()
+	go r.keepAlive(m, stop)
 	state, code, err := r.execute()
 	close(stop)
 	if i.ctx.Err() != nil {
 		return // stopping: the step comes back to the next installer
 	}
+	if why := r.cancelled.Load(); why != nil && err != nil {
+		// The deployment is over: nothing will retry this step.
+		r.finish(m, contract.StateFailed, nil, "cancelled: "+*why, "failed", m.Term)
+		return
+	}
 	switch {
 	case err == nil:
-		r.report(state, &code, "", true)
-		i.metrics.steps.WithLabelValues(state).Inc()
-		_ = m.Ack()
+		r.finish(m, state, &code, "", state, m.Ack)
 	case isPermanent(err) || attempt >= i.o.MaxAttempts:
-		r.report(contract.StateFailed, codePtr(code), err.Error(), true)
-		i.metrics.steps.WithLabelValues("failed").Inc()
-		_ = m.Term()
+		r.finish(m, contract.StateFailed, codePtr(code), err.Error(), "failed", m.Term)
 	default:
-		r.report(contract.StateFailed, nil, fmt.Sprintf("attempt %d of %d: %v; trying again", attempt, i.o.MaxAttempts, err), false)
-		_ = m.NakWithDelay(time.Duration(attempt) * 2 * time.Second)
+		if r.report(contract.StateFailed, nil, fmt.Sprintf("attempt %d of %d: %v; trying again", attempt, i.o.MaxAttempts, err), false) == nil {
+			_ = m.NakWithDelay(time.Duration(attempt) * 2 * time.Second)
+		}
+	}
+}
+
+// finish stores the step's final event and only then settles its message:
+// a result the engine never stored must come back, not vanish. The node's
+// marker makes the step's return harmless.
+func (r *stepRun) finish(m jetstream.Msg, state string, code *int, errMsg, metric string, settle func() error) {
+	if err := r.report(state, code, errMsg, true); err != nil {
+		r.i.log.Error("the step's result could not be stored; leaving the step to come back", "step", r.s.ID, "err", err)
+		return
+	}
+	r.i.metrics.steps.WithLabelValues(metric).Inc()
+	_ = settle()
+}
+
+// unreadable turns a step message the installer cannot read into a failed
+// step event, so that the deployment waiting for it learns why instead of
+// waiting for ever. The deployment and node come from the subject when the
+// body does not name them.
+func (i *Installer) unreadable(m jetstream.Msg, s contract.Step, attempt int, why error) {
+	i.log.Error("unreadable step", "subject", m.Subject(), "err", why)
+	if ss, err := subject.ParseStep(m.Subject()); err == nil {
+		s.Deployment, s.Node = ss.Deployment, ss.IP
+	}
+	if !subject.ValidToken(s.Deployment) {
+		_ = m.Term() // no deployment to tell: nothing waits for it
+		return
+	}
+	r := &stepRun{i: i, s: s, attempt: attempt, started: time.Now().UTC(), ctx: i.ctx}
+	r.finish(m, contract.StateFailed, nil, "the installer could not read this step: "+why.Error(), "failed", m.Term)
+}
+
+// keepAlive tells the work queue and the scheduler that the step is still
+// worked on, until stop closes.
+func (r *stepRun) keepAlive(m jetstream.Msg, stop <-chan struct{}) {
+	every := min(max(r.i.o.AckWait/3, 200*time.Millisecond), 10*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	beat, _ := json.Marshal(contract.StepBeat{V: contract.Version, Deployment: r.s.Deployment, ID: r.s.ID, Node: r.s.Node, Attempt: r.attempt})
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			_ = m.InProgress()
+			_ = r.i.o.NC.Publish(subject.StepBeat(r.s.Deployment), beat)
+		}
+	}
+}
+
+// track keeps the runs in flight per deployment, for cancels.
+func (i *Installer) track(r *stepRun, cancel context.CancelFunc, add bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	runs := i.running[r.s.Deployment]
+	if add {
+		if runs == nil {
+			runs = map[*stepRun]context.CancelFunc{}
+			i.running[r.s.Deployment] = runs
+		}
+		runs[r] = cancel
+		return
+	}
+	delete(runs, r)
+	if len(runs) == 0 {
+		delete(i.running, r.s.Deployment)
+	}
+}
+
+// onCancel stops every step of a deployment that runs here; their
+// commands are killed on the nodes.
+func (i *Installer) onCancel(msg *nats.Msg) {
+	var c contract.StepCancel
+	if err := json.Unmarshal(msg.Data, &c); err != nil || c.Deployment == "" {
+		return
+	}
+	why := c.Reason
+	if why == "" {
+		why = "the deployment was cancelled"
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for r, cancel := range i.running[c.Deployment] {
+		r.cancelled.Store(&why)
+		cancel()
 	}
 }
 
@@ -229,7 +352,7 @@ func (r *stepRun) execute() (string, int, error) {
 	if timeout <= 0 {
 		timeout = 15 * time.Minute
 	}
-	ctx, cancel := context.WithTimeout(i.ctx, timeout+time.Minute)
+	ctx, cancel := context.WithTimeout(r.ctx, timeout+time.Minute)
 	defer cancel()
 	cfg, err := i.config(ctx)
 	if err != nil {
@@ -240,9 +363,18 @@ func (r *stepRun) execute() (string, int, error) {
 	if err != nil {
 		return "", -1, err
 	}
-	r.report(contract.StateRunning, nil, "", false)
+	_ = r.report(contract.StateRunning, nil, "", false)
 	key := fileKey(s.Key)
 	marker := stateDir + "/applied/" + key
+	// An earlier attempt of this step may still run on the node (its
+	// installer died, or its message came back): never run two at once.
+	note, err := settle(ctx, c, key, s.Hash)
+	if err != nil {
+		return "", -1, fmt.Errorf("an earlier run of %s on %s: %w", s.Key, s.Node, err)
+	}
+	if note != "" {
+		r.line("stdout", note)
+	}
 	have, err := output(ctx, c, "cat "+marker+" 2>/dev/null || true", nil)
 	if err != nil {
 		return "", -1, fmt.Errorf("read step marker on %s: %w", s.Node, err)
@@ -280,11 +412,15 @@ func (r *stepRun) execute() (string, int, error) {
 	if s.Action == "prepare" {
 		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s/owner\n", stateDir, kit.ShellQuote(s.Engine), stateDir)
 	}
+	// Checked again under the step's lock on the node: a run that finished
+	// while this one waited leaves nothing to do.
+	fmt.Fprintf(&pre, "if [ \"$(cut -d' ' -f1 %[1]s 2>/dev/null)\" = %[2]s ]; then echo 'applied meanwhile by an earlier run'; exit 0; fi\n", marker, s.Hash)
 	// The marker is written when, and only when, the script succeeds.
 	fmt.Fprintf(&pre, "trap 'rc=$?; rm -f %[1]s/run/%[5]s.pgid; if [ $rc -eq 0 ]; then mkdir -p %[1]s/applied && printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s.tmp && mv %[4]s.tmp %[4]s; fi' EXIT\n",
 		stateDir, s.Hash, s.Deployment, marker, key)
 	var tail []string
-	res := run(ctx, c, key, pre.String()+s.Script, timeout, func(stream, text string) {
+	deadline := time.Now().Add(timeout + 5*time.Second)
+	res := runStep(ctx, c, stepJob{key: key, hash: s.Hash, deployment: s.Deployment, until: deadline}, pre.String()+s.Script, timeout, func(stream, text string) {
 		if stream == "stderr" {
 			tail = append(tail, text)
 			if len(tail) > 5 {
@@ -294,6 +430,10 @@ func (r *stepRun) execute() (string, int, error) {
 		r.line(stream, redact(text, cfg))
 	})
 	switch {
+	case r.cancelled.Load() != nil:
+		return "", -1, permanent{errors.New("cancelled")}
+	case res.err == nil && res.code == exitLocked:
+		return "", -1, errors.New("another run of this step holds its lock on the node")
 	case errors.Is(res.err, context.DeadlineExceeded) || (res.err == nil && res.code == 124):
 		return "", -1, permanent{fmt.Errorf("timed out after %s; the command was killed on the node", timeout)}
 	case res.err != nil:
@@ -338,7 +478,9 @@ func (r *stepRun) line(stream, text string) {
 	}
 }
 
-func (r *stepRun) report(state string, code *int, errMsg string, final bool) {
+// report publishes a step event and returns once the event stream has
+// stored it, retrying for a while when the bus does not answer.
+func (r *stepRun) report(state string, code *int, errMsg string, final bool) error {
 	s := r.s
 	ev := contract.StepEvent{V: contract.Version, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component,
 		Action: s.Action, State: state, Attempt: r.attempt, Started: &r.started, ExitCode: code, Error: errMsg, Final: final}
@@ -347,12 +489,23 @@ func (r *stepRun) report(state string, code *int, errMsg string, final bool) {
 		ev.Finished = &now
 	}
 	b, _ := json.Marshal(ev)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Log lines went out on the same connection first; flush them so the
 	// result never overtakes them.
 	_ = r.i.o.NC.FlushWithContext(ctx)
-	if _, err := r.i.o.Res.JS.Publish(ctx, subject.DeployEvent(s.Deployment, subject.DeployStep), b); err != nil {
-		r.i.log.Error("publish step event", "step", s.ID, "err", err)
+	var err error
+	for {
+		if _, err = r.i.o.Res.JS.Publish(ctx, subject.DeployEvent(s.Deployment, subject.DeployStep), b); err == nil {
+			return nil
+		}
+		r.i.log.Warn("publish step event", "step", s.ID, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publish step event: %w", err)
+		case <-r.i.ctx.Done():
+			return fmt.Errorf("publish step event: %w", err)
+		case <-time.After(time.Second):
+		}
 	}
 }

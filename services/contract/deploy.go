@@ -182,3 +182,37 @@ const (
 	DeploySucceeded = "succeeded"
 	DeployFailed    = "failed"
 )
+
+// StepBeat says an installer still works on a step, on de.beat.step.<id>,
+// every few seconds while it runs (plain NATS, not stored).
+//
+//	{"v": 1, "deployment": "d-1", "id": "10.0.0.1/nats/install", "node": "10.0.0.1", "attempt": 2}
+type StepBeat struct {
+	V          int    `json:"v"`
+	Deployment string `json:"deployment"`
+	ID         string `json:"id"`
+	Node       string `json:"node"`
+	Attempt    int    `json:"attempt"`
+}
+
+// StepCancel tells every installer to stop the steps of a deployment that
+// was cancelled or given up (de.cmd.installer.cancel, plain publish): their
+// process groups are killed on the nodes.
+//
+//	{"v": 1, "deployment": "d-1", "reason": "cancelled by request"}
+type StepCancel struct {
+	V          int    `json:"v"`
+	Deployment string `json:"deployment"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// DeployCancel asks the planner to cancel a running deployment
+// (de.cmd.deploy.cancel): 202 with the deployment as it ended, 404 for an
+// unknown id, 409 when it has already ended.
+//
+//	{"v": 1, "id": "d-20261124-223905-1a2b", "reason": "cancelled by request"}
+type DeployCancel struct {
+	V      int    `json:"v"`
+	ID     string `json:"id"`
+	Reason string `json:"reason,omitempty"`
+}

@@ -245,3 +245,11 @@ func HealEvent(kind string) string { return "de.evt.heal." + check("kind", kind)
 
 // AllHeal matches every heal event.
 const AllHeal = "de.evt.heal.>"
+
+// StepBeat is de.beat.step.<deployment>: an installer's sign of life while
+// it works on one of the deployment's steps. Plain NATS, never stored: a
+// lost beat only makes the scheduler look at the step sooner.
+func StepBeat(deployment string) string { return "de.beat.step." + check("deployment", deployment) }
+
+// AllStepBeats matches the beats of every deployment's steps.
+const AllStepBeats = "de.beat.step.*"
