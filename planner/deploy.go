@@ -163,3 +163,23 @@ func (p *Planner) deployList(ctx context.Context, req micro.Request) (int, any, 
 	}
 	return 200, out, nil
 }
+
+func (p *Planner) deployCancel(ctx context.Context, req micro.Request) (int, any, error) {
+	var in contract.DeployCancel
+	if err := kit.Decode(req, &in); err != nil {
+		return 0, nil, err
+	}
+	if !strings.HasPrefix(in.ID, "d-") || strings.HasSuffix(in.ID, specSuffix) {
+		return 0, nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
+	}
+	reason := "cancelled by request"
+	if in.Reason != "" {
+		reason = "cancelled: " + in.Reason
+	}
+	d, err := p.sched.cancel(ctx, in.ID, reason)
+	if err != nil {
+		return 0, nil, err
+	}
+	p.engineEvent(ctx, "cancel", fmt.Sprintf("deployment %s cancelled", in.ID))
+	return 202, d, nil
+}

@@ -43,6 +43,15 @@ type Options struct {
 	ProbeTimeout time.Duration
 	// StepTimeout bounds one step on a node (default 15m).
 	StepTimeout time.Duration
+	// SilentAfter is how long a running step may go without a sign of life
+	// from its installer before it is dispatched again (default 1m).
+	SilentAfter time.Duration
+	// LeaseTTL is the deploy lock's lifetime, renewed by the scheduler
+	// that drives the deployment (default 15s).
+	LeaseTTL time.Duration
+	// PlannerID names this planner in the deploy lock; a planner started
+	// again under the same name takes its lock back at once (default: random).
+	PlannerID string
 }
 
 // AgentSpec tells the planner how to install the node agent.
@@ -95,6 +104,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.Cmd("deploy", "report"):  p.deployReport,
 		subject.Cmd("deploy", "list"):    p.deployList,
 		subject.Cmd("deploy", "scale"):   p.scale,
+		subject.Cmd("deploy", "cancel"):  p.deployCancel,
 		subject.Cmd("catalog", "verify"): p.catalogVerify,
 	}
 	for subj, h := range eps {

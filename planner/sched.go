@@ -21,6 +21,7 @@ import (
 const (
 	keyCurrent   = "current"   // id of the deployment that runs now
 	keyPlacement = "placement" // node → components of the last deployment
+	keyLease     = "lock"      // the deploy lock: which scheduler drives the current deployment, until when
 	specSuffix   = "-specs"    // <id>-specs: the rendered steps, written once
 )
 
@@ -28,9 +29,14 @@ const (
 type record struct {
 	contract.Deployment
 	Placement map[string][]string `json:"placement"`
-	prios     map[string]int
-	specs     map[string]contract.Step
-	index     map[string]int
+	// Dispatches counts the times each step was put in the work queue (the
+	// message id of each copy), Queued the stream sequence of its last copy,
+	// so that a copy given up on is taken out of the queue.
+	Dispatches map[string]int    `json:"dispatches,omitempty"`
+	Queued     map[string]uint64 `json:"queued,omitempty"`
+	prios      map[string]int
+	specs      map[string]contract.Step
+	index      map[string]int
 }
 
 type specDoc struct {
@@ -43,10 +49,19 @@ type specDoc struct {
 // consumer, and an event is acknowledged only once its effect is stored, so
 // an engine killed at any point resumes where it stood.
 type scheduler struct {
-	p    *Planner
-	log  *slog.Logger
-	res  *bus.Resources
-	cons jetstream.ConsumeContext
+	p     *Planner
+	log   *slog.Logger
+	res   *bus.Resources
+	cons  jetstream.ConsumeContext
+	beats *nats.Subscription
+
+	// silent is how long a running step may go without a sign of life
+	// (an event or a beat) before it is dispatched again; ttl is the deploy
+	// lock's lifetime, renewed while this scheduler drives a deployment;
+	// holder names this scheduler in the lock.
+	silent time.Duration
+	ttl    time.Duration
+	holder string
 
 	mu      sync.Mutex
 	cur     *record
@@ -54,10 +69,28 @@ type scheduler struct {
 	dirty   bool
 	done    chan struct{}
 	wg      sync.WaitGroup
+
+	// seen is the last sign of life of each active step of cur; progress
+	// the last time cur moved (an event, a beat, a dispatch).
+	seen     map[string]time.Time
+	progress time.Time
+	leaseRev uint64
+	renewed  time.Time
+	lastLook time.Time
 }
 
 func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
-	s := &scheduler{p: p, log: p.log.With("part", "scheduler"), res: p.o.Res, done: make(chan struct{})}
+	s := &scheduler{p: p, log: p.log.With("part", "scheduler"), res: p.o.Res, done: make(chan struct{}),
+		silent: p.o.SilentAfter, ttl: p.o.LeaseTTL, holder: p.o.PlannerID, seen: map[string]time.Time{}}
+	if s.silent <= 0 {
+		s.silent = time.Minute
+	}
+	if s.ttl <= 0 {
+		s.ttl = 15 * time.Second
+	}
+	if s.holder == "" {
+		s.holder = "planner-" + bus.RandomSecret()[:8]
+	}
 	cons, err := s.res.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
 		Durable:       "planner-steps",
 		Description:   "the planner follows step results",
@@ -75,18 +108,29 @@ func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
 		return nil, fmt.Errorf("planner: consume step events: %w", err)
 	}
 	s.cons = cc
+	if s.beats, err = p.o.NC.Subscribe(subject.AllStepBeats, s.onBeat); err != nil {
+		cc.Stop()
+		return nil, fmt.Errorf("planner: subscribe to step beats: %w", err)
+	}
 	s.wg.Add(1)
 	go s.flushLoop()
 	return s, nil
 }
 
 func (s *scheduler) stop() {
+	_ = s.beats.Unsubscribe()
 	s.cons.Stop()
 	close(s.done)
 	s.wg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.flushLocked(context.Background())
+	ctx := context.Background()
+	s.flushLocked(ctx)
+	if s.cur != nil && (s.cur.State == contract.DeployRunning || s.cur.State == contract.DeployPending) {
+		// Hand the running deployment over: the next scheduler need not
+		// wait for the lock to expire.
+		s.releaseLease(ctx)
+	}
 }
 
 // resume picks up the deployment a stopped engine left running.
@@ -105,10 +149,19 @@ func (s *scheduler) resume(ctx context.Context) error {
 	if rec.State != contract.DeployRunning && rec.State != contract.DeployPending {
 		return nil
 	}
-	s.log.Info("resuming deployment", "id", rec.ID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cur = rec
+	if s.cur != nil && s.cur.ID == rec.ID {
+		return nil
+	}
+	if err := s.takeLease(ctx, rec.ID); err != nil {
+		// Another live scheduler drives it; its lock is watched and taken
+		// over when it expires.
+		s.log.Info("deployment driven elsewhere", "id", rec.ID, "why", err)
+		return nil
+	}
+	s.log.Info("resuming deployment", "id", rec.ID)
+	s.drive(rec)
 	s.advanceLocked(ctx)
 	s.flushLocked(ctx)
 	return nil
@@ -164,8 +217,13 @@ func (s *scheduler) begin(ctx context.Context, rec *record) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cur = rec
+	if err := s.takeLease(ctx, rec.ID); err != nil {
+		return err
+	}
+	s.drive(rec)
 	if err := s.saveLocked(ctx); err != nil {
+		s.releaseLease(ctx)
+		s.cur = nil
 		return err
 	}
 	if _, err := s.res.Deployments.Put(ctx, keyCurrent, []byte(rec.ID)); err != nil {
@@ -209,9 +267,24 @@ func (s *scheduler) onEvent(m jetstream.Msg) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur == nil || s.cur.ID != ev.Deployment || s.cur.State != contract.DeployRunning {
+		if s.cur == nil || s.cur.ID != ev.Deployment {
+			if e, err := s.res.Deployments.Get(ctx, keyCurrent); err == nil && string(e.Value()) == ev.Deployment {
+				// The current deployment, not (yet) driven here: keep its
+				// event for whoever resumes it.
+				_ = m.NakWithDelay(time.Second)
+				return
+			}
+		}
 		_ = m.Ack()
 		return
 	}
+	if _, ok := s.cur.index[ev.ID]; !ok && ev.Final {
+		// A step the installer could not read names at most its node: the
+		// node runs one step at a time, so it is that node's active step.
+		ev.ID = s.activeOn(ev.Node)
+	}
+	now := time.Now()
+	s.seen[ev.ID], s.progress = now, now
 	s.applyLocked(ev)
 	s.pending = append(s.pending, m)
 	s.advanceLocked(ctx)
@@ -309,8 +382,7 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 		if busy[st.Node] {
 			continue
 		}
-		spec := rec.specs[st.ID]
-		if err := s.dispatch(ctx, spec); err != nil {
+		if err := s.dispatchLocked(ctx, st.ID); err != nil {
 			s.log.Error("dispatch step", "step", st.ID, "err", err)
 			st.State, st.Error = contract.StateFailed, "could not queue the step: "+err.Error()
 		} else {
@@ -327,22 +399,36 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 		}
 	}
 	if !active {
-		s.finishLocked(ctx)
+		s.finishLocked(ctx, "")
 	}
 }
 
-func (s *scheduler) dispatch(ctx context.Context, spec contract.Step) error {
+// dispatchLocked puts a step of cur in the work queue.
+func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
+	rec := s.cur
+	spec := rec.specs[id]
+	n := rec.Dispatches[id] + 1
+	spec.Attempt = n
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return err
 	}
 	msg := &nats.Msg{Subject: subject.Step(spec.Deployment, spec.Node), Data: data}
 	// The message id makes a dispatch repeated after a crash a no-op.
-	_, err = s.res.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(fmt.Sprintf("%s/%s/%d", spec.Deployment, spec.ID, spec.Attempt)))
-	return err
+	ack, err := s.res.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(fmt.Sprintf("%s/%s/%d", spec.Deployment, spec.ID, n)))
+	if err != nil {
+		return err
+	}
+	if rec.Dispatches == nil {
+		rec.Dispatches, rec.Queued = map[string]int{}, map[string]uint64{}
+	}
+	rec.Dispatches[id], rec.Queued[id] = n, ack.Sequence
+	s.seen[id] = time.Now()
+	s.dirty = true
+	return nil
 }
 
-func (s *scheduler) finishLocked(ctx context.Context) {
+func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 	rec := s.cur
 	now := time.Now().UTC()
 	rec.Finished = &now
@@ -353,7 +439,10 @@ func (s *scheduler) finishLocked(ctx context.Context) {
 			failed++
 		}
 	}
-	if failed > 0 {
+	switch {
+	case reason != "":
+		rec.State, rec.Error = contract.DeployFailed, reason
+	case failed > 0:
 		rec.State = contract.DeployFailed
 		rec.Error = fmt.Sprintf("%d step(s) failed; fix the cause and deploy again: only what failed or never ran will run", failed)
 	}
@@ -369,6 +458,7 @@ func (s *scheduler) finishLocked(ctx context.Context) {
 	if err := s.res.Deployments.Delete(ctx, keyCurrent); err != nil {
 		s.log.Error("clear current deployment", "err", err)
 	}
+	s.releaseLease(ctx)
 	s.publish(ctx, subject.DeployEvent(rec.ID, subject.DeployFinished), contract.DeploymentEvent{
 		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error})
 	s.log.Info("deployment finished", "id", rec.ID, "state", rec.State, "changed", rec.Changed, "failed", failed)
@@ -440,9 +530,12 @@ func (s *scheduler) flushLoop() {
 		case <-s.done:
 			return
 		case <-t.C:
+			ctx := context.Background()
 			s.mu.Lock()
-			s.flushLocked(context.Background())
+			s.watchLocked(ctx, time.Now())
+			s.flushLocked(ctx)
 			s.mu.Unlock()
+			s.adopt(ctx)
 		}
 	}
 }

@@ -151,7 +151,8 @@ func waitFinished(t *testing.T, p *Planner, id string) *contract.Deployment {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("deployment %s did not finish", id)
+	d, _ := p.sched.snapshot(context.Background(), id)
+	t.Fatalf("deployment %s did not finish: %+v", id, d)
 	return nil
 }
 

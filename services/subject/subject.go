@@ -253,3 +253,6 @@ func StepBeat(deployment string) string { return "de.beat.step." + check("deploy
 
 // AllStepBeats matches the beats of every deployment's steps.
 const AllStepBeats = "de.beat.step.*"
+
+// Steps matches every node's steps of one deployment in the work queue.
+func Steps(deployment string) string { return "de.step." + check("deployment", deployment) + ".*" }

@@ -1,0 +1,296 @@
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// maxRedispatch bounds how often a silent step is put in the queue again
+// before it is failed.
+const maxRedispatch = 2
+
+// defaultStepDeadline is the installer's bound on a step without one.
+const defaultStepDeadline = 15 * time.Minute
+
+// drive makes rec the deployment this scheduler runs; every active step
+// counts as just seen.
+func (s *scheduler) drive(rec *record) {
+	s.cur = rec
+	now := time.Now()
+	s.seen = map[string]time.Time{}
+	for _, st := range rec.Steps {
+		if active(st.State) {
+			s.seen[st.ID] = now
+		}
+	}
+	s.progress = now
+}
+
+func active(state string) bool { return state == contract.StateRunning || state == stateQueued }
+
+// activeOn names the step of cur that is queued or running on node.
+func (s *scheduler) activeOn(node string) string {
+	for _, st := range s.cur.Steps {
+		if st.Node == node && active(st.State) {
+			return st.ID
+		}
+	}
+	return ""
+}
+
+func stepDeadline(spec contract.Step) time.Duration {
+	if spec.TimeoutS > 0 {
+		return time.Duration(spec.TimeoutS) * time.Second
+	}
+	return defaultStepDeadline
+}
+
+// onBeat notes that an installer still works on a step.
+func (s *scheduler) onBeat(m *nats.Msg) {
+	var b contract.StepBeat
+	if err := json.Unmarshal(m.Data, &b); err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || s.cur.ID != b.Deployment {
+		return
+	}
+	if i, ok := s.cur.index[b.ID]; ok && active(s.cur.Steps[i].State) {
+		now := time.Now()
+		s.seen[b.ID], s.progress = now, now
+	}
+}
+
+// watchLocked keeps the running deployment honest: a step silent past its
+// bound is dispatched again (the node's markers and the installer's
+// per-step lock make that safe) and failed after maxRedispatch more tries;
+// a deployment that has not moved for longer than its longest step's
+// deadline fails as a whole. It also renews the deploy lock.
+func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
+	rec := s.cur
+	if rec == nil || rec.State != contract.DeployRunning {
+		return
+	}
+	if now.Sub(s.renewed) >= s.ttl/3 {
+		if err := s.renewLease(ctx); err != nil {
+			if errors.Is(err, errLeaseLost) {
+				s.log.Error("the deploy lock was taken by another scheduler; no longer driving the deployment", "id", rec.ID, "err", err)
+				s.cur, s.pending = nil, nil
+				return
+			}
+			s.log.Warn("renew the deploy lock", "id", rec.ID, "err", err)
+		}
+	}
+	var longest time.Duration
+	changed := false
+	for i := range rec.Steps {
+		st := &rec.Steps[i]
+		spec := rec.specs[st.ID]
+		longest = max(longest, stepDeadline(spec))
+		if !active(st.State) {
+			continue
+		}
+		last, ok := s.seen[st.ID]
+		if !ok {
+			s.seen[st.ID] = now
+			continue
+		}
+		// A queued step may wait for a free installer; one that runs beats.
+		bound := s.silent
+		if st.State == stateQueued {
+			bound = max(stepDeadline(spec), s.silent)
+		}
+		if now.Sub(last) <= bound {
+			continue
+		}
+		what := "no installer reported on it"
+		if st.State == stateQueued {
+			what = "no installer took it"
+		}
+		if rec.Dispatches[st.ID] <= maxRedispatch {
+			s.log.Warn("step silent; dispatching it again", "id", rec.ID, "step", st.ID, "silent", now.Sub(last).Round(time.Second))
+			if seq := rec.Queued[st.ID]; seq != 0 {
+				_ = s.res.Steps.DeleteMsg(ctx, seq) // the copy given up on, if still queued
+			}
+			if err := s.dispatchLocked(ctx, st.ID); err == nil {
+				st.State = stateQueued
+				st.Error = fmt.Sprintf("%s for %s: dispatched again", what, bound.Round(time.Second))
+				changed = true
+				continue
+			}
+		}
+		now := now.UTC()
+		st.State, st.Finished = contract.StateFailed, &now
+		st.Error = fmt.Sprintf("%s for %s after %d dispatches: given up", what, bound.Round(time.Second), rec.Dispatches[st.ID])
+		s.log.Error("step given up", "id", rec.ID, "step", st.ID, "why", st.Error)
+		changed = true
+	}
+	if changed {
+		s.dirty = true
+		s.advanceLocked(ctx)
+		return
+	}
+	if limit := longest + s.silent; now.Sub(s.progress) > limit {
+		s.abortLocked(ctx, fmt.Sprintf("no progress for %s (longer than its longest step's deadline): given up; deploy again to finish it", limit.Round(time.Second)))
+	}
+}
+
+// abortLocked ends cur as failed for reason: what was queued leaves the
+// queue, what runs is stopped on the nodes, the lock is released.
+func (s *scheduler) abortLocked(ctx context.Context, reason string) {
+	rec := s.cur
+	now := time.Now().UTC()
+	for i := range rec.Steps {
+		st := &rec.Steps[i]
+		switch {
+		case st.State == contract.StatePending:
+			st.State, st.Error = contract.StateSkipped, "not run: "+reason
+		case active(st.State):
+			st.State, st.Finished, st.Error = contract.StateFailed, &now, reason
+		}
+	}
+	s.dirty = true
+	if err := s.res.Steps.Purge(ctx, jetstream.WithPurgeSubject(subject.Steps(rec.ID))); err != nil {
+		s.log.Warn("take the deployment's steps out of the queue", "id", rec.ID, "err", err)
+	}
+	if b, err := json.Marshal(contract.StepCancel{V: contract.Version, Deployment: rec.ID, Reason: reason}); err == nil {
+		_ = s.p.o.NC.Publish(subject.Cmd("installer", "cancel"), b)
+	}
+	s.log.Warn("deployment given up", "id", rec.ID, "reason", reason)
+	s.finishLocked(ctx, reason)
+}
+
+// cancel ends a running deployment at a user's request.
+func (s *scheduler) cancel(ctx context.Context, id, reason string) (*contract.Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || s.cur.ID != id {
+		// Not driven here: a deployment left running in the store with no
+		// live scheduler (its lock expired) is ended all the same.
+		rec, err := s.load(ctx, id)
+		if err != nil {
+			if bus.IsNotFound(err) {
+				return nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", id)}
+			}
+			return nil, err
+		}
+		if rec.State != contract.DeployRunning && rec.State != contract.DeployPending {
+			return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s has already ended: %s", id, rec.State)}
+		}
+		if s.cur != nil && (s.cur.State == contract.DeployRunning || s.cur.State == contract.DeployPending) {
+			// Another deployment runs here: this one is a leftover record.
+			now := time.Now().UTC()
+			rec.State, rec.Error, rec.Finished = contract.DeployFailed, reason, &now
+			b, _ := json.Marshal(rec)
+			if _, err := s.res.Deployments.Put(ctx, id, b); err != nil {
+				return nil, fmt.Errorf("store deployment %s: %w", id, err)
+			}
+			return &rec.Deployment, nil
+		}
+		if err := s.takeLease(ctx, id); err != nil {
+			return nil, err
+		}
+		s.drive(rec)
+	}
+	if s.cur.State != contract.DeployRunning && s.cur.State != contract.DeployPending {
+		return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s has already ended: %s", id, s.cur.State)}
+	}
+	s.abortLocked(ctx, reason)
+	d := s.cur.Deployment
+	d.Steps = append([]contract.StepStatus(nil), s.cur.Steps...)
+	return &d, nil
+}
+
+// lease is the deploy lock's value: one scheduler drives the current
+// deployment and renews the lock while it lives; an expired lock is taken
+// over by the next scheduler that looks.
+type lease struct {
+	Deployment string    `json:"deployment"`
+	Holder     string    `json:"holder"`
+	Expires    time.Time `json:"expires"`
+}
+
+var errLeaseLost = errors.New("the deploy lock belongs to another scheduler")
+
+// takeLease takes the deploy lock for deployment id, unless another
+// scheduler holds it and it has not expired (409).
+func (s *scheduler) takeLease(ctx context.Context, id string) error {
+	val, _ := json.Marshal(lease{Deployment: id, Holder: s.holder, Expires: time.Now().Add(s.ttl).UTC()})
+	e, err := s.res.Deployments.Get(ctx, keyLease)
+	var rev uint64
+	switch {
+	case bus.IsNotFound(err):
+		rev, err = s.res.Deployments.Create(ctx, keyLease, val)
+	case err != nil:
+		return fmt.Errorf("read the deploy lock: %w", err)
+	default:
+		var l lease
+		if json.Unmarshal(e.Value(), &l) == nil && l.Holder != s.holder && time.Now().Before(l.Expires) {
+			return &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is driven by %s (its lock runs until %s); wait for it to finish",
+				l.Deployment, l.Holder, l.Expires.Format(time.RFC3339))}
+		}
+		rev, err = s.res.Deployments.Update(ctx, keyLease, val, e.Revision())
+	}
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return &kit.Error{Code: 409, Msg: "another scheduler took the deploy lock just now; try again"}
+		}
+		return fmt.Errorf("take the deploy lock: %w", err)
+	}
+	s.leaseRev, s.renewed = rev, time.Now()
+	return nil
+}
+
+// renewLease extends the lock this scheduler holds.
+func (s *scheduler) renewLease(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	val, _ := json.Marshal(lease{Deployment: s.cur.ID, Holder: s.holder, Expires: time.Now().Add(s.ttl).UTC()})
+	rev, err := s.res.Deployments.Update(ctx, keyLease, val, s.leaseRev)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return errLeaseLost
+		}
+		return err
+	}
+	s.leaseRev, s.renewed = rev, time.Now()
+	return nil
+}
+
+func (s *scheduler) releaseLease(ctx context.Context) {
+	if err := s.res.Deployments.Delete(ctx, keyLease, jetstream.LastRevision(s.leaseRev)); err != nil && !bus.IsNotFound(err) {
+		s.log.Warn("release the deploy lock", "err", err)
+	}
+}
+
+// adopt looks, once a second while this scheduler drives nothing, for a
+// current deployment whose lock has expired, and resumes it.
+func (s *scheduler) adopt(ctx context.Context) {
+	s.mu.Lock()
+	idle := s.cur == nil || (s.cur.State != contract.DeployRunning && s.cur.State != contract.DeployPending)
+	look := time.Since(s.lastLook) >= time.Second
+	if idle && look {
+		s.lastLook = time.Now()
+	}
+	s.mu.Unlock()
+	if !idle || !look {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.resume(ctx); err != nil {
+		s.log.Warn("look for a deployment to resume", "err", err)
+	}
+}

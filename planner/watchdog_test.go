@@ -1,0 +1,325 @@
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+func watchedPlanner(t *testing.T, b *testBus, holder string, silent time.Duration) *Planner {
+	t.Helper()
+	var out io.Writer = io.Discard
+	if testing.Verbose() {
+		out = os.Stderr
+	}
+	p := &Planner{o: Options{NC: b.nc, Res: b.res, SilentAfter: silent, LeaseTTL: 3 * time.Second, PlannerID: holder},
+		log: slog.New(slog.NewTextHandler(out, nil)).With("holder", holder)}
+	s, err := newScheduler(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.sched = s
+	return p
+}
+
+func withDeadline(rec *record, secs int) *record {
+	for id, sp := range rec.specs {
+		sp.TimeoutS = secs
+		rec.specs[id] = sp
+	}
+	return rec
+}
+
+// sink takes steps from the queue and does what its hook says with each.
+type sink struct {
+	mu   sync.Mutex
+	got  map[string]int
+	hook func(n int, m jetstream.Msg, s contract.Step)
+	cc   jetstream.ConsumeContext
+}
+
+func startSink(t *testing.T, b *testBus, hook func(n int, m jetstream.Msg, s contract.Step)) *sink {
+	t.Helper()
+	k := &sink{got: map[string]int{}, hook: hook}
+	cons, err := b.res.JS.CreateOrUpdateConsumer(context.Background(), bus.StreamSteps, jetstream.ConsumerConfig{Durable: "sink", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.cc, err = cons.Consume(func(m jetstream.Msg) {
+		var s contract.Step
+		_ = json.Unmarshal(m.Data(), &s)
+		k.mu.Lock()
+		k.got[s.ID]++
+		n := k.got[s.ID]
+		k.mu.Unlock()
+		go k.hook(n, m, s)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.cc.Stop)
+	return k
+}
+
+func publishStep(t *testing.T, b *testBus, s contract.Step, state string, final bool) {
+	now := time.Now()
+	ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action, State: state, Attempt: 1, Started: &now, Final: final}
+	d, _ := json.Marshal(ev)
+	if _, err := b.res.JS.Publish(context.Background(), subject.DeployEvent(s.Deployment, subject.DeployStep), d); err != nil {
+		t.Errorf("publish: %v", err)
+	}
+}
+
+func lockHeld(t *testing.T, b *testBus) bool {
+	_, err := b.res.Deployments.Get(context.Background(), keyLease)
+	if err != nil && !bus.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	_, cerr := b.res.Deployments.Get(context.Background(), keyCurrent)
+	return err == nil || cerr == nil
+}
+
+// A step whose result is never published (the installer took it and went
+// silent) does not keep the deployment running: it is dispatched again a
+// bounded number of times, then failed; the deployment fails with a reason
+// and the deploy lock is released.
+func TestStuckDeploymentFails(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	startSink(t, b, func(_ int, m jetstream.Msg, _ contract.Step) { _ = m.Ack() }) // takes it, never answers
+	p := watchedPlanner(t, b, "p1", 300*time.Millisecond)
+	defer p.sched.stop()
+	start := time.Now()
+	if err := p.sched.begin(context.Background(), withDeadline(diamond("d-stuck"), 1)); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, p, "d-stuck")
+	took := time.Since(start)
+	if d.State != contract.DeployFailed || d.Error == "" {
+		t.Fatalf("stuck deployment: %s %q", d.State, d.Error)
+	}
+	// Longest deadline 1s + silence 0.3s, checked every 100ms.
+	if took > 5*time.Second {
+		t.Errorf("the stuck deployment took %s to fail", took)
+	}
+	for _, st := range d.Steps {
+		if st.State == contract.StateRunning || st.State == stateQueued || st.State == contract.StatePending {
+			t.Errorf("step %s left %s", st.ID, st.State)
+		}
+	}
+	if lockHeld(t, b) {
+		t.Fatal("the deploy lock outlived the failed deployment")
+	}
+	if _, ok := p.sched.running(); ok {
+		t.Fatal("the scheduler still reports a running deployment")
+	}
+	// The next deployment may start.
+	if err := p.sched.begin(context.Background(), diamond("d-next")); err != nil {
+		t.Fatalf("deploy after the stuck one: %v", err)
+	}
+}
+
+// A running step that falls silent (its beats and result lost) is
+// dispatched again, and the deployment finishes.
+func TestSilentStepDispatchedAgain(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	silentID := "10.0.0.2/c/install"
+	k := startSink(t, b, func(n int, m jetstream.Msg, s contract.Step) {
+		publishStep(t, b, s, contract.StateRunning, false)
+		_ = m.Ack()
+		if s.ID == silentID && n == 1 {
+			return // goes silent
+		}
+		time.Sleep(10 * time.Millisecond)
+		publishStep(t, b, s, contract.StateSucceeded, true)
+	})
+	p := watchedPlanner(t, b, "p1", 500*time.Millisecond)
+	defer p.sched.stop()
+	if err := p.sched.begin(context.Background(), withDeadline(diamond("d-silent"), 30)); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, p, "d-silent")
+	if d.State != contract.DeploySucceeded {
+		t.Fatalf("deployment: %s %q", d.State, d.Error)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.got[silentID] != 2 {
+		t.Errorf("the silent step was dispatched %d times, want 2", k.got[silentID])
+	}
+}
+
+// Beats keep a long step alive: it is not dispatched again.
+func TestBeatingStepNotDispatchedAgain(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	k := startSink(t, b, func(_ int, m jetstream.Msg, s contract.Step) {
+		publishStep(t, b, s, contract.StateRunning, false)
+		beat, _ := json.Marshal(contract.StepBeat{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Attempt: 1})
+		for range 10 {
+			time.Sleep(100 * time.Millisecond)
+			_ = b.nc.Publish(subject.StepBeat(s.Deployment), beat)
+		}
+		_ = m.Ack()
+		publishStep(t, b, s, contract.StateSucceeded, true)
+	})
+	p := watchedPlanner(t, b, "p1", 400*time.Millisecond)
+	defer p.sched.stop()
+	if err := p.sched.begin(context.Background(), withDeadline(diamond("d-beat"), 30)); err != nil {
+		t.Fatal(err)
+	}
+	if d := waitFinished(t, p, "d-beat"); d.State != contract.DeploySucceeded {
+		t.Fatalf("deployment: %s %q", d.State, d.Error)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id, n := range k.got {
+		if n != 1 {
+			t.Errorf("%s dispatched %d times while it beat", id, n)
+		}
+	}
+}
+
+// Cancel ends a running deployment: 202 with it failed, its queued steps
+// out of the queue, the installers told, the lock released; 409 once it
+// has ended; 404 for an unknown id.
+func TestCancel(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	told := make(chan contract.StepCancel, 4)
+	sub, err := b.nc.Subscribe(subject.Cmd("installer", "cancel"), func(m *nats.Msg) {
+		var c contract.StepCancel
+		_ = json.Unmarshal(m.Data, &c)
+		told <- c
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	p := watchedPlanner(t, b, "p1", time.Minute)
+	defer p.sched.stop()
+	ctx := context.Background()
+	if err := p.sched.begin(ctx, diamond("d-c")); err != nil { // nothing takes its steps
+		t.Fatal(err)
+	}
+	d, err := p.sched.cancel(ctx, "d-c", "cancelled by request")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != contract.DeployFailed || !strings.Contains(d.Error, "cancelled") {
+		t.Fatalf("cancelled deployment: %s %q", d.State, d.Error)
+	}
+	select {
+	case c := <-told:
+		if c.Deployment != "d-c" {
+			t.Fatalf("installers told to cancel %q", c.Deployment)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the installers were not told")
+	}
+	info, err := b.res.Steps.Info(ctx)
+	if err != nil || info.State.Msgs != 0 {
+		t.Fatalf("steps left in the queue: %+v %v", info, err)
+	}
+	if lockHeld(t, b) {
+		t.Fatal("the deploy lock outlived the cancelled deployment")
+	}
+	stored, err := p.sched.snapshot(ctx, "d-c")
+	if err != nil || stored.State != contract.DeployFailed {
+		t.Fatalf("stored: %+v %v", stored, err)
+	}
+	var ke *kit.Error
+	if _, err := p.sched.cancel(ctx, "d-c", "again"); !errors.As(err, &ke) || ke.Code != 409 {
+		t.Fatalf("cancel of an ended deployment: %v", err)
+	}
+	if _, err := p.sched.cancel(ctx, "d-nope", "x"); !errors.As(err, &ke) || ke.Code != 404 {
+		t.Fatalf("cancel of an unknown deployment: %v", err)
+	}
+}
+
+// While one scheduler holds the deploy lock, another cannot start a
+// deployment; once the holder dies without a word, the lock expires and
+// the other resumes the deployment.
+func TestLockExpiresAndIsTakenOver(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	ctx := context.Background()
+	// a runs on a connection of its own, as in another process.
+	anc, err := b.srv.Connect("planner-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ares, err := bus.Declare(ctx, anc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := watchedPlanner(t, &testBus{srv: b.srv, nc: anc, res: ares}, "planner-a", time.Minute)
+	if err := a.sched.begin(ctx, diamond("d-a")); err != nil {
+		t.Fatal(err)
+	}
+	other := watchedPlanner(t, b, "planner-b", time.Minute)
+	defer other.sched.stop()
+	var ke *kit.Error
+	if err := other.sched.begin(ctx, diamond("d-b")); !errors.As(err, &ke) || ke.Code != 409 {
+		t.Fatalf("begin while another holds the lock: %v", err)
+	}
+	// a dies: its connection goes, nothing renews or releases the lock.
+	close(a.sched.done)
+	a.sched.wg.Wait()
+	anc.Close()
+	w := startWorker(t, b, nil)
+	defer w.cc.Stop()
+	start := time.Now()
+	d := waitFinished(t, other, "d-a")
+	if d.State != contract.DeploySucceeded {
+		t.Fatalf("taken-over deployment: %s %q", d.State, d.Error)
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("take-over took %s with a 3s lock", took)
+	}
+}
+
+// A failed step event that names no known step (the installer could not
+// read the step message) fails the step active on its node.
+func TestUnreadableStepEventFailsNodeStep(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	startSink(t, b, func(_ int, m jetstream.Msg, s contract.Step) {
+		_ = m.Ack()
+		if s.Node == "10.0.0.3" {
+			publishStep(t, b, contract.Step{Deployment: s.Deployment, Node: s.Node}, contract.StateFailed, true)
+			return
+		}
+		publishStep(t, b, s, contract.StateSucceeded, true)
+	})
+	p := watchedPlanner(t, b, "p1", time.Minute)
+	defer p.sched.stop()
+	if err := p.sched.begin(context.Background(), diamond("d-u")); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, p, "d-u")
+	for _, st := range d.Steps {
+		if st.Node == "10.0.0.3" && st.State != contract.StateFailed {
+			t.Errorf("%s: %s, want failed", st.ID, st.State)
+		}
+	}
+	if d.State != contract.DeployFailed {
+		t.Fatalf("deployment: %s", d.State)
+	}
+}
