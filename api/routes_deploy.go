@@ -24,6 +24,7 @@ func (s *server) deployRoutes(r chi.Router) {
 	r.Get("/deployments/{id}", s.getDeployment)
 	r.Get("/deployments/{id}/events", streaming(s.o.Limits.StreamIdle, s.deploymentEvents))
 	r.Get("/deployments/{id}/report", s.deploymentReport)
+	r.Post("/deployments/{id}/cancel", s.cancelDeployment)
 }
 
 func (s *server) deploy(w http.ResponseWriter, r *http.Request) {
@@ -57,6 +58,16 @@ func (s *server) getDeployment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.call(w, r, subject.Cmd("deploy", "get"), map[string]string{"id": id})
+}
+
+// cancelDeployment ends a running deployment: 202 with the deployment as
+// it ended, 404 for an unknown id, 409 when it has already ended.
+func (s *server) cancelDeployment(w http.ResponseWriter, r *http.Request) {
+	id, ok := deploymentID(w, r)
+	if !ok {
+		return
+	}
+	s.call(w, r, subject.Cmd("deploy", "cancel"), contract.DeployCancel{V: contract.Version, ID: id})
 }
 
 // deploymentEvents streams a deployment as server-sent events: first its

@@ -54,15 +54,35 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 
 // startLocked checks the nodes and starts a deployment of cfg.
 func (p *Planner) startLocked(ctx context.Context, cfg contract.Config) (string, error) {
+	rec, err := p.prepareLocked(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	return p.beginLocked(ctx, rec)
+}
+
+// beginLocked starts a prepared deployment.
+func (p *Planner) beginLocked(ctx context.Context, rec *record) (string, error) {
+	if err := p.sched.begin(ctx, rec); err != nil {
+		return "", err
+	}
+	p.log.Info("deployment started", "id", rec.ID, "steps", len(rec.Steps), "nodes", len(rec.Placement))
+	return rec.ID, nil
+}
+
+// prepareLocked checks that no deployment runs, the catalog and every node
+// (reachable, not another engine's), and plans a deployment of cfg. It
+// changes nothing.
+func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*record, error) {
 	if id, ok := p.sched.running(); ok {
-		return "", &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
+		return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
 	}
 	cat, ok := p.o.Catalogs[cfg.CatalogName()]
 	if !ok {
-		return "", &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %q is not loaded in this engine", cfg.CatalogName())}
+		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %q is not loaded in this engine", cfg.CatalogName())}
 	}
 	if err := cat.Verify(); err != nil {
-		return "", &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %s failed its integrity check (%v): reinstall the engine or restore the catalog directory", cat.Name, err)}
+		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %s failed its integrity check (%v): reinstall the engine or restore the catalog directory", cat.Name, err)}
 	}
 	previous := loadPlacement(ctx, p.o.Res)
 	nodes := cfg.Nodes()
@@ -73,7 +93,7 @@ func (p *Planner) startLocked(ctx context.Context, cfg contract.Config) (string,
 	}
 	results, err := p.probe(ctx, cfg, nodes)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var unreachable, owned []string
 	for _, r := range results {
@@ -85,10 +105,10 @@ func (p *Planner) startLocked(ctx context.Context, cfg contract.Config) (string,
 		}
 	}
 	if len(owned) > 0 {
-		return "", &kit.Error{Code: 409, Msg: "another engine manages these nodes (two control machines on one network?): " + strings.Join(owned, "; ")}
+		return nil, &kit.Error{Code: 409, Msg: "another engine manages these nodes (two control machines on one network?): " + strings.Join(owned, "; ")}
 	}
 	if len(unreachable) > 0 {
-		return "", &kit.Error{Code: 502, Msg: "cannot reach every node: " + strings.Join(unreachable, "; ")}
+		return nil, &kit.Error{Code: 502, Msg: "cannot reach every node: " + strings.Join(unreachable, "; ")}
 	}
 	id := newID()
 	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout,
@@ -99,7 +119,7 @@ func (p *Planner) startLocked(ctx context.Context, cfg contract.Config) (string,
 	}
 	steps, err := buildPlan(in)
 	if err != nil {
-		return "", &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
+		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
 	}
 	rec := &record{
 		Deployment: contract.Deployment{ID: id, State: contract.DeployPending, Created: time.Now().UTC()},
@@ -114,11 +134,7 @@ func (p *Planner) startLocked(ctx context.Context, cfg contract.Config) (string,
 		rec.prios[s.spec.ID] = s.prio
 	}
 	rec.reindex()
-	if err := p.sched.begin(ctx, rec); err != nil {
-		return "", err
-	}
-	p.log.Info("deployment started", "id", id, "steps", len(steps), "nodes", len(nodes))
-	return id, nil
+	return rec, nil
 }
 
 func (p *Planner) deployGet(ctx context.Context, req micro.Request) (int, any, error) {

@@ -122,15 +122,28 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 	if id, ok := p.sched.running(); ok {
 		return 0, nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; scale when it has finished", id)}
 	}
+	// Every node is checked and the deployment planned before anything is
+	// stored: a scale that fails leaves the stored config as it was.
+	rec, err := p.prepareLocked(ctx, next)
+	if err != nil {
+		return 0, nil, err
+	}
 	data, err := json.Marshal(next)
 	if err != nil {
 		return 0, nil, err
 	}
-	if _, err := p.o.Res.Config.Put(ctx, bus.KeyConfig, data); err != nil {
+	prev, err := p.o.Res.Config.Get(ctx, bus.KeyConfig)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read config: %w", err)
+	}
+	if _, err := p.o.Res.Config.Update(ctx, bus.KeyConfig, data, prev.Revision()); err != nil {
 		return 0, nil, fmt.Errorf("store config: %w", err)
 	}
-	id, err := p.startLocked(ctx, next)
+	id, err := p.beginLocked(ctx, rec)
 	if err != nil {
+		if _, rerr := p.o.Res.Config.Put(ctx, bus.KeyConfig, prev.Value()); rerr != nil {
+			p.log.Error("put the config back after a failed scale", "err", rerr)
+		}
 		return 0, nil, err
 	}
 	return 202, DeployStarted{ID: id}, nil

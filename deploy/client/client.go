@@ -283,6 +283,13 @@ func (c *Client) Scale(ctx context.Context, items ...ScaleItem) (string, json.Ra
 	return s.ID, raw, err
 }
 
+// Cancel ends a running deployment and returns it as it ended.
+func (c *Client) Cancel(ctx context.Context, id string) (contract.Deployment, json.RawMessage, error) {
+	var d contract.Deployment
+	raw, err := c.getJSON(ctx, "POST", base+"/deployments/"+url.PathEscape(id)+"/cancel", nil, &d)
+	return d, raw, err
+}
+
 // Deployment returns a deployment with its steps.
 func (c *Client) Deployment(ctx context.Context, id string) (contract.Deployment, json.RawMessage, error) {
 	var d contract.Deployment

@@ -50,6 +50,14 @@ type Options struct {
 	// Limits bound the API's requests in flight and its timeouts (zero:
 	// the API's defaults).
 	Limits api.Limits
+	// EngineID, when set, is this engine's id (what nodes record as their
+	// owner); by default it is read from <data>/engine-id or the store,
+	// or made at first start.
+	EngineID string
+	// StepAckWait is how long the step queue waits for a sign of life from
+	// the installer holding a step before it hands the step to another
+	// (default 30s). Tests shorten it to exercise redelivery.
+	StepAckWait time.Duration
 	// Ready, when set, receives the HTTP address once the engine serves.
 	Ready func(addr string)
 }
@@ -80,6 +88,14 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir %s: %w", o.DataDir, err)
+	}
+	if o.NATSURL == "" {
+		// The embedded store is this process's alone while it serves.
+		unlock, err := lockData(o.DataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	catalogs, err := loadCatalogs(o.CatalogDir)
 	if err != nil {
@@ -146,7 +162,7 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	engineID, err := identity(ctx, res)
+	engineID, err := identity(ctx, res, o.DataDir, o.EngineID)
 	if err != nil {
 		return err
 	}
@@ -167,7 +183,13 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	if o.runs("planner") {
-		p, err := planner.Start(ctx, planner.Options{NC: nc, Res: res, Catalogs: catalogs, EngineID: engineID, Port: port, Logger: log, Agent: agent, Releases: releases})
+		host, _ := os.Hostname()
+		dir, _ := filepath.Abs(o.DataDir)
+		p, err := planner.Start(ctx, planner.Options{NC: nc, Res: res, Catalogs: catalogs, EngineID: engineID, Port: port, Logger: log, Agent: agent, Releases: releases,
+			// The same engine started again on the same machine and data
+			// takes its deploy lock back at once.
+			PlannerID:   engineID + "@" + host + ":" + dir,
+			SilentAfter: max(time.Minute, 2*o.StepAckWait)})
 		if err != nil {
 			return err
 		}
@@ -249,24 +271,68 @@ func loadCatalogs(dir string) (map[string]*catalog.Catalog, error) {
 	return out, nil
 }
 
-// identity is this engine's id, made at first start and kept in the bus.
-func identity(ctx context.Context, res *bus.Resources) (string, error) {
-	e, err := res.Engine.Get(ctx, "id")
-	if err == nil {
-		return string(e.Value()), nil
-	}
-	if !bus.IsNotFound(err) {
+// idFile keeps the engine's id in the data dir as well as in the store, so
+// that an engine whose store was lost still knows the nodes it owns.
+const idFile = "engine-id"
+
+// identity is this engine's id: --engine-id, else the id file, else the
+// store's, else a new one; the file and the store are made to agree. A file
+// and a store that name different engines stop the start: one of them
+// belongs to another engine.
+func identity(ctx context.Context, res *bus.Resources, dataDir, flagID string) (string, error) {
+	path := filepath.Join(dataDir, idFile)
+	fileID := ""
+	if b, err := os.ReadFile(path); err == nil {
+		fileID = strings.TrimSpace(string(b))
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read engine id: %w", err)
 	}
-	id := "e-" + bus.RandomSecret()[:12]
-	if _, err := res.Engine.Create(ctx, "id", []byte(id)); err != nil {
-		// Another process of this engine made it first.
-		if e, gerr := res.Engine.Get(ctx, "id"); gerr == nil {
-			return string(e.Value()), nil
+	storeID := ""
+	e, err := res.Engine.Get(ctx, "id")
+	switch {
+	case err == nil:
+		storeID = string(e.Value())
+	case !bus.IsNotFound(err):
+		return "", fmt.Errorf("read engine id: %w", err)
+	}
+	id := flagID
+	switch {
+	case id != "":
+	case fileID != "" && storeID != "" && fileID != storeID:
+		return "", fmt.Errorf("%s names engine %s but the store names %s: start with --engine-id to say which this engine is", path, fileID, storeID)
+	case fileID != "":
+		id = fileID
+	case storeID != "":
+		id = storeID
+	default:
+		id = "e-" + bus.RandomSecret()[:12]
+	}
+	if !validID(id) {
+		return "", fmt.Errorf("engine id %q: use letters, digits, '-' and '_' only", id)
+	}
+	if storeID != id {
+		if _, err := res.Engine.Put(ctx, "id", []byte(id)); err != nil {
+			return "", fmt.Errorf("store engine id: %w", err)
 		}
-		return "", fmt.Errorf("store engine id: %w", err)
+	}
+	if fileID != id {
+		if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+			return "", fmt.Errorf("write %s: %w", path, err)
+		}
 	}
 	return id, nil
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // secretFile reads a secret kept in a 0600 file, making it at first use.

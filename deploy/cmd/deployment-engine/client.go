@@ -41,6 +41,8 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
                                    without contacting the nodes
   deploy [--follow]                start a deployment; --follow shows a progress bar on stderr and
                                    the live log on stdout until it ends
+  cancel ID                        end a running deployment: queued steps leave the queue,
+                                   running ones are killed on their nodes
   status                           every component instance: state, CPU, memory, disk
   hardware [COMP IP]               a node's hardware, or every node's
   restart COMP IP | stop COMP IP   monit restart|stop on that node ("all 0.0.0.0": the cluster)
@@ -61,6 +63,7 @@ func init() {
 	for name, h := range map[string]clientHandler{
 		"config":   configCmd,
 		"deploy":   deployCmd,
+		"cancel":   cancelCmd,
 		"status":   statusCmd,
 		"hardware": hardwareCmd,
 		"restart":  monitCmd("restart"),

@@ -98,6 +98,26 @@ func deployCmd(ctx context.Context, s *session) int {
 	return s.started(ctx, id, raw)
 }
 
+// cancelCmd: cancel ID. Exit 1 when there is no such running deployment.
+func cancelCmd(ctx context.Context, s *session) int {
+	if len(s.args) != 1 {
+		return s.usage("cancel needs the deployment's ID")
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	d, raw, err := s.c.Cancel(ctx, s.args[0])
+	if err != nil {
+		return s.fail(err)
+	}
+	if s.json {
+		s.printJSON(raw)
+	} else {
+		fmt.Fprintf(s.stdout, "deployment %s %s: %s\n", d.ID, d.State, d.Error)
+	}
+	return exitOK
+}
+
 // scaleCmd: scale COMP IP [--follow].
 func scaleCmd(ctx context.Context, s *session) int {
 	if len(s.args) != 2 {

@@ -14,7 +14,8 @@ import (
 const usage = `deployment-engine: deploy and operate a cluster over SSH.
 
 Usage:
-  deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none]
+  deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none] [--engine-id ID]
+  deployment-engine backup FILE | restore FILE [--data ./data | --nats URL]   (the engine stopped, with --data)
   deployment-engine mirror sync [--catalog NAME] [--data ./data]
   deployment-engine testbed up --nodes N [--name NAME] | testbed down [--name NAME]
   deployment-engine token add NAME | token revoke NAME | token list [--data ./data]
@@ -22,7 +23,7 @@ Usage:
 
 Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-token):
   deployment-engine config get | config set FILE [--check=false]
-  deployment-engine deploy [--follow]
+  deployment-engine deploy [--follow] | cancel ID
   deployment-engine status | hardware [COMP IP]
   deployment-engine restart COMP IP | stop COMP IP | scale COMP IP
   deployment-engine logs [NAME]

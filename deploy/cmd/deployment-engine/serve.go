@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/deployment-engine/engine/deploy/engine"
 )
@@ -24,6 +25,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.CatalogDir, "catalog", "", "directory of catalogs to use instead of the embedded ones")
 	fs.StringVar(&auth, "auth", "token", "token, or none to turn the API token off")
 	fs.StringVar(&only, "only", "", "run only these services, comma-separated: api,planner,installer,monitor,logs")
+	fs.StringVar(&o.EngineID, "engine-id", "", "this engine's id, as its nodes know it (default: <data>/engine-id, else the store's, else a new one)")
+	fs.DurationVar(&o.StepAckWait, "step-ack-wait", 30*time.Second, "how long a step's queue waits for a sign of life from its installer before handing the step to another")
 	var logMB int64
 	fs.Int64Var(&logMB, "log-max-mb", 64, "size in MiB at which a log of the store is rotated")
 	fs.IntVar(&o.LogKeep, "log-keep", 3, "rotated files kept per log")
