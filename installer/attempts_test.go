@@ -82,14 +82,15 @@ func TestNextAttemptKillsEarlierRun(t *testing.T) {
 // The same step handed out again while its first run still works on the
 // node (the installer lost its connection to the node mid-step) waits for
 // that run instead of starting a second one: it runs once, and the step
-// succeeds.
+// succeeds. The run goes on printing after its connection is gone: its
+// output must not kill it.
 func TestRedeliveredStepWaitsForItsRun(t *testing.T) {
 	e := newEnv(t)
 	storeConfig(t, e)
 	log := filepath.Join(t.TempDir(), "runs")
 	r := record(t, e, "d-redo")
 	queue(t, e, contract.Step{Deployment: "d-redo", Action: "install", Key: "x.redo-" + uniq(), Hash: uniq(), TimeoutS: 30,
-		Script: "echo run >> " + log + "\nsleep 3\necho done >> " + log + "\n"})
+		Script: "echo run >> " + log + "\nfor i in 1 2 3 4 5 6; do echo tick $i; sleep 0.5; done\necho done >> " + log + "\n"})
 	waitContains(t, log, "run", 10*time.Second)
 	// Drop the node's connection under the running step: the command goes
 	// on on the node, the installer sees a network error and tries again.

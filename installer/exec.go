@@ -29,7 +29,10 @@ const wrapper = `mkdir -p ` + stateDir + `/run && exec setsid -w timeout -k 5 %[
 // never by what the script starts), and with the step's hash, deployment
 // and deadline recorded beside the process group, so that a later attempt
 // can tell whether the run it finds is the same work and how long to wait.
-const stepWrapper = `mkdir -p ` + stateDir + `/run && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; exec 9>>` + stateDir + `/run/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + stateDir + `/run/%[2]s.pgid; trap "rm -f ` + stateDir + `/run/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; (exec 9>&-; eval "$script")'`
+// The script writes through tee -p, which outlives a dropped connection:
+// a step whose engine died goes on to its end instead of dying of SIGPIPE
+// at its next line of output, so that the next attempt finds it done.
+const stepWrapper = `mkdir -p ` + stateDir + `/run && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; exec 9>>` + stateDir + `/run/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + stateDir + `/run/%[2]s.pgid; trap "rm -f ` + stateDir + `/run/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
 
 // exitLocked is the step wrapper's exit status when another run held the
 // step's lock for a minute: a transient state, tried again.
