@@ -10,8 +10,12 @@ APT_PKGS := openssh-server monit iproute2 util-linux dpkg-dev apt-utils curl ca-
             redis-tools postgresql-client prometheus chromium
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 20m
+# make test fuzzes each fuzz target this long; make chaos runs this many
+# kill -9 trials (make test runs 10, as integration/chaos does by default).
+FUZZTIME ?= 15s
+CHAOS_TRIALS ?= 50
 
-.PHONY: build run test test-short lint bench demo deps modules clean tidy
+.PHONY: build run test test-short lint bench demo deps modules clean tidy fuzz chaos
 
 build:
 	@mkdir -p bin
@@ -35,6 +39,21 @@ modules:
 
 test: deps build modules
 	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && if [ -n "$$($(GO) list ./... 2>/dev/null)" ]; then $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...; fi) || exit 1; done
+	@$(MAKE) --no-print-directory fuzz
+
+# fuzz runs every fuzz target of every module for FUZZTIME; an input that
+# fails is kept under the package's testdata/fuzz and fails the run.
+fuzz:
+	@grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' $(MODULES) | sort -u | while IFS=: read -r file fn; do \
+	  name=$${fn#func }; dir=./$$(dirname $$file); echo "== fuzz $$dir $$name for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$dir || exit 1; \
+	done
+
+# chaos kills the engine (and, alone, its installer) at random moments of
+# deployments on the test bed: CHAOS_TRIALS trials, each must succeed with
+# every step run exactly once on its node.
+chaos: deps
+	cd integration && DE_CHAOS_TRIALS=$(CHAOS_TRIALS) $(GO) test -count=1 -v -timeout 90m -run TestChaos ./chaos/
 
 # test-short skips the end-to-end tests that need the test bed.
 test-short:

@@ -64,6 +64,7 @@ type Engine struct {
 	Args    []string
 	cmd     *exec.Cmd
 	LogPath string
+	noHTTP  bool
 }
 
 // Options start an engine.
@@ -71,6 +72,9 @@ type Options struct {
 	Data string   // data dir; a fresh temp dir when empty
 	Args []string // extra serve flags
 	Port int      // API port; a free one when 0
+	// NoHTTP starts an engine that serves no API (serve --only without
+	// api): it is ready once it has connected to its bus.
+	NoHTTP bool
 }
 
 // Start runs `deployment-engine serve` and waits for /healthz.
@@ -82,7 +86,7 @@ func Start(t testing.TB, o Options) *Engine {
 	if o.Port == 0 {
 		o.Port = FreePort(t)
 	}
-	e := &Engine{t: t, Bin: Binary(t), Data: o.Data, Addr: "127.0.0.1:" + strconv.Itoa(o.Port), Token: "e2e-token-" + strconv.Itoa(o.Port), Args: o.Args}
+	e := &Engine{t: t, Bin: Binary(t), Data: o.Data, Addr: "127.0.0.1:" + strconv.Itoa(o.Port), Token: "e2e-token-" + strconv.Itoa(o.Port), Args: o.Args, noHTTP: o.NoHTTP}
 	e.LogPath = filepath.Join(o.Data, "engine-test.log")
 	e.start()
 	t.Cleanup(e.Stop)
@@ -103,6 +107,16 @@ func (e *Engine) start() {
 		e.t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
+	if e.noHTTP {
+		mark := strings.Count(e.Log(), "engine starting")
+		for time.Now().Before(deadline) {
+			if strings.Count(e.Log(), "engine starting") > mark {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		e.t.Fatalf("engine did not connect to its bus within 30s; its log:\n%s", e.Log())
+	}
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get("http://" + e.Addr + "/healthz"); err == nil {
 			resp.Body.Close()

@@ -1,0 +1,263 @@
+// Package chaos kills the engine with SIGKILL at random moments of
+// deployments whose steps outlast the step queue's AckWait, and checks
+// that every deployment still succeeds with each step run exactly once on
+// its node, counted on the node. Half the trials kill the whole engine,
+// half only its installer, running alone (serve --only installer) against
+// an external NATS server.
+//
+// DE_CHAOS_TRIALS sets the number of trials (default 10, what CI runs;
+// `make chaos` runs 50).
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/integration/testbed"
+)
+
+// The trials' queue hands a silent step on after ackWait; each install
+// takes installTime, talking all the while.
+const (
+	ackWait     = "1s"
+	installTime = 2 * time.Second
+)
+
+var bed *testbed.Bed
+
+func TestMain(m *testing.M) {
+	if err := testbed.Check(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var err error
+	bed, err = testbed.Up(context.Background(), testbed.Options{Name: "chaos", Nodes: 2})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = testbed.Down("chaos")
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := bed.Down(); err != nil {
+		fmt.Fprintln(os.Stderr, "tear down:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func trials(t *testing.T) int {
+	n := 10
+	if s := os.Getenv("DE_CHAOS_TRIALS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			t.Fatalf("DE_CHAOS_TRIALS=%q: want a positive number", s)
+		}
+		n = v
+	}
+	return n
+}
+
+// trial is what one kill did.
+type trial struct {
+	mode     string
+	killAt   time.Duration // after the deploy was accepted
+	active   []string      // steps queued or running at the kill
+	ended    bool          // the deployment had ended before the kill
+	took     time.Duration // from deploy to succeeded
+	attempts int           // the most attempts any step took
+}
+
+func TestChaos(t *testing.T) {
+	n := trials(t)
+	catalogs, err := filepath.Abs("testdata/catalogs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []trial
+	t.Run("engine", func(t *testing.T) {
+		e := harness.Start(t, harness.Options{Args: []string{"--catalog", catalogs, "--step-ack-wait", ackWait}})
+		for i := 0; i < (n+1)/2; i++ {
+			all = append(all, run(t, i, "engine", e, e))
+		}
+	})
+	t.Run("installer", func(t *testing.T) {
+		url := natsServer(t)
+		e := harness.Start(t, harness.Options{Args: []string{"--catalog", catalogs, "--nats", url, "--only", "api,planner,monitor,logs"}})
+		ins := harness.Start(t, harness.Options{NoHTTP: true, Args: []string{"--nats", url, "--only", "installer", "--step-ack-wait", ackWait}})
+		for i := 0; i < n/2; i++ {
+			all = append(all, run(t, i, "installer", e, ins))
+		}
+	})
+	report(t, all)
+}
+
+// natsServer runs a NATS server with JetStream for the split engine.
+func natsServer(t *testing.T) string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns.ClientURL()
+}
+
+// reset takes the nodes back to before any deployment, so that every
+// step of the next one runs.
+func reset(t *testing.T) {
+	t.Helper()
+	const script = `for c in c1 c2; do
+  if [ -e /etc/monit/conf.d/$c ]; then monit stop $c >/dev/null 2>&1 || true; rm -f /etc/monit/conf.d/$c; fi
+done
+monit reload >/dev/null 2>&1 || true
+pkill -KILL -f '^/bin/sleep 100001$' || true
+rm -rf /var/lib/deployment-engine /var/lib/chaos /etc/chaos /run/chaos-*.pid`
+	for _, n := range bed.Nodes {
+		if _, err := n.Exec(context.Background(), script); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type deployment struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+	Error string `json:"error"`
+	Steps []struct {
+		ID, State, Error string
+		Attempt          int
+	} `json:"steps"`
+}
+
+func get(t *testing.T, e *harness.Engine, id string) (deployment, bool) {
+	var d deployment
+	code, body, err := e.DoErr(context.Background(), "GET", "/deployment-engine/deployments/"+id, nil)
+	if err != nil || code != 200 {
+		return d, false
+	}
+	return d, json.Unmarshal(body, &d) == nil
+}
+
+// run is one trial: deploy, kill -9 the victim at a random moment,
+// start it again, and check the outcome on the nodes.
+func run(t *testing.T, i int, mode string, api, victim *harness.Engine) trial {
+	t.Helper()
+	reset(t)
+	comps := map[string][]string{"c1": {bed.Nodes[0].IP, bed.Nodes[1].IP}, "c2": {bed.Nodes[0].IP, bed.Nodes[1].IP}}
+	cfg := map[string]any{"components": comps, "properties": map[string]any{
+		"catalog": "chaos", "domain": "chaos.local", "home": bed.Home, "key": bed.KeyPath, "disksize": "1", "checkdisk": 0, "adduser": 0}}
+	if code, body := api.Do("POST", "/deployment-engine/config?check=0", cfg); code != 201 {
+		t.Fatalf("trial %s/%d: config: %d %s", mode, i, code, body)
+	}
+	var id string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		// The installer may still be coming back from the last kill.
+		code, body := api.Do("POST", "/deployment-engine/deploy", nil)
+		if code == 202 {
+			var r struct{ ID string }
+			_ = json.Unmarshal(body, &r)
+			id = r.ID
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trial %s/%d: deploy: %d %s", mode, i, code, body)
+		}
+	}
+	start := time.Now()
+	// A deployment here takes about 2 installs per node plus a few short
+	// steps: kill anywhere in it.
+	tr := trial{mode: mode, killAt: time.Duration(rand.Int64N(int64(3*installTime))) + 200*time.Millisecond}
+	time.Sleep(time.Until(start.Add(tr.killAt)))
+	if d, ok := get(t, api, id); ok {
+		tr.ended = d.State == "succeeded" || d.State == "failed"
+		for _, s := range d.Steps {
+			if s.State == "running" || s.State == "queued" {
+				tr.active = append(tr.active, s.ID+" "+s.State)
+			}
+		}
+	}
+	victim.Kill9()
+	victim.Restart()
+	var d deployment
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var ok bool
+		if d, ok = get(t, api, id); ok && (d.State == "succeeded" || d.State == "failed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trial %s/%d (kill at %s, active %v): deployment not finished in 2m: %+v\n%s", mode, i, tr.killAt, tr.active, d, tail(victim.Log(), 30))
+		}
+	}
+	tr.took = time.Since(start)
+	if d.State != "succeeded" {
+		t.Errorf("trial %s/%d (kill at %s, active %v): deployment %s: %s", mode, i, tr.killAt, tr.active, d.State, d.Error)
+		for _, s := range d.Steps {
+			if s.State != "succeeded" && s.State != "unchanged" {
+				t.Errorf("  %s %s: %s", s.ID, s.State, s.Error)
+			}
+		}
+	}
+	for _, s := range d.Steps {
+		tr.attempts = max(tr.attempts, s.Attempt)
+	}
+	// Counted on the nodes: each install started and ended once, one at a
+	// time, in order.
+	for _, n := range bed.Nodes {
+		out, err := n.Exec(context.Background(), "cat /var/lib/chaos/runs 2>/dev/null; true")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(out), "c1 start\nc1 end\nc2 start\nc2 end\n"; got != want {
+			t.Errorf("trial %s/%d (kill at %s, active %v): %s ran %q, want %q", mode, i, tr.killAt, tr.active, n.IP, got, want)
+		}
+	}
+	t.Logf("trial %s/%d: kill at %s (ended before: %v; active: %s) → %s in %s, at most %d attempts",
+		mode, i, tr.killAt.Round(time.Millisecond), tr.ended, strings.Join(tr.active, ", "), d.State, tr.took.Round(100*time.Millisecond), tr.attempts)
+	return tr
+}
+
+func report(t *testing.T, all []trial) {
+	var took []time.Duration
+	mid := 0
+	for _, tr := range all {
+		took = append(took, tr.took)
+		if !tr.ended {
+			mid++
+		}
+	}
+	if len(took) == 0 {
+		return
+	}
+	sort.Slice(took, func(a, b int) bool { return took[a] < took[b] })
+	var sum time.Duration
+	for _, d := range took {
+		sum += d
+	}
+	t.Logf("chaos: %d trials (%d killed mid-deployment), failed: %v; deploy-to-success p50 %s, max %s, mean %s",
+		len(all), mid, t.Failed(), took[len(took)/2].Round(100*time.Millisecond), took[len(took)-1].Round(100*time.Millisecond),
+		(sum / time.Duration(len(took))).Round(100*time.Millisecond))
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
