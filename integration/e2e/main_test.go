@@ -82,7 +82,7 @@ func release(t *testing.T) {
 	t.Helper()
 	// The test catalog's services of an earlier test go too, so each test
 	// starts from nodes that run none of them.
-	const reset = `for f in /var/lib/deployment-engine/run/*.pgid; do [ -f "$f" ] && kill -KILL -- -"$(cat "$f")" 2>/dev/null; done
+	const reset = `for f in /var/lib/deployment-engine/run/*.pgid; do [ -f "$f" ] && read -r pg _ < "$f" && kill -KILL -- -"$pg" 2>/dev/null; done
 for c in alpha beta gamma; do
   if [ -e /etc/monit/conf.d/$c ]; then monit stop $c >/dev/null 2>&1 || true; rm -f /etc/monit/conf.d/$c; fi
 done

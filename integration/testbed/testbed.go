@@ -200,6 +200,19 @@ func (n *Node) create() error {
 		"usr/sbin/policy-rc.d": {0o755, "#!/bin/sh\nexit 101\n"},
 		"etc/hostname":         {0o644, n.Hostname + "\n"},
 	}
+	// root's shell starts from /etc/skel, not from the machine's /root:
+	// a dotfile that runs tools (pyenv's rehash takes a lock that a killed
+	// session leaves behind) would slow or hang every SSH command.
+	for _, dot := range []string{".bashrc", ".profile"} {
+		b, err := os.ReadFile(filepath.Join("/etc/skel", dot))
+		if err != nil {
+			b = nil
+		}
+		files["root/"+dot] = struct {
+			mode os.FileMode
+			data string
+		}{0o644, string(b)}
+	}
 	for p, f := range files {
 		full := filepath.Join(up, p)
 		// A directory in the upper layer hides the mode of the one below:
