@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/deployment-engine
 MODULES := services api planner installer monitor logsvc deploy integration/testbed integration
 # Debian packages the test bed, the end-to-end tests and the demo need.
-APT_PKGS := openssh-server monit iproute2 util-linux dpkg-dev apt-utils curl ca-certificates \
+APT_PKGS := openssh-server monit iproute2 util-linux lxcfs strace dpkg-dev apt-utils curl ca-certificates \
             redis-tools postgresql-client prometheus chromium
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 20m

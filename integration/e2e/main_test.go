@@ -17,6 +17,9 @@ import (
 	"github.com/deployment-engine/engine/integration/testbed"
 )
 
+// nodeRAM are the memory limits of the bed's nodes, alternating.
+var nodeRAM = [2]int64{2 << 30, 3 << 30}
+
 var (
 	bed       *testbed.Bed
 	mirrorDir string
@@ -28,7 +31,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	var err error
-	bed, err = testbed.Up(context.Background(), testbed.Options{Name: "e2e", Nodes: 4})
+	// Nodes of two sizes: each reports its own through lxcfs.
+	bed, err = testbed.Up(context.Background(), testbed.Options{Name: "e2e", Nodes: 4,
+		PerNode: []testbed.Limits{{Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}, {Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		_ = testbed.Down("e2e")

@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,6 +40,18 @@ type Options struct {
 	// RootPassword, when set, lets root log in with it too (set inside
 	// the nodes only).
 	RootPassword string
+	// Limits apply to every node; PerNode[i], where given, to node i.
+	Limits  Limits
+	PerNode []Limits
+	// Disk is each node's disk (its writable layer), in bytes; default 8 GiB.
+	Disk int64
+}
+
+func (o Options) limits(i int) Limits {
+	if i < len(o.PerNode) {
+		return o.PerNode[i]
+	}
+	return o.Limits
 }
 
 // Bed is a running test bed.
@@ -49,7 +62,12 @@ type Bed struct {
 	KeyPath string  `json:"key_path"`
 	Bridge  string  `json:"bridge"`
 	Nodes   []*Node `json:"nodes"`
-	dir     string
+	// Cgroups are the bed's cgroup directories, one per hierarchy.
+	Cgroups  []string `json:"cgroups"`
+	LXCFSPID int      `json:"lxcfs_pid"`
+	Disk     int64    `json:"disk"`
+	dir      string
+	mu       sync.Mutex // guards save
 }
 
 // Node is one machine of a bed.
@@ -60,6 +78,7 @@ type Node struct {
 	Veth     string `json:"veth"` // host side of its link
 	PID      int    `json:"pid"`  // host PID of the node's init (PID 1 inside)
 	Password string `json:"-"`
+	Limits   Limits `json:"limits"`
 	dir      string
 	bed      *Bed
 }
@@ -110,7 +129,10 @@ func Up(ctx context.Context, o Options) (b *Bed, err error) {
 	}
 	tag := short(name)
 	b = &Bed{Name: name, Subnet: fmt.Sprintf("10.213.%d.0/24", third), Home: fmt.Sprintf("10.213.%d.1", third),
-		Bridge: "deb" + tag, dir: filepath.Join(Root, name)}
+		Bridge: "deb" + tag, Disk: o.Disk, dir: filepath.Join(Root, name)}
+	if b.Disk <= 0 {
+		b.Disk = 8 << 30
+	}
 	defer func() {
 		if err != nil {
 			_ = Down(name)
@@ -119,12 +141,19 @@ func Up(ctx context.Context, o Options) (b *Bed, err error) {
 	if err := os.MkdirAll(filepath.Join(b.dir, "fs"), 0o700); err != nil {
 		return nil, fmt.Errorf("testbed: %w", err)
 	}
-	// Upper and work dirs cannot live inside the overlay's lower (/): a
-	// tmpfs of the bed's own holds them.
-	if err := run("mount", "-t", "tmpfs", "-o", "mode=0700", "de-testbed-"+name, filepath.Join(b.dir, "fs")); err != nil {
+	if err := b.save(); err != nil { // Down can clean up from here on
 		return nil, err
 	}
-	if err := b.save(); err != nil { // Down can clean up from here on
+	if err := b.makeCgroups(); err != nil {
+		return nil, err
+	}
+	if err := b.save(); err != nil {
+		return nil, err
+	}
+	if err := b.startLXCFS(); err != nil {
+		return nil, err
+	}
+	if err := b.save(); err != nil {
 		return nil, err
 	}
 	if err := b.makeKey(); err != nil {
@@ -142,16 +171,28 @@ func Up(ctx context.Context, o Options) (b *Bed, err error) {
 	for i := 0; i < o.Nodes; i++ {
 		n := &Node{Name: fmt.Sprintf("de-%s-n%d", name, i), IP: fmt.Sprintf("10.213.%d.%d", third, i+2),
 			Hostname: fmt.Sprintf("%s-node%d", name, i), Veth: fmt.Sprintf("dev%sn%d", tag, i), Password: o.RootPassword,
-			dir: filepath.Join(b.dir, "fs", fmt.Sprintf("n%d", i)), bed: b}
+			Limits: o.limits(i), dir: filepath.Join(b.dir, "fs", fmt.Sprintf("n%d", i)), bed: b}
 		b.Nodes = append(b.Nodes, n)
 		if err := n.create(); err != nil {
 			return nil, err
 		}
 	}
+	// Nodes boot together, a few at a time: each boot mostly waits.
+	errs := make(chan error, len(b.Nodes))
+	sem := make(chan struct{}, 8)
 	for _, n := range b.Nodes {
-		if err := n.Start(ctx); err != nil {
-			return nil, err
-		}
+		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs <- n.Start(ctx)
+		}()
+	}
+	var all []error
+	for range b.Nodes {
+		all = append(all, <-errs)
+	}
+	if err := errors.Join(all...); err != nil {
+		return nil, err
 	}
 	if err := b.save(); err != nil {
 		return nil, err
@@ -159,12 +200,23 @@ func Up(ctx context.Context, o Options) (b *Bed, err error) {
 	return b, nil
 }
 
-// create makes the node's namespace, link and filesystem.
+// create makes the node's namespace, link, cgroup and filesystem.
 func (n *Node) create() error {
+	// Its own tmpfs holds its writable layer (overlayfs refuses an upper
+	// dir inside its lower, /), and df inside the node reads its size.
+	if err := os.MkdirAll(n.dir, 0o700); err != nil {
+		return fmt.Errorf("testbed: %w", err)
+	}
+	if err := run("mount", "-t", "tmpfs", "-o", fmt.Sprintf("mode=0700,size=%d", n.bed.Disk), "de-testbed-"+n.Name, n.dir); err != nil {
+		return err
+	}
 	for _, d := range []string{"upper", "work", "root"} {
 		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
 			return fmt.Errorf("testbed: %w", err)
 		}
+	}
+	if err := n.makeCgroup(); err != nil {
+		return err
 	}
 	if err := run("ip", "netns", "add", n.Name); err != nil {
 		return err
@@ -182,90 +234,50 @@ func (n *Node) create() error {
 			return err
 		}
 	}
-	// The node's own files, written into its upper layer.
-	up := filepath.Join(n.dir, "upper")
-	pub, err := os.ReadFile(n.bed.KeyPath + ".pub")
-	if err != nil {
-		return err
-	}
-	files := map[string]struct {
-		mode os.FileMode
-		data string
-	}{
-		"root/.ssh/authorized_keys": {0o600, string(pub)},
-		"etc/monit/monitrc": {0o600, "set daemon 2\nset log /var/log/monit.log\nset pidfile /run/monit.pid\n" +
-			"set idfile /var/lib/monit/id\nset statefile /var/lib/monit/state\n" +
-			"set httpd port 2812 and use address localhost allow localhost\ninclude /etc/monit/conf.d/*\n"},
-		// Package scripts must not start services: monit owns them.
-		"usr/sbin/policy-rc.d": {0o755, "#!/bin/sh\nexit 101\n"},
-		"etc/hostname":         {0o644, n.Hostname + "\n"},
-	}
-	// root's shell starts from /etc/skel, not from the machine's /root:
-	// a dotfile that runs tools (pyenv's rehash takes a lock that a killed
-	// session leaves behind) would slow or hang every SSH command.
-	for _, dot := range []string{".bashrc", ".profile"} {
-		b, err := os.ReadFile(filepath.Join("/etc/skel", dot))
-		if err != nil {
-			b = nil
-		}
-		files["root/"+dot] = struct {
-			mode os.FileMode
-			data string
-		}{0o644, string(b)}
-	}
-	for p, f := range files {
-		full := filepath.Join(up, p)
-		// A directory in the upper layer hides the mode of the one below:
-		// keep the usual 0755 (only /root/.ssh is private).
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(full, []byte(f.data), f.mode); err != nil {
-			return err
-		}
-	}
-	if err := os.Chmod(filepath.Join(up, "root"), 0o700); err != nil {
-		return err
-	}
-	if err := os.Chmod(filepath.Join(up, "root/.ssh"), 0o700); err != nil {
-		return err
-	}
-	return os.MkdirAll(filepath.Join(up, "var/lib/monit"), 0o755)
+	return n.freshFiles()
 }
 
-// initScript runs in the node's fresh mount, PID and UTS namespaces.
+// initScript boots the node in its fresh mount, PID and UTS namespaces:
+// its own root, /proc (with lxcfs's figures of its cgroup), /run and /tmp,
+// its hostname, then its boot services in the order of its /etc/rcS.d and
+// /etc/rc2.d (sshd and monit on a fresh node), then /etc/rc.local, as
+// Debian's sysv-rc does.
 func (n *Node) initScript() string {
 	r := filepath.Join(n.dir, "root")
-	sshOpts := "-o ListenAddress=" + n.IP + " -o PidFile=/run/sshd.pid -o UseDNS=no"
 	pw := ""
 	if n.Password != "" {
-		sshOpts += " -o PermitRootLogin=yes -o PasswordAuthentication=yes"
 		pw = fmt.Sprintf("echo 'root:%s' | chpasswd\n", strings.ReplaceAll(n.Password, "'", ""))
+	}
+	var lx strings.Builder
+	for _, f := range lxcfsFiles {
+		fmt.Fprintf(&lx, "mount --bind %s/proc/%s \"$R/proc/%s\"\n", filepath.Join(n.bed.dir, "lxcfs"), f, f)
 	}
 	return fmt.Sprintf(`set -e
 R=%[1]s
 mount -t overlay overlay -o lowerdir=/,upperdir=%[2]s/upper,workdir=%[2]s/work "$R"
 mount --rbind /dev "$R/dev"
 mount -t proc proc "$R/proc"
-mount -t sysfs sysfs "$R/sys"
-mount -t tmpfs tmpfs "$R/run"
-mount -t tmpfs tmpfs "$R/tmp"
+%[5]smount -t sysfs sysfs "$R/sys"
+mount -t tmpfs -o mode=0755 tmpfs "$R/run"
+mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
 hostname %[3]s
 exec chroot "$R" /bin/sh -c '
-set -e
-if [ ! -e /var/lib/de-testbed-keys ]; then rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; touch /var/lib/de-testbed-keys; fi
-%[5]smkdir -p /run/sshd /var/log
-/usr/sbin/sshd %[4]s
-monit -c /etc/monit/monitrc >/dev/null 2>&1 || true
+cd /
+mkdir -p /run/lock /run/sshd /var/log
+%[4]sfor s in /etc/rcS.d/S* /etc/rc2.d/S*; do
+  [ -x "$s" ] || continue
+  "$s" start >>/var/log/de-testbed-boot.log 2>&1 || echo "boot: $s start failed" >>/var/log/de-testbed-boot.log
+done
+if [ -x /etc/rc.local ]; then /etc/rc.local >>/var/log/de-testbed-boot.log 2>&1 || true; fi
 # PID 1 reaps every orphan, as an init does: without it a stopped
 # daemon stays a zombie and monit believes it still runs.
-exec perl -e "while (1) { while (waitpid(-1, 0) > 0) {} sleep 1 }"
+exec perl -e "\$0 = q(init); while (1) { while (waitpid(-1, 0) > 0) {} sleep 1 }"
 '
-`, r, n.dir, n.Hostname, sshOpts, pw)
+`, r, n.dir, n.Hostname, pw, lx.String())
 }
 
-// Start runs the node: its init, sshd and monit. What was installed on it
-// before a Stop is still there.
+// Start boots the node: its init, sshd and monit, and what else it starts
+// at boot. What was installed on it before a Stop is still there.
 func (n *Node) Start(ctx context.Context) error {
 	if n.running() {
 		return nil
@@ -275,8 +287,13 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command("ip", "netns", "exec", n.Name, "unshare", "--mount", "--pid", "--uts", "--fork", "--propagation", "private",
-		"/bin/sh", "-c", n.initScript())
+	// The shell joins the node's cgroups first: everything the node ever
+	// runs descends from it and stays inside its limits.
+	join := `for d in $DE_CGROUPS; do echo $$ > "$d/cgroup.procs" || exit 1; done; exec "$@"`
+	args := []string{"-c", join, "join", "ip", "netns", "exec", n.Name, "unshare", "--mount", "--pid", "--uts", "--fork", "--propagation", "private",
+		"/bin/sh", "-c", n.initScript()}
+	cmd := exec.Command("/bin/sh", args...)
+	cmd.Env = append(os.Environ(), "DE_CGROUPS="+strings.Join(n.cgroupDirs(), " "))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Detached: the nodes of `testbed up` outlive the command.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -285,7 +302,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	unsharePID := cmd.Process.Pid
 	go func() { _ = cmd.Wait() }()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -297,14 +314,26 @@ func (n *Node) Start(ctx context.Context) error {
 				}
 			}
 		}
-		if c, err := net.DialTimeout("tcp", net.JoinHostPort(n.IP, "22"), 200*time.Millisecond); err == nil {
-			c.Close()
-			return n.bed.save()
+		if n.PID != 0 {
+			if c, err := net.DialTimeout("tcp", net.JoinHostPort(n.IP, "22"), 200*time.Millisecond); err == nil {
+				c.Close()
+				return n.bed.save()
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	log, _ := os.ReadFile(filepath.Join(n.dir, "init.log"))
-	return fmt.Errorf("testbed: sshd on %s (%s) did not answer within 20s; init log:\n%s", n.Name, n.IP, log)
+	return fmt.Errorf("testbed: sshd on %s (%s) did not answer within 30s; init log:\n%s", n.Name, n.IP, log)
+}
+
+// Reboot kills everything in the node and boots it again, as a power
+// cycle would: its disk stays, /run and /tmp start empty, and only what
+// it starts at boot runs again.
+func (n *Node) Reboot(ctx context.Context) error {
+	if err := n.Stop(ctx); err != nil {
+		return err
+	}
+	return n.Start(ctx)
 }
 
 func (n *Node) running() bool {
@@ -314,27 +343,40 @@ func (n *Node) running() bool {
 	return syscall.Kill(n.PID, 0) == nil
 }
 
-// Stop kills everything in the node: its PID namespace goes with its init.
+// Stop kills everything in the node: its PID namespace goes with its
+// init. It returns once no process of the node is left in its cgroup.
 func (n *Node) Stop(ctx context.Context) error {
 	if n.PID == 0 {
 		return nil
 	}
 	_ = syscall.Kill(n.PID, syscall.SIGKILL)
 	deadline := time.Now().Add(10 * time.Second)
-	for n.running() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	// Its processes are gone when the namespace's sshd no longer answers.
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(n.IP, "22"), 100*time.Millisecond)
-		if err != nil {
+	for {
+		left := n.procs()
+		if len(left) == 0 && !n.running() {
 			break
 		}
-		c.Close()
-		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testbed: %s: processes %v still alive 10s after its init was killed", n.Name, left)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	n.PID = 0
 	return n.bed.save()
+}
+
+// procs lists the processes in the node's cgroup.
+func (n *Node) procs() []string {
+	var out []string
+	for _, d := range n.cgroupDirs() {
+		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		out = append(out, strings.Fields(string(b))...)
+		break // every process is in all of its hierarchies
+	}
+	return out
 }
 
 // Cut takes the node's link down; Restore brings it back.
@@ -371,7 +413,10 @@ func (n *Node) Exec(ctx context.Context, script string) ([]byte, error) {
 	if !n.running() {
 		return nil, fmt.Errorf("testbed: %s is stopped", n.Name)
 	}
-	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(n.PID), "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "/bin/sh", "-c", script)
+	// Within the node's cgroups too, as anything started over SSH is.
+	join := `for d in $DE_CGROUPS; do echo $$ > "$d/cgroup.procs" || exit 1; done; exec "$@"`
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", join, "join", "nsenter", "-t", strconv.Itoa(n.PID), "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "/bin/sh", "-c", script)
+	cmd.Env = []string{"DE_CGROUPS=" + strings.Join(n.cgroupDirs(), " "), "HOME=/root", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -422,6 +467,8 @@ func (b *Bed) makeKey() error {
 }
 
 func (b *Bed) save() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	data, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
 		return err
@@ -478,6 +525,31 @@ func Down(name string) error {
 			}
 		}
 	}
+	// Then whatever is left in the bed's cgroups, and its lxcfs.
+	cgroups := bedCgroups(name)
+	if b != nil && len(b.Cgroups) > 0 {
+		cgroups = b.Cgroups
+	}
+	for _, d := range cgroups {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if !e.IsDir() {
+				continue
+			}
+			procs, _ := os.ReadFile(filepath.Join(d, e.Name(), "cgroup.procs"))
+			for _, p := range strings.Fields(string(procs)) {
+				if pid, err := strconv.Atoi(p); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+	}
+	if pid := lxcfsPID(dir, b); pid > 0 {
+		// It keeps nothing: no need to wait for a graceful end (its
+		// loadavg thread makes SIGTERM take seconds).
+		_ = syscall.Unmount(filepath.Join(dir, "lxcfs"), syscall.MNT_DETACH)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 	time.Sleep(100 * time.Millisecond)
 	for _, line := range strings.Split(string(out), "\n") {
 		ns := firstField(line)
@@ -513,6 +585,9 @@ func Down(name string) error {
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeCgroups(cgroups); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -585,13 +660,13 @@ func Check() error {
 		return errors.New("testbed: the test bed needs root (network namespaces, mounts): run the tests as root, e.g. sudo make test")
 	}
 	var missing []string
-	for _, tool := range []string{"ip", "tc", "unshare", "nsenter", "/usr/sbin/sshd", "monit", "ssh-keygen", "chroot"} {
+	for _, tool := range []string{"ip", "tc", "unshare", "nsenter", "/usr/sbin/sshd", "monit", "chroot", "lxcfs", "perl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("testbed: missing %s: run `make deps` as root (installs iproute2, openssh-server, monit, util-linux)", strings.Join(missing, ", "))
+		return fmt.Errorf("testbed: missing %s: run `make deps` as root (installs iproute2, openssh-server, monit, util-linux, lxcfs)", strings.Join(missing, ", "))
 	}
 	return nil
 }

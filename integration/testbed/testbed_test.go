@@ -22,7 +22,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	var err error
-	bed, err = Up(context.Background(), Options{Name: "tbtest", Nodes: 3, RootPassword: "node-only-pw"})
+	bed, err = Up(context.Background(), Options{Name: "tbtest", Nodes: 3, RootPassword: "node-only-pw",
+		PerNode: []Limits{{CPUs: 1, Memory: 512 << 20}, {CPUs: 0.5, Memory: 1 << 30}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		_ = Down("tbtest")
@@ -59,6 +60,12 @@ func leftovers(name string) string {
 	}
 	if _, err := os.Stat(Root + "/" + name); err == nil {
 		out = append(out, "state dir")
+	}
+	if cg := bedCgroups(name); len(cg) > 0 {
+		out = append(out, "cgroups")
+	}
+	if ps, _ := exec.Command("pgrep", "-f", "lxcfs .*/"+name+"/lxcfs").Output(); len(ps) > 0 {
+		out = append(out, "lxcfs")
 	}
 	return strings.Join(out, ", ")
 }

@@ -17,7 +17,7 @@ Usage:
   deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none] [--engine-id ID]
   deployment-engine backup FILE | restore FILE [--data ./data | --nats URL]   (the engine stopped, with --data)
   deployment-engine mirror sync [--catalog NAME] [--data ./data]
-  deployment-engine testbed up --nodes N [--name NAME] | testbed down [--name NAME]
+  deployment-engine testbed up --nodes N [--name NAME] [--cpus C] [--memory M] | testbed down [--name NAME] | testbed reboot NAME IP
   deployment-engine token add NAME | token revoke NAME | token list [--data ./data]
   deployment-engine agent [--config /var/lib/deployment-engine/agent.json]   (on each node, installed by deploy)
 
