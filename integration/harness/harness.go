@@ -163,6 +163,15 @@ func (e *Engine) Kill9() {
 	e.cmd = nil
 }
 
+// PID is the running engine's process id (0 when stopped), for
+// benchmarks that read its CPU time and memory.
+func (e *Engine) PID() int {
+	if e.cmd == nil || e.cmd.Process == nil {
+		return 0
+	}
+	return e.cmd.Process.Pid
+}
+
 // Restart starts the engine again on the same data dir.
 func (e *Engine) Restart() { e.start() }
 

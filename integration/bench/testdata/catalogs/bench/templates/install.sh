@@ -1,1 +1,3 @@
-case {{.Component}} in a) sleep 2 ;; b) sleep 3 ;; c) sleep 1 ;; esac
+mkdir -p /var/lib/bench
+sleep 1
+cp /etc/bench-svc.conf /var/lib/bench/{{.Component}}.conf

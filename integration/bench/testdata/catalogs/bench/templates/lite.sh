@@ -1,0 +1,2 @@
+mkdir -p /var/lib/bench
+echo "{{.Component}} on {{.Node}}" > /var/lib/bench/{{.Component}}.conf
