@@ -108,7 +108,16 @@ func installScript(packages []string, install string) string {
 		for i, p := range packages {
 			q[i] = kit.ShellQuote(p)
 		}
+		b.WriteString("de_before=$(ls /etc/init.d 2>/dev/null || true)\n")
 		fmt.Fprintf(&b, "apt-get install -y -q -o APT::Sandbox::User=root -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef %s\n", strings.Join(q, " "))
+		// monit owns the packages' services at boot too: the ones these
+		// packages brought are not started by the node's init.
+		b.WriteString(`for s in $(ls /etc/init.d 2>/dev/null); do
+  case " $(echo $de_before) " in *" $s "*) continue ;; esac
+  update-rc.d "$s" disable >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null; then systemctl disable "$s" >/dev/null 2>&1 || true; fi
+done
+`)
 	}
 	b.WriteString(install)
 	if !strings.HasSuffix(install, "\n") {
