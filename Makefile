@@ -7,7 +7,7 @@ BIN     := bin/deployment-engine
 MODULES := services api planner installer monitor logsvc deploy integration/testbed integration
 # Debian packages the test bed, the end-to-end tests and the demo need.
 APT_PKGS := openssh-server monit iproute2 util-linux lxcfs strace dpkg-dev apt-utils curl ca-certificates \
-            redis-tools postgresql-client prometheus chromium
+            redis-tools postgresql-client prometheus chromium ansible-core
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 20m
 # make test fuzzes each fuzz target this long; make chaos runs this many
@@ -64,7 +64,7 @@ lint:
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
 
 bench:
-	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./...) || exit 1; done
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x -count=1 -timeout 120m ./...) || exit 1; done
 
 demo: deps build
 	./deploy/demo.sh
