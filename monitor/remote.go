@@ -125,7 +125,11 @@ type sshNode struct {
 // the next status.
 func (m *Monitor) readOverSSH(ips []string, wait time.Duration) map[string]sshRead {
 	now := time.Now()
-	var pending []chan struct{}
+	type read struct {
+		done  chan struct{}
+		until time.Time
+	}
+	var pending []read
 	m.ssh.mu.Lock()
 	for _, ip := range ips {
 		n := m.ssh.nodes[ip]
@@ -133,25 +137,24 @@ func (m *Monitor) readOverSSH(ips []string, wait time.Duration) map[string]sshRe
 			n = &sshNode{}
 			m.ssh.nodes[ip] = n
 		}
-		switch {
-		case n.running != nil:
-			pending = append(pending, n.running)
-		case n.last.at.IsZero() || now.Sub(n.last.at) >= sshTTL:
+		if n.running == nil && (n.last.at.IsZero() || now.Sub(n.last.at) >= sshTTL) {
 			n.running, n.since = make(chan struct{}), now
-			pending = append(pending, n.running)
 			go m.readInto(ip, n)
+		}
+		if n.running != nil {
+			// A read is waited for until wait after it started: one that
+			// hangs costs the first status wait, not every later one.
+			pending = append(pending, read{n.running, n.since.Add(wait)})
 		}
 	}
 	m.ssh.mu.Unlock()
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-wait:
-	for _, ch := range pending {
+	for _, r := range pending {
+		t := time.NewTimer(time.Until(r.until))
 		select {
-		case <-ch:
-		case <-deadline.C:
-			break wait
+		case <-r.done:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 	now = time.Now()
 	out := map[string]sshRead{}

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/monitor"
 	"github.com/deployment-engine/engine/monitor/agent"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -178,4 +180,68 @@ func TestControlDeadlinePerNode(t *testing.T) {
 		t.Errorf("restart with a hung node answered after %s", took)
 	}
 	t.Logf("restart with a hung node answered in %s", took.Round(10*time.Millisecond))
+}
+
+// Without agents every node is read over SSH through the installer's exec:
+// a node whose read hangs delays status by at most StatusWait and is
+// reported unreachable, while every other node is read correctly. The
+// installer stands in here only as its exec endpoint.
+func TestStatusWithAHungNodeOverSSH(t *testing.T) {
+	e := newEnv(t)
+	e.mon.Stop()
+	var err error
+	e.mon, err = monitor.Start(context.Background(), monitor.Options{NC: e.nc, Res: e.res, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Process: func(_, comp string) (string, bool) { return "sleeper", true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary, err := os.ReadFile("monit/testdata/summary-5.33-batch.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung := "127.0.0.4"
+	nodes := []string{"127.0.0.2", "127.0.0.3", hung, "127.0.0.5"}
+	cfg := contract.Config{Components: map[string][]string{"web": nodes}}
+	b, _ := json.Marshal(cfg)
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	defer close(release)
+	svc, err := micro.AddService(e.nc, micro.Config{Name: "installer", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = svc.Stop() }()
+	subj := subject.Cmd("installer", "exec")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Concurrent(16, kit.Endpoint(quiet, func(_ context.Context, req micro.Request) (int, any, error) {
+		var x contract.Exec
+		_ = json.Unmarshal(req.Data(), &x)
+		if x.Node == hung {
+			<-release // a frozen node: no answer until the test ends
+		}
+		out := "cpu 25 75\nmem 1000 250\ndisk 2000 500\n--- monit\n" + string(summary) + "--- unsupervised\n"
+		return 200, contract.ExecReply{V: 1, Output: out}, nil
+	})), micro.WithEndpointSubject(subj)); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		start := time.Now()
+		st := e.statuses(t)
+		took := time.Since(start)
+		if took > 3*time.Second {
+			t.Errorf("round %d: status took %s with a hung node", round, took)
+		}
+		for _, ip := range nodes {
+			s := st["web@"+ip]
+			switch {
+			case ip == hung && (s.Status != "DOWN" || !strings.Contains(s.Reason, "unreachable")):
+				t.Errorf("round %d: the hung node: %+v", round, s)
+			case ip != hung && (s.Status != "RUNNING" || s.Cpu != "25%"):
+				t.Errorf("round %d: %s beside a hung node: %+v", round, ip, s)
+			}
+		}
+		t.Logf("round %d: status in %s", round, took.Round(time.Millisecond))
+	}
 }
