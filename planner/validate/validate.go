@@ -127,6 +127,18 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 			}
 			continue
 		}
+		switch k {
+		case "jobs":
+			if err := json.Unmarshal(v, &p.Jobs); err != nil {
+				ps.add(path, "", "", "must be an object of job name to its property tree")
+			}
+			continue
+		case "azs":
+			if err := json.Unmarshal(v, &p.AZs); err != nil {
+				ps.add(path, "", "", "must be an object of zone name to a list of IPs")
+			}
+			continue
+		}
 		if dst, ok := nums[k]; ok {
 			if err := json.Unmarshal(v, dst); err != nil {
 				ps.add(path, "", "", "must be a whole number >= 0, as a number or a string")

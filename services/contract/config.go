@@ -44,6 +44,12 @@ type Properties struct {
 	// Heal tunes auto-heal (on when absent); Notify names webhooks.
 	Heal   *HealConfig   `json:"heal,omitempty"`
 	Notify *NotifyConfig `json:"notify,omitempty"`
+	// Jobs holds each BOSH job's property tree ("catalog": "bosh"):
+	// {"<job>": {"a": {"b": 1}}}.
+	Jobs map[string]any `json:"jobs,omitempty"`
+	// AZs puts nodes in availability zones for BOSH jobs: {"z2": ["IP"]};
+	// a node in none is in z1.
+	AZs map[string][]string `json:"azs,omitempty"`
 }
 
 // Flex is a non-negative integer that may be written as a JSON number or a

@@ -1,0 +1,294 @@
+package bosh
+
+import (
+	"crypto/sha1" //nolint:gosec // a stable instance id, not a secret
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// DefaultAZ is a node's availability zone when the config names none.
+const DefaultAZ = "z1"
+
+// Deployment is a release placed on nodes by a config: each component of
+// the config is a job of the release, with its per-job property tree.
+type Deployment struct {
+	Release *release.Release
+	// Name is spec.deployment: the release's name.
+	Name string
+	// Jobs maps a job to the IPs it runs on (an instance's index is its
+	// position).
+	Jobs map[string][]string
+	// Props holds the config's property tree of each job.
+	Props map[string]map[string]any
+	// AZs maps a node to its availability zone.
+	AZs map[string]string
+}
+
+// ParseReleaseRef splits "NAME[/VERSION]".
+func ParseReleaseRef(ref string) (name, version string) {
+	name, version, _ = strings.Cut(ref, "/")
+	return name, version
+}
+
+// NewDeployment places rel by cfg and names every problem: jobs the
+// release does not have, properties their spec does not declare, zones
+// for nodes the config does not place, links with no or several providers.
+func NewDeployment(rel *release.Release, cfg contract.Config) (*Deployment, []contract.Problem) {
+	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, AZs: map[string]string{}}
+	var ps []contract.Problem
+	add := func(path, comp, ip, format string, a ...any) {
+		ps = append(ps, contract.Problem{Path: path, Component: comp, IP: ip, Reason: fmt.Sprintf(format, a...)})
+	}
+	have := strings.Join(jobNames(rel), ", ")
+	for _, name := range contract.SortedKeys(cfg.Components) {
+		if rel.Specs[name] == nil {
+			add("components."+name, name, "", "release %s/%s has no job %q (it has %s)", rel.Name, rel.Version, name, have)
+			continue
+		}
+		d.Jobs[name] = cfg.Components[name]
+	}
+	for _, name := range contract.SortedKeys(cfg.Properties.Jobs) {
+		spec := rel.Specs[name]
+		if spec == nil {
+			add("properties.jobs."+name, name, "", "release %s/%s has no job %q (it has %s)", rel.Name, rel.Version, name, have)
+			continue
+		}
+		tree, ok := cfg.Properties.Jobs[name].(map[string]any)
+		if !ok {
+			add("properties.jobs."+name, name, "", "must be an object of the job's properties")
+			continue
+		}
+		for _, leaf := range leaves(tree, "") {
+			if !declared(spec, leaf) {
+				add("properties.jobs."+name+"."+leaf, name, "", "job %s declares no property %q (it declares %s)", name, leaf, declaredList(spec))
+			}
+		}
+		d.Props[name] = tree
+	}
+	nodes := map[string]bool{}
+	for _, ip := range cfg.Nodes() {
+		nodes[ip] = true
+		d.AZs[ip] = DefaultAZ
+	}
+	seen := map[string]string{}
+	for _, az := range contract.SortedKeys(cfg.Properties.AZs) {
+		for _, ip := range cfg.Properties.AZs[az] {
+			switch {
+			case !nodes[ip]:
+				add("properties.azs."+az, "", ip, "%s is not a node of this config", ip)
+			case seen[ip] != "":
+				add("properties.azs."+az, "", ip, "%s is already in zone %s", ip, seen[ip])
+			default:
+				seen[ip] = az
+				d.AZs[ip] = az
+			}
+		}
+	}
+	for _, job := range contract.SortedKeys(d.Jobs) {
+		for _, l := range rel.Specs[job].Consumes {
+			providers := d.providers(l)
+			switch {
+			case len(providers) == 0 && !l.Optional:
+				add("components", job, "", "job %s consumes link %q of type %s, and no job in the config provides one", job, l.Name, l.Type)
+			case len(providers) > 1:
+				add("components", job, "", "job %s consumes link %q of type %s, and several jobs provide one (%s): place only one", job, l.Name, l.Type, strings.Join(providers, ", "))
+			}
+		}
+	}
+	return d, ps
+}
+
+func jobNames(rel *release.Release) []string {
+	out := make([]string, 0, len(rel.Jobs))
+	for _, j := range rel.Jobs {
+		out = append(out, j.Name)
+	}
+	return out
+}
+
+// leaves lists the dotted paths of a tree's leaves; an empty object is a
+// leaf too.
+func leaves(tree map[string]any, prefix string) []string {
+	var out []string
+	for _, k := range contract.SortedKeys(tree) {
+		p := prefix + k
+		if sub, ok := tree[k].(map[string]any); ok && len(sub) > 0 {
+			out = append(out, leaves(sub, p+".")...)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// declared tells whether a config leaf is a declared property or lies
+// inside one (a declared property may take a whole hash).
+func declared(spec *release.Job, leaf string) bool {
+	for name := range spec.Properties {
+		if leaf == name || strings.HasPrefix(leaf, name+".") {
+			return true
+		}
+	}
+	return false
+}
+
+func declaredList(spec *release.Job) string {
+	if len(spec.Properties) == 0 {
+		return "none"
+	}
+	names := contract.SortedKeys(spec.Properties)
+	if len(names) > 8 {
+		names = append(names[:8], "...")
+	}
+	return strings.Join(names, ", ")
+}
+
+// providers lists the placed jobs that provide a link of l's type.
+func (d *Deployment) providers(l release.Link) []string {
+	var out []string
+	for _, job := range contract.SortedKeys(d.Jobs) {
+		for _, p := range d.Release.Specs[job].Provides {
+			if p.Type == l.Type {
+				out = append(out, job)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Properties are a job's effective properties: every property its spec
+// declares, from the config or else the spec's default, as BOSH resolves
+// them. Properties without either are absent.
+func (d *Deployment) Properties(job string) map[string]any {
+	spec := d.Release.Specs[job]
+	out := map[string]any{}
+	for _, name := range contract.SortedKeys(spec.Properties) {
+		if v, ok := lookup(d.Props[job], name); ok {
+			set(out, name, v)
+		} else if p := spec.Properties[name]; p.HasDefault {
+			set(out, name, copyValue(p.Default))
+		}
+	}
+	return out
+}
+
+func lookup(tree map[string]any, name string) (any, bool) {
+	var cur any = tree
+	for _, k := range strings.Split(name, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[k]; !ok || cur == nil {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func set(tree map[string]any, name string, v any) {
+	keys := strings.Split(name, ".")
+	for _, k := range keys[:len(keys)-1] {
+		sub, ok := tree[k].(map[string]any)
+		if !ok {
+			sub = map[string]any{}
+			tree[k] = sub
+		}
+		tree = sub
+	}
+	tree[keys[len(keys)-1]] = v
+}
+
+// copyValue deep-copies a JSON-like value through JSON, so that two
+// instances never share a default's map.
+func copyValue(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	if json.Unmarshal(b, &out) != nil {
+		return v
+	}
+	return out
+}
+
+// InstanceID is an instance's stable id, in the form of a UUID.
+func InstanceID(deployment, job string, index int) string {
+	h := sha1.Sum([]byte(fmt.Sprintf("%s/%s/%d", deployment, job, index))) //nolint:gosec
+	x := fmt.Sprintf("%x", h[:16])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// Spec is the evaluation context of one instance of job on ip.
+func (d *Deployment) Spec(job string, index int) Spec {
+	ip := d.Jobs[job][index]
+	return Spec{
+		"name":       job,
+		"job":        map[string]any{"name": job},
+		"index":      index,
+		"id":         InstanceID(d.Name, job, index),
+		"az":         d.AZs[ip],
+		"bootstrap":  index == 0,
+		"address":    ip,
+		"ip":         ip,
+		"networks":   map[string]any{"default": map[string]any{"ip": ip, "default": []string{"dns", "gateway"}}},
+		"deployment": d.Name,
+		"release":    map[string]any{"name": d.Release.Name, "version": d.Release.Version},
+		"properties": d.Properties(job),
+		"links":      d.links(job),
+	}
+}
+
+// links resolves what job consumes from the config's placement of the
+// providing job: its instances (each node's IP is its address) and the
+// properties its provides entry shares.
+func (d *Deployment) links(job string) map[string]any {
+	out := map[string]any{}
+	for _, l := range d.Release.Specs[job].Consumes {
+		providers := d.providers(l)
+		if len(providers) != 1 {
+			continue
+		}
+		p := providers[0]
+		var shared []string
+		for _, pl := range d.Release.Specs[p].Provides {
+			if pl.Type == l.Type {
+				shared = pl.Properties
+				break
+			}
+		}
+		props := map[string]any{}
+		all := d.Properties(p)
+		for _, name := range shared {
+			if v, ok := lookup(all, name); ok {
+				set(props, name, v)
+			}
+		}
+		var insts []map[string]any
+		for i, ip := range d.Jobs[p] {
+			insts = append(insts, map[string]any{"name": p, "index": i, "id": InstanceID(d.Name, p, i),
+				"az": d.AZs[ip], "address": ip, "bootstrap": i == 0})
+		}
+		out[l.Name] = map[string]any{"instances": insts, "properties": props}
+	}
+	return out
+}
+
+// consumers maps a job to the jobs it takes links from.
+func (d *Deployment) linkProviders(job string) []string {
+	var out []string
+	for _, l := range d.Release.Specs[job].Consumes {
+		if p := d.providers(l); len(p) == 1 && p[0] != job {
+			out = append(out, p[0])
+		}
+	}
+	sort.Strings(out)
+	return out
+}
