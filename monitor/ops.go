@@ -122,7 +122,9 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 			}
 			for _, c := range n.hb.Components {
 				if c.Name == t.Comp {
-					if c.Running {
+					if c.Running && c.Process == "" {
+						e.Status, e.Reason = "CONFIGURED", ""
+					} else if c.Running {
 						// Reason stays when the process runs unsupervised.
 						e.Status, e.Reason = "RUNNING", c.Reason
 					} else {

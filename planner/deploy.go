@@ -77,11 +77,17 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 	if id, ok := p.sched.running(); ok {
 		return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
 	}
+	rel, err := p.releaseFor(cfg)
+	if err != nil {
+		return nil, releaseError(err)
+	}
 	cat, ok := p.o.Catalogs[cfg.CatalogName()]
-	if !ok {
+	if !ok && rel == nil {
 		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %q is not loaded in this engine", cfg.CatalogName())}
 	}
-	if err := cat.Verify(); err != nil {
+	if rel != nil {
+		// A release was verified against its sha1s when uploaded.
+	} else if err := cat.Verify(); err != nil {
 		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %s failed its integrity check (%v): reinstall the engine or restore the catalog directory", cat.Name, err)}
 	}
 	previous := loadPlacement(ctx, p.o.Res)
@@ -117,7 +123,12 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 		in.agent = &agentPlan{binary: a.Binary, pass: a.Password,
 			natsURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
 	}
-	steps, err := buildPlan(in)
+	var steps []*planStep
+	if rel != nil {
+		steps, err = p.buildReleasePlan(ctx, in, rel)
+	} else {
+		steps, err = buildPlan(in)
+	}
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
 	}

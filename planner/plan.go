@@ -38,6 +38,9 @@ type planInput struct {
 	previous map[string][]string
 	agent    *agentPlan
 	timeout  time.Duration
+	// agentComps, when set, lists each node's components for its agent
+	// (a release's jobs) instead of the catalog's.
+	agentComps map[string][]contract.AgentComponent
 }
 
 type agentPlan struct {

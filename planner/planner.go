@@ -127,6 +127,9 @@ func (p *Planner) Stop() {
 }
 
 func (p *Planner) catalogFor(name string) (validate.Catalog, bool) {
+	if name == BoshCatalog {
+		return boshRules{p}, true
+	}
 	c, ok := p.o.Catalogs[name]
 	if !ok {
 		return nil, false

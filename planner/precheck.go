@@ -24,7 +24,12 @@ type need struct {
 func needs(cfg contract.Config, cat *catalog.Catalog) map[string]*need {
 	out := map[string]*need{}
 	for _, name := range contract.SortedKeys(cfg.Components) {
-		comp := cat.Components[name]
+		var comp *catalog.Component
+		if cat != nil {
+			comp = cat.Components[name]
+		} else if cfg.CatalogName() == BoshCatalog {
+			comp = &catalog.Component{Min: &boshMin}
+		}
 		for _, ip := range cfg.Components[name] {
 			n := out[ip]
 			if n == nil {

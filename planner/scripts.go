@@ -66,6 +66,9 @@ apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root
 }
 
 func needsPackages(in planInput) bool {
+	if in.cat == nil {
+		return false
+	}
 	for name := range in.cfg.Components {
 		if c := in.cat.Components[name]; c != nil && len(c.Packages) > 0 {
 			return true
@@ -78,7 +81,13 @@ func agentStep(in planInput, ip string) *planStep {
 	const bin = "/usr/local/bin/deployment-engine"
 	conf := contract.AgentConfig{V: contract.Version, IP: ip, NATS: in.agent.natsURL, User: bus.AgentUser(ip),
 		PasswordFile: nodeState + "/agent.pass", Components: []contract.AgentComponent{}}
+	if in.agentComps != nil {
+		conf.Components = append(conf.Components, in.agentComps[ip]...)
+	}
 	for _, name := range placementOf(in.cfg)[ip] {
+		if in.cat == nil {
+			break
+		}
 		if c := in.cat.Components[name]; c != nil {
 			conf.Components = append(conf.Components, contract.AgentComponent{Name: name, Process: c.Process, Logs: c.Logs})
 		}

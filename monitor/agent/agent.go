@@ -89,7 +89,9 @@ func LoadConfig(path string) (contract.AgentConfig, error) {
 		return c, fmt.Errorf("agent config %s: nats and user are required", path)
 	}
 	for _, comp := range c.Components {
-		if !subject.ValidToken(comp.Name) || comp.Process == "" || strings.ContainsAny(comp.Process, " \t\n'\"") {
+		// A process-less component (a BOSH job with an empty monit file)
+		// has Process "": it is configured, with nothing to supervise.
+		if !subject.ValidToken(comp.Name) || strings.ContainsAny(comp.Process, " \t\n'\"") {
 			return c, fmt.Errorf("agent config %s: bad component %q (process %q)", path, comp.Name, comp.Process)
 		}
 	}
@@ -204,7 +206,9 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	down := false
 	for _, c := range a.cfg.Components {
 		st := contract.ComponentState{Name: c.Name, Process: c.Process, Monit: "unknown"}
-		if merr == nil {
+		if c.Process == "" {
+			st.Monit, st.Running = "configured (no process)", true
+		} else if merr == nil {
 			st.Monit = "not registered with monit"
 			for _, s := range svcs {
 				if s.Name == c.Process {

@@ -180,9 +180,10 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 		return nil, fmt.Errorf("render: %s", strings.Join(reasons, "; "))
 	}
 	plan := &Plan{Instances: insts, Packages: map[string][]string{}}
-	add := func(s Step) {
+	add := func(s Step) string {
 		s.Spec.ID = ID(s.Spec.Node, s.Spec.Component, s.Spec.Action)
 		plan.Steps = append(plan.Steps, s)
+		return s.Spec.ID
 	}
 	nodeJobs := map[string][]string{}
 	for _, job := range contract.SortedKeys(d.Jobs) {
@@ -202,8 +203,7 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 		if b := in.Base[ip]; b != "" {
 			layout.After = []string{b}
 		}
-		add(layout)
-		lastOf[ip] = layout.Spec.ID
+		lastOf[ip] = add(layout)
 		var want []string
 		owner := map[string]string{} // package → the first job on the node needing it
 		for _, job := range nodeJobs[ip] {
@@ -233,7 +233,7 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 				}
 			}
 			deps := []string{}
-			after := []string{layout.Spec.ID}
+			after := []string{lastOf[ip]}
 			for _, dep := range p.Dependencies {
 				deps = append(deps, dep+"="+hashes[dep])
 				after = append(after, pkgStep[ip+"/"+dep])
@@ -241,8 +241,7 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 			hashes[p.Name] = hashOf(p.Name, p.Version, p.SHA1, strings.Join(deps, ","))
 			s := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "compile-" + p.Name, Key: "bosh.package." + p.Name,
 				Hash: hashes[p.Name], Script: compileScript(p, in.PackageURL(p)), TimeoutS: compileTimeout}, After: after, Prio: i}
-			add(s)
-			pkgStep[ip+"/"+p.Name] = s.Spec.ID
+			pkgStep[ip+"/"+p.Name] = add(s)
 			plan.Packages[ip] = append(plan.Packages[ip], p.Name)
 		}
 	}

@@ -147,7 +147,8 @@ func (s *session) started(ctx context.Context, id string, raw []byte) int {
 	return s.followDeployment(ctx, id)
 }
 
-// statusCmd: status. Exit 3 when an instance is not RUNNING.
+// statusCmd: status. Exit 3 when an instance is not RUNNING (or CONFIGURED:
+// a BOSH job with no process).
 func statusCmd(ctx context.Context, s *session) int {
 	if len(s.args) != 0 {
 		return s.usage("status takes no argument")
@@ -165,7 +166,7 @@ func statusCmd(ctx context.Context, s *session) int {
 	}
 	down := 0
 	for _, in := range insts {
-		if in.Status != "RUNNING" {
+		if in.Status != "RUNNING" && in.Status != "CONFIGURED" {
 			down++
 		}
 	}

@@ -1,0 +1,83 @@
+package bosh
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/deployment-engine/engine/planner/release"
+)
+
+// Summary writes a plan as text: per node its steps with what each waits
+// for, in the order a node runs its ready steps.
+func Summary(p *Plan) string {
+	var b strings.Builder
+	for _, s := range p.Steps {
+		fmt.Fprintf(&b, "%s %s/%s after=[%s] prio=%d\n", s.Spec.Node, s.Spec.Component, s.Spec.Action, strings.Join(s.After, " "), s.Prio)
+	}
+	return b.String()
+}
+
+func TestMakePlanLinkedRelease(t *testing.T) {
+	needRuby(t)
+	rel := load(t, linkedRelease())
+	cfg := cfgOf(map[string][]string{"db": {"10.0.0.1", "10.0.0.2"}, "app": {"10.0.0.2", "10.0.0.3"}},
+		map[string]any{"app": map[string]any{"name": "shop"}}, nil)
+	d, ps := NewDeployment(rel, cfg)
+	if len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	in := PlanInput{Deployment: d, NodeComponent: "_node", Base: map[string]string{},
+		PackageURL: func(p release.Package) string { return "http://home/releases/" + p.Name + ".tgz" }}
+	plan, err := MakePlan(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"10.0.0.1": {"base"},
+		"10.0.0.2": {"base", "libapp", "app"},
+		"10.0.0.3": {"base", "libapp", "app"},
+	}
+	if !reflect.DeepEqual(plan.Packages, want) {
+		t.Errorf("packages per node %v, want %v", plan.Packages, want)
+	}
+	golden(t, "linked.plan", Summary(plan))
+	// The same config plans the same hashes: a second deploy changes nothing.
+	again, err := MakePlan(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range plan.Steps {
+		if plan.Steps[i].Spec.Hash != again.Steps[i].Spec.Hash {
+			t.Errorf("%s: hash changed between two plans of one config", plan.Steps[i].Spec.ID)
+		}
+	}
+	// A changed property changes that job's steps only.
+	d2, _ := NewDeployment(rel, cfgOf(cfg.Components, map[string]any{"app": map[string]any{"name": "other"}}, nil))
+	changed, err := MakePlan(context.Background(), PlanInput{Deployment: d2, NodeComponent: "_node", Base: map[string]string{}, PackageURL: in.PackageURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range changed.Steps {
+		differs := s.Spec.Hash != plan.Steps[i].Spec.Hash
+		if differs != (s.Spec.Component == "app" && !strings.HasPrefix(s.Spec.Action, "compile-")) {
+			t.Errorf("%s: changed=%v", s.Spec.ID, differs)
+		}
+	}
+}
+
+func TestProcesses(t *testing.T) {
+	for _, tc := range []struct {
+		monit string
+		want  []string
+	}{
+		{"", nil},
+		{"check process dummy\n  with pidfile x\ncheck process \"other\"\ncheck file f with path /x\n", []string{"dummy", "other"}},
+	} {
+		if got := Processes(tc.monit); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: %v", tc.monit, got)
+		}
+	}
+}

@@ -1,0 +1,151 @@
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/deployment-engine/engine/planner/bosh"
+	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// BoshCatalog is the catalog name of configs that deploy an uploaded BOSH
+// release: its components are the release's jobs.
+const BoshCatalog = "bosh"
+
+// boshMin is the hardware minimum of a BOSH job: releases say nothing of it.
+var boshMin = catalog.Hardware{CPU: 1, RAMMB: 256, DiskMB: 1024}
+
+// releaseFor returns the release a config deploys, or nil when it deploys
+// a catalog's components.
+func (p *Planner) releaseFor(cfg contract.Config) (*release.Release, error) {
+	if cfg.CatalogName() != BoshCatalog {
+		return nil, nil
+	}
+	if p.o.Releases == nil {
+		return nil, errors.New("this engine keeps no releases")
+	}
+	if cfg.Properties.Release == "" {
+		return nil, errors.New(`missing: name the uploaded release as "NAME" or "NAME/VERSION"`)
+	}
+	name, version := bosh.ParseReleaseRef(cfg.Properties.Release)
+	rel, err := p.o.Releases.Get(name, version)
+	var nf *release.NotFound
+	if errors.As(err, &nf) {
+		return nil, fmt.Errorf("%v: upload it first (POST /deployment-engine/releases or `deployment-engine release upload FILE`)", err)
+	}
+	return rel, err
+}
+
+// boshRules validates a config against the release it names: jobs,
+// properties, zones and links, then renders every template once so that a
+// missing property is named before anything is deployed.
+type boshRules struct{ p *Planner }
+
+func (r boshRules) Validate(cfg contract.Config) []contract.Problem {
+	rel, err := r.p.releaseFor(cfg)
+	if err != nil {
+		return []contract.Problem{{Path: "properties.release", Reason: err.Error()}}
+	}
+	if len(cfg.Components) == 0 {
+		return []contract.Problem{{Path: "components", Reason: "place at least one job of the release"}}
+	}
+	d, ps := bosh.NewDeployment(rel, cfg)
+	if len(ps) > 0 {
+		return ps
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bosh.RenderTimeout)
+	defer cancel()
+	_, ps, err = bosh.RenderAll(ctx, d)
+	if err != nil {
+		return []contract.Problem{{Path: "properties.release", Reason: "cannot render the release's templates: " + err.Error()}}
+	}
+	return ps
+}
+
+// buildReleasePlan plans a release deployment: the node's own steps, then
+// the release's steps (bosh.MakePlan), with the node agent told each job's
+// processes.
+func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *release.Release) ([]*planStep, error) {
+	d, ps := bosh.NewDeployment(rel, in.cfg)
+	if len(ps) > 0 {
+		return nil, fmt.Errorf("%s", ps[0].Reason)
+	}
+	home := "http://" + net.JoinHostPort(in.cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/releases/"
+	plan, err := bosh.MakePlan(ctx, bosh.PlanInput{Deployment: d, NodeComponent: NodeComponent, CompileTimeout: in.timeout,
+		PackageURL: func(pk release.Package) string { return home + release.PackageURLPath(rel.Name, rel.Version, pk.Name) },
+		Base:       map[string]string{}})
+	if err != nil {
+		return nil, err
+	}
+	in.cat = nil
+	in.agentComps = map[string][]contract.AgentComponent{}
+	for _, inst := range plan.Instances {
+		c := contract.AgentComponent{Name: inst.Job}
+		if len(inst.Processes) > 0 {
+			c.Process = inst.Processes[0]
+		}
+		in.agentComps[inst.Node] = append(in.agentComps[inst.Node], c)
+	}
+	var steps []*planStep
+	base := map[string]string{}
+	for _, ip := range in.cfg.Nodes() {
+		prev := ""
+		for i, b := range baseSteps(in, ip) {
+			if prev != "" {
+				b.after = append(b.after, prev)
+			}
+			b.prio = i - 100
+			steps = append(steps, finish(in, b))
+			prev = b.spec.ID
+		}
+		base[ip] = prev
+	}
+	for _, s := range plan.Steps {
+		ps := &planStep{spec: s.Spec, after: s.After, prio: s.Prio}
+		if s.Spec.Action == "vcap" && base[s.Spec.Node] != "" {
+			ps.after = append(ps.after, base[s.Spec.Node])
+		}
+		steps = append(steps, finish(in, ps))
+	}
+	ids := map[string]bool{}
+	for _, s := range steps {
+		ids[s.spec.ID] = true
+	}
+	for _, s := range steps {
+		for _, a := range s.after {
+			if !ids[a] {
+				return nil, fmt.Errorf("plan: step %s waits for unknown step %s", s.spec.ID, a)
+			}
+		}
+	}
+	return steps, nil
+}
+
+// finish fills in what every step of a deployment carries.
+func finish(in planInput, s *planStep) *planStep {
+	s.spec.V = contract.Version
+	s.spec.Deployment = in.id
+	s.spec.ID = stepID(s.spec.Node, s.spec.Component, s.spec.Action)
+	s.spec.Engine = in.engine
+	s.spec.Attempt = 1
+	if s.spec.TimeoutS == 0 {
+		s.spec.TimeoutS = int(5 * time.Minute / time.Second)
+	}
+	if s.spec.Key == "" {
+		s.spec.Key = s.spec.Component + "." + s.spec.Action
+	}
+	return s
+}
+
+// releaseError is a config's release problem at deploy time: the release
+// was removed or never uploaded since the config was stored.
+func releaseError(err error) error {
+	return &kit.Error{Code: 409, Msg: "cannot deploy the config's release: " + err.Error()}
+}
