@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path"
 	"strconv"
+	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/planner/catalog"
@@ -14,6 +18,58 @@ import (
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
+
+// CloudFoundryCatalog maps its components to cf-release's jobs.
+const CloudFoundryCatalog = "cloudfoundry"
+
+// cfVersion is the cf-release version a cloudfoundry config names.
+func cfVersion(cfg contract.Config) string {
+	if cfg.Properties.Release != "" {
+		return cfg.Properties.Release
+	}
+	return "v194"
+}
+
+// deploymentFor places a release by a config: a bosh config names jobs; a
+// cloudfoundry config names the catalog's components, each mapped to the
+// version's job, and every job reads its properties from the manifest the
+// catalog renders.
+func (p *Planner) deploymentFor(cfg contract.Config, rel *release.Release, engine, mirrorURL string) (*bosh.Deployment, []contract.Problem, error) {
+	if cfg.CatalogName() != CloudFoundryCatalog {
+		d, ps := bosh.NewDeployment(rel, cfg)
+		return d, ps, nil
+	}
+	cat := p.o.Catalogs[CloudFoundryCatalog]
+	if cat == nil {
+		return nil, nil, errors.New("the cloudfoundry catalog is not loaded")
+	}
+	v := cfVersion(cfg)
+	d, ps := bosh.NewMappedDeployment(rel, cfg, func(comp string) string { return cat.Job(v, comp) })
+	for _, comp := range cat.Order {
+		ips := cfg.Components[comp]
+		if len(ips) == 0 {
+			continue
+		}
+		r, err := cat.Render(catalog.Input{Config: cfg.Redact(), Node: ips[0], Component: comp, Engine: engine, MirrorURL: mirrorURL})
+		if err != nil {
+			return nil, nil, fmt.Errorf("render the cloudfoundry manifest: %w", err)
+		}
+		for _, f := range r.Files {
+			if path.Base(f.Path) != "manifest.yml" {
+				continue
+			}
+			var m struct {
+				Properties map[string]any `yaml:"properties"`
+			}
+			if err := yaml.Unmarshal(f.Content, &m); err != nil {
+				return nil, nil, fmt.Errorf("the cloudfoundry manifest: %w", err)
+			}
+			d.Global = m.Properties
+		}
+		break
+	}
+	return d, ps, nil
+}
 
 // BoshCatalog is the catalog name of configs that deploy an uploaded BOSH
 // release: its components are the release's jobs.
@@ -25,6 +81,16 @@ var boshMin = catalog.Hardware{CPU: 1, RAMMB: 256, DiskMB: 1024}
 // releaseFor returns the release a config deploys, or nil when it deploys
 // a catalog's components.
 func (p *Planner) releaseFor(cfg contract.Config) (*release.Release, error) {
+	if cfg.CatalogName() == CloudFoundryCatalog && p.o.Releases != nil {
+		// cf-release runs on the release path once its tarball of the
+		// config's version was uploaded; without it the catalog only renders.
+		rel, err := p.o.Releases.Get("cf", strings.TrimPrefix(cfVersion(cfg), "v"))
+		var nf *release.NotFound
+		if errors.As(err, &nf) {
+			return nil, nil
+		}
+		return rel, err
+	}
 	if cfg.CatalogName() != BoshCatalog {
 		return nil, nil
 	}
@@ -56,7 +122,10 @@ func (r boshRules) Validate(cfg contract.Config) []contract.Problem {
 	if len(cfg.Components) == 0 {
 		return []contract.Problem{{Path: "components", Reason: "place at least one job of the release"}}
 	}
-	d, ps := bosh.NewDeployment(rel, cfg)
+	d, ps, err := r.p.deploymentFor(cfg, rel, "", "")
+	if err != nil {
+		return []contract.Problem{{Path: "properties.release", Reason: err.Error()}}
+	}
 	if len(ps) > 0 {
 		return ps
 	}
@@ -73,7 +142,10 @@ func (r boshRules) Validate(cfg contract.Config) []contract.Problem {
 // the release's steps (bosh.MakePlan), with the node agent told each job's
 // processes.
 func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *release.Release) ([]*planStep, error) {
-	d, ps := bosh.NewDeployment(rel, in.cfg)
+	d, ps, err := p.deploymentFor(in.cfg, rel, in.engine, in.mirrorURL)
+	if err != nil {
+		return nil, err
+	}
 	if len(ps) > 0 {
 		return nil, fmt.Errorf("%s", ps[0].Reason)
 	}
@@ -87,7 +159,7 @@ func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *relea
 	in.cat = nil
 	in.agentComps = map[string][]contract.AgentComponent{}
 	for _, inst := range plan.Instances {
-		c := contract.AgentComponent{Name: inst.Job}
+		c := contract.AgentComponent{Name: d.CompOf(inst.Job)}
 		if len(inst.Processes) > 0 {
 			c.Process = inst.Processes[0]
 		}

@@ -27,6 +27,21 @@ type Deployment struct {
 	Props map[string]map[string]any
 	// AZs maps a node to its availability zone.
 	AZs map[string]string
+	// Global is a property tree every job reads its declared properties
+	// from when the config gives it none of its own (a manifest's
+	// properties, as BOSH has them).
+	Global map[string]any
+	// Comp names a job's component as the config calls it, when that is
+	// not the job's own name (a catalog's component mapped to a job).
+	Comp map[string]string
+}
+
+// CompOf is the config's name of a job.
+func (d *Deployment) CompOf(job string) string {
+	if c, ok := d.Comp[job]; ok {
+		return c
+	}
+	return job
 }
 
 // ParseReleaseRef splits "NAME[/VERSION]".
@@ -39,18 +54,35 @@ func ParseReleaseRef(ref string) (name, version string) {
 // release does not have, properties their spec does not declare, zones
 // for nodes the config does not place, links with no or several providers.
 func NewDeployment(rel *release.Release, cfg contract.Config) (*Deployment, []contract.Problem) {
-	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, AZs: map[string]string{}}
+	return NewMappedDeployment(rel, cfg, nil)
+}
+
+// NewMappedDeployment is NewDeployment for a config whose components are
+// not the release's job names: jobOf names each component's job.
+func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(comp string) string) (*Deployment, []contract.Problem) {
+	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, AZs: map[string]string{}, Comp: map[string]string{}}
 	var ps []contract.Problem
 	add := func(path, comp, ip, format string, a ...any) {
 		ps = append(ps, contract.Problem{Path: path, Component: comp, IP: ip, Reason: fmt.Sprintf(format, a...)})
 	}
 	have := strings.Join(jobNames(rel), ", ")
 	for _, name := range contract.SortedKeys(cfg.Components) {
-		if rel.Specs[name] == nil {
-			add("components."+name, name, "", "release %s/%s has no job %q (it has %s)", rel.Name, rel.Version, name, have)
+		job := name
+		if jobOf != nil {
+			job = jobOf(name)
+		}
+		if rel.Specs[job] == nil {
+			add("components."+name, name, "", "release %s/%s has no job %q (it has %s)", rel.Name, rel.Version, job, have)
 			continue
 		}
-		d.Jobs[name] = cfg.Components[name]
+		if prev, dup := d.Jobs[job]; dup && prev != nil {
+			add("components."+name, name, "", "job %s is already placed by component %s", job, d.Comp[job])
+			continue
+		}
+		d.Jobs[job] = cfg.Components[name]
+		if job != name {
+			d.Comp[job] = name
+		}
 	}
 	for _, name := range contract.SortedKeys(cfg.Properties.Jobs) {
 		spec := rel.Specs[name]
@@ -168,8 +200,12 @@ func (d *Deployment) providers(l release.Link) []string {
 func (d *Deployment) Properties(job string) map[string]any {
 	spec := d.Release.Specs[job]
 	out := map[string]any{}
+	src := d.Props[job]
+	if src == nil {
+		src = d.Global
+	}
 	for _, name := range contract.SortedKeys(spec.Properties) {
-		if v, ok := lookup(d.Props[job], name); ok {
+		if v, ok := lookup(src, name); ok {
 			set(out, name, v)
 		} else if p := spec.Properties[name]; p.HasDefault {
 			set(out, name, copyValue(p.Default))
@@ -230,8 +266,8 @@ func InstanceID(deployment, job string, index int) string {
 func (d *Deployment) Spec(job string, index int) Spec {
 	ip := d.Jobs[job][index]
 	return Spec{
-		"name":       job,
-		"job":        map[string]any{"name": job},
+		"name":       d.CompOf(job),
+		"job":        map[string]any{"name": d.CompOf(job)},
 		"index":      index,
 		"id":         InstanceID(d.Name, job, index),
 		"az":         d.AZs[ip],

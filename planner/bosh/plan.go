@@ -204,17 +204,7 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 			layout.After = []string{b}
 		}
 		lastOf[ip] = add(layout)
-		var want []string
-		owner := map[string]string{} // package → the first job on the node needing it
-		for _, job := range nodeJobs[ip] {
-			for _, p := range d.Release.Specs[job].Packages {
-				if owner[p] == "" {
-					owner[p] = job
-					want = append(want, p)
-				}
-			}
-		}
-		order, err := release.PackageOrder(d.Release.Packages, want)
+		order, owner, err := d.NodePackages(ip)
 		if err != nil {
 			return nil, err
 		}
@@ -232,6 +222,7 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 					}
 				}
 			}
+			comp = d.CompOf(comp)
 			deps := []string{}
 			after := []string{lastOf[ip]}
 			for _, dep := range p.Dependencies {
@@ -248,25 +239,26 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 	for k, inst := range insts {
 		ip, job := inst.Node, inst.Job
 		spec := d.Release.Specs[job]
+		comp := d.CompOf(job)
 		prio := 1000 + 10*jobOrder(d, job)
-		apply := Step{Spec: contract.Step{Node: ip, Component: job, Action: "apply", Key: "bosh.job." + job + ".apply", Hash: inst.Hash,
+		apply := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "apply", Key: "bosh.job." + job + ".apply", Hash: inst.Hash,
 			Files: inst.Files, Script: applyScript(job, inst.Hash, spec.Packages)}, After: []string{lastOf[ip]}, Prio: prio}
 		for _, p := range spec.Packages {
 			apply.After = append(apply.After, pkgStep[ip+"/"+p])
 		}
 		for _, prov := range d.linkProviders(job) {
 			for _, pip := range d.Jobs[prov] {
-				apply.After = append(apply.After, ID(pip, prov, "start"))
+				apply.After = append(apply.After, ID(pip, d.CompOf(prov), "start"))
 			}
 		}
 		monitFile := stepFile("/etc/monit/conf.d/"+job, 0o600, []byte(inst.Monit))
-		register := Step{Spec: contract.Step{Node: ip, Component: job, Action: "register", Key: "bosh.job." + job + ".register",
+		register := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "register", Key: "bosh.job." + job + ".register",
 			Hash: hashOf(inst.Hash, inst.Monit), Files: []contract.StepFile{monitFile}, Script: registerScript(inst.Processes)},
-			After: []string{ID(ip, job, "apply")}, Prio: prio + 1}
-		pre := Step{Spec: contract.Step{Node: ip, Component: job, Action: "pre-start", Key: "bosh.job." + job + ".pre-start",
-			Hash: inst.Hash, Script: hookScript(job, "pre-start")}, After: []string{ID(ip, job, "register")}, Prio: prio + 2}
-		start := Step{Spec: contract.Step{Node: ip, Component: job, Action: "start", Key: "bosh.job." + job + ".start",
-			Hash: inst.Hash, Script: startScript(job, inst.Processes)}, After: []string{ID(ip, job, "pre-start")}, Prio: prio + 3}
+			After: []string{ID(ip, comp, "apply")}, Prio: prio + 1}
+		pre := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "pre-start", Key: "bosh.job." + job + ".pre-start",
+			Hash: inst.Hash, Script: hookScript(job, "pre-start")}, After: []string{ID(ip, comp, "register")}, Prio: prio + 2}
+		start := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "start", Key: "bosh.job." + job + ".start",
+			Hash: inst.Hash, Script: startScript(job, inst.Processes)}, After: []string{ID(ip, comp, "pre-start")}, Prio: prio + 3}
 		add(apply)
 		add(register)
 		add(pre)
@@ -274,6 +266,37 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 		insts[k] = inst
 	}
 	return plan, nil
+}
+
+// NodePackages lists the packages a node's jobs need, with their
+// dependencies, each after what it depends on; owner names, for each
+// package a job names itself, the first such job on the node.
+func (d *Deployment) NodePackages(ip string) ([]release.Package, map[string]string, error) {
+	var want []string
+	owner := map[string]string{}
+	for _, job := range d.NodeJobs(ip) {
+		for _, p := range d.Release.Specs[job].Packages {
+			if owner[p] == "" {
+				owner[p] = job
+				want = append(want, p)
+			}
+		}
+	}
+	order, err := release.PackageOrder(d.Release.Packages, want)
+	return order, owner, err
+}
+
+// NodeJobs lists the jobs placed on a node, by name.
+func (d *Deployment) NodeJobs(ip string) []string {
+	var out []string
+	for _, job := range contract.SortedKeys(d.Jobs) {
+		for _, x := range d.Jobs[job] {
+			if x == ip {
+				out = append(out, job)
+			}
+		}
+	}
+	return out
 }
 
 func jobOrder(d *Deployment, job string) int {

@@ -78,15 +78,19 @@ func (c *Catalog) funcs() template.FuncMap {
 		"trimv": func(s string) string { return strings.TrimPrefix(s, "v") },
 		// job is a component's job name in a release: vars job.<release>.<comp>,
 		// then job.<comp>, then the component's own name.
-		"job": func(release, comp string) string {
-			for _, k := range []string{"job." + release + "." + comp, "job." + comp} {
-				if v, ok := c.Vars[k]; ok {
-					return v
-				}
-			}
-			return comp
-		},
+		"job": c.Job,
 	}
+}
+
+// Job is a component's job name in a release ("v194"): vars
+// job.<release>.<comp>, then job.<comp>, then the component's own name.
+func (c *Catalog) Job(release, comp string) string {
+	for _, k := range []string{"job." + release + "." + comp, "job." + comp} {
+		if v, ok := c.Vars[k]; ok {
+			return v
+		}
+	}
+	return comp
 }
 
 // Render renders every file and script of one component instance.
