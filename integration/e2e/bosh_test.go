@@ -154,7 +154,7 @@ func TestBoshDummyRelease(t *testing.T) {
 	if code, body := e.Do("POST", "/deployment-engine/config", boshConfig("dummy", comps, jobs)); code != 201 {
 		t.Fatalf("config: %d %s", code, body)
 	}
-	d := wait(t, e, deploy(t, e), 5*time.Minute)
+	d := wait(t, e, deploy(t, e), 10*time.Minute)
 	if d.State != "succeeded" {
 		t.Fatalf("deployment %s:\n%s\n%s", d.State, failures(d), tail(e.Log(), 30))
 	}
@@ -175,7 +175,7 @@ func TestBoshDummyRelease(t *testing.T) {
 	waitStatus(t, e, map[string]string{"dummy_with_properties@" + ips(0)[0]: "RUNNING", "dummy_with_package@" + ips(1)[0]: "RUNNING"})
 
 	// Deploying again changes nothing: no package is compiled again.
-	d = wait(t, e, deploy(t, e), 3*time.Minute)
+	d = wait(t, e, deploy(t, e), 6*time.Minute)
 	if d.State != "succeeded" || d.Changed != 0 {
 		t.Errorf("second deployment: %s, changed %d:\n%s", d.State, d.Changed, failures(d))
 	}
@@ -189,7 +189,7 @@ func TestBoshDummyRelease(t *testing.T) {
 	if code, body := e.Do("POST", "/deployment-engine/config", boshConfig("dummy", comps, jobs)); code != 201 {
 		t.Fatalf("config: %d %s", code, body)
 	}
-	d = wait(t, e, deploy(t, e), 5*time.Minute)
+	d = wait(t, e, deploy(t, e), 10*time.Minute)
 	if d.State != "failed" {
 		t.Fatalf("deployment with bad_package: %s", d.State)
 	}
@@ -212,7 +212,7 @@ func TestBoshDummyRelease(t *testing.T) {
 	if code, body := e.Do("POST", "/deployment-engine/config", boshConfig("dummy", comps, jobs)); code != 201 {
 		t.Fatalf("config: %d %s", code, body)
 	}
-	d = wait(t, e, deploy(t, e), 3*time.Minute)
+	d = wait(t, e, deploy(t, e), 6*time.Minute)
 	if d.State != "succeeded" || d.Changed != 0 {
 		t.Errorf("fixed config: %s, changed %d:\n%s", d.State, d.Changed, failures(d))
 	}
@@ -234,7 +234,7 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 	if code, body := e.Do("POST", "/deployment-engine/config", cfg); code != 201 {
 		t.Fatalf("config: %d %s", code, body)
 	}
-	d := wait(t, e, deploy(t, e), 5*time.Minute)
+	d := wait(t, e, deploy(t, e), 10*time.Minute)
 	if d.State != "succeeded" {
 		t.Fatalf("deployment %s:\n%s\n%s", d.State, failures(d), tail(e.Log(), 30))
 	}
@@ -271,7 +271,7 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 	}
 	waitStatus(t, e, map[string]string{"db@" + ips(0)[0]: "RUNNING", "db@" + ips(1)[0]: "RUNNING", "app@" + ips(2)[0]: "CONFIGURED"})
 
-	d = wait(t, e, deploy(t, e), 3*time.Minute)
+	d = wait(t, e, deploy(t, e), 6*time.Minute)
 	if d.State != "succeeded" || d.Changed != 0 {
 		t.Errorf("second deployment: %s, changed %d:\n%s", d.State, d.Changed, failures(d))
 	}

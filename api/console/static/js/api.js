@@ -108,6 +108,7 @@ export const api = {
   scale: (Comp, Ip) => send("POST", "/scale", { body: { Comp, Ip } }),
   logs: () => send("GET", "/download"),
   log: (name) => send("GET", "/logs/" + encodeURIComponent(name), { raw: true }),
+  releases: () => send("GET", "/releases"),
   report: (id) => send("GET", "/deployments/" + encodeURIComponent(id) + "/report"),
   events: (id, signal) => send("GET", "/deployments/" + encodeURIComponent(id) + "/events", { raw: true, signal }),
 };

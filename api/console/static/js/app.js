@@ -7,8 +7,9 @@ import * as hardware from "./hardware.js";
 import * as scale from "./scale.js";
 import * as logs from "./logs.js";
 import * as report from "./report.js";
+import * as releases from "./releases.js";
 
-const views = { status, deploy, config, hardware, scale, logs, report };
+const views = { status, deploy, config, hardware, scale, logs, report, releases };
 
 const $ = (id) => document.getElementById(id);
 let cleanup = null;
