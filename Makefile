@@ -5,9 +5,10 @@
 GO      ?= go
 BIN     := bin/deployment-engine
 MODULES := services api planner installer monitor logsvc deploy integration/testbed integration
-# Debian packages the test bed, the end-to-end tests and the demo need.
+# Debian packages the test bed, the end-to-end tests and the demo need (ruby
+# renders BOSH job templates with its own ERB).
 APT_PKGS := openssh-server monit iproute2 util-linux lxcfs strace dpkg-dev apt-utils curl ca-certificates \
-            redis-tools postgresql-client prometheus chromium ansible-core
+            redis-tools postgresql-client prometheus chromium ansible-core ruby
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 20m
 # make test fuzzes each fuzz target this long; make chaos runs this many
