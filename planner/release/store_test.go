@@ -181,3 +181,19 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseSpec(f *testing.F) {
+	f.Add([]byte("name: j\ntemplates: {a.erb: bin/a}\nproperties:\n  x.y: {default: [1, {a: b}]}\nconsumes: [{name: db, type: t}]\n"))
+	f.Add([]byte("name: j\ntemplates: {../x: /etc/passwd}\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		j, err := release.ParseSpec(in)
+		if err != nil {
+			return
+		}
+		for _, tp := range j.Templates {
+			if strings.Contains(tp.Dest, "..") && strings.Contains("/"+tp.Dest+"/", "/../") || strings.HasPrefix(tp.Dest, "/") {
+				t.Fatalf("accepted template destination %q", tp.Dest)
+			}
+		}
+	})
+}
