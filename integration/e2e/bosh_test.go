@@ -64,7 +64,7 @@ func upload(t *testing.T, e *harness.Engine, body []byte, want int) []byte {
 	return out
 }
 
-func onNode(t *testing.T, i int, script string) string {
+func inNode(t *testing.T, i int, script string) string {
 	t.Helper()
 	out, err := bed.Nodes[i].Exec(context.Background(), script)
 	if err != nil {
@@ -158,20 +158,20 @@ func TestBoshDummyRelease(t *testing.T) {
 	if d.State != "succeeded" {
 		t.Fatalf("deployment %s:\n%s\n%s", d.State, failures(d), tail(e.Log(), 30))
 	}
-	ctl := onNode(t, 0, "cat /var/vcap/jobs/dummy_with_properties/bin/dummy_with_properties_ctl; stat -c %a /var/vcap/jobs/dummy_with_properties/bin/dummy_with_properties_ctl")
+	ctl := inNode(t, 0, "cat /var/vcap/jobs/dummy_with_properties/bin/dummy_with_properties_ctl; stat -c %a /var/vcap/jobs/dummy_with_properties/bin/dummy_with_properties_ctl")
 	for _, w := range []string{"echo '" + value + "'", "release_name=dummy", "release_version=0.2-dev", "\n755\n"} {
 		if !strings.Contains(ctl, w) {
 			t.Errorf("rendered ctl script lacks %q:\n%s", w, ctl)
 		}
 	}
-	if got := onNode(t, 1, "cat /var/vcap/packages/dummy_package/dummy_package_file"); !strings.Contains(got, "dummy contents") {
+	if got := inNode(t, 1, "cat /var/vcap/packages/dummy_package/dummy_package_file"); !strings.Contains(got, "dummy contents") {
 		t.Errorf("package file on node 1: %q", got)
 	}
-	if got := onNode(t, 0, "test -e /var/vcap/packages/dummy_package/dummy_package_file && echo present || echo absent"); strings.TrimSpace(got) != "absent" {
+	if got := inNode(t, 0, "test -e /var/vcap/packages/dummy_package/dummy_package_file && echo present || echo absent"); strings.TrimSpace(got) != "absent" {
 		t.Errorf("dummy_package reached node 0, whose job does not need it: %s", got)
 	}
-	onNode(t, 0, "monit status dummy_with_properties >/dev/null")
-	onNode(t, 1, "monit status dummy_with_package >/dev/null")
+	inNode(t, 0, "monit status dummy_with_properties >/dev/null")
+	inNode(t, 1, "monit status dummy_with_package >/dev/null")
 	waitStatus(t, e, map[string]string{"dummy_with_properties@" + ips(0)[0]: "RUNNING", "dummy_with_package@" + ips(1)[0]: "RUNNING"})
 
 	// Deploying again changes nothing: no package is compiled again.
@@ -200,7 +200,7 @@ func TestBoshDummyRelease(t *testing.T) {
 	if state, _ := stepOf(d, ips(0)[0]+"/dummy_with_properties/start"); state != "succeeded" {
 		t.Errorf("the other node's changed job: %s, want succeeded", state)
 	}
-	if got := onNode(t, 0, "cat /var/vcap/jobs/dummy_with_properties/bin/dummy_with_properties_ctl"); !strings.Contains(got, value+"-2") {
+	if got := inNode(t, 0, "cat /var/vcap/jobs/dummy_with_properties/bin/dummy_with_properties_ctl"); !strings.Contains(got, value+"-2") {
 		t.Errorf("the other node did not get its change")
 	}
 	code, body = e.Do("GET", "/deployment-engine/logs/dummy_with_bad_package_0.log", nil)
@@ -238,7 +238,7 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 	if d.State != "succeeded" {
 		t.Fatalf("deployment %s:\n%s\n%s", d.State, failures(d), tail(e.Log(), 30))
 	}
-	conf := onNode(t, 2, "cat /var/vcap/jobs/app/config/app.conf")
+	conf := inNode(t, 2, "cat /var/vcap/jobs/app/config/app.conf")
 	for _, w := range []string{
 		"db: " + ips(0)[0] + " z1 true port=6543",
 		"db: " + ips(1)[0] + " z2 false port=6543",
@@ -250,7 +250,7 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 	}
 	// Each package's build saw its dependencies' (libapp's packaging reads
 	// base's file; app's reads libapp's), and their times are in order.
-	got := onNode(t, 2, "cat /var/vcap/packages/app/chain; for p in base libapp app; do cat /var/vcap/packages/$p/built; done")
+	got := inNode(t, 2, "cat /var/vcap/packages/app/chain; for p in base libapp app; do cat /var/vcap/packages/$p/built; done")
 	lines := strings.Fields(got)
 	if len(lines) != 6 || lines[0] != "base" || lines[1] != "libapp" || lines[2] != "app" {
 		t.Fatalf("package chain: %q", got)
@@ -258,16 +258,16 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 	if !(atoi(lines[3]) <= atoi(lines[4]) && atoi(lines[4]) <= atoi(lines[5])) {
 		t.Errorf("packages compiled out of order: %v", lines[3:])
 	}
-	if got := onNode(t, 0, "ls /var/vcap/packages"); strings.TrimSpace(got) != "base" {
+	if got := inNode(t, 0, "ls /var/vcap/packages"); strings.TrimSpace(got) != "base" {
 		t.Errorf("db's node has packages %q, want base only", got)
 	}
 	// pre-start ran, with its output kept, before monit started the daemon.
 	for _, i := range []int{0, 1} {
-		ts := strings.Fields(onNode(t, i, "cat /var/vcap/sys/run/db/prestart.ts /var/vcap/sys/run/db/start.ts; cat /var/vcap/sys/log/db/pre-start.stdout.log"))
+		ts := strings.Fields(inNode(t, i, "cat /var/vcap/sys/run/db/prestart.ts /var/vcap/sys/run/db/start.ts; cat /var/vcap/sys/log/db/pre-start.stdout.log"))
 		if len(ts) < 3 || atoi(ts[0]) > atoi(ts[1]) || !strings.Contains(strings.Join(ts[2:], " "), "pre-start of db 6543") {
 			t.Errorf("node %d: pre-start then start: %v", i, ts)
 		}
-		onNode(t, i, "monit status db | grep -Eq '^[[:space:]]+status[[:space:]]+OK'")
+		inNode(t, i, "monit status db | grep -Eq '^[[:space:]]+status[[:space:]]+OK'")
 	}
 	waitStatus(t, e, map[string]string{"db@" + ips(0)[0]: "RUNNING", "db@" + ips(1)[0]: "RUNNING", "app@" + ips(2)[0]: "CONFIGURED"})
 
