@@ -115,7 +115,7 @@ func waitStatus(t *testing.T, e *harness.Engine, want map[string]string) {
 func TestBoshDummyRelease(t *testing.T) {
 	natsPort := harness.FreePort(t)
 	e := engine(t, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
-	defer resetBosh(t, "dummy_with_properties", "dummy_with_package", "dummy_with_bad_package")
+	defer resetBosh(t, "dummy_with_properties", "dummy_with_package", "dummy_with_bad_package", "job_1_with_pre_start_script")
 
 	dummy, err := os.ReadFile(filepath.Join(sharedReleases, "dummy-release.tgz"))
 	if err != nil {
@@ -215,6 +215,42 @@ func TestBoshDummyRelease(t *testing.T) {
 	d = wait(t, e, deploy(t, e), 6*time.Minute)
 	if d.State != "succeeded" || d.Changed != 0 {
 		t.Errorf("fixed config: %s, changed %d:\n%s", d.State, d.Changed, failures(d))
+	}
+
+	// The pre-start release: pre-start runs with the config's value before
+	// monit is asked to start the job. That start then fails: the release's
+	// monit file names bin/job_1_with_pre_start_script_ctl, which its job
+	// does not ship (it has bin/job_1_ctl), and the step says so at once.
+	const msg = "pre-start-message-from-the-config"
+	preJob := "job_1_with_pre_start_script"
+	if code, body := e.Do("POST", "/deployment-engine/config", boshConfig("release_with_prestart_script/1",
+		map[string][]string{preJob: ips(3)}, map[string]any{preJob: map[string]any{"pre_start_message_1": msg}})); code != 201 {
+		t.Fatalf("config: %d %s", code, body)
+	}
+	d = wait(t, e, deploy(t, e), 6*time.Minute)
+	var preDone, startBegan *time.Time
+	for _, s := range d.Steps {
+		switch s.ID {
+		case ips(3)[0] + "/" + preJob + "/pre-start":
+			if s.State != "succeeded" {
+				t.Errorf("pre-start: %s %s", s.State, s.Error)
+			}
+			preDone = s.Finished
+		case ips(3)[0] + "/" + preJob + "/start":
+			if s.State != "failed" || !strings.Contains(s.Error, "Execution failed") {
+				t.Errorf("start of the job whose monit names a missing script: %s %q", s.State, s.Error)
+			}
+			startBegan = s.Started
+		}
+	}
+	if preDone == nil || startBegan == nil || startBegan.Before(*preDone) {
+		t.Errorf("monit was asked to start the job (%v) before pre-start finished (%v)", startBegan, preDone)
+	}
+	logs := inNode(t, 3, "cat /var/vcap/sys/log/"+preJob+"/pre-start.stdout.log /var/vcap/sys/log/"+preJob+"/pre-start.stderr.log")
+	for _, w := range []string{"template interpolation works in this script: " + msg, "message on stderr of job 1 pre-start script"} {
+		if !strings.Contains(logs, w) {
+			t.Errorf("pre-start logs lack %q:\n%s", w, logs)
+		}
 	}
 }
 

@@ -163,7 +163,9 @@ func bad(p string) bool {
 // MakePlan renders the deployment and orders its steps: per node a layout
 // step, then the packages its jobs need (dependencies first), then per
 // job instance apply (files in place, the old version drained and
-// stopped), register (monit), pre-start and start (then post-start). A
+// stopped), pre-start, register (monit) and start (then post-start):
+// monit starts a process it learns of, so it learns of it only after
+// pre-start. A
 // job that consumes a link applies after every instance of its provider
 // has started.
 func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
@@ -254,14 +256,14 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 		monitFile := stepFile("/etc/monit/conf.d/"+job, 0o600, []byte(inst.Monit))
 		register := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "register", Key: "bosh.job." + job + ".register",
 			Hash: hashOf(inst.Hash, inst.Monit), Files: []contract.StepFile{monitFile}, Script: registerScript(inst.Processes)},
-			After: []string{ID(ip, comp, "apply")}, Prio: prio + 1}
+			After: []string{ID(ip, comp, "pre-start")}, Prio: prio + 2}
 		pre := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "pre-start", Key: "bosh.job." + job + ".pre-start",
-			Hash: inst.Hash, Script: hookScript(job, "pre-start")}, After: []string{ID(ip, comp, "register")}, Prio: prio + 2}
+			Hash: inst.Hash, Script: hookScript(job, "pre-start")}, After: []string{ID(ip, comp, "apply")}, Prio: prio + 1}
 		start := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "start", Key: "bosh.job." + job + ".start",
-			Hash: inst.Hash, Script: startScript(job, inst.Processes)}, After: []string{ID(ip, comp, "pre-start")}, Prio: prio + 3}
+			Hash: inst.Hash, Script: startScript(job, inst.Processes)}, After: []string{ID(ip, comp, "register")}, Prio: prio + 3}
 		add(apply)
-		add(register)
 		add(pre)
+		add(register)
 		add(start)
 		insts[k] = inst
 	}
@@ -454,15 +456,22 @@ func startScript(job string, procs []string) string {
 procs=(%[1]s)
 ok() { monit status "$1" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; }
 for p in "${procs[@]}"; do ok "$p" || monit start "$p"; done
+failed=0
 for i in $(seq 1 240); do
   all=1
-  for p in "${procs[@]}"; do ok "$p" || all=0; done
+  for p in "${procs[@]}"; do
+    ok "$p" && continue
+    all=0
+    # monit could not run the start program: say so now, not in 120 s.
+    if monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+.*Execution failed'; then failed=$((failed+1)); fi
+  done
   if [ $all -eq 1 ]; then echo "running: ${procs[*]}"; break; fi
+  if [ $failed -ge 4 ]; then break; fi
   sleep 0.5
 done
 if [ $all -ne 1 ]; then
   for p in "${procs[@]}"; do monit status "$p" >&2 || true; done
-  echo "not every process of the job runs 120 s after monit start" >&2
+  echo "not every process of the job runs after monit start (monit could not start it, or 120 s passed)" >&2
   exit 1
 fi
 `, strings.Join(q, " ")) + post

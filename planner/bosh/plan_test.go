@@ -3,6 +3,7 @@ package bosh
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -78,6 +79,25 @@ func TestProcesses(t *testing.T) {
 	} {
 		if got := Processes(tc.monit); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%q: %v", tc.monit, got)
+		}
+	}
+}
+
+// Every script of a plan is valid bash.
+func TestScriptsParse(t *testing.T) {
+	needRuby(t)
+	rel := load(t, linkedRelease())
+	d, _ := NewDeployment(rel, cfgOf(map[string][]string{"db": {"10.0.0.1"}, "app": {"10.0.0.2"}}, map[string]any{"app": map[string]any{"name": "x"}}, nil))
+	plan, err := MakePlan(context.Background(), PlanInput{Deployment: d, NodeComponent: "_node", Base: map[string]string{},
+		PackageURL: func(p release.Package) string { return "http://h/" + p.Name }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range plan.Steps {
+		cmd := exec.Command("bash", "-n")
+		cmd.Stdin = strings.NewReader(s.Spec.Script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s\n%s", s.Spec.ID, err, out, s.Spec.Script)
 		}
 	}
 }
