@@ -120,7 +120,73 @@ func (c Config) Redact() Config {
 			}
 		}
 	}
+	if out.Properties.Jobs != nil {
+		out.Properties.Jobs = redactTree(out.Properties.Jobs, false).(map[string]any)
+	}
 	return out
+}
+
+// secretName tells whether a BOSH job property holds a secret by its name
+// (nats.password, uaa.clients.x.secret, ssl.private_key, ...).
+func secretName(k string) bool {
+	k = strings.ToLower(k)
+	for _, w := range []string{"password", "secret", "token", "private_key", "passphrase"} {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactTree copies a property tree with every non-empty value under a
+// secret name replaced by Redacted.
+func redactTree(v any, secret bool) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[k] = redactTree(x, secret || secretName(k))
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = redactTree(x, secret)
+		}
+		return out
+	}
+	if secret && v != nil && v != "" {
+		return Redacted
+	}
+	return v
+}
+
+// keepTree puts back, wherever tree holds the redaction marker, the value
+// at the same place in stored.
+func keepTree(tree, stored any) any {
+	switch t := tree.(type) {
+	case map[string]any:
+		old, _ := stored.(map[string]any)
+		for k, x := range t {
+			t[k] = keepTree(x, old[k])
+		}
+		return t
+	case []any:
+		old, _ := stored.([]any)
+		for i, x := range t {
+			var o any
+			if i < len(old) {
+				o = old[i]
+			}
+			t[i] = keepTree(x, o)
+		}
+		return t
+	case string:
+		if t == Redacted {
+			return stored
+		}
+	}
+	return tree
 }
 
 // secrets are a webhook's secret fields: its signing secret, and its URL
@@ -140,6 +206,13 @@ func (c *Config) KeepSecrets(stored Config) {
 		if *s == Redacted {
 			*s = *old[name]
 		}
+	}
+	if c.Properties.Jobs != nil {
+		var old any
+		if stored.Properties.Jobs != nil {
+			old = stored.Properties.Jobs
+		}
+		c.Properties.Jobs = keepTree(c.Properties.Jobs, old).(map[string]any)
 	}
 	// A webhook's secrets are kept from the stored webhook at the same
 	// position.
