@@ -227,7 +227,7 @@ func TestBoshDummyRelease(t *testing.T) {
 		map[string][]string{preJob: ips(3)}, map[string]any{preJob: map[string]any{"pre_start_message_1": msg}})); code != 201 {
 		t.Fatalf("config: %d %s", code, body)
 	}
-	d = wait(t, e, deploy(t, e), 6*time.Minute)
+	d = wait(t, e, deploy(t, e), 10*time.Minute)
 	var preDone, startBegan *time.Time
 	for _, s := range d.Steps {
 		switch s.ID {
