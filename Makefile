@@ -4,7 +4,7 @@
 # up real nodes, and two beds at once starve this 2-core machine.
 GO      ?= go
 BIN     := bin/deployment-engine
-MODULES := services api planner installer monitor logsvc deploy integration/testbed integration
+MODULES := services api planner installer monitor notify logsvc deploy integration/testbed integration
 # Debian packages the test bed, the end-to-end tests and the demo need (ruby
 # renders BOSH job templates with its own ERB).
 APT_PKGS := openssh-server monit iproute2 util-linux lxcfs strace dpkg-dev apt-utils curl ca-certificates \

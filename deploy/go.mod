@@ -8,6 +8,7 @@ require (
 	github.com/deployment-engine/engine/integration/testbed v0.0.0-00010101000000-000000000000
 	github.com/deployment-engine/engine/logsvc v0.0.0
 	github.com/deployment-engine/engine/monitor v0.0.0
+	github.com/deployment-engine/engine/notify v0.0.0
 	github.com/deployment-engine/engine/planner v0.0.0
 	github.com/deployment-engine/engine/services v0.0.0
 	github.com/nats-io/nats.go v1.55.0
@@ -51,6 +52,7 @@ replace (
 	github.com/deployment-engine/engine/integration/testbed => ../integration/testbed
 	github.com/deployment-engine/engine/logsvc => ../logsvc
 	github.com/deployment-engine/engine/monitor => ../monitor
+	github.com/deployment-engine/engine/notify => ../notify
 	github.com/deployment-engine/engine/planner => ../planner
 	github.com/deployment-engine/engine/services => ../services
 )

@@ -20,6 +20,7 @@ require (
 	github.com/deployment-engine/engine/installer v0.0.0 // indirect
 	github.com/deployment-engine/engine/logsvc v0.0.0 // indirect
 	github.com/deployment-engine/engine/monitor v0.0.0 // indirect
+	github.com/deployment-engine/engine/notify v0.0.0 // indirect
 	github.com/deployment-engine/engine/services v0.0.0 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
@@ -48,6 +49,7 @@ replace (
 	github.com/deployment-engine/engine/integration/testbed => ./testbed
 	github.com/deployment-engine/engine/logsvc => ../logsvc
 	github.com/deployment-engine/engine/monitor => ../monitor
+	github.com/deployment-engine/engine/notify => ../notify
 	github.com/deployment-engine/engine/planner => ../planner
 	github.com/deployment-engine/engine/services => ../services
 )

@@ -102,6 +102,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.Cmd("deploy", "start"):   p.deployStart,
 		subject.Cmd("deploy", "get"):     p.deployGet,
 		subject.Cmd("deploy", "report"):  p.deployReport,
+		subject.Cmd("deploy", "reapply"): p.reapply,
 		subject.Cmd("deploy", "list"):    p.deployList,
 		subject.Cmd("deploy", "scale"):   p.scale,
 		subject.Cmd("deploy", "cancel"):  p.deployCancel,

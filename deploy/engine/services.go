@@ -12,6 +12,8 @@ import (
 	"github.com/deployment-engine/engine/installer"
 	"github.com/deployment-engine/engine/logsvc"
 	"github.com/deployment-engine/engine/monitor"
+	"github.com/deployment-engine/engine/monitor/heal"
+	"github.com/deployment-engine/engine/notify"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/services/bus"
 )
@@ -33,6 +35,20 @@ func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.
 		}
 		*stops = append(*stops, mon.Stop)
 		reg.MustRegister(mon.Collectors()...)
+		hl, err := heal.Start(ctx, heal.Options{NC: nc, Res: res, Logger: o.Logger})
+		if err != nil {
+			return err
+		}
+		*stops = append(*stops, hl.Stop)
+		reg.MustRegister(hl.Collectors()...)
+	}
+	if o.runs("notify") {
+		nt, err := notify.Start(ctx, notify.Options{Res: res, Logger: o.Logger, File: filepath.Join(o.DataDir, "notify.json")})
+		if err != nil {
+			return err
+		}
+		*stops = append(*stops, nt.Stop)
+		reg.MustRegister(nt.Collectors()...)
 	}
 	if o.runs("logs") {
 		ls, err := logsvc.Start(ctx, logsvc.Options{NC: nc, Res: res, Dir: filepath.Join(o.DataDir, "logs"), Logger: o.Logger,

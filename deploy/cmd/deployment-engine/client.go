@@ -48,6 +48,9 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   restart COMP IP | stop COMP IP   monit restart|stop on that node ("all 0.0.0.0": the cluster)
   scale COMP IP [--follow]         add an instance on a new IP and deploy it
   logs [NAME]                      list the logs, or print one
+  audit [since=90m] [actor=NAME] [action=ACTION]
+                                   the audit trail: who changed what, and auto-heal's actions
+  heal [on|off]                    auto-heal's state (meltdown guard, failing instances), or switch it
   report ID                        a deployment's timings: per node, component and action, the
                                    critical path and the 20 slowest steps
   release upload FILE | list       upload a BOSH release tarball (progress on stderr), or list them

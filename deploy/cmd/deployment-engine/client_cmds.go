@@ -180,6 +180,11 @@ func statusCmd(ctx context.Context, s *session) int {
 		}
 		_ = tw.Flush()
 		fmt.Fprintf(s.stdout, "\n%d running, %d down\n", len(insts)-down, down)
+		// Say so when auto-heal does not act (an engine without it answers
+		// an error: nothing to add then).
+		if st, _, err := s.c.Heal(ctx); err == nil && (st.Meltdown.Active || !st.Enabled || !st.ConfigEnabled || len(st.Instances) > 0) {
+			printHeal(s, st)
+		}
 	}
 	if down > 0 {
 		return exitUnhealthy

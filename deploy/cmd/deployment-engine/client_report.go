@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/deployment-engine/engine/services/contract"
@@ -56,4 +58,95 @@ func reportCmd(ctx context.Context, s *session) int {
 	}
 	_ = tw.Flush()
 	return exitOK
+}
+
+func init() {
+	commands["audit"] = clientCommand("audit", auditCmd)
+	commands["heal"] = clientCommand("heal", healCmd)
+}
+
+// auditCmd: audit [since=90m] [actor=NAME] [action=ACTION] — the audit
+// trail, oldest first.
+func auditCmd(ctx context.Context, s *session) int {
+	q := url.Values{}
+	for _, a := range s.args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || (k != "since" && k != "actor" && k != "action" && k != "limit") {
+			return s.usage("audit takes since=, actor=, action= and limit=, not %q", a)
+		}
+		q.Set(k, v)
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	list, raw, err := s.c.Audit(ctx, q)
+	if err != nil {
+		return s.fail(err)
+	}
+	if s.json {
+		s.printJSON(raw)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tACTOR\tACTION\tOBJECT\tRESULT\tDETAIL")
+	for _, e := range list {
+		obj := e.Object
+		if e.Deployment != "" {
+			obj += " " + e.Deployment
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %d\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Actor, e.Action, obj, e.Result, e.Code, e.Detail)
+		for _, d := range e.Diff {
+			fmt.Fprintf(tw, "\t\t\t  %s\t\t\n", d)
+		}
+	}
+	_ = tw.Flush()
+	return exitOK
+}
+
+// healCmd: heal [on|off] — auto-heal's state, or switch it.
+func healCmd(ctx context.Context, s *session) int {
+	if len(s.args) > 1 || (len(s.args) == 1 && s.args[0] != "on" && s.args[0] != "off") {
+		return s.usage("heal takes on or off, or nothing to show its state")
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	if len(s.args) == 1 {
+		raw, err := s.c.SetHeal(ctx, s.args[0] == "on")
+		if err != nil {
+			return s.fail(err)
+		}
+		if s.json {
+			s.printJSON(raw)
+		} else {
+			fmt.Fprintf(s.stdout, "auto-heal %s\n", s.args[0])
+		}
+		return exitOK
+	}
+	st, raw, err := s.c.Heal(ctx)
+	if err != nil {
+		return s.fail(err)
+	}
+	if s.json {
+		s.printJSON(raw)
+		return exitOK
+	}
+	printHeal(s, st)
+	return exitOK
+}
+
+func printHeal(s *session, st contract.HealState) {
+	switch {
+	case st.Meltdown.Active:
+		fmt.Fprintf(s.stdout, "auto-heal: HELD by the meltdown guard: %s\n", st.Meltdown.Reason)
+	case !st.ConfigEnabled:
+		fmt.Fprintln(s.stdout, "auto-heal: off (the config's heal property)")
+	case !st.Enabled:
+		fmt.Fprintln(s.stdout, "auto-heal: off (switched off; `deployment-engine heal on` switches it on)")
+	default:
+		fmt.Fprintln(s.stdout, "auto-heal: on")
+	}
+	for _, in := range st.Instances {
+		fmt.Fprintf(s.stdout, "  %s on %s: %s (attempts %d) %s\n", in.Component, in.IP, in.State, in.Attempts, in.Reason)
+	}
 }

@@ -109,6 +109,9 @@ export const api = {
   logs: () => send("GET", "/download"),
   log: (name) => send("GET", "/logs/" + encodeURIComponent(name), { raw: true }),
   releases: () => send("GET", "/releases"),
+  audit: (query) => send("GET", "/audit", { query }),
+  heal: () => send("GET", "/heal"),
+  setHeal: (enabled) => send("PUT", "/heal", { body: { enabled } }),
   report: (id) => send("GET", "/deployments/" + encodeURIComponent(id) + "/report"),
   events: (id, signal) => send("GET", "/deployments/" + encodeURIComponent(id) + "/events", { raw: true, signal }),
 };

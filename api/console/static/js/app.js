@@ -8,8 +8,10 @@ import * as scale from "./scale.js";
 import * as logs from "./logs.js";
 import * as report from "./report.js";
 import * as releases from "./releases.js";
+import * as audit from "./audit.js";
+import { startHealBanner, stopHealBanner } from "./healbanner.js";
 
-const views = { status, deploy, config, hardware, scale, logs, report, releases };
+const views = { status, deploy, config, hardware, scale, logs, report, releases, audit };
 
 const $ = (id) => document.getElementById(id);
 let cleanup = null;
@@ -18,6 +20,7 @@ function showSignin(message) {
   if (cleanup) cleanup();
   cleanup = null;
   $("topbar").hidden = true;
+  stopHealBanner();
   $("view").replaceChildren();
   $("signin").hidden = false;
   const err = $("signin-error");
@@ -32,6 +35,7 @@ function route() {
     return;
   }
   $("signin").hidden = true;
+  if ($("topbar").hidden) startHealBanner();
   $("topbar").hidden = false;
   const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
   const view = views[name] ? name : "status";

@@ -1,0 +1,355 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deployment-engine/engine/integration/harness"
+)
+
+type auditEntry struct {
+	Time                                 time.Time
+	Actor, Action, Object, Component, IP string
+	Deployment, Result, Detail           string
+	Code                                 int
+}
+
+func audit(t *testing.T, e *harness.Engine, query string) []auditEntry {
+	t.Helper()
+	code, body := e.Do("GET", "/deployment-engine/audit?"+query, nil)
+	var out []auditEntry
+	if code != 200 || json.Unmarshal(body, &out) != nil {
+		t.Fatalf("audit?%s: %d %s", query, code, body)
+	}
+	return out
+}
+
+func countAudit(list []auditEntry, action, ip, result string) int {
+	n := 0
+	for _, a := range list {
+		if a.Action == action && (ip == "" || a.IP == ip) && (result == "" || a.Result == result) {
+			n++
+		}
+	}
+	return n
+}
+
+// doAs sends a request with another token than the engine's own.
+func doAs(t *testing.T, e *harness.Engine, tok, method, path string, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+e.Addr+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// kill9 kills gamma's process on the nodes, all at once.
+func kill9(t *testing.T, idx ...int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, i := range idx {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := bed.Nodes[i].Exec(context.Background(), `kill -9 "$(cat /run/e2e-gamma.pid)"`); err != nil {
+				t.Errorf("kill gamma on %s: %v %s", bed.Nodes[i].IP, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+type healState struct {
+	Enabled  bool
+	Meltdown struct {
+		Active          bool
+		Down, Instances int
+		Reason          string
+	}
+	Instances []struct {
+		Component, IP, State, Reason string
+		Attempts                     int
+	}
+}
+
+func heal(t *testing.T, e *harness.Engine) healState {
+	t.Helper()
+	code, body := e.Do("GET", "/deployment-engine/heal", nil)
+	var s healState
+	if code != 200 || json.Unmarshal(body, &s) != nil {
+		t.Fatalf("heal: %d %s", code, body)
+	}
+	return s
+}
+
+// Auto-heal on real nodes: a killed process comes back by the engine's
+// hand, one stopped through the API stays down, a broken one backs off and
+// is marked failing, and when most fail at once the meltdown guard holds
+// until switched on again. Along the way: a named token in the audit, a
+// revoked one refused, and the deployment's timing report.
+//
+// gamma's monit check only alerts when its process is gone (monit would
+// otherwise restart it itself within its 2 s cycle, before the engine sees
+// anything): the engine is what brings it back.
+func TestHeal(t *testing.T) {
+	natsPort := harness.FreePort(t)
+	e := engine(t, "--catalog", catalogDir(t), "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
+	n0, n1, n2 := bed.Nodes[0].IP, bed.Nodes[1].IP, bed.Nodes[2].IP
+	defer func() {
+		if t.Failed() {
+			t.Logf("engine log:\n%s", tail(e.Log(), 60))
+		}
+	}()
+
+	tokOut, err := exec.Command(e.Bin, "token", "add", "alice", "--data", e.Data).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := strings.TrimSpace(string(tokOut))
+
+	cfg := config("e2e", map[string][]string{"gamma": ips(0, 1, 2, 3)})
+	cfg["properties"].(map[string]any)["heal"] = map[string]any{"backoff_s": 2, "max_attempts": 2, "meltdown": map[string]any{"minimum_down": 2}}
+	cfgBody, _ := json.Marshal(cfg)
+	if code, body := doAs(t, e, alice, "POST", "/deployment-engine/config?check=0", string(cfgBody)); code != 201 {
+		t.Fatalf("config: %d %s", code, body)
+	}
+	setSleep(t, 0, bed.Nodes...)
+	id := deploy(t, e)
+	if d := wait(t, e, id, 4*time.Minute); d.State != "succeeded" {
+		t.Fatalf("deployment: %s\n%s", d.State, failures(d))
+	}
+	checkReport(t, e, id)
+	waitFor(t, e, 60*time.Second, "every gamma RUNNING", func(st []statusEntry) bool {
+		running := 0
+		for _, s := range st {
+			if s.Status == "RUNNING" {
+				running++
+			}
+		}
+		return len(st) == 4 && running == 4
+	})
+
+	// alice stops gamma on node 1; gamma on node 0 is killed.
+	if code, body := doAs(t, e, alice, "PUT", "/deployment-engine/stop", fmt.Sprintf(`{"name": "gamma", "ip": %q}`, n1)); code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	stopped := time.Now()
+	kill9(t, 0)
+	killed := time.Now()
+	waitFor(t, e, 30*time.Second, "gamma on node 0 RUNNING again within 30 s of kill -9", func(st []statusEntry) bool {
+		return instance(st, "gamma", n0).Status == "RUNNING"
+	})
+	t.Logf("gamma on node 0 RUNNING again %s after kill -9", time.Since(killed).Round(time.Second))
+	var entries []auditEntry
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if entries = audit(t, e, ""); countAudit(entries, "heal-restart", n0, "ok") == 1 {
+			break
+		}
+	}
+	if n := countAudit(entries, "heal-restart", n0, "ok"); n != 1 {
+		t.Fatalf("%d heal-restart entries for node 0, want 1: %+v", n, entries)
+	}
+	for _, a := range entries {
+		switch {
+		case a.Action == "heal-restart" && a.Actor != "engine":
+			t.Errorf("a heal recorded as %q", a.Actor)
+		case a.Action == "stop" && (a.Actor != "alice" || a.IP != n1 || a.Result != "ok"):
+			t.Errorf("alice's stop recorded as %+v", a)
+		case a.Action == "config" && a.Actor != "alice":
+			t.Errorf("alice's config recorded as %+v", a)
+		}
+	}
+	if countAudit(entries, "stop", n1, "ok") != 1 || countAudit(entries, "config", "", "ok") != 1 {
+		t.Errorf("audit lacks alice's config or stop: %+v", entries)
+	}
+	// Held: well past the grace and a few heartbeats, still down.
+	time.Sleep(time.Until(stopped.Add(25 * time.Second)))
+	if st := instance(status(t, e), "gamma", n1); st.Status != "DOWN" {
+		t.Fatalf("gamma stopped through the API came back: %+v", st)
+	}
+	if n := countAudit(audit(t, e, "action=heal-restart"), "heal-restart", n1, ""); n != 0 {
+		t.Fatalf("auto-heal restarted an instance stopped through the API %d times", n)
+	}
+	if out, err := exec.Command(e.Bin, "token", "revoke", "alice", "--data", e.Data).CombinedOutput(); err != nil {
+		t.Fatalf("revoke: %v %s", err, out)
+	}
+	if code, body := doAs(t, e, alice, "GET", "/deployment-engine/status", ""); code != 401 {
+		t.Fatalf("a revoked token: %d %s", code, body)
+	}
+
+	// A broken gamma on node 2: monit cannot start it, a re-apply cannot
+	// install it. Two attempts (max_attempts), backing off, then failing.
+	if _, err := bed.Nodes[2].Exec(context.Background(), "touch /var/lib/e2e/broken"); err != nil {
+		t.Fatal(err)
+	}
+	kill9(t, 2)
+	var hs healState
+	for deadline := time.Now().Add(150 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if hs = heal(t, e); len(hs.Instances) > 0 && hasState(hs, n2, "failing") {
+			break
+		}
+	}
+	if !hasState(hs, n2, "failing") {
+		t.Fatalf("gamma on node 2 not failing: %+v", hs)
+	}
+	time.Sleep(6 * time.Second) // more than the back-off: no attempt after failing
+	entries = audit(t, e, "")
+	restarts, reapplies := countAudit(entries, "heal-restart", n2, ""), countAudit(entries, "heal-reapply", n2, "failed")
+	if restarts != 2 || reapplies != 2 || countAudit(entries, "heal-failing", n2, "") != 1 {
+		t.Fatalf("node 2: %d restarts, %d failed re-applies, want 2 and 2 then failing: %+v", restarts, reapplies, entries)
+	}
+	t.Logf("broken gamma: %d restarts, %d re-applies, then failing: %+v", restarts, reapplies, hs.Instances)
+
+	// Mend node 2 and start both through the API; then gamma dies on three
+	// of the four nodes at once: more than minimum_down (2) and 20%.
+	if _, err := bed.Nodes[2].Exec(context.Background(), "rm -f /var/lib/e2e/broken"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ip := range []string{n1, n2} {
+		if code, body := e.Do("PUT", "/deployment-engine/restart", map[string]string{"name": "gamma", "ip": ip}); code != 200 {
+			t.Fatalf("restart %s: %d %s", ip, code, body)
+		}
+	}
+	waitFor(t, e, 30*time.Second, "every gamma RUNNING again", func(st []statusEntry) bool {
+		for _, s := range st {
+			if s.Status != "RUNNING" {
+				return false
+			}
+		}
+		return len(st) == 4
+	})
+	before := len(audit(t, e, "action=heal-restart"))
+	kill9(t, 0, 1, 2)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if hs = heal(t, e); hs.Meltdown.Active {
+			break
+		}
+	}
+	if !hs.Meltdown.Active || hs.Meltdown.Down != 3 || hs.Meltdown.Instances != 4 || !strings.Contains(hs.Meltdown.Reason, "3 of 4") {
+		t.Fatalf("meltdown guard: %+v", hs.Meltdown)
+	}
+	time.Sleep(15 * time.Second)
+	if n := len(audit(t, e, "action=heal-restart")); n != before {
+		t.Fatalf("%d heals under the meltdown guard", n-before)
+	}
+	down := 0
+	for _, s := range status(t, e) {
+		if s.Status == "DOWN" {
+			down++
+		}
+	}
+	if down != 3 || countAudit(audit(t, e, "actor=engine&action=heal-meltdown"), "heal-meltdown", "", "held") != 1 {
+		t.Fatalf("under the meltdown guard: %d down, audit %+v", down, audit(t, e, "actor=engine"))
+	}
+	if code, body := e.Do("PUT", "/deployment-engine/heal", map[string]bool{"enabled": true}); code != 200 {
+		t.Fatalf("heal on: %d %s", code, body)
+	}
+	waitFor(t, e, 90*time.Second, "every gamma healed once switched on", func(st []statusEntry) bool {
+		for _, s := range st {
+			if s.Status != "RUNNING" {
+				return false
+			}
+		}
+		return true
+	})
+	if hs = heal(t, e); hs.Meltdown.Active {
+		t.Fatalf("meltdown after switching on: %+v", hs.Meltdown)
+	}
+}
+
+func hasState(s healState, ip, state string) bool {
+	for _, in := range s.Instances {
+		if in.IP == ip && in.State == state {
+			return true
+		}
+	}
+	return false
+}
+
+type stepTiming struct {
+	ID, Node          string
+	Started, Finished time.Time
+	DurationS         float64 `json:"duration_s"`
+	WaitS             float64 `json:"wait_s"`
+}
+
+// checkReport holds the report to the deployment's own step timings: the
+// critical path is a chain where each step starts after the one before it
+// ends, and ends with the step that finished last; the slowest are the 20
+// longest, longest first.
+func checkReport(t *testing.T, e *harness.Engine, id string) {
+	t.Helper()
+	code, body := e.Do("GET", "/deployment-engine/deployments/"+id+"/report", nil)
+	var r struct {
+		TotalS        float64      `json:"total_s"`
+		StepsTimed    int          `json:"steps_timed"`
+		CriticalPath  []stepTiming `json:"critical_path"`
+		CriticalPathS float64      `json:"critical_path_s"`
+		Slowest       []stepTiming `json:"slowest"`
+		Steps         []stepTiming `json:"steps"`
+		Nodes         []struct{ Name string }
+	}
+	if code != 200 || json.Unmarshal(body, &r) != nil {
+		t.Fatalf("report: %d %s", code, body)
+	}
+	var d deployment
+	_, db := e.Do("GET", "/deployment-engine/deployments/"+id, nil)
+	_ = json.Unmarshal(db, &d)
+	timed := map[string][2]time.Time{}
+	for _, s := range d.Steps {
+		if s.Started != nil && s.Finished != nil {
+			timed[s.ID] = [2]time.Time{*s.Started, *s.Finished}
+		}
+	}
+	if r.StepsTimed != len(timed) || len(r.Nodes) != 4 || r.TotalS <= 0 {
+		t.Fatalf("report: %d timed steps (deployment has %d), %d nodes, total %v", r.StepsTimed, len(timed), len(r.Nodes), r.TotalS)
+	}
+	p := r.CriticalPath
+	if len(p) < 2 {
+		t.Fatalf("critical path %+v", p)
+	}
+	var last time.Time
+	for _, tm := range timed {
+		if tm[1].After(last) {
+			last = tm[1]
+		}
+	}
+	if !p[len(p)-1].Finished.Equal(last) {
+		t.Errorf("critical path ends at %s, the last step at %s", p[len(p)-1].Finished, last)
+	}
+	for i, s := range p {
+		tm, ok := timed[s.ID]
+		if !ok || !tm[0].Equal(s.Started) || !tm[1].Equal(s.Finished) {
+			t.Errorf("critical path step %s does not match the deployment's timings", s.ID)
+		}
+		if i > 0 && s.Started.Before(p[i-1].Finished) {
+			t.Errorf("critical path: %s starts before %s ends", s.ID, p[i-1].ID)
+		}
+	}
+	span := p[len(p)-1].Finished.Sub(p[0].Started).Seconds()
+	if d := r.CriticalPathS - span; d > 0.01 || d < -0.01 {
+		t.Errorf("critical path %.3f s, its span %.3f s", r.CriticalPathS, span)
+	}
+	if len(r.Slowest) != min(20, len(timed)) {
+		t.Errorf("%d slowest steps of %d", len(r.Slowest), len(timed))
+	}
+	for i := 1; i < len(r.Slowest); i++ {
+		if r.Slowest[i].DurationS > r.Slowest[i-1].DurationS {
+			t.Errorf("slowest not sorted at %d", i)
+		}
+	}
+	t.Logf("report: %.1f s in all, critical path %.1f s over %d steps, slowest %s %.1f s", r.TotalS, r.CriticalPathS, len(p), r.Slowest[0].ID, r.Slowest[0].DurationS)
+}

@@ -1,0 +1,237 @@
+package heal
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// cluster stands in for the agents, the monitor and the planner at the
+// bus: heartbeats from 4 nodes running "web", restarts that work unless the
+// instance is broken, re-applies whose deployments fail.
+type cluster struct {
+	mu       sync.Mutex
+	running  map[string]bool
+	broken   map[string]bool
+	restarts map[string]int
+	reapply  map[string]int
+}
+
+var nodes = []string{"10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.4"}
+
+func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
+	t.Helper()
+	b := bustest.Start(t, bus.ServerOptions{})
+	ctx := context.Background()
+	cfg := fmt.Sprintf(`{"components": {"web": ["10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.4"]}, "properties": {"heal": %s}}`, heal)
+	if _, err := b.Res.Config.Put(ctx, bus.KeyConfig, []byte(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{running: map[string]bool{}, broken: map[string]bool{}, restarts: map[string]int{}, reapply: map[string]int{}}
+	for _, ip := range nodes {
+		c.running[ip] = true
+	}
+	respond := func(subj string, fn func(m *nats.Msg) (int, string)) {
+		if _, err := b.NC.Subscribe(subj, func(m *nats.Msg) {
+			code, body := fn(m)
+			r := nats.NewMsg(m.Reply)
+			r.Header.Set("De-Code", fmt.Sprint(code))
+			r.Data = []byte(body)
+			_ = m.RespondMsg(r)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	respond(subject.Cmd("monitor", "control"), func(m *nats.Msg) (int, string) {
+		var req struct{ Comp, IP, Action string }
+		_ = json.Unmarshal(m.Data, &req)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.restarts[req.IP]++
+		if !c.broken[req.IP] {
+			c.running[req.IP] = true
+		}
+		return 200, `{"status": "ok"}`
+	})
+	respond(subject.Cmd("deploy", "list"), func(*nats.Msg) (int, string) { return 200, `[]` })
+	respond(subject.Cmd("deploy", "reapply"), func(m *nats.Msg) (int, string) {
+		var req contract.Reapply
+		_ = json.Unmarshal(m.Data, &req)
+		c.mu.Lock()
+		c.reapply[req.IP]++
+		c.mu.Unlock()
+		return 202, `{"id": "d-reapply"}`
+	})
+	respond(subject.Cmd("deploy", "get"), func(*nats.Msg) (int, string) { return 200, `{"state": "failed"}` })
+	stop := make(chan struct{})
+	go func() {
+		for {
+			for _, ip := range nodes {
+				c.mu.Lock()
+				hb := contract.Heartbeat{V: 1, IP: ip, Time: time.Now(), IntervalS: 1,
+					Components: []contract.ComponentState{{Name: "web", Process: "web", Running: c.running[ip], Monit: map[bool]string{true: "running", false: "does not exist"}[c.running[ip]]}}}
+				c.mu.Unlock()
+				data, _ := json.Marshal(hb)
+				_ = b.NC.Publish(subject.Node(ip, subject.VerbHeartbeat), data)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	h, err := Start(ctx, Options{NC: b.NC, Res: b.Res, Tick: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(stop); h.Stop() })
+	return b, c, h
+}
+
+func (c *cluster) kill(ips ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ip := range ips {
+		c.running[ip] = false
+	}
+}
+
+func (c *cluster) count(m map[string]int, ip string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return m[ip]
+}
+
+func state(t *testing.T, b *bustest.Bus) contract.HealState {
+	t.Helper()
+	msg, err := b.NC.Request(subject.Cmd("heal", "get"), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s contract.HealState
+	if err := json.Unmarshal(msg.Data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("%s: not within %s", what, within)
+}
+
+const fast = `{"grace_s": 1, "backoff_s": 1, "max_backoff_s": 2, "max_attempts": 3}`
+
+func TestHealRestartsADownInstance(t *testing.T) {
+	b, c, _ := start(t, fast)
+	audits := make(chan contract.AuditEntry, 100)
+	sub, _ := b.NC.Subscribe(subject.AllAudit, func(m *nats.Msg) {
+		var e contract.AuditEntry
+		_ = json.Unmarshal(m.Data, &e)
+		audits <- e
+	})
+	defer sub.Unsubscribe()
+	time.Sleep(500 * time.Millisecond)
+	c.kill("10.9.0.2")
+	eventually(t, 10*time.Second, "restarted", func() bool { return c.count(c.running2(), "10.9.0.2") == 1 })
+	select {
+	case e := <-audits:
+		if e.Actor != "engine" || e.Action != contract.AuditHealRestart || e.Component != "web" || e.IP != "10.9.0.2" || e.Result != "ok" {
+			t.Fatalf("audit entry %+v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no audit entry for the heal")
+	}
+	if n := c.count(c.reapply, "10.9.0.2"); n != 0 {
+		t.Fatalf("re-applied %d times although the restart worked", n)
+	}
+	eventually(t, 5*time.Second, "nothing left to heal", func() bool { return len(state(t, b).Instances) == 0 })
+}
+
+// running2 maps an IP to 1 while it runs: for eventually's count.
+func (c *cluster) running2() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for ip, r := range c.running {
+		if r {
+			out[ip] = 1
+		}
+	}
+	return out
+}
+
+func TestHealLeavesAStoppedInstance(t *testing.T) {
+	b, c, _ := start(t, fast)
+	time.Sleep(500 * time.Millisecond)
+	stop, _ := json.Marshal(contract.AuditEntry{V: 1, Actor: "alice", Action: contract.AuditStop, Component: "web", IP: "10.9.0.3", Result: "ok"})
+	if _, err := b.Res.JS.Publish(context.Background(), subject.Audit(contract.AuditStop), stop); err != nil {
+		t.Fatal(err)
+	}
+	c.kill("10.9.0.3")
+	time.Sleep(3 * time.Second)
+	if n := c.count(c.restarts, "10.9.0.3"); n != 0 {
+		t.Fatalf("a stopped instance was restarted %d times", n)
+	}
+	if s := state(t, b); len(s.Instances) != 1 || s.Instances[0].State != contract.HealHeld {
+		t.Fatalf("state %+v", s)
+	}
+}
+
+func TestHealBacksOffThenFails(t *testing.T) {
+	b, c, _ := start(t, fast)
+	time.Sleep(500 * time.Millisecond)
+	c.mu.Lock()
+	c.broken["10.9.0.1"] = true
+	c.mu.Unlock()
+	c.kill("10.9.0.1")
+	eventually(t, 40*time.Second, "failing", func() bool {
+		s := state(t, b)
+		return len(s.Instances) == 1 && s.Instances[0].State == contract.HealFailing
+	})
+	time.Sleep(3 * time.Second)
+	if r, a := c.count(c.restarts, "10.9.0.1"), c.count(c.reapply, "10.9.0.1"); r != 3 || a != 3 {
+		t.Fatalf("%d restarts and %d re-applies, want 3 of each (max_attempts)", r, a)
+	}
+}
+
+func TestMeltdownGuard(t *testing.T) {
+	b, c, _ := start(t, fast)
+	time.Sleep(500 * time.Millisecond)
+	c.kill("10.9.0.1", "10.9.0.2", "10.9.0.3")
+	eventually(t, 5*time.Second, "meltdown", func() bool { return state(t, b).Meltdown.Active })
+	time.Sleep(3 * time.Second)
+	for _, ip := range nodes {
+		if n := c.count(c.restarts, ip); n != 0 {
+			t.Fatalf("%s restarted %d times under the meltdown guard", ip, n)
+		}
+	}
+	s := state(t, b)
+	if s.Meltdown.Down != 3 || s.Meltdown.Instances != 4 {
+		t.Fatalf("meltdown %+v", s.Meltdown)
+	}
+	// Switched on again, it heals every one, one at a time.
+	if _, err := b.NC.Request(subject.Cmd("heal", "set"), []byte(`{"v": 1, "enabled": true, "actor": "alice"}`), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "all healed", func() bool { return len(c.running2()) == 4 })
+	if state(t, b).Meltdown.Active {
+		t.Fatal("the guard came back for instances the operator had seen")
+	}
+}

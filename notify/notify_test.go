@@ -1,0 +1,174 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// receiver is a webhook that records what it got and answers 503 while
+// it is "down".
+type receiver struct {
+	mu   sync.Mutex
+	got  []contract.Notification
+	sigs []string
+	down atomic.Bool
+	hits atomic.Int32
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.hits.Add(1)
+	if r.down.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	body, _ := io.ReadAll(req.Body)
+	var n contract.Notification
+	_ = json.Unmarshal(body, &n)
+	r.mu.Lock()
+	r.got = append(r.got, n)
+	r.sigs = append(r.sigs, fmt.Sprintf("%v", req.Header.Get(HeaderSignature) == Sign([]byte("s3cret"), body)))
+	r.mu.Unlock()
+}
+
+func (r *receiver) events() ([]string, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ev []string
+	for _, n := range r.got {
+		ev = append(ev, n.Event)
+	}
+	return ev, append([]string(nil), r.sigs...)
+}
+
+func setup(t *testing.T, downAfter int) (*bustest.Bus, *receiver, Options) {
+	t.Helper()
+	b := bustest.Start(t, bus.ServerOptions{})
+	rcv := &receiver{}
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	cfg := fmt.Sprintf(`{"components": {}, "properties": {"notify": {"down_after_s": %d, "webhooks": [{"name": "ops", "url": %q, "secret": "s3cret"}]}}}`, downAfter, srv.URL)
+	if _, err := b.Res.Config.Put(context.Background(), bus.KeyConfig, []byte(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	return b, rcv, Options{Res: b.Res, Backoff: 200 * time.Millisecond, MaxAttempts: 4, Every: 200 * time.Millisecond}
+}
+
+func publish(t *testing.T, b *bustest.Bus, subj string, v any) {
+	t.Helper()
+	data, _ := json.Marshal(v)
+	if _, err := b.Res.JS.Publish(context.Background(), subj, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("%s: not within %s", what, within)
+}
+
+func TestSignedAndRetriedAcrossARestart(t *testing.T) {
+	b, rcv, o := setup(t, 60)
+	n, err := Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, subject.DeployEvent("d-1", subject.DeployFinished), contract.DeploymentEvent{V: 1, ID: "d-1", State: "failed", Error: "1 step(s) failed", Time: time.Now()})
+	waitFor(t, 5*time.Second, "deployment.failed delivered", func() bool { ev, _ := rcv.events(); return len(ev) == 1 })
+	ev, sigs := rcv.events()
+	if ev[0] != "deployment.failed" || sigs[0] != "true" {
+		t.Fatalf("got %v, signature valid: %v", ev, sigs)
+	}
+
+	// The receiver is down: retried, then the notifier stops with the
+	// event undelivered; a new one delivers it once the receiver is back.
+	rcv.down.Store(true)
+	publish(t, b, subject.HealEvent("meltdown"), contract.HealEvent{V: 1, Kind: "meltdown", Time: time.Now(), Message: "3 of 4 down"})
+	waitFor(t, 5*time.Second, "retried", func() bool { return rcv.hits.Load() >= 3 })
+	if v := testutil.ToFloat64(n.failed.WithLabelValues("ops")); v < 1 {
+		t.Fatalf("failed attempts %v", v)
+	}
+	n.Stop()
+	rcv.down.Store(false)
+	n2, err := Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Stop()
+	waitFor(t, 30*time.Second, "heal.meltdown delivered after the restart", func() bool { ev, _ := rcv.events(); return len(ev) == 2 })
+	ev, sigs = rcv.events()
+	if ev[1] != "heal.meltdown" || sigs[1] != "true" {
+		t.Fatalf("got %v %v", ev, sigs)
+	}
+}
+
+func TestDeadLetterAndDownAfter(t *testing.T) {
+	b, rcv, o := setup(t, 1)
+	n, err := Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	// Down, then up again within down_after_s: nothing is sent.
+	publish(t, b, subject.ComponentEvent("web", "10.9.0.1", false), contract.ComponentEvent{V: 1, Component: "web", IP: "10.9.0.1", Time: time.Now(), Reason: "monit: does not exist"})
+	publish(t, b, subject.ComponentEvent("web", "10.9.0.1", true), contract.ComponentEvent{V: 1, Component: "web", IP: "10.9.0.1", Up: true, Time: time.Now()})
+	// Down and staying down: sent after down_after_s.
+	publish(t, b, subject.ComponentEvent("db", "10.9.0.2", false), contract.ComponentEvent{V: 1, Component: "db", IP: "10.9.0.2", Time: time.Now(), Reason: "monit: does not exist"})
+	waitFor(t, 10*time.Second, "component.down", func() bool { ev, _ := rcv.events(); return len(ev) == 1 })
+	time.Sleep(500 * time.Millisecond)
+	rcv.mu.Lock()
+	got := rcv.got
+	rcv.mu.Unlock()
+	if len(got) != 1 || got[0].Event != "component.down" || got[0].Summary == "" {
+		t.Fatalf("got %+v", got)
+	}
+	if d, _ := json.Marshal(got[0].Data); !json.Valid(d) || !strings.Contains(string(d), "10.9.0.2") {
+		t.Fatalf("component.down is about %s", d)
+	}
+	// Never answered: a dead letter after MaxAttempts.
+	rcv.down.Store(true)
+	publish(t, b, subject.DeployEvent("d-2", subject.DeployStarted), contract.DeploymentEvent{V: 1, ID: "d-2", State: "pending", Time: time.Now()})
+	waitFor(t, 20*time.Second, "a dead letter", func() bool { return testutil.ToFloat64(n.dead.WithLabelValues("ops")) == 1 })
+	if h := rcv.hits.Load(); h != 1+4 {
+		t.Fatalf("%d requests, want the component.down and 4 attempts", h)
+	}
+}
+
+func TestWanted(t *testing.T) {
+	cases := []struct {
+		filter []string
+		event  string
+		want   bool
+	}{
+		{nil, "deployment.failed", true},
+		{[]string{"deployment.failed"}, "deployment.failed", true},
+		{[]string{"deployment.failed"}, "deployment.started", false},
+		{[]string{"heal.*"}, "heal.meltdown", true},
+		{[]string{"heal.*"}, "component.down", false},
+	}
+	for _, c := range cases {
+		if got := wanted(c.filter, c.event); got != c.want {
+			t.Errorf("wanted(%v, %s) = %v", c.filter, c.event, got)
+		}
+	}
+}

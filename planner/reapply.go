@@ -1,0 +1,126 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// reapply applies one component on one node again: a deployment of just
+// that instance's steps (upload, install, register, start), which run even
+// where the node records them as done, because a first step forgets that
+// record. Auto-heal sends it when a restart through monit was not enough.
+func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, error) {
+	var in contract.Reapply
+	if err := kit.Decode(req, &in); err != nil {
+		return 0, nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cfg, ok, err := p.loadConfig(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, errNoConfig
+	}
+	if !contains(cfg.Components[in.Component], in.IP) {
+		return 0, nil, kit.Errorf(400, "the config has no %s on %s", in.Component, in.IP)
+	}
+	if id, ok := p.sched.running(); ok {
+		return 0, nil, kit.Errorf(409, "deployment %s is still running; re-apply when it has finished", id)
+	}
+	cat, ok := p.o.Catalogs[cfg.CatalogName()]
+	if !ok {
+		return 0, nil, kit.Errorf(500, "catalog %q is not loaded in this engine", cfg.CatalogName())
+	}
+	if err := cat.Verify(); err != nil {
+		return 0, nil, kit.Errorf(500, "catalog %s failed its integrity check (%v)", cat.Name, err)
+	}
+	results, err := p.probe(ctx, cfg, []string{in.IP})
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, r := range results {
+		switch {
+		case !r.Reachable:
+			return 0, nil, kit.Errorf(502, "cannot reach %s: %s", r.IP, r.Error)
+		case r.Owner != "" && r.Owner != p.o.EngineID:
+			return 0, nil, kit.Errorf(409, "%s is owned by engine %s", r.IP, r.Owner)
+		}
+	}
+	id := newID()
+	pin := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: loadPlacement(ctx, p.o.Res), timeout: p.o.StepTimeout,
+		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
+	if a := p.o.Agent; a != nil {
+		pin.agent = &agentPlan{binary: a.Binary, pass: a.Password,
+			natsURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
+	}
+	all, err := buildPlan(pin)
+	if err != nil {
+		return 0, nil, kit.Errorf(500, "could not plan the re-apply: %v", err)
+	}
+	steps := instanceSteps(all, in.Component, in.IP, id, p.o.EngineID)
+	if len(steps) < 2 {
+		return 0, nil, kit.Errorf(500, "the plan has no steps for %s on %s", in.Component, in.IP)
+	}
+	rec := &record{
+		Deployment: contract.Deployment{ID: id, State: contract.DeployPending, Created: time.Now().UTC()},
+		Placement:  map[string][]string{in.IP: {in.Component}},
+		specs:      map[string]contract.Step{},
+		prios:      map[string]int{},
+	}
+	for _, s := range steps {
+		rec.Steps = append(rec.Steps, contract.StepStatus{ID: s.spec.ID, Node: s.spec.Node, Component: s.spec.Component,
+			Action: s.spec.Action, State: contract.StatePending, After: s.after})
+		rec.specs[s.spec.ID] = s.spec
+		rec.prios[s.spec.ID] = s.prio
+	}
+	rec.reindex()
+	if err := p.sched.begin(ctx, rec); err != nil {
+		return 0, nil, err
+	}
+	p.log.Info("re-apply started", "id", id, "component", in.Component, "node", in.IP, "reason", in.Reason)
+	p.engineEvent(ctx, "reapply", fmt.Sprintf("re-apply %s on %s: deployment %s (%s)", in.Component, in.IP, id, in.Reason))
+	return 202, DeployStarted{ID: id}, nil
+}
+
+// instanceSteps keeps a plan's steps of one component on one node, behind
+// a first step that forgets the node's record of them. What they waited
+// for elsewhere ran in earlier deployments.
+func instanceSteps(all []*planStep, comp, ip, id, engine string) []*planStep {
+	reset := &planStep{spec: contract.Step{V: contract.Version, Deployment: id, ID: stepID(ip, comp, "reset"), Node: ip,
+		Component: comp, Action: "reset", Attempt: 1, Key: comp + ".reset", Hash: hashOf("reset", comp, id), Engine: engine,
+		TimeoutS: 60, Script: fmt.Sprintf("rm -f %s/applied/%s.*\n", nodeState, comp)}, prio: -1}
+	out := []*planStep{reset}
+	keep := map[string]bool{}
+	for _, s := range all {
+		if s.spec.Node == ip && s.spec.Component == comp && s.spec.Action != "remove" {
+			keep[s.spec.ID] = true
+		}
+	}
+	for _, s := range all {
+		if !keep[s.spec.ID] {
+			continue
+		}
+		var after []string
+		for _, a := range s.after {
+			if keep[a] {
+				after = append(after, a)
+			}
+		}
+		if len(after) == 0 {
+			after = []string{reset.spec.ID}
+		}
+		s.after = after
+		out = append(out, s)
+	}
+	return out
+}

@@ -1,0 +1,43 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/deployment-engine/engine/planner/catalog"
+)
+
+func TestInstanceSteps(t *testing.T) {
+	cat, err := catalog.Load("starter", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := buildPlan(planInput{cfg: starterConfig(), cat: cat, engine: "e-1", id: "d-9", mirrorURL: "http://10.9.0.1:50000/mirror/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := instanceSteps(all, "haproxy", "10.9.0.2", "d-9", "e-1")
+	var got []string
+	ids := map[string]bool{}
+	for _, s := range steps {
+		got = append(got, s.spec.Action+"<"+strings.Join(s.after, ",")+">")
+		ids[s.spec.ID] = true
+		if s.spec.Deployment != "d-9" || s.spec.Node != "10.9.0.2" || s.spec.Component != "haproxy" {
+			t.Errorf("step %s: %+v", s.spec.ID, s.spec)
+		}
+	}
+	// The install waited for every web instance's start: those ran before,
+	// so here it waits for the upload only.
+	want := "[reset<> upload<10.9.0.2/haproxy/reset> install<10.9.0.2/haproxy/upload> register<10.9.0.2/haproxy/install> start<10.9.0.2/haproxy/register>]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("steps %v\nwant %s", got, want)
+	}
+	if !strings.Contains(steps[0].spec.Script, "/var/lib/deployment-engine/applied/haproxy.*") {
+		t.Errorf("reset script %q", steps[0].spec.Script)
+	}
+	// Another deployment's reset is a new step: it always runs.
+	if again := instanceSteps(all, "haproxy", "10.9.0.2", "d-10", "e-1"); again[0].spec.Hash == steps[0].spec.Hash {
+		t.Error("two re-applies share the reset's hash: the second would be skipped")
+	}
+}
