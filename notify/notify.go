@@ -194,9 +194,7 @@ func label(w contract.Webhook) string {
 
 // filters are the events a webhook's consumer reads.
 var filters = []string{
-	"de.evt.deploy.*.started", "de.evt.deploy.*.finished",
-	"de.evt.component.*.*.down",
-	subject.AllHeal,
+	subject.AllDeployStarted, subject.AllDeployFinished, subject.AllComponentDown, subject.AllHeal,
 }
 
 // reconcile starts a consumer for every webhook and removes those of

@@ -2,15 +2,22 @@ package e2e
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/deployment-engine/engine/integration/harness"
 )
@@ -120,15 +127,18 @@ func TestHeal(t *testing.T) {
 	}
 	alice := strings.TrimSpace(string(tokOut))
 
+	hook := startHook(t)
 	cfg := config("e2e", map[string][]string{"gamma": ips(0, 1, 2, 3)})
 	cfg["properties"].(map[string]any)["heal"] = map[string]any{"backoff_s": 2, "max_attempts": 2, "meltdown": map[string]any{"minimum_down": 2}}
+	cfg["properties"].(map[string]any)["notify"] = map[string]any{"webhooks": []map[string]any{
+		{"name": "test", "url": "http://" + hook.addr + "/hook", "secret": hookSecret, "events": []string{"deployment.failed", "heal.meltdown"}}}}
 	cfgBody, _ := json.Marshal(cfg)
 	if code, body := doAs(t, e, alice, "POST", "/deployment-engine/config?check=0", string(cfgBody)); code != 201 {
 		t.Fatalf("config: %d %s", code, body)
 	}
 	setSleep(t, 0, bed.Nodes...)
 	id := deploy(t, e)
-	if d := wait(t, e, id, 4*time.Minute); d.State != "succeeded" {
+	if d := wait(t, e, id, 8*time.Minute); d.State != "succeeded" {
 		t.Fatalf("deployment: %s\n%s", d.State, failures(d))
 	}
 	checkReport(t, e, id)
@@ -212,6 +222,11 @@ func TestHeal(t *testing.T) {
 		t.Fatalf("node 2: %d restarts, %d failed re-applies, want 2 and 2 then failing: %+v", restarts, reapplies, entries)
 	}
 	t.Logf("broken gamma: %d restarts, %d re-applies, then failing: %+v", restarts, reapplies, hs.Instances)
+	// Its re-applies failed: the webhook got deployment.failed, signed.
+	got := hook.wait(t, 30*time.Second, "deployment.failed")
+	if !got.signed || !strings.Contains(got.summary, "failed") {
+		t.Fatalf("deployment.failed: %+v", got)
+	}
 
 	// Mend node 2 and start both through the API; then gamma dies on three
 	// of the four nodes at once: more than minimum_down (2) and 20%.
@@ -232,6 +247,9 @@ func TestHeal(t *testing.T) {
 		return len(st) == 4
 	})
 	before := len(audit(t, e, "action=heal-restart"))
+	// The webhook's receiver is stopped: the meltdown's notification must
+	// wait for it, across a restart of the engine.
+	hook.stop()
 	kill9(t, 0, 1, 2)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		if hs = heal(t, e); hs.Meltdown.Active {
@@ -253,6 +271,24 @@ func TestHeal(t *testing.T) {
 	}
 	if down != 3 || countAudit(audit(t, e, "actor=engine&action=heal-meltdown"), "heal-meltdown", "", "held") != 1 {
 		t.Fatalf("under the meltdown guard: %d down, audit %+v", down, audit(t, e, "actor=engine"))
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if failedAttempts(t, e) >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no failed delivery to the stopped receiver counted in /metrics")
+		}
+	}
+	e.Stop()
+	e.Restart()
+	hook.start(t)
+	got = hook.wait(t, 60*time.Second, "heal.meltdown")
+	if !got.signed || !strings.Contains(got.summary, "3 of 4") {
+		t.Fatalf("heal.meltdown: %+v", got)
+	}
+	if hs = heal(t, e); !hs.Meltdown.Active {
+		t.Fatal("the meltdown guard did not hold across the engine's restart")
 	}
 	if code, body := e.Do("PUT", "/deployment-engine/heal", map[string]bool{"enabled": true}); code != 200 {
 		t.Fatalf("heal on: %d %s", code, body)
@@ -352,4 +388,91 @@ func checkReport(t *testing.T, e *harness.Engine, id string) {
 		}
 	}
 	t.Logf("report: %.1f s in all, critical path %.1f s over %d steps, slowest %s %.1f s", r.TotalS, r.CriticalPathS, len(p), r.Slowest[0].ID, r.Slowest[0].DurationS)
+}
+
+const hookSecret = "e2e-hook-secret"
+
+type delivery struct {
+	event, summary string
+	signed         bool
+}
+
+// hookServer is a webhook receiver on a fixed loopback port that can be
+// stopped (connections refused) and started again.
+type hookServer struct {
+	addr string
+	mu   sync.Mutex
+	got  []delivery
+	srv  *http.Server
+}
+
+func startHook(t *testing.T) *hookServer {
+	h := &hookServer{addr: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))}
+	h.start(t)
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *hookServer) start(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var n struct{ Event, Summary string }
+		_ = json.Unmarshal(body, &n)
+		m := hmac.New(sha256.New, []byte(hookSecret))
+		m.Write(body)
+		signed := r.Header.Get("X-DE-Signature") == "sha256="+hex.EncodeToString(m.Sum(nil))
+		h.mu.Lock()
+		h.got = append(h.got, delivery{n.Event, n.Summary, signed})
+		h.mu.Unlock()
+	})}
+	go func() { _ = h.srv.Serve(ln) }()
+}
+
+func (h *hookServer) stop() {
+	if h.srv != nil {
+		_ = h.srv.Close()
+	}
+}
+
+func (h *hookServer) wait(t *testing.T, within time.Duration, event string) delivery {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		h.mu.Lock()
+		for _, d := range h.got {
+			if d.event == event {
+				h.mu.Unlock()
+				return d
+			}
+		}
+		h.mu.Unlock()
+	}
+	t.Fatalf("the webhook did not get %s within %s: %+v", event, within, h.got)
+	return delivery{}
+}
+
+// failedAttempts reads de_notify_failed_attempts_total from /metrics.
+func failedAttempts(t *testing.T, e *harness.Engine) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + e.Addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	if f := families["de_notify_failed_attempts_total"]; f != nil {
+		for _, m := range f.Metric {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }

@@ -68,6 +68,9 @@ type Healer struct {
 	nodes map[string]seen
 	st    persisted
 	busy  bool
+	// deploying holds the deployments that run now: while one does,
+	// instances come and go on purpose and nothing is judged.
+	deploying map[string]bool
 
 	attempts *prometheus.CounterVec
 }
@@ -114,7 +117,7 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 	if o.Missed <= 0 {
 		o.Missed = 3
 	}
-	h := &Healer{o: o, log: o.Logger.With("service", "heal"), nodes: map[string]seen{}, stop: make(chan struct{}),
+	h := &Healer{o: o, log: o.Logger.With("service", "heal"), nodes: map[string]seen{}, stop: make(chan struct{}), deploying: map[string]bool{},
 		st: persisted{Enabled: true, Instances: map[string]*instance{}},
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_heal_attempts_total",
 			Help: "Auto-heal's actions by kind (restart, reapply) and result (ok, failed)."}, []string{"kind", "result"})}
@@ -134,6 +137,8 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 		subject.AllHeartbeats:                h.heartbeat,
 		subject.Audit(contract.AuditStop):    h.operator,
 		subject.Audit(contract.AuditRestart): h.operator,
+		subject.AllDeployStarted:             h.deployment,
+		subject.AllDeployFinished:            h.deployment,
 	} {
 		sub, err := o.NC.Subscribe(subj, fn)
 		if err != nil {
@@ -141,6 +146,9 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 			return nil, fmt.Errorf("heal: subscribe to %s: %w", subj, err)
 		}
 		h.subs = append(h.subs, sub)
+	}
+	if id, ok := h.deploymentRunning(ctx); ok && id != "" {
+		h.deploying[id] = true
 	}
 	svc, err := micro.AddService(o.NC, micro.Config{Name: "heal", Version: "1.0.0", Description: "auto-heal and its meltdown guard"})
 	if err != nil {
@@ -190,6 +198,28 @@ func (h *Healer) heartbeat(msg *nats.Msg) {
 	h.mu.Lock()
 	h.nodes[ns.IP] = seen{hb: hb, at: time.Now()}
 	h.mu.Unlock()
+}
+
+// deployment follows deployments' starts and ends. A deployment that
+// starts makes what was seen down so far moot: it installs and starts
+// things, and what it leaves down is judged afresh once it has ended.
+func (h *Healer) deployment(msg *nats.Msg) {
+	var ev contract.DeploymentEvent
+	if json.Unmarshal(msg.Data, &ev) != nil || ev.ID == "" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if strings.HasSuffix(msg.Subject, "."+string(subject.DeployStarted)) {
+		h.deploying[ev.ID] = true
+		for k, in := range h.st.Instances {
+			if in.State == contract.HealDown && in.Attempts == 0 {
+				delete(h.st.Instances, k)
+			}
+		}
+		return
+	}
+	delete(h.deploying, ev.ID)
 }
 
 // operator follows the API's stop and restart: a stopped instance is held
@@ -343,6 +373,9 @@ func (h *Healer) judge(now time.Time) {
 	r := rulesOf(cfg)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.deploying) > 0 {
+		return
+	}
 	total := 0
 	changed := false
 	watched := map[string]bool{}

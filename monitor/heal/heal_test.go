@@ -235,3 +235,25 @@ func TestMeltdownGuard(t *testing.T) {
 		t.Fatal("the guard came back for instances the operator had seen")
 	}
 }
+
+func TestHealWaitsForADeployment(t *testing.T) {
+	b, c, _ := start(t, fast)
+	time.Sleep(500 * time.Millisecond)
+	started, _ := json.Marshal(contract.DeploymentEvent{V: 1, ID: "d-1", State: "pending", Time: time.Now()})
+	if err := b.NC.Publish(subject.DeployEvent("d-1", subject.DeployStarted), started); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	// A deployment installs and starts things: what is down meanwhile is
+	// neither healed nor counted by the meltdown guard.
+	c.kill("10.9.0.1", "10.9.0.2", "10.9.0.3")
+	time.Sleep(3 * time.Second)
+	if s := state(t, b); s.Meltdown.Active || len(s.Instances) != 0 || c.count(c.restarts, "10.9.0.1") != 0 {
+		t.Fatalf("judged during a deployment: %+v", s)
+	}
+	finished, _ := json.Marshal(contract.DeploymentEvent{V: 1, ID: "d-1", State: "failed", Time: time.Now()})
+	if err := b.NC.Publish(subject.DeployEvent("d-1", subject.DeployFinished), finished); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "meltdown once it ended", func() bool { return state(t, b).Meltdown.Active })
+}

@@ -85,6 +85,13 @@ func DeployEvent(id string, kind DeployEventKind) string {
 	return "de.evt.deploy." + check("deployment", id) + "." + string(kind)
 }
 
+// Every deployment's start and end, and every component going down.
+const (
+	AllDeployStarted  = "de.evt.deploy.*." + string(DeployStarted)
+	AllDeployFinished = "de.evt.deploy.*." + string(DeployFinished)
+	AllComponentDown  = "de.evt.component.*.*.down"
+)
+
 // DeployEvents matches every event of one deployment.
 func DeployEvents(id string) string { return "de.evt.deploy." + check("deployment", id) + ".>" }
 
