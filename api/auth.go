@@ -22,7 +22,7 @@ func (s *server) auth(next http.Handler) http.Handler {
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="deployment-engine"`)
 			refuse(w)
-			writeError(w, http.StatusUnauthorized, "missing or wrong API token: send 'Authorization: Bearer <token>' (the token is in <data>/api-token)")
+			writeError(w, http.StatusUnauthorized, "missing or wrong API token: send 'Authorization: Bearer <token>' (the engine's token is in <data>/api-token, named ones in <data>/api-tokens)")
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(withActor(r.Context(), name)))

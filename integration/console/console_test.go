@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -239,6 +240,34 @@ func TestConsole(t *testing.T) {
 		b.waitText("#scale-notice .error-box", "did not start")
 	})
 
+	t.Run("audit trail and heal banner", func(t *testing.T) {
+		b.t = t
+		// Switched off at run time: every view says so at the top.
+		req, _ := http.NewRequest("PUT", base+"/deployment-engine/heal", strings.NewReader(`{"enabled": false}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("heal off: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		b.run("open audit", chromedp.Navigate(base+"/#/audit"))
+		b.waitText("#audit-table", "config")
+		b.waitText("#audit-table", "admin")
+		b.waitText("#audit-table", "enabled=false")
+		b.waitText("#banner", "Auto-heal is off")
+		b.run("switch it on from the banner", chromedp.Click(chromedp.CSS("#banner button")))
+		b.waitText("#audit-table", "admin") // the view stays
+		var hidden bool
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if b.eval(`document.getElementById("banner").hidden`, &hidden); hidden {
+				break
+			}
+		}
+		if !hidden {
+			t.Fatal("the banner stayed after auto-heal was switched on")
+		}
+	})
+
 	t.Run("phone width has no horizontal overflow", func(t *testing.T) {
 		b.t = t
 		b.run("phone viewport", phone())
@@ -250,6 +279,7 @@ func TestConsole(t *testing.T) {
 			{"#/hardware", "#view", "Hardware"},
 			{"#/scale", "#scale-form", "Add an instance"},
 			{"#/logs", "#view", "Logs"},
+			{"#/audit", "#audit-table", "config"},
 		} {
 			b.run("open "+v.hash, chromedp.Navigate(base+"/"+v.hash))
 			b.waitText(v.sel, v.want)

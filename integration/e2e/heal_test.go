@@ -159,7 +159,10 @@ func TestHeal(t *testing.T) {
 	stopped := time.Now()
 	kill9(t, 0)
 	killed := time.Now()
-	waitFor(t, e, 30*time.Second, "gamma on node 0 RUNNING again within 30 s of kill -9", func(st []statusEntry) bool {
+	waitFor(t, e, 15*time.Second, "gamma on node 0 reported DOWN after kill -9", func(st []statusEntry) bool {
+		return instance(st, "gamma", n0).Status == "DOWN"
+	})
+	waitFor(t, e, time.Until(killed.Add(30*time.Second)), "gamma on node 0 RUNNING again within 30 s of kill -9", func(st []statusEntry) bool {
 		return instance(st, "gamma", n0).Status == "RUNNING"
 	})
 	t.Logf("gamma on node 0 RUNNING again %s after kill -9", time.Since(killed).Round(time.Second))

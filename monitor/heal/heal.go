@@ -71,6 +71,9 @@ type Healer struct {
 	// deploying holds the deployments that run now: while one does,
 	// instances come and go on purpose and nothing is judged.
 	deploying map[string]bool
+	// settled is when the last deployment ended: reports from before say
+	// nothing of what it started.
+	settled time.Time
 
 	attempts *prometheus.CounterVec
 }
@@ -220,6 +223,7 @@ func (h *Healer) deployment(msg *nats.Msg) {
 		return
 	}
 	delete(h.deploying, ev.ID)
+	h.settled = time.Now()
 }
 
 // operator follows the API's stop and restart: a stopped instance is held
@@ -347,7 +351,7 @@ func (h *Healer) observe(comp, ip string, now time.Time) (observation, string) {
 	if now.Sub(n.at) > time.Duration(h.o.Missed*n.hb.IntervalS)*time.Second+time.Second {
 		return silent, fmt.Sprintf("its node has not reported for %s", now.Sub(n.at).Round(time.Second))
 	}
-	if n.hb.MonitError != "" {
+	if n.hb.MonitError != "" || n.at.Before(h.settled) {
 		return unknown, ""
 	}
 	for _, c := range n.hb.Components {
