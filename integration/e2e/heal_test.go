@@ -63,7 +63,7 @@ func doAs(t *testing.T, e *harness.Engine, tok, method, path string, body string
 	return resp.StatusCode, string(b)
 }
 
-// kill9 kills gamma's process on the nodes, all at once.
+// kill9 kills delta's process on the nodes, all at once.
 func kill9(t *testing.T, idx ...int) {
 	t.Helper()
 	var wg sync.WaitGroup
@@ -71,8 +71,8 @@ func kill9(t *testing.T, idx ...int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if out, err := bed.Nodes[i].Exec(context.Background(), `kill -9 "$(cat /run/e2e-gamma.pid)"`); err != nil {
-				t.Errorf("kill gamma on %s: %v %s", bed.Nodes[i].IP, err, out)
+			if out, err := bed.Nodes[i].Exec(context.Background(), `kill -9 "$(cat /run/e2e-delta.pid)"`); err != nil {
+				t.Errorf("kill delta on %s: %v %s", bed.Nodes[i].IP, err, out)
 			}
 		}()
 	}
@@ -108,7 +108,7 @@ func heal(t *testing.T, e *harness.Engine) healState {
 // until switched on again. Along the way: a named token in the audit, a
 // revoked one refused, and the deployment's timing report.
 //
-// gamma's monit check only alerts when its process is gone (monit would
+// delta's monit check only alerts when its process is gone (monit would
 // otherwise restart it itself within its 2 s cycle, before the engine sees
 // anything): the engine is what brings it back.
 func TestHeal(t *testing.T) {
@@ -128,7 +128,7 @@ func TestHeal(t *testing.T) {
 	alice := strings.TrimSpace(string(tokOut))
 
 	hook := startHook(t)
-	cfg := config("e2e", map[string][]string{"gamma": ips(0, 1, 2, 3)})
+	cfg := config("e2e", map[string][]string{"delta": ips(0, 1, 2, 3)})
 	cfg["properties"].(map[string]any)["heal"] = map[string]any{"backoff_s": 2, "max_attempts": 2, "meltdown": map[string]any{"minimum_down": 2}}
 	cfg["properties"].(map[string]any)["notify"] = map[string]any{"webhooks": []map[string]any{
 		{"name": "test", "url": "http://" + hook.addr + "/hook", "secret": hookSecret, "events": []string{"deployment.failed", "heal.meltdown"}}}}
@@ -142,7 +142,7 @@ func TestHeal(t *testing.T) {
 		t.Fatalf("deployment: %s\n%s", d.State, failures(d))
 	}
 	checkReport(t, e, id)
-	waitFor(t, e, 60*time.Second, "every gamma RUNNING", func(st []statusEntry) bool {
+	waitFor(t, e, 60*time.Second, "every delta RUNNING", func(st []statusEntry) bool {
 		running := 0
 		for _, s := range st {
 			if s.Status == "RUNNING" {
@@ -152,20 +152,20 @@ func TestHeal(t *testing.T) {
 		return len(st) == 4 && running == 4
 	})
 
-	// alice stops gamma on node 1; gamma on node 0 is killed.
-	if code, body := doAs(t, e, alice, "PUT", "/deployment-engine/stop", fmt.Sprintf(`{"name": "gamma", "ip": %q}`, n1)); code != 200 {
+	// alice stops delta on node 1; delta on node 0 is killed.
+	if code, body := doAs(t, e, alice, "PUT", "/deployment-engine/stop", fmt.Sprintf(`{"name": "delta", "ip": %q}`, n1)); code != 200 {
 		t.Fatalf("stop: %d %s", code, body)
 	}
 	stopped := time.Now()
 	kill9(t, 0)
 	killed := time.Now()
-	waitFor(t, e, 15*time.Second, "gamma on node 0 reported DOWN after kill -9", func(st []statusEntry) bool {
-		return instance(st, "gamma", n0).Status == "DOWN"
+	waitFor(t, e, 15*time.Second, "delta on node 0 reported DOWN after kill -9", func(st []statusEntry) bool {
+		return instance(st, "delta", n0).Status == "DOWN"
 	})
-	waitFor(t, e, time.Until(killed.Add(30*time.Second)), "gamma on node 0 RUNNING again within 30 s of kill -9", func(st []statusEntry) bool {
-		return instance(st, "gamma", n0).Status == "RUNNING"
+	waitFor(t, e, time.Until(killed.Add(30*time.Second)), "delta on node 0 RUNNING again within 30 s of kill -9", func(st []statusEntry) bool {
+		return instance(st, "delta", n0).Status == "RUNNING"
 	})
-	t.Logf("gamma on node 0 RUNNING again %s after kill -9", time.Since(killed).Round(time.Second))
+	t.Logf("delta on node 0 RUNNING again %s after kill -9", time.Since(killed).Round(time.Second))
 	var entries []auditEntry
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		if entries = audit(t, e, ""); countAudit(entries, "heal-restart", n0, "ok") == 1 {
@@ -190,8 +190,8 @@ func TestHeal(t *testing.T) {
 	}
 	// Held: well past the grace and a few heartbeats, still down.
 	time.Sleep(time.Until(stopped.Add(25 * time.Second)))
-	if st := instance(status(t, e), "gamma", n1); st.Status != "DOWN" {
-		t.Fatalf("gamma stopped through the API came back: %+v", st)
+	if st := instance(status(t, e), "delta", n1); st.Status != "DOWN" {
+		t.Fatalf("delta stopped through the API came back: %+v", st)
 	}
 	if n := countAudit(audit(t, e, "action=heal-restart"), "heal-restart", n1, ""); n != 0 {
 		t.Fatalf("auto-heal restarted an instance stopped through the API %d times", n)
@@ -203,7 +203,7 @@ func TestHeal(t *testing.T) {
 		t.Fatalf("a revoked token: %d %s", code, body)
 	}
 
-	// A broken gamma on node 2: monit cannot start it, a re-apply cannot
+	// A broken delta on node 2: monit cannot start it, a re-apply cannot
 	// install it. Two attempts (max_attempts), backing off, then failing.
 	if _, err := bed.Nodes[2].Exec(context.Background(), "touch /var/lib/e2e/broken"); err != nil {
 		t.Fatal(err)
@@ -216,7 +216,7 @@ func TestHeal(t *testing.T) {
 		}
 	}
 	if !hasState(hs, n2, "failing") {
-		t.Fatalf("gamma on node 2 not failing: %+v", hs)
+		t.Fatalf("delta on node 2 not failing: %+v", hs)
 	}
 	time.Sleep(6 * time.Second) // more than the back-off: no attempt after failing
 	entries = audit(t, e, "")
@@ -224,24 +224,24 @@ func TestHeal(t *testing.T) {
 	if restarts != 2 || reapplies != 2 || countAudit(entries, "heal-failing", n2, "") != 1 {
 		t.Fatalf("node 2: %d restarts, %d failed re-applies, want 2 and 2 then failing: %+v", restarts, reapplies, entries)
 	}
-	t.Logf("broken gamma: %d restarts, %d re-applies, then failing: %+v", restarts, reapplies, hs.Instances)
+	t.Logf("broken delta: %d restarts, %d re-applies, then failing: %+v", restarts, reapplies, hs.Instances)
 	// Its re-applies failed: the webhook got deployment.failed, signed.
 	got := hook.wait(t, 30*time.Second, "deployment.failed")
 	if !got.signed || !strings.Contains(got.summary, "failed") {
 		t.Fatalf("deployment.failed: %+v", got)
 	}
 
-	// Mend node 2 and start both through the API; then gamma dies on three
+	// Mend node 2 and start both through the API; then delta dies on three
 	// of the four nodes at once: more than minimum_down (2) and 20%.
 	if _, err := bed.Nodes[2].Exec(context.Background(), "rm -f /var/lib/e2e/broken"); err != nil {
 		t.Fatal(err)
 	}
 	for _, ip := range []string{n1, n2} {
-		if code, body := e.Do("PUT", "/deployment-engine/restart", map[string]string{"name": "gamma", "ip": ip}); code != 200 {
+		if code, body := e.Do("PUT", "/deployment-engine/restart", map[string]string{"name": "delta", "ip": ip}); code != 200 {
 			t.Fatalf("restart %s: %d %s", ip, code, body)
 		}
 	}
-	waitFor(t, e, 30*time.Second, "every gamma RUNNING again", func(st []statusEntry) bool {
+	waitFor(t, e, 30*time.Second, "every delta RUNNING again", func(st []statusEntry) bool {
 		for _, s := range st {
 			if s.Status != "RUNNING" {
 				return false
@@ -296,7 +296,7 @@ func TestHeal(t *testing.T) {
 	if code, body := e.Do("PUT", "/deployment-engine/heal", map[string]bool{"enabled": true}); code != 200 {
 		t.Fatalf("heal on: %d %s", code, body)
 	}
-	waitFor(t, e, 90*time.Second, "every gamma healed once switched on", func(st []statusEntry) bool {
+	waitFor(t, e, 90*time.Second, "every delta healed once switched on", func(st []statusEntry) bool {
 		for _, s := range st {
 			if s.Status != "RUNNING" {
 				return false

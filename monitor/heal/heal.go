@@ -546,7 +546,9 @@ func (h *Healer) attempt(comp, ip string, r rules) {
 	}
 	started := time.Now()
 	h.event("restart", comp, ip, n, "started", fmt.Sprintf("attempt %d: restart %s on %s through monit", n, comp, ip))
-	rep, err := kit.Request(ctx, h.o.NC, subject.Cmd("monitor", "control"), map[string]string{"comp": comp, "ip": ip, "action": "restart"})
+	cctx, ccancel := context.WithTimeout(ctx, 6*time.Minute) // the monitor waits for monit's outcome
+	rep, err := kit.Request(cctx, h.o.NC, subject.Cmd("monitor", "control"), map[string]string{"comp": comp, "ip": ip, "action": "restart"})
+	ccancel()
 	detail := "monit restart sent"
 	if err != nil || rep.Code != 200 {
 		detail = fmt.Sprintf("monit restart failed: %s", replyError(rep, err))
