@@ -15,10 +15,10 @@ import (
 )
 
 // BackupStreams are the streams a backup holds: the step queue, the event
-// stream and every key-value bucket (each a KV_<bucket> stream), with
+// stream, the audit trail and every key-value bucket (each a KV_<bucket> stream), with
 // their consumers' positions.
 func BackupStreams() []string {
-	out := []string{StreamSteps, StreamEvents}
+	out := []string{StreamSteps, StreamEvents, StreamAudit}
 	for _, kv := range []string{KVConfig, KVDeployments, KVOwners, KVHostKeys, KVNodes, KVEngine} {
 		out = append(out, "KV_"+kv)
 	}
