@@ -95,6 +95,9 @@ func (s *scriptedAPI) handler(t *testing.T) http.Handler {
 	api.HandleFunc("GET /deployment-engine/deployments/{id}", func(w http.ResponseWriter, r *http.Request) {
 		js(w, 200, s.snapshot(true))
 	})
+	api.HandleFunc("GET /deployment-engine/deployments/{id}/report", func(w http.ResponseWriter, r *http.Request) {
+		js(w, 200, scriptedReport)
+	})
 	api.HandleFunc("GET /deployment-engine/deployments/{id}/events", func(w http.ResponseWriter, r *http.Request) {
 		s.events(t, w, r)
 	})
@@ -402,6 +405,30 @@ func TestConsoleViewsScripted(t *testing.T) {
 		}
 	})
 
+	t.Run("timing report", func(t *testing.T) {
+		b.t = t
+		b.run("open the list", chromedp.Navigate(base+"/#/deploy"))
+		b.waitText("#deploy-list", "report")
+		b.run("open the report", chromedp.Click(chromedp.CSS(`#deploy-list a[href^="#/report/"]`)))
+		b.waitText("#report-summary", "12.0 s")
+		b.waitText("#report", "Critical path")
+		var bars, critical, rows int
+		b.eval(`document.querySelectorAll("#gantt rect.gantt-bar").length`, &bars)
+		b.eval(`document.querySelectorAll("#gantt rect.gantt-bar.critical").length`, &critical)
+		b.eval(`document.querySelectorAll("#gantt text.gantt-node").length`, &rows)
+		if bars != 3 || critical != 2 || rows != 2 {
+			t.Fatalf("gantt: %d bars (want 3), %d on the critical path (want 2), %d node rows (want 2)", bars, critical, rows)
+		}
+		// The bars sit on the time axis: the second node's step starts
+		// after the first node's first step ends.
+		var x1, x2 float64
+		b.eval(`parseFloat(document.querySelector('#gantt rect[data-step="192.0.2.11/web/install"]').getAttribute("x")) + parseFloat(document.querySelector('#gantt rect[data-step="192.0.2.11/web/install"]').getAttribute("width"))`, &x1)
+		b.eval(`parseFloat(document.querySelector('#gantt rect[data-step="192.0.2.12/haproxy/install"]').getAttribute("x"))`, &x2)
+		if x2 < x1 {
+			t.Errorf("a step drawn before the one it waited for: %v < %v", x2, x1)
+		}
+	})
+
 	t.Run("phone width with content", func(t *testing.T) {
 		b.t = t
 		b.run("phone", phone())
@@ -467,3 +494,23 @@ func waitFor(t *testing.T, ok func() bool, what string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// scriptedReport is a timing report as the engine answers it: three steps
+// on two nodes, two of them on the critical path.
+const scriptedReport = `{"v":1,"id":"d-20260314-1c2d","state":"succeeded","created":"2026-03-14T09:12:00Z","finished":"2026-03-14T09:12:12Z",
+ "total_s":12,"steps_timed":3,"steps_total":3,
+ "nodes":[{"name":"192.0.2.11","steps":2,"busy_s":6,"max_s":5},{"name":"192.0.2.12","steps":1,"busy_s":6,"max_s":6}],
+ "components":[{"name":"web","steps":2,"busy_s":6,"max_s":5},{"name":"haproxy","steps":1,"busy_s":6,"max_s":6}],
+ "actions":[{"name":"install","steps":3,"busy_s":12,"max_s":6}],
+ "critical_path_s":11.5,
+ "critical_path":[
+  {"id":"192.0.2.11/web/install","node":"192.0.2.11","component":"web","action":"install","state":"succeeded","started":"2026-03-14T09:12:00.5Z","finished":"2026-03-14T09:12:05.5Z","duration_s":5},
+  {"id":"192.0.2.12/haproxy/install","node":"192.0.2.12","component":"haproxy","action":"install","state":"succeeded","started":"2026-03-14T09:12:06Z","finished":"2026-03-14T09:12:12Z","duration_s":6,"wait_s":0.5}],
+ "slowest":[
+  {"id":"192.0.2.12/haproxy/install","node":"192.0.2.12","component":"haproxy","action":"install","state":"succeeded","started":"2026-03-14T09:12:06Z","finished":"2026-03-14T09:12:12Z","duration_s":6},
+  {"id":"192.0.2.11/web/install","node":"192.0.2.11","component":"web","action":"install","state":"succeeded","started":"2026-03-14T09:12:00.5Z","finished":"2026-03-14T09:12:05.5Z","duration_s":5},
+  {"id":"192.0.2.11/web/start","node":"192.0.2.11","component":"web","action":"start","state":"succeeded","started":"2026-03-14T09:12:05.6Z","finished":"2026-03-14T09:12:06.6Z","duration_s":1}],
+ "steps":[
+  {"id":"192.0.2.11/web/install","node":"192.0.2.11","component":"web","action":"install","state":"succeeded","started":"2026-03-14T09:12:00.5Z","finished":"2026-03-14T09:12:05.5Z","duration_s":5},
+  {"id":"192.0.2.11/web/start","node":"192.0.2.11","component":"web","action":"start","state":"succeeded","started":"2026-03-14T09:12:05.6Z","finished":"2026-03-14T09:12:06.6Z","duration_s":1},
+  {"id":"192.0.2.12/haproxy/install","node":"192.0.2.12","component":"haproxy","action":"install","state":"succeeded","started":"2026-03-14T09:12:06Z","finished":"2026-03-14T09:12:12Z","duration_s":6}]}`
