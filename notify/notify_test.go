@@ -172,3 +172,42 @@ func TestWanted(t *testing.T) {
 		}
 	}
 }
+
+// A Slack-style webhook gets {"text": ...}; its URL never shows in an
+// error (it is the credential).
+func TestSlackFormat(t *testing.T) {
+	b := bustest.Start(t, bus.ServerOptions{})
+	var got atomic.Value
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		hits.Add(1)
+		got.Store(string(body))
+	}))
+	defer srv.Close()
+	cfg := fmt.Sprintf(`{"components": {}, "properties": {"notify": {"webhooks": [{"url": %q, "format": "slack", "events": ["deployment.failed"]}]}}}`, srv.URL+"/T0/B0/xyz")
+	if _, err := b.Res.Config.Put(context.Background(), bus.KeyConfig, []byte(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Start(context.Background(), Options{Res: b.Res, Every: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	// Not in the filter: not sent.
+	publish(t, b, subject.DeployEvent("d-1", subject.DeployStarted), contract.DeploymentEvent{V: 1, ID: "d-1", State: "pending", Time: time.Now()})
+	publish(t, b, subject.DeployEvent("d-1", subject.DeployFinished), contract.DeploymentEvent{V: 1, ID: "d-1", State: "failed", Error: "1 step(s) failed", Time: time.Now()})
+	waitFor(t, 5*time.Second, "the slack message", func() bool { return got.Load() != nil })
+	var msg map[string]string
+	if err := json.Unmarshal([]byte(got.Load().(string)), &msg); err != nil || len(msg) != 1 || !strings.Contains(msg["text"], "deployment d-1 failed: 1 step(s) failed") {
+		t.Fatalf("slack body %v: %v", got.Load(), err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if h := hits.Load(); h != 1 {
+		t.Fatalf("%d requests: deployment.started is not in the filter", h)
+	}
+	err = n.post(contract.Webhook{URL: "http://127.0.0.1:1/T0/B0/secretpart", Format: "slack"}, contract.Notification{Event: "x"}, 1)
+	if err == nil || strings.Contains(err.Error(), "secretpart") {
+		t.Fatalf("error %v shows the URL", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ type cluster struct {
 	broken   map[string]bool
 	restarts map[string]int
 	reapply  map[string]int
+	silent   map[string]bool // nodes whose agent does not report
 }
 
 var nodes = []string{"10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.4"}
@@ -37,7 +39,7 @@ func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
 	if _, err := b.Res.Config.Put(ctx, bus.KeyConfig, []byte(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{running: map[string]bool{}, broken: map[string]bool{}, restarts: map[string]int{}, reapply: map[string]int{}}
+	c := &cluster{running: map[string]bool{}, broken: map[string]bool{}, restarts: map[string]int{}, reapply: map[string]int{}, silent: map[string]bool{}}
 	for _, ip := range nodes {
 		c.running[ip] = true
 	}
@@ -78,6 +80,10 @@ func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
 		for {
 			for _, ip := range nodes {
 				c.mu.Lock()
+				if c.silent[ip] {
+					c.mu.Unlock()
+					continue
+				}
 				hb := contract.Heartbeat{V: 1, IP: ip, Time: time.Now(), IntervalS: 1,
 					Components: []contract.ComponentState{{Name: "web", Process: "web", Running: c.running[ip], Monit: map[bool]string{true: "running", false: "does not exist"}[c.running[ip]]}}}
 				c.mu.Unlock()
@@ -256,4 +262,26 @@ func TestHealWaitsForADeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "meltdown once it ended", func() bool { return state(t, b).Meltdown.Active })
+}
+
+// A node that went silent and comes back with its instance down is
+// repaired like any other; while silent it is left alone.
+func TestHealANodeThatComesBack(t *testing.T) {
+	b, c, _ := start(t, fast)
+	time.Sleep(500 * time.Millisecond)
+	c.mu.Lock()
+	c.silent["10.9.0.4"] = true
+	c.running["10.9.0.4"] = false
+	c.mu.Unlock()
+	time.Sleep(6 * time.Second) // past 3 intervals and the grace
+	if n := c.count(c.restarts, "10.9.0.4"); n != 0 {
+		t.Fatalf("a silent node was acted on %d times", n)
+	}
+	if s := state(t, b); len(s.Instances) != 1 || s.Instances[0].State != contract.HealDown || !strings.Contains(s.Instances[0].Reason, "has not reported") {
+		t.Fatalf("state while silent: %+v", s)
+	}
+	c.mu.Lock()
+	c.silent["10.9.0.4"] = false
+	c.mu.Unlock()
+	eventually(t, 10*time.Second, "repaired once back", func() bool { return len(c.running2()) == 4 })
 }
