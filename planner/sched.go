@@ -97,7 +97,10 @@ func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
 		FilterSubject: "de.evt.deploy.*.step",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckWait:       30 * time.Second,
+		// Events are acknowledged within a flush (100ms) of arriving; the
+		// wait only decides how soon those a killed scheduler held come
+		// back to the next one. A repeated event changes nothing.
+		AckWait:       5 * time.Second,
 		MaxAckPending: 20000,
 	})
 	if err != nil {
