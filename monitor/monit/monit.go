@@ -176,6 +176,9 @@ func ParseSummary(out []byte) ([]Service, error) {
 			if name == "Service Name" {
 				continue
 			}
+			if name == "" {
+				return nil, fmt.Errorf("monit summary: table row %q names no service", trimmed)
+			}
 			out2 = append(out2, summaryService(name, typ, status))
 		case legacyRe.MatchString(line):
 			m := legacyRe.FindStringSubmatch(line)
