@@ -37,8 +37,12 @@ import (
 const (
 	nodeIP  = "127.0.0.1"
 	process = "de-monitor-test-web"
-	marker  = "sleep 77717"
 )
+
+// marker names the test's process by a number of this test binary's own:
+// monit's "matching" and pkill see every process on the machine, and
+// another run of these tests must not stop ours.
+var marker = fmt.Sprintf("sleep %d", 1000000+os.Getpid())
 
 // startMonit runs a monit daemon with its own control file and returns the
 // command line that talks to it and its XML status URL.

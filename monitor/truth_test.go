@@ -3,6 +3,7 @@ package monitor_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -25,10 +26,14 @@ import (
 
 const stuckProcess = "de-monitor-test-stuck"
 
+// stuckSleep is the stuck process's command line, by a number of this test
+// binary's own (see marker).
+var stuckSleep = fmt.Sprintf("sleep %d", 2000000+os.Getpid())
+
 // stuckCheck is a monit process whose stop program fails, as the starter's
 // redis stop once did (start-stop-daemon refusing a non-root pidfile).
-const stuckCheck = `check process ` + stuckProcess + ` with pidfile DIR/stuck.pid
-  start program = "/sbin/start-stop-daemon --start --background --make-pidfile --pidfile DIR/stuck.pid --exec /bin/sleep -- 77718"
+var stuckCheck = `check process ` + stuckProcess + ` with pidfile DIR/stuck.pid
+  start program = "/sbin/start-stop-daemon --start --background --make-pidfile --pidfile DIR/stuck.pid --exec /bin/sleep -- ` + strings.TrimPrefix(stuckSleep, "sleep ") + `"
   stop program = "/bin/sh -c 'echo start-stop-daemon: matching only on non-root pidfile is insecure >&2; exit 2'" with timeout 2 seconds
 `
 
@@ -57,7 +62,7 @@ func TestControlTellsTheTruth(t *testing.T) {
 		t.Fatal(err)
 	}
 	monitCmd, monitURL := startMonit(t, stuckCheck)
-	t.Cleanup(func() { _ = exec.Command("pkill", "-f", "sleep 77718").Run() })
+	t.Cleanup(func() { _ = exec.Command("pkill", "-f", stuckSleep).Run() })
 	dir := t.TempDir()
 	pass := filepath.Join(dir, "agent.pass")
 	_ = os.WriteFile(pass, []byte(bus.AgentPassword(e.sec, nodeIP)+"\n"), 0o600)
@@ -108,7 +113,7 @@ func TestControlTellsTheTruth(t *testing.T) {
 		t.Fatalf("a stop that failed: %d %s", code, body)
 	}
 	t.Logf("failed stop answered in %s: %s", time.Since(start).Round(10*time.Millisecond), rep.Error)
-	if exec.Command("pgrep", "-f", "sleep 77718").Run() != nil {
+	if exec.Command("pgrep", "-f", stuckSleep).Run() != nil {
 		t.Fatal("the stuck process died: the test proves nothing")
 	}
 	deadline = time.Now().Add(10 * time.Second)
