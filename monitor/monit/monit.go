@@ -135,6 +135,7 @@ var daemonErrors = []string{
 	"cannot read status from the monit daemon",
 	"the monit daemon is not running",
 	"cannot create socket to",
+	"cannot connect to", // 5.33 while its daemon is shutting down
 	"error connecting to the monit daemon",
 	"status not available",
 }

@@ -77,6 +77,7 @@ func TestDaemonErrors(t *testing.T) {
 	}
 	extra := []string{
 		"Cannot create socket to [localhost]:2812 -- Connection refused\n",
+		"Cannot connect to [127.0.0.1]:42921 -- Connection refused\n",
 	}
 	for _, s := range extra {
 		var de *DaemonError
