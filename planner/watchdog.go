@@ -107,10 +107,14 @@ func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
 			s.seen[st.ID] = now
 			continue
 		}
-		// A queued step may wait for a free installer; one that runs beats.
+		// A queued step may wait for a free installer as long as the
+		// deployment moves; one that runs beats.
 		bound := s.silent
 		if st.State == stateQueued {
 			bound = max(stepDeadline(spec), s.silent)
+			if s.progress.After(last) {
+				last = s.progress
+			}
 		}
 		if now.Sub(last) <= bound {
 			continue

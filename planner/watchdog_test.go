@@ -323,3 +323,52 @@ func TestUnreadableStepEventFailsNodeStep(t *testing.T) {
 		t.Fatalf("deployment: %s", d.State)
 	}
 }
+
+// A queued step that waits while the rest of the deployment moves (its
+// installers busy elsewhere) is not dispatched again; once nothing moves
+// for its deadline, it is.
+func TestQueuedStepWaitsWhileDeploymentMoves(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	held := "10.0.0.3/e/install"
+	var mu sync.Mutex
+	var lastDone time.Time
+	var again []time.Time
+	startSink(t, b, func(n int, m jetstream.Msg, s contract.Step) {
+		_ = m.Ack()
+		if s.ID == held {
+			mu.Lock()
+			if n > 1 {
+				again = append(again, time.Now())
+			}
+			mu.Unlock()
+			return // never taken up
+		}
+		publishStep(t, b, s, contract.StateRunning, false)
+		time.Sleep(400 * time.Millisecond)
+		publishStep(t, b, s, contract.StateSucceeded, true)
+		mu.Lock()
+		lastDone = time.Now()
+		mu.Unlock()
+	})
+	p := watchedPlanner(t, b, "p1", 300*time.Millisecond)
+	defer p.sched.stop()
+	// The others take about 1.6 s in all, longer than the held step's 1 s.
+	if err := p.sched.begin(context.Background(), withDeadline(diamond("d-q"), 1)); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, p, "d-q")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(again) == 0 {
+		t.Fatalf("the held step was never dispatched again; deployment %s", d.State)
+	}
+	if again[0].Before(lastDone) {
+		t.Errorf("the held step was dispatched again %s before the deployment stopped moving", lastDone.Sub(again[0]))
+	}
+	for _, st := range d.Steps {
+		if st.ID == held && st.State != contract.StateFailed {
+			t.Errorf("held step: %s", st.State)
+		}
+	}
+}
