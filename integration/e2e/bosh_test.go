@@ -311,6 +311,17 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 	if d.State != "succeeded" || d.Changed != 0 {
 		t.Errorf("second deployment: %s, changed %d:\n%s", d.State, d.Changed, failures(d))
 	}
+
+	// Stopping a job through the API drains it first, as BOSH does.
+	if code, body := e.Do("PUT", "/deployment-engine/stop", map[string]string{"name": "db", "ip": ips(0)[0]}); code != 200 {
+		t.Fatalf("stop db: %d %s", code, body)
+	}
+	if calls := inNode(t, 0, "cat /var/vcap/sys/run/db/drain.calls"); !strings.Contains(calls, "job_shutdown hash_unchanged") {
+		t.Errorf("drain before stop: %q", calls)
+	}
+	if got := inNode(t, 0, "pgrep -fx 'sleep 1000001' || true"); strings.TrimSpace(got) != "" {
+		t.Errorf("db's daemon still runs after stop: %s", got)
+	}
 }
 
 func atoi(s string) int64 {
@@ -343,7 +354,7 @@ func linkedRelease() []byte {
 		"db": {
 			"job.MF": `---
 name: db
-templates: {ctl.erb: bin/ctl, pre-start.erb: bin/pre-start}
+templates: {ctl.erb: bin/ctl, pre-start.erb: bin/pre-start, drain: bin/drain}
 packages: [base]
 provides: [{name: db, type: database, properties: [port]}]
 properties:
@@ -351,6 +362,7 @@ properties:
 `,
 			"monit":                   "check process db\n  with pidfile /var/vcap/sys/run/db/db.pid\n  start program \"/var/vcap/jobs/db/bin/ctl start\"\n  stop program \"/var/vcap/jobs/db/bin/ctl stop\"\n",
 			"templates/ctl.erb":       linkedDBCtl,
+			"templates/drain":         "#!/bin/bash\necho \"$@\" >> /var/vcap/sys/run/db/drain.calls\necho 0\n",
 			"templates/pre-start.erb": "#!/bin/bash\ndate +%s%N > /var/vcap/sys/run/db/prestart.ts\nsleep 0.01\necho pre-start of db <%= p('port') %>\n",
 		},
 		"app": {

@@ -69,6 +69,7 @@ type Plan struct {
 }
 
 var (
+	stopRe    = regexp.MustCompile(`(stop\s+program\s*=?\s*)"([^"]*)"`)
 	destRe    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./+-]*$`)
 	processRe = regexp.MustCompile(`(?m)^\s*check\s+process\s+"?([^\s"]+)"?`)
 )
@@ -80,6 +81,47 @@ func Processes(monit string) []string {
 		out = append(out, m[1])
 	}
 	return out
+}
+
+// drainOnStop points each stop program of a job's monit file at a wrapper
+// (.de/stop-N in the job's dir) that runs the job's drain first, as BOSH
+// does before it stops a job, then the release's own stop program.
+func drainOnStop(job, monit string) (string, map[string]string) {
+	files := map[string]string{}
+	out := stopRe.ReplaceAllStringFunc(monit, func(m string) string {
+		sub := stopRe.FindStringSubmatch(m)
+		name := fmt.Sprintf(".de/stop-%d", len(files)+1)
+		files[name] = stopWrapper(job, sub[2])
+		return sub[1] + `"` + JobsDir + "/" + job + "/" + name + `"`
+	})
+	return out, files
+}
+
+// drainScript runs a job's bin/drain with BOSH's protocol: its last line
+// is a number of seconds to wait, or, negative, seconds until it is asked
+// again with job_check_status; all of it bounded by 10 minutes.
+func drainScript(bin, job, args string) string {
+	return fmt.Sprintf(`n=$(%[1]s %[3]s 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
+deadline=$(( $(date +%%s) + 600 ))
+while [ -n "$n" ] && [ "$n" -lt 0 ] && [ "$(date +%%s)" -lt $deadline ]; do
+  sleep $(( -n ))
+  n=$(%[1]s job_check_status hash_unchanged 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
+done
+if [ -n "$n" ] && [ "$n" -gt 0 ]; then sleep $(( n < 600 ? n : 600 )); fi
+`, bin, job, args)
+}
+
+func stopWrapper(job, stop string) string {
+	return fmt.Sprintf(`#!/bin/bash
+# Written by the deployment engine: the job's drain runs before monit
+# stops it (unless the engine drained it already for a re-deploy).
+marker=/var/vcap/sys/run/%[1]s/.de-drained
+if [ -e "$marker" ]; then
+  rm -f "$marker"
+elif [ -x /var/vcap/jobs/%[1]s/bin/drain ]; then
+%[2]sfi
+exec %[3]s
+`, job, drainScript("/var/vcap/jobs/"+job+"/bin/drain", job, "job_shutdown hash_unchanged"), stop)
 }
 
 func hashOf(parts ...string) string {
@@ -144,8 +186,12 @@ func RenderAll(ctx context.Context, d *Deployment) ([]Instance, []contract.Probl
 			}
 			in.Files = append(in.Files, stepFile(dir+"/"+f.Dest, mode, []byte(f.Content)))
 		}
+		monit, wrappers := drainOnStop(in.Job, r.Monit)
+		for _, name := range contract.SortedKeys(wrappers) {
+			in.Files = append(in.Files, stepFile(dir+"/"+name, 0o755, []byte(wrappers[name])))
+		}
 		sort.Slice(in.Files, func(a, b int) bool { return in.Files[a].Path < in.Files[b].Path })
-		in.Monit = r.Monit
+		in.Monit = monit
 		in.Processes = Processes(r.Monit)
 	}
 	return insts, ps, nil
@@ -373,14 +419,9 @@ running() { for p in $procs; do monit status "$p" 2>/dev/null | grep -Eq '^[[:sp
 if [ -n "$cur" ] && [ "$cur" != "$new" ] && running; then
   if [ -x "$cur/bin/drain" ]; then
     echo "draining $job"
-    n=$("$cur/bin/drain" job_changed hash_changed 2>>/var/vcap/sys/log/$job/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
-    deadline=$(( $(date +%%s) + 600 ))
-    while [ -n "$n" ] && [ "$n" -lt 0 ] && [ "$(date +%%s)" -lt $deadline ]; do
-      sleep $(( -n ))
-      n=$("$cur/bin/drain" job_check_status hash_unchanged 2>>/var/vcap/sys/log/$job/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
-    done
-    if [ -n "$n" ] && [ "$n" -gt 0 ]; then sleep $(( n < 600 ? n : 600 )); fi
-  fi
+%[4]s  fi
+  # The stop program's own drain is done already.
+  mkdir -p /var/vcap/sys/run/$job && touch /var/vcap/sys/run/$job/.de-drained
   for p in $procs; do monit stop "$p" || true; done
   for i in $(seq 1 120); do running || break; sleep 0.5; done
   if running; then echo "$job did not stop within 60 s" >&2; exit 1; fi
@@ -392,7 +433,7 @@ chmod 755 "$new" "$new"/*/ 2>/dev/null || true
 if [ -d /var/vcap/jobs/$job ] && [ ! -L /var/vcap/jobs/$job ]; then rm -rf /var/vcap/jobs/$job; fi
 ln -sfn "$new" /var/vcap/jobs/$job
 echo "$job applied: /var/vcap/jobs/$job -> $new"
-`, kit.ShellQuote(job), hash, links.String())
+`, kit.ShellQuote(job), hash, links.String(), drainScript(`"$cur/bin/drain"`, "$job", "job_changed hash_changed"))
 }
 
 // registerScript makes monit read a job's check and waits until it knows

@@ -171,10 +171,23 @@ func TestRenderSharedReleases(t *testing.T) {
 		t.Fatal(err, ps)
 	}
 	for _, in := range insts {
-		golden(t, in.Job+".ctl", string(in.Files[0].Content))
+		var ctl, wrapper *contract.StepFile
+		for i, f := range in.Files {
+			switch {
+			case strings.Contains(f.Path, "/bin/"):
+				ctl = &in.Files[i]
+			case strings.HasSuffix(f.Path, "/.de/stop-1"):
+				wrapper = &in.Files[i]
+			}
+		}
+		if ctl == nil || wrapper == nil || len(in.Files) != 2 {
+			t.Fatalf("%s: files %v", in.Job, in.Files)
+		}
+		golden(t, in.Job+".ctl", string(ctl.Content))
 		golden(t, in.Job+".monit", in.Monit)
-		if in.Files[0].Mode != 0o755 {
-			t.Errorf("%s: bin file mode %o", in.Job, in.Files[0].Mode)
+		golden(t, in.Job+".stop", string(wrapper.Content))
+		if ctl.Mode != 0o755 || wrapper.Mode != 0o755 {
+			t.Errorf("%s: bin file mode %o, stop wrapper %o", in.Job, ctl.Mode, wrapper.Mode)
 		}
 	}
 	pre := loadFile(t, "release_with_prestart_script-1.tgz")
