@@ -511,8 +511,11 @@ for i in $(seq 1 240); do
   sleep 0.5
 done
 if [ $all -ne 1 ]; then
-  for p in "${procs[@]}"; do monit status "$p" >&2 || true; done
+  for p in "${procs[@]}"; do monit status "$p" || true; done
   echo "not every process of the job runs after monit start (monit could not start it, or 120 s passed)" >&2
+  for p in "${procs[@]}"; do
+    echo "$p: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
+  done
   exit 1
 fi
 `, strings.Join(q, " ")) + post
