@@ -254,6 +254,15 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 				t := targets[i]
 				r := ControlResult{Comp: t.Comp, Ip: t.IP}
 				proc, ok := m.o.Process(cfg.CatalogName(), t.Comp)
+				if !ok && hasAgent {
+					// A BOSH job's processes are in no catalog: its node's
+					// agent was told them by the deployment.
+					for _, s := range n.hb.Components {
+						if s.Name == t.Comp && s.Process != "" {
+							proc, ok = s.Process, true
+						}
+					}
+				}
 				if !ok {
 					r.Error = "the catalog has no monit process for " + t.Comp
 				} else if hasAgent {
