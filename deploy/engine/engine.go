@@ -44,7 +44,8 @@ type Options struct {
 	// rotation and how many rotated files are kept (defaults 64 MiB, 3).
 	LogMaxBytes int64
 	LogKeep     int
-	// Only runs just these services (planner, installer, monitor, logs, api).
+	// Only runs just these services (planner, installer, monitor with
+	// auto-heal, notify, logs, api).
 	Only   []string
 	Logger *slog.Logger
 	// Limits bound the API's requests in flight and its timeouts (zero:

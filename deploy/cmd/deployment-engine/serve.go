@@ -24,7 +24,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.NATSListen, "nats-listen", "", "HOST:PORT where node agents reach the embedded NATS, normally the config's home IP (default: none, and deploy installs no agents)")
 	fs.StringVar(&o.CatalogDir, "catalog", "", "directory of catalogs to use instead of the embedded ones")
 	fs.StringVar(&auth, "auth", "token", "token, or none to turn the API token off")
-	fs.StringVar(&only, "only", "", "run only these services, comma-separated: api,planner,installer,monitor,logs")
+	fs.StringVar(&only, "only", "", "run only these services, comma-separated: api,planner,installer,monitor,notify,logs (auto-heal runs with monitor)")
 	fs.StringVar(&o.EngineID, "engine-id", "", "this engine's id, as its nodes know it (default: <data>/engine-id, else the store's, else a new one)")
 	fs.DurationVar(&o.StepAckWait, "step-ack-wait", 30*time.Second, "how long a step's queue waits for a sign of life from its installer before handing the step to another")
 	var logMB int64
