@@ -153,6 +153,11 @@ func TestCrashResume(t *testing.T) {
 	if d.State != "succeeded" {
 		t.Fatalf("resumed deployment: %s\n%s", d.State, failures(d))
 	}
+	for _, s := range d.Steps {
+		if s.Started != nil && s.Finished != nil {
+			t.Logf("%s attempt %d %s → %s", s.ID, s.Attempt, s.Started.Format("15:04:05.0"), s.Finished.Format("15:04:05.0"))
+		}
+	}
 	for i, n := range nodes {
 		want := "alpha install\n"
 		if i > 0 {
