@@ -186,6 +186,25 @@ func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *relea
 		}
 		steps = append(steps, finish(in, ps))
 	}
+	// What the last deployment placed and this config no longer does goes.
+	placement := placementOf(in.cfg)
+	for _, ip := range contract.SortedKeys(in.previous) {
+		for _, comp := range in.previous[ip] {
+			if contains(placement[ip], comp) {
+				continue
+			}
+			job := comp
+			if cat := p.o.Catalogs[CloudFoundryCatalog]; cat != nil && in.cfg.CatalogName() == CloudFoundryCatalog {
+				job = cat.Job(cfVersion(in.cfg), comp)
+			}
+			rm := &planStep{spec: contract.Step{Node: ip, Component: comp, Action: "remove", Script: bosh.RemoveScript(job, nodeState),
+				Hash: hashOf("remove", comp, time.Now().String())}, prio: -200}
+			if b, ok := base[ip]; ok {
+				rm.after = append(rm.after, b)
+			}
+			steps = append(steps, finish(in, rm))
+		}
+	}
 	ids := map[string]bool{}
 	for _, s := range steps {
 		ids[s.spec.ID] = true

@@ -246,6 +246,15 @@ func TestBoshDummyRelease(t *testing.T) {
 	if preDone == nil || startBegan == nil || startBegan.Before(*preDone) {
 		t.Errorf("monit was asked to start the job (%v) before pre-start finished (%v)", startBegan, preDone)
 	}
+	// The dummy jobs this config no longer places are taken off their nodes.
+	for i, job := range map[int]string{0: "dummy_with_properties", 1: "dummy_with_package"} {
+		if state, errText := stepOf(d, ips(i)[0]+"/"+job+"/remove"); state != "succeeded" {
+			t.Errorf("remove %s: %s %s", job, state, errText)
+		}
+		if got := inNode(t, i, "ls /etc/monit/conf.d/"+job+" /var/vcap/jobs/"+job+" 2>/dev/null || true"); strings.TrimSpace(got) != "" {
+			t.Errorf("%s left on node %d: %s", job, i, got)
+		}
+	}
 	logs := inNode(t, 3, "cat /var/vcap/sys/log/"+preJob+"/pre-start.stdout.log /var/vcap/sys/log/"+preJob+"/pre-start.stderr.log")
 	for _, w := range []string{"template interpolation works in this script: " + msg, "message on stderr of job 1 pre-start script"} {
 		if !strings.Contains(logs, w) {

@@ -520,3 +520,28 @@ if [ $all -ne 1 ]; then
 fi
 `, strings.Join(q, " ")) + post
 }
+
+// RemoveScript takes a job off a node that a later config no longer
+// places it on: monit stops its processes (its drain runs first), forgets
+// it, and the job's files and step markers go. Compiled packages stay:
+// another job may use them, and they are versioned.
+func RemoveScript(job, stateDir string) string {
+	marker := regexp.MustCompile(`[^A-Za-z0-9_.-]`).ReplaceAllString("bosh.job."+job+".", "_")
+	return fmt.Sprintf(`set -u
+job=%[1]s
+f=/etc/monit/conf.d/$job
+procs=$(awk '$1=="check" && $2=="process" {gsub(/"/,"",$3); print $3}' $f 2>/dev/null || true)
+for p in $procs; do monit stop "$p" || true; done
+for i in $(seq 1 120); do
+  up=0
+  for p in $procs; do monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && up=1; done
+  [ $up -eq 0 ] && break
+  sleep 0.5
+done
+rm -f "$f"
+monit reload || true
+rm -rf /var/vcap/jobs/$job /var/vcap/data/jobs/$job
+rm -f %[2]s/applied/%[3]s*
+echo "removed $job"
+`, kit.ShellQuote(job), stateDir, marker)
+}

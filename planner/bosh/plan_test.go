@@ -101,3 +101,15 @@ func TestScriptsParse(t *testing.T) {
 		}
 	}
 }
+
+func TestRemoveScriptParses(t *testing.T) {
+	s := RemoveScript("multi-monit-dummy", "/var/lib/deployment-engine")
+	cmd := exec.Command("bash", "-n")
+	cmd.Stdin = strings.NewReader(s)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(s, "/var/lib/deployment-engine/applied/bosh.job.multi-monit-dummy.*") {
+		t.Errorf("markers not removed:\n%s", s)
+	}
+}
