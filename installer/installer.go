@@ -47,6 +47,10 @@ type Options struct {
 	AckWait time.Duration
 	// Port is the nodes' SSH port; default 22.
 	Port string
+	// AgentPassword is the NATS password of the agent on a node, for the
+	// step that installs it (secret "agent"); nil when this installer
+	// holds no agent secret.
+	AgentPassword func(ip string) string
 }
 
 // Installer is the running installer service.
@@ -358,7 +362,10 @@ func (r *stepRun) execute() (string, int, error) {
 	if err != nil {
 		return "", -1, err
 	}
-	auth := contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key}
+	auth, err := i.nodeAuth(ctx, cfg)
+	if err != nil {
+		return "", -1, err
+	}
 	c, err := i.client(ctx, s.Node, auth)
 	if err != nil {
 		return "", -1, err
@@ -403,11 +410,11 @@ func (r *stepRun) execute() (string, int, error) {
 	}
 	var pre strings.Builder
 	for _, name := range s.SecretEnv {
-		val, ok := cfg.Properties.Secrets()[name]
-		if !ok {
-			return "", -1, permanent{fmt.Errorf("step asks for unknown secret %q", name)}
+		val, err := i.secretFor(ctx, cfg, name, s.Node)
+		if err != nil {
+			return "", -1, err
 		}
-		fmt.Fprintf(&pre, "export DE_SECRET_%s=%s\n", strings.ToUpper(name), kit.ShellQuote(*val))
+		fmt.Fprintf(&pre, "export DE_SECRET_%s=%s\n", strings.ToUpper(name), kit.ShellQuote(val))
 	}
 	if s.Action == "prepare" {
 		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s/owner\n", stateDir, kit.ShellQuote(s.Engine), stateDir)

@@ -24,6 +24,11 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 	if err := kit.Decode(req, &p); err != nil {
 		return 0, nil, err
 	}
+	auth, err := i.restrict(ctx, p.Auth)
+	if err != nil {
+		return 0, nil, err
+	}
+	p.Auth = auth
 	timeout := time.Duration(p.TimeoutMS) * time.Millisecond
 	if timeout <= 0 || timeout > time.Minute {
 		timeout = 15 * time.Second

@@ -54,7 +54,11 @@ func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := i.client(ctx, x.Node, contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key})
+	auth, err := i.nodeAuth(ctx, cfg)
+	if err != nil {
+		return 0, nil, err
+	}
+	c, err := i.client(ctx, x.Node, auth)
 	if err != nil {
 		return 200, contract.ExecReply{V: contract.Version, ExitCode: -1, Error: redact(describe(err), cfg)}, nil
 	}

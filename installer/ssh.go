@@ -33,8 +33,9 @@ func isPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// signers turns an Auth into SSH auth methods.
-func authMethods(a contract.Auth) ([]ssh.AuthMethod, error) {
+// authMethods turns an Auth into the SSH auth methods offered to ip: the
+// password only where it was given for.
+func authMethods(a contract.Auth, ip string) ([]ssh.AuthMethod, error) {
 	var out []ssh.AuthMethod
 	if a.Key != "" {
 		pem := []byte(a.Key)
@@ -51,7 +52,7 @@ func authMethods(a contract.Auth) ([]ssh.AuthMethod, error) {
 		}
 		out = append(out, ssh.PublicKeys(signer))
 	}
-	if a.Password != "" {
+	if a.OffersPassword(ip) {
 		pw := a.Password
 		out = append(out, ssh.Password(pw), ssh.KeyboardInteractive(func(_, _ string, qs []string, _ []bool) ([]string, error) {
 			ans := make([]string, len(qs))
@@ -60,6 +61,9 @@ func authMethods(a contract.Auth) ([]ssh.AuthMethod, error) {
 			}
 			return ans, nil
 		}))
+	}
+	if len(out) == 0 && a.Password != "" {
+		return nil, permanent{fmt.Errorf("the kept root password is offered only to the nodes it was given for, and %s is not one: post the config with the root password in clear (or a key) to use it there", ip)}
 	}
 	if len(out) == 0 {
 		return nil, permanent{errors.New("the config has neither a root password nor a key")}
@@ -107,7 +111,7 @@ func (i *Installer) hostKeyCallback(ip string) ssh.HostKeyCallback {
 
 // dial opens an SSH connection to ip:22 within the dial timeout.
 func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*ssh.Client, error) {
-	methods, err := authMethods(auth)
+	methods, err := authMethods(auth, ip)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 func TestNamesRefused(t *testing.T) {
-	e := newEnv(t, map[string][]string{"evil": {"10.0.0.1"}, "alias": {"10.0.0.1"}})
+	e := newEnv(t, map[string][]string{"evil": {"10.0.0.1"}, "alias": {"10.0.0.1"}, "hard": {"10.0.0.1"}})
 	outside := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(outside, []byte("outside the store\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -29,6 +29,10 @@ func TestNamesRefused(t *testing.T) {
 	must(os.Symlink(outside, filepath.Join(e.dir, "evil_0.log")))
 	must(os.Symlink("local.log", filepath.Join(e.dir, "alias_0.log")))
 	must(os.Symlink("..", filepath.Join(e.dir, "up.log")))
+	// A hard link to a file outside the store (same file system).
+	hard := filepath.Join(filepath.Dir(e.dir), "hard-secret")
+	must(os.WriteFile(hard, []byte("linked into the store\n"), 0o600))
+	must(os.Link(hard, filepath.Join(e.dir, "hard_0.log")))
 	must(os.Mkdir(filepath.Join(e.dir, "dir.log"), 0o750))
 	must(syscall.Mkfifo(filepath.Join(e.dir, "fifo.log"), 0o600))
 	must(os.WriteFile(filepath.Join(e.dir, "LOUD.log"), []byte("x\n"), 0o600))
@@ -54,7 +58,7 @@ func TestNamesRefused(t *testing.T) {
 		}
 	}
 	// Well-formed names that are not regular files in the store: 404.
-	for _, name := range []string{"evil_0.log", "alias_0.log", "up.log", "dir.log", "fifo.log", "nope.log", "web_0.log.1"} {
+	for _, name := range []string{"evil_0.log", "alias_0.log", "hard_0.log", "up.log", "dir.log", "fifo.log", "nope.log", "web_0.log.1"} {
 		if rep := e.request("read", contract.LogRead{Name: name}); rep.Code != 404 {
 			t.Errorf("read %q: %d %s, want 404", name, rep.Code, rep.Body)
 		}
@@ -75,10 +79,14 @@ func TestNamesRefused(t *testing.T) {
 	// through it.
 	e.publish(subject.Log("d-1", "10.0.0.1", "evil"), logLine("d-1", "10.0.0.1", "evil", "", 1, "through the link?"))
 	e.publish(subject.Log("d-1", "10.0.0.1", "alias"), logLine("d-1", "10.0.0.1", "alias", "", 1, "into local.log?"))
+	e.publish(subject.Log("d-1", "10.0.0.1", "hard"), logLine("d-1", "10.0.0.1", "hard", "", 1, "through the hard link?"))
 	e.publish(subject.EngineEvent("config"), map[string]any{"v": 1, "kind": "config", "message": "done"})
 	e.waitLines(1)
 	if b, _ := os.ReadFile(outside); string(b) != "outside the store\n" {
 		t.Errorf("file outside the store changed: %q", b)
+	}
+	if b, _ := os.ReadFile(hard); string(b) != "linked into the store\n" {
+		t.Errorf("hard-linked file changed: %q", b)
 	}
 	if got := e.file("local.log"); strings.Contains(got, "?") || !strings.Contains(got, "engine config: done") {
 		t.Errorf("local.log: %q", got)

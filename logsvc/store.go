@@ -109,6 +109,12 @@ func (s *store) openChecked(name string, flag int, perm fs.FileMode) (*os.File, 
 		f.Close()
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrNotFound, name)
 	}
+	// A second hard link makes the file another's too (one planted from
+	// outside the store, say): the store writes and serves only its own.
+	if hardLinked(fi) {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s has other hard links", ErrNotFound, name)
+	}
 	return f, nil
 }
 
@@ -259,6 +265,9 @@ func (s *store) list() ([]string, error) {
 	names := []string{LocalLog}
 	for _, e := range ents {
 		if e.Name() != LocalLog && ValidName(e.Name()) && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil && hardLinked(fi) {
+				continue
+			}
 			names = append(names, e.Name())
 		}
 	}
@@ -298,4 +307,10 @@ func (s *store) read(name string, off, n int64) (int64, []byte, error) {
 		return 0, nil, fmt.Errorf("logsvc: read %s: %w", name, err)
 	}
 	return size, buf[:k], nil
+}
+
+// hardLinked tells whether the file has more than one name.
+func hardLinked(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink > 1
 }

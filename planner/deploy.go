@@ -117,7 +117,7 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 		return nil, &kit.Error{Code: 502, Msg: "cannot reach every node: " + strings.Join(unreachable, "; ")}
 	}
 	id := newID()
-	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout,
+	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest,
 		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
 	if a := p.o.Agent; a != nil {
 		in.agent = &agentPlan{binary: a.Binary, pass: a.Password,

@@ -41,6 +41,8 @@ type planInput struct {
 	// agentComps, when set, lists each node's components for its agent
 	// (a release's jobs) instead of the catalog's.
 	agentComps map[string][]contract.AgentComponent
+	// digest is the keyed digest of a secret's value (Planner.digest).
+	digest func(name, value string) string
 }
 
 type agentPlan struct {

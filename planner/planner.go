@@ -4,6 +4,7 @@ package planner
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +42,10 @@ type Options struct {
 	Releases *release.Store
 	// ProbeTimeout bounds the pre-checks of one node (default 15s).
 	ProbeTimeout time.Duration
+	// SecretKey keys the digests of secrets in step hashes, so that a
+	// changed secret re-runs what uses it without the hash telling
+	// anything of it. Nil: a random key for this process.
+	SecretKey []byte
 	// StepTimeout bounds one step on a node (default 15m).
 	StepTimeout time.Duration
 	// SilentAfter is how long a running step may go without a sign of life
@@ -71,6 +76,8 @@ type Planner struct {
 	sched *scheduler
 
 	mu sync.Mutex // serialises config writes and deployment starts
+
+	secretKey []byte
 }
 
 // Start registers the planner's endpoints and resumes a deployment that a
@@ -85,7 +92,11 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	if o.StepTimeout == 0 {
 		o.StepTimeout = 15 * time.Minute
 	}
-	p := &Planner{o: o, log: o.Logger.With("service", "planner")}
+	p := &Planner{o: o, log: o.Logger.With("service", "planner"), secretKey: o.SecretKey}
+	if len(p.secretKey) == 0 {
+		p.secretKey = make([]byte, 32)
+		_, _ = rand.Read(p.secretKey)
+	}
 	sched, err := newScheduler(ctx, p)
 	if err != nil {
 		return nil, err
@@ -190,9 +201,23 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	if len(problems) > 0 {
 		return 0, nil, rejected(problems)
 	}
+	given := givenSecrets(cfg)
 	cfg.KeepSecrets(stored)
 	if cfg.Properties.Root == "" && cfg.Properties.Key == "" {
 		return 0, nil, rejected([]contract.Problem{{Path: "properties.root", Reason: "missing: the nodes' root password, or a key property"}})
+	}
+	if problems := checkKey(cfg); len(problems) > 0 {
+		return 0, nil, rejected(problems)
+	}
+	hosts, problems, err := p.secretHosts(ctx, cfg, given)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(problems) > 0 {
+		return 0, nil, rejected(problems)
+	}
+	if given["root"] {
+		ctx = withGivenFor(ctx, cfg.Nodes())
 	}
 	reply := contract.ConfigPutReply{V: contract.Version}
 	if in.Check {
@@ -211,6 +236,9 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	}
 	if _, err := p.o.Res.Config.Put(ctx, bus.KeyConfig, b); err != nil {
 		return 0, nil, fmt.Errorf("store config: %w", err)
+	}
+	if err := bus.StoreSecretHosts(ctx, p.o.Res.Engine, hosts); err != nil {
+		return 0, nil, err
 	}
 	reply.Stored = true
 	p.log.Info("config stored", "nodes", len(cfg.Nodes()), "catalog", cfg.CatalogName(), "checked", in.Check)
@@ -238,11 +266,15 @@ func (p *Planner) catalogVerify(ctx context.Context, req micro.Request) (int, an
 
 // probe asks the installer to contact nodes.
 func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string) ([]contract.ProbeResult, error) {
+	auth, err := p.probeAuth(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.o.ProbeTimeout+5*time.Second)
 	defer cancel()
 	rep, err := kit.Request(ctx, p.o.NC, subject.Cmd("installer", "probe"), contract.Probe{
 		V: contract.Version, Nodes: nodes, TimeoutMS: int(p.o.ProbeTimeout / time.Millisecond),
-		Auth: contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key},
+		Auth: auth,
 	})
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {

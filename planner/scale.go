@@ -96,6 +96,12 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 	if _, problems := validate.Config(b, p.catalogFor); len(problems) > 0 {
 		return 0, nil, rejected(problems)
 	}
+	// A node new to the config gets no kept secret it was not given for.
+	if _, problems, err := p.secretHosts(ctx, next, nil); err != nil {
+		return 0, nil, err
+	} else if len(problems) > 0 {
+		return 0, nil, rejected(problems)
+	}
 	if len(fresh) > 0 {
 		sub := next.Clone()
 		for name, ips := range sub.Components {

@@ -30,7 +30,8 @@ u=%s
 if ! id -u "$u" >/dev/null 2>&1; then useradd -m -s /bin/bash "$u"; echo "created user $u"; else echo "user $u exists"; fi
 printf '%%s:%%s\n' "$u" "$DE_SECRET_PASSWORD" | chpasswd
 `, kit.ShellQuote(p.User))
-		out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "adduser", Script: script, SecretEnv: []string{"password"}, Hash: hashOf(script)}})
+		out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "adduser", Script: script, SecretEnv: []string{"password"},
+			Hash: hashOf(script, in.secretDigest("password", p.Password))}})
 	}
 
 	if !needsPackages(in) {
@@ -99,14 +100,16 @@ func agentStep(in planInput, ip string) *planStep {
 `, bin, nodeState)
 	files := []contract.StepFile{
 		{Path: bin, Mode: 0o755, LocalPath: in.agent.binary},
-		stepFile(nodeState+"/agent.pass", 0o600, []byte(in.agent.pass(ip)+"\n")),
 		stepFile(nodeState+"/agent.json", 0o600, append(confJSON, '\n')),
 		stepFile("/etc/monit/conf.d/de-agent", 0o600, []byte(monit)),
 	}
+	// The agent's NATS password is no file of the step: the step is kept
+	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
+	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s/agent.pass.tmp) && mv %[1]s/agent.pass.tmp %[1]s/agent.pass\n", nodeState)
 	// A running agent sees its new config or binary and restarts itself.
-	script := registerScript("de-agent") + "monit start de-agent\n"
-	return &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script,
-		Hash: hashOf(script, monit, in.agent.binary, filesHash(files[1:]))}}
+	script := pass + registerScript("de-agent") + "monit start de-agent\n"
+	return &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
+		Hash: hashOf(script, monit, in.agent.binary, filesHash(files[1:]), in.secretDigest("agent", in.agent.pass(ip)))}}
 }
 
 func installScript(packages []string, install string) string {

@@ -59,6 +59,9 @@ type Options struct {
 	// the installer holding a step before it hands the step to another
 	// (default 30s). Tests shorten it to exercise redelivery.
 	StepAckWait time.Duration
+	// agentPass is the agents' NATS passwords, when this engine holds the
+	// agent secret.
+	agentPass func(ip string) string
 	// Ready, when set, receives the HTTP address once the engine serves.
 	Ready func(addr string)
 }
@@ -110,6 +113,11 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}()
 
+	key, err := loadEngineKey(o.DataDir)
+	if err != nil {
+		return err
+	}
+
 	var nc *nats.Conn
 	var srv *bus.Server
 	// The node agent is installed only where nodes can reach the bus.
@@ -144,6 +152,7 @@ func Serve(ctx context.Context, o Options) error {
 			return err
 		}
 		srv.SetAgentSecret([]byte(agentSecret))
+		o.agentPass = func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }
 		if so.Port != 0 {
 			self := o.AgentBinary
 			if self == "" {
@@ -190,7 +199,8 @@ func Serve(ctx context.Context, o Options) error {
 			// The same engine started again on the same machine and data
 			// takes its deploy lock back at once.
 			PlannerID:   engineID + "@" + host + ":" + dir,
-			SilentAfter: max(time.Minute, 2*o.StepAckWait)})
+			SilentAfter: max(time.Minute, 2*o.StepAckWait),
+			SecretKey:   key.digestKey()})
 		if err != nil {
 			return err
 		}

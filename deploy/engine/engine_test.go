@@ -110,12 +110,23 @@ func TestConfigRoutes(t *testing.T) {
 		t.Fatalf("stored config wrong: %s", body)
 	}
 
-	// Posting the redacted config back keeps the secrets; a changed
-	// component list is stored.
-	got.Components["nats"] = append(got.Components["nats"], "10.10.101.200")
+	// Posting the redacted config back keeps the secrets.
 	b, _ := json.Marshal(got)
 	if code, body, _ := do(t, "POST", E+"/config?check=0", string(b), true); code != 201 {
 		t.Fatalf("POST redacted config back: %d %s", code, body)
+	}
+	// A kept secret goes to no new node: a node added with the redaction
+	// marker is refused, by name; with the secrets in clear it is stored.
+	got.Components["nats"] = append(got.Components["nats"], "10.10.101.200")
+	b, _ = json.Marshal(got)
+	code, body, _ = do(t, "POST", E+"/config?check=0", string(b), true)
+	if code != 400 || !bytes.Contains(body, []byte(`"ip":"10.10.101.200"`)) || !bytes.Contains(body, []byte("properties.root")) || !bytes.Contains(body, []byte("properties.password")) {
+		t.Fatalf("POST a new node with kept secrets: %d %s, want 400 naming 10.10.101.200", code, body)
+	}
+	got.Properties["root"], got.Properties["password"] = "123456", "password"
+	b, _ = json.Marshal(got)
+	if code, body, _ := do(t, "POST", E+"/config?check=0", string(b), true); code != 201 {
+		t.Fatalf("POST a new node with the secrets in clear: %d %s", code, body)
 	}
 
 	// Bad bodies: 400 naming every problem.
@@ -126,11 +137,16 @@ func TestConfigRoutes(t *testing.T) {
 		{`{"components":{"nats":["10.10.101.999"]},"properties":{"domain":"a.b","home":"10.10.101.2","root":"x"}}`, "not an IPv4"},
 		{`{"components":{"nats":["10.10.101.1","10.10.101.1"]},"properties":{"domain":"a.b","home":"10.10.101.2","root":"x"}}`, "twice"},
 		{`{"components":{"nats":["10.10.101.1"]},"properties":{"home":"10.10.101.2","root":"x"}}`, "properties.domain"},
+		{`{"components":{"nats":["10.10.101.1"]},"properties":{"domain":"a.b","home":"10.10.101.2","key":"/etc/shadow"}}`, "/etc/shadow is not an SSH private key"},
+		{`{"components":{"nats":["10.10.101.1"]},"properties":{"domain":"a.b","home":"10.10.101.2","key":"/etc/passwd"}}`, "/etc/passwd is not an SSH private key"},
 	}
 	for _, tt := range bad {
 		code, body, _ := do(t, "POST", E+"/config?check=0", tt.body, true)
 		if code != 400 || !bytes.Contains(body, []byte(tt.want)) || !json.Valid(body) {
 			t.Errorf("POST %s: %d %s, want 400 saying %q", tt.body, code, body, tt.want)
+		}
+		if bytes.Contains(body, []byte("root:")) {
+			t.Errorf("POST %s: the error quotes the file: %s", tt.body, body)
 		}
 	}
 

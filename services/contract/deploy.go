@@ -9,6 +9,26 @@ import "time"
 type Auth struct {
 	Password string `json:"password,omitempty"`
 	Key      string `json:"key,omitempty"`
+	// PasswordHosts, when Restricted, are the only nodes the password is
+	// offered to (see SecretHosts); the others get the key alone.
+	Restricted    bool     `json:"restricted,omitempty"`
+	PasswordHosts []string `json:"password_hosts,omitempty"`
+}
+
+// OffersPassword tells whether the password may be offered to ip.
+func (a Auth) OffersPassword(ip string) bool {
+	if a.Password == "" {
+		return false
+	}
+	if !a.Restricted {
+		return true
+	}
+	for _, h := range a.PasswordHosts {
+		if h == ip {
+			return true
+		}
+	}
+	return false
 }
 
 // Probe asks the installer to contact nodes (de.cmd.installer.probe): can it

@@ -1,0 +1,46 @@
+package engine
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// EngineKeyFile holds the engine's key in the data dir (mode 0600), unless
+// DE_ENGINE_KEY_FILE names another file. Digests of secrets in step
+// hashes are keyed with it.
+const EngineKeyFile = "engine-key"
+
+// engineKey is the engine's own secret; every other key derives from it.
+type engineKey []byte
+
+func loadEngineKey(dataDir string) (engineKey, error) {
+	if path := strings.TrimSpace(os.Getenv("DE_ENGINE_KEY_FILE")); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("DE_ENGINE_KEY_FILE: %w", err)
+		}
+		k := strings.TrimSpace(string(b))
+		if len(k) < 32 {
+			return nil, fmt.Errorf("DE_ENGINE_KEY_FILE %s: want at least 32 characters of key", path)
+		}
+		return engineKey(k), nil
+	}
+	k, err := secretFile(filepath.Join(dataDir, EngineKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	return engineKey(k), nil
+}
+
+// derive is a key for one use, so that no two uses share a key.
+func (k engineKey) derive(use string) []byte {
+	m := hmac.New(sha256.New, k)
+	m.Write([]byte("deployment-engine/" + use))
+	return m.Sum(nil)
+}
+
+func (k engineKey) digestKey() []byte { return k.derive("step-secret-digest") }
