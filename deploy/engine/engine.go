@@ -127,7 +127,7 @@ func Serve(ctx context.Context, o Options) error {
 			return err
 		}
 	} else {
-		so := bus.ServerOptions{DataDir: o.DataDir, Logger: log.With("service", "nats")}
+		so := bus.ServerOptions{DataDir: o.DataDir, Logger: log.With("service", "nats"), EncryptionKey: key.storeKey()}
 		if o.NATSListen != "" {
 			host, port, err := net.SplitHostPort(o.NATSListen)
 			if err != nil {

@@ -2,13 +2,17 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,8 +22,16 @@ import (
 )
 
 // engineWith runs Serve with o on a fresh data dir and returns its
-// address (host:port).
+// address (host:port). It stops when the test ends.
 func engineWith(t *testing.T, o Options) string {
+	t.Helper()
+	addr, stop := engineStop(t, o)
+	t.Cleanup(stop)
+	return addr
+}
+
+// engineStop is engineWith with a stop of its own.
+func engineStop(t *testing.T, o Options) (string, func()) {
 	t.Helper()
 	t.Setenv("DE_API_TOKEN", token)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -33,20 +45,22 @@ func engineWith(t *testing.T, o Options) string {
 	go func() { done <- Serve(ctx, o) }()
 	select {
 	case a := <-addr:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-		return a
+		var once sync.Once
+		return a, func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("serve: %v", err)
+				}
+			})
+		}
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("engine did not start")
 	}
 	cancel()
-	return ""
+	return "", func() {}
 }
 
 // trickle opens a raw connection, sends head, then one byte of body every
@@ -302,4 +316,46 @@ func longestRun(b []byte, c byte) int {
 		}
 	}
 	return best
+}
+
+// Nothing the engine keeps on disk holds a secret in clear: the store is
+// encrypted at rest and every other file is the engine's own.
+func TestNoSecretOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	const root, pw = "root-pw-on-disk-6a5b4c", "user-pw-on-disk-1f2e3d"
+	{
+		addr, stop := engineStop(t, Options{DataDir: dir})
+		cfg := strings.NewReplacer(`"123456"`, `"`+root+`"`, `"password":"password"`, `"password":"`+pw+`"`).Replace(manual(t))
+		if !strings.Contains(cfg, pw) || !strings.Contains(cfg, root) {
+			t.Fatal("the test config does not carry the secrets")
+		}
+		req, _ := http.NewRequest("POST", "http://"+addr+"/deployment-engine/config?check=0", strings.NewReader(cfg))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 201 {
+			t.Fatalf("store the config: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		stop()
+	}
+	var holding []string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err == nil && (bytes.Contains(b, []byte(root)) || bytes.Contains(b, []byte(pw))) {
+			holding = append(holding, p)
+		}
+		return nil
+	})
+	if len(holding) > 0 {
+		t.Fatalf("files hold a secret in clear: %v", holding)
+	}
+	if _, err := os.Stat(filepath.Join(dir, EngineKeyFile)); err != nil {
+		t.Fatalf("no engine key: %v", err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, EngineKeyFile)); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("engine key mode %v, want 0600", fi.Mode().Perm())
+	}
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,8 +11,8 @@ import (
 )
 
 // EngineKeyFile holds the engine's key in the data dir (mode 0600), unless
-// DE_ENGINE_KEY_FILE names another file. Digests of secrets in step
-// hashes are keyed with it.
+// DE_ENGINE_KEY_FILE names another file. The store's encryption key and
+// the key of the digests of secrets in step hashes derive from it.
 const EngineKeyFile = "engine-key"
 
 // engineKey is the engine's own secret; every other key derives from it.
@@ -44,3 +45,6 @@ func (k engineKey) derive(use string) []byte {
 }
 
 func (k engineKey) digestKey() []byte { return k.derive("step-secret-digest") }
+
+// storeKey encrypts the JetStream store at rest.
+func (k engineKey) storeKey() string { return hex.EncodeToString(k.derive("jetstream-store")) }

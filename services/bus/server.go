@@ -23,13 +23,22 @@ type ServerOptions struct {
 	Port int
 	// Logger receives the server's own messages.
 	Logger *slog.Logger
+	// EncryptionKey encrypts the JetStream store at rest (nats-server's
+	// own encryption, ChaCha20-Poly1305): every stream and bucket file on
+	// disk. A plaintext store is encrypted when first opened with a key;
+	// an encrypted one opens only with its key. "" leaves it plaintext.
+	EncryptionKey string
 }
 
 // Server is a running embedded NATS server.
 type Server struct {
 	*server.Server
-	auth *auth
+	auth      *auth
+	encrypted bool
 }
+
+// Encrypted tells whether the store is encrypted at rest.
+func (s *Server) Encrypted() bool { return s.encrypted }
 
 // StartServer starts the server and waits until it accepts connections.
 func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
@@ -37,9 +46,29 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		ServerName:         "deployment-engine",
 		JetStream:          true,
 		StoreDir:           filepath.Join(o.DataDir, "jetstream"),
+		JetStreamCipher:    server.ChaCha,
 		NoSigs:             true,
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
+	}
+	storeDir := filepath.Join(o.DataDir, "jetstream")
+	onDisk, encrypted, plain, err := storeOnDisk(storeDir)
+	if err != nil {
+		return nil, err
+	}
+	if encrypted && o.EncryptionKey == "" {
+		return nil, fmt.Errorf("bus: the store in %s is encrypted and no key was given: start the engine with the key it was encrypted with (the engine-key file of that data dir, or DE_ENGINE_KEY_FILE)", storeDir)
+	}
+	switch {
+	case o.EncryptionKey == "":
+	case plain && !encrypted:
+		// nats-server can encrypt a plaintext store in place, but a store
+		// so converted failed to open again here: it stays plaintext.
+		if o.Logger != nil {
+			o.Logger.Warn("the store was made before encryption and stays unencrypted: its secrets rest in clear on disk. To encrypt it, stop the engine, move the directory aside, start the engine again and post the config again (deployment history is not carried over)", "store", storeDir)
+		}
+	default:
+		opts.JetStreamKey = o.EncryptionKey
 	}
 	a := &auth{enginePass: randomSecret()}
 	// No anonymous client: the engine's own connections present a
@@ -70,7 +99,14 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("bus: NATS cannot listen on %s:%d for node agents (is another engine running?)", o.Host, o.Port)
 	}
-	return &Server{Server: ns, auth: a}, nil
+	srv := &Server{Server: ns, auth: a, encrypted: opts.JetStreamKey != ""}
+	// A stream that is on disk but did not open (a wrong key) must stop
+	// the engine: declaring it again would start it empty.
+	if missing := srv.missingStreams(onDisk); len(missing) > 0 {
+		srv.Stop()
+		return nil, fmt.Errorf("bus: streams %v in %s could not be opened: the store is encrypted with another key than the one given (the engine-key file of that data dir, or DE_ENGINE_KEY_FILE), or damaged; nothing was changed", missing, storeDir)
+	}
+	return srv, nil
 }
 
 // Connect opens an in-process connection: no TCP hop, no credentials.
