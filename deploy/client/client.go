@@ -7,6 +7,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +55,42 @@ func FromEnv(dataDir string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(os.Getenv("DE_SERVER"), tok), nil
+	c := New(os.Getenv("DE_SERVER"), tok)
+	if strings.HasPrefix(c.Server, "https://") {
+		hc, err := pinnedClient(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		c.HTTP = hc
+	}
+	return c, nil
+}
+
+// pinnedClient trusts the engine's certificate: DE_CA_FILE, or the pair
+// `serve --tls auto` made in <dataDir>/tls, when either is there; the
+// system's roots otherwise.
+func pinnedClient(dataDir string) (*http.Client, error) {
+	if dataDir == "" {
+		dataDir = "./data"
+	}
+	path := strings.TrimSpace(os.Getenv("DE_CA_FILE"))
+	if path == "" {
+		path = filepath.Join(dataDir, "tls", "cert.pem")
+		if _, err := os.Stat(path); err != nil {
+			return nil, nil
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("the engine's certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("the engine's certificate: %s holds no PEM certificate", path)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
 
 // Token is DE_API_TOKEN or, failing that, the content of

@@ -48,6 +48,12 @@ type Options struct {
 	// auto-heal, notify, logs, api).
 	Only   []string
 	Logger *slog.Logger
+	// TLS is "auto" for a self-signed pair made once in the data dir;
+	// TLSCert and TLSKey name a pair instead. Either serves the API over
+	// https only (the mirror stays on plain HTTP too, for the nodes).
+	TLS     string
+	TLSCert string
+	TLSKey  string
 	// Limits bound the API's requests in flight and its timeouts (zero:
 	// the API's defaults).
 	Limits api.Limits
@@ -229,14 +235,28 @@ func Serve(ctx context.Context, o Options) error {
 	if o.AuthNone {
 		log.Warn("API authentication is OFF (--auth none): anyone who reaches " + o.Listen + " controls the cluster")
 	}
+	tlsCfg, err := loadTLS(o)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Listen, err)
 	}
-	hs := api.NewServer(h, ao, nil)
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	log.Info("engine serving", "listen", ln.Addr().String())
+	hs := api.NewServer(h, ao, tlsCfg)
+	errc := make(chan error, 2)
+	servers := []*http.Server{hs}
+	if tlsCfg == nil {
+		go func() { errc <- hs.Serve(ln) }()
+	} else {
+		split := newSplitListener(ln)
+		plain := api.NewServer(plainOnly(h), ao, nil)
+		servers = append(servers, plain)
+		go func() { errc <- hs.ServeTLS(split.tls, "", "") }()
+		go func() { errc <- plain.Serve(split.plain) }()
+		defer split.Close()
+	}
+	log.Info("engine serving", "listen", ln.Addr().String(), "tls", tlsCfg != nil)
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
 	}
@@ -250,7 +270,9 @@ func Serve(ctx context.Context, o Options) error {
 	log.Info("engine stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = hs.Shutdown(sctx)
+	for _, s := range servers {
+		_ = s.Shutdown(sctx)
+	}
 	return nil
 }
 

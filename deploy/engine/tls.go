@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// TLSAuto asks for a self-signed pair made once in <data>/tls.
+const TLSAuto = "auto"
+
+// AutoCertFile and AutoKeyFile are the pair --tls auto makes, below the
+// data dir. Clients trust the engine by pinning AutoCertFile.
+const (
+	AutoCertFile = "tls/cert.pem"
+	AutoKeyFile  = "tls/key.pem"
+)
+
+// loadTLS returns the API's TLS config: the given pair, or with --tls auto
+// the pair in the data dir, made at first use; nil when TLS is off.
+func loadTLS(o Options) (*tls.Config, error) {
+	certFile, keyFile := o.TLSCert, o.TLSKey
+	switch {
+	case o.TLS == TLSAuto:
+		if certFile != "" || keyFile != "" {
+			return nil, errors.New("--tls auto makes its own pair: give it no --tls-cert or --tls-key")
+		}
+		certFile, keyFile = filepath.Join(o.DataDir, AutoCertFile), filepath.Join(o.DataDir, AutoKeyFile)
+		if err := ensureSelfSigned(certFile, keyFile, certHosts(o)); err != nil {
+			return nil, err
+		}
+	case o.TLS != "":
+		return nil, fmt.Errorf("--tls %q: the only value is auto (or give --tls-cert and --tls-key)", o.TLS)
+	case certFile == "" && keyFile == "":
+		return nil, nil
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load the TLS pair %s, %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// certHosts are the names an auto certificate is valid for: localhost,
+// this machine's name and every address it has now, and the listen
+// addresses' hosts.
+func certHosts(o Options) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				hosts = append(hosts, ipn.IP.String())
+			}
+		}
+	}
+	for _, l := range []string{o.Listen, o.NATSListen} {
+		if h, _, err := net.SplitHostPort(l); err == nil && h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// ensureSelfSigned makes a self-signed ECDSA pair unless both files exist.
+func ensureSelfSigned(certFile, keyFile string, hosts []string) error {
+	_, errC := os.Stat(certFile)
+	_, errK := os.Stat(keyFile)
+	if errC == nil && errK == nil {
+		return nil
+	}
+	if !errors.Is(errC, fs.ErrNotExist) && errC != nil {
+		return fmt.Errorf("--tls auto: %w", errC)
+	}
+	if err := os.MkdirAll(filepath.Dir(certFile), 0o700); err != nil {
+		return fmt.Errorf("--tls auto: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "deployment-engine", Organization: []string{"deployment-engine"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("--tls auto: make the certificate: %w", err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		return fmt.Errorf("--tls auto: %w", err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return fmt.Errorf("--tls auto: %w", err)
+	}
+	return nil
+}
+
+// splitListener hands TLS connections (their first byte is a handshake
+// record, 0x16) to one listener and plain ones to another: with TLS on,
+// nodes still fetch the public, read-only mirror over plain HTTP on the
+// same port, and nothing else is served there.
+type splitListener struct {
+	net.Listener
+	tls, plain *chanListener
+	once       sync.Once
+}
+
+func newSplitListener(ln net.Listener) *splitListener {
+	s := &splitListener{Listener: ln, tls: newChanListener(ln.Addr()), plain: newChanListener(ln.Addr())}
+	go s.run()
+	return s
+}
+
+func (s *splitListener) run() {
+	defer s.close()
+	for {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		go s.route(c)
+	}
+}
+
+func (s *splitListener) route(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	b, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	pc := &peekedConn{Conn: c, r: br}
+	if b[0] == 0x16 {
+		s.tls.put(pc)
+	} else {
+		s.plain.put(pc)
+	}
+}
+
+func (s *splitListener) close() {
+	s.once.Do(func() {
+		s.tls.close()
+		s.plain.close()
+	})
+}
+
+func (s *splitListener) Close() error {
+	err := s.Listener.Close()
+	s.close()
+	return err
+}
+
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// chanListener is a net.Listener fed by splitListener.
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) put(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) close() { l.once.Do(func() { close(l.done) }) }
+
+func (l *chanListener) Close() error { l.close(); return nil }
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// plainOnly serves, over plain HTTP beside TLS, what nodes fetch without a
+// token — the mirror, releases' packages, health — and refuses the rest
+// without reading it, so that no token travels in clear.
+func plainOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "/healthz" || strings.HasPrefix(p, "/mirror/") || strings.HasPrefix(p, "/releases/") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Content-Type", "application/json;charset=utf-8")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(contract.ErrorBody{Error: "this engine serves its API over https only: use https://" + contract.Clip(r.Host)})
+	})
+}

@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// --tls auto: the API answers over https with a pair made once in the data
+// dir; a client that pins it gets in; over plain HTTP only what the nodes
+// fetch (the mirror, health) answers and the API refuses with a hint.
+func TestTLSAuto(t *testing.T) {
+	dir := t.TempDir()
+	addr, stop := engineStop(t, Options{DataDir: dir, TLS: TLSAuto})
+	cert, err := os.ReadFile(filepath.Join(dir, AutoCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, AutoKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", err, fi)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(cert) {
+		t.Fatal("no certificate in the auto pair")
+	}
+	pinned := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get := func(c *http.Client, url string, auth bool) (int, string, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if auth {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	if code, body, h := get(pinned, "https://"+addr+"/deployment-engine/config", true); code != 404 || h.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("https with the pinned certificate: %d %s %v", code, body, h)
+	}
+	// Every name a client may use on this machine is in the certificate.
+	for _, host := range []string{"localhost", "127.0.0.1"} {
+		url := "https://" + strings.Replace(addr, "127.0.0.1", host, 1) + "/healthz"
+		if code, body, _ := get(pinned, url, false); code != 200 {
+			t.Fatalf("%s: %d %s", url, code, body)
+		}
+	}
+	if _, err := http.Get("https://" + addr + "/healthz"); err == nil {
+		t.Fatal("a client that does not pin the self-signed certificate got in")
+	}
+	plain := &http.Client{Timeout: 10 * time.Second}
+	if code, body, _ := get(plain, "http://"+addr+"/deployment-engine/config", true); code != 400 || !strings.Contains(body, "https only") {
+		t.Fatalf("the API over plain HTTP: %d %s, want 400 saying https only", code, body)
+	}
+	if code, _, _ := get(plain, "http://"+addr+"/healthz", false); code != 200 {
+		t.Fatalf("health over plain HTTP: %d", code)
+	}
+	if code, _, _ := get(plain, "http://"+addr+"/mirror/Packages.gz", false); code != 404 {
+		t.Fatalf("the mirror over plain HTTP: %d, want 404 (empty mirror), not a refusal", code)
+	}
+	stop()
+
+	// The pair is made once: a restart keeps it.
+	engineWith(t, Options{DataDir: dir, TLS: TLSAuto})
+	again, _ := os.ReadFile(filepath.Join(dir, AutoCertFile))
+	if !bytes.Equal(cert, again) {
+		t.Fatal("a restart made a new certificate")
+	}
+}
+
+func TestTLSFlags(t *testing.T) {
+	for _, o := range []Options{
+		{TLS: "yes"},
+		{TLSCert: "/nope.pem"},
+		{TLS: TLSAuto, TLSCert: "/a.pem", TLSKey: "/b.pem"},
+		{TLSCert: "/nope.pem", TLSKey: "/nope.key"},
+	} {
+		o.DataDir = t.TempDir()
+		if _, err := loadTLS(o); err == nil {
+			t.Errorf("loadTLS(%+v) accepted", o)
+		}
+	}
+}
