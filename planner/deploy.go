@@ -120,7 +120,7 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest,
 		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
 	if a := p.o.Agent; a != nil {
-		in.agent = &agentPlan{binary: a.Binary, pass: a.Password,
+		in.agent = &agentPlan{binary: a.Binary, pass: a.Password, ca: a.CA,
 			natsURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
 	}
 	var steps []*planStep

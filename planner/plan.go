@@ -49,6 +49,7 @@ type agentPlan struct {
 	binary  string
 	natsURL string
 	pass    func(ip string) string
+	ca      string
 }
 
 func hashOf(parts ...string) string {

@@ -66,6 +66,9 @@ type AgentSpec struct {
 	NATSPort int
 	// Password returns the NATS password of a node's agent user.
 	Password func(ip string) string
+	// CA is the PEM certificate of the engine's NATS listener, which the
+	// agents pin; empty when NATS listens without TLS.
+	CA string
 }
 
 // Planner is the running planner service.

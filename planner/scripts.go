@@ -81,7 +81,7 @@ func needsPackages(in planInput) bool {
 func agentStep(in planInput, ip string) *planStep {
 	const bin = "/usr/local/bin/deployment-engine"
 	conf := contract.AgentConfig{V: contract.Version, IP: ip, NATS: in.agent.natsURL, User: bus.AgentUser(ip),
-		PasswordFile: nodeState + "/agent.pass", Components: []contract.AgentComponent{}}
+		PasswordFile: nodeState + "/agent.pass", CA: in.agent.ca, Components: []contract.AgentComponent{}}
 	if in.agentComps != nil {
 		conf.Components = append(conf.Components, in.agentComps[ip]...)
 	}

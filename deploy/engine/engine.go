@@ -123,9 +123,14 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	tlsCfg, err := loadTLS(o)
+	if err != nil {
+		return err
+	}
 
 	var nc *nats.Conn
 	var srv *bus.Server
+	var natsCA string
 	// The node agent is installed only where nodes can reach the bus.
 	var agent *planner.AgentSpec
 	if o.NATSURL != "" {
@@ -142,6 +147,10 @@ func Serve(ctx context.Context, o Options) error {
 			so.Host = host
 			if so.Port, err = strconv.Atoi(port); err != nil {
 				return fmt.Errorf("--nats-listen %q: bad port", o.NATSListen)
+			}
+			// Agents reach NATS over TLS only, pinning its certificate.
+			if so.TLS, natsCA, err = natsTLS(o); err != nil {
+				return err
 			}
 		}
 		if srv, err = bus.StartServer(ctx, so); err != nil {
@@ -167,7 +176,7 @@ func Serve(ctx context.Context, o Options) error {
 				}
 			}
 			agent = &planner.AgentSpec{Binary: self, NATSPort: so.Port,
-				Password: func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }}
+				Password: func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }, CA: natsCA}
 		}
 		if nc, err = srv.Connect("deployment-engine"); err != nil {
 			return err
@@ -234,10 +243,6 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	if o.AuthNone {
 		log.Warn("API authentication is OFF (--auth none): anyone who reaches " + o.Listen + " controls the cluster")
-	}
-	tlsCfg, err := loadTLS(o)
-	if err != nil {
-		return err
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {

@@ -261,3 +261,25 @@ func plainOnly(h http.Handler) http.Handler {
 		_ = json.NewEncoder(w).Encode(contract.ErrorBody{Error: "this engine serves its API over https only: use https://" + contract.Clip(r.Host)})
 	})
 }
+
+// natsTLS is the TLS of the NATS listener for agents: the API's pair when
+// --tls-cert gives one, else the auto pair in the data dir (made at first
+// use), and the certificate the agents pin.
+func natsTLS(o Options) (*tls.Config, string, error) {
+	certFile, keyFile := o.TLSCert, o.TLSKey
+	if certFile == "" || o.TLS == TLSAuto {
+		certFile, keyFile = filepath.Join(o.DataDir, AutoCertFile), filepath.Join(o.DataDir, AutoKeyFile)
+		if err := ensureSelfSigned(certFile, keyFile, certHosts(o)); err != nil {
+			return nil, "", err
+		}
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("the NATS listener's TLS pair %s, %s: %w", certFile, keyFile, err)
+	}
+	ca, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, "", err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, string(ca), nil
+}

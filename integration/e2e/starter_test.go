@@ -49,7 +49,13 @@ func TestStarterStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(fmt.Sprintf("nats://%s:%d", bed.Home, natsPort), nats.UserInfo("observer", strings.TrimSpace(string(pw))))
+	// NATS speaks TLS only, with the engine's certificate (pinned).
+	natsURL := fmt.Sprintf("nats://%s:%d", bed.Home, natsPort)
+	if plain, err := nats.Connect(natsURL, nats.UserInfo("observer", strings.TrimSpace(string(pw)))); err == nil {
+		plain.Close()
+		t.Fatal("the engine's NATS took a connection without TLS")
+	}
+	nc, err := nats.Connect(natsURL, nats.UserInfo("observer", strings.TrimSpace(string(pw))), nats.RootCAs(filepath.Join(e.Data, "tls", "cert.pem")))
 	if err != nil {
 		t.Fatalf("observer connect: %v", err)
 	}

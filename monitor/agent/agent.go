@@ -138,8 +138,12 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 	if err != nil {
 		return fmt.Errorf("agent: read the NATS password: %w", err)
 	}
+	tlsOpt, err := pinnedTLS(cfg.CA)
+	if err != nil {
+		return err
+	}
 	// The engine may be down when the node boots: keep trying, forever.
-	a.nc, err = nats.Connect(cfg.NATS, nats.Name("agent "+cfg.IP), nats.UserInfo(cfg.User, strings.TrimSpace(string(pass))),
+	a.nc, err = nats.Connect(cfg.NATS, tlsOpt, nats.Name("agent "+cfg.IP), nats.UserInfo(cfg.User, strings.TrimSpace(string(pass))),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { a.log.Warn("lost the engine", "err", err) }),
 		nats.ReconnectHandler(func(*nats.Conn) { a.log.Info("reached the engine again") }))

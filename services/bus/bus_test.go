@@ -2,7 +2,14 @@ package bus
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"strconv"
 	"testing"
@@ -132,4 +139,57 @@ func TestStateSurvivesRestart(t *testing.T) {
 func ExampleAgentUser() {
 	fmt.Println(AgentUser("10.0.0.5"))
 	// Output: node-10-0-0-5
+}
+
+// With TLS, the listener takes TLS clients that trust its certificate and
+// no one else; in-process connections need none.
+func TestServerTLS(t *testing.T) {
+	certPEM, keyPEM := selfSigned(t)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	s, err := StartServer(context.Background(), ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port,
+		TLS: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	s.SetObserverPassword("obs-pw")
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	if nc, err := nats.Connect(url, nats.UserInfo(ObserverUser, "obs-pw"), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("a client without TLS got in")
+	}
+	if nc, err := nats.Connect(url, nats.UserInfo(ObserverUser, "obs-pw"), nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("a client that does not trust the engine's certificate got in")
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	nc, err := nats.Connect(url, nats.UserInfo(ObserverUser, "obs-pw"), nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	if err != nil {
+		t.Fatalf("a client pinning the certificate: %v", err)
+	}
+	nc.Close()
+	in, err := s.Connect("in-process")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+}
+
+func selfSigned(t *testing.T) ([]byte, []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }

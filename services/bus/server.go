@@ -4,6 +4,7 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -28,6 +29,9 @@ type ServerOptions struct {
 	// disk. A plaintext store is encrypted when first opened with a key;
 	// an encrypted one opens only with its key. "" leaves it plaintext.
 	EncryptionKey string
+	// TLS, when set, is required of every client of the TCP listener
+	// (node agents, the observer); in-process connections need none.
+	TLS *tls.Config
 }
 
 // Server is a running embedded NATS server.
@@ -78,6 +82,9 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		opts.DontListen = true
 	} else {
 		opts.Host, opts.Port = o.Host, o.Port
+	}
+	if o.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, o.TLS, 5
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

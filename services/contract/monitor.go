@@ -22,6 +22,9 @@ type AgentConfig struct {
 	NATS         string           `json:"nats"`
 	User         string           `json:"user"`
 	PasswordFile string           `json:"password_file"`
+	// CA is the PEM certificate the engine's NATS presents: the agent
+	// connects over TLS and trusts that certificate alone. Empty: plain.
+	CA string `json:"ca,omitempty"`
 	Listen       string           `json:"listen,omitempty"`
 	IntervalS    int              `json:"interval_s,omitempty"`
 	Components   []AgentComponent `json:"components"`
