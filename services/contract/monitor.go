@@ -17,17 +17,17 @@ type AgentComponent struct {
 //	 "password_file": "/var/lib/deployment-engine/agent.pass", "listen": ":9280", "interval_s": 5,
 //	 "components": [{"name": "web", "process": "web", "logs": ["/var/log/de-web/error.log"]}]}
 type AgentConfig struct {
-	V            int              `json:"v"`
-	IP           string           `json:"ip"`
-	NATS         string           `json:"nats"`
-	User         string           `json:"user"`
-	PasswordFile string           `json:"password_file"`
+	V            int    `json:"v"`
+	IP           string `json:"ip"`
+	NATS         string `json:"nats"`
+	User         string `json:"user"`
+	PasswordFile string `json:"password_file"`
 	// CA is the PEM certificate the engine's NATS presents: the agent
 	// connects over TLS and trusts that certificate alone. Empty: plain.
-	CA string `json:"ca,omitempty"`
-	Listen       string           `json:"listen,omitempty"`
-	IntervalS    int              `json:"interval_s,omitempty"`
-	Components   []AgentComponent `json:"components"`
+	CA         string           `json:"ca,omitempty"`
+	Listen     string           `json:"listen,omitempty"`
+	IntervalS  int              `json:"interval_s,omitempty"`
+	Components []AgentComponent `json:"components"`
 }
 
 // ComponentState is one monit process as the agent last read it.
