@@ -233,12 +233,8 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 		}
 		reply.Checked, reply.Hardware, reply.Warnings = true, hw, warnings
 	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return 0, nil, fmt.Errorf("encode config: %w", err)
-	}
-	if _, err := p.o.Res.Config.Put(ctx, bus.KeyConfig, b); err != nil {
-		return 0, nil, fmt.Errorf("store config: %w", err)
+	if err := bus.StoreConfig(ctx, p.o.Res.Config, cfg); err != nil {
+		return 0, nil, err
 	}
 	if err := bus.StoreSecretHosts(ctx, p.o.Res.Engine, hosts); err != nil {
 		return 0, nil, err

@@ -134,7 +134,7 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 	if err != nil {
 		return 0, nil, err
 	}
-	data, err := json.Marshal(next)
+	data, err := bus.EncodeConfig(next)
 	if err != nil {
 		return 0, nil, err
 	}

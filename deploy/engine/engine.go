@@ -123,6 +123,8 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// The config's secrets rest sealed in the config bucket.
+	bus.SetSealKey(key.derive("config-seal"))
 	tlsCfg, err := loadTLS(o)
 	if err != nil {
 		return err

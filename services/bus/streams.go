@@ -141,6 +141,9 @@ func LoadConfig(ctx context.Context, kv jetstream.KeyValue) (contract.Config, er
 	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
 		return contract.Config{}, fmt.Errorf("%w: %v", ErrBadConfig, err)
 	}
+	if err := openSecrets(&cfg); err != nil {
+		return contract.Config{}, err
+	}
 	return cfg, nil
 }
 

@@ -1,0 +1,125 @@
+package bus
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// sealedPrefix starts a secret sealed in the config bucket.
+const sealedPrefix = "de-sealed:v1:"
+
+// sealKeys are the keys this process knows, the last one sealing: one
+// engine per process has one; tests that run several engines in one
+// process open what each sealed.
+var sealKeys atomic.Pointer[[]cipher.AEAD]
+
+// SetSealKey makes this process seal the config's secrets when it stores
+// the config and open them when it loads it (AES-256-GCM, with a key
+// derived from key). Every process of one engine needs the same key.
+func SetSealKey(key []byte) {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("deployment-engine/config-seal"))
+	block, _ := aes.NewCipher(m.Sum(nil)) // 32 bytes: AES-256 never fails
+	aead, _ := cipher.NewGCM(block)
+	for {
+		old := sealKeys.Load()
+		var next []cipher.AEAD
+		if old != nil {
+			next = append(next, *old...)
+		}
+		next = append(next, aead)
+		if sealKeys.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// ErrSealed marks a stored config whose secrets this process cannot open.
+var ErrSealed = errors.New("the stored config's secrets are sealed with the engine's key, which this process does not have (give it the engine-key file or DE_ENGINE_KEY_FILE)")
+
+func seal(aead cipher.AEAD, s string) string {
+	nonce := make([]byte, aead.NonceSize())
+	_, _ = rand.Read(nonce)
+	return sealedPrefix + base64.RawStdEncoding.EncodeToString(aead.Seal(nonce, nonce, []byte(s), []byte(contract.Redacted)))
+}
+
+func open(aead cipher.AEAD, s string) (string, error) {
+	b, err := base64.RawStdEncoding.DecodeString(strings.TrimPrefix(s, sealedPrefix))
+	if err != nil || len(b) < aead.NonceSize() {
+		return "", fmt.Errorf("%w: a sealed secret is damaged", ErrBadConfig)
+	}
+	pt, err := aead.Open(nil, b[:aead.NonceSize()], b[aead.NonceSize():], []byte(contract.Redacted))
+	if err != nil {
+		return "", fmt.Errorf("%w: a sealed secret does not open with this engine's key", ErrBadConfig)
+	}
+	return string(pt), nil
+}
+
+// EncodeConfig is cfg as the config bucket keeps it: its secrets sealed
+// when this process has the engine's key.
+func EncodeConfig(cfg contract.Config) ([]byte, error) {
+	out := cfg.Clone()
+	if keys := sealKeys.Load(); keys != nil {
+		for _, s := range out.Properties.Secrets() {
+			if *s != "" {
+				*s = seal((*keys)[len(*keys)-1], *s)
+			}
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return b, nil
+}
+
+// StoreConfig keeps cfg in its bucket, its secrets sealed.
+func StoreConfig(ctx context.Context, kv jetstream.KeyValue, cfg contract.Config) error {
+	b, err := EncodeConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, KeyConfig, b); err != nil {
+		return fmt.Errorf("store config: %w", err)
+	}
+	return nil
+}
+
+// openSecrets opens every sealed secret of cfg in place.
+func openSecrets(cfg *contract.Config) error {
+	for _, s := range cfg.Properties.Secrets() {
+		if !strings.HasPrefix(*s, sealedPrefix) {
+			continue
+		}
+		keys := sealKeys.Load()
+		if keys == nil {
+			return ErrSealed
+		}
+		var v string
+		var err error
+		for i := len(*keys) - 1; i >= 0; i-- {
+			if v, err = open((*keys)[i], *s); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return err
+		}
+		*s = v
+	}
+	return nil
+}
