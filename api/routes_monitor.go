@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -84,6 +85,9 @@ func parseTarget(body []byte, r *http.Request) (target, string) {
 	return t, ""
 }
 
+// maxName bounds a component name or an IP in a request.
+const maxName = 64
+
 // readTarget reads a target from the body or the query; on a bad one it
 // answers 400 itself and returns false.
 func readTarget(w http.ResponseWriter, r *http.Request) (target, bool) {
@@ -94,6 +98,12 @@ func readTarget(w http.ResponseWriter, r *http.Request) (target, bool) {
 	t, problem := parseTarget(body, r)
 	if problem != "" {
 		writeError(w, http.StatusBadRequest, problem)
+		return target{}, false
+	}
+	// No component name or IP is this long: refuse it here, so that no
+	// service quotes it back whole.
+	if len(t.Comp) > maxName || len(t.IP) > maxName {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("no component %q on %q: names and IPs are at most %d bytes", contract.Clip(t.Comp), contract.Clip(t.IP), maxName))
 		return target{}, false
 	}
 	return t, true

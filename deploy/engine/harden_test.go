@@ -278,8 +278,19 @@ func TestHeadersSchemeAndQuotes(t *testing.T) {
 		t.Errorf("Basic scheme: %d, want 401", code)
 	}
 
+	// With a config stored, names reach the services that check them.
+	req, _ := http.NewRequest("POST", base+"/deployment-engine/config?check=0", strings.NewReader(manual(t)))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("store the manual's config: %v %v", err, resp)
+	}
 	long := strings.Repeat("A", 50_000)
 	cases := []struct{ method, path, body string }{
+		{"PUT", "/deployment-engine/restart", `{"name": "` + long + `", "ip": "10.10.101.181"}`},
+		{"PUT", "/deployment-engine/stop", `{"name": "haproxy", "ip": "` + long + `"}`},
+		{"GET", "/deployment-engine/hardware?comp=" + long + "&ip=10.10.101.181", ""},
+		{"POST", "/deployment-engine/scale", `{"Comp": "` + long + `", "Ip": "10.10.101.250"}`},
+		{"POST", "/deployment-engine/scale", `{"Comp": "nats", "Ip": "` + long + `"}`},
 		{"GET", "/deployment-engine/" + long, ""},
 		{"POST", "/deployment-engine/config?check=0", `{"` + long + `": 1}`},
 		{"POST", "/deployment-engine/config?check=0", `{"components": {"` + long + `": ["10.10.101.1"]}, "properties": {"` + long + `": 1}}`},
