@@ -55,7 +55,15 @@ func (a StoreAccess) open(ctx context.Context) (*nats.Conn, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: a.DataDir})
+	// The store is encrypted with the engine's key, and the config's
+	// secrets sealed with it.
+	key, err := loadEngineKey(a.DataDir)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	bus.SetSealKey(key.derive("config-seal"))
+	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: a.DataDir, EncryptionKey: key.storeKey()})
 	if err != nil {
 		unlock()
 		return nil, nil, err
