@@ -135,7 +135,48 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 		}
 		out = append(out, e)
 	}
+	m.healNotes(ctx, out)
 	return 200, out, nil
+}
+
+// healNotes adds auto-heal's verdict to the DOWN entries it concerns: an
+// instance it gave up on says so, and while the meltdown guard holds,
+// every DOWN entry says that nothing is being healed. When no heal service
+// answers at once, status is what the nodes report, nothing more.
+func (m *Monitor) healNotes(ctx context.Context, out []StatusEntry) {
+	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("heal", "get"), nil)
+	var hs contract.HealState
+	if err != nil || rep.Code != 200 || json.Unmarshal(rep.Body, &hs) != nil {
+		return
+	}
+	failing := map[string]string{}
+	for _, in := range hs.Instances {
+		if in.State == contract.HealFailing {
+			failing[in.Component+"@"+in.IP] = in.Reason
+		}
+	}
+	for i := range out {
+		e := &out[i]
+		if e.Status != "DOWN" {
+			continue
+		}
+		if why, ok := failing[e.Comp+"@"+e.Ip]; ok {
+			e.Reason = join("failing: auto-heal gave up: "+why, e.Reason)
+		}
+		if hs.Meltdown.Active {
+			e.Reason = join(e.Reason, "auto-heal held by the meltdown guard: "+hs.Meltdown.Reason)
+		}
+	}
+}
+
+// join puts two reasons in one, either of which may be empty.
+func join(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + "; " + b
 }
 
 // hardware answers GET /hardware for one instance or, with all + 0.0.0.0,
