@@ -45,7 +45,13 @@ func needs(cfg contract.Config, cat *catalog.Catalog) map[string]*need {
 			n.diskMB = max(n.diskMB, comp.Min.DiskMB)
 		}
 	}
-	if cfg.Properties.Checkdisk.N == 1 {
+	switch {
+	case cfg.Properties.Checkdisk.Set && cfg.Properties.Checkdisk.N == 0:
+		// checkdisk 0: "do not check disk", the catalog's minima included.
+		for _, n := range out {
+			n.diskMB = 0
+		}
+	case cfg.Properties.Checkdisk.N == 1:
 		for _, n := range out {
 			n.diskMB = max(n.diskMB, cfg.Properties.Disksize.N*1024)
 		}
@@ -85,7 +91,7 @@ func (p *Planner) precheck(ctx context.Context, cfg contract.Config) ([]contract
 			problems = append(problems, contract.Problem{Path: "components", IP: r.IP, Component: comps,
 				Reason: fmt.Sprintf("has %.0f MB RAM, needs %d MB (short by %.0f MB)", ramMB, n.ramMB, float64(n.ramMB)-ramMB)})
 		}
-		if h.DISK < float64(n.diskMB) {
+		if n.diskMB > 0 && h.DISK < float64(n.diskMB) {
 			problems = append(problems, contract.Problem{Path: "components", IP: r.IP, Component: comps,
 				Reason: fmt.Sprintf("has %.0f MB disk, needs %d MB (short by %.0f MB)", h.DISK, n.diskMB, float64(n.diskMB)-h.DISK)})
 		}
