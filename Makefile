@@ -18,9 +18,15 @@ CHAOS_TRIALS ?= 50
 
 .PHONY: build run test test-short lint bench demo deps modules clean tidy fuzz chaos
 
+# What `deployment-engine version` and GET /version say.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+BUILT   ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.built=$(BUILT)
+
 build:
 	@mkdir -p bin
-	cd deploy && CGO_ENABLED=0 $(GO) build -trimpath -o ../$(BIN) ./cmd/deployment-engine
+	cd deploy && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o ../$(BIN) ./cmd/deployment-engine
 
 run: build
 	$(BIN) serve --data ./data

@@ -48,6 +48,8 @@ type Options struct {
 	Releases Releases
 	// Console is the web console's static files, served at /.
 	Console fs.FS
+	// Build is what GET /version answers.
+	Build BuildInfo
 	// Timeout bounds every bus request (default 60s: config checks contact nodes).
 	Timeout time.Duration
 	// Limits bound requests in flight and the server's timeouts.
@@ -103,6 +105,7 @@ func New(o Options) (http.Handler, error) {
 
 	// Health and metrics answer however busy the rest is.
 	r.Get("/healthz", s.healthz)
+	r.Get("/version", s.version)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	if o.MirrorDir != "" {
 		r.With(s.lim.limit).Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))

@@ -266,6 +266,11 @@ func (c *Client) getJSON(ctx context.Context, method, path string, body []byte, 
 
 const base = "/deployment-engine"
 
+// Version decodes GET /version (no token needed) into out.
+func (c *Client) Version(ctx context.Context, out any) (json.RawMessage, error) {
+	return c.getJSON(ctx, "GET", "/version", nil, out)
+}
+
 // Config returns the stored config (secrets redacted by the engine).
 func (c *Client) Config(ctx context.Context) (contract.Config, json.RawMessage, error) {
 	var cfg contract.Config

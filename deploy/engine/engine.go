@@ -68,6 +68,8 @@ type Options struct {
 	// agentPass is the agents' NATS passwords, when this engine holds the
 	// agent secret.
 	agentPass func(ip string) string
+	// Build is this binary's version, for GET /version.
+	Build api.BuildInfo
 	// Ready, when set, receives the HTTP address once the engine serves.
 	Ready func(addr string)
 }
@@ -193,7 +195,7 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	log.Info("engine starting", "id", engineID, "data", o.DataDir)
+	log.Info("engine starting", "id", engineID, "data", o.DataDir, "version", o.Build.Version, "commit", o.Build.Commit)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -238,7 +240,7 @@ func Serve(ctx context.Context, o Options) error {
 	mirror := filepath.Join(o.DataDir, "mirror")
 	_ = os.MkdirAll(mirror, 0o755)
 	ao := api.Options{NC: nc, Token: token, Tokens: &TokenFile{Path: filepath.Join(o.DataDir, TokensFile)}, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
-		Releases: releaseAPI{store: releases, js: res.JS, log: log}, Limits: o.Limits}
+		Releases: releaseAPI{store: releases, js: res.JS, log: log}, Limits: o.Limits, Build: o.Build}
 	h, err := api.New(ao)
 	if err != nil {
 		return err

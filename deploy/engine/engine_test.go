@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/deployment-engine/engine/api"
 )
 
 const token = "test-token-0123456789"
@@ -27,6 +29,7 @@ func engineUnderTest(t *testing.T, dir string) (string, func()) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Serve(ctx, Options{Listen: "127.0.0.1:0", DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Build: api.BuildInfo{Version: "v-test", Commit: "c0ffee", Built: "2026-11-26T00:00:00Z"},
 			Ready: func(a string) { addr <- a }})
 	}()
 	select {
@@ -162,6 +165,12 @@ func TestConfigRoutes(t *testing.T) {
 	}
 	if code, _, _ := do(t, "GET", base+"/healthz", "", false); code != 200 {
 		t.Errorf("healthz: %d", code)
+	}
+	// /version needs no token and says what Serve was given.
+	code, body, _ = do(t, "GET", base+"/version", "", false)
+	var v struct{ Version, Commit, Built string }
+	if code != 200 || json.Unmarshal(body, &v) != nil || v.Version != "v-test" || v.Commit != "c0ffee" || v.Built != "2026-11-26T00:00:00Z" {
+		t.Errorf("version: %d %s", code, body)
 	}
 	code, body, _ = do(t, "GET", base+"/metrics", "", false)
 	if code != 200 {

@@ -54,6 +54,7 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   report ID                        a deployment's timings: per node, component and action, the
                                    critical path and the 20 slowest steps
   release upload FILE | list       upload a BOSH release tarball (progress on stderr), or list them
+  version                          this binary's version, and the engine's when it answers
 
 Flags for every client command: --json (raw JSON output), --data DIR, --server URL.
 
@@ -73,6 +74,7 @@ func init() {
 		"stop":     monitCmd("stop"),
 		"scale":    scaleCmd,
 		"logs":     logsCmd,
+		"version":  versionCmd,
 	} {
 		commands[name] = clientCommand(name, h)
 	}

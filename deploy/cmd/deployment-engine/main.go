@@ -29,6 +29,7 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine logs [NAME]
   deployment-engine report ID | audit [since=] [actor=] [action=] | heal [on|off]
   deployment-engine release upload FILE | release list
+  deployment-engine version
 Add --json to any client command for machine-readable output.
 `
 

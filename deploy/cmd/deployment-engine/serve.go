@@ -58,6 +58,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "--log-level: %v\n", err)
 		return 2
 	}
+	o.Build = buildInfo()
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	if err := engine.Serve(ctx, o); err != nil {
 		o.Logger.Error("engine stopped", "err", err)
