@@ -166,7 +166,7 @@ func scaleOutAndIn(t *testing.T, e *harness.Engine, comps map[string][]string) m
 			t.Errorf("scale-out re-ran %s", st.ID)
 		}
 	}
-	if got := backendsSeen(haproxy); len(got) != 3 {
+	if got := backendsWithin(haproxy, func(got map[string]bool) bool { return len(got) == 3 }); len(got) != 3 {
 		t.Errorf("after scale-out haproxy reaches %v, want 3 web nodes", got)
 	}
 
@@ -183,7 +183,7 @@ func scaleOutAndIn(t *testing.T, e *harness.Engine, comps map[string][]string) m
 	if d.State != "succeeded" {
 		t.Fatalf("scale-in deployment: %s\n%s", d.State, failures(d))
 	}
-	if got := backendsSeen(haproxy); len(got) != 2 || got[newWeb] {
+	if got := backendsWithin(haproxy, func(got map[string]bool) bool { return len(got) == 2 && !got[newWeb] }); len(got) != 2 || got[newWeb] {
 		t.Errorf("after scale-in haproxy reaches %v, want the 2 remaining web nodes", got)
 	}
 	if out, _ := bed.Nodes[3].Exec(context.Background(), "monit summary web 2>&1; true"); strings.Contains(string(out), "OK") {
@@ -214,6 +214,21 @@ func backendsSeen(url string) map[string]bool {
 		}
 	}
 	return seen
+}
+
+// backendsWithin reads the backends haproxy reaches until ok holds or its
+// health checks (every 1 s, rise 1) have had ample time to mark a changed
+// backend: a deployment ends when haproxy has its new config, and the
+// first check of a new backend follows within a second or two.
+func backendsWithin(url string, ok func(map[string]bool) bool) map[string]bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := backendsSeen(url)
+		if ok(got) || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // natsAcross publishes on one nats node and receives on the other.
