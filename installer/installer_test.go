@@ -107,8 +107,9 @@ func queue(t *testing.T, e *testEnv, s contract.Step) {
 
 func TestProbe(t *testing.T) {
 	e := newEnv(t)
+	var resolve []string
 	ask := func(auth contract.Auth, nodes ...string) []contract.ProbeResult {
-		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.Cmd("installer", "probe"), contract.Probe{V: 1, Nodes: nodes, Auth: auth, TimeoutMS: 3000})
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.Cmd("installer", "probe"), contract.Probe{V: 1, Nodes: nodes, Auth: auth, TimeoutMS: 8000, Resolve: resolve})
 		if err != nil || rep.Code != 200 {
 			t.Fatalf("probe: %v %+v", err, rep)
 		}
@@ -120,13 +121,25 @@ func TestProbe(t *testing.T) {
 	if !r[0].Reachable || r[0].Hardware.CPU < 1 || r[0].Hardware.RAM < 100000 || r[0].Hardware.DISK < 100 {
 		t.Fatalf("probe of a live node: %+v", r[0])
 	}
-	if r[1].Reachable || !strings.Contains(r[1].Error, "refused") {
+	if r[1].Reachable || !strings.HasPrefix(r[1].Error, "refused: ") {
 		t.Fatalf("probe of a closed port: %+v", r[1])
 	}
+	// The node's system, and its resolver's answers in the order asked.
+	if r[0].OS.ID != "debian" || r[0].OS.VersionID == "" || !strings.HasPrefix(r[0].Monit, "5.") {
+		t.Errorf("node system: %+v monit %q", r[0].OS, r[0].Monit)
+	}
+	// (Only names /etc/hosts answers: this node's resolver would send
+	// others off the machine.)
+	resolve = []string{"localhost", "localhost"}
+	r = ask(contract.Auth{Key: keyPath}, nodeIP)
+	if n := r[0].Names; len(n) != 2 || n[0].Name != "localhost" || len(n[0].Addrs) != 1 || n[0].Addrs[0] != "127.0.0.1" || n[1].Name != "localhost" {
+		t.Errorf("names: %+v", n)
+	}
+	resolve = nil
 	other := filepath.Join(t.TempDir(), "k")
 	_ = exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).Run()
 	r = ask(contract.Auth{Key: other}, nodeIP)
-	if r[0].Reachable || !strings.Contains(r[0].Error, "authentication failed") {
+	if r[0].Reachable || !strings.HasPrefix(r[0].Error, "auth: ") || !strings.Contains(r[0].Error, "authentication failed") {
 		t.Fatalf("probe with a wrong key: %+v", r[0])
 	}
 }

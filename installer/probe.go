@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -16,7 +18,20 @@ import (
 	"github.com/deployment-engine/engine/services/kit"
 )
 
-const probeScript = `nproc; awk '/^MemTotal:/{print $2}' /proc/meminfo; df -Pk / | awk 'NR==2{print $2}'; cat ` + stateDir + `/owner 2>/dev/null || echo`
+// probeScript reports one "key=value" per line: hardware, the engine that
+// owns the node, its OS, its monit, and how its resolver answers each name
+// given as an argument, in order ("name=ADDR ADDR...", nothing after = when
+// it did not resolve).
+const probeScript = `echo "cpu=$(nproc)"
+echo "ram=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
+echo "disk=$(df -Pk / | awk 'NR==2{print $2}')"
+echo "owner=$(cat ` + stateDir + `/owner 2>/dev/null)"
+if [ -r /etc/os-release ]; then ( . /etc/os-release; echo "os_id=${ID:-}"; echo "os_version=${VERSION_ID:-}"; echo "os_name=${PRETTY_NAME:-}" ); fi
+echo "monit=$(monit -V 2>/dev/null | sed -n 's/.*[Vv]ersion \([0-9][0-9.]*\).*/\1/p' | head -n1)"
+for n in "$@"; do
+  echo "name=$(timeout 5 getent ahostsv4 "$n" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' ')"
+done
+`
 
 // probe contacts every node at once with the given credentials.
 func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, error) {
@@ -41,14 +56,14 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			out.Nodes[n] = i.probeNode(ctx, ip, p.Auth)
+			out.Nodes[n] = i.probeNode(ctx, ip, p.Auth, p.Resolve)
 		}()
 	}
 	wg.Wait()
 	return 200, out, nil
 }
 
-func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth) contract.ProbeResult {
+func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth, resolve []string) contract.ProbeResult {
 	r := contract.ProbeResult{IP: ip}
 	c, err := i.dial(ctx, ip, auth)
 	if err != nil {
@@ -57,50 +72,93 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 		return r
 	}
 	defer c.Close()
-	b, err := output(ctx, c, probeScript, nil)
+	script := probeScript
+	if len(resolve) > 0 {
+		q := make([]string, len(resolve))
+		for i, n := range resolve {
+			q[i] = kit.ShellQuote(n)
+		}
+		script = "set -- " + strings.Join(q, " ") + "\n" + script
+	}
+	b, err := output(ctx, c, script, nil)
 	if err != nil {
 		r.Error = "read hardware: " + err.Error()
 		return r
 	}
-	hw, owner, err := parseProbe(string(b))
+	got, err := parseProbe(string(b))
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	hw.IP = ip
-	r.Reachable, r.Hardware, r.Owner = true, hw, owner
-	return r
+	if len(got.Names) != len(resolve) {
+		r.Error = fmt.Sprintf("read names: asked %d, got %d answers", len(resolve), len(got.Names))
+		return r
+	}
+	for k := range got.Names {
+		got.Names[k].Name = resolve[k]
+	}
+	got.IP = ip
+	got.Hardware.IP = ip
+	got.Reachable = true
+	return got
 }
 
-// parseProbe reads probeScript's output: cores, MemTotal KiB, / size KiB, owner.
-func parseProbe(s string) (contract.NodeHardware, string, error) {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) < 3 {
-		return contract.NodeHardware{}, "", fmt.Errorf("unexpected hardware report %q", s)
+// parseProbe reads probeScript's output.
+func parseProbe(s string) (contract.ProbeResult, error) {
+	var r contract.ProbeResult
+	var cpuS, ramS, diskS string
+	for _, line := range strings.Split(s, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "cpu":
+			cpuS = v
+		case "ram":
+			ramS = v
+		case "disk":
+			diskS = v
+		case "owner":
+			r.Owner = v
+		case "os_id":
+			r.OS.ID = v
+		case "os_version":
+			r.OS.VersionID = v
+		case "os_name":
+			r.OS.PrettyName = v
+		case "monit":
+			r.Monit = v
+		case "name":
+			r.Names = append(r.Names, contract.NameLookup{Addrs: append([]string{}, strings.Fields(v)...)})
+		}
 	}
-	cpu, err1 := strconv.Atoi(strings.TrimSpace(lines[0]))
-	ram, err2 := strconv.ParseInt(strings.TrimSpace(lines[1]), 10, 64)
-	disk, err3 := strconv.ParseInt(strings.TrimSpace(lines[2]), 10, 64)
+	cpu, err1 := strconv.Atoi(cpuS)
+	ram, err2 := strconv.ParseInt(ramS, 10, 64)
+	disk, err3 := strconv.ParseInt(diskS, 10, 64)
 	if err := errors.Join(err1, err2, err3); err != nil || cpu < 1 || ram < 1 || disk < 1 {
-		return contract.NodeHardware{}, "", fmt.Errorf("unexpected hardware report %q", s)
+		return r, fmt.Errorf("unexpected hardware report %q", s)
 	}
-	owner := ""
-	if len(lines) > 3 {
-		owner = strings.TrimSpace(lines[3])
-	}
-	return contract.NodeHardware{CPU: cpu, RAM: ram, DISK: contract.DiskMB(disk)}, owner, nil
+	r.Hardware = contract.NodeHardware{CPU: cpu, RAM: ram, DISK: contract.DiskMB(disk)}
+	return r, nil
 }
 
-// describe turns a dial error into what an operator should do.
+// describe turns a dial error into what failed, by kind first (timeout,
+// refused, auth, host key, unreachable), then what to do.
 func describe(err error) string {
 	var ne net.Error
 	switch {
 	case errors.Is(err, errHostKeyChanged):
-		return err.Error()
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		return err.Error() + " — timed out: check that the node is up and its network reaches it"
-	case strings.Contains(err.Error(), "connection refused"):
-		return err.Error() + " — refused: is sshd running on the node?"
+		return "host key: " + err.Error()
+	case errors.Is(err, errAuth):
+		return "auth: " + err.Error()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused: " + err.Error()
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout: " + err.Error() + " — check that the node is up and its network reaches it"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable: " + err.Error() + " — no route to the node from the control machine"
 	}
 	return err.Error()
 }

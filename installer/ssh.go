@@ -22,6 +22,9 @@ import (
 // errHostKeyChanged marks the one SSH failure that retrying cannot mend.
 var errHostKeyChanged = errors.New("host key changed")
 
+// errAuth marks a node that refused the config's credentials.
+var errAuth = errors.New("authentication failed")
+
 // permanent wraps errors that retrying cannot mend.
 type permanent struct{ err error }
 
@@ -138,7 +141,7 @@ func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*s
 			return nil, permanent{unwrapHostKey(err)}
 		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, permanent{fmt.Errorf("log in to %s as root: authentication failed; check the config's root password or key", ip)}
+			return nil, permanent{fmt.Errorf("log in to %s as root: %w; check the config's root password or key", ip, errAuth)}
 		}
 		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, err)
 	}

@@ -40,6 +40,9 @@ type Probe struct {
 	Nodes     []string `json:"nodes"`
 	Auth      Auth     `json:"auth"`
 	TimeoutMS int      `json:"timeout_ms,omitempty"`
+	// Resolve names host names each node's own resolver is asked for
+	// (the DNS pre-check): {"resolve": ["cf.local", "x-1f2e.cf.local"]}.
+	Resolve []string `json:"resolve,omitempty"`
 }
 
 // ProbeReply has one result per node, in the order asked.
@@ -63,6 +66,30 @@ type ProbeResult struct {
 	Owner string `json:"owner,omitempty"`
 	// Users lists which of the asked-about users exist on the node.
 	Users []string `json:"users,omitempty"`
+	// OS is the node's /etc/os-release; Monit the version of its monit,
+	// "" when it has none.
+	OS    NodeOS `json:"os"`
+	Monit string `json:"monit,omitempty"`
+	// Names answers Probe.Resolve, in the same order.
+	Names []NameLookup `json:"names,omitempty"`
+}
+
+// NodeOS is what a node's /etc/os-release says.
+//
+//	{"id": "debian", "version_id": "12", "pretty_name": "Debian GNU/Linux 12 (bookworm)"}
+type NodeOS struct {
+	ID         string `json:"id"`
+	VersionID  string `json:"version_id"`
+	PrettyName string `json:"pretty_name,omitempty"`
+}
+
+// NameLookup is one name as a node's resolver answered it: its IPv4
+// addresses, none when it did not resolve.
+//
+//	{"name": "cf.local", "addrs": ["10.0.0.1"]}
+type NameLookup struct {
+	Name  string   `json:"name"`
+	Addrs []string `json:"addrs"`
 }
 
 // StepFile is a file a step puts on its node. Content travels inline;
