@@ -21,3 +21,9 @@ func (s *server) postConfig(w http.ResponseWriter, r *http.Request) {
 	// and validates it, so every problem is named in one place.
 	s.call(w, r, subject.Cmd("config", "put"), contract.ConfigPut{V: contract.Version, Config: body, Check: check})
 }
+
+// precheck runs every pre-check again on the stored config: 200 with the
+// problems and warnings it finds, 403 before any config.
+func (s *server) precheck(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.Cmd("config", "precheck"), nil)
+}

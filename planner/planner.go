@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -122,6 +123,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.Cmd("deploy", "cancel"):  p.deployCancel,
 		subject.Cmd("catalog", "verify"): p.catalogVerify,
 	}
+	maps.Copy(eps, p.checkEndpoints())
 	for subj, h := range eps {
 		if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(p.log, h), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("planner: endpoint %s: %w", subj, err)
@@ -246,6 +248,33 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	return 201, reply, nil
 }
 
+// configPrecheck runs every pre-check again on the stored config and
+// reports, refusing nothing.
+func (p *Planner) configPrecheck(ctx context.Context, req micro.Request) (int, any, error) {
+	cfg, ok, err := p.loadConfig(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, errNoConfig
+	}
+	hw, warnings, problems, err := p.precheck(ctx, cfg)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := contract.PrecheckReply{V: contract.Version, Checked: true, Hardware: hw, Problems: problems, Warnings: warnings}
+	if out.Hardware == nil {
+		out.Hardware = []contract.NodeHardware{}
+	}
+	if out.Problems == nil {
+		out.Problems = []contract.Problem{}
+	}
+	if out.Warnings == nil {
+		out.Warnings = []string{}
+	}
+	return 200, out, nil
+}
+
 func rejected(ps []contract.Problem) *kit.Error {
 	msg := fmt.Sprintf("config rejected: %d problem", len(ps))
 	if len(ps) != 1 {
@@ -264,7 +293,7 @@ func (p *Planner) catalogVerify(ctx context.Context, req micro.Request) (int, an
 }
 
 // probe asks the installer to contact nodes.
-func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string) ([]contract.ProbeResult, error) {
+func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string, resolve ...string) ([]contract.ProbeResult, error) {
 	auth, err := p.probeAuth(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -273,7 +302,8 @@ func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string
 	defer cancel()
 	rep, err := kit.Request(ctx, p.o.NC, subject.Cmd("installer", "probe"), contract.Probe{
 		V: contract.Version, Nodes: nodes, TimeoutMS: int(p.o.ProbeTimeout / time.Millisecond),
-		Auth: auth,
+		Auth:    auth,
+		Resolve: resolve,
 	})
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {

@@ -2,11 +2,15 @@ package planner
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // ramSlack forgives the memory the kernel keeps for itself: a 1024 MB
@@ -59,17 +63,29 @@ func needs(cfg contract.Config, cat *catalog.Catalog) map[string]*need {
 	return out
 }
 
-// precheck contacts every node at once: reachable, enough hardware.
+// checkEndpoints are the planner's endpoints that check a config.
+func (p *Planner) checkEndpoints() map[string]kit.Handler {
+	return map[string]kit.Handler{
+		subject.Cmd("config", "precheck"): p.configPrecheck,
+	}
+}
+
+// precheck contacts every node at once: reachable, enough hardware, a
+// system the catalog supports, and a resolver that sends the domain to the
+// catalog's DNS component. Mismatches of the system are problems or
+// warnings as the catalog says; DNS never refuses a config.
 func (p *Planner) precheck(ctx context.Context, cfg contract.Config) ([]contract.NodeHardware, []string, []contract.Problem, error) {
 	cat := p.o.Catalogs[cfg.CatalogName()]
 	nodes := cfg.Nodes()
-	results, err := p.probe(ctx, cfg, nodes)
+	dns := dnsCheckOf(cfg, cat)
+	results, err := p.probe(ctx, cfg, nodes, dns.names...)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	req := needs(cfg, cat)
 	var hw []contract.NodeHardware
 	var problems []contract.Problem
+	var warnings []string
 	for _, r := range results {
 		n := req[r.IP]
 		if n == nil {
@@ -95,6 +111,70 @@ func (p *Planner) precheck(ctx context.Context, cfg contract.Config) ([]contract
 			problems = append(problems, contract.Problem{Path: "components", IP: r.IP, Component: comps,
 				Reason: fmt.Sprintf("has %.0f MB disk, needs %d MB (short by %.0f MB)", h.DISK, n.diskMB, float64(n.diskMB)-h.DISK)})
 		}
+		var sys catalog.NodeSystem
+		if cat != nil {
+			sys = cat.Nodes
+		}
+		for _, m := range sys.CheckNode(r.OS, r.Monit) {
+			if sys.Refuses() {
+				problems = append(problems, contract.Problem{Path: "components", IP: r.IP, Component: comps, Reason: m})
+			} else {
+				warnings = append(warnings, fmt.Sprintf("node %s (%s) %s", r.IP, comps, m))
+			}
+		}
+		warnings = append(warnings, dns.warnings(r)...)
 	}
-	return hw, nil, problems, nil
+	return hw, warnings, problems, nil
+}
+
+// dnsCheck asks each node's resolver for the domain and for a random name
+// under it (the manual's *.<domain>), both of which must lead to the
+// catalog's DNS component.
+type dnsCheck struct {
+	names  []string
+	comp   string
+	want   []string // the component's IPs
+	domain string
+}
+
+func dnsCheckOf(cfg contract.Config, cat *catalog.Catalog) dnsCheck {
+	domain := strings.TrimSuffix(strings.TrimSpace(cfg.Properties.Domain), ".")
+	if cat == nil || cat.DNS == "" || domain == "" || len(cfg.Components[cat.DNS]) == 0 {
+		return dnsCheck{}
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return dnsCheck{names: []string{domain, "de-check-" + hex.EncodeToString(b) + "." + domain},
+		comp: cat.DNS, want: cfg.Components[cat.DNS], domain: domain}
+}
+
+// warnings names what r's resolver got wrong, one warning per name.
+func (d dnsCheck) warnings(r contract.ProbeResult) []string {
+	var out []string
+	for i, l := range r.Names {
+		if i >= len(d.names) {
+			break
+		}
+		shown := l.Name
+		if i == 1 {
+			shown = "*." + d.domain + " (asked as " + l.Name + ")"
+		}
+		want := d.comp + " (" + strings.Join(d.want, ", ") + ")"
+		switch {
+		case len(l.Addrs) == 0:
+			out = append(out, fmt.Sprintf("DNS: on node %s, %s does not resolve; point it at %s", r.IP, shown, want))
+		case !subset(l.Addrs, d.want):
+			out = append(out, fmt.Sprintf("DNS: on node %s, %s resolves to %s, not to %s", r.IP, shown, strings.Join(l.Addrs, ", "), want))
+		}
+	}
+	return out
+}
+
+func subset(got, want []string) bool {
+	for _, g := range got {
+		if !contains(want, g) {
+			return false
+		}
+	}
+	return true
 }

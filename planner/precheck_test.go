@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/deployment-engine/engine/planner/catalog"
@@ -36,5 +37,56 @@ func TestNeedsDisk(t *testing.T) {
 				t.Errorf("cpu %d ram %d: checkdisk must not change them", n.cpu, n.ramMB)
 			}
 		})
+	}
+}
+
+// The DNS check asks for the domain and a random name under it, and warns
+// for each name a node's resolver does not send to haproxy.
+func TestDNSWarnings(t *testing.T) {
+	cat, err := catalog.Load("starter", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := contract.Config{Components: map[string][]string{"haproxy": {"10.9.0.2"}, "web": {"10.9.0.3"}},
+		Properties: contract.Properties{Domain: "e2e.local"}}
+	d := dnsCheckOf(cfg, cat)
+	if len(d.names) != 2 || d.names[0] != "e2e.local" || !strings.HasSuffix(d.names[1], ".e2e.local") || d.names[1] == dnsCheckOf(cfg, cat).names[1] {
+		t.Fatalf("names %q: want the domain and a new random name under it", d.names)
+	}
+	lookups := func(a, b []string) []contract.NameLookup {
+		return []contract.NameLookup{{Name: d.names[0], Addrs: a}, {Name: d.names[1], Addrs: b}}
+	}
+	for _, tc := range []struct {
+		name  string
+		names []contract.NameLookup
+		want  []string
+	}{
+		{"both to haproxy", lookups([]string{"10.9.0.2"}, []string{"10.9.0.2"}), nil},
+		{"nothing resolves", lookups(nil, nil), []string{
+			"DNS: on node 10.9.0.3, e2e.local does not resolve; point it at haproxy (10.9.0.2)",
+			"DNS: on node 10.9.0.3, *.e2e.local (asked as " + d.names[1] + ") does not resolve; point it at haproxy (10.9.0.2)"}},
+		{"the wildcard elsewhere", lookups([]string{"10.9.0.2"}, []string{"10.9.0.9", "10.9.0.2"}), []string{
+			"DNS: on node 10.9.0.3, *.e2e.local (asked as " + d.names[1] + ") resolves to 10.9.0.9, 10.9.0.2, not to haproxy (10.9.0.2)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := d.warnings(contract.ProbeResult{IP: "10.9.0.3", Reachable: true, Names: tc.names})
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+	// No domain, or no haproxy in the config: nothing to ask.
+	cfg.Properties.Domain = ""
+	if n := dnsCheckOf(cfg, cat).names; n != nil {
+		t.Errorf("asked %q without a domain", n)
+	}
+}
+
+// A config of a catalog that is no loaded catalog (a BOSH release's) has
+// no system or DNS to check, and checking it does not crash.
+func TestNoCatalogChecksNothing(t *testing.T) {
+	cfg := contract.Config{Components: map[string][]string{"job": {"10.9.0.2"}}, Properties: contract.Properties{Domain: "x.local", Catalog: "bosh"}}
+	if d := dnsCheckOf(cfg, nil); d.names != nil {
+		t.Errorf("DNS names asked without a catalog: %q", d.names)
 	}
 }

@@ -91,6 +91,12 @@ type Catalog struct {
 	// each release ("job.v194.loggregator": "doppler").
 	Vars       map[string]string     `json:"vars,omitempty"`
 	Components map[string]*Component `json:"components"`
+	// Nodes is what every node's system must be.
+	Nodes NodeSystem `json:"nodes"`
+	// DNS names the component that the config's domain, and every name
+	// under it, must resolve to on the nodes (the manual's *.<domain> ⇔
+	// haproxy); "" checks no DNS.
+	DNS string `json:"dns,omitempty"`
 	// Order lists components so that each comes after what it requires.
 	Order []string `json:"-"`
 
@@ -166,6 +172,12 @@ func LoadFS(fsys fs.FS, name string) (*Catalog, error) {
 	}
 	if len(c.Components) == 0 {
 		bad("", "no components")
+	}
+	for _, p := range c.Nodes.check() {
+		bad("", "%s", p)
+	}
+	if _, ok := c.Components[c.DNS]; c.DNS != "" && !ok {
+		bad("", "dns names %q, which is no component", c.DNS)
 	}
 	c.templates = template.New(name).Funcs(c.funcs()).Option("missingkey=error")
 	loaded := map[string]bool{}

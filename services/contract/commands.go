@@ -28,6 +28,20 @@ type ConfigPutReply struct {
 	Warnings []string       `json:"warnings,omitempty"`
 }
 
+// PrecheckReply is every pre-check run again on the stored config
+// (de.cmd.config.precheck, GET /deployment-engine/precheck): what would
+// refuse the config (problems) and what only warns.
+//
+//	{"v": 1, "checked": true, "hardware": [...], "problems": [{"path": "components", "ip": "10.0.0.2", "reason": "node not reachable: ..."}],
+//	 "warnings": ["DNS: on node 10.0.0.2, cf.local does not resolve; point it at haproxy (10.0.0.1)"]}
+type PrecheckReply struct {
+	V        int            `json:"v"`
+	Checked  bool           `json:"checked"`
+	Hardware []NodeHardware `json:"hardware"`
+	Problems []Problem      `json:"problems"`
+	Warnings []string       `json:"warnings"`
+}
+
 // NodeHardware is what a node has, in the manual's units: CPU cores, RAM in
 // KiB, DISK in MB.
 //
