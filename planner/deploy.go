@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -53,7 +54,8 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 }
 
 // startLocked checks the nodes and starts a deployment of cfg.
-func (p *Planner) startLocked(ctx context.Context, cfg contract.Config) (string, error) {
+func (p *Planner) startLocked(ctx context.Context, cfg contract.Config) (_ string, err error) {
+	defer func() { p.noteRefusal(ctx, err) }()
 	rec, err := p.prepareLocked(ctx, cfg)
 	if err != nil {
 		return "", err
@@ -102,7 +104,9 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 		return nil, err
 	}
 	var unreachable, owned []string
+	noMonit := map[string]bool{}
 	for _, r := range results {
+		noMonit[r.IP] = r.Reachable && r.Monit == ""
 		switch {
 		case !r.Reachable:
 			unreachable = append(unreachable, r.IP+": "+r.Error)
@@ -117,7 +121,7 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 		return nil, &kit.Error{Code: 502, Msg: "cannot reach every node: " + strings.Join(unreachable, "; ")}
 	}
 	id := newID()
-	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest,
+	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest, noMonit: noMonit,
 		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
 	if a := p.o.Agent; a != nil {
 		in.agent = &agentPlan{binary: a.Binary, pass: a.Password, ca: a.CA,
@@ -209,4 +213,13 @@ func (p *Planner) deployCancel(ctx context.Context, req micro.Request) (int, any
 	}
 	p.engineEvent(ctx, "cancel", fmt.Sprintf("deployment %s cancelled", in.ID))
 	return 202, d, nil
+}
+
+// noteRefusal writes a refused deployment's reason to the operations log:
+// the nodes' trouble (502) and conflicts (409) are the operator's to mend.
+func (p *Planner) noteRefusal(ctx context.Context, err error) {
+	var ke *kit.Error
+	if errors.As(err, &ke) && (ke.Code == 409 || ke.Code == 502) {
+		p.engineEvent(ctx, "deploy", fmt.Sprintf("deployment refused (%d): %s", ke.Code, ke.Msg))
+	}
 }

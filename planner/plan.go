@@ -43,6 +43,9 @@ type planInput struct {
 	agentComps map[string][]contract.AgentComponent
 	// digest is the keyed digest of a secret's value (Planner.digest).
 	digest func(name, value string) string
+	// noMonit marks the nodes that have no monit: the mirror step gives
+	// them the mirror's.
+	noMonit map[string]bool
 }
 
 type agentPlan struct {

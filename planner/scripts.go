@@ -20,7 +20,11 @@ func baseSteps(in planInput, ip string) []*planStep {
 	prepare := fmt.Sprintf(`set -eu
 mkdir -p %[1]s/applied %[1]s/apt-backup
 chmod 700 %[1]s
-`, nodeState)
+# monit starts at boot, and with it everything the engine installed. A node
+# without monit gets it in the mirror step.
+if command -v monit >/dev/null 2>&1; then
+%[2]sfi
+`, nodeState, monitAtBoot)
 	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: hashOf(prepare, in.engine)}})
 
 	p := in.cfg.Properties
@@ -34,7 +38,7 @@ printf '%%s:%%s\n' "$u" "$DE_SECRET_PASSWORD" | chpasswd
 			Hash: hashOf(script, in.secretDigest("password", p.Password))}})
 	}
 
-	if !needsPackages(in) {
+	if !needsPackages(in) && !in.noMonit[ip] {
 		// Nothing to install from the mirror: leave the node's apt alone.
 		if in.agent != nil {
 			out = append(out, agentStep(in, ip))
@@ -57,7 +61,7 @@ echo 'deb [trusted=yes] %[2]s ./' > /etc/apt/sources.list.d/deployment-engine.li
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 chmod 755 /usr/sbin/policy-rc.d
 apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root
-`, nodeState, in.mirrorURL)
+%[3]s`, nodeState, in.mirrorURL, monitInstall)
 	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: hashOf(mirror)}})
 
 	if in.agent != nil {
@@ -65,6 +69,51 @@ apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root
 	}
 	return out
 }
+
+// MonitRC is the engine's monit configuration for the nodes it gives monit
+// to: its HTTP interface on localhost (status and control read it) and the
+// include directory the checks go to.
+const MonitRC = `set daemon 5
+set log /var/log/monit.log
+set pidfile /run/monit.pid
+set idfile /var/lib/monit/id
+set statefile /var/lib/monit/state
+set httpd port 2812 and use address localhost allow localhost
+include /etc/monit/conf.d/*
+`
+
+// monitAtBoot enables monit at boot with the node's init system and checks
+// that it is.
+const monitAtBoot = `  if command -v systemctl >/dev/null 2>&1; then systemctl enable monit >/dev/null 2>&1 || true; fi
+  if command -v update-rc.d >/dev/null 2>&1 && [ -e /etc/init.d/monit ]; then
+    update-rc.d monit defaults >/dev/null 2>&1 || true
+    update-rc.d monit enable >/dev/null 2>&1 || true
+  fi
+  if ls /etc/rc[2345].d/S*monit >/dev/null 2>&1 || [ -e /etc/systemd/system/multi-user.target.wants/monit.service ]; then
+    echo "monit starts at boot"
+  else
+    echo "cannot enable monit at boot: neither systemctl nor update-rc.d enabled it" >&2
+    exit 1
+  fi
+`
+
+// monitInstall gives a node without monit the mirror's, configured with
+// MonitRC, enabled at boot and running.
+var monitInstall = `if ! command -v monit >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o APT::Sandbox::User=root -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef monit
+  mkdir -p /etc/monit/conf.d /var/lib/monit
+  cat > /etc/monit/monitrc <<'DE_MONITRC'
+` + MonitRC + `DE_MONITRC
+  chmod 600 /etc/monit/monitrc
+  echo "installed monit $(monit -V | sed -n 's/.*[Vv]ersion \([0-9.]*\).*/\1/p' | head -n1) from the mirror"
+fi
+` + monitAtBoot + `if ! monit summary >/dev/null 2>&1; then
+  monit -c /etc/monit/monitrc
+  for i in $(seq 1 60); do monit summary >/dev/null 2>&1 && break; sleep 0.5; done
+  monit summary >/dev/null 2>&1 || { echo "monit does not answer on localhost:2812 after starting it" >&2; exit 1; }
+  echo "monit started"
+fi
+`
 
 func needsPackages(in planInput) bool {
 	if in.cat == nil {

@@ -24,10 +24,11 @@ func SourcesList(mirrorURL string) string {
 	return "deb [trusted=yes] " + mirrorURL + " ./\n"
 }
 
-// Packages lists every Debian package a catalog installs, sorted.
+// Packages lists every Debian package a catalog installs, and monit, which
+// deployments install on nodes that lack it; sorted.
 func Packages(cat *catalog.Catalog) []string {
-	seen := map[string]bool{}
-	var out []string
+	seen := map[string]bool{"monit": true}
+	out := []string{"monit"}
 	for _, c := range cat.Components {
 		for _, p := range c.Packages {
 			if !seen[p] {
