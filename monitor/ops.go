@@ -232,6 +232,10 @@ func (m *Monitor) hardware(ctx context.Context, req micro.Request) (int, any, er
 		out = append(out, hw{Comp: t.Comp, IP: t.IP, CPU: h.CPU, RAM: h.RAM, DISK: h.DISK, Error: failed[t.IP]})
 	}
 	if len(out) == 1 && !(strings.EqualFold(t.Comp, "all") && t.IP == "0.0.0.0") {
+		if out[0].Error != "" {
+			// One node asked for and not read: the gateway's failure, with why.
+			return 0, nil, kit.Errorf(502, "read the hardware of node %s (%s): %s", out[0].IP, out[0].Comp, out[0].Error)
+		}
 		return 200, out[0], nil
 	}
 	return 200, out, nil
@@ -245,11 +249,11 @@ func (m *Monitor) probe(ctx context.Context, cfg contract.Config, nodes []string
 		Auth: contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key},
 	})
 	if err != nil {
-		return nil, kit.Errorf(502, "read the nodes' hardware: %v", err)
+		return nil, kit.Errorf(502, "read the hardware of %s: %v", strings.Join(nodes, ", "), err)
 	}
 	var out contract.ProbeReply
 	if rep.Code != 200 || json.Unmarshal(rep.Body, &out) != nil {
-		return nil, kit.Errorf(502, "read the nodes' hardware: the installer answered %d", rep.Code)
+		return nil, kit.Errorf(502, "read the hardware of %s: the installer answered %d", strings.Join(nodes, ", "), rep.Code)
 	}
 	return out.Nodes, nil
 }
