@@ -149,10 +149,18 @@ func operate(t *testing.T, e *harness.Engine, comps map[string][]string) {
 		return true
 	})
 	t.Logf("node stopped → unreachable in %s (bound %s)", took.Round(100*time.Millisecond), unreachable)
+	// It boots again: monit starts at boot, and with it the node's
+	// components and agent, within 60 s and without a deployment.
+	before := deployments(t, e)
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	took = waitFor(t, e, 3*time.Minute, "the node's instances RUNNING again after it came back", func(st []statusEntry) bool {
+	defer func() {
+		if after := deployments(t, e); after != before {
+			t.Errorf("deployments: %d before the node came back, %d after", before, after)
+		}
+	}()
+	took = waitFor(t, e, 60*time.Second, "the node's instances RUNNING again after it came back", func(st []statusEntry) bool {
 		for _, s := range st {
 			if s.Ip == n.IP && s.Status != "RUNNING" {
 				return false
