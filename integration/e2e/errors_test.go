@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -115,11 +116,34 @@ func TestDeployCodes(t *testing.T) {
 	}
 	storeE2E(t, e, map[string][]string{"alpha": ips(0, 3)})
 	code, body := e.Do("GET", "/deployment-engine/deploy", nil)
+	// The hardware of that one node: 502, naming it and what failed.
+	hcode, hbody := e.Do("GET", "/deployment-engine/hardware", map[string]string{"Comp": "alpha", "Ip": n.IP})
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if code != 502 || !strings.Contains(string(body), n.IP) {
+	failed := regexp.MustCompile(regexp.QuoteMeta(n.IP) + `: (refused|timeout|unreachable): `)
+	if code != 502 || !failed.Match(body) {
 		t.Fatalf("deploy with a node down: %d %s", code, body)
+	}
+	if hcode != 502 || !strings.Contains(string(hbody), "node "+n.IP+" (alpha)") || !regexp.MustCompile(`(refused|timeout|unreachable): `).Match(hbody) {
+		t.Errorf("hardware of a node that is down: %d %s", hcode, hbody)
+	}
+	// Each refusal is in the operations log, with its reason.
+	for _, want := range []struct {
+		e    *harness.Engine
+		line string
+	}{{other, "deployment refused (409): another engine manages these nodes"}, {e, "deployment refused (502): cannot reach every node: " + n.IP}} {
+		deadline := time.Now().Add(10 * time.Second)
+		var log []byte
+		for time.Now().Before(deadline) {
+			if _, log = want.e.Do("PUT", "/deployment-engine/download", "local.log"); strings.Contains(string(log), want.line) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !strings.Contains(string(log), want.line) {
+			t.Errorf("local.log lacks %q:\n%s", want.line, tail(string(log), 10))
+		}
 	}
 
 	// A node whose host key changed is refused, saying so.
@@ -133,7 +157,7 @@ func TestDeployCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body = e.Do("GET", "/deployment-engine/deploy", nil)
-	if code != 502 || !strings.Contains(string(body), "host key") || !strings.Contains(string(body), m.IP) {
+	if code != 502 || !strings.Contains(string(body), m.IP+": host key: ") {
 		t.Fatalf("deploy to a node whose host key changed: %d %s", code, body)
 	}
 }
