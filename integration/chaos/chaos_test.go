@@ -95,7 +95,17 @@ func TestChaos(t *testing.T) {
 	t.Run("installer", func(t *testing.T) {
 		url := natsServer(t)
 		e := harness.Start(t, harness.Options{Args: []string{"--catalog", catalogs, "--nats", url, "--only", "api,planner,monitor,logs"}})
-		ins := harness.Start(t, harness.Options{NoHTTP: true, Args: []string{"--nats", url, "--only", "installer", "--step-ack-wait", ackWait}})
+		// The installer opens the config's sealed secrets with the engine's
+		// key: it runs with a copy of that key file in its own data dir.
+		insData := t.TempDir()
+		key, err := os.ReadFile(filepath.Join(e.Data, "engine-key"))
+		if err != nil {
+			t.Fatalf("the engine's key: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(insData, "engine-key"), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ins := harness.Start(t, harness.Options{Data: insData, NoHTTP: true, Args: []string{"--nats", url, "--only", "installer", "--step-ack-wait", ackWait}})
 		for i := 0; i < n/2; i++ {
 			all = append(all, run(t, i, "installer", e, ins))
 		}

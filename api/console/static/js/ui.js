@@ -22,6 +22,12 @@ export function h(spec, attrs, ...children) {
       for (const c of String(v).split(/\s+/).filter(Boolean)) el.classList.add(c);
     } else if (k === "dataset") {
       Object.assign(el.dataset, v);
+    } else if (k === "style") {
+      // Through the CSSOM: the engine's CSP refuses inline style attributes.
+      for (const decl of String(v).split(";")) {
+        const i = decl.indexOf(":");
+        if (i > 0) el.style.setProperty(decl.slice(0, i).trim(), decl.slice(i + 1).trim());
+      }
     } else if (k === "value") {
       el.value = v;
     } else if (k === "checked" || k === "disabled") {
