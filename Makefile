@@ -10,7 +10,7 @@ MODULES := services api planner installer monitor notify logsvc deploy integrati
 APT_PKGS := openssh-server monit iproute2 util-linux lxcfs strace dpkg-dev apt-utils curl ca-certificates \
             redis-tools postgresql-client prometheus chromium ansible-core ruby
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-TEST_TIMEOUT ?= 20m
+TEST_TIMEOUT ?= 45m
 # make test fuzzes each fuzz target this long; make chaos runs this many
 # kill -9 trials (make test runs 10, as integration/chaos does by default).
 FUZZTIME ?= 15s
