@@ -136,9 +136,14 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
 	}
+	return newRecord(id, placementOf(cfg), steps), nil
+}
+
+// newRecord is a pending deployment of the planned steps.
+func newRecord(id string, placement map[string][]string, steps []*planStep) *record {
 	rec := &record{
 		Deployment: contract.Deployment{ID: id, State: contract.DeployPending, Created: time.Now().UTC()},
-		Placement:  placementOf(cfg),
+		Placement:  placement,
 		specs:      map[string]contract.Step{},
 		prios:      map[string]int{},
 	}
@@ -149,22 +154,28 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 		rec.prios[s.spec.ID] = s.prio
 	}
 	rec.reindex()
-	return rec, nil
+	return rec
 }
 
 func (p *Planner) deployGet(ctx context.Context, req micro.Request) (int, any, error) {
-	var in DeployGet
-	if err := kit.Decode(req, &in); err != nil {
-		return 0, nil, err
-	}
-	d, err := p.sched.snapshot(ctx, in.ID)
-	if bus.IsNotFound(err) || strings.HasSuffix(in.ID, specSuffix) || in.ID == keyCurrent || in.ID == keyPlacement {
-		return 0, nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
-	}
+	d, err := p.requested(ctx, req)
 	if err != nil {
 		return 0, nil, err
 	}
 	return 200, d, nil
+}
+
+// requested is the deployment a DeployGet request names; 404 when none.
+func (p *Planner) requested(ctx context.Context, req micro.Request) (*contract.Deployment, error) {
+	var in DeployGet
+	if err := kit.Decode(req, &in); err != nil {
+		return nil, err
+	}
+	d, err := p.sched.snapshot(ctx, in.ID)
+	if bus.IsNotFound(err) || strings.HasSuffix(in.ID, specSuffix) || in.ID == keyCurrent || in.ID == keyPlacement {
+		return nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
+	}
+	return d, err
 }
 
 // DeploymentSummary is one line of the deployment list.

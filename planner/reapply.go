@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
@@ -71,19 +70,7 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 	if len(steps) < 2 {
 		return 0, nil, kit.Errorf(500, "the plan has no steps for %s on %s", in.Component, in.IP)
 	}
-	rec := &record{
-		Deployment: contract.Deployment{ID: id, State: contract.DeployPending, Created: time.Now().UTC()},
-		Placement:  map[string][]string{in.IP: {in.Component}},
-		specs:      map[string]contract.Step{},
-		prios:      map[string]int{},
-	}
-	for _, s := range steps {
-		rec.Steps = append(rec.Steps, contract.StepStatus{ID: s.spec.ID, Node: s.spec.Node, Component: s.spec.Component,
-			Action: s.spec.Action, State: contract.StatePending, After: s.after})
-		rec.specs[s.spec.ID] = s.spec
-		rec.prios[s.spec.ID] = s.prio
-	}
-	rec.reindex()
+	rec := newRecord(id, map[string][]string{in.IP: {in.Component}}, steps)
 	if err := p.sched.begin(ctx, rec); err != nil {
 		return 0, nil, err
 	}

@@ -2,31 +2,20 @@ package planner
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
-	"github.com/deployment-engine/engine/services/kit"
 )
 
 // slowestN is how many of the slowest steps a report lists.
 const slowestN = 20
 
 func (p *Planner) deployReport(ctx context.Context, req micro.Request) (int, any, error) {
-	var in DeployGet
-	if err := kit.Decode(req, &in); err != nil {
-		return 0, nil, err
-	}
-	d, err := p.sched.snapshot(ctx, in.ID)
-	if bus.IsNotFound(err) || strings.HasSuffix(in.ID, specSuffix) || in.ID == keyCurrent || in.ID == keyPlacement {
-		return 0, nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
-	}
+	d, err := p.requested(ctx, req)
 	if err != nil {
 		return 0, nil, err
 	}
