@@ -65,6 +65,9 @@ type Options struct {
 	// the installer holding a step before it hands the step to another
 	// (default 30s). Tests shorten it to exercise redelivery.
 	StepAckWait time.Duration
+	// Replicas is how many NATS servers keep each stream and bucket (0:
+	// 3 on a cluster of 3 or more, else 1); existing ones are raised.
+	Replicas int
 	// agentPass is the agents' NATS passwords, when this engine holds the
 	// agent secret.
 	agentPass func(ip string) string
@@ -92,6 +95,9 @@ func Serve(ctx context.Context, o Options) error {
 		o.Logger = slog.Default()
 	}
 	log := o.Logger
+	if err := CheckOnly(o.Only); err != nil {
+		return err
+	}
 	if o.Listen == "" {
 		o.Listen = ":50000"
 	}
@@ -187,10 +193,11 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}
 	stops = append(stops, func() { _ = nc.Drain() })
-	res, err := bus.Declare(ctx, nc)
+	res, err := bus.Declare(ctx, nc, bus.WithReplicas(o.Replicas))
 	if err != nil {
 		return err
 	}
+	log.Info("bus declared", "replicas", res.Replicas, "cluster_size", bus.ClusterSize(nc), "cluster", nc.ConnectedClusterName())
 	engineID, err := identity(ctx, res, o.DataDir, o.EngineID)
 	if err != nil {
 		return err

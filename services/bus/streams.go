@@ -51,16 +51,34 @@ type Resources struct {
 	HostKeys    jetstream.KeyValue
 	Nodes       jetstream.KeyValue
 	Engine      jetstream.KeyValue
+	// Replicas is how many servers keep each stream and bucket.
+	Replicas int
 }
 
 // Declare creates or updates every stream and bucket and returns them.
-// It is idempotent: every service may call it at start.
-func Declare(ctx context.Context, nc *nats.Conn) (*Resources, error) {
+// It is idempotent: every service may call it at start. Each is kept on
+// as many servers as the options say (see WithReplicas); one that exists
+// with fewer is raised in place, its messages kept.
+func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resources, error) {
+	var o declareOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	want, err := o.resolve(nc)
+	if err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	r := &Resources{JS: js}
+	r := &Resources{JS: js, Replicas: want}
+	n := map[string]int{}
+	for _, name := range []string{StreamSteps, StreamEvents, StreamAudit} {
+		if n[name], err = raised(ctx, js, name, want); err != nil {
+			return nil, err
+		}
+	}
 	if r.Steps, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamSteps,
 		Description: "deployment steps waiting for an installer",
@@ -68,6 +86,7 @@ func Declare(ctx context.Context, nc *nats.Conn) (*Resources, error) {
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  time.Hour,
+		Replicas:    n[StreamSteps],
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", StreamSteps, err)
 	}
@@ -80,6 +99,7 @@ func Declare(ctx context.Context, nc *nats.Conn) (*Resources, error) {
 		MaxAge:      7 * 24 * time.Hour,
 		MaxBytes:    1 << 30,
 		Discard:     jetstream.DiscardOld,
+		Replicas:    n[StreamEvents],
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", StreamEvents, err)
 	}
@@ -94,6 +114,7 @@ func Declare(ctx context.Context, nc *nats.Conn) (*Resources, error) {
 		MaxAge:      365 * 24 * time.Hour,
 		MaxBytes:    256 << 20,
 		Discard:     jetstream.DiscardOld,
+		Replicas:    n[StreamAudit],
 	}); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", StreamAudit, err)
 	}
@@ -111,8 +132,12 @@ func Declare(ctx context.Context, nc *nats.Conn) (*Resources, error) {
 		{&r.Engine, KVEngine, "the engine's identity", 1},
 	}
 	for _, k := range kvs {
+		rep, err := raised(ctx, js, "KV_"+k.name, want)
+		if err != nil {
+			return nil, err
+		}
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: k.name, Description: k.desc, History: k.history, Storage: jetstream.FileStorage,
+			Bucket: k.name, Description: k.desc, History: k.history, Storage: jetstream.FileStorage, Replicas: rep,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("bus: kv %s: %w", k.name, err)

@@ -30,6 +30,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&only, "only", "", "run only these services, comma-separated: api,planner,installer,monitor,notify,logs (auto-heal runs with monitor)")
 	fs.StringVar(&o.EngineID, "engine-id", "", "this engine's id, as its nodes know it (default: <data>/engine-id, else the store's, else a new one)")
 	fs.DurationVar(&o.StepAckWait, "step-ack-wait", 30*time.Second, "how long a step's queue waits for a sign of life from its installer before handing the step to another")
+	fs.IntVar(&o.Replicas, "replicas", 0, "NATS servers that keep each stream and bucket (default: 3 when --nats is a cluster of 3 or more, else 1); a stream with fewer is raised in place")
 	var logMB int64
 	fs.Int64Var(&logMB, "log-max-mb", 64, "size in MiB at which a log of the store is rotated")
 	fs.IntVar(&o.LogKeep, "log-keep", 3, "rotated files kept per log")
@@ -52,6 +53,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	if only != "" {
 		o.Only = strings.Split(only, ",")
+		for i := range o.Only {
+			o.Only[i] = strings.TrimSpace(o.Only[i])
+		}
+		if err := engine.CheckOnly(o.Only); err != nil {
+			fmt.Fprintln(stderr, "serve:", err)
+			return 2
+		}
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {

@@ -1,0 +1,105 @@
+package bustest
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Cluster is a NATS JetStream cluster of real servers in this process, on
+// loopback, each with its own store; a member can be stopped and started
+// again on the same store and ports.
+type Cluster struct {
+	t       testing.TB
+	name    string
+	opts    []*server.Options
+	Servers []*server.Server // nil where a member is stopped
+}
+
+// StartCluster runs n servers clustered together and waits until
+// JetStream has a leader.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, name: fmt.Sprintf("de-test-%d", FreePort(t)), Servers: make([]*server.Server, n)}
+	routes := make([]string, n)
+	clusterPorts := make([]int, n)
+	for i := range n {
+		clusterPorts[i] = FreePort(t)
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", clusterPorts[i])
+	}
+	dir := t.TempDir()
+	for i := range n {
+		o := &server.Options{
+			ServerName: fmt.Sprintf("s%d", i+1), Host: "127.0.0.1", Port: FreePort(t), NoSigs: true,
+			JetStream: true, StoreDir: filepath.Join(dir, fmt.Sprintf("s%d", i+1)),
+			Cluster: server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: clusterPorts[i]},
+		}
+		o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		c.opts = append(c.opts, o)
+	}
+	for i := range n {
+		c.Start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.Servers {
+			c.Stop(i)
+		}
+	})
+	c.WaitLeader(30 * time.Second)
+	return c
+}
+
+// URL names every member, for a client to fail over between them.
+func (c *Cluster) URL() string {
+	var urls []string
+	for _, o := range c.opts {
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", o.Port))
+	}
+	return strings.Join(urls, ",")
+}
+
+// Start starts member i (again).
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	if c.Servers[i] != nil {
+		return
+	}
+	o := *c.opts[i]
+	s, err := server.NewServer(&o)
+	if err != nil {
+		c.t.Fatalf("cluster member %d: %v", i, err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(20 * time.Second) {
+		c.t.Fatalf("cluster member %d not ready", i)
+	}
+	c.Servers[i] = s
+}
+
+// Stop shuts member i down.
+func (c *Cluster) Stop(i int) {
+	if s := c.Servers[i]; s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+		c.Servers[i] = nil
+	}
+}
+
+// WaitLeader waits until a running member sees a JetStream meta leader.
+func (c *Cluster) WaitLeader(d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		for _, s := range c.Servers {
+			if s != nil && s.JetStreamIsCurrent() && s.JetStreamIsLeader() {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("the cluster has no JetStream leader after %s", d)
+}
