@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -24,20 +23,6 @@ const (
 	keyLease     = "lock"      // the deploy lock: which scheduler drives the current deployment, until when
 	specSuffix   = "-specs"    // <id>-specs: the rendered steps, written once
 )
-
-// record is a deployment as the scheduler keeps it.
-type record struct {
-	contract.Deployment
-	Placement map[string][]string `json:"placement"`
-	// Dispatches counts the times each step was put in the work queue (the
-	// message id of each copy), Queued the stream sequence of its last copy,
-	// so that a copy given up on is taken out of the queue.
-	Dispatches map[string]int    `json:"dispatches,omitempty"`
-	Queued     map[string]uint64 `json:"queued,omitempty"`
-	prios      map[string]int
-	specs      map[string]contract.Step
-	index      map[string]int
-}
 
 type specDoc struct {
 	Specs map[string]contract.Step `json:"specs"`
@@ -129,7 +114,7 @@ func (s *scheduler) stop() {
 	defer s.mu.Unlock()
 	ctx := context.Background()
 	s.flushLocked(ctx)
-	if s.cur != nil && (s.cur.State == contract.DeployRunning || s.cur.State == contract.DeployPending) {
+	if s.cur != nil && s.cur.live() {
 		// Hand the running deployment over: the next scheduler need not
 		// wait for the lock to expire.
 		s.releaseLease(ctx)
@@ -149,7 +134,7 @@ func (s *scheduler) resume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if rec.State != contract.DeployRunning && rec.State != contract.DeployPending {
+	if !rec.live() {
 		return nil
 	}
 	s.mu.Lock()
@@ -192,18 +177,11 @@ func (s *scheduler) load(ctx context.Context, id string) (*record, error) {
 	return rec, nil
 }
 
-func (r *record) reindex() {
-	r.index = make(map[string]int, len(r.Steps))
-	for i, st := range r.Steps {
-		r.index[st.ID] = i
-	}
-}
-
 // running reports the deployment that runs now, if any.
 func (s *scheduler) running() (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cur != nil && (s.cur.State == contract.DeployRunning || s.cur.State == contract.DeployPending) {
+	if s.cur != nil && s.cur.live() {
 		return s.cur.ID, true
 	}
 	return "", false
@@ -284,124 +262,48 @@ func (s *scheduler) onEvent(m jetstream.Msg) {
 	if _, ok := s.cur.index[ev.ID]; !ok && ev.Final {
 		// A step the installer could not read names at most its node: the
 		// node runs one step at a time, so it is that node's active step.
-		ev.ID = s.activeOn(ev.Node)
+		ev.ID = s.cur.activeOn(ev.Node)
 	}
 	now := time.Now()
 	s.seen[ev.ID], s.progress = now, now
-	s.applyLocked(ev)
+	if s.cur.apply(ev) {
+		s.dirty = true
+	}
 	s.pending = append(s.pending, m)
 	s.advanceLocked(ctx)
-}
-
-// applyLocked records what a step event says.
-func (s *scheduler) applyLocked(ev contract.StepEvent) {
-	i, ok := s.cur.index[ev.ID]
-	if !ok {
-		return
-	}
-	st := &s.cur.Steps[i]
-	switch st.State {
-	case contract.StateSucceeded, contract.StateUnchanged, contract.StateFailed, contract.StateSkipped:
-		return // final already: a redelivered event changes nothing
-	}
-	st.Attempt = max(st.Attempt, ev.Attempt)
-	if ev.Started != nil && st.Started == nil {
-		st.Started = ev.Started
-	}
-	st.Error = ev.Error
-	switch ev.State {
-	case contract.StateRunning:
-		st.State = contract.StateRunning
-	case contract.StateSucceeded, contract.StateUnchanged:
-		st.State, st.Finished, st.ExitCode, st.Error = ev.State, ev.Finished, ev.ExitCode, ""
-		if ev.State == contract.StateSucceeded {
-			s.cur.Changed++
-		}
-	case contract.StateFailed:
-		if ev.Final {
-			st.State, st.Finished, st.ExitCode = contract.StateFailed, ev.Finished, ev.ExitCode
-		}
-	}
-	s.dirty = true
 }
 
 // advanceLocked dispatches every step that may run now, and finishes the
 // deployment when nothing is left to run.
 func (s *scheduler) advanceLocked(ctx context.Context) {
 	rec := s.cur
-	if rec == nil || (rec.State != contract.DeployRunning && rec.State != contract.DeployPending) {
+	if rec == nil || !rec.live() {
 		return
 	}
 	if rec.State == contract.DeployPending {
 		rec.State = contract.DeployRunning
 		s.dirty = true
 	}
-	busy := map[string]bool{}
-	for _, st := range rec.Steps {
-		if st.State == contract.StateRunning || st.State == stateQueued {
-			busy[st.Node] = true
+	// A step that could not be queued failed: skip what comes after it and
+	// give its node's next step a turn.
+	for again := true; again; {
+		again = false
+		if rec.skipBlocked() {
+			s.dirty = true
 		}
-	}
-	// A step whose prerequisite failed or was skipped will never run.
-	for changed := true; changed; {
-		changed = false
-		for i := range rec.Steps {
-			st := &rec.Steps[i]
-			if st.State != contract.StatePending {
-				continue
+		for _, id := range rec.ready() {
+			st := rec.step(id)
+			if err := s.dispatchLocked(ctx, id); err != nil {
+				s.log.Error("dispatch step", "step", id, "err", err)
+				st.State, st.Error = contract.StateFailed, "could not queue the step: "+err.Error()
+				again = true
+			} else {
+				st.State = stateQueued
 			}
-			for _, a := range st.After {
-				as := rec.Steps[rec.index[a]].State
-				if as == contract.StateFailed || as == contract.StateSkipped {
-					st.State, st.Error = contract.StateSkipped, "not run: "+a+" did not succeed"
-					changed, s.dirty = true, true
-					break
-				}
-			}
+			s.dirty = true
 		}
 	}
-	var ready []int
-	for i, st := range rec.Steps {
-		if st.State != contract.StatePending || busy[st.Node] {
-			continue
-		}
-		ok := true
-		for _, a := range st.After {
-			as := rec.Steps[rec.index[a]].State
-			if as != contract.StateSucceeded && as != contract.StateUnchanged {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			ready = append(ready, i)
-		}
-	}
-	sort.SliceStable(ready, func(a, b int) bool {
-		return rec.prios[rec.Steps[ready[a]].ID] < rec.prios[rec.Steps[ready[b]].ID]
-	})
-	for _, i := range ready {
-		st := &rec.Steps[i]
-		if busy[st.Node] {
-			continue
-		}
-		if err := s.dispatchLocked(ctx, st.ID); err != nil {
-			s.log.Error("dispatch step", "step", st.ID, "err", err)
-			st.State, st.Error = contract.StateFailed, "could not queue the step: "+err.Error()
-		} else {
-			st.State = stateQueued
-			busy[st.Node] = true
-		}
-		s.dirty = true
-	}
-	active := false
-	for _, st := range rec.Steps {
-		if st.State == contract.StatePending || st.State == contract.StateRunning || st.State == stateQueued {
-			active = true
-			break
-		}
-	}
-	if !active {
+	if !rec.pendingWork() {
 		s.finishLocked(ctx, "")
 	}
 }
@@ -434,25 +336,9 @@ func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
 func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 	rec := s.cur
 	now := time.Now().UTC()
-	rec.Finished = &now
-	rec.State = contract.DeploySucceeded
-	failed := 0
-	for _, st := range rec.Steps {
-		if st.State == contract.StateFailed {
-			failed++
-		}
-	}
-	switch {
-	case reason != "":
-		rec.State, rec.Error = contract.DeployFailed, reason
-	case failed > 0:
-		rec.State = contract.DeployFailed
-		rec.Error = fmt.Sprintf("%d step(s) failed; fix the cause and deploy again: only what failed or never ran will run", failed)
-	}
+	failed := rec.finish(reason, now)
 	s.dirty = true
-	// Record where each component now runs: what succeeded, plus what the
-	// previous placement had and this deployment did not remove.
-	if b, err := json.Marshal(s.placementAfter(ctx, rec)); err == nil {
+	if b, err := json.Marshal(rec.placementAfter(loadPlacement(ctx, s.res))); err == nil {
 		if _, err := s.res.Deployments.Put(ctx, keyPlacement, b); err != nil {
 			s.log.Error("store placement", "err", err)
 		}
@@ -465,41 +351,6 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 	s.publish(ctx, subject.DeployEvent(rec.ID, subject.DeployFinished), contract.DeploymentEvent{
 		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error})
 	s.log.Info("deployment finished", "id", rec.ID, "state", rec.State, "changed", rec.Changed, "failed", failed)
-}
-
-func (s *scheduler) placementAfter(ctx context.Context, rec *record) map[string][]string {
-	prev := loadPlacement(ctx, s.res)
-	out := map[string][]string{}
-	removed := map[string]bool{}
-	for _, st := range rec.Steps {
-		if st.Action == "remove" && (st.State == contract.StateSucceeded || st.State == contract.StateUnchanged) {
-			removed[st.Node+"/"+st.Component] = true
-		}
-	}
-	for ip, comps := range prev {
-		for _, c := range comps {
-			if !removed[ip+"/"+c] {
-				out[ip] = appendOnce(out[ip], c)
-			}
-		}
-	}
-	for ip, comps := range rec.Placement {
-		for _, c := range comps {
-			if i, ok := rec.index[stepID(ip, c, "start")]; ok {
-				if st := rec.Steps[i].State; st == contract.StateSucceeded || st == contract.StateUnchanged {
-					out[ip] = appendOnce(out[ip], c)
-				}
-			}
-		}
-	}
-	return out
-}
-
-func appendOnce(list []string, s string) []string {
-	if contains(list, s) {
-		return list
-	}
-	return append(list, s)
 }
 
 func loadPlacement(ctx context.Context, res *bus.Resources) map[string][]string {
@@ -570,6 +421,3 @@ func (s *scheduler) saveLocked(ctx context.Context) error {
 	s.dirty = false
 	return nil
 }
-
-// stateQueued marks a step waiting in the work queue for an installer.
-const stateQueued = "queued"

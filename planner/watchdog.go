@@ -37,18 +37,6 @@ func (s *scheduler) drive(rec *record) {
 	s.progress = now
 }
 
-func active(state string) bool { return state == contract.StateRunning || state == stateQueued }
-
-// activeOn names the step of cur that is queued or running on node.
-func (s *scheduler) activeOn(node string) string {
-	for _, st := range s.cur.Steps {
-		if st.Node == node && active(st.State) {
-			return st.ID
-		}
-	}
-	return ""
-}
-
 func stepDeadline(spec contract.Step) time.Duration {
 	if spec.TimeoutS > 0 {
 		return time.Duration(spec.TimeoutS) * time.Second
@@ -155,16 +143,7 @@ func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
 // queue, what runs is stopped on the nodes, the lock is released.
 func (s *scheduler) abortLocked(ctx context.Context, reason string) {
 	rec := s.cur
-	now := time.Now().UTC()
-	for i := range rec.Steps {
-		st := &rec.Steps[i]
-		switch {
-		case st.State == contract.StatePending:
-			st.State, st.Error = contract.StateSkipped, "not run: "+reason
-		case active(st.State):
-			st.State, st.Finished, st.Error = contract.StateFailed, &now, reason
-		}
-	}
+	rec.abort(reason, time.Now().UTC())
 	s.dirty = true
 	if err := s.res.Steps.Purge(ctx, jetstream.WithPurgeSubject(subject.Steps(rec.ID))); err != nil {
 		s.log.Warn("take the deployment's steps out of the queue", "id", rec.ID, "err", err)
@@ -190,10 +169,10 @@ func (s *scheduler) cancel(ctx context.Context, id, reason string) (*contract.De
 			}
 			return nil, err
 		}
-		if rec.State != contract.DeployRunning && rec.State != contract.DeployPending {
+		if !rec.live() {
 			return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s has already ended: %s", id, rec.State)}
 		}
-		if s.cur != nil && (s.cur.State == contract.DeployRunning || s.cur.State == contract.DeployPending) {
+		if s.cur != nil && s.cur.live() {
 			// Another deployment runs here: this one is a leftover record.
 			now := time.Now().UTC()
 			rec.State, rec.Error, rec.Finished = contract.DeployFailed, reason, &now
@@ -208,7 +187,7 @@ func (s *scheduler) cancel(ctx context.Context, id, reason string) (*contract.De
 		}
 		s.drive(rec)
 	}
-	if s.cur.State != contract.DeployRunning && s.cur.State != contract.DeployPending {
+	if !s.cur.live() {
 		return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s has already ended: %s", id, s.cur.State)}
 	}
 	s.abortLocked(ctx, reason)
@@ -283,7 +262,7 @@ func (s *scheduler) releaseLease(ctx context.Context) {
 // current deployment whose lock has expired, and resumes it.
 func (s *scheduler) adopt(ctx context.Context) {
 	s.mu.Lock()
-	idle := s.cur == nil || (s.cur.State != contract.DeployRunning && s.cur.State != contract.DeployPending)
+	idle := s.cur == nil || !s.cur.live()
 	look := time.Since(s.lastLook) >= time.Second
 	if idle && look {
 		s.lastLook = time.Now()

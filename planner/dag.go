@@ -1,0 +1,244 @@
+package planner
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// record is a deployment as the scheduler keeps it: its steps form a DAG
+// (each step runs after the steps it names in After, one step at a time on
+// a node). The methods in this file are the DAG's rules: what an event
+// changes, which steps may run, which never will, how the deployment ends.
+// They touch no bus; the scheduler stores and publishes what they decide.
+type record struct {
+	contract.Deployment
+	Placement map[string][]string `json:"placement"`
+	// Dispatches counts the times each step was put in the work queue (the
+	// message id of each copy), Queued the stream sequence of its last copy,
+	// so that a copy given up on is taken out of the queue.
+	Dispatches map[string]int    `json:"dispatches,omitempty"`
+	Queued     map[string]uint64 `json:"queued,omitempty"`
+	prios      map[string]int
+	specs      map[string]contract.Step
+	index      map[string]int
+}
+
+// stateQueued marks a step waiting in the work queue for an installer.
+const stateQueued = "queued"
+
+func active(state string) bool { return state == contract.StateRunning || state == stateQueued }
+
+func stepDone(state string) bool {
+	return state == contract.StateSucceeded || state == contract.StateUnchanged
+}
+
+func stepFinal(state string) bool {
+	return stepDone(state) || state == contract.StateFailed || state == contract.StateSkipped
+}
+
+func (r *record) reindex() {
+	r.index = make(map[string]int, len(r.Steps))
+	for i, st := range r.Steps {
+		r.index[st.ID] = i
+	}
+}
+
+// live tells whether the deployment still runs or waits to.
+func (r *record) live() bool {
+	return r.State == contract.DeployRunning || r.State == contract.DeployPending
+}
+
+// apply records what a step event says and tells whether it changed
+// anything. An event for a step already final changes nothing: events may
+// come twice.
+func (r *record) apply(ev contract.StepEvent) bool {
+	i, ok := r.index[ev.ID]
+	if !ok {
+		return false
+	}
+	st := &r.Steps[i]
+	if stepFinal(st.State) {
+		return false
+	}
+	st.Attempt = max(st.Attempt, ev.Attempt)
+	if ev.Started != nil && st.Started == nil {
+		st.Started = ev.Started
+	}
+	st.Error = ev.Error
+	switch ev.State {
+	case contract.StateRunning:
+		st.State = contract.StateRunning
+	case contract.StateSucceeded, contract.StateUnchanged:
+		st.State, st.Finished, st.ExitCode, st.Error = ev.State, ev.Finished, ev.ExitCode, ""
+		if ev.State == contract.StateSucceeded {
+			r.Changed++
+		}
+	case contract.StateFailed:
+		if ev.Final {
+			st.State, st.Finished, st.ExitCode = contract.StateFailed, ev.Finished, ev.ExitCode
+		}
+	}
+	return true
+}
+
+// skipBlocked marks skipped every pending step that can never run because
+// a step before it, directly or not, failed or was skipped. It tells
+// whether it marked any.
+func (r *record) skipBlocked() bool {
+	skipped := false
+	for changed := true; changed; {
+		changed = false
+		for i := range r.Steps {
+			st := &r.Steps[i]
+			if st.State != contract.StatePending {
+				continue
+			}
+			for _, a := range st.After {
+				as := r.Steps[r.index[a]].State
+				if as == contract.StateFailed || as == contract.StateSkipped {
+					st.State, st.Error = contract.StateSkipped, "not run: "+a+" did not succeed"
+					changed, skipped = true, true
+					break
+				}
+			}
+		}
+	}
+	return skipped
+}
+
+// ready lists the steps to dispatch now: pending, every step before them
+// done, their node running nothing; at most one a node, the first by
+// priority, in the order of priority.
+func (r *record) ready() []string {
+	busy := map[string]bool{}
+	for _, st := range r.Steps {
+		if active(st.State) {
+			busy[st.Node] = true
+		}
+	}
+	var ready []int
+	for i, st := range r.Steps {
+		if st.State != contract.StatePending || busy[st.Node] {
+			continue
+		}
+		ok := true
+		for _, a := range st.After {
+			if !stepDone(r.Steps[r.index[a]].State) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			ready = append(ready, i)
+		}
+	}
+	sort.SliceStable(ready, func(a, b int) bool {
+		return r.prios[r.Steps[ready[a]].ID] < r.prios[r.Steps[ready[b]].ID]
+	})
+	var out []string
+	for _, i := range ready {
+		st := r.Steps[i]
+		if !busy[st.Node] {
+			busy[st.Node] = true
+			out = append(out, st.ID)
+		}
+	}
+	return out
+}
+
+// pendingWork tells whether any step is still to run, waits in the queue
+// or runs.
+func (r *record) pendingWork() bool {
+	for _, st := range r.Steps {
+		if st.State == contract.StatePending || active(st.State) {
+			return true
+		}
+	}
+	return false
+}
+
+// activeOn names the step that is queued or running on node.
+func (r *record) activeOn(node string) string {
+	for _, st := range r.Steps {
+		if st.Node == node && active(st.State) {
+			return st.ID
+		}
+	}
+	return ""
+}
+
+// step is the status of step id, which must be one of r's.
+func (r *record) step(id string) *contract.StepStatus { return &r.Steps[r.index[id]] }
+
+// abort ends every step not yet final for reason: what waits is skipped,
+// what is queued or runs fails.
+func (r *record) abort(reason string, now time.Time) {
+	for i := range r.Steps {
+		st := &r.Steps[i]
+		switch {
+		case st.State == contract.StatePending:
+			st.State, st.Error = contract.StateSkipped, "not run: "+reason
+		case active(st.State):
+			st.State, st.Finished, st.Error = contract.StateFailed, &now, reason
+		}
+	}
+}
+
+// finish sets the deployment's final state: failed with reason when one
+// is given, failed when a step failed, succeeded otherwise. It returns how
+// many steps failed.
+func (r *record) finish(reason string, now time.Time) int {
+	r.Finished = &now
+	r.State = contract.DeploySucceeded
+	failed := 0
+	for _, st := range r.Steps {
+		if st.State == contract.StateFailed {
+			failed++
+		}
+	}
+	switch {
+	case reason != "":
+		r.State, r.Error = contract.DeployFailed, reason
+	case failed > 0:
+		r.State = contract.DeployFailed
+		r.Error = fmt.Sprintf("%d step(s) failed; fix the cause and deploy again: only what failed or never ran will run", failed)
+	}
+	return failed
+}
+
+// placementAfter is where each component runs once the deployment ended:
+// what it started, plus what prev held and it did not remove.
+func (r *record) placementAfter(prev map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	removed := map[string]bool{}
+	for _, st := range r.Steps {
+		if st.Action == "remove" && stepDone(st.State) {
+			removed[st.Node+"/"+st.Component] = true
+		}
+	}
+	for ip, comps := range prev {
+		for _, c := range comps {
+			if !removed[ip+"/"+c] {
+				out[ip] = appendOnce(out[ip], c)
+			}
+		}
+	}
+	for ip, comps := range r.Placement {
+		for _, c := range comps {
+			if i, ok := r.index[stepID(ip, c, "start")]; ok && stepDone(r.Steps[i].State) {
+				out[ip] = appendOnce(out[ip], c)
+			}
+		}
+	}
+	return out
+}
+
+func appendOnce(list []string, s string) []string {
+	if contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
