@@ -127,7 +127,6 @@ func compare(tb testing.TB, n int, withAnsible bool) row {
 	ctx := context.Background()
 	bed, err := testbed.Up(ctx, testbed.Options{Name: "bench", Nodes: n})
 	if err != nil {
-		_ = testbed.Down("bench")
 		tb.Fatal(err)
 	}
 	defer func() {

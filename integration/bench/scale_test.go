@@ -31,7 +31,6 @@ func BenchmarkEngineAt100Nodes(b *testing.B) {
 	ctx := context.Background()
 	bed, err := testbed.Up(ctx, testbed.Options{Name: "bench", Nodes: nodes})
 	if err != nil {
-		_ = testbed.Down("bench")
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = bed.Down() })

@@ -46,7 +46,6 @@ func TestMain(m *testing.M) {
 	bed, err = testbed.Up(context.Background(), testbed.Options{Name: "chaos", Nodes: 2})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		_ = testbed.Down("chaos")
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -36,7 +36,6 @@ func TestMain(m *testing.M) {
 		PerNode: []testbed.Limits{{Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}, {Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		_ = testbed.Down("e2e")
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -66,8 +66,11 @@ type Bed struct {
 	Cgroups  []string `json:"cgroups"`
 	LXCFSPID int      `json:"lxcfs_pid"`
 	Disk     int64    `json:"disk"`
-	dir      string
-	mu       sync.Mutex // guards save
+	// Owner is the process that brought the bed up: while it lives, no
+	// other Up of the same name takes the bed down under it.
+	Owner int `json:"owner"`
+	dir   string
+	mu    sync.Mutex // guards save
 }
 
 // Node is one machine of a bed.
@@ -116,7 +119,11 @@ func Up(ctx context.Context, o Options) (b *Bed, err error) {
 	if err := Check(); err != nil {
 		return nil, err
 	}
-	// A bed of the same name left by a killed process goes first.
+	// A bed of the same name left by a finished or killed process goes
+	// first; one whose process still runs is someone else's.
+	if old, err := Load(name); err == nil && old.Owner > 0 && old.Owner != os.Getpid() && syscall.Kill(old.Owner, 0) == nil {
+		return nil, fmt.Errorf("testbed: bed %s is in use by process %d; set DE_TESTBED_TAG to bring up a bed of your own", name, old.Owner)
+	}
 	_ = Down(name)
 	unlock, err := lock()
 	if err != nil {
@@ -129,7 +136,7 @@ func Up(ctx context.Context, o Options) (b *Bed, err error) {
 	}
 	tag := short(name)
 	b = &Bed{Name: name, Subnet: fmt.Sprintf("10.213.%d.0/24", third), Home: fmt.Sprintf("10.213.%d.1", third),
-		Bridge: "deb" + tag, Disk: o.Disk, dir: filepath.Join(Root, name)}
+		Bridge: "deb" + tag, Disk: o.Disk, Owner: os.Getpid(), dir: filepath.Join(Root, name)}
 	if b.Disk <= 0 {
 		b.Disk = 8 << 30
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +261,40 @@ func BenchmarkUpDown(b *testing.B) {
 				b.ReportMetric(time.Since(start).Seconds(), "down-s")
 			}
 		})
+	}
+}
+
+// A bed whose process still runs is not taken down by another Up of the
+// same name; one whose process is gone is replaced.
+func TestUpLeavesALiveOwnersBed(t *testing.T) {
+	owner := exec.Command("sleep", "60")
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	name := (Options{Name: "tbowner"}).name()
+	dir := filepath.Join(Root, name)
+	t.Cleanup(func() { _ = owner.Process.Kill(); _ = Down(name) })
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	state := fmt.Sprintf(`{"name":%q,"owner":%d}`, name, owner.Process.Pid)
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Up(context.Background(), Options{Name: "tbowner", Nodes: 1})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("in use by process %d", owner.Process.Pid)) {
+		t.Fatalf("Up over a live owner's bed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
+		t.Fatalf("the live owner's bed was touched: %v", err)
+	}
+	_ = owner.Process.Kill()
+	_ = owner.Wait()
+	b, err := Up(context.Background(), Options{Name: "tbowner", Nodes: 1})
+	if err != nil {
+		t.Fatalf("Up over a dead owner's bed: %v", err)
+	}
+	if b.Owner != os.Getpid() {
+		t.Errorf("owner %d, want %d", b.Owner, os.Getpid())
 	}
 }
