@@ -171,8 +171,11 @@ func (p *Planner) requested(ctx context.Context, req micro.Request) (*contract.D
 	if err := kit.Decode(req, &in); err != nil {
 		return nil, err
 	}
+	if !strings.HasPrefix(in.ID, "d-") {
+		return nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
+	}
 	d, err := p.sched.snapshot(ctx, in.ID)
-	if bus.IsNotFound(err) || strings.HasSuffix(in.ID, specSuffix) || in.ID == keyCurrent || in.ID == keyPlacement {
+	if bus.IsNotFound(err) {
 		return nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
 	}
 	return d, err
@@ -188,15 +191,12 @@ type DeploymentSummary struct {
 }
 
 func (p *Planner) deployList(ctx context.Context, req micro.Request) (int, any, error) {
-	keys, err := p.o.Res.Deployments.Keys(ctx)
-	if err != nil && !strings.Contains(err.Error(), "no keys") {
+	ids, err := deploymentIDs(ctx, p.o.Res)
+	if err != nil {
 		return 0, nil, fmt.Errorf("list deployments: %w", err)
 	}
 	out := []DeploymentSummary{}
-	for _, k := range keys {
-		if !strings.HasPrefix(k, "d-") || strings.HasSuffix(k, specSuffix) {
-			continue
-		}
+	for _, k := range ids {
 		d, err := p.sched.snapshot(ctx, k)
 		if err != nil {
 			continue
@@ -211,7 +211,7 @@ func (p *Planner) deployCancel(ctx context.Context, req micro.Request) (int, any
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
-	if !strings.HasPrefix(in.ID, "d-") || strings.HasSuffix(in.ID, specSuffix) {
+	if !strings.HasPrefix(in.ID, "d-") {
 		return 0, nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
 	}
 	reason := "cancelled by request"

@@ -16,19 +16,6 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// KV keys in DE_DEPLOYMENTS beside one key per deployment id.
-const (
-	keyCurrent   = "current"   // id of the deployment that runs now
-	keyPlacement = "placement" // node → components of the last deployment
-	keyLease     = "lock"      // the deploy lock: which scheduler drives the current deployment, until when
-	specSuffix   = "-specs"    // <id>-specs: the rendered steps, written once
-)
-
-type specDoc struct {
-	Specs map[string]contract.Step `json:"specs"`
-	Prios map[string]int           `json:"prios"`
-}
-
 // scheduler dispatches ready steps and records their results. One goroutine
 // owns the running deployment; step events reach it from a durable
 // consumer, and an event is acknowledged only once its effect is stored, so
@@ -75,6 +62,9 @@ func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
 	}
 	if s.holder == "" {
 		s.holder = "planner-" + bus.RandomSecret()[:8]
+	}
+	if err := migrateBookkeeping(ctx, s.res, s.log); err != nil {
+		return nil, err
 	}
 	cons, err := s.res.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
 		Durable:       "planner-steps",
@@ -123,14 +113,17 @@ func (s *scheduler) stop() {
 
 // resume picks up the deployment a stopped engine left running.
 func (s *scheduler) resume(ctx context.Context) error {
-	e, err := s.res.Deployments.Get(ctx, keyCurrent)
+	id, err := currentID(ctx, s.res)
+	if err != nil || id == "" {
+		return err
+	}
+	rec, err := loadRecord(ctx, s.res, id)
 	if bus.IsNotFound(err) {
-		return nil
+		// A mark left by a store restored without this deployment: nothing
+		// runs.
+		s.log.Warn("the current deployment is not in the store; forgetting it", "id", id, "err", err)
+		return s.res.Scheduler.Delete(ctx, keyCurrent)
 	}
-	if err != nil {
-		return fmt.Errorf("planner: read current deployment: %w", err)
-	}
-	rec, err := s.load(ctx, string(e.Value()))
 	if err != nil {
 		return err
 	}
@@ -155,28 +148,6 @@ func (s *scheduler) resume(ctx context.Context) error {
 	return nil
 }
 
-func (s *scheduler) load(ctx context.Context, id string) (*record, error) {
-	e, err := s.res.Deployments.Get(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("read deployment %s: %w", id, err)
-	}
-	rec := &record{}
-	if err := json.Unmarshal(e.Value(), rec); err != nil {
-		return nil, fmt.Errorf("decode deployment %s: %w", id, err)
-	}
-	se, err := s.res.Deployments.Get(ctx, id+specSuffix)
-	if err != nil {
-		return nil, fmt.Errorf("read steps of deployment %s: %w", id, err)
-	}
-	var doc specDoc
-	if err := json.Unmarshal(se.Value(), &doc); err != nil {
-		return nil, fmt.Errorf("decode steps of deployment %s: %w", id, err)
-	}
-	rec.specs, rec.prios = doc.Specs, doc.Prios
-	rec.reindex()
-	return rec, nil
-}
-
 // running reports the deployment that runs now, if any.
 func (s *scheduler) running() (string, bool) {
 	s.mu.Lock()
@@ -189,12 +160,8 @@ func (s *scheduler) running() (string, bool) {
 
 // begin stores a new deployment and starts dispatching it.
 func (s *scheduler) begin(ctx context.Context, rec *record) error {
-	doc, err := json.Marshal(specDoc{Specs: rec.specs, Prios: rec.prios})
-	if err != nil {
-		return fmt.Errorf("encode steps: %w", err)
-	}
-	if _, err := s.res.Deployments.Put(ctx, rec.ID+specSuffix, doc); err != nil {
-		return fmt.Errorf("store steps of %s: %w", rec.ID, err)
+	if err := storeSteps(ctx, s.res, rec); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -207,7 +174,7 @@ func (s *scheduler) begin(ctx context.Context, rec *record) error {
 		s.cur = nil
 		return err
 	}
-	if _, err := s.res.Deployments.Put(ctx, keyCurrent, []byte(rec.ID)); err != nil {
+	if _, err := s.res.Scheduler.Put(ctx, keyCurrent, []byte(rec.ID)); err != nil {
 		return fmt.Errorf("mark %s current: %w", rec.ID, err)
 	}
 	s.publish(ctx, subject.DeployEvent(rec.ID, subject.DeployStarted), contract.DeploymentEvent{V: contract.Version, ID: rec.ID, State: rec.State, Time: time.Now().UTC()})
@@ -249,7 +216,7 @@ func (s *scheduler) onEvent(m jetstream.Msg) {
 	defer s.mu.Unlock()
 	if s.cur == nil || s.cur.ID != ev.Deployment || s.cur.State != contract.DeployRunning {
 		if s.cur == nil || s.cur.ID != ev.Deployment {
-			if e, err := s.res.Deployments.Get(ctx, keyCurrent); err == nil && string(e.Value()) == ev.Deployment {
+			if id, err := currentID(ctx, s.res); err == nil && id == ev.Deployment {
 				// The current deployment, not (yet) driven here: keep its
 				// event for whoever resumes it.
 				_ = m.NakWithDelay(time.Second)
@@ -339,28 +306,18 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 	failed := rec.finish(reason, now)
 	s.dirty = true
 	if b, err := json.Marshal(rec.placementAfter(loadPlacement(ctx, s.res))); err == nil {
-		if _, err := s.res.Deployments.Put(ctx, keyPlacement, b); err != nil {
+		if _, err := s.res.Scheduler.Put(ctx, keyPlacement, b); err != nil {
 			s.log.Error("store placement", "err", err)
 		}
 	}
 	s.flushLocked(ctx)
-	if err := s.res.Deployments.Delete(ctx, keyCurrent); err != nil {
+	if err := s.res.Scheduler.Delete(ctx, keyCurrent); err != nil {
 		s.log.Error("clear current deployment", "err", err)
 	}
 	s.releaseLease(ctx)
 	s.publish(ctx, subject.DeployEvent(rec.ID, subject.DeployFinished), contract.DeploymentEvent{
 		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error})
 	s.log.Info("deployment finished", "id", rec.ID, "state", rec.State, "changed", rec.Changed, "failed", failed)
-}
-
-func loadPlacement(ctx context.Context, res *bus.Resources) map[string][]string {
-	out := map[string][]string{}
-	e, err := res.Deployments.Get(ctx, keyPlacement)
-	if err != nil {
-		return out
-	}
-	_ = json.Unmarshal(e.Value(), &out)
-	return out
 }
 
 func (s *scheduler) publish(ctx context.Context, subj string, v any) {
@@ -411,12 +368,8 @@ func (s *scheduler) flushLocked(ctx context.Context) {
 }
 
 func (s *scheduler) saveLocked(ctx context.Context) error {
-	b, err := json.Marshal(s.cur)
-	if err != nil {
+	if err := storeRecord(ctx, s.res, s.cur); err != nil {
 		return err
-	}
-	if _, err := s.res.Deployments.Put(ctx, s.cur.ID, b); err != nil {
-		return fmt.Errorf("store deployment %s: %w", s.cur.ID, err)
 	}
 	s.dirty = false
 	return nil

@@ -162,7 +162,7 @@ func (s *scheduler) cancel(ctx context.Context, id, reason string) (*contract.De
 	if s.cur == nil || s.cur.ID != id {
 		// Not driven here: a deployment left running in the store with no
 		// live scheduler (its lock expired) is ended all the same.
-		rec, err := s.load(ctx, id)
+		rec, err := loadRecord(ctx, s.res, id)
 		if err != nil {
 			if bus.IsNotFound(err) {
 				return nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", id)}
@@ -176,9 +176,8 @@ func (s *scheduler) cancel(ctx context.Context, id, reason string) (*contract.De
 			// Another deployment runs here: this one is a leftover record.
 			now := time.Now().UTC()
 			rec.State, rec.Error, rec.Finished = contract.DeployFailed, reason, &now
-			b, _ := json.Marshal(rec)
-			if _, err := s.res.Deployments.Put(ctx, id, b); err != nil {
-				return nil, fmt.Errorf("store deployment %s: %w", id, err)
+			if err := storeRecord(ctx, s.res, rec); err != nil {
+				return nil, err
 			}
 			return &rec.Deployment, nil
 		}
@@ -211,11 +210,11 @@ var errLeaseLost = errors.New("the deploy lock belongs to another scheduler")
 // scheduler holds it and it has not expired (409).
 func (s *scheduler) takeLease(ctx context.Context, id string) error {
 	val, _ := json.Marshal(lease{Deployment: id, Holder: s.holder, Expires: time.Now().Add(s.ttl).UTC()})
-	e, err := s.res.Deployments.Get(ctx, keyLease)
+	e, err := s.res.Scheduler.Get(ctx, keyLease)
 	var rev uint64
 	switch {
 	case bus.IsNotFound(err):
-		rev, err = s.res.Deployments.Create(ctx, keyLease, val)
+		rev, err = s.res.Scheduler.Create(ctx, keyLease, val)
 	case err != nil:
 		return fmt.Errorf("read the deploy lock: %w", err)
 	default:
@@ -224,7 +223,7 @@ func (s *scheduler) takeLease(ctx context.Context, id string) error {
 			return &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is driven by %s (its lock runs until %s); wait for it to finish",
 				l.Deployment, l.Holder, l.Expires.Format(time.RFC3339))}
 		}
-		rev, err = s.res.Deployments.Update(ctx, keyLease, val, e.Revision())
+		rev, err = s.res.Scheduler.Update(ctx, keyLease, val, e.Revision())
 	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
@@ -241,7 +240,7 @@ func (s *scheduler) renewLease(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	val, _ := json.Marshal(lease{Deployment: s.cur.ID, Holder: s.holder, Expires: time.Now().Add(s.ttl).UTC()})
-	rev, err := s.res.Deployments.Update(ctx, keyLease, val, s.leaseRev)
+	rev, err := s.res.Scheduler.Update(ctx, keyLease, val, s.leaseRev)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return errLeaseLost
@@ -253,7 +252,7 @@ func (s *scheduler) renewLease(ctx context.Context) error {
 }
 
 func (s *scheduler) releaseLease(ctx context.Context) {
-	if err := s.res.Deployments.Delete(ctx, keyLease, jetstream.LastRevision(s.leaseRev)); err != nil && !bus.IsNotFound(err) {
+	if err := s.res.Scheduler.Delete(ctx, keyLease, jetstream.LastRevision(s.leaseRev)); err != nil && !bus.IsNotFound(err) {
 		s.log.Warn("release the deploy lock", "err", err)
 	}
 }

@@ -86,11 +86,11 @@ func publishStep(t *testing.T, b *testBus, s contract.Step, state string, final 
 }
 
 func lockHeld(t *testing.T, b *testBus) bool {
-	_, err := b.res.Deployments.Get(context.Background(), keyLease)
+	_, err := b.res.Scheduler.Get(context.Background(), keyLease)
 	if err != nil && !bus.IsNotFound(err) {
 		t.Fatal(err)
 	}
-	_, cerr := b.res.Deployments.Get(context.Background(), keyCurrent)
+	_, cerr := b.res.Scheduler.Get(context.Background(), keyCurrent)
 	return err == nil || cerr == nil
 }
 

@@ -19,7 +19,7 @@ import (
 // their consumers' positions.
 func BackupStreams() []string {
 	out := []string{StreamSteps, StreamEvents, StreamAudit}
-	for _, kv := range []string{KVConfig, KVDeployments, KVOwners, KVHostKeys, KVNodes, KVEngine} {
+	for _, kv := range []string{KVConfig, KVDeployments, KVScheduler, KVOwners, KVHostKeys, KVNodes, KVEngine} {
 		out = append(out, "KV_"+kv)
 	}
 	return out

@@ -24,8 +24,12 @@ const (
 
 	// KVConfig holds the cluster config under key KeyConfig.
 	KVConfig = "DE_CONFIG"
-	// KVDeployments holds one record per deployment (plan and step states).
+	// KVDeployments holds one record per deployment (plan and step states),
+	// keyed by its id, and nothing else.
 	KVDeployments = "DE_DEPLOYMENTS"
+	// KVScheduler holds the scheduler's bookkeeping: which deployment runs,
+	// the deploy lock, where components run, each deployment's steps.
+	KVScheduler = "DE_SCHEDULER"
 	// KVOwners maps a node IP token to the id of the engine that installed it.
 	KVOwners = "DE_OWNERS"
 	// KVHostKeys pins each node's SSH host key on first contact.
@@ -47,6 +51,7 @@ type Resources struct {
 	Audit       jetstream.Stream
 	Config      jetstream.KeyValue
 	Deployments jetstream.KeyValue
+	Scheduler   jetstream.KeyValue
 	Owners      jetstream.KeyValue
 	HostKeys    jetstream.KeyValue
 	Nodes       jetstream.KeyValue
@@ -126,6 +131,7 @@ func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resour
 	}{
 		{&r.Config, KVConfig, "the cluster config", 5},
 		{&r.Deployments, KVDeployments, "deployments: plans and step states", 1},
+		{&r.Scheduler, KVScheduler, "the scheduler's bookkeeping: current deployment, deploy lock, placement, steps", 1},
 		{&r.Owners, KVOwners, "which engine owns each node", 1},
 		{&r.HostKeys, KVHostKeys, "pinned SSH host keys", 1},
 		{&r.Nodes, KVNodes, "latest node and component state", 1},

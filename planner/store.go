@@ -1,0 +1,150 @@
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// Keys in DE_SCHEDULER. DE_DEPLOYMENTS holds the deployment records alone,
+// one a deployment id.
+const (
+	keyCurrent   = "current"   // id of the deployment that runs now
+	keyPlacement = "placement" // node → components of the last deployment
+	keyLease     = "lock"      // the deploy lock: which scheduler drives the current deployment, until when
+)
+
+// stepsKey holds the rendered steps of deployment id, written once.
+func stepsKey(id string) string { return "steps." + id }
+
+type specDoc struct {
+	Specs map[string]contract.Step `json:"specs"`
+	Prios map[string]int           `json:"prios"`
+}
+
+// loadRecord reads deployment id and its steps.
+func loadRecord(ctx context.Context, res *bus.Resources, id string) (*record, error) {
+	e, err := res.Deployments.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("read deployment %s: %w", id, err)
+	}
+	rec := &record{}
+	if err := json.Unmarshal(e.Value(), rec); err != nil {
+		return nil, fmt.Errorf("decode deployment %s: %w", id, err)
+	}
+	se, err := res.Scheduler.Get(ctx, stepsKey(id))
+	if err != nil {
+		return nil, fmt.Errorf("read steps of deployment %s: %w", id, err)
+	}
+	var doc specDoc
+	if err := json.Unmarshal(se.Value(), &doc); err != nil {
+		return nil, fmt.Errorf("decode steps of deployment %s: %w", id, err)
+	}
+	rec.specs, rec.prios = doc.Specs, doc.Prios
+	rec.reindex()
+	return rec, nil
+}
+
+// storeSteps writes the rendered steps of rec.
+func storeSteps(ctx context.Context, res *bus.Resources, rec *record) error {
+	doc, err := json.Marshal(specDoc{Specs: rec.specs, Prios: rec.prios})
+	if err != nil {
+		return fmt.Errorf("encode steps: %w", err)
+	}
+	if _, err := res.Scheduler.Put(ctx, stepsKey(rec.ID), doc); err != nil {
+		return fmt.Errorf("store steps of %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// storeRecord writes deployment rec.
+func storeRecord(ctx context.Context, res *bus.Resources, rec *record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := res.Deployments.Put(ctx, rec.ID, b); err != nil {
+		return fmt.Errorf("store deployment %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// currentID is the id of the deployment that runs now; "" when none does.
+func currentID(ctx context.Context, res *bus.Resources) (string, error) {
+	e, err := res.Scheduler.Get(ctx, keyCurrent)
+	if bus.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read current deployment: %w", err)
+	}
+	return string(e.Value()), nil
+}
+
+func loadPlacement(ctx context.Context, res *bus.Resources) map[string][]string {
+	out := map[string][]string{}
+	e, err := res.Scheduler.Get(ctx, keyPlacement)
+	if err != nil {
+		return out
+	}
+	_ = json.Unmarshal(e.Value(), &out)
+	return out
+}
+
+// deploymentIDs lists the ids of every stored deployment.
+func deploymentIDs(ctx context.Context, res *bus.Resources) ([]string, error) {
+	keys, err := res.Deployments.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	return keys, err
+}
+
+// legacySpecs ends the key under which a store written before DE_SCHEDULER
+// kept a deployment's steps in DE_DEPLOYMENTS.
+const legacySpecs = "-specs"
+
+// migrateBookkeeping moves the scheduler's keys that an older engine kept
+// in DE_DEPLOYMENTS beside the records (current, placement, lock and
+// <id>-specs) to DE_SCHEDULER. Each is written there before it is deleted
+// here, so an engine stopped halfway moves the rest at its next start; a
+// key found here is the older layout's latest word and replaces its copy.
+func migrateBookkeeping(ctx context.Context, res *bus.Resources, log *slog.Logger) error {
+	keys, err := deploymentIDs(ctx, res)
+	if err != nil {
+		return fmt.Errorf("planner: list deployments: %w", err)
+	}
+	for _, k := range keys {
+		to := k
+		switch {
+		case k == keyCurrent || k == keyPlacement || k == keyLease:
+		case strings.HasSuffix(k, legacySpecs):
+			to = stepsKey(strings.TrimSuffix(k, legacySpecs))
+		default:
+			continue
+		}
+		e, err := res.Deployments.Get(ctx, k)
+		if bus.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("planner: read %s: %w", k, err)
+		}
+		if _, err := res.Scheduler.Put(ctx, to, e.Value()); err != nil {
+			return fmt.Errorf("planner: move %s to %s: %w", k, bus.KVScheduler, err)
+		}
+		if err := res.Deployments.Delete(ctx, k); err != nil {
+			return fmt.Errorf("planner: move %s to %s: %w", k, bus.KVScheduler, err)
+		}
+		log.Info("moved the scheduler's key out of the deployments", "from", k, "to", to)
+	}
+	return nil
+}

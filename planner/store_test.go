@@ -1,0 +1,105 @@
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// A store written before DE_SCHEDULER kept the scheduler's keys beside the
+// records in DE_DEPLOYMENTS. A scheduler started on it moves them and
+// finishes the deployment that was running; the bucket then holds records
+// only.
+func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
+	ctx := context.Background()
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	rec := diamond("d-old")
+	rec.State = contract.DeployRunning
+	old := contract.Deployment{ID: "d-older", State: contract.DeploySucceeded}
+	put := func(key string, v any) {
+		t.Helper()
+		data, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.res.Deployments.Put(ctx, key, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("d-old", rec)
+	put("d-old-specs", specDoc{Specs: rec.specs, Prios: rec.prios})
+	put("d-older", old)
+	put("placement", map[string][]string{"10.0.0.9": {"z"}})
+	if _, err := b.res.Deployments.Put(ctx, "current", []byte("d-old")); err != nil {
+		t.Fatal(err)
+	}
+
+	w := startWorker(t, b, nil)
+	defer w.cc.Stop()
+	p := testPlanner(t, b)
+	defer p.sched.stop()
+	if err := p.sched.resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := waitFinished(t, p, "d-old"); d.State != contract.DeploySucceeded {
+		t.Fatalf("resumed deployment: %s %q", d.State, d.Error)
+	}
+	if len(w.ran) != 6 {
+		t.Errorf("%d steps ran, want 6", len(w.ran))
+	}
+	ids, err := deploymentIDs(ctx, b.res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	if want := []string{"d-old", "d-older"}; !slices.Equal(ids, want) {
+		t.Errorf("%s holds %v, want %v", bus.KVDeployments, ids, want)
+	}
+	if _, err := b.res.Scheduler.Get(ctx, stepsKey("d-old")); err != nil {
+		t.Errorf("steps not moved: %v", err)
+	}
+	pl := loadPlacement(ctx, b.res)
+	if !slices.Equal(pl["10.0.0.9"], []string{"z"}) || len(pl["10.0.0.1"]) != 0 {
+		// The diamond places nothing: the old placement is kept as it was.
+		t.Errorf("placement %v", pl)
+	}
+	if id, err := currentID(ctx, b.res); err != nil || id != "" {
+		t.Errorf("current %q %v after the end", id, err)
+	}
+}
+
+// A mark of a current deployment that the store does not hold (a backup
+// restored without it) is forgotten: the engine starts.
+func TestSchedulerForgetsMissingCurrent(t *testing.T) {
+	ctx := context.Background()
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	if _, err := b.res.Scheduler.Put(ctx, keyCurrent, []byte("d-gone")); err != nil {
+		t.Fatal(err)
+	}
+	p := testPlanner(t, b)
+	defer p.sched.stop()
+	if err := p.sched.resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := currentID(ctx, b.res); err != nil || id != "" {
+		t.Errorf("current %q %v", id, err)
+	}
+	if _, ok := p.sched.running(); ok {
+		t.Error("a deployment runs")
+	}
+}
+
+func TestDeploymentIDsOfAnEmptyStore(t *testing.T) {
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	ids, err := deploymentIDs(context.Background(), b.res)
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("ids %v err %v", ids, err)
+	}
+}
