@@ -426,6 +426,7 @@ func (r *stepRun) execute() (string, int, error) {
 	fmt.Fprintf(&pre, "trap 'rc=$?; rm -f %[1]s/run/%[5]s.pgid; if [ $rc -eq 0 ]; then mkdir -p %[1]s/applied && printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s.tmp && mv %[4]s.tmp %[4]s; fi' EXIT\n",
 		stateDir, s.Hash, s.Deployment, marker, key)
 	var tail []string
+	red := cfg.OutputRedactor()
 	deadline := time.Now().Add(timeout + 5*time.Second)
 	res := runStep(ctx, c, stepJob{key: key, hash: s.Hash, deployment: s.Deployment, until: deadline}, pre.String()+s.Script, timeout, func(stream, text string) {
 		if stream == "stderr" {
@@ -434,7 +435,7 @@ func (r *stepRun) execute() (string, int, error) {
 				tail = tail[1:]
 			}
 		}
-		r.line(stream, redact(text, cfg))
+		r.line(stream, red.Redact(text))
 	})
 	switch {
 	case r.cancelled.Load() != nil:
@@ -446,7 +447,7 @@ func (r *stepRun) execute() (string, int, error) {
 	case res.err != nil:
 		return "", -1, res.err
 	case res.code != 0:
-		return "", res.code, permanent{errScript{code: res.code, tail: redact(strings.Join(tail, " | "), cfg)}}
+		return "", res.code, permanent{errScript{code: res.code, tail: red.Redact(strings.Join(tail, " | "))}}
 	}
 	return contract.StateSucceeded, 0, nil
 }
@@ -461,16 +462,6 @@ func (i *Installer) config(ctx context.Context) (contract.Config, error) {
 		return cfg, fmt.Errorf("the nodes' credentials: %w", err)
 	}
 	return cfg, nil
-}
-
-// redact removes every secret of cfg from a line of output.
-func redact(s string, cfg contract.Config) string {
-	for _, v := range cfg.Properties.Secrets() {
-		if len(*v) >= 3 && !strings.Contains(*v, "\n") {
-			s = strings.ReplaceAll(s, *v, contract.Redacted)
-		}
-	}
-	return s
 }
 
 func (r *stepRun) line(stream, text string) {

@@ -60,7 +60,7 @@ func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, erro
 	}
 	c, err := i.client(ctx, x.Node, auth)
 	if err != nil {
-		return 200, contract.ExecReply{V: contract.Version, ExitCode: -1, Error: redact(describe(err), cfg)}, nil
+		return 200, contract.ExecReply{V: contract.Version, ExitCode: -1, Error: cfg.OutputRedactor().Redact(describe(err))}, nil
 	}
 	var mu sync.Mutex
 	var out strings.Builder
@@ -89,7 +89,7 @@ func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, erro
 		}
 	}
 	mu.Lock()
-	rep := contract.ExecReply{V: contract.Version, ExitCode: res.code, Output: redact(out.String(), cfg)}
+	rep := contract.ExecReply{V: contract.Version, ExitCode: res.code, Output: cfg.OutputRedactor().Redact(out.String())}
 	mu.Unlock()
 	if res.err != nil {
 		rep.ExitCode = -1
@@ -97,7 +97,7 @@ func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, erro
 		if errors.Is(res.err, context.DeadlineExceeded) {
 			msg = fmt.Sprintf("the command did not finish within %s and was killed", timeout)
 		}
-		rep.Error = redact(msg, cfg)
+		rep.Error = cfg.OutputRedactor().Redact(msg)
 	}
 	return 200, rep, nil
 }

@@ -1,12 +1,10 @@
 package logsvc
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
@@ -168,25 +165,14 @@ func (s *Service) event(subj string, data []byte, ts time.Time) {
 			s.skip(subj, err)
 			return
 		}
-		word := "down"
-		if cs.Up {
-			word = "up"
-		}
-		b := s.start(e.Time, ts)
-		b = fmt.Appendf(b, "component %s on %s %s", cs.Component, cs.IP, word)
-		b = appendDetail(b, e.Reason)
-		s.put(LocalLog, b)
+		s.put(LocalLog, appendComponent(s.start(e.Time, ts), cs.Component, cs.IP, cs.Up, e.Reason))
 	case strings.HasPrefix(subj, "de.evt.engine."):
 		var e contract.EngineEvent
 		if err := s.decode(data, &e.V, &e); err != nil {
 			s.skip(subj, err)
 			return
 		}
-		b := s.start(e.Time, ts)
-		b = append(b, "engine "...)
-		b = appendText(b, orDash(e.Kind))
-		b = appendDetail(b, e.Message)
-		s.put(LocalLog, b)
+		s.put(LocalLog, appendEngine(s.start(e.Time, ts), e))
 	case strings.HasPrefix(subj, "de.evt.deploy."):
 		switch {
 		case strings.HasSuffix(subj, ".step"):
@@ -198,43 +184,14 @@ func (s *Service) event(subj string, data []byte, ts time.Time) {
 			if e.State != contract.StateFailed {
 				return
 			}
-			b := s.start(timeOr(e.Finished), ts)
-			b = append(b, "step "...)
-			b = appendText(b, orDash(e.ID))
-			b = append(b, " failed on "...)
-			b = appendText(b, orDash(e.Node))
-			b = append(b, " ("...)
-			b = appendText(b, orDash(e.Component)+" "+orDash(e.Action))
-			b = fmt.Appendf(b, ", deployment %s, attempt %d", e.Deployment, e.Attempt)
-			if e.ExitCode != nil {
-				b = fmt.Appendf(b, ", exit %d", *e.ExitCode)
-			}
-			if e.Final {
-				b = append(b, ", final"...)
-			} else {
-				b = append(b, ", will retry"...)
-			}
-			b = append(b, ')')
-			b = appendDetail(b, e.Error)
-			s.put(LocalLog, b)
+			s.put(LocalLog, appendStepFailed(s.start(timeOr(e.Finished), ts), e))
 		case strings.HasSuffix(subj, ".started"), strings.HasSuffix(subj, ".finished"):
 			var e contract.DeploymentEvent
 			if err := s.decode(data, &e.V, &e); err != nil {
 				s.skip(subj, err)
 				return
 			}
-			b := s.start(e.Time, ts)
-			b = append(b, "deployment "...)
-			b = appendText(b, orDash(e.ID))
-			if strings.HasSuffix(subj, ".started") {
-				b = append(b, " started"...)
-			} else {
-				b = append(b, " finished: "...)
-				b = appendText(b, orDash(e.State))
-				b = fmt.Appendf(b, ", %d changed", e.Changed)
-				b = appendDetail(b, e.Error)
-			}
-			s.put(LocalLog, b)
+			s.put(LocalLog, appendDeployment(s.start(e.Time, ts), e, strings.HasSuffix(subj, ".started")))
 		}
 	}
 	// Node usage and status events are figures, not log lines.
@@ -271,30 +228,15 @@ func (s *Service) instanceLine(component, ip string, l contract.LogLine, runtime
 		// own log is the node's, so the config's secrets come out here.
 		l.Line = s.cache.redact(l.Line)
 	}
-	b := s.start(l.Time, time.Time{})
+	prefix := ""
 	if name == "" {
 		name = LocalLog
-		b = append(b, ip...)
-		b = append(b, ' ')
+		prefix = ip + " "
 		if component != "node" {
-			b = append(b, component...)
-			b = append(b, ' ')
+			prefix += component + " "
 		}
 	}
-	b = append(b, '[')
-	if runtime {
-		b = append(b, "runtime "...)
-		b = appendText(b, orDash(l.Stream))
-	} else {
-		b = appendText(b, orDash(l.Deployment))
-		b = append(b, ' ')
-		b = appendText(b, orDash(l.Step))
-		b = append(b, ' ')
-		b = appendText(b, orDash(l.Stream))
-	}
-	b = append(b, "] "...)
-	b = appendText(b, l.Line)
-	s.put(name, b)
+	s.put(name, appendInstanceLine(s.start(l.Time, time.Time{}), prefix, l, runtime))
 }
 
 // start begins a line in the scratch buffer with its time: t, else the
@@ -345,119 +287,6 @@ func (s *Service) decode(data []byte, v *int, dst any) error {
 func (s *Service) skip(subj string, err error) {
 	s.metrics.skipped.Inc()
 	s.log.Warn("skipped a message", "subject", subj, "err", err)
-}
-
-func timeOr(t *time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return *t
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// appendText appends s with line breaks escaped, so that one message is
-// always one line and a line cannot forge another.
-func appendText(b []byte, s string) []byte {
-	if !strings.ContainsAny(s, "\r\n") {
-		return append(b, s...)
-	}
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\n':
-			b = append(b, `\n`...)
-		case '\r':
-			b = append(b, `\r`...)
-		default:
-			b = append(b, s[i])
-		}
-	}
-	return b
-}
-
-func appendDetail(b []byte, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = append(b, ": "...)
-	return appendText(b, s)
-}
-
-// instances maps each component instance to its position in the config,
-// read from KV and read again when a line names an instance it lacks.
-type instances struct {
-	kv      jetstream.KeyValue
-	pos     map[string]map[string]int
-	secrets []string // the config's secrets, to take out of runtime lines
-	readAt  uint64   // batch of the last read
-	everRan bool
-}
-
-// position is the index of ip in the config's list for component. A miss
-// re-reads the config, at most once per batch: a new config arrives
-// before the lines of its deployment, and a component that is not in it
-// would otherwise cost a read per line.
-func (c *instances) position(component, ip string, batch uint64) (int, bool) {
-	if n, ok := c.pos[component][ip]; ok {
-		return n, true
-	}
-	if c.everRan && c.readAt == batch {
-		return 0, false
-	}
-	c.everRan, c.readAt = true, batch
-	c.reload()
-	n, ok := c.pos[component][ip]
-	return n, ok
-}
-
-func (c *instances) reload() {
-	if c.kv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	cfg, err := bus.LoadConfig(ctx, c.kv)
-	if err != nil {
-		// No config yet (or the bus is away): keep what we know.
-		return
-	}
-	pos := make(map[string]map[string]int, len(cfg.Components))
-	for comp, ips := range cfg.Components {
-		m := make(map[string]int, len(ips))
-		for i, ip := range ips {
-			// Subjects carry canonical IPs; the config may not.
-			if a, err := netip.ParseAddr(strings.TrimSpace(ip)); err == nil {
-				ip = a.String()
-			}
-			if _, dup := m[ip]; !dup {
-				m[ip] = i
-			}
-		}
-		pos[comp] = m
-	}
-	c.pos = pos
-	c.secrets = c.secrets[:0]
-	for _, v := range cfg.Properties.Secrets() {
-		if len(*v) >= 3 {
-			c.secrets = append(c.secrets, *v)
-		}
-	}
-}
-
-// redact replaces every secret of the config in line.
-func (c *instances) redact(line string) string {
-	if c.pos == nil {
-		c.reload()
-	}
-	for _, v := range c.secrets {
-		line = strings.ReplaceAll(line, v, contract.Redacted)
-	}
-	return line
 }
 
 // seqFile records the last DE_EVENTS sequence written to the store, so
