@@ -20,6 +20,7 @@ func (s *server) deployRoutes(r chi.Router) {
 	r.Get("/deploy", s.deploy)
 	r.Post("/deploy", s.deploy)
 	r.Post("/scale", s.scale)
+	s.planRoutes(r)
 	r.Get("/deployments", s.listDeployments)
 	r.Get("/deployments/{id}", s.getDeployment)
 	r.Get("/deployments/{id}/events", streaming(s.o.Limits.StreamIdle, s.deploymentEvents))
@@ -28,7 +29,11 @@ func (s *server) deployRoutes(r chi.Router) {
 }
 
 func (s *server) deploy(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.Cmd("deploy", "start"), nil)
+	in, ok := deployRequest(w, r)
+	if !ok {
+		return
+	}
+	s.call(w, r, subject.Cmd("deploy", "start"), in)
 }
 
 func (s *server) scale(w http.ResponseWriter, r *http.Request) {

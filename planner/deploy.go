@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -37,6 +39,12 @@ func newID() string {
 }
 
 func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any, error) {
+	var in contract.DeployStart
+	if len(req.Data()) > 0 && string(req.Data()) != "null" {
+		if err := kit.Decode(req, &in); err != nil {
+			return 0, nil, err
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cfg, ok, err := p.loadConfig(ctx)
@@ -45,6 +53,20 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 	}
 	if !ok {
 		return 0, nil, errNoConfig
+	}
+	if in.Plan != "" {
+		if id, ok := p.sched.running(); ok {
+			return 0, nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
+		}
+		now, err := p.plan(ctx, cfg)
+		if err != nil {
+			return 0, nil, err
+		}
+		if now.ID != in.Plan {
+			err := errStalePlan(in.Plan, now.ID)
+			p.noteRefusal(ctx, err)
+			return 0, nil, err
+		}
 	}
 	id, err := p.startLocked(ctx, cfg)
 	if err != nil {
@@ -121,22 +143,31 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 		return nil, &kit.Error{Code: 502, Msg: "cannot reach every node: " + strings.Join(unreachable, "; ")}
 	}
 	id := newID()
+	steps, err := p.stepsFor(ctx, p.planInputFor(cfg, cat, id, previous, noMonit), rel)
+	if err != nil {
+		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
+	}
+	return newRecord(id, placementOf(cfg), steps), nil
+}
+
+// planInputFor is what a deployment id of cfg is planned from.
+func (p *Planner) planInputFor(cfg contract.Config, cat *catalog.Catalog, id string, previous map[string][]string, noMonit map[string]bool) planInput {
 	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest, noMonit: noMonit,
 		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
 	if a := p.o.Agent; a != nil {
 		in.agent = &agentPlan{binary: a.Binary, pass: a.Password, ca: a.CA,
 			natsURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
 	}
-	var steps []*planStep
+	return in
+}
+
+// stepsFor renders the steps of a deployment: from a release when rel is
+// set, from the catalog otherwise.
+func (p *Planner) stepsFor(ctx context.Context, in planInput, rel *release.Release) ([]*planStep, error) {
 	if rel != nil {
-		steps, err = p.buildReleasePlan(ctx, in, rel)
-	} else {
-		steps, err = buildPlan(in)
+		return p.buildReleasePlan(ctx, in, rel)
 	}
-	if err != nil {
-		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
-	}
-	return newRecord(id, placementOf(cfg), steps), nil
+	return buildPlan(in)
 }
 
 // newRecord is a pending deployment of the planned steps.

@@ -121,6 +121,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.Cmd("deploy", "list"):    p.deployList,
 		subject.Cmd("deploy", "scale"):   p.scale,
 		subject.Cmd("deploy", "cancel"):  p.deployCancel,
+		subject.Cmd("deploy", "plan"):    p.planEndpoint,
 		subject.Cmd("catalog", "verify"): p.catalogVerify,
 	}
 	maps.Copy(eps, p.checkEndpoints())

@@ -132,6 +132,10 @@ func TestConsoleOnTestBed(t *testing.T) {
 		b.t = t
 		b.run("open deploy", chromedp.Navigate(base+"/#/deploy"), chromedp.WaitVisible(chromedp.ID("deploy-start")))
 		b.run("deploy", chromedp.Click(chromedp.ID("deploy-start")))
+		// The plan comes first: every node gets its steps; then the operator confirms.
+		b.waitTextFor("#deploy-plan", n0, time.Minute)
+		b.waitText("#plan-summary", "action(s)")
+		b.run("confirm the plan", chromedp.Click(chromedp.ID("deploy-confirm")))
 		b.waitText("#deploy-progress", "d-")
 		waitDeployment(t, b, 20*time.Minute)
 		b.waitText("#steps-table", n0)

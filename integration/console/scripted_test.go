@@ -84,6 +84,10 @@ func (s *scriptedAPI) handler(t *testing.T) http.Handler {
 		js(w, 200, `{"components":{"haproxy":["192.0.2.11"],"etcd":["192.0.2.11"],"web":["192.0.2.12","192.0.2.13"],"nats":["192.0.2.12","192.0.2.14"],"redis":["192.0.2.13"],"database":["192.0.2.14"]},
 			"properties":{"catalog":"starter","domain":"demo.local","home":"192.0.2.1","checkdisk":1,"disksize":1,"adduser":0,"key":"<redacted>"}}`)
 	})
+	api.HandleFunc("POST /deployment-engine/plan", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := json.Marshal(scriptedPlan)
+		js(w, 200, string(b))
+	})
 	api.HandleFunc("POST /deployment-engine/deploy", func(w http.ResponseWriter, r *http.Request) {
 		s.record(r)
 		js(w, 202, `{"id":"`+demoID+`"}`)
@@ -268,6 +272,11 @@ func TestConsoleViewsScripted(t *testing.T) {
 		b.run("open deploy", chromedp.Navigate(base+"/#/deploy"))
 		b.waitText("#deploy-list", "d-20260314-1c2d")
 		b.run("deploy", chromedp.Click(chromedp.ID("deploy-start")))
+		// The plan, with its diff and drift, before anything starts.
+		b.waitText("#deploy-plan", "+<h1>web 0 v2</h1>")
+		b.waitText("#deploy-plan", "/etc/de-web/nginx.conf")
+		b.waitText("#plan-summary", "2 action(s) on 1 node(s), 1 drifted file(s)")
+		b.run("confirm the plan", chromedp.Click(chromedp.ID("deploy-confirm")))
 		b.waitText("#deploy-progress", demoID)
 		b.waitText("#deploy-count", "8/12 steps")
 		b.waitText("#deploy-progress", "2 running")
@@ -514,3 +523,15 @@ const scriptedReport = `{"v":1,"id":"d-20260314-1c2d","state":"succeeded","creat
   {"id":"192.0.2.11/web/install","node":"192.0.2.11","component":"web","action":"install","state":"succeeded","started":"2026-03-14T09:12:00.5Z","finished":"2026-03-14T09:12:05.5Z","duration_s":5},
   {"id":"192.0.2.11/web/start","node":"192.0.2.11","component":"web","action":"start","state":"succeeded","started":"2026-03-14T09:12:05.6Z","finished":"2026-03-14T09:12:06.6Z","duration_s":1},
   {"id":"192.0.2.12/haproxy/install","node":"192.0.2.12","component":"haproxy","action":"install","state":"succeeded","started":"2026-03-14T09:12:06Z","finished":"2026-03-14T09:12:12Z","duration_s":6}]}`
+
+// scriptedPlan is a plan as the engine answers it: one node with a changed
+// page and a file changed by hand.
+var scriptedPlan = map[string]any{"id": "0123456789abcdef01234567", "config": "stored", "changes": 2, "drifted": 1,
+	"nodes": []map[string]any{
+		{"ip": "192.0.2.11", "actions": []map[string]any{
+			{"component": "web", "action": "upload", "step": "192.0.2.11/web/upload", "why": "rendered files differ from what the engine last wrote",
+				"files": []map[string]string{{"path": "/var/www/de-web/index.html", "diff": "--- a/var/www/de-web/index.html\n+++ b/var/www/de-web/index.html\n@@ -1 +1 @@\n-<h1>web 0</h1>\n+<h1>web 0 v2</h1>\n"}}},
+			{"component": "web", "action": "start", "step": "192.0.2.11/web/start", "why": "restart (or reload) the running process: what it runs from changed"}},
+			"drift": []map[string]string{{"component": "web", "path": "/etc/de-web/nginx.conf", "want": "3a7b", "found": "91c0aa", "diff": "--- a/etc/de-web/nginx.conf\n+++ b/etc/de-web/nginx.conf\n@@ -1 +1,2 @@\n x\n+# by hand\n"}}},
+		{"ip": "192.0.2.12", "actions": []map[string]any{}, "drift": []map[string]string{}},
+	}}

@@ -39,8 +39,12 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   config get                       print the stored config (secrets come back "<redacted>")
   config set FILE [--check=false]  submit a config (FILE or - for stdin); --check=false stores it
                                    without contacting the nodes
-  deploy [--follow]                start a deployment; --follow shows a progress bar on stderr and
-                                   the live log on stdout until it ends
+  plan [FILE]                      what a deployment of FILE (none: the stored config) would do,
+                                   per node, as diffs, and the drift found; exit 10 when changes
+                                   are pending, 0 when nothing would change
+  deploy [--follow] [--plan ID]    start a deployment; --follow shows a progress bar on stderr and
+                                   the live log on stdout until it ends; --plan refuses (exit 1)
+                                   when the cluster no longer matches that plan
   cancel ID                        end a running deployment: queued steps leave the queue,
                                    running ones are killed on their nodes
   status                           every component instance: state, CPU, memory, disk
@@ -60,7 +64,7 @@ Flags for every client command: --json (raw JSON output), --data DIR, --server U
 
 Exit codes: 0 ok; 1 the operation failed (or the deployment failed); 2 usage error;
 3 the cluster is not healthy (status found an instance that is not RUNNING);
-4 cannot reach the engine, or it refused the token.
+4 cannot reach the engine, or it refused the token; 10 plan: changes are pending.
 `
 
 func init() {
@@ -87,6 +91,7 @@ type session struct {
 	json           bool
 	follow         bool
 	check          bool
+	plan           string
 	args           []string
 	data, server   string
 	stdout, stderr io.Writer
@@ -106,6 +111,7 @@ func clientCommand(name string, h clientHandler) func(ctx context.Context, args 
 		server := fs.String("server", "", "the engine's URL (default DE_SERVER, else "+client.DefaultServer+")")
 		fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends")
 		fs.BoolVar(&s.check, "check", true, "config set: contact the nodes to check them")
+		fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
 		help := fs.Bool("help", false, "show help")
 		fs.BoolVar(help, "h", false, "show help")
 		pos, err := parseInterleaved(fs, args)

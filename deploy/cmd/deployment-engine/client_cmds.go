@@ -92,6 +92,9 @@ func deployCmd(ctx context.Context, s *session) int {
 		return code
 	}
 	id, raw, err := s.c.Deploy(ctx)
+	if s.plan != "" {
+		id, raw, err = s.c.DeployPlan(ctx, s.plan)
+	}
 	if err != nil {
 		return s.fail(err)
 	}

@@ -18,13 +18,22 @@ export function render(root, { args, go }) {
   let stop = () => {};
   let gone = false;
 
+  // start shows the plan first; the deployment starts only when the
+  // operator confirms it, and only if the cluster still matches the plan.
   async function start() {
     startBtn.disabled = true;
     fill(notice);
     try {
-      const rep = await api.deploy();
+      const plan = await api.plan();
       if (gone) return;
-      go("deploy", rep.id);
+      fill(notice, planView(plan, async () => {
+        try {
+          const rep = await api.deploy(plan.id);
+          if (!gone) go("deploy", rep.id);
+        } catch (err) {
+          if (!gone) fill(notice, errorBox(err, err.status === 409 ? "Cannot start now." : "The deployment did not start."));
+        }
+      }, () => fill(notice)));
     } catch (err) {
       if (gone) return;
       if (err.status === 403) {
@@ -296,4 +305,29 @@ function ipCompare(a, b) {
     if ((pa[i] || 0) !== (pb[i] || 0)) return (pa[i] || 0) - (pb[i] || 0);
   }
   return String(a).localeCompare(String(b));
+}
+
+// planView shows what a deployment would do, per node, with each file's
+// diff and the drift found, and asks before it deploys.
+function planView(plan, confirm, cancel) {
+  const nodes = (plan.nodes || []).filter((n) => n.actions.length || n.drift.length || n.error);
+  const summary = plan.changes === 0 && plan.drifted === 0
+    ? "Nothing would change: every step is applied as planned."
+    : plan.changes + " action(s) on " + nodes.filter((n) => n.actions.length).length + " node(s), " + plan.drifted + " drifted file(s).";
+  const okBtn = h("button.btn.primary#deploy-confirm", { type: "button", on: { click: () => { okBtn.disabled = true; confirm(); } } },
+    plan.changes === 0 ? "Deploy anyway" : "Deploy this plan");
+  return h("section.card#deploy-plan",
+    h("h2", "Plan ", h("span.mono.small", plan.id)),
+    h("p#plan-summary", summary),
+    nodes.map((n) => h("div.plan-node", { dataset: { ip: n.ip } },
+      h("h3.mono", n.ip),
+      n.error ? h("p.field-error", n.error) : null,
+      n.actions.length ? h("ul.plan-actions", n.actions.map((a) => h("li",
+        h("strong", a.action), " ", h("span.mono", a.component), " — ", a.why,
+        a.packages && a.packages.length ? h("div.small.muted", "packages: " + a.packages.join(" ")) : null,
+        (a.files || []).map((f) => h("pre.diff", f.diff))))) : null,
+      n.drift.length ? h("div.plan-drift", h("p", h("strong", "Drift"), " — files changed on the node since the engine wrote them:"),
+        n.drift.map((d) => h("div", h("span.mono", d.path), " (" + d.component + ", found " + (d.found === "missing" ? "missing" : d.found.slice(0, 12)) + ")",
+          d.diff ? h("pre.diff", d.diff) : null))) : null)),
+    h("div.actions", h("button.btn#deploy-cancel", { type: "button", on: { click: cancel } }, "Cancel"), okBtn));
 }

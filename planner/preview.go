@@ -1,0 +1,514 @@
+package planner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/deployment-engine/engine/planner/validate"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// The plan of a deployment is what a deploy would run, worked out without
+// running it: the same steps are rendered, and each node's step markers
+// (the hash of what the engine last applied there) say which of them
+// would run. What the engine last wrote comes from the rendered steps it
+// keeps per deployment; the node's files are read to find drift. Nothing
+// is written: no bucket, stream or node file.
+
+// markerKeyRe is how the installer names a step's marker file.
+var markerKeyRe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+func markerKey(key string) string { return markerKeyRe.ReplaceAllString(key, "_") }
+
+// nodeRead is what a plan read on one node.
+type nodeRead struct {
+	err     string
+	monit   bool
+	markers map[string]string // marker key → hash
+	files   map[string][]byte // path → content; absent: no such file
+	raw     string            // for the plan id
+}
+
+// planEndpoint answers de.cmd.deploy.plan.
+func (p *Planner) planEndpoint(ctx context.Context, req micro.Request) (int, any, error) {
+	var in contract.PlanRequest
+	if len(req.Data()) > 0 {
+		if err := kit.Decode(req, &in); err != nil {
+			return 0, nil, err
+		}
+	}
+	stored, had, err := p.loadConfig(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	cfg, source := stored, "stored"
+	if len(strings.TrimSpace(string(in.Config))) > 0 {
+		posted, problems := validate.Config(in.Config, p.catalogFor)
+		if len(problems) > 0 {
+			return 0, nil, rejected(problems)
+		}
+		for name, s := range posted.Properties.Secrets() {
+			if *s == contract.Redacted && (!had || *stored.Properties.Secrets()[name] == "") {
+				problems = append(problems, contract.Problem{Path: "properties." + name, Reason: "holds the redaction marker but no secret is stored to keep: send the real value"})
+			}
+		}
+		if len(problems) > 0 {
+			return 0, nil, rejected(problems)
+		}
+		posted.KeepSecrets(stored)
+		cfg, source = posted, "posted"
+	} else if !had {
+		return 0, nil, errNoConfig
+	}
+	plan, err := p.plan(ctx, cfg)
+	if err != nil {
+		return 0, nil, err
+	}
+	plan.Config = source
+	return 200, plan, nil
+}
+
+// plan works out what a deployment of cfg would do now.
+func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan, error) {
+	rel, err := p.releaseFor(cfg)
+	if err != nil {
+		return nil, releaseError(err)
+	}
+	cat, ok := p.o.Catalogs[cfg.CatalogName()]
+	if !ok && rel == nil {
+		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %q is not loaded in this engine", cfg.CatalogName())}
+	}
+	previous := loadPlacement(ctx, p.o.Res)
+	nodes := cfg.Nodes()
+	for ip := range previous {
+		if !contains(nodes, ip) {
+			nodes = append(nodes, ip)
+		}
+	}
+	sort.Strings(nodes)
+
+	// First the markers (and monit, which decides the mirror step), then
+	// the files of the steps the markers point at.
+	reads := p.readNodes(ctx, nodes, func(string) string { return markersScript })
+	noMonit := map[string]bool{}
+	for ip, r := range reads {
+		noMonit[ip] = r.err == "" && !r.monit
+	}
+	steps, err := p.stepsFor(ctx, p.planInputFor(cfg, cat, "plan", previous, noMonit), rel)
+	if err != nil {
+		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
+	}
+	byNode := map[string][]*planStep{}
+	wanted := map[string]bool{} // step id@hash whose files the engine last wrote
+	for _, s := range steps {
+		byNode[s.spec.Node] = append(byNode[s.spec.Node], s)
+		if h := reads[s.spec.Node].markers[markerKey(s.spec.Key)]; h != "" {
+			wanted[s.spec.ID+"@"+h] = true
+		}
+	}
+	written, err := p.writtenSteps(ctx, wanted)
+	if err != nil {
+		return nil, err
+	}
+	paths := map[string][]string{}
+	for _, s := range steps {
+		add := func(fs []contract.StepFile) {
+			for _, f := range fs {
+				if f.LocalPath == "" && !contains(paths[s.spec.Node], f.Path) {
+					paths[s.spec.Node] = append(paths[s.spec.Node], f.Path)
+				}
+			}
+		}
+		add(s.spec.Files)
+		if old, ok := written[s.spec.ID+"@"+reads[s.spec.Node].markers[markerKey(s.spec.Key)]]; ok {
+			add(old.Files)
+		}
+	}
+	files := p.readNodes(ctx, nodes, func(ip string) string { return filesScript(paths[ip]) })
+	for ip, r := range reads {
+		if f := files[ip]; f.err != "" && r.err == "" {
+			r.err = f.err
+		} else {
+			r.files, r.raw = f.files, r.raw+f.raw
+		}
+		reads[ip] = r
+	}
+
+	out := &contract.Plan{V: contract.Version, Nodes: []contract.PlanNode{}}
+	id := sha256.New()
+	fmt.Fprintf(id, "config %s\n", p.configDigest(cfg))
+	for _, ip := range nodes {
+		r := reads[ip]
+		n := contract.PlanNode{IP: ip, Error: r.err, Actions: []contract.PlanAction{}, Drift: []contract.PlanDrift{}}
+		fmt.Fprintf(id, "node %s\n%s\n", ip, r.raw)
+		if r.err != "" {
+			fmt.Fprintf(id, "unread %s\n", ip)
+		}
+		added := map[string]bool{}
+		for _, s := range byNode[ip] {
+			if s.spec.Action != "remove" {
+				fmt.Fprintf(id, "step %s %s\n", s.spec.ID, s.spec.Hash)
+			}
+			have := r.markers[markerKey(s.spec.Key)]
+			old, known := written[s.spec.ID+"@"+have]
+			if !known && have == s.spec.Hash {
+				// The same hash: the engine wrote what it renders now.
+				old, known = s.spec, true
+			}
+			if known && have != "" {
+				n.Drift = append(n.Drift, drift(s.spec.Component, old.Files, r)...)
+			}
+			if have == s.spec.Hash && s.spec.Action != "remove" {
+				continue
+			}
+			comp := s.spec.Component
+			if s.spec.Action == "upload" && have == "" && !added[comp] && comp != NodeComponent {
+				added[comp] = true
+				n.Actions = append(n.Actions, contract.PlanAction{Component: comp, Action: "add", Step: stepID(ip, comp, "add"),
+					Why: fmt.Sprintf("the config places %s on %s and the node has never had it", comp, ip)})
+			}
+			a := contract.PlanAction{Component: comp, Action: s.spec.Action, Step: s.spec.ID}
+			var oldp *contract.Step
+			if known {
+				oldp = &old
+			}
+			describe(&a, s, oldp, have, r)
+			n.Actions = append(n.Actions, a)
+		}
+		out.Changes += len(n.Actions)
+		out.Drifted += len(n.Drift)
+		out.Nodes = append(out.Nodes, n)
+	}
+	out.ID = hex.EncodeToString(id.Sum(nil))[:24]
+	return out, nil
+}
+
+// configDigest stands for cfg in a plan id: its redacted form and a keyed
+// digest of each secret, so that a changed secret changes the id.
+func (p *Planner) configDigest(cfg contract.Config) string {
+	b, _ := json.Marshal(cfg.Redact())
+	parts := []string{string(b)}
+	secrets := cfg.Properties.Secrets()
+	for _, name := range contract.SortedKeys(secrets) {
+		parts = append(parts, name, p.digest(name, *secrets[name]))
+	}
+	return hashOf(parts...)
+}
+
+// describe says what a step that would run does, and why.
+func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have string, r nodeRead) {
+	spec := s.spec
+	isNew := have == ""
+	switch spec.Action {
+	case "remove":
+		a.Why = "the config no longer places " + spec.Component + " on this node: monit stops it and forgets it"
+		return
+	case "upload":
+		a.Why = "rendered files differ from what the engine last wrote"
+		if isNew {
+			a.Why = "files to write"
+		}
+	case "install":
+		a.Why = "install script or packages changed"
+		if isNew {
+			a.Why = "install packages and run the install script"
+		}
+		a.Packages = packagesOf(spec.Script)
+	case "register":
+		a.Why = "monit check changed: monit reloads"
+		if isNew {
+			a.Why = "register with monit"
+		}
+	case "start":
+		a.Why = "restart (or reload) the running process: what it runs from changed"
+		if strings.Contains(spec.Script, " ) || monit restart") {
+			a.Why = "reload the running process (restart if the reload fails): what it runs from changed"
+		}
+		if isNew {
+			a.Why = "start under monit"
+		}
+		return
+	default:
+		a.Why = spec.Action + " changed"
+		if isNew {
+			a.Why = spec.Action + ": not applied on this node yet"
+		}
+	}
+	if spec.Component == NodeComponent {
+		a.Why = "node step " + spec.Action + ": " + a.Why
+	}
+	for _, f := range spec.Files {
+		if f.LocalPath != "" {
+			if !isNew {
+				a.Files = append(a.Files, contract.PlanFile{Path: f.Path, Diff: "(binary " + f.Path + " is sent again)\n"})
+			}
+			continue
+		}
+		var before []byte
+		var had bool
+		if old != nil {
+			for _, of := range old.Files {
+				if of.Path == f.Path {
+					before, had = of.Content, true
+				}
+			}
+		}
+		if !had {
+			// The engine keeps no record of it: the node's file stands in.
+			before, had = r.files[f.Path]
+		}
+		if had && sha(before) == f.SHA256 {
+			continue
+		}
+		a.Files = append(a.Files, contract.PlanFile{Path: f.Path, Diff: unified(f.Path, before, f.Content, had)})
+	}
+	if old != nil {
+		for _, of := range old.Files {
+			gone := true
+			for _, f := range spec.Files {
+				gone = gone && f.Path != of.Path
+			}
+			if gone && of.LocalPath == "" {
+				a.Files = append(a.Files, contract.PlanFile{Path: of.Path, Diff: "(no longer rendered; left on the node)\n"})
+			}
+		}
+	}
+	if spec.Action == "install" || (spec.Action != "upload" && len(spec.Files) == 0) {
+		if old != nil && old.Script != spec.Script {
+			a.Script = unified("script", []byte(old.Script), []byte(spec.Script), true)
+		} else if isNew || old == nil {
+			a.Script = spec.Script
+		}
+	}
+}
+
+// drift lists the files of a step the engine last wrote that the node no
+// longer holds as written.
+func drift(comp string, files []contract.StepFile, r nodeRead) []contract.PlanDrift {
+	var out []contract.PlanDrift
+	for _, f := range files {
+		if f.LocalPath != "" {
+			continue
+		}
+		got, ok := r.files[f.Path]
+		switch {
+		case !ok && r.files != nil:
+			out = append(out, contract.PlanDrift{Component: comp, Path: f.Path, Want: f.SHA256, Found: "missing"})
+		case ok && sha(got) != f.SHA256:
+			out = append(out, contract.PlanDrift{Component: comp, Path: f.Path, Want: f.SHA256, Found: sha(got),
+				Diff: unified(f.Path, f.Content, got, true)})
+		}
+	}
+	return out
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// unified is a git-style diff of one file; a file that did not exist
+// comes from /dev/null.
+func unified(path string, before, after []byte, existed bool) string {
+	from := "a" + path
+	if !strings.HasPrefix(path, "/") {
+		from = "a/" + path
+	}
+	to := "b" + strings.TrimPrefix(from, "a")
+	if !existed {
+		from = "/dev/null"
+	}
+	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(string(before)), B: difflib.SplitLines(string(after)),
+		FromFile: from, ToFile: to, Context: 3,
+	})
+	if err != nil {
+		return fmt.Sprintf("(no diff: %v)\n", err)
+	}
+	if d == "" {
+		return "(mode or metadata only)\n"
+	}
+	return d
+}
+
+var pkgRe = regexp.MustCompile(`(?m)^apt-get install -y -q .*--force-confdef (.+)$`)
+
+// packagesOf reads the packages an install script installs.
+func packagesOf(script string) []string {
+	m := pkgRe.FindStringSubmatch(script)
+	if m == nil {
+		return nil
+	}
+	var out []string
+	for _, f := range strings.Fields(m[1]) {
+		out = append(out, strings.Trim(f, "'"))
+	}
+	return out
+}
+
+// writtenSteps finds, among the rendered steps kept per deployment, the
+// ones the nodes' markers point at (step id@hash), newest deployment first.
+func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map[string]contract.Step, error) {
+	out := map[string]contract.Step{}
+	if len(wanted) == 0 {
+		return out, nil
+	}
+	keys, err := p.o.Res.Deployments.Keys(ctx)
+	if err != nil && !strings.Contains(err.Error(), "no keys") {
+		return nil, fmt.Errorf("list deployments: %w", err)
+	}
+	var specs []string
+	for _, k := range keys {
+		if strings.HasPrefix(k, "d-") && strings.HasSuffix(k, specSuffix) {
+			specs = append(specs, k)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(specs)))
+	for _, k := range specs {
+		if len(out) == len(wanted) {
+			break
+		}
+		e, err := p.o.Res.Deployments.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var doc specDoc
+		if json.Unmarshal(e.Value(), &doc) != nil {
+			continue
+		}
+		for id, s := range doc.Specs {
+			key := id + "@" + s.Hash
+			if _, done := out[key]; wanted[key] && !done {
+				out[key] = s
+			}
+		}
+	}
+	return out, nil
+}
+
+const markersScript = `d=` + nodeState + `
+if command -v monit >/dev/null 2>&1; then echo "monit yes"; else echo "monit no"; fi
+for f in "$d"/applied/*; do
+  [ -f "$f" ] || continue
+  printf 'marker %s %s\n' "${f##*/}" "$(cut -d' ' -f1 "$f")"
+done
+`
+
+// filesScript prints each path's content, base64 on one line, or that it
+// is missing.
+func filesScript(paths []string) string {
+	var b strings.Builder
+	sort.Strings(paths)
+	for _, p := range paths {
+		q := kit.ShellQuote(p)
+		fmt.Fprintf(&b, "if [ -f %[1]s ]; then printf 'file %%s\\t' %[1]s; base64 -w0 < %[1]s; echo; else printf 'missing %%s\\n' %[1]s; fi\n", q)
+	}
+	b.WriteString("echo end\n")
+	return b.String()
+}
+
+// readNodes runs a read-only script on every node through the installer.
+func (p *Planner) readNodes(ctx context.Context, nodes []string, script func(ip string) string) map[string]nodeRead {
+	out := make(map[string]nodeRead, len(nodes))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, ip := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := p.readNode(ctx, ip, script(ip))
+			mu.Lock()
+			out[ip] = r
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (p *Planner) readNode(ctx context.Context, ip, script string) nodeRead {
+	r := nodeRead{markers: map[string]string{}}
+	ctx, cancel := context.WithTimeout(ctx, p.o.ProbeTimeout+5*time.Second)
+	defer cancel()
+	rep, err := kit.Request(ctx, p.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: int(p.o.ProbeTimeout / time.Second)})
+	if err != nil {
+		r.err = "not read: " + err.Error()
+		return r
+	}
+	if rep.Code != 200 {
+		var eb contract.ErrorBody
+		_ = json.Unmarshal(rep.Body, &eb)
+		r.err = fmt.Sprintf("not read (%d): %s", rep.Code, eb.Error)
+		return r
+	}
+	var x contract.ExecReply
+	if err := json.Unmarshal(rep.Body, &x); err != nil {
+		r.err = "not read: unreadable answer"
+		return r
+	}
+	if x.Error != "" || x.ExitCode != 0 {
+		r.err = fmt.Sprintf("not read: %s (exit %d)", x.Error, x.ExitCode)
+		return r
+	}
+	return parseRead(x.Output, strings.Contains(script, "echo end"))
+}
+
+// parseRead reads what markersScript and filesScript print; wantEnd says
+// that the output must end with filesScript's last line.
+func parseRead(output string, wantEnd bool) nodeRead {
+	r := nodeRead{markers: map[string]string{}, raw: output}
+	complete := false
+	for _, line := range strings.Split(output, "\n") {
+		kind, rest, _ := strings.Cut(line, " ")
+		switch kind {
+		case "monit":
+			r.monit = rest == "yes"
+		case "marker":
+			if k, h, ok := strings.Cut(rest, " "); ok {
+				r.markers[k] = h
+			}
+		case "file":
+			if r.files == nil {
+				r.files = map[string][]byte{}
+			}
+			if path, enc, ok := strings.Cut(rest, "\t"); ok {
+				b, err := base64.StdEncoding.DecodeString(enc)
+				if err == nil {
+					r.files[path] = b
+				}
+			} else {
+				r.files[rest] = []byte{}
+			}
+		case "missing":
+			if r.files == nil {
+				r.files = map[string][]byte{}
+			}
+		case "end":
+			complete = true
+		}
+	}
+	if wantEnd && !complete {
+		r.err = "not read: the node's answer was cut short"
+	}
+	return r
+}
+
+// errStalePlan is a deployment refused because what it would do is no
+// longer what the plan said.
+func errStalePlan(id, now string) error {
+	return &kit.Error{Code: 409, Msg: fmt.Sprintf("plan %s is stale: the config, catalog or nodes changed since (the plan is now %s); plan again and review it", id, now)}
+}
