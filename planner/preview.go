@@ -367,22 +367,22 @@ func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map
 	if len(wanted) == 0 {
 		return out, nil
 	}
-	keys, err := p.o.Res.Deployments.Keys(ctx)
-	if err != nil && !strings.Contains(err.Error(), "no keys") {
+	keys, err := deploymentIDs(ctx, p.o.Res)
+	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
 	}
-	var specs []string
+	var ids []string
 	for _, k := range keys {
-		if strings.HasPrefix(k, "d-") && strings.HasSuffix(k, specSuffix) {
-			specs = append(specs, k)
+		if strings.HasPrefix(k, "d-") {
+			ids = append(ids, k)
 		}
 	}
-	sort.Sort(sort.Reverse(sort.StringSlice(specs)))
-	for _, k := range specs {
+	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	for _, id := range ids {
 		if len(out) == len(wanted) {
 			break
 		}
-		e, err := p.o.Res.Deployments.Get(ctx, k)
+		e, err := p.o.Res.Scheduler.Get(ctx, stepsKey(id))
 		if err != nil {
 			continue
 		}

@@ -155,14 +155,14 @@ func nodeState(t *testing.T) string {
 	return b.String()
 }
 
-// storeState digests the engine's config and deployments buckets on disk
+// storeState digests the engine's config, deployments and scheduler buckets on disk
 // (their block files): a write to either changes it.
 func storeState(t *testing.T, e *harness.Engine) string {
 	t.Helper()
 	h := sha256.New()
 	var files []string
 	_ = filepath.WalkDir(e.Data, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && (strings.Contains(p, "KV_DE_CONFIG") || strings.Contains(p, "KV_DE_DEPLOYMENTS")) {
+		if err == nil && !d.IsDir() && (strings.Contains(p, "KV_DE_CONFIG") || strings.Contains(p, "KV_DE_DEPLOYMENTS") || strings.Contains(p, "KV_DE_SCHEDULER")) {
 			files = append(files, p)
 		}
 		return nil
