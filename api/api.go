@@ -120,6 +120,7 @@ func New(o Options) (http.Handler, error) {
 		r.Route("/deployment-engine", func(r chi.Router) {
 			r.Get("/config", s.getConfig)
 			r.Post("/config", s.postConfig)
+			r.Get("/config/schema", s.configSchema)
 			r.Get("/precheck", s.precheck)
 			s.deployRoutes(r)
 			s.monitorRoutes(r)

@@ -27,3 +27,9 @@ func (s *server) postConfig(w http.ResponseWriter, r *http.Request) {
 func (s *server) precheck(w http.ResponseWriter, r *http.Request) {
 	s.call(w, r, subject.Cmd("config", "precheck"), nil)
 }
+
+// configSchema is the config's JSON Schema, for editors that check a
+// config as it is typed.
+func (s *server) configSchema(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.Cmd("config", "schema"), nil)
+}

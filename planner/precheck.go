@@ -67,6 +67,7 @@ func needs(cfg contract.Config, cat *catalog.Catalog) map[string]*need {
 func (p *Planner) checkEndpoints() map[string]kit.Handler {
 	return map[string]kit.Handler{
 		subject.Cmd("config", "precheck"): p.configPrecheck,
+		subject.Cmd("config", "schema"):   p.configSchema,
 	}
 }
 

@@ -153,6 +153,21 @@ func TestConfigRoutes(t *testing.T) {
 		}
 	}
 
+	// The config's schema names the loaded catalogs' components; it needs
+	// the token like every config route.
+	code, body, _ = do(t, "GET", E+"/config/schema", "", true)
+	var schema struct {
+		Schema string `json:"$schema"`
+		AllOf  []any  `json:"allOf"`
+	}
+	if code != 200 || json.Unmarshal(body, &schema) != nil || !strings.Contains(schema.Schema, "2020-12") ||
+		!bytes.Contains(body, []byte(`"cloud_controller_ng"`)) || !bytes.Contains(body, []byte(`"haproxy"`)) || len(schema.AllOf) < 2 {
+		t.Errorf("config schema: %d %.300s", code, body)
+	}
+	if code, _, _ := do(t, "GET", E+"/config/schema", "", false); code != 401 {
+		t.Errorf("config schema without a token: %d, want 401", code)
+	}
+
 	// Auth and limits.
 	if code, _, _ := do(t, "GET", E+"/config", "", false); code != 401 {
 		t.Errorf("no token: %d, want 401", code)
