@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -125,6 +126,14 @@ func TestConsole(t *testing.T) {
 		if checked {
 			t.Fatal("the check-nodes toggle did not turn off")
 		}
+		// Checked as it is typed, with the engine's schema: before any save.
+		needRoute(t, base, "GET", "/deployment-engine/config/schema")
+		b.waitText(row1+" .ip-item:nth-child(2) .field-error", "not an IPv4 address")
+		b.waitText("#config-form .f-domain .field-error", "missing")
+		b.waitText("#config-live", "problems so far")
+		if s := b.visibleText(row1 + " .ip-item:nth-child(1) .field-error"); s != "" {
+			t.Errorf("as typed, the good IP shows a problem: %q", s)
+		}
 		b.run("save", chromedp.Click(chromedp.ID("config-save")))
 		b.waitText("#config-notice .error-box", "rejected")
 		msg := b.waitText(row1+" .ip-item:nth-child(2) .field-error", "not an IPv4 address")
@@ -144,12 +153,48 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("the console's schema checker agrees with the engine's validation", func(t *testing.T) {
+		b.t = t
+		// The planner's cases, each marked with the engine's verdict: the
+		// checker that runs in the browser, with the schema the engine
+		// serves, must reach the same one on every case.
+		raw, err := os.ReadFile("../../planner/testdata/schema_cases.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cases []struct {
+			Name  string `json:"name"`
+			Valid bool   `json:"valid"`
+		}
+		if err := json.Unmarshal(raw, &cases); err != nil {
+			t.Fatal(err)
+		}
+		js := `(async () => {
+			const { validate } = await import("/js/schema.js");
+			const resp = await fetch("/deployment-engine/config/schema", { headers: { Authorization: "Bearer " + sessionStorage.getItem("de.token") } });
+			const schema = await resp.json();
+			return ` + string(raw) + `.map((c) => validate(schema, c.config).map((p) => p.path + ": " + p.reason));
+		})()`
+		ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+		defer cancel()
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[][]string](js, chromedp.EvalAwaitPromise))
+		if err != nil || len(got) != len(cases) {
+			t.Fatalf("run the checker on %d cases: %v (%d answers)", len(cases), err, len(got))
+		}
+		for i, c := range cases {
+			if (len(got[i]) == 0) != c.Valid {
+				t.Errorf("%s: the engine says valid=%v; the console's checker found %q", c.Name, c.Valid, got[i])
+			}
+		}
+	})
+
 	t.Run("config editor stores a valid config without checking nodes", func(t *testing.T) {
 		b.t = t
-		b.run("fix the IP and the domain, and save",
+		b.run("fix the IP and the domain",
 			chromedp.SetValue(chromedp.CSS(".comp-row:nth-child(1) .ip-item:nth-child(2) .ip-input"), "127.0.0.4"),
-			chromedp.SendKeys(chromedp.ID("prop-domain"), "test.local"),
-			chromedp.Click(chromedp.ID("config-save")))
+			chromedp.SendKeys(chromedp.ID("prop-domain"), "test.local"))
+		b.waitText("#config-live", "No problem found so far")
+		b.run("save", chromedp.Click(chromedp.ID("config-save")))
 		b.waitText("#config-stored", "Config stored")
 		b.waitText("#config-stored", "not contacted")
 		code, body := probe(t, base, "GET", "/deployment-engine/config")
@@ -187,6 +232,12 @@ func TestConsole(t *testing.T) {
 		// Saving again without typing a secret keeps the stored one.
 		b.run("save again", chromedp.Click(chromedp.ID("config-save")))
 		b.waitText("#config-stored", "Config stored")
+		// The pre-checks, again on demand: no sshd answers on these
+		// loopback addresses, and each node says so.
+		needRoute(t, base, "GET", "/deployment-engine/precheck")
+		b.run("pre-check", chromedp.Click(chromedp.ID("config-precheck")))
+		b.waitTextFor("#precheck-result", "3 problem(s)", time.Minute)
+		b.waitText("#precheck-result", "127.0.0.4: node not reachable: refused")
 	})
 
 	t.Run("status with a config", func(t *testing.T) {

@@ -97,6 +97,8 @@ export const api = {
     return true;
   },
   config: () => send("GET", "/config"),
+  configSchema: () => send("GET", "/config/schema"),
+  precheck: () => send("GET", "/precheck"),
   setConfig: (cfg, check) => send("POST", "/config", { body: cfg, query: check ? undefined : { check: "0" } }),
   deploy: (plan) => send("POST", "/deploy", { query: plan ? { plan } : undefined }),
   plan: () => send("POST", "/plan"),

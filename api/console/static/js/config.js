@@ -5,6 +5,7 @@
 // placeholder and is sent back as the marker unless a new one is typed.
 import { api } from "./api.js";
 import { h, fill, errorBox, tableWrap, kib, mb } from "./ui.js";
+import { validate } from "./schema.js";
 
 const REDACTED = "<redacted>";
 const SECRETS = ["root", "password", "key"];
@@ -35,10 +36,15 @@ export function render(root) {
   const form = h("form#config-form.config-form", { novalidate: true, autocomplete: "off" });
   root.append(
     h("div.view-head", h("h1", "Config"),
-      h("div.head-tools", h("button.btn.small", { type: "button", on: { click: () => load() } }, "Reload"))),
+      h("div.head-tools",
+        h("button.btn.small#config-precheck", { type: "button", title: "Run every pre-check again on the stored config", on: { click: () => precheck() } }, "Pre-check"),
+        h("button.btn.small", { type: "button", on: { click: () => load() } }, "Reload"))),
     notice, form);
 
   let checkNodes = true; // the toggle keeps its state across reloads
+  let schema = null; // the engine's config schema: the form checks itself as it is typed
+  api.configSchema().then((s) => { schema = s; }).catch(() => { /* the engine checks on save */ });
+  const live = h("div#config-live.small", { role: "status", "aria-live": "polite" });
   let stored = {}; // secret name -> stored value (the marker) when the engine holds one
   let gone = false;
 
@@ -95,6 +101,7 @@ export function render(root) {
         h("div.card-head", h("h2", "Properties")),
         h("div.field-error.block", { dataset: { for: "properties" }, hidden: true }),
         propFields),
+      live,
       h("div.form-actions",
         h("label.toggle", check, h("span", h("strong", "Check nodes"), " — log in to every node and check its hardware. Turn off to store the config without contacting the nodes.")),
         h("button.btn.primary#config-save", { type: "submit" }, "Save config")));
@@ -255,9 +262,54 @@ export function render(root) {
     return null;
   }
 
+  // precheck runs every check again on the stored config (nodes, system,
+  // DNS, agents) and shows its problems and warnings.
+  async function precheck() {
+    const btn = root.querySelector("#config-precheck");
+    btn.disabled = true;
+    fill(notice, h("p.muted", "Checking every node…"));
+    try {
+      const rep = await api.precheck();
+      if (gone) return;
+      const ok = !rep.problems.length && !rep.warnings.length;
+      const box = h(ok ? "div.ok-box#precheck-result" : "div.info-box#precheck-result", { role: "status" },
+        h("strong", "Pre-check: "), rep.hardware.length + " node(s) checked, " + rep.problems.length + " problem(s), " + rep.warnings.length + " warning(s).");
+      if (rep.problems.length) box.append(h("ul.problems", rep.problems.map((p) => h("li", (p.ip ? p.ip + ": " : "") + p.reason))));
+      if (rep.warnings.length) box.append(h("ul.warnings", rep.warnings.map((w) => h("li", w))));
+      fill(notice, box);
+    } catch (err) {
+      if (!gone) fill(notice, errorBox(err, "Cannot run the pre-checks."));
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  // As the config is typed, the schema's problems show where the engine's
+  // would, before anything is sent.
+  let timer = 0;
+  function checkLive() {
+    if (!schema) return;
+    clearProblems();
+    const { cfg, local } = collect();
+    const problems = local.concat(validate(schema, cfg));
+    const left = place(problems);
+    fill(live, problems.length
+      ? h("span.live-bad", problems.length + " problem" + (problems.length > 1 ? "s" : "") + " so far" +
+        (left.length ? ": " + left.map((p) => (p.path ? p.path + ": " : "") + p.reason).join("; ") : ""))
+      : h("span.live-ok", "No problem found so far (the engine checks the nodes when you save)."));
+  }
+  const onEdit = () => {
+    clearTimeout(timer);
+    timer = setTimeout(checkLive, 250);
+  };
+  form.addEventListener("input", onEdit);
+  form.addEventListener("change", onEdit);
+
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
+    clearTimeout(timer);
     clearProblems();
+    fill(live);
     fill(notice);
     const { cfg, local } = collect();
     if (local.length) {
@@ -307,5 +359,5 @@ export function render(root) {
   }
 
   load();
-  return () => { gone = true; };
+  return () => { gone = true; clearTimeout(timer); };
 }
