@@ -266,6 +266,18 @@ func (c *Client) getJSON(ctx context.Context, method, path string, body []byte, 
 
 const base = "/deployment-engine"
 
+// Precheck runs every pre-check again on the stored config.
+func (c *Client) Precheck(ctx context.Context) (contract.PrecheckReply, json.RawMessage, error) {
+	var r contract.PrecheckReply
+	raw, err := c.getJSON(ctx, "GET", base+"/precheck", nil, &r)
+	return r, raw, err
+}
+
+// ConfigSchema returns the config's JSON Schema.
+func (c *Client) ConfigSchema(ctx context.Context) (json.RawMessage, error) {
+	return c.getJSON(ctx, "GET", base+"/config/schema", nil, nil)
+}
+
 // Version decodes GET /version (no token needed) into out.
 func (c *Client) Version(ctx context.Context, out any) (json.RawMessage, error) {
 	return c.getJSON(ctx, "GET", "/version", nil, out)

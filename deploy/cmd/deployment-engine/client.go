@@ -38,7 +38,12 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
 
   config get                       print the stored config (secrets come back "<redacted>")
   config set FILE [--check=false]  submit a config (FILE or - for stdin); --check=false stores it
-                                   without contacting the nodes
+                                   without contacting the nodes; warnings (DNS, OS) go to stderr
+  config edit [--check=false]      edit the stored config in $VISUAL or $EDITOR and submit it when
+                                   changed; a refused config opens again with its problems on top
+  config schema                    the config's JSON Schema
+  precheck                         every pre-check again on the stored config: problems, warnings;
+                                   exit 1 when a problem would refuse it
   plan [FILE]                      what a deployment of FILE (none: the stored config) would do,
                                    per node, as diffs, and the drift found; exit 10 when changes
                                    are pending, 0 when nothing would change
@@ -79,6 +84,7 @@ func init() {
 		"scale":    scaleCmd,
 		"logs":     logsCmd,
 		"version":  versionCmd,
+		"precheck": precheckCmd,
 	} {
 		commands[name] = clientCommand(name, h)
 	}
@@ -104,16 +110,7 @@ type clientHandler func(ctx context.Context, s *session) int
 func clientCommand(name string, h clientHandler) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		s := &session{name: name, stdout: stdout, stderr: stderr}
-		fs := flag.NewFlagSet(name, flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		fs.BoolVar(&s.json, "json", false, "print the engine's raw JSON")
-		data := fs.String("data", "./data", "the engine's data directory (for its api-token)")
-		server := fs.String("server", "", "the engine's URL (default DE_SERVER, else "+client.DefaultServer+")")
-		fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends")
-		fs.BoolVar(&s.check, "check", true, "config set: contact the nodes to check them")
-		fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
-		help := fs.Bool("help", false, "show help")
-		fs.BoolVar(help, "h", false, "show help")
+		fs, data, server, help := clientFlags(s)
 		pos, err := parseInterleaved(fs, args)
 		if *help {
 			fmt.Fprint(stdout, clientUsage)
@@ -126,6 +123,22 @@ func clientCommand(name string, h clientHandler) func(ctx context.Context, args 
 		s.args, s.data, s.server = pos, *data, *server
 		return h(ctx, s)
 	}
+}
+
+// clientFlags are the flags of every client command (completion offers
+// each where it means something).
+func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool) {
+	fs = flag.NewFlagSet(s.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.BoolVar(&s.json, "json", false, "print the engine's raw JSON")
+	data = fs.String("data", "./data", "the engine's data directory (for its api-token)")
+	server = fs.String("server", "", "the engine's URL (default DE_SERVER, else "+client.DefaultServer+")")
+	fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends")
+	fs.BoolVar(&s.check, "check", true, "config set and edit: contact the nodes to check them")
+	fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
+	help = fs.Bool("help", false, "show help")
+	fs.BoolVar(help, "h", false, "show help")
+	return fs, data, server, help
 }
 
 // connect finds the server and the token; a code other than exitOK ends

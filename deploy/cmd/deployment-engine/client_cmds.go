@@ -12,10 +12,10 @@ import (
 	"github.com/deployment-engine/engine/deploy/client"
 )
 
-// configCmd: config get | config set FILE [--check=false].
+// configCmd: config get | config set FILE [--check=false] | config edit | config schema.
 func configCmd(ctx context.Context, s *session) int {
 	if len(s.args) == 0 {
-		return s.usage("say get or set FILE")
+		return s.usage("say get, set FILE, edit or schema")
 	}
 	switch sub := s.args[0]; sub {
 	case "get":
@@ -57,29 +57,28 @@ func configCmd(ctx context.Context, s *session) int {
 		if err != nil {
 			return s.fail(err)
 		}
-		if s.json {
-			s.printJSON(raw)
-			return exitOK
+		s.stored(rep, raw)
+		return exitOK
+	case "edit":
+		if len(s.args) != 1 {
+			return s.usage("config edit takes no argument")
 		}
-		if rep.Checked {
-			fmt.Fprintf(s.stdout, "config stored; %d node(s) checked\n", len(rep.Hardware))
-		} else {
-			fmt.Fprintln(s.stdout, "config stored (nodes not checked)")
+		return configEdit(ctx, s)
+	case "schema":
+		if len(s.args) != 1 {
+			return s.usage("config schema takes no argument")
 		}
-		if len(rep.Hardware) > 0 {
-			tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "IP\tCPU\tRAM\tDISK")
-			for _, h := range rep.Hardware {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", h.IP, h.CPU, kib(h.RAM), mb(h.DISK))
-			}
-			_ = tw.Flush()
+		if code := s.connect(); code != exitOK {
+			return code
 		}
-		for _, w := range rep.Warnings {
-			fmt.Fprintf(s.stderr, "warning: %s\n", w)
+		raw, err := s.c.ConfigSchema(ctx)
+		if err != nil {
+			return s.fail(err)
 		}
+		s.printJSON(raw)
 		return exitOK
 	default:
-		return s.usage("unknown config command %q: say get or set FILE", sub)
+		return s.usage("unknown config command %q: say get, set FILE, edit or schema", sub)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 const usage = `deployment-engine: deploy and operate a cluster over SSH.
 
 Usage:
-  deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none] [--engine-id ID]
+  deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none] [--engine-id ID] ...   (serve --help: every flag)
   deployment-engine backup FILE | restore FILE [--data ./data | --nats URL]   (the engine stopped, with --data)
   deployment-engine mirror sync [--catalog NAME] [--data ./data]
   deployment-engine testbed up --nodes N [--name NAME] [--cpus C] [--memory M] | testbed down [--name NAME] | testbed reboot NAME IP
@@ -22,14 +22,16 @@ Usage:
   deployment-engine agent [--config /var/lib/deployment-engine/agent.json]   (on each node, installed by deploy)
 
 Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-token):
-  deployment-engine config get | config set FILE [--check=false]
-  deployment-engine deploy [--follow] | cancel ID
+  deployment-engine config get | config set FILE [--check=false] | config edit | config schema
+  deployment-engine precheck | plan [FILE]
+  deployment-engine deploy [--follow] [--plan ID] | cancel ID
   deployment-engine status | hardware [COMP IP]
   deployment-engine restart COMP IP | stop COMP IP | scale COMP IP
   deployment-engine logs [NAME]
   deployment-engine report ID | audit [since=] [actor=] [action=] | heal [on|off]
   deployment-engine release upload FILE | release list
   deployment-engine version
+  deployment-engine completion bash|zsh|fish
 Add --json to any client command for machine-readable output.
 `
 

@@ -273,7 +273,7 @@ export function render(root) {
       if (gone) return;
       const ok = !rep.problems.length && !rep.warnings.length;
       const box = h(ok ? "div.ok-box#precheck-result" : "div.info-box#precheck-result", { role: "status" },
-        h("strong", "Pre-check: "), rep.hardware.length + " node(s) checked, " + rep.problems.length + " problem(s), " + rep.warnings.length + " warning(s).");
+        h("strong", "Pre-check: "), rep.hardware.length + " node(s) answered, " + rep.problems.length + " problem(s), " + rep.warnings.length + " warning(s).");
       if (rep.problems.length) box.append(h("ul.problems", rep.problems.map((p) => h("li", (p.ip ? p.ip + ": " : "") + p.reason))));
       if (rep.warnings.length) box.append(h("ul.warnings", rep.warnings.map((w) => h("li", w))));
       fill(notice, box);

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+)
+
+func init() { commands["completion"] = completionCmd }
+
+// completion lists, per command, its subcommands and flags. A test holds
+// it to the commands the binary has and to every flag each one parses.
+var completion = map[string]struct{ subs, flags []string }{
+	"serve": {flags: []string{"--listen", "--data", "--nats", "--nats-listen", "--catalog", "--auth",
+		"--tls", "--tls-cert", "--tls-key", "--only", "--replicas", "--engine-id", "--step-ack-wait",
+		"--log-max-mb", "--log-keep", "--log-level"}},
+	"backup":     {flags: []string{"--data", "--nats"}},
+	"restore":    {flags: []string{"--data", "--nats"}},
+	"mirror":     {subs: []string{"sync"}, flags: []string{"--catalog", "--catalog-dir", "--data"}},
+	"testbed":    {subs: []string{"up", "down", "reboot", "list"}, flags: []string{"--nodes", "--name", "--cpus", "--memory", "--disk", "--root-password"}},
+	"agent":      {flags: []string{"--config", "--state"}},
+	"token":      {subs: []string{"add", "revoke", "list"}, flags: []string{"--data"}},
+	"config":     {subs: []string{"get", "set", "edit", "schema"}, flags: []string{"--check=false"}},
+	"precheck":   {},
+	"plan":       {},
+	"deploy":     {flags: []string{"--follow", "--plan"}},
+	"cancel":     {},
+	"status":     {},
+	"hardware":   {},
+	"restart":    {},
+	"stop":       {},
+	"scale":      {flags: []string{"--follow"}},
+	"logs":       {},
+	"audit":      {},
+	"heal":       {subs: []string{"on", "off"}},
+	"report":     {},
+	"release":    {subs: []string{"upload", "list"}},
+	"version":    {},
+	"completion": {subs: []string{"bash", "zsh", "fish"}},
+	"help":       {},
+}
+
+// commonClientFlags are every client command's.
+var commonClientFlags = []string{"--json", "--data", "--server", "--help"}
+
+// notClient are the commands that are not clients of a running engine.
+var notClient = map[string]bool{"serve": true, "backup": true, "restore": true, "mirror": true, "testbed": true,
+	"agent": true, "token": true, "completion": true, "help": true}
+
+func completionNames() []string {
+	var out []string
+	for n := range completion {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// completionCmd: completion bash|zsh|fish prints a completion script.
+func completionCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: deployment-engine completion bash|zsh|fish\n\n"+
+			"  bash: source <(deployment-engine completion bash)   (or put it in /etc/bash_completion.d/deployment-engine)\n"+
+			"  zsh:  source <(deployment-engine completion zsh)\n"+
+			"  fish: deployment-engine completion fish > ~/.config/fish/completions/deployment-engine.fish")
+		return exitUsage
+	}
+	switch args[0] {
+	case "bash":
+		fmt.Fprint(stdout, bashCompletion())
+	case "zsh":
+		// zsh runs the bash function through its bashcompinit.
+		fmt.Fprint(stdout, "autoload -U +X bashcompinit && bashcompinit\n"+bashCompletion())
+	case "fish":
+		fmt.Fprint(stdout, fishCompletion())
+	default:
+		fmt.Fprintf(stderr, "completion: %q: say bash, zsh or fish\n", args[0])
+		return exitUsage
+	}
+	return exitOK
+}
+
+func flagsOf(cmd string) []string {
+	f := append([]string{}, completion[cmd].flags...)
+	if !notClient[cmd] {
+		for _, c := range commonClientFlags {
+			if !slices.Contains(f, c) {
+				f = append(f, c)
+			}
+		}
+	}
+	return f
+}
+
+func bashCompletion() string {
+	var b strings.Builder
+	b.WriteString(`# bash completion for deployment-engine
+_deployment_engine() {
+  local cur cmd subs flags
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=($(compgen -W "` + strings.Join(completionNames(), " ") + `" -- "$cur"))
+    return
+  fi
+  cmd="${COMP_WORDS[1]}"
+  case "$cmd" in
+`)
+	for _, n := range completionNames() {
+		fmt.Fprintf(&b, "    %s) subs=%q; flags=%q ;;\n", n, strings.Join(completion[n].subs, " "), strings.Join(flagsOf(n), " "))
+	}
+	b.WriteString(`    *) return ;;
+  esac
+  case "$cur" in
+    -*) COMPREPLY=($(compgen -W "$flags" -- "$cur")); return ;;
+  esac
+  if [ "$COMP_CWORD" -eq 2 ] && [ -n "$subs" ]; then
+    COMPREPLY=($(compgen -W "$subs" -- "$cur"))
+    return
+  fi
+  # A config file, a release tarball or a log name: files.
+  COMPREPLY=($(compgen -f -- "$cur"))
+}
+complete -o filenames -F _deployment_engine deployment-engine
+`)
+	return b.String()
+}
+
+func fishCompletion() string {
+	var b strings.Builder
+	b.WriteString("# fish completion for deployment-engine\ncomplete -c deployment-engine -f\n")
+	fmt.Fprintf(&b, "complete -c deployment-engine -n __fish_use_subcommand -a %q\n", strings.Join(completionNames(), " "))
+	for _, n := range completionNames() {
+		if s := completion[n].subs; len(s) > 0 {
+			fmt.Fprintf(&b, "complete -c deployment-engine -n '__fish_seen_subcommand_from %s' -a %q\n", n, strings.Join(s, " "))
+		}
+		for _, f := range flagsOf(n) {
+			name, _, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+			fmt.Fprintf(&b, "complete -c deployment-engine -n '__fish_seen_subcommand_from %s' -l %s\n", n, name)
+		}
+	}
+	b.WriteString("complete -c deployment-engine -n '__fish_seen_subcommand_from config plan release backup restore' -F\n")
+	return b.String()
+}
