@@ -204,7 +204,8 @@ exit 1
 }
 
 // startScript starts a component, or applies a change to a running one
-// (its reload, or a restart), then waits until monit sees it running.
+// (its reload, or a restart), then waits until monit sees it running,
+// asking again while monit leaves it unmonitored.
 func startScript(process, reload string) string {
 	apply := "monit restart " + kit.ShellQuote(process)
 	if strings.TrimSpace(reload) != "" {
@@ -219,7 +220,11 @@ else
   monit start "$p"
 fi
 for i in $(seq 1 240); do
-  if monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then echo "$p running"; exit 0; fi
+  st=$(monit status "$p" 2>/dev/null)
+  if echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then echo "$p running"; exit 0; fi
+  # monit drops a request that meets its reload, or waits on another
+  # check's start program: ask again every 10 s while it does nothing.
+  if [ $((i %% 20)) -eq 0 ] && echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+Not monitored'; then monit start "$p"; fi
   sleep 0.5
 done
 monit status "$p" >&2 || true

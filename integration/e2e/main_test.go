@@ -84,10 +84,11 @@ func engine(t *testing.T, args ...string) *harness.Engine {
 // take them: each test starts a new engine, with a new id.
 func release(t *testing.T) {
 	t.Helper()
-	// The test catalog's services of an earlier test go too, so each test
-	// starts from nodes that run none of them.
+	// The test catalog's services of an earlier test go too, and its agent
+	// (whose start, failing without its config, would hold monit up 30 s
+	// at a time), so each test starts from nodes that run none of them.
 	const reset = `for f in /var/lib/deployment-engine/run/*.pgid; do [ -f "$f" ] && read -r pg _ < "$f" && kill -KILL -- -"$pg" 2>/dev/null; done
-for c in alpha beta gamma delta; do
+for c in alpha beta gamma delta de-agent; do
   if [ -e /etc/monit/conf.d/$c ]; then monit stop $c >/dev/null 2>&1 || true; rm -f /etc/monit/conf.d/$c; fi
 done
 monit reload >/dev/null 2>&1 || true

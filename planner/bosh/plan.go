@@ -503,6 +503,8 @@ for i in $(seq 1 240); do
   for p in "${procs[@]}"; do
     ok "$p" && continue
     all=0
+    # monit drops a request that meets its reload: ask again every 10 s.
+    if [ $((i %% 20)) -eq 0 ] && monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+Not monitored'; then monit start "$p"; fi
     # monit could not run the start program: say so now, not in 120 s.
     if monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+.*Execution failed'; then failed=$((failed+1)); fi
   done
