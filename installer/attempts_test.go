@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodefs"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -52,7 +53,7 @@ func TestNextAttemptKillsEarlierRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go runStep(ctx, orphan, stepJob{key: fileKey(key), hash: uniq(), deployment: "d-old", until: time.Now().Add(time.Hour)},
+	go runStep(ctx, orphan, stepJob{key: nodefs.MarkerName(key), hash: uniq(), deployment: "d-old", until: time.Now().Add(time.Hour)},
 		"echo first start >> "+log+"\nexec -a "+tag+" sleep 3600\n", time.Hour, func(string, string) {})
 	waitContains(t, log, "first start", 10*time.Second)
 	orphan.Close()

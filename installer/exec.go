@@ -12,17 +12,16 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-)
 
-// stateDir is where the engine keeps its own files on a node.
-const stateDir = "/var/lib/deployment-engine"
+	"github.com/deployment-engine/engine/services/nodefs"
+)
 
 // wrapper runs the script that arrives on stdin: in a session and process
 // group of its own, whose id it records so that a command that outlives
 // its deadline is killed on the node; under coreutils timeout as a
 // backstop; with stdin closed once the script is read, so nothing it runs
 // can swallow the script. The script and its secrets never reach argv.
-const wrapper = `mkdir -p ` + stateDir + `/run && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; echo "$pg" > ` + stateDir + `/run/%[2]s.pgid; trap "rm -f ` + stateDir + `/run/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; eval "$script"'`
+const wrapper = `mkdir -p ` + nodefs.Run + ` && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; echo "$pg" > ` + nodefs.Run + `/%[2]s.pgid; trap "rm -f ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; eval "$script"'`
 
 // stepWrapper runs a step's script like wrapper, and also: under an
 // exclusive lock of the step's key on the node (held by the wrapping bash,
@@ -32,7 +31,7 @@ const wrapper = `mkdir -p ` + stateDir + `/run && exec setsid -w timeout -k 5 %[
 // The script writes through tee -p, which outlives a dropped connection:
 // a step whose engine died goes on to its end instead of dying of SIGPIPE
 // at its next line of output, so that the next attempt finds it done.
-const stepWrapper = `mkdir -p ` + stateDir + `/run && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; exec 9>>` + stateDir + `/run/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + stateDir + `/run/%[2]s.pgid; trap "rm -f ` + stateDir + `/run/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
+const stepWrapper = `mkdir -p ` + nodefs.Run + ` && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap "rm -f ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
 
 // exitLocked is the step wrapper's exit status when another run held the
 // step's lock for a minute: a transient state, tried again.
@@ -50,7 +49,7 @@ type stepJob struct {
 // deadline, so that work that was going to finish is not done twice; any
 // other, or one past its deadline, has its whole process group killed, and
 // the script waits until the group is gone. It prints what it did.
-const settleScript = `f=` + stateDir + `/run/%[1]s.pgid
+const settleScript = `f=` + nodefs.Run + `/%[1]s.pgid
 [ -f "$f" ] || exit 0
 read -r pg hash _ until < "$f" || true
 case "$pg" in ''|*[!0-9]*) rm -f "$f"; exit 0;; esac
@@ -156,7 +155,7 @@ func killGroup(c *ssh.Client, name string) {
 		return
 	}
 	defer sess.Close()
-	f := stateDir + "/run/" + name + ".pgid"
+	f := nodefs.Run + "/" + name + ".pgid"
 	_ = sess.Run(fmt.Sprintf(`read -r pg _ < %[1]s 2>/dev/null && [ -n "$pg" ] && { kill -TERM -- -"$pg" 2>/dev/null; sleep 1; kill -KILL -- -"$pg" 2>/dev/null; rm -f %[1]s; }; true`, f))
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -162,17 +163,14 @@ func (i *Installer) Stop() {
 	i.closeAll()
 }
 
-var (
-	keyRe  = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
-	hashRe = regexp.MustCompile(`^[0-9a-f]{8,64}$`)
-)
-
-func fileKey(s string) string { return keyRe.ReplaceAllString(s, "_") }
+var hashRe = regexp.MustCompile(`^[0-9a-f]{8,64}$`)
 
 // stepRun is one attempt at a step.
 type stepRun struct {
-	i       *Installer
-	s       contract.Step
+	i *Installer
+	s contract.Step
+	// attempt numbers this try among all the step's tries: the message's
+	// delivery counted on from the step's Attempt.
 	attempt int
 	started time.Time
 	seq     atomic.Int64
@@ -205,11 +203,15 @@ func readStep(m jetstream.Msg) (contract.Step, error) {
 
 func (i *Installer) handle(m jetstream.Msg) {
 	meta, _ := m.Metadata()
-	attempt := 1
+	delivered := 1
 	if meta != nil {
-		attempt = int(meta.NumDelivered)
+		delivered = int(meta.NumDelivered)
 	}
 	s, err := readStep(m)
+	// The planner numbers a step's first try from this message; the work
+	// queue's redeliveries count on from there.
+	first := max(s.Attempt, 1)
+	attempt := first + delivered - 1
 	if err != nil {
 		i.unreadable(m, s, attempt, err)
 		return
@@ -234,11 +236,11 @@ func (i *Installer) handle(m jetstream.Msg) {
 	switch {
 	case err == nil:
 		r.finish(m, state, &code, "", state, m.Ack)
-	case isPermanent(err) || attempt >= i.o.MaxAttempts:
+	case isPermanent(err) || delivered >= i.o.MaxAttempts:
 		r.finish(m, contract.StateFailed, codePtr(code), err.Error(), "failed", m.Term)
 	default:
-		if r.report(contract.StateFailed, nil, fmt.Sprintf("attempt %d of %d: %v; trying again", attempt, i.o.MaxAttempts, err), false) == nil {
-			_ = m.NakWithDelay(time.Duration(attempt) * 2 * time.Second)
+		if r.report(contract.StateFailed, nil, fmt.Sprintf("attempt %d of %d: %v; trying again", attempt, first+i.o.MaxAttempts-1, err), false) == nil {
+			_ = m.NakWithDelay(time.Duration(delivered) * 2 * time.Second)
 		}
 	}
 }
@@ -371,8 +373,7 @@ func (r *stepRun) execute() (string, int, error) {
 		return "", -1, err
 	}
 	_ = r.report(contract.StateRunning, nil, "", false)
-	key := fileKey(s.Key)
-	marker := stateDir + "/applied/" + key
+	key, marker := nodefs.MarkerName(s.Key), nodefs.Marker(s.Key)
 	// An earlier attempt of this step may still run on the node (its
 	// installer died, or its message came back): never run two at once.
 	note, err := settle(ctx, c, key, s.Hash)
@@ -393,10 +394,10 @@ func (r *stepRun) execute() (string, int, error) {
 		}
 		return contract.StateUnchanged, 0, nil
 	}
-	if s.Action == "prepare" {
-		owner, _ := output(ctx, c, "cat "+stateDir+"/owner 2>/dev/null || true", nil)
-		if o := strings.TrimSpace(string(owner)); o != "" && o != s.Engine {
-			return "", -1, permanent{fmt.Errorf("%s is owned by engine %s; remove %s/owner on the node to hand it to this engine", s.Node, o, stateDir)}
+	if s.Claim {
+		owner, _ := output(ctx, c, nodefs.ReadOwner, nil)
+		if nodefs.OwnedElsewhere(string(owner), s.Engine) {
+			return "", -1, permanent{fmt.Errorf("%s is owned by engine %s; remove %s on the node to hand it to this engine", s.Node, strings.TrimSpace(string(owner)), nodefs.Owner)}
 		}
 	}
 	for _, f := range s.Files {
@@ -416,15 +417,15 @@ func (r *stepRun) execute() (string, int, error) {
 		}
 		fmt.Fprintf(&pre, "export DE_SECRET_%s=%s\n", strings.ToUpper(name), kit.ShellQuote(val))
 	}
-	if s.Action == "prepare" {
-		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s/owner\n", stateDir, kit.ShellQuote(s.Engine), stateDir)
+	if s.Claim {
+		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s\n", nodefs.State, kit.ShellQuote(s.Engine), nodefs.Owner)
 	}
 	// Checked again under the step's lock on the node: a run that finished
 	// while this one waited leaves nothing to do.
 	fmt.Fprintf(&pre, "if [ \"$(cut -d' ' -f1 %[1]s 2>/dev/null)\" = %[2]s ]; then echo 'applied meanwhile by an earlier run'; exit 0; fi\n", marker, s.Hash)
 	// The marker is written when, and only when, the script succeeds.
-	fmt.Fprintf(&pre, "trap 'rc=$?; rm -f %[1]s/run/%[5]s.pgid; if [ $rc -eq 0 ]; then mkdir -p %[1]s/applied && printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s.tmp && mv %[4]s.tmp %[4]s; fi' EXIT\n",
-		stateDir, s.Hash, s.Deployment, marker, key)
+	fmt.Fprintf(&pre, "trap 'rc=$?; rm -f %[1]s/%[6]s.pgid; if [ $rc -eq 0 ]; then mkdir -p %[5]s && printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s.tmp && mv %[4]s.tmp %[4]s; fi' EXIT\n",
+		nodefs.Run, s.Hash, s.Deployment, marker, nodefs.Applied, key)
 	var tail []string
 	red := cfg.OutputRedactor()
 	deadline := time.Now().Add(timeout + 5*time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -92,7 +93,10 @@ func (r *recorder) final(t *testing.T, timeout time.Duration) contract.StepEvent
 
 func queue(t *testing.T, e *testEnv, s contract.Step) {
 	t.Helper()
-	s.V, s.Node, s.Engine, s.Attempt = 1, nodeIP, "e-test", 1
+	s.V, s.Node, s.Engine = 1, nodeIP, "e-test"
+	if s.Attempt == 0 {
+		s.Attempt = 1
+	}
 	if s.ID == "" {
 		s.ID = nodeIP + "/" + s.Component + "/" + s.Action
 	}
@@ -189,11 +193,16 @@ func TestStepRunsOnceThenUnchanged(t *testing.T) {
 		t.Fatal("a secret reached an event")
 	}
 
-	// The same step in a later deployment has nothing to do.
-	step.Deployment = "d-2"
+	if ev.Attempt != 1 {
+		t.Errorf("first delivery of a step first queued: attempt %d", ev.Attempt)
+	}
+
+	// The same step in a later deployment has nothing to do. Queued again
+	// after two tries, its delivery is its third.
+	step.Deployment, step.Attempt = "d-2", 3
 	r2 := record(t, e, "d-2")
 	queue(t, e, step)
-	if ev := r2.final(t, 20*time.Second); ev.State != contract.StateUnchanged {
+	if ev := r2.final(t, 20*time.Second); ev.State != contract.StateUnchanged || ev.Attempt != 3 {
 		t.Fatalf("second run: %+v", ev)
 	}
 }
@@ -252,3 +261,61 @@ func TestHostKeyChange(t *testing.T) {
 
 // uniq is a fresh step hash: the node (this machine) keeps markers between runs.
 func uniq() string { return fmt.Sprintf("%016x", time.Now().UnixNano()) }
+
+// A step that claims its node records its engine as the node's owner
+// before its script runs, and fails without running on a node another
+// engine owns; a step that does not claim leaves the owner alone, whatever
+// its action is called.
+func TestClaimingStep(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	// The tests' node is this machine: put its owner back as it was.
+	prev, readErr := os.ReadFile(nodefs.Owner)
+	t.Cleanup(func() {
+		if readErr == nil {
+			_ = os.WriteFile(nodefs.Owner, prev, 0o644)
+		} else {
+			_ = os.Remove(nodefs.Owner)
+		}
+	})
+	_ = os.Remove(nodefs.Owner)
+	owner := func() string { b, _ := os.ReadFile(nodefs.Owner); return string(b) }
+
+	r := record(t, e, "d-6")
+	queue(t, e, contract.Step{Deployment: "d-6", Action: "prepare", Key: "x.noclaim", Hash: uniq(), Script: "true\n", TimeoutS: 10})
+	if ev := r.final(t, 20*time.Second); ev.State != contract.StateSucceeded || owner() != "" {
+		t.Fatalf("a step that does not claim: %+v, owner %q", ev, owner())
+	}
+
+	r = record(t, e, "d-7")
+	queue(t, e, contract.Step{Deployment: "d-7", Action: "take", Key: "x.claim", Hash: uniq(), Script: "echo owner is $(cat " + nodefs.Owner + ")\n", TimeoutS: 10, Claim: true})
+	if ev := r.final(t, 20*time.Second); ev.State != contract.StateSucceeded || owner() != "e-test\n" {
+		t.Fatalf("a claiming step: %+v, owner %q", ev, owner())
+	}
+	r.mu.Lock()
+	saw := false
+	for _, l := range r.lines {
+		saw = saw || l.Line == "owner is e-test"
+	}
+	r.mu.Unlock()
+	if !saw {
+		t.Error("the script ran before the owner was written")
+	}
+
+	if err := os.WriteFile(nodefs.Owner, []byte("e-other\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ran := filepath.Join(t.TempDir(), "ran")
+	r = record(t, e, "d-8")
+	queue(t, e, contract.Step{Deployment: "d-8", Action: "take", Key: "x.claim", Hash: uniq(), Script: "touch " + ran + "\n", TimeoutS: 10, Claim: true})
+	ev := r.final(t, 20*time.Second)
+	if ev.State != contract.StateFailed || !strings.Contains(ev.Error, "owned by engine e-other") || !strings.Contains(ev.Error, nodefs.Owner) {
+		t.Fatalf("a claim on another engine's node: %+v", ev)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("the script ran on another engine's node")
+	}
+	if owner() != "e-other\n" {
+		t.Errorf("owner %q after a refused claim", owner())
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 // A real OpenSSH server on a loopback address of this machine stands in
@@ -49,10 +50,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	// The tests' node is this machine: leave its state dir as it was.
-	_, statErr := os.Stat(stateDir)
+	_, statErr := os.Stat(nodefs.State)
 	defer func() {
 		if os.IsNotExist(statErr) {
-			os.RemoveAll(stateDir)
+			os.RemoveAll(nodefs.State)
 		}
 	}()
 	code := func() int {
@@ -65,7 +66,7 @@ func TestMain(m *testing.M) {
 	}()
 	os.RemoveAll(sshDir)
 	if os.IsNotExist(statErr) {
-		os.RemoveAll(stateDir)
+		os.RemoveAll(nodefs.State)
 	}
 	os.Exit(code)
 }

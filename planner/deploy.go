@@ -18,6 +18,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 // DeployStarted is the answer to a deployment request.
@@ -132,7 +133,7 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 		switch {
 		case !r.Reachable:
 			unreachable = append(unreachable, r.IP+": "+r.Error)
-		case r.Owner != "" && r.Owner != p.o.EngineID:
+		case nodefs.OwnedElsewhere(r.Owner, p.o.EngineID):
 			owned = append(owned, fmt.Sprintf("%s is owned by engine %s", r.IP, r.Owner))
 		}
 	}

@@ -18,9 +18,6 @@ import (
 // which start with a letter.
 const NodeComponent = "_node"
 
-// Where the engine keeps its own state on a node.
-const nodeState = "/var/lib/deployment-engine"
-
 // planStep is one step of a plan with what it waits for.
 type planStep struct {
 	spec  contract.Step

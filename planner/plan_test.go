@@ -114,3 +114,22 @@ func TestPlanScaleIn(t *testing.T) {
 		t.Error("removes an instance the config keeps")
 	}
 }
+
+// Each node's prepare step claims the node for the engine; no other step
+// does.
+func TestPlanClaimsEachNodeOnce(t *testing.T) {
+	claims := map[string]int{}
+	for id, s := range starterPlan(t, starterConfig(), nil) {
+		if s.spec.Claim {
+			claims[s.spec.Node]++
+			if s.spec.Action != "prepare" || s.spec.Engine != "e-1" {
+				t.Errorf("%s claims its node for %q", id, s.spec.Engine)
+			}
+		}
+	}
+	for _, ip := range starterConfig().Nodes() {
+		if claims[ip] != 1 {
+			t.Errorf("%s claimed %d times", ip, claims[ip])
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/deployment-engine/engine/planner/validate"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -28,11 +29,6 @@ import (
 // would run. What the engine last wrote comes from the rendered steps it
 // keeps per deployment; the node's files are read to find drift. Nothing
 // is written: no bucket, stream or node file.
-
-// markerKeyRe is how the installer names a step's marker file.
-var markerKeyRe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
-
-func markerKey(key string) string { return markerKeyRe.ReplaceAllString(key, "_") }
 
 // nodeRead is what a plan read on one node.
 type nodeRead struct {
@@ -116,7 +112,7 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 	wanted := map[string]bool{} // step id@hash whose files the engine last wrote
 	for _, s := range steps {
 		byNode[s.spec.Node] = append(byNode[s.spec.Node], s)
-		if h := reads[s.spec.Node].markers[markerKey(s.spec.Key)]; h != "" {
+		if h := reads[s.spec.Node].markers[nodefs.MarkerName(s.spec.Key)]; h != "" {
 			wanted[s.spec.ID+"@"+h] = true
 		}
 	}
@@ -134,7 +130,7 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 			}
 		}
 		add(s.spec.Files)
-		if old, ok := written[s.spec.ID+"@"+reads[s.spec.Node].markers[markerKey(s.spec.Key)]]; ok {
+		if old, ok := written[s.spec.ID+"@"+reads[s.spec.Node].markers[nodefs.MarkerName(s.spec.Key)]]; ok {
 			add(old.Files)
 		}
 	}
@@ -163,7 +159,7 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 			if s.spec.Action != "remove" {
 				fmt.Fprintf(id, "step %s %s\n", s.spec.ID, s.spec.Hash)
 			}
-			have := r.markers[markerKey(s.spec.Key)]
+			have := r.markers[nodefs.MarkerName(s.spec.Key)]
 			old, known := written[s.spec.ID+"@"+have]
 			if !known && have == s.spec.Hash {
 				// The same hash: the engine wrote what it renders now.
@@ -400,9 +396,8 @@ func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map
 	return out, nil
 }
 
-const markersScript = `d=` + nodeState + `
-if command -v monit >/dev/null 2>&1; then echo "monit yes"; else echo "monit no"; fi
-for f in "$d"/applied/*; do
+const markersScript = `if command -v monit >/dev/null 2>&1; then echo "monit yes"; else echo "monit no"; fi
+for f in ` + nodefs.Applied + `/*; do
   [ -f "$f" ] || continue
   printf 'marker %s %s\n' "${f##*/}" "$(cut -d' ' -f1 "$f")"
 done

@@ -10,6 +10,7 @@ import (
 
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 // reapply applies one component on one node again: a deployment of just
@@ -51,7 +52,7 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 		switch {
 		case !r.Reachable:
 			return 0, nil, kit.Errorf(502, "cannot reach %s: %s", r.IP, r.Error)
-		case r.Owner != "" && r.Owner != p.o.EngineID:
+		case nodefs.OwnedElsewhere(r.Owner, p.o.EngineID):
 			return 0, nil, kit.Errorf(409, "%s is owned by engine %s", r.IP, r.Owner)
 		}
 	}
@@ -85,7 +86,7 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 func instanceSteps(all []*planStep, comp, ip, id, engine string) []*planStep {
 	reset := &planStep{spec: contract.Step{V: contract.Version, Deployment: id, ID: stepID(ip, comp, "reset"), Node: ip,
 		Component: comp, Action: "reset", Attempt: 1, Key: comp + ".reset", Hash: hashOf("reset", comp, id), Engine: engine,
-		TimeoutS: 60, Script: fmt.Sprintf("rm -f %s/applied/%s.*\n", nodeState, comp)}, prio: -1}
+		TimeoutS: 60, Script: nodefs.ClearMarkers(comp+".") + "\n"}, prio: -1}
 	out := []*planStep{reset}
 	keep := map[string]bool{}
 	for _, s := range all {

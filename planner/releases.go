@@ -197,7 +197,7 @@ func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *relea
 			if cat := p.o.Catalogs[CloudFoundryCatalog]; cat != nil && in.cfg.CatalogName() == CloudFoundryCatalog {
 				job = cat.Job(cfVersion(in.cfg), comp)
 			}
-			rm := &planStep{spec: contract.Step{Node: ip, Component: comp, Action: "remove", Script: bosh.RemoveScript(job, nodeState),
+			rm := &planStep{spec: contract.Step{Node: ip, Component: comp, Action: "remove", Script: bosh.RemoveScript(job),
 				Hash: hashOf("remove", comp, time.Now().String())}, prio: -200}
 			if b, ok := base[ip]; ok {
 				rm.after = append(rm.after, b)

@@ -280,7 +280,8 @@ func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
 	rec := s.cur
 	spec := rec.specs[id]
 	n := rec.Dispatches[id] + 1
-	spec.Attempt = n
+	// Its tries go on from those already reported.
+	spec.Attempt = rec.step(id).Attempt + 1
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return err

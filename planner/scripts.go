@@ -8,6 +8,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 // The scripts below run as root with bash, fed on stdin. Each is safe to
@@ -24,8 +25,8 @@ chmod 700 %[1]s
 # without monit gets it in the mirror step.
 if command -v monit >/dev/null 2>&1; then
 %[2]sfi
-`, nodeState, monitAtBoot)
-	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: hashOf(prepare, in.engine)}})
+`, nodefs.State, monitAtBoot)
+	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: hashOf(prepare, in.engine), Claim: true}})
 
 	p := in.cfg.Properties
 	if p.Adduser.N == 1 {
@@ -61,7 +62,7 @@ echo 'deb [trusted=yes] %[2]s ./' > /etc/apt/sources.list.d/deployment-engine.li
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 chmod 755 /usr/sbin/policy-rc.d
 apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root
-%[3]s`, nodeState, in.mirrorURL, monitInstall)
+%[3]s`, nodefs.State, in.mirrorURL, monitInstall)
 	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: hashOf(mirror)}})
 
 	if in.agent != nil {
@@ -130,7 +131,7 @@ func needsPackages(in planInput) bool {
 func agentStep(in planInput, ip string) *planStep {
 	const bin = "/usr/local/bin/deployment-engine"
 	conf := contract.AgentConfig{V: contract.Version, IP: ip, NATS: in.agent.natsURL, User: bus.AgentUser(ip),
-		PasswordFile: nodeState + "/agent.pass", CA: in.agent.ca, Components: []contract.AgentComponent{}}
+		PasswordFile: nodefs.AgentPassword, CA: in.agent.ca, Components: []contract.AgentComponent{}}
 	if in.agentComps != nil {
 		conf.Components = append(conf.Components, in.agentComps[ip]...)
 	}
@@ -144,17 +145,17 @@ func agentStep(in planInput, ip string) *planStep {
 	}
 	confJSON, _ := json.MarshalIndent(conf, "", "  ")
 	monit := fmt.Sprintf(`check process de-agent matching "deployment-engine agent"
-  start program = "/bin/sh -c '%[1]s agent --config %[2]s/agent.json >>/var/log/de-agent.log 2>&1 &'"
+  start program = "/bin/sh -c '%[1]s agent --config %[2]s >>/var/log/de-agent.log 2>&1 &'"
   stop program = "/usr/bin/pkill -f 'deployment-engine agent'"
-`, bin, nodeState)
+`, bin, nodefs.AgentConfig)
 	files := []contract.StepFile{
 		{Path: bin, Mode: 0o755, LocalPath: in.agent.binary},
-		stepFile(nodeState+"/agent.json", 0o600, append(confJSON, '\n')),
+		stepFile(nodefs.AgentConfig, 0o600, append(confJSON, '\n')),
 		stepFile("/etc/monit/conf.d/de-agent", 0o600, []byte(monit)),
 	}
 	// The agent's NATS password is no file of the step: the step is kept
 	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
-	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s/agent.pass.tmp) && mv %[1]s/agent.pass.tmp %[1]s/agent.pass\n", nodeState)
+	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp) && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
 	// A running agent sees its new config or binary and restarts itself.
 	script := pass + registerScript("de-agent") + "monit start de-agent\n"
 	return &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
@@ -242,7 +243,7 @@ for i in $(seq 1 60); do
 done
 rm -f /etc/monit/conf.d/%[1]s
 monit reload || true
-rm -f %[3]s/applied/%[1]s.*
+%[3]s
 echo "removed %[1]s"
-`, name, kit.ShellQuote(process), nodeState)
+`, name, kit.ShellQuote(process), nodefs.ClearMarkers(name+"."))
 }

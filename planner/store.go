@@ -48,6 +48,14 @@ func loadRecord(ctx context.Context, res *bus.Resources, id string) (*record, er
 	if err := json.Unmarshal(se.Value(), &doc); err != nil {
 		return nil, fmt.Errorf("decode steps of deployment %s: %w", id, err)
 	}
+	for id, sp := range doc.Specs {
+		if sp.Component == NodeComponent && sp.Action == "prepare" && !sp.Claim {
+			// Stored before a step carried its claim: the node's first
+			// step claims the node.
+			sp.Claim = true
+			doc.Specs[id] = sp
+		}
+	}
 	rec.specs, rec.prios = doc.Specs, doc.Prios
 	rec.reindex()
 	return rec, nil

@@ -103,3 +103,32 @@ func TestDeploymentIDsOfAnEmptyStore(t *testing.T) {
 		t.Fatalf("ids %v err %v", ids, err)
 	}
 }
+
+// Steps stored before a step carried its claim get it back when read: a
+// deployment resumed across the upgrade still claims its nodes.
+func TestLoadRecordClaimsStoredPrepare(t *testing.T) {
+	ctx := context.Background()
+	b := startBus(t, t.TempDir())
+	defer b.stop()
+	rec := diamond("d-claim")
+	prep := contract.Step{V: 1, Deployment: "d-claim", ID: "10.0.0.1/_node/prepare", Node: "10.0.0.1", Component: NodeComponent, Action: "prepare"}
+	rec.specs[prep.ID] = prep
+	if err := storeRecord(ctx, b.res, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := storeSteps(ctx, b.res, rec); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadRecord(ctx, b.res, "d-claim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.specs[prep.ID].Claim {
+		t.Error("the stored prepare step does not claim its node")
+	}
+	for id, sp := range got.specs {
+		if id != prep.ID && sp.Claim {
+			t.Errorf("%s claims its node", id)
+		}
+	}
+}

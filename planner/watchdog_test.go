@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -78,7 +79,7 @@ func startSink(t *testing.T, b *testBus, hook func(n int, m jetstream.Msg, s con
 
 func publishStep(t *testing.T, b *testBus, s contract.Step, state string, final bool) {
 	now := time.Now()
-	ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action, State: state, Attempt: 1, Started: &now, Final: final}
+	ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action, State: state, Attempt: s.Attempt, Started: &now, Final: final}
 	d, _ := json.Marshal(ev)
 	if _, err := b.res.JS.Publish(context.Background(), subject.DeployEvent(s.Deployment, subject.DeployStep), d); err != nil {
 		t.Errorf("publish: %v", err)
@@ -140,7 +141,14 @@ func TestSilentStepDispatchedAgain(t *testing.T) {
 	b := startBus(t, t.TempDir())
 	defer b.stop()
 	silentID := "10.0.0.2/c/install"
+	var mu sync.Mutex
+	var attempts []int // of the silent step's copies
 	k := startSink(t, b, func(n int, m jetstream.Msg, s contract.Step) {
+		if s.ID == silentID {
+			mu.Lock()
+			attempts = append(attempts, s.Attempt)
+			mu.Unlock()
+		}
 		publishStep(t, b, s, contract.StateRunning, false)
 		_ = m.Ack()
 		if s.ID == silentID && n == 1 {
@@ -162,6 +170,17 @@ func TestSilentStepDispatchedAgain(t *testing.T) {
 	defer k.mu.Unlock()
 	if k.got[silentID] != 2 {
 		t.Errorf("the silent step was dispatched %d times, want 2", k.got[silentID])
+	}
+	// The copy sent again goes on from the try the first one reported.
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(attempts, []int{1, 2}) {
+		t.Errorf("the silent step's copies say attempts %v, want [1 2]", attempts)
+	}
+	for _, st := range d.Steps {
+		if want := map[bool]int{true: 2, false: 1}[st.ID == silentID]; st.Attempt != want {
+			t.Errorf("%s: attempt %d, want %d", st.ID, st.Attempt, want)
+		}
 	}
 }
 

@@ -6,11 +6,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 // MarkDir is where a node keeps, per monit process, the words of a stop
 // that failed: status says why a process still runs, whoever asks.
-const MarkDir = "/var/lib/deployment-engine/stop-failed"
+const MarkDir = nodefs.StopFailed
 
 // Deadlines of the engine's monit actions: monit's own stop and start
 // timeouts are 30 s each, and it runs one action at a time.

@@ -13,6 +13,7 @@ import (
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 // BOSH's layout on a node.
@@ -527,8 +528,7 @@ fi
 // places it on: monit stops its processes (its drain runs first), forgets
 // it, and the job's files and step markers go. Compiled packages stay:
 // another job may use them, and they are versioned.
-func RemoveScript(job, stateDir string) string {
-	marker := regexp.MustCompile(`[^A-Za-z0-9_.-]`).ReplaceAllString("bosh.job."+job+".", "_")
+func RemoveScript(job string) string {
 	return fmt.Sprintf(`set -u
 job=%[1]s
 f=/etc/monit/conf.d/$job
@@ -543,7 +543,7 @@ done
 rm -f "$f"
 monit reload || true
 rm -rf /var/vcap/jobs/$job /var/vcap/data/jobs/$job
-rm -f %[2]s/applied/%[3]s*
+%[2]s
 echo "removed $job"
-`, kit.ShellQuote(job), stateDir, marker)
+`, kit.ShellQuote(job), nodefs.ClearMarkers("bosh.job."+job+"."))
 }

@@ -103,7 +103,7 @@ func TestScriptsParse(t *testing.T) {
 }
 
 func TestRemoveScriptParses(t *testing.T) {
-	s := RemoveScript("multi-monit-dummy", "/var/lib/deployment-engine")
+	s := RemoveScript("multi-monit-dummy")
 	cmd := exec.Command("bash", "-n")
 	cmd.Stdin = strings.NewReader(s)
 	if out, err := cmd.CombinedOutput(); err != nil {

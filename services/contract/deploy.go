@@ -109,6 +109,9 @@ type StepFile struct {
 // Timeout. Key names what the step makes true on the node and Hash what it
 // makes it into: when the node already records Hash for Key, the step has
 // nothing to do and the installer reports it unchanged without running it.
+// Attempt is the number of the step's first try from this message: 1, or
+// one past the tries the planner has seen when it queues the step again;
+// the installer counts on from it when it tries again.
 // Steps carry no secrets: the installer logs in with the credentials of the
 // stored config (KV DE_CONFIG), and a script that needs a secret names the
 // config property in SecretEnv; the installer exports it as DE_SECRET_<NAME>
@@ -132,6 +135,10 @@ type Step struct {
 	SecretEnv  []string   `json:"secret_env,omitempty"`
 	TimeoutS   int        `json:"timeout_s"`
 	Engine     string     `json:"engine"`
+	// Claim makes the step take the node for Engine: the installer fails
+	// it without running it when another engine owns the node, and records
+	// Engine as the owner before the script runs (nodefs.Owner).
+	Claim bool `json:"claim,omitempty"`
 }
 
 // Step states.

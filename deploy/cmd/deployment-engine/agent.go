@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/deployment-engine/engine/monitor/agent"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 func init() { commands["agent"] = agentCmd }
@@ -21,7 +22,7 @@ func init() { commands["agent"] = agentCmd }
 func agentCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	conf := fs.String("config", "/var/lib/deployment-engine/agent.json", "the agent's config file, written by deploy")
+	conf := fs.String("config", nodefs.AgentConfig, "the agent's config file, written by deploy")
 	state := fs.String("state", "", "where the agent keeps its log offsets (default: beside the config)")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -1,0 +1,54 @@
+// Package nodefs names the engine's own files on a node and the rules
+// they follow, for every service that reads or writes them: the step
+// markers (which step the node has applied, at which hash), the owner file
+// (which engine manages the node) and the run files of steps in flight.
+package nodefs
+
+import (
+	"regexp"
+	"strings"
+)
+
+// Paths on a node.
+const (
+	// State is where the engine keeps its own state on a node.
+	State = "/var/lib/deployment-engine"
+	// Applied holds one marker a step key: "<hash> <deployment>" of the
+	// step that last succeeded under that key.
+	Applied = State + "/applied"
+	// Run holds the lock and process group of each step in flight.
+	Run = State + "/run"
+	// Owner holds the id of the engine that manages the node.
+	Owner = State + "/owner"
+	// AgentConfig and AgentPassword are the node agent's config and NATS
+	// password.
+	AgentConfig   = State + "/agent.json"
+	AgentPassword = State + "/agent.pass"
+	// StopFailed marks the components whose stop monit could not finish.
+	StopFailed = State + "/stop-failed"
+)
+
+var unsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// MarkerName is the file name of step key's marker (and of its run
+// files): the key with every byte a file name or a shell word could
+// misread replaced by '_'.
+func MarkerName(key string) string { return unsafe.ReplaceAllString(key, "_") }
+
+// Marker is the path of step key's marker.
+func Marker(key string) string { return Applied + "/" + MarkerName(key) }
+
+// ClearMarkers is a shell command that forgets every step whose key starts
+// with prefix, so that those steps run again.
+func ClearMarkers(prefix string) string { return "rm -f " + Applied + "/" + MarkerName(prefix) + "*" }
+
+// ReadOwner is a shell command that prints the node's owner, nothing when
+// it has none.
+const ReadOwner = "cat " + Owner + " 2>/dev/null || true"
+
+// OwnedElsewhere tells whether owner, as a node says it, is an engine other
+// than engine: such a node is not this engine's to change.
+func OwnedElsewhere(owner, engine string) bool {
+	o := strings.TrimSpace(owner)
+	return o != "" && o != engine
+}
