@@ -1,20 +1,15 @@
 package logsvc
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/deployment-engine/engine/services/contract"
-	"github.com/deployment-engine/engine/services/subject"
 )
 
 // writer is the only goroutine that writes the store. It takes what is
@@ -139,154 +134,6 @@ func (s *Service) ingest(js jetstream.Msg, rt *nats.Msg) jetstream.Msg {
 	s.event(js.Subject(), js.Data(), md.Timestamp)
 	s.lastSeq = md.Sequence.Stream
 	return js
-}
-
-// event turns one DE_EVENTS message into at most one line.
-func (s *Service) event(subj string, data []byte, ts time.Time) {
-	switch {
-	case strings.HasPrefix(subj, "de.evt.log."):
-		ls, err := subject.ParseLog(subj)
-		var l contract.LogLine
-		if err == nil {
-			err = s.decode(data, &l.V, &l)
-		}
-		if err != nil {
-			s.skip(subj, err)
-			return
-		}
-		s.instanceLine(ls.Component, ls.IP, l, false)
-	case strings.HasPrefix(subj, "de.evt.component."):
-		cs, err := subject.ParseComponent(subj)
-		var e contract.ComponentEvent
-		if err == nil {
-			err = s.decode(data, &e.V, &e)
-		}
-		if err != nil {
-			s.skip(subj, err)
-			return
-		}
-		s.put(LocalLog, appendComponent(s.start(e.Time, ts), cs.Component, cs.IP, cs.Up, e.Reason))
-	case strings.HasPrefix(subj, "de.evt.engine."):
-		var e contract.EngineEvent
-		if err := s.decode(data, &e.V, &e); err != nil {
-			s.skip(subj, err)
-			return
-		}
-		s.put(LocalLog, appendEngine(s.start(e.Time, ts), e))
-	case strings.HasPrefix(subj, "de.evt.deploy."):
-		switch {
-		case strings.HasSuffix(subj, ".step"):
-			var e contract.StepEvent
-			if err := s.decode(data, &e.V, &e); err != nil {
-				s.skip(subj, err)
-				return
-			}
-			if e.State != contract.StateFailed {
-				return
-			}
-			s.put(LocalLog, appendStepFailed(s.start(timeOr(e.Finished), ts), e))
-		case strings.HasSuffix(subj, ".started"), strings.HasSuffix(subj, ".finished"):
-			var e contract.DeploymentEvent
-			if err := s.decode(data, &e.V, &e); err != nil {
-				s.skip(subj, err)
-				return
-			}
-			s.put(LocalLog, appendDeployment(s.start(e.Time, ts), e, strings.HasSuffix(subj, ".started")))
-		}
-	}
-	// Node usage and status events are figures, not log lines.
-}
-
-// runtimeLine writes a line an agent read from one of a component's log
-// files (de.node.<ip>.log.<component>).
-func (s *Service) runtimeLine(subj string, data []byte) {
-	ns, err := subject.ParseNodeLog(subj)
-	var l contract.LogLine
-	if err == nil {
-		err = s.decode(data, &l.V, &l)
-	}
-	if err != nil {
-		s.skip(subj, err)
-		return
-	}
-	s.instanceLine(ns.Component, ns.IP, l, true)
-}
-
-// instanceLine writes l into its instance's file, or into local.log
-// prefixed with its node when it belongs to no instance of the config.
-func (s *Service) instanceLine(component, ip string, l contract.LogLine, runtime bool) {
-	name := ""
-	if component != "node" {
-		if n, ok := s.cache.position(component, ip, s.batch); ok {
-			if fn := component + "_" + strconv.Itoa(n) + ".log"; ValidName(fn) {
-				name = fn
-			}
-		}
-	}
-	if runtime {
-		// Install output arrives redacted by the installer; a service's
-		// own log is the node's, so the config's secrets come out here.
-		l.Line = s.cache.redact(l.Line)
-	}
-	prefix := ""
-	if name == "" {
-		name = LocalLog
-		prefix = ip + " "
-		if component != "node" {
-			prefix += component + " "
-		}
-	}
-	s.put(name, appendInstanceLine(s.start(l.Time, time.Time{}), prefix, l, runtime))
-}
-
-// start begins a line in the scratch buffer with its time: t, else the
-// fallback, else now.
-func (s *Service) start(t, fallback time.Time) []byte {
-	if t.IsZero() {
-		t = fallback
-	}
-	if t.IsZero() {
-		t = time.Now()
-	}
-	b := t.UTC().AppendFormat(s.scratch[:0], time.RFC3339)
-	return append(b, ' ')
-}
-
-func (s *Service) put(name string, b []byte) {
-	b = append(b, '\n')
-	s.scratch = b
-	if err := s.st.write(name, b); err != nil {
-		s.log.Error("write log", "log", name, "err", err)
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrBadName) {
-			// Not a file we may write (a link planted in the store):
-			// trying again would not help.
-			s.metrics.skipped.Inc()
-		} else {
-			s.failed = true
-		}
-		return
-	}
-	s.written.Add(1)
-	s.metrics.lines.Inc()
-	s.metrics.bytes.Add(float64(len(b)))
-}
-
-// decode reads a JSON body, refusing versions newer than this reader.
-func (s *Service) decode(data []byte, v *int, dst any) error {
-	if err := json.Unmarshal(data, dst); err != nil {
-		return fmt.Errorf("decode: %w", err)
-	}
-	if *v > contract.Version {
-		return fmt.Errorf("body version %d is newer than %d", *v, contract.Version)
-	}
-	return nil
-}
-
-// skip notes a message it cannot write. The body is not logged: it may
-// hold a line of a node's output.
-func (s *Service) skip(subj string, err error) {
-	s.metrics.skipped.Inc()
-	s.log.Warn("skipped a message", "subject", subj, "err", err)
 }
 
 // seqFile records the last DE_EVENTS sequence written to the store, so
