@@ -26,7 +26,7 @@ import (
 const probeScript = `echo "cpu=$(nproc)"
 echo "ram=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
 echo "disk=$(df -Pk / | awk 'NR==2{print $2}')"
-echo "owner=$(cat ` + nodefs.Owner + ` 2>/dev/null)"
+echo "owner=$(` + nodefs.ReadOwner + `)"
 if [ -r /etc/os-release ]; then ( . /etc/os-release; echo "os_id=${ID:-}"; echo "os_version=${VERSION_ID:-}"; echo "os_name=${PRETTY_NAME:-}" ); fi
 echo "monit=$(monit -V 2>/dev/null | sed -n 's/.*[Vv]ersion \([0-9][0-9.]*\).*/\1/p' | head -n1)"
 for n in "$@"; do
