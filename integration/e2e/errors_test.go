@@ -225,8 +225,8 @@ func TestNodeCutMidDeploy(t *testing.T) {
 	}
 	// Keepalives (5s, 3 missed: ≤ 20s), then 3 attempts with 5s dial
 	// timeouts and 2s+4s back-off bound it at about 40s on an idle machine;
-	// the bound leaves room for a loaded one (one CI run took 90s), and the
-	// timeline below says where the time went when it is passed.
+	// the bound leaves room for a loaded one, and the timeline below says
+	// where the time went when it is passed.
 	if took > 2*time.Minute {
 		t.Errorf("the cut node's steps took %s to fail", took)
 		for _, s := range d.Steps {
