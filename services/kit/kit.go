@@ -47,7 +47,12 @@ func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 		code, body, err := h(ctx, req)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) {
+			switch {
+			case errors.As(err, &e):
+			case Unavailable(err):
+				log.Warn("command failed: the store is unavailable", "subject", req.Subject(), "err", err)
+				e = &Error{Code: 503, Msg: UnavailableMsg}
+			default:
 				log.Error("command failed", "subject", req.Subject(), "err", err)
 				e = &Error{Code: 500, Msg: "internal error; the engine's log has the details"}
 			}
