@@ -63,6 +63,8 @@ type server struct {
 	// cfgMu keeps config changes one at a time, for their audit diffs.
 	cfgMu sync.Mutex
 	lim   *limiter
+	// store, when the API has a bus, tells whether its store answers.
+	store *storeCheck
 }
 
 // New returns the engine's HTTP handler.
@@ -88,6 +90,7 @@ func New(o Options) (http.Handler, error) {
 			return nil, fmt.Errorf("api: jetstream: %w", err)
 		}
 		s.js = js
+		s.store = &storeCheck{js: js, every: time.Second}
 	}
 	m, err := newMetrics(o.Registry)
 	if err != nil {
@@ -116,7 +119,7 @@ func New(o Options) (http.Handler, error) {
 
 	r.Group(func(r chi.Router) {
 		// The token is checked on the headers, before any body is read.
-		r.Use(s.auth, s.lim.limit, s.audit)
+		r.Use(s.auth, s.needStore, s.lim.limit, s.audit)
 		r.Route("/deployment-engine", func(r chi.Router) {
 			r.Get("/config", s.getConfig)
 			r.Post("/config", s.postConfig)

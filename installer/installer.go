@@ -70,6 +70,15 @@ type Installer struct {
 
 	mu      sync.Mutex
 	running map[string]map[*stepRun]context.CancelFunc // deployment → its steps in flight here
+	// ended holds the deployments cancelled or given up lately, and why: a
+	// step of one still in the queue (its purge failed while the store was
+	// unavailable) is dropped, not run after its deployment ended.
+	ended map[string]ended
+}
+
+type ended struct {
+	why string
+	at  time.Time
 }
 
 type metrics struct {
@@ -102,7 +111,7 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 		o.AckWait = 30 * time.Second
 	}
 	i := &Installer{o: o, log: o.Logger.With("service", "installer"), port: o.Port, pool: pool{conns: map[string]*pooled{}},
-		running: map[string]map[*stepRun]context.CancelFunc{}}
+		running: map[string]map[*stepRun]context.CancelFunc{}, ended: map[string]ended{}}
 	i.ctx, i.cancel = context.WithCancel(context.Background())
 	i.metrics = metrics{
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_installer_steps_total", Help: "Steps the installer finished, by result."}, []string{"result"}),
@@ -120,7 +129,7 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 			return nil, fmt.Errorf("installer: endpoint %s: %w", verb, err)
 		}
 	}
-	cons, err := o.Res.JS.CreateOrUpdateConsumer(ctx, bus.StreamSteps, jetstream.ConsumerConfig{
+	cons, err := bus.Consumer(ctx, o.Res.JS, bus.StreamSteps, jetstream.ConsumerConfig{
 		Durable:       "installer",
 		Description:   "installers take steps from here",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -216,6 +225,12 @@ func (i *Installer) handle(m jetstream.Msg) {
 		i.unreadable(m, s, attempt, err)
 		return
 	}
+	if why, ok := i.endedWhy(s.Deployment); ok {
+		i.log.Info("step of an ended deployment dropped", "deployment", s.Deployment, "step", s.ID, "why", why)
+		_ = m.Term()
+		return
+	}
+	i.log.Debug("step taken", "deployment", s.Deployment, "step", s.ID, "node", s.Node, "attempt", attempt)
 	ctx, cancel := context.WithCancel(i.ctx)
 	defer cancel()
 	r := &stepRun{i: i, s: s, attempt: attempt, started: time.Now().UTC(), ctx: ctx}
@@ -255,6 +270,7 @@ func (r *stepRun) finish(m jetstream.Msg, state string, code *int, errMsg, metri
 	}
 	r.i.metrics.steps.WithLabelValues(metric).Inc()
 	_ = settle()
+	r.i.log.Debug("step done", "deployment", r.s.Deployment, "step", r.s.ID, "state", state)
 }
 
 // unreadable turns a step message the installer cannot read into a failed
@@ -324,10 +340,25 @@ func (i *Installer) onCancel(msg *nats.Msg) {
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	now := time.Now()
+	for id, e := range i.ended {
+		if now.Sub(e.at) > time.Hour {
+			delete(i.ended, id)
+		}
+	}
+	i.ended[c.Deployment] = ended{why: why, at: now}
 	for r, cancel := range i.running[c.Deployment] {
 		r.cancelled.Store(&why)
 		cancel()
 	}
+}
+
+// endedWhy tells whether deployment id was cancelled or given up, and why.
+func (i *Installer) endedWhy(id string) (string, bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	e, ok := i.ended[id]
+	return e.why, ok
 }
 
 func codePtr(c int) *int {

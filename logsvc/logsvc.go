@@ -156,7 +156,12 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	if s.seq, err = openSeqFile(st); err != nil {
 		return nil, err
 	}
-	cons, err := s.consumer(ctx)
+	// A cluster still electing leaders is waited out, not fatal.
+	var cons jetstream.Consumer
+	err = bus.Retry(ctx, func(ctx context.Context) (err error) {
+		cons, err = s.consumer(ctx)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -53,7 +53,8 @@ type Options struct {
 	// from its installer before it is dispatched again (default 1m).
 	SilentAfter time.Duration
 	// LeaseTTL is the deploy lock's lifetime, renewed by the scheduler
-	// that drives the deployment (default 15s).
+	// that drives the deployment every third of it (default 10s: another
+	// planner takes a deployment over within about 11s of its driver dying).
 	LeaseTTL time.Duration
 	// PlannerID names this planner in the deploy lock; a planner started
 	// again under the same name takes its lock back at once (default: random).

@@ -49,6 +49,17 @@ type scheduler struct {
 	leaseRev uint64
 	renewed  time.Time
 	lastLook time.Time
+
+	// downSince is when the store began failing the running deployment
+	// (zero while it answers), downErr how; requeue marks steps that could
+	// not be queued meanwhile, lastTry the last attempt at them; unfinished
+	// is what the end of a deployment could not write yet (storewatch.go).
+	downSince  time.Time
+	downErr    error
+	calmSince  time.Time
+	requeue    bool
+	lastTry    time.Time
+	unfinished *unfinished
 }
 
 func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
@@ -58,15 +69,17 @@ func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
 		s.silent = time.Minute
 	}
 	if s.ttl <= 0 {
-		s.ttl = 15 * time.Second
+		s.ttl = 10 * time.Second
 	}
 	if s.holder == "" {
 		s.holder = "planner-" + bus.RandomSecret()[:8]
 	}
+	// Nothing says the store was away before this start.
+	s.calmSince = time.Now().Add(-s.ttl)
 	if err := migrateBookkeeping(ctx, s.res, s.log); err != nil {
 		return nil, err
 	}
-	cons, err := s.res.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+	cons, err := bus.Consumer(ctx, s.res.JS, bus.StreamEvents, jetstream.ConsumerConfig{
 		Durable:       "planner-steps",
 		Description:   "the planner follows step results",
 		FilterSubject: "de.evt.deploy.*.step",
@@ -136,6 +149,9 @@ func (s *scheduler) resume(ctx context.Context) error {
 		return nil
 	}
 	if err := s.takeLease(ctx, rec.ID); err != nil {
+		if bus.Unavailable(err) {
+			return err
+		}
 		// Another live scheduler drives it; its lock is watched and taken
 		// over when it expires.
 		s.log.Info("deployment driven elsewhere", "id", rec.ID, "why", err)
@@ -261,6 +277,11 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 		for _, id := range rec.ready() {
 			st := rec.step(id)
 			if err := s.dispatchLocked(ctx, id); err != nil {
+				if s.storeDown(err) {
+					// Queued once the store answers (watchStoreLocked).
+					s.requeue, again = true, false
+					break
+				}
 				s.log.Error("dispatch step", "step", id, "err", err)
 				st.State, st.Error = contract.StateFailed, "could not queue the step: "+err.Error()
 				again = true
@@ -292,6 +313,7 @@ func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	s.storeUp()
 	if rec.Dispatches == nil {
 		rec.Dispatches, rec.Queued = map[string]int{}, map[string]uint64{}
 	}
@@ -312,23 +334,27 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 		}
 	}
 	s.flushLocked(ctx)
-	if err := s.res.Scheduler.Delete(ctx, keyCurrent); err != nil {
-		s.log.Error("clear current deployment", "err", err)
-	}
-	s.releaseLease(ctx)
-	s.publish(ctx, subject.DeployEvent(rec.ID, subject.DeployFinished), contract.DeploymentEvent{
-		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error})
+	// The current mark, the lock and the finished event: what the store
+	// refuses now is written once it answers.
+	s.unfinished = &unfinished{mark: true, lock: true, event: &contract.DeploymentEvent{
+		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error}}
+	s.endLocked(ctx)
 	s.log.Info("deployment finished", "id", rec.ID, "state", rec.State, "changed", rec.Changed, "failed", failed)
 }
 
 func (s *scheduler) publish(ctx context.Context, subj string, v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return
-	}
-	if _, err := s.res.JS.Publish(ctx, subj, data); err != nil {
+	if err := s.publishErr(ctx, subj, v); err != nil {
 		s.log.Error("publish event", "subject", subj, "err", err)
 	}
+}
+
+func (s *scheduler) publishErr(ctx context.Context, subj string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = s.res.JS.Publish(ctx, subj, data)
+	return err
 }
 
 // flushLoop stores the running deployment at most every 100ms and then
@@ -358,9 +384,12 @@ func (s *scheduler) flushLocked(ctx context.Context) {
 	}
 	if s.dirty {
 		if err := s.saveLocked(ctx); err != nil {
-			s.log.Error("store deployment", "id", s.cur.ID, "err", err)
+			if !s.storeDown(err) {
+				s.log.Error("store deployment", "id", s.cur.ID, "err", err)
+			}
 			return // the events stay unacknowledged and come back
 		}
+		s.storeUp()
 	}
 	for _, m := range s.pending {
 		_ = m.Ack()

@@ -26,6 +26,7 @@ const defaultStepDeadline = 15 * time.Minute
 // drive makes rec the deployment this scheduler runs; every active step
 // counts as just seen.
 func (s *scheduler) drive(rec *record) {
+	s.log.Info("driving deployment", "id", rec.ID, "holder", s.holder)
 	s.cur = rec
 	now := time.Now()
 	s.seen = map[string]time.Time{}
@@ -67,6 +68,9 @@ func (s *scheduler) onBeat(m *nats.Msg) {
 // a deployment that has not moved for longer than its longest step's
 // deadline fails as a whole. It also renews the deploy lock.
 func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
+	if s.watchStoreLocked(ctx, now) {
+		return
+	}
 	rec := s.cur
 	if rec == nil || rec.State != contract.DeployRunning {
 		return
@@ -78,6 +82,7 @@ func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
 				s.cur, s.pending = nil, nil
 				return
 			}
+			s.storeDown(err)
 			s.log.Warn("renew the deploy lock", "id", rec.ID, "err", err)
 		}
 	}
@@ -145,14 +150,19 @@ func (s *scheduler) abortLocked(ctx context.Context, reason string) {
 	rec := s.cur
 	rec.abort(reason, time.Now().UTC())
 	s.dirty = true
+	purged := true
 	if err := s.res.Steps.Purge(ctx, jetstream.WithPurgeSubject(subject.Steps(rec.ID))); err != nil {
 		s.log.Warn("take the deployment's steps out of the queue", "id", rec.ID, "err", err)
+		purged = false
 	}
 	if b, err := json.Marshal(contract.StepCancel{V: contract.Version, Deployment: rec.ID, Reason: reason}); err == nil {
 		_ = s.p.o.NC.Publish(subject.Cmd("installer", "cancel"), b)
 	}
 	s.log.Warn("deployment given up", "id", rec.ID, "reason", reason)
 	s.finishLocked(ctx, reason)
+	if !purged && s.unfinished != nil {
+		s.unfinished.purge = true // once the store answers again
+	}
 }
 
 // cancel ends a running deployment at a user's request.
@@ -251,10 +261,16 @@ func (s *scheduler) renewLease(ctx context.Context) error {
 	return nil
 }
 
-func (s *scheduler) releaseLease(ctx context.Context) {
-	if err := s.res.Scheduler.Delete(ctx, keyLease, jetstream.LastRevision(s.leaseRev)); err != nil && !bus.IsNotFound(err) {
-		s.log.Warn("release the deploy lock", "err", err)
+func (s *scheduler) releaseLease(ctx context.Context) error {
+	err := s.res.Scheduler.Delete(ctx, keyLease, jetstream.LastRevision(s.leaseRev))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil // another scheduler's lock by now: not ours to release
 	}
+	if err != nil && !bus.IsNotFound(err) {
+		s.log.Warn("release the deploy lock", "err", err)
+		return err
+	}
+	return nil
 }
 
 // adopt looks, once a second while this scheduler drives nothing, for a
@@ -272,7 +288,31 @@ func (s *scheduler) adopt(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if !s.calm(ctx) {
+		return
+	}
 	if err := s.resume(ctx); err != nil {
+		if bus.Unavailable(err) {
+			s.calmSince = time.Time{}
+		}
 		s.log.Warn("look for a deployment to resume", "err", err)
 	}
+}
+
+// calm tells whether the store has answered for a whole lock's lifetime.
+// A lock that expired while the store was unavailable says nothing about
+// its holder: every holder could not renew it. Waiting a lifetime once the
+// store answers lets a live holder renew it (or end its deployment) before
+// anyone takes over.
+func (s *scheduler) calm(ctx context.Context) bool {
+	if _, err := s.res.JS.AccountInfo(ctx); err != nil {
+		if bus.Unavailable(err) {
+			s.calmSince = time.Time{}
+		}
+		return false
+	}
+	if s.calmSince.IsZero() {
+		s.calmSince = time.Now()
+	}
+	return time.Since(s.calmSince) >= s.ttl
 }

@@ -147,6 +147,10 @@ func Serve(ctx context.Context, o Options) error {
 		if nc, err = bus.Dial(o.NATSURL, "deployment-engine"); err != nil {
 			return err
 		}
+		// A lost server is followed by a reconnect to another member of
+		// the cluster; subscriptions and consumers carry on over it.
+		nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("bus disconnected; reconnecting", "err", err) })
+		nc.SetReconnectHandler(func(c *nats.Conn) { log.Info("bus reconnected", "server", c.ConnectedUrlRedacted()) })
 	} else {
 		so := bus.ServerOptions{DataDir: o.DataDir, Logger: log.With("service", "nats"), EncryptionKey: key.storeKey()}
 		if o.NATSListen != "" {

@@ -7,7 +7,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -132,14 +134,33 @@ func (s *Server) Stop() {
 	s.WaitForShutdown()
 }
 
-// Dial connects to an external NATS server by URL.
+// Dial connects to an external NATS server, or cluster, by URL: a
+// comma-separated list names several servers, and the client fails over
+// between them and those the cluster announces. A user and password in the
+// first URL are used for every server, the announced ones included.
 func Dial(url, name string, opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}, opts...)
-	nc, err := nats.Connect(url, opts...)
+	base := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if u, err := neturl.Parse(strings.TrimSpace(strings.Split(url, ",")[0])); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			base = append(base, nats.UserInfo(u.User.Username(), pw))
+		}
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("bus: connect to %s: %w", url, err)
+		return nil, fmt.Errorf("bus: connect to %s: %w", redactURL(url), err)
 	}
 	return nc, nil
+}
+
+// redactURL hides the passwords of a URL list, for errors and logs.
+func redactURL(url string) string {
+	parts := strings.Split(url, ",")
+	for i, p := range parts {
+		if u, err := neturl.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 type slogAdapter struct{ l *slog.Logger }

@@ -20,7 +20,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	var auth, only, level string
 	fs.StringVar(&o.Listen, "listen", ":50000", "HTTP address of the API, the console, /metrics and /mirror/")
 	fs.StringVar(&o.DataDir, "data", "./data", "data directory: JetStream store, logs, mirror, API token")
-	fs.StringVar(&o.NATSURL, "nats", "", "URL of an external NATS server (default: run one embedded)")
+	fs.StringVar(&o.NATSURL, "nats", os.Getenv("DE_NATS_URL"), "URL of an external NATS server, or comma-separated URLs of a cluster's servers (default: $DE_NATS_URL, else run one embedded)")
 	fs.StringVar(&o.NATSListen, "nats-listen", "", "HOST:PORT where node agents reach the embedded NATS, normally the config's home IP (default: none, and deploy installs no agents)")
 	fs.StringVar(&o.CatalogDir, "catalog", "", "directory of catalogs to use instead of the embedded ones")
 	fs.StringVar(&auth, "auth", "token", "token, or none to turn the API token off")

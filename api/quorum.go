@@ -1,0 +1,64 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// storeCheck knows whether the engine's store answers: on a NATS cluster
+// that lost its quorum, no stream has a leader and every route that needs
+// the store would fail one way or another (or answer from a service's
+// memory what may no longer be true). It asks at most once a second;
+// every request in between takes the last answer.
+type storeCheck struct {
+	js    jetstream.JetStream
+	every time.Duration
+
+	mu      sync.Mutex
+	checked time.Time
+	down    bool
+}
+
+// available tells whether the store answered its last read.
+func (c *storeCheck) available(ctx context.Context) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.checked) < c.every {
+		return !c.down
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := c.read(ctx)
+	c.down, c.checked = kit.Unavailable(err), time.Now()
+	return !c.down
+}
+
+// read asks JetStream for the account's usage: its meta leader answers,
+// and without a quorum there is none ("JetStream system temporarily
+// unavailable"). Reads of a bucket would still be answered by a replica
+// left alone, with what may be stale.
+func (c *storeCheck) read(ctx context.Context) error {
+	_, err := c.js.AccountInfo(ctx)
+	return err
+}
+
+// needStore answers 503 at once, saying why, while the store is down.
+func (s *server) needStore(next http.Handler) http.Handler {
+	if s.store == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.store.available(r.Context()) {
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, kit.UnavailableMsg)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

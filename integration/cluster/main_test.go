@@ -1,0 +1,40 @@
+// Package cluster runs the engine split over processes on a real 3-server
+// NATS JetStream cluster (api+planner twice, two installers, monitor+logs)
+// against a shared bed of 4 real nodes, and takes parts away under running
+// deployments: a NATS server, the one that leads the step stream, an
+// installer, the leading planner, a server for good, then the quorum.
+// Every deployment must still end as it should, each step run exactly once
+// on its node (counted on the node), and with no quorum every route answers
+// 503 at once.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/deployment-engine/engine/integration/testbed"
+)
+
+var bed *testbed.Bed
+
+func TestMain(m *testing.M) {
+	if err := testbed.Check(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var err error
+	bed, err = testbed.Up(context.Background(), testbed.Options{Name: "cluster", Nodes: 4})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = testbed.Down("cluster")
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := bed.Down(); err != nil {
+		fmt.Fprintln(os.Stderr, "tear down:", err)
+		code = 1
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,114 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// storeDown notes that the store failed the running deployment's
+// bookkeeping (a dispatch, a save, the lock's renewal) because it is
+// unavailable: no quorum, no leader, the bus gone. It reports whether err
+// was of that kind.
+func (s *scheduler) storeDown(err error) bool {
+	if !bus.Unavailable(err) {
+		return false
+	}
+	if s.downSince.IsZero() {
+		s.downSince = time.Now()
+		s.log.Warn("the store does not answer; the deployment waits for it", "err", err)
+	}
+	s.downErr = err
+	return true
+}
+
+// storeUp notes that the store answered again.
+func (s *scheduler) storeUp() {
+	if !s.downSince.IsZero() {
+		s.log.Info("the store answers again", "after", time.Since(s.downSince).Round(time.Millisecond))
+	}
+	s.downSince, s.downErr = time.Time{}, nil
+}
+
+// watchStoreLocked runs on every tick. Steps that could not be queued while
+// the store was unavailable are queued again once it answers; a deployment
+// whose store has not answered for longer than a silent step may last is
+// failed, saying why, rather than left running; and what its end could not
+// write then (clearing the current mark, releasing the lock, the finished
+// event) is written once the store is back. It reports whether it ended
+// the deployment.
+func (s *scheduler) watchStoreLocked(ctx context.Context, now time.Time) bool {
+	if s.unfinished != nil && now.Sub(s.lastTry) >= time.Second {
+		s.lastTry = now
+		s.endLocked(ctx)
+	}
+	rec := s.cur
+	if rec == nil || !rec.live() {
+		return false
+	}
+	if !s.downSince.IsZero() && now.Sub(s.downSince) > s.silent {
+		s.abortLocked(ctx, fmt.Sprintf("the engine's store (NATS JetStream) has not answered for %s (%v): given up; deploy again once it is back",
+			now.Sub(s.downSince).Round(time.Second), s.downErr))
+		return true
+	}
+	if s.requeue && s.downSince.IsZero() || s.requeue && now.Sub(s.lastTry) >= time.Second {
+		s.requeue, s.lastTry = false, now
+		s.advanceLocked(ctx)
+	}
+	return false
+}
+
+// endLocked clears the current mark and the deploy lock of a deployment
+// that ended, and announces its end; what fails stays for the next tick.
+func (s *scheduler) endLocked(ctx context.Context) {
+	id := s.unfinished.event.ID
+	if s.unfinished.mark {
+		if e, err := s.res.Scheduler.Get(ctx, keyCurrent); err == nil && string(e.Value()) != id {
+			s.unfinished.mark = false // another deployment is current already
+		} else if err := s.res.Scheduler.Delete(ctx, keyCurrent); err == nil || bus.IsNotFound(err) {
+			s.unfinished.mark = false
+		} else {
+			s.storeDown(err)
+		}
+	}
+	if s.unfinished.lock && s.cur != nil && s.cur.ID != id {
+		s.unfinished.lock = false // this scheduler holds it for another deployment now
+	}
+	if s.unfinished.lock {
+		if err := s.releaseLease(ctx); err == nil {
+			s.unfinished.lock = false
+		} else {
+			s.storeDown(err)
+		}
+	}
+	if !s.unfinished.sent {
+		if err := s.publishErr(ctx, subject.DeployEvent(id, subject.DeployFinished), *s.unfinished.event); err == nil {
+			s.unfinished.sent = true
+		} else {
+			s.storeDown(err)
+		}
+	}
+	if s.unfinished.purge {
+		if err := s.res.Steps.Purge(ctx, jetstream.WithPurgeSubject(subject.Steps(id))); err == nil {
+			s.unfinished.purge = false
+		} else {
+			s.storeDown(err)
+		}
+	}
+	if !s.unfinished.mark && !s.unfinished.lock && s.unfinished.sent && !s.unfinished.purge {
+		s.unfinished = nil
+		s.storeUp()
+	}
+}
+
+// unfinished is what ending a deployment still has to write.
+type unfinished struct {
+	mark, lock, sent, purge bool
+	event                   *contract.DeploymentEvent
+}
