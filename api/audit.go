@@ -193,7 +193,7 @@ func scaleObject(body []byte) string {
 func (s *server) configSnapshot(ctx context.Context) map[string]any {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rep, err := kit.Request(ctx, s.o.NC, subject.Cmd("config", "get"), nil)
+	rep, err := kit.Request(ctx, s.o.NC, subject.ConfigGet(), nil)
 	if err != nil || rep.Code != http.StatusOK {
 		return nil
 	}

@@ -97,12 +97,12 @@ func TestAuditTrail(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	reply(subject.Cmd("config", "get"), 200, func() string { return stored.Load().(string) })
-	reply(subject.Cmd("config", "put"), 201, func() string {
+	reply(subject.ConfigGet(), 200, func() string { return stored.Load().(string) })
+	reply(subject.ConfigPut(), 201, func() string {
 		stored.Store(`{"components": {"web": ["10.0.0.1", "10.0.0.2"]}, "properties": {"domain": "a.local", "root": "<redacted>"}}`)
 		return `{"stored": true}`
 	})
-	reply(subject.Cmd("monitor", "control"), 200, func() string { return `{"status": "ok"}` })
+	reply(subject.MonitorControl(), 200, func() string { return `{"status": "ok"}` })
 
 	tokens := names{"alice-token-0123456789": "alice", "old-token-0123456789": ""}
 	h, err := New(Options{NC: b.NC, Token: "admin-token-0123456789", Tokens: tokens})

@@ -8,7 +8,7 @@ import (
 )
 
 func (s *server) getConfig(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.Cmd("config", "get"), nil)
+	s.call(w, r, subject.ConfigGet(), nil)
 }
 
 func (s *server) postConfig(w http.ResponseWriter, r *http.Request) {
@@ -19,17 +19,17 @@ func (s *server) postConfig(w http.ResponseWriter, r *http.Request) {
 	check := r.URL.Query().Get("check") != "0"
 	// The body goes to the planner as it came: it is the one that decodes
 	// and validates it, so every problem is named in one place.
-	s.call(w, r, subject.Cmd("config", "put"), contract.ConfigPut{V: contract.Version, Config: body, Check: check})
+	s.call(w, r, subject.ConfigPut(), contract.ConfigPut{V: contract.Version, Config: body, Check: check})
 }
 
 // precheck runs every pre-check again on the stored config: 200 with the
 // problems and warnings it finds, 403 before any config.
 func (s *server) precheck(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.Cmd("config", "precheck"), nil)
+	s.call(w, r, subject.ConfigPrecheck(), nil)
 }
 
 // configSchema is the config's JSON Schema, for editors that check a
 // config as it is typed.
 func (s *server) configSchema(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.Cmd("config", "schema"), nil)
+	s.call(w, r, subject.ConfigSchema(), nil)
 }

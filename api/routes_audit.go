@@ -139,7 +139,7 @@ func (s *server) readAudit(ctx context.Context, q auditQuery) ([]contract.AuditE
 // healGet answers auto-heal's state: on or off, the meltdown guard, and
 // every instance it is working on.
 func (s *server) healGet(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.Cmd("heal", "get"), nil)
+	s.call(w, r, subject.HealGet(), nil)
 }
 
 // healSet turns auto-heal on or off: {"enabled": false}. Turning it on
@@ -158,5 +158,5 @@ func (s *server) healSet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `want {"enabled": true} or {"enabled": false}`)
 		return
 	}
-	s.call(w, r, subject.Cmd("heal", "set"), contract.HealSet{V: contract.Version, Enabled: *in.Enabled, Actor: actorOf(r.Context())})
+	s.call(w, r, subject.HealSet(), contract.HealSet{V: contract.Version, Enabled: *in.Enabled, Actor: actorOf(r.Context())})
 }

@@ -33,7 +33,7 @@ func (s *server) deploy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.call(w, r, subject.Cmd("deploy", "start"), in)
+	s.call(w, r, subject.DeployStart(), in)
 }
 
 func (s *server) scale(w http.ResponseWriter, r *http.Request) {
@@ -41,11 +41,11 @@ func (s *server) scale(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.call(w, r, subject.Cmd("deploy", "scale"), body)
+	s.call(w, r, subject.DeployScale(), body)
 }
 
 func (s *server) listDeployments(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.Cmd("deploy", "list"), nil)
+	s.call(w, r, subject.DeployList(), nil)
 }
 
 func deploymentID(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -62,7 +62,7 @@ func (s *server) getDeployment(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.call(w, r, subject.Cmd("deploy", "get"), map[string]string{"id": id})
+	s.call(w, r, subject.DeployGet(), contract.DeployGet{ID: id})
 }
 
 // cancelDeployment ends a running deployment: 202 with the deployment as
@@ -72,7 +72,7 @@ func (s *server) cancelDeployment(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.call(w, r, subject.Cmd("deploy", "cancel"), contract.DeployCancel{V: contract.Version, ID: id})
+	s.call(w, r, subject.DeployCancel(), contract.DeployCancel{V: contract.Version, ID: id})
 }
 
 // deploymentEvents streams a deployment as server-sent events: first its
@@ -84,7 +84,7 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep, ok := s.request(w, r, subject.Cmd("deploy", "get"), map[string]string{"id": id})
+	rep, ok := s.request(w, r, subject.DeployGet(), contract.DeployGet{ID: id})
 	if !ok {
 		return
 	}
@@ -121,9 +121,7 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 	writeEvent(w, "deployment", rep.Body)
 	flusher.Flush()
 
-	var snap struct {
-		State string `json:"state"`
-	}
+	var snap contract.Deployment
 	_ = json.Unmarshal(rep.Body, &snap)
 	msgs, err := cons.Messages()
 	if err != nil {
@@ -135,7 +133,7 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 	defer keepalive.Stop()
 	// A finished deployment whose events have aged out of the stream
 	// would never send "finished": end the replay when it goes quiet.
-	final := snap.State == "succeeded" || snap.State == "failed"
+	final := contract.Final(snap.State)
 	idle := time.NewTimer(3 * time.Second)
 	defer idle.Stop()
 	if !final {
@@ -185,11 +183,14 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// eventKind names a deployment's event in the stream: a log line is
+// "log", a deployment event its kind (started, step, finished).
 func eventKind(subj string) string {
-	if _, err := subject.ParseLog(subj); err == nil {
+	ev, err := subject.ParseEvent(subj)
+	if err == nil && ev.Family == subject.FamilyLog {
 		return "log"
 	}
-	return subj[strings.LastIndexByte(subj, '.')+1:]
+	return ev.Kind
 }
 
 func writeEvent(w http.ResponseWriter, kind string, data []byte) {

@@ -33,7 +33,7 @@ func (s *server) logRoutes(r chi.Router) {
 }
 
 func (s *server) listLogs(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.Cmd("logs", "list"), nil)
+	s.call(w, r, subject.LogsList(), nil)
 }
 
 // logNameFromBody reads the name of PUT /download: bare (local.log),
@@ -64,7 +64,7 @@ func logNameFromBody(body []byte) string {
 func (s *server) readLog(ctx context.Context, name string, off int64) (contract.LogChunk, kit.Reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
-	rep, err := kit.Request(ctx, s.o.NC, subject.Cmd("logs", "read"), contract.LogRead{Name: name, Offset: off, Length: contract.LogReadMax})
+	rep, err := kit.Request(ctx, s.o.NC, subject.LogsRead(), contract.LogRead{Name: name, Offset: off, Length: contract.LogReadMax})
 	if err != nil || rep.Code != http.StatusOK {
 		return contract.LogChunk{}, rep, err
 	}
@@ -208,7 +208,7 @@ func (s *server) serveLog(w http.ResponseWriter, r *http.Request) {
 // logBundle answers GET /logs.tar.gz: every log in one tar.gz, streamed.
 // Each entry holds its log as large as it was when its turn came.
 func (s *server) logBundle(w http.ResponseWriter, r *http.Request) {
-	rep, ok := s.request(w, r, subject.Cmd("logs", "list"), nil)
+	rep, ok := s.request(w, r, subject.LogsList(), nil)
 	if !ok {
 		return
 	}

@@ -38,7 +38,7 @@ func fakeLogs(t *testing.T, files map[string][]byte) *httptest.Server {
 	}
 	nameRe := regexp.MustCompile(`^[a-z][a-z0-9_-]{0,80}\.log(\.[1-9][0-9]?)?$`)
 	handlers := map[string]kit.Handler{
-		"list": func(context.Context, micro.Request) (int, any, error) {
+		subject.LogsList(): func(context.Context, micro.Request) (int, any, error) {
 			names := []string{"local.log"}
 			for n := range files {
 				if n != "local.log" {
@@ -48,7 +48,7 @@ func fakeLogs(t *testing.T, files map[string][]byte) *httptest.Server {
 			sort.Strings(names[1:])
 			return 200, names, nil
 		},
-		"read": func(_ context.Context, req micro.Request) (int, any, error) {
+		subject.LogsRead(): func(_ context.Context, req micro.Request) (int, any, error) {
 			var r contract.LogRead
 			if err := kit.Decode(req, &r); err != nil {
 				return 0, nil, err
@@ -69,9 +69,8 @@ func fakeLogs(t *testing.T, files map[string][]byte) *httptest.Server {
 			return 200, contract.LogChunk{Name: r.Name, Size: int64(len(b)), Offset: r.Offset, Data: b[off:end]}, nil
 		},
 	}
-	for verb, h := range handlers {
-		subj := subject.Cmd("logs", verb)
-		if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(quiet, h), micro.WithEndpointSubject(subj)); err != nil {
+	for subj, h := range handlers {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(quiet, h), micro.WithEndpointSubject(subj)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -27,11 +27,11 @@ func (s *server) monitorRoutes(r chi.Router) {
 
 // promTargets is Prometheus' HTTP service discovery of the node agents.
 func (s *server) promTargets(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.Cmd("monitor", "targets"), nil)
+	s.call(w, r, subject.MonitorTargets(), nil)
 }
 
 func (s *server) status(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.Cmd("monitor", "status"), nil)
+	s.call(w, r, subject.MonitorStatus(), nil)
 }
 
 // target is a component instance as clients name it.
@@ -111,7 +111,7 @@ func readTarget(w http.ResponseWriter, r *http.Request) (target, bool) {
 
 func (s *server) hardware(w http.ResponseWriter, r *http.Request) {
 	if t, ok := readTarget(w, r); ok {
-		s.call(w, r, subject.Cmd("monitor", "hardware"), t)
+		s.call(w, r, subject.MonitorHardware(), t)
 	}
 }
 
@@ -130,7 +130,7 @@ func (s *server) control(action string) http.HandlerFunc {
 			// The server's write timeout is for quick answers.
 			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(controlTimeout + 10*time.Second))
 			r = r.WithContext(context.WithValue(r.Context(), timeoutKey{}, controlTimeout))
-			s.call(w, r, subject.Cmd("monitor", "control"), struct {
+			s.call(w, r, subject.MonitorControl(), struct {
 				target
 				Action string `json:"action"`
 			}{t, action})

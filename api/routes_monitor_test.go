@@ -57,9 +57,9 @@ func TestControlWaitsAndAnswers502(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Stop() })
-	subj := subject.Cmd("monitor", "control")
+	subj := subject.MonitorControl()
 	words := "'redis' failed to stop (exit status 2) -- start-stop-daemon: matching only on non-root pidfile /run/redis/de.pid is insecure"
-	if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(quiet, func(context.Context, micro.Request) (int, any, error) {
+	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(quiet, func(context.Context, micro.Request) (int, any, error) {
 		time.Sleep(1500 * time.Millisecond) // monit at work on the node
 		return 502, map[string]any{"error": "stop failed on 1 of 1: " + words,
 			"problems": []contract.Problem{{Component: "redis", IP: "10.0.0.5", Reason: words}}}, nil

@@ -23,7 +23,7 @@ func (s *server) plan(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.call(w, r, subject.Cmd("deploy", "plan"), contract.PlanRequest{V: contract.Version, Config: body})
+	s.call(w, r, subject.DeployPlan(), contract.PlanRequest{V: contract.Version, Config: body})
 }
 
 var planIDRe = regexp.MustCompile(`^[0-9a-f]{1,64}$`)

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -12,5 +13,5 @@ func (s *server) deploymentReport(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.call(w, r, subject.Cmd("deploy", "report"), map[string]string{"id": id})
+	s.call(w, r, subject.DeployReport(), contract.DeployGet{ID: id})
 }

@@ -140,7 +140,7 @@ func TestCancelKillsRunningStep(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	b, _ := json.Marshal(contract.StepCancel{V: 1, Deployment: "d-cancel", Reason: "test"})
-	if err := e.ins.o.NC.Publish(subject.Cmd("installer", "cancel"), b); err != nil {
+	if err := e.ins.o.NC.Publish(subject.InstallerCancel(), b); err != nil {
 		t.Fatal(err)
 	}
 	ev := r.final(t, 20*time.Second)

@@ -123,10 +123,9 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 		return nil, fmt.Errorf("installer: add service: %w", err)
 	}
 	i.svc = svc
-	for verb, h := range map[string]kit.Handler{"probe": i.probe, "exec": i.exec} {
-		subj := subject.Cmd("installer", verb)
-		if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(i.log, h)), micro.WithEndpointSubject(subj)); err != nil {
-			return nil, fmt.Errorf("installer: endpoint %s: %w", verb, err)
+	for subj, h := range map[string]kit.Handler{subject.InstallerProbe(): i.probe, subject.InstallerExec(): i.exec} {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(i.log, h)), micro.WithEndpointSubject(subj)); err != nil {
+			return nil, fmt.Errorf("installer: endpoint %s: %w", subj, err)
 		}
 	}
 	cons, err := bus.Consumer(ctx, o.Res.JS, bus.StreamSteps, jetstream.ConsumerConfig{
@@ -142,7 +141,7 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 	}
 	// Every installer hears a cancel: whichever runs the deployment's steps
 	// stops them.
-	i.cancels, err = o.NC.Subscribe(subject.Cmd("installer", "cancel"), i.onCancel)
+	i.cancels, err = o.NC.Subscribe(subject.InstallerCancel(), i.onCancel)
 	if err != nil {
 		return nil, fmt.Errorf("installer: subscribe to cancels: %w", err)
 	}

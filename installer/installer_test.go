@@ -48,7 +48,7 @@ func record(t *testing.T, e *testEnv, dep string) *recorder {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	_, err = nc.Subscribe("de.evt.>", func(m *nats.Msg) {
+	_, err = nc.Subscribe(subject.AllEvents, func(m *nats.Msg) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.frames = append(r.frames, string(m.Data))
@@ -113,7 +113,7 @@ func TestProbe(t *testing.T) {
 	e := newEnv(t)
 	var resolve []string
 	ask := func(auth contract.Auth, nodes ...string) []contract.ProbeResult {
-		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.Cmd("installer", "probe"), contract.Probe{V: 1, Nodes: nodes, Auth: auth, TimeoutMS: 8000, Resolve: resolve})
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.InstallerProbe(), contract.Probe{V: 1, Nodes: nodes, Auth: auth, TimeoutMS: 8000, Resolve: resolve})
 		if err != nil || rep.Code != 200 {
 			t.Fatalf("probe: %v %+v", err, rep)
 		}

@@ -18,7 +18,7 @@ func TestExec(t *testing.T) {
 	ask := func(x contract.Exec) (int, contract.ExecReply) {
 		t.Helper()
 		x.V = 1
-		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.Cmd("installer", "exec"), x)
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.InstallerExec(), x)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +68,7 @@ func TestExecRunsConcurrently(t *testing.T) {
 	storeConfig(t, e)
 	ask := func(script string, timeout int) (contract.ExecReply, time.Duration) {
 		start := time.Now()
-		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: 1, Node: nodeIP, Script: script, TimeoutS: timeout})
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.InstallerExec(), contract.Exec{V: 1, Node: nodeIP, Script: script, TimeoutS: timeout})
 		if err != nil {
 			t.Error(err)
 		}

@@ -167,7 +167,7 @@ func (s *Service) fetch(ctx context.Context, ip, path string, off int64) (fetche
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	script := fmt.Sprintf(fetchScript, kit.ShellQuote(path), off, fetchBacklog, fetchBacklog, fetchChunk)
-	rep, err := kit.Request(ctx, s.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: 25})
+	rep, err := kit.Request(ctx, s.o.NC, subject.InstallerExec(), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: 25})
 	if err != nil {
 		return fetched{}, err
 	}

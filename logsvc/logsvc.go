@@ -170,9 +170,8 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("logsvc: add service: %w", err)
 	}
-	for verb, h := range map[string]kit.Handler{"list": s.list, "read": s.read} {
-		subj := subject.Cmd("logs", verb)
-		if err := s.svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(s.log, h), micro.WithEndpointSubject(subj)); err != nil {
+	for subj, h := range map[string]kit.Handler{subject.LogsList(): s.list, subject.LogsRead(): s.read} {
+		if err := s.svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(s.log, h), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("logsvc: endpoint %s: %w", subj, err)
 		}
 	}

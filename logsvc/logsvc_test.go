@@ -113,11 +113,11 @@ func (e *env) file(name string) string {
 	return string(b)
 }
 
-func (e *env) request(verb string, body any) kit.Reply {
+func (e *env) request(subj string, body any) kit.Reply {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rep, err := kit.Request(ctx, e.nc, subject.Cmd("logs", verb), body)
+	rep, err := kit.Request(ctx, e.nc, subj, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestRouting(t *testing.T) {
 	e.publish(subject.Log("d-1", "10.0.0.3", "web"), logLine("d-1", "10.0.0.3", "web", "10.0.0.3/web/install", 1, "web on .3"))
 	e.publish(subject.Log("d-1", "10.0.0.2", "web"), logLine("d-1", "10.0.0.2", "web", "10.0.0.2/web/install", 1, "web on .2"))
 	e.publish(subject.Log("d-1", "10.0.0.3", "nats"), logLine("d-1", "10.0.0.3", "nats", "", 1, "nats on .3\nforged line"))
-	e.publish(subject.Log("d-1", "10.0.0.3", "node"), logLine("d-1", "10.0.0.3", "node", "10.0.0.3/node/agent", 1, "node step"))
+	e.publish(subject.Log("d-1", "10.0.0.3", "_node"), logLine("d-1", "10.0.0.3", "_node", "10.0.0.3/_node/agent", 1, "node step"))
 	e.publish(subject.Log("d-1", "10.0.0.9", "web"), logLine("d-1", "10.0.0.9", "web", "", 1, "web not in config"))
 	e.waitLines(5)
 
@@ -141,7 +141,7 @@ func TestRouting(t *testing.T) {
 		"web_0.log":  "2026-11-25T12:00:00Z [d-1 10.0.0.2/web/install stdout] web on .2\n",
 		"web_1.log":  "2026-11-25T12:00:00Z [d-1 10.0.0.3/web/install stdout] web on .3\n",
 		"nats_0.log": "2026-11-25T12:00:00Z [d-1 - stdout] nats on .3\\nforged line\n",
-		"local.log": "2026-11-25T12:00:00Z 10.0.0.3 [d-1 10.0.0.3/node/agent stdout] node step\n" +
+		"local.log": "2026-11-25T12:00:00Z 10.0.0.3 _node [d-1 10.0.0.3/_node/agent stdout] node step\n" +
 			"2026-11-25T12:00:00Z 10.0.0.9 web [d-1 - stdout] web not in config\n",
 	}
 	for name, text := range want {
@@ -170,7 +170,7 @@ func TestRouting(t *testing.T) {
 		t.Errorf("web_0.log after a runtime line: %q", got)
 	}
 
-	rep := e.request("list", nil)
+	rep := e.request(subject.LogsList(), nil)
 	var names []string
 	if err := json.Unmarshal(rep.Body, &names); err != nil || rep.Code != 200 {
 		t.Fatalf("list: %d %s %v", rep.Code, rep.Body, err)
@@ -192,7 +192,7 @@ func TestLocalLog(t *testing.T) {
 	e.publish(subject.EngineEvent("restart"), contract.EngineEvent{V: 1, Kind: "restart", Time: fin, Message: "restart web on 10.0.0.2: ok"})
 	e.publish(subject.ComponentEvent("web", "10.0.0.2", false), contract.ComponentEvent{V: 1, Component: "web", IP: "10.0.0.2", Time: fin, Reason: "monit: not running"})
 	e.publish(subject.ComponentEvent("web", "10.0.0.2", true), contract.ComponentEvent{V: 1, Component: "web", IP: "10.0.0.2", Up: true, Time: fin})
-	e.publish(subject.NodeEvent("10.0.0.2", subject.NodeUsage), map[string]any{"v": 1})
+	e.publish(subject.HealEvent("gave-up"), map[string]any{"v": 1})
 	e.nc.Publish(subject.EngineEvent("broken"), []byte("{not json"))
 	e.waitLines(6)
 	time.Sleep(100 * time.Millisecond) // nothing else may follow
@@ -272,7 +272,7 @@ func (e *env) readAll(name string) string {
 	e.t.Helper()
 	var out []byte
 	for {
-		rep := e.request("read", contract.LogRead{Name: name, Offset: int64(len(out)), Length: 1 << 30})
+		rep := e.request(subject.LogsRead(), contract.LogRead{Name: name, Offset: int64(len(out)), Length: 1 << 30})
 		if rep.Code != 200 {
 			e.t.Fatalf("read %s: %d %s", name, rep.Code, rep.Body)
 		}
@@ -393,7 +393,7 @@ func TestRotation(t *testing.T) {
 		t.Errorf("rotations metric %v", got)
 	}
 	var names []string
-	_ = json.Unmarshal(e.request("list", nil).Body, &names)
+	_ = json.Unmarshal(e.request(subject.LogsList(), nil).Body, &names)
 	if got := strings.Join(names, " "); got != "local.log web_0.log web_0.log.1 web_0.log.2" {
 		t.Errorf("list: %s", got)
 	}

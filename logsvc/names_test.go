@@ -52,25 +52,25 @@ func TestNamesRefused(t *testing.T) {
 		if ValidName(name) {
 			t.Errorf("ValidName(%q) = true", name)
 		}
-		rep := e.request("read", contract.LogRead{Name: name})
+		rep := e.request(subject.LogsRead(), contract.LogRead{Name: name})
 		if rep.Code != 400 {
 			t.Errorf("read %q: %d %s, want 400", name, rep.Code, rep.Body)
 		}
 	}
 	// Well-formed names that are not regular files in the store: 404.
 	for _, name := range []string{"evil_0.log", "alias_0.log", "hard_0.log", "up.log", "dir.log", "fifo.log", "nope.log", "web_0.log.1"} {
-		if rep := e.request("read", contract.LogRead{Name: name}); rep.Code != 404 {
+		if rep := e.request(subject.LogsRead(), contract.LogRead{Name: name}); rep.Code != 404 {
 			t.Errorf("read %q: %d %s, want 404", name, rep.Code, rep.Body)
 		}
 	}
-	if rep := e.request("read", contract.LogRead{Name: "local.log", Offset: -1}); rep.Code != 400 {
+	if rep := e.request(subject.LogsRead(), contract.LogRead{Name: "local.log", Offset: -1}); rep.Code != 400 {
 		t.Errorf("read at offset -1: %d", rep.Code)
 	}
-	if rep := e.request("read", []byte(`{"name": `)); rep.Code != 400 {
+	if rep := e.request(subject.LogsRead(), []byte(`{"name": `)); rep.Code != 400 {
 		t.Errorf("read with bad JSON: %d", rep.Code)
 	}
 	var names []string
-	_ = json.Unmarshal(e.request("list", nil).Body, &names)
+	_ = json.Unmarshal(e.request(subject.LogsList(), nil).Body, &names)
 	if got := strings.Join(names, " "); got != "local.log" {
 		t.Errorf("list shows %q; want only local.log", got)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/deployment-engine/engine/services/contract"
@@ -18,39 +17,44 @@ import (
 
 // event turns one DE_EVENTS message into at most one line.
 func (s *Service) event(subj string, data []byte, ts time.Time) {
-	switch {
-	case strings.HasPrefix(subj, "de.evt.log."):
+	ev, err := subject.ParseEvent(subj)
+	if err != nil {
+		s.skip(subj, err)
+		return
+	}
+	switch ev.Family {
+	case subject.FamilyLog:
 		ls, err := subject.ParseLog(subj)
 		var l contract.LogLine
 		if s.readBody(subj, err, data, &l.V, &l) {
 			s.instanceLine(ls.Component, ls.IP, l, false)
 		}
-	case strings.HasPrefix(subj, "de.evt.component."):
+	case subject.FamilyComponent:
 		cs, err := subject.ParseComponent(subj)
 		var e contract.ComponentEvent
 		if s.readBody(subj, err, data, &e.V, &e) {
 			s.put(LocalLog, appendComponent(s.start(e.Time, ts), cs.Component, cs.IP, cs.Up, e.Reason))
 		}
-	case strings.HasPrefix(subj, "de.evt.engine."):
+	case subject.FamilyEngine:
 		var e contract.EngineEvent
 		if s.readBody(subj, nil, data, &e.V, &e) {
 			s.put(LocalLog, appendEngine(s.start(e.Time, ts), e))
 		}
-	case strings.HasPrefix(subj, "de.evt.deploy."):
-		switch {
-		case strings.HasSuffix(subj, ".step"):
+	case subject.FamilyDeploy:
+		switch kind := subject.DeployEventKind(ev.Kind); kind {
+		case subject.DeployStep:
 			var e contract.StepEvent
 			if s.readBody(subj, nil, data, &e.V, &e) && e.State == contract.StateFailed {
 				s.put(LocalLog, appendStepFailed(s.start(timeOr(e.Finished), ts), e))
 			}
-		case strings.HasSuffix(subj, ".started"), strings.HasSuffix(subj, ".finished"):
+		case subject.DeployStarted, subject.DeployFinished:
 			var e contract.DeploymentEvent
 			if s.readBody(subj, nil, data, &e.V, &e) {
-				s.put(LocalLog, appendDeployment(s.start(e.Time, ts), e, strings.HasSuffix(subj, ".started")))
+				s.put(LocalLog, appendDeployment(s.start(e.Time, ts), e, kind == subject.DeployStarted))
 			}
 		}
 	}
-	// Node usage and status events are figures, not log lines.
+	// Audit and heal events have logs of their own.
 }
 
 // runtimeLine writes a line an agent read from one of a component's log
@@ -81,11 +85,9 @@ func (s *Service) readBody(subj string, perr error, data []byte, v *int, dst any
 // prefixed with its node when it belongs to no instance of the config.
 func (s *Service) instanceLine(component, ip string, l contract.LogLine, runtime bool) {
 	name := ""
-	if component != "node" {
-		if n, ok := s.cache.position(component, ip, s.batch); ok {
-			if fn := component + "_" + strconv.Itoa(n) + ".log"; ValidName(fn) {
-				name = fn
-			}
+	if n, ok := s.cache.position(component, ip, s.batch); ok {
+		if fn := component + "_" + strconv.Itoa(n) + ".log"; ValidName(fn) {
+			name = fn
 		}
 	}
 	if runtime {
@@ -96,10 +98,7 @@ func (s *Service) instanceLine(component, ip string, l contract.LogLine, runtime
 	prefix := ""
 	if name == "" {
 		name = LocalLog
-		prefix = ip + " "
-		if component != "node" {
-			prefix += component + " "
-		}
+		prefix = ip + " " + component + " "
 	}
 	s.put(name, appendInstanceLine(s.start(l.Time, time.Time{}), prefix, l, runtime))
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deployment-engine/engine/monitor"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -53,12 +52,12 @@ func BenchmarkStatus(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		rep, err := kit.Request(context.Background(), e.nc, subject.Cmd("monitor", "status"), nil)
+		rep, err := kit.Request(context.Background(), e.nc, subject.MonitorStatus(), nil)
 		lat = append(lat, time.Since(start))
 		if err != nil || rep.Code != 200 {
 			b.Fatalf("status: %v %d", err, rep.Code)
 		}
-		var st []monitor.StatusEntry
+		var st []contract.StatusEntry
 		if json.Unmarshal(rep.Body, &st) != nil || len(st) != 200 || st[199].Status != "RUNNING" {
 			b.Fatalf("status: %s", rep.Body[:min(len(rep.Body), 200)])
 		}

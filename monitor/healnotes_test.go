@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/deployment-engine/engine/monitor"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
@@ -26,8 +25,8 @@ func TestStatusCarriesHealVerdict(t *testing.T) {
 		t.Fatal(err)
 	}
 	reasons := func() map[string]string {
-		code, body := e.ask(t, "status", nil)
-		var st []monitor.StatusEntry
+		code, body := e.ask(t, subject.MonitorStatus(), nil)
+		var st []contract.StatusEntry
 		if code != 200 || json.Unmarshal(body, &st) != nil || len(st) != 2 {
 			t.Fatalf("status: %d %s", code, body)
 		}
@@ -55,7 +54,7 @@ func TestStatusCarriesHealVerdict(t *testing.T) {
 	}
 	defer func() { _ = svc.Stop() }()
 	if err := svc.AddEndpoint("heal-get", micro.HandlerFunc(func(r micro.Request) { _ = r.RespondJSON(state) }),
-		micro.WithEndpointSubject(subject.Cmd("heal", "get"))); err != nil {
+		micro.WithEndpointSubject(subject.HealGet())); err != nil {
 		t.Fatal(err)
 	}
 	got := reasons()

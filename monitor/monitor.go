@@ -96,12 +96,11 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("monitor: add service: %w", err)
 	}
-	for verb, h := range map[string]kit.Handler{"status": m.status, "hardware": m.hardware, "control": m.control, "targets": m.targets} {
-		subj := subject.Cmd("monitor", verb)
+	for subj, h := range map[string]kit.Handler{subject.MonitorStatus(): m.status, subject.MonitorHardware(): m.hardware, subject.MonitorControl(): m.control, subject.MonitorTargets(): m.targets} {
 		// Concurrent: a restart waiting for a slow node, or a read of one,
 		// holds up no other request.
-		if err := m.svc.AddEndpoint(kit.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(m.log, h)), micro.WithEndpointSubject(subj)); err != nil {
-			return nil, fmt.Errorf("monitor: endpoint %s: %w", verb, err)
+		if err := m.svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(m.log, h)), micro.WithEndpointSubject(subj)); err != nil {
+			return nil, fmt.Errorf("monitor: endpoint %s: %w", subj, err)
 		}
 	}
 	m.wg.Add(1)

@@ -119,7 +119,7 @@ func newEnv(t testing.TB, procs ...string) *env {
 	}
 	e.reg = prometheus.NewRegistry()
 	e.reg.MustRegister(e.mon.Collectors()...)
-	if _, err := e.nc.Subscribe("de.evt.component.>", func(m *nats.Msg) {
+	if _, err := e.nc.Subscribe(subject.AllComponents, func(m *nats.Msg) {
 		var ev contract.ComponentEvent
 		_ = json.Unmarshal(m.Data, &ev)
 		e.evMu.Lock()
@@ -132,21 +132,21 @@ func newEnv(t testing.TB, procs ...string) *env {
 	return e
 }
 
-func (e *env) ask(t *testing.T, verb string, body any) (int, []byte) {
+func (e *env) ask(t *testing.T, subj string, body any) (int, []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rep, err := kit.Request(ctx, e.nc, subject.Cmd("monitor", verb), body)
+	rep, err := kit.Request(ctx, e.nc, subj, body)
 	if err != nil {
-		t.Fatalf("%s: %v", verb, err)
+		t.Fatalf("%s: %v", subj, err)
 	}
 	return rep.Code, rep.Body
 }
 
-func (e *env) status(t *testing.T) monitor.StatusEntry {
+func (e *env) status(t *testing.T) contract.StatusEntry {
 	t.Helper()
-	code, body := e.ask(t, "status", nil)
-	var st []monitor.StatusEntry
+	code, body := e.ask(t, subject.MonitorStatus(), nil)
+	var st []contract.StatusEntry
 	if code != 200 || json.Unmarshal(body, &st) != nil || len(st) != 1 {
 		t.Fatalf("status: %d %s", code, body)
 	}
@@ -154,10 +154,10 @@ func (e *env) status(t *testing.T) monitor.StatusEntry {
 }
 
 // waitStatus polls until the instance reaches want and returns how long it took.
-func (e *env) waitStatus(t *testing.T, want string, within time.Duration) (time.Duration, monitor.StatusEntry) {
+func (e *env) waitStatus(t *testing.T, want string, within time.Duration) (time.Duration, contract.StatusEntry) {
 	t.Helper()
 	start := time.Now()
-	var st monitor.StatusEntry
+	var st contract.StatusEntry
 	for time.Since(start) < within {
 		if st = e.status(t); st.Status == want {
 			return time.Since(start), st
@@ -171,9 +171,9 @@ func (e *env) waitStatus(t *testing.T, want string, within time.Duration) (time.
 func TestMonitorWithAgentAndMonit(t *testing.T) {
 	e := newEnv(t)
 	// No config: 403 everywhere, as the API promises.
-	for _, verb := range []string{"status", "hardware", "control"} {
-		if code, body := e.ask(t, verb, map[string]string{"comp": "web", "ip": nodeIP, "action": "stop"}); code != 403 {
-			t.Fatalf("%s without a config: %d %s", verb, code, body)
+	for _, subj := range []string{subject.MonitorStatus(), subject.MonitorHardware(), subject.MonitorControl()} {
+		if code, body := e.ask(t, subj, contract.ControlRequest{Target: contract.Target{Comp: "web", IP: nodeIP}, Action: "stop"}); code != 403 {
+			t.Fatalf("%s without a config: %d %s", subj, code, body)
 		}
 	}
 	cfg := contract.Config{Components: map[string][]string{"web": {nodeIP}}}
@@ -225,17 +225,17 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 	}
 
 	t.Run("hardware", func(t *testing.T) {
-		code, body := e.ask(t, "hardware", monitor.Target{Comp: "web", IP: nodeIP})
+		code, body := e.ask(t, subject.MonitorHardware(), contract.Target{Comp: "web", IP: nodeIP})
 		var hw contract.NodeHardware
 		if code != 200 || json.Unmarshal(body, &hw) != nil || hw.CPU < 1 || hw.RAM < 1000 || hw.DISK < 1 {
 			t.Fatalf("hardware: %d %s", code, body)
 		}
-		code, body = e.ask(t, "hardware", monitor.Target{Comp: "all", IP: "0.0.0.0"})
+		code, body = e.ask(t, subject.MonitorHardware(), contract.Target{Comp: "all", IP: "0.0.0.0"})
 		if code != 200 || !strings.HasPrefix(string(body), "[") {
 			t.Fatalf("hardware for all: %d %s", code, body)
 		}
-		for _, bad := range []monitor.Target{{Comp: "web", IP: "127.0.0.2"}, {Comp: "nats", IP: nodeIP}, {Comp: "", IP: ""}} {
-			if code, body := e.ask(t, "hardware", bad); code != 400 {
+		for _, bad := range []contract.Target{{Comp: "web", IP: "127.0.0.2"}, {Comp: "nats", IP: nodeIP}, {Comp: "", IP: ""}} {
+			if code, body := e.ask(t, subject.MonitorHardware(), bad); code != 400 {
 				t.Errorf("hardware %+v: %d %s, want 400", bad, code, body)
 			}
 		}
@@ -303,7 +303,7 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 	})
 
 	t.Run("stop stays stopped, restart brings it back", func(t *testing.T) {
-		code, body := e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "web", IP: nodeIP}, Action: "stop"})
+		code, body := e.ask(t, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: "web", IP: nodeIP}, Action: "stop"})
 		if code != 200 || !strings.Contains(string(body), `"via":"agent"`) {
 			t.Fatalf("stop: %d %s", code, body)
 		}
@@ -319,17 +319,17 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 		if err := exec.Command("pgrep", "-f", marker).Run(); err == nil {
 			t.Fatal("the process still runs after stop")
 		}
-		code, body = e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "all", IP: "0.0.0.0"}, Action: "restart"})
+		code, body = e.ask(t, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: "all", IP: "0.0.0.0"}, Action: "restart"})
 		if code != 200 {
 			t.Fatalf("restart all: %d %s", code, body)
 		}
 		took, _ = e.waitStatus(t, "RUNNING", 30*time.Second)
 		t.Logf("restart → RUNNING in %s", took.Round(10*time.Millisecond))
-		for _, bad := range []monitor.ControlRequest{
-			{Target: monitor.Target{Comp: "web", IP: "127.0.0.9"}, Action: "stop"},
-			{Target: monitor.Target{Comp: "web", IP: nodeIP}, Action: "format-disk"},
+		for _, bad := range []contract.ControlRequest{
+			{Target: contract.Target{Comp: "web", IP: "127.0.0.9"}, Action: "stop"},
+			{Target: contract.Target{Comp: "web", IP: nodeIP}, Action: "format-disk"},
 		} {
-			if code, body := e.ask(t, "control", bad); code != 400 {
+			if code, body := e.ask(t, subject.MonitorControl(), bad); code != 400 {
 				t.Errorf("control %+v: %d %s, want 400", bad, code, body)
 			}
 		}
@@ -411,7 +411,7 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 		// The agent ended above. Bound: 3 missed intervals of 1 s, plus
 		// the monitor's 1 s check.
 		start := time.Now()
-		var st monitor.StatusEntry
+		var st contract.StatusEntry
 		for time.Since(start) < 6*time.Second {
 			if st = e.status(t); strings.Contains(st.Reason, "unreachable") {
 				break
@@ -434,7 +434,7 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 		}
 		// No installer runs here: the hardware can only come from the
 		// heartbeat kept in the bucket.
-		code, body := e.ask(t, "hardware", monitor.Target{Comp: "web", IP: nodeIP})
+		code, body := e.ask(t, subject.MonitorHardware(), contract.Target{Comp: "web", IP: nodeIP})
 		var hw contract.NodeHardware
 		if code != 200 || json.Unmarshal(body, &hw) != nil || hw.CPU < 1 {
 			t.Fatalf("hardware after a restart: %d %s", code, body)

@@ -22,45 +22,12 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// StatusEntry is one component instance as GET /status shows it: the
-// manual's fields, and Reason when it is not RUNNING.
-type StatusEntry struct {
-	Comp   string `json:"Comp"`
-	Ip     string `json:"Ip"` //nolint:revive // the manual's field name
-	Cpu    string `json:"Cpu"`
-	Mem    string `json:"Mem"`
-	Disk   string `json:"Disk"`
-	Status string `json:"Status"`
-	Reason string `json:"Reason,omitempty"`
-}
-
-// Target names a component instance; "all" + "0.0.0.0" is the whole cluster.
-type Target struct {
-	Comp string `json:"comp"`
-	IP   string `json:"ip"`
-}
-
-// ControlRequest is de.cmd.monitor.control.
-type ControlRequest struct {
-	Target
-	Action string `json:"action"`
-}
-
-// ControlResult is one instance's outcome.
-type ControlResult struct {
-	Comp  string `json:"Comp"`
-	Ip    string `json:"Ip"` //nolint:revive // the manual's field name
-	OK    bool   `json:"ok"`
-	Via   string `json:"via"`
-	Error string `json:"error,omitempty"`
-}
-
 // instances lists the config's component instances in a stable order.
-func instances(cfg contract.Config) []Target {
-	var out []Target
+func instances(cfg contract.Config) []contract.Target {
+	var out []contract.Target
 	for _, comp := range contract.SortedKeys(cfg.Components) {
 		for _, ip := range cfg.Components[comp] {
-			out = append(out, Target{Comp: comp, IP: ip})
+			out = append(out, contract.Target{Comp: comp, IP: ip})
 		}
 	}
 	return out
@@ -68,7 +35,7 @@ func instances(cfg contract.Config) []Target {
 
 // selectTargets resolves a target against the config: 400 when it names no
 // instance.
-func selectTargets(cfg contract.Config, t Target) ([]Target, error) {
+func selectTargets(cfg contract.Config, t contract.Target) ([]contract.Target, error) {
 	if strings.EqualFold(t.Comp, "all") && t.IP == "0.0.0.0" {
 		return instances(cfg), nil
 	}
@@ -82,7 +49,7 @@ func selectTargets(cfg contract.Config, t Target) ([]Target, error) {
 	if !slices.Contains(ips, t.IP) {
 		return nil, kit.Errorf(400, "component %s does not run on %s (it runs on %s)", t.Comp, t.IP, strings.Join(ips, ", "))
 	}
-	return []Target{t}, nil
+	return []contract.Target{t}, nil
 }
 
 // status answers GET /status: one entry per instance, never a stale RUNNING.
@@ -103,9 +70,9 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 	if len(agentless) > 0 {
 		reads = m.readOverSSH(agentless, m.o.StatusWait)
 	}
-	out := []StatusEntry{}
+	out := []contract.StatusEntry{}
 	for _, t := range instances(cfg) {
-		e := StatusEntry{Comp: t.Comp, Ip: t.IP, Cpu: "N/A", Mem: "N/A", Disk: "N/A", Status: "DOWN"}
+		e := contract.StatusEntry{Comp: t.Comp, Ip: t.IP, Cpu: "N/A", Mem: "N/A", Disk: "N/A", Status: "DOWN"}
 		n, ok := nodes[t.IP]
 		switch {
 		case !ok:
@@ -143,10 +110,10 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 // instance it gave up on says so, and while the meltdown guard holds,
 // every DOWN entry says that nothing is being healed. When no heal service
 // answers at once, status is what the nodes report, nothing more.
-func (m *Monitor) healNotes(ctx context.Context, out []StatusEntry) {
+func (m *Monitor) healNotes(ctx context.Context, out []contract.StatusEntry) {
 	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("heal", "get"), nil)
+	rep, err := kit.Request(ctx, m.o.NC, subject.HealGet(), nil)
 	var hs contract.HealState
 	if err != nil || rep.Code != 200 || json.Unmarshal(rep.Body, &hs) != nil {
 		return
@@ -182,7 +149,7 @@ func join(a, b string) string {
 // hardware answers GET /hardware for one instance or, with all + 0.0.0.0,
 // every one. Nodes without an agent report are read over SSH.
 func (m *Monitor) hardware(ctx context.Context, req micro.Request) (int, any, error) {
-	var t Target
+	var t contract.Target
 	if err := kit.Decode(req, &t); err != nil {
 		return 0, nil, err
 	}
@@ -193,14 +160,6 @@ func (m *Monitor) hardware(ctx context.Context, req micro.Request) (int, any, er
 	targets, err := selectTargets(cfg, t)
 	if err != nil {
 		return 0, nil, err
-	}
-	type hw struct {
-		Comp  string  `json:"Comp"`
-		IP    string  `json:"IP"`
-		CPU   int     `json:"CPU"`
-		RAM   int64   `json:"RAM"`
-		DISK  float64 `json:"DISK"`
-		Error string  `json:"Error,omitempty"`
 	}
 	nodes := m.snapshot()
 	known := map[string]contract.NodeHardware{}
@@ -226,10 +185,10 @@ func (m *Monitor) hardware(ctx context.Context, req micro.Request) (int, any, er
 			}
 		}
 	}
-	out := make([]hw, 0, len(targets))
+	out := make([]contract.InstanceHardware, 0, len(targets))
 	for _, t := range targets {
 		h := known[t.IP]
-		out = append(out, hw{Comp: t.Comp, IP: t.IP, CPU: h.CPU, RAM: h.RAM, DISK: h.DISK, Error: failed[t.IP]})
+		out = append(out, contract.InstanceHardware{Comp: t.Comp, IP: t.IP, CPU: h.CPU, RAM: h.RAM, DISK: h.DISK, Error: failed[t.IP]})
 	}
 	if len(out) == 1 && !(strings.EqualFold(t.Comp, "all") && t.IP == "0.0.0.0") {
 		if out[0].Error != "" {
@@ -244,7 +203,7 @@ func (m *Monitor) hardware(ctx context.Context, req micro.Request) (int, any, er
 func (m *Monitor) probe(ctx context.Context, cfg contract.Config, nodes []string) ([]contract.ProbeResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "probe"), contract.Probe{
+	rep, err := kit.Request(ctx, m.o.NC, subject.InstallerProbe(), contract.Probe{
 		V: contract.Version, Nodes: nodes, TimeoutMS: 10000,
 		Auth: contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key},
 	})
@@ -263,7 +222,7 @@ func (m *Monitor) probe(ctx context.Context, cfg contract.Config, nodes []string
 // otherwise. Nodes run in parallel, each within its own deadline; one
 // node's instances one after another, as monit runs them.
 func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, error) {
-	var c ControlRequest
+	var c contract.ControlRequest
 	if err := kit.Decode(req, &c); err != nil {
 		return 0, nil, err
 	}
@@ -286,7 +245,7 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 	if wait <= 0 {
 		wait = monit.Wait(c.Action)
 	}
-	out := make([]ControlResult, len(targets))
+	out := make([]contract.ControlResult, len(targets))
 	nodes := m.snapshot()
 	var wg sync.WaitGroup
 	for ip, idx := range byNode {
@@ -297,7 +256,7 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 			defer wg.Done()
 			for _, i := range idx {
 				t := targets[i]
-				r := ControlResult{Comp: t.Comp, Ip: t.IP}
+				r := contract.ControlResult{Comp: t.Comp, Ip: t.IP}
 				proc, ok := m.o.Process(cfg.CatalogName(), t.Comp)
 				if !ok && hasAgent {
 					// A BOSH job's processes are in no catalog: its node's
@@ -333,9 +292,9 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 	if len(problems) > 0 {
 		// The API's error body, with every instance's outcome beside it.
 		e := fmt.Sprintf("%s failed on %d of %d: %s %s on %s: %s", c.Action, len(problems), len(out), c.Action, problems[0].Component, problems[0].IP, problems[0].Reason)
-		return 502, map[string]any{"error": e, "problems": problems, "results": out}, nil
+		return 502, contract.ControlOutcome{Error: e, Problems: problems, Results: out}, nil
 	}
-	return 200, map[string]any{"status": "ok", "results": out}, nil
+	return 200, contract.ControlOutcome{Status: "ok", Results: out}, nil
 }
 
 // viaAgent asks the node's agent to run the action and wait for it.
@@ -372,7 +331,7 @@ func (m *Monitor) viaSSH(ctx context.Context, ip, action, proc string, wait time
 		script.WriteString(" " + kit.ShellQuote(a))
 	}
 	script.WriteString("\n" + monit.ControlScript)
-	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: script.String(), TimeoutS: int(wait/time.Second) + 5})
+	rep, err := kit.Request(ctx, m.o.NC, subject.InstallerExec(), contract.Exec{V: contract.Version, Node: ip, Script: script.String(), TimeoutS: int(wait/time.Second) + 5})
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Sprintf("unreachable: no answer over SSH within %s", wait+10*time.Second)
 	}
@@ -441,12 +400,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 // AgentPort is where every node agent serves /metrics.
 const AgentPort = "9280"
 
-// SDTarget is one group of Prometheus HTTP service discovery.
-type SDTarget struct {
-	Targets []string          `json:"targets"`
-	Labels  map[string]string `json:"labels"`
-}
-
 // targets answers Prometheus' HTTP service discovery with every node of
 // the config, so that a static scrape config follows scale-out and in.
 func (m *Monitor) targets(ctx context.Context, _ micro.Request) (int, any, error) {
@@ -454,10 +407,10 @@ func (m *Monitor) targets(ctx context.Context, _ micro.Request) (int, any, error
 	if err != nil {
 		return 0, nil, err
 	}
-	out := []SDTarget{}
+	out := []contract.SDTarget{}
 	for _, ip := range cfg.Nodes() {
 		// node names each series by its IP, as the engine's own series do.
-		out = append(out, SDTarget{Targets: []string{net.JoinHostPort(ip, AgentPort)}, Labels: map[string]string{"node": ip}})
+		out = append(out, contract.SDTarget{Targets: []string{net.JoinHostPort(ip, AgentPort)}, Labels: map[string]string{"node": ip}})
 	}
 	return 200, out, nil
 }

@@ -193,7 +193,7 @@ func (m *Monitor) readInto(ip string, n *sshNode) {
 func (m *Monitor) readNode(ctx context.Context, ip string) sshRead {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout+5*time.Second)
 	defer cancel()
-	rep, err := kit.Request(ctx, m.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: readScript, TimeoutS: int(readTimeout / time.Second)})
+	rep, err := kit.Request(ctx, m.o.NC, subject.InstallerExec(), contract.Exec{V: contract.Version, Node: ip, Script: readScript, TimeoutS: int(readTimeout / time.Second)})
 	if err != nil {
 		return sshRead{err: fmt.Errorf("no installer to reach it over SSH: %w", err)}
 	}
@@ -212,7 +212,7 @@ func (m *Monitor) readNode(ctx context.Context, ip string) sshRead {
 }
 
 // entryFromSSH fills a status entry from a node read over SSH.
-func entryFromSSH(e *StatusEntry, r sshRead, process string) {
+func entryFromSSH(e *contract.StatusEntry, r sshRead, process string) {
 	if r.err != nil {
 		e.Reason = "unreachable over SSH (no agent reports from this node): " + r.err.Error()
 		return

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/deployment-engine/engine/monitor/monit"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 func TestParseRead(t *testing.T) {
@@ -23,12 +24,12 @@ func TestParseRead(t *testing.T) {
 	if r.cpu != 25 || r.mem != 75 || r.disk != 25 || r.monitErr != nil || len(r.services) != 4 {
 		t.Fatalf("parsed %+v", r)
 	}
-	var e StatusEntry
+	var e contract.StatusEntry
 	entryFromSSH(&e, r, "sleeper")
 	if e.Status != "RUNNING" || e.Cpu != "25%" {
 		t.Fatalf("entry %+v", e)
 	}
-	e = StatusEntry{Status: "DOWN"}
+	e = contract.StatusEntry{Status: "DOWN"}
 	entryFromSSH(&e, r, "ghost")
 	if e.Status != "DOWN" || e.Reason != "monit: Not monitored" {
 		t.Fatalf("entry %+v", e)
@@ -39,7 +40,7 @@ func TestParseRead(t *testing.T) {
 	if err != nil || !errors.As(r.monitErr, &de) {
 		t.Fatalf("a monit that does not answer: %+v %v", r, err)
 	}
-	e = StatusEntry{Status: "DOWN"}
+	e = contract.StatusEntry{Status: "DOWN"}
 	entryFromSSH(&e, r, "ghost")
 	if !strings.Contains(e.Reason, "CPU") {
 		t.Fatalf("no hint: %+v", e)

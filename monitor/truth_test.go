@@ -37,14 +37,14 @@ var stuckCheck = `check process ` + stuckProcess + ` with pidfile DIR/stuck.pid
   stop program = "/bin/sh -c 'echo start-stop-daemon: matching only on non-root pidfile is insecure >&2; exit 2'" with timeout 2 seconds
 `
 
-func (e *env) statuses(t *testing.T) map[string]monitor.StatusEntry {
+func (e *env) statuses(t *testing.T) map[string]contract.StatusEntry {
 	t.Helper()
-	code, body := e.ask(t, "status", nil)
-	var st []monitor.StatusEntry
+	code, body := e.ask(t, subject.MonitorStatus(), nil)
+	var st []contract.StatusEntry
 	if code != 200 || json.Unmarshal(body, &st) != nil {
 		t.Fatalf("status: %d %s", code, body)
 	}
-	out := map[string]monitor.StatusEntry{}
+	out := map[string]contract.StatusEntry{}
 	for _, s := range st {
 		out[s.Comp+"@"+s.Ip] = s
 	}
@@ -86,14 +86,14 @@ func TestControlTellsTheTruth(t *testing.T) {
 	}
 
 	// A stop that works: when it answers, the process is gone.
-	code, body := e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "web", IP: nodeIP}, Action: "stop"})
+	code, body := e.ask(t, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: "web", IP: nodeIP}, Action: "stop"})
 	if code != 200 {
 		t.Fatalf("stop: %d %s", code, body)
 	}
 	if exec.Command("pgrep", "-f", marker).Run() == nil {
 		t.Fatal("stop answered 200 while the process still runs")
 	}
-	code, body = e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "web", IP: nodeIP}, Action: "restart"})
+	code, body = e.ask(t, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: "web", IP: nodeIP}, Action: "restart"})
 	if code != 200 || exec.Command("pgrep", "-f", marker).Run() != nil {
 		t.Fatalf("restart answered %d %s; the process runs: %v", code, body, exec.Command("pgrep", "-f", marker).Run() == nil)
 	}
@@ -101,11 +101,11 @@ func TestControlTellsTheTruth(t *testing.T) {
 	// A stop that fails: 502 with monit's words, and the process, alive,
 	// is RUNNING with the reason.
 	start := time.Now()
-	code, body = e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "stuck", IP: nodeIP}, Action: "stop"})
+	code, body = e.ask(t, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: "stuck", IP: nodeIP}, Action: "stop"})
 	var rep struct {
 		Error    string
 		Problems []contract.Problem
-		Results  []monitor.ControlResult
+		Results  []contract.ControlResult
 	}
 	_ = json.Unmarshal(body, &rep)
 	if code != 502 || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].Reason, "failed to stop") ||
@@ -117,7 +117,7 @@ func TestControlTellsTheTruth(t *testing.T) {
 		t.Fatal("the stuck process died: the test proves nothing")
 	}
 	deadline = time.Now().Add(10 * time.Second)
-	var st map[string]monitor.StatusEntry
+	var st map[string]contract.StatusEntry
 	for st = e.statuses(t); !strings.HasPrefix(st[stuck].Reason, "stop failed"); st = e.statuses(t) {
 		if time.Now().After(deadline) {
 			break
@@ -168,9 +168,9 @@ func TestControlDeadlinePerNode(t *testing.T) {
 	_ = e.nc.Flush()
 	time.Sleep(200 * time.Millisecond)
 	start := time.Now()
-	code, body := e.ask(t, "control", monitor.ControlRequest{Target: monitor.Target{Comp: "all", IP: "0.0.0.0"}, Action: "restart"})
+	code, body := e.ask(t, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: "all", IP: "0.0.0.0"}, Action: "restart"})
 	took := time.Since(start)
-	var rep struct{ Results []monitor.ControlResult }
+	var rep struct{ Results []contract.ControlResult }
 	_ = json.Unmarshal(body, &rep)
 	if code != 502 || len(rep.Results) != 2 {
 		t.Fatalf("restart with a hung node: %d %s", code, body)
@@ -218,9 +218,9 @@ func TestStatusWithAHungNodeOverSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = svc.Stop() }()
-	subj := subject.Cmd("installer", "exec")
+	subj := subject.InstallerExec()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Concurrent(16, kit.Endpoint(quiet, func(_ context.Context, req micro.Request) (int, any, error) {
+	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(16, kit.Endpoint(quiet, func(_ context.Context, req micro.Request) (int, any, error) {
 		var x contract.Exec
 		_ = json.Unmarshal(req.Data(), &x)
 		if x.Node == hung {

@@ -382,15 +382,19 @@ func Sign(secret, body []byte) string {
 // that are not notified.
 func describe(subj string, data []byte) (contract.Notification, bool) {
 	note := contract.Notification{V: contract.Version, Subject: subj}
-	switch {
-	case strings.HasPrefix(subj, "de.evt.deploy."):
+	kind, err := subject.ParseEvent(subj)
+	if err != nil {
+		return note, false
+	}
+	switch kind.Family {
+	case subject.FamilyDeploy:
 		var ev contract.DeploymentEvent
 		if json.Unmarshal(data, &ev) != nil {
 			return note, false
 		}
 		note.Data, note.Time = ev, ev.Time.UTC().Format(time.RFC3339Nano)
 		switch {
-		case strings.HasSuffix(subj, ".started"):
+		case kind.Kind == string(subject.DeployStarted):
 			note.Event, note.Summary = "deployment.started", "deployment "+ev.ID+" started"
 		case ev.State == contract.DeploySucceeded:
 			note.Event, note.Summary = "deployment.succeeded", fmt.Sprintf("deployment %s succeeded (%d changed)", ev.ID, ev.Changed)
@@ -399,14 +403,14 @@ func describe(subj string, data []byte) (contract.Notification, bool) {
 		default:
 			return note, false
 		}
-	case strings.HasPrefix(subj, "de.evt.component."):
+	case subject.FamilyComponent:
 		var ev contract.ComponentEvent
 		if json.Unmarshal(data, &ev) != nil || ev.Up {
 			return note, false
 		}
 		note.Data, note.Time = ev, ev.Time.UTC().Format(time.RFC3339Nano)
 		note.Event, note.Summary = "component.down", fmt.Sprintf("%s on %s is DOWN: %s", ev.Component, ev.IP, ev.Reason)
-	case strings.HasPrefix(subj, "de.evt.heal."):
+	case subject.FamilyHeal:
 		var ev contract.HealEvent
 		if json.Unmarshal(data, &ev) != nil || ev.Kind == "" {
 			return note, false

@@ -35,10 +35,6 @@ func stepDone(state string) bool {
 	return state == contract.StateSucceeded || state == contract.StateUnchanged
 }
 
-func stepFinal(state string) bool {
-	return stepDone(state) || state == contract.StateFailed || state == contract.StateSkipped
-}
-
 func (r *record) reindex() {
 	r.index = make(map[string]int, len(r.Steps))
 	for i, st := range r.Steps {
@@ -60,7 +56,7 @@ func (r *record) apply(ev contract.StepEvent) bool {
 		return false
 	}
 	st := &r.Steps[i]
-	if stepFinal(st.State) {
+	if contract.Final(st.State) {
 		return false
 	}
 	st.Attempt = max(st.Attempt, ev.Attempt)

@@ -21,18 +21,6 @@ import (
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
-// DeployStarted is the answer to a deployment request.
-//
-//	{"id": "d-20261124-223905-1a2b"}
-type DeployStarted struct {
-	ID string `json:"id"`
-}
-
-// DeployGet asks for one deployment (de.cmd.deploy.get).
-type DeployGet struct {
-	ID string `json:"id"`
-}
-
 func newID() string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
@@ -73,7 +61,7 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 	if err != nil {
 		return 0, nil, err
 	}
-	return 202, DeployStarted{ID: id}, nil
+	return 202, contract.DeployStarted{ID: id}, nil
 }
 
 // startLocked checks the nodes and starts a deployment of cfg.
@@ -174,7 +162,7 @@ func (p *Planner) stepsFor(ctx context.Context, in planInput, rel *release.Relea
 // newRecord is a pending deployment of the planned steps.
 func newRecord(id string, placement map[string][]string, steps []*planStep) *record {
 	rec := &record{
-		Deployment: contract.Deployment{ID: id, State: contract.DeployPending, Created: time.Now().UTC()},
+		Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: contract.DeployPending, Created: time.Now().UTC()}},
 		Placement:  placement,
 		specs:      map[string]contract.Step{},
 		prios:      map[string]int{},
@@ -197,9 +185,9 @@ func (p *Planner) deployGet(ctx context.Context, req micro.Request) (int, any, e
 	return 200, d, nil
 }
 
-// requested is the deployment a DeployGet request names; 404 when none.
+// requested is the deployment a contract.DeployGet request names; 404 when none.
 func (p *Planner) requested(ctx context.Context, req micro.Request) (*contract.Deployment, error) {
-	var in DeployGet
+	var in contract.DeployGet
 	if err := kit.Decode(req, &in); err != nil {
 		return nil, err
 	}
@@ -213,27 +201,18 @@ func (p *Planner) requested(ctx context.Context, req micro.Request) (*contract.D
 	return d, err
 }
 
-// DeploymentSummary is one line of the deployment list.
-type DeploymentSummary struct {
-	ID       string     `json:"id"`
-	State    string     `json:"state"`
-	Changed  int        `json:"changed"`
-	Created  time.Time  `json:"created"`
-	Finished *time.Time `json:"finished,omitempty"`
-}
-
 func (p *Planner) deployList(ctx context.Context, req micro.Request) (int, any, error) {
 	ids, err := deploymentIDs(ctx, p.o.Res)
 	if err != nil {
 		return 0, nil, fmt.Errorf("list deployments: %w", err)
 	}
-	out := []DeploymentSummary{}
+	out := []contract.DeploymentSummary{}
 	for _, k := range ids {
 		d, err := p.sched.snapshot(ctx, k)
 		if err != nil {
 			continue
 		}
-		out = append(out, DeploymentSummary{ID: d.ID, State: d.State, Changed: d.Changed, Created: d.Created, Finished: d.Finished})
+		out = append(out, d.DeploymentSummary)
 	}
 	return 200, out, nil
 }

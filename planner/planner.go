@@ -113,21 +113,20 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	}
 	p.svc = svc
 	eps := map[string]kit.Handler{
-		subject.Cmd("config", "put"):     p.configPut,
-		subject.Cmd("config", "get"):     p.configGet,
-		subject.Cmd("deploy", "start"):   p.deployStart,
-		subject.Cmd("deploy", "get"):     p.deployGet,
-		subject.Cmd("deploy", "report"):  p.deployReport,
-		subject.Cmd("deploy", "reapply"): p.reapply,
-		subject.Cmd("deploy", "list"):    p.deployList,
-		subject.Cmd("deploy", "scale"):   p.scale,
-		subject.Cmd("deploy", "cancel"):  p.deployCancel,
-		subject.Cmd("deploy", "plan"):    p.planEndpoint,
-		subject.Cmd("catalog", "verify"): p.catalogVerify,
+		subject.ConfigPut():     p.configPut,
+		subject.ConfigGet():     p.configGet,
+		subject.DeployStart():   p.deployStart,
+		subject.DeployGet():     p.deployGet,
+		subject.DeployReport():  p.deployReport,
+		subject.DeployReapply(): p.reapply,
+		subject.DeployList():    p.deployList,
+		subject.DeployScale():   p.scale,
+		subject.DeployCancel():  p.deployCancel,
+		subject.DeployPlan():    p.planEndpoint,
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	for subj, h := range eps {
-		if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(p.log, h), micro.WithEndpointSubject(subj)); err != nil {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(p.log, h), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("planner: endpoint %s: %w", subj, err)
 		}
 	}
@@ -285,15 +284,6 @@ func rejected(ps []contract.Problem) *kit.Error {
 	return &kit.Error{Code: 400, Msg: msg, Problems: ps}
 }
 
-func (p *Planner) catalogVerify(ctx context.Context, req micro.Request) (int, any, error) {
-	for name, c := range p.o.Catalogs {
-		if err := c.Verify(); err != nil {
-			return 0, nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %s failed its integrity check: %v", name, err)}
-		}
-	}
-	return 200, map[string]string{"status": "ok"}, nil
-}
-
 // probe asks the installer to contact nodes.
 func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string, resolve ...string) ([]contract.ProbeResult, error) {
 	auth, err := p.probeAuth(ctx, cfg)
@@ -302,7 +292,7 @@ func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.o.ProbeTimeout+5*time.Second)
 	defer cancel()
-	rep, err := kit.Request(ctx, p.o.NC, subject.Cmd("installer", "probe"), contract.Probe{
+	rep, err := kit.Request(ctx, p.o.NC, subject.InstallerProbe(), contract.Probe{
 		V: contract.Version, Nodes: nodes, TimeoutMS: int(p.o.ProbeTimeout / time.Millisecond),
 		Auth:    auth,
 		Resolve: resolve,

@@ -66,8 +66,8 @@ func needs(cfg contract.Config, cat *catalog.Catalog) map[string]*need {
 // checkEndpoints are the planner's endpoints that check a config.
 func (p *Planner) checkEndpoints() map[string]kit.Handler {
 	return map[string]kit.Handler{
-		subject.Cmd("config", "precheck"): p.configPrecheck,
-		subject.Cmd("config", "schema"):   p.configSchema,
+		subject.ConfigPrecheck(): p.configPrecheck,
+		subject.ConfigSchema():   p.configSchema,
 	}
 }
 

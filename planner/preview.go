@@ -439,7 +439,7 @@ func (p *Planner) readNode(ctx context.Context, ip, script string) nodeRead {
 	r := nodeRead{markers: map[string]string{}}
 	ctx, cancel := context.WithTimeout(ctx, p.o.ProbeTimeout+5*time.Second)
 	defer cancel()
-	rep, err := kit.Request(ctx, p.o.NC, subject.Cmd("installer", "exec"), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: int(p.o.ProbeTimeout / time.Second)})
+	rep, err := kit.Request(ctx, p.o.NC, subject.InstallerExec(), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: int(p.o.ProbeTimeout / time.Second)})
 	if err != nil {
 		r.err = "not read: " + err.Error()
 		return r

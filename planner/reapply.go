@@ -77,7 +77,7 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 	}
 	p.log.Info("re-apply started", "id", id, "component", in.Component, "node", in.IP, "reason", in.Reason)
 	p.engineEvent(ctx, "reapply", fmt.Sprintf("re-apply %s on %s: deployment %s (%s)", in.Component, in.IP, id, in.Reason))
-	return 202, DeployStarted{ID: id}, nil
+	return 202, contract.DeployStarted{ID: id}, nil
 }
 
 // instanceSteps keeps a plan's steps of one component on one node, behind

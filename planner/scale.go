@@ -14,16 +14,8 @@ import (
 	"github.com/deployment-engine/engine/services/kit"
 )
 
-// ScaleItem adds one instance: a component on a new IP.
-//
-//	{"Comp": "web", "Ip": "10.0.0.7"}
-type ScaleItem struct {
-	Comp string `json:"Comp"`
-	Ip   string `json:"Ip"`
-}
-
 // decodeScale accepts one item or a list, with keys in any case.
-func decodeScale(b []byte) ([]ScaleItem, error) {
+func decodeScale(b []byte) ([]contract.ScaleItem, error) {
 	var raw any
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("malformed JSON: %v", err)
@@ -37,13 +29,13 @@ func decodeScale(b []byte) ([]ScaleItem, error) {
 	default:
 		return nil, fmt.Errorf(`want {"Comp": "...", "Ip": "..."} or a list of them`)
 	}
-	var out []ScaleItem
+	var out []contract.ScaleItem
 	for i, x := range list {
 		m, ok := x.(map[string]any)
 		if !ok {
 			return nil, fmt.Errorf("item %d: want an object with Comp and Ip", i)
 		}
-		var it ScaleItem
+		var it contract.ScaleItem
 		for k, v := range m {
 			s, _ := v.(string)
 			switch strings.ToLower(k) {
@@ -152,5 +144,5 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 		}
 		return 0, nil, err
 	}
-	return 202, DeployStarted{ID: id}, nil
+	return 202, contract.DeployStarted{ID: id}, nil
 }

@@ -82,7 +82,7 @@ func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
 	cons, err := bus.Consumer(ctx, s.res.JS, bus.StreamEvents, jetstream.ConsumerConfig{
 		Durable:       "planner-steps",
 		Description:   "the planner follows step results",
-		FilterSubject: "de.evt.deploy.*.step",
+		FilterSubject: subject.AllDeploySteps,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 		// Events are acknowledged within a flush (100ms) of arriving; the

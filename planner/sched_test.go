@@ -130,7 +130,7 @@ func diamond(id string) *record {
 		{"10.0.0.3", "e", nil},
 		{"10.0.0.1", "f", nil},
 	}
-	rec := &record{Deployment: contract.Deployment{ID: id, State: contract.DeployPending, Created: time.Now()}, specs: map[string]contract.Step{}, prios: map[string]int{}}
+	rec := &record{Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: contract.DeployPending, Created: time.Now()}}, specs: map[string]contract.Step{}, prios: map[string]int{}}
 	for i, s := range steps {
 		sid := stepID(s.node, s.comp, "install")
 		rec.Steps = append(rec.Steps, contract.StepStatus{ID: sid, Node: s.node, Component: s.comp, Action: "install", State: contract.StatePending, After: s.after})

@@ -20,7 +20,7 @@ func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 	defer b.stop()
 	rec := diamond("d-old")
 	rec.State = contract.DeployRunning
-	old := contract.Deployment{ID: "d-older", State: contract.DeploySucceeded}
+	old := contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-older", State: contract.DeploySucceeded}}
 	put := func(key string, v any) {
 		t.Helper()
 		data, err := json.Marshal(v)

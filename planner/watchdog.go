@@ -156,7 +156,7 @@ func (s *scheduler) abortLocked(ctx context.Context, reason string) {
 		purged = false
 	}
 	if b, err := json.Marshal(contract.StepCancel{V: contract.Version, Deployment: rec.ID, Reason: reason}); err == nil {
-		_ = s.p.o.NC.Publish(subject.Cmd("installer", "cancel"), b)
+		_ = s.p.o.NC.Publish(subject.InstallerCancel(), b)
 	}
 	s.log.Warn("deployment given up", "id", rec.ID, "reason", reason)
 	s.finishLocked(ctx, reason)

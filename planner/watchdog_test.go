@@ -222,7 +222,7 @@ func TestCancel(t *testing.T) {
 	b := startBus(t, t.TempDir())
 	defer b.stop()
 	told := make(chan contract.StepCancel, 4)
-	sub, err := b.nc.Subscribe(subject.Cmd("installer", "cancel"), func(m *nats.Msg) {
+	sub, err := b.nc.Subscribe(subject.InstallerCancel(), func(m *nats.Msg) {
 		var c contract.StepCancel
 		_ = json.Unmarshal(m.Data, &c)
 		told <- c

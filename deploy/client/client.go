@@ -302,26 +302,15 @@ func (c *Client) SetConfig(ctx context.Context, cfg []byte, check bool) (contrac
 	return rep, raw, err
 }
 
-// Started is the answer to deploy and scale.
-type Started struct {
-	ID string `json:"id"`
-}
-
 // Deploy starts a deployment and returns its id.
 func (c *Client) Deploy(ctx context.Context) (string, json.RawMessage, error) {
-	var s Started
+	var s contract.DeployStarted
 	raw, err := c.getJSON(ctx, "POST", base+"/deploy", nil, &s)
 	return s.ID, raw, err
 }
 
-// ScaleItem is one new instance: a component on an IP.
-type ScaleItem struct {
-	Comp string `json:"Comp"`
-	Ip   string `json:"Ip"`
-}
-
 // Scale adds instances and starts the deployment that installs them.
-func (c *Client) Scale(ctx context.Context, items ...ScaleItem) (string, json.RawMessage, error) {
+func (c *Client) Scale(ctx context.Context, items ...contract.ScaleItem) (string, json.RawMessage, error) {
 	var body []byte
 	var err error
 	if len(items) == 1 {
@@ -332,7 +321,7 @@ func (c *Client) Scale(ctx context.Context, items ...ScaleItem) (string, json.Ra
 	if err != nil {
 		return "", nil, fmt.Errorf("encode scale request: %w", err)
 	}
-	var s Started
+	var s contract.DeployStarted
 	raw, err := c.getJSON(ctx, "POST", base+"/scale", body, &s)
 	return s.ID, raw, err
 }
@@ -351,39 +340,16 @@ func (c *Client) Deployment(ctx context.Context, id string) (contract.Deployment
 	return d, raw, err
 }
 
-// Instance is one component instance as GET /status reports it.
-type Instance struct {
-	Comp   string `json:"Comp"`
-	Ip     string `json:"Ip"`
-	Cpu    string `json:"Cpu"`
-	Mem    string `json:"Mem"`
-	Disk   string `json:"Disk"`
-	Status string `json:"Status"`
-	// Reason says why an instance is DOWN.
-	Reason string `json:"Reason,omitempty"`
-}
-
 // Status returns every component instance's state and its node's usage.
-func (c *Client) Status(ctx context.Context) ([]Instance, json.RawMessage, error) {
-	var out []Instance
+func (c *Client) Status(ctx context.Context) ([]contract.StatusEntry, json.RawMessage, error) {
+	var out []contract.StatusEntry
 	raw, err := c.getJSON(ctx, "GET", base+"/status", nil, &out)
 	return out, raw, err
 }
 
-// Hardware is what a node has: CPU cores, RAM in KiB, DISK in MB.
-type Hardware struct {
-	Comp string  `json:"Comp"`
-	IP   string  `json:"IP"`
-	CPU  int     `json:"CPU"`
-	RAM  int64   `json:"RAM"`
-	DISK float64 `json:"DISK"`
-	// Error says why a node's hardware could not be read.
-	Error string `json:"Error,omitempty"`
-}
-
 // Hardware returns one instance's node hardware, or every node's when comp
 // is "all" and ip "0.0.0.0" (or both are empty).
-func (c *Client) Hardware(ctx context.Context, comp, ip string) ([]Hardware, json.RawMessage, error) {
+func (c *Client) Hardware(ctx context.Context, comp, ip string) ([]contract.InstanceHardware, json.RawMessage, error) {
 	if comp == "" && ip == "" {
 		comp, ip = "all", "0.0.0.0"
 	}
@@ -396,14 +362,14 @@ func (c *Client) Hardware(ctx context.Context, comp, ip string) ([]Hardware, jso
 	if err != nil {
 		return nil, raw, err
 	}
-	var out []Hardware
+	var out []contract.InstanceHardware
 	t := bytes.TrimSpace(raw)
 	if len(t) > 0 && t[0] == '[' {
 		err = json.Unmarshal(t, &out)
 	} else {
-		var one Hardware
+		var one contract.InstanceHardware
 		err = json.Unmarshal(t, &one)
-		out = []Hardware{one}
+		out = []contract.InstanceHardware{one}
 	}
 	if err != nil {
 		return nil, raw, fmt.Errorf("GET %s/hardware: decode answer: %w", base, err)

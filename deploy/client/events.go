@@ -28,11 +28,6 @@ type Event struct {
 	Log        *contract.LogLine
 }
 
-// Final tells whether a deployment state is an end state.
-func Final(state string) bool {
-	return state == contract.DeploySucceeded || state == contract.DeployFailed
-}
-
 // Follow reads deployment id's event stream and hands every event to fn
 // until the deployment finishes, then returns the deployment as the engine
 // last reports it. A stream that ends before "finished" is reopened (the
@@ -75,7 +70,7 @@ func (c *Client) Follow(ctx context.Context, id string, fn func(Event) error) (c
 			}
 			return contract.Deployment{}, gerr
 		}
-		if finished || Final(d.State) {
+		if finished || contract.Final(d.State) {
 			return d, nil
 		}
 		select {

@@ -18,7 +18,7 @@ func (c *Client) Plan(ctx context.Context, cfg []byte) (contract.Plan, json.RawM
 // DeployPlan starts a deployment that must still match plan id: the engine
 // answers 409 when the config, catalog or nodes changed since.
 func (c *Client) DeployPlan(ctx context.Context, plan string) (string, json.RawMessage, error) {
-	var s Started
+	var s contract.DeployStarted
 	raw, err := c.getJSON(ctx, "POST", base+"/deploy?plan="+url.QueryEscape(plan), nil, &s)
 	return s.ID, raw, err
 }

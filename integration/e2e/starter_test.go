@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // The starter stack, deployed through the API onto four nodes with
@@ -62,7 +63,7 @@ func TestStarterStack(t *testing.T) {
 	defer nc.Close()
 	var mu sync.Mutex
 	seen := map[string]int{}
-	if _, err := nc.Subscribe("de.evt.>", func(m *nats.Msg) {
+	if _, err := nc.Subscribe(subject.AllEvents, func(m *nats.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
 		parts := strings.Split(m.Subject, ".")

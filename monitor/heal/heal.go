@@ -159,11 +159,10 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 		return nil, fmt.Errorf("heal: add service: %w", err)
 	}
 	h.svc = svc
-	for verb, fn := range map[string]kit.Handler{"get": h.get, "set": h.set} {
-		subj := subject.Cmd("heal", verb)
-		if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(h.log, fn), micro.WithEndpointSubject(subj)); err != nil {
+	for subj, fn := range map[string]kit.Handler{subject.HealGet(): h.get, subject.HealSet(): h.set} {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(h.log, fn), micro.WithEndpointSubject(subj)); err != nil {
 			h.Stop()
-			return nil, fmt.Errorf("heal: endpoint %s: %w", verb, err)
+			return nil, fmt.Errorf("heal: endpoint %s: %w", subj, err)
 		}
 	}
 	h.wg.Add(1)
@@ -491,7 +490,7 @@ func (h *Healer) judge(now time.Time) {
 
 // deploymentRunning asks the planner whether a deployment runs.
 func (h *Healer) deploymentRunning(ctx context.Context) (string, bool) {
-	rep, err := kit.Request(ctx, h.o.NC, subject.Cmd("deploy", "list"), nil)
+	rep, err := kit.Request(ctx, h.o.NC, subject.DeployList(), nil)
 	if err != nil || rep.Code != 200 {
 		return "(unknown: the planner does not answer)", true
 	}
@@ -547,7 +546,7 @@ func (h *Healer) attempt(comp, ip string, r rules) {
 	started := time.Now()
 	h.event("restart", comp, ip, n, "started", fmt.Sprintf("attempt %d: restart %s on %s through monit", n, comp, ip))
 	cctx, ccancel := context.WithTimeout(ctx, 6*time.Minute) // the monitor waits for monit's outcome
-	rep, err := kit.Request(cctx, h.o.NC, subject.Cmd("monitor", "control"), map[string]string{"comp": comp, "ip": ip, "action": "restart"})
+	rep, err := kit.Request(cctx, h.o.NC, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: comp, IP: ip}, Action: "restart"})
 	ccancel()
 	detail := "monit restart sent"
 	if err != nil || rep.Code != 200 {
@@ -565,7 +564,7 @@ func (h *Healer) attempt(comp, ip string, r rules) {
 	// Applied again: the same steps as a deploy of this instance.
 	h.event("reapply", comp, ip, n, "started", fmt.Sprintf("attempt %d: restart did not bring %s on %s back; applying it again", n, comp, ip))
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	rep, err = kit.Request(rctx, h.o.NC, subject.Cmd("deploy", "reapply"), contract.Reapply{V: contract.Version, Component: comp, IP: ip, Reason: fmt.Sprintf("auto-heal attempt %d", n)})
+	rep, err = kit.Request(rctx, h.o.NC, subject.DeployReapply(), contract.Reapply{V: contract.Version, Component: comp, IP: ip, Reason: fmt.Sprintf("auto-heal attempt %d", n)})
 	cancel()
 	var started2 struct{ ID string }
 	if err != nil || rep.Code != 202 || json.Unmarshal(rep.Body, &started2) != nil {
@@ -627,11 +626,11 @@ func (h *Healer) waitDeployment(id string) string {
 	deadline := time.Now().Add(30 * time.Minute)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		rep, err := kit.Request(ctx, h.o.NC, subject.Cmd("deploy", "get"), map[string]string{"id": id})
+		rep, err := kit.Request(ctx, h.o.NC, subject.DeployGet(), contract.DeployGet{ID: id})
 		cancel()
-		var d struct{ State string }
+		var d contract.Deployment
 		if err == nil && rep.Code == 200 && json.Unmarshal(rep.Body, &d) == nil &&
-			(d.State == contract.DeploySucceeded || d.State == contract.DeployFailed) {
+			contract.Final(d.State) {
 			return d.State
 		}
 		select {

@@ -54,7 +54,7 @@ func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
 			t.Fatal(err)
 		}
 	}
-	respond(subject.Cmd("monitor", "control"), func(m *nats.Msg) (int, string) {
+	respond(subject.MonitorControl(), func(m *nats.Msg) (int, string) {
 		var req struct{ Comp, IP, Action string }
 		_ = json.Unmarshal(m.Data, &req)
 		c.mu.Lock()
@@ -65,8 +65,8 @@ func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
 		}
 		return 200, `{"status": "ok"}`
 	})
-	respond(subject.Cmd("deploy", "list"), func(*nats.Msg) (int, string) { return 200, `[]` })
-	respond(subject.Cmd("deploy", "reapply"), func(m *nats.Msg) (int, string) {
+	respond(subject.DeployList(), func(*nats.Msg) (int, string) { return 200, `[]` })
+	respond(subject.DeployReapply(), func(m *nats.Msg) (int, string) {
 		var req contract.Reapply
 		_ = json.Unmarshal(m.Data, &req)
 		c.mu.Lock()
@@ -74,7 +74,7 @@ func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
 		c.mu.Unlock()
 		return 202, `{"id": "d-reapply"}`
 	})
-	respond(subject.Cmd("deploy", "get"), func(*nats.Msg) (int, string) { return 200, `{"state": "failed"}` })
+	respond(subject.DeployGet(), func(*nats.Msg) (int, string) { return 200, `{"state": "failed"}` })
 	stop := make(chan struct{})
 	go func() {
 		for {
@@ -121,7 +121,7 @@ func (c *cluster) count(m map[string]int, ip string) int {
 
 func state(t *testing.T, b *bustest.Bus) contract.HealState {
 	t.Helper()
-	msg, err := b.NC.Request(subject.Cmd("heal", "get"), nil, 5*time.Second)
+	msg, err := b.NC.Request(subject.HealGet(), nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestMeltdownGuard(t *testing.T) {
 		t.Fatalf("meltdown %+v", s.Meltdown)
 	}
 	// Switched on again, it heals every one, one at a time.
-	if _, err := b.NC.Request(subject.Cmd("heal", "set"), []byte(`{"v": 1, "enabled": true, "actor": "alice"}`), 5*time.Second); err != nil {
+	if _, err := b.NC.Request(subject.HealSet(), []byte(`{"v": 1, "enabled": true, "actor": "alice"}`), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "all healed", func() bool { return len(c.running2()) == 4 })

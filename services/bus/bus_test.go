@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 func freePort(t *testing.T) int {
@@ -67,22 +69,22 @@ func TestAgentsStopAtTheirNode(t *testing.T) {
 	}
 	defer agent.Close()
 
-	own, _ := engine.SubscribeSync("de.node.>")
-	if err := agent.Publish("de.node.10-0-0-5.heartbeat", []byte("hi")); err != nil {
+	own, _ := engine.SubscribeSync(subject.AllHeartbeats)
+	if err := agent.Publish(subject.Node("10.0.0.5", subject.VerbHeartbeat), []byte("hi")); err != nil {
 		t.Fatal(err)
 	}
-	if err := agent.Publish("de.node.10-0-0-6.heartbeat", []byte("spoof")); err != nil {
+	if err := agent.Publish(subject.Node("10.0.0.6", subject.VerbHeartbeat), []byte("spoof")); err != nil {
 		t.Fatal(err)
 	}
 	_ = agent.Flush()
 	m, err := own.NextMsg(2 * time.Second)
-	if err != nil || m.Subject != "de.node.10-0-0-5.heartbeat" {
+	if err != nil || m.Subject != subject.Node("10.0.0.5", subject.VerbHeartbeat) {
 		t.Fatalf("own heartbeat: %v %v", m, err)
 	}
 	if m, err := own.NextMsg(300 * time.Millisecond); err == nil {
 		t.Fatalf("agent published for another node: %s", m.Subject)
 	}
-	if _, err := agent.SubscribeSync("de.evt.>"); err != nil {
+	if _, err := agent.SubscribeSync(subject.AllEvents); err != nil {
 		t.Fatal(err)
 	}
 	_ = agent.Flush()
@@ -96,10 +98,10 @@ func TestAgentsStopAtTheirNode(t *testing.T) {
 	}
 
 	// An agent answers requests sent to its node.
-	sub, _ := agent.Subscribe("de.node.10-0-0-5.restart", func(m *nats.Msg) { _ = m.Respond([]byte("ok")) })
+	sub, _ := agent.Subscribe(subject.Node("10.0.0.5", subject.VerbControl), func(m *nats.Msg) { _ = m.Respond([]byte("ok")) })
 	defer sub.Unsubscribe()
 	_ = agent.Flush()
-	rep, err := engine.Request("de.node.10-0-0-5.restart", nil, 2*time.Second)
+	rep, err := engine.Request(subject.Node("10.0.0.5", subject.VerbControl), nil, 2*time.Second)
 	if err != nil || string(rep.Data) != "ok" {
 		t.Fatalf("request to agent: %v %v", rep, err)
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 const knownSecret = "root-password-9f8e7d6c5b4a"
@@ -64,7 +66,7 @@ func storeSecret(t *testing.T) func(*Resources) {
 		if _, err := res.Config.Put(ctx, KeyConfig, []byte(`{"properties":{"root":"`+knownSecret+`"}}`)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := res.JS.Publish(ctx, "de.evt.engine.test", []byte(`{"message":"`+knownSecret+`"}`)); err != nil {
+		if _, err := res.JS.Publish(ctx, subject.EngineEvent("test"), []byte(`{"message":"`+knownSecret+`"}`)); err != nil {
 			t.Fatal(err)
 		}
 	}

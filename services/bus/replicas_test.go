@@ -10,6 +10,7 @@ import (
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 func TestReplicasOnACluster(t *testing.T) {
@@ -38,7 +39,7 @@ func TestReplicasOnACluster(t *testing.T) {
 	if _, err := res.Config.Put(ctx, "kept", []byte("yes")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := res.JS.Publish(ctx, "de.evt.engine.test", []byte("{}")); err != nil {
+	if _, err := res.JS.Publish(ctx, subject.EngineEvent("test"), []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
 	if res, err = bus.Declare(ctx, nc); err != nil {

@@ -203,15 +203,11 @@ type DeploymentEvent struct {
 }
 
 // Deployment is a deployment as GET /deployment-engine/deployments/{id}
-// shows it.
+// shows it: its summary, why it failed, and its steps.
 type Deployment struct {
-	ID       string       `json:"id"`
-	State    string       `json:"state"`
-	Changed  int          `json:"changed"`
-	Created  time.Time    `json:"created"`
-	Finished *time.Time   `json:"finished,omitempty"`
-	Error    string       `json:"error,omitempty"`
-	Steps    []StepStatus `json:"steps"`
+	DeploymentSummary
+	Error string       `json:"error,omitempty"`
+	Steps []StepStatus `json:"steps"`
 }
 
 // StepStatus is one step of a Deployment.
@@ -269,4 +265,47 @@ type DeployCancel struct {
 	V      int    `json:"v"`
 	ID     string `json:"id"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// Final tells whether a deployment's or a step's state is an end state:
+// nothing will change it any more.
+func Final(state string) bool {
+	switch state {
+	case StateSucceeded, StateUnchanged, StateFailed, StateSkipped:
+		return true
+	}
+	return false
+}
+
+// DeployStarted answers a deployment's start (de.cmd.deploy.start, scale).
+//
+//	{"id": "d-20261124-223905-1a2b"}
+type DeployStarted struct {
+	ID string `json:"id"`
+}
+
+// DeployGet asks for one deployment (de.cmd.deploy.get, report).
+//
+//	{"id": "d-20261124-223905-1a2b"}
+type DeployGet struct {
+	ID string `json:"id"`
+}
+
+// DeploymentSummary is one line of the deployment list (de.cmd.deploy.list)
+// and the head of a Deployment.
+type DeploymentSummary struct {
+	ID       string     `json:"id"`
+	State    string     `json:"state"`
+	Changed  int        `json:"changed"`
+	Created  time.Time  `json:"created"`
+	Finished *time.Time `json:"finished,omitempty"`
+}
+
+// ScaleItem adds one instance: a component on a new IP (de.cmd.deploy.scale
+// takes one or a list).
+//
+//	{"Comp": "web", "Ip": "10.0.0.7"}
+type ScaleItem struct {
+	Comp string `json:"Comp"`
+	Ip   string `json:"Ip"` //nolint:revive // the manual's field name
 }

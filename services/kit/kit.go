@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -81,12 +80,6 @@ func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 			log.Warn("reply failed", "subject", req.Subject(), "err", rerr)
 		}
 	})
-}
-
-// EndpointName turns a command subject into a micro endpoint name:
-// de.cmd.config.put → config-put.
-func EndpointName(subj string) string {
-	return strings.ReplaceAll(strings.TrimPrefix(subj, "de.cmd."), ".", "-")
 }
 
 // Reply is a command's answer as a client sees it.

@@ -9,15 +9,10 @@ import (
 	"strings"
 )
 
-// Prefix of every subject the engine owns.
-const Prefix = "de"
-
 // Subjects that match whole families, for subscriptions and stream configs.
 const (
 	AllSteps  = "de.step.>"
 	AllEvents = "de.evt.>"
-	AllNodes  = "de.node.>"
-	AllCmds   = "de.cmd.>"
 )
 
 var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -61,9 +56,50 @@ func check(kind, tok string) string {
 	return tok
 }
 
-// Cmd is the request/reply subject of a service's verb: de.cmd.<service>.<verb>.
-func Cmd(service, verb string) string {
-	return "de.cmd." + check("service", service) + "." + check("verb", verb)
+// cmd is the request/reply subject of a service's verb: de.cmd.<service>.<verb>.
+// Every command has its own function below; nothing else builds one.
+func cmd(service, verb string) string { return cmdPrefix + service + "." + verb }
+
+const cmdPrefix = "de.cmd."
+
+// Commands of the planner.
+func ConfigPut() string      { return cmd("config", "put") }
+func ConfigGet() string      { return cmd("config", "get") }
+func ConfigPrecheck() string { return cmd("config", "precheck") }
+func ConfigSchema() string   { return cmd("config", "schema") }
+func DeployStart() string    { return cmd("deploy", "start") }
+func DeployGet() string      { return cmd("deploy", "get") }
+func DeployReport() string   { return cmd("deploy", "report") }
+func DeployReapply() string  { return cmd("deploy", "reapply") }
+func DeployList() string     { return cmd("deploy", "list") }
+func DeployScale() string    { return cmd("deploy", "scale") }
+func DeployCancel() string   { return cmd("deploy", "cancel") }
+func DeployPlan() string     { return cmd("deploy", "plan") }
+
+// Commands of the installer. InstallerCancel is a plain publish every
+// installer hears.
+func InstallerProbe() string  { return cmd("installer", "probe") }
+func InstallerExec() string   { return cmd("installer", "exec") }
+func InstallerCancel() string { return cmd("installer", "cancel") }
+
+// Commands of the monitor.
+func MonitorStatus() string   { return cmd("monitor", "status") }
+func MonitorHardware() string { return cmd("monitor", "hardware") }
+func MonitorControl() string  { return cmd("monitor", "control") }
+func MonitorTargets() string  { return cmd("monitor", "targets") }
+
+// Commands of auto-heal.
+func HealGet() string { return cmd("heal", "get") }
+func HealSet() string { return cmd("heal", "set") }
+
+// Commands of the log store.
+func LogsList() string { return cmd("logs", "list") }
+func LogsRead() string { return cmd("logs", "read") }
+
+// EndpointName turns a command subject into a micro endpoint name:
+// de.cmd.config.put → config-put.
+func EndpointName(subj string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(subj, cmdPrefix), ".", "-")
 }
 
 // Step is the work-queue subject of a deployment's steps on one node.
@@ -90,6 +126,9 @@ const (
 	AllDeployStarted  = "de.evt.deploy.*." + string(DeployStarted)
 	AllDeployFinished = "de.evt.deploy.*." + string(DeployFinished)
 	AllComponentDown  = "de.evt.component.*.*.down"
+	AllComponents     = "de.evt.component.>"
+	// AllDeploySteps matches every deployment's step events.
+	AllDeploySteps = "de.evt.deploy.*." + string(DeployStep)
 )
 
 // DeployEvents matches every event of one deployment.
@@ -102,22 +141,6 @@ func Log(id, ip, component string) string {
 
 // Logs matches every log line of one deployment.
 func Logs(id string) string { return "de.evt.log." + check("deployment", id) + ".>" }
-
-// AllLogs matches every log line of every deployment.
-const AllLogs = "de.evt.log.>"
-
-// NodeEventKind is what a node reported.
-type NodeEventKind string
-
-const (
-	NodeUsage  NodeEventKind = "usage"
-	NodeStatus NodeEventKind = "status"
-)
-
-// NodeEvent is de.evt.node.<ip>.<kind>.
-func NodeEvent(ip string, kind NodeEventKind) string {
-	return "de.evt.node." + mustIP(ip) + "." + string(kind)
-}
 
 // ComponentEvent is de.evt.component.<name>.<ip>.up|down.
 func ComponentEvent(name, ip string, up bool) string {
@@ -263,3 +286,65 @@ const AllStepBeats = "de.beat.step.*"
 
 // Steps matches every node's steps of one deployment in the work queue.
 func Steps(deployment string) string { return "de.step." + check("deployment", deployment) + ".*" }
+
+// Family is what an event subject de.evt.<family>.... is about.
+type Family string
+
+const (
+	FamilyDeploy    Family = "deploy"
+	FamilyLog       Family = "log"
+	FamilyComponent Family = "component"
+	FamilyEngine    Family = "engine"
+	FamilyAudit     Family = "audit"
+	FamilyHeal      Family = "heal"
+)
+
+// Event is a parsed de.evt subject: its family, and its kind (the last
+// token: a deployment's started, step or finished; a component's up or
+// down; an engine, audit or heal event's kind; a log line's component).
+type Event struct {
+	Family Family
+	Kind   string
+}
+
+// eventTokens is how many tokens each family's subjects have.
+var eventTokens = map[Family]int{
+	FamilyDeploy: 5, FamilyLog: 6, FamilyComponent: 6,
+	FamilyEngine: 4, FamilyAudit: 4, FamilyHeal: 4,
+}
+
+// ParseEvent reads an event subject built by this package.
+func ParseEvent(s string) (Event, error) {
+	p := strings.Split(s, ".")
+	if len(p) < 4 || p[0] != "de" || p[1] != "evt" {
+		return Event{}, fmt.Errorf("subject: %q is not an event subject", s)
+	}
+	f := Family(p[2])
+	n, ok := eventTokens[f]
+	if !ok || len(p) != n {
+		return Event{}, fmt.Errorf("subject: %q is not an event subject", s)
+	}
+	for _, t := range p[3:] {
+		if !ValidToken(t) {
+			return Event{}, fmt.Errorf("subject: %q is not an event subject", s)
+		}
+	}
+	ev := Event{Family: f, Kind: p[n-1]}
+	switch f {
+	case FamilyDeploy:
+		switch DeployEventKind(ev.Kind) {
+		case DeployStarted, DeployStep, DeployFinished:
+		default:
+			return Event{}, fmt.Errorf("subject: %q is not a deployment event", s)
+		}
+	case FamilyComponent:
+		if _, err := ParseComponent(s); err != nil {
+			return Event{}, err
+		}
+	case FamilyLog:
+		if _, err := ParseLog(s); err != nil {
+			return Event{}, err
+		}
+	}
+	return ev, nil
+}

@@ -1,6 +1,9 @@
 package subject
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRoundTrips(t *testing.T) {
 	tests := []struct {
@@ -8,13 +11,14 @@ func TestRoundTrips(t *testing.T) {
 		got  string
 		want string
 	}{
-		{"cmd", Cmd("config", "put"), "de.cmd.config.put"},
+		{"cmd", ConfigPut(), "de.cmd.config.put"},
+		{"endpoint", EndpointName(InstallerExec()), "installer-exec"},
 		{"step", Step("d1", "10.0.0.1"), "de.step.d1.10-0-0-1"},
 		{"log", Log("d1", "10.0.0.1", "nats"), "de.evt.log.d1.10-0-0-1.nats"},
 		{"deploy", DeployEvent("d1", DeployFinished), "de.evt.deploy.d1.finished"},
 		{"node", Node("127.0.0.2", "heartbeat"), "de.node.127-0-0-2.heartbeat"},
 		{"component", ComponentEvent("web", "10.0.0.9", false), "de.evt.component.web.10-0-0-9.down"},
-		{"bad token", Cmd("a.b", "put"), "de.cmd.invalid.put"},
+		{"bad token", Log("d1", "10.0.0.1", "a.b"), "de.evt.log.d1.10-0-0-1.invalid"},
 		{"bad ip", Step("d1", "not-an-ip"), "de.step.d1.invalid"},
 	}
 	for _, tt := range tests {
@@ -49,10 +53,41 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
+func TestParseEvent(t *testing.T) {
+	tests := []struct {
+		subj string
+		want Event
+	}{
+		{DeployEvent("d-1", DeployStarted), Event{FamilyDeploy, "started"}},
+		{DeployEvent("d-1", DeployStep), Event{FamilyDeploy, "step"}},
+		{DeployEvent("d-1", DeployFinished), Event{FamilyDeploy, "finished"}},
+		{Log("d-1", "10.0.0.1", "web"), Event{FamilyLog, "web"}},
+		{ComponentEvent("web", "10.0.0.1", false), Event{FamilyComponent, "down"}},
+		{EngineEvent("restart"), Event{FamilyEngine, "restart"}},
+		{Audit("deploy"), Event{FamilyAudit, "deploy"}},
+		{HealEvent("gave-up"), Event{FamilyHeal, "gave-up"}},
+	}
+	for _, tt := range tests {
+		if got, err := ParseEvent(tt.subj); err != nil || got != tt.want {
+			t.Errorf("ParseEvent(%q) = %+v, %v; want %+v", tt.subj, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "de.evt", "de.evt.deploy.d-1.other", "de.evt.deploy.d-1", "de.evt.log.d1.x.web",
+		"de.evt.component.web.10-0-0-1.sideways", "de.evt.node.10-0-0-1.usage", "de.cmd.config.put", "de.evt.engine..x", "xx.evt.engine.restart"} {
+		if ev, err := ParseEvent(bad); err == nil {
+			t.Errorf("ParseEvent(%q) = %+v, want an error", bad, ev)
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add("de.evt.log.d1.10-0-0-1.nats")
 	f.Add("de.step.x.1-2-3-4")
+	f.Add("de.evt.deploy.d-1.finished")
 	f.Fuzz(func(t *testing.T, s string) {
+		if ev, err := ParseEvent(s); err == nil && (ev.Kind == "" || !strings.HasSuffix(s, "."+ev.Kind) || !strings.HasPrefix(s, "de.evt."+string(ev.Family)+".")) {
+			t.Fatalf("event %q parsed as %+v", s, ev)
+		}
 		if l, err := ParseLog(s); err == nil && Log(l.Deployment, l.IP, l.Component) != s {
 			t.Fatalf("log %q does not round-trip", s)
 		}

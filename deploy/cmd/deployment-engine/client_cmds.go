@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/deployment-engine/engine/deploy/client"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // configCmd: config get | config set FILE [--check=false] | config edit | config schema.
@@ -128,7 +129,7 @@ func scaleCmd(ctx context.Context, s *session) int {
 	if code := s.connect(); code != exitOK {
 		return code
 	}
-	id, raw, err := s.c.Scale(ctx, client.ScaleItem{Comp: s.args[0], Ip: s.args[1]})
+	id, raw, err := s.c.Scale(ctx, contract.ScaleItem{Comp: s.args[0], Ip: s.args[1]})
 	if err != nil {
 		return s.fail(err)
 	}

@@ -119,19 +119,11 @@ func (p *progress) step(ev contract.StepEvent) {
 	p.states[ev.ID] = ev.State
 }
 
-func terminal(state string) bool {
-	switch state {
-	case contract.StateSucceeded, contract.StateUnchanged, contract.StateFailed, contract.StateSkipped:
-		return true
-	}
-	return false
-}
-
 // line is the bar as text.
 func (p *progress) line() string {
 	total, done, failed, running := len(p.states), 0, 0, 0
 	for _, st := range p.states {
-		if terminal(st) {
+		if contract.Final(st) {
 			done++
 		}
 		if st == contract.StateFailed {
@@ -175,7 +167,7 @@ func (p *progress) draw() {
 func (p *progress) key() string {
 	done, failed := 0, 0
 	for _, st := range p.states {
-		if terminal(st) {
+		if contract.Final(st) {
 			done++
 		}
 		if st == contract.StateFailed {

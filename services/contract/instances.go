@@ -1,0 +1,79 @@
+package contract
+
+// Target names a component instance in a monitor command
+// (de.cmd.monitor.hardware, control); "all" and "0.0.0.0" name every
+// instance of the config.
+//
+//	{"comp": "web", "ip": "10.0.0.1"}
+type Target struct {
+	Comp string `json:"comp"`
+	IP   string `json:"ip"`
+}
+
+// StatusEntry is one component instance as GET /status shows it
+// (de.cmd.monitor.status answers a list of them): the manual's fields, and
+// Reason when it is not RUNNING.
+//
+//	{"Comp": "web", "Ip": "10.0.0.1", "Cpu": "1.2%", "Mem": "40.1%", "Disk": "8%", "Status": "RUNNING"}
+type StatusEntry struct {
+	Comp   string `json:"Comp"`
+	Ip     string `json:"Ip"` //nolint:revive // the manual's field name
+	Cpu    string `json:"Cpu"`
+	Mem    string `json:"Mem"`
+	Disk   string `json:"Disk"`
+	Status string `json:"Status"`
+	Reason string `json:"Reason,omitempty"`
+}
+
+// InstanceHardware is an instance's node hardware as GET /hardware shows
+// it, in the manual's units; Error says why the node could not be read.
+//
+//	{"Comp": "web", "IP": "10.0.0.1", "CPU": 2, "RAM": 4049952, "DISK": 54988.8}
+type InstanceHardware struct {
+	Comp  string  `json:"Comp"`
+	IP    string  `json:"IP"`
+	CPU   int     `json:"CPU"`
+	RAM   int64   `json:"RAM"`
+	DISK  float64 `json:"DISK"`
+	Error string  `json:"Error,omitempty"`
+}
+
+// ControlRequest asks the monitor to restart or stop instances
+// (de.cmd.monitor.control).
+//
+//	{"comp": "web", "ip": "10.0.0.1", "action": "restart"}
+type ControlRequest struct {
+	Target
+	Action string `json:"action"`
+}
+
+// ControlResult is one instance's outcome of a ControlRequest: Via says
+// whether the node's agent or SSH ran it.
+type ControlResult struct {
+	Comp  string `json:"Comp"`
+	Ip    string `json:"Ip"` //nolint:revive // the manual's field name
+	OK    bool   `json:"ok"`
+	Via   string `json:"via"`
+	Error string `json:"error,omitempty"`
+}
+
+// ControlOutcome answers a ControlRequest: "status": "ok" when every
+// instance did as asked, else the error body (502) with every instance's
+// outcome beside it.
+//
+//	{"results": [{"Comp": "web", "Ip": "10.0.0.1", "ok": true, "via": "agent"}], "status": "ok"}
+type ControlOutcome struct {
+	Error    string          `json:"error,omitempty"`
+	Problems []Problem       `json:"problems,omitempty"`
+	Results  []ControlResult `json:"results"`
+	Status   string          `json:"status,omitempty"`
+}
+
+// SDTarget is one group of Prometheus HTTP service discovery
+// (de.cmd.monitor.targets answers a list of them).
+//
+//	{"targets": ["10.0.0.1:9280"], "labels": {"node": "10.0.0.1"}}
+type SDTarget struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
