@@ -79,7 +79,7 @@ func authID(a contract.Auth) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// hostKeys pins each node's host key in KV on first contact.
+// hostKeyCallback pins each node's host key in KV on first contact.
 func (i *Installer) hostKeyCallback(ip string) ssh.HostKeyCallback {
 	return func(_ string, _ net.Addr, key ssh.PublicKey) error {
 		tok, err := subject.IPToken(ip)

@@ -8,6 +8,7 @@ require (
 	github.com/deployment-engine/engine/deploy v0.0.0
 	github.com/deployment-engine/engine/integration/testbed v0.0.0
 	github.com/deployment-engine/engine/planner v0.0.0
+	github.com/deployment-engine/engine/services v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/common v0.72.0
@@ -24,7 +25,6 @@ require (
 	github.com/deployment-engine/engine/logsvc v0.0.0 // indirect
 	github.com/deployment-engine/engine/monitor v0.0.0 // indirect
 	github.com/deployment-engine/engine/notify v0.0.0 // indirect
-	github.com/deployment-engine/engine/services v0.0.0 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect

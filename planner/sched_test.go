@@ -9,39 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
-
-type testBus struct {
-	srv *bus.Server
-	nc  *nats.Conn
-	res *bus.Resources
-}
-
-func startBus(t *testing.T, dir string) *testBus {
-	t.Helper()
-	ctx := context.Background()
-	srv, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := bus.Declare(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testBus{srv, nc, res}
-}
-
-func (b *testBus) stop() { b.nc.Close(); b.srv.Stop() }
 
 // fakeWorker stands in for the installer at the work queue's boundary: it
 // runs every step by sleeping and reports it, and checks that no node ever
@@ -56,10 +30,10 @@ type fakeWorker struct {
 	cc      jetstream.ConsumeContext
 }
 
-func startWorker(t *testing.T, b *testBus, fail map[string]bool) *fakeWorker {
+func startWorker(t *testing.T, b *bustest.Bus, fail map[string]bool) *fakeWorker {
 	w := &fakeWorker{t: t, running: map[string]string{}, ran: map[string]int{}, fail: fail}
 	ctx := context.Background()
-	cons, err := b.res.JS.CreateOrUpdateConsumer(ctx, bus.StreamSteps, jetstream.ConsumerConfig{Durable: "fake", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 100})
+	cons, err := b.Res.JS.CreateOrUpdateConsumer(ctx, bus.StreamSteps, jetstream.ConsumerConfig{Durable: "fake", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +51,7 @@ func startWorker(t *testing.T, b *testBus, fail map[string]bool) *fakeWorker {
 	return w
 }
 
-func (w *fakeWorker) run(b *testBus, m jetstream.Msg, s contract.Step) {
+func (w *fakeWorker) run(b *bustest.Bus, m jetstream.Msg, s contract.Step) {
 	w.mu.Lock()
 	if other := w.running[s.Node]; other != "" {
 		w.t.Errorf("node %s runs %s and %s at once", s.Node, other, s.ID)
@@ -88,7 +62,7 @@ func (w *fakeWorker) run(b *testBus, m jetstream.Msg, s contract.Step) {
 		now := time.Now()
 		ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action, State: state, Attempt: s.Attempt, Started: &now, Final: final}
 		d, _ := json.Marshal(ev)
-		if _, err := b.res.JS.Publish(context.Background(), subject.DeployEvent(s.Deployment, subject.DeployStep), d); err != nil {
+		if _, err := b.Res.JS.Publish(context.Background(), subject.DeployEvent(s.Deployment, subject.DeployStep), d); err != nil {
 			w.t.Errorf("publish: %v", err)
 		}
 	}
@@ -107,8 +81,8 @@ func (w *fakeWorker) run(b *testBus, m jetstream.Msg, s contract.Step) {
 	_ = m.Ack()
 }
 
-func testPlanner(t *testing.T, b *testBus) *Planner {
-	p := &Planner{o: Options{NC: b.nc, Res: b.res}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+func testPlanner(t *testing.T, b *bustest.Bus) *Planner {
+	p := &Planner{o: Options{NC: b.NC, Res: b.Res}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	s, err := newScheduler(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
@@ -157,8 +131,7 @@ func waitFinished(t *testing.T, p *Planner, id string) *contract.Deployment {
 }
 
 func TestSchedulerOrderAndOneStepPerNode(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	w := startWorker(t, b, nil)
 	defer w.cc.Stop()
 	p := testPlanner(t, b)
@@ -187,8 +160,7 @@ func TestSchedulerOrderAndOneStepPerNode(t *testing.T) {
 }
 
 func TestSchedulerFailureSkipsDependentsOnly(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	w := startWorker(t, b, map[string]bool{"10.0.0.1/b/install": true})
 	defer w.cc.Stop()
 	p := testPlanner(t, b)
@@ -213,7 +185,7 @@ func TestSchedulerFailureSkipsDependentsOnly(t *testing.T) {
 // finishes it, and no step runs twice.
 func TestSchedulerResumes(t *testing.T) {
 	dir := t.TempDir()
-	b := startBus(t, dir)
+	b := bustest.Start(t, bus.ServerOptions{DataDir: dir})
 	p := testPlanner(t, b)
 	if err := p.sched.begin(context.Background(), diamond("d-3")); err != nil {
 		t.Fatal(err)
@@ -221,10 +193,10 @@ func TestSchedulerResumes(t *testing.T) {
 	// Nothing runs the steps yet: the first ones wait in the queue.
 	time.Sleep(200 * time.Millisecond)
 	p.sched.stop()
-	b.stop()
+	b.NC.Close()
+	b.Srv.Stop()
 
-	b = startBus(t, dir)
-	defer b.stop()
+	b = bustest.Start(t, bus.ServerOptions{DataDir: dir})
 	w := startWorker(t, b, nil)
 	defer w.cc.Stop()
 	p = testPlanner(t, b)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -16,8 +17,7 @@ import (
 // only.
 func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 	ctx := context.Background()
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	rec := diamond("d-old")
 	rec.State = contract.DeployRunning
 	old := contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-older", State: contract.DeploySucceeded}}
@@ -27,7 +27,7 @@ func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.res.Deployments.Put(ctx, key, data); err != nil {
+		if _, err := b.Res.Deployments.Put(ctx, key, data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -35,7 +35,7 @@ func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 	put("d-old-specs", specDoc{Specs: rec.specs, Prios: rec.prios})
 	put("d-older", old)
 	put("placement", map[string][]string{"10.0.0.9": {"z"}})
-	if _, err := b.res.Deployments.Put(ctx, "current", []byte("d-old")); err != nil {
+	if _, err := b.Res.Deployments.Put(ctx, "current", []byte("d-old")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -52,7 +52,7 @@ func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 	if len(w.ran) != 6 {
 		t.Errorf("%d steps ran, want 6", len(w.ran))
 	}
-	ids, err := deploymentIDs(ctx, b.res)
+	ids, err := deploymentIDs(ctx, b.Res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,15 +60,15 @@ func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 	if want := []string{"d-old", "d-older"}; !slices.Equal(ids, want) {
 		t.Errorf("%s holds %v, want %v", bus.KVDeployments, ids, want)
 	}
-	if _, err := b.res.Scheduler.Get(ctx, stepsKey("d-old")); err != nil {
+	if _, err := b.Res.Scheduler.Get(ctx, stepsKey("d-old")); err != nil {
 		t.Errorf("steps not moved: %v", err)
 	}
-	pl := loadPlacement(ctx, b.res)
+	pl := loadPlacement(ctx, b.Res)
 	if !slices.Equal(pl["10.0.0.9"], []string{"z"}) || len(pl["10.0.0.1"]) != 0 {
 		// The diamond places nothing: the old placement is kept as it was.
 		t.Errorf("placement %v", pl)
 	}
-	if id, err := currentID(ctx, b.res); err != nil || id != "" {
+	if id, err := currentID(ctx, b.Res); err != nil || id != "" {
 		t.Errorf("current %q %v after the end", id, err)
 	}
 }
@@ -77,9 +77,8 @@ func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 // restored without it) is forgotten: the engine starts.
 func TestSchedulerForgetsMissingCurrent(t *testing.T) {
 	ctx := context.Background()
-	b := startBus(t, t.TempDir())
-	defer b.stop()
-	if _, err := b.res.Scheduler.Put(ctx, keyCurrent, []byte("d-gone")); err != nil {
+	b := bustest.Start(t, bus.ServerOptions{})
+	if _, err := b.Res.Scheduler.Put(ctx, keyCurrent, []byte("d-gone")); err != nil {
 		t.Fatal(err)
 	}
 	p := testPlanner(t, b)
@@ -87,7 +86,7 @@ func TestSchedulerForgetsMissingCurrent(t *testing.T) {
 	if err := p.sched.resume(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if id, err := currentID(ctx, b.res); err != nil || id != "" {
+	if id, err := currentID(ctx, b.Res); err != nil || id != "" {
 		t.Errorf("current %q %v", id, err)
 	}
 	if _, ok := p.sched.running(); ok {
@@ -96,9 +95,8 @@ func TestSchedulerForgetsMissingCurrent(t *testing.T) {
 }
 
 func TestDeploymentIDsOfAnEmptyStore(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
-	ids, err := deploymentIDs(context.Background(), b.res)
+	b := bustest.Start(t, bus.ServerOptions{})
+	ids, err := deploymentIDs(context.Background(), b.Res)
 	if err != nil || len(ids) != 0 {
 		t.Fatalf("ids %v err %v", ids, err)
 	}

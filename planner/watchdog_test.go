@@ -17,18 +17,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-func watchedPlanner(t *testing.T, b *testBus, holder string, silent time.Duration) *Planner {
+func watchedPlanner(t *testing.T, b *bustest.Bus, holder string, silent time.Duration) *Planner {
 	t.Helper()
 	var out io.Writer = io.Discard
 	if testing.Verbose() {
 		out = os.Stderr
 	}
-	p := &Planner{o: Options{NC: b.nc, Res: b.res, SilentAfter: silent, LeaseTTL: 3 * time.Second, PlannerID: holder},
+	p := &Planner{o: Options{NC: b.NC, Res: b.Res, SilentAfter: silent, LeaseTTL: 3 * time.Second, PlannerID: holder},
 		log: slog.New(slog.NewTextHandler(out, nil)).With("holder", holder)}
 	s, err := newScheduler(context.Background(), p)
 	if err != nil {
@@ -54,10 +55,10 @@ type sink struct {
 	cc   jetstream.ConsumeContext
 }
 
-func startSink(t *testing.T, b *testBus, hook func(n int, m jetstream.Msg, s contract.Step)) *sink {
+func startSink(t *testing.T, b *bustest.Bus, hook func(n int, m jetstream.Msg, s contract.Step)) *sink {
 	t.Helper()
 	k := &sink{got: map[string]int{}, hook: hook}
-	cons, err := b.res.JS.CreateOrUpdateConsumer(context.Background(), bus.StreamSteps, jetstream.ConsumerConfig{Durable: "sink", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 100})
+	cons, err := b.Res.JS.CreateOrUpdateConsumer(context.Background(), bus.StreamSteps, jetstream.ConsumerConfig{Durable: "sink", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,21 +78,21 @@ func startSink(t *testing.T, b *testBus, hook func(n int, m jetstream.Msg, s con
 	return k
 }
 
-func publishStep(t *testing.T, b *testBus, s contract.Step, state string, final bool) {
+func publishStep(t *testing.T, b *bustest.Bus, s contract.Step, state string, final bool) {
 	now := time.Now()
 	ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action, State: state, Attempt: s.Attempt, Started: &now, Final: final}
 	d, _ := json.Marshal(ev)
-	if _, err := b.res.JS.Publish(context.Background(), subject.DeployEvent(s.Deployment, subject.DeployStep), d); err != nil {
+	if _, err := b.Res.JS.Publish(context.Background(), subject.DeployEvent(s.Deployment, subject.DeployStep), d); err != nil {
 		t.Errorf("publish: %v", err)
 	}
 }
 
-func lockHeld(t *testing.T, b *testBus) bool {
-	_, err := b.res.Scheduler.Get(context.Background(), keyLease)
+func lockHeld(t *testing.T, b *bustest.Bus) bool {
+	_, err := b.Res.Scheduler.Get(context.Background(), keyLease)
 	if err != nil && !bus.IsNotFound(err) {
 		t.Fatal(err)
 	}
-	_, cerr := b.res.Scheduler.Get(context.Background(), keyCurrent)
+	_, cerr := b.Res.Scheduler.Get(context.Background(), keyCurrent)
 	return err == nil || cerr == nil
 }
 
@@ -100,8 +101,7 @@ func lockHeld(t *testing.T, b *testBus) bool {
 // bounded number of times, then failed; the deployment fails with a reason
 // and the deploy lock is released.
 func TestStuckDeploymentFails(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	startSink(t, b, func(_ int, m jetstream.Msg, _ contract.Step) { _ = m.Ack() }) // takes it, never answers
 	p := watchedPlanner(t, b, "p1", 300*time.Millisecond)
 	defer p.sched.stop()
@@ -138,8 +138,7 @@ func TestStuckDeploymentFails(t *testing.T) {
 // A running step that falls silent (its beats and result lost) is
 // dispatched again, and the deployment finishes.
 func TestSilentStepDispatchedAgain(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	silentID := "10.0.0.2/c/install"
 	var mu sync.Mutex
 	var attempts []int // of the silent step's copies
@@ -186,14 +185,13 @@ func TestSilentStepDispatchedAgain(t *testing.T) {
 
 // Beats keep a long step alive: it is not dispatched again.
 func TestBeatingStepNotDispatchedAgain(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	k := startSink(t, b, func(_ int, m jetstream.Msg, s contract.Step) {
 		publishStep(t, b, s, contract.StateRunning, false)
 		beat, _ := json.Marshal(contract.StepBeat{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Attempt: 1})
 		for range 10 {
 			time.Sleep(100 * time.Millisecond)
-			_ = b.nc.Publish(subject.StepBeat(s.Deployment), beat)
+			_ = b.NC.Publish(subject.StepBeat(s.Deployment), beat)
 		}
 		_ = m.Ack()
 		publishStep(t, b, s, contract.StateSucceeded, true)
@@ -219,10 +217,9 @@ func TestBeatingStepNotDispatchedAgain(t *testing.T) {
 // out of the queue, the installers told, the lock released; 409 once it
 // has ended; 404 for an unknown id.
 func TestCancel(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	told := make(chan contract.StepCancel, 4)
-	sub, err := b.nc.Subscribe(subject.InstallerCancel(), func(m *nats.Msg) {
+	sub, err := b.NC.Subscribe(subject.InstallerCancel(), func(m *nats.Msg) {
 		var c contract.StepCancel
 		_ = json.Unmarshal(m.Data, &c)
 		told <- c
@@ -252,7 +249,7 @@ func TestCancel(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("the installers were not told")
 	}
-	info, err := b.res.Steps.Info(ctx)
+	info, err := b.Res.Steps.Info(ctx)
 	if err != nil || info.State.Msgs != 0 {
 		t.Fatalf("steps left in the queue: %+v %v", info, err)
 	}
@@ -276,11 +273,10 @@ func TestCancel(t *testing.T) {
 // deployment; once the holder dies without a word, the lock expires and
 // the other resumes the deployment.
 func TestLockExpiresAndIsTakenOver(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	ctx := context.Background()
 	// a runs on a connection of its own, as in another process.
-	anc, err := b.srv.Connect("planner-a")
+	anc, err := b.Srv.Connect("planner-a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +284,7 @@ func TestLockExpiresAndIsTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := watchedPlanner(t, &testBus{srv: b.srv, nc: anc, res: ares}, "planner-a", time.Minute)
+	a := watchedPlanner(t, &bustest.Bus{Srv: b.Srv, NC: anc, Res: ares}, "planner-a", time.Minute)
 	if err := a.sched.begin(ctx, diamond("d-a")); err != nil {
 		t.Fatal(err)
 	}
@@ -317,8 +313,7 @@ func TestLockExpiresAndIsTakenOver(t *testing.T) {
 // A failed step event that names no known step (the installer could not
 // read the step message) fails the step active on its node.
 func TestUnreadableStepEventFailsNodeStep(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	startSink(t, b, func(_ int, m jetstream.Msg, s contract.Step) {
 		_ = m.Ack()
 		if s.Node == "10.0.0.3" {
@@ -347,8 +342,7 @@ func TestUnreadableStepEventFailsNodeStep(t *testing.T) {
 // installers busy elsewhere) is not dispatched again; once nothing moves
 // for its deadline, it is.
 func TestQueuedStepWaitsWhileDeploymentMoves(t *testing.T) {
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	held := "10.0.0.3/e/install"
 	var mu sync.Mutex
 	var lastDone time.Time

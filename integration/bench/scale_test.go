@@ -14,6 +14,7 @@ import (
 
 	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/integration/testbed"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
 // BenchmarkEngineAt100Nodes deploys ten components on each of 100 nodes
@@ -35,7 +36,7 @@ func BenchmarkEngineAt100Nodes(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = bed.Down() })
 	dir, _ := catalogDir(b)
-	e := harness.Start(b, harness.Options{Args: []string{"--catalog", dir, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, harness.FreePort(b))}})
+	e := harness.Start(b, harness.Options{Args: []string{"--catalog", dir, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, bustest.FreePort(b))}})
 	comps := map[string][]string{}
 	for _, c := range []string{"svc", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"} {
 		comps[c] = ips(bed)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
 // The BOSH project's own release tarballs, kept as the release store's
@@ -113,7 +114,7 @@ func waitStatus(t *testing.T, e *harness.Engine, want map[string]string) {
 // packaging script's output while the other nodes finish, and the fixed
 // config deploys.
 func TestBoshDummyRelease(t *testing.T) {
-	natsPort := harness.FreePort(t)
+	natsPort := bustest.FreePort(t)
 	e := engine(t, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
 	defer resetBosh(t, "dummy_with_properties", "dummy_with_package", "dummy_with_bad_package", "job_1_with_pre_start_script")
 
@@ -267,7 +268,7 @@ func TestBoshDummyRelease(t *testing.T) {
 // pre-start, provided as a link to an app job on another node whose
 // package chain (app → libapp → base) compiles in order.
 func TestBoshLinksAndPackageChain(t *testing.T) {
-	natsPort := harness.FreePort(t)
+	natsPort := bustest.FreePort(t)
 	e := engine(t, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
 	defer resetBosh(t, "db", "app")
 	upload(t, e, linkedRelease(), 201)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
 type auditEntry struct {
@@ -112,7 +113,7 @@ func heal(t *testing.T, e *harness.Engine) healState {
 // otherwise restart it itself within its 2 s cycle, before the engine sees
 // anything): the engine is what brings it back.
 func TestHeal(t *testing.T) {
-	natsPort := harness.FreePort(t)
+	natsPort := bustest.FreePort(t)
 	e := engine(t, "--catalog", catalogDir(t), "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
 	n0, n1, n2 := bed.Nodes[0].IP, bed.Nodes[1].IP, bed.Nodes[2].IP
 	defer func() {
@@ -410,7 +411,7 @@ type hookServer struct {
 }
 
 func startHook(t *testing.T) *hookServer {
-	h := &hookServer{addr: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))}
+	h := &hookServer{addr: fmt.Sprintf("127.0.0.1:%d", bustest.FreePort(t))}
 	h.start(t)
 	t.Cleanup(h.stop)
 	return h

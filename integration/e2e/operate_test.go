@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
 type statusEntry struct{ Comp, Ip, Cpu, Mem, Disk, Status, Reason string }
@@ -189,7 +190,7 @@ func prometheusScrapes(t *testing.T, e *harness.Engine) {
 	conf := strings.NewReplacer("ENGINE", e.Addr, "TOKEN_FILE", tokenFile,
 		"scrape_interval: 15s", "scrape_interval: 1s", "refresh_interval: 30s", "refresh_interval: 2s").Replace(string(shipped))
 	_ = os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o600)
-	port := harness.FreePort(t)
+	port := bustest.FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
 	cmd := exec.Command("prometheus", "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+addr)

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -26,7 +27,7 @@ import (
 // tool with its own NATS client follows the deployment; deploying again
 // changes nothing.
 func TestStarterStack(t *testing.T) {
-	natsPort := harness.FreePort(t)
+	natsPort := bustest.FreePort(t)
 	e := engine(t, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
 
 	comps := map[string][]string{

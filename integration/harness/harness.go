@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
 var (
@@ -84,7 +85,7 @@ func Start(t testing.TB, o Options) *Engine {
 		o.Data = t.TempDir()
 	}
 	if o.Port == 0 {
-		o.Port = FreePort(t)
+		o.Port = bustest.FreePort(t)
 	}
 	e := &Engine{t: t, Bin: Binary(t), Data: o.Data, Addr: "127.0.0.1:" + strconv.Itoa(o.Port), Token: "e2e-token-" + strconv.Itoa(o.Port), Args: o.Args, noHTTP: o.NoHTTP}
 	e.LogPath = filepath.Join(o.Data, "engine-test.log")
@@ -214,15 +215,4 @@ func (e *Engine) DoErr(ctx context.Context, method, path string, body any) (int,
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
-}
-
-// FreePort returns a TCP port free on loopback now.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
 func TestOutcome(t *testing.T) {
@@ -83,7 +85,7 @@ func TestControlScriptWithMonit(t *testing.T) {
 		t.Fatal("this test needs monit: run `make deps` as root")
 	}
 	dir := t.TempDir()
-	httpPort, port := freePort(t), freePort(t)
+	httpPort, port := bustest.FreePort(t), bustest.FreePort(t)
 	good := filepath.Join(dir, "good.sh")
 	_ = os.WriteFile(good, []byte(fmt.Sprintf(`exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:%d", Listen => 5, ReuseAddr => 1) or die $!; sleep 100000'`, port)), 0o755)
 	rc := filepath.Join(dir, "monitrc")
@@ -215,12 +217,3 @@ func alive(pid int) bool {
 	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}

@@ -1,4 +1,4 @@
-package bus
+package bus_test
 
 import (
 	"context"
@@ -17,23 +17,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestAgentsStopAtTheirNode(t *testing.T) {
 	ctx := context.Background()
-	port := freePort(t)
-	s, err := StartServer(ctx, ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port})
+	port := bustest.FreePort(t)
+	s, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,17 +44,17 @@ func TestAgentsStopAtTheirNode(t *testing.T) {
 		nc.Close()
 		t.Fatal("anonymous client got in")
 	}
-	if nc, err := nats.Connect(url, nats.UserInfo(AgentUser("10.0.0.5"), "wrong")); err == nil {
+	if nc, err := nats.Connect(url, nats.UserInfo(bus.AgentUser("10.0.0.5"), "wrong")); err == nil {
 		nc.Close()
 		t.Fatal("agent with a wrong password got in")
 	}
-	if nc, err := nats.Connect(url, nats.UserInfo(EngineUser, "guess")); err == nil {
+	if nc, err := nats.Connect(url, nats.UserInfo(bus.EngineUser, "guess")); err == nil {
 		nc.Close()
 		t.Fatal("a guessed engine password got in")
 	}
 
 	errs := make(chan error, 10)
-	agent, err := nats.Connect(url, nats.UserInfo(AgentUser("10.0.0.5"), AgentPassword(secret, "10.0.0.5")),
+	agent, err := nats.Connect(url, nats.UserInfo(bus.AgentUser("10.0.0.5"), bus.AgentPassword(secret, "10.0.0.5")),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	if err != nil {
 		t.Fatalf("agent with its password: %v", err)
@@ -111,7 +103,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	for i := 0; i < 2; i++ {
-		s, err := StartServer(ctx, ServerOptions{DataDir: dir})
+		s, err := bus.StartServer(ctx, bus.ServerOptions{DataDir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,16 +111,16 @@ func TestStateSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := Declare(ctx, nc)
+		res, err := bus.Declare(ctx, nc)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if _, err := res.Config.Put(ctx, KeyConfig, []byte("v1")); err != nil {
+			if _, err := res.Config.Put(ctx, bus.KeyConfig, []byte("v1")); err != nil {
 				t.Fatal(err)
 			}
 		} else {
-			e, err := res.Config.Get(ctx, KeyConfig)
+			e, err := res.Config.Get(ctx, bus.KeyConfig)
 			if err != nil || string(e.Value()) != "v1" {
 				t.Fatalf("after restart: %v %v", e, err)
 			}
@@ -139,7 +131,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 }
 
 func ExampleAgentUser() {
-	fmt.Println(AgentUser("10.0.0.5"))
+	fmt.Println(bus.AgentUser("10.0.0.5"))
 	// Output: node-10-0-0-5
 }
 
@@ -151,8 +143,8 @@ func TestServerTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	s, err := StartServer(context.Background(), ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port,
+	port := bustest.FreePort(t)
+	s, err := bus.StartServer(context.Background(), bus.ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port,
 		TLS: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}})
 	if err != nil {
 		t.Fatal(err)
@@ -160,17 +152,17 @@ func TestServerTLS(t *testing.T) {
 	defer s.Stop()
 	s.SetObserverPassword("obs-pw")
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	if nc, err := nats.Connect(url, nats.UserInfo(ObserverUser, "obs-pw"), nats.MaxReconnects(0)); err == nil {
+	if nc, err := nats.Connect(url, nats.UserInfo(bus.ObserverUser, "obs-pw"), nats.MaxReconnects(0)); err == nil {
 		nc.Close()
 		t.Fatal("a client without TLS got in")
 	}
-	if nc, err := nats.Connect(url, nats.UserInfo(ObserverUser, "obs-pw"), nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}), nats.MaxReconnects(0)); err == nil {
+	if nc, err := nats.Connect(url, nats.UserInfo(bus.ObserverUser, "obs-pw"), nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}), nats.MaxReconnects(0)); err == nil {
 		nc.Close()
 		t.Fatal("a client that does not trust the engine's certificate got in")
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
-	nc, err := nats.Connect(url, nats.UserInfo(ObserverUser, "obs-pw"), nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	nc, err := nats.Connect(url, nats.UserInfo(bus.ObserverUser, "obs-pw"), nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	if err != nil {
 		t.Fatalf("a client pinning the certificate: %v", err)
 	}

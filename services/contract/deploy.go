@@ -64,8 +64,6 @@ type ProbeResult struct {
 	Hardware       NodeHardware `json:"hardware"`
 	// Owner is the id of the engine that installed the node, "" if none.
 	Owner string `json:"owner,omitempty"`
-	// Users lists which of the asked-about users exist on the node.
-	Users []string `json:"users,omitempty"`
 	// OS is the node's /etc/os-release; Monit the version of its monit,
 	// "" when it has none.
 	OS    NodeOS `json:"os"`

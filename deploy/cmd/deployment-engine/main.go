@@ -1,5 +1,6 @@
 // Command deployment-engine is the engine as shipped: `serve` runs it, the
-// other commands are its node agent, its test bed, its mirror and its client.
+// other commands are its node agent, its mirror and its client. The test
+// bed is a binary of its own (bin/de-testbed).
 package main
 
 import (
@@ -17,7 +18,6 @@ Usage:
   deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none] [--engine-id ID] ...   (serve --help: every flag)
   deployment-engine backup FILE | restore FILE [--data ./data | --nats URL]   (the engine stopped, with --data)
   deployment-engine mirror sync [--catalog NAME] [--data ./data]
-  deployment-engine testbed up --nodes N [--name NAME] [--cpus C] [--memory M] | testbed down [--name NAME] | testbed reboot NAME IP
   deployment-engine token add NAME | token revoke NAME | token list [--data ./data]
   deployment-engine agent [--config /var/lib/deployment-engine/agent.json]   (on each node, installed by deploy)
 
