@@ -4,6 +4,8 @@
 # up real nodes, and two beds at once starve this 2-core machine.
 GO      ?= go
 BIN     := bin/deployment-engine
+# The test bed's own command: the demo's and a developer's nodes.
+TESTBED := bin/de-testbed
 MODULES := services api planner installer monitor notify logsvc deploy integration/testbed integration
 # Debian packages the test bed, the end-to-end tests and the demo need (ruby
 # renders BOSH job templates with its own ERB).
@@ -27,6 +29,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.built=$(B
 build:
 	@mkdir -p bin
 	cd deploy && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o ../$(BIN) ./cmd/deployment-engine
+	cd integration/testbed && CGO_ENABLED=0 $(GO) build -trimpath -o ../../$(TESTBED) ./cmd/de-testbed
 
 run: build
 	$(BIN) serve --data ./data

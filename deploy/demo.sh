@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin/deployment-engine
+TESTBED=bin/de-testbed
 DATA=${DEMO_DATA:-./demo-data}
 NAME=demo
 PORT=${DEMO_PORT:-50000}
@@ -20,7 +21,7 @@ stop_engine() {
 
 if [ "${1:-}" = down ]; then
   stop_engine
-  $BIN testbed down --name $NAME
+  $TESTBED down --name $NAME
   echo "demo stopped (data kept in $DATA)"
   exit 0
 fi
@@ -28,8 +29,8 @@ fi
 
 mkdir -p "$DATA"
 echo "== bringing up 4 test nodes"
-$BIN testbed down --name $NAME >/dev/null 2>&1 || true
-$BIN testbed up --nodes 4 --name $NAME > "$DATA/testbed.txt"
+$TESTBED down --name $NAME >/dev/null 2>&1 || true
+$TESTBED up --nodes 4 --name $NAME > "$DATA/testbed.txt"
 cat "$DATA/testbed.txt"
 mapfile -t IPS < <(awk 'NF==2 && $1!="home" {print $1}' "$DATA/testbed.txt")
 KEY=$(awk 'NF==2 && $1!="home" {print $2; exit}' "$DATA/testbed.txt")

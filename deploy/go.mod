@@ -5,7 +5,6 @@ go 1.26.8
 require (
 	github.com/deployment-engine/engine/api v0.0.0
 	github.com/deployment-engine/engine/installer v0.0.0-00010101000000-000000000000
-	github.com/deployment-engine/engine/integration/testbed v0.0.0-00010101000000-000000000000
 	github.com/deployment-engine/engine/logsvc v0.0.0
 	github.com/deployment-engine/engine/monitor v0.0.0
 	github.com/deployment-engine/engine/notify v0.0.0
@@ -50,7 +49,6 @@ require (
 replace (
 	github.com/deployment-engine/engine/api => ../api
 	github.com/deployment-engine/engine/installer => ../installer
-	github.com/deployment-engine/engine/integration/testbed => ../integration/testbed
 	github.com/deployment-engine/engine/logsvc => ../logsvc
 	github.com/deployment-engine/engine/monitor => ../monitor
 	github.com/deployment-engine/engine/notify => ../notify

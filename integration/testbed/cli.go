@@ -32,18 +32,18 @@ func New(t testing.TB, o Options) *Bed {
 	return b
 }
 
-// CLI is `deployment-engine testbed up|down|list|reboot`.
+// CLI is `de-testbed up|down|list|reboot`.
 func CLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	usage := `usage: deployment-engine testbed up --nodes N [--name NAME] [--cpus C[,C...]] [--memory M[,M...]] [--disk D]
-       deployment-engine testbed down [--name NAME]
-       deployment-engine testbed reboot NAME IP
-       deployment-engine testbed list
+	usage := `usage: de-testbed up --nodes N [--name NAME] [--cpus C[,C...]] [--memory M[,M...]] [--disk D]
+       de-testbed down [--name NAME]
+       de-testbed reboot NAME IP
+       de-testbed list
 --cpus and --memory take one value for every node, or a list applied to the nodes in order (the last one repeats).`
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
-	fs := flag.NewFlagSet("testbed "+args[0], flag.ContinueOnError)
+	fs := flag.NewFlagSet("de-testbed "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	name := fs.String("name", "de", "the bed's name")
 	nodes := fs.Int("nodes", 3, "how many nodes")
