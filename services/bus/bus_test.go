@@ -62,6 +62,7 @@ func TestAgentsStopAtTheirNode(t *testing.T) {
 	defer agent.Close()
 
 	own, _ := engine.SubscribeSync(subject.AllHeartbeats)
+	_ = engine.Flush() // the subscription reaches the server before the agent publishes
 	if err := agent.Publish(subject.Node("10.0.0.5", subject.VerbHeartbeat), []byte("hi")); err != nil {
 		t.Fatal(err)
 	}
