@@ -106,18 +106,17 @@ func TestDeploymentIDsOfAnEmptyStore(t *testing.T) {
 // deployment resumed across the upgrade still claims its nodes.
 func TestLoadRecordClaimsStoredPrepare(t *testing.T) {
 	ctx := context.Background()
-	b := startBus(t, t.TempDir())
-	defer b.stop()
+	b := bustest.Start(t, bus.ServerOptions{})
 	rec := diamond("d-claim")
 	prep := contract.Step{V: 1, Deployment: "d-claim", ID: "10.0.0.1/_node/prepare", Node: "10.0.0.1", Component: NodeComponent, Action: "prepare"}
 	rec.specs[prep.ID] = prep
-	if err := storeRecord(ctx, b.res, rec); err != nil {
+	if err := storeRecord(ctx, b.Res, rec); err != nil {
 		t.Fatal(err)
 	}
-	if err := storeSteps(ctx, b.res, rec); err != nil {
+	if err := storeSteps(ctx, b.Res, rec); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadRecord(ctx, b.res, "d-claim")
+	got, err := loadRecord(ctx, b.Res, "d-claim")
 	if err != nil {
 		t.Fatal(err)
 	}
