@@ -20,7 +20,6 @@ var completion = map[string]struct{ subs, flags []string }{
 	"backup":     {flags: []string{"--data", "--nats"}},
 	"restore":    {flags: []string{"--data", "--nats"}},
 	"mirror":     {subs: []string{"sync"}, flags: []string{"--catalog", "--catalog-dir", "--data"}},
-	"testbed":    {subs: []string{"up", "down", "reboot", "list"}, flags: []string{"--nodes", "--name", "--cpus", "--memory", "--disk", "--root-password"}},
 	"agent":      {flags: []string{"--config", "--state"}},
 	"token":      {subs: []string{"add", "revoke", "list"}, flags: []string{"--data"}},
 	"config":     {subs: []string{"get", "set", "edit", "schema"}, flags: []string{"--check=false"}},
@@ -47,7 +46,7 @@ var completion = map[string]struct{ subs, flags []string }{
 var commonClientFlags = []string{"--json", "--data", "--server", "--help"}
 
 // notClient are the commands that are not clients of a running engine.
-var notClient = map[string]bool{"serve": true, "backup": true, "restore": true, "mirror": true, "testbed": true,
+var notClient = map[string]bool{"serve": true, "backup": true, "restore": true, "mirror": true,
 	"agent": true, "token": true, "completion": true, "help": true}
 
 func completionNames() []string {

@@ -12,7 +12,7 @@ import (
 
 // The completion knows every command the binary has and every flag each
 // one parses: serve's, backup's, restore's and agent's from their flag
-// sets' help, mirror's, token's and testbed's from their usage, the client
+// sets' help, mirror's and token's from their usage, the client
 // commands' from the client flag set. Bash completes from it.
 func TestCompletion(t *testing.T) {
 	for name := range commands {
@@ -46,7 +46,7 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 	usageFlag := regexp.MustCompile(`--([a-z-]+)`)
-	for _, cmd := range []string{"mirror", "token", "testbed"} {
+	for _, cmd := range []string{"mirror", "token"} {
 		r := cli(t, cmd, "--help")
 		for _, m := range usageFlag.FindAllStringSubmatch(r.stderr+r.stdout, -1) {
 			if !slices.Contains(completion[cmd].flags, "--"+m[1]) {
@@ -96,7 +96,6 @@ func TestCompletion(t *testing.T) {
 		{[]string{"serve", "--tls"}, "--tls --tls-cert --tls-key"},
 		{[]string{"deploy", "--p"}, "--plan"},
 		{[]string{"status", "--js"}, "--json"},
-		{[]string{"testbed", "re"}, "reboot"},
 		{[]string{"ver"}, "version"},
 		{[]string{"comp"}, "completion"},
 		{[]string{"completion", ""}, "bash zsh fish"},
