@@ -40,8 +40,8 @@ func TestNoQuorumIs503(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Stop()
-	subj := subject.Cmd("config", "get")
-	if err := svc.AddEndpoint(kit.EndpointName(subj), kit.Endpoint(slog.New(slog.NewTextHandler(io.Discard, nil)), func(context.Context, micro.Request) (int, any, error) {
+	subj := subject.ConfigGet()
+	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(slog.New(slog.NewTextHandler(io.Discard, nil)), func(context.Context, micro.Request) (int, any, error) {
 		return 200, map[string]string{"from": "memory"}, nil
 	}), micro.WithEndpointSubject(subj)); err != nil {
 		t.Fatal(err)

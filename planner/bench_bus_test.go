@@ -73,7 +73,7 @@ func benchBus(b *testing.B, where string) (*nats.Conn, *bus.Resources) {
 
 func benchDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, id string, nodes, chain int) {
 	ctx := context.Background()
-	rec := &record{Deployment: contract.Deployment{ID: id, State: contract.DeployPending, Created: time.Now()}, specs: map[string]contract.Step{}, prios: map[string]int{}}
+	rec := &record{Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: contract.DeployPending, Created: time.Now()}}, specs: map[string]contract.Step{}, prios: map[string]int{}}
 	for n := 0; n < nodes; n++ {
 		node := fmt.Sprintf("10.1.%d.%d", n/250, n%250+1)
 		prev := ""

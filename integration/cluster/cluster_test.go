@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // ackWait is the step queue's wait for a sign of life: an installer killed
@@ -34,7 +35,7 @@ func up(t *testing.T) *stack {
 	var agents []agentUser
 	for _, n := range bed.Nodes {
 		tok := strings.ReplaceAll(n.IP, ".", "-")
-		agents = append(agents, agentUser{IP: n.IP, User: "node-" + tok, Password: secret(), Subjects: "de.node." + tok + ".>"})
+		agents = append(agents, agentUser{IP: n.IP, User: "node-" + tok, Password: secret(), Subjects: subject.NodeAll(n.IP)})
 	}
 	c, err := startNATS(t.TempDir(), agents)
 	if err != nil {

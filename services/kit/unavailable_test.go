@@ -17,6 +17,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 func TestUnavailable(t *testing.T) {
@@ -54,12 +55,12 @@ func TestEndpointUnavailableIs503(t *testing.T) {
 	h := func(ctx context.Context, req micro.Request) (int, any, error) {
 		return 0, nil, fmt.Errorf("read the config: %w", jetstream.ErrNoStreamResponse)
 	}
-	if err := svc.AddEndpoint("x", kit.Endpoint(slog.Default(), h), micro.WithEndpointSubject("de.cmd.t.x")); err != nil {
+	if err := svc.AddEndpoint("x", kit.Endpoint(slog.Default(), h), micro.WithEndpointSubject(subject.ConfigGet())); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rep, err := kit.Request(ctx, b.NC, "de.cmd.t.x", nil)
+	rep, err := kit.Request(ctx, b.NC, subject.ConfigGet(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
