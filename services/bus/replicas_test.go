@@ -42,6 +42,9 @@ func TestReplicasOnACluster(t *testing.T) {
 	if _, err := res.JS.Publish(ctx, subject.EngineEvent("test"), []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := res.JS.CreateOrUpdateConsumer(ctx, bus.StreamSteps, jetstream.ConsumerConfig{Durable: "installer", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
 	if res, err = bus.Declare(ctx, nc); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +53,22 @@ func TestReplicasOnACluster(t *testing.T) {
 	}
 	for _, name := range []string{bus.StreamSteps, bus.StreamEvents, bus.StreamAudit, "KV_" + bus.KVConfig, "KV_" + bus.KVDeployments, "KV_" + bus.KVEngine} {
 		replicasAre(ctx, t, res.JS, name, 3)
+	}
+	// A durable consumer made before the raise lives on 3 servers too.
+	raisedAt := time.Now()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		c, err := res.JS.Consumer(ctx, bus.StreamSteps, "installer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci := c.CachedInfo()
+		if ci.Cluster != nil && len(ci.Cluster.Replicas) == 2 {
+			t.Logf("the consumer has 3 replicas %s after the raise", time.Since(raisedAt).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the installer's consumer after the raise: replicas %d, cluster %+v", ci.Config.Replicas, ci.Cluster)
+		}
 	}
 	if e, err := res.Config.Get(ctx, "kept"); err != nil || string(e.Value()) != "yes" {
 		t.Errorf("a key stored before the raise: %v", err)
