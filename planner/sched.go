@@ -274,13 +274,16 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 		if rec.skipBlocked() {
 			s.dirty = true
 		}
-		for _, id := range rec.ready() {
+		ready := rec.ready()
+		errs := s.dispatchManyLocked(ctx, ready)
+		down := false
+		for i, id := range ready {
 			st := rec.step(id)
-			if err := s.dispatchLocked(ctx, id); err != nil {
+			if err := errs[i]; err != nil {
 				if s.storeDown(err) {
 					// Queued once the store answers (watchStoreLocked).
-					s.requeue, again = true, false
-					break
+					s.requeue, down = true, true
+					continue
 				}
 				s.log.Error("dispatch step", "step", id, "err", err)
 				st.State, st.Error = contract.StateFailed, "could not queue the step: "+err.Error()
@@ -290,6 +293,9 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 			}
 			s.dirty = true
 		}
+		if down {
+			break
+		}
 	}
 	if !rec.pendingWork() {
 		s.finishLocked(ctx, "")
@@ -298,28 +304,17 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 
 // dispatchLocked puts a step of cur in the work queue.
 func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
-	rec := s.cur
-	spec := rec.specs[id]
-	n := rec.Dispatches[id] + 1
-	// Its tries go on from those already reported.
-	spec.Attempt = rec.step(id).Attempt + 1
-	data, err := json.Marshal(spec)
+	msg, n, msgID, err := s.stepMsg(id)
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: subject.Step(spec.Deployment, spec.Node), Data: data}
 	// The message id makes a dispatch repeated after a crash a no-op.
-	ack, err := s.res.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(fmt.Sprintf("%s/%s/%d", spec.Deployment, spec.ID, n)))
+	ack, err := s.res.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
 	if err != nil {
 		return err
 	}
 	s.storeUp()
-	if rec.Dispatches == nil {
-		rec.Dispatches, rec.Queued = map[string]int{}, map[string]uint64{}
-	}
-	rec.Dispatches[id], rec.Queued[id] = n, ack.Sequence
-	s.seen[id] = time.Now()
-	s.dirty = true
+	s.queuedLocked(id, n, ack.Sequence)
 	return nil
 }
 
