@@ -65,45 +65,43 @@ func (s *scheduler) watchStoreLocked(ctx context.Context, now time.Time) bool {
 }
 
 // endLocked clears the current mark and the deploy lock of a deployment
-// that ended, and announces its end; what fails stays for the next tick.
+// that ended, and announces its end. What the store refuses because it is
+// unavailable stays for the next tick; any other failure is logged and
+// left, as it would be when the store answers.
 func (s *scheduler) endLocked(ctx context.Context) {
-	id := s.unfinished.event.ID
-	if s.unfinished.mark {
+	u := s.unfinished
+	id := u.event.ID
+	done := func(what string, err error) bool {
+		if err == nil || bus.IsNotFound(err) {
+			return true
+		}
+		if bus.Unavailable(err) {
+			return false
+		}
+		s.log.Error(what, "id", id, "err", err)
+		return true
+	}
+	if u.mark {
 		if e, err := s.res.Scheduler.Get(ctx, keyCurrent); err == nil && string(e.Value()) != id {
-			s.unfinished.mark = false // another deployment is current already
-		} else if err := s.res.Scheduler.Delete(ctx, keyCurrent); err == nil || bus.IsNotFound(err) {
-			s.unfinished.mark = false
+			u.mark = false // another deployment is current already
 		} else {
-			s.storeDown(err)
+			u.mark = !done("clear current deployment", s.res.Scheduler.Delete(ctx, keyCurrent))
 		}
 	}
-	if s.unfinished.lock && s.cur != nil && s.cur.ID != id {
-		s.unfinished.lock = false // this scheduler holds it for another deployment now
+	if u.lock && s.cur != nil && s.cur.ID != id {
+		u.lock = false // this scheduler holds it for another deployment now
 	}
-	if s.unfinished.lock {
-		if err := s.releaseLease(ctx); err == nil {
-			s.unfinished.lock = false
-		} else {
-			s.storeDown(err)
-		}
+	if u.lock {
+		u.lock = !done("release the deploy lock", s.releaseLease(ctx))
 	}
-	if !s.unfinished.sent {
-		if err := s.publishErr(ctx, subject.DeployEvent(id, subject.DeployFinished), *s.unfinished.event); err == nil {
-			s.unfinished.sent = true
-		} else {
-			s.storeDown(err)
-		}
+	if !u.sent {
+		u.sent = done("publish event", s.publishErr(ctx, subject.DeployEvent(id, subject.DeployFinished), *u.event))
 	}
-	if s.unfinished.purge {
-		if err := s.res.Steps.Purge(ctx, jetstream.WithPurgeSubject(subject.Steps(id))); err == nil {
-			s.unfinished.purge = false
-		} else {
-			s.storeDown(err)
-		}
+	if u.purge {
+		u.purge = !done("take the deployment's steps out of the queue", s.res.Steps.Purge(ctx, jetstream.WithPurgeSubject(subject.Steps(id))))
 	}
-	if !s.unfinished.mark && !s.unfinished.lock && s.unfinished.sent && !s.unfinished.purge {
+	if !u.mark && !u.lock && u.sent && !u.purge {
 		s.unfinished = nil
-		s.storeUp()
 	}
 }
 

@@ -28,6 +28,8 @@ const defaultStepDeadline = 15 * time.Minute
 func (s *scheduler) drive(rec *record) {
 	s.log.Info("driving deployment", "id", rec.ID, "holder", s.holder)
 	s.cur = rec
+	// What the store did to an earlier deployment says nothing of it.
+	s.downSince, s.downErr, s.requeue = time.Time{}, nil, false
 	now := time.Now()
 	s.seen = map[string]time.Time{}
 	for _, st := range rec.Steps {
