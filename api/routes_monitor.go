@@ -34,19 +34,13 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 	s.call(w, r, subject.MonitorStatus(), nil)
 }
 
-// target is a component instance as clients name it.
-type target struct {
-	Comp string `json:"comp"`
-	IP   string `json:"ip"`
-}
-
 // The manual sends {"Comp", "Ip"} to hardware and {"name", "ip"} to
 // restart; accept every spelling, case-insensitively.
 var compKeys = []string{"comp", "name", "component"}
 
 // parseTarget reads a target from a JSON body or, for GET, the query.
-func parseTarget(body []byte, r *http.Request) (target, string) {
-	var t target
+func parseTarget(body []byte, r *http.Request) (contract.Target, string) {
+	var t contract.Target
 	if len(bytes.TrimSpace(body)) == 0 {
 		q := r.URL.Query()
 		for _, k := range compKeys {
@@ -90,21 +84,21 @@ const maxName = 64
 
 // readTarget reads a target from the body or the query; on a bad one it
 // answers 400 itself and returns false.
-func readTarget(w http.ResponseWriter, r *http.Request) (target, bool) {
+func readTarget(w http.ResponseWriter, r *http.Request) (contract.Target, bool) {
 	body, ok := readBody(w, r)
 	if !ok {
-		return target{}, false
+		return contract.Target{}, false
 	}
 	t, problem := parseTarget(body, r)
 	if problem != "" {
 		writeError(w, http.StatusBadRequest, problem)
-		return target{}, false
+		return contract.Target{}, false
 	}
 	// No component name or IP is this long: refuse it here, so that no
 	// service quotes it back whole.
 	if len(t.Comp) > maxName || len(t.IP) > maxName {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("no component %q on %q: names and IPs are at most %d bytes", contract.Clip(t.Comp), contract.Clip(t.IP), maxName))
-		return target{}, false
+		return contract.Target{}, false
 	}
 	return t, true
 }
@@ -130,10 +124,7 @@ func (s *server) control(action string) http.HandlerFunc {
 			// The server's write timeout is for quick answers.
 			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(controlTimeout + 10*time.Second))
 			r = r.WithContext(context.WithValue(r.Context(), timeoutKey{}, controlTimeout))
-			s.call(w, r, subject.MonitorControl(), struct {
-				target
-				Action string `json:"action"`
-			}{t, action})
+			s.call(w, r, subject.MonitorControl(), contract.ControlRequest{Target: t, Action: action})
 		}
 	}
 }

@@ -22,15 +22,15 @@ import (
 func TestParseTarget(t *testing.T) {
 	tests := []struct {
 		body, query string
-		want        target
+		want        contract.Target
 		bad         bool
 	}{
-		{body: `{"name": "nats", "ip": "10.0.0.5"}`, want: target{"nats", "10.0.0.5"}},
-		{body: `{"Comp": "nats", "Ip": "10.0.0.5"}`, want: target{"nats", "10.0.0.5"}},
-		{body: `{"COMPONENT": " nats ", "IP": "10.0.0.5"}`, want: target{"nats", "10.0.0.5"}},
-		{body: `{"name": "all", "ip": "0.0.0.0"}`, want: target{"all", "0.0.0.0"}},
-		{query: "comp=web&ip=10.0.0.6", want: target{"web", "10.0.0.6"}},
-		{query: "name=web&ip=10.0.0.6", want: target{"web", "10.0.0.6"}},
+		{body: `{"name": "nats", "ip": "10.0.0.5"}`, want: contract.Target{Comp: "nats", IP: "10.0.0.5"}},
+		{body: `{"Comp": "nats", "Ip": "10.0.0.5"}`, want: contract.Target{Comp: "nats", IP: "10.0.0.5"}},
+		{body: `{"COMPONENT": " nats ", "IP": "10.0.0.5"}`, want: contract.Target{Comp: "nats", IP: "10.0.0.5"}},
+		{body: `{"name": "all", "ip": "0.0.0.0"}`, want: contract.Target{Comp: "all", IP: "0.0.0.0"}},
+		{query: "comp=web&ip=10.0.0.6", want: contract.Target{Comp: "web", IP: "10.0.0.6"}},
+		{query: "name=web&ip=10.0.0.6", want: contract.Target{Comp: "web", IP: "10.0.0.6"}},
 		{body: `{"name": "nats"`, bad: true},
 		{body: `["nats"]`, bad: true},
 		{body: `{"name": 5, "ip": "10.0.0.5"}`, bad: true},
