@@ -98,7 +98,7 @@ func New(o Options) (http.Handler, error) {
 	}
 
 	r := chi.NewRouter()
-	r.Use(securityHeaders, middleware.Recoverer, m.middleware)
+	r.Use(s.requestID, securityHeaders, middleware.Recoverer, m.middleware)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+contract.Clip(r.URL.Path))
 	})
@@ -169,14 +169,14 @@ func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, bo
 	rep, err := kit.Request(ctx, s.o.NC, subj, body)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		s.log.Error("no service answers", "subject", subj)
+		s.log.Error("no service answers", "subject", subj, "id", kit.RequestID(r.Context()))
 		writeError(w, http.StatusServiceUnavailable, "the service behind this route is not running; check the engine's log")
 		return rep, false
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
 		writeError(w, http.StatusGatewayTimeout, "the engine did not answer in time; try again")
 		return rep, false
 	case err != nil:
-		s.log.Error("bus request failed", "subject", subj, "err", err)
+		s.log.Error("bus request failed", "subject", subj, "id", kit.RequestID(r.Context()), "err", err)
 		writeError(w, http.StatusServiceUnavailable, "the engine's bus is unavailable; check the engine's log")
 		return rep, false
 	}

@@ -132,6 +132,9 @@ type APIError struct {
 	Status       int
 	Message      string
 	Problems     []contract.Problem
+	// RequestID is the engine's correlation id of the failed request: its
+	// log line about the error has the same.
+	RequestID string
 }
 
 func (e *APIError) Error() string {
@@ -225,7 +228,7 @@ func (c *Client) send(ctx context.Context, method, path string, rd io.Reader, co
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	ae := &APIError{Method: method, Path: path, Status: resp.StatusCode}
+	ae := &APIError{Method: method, Path: path, Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
 	var eb contract.ErrorBody
 	if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
 		ae.Message, ae.Problems = eb.Error, eb.Problems

@@ -11,10 +11,13 @@ type Problem struct {
 	Reason    string `json:"reason"`
 }
 
-// ErrorBody is the JSON body of every error the engine answers.
+// ErrorBody is the JSON body of every error the engine answers. ID is the
+// request's correlation id: the API's answer carries it, as does the
+// engine's log line about the error.
 //
-//	{"error": "config rejected: 2 problems", "problems": [...]}
+//	{"error": "config rejected: 2 problems", "id": "9f2c4e1a7b3d5c60", "problems": [...]}
 type ErrorBody struct {
 	Error    string    `json:"error"`
+	ID       string    `json:"id,omitempty"`
 	Problems []Problem `json:"problems,omitempty"`
 }

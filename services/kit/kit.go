@@ -34,6 +34,24 @@ func Errorf(code int, format string, a ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, a...)}
 }
 
+// HeaderRequestID carries the id of the API request a command serves, so
+// that a service's log line about it names the id the client was given.
+const HeaderRequestID = "De-Request-Id"
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying a request's correlation id: Request
+// sends it along, and Endpoint hands it to the handler's ctx.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID is the correlation id ctx carries, "" when none.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
 // Handler answers one command: it returns the reply's code and body, or an
 // error (an *Error keeps its code, anything else is a 500 whose text is
 // logged but not sent, so internals and secrets stay in).
@@ -43,16 +61,20 @@ type Handler func(ctx context.Context, req micro.Request) (int, any, error)
 func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
 		ctx := context.Background()
+		id := req.Headers().Get(HeaderRequestID)
+		if id != "" {
+			ctx = WithRequestID(ctx, id)
+		}
 		code, body, err := h(ctx, req)
 		if err != nil {
 			var e *Error
 			switch {
 			case errors.As(err, &e):
 			case Unavailable(err):
-				log.Warn("command failed: the store is unavailable", "subject", req.Subject(), "err", err)
+				log.Warn("command failed: the store is unavailable", "subject", req.Subject(), "id", id, "err", err)
 				e = &Error{Code: 503, Msg: UnavailableMsg}
 			default:
-				log.Error("command failed", "subject", req.Subject(), "err", err)
+				log.Error("command failed", "subject", req.Subject(), "id", id, "err", err)
 				e = &Error{Code: 500, Msg: "internal error; the engine's log has the details"}
 			}
 			// Problems name the input they are about: each quotes at most
@@ -103,7 +125,12 @@ func Request(ctx context.Context, nc *nats.Conn, subj string, body any) (Reply, 
 			return Reply{}, fmt.Errorf("encode %s request: %w", subj, err)
 		}
 	}
-	msg, err := nc.RequestWithContext(ctx, subj, data)
+	out := nats.NewMsg(subj)
+	out.Data = data
+	if id := RequestID(ctx); id != "" {
+		out.Header.Set(HeaderRequestID, id)
+	}
+	msg, err := nc.RequestMsgWithContext(ctx, out)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return Reply{}, fmt.Errorf("no service answers %s: %w", subj, err)
