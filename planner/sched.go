@@ -234,8 +234,9 @@ func (s *scheduler) onEvent(m jetstream.Msg) {
 		if s.cur == nil || s.cur.ID != ev.Deployment {
 			if id, err := currentID(ctx, s.res); err == nil && id == ev.Deployment {
 				// The current deployment, not (yet) driven here: keep its
-				// event for whoever resumes it.
-				_ = m.NakWithDelay(time.Second)
+				// event for whoever drives or resumes it. Planners share
+				// the consumer, so the driver gets it back soon.
+				_ = m.NakWithDelay(200 * time.Millisecond)
 				return
 			}
 		}

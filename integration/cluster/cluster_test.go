@@ -139,10 +139,12 @@ rm -rf /var/lib/deployment-engine /var/lib/cl /etc/cl /run/cl-*.pid`
 }
 
 type deployment struct {
-	ID    string `json:"id"`
-	State string `json:"state"`
-	Error string `json:"error"`
-	Steps []struct {
+	ID       string     `json:"id"`
+	State    string     `json:"state"`
+	Error    string     `json:"error"`
+	Created  time.Time  `json:"created"`
+	Finished *time.Time `json:"finished"`
+	Steps    []struct {
 		ID, Node, State, Error string
 		Attempt                int
 	} `json:"steps"`
@@ -243,6 +245,9 @@ func finish(t *testing.T, api *harness.Engine, id string, within time.Duration) 
 		}
 	}
 	ranOnce(t)
+	if d.Finished != nil {
+		t.Logf("deployment %s: %s, %d steps in %s", id, d.State, len(d.Steps), d.Finished.Sub(d.Created).Round(100*time.Millisecond))
+	}
 	return d
 }
 
@@ -271,8 +276,7 @@ func testServerLost(t *testing.T, s *stack) {
 	victim := (leader + 1) % 3
 	s.nats.stop(victim)
 	t.Logf("stopped %s (not the step stream's leader, %s) 0.8s into %s", s.nats.names[victim], s.nats.names[leader], id)
-	d := finish(t, s.apis[0], id, 2*time.Minute)
-	t.Logf("%s: %s, %d steps", id, d.State, len(d.Steps))
+	finish(t, s.apis[0], id, 2*time.Minute)
 	s.heal(t)
 }
 
