@@ -1,7 +1,7 @@
 # Deployment Engine. `make demo` runs the engine's main job; `make test` runs
 # every test (as root: the test bed needs it) after installing what it needs.
-# Test packages run one at a time (-p 1): the end-to-end packages each bring
-# up real nodes, and two beds at once starve this 2-core machine.
+# Test packages run one at a time (-p 1), but for the end-to-end package,
+# which runs beside them on its own bed of nodes.
 GO      ?= go
 BIN     := bin/deployment-engine
 # The test bed's own command: the demo's and a developer's nodes.
@@ -47,9 +47,17 @@ deps:
 modules:
 	@for m in $(MODULES); do echo "== GOWORK=off build $$m"; (cd $$m && if [ -n "$$(GOWORK=off $(GO) list ./... 2>/dev/null)" ]; then GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./...; fi) || exit 1; done
 
+# The end-to-end package, the longest (real deployments on its own bed,
+# mostly waiting on nodes), runs beside every other package and the fuzz
+# targets; its output follows theirs.
+E2E := integration/e2e
 test: deps build modules
-	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && if [ -n "$$($(GO) list ./... 2>/dev/null)" ]; then $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...; fi) || exit 1; done
-	@$(MAKE) --no-print-directory fuzz
+	@mkdir -p bin; log=bin/test-e2e.log; \
+	(cd $(E2E) && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) .) >$$log 2>&1 & e2e=$$!; \
+	rc=0; for m in $(MODULES); do echo "== test $$m"; \
+	  (cd $$m && pkgs=$$($(GO) list ./... 2>/dev/null | grep -v '/$(E2E)$$'); if [ -n "$$pkgs" ]; then $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $$pkgs; fi) || { rc=1; break; }; done; \
+	[ $$rc = 0 ] && { $(MAKE) --no-print-directory fuzz || rc=1; }; \
+	echo "== test $(E2E) (ran beside the above)"; wait $$e2e || rc=1; cat $$log; exit $$rc
 
 # fuzz runs every fuzz target of every module for FUZZTIME; an input that
 # fails is kept under the package's testdata/fuzz and fails the run.
