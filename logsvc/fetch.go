@@ -16,6 +16,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodeclient"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -28,9 +29,6 @@ const (
 	fetchChunk = 512 << 10
 	// fetchBacklog is how much of a file the first fetch sends.
 	fetchBacklog = 64 << 10
-	// agentSilence is how long without a heartbeat before the engine
-	// fetches a node's logs itself.
-	agentSilence = 30 * time.Second
 	// offsetsKey keeps the fetch offsets in the engine's KV bucket.
 	offsetsKey = "logsvc.fetch-offsets"
 )
@@ -152,28 +150,24 @@ func (s *Service) fetcher(ctx context.Context) {
 	}
 }
 
-// agentReports tells whether the node's agent sent a heartbeat lately: its
-// lines then come live, not by fetching.
+// agentReports tells whether the node's agent reports (its last
+// heartbeat, as the monitor keeps it, is recent): its lines then come
+// live, not by fetching.
 func (s *Service) agentReports(ctx context.Context, ip string) bool {
 	tok, err := subject.IPToken(ip)
 	if err != nil {
 		return false
 	}
 	e, err := s.o.Res.Nodes.Get(ctx, tok)
-	return err == nil && time.Since(e.Created()) < agentSilence
+	var hb contract.Heartbeat
+	return err == nil && json.Unmarshal(e.Value(), &hb) == nil && nodeclient.Reporting(hb, e.Created(), time.Now(), nodeclient.Missed)
 }
 
 func (s *Service) fetch(ctx context.Context, ip, path string, off int64) (fetched, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	script := fmt.Sprintf(fetchScript, kit.ShellQuote(path), off, fetchBacklog, fetchBacklog, fetchChunk)
-	rep, err := kit.Request(ctx, s.o.NC, subject.InstallerExec(), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: 25})
+	r, err := nodeclient.Exec(ctx, s.o.NC, ip, script, 25*time.Second)
 	if err != nil {
-		return fetched{}, err
-	}
-	var r contract.ExecReply
-	if rep.Code != 200 || json.Unmarshal(rep.Body, &r) != nil {
-		return fetched{}, fmt.Errorf("fetch %s on %s: the installer answered %d", path, ip, rep.Code)
+		return fetched{}, fmt.Errorf("fetch %s on %s: %w", path, ip, err)
 	}
 	if r.Error != "" || r.ExitCode != 0 {
 		return fetched{}, fmt.Errorf("fetch %s on %s: exit %d %s", path, ip, r.ExitCode, r.Error)

@@ -20,6 +20,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodeclient"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -67,8 +68,7 @@ type node struct {
 
 // fresh tells whether the node reported within its allowed silence.
 func (m *Monitor) fresh(n *node, now time.Time) bool {
-	iv := time.Duration(max(n.hb.IntervalS, 1)) * time.Second
-	return now.Sub(n.seen) <= time.Duration(m.o.Missed)*iv
+	return nodeclient.Reporting(n.hb, n.seen, now, m.o.Missed)
 }
 
 // Start subscribes to heartbeats and registers the monitor's commands.

@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,8 +11,7 @@ import (
 
 	"github.com/deployment-engine/engine/monitor/monit"
 	"github.com/deployment-engine/engine/services/contract"
-	"github.com/deployment-engine/engine/services/kit"
-	"github.com/deployment-engine/engine/services/subject"
+	"github.com/deployment-engine/engine/services/nodeclient"
 )
 
 // Nodes no agent ever reported from (an engine without --nats-listen) are
@@ -191,15 +189,13 @@ func (m *Monitor) readInto(ip string, n *sshNode) {
 }
 
 func (m *Monitor) readNode(ctx context.Context, ip string) sshRead {
-	ctx, cancel := context.WithTimeout(ctx, readTimeout+5*time.Second)
-	defer cancel()
-	rep, err := kit.Request(ctx, m.o.NC, subject.InstallerExec(), contract.Exec{V: contract.Version, Node: ip, Script: readScript, TimeoutS: int(readTimeout / time.Second)})
+	x, err := nodeclient.Exec(ctx, m.o.NC, ip, readScript, readTimeout)
+	var answered *nodeclient.AnswerError
+	if errors.As(err, &answered) {
+		return sshRead{err: err}
+	}
 	if err != nil {
 		return sshRead{err: fmt.Errorf("no installer to reach it over SSH: %w", err)}
-	}
-	var x contract.ExecReply
-	if rep.Code != 200 || json.Unmarshal(rep.Body, &x) != nil {
-		return sshRead{err: fmt.Errorf("the installer answered %d", rep.Code)}
 	}
 	if x.Error != "" {
 		return sshRead{err: errors.New(x.Error)}

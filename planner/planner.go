@@ -5,7 +5,6 @@ package planner
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodeclient"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -292,27 +292,17 @@ func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.o.ProbeTimeout+5*time.Second)
 	defer cancel()
-	rep, err := kit.Request(ctx, p.o.NC, subject.InstallerProbe(), contract.Probe{
-		V: contract.Version, Nodes: nodes, TimeoutMS: int(p.o.ProbeTimeout / time.Millisecond),
-		Auth:    auth,
-		Resolve: resolve,
-	})
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, &kit.Error{Code: 503, Msg: "no installer is running to contact the nodes"}
-		}
+	res, err := nodeclient.Probe(ctx, p.o.NC, contract.Probe{Nodes: nodes, TimeoutMS: int(p.o.ProbeTimeout / time.Millisecond), Auth: auth, Resolve: resolve})
+	var answered *nodeclient.AnswerError
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, &kit.Error{Code: 503, Msg: "no installer is running to contact the nodes"}
+	case errors.As(err, &answered):
+		return nil, &kit.Error{Code: answered.Code, Msg: "probe nodes: " + answered.Msg}
+	case err != nil:
 		return nil, fmt.Errorf("probe nodes: %w", err)
 	}
-	if rep.Code >= 300 {
-		var eb contract.ErrorBody
-		_ = json.Unmarshal(rep.Body, &eb)
-		return nil, &kit.Error{Code: rep.Code, Msg: "probe nodes: " + eb.Error}
-	}
-	var out contract.ProbeReply
-	if err := json.Unmarshal(rep.Body, &out); err != nil {
-		return nil, fmt.Errorf("decode probe reply: %w", err)
-	}
-	return out.Nodes, nil
+	return res, nil
 }
 
 // engineEvent records one of the engine's operations for the operations log.

@@ -6,12 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/micro"
 	"github.com/pmezard/go-difflib/difflib"
@@ -19,8 +19,8 @@ import (
 	"github.com/deployment-engine/engine/planner/validate"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodeclient"
 	"github.com/deployment-engine/engine/services/nodefs"
-	"github.com/deployment-engine/engine/services/subject"
 )
 
 // The plan of a deployment is what a deploy would run, worked out without
@@ -437,22 +437,14 @@ func (p *Planner) readNodes(ctx context.Context, nodes []string, script func(ip 
 
 func (p *Planner) readNode(ctx context.Context, ip, script string) nodeRead {
 	r := nodeRead{markers: map[string]string{}}
-	ctx, cancel := context.WithTimeout(ctx, p.o.ProbeTimeout+5*time.Second)
-	defer cancel()
-	rep, err := kit.Request(ctx, p.o.NC, subject.InstallerExec(), contract.Exec{V: contract.Version, Node: ip, Script: script, TimeoutS: int(p.o.ProbeTimeout / time.Second)})
+	x, err := nodeclient.Exec(ctx, p.o.NC, ip, script, p.o.ProbeTimeout)
+	var answered *nodeclient.AnswerError
+	if errors.As(err, &answered) {
+		r.err = fmt.Sprintf("not read (%d): %s", answered.Code, answered.Msg)
+		return r
+	}
 	if err != nil {
 		r.err = "not read: " + err.Error()
-		return r
-	}
-	if rep.Code != 200 {
-		var eb contract.ErrorBody
-		_ = json.Unmarshal(rep.Body, &eb)
-		r.err = fmt.Sprintf("not read (%d): %s", rep.Code, eb.Error)
-		return r
-	}
-	var x contract.ExecReply
-	if err := json.Unmarshal(rep.Body, &x); err != nil {
-		r.err = "not read: unreadable answer"
 		return r
 	}
 	if x.Error != "" || x.ExitCode != 0 {
