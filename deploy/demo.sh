@@ -44,7 +44,7 @@ stop_engine
 # The nodes are new: so is the engine's state (their pinned host keys and
 # ownership with it). The mirror is kept.
 rm -rf "$DATA/jetstream" "$DATA/logs"
-$BIN serve --data "$DATA" --listen ":$PORT" --nats-listen "$HOME_IP:4222" >"$DATA/engine.log" 2>&1 &
+$BIN serve --data "$DATA" --listen ":$PORT" >"$DATA/engine.log" 2>&1 &
 echo $! > "$DATA/engine.pid"
 for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "the engine did not start; its log:" >&2; tail -20 "$DATA/engine.log" >&2; exit 1; }

@@ -132,6 +132,10 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 		return nil, &kit.Error{Code: 502, Msg: "cannot reach every node: " + strings.Join(unreachable, "; ")}
 	}
 	id := newID()
+	// The agents reach the engine at this config's home.
+	if err := p.listenForAgents(cfg); err != nil {
+		p.engineEvent(ctx, "deploy", "deploying without node agents (the nodes are read over SSH): "+err.Error())
+	}
 	steps, err := p.stepsFor(ctx, p.planInputFor(cfg, cat, id, previous, noMonit), rel)
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
@@ -143,10 +147,7 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 func (p *Planner) planInputFor(cfg contract.Config, cat *catalog.Catalog, id string, previous map[string][]string, noMonit map[string]bool) planInput {
 	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest, noMonit: noMonit,
 		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
-	if a := p.o.Agent; a != nil {
-		in.agent = &agentPlan{binary: a.Binary, pass: a.Password, ca: a.CA,
-			natsURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
-	}
+	in.agent = p.agentPlanFor(cfg)
 	return in
 }
 

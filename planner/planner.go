@@ -66,6 +66,11 @@ type AgentSpec struct {
 	Binary string
 	// NATSPort is the engine's NATS port at home.
 	NATSPort int
+	// Listen makes the engine listen for agents at a config's home (at
+	// once, or already; a new home moves the listener and its certificate
+	// there, without a restart). An error leaves the nodes to be read
+	// over SSH. Nil: the engine listens where it was told to.
+	Listen func(home string) error
 	// Password returns the NATS password of a node's agent user.
 	Password func(ip string) string
 	// CA is the PEM certificate of the engine's NATS listener, which the
@@ -81,6 +86,8 @@ type Planner struct {
 	sched *scheduler
 
 	mu sync.Mutex // serialises config writes and deployment starts
+
+	door agentDoor // where the engine listens for node agents
 
 	secretKey []byte
 }
@@ -133,6 +140,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	if err := sched.resume(ctx); err != nil {
 		return nil, err
 	}
+	p.listenAtStoredHome(ctx)
 	return p, nil
 }
 
@@ -243,6 +251,10 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 		return 0, nil, err
 	}
 	reply.Stored = true
+	// The agents' address follows home from now on.
+	if err := p.listenForAgents(cfg); err != nil && in.Check {
+		reply.Warnings = append(reply.Warnings, agentWarning(err))
+	}
 	p.log.Info("config stored", "nodes", len(cfg.Nodes()), "catalog", cfg.CatalogName(), "checked", in.Check)
 	p.engineEvent(ctx, "config", fmt.Sprintf("config stored: catalog %s, %d components on %d nodes (nodes checked: %v)",
 		cfg.CatalogName(), len(cfg.Components), len(cfg.Nodes()), in.Check))
@@ -262,6 +274,9 @@ func (p *Planner) configPrecheck(ctx context.Context, req micro.Request) (int, a
 	hw, warnings, problems, err := p.precheck(ctx, cfg)
 	if err != nil {
 		return 0, nil, err
+	}
+	if err := p.listenForAgents(cfg); err != nil {
+		warnings = append(warnings, agentWarning(err))
 	}
 	out := contract.PrecheckReply{V: contract.Version, Checked: true, Hardware: hw, Problems: problems, Warnings: warnings}
 	if out.Hardware == nil {

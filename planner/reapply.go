@@ -59,10 +59,7 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 	id := newID()
 	pin := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: loadPlacement(ctx, p.o.Res), timeout: p.o.StepTimeout, digest: p.digest,
 		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
-	if a := p.o.Agent; a != nil {
-		pin.agent = &agentPlan{binary: a.Binary, pass: a.Password, ca: a.CA,
-			natsURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
-	}
+	pin.agent = p.agentPlanFor(cfg)
 	all, err := buildPlan(pin)
 	if err != nil {
 		return 0, nil, kit.Errorf(500, "could not plan the re-apply: %v", err)

@@ -29,10 +29,14 @@ import (
 
 // Options are serve's flags.
 type Options struct {
-	Listen     string // HTTP address, default :50000
-	DataDir    string
-	NATSURL    string // external NATS; "" runs the embedded server
-	NATSListen string // where node agents reach the embedded NATS ("" = nowhere)
+	Listen  string // HTTP address, default :50000
+	DataDir string
+	NATSURL string // external NATS; "" runs the embedded server
+	// NATSListen pins where node agents reach the embedded NATS (HOST:PORT);
+	// "" or ":PORT" follows the config's home (default port 4222).
+	NATSListen string
+	// NoAgents installs no node agent: nodes are read over SSH.
+	NoAgents bool
 	// AgentBinary is the deployment-engine binary deploy installs on the
 	// nodes as their agent (default: this process's own executable).
 	AgentBinary string
@@ -140,7 +144,6 @@ func Serve(ctx context.Context, o Options) error {
 
 	var nc *nats.Conn
 	var srv *bus.Server
-	var natsCA string
 	// The node agent is installed only where nodes can reach the bus.
 	var agent *planner.AgentSpec
 	if o.NATSURL != "" {
@@ -153,18 +156,23 @@ func Serve(ctx context.Context, o Options) error {
 		nc.SetReconnectHandler(func(c *nats.Conn) { log.Info("bus reconnected", "server", c.ConnectedUrlRedacted()) })
 	} else {
 		so := bus.ServerOptions{DataDir: o.DataDir, Logger: log.With("service", "nats"), EncryptionKey: key.storeKey()}
-		if o.NATSListen != "" {
-			host, port, err := net.SplitHostPort(o.NATSListen)
-			if err != nil {
-				return fmt.Errorf("--nats-listen %q: %w", o.NATSListen, err)
-			}
-			so.Host = host
-			if so.Port, err = strconv.Atoi(port); err != nil {
-				return fmt.Errorf("--nats-listen %q: bad port", o.NATSListen)
-			}
-			// Agents reach NATS over TLS only, pinning its certificate.
-			if so.TLS, natsCA, err = natsTLS(o); err != nil {
+		host, agentPort, err := agentListenFlag(o.NATSListen)
+		if err != nil {
+			return err
+		}
+		var certs *agentCerts
+		if host != "" || !o.NoAgents {
+			// Agents (and observers) reach NATS over TLS only, trusting
+			// the certificate the engine gives them.
+			if certs, err = natsCerts(o, host); err != nil {
 				return err
+			}
+			so.TLS = certs.Config()
+			so.Host, so.Port = host, agentPort
+			if host == "" {
+				// Following home: the server listens on loopback and a
+				// door at home forwards to it.
+				so.Host, so.Port = "127.0.0.1", -1
 			}
 		}
 		if srv, err = bus.StartServer(ctx, so); err != nil {
@@ -182,15 +190,23 @@ func Serve(ctx context.Context, o Options) error {
 		}
 		srv.SetAgentSecret([]byte(agentSecret))
 		o.agentPass = func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }
-		if so.Port != 0 {
-			self := o.AgentBinary
-			if self == "" {
-				if self, err = os.Executable(); err != nil {
-					return fmt.Errorf("find the engine's binary for the node agent: %w", err)
-				}
+		if certs != nil {
+			target := ""
+			if host == "" {
+				target = srv.Addr().String()
 			}
-			agent = &planner.AgentSpec{Binary: self, NATSPort: so.Port,
-				Password: func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }, CA: natsCA}
+			door := newAgentDoor(certs, target, agentPort, log.With("service", "agents"))
+			stops = append(stops, door.Close)
+			if !o.NoAgents {
+				self := o.AgentBinary
+				if self == "" {
+					if self, err = os.Executable(); err != nil {
+						return fmt.Errorf("find the engine's binary for the node agent: %w", err)
+					}
+				}
+				agent = &planner.AgentSpec{Binary: self, NATSPort: agentPort, Listen: door.Listen,
+					Password: func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }, CA: certs.CAPEM}
+			}
 		}
 		if nc, err = srv.Connect("deployment-engine"); err != nil {
 			return err

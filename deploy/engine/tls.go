@@ -262,24 +262,16 @@ func plainOnly(h http.Handler) http.Handler {
 	})
 }
 
-// natsTLS is the TLS of the NATS listener for agents: the API's pair when
-// --tls-cert gives one, else the auto pair in the data dir (made at first
-// use), and the certificate the agents pin.
-func natsTLS(o Options) (*tls.Config, string, error) {
+// natsCerts is the TLS of the NATS listener for agents: with --tls-cert
+// (and not --tls auto) that pair as it is, else certificates issued by the
+// auto pair in the data dir (made at first use), which agents pin.
+func natsCerts(o Options, pinnedHost string) (*agentCerts, error) {
 	certFile, keyFile := o.TLSCert, o.TLSKey
 	if certFile == "" || o.TLS == TLSAuto {
 		certFile, keyFile = filepath.Join(o.DataDir, AutoCertFile), filepath.Join(o.DataDir, AutoKeyFile)
 		if err := ensureSelfSigned(certFile, keyFile, certHosts(o)); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 	}
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, "", fmt.Errorf("the NATS listener's TLS pair %s, %s: %w", certFile, keyFile, err)
-	}
-	ca, err := os.ReadFile(certFile)
-	if err != nil {
-		return nil, "", err
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, string(ca), nil
+	return newAgentCerts(certFile, keyFile, []string{"127.0.0.1", "::1", "localhost", pinnedHost})
 }

@@ -149,7 +149,7 @@ func compare(tb testing.TB, n int, withAnsible bool) row {
 	}
 
 	// The engine.
-	e := harness.Start(tb, harness.Options{Args: []string{"--catalog", dir}})
+	e := harness.Start(tb, harness.Options{Args: []string{"--no-agents", "--catalog", dir}})
 	cfg := map[string]any{"components": map[string][]string{comp: ips(bed)}, "properties": map[string]any{
 		"catalog": "bench", "domain": "bench.local", "home": bed.Home, "key": bed.KeyPath, "adduser": 0}}
 	if code, body := e.Do("POST", "/deployment-engine/config?check=0", cfg); code != 201 {

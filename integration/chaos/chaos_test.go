@@ -86,7 +86,7 @@ func TestChaos(t *testing.T) {
 	}
 	var all []trial
 	t.Run("engine", func(t *testing.T) {
-		e := harness.Start(t, harness.Options{Args: []string{"--catalog", catalogs, "--step-ack-wait", ackWait}})
+		e := harness.Start(t, harness.Options{Args: []string{"--no-agents", "--catalog", catalogs, "--step-ack-wait", ackWait}})
 		for i := 0; i < (n+1)/2; i++ {
 			all = append(all, run(t, i, "engine", e, e))
 		}

@@ -33,7 +33,7 @@ func startEngine(t *testing.T) string {
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- engine.Serve(ctx, engine.Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
+		done <- engine.Serve(ctx, engine.Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(), NoAgents: true,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a string) { addr <- a }})
 	}()
 	select {

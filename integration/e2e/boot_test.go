@@ -28,7 +28,7 @@ func reboot(t *testing.T, n *testbed.Node) {
 // deployment: monit is enabled at boot (also where it had been disabled)
 // and starts its checks.
 func TestNodeWithoutMonit(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	bare, disabled := bed.Nodes[3], bed.Nodes[2]
 	setSleep(t, 0, bare, disabled)
 	saved, err := bare.Exec(context.Background(), "cat /etc/monit/monitrc")

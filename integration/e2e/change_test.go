@@ -217,7 +217,7 @@ func planCLI(e *harness.Engine) *exec.Cmd {
 // behind haproxy while a client keeps asking it.
 func TestChangeSafely(t *testing.T) {
 	dir := starterCatalog(t)
-	e := engine(t, "--catalog", dir)
+	e := engine(t, "--no-agents", "--catalog", dir)
 	web, lb := ips(0, 1, 2), bed.Nodes[3].IP
 	comps := map[string][]string{"web": web, "haproxy": {lb}}
 	cfg := config("starter", comps)

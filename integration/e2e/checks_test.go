@@ -148,7 +148,7 @@ func grep(lines []string, sub string) []string {
 // they do not lead to haproxy, none where they do); the node's OS and
 // monit against what the catalog declares; checkdisk 0 checks no disk.
 func TestPrechecks(t *testing.T) {
-	e := engine(t, "--catalog", checkCatalogs(t))
+	e := engine(t, "--no-agents", "--catalog", checkCatalogs(t))
 	lb, app := bed.Nodes[0], bed.Nodes[1]
 
 	// No resolver knows the domain (the nodes reach nothing beyond the bridge).

@@ -47,7 +47,7 @@ func storeE2E(t *testing.T, e *harness.Engine, comps map[string][]string) {
 }
 
 func TestDeployCodes(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	if code, body := e.Do("GET", "/deployment-engine/deploy", nil); code != 403 {
 		t.Fatalf("deploy without config: %d %s", code, body)
 	}
@@ -64,7 +64,7 @@ func TestDeployCodes(t *testing.T) {
 	if got := runs(t, bed.Nodes[1]); got != "alpha install\nbeta install\n" {
 		t.Errorf("node 1 ran %q", got)
 	}
-	// No agent runs here (no --nats-listen): status, stop and restart go
+	// No agent runs here (--no-agents): status, stop and restart go
 	// over SSH.
 	waitFor(t, e, 30*time.Second, "every instance RUNNING, read over SSH", func(st []statusEntry) bool {
 		running := 0
@@ -103,7 +103,7 @@ func TestDeployCodes(t *testing.T) {
 	}
 
 	// A second engine finds the nodes owned by the first.
-	other := harness.Start(t, harness.Options{Args: []string{"--catalog", catalogDir(t)}})
+	other := harness.Start(t, harness.Options{Args: []string{"--no-agents", "--catalog", catalogDir(t)}})
 	storeE2E(t, other, map[string][]string{"alpha": ips(0)})
 	if code, body := other.Do("GET", "/deployment-engine/deploy", nil); code != 409 || !strings.Contains(string(body), "owned by engine") {
 		t.Fatalf("deploy onto another engine's node: %d %s", code, body)
@@ -165,7 +165,7 @@ func TestDeployCodes(t *testing.T) {
 // kill -9 of the engine mid-deploy, then a restart, finishes the
 // deployment with no step completed twice on any node.
 func TestCrashResume(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	nodes := []*testbed.Node{bed.Nodes[1], bed.Nodes[2], bed.Nodes[3]}
 	setSleep(t, 2, nodes...)
 	storeE2E(t, e, map[string][]string{"alpha": ips(1, 2, 3), "beta": ips(2, 3)})
@@ -196,7 +196,7 @@ func TestCrashResume(t *testing.T) {
 // A node cut off mid-deploy fails its steps within a bound, with a clear
 // error, and the other nodes finish.
 func TestNodeCutMidDeploy(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	setSleep(t, 1, bed.Nodes[1], bed.Nodes[2])
 	setSleep(t, 20, bed.Nodes[3])
 	storeE2E(t, e, map[string][]string{"alpha": ips(1, 2, 3)})

@@ -12,7 +12,7 @@ import (
 func TestHardwareFollowsNodeLimits(t *testing.T) {
 	// No mirror: nothing is installed, the probe only reads the nodes.
 	release(t)
-	e := harness.Start(t, harness.Options{Args: []string{"--catalog", catalogDir(t)}})
+	e := harness.Start(t, harness.Options{Args: []string{"--no-agents", "--catalog", catalogDir(t)}})
 	comps := map[string][]string{"alpha": ips(0, 1)}
 	if code, body := e.Do("POST", "/deployment-engine/config", config("e2e", comps)); code != 201 {
 		t.Fatalf("config: %d %s", code, body)

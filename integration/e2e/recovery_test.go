@@ -18,7 +18,7 @@ import (
 // same config and deploying again changes nothing on its nodes. A backup
 // taken before brings the old deployments back.
 func TestWipedStoreConverges(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	setSleep(t, 0, bed.Nodes[0], bed.Nodes[1])
 	comps := map[string][]string{"alpha": ips(0, 1), "beta": ips(1)}
 	storeE2E(t, e, comps)
@@ -74,7 +74,7 @@ func cli(t *testing.T, e *harness.Engine, args ...string) string {
 // the config is down, so the deployment that would install the new
 // instance cannot start.
 func TestFailedScaleKeepsConfig(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	setSleep(t, 0, bed.Nodes[0], bed.Nodes[1], bed.Nodes[2])
 	storeE2E(t, e, map[string][]string{"alpha": ips(0, 1)})
 	if d := wait(t, e, deploy(t, e), 3*time.Minute); d.State != "succeeded" {
@@ -101,7 +101,7 @@ func TestFailedScaleKeepsConfig(t *testing.T) {
 // node, it fails saying so, the lock is released at once; a second cancel
 // is 409, an unknown deployment 404.
 func TestCancelDeployment(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	n := bed.Nodes[2]
 	setSleep(t, 300, n)
 	storeE2E(t, e, map[string][]string{"alpha": ips(2)})

@@ -102,7 +102,7 @@ func (r *rogue) seen() (passwords []string, keys, conns int) {
 // alone. The rogue host records what it is offered: never the password.
 func TestKeptSecretsStayWithTheirHosts(t *testing.T) {
 	r := startRogue(t)
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	const rootPW = "kept-root-pw-5b1e"
 
 	// Password only, no key: the new host is refused by name, before
@@ -165,7 +165,7 @@ func TestKeptSecretsStayWithTheirHosts(t *testing.T) {
 // holds a keyed digest of it. Deploying again after the change reports
 // changes and the node's user has the new password; once more, nothing.
 func TestChangedSecretIsApplied(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	setSleep(t, 0, bed.Nodes[0])
 	const user = "de12user"
 	cfg := config("e2e", map[string][]string{"alpha": ips(0)})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/deployment-engine/engine/integration/harness"
-	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -27,8 +27,8 @@ import (
 // tool with its own NATS client follows the deployment; deploying again
 // changes nothing.
 func TestStarterStack(t *testing.T) {
-	natsPort := bustest.FreePort(t)
-	e := engine(t, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
+	// No agent flag: agents are on by default and reach the engine at home.
+	e := engine(t)
 
 	comps := map[string][]string{
 		"haproxy": ips(0), "etcd": ips(0),
@@ -52,7 +52,7 @@ func TestStarterStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// NATS speaks TLS only, with the engine's certificate (pinned).
-	natsURL := fmt.Sprintf("nats://%s:%d", bed.Home, natsPort)
+	natsURL := fmt.Sprintf("nats://%s:4222", bed.Home)
 	if plain, err := nats.Connect(natsURL, nats.UserInfo("observer", strings.TrimSpace(string(pw)))); err == nil {
 		plain.Close()
 		t.Fatal("the engine's NATS took a connection without TLS")
@@ -111,6 +111,7 @@ func TestStarterStack(t *testing.T) {
 		t.Fatalf("second deploy: %s changed=%d\n%s", d2.State, d2.Changed, failures(d2))
 	}
 
+	followHome(t, e, comps)
 	logsThroughAPI(t, e, comps)
 	comps = scaleOutAndIn(t, e, comps)
 	operate(t, e, comps)
@@ -280,4 +281,78 @@ func etcdPutGet(t *testing.T, ip string) {
 	if r.Node.Value != "works" {
 		t.Errorf("etcd get: %+v (HTTP %d)", r, resp.StatusCode)
 	}
+}
+
+// followHome gives the bridge a second address and makes it home: the
+// engine listens for the agents there at once, without a restart, over TLS
+// with a certificate for that address that the agents' pinned CA signed,
+// and a deployment points every agent at it. (The scale-in below stores a
+// config with the first home again, and the agents follow back.)
+func followHome(t *testing.T, e *harness.Engine, comps map[string][]string) {
+	parts := strings.Split(bed.Home, ".")
+	home := strings.Join(append(parts[:3], "254"), ".")
+	if out, err := exec.Command("ip", "addr", "add", home+"/24", "dev", bed.Bridge).CombinedOutput(); err != nil {
+		t.Fatalf("add %s to the bridge: %v %s", home, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "addr", "del", home+"/24", "dev", bed.Bridge).Run() })
+	cfg := config("starter", comps)
+	cfg["properties"].(map[string]any)["home"] = home
+	code, body := e.Do("POST", "/deployment-engine/config", cfg)
+	if code != 201 || strings.Contains(string(body), "node agents") {
+		t.Fatalf("config with a new home: %d %s", code, body)
+	}
+	pw, err := os.ReadFile(filepath.Join(e.Data, "nats-observer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The observer, pinning the engine's certificate, verifies the new
+	// address: the listener's certificate was issued again for it.
+	nc, err := nats.Connect("nats://"+net.JoinHostPort(home, "4222"), nats.UserInfo("observer", strings.TrimSpace(string(pw))),
+		nats.RootCAs(filepath.Join(e.Data, "tls", "cert.pem")), nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("the engine does not listen for agents at the new home over TLS: %v", err)
+	}
+	nc.Close()
+	if c, err := net.DialTimeout("tcp", net.JoinHostPort(bed.Home, "4222"), 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("the engine still listens for agents at the old home")
+	}
+	d := wait(t, e, deploy(t, e), 5*time.Minute)
+	if d.State != "succeeded" {
+		t.Fatalf("deployment to the new home: %s\n%s", d.State, failures(d))
+	}
+	for _, st := range d.Steps {
+		if st.State == "succeeded" && st.Component != "_node" {
+			t.Errorf("the new home re-ran %s", st.ID)
+		}
+	}
+	// Every agent reconnects there and reports.
+	deadline := time.Now().Add(60 * time.Second)
+	for _, n := range bed.Nodes {
+		for {
+			out, _ := n.Exec(context.Background(), "ss -Htn state established dst "+home+":4222 | wc -l")
+			if strings.TrimSpace(string(out)) != "0" {
+				break
+			}
+			if time.Now().After(deadline) {
+				log, _ := n.Exec(context.Background(), "tail -5 /var/log/de-agent.log")
+				t.Fatalf("the agent on %s did not connect to the new home %s:\n%s", n.IP, home, log)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	instances := 0
+	for _, l := range comps {
+		instances += len(l)
+	}
+	took := waitFor(t, e, 30*time.Second, "every instance RUNNING, reported by agents at the new home", func(st []statusEntry) bool {
+		n := 0
+		for _, s := range st {
+			if s.Status == "RUNNING" {
+				n++
+			}
+		}
+		return n == instances
+	})
+	t.Logf("agents moved to home %s; every instance RUNNING %s after", home, took.Round(100*time.Millisecond))
 }

@@ -194,7 +194,7 @@ func frozenNode(t *testing.T, e *harness.Engine, n *testbed.Node) {
 // that fails there is a 502 with monit's words while status shows the
 // process still running.
 func TestFrozenNodeWithoutAgents(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
+	e := engine(t, "--no-agents", "--catalog", catalogDir(t))
 	setSleep(t, 0, bed.Nodes...)
 	storeE2E(t, e, map[string][]string{"alpha": ips(0, 1, 2, 3), "gamma": ips(1)})
 	if d := wait(t, e, deploy(t, e), 5*time.Minute); d.State != "succeeded" {

@@ -93,6 +93,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"config", "e"}, "edit"},
 		{[]string{"pre"}, "precheck"},
 		{[]string{"serve", "--nats-"}, "--nats-listen"},
+		{[]string{"serve", "--no"}, "--no-agents"},
 		{[]string{"serve", "--tls"}, "--tls --tls-cert --tls-key"},
 		{[]string{"deploy", "--p"}, "--plan"},
 		{[]string{"status", "--js"}, "--json"},
