@@ -120,7 +120,7 @@ func (s *scheduler) stop() {
 	if s.cur != nil && s.cur.live() {
 		// Hand the running deployment over: the next scheduler need not
 		// wait for the lock to expire.
-		s.releaseLease(ctx)
+		_ = s.releaseLease(ctx, s.cur.ID)
 	}
 }
 
@@ -186,7 +186,7 @@ func (s *scheduler) begin(ctx context.Context, rec *record) error {
 	}
 	s.drive(rec)
 	if err := s.saveLocked(ctx); err != nil {
-		s.releaseLease(ctx)
+		_ = s.releaseLease(ctx, rec.ID)
 		s.cur = nil
 		return err
 	}

@@ -92,7 +92,7 @@ func (s *scheduler) endLocked(ctx context.Context) {
 		u.lock = false // this scheduler holds it for another deployment now
 	}
 	if u.lock {
-		u.lock = !done("release the deploy lock", s.releaseLease(ctx))
+		u.lock = !done("release the deploy lock", s.releaseLease(ctx, id))
 	}
 	if !u.sent {
 		u.sent = done("publish event", s.publishErr(ctx, subject.DeployEvent(id, subject.DeployFinished), *u.event))

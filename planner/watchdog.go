@@ -253,20 +253,53 @@ func (s *scheduler) renewLease(ctx context.Context) error {
 	defer cancel()
 	val, _ := json.Marshal(lease{Deployment: s.cur.ID, Holder: s.holder, Expires: time.Now().Add(s.ttl).UTC()})
 	rev, err := s.res.Scheduler.Update(ctx, keyLease, val, s.leaseRev)
-	if err != nil {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		// A renewal that timed out may have been stored all the same (a
+		// cluster electing a leader): the lock is still ours if it says so.
+		own, ownRev := s.ownLease(ctx, s.cur.ID)
+		if !own {
+			return errLeaseLost
+		}
+		rev, err = s.res.Scheduler.Update(ctx, keyLease, val, ownRev)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return errLeaseLost
 		}
+	}
+	if err != nil {
 		return err
 	}
 	s.leaseRev, s.renewed = rev, time.Now()
 	return nil
 }
 
-func (s *scheduler) releaseLease(ctx context.Context) error {
+// ownLease tells whether the stored lock is this scheduler's for
+// deployment id, and its revision.
+func (s *scheduler) ownLease(ctx context.Context, id string) (bool, uint64) {
+	e, err := s.res.Scheduler.Get(ctx, keyLease)
+	if err != nil {
+		return false, 0
+	}
+	var l lease
+	if json.Unmarshal(e.Value(), &l) != nil || l.Holder != s.holder || l.Deployment != id {
+		return false, 0
+	}
+	return true, e.Revision()
+}
+
+// releaseLease deletes the lock this scheduler holds for deployment id.
+func (s *scheduler) releaseLease(ctx context.Context, id string) error {
 	err := s.res.Scheduler.Delete(ctx, keyLease, jetstream.LastRevision(s.leaseRev))
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return nil // another scheduler's lock by now: not ours to release
+		// A renewal stored after it timed out, or another scheduler's
+		// lock by now: only ours is released.
+		own, rev := s.ownLease(ctx, id)
+		if !own {
+			return nil
+		}
+		err = s.res.Scheduler.Delete(ctx, keyLease, jetstream.LastRevision(rev))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return nil
+		}
 	}
 	if err != nil && !bus.IsNotFound(err) {
 		s.log.Warn("release the deploy lock", "err", err)
