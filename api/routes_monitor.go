@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +68,19 @@ func parseTarget(body []byte, r *http.Request) (contract.Target, string) {
 				return t, "ip must be a string"
 			}
 			t.IP = strings.TrimSpace(str)
+		case key == "max_in_flight":
+			// A rolling restart: a number or a percentage.
+			switch n := v.(type) {
+			case string:
+				t.MaxInFlight = strings.TrimSpace(n)
+			case float64:
+				t.MaxInFlight = strconv.FormatFloat(n, 'f', -1, 64)
+			default:
+				return t, "max_in_flight must be a number or a percentage"
+			}
+			if t.MaxInFlight == "" {
+				return t, "max_in_flight must be a number or a percentage"
+			}
 		case slices.Contains(compKeys, key):
 			if !ok {
 				return t, key + " must be a string"
@@ -121,6 +135,10 @@ type timeoutKey struct{}
 func (s *server) control(action string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if t, ok := readTarget(w, r); ok {
+			if t.MaxInFlight != "" {
+				s.rollingRestart(w, r, action, t)
+				return
+			}
 			// The server's write timeout is for quick answers.
 			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(controlTimeout + 10*time.Second))
 			r = r.WithContext(context.WithValue(r.Context(), timeoutKey{}, controlTimeout))

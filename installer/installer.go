@@ -430,6 +430,14 @@ func (r *stepRun) execute() (string, int, error) {
 			return "", -1, permanent{fmt.Errorf("%s is owned by engine %s; remove %s on the node to hand it to this engine", s.Node, strings.TrimSpace(string(owner)), nodefs.Owner)}
 		}
 	}
+	if len(s.Files) > 0 && strings.TrimSpace(string(have)) != "" {
+		// The node is about to leave the state its marker records: a step
+		// that fails from here on must not pass for the old one applied
+		// (a revert to it would find nothing to do).
+		if _, err := output(ctx, c, "rm -f "+marker, nil); err != nil {
+			return "", -1, fmt.Errorf("clear step marker on %s: %w", s.Node, err)
+		}
+	}
 	for _, f := range s.Files {
 		sent, err := i.upload(ctx, c, f)
 		if err != nil {
@@ -453,6 +461,9 @@ func (r *stepRun) execute() (string, int, error) {
 	// Checked again under the step's lock on the node: a run that finished
 	// while this one waited leaves nothing to do.
 	fmt.Fprintf(&pre, "if [ \"$(cut -d' ' -f1 %[1]s 2>/dev/null)\" = %[2]s ]; then echo 'applied meanwhile by an earlier run'; exit 0; fi\n", marker, s.Hash)
+	// From here the node leaves what the marker records, until the
+	// script succeeds and writes the new one.
+	fmt.Fprintf(&pre, "rm -f %s\n", marker)
 	// The marker is written when, and only when, the script succeeds.
 	fmt.Fprintf(&pre, "trap 'rc=$?; rm -f %[1]s/%[6]s.pgid; if [ $rc -eq 0 ]; then mkdir -p %[5]s && printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s.tmp && mv %[4]s.tmp %[4]s; fi' EXIT\n",
 		nodefs.Run, s.Hash, s.Deployment, marker, nodefs.Applied, key)

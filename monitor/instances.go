@@ -32,6 +32,14 @@ func selectTargets(cfg contract.Config, t contract.Target) ([]contract.Target, e
 	if !ok {
 		return nil, kit.Errorf(400, "the config has no component %q", t.Comp)
 	}
+	if t.IP == "0.0.0.0" {
+		// A component and 0.0.0.0: every instance of it.
+		var out []contract.Target
+		for _, ip := range ips {
+			out = append(out, contract.Target{Comp: t.Comp, IP: ip})
+		}
+		return out, nil
+	}
 	if !slices.Contains(ips, t.IP) {
 		return nil, kit.Errorf(400, "component %s does not run on %s (it runs on %s)", t.Comp, t.IP, strings.Join(ips, ", "))
 	}

@@ -21,6 +21,11 @@ type record struct {
 	// so that a copy given up on is taken out of the queue.
 	Dispatches map[string]int    `json:"dispatches,omitempty"`
 	Queued     map[string]uint64 `json:"queued,omitempty"`
+	// Revert names the components whose halted rollout re-applies the
+	// last good config (auto_revert), with its max_in_flight.
+	Revert *revertPlan `json:"revert,omitempty"`
+	// cfg is the config a deploy applies, for the config history.
+	cfg        *contract.Config
 	prios      map[string]int
 	specs      map[string]contract.Step
 	index      map[string]int

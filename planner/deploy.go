@@ -57,11 +57,21 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 			return 0, nil, err
 		}
 	}
-	id, err := p.startLocked(ctx, cfg)
+	id, err := p.startWith(ctx, cfg, in.Update())
 	if err != nil {
 		return 0, nil, err
 	}
 	return 202, contract.DeployStarted{ID: id}, nil
+}
+
+// startWith is startLocked with update settings that override the others.
+func (p *Planner) startWith(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (_ string, err error) {
+	defer func() { p.noteRefusal(ctx, err) }()
+	rec, err := p.prepareWith(ctx, cfg, q)
+	if err != nil {
+		return "", err
+	}
+	return p.beginLocked(ctx, rec)
 }
 
 // startLocked checks the nodes and starts a deployment of cfg.
@@ -79,6 +89,7 @@ func (p *Planner) beginLocked(ctx context.Context, rec *record) (string, error) 
 	if err := p.sched.begin(ctx, rec); err != nil {
 		return "", err
 	}
+	p.recordConfig(ctx, rec)
 	p.log.Info("deployment started", "id", rec.ID, "steps", len(rec.Steps), "nodes", len(rec.Placement))
 	return rec.ID, nil
 }
@@ -87,6 +98,12 @@ func (p *Planner) beginLocked(ctx context.Context, rec *record) (string, error) 
 // (reachable, not another engine's), and plans a deployment of cfg. It
 // changes nothing.
 func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*record, error) {
+	return p.prepareWith(ctx, cfg, contract.UpdateSettings{})
+}
+
+// prepareWith is prepareLocked with update settings that override the
+// config's and the catalog's (deploy?canaries=&max_in_flight=).
+func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (*record, error) {
 	if id, ok := p.sched.running(); ok {
 		return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
 	}
@@ -136,11 +153,26 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 	if err := p.listenForAgents(cfg); err != nil {
 		p.engineEvent(ctx, "deploy", "deploying without node agents (the nodes are read over SSH): "+err.Error())
 	}
-	steps, err := p.stepsFor(ctx, p.planInputFor(cfg, cat, id, previous, noMonit), rel)
+	in := p.planInputFor(cfg, cat, id, previous, noMonit)
+	steps, err := p.stepsFor(ctx, in, rel)
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
 	}
-	return newRecord(id, placementOf(cfg), steps), nil
+	var batches []contract.Batch
+	if rel == nil {
+		// Which running instances change is on their nodes' markers.
+		ro := rollout{in: in, markers: p.markersOf(ctx, nodes), query: q}
+		if steps, batches, err = ro.apply(steps); err != nil {
+			return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + err.Error()}
+		}
+	}
+	rec := newRecord(id, placementOf(cfg), steps)
+	rec.Batches = batches
+	rec.cfg = &cfg
+	if rel == nil {
+		rec.Revert = revertFor(cat, cfg, q, batches)
+	}
+	return rec, nil
 }
 
 // planInputFor is what a deployment id of cfg is planned from.

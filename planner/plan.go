@@ -116,8 +116,9 @@ func buildPlan(in planInput) ([]*planStep, error) {
 			}
 			prio := order[name] * 10
 			files := stepFiles(r.Files)
+			// The check is no part of the hash: it validates the files, which are.
 			upload := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "upload", Files: files,
-				Script: "true\n", Hash: hashOf(filesHash(files))}, after: []string{base[ip]}, prio: prio}
+				Script: checkScript(r.Check), Hash: hashOf(filesHash(files))}, after: []string{base[ip]}, prio: prio}
 			install := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "install",
 				Script: installScript(comp.Packages, r.Install), TimeoutS: int(in.timeout / time.Second)}, prio: prio + 1}
 			install.spec.Hash = hashOf(install.spec.Script)

@@ -59,6 +59,10 @@ type Options struct {
 	// PlannerID names this planner in the deploy lock; a planner started
 	// again under the same name takes its lock back at once (default: random).
 	PlannerID string
+	// Control, when set, is the node script that runs a monit action
+	// ("restart") on a process and waits for its outcome; a rolling
+	// restart runs it. Nil: a simpler wait for a new process.
+	Control func(action, process string) string
 }
 
 // AgentSpec tells the planner how to install the node agent.
@@ -120,16 +124,19 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	}
 	p.svc = svc
 	eps := map[string]kit.Handler{
-		subject.ConfigPut():     p.configPut,
-		subject.ConfigGet():     p.configGet,
-		subject.DeployStart():   p.deployStart,
-		subject.DeployGet():     p.deployGet,
-		subject.DeployReport():  p.deployReport,
-		subject.DeployReapply(): p.reapply,
-		subject.DeployList():    p.deployList,
-		subject.DeployScale():   p.scale,
-		subject.DeployCancel():  p.deployCancel,
-		subject.DeployPlan():    p.planEndpoint,
+		subject.ConfigPut():      p.configPut,
+		subject.ConfigGet():      p.configGet,
+		subject.DeployStart():    p.deployStart,
+		subject.DeployGet():      p.deployGet,
+		subject.DeployReport():   p.deployReport,
+		subject.DeployReapply():  p.reapply,
+		subject.DeployList():     p.deployList,
+		subject.DeployScale():    p.scale,
+		subject.DeployCancel():   p.deployCancel,
+		subject.DeployPlan():     p.planEndpoint,
+		subject.DeployRollback(): p.rollback,
+		subject.DeployRestart():  p.rollingRestart,
+		subject.ConfigHistory():  p.configHistory,
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	for subj, h := range eps {

@@ -108,6 +108,18 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
 	}
+	if rel == nil {
+		markers := map[string]map[string]string{}
+		for ip, r := range reads {
+			if r.err == "" {
+				markers[ip] = r.markers
+			}
+		}
+		ro := rollout{in: p.planInputFor(cfg, cat, "plan", previous, noMonit), markers: markers}
+		if steps, _, err = ro.apply(steps); err != nil {
+			return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + err.Error()}
+		}
+	}
 	byNode := map[string][]*planStep{}
 	wanted := map[string]bool{} // step id@hash whose files the engine last wrote
 	for _, s := range steps {
@@ -229,6 +241,9 @@ func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have stri
 		if isNew {
 			a.Why = "register with monit"
 		}
+	case "watch":
+		a.Why = "watch it healthy (monit, and the catalog's health check) before the rollout goes on"
+		return
 	case "start":
 		a.Why = "restart (or reload) the running process: what it runs from changed"
 		if strings.Contains(spec.Script, " ) || monit restart") {
@@ -239,6 +254,14 @@ func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have stri
 		}
 		return
 	default:
+		if t, ok := strings.CutPrefix(spec.Action, "drain-"); ok {
+			a.Why = "take " + t + " out of " + spec.Component + " before it changes"
+			return
+		}
+		if t, ok := strings.CutPrefix(spec.Action, "ready-"); ok {
+			a.Why = "put " + t + " back into " + spec.Component + " once it is healthy"
+			return
+		}
 		a.Why = spec.Action + " changed"
 		if isNew {
 			a.Why = spec.Action + ": not applied on this node yet"
@@ -498,4 +521,15 @@ func parseRead(output string, wantEnd bool) nodeRead {
 // longer what the plan said.
 func errStalePlan(id, now string) error {
 	return &kit.Error{Code: 409, Msg: fmt.Sprintf("plan %s is stale: the config, catalog or nodes changed since (the plan is now %s); plan again and review it", id, now)}
+}
+
+// markersOf reads the step markers of nodes; a node not read is missing.
+func (p *Planner) markersOf(ctx context.Context, nodes []string) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for ip, r := range p.readNodes(ctx, nodes, func(string) string { return markersScript }) {
+		if r.err == "" {
+			out[ip] = r.markers
+		}
+	}
+	return out
 }

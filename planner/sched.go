@@ -205,6 +205,7 @@ func (s *scheduler) snapshot(ctx context.Context, id string) (*contract.Deployme
 	if s.cur != nil && s.cur.ID == id {
 		d := s.cur.Deployment
 		d.Steps = append([]contract.StepStatus(nil), s.cur.Steps...)
+		d.Batches = append([]contract.Batch(nil), s.cur.Batches...)
 		s.mu.Unlock()
 		return &d, nil
 	}
@@ -298,6 +299,7 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 			break
 		}
 	}
+	s.batchEventsLocked(ctx)
 	if !rec.pendingWork() {
 		s.finishLocked(ctx, "")
 	}
@@ -322,6 +324,10 @@ func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
 func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 	rec := s.cur
 	now := time.Now().UTC()
+	s.batchEventsLocked(ctx)
+	if reason == "" {
+		reason = rec.haltReason()
+	}
 	failed := rec.finish(reason, now)
 	s.dirty = true
 	if b, err := json.Marshal(rec.placementAfter(loadPlacement(ctx, s.res))); err == nil {
@@ -336,6 +342,7 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error}}
 	s.endLocked(ctx)
 	s.log.Info("deployment finished", "id", rec.ID, "state", rec.State, "changed", rec.Changed, "failed", failed)
+	s.p.finished(rec)
 }
 
 func (s *scheduler) publish(ctx context.Context, subj string, v any) {

@@ -247,3 +247,12 @@ monit reload || true
 echo "removed %[1]s"
 `, name, kit.ShellQuote(process), nodefs.ClearMarkers(name+"."))
 }
+
+// checkScript is an upload's script: the catalog's check of the files it
+// wrote, or nothing.
+func checkScript(check string) string {
+	if strings.TrimSpace(check) == "" {
+		return "true\n"
+	}
+	return "set -eu\n" + check
+}

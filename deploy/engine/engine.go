@@ -246,7 +246,11 @@ func Serve(ctx context.Context, o Options) error {
 			// takes its deploy lock back at once.
 			PlannerID:   engineID + "@" + host + ":" + dir,
 			SilentAfter: max(time.Minute, 2*o.StepAckWait),
-			SecretKey:   key.digestKey()})
+			SecretKey:   key.digestKey(),
+			// A rolling restart waits for monit's outcome as PUT /restart does.
+			Control: func(action, process string) string {
+				return monitControl(action, process)
+			}})
 		if err != nil {
 			return err
 		}

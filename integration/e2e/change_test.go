@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -176,101 +177,212 @@ func storeState(t *testing.T, e *harness.Engine) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// starterCatalog copies the starter catalog into a directory of its own,
-// without SHA256SUMS (the engine then holds it to what it read at start),
-// so that a test can give web's page a new version.
-func starterCatalog(t *testing.T) string {
+// starterCatalogs copies the starter catalog into a directory of its own
+// three times, without SHA256SUMS (the engine then holds each to what it
+// read at start): starter as it ships, starter_v2 whose page says "page v2",
+// and starter_v3 whose page says "page v3" and whose nginx config fails.
+// A config picks the version with its catalog property.
+func starterCatalogs(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	src, _ := filepath.Abs("../../planner/catalog/catalogs/starter")
-	if out, err := exec.Command("cp", "-r", src, filepath.Join(dir, "starter")).CombinedOutput(); err != nil {
-		t.Fatalf("copy catalog: %v %s", err, out)
+	for _, v := range []string{"starter", "starter_v2", "starter_v3"} {
+		dst := filepath.Join(dir, v)
+		if out, err := exec.Command("cp", "-r", src, dst).CombinedOutput(); err != nil {
+			t.Fatalf("copy catalog: %v %s", err, out)
+		}
+		_ = os.Remove(filepath.Join(dst, "SHA256SUMS"))
+		cj := filepath.Join(dst, "catalog.json")
+		b, _ := os.ReadFile(cj)
+		b = []byte(strings.Replace(string(b), `"name": "starter"`, `"name": "`+v+`"`, 1))
+		if err := os.WriteFile(cj, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if v == "starter" {
+			continue
+		}
+		version := strings.TrimPrefix(v, "starter_")
+		tmpl := "<!doctype html>\n<title>web {{.Index}}</title>\n<h1>web {{.Index}} on {{.Node}} ({{.Node}})</h1>\n<p>page " + version + "</p>\n"
+		if err := os.WriteFile(filepath.Join(dst, "templates", "web-index.html"), []byte(tmpl), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if version == "v3" {
+			conf := filepath.Join(dst, "templates", "web-nginx.conf")
+			b, _ := os.ReadFile(conf)
+			b = append(b, []byte("no_such_directive on;\n")...)
+			if err := os.WriteFile(conf, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	_ = os.Remove(filepath.Join(dir, "starter", "SHA256SUMS"))
 	return dir
 }
 
-// setPage gives web's page template a version: the engine reads it when it
-// starts again.
-func setPage(t *testing.T, e *harness.Engine, dir, version string) {
-	t.Helper()
-	tmpl := "<!doctype html>\n<title>web {{.Index}}</title>\n<h1>web {{.Index}} on {{.Node}} ({{.Node}})</h1>\n"
-	if version != "v1" {
-		tmpl += "<p>page " + version + "</p>\n"
-	}
-	if err := os.WriteFile(filepath.Join(dir, "starter", "templates", "web-index.html"), []byte(tmpl), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e.Stop()
-	e.Restart()
-}
-
-// planCLI is `deployment-engine plan` against e.
-func planCLI(e *harness.Engine) *exec.Cmd {
-	cmd := exec.Command(e.Bin, "plan", "--server", "http://"+e.Addr)
+// planCLI is `deployment-engine plan [args]` against e.
+func planCLI(e *harness.Engine, args ...string) *exec.Cmd {
+	cmd := exec.Command(e.Bin, append([]string{"plan", "--server", "http://" + e.Addr}, args...)...)
 	cmd.Env = append(os.Environ(), "DE_API_TOKEN="+e.Token)
 	return cmd
 }
 
+// deployment reads a deployment with its batches.
+type rolled struct {
+	deployment
+	Kind    string `json:"kind"`
+	Batches []struct {
+		Component string
+		Index     int
+		Canary    bool
+		Nodes     []string
+		State     string
+		Steps     []string
+	} `json:"batches"`
+}
+
+func getDeployment(t *testing.T, e *harness.Engine, id string) rolled {
+	t.Helper()
+	code, body := e.Do("GET", "/deployment-engine/deployments/"+id, nil)
+	var d rolled
+	if code != 200 || json.Unmarshal(body, &d) != nil {
+		t.Fatalf("deployment %s: %d %s", id, code, body)
+	}
+	return d
+}
+
+// started starts what method path answers 202 {"id"} for and waits for it.
+func started(t *testing.T, e *harness.Engine, method, path string, body any) rolled {
+	t.Helper()
+	code, b := e.Do(method, path, body)
+	if code != 202 {
+		t.Fatalf("%s %s: %d %s", method, path, code, b)
+	}
+	var r struct{ ID string }
+	_ = json.Unmarshal(b, &r)
+	wait(t, e, r.ID, 5*time.Minute)
+	return getDeployment(t, e, r.ID)
+}
+
+// oneAtATime checks that the instances of comp changed one after another:
+// each instance's steps after every step of the one before.
+func oneAtATime(t *testing.T, d rolled, comp string, want int) {
+	t.Helper()
+	steps := map[string]struct{ s, f *time.Time }{}
+	for _, st := range d.Steps {
+		steps[st.ID] = struct{ s, f *time.Time }{st.Started, st.Finished}
+	}
+	var prevEnd *time.Time
+	n := 0
+	for _, b := range d.Batches {
+		if b.Component != comp {
+			continue
+		}
+		n++
+		if len(b.Nodes) != 1 || b.State != "healthy" {
+			t.Errorf("batch %d of %s: %+v", b.Index, comp, b)
+		}
+		var first, last *time.Time
+		for _, id := range b.Steps {
+			st := steps[id]
+			if st.s != nil && (first == nil || st.s.Before(*first)) {
+				first = st.s
+			}
+			if st.f != nil && (last == nil || st.f.After(*last)) {
+				last = st.f
+			}
+		}
+		if prevEnd != nil && first != nil && first.Before(*prevEnd) {
+			t.Errorf("batch %d of %s started at %s, before the batch before it ended (%s)", b.Index, comp, first, prevEnd)
+		}
+		prevEnd = last
+	}
+	if n != want {
+		t.Errorf("%d batches of %s, want %d: %+v", n, comp, want, d.Batches)
+	}
+}
+
 // Changing a running cluster safely: a plan shows what a deploy would do
-// and changes nothing; a stale plan refuses to deploy; changes roll out
-// behind haproxy while a client keeps asking it.
+// and changes nothing; a stale plan refuses to deploy; a change rolls out
+// one instance at a time behind haproxy, a broken one halts after its
+// canary (and reverts), a rollback restores the page before, and a rolling
+// restart goes one instance at a time, all while a client keeps asking
+// haproxy and no request fails.
 func TestChangeSafely(t *testing.T) {
-	dir := starterCatalog(t)
-	e := engine(t, "--no-agents", "--catalog", dir)
+	e := engine(t, "--no-agents", "--catalog", starterCatalogs(t))
 	web, lb := ips(0, 1, 2), bed.Nodes[3].IP
 	comps := map[string][]string{"web": web, "haproxy": {lb}}
-	cfg := config("starter", comps)
-	if code, body := e.Do("POST", "/deployment-engine/config", cfg); code != 201 {
+	cfgV := func(v string) map[string]any {
+		c := config("starter", comps)
+		if v != "v1" {
+			c["properties"].(map[string]any)["catalog"] = "starter_" + v
+		}
+		return c
+	}
+	if code, body := e.Do("POST", "/deployment-engine/config", cfgV("v1")); code != 201 {
 		t.Fatalf("config: %d %s", code, body)
 	}
 	if d := wait(t, e, deploy(t, e), 8*time.Minute); d.State != "succeeded" {
 		t.Fatalf("first deployment:\n%s", failures(d))
 	}
 	l := startLoop("http://" + lb + "/")
-	defer l.end()
+	defer func() {
+		if l != nil {
+			l.end()
+		}
+	}()
 	// haproxy's checks (every 1 s) find every backend.
 	time.Sleep(3 * time.Second)
+	noFailures := func(t *testing.T, what string, want ...string) {
+		t.Helper()
+		served, failed, pages := l.counts()
+		t.Logf("%s: %d requests served, %d failed, pages %v", what, served, failed, pages)
+		if failed != 0 || served == 0 {
+			t.Errorf("%s: %d requests failed (%d served)", what, failed, served)
+		}
+		for p := range pages {
+			if !slices.Contains(want, p) {
+				t.Errorf("%s: haproxy served page %s (%d times), want only %v", what, p, pages[p], want)
+			}
+		}
+	}
+	_, _, _ = l.counts()
 
 	t.Run("plan of an unchanged cluster", func(t *testing.T) {
 		p := getPlan(t, e, nil)
 		if p.Changes != 0 || p.Drifted != 0 {
 			t.Errorf("plan of the deployed config: %d actions, %d drifted: %+v", p.Changes, p.Drifted, p.Nodes)
 		}
-		out, err := planCLI(e).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "no changes") {
+		if out, err := planCLI(e).CombinedOutput(); err != nil || !strings.Contains(string(out), "no changes") {
 			t.Errorf("CLI plan of no change: %v\n%s", err, out)
 		}
 	})
 
-	var v2 string
 	t.Run("plan of a new page", func(t *testing.T) {
-		setPage(t, e, dir, "v2")
 		nodes, store := nodeState(t), storeState(t, e)
-		p := getPlan(t, e, nil)
-		v2 = p.ID
+		p := getPlan(t, e, cfgV("v2"))
 		for _, n := range p.Nodes {
-			isWeb := n.IP != lb
-			if isWeb != (len(n.Actions) > 0) {
-				t.Errorf("node %s (web: %v) has %d actions: %+v", n.IP, isWeb, len(n.Actions), n.Actions)
-			}
-			var diffs []string
+			var files []string
 			for _, a := range n.Actions {
-				if a.Component != "web" {
+				if n.IP == lb && !strings.HasPrefix(a.Action, "drain-web-") && !strings.HasPrefix(a.Action, "ready-web-") {
+					t.Errorf("haproxy's node: %+v, want only web's drains and readies", a)
+				}
+				if n.IP != lb && a.Component != "web" {
 					t.Errorf("node %s: action on %s: %+v", n.IP, a.Component, a)
 				}
 				for _, f := range a.Files {
-					diffs = append(diffs, f.Path)
+					files = append(files, f.Path)
 					if !strings.Contains(f.Diff, "+<p>page v2</p>") || !strings.HasPrefix(f.Diff, "--- a/var/www/de-web/index.html") {
 						t.Errorf("node %s: diff of %s:\n%s", n.IP, f.Path, f.Diff)
 					}
 				}
 			}
-			if isWeb && strings.Join(diffs, " ") != "/var/www/de-web/index.html" {
-				t.Errorf("node %s: files in the plan %v, want the page only", n.IP, diffs)
+			if want := map[bool]string{true: "", false: "/var/www/de-web/index.html"}[n.IP == lb]; strings.Join(files, " ") != want {
+				t.Errorf("node %s: files in the plan %v, want %q", n.IP, files, want)
 			}
 		}
-		out, err := planCLI(e).CombinedOutput()
+		f := filepath.Join(t.TempDir(), "v2.json")
+		b, _ := json.Marshal(cfgV("v2"))
+		_ = os.WriteFile(f, b, 0o600)
+		out, err := planCLI(e, f).CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 10 || !strings.Contains(string(out), "+<p>page v2</p>") {
 			t.Errorf("CLI plan of pending changes: %v (want exit 10)\n%s", err, out)
 		}
@@ -278,7 +390,7 @@ func TestChangeSafely(t *testing.T) {
 			t.Errorf("the plan changed files on the nodes")
 		}
 		if storeState(t, e) != store {
-			t.Errorf("the plan wrote to the config or deployments bucket")
+			t.Errorf("the plan wrote to the config, deployments or scheduler bucket")
 		}
 		for _, ip := range web {
 			if got := page(t, ip); got != "v1" {
@@ -288,8 +400,8 @@ func TestChangeSafely(t *testing.T) {
 	})
 
 	t.Run("drift", func(t *testing.T) {
-		n := node(web[1])
-		if _, err := n.Exec(context.Background(), "echo '# changed by hand' >> /etc/de-web/nginx.conf"); err != nil {
+		before := getPlan(t, e, nil)
+		if _, err := node(web[1]).Exec(context.Background(), "echo '# changed by hand' >> /etc/de-web/nginx.conf"); err != nil {
 			t.Fatal(err)
 		}
 		p := getPlan(t, e, nil)
@@ -303,55 +415,163 @@ func TestChangeSafely(t *testing.T) {
 				}
 			}
 		}
-		if !found || p.Drifted != 1 {
-			t.Errorf("the hand-edited file is not in the plan's drift: %+v", p.Nodes)
+		if !found || p.Drifted != 1 || p.Changes != 0 {
+			t.Errorf("the hand-edited file is not the plan's one drift: %+v", p.Nodes)
 		}
-		if p.ID == v2 {
+		if p.ID == before.ID {
 			t.Errorf("the plan id did not change with the node's files")
 		}
-		v2 = p.ID
 	})
 
 	t.Run("stale plan", func(t *testing.T) {
-		changed := config("starter", comps)
+		if code, body := e.Do("POST", "/deployment-engine/config?check=0", cfgV("v2")); code != 201 {
+			t.Fatalf("config: %d %s", code, body)
+		}
+		p := getPlan(t, e, nil)
+		changed := cfgV("v2")
 		changed["properties"].(map[string]any)["disksize"] = "2"
 		if code, body := e.Do("POST", "/deployment-engine/config?check=0", changed); code != 201 {
 			t.Fatalf("config: %d %s", code, body)
 		}
-		code, body := e.Do("POST", "/deployment-engine/deploy?plan="+v2, nil)
+		code, body := e.Do("POST", "/deployment-engine/deploy?plan="+p.ID, nil)
 		if code != 409 || !strings.Contains(string(body), "stale") {
 			t.Errorf("deploy of a stale plan: %d %s, want 409", code, body)
 		}
-		if code, body := e.Do("POST", "/deployment-engine/config?check=0", cfg); code != 201 {
+		if code, body := e.Do("POST", "/deployment-engine/config?check=0", cfgV("v2")); code != 201 {
 			t.Fatalf("config: %d %s", code, body)
 		}
-		if code, body := e.Do("GET", "/deployment-engine/deploy?plan=zz", nil); code != 400 {
-			t.Errorf("deploy?plan=zz: %d %s, want 400", code, body)
+		for _, q := range []string{"plan=zz", "canaries=-1", "max_in_flight=0", "max_in_flight=101%25", "auto_revert=maybe"} {
+			if code, body := e.Do("GET", "/deployment-engine/deploy?"+q, nil); code != 400 {
+				t.Errorf("deploy?%s: %d %s, want 400", q, code, body)
+			}
 		}
 	})
 
-	t.Run("deploy the plan", func(t *testing.T) {
+	t.Run("roll out the plan one at a time", func(t *testing.T) {
 		_, _, _ = l.counts()
 		p := getPlan(t, e, nil)
-		code, body := e.Do("GET", "/deployment-engine/deploy?plan="+p.ID, nil)
-		if code != 202 {
-			t.Fatalf("deploy?plan: %d %s", code, body)
-		}
-		var r struct{ ID string }
-		_ = json.Unmarshal(body, &r)
-		d := wait(t, e, r.ID, 5*time.Minute)
+		d := started(t, e, "GET", "/deployment-engine/deploy?canaries=1&max_in_flight=1&plan="+p.ID, nil)
 		if d.State != "succeeded" {
-			t.Fatalf("deployment of the new page:\n%s", failures(d))
+			t.Fatalf("deployment of the new page:\n%s", failures(d.deployment))
+		}
+		oneAtATime(t, d, "web", 3)
+		if len(d.Batches) == 0 || !d.Batches[0].Canary {
+			t.Errorf("no canary first: %+v", d.Batches)
 		}
 		for _, ip := range web {
-			if got := pageWithin(t, ip, "v2", 10*time.Second); got != "v2" {
+			if got := page(t, ip); got != "v2" {
 				t.Errorf("%s serves %s, want v2", ip, got)
 			}
 		}
-		served, failed, pages := l.counts()
-		t.Logf("during the deployment: %d served, %d failed, pages %v", served, failed, pages)
+		noFailures(t, "rollout of v2", "v1", "v2")
 		if p := getPlan(t, e, nil); p.Changes != 0 || p.Drifted != 0 {
 			t.Errorf("plan after the deployment: %d actions, %d drifted: %+v", p.Changes, p.Drifted, p.Nodes)
+		}
+	})
+
+	t.Run("rollback", func(t *testing.T) {
+		d := started(t, e, "POST", "/deployment-engine/rollback", nil)
+		if d.State != "succeeded" || d.Kind != "rollback" {
+			t.Fatalf("rollback: %s %s\n%s", d.Kind, d.State, failures(d.deployment))
+		}
+		for _, ip := range web {
+			if got := page(t, ip); got != "v1" {
+				t.Errorf("%s serves %s after the rollback, want v1", ip, got)
+			}
+		}
+		code, body := e.Do("GET", "/deployment-engine/config", nil)
+		if code != 200 || !strings.Contains(string(body), `"catalog":"starter"`) {
+			t.Errorf("stored config after the rollback: %d %s", code, body)
+		}
+		noFailures(t, "rollback", "v1", "v2")
+	})
+
+	canary := ""
+	t.Run("a broken change halts after the canary", func(t *testing.T) {
+		if code, body := e.Do("POST", "/deployment-engine/config", cfgV("v3")); code != 201 {
+			t.Fatalf("config: %d %s", code, body)
+		}
+		d := started(t, e, "GET", "/deployment-engine/deploy", nil)
+		if d.State != "failed" || !strings.Contains(d.Error, "halted: the canary of web") || !strings.Contains(d.Error, "left as they were") {
+			t.Fatalf("a broken change: %s %q", d.State, d.Error)
+		}
+		canary = d.Batches[0].Nodes[0]
+		for _, ip := range web {
+			if ip != canary {
+				if got := page(t, ip); got != "v1" {
+					t.Errorf("%s serves %s after the halt, want v1", ip, got)
+				}
+			}
+		}
+		noFailures(t, "halted rollout", "v1")
+	})
+
+	t.Run("auto_revert", func(t *testing.T) {
+		d := started(t, e, "GET", "/deployment-engine/deploy?auto_revert=true", nil)
+		if d.State != "failed" || !strings.Contains(d.Error, "halted") {
+			t.Fatalf("a broken change: %s %q", d.State, d.Error)
+		}
+		deadline := time.Now().Add(3 * time.Minute)
+		var revert rolled
+		for time.Now().Before(deadline) && revert.State != "succeeded" && revert.State != "failed" {
+			time.Sleep(500 * time.Millisecond)
+			_, body := e.Do("GET", "/deployment-engine/deployments", nil)
+			var list []struct{ ID, Kind string }
+			_ = json.Unmarshal(body, &list)
+			for _, x := range list {
+				if x.Kind == "revert" && x.ID > d.ID {
+					revert = getDeployment(t, e, x.ID)
+				}
+			}
+		}
+		if revert.State != "succeeded" {
+			t.Fatalf("no revert succeeded after the halt: %+v", revert)
+		}
+		if got := page(t, canary); got != "v1" {
+			t.Errorf("the canary %s serves %s after the revert, want v1", canary, got)
+		}
+		time.Sleep(2 * time.Second) // haproxy's check takes the canary back
+		noFailures(t, "halted rollout and its revert", "v1")
+	})
+
+	t.Run("rolling restart", func(t *testing.T) {
+		pids := func() map[string]string {
+			out := map[string]string{}
+			for _, ip := range web {
+				b, err := node(ip).Exec(context.Background(), "cat /run/de-web.pid")
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[ip] = strings.TrimSpace(string(b))
+			}
+			return out
+		}
+		before := pids()
+		d := started(t, e, "PUT", "/deployment-engine/restart", map[string]any{"name": "web", "ip": "0.0.0.0", "max_in_flight": 1})
+		if d.State != "succeeded" || d.Kind != "restart" {
+			t.Fatalf("rolling restart: %s %s\n%s", d.Kind, d.State, failures(d.deployment))
+		}
+		oneAtATime(t, d, "web", 3)
+		after := pids()
+		for _, ip := range web {
+			if after[ip] == before[ip] || after[ip] == "" {
+				t.Errorf("web on %s: pid %s before, %s after the restart", ip, before[ip], after[ip])
+			}
+		}
+		noFailures(t, "rolling restart", "v1")
+	})
+
+	t.Run("history and stop of every instance", func(t *testing.T) {
+		code, body := e.Do("GET", "/deployment-engine/config/history", nil)
+		if code != 200 || strings.Contains(string(body), bed.KeyPath) || !strings.Contains(string(body), `"catalog":"starter_v3"`) || !strings.Contains(string(body), `"catalog":"starter_v2"`) {
+			t.Errorf("history: %d %s", code, body)
+		}
+		// The client stops: every web instance goes.
+		l.end()
+		l = nil
+		code, body = e.Do("PUT", "/deployment-engine/stop", map[string]string{"name": "web", "ip": "0.0.0.0"})
+		if code != 200 || strings.Count(string(body), `"ok":true`) != 3 {
+			t.Errorf("stop web 0.0.0.0: %d %s", code, body)
 		}
 	})
 }

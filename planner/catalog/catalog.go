@@ -73,6 +73,19 @@ type Component struct {
 	ReconfigureOn []string `json:"reconfigure_on,omitempty"`
 	Reload        string   `json:"reload,omitempty"`
 	Remove        string   `json:"remove,omitempty"`
+	// Check names a template of commands that validate the rendered files
+	// once written, before anything installs or restarts: the upload
+	// fails, and with it the instance's rollout, when they do.
+	Check string `json:"check,omitempty"`
+	// Health is how an instance is judged healthy beside monit's word.
+	Health *Health `json:"health,omitempty"`
+	// Update is how changes to its running instances roll out.
+	Update *contract.UpdateSettings `json:"update,omitempty"`
+	// Drain and Ready name templates that take an instance of a component
+	// this one balances (one of ReconfigureOn) out of service before it
+	// changes, and back once it is healthy.
+	Drain string `json:"drain,omitempty"`
+	Ready string `json:"ready,omitempty"`
 }
 
 // Property is a catalog's own config property, with the values it takes.
@@ -261,8 +274,27 @@ func LoadFS(fsys fs.FS, name string) (*Catalog, error) {
 		if comp.Monit == "" {
 			bad(n, "no monit template")
 		}
-		for _, t := range []string{comp.Install, comp.Monit, comp.Reload, comp.Remove} {
+		for _, t := range []string{comp.Install, comp.Monit, comp.Reload, comp.Remove, comp.Drain, comp.Ready, comp.Check} {
 			loadTemplate(n, t)
+		}
+		if (comp.Drain == "") != (comp.Ready == "") {
+			bad(n, "drain and ready come together")
+		}
+		if comp.Update != nil {
+			for _, p := range comp.Update.Problems("update") {
+				bad(n, "%s: %s", p.Path, p.Reason)
+			}
+		}
+		if h := comp.Health; h != nil {
+			for i, t := range []string{h.HTTP, h.TCP, h.Command} {
+				if t == "" {
+					continue
+				}
+				name := fmt.Sprintf("health.%s.%d", n, i)
+				if _, err := c.templates.New(name).Parse(t); err != nil {
+					bad(n, "health: %v", err)
+				}
+			}
 		}
 	}
 	order, cycle := topo(c.Components)

@@ -32,8 +32,8 @@ type RenderedFile struct {
 
 // Rendered is everything one component instance needs.
 type Rendered struct {
-	Files                          []RenderedFile
-	Install, Monit, Reload, Remove string
+	Files                                 []RenderedFile
+	Install, Monit, Reload, Remove, Check string
 }
 
 // data is what templates see.
@@ -48,6 +48,11 @@ type data struct {
 	Release    string
 	Components map[string][]string
 	Order      []string
+	// Target, TargetIndex and TargetComponent name the instance a drain
+	// or ready script acts on.
+	Target          string
+	TargetIndex     int
+	TargetComponent string
 }
 
 // IPs returns the IPs of a component, empty when the config has none.
@@ -99,12 +104,7 @@ func (c *Catalog) Render(in Input) (*Rendered, error) {
 	if !ok {
 		return nil, fmt.Errorf("catalog %s has no component %q", c.Name, in.Component)
 	}
-	cfg := in.Config.Redact()
-	d := data{Config: cfg, Props: cfg.Properties, Node: in.Node, Index: in.Index, Component: in.Component,
-		Engine: in.Engine, MirrorURL: in.MirrorURL, Components: cfg.Components, Release: cfg.Properties.Release, Order: c.Order}
-	if d.Release == "" {
-		d.Release = c.Properties["release"].Default
-	}
+	d := c.data(in)
 	out := &Rendered{}
 	run := func(name string) (string, error) {
 		if name == "" {
@@ -127,10 +127,21 @@ func (c *Catalog) Render(in Input) (*Rendered, error) {
 	for _, p := range []struct {
 		dst  *string
 		name string
-	}{{&out.Install, comp.Install}, {&out.Monit, comp.Monit}, {&out.Reload, comp.Reload}, {&out.Remove, comp.Remove}} {
+	}{{&out.Install, comp.Install}, {&out.Monit, comp.Monit}, {&out.Reload, comp.Reload}, {&out.Remove, comp.Remove}, {&out.Check, comp.Check}} {
 		if *p.dst, err = run(p.name); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// data is what in's templates see; secrets are redacted.
+func (c *Catalog) data(in Input) data {
+	cfg := in.Config.Redact()
+	d := data{Config: cfg, Props: cfg.Properties, Node: in.Node, Index: in.Index, Component: in.Component,
+		Engine: in.Engine, MirrorURL: in.MirrorURL, Components: cfg.Components, Release: cfg.Properties.Release, Order: c.Order}
+	if d.Release == "" {
+		d.Release = c.Properties["release"].Default
+	}
+	return d
 }

@@ -138,6 +138,22 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 				ps.add(path, "", "", "must be an object of zone name to a list of IPs")
 			}
 			continue
+		case "update":
+			var u contract.UpdateConfig
+			if err := json.Unmarshal(v, &u); err != nil {
+				ps.add(path, "", "", `want {"canaries", "max_in_flight", "canary_watch_time", "update_watch_time", "auto_revert", "components": {"<name>": {...}}}: `+err.Error())
+				continue
+			}
+			for _, pr := range u.Problems(path) {
+				ps.add(pr.Path, "", "", pr.Reason)
+			}
+			for name, cu := range u.Components {
+				for _, pr := range cu.Problems(path + ".components." + name) {
+					ps.add(pr.Path, name, "", pr.Reason)
+				}
+			}
+			p.Update = &u
+			continue
 		}
 		if dst, ok := nums[k]; ok {
 			if err := json.Unmarshal(v, dst); err != nil {

@@ -50,6 +50,8 @@ type Properties struct {
 	// AZs puts nodes in availability zones for BOSH jobs: {"z2": ["IP"]};
 	// a node in none is in z1.
 	AZs map[string][]string `json:"azs,omitempty"`
+	// Update says how changes to running instances roll out.
+	Update *UpdateConfig `json:"update,omitempty"`
 }
 
 // Flex is a non-negative integer that may be written as a JSON number or a

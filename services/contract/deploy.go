@@ -206,6 +206,8 @@ type Deployment struct {
 	DeploymentSummary
 	Error string       `json:"error,omitempty"`
 	Steps []StepStatus `json:"steps"`
+	// Batches are its rollouts' batches, in order, when it has any.
+	Batches []Batch `json:"batches,omitempty"`
 }
 
 // StepStatus is one step of a Deployment.
@@ -297,6 +299,8 @@ type DeploymentSummary struct {
 	Changed  int        `json:"changed"`
 	Created  time.Time  `json:"created"`
 	Finished *time.Time `json:"finished,omitempty"`
+	// Kind is what started it when not a deploy: restart, revert, rollback.
+	Kind string `json:"kind,omitempty"`
 }
 
 // ScaleItem adds one instance: a component on a new IP (de.cmd.deploy.scale

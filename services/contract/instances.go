@@ -2,12 +2,15 @@ package contract
 
 // Target names a component instance in a monitor command
 // (de.cmd.monitor.hardware, control); "all" and "0.0.0.0" name every
-// instance of the config.
+// instance of the config, a component and "0.0.0.0" every one of it.
 //
 //	{"comp": "web", "ip": "10.0.0.1"}
 type Target struct {
 	Comp string `json:"comp"`
 	IP   string `json:"ip"`
+	// MaxInFlight asks a restart to go batch by batch: the API hands such a
+	// restart to the planner (RollingRestart), never to the monitor.
+	MaxInFlight string `json:"max_in_flight,omitempty"`
 }
 
 // StatusEntry is one component instance as GET /status shows it

@@ -83,4 +83,14 @@ type PlanDrift struct {
 type DeployStart struct {
 	V    int    `json:"v"`
 	Plan string `json:"plan,omitempty"`
+	// Canaries, MaxInFlight and AutoRevert override the update settings
+	// of the config and the catalog for this deployment.
+	Canaries    *int   `json:"canaries,omitempty"`
+	MaxInFlight string `json:"max_in_flight,omitempty"`
+	AutoRevert  *bool  `json:"auto_revert,omitempty"`
+}
+
+// Update is the update settings a DeployStart overrides.
+func (d DeployStart) Update() UpdateSettings {
+	return UpdateSettings{Canaries: d.Canaries, MaxInFlight: d.MaxInFlight, AutoRevert: d.AutoRevert}
 }

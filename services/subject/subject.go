@@ -75,6 +75,9 @@ func DeployList() string     { return cmd("deploy", "list") }
 func DeployScale() string    { return cmd("deploy", "scale") }
 func DeployCancel() string   { return cmd("deploy", "cancel") }
 func DeployPlan() string     { return cmd("deploy", "plan") }
+func DeployRollback() string { return cmd("deploy", "rollback") }
+func DeployRestart() string  { return cmd("deploy", "restart") }
+func ConfigHistory() string  { return cmd("config", "history") }
 
 // Commands of the installer. InstallerCancel is a plain publish every
 // installer hears.
@@ -114,6 +117,7 @@ const (
 	DeployStarted  DeployEventKind = "started"
 	DeployStep     DeployEventKind = "step"
 	DeployFinished DeployEventKind = "finished"
+	DeployBatch    DeployEventKind = "batch"
 )
 
 // DeployEvent is de.evt.deploy.<id>.<kind>.

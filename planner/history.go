@@ -1,0 +1,237 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// The config history: each deployment that applies a config keeps it, its
+// secrets sealed, under config.<id> in DE_SCHEDULER. The last good config
+// is that of the newest deployment that succeeded; a halted rollout with
+// auto_revert re-applies it, and a rollback deploys it again.
+
+// Kinds of deployment beside a deploy.
+const (
+	kindRevert   = "revert"
+	kindRollback = "rollback"
+	kindRestart  = "restart"
+)
+
+func configKey(id string) string { return "config." + id }
+
+// revertPlan is what auto_revert re-applies with.
+type revertPlan struct {
+	Components  []string `json:"components"`
+	MaxInFlight string   `json:"max_in_flight"`
+}
+
+// revertFor names the components of batches whose settings ask for
+// auto_revert; nil when none does.
+func revertFor(cat *catalog.Catalog, cfg contract.Config, q contract.UpdateSettings, batches []contract.Batch) *revertPlan {
+	var out *revertPlan
+	for _, b := range batches {
+		if b.Index != 0 {
+			continue
+		}
+		set := settingsFor(cat, cfg, b.Component, q)
+		if !set.autoRevert {
+			continue
+		}
+		if out == nil {
+			out = &revertPlan{MaxInFlight: set.inFlight}
+		}
+		out.Components = append(out.Components, b.Component)
+	}
+	return out
+}
+
+// recordConfig keeps the config a deployment applies.
+func (p *Planner) recordConfig(ctx context.Context, rec *record) {
+	if rec.cfg == nil || rec.Kind == kindRestart {
+		return
+	}
+	b, err := bus.EncodeConfig(*rec.cfg)
+	if err == nil {
+		_, err = p.o.Res.Scheduler.Put(ctx, configKey(rec.ID), b)
+	}
+	if err != nil {
+		p.log.Error("keep the deployment's config", "id", rec.ID, "err", err)
+	}
+}
+
+// HistoryEntry is one config of the history, secrets redacted.
+type HistoryEntry struct {
+	Deployment string          `json:"deployment"`
+	Kind       string          `json:"kind,omitempty"`
+	State      string          `json:"state"`
+	Created    time.Time       `json:"created"`
+	Finished   *time.Time      `json:"finished,omitempty"`
+	Config     contract.Config `json:"config"`
+}
+
+// history lists the configs the engine applied, newest first; with good,
+// only those whose deployment succeeded (a restart applies none).
+func (p *Planner) history(ctx context.Context, good bool) ([]HistoryEntry, []contract.Config, error) {
+	keys, err := deploymentIDs(ctx, p.o.Res)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list deployments: %w", err)
+	}
+	var ids []string
+	for _, k := range keys {
+		if strings.HasPrefix(k, "d-") {
+			ids = append(ids, k)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	var out []HistoryEntry
+	var cfgs []contract.Config
+	for _, id := range ids {
+		d, err := p.sched.snapshot(ctx, id)
+		if err != nil || (good && d.State != contract.DeploySucceeded) {
+			continue
+		}
+		e, err := p.o.Res.Scheduler.Get(ctx, configKey(id))
+		if err != nil {
+			continue
+		}
+		cfg, err := bus.DecodeConfig(e.Value())
+		if err != nil {
+			continue
+		}
+		out = append(out, HistoryEntry{Deployment: id, Kind: d.Kind, State: d.State, Created: d.Created, Finished: d.Finished, Config: cfg.Redact()})
+		cfgs = append(cfgs, cfg)
+	}
+	return out, cfgs, nil
+}
+
+// configHistory answers de.cmd.config.history.
+func (p *Planner) configHistory(ctx context.Context, _ micro.Request) (int, any, error) {
+	out, _, err := p.history(ctx, false)
+	if err != nil {
+		return 0, nil, err
+	}
+	if out == nil {
+		out = []HistoryEntry{}
+	}
+	return 200, out, nil
+}
+
+// lastGood is the config of the newest deployment that succeeded and
+// differs from not (a config digest; "" takes the newest).
+func (p *Planner) lastGood(ctx context.Context, not string) (contract.Config, string, bool, error) {
+	entries, cfgs, err := p.history(ctx, true)
+	if err != nil {
+		return contract.Config{}, "", false, err
+	}
+	for i, cfg := range cfgs {
+		if not == "" || p.configDigest(cfg) != not {
+			return cfg, entries[i].Deployment, true, nil
+		}
+	}
+	return contract.Config{}, "", false, nil
+}
+
+// rollback answers de.cmd.deploy.rollback: the last config whose
+// deployment succeeded is stored again and deployed. When the stored config
+// is that one, the one before it is.
+func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	stored, ok, err := p.loadConfig(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, errNoConfig
+	}
+	if id, ok := p.sched.running(); ok {
+		return 0, nil, kit.Errorf(409, "deployment %s is still running; roll back when it has finished", id)
+	}
+	cfg, from, found, err := p.lastGood(ctx, p.configDigest(stored))
+	if err != nil {
+		return 0, nil, err
+	}
+	if !found {
+		return 0, nil, kit.Errorf(409, "no earlier config deployed successfully: nothing to roll back to")
+	}
+	rec, err := p.prepareLocked(ctx, cfg)
+	if err != nil {
+		p.noteRefusal(ctx, err)
+		return 0, nil, err
+	}
+	rec.Kind = kindRollback
+	if err := bus.StoreConfig(ctx, p.o.Res.Config, cfg); err != nil {
+		return 0, nil, err
+	}
+	id, err := p.beginLocked(ctx, rec)
+	if err != nil {
+		return 0, nil, err
+	}
+	p.engineEvent(ctx, "rollback", fmt.Sprintf("rollback: deployment %s applies again the config of deployment %s", id, from))
+	return 202, contract.DeployStarted{ID: id}, nil
+}
+
+// finished is told of every deployment that ends; a rollout halted on a
+// component with auto_revert starts the revert.
+func (p *Planner) finished(rec *record) {
+	if rec.State != contract.DeployFailed || rec.Revert == nil || rec.Kind == kindRevert {
+		return
+	}
+	halted := ""
+	for _, b := range rec.Batches {
+		if b.State == contract.BatchFailed && contains(rec.Revert.Components, b.Component) {
+			halted = b.Component
+		}
+	}
+	if halted == "" {
+		return
+	}
+	id, inFlight := rec.ID, rec.Revert.MaxInFlight
+	go p.autoRevert(id, halted, inFlight)
+}
+
+// autoRevert re-applies the last good config, without canaries: what the
+// halted deployment changed goes back, the rest is unchanged already.
+func (p *Planner) autoRevert(halted, comp, inFlight string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fail := func(why string) {
+		p.log.Error("auto-revert", "deployment", halted, "why", why)
+		p.engineEvent(ctx, "revert", fmt.Sprintf("auto-revert after deployment %s did not start: %s", halted, why))
+	}
+	cfg, from, found, err := p.lastGood(ctx, "")
+	switch {
+	case err != nil:
+		fail(err.Error())
+		return
+	case !found:
+		fail("no config deployed successfully before")
+		return
+	}
+	zero := 0
+	rec, err := p.prepareWith(ctx, cfg, contract.UpdateSettings{Canaries: &zero, MaxInFlight: inFlight})
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	rec.Kind = kindRevert
+	rec.Revert = nil
+	id, err := p.beginLocked(ctx, rec)
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	p.engineEvent(ctx, "revert", fmt.Sprintf("auto-revert: %s halted in deployment %s; deployment %s re-applies the config of deployment %s to what it changed", comp, halted, id, from))
+}

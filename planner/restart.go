@@ -1,0 +1,136 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// rollingRestart answers de.cmd.deploy.restart: a deployment that restarts
+// a component's instances max_in_flight at a time; each is taken out of
+// its balancers, restarted, watched healthy and put back before the next
+// batch starts. A batch that fails halts it, the rest untouched.
+func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, any, error) {
+	var in contract.RollingRestart
+	if err := kit.Decode(req, &in); err != nil {
+		return 0, nil, err
+	}
+	if _, err := contract.InFlight(in.MaxInFlight, 1); err != nil {
+		return 0, nil, kit.Errorf(400, "max_in_flight %v", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cfg, ok, err := p.loadConfig(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, errNoConfig
+	}
+	ips, ok := cfg.Components[in.Component]
+	switch {
+	case !ok:
+		return 0, nil, kit.Errorf(400, "the config has no component %q", in.Component)
+	case in.IP != "0.0.0.0" && !contains(ips, in.IP):
+		return 0, nil, kit.Errorf(400, "component %s does not run on %s (it runs on %s)", in.Component, in.IP, strings.Join(ips, ", "))
+	case in.IP != "0.0.0.0":
+		ips = []string{in.IP}
+	}
+	cat, ok := p.o.Catalogs[cfg.CatalogName()]
+	if !ok || cat.Components[in.Component] == nil {
+		return 0, nil, kit.Errorf(400, "a rolling restart needs a catalog component; %s is none", in.Component)
+	}
+	if id, ok := p.sched.running(); ok {
+		return 0, nil, kit.Errorf(409, "deployment %s is still running; restart when it has finished", id)
+	}
+	previous := loadPlacement(ctx, p.o.Res)
+	var nodes []string
+	for _, ip := range ips {
+		if !contains(previous[ip], in.Component) {
+			return 0, nil, kit.Errorf(409, "%s is not deployed on %s yet: deploy first", in.Component, ip)
+		}
+		nodes = appendOnce(nodes, ip)
+	}
+	for _, lb := range cat.Balancers(in.Component) {
+		for _, ip := range cfg.Components[lb] {
+			nodes = appendOnce(nodes, ip)
+		}
+	}
+	results, err := p.probe(ctx, cfg, nodes)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, r := range results {
+		if !r.Reachable {
+			return 0, nil, kit.Errorf(502, "cannot reach %s: %s", r.IP, r.Error)
+		}
+	}
+	id := newID()
+	ro := rollout{in: p.planInputFor(cfg, cat, id, previous, nil)}
+	zero := 0
+	set := settingsFor(cat, cfg, in.Component, contract.UpdateSettings{Canaries: &zero, MaxInFlight: in.MaxInFlight})
+	groups, err := batchesOf(ips, set, len(cfg.Components[in.Component]))
+	if err != nil {
+		return 0, nil, kit.Errorf(400, "max_in_flight: %v", err)
+	}
+	proc := cat.Components[in.Component].Process
+	var steps []*planStep
+	var batches []contract.Batch
+	var gate []string
+	for k, group := range groups {
+		b := contract.Batch{Component: in.Component, Index: k, Nodes: group, State: contract.BatchPending}
+		var next []string
+		for _, ip := range group {
+			script := restartScript(proc)
+			if p.o.Control != nil {
+				script = p.o.Control("restart", proc)
+			}
+			restart := ro.finish(&planStep{spec: contract.Step{Node: ip, Component: in.Component, Action: "restart",
+				Script: script, TimeoutS: 180, Hash: hashOf("restart", id, ip)}})
+			inst, err := ro.instanceSteps(in.Component, ip, gate, []string{restart.spec.ID}, set.updateLow, set.update, 0)
+			if err != nil {
+				return 0, nil, kit.Errorf(500, "could not plan the restart: %v", err)
+			}
+			restart.after = append(inst.firstIDs(), gate...)
+			steps = append(steps, restart)
+			steps = append(steps, inst.all()...)
+			next = append(next, inst.gateIDs()...)
+			b.Steps = append(b.Steps, inst.ids(inst.drains)...)
+			b.Steps = append(b.Steps, restart.spec.ID)
+			b.Steps = append(append(b.Steps, inst.ids(inst.watch)...), inst.ids(inst.readies)...)
+		}
+		gate = next
+		batches = append(batches, b)
+	}
+	rec := newRecord(id, map[string][]string{}, steps)
+	rec.Batches, rec.Kind = batches, kindRestart
+	if _, err := p.beginLocked(ctx, rec); err != nil {
+		return 0, nil, err
+	}
+	p.engineEvent(ctx, "restart", fmt.Sprintf("rolling restart of %s on %s, %s at a time: deployment %s", in.Component, strings.Join(ips, ", "), in.MaxInFlight, id))
+	return 202, contract.DeployStarted{ID: id}, nil
+}
+
+// restartScript restarts a process through monit and waits until monit
+// reports a new process OK: monit restart returns before it acts.
+func restartScript(process string) string {
+	return fmt.Sprintf(`set -u
+p=%[1]s
+pid_of() { monit status "$p" 2>/dev/null | awk '$1 == "pid" {print $2; exit}'; }
+ok() { monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; }
+old=$(pid_of)
+monit restart "$p"
+for i in $(seq 1 240); do
+  now=$(pid_of)
+  if ok && [ -n "$now" ] && [ "$now" != "$old" ]; then echo "$p restarted: pid $old -> $now"; exit 0; fi
+  sleep 0.5
+done
+echo "$p did not come back as a new process within 120 s: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
+exit 1
+`, kit.ShellQuote(process))
+}

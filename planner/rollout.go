@@ -1,0 +1,384 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// A rollout changes the running instances of a component in batches: the
+// canaries first, then max_in_flight at a time. Each instance is taken out
+// of its balancers (drain) before anything of it changes, watched healthy
+// after its start (watch), and put back (ready); the next batch waits for
+// the whole of the one before. It is all steps of the deployment's DAG, so
+// a failed canary or batch skips what comes after it: the instances not yet
+// reached are left as they were, and still serve.
+
+// Defaults of the update settings.
+const (
+	defaultCanaries  = 1
+	defaultInFlight  = "1"
+	defaultWatchTime = "1000-30000"
+)
+
+// rollout is what the rollout of one deployment is planned from.
+type rollout struct {
+	in planInput
+	// markers are each node's step markers (marker key → hash); a node
+	// missing from it was not read and its instances count as changed.
+	markers map[string]map[string]string
+	// query overrides every other level (deploy?canaries=&max_in_flight=).
+	query contract.UpdateSettings
+}
+
+// settings are one component's update settings, resolved.
+type settings struct {
+	canaries          int
+	inFlight          string
+	canaryLow, canary int
+	updateLow, update int
+	autoRevert        bool
+}
+
+// settingsFor resolves comp's settings: the query, the config's component
+// and global settings, the catalog's, the defaults.
+func settingsFor(cat *catalog.Catalog, cfg contract.Config, comp string, query contract.UpdateSettings) settings {
+	u := query
+	if up := cfg.Properties.Update; up != nil {
+		u = u.Merge(up.Components[comp]).Merge(up.UpdateSettings)
+	}
+	if c := cat.Components[comp]; c != nil && c.Update != nil {
+		u = u.Merge(*c.Update)
+	}
+	def := defaultCanaries
+	u = u.Merge(contract.UpdateSettings{Canaries: &def, MaxInFlight: defaultInFlight, CanaryWatchTime: defaultWatchTime, UpdateWatchTime: defaultWatchTime})
+	s := settings{canaries: *u.Canaries, inFlight: u.MaxInFlight, autoRevert: u.AutoRevert != nil && *u.AutoRevert}
+	var err error
+	if s.canaryLow, s.canary, err = contract.WatchTime(u.CanaryWatchTime); err != nil {
+		s.canaryLow, s.canary, _ = contract.WatchTime(defaultWatchTime)
+	}
+	if s.updateLow, s.update, err = contract.WatchTime(u.UpdateWatchTime); err != nil {
+		s.updateLow, s.update, _ = contract.WatchTime(defaultWatchTime)
+	}
+	return s
+}
+
+// changes tells whether a deployment would change comp on ip: a step of
+// it whose hash differs from the node's marker.
+func (ro rollout) changes(steps []*planStep, comp, ip string) bool {
+	m, read := ro.markers[ip]
+	for _, s := range steps {
+		switch s.spec.Action {
+		case "upload", "install", "register", "start":
+		default:
+			continue // a rollout's own steps, or a removal
+		}
+		if s.spec.Node == ip && s.spec.Component == comp {
+			if !read || m[nodefs.MarkerName(s.spec.Key)] != s.spec.Hash {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// apply adds the rollout of every component with running instances that
+// change to steps, and returns the batches.
+func (ro rollout) apply(steps []*planStep) ([]*planStep, []contract.Batch, error) {
+	in := ro.in
+	if in.cat == nil {
+		return steps, nil, nil
+	}
+	byID := map[string]*planStep{}
+	for _, s := range steps {
+		byID[s.spec.ID] = s
+	}
+	var batches []contract.Batch
+	for _, comp := range in.cat.Order {
+		var running []string
+		for _, ip := range in.cfg.Components[comp] {
+			if contains(in.previous[ip], comp) && ro.changes(steps, comp, ip) {
+				running = append(running, ip)
+			}
+		}
+		if len(running) == 0 {
+			continue
+		}
+		set := settingsFor(in.cat, in.cfg, comp, ro.query)
+		groups, err := batchesOf(running, set, len(in.cfg.Components[comp]))
+		if err != nil {
+			return nil, nil, fmt.Errorf("rollout of %s: %w", comp, err)
+		}
+		var gate []string
+		for k, group := range groups {
+			canary := k == 0 && set.canaries > 0
+			low, high := set.updateLow, set.update
+			if canary {
+				low, high = set.canaryLow, set.canary
+			}
+			b := contract.Batch{Component: comp, Index: k, Canary: canary, Nodes: group, State: contract.BatchPending}
+			var next []string
+			for _, ip := range group {
+				upload := byID[stepID(ip, comp, "upload")]
+				start := byID[stepID(ip, comp, "start")]
+				if upload == nil || start == nil {
+					return nil, nil, fmt.Errorf("rollout of %s: no upload or start step on %s", comp, ip)
+				}
+				inst, err := ro.instanceSteps(comp, ip, gate, []string{start.spec.ID}, low, high, start.prio)
+				if err != nil {
+					return nil, nil, err
+				}
+				upload.after = append(upload.after, inst.firstIDs()...)
+				if len(inst.drains) == 0 {
+					upload.after = append(upload.after, gate...)
+				}
+				steps = append(steps, inst.all()...)
+				next = append(next, inst.gateIDs()...)
+				b.Steps = append(b.Steps, inst.ids(inst.drains)...)
+				for _, s := range []string{upload.spec.ID, stepID(ip, comp, "install"), stepID(ip, comp, "register"), start.spec.ID} {
+					if byID[s] != nil {
+						b.Steps = append(b.Steps, s)
+					}
+				}
+				b.Steps = append(append(b.Steps, inst.ids(inst.watch)...), inst.ids(inst.readies)...)
+			}
+			gate = next
+			batches = append(batches, b)
+		}
+	}
+	return steps, batches, nil
+}
+
+// batchesOf groups the instances to change: the canaries, then batches
+// of max_in_flight (of total, the component's instance count).
+func batchesOf(ips []string, s settings, total int) ([][]string, error) {
+	n, err := contract.InFlight(s.inFlight, total)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]string
+	rest := ips
+	if c := min(s.canaries, len(rest)); c > 0 {
+		out = append(out, rest[:c])
+		rest = rest[c:]
+	}
+	for len(rest) > 0 {
+		k := min(n, len(rest))
+		out = append(out, rest[:k])
+		rest = rest[k:]
+	}
+	return out, nil
+}
+
+// instance is the rollout's own steps for one instance.
+type instance struct {
+	drains, watch, readies []*planStep
+}
+
+func (i instance) all() []*planStep {
+	return append(append(append([]*planStep{}, i.drains...), i.watch...), i.readies...)
+}
+
+func (i instance) ids(list []*planStep) []string {
+	var out []string
+	for _, s := range list {
+		out = append(out, s.spec.ID)
+	}
+	return out
+}
+
+func (i instance) firstIDs() []string { return i.ids(i.drains) }
+
+// gateIDs are the steps the next batch waits for.
+func (i instance) gateIDs() []string {
+	if len(i.readies) > 0 {
+		return i.ids(i.readies)
+	}
+	return i.ids(i.watch)
+}
+
+// instanceSteps makes the drain (after gate), watch (after afterStart) and
+// ready steps of comp on ip. Their hashes hold the deployment id: they run
+// once in each deployment that changes the instance.
+func (ro rollout) instanceSteps(comp, ip string, gate, afterStart []string, low, high, prio int) (instance, error) {
+	in := ro.in
+	var out instance
+	idx := indexOf(in.cfg.Components[comp], ip)
+	check, err := in.cat.RenderHealth(catalog.Input{Config: in.cfg, Node: ip, Index: idx, Component: comp, Engine: in.engine, MirrorURL: in.mirrorURL})
+	if err != nil {
+		return out, err
+	}
+	proc := in.cat.Components[comp].Process
+	watch := &planStep{spec: contract.Step{Node: ip, Component: comp, Action: "watch", Script: watchScript(proc, check, low, high),
+		TimeoutS: high/1000 + 60}, after: afterStart, prio: prio + 1}
+	watch.spec.Hash = hashOf("watch", in.id, ip, comp)
+	out.watch = []*planStep{ro.finish(watch)}
+	for _, lb := range in.cat.Balancers(comp) {
+		for li, lip := range in.cfg.Components[lb] {
+			if !contains(in.previous[lip], lb) {
+				continue // a balancer not running yet has nothing to drain
+			}
+			bal, err := in.cat.RenderBalance(catalog.Input{Config: in.cfg, Node: lip, Index: li, Component: lb, Engine: in.engine, MirrorURL: in.mirrorURL}, comp, ip, idx)
+			if err != nil {
+				return out, err
+			}
+			tag := comp + "-" + ip
+			drain := &planStep{spec: contract.Step{Node: lip, Component: lb, Action: "drain-" + tag, Script: "set -u\n" + bal.Drain, TimeoutS: 120}, after: gate, prio: prio - 1}
+			drain.spec.Hash = hashOf("drain", in.id, tag)
+			ready := &planStep{spec: contract.Step{Node: lip, Component: lb, Action: "ready-" + tag, Script: "set -u\n" + bal.Ready, TimeoutS: 120},
+				after: []string{watch.spec.ID}, prio: prio + 2}
+			ready.spec.Hash = hashOf("ready", in.id, tag)
+			out.drains = append(out.drains, ro.finish(drain))
+			out.readies = append(out.readies, ro.finish(ready))
+		}
+	}
+	return out, nil
+}
+
+// finish fills what every step of the deployment carries.
+func (ro rollout) finish(s *planStep) *planStep {
+	s.spec.V = contract.Version
+	s.spec.Deployment = ro.in.id
+	s.spec.ID = stepID(s.spec.Node, s.spec.Component, s.spec.Action)
+	s.spec.Engine = ro.in.engine
+	s.spec.Attempt = 1
+	s.spec.Key = s.spec.Component + "." + s.spec.Action
+	return s
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// watchScript waits low ms after a start, then requires the process OK in
+// monit and the health check passing, trying until high ms have passed.
+func watchScript(process string, check *catalog.Check, low, high int) string {
+	var probe strings.Builder
+	probe.WriteString("de_health() {\n  why=\"\"\n")
+	fmt.Fprintf(&probe, "  if ! monit status %s 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then why=\"monit does not report %s OK\"; return 1; fi\n",
+		kit.ShellQuote(process), process)
+	if check != nil {
+		if check.HTTPHost != "" {
+			fmt.Fprintf(&probe, `  code=$(timeout 3 bash -c 'exec 6<>/dev/tcp/%[1]s/%[2]s && printf "GET %%s HTTP/1.0\r\nHost: %%s\r\nConnection: close\r\n\r\n" %[3]s %[1]s >&6 && read -r _ c _ <&6 && echo "$c"' 2>/dev/null)
+  case "$code" in 2??|3??) ;; *) why="http://%[1]s:%[2]s%[4]s answered ${code:-nothing}"; return 1 ;; esac
+`, check.HTTPHost, check.HTTPPort, kit.ShellQuote(check.HTTPPath), check.HTTPPath)
+		}
+		if check.TCPHost != "" {
+			fmt.Fprintf(&probe, "  if ! timeout 3 bash -c 'exec 6<>/dev/tcp/%[1]s/%[2]s' 2>/dev/null; then why=\"%[1]s:%[2]s does not accept connections\"; return 1; fi\n", check.TCPHost, check.TCPPort)
+		}
+		if check.Command != "" {
+			fmt.Fprintf(&probe, "  if ! timeout 10 bash -c %s >/dev/null 2>&1; then why=\"the health command failed\"; return 1; fi\n", kit.ShellQuote(check.Command))
+		}
+	}
+	probe.WriteString("  return 0\n}\n")
+	return fmt.Sprintf(`set -u
+%[1]slow=%[2]d high=%[3]d
+now_ms() { date +%%s%%3N; }
+t0=$(now_ms)
+sleep %[4]s
+while :; do
+  if de_health; then echo "%[5]s healthy $(( $(now_ms) - t0 )) ms after its start"; exit 0; fi
+  [ $(( $(now_ms) - t0 )) -ge $high ] && break
+  sleep 0.5
+done
+echo "%[5]s not healthy within $high ms of its start: $why" >&2
+exit 1
+`, probe.String(), low, high, strconv.FormatFloat(float64(low)/1000, 'f', 3, 64), process)
+}
+
+// batchChanges brings each batch's state up to date with its steps and
+// returns the batches whose state changed.
+func (r *record) batchChanges() []contract.Batch {
+	var out []contract.Batch
+	for i := range r.Batches {
+		b := &r.Batches[i]
+		st, why := r.batchState(*b)
+		if st != b.State || why != b.Error {
+			b.State, b.Error = st, why
+			out = append(out, *b)
+		}
+	}
+	return out
+}
+
+func (r *record) batchState(b contract.Batch) (string, string) {
+	var pending, done, skipped int
+	for _, id := range b.Steps {
+		i, ok := r.index[id]
+		if !ok {
+			continue
+		}
+		st := r.Steps[i]
+		switch {
+		case st.State == contract.StateFailed:
+			return contract.BatchFailed, st.ID + ": " + st.Error
+		case stepDone(st.State):
+			done++
+		case st.State == contract.StateSkipped:
+			skipped++
+		case st.State == contract.StatePending:
+			pending++
+		}
+	}
+	switch {
+	case done == len(b.Steps):
+		return contract.BatchHealthy, ""
+	case skipped > 0 && pending == 0 && done == 0:
+		return contract.BatchSkipped, ""
+	case pending == len(b.Steps):
+		return contract.BatchPending, ""
+	}
+	return contract.BatchRunning, ""
+}
+
+// haltReason says why a rollout halted, when one of its batches failed.
+func (r *record) haltReason() string {
+	for _, b := range r.Batches {
+		if b.State != contract.BatchFailed {
+			continue
+		}
+		var left []string
+		for _, o := range r.Batches {
+			if o.Component == b.Component && o.Index > b.Index && o.State == contract.BatchSkipped {
+				left = append(left, o.Nodes...)
+			}
+		}
+		what := fmt.Sprintf("batch %d", b.Index)
+		if b.Canary {
+			what = "the canary"
+		}
+		msg := fmt.Sprintf("halted: %s of %s on %s failed (%s)", what, b.Component, strings.Join(b.Nodes, ", "), b.Error)
+		if len(left) > 0 {
+			msg += fmt.Sprintf("; %d instance(s) of %s left as they were: %s", len(left), b.Component, strings.Join(left, ", "))
+		}
+		return msg
+	}
+	return ""
+}
+
+// batchEventsLocked publishes each batch whose state changed: a batch
+// started, a canary's verdict, a batch healthy or failed.
+func (s *scheduler) batchEventsLocked(ctx context.Context) {
+	rec := s.cur
+	for _, b := range rec.batchChanges() {
+		s.dirty = true
+		s.publish(ctx, subject.DeployEvent(rec.ID, subject.DeployBatch), contract.BatchEvent{
+			V: contract.Version, ID: rec.ID, Time: time.Now().UTC().Format(time.RFC3339Nano), Batch: b})
+		if b.Canary && (b.State == contract.BatchHealthy || b.State == contract.BatchFailed) {
+			s.p.engineEvent(ctx, "rollout", fmt.Sprintf("deployment %s: canary of %s on %s %s", rec.ID, b.Component, strings.Join(b.Nodes, ", "), b.State))
+		}
+	}
+}
