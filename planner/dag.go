@@ -25,10 +25,10 @@ type record struct {
 	// last good config (auto_revert), with its max_in_flight.
 	Revert *revertPlan `json:"revert,omitempty"`
 	// cfg is the config a deploy applies, for the config history.
-	cfg        *contract.Config
-	prios      map[string]int
-	specs      map[string]contract.Step
-	index      map[string]int
+	cfg   *contract.Config
+	prios map[string]int
+	specs map[string]contract.Step
+	index map[string]int
 }
 
 // stateQueued marks a step waiting in the work queue for an installer.
