@@ -64,20 +64,11 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 	return 202, contract.DeployStarted{ID: id}, nil
 }
 
-// startWith is startLocked with update settings that override the others.
+// startWith checks the nodes and starts a deployment of cfg, with update
+// settings that override the config's and the catalog's.
 func (p *Planner) startWith(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (_ string, err error) {
 	defer func() { p.noteRefusal(ctx, err) }()
 	rec, err := p.prepareWith(ctx, cfg, q)
-	if err != nil {
-		return "", err
-	}
-	return p.beginLocked(ctx, rec)
-}
-
-// startLocked checks the nodes and starts a deployment of cfg.
-func (p *Planner) startLocked(ctx context.Context, cfg contract.Config) (_ string, err error) {
-	defer func() { p.noteRefusal(ctx, err) }()
-	rec, err := p.prepareLocked(ctx, cfg)
 	if err != nil {
 		return "", err
 	}

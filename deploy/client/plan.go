@@ -22,3 +22,22 @@ func (c *Client) DeployPlan(ctx context.Context, plan string) (string, json.RawM
 	raw, err := c.getJSON(ctx, "POST", base+"/deploy?plan="+url.QueryEscape(plan), nil, &s)
 	return s.ID, raw, err
 }
+
+// Rollback deploys the last config whose deployment succeeded again.
+func (c *Client) Rollback(ctx context.Context) (string, json.RawMessage, error) {
+	var s Started
+	raw, err := c.getJSON(ctx, "POST", base+"/rollback", nil, &s)
+	return s.ID, raw, err
+}
+
+// RollingRestart restarts comp's instances on ip ("0.0.0.0": every one)
+// maxInFlight at a time, and returns the deployment's id.
+func (c *Client) RollingRestart(ctx context.Context, comp, ip, maxInFlight string) (string, json.RawMessage, error) {
+	body, err := json.Marshal(map[string]string{"name": comp, "ip": ip, "max_in_flight": maxInFlight})
+	if err != nil {
+		return "", nil, err
+	}
+	var s Started
+	raw, err := c.getJSON(ctx, "PUT", base+"/restart", body, &s)
+	return s.ID, raw, err
+}

@@ -217,6 +217,9 @@ func (s *scriptedAPI) events(t *testing.T, w http.ResponseWriter, r *http.Reques
 		logLine(i, 3, "stdout", "Setting up monit (1:5.33.0-1) ...")
 		step(i, "succeeded", 1, 1, 14+i, "")
 	}
+	// A rollout's batches: the canary's verdict, the next batch under way.
+	send("batch", fmt.Sprintf(`{"v":1,"id":%q,"time":%q,"batch":{"component":"web","index":0,"canary":true,"nodes":["192.0.2.12"],"state":"healthy","steps":[]}}`, demoID, ts(18)))
+	send("batch", fmt.Sprintf(`{"v":1,"id":%q,"time":%q,"batch":{"component":"web","index":1,"canary":false,"nodes":["192.0.2.13"],"state":"running","steps":[]}}`, demoID, ts(19)))
 	for i := 4; i < 8; i++ {
 		step(i, "running", 1, 20, 0, "")
 		logLine(i, 22, "stdout", "Reading package lists...")
@@ -278,6 +281,9 @@ func TestConsoleViewsScripted(t *testing.T) {
 		b.waitText("#plan-summary", "2 action(s) on 1 node(s), 1 drifted file(s)")
 		b.run("confirm the plan", chromedp.Click(chromedp.ID("deploy-confirm")))
 		b.waitText("#deploy-progress", demoID)
+		b.waitText("#deploy-batches", "canary")
+		b.waitText(`#deploy-batches li[data-index="0"]`, "healthy")
+		b.waitText(`#deploy-batches li[data-index="1"]`, "192.0.2.13")
 		b.waitText("#deploy-count", "8/12 steps")
 		b.waitText("#deploy-progress", "2 running")
 		// The retried step: attempt 2, succeeded.

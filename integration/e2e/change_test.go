@@ -126,20 +126,6 @@ func page(t *testing.T, ip string) string {
 	return pageVersion(string(b))
 }
 
-// pageWithin waits until ip serves version want, and returns what it
-// serves then.
-func pageWithin(t *testing.T, ip, want string, d time.Duration) string {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		got := page(t, ip)
-		if got == want || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // nodeState digests what a plan must leave alone on every node: the
 // engine's markers and the files it renders.
 func nodeState(t *testing.T) string {

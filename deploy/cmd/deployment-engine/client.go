@@ -54,7 +54,12 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
                                    running ones are killed on their nodes
   status                           every component instance: state, CPU, memory, disk
   hardware [COMP IP]               a node's hardware, or every node's
-  restart COMP IP | stop COMP IP   monit restart|stop on that node ("all 0.0.0.0": the cluster)
+  restart COMP IP | stop COMP IP   monit restart|stop on that node ("all 0.0.0.0": the cluster;
+                                   "COMP 0.0.0.0": every instance of COMP)
+  restart COMP IP --max-in-flight N [--follow]
+                                   a rolling restart: N (or N%) instances at a time, each out of its
+                                   balancer, restarted, watched healthy and put back
+  rollback [--follow]              deploy the last config whose deployment succeeded again
   scale COMP IP [--follow]         add an instance on a new IP and deploy it
   logs [NAME]                      list the logs, or print one
   audit [since=90m] [actor=NAME] [action=ACTION]
@@ -98,6 +103,7 @@ type session struct {
 	follow         bool
 	check          bool
 	plan           string
+	maxInFlight    string
 	args           []string
 	data, server   string
 	stdout, stderr io.Writer
@@ -136,6 +142,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends")
 	fs.BoolVar(&s.check, "check", true, "config set and edit: contact the nodes to check them")
 	fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
+	fs.StringVar(&s.maxInFlight, "max-in-flight", "", "restart: a rolling restart, this many (or this percentage) at a time")
 	help = fs.Bool("help", false, "show help")
 	fs.BoolVar(help, "h", false, "show help")
 	return fs, data, server, help

@@ -235,6 +235,13 @@ func monitCmd(verb string) clientHandler {
 			return code
 		}
 		comp, ip := s.args[0], s.args[1]
+		if verb == "restart" && s.maxInFlight != "" {
+			id, raw, err := s.c.RollingRestart(ctx, comp, ip, s.maxInFlight)
+			if err != nil {
+				return s.fail(err)
+			}
+			return s.started(ctx, id, raw)
+		}
 		var raw []byte
 		var err error
 		if verb == "restart" {

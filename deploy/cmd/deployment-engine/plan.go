@@ -15,6 +15,22 @@ const exitPending = 10
 
 func init() {
 	commands["plan"] = clientCommand("plan", planCmd)
+	commands["rollback"] = clientCommand("rollback", rollbackCmd)
+}
+
+// rollbackCmd: rollback [--follow].
+func rollbackCmd(ctx context.Context, s *session) int {
+	if len(s.args) != 0 {
+		return s.usage("rollback takes no argument")
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	id, raw, err := s.c.Rollback(ctx)
+	if err != nil {
+		return s.fail(err)
+	}
+	return s.started(ctx, id, raw)
 }
 
 // planCmd: plan [FILE] prints what a deployment would do, like git diff:

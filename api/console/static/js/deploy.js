@@ -87,7 +87,7 @@ function recent(go) {
 
 // follow shows one deployment live; it returns a function that stops it.
 export function follow(root, id) {
-  const state = { id, state: "pending", changed: 0, created: null, finished: null, error: "", steps: new Map() };
+  const state = { id, state: "pending", changed: 0, created: null, finished: null, error: "", steps: new Map(), batches: new Map() };
   const seen = new Set();
   const ctrl = new AbortController();
   let gone = false;
@@ -98,6 +98,7 @@ export function follow(root, id) {
   const bar = h("div.progress", h("div.progress-fill"));
   const counts = h("div.counts");
   const steps = h("div#deploy-steps");
+  const batchBox = h("section.card#deploy-batches", { hidden: true });
   const nodeSel = h("select#log-node", { "aria-label": "Filter the log by node", on: { change: refilter } }, h("option", { value: "" }, "all nodes"));
   const compSel = h("select#log-comp", { "aria-label": "Filter the log by component", on: { change: refilter } }, h("option", { value: "" }, "all components"));
   const autoScroll = h("input#log-follow", { type: "checkbox", checked: true });
@@ -105,6 +106,7 @@ export function follow(root, id) {
   const streamNote = h("span.muted.small#stream-note", "connecting…");
   root.append(
     h("section.card#deploy-progress", head, bar, counts, streamNote),
+    batchBox,
     h("section.card", h("h2", "Steps per node"), steps),
     h("section.card.log-card",
       h("div.card-head", h("h2", "Live log"),
@@ -156,6 +158,7 @@ export function follow(root, id) {
     state.finished = d.finished || state.finished;
     state.error = d.error || state.error;
     for (const s of d.steps || []) state.steps.set(s.id, { ...state.steps.get(s.id), ...s });
+    for (const b of d.batches || []) state.batches.set(b.component + "#" + b.index, b);
   }
 
   function onEvent(type, data) {
@@ -181,6 +184,9 @@ export function follow(root, id) {
       }
       case "log":
         addLog(ev);
+        break;
+      case "batch":
+        if (ev.batch) state.batches.set(ev.batch.component + "#" + ev.batch.index, ev.batch);
         break;
       case "finished":
         state.state = ev.state;
@@ -219,6 +225,7 @@ export function follow(root, id) {
       running ? h("span", running + " running") : null,
       failed ? h("span.bad-text", failed + " failed") : null);
 
+    drawBatches();
     if (!all.length) {
       fill(steps, h("p.muted", final ? "Nothing to do: every component is installed." : "Planning…"));
       return;
@@ -246,6 +253,19 @@ export function follow(root, id) {
             h("td.detail", { "data-label": "Detail" }, s.error ? s.error : s.exit_code != null && s.exit_code !== 0 ? "exit " + s.exit_code : ""))));
       }));
     fill(steps, tableWrap(table));
+  }
+
+  // drawBatches shows a rollout's batches as they go: the canaries, then
+  // each batch, with its nodes and state.
+  function drawBatches() {
+    const list = [...state.batches.values()];
+    batchBox.hidden = !list.length;
+    if (!list.length) return;
+    fill(batchBox, h("h2", "Rollout"),
+      h("ol.batches", list.map((b) => h("li.batch", { dataset: { component: b.component, index: String(b.index) } },
+        h("span.mono", b.component), " ", b.canary ? h("strong", "canary") : "batch " + b.index, " ",
+        h("span.mono.small", (b.nodes || []).join(", ")), " ", badge(b.state),
+        b.error ? h("div.small.bad-text", b.error) : null))));
   }
 
   async function run() {
