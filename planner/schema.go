@@ -84,6 +84,24 @@ func healSchema() obj {
 	}
 }
 
+// updateSchema is properties.update: how changes to running instances
+// roll out, globally and per component.
+func updateSchema() obj {
+	settings := func() obj {
+		return obj{
+			"canaries":          obj{"type": []string{"integer", "null"}, "minimum": 0, "x-reason": "want a number >= 0"},
+			"max_in_flight":     obj{"type": []string{"integer", "string", "null"}, "pattern": `^\s*([1-9][0-9]*|[0-9.]+%)\s*$`, "minimum": 1, "x-reason": "want a number >= 1 or a percentage in (0, 100]"},
+			"canary_watch_time": obj{"type": []string{"string", "null"}, "pattern": `^\s*[0-9]+\s*(-\s*[0-9]+\s*)?$`, "x-reason": `want "low-high" in ms`},
+			"update_watch_time": obj{"type": []string{"string", "null"}, "pattern": `^\s*[0-9]+\s*(-\s*[0-9]+\s*)?$`, "x-reason": `want "low-high" in ms`},
+			"auto_revert":       nullable(obj{"type": "boolean"}),
+		}
+	}
+	top := settings()
+	top["components"] = obj{"type": []string{"object", "null"}, "additionalProperties": obj{"type": "object", "properties": settings()}}
+	return obj{"type": []string{"object", "null"}, "x-reason": `want {"canaries", "max_in_flight", "canary_watch_time", "update_watch_time", "auto_revert", "components": {"<name>": {...}}}`,
+		"properties": top}
+}
+
 func notifySchema() obj {
 	return obj{"type": []string{"object", "null"}, "x-reason": `want {"webhooks": [{"url", "secret", "format", "events", "name"}], "down_after_s"}`,
 		"properties": obj{
@@ -150,6 +168,7 @@ func ConfigSchema(catalogs map[string]*catalog.Catalog) map[string]any {
 			"x-reason": "must be an object of zone name to a list of IPs"},
 		"heal":   healSchema(),
 		"notify": notifySchema(),
+		"update": updateSchema(),
 	}
 	properties := obj{
 		"type":                 "object",
