@@ -25,7 +25,7 @@ func (c *Client) DeployPlan(ctx context.Context, plan string) (string, json.RawM
 
 // Rollback deploys the last config whose deployment succeeded again.
 func (c *Client) Rollback(ctx context.Context) (string, json.RawMessage, error) {
-	var s Started
+	var s contract.DeployStarted
 	raw, err := c.getJSON(ctx, "POST", base+"/rollback", nil, &s)
 	return s.ID, raw, err
 }
@@ -37,7 +37,7 @@ func (c *Client) RollingRestart(ctx context.Context, comp, ip, maxInFlight strin
 	if err != nil {
 		return "", nil, err
 	}
-	var s Started
+	var s contract.DeployStarted
 	raw, err := c.getJSON(ctx, "PUT", base+"/restart", body, &s)
 	return s.ID, raw, err
 }
