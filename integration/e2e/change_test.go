@@ -493,6 +493,13 @@ func TestChangeSafely(t *testing.T) {
 	})
 
 	t.Run("auto_revert", func(t *testing.T) {
+		known := map[string]bool{}
+		_, body := e.Do("GET", "/deployment-engine/deployments", nil)
+		var before []struct{ ID string }
+		_ = json.Unmarshal(body, &before)
+		for _, x := range before {
+			known[x.ID] = true
+		}
 		d := started(t, e, "GET", "/deployment-engine/deploy?auto_revert=true", nil)
 		if d.State != "failed" || !strings.Contains(d.Error, "halted") {
 			t.Fatalf("a broken change: %s %q", d.State, d.Error)
@@ -505,13 +512,14 @@ func TestChangeSafely(t *testing.T) {
 			var list []struct{ ID, Kind string }
 			_ = json.Unmarshal(body, &list)
 			for _, x := range list {
-				if x.Kind == "revert" && x.ID > d.ID {
+				if x.Kind == "revert" && !known[x.ID] {
 					revert = getDeployment(t, e, x.ID)
 				}
 			}
 		}
 		if revert.State != "succeeded" {
-			t.Fatalf("no revert succeeded after the halt: %+v", revert)
+			_, local := e.Do("GET", "/deployment-engine/logs/local.log", nil)
+			t.Fatalf("no revert succeeded after the halt: %+v\nlocal.log:\n%s\nengine log:\n%s", revert, tail(string(local), 15), tail(e.Log(), 30))
 		}
 		if got := page(t, canary); got != "v1" {
 			t.Errorf("the canary %s serves %s after the revert, want v1", canary, got)
