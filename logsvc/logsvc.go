@@ -171,7 +171,7 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		return nil, fmt.Errorf("logsvc: add service: %w", err)
 	}
 	for subj, h := range map[string]kit.Handler{subject.LogsList(): s.list, subject.LogsRead(): s.read} {
-		if err := s.svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(s.log, h), micro.WithEndpointSubject(subj)); err != nil {
+		if err := s.svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(s.log, h)), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("logsvc: endpoint %s: %w", subj, err)
 		}
 	}

@@ -140,7 +140,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	for subj, h := range eps {
-		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(p.log, h), micro.WithEndpointSubject(subj)); err != nil {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(p.log, h)), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("planner: endpoint %s: %w", subj, err)
 		}
 	}

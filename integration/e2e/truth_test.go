@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -177,6 +179,13 @@ func frozenNode(t *testing.T, e *harness.Engine, n *testbed.Node) {
 		}
 	}
 	t.Logf("node %s frozen: unreachable after %s; slowest status %s (bound %s)", n.IP, became.Round(100*time.Millisecond), slowest.Round(time.Millisecond), bound)
+	comp := ""
+	for _, s := range st {
+		if s.Ip == n.IP {
+			comp = s.Comp
+		}
+	}
+	slowRoutesHoldNoOne(t, e, n, comp)
 	thaw()
 	took := waitFor(t, e, 90*time.Second, "the thawed node's instances RUNNING again", func(st []statusEntry) bool {
 		for _, s := range st {
@@ -235,4 +244,57 @@ func TestFrozenNodeWithoutAgents(t *testing.T) {
 	}
 	// gamma is left running unsupervised: no other node may show DOWN.
 	frozenNode(t, e, bed.Nodes[3])
+}
+
+// slowRoutesHoldNoOne: while routes wait for the frozen node (its hardware
+// read over SSH, a precheck and a deploy that probe it, the deploy holding
+// the planner's lock), every other route answers within a second.
+func slowRoutesHoldNoOne(t *testing.T, e *harness.Engine, n *testbed.Node, comp string) {
+	t.Helper()
+	slow := []string{
+		"GET /deployment-engine/hardware?comp=" + comp + "&ip=" + n.IP,
+		"GET /deployment-engine/precheck",
+		"POST /deployment-engine/deploy",
+	}
+	var wg sync.WaitGroup
+	var running atomic.Int32
+	for _, s := range slow {
+		method, path, _ := strings.Cut(s, " ")
+		wg.Add(1)
+		running.Add(1)
+		go func() {
+			defer wg.Done()
+			defer running.Add(-1)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			t0 := time.Now()
+			code, body, err := e.DoErr(ctx, method, path, nil)
+			t.Logf("%s with %s frozen: %d after %s %.200s %v", s, n.IP, code, time.Since(t0).Round(100*time.Millisecond), body, err)
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // they are under way
+	fast := []string{"/deployment-engine/deployments", "/deployment-engine/config", "/deployment-engine/download",
+		"/deployment-engine/heal", "/deployment-engine/audit", "/deployment-engine/prometheus/targets", "/version"}
+	var slowest time.Duration
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		for _, p := range fast {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			t0 := time.Now()
+			code, body, err := e.DoErr(ctx, "GET", p, nil)
+			took := time.Since(t0)
+			cancel()
+			if err != nil || code != 200 {
+				t.Errorf("GET %s while slow routes wait for %s: %d %.200s %v", p, n.IP, code, body, err)
+			}
+			if took > time.Second {
+				t.Errorf("GET %s took %s while slow routes wait for %s", p, took, n.IP)
+			}
+			slowest = max(slowest, took)
+		}
+	}
+	if running.Load() == 0 {
+		t.Errorf("every slow route had answered before the fast ones were done: the test proves nothing")
+	}
+	t.Logf("with %s frozen and %d slow routes waiting for it, the slowest other answer took %s (bound 1s)", n.IP, running.Load(), slowest.Round(time.Millisecond))
+	wg.Wait()
 }

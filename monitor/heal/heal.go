@@ -160,7 +160,7 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 	}
 	h.svc = svc
 	for subj, fn := range map[string]kit.Handler{subject.HealGet(): h.get, subject.HealSet(): h.set} {
-		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(h.log, fn), micro.WithEndpointSubject(subj)); err != nil {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(h.log, fn)), micro.WithEndpointSubject(subj)); err != nil {
 			h.Stop()
 			return nil, fmt.Errorf("heal: endpoint %s: %w", subj, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -38,6 +39,28 @@ func Errorf(code int, format string, a ...any) *Error {
 // that a service's log line about it names the id the client was given.
 const HeaderRequestID = "De-Request-Id"
 
+// HeaderDeadline carries how many milliseconds the requester still waits
+// for the answer: the handler's ctx ends then, so that no handler works on
+// for a caller that has gone.
+const HeaderDeadline = "De-Deadline-Ms"
+
+// MaxHandlerTime bounds a handler whose requester named no deadline.
+const MaxHandlerTime = 10 * time.Minute
+
+// handlerContext is the ctx a handler of req runs with: the request's id
+// and its requester's deadline (MaxHandlerTime when it named none).
+func handlerContext(req micro.Request) (context.Context, context.CancelFunc) {
+	ctx := context.Background()
+	if id := req.Headers().Get(HeaderRequestID); id != "" {
+		ctx = WithRequestID(ctx, id)
+	}
+	wait := MaxHandlerTime
+	if ms, err := strconv.ParseInt(req.Headers().Get(HeaderDeadline), 10, 64); err == nil {
+		wait = min(time.Duration(ms)*time.Millisecond, MaxHandlerTime)
+	}
+	return context.WithTimeout(ctx, wait)
+}
+
 type requestIDKey struct{}
 
 // WithRequestID returns ctx carrying a request's correlation id: Request
@@ -57,14 +80,13 @@ func RequestID(ctx context.Context) string {
 // logged but not sent, so internals and secrets stay in).
 type Handler func(ctx context.Context, req micro.Request) (int, any, error)
 
-// Endpoint adapts h for micro, with the service's logger.
+// Endpoint adapts h for micro, with the service's logger. The handler's
+// ctx ends with its requester's wait (see HeaderDeadline).
 func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
-		ctx := context.Background()
-		id := req.Headers().Get(HeaderRequestID)
-		if id != "" {
-			ctx = WithRequestID(ctx, id)
-		}
+		ctx, cancel := handlerContext(req)
+		defer cancel()
+		id := RequestID(ctx)
 		code, body, err := h(ctx, req)
 		if err != nil {
 			var e *Error
@@ -129,6 +151,9 @@ func Request(ctx context.Context, nc *nats.Conn, subj string, body any) (Reply, 
 	out.Data = data
 	if id := RequestID(ctx); id != "" {
 		out.Header.Set(HeaderRequestID, id)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		out.Header.Set(HeaderDeadline, strconv.FormatInt(time.Until(d).Milliseconds(), 10))
 	}
 	msg, err := nc.RequestMsgWithContext(ctx, out)
 	if err != nil {
