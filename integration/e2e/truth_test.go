@@ -276,6 +276,10 @@ func slowRoutesHoldNoOne(t *testing.T, e *harness.Engine, n *testbed.Node, comp 
 	fast := []string{"/deployment-engine/deployments", "/deployment-engine/config", "/deployment-engine/download",
 		"/deployment-engine/heal", "/deployment-engine/audit", "/deployment-engine/prometheus/targets", "/version"}
 	var slowest time.Duration
+	// A route held up by the frozen node stays slow round after round; one
+	// slow answer on a loaded machine (2 cores shared with other test
+	// runs) is not that, so a route fails when it is slow twice in a row.
+	late := map[string]bool{}
 	rounds := 0 // every fast route asked while a slow one still waited
 	for end := time.Now().Add(2 * time.Minute); running.Load() > 0 && time.Now().Before(end); {
 		for _, p := range fast {
@@ -287,9 +291,10 @@ func slowRoutesHoldNoOne(t *testing.T, e *harness.Engine, n *testbed.Node, comp 
 			if err != nil || code != 200 {
 				t.Errorf("GET %s while slow routes wait for %s: %d %.200s %v", p, n.IP, code, body, err)
 			}
-			if took > time.Second {
-				t.Errorf("GET %s took %s while slow routes wait for %s", p, took, n.IP)
+			if took > time.Second && late[p] {
+				t.Errorf("GET %s took over 1s twice in a row (now %s) while slow routes wait for %s", p, took, n.IP)
 			}
+			late[p] = took > time.Second
 			slowest = max(slowest, took)
 		}
 		if running.Load() > 0 {
