@@ -166,8 +166,11 @@ func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, bo
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	rep, err := kit.Request(ctx, s.o.NC, subj, body)
+	rep, err := s.requestOnce(ctx, r, subj, body)
 	switch {
+	case errors.Is(err, errReconnected):
+		writeError(w, http.StatusServiceUnavailable, "the connection to the engine's bus was re-established while the command waited (a NATS server went away); check whether it took effect and try again")
+		return rep, false
 	case errors.Is(err, nats.ErrNoResponders):
 		s.log.Error("no service answers", "subject", subj, "id", kit.RequestID(r.Context()))
 		writeError(w, http.StatusServiceUnavailable, "the service behind this route is not running; check the engine's log")

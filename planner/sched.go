@@ -49,6 +49,8 @@ type scheduler struct {
 	leaseRev uint64
 	renewed  time.Time
 	lastLook time.Time
+	// renewTried is the last attempt at renewing the lock.
+	renewTried time.Time
 
 	// downSince is when the store began failing the running deployment
 	// (zero while it answers), downErr how; requeue marks steps that could

@@ -77,7 +77,10 @@ func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
 	if rec == nil || rec.State != contract.DeployRunning {
 		return
 	}
-	if now.Sub(s.renewed) >= s.ttl/3 {
+	// Renewed every third of its life; tried no more often while the store
+	// refuses.
+	if now.Sub(s.renewed) >= s.ttl/3 && now.Sub(s.renewTried) >= s.ttl/3 {
+		s.renewTried = now
 		if err := s.renewLease(ctx); err != nil {
 			if errors.Is(err, errLeaseLost) {
 				s.log.Error("the deploy lock was taken by another scheduler; no longer driving the deployment", "id", rec.ID, "err", err)
