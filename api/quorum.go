@@ -8,19 +8,21 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/kit"
 )
 
 // storeCheck knows whether the engine's store answers: on a NATS cluster
 // that lost its quorum, no stream has a leader and every route that needs
 // the store would fail one way or another (or answer from a service's
-// memory what may no longer be true). It asks at most once a second;
+// memory what may no longer be true). It looks at most once a second;
 // every request in between takes the last answer.
 type storeCheck struct {
 	js    jetstream.JetStream
 	every time.Duration
 
 	mu      sync.Mutex
+	kv      jetstream.KeyValue
 	checked time.Time
 	down    bool
 }
@@ -39,12 +41,22 @@ func (c *storeCheck) available(ctx context.Context) bool {
 	return !c.down
 }
 
-// read asks JetStream for the account's usage: its meta leader answers,
-// and without a quorum there is none ("JetStream system temporarily
-// unavailable"). Reads of a bucket would still be answered by a replica
-// left alone, with what may be stale.
+// read asks JetStream for the account's usage (its meta leader answers,
+// and without a quorum there is none, once it notices) and writes one small
+// key, which fails at once without a quorum: reads of a bucket would still
+// be answered by a replica left alone, with what may be stale.
 func (c *storeCheck) read(ctx context.Context) error {
-	_, err := c.js.AccountInfo(ctx)
+	if _, err := c.js.AccountInfo(ctx); err != nil {
+		return err
+	}
+	if c.kv == nil {
+		kv, err := c.js.KeyValue(ctx, bus.KVEngine)
+		if err != nil {
+			return err
+		}
+		c.kv = kv
+	}
+	_, err := c.kv.Put(ctx, "api-probe", []byte(time.Now().UTC().Format(time.RFC3339)))
 	return err
 }
 

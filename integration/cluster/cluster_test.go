@@ -443,7 +443,13 @@ func testNoQuorum(t *testing.T, s *stack) {
 	for {
 		// The config is answered from the planner's memory: a 503 there
 		// is the API's own look at the store.
+		asked := time.Now()
 		code, _, err := api.DoErr(context.Background(), "GET", "/deployment-engine/config", nil)
+		// Before the API notices, a request may fail otherwise, but
+		// never hang.
+		if took := time.Since(asked); took > 10*time.Second {
+			t.Errorf("GET /config while the quorum was going: %d %v after %s", code, err, took.Round(100*time.Millisecond))
+		}
 		if err == nil && code == 503 {
 			break
 		}
