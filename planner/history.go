@@ -69,19 +69,9 @@ func (p *Planner) recordConfig(ctx context.Context, rec *record) {
 	}
 }
 
-// HistoryEntry is one config of the history, secrets redacted.
-type HistoryEntry struct {
-	Deployment string          `json:"deployment"`
-	Kind       string          `json:"kind,omitempty"`
-	State      string          `json:"state"`
-	Created    time.Time       `json:"created"`
-	Finished   *time.Time      `json:"finished,omitempty"`
-	Config     contract.Config `json:"config"`
-}
-
 // history lists the configs the engine applied, newest first; with good,
 // only those whose deployment succeeded (a restart applies none).
-func (p *Planner) history(ctx context.Context, good bool) ([]HistoryEntry, []contract.Config, error) {
+func (p *Planner) history(ctx context.Context, good bool) ([]contract.HistoryEntry, []contract.Config, error) {
 	keys, err := deploymentIDs(ctx, p.o.Res)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list deployments: %w", err)
@@ -93,7 +83,7 @@ func (p *Planner) history(ctx context.Context, good bool) ([]HistoryEntry, []con
 		}
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
-	var out []HistoryEntry
+	var out []contract.HistoryEntry
 	var cfgs []contract.Config
 	for _, id := range ids {
 		d, err := p.sched.snapshot(ctx, id)
@@ -108,7 +98,7 @@ func (p *Planner) history(ctx context.Context, good bool) ([]HistoryEntry, []con
 		if err != nil {
 			continue
 		}
-		out = append(out, HistoryEntry{Deployment: id, Kind: d.Kind, State: d.State, Created: d.Created, Finished: d.Finished, Config: cfg.Redact()})
+		out = append(out, contract.HistoryEntry{Deployment: id, Kind: d.Kind, State: d.State, Created: d.Created, Finished: d.Finished, Config: cfg.Redact()})
 		cfgs = append(cfgs, cfg)
 	}
 	return out, cfgs, nil
@@ -121,7 +111,7 @@ func (p *Planner) configHistory(ctx context.Context, _ micro.Request) (int, any,
 		return 0, nil, err
 	}
 	if out == nil {
-		out = []HistoryEntry{}
+		out = []contract.HistoryEntry{}
 	}
 	return 200, out, nil
 }
