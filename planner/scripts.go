@@ -206,14 +206,17 @@ exit 1
 
 // startScript starts a component, or applies a change to a running one
 // (its reload, or a restart), then waits until monit sees it running,
-// asking again while monit leaves it unmonitored.
+// asking again while monit leaves it unmonitored. A restart counts once
+// monit reports a new process: its old one would still read OK.
 func startScript(process, reload string) string {
-	apply := "monit restart " + kit.ShellQuote(process)
+	apply := `old=$(monit status "$p" 2>/dev/null | awk '$1=="pid"{print $2; exit}')
+  monit restart "$p"`
 	if strings.TrimSpace(reload) != "" {
-		apply = "( " + strings.TrimSpace(reload) + " ) || monit restart " + kit.ShellQuote(process)
+		apply = "( " + strings.TrimSpace(reload) + " ) || monit restart \"$p\""
 	}
 	return fmt.Sprintf(`set -u
 p=%[1]s
+old=
 if monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then
   echo "applying change to running $p"
   %[2]s
@@ -222,7 +225,8 @@ else
 fi
 for i in $(seq 1 240); do
   st=$(monit status "$p" 2>/dev/null)
-  if echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then echo "$p running"; exit 0; fi
+  pid=$(echo "$st" | awk '$1=="pid"{print $2; exit}')
+  if echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && { [ -z "$old" ] || [ "$pid" != "$old" ]; }; then echo "$p running"; exit 0; fi
   # monit drops a request that meets its reload, or waits on another
   # check's start program: ask again every 10 s while it does nothing.
   if [ $((i %% 20)) -eq 0 ] && echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+Not monitored'; then monit start "$p"; fi
