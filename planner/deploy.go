@@ -36,12 +36,9 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cfg, ok, err := p.loadConfig(ctx)
+	cfg, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
-	}
-	if !ok {
-		return 0, nil, errNoConfig
 	}
 	if in.Plan != "" {
 		if id, ok := p.sched.running(); ok {
@@ -98,13 +95,9 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	if id, ok := p.sched.running(); ok {
 		return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
 	}
-	rel, err := p.releaseFor(cfg)
+	cat, rel, err := p.sourceOf(cfg)
 	if err != nil {
-		return nil, releaseError(err)
-	}
-	cat, ok := p.o.Catalogs[cfg.CatalogName()]
-	if !ok && rel == nil {
-		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %q is not loaded in this engine", cfg.CatalogName())}
+		return nil, err
 	}
 	if rel != nil {
 		// A release was verified against its sha1s when uploaded.

@@ -137,12 +137,9 @@ func (p *Planner) lastGood(ctx context.Context, not string) (contract.Config, st
 func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	stored, ok, err := p.loadConfig(ctx)
+	stored, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
-	}
-	if !ok {
-		return 0, nil, errNoConfig
 	}
 	if id, ok := p.sched.running(); ok {
 		return 0, nil, kit.Errorf(409, "deployment %s is still running; roll back when it has finished", id)

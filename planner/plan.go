@@ -71,17 +71,7 @@ func buildPlan(in planInput) ([]*planStep, error) {
 	var steps []*planStep
 	byID := map[string]*planStep{}
 	add := func(s *planStep) {
-		s.spec.V = contract.Version
-		s.spec.Deployment = in.id
-		s.spec.ID = stepID(s.spec.Node, s.spec.Component, s.spec.Action)
-		s.spec.Engine = in.engine
-		s.spec.Attempt = 1
-		if s.spec.TimeoutS == 0 {
-			s.spec.TimeoutS = int(5 * time.Minute / time.Second)
-		}
-		if s.spec.Key == "" {
-			s.spec.Key = s.spec.Component + "." + s.spec.Action
-		}
+		finish(in, s)
 		steps = append(steps, s)
 		byID[s.spec.ID] = s
 	}

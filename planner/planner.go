@@ -188,6 +188,16 @@ func (p *Planner) loadConfig(ctx context.Context) (contract.Config, bool, error)
 
 var errNoConfig = &kit.Error{Code: 403, Msg: "no config submitted yet: POST one to /deployment-engine/config first"}
 
+// storedConfig is the stored config for a command that needs one:
+// errNoConfig (403) when none has been submitted.
+func (p *Planner) storedConfig(ctx context.Context) (contract.Config, error) {
+	cfg, ok, err := p.loadConfig(ctx)
+	if err == nil && !ok {
+		err = errNoConfig
+	}
+	return cfg, err
+}
+
 func (p *Planner) configGet(ctx context.Context, req micro.Request) (int, any, error) {
 	cfg, ok, err := p.loadConfig(ctx)
 	if err != nil {
@@ -271,12 +281,9 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 // configPrecheck runs every pre-check again on the stored config and
 // reports, refusing nothing.
 func (p *Planner) configPrecheck(ctx context.Context, req micro.Request) (int, any, error) {
-	cfg, ok, err := p.loadConfig(ctx)
+	cfg, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
-	}
-	if !ok {
-		return 0, nil, errNoConfig
 	}
 	hw, warnings, problems, err := p.precheck(ctx, cfg)
 	if err != nil {

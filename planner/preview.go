@@ -80,13 +80,9 @@ func (p *Planner) planEndpoint(ctx context.Context, req micro.Request) (int, any
 
 // plan works out what a deployment of cfg would do now.
 func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan, error) {
-	rel, err := p.releaseFor(cfg)
+	cat, rel, err := p.sourceOf(cfg)
 	if err != nil {
-		return nil, releaseError(err)
-	}
-	cat, ok := p.o.Catalogs[cfg.CatalogName()]
-	if !ok && rel == nil {
-		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %q is not loaded in this engine", cfg.CatalogName())}
+		return nil, err
 	}
 	previous := loadPlacement(ctx, p.o.Res)
 	nodes := cfg.Nodes()

@@ -24,12 +24,9 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cfg, ok, err := p.loadConfig(ctx)
+	cfg, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
-	}
-	if !ok {
-		return 0, nil, errNoConfig
 	}
 	if !contains(cfg.Components[in.Component], in.IP) {
 		return 0, nil, kit.Errorf(400, "the config has no %s on %s", in.Component, in.IP)

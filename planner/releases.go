@@ -235,6 +235,20 @@ func finish(in planInput, s *planStep) *planStep {
 	return s
 }
 
+// sourceOf is what cfg deploys from: its release when it names one, and
+// its catalog (nil when a release stands in for a catalog not loaded here).
+func (p *Planner) sourceOf(cfg contract.Config) (*catalog.Catalog, *release.Release, error) {
+	rel, err := p.releaseFor(cfg)
+	if err != nil {
+		return nil, nil, releaseError(err)
+	}
+	cat, ok := p.o.Catalogs[cfg.CatalogName()]
+	if !ok && rel == nil {
+		return nil, nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %q is not loaded in this engine", cfg.CatalogName())}
+	}
+	return cat, rel, nil
+}
+
 // releaseError is a config's release problem at deploy time: the release
 // was removed or never uploaded since the config was stored.
 func releaseError(err error) error {

@@ -25,12 +25,9 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cfg, ok, err := p.loadConfig(ctx)
+	cfg, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
-	}
-	if !ok {
-		return 0, nil, errNoConfig
 	}
 	ips, ok := cfg.Components[in.Component]
 	switch {

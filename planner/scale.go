@@ -65,12 +65,9 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cfg, ok, err := p.loadConfig(ctx)
+	cfg, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
-	}
-	if !ok {
-		return 0, nil, errNoConfig
 	}
 	next := cfg.Clone()
 	var fresh []string
