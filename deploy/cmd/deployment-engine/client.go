@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/deployment-engine/engine/deploy/client"
 	"github.com/deployment-engine/engine/services/contract"
@@ -235,6 +236,35 @@ func formatProblem(p contract.Problem) string {
 
 // printJSON writes raw JSON indented (keys in the engine's order), or as it
 // came if it is not JSON.
+// answer ends a command with what the engine answered: an error the human
+// way, the raw JSON with --json, else text's rendering.
+func (s *session) answer(raw []byte, err error, text func()) int {
+	if err != nil {
+		return s.fail(err)
+	}
+	if s.json {
+		s.printJSON(raw)
+	} else {
+		text()
+	}
+	return exitOK
+}
+
+// table starts an aligned table on w under its tab-separated header.
+func table(w io.Writer, header string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	return tw
+}
+
+// readArg reads the file a command was given: stdin for "-".
+func readArg(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(name)
+}
+
 func (s *session) printJSON(raw []byte) {
 	var b bytes.Buffer
 	if err := json.Indent(&b, bytes.TrimSpace(raw), "", "  "); err != nil || b.Len() == 0 {

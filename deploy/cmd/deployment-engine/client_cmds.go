@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/deployment-engine/engine/deploy/client"
 	"github.com/deployment-engine/engine/services/contract"
@@ -40,13 +37,7 @@ func configCmd(ctx context.Context, s *session) int {
 		if len(s.args) != 2 {
 			return s.usage("config set needs one FILE (- for stdin)")
 		}
-		var body []byte
-		var err error
-		if s.args[1] == "-" {
-			body, err = io.ReadAll(os.Stdin)
-		} else {
-			body, err = os.ReadFile(s.args[1])
-		}
+		body, err := readArg(s.args[1])
 		if err != nil {
 			fmt.Fprintf(s.stderr, "config set: %v\n", err)
 			return exitUsage
@@ -110,15 +101,9 @@ func cancelCmd(ctx context.Context, s *session) int {
 		return code
 	}
 	d, raw, err := s.c.Cancel(ctx, s.args[0])
-	if err != nil {
-		return s.fail(err)
-	}
-	if s.json {
-		s.printJSON(raw)
-	} else {
+	return s.answer(raw, err, func() {
 		fmt.Fprintf(s.stdout, "deployment %s %s: %s\n", d.ID, d.State, d.Error)
-	}
-	return exitOK
+	})
 }
 
 // scaleCmd: scale COMP IP [--follow].
@@ -176,8 +161,7 @@ func statusCmd(ctx context.Context, s *session) int {
 	if s.json {
 		s.printJSON(raw)
 	} else {
-		tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "COMPONENT\tIP\tSTATUS\tCPU\tMEM\tDISK\tREASON")
+		tw := table(s.stdout, "COMPONENT\tIP\tSTATUS\tCPU\tMEM\tDISK\tREASON")
 		for _, in := range insts {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Comp, in.Ip, in.Status, dash(in.Cpu), dash(in.Mem), dash(in.Disk), in.Reason)
 		}
@@ -209,20 +193,13 @@ func hardwareCmd(ctx context.Context, s *session) int {
 		return code
 	}
 	hw, raw, err := s.c.Hardware(ctx, comp, ip)
-	if err != nil {
-		return s.fail(err)
-	}
-	if s.json {
-		s.printJSON(raw)
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "IP\tCOMPONENT\tCPU\tRAM\tDISK\tERROR")
-	for _, h := range hw {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", h.IP, dash(h.Comp), h.CPU, kib(h.RAM), mb(h.DISK), h.Error)
-	}
-	_ = tw.Flush()
-	return exitOK
+	return s.answer(raw, err, func() {
+		tw := table(s.stdout, "IP\tCOMPONENT\tCPU\tRAM\tDISK\tERROR")
+		for _, h := range hw {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", h.IP, dash(h.Comp), h.CPU, kib(h.RAM), mb(h.DISK), h.Error)
+		}
+		_ = tw.Flush()
+	})
 }
 
 // monitCmd: restart COMP IP | stop COMP IP.
@@ -276,17 +253,11 @@ func logsCmd(ctx context.Context, s *session) int {
 	switch len(s.args) {
 	case 0:
 		names, raw, err := s.c.Logs(ctx)
-		if err != nil {
-			return s.fail(err)
-		}
-		if s.json {
-			s.printJSON(raw)
-			return exitOK
-		}
-		for _, n := range names {
-			fmt.Fprintln(s.stdout, n)
-		}
-		return exitOK
+		return s.answer(raw, err, func() {
+			for _, n := range names {
+				fmt.Fprintln(s.stdout, n)
+			}
+		})
 	case 1:
 		text, err := s.c.Log(ctx, s.args[0])
 		if err != nil {

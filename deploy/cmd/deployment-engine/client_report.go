@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"text/tabwriter"
@@ -23,14 +24,11 @@ func reportCmd(ctx context.Context, s *session) int {
 		return code
 	}
 	r, raw, err := s.c.Report(ctx, s.args[0])
-	if err != nil {
-		return s.fail(err)
-	}
-	if s.json {
-		s.printJSON(raw)
-		return exitOK
-	}
-	w := s.stdout
+	return s.answer(raw, err, func() { printReport(s.stdout, r) })
+}
+
+// printReport writes a deployment's timings as tables.
+func printReport(w io.Writer, r contract.Report) {
 	fmt.Fprintf(w, "deployment %s: %s, %.1f s in all, %d of %d steps ran\n", r.ID, r.State, r.TotalS, r.StepsTimed, r.StepsTotal)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, g := range []struct {
@@ -44,20 +42,17 @@ func reportCmd(ctx context.Context, s *session) int {
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\ncritical path: %.1f s over %d steps\n", r.CriticalPathS, len(r.CriticalPath))
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tSTART\tDURATION\tWAITED")
+	tw = table(w, "STEP\tSTART\tDURATION\tWAITED")
 	for _, st := range r.CriticalPath {
 		fmt.Fprintf(tw, "%s\t+%.1fs\t%.1fs\t%.1fs\n", st.ID, st.Started.Sub(r.Created).Seconds(), st.DurationS, st.WaitS)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\nslowest %d steps:\n", len(r.Slowest))
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tSTATE\tDURATION")
+	tw = table(w, "STEP\tSTATE\tDURATION")
 	for _, st := range r.Slowest {
 		fmt.Fprintf(tw, "%s\t%s\t%.1fs\n", st.ID, st.State, st.DurationS)
 	}
 	_ = tw.Flush()
-	return exitOK
 }
 
 func init() {
@@ -80,27 +75,20 @@ func auditCmd(ctx context.Context, s *session) int {
 		return code
 	}
 	list, raw, err := s.c.Audit(ctx, q)
-	if err != nil {
-		return s.fail(err)
-	}
-	if s.json {
-		s.printJSON(raw)
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tACTOR\tACTION\tOBJECT\tRESULT\tDETAIL")
-	for _, e := range list {
-		obj := e.Object
-		if e.Deployment != "" {
-			obj += " " + e.Deployment
+	return s.answer(raw, err, func() {
+		tw := table(s.stdout, "TIME\tACTOR\tACTION\tOBJECT\tRESULT\tDETAIL")
+		for _, e := range list {
+			obj := e.Object
+			if e.Deployment != "" {
+				obj += " " + e.Deployment
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %d\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Actor, e.Action, obj, e.Result, e.Code, e.Detail)
+			for _, d := range e.Diff {
+				fmt.Fprintf(tw, "\t\t\t  %s\t\t\n", d)
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %d\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Actor, e.Action, obj, e.Result, e.Code, e.Detail)
-		for _, d := range e.Diff {
-			fmt.Fprintf(tw, "\t\t\t  %s\t\t\n", d)
-		}
-	}
-	_ = tw.Flush()
-	return exitOK
+		_ = tw.Flush()
+	})
 }
 
 // healCmd: heal [on|off] — auto-heal's state, or switch it.
@@ -113,26 +101,10 @@ func healCmd(ctx context.Context, s *session) int {
 	}
 	if len(s.args) == 1 {
 		raw, err := s.c.SetHeal(ctx, s.args[0] == "on")
-		if err != nil {
-			return s.fail(err)
-		}
-		if s.json {
-			s.printJSON(raw)
-		} else {
-			fmt.Fprintf(s.stdout, "auto-heal %s\n", s.args[0])
-		}
-		return exitOK
+		return s.answer(raw, err, func() { fmt.Fprintf(s.stdout, "auto-heal %s\n", s.args[0]) })
 	}
 	st, raw, err := s.c.Heal(ctx)
-	if err != nil {
-		return s.fail(err)
-	}
-	if s.json {
-		s.printJSON(raw)
-		return exitOK
-	}
-	printHeal(s, st)
-	return exitOK
+	return s.answer(raw, err, func() { printHeal(s, st) })
 }
 
 func printHeal(s *session, st contract.HealState) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/deployment-engine/engine/services/contract"
@@ -42,12 +41,7 @@ func planCmd(ctx context.Context, s *session) int {
 	var body []byte
 	if len(s.args) == 1 {
 		var err error
-		if s.args[0] == "-" {
-			body, err = io.ReadAll(os.Stdin)
-		} else {
-			body, err = os.ReadFile(s.args[0])
-		}
-		if err != nil {
+		if body, err = readArg(s.args[0]); err != nil {
 			fmt.Fprintf(s.stderr, "plan: %v\n", err)
 			return exitUsage
 		}
