@@ -2,17 +2,13 @@ package engine
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"slices"
@@ -237,30 +233,9 @@ func (c *agentCerts) issue(extra []string) error {
 
 // issueLocked issues a certificate for the base hosts and extra.
 func (c *agentCerts) issueLocked(extra []string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, tmpl, hosts, err := serverCert("deployment-engine nats", c.ca.NotAfter, append(append([]string{}, c.base...), extra...))
 	if err != nil {
 		return err
-	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "deployment-engine nats", Organization: []string{"deployment-engine"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     c.ca.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	var hosts []string
-	for _, h := range append(append([]string{}, c.base...), extra...) {
-		if h == "" || slices.Contains(hosts, h) {
-			continue
-		}
-		hosts = append(hosts, h)
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca, &key.PublicKey, c.caKey)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -98,33 +99,14 @@ func ensureSelfSigned(certFile, keyFile string, hosts []string) error {
 	if err := os.MkdirAll(filepath.Dir(certFile), 0o700); err != nil {
 		return fmt.Errorf("--tls auto: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, tmpl, _, err := serverCert("deployment-engine", time.Now().AddDate(10, 0, 0), hosts)
 	if err != nil {
 		return err
 	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "deployment-engine", Organization: []string{"deployment-engine"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	seen := map[string]bool{}
-	for _, h := range hosts {
-		if seen[h] {
-			continue
-		}
-		seen[h] = true
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
+	// Self-signed: it is its own CA.
+	tmpl.KeyUsage |= x509.KeyUsageCertSign
+	tmpl.BasicConstraintsValid = true
+	tmpl.IsCA = true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return fmt.Errorf("--tls auto: make the certificate: %w", err)
@@ -140,6 +122,38 @@ func ensureSelfSigned(certFile, keyFile string, hosts []string) error {
 		return fmt.Errorf("--tls auto: %w", err)
 	}
 	return nil
+}
+
+// serverCert makes a P-256 key and a server certificate template for it,
+// valid from an hour ago until notAfter, for hosts (IP addresses and DNS
+// names, each once, empty ones skipped), which it returns as named.
+func serverCert(cn string, notAfter time.Time, hosts []string) (*ecdsa.PrivateKey, *x509.Certificate, []string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn, Organization: []string{"deployment-engine"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	var named []string
+	for _, h := range hosts {
+		if h == "" || slices.Contains(named, h) {
+			continue
+		}
+		named = append(named, h)
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	return key, tmpl, named, nil
 }
 
 // splitListener hands TLS connections (their first byte is a handshake
