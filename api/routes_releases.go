@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"path"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -76,19 +75,8 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 // releaseFiles serves the stored releases' package tarballs to nodes,
 // read-only: only <release>/<version>/packages/<name>.tgz.
 func releaseFiles(dir string) http.Handler {
-	fs := http.FileServer(http.Dir(dir))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			writeError(w, http.StatusMethodNotAllowed, "releases are read-only here; upload at /deployment-engine/releases")
-			return
-		}
-		p := path.Clean("/" + r.URL.Path)
+	return readOnlyFiles(dir, "releases are read-only here; upload at /deployment-engine/releases", "no such release file", func(p string) bool {
 		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
-		if len(parts) != 4 || parts[2] != "packages" || !strings.HasSuffix(parts[3], ".tgz") || strings.Contains(p, "/.") {
-			writeError(w, http.StatusNotFound, "no such release file")
-			return
-		}
-		r.URL.Path = p
-		fs.ServeHTTP(w, r)
+		return len(parts) == 4 && parts[2] == "packages" && strings.HasSuffix(parts[3], ".tgz") && !strings.Contains(p, "/.")
 	})
 }
