@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/deployment-engine/engine/deploy/engine"
 )
 
 const testToken = "cli-test-token-0123456789"
@@ -25,31 +21,8 @@ const testToken = "cli-test-token-0123456789"
 // client commands at it.
 func startEngine(t *testing.T) (dataDir string) {
 	t.Helper()
-	t.Setenv("DE_API_TOKEN", testToken)
 	dataDir = t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- engine.Serve(ctx, engine.Options{Listen: "127.0.0.1:0", DataDir: dataDir,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a string) { addr <- a }})
-	}()
-	select {
-	case a := <-addr:
-		t.Setenv("DE_SERVER", "http://"+a)
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("engine did not start")
-	}
+	t.Cleanup(serveOn(t, dataDir))
 	return dataDir
 }
 

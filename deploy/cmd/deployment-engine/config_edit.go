@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
 
@@ -31,8 +30,7 @@ func (s *session) stored(rep contract.ConfigPutReply, raw []byte) {
 		fmt.Fprintln(s.stdout, "config stored (nodes not checked)")
 	}
 	if len(rep.Hardware) > 0 {
-		tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "IP\tCPU\tRAM\tDISK")
+		tw := table(s.stdout, "IP\tCPU\tRAM\tDISK")
 		for _, h := range rep.Hardware {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", h.IP, h.CPU, kib(h.RAM), mb(h.DISK))
 		}

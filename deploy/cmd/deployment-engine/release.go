@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 )
 
@@ -29,20 +28,13 @@ func releaseCmd(ctx context.Context, s *session) int {
 			return code
 		}
 		rels, raw, err := s.c.Releases(ctx)
-		if err != nil {
-			return s.fail(err)
-		}
-		if s.json {
-			s.printJSON(raw)
-			return exitOK
-		}
-		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tVERSION\tJOBS\tPACKAGES")
-		for _, r := range rels {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Version, strings.Join(r.Jobs, ","), dash(strings.Join(r.Packages, ",")))
-		}
-		_ = tw.Flush()
-		return exitOK
+		return s.answer(raw, err, func() {
+			tw := table(s.stdout, "NAME\tVERSION\tJOBS\tPACKAGES")
+			for _, r := range rels {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Version, strings.Join(r.Jobs, ","), dash(strings.Join(r.Packages, ",")))
+			}
+			_ = tw.Flush()
+		})
 	case "upload":
 		if len(s.args) != 2 {
 			return s.usage("release upload needs FILE")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"text/tabwriter"
 
 	"github.com/deployment-engine/engine/deploy/engine"
 )
@@ -50,8 +49,7 @@ func tokenCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "token list: %v\n", err)
 			return exitFailed
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tSTATE")
+		tw := table(stdout, "NAME\tSTATE")
 		for _, e := range entries {
 			state := "valid"
 			if e.Revoked != "" {
