@@ -2,15 +2,12 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -23,29 +20,9 @@ const token = "test-token-0123456789"
 // engineUnderTest runs Serve on a data dir and returns its base URL.
 func engineUnderTest(t *testing.T, dir string) (string, func()) {
 	t.Helper()
-	t.Setenv("DE_API_TOKEN", token)
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Serve(ctx, Options{Listen: "127.0.0.1:0", DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Build: api.BuildInfo{Version: "v-test", Commit: "c0ffee", Built: "2026-11-26T00:00:00Z"},
-			Ready: func(a string) { addr <- a }})
-	}()
-	select {
-	case a := <-addr:
-		return "http://" + a, func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		}
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("engine did not start")
-	}
-	return "", nil
+	addr, stop := engineStop(t, Options{DataDir: dir,
+		Build: api.BuildInfo{Version: "v-test", Commit: "c0ffee", Built: "2026-11-26T00:00:00Z"}})
+	return "http://" + addr, stop
 }
 
 func do(t *testing.T, method, url, body string, auth bool) (int, []byte, http.Header) {
