@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -27,14 +26,7 @@ func TestNoQuorumIs503(t *testing.T) {
 		t.Skip("runs a 3-server cluster")
 	}
 	c := bustest.StartCluster(t, 3)
-	nc, err := bus.Dial(c.URL(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := bus.Declare(context.Background(), nc); err != nil {
-		t.Fatal(err)
-	}
+	nc, _ := c.Connect()
 	svc, err := micro.AddService(nc, micro.Config{Name: "planner", Version: "1.0.0"})
 	if err != nil {
 		t.Fatal(err)

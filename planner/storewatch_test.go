@@ -23,16 +23,8 @@ func TestStoreGoneFailsTheDeployment(t *testing.T) {
 		t.Skip("runs a 3-server cluster")
 	}
 	c := bustest.StartCluster(t, 3)
-	nc, err := bus.Dial(c.URL(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, res := c.Connect()
 	ctx := context.Background()
-	res, err := bus.Declare(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out io.Writer = io.Discard
 	if testing.Verbose() {
 		out = os.Stderr

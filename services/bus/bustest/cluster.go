@@ -1,6 +1,7 @@
 package bustest
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/services/bus"
 )
 
 // Cluster is a NATS JetStream cluster of real servers in this process, on
@@ -18,6 +22,22 @@ type Cluster struct {
 	name    string
 	opts    []*server.Options
 	Servers []*server.Server // nil where a member is stopped
+}
+
+// Connect dials the cluster as the engine does and declares everything;
+// the connection closes when the test ends.
+func (c *Cluster) Connect() (*nats.Conn, *bus.Resources) {
+	c.t.Helper()
+	nc, err := bus.Dial(c.URL(), "test")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	res, err := bus.Declare(context.Background(), nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return nc, res
 }
 
 // StartCluster runs n servers clustered together and waits until
