@@ -258,21 +258,25 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 	})
 
 	t.Run("logs", func(t *testing.T) {
+		// waitLines waits up to 10 s for n lines followed.
+		waitLines := func(n int) {
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				logMu.Lock()
+				got := len(logLines)
+				logMu.Unlock()
+				if got >= n {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
 		f, _ := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0o644)
 		for i := range 50 {
 			fmt.Fprintf(f, "line %d\n", i)
 		}
 		f.Close()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			logMu.Lock()
-			n := len(logLines)
-			logMu.Unlock()
-			if n >= 51 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitLines(51)
 		logMu.Lock()
 		defer logMu.Unlock()
 		if len(logLines) != 51 || logLines[0] != "old line" || logLines[50] != "line 49" {
@@ -286,16 +290,7 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 		logMu.Unlock()
 		// Rotated (truncated in place): followed again from its top.
 		_ = os.WriteFile(logFile, []byte("after rotation\n"), 0o644)
-		deadline = time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			logMu.Lock()
-			n := len(logLines)
-			logMu.Unlock()
-			if n >= 52 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitLines(52)
 		logMu.Lock()
 		if len(logLines) != 52 || logLines[51] != "after rotation" {
 			t.Fatalf("after truncation followed %d lines, last %q", len(logLines), logLines[len(logLines)-1])
