@@ -12,7 +12,6 @@ package chaos
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -38,22 +37,7 @@ const (
 var bed *testbed.Bed
 
 func TestMain(m *testing.M) {
-	if err := testbed.Check(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var err error
-	bed, err = testbed.Up(context.Background(), testbed.Options{Name: "chaos", Nodes: 2})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := bed.Down(); err != nil {
-		fmt.Fprintln(os.Stderr, "tear down:", err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(testbed.Main(m, testbed.Options{Name: "chaos", Nodes: 2}, &bed))
 }
 
 func trials(t *testing.T) int {

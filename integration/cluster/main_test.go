@@ -9,8 +9,6 @@
 package cluster
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"testing"
 
@@ -20,21 +18,5 @@ import (
 var bed *testbed.Bed
 
 func TestMain(m *testing.M) {
-	if err := testbed.Check(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var err error
-	bed, err = testbed.Up(context.Background(), testbed.Options{Name: "cluster", Nodes: 4})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = testbed.Down("cluster")
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := bed.Down(); err != nil {
-		fmt.Fprintln(os.Stderr, "tear down:", err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(testbed.Main(m, testbed.Options{Name: "cluster", Nodes: 4}, &bed))
 }

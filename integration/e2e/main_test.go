@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,23 +25,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if err := testbed.Check(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var err error
 	// Nodes of two sizes: each reports its own through lxcfs.
-	bed, err = testbed.Up(context.Background(), testbed.Options{Name: "e2e", Nodes: 4,
-		PerNode: []testbed.Limits{{Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}, {Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := bed.Down(); err != nil {
-		fmt.Fprintln(os.Stderr, "tear down:", err)
-		code = 1
-	}
+	code := testbed.Main(m, testbed.Options{Name: "e2e", Nodes: 4,
+		PerNode: []testbed.Limits{{Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}, {Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}}}, &bed)
 	if mirrorDir != "" {
 		os.RemoveAll(filepath.Dir(mirrorDir))
 	}

@@ -18,23 +18,8 @@ var bed *Bed
 
 // One bed of three nodes serves every test of the package.
 func TestMain(m *testing.M) {
-	if err := Check(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var err error
-	bed, err = Up(context.Background(), Options{Name: "tbtest", Nodes: 3, RootPassword: "node-only-pw",
-		PerNode: []Limits{{CPUs: 1, Memory: 512 << 20}, {CPUs: 0.5, Memory: 1 << 30}}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = Down("tbtest")
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := bed.Down(); err != nil {
-		fmt.Fprintln(os.Stderr, "tear down:", err)
-		code = 1
-	}
+	code := Main(m, Options{Name: "tbtest", Nodes: 3, RootPassword: "node-only-pw",
+		PerNode: []Limits{{CPUs: 1, Memory: 512 << 20}, {CPUs: 0.5, Memory: 1 << 30}}}, &bed)
 	if code == 0 {
 		if left := leftovers("tbtest"); left != "" {
 			fmt.Fprintln(os.Stderr, "left behind after Down:", left)
