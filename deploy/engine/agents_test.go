@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -196,28 +195,11 @@ func TestAgentCertsOfAGivenPair(t *testing.T) {
 // with a certificate for home that the data dir's CA signed; it stops with
 // the engine and listens again at the stored home after a restart.
 func TestServeListensAtHome(t *testing.T) {
-	t.Setenv("DE_API_TOKEN", token)
 	dir := t.TempDir()
 	port := bustest.FreePort(t)
 	serve := func() (string, func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		addr := make(chan string, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- Serve(ctx, Options{Listen: "127.0.0.1:0", DataDir: dir, NATSListen: ":" + strconv.Itoa(port),
-				Logger: quiet(), Ready: func(a string) { addr <- a }})
-		}()
-		select {
-		case a := <-addr:
-			return "http://" + a, func() { cancel(); <-done }
-		case err := <-done:
-			cancel()
-			t.Fatalf("serve: %v", err)
-		case <-time.After(30 * time.Second):
-			cancel()
-			t.Fatal("engine did not start")
-		}
-		return "", nil
+		addr, stop := engineStop(t, Options{DataDir: dir, NATSListen: ":" + strconv.Itoa(port)})
+		return "http://" + addr, stop
 	}
 	at := func(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
 	listening := func(ip string) bool {

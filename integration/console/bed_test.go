@@ -104,9 +104,7 @@ func TestConsoleOnTestBed(t *testing.T) {
 	})
 
 	b := newBrowser(t)
-	b.run("sign in", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), token), chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)))
-	b.waitText("#topbar", "Status")
+	b.signIn(base, "Status")
 
 	t.Run("config with node checks", func(t *testing.T) {
 		b.t = t

@@ -7,8 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/deployment-engine/engine/deploy/engine"
+	"github.com/deployment-engine/engine/deploy/engine/enginetest"
 )
 
 const token = "console-test-token-0123456789"
@@ -28,31 +27,9 @@ const token = "console-test-token-0123456789"
 // returns its base URL.
 func startEngine(t *testing.T) string {
 	t.Helper()
-	t.Setenv("DE_API_TOKEN", token)
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- engine.Serve(ctx, engine.Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(), NoAgents: true,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a string) { addr <- a }})
-	}()
-	select {
-	case a := <-addr:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-		return "http://" + a
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("engine did not start")
-	}
-	return ""
+	addr, stop := enginetest.Start(t, token, engine.Options{NoAgents: true})
+	t.Cleanup(stop)
+	return "http://" + addr
 }
 
 // chromiumPath finds the browser; the tests fail without one
@@ -144,6 +121,15 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 
 // click clicks the element matching the CSS selector, again when the view
 // redrew it between the lookup and the click (status redraws itself).
+// signIn signs in at base with the test token and waits for the top bar
+// to show landing (the page the console opens on).
+func (b *browser) signIn(base, landing string) {
+	b.t.Helper()
+	b.run("sign in", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), token), chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)))
+	b.waitText("#topbar", landing)
+}
+
 func (b *browser) click(sel string) {
 	b.t.Helper()
 	var err error

@@ -23,9 +23,7 @@ func TestConsoleReleases(t *testing.T) {
 	if err := os.WriteFile(junk, []byte("hello"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b.run("sign in", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), token), chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)))
-	b.waitText("#topbar", "Releases")
+	b.signIn(base, "Releases")
 	b.run("open releases", chromedp.Navigate(base+"/#/releases"))
 	b.waitText("#releases-body", "No release uploaded yet")
 

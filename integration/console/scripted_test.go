@@ -266,9 +266,7 @@ func TestConsoleViewsScripted(t *testing.T) {
 	t.Cleanup(srv.Close)
 	base := srv.URL
 	b := newBrowser(t)
-	b.run("sign in", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), token), chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)))
-	b.waitText("#topbar", "Status")
+	b.signIn(base, "Status")
 
 	t.Run("deploy progress and live log", func(t *testing.T) {
 		b.t = t

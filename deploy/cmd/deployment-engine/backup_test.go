@@ -1,45 +1,22 @@
 package main
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/deployment-engine/engine/deploy/engine"
+	"github.com/deployment-engine/engine/deploy/engine/enginetest"
 )
 
-// serveOn runs the engine on dir until the returned stop is called.
+// serveOn runs the engine on dir and points the client commands at it
+// until the returned stop is called.
 func serveOn(t *testing.T, dir string) (stop func()) {
 	t.Helper()
-	t.Setenv("DE_API_TOKEN", testToken)
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- engine.Serve(ctx, engine.Options{Listen: "127.0.0.1:0", DataDir: dir,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a string) { addr <- a }})
-	}()
-	select {
-	case a := <-addr:
-		t.Setenv("DE_SERVER", "http://"+a)
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("engine did not start")
-	}
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}
+	addr, stop := enginetest.Start(t, testToken, engine.Options{DataDir: dir})
+	t.Setenv("DE_SERVER", "http://"+addr)
+	return stop
 }
 
 // cancel of a deployment the engine does not know is exit 1 with the 404;
