@@ -115,17 +115,7 @@ func natsServer(t *testing.T) string {
 // step of the next one runs.
 func reset(t *testing.T) {
 	t.Helper()
-	const script = `for c in c1 c2; do
-  if [ -e /etc/monit/conf.d/$c ]; then monit stop $c >/dev/null 2>&1 || true; rm -f /etc/monit/conf.d/$c; fi
-done
-monit reload >/dev/null 2>&1 || true
-pkill -KILL -f '^/bin/sleep 100001$' || true
-rm -rf /var/lib/deployment-engine /var/lib/chaos /etc/chaos /run/chaos-*.pid`
-	for _, n := range bed.Nodes {
-		if _, err := n.Exec(context.Background(), script); err != nil {
-			t.Fatal(err)
-		}
-	}
+	harness.ResetNodes(t, bed.Nodes, "c1 c2", "^/bin/sleep 100001$", "/var/lib/chaos", "/etc/chaos", "/run/chaos-*.pid")
 }
 
 type deployment struct {

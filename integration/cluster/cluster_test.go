@@ -124,18 +124,7 @@ func (s *stack) heal(t *testing.T) {
 // of the next one runs and its runs can be counted.
 func reset(t *testing.T) {
 	t.Helper()
-	const script = `for f in /var/lib/deployment-engine/run/*.pgid; do [ -f "$f" ] && read -r pg _ < "$f" && kill -KILL -- -"$pg" 2>/dev/null; done
-for c in c1 c2; do
-  if [ -e /etc/monit/conf.d/$c ]; then monit stop $c >/dev/null 2>&1 || true; rm -f /etc/monit/conf.d/$c; fi
-done
-monit reload >/dev/null 2>&1 || true
-pkill -KILL -f '^/bin/sleep 100003$' || true
-rm -rf /var/lib/deployment-engine /var/lib/cl /etc/cl /run/cl-*.pid`
-	for _, n := range bed.Nodes {
-		if _, err := n.Exec(context.Background(), script); err != nil {
-			t.Fatal(err)
-		}
-	}
+	harness.ResetNodes(t, bed.Nodes, "c1 c2", "^/bin/sleep 100003$", "/var/lib/cl", "/etc/cl", "/run/cl-*.pid")
 }
 
 type deployment struct {

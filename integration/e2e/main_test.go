@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -72,18 +71,8 @@ func release(t *testing.T) {
 	// The test catalog's services of an earlier test go too, and its agent
 	// (whose start, failing without its config, would hold monit up 30 s
 	// at a time), so each test starts from nodes that run none of them.
-	const reset = `for f in /var/lib/deployment-engine/run/*.pgid; do [ -f "$f" ] && read -r pg _ < "$f" && kill -KILL -- -"$pg" 2>/dev/null; done
-for c in alpha beta gamma delta de-agent; do
-  if [ -e /etc/monit/conf.d/$c ]; then monit stop $c >/dev/null 2>&1 || true; rm -f /etc/monit/conf.d/$c; fi
-done
-monit reload >/dev/null 2>&1 || true
-pkill -KILL -f '^/bin/sleep 10000[012]$' || true
-rm -rf /var/lib/deployment-engine /var/lib/e2e/broken /run/e2e-*.pid /var/log/e2e-*.log`
-	for _, n := range bed.Nodes {
-		if _, err := n.Exec(context.Background(), reset); err != nil {
-			t.Fatal(err)
-		}
-	}
+	harness.ResetNodes(t, bed.Nodes, "alpha beta gamma delta de-agent", "^/bin/sleep 10000[012]$",
+		"/var/lib/e2e/broken", "/run/e2e-*.pid", "/var/log/e2e-*.log")
 }
 
 func ips(idx ...int) []string {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployment-engine/engine/integration/testbed"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
@@ -215,4 +216,25 @@ func (e *Engine) DoErr(ctx context.Context, method, path string, body any) (int,
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
+}
+
+// ResetNodes takes nodes back to before any deployment, so that every
+// step of the next one runs: the process groups of steps still running
+// are killed, the monit checks named in comps (space-separated) stopped
+// and removed, the test services' processes (matching sleepPattern)
+// killed, and the engine's node state and paths removed.
+func ResetNodes(t testing.TB, nodes []*testbed.Node, comps, sleepPattern string, paths ...string) {
+	t.Helper()
+	script := `for f in /var/lib/deployment-engine/run/*.pgid; do [ -f "$f" ] && read -r pg _ < "$f" && kill -KILL -- -"$pg" 2>/dev/null; done
+for c in ` + comps + `; do
+  if [ -e /etc/monit/conf.d/$c ]; then monit stop $c >/dev/null 2>&1 || true; rm -f /etc/monit/conf.d/$c; fi
+done
+monit reload >/dev/null 2>&1 || true
+pkill -KILL -f '` + sleepPattern + `' || true
+rm -rf /var/lib/deployment-engine ` + strings.Join(paths, " ")
+	for _, n := range nodes {
+		if _, err := n.Exec(context.Background(), script); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
