@@ -24,6 +24,7 @@ import (
 
 	"github.com/deployment-engine/engine/monitor"
 	"github.com/deployment-engine/engine/monitor/agent"
+	"github.com/deployment-engine/engine/monitor/monit/monittest"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -48,37 +49,13 @@ var marker = fmt.Sprintf("sleep %d", 1000000+os.Getpid())
 // command line that talks to it and its XML status URL.
 func startMonit(t *testing.T, extra ...string) ([]string, string) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Fatal("the monitor tests run monit and its processes as root: run them as root (CI does)")
-	}
-	if _, err := exec.LookPath("monit"); err != nil {
-		t.Fatal("the monitor tests need monit: run `make deps` as root")
-	}
 	dir := t.TempDir()
-	port := bustest.FreePort(t)
-	rc := filepath.Join(dir, "monitrc")
-	conf := fmt.Sprintf(`set daemon 1
-set log %[1]s/monit.log
-set pidfile %[1]s/monit.pid
-set idfile %[1]s/monit.id
-set statefile %[1]s/monit.state
-set httpd port %[2]d and use address 127.0.0.1 allow localhost
-check process %[3]s matching "%[4]s"
-  start program = "/bin/sh -c '/bin/%[4]s >/dev/null 2>&1 &'"
-  stop program = "/usr/bin/pkill -f '%[4]s'"
-`, dir, port, process, marker) + strings.ReplaceAll(strings.Join(extra, "\n"), "DIR", dir)
-	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := []string{"monit", "-c", rc}
-	if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("start monit: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("monit", "-c", rc, "quit").Run()
-		_ = exec.Command("pkill", "-f", marker).Run()
-	})
-	return cmd, fmt.Sprintf("http://127.0.0.1:%d/_status?format=xml", port)
+	t.Cleanup(func() { _ = exec.Command("pkill", "-f", marker).Run() })
+	rc, port := monittest.Start(t, dir, fmt.Sprintf(`check process %[1]s matching "%[2]s"
+  start program = "/bin/sh -c '/bin/%[2]s >/dev/null 2>&1 &'"
+  stop program = "/usr/bin/pkill -f '%[2]s'"
+`, process, marker)+strings.ReplaceAll(strings.Join(extra, "\n"), "DIR", dir))
+	return []string{"monit", "-c", rc}, fmt.Sprintf("http://127.0.0.1:%d/_status?format=xml", port)
 }
 
 type env struct {

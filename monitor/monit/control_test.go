@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployment-engine/engine/monitor/monit/monittest"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
@@ -78,39 +79,11 @@ func FuzzProbe(f *testing.F) {
 // test's own: a process that listens on a port and stops cleanly, and one
 // whose stop program fails, as the starter's redis stop once did.
 func TestControlScriptWithMonit(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Fatal("this test runs monit and its processes as root: run it as root (CI does)")
-	}
-	if _, err := exec.LookPath("monit"); err != nil {
-		t.Fatal("this test needs monit: run `make deps` as root")
-	}
 	dir := t.TempDir()
-	httpPort, port := bustest.FreePort(t), bustest.FreePort(t)
+	port := bustest.FreePort(t)
 	good := filepath.Join(dir, "good.sh")
 	_ = os.WriteFile(good, []byte(fmt.Sprintf(`exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:%d", Listen => 5, ReuseAddr => 1) or die $!; sleep 100000'`, port)), 0o755)
-	rc := filepath.Join(dir, "monitrc")
-	conf := fmt.Sprintf(`set daemon 1
-set log %[1]s/monit.log
-set pidfile %[1]s/monit.pid
-set idfile %[1]s/monit.id
-set statefile %[1]s/monit.state
-set httpd port %[2]d and use address 127.0.0.1 allow localhost
-check process de-ctl-good with pidfile %[1]s/good.pid
-  start program = "/sbin/start-stop-daemon --start --background --make-pidfile --pidfile %[1]s/good.pid --exec /bin/sh -- %[3]s"
-  stop program = "/sbin/start-stop-daemon --stop --pidfile %[1]s/good.pid --retry 5"
-check process de-ctl-stuck with pidfile %[1]s/stuck.pid
-  start program = "/sbin/start-stop-daemon --start --background --make-pidfile --pidfile %[1]s/stuck.pid --exec /bin/sleep -- 77719"
-  stop program = "/bin/sh -c 'echo the stop program refuses >&2; exit 2'" with timeout 2 seconds
-`, dir, httpPort, good)
-	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	monitCmd := "monit -c " + rc
-	if out, err := exec.Command("monit", "-c", rc).CombinedOutput(); err != nil {
-		t.Fatalf("start monit: %v: %s", err, out)
-	}
 	t.Cleanup(func() {
-		_ = exec.Command("monit", "-c", rc, "quit").Run()
 		for _, f := range []string{"good.pid", "stuck.pid"} {
 			if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
 				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -119,6 +92,14 @@ check process de-ctl-stuck with pidfile %[1]s/stuck.pid
 			}
 		}
 	})
+	rc, _ := monittest.Start(t, dir, fmt.Sprintf(`check process de-ctl-good with pidfile %[1]s/good.pid
+  start program = "/sbin/start-stop-daemon --start --background --make-pidfile --pidfile %[1]s/good.pid --exec /bin/sh -- %[2]s"
+  stop program = "/sbin/start-stop-daemon --stop --pidfile %[1]s/good.pid --retry 5"
+check process de-ctl-stuck with pidfile %[1]s/stuck.pid
+  start program = "/sbin/start-stop-daemon --start --background --make-pidfile --pidfile %[1]s/stuck.pid --exec /bin/sleep -- 77719"
+  stop program = "/bin/sh -c 'echo the stop program refuses >&2; exit 2'" with timeout 2 seconds
+`, dir, good))
+	monitCmd := "monit -c " + rc
 	marks := filepath.Join(dir, "marks")
 	run := func(script string, args ...string) (string, int) {
 		cmd := exec.Command("/bin/sh", append([]string{"-c", script, "test"}, args...)...)
