@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -34,9 +35,12 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 			return 0, nil, err
 		}
 	}
+	// The nodes are checked without the lock, so that one slow node holds
+	// up no config write or other command; under it, the config is read
+	// again and nothing may run before the deployment begins.
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	cfg, err := p.storedConfig(ctx)
+	p.mu.Unlock()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -54,22 +58,39 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 			return 0, nil, err
 		}
 	}
-	id, err := p.startWith(ctx, cfg, in.Update())
+	rec, err := p.prepareWith(ctx, cfg, in.Update())
+	if err == nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		err = p.stillCurrent(ctx, cfg)
+	}
 	if err != nil {
+		p.noteRefusal(ctx, err)
+		return 0, nil, err
+	}
+	id, err := p.beginLocked(ctx, rec)
+	if err != nil {
+		p.noteRefusal(ctx, err)
 		return 0, nil, err
 	}
 	return 202, contract.DeployStarted{ID: id}, nil
 }
 
-// startWith checks the nodes and starts a deployment of cfg, with update
-// settings that override the config's and the catalog's.
-func (p *Planner) startWith(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (_ string, err error) {
-	defer func() { p.noteRefusal(ctx, err) }()
-	rec, err := p.prepareWith(ctx, cfg, q)
+// stillCurrent says whether a deployment prepared from cfg may begin: cfg
+// is still the stored config and no deployment began meanwhile. Callers
+// hold p.mu.
+func (p *Planner) stillCurrent(ctx context.Context, cfg contract.Config) error {
+	now, err := p.storedConfig(ctx)
 	if err != nil {
-		return "", err
+		return err
 	}
-	return p.beginLocked(ctx, rec)
+	if !reflect.DeepEqual(now, cfg) {
+		return &kit.Error{Code: 409, Msg: "the config changed while its nodes were being checked: deploy again"}
+	}
+	if id, ok := p.sched.running(); ok {
+		return &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
+	}
+	return nil
 }
 
 // beginLocked starts a prepared deployment.

@@ -247,10 +247,14 @@ func TestFrozenNodeWithoutAgents(t *testing.T) {
 }
 
 // slowRoutesHoldNoOne: while routes wait for the frozen node (its hardware
-// read over SSH, a precheck and a deploy that probe it, the deploy holding
-// the planner's lock), every other route answers within a second.
+// read over SSH, a precheck and a deploy that probe it), every other route
+// answers within a second, a config write too.
 func slowRoutesHoldNoOne(t *testing.T, e *harness.Engine, n *testbed.Node, comp string) {
 	t.Helper()
+	code, stored := e.Do("GET", "/deployment-engine/config", nil)
+	if code != 200 {
+		t.Fatalf("GET config: %d %s", code, stored)
+	}
 	slow := []string{
 		"GET /deployment-engine/hardware?comp=" + comp + "&ip=" + n.IP,
 		"GET /deployment-engine/precheck",
@@ -297,6 +301,21 @@ func slowRoutesHoldNoOne(t *testing.T, e *harness.Engine, n *testbed.Node, comp 
 			late[p] = took > time.Second
 			slowest = max(slowest, took)
 		}
+		// The same config stored again: the deploy probing the frozen node
+		// holds no lock a config write needs.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		t0 := time.Now()
+		code, body, err := e.DoErr(ctx, "POST", "/deployment-engine/config?check=0", stored)
+		took := time.Since(t0)
+		cancel()
+		if err != nil || code != 201 {
+			t.Errorf("POST config while slow routes wait for %s: %d %.200s %v", n.IP, code, body, err)
+		}
+		// Held by the deploy's probe, it would wait out the 5 s dial timeout.
+		if took > 2*time.Second {
+			t.Errorf("POST config took %s while slow routes wait for %s: it waited for them", took, n.IP)
+		}
+		slowest = max(slowest, took)
 		if running.Load() > 0 {
 			rounds++
 		}
