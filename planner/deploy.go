@@ -35,9 +35,8 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 			return 0, nil, err
 		}
 	}
-	// The nodes are checked without the lock, so that one slow node holds
-	// up no config write or other command; under it, the config is read
-	// again and nothing may run before the deployment begins.
+	// The lock is held only to read the config: one slow node must hold
+	// up no config write or other command (see start).
 	p.mu.Lock()
 	cfg, err := p.storedConfig(ctx)
 	p.mu.Unlock()
@@ -45,8 +44,8 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 		return 0, nil, err
 	}
 	if in.Plan != "" {
-		if id, ok := p.sched.running(); ok {
-			return 0, nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
+		if err := p.noneRunning(); err != nil {
+			return 0, nil, err
 		}
 		now, err := p.plan(ctx, cfg)
 		if err != nil {
@@ -58,22 +57,28 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 			return 0, nil, err
 		}
 	}
-	rec, err := p.prepareWith(ctx, cfg, in.Update())
-	if err == nil {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		err = p.stillCurrent(ctx, cfg)
-	}
+	id, err := p.start(ctx, cfg, in.Update())
 	if err != nil {
-		p.noteRefusal(ctx, err)
-		return 0, nil, err
-	}
-	id, err := p.beginLocked(ctx, rec)
-	if err != nil {
-		p.noteRefusal(ctx, err)
 		return 0, nil, err
 	}
 	return 202, contract.DeployStarted{ID: id}, nil
+}
+
+// start checks the nodes of cfg and plans its deployment without the
+// planner's lock, then, under it, begins the deployment if cfg is still
+// the one to deploy. A refusal is noted in the operations log.
+func (p *Planner) start(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (_ string, err error) {
+	defer func() { p.noteRefusal(ctx, err) }()
+	rec, err := p.prepareWith(ctx, cfg, q)
+	if err != nil {
+		return "", err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.stillCurrent(ctx, cfg); err != nil {
+		return "", err
+	}
+	return p.beginLocked(ctx, rec)
 }
 
 // stillCurrent says whether a deployment prepared from cfg may begin: cfg
@@ -87,6 +92,11 @@ func (p *Planner) stillCurrent(ctx context.Context, cfg contract.Config) error {
 	if !reflect.DeepEqual(now, cfg) {
 		return &kit.Error{Code: 409, Msg: "the config changed while its nodes were being checked: deploy again"}
 	}
+	return p.noneRunning()
+}
+
+// noneRunning is a 409 naming the deployment that runs, if one does.
+func (p *Planner) noneRunning() error {
 	if id, ok := p.sched.running(); ok {
 		return &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
 	}
@@ -111,10 +121,11 @@ func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*reco
 }
 
 // prepareWith is prepareLocked with update settings that override the
-// config's and the catalog's (deploy?canaries=&max_in_flight=).
+// config's and the catalog's (deploy?canaries=&max_in_flight=). It needs
+// no lock: start calls it without one.
 func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (*record, error) {
-	if id, ok := p.sched.running(); ok {
-		return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
+	if err := p.noneRunning(); err != nil {
+		return nil, err
 	}
 	cat, rel, err := p.sourceOf(cfg)
 	if err != nil {

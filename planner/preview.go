@@ -242,7 +242,7 @@ func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have stri
 		return
 	case "start":
 		a.Why = "restart (or reload) the running process: what it runs from changed"
-		if strings.Contains(spec.Script, " ) || monit restart") {
+		if strings.Contains(spec.Script, reloadOrRestart) {
 			a.Why = "reload the running process (restart if the reload fails): what it runs from changed"
 		}
 		if isNew {

@@ -204,6 +204,10 @@ exit 1
 `, kit.ShellQuote(process))
 }
 
+// reloadOrRestart joins a component's reload command to the restart that
+// stands in when it fails; the plan preview tells a reload by it.
+const reloadOrRestart = " ) || monit restart"
+
 // startScript starts a component, or applies a change to a running one
 // (its reload, or a restart), then waits until monit sees it running,
 // asking again while monit leaves it unmonitored. A restart counts once
@@ -212,7 +216,7 @@ func startScript(process, reload string) string {
 	apply := `old=$(monit status "$p" 2>/dev/null | awk '$1=="pid"{print $2; exit}')
   monit restart "$p"`
 	if strings.TrimSpace(reload) != "" {
-		apply = "( " + strings.TrimSpace(reload) + " ) || monit restart \"$p\""
+		apply = "( " + strings.TrimSpace(reload) + reloadOrRestart + ` "$p"`
 	}
 	return fmt.Sprintf(`set -u
 p=%[1]s
