@@ -27,7 +27,7 @@ type storeCheck struct {
 	down    bool
 }
 
-// available tells whether the store answered its last read.
+// available tells whether the store answered its last probe.
 func (c *storeCheck) available(ctx context.Context) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -36,16 +36,16 @@ func (c *storeCheck) available(ctx context.Context) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	err := c.read(ctx)
+	err := c.probe(ctx)
 	c.down, c.checked = kit.Unavailable(err), time.Now()
 	return !c.down
 }
 
-// read asks JetStream for the account's usage (its meta leader answers,
+// probe asks JetStream for the account's usage (its meta leader answers,
 // and without a quorum there is none, once it notices) and writes one small
 // key, which fails at once without a quorum: reads of a bucket would still
 // be answered by a replica left alone, with what may be stale.
-func (c *storeCheck) read(ctx context.Context) error {
+func (c *storeCheck) probe(ctx context.Context) error {
 	if _, err := c.js.AccountInfo(ctx); err != nil {
 		return err
 	}
