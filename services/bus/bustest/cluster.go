@@ -70,7 +70,22 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		}
 	})
 	c.WaitLeader(30 * time.Second)
+	c.waitPeers(n, 30*time.Second)
 	return c
+}
+
+// waitPeers waits until the JetStream leader counts n members online: a
+// stream of 3 replicas asked for before then finds "no suitable peers".
+func (c *Cluster) waitPeers(n int, d time.Duration) {
+	c.t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, s := range c.Servers {
+			if s != nil && len(s.JetStreamClusterPeers()) >= n {
+				return
+			}
+		}
+	}
+	c.t.Fatalf("the JetStream leader does not count %d members online after %s", n, d)
 }
 
 // URL names every member, for a client to fail over between them.
