@@ -39,15 +39,26 @@ func fleet(b *testing.B, e *env, nodes, comps int) [][]byte {
 }
 
 // BenchmarkStatus answers GET /status's command for 200 component
-// instances (40 nodes × 5) and reports p50 and p99. Target: p99 ≤ 50 ms.
+// instances (40 nodes × 5) and for 1,000 (100 nodes × 10), and reports p50
+// and p99. Targets: p99 ≤ 50 ms at 200; through HTTP, the engine's own
+// benchmark holds p99 ≤ 20 ms at 1,000.
 func BenchmarkStatus(b *testing.B) {
+	for _, size := range []struct{ nodes, comps int }{{40, 5}, {100, 10}} {
+		b.Run(fmt.Sprintf("%dx%d", size.nodes, size.comps), func(b *testing.B) {
+			benchStatus(b, size.nodes, size.comps)
+		})
+	}
+}
+
+func benchStatus(b *testing.B, nodes, comps int) {
 	e := newEnv(b)
-	beats := fleet(b, e, 40, 5)
+	beats := fleet(b, e, nodes, comps)
 	for n, hb := range beats {
 		_ = e.nc.Publish(subject.Node(fmt.Sprintf("10.213.250.%d", n+1), subject.VerbHeartbeat), hb)
 	}
 	_ = e.nc.Flush()
 	time.Sleep(200 * time.Millisecond)
+	total := nodes * comps
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
@@ -58,7 +69,7 @@ func BenchmarkStatus(b *testing.B) {
 			b.Fatalf("status: %v %d", err, rep.Code)
 		}
 		var st []contract.StatusEntry
-		if json.Unmarshal(rep.Body, &st) != nil || len(st) != 200 || st[199].Status != "RUNNING" {
+		if json.Unmarshal(rep.Body, &st) != nil || len(st) != total || st[total-1].Status != "RUNNING" {
 			b.Fatalf("status: %s", rep.Body[:min(len(rep.Body), 200)])
 		}
 	}

@@ -57,6 +57,7 @@ type Monitor struct {
 	nodes map[string]*node
 
 	ssh sshCache
+	cfg configCache // status's
 }
 
 // node is what the monitor knows of one node.
@@ -64,6 +65,9 @@ type node struct {
 	hb     contract.Heartbeat
 	seen   time.Time
 	silent bool // reported unreachable, not yet heard from again
+	// entries are hb's status entries of the components it shows up,
+	// encoded (renderEntries); read-only once the node is stored.
+	entries map[string][]byte
 }
 
 // fresh tells whether the node reported within its allowed silence.
@@ -130,7 +134,7 @@ func (m *Monitor) load(ctx context.Context) {
 		}
 		var hb contract.Heartbeat
 		if json.Unmarshal(e.Value(), &hb) == nil && hb.IP != "" {
-			m.nodes[hb.IP] = &node{hb: hb, seen: e.Created(), silent: true}
+			m.nodes[hb.IP] = &node{hb: hb, seen: e.Created(), silent: true, entries: renderEntries(hb)}
 		}
 	}
 }
@@ -150,10 +154,11 @@ func (m *Monitor) heartbeat(msg *nats.Msg) {
 		return
 	}
 	hb.IntervalS = min(max(hb.IntervalS, 1), 3600)
+	entries := renderEntries(hb)
 	now := time.Now()
 	m.mu.Lock()
 	prev := m.nodes[ip]
-	m.nodes[ip] = &node{hb: hb, seen: now}
+	m.nodes[ip] = &node{hb: hb, seen: now, entries: entries}
 	m.mu.Unlock()
 
 	// An event marks a change: a component that went up or down, any

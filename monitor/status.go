@@ -4,18 +4,27 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
 // status answers GET /status: one entry per instance, never a stale RUNNING.
+//
+// With a thousand instances, formatting and encoding every entry on every
+// request cost milliseconds: an instance its node's latest heartbeat shows
+// up is therefore encoded once, when the heartbeat arrives (node.entries),
+// and copied from there while that heartbeat is fresh. Every other entry
+// (down, stale, read over SSH) is made per request, as its reason depends
+// on the time or on auto-heal.
 func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error) {
-	cfg, err := m.config(ctx)
+	cfg, err := m.cfg.load(ctx, m.o.Res)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -31,10 +40,19 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 	if len(agentless) > 0 {
 		reads = m.readOverSSH(agentless, m.o.StatusWait)
 	}
-	out := []contract.StatusEntry{}
-	for _, t := range instances(cfg) {
-		e := contract.StatusEntry{Comp: t.Comp, Ip: t.IP, Cpu: "N/A", Mem: "N/A", Disk: "N/A", Status: "DOWN"}
+	targets := instances(cfg)
+	pieces := make([][]byte, len(targets))
+	var made []contract.StatusEntry // entries made for this request
+	var madeAt []int                // and their places
+	for i, t := range targets {
 		n, ok := nodes[t.IP]
+		if ok && m.fresh(&n, now) {
+			if raw, ok := n.entries[t.Comp]; ok {
+				pieces[i] = raw
+				continue
+			}
+		}
+		e := contract.StatusEntry{Comp: t.Comp, Ip: t.IP, Cpu: "N/A", Mem: "N/A", Disk: "N/A", Status: "DOWN"}
 		switch {
 		case !ok:
 			proc, _ := m.o.Process(cfg.CatalogName(), t.Comp)
@@ -42,29 +60,120 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 		case !m.fresh(&n, now):
 			e.Reason = fmt.Sprintf("unreachable: no report for %s (last at %s)", now.Sub(n.seen).Round(time.Second), n.seen.UTC().Format(time.RFC3339))
 		default:
-			e.Cpu, e.Mem, e.Disk = pct(n.hb.CPUPct), pct(n.hb.MemPct), pct(n.hb.DiskPct)
-			e.Reason = "not deployed on this node yet"
-			if n.hb.MonitError != "" {
-				e.Reason = n.hb.MonitError
-				break
-			}
-			for _, c := range n.hb.Components {
-				if c.Name == t.Comp {
-					if c.Running && c.Process == "" {
-						e.Status, e.Reason = "CONFIGURED", ""
-					} else if c.Running {
-						// Reason stays when the process runs unsupervised.
-						e.Status, e.Reason = "RUNNING", c.Reason
-					} else {
-						e.Reason = "monit: " + c.Monit
-					}
-				}
+			entryFromAgent(&e, n.hb)
+		}
+		made = append(made, e)
+		madeAt = append(madeAt, i)
+	}
+	m.healNotes(ctx, made)
+	size := 2
+	for k, e := range made {
+		raw, err := json.Marshal(e)
+		if err != nil {
+			return 0, nil, fmt.Errorf("encode status entry: %w", err)
+		}
+		pieces[madeAt[k]] = raw
+	}
+	for _, p := range pieces {
+		size += len(p) + 1
+	}
+	out := make([]byte, 0, size)
+	out = append(out, '[')
+	for i, p := range pieces {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, p...)
+	}
+	out = append(out, ']')
+	return 200, kit.RawJSON(out), nil
+}
+
+// entryFromAgent fills a status entry from its node's fresh heartbeat.
+func entryFromAgent(e *contract.StatusEntry, hb contract.Heartbeat) {
+	e.Cpu, e.Mem, e.Disk = pct(hb.CPUPct), pct(hb.MemPct), pct(hb.DiskPct)
+	e.Reason = "not deployed on this node yet"
+	if hb.MonitError != "" {
+		e.Reason = hb.MonitError
+		return
+	}
+	for _, c := range hb.Components {
+		if c.Name == e.Comp {
+			if c.Running && c.Process == "" {
+				e.Status, e.Reason = "CONFIGURED", ""
+			} else if c.Running {
+				// Reason stays when the process runs unsupervised.
+				e.Status, e.Reason = "RUNNING", c.Reason
+			} else {
+				e.Reason = "monit: " + c.Monit
 			}
 		}
-		out = append(out, e)
 	}
-	m.healNotes(ctx, out)
-	return 200, out, nil
+}
+
+// renderEntries encodes, once per heartbeat, the status entry of each
+// component the heartbeat shows up (RUNNING or CONFIGURED), as status
+// would make it while the heartbeat is fresh. Down ones are left out:
+// status makes those per request, with auto-heal's notes.
+func renderEntries(hb contract.Heartbeat) map[string][]byte {
+	if hb.MonitError != "" {
+		return nil
+	}
+	out := make(map[string][]byte, len(hb.Components))
+	for _, c := range hb.Components {
+		if _, done := out[c.Name]; done {
+			continue
+		}
+		e := contract.StatusEntry{Comp: c.Name, Ip: hb.IP, Cpu: "N/A", Mem: "N/A", Disk: "N/A", Status: "DOWN"}
+		entryFromAgent(&e, hb)
+		if e.Status == "DOWN" {
+			out[c.Name] = nil
+			continue
+		}
+		raw, err := json.Marshal(e)
+		if err != nil {
+			continue
+		}
+		out[c.Name] = raw
+	}
+	for name, raw := range out {
+		if raw == nil {
+			delete(out, name)
+		}
+	}
+	return out
+}
+
+// configCache keeps the decoded config of the bucket's latest revision:
+// status reads the config on every request, and decoding it (a thousand
+// instances, sealed secrets) is only worth doing when it changed.
+type configCache struct {
+	mu  sync.Mutex
+	rev uint64
+	cfg contract.Config
+}
+
+// load reads the stored config; a missing one is the clients' 403. The
+// config it returns is shared: callers only read it.
+func (c *configCache) load(ctx context.Context, res *bus.Resources) (contract.Config, error) {
+	e, err := res.Config.Get(ctx, bus.KeyConfig)
+	if bus.IsNotFound(err) {
+		return contract.Config{}, kit.Errorf(403, "no config was submitted: POST /deployment-engine/config first")
+	}
+	if err != nil {
+		return contract.Config{}, fmt.Errorf("read the config: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rev != 0 && c.rev == e.Revision() {
+		return c.cfg, nil
+	}
+	cfg, err := bus.DecodeConfig(e.Value())
+	if err != nil {
+		return contract.Config{}, err
+	}
+	c.rev, c.cfg = e.Revision(), cfg
+	return cfg, nil
 }
 
 // healNotes adds auto-heal's verdict to the DOWN entries it concerns: an
@@ -72,6 +181,13 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 // every DOWN entry says that nothing is being healed. When no heal service
 // answers at once, status is what the nodes report, nothing more.
 func (m *Monitor) healNotes(ctx context.Context, out []contract.StatusEntry) {
+	down := false
+	for _, e := range out {
+		down = down || e.Status == "DOWN"
+	}
+	if !down {
+		return // nothing for auto-heal to add to
+	}
 	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	rep, err := kit.Request(ctx, m.o.NC, subject.HealGet(), nil)

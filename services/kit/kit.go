@@ -80,6 +80,10 @@ func RequestID(ctx context.Context) string {
 // logged but not sent, so internals and secrets stay in).
 type Handler func(ctx context.Context, req micro.Request) (int, any, error)
 
+// RawJSON is a reply body a handler encoded itself: Endpoint sends it as
+// it is, without encoding (and so scanning) it again.
+type RawJSON []byte
+
 // Endpoint adapts h for micro, with the service's logger. The handler's
 // ctx ends with its requester's wait (see HeaderDeadline).
 func Endpoint(log *slog.Logger, h Handler) micro.Handler {
@@ -114,7 +118,7 @@ func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 			}
 			return
 		}
-		data, merr := json.Marshal(body)
+		data, merr := encodeBody(body)
 		if merr != nil {
 			log.Error("encode reply", "subject", req.Subject(), "err", merr)
 			_ = req.Error("500", "internal error", nil)
@@ -124,6 +128,13 @@ func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 			log.Warn("reply failed", "subject", req.Subject(), "err", rerr)
 		}
 	})
+}
+
+func encodeBody(body any) ([]byte, error) {
+	if raw, ok := body.(RawJSON); ok {
+		return raw, nil
+	}
+	return json.Marshal(body)
 }
 
 // Reply is a command's answer as a client sees it.
