@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,12 @@ func BenchmarkEngineAt100Nodes(b *testing.B) {
 	b.Cleanup(func() { _ = bed.Down() })
 	dir, _ := catalogDir(b)
 	e := harness.Start(b, harness.Options{Args: []string{"--catalog", dir, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, bustest.FreePort(b))}})
+	b.Cleanup(func() {
+		if b.Failed() {
+			lines := strings.Split(e.Log(), "\n")
+			b.Logf("the engine's log, last lines:\n%s", strings.Join(lines[max(0, len(lines)-80):], "\n"))
+		}
+	})
 	comps := map[string][]string{}
 	for _, c := range []string{"svc", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"} {
 		comps[c] = ips(bed)
