@@ -104,7 +104,7 @@ func TestRedeliveredStepWaitsForItsRun(t *testing.T) {
 		t.Fatalf("runs on the node: %q, want one run", got)
 	}
 	if !r.hasLine("waited for an earlier run") {
-		t.Error("the second attempt does not say it waited for the first")
+		t.Errorf("the second attempt does not say it waited for the first: %v", r.frames)
 	}
 }
 

@@ -185,6 +185,8 @@ type stepRun struct {
 	ctx     context.Context
 	// cancelled holds why the run was cancelled, if it was.
 	cancelled atomic.Pointer[string]
+	// ended is set once the step's final event is stored.
+	ended atomic.Bool
 }
 
 // readStep decodes a step message; what it could not read is an error
@@ -216,6 +218,9 @@ func (i *Installer) handle(m jetstream.Msg) {
 		delivered = int(meta.NumDelivered)
 	}
 	s, err := readStep(m)
+	if err == nil {
+		err = readChain(s)
+	}
 	// The planner numbers a step's first try from this message; the work
 	// queue's redeliveries count on from there.
 	first := max(s.Attempt, 1)
@@ -229,34 +234,103 @@ func (i *Installer) handle(m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	i.log.Debug("step taken", "deployment", s.Deployment, "step", s.ID, "node", s.Node, "attempt", attempt)
+	i.log.Debug("step taken", "deployment", s.Deployment, "step", s.ID, "node", s.Node, "attempt", attempt, "chained", len(s.Chain))
 	ctx, cancel := context.WithCancel(i.ctx)
 	defer cancel()
-	r := &stepRun{i: i, s: s, attempt: attempt, started: time.Now().UTC(), ctx: ctx}
-	i.track(r, cancel, true)
-	defer i.track(r, nil, false)
-	stop := make(chan struct{})
-	go r.keepAlive(m, stop)
-	state, code, err := r.execute()
-	close(stop)
-	if i.ctx.Err() != nil {
-		return // stopping: the step comes back to the next installer
+	steps := append([]contract.Step{s}, s.Chain...)
+	steps[0].Chain = nil
+	runs := make([]*stepRun, len(steps))
+	for k, st := range steps {
+		runs[k] = &stepRun{i: i, s: st, attempt: max(st.Attempt, 1) + delivered - 1, ctx: ctx}
 	}
-	if why := r.cancelled.Load(); why != nil && err != nil {
-		// The deployment is over: nothing will retry this step.
-		r.finish(m, contract.StateFailed, nil, "cancelled: "+*why, "failed", m.Term)
+	head := runs[0]
+	i.track(head, cancel, true)
+	defer i.track(head, nil, false)
+	stop := make(chan struct{})
+	go i.keepAlive(m, runs, stop)
+	k, code, stored, err := i.executeChain(runs)
+	close(stop)
+	if i.ctx.Err() != nil || !stored {
+		return // stopping, or a result the engine never stored: the steps come back
+	}
+	if err == nil {
+		_ = m.Ack()
 		return
 	}
-	switch {
-	case err == nil:
-		r.finish(m, state, &code, "", state, m.Ack)
+	// A failed step ends its chain: the steps after it did not run, and the
+	// planner, told of the failure, decides again about them.
+	r := runs[k]
+	switch why := head.cancelled.Load(); {
+	case why != nil:
+		// The deployment is over: nothing will retry this step.
+		r.finish(m, contract.StateFailed, nil, "cancelled: "+*why, "failed", m.Term)
 	case isPermanent(err) || delivered >= i.o.MaxAttempts:
 		r.finish(m, contract.StateFailed, codePtr(code), err.Error(), "failed", m.Term)
 	default:
-		if r.report(contract.StateFailed, nil, fmt.Sprintf("attempt %d of %d: %v; trying again", attempt, first+i.o.MaxAttempts-1, err), false) == nil {
+		if r.report(contract.StateFailed, nil, fmt.Sprintf("attempt %d of %d: %v; trying again", r.attempt, max(r.s.Attempt, 1)+i.o.MaxAttempts-1, err), false) == nil {
 			_ = m.NakWithDelay(time.Duration(delivered) * 2 * time.Second)
 		}
 	}
+}
+
+// readChain checks the steps chained after head: the same deployment, node
+// and engine, and what a step alone must have.
+func readChain(head contract.Step) error {
+	for _, s := range head.Chain {
+		switch {
+		case len(s.Chain) > 0:
+			return fmt.Errorf("step %s of the chain of %s holds a chain of its own", s.ID, head.ID)
+		case s.ID == "" || s.Node != head.Node || s.Deployment != head.Deployment || s.Engine != head.Engine:
+			return fmt.Errorf("step %q of the chain of %s is not of the same node, deployment and engine", s.ID, head.ID)
+		case !hashRe.MatchString(s.Hash):
+			return fmt.Errorf("step %s of the chain of %s has no valid hash", s.ID, head.ID)
+		}
+	}
+	return nil
+}
+
+// executeChain runs the steps once, in order, and reports each step's
+// start and success as it happens, its result stored before the next
+// step begins. It returns the index of the step that stopped the chain,
+// with its exit code and error (or len(runs) and nil), and whether every
+// result it reported was stored.
+func (i *Installer) executeChain(runs []*stepRun) (int, int, bool, error) {
+	for k := 0; k < len(runs); {
+		if !chainable(runs[k].s) {
+			// Files from this machine go file by file, as a step alone.
+			runs[k].started = time.Now().UTC()
+			state, code, err := runs[k].execute()
+			if err != nil {
+				return k, code, true, err
+			}
+			if !runs[k].succeed(state) {
+				return k, 0, false, nil
+			}
+			k++
+			continue
+		}
+		j := k
+		for j < len(runs) && chainable(runs[j].s) {
+			j++
+		}
+		stopped, code, stored, err := i.runSegment(runs[k:j])
+		if err != nil || !stored {
+			return k + stopped, code, stored, err
+		}
+		k = j
+	}
+	return len(runs), 0, true, nil
+}
+
+// succeed reports a step done; false when its event was not stored.
+func (r *stepRun) succeed(state string) bool {
+	zero := 0
+	if err := r.report(state, &zero, "", true); err != nil {
+		r.i.log.Error("the step's result could not be stored; leaving the step to come back", "step", r.s.ID, "err", err)
+		return false
+	}
+	r.i.metrics.steps.WithLabelValues(state).Inc()
+	return true
 }
 
 // finish stores the step's final event and only then settles its message:
@@ -289,20 +363,26 @@ func (i *Installer) unreadable(m jetstream.Msg, s contract.Step, attempt int, wh
 	r.finish(m, contract.StateFailed, nil, "the installer could not read this step: "+why.Error(), "failed", m.Term)
 }
 
-// keepAlive tells the work queue and the scheduler that the step is still
-// worked on, until stop closes.
-func (r *stepRun) keepAlive(m jetstream.Msg, stop <-chan struct{}) {
-	every := min(max(r.i.o.AckWait/3, 200*time.Millisecond), 10*time.Second)
+// keepAlive tells the work queue and the scheduler that the steps are
+// still worked on, until stop closes: every step of the chain not yet
+// ended beats, so that none waiting its turn looks abandoned.
+func (i *Installer) keepAlive(m jetstream.Msg, runs []*stepRun, stop <-chan struct{}) {
+	every := min(max(i.o.AckWait/3, 200*time.Millisecond), 10*time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	beat, _ := json.Marshal(contract.StepBeat{V: contract.Version, Deployment: r.s.Deployment, ID: r.s.ID, Node: r.s.Node, Attempt: r.attempt})
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 			_ = m.InProgress()
-			_ = r.i.o.NC.Publish(subject.StepBeat(r.s.Deployment), beat)
+			for _, r := range runs {
+				if r.ended.Load() {
+					continue
+				}
+				beat, _ := json.Marshal(contract.StepBeat{V: contract.Version, Deployment: r.s.Deployment, ID: r.s.ID, Node: r.s.Node, Attempt: r.attempt})
+				_ = i.o.NC.Publish(subject.StepBeat(r.s.Deployment), beat)
+			}
 		}
 	}
 }
@@ -447,30 +527,14 @@ func (r *stepRun) execute() (string, int, error) {
 			r.line("stdout", "sent "+f.Path)
 		}
 	}
-	var pre strings.Builder
-	for _, name := range s.SecretEnv {
-		val, err := i.secretFor(ctx, cfg, name, s.Node)
-		if err != nil {
-			return "", -1, err
-		}
-		fmt.Fprintf(&pre, "export DE_SECRET_%s=%s\n", strings.ToUpper(name), kit.ShellQuote(val))
+	pre, err := r.prelude(ctx, cfg)
+	if err != nil {
+		return "", -1, err
 	}
-	if s.Claim {
-		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s\n", nodefs.State, kit.ShellQuote(s.Engine), nodefs.Owner)
-	}
-	// Checked again under the step's lock on the node: a run that finished
-	// while this one waited leaves nothing to do.
-	fmt.Fprintf(&pre, "if [ \"$(cut -d' ' -f1 %[1]s 2>/dev/null)\" = %[2]s ]; then echo 'applied meanwhile by an earlier run'; exit 0; fi\n", marker, s.Hash)
-	// From here the node leaves what the marker records, until the
-	// script succeeds and writes the new one.
-	fmt.Fprintf(&pre, "rm -f %s\n", marker)
-	// The marker is written when, and only when, the script succeeds.
-	fmt.Fprintf(&pre, "trap 'rc=$?; rm -f %[1]s/%[6]s.pgid; if [ $rc -eq 0 ]; then mkdir -p %[5]s && printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s.tmp && mv %[4]s.tmp %[4]s; fi' EXIT\n",
-		nodefs.Run, s.Hash, s.Deployment, marker, nodefs.Applied, key)
 	var tail []string
 	red := cfg.OutputRedactor()
 	deadline := time.Now().Add(timeout + 5*time.Second)
-	res := runStep(ctx, c, stepJob{key: key, hash: s.Hash, deployment: s.Deployment, until: deadline}, pre.String()+s.Script, timeout, func(stream, text string) {
+	res := runStep(ctx, c, stepJob{key: key, hash: s.Hash, deployment: s.Deployment, until: deadline}, pre+s.Script, timeout, func(stream, text string) {
 		if stream == "stderr" {
 			tail = append(tail, text)
 			if len(tail) > 5 {
@@ -492,6 +556,35 @@ func (r *stepRun) execute() (string, int, error) {
 		return "", res.code, permanent{errScript{code: res.code, tail: red.Redact(strings.Join(tail, " | "))}}
 	}
 	return contract.StateSucceeded, 0, nil
+}
+
+// prelude is what runs before a step's own script, under its lock: its
+// secrets, the node's owner for a claim, the check that an earlier run did
+// not apply it meanwhile, and the trap that writes its marker on success.
+func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, error) {
+	s := r.s
+	key, marker := nodefs.MarkerName(s.Key), nodefs.Marker(s.Key)
+	var pre strings.Builder
+	for _, name := range s.SecretEnv {
+		val, err := r.i.secretFor(ctx, cfg, name, s.Node)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&pre, "export DE_SECRET_%s=%s\n", strings.ToUpper(name), kit.ShellQuote(val))
+	}
+	if s.Claim {
+		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s\n", nodefs.State, kit.ShellQuote(s.Engine), nodefs.Owner)
+	}
+	// Checked again under the step's lock on the node: a run that finished
+	// while this one waited leaves nothing to do.
+	fmt.Fprintf(&pre, "if [ \"$(cut -d' ' -f1 %[1]s 2>/dev/null)\" = %[2]s ]; then echo 'applied meanwhile by an earlier run'; exit 0; fi\n", marker, s.Hash)
+	// From here the node leaves what the marker records, until the
+	// script succeeds and writes the new one.
+	fmt.Fprintf(&pre, "rm -f %s\n", marker)
+	// The marker is written when, and only when, the script succeeds.
+	fmt.Fprintf(&pre, "trap 'rc=$?; rm -f %[1]s/%[6]s.pgid; if [ $rc -eq 0 ]; then mkdir -p %[5]s && printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s.tmp && mv %[4]s.tmp %[4]s; fi' EXIT\n",
+		nodefs.Run, s.Hash, s.Deployment, marker, nodefs.Applied, key)
+	return pre.String(), nil
 }
 
 // config reads the stored config for the nodes' credentials.
@@ -523,7 +616,10 @@ func (r *stepRun) line(stream, text string) {
 func (r *stepRun) report(state string, code *int, errMsg string, final bool) error {
 	s := r.s
 	ev := contract.StepEvent{V: contract.Version, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component,
-		Action: s.Action, State: state, Attempt: r.attempt, Started: &r.started, ExitCode: code, Error: errMsg, Final: final}
+		Action: s.Action, State: state, Attempt: r.attempt, ExitCode: code, Error: errMsg, Final: final}
+	if !r.started.IsZero() {
+		ev.Started = &r.started
+	}
 	if final || state == contract.StateFailed {
 		now := time.Now().UTC()
 		ev.Finished = &now
@@ -537,6 +633,9 @@ func (r *stepRun) report(state string, code *int, errMsg string, final bool) err
 	var err error
 	for {
 		if _, err = r.i.o.Res.JS.Publish(ctx, subject.DeployEvent(s.Deployment, subject.DeployStep), b); err == nil {
+			if final {
+				r.ended.Store(true)
+			}
 			return nil
 		}
 		r.i.log.Warn("publish step event", "step", s.ID, "err", err)

@@ -23,17 +23,14 @@ const maxTransferTries = 3
 // SHA-256 the node computes, retried on a mismatch (the manual's "scp not
 // finish completely"), then moved into place.
 func (i *Installer) upload(ctx context.Context, c *ssh.Client, f contract.StepFile) (sent bool, err error) {
-	if !path.IsAbs(f.Path) || strings.Contains(f.Path, "..") || strings.ContainsAny(f.Path, "'\n\x00") {
-		return false, permanent{fmt.Errorf("refusing to write %q: not a plain absolute path", f.Path)}
+	if err := checkPath(f.Path); err != nil {
+		return false, err
 	}
 	open, size, sum, err := source(f)
 	if err != nil {
 		return false, err
 	}
-	mode := fmt.Sprintf("%o", f.Mode&0o7777)
-	if f.Mode == 0 {
-		mode = "644"
-	}
+	mode := fileMode(f)
 	have, _ := output(ctx, c, fmt.Sprintf(`[ -f '%[1]s' ] && printf '%%s %%s\n' "$(sha256sum < '%[1]s' | cut -d' ' -f1)" "$(stat -c %%a '%[1]s')"`, f.Path), nil)
 	if strings.TrimSpace(string(have)) == sum+" "+mode {
 		return false, nil

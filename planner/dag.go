@@ -80,6 +80,7 @@ func (r *record) apply(ev contract.StepEvent) bool {
 	case contract.StateFailed:
 		if ev.Final {
 			st.State, st.Finished, st.ExitCode = contract.StateFailed, ev.Finished, ev.ExitCode
+			r.unchain(st.Node)
 		}
 	}
 	return true
@@ -150,6 +151,65 @@ func (r *record) ready() []string {
 	return out
 }
 
+// maxChain bounds the steps that travel to a node in one message.
+const maxChain = 64
+
+// chain is head and the steps of its node that may follow it in the same
+// SSH session, in order: each waits only for steps already done or before
+// it in the chain, and is the one the node would run next once those
+// succeeded (the first by priority). Steps still queued on the node count
+// as candidates too: a node has at most one chain in flight, so they are
+// the rest of the chain head belongs to (a step dispatched again takes
+// them along).
+func (r *record) chain(head string) []string {
+	node := r.step(head).Node
+	out := []string{head}
+	in := map[string]bool{head: true}
+	var cands []int
+	for i, st := range r.Steps {
+		if st.Node == node && !in[st.ID] && (st.State == contract.StatePending || st.State == stateQueued) {
+			cands = append(cands, i)
+		}
+	}
+	for len(out) < maxChain {
+		next := -1
+		for _, i := range cands {
+			st := r.Steps[i]
+			if in[st.ID] || (next >= 0 && r.prios[st.ID] >= r.prios[r.Steps[next].ID]) {
+				continue
+			}
+			ok := true
+			for _, a := range st.After {
+				if !in[a] && !stepDone(r.Steps[r.index[a]].State) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				next = i
+			}
+		}
+		if next < 0 {
+			break
+		}
+		out = append(out, r.Steps[next].ID)
+		in[r.Steps[next].ID] = true
+	}
+	return out
+}
+
+// unchain puts back to pending the steps queued on node behind one that
+// failed there: the installer stops a chain at its first failure, so they
+// did not run, and the scheduler decides again (skipBlocked skips those
+// that waited for the failed step).
+func (r *record) unchain(node string) {
+	for i := range r.Steps {
+		if st := &r.Steps[i]; st.Node == node && st.State == stateQueued {
+			st.State = contract.StatePending
+		}
+	}
+}
+
 // pendingWork tells whether any step is still to run, waits in the queue
 // or runs.
 func (r *record) pendingWork() bool {
@@ -161,14 +221,19 @@ func (r *record) pendingWork() bool {
 	return false
 }
 
-// activeOn names the step that is queued or running on node.
+// activeOn names the step that runs on node, else the first queued there.
 func (r *record) activeOn(node string) string {
+	queued := ""
 	for _, st := range r.Steps {
-		if st.Node == node && active(st.State) {
+		switch {
+		case st.Node != node:
+		case st.State == contract.StateRunning:
 			return st.ID
+		case st.State == stateQueued && queued == "":
+			queued = st.ID
 		}
 	}
-	return ""
+	return queued
 }
 
 // step is the status of step id, which must be one of r's.

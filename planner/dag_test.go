@@ -240,3 +240,48 @@ func TestDAGPlacementAfter(t *testing.T) {
 		t.Errorf("placement %v, want %v", got, want)
 	}
 }
+
+func TestDAGChain(t *testing.T) {
+	S, F, R, Q := contract.StateSucceeded, contract.StateFailed, contract.StateRunning, stateQueued
+	cases := []struct {
+		name   string
+		states map[string]string
+		head   string
+		want   []string
+	}{
+		{"a takes its node's steps that wait only for it, by priority", nil, dA, []string{dA, dB, dF}},
+		{"c waits for nothing on its node but d waits for b too", map[string]string{dA: S}, dC, []string{dC}},
+		{"d once b is done elsewhere", map[string]string{dA: S, dB: S}, dC, []string{dC, dD}},
+		{"a node alone", nil, dE, []string{dE}},
+		{"a step dispatched again takes the queued ones after it", map[string]string{dA: S, dB: R, dF: Q}, dB, []string{dB, dF}},
+		{"what is done or failed stays out", map[string]string{dA: S, dB: F}, dF, []string{dF}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := withStates(c.states).chain(c.head); !slices.Equal(got, c.want) {
+				t.Errorf("chain(%s) = %v, want %v", c.head, got, c.want)
+			}
+		})
+	}
+}
+
+// A failed step ends its chain: the steps queued behind it on its node go
+// back to pending, and those that waited for it are then skipped.
+func TestDAGFailureUnchains(t *testing.T) {
+	rec := withStates(map[string]string{dA: contract.StateRunning, dB: stateQueued, dF: stateQueued, dC: stateQueued})
+	now := time.Now()
+	rec.apply(contract.StepEvent{ID: dA, Node: "10.0.0.1", State: contract.StateFailed, Final: true, Finished: &now})
+	rec.skipBlocked()
+	want := map[string]string{dA: contract.StateFailed, dB: contract.StateSkipped, dF: contract.StatePending, dC: stateQueued}
+	for id, w := range want {
+		if got := rec.step(id).State; got != w {
+			t.Errorf("%s: %s, want %s", id, got, w)
+		}
+	}
+	// A failure that will be tried again keeps the chain queued.
+	rec = withStates(map[string]string{dA: contract.StateRunning, dB: stateQueued})
+	rec.apply(contract.StepEvent{ID: dA, Node: "10.0.0.1", State: contract.StateFailed})
+	if got := rec.step(dB).State; got != stateQueued {
+		t.Errorf("b after a's failure to be tried again: %s, want queued", got)
+	}
+}

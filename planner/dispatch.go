@@ -12,29 +12,46 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// stepMsg is the work-queue message of step id of cur, its dispatch count
-// and the message id that makes a repeated dispatch a no-op.
-func (s *scheduler) stepMsg(id string) (*nats.Msg, int, string, error) {
+// stepMsg is the work-queue message of step id of cur with the steps
+// chained after it (record.chain), the chain's ids, its dispatch count and
+// the message id that makes a repeated dispatch a no-op.
+func (s *scheduler) stepMsg(id string) (*nats.Msg, []string, int, string, error) {
 	rec := s.cur
+	ids := rec.chain(id)
 	spec := rec.specs[id]
 	n := rec.Dispatches[id] + 1
 	// Its tries go on from those already reported.
 	spec.Attempt = rec.step(id).Attempt + 1
+	spec.Chain = nil
+	for _, cid := range ids[1:] {
+		c := rec.specs[cid]
+		c.Attempt = rec.step(cid).Attempt + 1
+		spec.Chain = append(spec.Chain, c)
+	}
 	data, err := json.Marshal(spec)
 	if err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
 	}
-	return &nats.Msg{Subject: subject.Step(spec.Deployment, spec.Node), Data: data}, n, fmt.Sprintf("%s/%s/%d", spec.Deployment, spec.ID, n), nil
+	return &nats.Msg{Subject: subject.Step(spec.Deployment, spec.Node), Data: data}, ids, n, fmt.Sprintf("%s/%s/%d", spec.Deployment, spec.ID, n), nil
 }
 
-// queuedLocked records that step id went into the queue at seq.
-func (s *scheduler) queuedLocked(id string, n int, seq uint64) {
+// queuedLocked records that the chain ids went into the queue at seq as
+// its head's n-th copy: each step is queued, counted dispatched once more,
+// and taken out of the queue with that message if given up on.
+func (s *scheduler) queuedLocked(ids []string, n int, seq uint64) {
 	rec := s.cur
 	if rec.Dispatches == nil {
 		rec.Dispatches, rec.Queued = map[string]int{}, map[string]uint64{}
 	}
-	rec.Dispatches[id], rec.Queued[id] = n, seq
-	s.seen[id] = time.Now()
+	now := time.Now()
+	for k, id := range ids {
+		if k > 0 {
+			n = rec.Dispatches[id] + 1
+		}
+		rec.Dispatches[id], rec.Queued[id] = n, seq
+		rec.step(id).State = stateQueued
+		s.seen[id] = now
+	}
 	s.dirty = true
 }
 
@@ -49,14 +66,15 @@ func (s *scheduler) dispatchManyLocked(ctx context.Context, ids []string) []erro
 		return errs
 	}
 	type inflight struct {
-		n   int
-		ack jetstream.PubAckFuture
+		chain []string
+		n     int
+		ack   jetstream.PubAckFuture
 	}
 	fl := make([]inflight, len(ids))
 	for i, id := range ids {
-		msg, n, msgID, err := s.stepMsg(id)
+		msg, chain, n, msgID, err := s.stepMsg(id)
 		if err == nil {
-			fl[i].n = n
+			fl[i].chain, fl[i].n = chain, n
 			fl[i].ack, err = s.res.JS.PublishMsgAsync(msg, jetstream.WithMsgID(msgID))
 		}
 		errs[i] = err
@@ -70,7 +88,7 @@ func (s *scheduler) dispatchManyLocked(ctx context.Context, ids []string) []erro
 		select {
 		case a := <-fl[i].ack.Ok():
 			s.storeUp()
-			s.queuedLocked(id, fl[i].n, a.Sequence)
+			s.queuedLocked(fl[i].chain, fl[i].n, a.Sequence)
 		case err := <-fl[i].ack.Err():
 			errs[i] = err
 		case <-ctx.Done():

@@ -307,9 +307,9 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 	}
 }
 
-// dispatchLocked puts a step of cur in the work queue.
+// dispatchLocked puts a step of cur, with its chain, in the work queue.
 func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
-	msg, n, msgID, err := s.stepMsg(id)
+	msg, chain, n, msgID, err := s.stepMsg(id)
 	if err != nil {
 		return err
 	}
@@ -319,7 +319,7 @@ func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
 		return err
 	}
 	s.storeUp()
-	s.queuedLocked(id, n, ack.Sequence)
+	s.queuedLocked(chain, n, ack.Sequence)
 	return nil
 }
 

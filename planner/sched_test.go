@@ -51,31 +51,40 @@ func startWorker(t *testing.T, b *bustest.Bus, fail map[string]bool) *fakeWorker
 	return w
 }
 
-func (w *fakeWorker) run(b *bustest.Bus, m jetstream.Msg, s contract.Step) {
+// run runs a step and the steps chained after it, in order, stopping at
+// the first that fails, as the installer does.
+func (w *fakeWorker) run(b *bustest.Bus, m jetstream.Msg, head contract.Step) {
 	w.mu.Lock()
-	if other := w.running[s.Node]; other != "" {
-		w.t.Errorf("node %s runs %s and %s at once", s.Node, other, s.ID)
+	if other := w.running[head.Node]; other != "" {
+		w.t.Errorf("node %s runs %s and %s at once", head.Node, other, head.ID)
 	}
-	w.running[s.Node] = s.ID
+	w.running[head.Node] = head.ID
 	w.mu.Unlock()
-	pub := func(state string, final bool) {
-		now := time.Now()
-		ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action, State: state, Attempt: s.Attempt, Started: &now, Final: final}
-		d, _ := json.Marshal(ev)
-		if _, err := b.Res.JS.Publish(context.Background(), subject.DeployEvent(s.Deployment, subject.DeployStep), d); err != nil {
-			w.t.Errorf("publish: %v", err)
+	defer func() {
+		w.mu.Lock()
+		w.running[head.Node] = ""
+		w.mu.Unlock()
+	}()
+	for _, s := range append([]contract.Step{head}, head.Chain...) {
+		pub := func(state string, final bool) {
+			now := time.Now()
+			ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action, State: state, Attempt: s.Attempt, Started: &now, Final: final}
+			d, _ := json.Marshal(ev)
+			if _, err := b.Res.JS.Publish(context.Background(), subject.DeployEvent(s.Deployment, subject.DeployStep), d); err != nil {
+				w.t.Errorf("publish: %v", err)
+			}
 		}
-	}
-	pub(contract.StateRunning, false)
-	time.Sleep(20 * time.Millisecond)
-	w.mu.Lock()
-	w.running[s.Node] = ""
-	w.ran[s.ID]++
-	w.order = append(w.order, s.ID)
-	w.mu.Unlock()
-	if w.fail[s.ID] {
-		pub(contract.StateFailed, true)
-	} else {
+		pub(contract.StateRunning, false)
+		time.Sleep(20 * time.Millisecond)
+		w.mu.Lock()
+		w.ran[s.ID]++
+		w.order = append(w.order, s.ID)
+		w.mu.Unlock()
+		if w.fail[s.ID] {
+			pub(contract.StateFailed, true)
+			_ = m.Term()
+			return
+		}
 		pub(contract.StateSucceeded, true)
 	}
 	_ = m.Ack()

@@ -136,6 +136,7 @@ func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
 		now := now.UTC()
 		st.State, st.Finished = contract.StateFailed, &now
 		st.Error = fmt.Sprintf("%s for %s after %d dispatches: given up", what, bound.Round(time.Second), rec.Dispatches[st.ID])
+		rec.unchain(st.Node)
 		s.log.Error("step given up", "id", rec.ID, "step", st.ID, "why", st.Error)
 		changed = true
 	}

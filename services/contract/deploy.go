@@ -137,6 +137,12 @@ type Step struct {
 	// it without running it when another engine owns the node, and records
 	// Engine as the owner before the script runs (nodefs.Owner).
 	Claim bool `json:"claim,omitempty"`
+	// Chain are the node's steps that follow this one with nothing between
+	// them that needs the engine: the installer runs them after it, in
+	// order, in the same SSH session, each reported as its own step. The
+	// chain stops at a step that fails; the steps after it are not run
+	// and go back to the planner, which decides again.
+	Chain []Step `json:"chain,omitempty"`
 }
 
 // Step states.

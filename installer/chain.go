@@ -1,0 +1,438 @@
+package installer
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
+)
+
+// A chain is a node's consecutive steps that nothing between them needs
+// the engine for: they travel in one SSH session, as one script that runs
+// them in order. Each step keeps what it has alone: the settling of an
+// earlier run, its marker on the node (written when, and only when, its
+// script succeeds), the owner check of a claim, its files (inline,
+// checksummed), its lock, deadline and process group, its events and its
+// log lines. A chain that stops half-way resumes at the first step without
+// a marker. The script tells the installer where each step begins and
+// ends with control lines that carry a nonce no step can know.
+
+// maxInline bounds the inline files a step carries in a chain script;
+// a step with more, or with files from this machine, runs alone.
+const maxInline = 1 << 20
+
+// chainFuncs are the chain script's helpers. de_mark writes a control line
+// on both streams, so that each stream's lines are attributed to the step
+// that wrote them. de_file installs a file from base64 on stdin unless the
+// node has it already, checking its size and SHA-256 before it moves it
+// into place.
+const chainFuncs = `de_mark() { printf '%s %s\n' "$DE_N" "$*"; printf '%s %s\n' "$DE_N" "$*" >&2; }
+de_file() {
+  k=$1 i=$2 p=$3 m=$4 sum=$5 size=$6
+  if [ -f "$p" ] && [ "$(sha256sum < "$p" | cut -d' ' -f1) $(stat -c %a "$p")" = "$sum $m" ]; then cat >/dev/null; return 0; fi
+  mkdir -p "$(dirname "$p")"
+  ( umask 077; base64 -d > "$p.de-tmp" ) || { de_mark badfile "$k" "$p" unreadable; exit 0; }
+  got="$(stat -c %s "$p.de-tmp") $(sha256sum < "$p.de-tmp" | cut -d' ' -f1)"
+  if [ "$got" != "$size $sum" ]; then rm -f "$p.de-tmp"; de_mark badfile "$k" "$p" $got; exit 0; fi
+  chmod "$m" "$p.de-tmp" && mv -f "$p.de-tmp" "$p" && de_mark sent "$k" "$i"
+}
+`
+
+// chainStepWrapper is stepWrapper run as a child of the chain's shell
+// instead of replacing it, with the step's deadline taken as it begins.
+var chainStepWrapper = strings.Replace(strings.Replace(stepWrapper, "&& exec setsid", "&& DE_UNTIL=$(( $(date +%%s) + %[1]d )) setsid", 1), "%[5]d", "$DE_UNTIL", 1)
+
+// chainable tells whether a step can travel in a chain script: its files
+// are inline and small.
+func chainable(s contract.Step) bool {
+	size := 0
+	for _, f := range s.Files {
+		if f.LocalPath != "" {
+			return false
+		}
+		size += len(f.Content)
+	}
+	return size <= maxInline
+}
+
+// chainScript is the one script that runs runs' steps in order on the
+// node; pres are their preludes (stepRun.prelude).
+func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "DE_N=%s\n%smkdir -p %s\n", nonce, chainFuncs, nodefs.Run)
+	eof := "DE_EOF_" + nonce
+	for k, r := range runs {
+		s := r.s
+		key, marker := nodefs.MarkerName(s.Key), nodefs.Marker(s.Key)
+		// An earlier run of the step may still be alive on the node: it is
+		// waited for or killed first, as for a step alone.
+		fmt.Fprintf(&b, "# %s\nde_mark begin %d\n( %s) || { de_mark settle %d; exit 0; }\n", s.ID, k, fmt.Sprintf(settleScript, key, s.Hash), k)
+		fmt.Fprintf(&b, "have=$(cat %s 2>/dev/null || true)\n", marker)
+		fmt.Fprintf(&b, "if [ \"$have\" = %s ]; then de_mark done %d %s\n", kit.ShellQuote(s.Hash+" "+s.Deployment), k, contract.StateSucceeded)
+		fmt.Fprintf(&b, "elif [ \"${have%%%% *}\" = %s ]; then de_mark done %d %s\nelse\n", kit.ShellQuote(s.Hash), k, contract.StateUnchanged)
+		if s.Claim {
+			fmt.Fprintf(&b, "o=$(%s)\nif [ -n \"$o\" ] && [ \"$o\" != %s ]; then de_mark owner %d \"$o\"; exit 0; fi\n",
+				nodefs.ReadOwner, kit.ShellQuote(s.Engine), k)
+		}
+		if len(s.Files) > 0 {
+			// The node is about to leave the state its marker records.
+			fmt.Fprintf(&b, "rm -f %s\n", marker)
+		}
+		for fi, f := range s.Files {
+			if err := checkPath(f.Path); err != nil {
+				return "", err
+			}
+			open, size, sum, err := source(f)
+			if err != nil {
+				return "", err
+			}
+			rd, err := open()
+			if err != nil {
+				return "", err
+			}
+			data, err := io.ReadAll(rd)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&b, "de_file %d %d %s %s %s %d <<'%s'\n%s\n%s\n", k, fi, kit.ShellQuote(f.Path), fileMode(f), sum, size, eof,
+				wrap76(base64.StdEncoding.EncodeToString(data)), eof)
+		}
+		script := pres[k] + s.Script
+		if !strings.HasSuffix(script, "\n") {
+			script += "\n"
+		}
+		fmt.Fprintf(&b, chainStepWrapper, stepSecs(s)+5, key, s.Hash, s.Deployment, 0, exitLocked)
+		fmt.Fprintf(&b, " <<'%[1]s'\n%[2]s%[1]s\nrc=$?\nde_mark exit %[3]d $rc\n[ $rc -eq 0 ] || exit 0\nfi\n", eof, script, k)
+	}
+	b.WriteString("de_mark end\n")
+	return b.String(), nil
+}
+
+func wrap76(s string) string {
+	var b strings.Builder
+	for len(s) > 76 {
+		b.WriteString(s[:76])
+		b.WriteByte('\n')
+		s = s[76:]
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+func fileMode(f contract.StepFile) string {
+	if f.Mode == 0 {
+		return "644"
+	}
+	return fmt.Sprintf("%o", f.Mode&0o7777)
+}
+
+// checkPath refuses a file path that is not plain and absolute.
+func checkPath(p string) error {
+	if !path.IsAbs(p) || strings.Contains(p, "..") || strings.ContainsAny(p, "'\n\x00") {
+		return permanent{fmt.Errorf("refusing to write %q: not a plain absolute path", p)}
+	}
+	return nil
+}
+
+// stepTimeout is a step's deadline on the node.
+func stepTimeout(s contract.Step) time.Duration {
+	if s.TimeoutS <= 0 {
+		return 15 * time.Minute
+	}
+	return time.Duration(s.TimeoutS) * time.Second
+}
+
+func stepSecs(s contract.Step) int { return max(int(stepTimeout(s)/time.Second), 1) }
+
+func newNonce() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "DE" + hex.EncodeToString(b)
+}
+
+// mark is a control line of a chain script.
+type mark struct {
+	what string // begin, done, exit, settle, owner, badfile, sent, end
+	k    int
+	args []string
+}
+
+// progress tracks how far each output stream of a chain has got, so that
+// a step's result is published only after every line it wrote.
+type progress struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	passed [2]int // per stream: the highest step whose end it has read
+	closed [2]bool
+}
+
+func newProgress() *progress {
+	p := &progress{passed: [2]int{-1, -1}}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+func (p *progress) pass(stream, k int) {
+	p.mu.Lock()
+	p.passed[stream] = max(p.passed[stream], k)
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
+func (p *progress) close(stream int) {
+	p.mu.Lock()
+	p.closed[stream] = true
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
+// wait returns once both streams have read past step k's end (or ended).
+func (p *progress) wait(k int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for !((p.passed[0] >= k || p.closed[0]) && (p.passed[1] >= k || p.closed[1])) {
+		p.cond.Wait()
+	}
+}
+
+// parseMark reads a control line's fields after the nonce.
+func parseMark(f []string) (mark, bool) {
+	if len(f) == 0 {
+		return mark{}, false
+	}
+	m := mark{what: f[0], k: -1}
+	if len(f) > 1 {
+		k, err := strconv.Atoi(f[1])
+		if err != nil {
+			return mark{}, false
+		}
+		m.k, m.args = k, f[2:]
+	}
+	return m, true
+}
+
+// runChain runs script on c in one session. Each step's output lines go to
+// onLine with the step's index; control lines go to onMark, in order, from
+// stdout. kill stops the step running when ctx ends first.
+func runChain(ctx context.Context, c *ssh.Client, script, nonce string, onLine func(k int, stream, text string), onMark func(mark), prog *progress, kill func()) execResult {
+	sess, err := c.NewSession()
+	if err != nil {
+		return execResult{err: fmt.Errorf("open session: %w", err)}
+	}
+	defer sess.Close()
+	stdout, _ := sess.StdoutPipe()
+	stderr, _ := sess.StderrPipe()
+	sess.Stdin = strings.NewReader(script)
+	// The script is read whole before it runs, so nothing it runs can read
+	// the rest of it, and it never reaches argv.
+	if err := sess.Start(`bash -c 'script=$(cat); exec </dev/null; eval "$script"'`); err != nil {
+		return execResult{err: fmt.Errorf("start command: %w", err)}
+	}
+	var wg sync.WaitGroup
+	pump := func(idx int, stream string, r io.Reader) {
+		defer wg.Done()
+		defer prog.close(idx)
+		cur := -1
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			text := sc.Text()
+			i := strings.Index(text, nonce)
+			if i < 0 {
+				if cur >= 0 {
+					onLine(cur, stream, text)
+				}
+				continue
+			}
+			if i > 0 && cur >= 0 { // a last line without its newline
+				onLine(cur, stream, text[:i])
+			}
+			m, ok := parseMark(strings.Fields(text[i+len(nonce):]))
+			if !ok {
+				continue
+			}
+			switch m.what {
+			case "begin":
+				cur = m.k
+			case "done", "exit", "settle", "owner", "badfile":
+				prog.pass(idx, m.k)
+			}
+			if idx == 0 {
+				onMark(m)
+			}
+		}
+	}
+	wg.Add(2)
+	go pump(0, "stdout", stdout)
+	go pump(1, "stderr", stderr)
+	done := make(chan error, 1)
+	go func() { wg.Wait(); done <- sess.Wait() }()
+	select {
+	case err := <-done:
+		return exitOf(err)
+	case <-ctx.Done():
+		kill()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+		return execResult{code: -1, err: ctx.Err()}
+	}
+}
+
+// runSegment runs steps that travel inline in one session, and returns as
+// executeChain does.
+func (i *Installer) runSegment(runs []*stepRun) (int, int, bool, error) {
+	var total time.Duration
+	for _, r := range runs {
+		total += stepTimeout(r.s) + time.Minute
+	}
+	ctx, cancel := context.WithTimeout(runs[0].ctx, total)
+	defer cancel()
+	cfg, err := i.config(ctx)
+	if err != nil {
+		return 0, -1, true, err
+	}
+	auth, err := i.nodeAuth(ctx, cfg)
+	if err != nil {
+		return 0, -1, true, err
+	}
+	c, err := i.client(ctx, runs[0].s.Node, auth)
+	if err != nil {
+		return 0, -1, true, err
+	}
+	pres := make([]string, len(runs))
+	for k, r := range runs {
+		if pres[k], err = r.prelude(ctx, cfg); err != nil {
+			return k, -1, true, err
+		}
+	}
+	nonce := newNonce()
+	script, err := chainScript(runs, pres, nonce)
+	if err != nil {
+		return 0, -1, true, err
+	}
+	red := cfg.OutputRedactor()
+	prog := newProgress()
+	var (
+		mu     sync.Mutex
+		cur    = -1
+		tails  = make([][]string, len(runs))
+		stopAt = -1
+		code   = -1
+		stop   error
+		ended  bool
+		stored = true
+	)
+	valid := func(k int) bool { return k >= 0 && k < len(runs) }
+	tail := func(k int) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return red.Redact(strings.Join(tails[k], " | "))
+	}
+	onLine := func(k int, stream, text string) {
+		if !valid(k) {
+			return
+		}
+		if stream == "stderr" {
+			mu.Lock()
+			tails[k] = append(tails[k], text)
+			if len(tails[k]) > 5 {
+				tails[k] = tails[k][1:]
+			}
+			mu.Unlock()
+		}
+		runs[k].line(stream, red.Redact(text))
+	}
+	// Marks come in order from stdout; the first that stops the chain
+	// ends the reading of results.
+	onMark := func(m mark) {
+		if m.what == "end" {
+			ended = true
+			return
+		}
+		if !valid(m.k) || stopAt >= 0 || !stored {
+			return
+		}
+		r := runs[m.k]
+		switch m.what {
+		case "begin":
+			mu.Lock()
+			cur = m.k
+			mu.Unlock()
+			r.started = time.Now().UTC()
+			_ = r.report(contract.StateRunning, nil, "", false)
+		case "sent":
+			if fi, err := strconv.Atoi(strings.Join(m.args, "")); err == nil && fi >= 0 && fi < len(r.s.Files) {
+				i.metrics.bytes.Add(float64(len(r.s.Files[fi].Content)))
+				r.line("stdout", "sent "+r.s.Files[fi].Path)
+			}
+		case "done":
+			prog.wait(m.k)
+			if len(m.args) == 1 && (m.args[0] == contract.StateSucceeded || m.args[0] == contract.StateUnchanged) {
+				stored = r.succeed(m.args[0])
+			}
+		case "exit":
+			prog.wait(m.k)
+			rc, _ := strconv.Atoi(strings.Join(m.args, ""))
+			switch {
+			case r.cancelled.Load() != nil || runs[0].cancelled.Load() != nil:
+				stopAt, stop = m.k, permanent{fmt.Errorf("cancelled")}
+			case rc == 0:
+				stored = r.succeed(contract.StateSucceeded)
+			case rc == exitLocked:
+				stopAt, stop = m.k, fmt.Errorf("another run of this step holds its lock on the node")
+			case rc == 124:
+				stopAt, stop = m.k, permanent{fmt.Errorf("timed out after %s; the command was killed on the node", stepTimeout(r.s))}
+			default:
+				stopAt, code, stop = m.k, rc, permanent{errScript{code: rc, tail: tail(m.k)}}
+			}
+		case "settle":
+			prog.wait(m.k)
+			stopAt, stop = m.k, fmt.Errorf("an earlier run of %s on %s: %s", r.s.Key, r.s.Node, tail(m.k))
+		case "owner":
+			stopAt, stop = m.k, permanent{fmt.Errorf("%s is owned by engine %s; remove %s on the node to hand it to this engine", r.s.Node, strings.Join(m.args, " "), nodefs.Owner)}
+		case "badfile":
+			stopAt, stop = m.k, fmt.Errorf("transfer to %s incomplete (node has %q); sending again", r.s.Node, strings.Join(m.args, " "))
+		}
+	}
+	kill := func() {
+		mu.Lock()
+		k := cur
+		mu.Unlock()
+		if valid(k) {
+			killGroup(c, nodefs.MarkerName(runs[k].s.Key))
+		}
+	}
+	res := runChain(ctx, c, script, nonce, onLine, onMark, prog, kill)
+	at := max(cur, 0)
+	switch {
+	case !stored:
+		return at, -1, false, nil
+	case stopAt >= 0:
+		return stopAt, code, true, stop
+	case runs[0].cancelled.Load() != nil:
+		return at, -1, true, permanent{fmt.Errorf("cancelled")}
+	case ctx.Err() != nil && runs[0].ctx.Err() == nil:
+		return at, -1, true, permanent{fmt.Errorf("timed out after %s; the command was killed on the node", stepTimeout(runs[at].s))}
+	case res.err != nil:
+		return at, -1, true, res.err
+	case !ended:
+		return at, -1, true, fmt.Errorf("the node's shell ended (exit status %d) before %s finished", res.code, runs[at].s.ID)
+	}
+	return len(runs), 0, true, nil
+}

@@ -1,0 +1,143 @@
+package installer
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// sessionShell prints the pid of the shell its SSH session started: the
+// first ancestor whose parent is sshd.
+const sessionShell = `p=$$
+while :; do
+  pp=$(awk '{print $4}' /proc/$p/stat)
+  [ "$(cat /proc/$pp/comm)" = sshd ] && break
+  p=$pp
+done
+echo "session $p"
+`
+
+// events are the recorder's events of step id, in order.
+func (r *recorder) events(id string) []contract.StepEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []contract.StepEvent
+	for _, ev := range r.steps {
+		if ev.ID == id {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func (r *recorder) linesOf(id string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, l := range r.lines {
+		if l.Step == id {
+			out = append(out, l.Line)
+		}
+	}
+	return out
+}
+
+// A node's chained steps run in one SSH session, in order, each with its
+// own events, lines, file and marker; the chain stops at the first step
+// that fails, and the steps after it are neither run nor reported.
+func TestChainRunsInOneSession(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	dep := "d-chain"
+	r := record(t, e, dep)
+	dir := t.TempDir()
+	step := func(action, script string, files ...contract.StepFile) contract.Step {
+		return contract.Step{V: 1, Deployment: dep, ID: nodeIP + "/c/" + action, Node: nodeIP, Component: "c", Action: action, Attempt: 1,
+			Key: "c." + action + "-" + uniq(), Hash: uniq(), Engine: "e-test", TimeoutS: 30, Script: script, Files: files}
+	}
+	conf := contract.StepFile{Path: dir + "/c.conf", Mode: 0o640, Content: []byte("port 1\n")}
+	head := step("upload", "cat "+conf.Path+"\n", conf)
+	head.Chain = []contract.Step{
+		step("install", sessionShell+"echo oops >&2\n"),
+		step("register", sessionShell),
+		step("start", "exit 3\n"),
+		step("after", "touch "+dir+"/ran\n"),
+	}
+	// The first two, with the head, share a session.
+	head.Script = sessionShell + head.Script
+	queue(t, e, head)
+	deadline := time.Now().Add(30 * time.Second)
+	for evs := r.events(nodeIP + "/c/start"); len(evs) == 0 || !evs[len(evs)-1].Final; evs = r.events(nodeIP + "/c/start") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the chain did not reach its failing step: %+v", r.steps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // nothing more may come
+	sessions := map[string]bool{}
+	for _, a := range []string{"upload", "install", "register"} {
+		id := nodeIP + "/c/" + a
+		evs := r.events(id)
+		if len(evs) != 2 || evs[0].State != contract.StateRunning || evs[1].State != contract.StateSucceeded || !evs[1].Final {
+			t.Errorf("%s: events %+v, want running then succeeded", a, evs)
+		}
+		for _, l := range r.linesOf(id) {
+			if strings.HasPrefix(l, "session ") {
+				sessions[l] = true
+			}
+		}
+	}
+	if len(sessions) != 1 {
+		t.Errorf("the chain's steps ran in %d sessions (%v), want one", len(sessions), sessions)
+	}
+	if got := r.linesOf(nodeIP + "/c/upload"); !contains(got, "sent "+conf.Path) || !contains(got, "port 1") {
+		t.Errorf("upload lines %q: want the file sent and read back", got)
+	}
+	if got := r.linesOf(nodeIP + "/c/install"); !contains(got, "oops") {
+		t.Errorf("install lines %q: want its stderr", got)
+	}
+	st := r.events(nodeIP + "/c/start")
+	last := st[len(st)-1]
+	if last.State != contract.StateFailed || last.ExitCode == nil || *last.ExitCode != 3 {
+		t.Errorf("failing step: %+v", last)
+	}
+	if evs := r.events(nodeIP + "/c/after"); len(evs) != 0 {
+		t.Errorf("a step after the failure was reported: %+v", evs)
+	}
+	if _, err := os.Stat(dir + "/ran"); err == nil {
+		t.Error("a step after the failure ran")
+	}
+	waitEmpty(t, e)
+
+	// Run again, the chain finds its done steps' markers: no script runs.
+	r2 := record(t, e, dep)
+	head.Chain = head.Chain[:2]
+	head.Attempt = 1
+	queue(t, e, head)
+	deadline = time.Now().Add(20 * time.Second)
+	for evs := r2.events(nodeIP + "/c/register"); len(evs) == 0 || !evs[len(evs)-1].Final; evs = r2.events(nodeIP + "/c/register") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the chain again: %+v", r2.steps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, a := range []string{"upload", "install", "register"} {
+		id := nodeIP + "/c/" + a
+		evs := r2.events(id)
+		if len(evs) == 0 || evs[len(evs)-1].State != contract.StateSucceeded || len(r2.linesOf(id)) != 0 {
+			t.Errorf("%s again: events %+v lines %q, want succeeded from its marker without running", a, evs, r2.linesOf(id))
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, l := range list {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}
