@@ -47,15 +47,17 @@ func withDeadline(rec *record, secs int) *record {
 	return rec
 }
 
-// sink takes steps from the queue and does what its hook says with each.
+// sink takes steps from the queue and does what its hook says with each
+// step of a message's chain, in order, going on while the hook says the
+// step succeeded (as the installer does).
 type sink struct {
 	mu   sync.Mutex
 	got  map[string]int
-	hook func(n int, m jetstream.Msg, s contract.Step)
+	hook func(n int, m jetstream.Msg, s contract.Step) bool
 	cc   jetstream.ConsumeContext
 }
 
-func startSink(t *testing.T, b *bustest.Bus, hook func(n int, m jetstream.Msg, s contract.Step)) *sink {
+func startSink(t *testing.T, b *bustest.Bus, hook func(n int, m jetstream.Msg, s contract.Step) bool) *sink {
 	t.Helper()
 	k := &sink{got: map[string]int{}, hook: hook}
 	cons, err := b.Res.JS.CreateOrUpdateConsumer(context.Background(), bus.StreamSteps, jetstream.ConsumerConfig{Durable: "sink", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 100})
@@ -63,13 +65,19 @@ func startSink(t *testing.T, b *bustest.Bus, hook func(n int, m jetstream.Msg, s
 		t.Fatal(err)
 	}
 	k.cc, err = cons.Consume(func(m jetstream.Msg) {
-		var s contract.Step
-		_ = json.Unmarshal(m.Data(), &s)
-		k.mu.Lock()
-		k.got[s.ID]++
-		n := k.got[s.ID]
-		k.mu.Unlock()
-		go k.hook(n, m, s)
+		var head contract.Step
+		_ = json.Unmarshal(m.Data(), &head)
+		go func() {
+			for _, s := range append([]contract.Step{head}, head.Chain...) {
+				k.mu.Lock()
+				k.got[s.ID]++
+				n := k.got[s.ID]
+				k.mu.Unlock()
+				if !k.hook(n, m, s) {
+					return
+				}
+			}
+		}()
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +110,7 @@ func lockHeld(t *testing.T, b *bustest.Bus) bool {
 // and the deploy lock is released.
 func TestStuckDeploymentFails(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
-	startSink(t, b, func(_ int, m jetstream.Msg, _ contract.Step) { _ = m.Ack() }) // takes it, never answers
+	startSink(t, b, func(_ int, m jetstream.Msg, _ contract.Step) bool { _ = m.Ack(); return false }) // takes it, never answers
 	p := watchedPlanner(t, b, "p1", 300*time.Millisecond)
 	defer p.sched.stop()
 	start := time.Now()
@@ -142,7 +150,7 @@ func TestSilentStepDispatchedAgain(t *testing.T) {
 	silentID := "10.0.0.2/c/install"
 	var mu sync.Mutex
 	var attempts []int // of the silent step's copies
-	k := startSink(t, b, func(n int, m jetstream.Msg, s contract.Step) {
+	k := startSink(t, b, func(n int, m jetstream.Msg, s contract.Step) bool {
 		if s.ID == silentID {
 			mu.Lock()
 			attempts = append(attempts, s.Attempt)
@@ -151,10 +159,11 @@ func TestSilentStepDispatchedAgain(t *testing.T) {
 		publishStep(t, b, s, contract.StateRunning, false)
 		_ = m.Ack()
 		if s.ID == silentID && n == 1 {
-			return // goes silent
+			return false // goes silent
 		}
 		time.Sleep(10 * time.Millisecond)
 		publishStep(t, b, s, contract.StateSucceeded, true)
+		return true
 	})
 	p := watchedPlanner(t, b, "p1", 500*time.Millisecond)
 	defer p.sched.stop()
@@ -186,7 +195,7 @@ func TestSilentStepDispatchedAgain(t *testing.T) {
 // Beats keep a long step alive: it is not dispatched again.
 func TestBeatingStepNotDispatchedAgain(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
-	k := startSink(t, b, func(_ int, m jetstream.Msg, s contract.Step) {
+	k := startSink(t, b, func(_ int, m jetstream.Msg, s contract.Step) bool {
 		publishStep(t, b, s, contract.StateRunning, false)
 		beat, _ := json.Marshal(contract.StepBeat{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Attempt: 1})
 		for range 10 {
@@ -195,6 +204,7 @@ func TestBeatingStepNotDispatchedAgain(t *testing.T) {
 		}
 		_ = m.Ack()
 		publishStep(t, b, s, contract.StateSucceeded, true)
+		return true
 	})
 	p := watchedPlanner(t, b, "p1", 400*time.Millisecond)
 	defer p.sched.stop()
@@ -314,13 +324,14 @@ func TestLockExpiresAndIsTakenOver(t *testing.T) {
 // read the step message) fails the step active on its node.
 func TestUnreadableStepEventFailsNodeStep(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
-	startSink(t, b, func(_ int, m jetstream.Msg, s contract.Step) {
+	startSink(t, b, func(_ int, m jetstream.Msg, s contract.Step) bool {
 		_ = m.Ack()
 		if s.Node == "10.0.0.3" {
 			publishStep(t, b, contract.Step{Deployment: s.Deployment, Node: s.Node}, contract.StateFailed, true)
-			return
+			return false
 		}
 		publishStep(t, b, s, contract.StateSucceeded, true)
+		return true
 	})
 	p := watchedPlanner(t, b, "p1", time.Minute)
 	defer p.sched.stop()
@@ -347,7 +358,7 @@ func TestQueuedStepWaitsWhileDeploymentMoves(t *testing.T) {
 	var mu sync.Mutex
 	var lastDone time.Time
 	var again []time.Time
-	startSink(t, b, func(n int, m jetstream.Msg, s contract.Step) {
+	startSink(t, b, func(n int, m jetstream.Msg, s contract.Step) bool {
 		_ = m.Ack()
 		if s.ID == held {
 			mu.Lock()
@@ -355,7 +366,7 @@ func TestQueuedStepWaitsWhileDeploymentMoves(t *testing.T) {
 				again = append(again, time.Now())
 			}
 			mu.Unlock()
-			return // never taken up
+			return false // never taken up
 		}
 		publishStep(t, b, s, contract.StateRunning, false)
 		time.Sleep(400 * time.Millisecond)
@@ -363,6 +374,7 @@ func TestQueuedStepWaitsWhileDeploymentMoves(t *testing.T) {
 		mu.Lock()
 		lastDone = time.Now()
 		mu.Unlock()
+		return true
 	})
 	p := watchedPlanner(t, b, "p1", 300*time.Millisecond)
 	defer p.sched.stop()
