@@ -198,6 +198,20 @@ func (r *record) chain(head string) []string {
 	return out
 }
 
+// behind tells whether st is queued behind a step of its chain not yet
+// done: it waits for that step, not for an installer.
+func (r *record) behind(st *contract.StepStatus) bool {
+	if st.State != stateQueued {
+		return false
+	}
+	for _, a := range st.After {
+		if !stepDone(r.Steps[r.index[a]].State) {
+			return true
+		}
+	}
+	return false
+}
+
 // unchain puts back to pending the steps queued on node behind one that
 // failed there: the installer stops a chain at its first failure, so they
 // did not run, and the scheduler decides again (skipBlocked skips those

@@ -285,3 +285,17 @@ func TestDAGFailureUnchains(t *testing.T) {
 		t.Errorf("b after a's failure to be tried again: %s, want queued", got)
 	}
 }
+
+func TestDAGBehind(t *testing.T) {
+	R, Q, S := contract.StateRunning, stateQueued, contract.StateSucceeded
+	rec := withStates(map[string]string{dA: R, dB: Q, dF: Q, dE: Q})
+	for id, want := range map[string]bool{dA: false, dB: true, dF: false, dE: false} {
+		if got := rec.behind(rec.step(id)); got != want {
+			t.Errorf("behind(%s) = %v, want %v", id, got, want)
+		}
+	}
+	rec = withStates(map[string]string{dA: S, dB: Q})
+	if rec.behind(rec.step(dB)) {
+		t.Error("b queued after a done is not behind anything")
+	}
+}

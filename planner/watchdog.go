@@ -100,6 +100,11 @@ func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
 		if !active(st.State) {
 			continue
 		}
+		if rec.behind(st) {
+			// Its fate is the step before it in its chain: the watchdog
+			// sends that one again with it, or gives it up and unchains it.
+			continue
+		}
 		last, ok := s.seen[st.ID]
 		if !ok {
 			s.seen[st.ID] = now
