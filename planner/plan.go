@@ -104,13 +104,17 @@ func buildPlan(in planInput) ([]*planStep, error) {
 			if err != nil {
 				return nil, fmt.Errorf("render %s for %s: %w", name, ip, err)
 			}
-			prio := order[name] * 10
+			// A node's steps go action by action (every upload, then every
+			// install...) where nothing orders them otherwise, so that its
+			// register steps all come before its first start, which has
+			// monit read them with one reload.
+			prio, stride := order[name]*10, 10*(len(order)+1)
 			files := stepFiles(r.Files)
 			// The check is no part of the hash: it validates the files, which are.
 			upload := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "upload", Files: files,
 				Script: checkScript(r.Check), Hash: hashOf(filesHash(files))}, after: []string{base[ip]}, prio: prio}
 			install := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "install",
-				Script: installScript(comp.Packages, r.Install), TimeoutS: int(in.timeout / time.Second)}, prio: prio + 1}
+				Script: installScript(comp.Packages, r.Install), TimeoutS: int(in.timeout / time.Second)}, prio: prio + stride}
 			install.spec.Hash = hashOf(install.spec.Script)
 			install.after = []string{stepID(ip, name, "upload")}
 			for _, req := range comp.Requires {
@@ -120,11 +124,11 @@ func buildPlan(in planInput) ([]*planStep, error) {
 			}
 			monitFile := []contract.StepFile{stepFile("/etc/monit/conf.d/"+name, 0o600, []byte(r.Monit))}
 			register := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "register", Files: monitFile,
-				Script: registerScript(comp.Process), Hash: hashOf(r.Monit)}, after: []string{stepID(ip, name, "install")}, prio: prio + 2}
+				Script: registerScript(comp.Process), Hash: hashOf(r.Monit)}, after: []string{stepID(ip, name, "install")}, prio: prio + 2*stride}
 			start := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "start",
 				Script: startScript(comp.Process, r.Reload),
 				Hash:   hashOf(upload.spec.Hash, install.spec.Hash, register.spec.Hash)},
-				after: []string{stepID(ip, name, "register")}, prio: prio + 3}
+				after: []string{stepID(ip, name, "register")}, prio: prio + 3*stride}
 			if len(comp.ReconfigureOn) > 0 && prevStart != "" {
 				// One node at a time, each after the previous is healthy.
 				start.after = append(start.after, prevStart)

@@ -122,10 +122,10 @@ pid_of() { monit status "$p" 2>/dev/null | awk '$1 == "pid" {print $2; exit}'; }
 ok() { monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; }
 old=$(pid_of)
 monit restart "$p"
-for i in $(seq 1 240); do
+for i in $(seq 1 2400); do
   now=$(pid_of)
   if ok && [ -n "$now" ] && [ "$now" != "$old" ]; then echo "$p restarted: pid $old -> $now"; exit 0; fi
-  sleep 0.5
+  sleep 0.05
 done
 echo "$p did not come back as a new process within 120 s: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
 exit 1

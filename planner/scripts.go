@@ -157,7 +157,7 @@ func agentStep(in planInput, ip string) *planStep {
 	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
 	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp) && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
 	// A running agent sees its new config or binary and restarts itself.
-	script := pass + registerScript("de-agent") + "monit start de-agent\n"
+	script := pass + "monit -t\np=de-agent\n" + monitKnows + "monit start de-agent\n"
 	return &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
 		Hash: hashOf(script, monit, in.agent.binary, filesHash(files[1:]), in.secretDigest("agent", in.agent.pass(ip)))}}
 }
@@ -188,21 +188,43 @@ done
 	return b.String()
 }
 
-// registerScript makes monit read its new check and waits until it knows
-// it. monit handles a reload between checks, and a start program it is
-// running can hold it up: the reload is sent again every 10 s.
+// Monit reads a node's new and changed checks with one reload, by the
+// first start step that needs it: a register step only checks the syntax
+// and leaves monitReload behind, and names its process in monitFresh when
+// monit does not run it yet, so that the start of a process that monit
+// starts by itself after that reload is no restart.
+const (
+	monitReload = nodefs.Run + "/monit-reload"
+	monitFresh  = nodefs.Run + "/monit-fresh"
+)
+
+// registerScript checks the node's monit config with the step's check in
+// it and leaves the reload to the next start step.
 func registerScript(process string) string {
 	return fmt.Sprintf(`set -eu
 monit -t
-for i in $(seq 0 239); do
-  if monit status %[1]s >/dev/null 2>&1; then exit 0; fi
-  if [ $((i %% 20)) -eq 0 ]; then monit reload; fi
-  sleep 0.5
-done
-echo "monit does not know %[1]s 120s after reload" >&2
-exit 1
-`, kit.ShellQuote(process))
+mkdir -p %[2]s
+if ! monit status %[1]s >/dev/null 2>&1; then echo %[1]s >> %[3]s; fi
+touch %[4]s
+`, kit.ShellQuote(process), nodefs.Run, monitFresh, monitReload)
 }
+
+// monitKnows makes monit read its checks when a register step changed
+// them, or when it does not know $p, and waits until it knows $p. monit
+// handles a reload between checks, and a start program it is running can
+// hold it up: the reload is sent again every 10 s.
+const monitKnows = `if [ -e ` + monitReload + ` ] || ! monit status "$p" >/dev/null 2>&1; then
+  monit reload
+  i=0
+  until monit status "$p" >/dev/null 2>&1; do
+    i=$((i+1))
+    if [ $i -ge 2400 ]; then echo "monit does not know $p 120s after reload" >&2; exit 1; fi
+    if [ $((i % 200)) -eq 0 ]; then monit reload; fi
+    sleep 0.05
+  done
+  rm -f ` + monitReload + `
+fi
+`
 
 // reloadOrRestart joins a component's reload command to the restart that
 // stands in when it fails; the plan preview tells a reload by it.
@@ -211,7 +233,9 @@ const reloadOrRestart = " ) || monit restart"
 // startScript starts a component, or applies a change to a running one
 // (its reload, or a restart), then waits until monit sees it running,
 // asking again while monit leaves it unmonitored. A restart counts once
-// monit reports a new process: its old one would still read OK.
+// monit reports a new process: its old one would still read OK. A process
+// monit did not run before its check was registered is started, never
+// restarted, even when monit started it already.
 func startScript(process, reload string) string {
 	apply := `old=$(monit status "$p" 2>/dev/null | awk '$1=="pid"{print $2; exit}')
   monit restart "$p"`
@@ -220,34 +244,39 @@ func startScript(process, reload string) string {
 	}
 	return fmt.Sprintf(`set -u
 p=%[1]s
-old=
-if monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then
+fresh=
+if grep -qxF "$p" %[4]s 2>/dev/null || ! monit status "$p" >/dev/null 2>&1; then fresh=1; fi
+if [ -s %[4]s ]; then grep -vxF "$p" %[4]s > %[4]s.tmp; mv -f %[4]s.tmp %[4]s; fi
+%[3]sold=
+if [ -z "$fresh" ] && monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then
   echo "applying change to running $p"
   %[2]s
 else
   monit start "$p"
 fi
-for i in $(seq 1 240); do
+for i in $(seq 1 2400); do
   st=$(monit status "$p" 2>/dev/null)
   pid=$(echo "$st" | awk '$1=="pid"{print $2; exit}')
-  if echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && { [ -z "$old" ] || [ "$pid" != "$old" ]; }; then echo "$p running"; exit 0; fi
+  if echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && { [ -z "$old" ] || [ "$pid" != "$old" ]; }; then
+    echo "$p running"; exit 0
+  fi
   # monit drops a request that meets its reload, or waits on another
   # check's start program: ask again every 10 s while it does nothing.
-  if [ $((i %% 20)) -eq 0 ] && echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+Not monitored'; then monit start "$p"; fi
-  sleep 0.5
+  if [ $((i %% 200)) -eq 0 ] && echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+Not monitored'; then monit start "$p"; fi
+  sleep 0.05
 done
 monit status "$p" >&2 || true
 echo "$p did not reach running within 120s: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
 exit 1
-`, kit.ShellQuote(process), apply)
+`, kit.ShellQuote(process), apply, monitKnows, monitFresh)
 }
 
 func removeScript(name, process string) string {
 	return fmt.Sprintf(`set -u
 monit stop %[2]s 2>/dev/null || true
-for i in $(seq 1 60); do
+for i in $(seq 1 600); do
   monit status %[2]s 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+(Not monitored|Does not exist)' && break
-  sleep 0.5
+  sleep 0.05
 done
 rm -f /etc/monit/conf.d/%[1]s
 monit reload || true
