@@ -47,6 +47,9 @@ type row struct {
 	Ansible           *usage // nil when ansible-playbook is missing
 	EngineCPU         time.Duration
 	StepsPerNode      int
+	// Reloads is the most monit reloads one node's deploy by the engine
+	// asked for.
+	Reloads int
 }
 
 func (r row) overhead(than time.Duration) time.Duration {
@@ -96,6 +99,7 @@ func BenchmarkDeploy(b *testing.B) {
 				b.ReportMetric(r.EngineCPU.Seconds(), "engine-cpu-s")
 				b.ReportMetric(r.Engine.HostCPU.Seconds(), "host-cpu-s")
 				b.ReportMetric(float64(r.overhead(r.Agentless.Wall).Milliseconds()), "ms/host-step")
+				b.ReportMetric(float64(r.Reloads), "monit-reloads/node")
 			}
 		})
 	}
@@ -114,6 +118,9 @@ func TestDeploySmoke(t *testing.T) {
 	r := compare(t, 1, err == nil)
 	if r.Engine.Wall < r.Limit || r.Agentless.Wall < r.Limit {
 		t.Errorf("a run beat the physical limit %s: engine %s, agentless %s — the limit is wrong", r.Limit, r.Engine.Wall, r.Agentless.Wall)
+	}
+	if r.Reloads != 1 {
+		t.Errorf("the engine's deploy reloaded monit %d times on the node, want once", r.Reloads)
 	}
 	if r.StepsPerNode != 5 {
 		t.Errorf("%d steps per node, want 5 (prepare, upload, install, register, start)", r.StepsPerNode)
@@ -155,6 +162,10 @@ func compare(tb testing.TB, n int, withAnsible bool) row {
 	if code, body := e.Do("POST", "/deployment-engine/config?check=0", cfg); code != 201 {
 		tb.Fatalf("config: %d %s", code, body)
 	}
+	reloads0, err := monitReloads(ctx, bed)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	cpu0 := procCPU(e.PID())
 	var d deployment
 	r.Engine, err = measure(func() error { d = deploy(tb, e); return nil })
@@ -165,6 +176,23 @@ func compare(tb testing.TB, n int, withAnsible bool) row {
 	// The engine's own clock: from the accepted request to the last step.
 	r.Engine.Wall = d.Finished.Sub(d.Created)
 	r.StepsPerNode = len(d.Steps) / n
+	if n == 1 {
+		// Where one node's time goes, from the accepted request.
+		var b strings.Builder
+		for _, st := range d.Steps {
+			if st.Started != nil && st.Finished != nil {
+				fmt.Fprintf(&b, "\n  %-40s %7.3f s → %7.3f s", st.ID, st.Started.Sub(d.Created).Seconds(), st.Finished.Sub(d.Created).Seconds())
+			}
+		}
+		tb.Logf("N=1 steps:%s", b.String())
+	}
+	reloads, err := monitReloads(ctx, bed)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for ip, c := range reloads {
+		r.Reloads = max(r.Reloads, c-reloads0[ip])
+	}
 	e.Stop()
 	if err := reset(ctx, bed); err != nil {
 		tb.Fatal(err)
@@ -390,15 +418,15 @@ func printTable(tb testing.TB) {
 	sort.Slice(table, func(i, j int) bool { return table[i].N < table[j].N })
 	var b bytes.Buffer
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "N\twall\tlimit\twall/limit\tagentless\twall/agentless\tansible\tansible/wall\tengine CPU-s\thost CPU-s\tms/host-step vs limit\tms/host-step vs agentless")
+	fmt.Fprintln(w, "N\twall\tlimit\twall/limit\tagentless\twall/agentless\tansible\tansible/wall\tengine CPU-s\thost CPU-s\tms/host-step vs limit\tms/host-step vs agentless\tmonit reloads/node")
 	for _, r := range table {
 		ans, ratio := "—", "—"
 		if r.Ansible != nil {
 			ans, ratio = fmt.Sprintf("%.2f s", r.Ansible.Wall.Seconds()), fmt.Sprintf("%.1f×", r.Ansible.Wall.Seconds()/r.Engine.Wall.Seconds())
 		}
-		fmt.Fprintf(w, "%d\t%.2f s\t%.2f s\t%.2f\t%.2f s\t%.2f\t%s\t%s\t%.2f\t%.2f\t%d\t%d\n", r.N, r.Engine.Wall.Seconds(), r.Limit.Seconds(),
+		fmt.Fprintf(w, "%d\t%.2f s\t%.2f s\t%.2f\t%.2f s\t%.2f\t%s\t%s\t%.2f\t%.2f\t%d\t%d\t%d\n", r.N, r.Engine.Wall.Seconds(), r.Limit.Seconds(),
 			r.Engine.Wall.Seconds()/r.Limit.Seconds(), r.Agentless.Wall.Seconds(), r.Engine.Wall.Seconds()/r.Agentless.Wall.Seconds(),
-			ans, ratio, r.EngineCPU.Seconds(), r.Engine.HostCPU.Seconds(), r.overhead(r.Limit).Milliseconds(), r.overhead(r.Agentless.Wall).Milliseconds())
+			ans, ratio, r.EngineCPU.Seconds(), r.Engine.HostCPU.Seconds(), r.overhead(r.Limit).Milliseconds(), r.overhead(r.Agentless.Wall).Milliseconds(), r.Reloads)
 	}
 	w.Flush()
 	tb.Logf("deploy benchmark (%d steps per node):\n%s", table[0].StepsPerNode, b.String())

@@ -144,6 +144,21 @@ func monitTimes(ctx context.Context, bed *testbed.Bed) (map[string][2]time.Durat
 	return out, nil
 }
 
+// monitReloads counts, per node, the reloads its monit has logged so far.
+func monitReloads(ctx context.Context, bed *testbed.Bed) (map[string]int, error) {
+	out := map[string]int{}
+	for _, n := range bed.Nodes {
+		b, err := n.Exec(ctx, "grep -c 'Reinitializing monit daemon' /var/log/monit.log || true")
+		if err != nil {
+			return nil, err
+		}
+		if out[n.IP], err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+			return nil, fmt.Errorf("monit reloads on %s: %q: %w", n.IP, b, err)
+		}
+	}
+	return out, nil
+}
+
 // resetScript takes a node back to what it was before a run: nothing of
 // the component, of the engine's state or of ansible's.
 const resetScript = `for f in /etc/monit/conf.d/svc /etc/monit/conf.d/s[1-9] /etc/monit/conf.d/de-agent; do
