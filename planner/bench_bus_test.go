@@ -92,7 +92,8 @@ func benchDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, id string, nod
 	rec.reindex()
 	total := len(rec.Steps)
 
-	// The no-op worker: every step it takes is reported succeeded at once.
+	// The no-op worker: every step it takes, and those chained after it,
+	// are reported succeeded at once, in order.
 	var mu sync.Mutex
 	var lastTaken time.Time
 	taken := 0
@@ -101,21 +102,25 @@ func benchDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, id string, nod
 		b.Fatal(err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var s contract.Step
-		if json.Unmarshal(m.Data(), &s) != nil {
+		var head contract.Step
+		if json.Unmarshal(m.Data(), &head) != nil {
 			return
 		}
+		steps := append([]contract.Step{head}, head.Chain...)
 		mu.Lock()
-		taken++
+		taken += len(steps)
 		lastTaken = time.Now()
 		mu.Unlock()
 		go func() {
-			now := time.Now()
-			ev, _ := json.Marshal(contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action,
-				State: contract.StateSucceeded, Attempt: s.Attempt, Started: &now, Finished: &now, Final: true})
-			if _, err := res.JS.Publish(ctx, subject.DeployEvent(s.Deployment, subject.DeployStep), ev); err == nil {
-				_ = m.Ack()
+			for _, s := range steps {
+				now := time.Now()
+				ev, _ := json.Marshal(contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action,
+					State: contract.StateSucceeded, Attempt: s.Attempt, Started: &now, Finished: &now, Final: true})
+				if _, err := res.JS.Publish(ctx, subject.DeployEvent(s.Deployment, subject.DeployStep), ev); err != nil {
+					return
+				}
 			}
+			_ = m.Ack()
 		}()
 	})
 	if err != nil {

@@ -83,14 +83,17 @@ set httpd port 2812 and use address localhost allow localhost
 include /etc/monit/conf.d/*
 `
 
-// monitAtBoot enables monit at boot with the node's init system and checks
-// that it is.
-const monitAtBoot = `  if command -v systemctl >/dev/null 2>&1; then systemctl enable monit >/dev/null 2>&1 || true; fi
-  if command -v update-rc.d >/dev/null 2>&1 && [ -e /etc/init.d/monit ]; then
-    update-rc.d monit defaults >/dev/null 2>&1 || true
-    update-rc.d monit enable >/dev/null 2>&1 || true
+// monitAtBoot enables monit at boot with the node's init system, unless it
+// is already, and checks that it is.
+const monitAtBoot = `  atboot() { ls /etc/rc[2345].d/S*monit >/dev/null 2>&1 || [ -e /etc/systemd/system/multi-user.target.wants/monit.service ]; }
+  if ! atboot; then
+    if command -v systemctl >/dev/null 2>&1; then systemctl enable monit >/dev/null 2>&1 || true; fi
+    if command -v update-rc.d >/dev/null 2>&1 && [ -e /etc/init.d/monit ]; then
+      update-rc.d monit defaults >/dev/null 2>&1 || true
+      update-rc.d monit enable >/dev/null 2>&1 || true
+    fi
   fi
-  if ls /etc/rc[2345].d/S*monit >/dev/null 2>&1 || [ -e /etc/systemd/system/multi-user.target.wants/monit.service ]; then
+  if atboot; then
     echo "monit starts at boot"
   else
     echo "cannot enable monit at boot: neither systemctl nor update-rc.d enabled it" >&2
