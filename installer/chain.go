@@ -53,8 +53,19 @@ de_file() {
 `
 
 // chainStepWrapper is stepWrapper run as a child of the chain's shell
-// instead of replacing it, with the step's deadline taken as it begins.
-var chainStepWrapper = strings.Replace(strings.Replace(stepWrapper, "&& exec setsid", "&& DE_UNTIL=$(( $(date +%%s) + %[1]d )) setsid", 1), "%[5]d", "$DE_UNTIL", 1)
+// instead of replacing it, with the step's deadline taken as it begins;
+// the chain made the run directory once, and the step's script is read
+// without a process of its own.
+var chainStepWrapper = strings.NewReplacer(
+	"mkdir -p "+nodefs.Run+" && exec setsid", "DE_UNTIL=$(( ${EPOCHSECONDS:-$(date +%%s)} + %[1]d )) setsid",
+	"%[5]d", "$DE_UNTIL",
+	"script=$(cat);", `IFS= read -r -d "" script;`,
+).Replace(stepWrapper)
+
+// chainSettle is settleScript as a function of the chain script (key and
+// hash its arguments), which returns where the script exits: no process
+// of its own when, as mostly, no earlier run left its process group.
+var chainSettle = "de_settle() {\n" + strings.ReplaceAll(fmt.Sprintf(settleScript, "$1", `"$2"`), "exit ", "return ") + "}\n"
 
 // chainable tells whether a step can travel in a chain script: its files
 // are inline and small.
@@ -73,15 +84,15 @@ func chainable(s contract.Step) bool {
 // node; pres are their preludes (stepRun.prelude).
 func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "DE_N=%s\n%smkdir -p %s\n", nonce, chainFuncs, nodefs.Run)
+	fmt.Fprintf(&b, "DE_N=%s\n%s%smkdir -p %s\n", nonce, chainFuncs, chainSettle, nodefs.Run)
 	eof := "DE_EOF_" + nonce
 	for k, r := range runs {
 		s := r.s
 		key, marker := nodefs.MarkerName(s.Key), nodefs.Marker(s.Key)
 		// An earlier run of the step may still be alive on the node: it is
 		// waited for or killed first, as for a step alone.
-		fmt.Fprintf(&b, "# %s\nde_mark begin %d\n( %s) || { de_mark settle %d; exit 0; }\n", s.ID, k, fmt.Sprintf(settleScript, key, s.Hash), k)
-		fmt.Fprintf(&b, "have=$(cat %s 2>/dev/null || true)\n", marker)
+		fmt.Fprintf(&b, "# %s\nde_mark begin %d\nde_settle %s %s || { de_mark settle %d; exit 0; }\n", s.ID, k, key, s.Hash, k)
+		fmt.Fprintf(&b, "have=; [ -f %[1]s ] && read -r have < %[1]s\n", marker)
 		fmt.Fprintf(&b, "if [ \"$have\" = %s ]; then de_mark done %d %s\n", kit.ShellQuote(s.Hash+" "+s.Deployment), k, contract.StateSucceeded)
 		fmt.Fprintf(&b, "elif [ \"${have%%%% *}\" = %s ]; then de_mark done %d %s\nelse\n", kit.ShellQuote(s.Hash), k, contract.StateUnchanged)
 		if s.Claim {
