@@ -84,7 +84,9 @@ func chainable(s contract.Step) bool {
 // node; pres are their preludes (stepRun.prelude).
 func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "DE_N=%s\n%s%smkdir -p %s\n", nonce, chainFuncs, chainSettle, nodefs.Run)
+	// The chain's shell records its pid, so that a chain stopped from the
+	// engine starts no further step (killChain).
+	fmt.Fprintf(&b, "DE_N=%[1]s\n%[2]s%[3]smkdir -p %[4]s\necho $$ > %[5]s\ntrap 'rm -f %[5]s' EXIT\n", nonce, chainFuncs, chainSettle, nodefs.Run, chainPID(nonce))
 	eof := "DE_EOF_" + nonce
 	for k, r := range runs {
 		s := r.s
@@ -131,6 +133,27 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 	}
 	b.WriteString("de_mark end\n")
 	return b.String(), nil
+}
+
+// chainPID is where a chain's shell records its pid on the node.
+func chainPID(nonce string) string { return nodefs.Run + "/chain-" + nonce + ".pid" }
+
+// killChain stops a chain on the node: first its shell, so that it starts
+// no further step, then the process group of each of its steps from the
+// one that runs.
+func killChain(c *ssh.Client, nonce string, keys []string) {
+	sess, err := c.NewSession()
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "read -r p < %[1]s 2>/dev/null && kill -KILL \"$p\" 2>/dev/null; rm -f %[1]s\n", chainPID(nonce))
+	for _, k := range keys {
+		fmt.Fprintf(&b, "f=%s/%s.pgid; read -r pg _ < \"$f\" 2>/dev/null && [ -n \"$pg\" ] && { kill -TERM -- -\"$pg\" 2>/dev/null; sleep 1; kill -KILL -- -\"$pg\" 2>/dev/null; rm -f \"$f\"; }\n", nodefs.Run, k)
+	}
+	b.WriteString("true\n")
+	_ = sess.Run(b.String())
 }
 
 func wrap76(s string) string {
@@ -423,11 +446,13 @@ func (i *Installer) runSegment(runs []*stepRun) (int, int, bool, error) {
 	}
 	kill := func() {
 		mu.Lock()
-		k := cur
+		k := max(cur, 0)
 		mu.Unlock()
-		if valid(k) {
-			killGroup(c, nodefs.MarkerName(runs[k].s.Key))
+		var keys []string
+		for _, r := range runs[k:] {
+			keys = append(keys, nodefs.MarkerName(r.s.Key))
 		}
+		killChain(c, nonce, keys)
 	}
 	res := runChain(ctx, c, script, nonce, onLine, onMark, prog, kill)
 	at := max(cur, 0)

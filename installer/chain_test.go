@@ -1,12 +1,17 @@
 package installer
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodefs"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // sessionShell prints the pid of the shell its SSH session started: the
@@ -140,4 +145,64 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A chain cancelled while it waits for an earlier run of its step starts
+// nothing more on the node: not that step once the earlier run is gone,
+// nor any after it.
+func TestCancelledChainStartsNothing(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	dep := "d-chain-cancel"
+	r := record(t, e, dep)
+	dir := t.TempDir()
+	key, hash := "c.first-"+uniq(), uniq()
+	// An earlier run of the same step, alive until its deadline an hour
+	// away: the chain waits for it.
+	tag := "de-orphan-" + uniq()
+	orphan := exec.Command("setsid", "bash", "-c", "exec -a "+tag+" sleep 3600")
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Reaped as soon as it dies, as an orphan on a node is.
+	go func() { _ = orphan.Wait() }()
+	t.Cleanup(func() { _ = orphan.Process.Kill() })
+	if err := os.MkdirAll(nodefs.Run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pgid := fmt.Sprintf("%s/%s.pgid", nodefs.Run, nodefs.MarkerName(key))
+	if err := os.WriteFile(pgid, []byte(fmt.Sprintf("%d %s d-earlier %d\n", orphan.Process.Pid, hash, time.Now().Add(time.Hour).Unix())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(pgid) })
+	step := func(action, key, hash, script string) contract.Step {
+		return contract.Step{V: 1, Deployment: dep, ID: nodeIP + "/c/" + action, Node: nodeIP, Component: "c", Action: action, Attempt: 1,
+			Key: key, Hash: hash, Engine: "e-test", TimeoutS: 30, Script: script}
+	}
+	head := step("first", key, hash, "touch "+dir+"/first\n")
+	head.Chain = []contract.Step{step("second", "c.second-"+uniq(), uniq(), "touch "+dir+"/second\n")}
+	queue(t, e, head)
+	deadline := time.Now().Add(15 * time.Second)
+	for len(r.events(head.ID)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the chain never began")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(700 * time.Millisecond) // waiting for the earlier run
+	b, _ := json.Marshal(contract.StepCancel{V: 1, Deployment: dep, Reason: "test"})
+	if err := e.ins.o.NC.Publish(subject.InstallerCancel(), b); err != nil {
+		t.Fatal(err)
+	}
+	ev := r.final(t, 20*time.Second)
+	if ev.State != contract.StateFailed || !strings.Contains(ev.Error, "cancelled") {
+		t.Fatalf("cancelled chain: %+v", ev)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for _, f := range []string{"first", "second"} {
+		if _, err := os.Stat(dir + "/" + f); err == nil {
+			t.Errorf("step %s ran after its chain was cancelled", f)
+		}
+	}
+	waitEmpty(t, e)
 }
