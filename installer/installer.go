@@ -577,12 +577,15 @@ func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, err
 	}
 	// Checked again under the step's lock on the node: a run that finished
 	// while this one waited leaves nothing to do.
-	fmt.Fprintf(&pre, "if [ \"$(cut -d' ' -f1 %[1]s 2>/dev/null)\" = %[2]s ]; then echo 'applied meanwhile by an earlier run'; exit 0; fi\n", marker, s.Hash)
+	fmt.Fprintf(&pre, "h=; [ ! -f %[1]s ] || read -r h _ < %[1]s; if [ \"$h\" = %[2]s ]; then echo 'applied meanwhile by an earlier run'; exit 0; fi\n", marker, s.Hash)
 	// From here the node leaves what the marker records, until the
 	// script succeeds and writes the new one.
-	fmt.Fprintf(&pre, "rm -f %s\n", marker)
-	// The marker is written when, and only when, the script succeeds.
-	fmt.Fprintf(&pre, "trap 'rc=$?; rm -f %[1]s/%[6]s.pgid; if [ $rc -eq 0 ]; then mkdir -p %[5]s && printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s.tmp && mv %[4]s.tmp %[4]s; fi' EXIT\n",
+	fmt.Fprintf(&pre, "[ ! -e %[1]s ] || rm -f %[1]s\n", marker)
+	// The marker is written when, and only when, the script succeeds. A
+	// write cut short leaves a marker that matches nothing: the step runs
+	// again, which is all a marker decides. The shell does it all itself:
+	// a step's bookkeeping costs the node no process.
+	fmt.Fprintf(&pre, "trap 'rc=$?; : > %[1]s/%[6]s.pgid; if [ $rc -eq 0 ]; then [ -d %[5]s ] || mkdir -p %[5]s; printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s; fi' EXIT\n",
 		nodefs.Run, s.Hash, s.Deployment, marker, nodefs.Applied, key)
 	return pre.String(), nil
 }

@@ -31,7 +31,7 @@ const wrapper = `mkdir -p ` + nodefs.Run + ` && exec setsid -w timeout -k 5 %[1]
 // The script writes through tee -p, which outlives a dropped connection:
 // a step whose engine died goes on to its end instead of dying of SIGPIPE
 // at its next line of output, so that the next attempt finds it done.
-const stepWrapper = `mkdir -p ` + nodefs.Run + ` && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap "rm -f ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
+const stepWrapper = `mkdir -p ` + nodefs.Run + ` && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap ": > ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
 
 // exitLocked is the step wrapper's exit status when another run held the
 // step's lock for a minute: a transient state, tried again.
@@ -52,7 +52,7 @@ type stepJob struct {
 const settleScript = `f=` + nodefs.Run + `/%[1]s.pgid
 [ -f "$f" ] || exit 0
 read -r pg hash _ until < "$f" || true
-case "$pg" in ''|*[!0-9]*) rm -f "$f"; exit 0;; esac
+case "$pg" in '') exit 0;; *[!0-9]*) rm -f "$f"; exit 0;; esac
 alive() { kill -0 -- -"$pg" 2>/dev/null; }
 if ! alive; then rm -f "$f"; exit 0; fi
 if [ "$hash" = %[2]s ]; then
