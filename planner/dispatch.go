@@ -29,6 +29,12 @@ func (s *scheduler) stepMsg(id string) (*nats.Msg, []string, int, string, error)
 		spec.Chain = append(spec.Chain, c)
 	}
 	data, err := json.Marshal(spec)
+	// A chain fits in half a message of the bus: the steps that do not
+	// follow in the next one.
+	for err == nil && len(spec.Chain) > 0 && int64(len(data)) > s.p.o.NC.MaxPayload()/2 {
+		spec.Chain, ids = spec.Chain[:len(spec.Chain)-1], ids[:len(ids)-1]
+		data, err = json.Marshal(spec)
+	}
 	if err != nil {
 		return nil, nil, 0, "", err
 	}

@@ -226,3 +226,33 @@ func TestSchedulerResumes(t *testing.T) {
 		t.Errorf("%d steps ran, want 6", len(w.ran))
 	}
 }
+
+// A chain fits in a message of the bus: the steps that would not go in
+// the next one.
+func TestChainFitsAMessage(t *testing.T) {
+	b := bustest.Start(t, bus.ServerOptions{})
+	p := testPlanner(t, b)
+	defer p.sched.stop()
+	rec := diamond("d-big")
+	// a, b and f run on one node; each carries a file of a sixth of a
+	// message (its JSON a third larger).
+	big := make([]byte, b.NC.MaxPayload()/6)
+	for _, id := range []string{"10.0.0.1/a/install", "10.0.0.1/b/install", "10.0.0.1/f/install"} {
+		sp := rec.specs[id]
+		sp.Files = []contract.StepFile{{Path: "/etc/big", Content: big}}
+		rec.specs[id] = sp
+	}
+	p.sched.mu.Lock()
+	defer p.sched.mu.Unlock()
+	p.sched.cur = rec
+	msg, ids, _, _, err := p.sched.stepMsg("10.0.0.1/a/install")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 || int64(len(msg.Data)) > b.NC.MaxPayload()/2 {
+		t.Fatalf("chain %v in %d bytes (limit %d): want a and b", ids, len(msg.Data), b.NC.MaxPayload()/2)
+	}
+	if n := len(rec.chain("10.0.0.1/a/install")); n != 3 {
+		t.Fatal("the test's chain is not three steps long before it is cut")
+	}
+}
