@@ -378,17 +378,19 @@ func (i *Installer) runSegment(runs []*stepRun) (int, int, bool, error) {
 		defer mu.Unlock()
 		return red.Redact(strings.Join(tails[k], " | "))
 	}
+	// The two streams' lines go out one at a time: each line's number is
+	// the order it is published in.
 	onLine := func(k int, stream, text string) {
 		if !valid(k) {
 			return
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		if stream == "stderr" {
-			mu.Lock()
 			tails[k] = append(tails[k], text)
 			if len(tails[k]) > 5 {
 				tails[k] = tails[k][1:]
 			}
-			mu.Unlock()
 		}
 		runs[k].line(stream, red.Redact(text))
 	}
@@ -413,7 +415,9 @@ func (i *Installer) runSegment(runs []*stepRun) (int, int, bool, error) {
 		case "sent":
 			if fi, err := strconv.Atoi(strings.Join(m.args, "")); err == nil && fi >= 0 && fi < len(r.s.Files) {
 				i.metrics.bytes.Add(float64(len(r.s.Files[fi].Content)))
+				mu.Lock()
 				r.line("stdout", "sent "+r.s.Files[fi].Path)
+				mu.Unlock()
 			}
 		case "done":
 			prog.wait(m.k)
