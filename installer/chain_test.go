@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/nodefs"
 	"github.com/deployment-engine/engine/services/subject"
 )
@@ -205,4 +209,25 @@ func TestCancelledChainStartsNothing(t *testing.T) {
 		}
 	}
 	waitEmpty(t, e)
+}
+
+// A node the deploy's check reached keeps that connection for its steps:
+// one SSH handshake per node, not two.
+func TestProbedConnectionServesTheSteps(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	e.ins.closeAll()
+	before := testutil.ToFloat64(e.ins.metrics.conns)
+	rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.InstallerProbe(), contract.Probe{V: 1, Nodes: []string{nodeIP}, Auth: contract.Auth{Key: keyPath}, TimeoutMS: 8000})
+	if err != nil || rep.Code != 200 {
+		t.Fatalf("probe: %v %+v", err, rep)
+	}
+	r := record(t, e, "d-probed")
+	queue(t, e, contract.Step{Deployment: "d-probed", Action: "install", Key: "x.probed-" + uniq(), Hash: uniq(), TimeoutS: 30, Script: "true\n"})
+	if ev := r.final(t, 20*time.Second); ev.State != contract.StateSucceeded {
+		t.Fatalf("step: %+v", ev)
+	}
+	if n := testutil.ToFloat64(e.ins.metrics.conns) - before; n != 1 {
+		t.Errorf("%v connections for a probe and a step on one node, want 1", n)
+	}
 }

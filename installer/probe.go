@@ -72,7 +72,15 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 		r.HostKeyChanged = errors.Is(err, errHostKeyChanged)
 		return r
 	}
-	defer c.Close()
+	// A node that answered keeps its connection for the steps that follow
+	// (a deploy checks its nodes first): one handshake, not two. The check
+	// itself always dials, so that it proves the node answers now.
+	kept := false
+	defer func() {
+		if !kept {
+			c.Close()
+		}
+	}()
 	script := probeScript
 	if len(resolve) > 0 {
 		q := make([]string, len(resolve))
@@ -101,6 +109,7 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 	got.IP = ip
 	got.Hardware.IP = ip
 	got.Reachable = true
+	kept = i.keep(ip, authID(auth), c) == c
 	return got
 }
 

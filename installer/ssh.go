@@ -146,6 +146,7 @@ func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*s
 		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
+	i.metrics.conns.Inc()
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
@@ -193,19 +194,25 @@ func (i *Installer) client(ctx context.Context, ip string, auth contract.Auth) (
 	if err != nil {
 		return nil, err
 	}
+	return i.keep(ip, id, c), nil
+}
+
+// keep makes c, just dialled with credentials id, the node's pooled
+// connection, unless another one is there already: that one is returned,
+// and c closed.
+func (i *Installer) keep(ip, id string, c *ssh.Client) *ssh.Client {
 	p := &pooled{client: c, auth: id, dead: make(chan struct{})}
 	i.pool.mu.Lock()
 	if old := i.pool.conns[ip]; old != nil {
 		// Another step dialled meanwhile; keep one.
 		i.pool.mu.Unlock()
 		c.Close()
-		return old.client, nil
+		return old.client
 	}
 	i.pool.conns[ip] = p
 	i.pool.mu.Unlock()
-	i.metrics.conns.Inc()
 	go i.keepalive(ip, p)
-	return c, nil
+	return c
 }
 
 func (i *Installer) keepalive(ip string, p *pooled) {
