@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"time"
 
@@ -36,9 +39,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Int64Var(&logMB, "log-max-mb", 64, "size in MiB at which a log of the store is rotated")
 	fs.IntVar(&o.LogKeep, "log-keep", 3, "rotated files kept per log")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	var memMB int64
+	fs.Int64Var(&memMB, "memory-limit-mb", defaultMemoryLimitMB, "floor in MiB of the engine's soft memory limit, which follows its live heap above it with room for half of it again, at least 48 MiB (default: $GOMEMLIMIT as a fixed limit when set); 0 for none")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if memMB < 0 {
+		fmt.Fprintln(stderr, "serve: --memory-limit-mb must not be negative")
+		return 2
+	}
+	keepMemoryLimit(ctx, fs, memMB)
 	if logMB < 1 || o.LogKeep < 0 {
 		fmt.Fprintln(stderr, "serve: --log-max-mb must be at least 1 and --log-keep not negative")
 		return 2
@@ -74,4 +84,63 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// defaultMemoryLimitMB is the floor of the engine's soft memory limit.
+// Without a limit the Go runtime lets the heap reach twice what is live
+// and hands freed memory back to the system slowly: after a deployment of
+// 1,000 instances the engine stayed near 200 MB for minutes while its live
+// heap was about 40 MB.
+const defaultMemoryLimitMB = 100
+
+// memoryLimitEvery is how often the limit follows the live heap.
+const memoryLimitEvery = 2 * time.Second
+
+// memoryLimit is the soft limit for a live heap: the floor, or the live
+// heap and room above it (half as much again, at least 48 MiB) when that
+// is more, so that a large engine is never held to a limit that would
+// keep its collector running. Half rather than Go's default of as much
+// again: right after a deployment of 1,000 instances the live heap still
+// counts 25 MB of the store's write buffers, and twice it kept the engine
+// near 190 MB.
+func memoryLimit(floor, live int64) int64 {
+	return max(floor, live+max(48<<20, live/2))
+}
+
+// keepMemoryLimit applies --memory-limit-mb until ctx ends: a limit that
+// follows the live heap (memoryLimit), so that memory above it goes back
+// to the system at once. A GOMEMLIMIT in the environment stands unless the
+// flag was given; 0 sets no limit.
+func keepMemoryLimit(ctx context.Context, fs *flag.FlagSet, mb int64) {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "memory-limit-mb" })
+	if !given && os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	if mb == 0 {
+		debug.SetMemoryLimit(math.MaxInt64)
+		return
+	}
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	set := func() {
+		metrics.Read(s)
+		live := int64(0)
+		if s[0].Value.Kind() == metrics.KindUint64 {
+			live = int64(s[0].Value.Uint64())
+		}
+		debug.SetMemoryLimit(memoryLimit(mb<<20, live))
+	}
+	set()
+	go func() {
+		t := time.NewTicker(memoryLimitEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				set()
+			}
+		}
+	}()
 }

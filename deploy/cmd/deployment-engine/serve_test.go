@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
+	"math"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"testing"
 )
@@ -16,5 +20,61 @@ func TestServeRefusesUnknownService(t *testing.T) {
 	want := `serve: --only: unknown service "planer"; the services are api, planner, installer, monitor, notify, logs`
 	if got := strings.TrimSpace(stderr.String()); got != want {
 		t.Errorf("stderr = %q, want %q", got, want)
+	}
+}
+
+// The engine runs under a soft memory limit: the flag's floor, or the
+// live heap and half again (at least 48 MiB) when that is more; GOMEMLIMIT stands unless the flag is
+// given; 0 lifts it.
+func TestServeMemoryLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct{ floor, live, want int64 }{
+		{100 * mib, 0, 100 * mib},
+		{100 * mib, 40 * mib, 100 * mib},
+		{100 * mib, 64 * mib, 112 * mib},
+		{100 * mib, 500 * mib, 750 * mib},
+	} {
+		if got := memoryLimit(c.floor, c.live); got != c.want {
+			t.Errorf("memoryLimit(%d MiB, live %d MiB) = %d MiB, want %d", c.floor/mib, c.live/mib, got/mib, c.want/mib)
+		}
+	}
+
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	const untouched = 77 * mib
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	live := int64(s[0].Value.Uint64())
+	for _, c := range []struct {
+		name string
+		args []string
+		env  string
+		want int64
+	}{
+		{"default", nil, "", memoryLimit(defaultMemoryLimitMB*mib, live)},
+		{"flag", []string{"--memory-limit-mb", "300"}, "", memoryLimit(300*mib, live)},
+		{"GOMEMLIMIT stands", nil, "200MiB", untouched},
+		{"flag over GOMEMLIMIT", []string{"--memory-limit-mb", "90"}, "200MiB", memoryLimit(90*mib, live)},
+		{"none", []string{"--memory-limit-mb", "0"}, "", math.MaxInt64},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("GOMEMLIMIT", c.env)
+			debug.SetMemoryLimit(untouched)
+			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+			mb := fs.Int64("memory-limit-mb", defaultMemoryLimitMB, "")
+			if err := fs.Parse(c.args); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			keepMemoryLimit(ctx, fs, *mb)
+			if got := debug.SetMemoryLimit(-1); got != c.want {
+				t.Errorf("limit %d, want %d", got, c.want)
+			}
+		})
+	}
+	var stderr bytes.Buffer
+	if code := serve(context.Background(), []string{"--memory-limit-mb", "-1"}, &stderr); code != 2 || !strings.Contains(stderr.String(), "must not be negative") {
+		t.Errorf("a negative limit: exit %d, %q", code, stderr.String())
 	}
 }
