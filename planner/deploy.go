@@ -176,8 +176,9 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	}
 	var batches []contract.Batch
 	if rel == nil {
-		// Which running instances change is on their nodes' markers.
-		ro := rollout{in: in, markers: p.markersOf(ctx, nodes), query: q}
+		// Which running instances change is on their nodes' markers: only
+		// nodes the last deployment placed something on run any.
+		ro := rollout{in: in, markers: p.markersOf(ctx, contract.SortedKeys(previous)), query: q}
 		if steps, batches, err = ro.apply(steps); err != nil {
 			return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + err.Error()}
 		}

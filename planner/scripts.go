@@ -160,7 +160,7 @@ func agentStep(in planInput, ip string) *planStep {
 	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
 	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp) && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
 	// A running agent sees its new config or binary and restarts itself.
-	script := pass + "monit -t\np=de-agent\n" + monitKnows + "monit start de-agent\n"
+	script := pass + "p=de-agent\n" + monitKnows + "monit start de-agent\n"
 	return &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
 		Hash: hashOf(script, monit, in.agent.binary, filesHash(files[1:]), in.secretDigest("agent", in.agent.pass(ip)))}}
 }
@@ -192,8 +192,8 @@ done
 }
 
 // Monit reads a node's new and changed checks with one reload, by the
-// first start step that needs it: a register step only checks the syntax
-// and leaves monitReload behind, and names its process in monitFresh when
+// first start step that needs it: a register step leaves monitReload
+// behind, and names its process in monitFresh when
 // monit does not run it yet, so that the start of a process that monit
 // starts by itself after that reload is no restart.
 const (
@@ -201,11 +201,10 @@ const (
 	monitFresh  = nodefs.Run + "/monit-fresh"
 )
 
-// registerScript checks the node's monit config with the step's check in
-// it and leaves the reload to the next start step.
+// registerScript leaves the reload, and the check of monit's config before
+// it, to the next start step.
 func registerScript(process string) string {
 	return fmt.Sprintf(`set -eu
-monit -t
 mkdir -p %[2]s
 if ! monit status %[1]s >/dev/null 2>&1; then echo %[1]s >> %[3]s; fi
 touch %[4]s
@@ -213,10 +212,12 @@ touch %[4]s
 }
 
 // monitKnows makes monit read its checks when a register step changed
-// them, or when it does not know $p, and waits until it knows $p. monit
+// them, or when it does not know $p, once they pass monit's own check,
+// and waits until it knows $p. monit
 // handles a reload between checks, and a start program it is running can
 // hold it up: the reload is sent again every 10 s.
 const monitKnows = `if [ -e ` + monitReload + ` ] || ! monit status "$p" >/dev/null 2>&1; then
+  monit -t >/dev/null || exit 1
   monit reload
   i=0
   until monit status "$p" >/dev/null 2>&1; do
