@@ -273,6 +273,9 @@ func runChain(ctx context.Context, c *ssh.Client, script, nonce string, onLine f
 	sess.Stdin = strings.NewReader(script)
 	// The script is read whole before it runs, so nothing it runs can read
 	// the rest of it, and it never reaches argv.
+	if ctx.Err() != nil {
+		return execResult{code: -1, err: ctx.Err()}
+	}
 	if err := sess.Start(`bash -c 'script=$(cat); exec </dev/null; eval "$script"'`); err != nil {
 		return execResult{err: fmt.Errorf("start command: %w", err)}
 	}
@@ -320,6 +323,10 @@ func runChain(ctx context.Context, c *ssh.Client, script, nonce string, onLine f
 		return exitOf(err)
 	case <-ctx.Done():
 		kill()
+		// Closed at once: a chain shell that outlived the kill (it had not
+		// recorded its pid yet) dies of SIGPIPE at its next control line,
+		// which comes before any step begins.
+		sess.Close()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):

@@ -225,7 +225,8 @@ func (e *Engine) DoErr(ctx context.Context, method, path string, body any) (int,
 // killed, and the engine's node state and paths removed.
 func ResetNodes(t testing.TB, nodes []*testbed.Node, comps, sleepPattern string, paths ...string) {
 	t.Helper()
-	script := `for f in /var/lib/deployment-engine/run/*.pgid; do [ -f "$f" ] && read -r pg _ < "$f" && kill -KILL -- -"$pg" 2>/dev/null; done
+	script := `for f in /var/lib/deployment-engine/run/chain-*.pid; do [ -f "$f" ] && read -r p < "$f" && kill -KILL "$p" 2>/dev/null; done
+for f in /var/lib/deployment-engine/run/*.pgid; do [ -f "$f" ] && read -r pg _ < "$f" && [ -n "$pg" ] && kill -KILL -- -"$pg" 2>/dev/null; done
 for c in ` + comps + `; do
   if [ -e /etc/monit/conf.d/$c ]; then monit stop $c >/dev/null 2>&1 || true; rm -f /etc/monit/conf.d/$c; fi
 done
