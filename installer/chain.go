@@ -285,7 +285,7 @@ func runChain(ctx context.Context, c *ssh.Client, script, nonce string, onLine f
 		defer prog.close(idx)
 		cur := -1
 		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		sc.Buffer(make([]byte, 4*1024), 1<<20) // grows as a line needs
 		for sc.Scan() {
 			text := sc.Text()
 			i := strings.Index(text, nonce)

@@ -51,10 +51,13 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 	}
 	out := contract.ProbeReply{V: contract.Version, Nodes: make([]contract.ProbeResult, len(p.Nodes))}
 	var wg sync.WaitGroup
+	turn := make(chan struct{}, contract.ProbeParallel)
 	for n, ip := range p.Nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			turn <- struct{}{}
+			defer func() { <-turn }()
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			out.Nodes[n] = i.probeNode(ctx, ip, p.Auth, p.Resolve)

@@ -112,7 +112,7 @@ func start(ctx context.Context, c *ssh.Client, name, cmd, script string, line fu
 	pump := func(stream string, r io.Reader) {
 		defer wg.Done()
 		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		sc.Buffer(make([]byte, 4*1024), 1<<20) // grows as a line needs
 		for sc.Scan() {
 			mu.Lock()
 			line(stream, sc.Text())

@@ -68,7 +68,7 @@ func (m *Monitor) hardware(ctx context.Context, req micro.Request) (int, any, er
 }
 
 func (m *Monitor) probe(ctx context.Context, cfg contract.Config, nodes []string) ([]contract.ProbeResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(contract.ProbeRounds(len(nodes)))*10*time.Second+10*time.Second)
 	defer cancel()
 	res, err := nodeclient.Probe(ctx, m.o.NC, contract.Probe{Nodes: nodes, TimeoutMS: 10000,
 		Auth: contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key}})

@@ -319,7 +319,7 @@ func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.o.ProbeTimeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(contract.ProbeRounds(len(nodes)))*p.o.ProbeTimeout+5*time.Second)
 	defer cancel()
 	res, err := nodeclient.Probe(ctx, p.o.NC, contract.Probe{Nodes: nodes, TimeoutMS: int(p.o.ProbeTimeout / time.Millisecond), Auth: auth, Resolve: resolve})
 	var answered *nodeclient.AnswerError

@@ -250,8 +250,11 @@ func deploy(tb testing.TB, e *harness.Engine) deployment {
 	var r struct{ ID string }
 	_ = json.Unmarshal(body, &r)
 	deadline := time.Now().Add(15 * time.Minute)
+	// The wall is the engine's own clock (Finished), so polling slowly
+	// costs the figure nothing, and spares the engine encoding a large
+	// deployment's record many times a second.
 	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 		code, body := e.Do("GET", "/deployment-engine/deployments/"+r.ID, nil)
 		var d deployment
 		if code != 200 || json.Unmarshal(body, &d) != nil {

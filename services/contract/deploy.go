@@ -31,6 +31,15 @@ func (a Auth) OffersPassword(ip string) bool {
 	return false
 }
 
+// ProbeParallel bounds the nodes a probe contacts at once: SSH handshakes
+// cost CPU on both ends, and a hundred at once on a small control machine
+// miss their deadline. Each node's TimeoutMS runs from its turn, so a
+// probe of n nodes may take ProbeRounds(n) of them.
+const ProbeParallel = 16
+
+// ProbeRounds is how many turns a probe of n nodes takes at most.
+func ProbeRounds(n int) int { return max(1, (n+ProbeParallel-1)/ProbeParallel) }
+
 // Probe asks the installer to contact nodes (de.cmd.installer.probe): can it
 // log in, what hardware does the node have, which engine owns it.
 //
