@@ -263,22 +263,16 @@ func parseMark(f []string) (mark, bool) {
 // onLine with the step's index; control lines go to onMark, in order, from
 // stdout. kill stops the step running when ctx ends first.
 func runChain(ctx context.Context, c *ssh.Client, script, nonce string, onLine func(k int, stream, text string), onMark func(mark), prog *progress, kill func()) execResult {
-	sess, err := c.NewSession()
-	if err != nil {
-		return execResult{err: fmt.Errorf("open session: %w", err)}
-	}
-	defer sess.Close()
-	stdout, _ := sess.StdoutPipe()
-	stderr, _ := sess.StderrPipe()
-	sess.Stdin = strings.NewReader(script)
-	// The script is read whole before it runs, so nothing it runs can read
-	// the rest of it, and it never reaches argv.
 	if ctx.Err() != nil {
 		return execResult{code: -1, err: ctx.Err()}
 	}
-	if err := sess.Start(`bash -c 'script=$(cat); exec </dev/null; eval "$script"'`); err != nil {
-		return execResult{err: fmt.Errorf("start command: %w", err)}
+	// The script is read whole before it runs, so nothing it runs can read
+	// the rest of it, and it never reaches argv.
+	sess, stdout, stderr, err := session(c, `bash -c 'script=$(cat); exec </dev/null; eval "$script"'`, script)
+	if err != nil {
+		return execResult{err: err}
 	}
+	defer sess.Close()
 	var wg sync.WaitGroup
 	pump := func(idx int, stream string, r io.Reader) {
 		defer wg.Done()

@@ -94,19 +94,30 @@ func run(ctx context.Context, c *ssh.Client, name, script string, timeout time.D
 	return start(ctx, c, name, fmt.Sprintf(wrapper, secs+5, name), script, line)
 }
 
-// start runs the wrapped command cmd, feeding it script on stdin.
-func start(ctx context.Context, c *ssh.Client, name, cmd, script string, line func(stream, text string)) execResult {
+// session starts cmd in a new session on c with script on its stdin, and
+// returns its output streams.
+func session(c *ssh.Client, cmd, script string) (*ssh.Session, io.Reader, io.Reader, error) {
 	sess, err := c.NewSession()
 	if err != nil {
-		return execResult{err: fmt.Errorf("open session: %w", err)}
+		return nil, nil, nil, fmt.Errorf("open session: %w", err)
 	}
-	defer sess.Close()
 	stdout, _ := sess.StdoutPipe()
 	stderr, _ := sess.StderrPipe()
 	sess.Stdin = strings.NewReader(script)
 	if err := sess.Start(cmd); err != nil {
-		return execResult{err: fmt.Errorf("start command: %w", err)}
+		sess.Close()
+		return nil, nil, nil, fmt.Errorf("start command: %w", err)
 	}
+	return sess, stdout, stderr, nil
+}
+
+// start runs the wrapped command cmd, feeding it script on stdin.
+func start(ctx context.Context, c *ssh.Client, name, cmd, script string, line func(stream, text string)) execResult {
+	sess, stdout, stderr, err := session(c, cmd, script)
+	if err != nil {
+		return execResult{err: err}
+	}
+	defer sess.Close()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	pump := func(stream string, r io.Reader) {
