@@ -310,23 +310,13 @@ func runChain(ctx context.Context, c *ssh.Client, script, nonce string, onLine f
 	wg.Add(2)
 	go pump(0, "stdout", stdout)
 	go pump(1, "stderr", stderr)
-	done := make(chan error, 1)
-	go func() { wg.Wait(); done <- sess.Wait() }()
-	select {
-	case err := <-done:
-		return exitOf(err)
-	case <-ctx.Done():
+	return await(ctx, sess, &wg, func() {
 		kill()
 		// Closed at once: a chain shell that outlived the kill (it had not
 		// recorded its pid yet) dies of SIGPIPE at its next control line,
 		// which comes before any step begins.
 		sess.Close()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-		}
-		return execResult{code: -1, err: ctx.Err()}
-	}
+	})
 }
 
 // runSegment runs steps that travel inline in one session, and returns as

@@ -464,10 +464,7 @@ func (e errScript) Error() string {
 // or an error (permanent or not).
 func (r *stepRun) execute() (string, int, error) {
 	i, s := r.i, r.s
-	timeout := time.Duration(s.TimeoutS) * time.Second
-	if timeout <= 0 {
-		timeout = 15 * time.Minute
-	}
+	timeout := stepTimeout(s)
 	ctx, cancel := context.WithTimeout(r.ctx, timeout+time.Minute)
 	defer cancel()
 	cfg, err := i.config(ctx)

@@ -133,13 +133,20 @@ func start(ctx context.Context, c *ssh.Client, name, cmd, script string, line fu
 	wg.Add(2)
 	go pump("stdout", stdout)
 	go pump("stderr", stderr)
+	return await(ctx, sess, &wg, func() { killGroup(c, name) })
+}
+
+// await waits until sess and the output pumps wg counts have ended and
+// returns how the command ended. When ctx ends first, it calls stop (which
+// kills the command on the node) and waits up to 10 s for the rest.
+func await(ctx context.Context, sess *ssh.Session, wg *sync.WaitGroup, stop func()) execResult {
 	done := make(chan error, 1)
 	go func() { wg.Wait(); done <- sess.Wait() }()
 	select {
 	case err := <-done:
 		return exitOf(err)
 	case <-ctx.Done():
-		killGroup(c, name)
+		stop()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
