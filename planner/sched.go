@@ -292,8 +292,6 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 				s.log.Error("dispatch step", "step", id, "err", err)
 				st.State, st.Error = contract.StateFailed, "could not queue the step: "+err.Error()
 				again = true
-			} else {
-				st.State = stateQueued
 			}
 			s.dirty = true
 		}

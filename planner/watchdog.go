@@ -132,7 +132,6 @@ func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
 				_ = s.res.Steps.DeleteMsg(ctx, seq) // the copy given up on, if still queued
 			}
 			if err := s.dispatchLocked(ctx, st.ID); err == nil {
-				st.State = stateQueued
 				st.Error = fmt.Sprintf("%s for %s: dispatched again", what, bound.Round(time.Second))
 				changed = true
 				continue
