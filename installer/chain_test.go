@@ -54,6 +54,12 @@ func (r *recorder) linesOf(id string) []string {
 	return out
 }
 
+// chainStep is a step of component c on the test node for a chain.
+func chainStep(dep, action, key, hash, script string) contract.Step {
+	return contract.Step{V: 1, Deployment: dep, ID: nodeIP + "/c/" + action, Node: nodeIP, Component: "c", Action: action, Attempt: 1,
+		Key: key, Hash: hash, Engine: "e-test", TimeoutS: 30, Script: script}
+}
+
 // A node's chained steps run in one SSH session, in order, each with its
 // own events, lines, file and marker; the chain stops at the first step
 // that fails, and the steps after it are neither run nor reported.
@@ -64,8 +70,9 @@ func TestChainRunsInOneSession(t *testing.T) {
 	r := record(t, e, dep)
 	dir := t.TempDir()
 	step := func(action, script string, files ...contract.StepFile) contract.Step {
-		return contract.Step{V: 1, Deployment: dep, ID: nodeIP + "/c/" + action, Node: nodeIP, Component: "c", Action: action, Attempt: 1,
-			Key: "c." + action + "-" + uniq(), Hash: uniq(), Engine: "e-test", TimeoutS: 30, Script: script, Files: files}
+		st := chainStep(dep, action, "c."+action+"-"+uniq(), uniq(), script)
+		st.Files = files
+		return st
 	}
 	conf := contract.StepFile{Path: dir + "/c.conf", Mode: 0o640, Content: []byte("port 1\n")}
 	head := step("upload", "cat "+conf.Path+"\n", conf)
@@ -179,12 +186,8 @@ func TestCancelledChainStartsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(pgid) })
-	step := func(action, key, hash, script string) contract.Step {
-		return contract.Step{V: 1, Deployment: dep, ID: nodeIP + "/c/" + action, Node: nodeIP, Component: "c", Action: action, Attempt: 1,
-			Key: key, Hash: hash, Engine: "e-test", TimeoutS: 30, Script: script}
-	}
-	head := step("first", key, hash, "touch "+dir+"/first\n")
-	head.Chain = []contract.Step{step("second", "c.second-"+uniq(), uniq(), "touch "+dir+"/second\n")}
+	head := chainStep(dep, "first", key, hash, "touch "+dir+"/first\n")
+	head.Chain = []contract.Step{chainStep(dep, "second", "c.second-"+uniq(), uniq(), "touch "+dir+"/second\n")}
 	queue(t, e, head)
 	deadline := time.Now().Add(15 * time.Second)
 	for len(r.events(head.ID)) == 0 {
@@ -248,5 +251,36 @@ func TestChainWrapperDerived(t *testing.T) {
 	}
 	if strings.Contains(chainSettle, "exit ") || !strings.Contains(chainSettle, "return 0") {
 		t.Errorf("chainSettle exits instead of returning:\n%s", chainSettle)
+	}
+}
+
+// A chain whose steps are not all of the head's node, deployment and
+// engine, or lack what a step alone must have, is refused before anything
+// runs (the installer reports it unreadable).
+func TestReadChain(t *testing.T) {
+	ok := func() contract.Step { return chainStep("d-r", "b", "c.b", "0123456789abcdef", "true\n") }
+	cases := []struct {
+		name  string
+		mod   func(*contract.Step)
+		valid bool
+	}{
+		{"same node, deployment and engine", func(*contract.Step) {}, true},
+		{"another node", func(s *contract.Step) { s.Node = "127.0.77.9" }, false},
+		{"another deployment", func(s *contract.Step) { s.Deployment = "d-other" }, false},
+		{"another engine", func(s *contract.Step) { s.Engine = "e-other" }, false},
+		{"no id", func(s *contract.Step) { s.ID = "" }, false},
+		{"no valid hash", func(s *contract.Step) { s.Hash = "zz" }, false},
+		{"a chain of its own", func(s *contract.Step) { s.Chain = []contract.Step{ok()} }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			head := chainStep("d-r", "a", "c.a", "0123456789abcdef", "true\n")
+			f := ok()
+			c.mod(&f)
+			head.Chain = []contract.Step{f}
+			if err := readChain(head); (err == nil) != c.valid {
+				t.Errorf("readChain: %v, want valid %v", err, c.valid)
+			}
+		})
 	}
 }
