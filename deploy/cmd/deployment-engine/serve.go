@@ -48,7 +48,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "serve: --memory-limit-mb must not be negative")
 		return 2
 	}
-	keepMemoryLimit(ctx, fs, memMB)
 	if logMB < 1 || o.LogKeep < 0 {
 		fmt.Fprintln(stderr, "serve: --log-max-mb must be at least 1 and --log-keep not negative")
 		return 2
@@ -77,6 +76,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "--log-level: %v\n", err)
 		return 2
 	}
+	// Only once every flag is valid: the limit's goroutine lives as long
+	// as the engine.
+	keepMemoryLimit(ctx, fs, memMB)
 	o.Build = buildInfo()
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	if err := engine.Serve(ctx, o); err != nil {
