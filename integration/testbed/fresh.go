@@ -186,6 +186,57 @@ func newHostKey(comment string) (priv, pub []byte, err error) {
 	return pem.EncodeToMemory(blk), ssh.MarshalAuthorizedKey(signer.PublicKey()), nil
 }
 
+// hostState lists the paths where the engine, its agent and BOSH jobs keep
+// a node's state. A node never sees the machine's copies of them: tests
+// that use this machine itself as a node write there while the bed's
+// nodes run, and an owner file seen through the overlay would make a
+// fresh node look claimed by another engine.
+var hostState = []string{
+	"var/lib/deployment-engine",
+	"var/vcap",
+	"var/lib/monit",
+	"etc/monit/conf.d",
+	"usr/local/bin/deployment-engine",
+}
+
+// maskLayer makes the lowest-but-one layer of the node's root: a whiteout
+// for each of hostState over the machine's /. Being a lower layer, it
+// hides them for good, whatever the machine creates there later and
+// whatever the node removes (a whiteout the node's own rm would leave in
+// the upper layer exists only if the machine had the path at that moment).
+// Its directories carry the machine's modes, as the merged root shows
+// them.
+func (n *Node) maskLayer() error {
+	mask := filepath.Join(n.dir, "mask")
+	for _, p := range hostState {
+		full := filepath.Join(mask, p)
+		if _, err := os.Lstat(full); err == nil {
+			continue
+		}
+		for d := filepath.Dir(p); d != "."; d = filepath.Dir(d) {
+			defer func() { _ = copyOwnerAndMode(filepath.Join("/", d), filepath.Join(mask, d)) }()
+		}
+		if err := whiteout(full); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyOwnerAndMode gives dst the owner and mode of src.
+func copyOwnerAndMode(src, dst string) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if err := os.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(dst, fi.Mode().Perm())
+}
+
 // opaqueDir makes a directory of the upper layer that hides the lower's.
 func opaqueDir(p string, mode os.FileMode) error {
 	if err := os.MkdirAll(p, mode); err != nil {

@@ -182,3 +182,65 @@ func TestPerNodeFlags(t *testing.T) {
 		t.Errorf("pickCPUs without a limit = %q", got)
 	}
 }
+
+// A node sees none of the machine's engine state, whenever the machine
+// writes it: an owner file written on the machine while the node runs (as
+// the installer's tests, which use this machine as their node, do) would
+// make a fresh node look claimed by another engine. The node's own state
+// there comes and goes as the node makes and removes it.
+func TestNodeSeesNoHostState(t *testing.T) {
+	n := bed.Nodes[2]
+	// The node makes and removes its state dir first: a whiteout its rm
+	// leaves depends on what the machine held at that moment.
+	if got := sh(t, n, `mkdir -p /var/lib/deployment-engine && echo mine > /var/lib/deployment-engine/owner && cat /var/lib/deployment-engine/owner && rm -rf /var/lib/deployment-engine && echo removed`); got != "mine\nremoved" {
+		t.Fatalf("the node's own state dir: %q", got)
+	}
+	const owner = "/var/lib/deployment-engine/owner"
+	plant := map[string]string{owner: "e-machine\n"}
+	for _, p := range hostState {
+		if p != "var/lib/deployment-engine" && p != "usr/local/bin/deployment-engine" {
+			plant["/"+p+"/de-testbed-planted"] = "planted\n"
+		}
+	}
+	for p, content := range plant {
+		plantOnHost(t, p, content)
+	}
+	for p := range plant {
+		if got := sh(t, n, "cat "+p+" 2>/dev/null || echo absent"); got != "absent" {
+			t.Errorf("the node sees the machine's %s: %q", p, got)
+		}
+	}
+	if got := sh(t, n, "cat "+owner+" 2>/dev/null; ls -A /var/lib/deployment-engine 2>&1 | head -1"); !strings.Contains(got, "No such file") {
+		t.Errorf("a fresh node has a state dir: %q", got)
+	}
+}
+
+// plantOnHost writes a file at p on this machine for the test's time,
+// leaving whatever was there as it was.
+func plantOnHost(t *testing.T, p, content string) {
+	t.Helper()
+	var made []string
+	for d := filepath.Dir(p); d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		made = append(made, d)
+	}
+	prev, readErr := os.ReadFile(p)
+	t.Cleanup(func() {
+		if readErr == nil {
+			_ = os.WriteFile(p, prev, 0o644)
+		} else {
+			_ = os.Remove(p)
+		}
+		for _, d := range made {
+			_ = os.Remove(d)
+		}
+	})
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -261,7 +261,7 @@ func (n *Node) initScript() string {
 	}
 	return fmt.Sprintf(`set -e
 R=%[1]s
-mount -t overlay overlay -o lowerdir=/,upperdir=%[2]s/upper,workdir=%[2]s/work "$R"
+mount -t overlay overlay -o lowerdir=%[2]s/mask:/,upperdir=%[2]s/upper,workdir=%[2]s/work "$R"
 mount --rbind /dev "$R/dev"
 mount -t proc proc "$R/proc"
 %[5]smount -t sysfs sysfs "$R/sys"
@@ -288,6 +288,10 @@ exec perl -e "\$0 = q(init); while (1) { while (waitpid(-1, 0) > 0) {} sleep 1 }
 func (n *Node) Start(ctx context.Context) error {
 	if n.running() {
 		return nil
+	}
+	// A bed made before the mask layer existed gets it at its next start.
+	if err := n.maskLayer(); err != nil {
+		return err
 	}
 	logf, err := os.OpenFile(filepath.Join(n.dir, "init.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
