@@ -2,8 +2,10 @@ package logsvc
 
 import (
 	"fmt"
-	"strings"
+	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -70,13 +72,13 @@ func appendInstanceLine(b []byte, prefix string, l contract.LogLine, runtime boo
 	b = append(b, '[')
 	if runtime {
 		b = append(b, "runtime "...)
-		b = appendText(b, orDash(l.Stream))
+		b = appendField(b, orDash(l.Stream))
 	} else {
-		b = appendText(b, orDash(l.Deployment))
+		b = appendField(b, orDash(l.Deployment))
 		b = append(b, ' ')
-		b = appendText(b, orDash(l.Step))
+		b = appendField(b, orDash(l.Step))
 		b = append(b, ' ')
-		b = appendText(b, orDash(l.Stream))
+		b = appendField(b, orDash(l.Stream))
 	}
 	b = append(b, "] "...)
 	return appendText(b, l.Line)
@@ -96,23 +98,58 @@ func orDash(s string) string {
 	return s
 }
 
-// appendText appends s with line breaks escaped, so that one message is
-// always one line and a line cannot forge another.
+// appendText appends s with its control characters escaped, so that one
+// message is always one line of text: a line can neither forge another
+// (\n, \r, U+2028) nor drive the terminal that shows the log (ESC, C1
+// controls, bidi overrides). \n and \r become `\n` and `\r`, other C0
+// controls and DEL `\xNN`, bytes that are not UTF-8 `\xNN`, and C1, bidi
+// and line-separator characters `\uNNNN`. Tabs are kept: they are common in
+// programs' output and move the cursor only along the line. A backslash
+// is kept as is, so an escape is told from a line's own text by reading
+// the program's output, not the log alone.
 func appendText(b []byte, s string) []byte {
-	if !strings.ContainsAny(s, "\r\n") {
+	i := 0
+	for i < len(s) && (s[i] >= 0x20 && s[i] < 0x7f || s[i] == '\t') {
+		i++
+	}
+	if i == len(s) {
 		return append(b, s...)
 	}
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\n':
+	b = append(b, s[:i]...)
+	for i < len(s) {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\n':
 			b = append(b, `\n`...)
-		case '\r':
+		case r == '\r':
 			b = append(b, `\r`...)
+		case r == '\t':
+			b = append(b, '\t')
+		case r == utf8.RuneError && size == 1, r < 0x20, r == 0x7f:
+			b = append(b, `\x`...)
+			b = append(b, hexDigits[s[i]>>4], hexDigits[s[i]&0xf])
+		case r < 0xa0 && r >= 0x80, unicode.Is(unicode.Bidi_Control, r), r == '\u2028', r == '\u2029':
+			b = fmt.Appendf(b, `\u%04x`, r)
 		default:
-			b = append(b, s[i])
+			b = append(b, s[i:i+size]...)
 		}
+		i += size
 	}
 	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendField appends one of a line's bracketed fields (a deployment, a
+// step, a stream): as is when it is one plain word, else quoted, so that
+// a field cannot pass for the end of the brackets or for other fields.
+func appendField(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '[' || c == ']' || c == '"' {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	return append(b, s...)
 }
 
 func appendDetail(b []byte, s string) []byte {

@@ -28,10 +28,30 @@ func TestFormatLines(t *testing.T) {
 		{"install line", appendInstanceLine(nil, "", contract.LogLine{Deployment: "d-1", Step: "s", Stream: "stdout", Line: "ok\r\nforged"}, false),
 			`[d-1 s stdout] ok\r\nforged`},
 		{"runtime line in local.log", appendInstanceLine(nil, "10.0.0.1 nats ", contract.LogLine{Line: "hi"}, true), "10.0.0.1 nats [runtime -] hi"},
+		{"runtime line with a forged stream", appendInstanceLine(nil, "", contract.LogLine{Stream: "a] [d-1 s", Line: "hi"}, true), `[runtime "a] [d-1 s"] hi`},
 	}
 	for _, c := range cases {
 		if string(c.got) != c.want {
 			t.Errorf("%s:\n got %q\nwant %q", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestAppendText(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"plain text, with a tab\tkept", "plain text, with a tab\tkept"},
+		{"a\r\nb", `a\r\nb`},
+		{"\x1b[31mred\x1b[0m", `\x1b[31mred\x1b[0m`},
+		{"bell\a nul\x00 del\x7f", `bell\x07 nul\x00 del\x7f`},
+		{"not utf-8 \xff\xc3", `not utf-8 \xff\xc3`},
+		{"c1 \u009b31m", `c1 \u009b31m`},
+		{"bidi \u202eevil\u2066", `bidi \u202eevil\u2066`},
+		{"line\u2028separator", `line\u2028separator`},
+		{"unicode kept: é ✓ \ufffd", "unicode kept: é ✓ \ufffd"},
+	}
+	for _, c := range cases {
+		if got := string(appendText(nil, c.in)); got != c.want {
+			t.Errorf("appendText(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }

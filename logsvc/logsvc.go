@@ -122,7 +122,7 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 			lines:     prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_lines_total", Help: "Lines the log service wrote to its store."}),
 			bytes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_bytes_total", Help: "Bytes the log service wrote to its store."}),
 			rotations: prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_rotations_total", Help: "Log files the log service rotated."}),
-			skipped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_skipped_total", Help: "Messages the log service could not read and skipped."}),
+			skipped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_skipped_total", Help: "Messages the log service skipped: unreadable, or an agent's line for an instance its node does not run."}),
 		},
 	}
 	st, err := openStore(o.Dir, o.MaxBytes, o.Keep)

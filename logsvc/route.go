@@ -81,16 +81,20 @@ func (s *Service) readBody(subj string, perr error, data []byte, v *int, dst any
 	return true
 }
 
-// instanceLine writes l into its instance's file, or into local.log
-// prefixed with its node when it belongs to no instance of the config.
+// instanceLine writes l into its instance's file. An install line (from
+// the installer) that belongs to no instance of the config goes to
+// local.log, prefixed with its node: the nodes' own steps (_node) write
+// there. A runtime line comes from an agent, which may publish only on its
+// own node's subjects: it goes into one of that node's instance files or
+// nowhere, never into local.log, whatever its component or body say.
 func (s *Service) instanceLine(component, ip string, l contract.LogLine, runtime bool) {
-	name := ""
-	if n, ok := s.cache.position(component, ip, s.batch); ok {
-		if fn := component + "_" + strconv.Itoa(n) + ".log"; ValidName(fn) {
-			name = fn
-		}
-	}
+	name := s.instanceFile(component, ip)
 	if runtime {
+		if name == "" {
+			// Not logged per line: an agent could flood the engine's log.
+			s.metrics.skipped.Inc()
+			return
+		}
 		// Install output arrives redacted by the installer; a service's
 		// own log is the node's, so the config's secrets come out here.
 		l.Line = s.cache.redact(l.Line)
@@ -101,6 +105,19 @@ func (s *Service) instanceLine(component, ip string, l contract.LogLine, runtime
 		prefix = ip + " " + component + " "
 	}
 	s.put(name, appendInstanceLine(s.start(l.Time, time.Time{}), prefix, l, runtime))
+}
+
+// instanceFile is the file of component's instance on ip, or "" when the
+// config places no instance of component there.
+func (s *Service) instanceFile(component, ip string) string {
+	n, ok := s.cache.position(component, ip, s.batch)
+	if !ok {
+		return ""
+	}
+	if fn := component + "_" + strconv.Itoa(n) + ".log"; ValidName(fn) {
+		return fn
+	}
+	return ""
 }
 
 // start begins a line in the scratch buffer with its time: t, else the
