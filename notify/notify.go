@@ -17,11 +17,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,8 +49,10 @@ type Options struct {
 	// File is <data>/notify.json, read when the config has no notify
 	// property.
 	File string
-	// Client sends the requests (default: 10 s timeout).
-	Client *http.Client
+	// Policy says which addresses webhooks may reach: by default none of
+	// the engine's own machine or link-local (serve --webhook-allow opens
+	// networks).
+	Policy contract.WebhookPolicy
 	// Backoff is the wait after the first failed delivery, doubling up to
 	// 5 minutes (default 2s); MaxAttempts bounds the deliveries of one
 	// event before it is a dead letter (default 12: about 20 minutes).
@@ -63,6 +68,8 @@ type Notifier struct {
 	log  *slog.Logger
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// client posts to webhooks, checking each address it dials.
+	client *http.Client
 
 	mu    sync.Mutex
 	hooks map[string]*hook
@@ -88,9 +95,6 @@ func Start(ctx context.Context, o Options) (*Notifier, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 10 * time.Second}
-	}
 	if o.Backoff <= 0 {
 		o.Backoff = 2 * time.Second
 	}
@@ -101,7 +105,7 @@ func Start(ctx context.Context, o Options) (*Notifier, error) {
 		o.Every = 5 * time.Second
 	}
 	lbl := []string{"webhook"}
-	n := &Notifier{o: o, log: o.Logger.With("service", "notify"), stop: make(chan struct{}), hooks: map[string]*hook{},
+	n := &Notifier{o: o, log: o.Logger.With("service", "notify"), stop: make(chan struct{}), hooks: map[string]*hook{}, client: newClient(o.Policy),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_notify_delivered_total", Help: "Notifications a webhook accepted."}, lbl),
 		failed:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_notify_failed_attempts_total", Help: "Deliveries that failed and will be tried again."}, lbl),
 		dead:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_notify_dead_letters_total", Help: "Notifications given up after every attempt failed."}, lbl)}
@@ -334,8 +338,39 @@ func wanted(filter []string, event string) bool {
 	return false
 }
 
-// post sends one notification; anything but a 2xx answer is a failure.
+// newClient posts to webhooks. Every address it dials, each of a name's
+// addresses included, is checked against the policy after resolution, so a
+// name that resolves (or is rebound) to a refused address reaches nothing.
+// Redirects are not followed and no proxy is used: either would take the
+// request to an address the dialler does not see.
+func newClient(p contract.WebhookPolicy) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl(p)}
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true,
+			TLSHandshakeTimeout: 5 * time.Second, MaxIdleConns: 16, IdleConnTimeout: 90 * time.Second},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// dialControl refuses a connection to an address p refuses: it runs once
+// the address is resolved, before the socket connects.
+func dialControl(p contract.WebhookPolicy) func(network, address string, c syscall.RawConn) error {
+	return func(_, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("%w: %s is not an IP address", contract.ErrWebhookAddress, address)
+		}
+		return p.CheckAddr(ap.Addr())
+	}
+}
+
+// post sends one notification; anything but a 2xx answer is a failure. A
+// URL naming a refused address is not dialled at all.
 func (n *Notifier) post(w contract.Webhook, note contract.Notification, seq uint64) error {
+	if err := n.o.Policy.CheckURL(w.URL); err != nil {
+		return fmt.Errorf("webhook URL: %w", err)
+	}
 	var body []byte
 	if w.Format == "slack" {
 		body, _ = json.Marshal(map[string]string{"text": "[deployment-engine] " + note.Summary})
@@ -353,7 +388,7 @@ func (n *Notifier) post(w contract.Webhook, note contract.Notification, seq uint
 	if w.Secret != "" {
 		req.Header.Set(HeaderSignature, Sign([]byte(w.Secret), body))
 	}
-	resp, err := n.o.Client.Do(req)
+	resp, err := n.client.Do(req)
 	if err != nil {
 		// Only the cause: a webhook's URL may carry its credential.
 		var uerr *url.Error
@@ -364,6 +399,9 @@ func (n *Notifier) post(w contract.Webhook, note contract.Notification, seq uint
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 3 {
+		return fmt.Errorf("the webhook answered %s: redirects are not followed, give the final URL", resp.Status)
+	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("the webhook answered %s", resp.Status)
 	}

@@ -3,10 +3,13 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,8 +69,11 @@ func setup(t *testing.T, downAfter int) (*bustest.Bus, *receiver, Options) {
 	if _, err := b.Res.Config.Put(context.Background(), bus.KeyConfig, []byte(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	return b, rcv, Options{Res: b.Res, Backoff: 200 * time.Millisecond, MaxAttempts: 4, Every: 200 * time.Millisecond}
+	return b, rcv, Options{Res: b.Res, Backoff: 200 * time.Millisecond, MaxAttempts: 4, Every: 200 * time.Millisecond, Policy: allowLoopback}
 }
+
+// allowLoopback lets the tests' receivers, all on loopback, be reached.
+var allowLoopback = contract.WebhookPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 
 func publish(t *testing.T, b *bustest.Bus, subj string, v any) {
 	t.Helper()
@@ -189,7 +195,7 @@ func TestSlackFormat(t *testing.T) {
 	if _, err := b.Res.Config.Put(context.Background(), bus.KeyConfig, []byte(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	n, err := Start(context.Background(), Options{Res: b.Res, Every: 200 * time.Millisecond})
+	n, err := Start(context.Background(), Options{Res: b.Res, Every: 200 * time.Millisecond, Policy: allowLoopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,3 +217,107 @@ func TestSlackFormat(t *testing.T) {
 		t.Fatalf("error %v shows the URL", err)
 	}
 }
+
+// counter is an HTTP server on addr that counts its requests and answers
+// with answer.
+func counter(t *testing.T, addr string, answer http.HandlerFunc) (string, *atomic.Int32) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		answer(w, r)
+	}))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL, &hits
+}
+
+// A loopback listener (monit's port, say) never gets a webhook's POST
+// unless the operator allows loopback: not addressed directly, not by a
+// name that resolves to it, not through a redirect from a server that is
+// allowed. Each is a failed delivery with its reason.
+func TestWebhookNeverReachesRefusedAddresses(t *testing.T) {
+	target, hits := counter(t, "127.0.0.1:0", func(http.ResponseWriter, *http.Request) {})
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(target, "http://"))
+	// The redirecting server is on 127.0.0.2, the one address allowed.
+	redirect, redirects := counter(t, "127.0.0.2:0", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target+"/hook", http.StatusTemporaryRedirect)
+	})
+	policy := contract.WebhookPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}
+	hooks := []struct{ name, url, want string }{
+		{"direct", target + "/hook", "127.0.0.1 is a loopback address; allow its network with serve --webhook-allow"},
+		{"by-name", "http://localhost:" + port + "/hook", "is a loopback address"},
+		{"redirect", redirect + "/hook", "307 Temporary Redirect: redirects are not followed"},
+	}
+
+	// One delivery each, failing with its reason.
+	n := &Notifier{o: Options{Policy: policy}, client: newClient(policy)}
+	for _, h := range hooks {
+		err := n.post(contract.Webhook{URL: h.url}, contract.Notification{Event: "x"}, 1)
+		if err == nil || !strings.Contains(err.Error(), h.want) {
+			t.Errorf("%s: got %v, want %q", h.name, err, h.want)
+		}
+	}
+	if redirects.Load() != 1 {
+		t.Errorf("the allowed server got %d requests, want 1", redirects.Load())
+	}
+
+	// Through the event stream, until each is a dead letter.
+	b := bustest.Start(t, bus.ServerOptions{})
+	var ws []contract.Webhook
+	for _, h := range hooks {
+		ws = append(ws, contract.Webhook{Name: h.name, URL: h.url})
+	}
+	cfg, _ := json.Marshal(contract.Config{Components: map[string][]string{}, Properties: contract.Properties{Notify: &contract.NotifyConfig{Webhooks: ws}}})
+	if _, err := b.Res.Config.Put(context.Background(), bus.KeyConfig, cfg); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Start(context.Background(), Options{Res: b.Res, Backoff: 50 * time.Millisecond, MaxAttempts: 2, Every: time.Hour, Policy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	publish(t, b, subject.DeployEvent("d-1", subject.DeployFinished), contract.DeploymentEvent{V: 1, ID: "d-1", State: "failed", Error: "x", Time: time.Now()})
+	for _, h := range hooks {
+		waitFor(t, 10*time.Second, h.name+" given up", func() bool { return testutil.ToFloat64(n.dead.WithLabelValues(h.name)) == 1 })
+	}
+	if h := hits.Load(); h != 0 {
+		t.Fatalf("the loopback listener got %d requests", h)
+	}
+
+	// Allowed explicitly, the same listener gets the POST.
+	allow := contract.WebhookPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	n2 := &Notifier{o: Options{Policy: allow}, client: newClient(allow)}
+	if err := n2.post(contract.Webhook{URL: target + "/hook"}, contract.Notification{Event: "x"}, 1); err != nil || hits.Load() != 1 {
+		t.Fatalf("allowed: %v, %d requests", err, hits.Load())
+	}
+}
+
+// A literal refused address is refused before anything is dialled; the
+// dialler refuses it too, before it connects.
+func TestWebhookLiteralAddressNotDialled(t *testing.T) {
+	var dialled atomic.Bool
+	n := &Notifier{client: &http.Client{Transport: roundTrip(func(*http.Request) (*http.Response, error) {
+		dialled.Store(true)
+		return nil, fmt.Errorf("dialled")
+	})}}
+	err := n.post(contract.Webhook{URL: "http://169.254.169.254/latest/meta-data/", Secret: "s"}, contract.Notification{Event: "x"}, 1)
+	if err == nil || !errors.Is(err, contract.ErrWebhookAddress) || !strings.Contains(err.Error(), "169.254.169.254 is a link-local address") || dialled.Load() {
+		t.Fatalf("got %v, dialled %v", err, dialled.Load())
+	}
+	for _, addr := range []string{"169.254.169.254:80", "[fe80::1%lo]:80", "127.0.0.1:2812"} {
+		if err := dialControl(contract.WebhookPolicy{})("tcp", addr, nil); !errors.Is(err, contract.ErrWebhookAddress) {
+			t.Errorf("dial %s: %v", addr, err)
+		}
+	}
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
