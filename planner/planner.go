@@ -63,6 +63,9 @@ type Options struct {
 	// ("restart") on a process and waits for its outcome; a rolling
 	// restart runs it. Nil: a simpler wait for a new process.
 	Control func(action, process string) string
+	// Webhooks is what a config's webhook URLs are checked against
+	// (serve --webhook-allow).
+	Webhooks contract.WebhookPolicy
 }
 
 // AgentSpec tells the planner how to install the node agent.
@@ -214,7 +217,7 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
-	cfg, problems := validate.Config(in.Config, p.catalogFor)
+	cfg, problems := validate.Config(in.Config, p.catalogFor, validate.Webhooks(p.o.Webhooks))
 	if len(problems) > 0 {
 		return 0, nil, rejected(problems)
 	}

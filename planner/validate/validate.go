@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -31,16 +30,34 @@ var (
 	compRe   = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 )
 
+// Option tunes validation.
+type Option func(*options)
+
+type options struct {
+	webhooks contract.WebhookPolicy
+}
+
+// Webhooks is the policy webhook URLs are checked against (default: the
+// zero policy, no network allowed beyond the defaults).
+func Webhooks(p contract.WebhookPolicy) Option {
+	return func(o *options) { o.webhooks = p }
+}
+
 // Config decodes b and checks it against its catalog. It returns the
 // config and every problem found; the config is valid only when no problem
 // is returned.
-func Config(b []byte, catalogs Catalogs) (contract.Config, []contract.Problem) {
+func Config(b []byte, catalogs Catalogs, opts ...Option) (contract.Config, []contract.Problem) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	var ps problems
 	cfg := decode(b, &ps)
 	if len(ps) > 0 && cfg.Components == nil {
 		return cfg, ps.sorted()
 	}
 	checkProperties(cfg.Properties, &ps)
+	checkWebhooks(cfg.Properties.Notify, o.webhooks, &ps)
 	checkComponents(cfg.Components, &ps)
 	if cat, ok := catalogs(cfg.CatalogName()); !ok {
 		ps.add("properties.catalog", "", "", fmt.Sprintf("unknown catalog %q", contract.Clip(cfg.CatalogName())))
@@ -169,6 +186,24 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 	}
 }
 
+// checkWebhooks refuses a URL that is not http(s) or names an address
+// webhooks may not reach; a host name's addresses are checked when the
+// notifier dials them.
+func checkWebhooks(n *contract.NotifyConfig, policy contract.WebhookPolicy, ps *problems) {
+	if n == nil {
+		return
+	}
+	for i, w := range n.Webhooks {
+		if w.URL == contract.Redacted {
+			continue
+		}
+		if err := policy.CheckURL(w.URL); err != nil {
+			reason, _ := strings.CutPrefix(err.Error(), contract.ErrWebhookAddress.Error()+": ")
+			ps.add(fmt.Sprintf("properties.notify.webhooks[%d].url", i), "", "", reason)
+		}
+	}
+}
+
 func checkProperties(p contract.Properties, ps *problems) {
 	if p.Domain == "" {
 		ps.add("properties.domain", "", "", "missing: the cluster's domain, e.g. cf.local")
@@ -290,9 +325,6 @@ func decodeObjectProperty(k string, v json.RawMessage, p *contract.Properties, p
 		}
 		for i, w := range n.Webhooks {
 			wp := fmt.Sprintf("%s.webhooks[%d]", path, i)
-			if u, err := url.Parse(w.URL); w.URL != contract.Redacted && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-				ps.add(wp+".url", "", "", "must be an http:// or https:// URL")
-			}
 			if w.Format != "" && w.Format != "json" && w.Format != "slack" {
 				ps.add(wp+".format", "", "", `must be "json" or "slack"`)
 			}

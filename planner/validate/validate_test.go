@@ -1,7 +1,9 @@
 package validate
 
 import (
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -122,5 +124,42 @@ func TestNumbersAsStrings(t *testing.T) {
 	}
 	if cfg.Properties.Disksize.N != 15 || cfg.Properties.Checkdisk.N != 1 || !cfg.Properties.Adduser.Set {
 		t.Fatalf("got %+v", cfg.Properties)
+	}
+}
+
+// A webhook naming an address webhooks may not reach is refused up front,
+// naming the flag that allows it; a host name is left to the dialler.
+func TestWebhookURLs(t *testing.T) {
+	own := func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("192.0.2.10")} }
+	def := Webhooks(contract.WebhookPolicy{Own: own})
+	loop := Webhooks(contract.WebhookPolicy{Own: own, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	tests := []struct {
+		url  string
+		opt  Option
+		want string // "" for accepted
+	}{
+		{"https://hooks.example/x", def, ""},
+		{"http://localhost:2812/", def, ""},
+		{"http://10.0.0.9:9000/hook", def, ""},
+		{"http://127.0.0.1:2812/", def, "127.0.0.1 is a loopback address; allow its network with serve --webhook-allow"},
+		{"http://169.254.169.254/latest/meta-data/", def, "169.254.169.254 is a link-local address; allow its network with serve --webhook-allow"},
+		{"http://[fe80::1]/", def, "link-local"},
+		{"http://0.0.0.0/", def, "unspecified"},
+		{"http://192.0.2.10:50000/", def, "one of the engine's own addresses"},
+		{"http://127.0.0.1:9000/hook", loop, ""},
+		{"http://169.254.169.254/", loop, "link-local"},
+		{"ftp://hooks.example/", def, "must be an http:// or https:// URL"},
+		{contract.Redacted, def, ""},
+	}
+	for _, tt := range tests {
+		body := `{"components":{"nats":["127.0.0.2"]},"properties":{"domain":"a.b","home":"127.0.0.1","root":"r",` +
+			`"notify":{"webhooks":[{"url":"https://ok.example/"},{"url":` + strconv.Quote(tt.url) + `}]}}}`
+		_, ps := Config([]byte(body), catalogs, tt.opt)
+		switch {
+		case tt.want == "" && len(ps) > 0:
+			t.Errorf("%s refused: %+v", tt.url, ps)
+		case tt.want != "" && (len(ps) != 1 || ps[0].Path != "properties.notify.webhooks[1].url" || !strings.Contains(ps[0].Reason, tt.want)):
+			t.Errorf("%s: got %+v, want %q at properties.notify.webhooks[1].url", tt.url, ps, tt.want)
+		}
 	}
 }
