@@ -55,12 +55,29 @@ func loadTLS(o Options) (*tls.Config, error) {
 		return nil, nil
 	case certFile == "" || keyFile == "":
 		return nil, errors.New("--tls-cert and --tls-key go together")
+	default:
+		if err := checkKeyMode(keyFile); err != nil {
+			return nil, err
+		}
 	}
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load the TLS pair %s, %s: %w", certFile, keyFile, err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// checkKeyMode refuses a private key file that another user of the
+// machine may read: whoever reads it can impersonate the engine.
+func checkKeyMode(keyFile string) error {
+	st, err := os.Stat(keyFile)
+	if err != nil {
+		return fmt.Errorf("--tls-key: %w", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("--tls-key %s is open to group or others (mode %04o): a private key must be its owner's alone; run chmod 600 %s", keyFile, perm, keyFile)
+	}
+	return nil
 }
 
 // certHosts are the names an auto certificate is valid for: localhost,

@@ -91,3 +91,31 @@ func TestTLSFlags(t *testing.T) {
 		}
 	}
 }
+
+// A private key that group or others may read is refused at start, naming
+// the file and the fix.
+func TestTLSKeyMode(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := ensureSelfSigned(cert, key, []string{"localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{DataDir: dir, TLSCert: cert, TLSKey: key}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620} {
+		if err := os.Chmod(key, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := loadTLS(o)
+		if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("mode %04o: %v", mode, err)
+		}
+	}
+	for _, mode := range []os.FileMode{0o600, 0o400} {
+		if err := os.Chmod(key, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadTLS(o); err != nil {
+			t.Errorf("mode %04o refused: %v", mode, err)
+		}
+	}
+}
