@@ -28,14 +28,20 @@ import (
 // MaxBody is the largest request body any route reads.
 const MaxBody = 1 << 20
 
+// revokeCheck is how often the tokens of requests in flight are verified
+// again: a revoked token's event stream ends within it.
+const revokeCheck = 250 * time.Millisecond
+
 // Options configure the API.
 type Options struct {
 	NC *nats.Conn
-	// Token every route but /healthz, /metrics and /mirror/ requires as
-	// "Authorization: Bearer <token>". Empty with AuthNone turns auth off.
+	// Token every route of /deployment-engine requires as
+	// "Authorization: Bearer <token>"; it holds every role. Empty with
+	// AuthNone turns auth off.
 	Token    string
 	AuthNone bool
-	// Tokens, when set, knows the named tokens beside Token.
+	// Tokens, when set, knows the named tokens beside Token and their
+	// roles.
 	Tokens TokenLookup
 	Logger *slog.Logger
 	// Registry receives the API's metrics; /metrics serves Gatherer.
@@ -63,6 +69,8 @@ type server struct {
 	// cfgMu keeps config changes one at a time, for their audit diffs.
 	cfgMu sync.Mutex
 	lim   *limiter
+	// revoker ends the requests of named tokens that stop verifying.
+	revoker *revoker
 	// store, when the API has a bus, tells whether its store answers.
 	store *storeCheck
 }
@@ -84,6 +92,7 @@ func New(o Options) (http.Handler, error) {
 	}
 	o.Limits.defaults(o.Timeout)
 	s := &server{o: o, log: o.Logger.With("service", "api"), lim: newLimiter(o.Limits)}
+	s.revoker = &revoker{every: revokeCheck, identify: s.identify}
 	if o.NC != nil {
 		js, err := jetstream.New(o.NC)
 		if err != nil {
@@ -106,20 +115,28 @@ func New(o Options) (http.Handler, error) {
 		writeError(w, http.StatusMethodNotAllowed, "method "+contract.Clip(r.Method)+" not allowed on "+contract.Clip(r.URL.Path))
 	})
 
-	// Health and metrics answer however busy the rest is.
-	r.Get("/healthz", s.healthz)
-	r.Get("/version", s.version)
-	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
-	if o.MirrorDir != "" {
-		r.With(s.lim.limit).Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))
-	}
-	if o.Releases != nil {
-		r.With(s.lim.limit).Handle("/releases/*", http.StripPrefix("/releases/", streaming(o.Limits.StreamIdle, releaseFiles(o.Releases.Dir()).ServeHTTP)))
-	}
+	// The routes without a token share a budget of their own, per peer
+	// address, apart from the API's: anonymous clients cannot starve it.
+	r.Group(func(r chi.Router) {
+		r.Use(s.lim.limitAnon)
+		r.Get("/healthz", s.healthz)
+		r.Get("/version", s.version)
+		r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+		if o.MirrorDir != "" {
+			r.Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))
+		}
+		if o.Releases != nil {
+			r.Handle("/releases/*", http.StripPrefix("/releases/", streaming(o.Limits.StreamIdle, releaseFiles(o.Releases.Dir()).ServeHTTP)))
+		}
+		if o.Console != nil {
+			r.Handle("/*", http.FileServerFS(o.Console))
+		}
+	})
 
 	r.Group(func(r chi.Router) {
-		// The token is checked on the headers, before any body is read.
-		r.Use(s.auth, s.needStore, s.lim.limit, s.audit)
+		// The token is checked on the headers, before any body is read;
+		// the role inside the audit, so that a refusal is recorded.
+		r.Use(s.auth, s.needStore, s.lim.limit, s.audit, s.authorize)
 		r.Route("/deployment-engine", func(r chi.Router) {
 			r.Get("/config", s.getConfig)
 			r.Post("/config", s.postConfig)
@@ -132,9 +149,6 @@ func New(o Options) (http.Handler, error) {
 			s.auditRoutes(r)
 		})
 	})
-	if o.Console != nil {
-		r.With(s.lim.limit).Handle("/*", http.FileServerFS(o.Console))
-	}
 	return r, nil
 }
 
@@ -168,6 +182,9 @@ func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, bo
 	defer cancel()
 	rep, err := s.requestOnce(ctx, r, subj, body)
 	switch {
+	case err != nil && errors.Is(context.Cause(r.Context()), errRevoked):
+		writeError(w, http.StatusUnauthorized, errRevoked.Error())
+		return rep, false
 	case errors.Is(err, errReconnected):
 		writeError(w, http.StatusServiceUnavailable, "the connection to the engine's bus was re-established while the command waited (a NATS server went away); check whether it took effect and try again")
 		return rep, false
@@ -186,7 +203,9 @@ func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, bo
 	return rep, true
 }
 
-// readBody reads at most MaxBody bytes, answering 413 beyond.
+// readBody reads at most MaxBody bytes, answering 413 beyond, and 400 to
+// JSON with a key twice in one object: every decoder behind the API would
+// keep the last silently, while the client may have meant the first.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
@@ -196,6 +215,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, "could not read the request body")
+		return nil, false
+	}
+	if err := checkJSONKeys(b); err != nil {
+		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
 		return nil, false
 	}
 	return b, true

@@ -71,12 +71,13 @@ func TestAuditAction(t *testing.T) {
 	}
 }
 
-// names is a token lookup for the test: token → name, "" when revoked.
+// names is a token lookup for the test: token → name, "" when revoked;
+// every name has the write role.
 type names map[string]string
 
-func (n names) Lookup(tok string) (string, bool) {
+func (n names) Lookup(tok string) (string, Role, bool) {
 	name, ok := n[tok]
-	return name, ok && name != ""
+	return name, RoleWrite, ok && name != ""
 }
 
 // TestAuditTrail sends changes through the API with a named token against

@@ -1,9 +1,9 @@
 package api
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,11 +14,19 @@ import (
 // Limits bound what clients may hold of the server. Zero fields take the
 // defaults below.
 type Limits struct {
-	// MaxInFlight bounds the requests being answered at once, all clients
-	// together (default 128); MaxInFlightPerToken those of one API token
-	// (default 32). Beyond either: 429 with Retry-After.
+	// MaxInFlight bounds the API's requests being answered at once, all
+	// clients together (default 128); MaxInFlightPerToken those of one API
+	// token (default 32). Beyond either: 429 with Retry-After.
 	MaxInFlight         int
 	MaxInFlightPerToken int
+	// MaxAnonymous bounds the requests in flight on the routes that need
+	// no token (the mirror, release packages, /healthz, /metrics,
+	// /version, the console), all clients together (default 64);
+	// MaxAnonymousPerAddr those of one peer address (default 16). They
+	// are counted apart from the API's: anonymous clients never take its
+	// slots.
+	MaxAnonymous        int
+	MaxAnonymousPerAddr int
 	// MaxStreams bounds the open event streams (default 64); they are
 	// long-lived, so they are counted apart from the requests.
 	MaxStreams int
@@ -40,6 +48,12 @@ func (l *Limits) defaults(busTimeout time.Duration) {
 	}
 	if l.MaxInFlightPerToken <= 0 {
 		l.MaxInFlightPerToken = 32
+	}
+	if l.MaxAnonymous <= 0 {
+		l.MaxAnonymous = 64
+	}
+	if l.MaxAnonymousPerAddr <= 0 {
+		l.MaxAnonymousPerAddr = 16
 	}
 	if l.MaxStreams <= 0 {
 		l.MaxStreams = 64
@@ -102,46 +116,55 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// limiter counts the requests in flight, overall and per token.
+// limiter counts the requests in flight in two pools that never share a
+// slot: the API's, whose clients proved a token, and the anonymous
+// routes' (the mirror, release packages, health, metrics, the console),
+// so that clients without a token can never starve the API. Within a
+// pool each client has a share, keyed on who it was proven to be: a
+// token's name, else the peer's address, never a header it merely sent.
 type limiter struct {
-	all, perToken, streams int
-
 	mu       sync.Mutex
-	n        int
-	byToken  map[[16]byte]int
+	api      pool
+	anon     pool
+	streams  int
 	nStreams int
 }
 
+// pool is one budget of requests in flight, all clients together and per
+// client.
+type pool struct {
+	all, per int
+	n        int
+	byClient map[string]int
+}
+
 func newLimiter(l Limits) *limiter {
-	return &limiter{all: l.MaxInFlight, perToken: l.MaxInFlightPerToken, streams: l.MaxStreams, byToken: map[[16]byte]int{}}
-}
-
-// tokenKey names a client by its credential without keeping it: the
-// token's digest, or the peer's address when auth is off.
-func tokenKey(r *http.Request) [16]byte {
-	v := r.Header.Get("Authorization")
-	if v == "" {
-		v = "addr " + r.RemoteAddr
-		if host, _, ok := cutLastColon(r.RemoteAddr); ok {
-			v = "addr " + host
-		}
+	return &limiter{
+		api:     pool{all: l.MaxInFlight, per: l.MaxInFlightPerToken, byClient: map[string]int{}},
+		anon:    pool{all: l.MaxAnonymous, per: l.MaxAnonymousPerAddr, byClient: map[string]int{}},
+		streams: l.MaxStreams,
 	}
-	sum := sha256.Sum256([]byte(v))
-	var k [16]byte
-	copy(k[:], sum[:])
-	return k
 }
 
-func cutLastColon(s string) (string, string, bool) {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == ':' {
-			return s[:i], s[i+1:], true
-		}
+// clientKey names a request's client: its token's name once auth has
+// verified it, else its peer's address.
+func clientKey(r *http.Request) string {
+	if id, ok := identityOf(r.Context()); ok {
+		return "token " + id.name
 	}
-	return s, "", false
+	return "addr " + peerHost(r)
 }
 
-func (l *limiter) acquire(k [16]byte, stream bool) (func(), bool) {
+// peerHost is the host of the connection's remote address, without the
+// port: a client's connections share a share.
+func peerHost(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+func (l *limiter) acquire(p *pool, k string, stream bool) (func(), bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if stream {
@@ -151,29 +174,36 @@ func (l *limiter) acquire(k [16]byte, stream bool) (func(), bool) {
 		l.nStreams++
 		return func() { l.mu.Lock(); l.nStreams--; l.mu.Unlock() }, true
 	}
-	if l.n >= l.all || l.byToken[k] >= l.perToken {
+	if p.n >= p.all || p.byClient[k] >= p.per {
 		return nil, false
 	}
-	l.n++
-	l.byToken[k]++
+	p.n++
+	p.byClient[k]++
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		l.n--
-		if l.byToken[k]--; l.byToken[k] <= 0 {
-			delete(l.byToken, k)
+		p.n--
+		if p.byClient[k]--; p.byClient[k] <= 0 {
+			delete(p.byClient, k)
 		}
 	}, true
 }
 
-// limit answers 429 with Retry-After when the client, or everyone, has
-// too many requests in flight. On the API it runs after auth, so only a
-// known token has a share of its own. Event streams last: they are
-// counted apart.
-func (l *limiter) limit(next http.Handler) http.Handler {
+// limit bounds the API's requests. It runs after auth, so a client's
+// share is its token's. Event streams last: they are counted apart.
+func (l *limiter) limit(next http.Handler) http.Handler { return l.middleware(&l.api, true, next) }
+
+// limitAnon bounds the routes without a token, per peer address.
+func (l *limiter) limitAnon(next http.Handler) http.Handler {
+	return l.middleware(&l.anon, false, next)
+}
+
+// middleware answers 429 with Retry-After when the client, or everyone,
+// has too many requests of p in flight.
+func (l *limiter) middleware(p *pool, streams bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		stream := r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/events")
-		release, ok := l.acquire(tokenKey(r), stream)
+		stream := streams && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/events")
+		release, ok := l.acquire(p, clientKey(r), stream)
 		if !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(1))
 			refuse(w)

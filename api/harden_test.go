@@ -29,33 +29,37 @@ func TestBearer(t *testing.T) {
 }
 
 func TestLimiter(t *testing.T) {
-	l := newLimiter(Limits{MaxInFlight: 3, MaxInFlightPerToken: 2, MaxStreams: 1})
-	a, b, c := [16]byte{1}, [16]byte{2}, [16]byte{3}
+	l := newLimiter(Limits{MaxInFlight: 3, MaxInFlightPerToken: 2, MaxStreams: 1, MaxAnonymous: 2, MaxAnonymousPerAddr: 1})
 	var rel []func()
-	take := func(k [16]byte, stream, want bool) {
+	take := func(p *pool, k string, stream, want bool) {
 		t.Helper()
-		r, ok := l.acquire(k, stream)
+		r, ok := l.acquire(p, k, stream)
 		if ok != want {
-			t.Fatalf("acquire(%v, stream=%v) = %v, want %v", k[0], stream, ok, want)
+			t.Fatalf("acquire(%s, stream=%v) = %v, want %v", k, stream, ok, want)
 		}
 		if ok {
 			rel = append(rel, r)
 		}
 	}
-	take(a, false, true)
-	take(a, false, true)
-	take(a, false, false) // a's share is full
-	take(b, false, true)
-	take(c, false, false) // everyone's is full
-	take(a, true, true)   // streams are counted apart
-	take(b, true, false)
+	api, anon := &l.api, &l.anon
+	take(api, "a", false, true)
+	take(api, "a", false, true)
+	take(api, "a", false, false) // a's share is full
+	take(api, "b", false, true)
+	take(api, "c", false, false) // everyone's is full
+	take(api, "a", true, true)   // streams are counted apart
+	take(api, "b", true, false)
+	take(anon, "a", false, true) // the anonymous pool is another budget
+	take(anon, "a", false, false)
+	take(anon, "x", false, true)
+	take(anon, "y", false, false)
 	for _, r := range rel {
 		r()
 	}
-	take(c, false, true)
-	take(c, true, true)
-	if len(l.byToken) != 1 {
-		t.Errorf("released tokens are not forgotten: %v", l.byToken)
+	take(api, "c", false, true)
+	take(api, "c", true, true)
+	if len(l.api.byClient) != 1 || len(l.anon.byClient) != 0 {
+		t.Errorf("released clients are not forgotten: %v %v", l.api.byClient, l.anon.byClient)
 	}
 }
 

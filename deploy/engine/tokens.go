@@ -13,15 +13,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deployment-engine/engine/api"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
 // TokensFile is the file of named API tokens in the data dir: one line per
-// token, "NAME sha256:HEX" (or the token itself in place of its hash), and
-// " revoked TIME" after a revoked one. Lines starting with # are comments.
+// token, "NAME sha256:HEX" (or the token itself in place of its hash),
+// then optionally " role read|write" (write when absent, as before roles
+// were) and " revoked TIME" after a revoked one. Lines starting with # are
+// comments.
 //
-//	alice  sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
+//	alice  sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae  role write
+//	grafana sha256:5994471abb01112afcc18159f6cc74b4f511b99806da59b3caf5a9c173cacfc5 role read
 //	ci     sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9  revoked 2026-11-26T16:00:00Z
 const TokensFile = "api-tokens"
 
@@ -31,6 +35,7 @@ var tokenNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
 type TokenEntry struct {
 	Name    string
 	Hash    string // hex SHA-256 of the token
+	Role    api.Role
 	Revoked string // when it was revoked, "" while valid
 }
 
@@ -51,8 +56,8 @@ func ParseTokens(text string) ([]TokenEntry, error) {
 			continue
 		}
 		f := strings.Fields(line)
-		if len(f) != 2 && !(len(f) == 4 && f[2] == "revoked") {
-			return nil, fmt.Errorf("%s line %d: want \"NAME sha256:HEX\" or \"NAME sha256:HEX revoked TIME\"", TokensFile, n)
+		if len(f) < 2 || len(f)%2 != 0 {
+			return nil, fmt.Errorf("%s line %d: want \"NAME sha256:HEX [role read|write] [revoked TIME]\"", TokensFile, n)
 		}
 		name := f[0]
 		if !tokenNameRe.MatchString(name) || name == contract.ActorEngine || name == contract.ActorAdmin || name == contract.ActorAnonymous {
@@ -62,7 +67,7 @@ func ParseTokens(text string) ([]TokenEntry, error) {
 			return nil, fmt.Errorf("%s line %d: the name %s is used twice", TokensFile, n, name)
 		}
 		seen[name] = true
-		e := TokenEntry{Name: name}
+		e := TokenEntry{Name: name, Role: api.RoleWrite}
 		if h, ok := strings.CutPrefix(f[1], "sha256:"); ok {
 			if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
 				return nil, fmt.Errorf("%s line %d: not a SHA-256 in hex", TokensFile, n)
@@ -74,20 +79,46 @@ func ParseTokens(text string) ([]TokenEntry, error) {
 			}
 			e.Hash = hashToken(f[1])
 		}
-		if len(f) == 4 {
-			e.Revoked = f[3]
+		if err := e.options(f[2:]); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", TokensFile, n, err)
 		}
 		out = append(out, e)
 	}
 	return out, sc.Err()
 }
 
+// options reads a line's words after the hash: "role ROLE" and "revoked
+// TIME", each at most once.
+func (e *TokenEntry) options(words []string) error {
+	seen := map[string]bool{}
+	for i := 0; i < len(words); i += 2 {
+		k, v := words[i], words[i+1]
+		if seen[k] {
+			return fmt.Errorf("%q given twice", k)
+		}
+		seen[k] = true
+		switch k {
+		case "role":
+			r, err := api.ParseRole(v)
+			if err != nil {
+				return err
+			}
+			e.Role = r
+		case "revoked":
+			e.Revoked = v
+		default:
+			return fmt.Errorf("%q: want \"role read|write\" or \"revoked TIME\" after the hash", k)
+		}
+	}
+	return nil
+}
+
 // FormatTokens writes entries back as the file's text.
 func FormatTokens(entries []TokenEntry) string {
 	var b strings.Builder
-	b.WriteString("# Named API tokens: NAME sha256:HEX [revoked TIME]. Manage with `deployment-engine token`.\n")
+	b.WriteString("# Named API tokens: NAME sha256:HEX [role read|write] [revoked TIME]. Manage with `deployment-engine token`.\n")
 	for _, e := range entries {
-		fmt.Fprintf(&b, "%s sha256:%s", e.Name, e.Hash)
+		fmt.Fprintf(&b, "%s sha256:%s role %s", e.Name, e.Hash, e.Role)
 		if e.Revoked != "" {
 			fmt.Fprintf(&b, " revoked %s", e.Revoked)
 		}
@@ -108,11 +139,11 @@ type TokenFile struct {
 	err     error
 }
 
-// Lookup names the holder of tok; a revoked or unknown token is refused,
-// and so is every token while the file does not parse.
-func (f *TokenFile) Lookup(tok string) (string, bool) {
+// Lookup names the holder of tok and its role; a revoked or unknown token
+// is refused, and so is every token while the file does not parse.
+func (f *TokenFile) Lookup(tok string) (string, api.Role, bool) {
 	if tok == "" {
-		return "", false
+		return "", 0, false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -132,20 +163,20 @@ func (f *TokenFile) Lookup(tok string) (string, bool) {
 		f.mod, f.size = st.ModTime(), st.Size()
 	}
 	if f.err != nil {
-		return "", false
+		return "", 0, false
 	}
 	h := []byte(hashToken(tok))
 	for _, e := range f.entries {
 		if subtle.ConstantTimeCompare(h, []byte(e.Hash)) == 1 {
-			return e.Name, e.Revoked == ""
+			return e.Name, e.Role, e.Revoked == ""
 		}
 	}
-	return "", false
+	return "", 0, false
 }
 
-// AddToken makes a new token named name in the file at path and returns
-// it: the file keeps only its hash.
-func AddToken(path, name string) (string, error) {
+// AddToken makes a new token named name with role in the file at path and
+// returns it: the file keeps only its hash.
+func AddToken(path, name string, role api.Role) (string, error) {
 	entries, err := readTokens(path)
 	if err != nil {
 		return "", err
@@ -156,7 +187,7 @@ func AddToken(path, name string) (string, error) {
 		}
 	}
 	tok := bus.RandomSecret()
-	entries = append(entries, TokenEntry{Name: name, Hash: hashToken(tok)})
+	entries = append(entries, TokenEntry{Name: name, Hash: hashToken(tok), Role: role})
 	if _, err := ParseTokens(FormatTokens(entries)); err != nil {
 		return "", err
 	}

@@ -3,25 +3,35 @@ package engine
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deployment-engine/engine/api"
 )
 
 func TestParseTokens(t *testing.T) {
 	h := strings.Repeat("ab", 32)
 	cases := []struct {
 		name, text string
-		want       int
+		want       []TokenEntry
 		err        string
 	}{
-		{"hashed and plain", "# c\nalice sha256:" + h + "\nbob 0123456789abcdef0123\n", 2, ""},
-		{"revoked", "ci sha256:" + h + " revoked 2026-11-26T16:00:00Z\n", 1, ""},
-		{"bad hash", "alice sha256:zz\n", 0, "not a SHA-256"},
-		{"short plain token", "alice short\n", 0, "at least 16"},
-		{"reserved name", "engine sha256:" + h + "\n", 0, "not a usable token name"},
-		{"twice", "a sha256:" + h + "\na sha256:" + h + "\n", 0, "used twice"},
-		{"stray words", "a sha256:" + h + " x\n", 0, "want"},
+		{"hashed and plain, write by default", "# c\nalice sha256:" + h + "\nbob 0123456789abcdef0123\n",
+			[]TokenEntry{{Name: "alice", Hash: h, Role: api.RoleWrite}, {Name: "bob", Hash: hashToken("0123456789abcdef0123"), Role: api.RoleWrite}}, ""},
+		{"revoked", "ci sha256:" + h + " revoked 2026-11-26T16:00:00Z\n", []TokenEntry{{Name: "ci", Hash: h, Role: api.RoleWrite, Revoked: "2026-11-26T16:00:00Z"}}, ""},
+		{"read-only", "grafana sha256:" + h + " role read\n", []TokenEntry{{Name: "grafana", Hash: h, Role: api.RoleRead}}, ""},
+		{"read-only, revoked", "g sha256:" + h + " revoked 2026-11-26T16:00:00Z role read\n",
+			[]TokenEntry{{Name: "g", Hash: h, Role: api.RoleRead, Revoked: "2026-11-26T16:00:00Z"}}, ""},
+		{"unknown role", "a sha256:" + h + " role admin\n", nil, "want read or write"},
+		{"role twice", "a sha256:" + h + " role read role write\n", nil, "given twice"},
+		{"unknown word", "a sha256:" + h + " scope all\n", nil, "want \"role"},
+		{"bad hash", "alice sha256:zz\n", nil, "not a SHA-256"},
+		{"short plain token", "alice short\n", nil, "at least 16"},
+		{"reserved name", "engine sha256:" + h + "\n", nil, "not a usable token name"},
+		{"twice", "a sha256:" + h + "\na sha256:" + h + "\n", nil, "used twice"},
+		{"stray words", "a sha256:" + h + " x\n", nil, "want"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -32,8 +42,12 @@ func TestParseTokens(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || len(got) != tc.want {
-				t.Fatalf("got %v, %v", got, err)
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, %v", got, err)
+			}
+			// What FormatTokens writes reads back the same.
+			if again, err := ParseTokens(FormatTokens(got)); err != nil || !reflect.DeepEqual(again, got) {
+				t.Fatalf("formatted and parsed again: %+v, %v", again, err)
 			}
 		})
 	}
@@ -42,26 +56,26 @@ func TestParseTokens(t *testing.T) {
 func TestTokenFileAddRevoke(t *testing.T) {
 	path := filepath.Join(t.TempDir(), TokensFile)
 	f := &TokenFile{Path: path}
-	if _, ok := f.Lookup("anything"); ok {
+	if _, _, ok := f.Lookup("anything"); ok {
 		t.Fatal("a token accepted without a file")
 	}
-	alice, err := AddToken(path, "alice")
+	alice, err := AddToken(path, "alice", api.RoleWrite)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ci, err := AddToken(path, "ci")
+	ci, err := AddToken(path, "ci", api.RoleRead)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := AddToken(path, "ci"); err == nil {
+	if _, err := AddToken(path, "ci", api.RoleWrite); err == nil {
 		t.Fatal("a second ci token was made")
 	}
 	if b, _ := os.ReadFile(path); strings.Contains(string(b), alice) {
 		t.Fatal("the file holds a token in clear")
 	}
-	for tok, name := range map[string]string{alice: "alice", ci: "ci"} {
-		if got, ok := f.Lookup(tok); !ok || got != name {
-			t.Fatalf("lookup %s: %q %v", name, got, ok)
+	for tok, want := range map[string]TokenEntry{alice: {Name: "alice", Role: api.RoleWrite}, ci: {Name: "ci", Role: api.RoleRead}} {
+		if got, role, ok := f.Lookup(tok); !ok || got != want.Name || role != want.Role {
+			t.Fatalf("lookup %s: %q %v %v", want.Name, got, role, ok)
 		}
 	}
 	// A revocation holds from the next lookup, even within the same
@@ -70,17 +84,17 @@ func TestTokenFileAddRevoke(t *testing.T) {
 	if err := RevokeToken(path, "ci"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.Lookup(ci); ok {
+	if _, _, ok := f.Lookup(ci); ok {
 		t.Fatal("a revoked token is still accepted")
 	}
-	if got, ok := f.Lookup(alice); !ok || got != "alice" {
+	if got, _, ok := f.Lookup(alice); !ok || got != "alice" {
 		t.Fatal("revoking ci lost alice")
 	}
 	// A file that no longer parses lets nobody in.
 	if err := os.WriteFile(path, []byte("garbage line here\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.Lookup(alice); ok {
+	if _, _, ok := f.Lookup(alice); ok {
 		t.Fatal("a token accepted from a broken file")
 	}
 }
