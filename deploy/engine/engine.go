@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
 
@@ -72,6 +74,9 @@ type Options struct {
 	// Replicas is how many NATS servers keep each stream and bucket (0:
 	// 3 on a cluster of 3 or more, else 1); existing ones are raised.
 	Replicas int
+	// WebhookAllow are networks webhooks may reach although they are
+	// loopback, link-local or the engine's own (serve --webhook-allow).
+	WebhookAllow []netip.Prefix
 	// agentPass is the agents' NATS passwords, when this engine holds the
 	// agent secret.
 	agentPass func(ip string) string
@@ -247,6 +252,7 @@ func Serve(ctx context.Context, o Options) error {
 			PlannerID:   engineID + "@" + host + ":" + dir,
 			SilentAfter: max(time.Minute, 2*o.StepAckWait),
 			SecretKey:   key.digestKey(),
+			Webhooks:    contract.WebhookPolicy{Allow: o.WebhookAllow},
 			// A rolling restart waits for monit's outcome as PUT /restart does.
 			Control: func(action, process string) string {
 				return monitControl(action, process)

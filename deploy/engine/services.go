@@ -16,6 +16,7 @@ import (
 	"github.com/deployment-engine/engine/notify"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // startServices starts the installer, the monitor and the log store.
@@ -43,7 +44,8 @@ func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.
 		reg.MustRegister(hl.Collectors()...)
 	}
 	if o.runs("notify") {
-		nt, err := notify.Start(ctx, notify.Options{Res: res, Logger: o.Logger, File: filepath.Join(o.DataDir, "notify.json")})
+		nt, err := notify.Start(ctx, notify.Options{Res: res, Logger: o.Logger, File: filepath.Join(o.DataDir, "notify.json"),
+			Policy: contract.WebhookPolicy{Allow: o.WebhookAllow}})
 		if err != nil {
 			return err
 		}

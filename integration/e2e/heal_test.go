@@ -114,7 +114,8 @@ func heal(t *testing.T, e *harness.Engine) healState {
 // anything): the engine is what brings it back.
 func TestHeal(t *testing.T) {
 	natsPort := bustest.FreePort(t)
-	e := engine(t, "--catalog", catalogDir(t), "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
+	// The webhook receiver is on loopback: allowed explicitly.
+	e := engine(t, "--catalog", catalogDir(t), "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort), "--webhook-allow", "127.0.0.1/32")
 	n0, n1, n2 := bed.Nodes[0].IP, bed.Nodes[1].IP, bed.Nodes[2].IP
 	defer func() {
 		if t.Failed() {

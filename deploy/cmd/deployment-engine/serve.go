@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/deploy/engine"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 func serve(ctx context.Context, args []string, stderr io.Writer) int {
@@ -35,6 +36,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.EngineID, "engine-id", "", "this engine's id, as its nodes know it (default: <data>/engine-id, else the store's, else a new one)")
 	fs.DurationVar(&o.StepAckWait, "step-ack-wait", 30*time.Second, "how long a step's queue waits for a sign of life from its installer before handing the step to another")
 	fs.IntVar(&o.Replicas, "replicas", 0, "NATS servers that keep each stream and bucket (default: 3 when --nats is a cluster of 3 or more, else 1); a stream with fewer is raised in place")
+	fs.Func("webhook-allow", "networks webhooks may reach although they are loopback, link-local or this machine's own, comma-separated CIDRs or addresses (e.g. 127.0.0.1/32 for a local receiver); repeatable", func(v string) error {
+		nets, err := contract.ParseNetworks(v)
+		o.WebhookAllow = append(o.WebhookAllow, nets...)
+		return err
+	})
 	var logMB int64
 	fs.Int64Var(&logMB, "log-max-mb", 64, "size in MiB at which a log of the store is rotated")
 	fs.IntVar(&o.LogKeep, "log-keep", 3, "rotated files kept per log")

@@ -23,6 +23,14 @@ func TestServeRefusesUnknownService(t *testing.T) {
 	}
 }
 
+func TestServeRefusesBadWebhookAllow(t *testing.T) {
+	var stderr bytes.Buffer
+	code := serve(context.Background(), []string{"--data", t.TempDir(), "--webhook-allow", "127.0.0.1/32,localhost"}, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), `"localhost" is not a network`) {
+		t.Fatalf("serve --webhook-allow localhost: exit %d, %s", code, stderr.String())
+	}
+}
+
 // The engine runs under a soft memory limit: the flag's floor, or the
 // live heap and half again (at least 48 MiB) when that is more; GOMEMLIMIT stands unless the flag is
 // given; 0 lifts it.
