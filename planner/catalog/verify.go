@@ -68,16 +68,21 @@ func Sums(fsys fs.FS) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(all))
-	for n := range all {
+	return sumLines(all), nil
+}
+
+// sumLines renders sums as SHA256SUMS lines ("<sum>  <file>"), sorted by file.
+func sumLines(sums map[string]string) []byte {
+	names := make([]string, 0, len(sums))
+	for n := range sums {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	var b bytes.Buffer
 	for _, n := range names {
-		fmt.Fprintf(&b, "%s  %s\n", all[n], n)
+		fmt.Fprintf(&b, "%s  %s\n", sums[n], n)
 	}
-	return b.Bytes(), nil
+	return b.Bytes()
 }
 
 // Verify checks that every file of the catalog still matches its
@@ -87,24 +92,28 @@ func (c *Catalog) Verify() error {
 	if err != nil {
 		return fmt.Errorf("integrity check: %w", err)
 	}
-	var bad []string
-	for f, sum := range c.sums {
-		got, ok := now[f]
-		switch {
-		case !ok:
-			bad = append(bad, f+" is missing")
-		case got != sum:
-			bad = append(bad, f+" was changed")
-		}
-	}
-	for f := range now {
-		if _, ok := c.sums[f]; !ok {
-			bad = append(bad, f+" was added")
-		}
-	}
-	if len(bad) > 0 {
-		sort.Strings(bad)
+	if bad := diffSums(c.sums, now); len(bad) > 0 {
 		return fmt.Errorf("integrity check failed: %s", strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// diffSums names each file whose sum in now differs from want.
+func diffSums(want, now map[string]string) []string {
+	var out []string
+	for f, sum := range want {
+		switch got, ok := now[f]; {
+		case !ok:
+			out = append(out, f+" is missing")
+		case got != sum:
+			out = append(out, f+" was changed")
+		}
+	}
+	for f := range now {
+		if _, ok := want[f]; !ok {
+			out = append(out, f+" was added")
+		}
+	}
+	sort.Strings(out)
+	return out
 }
