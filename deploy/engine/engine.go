@@ -128,6 +128,9 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	if err := checkCatalogSeals(catalogs, o.CatalogDir, o.DataDir, log); err != nil {
+		return err
+	}
 
 	var stops []func()
 	defer func() {
