@@ -1,11 +1,14 @@
 package installer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,15 +91,32 @@ func TestNextAttemptKillsEarlierRun(t *testing.T) {
 func TestRedeliveredStepWaitsForItsRun(t *testing.T) {
 	e := newEnv(t)
 	storeConfig(t, e)
-	log := filepath.Join(t.TempDir(), "runs")
+	dir := t.TempDir()
+	log, gate := filepath.Join(dir, "runs"), filepath.Join(dir, "gate")
+	key := "x.redo-" + uniq()
 	r := record(t, e, "d-redo")
-	queue(t, e, contract.Step{Deployment: "d-redo", Action: "install", Key: "x.redo-" + uniq(), Hash: uniq(), TimeoutS: 30,
-		Script: "echo run >> " + log + "\nfor i in 1 2 3 4 5 6; do echo tick $i; sleep 0.5; done\necho done >> " + log + "\n"})
-	waitContains(t, log, "run", 10*time.Second)
+	// The first run lasts until the test opens its gate: however slow the
+	// machine, it is still running when the second attempt looks for it.
+	queue(t, e, contract.Step{Deployment: "d-redo", Action: "install", Key: key, Hash: uniq(), TimeoutS: 120,
+		Script: "echo run >> " + log + "\nwhile [ ! -e " + gate + " ]; do sleep 0.05; done\necho done >> " + log + "\n"})
+	waitContains(t, log, "run", 30*time.Second)
 	// Drop the node's connection under the running step: the command goes
 	// on on the node, the installer sees a network error and tries again.
 	e.ins.closeAll()
-	ev := r.final(t, 40*time.Second)
+	// The second attempt's check of earlier runs waits in a loop of
+	// `sleep 0.5` on the node (this machine, under the test's sshd); the
+	// first run's loop sleeps 0.05. The gate opens once it is seen waiting.
+	deadline := time.Now().Add(60 * time.Second)
+	for !settling() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the second attempt never waited for the first: %v", r.frames)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ev := r.final(t, 60*time.Second)
 	if ev.State != contract.StateSucceeded || ev.Attempt < 2 {
 		t.Fatalf("step after its connection dropped: %+v", ev)
 	}
@@ -106,6 +126,42 @@ func TestRedeliveredStepWaitsForItsRun(t *testing.T) {
 	if !r.hasLine("waited for an earlier run") {
 		t.Errorf("the second attempt does not say it waited for the first: %v", r.frames)
 	}
+}
+
+// settling tells whether a check of earlier runs waits on the test's node:
+// a `sleep 0.5` that descends from its sshd.
+func settling() bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err != nil || string(b) != "sleep\x000.5\x00" {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		for range 32 {
+			if pid == sshd.Process.Pid {
+				return true
+			}
+			if pid = parentOf(pid); pid <= 1 {
+				break
+			}
+		}
+	}
+	return false
+}
+
+// parentOf is a process's parent pid, 0 when it is gone.
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields follow the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // A step message the installer cannot read becomes a failed step event

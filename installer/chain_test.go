@@ -178,10 +178,10 @@ func TestCancelledChainStartsNothing(t *testing.T) {
 	// Reaped as soon as it dies, as an orphan on a node is.
 	go func() { _ = orphan.Wait() }()
 	t.Cleanup(func() { _ = orphan.Process.Kill() })
-	if err := os.MkdirAll(nodefs.Run, 0o755); err != nil {
+	if err := os.MkdirAll(nodePath(nodefs.Run), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	pgid := fmt.Sprintf("%s/%s.pgid", nodefs.Run, nodefs.MarkerName(key))
+	pgid := nodePath(fmt.Sprintf("%s/%s.pgid", nodefs.Run, nodefs.MarkerName(key)))
 	if err := os.WriteFile(pgid, []byte(fmt.Sprintf("%d %s d-earlier %d\n", orphan.Process.Pid, hash, time.Now().Add(time.Hour).Unix())), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package installer
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,25 +68,55 @@ func TestExec(t *testing.T) {
 func TestExecRunsConcurrently(t *testing.T) {
 	e := newEnv(t)
 	storeConfig(t, e)
-	ask := func(script string, timeout int) (contract.ExecReply, time.Duration) {
-		start := time.Now()
+	ask := func(script string, timeout int) contract.ExecReply {
+		var out contract.ExecReply
 		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.InstallerExec(), contract.Exec{V: 1, Node: nodeIP, Script: script, TimeoutS: timeout})
 		if err != nil {
 			t.Error(err)
+			return out
 		}
-		var out contract.ExecReply
 		_ = json.Unmarshal(rep.Body, &out)
-		return out, time.Since(start)
+		return out
 	}
-	slow := make(chan time.Duration, 1)
-	go func() { _, took := ask("sleep 6", 20); slow <- took }()
-	time.Sleep(500 * time.Millisecond)
-	r, took := ask("echo quick", 10)
-	if r.Output != "quick\n" || took > 3*time.Second {
-		t.Fatalf("an exec beside a slow one: %+v after %s", r, took)
+	// The slow exec lasts until the test opens its gate, after the quick one
+	// answered: run one after the other, the quick one would never answer.
+	dir := t.TempDir()
+	started, gate := filepath.Join(dir, "started"), filepath.Join(dir, "gate")
+	slow := make(chan contract.ExecReply, 1)
+	go func() {
+		r := ask("touch "+started+"; while [ ! -e "+gate+" ]; do sleep 0.05; done; echo slow", 120)
+		slow <- r
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow exec never started")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("an exec beside a slow one answered in %s", took.Round(time.Millisecond))
-	if took := <-slow; took < 5*time.Second {
-		t.Fatalf("the slow exec answered after %s: it did not run", took)
+	quick := make(chan contract.ExecReply, 1)
+	go func() { quick <- ask("echo quick", 60) }()
+	select {
+	case r := <-quick:
+		if r.Output != "quick\n" {
+			t.Fatalf("the quick exec beside a slow one: %+v", r)
+		}
+	case <-time.After(60 * time.Second):
+		// Generous: only a quick exec queued behind the slow one waits this long.
+		t.Fatal("the quick exec did not answer while a slow one ran")
+	}
+	select {
+	case r := <-slow:
+		t.Fatalf("the slow exec answered before its gate opened: %+v", r)
+	default:
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-slow; r.Output != "slow\n" {
+		t.Fatalf("the slow exec: %+v", r)
 	}
 }

@@ -269,17 +269,9 @@ func uniq() string { return fmt.Sprintf("%016x", time.Now().UnixNano()) }
 func TestClaimingStep(t *testing.T) {
 	e := newEnv(t)
 	storeConfig(t, e)
-	// The tests' node is this machine: put its owner back as it was.
-	prev, readErr := os.ReadFile(nodefs.Owner)
-	t.Cleanup(func() {
-		if readErr == nil {
-			_ = os.WriteFile(nodefs.Owner, prev, 0o644)
-		} else {
-			_ = os.Remove(nodefs.Owner)
-		}
-	})
-	_ = os.Remove(nodefs.Owner)
-	owner := func() string { b, _ := os.ReadFile(nodefs.Owner); return string(b) }
+	ownerFile := nodePath(nodefs.Owner)
+	_ = os.Remove(ownerFile)
+	owner := func() string { b, _ := os.ReadFile(ownerFile); return string(b) }
 
 	r := record(t, e, "d-6")
 	queue(t, e, contract.Step{Deployment: "d-6", Action: "prepare", Key: "x.noclaim", Hash: uniq(), Script: "true\n", TimeoutS: 10})
@@ -302,7 +294,7 @@ func TestClaimingStep(t *testing.T) {
 		t.Error("the script ran before the owner was written")
 	}
 
-	if err := os.WriteFile(nodefs.Owner, []byte("e-other\n"), 0o644); err != nil {
+	if err := os.WriteFile(ownerFile, []byte("e-other\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ran := filepath.Join(t.TempDir(), "ran")

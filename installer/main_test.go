@@ -49,14 +49,13 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	// The tests' node is this machine: leave its state dir as it was.
-	_, statErr := os.Stat(nodefs.State)
-	defer func() {
-		if os.IsNotExist(statErr) {
-			os.RemoveAll(nodefs.State)
-		}
-	}()
+	_, hostStateErr := os.Stat(nodefs.State)
 	code := func() int {
+		if err := setupNodeState(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer teardownNodeState()
 		if err := setupSSHD(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -65,8 +64,9 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.RemoveAll(sshDir)
-	if os.IsNotExist(statErr) {
-		os.RemoveAll(nodefs.State)
+	if _, err := os.Stat(nodefs.State); os.IsNotExist(hostStateErr) && err == nil {
+		fmt.Fprintf(os.Stderr, "the tests left %s on this machine: the node's state must stay in its own mount namespace\n", nodefs.State)
+		code = 1
 	}
 	os.Exit(code)
 }
@@ -115,8 +115,49 @@ func newHostKey() error {
 	return nil
 }
 
+// The tests' node is this machine, but its state is not the machine's: the
+// sshd runs in a mount namespace of its own whose /var/lib is an overlay
+// over the machine's, its writable layer on a tmpfs of the test. So the
+// node's state dir (nodefs.State: owner file, markers, run records) starts
+// empty and stays out of the machine's /var/lib, where a test-bed node of
+// another package running beside this one could otherwise see it. The
+// tests reach the node's files through nodePath.
+const nodeOverlay = `set -e
+mount -t overlay overlay -o lowerdir=/var/lib,upperdir="$1/upper",workdir="$1/work" /var/lib
+shift
+exec "$@"`
+
+// setupNodeState mounts the tmpfs that holds the node's writable layer.
+func setupNodeState() error {
+	dir := filepath.Join(sshDir, "node")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "mode=0700,size=64m", "de-installer-node", dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("mount the test node's tmpfs: %v: %s", err, out)
+	}
+	for _, d := range []string{"upper", "work"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func teardownNodeState() {
+	_ = exec.Command("umount", "-l", filepath.Join(sshDir, "node")).Run()
+}
+
+// nodePath is where the test reads or writes the node's file p: through
+// the sshd's own mount namespace.
+func nodePath(p string) string {
+	return fmt.Sprintf("/proc/%d/root%s", sshd.Process.Pid, p)
+}
+
 func startSSHD() error {
-	sshd = exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(sshDir, "sshd_config"))
+	// unshare and sh exec into sshd: its pid is the command's.
+	sshd = exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", nodeOverlay, "node",
+		filepath.Join(sshDir, "node"), "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(sshDir, "sshd_config"))
 	// Its own process group, so that stopping it ends its sessions too.
 	sshd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := sshd.Start(); err != nil {
