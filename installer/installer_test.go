@@ -148,6 +148,56 @@ func TestProbe(t *testing.T) {
 	}
 }
 
+// A probe that unclaims removes the node's owner file only when it names
+// that engine, and says so; a malformed engine id is refused before any
+// node is contacted.
+func TestProbeUnclaims(t *testing.T) {
+	e := newEnv(t)
+	ownerFile := nodePath(nodefs.Owner)
+	if err := os.MkdirAll(filepath.Dir(ownerFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(ownerFile) })
+	ask := func(unclaim string) (int, contract.ProbeResult) {
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.InstallerProbe(), contract.Probe{V: 1, Nodes: []string{nodeIP}, Auth: contract.Auth{Key: keyPath}, TimeoutMS: 8000, Unclaim: unclaim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out contract.ProbeReply
+		_ = json.Unmarshal(rep.Body, &out)
+		if len(out.Nodes) == 0 {
+			return rep.Code, contract.ProbeResult{}
+		}
+		return rep.Code, out.Nodes[0]
+	}
+	for _, tc := range []struct {
+		name, owner, unclaim, wantOwner, wantUnclaimed, after string
+	}{
+		{"another engine's claim stays", "e-other\n", "e-gone", "e-other", "", "e-other\n"},
+		{"the named engine's claim goes", "e-gone\n", "e-gone", "", "e-gone", ""},
+		{"no claim, nothing to do", "", "e-gone", "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.Remove(ownerFile)
+			if tc.owner != "" {
+				if err := os.WriteFile(ownerFile, []byte(tc.owner), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			code, r := ask(tc.unclaim)
+			if code != 200 || !r.Reachable || r.Owner != tc.wantOwner || r.Unclaimed != tc.wantUnclaimed {
+				t.Fatalf("probe unclaiming %s: %d %+v", tc.unclaim, code, r)
+			}
+			if b, _ := os.ReadFile(ownerFile); string(b) != tc.after {
+				t.Errorf("owner file after: %q, want %q", b, tc.after)
+			}
+		})
+	}
+	if code, _ := ask("e-x; touch /tmp/de-pwned"); code != 400 {
+		t.Errorf("a malformed engine id: %d, want 400", code)
+	}
+}
+
 func TestStepRunsOnceThenUnchanged(t *testing.T) {
 	e := newEnv(t)
 	storeConfig(t, e)

@@ -20,12 +20,13 @@ import (
 )
 
 // probeScript reports one "key=value" per line: hardware, the engine that
-// owns the node, its OS, its monit, and how its resolver answers each name
+// owns the node (after removing a claim by $DE_UNCLAIM, when set), its OS, its monit, and how its resolver answers each name
 // given as an argument, in order ("name=ADDR ADDR...", nothing after = when
 // it did not resolve).
 const probeScript = `echo "cpu=$(nproc)"
 echo "ram=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
 echo "disk=$(df -Pk / | awk 'NR==2{print $2}')"
+if [ -n "${DE_UNCLAIM:-}" ] && [ "$(` + nodefs.ReadOwner + `)" = "$DE_UNCLAIM" ]; then rm -f ` + nodefs.Owner + ` && echo "unclaimed=$DE_UNCLAIM"; fi
 echo "owner=$(` + nodefs.ReadOwner + `)"
 if [ -r /etc/os-release ]; then ( . /etc/os-release; echo "os_id=${ID:-}"; echo "os_version=${VERSION_ID:-}"; echo "os_name=${PRETTY_NAME:-}" ); fi
 echo "monit=$(monit -V 2>/dev/null | sed -n 's/.*[Vv]ersion \([0-9][0-9.]*\).*/\1/p' | head -n1)"
@@ -39,6 +40,9 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 	var p contract.Probe
 	if err := kit.Decode(req, &p); err != nil {
 		return 0, nil, err
+	}
+	if p.Unclaim != "" && !contract.ValidEngineID(p.Unclaim) {
+		return 0, nil, kit.Errorf(400, "unclaim: %q is not an engine id (e- and lowercase letters or digits)", contract.Clip(p.Unclaim))
 	}
 	auth, err := i.restrict(ctx, p.Auth)
 	if err != nil {
@@ -60,14 +64,14 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 			defer func() { <-turn }()
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			out.Nodes[n] = i.probeNode(ctx, ip, p.Auth, p.Resolve)
+			out.Nodes[n] = i.probeNode(ctx, ip, p.Auth, p.Resolve, p.Unclaim)
 		}()
 	}
 	wg.Wait()
 	return 200, out, nil
 }
 
-func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth, resolve []string) contract.ProbeResult {
+func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth, resolve []string, unclaim string) contract.ProbeResult {
 	r := contract.ProbeResult{IP: ip}
 	c, err := i.dial(ctx, ip, auth)
 	if err != nil {
@@ -91,6 +95,9 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 			q[i] = kit.ShellQuote(n)
 		}
 		script = "set -- " + strings.Join(q, " ") + "\n" + script
+	}
+	if unclaim != "" {
+		script = "DE_UNCLAIM=" + kit.ShellQuote(unclaim) + "\n" + script
 	}
 	b, err := output(ctx, c, script, nil)
 	if err != nil {
@@ -135,6 +142,8 @@ func parseProbe(s string) (contract.ProbeResult, error) {
 			diskS = v
 		case "owner":
 			r.Owner = v
+		case "unclaimed":
+			r.Unclaimed = v
 		case "os_id":
 			r.OS.ID = v
 		case "os_version":

@@ -140,6 +140,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.DeployRollback(): p.rollback,
 		subject.DeployRestart():  p.rollingRestart,
 		subject.ConfigHistory():  p.configHistory,
+		subject.DeployTakeover(): p.takeover,
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	for subj, h := range eps {
@@ -318,13 +319,19 @@ func rejected(ps []contract.Problem) *kit.Error {
 
 // probe asks the installer to contact nodes.
 func (p *Planner) probe(ctx context.Context, cfg contract.Config, nodes []string, resolve ...string) ([]contract.ProbeResult, error) {
+	return p.probeWith(ctx, cfg, contract.Probe{Nodes: nodes, Resolve: resolve})
+}
+
+// probeWith sends q with cfg's credentials and the planner's deadline.
+func (p *Planner) probeWith(ctx context.Context, cfg contract.Config, q contract.Probe) ([]contract.ProbeResult, error) {
 	auth, err := p.probeAuth(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(contract.ProbeRounds(len(nodes)))*p.o.ProbeTimeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(contract.ProbeRounds(len(q.Nodes)))*p.o.ProbeTimeout+5*time.Second)
 	defer cancel()
-	res, err := nodeclient.Probe(ctx, p.o.NC, contract.Probe{Nodes: nodes, TimeoutMS: int(p.o.ProbeTimeout / time.Millisecond), Auth: auth, Resolve: resolve})
+	q.Auth, q.TimeoutMS = auth, int(p.o.ProbeTimeout/time.Millisecond)
+	res, err := nodeclient.Probe(ctx, p.o.NC, q)
 	var answered *nodeclient.AnswerError
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):

@@ -53,6 +53,7 @@ const (
 	AuditRelease  = "release"
 	AuditRollback = "rollback"
 	AuditCancel   = "cancel"
+	AuditTakeover = "takeover"
 
 	AuditHealRestart  = "heal-restart"
 	AuditHealReapply  = "heal-reapply"

@@ -1,6 +1,9 @@
 package contract
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Auth is how the installer logs in to nodes as root: a password, or a
 // private key (PEM text, or a path on the machine running the installer).
@@ -52,6 +55,9 @@ type Probe struct {
 	// Resolve names host names each node's own resolver is asked for
 	// (the DNS pre-check): {"resolve": ["cf.local", "x-1f2e.cf.local"]}.
 	Resolve []string `json:"resolve,omitempty"`
+	// Unclaim, an engine id, removes the node's owner file when it names
+	// that engine (a takeover); the result's Unclaimed says it did.
+	Unclaim string `json:"unclaim,omitempty"`
 }
 
 // ProbeReply has one result per node, in the order asked.
@@ -79,6 +85,8 @@ type ProbeResult struct {
 	Monit string `json:"monit,omitempty"`
 	// Names answers Probe.Resolve, in the same order.
 	Names []NameLookup `json:"names,omitempty"`
+	// Unclaimed is Probe.Unclaim when the node's claim by it was removed.
+	Unclaimed string `json:"unclaimed,omitempty"`
 }
 
 // NodeOS is what a node's /etc/os-release says.
@@ -280,6 +288,54 @@ type DeployCancel struct {
 	V      int    `json:"v"`
 	ID     string `json:"id"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// Takeover asks the planner to clear the claim another engine left on the
+// config's nodes (de.cmd.deploy.takeover), so that this engine's next
+// deploy claims them: only a node whose owner is From is changed. Nodes
+// defaults to every node of the stored config; others are refused. For an
+// engine that no longer runs: one that still does fails its next claim.
+//
+//	{"v": 1, "from": "e-013048c3775d", "nodes": ["10.0.0.1"]}
+type Takeover struct {
+	V     int      `json:"v"`
+	From  string   `json:"from"`
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+// TakeoverReply says, node by node, whose the node was and whether its
+// claim was cleared.
+//
+//	{"v": 1, "from": "e-013048c3775d", "cleared": 1, "nodes": [{"ip": "10.0.0.1", "owner": "e-013048c3775d", "cleared": true}]}
+type TakeoverReply struct {
+	V       int              `json:"v"`
+	From    string           `json:"from"`
+	Cleared int              `json:"cleared"`
+	Nodes   []TakeoverResult `json:"nodes"`
+}
+
+// TakeoverResult is one node of a takeover: Owner is the engine the node
+// named before (none: it was unclaimed), Error why it was not reached.
+type TakeoverResult struct {
+	IP      string `json:"ip"`
+	Owner   string `json:"owner,omitempty"`
+	Cleared bool   `json:"cleared"`
+	Error   string `json:"error,omitempty"`
+}
+
+// ValidEngineID tells whether id has the form of an engine's id: "e-"
+// and 1 to 64 lowercase hex digits or letters, nothing a shell would read.
+func ValidEngineID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "e-")
+	if !ok || rest == "" || len(rest) > 64 {
+		return false
+	}
+	for _, c := range rest {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'z') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // Final tells whether a deployment's or a step's state is an end state:

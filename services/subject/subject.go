@@ -77,6 +77,7 @@ func DeployCancel() string   { return cmd("deploy", "cancel") }
 func DeployPlan() string     { return cmd("deploy", "plan") }
 func DeployRollback() string { return cmd("deploy", "rollback") }
 func DeployRestart() string  { return cmd("deploy", "restart") }
+func DeployTakeover() string { return cmd("deploy", "takeover") }
 func ConfigHistory() string  { return cmd("config", "history") }
 
 // Commands of the installer. InstallerCancel is a plain publish every
