@@ -87,12 +87,18 @@ func Backup(ctx context.Context, a StoreAccess, w io.Writer) ([]string, error) {
 	return bus.Backup(ctx, nc, w)
 }
 
-// Restore puts a backup's streams and buckets back; see bus.Restore.
-func Restore(ctx context.Context, a StoreAccess, r io.Reader) ([]string, error) {
+// Restore puts a backup's streams and buckets back, all or none; see
+// bus.Restore. The current streams are kept meanwhile in the data dir, or
+// the temporary directory with --nats.
+func Restore(ctx context.Context, a StoreAccess, r io.ReadSeeker) ([]string, error) {
 	nc, done, err := a.open(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	return bus.Restore(ctx, nc, r)
+	undoDir := a.DataDir
+	if a.NATSURL != "" {
+		undoDir = ""
+	}
+	return bus.Restore(ctx, nc, r, undoDir)
 }

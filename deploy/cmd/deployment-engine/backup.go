@@ -74,7 +74,7 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
-// restoreCmd puts FILE's streams and buckets back.
+// restoreCmd puts FILE's streams and buckets back, all or none.
 func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	file, a, ok := storeFlags("restore", args, stderr)
 	if !ok {
@@ -88,7 +88,7 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	defer f.Close()
 	streams, err := engine.Restore(ctx, a, f)
 	if err != nil {
-		fmt.Fprintf(stderr, "restore: %v (restored so far: %s)\n", err, strings.Join(streams, ", "))
+		fmt.Fprintf(stderr, "restore: %v\n", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "restored %s from %s\n", strings.Join(streams, ", "), file)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,8 +22,9 @@ func serveOn(t *testing.T, dir string) (stop func()) {
 }
 
 // cancel of a deployment the engine does not know is exit 1 with the 404;
-// backup refuses a data dir an engine serves, and a backup taken from a
-// stopped engine brings its config back after the store is wiped.
+// backup refuses a data dir an engine serves, a damaged backup is refused
+// whole, and a backup taken from a stopped engine brings its config back
+// after the store is wiped.
 func TestCLICancelBackupRestore(t *testing.T) {
 	dir := t.TempDir()
 	stop := serveOn(t, dir)
@@ -42,6 +45,22 @@ func TestCLICancelBackupRestore(t *testing.T) {
 	if r := cli(t, "backup", bak, "--data", dir); r.code != 0 || !strings.Contains(r.stdout, "KV_DE_CONFIG") {
 		t.Fatalf("backup: %+v", r)
 	}
+	// A damaged copy is refused whole, and leaves nothing behind.
+	b, err := os.ReadFile(bak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[dataOffset(t, b, "KV_DE_CONFIG.snap")+10] ^= 0x20
+	damaged := filepath.Join(t.TempDir(), "damaged.bak")
+	if err := os.WriteFile(damaged, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, "restore", damaged, "--data", dir); r.code != 1 || !strings.Contains(r.stderr, "the backup is damaged, nothing was changed") {
+		t.Fatalf("restore of a damaged backup: %+v", r)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "restore-undo-*")); len(left) != 0 {
+		t.Fatalf("left %v", left)
+	}
 	if err := os.RemoveAll(filepath.Join(dir, "jetstream")); err != nil {
 		t.Fatal(err)
 	}
@@ -54,5 +73,21 @@ func TestCLICancelBackupRestore(t *testing.T) {
 	defer serveOn(t, dir)()
 	if r := cli(t, "config", "get"); r.code != exitOK || !strings.Contains(r.stdout, "127.0.0.3") {
 		t.Fatalf("config after restore: %+v", r)
+	}
+}
+
+// dataOffset is where entry's data begins in the tar b.
+func dataOffset(t *testing.T, b []byte, entry string) int64 {
+	t.Helper()
+	r := bytes.NewReader(b)
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("no %s in the backup: %v", entry, err)
+		}
+		if h.Name == entry {
+			return r.Size() - int64(r.Len())
+		}
 	}
 }
