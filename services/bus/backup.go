@@ -450,6 +450,9 @@ func replace(ctx context.Context, nc *nats.Conn, r io.Reader, sums map[string]st
 		body := io.TeeReader(tr, hash)
 		if kind == ".json" {
 			m, err := readMeta(body, name)
+			if err == nil {
+				_, err = io.Copy(io.Discard, body)
+			}
 			if err == nil && hex.EncodeToString(hash.Sum(nil)) != sums[h.Name] {
 				err = errors.New("changed since it was checked")
 			}

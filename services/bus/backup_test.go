@@ -237,6 +237,20 @@ func TestRestoreAllOrNothing(t *testing.T) {
 		}
 	}
 
+	// A newer format is refused as such, before anything is replaced.
+	newer := rewrite(t, good.Bytes(), func(name string, data []byte) []byte {
+		if name == "MANIFEST.json" {
+			return bytes.Replace(data, []byte(`"v":1`), []byte(`"v":2`), 1)
+		}
+		return data
+	})
+	if _, err := bus.Restore(ctx, dst.NC, bytes.NewReader(newer), t.TempDir()); err == nil || !strings.Contains(err.Error(), "the backup's format is v2, this engine restores v1") {
+		t.Fatalf("a newer format: %v", err)
+	}
+	if after := storeState(t, dst.Res.JS); after != before {
+		t.Fatalf("a newer format: the store changed:\n%s\nwas\n%s", after, before)
+	}
+
 	// A good backup the server refuses halfway (its KV_DE_NODES's subjects
 	// belong to another stream by now): every stream replaced before it is
 	// put back, and KV_DE_NODES, absent before, stays absent.
@@ -258,12 +272,55 @@ func TestRestoreAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The good backup restores.
-	back, err := bus.Restore(ctx, dst.NC, bytes.NewReader(good.Bytes()), t.TempDir())
-	if err != nil || len(back) != len(bus.BackupStreams()) {
-		t.Fatalf("restored %v: %v", back, err)
+	// The good backup restores, and so does one written before backups
+	// had a manifest.
+	noManifest := rewrite(t, good.Bytes(), func(name string, data []byte) []byte {
+		if name == "MANIFEST.json" {
+			return nil
+		}
+		return data
+	})
+	for _, b := range [][]byte{good.Bytes(), noManifest} {
+		back, err := bus.Restore(ctx, dst.NC, bytes.NewReader(b), t.TempDir())
+		if err != nil || len(back) != len(bus.BackupStreams()) {
+			t.Fatalf("restored %v: %v", back, err)
+		}
+		if got, want := storeState(t, dst.Res.JS), storeState(t, src.Res.JS); got != want {
+			t.Fatalf("restored:\n%s\nwant\n%s", got, want)
+		}
 	}
-	if got, want := storeState(t, dst.Res.JS), storeState(t, src.Res.JS); got != want {
-		t.Fatalf("restored:\n%s\nwant\n%s", got, want)
+}
+
+// rewrite copies a backup's entries through edit; nil leaves one out.
+func rewrite(t *testing.T, backup []byte, edit func(name string, data []byte) []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	tr, tw := tar.NewReader(bytes.NewReader(backup)), tar.NewWriter(&out)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data = edit(h.Name, data); data == nil {
+			continue
+		}
+		h.Size = int64(len(data))
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
 	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }
