@@ -42,6 +42,8 @@ func auditAction(method, path string) string {
 		return contract.AuditRelease
 	case method == http.MethodPost && p == "/rollback":
 		return contract.AuditRollback
+	case method == http.MethodPost && p == "/takeover":
+		return contract.AuditTakeover
 	case method == http.MethodPost && strings.HasPrefix(p, "/deployments/") && strings.HasSuffix(p, "/cancel"):
 		return contract.AuditCancel
 	}

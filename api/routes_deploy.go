@@ -20,6 +20,7 @@ func (s *server) deployRoutes(r chi.Router) {
 	r.Get("/deploy", s.deploy)
 	r.Post("/deploy", s.deploy)
 	r.Post("/scale", s.scale)
+	r.Post("/takeover", s.takeover)
 	s.planRoutes(r)
 	r.Get("/deployments", s.listDeployments)
 	r.Get("/deployments/{id}", s.getDeployment)

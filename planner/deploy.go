@@ -159,7 +159,8 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 		}
 	}
 	if len(owned) > 0 {
-		return nil, &kit.Error{Code: 409, Msg: "another engine manages these nodes (two control machines on one network?): " + strings.Join(owned, "; ")}
+		return nil, &kit.Error{Code: 409, Msg: "another engine manages these nodes (two control machines on one network?): " + strings.Join(owned, "; ") +
+			`; if that engine no longer runs, take its nodes over: POST /deployment-engine/takeover {"from": "<its id>"} (deployment-engine takeover <its id>)`}
 	}
 	if len(unreachable) > 0 {
 		return nil, &kit.Error{Code: 502, Msg: "cannot reach every node: " + strings.Join(unreachable, "; ")}

@@ -312,6 +312,18 @@ func (c *Client) Deploy(ctx context.Context) (string, json.RawMessage, error) {
 	return s.ID, raw, err
 }
 
+// Takeover clears the claim the engine from (one that no longer runs)
+// left on the config's nodes, or on the nodes given.
+func (c *Client) Takeover(ctx context.Context, from string, nodes ...string) (contract.TakeoverReply, json.RawMessage, error) {
+	var r contract.TakeoverReply
+	body, err := json.Marshal(contract.Takeover{V: contract.Version, From: from, Nodes: nodes})
+	if err != nil {
+		return r, nil, fmt.Errorf("encode takeover: %w", err)
+	}
+	raw, err := c.getJSON(ctx, "POST", base+"/takeover", body, &r)
+	return r, raw, err
+}
+
 // Scale adds instances and starts the deployment that installs them.
 func (c *Client) Scale(ctx context.Context, items ...contract.ScaleItem) (string, json.RawMessage, error) {
 	var body []byte

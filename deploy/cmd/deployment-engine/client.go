@@ -83,6 +83,7 @@ func init() {
 		"config":   configCmd,
 		"deploy":   deployCmd,
 		"cancel":   cancelCmd,
+		"takeover": takeoverCmd,
 		"status":   statusCmd,
 		"hardware": hardwareCmd,
 		"restart":  monitCmd("restart"),

@@ -106,6 +106,38 @@ func cancelCmd(ctx context.Context, s *session) int {
 	})
 }
 
+// takeoverCmd: takeover ENGINE-ID [IP...] clears the claim of an engine
+// that no longer runs. Exit 1 when a node could not be reached.
+func takeoverCmd(ctx context.Context, s *session) int {
+	if len(s.args) < 1 {
+		return s.usage("takeover needs the id of the engine whose claim to clear (a deploy's 409 names it), then optionally the nodes")
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	r, raw, err := s.c.Takeover(ctx, s.args[0], s.args[1:]...)
+	code := s.answer(raw, err, func() {
+		for _, n := range r.Nodes {
+			switch {
+			case n.Cleared:
+				fmt.Fprintf(s.stdout, "%s\tcleared (was %s's)\n", n.IP, n.Owner)
+			case n.Error != "":
+				fmt.Fprintf(s.stdout, "%s\tnot changed: %s\n", n.IP, n.Error)
+			case n.Owner != "":
+				fmt.Fprintf(s.stdout, "%s\tnot changed: owned by %s\n", n.IP, n.Owner)
+			default:
+				fmt.Fprintf(s.stdout, "%s\tnot changed: no engine's\n", n.IP)
+			}
+		}
+	})
+	for _, n := range r.Nodes {
+		if code == exitOK && n.Error != "" {
+			code = exitFailed
+		}
+	}
+	return code
+}
+
 // scaleCmd: scale COMP IP [--follow].
 func scaleCmd(ctx context.Context, s *session) int {
 	if len(s.args) != 2 {

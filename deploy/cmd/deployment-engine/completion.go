@@ -27,6 +27,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"plan":       {},
 	"deploy":     {flags: []string{"--follow", "--plan"}},
 	"cancel":     {},
+	"takeover":   {},
 	"status":     {},
 	"hardware":   {},
 	"restart":    {flags: []string{"--max-in-flight", "--follow"}},

@@ -24,7 +24,7 @@ Usage:
 Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-token):
   deployment-engine config get | config set FILE [--check=false] | config edit | config schema
   deployment-engine precheck | plan [FILE]
-  deployment-engine deploy [--follow] [--plan ID] | cancel ID
+  deployment-engine deploy [--follow] [--plan ID] | cancel ID | takeover ENGINE-ID [IP...]
   deployment-engine status | hardware [COMP IP]
   deployment-engine restart COMP IP | stop COMP IP | scale COMP IP
   deployment-engine logs [NAME]
