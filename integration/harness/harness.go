@@ -222,7 +222,10 @@ func (e *Engine) DoErr(ctx context.Context, method, path string, body any) (int,
 // step of the next one runs: the process groups of steps still running
 // are killed, the monit checks named in comps (space-separated) stopped
 // and removed, the test services' processes (matching sleepPattern)
-// killed, and the engine's node state and paths removed.
+// killed, and the engine's node state and paths removed. Then it checks:
+// a node that still holds any of it (a state dir, an owner, a check, a
+// chain shell, an agent, a test service) fails the test, naming what it
+// found, rather than leaving the next test a node that is not fresh.
 func ResetNodes(t testing.TB, nodes []*testbed.Node, comps, sleepPattern string, paths ...string) {
 	t.Helper()
 	script := `for f in /var/lib/deployment-engine/run/chain-*.pid; do [ -f "$f" ] && read -r p < "$f" && kill -KILL "$p" 2>/dev/null; done
@@ -232,10 +235,35 @@ for c in ` + comps + `; do
 done
 monit reload >/dev/null 2>&1 || true
 pkill -KILL -f '` + sleepPattern + `' || true
+pkill -KILL -f '^/usr/local/bin/deployment-engine agent' || true
 rm -rf /var/lib/deployment-engine ` + strings.Join(paths, " ")
+	// What a fresh node does not hold; processes may take a moment to go.
+	// (A chain shell's command holds its functions; the bracket keeps the
+	// pattern from matching this check's own shell.)
+	check := `found=""
+[ -e /var/lib/deployment-engine ] && found="$found /var/lib/deployment-engine"
+for c in ` + comps + `; do [ -e /etc/monit/conf.d/$c ] && found="$found monit-check:$c"; done
+for p in ` + strings.Join(paths, " ") + `; do [ -e "$p" ] && found="$found $p"; done
+pgrep -f '` + sleepPattern + `' >/dev/null && found="$found process:` + sleepPattern + `"
+pgrep -f '^/usr/local/bin/deployment-engine agent' >/dev/null && found="$found process:agent"
+pgrep -f 'de_[s]ettle' >/dev/null && found="$found process:chain-shell"
+echo "$found"`
 	for _, n := range nodes {
 		if _, err := n.Exec(context.Background(), script); err != nil {
 			t.Fatal(err)
+		}
+		var found string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			out, err := n.Exec(context.Background(), check)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found = strings.TrimSpace(string(out)); found == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s (%s) is not fresh after its reset: it still holds%s", n.Name, n.IP, " "+found)
+			}
 		}
 	}
 }
