@@ -49,15 +49,21 @@ modules:
 
 # The end-to-end package, the longest (real deployments on its own bed,
 # mostly waiting on nodes), runs beside every other package and the fuzz
-# targets; its output follows theirs.
+# targets; its output follows theirs. Every package prints one line with
+# its time and counts (bin/testsum reads go test -json: a failed test's
+# output is shown whole), and the run ends with the counts of them all.
 E2E := integration/e2e
 test: deps build modules
-	@mkdir -p bin; log=bin/test-e2e.log; \
-	(cd $(E2E) && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) .) >$$log 2>&1 & e2e=$$!; \
+	@mkdir -p bin; e2e=bin/test-e2e.json; units=bin/test-units.json; : >$$units; rm -f bin/test-failed; \
+	(cd integration && $(GO) build -o ../bin/testsum ./cmd/testsum) || exit 1; \
+	(cd $(E2E) && $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) .) >$$e2e 2>&1 & e2epid=$$!; \
 	rc=0; for m in $(MODULES); do echo "== test $$m"; \
-	  (cd $$m && pkgs=$$($(GO) list ./... 2>/dev/null | grep -v '/$(E2E)$$'); if [ -n "$$pkgs" ]; then $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $$pkgs; fi) || { rc=1; break; }; done; \
-	[ $$rc = 0 ] && { $(MAKE) --no-print-directory fuzz || rc=1; }; \
-	echo "== test $(E2E) (ran beside the above)"; wait $$e2e || rc=1; cat $$log; exit $$rc
+	  (cd $$m && pkgs=$$($(GO) list ./... 2>/dev/null | grep -v '/$(E2E)$$'); if [ -n "$$pkgs" ]; then $(GO) test -json -p 1 -count=1 -timeout $(TEST_TIMEOUT) $$pkgs 2>&1 || touch $(CURDIR)/bin/test-failed; fi) \
+	    | tee -a $$units | bin/testsum || rc=1; done; \
+	$(MAKE) --no-print-directory fuzz || rc=1; \
+	[ ! -e bin/test-failed ] || rc=1; \
+	echo "== test $(E2E) (ran beside the above)"; wait $$e2epid || rc=1; bin/testsum <$$e2e || rc=1; \
+	bin/testsum -total $$units $$e2e || rc=1; exit $$rc
 
 # fuzz runs every fuzz target of every module for FUZZTIME; an input that
 # fails is kept under the package's testdata/fuzz and fails the run.
