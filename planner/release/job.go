@@ -2,7 +2,6 @@ package release
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -46,6 +45,7 @@ type Job struct {
 	Consumes   []Link              `json:"consumes,omitempty"`
 	Provides   []Link              `json:"provides,omitempty"`
 	Monit      string              `json:"-"`
+	specSize   int64
 }
 
 type rawSpec struct {
@@ -60,7 +60,7 @@ type rawSpec struct {
 // ParseSpec reads a job spec (job.MF, or a source release's jobs/X/spec).
 func ParseSpec(b []byte) (*Job, error) {
 	var raw rawSpec
-	if err := yaml.Unmarshal(b, &raw); err != nil {
+	if err := unmarshalYAML(b, &raw); err != nil {
 		return nil, fmt.Errorf("not YAML: %w", err)
 	}
 	j := &Job{Name: raw.Name, Packages: raw.Packages, Properties: map[string]Property{}, Consumes: raw.Consumes, Provides: raw.Provides}
@@ -146,59 +146,93 @@ func jsonable(v any) any {
 	return v
 }
 
-// maxJobTarball bounds what is read of one job's tarball into memory: jobs
-// hold templates, not payloads.
-const maxJobTarball = 64 << 20
-
-// ReadJob reads a job tarball: job.MF, monit and every template it lists.
-func ReadJob(r io.Reader) (*Job, error) {
+// ReadJob reads a job tarball: job.MF, monit and every template it lists,
+// each file within its limit and the tarball unpacked within 4 times
+// lim.Text;
+// anything else in the tarball is read past, not kept. A file or tarball
+// past its limit is a *TooLarge naming the file inside the job.
+func ReadJob(r io.Reader, lim Limits) (*Job, error) {
+	lim = lim.WithDefaults()
 	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return nil, fmt.Errorf("not a gzip tarball: %w", err)
 	}
-	tr := tar.NewReader(io.LimitReader(gz, maxJobTarball))
-	files := map[string][]byte{}
-	for {
+	out := &counter{r: gz, check: func(n int64) *TooLarge {
+		if n > lim.jobMax() {
+			return lim.tooBigJob("")
+		}
+		return nil
+	}}
+	tr := tar.NewReader(out)
+	files := map[string]string{}
+	for entries := 0; ; entries++ {
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
+		}
+		if out.err != nil {
+			return nil, out.err
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read tarball: %w", err)
 		}
 		name := strings.TrimPrefix(h.Name, "./")
+		if entries >= lim.Files {
+			return nil, lim.tooManyFiles(name)
+		}
 		if name == "" || name == "." {
 			continue
 		}
 		if bad(strings.TrimSuffix(name, "/")) {
 			return nil, fmt.Errorf("path %q escapes the job", h.Name)
 		}
-		switch h.Typeflag {
-		case tar.TypeDir:
+		name = path.Clean(name)
+		switch {
+		case h.Typeflag == tar.TypeDir:
 			continue
-		case tar.TypeReg:
-		default:
+		case h.Typeflag != tar.TypeReg:
 			return nil, fmt.Errorf("%s: only plain files belong in a job, not links or devices", name)
+		case sparse(h.PAXRecords):
+			return nil, fmt.Errorf("%s: a sparse file does not belong in a job", name)
 		}
-		b, err := io.ReadAll(tr)
+		// Only job.MF, monit and templates are ever read; the spec says
+		// which templates, and it may come last, so every one is kept
+		// until then.
+		if name != "job.MF" && name != "monit" && !strings.HasPrefix(name, "templates/") {
+			continue // tar.Next reads past it, through the counter
+		}
+		switch {
+		case name == "job.MF" && h.Size > lim.yamlMax():
+			return nil, lim.tooBigYAML(name)
+		case h.Size > lim.Text:
+			return nil, lim.tooBigText(name)
+		}
+		// The header's size, checked above, is what the entry holds.
+		var b strings.Builder
+		b.Grow(int(h.Size))
+		_, err = io.Copy(&b, tr)
+		if out.err != nil {
+			return nil, out.err
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
-		files[path.Clean(name)] = b
+		files[name] = b.String()
 	}
 	mf, ok := files["job.MF"]
 	if !ok {
 		return nil, errors.New("no job.MF")
 	}
-	j, err := ParseSpec(mf)
+	j, err := ParseSpec([]byte(mf))
 	if err != nil {
 		return nil, fmt.Errorf("job.MF: %w", err)
 	}
+	j.specSize = int64(len(mf))
 	monit, ok := files["monit"]
 	if !ok {
 		return nil, errors.New("no monit file")
 	}
-	j.Monit = string(monit)
+	j.Monit = monit
 	var missing []string
 	for i, t := range j.Templates {
 		b, ok := files["templates/"+t.Source]
@@ -206,7 +240,7 @@ func ReadJob(r io.Reader) (*Job, error) {
 			missing = append(missing, "templates/"+t.Source)
 			continue
 		}
-		j.Templates[i].Text = string(b)
+		j.Templates[i].Text = b
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
@@ -215,5 +249,12 @@ func ReadJob(r io.Reader) (*Job, error) {
 	return j, nil
 }
 
-// ReadJobBytes is ReadJob of a tarball in memory.
-func ReadJobBytes(b []byte) (*Job, error) { return ReadJob(bytes.NewReader(b)) }
+// size is about what j keeps in memory: its spec's text, monit file and
+// templates.
+func (j *Job) size() int64 {
+	n := j.specSize + int64(len(j.Monit))
+	for _, t := range j.Templates {
+		n += int64(len(t.Text))
+	}
+	return n
+}

@@ -7,6 +7,7 @@ package release
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -91,7 +92,7 @@ func plainName(s string) bool { return nameRe.MatchString(s) && !strings.Contain
 // needs in a form the engine can store.
 func ParseManifest(b []byte) (*Manifest, error) {
 	var raw rawManifest
-	if err := yaml.Unmarshal(b, &raw); err != nil {
+	if err := unmarshalYAML(b, &raw); err != nil {
 		return nil, fmt.Errorf("not YAML: %w", err)
 	}
 	m := &Manifest{Name: string(raw.Name), Version: string(raw.Version)}
@@ -137,9 +138,72 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
+		return nil, errors.New(joinErrors(errs))
 	}
 	return m, nil
+}
+
+// maxErrors is how many problems one refusal lists: a hostile index can
+// hold thousands, and the answer should stay readable and small.
+const maxErrors = 10
+
+func joinErrors(errs []string) string {
+	if len(errs) <= maxErrors {
+		return strings.Join(errs, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(errs[:maxErrors], "; "), len(errs)-maxErrors)
+}
+
+// maxYAMLKeys bounds the keys of one mapping in release.MF or a job spec;
+// the largest real one, a spec's properties, runs to a few hundred.
+const maxYAMLKeys = 4096
+
+// unmarshalYAML decodes b into v, first as a tree that is checked for what
+// would make yaml.v3's decoder spend time and memory out of proportion to
+// b: it compares a mapping's keys pairwise and reports every pair that
+// repeats, so a 62 KB spec of one key repeated took 1.8 GB. A mapping with
+// a repeated key or very many keys is refused before that; of the
+// decoder's own errors, the first few are kept.
+func unmarshalYAML(b []byte, v any) error {
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	if err := checkYAML(&n); err != nil {
+		return err
+	}
+	err := n.Decode(v)
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > maxErrors {
+		return errors.New(joinErrors(te.Errors))
+	}
+	return err
+}
+
+func checkYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		if len(n.Content) > 2*maxYAMLKeys {
+			return fmt.Errorf("line %d: a mapping of more than %d keys", n.Line, maxYAMLKeys)
+		}
+		type key struct {
+			kind  yaml.Kind
+			value string
+		}
+		seen := make(map[key]int, len(n.Content)/2)
+		for i := 0; i < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if line, dup := seen[key{k.Kind, k.Value}]; dup {
+				return fmt.Errorf("line %d: mapping key %q already defined at line %d", k.Line, k.Value, line)
+			}
+			seen[key{k.Kind, k.Value}] = k.Line
+		}
+	}
+	for _, c := range n.Content {
+		if err := checkYAML(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func checkEntry(kind, name, version, sha1 string, seen map[string]bool) []string {

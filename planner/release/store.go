@@ -93,16 +93,29 @@ func (r *Release) Package(name string) (Package, bool) {
 // release.MF, jobs/<job>.tgz and packages/<package>.tgz as uploaded.
 type Store struct {
 	dir   string
+	lim   Limits
 	mu    sync.Mutex
 	cache map[string]*Release
+
+	// parse lets one upload at a time verify (parse and read its jobs).
+	parse sync.Mutex
+
+	// claimed is the disk space uploads have claimed for entries they are
+	// writing (claim).
+	spaceMu sync.Mutex
+	claimed int64
 }
 
-// NewStore opens (and creates) a store.
-func NewStore(dir string) (*Store, error) {
+// NewStore opens (and creates) a store with the default limits.
+func NewStore(dir string) (*Store, error) { return NewLimitedStore(dir, Limits{}) }
+
+// NewLimitedStore opens (and creates) a store whose uploads are held to
+// lim (its zero fields: the defaults).
+func NewLimitedStore(dir string, lim Limits) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("release store: %w", err)
 	}
-	return &Store{dir: dir, cache: map[string]*Release{}}, nil
+	return &Store{dir: dir, lim: lim.WithDefaults(), cache: map[string]*Release{}}, nil
 }
 
 // Dir is the store's directory; the engine serves it read-only to nodes.
@@ -117,60 +130,27 @@ func PackageURLPath(rel, version, pkg string) string {
 // Import reads a release tarball from r as a stream, checks every job and
 // package against release.MF and stores it. created is false when the
 // same release was already stored. Nothing is stored unless every check
-// passes. Errors are *BadRelease, *Conflict or the store's own.
+// passes, and an upload past the store's limits is cut off where it
+// passes them. Errors are *BadRelease, *TooLarge, *NoSpace, *Conflict or
+// the store's own.
 func (s *Store) Import(ctx context.Context, r io.Reader) (rel *Release, created bool, err error) {
 	tmp, err := os.MkdirTemp(s.dir, ".incoming-")
 	if err != nil {
 		return nil, false, fmt.Errorf("release store: %w", err)
 	}
 	defer func() { _ = os.RemoveAll(tmp) }()
-	sums, err := unpack(ctx, r, tmp)
+	sums, err := s.unpack(ctx, r, tmp)
 	if err != nil {
 		return nil, false, err
 	}
+	// unpack held release.MF to Limits.yamlMax.
 	mfBytes, err := os.ReadFile(filepath.Join(tmp, "release.MF"))
 	if err != nil {
 		return nil, false, &BadRelease{Reason: "no release.MF in the archive (is this a release tarball?)"}
 	}
-	m, err := ParseManifest(mfBytes)
+	m, specs, err := s.verify(tmp, mfBytes, sums)
 	if err != nil {
-		return nil, false, &BadRelease{File: "release.MF", Reason: err.Error()}
-	}
-	check := func(file, want string) error {
-		got, ok := sums[file]
-		if !ok {
-			return &BadRelease{File: file, Reason: "listed in release.MF but missing from the archive"}
-		}
-		if got != want {
-			return &BadRelease{File: file, Reason: fmt.Sprintf("sha1 %s does not match release.MF's %s", got, want)}
-		}
-		return nil
-	}
-	for _, p := range m.Packages {
-		if err := check("packages/"+p.Name+".tgz", p.SHA1); err != nil {
-			return nil, false, err
-		}
-	}
-	specs := map[string]*Job{}
-	for _, j := range m.Jobs {
-		file := "jobs/" + j.Name + ".tgz"
-		if err := check(file, j.SHA1); err != nil {
-			return nil, false, err
-		}
-		spec, err := readJobFile(filepath.Join(tmp, file))
-		if err != nil {
-			return nil, false, &BadRelease{File: file, Reason: err.Error()}
-		}
-		if spec.Name != j.Name {
-			return nil, false, &BadRelease{File: file, Reason: fmt.Sprintf("job.MF names job %q, release.MF %q", spec.Name, j.Name)}
-		}
-		for _, p := range spec.Packages {
-			if _, ok := (&Release{Manifest: *m}).Package(p); !ok {
-				return nil, false, &BadRelease{File: file, Reason: fmt.Sprintf("job needs package %q, which the release does not have", p)}
-			}
-		}
-		spec.Version = j.Version
-		specs[j.Name] = spec
+		return nil, false, err
 	}
 	// Only what release.MF lists is kept.
 	keep := map[string]bool{"release.MF": true}
@@ -210,15 +190,98 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (rel *Release, created 
 	return rel, true, nil
 }
 
-// unpack writes the archive's files under dir and returns each one's sha1.
-func unpack(ctx context.Context, r io.Reader, dir string) (map[string]string, error) {
-	gz, err := gzip.NewReader(r)
+// verify parses an unpacked upload's release.MF, checks every job and
+// package against it and reads the jobs. One upload at a time does: it is
+// the part that takes memory (tens of MiB at the limits).
+func (s *Store) verify(dir string, mf []byte, sums map[string]string) (*Manifest, map[string]*Job, error) {
+	s.parse.Lock()
+	defer s.parse.Unlock()
+	m, err := ParseManifest(mf)
 	if err != nil {
+		return nil, nil, &BadRelease{File: "release.MF", Reason: err.Error()}
+	}
+	check := func(file, want string) error {
+		got, ok := sums[file]
+		if !ok {
+			return &BadRelease{File: file, Reason: "listed in release.MF but missing from the archive"}
+		}
+		if got != want {
+			return &BadRelease{File: file, Reason: fmt.Sprintf("sha1 %s does not match release.MF's %s", got, want)}
+		}
+		return nil
+	}
+	for _, p := range m.Packages {
+		if err := check("packages/"+p.Name+".tgz", p.SHA1); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, j := range m.Jobs {
+		if err := check("jobs/"+j.Name+".tgz", j.SHA1); err != nil {
+			return nil, nil, err
+		}
+	}
+	specs, err := readJobs(dir, m, s.lim)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, j := range m.Jobs {
+		file, spec := "jobs/"+j.Name+".tgz", specs[j.Name]
+		if spec.Name != j.Name {
+			return nil, nil, &BadRelease{File: file, Reason: fmt.Sprintf("job.MF names job %q, release.MF %q", spec.Name, j.Name)}
+		}
+		for _, p := range spec.Packages {
+			if _, ok := (&Release{Manifest: *m}).Package(p); !ok {
+				return nil, nil, &BadRelease{File: file, Reason: fmt.Sprintf("job needs package %q, which the release does not have", p)}
+			}
+		}
+	}
+	return m, specs, nil
+}
+
+// unpack writes the archive's release.MF, jobs and packages under dir and
+// returns each one's sha1. Every limit is checked as the bytes come: the
+// compressed ones as read from r, the unpacked ones as gunzip hands them
+// to the tar reader, each entry by the size its header declares before a
+// byte of it is written, and the disk's free space before each write.
+func (s *Store) unpack(ctx context.Context, r io.Reader, dir string) (map[string]string, error) {
+	lim := s.lim
+	var entry string // the entry being read, for the refusal
+	in := &counter{r: r, check: func(n int64) *TooLarge {
+		if n > lim.Upload {
+			return lim.tooBigUpload()
+		}
+		return nil
+	}}
+	gz, err := gzip.NewReader(in)
+	if err != nil {
+		if in.err != nil {
+			return nil, in.err
+		}
 		return nil, &BadRelease{Reason: "not a gzip-compressed tarball"}
 	}
-	tr := tar.NewReader(gz)
+	out := &counter{r: gz, check: func(n int64) *TooLarge {
+		switch {
+		case n > lim.Unpacked:
+			return lim.tooBigUnpacked(entry)
+		case n > expansionAllowance && (n-expansionAllowance)/lim.Expansion > in.n:
+			return lim.tooBigExpansion()
+		}
+		return nil
+	}}
+	// A limit passed surfaces as whatever error gzip or tar make of it;
+	// the counters know which it was.
+	broken := func(file string, err error) error {
+		if in.err != nil {
+			return in.err
+		}
+		if out.err != nil {
+			return out.err
+		}
+		return &BadRelease{File: file, Reason: "broken tarball: " + err.Error()}
+	}
+	tr := tar.NewReader(out)
 	sums := map[string]string{}
-	for {
+	for entries := 0; ; entries++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -227,9 +290,12 @@ func unpack(ctx context.Context, r io.Reader, dir string) (map[string]string, er
 			break
 		}
 		if err != nil {
-			return nil, &BadRelease{Reason: "broken tarball: " + err.Error()}
+			return nil, broken("", err)
 		}
 		name := strings.TrimPrefix(h.Name, "./")
+		if entries >= lim.Files {
+			return nil, lim.tooManyFiles(name)
+		}
 		if name == "" || name == "." || name == "./" {
 			continue
 		}
@@ -237,12 +303,14 @@ func unpack(ctx context.Context, r io.Reader, dir string) (map[string]string, er
 			return nil, &BadRelease{File: h.Name, Reason: "path escapes the archive"}
 		}
 		name = path.Clean(name)
-		switch h.Typeflag {
-		case tar.TypeDir:
+		entry = name
+		switch {
+		case h.Typeflag == tar.TypeDir:
 			continue
-		case tar.TypeReg:
-		default:
+		case h.Typeflag != tar.TypeReg:
 			return nil, &BadRelease{File: name, Reason: "only plain files belong in a release, not links or devices"}
+		case sparse(h.PAXRecords):
+			return nil, &BadRelease{File: name, Reason: "a sparse file does not belong in a release"}
 		}
 		// Only the index, jobs and packages are kept; anything else
 		// (a license, a stray file) is read past.
@@ -250,40 +318,116 @@ func unpack(ctx context.Context, r io.Reader, dir string) (map[string]string, er
 		wanted := name == "release.MF" || ((dir1 == "jobs/" || dir1 == "packages/") && strings.HasSuffix(base, ".tgz"))
 		if !wanted {
 			if _, err := io.Copy(io.Discard, tr); err != nil {
-				return nil, &BadRelease{Reason: "broken tarball: " + err.Error()}
+				return nil, broken(name, err)
 			}
 			continue
+		}
+		switch {
+		case name == "release.MF" && h.Size > lim.yamlMax():
+			return nil, lim.tooBigYAML(name)
+		case dir1 == "jobs/" && h.Size > lim.jobMax():
+			return nil, lim.tooBigJob(name)
+		case out.n+h.Size > lim.Unpacked:
+			return nil, lim.tooBigUnpacked(name)
 		}
 		if _, dup := sums[name]; dup {
 			return nil, &BadRelease{File: name, Reason: "appears twice in the archive"}
 		}
-		if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(dir1)), 0o755); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(filepath.Join(dir, filepath.FromSlash(name)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		sum, err := s.write(dir, name, h.Size, tr)
 		if err != nil {
-			return nil, err
+			var nospace *NoSpace
+			if errors.As(err, &nospace) {
+				return nil, err
+			}
+			return nil, broken(name, err)
 		}
-		h1 := sha1.New() //nolint:gosec
-		_, err = io.Copy(io.MultiWriter(f, h1), tr)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return nil, &BadRelease{File: name, Reason: "broken tarball: " + err.Error()}
-		}
-		sums[name] = hex.EncodeToString(h1.Sum(nil))
+		sums[name] = sum
 	}
 	return sums, nil
 }
 
-func readJobFile(p string) (*Job, error) {
+// write copies one entry of n bytes from r to name under dir, once the
+// disk has room for it, and returns its sha1.
+func (s *Store) write(dir, name string, n int64, r io.Reader) (string, error) {
+	done, err := s.claim(name, n)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(path.Dir(name))), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, filepath.FromSlash(name)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", err
+	}
+	h := sha1.New() //nolint:gosec
+	_, err = io.Copy(io.MultiWriter(f, h), r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// claim reserves n bytes of the store's file system for an entry about to
+// be written, counting what other uploads have claimed and not yet
+// written, or answers *NoSpace when that would leave less than
+// Limits.KeepFree. done gives the claim back once the bytes are on disk
+// (or not written), where the file system counts them itself.
+func (s *Store) claim(file string, n int64) (done func(), err error) {
+	s.spaceMu.Lock()
+	defer s.spaceMu.Unlock()
+	free, err := freeSpace(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	if avail := free - s.claimed; avail-n < s.lim.KeepFree {
+		return nil, &NoSpace{File: file, Need: n, Free: max(avail, 0), Keep: s.lim.KeepFree}
+	}
+	s.claimed += n
+	return func() {
+		s.spaceMu.Lock()
+		s.claimed -= n
+		s.spaceMu.Unlock()
+	}, nil
+}
+
+// readJobs reads the specs, monit files and templates of m's jobs from a
+// release's directory, each job within the limits of what one keeps in
+// memory and all of them within those of a release.
+func readJobs(dir string, m *Manifest, lim Limits) (map[string]*Job, error) {
+	specs := map[string]*Job{}
+	var kept int64
+	for _, j := range m.Jobs {
+		file := "jobs/" + j.Name + ".tgz"
+		spec, err := readJobFile(filepath.Join(dir, filepath.FromSlash(file)), lim)
+		var tl *TooLarge
+		switch {
+		case errors.As(err, &tl):
+			tl.File = strings.TrimSuffix(file+": "+tl.File, ": ")
+			return nil, tl
+		case err != nil:
+			return nil, &BadRelease{File: file, Reason: err.Error()}
+		}
+		if kept += spec.size(); kept > lim.jobsMax() {
+			return nil, lim.tooBigJobs()
+		}
+		spec.Version = j.Version
+		specs[j.Name] = spec
+	}
+	return specs, nil
+}
+
+func readJobFile(p string, lim Limits) (*Job, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = f.Close() }()
-	return ReadJob(f)
+	return ReadJob(f, lim)
 }
 
 // List returns every stored release, by name then version.
@@ -355,15 +499,11 @@ func (s *Store) openLocked(name, version string) (*Release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stored release %s/%s: %w", name, version, err)
 	}
-	rel := &Release{Manifest: *m, Specs: map[string]*Job{}, dir: dir}
-	for _, j := range m.Jobs {
-		spec, err := readJobFile(filepath.Join(dir, "jobs", j.Name+".tgz"))
-		if err != nil {
-			return nil, fmt.Errorf("stored release %s/%s: job %s: %w", name, version, j.Name, err)
-		}
-		spec.Version = j.Version
-		rel.Specs[j.Name] = spec
+	specs, err := readJobs(dir, m, s.lim)
+	if err != nil {
+		return nil, fmt.Errorf("stored release %s/%s: %w", name, version, err)
 	}
+	rel := &Release{Manifest: *m, Specs: specs, dir: dir}
 	s.cache[name+"/"+version] = rel
 	return rel, nil
 }
