@@ -12,7 +12,7 @@ import (
 )
 
 // errRevoked ends a request whose token stopped verifying while it ran.
-var errRevoked = errors.New("the API token was revoked while the request ran")
+var errRevoked = errors.New("the API token was revoked, or lost the role this request needs, while the request ran")
 
 // auth checks the token on the headers, before any handler reads a body.
 // A refused request's connection is closed after the 401: the server
