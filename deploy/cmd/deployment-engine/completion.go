@@ -21,7 +21,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"restore":    {flags: []string{"--data", "--nats"}},
 	"mirror":     {subs: []string{"sync"}, flags: []string{"--catalog", "--catalog-dir", "--data"}},
 	"agent":      {flags: []string{"--config", "--state"}},
-	"token":      {subs: []string{"add", "revoke", "list"}, flags: []string{"--data"}},
+	"token":      {subs: []string{"add", "revoke", "list"}, flags: []string{"--data", "--role"}},
 	"config":     {subs: []string{"get", "set", "edit", "schema"}, flags: []string{"--check=false"}},
 	"precheck":   {},
 	"plan":       {},
