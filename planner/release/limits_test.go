@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,55 +22,12 @@ import (
 	"github.com/deployment-engine/engine/planner/release/releasetest"
 )
 
-// zeroMember is one gzip member of 1 MiB of zeros, about 1 KB. gzip
-// members concatenate into one stream, so a bomb of any size is built
-// from copies of it without compressing gigabytes.
-var zeroMember = sync.OnceValue(func() []byte {
-	return gz(make([]byte, 1<<20))
-})
-
 func gz(b []byte) []byte {
 	var buf bytes.Buffer
-	w, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	w := gzip.NewWriter(&buf)
 	_, _ = w.Write(b)
 	_ = w.Close()
 	return buf.Bytes()
-}
-
-// entry is one file of a bomb: Data, or else MiB mebibytes of zeros.
-type entry struct {
-	Name string
-	Data []byte
-	MiB  int
-}
-
-// bomb is a gzip'd tarball of entries, the zeros of each as copies of
-// zeroMember.
-func bomb(entries ...entry) []byte {
-	var out bytes.Buffer
-	for _, e := range entries {
-		size := int64(len(e.Data))
-		if e.Data == nil {
-			size = int64(e.MiB) << 20
-		}
-		var hdr bytes.Buffer
-		tw := tar.NewWriter(&hdr)
-		_ = tw.WriteHeader(&tar.Header{Name: e.Name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
-		if e.Data != nil {
-			_, _ = tw.Write(e.Data)
-			_ = tw.Flush()
-			out.Write(gz(hdr.Bytes()))
-			continue
-		}
-		// The header alone (tar pads it to 512); 1 MiB of zeros is whole
-		// blocks, so the entry needs no padding.
-		out.Write(gz(hdr.Bytes()))
-		for range e.MiB {
-			out.Write(zeroMember())
-		}
-	}
-	out.Write(gz(make([]byte, 1024))) // the end of the archive
-	return out.Bytes()
 }
 
 func sha(b []byte) string {
@@ -96,12 +52,12 @@ func releaseOf(jobs map[string][]byte) []byte {
 // are each MiB mebibytes of zeros.
 func jobWithTemplates(name string, n, mib int) []byte {
 	spec := "name: " + name + "\ntemplates:\n"
-	entries := []entry{{Name: "./monit", Data: []byte{}}}
+	entries := []releasetest.Entry{{Name: "./monit", Data: []byte{}}}
 	for i := range n {
 		spec += fmt.Sprintf("  t%d.erb: bin/t%d\n", i, i)
-		entries = append(entries, entry{Name: fmt.Sprintf("./templates/t%d.erb", i), MiB: mib})
+		entries = append(entries, releasetest.Entry{Name: fmt.Sprintf("./templates/t%d.erb", i), MiB: mib})
 	}
-	return bomb(append([]entry{{Name: "./job.MF", Data: []byte(spec)}}, entries...)...)
+	return releasetest.Bomb(append([]releasetest.Entry{{Name: "./job.MF", Data: []byte(spec)}}, entries...)...)
 }
 
 // Every upload past a limit is refused with the limit and its flag named,
@@ -109,9 +65,9 @@ func jobWithTemplates(name string, n, mib int) []byte {
 // unpacks to: each of these once stored or held hundreds of MB.
 func TestImportBombs(t *testing.T) {
 	// About 2 MB that unpacks to 2 GiB, as packages.
-	var twoGiB []entry
+	var twoGiB []releasetest.Entry
 	for i := range 32 {
-		twoGiB = append(twoGiB, entry{Name: fmt.Sprintf("./packages/p%d.tgz", i), MiB: 64})
+		twoGiB = append(twoGiB, releasetest.Entry{Name: fmt.Sprintf("./packages/p%d.tgz", i), MiB: 64})
 	}
 	fourTemplates := map[string][]byte{}
 	for i := range 4 {
@@ -121,9 +77,9 @@ func TestImportBombs(t *testing.T) {
 	for i := range 40 {
 		manyJobs[fmt.Sprintf("j%d", i)] = jobWithTemplates(fmt.Sprintf("j%d", i), 1, 1)
 	}
-	var strays []entry
+	var strays []releasetest.Entry
 	for i := range 11 {
-		strays = append(strays, entry{Name: fmt.Sprintf("./stray%d", i), Data: []byte("x")})
+		strays = append(strays, releasetest.Entry{Name: fmt.Sprintf("./stray%d", i), Data: []byte("x")})
 	}
 	for _, tc := range []struct {
 		name string
@@ -133,17 +89,17 @@ func TestImportBombs(t *testing.T) {
 		flag string
 		want string
 	}{
-		{"2 MB unpacking to 2 GiB", bomb(twoGiB...), release.Limits{}, "",
+		{"2 MB unpacking to 2 GiB", releasetest.Bomb(twoGiB...), release.Limits{}, "",
 			"release-max-expansion", "more than 8 times its compressed size"},
-		{"unpacked past the limit", bomb(twoGiB...), release.Limits{Expansion: 1 << 40, Unpacked: 256 << 20}, "packages/p3.tgz",
+		{"unpacked past the limit", releasetest.Bomb(twoGiB...), release.Limits{Expansion: 1 << 40, Unpacked: 256 << 20}, "packages/p3.tgz",
 			"release-max-unpacked-mb", "unpacks to more than 256 MiB"},
-		{"one package past the unpacked limit", bomb(entry{Name: "packages/p.tgz", MiB: 300}), release.Limits{Unpacked: 256 << 20}, "packages/p.tgz",
+		{"one package past the unpacked limit", releasetest.Bomb(releasetest.Entry{Name: "packages/p.tgz", MiB: 300}), release.Limits{Unpacked: 256 << 20}, "packages/p.tgz",
 			"release-max-unpacked-mb", "unpacks to more than 256 MiB"},
-		{"compressed past the limit", bomb(twoGiB...), release.Limits{Upload: 1 << 20, Expansion: 1 << 40}, "",
+		{"compressed past the limit", releasetest.Bomb(twoGiB...), release.Limits{Upload: 1 << 20, Expansion: 1 << 40}, "",
 			"release-max-mb", "larger than 1 MiB"},
-		{"release.MF of 512 MiB", bomb(entry{Name: "./release.MF", MiB: 512}), release.Limits{}, "release.MF",
+		{"release.MF of 512 MiB", releasetest.Bomb(releasetest.Entry{Name: "./release.MF", MiB: 512}), release.Limits{}, "release.MF",
 			"release-max-text-kb", "larger than 256 KiB, the limit of release.MF and each job.MF"},
-		{"job tarball of 8 MiB", bomb(entry{Name: "./jobs/j.tgz", MiB: 8}), release.Limits{}, "jobs/j.tgz",
+		{"job tarball of 8 MiB", releasetest.Bomb(releasetest.Entry{Name: "./jobs/j.tgz", MiB: 8}), release.Limits{}, "jobs/j.tgz",
 			"release-max-text-kb", "the job is larger than 4 MiB"},
 		{"4 templates of 60 MiB", releaseOf(fourTemplates), release.Limits{}, "jobs/j0.tgz: templates/t0.erb",
 			"release-max-text-kb", "larger than 1 MiB, the limit of each template"},
@@ -151,7 +107,7 @@ func TestImportBombs(t *testing.T) {
 			"release-max-text-kb", "the job is larger than 8 MiB"},
 		{"40 jobs of 1 MiB", releaseOf(manyJobs), release.Limits{}, "",
 			"release-max-text-kb", "together are larger than 32 MiB"},
-		{"too many entries", bomb(strays...), release.Limits{Files: 10}, "stray10",
+		{"too many entries", releasetest.Bomb(strays...), release.Limits{Files: 10}, "stray10",
 			"release-max-files", "more than 10 entries"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -393,7 +349,7 @@ func FuzzImport(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add(releasetest.Build(good()))
-	f.Add(bomb(entry{Name: "./release.MF", MiB: 1}))
+	f.Add(releasetest.Bomb(releasetest.Entry{Name: "./release.MF", MiB: 1}))
 	lim := release.Limits{Upload: 1 << 20, Unpacked: 4 << 20, Text: 64 << 10, Files: 100}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		dir := t.TempDir()

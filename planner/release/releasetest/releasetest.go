@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -120,5 +121,53 @@ func TarGz(files map[string]string) []byte {
 	}
 	_ = tw.Close()
 	_ = gz.Close()
+	return buf.Bytes()
+}
+
+// Entry is one file of a tarball that Bomb builds: Data, or else MiB
+// mebibytes of zeros.
+type Entry struct {
+	Name string
+	Data []byte
+	MiB  int
+}
+
+// zeroMember is one gzip member of 1 MiB of zeros, about 1 KB. gzip
+// members concatenate into one stream, so a bomb of any size is built from
+// copies of it without compressing gigabytes.
+var zeroMember = sync.OnceValue(func() []byte { return gzipped(make([]byte, 1<<20)) })
+
+// Bomb returns a gzip'd tarball of entries, cheaply however much it
+// unpacks to: 2 GiB of zeros weigh about 2 MB.
+func Bomb(entries ...Entry) []byte {
+	var out bytes.Buffer
+	for _, e := range entries {
+		size := int64(len(e.Data))
+		if e.Data == nil {
+			size = int64(e.MiB) << 20
+		}
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		_ = tw.WriteHeader(&tar.Header{Name: e.Name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
+		_, _ = tw.Write(e.Data)
+		_ = tw.Flush() // pads Data to a whole block
+		out.Write(gzipped(b.Bytes()))
+		if e.Data != nil {
+			continue
+		}
+		// Zeros come in whole blocks: no padding.
+		for range e.MiB {
+			out.Write(zeroMember())
+		}
+	}
+	out.Write(gzipped(make([]byte, 1024))) // the end of the archive
+	return out.Bytes()
+}
+
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	_, _ = w.Write(b)
+	_ = w.Close()
 	return buf.Bytes()
 }
