@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -10,9 +9,10 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
-// MaxRelease bounds one uploaded release tarball. Releases are streamed to
-// the store, never held in memory; cf-release tarballs run to a few GB.
-const MaxRelease = 64 << 30
+// drainRefused is how much of a refused upload's body is still read, so
+// that a client that is still sending reads the answer rather than a reset
+// connection; past it the connection is closed.
+const drainRefused = 8 << 20
 
 // Releases stores uploaded BOSH releases. The engine wires the planner's
 // release store in; the API only streams bodies to it.
@@ -20,7 +20,9 @@ type Releases interface {
 	// Upload reads one release tarball from r and answers the HTTP code
 	// and body: 201 (stored) or 200 (already stored) with the release,
 	// 400 naming the file at fault, 409 for a version stored with other
-	// contents.
+	// contents, 413 naming the limit passed and the flag that raises it,
+	// 507 when the disk lacks the room. It stops reading r where it
+	// refuses, and bounds r's size itself.
 	Upload(ctx context.Context, r io.Reader) (int, any)
 	// List answers 200 and every stored release.
 	List(ctx context.Context) (int, any)
@@ -48,28 +50,11 @@ func (s *server) uploadRelease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "this engine keeps no releases")
 		return
 	}
-	body := &limitedBody{r: http.MaxBytesReader(w, r.Body, MaxRelease)}
-	code, out := s.o.Releases.Upload(r.Context(), body)
-	if body.tooBig {
-		writeError(w, http.StatusRequestEntityTooLarge, "release larger than 64 GiB")
-		return
+	code, out := s.o.Releases.Upload(r.Context(), r.Body)
+	if code >= 400 {
+		_, _ = io.CopyN(io.Discard, r.Body, drainRefused)
 	}
 	writeJSON(w, code, out)
-}
-
-// limitedBody notes when the size limit cut the body short.
-type limitedBody struct {
-	r      io.Reader
-	tooBig bool
-}
-
-func (b *limitedBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		b.tooBig = true
-	}
-	return n, err
 }
 
 // releaseFiles serves the stored releases' package tarballs to nodes,
