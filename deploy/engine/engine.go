@@ -63,6 +63,9 @@ type Options struct {
 	// Limits bound the API's requests in flight and its timeouts (zero:
 	// the API's defaults).
 	Limits api.Limits
+	// ReleaseLimits bound a release upload (zero fields: the store's
+	// defaults).
+	ReleaseLimits release.Limits
 	// EngineID, when set, is this engine's id (what nodes record as their
 	// owner); by default it is read from <data>/engine-id or the store,
 	// or made at first start.
@@ -242,7 +245,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	port, _ := strconv.Atoi(httpPort)
 
-	releases, err := release.NewStore(filepath.Join(o.DataDir, "releases"))
+	releases, err := release.NewLimitedStore(filepath.Join(o.DataDir, "releases"), o.ReleaseLimits)
 	if err != nil {
 		return err
 	}

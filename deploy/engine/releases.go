@@ -26,10 +26,18 @@ func (a releaseAPI) Dir() string { return a.store.Dir() }
 func (a releaseAPI) Upload(ctx context.Context, r io.Reader) (int, any) {
 	rel, created, err := a.store.Import(ctx, r)
 	var bad *release.BadRelease
+	var tooLarge *release.TooLarge
+	var noSpace *release.NoSpace
 	var conflict *release.Conflict
 	switch {
 	case errors.As(err, &bad):
 		return 400, contract.ErrorBody{Error: err.Error()}
+	case errors.As(err, &tooLarge):
+		a.log.Warn("release refused", "err", err)
+		return 413, contract.ErrorBody{Error: err.Error()}
+	case errors.As(err, &noSpace):
+		a.log.Warn("release refused", "err", err, "dir", a.store.Dir())
+		return 507, contract.ErrorBody{Error: err.Error()}
 	case errors.As(err, &conflict):
 		return 409, contract.ErrorBody{Error: err.Error()}
 	case err != nil:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/deploy/engine"
+	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -47,7 +49,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	var memMB int64
 	fs.Int64Var(&memMB, "memory-limit-mb", defaultMemoryLimitMB, "floor in MiB of the engine's soft memory limit, which follows its live heap above it with room for half of it again, at least 48 MiB (default: $GOMEMLIMIT as a fixed limit when set); 0 for none")
+	rel := releaseFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var err error
+	if o.ReleaseLimits, err = rel(); err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
 		return 2
 	}
 	if memMB < 0 {
@@ -92,6 +100,23 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// releaseFlags declares the limits of a release upload on fs; the func
+// returned, once fs is parsed, checks them and converts them to bytes.
+func releaseFlags(fs *flag.FlagSet) func() (release.Limits, error) {
+	def := release.Limits{}.WithDefaults()
+	upload := fs.Int64("release-max-mb", def.Upload>>20, "largest release tarball an upload may send, compressed, in MiB")
+	unpacked := fs.Int64("release-max-unpacked-mb", def.Unpacked>>20, "most a release tarball may unpack to, in MiB")
+	expansion := fs.Int64("release-max-expansion", def.Expansion, "most times its compressed size a release tarball may unpack to beyond its first 64 MiB (a real release: about once; a compression bomb: a thousand times)")
+	text := fs.Int64("release-max-text-kb", def.Text>>10, "largest template or monit file of a release's job, in KiB, which the engine keeps in memory; release.MF and each job.MF may have a quarter of it, a job's tarball 4 times it, a release's jobs together 32 times it")
+	files := fs.Int("release-max-files", def.Files, "most entries in a release tarball or in one of its jobs")
+	return func() (release.Limits, error) {
+		if *upload < 1 || *unpacked < 1 || *expansion < 1 || *text < 4 || *files < 1 {
+			return release.Limits{}, errors.New("--release-max-mb, --release-max-unpacked-mb, --release-max-expansion and --release-max-files must be at least 1, --release-max-text-kb at least 4")
+		}
+		return release.Limits{Upload: *upload << 20, Unpacked: *unpacked << 20, Expansion: *expansion, Text: *text << 10, Files: *files}, nil
+	}
 }
 
 // defaultMemoryLimitMB is the floor of the engine's soft memory limit.

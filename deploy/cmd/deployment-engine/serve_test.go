@@ -9,6 +9,8 @@ import (
 	"runtime/metrics"
 	"strings"
 	"testing"
+
+	"github.com/deployment-engine/engine/planner/release"
 )
 
 func TestServeRefusesUnknownService(t *testing.T) {
@@ -84,5 +86,25 @@ func TestServeMemoryLimit(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := serve(context.Background(), []string{"--memory-limit-mb", "-1"}, &stderr); code != 2 || !strings.Contains(stderr.String(), "must not be negative") {
 		t.Errorf("a negative limit: exit %d, %q", code, stderr.String())
+	}
+}
+
+// The release limits' flags reach the store in bytes, their defaults the
+// store's own; a limit below 1 is refused before the engine starts.
+func TestServeReleaseLimits(t *testing.T) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	rel := releaseFlags(fs)
+	if err := fs.Parse([]string{"--release-max-mb", "100", "--release-max-text-kb", "64", "--release-max-files", "50"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rel()
+	want := release.Limits{}.WithDefaults()
+	want.Upload, want.Text, want.Files, want.KeepFree = 100<<20, 64<<10, 50, 0
+	if err != nil || got != want {
+		t.Errorf("limits %+v, %v; want %+v", got, err, want)
+	}
+	var stderr bytes.Buffer
+	if code := serve(context.Background(), []string{"--data", t.TempDir(), "--release-max-unpacked-mb", "0"}, &stderr); code != 2 || !strings.Contains(stderr.String(), "--release-max-unpacked-mb") {
+		t.Errorf("--release-max-unpacked-mb 0: exit %d, %s", code, stderr.String())
 	}
 }
