@@ -28,10 +28,6 @@ import (
 // MaxBody is the largest request body any route reads.
 const MaxBody = 1 << 20
 
-// revokeCheck is how often the tokens of requests in flight are verified
-// again: a revoked token's event stream ends within it.
-const revokeCheck = 250 * time.Millisecond
-
 // Options configure the API.
 type Options struct {
 	NC *nats.Conn

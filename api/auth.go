@@ -11,6 +11,10 @@ import (
 	"github.com/deployment-engine/engine/services/contract"
 )
 
+// revokeCheck is how often the tokens of requests in flight are verified
+// again: a revoked token's event stream ends within it.
+const revokeCheck = 250 * time.Millisecond
+
 // errRevoked ends a request whose token stopped verifying while it ran.
 var errRevoked = errors.New("the API token was revoked, or lost the role this request needs, while the request ran")
 
