@@ -110,6 +110,7 @@ func TestRolesGateRoutes(t *testing.T) {
 		"PUT /deployment-engine/heal":                     RoleWrite,
 		"PUT /deployment-engine/restart":                  RoleWrite,
 		"PUT /deployment-engine/stop":                     RoleWrite,
+		"POST /deployment-engine/takeover":                RoleWrite,
 	}
 	err := chi.Walk(h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		key := method + " " + route
