@@ -69,16 +69,13 @@ func open(aead cipher.AEAD, s string) (string, error) {
 	return string(pt), nil
 }
 
-// EncodeConfig is cfg as the config bucket keeps it: its secrets sealed
-// when this process has the engine's key.
+// EncodeConfig is cfg as the config bucket keeps it: every secret
+// (contract.Config.MapSecrets) sealed when this process has the engine's key.
 func EncodeConfig(cfg contract.Config) ([]byte, error) {
-	out := cfg.Clone()
+	out := cfg
 	if keys := sealKeys.Load(); keys != nil {
-		for _, s := range out.Properties.Secrets() {
-			if *s != "" {
-				*s = seal((*keys)[len(*keys)-1], *s)
-			}
-		}
+		aead := (*keys)[len(*keys)-1]
+		out, _ = cfg.MapSecrets(func(s string) (string, error) { return seal(aead, s), nil })
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
@@ -101,25 +98,26 @@ func StoreConfig(ctx context.Context, kv jetstream.KeyValue, cfg contract.Config
 
 // openSecrets opens every sealed secret of cfg in place.
 func openSecrets(cfg *contract.Config) error {
-	for _, s := range cfg.Properties.Secrets() {
-		if !strings.HasPrefix(*s, sealedPrefix) {
-			continue
+	opened, err := cfg.MapSecrets(func(s string) (string, error) {
+		if !strings.HasPrefix(s, sealedPrefix) {
+			return s, nil
 		}
 		keys := sealKeys.Load()
 		if keys == nil {
-			return ErrSealed
+			return "", ErrSealed
 		}
 		var v string
 		var err error
 		for i := len(*keys) - 1; i >= 0; i-- {
-			if v, err = open((*keys)[i], *s); err == nil {
+			if v, err = open((*keys)[i], s); err == nil {
 				break
 			}
 		}
-		if err != nil {
-			return err
-		}
-		*s = v
+		return v, err
+	})
+	if err != nil {
+		return err
 	}
+	*cfg = opened
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/deployment-engine/engine/services/contract"
@@ -25,7 +26,9 @@ func TestConfigSecretsSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := contract.Config{Components: map[string][]string{"web": {"10.0.0.1"}},
-		Properties: contract.Properties{Domain: "a.b", Root: "root-secret-77", Password: "user-secret-88", Key: "-----BEGIN OPENSSH PRIVATE KEY-----\nkey-secret-99\n"}}
+		Properties: contract.Properties{Domain: "a.b", Root: "root-secret-77", Password: "user-secret-88", Key: "-----BEGIN OPENSSH PRIVATE KEY-----\nkey-secret-99\n",
+			Notify: &contract.NotifyConfig{Webhooks: []contract.Webhook{{URL: "https://hooks.example/x", Secret: "hook-secret-66"}}},
+			Jobs:   map[string]any{"vault": map[string]any{"admin_password": "job-secret-55", "tls": map[string]any{"private_key": "job-secret-44"}, "port": 8200.0, "greeting": "hello"}}}}
 
 	// A process without the key cannot open what another sealed.
 	SetSealKey([]byte("engine-key-for-this-test-0123456789"))
@@ -36,7 +39,7 @@ func TestConfigSecretsSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"root-secret-77", "user-secret-88", "key-secret-99"} {
+	for _, s := range []string{"root-secret-77", "user-secret-88", "key-secret-99", "hook-secret-66", "job-secret-55", "job-secret-44"} {
 		if bytes.Contains(e.Value(), []byte(s)) {
 			t.Fatalf("the bucket holds %s in clear: %s", s, e.Value())
 		}
@@ -45,8 +48,11 @@ func TestConfigSecretsSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Properties.Root != cfg.Properties.Root || got.Properties.Password != cfg.Properties.Password || got.Properties.Key != cfg.Properties.Key {
-		t.Fatalf("secrets did not come back: %+v", got.Properties)
+	if !reflect.DeepEqual(got, cfg) {
+		t.Fatalf("the config did not come back as stored:\n%+v\nwant\n%+v", got.Properties, cfg.Properties)
+	}
+	if !bytes.Contains(e.Value(), []byte(`"greeting":"hello"`)) {
+		t.Errorf("a property that is no secret is sealed too: %s", e.Value())
 	}
 	keys := sealKeys.Swap(nil)
 	defer sealKeys.Store(keys)

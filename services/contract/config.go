@@ -163,6 +163,62 @@ func redactTree(v any, secret bool) any {
 	return v
 }
 
+// MapSecrets returns a copy of c with f applied to each of its secret
+// strings that is not empty: the offered secrets (password, root, key),
+// each webhook's, and every string of a BOSH job property under a secret
+// name (what Redact hides). Sealing at rest and opening use it, so that
+// no secret source is left out of either.
+func (c Config) MapSecrets(f func(string) (string, error)) (Config, error) {
+	out := c.Clone()
+	var err error
+	apply := func(s *string) {
+		if err == nil && *s != "" {
+			*s, err = f(*s)
+		}
+	}
+	for _, s := range out.Properties.Secrets() {
+		apply(s)
+	}
+	if n := out.Properties.Notify; n != nil {
+		for i := range n.Webhooks {
+			for _, s := range n.Webhooks[i].secrets() {
+				apply(s)
+			}
+		}
+	}
+	if out.Properties.Jobs != nil {
+		out.Properties.Jobs = mapTree(out.Properties.Jobs, false, func(s string) string {
+			apply(&s)
+			return s
+		}).(map[string]any)
+	}
+	return out, err
+}
+
+// mapTree copies a property tree with f applied to every string under a
+// secret name.
+func mapTree(v any, secret bool, f func(string) string) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[k] = mapTree(x, secret || secretName(k), f)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = mapTree(x, secret, f)
+		}
+		return out
+	case string:
+		if secret {
+			return f(t)
+		}
+	}
+	return v
+}
+
 // keepTree puts back, wherever tree holds the redaction marker, the value
 // at the same place in stored.
 func keepTree(tree, stored any) any {
