@@ -16,7 +16,7 @@ func init() { commands["completion"] = completionCmd }
 var completion = map[string]struct{ subs, flags []string }{
 	"serve": {flags: []string{"--listen", "--data", "--nats", "--nats-listen", "--no-agents", "--catalog", "--auth",
 		"--tls", "--tls-cert", "--tls-key", "--only", "--replicas", "--engine-id", "--step-ack-wait",
-		"--log-max-mb", "--log-keep", "--log-level", "--memory-limit-mb",
+		"--log-max-mb", "--log-keep", "--log-level", "--memory-limit-mb", "--webhook-allow",
 		"--release-max-mb", "--release-max-unpacked-mb", "--release-max-expansion", "--release-max-text-kb", "--release-max-files"}},
 	"backup":     {flags: []string{"--data", "--nats"}},
 	"restore":    {flags: []string{"--data", "--nats"}},
