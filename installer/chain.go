@@ -40,7 +40,7 @@ const maxInline = 1 << 20
 // that wrote them. de_file installs a file from base64 on stdin unless the
 // node has it already, checking its size and SHA-256 before it moves it
 // into place.
-const chainFuncs = `de_mark() { printf '%s %s\n' "$DE_N" "$*"; printf '%s %s\n' "$DE_N" "$*" >&2; }
+const chainFuncs = reapFuncs + `de_mark() { printf '%s %s\n' "$DE_N" "$*"; printf '%s %s\n' "$DE_N" "$*" >&2; }
 de_file() {
   k=$1 i=$2 p=$3 m=$4 sum=$5 size=$6
   if [ -f "$p" ] && [ "$(sha256sum < "$p" | cut -d' ' -f1) $(stat -c %a "$p")" = "$sum $m" ]; then cat >/dev/null; return 0; fi
@@ -52,15 +52,15 @@ de_file() {
 }
 `
 
-// chainStepWrapper is stepWrapper run as a child of the chain's shell
-// instead of replacing it, with the step's deadline taken as it begins;
-// the chain made the run directory once, and the step's script is read
-// without a process of its own.
+// chainStepWrapper is a step alone's command run by the chain's shell,
+// with the step's deadline taken as it begins; the chain made the run
+// directory once, and the step's script is read without a process of its
+// own. chainScript launches it and waits for it as launch does.
 var chainStepWrapper = strings.NewReplacer(
-	"mkdir -p "+nodefs.Run+" && exec setsid", "DE_UNTIL=$(( ${EPOCHSECONDS:-$(date +%%s)} + %[1]d )) setsid",
+	"setsid -w timeout", "DE_UNTIL=$(( ${EPOCHSECONDS:-$(date +%%s)} + %[1]d )) setsid -w timeout",
 	"%[5]d", "$DE_UNTIL",
 	"script=$(cat);", `IFS= read -r -d "" script;`,
-).Replace(stepWrapper)
+).Replace(stepCommand)
 
 // chainSettle is settleScript as a function of the chain script (key and
 // hash its arguments), which returns where the script exits: no process
@@ -129,7 +129,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 			script += "\n"
 		}
 		fmt.Fprintf(&b, chainStepWrapper, stepSecs(s)+5, key, s.Hash, s.Deployment, 0, exitLocked)
-		fmt.Fprintf(&b, " <<'%[1]s'\n%[2]s%[1]s\nrc=$?\nde_mark exit %[3]d $rc\n[ $rc -eq 0 ] || exit 0\nfi\n", eof, script, k)
+		fmt.Fprintf(&b, " <<'%[1]s' &\n%[2]s%[1]s\n%[4]s\nde_mark exit %[3]d $rc\n[ $rc -eq 0 ] || exit 0\nfi\n", eof, script, k, awaitRun(key))
 	}
 	b.WriteString("de_mark end\n")
 	return b.String(), nil
@@ -139,8 +139,8 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 func chainPID(nonce string) string { return nodefs.Run + "/chain-" + nonce + ".pid" }
 
 // killChain stops a chain on the node: first its shell, so that it starts
-// no further step, then the process group of each of its steps from the
-// one that runs.
+// no further step, then the run of each of its steps from the one that
+// runs, with all it started.
 func killChain(c *ssh.Client, nonce string, keys []string) {
 	sess, err := c.NewSession()
 	if err != nil {
@@ -148,9 +148,10 @@ func killChain(c *ssh.Client, nonce string, keys []string) {
 	}
 	defer sess.Close()
 	var b strings.Builder
+	b.WriteString(reapFuncs)
 	fmt.Fprintf(&b, "read -r p < %[1]s 2>/dev/null && kill -KILL \"$p\" 2>/dev/null; rm -f %[1]s\n", chainPID(nonce))
 	for _, k := range keys {
-		fmt.Fprintf(&b, "f=%s/%s.pgid; read -r pg _ < \"$f\" 2>/dev/null && [ -n \"$pg\" ] && { kill -TERM -- -\"$pg\" 2>/dev/null; sleep 1; kill -KILL -- -\"$pg\" 2>/dev/null; rm -f \"$f\"; }\n", nodefs.Run, k)
+		b.WriteString(killRun(k))
 	}
 	b.WriteString("true\n")
 	_ = sess.Run(b.String())

@@ -16,14 +16,59 @@ import (
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
+// A command a wrapper starts runs in a session and process group of its
+// own, but what it starts may leave both (setsid, a double fork), and a
+// deadline or a cancel must kill that too. So each run has an id, its name
+// and process group (<name>.<pgid>), which its shell exports as DE_RUN to
+// everything it starts, and its shell moves itself into a cgroup of that
+// name under deployment-engine/ when the node has a writable cgroup v2
+// (unified, or beside v1 as systemd's hybrid layout has it). de_reap kills
+// a run by its id: its cgroup (cgroup.kill, or every pid in cgroup.procs
+// on kernels before 5.14), its process group, and every process whose
+// environment carries its DE_RUN — what escapes the last is a process that
+// left both the cgroup and the environment behind. A run that ends by
+// itself is not reaped: what it left running (a daemon) is its work.
+
+// cgroupRoots are where a node may have its cgroup v2 hierarchy.
+const cgroupRoots = "/sys/fs/cgroup /sys/fs/cgroup/unified"
+
+// runJoin is what a wrapped command's shell does first, once it has read
+// its process group into pg; %[2]s is the run's name.
+const runJoin = `export DE_RUN=%[2]s.$pg; for de_r in ` + cgroupRoots + `; do [ -f $de_r/cgroup.controllers ] || continue; de_c=$de_r/deployment-engine/$DE_RUN; mkdir -p $de_c 2>/dev/null && { echo $$ > $de_c/cgroup.procs; } 2>/dev/null; break; done; `
+
+// reapFuncs define, in POSIX sh, de_reap NAME PGID (kill a run and all it
+// started) and de_end NAME PGID STATUS (after a run: reap it when timeout
+// killed it, else drop its cgroup if nothing is left in it).
+const reapFuncs = `de_reap() { for de_r in ` + cgroupRoots + `; do de_c=$de_r/deployment-engine/$1.$2; [ -f $de_c/cgroup.procs ] || continue; ` +
+	`{ echo 1 > $de_c/cgroup.kill; } 2>/dev/null || for de_i in 1 2 3 4 5 6 7 8 9 10; do de_p=$(cat $de_c/cgroup.procs); [ -n "$de_p" ] || break; kill -KILL $de_p 2>/dev/null; sleep 0.1; done; ` +
+	`de_i=0; until rmdir $de_c 2>/dev/null || [ $de_i -ge 50 ]; do sleep 0.1; de_i=$((de_i+1)); done; done; ` +
+	`kill -KILL -- -$2 2>/dev/null; ` +
+	`for de_i in 1 2 3 4 5; do de_p=$(grep -lzxF DE_RUN=$1.$2 /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3); [ -n "$de_p" ] || break; kill -KILL $de_p 2>/dev/null; done; }
+de_end() { case $3 in 124|137) de_reap $1 $2;; *) for de_r in ` + cgroupRoots + `; do rmdir $de_r/deployment-engine/$1.$2 2>/dev/null; done;; esac; }
+`
+
+// launch starts a wrapper's command in the background with the session's
+// stdin, so that its pid — which is its session and process group, as
+// setsid needs no fork in a shell without job control — is known (de_pg),
+// waits for it and ends it with de_end; %[2]s is the run's name.
+func launch(cmd string) string {
+	return `mkdir -p ` + nodefs.Run + ` || exit; ` + reapFuncs + `exec 3<&0; ` + cmd + ` 0<&3 3<&- & exec 3<&-; ` + awaitRun("%[2]s") + `; exit $rc`
+}
+
+// awaitRun waits for the wrapped command of name started last, leaving
+// its status in rc, and ends it.
+func awaitRun(name string) string {
+	return `de_pg=$!; wait $de_pg; rc=$?; de_end ` + name + ` $de_pg $rc`
+}
+
 // wrapper runs the script that arrives on stdin: in a session and process
 // group of its own, whose id it records so that a command that outlives
 // its deadline is killed on the node; under coreutils timeout as a
 // backstop; with stdin closed once the script is read, so nothing it runs
 // can swallow the script. The script and its secrets never reach argv.
-const wrapper = `mkdir -p ` + nodefs.Run + ` && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; echo "$pg" > ` + nodefs.Run + `/%[2]s.pgid; trap "rm -f ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; eval "$script"'`
+var wrapper = launch(`setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; ` + runJoin + `echo "$pg" > ` + nodefs.Run + `/%[2]s.pgid; trap "rm -f ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; eval "$script"'`)
 
-// stepWrapper runs a step's script like wrapper, and also: under an
+// stepCommand runs a step's script like wrapper, and also: under an
 // exclusive lock of the step's key on the node (held by the wrapping bash,
 // never by what the script starts), and with the step's hash, deployment
 // and deadline recorded beside the process group, so that a later attempt
@@ -31,7 +76,10 @@ const wrapper = `mkdir -p ` + nodefs.Run + ` && exec setsid -w timeout -k 5 %[1]
 // The script writes through tee -p, which outlives a dropped connection:
 // a step whose engine died goes on to its end instead of dying of SIGPIPE
 // at its next line of output, so that the next attempt finds it done.
-const stepWrapper = `mkdir -p ` + nodefs.Run + ` && exec setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap ": > ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
+const stepCommand = `setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; ` + runJoin + `exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap ": > ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
+
+// stepWrapper is stepCommand launched as a step alone.
+var stepWrapper = launch(stepCommand)
 
 // exitLocked is the step wrapper's exit status when another run held the
 // step's lock for a minute: a transient state, tried again.
@@ -47,14 +95,16 @@ type stepJob struct {
 // before a new one starts. An earlier run of the same work (same hash: its
 // installer died or its message came back) is waited for until its
 // deadline, so that work that was going to finish is not done twice; any
-// other, or one past its deadline, has its whole process group killed, and
-// the script waits until the group is gone. It prints what it did.
+// other, or one past its deadline, is killed with all it started (de_reap,
+// which the script needs defined), and the script waits until its process
+// group is gone. A run whose group died without clearing its record died
+// abnormally: what it left is reaped too. It prints what it did.
 const settleScript = `f=` + nodefs.Run + `/%[1]s.pgid
 [ -f "$f" ] || exit 0
 read -r pg hash _ until < "$f" || true
 case "$pg" in '') exit 0;; *[!0-9]*) rm -f "$f"; exit 0;; esac
 alive() { kill -0 -- -"$pg" 2>/dev/null; }
-if ! alive; then rm -f "$f"; exit 0; fi
+if ! alive; then de_reap %[1]s "$pg"; rm -f "$f"; exit 0; fi
 if [ "$hash" = %[2]s ]; then
   case "$until" in ''|*[!0-9]*) until=0;; esac
   while alive && [ "$(date +%%s)" -lt "$until" ]; do sleep 0.5; done
@@ -65,13 +115,14 @@ i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL -- -"$pg" 2>/dev/null
 i=0; while alive && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 if alive; then echo "process group $pg of an earlier run does not die" >&2; exit 1; fi
+de_reap %[1]s "$pg"
 rm -f "$f"
 echo "killed an earlier run of this step (process group $pg) before running it"
 `
 
 // settle runs settleScript for a step's key and hash.
 func settle(ctx context.Context, c *ssh.Client, key, hash string) (string, error) {
-	out, err := output(ctx, c, fmt.Sprintf(settleScript, key, hash), nil)
+	out, err := output(ctx, c, reapFuncs+fmt.Sprintf(settleScript, key, hash), nil)
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -166,15 +217,22 @@ func exitOf(err error) execResult {
 	return execResult{err: fmt.Errorf("the connection dropped while the command ran: %w", err)}
 }
 
-// killGroup kills the process group a wrapped command recorded.
+// killGroup kills a wrapped command's run, with all it started.
 func killGroup(c *ssh.Client, name string) {
 	sess, err := c.NewSession()
 	if err != nil {
 		return
 	}
 	defer sess.Close()
-	f := nodefs.Run + "/" + name + ".pgid"
-	_ = sess.Run(fmt.Sprintf(`read -r pg _ < %[1]s 2>/dev/null && [ -n "$pg" ] && { kill -TERM -- -"$pg" 2>/dev/null; sleep 1; kill -KILL -- -"$pg" 2>/dev/null; rm -f %[1]s; }; true`, f))
+	_ = sess.Run(reapFuncs + killRun(name) + "true\n")
+}
+
+// killRun is a shell command that kills the run of name recorded in its
+// run file, with all it started: TERM to its process group, then KILL a
+// second later to the group and everything de_reap finds.
+func killRun(name string) string {
+	return fmt.Sprintf(`f=%[1]s/%[2]s.pgid; pg=; read -r pg _ < "$f" 2>/dev/null; case "$pg" in ''|*[!0-9]*) ;; *) kill -TERM -- -"$pg" 2>/dev/null; sleep 1; de_reap %[2]s "$pg"; rm -f "$f";; esac
+`, nodefs.Run, name)
 }
 
 // output runs a short command and returns its stdout.
