@@ -136,7 +136,10 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	} else if err := cat.Verify(); err != nil {
 		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %s failed its integrity check (%v): reinstall the engine or restore the catalog directory", cat.Name, err)}
 	}
-	previous := loadPlacement(ctx, p.o.Res)
+	previous, err := loadPlacement(ctx, p.o.Res)
+	if err != nil {
+		return nil, err
+	}
 	nodes := cfg.Nodes()
 	for ip := range previous {
 		if !contains(nodes, ip) {

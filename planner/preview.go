@@ -84,7 +84,10 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 	if err != nil {
 		return nil, err
 	}
-	previous := loadPlacement(ctx, p.o.Res)
+	previous, err := loadPlacement(ctx, p.o.Res)
+	if err != nil {
+		return nil, err
+	}
 	nodes := cfg.Nodes()
 	for ip := range previous {
 		if !contains(nodes, ip) {

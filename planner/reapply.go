@@ -53,8 +53,12 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 			return 0, nil, kit.Errorf(409, "%s is owned by engine %s", r.IP, r.Owner)
 		}
 	}
+	previous, err := loadPlacement(ctx, p.o.Res)
+	if err != nil {
+		return 0, nil, err
+	}
 	id := newID()
-	pin := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: loadPlacement(ctx, p.o.Res), timeout: p.o.StepTimeout, digest: p.digest,
+	pin := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest,
 		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
 	pin.agent = p.agentPlanFor(cfg)
 	all, err := buildPlan(pin)

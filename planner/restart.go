@@ -45,7 +45,10 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	if id, ok := p.sched.running(); ok {
 		return 0, nil, kit.Errorf(409, "deployment %s is still running; restart when it has finished", id)
 	}
-	previous := loadPlacement(ctx, p.o.Res)
+	previous, err := loadPlacement(ctx, p.o.Res)
+	if err != nil {
+		return 0, nil, err
+	}
 	var nodes []string
 	for _, ip := range ips {
 		if !contains(previous[ip], in.Component) {

@@ -330,19 +330,44 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 	}
 	failed := rec.finish(reason, now)
 	s.dirty = true
-	if b, err := json.Marshal(rec.placementAfter(loadPlacement(ctx, s.res))); err == nil {
-		if _, err := s.res.Scheduler.Put(ctx, keyPlacement, b); err != nil {
-			s.log.Error("store placement", "err", err)
-		}
-	}
-	s.flushLocked(ctx)
-	// The current mark, the lock and the finished event: what the store
-	// refuses now is written once it answers.
-	s.unfinished = &unfinished{mark: true, lock: true, event: &contract.DeploymentEvent{
+	// The placement, the current mark, the lock and the finished event:
+	// what the store refuses now is written once it answers. The placement
+	// goes before the record, which a restart reads as finished.
+	s.unfinished = &unfinished{placement: rec, mark: true, lock: true, event: &contract.DeploymentEvent{
 		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error}}
+	s.placeLocked(ctx, s.unfinished)
+	s.flushLocked(ctx)
 	s.endLocked(ctx)
 	s.log.Info("deployment finished", "id", rec.ID, "state", rec.State, "changed", rec.Changed, "failed", failed)
 	s.p.finished(rec)
+}
+
+// placeLocked stores where components run once u's deployment ended: the
+// stored placement updated with what it placed and removed. Nothing is
+// written while the stored one cannot be read, or the update would start
+// from nothing and forget every instance it did not touch: an unavailable
+// store is tried again on the next tick, holding the deploy lock so no
+// deployment plans from the old placement meanwhile; a placement that does
+// not decode is left for an operator, and the next deployment refuses to
+// plan from it, saying so.
+func (s *scheduler) placeLocked(ctx context.Context, u *unfinished) {
+	if u.placement == nil {
+		return
+	}
+	prev, err := loadPlacement(ctx, s.res)
+	if err == nil {
+		var b []byte
+		if b, err = json.Marshal(u.placement.placementAfter(prev)); err == nil {
+			_, err = s.res.Scheduler.Put(ctx, keyPlacement, b)
+		}
+	}
+	if err != nil && bus.Unavailable(err) {
+		return
+	}
+	if err != nil {
+		s.log.Error("store placement: the stored one is kept as it is", "id", u.placement.ID, "err", err)
+	}
+	u.placement = nil
 }
 
 func (s *scheduler) publish(ctx context.Context, subj string, v any) {

@@ -97,14 +97,23 @@ func currentID(ctx context.Context, res *bus.Resources) (string, error) {
 	return string(e.Value()), nil
 }
 
-func loadPlacement(ctx context.Context, res *bus.Resources) map[string][]string {
+// loadPlacement reads which components run on which node. None stored is
+// an empty placement; any other failure, to read or to decode it, is an
+// error: a placement planned or updated from an empty one taken for it
+// would forget instances, and written back would lose them for good.
+func loadPlacement(ctx context.Context, res *bus.Resources) (map[string][]string, error) {
 	out := map[string][]string{}
 	e, err := res.Scheduler.Get(ctx, keyPlacement)
-	if err != nil {
-		return out
+	if bus.IsNotFound(err) {
+		return out, nil
 	}
-	_ = json.Unmarshal(e.Value(), &out)
-	return out
+	if err != nil {
+		return nil, fmt.Errorf("read the placement: %w", err)
+	}
+	if err := json.Unmarshal(e.Value(), &out); err != nil {
+		return nil, fmt.Errorf("the stored placement (%s %s) does not decode: %w", bus.KVScheduler, keyPlacement, err)
+	}
+	return out, nil
 }
 
 // deploymentIDs lists the ids of every stored deployment.

@@ -63,7 +63,10 @@ func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 	if _, err := b.Res.Scheduler.Get(ctx, stepsKey("d-old")); err != nil {
 		t.Errorf("steps not moved: %v", err)
 	}
-	pl := loadPlacement(ctx, b.Res)
+	pl, err := loadPlacement(ctx, b.Res)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !slices.Equal(pl["10.0.0.9"], []string{"z"}) || len(pl["10.0.0.1"]) != 0 {
 		// The diamond places nothing: the old placement is kept as it was.
 		t.Errorf("placement %v", pl)

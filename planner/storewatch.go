@@ -40,8 +40,8 @@ func (s *scheduler) storeUp() {
 // the store was unavailable are queued again once it answers; a deployment
 // whose store has not answered for longer than a silent step may last is
 // failed, saying why, rather than left running; and what its end could not
-// write then (clearing the current mark, releasing the lock, the finished
-// event) is written once the store is back. It reports whether it ended
+// write then (the placement, clearing the current mark, releasing the
+// lock, the finished event) is written once the store is back. It reports whether it ended
 // the deployment.
 func (s *scheduler) watchStoreLocked(ctx context.Context, now time.Time) bool {
 	if s.unfinished != nil && now.Sub(s.lastTry) >= time.Second {
@@ -64,13 +64,15 @@ func (s *scheduler) watchStoreLocked(ctx context.Context, now time.Time) bool {
 	return false
 }
 
-// endLocked clears the current mark and the deploy lock of a deployment
-// that ended, and announces its end. What the store refuses because it is
-// unavailable stays for the next tick; any other failure is logged and
-// left, as it would be when the store answers.
+// endLocked stores the placement, clears the current mark and the deploy
+// lock of a deployment that ended, and announces its end. What the store
+// refuses because it is unavailable stays for the next tick (the lock until
+// the placement is stored); any other failure is logged and left, as it
+// would be when the store answers.
 func (s *scheduler) endLocked(ctx context.Context) {
 	u := s.unfinished
 	id := u.event.ID
+	s.placeLocked(ctx, u)
 	done := func(what string, err error) bool {
 		if err == nil || bus.IsNotFound(err) {
 			return true
@@ -91,7 +93,7 @@ func (s *scheduler) endLocked(ctx context.Context) {
 	if u.lock && s.cur != nil && s.cur.ID != id {
 		u.lock = false // this scheduler holds it for another deployment now
 	}
-	if u.lock {
+	if u.lock && u.placement == nil {
 		u.lock = !done("release the deploy lock", s.releaseLease(ctx, id))
 	}
 	if !u.sent {
@@ -100,13 +102,15 @@ func (s *scheduler) endLocked(ctx context.Context) {
 	if u.purge {
 		u.purge = !done("take the deployment's steps out of the queue", s.res.Steps.Purge(ctx, jetstream.WithPurgeSubject(subject.Steps(id))))
 	}
-	if !u.mark && !u.lock && u.sent && !u.purge {
+	if u.placement == nil && !u.mark && !u.lock && u.sent && !u.purge {
 		s.unfinished = nil
 	}
 }
 
 // unfinished is what ending a deployment still has to write.
 type unfinished struct {
+	// placement is the deployment whose placement is still to be stored.
+	placement               *record
 	mark, lock, sent, purge bool
 	event                   *contract.DeploymentEvent
 }
