@@ -39,7 +39,7 @@ properties:
   api_token: {description: a secret by its name}
   greeting: {default: hello}
 `),
-		"monit": nil,
+		"monit":                    nil,
 		"templates/vault.conf.erb": []byte("password=<%= p('admin_password') %>\ntoken=<%= p('api_token') %>\ngreeting=<%= p('greeting') %>\n"),
 	})
 	mf := fmt.Sprintf("---\nname: vault\nversion: '1'\npackages: []\njobs:\n- name: vault\n  version: '1'\n  fingerprint: %s\n  sha1: %s\n", sha1hex(job), sha1hex(job))
@@ -62,11 +62,11 @@ func TestPlantedSecretsGoNowhere(t *testing.T) {
 	defer resetBosh(t, "vault")
 
 	planted := map[string]string{
-		"user password":         "Planted-UserPw-7c1e",
-		"root password":         "Planted-RootPw-91ab",
-		"webhook secret":        "Planted-HookSecret-4f2d",
-		"job admin_password":    "Planted-JobPw-Q7w3",
-		"job api_token":         "Planted-JobToken-z8k5",
+		"user password":          "Planted-UserPw-7c1e",
+		"root password":          "Planted-RootPw-91ab",
+		"webhook secret":         "Planted-HookSecret-4f2d",
+		"job admin_password":     "Planted-JobPw-Q7w3",
+		"job api_token":          "Planted-JobToken-z8k5",
 		"the engine's API token": e.Token,
 	}
 	observer, err := os.ReadFile(filepath.Join(e.Data, "nats-observer"))
