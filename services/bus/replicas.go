@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +16,12 @@ type DeclareOption func(*declareOptions)
 
 type declareOptions struct {
 	replicas int
+	log      *slog.Logger
+}
+
+// WithLogger logs the waits of a Declare for a cluster not ready yet.
+func WithLogger(l *slog.Logger) DeclareOption {
+	return func(o *declareOptions) { o.log = l }
 }
 
 // WithReplicas keeps every stream and bucket on n servers (0: the
@@ -86,7 +93,7 @@ func raised(ctx context.Context, js jetstream.JetStream, name string, want int) 
 		return want, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("bus: read stream %s: %w", name, err)
+		return 0, fmt.Errorf("read stream %s: %w", name, err)
 	}
 	return max(want, s.CachedInfo().Config.Replicas), nil
 }

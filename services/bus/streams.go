@@ -63,7 +63,8 @@ type Resources struct {
 // Declare creates or updates every stream and bucket and returns them.
 // It is idempotent: every service may call it at start. Each is kept on
 // as many servers as the options say (see WithReplicas); one that exists
-// with fewer is raised in place, its messages kept.
+// with fewer is raised in place, its messages kept. What the cluster is
+// not ready for yet is tried again, with back-off, until ctx ends.
 func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resources, error) {
 	var o declareOptions
 	for _, f := range opts {
@@ -78,50 +79,66 @@ func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resour
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
 	r := &Resources{JS: js, Replicas: want}
-	n := map[string]int{}
-	for _, name := range []string{StreamSteps, StreamEvents, StreamAudit} {
-		if n[name], err = raised(ctx, js, name, want); err != nil {
+	// Each is waited for on its own, and named in the wait's log: a cluster
+	// that is still forming or electing leaders answers "not yet" (see
+	// NotYet) for a while, and a process started with it waits rather than
+	// dies; how long is ctx's to say.
+	declare := func(what, name string, f func(ctx context.Context, replicas int) error) error {
+		if err := Await(ctx, o.log, what, func(ctx context.Context) error {
+			n, err := raised(ctx, js, name, want)
+			if err != nil {
+				return err
+			}
+			return f(ctx, n)
+		}); err != nil {
+			return fmt.Errorf("bus: %s: %w", what, err)
+		}
+		return nil
+	}
+	streams := []struct {
+		dst *jetstream.Stream
+		cfg jetstream.StreamConfig
+	}{
+		{&r.Steps, jetstream.StreamConfig{
+			Name:        StreamSteps,
+			Description: "deployment steps waiting for an installer",
+			Subjects:    []string{subject.AllSteps},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Duplicates:  time.Hour,
+		}},
+		{&r.Events, jetstream.StreamConfig{
+			Name:        StreamEvents,
+			Description: "everything that happened: deployments, steps, log lines, nodes, components",
+			Subjects:    []string{subject.AllEvents},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      7 * 24 * time.Hour,
+			MaxBytes:    1 << 30,
+			Discard:     jetstream.DiscardOld,
+		}},
+		// Audit entries are published on de.evt.audit.> like every event,
+		// and sourced from there: one subject may belong to one stream only.
+		{&r.Audit, jetstream.StreamConfig{
+			Name:        StreamAudit,
+			Description: "the audit trail: every change through the API and every heal, kept a year",
+			Sources:     []*jetstream.StreamSource{{Name: StreamEvents, FilterSubject: subject.AllAudit}},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      365 * 24 * time.Hour,
+			MaxBytes:    256 << 20,
+			Discard:     jetstream.DiscardOld,
+		}},
+	}
+	for _, st := range streams {
+		if err := declare("stream "+st.cfg.Name, st.cfg.Name, func(ctx context.Context, n int) (err error) {
+			cfg := st.cfg
+			cfg.Replicas = n
+			*st.dst, err = js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		}); err != nil {
 			return nil, err
 		}
-	}
-	if r.Steps, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamSteps,
-		Description: "deployment steps waiting for an installer",
-		Subjects:    []string{subject.AllSteps},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Duplicates:  time.Hour,
-		Replicas:    n[StreamSteps],
-	}); err != nil {
-		return nil, fmt.Errorf("bus: stream %s: %w", StreamSteps, err)
-	}
-	if r.Events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamEvents,
-		Description: "everything that happened: deployments, steps, log lines, nodes, components",
-		Subjects:    []string{subject.AllEvents},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      7 * 24 * time.Hour,
-		MaxBytes:    1 << 30,
-		Discard:     jetstream.DiscardOld,
-		Replicas:    n[StreamEvents],
-	}); err != nil {
-		return nil, fmt.Errorf("bus: stream %s: %w", StreamEvents, err)
-	}
-	// Audit entries are published on de.evt.audit.> like every event, and
-	// sourced from there: one subject may belong to one stream only.
-	if r.Audit, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamAudit,
-		Description: "the audit trail: every change through the API and every heal, kept a year",
-		Sources:     []*jetstream.StreamSource{{Name: StreamEvents, FilterSubject: subject.AllAudit}},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      365 * 24 * time.Hour,
-		MaxBytes:    256 << 20,
-		Discard:     jetstream.DiscardOld,
-		Replicas:    n[StreamAudit],
-	}); err != nil {
-		return nil, fmt.Errorf("bus: stream %s: %w", StreamAudit, err)
 	}
 	kvs := []struct {
 		dst     *jetstream.KeyValue
@@ -138,17 +155,14 @@ func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resour
 		{&r.Engine, KVEngine, "the engine's identity", 1},
 	}
 	for _, k := range kvs {
-		rep, err := raised(ctx, js, "KV_"+k.name, want)
-		if err != nil {
+		if err := declare("kv "+k.name, "KV_"+k.name, func(ctx context.Context, n int) (err error) {
+			*k.dst, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: k.name, Description: k.desc, History: k.history, Storage: jetstream.FileStorage, Replicas: n,
+			})
+			return err
+		}); err != nil {
 			return nil, err
 		}
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: k.name, Description: k.desc, History: k.history, Storage: jetstream.FileStorage, Replicas: rep,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("bus: kv %s: %w", k.name, err)
-		}
-		*k.dst = kv
 	}
 	return r, nil
 }

@@ -44,6 +44,20 @@ func (c *Cluster) Connect() (*nats.Conn, *bus.Resources) {
 // JetStream has a leader.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	c := NewCluster(t, n)
+	for i := range n {
+		c.Start(i)
+	}
+	c.WaitLeader(30 * time.Second)
+	c.waitPeers(n, 30*time.Second)
+	return c
+}
+
+// NewCluster configures n servers clustered together, on ports chosen now,
+// and starts none: a test may start them later, as a cold start does. They
+// are stopped when the test ends.
+func NewCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
 	c := &Cluster{t: t, name: fmt.Sprintf("de-test-%d", FreePort(t)), Servers: make([]*server.Server, n)}
 	routes := make([]string, n)
 	clusterPorts := make([]int, n)
@@ -61,16 +75,11 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 		c.opts = append(c.opts, o)
 	}
-	for i := range n {
-		c.Start(i)
-	}
 	t.Cleanup(func() {
 		for i := range c.Servers {
 			c.Stop(i)
 		}
 	})
-	c.WaitLeader(30 * time.Second)
-	c.waitPeers(n, 30*time.Second)
 	return c
 }
 
@@ -100,19 +109,29 @@ func (c *Cluster) URL() string {
 // Start starts member i (again).
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
+	if err := c.Launch(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Launch starts member i (again) and waits until it takes connections; it
+// may run on a goroutine of its own, apart from the test's other calls.
+func (c *Cluster) Launch(i int) error {
 	if c.Servers[i] != nil {
-		return
+		return nil
 	}
 	o := *c.opts[i]
 	s, err := server.NewServer(&o)
 	if err != nil {
-		c.t.Fatalf("cluster member %d: %v", i, err)
+		return fmt.Errorf("cluster member %d: %w", i, err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(20 * time.Second) {
-		c.t.Fatalf("cluster member %d not ready", i)
+		s.Shutdown()
+		return fmt.Errorf("cluster member %d not ready", i)
 	}
 	c.Servers[i] = s
+	return nil
 }
 
 // Stop shuts member i down.
