@@ -395,3 +395,20 @@ func FuzzReadJob(f *testing.F) {
 		}
 	})
 }
+
+// A release.MF stored before the limits, past them, is not read whole into
+// memory when the release is opened.
+func TestOpenStoredPastLimits(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "r", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "r", "1", "release.MF"), bytes.Repeat([]byte("#"), 300<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := release.NewStore(dir)
+	var tl *release.TooLarge
+	if _, err := s.Get("r", "1"); !errors.As(err, &tl) || tl.File != "release.MF" {
+		t.Errorf("want TooLarge for release.MF, got %v", err)
+	}
+}

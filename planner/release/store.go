@@ -143,8 +143,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (rel *Release, created 
 	if err != nil {
 		return nil, false, err
 	}
-	// unpack held release.MF to Limits.yamlMax.
-	mfBytes, err := os.ReadFile(filepath.Join(tmp, "release.MF"))
+	mfBytes, err := readManifest(tmp, s.lim)
 	if err != nil {
 		return nil, false, &BadRelease{Reason: "no release.MF in the archive (is this a release tarball?)"}
 	}
@@ -421,6 +420,21 @@ func readJobs(dir string, m *Manifest, lim Limits) (map[string]*Job, error) {
 	return specs, nil
 }
 
+// readManifest reads dir's release.MF, within its limit: one stored by an
+// engine before the limits may be larger.
+func readManifest(dir string, lim Limits) ([]byte, error) {
+	f, err := os.Open(filepath.Join(dir, "release.MF"))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	b, err := io.ReadAll(io.LimitReader(f, lim.yamlMax()+1))
+	if err == nil && int64(len(b)) > lim.yamlMax() {
+		return nil, lim.tooBigYAML("release.MF")
+	}
+	return b, err
+}
+
 func readJobFile(p string, lim Limits) (*Job, error) {
 	f, err := os.Open(p)
 	if err != nil {
@@ -488,11 +502,14 @@ func (s *Store) openLocked(name, version string) (*Release, error) {
 		return r, nil
 	}
 	dir := filepath.Join(s.dir, name, version)
-	b, err := os.ReadFile(filepath.Join(dir, "release.MF"))
-	if errors.Is(err, os.ErrNotExist) {
+	b, err := readManifest(dir, s.lim)
+	var tl *TooLarge
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return nil, &NotFound{Name: name, Version: version}
-	}
-	if err != nil {
+	case errors.As(err, &tl):
+		return nil, fmt.Errorf("stored release %s/%s: %w", name, version, err)
+	case err != nil:
 		return nil, fmt.Errorf("release store: %w", err)
 	}
 	m, err := ParseManifest(b)
