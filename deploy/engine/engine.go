@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,6 +75,10 @@ type Options struct {
 	// the installer holding a step before it hands the step to another
 	// (default 30s). Tests shorten it to exercise redelivery.
 	StepAckWait time.Duration
+	// StartTimeout bounds how long the engine waits at start for an
+	// external NATS cluster that is still forming or without quorum
+	// (zero: bus.DefaultStartTimeout).
+	StartTimeout time.Duration
 	// Replicas is how many NATS servers keep each stream and bucket (0:
 	// 3 on a cluster of 3 or more, else 1); existing ones are raised.
 	Replicas int
@@ -157,9 +162,18 @@ func Serve(ctx context.Context, o Options) error {
 	var srv *bus.Server
 	// The node agent is installed only where nodes can reach the bus.
 	var agent *planner.AgentSpec
+	// A process started with its NATS servers, as at boot, waits for them
+	// (and for their JetStream leader and peers, see Declare), within a
+	// bound: one that never comes up is an error naming what to check.
+	startTimeout := cmp.Or(o.StartTimeout, bus.DefaultStartTimeout)
+	startCtx, started := context.WithTimeout(ctx, startTimeout)
+	defer started()
 	if o.NATSURL != "" {
-		if nc, err = bus.Dial(o.NATSURL, "deployment-engine"); err != nil {
+		if err := bus.Await(startCtx, log, "the NATS servers", func(context.Context) (err error) {
+			nc, err = bus.Dial(o.NATSURL, "deployment-engine")
 			return err
+		}); err != nil {
+			return fmt.Errorf("bus: connect: %w", err)
 		}
 		// A lost server is followed by a reconnect to another member of
 		// the cluster; subscriptions and consumers carry on over it.
@@ -224,15 +238,19 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}
 	stops = append(stops, func() { _ = nc.Drain() })
-	res, err := bus.Declare(ctx, nc, bus.WithReplicas(o.Replicas))
+	res, err := bus.Declare(startCtx, nc, bus.WithReplicas(o.Replicas), bus.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	log.Info("bus declared", "replicas", res.Replicas, "cluster_size", bus.ClusterSize(nc), "cluster", nc.ConnectedClusterName())
-	engineID, err := identity(ctx, res, o.DataDir, o.EngineID)
-	if err != nil {
+	var engineID string
+	if err := bus.Await(startCtx, log, "kv "+bus.KVEngine, func(ctx context.Context) (err error) {
+		engineID, err = identity(ctx, res, o.DataDir, o.EngineID)
 		return err
+	}); err != nil {
+		return fmt.Errorf("bus: kv %s: %w", bus.KVEngine, err)
 	}
+	started()
 	log.Info("engine starting", "id", engineID, "data", o.DataDir, "version", o.Build.Version, "commit", o.Build.Commit)
 
 	reg := prometheus.NewRegistry()

@@ -14,7 +14,7 @@ func init() { commands["completion"] = completionCmd }
 // completion lists, per command, its subcommands and flags. A test holds
 // it to the commands the binary has and to every flag each one parses.
 var completion = map[string]struct{ subs, flags []string }{
-	"serve": {flags: []string{"--listen", "--data", "--nats", "--nats-listen", "--no-agents", "--catalog", "--auth",
+	"serve": {flags: []string{"--listen", "--data", "--nats", "--nats-listen", "--start-timeout", "--no-agents", "--catalog", "--auth",
 		"--tls", "--tls-cert", "--tls-key", "--only", "--replicas", "--engine-id", "--step-ack-wait",
 		"--log-max-mb", "--log-keep", "--log-level", "--memory-limit-mb", "--webhook-allow",
 		"--release-max-mb", "--release-max-unpacked-mb", "--release-max-expansion", "--release-max-text-kb", "--release-max-files"}},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/deployment-engine/engine/deploy/engine"
 	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -37,6 +38,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&only, "only", "", "run only these services, comma-separated: api,planner,installer,monitor,notify,logs (auto-heal runs with monitor)")
 	fs.StringVar(&o.EngineID, "engine-id", "", "this engine's id, as its nodes know it (default: <data>/engine-id, else the store's, else a new one)")
 	fs.DurationVar(&o.StepAckWait, "step-ack-wait", 30*time.Second, "how long a step's queue waits for a sign of life from its installer before handing the step to another")
+	fs.DurationVar(&o.StartTimeout, "start-timeout", bus.DefaultStartTimeout, "how long to wait at start for --nats servers that are still forming a cluster or without quorum (their JetStream leader and peers), logging what it waits for, before exiting")
 	fs.IntVar(&o.Replicas, "replicas", 0, "NATS servers that keep each stream and bucket (default: 3 when --nats is a cluster of 3 or more, else 1); a stream with fewer is raised in place")
 	fs.Func("webhook-allow", "networks webhooks may reach although they are loopback, link-local or this machine's own, comma-separated CIDRs or addresses (e.g. 127.0.0.1/32 for a local receiver); repeatable", func(v string) error {
 		nets, err := contract.ParseNetworks(v)
@@ -56,6 +58,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	var err error
 	if o.ReleaseLimits, err = rel(); err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
+		return 2
+	}
+	if o.StartTimeout <= 0 {
+		fmt.Fprintln(stderr, "serve: --start-timeout must be positive")
 		return 2
 	}
 	if memMB < 0 {
