@@ -148,9 +148,8 @@ func jsonable(v any) any {
 
 // ReadJob reads a job tarball: job.MF, monit and every template it lists,
 // each file within its limit and the tarball unpacked within 4 times
-// lim.Text;
-// anything else in the tarball is read past, not kept. A file or tarball
-// past its limit is a *TooLarge naming the file inside the job.
+// lim.Text; anything else in the tarball is read past, not kept. A file
+// or tarball past its limit is a *TooLarge naming the file inside the job.
 func ReadJob(r io.Reader, lim Limits) (*Job, error) {
 	lim = lim.WithDefaults()
 	gz, err := gzip.NewReader(r)
