@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,10 +48,11 @@ const HeaderDeadline = "De-Deadline-Ms"
 // MaxHandlerTime bounds a handler whose requester named no deadline.
 const MaxHandlerTime = 10 * time.Minute
 
-// handlerContext is the ctx a handler of req runs with: the request's id
-// and its requester's deadline (MaxHandlerTime when it named none).
-func handlerContext(req micro.Request) (context.Context, context.CancelFunc) {
-	ctx := context.Background()
+// handlerContext is the ctx a handler of req runs with: parent's (the
+// service's life), the request's id and its requester's deadline
+// (MaxHandlerTime when it named none).
+func handlerContext(parent context.Context, req micro.Request) (context.Context, context.CancelFunc) {
+	ctx := parent
 	if id := req.Headers().Get(HeaderRequestID); id != "" {
 		ctx = WithRequestID(ctx, id)
 	}
@@ -85,10 +87,78 @@ type Handler func(ctx context.Context, req micro.Request) (int, any, error)
 type RawJSON []byte
 
 // Endpoint adapts h for micro, with the service's logger. The handler's
-// ctx ends with its requester's wait (see HeaderDeadline).
+// ctx ends with its requester's wait (see HeaderDeadline), never with the
+// service: a service that stops runs its endpoints under Handlers.
 func Endpoint(log *slog.Logger, h Handler) micro.Handler {
+	return NewHandlers(log).Endpoint(h)
+}
+
+// Handlers runs the handlers of one service's endpoints for as long as the
+// service lives: Stop ends their ctx and waits for those in flight.
+type Handlers struct {
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex // orders a handler's start against Stop
+	stopped  bool
+	inFlight sync.WaitGroup
+}
+
+// NewHandlers is the handlers of a service that logs to log.
+func NewHandlers(log *slog.Logger) *Handlers {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Handlers{log: log, ctx: ctx, cancel: cancel}
+}
+
+// errStopping answers a request that arrives while its service stops.
+var errStopping = &Error{Code: 503, Msg: "the service is stopping; try again"}
+
+// enter counts a handler in, unless the service stops.
+func (hs *Handlers) enter() bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.stopped {
+		return false
+	}
+	hs.inFlight.Add(1)
+	return true
+}
+
+// Stop ends the ctx of every handler, refuses (503) the requests still
+// delivered, and waits up to wait for the handlers in flight to return. It
+// reports whether they all did.
+func (hs *Handlers) Stop(wait time.Duration) bool {
+	hs.mu.Lock()
+	hs.stopped = true
+	hs.mu.Unlock()
+	hs.cancel()
+	done := make(chan struct{})
+	go func() {
+		hs.inFlight.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// Endpoint adapts h for micro. The handler's ctx ends with its requester's
+// wait (see HeaderDeadline) or when hs stops, whichever comes first.
+func (hs *Handlers) Endpoint(h Handler) micro.Handler {
+	log := hs.log
 	return micro.HandlerFunc(func(req micro.Request) {
-		ctx, cancel := handlerContext(req)
+		if !hs.enter() {
+			replyError(log, req, errStopping)
+			return
+		}
+		defer hs.inFlight.Done()
+		ctx, cancel := handlerContext(hs.ctx, req)
 		defer cancel()
 		id := RequestID(ctx)
 		code, body, err := h(ctx, req)
@@ -103,19 +173,7 @@ func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 				log.Error("command failed", "subject", req.Subject(), "id", id, "err", err)
 				e = &Error{Code: 500, Msg: "internal error; the engine's log has the details"}
 			}
-			// Problems name the input they are about: each quotes at most
-			// contract.ClipMax bytes of it.
-			problems := make([]contract.Problem, len(e.Problems))
-			for i, p := range e.Problems {
-				problems[i] = contract.ClipProblem(p)
-			}
-			if len(problems) == 0 {
-				problems = nil
-			}
-			data, _ := json.Marshal(contract.ErrorBody{Error: e.Msg, Problems: problems})
-			if rerr := req.Error(strconv.Itoa(e.Code), e.Msg, data); rerr != nil {
-				log.Warn("reply failed", "subject", req.Subject(), "err", rerr)
-			}
+			replyError(log, req, e)
 			return
 		}
 		data, merr := encodeBody(body)
@@ -128,6 +186,23 @@ func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 			log.Warn("reply failed", "subject", req.Subject(), "err", rerr)
 		}
 	})
+}
+
+// replyError sends e as req's answer.
+func replyError(log *slog.Logger, req micro.Request, e *Error) {
+	// Problems name the input they are about: each quotes at most
+	// contract.ClipMax bytes of it.
+	problems := make([]contract.Problem, len(e.Problems))
+	for i, p := range e.Problems {
+		problems[i] = contract.ClipProblem(p)
+	}
+	if len(problems) == 0 {
+		problems = nil
+	}
+	data, _ := json.Marshal(contract.ErrorBody{Error: e.Msg, Problems: problems})
+	if err := req.Error(strconv.Itoa(e.Code), e.Msg, data); err != nil {
+		log.Warn("reply failed", "subject", req.Subject(), "err", err)
+	}
 }
 
 func encodeBody(body any) ([]byte, error) {
