@@ -16,28 +16,36 @@ import (
 // that lost its quorum, no stream has a leader and every route that needs
 // the store would fail one way or another (or answer from a service's
 // memory what may no longer be true). It looks at most once a second;
-// every request in between takes the last answer.
+// every request in between, and every one while it looks, takes the last
+// answer: no request waits on another's probe.
 type storeCheck struct {
 	js    jetstream.JetStream
 	every time.Duration
 
 	mu      sync.Mutex
-	kv      jetstream.KeyValue
 	checked time.Time
 	down    bool
+	probing bool // one request probes; kv is its alone meanwhile
+
+	kv jetstream.KeyValue
 }
 
 // available tells whether the store answered its last probe.
 func (c *storeCheck) available(ctx context.Context) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if time.Since(c.checked) < c.every {
-		return !c.down
+	due := !c.probing && time.Since(c.checked) >= c.every
+	c.probing = c.probing || due
+	down := c.down
+	c.mu.Unlock()
+	if !due {
+		return !down
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	err := c.probe(ctx)
-	c.down, c.checked = kit.Unavailable(err), time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.down, c.checked, c.probing = kit.Unavailable(err), time.Now(), false
 	return !c.down
 }
 
