@@ -39,8 +39,19 @@ type Options struct {
 	// MaxAttempts bounds the tries of a step that fails for network
 	// reasons; default 3.
 	MaxAttempts int
-	DialTimeout time.Duration // default 5s
-	Keepalive   time.Duration // default 5s
+	// An SSH connection is made in three phases, each with a deadline of
+	// its own (see dial): ConnectTimeout for the TCP connect (default 2s),
+	// HandshakeTimeout for the key exchange and host key check (default
+	// 4s), LoginTimeout for the node to accept the credentials (default
+	// 8s; PAM takes seconds on a loaded node). A try that fails for a
+	// reason that may pass is made again, up to DialTries (default 3),
+	// after DialBackoff (default 500ms), doubled each time.
+	ConnectTimeout   time.Duration
+	HandshakeTimeout time.Duration
+	LoginTimeout     time.Duration
+	DialTries        int
+	DialBackoff      time.Duration
+	Keepalive        time.Duration // default 5s
 	// AckWait is how long the work queue waits for a sign of life from the
 	// installer holding a step before it hands the step to another; the
 	// installer signals every AckWait/3 while a step runs. Default 30s;
@@ -98,8 +109,20 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 3
 	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = 5 * time.Second
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 2 * time.Second
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 4 * time.Second
+	}
+	if o.LoginTimeout <= 0 {
+		o.LoginTimeout = 8 * time.Second
+	}
+	if o.DialTries <= 0 {
+		o.DialTries = 3
+	}
+	if o.DialBackoff <= 0 {
+		o.DialBackoff = 500 * time.Millisecond
 	}
 	if o.Keepalive <= 0 {
 		o.Keepalive = 5 * time.Second

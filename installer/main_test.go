@@ -187,11 +187,15 @@ type testEnv struct {
 	ins *Installer
 }
 
-func newEnv(t *testing.T) *testEnv {
+// newEnv starts an installer for the test's node; opts change its options.
+func newEnv(t *testing.T, opts ...func(*Options)) *testEnv {
 	t.Helper()
 	b := bustest.Start(t, bus.ServerOptions{})
-	ins, err := Start(context.Background(), Options{NC: b.NC, Res: b.Res, Port: nodePort, Keepalive: time.Second, DialTimeout: 2 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o := Options{NC: b.NC, Res: b.Res, Port: nodePort, Keepalive: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, f := range opts {
+		f(&o)
+	}
+	ins, err := Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -79,83 +81,202 @@ func authID(a contract.Auth) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// hostKeyCallback pins each node's host key in KV on first contact.
-func (i *Installer) hostKeyCallback(ip string) ssh.HostKeyCallback {
-	return func(_ string, _ net.Addr, key ssh.PublicKey) error {
-		tok, err := subject.IPToken(ip)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		got := key.Type() + " " + ssh.FingerprintSHA256(key)
-		e, err := i.o.Res.HostKeys.Get(ctx, tok)
-		if bus.IsNotFound(err) {
-			if _, err := i.o.Res.HostKeys.Create(ctx, tok, []byte(got)); err != nil {
-				// Someone pinned it meanwhile: compare with that.
-				if e2, err2 := i.o.Res.HostKeys.Get(ctx, tok); err2 == nil && string(e2.Value()) == got {
-					return nil
-				}
-				return fmt.Errorf("pin host key of %s: %w", ip, err)
+// checkHostKey pins ip's host key in KV on first contact and compares it
+// with the pinned one after.
+func (i *Installer) checkHostKey(ctx context.Context, ip string, key ssh.PublicKey) error {
+	tok, err := subject.IPToken(ip)
+	if err != nil {
+		return err
+	}
+	got := key.Type() + " " + ssh.FingerprintSHA256(key)
+	e, err := i.o.Res.HostKeys.Get(ctx, tok)
+	if bus.IsNotFound(err) {
+		if _, err := i.o.Res.HostKeys.Create(ctx, tok, []byte(got)); err != nil {
+			// Someone pinned it meanwhile: compare with that.
+			if e2, err2 := i.o.Res.HostKeys.Get(ctx, tok); err2 == nil && string(e2.Value()) == got {
+				return nil
 			}
-			i.log.Info("pinned host key", "node", ip, "key", got)
-			return nil
+			return fmt.Errorf("pin host key of %s: %w", ip, err)
 		}
-		if err != nil {
-			return fmt.Errorf("read pinned host key of %s: %w", ip, err)
-		}
-		if string(e.Value()) != got {
-			return permanent{fmt.Errorf("%w: %s now presents %s but %s was pinned at first contact; if the node was reinstalled, forget the old key with `nats kv del %s %s` and deploy again",
-				errHostKeyChanged, ip, got, string(e.Value()), bus.KVHostKeys, tok)}
-		}
+		i.log.Info("pinned host key", "node", ip, "key", got)
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("read pinned host key of %s: %w", ip, err)
+	}
+	if string(e.Value()) != got {
+		return permanent{fmt.Errorf("%w: %s now presents %s but %s was pinned at first contact; if the node was reinstalled, forget the old key with `nats kv del %s %s` and deploy again",
+			errHostKeyChanged, ip, got, string(e.Value()), bus.KVHostKeys, tok)}
+	}
+	return nil
 }
 
-// dial opens an SSH connection to ip:22 within the dial timeout.
+// dial opens an SSH connection to ip as root. Each try has three phases
+// with deadlines of their own, sized to what each costs: the TCP connect
+// (sub-millisecond on a LAN; ConnectTimeout still covers a lost SYN
+// sent again after 1s), the handshake (a few milliseconds of CPU, the
+// host key check included, slower only on a node busy starting sshd) and
+// the login (PAM took up to 1.5s on a loaded node). A try that failed
+// for a reason that may pass — a deadline, a refused or reset connection
+// while sshd restarts — is made again after a pause that doubles, up to
+// DialTries; a changed host key, credentials the node rejects, or a
+// network that says the node is not there end it at once. ctx bounds it
+// all: a probe gives each node its ProbeTimeout.
 func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*ssh.Client, error) {
 	methods, err := authMethods(auth, ip)
 	if err != nil {
 		return nil, err
 	}
-	cfg := &ssh.ClientConfig{
-		User:            "root",
-		Auth:            methods,
-		HostKeyCallback: i.hostKeyCallback(ip),
-		Timeout:         i.o.DialTimeout,
+	start, pause := time.Now(), i.o.DialBackoff
+	for try := 1; ; try++ {
+		c, err := i.dialOnce(ctx, ip, methods)
+		if err == nil {
+			return c, nil
+		}
+		if try > 1 {
+			err = fmt.Errorf("%w (%d tries in %s)", err, try, time.Since(start).Round(time.Millisecond))
+		}
+		if try >= i.o.DialTries || !retryable(err) {
+			return nil, err
+		}
+		// Jitter: the nodes of one host, probed together, should not all
+		// come back at the same instant.
+		wait := pause + rand.N(pause/2+1)
+		i.log.Debug("ssh connection failed; trying again", "node", ip, "try", try, "in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		pause *= 2
 	}
+}
+
+// retryable says whether another try may mend a failed one.
+func retryable(err error) bool {
+	return !isPermanent(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.Is(err, syscall.EHOSTUNREACH) && !errors.Is(err, syscall.ENETUNREACH)
+}
+
+// dialOnce makes one try at an SSH connection, each phase within its
+// deadline and ctx; its error names the phase that failed.
+func (i *Installer) dialOnce(ctx context.Context, ip string, methods []ssh.AuthMethod) (*ssh.Client, error) {
 	addr := net.JoinHostPort(ip, i.port)
-	d := net.Dialer{Timeout: i.o.DialTimeout}
-	dctx, cancel := context.WithTimeout(ctx, i.o.DialTimeout)
-	defer cancel()
-	conn, err := d.DialContext(dctx, "tcp", addr)
+	cctx, cancel := context.WithTimeout(ctx, i.o.ConnectTimeout)
+	var d net.Dialer
+	conn, err := d.DialContext(cctx, "tcp", addr)
+	cancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
 		return nil, fmt.Errorf("connect to %s: %w (is the node up and sshd listening on port %s?)", addr, err, i.port)
 	}
-	// The handshake gets the same deadline as the dial.
-	_ = conn.SetDeadline(time.Now().Add(i.o.DialTimeout))
+	ph := &phases{conn: conn, ctx: ctx}
+	stop := context.AfterFunc(ctx, ph.expire)
+	ph.enter(phaseHandshake, i.o.HandshakeTimeout)
+	cfg := &ssh.ClientConfig{
+		User: "root",
+		Auth: methods,
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			kctx, cancel := context.WithDeadline(ctx, ph.deadline())
+			defer cancel()
+			if err := i.checkHostKey(kctx, ip, key); err != nil {
+				return err
+			}
+			// The key exchange is done but for its last message: the
+			// rest is the login's.
+			ph.enter(phaseLogin, i.o.LoginTimeout)
+			return nil
+		},
+	}
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if !stop() && err == nil {
+		// ctx ended as the login succeeded: the connection's deadline
+		// may be past already.
+		c.Close()
+		err = context.Cause(ctx)
+	}
 	if err != nil {
 		conn.Close()
-		if errors.Is(err, errHostKeyChanged) {
-			return nil, permanent{unwrapHostKey(err)}
-		}
-		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, permanent{fmt.Errorf("log in to %s as root: %w; check the config's root password or key", ip, errAuth)}
-		}
-		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, err)
+		return nil, ph.failed(ip, addr, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	i.metrics.conns.Inc()
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
-func unwrapHostKey(err error) error {
-	var p permanent
-	if errors.As(err, &p) {
-		return p.err
+type phase int
+
+const (
+	phaseHandshake phase = iota
+	phaseLogin
+)
+
+// phases keeps a connection's deadline on the phase it is in, and past
+// once ctx ends.
+type phases struct {
+	conn net.Conn
+	ctx  context.Context
+
+	mu      sync.Mutex
+	phase   phase
+	limit   time.Duration
+	until   time.Time
+	expired bool
+}
+
+func (p *phases) enter(ph phase, limit time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.phase, p.limit, p.until = ph, limit, time.Now().Add(limit)
+	if !p.expired {
+		_ = p.conn.SetDeadline(p.until)
 	}
-	return err
+}
+
+// expire runs when ctx ends: whatever the phase, its reads and writes end.
+func (p *phases) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expired = true
+	_ = p.conn.SetDeadline(time.Unix(1, 0))
+}
+
+func (p *phases) deadline() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.until
+}
+
+// failed names what went wrong, and in which phase.
+func (p *phases) failed(ip, addr string, err error) error {
+	p.mu.Lock()
+	ph, limit, until := p.phase, p.limit, p.until
+	p.mu.Unlock()
+	what := "ssh handshake with " + addr
+	if ph == phaseLogin {
+		what = "ssh login to " + addr + " as root"
+	}
+	switch {
+	case errors.Is(err, errHostKeyChanged):
+		var perm permanent
+		errors.As(err, &perm)
+		return perm
+	case strings.Contains(err.Error(), "unable to authenticate"):
+		return permanent{fmt.Errorf("log in to %s as root: %w; check the config's root password or key", ip, errAuth)}
+	case strings.Contains(err.Error(), "Too many authentication failures"):
+		// sshd's MaxAuthTries: the same credentials fail the same way.
+		return permanent{fmt.Errorf("log in to %s as root: %w (the node closed the login after too many attempts); check the config's root password or key", ip, errAuth)}
+	case p.ctx.Err() != nil:
+		return fmt.Errorf("%s: %w", what, context.Cause(p.ctx))
+	case !time.Now().Before(until):
+		// Named as a timeout whatever the library made of it.
+		return fmt.Errorf("%s: not done within %s: %w", what, limit, os.ErrDeadlineExceeded)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // pooled is one connection per node, shared by every session to it.
