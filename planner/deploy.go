@@ -90,7 +90,7 @@ func (p *Planner) stillCurrent(ctx context.Context, cfg contract.Config) error {
 		return err
 	}
 	if !reflect.DeepEqual(now, cfg) {
-		return &kit.Error{Code: 409, Msg: "the config changed while its nodes were being checked: deploy again"}
+		return &kit.Error{Code: 409, Msg: "the config changed while its nodes were being checked: try again"}
 	}
 	return p.noneRunning()
 }
@@ -113,16 +113,11 @@ func (p *Planner) beginLocked(ctx context.Context, rec *record) (string, error) 
 	return rec.ID, nil
 }
 
-// prepareLocked checks that no deployment runs, the catalog and every node
-// (reachable, not another engine's), and plans a deployment of cfg. It
-// changes nothing.
-func (p *Planner) prepareLocked(ctx context.Context, cfg contract.Config) (*record, error) {
-	return p.prepareWith(ctx, cfg, contract.UpdateSettings{})
-}
-
-// prepareWith is prepareLocked with update settings that override the
-// config's and the catalog's (deploy?canaries=&max_in_flight=). It needs
-// no lock: start calls it without one.
+// prepareWith checks that no deployment runs, the catalog and every node
+// (reachable, not another engine's), and plans a deployment of cfg with
+// update settings that override the config's and the catalog's
+// (deploy?canaries=&max_in_flight=). It changes nothing and needs no
+// lock: its callers take the planner's only to begin (see start).
 func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (*record, error) {
 	if err := p.noneRunning(); err != nil {
 		return nil, err

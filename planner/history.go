@@ -133,10 +133,9 @@ func (p *Planner) lastGood(ctx context.Context, not string) (contract.Config, st
 
 // rollback answers de.cmd.deploy.rollback: the last config whose
 // deployment succeeded is stored again and deployed. When the stored config
-// is that one, the one before it is.
+// is that one, the one before it is. Like a deploy, it checks the nodes
+// without the planner's lock (see start).
 func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	stored, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -151,12 +150,18 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 	if !found {
 		return 0, nil, kit.Errorf(409, "no earlier config deployed successfully: nothing to roll back to")
 	}
-	rec, err := p.prepareLocked(ctx, cfg)
+	rec, err := p.prepareWith(ctx, cfg, contract.UpdateSettings{})
 	if err != nil {
 		p.noteRefusal(ctx, err)
 		return 0, nil, err
 	}
 	rec.Kind = kindRollback
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.stillCurrent(ctx, stored); err != nil {
+		p.noteRefusal(ctx, err)
+		return 0, nil, err
+	}
 	if err := bus.StoreConfig(ctx, p.o.Res.Config, cfg); err != nil {
 		return 0, nil, err
 	}
@@ -169,7 +174,8 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 }
 
 // finished is told of every deployment that ends; a rollout halted on a
-// component with auto_revert starts the revert.
+// component with auto_revert starts the revert, as work of the planner
+// that Stop ends.
 func (p *Planner) finished(rec *record) {
 	if rec.State != contract.DeployFailed || rec.Revert == nil || rec.Kind == kindRevert {
 		return
@@ -184,16 +190,17 @@ func (p *Planner) finished(rec *record) {
 		return
 	}
 	id, inFlight := rec.ID, rec.Revert.MaxInFlight
-	go p.autoRevert(id, halted, inFlight)
+	if !p.work.Go(func(ctx context.Context) { p.autoRevert(ctx, id, halted, inFlight) }) {
+		p.log.Warn("auto-revert not started: the planner stops", "deployment", id)
+	}
 }
 
 // autoRevert re-applies the last good config, without canaries: what the
-// halted deployment changed goes back, the rest is unchanged already.
-func (p *Planner) autoRevert(halted, comp, inFlight string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+// halted deployment changed goes back, the rest is unchanged already. The
+// nodes are checked without the planner's lock (see start).
+func (p *Planner) autoRevert(ctx context.Context, halted, comp, inFlight string) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	fail := func(why string) {
 		p.log.Error("auto-revert", "deployment", halted, "why", why)
 		p.engineEvent(ctx, "revert", fmt.Sprintf("auto-revert after deployment %s did not start: %s", halted, why))
@@ -215,7 +222,12 @@ func (p *Planner) autoRevert(halted, comp, inFlight string) {
 	}
 	rec.Kind = kindRevert
 	rec.Revert = nil
-	id, err := p.beginLocked(ctx, rec)
+	var id string
+	p.mu.Lock()
+	if err = p.noneRunning(); err == nil {
+		id, err = p.beginLocked(ctx, rec)
+	}
+	p.mu.Unlock()
 	if err != nil {
 		fail(err.Error())
 		return

@@ -94,6 +94,10 @@ type Planner struct {
 
 	mu sync.Mutex // serialises config writes and deployment starts
 
+	// work is what the planner runs: its endpoints' handlers and the
+	// auto-reverts they start; Stop ends and waits for them.
+	work *kit.Handlers
+
 	door agentDoor // where the engine listens for node agents
 
 	secretKey []byte
@@ -112,6 +116,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		o.StepTimeout = 15 * time.Minute
 	}
 	p := &Planner{o: o, log: o.Logger.With("service", "planner"), secretKey: o.SecretKey}
+	p.work = kit.NewHandlers(p.log)
 	if len(p.secretKey) == 0 {
 		p.secretKey = make([]byte, 32)
 		_, _ = rand.Read(p.secretKey)
@@ -144,7 +149,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	for subj, h := range eps {
-		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(p.log, h)), micro.WithEndpointSubject(subj)); err != nil {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, p.work.Endpoint(h)), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("planner: endpoint %s: %w", subj, err)
 		}
 	}
@@ -155,10 +160,18 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	return p, nil
 }
 
-// Stop stops the service and the scheduler.
+// stopWait bounds how long Stop waits for the handlers and auto-reverts
+// in flight, once their ctx has ended.
+const stopWait = 10 * time.Second
+
+// Stop stops the service, cancels what it started (handlers in flight, an
+// auto-revert) and waits for it up to stopWait, then stops the scheduler.
 func (p *Planner) Stop() {
 	if p.svc != nil {
 		_ = p.svc.Stop()
+	}
+	if !p.work.Stop(stopWait) {
+		p.log.Warn("stopped with work still in flight", "waited", stopWait)
 	}
 	p.sched.stop()
 }

@@ -17,13 +17,12 @@ import (
 // that instance's steps (upload, install, register, start), which run even
 // where the node records them as done, because a first step forgets that
 // record. Auto-heal sends it when a restart through monit was not enough.
+// Like a deploy, it checks the node without the planner's lock (see start).
 func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, error) {
 	var in contract.Reapply
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	cfg, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -70,6 +69,11 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 		return 0, nil, kit.Errorf(500, "the plan has no steps for %s on %s", in.Component, in.IP)
 	}
 	rec := newRecord(id, map[string][]string{in.IP: {in.Component}}, steps)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.stillCurrent(ctx, cfg); err != nil {
+		return 0, nil, err
+	}
 	if err := p.sched.begin(ctx, rec); err != nil {
 		return 0, nil, err
 	}

@@ -14,7 +14,8 @@ import (
 // rollingRestart answers de.cmd.deploy.restart: a deployment that restarts
 // a component's instances max_in_flight at a time; each is taken out of
 // its balancers, restarted, watched healthy and put back before the next
-// batch starts. A batch that fails halts it, the rest untouched.
+// batch starts. A batch that fails halts it, the rest untouched. Like a
+// deploy, it checks the nodes without the planner's lock (see start).
 func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, any, error) {
 	var in contract.RollingRestart
 	if err := kit.Decode(req, &in); err != nil {
@@ -23,8 +24,6 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	if _, err := contract.InFlight(in.MaxInFlight, 1); err != nil {
 		return 0, nil, kit.Errorf(400, "max_in_flight %v", err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	cfg, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -109,6 +108,11 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	}
 	rec := newRecord(id, map[string][]string{}, steps)
 	rec.Batches, rec.Kind = batches, kindRestart
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.stillCurrent(ctx, cfg); err != nil {
+		return 0, nil, err
+	}
 	if _, err := p.beginLocked(ctx, rec); err != nil {
 		return 0, nil, err
 	}

@@ -57,14 +57,14 @@ func decodeScale(b []byte) ([]contract.ScaleItem, error) {
 }
 
 // scale adds instances to the stored config, checks the new nodes, stores
-// the config and starts the deployment that installs them.
+// the config and starts the deployment that installs them. Like a deploy,
+// it checks the nodes without the planner's lock, and stores and begins
+// under it only while the config it added to is still the stored one.
 func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error) {
 	items, err := decodeScale(req.Data())
 	if err != nil {
 		return 0, nil, &kit.Error{Code: 400, Msg: err.Error()}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	cfg, err := p.storedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -119,8 +119,13 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 	}
 	// Every node is checked and the deployment planned before anything is
 	// stored: a scale that fails leaves the stored config as it was.
-	rec, err := p.prepareLocked(ctx, next)
+	rec, err := p.prepareWith(ctx, next, contract.UpdateSettings{})
 	if err != nil {
+		return 0, nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.stillCurrent(ctx, cfg); err != nil {
 		return 0, nil, err
 	}
 	data, err := bus.EncodeConfig(next)
