@@ -93,8 +93,9 @@ func Endpoint(log *slog.Logger, h Handler) micro.Handler {
 	return NewHandlers(log).Endpoint(h)
 }
 
-// Handlers runs the handlers of one service's endpoints for as long as the
-// service lives: Stop ends their ctx and waits for those in flight.
+// Handlers runs the handlers of one service's endpoints, and the work they
+// start, for as long as the service lives: Stop ends their ctx and waits
+// for those in flight.
 type Handlers struct {
 	log    *slog.Logger
 	ctx    context.Context
@@ -114,7 +115,7 @@ func NewHandlers(log *slog.Logger) *Handlers {
 // errStopping answers a request that arrives while its service stops.
 var errStopping = &Error{Code: 503, Msg: "the service is stopping; try again"}
 
-// enter counts a handler in, unless the service stops.
+// enter counts a handler or a Go in, unless the service stops.
 func (hs *Handlers) enter() bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
@@ -146,6 +147,20 @@ func (hs *Handlers) Stop(wait time.Duration) bool {
 	case <-t.C:
 		return false
 	}
+}
+
+// Go runs fn on a goroutine of its own as work of the service that no
+// request waits for: its ctx ends with Stop, which waits for it as for a
+// handler. Once the service stops, it runs nothing and reports false.
+func (hs *Handlers) Go(fn func(ctx context.Context)) bool {
+	if !hs.enter() {
+		return false
+	}
+	go func() {
+		defer hs.inFlight.Done()
+		fn(hs.ctx)
+	}()
+	return true
 }
 
 // Endpoint adapts h for micro. The handler's ctx ends with its requester's

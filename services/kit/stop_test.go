@@ -19,7 +19,7 @@ import (
 // Stop ends a handler in flight, one waiting on a service that never
 // answers with no deadline from its requester (MaxHandlerTime, 10 min,
 // before), returns at once, and leaves no goroutine behind; a request
-// delivered after it is refused with 503.
+// delivered after it is refused with 503, and no work starts after it.
 func TestStopEndsHandlersInFlight(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
 	// A service that takes requests and never answers.
@@ -67,6 +67,9 @@ func TestStopEndsHandlersInFlight(t *testing.T) {
 		t.Errorf("Stop took %s", took)
 	}
 	<-answered
+	if hs.Go(func(context.Context) { t.Error("work ran after Stop") }) {
+		t.Error("Go after Stop reported the work started")
+	}
 	rep, err := kit.Request(context.Background(), b.NC, subj, nil)
 	if err != nil || rep.Code != 503 {
 		t.Errorf("a request after Stop: %+v %v, want 503", rep, err)
