@@ -284,8 +284,7 @@ func TestRetryable(t *testing.T) {
 		{fmt.Errorf("handshake: %w", errors.New("EOF")), true},
 		{fmt.Errorf("connect: %w", syscall.EHOSTUNREACH), false},
 		{fmt.Errorf("connect: %w", syscall.ENETUNREACH), false},
-		{fmt.Errorf("handshake: %w", context.DeadlineExceeded), false},
-		{fmt.Errorf("handshake: %w", context.Canceled), false},
+		{fmt.Errorf("read pinned host key: %w", context.DeadlineExceeded), true},
 		{fmt.Errorf("x: %w", permanent{errHostKeyChanged}), false},
 		{permanent{errAuth}, false},
 	} {

@@ -136,7 +136,7 @@ func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*s
 		if try > 1 {
 			err = fmt.Errorf("%w (%d tries in %s)", err, try, time.Since(start).Round(time.Millisecond))
 		}
-		if try >= i.o.DialTries || !retryable(err) {
+		if try >= i.o.DialTries || ctx.Err() != nil || !retryable(err) {
 			return nil, err
 		}
 		// Jitter: the nodes of one host, probed together, should not all
@@ -154,10 +154,10 @@ func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*s
 	}
 }
 
-// retryable says whether another try may mend a failed one.
+// retryable says whether another try may mend a failed one: not when the
+// node rejected something, nor when the network says it is not there.
 func retryable(err error) bool {
-	return !isPermanent(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
-		!errors.Is(err, syscall.EHOSTUNREACH) && !errors.Is(err, syscall.ENETUNREACH)
+	return !isPermanent(err) && !errors.Is(err, syscall.EHOSTUNREACH) && !errors.Is(err, syscall.ENETUNREACH)
 }
 
 // dialOnce makes one try at an SSH connection, each phase within its
@@ -184,6 +184,7 @@ func (i *Installer) dialOnce(ctx context.Context, ip string, methods []ssh.AuthM
 			kctx, cancel := context.WithDeadline(ctx, ph.deadline())
 			defer cancel()
 			if err := i.checkHostKey(kctx, ip, key); err != nil {
+				ph.keyFailed(err)
 				return err
 			}
 			// The key exchange is done but for its last message: the
@@ -226,6 +227,7 @@ type phases struct {
 	limit   time.Duration
 	until   time.Time
 	expired bool
+	keyErr  error // why the host key check failed
 }
 
 func (p *phases) enter(ph phase, limit time.Duration) {
@@ -245,6 +247,12 @@ func (p *phases) expire() {
 	_ = p.conn.SetDeadline(time.Unix(1, 0))
 }
 
+func (p *phases) keyFailed(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keyErr = err
+}
+
 func (p *phases) deadline() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -254,20 +262,21 @@ func (p *phases) deadline() time.Time {
 // failed names what went wrong, and in which phase.
 func (p *phases) failed(ip, addr string, err error) error {
 	p.mu.Lock()
-	ph, limit, until := p.phase, p.limit, p.until
+	ph, limit, until, keyErr := p.phase, p.limit, p.until, p.keyErr
 	p.mu.Unlock()
 	what := "ssh handshake with " + addr
 	if ph == phaseLogin {
 		what = "ssh login to " + addr + " as root"
 	}
 	switch {
-	case errors.Is(err, errHostKeyChanged):
-		var perm permanent
-		errors.As(err, &perm)
-		return perm
+	case isPermanent(keyErr):
+		return keyErr
+	case keyErr != nil:
+		// The engine's store, not the node, failed it.
+		return fmt.Errorf("%s: check its host key: %w", what, keyErr)
 	case strings.Contains(err.Error(), "unable to authenticate"):
 		return permanent{fmt.Errorf("log in to %s as root: %w; check the config's root password or key", ip, errAuth)}
-	case strings.Contains(err.Error(), "Too many authentication failures"):
+	case strings.Contains(strings.ToLower(err.Error()), "too many authentication failures"):
 		// sshd's MaxAuthTries: the same credentials fail the same way.
 		return permanent{fmt.Errorf("log in to %s as root: %w (the node closed the login after too many attempts); check the config's root password or key", ip, errAuth)}
 	case p.ctx.Err() != nil:
