@@ -181,6 +181,9 @@ func (hs *Handlers) Endpoint(h Handler) micro.Handler {
 			var e *Error
 			switch {
 			case errors.As(err, &e):
+			case hs.ctx.Err() != nil:
+				// Cut short by Stop: not the handler's failure.
+				e = errStopping
 			case Unavailable(err):
 				log.Warn("command failed: the store is unavailable", "subject", req.Subject(), "id", id, "err", err)
 				e = &Error{Code: 503, Msg: UnavailableMsg}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,13 +51,11 @@ func TestStopEndsHandlersInFlight(t *testing.T) {
 	answered := make(chan kit.Reply, 1)
 	go func() {
 		// A requester that names no deadline of its own.
-		msg, err := b.NC.Request(subj, nil, time.Minute)
+		rep, err := kit.Request(context.Background(), b.NC, subj, nil)
 		if err != nil {
 			t.Error(err)
-			answered <- kit.Reply{}
-			return
 		}
-		answered <- kit.Reply{Code: 200, Body: msg.Data}
+		answered <- rep
 	}()
 	<-started
 	t0 := time.Now()
@@ -66,7 +65,9 @@ func TestStopEndsHandlersInFlight(t *testing.T) {
 	if took := time.Since(t0); took > time.Second {
 		t.Errorf("Stop took %s", took)
 	}
-	<-answered
+	if rep := <-answered; rep.Code != 503 || !strings.Contains(string(rep.Body), "the service is stopping") {
+		t.Errorf("the handler cut short answered %+v, want 503 the service is stopping", rep)
+	}
 	if hs.Go(func(context.Context) { t.Error("work ran after Stop") }) {
 		t.Error("Go after Stop reported the work started")
 	}
