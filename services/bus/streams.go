@@ -38,6 +38,10 @@ const (
 	KVNodes = "DE_NODES"
 	// KVEngine holds the engine's own identity and settings.
 	KVEngine = "DE_ENGINE"
+
+	// ObjReleases holds the uploaded BOSH releases (release.MF, jobs and
+	// packages), so that every API process of a split engine serves them.
+	ObjReleases = "DE_RELEASES"
 )
 
 // KeyConfig is the key of the config in KVConfig.
@@ -56,6 +60,7 @@ type Resources struct {
 	HostKeys    jetstream.KeyValue
 	Nodes       jetstream.KeyValue
 	Engine      jetstream.KeyValue
+	Releases    jetstream.ObjectStore
 	// Replicas is how many servers keep each stream and bucket.
 	Replicas int
 }
@@ -163,6 +168,14 @@ func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resour
 		}); err != nil {
 			return nil, err
 		}
+	}
+	if err := declare("object store "+ObjReleases, "OBJ_"+ObjReleases, func(ctx context.Context, n int) (err error) {
+		r.Releases, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: ObjReleases, Description: "uploaded BOSH releases: release.MF, jobs and packages", Storage: jetstream.FileStorage, Replicas: n,
+		})
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
