@@ -8,13 +8,10 @@
 package bosh
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -27,7 +24,8 @@ var renderScript string
 // Ruby is the interpreter that renders templates: Debian's ruby.
 var Ruby = "ruby"
 
-// RenderTimeout bounds one call of the renderer.
+// RenderTimeout bounds one call of the renderer, within its caller's
+// context.
 var RenderTimeout = 2 * time.Minute
 
 // Spec is the template evaluation context of one job instance: BOSH's
@@ -70,9 +68,9 @@ type renderTemplate struct {
 	Text   string `json:"text"`
 }
 
-// Render renders every job in one run of the renderer. A template that
-// fails (an unknown property, a Ruby error) fails only its own job: its
-// Rendered.Error says which template, where and why.
+// Render renders every job in one run of the renderer, in its box (see
+// Box). A template that fails (an unknown property, a Ruby error) fails
+// only its own job: its Rendered.Error says which template, where and why.
 func Render(ctx context.Context, jobs []RenderJob) ([]Rendered, error) {
 	in := renderIn{Jobs: make([]renderInJob, len(jobs))}
 	for i, j := range jobs {
@@ -86,23 +84,14 @@ func Render(ctx context.Context, jobs []RenderJob) ([]Rendered, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render: encode input: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, RenderTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, Ruby, "-e", renderScript)
-	cmd.Stdin = bytes.NewReader(body)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		var ee *exec.Error
-		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("render templates: %s not found: install Debian's ruby on the control machine (make deps does)", Ruby)
-		}
-		return nil, fmt.Errorf("render templates: ruby: %v: %s", err, strings.TrimSpace(lastLines(stderr.String(), 5)))
+	stdout, err := runBoxed(ctx, body)
+	if err != nil {
+		return nil, fmt.Errorf("render templates: %w", err)
 	}
 	var out struct {
 		Jobs []Rendered `json:"jobs"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+	if err := json.Unmarshal(stdout, &out); err != nil {
 		return nil, fmt.Errorf("render templates: bad answer from the renderer: %w", err)
 	}
 	if len(out.Jobs) != len(jobs) {
