@@ -60,9 +60,17 @@ type Healer struct {
 	o    Options
 	log  *slog.Logger
 	svc  micro.Service
+	hs   *kit.Handlers
 	subs []*nats.Subscription
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// ctx ends at Stop: every request and write the healer makes (an
+	// attempt's restart and re-apply among them) ends with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// dirty asks the keeper to write the state: it is written outside the
+	// lock that heartbeats and requests wait on.
+	dirty chan struct{}
 
 	mu    sync.Mutex
 	nodes map[string]seen
@@ -101,6 +109,8 @@ type instance struct {
 	DownSince time.Time `json:"down_since"`
 	Next      time.Time `json:"next"`
 	Reason    string    `json:"reason,omitempty"`
+	// Waiting says why its attempt, due, has not started.
+	Waiting string `json:"waiting,omitempty"`
 	// Acked marks an instance that was down when the operator switched
 	// auto-heal on again: the meltdown guard counts only new failures.
 	Acked bool `json:"acked,omitempty"`
@@ -120,7 +130,9 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 	if o.Missed <= 0 {
 		o.Missed = 3
 	}
+	hctx, cancel := context.WithCancel(context.Background())
 	h := &Healer{o: o, log: o.Logger.With("service", "heal"), nodes: map[string]seen{}, stop: make(chan struct{}), deploying: map[string]bool{},
+		ctx: hctx, cancel: cancel, dirty: make(chan struct{}, 1),
 		st: persisted{Enabled: true, Instances: map[string]*instance{}},
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_heal_attempts_total",
 			Help: "Auto-heal's actions by kind (restart, reapply) and result (ok, failed)."}, []string{"kind", "result"})}
@@ -136,6 +148,12 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 	if h.st.Held == nil {
 		h.st.Held = map[string]time.Time{}
 	}
+	for _, in := range h.st.Instances {
+		if in.State == contract.HealHealing {
+			// Its attempt ended with the process that ran it: try again.
+			in.State = contract.HealDown
+		}
+	}
 	for subj, fn := range map[string]nats.MsgHandler{
 		subject.AllHeartbeats:                h.heartbeat,
 		subject.Audit(contract.AuditStop):    h.operator,
@@ -150,7 +168,7 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 		}
 		h.subs = append(h.subs, sub)
 	}
-	if id, ok := h.deploymentRunning(ctx); ok && id != "" {
+	if id, err := h.deploymentRunning(ctx); err == nil && id != "" {
 		h.deploying[id] = true
 	}
 	svc, err := micro.AddService(o.NC, micro.Config{Name: "heal", Version: "1.0.0", Description: "auto-heal and its meltdown guard"})
@@ -159,18 +177,24 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 		return nil, fmt.Errorf("heal: add service: %w", err)
 	}
 	h.svc = svc
+	h.hs = kit.NewHandlers(h.log)
 	for subj, fn := range map[string]kit.Handler{subject.HealGet(): h.get, subject.HealSet(): h.set} {
-		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(h.log, fn)), micro.WithEndpointSubject(subj)); err != nil {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, h.hs.Endpoint(fn)), micro.WithEndpointSubject(subj)); err != nil {
 			h.Stop()
 			return nil, fmt.Errorf("heal: endpoint %s: %w", subj, err)
 		}
 	}
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go h.loop()
+	go h.keep()
 	return h, nil
 }
 
-// Stop stops the healer; an attempt under way is left to finish on its own.
+// stopWait bounds how long Stop waits for what the healer started.
+const stopWait = 5 * time.Second
+
+// Stop stops the healer: it cancels an attempt under way (the instance is
+// tried again by the next run), waits for it, and keeps the state.
 func (h *Healer) Stop() {
 	select {
 	case <-h.stop:
@@ -178,13 +202,20 @@ func (h *Healer) Stop() {
 	default:
 	}
 	close(h.stop)
-	h.wg.Wait()
-	for _, s := range h.subs {
-		_ = s.Unsubscribe()
-	}
 	if h.svc != nil {
 		_ = h.svc.Stop()
 	}
+	if h.hs != nil && !h.hs.Stop(stopWait) {
+		h.log.Warn("auto-heal's requests still run after its stop", "waited", stopWait)
+	}
+	for _, s := range h.subs {
+		_ = s.Unsubscribe()
+	}
+	h.cancel()
+	h.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	h.save(ctx)
 }
 
 // Collectors export auto-heal's counters.
@@ -229,11 +260,19 @@ func (h *Healer) deployment(msg *nats.Msg) {
 // (left down) until it is restarted or runs again.
 func (h *Healer) operator(msg *nats.Msg) {
 	var e contract.AuditEntry
-	if json.Unmarshal(msg.Data, &e) != nil || e.Result != "ok" || e.Component == "" {
+	if json.Unmarshal(msg.Data, &e) != nil || e.Component == "" {
 		return
 	}
-	cfg, err := bus.LoadConfig(context.Background(), h.o.Res.Config)
+	// A stop that failed on some instances (502) stopped the others: those
+	// are held too, and one that still runs is let go as it is seen up.
+	if e.Result != "ok" && (e.Action != contract.AuditStop || e.Code != 502) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+	defer cancel()
+	cfg, err := bus.LoadConfig(ctx, h.o.Res.Config)
 	if err != nil {
+		h.log.Warn("an operator's stop or restart could not be followed: the config does not read", "action", e.Action, "target", e.Component+"@"+e.IP, "err", err)
 		return
 	}
 	h.mu.Lock()
@@ -247,16 +286,18 @@ func (h *Healer) operator(msg *nats.Msg) {
 		}
 		delete(h.st.Instances, k)
 	}
-	h.saveLocked()
+	h.markDirty()
 }
 
-// targets resolves a component and IP, or all and 0.0.0.0, against cfg.
+// targets resolves a target against cfg as the monitor's stop and restart
+// do: all and 0.0.0.0 is every instance, a component and 0.0.0.0 every
+// instance of it, a component and an IP that one instance.
 func targets(cfg contract.Config, comp, ip string) [][2]string {
 	var out [][2]string
 	all := strings.EqualFold(comp, "all") && ip == "0.0.0.0"
 	for _, c := range contract.SortedKeys(cfg.Components) {
 		for _, i := range cfg.Components[c] {
-			if all || (c == comp && i == ip) {
+			if all || (c == comp && (i == ip || ip == "0.0.0.0")) {
 				out = append(out, [2]string{c, i})
 			}
 		}
@@ -365,9 +406,11 @@ func (h *Healer) observe(comp, ip string, now time.Time) (observation, string) {
 }
 
 // judge looks at every instance once: records what went down or came
-// back, applies the meltdown guard, and starts at most one attempt.
+// back, applies the meltdown guard, and starts at most one attempt. The
+// config read, the question to the planner, the state's write and the
+// events are made outside h.mu: heartbeats and GET /heal wait on it.
 func (h *Healer) judge(now time.Time) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
 	defer cancel()
 	cfg, err := bus.LoadConfig(ctx, h.o.Res.Config)
 	if err != nil {
@@ -375,9 +418,46 @@ func (h *Healer) judge(now time.Time) {
 	}
 	r := rulesOf(cfg)
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.deploying) > 0 {
+	next, notes := h.judgeLocked(now, cfg, r)
+	h.mu.Unlock()
+	for _, n := range notes {
+		n()
+	}
+	if next == "" {
 		return
+	}
+	id, err := h.deploymentRunning(ctx)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	in := h.st.Instances[next]
+	// What changed while the planner was asked: a deployment, a stop,
+	// auto-heal switched off.
+	if in == nil || in.State != contract.HealDown || h.busy || len(h.deploying) > 0 || !h.st.Enabled || h.st.Meltdown.Active {
+		return
+	}
+	switch {
+	case err != nil:
+		in.Waiting = "waiting: whether a deployment runs is not known: " + err.Error()
+		return
+	case id != "":
+		in.Waiting = "waiting: deployment " + id + " runs"
+		return
+	}
+	in.State, in.Waiting = contract.HealHealing, ""
+	h.busy = true
+	h.markDirty()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.attempt(in.Component, in.IP, r)
+	}()
+}
+
+// judgeLocked is judge's part under h.mu: it returns the instance to try
+// now, if any, and the events and audit entries to publish.
+func (h *Healer) judgeLocked(now time.Time, cfg contract.Config, r rules) (next string, notes []func()) {
+	if len(h.deploying) > 0 {
+		return "", nil
 	}
 	total := 0
 	changed := false
@@ -404,7 +484,10 @@ func (h *Healer) judge(now time.Time) {
 			}
 			if in != nil && in.State != contract.HealHealing {
 				if in.Attempts > 0 || in.State == contract.HealFailing {
-					h.event("recovered", comp, ip, in.Attempts, "ok", fmt.Sprintf("%s on %s runs again", comp, ip))
+					n := in.Attempts
+					notes = append(notes, func() {
+						h.event("recovered", comp, ip, n, "ok", fmt.Sprintf("%s on %s runs again", comp, ip))
+					})
 				}
 				delete(h.st.Instances, k)
 				changed = true
@@ -431,31 +514,48 @@ func (h *Healer) judge(now time.Time) {
 	}
 	// The meltdown guard: within the time threshold, heal whenever at
 	// most minimum_down instances are down; beyond that, heal nothing once
-	// more than percent_threshold of them are.
+	// more than percent_threshold of them are. An instance counts once
+	// its grace has passed: an operator's stop seen down before its audit
+	// entry arrives is held by then, and counts for nothing. The guard
+	// lifts itself as soon as its condition no longer holds.
 	recent := 0
 	for _, in := range h.st.Instances {
-		if !in.Acked && now.Sub(in.DownSince) <= r.ttl {
+		if !in.Acked && now.Sub(in.DownSince) >= r.grace && now.Sub(in.DownSince) <= r.ttl {
 			recent++
 		}
 	}
-	if !h.st.Meltdown.Active && r.enabled && h.st.Enabled && recent > r.minDown && recent*100 > r.percent*total {
+	melting := recent > r.minDown && recent*100 > r.percent*total
+	switch {
+	case !h.st.Meltdown.Active && melting && r.enabled && h.st.Enabled:
 		since := now.UTC()
 		h.st.Meltdown = contract.Meltdown{Active: true, Since: &since, Down: recent, Instances: total,
-			Reason: fmt.Sprintf("%d of %d instances went down within %s (more than %d%%, more than %d): auto-heal holds until PUT /deployment-engine/heal {\"enabled\": true}",
+			Reason: fmt.Sprintf("%d of %d instances went down within %s (more than %d%%, more than %d): auto-heal holds until fewer are down or PUT /deployment-engine/heal {\"enabled\": true}",
 				recent, total, r.ttl, r.percent, r.minDown)}
+		m := h.st.Meltdown
 		h.log.Error("meltdown guard holds auto-heal", "down", recent, "instances", total)
-		h.event("meltdown", "", "", 0, "held", h.st.Meltdown.Reason)
-		h.audit(contract.AuditEntry{Action: contract.AuditHealMeltdown, Object: "cluster", Result: "held", Detail: h.st.Meltdown.Reason})
+		notes = append(notes, func() {
+			h.event("meltdown", "", "", 0, "held", m.Reason)
+			h.audit(contract.AuditEntry{Action: contract.AuditHealMeltdown, Object: "cluster", Result: "held", Detail: m.Reason})
+		})
+		changed = true
+	case h.st.Meltdown.Active && !melting:
+		msg := fmt.Sprintf("the meltdown guard is lifted: %d of %d instances down within %s", recent, total, r.ttl)
+		h.st.Meltdown = contract.Meltdown{}
+		h.log.Info("meltdown guard lifted", "down", recent, "instances", total)
+		notes = append(notes, func() {
+			h.event("meltdown", "", "", 0, "lifted", msg)
+			h.audit(contract.AuditEntry{Action: contract.AuditHealMeltdown, Object: "cluster", Result: "lifted", Detail: msg})
+		})
+		changed = true
+	case h.st.Meltdown.Active && h.st.Meltdown.Down != recent:
+		h.st.Meltdown.Down = recent
 		changed = true
 	}
-	if h.st.Meltdown.Active {
-		h.st.Meltdown.Down = recent
-	}
 	if changed {
-		h.saveLocked()
+		h.markDirty()
 	}
 	if !r.enabled || !h.st.Enabled || h.st.Meltdown.Active || h.busy {
-		return
+		return "", notes
 	}
 	// The next instance to heal: the one down longest whose grace and
 	// back-off have passed, on a node that reports.
@@ -470,44 +570,46 @@ func (h *Healer) judge(now time.Time) {
 		ready = append(ready, in)
 	}
 	if len(ready) == 0 {
-		return
+		return "", notes
 	}
 	sort.Slice(ready, func(a, b int) bool { return ready[a].DownSince.Before(ready[b].DownSince) })
-	in := ready[0]
-	if id, ok := h.deploymentRunning(ctx); ok {
-		in.Reason = "waiting: deployment " + id + " runs"
-		return
-	}
-	in.State = contract.HealHealing
-	h.busy = true
-	h.saveLocked()
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		h.attempt(in.Component, in.IP, r)
-	}()
-}
-
-// deploymentRunning asks the planner whether a deployment runs.
-func (h *Healer) deploymentRunning(ctx context.Context) (string, bool) {
-	rep, err := kit.Request(ctx, h.o.NC, subject.DeployList(), nil)
-	if err != nil || rep.Code != 200 {
-		return "(unknown: the planner does not answer)", true
-	}
-	var list []struct{ ID, State string }
-	_ = json.Unmarshal(rep.Body, &list)
-	for _, d := range list {
-		if d.State == contract.DeployRunning || d.State == contract.DeployPending {
-			return d.ID, true
+	for _, in := range h.st.Instances {
+		if in != ready[0] {
+			in.Waiting = "" // only the next one waits on the planner
 		}
 	}
-	return "", false
+	return key(ready[0].Component, ready[0].IP), notes
+}
+
+// deploymentRunning asks the planner whether a deployment runs: the id of
+// one that does, "" when none does, an error when the answer says neither
+// (no answer, an error, one that does not decode).
+func (h *Healer) deploymentRunning(ctx context.Context) (string, error) {
+	rep, err := kit.Request(ctx, h.o.NC, subject.DeployList(), nil)
+	if err != nil {
+		return "", fmt.Errorf("the planner does not answer: %w", err)
+	}
+	if rep.Code != 200 {
+		return "", fmt.Errorf("the planner answered %d: %s", rep.Code, replyError(rep, nil))
+	}
+	var list []contract.DeploymentSummary
+	if err := json.Unmarshal(rep.Body, &list); err != nil {
+		return "", fmt.Errorf("the planner's list of deployments does not decode: %w", err)
+	}
+	for _, d := range list {
+		if d.State == contract.DeployRunning || d.State == contract.DeployPending {
+			return d.ID, nil
+		}
+	}
+	return "", nil
 }
 
 // attempt is one try to bring an instance back: a restart through monit,
-// then, if it stays down, its component applied again on its node.
+// then, if it stays down, its component applied again on its node. Stop
+// ends it wherever it is; the instance is then down again, the try not
+// counted.
 func (h *Healer) attempt(comp, ip string, r rules) {
-	ctx := context.Background()
+	ctx := h.ctx
 	h.mu.Lock()
 	in := h.st.Instances[key(comp, ip)]
 	n := 1
@@ -516,6 +618,12 @@ func (h *Healer) attempt(comp, ip string, r rules) {
 	}
 	h.mu.Unlock()
 	finish := func(ok bool, reason string) {
+		var notes []func()
+		defer func() {
+			for _, n := range notes {
+				n()
+			}
+		}()
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.busy = false
@@ -523,36 +631,52 @@ func (h *Healer) attempt(comp, ip string, r rules) {
 		if in == nil {
 			return
 		}
-		if ok {
-			h.event("recovered", comp, ip, n, "ok", fmt.Sprintf("%s on %s runs again after attempt %d", comp, ip, n))
+		defer h.markDirty()
+		switch {
+		case ctx.Err() != nil:
+			in.State, in.Reason = contract.HealDown, "attempt interrupted: auto-heal stopped"
+		case ok:
+			notes = append(notes, func() {
+				h.event("recovered", comp, ip, n, "ok", fmt.Sprintf("%s on %s runs again after attempt %d", comp, ip, n))
+			})
 			delete(h.st.Instances, key(comp, ip))
-			h.saveLocked()
-			return
-		}
-		in.Attempts, in.Reason = n, reason
-		if n >= r.maxAttempts {
+		case n >= r.maxAttempts:
+			in.Attempts = n
 			in.State = contract.HealFailing
 			in.Reason = fmt.Sprintf("failing after %d attempts: %s", n, reason)
-			h.event("failing", comp, ip, n, "failed", in.Reason)
-			h.audit(contract.AuditEntry{Action: contract.AuditHealFailing, Object: key(comp, ip), Component: comp, IP: ip, Result: "failed", Detail: in.Reason})
-		} else {
+			why := in.Reason
+			notes = append(notes, func() {
+				h.event("failing", comp, ip, n, "failed", why)
+				h.audit(contract.AuditEntry{Action: contract.AuditHealFailing, Object: key(comp, ip), Component: comp, IP: ip, Result: "failed", Detail: why})
+			})
+		default:
+			in.Attempts, in.Reason = n, reason
 			in.State = contract.HealDown
 			wait := r.wait(n)
 			in.Next = time.Now().Add(wait)
-			h.event("backoff", comp, ip, n, "failed", fmt.Sprintf("attempt %d of %d failed (%s); next in %s", n, r.maxAttempts, reason, wait.Round(time.Second)))
+			notes = append(notes, func() {
+				h.event("backoff", comp, ip, n, "failed", fmt.Sprintf("attempt %d of %d failed (%s); next in %s", n, r.maxAttempts, reason, wait.Round(time.Second)))
+			})
 		}
-		h.saveLocked()
 	}
 	started := time.Now()
 	h.event("restart", comp, ip, n, "started", fmt.Sprintf("attempt %d: restart %s on %s through monit", n, comp, ip))
 	cctx, ccancel := context.WithTimeout(ctx, 6*time.Minute) // the monitor waits for monit's outcome
 	rep, err := kit.Request(cctx, h.o.NC, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: comp, IP: ip}, Action: "restart"})
 	ccancel()
+	if ctx.Err() != nil {
+		finish(false, "")
+		return
+	}
 	detail := "monit restart sent"
 	if err != nil || rep.Code != 200 {
 		detail = fmt.Sprintf("monit restart failed: %s", replyError(rep, err))
 	}
 	back := h.waitRunning(comp, ip, started)
+	if ctx.Err() != nil {
+		finish(false, "")
+		return
+	}
 	res := map[bool]string{true: "ok", false: "failed"}[back]
 	h.attempts.WithLabelValues("restart", res).Inc()
 	h.audit(contract.AuditEntry{Action: contract.AuditHealRestart, Object: key(comp, ip), Component: comp, IP: ip, Result: res,
@@ -566,6 +690,10 @@ func (h *Healer) attempt(comp, ip string, r rules) {
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	rep, err = kit.Request(rctx, h.o.NC, subject.DeployReapply(), contract.Reapply{V: contract.Version, Component: comp, IP: ip, Reason: fmt.Sprintf("auto-heal attempt %d", n)})
 	cancel()
+	if ctx.Err() != nil {
+		finish(false, "")
+		return
+	}
 	var started2 struct{ ID string }
 	if err != nil || rep.Code != 202 || json.Unmarshal(rep.Body, &started2) != nil {
 		why := "re-apply refused: " + replyError(rep, err)
@@ -576,6 +704,10 @@ func (h *Healer) attempt(comp, ip string, r rules) {
 	}
 	state := h.waitDeployment(started2.ID)
 	back = state == contract.DeploySucceeded && h.waitRunning(comp, ip, time.Now())
+	if ctx.Err() != nil {
+		finish(false, "")
+		return
+	}
 	res = map[bool]string{true: "ok", false: "failed"}[back]
 	h.attempts.WithLabelValues("reapply", res).Inc()
 	h.audit(contract.AuditEntry{Action: contract.AuditHealReapply, Object: key(comp, ip), Component: comp, IP: ip, Result: res,
@@ -625,7 +757,7 @@ func (h *Healer) waitRunning(comp, ip string, since time.Time) bool {
 func (h *Healer) waitDeployment(id string) string {
 	deadline := time.Now().Add(30 * time.Minute)
 	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
 		rep, err := kit.Request(ctx, h.o.NC, subject.DeployGet(), contract.DeployGet{ID: id})
 		cancel()
 		var d contract.Deployment
@@ -642,13 +774,41 @@ func (h *Healer) waitDeployment(id string) string {
 	return "unfinished after 30m"
 }
 
-func (h *Healer) saveLocked() {
+// markDirty asks the keeper to write the state; h.mu may be held.
+func (h *Healer) markDirty() {
+	select {
+	case h.dirty <- struct{}{}:
+	default: // a write is asked already: it takes this change too
+	}
+}
+
+// keep writes the state each time it changed, one write at a time, the
+// latest state each time, outside h.mu.
+func (h *Healer) keep() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.stop:
+			return // Stop writes the last state
+		case <-h.dirty:
+			ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+			h.save(ctx)
+			cancel()
+		}
+	}
+}
+
+// save writes the state as it is now.
+func (h *Healer) save(ctx context.Context) {
+	h.mu.Lock()
 	b, err := json.Marshal(h.st)
+	h.mu.Unlock()
 	if err != nil {
+		h.log.Error("encode auto-heal's state", "err", err)
 		return
 	}
-	if _, err := h.o.Res.Engine.Put(context.Background(), stateKey, b); err != nil {
-		h.log.Warn("keep auto-heal's state", "err", err)
+	if _, err := h.o.Res.Engine.Put(ctx, stateKey, b); err != nil {
+		h.log.Warn("auto-heal's state not kept: a restart may forget what it held and counted", "err", err)
 	}
 }
 
@@ -688,6 +848,9 @@ func (h *Healer) get(ctx context.Context, _ micro.Request) (int, any, error) {
 	for _, k := range contract.SortedKeys(h.st.Instances) {
 		in := h.st.Instances[k]
 		hi := contract.HealedInstance{Component: in.Component, IP: in.IP, State: in.State, Attempts: in.Attempts, Reason: in.Reason}
+		if in.Waiting != "" {
+			hi.Reason = in.Waiting + "; " + in.Reason
+		}
 		ds := in.DownSince.UTC()
 		hi.DownSince = &ds
 		if in.State == contract.HealDown && !in.Next.IsZero() {
@@ -724,7 +887,7 @@ func (h *Healer) set(ctx context.Context, req micro.Request) (int, any, error) {
 			}
 		}
 	}
-	h.saveLocked()
+	h.markDirty()
 	h.mu.Unlock()
 	h.event(kind, "", "", 0, "ok", msg)
 	return 200, map[string]any{"enabled": in.Enabled, "message": msg}, nil

@@ -27,11 +27,22 @@ type cluster struct {
 	restarts map[string]int
 	reapply  map[string]int
 	silent   map[string]bool // nodes whose agent does not report
+	// list is the planner's answer to de.cmd.deploy.list ("[]" when
+	// empty); hang makes a restart never answered.
+	list string
+	hang bool
 }
 
 var nodes = []string{"10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.4"}
 
 func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
+	t.Helper()
+	return startWith(t, heal, nil)
+}
+
+// startWith is start with before run on the bus just before auto-heal
+// starts: a state kept by an earlier run, a count of goroutines.
+func startWith(t *testing.T, heal string, before func(*bustest.Bus)) (*bustest.Bus, *cluster, *Healer) {
 	t.Helper()
 	b := bustest.Start(t, bus.ServerOptions{})
 	ctx := context.Background()
@@ -46,6 +57,9 @@ func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
 	respond := func(subj string, fn func(m *nats.Msg) (int, string)) {
 		if _, err := b.NC.Subscribe(subj, func(m *nats.Msg) {
 			code, body := fn(m)
+			if code == 0 {
+				return // no answer
+			}
 			r := nats.NewMsg(m.Reply)
 			r.Header.Set("De-Code", fmt.Sprint(code))
 			r.Data = []byte(body)
@@ -60,12 +74,25 @@ func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.restarts[req.IP]++
+		if c.hang {
+			return 0, ""
+		}
 		if !c.broken[req.IP] {
 			c.running[req.IP] = true
 		}
 		return 200, `{"status": "ok"}`
 	})
-	respond(subject.DeployList(), func(*nats.Msg) (int, string) { return 200, `[]` })
+	respond(subject.DeployList(), func(*nats.Msg) (int, string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch c.list {
+		case "":
+			return 200, `[]`
+		case "hang":
+			return 0, ""
+		}
+		return 200, c.list
+	})
 	respond(subject.DeployReapply(), func(m *nats.Msg) (int, string) {
 		var req contract.Reapply
 		_ = json.Unmarshal(m.Data, &req)
@@ -97,6 +124,9 @@ func start(t *testing.T, heal string) (*bustest.Bus, *cluster, *Healer) {
 			}
 		}
 	}()
+	if before != nil {
+		before(b)
+	}
 	h, err := Start(ctx, Options{NC: b.NC, Res: b.Res, Tick: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
