@@ -72,6 +72,7 @@ type Installer struct {
 	port    string
 	pool    pool
 	svc     micro.Service
+	hs      *kit.Handlers // its endpoints' handlers, ended by Stop
 	cc      jetstream.ConsumeContext
 	cancels *nats.Subscription
 	wg      sync.WaitGroup
@@ -145,9 +146,9 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("installer: add service: %w", err)
 	}
-	i.svc = svc
+	i.svc, i.hs = svc, kit.NewHandlers(i.log)
 	for subj, h := range map[string]kit.Handler{subject.InstallerProbe(): i.probe, subject.InstallerExec(): i.exec} {
-		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(i.log, h)), micro.WithEndpointSubject(subj)); err != nil {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, i.hs.Endpoint(h)), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("installer: endpoint %s: %w", subj, err)
 		}
 	}
@@ -189,6 +190,9 @@ func (i *Installer) Stop() {
 	_ = i.cancels.Unsubscribe()
 	i.cc.Stop()
 	_ = i.svc.Stop()
+	if !i.hs.Stop(10 * time.Second) {
+		i.log.Warn("a probe or exec was still running 10 s after stop")
+	}
 	i.cancel()
 	i.wg.Wait()
 	i.closeAll()

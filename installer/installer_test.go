@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -359,5 +361,61 @@ func TestClaimingStep(t *testing.T) {
 	}
 	if owner() != "e-other\n" {
 		t.Errorf("owner %q after a refused claim", owner())
+	}
+}
+
+// Stop ends a probe in flight: its node's dial (here to a node that
+// accepts and never speaks SSH, which would hold it for every try of its
+// handshake) is cancelled, its requester answered, and no goroutine of it
+// is left.
+func TestStopEndsProbeInFlight(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.79.1:"+nodePort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	base := runtime.NumGoroutine()
+	answered := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := kit.Request(ctx, e.ins.o.NC, subject.InstallerProbe(), contract.Probe{V: 1, Nodes: []string{"127.0.79.1"}, Auth: contract.Auth{Key: keyPath}, TimeoutMS: 60000})
+		answered <- err
+	}()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(30 * time.Second):
+		t.Fatal("the probe never reached the silent node")
+	}
+	start := time.Now()
+	e.ins.Stop()
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Stop took %s with a probe in flight", took)
+	}
+	select {
+	case <-answered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the probe's requester got no answer after Stop")
+	}
+	// Goroutines of the probe (its node's dial) end with it; the
+	// installer's own (subscriptions, consumer) ended with Stop.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Stop, %d before the probe", runtime.NumGoroutine(), base)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

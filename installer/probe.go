@@ -62,7 +62,9 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 			defer wg.Done()
 			turn <- struct{}{}
 			defer func() { <-turn }()
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			// Each node's deadline runs from its turn; Stop (or the
+			// requester's end) ends them all.
+			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			out.Nodes[n] = i.probeNode(ctx, ip, p.Auth, p.Resolve, p.Unclaim)
 		}()

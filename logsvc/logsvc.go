@@ -60,6 +60,7 @@ type Service struct {
 	cache *instances
 
 	svc   micro.Service
+	hs    *kit.Handlers // its endpoints' handlers, ended by Stop
 	rtSub *nats.Subscription
 
 	mu      sync.Mutex // guards cc and closing: the writer may replace cc
@@ -166,12 +167,13 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 
+	s.hs = kit.NewHandlers(s.log)
 	s.svc, err = micro.AddService(o.NC, micro.Config{Name: "logsvc", Version: "1.0.0", Description: "the log store: lists and serves logs"})
 	if err != nil {
 		return nil, fmt.Errorf("logsvc: add service: %w", err)
 	}
 	for subj, h := range map[string]kit.Handler{subject.LogsList(): s.list, subject.LogsRead(): s.read} {
-		if err := s.svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(s.log, h)), micro.WithEndpointSubject(subj)); err != nil {
+		if err := s.svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, s.hs.Endpoint(h)), micro.WithEndpointSubject(subj)); err != nil {
 			return nil, fmt.Errorf("logsvc: endpoint %s: %w", subj, err)
 		}
 	}
@@ -357,6 +359,9 @@ func (s *Service) Stop() {
 		// No more reads once the store is about to close.
 		if s.svc != nil {
 			_ = s.svc.Stop()
+			if !s.hs.Stop(10 * time.Second) {
+				s.log.Warn("a log request was still running 10 s after stop")
+			}
 		}
 		if s.rtSub != nil {
 			_ = s.rtSub.Unsubscribe()
