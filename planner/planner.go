@@ -176,15 +176,19 @@ func (p *Planner) Stop() {
 	p.sched.stop()
 }
 
-func (p *Planner) catalogFor(name string) (validate.Catalog, bool) {
-	if name == BoshCatalog {
-		return boshRules{p}, true
+// catalogsIn finds the rules of a config's catalog for a validation that
+// ends with ctx: a release's are rendered within it.
+func (p *Planner) catalogsIn(ctx context.Context) validate.Catalogs {
+	return func(name string) (validate.Catalog, bool) {
+		if name == BoshCatalog {
+			return boshRules{ctx: ctx, p: p}, true
+		}
+		c, ok := p.o.Catalogs[name]
+		if !ok {
+			return nil, false
+		}
+		return catalogRules{c}, true
 	}
-	c, ok := p.o.Catalogs[name]
-	if !ok {
-		return nil, false
-	}
-	return catalogRules{c}, true
 }
 
 // catalogRules adapts a catalog to what validation needs.
@@ -231,7 +235,7 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
-	cfg, problems := validate.Config(in.Config, p.catalogFor, validate.Webhooks(p.o.Webhooks))
+	cfg, problems := validate.Config(in.Config, p.catalogsIn(ctx), validate.Webhooks(p.o.Webhooks))
 	if len(problems) > 0 {
 		return 0, nil, rejected(problems)
 	}

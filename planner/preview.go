@@ -53,7 +53,7 @@ func (p *Planner) planEndpoint(ctx context.Context, req micro.Request) (int, any
 	}
 	cfg, source := stored, "stored"
 	if len(strings.TrimSpace(string(in.Config))) > 0 {
-		posted, problems := validate.Config(in.Config, p.catalogFor, validate.Webhooks(p.o.Webhooks))
+		posted, problems := validate.Config(in.Config, p.catalogsIn(ctx), validate.Webhooks(p.o.Webhooks))
 		if len(problems) > 0 {
 			return 0, nil, rejected(problems)
 		}

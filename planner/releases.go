@@ -112,7 +112,10 @@ func (p *Planner) releaseFor(cfg contract.Config) (*release.Release, error) {
 // boshRules validates a config against the release it names: jobs,
 // properties, zones and links, then renders every template once so that a
 // missing property is named before anything is deployed.
-type boshRules struct{ p *Planner }
+type boshRules struct {
+	ctx context.Context // the request's: a render ends with it
+	p   *Planner
+}
 
 func (r boshRules) Validate(cfg contract.Config) []contract.Problem {
 	rel, err := r.p.releaseFor(cfg)
@@ -129,9 +132,7 @@ func (r boshRules) Validate(cfg contract.Config) []contract.Problem {
 	if len(ps) > 0 {
 		return ps
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), bosh.RenderTimeout)
-	defer cancel()
-	_, ps, err = bosh.RenderAll(ctx, d)
+	_, ps, err = bosh.RenderAll(r.ctx, d)
 	if err != nil {
 		return []contract.Problem{{Path: "properties.release", Reason: "cannot render the release's templates: " + err.Error()}}
 	}

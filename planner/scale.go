@@ -82,7 +82,7 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 	}
 	// Validate the result exactly like a posted config.
 	b, _ := json.Marshal(next)
-	if _, problems := validate.Config(b, p.catalogFor, validate.Webhooks(p.o.Webhooks)); len(problems) > 0 {
+	if _, problems := validate.Config(b, p.catalogsIn(ctx), validate.Webhooks(p.o.Webhooks)); len(problems) > 0 {
 		return 0, nil, rejected(problems)
 	}
 	// A node new to the config gets no kept secret it was not given for.

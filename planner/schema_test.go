@@ -2,6 +2,7 @@ package planner
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"testing"
@@ -71,7 +72,7 @@ func TestConfigSchemaAgreesWithValidation(t *testing.T) {
 	p := &Planner{o: Options{Catalogs: cats}}
 	for _, tc := range cases {
 		t.Run(tc.Name, func(t *testing.T) {
-			_, problems := validate.Config(tc.Config, p.catalogFor)
+			_, problems := validate.Config(tc.Config, p.catalogsIn(context.Background()))
 			if (len(problems) == 0) != tc.Valid {
 				t.Fatalf("validation found %v; the case says valid=%v", problems, tc.Valid)
 			}
