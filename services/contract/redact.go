@@ -1,30 +1,53 @@
 package contract
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
-// OutputRedactor takes a config's secrets out of what the nodes print:
-// install output, command output, a service's own log lines. The installer
-// and the log service both use it, so a secret is hidden the same way
+// OutputRedactor takes a config's secrets out of text: what the nodes
+// print (install output, command output, a service's own log lines) and
+// what the engine renders (a plan's file diffs). The installer, the log
+// service and the planner all use it, so a secret is hidden the same way
 // wherever a line goes.
 type OutputRedactor struct {
-	values []string
+	values []string // longest first
 }
 
 // minRedacted is the shortest secret taken out of output: a shorter one
 // would blank out ordinary words.
 const minRedacted = 3
 
-// OutputRedactor returns the redactor of c's secrets. A secret of several
+// OutputRedactor returns the redactor of c's secrets — every one Redact
+// hides (MapSecrets walks them) — and of more values. A secret of several
 // lines (a private key) is taken out where it stands whole, as in a
 // command's output of several lines.
-func (c Config) OutputRedactor() OutputRedactor {
-	var r OutputRedactor
-	for _, v := range c.Properties.Secrets() {
-		if len(*v) >= minRedacted {
-			r.values = append(r.values, *v)
+func (c Config) OutputRedactor(more ...string) OutputRedactor {
+	return OutputRedactor{}.Also(c).With(more...)
+}
+
+// Also returns a redactor that takes out c's secrets too (an older
+// config's, whose files a plan compares with).
+func (r OutputRedactor) Also(c Config) OutputRedactor {
+	var vs []string
+	_, _ = c.MapSecrets(func(s string) (string, error) {
+		vs = append(vs, s)
+		return s, nil
+	})
+	return r.With(vs...)
+}
+
+// With returns a redactor that takes out values too.
+func (r OutputRedactor) With(values ...string) OutputRedactor {
+	out := OutputRedactor{values: slices.Clone(r.values)}
+	for _, v := range values {
+		if len(v) >= minRedacted && v != Redacted && !slices.Contains(out.values, v) {
+			out.values = append(out.values, v)
 		}
 	}
-	return r
+	// A secret that holds another goes whole, before the other.
+	slices.SortStableFunc(out.values, func(a, b string) int { return len(b) - len(a) })
+	return out
 }
 
 // Redact replaces every secret in line with Redacted.
