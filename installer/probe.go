@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go/micro"
 
@@ -44,6 +46,9 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 	if p.Unclaim != "" && !contract.ValidEngineID(p.Unclaim) {
 		return 0, nil, kit.Errorf(400, "unclaim: %q is not an engine id (e- and lowercase letters or digits)", contract.Clip(p.Unclaim))
 	}
+	if err := checkFetch(p.Fetch); err != nil {
+		return 0, nil, err
+	}
 	auth, err := i.restrict(ctx, p.Auth)
 	if err != nil {
 		return 0, nil, err
@@ -66,14 +71,14 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 			// requester's end) ends them all.
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			out.Nodes[n] = i.probeNode(ctx, ip, p.Auth, p.Resolve, p.Unclaim)
+			out.Nodes[n] = i.probeNode(ctx, ip, p.Auth, p.Resolve, p.Fetch, p.Unclaim)
 		}()
 	}
 	wg.Wait()
 	return 200, out, nil
 }
 
-func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth, resolve []string, unclaim string) contract.ProbeResult {
+func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth, resolve, fetch []string, unclaim string) contract.ProbeResult {
 	r := contract.ProbeResult{IP: ip}
 	c, err := i.dial(ctx, ip, auth)
 	if err != nil {
@@ -98,6 +103,9 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 		}
 		script = "set -- " + strings.Join(q, " ") + "\n" + script
 	}
+	if len(fetch) > 0 {
+		script += fetchScript(fetch)
+	}
 	if unclaim != "" {
 		script = "DE_UNCLAIM=" + kit.ShellQuote(unclaim) + "\n" + script
 	}
@@ -118,11 +126,45 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 	for k := range got.Names {
 		got.Names[k].Name = resolve[k]
 	}
+	if len(got.Fetched) != len(fetch) {
+		r.Error = fmt.Sprintf("read fetches: asked %d, got %d answers", len(fetch), len(got.Fetched))
+		return r
+	}
+	for k := range got.Fetched {
+		got.Fetched[k].URL = fetch[k]
+	}
 	got.IP = ip
 	got.Hardware.IP = ip
 	got.Reachable = true
 	kept = i.keep(ip, authID(auth), c) == c
 	return got
+}
+
+// checkFetch refuses what a probe's Fetch may not ask of a node: more
+// URLs than MaxProbeFetch, or anything but a plain http(s) URL.
+func checkFetch(urls []string) error {
+	if len(urls) > contract.MaxProbeFetch {
+		return kit.Errorf(400, "fetch: %d URLs, at most %d", len(urls), contract.MaxProbeFetch)
+	}
+	for _, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || strings.ContainsFunc(s, unicode.IsSpace) {
+			return kit.Errorf(400, "fetch: %q is not an http URL", contract.Clip(s))
+		}
+	}
+	return nil
+}
+
+// fetchScript has the node fetch each URL as its apt would, one
+// "fetch=REASON" line each (nothing after = when it got the URL).
+func fetchScript(urls []string) string {
+	var b strings.Builder
+	b.WriteString(nodefs.Fetch + "de_t=$(mktemp)\n")
+	for _, u := range urls {
+		fmt.Fprintf(&b, "if de_fetch %s \"$de_t\"; then echo fetch=; else echo \"fetch=$de_err\"; fi\n", kit.ShellQuote(u))
+	}
+	b.WriteString("rm -f \"$de_t\"\n")
+	return b.String()
 }
 
 // parseProbe reads probeScript's output.
@@ -156,6 +198,8 @@ func parseProbe(s string) (contract.ProbeResult, error) {
 			r.Monit = v
 		case "name":
 			r.Names = append(r.Names, contract.NameLookup{Addrs: append([]string{}, strings.Fields(v)...)})
+		case "fetch":
+			r.Fetched = append(r.Fetched, contract.FetchResult{Error: v})
 		}
 	}
 	cpu, err1 := strconv.Atoi(cpuS)

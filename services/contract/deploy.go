@@ -55,6 +55,10 @@ type Probe struct {
 	// Resolve names host names each node's own resolver is asked for
 	// (the DNS pre-check): {"resolve": ["cf.local", "x-1f2e.cf.local"]}.
 	Resolve []string `json:"resolve,omitempty"`
+	// Fetch names http URLs each node fetches as its apt would (the
+	// engine's address as the nodes use it), at most MaxProbeFetch:
+	// {"fetch": ["http://10.0.0.1:8080/healthz"]}.
+	Fetch []string `json:"fetch,omitempty"`
 	// Unclaim, an engine id, removes the node's owner file when it names
 	// that engine (a takeover); the result's Unclaimed says it did.
 	Unclaim string `json:"unclaim,omitempty"`
@@ -85,8 +89,22 @@ type ProbeResult struct {
 	Monit string `json:"monit,omitempty"`
 	// Names answers Probe.Resolve, in the same order.
 	Names []NameLookup `json:"names,omitempty"`
+	// Fetched answers Probe.Fetch, in the same order.
+	Fetched []FetchResult `json:"fetched,omitempty"`
 	// Unclaimed is Probe.Unclaim when the node's claim by it was removed.
 	Unclaimed string `json:"unclaimed,omitempty"`
+}
+
+// MaxProbeFetch bounds Probe.Fetch: each URL may take a node 10 s.
+const MaxProbeFetch = 1
+
+// FetchResult is how a node's fetch of a URL ended: Error is "" when it
+// got the URL, else the reason (connection refused, 404, ...).
+//
+//	{"url": "http://10.0.0.1:8080/healthz", "error": "Could not connect to 10.0.0.1:8080 ..."}
+type FetchResult struct {
+	URL   string `json:"url"`
+	Error string `json:"error,omitempty"`
 }
 
 // NodeOS is what a node's /etc/os-release says.

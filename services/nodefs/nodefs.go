@@ -52,3 +52,25 @@ func OwnedElsewhere(owner, engine string) bool {
 	o := strings.TrimSpace(owner)
 	return o != "" && o != engine
 }
+
+// Fetch defines the shell function de_fetch URL DEST [SECONDS]: it fetches
+// URL into DEST the way apt would (apt-helper, so the node's apt proxy and
+// settings apply; curl where apt is missing), giving up after SECONDS
+// (default 10). On failure it sets de_err to the reason, on one line, and
+// returns 1. apt-get update only warns when a source is unreachable;
+// this is how a node step finds out.
+const Fetch = `de_fetch() {
+  de_err=
+  if [ -x /usr/lib/apt/apt-helper ]; then
+    de_err=$(timeout "${3:-10}" /usr/lib/apt/apt-helper -o APT::Sandbox::User=root -o Acquire::Retries=0 -o Acquire::http::Timeout=5 download-file "$1" "$2" 2>&1) && return 0
+    de_err=$(printf '%s\n' "$de_err" | sed -n 's/^E: Failed to fetch [^ ]* *//p' | head -n1)
+  elif command -v curl >/dev/null 2>&1; then
+    de_err=$(timeout "${3:-10}" curl -fsS --connect-timeout 5 -o "$2" "$1" 2>&1) && return 0
+    de_err=$(printf '%s\n' "$de_err" | head -n1)
+  else
+    de_err="neither apt-helper nor curl on the node"
+  fi
+  de_err=${de_err:-"no answer within ${3:-10}s"}
+  return 1
+}
+`
