@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 
 	"github.com/deployment-engine/engine/planner/catalog"
@@ -72,14 +74,17 @@ func (p *Planner) checkEndpoints() map[string]kit.Handler {
 }
 
 // precheck contacts every node at once: reachable, enough hardware, a
-// system the catalog supports, and a resolver that sends the domain to the
-// catalog's DNS component. Mismatches of the system are problems or
-// warnings as the catalog says; DNS never refuses a config.
+// system the catalog supports, a resolver that sends the domain to the
+// catalog's DNS component, and a way to the engine's HTTP address.
+// Mismatches of the system are problems or warnings as the catalog says;
+// DNS never refuses a config; an engine the node cannot reach refuses it
+// when the node's steps fetch from the engine, and warns otherwise.
 func (p *Planner) precheck(ctx context.Context, cfg contract.Config) ([]contract.NodeHardware, []string, []contract.Problem, error) {
 	cat := p.o.Catalogs[cfg.CatalogName()]
 	nodes := cfg.Nodes()
 	dns := dnsCheckOf(cfg, cat)
-	results, err := p.probe(ctx, cfg, nodes, dns.names...)
+	health := p.nodeURL(cfg) + "/healthz"
+	results, err := p.probeWith(ctx, cfg, contract.Probe{Nodes: nodes, Resolve: dns.names, Fetch: []string{health}})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -124,8 +129,34 @@ func (p *Planner) precheck(ctx context.Context, cfg contract.Config) ([]contract
 			}
 		}
 		warnings = append(warnings, dns.warnings(r)...)
+		if m := engineUnreachable(r, health); m != "" {
+			// A node without monit gets it from the mirror.
+			if fetchesFromEngine(cfg, cat) || r.Monit == "" {
+				problems = append(problems, contract.Problem{Path: "properties.home", IP: r.IP, Component: comps, Reason: m})
+			} else {
+				warnings = append(warnings, fmt.Sprintf("node %s (%s) %s", r.IP, comps, m))
+			}
+		}
 	}
 	return hw, warnings, problems, nil
+}
+
+// nodeURL is the engine's HTTP address as the nodes use it: the config's
+// home and the engine's port.
+func (p *Planner) nodeURL(cfg contract.Config) string {
+	return "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port))
+}
+
+// engineUnreachable says why the node of r could not fetch url, "" when it
+// could. apt-get update only warns about a source it cannot reach, so a
+// deploy would get as far as "Unable to locate package".
+func engineUnreachable(r contract.ProbeResult, url string) string {
+	for _, f := range r.Fetched {
+		if f.URL == url && f.Error != "" {
+			return fmt.Sprintf("cannot reach the engine at %s: %s — the nodes fetch the mirror and packages from the config's home and the engine's port: listen (--listen) on an address the nodes reach, or set home to one", url, f.Error)
+		}
+	}
+	return ""
 }
 
 // dnsCheck asks each node's resolver for the domain and for a random name

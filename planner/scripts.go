@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -39,15 +40,14 @@ printf '%%s:%%s\n' "$u" "$DE_SECRET_PASSWORD" | chpasswd
 			Hash: hashOf(script, in.secretDigest("password", p.Password))}})
 	}
 
-	if !needsPackages(in) && !in.noMonit[ip] {
+	if !catalogPackages(in.cfg, in.cat) && !in.noMonit[ip] {
 		// Nothing to install from the mirror: leave the node's apt alone.
 		if in.agent != nil {
 			out = append(out, agentStep(in, ip))
 		}
 		return out
 	}
-	mirror := fmt.Sprintf(`set -eu
-b=%[1]s/apt-backup
+	mirror := mirrorCheck(in.mirrorURL) + fmt.Sprintf(`b=%[1]s/apt-backup
 # Keep the node's own sources once, to restore them by hand later.
 if [ ! -e "$b/.saved" ]; then
   if [ -f /etc/apt/sources.list ]; then cp -a /etc/apt/sources.list "$b/"; fi
@@ -61,7 +61,9 @@ echo 'deb [trusted=yes] %[2]s ./' > /etc/apt/sources.list.d/deployment-engine.li
 # Package scripts must not start services: monit owns them.
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 chmod 755 /usr/sbin/policy-rc.d
-apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root
+# Error-Mode=any (apt 2.1.16 and later) fails on a source apt could not
+# fetch instead of warning; mirrorCheck covers older apt.
+apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root -o APT::Update::Error-Mode=any
 %[3]s`, nodefs.State, in.mirrorURL, monitInstall)
 	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: hashOf(mirror)}})
 
@@ -69,6 +71,25 @@ apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root
 		out = append(out, agentStep(in, ip))
 	}
 	return out
+}
+
+// mirrorCheck fetches the mirror's index from the node before apt is
+// pointed at it, and fails naming the URL when it cannot: apt-get update
+// only warns about an unreachable source, and the step would pass while
+// every install after it fails with "Unable to locate package". A step
+// that fails is never marked done, so the next deploy runs it again.
+func mirrorCheck(mirrorURL string) string {
+	index := mirrorURL + "Packages"
+	return `set -eu
+` + nodefs.Fetch + `de_t=$(mktemp)
+trap 'rm -f "$de_t"' EXIT
+if ! de_fetch ` + kit.ShellQuote(index) + ` "$de_t" 60; then
+  echo "cannot fetch the engine's mirror at "` + kit.ShellQuote(index) + `" from this node: $de_err — the nodes reach the engine at the config's home and the engine's port: listen (--listen) on an address they reach, or set home to one" >&2
+  exit 1
+fi
+rm -f "$de_t"
+trap - EXIT
+`
 }
 
 // MonitRC is the engine's monit configuration for the nodes it gives monit
@@ -119,16 +140,23 @@ fi
 fi
 `
 
-func needsPackages(in planInput) bool {
-	if in.cat == nil {
+// catalogPackages tells whether a component of cfg installs packages.
+func catalogPackages(cfg contract.Config, cat *catalog.Catalog) bool {
+	if cat == nil {
 		return false
 	}
-	for name := range in.cfg.Components {
-		if c := in.cat.Components[name]; c != nil && len(c.Packages) > 0 {
+	for name := range cfg.Components {
+		if c := cat.Components[name]; c != nil && len(c.Packages) > 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// fetchesFromEngine tells whether cfg's nodes fetch from the engine's HTTP
+// address: the mirror's packages, or a BOSH release's.
+func fetchesFromEngine(cfg contract.Config, cat *catalog.Catalog) bool {
+	return cfg.CatalogName() == BoshCatalog || catalogPackages(cfg, cat)
 }
 
 func agentStep(in planInput, ip string) *planStep {

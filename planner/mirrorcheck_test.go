@@ -1,0 +1,163 @@
+package planner
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// The mirror step fetches the mirror's index before it touches apt, and
+// fails naming the URL when the engine does not serve it to the node:
+// apt-get update alone exits 0 with only a warning.
+func TestMirrorCheck(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	repo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/mirror/Packages" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, "Package: monit\nVersion: 1:5.33.0-1\nArchitecture: amd64\nFilename: ./monit.deb\n\n")
+	}))
+	defer repo.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // a port nothing listens on any more
+	for _, tc := range []struct {
+		name, url, want string
+	}{
+		{"a repository", repo.URL + "/mirror/", ""},
+		{"404", repo.URL + "/elsewhere/", "404"},
+		{"nothing listening", gone.URL + "/mirror/", "connect"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "bash", "-c", mirrorCheck(tc.url)+"echo passed\n")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if tc.want == "" {
+				if err != nil || stdout.String() != "passed\n" {
+					t.Fatalf("%v: stdout %q stderr %q", err, stdout.String(), stderr.String())
+				}
+				return
+			}
+			msg := stderr.String()
+			if err == nil || strings.Contains(stdout.String(), "passed") {
+				t.Fatalf("passed with the mirror unreachable: stdout %q stderr %q", stdout.String(), msg)
+			}
+			if !strings.Contains(msg, "cannot fetch the engine's mirror at "+tc.url+"Packages from this node: ") || !strings.Contains(msg, tc.want) || !strings.Contains(msg, "--listen") {
+				t.Errorf("message %q: want the URL, the reason (%s) and what to do", msg, tc.want)
+			}
+		})
+	}
+}
+
+// The plan's mirror step checks the mirror before it replaces the node's
+// apt sources, and has apt fail on a source it could not fetch.
+func TestMirrorStepChecksFirst(t *testing.T) {
+	steps := starterPlan(t, starterConfig(), nil)
+	s := steps["10.9.0.2/_node/mirror"]
+	if s == nil {
+		t.Fatal("no mirror step")
+	}
+	script := s.spec.Script
+	check := strings.Index(script, "de_fetch 'http://10.9.0.1:50000/mirror/Packages'")
+	sources := strings.Index(script, "rm -f /etc/apt/sources.list")
+	if check < 0 || sources < 0 || check > sources {
+		t.Errorf("the mirror is not fetched before apt's sources change (at %d, sources at %d):\n%s", check, sources, script)
+	}
+	if !strings.Contains(script, "-o APT::Update::Error-Mode=any") {
+		t.Error("apt-get update does not fail on a source it could not fetch")
+	}
+}
+
+// precheck asks each node to fetch the engine's /healthz at home and the
+// engine's port; a node that cannot refuses a config whose nodes install
+// from the mirror, naming the node and the address.
+func TestPrecheckEngineReach(t *testing.T) {
+	b := bustest.Start(t, bus.ServerOptions{})
+	ctx := context.Background()
+	cat, err := catalog.Load("starter", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const health = "http://10.9.0.1:50000/healthz"
+	unreachable := map[string]string{}
+	var asked []string
+	svc, err := micro.AddService(b.NC, micro.Config{Name: "installer", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	probe := func(_ context.Context, req micro.Request) (int, any, error) {
+		var q contract.Probe
+		if err := kit.Decode(req, &q); err != nil {
+			return 0, nil, err
+		}
+		asked = q.Fetch
+		out := contract.ProbeReply{V: contract.Version}
+		for _, ip := range q.Nodes {
+			r := contract.ProbeResult{IP: ip, Reachable: true, Monit: "5.33.0",
+				Hardware: contract.NodeHardware{IP: ip, CPU: 64, RAM: 64 << 20, DISK: 1 << 20},
+				OS:       contract.NodeOS{ID: "debian", VersionID: "12"}}
+			for _, n := range q.Resolve {
+				r.Names = append(r.Names, contract.NameLookup{Name: n, Addrs: []string{"10.9.0.2"}})
+			}
+			for _, u := range q.Fetch {
+				r.Fetched = append(r.Fetched, contract.FetchResult{URL: u, Error: unreachable[ip]})
+			}
+			out.Nodes = append(out.Nodes, r)
+		}
+		return 200, out, nil
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := svc.AddEndpoint(subject.EndpointName(subject.InstallerProbe()), kit.Endpoint(quiet, probe), micro.WithEndpointSubject(subject.InstallerProbe())); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Start(ctx, Options{NC: b.NC, Res: b.Res, Catalogs: map[string]*catalog.Catalog{"starter": cat}, EngineID: "e-1", Port: 50000,
+		Logger: quiet, ProbeTimeout: 5 * time.Second, PlannerID: "p-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	cfg := starterConfig()
+	cfg.Properties.Root = "" // no stored secret hosts needed for the probe's auth
+
+	if _, _, problems, err := p.precheck(ctx, cfg); err != nil || len(problems) != 0 {
+		t.Fatalf("all nodes reach the engine: problems %+v, err %v", problems, err)
+	}
+	if len(asked) != 1 || asked[0] != health {
+		t.Fatalf("the probe asked the nodes to fetch %q, want [%s]", asked, health)
+	}
+
+	unreachable["10.9.0.3"] = "Could not connect to 10.9.0.1:50000 (10.9.0.1). - connect (111: Connection refused)"
+	_, _, problems, err := p.precheck(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 1 {
+		t.Fatalf("problems %+v: want one, for 10.9.0.3", problems)
+	}
+	pr := problems[0]
+	if pr.IP != "10.9.0.3" || pr.Path != "properties.home" || !strings.Contains(pr.Reason, health) || !strings.Contains(pr.Reason, "Connection refused") {
+		t.Errorf("problem %+v: want node 10.9.0.3, the address %s and the reason", pr, health)
+	}
+}
