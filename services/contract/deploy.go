@@ -95,7 +95,7 @@ type ProbeResult struct {
 	Unclaimed string `json:"unclaimed,omitempty"`
 }
 
-// MaxProbeFetch bounds Probe.Fetch: each URL may take a node 10 s.
+// MaxProbeFetch bounds Probe.Fetch: each URL may take a node 4 s.
 const MaxProbeFetch = 1
 
 // FetchResult is how a node's fetch of a URL ended: Error is "" when it
