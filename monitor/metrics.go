@@ -15,7 +15,7 @@ var (
 	descNodeCPU  = prometheus.NewDesc("de_node_cpu_usage_percent", "The node's CPU use at its last report, in percent.", []string{"node"}, nil)
 	descNodeMem  = prometheus.NewDesc("de_node_memory_usage_percent", "The node's memory use at its last report, in percent.", []string{"node"}, nil)
 	descNodeDisk = prometheus.NewDesc("de_node_disk_usage_percent", "The node's root filesystem use at its last report, in percent.", []string{"node"}, nil)
-	descCompUp   = prometheus.NewDesc("de_component_instance_up", "Whether the component instance runs (1) or not (0), as its node last reported.", []string{"component", "node"}, nil)
+	descCompUp   = prometheus.NewDesc("de_component_instance_up", "Whether the component instance runs (1) or not (0), as its node last reported; 0 when its last pre-start failed.", []string{"component", "node"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -26,6 +26,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
+	preFailed := c.m.pre.snapshot()
 	g := func(d *prometheus.Desc, v float64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
 	}
@@ -41,7 +42,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		g(descNodeDisk, n.hb.DiskPct, ip)
 		for _, comp := range n.hb.Components {
 			v := 0.0
-			if comp.Running && up == 1 && n.hb.MonitError == "" {
+			if _, failed := preFailed[comp.Name+"@"+ip]; comp.Running && up == 1 && n.hb.MonitError == "" && !failed {
 				v = 1
 			}
 			g(descCompUp, v, comp.Name, ip)

@@ -49,9 +49,22 @@ type Monitor struct {
 	o    Options
 	log  *slog.Logger
 	svc  micro.Service
+	hs   *kit.Handlers
 	sub  *nats.Subscription
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// ctx ends at Stop: the writes the monitor makes end with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// kept are the heartbeats to write to DE_NODES, by IP token, the
+	// latest of each node: the heartbeat callback only notes them, and
+	// keep writes them (a slow store delays no heartbeat).
+	keptMu sync.Mutex
+	kept   map[string][]byte
+	keepUp chan struct{}
+
+	pre preStarts
 
 	mu    sync.RWMutex
 	nodes map[string]*node
@@ -89,35 +102,64 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if o.Process == nil {
 		o.Process = func(_, c string) (string, bool) { return c, true }
 	}
+	mctx, cancel := context.WithCancel(context.Background())
 	m := &Monitor{o: o, log: o.Logger.With("service", "monitor"), nodes: map[string]*node{}, stop: make(chan struct{}),
-		ssh: sshCache{nodes: map[string]*sshNode{}}}
+		ctx: mctx, cancel: cancel, kept: map[string][]byte{}, keepUp: make(chan struct{}, 1),
+		ssh: sshCache{nodes: map[string]*sshNode{}}, hs: kit.NewHandlers(o.Logger.With("service", "monitor"))}
 	m.load(ctx)
+	fail := func(err error) (*Monitor, error) {
+		m.Stop()
+		return nil, err
+	}
+	if err := m.pre.follow(ctx, o.Res.Events, m.log.Warn); err != nil {
+		return fail(fmt.Errorf("monitor: %w", err))
+	}
 	var err error
 	if m.sub, err = o.NC.Subscribe(subject.AllHeartbeats, m.heartbeat); err != nil {
-		return nil, fmt.Errorf("monitor: subscribe to heartbeats: %w", err)
+		return fail(fmt.Errorf("monitor: subscribe to heartbeats: %w", err))
 	}
 	m.svc, err = micro.AddService(o.NC, micro.Config{Name: "monitor", Version: "1.0.0", Description: "node and component state, restart and stop"})
 	if err != nil {
-		return nil, fmt.Errorf("monitor: add service: %w", err)
+		return fail(fmt.Errorf("monitor: add service: %w", err))
 	}
 	for subj, h := range map[string]kit.Handler{subject.MonitorStatus(): m.status, subject.MonitorHardware(): m.hardware, subject.MonitorControl(): m.control, subject.MonitorTargets(): m.targets} {
 		// Concurrent: a restart waiting for a slow node, or a read of one,
 		// holds up no other request.
-		if err := m.svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, kit.Endpoint(m.log, h)), micro.WithEndpointSubject(subj)); err != nil {
-			return nil, fmt.Errorf("monitor: endpoint %s: %w", subj, err)
+		if err := m.svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, m.hs.Endpoint(h)), micro.WithEndpointSubject(subj)); err != nil {
+			return fail(fmt.Errorf("monitor: endpoint %s: %w", subj, err))
 		}
 	}
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.watch()
+	go m.keep()
 	return m, nil
 }
 
-// Stop stops the monitor.
+// stopWait bounds how long Stop waits for the requests in flight (a
+// restart waiting on its node) once their ctx ended.
+const stopWait = 5 * time.Second
+
+// Stop stops the monitor: requests in flight are cancelled and waited for
+// up to stopWait.
 func (m *Monitor) Stop() {
+	select {
+	case <-m.stop:
+		return
+	default:
+	}
 	close(m.stop)
+	if m.svc != nil {
+		_ = m.svc.Stop()
+	}
+	if !m.hs.Stop(stopWait) {
+		m.log.Warn("the monitor's requests still run after its stop", "waited", stopWait)
+	}
+	if m.sub != nil {
+		_ = m.sub.Unsubscribe()
+	}
+	m.pre.stop()
+	m.cancel()
 	m.wg.Wait()
-	_ = m.sub.Unsubscribe()
-	_ = m.svc.Stop()
 }
 
 // load reads the last heartbeats a previous run kept, so that hardware is
@@ -186,7 +228,44 @@ func (m *Monitor) heartbeat(msg *nats.Msg) {
 		m.componentEvent(c.Name, ip, c.Running, reason)
 	}
 	tok, _ := subject.IPToken(ip)
-	_, _ = m.o.Res.Nodes.Put(context.Background(), tok, msg.Data)
+	m.keptMu.Lock()
+	m.kept[tok] = msg.Data
+	m.keptMu.Unlock()
+	select {
+	case m.keepUp <- struct{}{}:
+	default:
+	}
+}
+
+// keep writes the heartbeats noted to DE_NODES, where the next run's load
+// finds them, and says when it cannot.
+func (m *Monitor) keep() {
+	defer m.wg.Done()
+	failing := map[string]bool{} // nodes whose last write failed
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-m.keepUp:
+		}
+		m.keptMu.Lock()
+		batch := m.kept
+		m.kept = map[string][]byte{}
+		m.keptMu.Unlock()
+		for tok, data := range batch {
+			ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+			_, err := m.o.Res.Nodes.Put(ctx, tok, data)
+			cancel()
+			switch {
+			case err != nil && !failing[tok]:
+				failing[tok] = true
+				m.log.Warn("a node's heartbeat is not kept: after a restart the engine shows its hardware only once it reports again", "node", tok, "err", err)
+			case err == nil && failing[tok]:
+				delete(failing, tok)
+				m.log.Info("a node's heartbeat is kept again", "node", tok)
+			}
+		}
+	}
 }
 
 // watch reports nodes that went silent, once each.

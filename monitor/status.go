@@ -41,12 +41,14 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 		reads = m.readOverSSH(agentless, m.o.StatusWait)
 	}
 	targets := instances(cfg)
+	preFailed := m.pre.snapshot()
 	pieces := make([][]byte, len(targets))
 	var made []contract.StatusEntry // entries made for this request
 	var madeAt []int                // and their places
 	for i, t := range targets {
 		n, ok := nodes[t.IP]
-		if ok && m.fresh(&n, now) {
+		why, failed := preFailed[t.Comp+"@"+t.IP]
+		if ok && m.fresh(&n, now) && !failed {
 			if raw, ok := n.entries[t.Comp]; ok {
 				pieces[i] = raw
 				continue
@@ -61,6 +63,12 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 			e.Reason = fmt.Sprintf("unreachable: no report for %s (last at %s)", now.Sub(n.seen).Round(time.Second), n.seen.UTC().Format(time.RFC3339))
 		default:
 			entryFromAgent(&e, n.hb)
+		}
+		if failed {
+			if e.Status != "DOWN" {
+				e.Status, e.Reason = "DOWN", ""
+			}
+			e.Reason = join(why, e.Reason)
 		}
 		made = append(made, e)
 		madeAt = append(madeAt, i)
