@@ -17,6 +17,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/deployment-engine/engine/planner/validate"
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/nodeclient"
@@ -47,15 +48,26 @@ func (p *Planner) planEndpoint(ctx context.Context, req micro.Request) (int, any
 			return 0, nil, err
 		}
 	}
-	stored, had, err := p.loadConfig(ctx)
+	plan, err := p.planOf(ctx, in.Config)
 	if err != nil {
 		return 0, nil, err
 	}
+	return 200, plan, nil
+}
+
+// planOf plans a deployment of the posted config body, or of the stored
+// config when body is empty. A secret posted as the redaction marker keeps
+// the stored one, as in a config stored again.
+func (p *Planner) planOf(ctx context.Context, body []byte) (*contract.Plan, error) {
+	stored, had, err := p.loadConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cfg, source := stored, "stored"
-	if len(strings.TrimSpace(string(in.Config))) > 0 {
-		posted, problems := validate.Config(in.Config, p.catalogsIn(ctx), validate.Webhooks(p.o.Webhooks))
+	if len(strings.TrimSpace(string(body))) > 0 {
+		posted, problems := validate.Config(body, p.catalogsIn(ctx), validate.Webhooks(p.o.Webhooks))
 		if len(problems) > 0 {
-			return 0, nil, rejected(problems)
+			return nil, rejected(problems)
 		}
 		for name, s := range posted.Properties.Secrets() {
 			if *s == contract.Redacted && (!had || *stored.Properties.Secrets()[name] == "") {
@@ -63,23 +75,27 @@ func (p *Planner) planEndpoint(ctx context.Context, req micro.Request) (int, any
 			}
 		}
 		if len(problems) > 0 {
-			return 0, nil, rejected(problems)
+			return nil, rejected(problems)
 		}
 		posted.KeepSecrets(stored)
 		cfg, source = posted, "posted"
 	} else if !had {
-		return 0, nil, errNoConfig
+		return nil, errNoConfig
 	}
-	plan, err := p.plan(ctx, cfg)
+	plan, err := p.plan(ctx, cfg, stored)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	plan.Config = source
-	return 200, plan, nil
+	return plan, nil
 }
 
-// plan works out what a deployment of cfg would do now.
-func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan, error) {
+// plan works out what a deployment of cfg would do now. What it shows
+// passes the redaction of every secret it may hold: cfg's, stored's (the
+// config stored, which the nodes may hold), the nodes' agent passwords and
+// the secrets of the configs whose files it compares with.
+func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contract.Plan, error) {
+	red := cfg.OutputRedactor(p.agentPasswords(cfg)...).Also(stored)
 	cat, rel, err := p.sourceOf(cfg)
 	if err != nil {
 		return nil, err
@@ -105,7 +121,7 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 	}
 	steps, err := p.stepsFor(ctx, p.planInputFor(cfg, cat, "plan", previous, noMonit), rel)
 	if err != nil {
-		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
+		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + red.Redact(err.Error())}
 	}
 	if rel == nil {
 		markers := map[string]map[string]string{}
@@ -116,7 +132,7 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 		}
 		ro := rollout{in: p.planInputFor(cfg, cat, "plan", previous, noMonit), markers: markers}
 		if steps, _, err = ro.apply(steps); err != nil {
-			return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + err.Error()}
+			return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + red.Redact(err.Error())}
 		}
 	}
 	byNode := map[string][]*planStep{}
@@ -127,9 +143,12 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 			wanted[s.spec.ID+"@"+h] = true
 		}
 	}
-	written, err := p.writtenSteps(ctx, wanted)
+	written, olds, err := p.writtenSteps(ctx, wanted)
 	if err != nil {
 		return nil, err
+	}
+	for _, old := range olds {
+		red = red.Also(old)
 	}
 	paths := map[string][]string{}
 	for _, s := range steps {
@@ -177,7 +196,7 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 				old, known = s.spec, true
 			}
 			if known && have != "" {
-				n.Drift = append(n.Drift, drift(s.spec.Component, old.Files, r)...)
+				n.Drift = append(n.Drift, drift(s.spec.Component, old.Files, r, red)...)
 			}
 			if have == s.spec.Hash && s.spec.Action != "remove" {
 				continue
@@ -193,7 +212,7 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 			if known {
 				oldp = &old
 			}
-			describe(&a, s, oldp, have, r)
+			describe(&a, s, oldp, have, r, red)
 			n.Actions = append(n.Actions, a)
 		}
 		out.Changes += len(n.Actions)
@@ -201,7 +220,41 @@ func (p *Planner) plan(ctx context.Context, cfg contract.Config) (*contract.Plan
 		out.Nodes = append(out.Nodes, n)
 	}
 	out.ID = hex.EncodeToString(id.Sum(nil))[:24]
+	redactPlan(out, red)
 	return out, nil
+}
+
+// agentPasswords are the NATS passwords of cfg's nodes' agents.
+func (p *Planner) agentPasswords(cfg contract.Config) []string {
+	a := p.o.Agent
+	if a == nil || a.Password == nil {
+		return nil
+	}
+	var out []string
+	for _, ip := range cfg.Nodes() {
+		out = append(out, a.Password(ip))
+	}
+	return out
+}
+
+// redactPlan takes every secret red knows out of what plan shows: what the
+// nodes answered, the scripts, and the diffs (whose sides were redacted
+// already, see shownDiff: this catches the rest).
+func redactPlan(plan *contract.Plan, red contract.OutputRedactor) {
+	for i := range plan.Nodes {
+		n := &plan.Nodes[i]
+		n.Error = red.Redact(n.Error)
+		for j := range n.Actions {
+			a := &n.Actions[j]
+			a.Why, a.Script = red.Redact(a.Why), red.Redact(a.Script)
+			for k := range a.Files {
+				a.Files[k].Diff = red.Redact(a.Files[k].Diff)
+			}
+		}
+		for j := range n.Drift {
+			n.Drift[j].Diff = red.Redact(n.Drift[j].Diff)
+		}
+	}
 }
 
 // configDigest stands for cfg in a plan id: its redacted form and a keyed
@@ -216,8 +269,9 @@ func (p *Planner) configDigest(cfg contract.Config) string {
 	return hashOf(parts...)
 }
 
-// describe says what a step that would run does, and why.
-func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have string, r nodeRead) {
+// describe says what a step that would run does, and why; its diffs show
+// no secret red knows.
+func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have string, r nodeRead, red contract.OutputRedactor) {
 	spec := s.spec
 	isNew := have == ""
 	switch spec.Action {
@@ -292,7 +346,7 @@ func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have stri
 		if had && sha(before) == f.SHA256 {
 			continue
 		}
-		a.Files = append(a.Files, contract.PlanFile{Path: f.Path, Diff: unified(f.Path, before, f.Content, had)})
+		a.Files = append(a.Files, contract.PlanFile{Path: f.Path, Diff: shownDiff(red, f.Path, before, f.Content, had)})
 	}
 	if old != nil {
 		for _, of := range old.Files {
@@ -307,7 +361,7 @@ func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have stri
 	}
 	if spec.Action == "install" || (spec.Action != "upload" && len(spec.Files) == 0) {
 		if old != nil && old.Script != spec.Script {
-			a.Script = unified("script", []byte(old.Script), []byte(spec.Script), true)
+			a.Script = shownDiff(red, "script", []byte(old.Script), []byte(spec.Script), true)
 		} else if isNew || old == nil {
 			a.Script = spec.Script
 		}
@@ -315,8 +369,8 @@ func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have stri
 }
 
 // drift lists the files of a step the engine last wrote that the node no
-// longer holds as written.
-func drift(comp string, files []contract.StepFile, r nodeRead) []contract.PlanDrift {
+// longer holds as written; its diffs show no secret red knows.
+func drift(comp string, files []contract.StepFile, r nodeRead, red contract.OutputRedactor) []contract.PlanDrift {
 	var out []contract.PlanDrift
 	for _, f := range files {
 		if f.LocalPath != "" {
@@ -328,7 +382,7 @@ func drift(comp string, files []contract.StepFile, r nodeRead) []contract.PlanDr
 			out = append(out, contract.PlanDrift{Component: comp, Path: f.Path, Want: f.SHA256, Found: "missing"})
 		case ok && sha(got) != f.SHA256:
 			out = append(out, contract.PlanDrift{Component: comp, Path: f.Path, Want: f.SHA256, Found: sha(got),
-				Diff: unified(f.Path, f.Content, got, true)})
+				Diff: shownDiff(red, f.Path, f.Content, got, true)})
 		}
 	}
 	return out
@@ -337,6 +391,17 @@ func drift(comp string, files []contract.StepFile, r nodeRead) []contract.PlanDr
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// shownDiff is the diff of two contents that differ as a plan shows it:
+// with red's secrets taken out of each side first, so that a secret of
+// several lines goes whole, and a change of secrets alone is said so.
+func shownDiff(red contract.OutputRedactor, path string, before, after []byte, existed bool) string {
+	b, a := red.Redact(string(before)), red.Redact(string(after))
+	if existed && a == b {
+		return "(only secrets changed: not shown)\n"
+	}
+	return unified(path, []byte(b), []byte(a), existed)
 }
 
 // unified is a git-style diff of one file; a file that did not exist
@@ -379,16 +444,19 @@ func packagesOf(script string) []string {
 }
 
 // writtenSteps finds, among the rendered steps kept per deployment, the
-// ones the nodes' markers point at (step id@hash), newest deployment first.
-func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map[string]contract.Step, error) {
+// ones the nodes' markers point at (step id@hash), newest deployment first,
+// and the configs of the deployments they come from, whose secrets their
+// files may hold.
+func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map[string]contract.Step, []contract.Config, error) {
 	out := map[string]contract.Step{}
 	if len(wanted) == 0 {
-		return out, nil
+		return out, nil, nil
 	}
 	keys, err := deploymentIDs(ctx, p.o.Res)
 	if err != nil {
-		return nil, fmt.Errorf("list deployments: %w", err)
+		return nil, nil, fmt.Errorf("list deployments: %w", err)
 	}
+	var cfgs []contract.Config
 	var ids []string
 	for _, k := range keys {
 		if strings.HasPrefix(k, "d-") {
@@ -408,14 +476,32 @@ func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map
 		if json.Unmarshal(e.Value(), &doc) != nil {
 			continue
 		}
-		for id, s := range doc.Specs {
-			key := id + "@" + s.Hash
+		used := false
+		for sid, s := range doc.Specs {
+			key := sid + "@" + s.Hash
 			if _, done := out[key]; wanted[key] && !done {
-				out[key] = s
+				out[key], used = s, true
 			}
 		}
+		if used {
+			cfgs = append(cfgs, p.appliedConfig(ctx, id))
+		}
 	}
-	return out, nil
+	return out, cfgs, nil
+}
+
+// appliedConfig is the config deployment id applied; empty when it kept
+// none (a restart) or it cannot be read.
+func (p *Planner) appliedConfig(ctx context.Context, id string) contract.Config {
+	e, err := p.o.Res.Scheduler.Get(ctx, configKey(id))
+	if err != nil {
+		return contract.Config{}
+	}
+	cfg, err := bus.DecodeConfig(e.Value())
+	if err != nil {
+		return contract.Config{}
+	}
+	return cfg
 }
 
 const markersScript = `if command -v monit >/dev/null 2>&1; then echo "monit yes"; else echo "monit no"; fi

@@ -55,7 +55,7 @@ func TestDriftAndDescribe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := drift("web", []contract.StepFile{written}, nodeRead{files: tt.node})
+			d := drift("web", []contract.StepFile{written}, nodeRead{files: tt.node}, contract.OutputRedactor{})
 			if tt.wantDrift == "" {
 				if len(d) != 0 {
 					t.Fatalf("drift %+v", d)
@@ -75,7 +75,7 @@ func TestDriftAndDescribe(t *testing.T) {
 	s := &planStep{spec: contract.Step{ID: "n/web/upload", Component: "web", Action: "upload", Files: []contract.StepFile{newer, stepFile("/etc/new", 0o644, []byte("n\n"))}, Hash: "h2"}}
 	old := contract.Step{Files: []contract.StepFile{written}, Hash: "h1"}
 	var a contract.PlanAction
-	describe(&a, s, &old, "h1", nodeRead{})
+	describe(&a, s, &old, "h1", nodeRead{}, contract.OutputRedactor{})
 	if len(a.Files) != 2 {
 		t.Fatalf("files %+v", a.Files)
 	}

@@ -132,9 +132,14 @@ func (r boshRules) Validate(cfg contract.Config) []contract.Problem {
 	if len(ps) > 0 {
 		return ps
 	}
+	// What a template says when it fails may quote a property: a secret.
+	red := cfg.OutputRedactor()
 	_, ps, err = bosh.RenderAll(r.ctx, d)
 	if err != nil {
-		return []contract.Problem{{Path: "properties.release", Reason: "cannot render the release's templates: " + err.Error()}}
+		return []contract.Problem{{Path: "properties.release", Reason: "cannot render the release's templates: " + red.Redact(err.Error())}}
+	}
+	for i := range ps {
+		ps[i].Reason = red.Redact(ps[i].Reason)
 	}
 	return ps
 }
@@ -155,7 +160,8 @@ func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *relea
 		PackageURL: func(pk release.Package) string { return home + release.PackageURLPath(rel.Name, rel.Version, pk.Name) },
 		Base:       map[string]string{}})
 	if err != nil {
-		return nil, err
+		// A template's failure may quote a property: a secret.
+		return nil, errors.New(in.cfg.OutputRedactor().Redact(err.Error()))
 	}
 	in.cat = nil
 	in.agentComps = map[string][]contract.AgentComponent{}

@@ -1,0 +1,108 @@
+package planner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/deployment-engine/engine/planner/bosh"
+	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/planner/release/releasetest"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+func needRuby(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath(bosh.Ruby); err != nil {
+		t.Fatalf("ruby is needed to render templates (make deps installs it): %v", err)
+	}
+}
+
+// secretRelease has a job whose config file holds its admin password, and
+// a job whose template fails quoting it.
+func secretRelease() releasetest.Release {
+	return releasetest.Release{Name: "sec", Version: "1", Jobs: []releasetest.Job{
+		{Name: "db", Spec: "name: db\ntemplates:\n  db.conf.erb: config/db.conf\nproperties:\n  admin.user: {}\n  admin.password: {}\n",
+			Templates: map[string]string{"db.conf.erb": "user=<%= p('admin.user') %>\npassword=<%= p('admin.password') %>\n"}},
+		{Name: "bad", Spec: "name: bad\ntemplates:\n  bad.erb: config/bad\nproperties:\n  token: {}\n",
+			Templates: map[string]string{"bad.erb": "<%= p('token').no_such_method %>\n"}},
+	}}
+}
+
+// A plan's diffs carry no secret: not the stored config's BOSH job
+// password, not when the body posts the redaction marker for it (which
+// keeps the stored one), and not when a template's failure quotes one.
+func TestPlanRedactsRenderedSecrets(t *testing.T) {
+	needRuby(t)
+	b := bustest.Start(t, bus.ServerOptions{})
+	p := testPlanner(t, b)
+	defer p.sched.stop()
+	store, err := release.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.Import(context.Background(), bytes.NewReader(releasetest.Build(secretRelease()))); err != nil {
+		t.Fatal(err)
+	}
+	p.o.Releases, p.o.Port = store, 50000
+	const jobSecret, rootSecret, agentSecret = "JobSecret-Q7w", "RootPw-8kd", "AgentPw-2mz"
+	p.o.Agent = &AgentSpec{Binary: "/bin/true", Password: func(string) string { return agentSecret }}
+	ctx := context.Background()
+	stored := contract.Config{Components: map[string][]string{"db": {"10.0.0.1"}},
+		Properties: contract.Properties{Domain: "a.local", Home: "10.0.0.100", User: "vcap", Root: rootSecret, Catalog: "bosh", Release: "sec/1",
+			Jobs: map[string]any{"db": map[string]any{"admin": map[string]any{"user": "admin", "password": jobSecret}}}}}
+	if err := bus.StoreConfig(ctx, b.Res.Config, stored); err != nil {
+		t.Fatal(err)
+	}
+	posted, _ := json.Marshal(stored.Redact())
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{
+		{"stored config", nil},
+		{"posted with the redaction marker", posted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := p.planOf(ctx, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := json.Marshal(plan)
+			for _, s := range []string{jobSecret, rootSecret, agentSecret} {
+				if bytes.Contains(out, []byte(s)) {
+					t.Errorf("the plan shows %s", s)
+				}
+			}
+			// The file is there, its secret redacted.
+			if !strings.Contains(string(out), `+password=\u003credacted\u003e\n`) || !strings.Contains(string(out), `+user=admin\n`) {
+				t.Errorf("the plan lacks db.conf's diff with the password redacted:\n%s", out)
+			}
+		})
+	}
+
+	// A template's failure that quotes a secret, at plan and at check.
+	failing := stored.Clone()
+	failing.Components["bad"] = []string{"10.0.0.1"}
+	failing.Properties.Jobs["bad"] = map[string]any{"token": jobSecret}
+	if err := bus.StoreConfig(ctx, b.Res.Config, failing); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.planOf(ctx, nil)
+	if err == nil || !strings.Contains(err.Error(), "no_such_method") || strings.Contains(err.Error(), jobSecret) {
+		t.Errorf("plan of a failing template: %v", err)
+	}
+	body, _ := json.Marshal(failing)
+	_, err = p.planOf(ctx, body)
+	if err == nil || !strings.Contains(err.Error(), "config rejected") {
+		t.Fatalf("posted failing template: %v", err)
+	}
+	probs, _ := json.Marshal(err)
+	if !strings.Contains(string(probs), "no_such_method") || strings.Contains(string(probs), jobSecret) {
+		t.Errorf("posted failing template's problems: %s", probs)
+	}
+}
