@@ -21,7 +21,11 @@ type stubReleases struct{ dir string }
 
 func (s stubReleases) Upload(context.Context, io.Reader) (int, any) { return 400, nil }
 func (s stubReleases) List(context.Context) (int, any)              { return 200, []string{} }
-func (s stubReleases) Dir() string                                  { return s.dir }
+func (s stubReleases) PackageFile(_ context.Context, rel, version, pkg string) (string, error) {
+	p := filepath.Join(s.dir, rel, version, "packages", pkg+".tgz")
+	_, err := os.Stat(p)
+	return p, err
+}
 
 // smallBuffers makes every accepted connection's send buffer small, so
 // that a client that does not read stalls its answer after a few KiB

@@ -122,7 +122,7 @@ func New(o Options) (http.Handler, error) {
 			r.Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))
 		}
 		if o.Releases != nil {
-			r.Handle("/releases/*", http.StripPrefix("/releases/", streaming(o.Limits.StreamIdle, releaseFiles(o.Releases.Dir()).ServeHTTP)))
+			r.Handle("/releases/*", http.StripPrefix("/releases/", streaming(o.Limits.StreamIdle, releaseFiles(o.Releases).ServeHTTP)))
 		}
 		if o.Console != nil {
 			r.Handle("/*", http.FileServerFS(o.Console))

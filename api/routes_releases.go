@@ -2,8 +2,12 @@ package api
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -26,8 +30,10 @@ type Releases interface {
 	Upload(ctx context.Context, r io.Reader) (int, any)
 	// List answers 200 and every stored release.
 	List(ctx context.Context) (int, any)
-	// Dir is served read-only at /releases/ so that nodes fetch packages.
-	Dir() string
+	// PackageFile is the local file of a stored release's package, served
+	// read-only at /releases/ so that nodes fetch it from any API process.
+	// One the engine does not hold is an error of fs.ErrNotExist.
+	PackageFile(ctx context.Context, release, version, pkg string) (string, error)
 }
 
 // releaseRoutes registers the release routes under /deployment-engine.
@@ -59,9 +65,39 @@ func (s *server) uploadRelease(w http.ResponseWriter, r *http.Request) {
 
 // releaseFiles serves the stored releases' package tarballs to nodes,
 // read-only: only <release>/<version>/packages/<name>.tgz.
-func releaseFiles(dir string) http.Handler {
-	return readOnlyFiles(dir, "releases are read-only here; upload at /deployment-engine/releases", "no such release file", func(p string) bool {
+func releaseFiles(rels Releases) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeError(w, http.StatusMethodNotAllowed, "releases are read-only here; upload at /deployment-engine/releases")
+			return
+		}
+		p := path.Clean("/" + r.URL.Path)
 		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
-		return len(parts) == 4 && parts[2] == "packages" && strings.HasSuffix(parts[3], ".tgz") && !strings.Contains(p, "/.")
+		pkg, ok := strings.CutSuffix(parts[len(parts)-1], ".tgz")
+		if len(parts) != 4 || parts[2] != "packages" || !ok || strings.Contains(p, "/.") {
+			writeError(w, http.StatusNotFound, "no such release file")
+			return
+		}
+		file, err := rels.PackageFile(r.Context(), parts[0], parts[1], pkg)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			writeError(w, http.StatusNotFound, "no such release file")
+			return
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, "the release's package could not be read from the bus; try again")
+			return
+		}
+		f, err := os.Open(file)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "the release's package could not be read; try again")
+			return
+		}
+		defer func() { _ = f.Close() }()
+		st, err := f.Stat()
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "the release's package could not be read; try again")
+			return
+		}
+		http.ServeContent(w, r, path.Base(p), st.ModTime(), f)
 	})
 }

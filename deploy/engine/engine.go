@@ -263,7 +263,9 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	port, _ := strconv.Atoi(httpPort)
 
-	releases, err := release.NewLimitedStore(filepath.Join(o.DataDir, "releases"), o.ReleaseLimits)
+	// Releases live in the bus, so that every API process of a split
+	// engine serves them; the data dir keeps a cache.
+	releases, err := release.NewSharedStore(ctx, filepath.Join(o.DataDir, "releases"), o.ReleaseLimits, res.Releases, log)
 	if err != nil {
 		return err
 	}

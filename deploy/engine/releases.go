@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,7 +22,19 @@ type releaseAPI struct {
 	log   *slog.Logger
 }
 
-func (a releaseAPI) Dir() string { return a.store.Dir() }
+// PackageFile is the local file of a package, from the bus through the
+// store's cache; one the store does not hold is fs.ErrNotExist.
+func (a releaseAPI) PackageFile(ctx context.Context, rel, version, pkg string) (string, error) {
+	p, err := a.store.PackageFile(ctx, rel, version, pkg)
+	var nf *release.NotFound
+	if errors.As(err, &nf) {
+		return "", fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		a.log.Error("serve a release's package", "release", rel+"/"+version, "package", pkg, "err", err)
+	}
+	return p, err
+}
 
 func (a releaseAPI) Upload(ctx context.Context, r io.Reader) (int, any) {
 	rel, created, err := a.store.Import(ctx, r)
@@ -56,7 +69,7 @@ func (a releaseAPI) Upload(ctx context.Context, r io.Reader) (int, any) {
 }
 
 func (a releaseAPI) List(ctx context.Context) (int, any) {
-	list, err := a.store.List()
+	list, err := a.store.List(ctx)
 	if err != nil {
 		a.log.Error("list releases", "err", err)
 		return 500, contract.ErrorBody{Error: "could not list the releases; see the engine's log"}

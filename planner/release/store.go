@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // BadRelease is a tarball the engine refuses: File names the part at
@@ -90,12 +92,20 @@ func (r *Release) Package(name string) (Package, bool) {
 }
 
 // Store keeps releases under a directory: <dir>/<name>/<version>/ holds
-// release.MF, jobs/<job>.tgz and packages/<package>.tgz as uploaded.
+// release.MF, jobs/<job>.tgz and packages/<package>.tgz as uploaded. A
+// shared store (NewSharedStore) keeps them in the bus, the directory as
+// its cache.
 type Store struct {
-	dir   string
-	lim   Limits
-	mu    sync.Mutex
+	dir string
+	lim Limits
+	obs jetstream.ObjectStore // nil: the directory is the store
+
+	mu    sync.Mutex // guards cache, never held through I/O
 	cache map[string]*Release
+
+	// fill lets one fetch or upload at a time replace a release's
+	// directory.
+	fill sync.Mutex
 
 	// parse lets one upload at a time verify (parse and read its jobs).
 	parse sync.Mutex
@@ -165,28 +175,53 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (rel *Release, created 
 		}
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.obs != nil {
+		return s.publish(ctx, tmp, m, mfBytes, specs)
+	}
+	return s.keep(ctx, tmp, m, mfBytes, specs)
+}
+
+// keep stores a verified upload, unpacked in tmp, in the directory.
+func (s *Store) keep(ctx context.Context, tmp string, m *Manifest, mf []byte, specs map[string]*Job) (*Release, bool, error) {
 	dest := filepath.Join(s.dir, m.Name, m.Version)
-	if old, err := os.ReadFile(filepath.Join(dest, "release.MF")); err == nil {
-		if !bytes.Equal(old, mfBytes) {
+	s.fill.Lock()
+	old, err := os.ReadFile(filepath.Join(dest, "release.MF"))
+	if err == nil {
+		s.fill.Unlock()
+		if !bytes.Equal(old, mf) {
 			return nil, false, &Conflict{Name: m.Name, Version: m.Version}
 		}
-		rel, err := s.openLocked(m.Name, m.Version)
+		rel, err := s.open(ctx, m.Name, m.Version)
 		return rel, false, err
 	}
+	err = s.moveLocked(tmp, dest)
+	s.fill.Unlock()
+	if err != nil {
+		return nil, false, err
+	}
+	rel := &Release{Manifest: *m, Specs: specs, dir: dest}
+	s.mu.Lock()
+	s.cache[m.Name+"/"+m.Version] = rel
+	s.mu.Unlock()
+	return rel, true, nil
+}
+
+// moveLocked moves a release's files from tmp to dest, in place of
+// whatever dest held. The caller holds s.fill.
+func (s *Store) moveLocked(tmp, dest string) error {
+	if err := os.RemoveAll(dest); err != nil {
+		return fmt.Errorf("release store: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-		return nil, false, fmt.Errorf("release store: %w", err)
+		return fmt.Errorf("release store: %w", err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, false, fmt.Errorf("release store: %w", err)
+		return fmt.Errorf("release store: %w", err)
 	}
 	if err := os.Rename(tmp, dest); err != nil {
-		return nil, false, fmt.Errorf("release store: %w", err)
+		return fmt.Errorf("release store: %w", err)
 	}
-	rel = &Release{Manifest: *m, Specs: specs, dir: dest}
-	s.cache[m.Name+"/"+m.Version] = rel
-	return rel, true, nil
+	return nil
 }
 
 // verify parses an unpacked upload's release.MF, checks every job and
@@ -445,20 +480,15 @@ func readJobFile(p string, lim Limits) (*Job, error) {
 }
 
 // List returns every stored release, by name then version.
-func (s *Store) List() ([]Summary, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	names, err := os.ReadDir(s.dir)
+func (s *Store) List(ctx context.Context) ([]Summary, error) {
+	all, err := s.releases(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("release store: %w", err)
+		return nil, err
 	}
 	out := []Summary{}
-	for _, n := range names {
-		if !n.IsDir() || strings.HasPrefix(n.Name(), ".") {
-			continue
-		}
-		for _, v := range s.versionsLocked(n.Name()) {
-			rel, err := s.openLocked(n.Name(), v)
+	for _, name := range sortedKeys(all) {
+		for _, v := range all[name] {
+			rel, err := s.open(ctx, name, v)
 			if err != nil {
 				continue
 			}
@@ -466,6 +496,41 @@ func (s *Store) List() ([]Summary, error) {
 		}
 	}
 	return out, nil
+}
+
+// releases lists the versions of every stored release, oldest first.
+func (s *Store) releases(ctx context.Context) (map[string][]string, error) {
+	if s.obs != nil {
+		all, err := s.busReleases(ctx)
+		for _, vs := range all {
+			sortVersions(vs)
+		}
+		return all, err
+	}
+	names, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("release store: %w", err)
+	}
+	all := map[string][]string{}
+	for _, n := range names {
+		if n.IsDir() && !strings.HasPrefix(n.Name(), ".") {
+			all[n.Name()] = s.versionsLocked(n.Name())
+		}
+	}
+	return all, nil
+}
+
+func sortedKeys(m map[string][]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortVersions(vs []string) {
+	sort.Slice(vs, func(i, j int) bool { return CompareVersions(vs[i], vs[j]) < 0 })
 }
 
 func (s *Store) versionsLocked(name string) []string {
@@ -476,32 +541,76 @@ func (s *Store) versionsLocked(name string) []string {
 			out = append(out, v.Name())
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return CompareVersions(out[i], out[j]) < 0 })
+	sortVersions(out)
 	return out
 }
 
-// Get opens a stored release; version "" is the latest.
+// Get opens a stored release; version "" is the latest. Its reads of the
+// bus take up to getTimeout.
 func (s *Store) Get(name, version string) (*Release, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), getTimeout)
+	defer cancel()
 	if !plainName(name) || (version != "" && !plainName(version)) {
 		return nil, &NotFound{Name: name, Version: version}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if version == "" {
-		vs := s.versionsLocked(name)
+		all, err := s.releases(ctx)
+		if err != nil {
+			return nil, err
+		}
+		vs := all[name]
 		if len(vs) == 0 {
 			return nil, &NotFound{Name: name}
 		}
 		version = vs[len(vs)-1]
 	}
-	return s.openLocked(name, version)
+	return s.open(ctx, name, version)
 }
 
-func (s *Store) openLocked(name, version string) (*Release, error) {
-	if r, ok := s.cache[name+"/"+version]; ok {
+// PackageFile is the local file of a stored release's package, fetched
+// from the bus the first time it is asked for. A release, version or
+// package the store does not hold is a *NotFound.
+func (s *Store) PackageFile(ctx context.Context, name, version, pkg string) (string, error) {
+	if !plainName(name) || !plainName(version) {
+		return "", &NotFound{Name: name, Version: version}
+	}
+	rel, err := s.open(ctx, name, version)
+	if err != nil {
+		return "", err
+	}
+	p, ok := rel.Package(pkg)
+	if !ok {
+		return "", &NotFound{Name: name, Version: version}
+	}
+	file := filepath.Join(rel.dir, "packages", p.Name+".tgz")
+	if _, err := os.Stat(file); err == nil || s.obs == nil {
+		return file, err
+	}
+	f := stored{"packages/" + p.Name + ".tgz", p.SHA1}
+	if err := s.fetch(ctx, f.object(name, version), file, p.SHA1); err != nil {
+		return "", err
+	}
+	return file, nil
+}
+
+// open reads a release into the store's memory, from the bus (through
+// the directory's cache) or the directory. A release never changes once
+// stored: one read is kept.
+func (s *Store) open(ctx context.Context, name, version string) (*Release, error) {
+	key := name + "/" + version
+	s.mu.Lock()
+	r, ok := s.cache[key]
+	s.mu.Unlock()
+	if ok {
 		return r, nil
 	}
 	dir := filepath.Join(s.dir, name, version)
+	if s.obs != nil {
+		var err error
+		if dir, err = s.cached(ctx, name, version); err != nil {
+			return nil, err
+		}
+	}
 	b, err := readManifest(dir, s.lim)
 	var tl *TooLarge
 	switch {
@@ -521,7 +630,9 @@ func (s *Store) openLocked(name, version string) (*Release, error) {
 		return nil, fmt.Errorf("stored release %s/%s: %w", name, version, err)
 	}
 	rel := &Release{Manifest: *m, Specs: specs, dir: dir}
-	s.cache[name+"/"+version] = rel
+	s.mu.Lock()
+	s.cache[key] = rel
+	s.mu.Unlock()
 	return rel, nil
 }
 

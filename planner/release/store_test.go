@@ -61,7 +61,7 @@ func TestImportSharedReleases(t *testing.T) {
 	if len(spec.Templates) != 1 || spec.Templates[0].Dest != "bin/dummy_with_properties_ctl" || !strings.Contains(spec.Templates[0].Text, "spec.release.name") {
 		t.Errorf("templates %+v", spec.Templates)
 	}
-	list, err := s.List()
+	list, err := s.List(context.Background())
 	if err != nil || len(list) != 2 {
 		t.Fatalf("list %v %v", list, err)
 	}
