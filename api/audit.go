@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,6 +47,8 @@ func auditAction(method, path string) string {
 		return contract.AuditTakeover
 	case method == http.MethodPost && strings.HasPrefix(p, "/deployments/") && strings.HasSuffix(p, "/cancel"):
 		return contract.AuditCancel
+	case method == http.MethodPost && p == "/plan":
+		return contract.AuditPlan
 	}
 	return ""
 }
@@ -94,7 +97,7 @@ func (s *server) audit(next http.Handler) http.Handler {
 			return
 		}
 		var body []byte
-		if action != contract.AuditRelease && action != contract.AuditConfig && r.Body != nil {
+		if action != contract.AuditRelease && action != contract.AuditConfig && action != contract.AuditPlan && r.Body != nil {
 			// Read the start of small bodies and hand the handler all of it.
 			body, _ = io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
 			r.Body = readCloser{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
@@ -140,6 +143,9 @@ func (s *server) audit(next http.Handler) http.Handler {
 			}
 		case contract.AuditRelease:
 			e.Object = strings.Trim(reply.Name+"/"+reply.Version, "/")
+		case contract.AuditPlan:
+			// A plan's id is no deployment's.
+			e.Deployment, e.Object = "", cmp.Or(reply.ID, action)
 		case contract.AuditCancel:
 			e.Object = chi.URLParam(r, "id")
 			if e.Object == "" {

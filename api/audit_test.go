@@ -62,6 +62,7 @@ func TestAuditAction(t *testing.T) {
 		"POST /deployment-engine/rollback":               contract.AuditRollback,
 		"PUT /deployment-engine/heal":                    contract.AuditHeal,
 		"GET /deployment-engine/heal":                    "",
+		"POST /deployment-engine/plan":                   contract.AuditPlan,
 	}
 	for in, want := range cases {
 		m, p, _ := strings.Cut(in, " ")
@@ -170,5 +171,65 @@ func TestAuditTrail(t *testing.T) {
 		if code, body := do("alice-token-0123456789", "GET", "/deployment-engine/audit?"+q, ""); code != 400 {
 			t.Errorf("audit?%s: %d %s", q, code, body)
 		}
+	}
+}
+
+// Plans and config checks render a release's templates: each is recorded,
+// with the plan's id, and nothing of the config the body held.
+func TestAuditPlanAndCheck(t *testing.T) {
+	b := bustest.Start(t, bus.ServerOptions{})
+	reply := func(subj string, code int, body string) {
+		_, err := b.NC.Subscribe(subj, func(m *nats.Msg) {
+			r := nats.NewMsg(m.Reply)
+			r.Header.Set("De-Code", fmt.Sprint(code))
+			r.Data = []byte(body)
+			_ = m.RespondMsg(r)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	reply(subject.DeployPlan(), 200, `{"id": "0a1b2c3d4e5f", "config": "posted", "nodes": []}`)
+	reply(subject.ConfigPut(), 400, `{"error": "config rejected: 1 problem", "problems": [{"path": "properties.jobs.db", "reason": "x"}]}`)
+	reply(subject.ConfigGet(), 200, `{}`)
+	h, err := New(Options{NC: b.NC, Token: "admin-token-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	const secret = "JobSecret-Q7w"
+	body := `{"components": {"db": ["10.0.0.1"]}, "properties": {"catalog": "bosh", "jobs": {"db": {"password": "` + secret + `"}}}}`
+	do := func(method, path, body string) string {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer admin-token-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return string(out)
+	}
+	do("POST", "/deployment-engine/plan", body)
+	do("POST", "/deployment-engine/config?check=0", body)
+	var got []contract.AuditEntry
+	for deadline := time.Now().Add(10 * time.Second); len(got) < 2 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if out := do("GET", "/deployment-engine/audit", ""); json.Unmarshal([]byte(out), &got) != nil {
+			t.Fatalf("audit: %s", out)
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("audit holds %d entries, want 2: %+v", len(got), got)
+	}
+	plan, check := got[0], got[1]
+	if plan.Action != contract.AuditPlan || plan.Object != "0a1b2c3d4e5f" || plan.Deployment != "" || plan.Result != "ok" || plan.Actor != "admin" {
+		t.Errorf("plan entry: %+v", plan)
+	}
+	if check.Action != contract.AuditConfig || check.Result != "failed" || check.Code != 400 {
+		t.Errorf("config check entry: %+v", check)
+	}
+	if out, _ := json.Marshal(got); strings.Contains(string(out), secret) {
+		t.Errorf("the audit holds the secret: %s", out)
 	}
 }

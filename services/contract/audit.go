@@ -53,6 +53,8 @@ const (
 	AuditRelease  = "release"
 	AuditRollback = "rollback"
 	AuditCancel   = "cancel"
+	// AuditPlan is a plan asked for: it renders a release's templates.
+	AuditPlan     = "plan"
 	AuditTakeover = "takeover"
 
 	AuditHealRestart  = "heal-restart"
