@@ -124,6 +124,9 @@ func Serve(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir %s: %w", o.DataDir, err)
 	}
+	if err := secureDataDir(o.DataDir, log); err != nil {
+		return err
+	}
 	if o.NATSURL == "" {
 		// The embedded store is this process's alone while it serves.
 		unlock, err := lockData(o.DataDir)
