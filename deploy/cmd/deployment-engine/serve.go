@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/deploy/engine"
+	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
@@ -51,6 +52,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	var memMB int64
 	fs.Int64Var(&memMB, "memory-limit-mb", defaultMemoryLimitMB, "floor in MiB of the engine's soft memory limit, which follows its live heap above it with room for half of it again, at least 48 MiB (default: $GOMEMLIMIT as a fixed limit when set); 0 for none")
+	fs.StringVar(&bosh.Sandbox.User, "render-user", bosh.Sandbox.User, "unprivileged user that renders BOSH release templates, with no network, in their own namespaces")
+	fs.BoolVar(&bosh.Sandbox.Unboxed, "render-unboxed", false, "let an engine that is not root render BOSH release templates as its own user, without the user, network and PID isolation (templates can then read all the engine can)")
 	rel := releaseFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
