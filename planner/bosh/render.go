@@ -4,7 +4,7 @@
 // under /var/vcap/jobs/<job>, register its monit file, run pre-start,
 // start it through monit and run post-start. Templates are rendered on the
 // control machine with Ruby's real ERB and BOSH's evaluation context
-// (render.rb, fed JSON on stdin).
+// (render.rb, fed JSON on stdin), in a box (box.go): templates are code.
 package bosh
 
 import (
