@@ -29,6 +29,15 @@ const (
 
 func configKey(id string) string { return "config." + id }
 
+// appliedConfig is the config deployment id applied (a restart keeps none).
+func (p *Planner) appliedConfig(ctx context.Context, id string) (contract.Config, error) {
+	e, err := p.o.Res.Scheduler.Get(ctx, configKey(id))
+	if err != nil {
+		return contract.Config{}, err
+	}
+	return bus.DecodeConfig(e.Value())
+}
+
 // revertPlan is what auto_revert re-applies with.
 type revertPlan struct {
 	Components  []string `json:"components"`
@@ -90,11 +99,7 @@ func (p *Planner) history(ctx context.Context, good bool) ([]contract.HistoryEnt
 		if err != nil || (good && d.State != contract.DeploySucceeded) {
 			continue
 		}
-		e, err := p.o.Res.Scheduler.Get(ctx, configKey(id))
-		if err != nil {
-			continue
-		}
-		cfg, err := bus.DecodeConfig(e.Value())
+		cfg, err := p.appliedConfig(ctx, id)
 		if err != nil {
 			continue
 		}

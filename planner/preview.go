@@ -17,7 +17,6 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/deployment-engine/engine/planner/validate"
-	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/nodeclient"
@@ -483,25 +482,14 @@ func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map
 				out[key], used = s, true
 			}
 		}
-		if used {
-			cfgs = append(cfgs, p.appliedConfig(ctx, id))
+		if !used {
+			continue
+		}
+		if cfg, err := p.appliedConfig(ctx, id); err == nil {
+			cfgs = append(cfgs, cfg)
 		}
 	}
 	return out, cfgs, nil
-}
-
-// appliedConfig is the config deployment id applied; empty when it kept
-// none (a restart) or it cannot be read.
-func (p *Planner) appliedConfig(ctx context.Context, id string) contract.Config {
-	e, err := p.o.Res.Scheduler.Get(ctx, configKey(id))
-	if err != nil {
-		return contract.Config{}
-	}
-	cfg, err := bus.DecodeConfig(e.Value())
-	if err != nil {
-		return contract.Config{}
-	}
-	return cfg
 }
 
 const markersScript = `if command -v monit >/dev/null 2>&1; then echo "monit yes"; else echo "monit no"; fi
