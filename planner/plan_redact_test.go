@@ -106,3 +106,22 @@ func TestPlanRedactsRenderedSecrets(t *testing.T) {
 		t.Errorf("posted failing template's problems: %s", probs)
 	}
 }
+
+// A diff redacts each side before it is made: a secret of several lines
+// goes whole, and a change of secrets alone shows none of them.
+func TestShownDiff(t *testing.T) {
+	key := "-----BEGIN KEY-----\nabc\n-----END KEY-----"
+	red := contract.Config{Properties: contract.Properties{Key: key}}.OutputRedactor("OldPw-123", "NewPw-456")
+	for _, tc := range []struct {
+		name, before, after, want string
+	}{
+		{"key of several lines", "", "key:\n" + key + "\n", "+key:\n+<redacted>\n"},
+		{"secrets alone changed", "pw=OldPw-123\n", "pw=NewPw-456\n", "(only secrets changed: not shown)\n"},
+		{"secret and more", "a=1\npw=OldPw-123\n", "a=2\npw=NewPw-456\n", "-a=1\n+a=2\n pw=<redacted>\n"},
+	} {
+		got := shownDiff(red, "/f", []byte(tc.before), []byte(tc.after), tc.before != "")
+		if !strings.Contains(got, tc.want) || strings.Contains(got, "Pw-") || strings.Contains(got, "abc") {
+			t.Errorf("%s: got\n%s\nwant it to hold\n%s", tc.name, got, tc.want)
+		}
+	}
+}
