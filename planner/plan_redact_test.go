@@ -3,10 +3,14 @@ package planner
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/planner/release"
@@ -14,6 +18,9 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 func needRuby(t *testing.T) {
@@ -37,11 +44,16 @@ func secretRelease() releasetest.Release {
 // A plan's diffs carry no secret: not the stored config's BOSH job
 // password, not when the body posts the redaction marker for it (which
 // keeps the stored one), and not when a template's failure quotes one.
-func TestPlanRedactsRenderedSecrets(t *testing.T) {
+const jobSecret, rootSecret, agentSecret = "JobSecret-Q7w", "RootPw-8kd", "AgentPw-2mz"
+
+// secretPlanner is a planner on a test bus with secretRelease uploaded and
+// a config stored that places its db job with secrets everywhere.
+func secretPlanner(t *testing.T) (*Planner, *bustest.Bus, contract.Config) {
+	t.Helper()
 	needRuby(t)
 	b := bustest.Start(t, bus.ServerOptions{})
 	p := testPlanner(t, b)
-	defer p.sched.stop()
+	t.Cleanup(p.sched.stop)
 	store, err := release.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -50,15 +62,19 @@ func TestPlanRedactsRenderedSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.o.Releases, p.o.Port = store, 50000
-	const jobSecret, rootSecret, agentSecret = "JobSecret-Q7w", "RootPw-8kd", "AgentPw-2mz"
 	p.o.Agent = &AgentSpec{Binary: "/bin/true", Password: func(string) string { return agentSecret }}
-	ctx := context.Background()
 	stored := contract.Config{Components: map[string][]string{"db": {"10.0.0.1"}},
 		Properties: contract.Properties{Domain: "a.local", Home: "10.0.0.100", User: "vcap", Root: rootSecret, Catalog: "bosh", Release: "sec/1",
 			Jobs: map[string]any{"db": map[string]any{"admin": map[string]any{"user": "admin", "password": jobSecret}}}}}
-	if err := bus.StoreConfig(ctx, b.Res.Config, stored); err != nil {
+	if err := bus.StoreConfig(context.Background(), b.Res.Config, stored); err != nil {
 		t.Fatal(err)
 	}
+	return p, b, stored
+}
+
+func TestPlanRedactsRenderedSecrets(t *testing.T) {
+	p, b, stored := secretPlanner(t)
+	ctx := context.Background()
 	posted, _ := json.Marshal(stored.Redact())
 	for _, tc := range []struct {
 		name string
@@ -92,7 +108,7 @@ func TestPlanRedactsRenderedSecrets(t *testing.T) {
 	if err := bus.StoreConfig(ctx, b.Res.Config, failing); err != nil {
 		t.Fatal(err)
 	}
-	_, err = p.planOf(ctx, nil)
+	_, err := p.planOf(ctx, nil)
 	if err == nil || !strings.Contains(err.Error(), "no_such_method") || strings.Contains(err.Error(), jobSecret) {
 		t.Errorf("plan of a failing template: %v", err)
 	}
@@ -124,4 +140,83 @@ func TestShownDiff(t *testing.T) {
 			t.Errorf("%s: got\n%s\nwant it to hold\n%s", tc.name, got, tc.want)
 		}
 	}
+}
+
+// A node's file that drifted from what an older deployment wrote shows in
+// the plan without that deployment's secrets: the config it applied is
+// redacted too.
+func TestPlanRedactsOlderSecrets(t *testing.T) {
+	p, b, stored := secretPlanner(t)
+	ctx := context.Background()
+	const oldSecret = "OldSecret-5vb"
+	steps, err := p.stepsFor(ctx, p.planInputFor(stored, nil, "plan", nil, nil), mustRelease(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var step contract.Step
+	for _, s := range steps {
+		if s.spec.Component == "db" && len(s.spec.Files) > 0 {
+			step = s.spec
+		}
+	}
+	if step.ID == "" {
+		t.Fatal("no step of db writes files")
+	}
+	// Deployment d-1 wrote the step's file with the password of its day.
+	path := step.Files[0].Path
+	written := step
+	written.Hash, written.Files = "h-old", []contract.StepFile{stepFile(path, 0o644, []byte("password="+oldSecret+"\n"))}
+	older := stored.Clone()
+	older.Properties.Jobs = map[string]any{"db": map[string]any{"admin": map[string]any{"user": "admin", "password": oldSecret}}}
+	doc, _ := json.Marshal(specDoc{Specs: map[string]contract.Step{step.ID: written}})
+	cfgDoc, err := bus.EncodeConfig(older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, put := range []struct {
+		kv  jetstream.KeyValue
+		key string
+		val []byte
+	}{{b.Res.Deployments, "d-1", []byte("{}")}, {b.Res.Scheduler, stepsKey("d-1"), doc}, {b.Res.Scheduler, configKey("d-1"), cfgDoc}} {
+		if _, err := put.kv.Put(ctx, put.key, put.val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The node holds that file, edited since, and the step's marker.
+	_, err = b.NC.Subscribe(subject.InstallerExec(), func(m *nats.Msg) {
+		var in contract.Exec
+		_ = json.Unmarshal(m.Data, &in)
+		out := "monit yes\nmarker " + nodefs.MarkerName(step.Key) + " h-old\n"
+		if strings.Contains(in.Script, "echo end") {
+			out = "file " + path + "\t" + base64.StdEncoding.EncodeToString([]byte("password="+oldSecret+"\nedited=1\n")) + "\nend\n"
+		}
+		body, _ := json.Marshal(contract.ExecReply{V: contract.Version, Output: out})
+		r := nats.NewMsg(m.Reply)
+		r.Header.Set(kit.HeaderCode, "200")
+		r.Data = body
+		_ = m.RespondMsg(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := p.planOf(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(plan)
+	if !strings.Contains(string(out), `+edited=1\n`) {
+		t.Errorf("the plan lacks the drift of %s:\n%s", path, out)
+	}
+	if strings.Contains(string(out), oldSecret) {
+		t.Errorf("the plan shows the older deployment's secret:\n%s", out)
+	}
+}
+
+func mustRelease(t *testing.T, p *Planner) *release.Release {
+	t.Helper()
+	rel, err := p.o.Releases.Get("sec", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rel
 }
