@@ -24,8 +24,14 @@ type record struct {
 	// Revert names the components whose halted rollout re-applies the
 	// last good config (auto_revert), with its max_in_flight.
 	Revert *revertPlan `json:"revert,omitempty"`
+	// Writer names the scheduler that stored the record last (see
+	// storeRecord).
+	Writer string `json:"writer,omitempty"`
 	// cfg is the config a deploy applies, for the config history.
-	cfg   *contract.Config
+	cfg *contract.Config
+	// rev is the revision the record was read or last written at: its
+	// next write is refused if another scheduler wrote it since.
+	rev   uint64
 	prios map[string]int
 	specs map[string]contract.Step
 	index map[string]int

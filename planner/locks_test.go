@@ -75,7 +75,7 @@ func storeGood(t *testing.T, p *Planner, cfg contract.Config) {
 	if err := storeSteps(ctx, p.o.Res, rec); err != nil {
 		t.Fatal(err)
 	}
-	if err := storeRecord(ctx, p.o.Res, rec); err != nil {
+	if err := storeRecord(ctx, p.o.Res, rec, "test"); err != nil {
 		t.Fatal(err)
 	}
 	p.recordConfig(ctx, rec)

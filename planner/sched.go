@@ -13,6 +13,7 @@ import (
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -30,10 +31,12 @@ type scheduler struct {
 	// silent is how long a running step may go without a sign of life
 	// (an event or a beat) before it is dispatched again; ttl is the deploy
 	// lock's lifetime, renewed while this scheduler drives a deployment;
-	// holder names this scheduler in the lock.
+	// holder names this scheduler in the lock, writer this instance of it
+	// in the records it stores (storeRecord).
 	silent time.Duration
 	ttl    time.Duration
 	holder string
+	writer string
 
 	mu      sync.Mutex
 	cur     *record
@@ -76,6 +79,7 @@ func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
 	if s.holder == "" {
 		s.holder = "planner-" + bus.RandomSecret()[:8]
 	}
+	s.writer = s.holder + "." + bus.RandomSecret()[:8]
 	// Nothing says the store was away before this start.
 	s.calmSince = time.Now().Add(-s.ttl)
 	if err := migrateBookkeeping(ctx, s.res, s.log); err != nil {
@@ -128,16 +132,19 @@ func (s *scheduler) stop() {
 
 // resume picks up the deployment a stopped engine left running.
 func (s *scheduler) resume(ctx context.Context) error {
-	id, err := currentID(ctx, s.res)
+	id, rev, err := currentMark(ctx, s.res)
 	if err != nil || id == "" {
 		return err
 	}
 	rec, err := loadRecord(ctx, s.res, id)
 	if bus.IsNotFound(err) {
 		// A mark left by a store restored without this deployment: nothing
-		// runs.
+		// runs. Only that mark is cleared, not one set since.
 		s.log.Warn("the current deployment is not in the store; forgetting it", "id", id, "err", err)
-		return s.res.Scheduler.Delete(ctx, keyCurrent)
+		if err := s.res.Scheduler.Delete(ctx, keyCurrent, jetstream.LastRevision(rev)); err != nil && !bus.IsConflict(err) {
+			return err
+		}
+		return nil
 	}
 	if err != nil {
 		return err
@@ -150,7 +157,7 @@ func (s *scheduler) resume(ctx context.Context) error {
 	if s.cur != nil && s.cur.ID == rec.ID {
 		return nil
 	}
-	if err := s.takeLease(ctx, rec.ID); err != nil {
+	if err := s.takeOverLocked(ctx, rec.ID); err != nil {
 		if bus.Unavailable(err) {
 			return err
 		}
@@ -159,11 +166,44 @@ func (s *scheduler) resume(ctx context.Context) error {
 		s.log.Info("deployment driven elsewhere", "id", rec.ID, "why", err)
 		return nil
 	}
+	if s.cur == nil {
+		return nil // it ended meanwhile
+	}
 	s.log.Info("resuming deployment", "id", rec.ID)
-	s.drive(rec)
 	s.advanceLocked(ctx)
 	s.flushLocked(ctx)
 	return nil
+}
+
+// takeOverLocked takes the deploy lock for deployment id and drives it
+// from its record as stored, read once the lock is held and written straight
+// back on the revision it was read at. That write fences off the scheduler
+// that drove it before (its lock expired without it noticing, or it was
+// cut off): every record write of that one is made on an older revision
+// and is refused from then on (saveLocked), so it cannot overwrite what
+// this one stores. A write of it that lands between the read and the
+// write-back is the newer state: it is read again. A record that ended
+// meanwhile is not driven (s.cur stays nil) and the lock is released.
+func (s *scheduler) takeOverLocked(ctx context.Context, id string) error {
+	if err := s.takeLease(ctx, id); err != nil {
+		return err
+	}
+	for try := 1; ; try++ {
+		rec, err := loadRecord(ctx, s.res, id)
+		if err == nil && !rec.live() {
+			return s.releaseLease(ctx, id)
+		}
+		if err == nil {
+			if err = storeRecord(ctx, s.res, rec, s.writer); err == nil {
+				s.drive(rec)
+				return nil
+			}
+		}
+		if !bus.IsConflict(err) || try == 3 {
+			_ = s.releaseLease(ctx, id)
+			return err
+		}
+	}
 }
 
 // running reports the deployment that runs now, if any.
@@ -176,13 +216,17 @@ func (s *scheduler) running() (string, bool) {
 	return "", false
 }
 
-// begin stores a new deployment and starts dispatching it.
+// begin stores a new deployment and starts dispatching it, unless one
+// runs here already (409).
 func (s *scheduler) begin(ctx context.Context, rec *record) error {
 	if err := storeSteps(ctx, s.res, rec); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cur != nil && s.cur.live() {
+		return &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", s.cur.ID)}
+	}
 	if err := s.takeLease(ctx, rec.ID); err != nil {
 		return err
 	}
@@ -192,8 +236,11 @@ func (s *scheduler) begin(ctx context.Context, rec *record) error {
 		s.cur = nil
 		return err
 	}
-	if _, err := s.res.Scheduler.Put(ctx, keyCurrent, []byte(rec.ID)); err != nil {
-		return fmt.Errorf("mark %s current: %w", rec.ID, err)
+	if err := markCurrent(ctx, s.res, rec.ID); err != nil {
+		// Stored but not current: a restart would never resume it, so it
+		// ends here, failed, rather than run unmarked.
+		s.abortLocked(ctx, err.Error())
+		return err
 	}
 	s.publish(ctx, subject.DeployEvent(rec.ID, subject.DeployStarted), contract.DeploymentEvent{V: contract.Version, ID: rec.ID, State: rec.State, Time: time.Now().UTC()})
 	s.advanceLocked(ctx)
@@ -325,6 +372,15 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 	rec := s.cur
 	now := time.Now().UTC()
 	s.batchEventsLocked(ctx)
+	// The record as it stands, stored before its end on the revision this
+	// scheduler holds: refused, another took the deployment over and ends
+	// it (saveLocked lets go of it); stored, a scheduler that takes it
+	// over from now on starts from it and places what this one places (a
+	// placement merged twice is merged once). An unavailable store writes
+	// it later, with the end.
+	if err := s.saveLocked(ctx); err != nil && s.cur != rec {
+		return
+	}
 	if reason == "" {
 		reason = rec.haltReason()
 	}
@@ -337,6 +393,9 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error}}
 	s.placeLocked(ctx, s.unfinished)
 	s.flushLocked(ctx)
+	if s.cur != rec {
+		return // taken over while it ended: the new driver ends it
+	}
 	s.endLocked(ctx)
 	s.log.Info("deployment finished", "id", rec.ID, "state", rec.State, "changed", rec.Changed, "failed", failed)
 	s.p.finished(rec)
@@ -354,11 +413,20 @@ func (s *scheduler) placeLocked(ctx context.Context, u *unfinished) {
 	if u.placement == nil {
 		return
 	}
-	prev, err := loadPlacement(ctx, s.res)
-	if err == nil {
-		var b []byte
-		if b, err = json.Marshal(u.placement.placementAfter(prev)); err == nil {
-			_, err = s.res.Scheduler.Put(ctx, keyPlacement, b)
+	// Written on the revision it was read at; a placement stored meanwhile
+	// is read again and this deployment's changes merged into it.
+	var err error
+	for try := 1; ; try++ {
+		var prev map[string][]string
+		var rev uint64
+		if prev, rev, err = loadPlacementRev(ctx, s.res); err == nil {
+			var b []byte
+			if b, err = json.Marshal(u.placement.placementAfter(prev)); err == nil {
+				_, err = bus.PutAt(ctx, s.res.Scheduler, keyPlacement, b, rev)
+			}
+		}
+		if !bus.IsConflict(err) || try == 3 {
+			break
 		}
 	}
 	if err != nil && bus.Unavailable(err) {
@@ -411,9 +479,10 @@ func (s *scheduler) flushLocked(ctx context.Context) {
 		return
 	}
 	if s.dirty {
+		id := s.cur.ID
 		if err := s.saveLocked(ctx); err != nil {
-			if !s.storeDown(err) {
-				s.log.Error("store deployment", "id", s.cur.ID, "err", err)
+			if !s.storeDown(err) && s.cur != nil {
+				s.log.Error("store deployment", "id", id, "err", err)
 			}
 			return // the events stay unacknowledged and come back
 		}
@@ -425,10 +494,32 @@ func (s *scheduler) flushLocked(ctx context.Context) {
 	s.pending = s.pending[:0]
 }
 
+// saveLocked stores the running deployment on the revision this scheduler
+// read or wrote it at. A refusal means another scheduler wrote it since:
+// that one took it over (this one's lock expired without it noticing), so
+// this one lets go of it without writing anything more of it.
 func (s *scheduler) saveLocked(ctx context.Context) error {
-	if err := storeRecord(ctx, s.res, s.cur); err != nil {
+	if err := storeRecord(ctx, s.res, s.cur, s.writer); err != nil {
+		if bus.IsConflict(err) {
+			s.staleLocked(err)
+		}
 		return err
 	}
 	s.dirty = false
 	return nil
+}
+
+// staleLocked lets go of the running deployment, which another scheduler
+// drives now: the events not yet stored go back to the queue for it, and
+// nothing of its end (placement, mark, lock, event) is written from here.
+func (s *scheduler) staleLocked(err error) {
+	id := s.cur.ID
+	s.log.Error("another scheduler took the running deployment over; no longer driving it", "id", id, "err", err)
+	for _, m := range s.pending {
+		_ = m.Nak()
+	}
+	s.cur, s.pending, s.dirty = nil, nil, false
+	if s.unfinished != nil && s.unfinished.event.ID == id {
+		s.unfinished = nil
+	}
 }

@@ -30,13 +30,14 @@ type specDoc struct {
 	Prios map[string]int           `json:"prios"`
 }
 
-// loadRecord reads deployment id and its steps.
+// loadRecord reads deployment id and its steps, and the revision it was
+// read at (rec.rev), on which its next write is made.
 func loadRecord(ctx context.Context, res *bus.Resources, id string) (*record, error) {
 	e, err := res.Deployments.Get(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("read deployment %s: %w", id, err)
 	}
-	rec := &record{}
+	rec := &record{rev: e.Revision()}
 	if err := json.Unmarshal(e.Value(), rec); err != nil {
 		return nil, fmt.Errorf("decode deployment %s: %w", id, err)
 	}
@@ -61,40 +62,86 @@ func loadRecord(ctx context.Context, res *bus.Resources, id string) (*record, er
 	return rec, nil
 }
 
-// storeSteps writes the rendered steps of rec.
+// storeSteps writes the rendered steps of rec, once: steps already stored
+// under its id are another deployment's, and a conflict (bus.IsConflict).
 func storeSteps(ctx context.Context, res *bus.Resources, rec *record) error {
 	doc, err := json.Marshal(specDoc{Specs: rec.specs, Prios: rec.prios})
 	if err != nil {
 		return fmt.Errorf("encode steps: %w", err)
 	}
-	if _, err := res.Scheduler.Put(ctx, stepsKey(rec.ID), doc); err != nil {
+	if _, err := res.Scheduler.Create(ctx, stepsKey(rec.ID), doc); err != nil {
 		return fmt.Errorf("store steps of %s: %w", rec.ID, err)
 	}
 	return nil
 }
 
-// storeRecord writes deployment rec.
-func storeRecord(ctx context.Context, res *bus.Resources, rec *record) error {
+// storeRecord writes deployment rec as writer's (a scheduler's) on the
+// revision it was read or last written at (rec.rev; 0 creates it) and
+// keeps the new one. A record written meanwhile by another writer is not
+// overwritten: the write is refused with an error bus.IsConflict
+// recognises. One that writer stored itself is its own write that timed
+// out but was stored all the same (a cluster electing a leader): written
+// over.
+func storeRecord(ctx context.Context, res *bus.Resources, rec *record, writer string) error {
+	rec.Writer = writer
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if _, err := res.Deployments.Put(ctx, rec.ID, b); err != nil {
+	rev, err := bus.PutAt(ctx, res.Deployments, rec.ID, b, rec.rev)
+	if bus.IsConflict(err) && writer != "" {
+		if e, gerr := res.Deployments.Get(ctx, rec.ID); gerr == nil {
+			var last struct {
+				Writer string `json:"writer"`
+			}
+			if json.Unmarshal(e.Value(), &last) == nil && last.Writer == writer {
+				rev, err = bus.PutAt(ctx, res.Deployments, rec.ID, b, e.Revision())
+				if bus.IsConflict(err) {
+					// Read from a replica behind the stream's leader: not
+					// known to be another's; tried again.
+					err = fmt.Errorf("read one revision behind its last write: %w", bus.ErrUnsure)
+				}
+			}
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("store deployment %s: %w", rec.ID, err)
 	}
+	rec.rev = rev
 	return nil
 }
 
 // currentID is the id of the deployment that runs now; "" when none does.
 func currentID(ctx context.Context, res *bus.Resources) (string, error) {
+	id, _, err := currentMark(ctx, res)
+	return id, err
+}
+
+// currentMark is currentID with the mark's revision (0 when none is set),
+// for a write of the mark that another's made meanwhile refuses.
+func currentMark(ctx context.Context, res *bus.Resources) (string, uint64, error) {
 	e, err := res.Scheduler.Get(ctx, keyCurrent)
 	if bus.IsNotFound(err) {
-		return "", nil
+		return "", 0, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read current deployment: %w", err)
+		return "", 0, fmt.Errorf("read current deployment: %w", err)
 	}
-	return string(e.Value()), nil
+	return string(e.Value()), e.Revision(), nil
+}
+
+// markCurrent names id the deployment that runs now, on the mark's
+// revision as read: a mark another scheduler set meanwhile is a conflict,
+// not overwritten.
+func markCurrent(ctx context.Context, res *bus.Resources, id string) error {
+	_, rev, err := currentMark(ctx, res)
+	if err == nil {
+		_, err = bus.PutAt(ctx, res.Scheduler, keyCurrent, []byte(id), rev)
+	}
+	if err != nil {
+		return fmt.Errorf("mark %s current: %w", id, err)
+	}
+	return nil
 }
 
 // loadPlacement reads which components run on which node. None stored is
@@ -102,18 +149,25 @@ func currentID(ctx context.Context, res *bus.Resources) (string, error) {
 // error: a placement planned or updated from an empty one taken for it
 // would forget instances, and written back would lose them for good.
 func loadPlacement(ctx context.Context, res *bus.Resources) (map[string][]string, error) {
+	out, _, err := loadPlacementRev(ctx, res)
+	return out, err
+}
+
+// loadPlacementRev is loadPlacement with the revision it was read at (0:
+// none stored), on which a placement updated from it is written.
+func loadPlacementRev(ctx context.Context, res *bus.Resources) (map[string][]string, uint64, error) {
 	out := map[string][]string{}
 	e, err := res.Scheduler.Get(ctx, keyPlacement)
 	if bus.IsNotFound(err) {
-		return out, nil
+		return out, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read the placement: %w", err)
+		return nil, 0, fmt.Errorf("read the placement: %w", err)
 	}
 	if err := json.Unmarshal(e.Value(), &out); err != nil {
-		return nil, fmt.Errorf("the stored placement (%s %s) does not decode: %w", bus.KVScheduler, keyPlacement, err)
+		return nil, 0, fmt.Errorf("the stored placement (%s %s) does not decode: %w", bus.KVScheduler, keyPlacement, err)
 	}
-	return out, nil
+	return out, e.Revision(), nil
 }
 
 // deploymentIDs lists the ids of every stored deployment.

@@ -113,7 +113,7 @@ func TestLoadRecordClaimsStoredPrepare(t *testing.T) {
 	rec := diamond("d-claim")
 	prep := contract.Step{V: 1, Deployment: "d-claim", ID: "10.0.0.1/_node/prepare", Node: "10.0.0.1", Component: NodeComponent, Action: "prepare"}
 	rec.specs[prep.ID] = prep
-	if err := storeRecord(ctx, b.Res, rec); err != nil {
+	if err := storeRecord(ctx, b.Res, rec, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if err := storeSteps(ctx, b.Res, rec); err != nil {

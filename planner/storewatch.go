@@ -84,10 +84,17 @@ func (s *scheduler) endLocked(ctx context.Context) {
 		return true
 	}
 	if u.mark {
-		if e, err := s.res.Scheduler.Get(ctx, keyCurrent); err == nil && string(e.Value()) != id {
-			u.mark = false // another deployment is current already
-		} else {
-			u.mark = !done("clear current deployment", s.res.Scheduler.Delete(ctx, keyCurrent))
+		// Cleared on the revision read: a mark another deployment set
+		// since is left alone, and one that cannot be read is tried again.
+		cur, rev, err := currentMark(ctx, s.res)
+		switch {
+		case err != nil:
+			u.mark = !done("read the current deployment", err)
+		case cur != id:
+			u.mark = false // another deployment is current already, or none
+		default:
+			err := s.res.Scheduler.Delete(ctx, keyCurrent, jetstream.LastRevision(rev))
+			u.mark = !bus.IsConflict(err) && !done("clear current deployment", err)
 		}
 	}
 	if u.lock && s.cur != nil && s.cur.ID != id {

@@ -158,6 +158,11 @@ func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
 // queue, what runs is stopped on the nodes, the lock is released.
 func (s *scheduler) abortLocked(ctx context.Context, reason string) {
 	rec := s.cur
+	// Stored first on this scheduler's revision: a scheduler that lost the
+	// deployment to another (saveLocked) takes nothing out of its queue.
+	if err := s.saveLocked(ctx); err != nil && s.cur != rec {
+		return
+	}
 	rec.abort(reason, time.Now().UTC())
 	s.dirty = true
 	purged := true
@@ -194,17 +199,24 @@ func (s *scheduler) cancel(ctx context.Context, id, reason string) (*contract.De
 		}
 		if s.cur != nil && s.cur.live() {
 			// Another deployment runs here: this one is a leftover record.
+			// Written on the revision read: one that changed meanwhile is
+			// driven after all.
 			now := time.Now().UTC()
 			rec.State, rec.Error, rec.Finished = contract.DeployFailed, reason, &now
-			if err := storeRecord(ctx, s.res, rec); err != nil {
+			if err := storeRecord(ctx, s.res, rec, s.writer); err != nil {
+				if bus.IsConflict(err) {
+					return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s changed while it was being cancelled: try again", id)}
+				}
 				return nil, err
 			}
 			return &rec.Deployment, nil
 		}
-		if err := s.takeLease(ctx, id); err != nil {
+		if err := s.takeOverLocked(ctx, id); err != nil {
 			return nil, err
 		}
-		s.drive(rec)
+		if s.cur == nil {
+			return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s ended while it was being cancelled", id)}
+		}
 	}
 	if !s.cur.live() {
 		return nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s has already ended: %s", id, s.cur.State)}
@@ -246,7 +258,7 @@ func (s *scheduler) takeLease(ctx context.Context, id string) error {
 		rev, err = s.res.Scheduler.Update(ctx, keyLease, val, e.Revision())
 	}
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if bus.IsConflict(err) {
 			return &kit.Error{Code: 409, Msg: "another scheduler took the deploy lock just now; try again"}
 		}
 		return fmt.Errorf("take the deploy lock: %w", err)
@@ -261,16 +273,22 @@ func (s *scheduler) renewLease(ctx context.Context) error {
 	defer cancel()
 	val, _ := json.Marshal(lease{Deployment: s.cur.ID, Holder: s.holder, Expires: time.Now().Add(s.ttl).UTC()})
 	rev, err := s.res.Scheduler.Update(ctx, keyLease, val, s.leaseRev)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if bus.IsConflict(err) {
 		// A renewal that timed out may have been stored all the same (a
 		// cluster electing a leader): the lock is still ours if it says so.
-		own, ownRev := s.ownLease(ctx, s.cur.ID)
+		own, ownRev, rerr := s.ownLease(ctx, s.cur.ID)
+		if rerr != nil {
+			return rerr // not known lost: tried again
+		}
 		if !own {
 			return errLeaseLost
 		}
 		rev, err = s.res.Scheduler.Update(ctx, keyLease, val, ownRev)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return errLeaseLost
+		if bus.IsConflict(err) {
+			// Read from a replica behind the stream's leader: ours as
+			// far as it knows, lost or not as far as the leader does.
+			// Tried again; a lock another took reads so in time.
+			return fmt.Errorf("renew the deploy lock: read one revision behind its last write: %w", bus.ErrUnsure)
 		}
 	}
 	if err != nil {
@@ -281,31 +299,35 @@ func (s *scheduler) renewLease(ctx context.Context) error {
 }
 
 // ownLease tells whether the stored lock is this scheduler's for
-// deployment id, and its revision.
-func (s *scheduler) ownLease(ctx context.Context, id string) (bool, uint64) {
+// deployment id, and its revision. A lock that cannot be read is an
+// error, not one lost.
+func (s *scheduler) ownLease(ctx context.Context, id string) (bool, uint64, error) {
 	e, err := s.res.Scheduler.Get(ctx, keyLease)
+	if bus.IsNotFound(err) {
+		return false, 0, nil
+	}
 	if err != nil {
-		return false, 0
+		return false, 0, fmt.Errorf("read the deploy lock: %w", err)
 	}
 	var l lease
 	if json.Unmarshal(e.Value(), &l) != nil || l.Holder != s.holder || l.Deployment != id {
-		return false, 0
+		return false, 0, nil
 	}
-	return true, e.Revision()
+	return true, e.Revision(), nil
 }
 
 // releaseLease deletes the lock this scheduler holds for deployment id.
 func (s *scheduler) releaseLease(ctx context.Context, id string) error {
 	err := s.res.Scheduler.Delete(ctx, keyLease, jetstream.LastRevision(s.leaseRev))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if bus.IsConflict(err) {
 		// A renewal stored after it timed out, or another scheduler's
 		// lock by now: only ours is released.
-		own, rev := s.ownLease(ctx, id)
-		if !own {
-			return nil
+		own, rev, err := s.ownLease(ctx, id)
+		if err != nil || !own {
+			return err
 		}
 		err = s.res.Scheduler.Delete(ctx, keyLease, jetstream.LastRevision(rev))
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if bus.IsConflict(err) {
 			return nil
 		}
 	}
