@@ -85,14 +85,24 @@ func (p *Planner) start(ctx context.Context, cfg contract.Config, q contract.Upd
 // is still the stored config and no deployment began meanwhile. Callers
 // hold p.mu.
 func (p *Planner) stillCurrent(ctx context.Context, cfg contract.Config) error {
-	now, err := p.storedConfig(ctx)
+	_, err := p.currentRev(ctx, cfg)
+	return err
+}
+
+// currentRev is stillCurrent with the revision the config was read at, on
+// which a command that writes the config writes it.
+func (p *Planner) currentRev(ctx context.Context, cfg contract.Config) (uint64, error) {
+	now, rev, err := p.loadConfigRev(ctx)
+	if err == nil && rev == 0 {
+		err = errNoConfig
+	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !reflect.DeepEqual(now, cfg) {
-		return &kit.Error{Code: 409, Msg: "the config changed while its nodes were being checked: try again"}
+		return 0, &kit.Error{Code: 409, Msg: "the config changed while its nodes were being checked: try again"}
 	}
-	return p.noneRunning()
+	return rev, p.noneRunning()
 }
 
 // noneRunning is a 409 naming the deployment that runs, if one does.

@@ -71,7 +71,8 @@ func (p *Planner) recordConfig(ctx context.Context, rec *record) {
 	}
 	b, err := bus.EncodeConfig(*rec.cfg)
 	if err == nil {
-		_, err = p.o.Res.Scheduler.Put(ctx, configKey(rec.ID), b)
+		// Once a deployment: one stored under its id is not overwritten.
+		_, err = p.o.Res.Scheduler.Create(ctx, configKey(rec.ID), b)
 	}
 	if err != nil {
 		p.log.Error("keep the deployment's config", "id", rec.ID, "err", err)
@@ -161,16 +162,19 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 		return 0, nil, err
 	}
 	rec.Kind = kindRollback
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.stillCurrent(ctx, stored); err != nil {
+	// Written on the revision checked, without the planner's lock (see
+	// scale).
+	rev, err := p.currentRev(ctx, stored)
+	if err == nil {
+		_, err = p.storeConfigAt(ctx, cfg, rev)
+	}
+	if err != nil {
 		p.noteRefusal(ctx, err)
 		return 0, nil, err
 	}
-	if err := bus.StoreConfig(ctx, p.o.Res.Config, cfg); err != nil {
-		return 0, nil, err
-	}
+	p.mu.Lock()
 	id, err := p.beginLocked(ctx, rec)
+	p.mu.Unlock()
 	if err != nil {
 		return 0, nil, err
 	}

@@ -92,7 +92,9 @@ type Planner struct {
 	svc   micro.Service
 	sched *scheduler
 
-	mu sync.Mutex // serialises config writes and deployment starts
+	// mu serialises the deployment starts of this process; config writes
+	// need no lock (compare-and-set on the config's revision).
+	mu sync.Mutex
 
 	// work is what the planner runs: its endpoints' handlers and the
 	// auto-reverts they start; Stop ends and waits for them.
@@ -200,11 +202,33 @@ func (r catalogRules) Validate(cfg contract.Config) []contract.Problem {
 
 // loadConfig reads the stored config; ok is false when none was submitted.
 func (p *Planner) loadConfig(ctx context.Context) (contract.Config, bool, error) {
-	cfg, err := bus.LoadConfig(ctx, p.o.Res.Config)
+	cfg, rev, err := p.loadConfigRev(ctx)
+	return cfg, rev != 0, err
+}
+
+// loadConfigRev reads the stored config and the revision it was read at,
+// on which a config computed from it is written (bus.StoreConfigAt); 0
+// when none was submitted.
+func (p *Planner) loadConfigRev(ctx context.Context) (contract.Config, uint64, error) {
+	cfg, rev, err := bus.LoadConfigRev(ctx, p.o.Res.Config)
 	if bus.IsNotFound(err) {
-		return contract.Config{}, false, nil
+		return contract.Config{}, 0, nil
 	}
-	return cfg, err == nil, err
+	return cfg, rev, err
+}
+
+// errConfigChanged answers a config write computed from a config that
+// another request (of this process or another planner's) replaced since.
+var errConfigChanged = &kit.Error{Code: 409, Msg: "the config changed while this request was being checked: read it again and retry"}
+
+// storeConfigAt stores cfg on revision rev of the stored config; another
+// write since is errConfigChanged (409), never overwritten.
+func (p *Planner) storeConfigAt(ctx context.Context, cfg contract.Config, rev uint64) (uint64, error) {
+	n, err := bus.StoreConfigAt(ctx, p.o.Res.Config, cfg, rev)
+	if bus.IsConflict(err) {
+		return 0, errConfigChanged
+	}
+	return n, err
 }
 
 var errNoConfig = &kit.Error{Code: 403, Msg: "no config submitted yet: POST one to /deployment-engine/config first"}
@@ -239,12 +263,14 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	if len(problems) > 0 {
 		return 0, nil, rejected(problems)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	stored, had, err := p.loadConfig(ctx)
+	// No lock: the config is written on the revision read here, and one
+	// stored meanwhile by another request is a 409, not overwritten. Its
+	// nodes are checked holding up nothing else.
+	stored, rev, err := p.loadConfigRev(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
+	had := rev != 0
 	for name, s := range cfg.Properties.Secrets() {
 		if *s == contract.Redacted && (!had || *stored.Properties.Secrets()[name] == "") {
 			problems = append(problems, contract.Problem{Path: "properties." + name, Reason: "holds the redaction marker but no secret is stored to keep: send the real value"})
@@ -282,7 +308,7 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 		}
 		reply.Checked, reply.Hardware, reply.Warnings = true, hw, warnings
 	}
-	if err := bus.StoreConfig(ctx, p.o.Res.Config, cfg); err != nil {
+	if _, err := p.storeConfigAt(ctx, cfg, rev); err != nil {
 		return 0, nil, err
 	}
 	if err := bus.StoreSecretHosts(ctx, p.o.Res.Engine, hosts); err != nil {

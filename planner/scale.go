@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/planner/validate"
-	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
@@ -123,25 +122,22 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 	if err != nil {
 		return 0, nil, err
 	}
+	// The config is written on the revision it was checked at, without the
+	// planner's lock: another write since is a 409 (compare-and-set).
+	rev, err := p.currentRev(ctx, cfg)
+	if err != nil {
+		return 0, nil, err
+	}
+	rev, err = p.storeConfigAt(ctx, next, rev)
+	if err != nil {
+		return 0, nil, err
+	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.stillCurrent(ctx, cfg); err != nil {
-		return 0, nil, err
-	}
-	data, err := bus.EncodeConfig(next)
-	if err != nil {
-		return 0, nil, err
-	}
-	prev, err := p.o.Res.Config.Get(ctx, bus.KeyConfig)
-	if err != nil {
-		return 0, nil, fmt.Errorf("read config: %w", err)
-	}
-	if _, err := p.o.Res.Config.Update(ctx, bus.KeyConfig, data, prev.Revision()); err != nil {
-		return 0, nil, fmt.Errorf("store config: %w", err)
-	}
 	id, err := p.beginLocked(ctx, rec)
+	p.mu.Unlock()
 	if err != nil {
-		if _, rerr := p.o.Res.Config.Put(ctx, bus.KeyConfig, prev.Value()); rerr != nil {
+		// Put back, unless another request stored a config since.
+		if _, rerr := p.storeConfigAt(ctx, cfg, rev); rerr != nil {
 			p.log.Error("put the config back after a failed scale", "err", rerr)
 		}
 		return 0, nil, err
