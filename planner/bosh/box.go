@@ -24,6 +24,8 @@ import (
 //   - in new network and PID namespaces: no network at all, not even
 //     loopback, and the renderer is pid 1 of its namespace, so that killing
 //     it kills everything it started, detached or setsid'd children too;
+//   - in a new mount namespace with a /proc of its own, which shows none
+//     of the machine's processes (their command lines are world-readable);
 //   - in its own process group, killed when its caller's context ends;
 //   - with rlimits (util-linux's prlimit sets them, then execs ruby): CPU
 //     time, address space, processes (the user's, system-wide: 1 leaves
@@ -125,30 +127,39 @@ func (b Box) command() (*exec.Cmd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s not found: install Debian's ruby on the control machine (make deps does)", Ruby)
 	}
-	prlimit, err := exec.LookPath("prlimit")
-	if err != nil {
-		return nil, errors.New("prlimit not found: install util-linux on the control machine, which sets the renderer's limits")
+	tools := map[string]string{"prlimit": "", "unshare": "", "setpriv": ""}
+	for name := range tools {
+		if tools[name], err = exec.LookPath(name); err != nil {
+			return nil, fmt.Errorf("%s not found: install util-linux on the control machine, which sets up the renderer's box", name)
+		}
 	}
 	cpu := int64(b.cpu() / time.Second)
-	cmd := exec.Command(prlimit,
+	argv := []string{tools["prlimit"],
 		fmt.Sprintf("--cpu=%d:%d", cpu, cpu+1), fmt.Sprintf("--as=%d", b.Memory), fmt.Sprintf("--nproc=%d", b.Procs),
-		"--fsize=0", "--core=0", "--nofile=64", "--", ruby, "-e", renderScript)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/nonexistent"}
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		"--fsize=0", "--core=0", "--nofile=64", "--", ruby, "-e", renderScript}
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if euid := geteuid(); euid != 0 {
 		if !b.Unboxed {
 			return nil, fmt.Errorf("the engine runs as uid %d, not root: it cannot render templates as %s without network in their own namespaces; "+
 				"run it as root, or start it with --render-unboxed to render as its own user (templates can then read all the engine can)", euid, b.User)
 		}
-		return cmd, nil
+	} else {
+		uid, gid, err := lookupUser(b.User)
+		if err != nil {
+			return nil, err
+		}
+		// Still root in its new namespaces, the renderer's pid 1 mounts a
+		// /proc of its own (which shows no process of the machine's, nor
+		// their command lines), then drops to the user for good and execs
+		// prlimit, which execs ruby.
+		argv = append([]string{tools["unshare"], "--mount-proc", "--",
+			tools["setpriv"], "--reuid=" + uid, "--regid=" + gid, "--clear-groups", "--no-new-privs", "--"}, argv...)
+		attr.Cloneflags = syscall.CLONE_NEWNET | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
 	}
-	cred, err := credential(b.User)
-	if err != nil {
-		return nil, err
-	}
-	cmd.SysProcAttr.Credential = cred
-	cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/nonexistent"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = attr
 	return cmd, nil
 }
 
@@ -158,26 +169,19 @@ func (b Box) cpu() time.Duration { return max(b.CPU.Truncate(time.Second), time.
 // geteuid is the engine's effective uid (a test stands in another).
 var geteuid = os.Geteuid
 
-var users sync.Map // name → *syscall.Credential
-
-// credential is name's uid and gid, with no supplementary group: never
-// root's.
-func credential(name string) (*syscall.Credential, error) {
-	if c, ok := users.Load(name); ok {
-		return c.(*syscall.Credential), nil
-	}
+// lookupUser is name's uid and gid: never root's.
+func lookupUser(name string) (uid, gid string, err error) {
 	u, err := user.Lookup(name)
 	if err != nil {
-		return nil, fmt.Errorf("the renderer's user: %w (create it, or name another)", err)
+		return "", "", fmt.Errorf("the renderer's user: %w (create it, or name another with --render-user)", err)
 	}
-	uid, uerr := strconv.ParseUint(u.Uid, 10, 32)
-	gid, gerr := strconv.ParseUint(u.Gid, 10, 32)
-	if uerr != nil || gerr != nil || uid == 0 || gid == 0 {
-		return nil, fmt.Errorf("the renderer's user %s (uid %s, gid %s) must be an unprivileged user", name, u.Uid, u.Gid)
+	if n, err := strconv.ParseUint(u.Uid, 10, 32); err != nil || n == 0 {
+		return "", "", fmt.Errorf("the renderer's user %s (uid %s) must be an unprivileged user", name, u.Uid)
 	}
-	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-	users.Store(name, c)
-	return c, nil
+	if n, err := strconv.ParseUint(u.Gid, 10, 32); err != nil || n == 0 {
+		return "", "", fmt.Errorf("the renderer's user %s (gid %s) must not be in group root", name, u.Gid)
+	}
+	return u.Uid, u.Gid, nil
 }
 
 // capped keeps up to max bytes; past them it calls full once and fails

@@ -57,8 +57,9 @@ func needRoot(t *testing.T) {
 }
 
 // A hostile template runs `id`, reads a root-only file in a 0700 dir (the
-// engine's data dir), connects to a loopback listener and leaves children
-// behind, one of them in its own session: none of it gets anywhere. The
+// engine's data dir), connects to a loopback listener, reads the test's
+// command line in /proc and leaves children behind, one of them in its own
+// session: none of it gets anywhere. The
 // box allows processes here (the default allows none) to show that the
 // user, the network namespace and the PID namespace hold on their own.
 func TestRenderBoxHostileTemplate(t *testing.T) {
@@ -96,9 +97,10 @@ func TestRenderBoxHostileTemplate(t *testing.T) {
 file=<%%= begin; File.read(%q); rescue Exception => e; "failed #{e.class}"; end %%>
 sock=<%%= begin; require 'socket'; TCPSocket.new('127.0.0.1', %d).close; 'connected'; rescue Exception => e; "failed #{e.class}"; end %%>
 env=<%%= ENV.keys.sort.join(',') %%>
+host=<%%= begin; File.read('/proc/%d/cmdline'); rescue Exception => e; "failed #{e.class}"; end %%>
 <%% pids = [Process.spawn('sleep', '7357.1', pgroup: true), Process.spawn('setsid', 'sleep', '7357.2')]; sleep 0.3 -%%>
 children=<%%= pids.map { |p| Process.kill(0, p) rescue 0 }.join(',') %%>
-`, secret, port)
+`, secret, port, os.Getpid())
 	got, err := renderText(context.Background(), tmpl)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +111,7 @@ children=<%%= pids.map { |p| Process.kill(0, p) rescue 0 }.join(',') %%>
 	out := got.Files[0].Content
 	t.Logf("rendered:\n%s", out)
 	for _, want := range []string{"id=uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n", "file=failed Errno::EACCES",
-		"sock=failed Errno::ENETUNREACH", "env=HOME,LANG,PATH\n", "children=1,1\n"} {
+		"sock=failed Errno::ENETUNREACH", "env=HOME,LANG,PATH\n", "host=failed Errno::ENOENT", "children=1,1\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the output lacks %q", want)
 		}
