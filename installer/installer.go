@@ -223,6 +223,9 @@ func readStep(m jetstream.Msg) (contract.Step, error) {
 	if err := json.Unmarshal(m.Data(), &s); err != nil {
 		return s, fmt.Errorf("the step message does not decode: %v", err)
 	}
+	if err := bus.OpenStep(&s); err != nil {
+		return s, fmt.Errorf("the step message's files do not open: %v", err)
+	}
 	switch {
 	case s.V > contract.Version:
 		return s, fmt.Errorf("the step message has version %d; this installer reads up to %d", s.V, contract.Version)

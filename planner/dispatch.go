@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -28,12 +29,13 @@ func (s *scheduler) stepMsg(id string) (*nats.Msg, []string, int, string, error)
 		c.Attempt = rec.step(cid).Attempt + 1
 		spec.Chain = append(spec.Chain, c)
 	}
-	data, err := json.Marshal(spec)
+	// Its files travel sealed, as they rest.
+	data, err := json.Marshal(bus.SealStep(spec))
 	// A chain fits in half a message of the bus: the steps that do not
 	// follow in the next one.
 	for err == nil && len(spec.Chain) > 0 && int64(len(data)) > s.p.o.NC.MaxPayload()/2 {
 		spec.Chain, ids = spec.Chain[:len(spec.Chain)-1], ids[:len(ids)-1]
-		data, err = json.Marshal(spec)
+		data, err = json.Marshal(bus.SealStep(spec))
 	}
 	if err != nil {
 		return nil, nil, 0, "", err

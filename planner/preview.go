@@ -471,8 +471,8 @@ func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map
 		if err != nil {
 			continue
 		}
-		var doc specDoc
-		if json.Unmarshal(e.Value(), &doc) != nil {
+		doc, err := decodeSpecs(e.Value())
+		if err != nil {
 			continue
 		}
 		used := false

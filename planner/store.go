@@ -45,8 +45,8 @@ func loadRecord(ctx context.Context, res *bus.Resources, id string) (*record, er
 	if err != nil {
 		return nil, fmt.Errorf("read steps of deployment %s: %w", id, err)
 	}
-	var doc specDoc
-	if err := json.Unmarshal(se.Value(), &doc); err != nil {
+	doc, err := decodeSpecs(se.Value())
+	if err != nil {
 		return nil, fmt.Errorf("decode steps of deployment %s: %w", id, err)
 	}
 	for id, sp := range doc.Specs {
@@ -62,10 +62,36 @@ func loadRecord(ctx context.Context, res *bus.Resources, id string) (*record, er
 	return rec, nil
 }
 
+// encodeSpecs is doc as the scheduler's bucket keeps it: its files' content
+// sealed (bus.SealStep).
+func encodeSpecs(doc specDoc) ([]byte, error) {
+	sealed := make(map[string]contract.Step, len(doc.Specs))
+	for id, sp := range doc.Specs {
+		sealed[id] = bus.SealStep(sp)
+	}
+	doc.Specs = sealed
+	return json.Marshal(doc)
+}
+
+// decodeSpecs reads what encodeSpecs wrote, its files opened.
+func decodeSpecs(b []byte) (specDoc, error) {
+	var doc specDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return doc, err
+	}
+	for id, sp := range doc.Specs {
+		if err := bus.OpenStep(&sp); err != nil {
+			return doc, err
+		}
+		doc.Specs[id] = sp
+	}
+	return doc, nil
+}
+
 // storeSteps writes the rendered steps of rec, once: steps already stored
 // under its id are another deployment's, and a conflict (bus.IsConflict).
 func storeSteps(ctx context.Context, res *bus.Resources, rec *record) error {
-	doc, err := json.Marshal(specDoc{Specs: rec.specs, Prios: rec.prios})
+	doc, err := encodeSpecs(specDoc{Specs: rec.specs, Prios: rec.prios})
 	if err != nil {
 		return fmt.Errorf("encode steps: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -119,5 +120,73 @@ func openSecrets(cfg *contract.Config) error {
 		return err
 	}
 	*cfg = opened
+	return nil
+}
+
+// stepFileAAD binds a sealed step file to its use.
+var stepFileAAD = []byte("deployment-engine/step-file")
+
+// SealStep returns s with the inline content of its files, and of the
+// steps chained after it, sealed with the engine's key (StepFile.Sealed):
+// a rendered file may hold a job's secrets, and steps rest in the bus
+// (the scheduler's bucket, the work queue) that a backup copies. Without
+// the key (a process given none) it returns s as it is. s is not changed.
+func SealStep(s contract.Step) contract.Step {
+	keys := sealKeys.Load()
+	if keys == nil {
+		return s
+	}
+	aead := (*keys)[len(*keys)-1]
+	s.Files = slices.Clone(s.Files)
+	for i, f := range s.Files {
+		if f.Sealed || len(f.Content) == 0 {
+			continue
+		}
+		nonce := make([]byte, aead.NonceSize())
+		_, _ = rand.Read(nonce)
+		s.Files[i].Content, s.Files[i].Sealed = aead.Seal(nonce, nonce, f.Content, stepFileAAD), true
+	}
+	if len(s.Chain) > 0 {
+		s.Chain = slices.Clone(s.Chain)
+		for i := range s.Chain {
+			s.Chain[i] = SealStep(s.Chain[i])
+		}
+	}
+	return s
+}
+
+// OpenStep opens in place what SealStep sealed in s and its chain.
+func OpenStep(s *contract.Step) error {
+	for i := range s.Files {
+		f := &s.Files[i]
+		if !f.Sealed {
+			continue
+		}
+		keys := sealKeys.Load()
+		if keys == nil {
+			return fmt.Errorf("step %s: file %s: %w", s.ID, f.Path, ErrSealed)
+		}
+		var err error
+		for k := len(*keys) - 1; k >= 0; k-- {
+			aead := (*keys)[k]
+			var pt []byte
+			if len(f.Content) < aead.NonceSize() {
+				err = errors.New("too short")
+				break
+			}
+			if pt, err = aead.Open(nil, f.Content[:aead.NonceSize()], f.Content[aead.NonceSize():], stepFileAAD); err == nil {
+				f.Content, f.Sealed = pt, false
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("step %s: file %s is sealed with another engine's key or damaged: %w", s.ID, f.Path, ErrBadConfig)
+		}
+	}
+	for i := range s.Chain {
+		if err := OpenStep(&s.Chain[i]); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -3,6 +3,9 @@ package bus
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
@@ -58,5 +61,46 @@ func TestConfigSecretsSealed(t *testing.T) {
 	defer sealKeys.Store(keys)
 	if _, err := LoadConfig(ctx, res.Config); !errors.Is(err, ErrSealed) {
 		t.Fatalf("load without the key: %v, want ErrSealed", err)
+	}
+}
+
+// A step's files, and its chain's, travel and rest sealed with the
+// engine's key and open to the same bytes; a process without the key
+// leaves them as they are, and one with another key cannot open them.
+func TestStepFilesSealed(t *testing.T) {
+	keys := sealKeys.Swap(nil)
+	defer sealKeys.Store(keys)
+	step := contract.Step{ID: "n/vault/apply", Files: []contract.StepFile{{Path: "/var/vcap/jobs/vault/config/vault.conf", Content: []byte("password=job-secret-33\n")}, {Path: "/empty"}},
+		Chain: []contract.Step{{ID: "n/vault/start", Files: []contract.StepFile{{Path: "/x", Content: []byte("token=job-secret-22")}}}}}
+	if got := SealStep(step); got.Files[0].Sealed || string(got.Files[0].Content) != "password=job-secret-33\n" {
+		t.Fatalf("sealed without a key: %+v", got.Files[0])
+	}
+	SetSealKey([]byte("engine-key-for-the-step-test-0123"))
+	sealed := SealStep(step)
+	b, _ := json.Marshal(sealed)
+	for _, s := range []string{"job-secret-33", "job-secret-22"} {
+		if bytes.Contains(b, []byte(s)) || bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString([]byte("password=job-secret-33\n")))) {
+			t.Fatalf("the sealed step holds %s: %s", s, b)
+		}
+	}
+	if string(step.Files[0].Content) != "password=job-secret-33\n" || step.Files[0].Sealed {
+		t.Fatal("SealStep changed the step it was given")
+	}
+	var back contract.Step
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if err := OpenStep(&back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, step) {
+		t.Fatalf("opened step:\n%+v\nwant\n%+v", back, step)
+	}
+	other := contract.Step{}
+	_ = json.Unmarshal(b, &other)
+	sealKeys.Store(&[]cipher.AEAD{})
+	SetSealKey([]byte("another-engine-key-0123456789abcd"))
+	if err := OpenStep(&other); err == nil {
+		t.Fatal("another engine's key opened the step")
 	}
 }

@@ -134,6 +134,10 @@ type StepFile struct {
 	Content   []byte `json:"content,omitempty"`
 	LocalPath string `json:"local_path,omitempty"`
 	SHA256    string `json:"sha256"`
+	// Sealed says Content is sealed with the engine's key as it rests in
+	// the bus and travels on it (a rendered file may hold a job's secrets);
+	// the installer opens it. SHA256 is of the opened content.
+	Sealed bool `json:"sealed,omitempty"`
 }
 
 // Step is one unit of work on one node, as it waits in the DE_STEPS work
