@@ -80,15 +80,15 @@ apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root -o APT::Update::
 // that fails is never marked done, so the next deploy runs it again.
 func mirrorCheck(mirrorURL string) string {
 	index := mirrorURL + "Packages"
+	// No trap here: the step's own EXIT trap writes its marker.
 	return `set -eu
 ` + nodefs.Fetch + `de_t=$(mktemp)
-trap 'rm -f "$de_t"' EXIT
 if ! de_fetch ` + kit.ShellQuote(index) + ` "$de_t" 60; then
+  rm -f "$de_t"
   echo "cannot fetch the engine's mirror at "` + kit.ShellQuote(index) + `" from this node: $de_err — the nodes reach the engine at the config's home and the engine's port: listen (--listen) on an address they reach, or set home to one" >&2
   exit 1
 fi
 rm -f "$de_t"
-trap - EXIT
 `
 }
 
