@@ -124,10 +124,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 			fmt.Fprintf(&b, "de_file %d %d %s %s %s %d <<'%s'\n%s\n%s\n", k, fi, kit.ShellQuote(f.Path), fileMode(f), sum, size, eof,
 				wrap76(base64.StdEncoding.EncodeToString(data)), eof)
 		}
-		script := pres[k] + s.Script
-		if !strings.HasSuffix(script, "\n") {
-			script += "\n"
-		}
+		script := withPrelude(pres[k], s.Script)
 		fmt.Fprintf(&b, chainStepWrapper, stepSecs(s)+5, key, s.Hash, s.Deployment, 0, exitLocked)
 		fmt.Fprintf(&b, " <<'%[1]s' &\n%[2]s%[1]s\n%[4]s\nde_mark exit %[3]d $rc\n[ $rc -eq 0 ] || exit 0\nfi\n", eof, script, k, awaitRun(key))
 	}

@@ -284,3 +284,41 @@ func TestReadChain(t *testing.T) {
 		})
 	}
 }
+
+// A step's script may set its own EXIT trap, or clear one, and exit: the
+// installer's trap that records the step as done is not its to replace.
+// Alone and in a chain, a step that succeeds leaves its marker; one that
+// exits non-zero leaves none.
+func TestScriptTrapsKeepTheMarker(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	dep := "d-traps"
+	r := record(t, e, dep)
+	const own = "trap 'echo bye' EXIT\ntrap - EXIT\necho done\n"
+	alone := chainStep(dep, "alone", "c.alone-"+uniq(), uniq(), own)
+	queue(t, e, alone)
+	head := chainStep(dep, "head", "c.head-"+uniq(), uniq(), own)
+	second := chainStep(dep, "second", "c.second-"+uniq(), uniq(), "trap 'rm -f /nonexistent' EXIT\nexit 0\n")
+	failing := chainStep(dep, "failing", "c.failing-"+uniq(), uniq(), "trap 'echo bye' EXIT\nexit 3\n")
+	head.Chain = []contract.Step{second, failing}
+	queue(t, e, head)
+	deadline := time.Now().Add(60 * time.Second)
+	for _, s := range []contract.Step{alone, head, second, failing} {
+		for {
+			if evs := r.events(s.ID); len(evs) > 0 && evs[len(evs)-1].Final {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("step %s never ended: %+v", s.ID, r.steps)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, s := range []contract.Step{alone, head, second, failing} {
+		b, _ := os.ReadFile(nodePath(nodefs.Marker(s.Key)))
+		recorded := strings.HasPrefix(string(b), s.Hash+" ")
+		if want := s.ID != failing.ID; recorded != want {
+			t.Errorf("step %s: marker %q, recorded %v, want %v", s.ID, b, recorded, want)
+		}
+	}
+}

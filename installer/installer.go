@@ -561,7 +561,7 @@ func (r *stepRun) execute() (string, int, error) {
 	var tail []string
 	red := cfg.OutputRedactor()
 	deadline := time.Now().Add(timeout + 5*time.Second)
-	res := runStep(ctx, c, stepJob{key: key, hash: s.Hash, deployment: s.Deployment, until: deadline}, pre+s.Script, timeout, func(stream, text string) {
+	res := runStep(ctx, c, stepJob{key: key, hash: s.Hash, deployment: s.Deployment, until: deadline}, withPrelude(pre, s.Script), timeout, func(stream, text string) {
 		if stream == "stderr" {
 			tail = append(tail, text)
 			if len(tail) > 5 {
@@ -615,6 +615,13 @@ func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, err
 	fmt.Fprintf(&pre, "trap 'rc=$?; : > %[1]s/%[6]s.pgid; if [ $rc -eq 0 ]; then [ -d %[5]s ] || mkdir -p %[5]s; printf \"%%s %%s\\n\" %[2]s %[3]s > %[4]s; fi' EXIT\n",
 		nodefs.Run, s.Hash, s.Deployment, marker, nodefs.Applied, key)
 	return pre.String(), nil
+}
+
+// withPrelude is a step's script after its prelude, in a subshell of its
+// own: what the script does to its shell (a trap on EXIT, an exit) cannot
+// take the place of the prelude's trap that writes the step's marker.
+func withPrelude(pre, script string) string {
+	return pre + "(\n" + strings.TrimSuffix(script, "\n") + "\n)\n"
 }
 
 // config reads the stored config for the nodes' credentials.
