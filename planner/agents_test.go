@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/deployment-engine/engine/services/contract"
@@ -56,5 +57,23 @@ func TestAgentPlanFollowsTheListener(t *testing.T) {
 	off := &Planner{log: p.log}
 	if off.listenForAgents(cfgAt("10.0.0.1")) != nil || off.agentPlanFor(cfgAt("10.0.0.1")) != nil {
 		t.Error("an engine without agents plans one")
+	}
+}
+
+// The agent's monit check finds and stops the agent by its binary's path,
+// anchored: a shell whose command line only mentions the agent (an
+// operator's script, a reset) is neither taken for it nor killed with it.
+func TestAgentCheckAnchored(t *testing.T) {
+	in := planInput{cfg: contract.Config{Properties: contract.Properties{Home: "10.0.0.1"}}, agent: &agentPlan{natsURL: "nats://10.0.0.1:4222", binary: "/bin/de", pass: func(string) string { return "pw" }}}
+	var monit string
+	for _, f := range agentStep(in, "10.0.0.2").spec.Files {
+		if f.Path == "/etc/monit/conf.d/de-agent" {
+			monit = string(f.Content)
+		}
+	}
+	for _, want := range []string{`matching "^/usr/local/bin/deployment-engine agent"`, `pkill -f '^/usr/local/bin/deployment-engine agent'`} {
+		if !strings.Contains(monit, want) {
+			t.Errorf("the agent's monit check lacks %s:\n%s", want, monit)
+		}
 	}
 }

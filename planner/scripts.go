@@ -175,9 +175,13 @@ func agentStep(in planInput, ip string) *planStep {
 		}
 	}
 	confJSON, _ := json.MarshalIndent(conf, "", "  ")
-	monit := fmt.Sprintf(`check process de-agent matching "deployment-engine agent"
+	// Both patterns are anchored at the agent's binary: unanchored, they
+	// matched any process whose command line mentions the agent (a shell
+	// running a script that does), which monit then took for the agent and
+	// its stop program killed.
+	monit := fmt.Sprintf(`check process de-agent matching "^%[1]s agent"
   start program = "/bin/sh -c '%[1]s agent --config %[2]s >>/var/log/de-agent.log 2>&1 &'"
-  stop program = "/usr/bin/pkill -f 'deployment-engine agent'"
+  stop program = "/usr/bin/pkill -f '^%[1]s agent'"
 `, bin, nodefs.AgentConfig)
 	files := []contract.StepFile{
 		{Path: bin, Mode: 0o755, LocalPath: in.agent.binary},

@@ -235,17 +235,18 @@ for c in ` + comps + `; do
 done
 monit reload >/dev/null 2>&1 || true
 pkill -KILL -f '` + sleepPattern + `' || true
-pkill -KILL -f '^/usr/local/bin/deployment-engine agent' || true
+pkill -KILL -f '^/usr/local/bin/deployment-engin[e] agent' || true
 rm -rf /var/lib/deployment-engine ` + strings.Join(paths, " ")
 	// What a fresh node does not hold; processes may take a moment to go.
-	// (A chain shell's command holds its functions; the bracket keeps the
-	// pattern from matching this check's own shell.)
+	// (A chain shell's command holds its functions; the brackets keep the
+	// patterns from matching this check's own shell, and the agent's text
+	// out of this script's command line.)
 	check := `found=""
 [ -e /var/lib/deployment-engine ] && found="$found /var/lib/deployment-engine"
 for c in ` + comps + `; do [ -e /etc/monit/conf.d/$c ] && found="$found monit-check:$c"; done
 for p in ` + strings.Join(paths, " ") + `; do [ -e "$p" ] && found="$found $p"; done
 pgrep -f '` + sleepPattern + `' >/dev/null && found="$found process:` + sleepPattern + `"
-pgrep -f '^/usr/local/bin/deployment-engine agent' >/dev/null && found="$found process:agent"
+pgrep -f '^/usr/local/bin/deployment-engin[e] agent' >/dev/null && found="$found process:agent"
 pgrep -f 'de_[s]ettle' >/dev/null && found="$found process:chain-shell"
 echo "$found"`
 	for _, n := range nodes {
