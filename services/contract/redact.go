@@ -50,10 +50,39 @@ func (r OutputRedactor) With(values ...string) OutputRedactor {
 	return out
 }
 
-// Redact replaces every secret in line with Redacted.
+// Redact replaces every secret in line with Redacted. Every place each
+// secret stands is found in line as given, and places that overlap are
+// replaced as one: replacing the secrets one after another let a value
+// that overlaps a secret's start (one a caller chose, posted in a plan's
+// config) break the secret before its turn, leaving the rest in clear.
 func (r OutputRedactor) Redact(line string) string {
+	type span struct{ from, to int }
+	var spans []span
 	for _, v := range r.values {
-		line = strings.ReplaceAll(line, v, Redacted)
+		for at := 0; ; {
+			i := strings.Index(line[at:], v)
+			if i < 0 {
+				break
+			}
+			spans = append(spans, span{at + i, at + i + len(v)})
+			at += i + 1
+		}
 	}
-	return line
+	if len(spans) == 0 {
+		return line
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.from - b.from })
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(spans); {
+		from, to := spans[i].from, spans[i].to
+		for i++; i < len(spans) && spans[i].from < to; i++ {
+			to = max(to, spans[i].to)
+		}
+		b.WriteString(line[last:from])
+		b.WriteString(Redacted)
+		last = to
+	}
+	b.WriteString(line[last:])
+	return b.String()
 }

@@ -1,6 +1,9 @@
 package contract
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestOutputRedactor(t *testing.T) {
 	cfg := Config{Properties: Properties{Password: "hunter2", Root: "ab", Key: "-----BEGIN KEY-----\nxyz\n-----END KEY-----"}}
@@ -20,6 +23,18 @@ func TestOutputRedactor(t *testing.T) {
 	}
 	if got := (Config{}).OutputRedactor().Redact("hunter2"); got != "hunter2" {
 		t.Errorf("no secrets: %q", got)
+	}
+	// A value the caller chose (a plan's posted config) that overlaps a
+	// secret's start, and is at least as long, hides the secret with it:
+	// the secret is not left in clear after the overlap, whichever value
+	// is longer or comes first.
+	const secret = "Zq8xK2mP9wLr4TnB"
+	file := "name: x\ndb:\n  password=" + secret + "\n"
+	for _, decoy := range []string{"name: x\ndb:\n  password=Z", "password=Zq8", "TnB\n", secret[3:]} {
+		got := cfg.OutputRedactor(secret, decoy).Redact(file)
+		if strings.Contains(got, secret[1:6]) || strings.Contains(got, secret[len(secret)-6:]) {
+			t.Errorf("with %q also redacted, the secret shows: %q", decoy, got)
+		}
 	}
 }
 
