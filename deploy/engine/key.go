@@ -20,6 +20,15 @@ type engineKey []byte
 
 func loadEngineKey(dataDir string) (engineKey, error) {
 	if path := strings.TrimSpace(os.Getenv("DE_ENGINE_KEY_FILE")); path != "" {
+		// Every key of the engine derives from it, and templates render as
+		// an unprivileged user that may read what others may.
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("DE_ENGINE_KEY_FILE: %w", err)
+		}
+		if perm := st.Mode().Perm(); perm&0o077 != 0 {
+			return nil, fmt.Errorf("DE_ENGINE_KEY_FILE %s is open to group or others (mode %04o): the engine's key must be its owner's alone; run chmod 600 %s", path, perm, path)
+		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("DE_ENGINE_KEY_FILE: %w", err)

@@ -119,3 +119,22 @@ func TestTLSKeyMode(t *testing.T) {
 		}
 	}
 }
+
+// An engine key file named by DE_ENGINE_KEY_FILE that others may read is
+// refused, naming the file and the fix; one that is its owner's alone loads.
+func TestEngineKeyFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "engine-key")
+	if err := os.WriteFile(path, []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DE_ENGINE_KEY_FILE", path)
+	if _, err := loadEngineKey(t.TempDir()); err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
+		t.Fatalf("a key file others may read: %v", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadEngineKey(t.TempDir()); err != nil {
+		t.Fatalf("a key file of its owner's: %v", err)
+	}
+}
