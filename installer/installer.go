@@ -223,12 +223,13 @@ func readStep(m jetstream.Msg) (contract.Step, error) {
 	if err := json.Unmarshal(m.Data(), &s); err != nil {
 		return s, fmt.Errorf("the step message does not decode: %v", err)
 	}
+	if s.V > contract.StepVersionSealed {
+		return s, fmt.Errorf("the step message has version %d; this installer reads up to %d", s.V, contract.StepVersionSealed)
+	}
 	if err := bus.OpenStep(&s); err != nil {
-		return s, fmt.Errorf("the step message's files do not open: %v", err)
+		return s, fmt.Errorf("the step message's files: %v", err)
 	}
 	switch {
-	case s.V > contract.Version:
-		return s, fmt.Errorf("the step message has version %d; this installer reads up to %d", s.V, contract.Version)
 	case s.Node == "" || s.ID == "":
 		return s, fmt.Errorf("the step message names no node or no step")
 	case !subject.ValidToken(s.Deployment):

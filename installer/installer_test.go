@@ -2,6 +2,8 @@ package installer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -417,5 +419,47 @@ func TestStopEndsProbeInFlight(t *testing.T) {
 			t.Fatalf("%d goroutines after Stop, %d before the probe", runtime.NumGoroutine(), base)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A step whose files travel sealed is opened by the installer: the node
+// gets the file's own bytes. A step message of a version newer than the
+// installer reads is refused, never run.
+func TestSealedStepFiles(t *testing.T) {
+	e := newEnv(t)
+	storeConfig(t, e)
+	bus.SetSealKey([]byte("installer-test-engine-key-0123456789"))
+	dir := t.TempDir()
+	target := filepath.Join(dir, "vault.conf")
+	step := contract.Step{V: 1, Deployment: "d-sealed", ID: nodeIP + "/vault/apply", Node: nodeIP, Engine: "e-test", Component: "vault", Action: "apply", Attempt: 1,
+		Key: "vault.apply-" + uniq(), Hash: uniq(), TimeoutS: 30, Script: "cat " + target + "\n",
+		Files: []contract.StepFile{{Path: target, Mode: 0o600, Content: []byte("password=sealed-secret-1\n")}}}
+	sum := sha256.Sum256(step.Files[0].Content)
+	step.Files[0].SHA256 = hex.EncodeToString(sum[:])
+	sealed := bus.SealStep(step)
+	if !sealed.Files[0].Sealed || sealed.V != contract.StepVersionSealed {
+		t.Fatalf("the step was not sealed: %+v", sealed.Files[0])
+	}
+	r := record(t, e, "d-sealed")
+	b, _ := json.Marshal(sealed)
+	if _, err := e.res.JS.Publish(context.Background(), subject.Step("d-sealed", nodeIP), b); err != nil {
+		t.Fatal(err)
+	}
+	if ev := r.final(t, 30*time.Second); ev.State != contract.StateSucceeded {
+		t.Fatalf("sealed step: %+v", ev)
+	}
+	if got, _ := os.ReadFile(target); string(got) != "password=sealed-secret-1\n" {
+		t.Fatalf("the node got %q", got)
+	}
+
+	newer := step
+	newer.V, newer.Deployment, newer.Hash = contract.StepVersionSealed+1, "d-newer", uniq()
+	r = record(t, e, "d-newer")
+	b, _ = json.Marshal(newer)
+	if _, err := e.res.JS.Publish(context.Background(), subject.Step("d-newer", nodeIP), b); err != nil {
+		t.Fatal(err)
+	}
+	if ev := r.final(t, 30*time.Second); ev.State != contract.StateFailed || !strings.Contains(ev.Error, "version") {
+		t.Fatalf("a newer step message: %+v", ev)
 	}
 }

@@ -123,14 +123,23 @@ func openSecrets(cfg *contract.Config) error {
 	return nil
 }
 
-// stepFileAAD binds a sealed step file to its use.
-var stepFileAAD = []byte("deployment-engine/step-file")
+// stepFileAAD binds a sealed file to its step and path: sealed content
+// moved to another step or file does not open.
+func stepFileAAD(stepID, path string) []byte {
+	return []byte("deployment-engine/step-file\x00" + stepID + "\x00" + path)
+}
+
+// ErrStepSealed is a step whose files do not open here.
+var ErrStepSealed = errors.New("the step's files are sealed with the engine's key, which this process does not have or which is not the one they were sealed with (give every process of the engine the same engine-key file or DE_ENGINE_KEY_FILE)")
 
 // SealStep returns s with the inline content of its files, and of the
 // steps chained after it, sealed with the engine's key (StepFile.Sealed):
 // a rendered file may hold a job's secrets, and steps rest in the bus
-// (the scheduler's bucket, the work queue) that a backup copies. Without
-// the key (a process given none) it returns s as it is. s is not changed.
+// (the scheduler's bucket, the work queue) that a backup copies. A step
+// with a sealed file carries contract.StepVersionSealed, so that an
+// installer that cannot open it refuses it rather than write ciphertext
+// to the node. Without the key (a process given none) it returns s as it
+// is. s is not changed.
 func SealStep(s contract.Step) contract.Step {
 	keys := sealKeys.Load()
 	if keys == nil {
@@ -144,7 +153,8 @@ func SealStep(s contract.Step) contract.Step {
 		}
 		nonce := make([]byte, aead.NonceSize())
 		_, _ = rand.Read(nonce)
-		s.Files[i].Content, s.Files[i].Sealed = aead.Seal(nonce, nonce, f.Content, stepFileAAD), true
+		s.Files[i].Content, s.Files[i].Sealed = aead.Seal(nonce, nonce, f.Content, stepFileAAD(s.ID, f.Path)), true
+		s.V = max(s.V, contract.StepVersionSealed)
 	}
 	if len(s.Chain) > 0 {
 		s.Chain = slices.Clone(s.Chain)
@@ -164,7 +174,7 @@ func OpenStep(s *contract.Step) error {
 		}
 		keys := sealKeys.Load()
 		if keys == nil {
-			return fmt.Errorf("step %s: file %s: %w", s.ID, f.Path, ErrSealed)
+			return fmt.Errorf("step %s: file %s: %w", s.ID, f.Path, ErrStepSealed)
 		}
 		var err error
 		for k := len(*keys) - 1; k >= 0; k-- {
@@ -174,13 +184,13 @@ func OpenStep(s *contract.Step) error {
 				err = errors.New("too short")
 				break
 			}
-			if pt, err = aead.Open(nil, f.Content[:aead.NonceSize()], f.Content[aead.NonceSize():], stepFileAAD); err == nil {
+			if pt, err = aead.Open(nil, f.Content[:aead.NonceSize()], f.Content[aead.NonceSize():], stepFileAAD(s.ID, f.Path)); err == nil {
 				f.Content, f.Sealed = pt, false
 				break
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("step %s: file %s is sealed with another engine's key or damaged: %w", s.ID, f.Path, ErrBadConfig)
+			return fmt.Errorf("step %s: file %s does not open (damaged, moved, or sealed by another engine): %w", s.ID, f.Path, ErrStepSealed)
 		}
 	}
 	for i := range s.Chain {

@@ -93,8 +93,21 @@ func TestStepFilesSealed(t *testing.T) {
 	if err := OpenStep(&back); err != nil {
 		t.Fatal(err)
 	}
+	// A step with a sealed file says so in its version, for an installer
+	// that could not open it to refuse it.
+	if back.V != contract.StepVersionSealed || back.Chain[0].V != contract.StepVersionSealed {
+		t.Errorf("sealed step's versions %d, %d, want %d", back.V, back.Chain[0].V, contract.StepVersionSealed)
+	}
+	back.V, back.Chain[0].V = 0, 0
 	if !reflect.DeepEqual(back, step) {
 		t.Fatalf("opened step:\n%+v\nwant\n%+v", back, step)
+	}
+	// Sealed content moved to another file does not open.
+	moved := contract.Step{}
+	_ = json.Unmarshal(b, &moved)
+	moved.Files[0].Path = "/etc/other"
+	if err := OpenStep(&moved); !errors.Is(err, ErrStepSealed) {
+		t.Errorf("a sealed file moved to another path: %v, want ErrStepSealed", err)
 	}
 	other := contract.Step{}
 	_ = json.Unmarshal(b, &other)

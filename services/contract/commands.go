@@ -3,6 +3,11 @@ package contract
 // Version of every message body; a reader refuses bodies newer than it knows.
 const Version = 1
 
+// StepVersionSealed is the version of a step message whose files are
+// sealed (StepFile.Sealed): an installer that reads only Version refuses
+// it, where it would otherwise write the sealed bytes to the node.
+const StepVersionSealed = 2
+
 // ConfigPut asks the planner to validate, check and store a config
 // (de.cmd.config.put). Config is the client's body exactly as it came
 // (base64 in JSON, so that even malformed JSON reaches the planner, which
