@@ -166,7 +166,7 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 	// scale).
 	rev, err := p.currentRev(ctx, stored)
 	if err == nil {
-		_, err = p.storeConfigAt(ctx, cfg, rev)
+		rev, err = p.storeConfigAt(ctx, cfg, rev)
 	}
 	if err != nil {
 		p.noteRefusal(ctx, err)
@@ -176,6 +176,8 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 	id, err := p.beginLocked(ctx, rec)
 	p.mu.Unlock()
 	if err != nil {
+		// The config rolled back stays only with its deployment.
+		p.putBack(ctx, stored, rev, "rollback")
 		return 0, nil, err
 	}
 	p.engineEvent(ctx, "rollback", fmt.Sprintf("rollback: deployment %s applies again the config of deployment %s", id, from))

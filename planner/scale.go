@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
@@ -59,6 +60,18 @@ func decodeScale(b []byte) ([]contract.ScaleItem, error) {
 // the config and starts the deployment that installs them. Like a deploy,
 // it checks the nodes without the planner's lock, and stores and begins
 // under it only while the config it added to is still the stored one.
+// putBack stores cfg again after a command that wrote another config at
+// rev could not begin its deployment, unless another request stored one
+// since. It outlives the command's ctx (a Stop may be why it failed),
+// within a bound.
+func (p *Planner) putBack(ctx context.Context, cfg contract.Config, rev uint64, what string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := p.storeConfigAt(ctx, cfg, rev); err != nil {
+		p.log.Error("put the config back after a "+what+" that did not begin", "err", err)
+	}
+}
+
 func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error) {
 	items, err := decodeScale(req.Data())
 	if err != nil {
@@ -136,10 +149,7 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 	id, err := p.beginLocked(ctx, rec)
 	p.mu.Unlock()
 	if err != nil {
-		// Put back, unless another request stored a config since.
-		if _, rerr := p.storeConfigAt(ctx, cfg, rev); rerr != nil {
-			p.log.Error("put the config back after a failed scale", "err", rerr)
-		}
+		p.putBack(ctx, cfg, rev, "scale")
 		return 0, nil, err
 	}
 	return 202, contract.DeployStarted{ID: id}, nil

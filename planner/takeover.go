@@ -33,9 +33,7 @@ func (p *Planner) takeover(ctx context.Context, req micro.Request) (int, any, er
 	if err := p.noneRunning(); err != nil {
 		return 0, nil, err
 	}
-	p.mu.Lock()
 	cfg, err := p.storedConfig(ctx)
-	p.mu.Unlock()
 	if err != nil {
 		return 0, nil, err
 	}
