@@ -40,7 +40,9 @@ func (c *storeCheck) available(ctx context.Context) bool {
 	if !due {
 		return !down
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	// The answer is everyone's: one client's short deadline or hang-up
+	// must not read as a store that is down.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	err := c.probe(ctx)
 	c.mu.Lock()
