@@ -46,12 +46,13 @@ type Options struct {
 
 // Monitor is the running service.
 type Monitor struct {
-	o    Options
-	log  *slog.Logger
-	svc  micro.Service
-	hs   *kit.Handlers
-	sub  *nats.Subscription
-	stop chan struct{}
+	o        Options
+	log      *slog.Logger
+	svc      micro.Service
+	hs       *kit.Handlers
+	sub      *nats.Subscription
+	stop     chan struct{}
+	stopOnce sync.Once
 	// ctx ends at Stop: the writes the monitor makes end with it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -142,12 +143,12 @@ const stopWait = 5 * time.Second
 // Stop stops the monitor: requests in flight are cancelled and waited for
 // up to stopWait.
 func (m *Monitor) Stop() {
-	select {
-	case <-m.stop:
+	// Once, whoever calls: a failed start and its caller may both stop it.
+	first := false
+	m.stopOnce.Do(func() { first = true; close(m.stop) })
+	if !first {
 		return
-	default:
 	}
-	close(m.stop)
 	if m.svc != nil {
 		_ = m.svc.Stop()
 	}

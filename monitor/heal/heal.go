@@ -57,12 +57,13 @@ type Options struct {
 
 // Healer is the running service.
 type Healer struct {
-	o    Options
-	log  *slog.Logger
-	svc  micro.Service
-	hs   *kit.Handlers
-	subs []*nats.Subscription
-	stop chan struct{}
+	o        Options
+	log      *slog.Logger
+	svc      micro.Service
+	hs       *kit.Handlers
+	subs     []*nats.Subscription
+	stop     chan struct{}
+	stopOnce sync.Once
 	// ctx ends at Stop: every request and write the healer makes (an
 	// attempt's restart and re-apply among them) ends with it.
 	ctx    context.Context
@@ -196,12 +197,12 @@ const stopWait = 5 * time.Second
 // Stop stops the healer: it cancels an attempt under way (the instance is
 // tried again by the next run), waits for it, and keeps the state.
 func (h *Healer) Stop() {
-	select {
-	case <-h.stop:
+	// Once, whoever calls: a failed start and its caller may both stop it.
+	first := false
+	h.stopOnce.Do(func() { first = true; close(h.stop) })
+	if !first {
 		return
-	default:
 	}
-	close(h.stop)
 	if h.svc != nil {
 		_ = h.svc.Stop()
 	}
