@@ -105,6 +105,10 @@ func (e *Engine) start() {
 	e.cmd = exec.Command(e.Bin, args...)
 	e.cmd.Env = append(os.Environ(), "DE_API_TOKEN="+e.Token)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	// The engine dies with the test process: a test binary killed by its
+	// timeout left an engine on the bed's NATS port, which the next run's
+	// engine could not take.
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := e.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
