@@ -60,12 +60,8 @@ func (w *fakeWorker) run(b *bustest.Bus, m jetstream.Msg, head contract.Step) {
 	}
 	w.running[head.Node] = head.ID
 	w.mu.Unlock()
-	defer func() {
-		w.mu.Lock()
-		w.running[head.Node] = ""
-		w.mu.Unlock()
-	}()
-	for _, s := range append([]contract.Step{head}, head.Chain...) {
+	steps := append([]contract.Step{head}, head.Chain...)
+	for i, s := range steps {
 		pub := func(state string, final bool) {
 			now := time.Now()
 			ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action, State: state, Attempt: s.Attempt, Started: &now, Final: final}
@@ -79,6 +75,12 @@ func (w *fakeWorker) run(b *bustest.Bus, m jetstream.Msg, head contract.Step) {
 		w.mu.Lock()
 		w.ran[s.ID]++
 		w.order = append(w.order, s.ID)
+		// The node is free once its last step ends, before that step's
+		// final event, which lets the scheduler send the node's next:
+		// freed after it, a next step sent at once looked like two at once.
+		if i == len(steps)-1 || w.fail[s.ID] {
+			w.running[head.Node] = ""
+		}
 		w.mu.Unlock()
 		if w.fail[s.ID] {
 			pub(contract.StateFailed, true)
