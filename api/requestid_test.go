@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go/micro"
@@ -20,31 +19,13 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// syncBuffer is a log a test reads while services write it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Every error answer carries a correlation id, in the X-Request-Id header
 // and as "id" in its JSON, and the log line that explains it has the same
 // id: the API's own, and for an internal error the service's, whose text
 // the client never sees.
 func TestErrorsCarryTheirRequestID(t *testing.T) {
 	nc := bustest.Start(t, bus.ServerOptions{}).NC
-	var apiLog, svcLog syncBuffer
+	var apiLog, svcLog bustest.LogBuffer
 	svc, err := micro.AddService(nc, micro.Config{Name: "monitor", Version: "1.0.0"})
 	if err != nil {
 		t.Fatal(err)

@@ -1,14 +1,12 @@
 package monitor_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -118,31 +116,13 @@ func (s slowNodes) Put(ctx context.Context, key string, value []byte) (uint64, e
 	}
 }
 
-// lockedBuffer is a log a test reads while the monitor writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A store whose writes hang holds up no heartbeat: each is taken at once,
 // and the write that fails is said in the log.
 func TestHeartbeatsPassASlowStore(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
 	res := *b.Res
 	res.Nodes = slowNodes{b.Res.Nodes}
-	var log lockedBuffer
+	var log bustest.LogBuffer
 	m, err := monitor.Start(context.Background(), monitor.Options{NC: b.NC, Res: &res, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -152,7 +151,7 @@ func TestDeclareWaitsForColdCluster(t *testing.T) {
 // does at start, within bound, and reports how the waits were logged.
 func coldDeclare(t *testing.T, url string, bound time.Duration) *bus.Resources {
 	t.Helper()
-	var logs syncBuffer
+	var logs bustest.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
@@ -178,23 +177,6 @@ func coldDeclare(t *testing.T, url string, bound time.Duration) *bus.Resources {
 		t.Errorf("%d replicas, want 3", res.Replicas)
 	}
 	return res
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A stream that cannot be declared as the engine needs it (another owns
