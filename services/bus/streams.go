@@ -191,18 +191,11 @@ var ErrBadConfig = errors.New("the stored config does not decode")
 // LoadConfig reads the cluster config from its bucket. A missing one is an
 // error IsNotFound recognises; one that does not decode wraps ErrBadConfig.
 func LoadConfig(ctx context.Context, kv jetstream.KeyValue) (contract.Config, error) {
-	var cfg contract.Config
 	e, err := kv.Get(ctx, KeyConfig)
 	if err != nil {
-		return cfg, fmt.Errorf("read the config: %w", err)
+		return contract.Config{}, fmt.Errorf("read the config: %w", err)
 	}
-	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
-		return contract.Config{}, fmt.Errorf("%w: %v", ErrBadConfig, err)
-	}
-	if err := openSecrets(&cfg); err != nil {
-		return contract.Config{}, err
-	}
-	return cfg, nil
+	return DecodeConfig(e.Value())
 }
 
 // PublishEngineEvent records one of the engine's own operations on
