@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -204,7 +202,7 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 // planInputFor is what a deployment id of cfg is planned from.
 func (p *Planner) planInputFor(cfg contract.Config, cat *catalog.Catalog, id string, previous map[string][]string, noMonit map[string]bool) planInput {
 	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest, noMonit: noMonit,
-		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
+		mirrorURL: p.nodeURL(cfg) + "/mirror/"}
 	in.agent = p.agentPlanFor(cfg)
 	return in
 }

@@ -3,8 +3,6 @@ package planner
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 
 	"github.com/nats-io/nats.go/micro"
 
@@ -58,7 +56,7 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 	}
 	id := newID()
 	pin := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest,
-		mirrorURL: "http://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/mirror/"}
+		mirrorURL: p.nodeURL(cfg) + "/mirror/"}
 	pin.agent = p.agentPlanFor(cfg)
 	all, err := buildPlan(pin)
 	if err != nil {

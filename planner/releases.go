@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 
@@ -155,7 +153,7 @@ func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *relea
 	if len(ps) > 0 {
 		return nil, fmt.Errorf("%s", ps[0].Reason)
 	}
-	home := "http://" + net.JoinHostPort(in.cfg.Properties.Home, strconv.Itoa(p.o.Port)) + "/releases/"
+	home := p.nodeURL(in.cfg) + "/releases/"
 	plan, err := bosh.MakePlan(ctx, bosh.PlanInput{Deployment: d, NodeComponent: NodeComponent, CompileTimeout: in.timeout,
 		PackageURL: func(pk release.Package) string { return home + release.PackageURLPath(rel.Name, rel.Version, pk.Name) },
 		Base:       map[string]string{}})
