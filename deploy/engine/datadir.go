@@ -29,3 +29,19 @@ func secureDataDir(dir string, log *slog.Logger) error {
 	log.Warn("data dir was open to other users: made 0700", "dir", dir, "was", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	return nil
 }
+
+// openDataDir makes the data dir, keeps it the engine's alone and, with
+// the embedded store, locks it for this process while it serves.
+func openDataDir(o Options) (unlock func(), err error) {
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", o.DataDir, err)
+	}
+	if err := secureDataDir(o.DataDir, o.Logger); err != nil {
+		return nil, err
+	}
+	if o.NATSURL != "" {
+		return func() {}, nil
+	}
+	// The embedded store is this process's alone while it serves.
+	return lockData(o.DataDir)
+}

@@ -1,15 +1,13 @@
-// Package engine wires the engine's services together: the bus, the
-// planner, the installer, the monitor, the log store and the API.
+// Package engine is the engine's composition root, which runs the services
+// of one process over one bus.
 package engine
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,16 +15,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/deployment-engine/engine/api"
-	"github.com/deployment-engine/engine/planner"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
-	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
 
@@ -106,35 +101,19 @@ func (o Options) runs(name string) bool {
 	return false
 }
 
-// Serve runs the engine until ctx ends, then stops it cleanly.
+// Serve runs the engine until ctx ends, then stops it cleanly: it readies
+// the data dir, starts the bus, then the services, then serves the API.
 func Serve(ctx context.Context, o Options) error {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o = o.withDefaults()
 	log := o.Logger
 	if err := CheckOnly(o.Only); err != nil {
 		return err
 	}
-	if o.Listen == "" {
-		o.Listen = ":50000"
-	}
-	if o.DataDir == "" {
-		o.DataDir = "./data"
-	}
-	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir %s: %w", o.DataDir, err)
-	}
-	if err := secureDataDir(o.DataDir, log); err != nil {
+	unlock, err := openDataDir(o)
+	if err != nil {
 		return err
 	}
-	if o.NATSURL == "" {
-		// The embedded store is this process's alone while it serves.
-		unlock, err := lockData(o.DataDir)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-	}
+	defer unlock()
 	catalogs, err := loadCatalogs(o.CatalogDir)
 	if err != nil {
 		return err
@@ -160,106 +139,15 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-
-	var nc *nats.Conn
-	var srv *bus.Server
-	// The node agent is installed only where nodes can reach the bus.
-	var agent *planner.AgentSpec
-	// A process started with its NATS servers, as at boot, waits for them
-	// (and for their JetStream leader and peers, see Declare), within a
-	// bound: one that never comes up is an error naming what to check.
-	startTimeout := cmp.Or(o.StartTimeout, bus.DefaultStartTimeout)
-	startCtx, started := context.WithTimeout(ctx, startTimeout)
-	defer started()
-	if o.NATSURL != "" {
-		if err := bus.Await(startCtx, log, "the NATS servers", func(context.Context) (err error) {
-			nc, err = bus.Dial(o.NATSURL, "deployment-engine")
-			return err
-		}); err != nil {
-			return fmt.Errorf("bus: connect: %w", err)
-		}
-		// A lost server is followed by a reconnect to another member of
-		// the cluster; subscriptions and consumers carry on over it.
-		nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("bus disconnected; reconnecting", "err", err) })
-		nc.SetReconnectHandler(func(c *nats.Conn) { log.Info("bus reconnected", "server", c.ConnectedUrlRedacted()) })
-	} else {
-		so := bus.ServerOptions{DataDir: o.DataDir, Logger: log.With("service", "nats"), EncryptionKey: key.storeKey()}
-		host, agentPort, err := agentListenFlag(o.NATSListen)
-		if err != nil {
-			return err
-		}
-		var certs *agentCerts
-		if host != "" || !o.NoAgents {
-			// Agents (and observers) reach NATS over TLS only, trusting
-			// the certificate the engine gives them.
-			if certs, err = natsCerts(o, host); err != nil {
-				return err
-			}
-			so.TLS = certs.Config()
-			so.Host, so.Port = host, agentPort
-			if host == "" {
-				// Following home: the server listens on loopback and a
-				// door at home forwards to it.
-				so.Host, so.Port = "127.0.0.1", -1
-			}
-		}
-		if srv, err = bus.StartServer(ctx, so); err != nil {
-			return err
-		}
-		stops = append(stops, srv.Stop)
-		observer, err := secretFile(filepath.Join(o.DataDir, "nats-observer"))
-		if err != nil {
-			return err
-		}
-		srv.SetObserverPassword(observer)
-		agentSecret, err := secretFile(filepath.Join(o.DataDir, "agent-secret"))
-		if err != nil {
-			return err
-		}
-		srv.SetAgentSecret([]byte(agentSecret))
-		o.agentPass = func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }
-		if certs != nil {
-			target := ""
-			if host == "" {
-				target = srv.Addr().String()
-			}
-			door := newAgentDoor(certs, target, agentPort, log.With("service", "agents"))
-			stops = append(stops, door.Close)
-			if !o.NoAgents {
-				self := o.AgentBinary
-				if self == "" {
-					if self, err = os.Executable(); err != nil {
-						return fmt.Errorf("find the engine's binary for the node agent: %w", err)
-					}
-				}
-				agent = &planner.AgentSpec{Binary: self, NATSPort: agentPort, Listen: door.Listen,
-					Password: func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }, CA: certs.CAPEM}
-			}
-		}
-		if nc, err = srv.Connect("deployment-engine"); err != nil {
-			return err
-		}
-	}
-	stops = append(stops, func() { _ = nc.Drain() })
-	res, err := bus.Declare(startCtx, nc, bus.WithReplicas(o.Replicas), bus.WithLogger(log))
+	b, err := startBus(ctx, o, key, &stops)
 	if err != nil {
 		return err
 	}
-	log.Info("bus declared", "replicas", res.Replicas, "cluster_size", bus.ClusterSize(nc), "cluster", nc.ConnectedClusterName())
-	var engineID string
-	if err := bus.Await(startCtx, log, "kv "+bus.KVEngine, func(ctx context.Context) (err error) {
-		engineID, err = identity(ctx, res, o.DataDir, o.EngineID)
-		return err
-	}); err != nil {
-		return fmt.Errorf("bus: kv %s: %w", bus.KVEngine, err)
-	}
-	started()
-	log.Info("engine starting", "id", engineID, "data", o.DataDir, "version", o.Build.Version, "commit", o.Build.Commit)
+	o.agentPass = b.agentPass
+	log.Info("engine starting", "id", b.engineID, "data", o.DataDir, "version", o.Build.Version, "commit", o.Build.Commit)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(kit.NewBusCollector(nc, res))
-
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), kit.NewBusCollector(b.nc, b.res))
 	_, httpPort, err := net.SplitHostPort(o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %q: %w", o.Listen, err)
@@ -268,87 +156,37 @@ func Serve(ctx context.Context, o Options) error {
 
 	// Releases live in the bus, so that every API process of a split
 	// engine serves them; the data dir keeps a cache.
-	releases, err := release.NewSharedStore(ctx, filepath.Join(o.DataDir, "releases"), o.ReleaseLimits, res.Releases, log)
+	releases, err := release.NewSharedStore(ctx, filepath.Join(o.DataDir, "releases"), o.ReleaseLimits, b.res.Releases, log)
 	if err != nil {
 		return err
 	}
 	if o.runs("planner") {
-		host, _ := os.Hostname()
-		dir, _ := filepath.Abs(o.DataDir)
-		p, err := planner.Start(ctx, planner.Options{NC: nc, Res: res, Catalogs: catalogs, EngineID: engineID, Port: port, Logger: log, Agent: agent, Releases: releases,
-			// The same engine started again on the same machine and data
-			// takes its deploy lock back at once.
-			PlannerID:   engineID + "@" + host + ":" + dir,
-			SilentAfter: max(time.Minute, 2*o.StepAckWait),
-			SecretKey:   key.digestKey(),
-			Webhooks:    contract.WebhookPolicy{Allow: o.WebhookAllow},
-			// A rolling restart waits for monit's outcome as PUT /restart does.
-			Control: func(action, process string) string {
-				return monitControl(action, process)
-			}})
-		if err != nil {
+		if err := startPlanner(ctx, o, b, catalogs, key, releases, port, &stops); err != nil {
 			return err
 		}
-		stops = append(stops, p.Stop)
 	}
-	if err := startServices(ctx, o, catalogs, nc, res, reg, &stops); err != nil {
+	if err := startServices(ctx, o, catalogs, b.nc, b.res, reg, &stops); err != nil {
 		return err
 	}
 	if !o.runs("api") {
 		<-ctx.Done()
 		return nil
 	}
+	return serveAPI(ctx, o, b, reg, releases, tlsCfg)
+}
 
-	token, err := apiToken(o)
-	if err != nil {
-		return err
+// withDefaults fills the options serve leaves unset.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
-	mirror := filepath.Join(o.DataDir, "mirror")
-	_ = os.MkdirAll(mirror, 0o755)
-	ao := api.Options{NC: nc, Token: token, Tokens: &TokenFile{Path: filepath.Join(o.DataDir, TokensFile)}, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
-		Releases: releaseAPI{store: releases, js: res.JS, log: log}, Limits: o.Limits, Build: o.Build}
-	h, err := api.New(ao)
-	if err != nil {
-		return err
+	if o.Listen == "" {
+		o.Listen = ":50000"
 	}
-	if o.AuthNone {
-		log.Warn("API authentication is OFF (--auth none): anyone who reaches " + o.Listen + " controls the cluster")
+	if o.DataDir == "" {
+		o.DataDir = "./data"
 	}
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.Listen, err)
-	}
-	hs := api.NewServer(h, ao, tlsCfg)
-	errc := make(chan error, 2)
-	servers := []*http.Server{hs}
-	if tlsCfg == nil {
-		go func() { errc <- hs.Serve(ln) }()
-	} else {
-		split := newSplitListener(ln)
-		plain := api.NewServer(plainOnly(h), ao, nil)
-		servers = append(servers, plain)
-		go func() { errc <- hs.ServeTLS(split.tls, "", "") }()
-		go func() { errc <- plain.Serve(split.plain) }()
-		defer split.Close()
-	}
-	log.Info("engine serving", "listen", ln.Addr().String(), "tls", tlsCfg != nil)
-	if o.Ready != nil {
-		o.Ready(ln.Addr().String())
-	}
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server: %w", err)
-		}
-	}
-	log.Info("engine stopping")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, s := range servers {
-		_ = s.Shutdown(sctx)
-	}
-	return nil
+	return o
 }
 
 func loadCatalogs(dir string) (map[string]*catalog.Catalog, error) {

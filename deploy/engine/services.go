@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,7 +16,9 @@ import (
 	"github.com/deployment-engine/engine/monitor"
 	"github.com/deployment-engine/engine/monitor/heal"
 	"github.com/deployment-engine/engine/notify"
+	"github.com/deployment-engine/engine/planner"
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -86,3 +90,25 @@ func logPathsOf(catalogs map[string]*catalog.Catalog) func(cat, comp string) []s
 }
 
 func consoleFS() fs.FS { return console.FS() }
+
+// startPlanner starts the planner, which installs b's node agent, if any.
+func startPlanner(ctx context.Context, o Options, b *engineBus, catalogs map[string]*catalog.Catalog, key engineKey, releases *release.Store, port int, stops *[]func()) error {
+	host, _ := os.Hostname()
+	dir, _ := filepath.Abs(o.DataDir)
+	p, err := planner.Start(ctx, planner.Options{NC: b.nc, Res: b.res, Catalogs: catalogs, EngineID: b.engineID, Port: port, Logger: o.Logger, Agent: b.agent, Releases: releases,
+		// The same engine started again on the same machine and data
+		// takes its deploy lock back at once.
+		PlannerID:   b.engineID + "@" + host + ":" + dir,
+		SilentAfter: max(time.Minute, 2*o.StepAckWait),
+		SecretKey:   key.digestKey(),
+		Webhooks:    contract.WebhookPolicy{Allow: o.WebhookAllow},
+		// A rolling restart waits for monit's outcome as PUT /restart does.
+		Control: func(action, process string) string {
+			return monitControl(action, process)
+		}})
+	if err != nil {
+		return err
+	}
+	*stops = append(*stops, p.Stop)
+	return nil
+}
