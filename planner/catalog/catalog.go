@@ -10,14 +10,12 @@ package catalog
 
 import (
 	"embed"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"text/template"
 
@@ -149,169 +147,6 @@ func Load(name, dir string) (*Catalog, error) {
 		return LoadFS(sub, name)
 	}
 	return LoadFS(os.DirFS(path.Join(dir, name)), name)
-}
-
-// LoadFS reads and validates a catalog from fsys (its root holds
-// catalog.json). Every problem is reported, each naming its file and
-// component.
-func LoadFS(fsys fs.FS, name string) (*Catalog, error) {
-	b, err := fs.ReadFile(fsys, "catalog.json")
-	if err != nil {
-		return nil, fmt.Errorf("catalog %s: read catalog.json: %w", name, err)
-	}
-	c := &Catalog{}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
-		return nil, fmt.Errorf("catalog %s: catalog.json: %w", name, err)
-	}
-	c.fsys = fsys
-	if c.Name == "" {
-		c.Name = name
-	}
-	var errs []error
-	bad := func(comp, format string, a ...any) {
-		where := "catalog.json"
-		if comp != "" {
-			where += ": component " + comp
-		}
-		errs = append(errs, fmt.Errorf("%s: %s", where, fmt.Sprintf(format, a...)))
-	}
-	if c.Name != name {
-		bad("", "name %q does not match its directory %q", c.Name, name)
-	}
-	if err := checkHardware(c.Default); err != "" {
-		bad("", "default minimum: %s", err)
-	}
-	if len(c.Components) == 0 {
-		bad("", "no components")
-	}
-	for _, p := range c.Nodes.check() {
-		bad("", "%s", p)
-	}
-	if _, ok := c.Components[c.DNS]; c.DNS != "" && !ok {
-		bad("", "dns names %q, which is no component", c.DNS)
-	}
-	c.templates = template.New(name).Funcs(c.funcs()).Option("missingkey=error")
-	loaded := map[string]bool{}
-	loadTemplate := func(comp, tmpl string) {
-		if tmpl == "" || loaded[tmpl] {
-			return
-		}
-		if strings.Contains(tmpl, "..") || strings.HasPrefix(tmpl, "/") {
-			bad(comp, "template %q must be a plain name under templates/", tmpl)
-			return
-		}
-		text, err := fs.ReadFile(fsys, "templates/"+tmpl)
-		if err != nil {
-			bad(comp, "missing template templates/%s", tmpl)
-			return
-		}
-		if _, err := c.templates.New(tmpl).Parse(string(text)); err != nil {
-			bad(comp, "template %s: %v", tmpl, err)
-			return
-		}
-		loaded[tmpl] = true
-	}
-	for _, n := range contract.SortedKeys(c.Components) {
-		comp := c.Components[n]
-		if comp == nil {
-			bad(n, "empty")
-			continue
-		}
-		comp.Name = n
-		if !nameRe.MatchString(n) {
-			bad(n, "bad name: lowercase letters, digits and _, starting with a letter")
-		}
-		if comp.Instances != One && comp.Instances != OneOrMore {
-			bad(n, "instances must be %q or %q, not %q", One, OneOrMore, comp.Instances)
-		}
-		if comp.Min == nil {
-			d := c.Default
-			comp.Min = &d
-		} else if err := checkHardware(*comp.Min); err != "" {
-			bad(n, "minimum: %s", err)
-		}
-		if comp.Process == "" {
-			bad(n, "no monit process name")
-		}
-		for _, req := range append(append([]string{}, comp.Requires...), comp.ReconfigureOn...) {
-			if _, ok := c.Components[req]; !ok {
-				bad(n, "unknown dependency %q", req)
-			}
-		}
-		for _, p := range comp.Packages {
-			if !regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`).MatchString(p) {
-				bad(n, "bad package name %q", p)
-			}
-		}
-		paths := map[string]bool{}
-		for i := range comp.Files {
-			f := &comp.Files[i]
-			if !strings.HasPrefix(f.Path, "/") || strings.Contains(f.Path, "..") {
-				bad(n, "file path %q must be absolute and plain", f.Path)
-			}
-			if paths[f.Path] {
-				bad(n, "file %s listed twice", f.Path)
-			}
-			paths[f.Path] = true
-			mode, err := strconv.ParseUint(f.RawMode, 8, 32)
-			if f.RawMode == "" {
-				mode, err = 0o644, nil
-			}
-			if err != nil || mode > 0o777 {
-				bad(n, "file %s: mode %q is not an octal permission", f.Path, f.RawMode)
-			}
-			f.Mode = fs.FileMode(mode)
-			if f.Template == "" {
-				bad(n, "file %s has no template", f.Path)
-			}
-			loadTemplate(n, f.Template)
-		}
-		if comp.Install == "" {
-			bad(n, "no install template")
-		}
-		if comp.Monit == "" {
-			bad(n, "no monit template")
-		}
-		for _, t := range []string{comp.Install, comp.Monit, comp.Reload, comp.Remove, comp.Drain, comp.Ready, comp.Check} {
-			loadTemplate(n, t)
-		}
-		if (comp.Drain == "") != (comp.Ready == "") {
-			bad(n, "drain and ready come together")
-		}
-		if comp.Update != nil {
-			for _, p := range comp.Update.Problems("update") {
-				bad(n, "%s: %s", p.Path, p.Reason)
-			}
-		}
-		if h := comp.Health; h != nil {
-			for i, t := range []string{h.HTTP, h.TCP, h.Command} {
-				if t == "" {
-					continue
-				}
-				name := fmt.Sprintf("health.%s.%d", n, i)
-				if _, err := c.templates.New(name).Parse(t); err != nil {
-					bad(n, "health: %v", err)
-				}
-			}
-		}
-	}
-	order, cycle := topo(c.Components)
-	if cycle != "" {
-		bad("", "dependency cycle: %s", cycle)
-	}
-	c.Order = order
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("catalog %s is invalid:\n  %w", name, joinLines(errs))
-	}
-	if c.sums, err = checksums(fsys); err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", name, err)
-	}
-	if err := c.Verify(); err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", name, err)
-	}
-	return c, nil
 }
 
 func checkHardware(h Hardware) string {
