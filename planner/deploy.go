@@ -20,7 +20,8 @@ import (
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
-func newID() string {
+// newID names a new deployment; a variable so that a test can pin it.
+var newID = func() string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return "d-" + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
