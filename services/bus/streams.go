@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,26 +85,73 @@ func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resour
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
 	r := &Resources{JS: js, Replicas: want}
-	// Each is waited for on its own, and named in the wait's log: a cluster
-	// that is still forming or electing leaders answers "not yet" (see
-	// NotYet) for a while, and a process started with it waits rather than
-	// dies; how long is ctx's to say.
-	declare := func(what, name string, f func(ctx context.Context, replicas int) error) error {
-		if err := Await(ctx, o.log, what, func(ctx context.Context) error {
-			n, err := raised(ctx, js, name, want)
-			if err != nil {
-				return err
-			}
-			return f(ctx, n)
+	d := declarer{js: js, log: o.log, want: want}
+	for _, st := range r.streams() {
+		if err := d.declare(ctx, "stream "+st.cfg.Name, st.cfg.Name, func(ctx context.Context, n int) (err error) {
+			cfg := st.cfg
+			cfg.Replicas = n
+			*st.dst, err = js.CreateOrUpdateStream(ctx, cfg)
+			return err
 		}); err != nil {
-			return fmt.Errorf("bus: %s: %w", what, err)
+			return nil, err
 		}
-		return nil
 	}
-	streams := []struct {
-		dst *jetstream.Stream
-		cfg jetstream.StreamConfig
-	}{
+	for _, k := range r.buckets() {
+		if err := d.declare(ctx, "kv "+k.name, "KV_"+k.name, func(ctx context.Context, n int) (err error) {
+			*k.dst, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: k.name, Description: k.desc, History: k.history, Storage: jetstream.FileStorage, Replicas: n,
+			})
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.declare(ctx, "object store "+ObjReleases, "OBJ_"+ObjReleases, func(ctx context.Context, n int) (err error) {
+		r.Releases, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: ObjReleases, Description: "uploaded BOSH releases: release.MF, jobs and packages", Storage: jetstream.FileStorage, Replicas: n,
+		})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// declarer declares one stream or bucket at a time on want servers.
+type declarer struct {
+	js   jetstream.JetStream
+	log  *slog.Logger
+	want int
+}
+
+// declare runs f with the replicas stream name is to have, until it
+// succeeds or ctx ends. Each is waited for on its own, and named in the
+// wait's log: a cluster that is still forming or electing leaders answers
+// "not yet" (see NotYet) for a while, and a process started with it waits
+// rather than dies; how long is ctx's to say.
+func (d declarer) declare(ctx context.Context, what, name string, f func(ctx context.Context, replicas int) error) error {
+	if err := Await(ctx, d.log, what, func(ctx context.Context) error {
+		n, err := raised(ctx, d.js, name, d.want)
+		if err != nil {
+			return err
+		}
+		return f(ctx, n)
+	}); err != nil {
+		return fmt.Errorf("bus: %s: %w", what, err)
+	}
+	return nil
+}
+
+// streamSpec is one of the engine's streams, and the field of Resources it
+// opens into.
+type streamSpec struct {
+	dst *jetstream.Stream
+	cfg jetstream.StreamConfig
+}
+
+// streams are the engine's streams, replicas aside.
+func (r *Resources) streams() []streamSpec {
+	return []streamSpec{
 		{&r.Steps, jetstream.StreamConfig{
 			Name:        StreamSteps,
 			Description: "deployment steps waiting for an installer",
@@ -135,22 +183,20 @@ func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resour
 			Discard:     jetstream.DiscardOld,
 		}},
 	}
-	for _, st := range streams {
-		if err := declare("stream "+st.cfg.Name, st.cfg.Name, func(ctx context.Context, n int) (err error) {
-			cfg := st.cfg
-			cfg.Replicas = n
-			*st.dst, err = js.CreateOrUpdateStream(ctx, cfg)
-			return err
-		}); err != nil {
-			return nil, err
-		}
-	}
-	kvs := []struct {
-		dst     *jetstream.KeyValue
-		name    string
-		desc    string
-		history uint8
-	}{
+}
+
+// bucketSpec is one of the engine's KV buckets, and the field of Resources
+// it opens into.
+type bucketSpec struct {
+	dst     *jetstream.KeyValue
+	name    string
+	desc    string
+	history uint8
+}
+
+// buckets are the engine's KV buckets.
+func (r *Resources) buckets() []bucketSpec {
+	return []bucketSpec{
 		{&r.Config, KVConfig, "the cluster config", 5},
 		{&r.Deployments, KVDeployments, "deployments: plans and step states", 1},
 		{&r.Scheduler, KVScheduler, "the scheduler's bookkeeping: current deployment, deploy lock, placement, steps", 1},
@@ -159,25 +205,6 @@ func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resour
 		{&r.Nodes, KVNodes, "latest node and component state", 1},
 		{&r.Engine, KVEngine, "the engine's identity", 1},
 	}
-	for _, k := range kvs {
-		if err := declare("kv "+k.name, "KV_"+k.name, func(ctx context.Context, n int) (err error) {
-			*k.dst, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-				Bucket: k.name, Description: k.desc, History: k.history, Storage: jetstream.FileStorage, Replicas: n,
-			})
-			return err
-		}); err != nil {
-			return nil, err
-		}
-	}
-	if err := declare("object store "+ObjReleases, "OBJ_"+ObjReleases, func(ctx context.Context, n int) (err error) {
-		r.Releases, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket: ObjReleases, Description: "uploaded BOSH releases: release.MF, jobs and packages", Storage: jetstream.FileStorage, Replicas: n,
-		})
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	return r, nil
 }
 
 // IsNotFound tells whether err means a KV key does not exist.
