@@ -158,10 +158,13 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 
 // call sends a command and writes its reply as the HTTP answer.
 func (s *server) call(w http.ResponseWriter, r *http.Request, subj string, body any) {
-	rep, ok := s.request(w, r, subj, body)
-	if !ok {
-		return
+	if rep, ok := s.request(w, r, subj, body); ok {
+		writeReply(w, rep)
 	}
+}
+
+// writeReply answers with a service's reply as it came: its code and JSON.
+func writeReply(w http.ResponseWriter, rep kit.Reply) {
 	w.Header().Set("Content-Type", "application/json;charset=utf-8")
 	w.WriteHeader(rep.Code)
 	_, _ = w.Write(rep.Body)

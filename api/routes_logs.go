@@ -87,9 +87,7 @@ func (s *server) firstChunk(w http.ResponseWriter, r *http.Request, name string)
 	case err == nil && rep.Code == http.StatusOK:
 		return first, true
 	case err == nil:
-		w.Header().Set("Content-Type", "application/json;charset=utf-8")
-		w.WriteHeader(rep.Code)
-		_, _ = w.Write(rep.Body)
+		writeReply(w, rep)
 	case errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusGatewayTimeout, "the engine did not answer in time; try again")
 	default:
@@ -214,9 +212,7 @@ func (s *server) logBundle(w http.ResponseWriter, r *http.Request) {
 	}
 	var names []string
 	if rep.Code != http.StatusOK {
-		w.Header().Set("Content-Type", "application/json;charset=utf-8")
-		w.WriteHeader(rep.Code)
-		_, _ = w.Write(rep.Body)
+		writeReply(w, rep)
 		return
 	}
 	if err := json.Unmarshal(rep.Body, &names); err != nil {
