@@ -1,20 +1,14 @@
 package release
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha1" //nolint:gosec // BOSH's release index records sha1; it is the format's checksum.
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -272,163 +266,6 @@ func (s *Store) verify(dir string, mf []byte, sums map[string]string) (*Manifest
 	return m, specs, nil
 }
 
-// unpack writes the archive's release.MF, jobs and packages under dir and
-// returns each one's sha1. Every limit is checked as the bytes come: the
-// compressed ones as read from r, the unpacked ones as gunzip hands them
-// to the tar reader, each entry by the size its header declares before a
-// byte of it is written, and the disk's free space before each write.
-func (s *Store) unpack(ctx context.Context, r io.Reader, dir string) (map[string]string, error) {
-	lim := s.lim
-	var entry string // the entry being read, for the refusal
-	in := &counter{r: r, check: func(n int64) *TooLarge {
-		if n > lim.Upload {
-			return lim.tooBigUpload()
-		}
-		return nil
-	}}
-	gz, err := gzip.NewReader(in)
-	if err != nil {
-		if in.err != nil {
-			return nil, in.err
-		}
-		return nil, &BadRelease{Reason: "not a gzip-compressed tarball"}
-	}
-	out := &counter{r: gz, check: func(n int64) *TooLarge {
-		switch {
-		case n > lim.Unpacked:
-			return lim.tooBigUnpacked(entry)
-		case n > expansionAllowance && (n-expansionAllowance)/lim.Expansion > in.n:
-			return lim.tooBigExpansion()
-		}
-		return nil
-	}}
-	// A limit passed surfaces as whatever error gzip or tar make of it;
-	// the counters know which it was.
-	broken := func(file string, err error) error {
-		if in.err != nil {
-			return in.err
-		}
-		if out.err != nil {
-			return out.err
-		}
-		return &BadRelease{File: file, Reason: "broken tarball: " + err.Error()}
-	}
-	tr := tar.NewReader(out)
-	sums := map[string]string{}
-	for entries := 0; ; entries++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, broken("", err)
-		}
-		name := strings.TrimPrefix(h.Name, "./")
-		if entries >= lim.Files {
-			return nil, lim.tooManyFiles(name)
-		}
-		if name == "" || name == "." || name == "./" {
-			continue
-		}
-		if bad(strings.TrimSuffix(name, "/")) {
-			return nil, &BadRelease{File: h.Name, Reason: "path escapes the archive"}
-		}
-		name = path.Clean(name)
-		entry = name
-		switch {
-		case h.Typeflag == tar.TypeDir:
-			continue
-		case h.Typeflag != tar.TypeReg:
-			return nil, &BadRelease{File: name, Reason: "only plain files belong in a release, not links or devices"}
-		case sparse(h.PAXRecords):
-			return nil, &BadRelease{File: name, Reason: "a sparse file does not belong in a release"}
-		}
-		// Only the index, jobs and packages are kept; anything else
-		// (a license, a stray file) is read past.
-		dir1, base := path.Split(name)
-		wanted := name == "release.MF" || ((dir1 == "jobs/" || dir1 == "packages/") && strings.HasSuffix(base, ".tgz"))
-		if !wanted {
-			if _, err := io.Copy(io.Discard, tr); err != nil {
-				return nil, broken(name, err)
-			}
-			continue
-		}
-		switch {
-		case name == "release.MF" && h.Size > lim.yamlMax():
-			return nil, lim.tooBigYAML(name)
-		case dir1 == "jobs/" && h.Size > lim.jobMax():
-			return nil, lim.tooBigJob(name)
-		case out.n+h.Size > lim.Unpacked:
-			return nil, lim.tooBigUnpacked(name)
-		}
-		if _, dup := sums[name]; dup {
-			return nil, &BadRelease{File: name, Reason: "appears twice in the archive"}
-		}
-		sum, err := s.write(dir, name, h.Size, tr)
-		if err != nil {
-			var nospace *NoSpace
-			if errors.As(err, &nospace) {
-				return nil, err
-			}
-			return nil, broken(name, err)
-		}
-		sums[name] = sum
-	}
-	return sums, nil
-}
-
-// write copies one entry of n bytes from r to name under dir, once the
-// disk has room for it, and returns its sha1.
-func (s *Store) write(dir, name string, n int64, r io.Reader) (string, error) {
-	done, err := s.claim(name, n)
-	if err != nil {
-		return "", err
-	}
-	defer done()
-	if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(path.Dir(name))), 0o755); err != nil {
-		return "", err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, filepath.FromSlash(name)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return "", err
-	}
-	h := sha1.New() //nolint:gosec
-	_, err = io.Copy(io.MultiWriter(f, h), r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// claim reserves n bytes of the store's file system for an entry about to
-// be written, counting what other uploads have claimed and not yet
-// written, or answers *NoSpace when that would leave less than
-// Limits.KeepFree. done gives the claim back once the bytes are on disk
-// (or not written), where the file system counts them itself.
-func (s *Store) claim(file string, n int64) (done func(), err error) {
-	s.spaceMu.Lock()
-	defer s.spaceMu.Unlock()
-	free, err := freeSpace(s.dir)
-	if err != nil {
-		return nil, err
-	}
-	if avail := free - s.claimed; avail-n < s.lim.KeepFree {
-		return nil, &NoSpace{File: file, Need: n, Free: max(avail, 0), Keep: s.lim.KeepFree}
-	}
-	s.claimed += n
-	return func() {
-		s.spaceMu.Lock()
-		s.claimed -= n
-		s.spaceMu.Unlock()
-	}, nil
-}
-
 // readJobs reads the specs, monit files and templates of m's jobs from a
 // release's directory, each job within the limits of what one keeps in
 // memory and all of them within those of a release.
@@ -527,10 +364,6 @@ func sortedKeys(m map[string][]string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func sortVersions(vs []string) {
-	sort.Slice(vs, func(i, j int) bool { return CompareVersions(vs[i], vs[j]) < 0 })
 }
 
 func (s *Store) versionsLocked(name string) []string {
@@ -634,43 +467,4 @@ func (s *Store) open(ctx context.Context, name, version string) (*Release, error
 	s.cache[key] = rel
 	s.mu.Unlock()
 	return rel, nil
-}
-
-// CompareVersions orders BOSH versions: numeric segments as numbers,
-// others as text ("1.10" after "1.9", "0.2-dev" after "0.1-dev").
-func CompareVersions(a, b string) int {
-	sa, sb := splitVersion(a), splitVersion(b)
-	for i := 0; i < len(sa) && i < len(sb); i++ {
-		na, ea := strconv.Atoi(sa[i])
-		nb, eb := strconv.Atoi(sb[i])
-		switch {
-		case ea == nil && eb == nil:
-			if na != nb {
-				return cmpInt(na, nb)
-			}
-		case ea == nil:
-			return 1
-		case eb == nil:
-			return -1
-		default:
-			if c := strings.Compare(sa[i], sb[i]); c != 0 {
-				return c
-			}
-		}
-	}
-	return cmpInt(len(sa), len(sb))
-}
-
-func splitVersion(v string) []string {
-	return strings.FieldsFunc(v, func(r rune) bool { return r == '.' || r == '-' || r == '+' })
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
