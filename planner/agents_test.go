@@ -66,7 +66,7 @@ func TestAgentPlanFollowsTheListener(t *testing.T) {
 func TestAgentCheckAnchored(t *testing.T) {
 	in := planInput{cfg: contract.Config{Properties: contract.Properties{Home: "10.0.0.1"}}, agent: &agentPlan{natsURL: "nats://10.0.0.1:4222", binary: "/bin/de", pass: func(string) string { return "pw" }}}
 	var monit string
-	for _, f := range agentStep(in, "10.0.0.2").spec.Files {
+	for _, f := range agentStep(in, "10.0.0.2").Spec.Files {
 		if f.Path == "/etc/monit/conf.d/de-agent" {
 			monit = string(f.Content)
 		}

@@ -226,10 +226,10 @@ func newRecord(id string, placement map[string][]string, steps []*planStep) *rec
 		prios:      map[string]int{},
 	}
 	for _, s := range steps {
-		rec.Steps = append(rec.Steps, contract.StepStatus{ID: s.spec.ID, Node: s.spec.Node, Component: s.spec.Component,
-			Action: s.spec.Action, State: contract.StatePending, After: s.after})
-		rec.specs[s.spec.ID] = s.spec
-		rec.prios[s.spec.ID] = s.prio
+		rec.Steps = append(rec.Steps, contract.StepStatus{ID: s.Spec.ID, Node: s.Spec.Node, Component: s.Spec.Component,
+			Action: s.Spec.Action, State: contract.StatePending, After: s.After})
+		rec.specs[s.Spec.ID] = s.Spec
+		rec.prios[s.Spec.ID] = s.Prio
 	}
 	rec.reindex()
 	return rec

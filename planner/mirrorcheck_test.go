@@ -78,7 +78,7 @@ func TestMirrorStepChecksFirst(t *testing.T) {
 	if s == nil {
 		t.Fatal("no mirror step")
 	}
-	script := s.spec.Script
+	script := s.Spec.Script
 	check := strings.Index(script, "de_fetch 'http://10.9.0.1:50000/mirror/Packages'")
 	sources := strings.Index(script, "rm -f /etc/apt/sources.list")
 	if check < 0 || sources < 0 || check > sources {
@@ -90,7 +90,7 @@ func TestMirrorStepChecksFirst(t *testing.T) {
 	// The installer's EXIT trap writes a step's marker: a script that sets
 	// its own replaces it, and the step, done, is never recorded as done.
 	for id, s := range steps {
-		if strings.Contains(s.spec.Script, "trap ") {
+		if strings.Contains(s.Spec.Script, "trap ") {
 			t.Errorf("step %s sets a trap, which takes the place of the one that writes its marker", id)
 		}
 	}

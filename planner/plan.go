@@ -10,20 +10,15 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
 // NodeComponent names the steps that belong to a node rather than to one
-// of its components. It cannot clash with a catalog's component names,
-// which start with a letter.
-const NodeComponent = "_node"
+// of its components.
+const NodeComponent = steps.NodeComponent
 
-// planStep is one step of a plan with what it waits for.
-type planStep struct {
-	spec  contract.Step
-	after []string
-	prio  int // lower runs first among a node's ready steps
-}
+type planStep = steps.Step
 
 type planInput struct {
 	cfg       contract.Config
@@ -60,7 +55,7 @@ func hashOf(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-func stepID(node, comp, action string) string { return node + "/" + comp + "/" + action }
+var stepID = steps.ID
 
 // buildPlan renders every component's files and scripts from the config
 // and orders them: per node the base steps first, per component upload →
@@ -73,7 +68,7 @@ func buildPlan(in planInput) ([]*planStep, error) {
 	add := func(s *planStep) {
 		finish(in, s)
 		steps = append(steps, s)
-		byID[s.spec.ID] = s
+		byID[s.Spec.ID] = s
 	}
 	placement := placementOf(in.cfg)
 	order := map[string]int{}
@@ -86,11 +81,11 @@ func buildPlan(in planInput) ([]*planStep, error) {
 		prev := ""
 		for i, b := range baseSteps(in, ip) {
 			if prev != "" {
-				b.after = append(b.after, prev)
+				b.After = append(b.After, prev)
 			}
-			b.prio = i - 100
+			b.Prio = i - 100
 			add(b)
-			prev = b.spec.ID
+			prev = b.Spec.ID
 		}
 		base[ip] = prev
 	}
@@ -111,27 +106,27 @@ func buildPlan(in planInput) ([]*planStep, error) {
 			prio, stride := order[name]*10, 10*(len(order)+1)
 			files := stepFiles(r.Files)
 			// The check is no part of the hash: it validates the files, which are.
-			upload := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "upload", Files: files,
-				Script: checkScript(r.Check), Hash: hashOf(filesHash(files))}, after: []string{base[ip]}, prio: prio}
-			install := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "install",
-				Script: installScript(comp.Packages, r.Install), TimeoutS: int(in.timeout / time.Second)}, prio: prio + stride}
-			install.spec.Hash = hashOf(install.spec.Script)
-			install.after = []string{stepID(ip, name, "upload")}
+			upload := &planStep{Spec: contract.Step{Node: ip, Component: name, Action: "upload", Files: files,
+				Script: checkScript(r.Check), Hash: hashOf(filesHash(files))}, After: []string{base[ip]}, Prio: prio}
+			install := &planStep{Spec: contract.Step{Node: ip, Component: name, Action: "install",
+				Script: installScript(comp.Packages, r.Install), TimeoutS: int(in.timeout / time.Second)}, Prio: prio + stride}
+			install.Spec.Hash = hashOf(install.Spec.Script)
+			install.After = []string{stepID(ip, name, "upload")}
 			for _, req := range comp.Requires {
 				for _, rip := range in.cfg.Components[req] {
-					install.after = append(install.after, stepID(rip, req, "start"))
+					install.After = append(install.After, stepID(rip, req, "start"))
 				}
 			}
 			monitFile := []contract.StepFile{stepFile("/etc/monit/conf.d/"+name, 0o600, []byte(r.Monit))}
-			register := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "register", Files: monitFile,
-				Script: registerScript(comp.Process), Hash: hashOf(r.Monit)}, after: []string{stepID(ip, name, "install")}, prio: prio + 2*stride}
-			start := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "start",
+			register := &planStep{Spec: contract.Step{Node: ip, Component: name, Action: "register", Files: monitFile,
+				Script: registerScript(comp.Process), Hash: hashOf(r.Monit)}, After: []string{stepID(ip, name, "install")}, Prio: prio + 2*stride}
+			start := &planStep{Spec: contract.Step{Node: ip, Component: name, Action: "start",
 				Script: startScript(comp.Process, r.Reload),
-				Hash:   hashOf(upload.spec.Hash, install.spec.Hash, register.spec.Hash)},
-				after: []string{stepID(ip, name, "register")}, prio: prio + 3*stride}
+				Hash:   hashOf(upload.Spec.Hash, install.Spec.Hash, register.Spec.Hash)},
+				After: []string{stepID(ip, name, "register")}, Prio: prio + 3*stride}
 			if len(comp.ReconfigureOn) > 0 && prevStart != "" {
 				// One node at a time, each after the previous is healthy.
-				start.after = append(start.after, prevStart)
+				start.After = append(start.After, prevStart)
 			}
 			prevStart = stepID(ip, name, "start")
 			add(upload)
@@ -151,27 +146,27 @@ func buildPlan(in planInput) ([]*planStep, error) {
 			if comp == nil {
 				continue
 			}
-			rm := &planStep{spec: contract.Step{Node: ip, Component: name, Action: "remove",
-				Script: removeScript(name, comp.Process), Hash: hashOf("remove", name, time.Now().String())}, prio: -200}
+			rm := &planStep{Spec: contract.Step{Node: ip, Component: name, Action: "remove",
+				Script: removeScript(name, comp.Process), Hash: hashOf("remove", name, time.Now().String())}, Prio: -200}
 			// Dependents first drop the leaving instance, then it goes.
 			for _, other := range in.cat.Order {
 				if oc := in.cat.Components[other]; oc != nil && contains(oc.ReconfigureOn, name) {
 					for _, oip := range in.cfg.Components[other] {
-						rm.after = append(rm.after, stepID(oip, other, "start"))
+						rm.After = append(rm.After, stepID(oip, other, "start"))
 					}
 				}
 			}
 			if b, ok := base[ip]; ok {
-				rm.after = append(rm.after, b)
+				rm.After = append(rm.After, b)
 			}
 			add(rm)
 		}
 	}
 
 	for _, s := range steps {
-		for _, a := range s.after {
+		for _, a := range s.After {
 			if byID[a] == nil {
-				return nil, fmt.Errorf("plan: step %s waits for unknown step %s", s.spec.ID, a)
+				return nil, fmt.Errorf("plan: step %s waits for unknown step %s", s.Spec.ID, a)
 			}
 		}
 	}

@@ -155,8 +155,8 @@ func TestPlanRedactsOlderSecrets(t *testing.T) {
 	}
 	var step contract.Step
 	for _, s := range steps {
-		if s.spec.Component == "db" && len(s.spec.Files) > 0 {
-			step = s.spec
+		if s.Spec.Component == "db" && len(s.Spec.Files) > 0 {
+			step = s.Spec
 		}
 	}
 	if step.ID == "" {

@@ -20,10 +20,10 @@ func starterPlan(t *testing.T, cfg contract.Config, previous map[string][]string
 	}
 	out := map[string]*planStep{}
 	for _, s := range steps {
-		if out[s.spec.ID] != nil {
-			t.Fatalf("step %s planned twice", s.spec.ID)
+		if out[s.Spec.ID] != nil {
+			t.Fatalf("step %s planned twice", s.Spec.ID)
 		}
-		out[s.spec.ID] = s
+		out[s.Spec.ID] = s
 	}
 	return out
 }
@@ -38,7 +38,7 @@ func starterConfig() contract.Config {
 func TestPlanOrder(t *testing.T) {
 	steps := starterPlan(t, starterConfig(), nil)
 	has := func(id, after string) bool {
-		for _, a := range steps[id].after {
+		for _, a := range steps[id].After {
 			if a == after {
 				return true
 			}
@@ -59,16 +59,16 @@ func TestPlanOrder(t *testing.T) {
 		}
 	}
 	for id, s := range steps {
-		if strings.Contains(s.spec.Script, "secret-pw") {
+		if strings.Contains(s.Spec.Script, "secret-pw") {
 			t.Errorf("step %s carries a secret in its script", id)
 		}
-		for _, f := range s.spec.Files {
+		for _, f := range s.Spec.Files {
 			if strings.Contains(string(f.Content), "secret-pw") || strings.Contains(string(f.Content), "pw\n") {
 				t.Errorf("step %s carries a secret in %s", id, f.Path)
 			}
 		}
 	}
-	if env := steps["10.9.0.2/_node/adduser"].spec.SecretEnv; len(env) != 1 || env[0] != "password" {
+	if env := steps["10.9.0.2/_node/adduser"].Spec.SecretEnv; len(env) != 1 || env[0] != "password" {
 		t.Errorf("adduser must ask for the password by name, got %v", env)
 	}
 }
@@ -79,7 +79,7 @@ func TestPlanStable(t *testing.T) {
 	a := starterPlan(t, starterConfig(), nil)
 	b := starterPlan(t, starterConfig(), nil)
 	for id, s := range a {
-		if b[id].spec.Hash != s.spec.Hash {
+		if b[id].Spec.Hash != s.Spec.Hash {
 			t.Errorf("%s hashes differently on a second plan", id)
 		}
 	}
@@ -88,10 +88,10 @@ func TestPlanStable(t *testing.T) {
 	cfg := starterConfig()
 	cfg.Components["web"] = append(cfg.Components["web"], "10.9.0.5")
 	c := starterPlan(t, cfg, nil)
-	if c["10.9.0.2/haproxy/start"].spec.Hash == a["10.9.0.2/haproxy/start"].spec.Hash {
+	if c["10.9.0.2/haproxy/start"].Spec.Hash == a["10.9.0.2/haproxy/start"].Spec.Hash {
 		t.Error("haproxy does not notice a new web instance")
 	}
-	if c["10.9.0.3/web/start"].spec.Hash != a["10.9.0.3/web/start"].spec.Hash {
+	if c["10.9.0.3/web/start"].Spec.Hash != a["10.9.0.3/web/start"].Spec.Hash {
 		t.Error("web 0 would restart for a new web instance")
 	}
 }
@@ -104,7 +104,7 @@ func TestPlanScaleIn(t *testing.T) {
 		t.Fatal("no remove step for the web instance that left")
 	}
 	found := false
-	for _, a := range rm.after {
+	for _, a := range rm.After {
 		found = found || a == "10.9.0.2/haproxy/start"
 	}
 	if !found {
@@ -120,10 +120,10 @@ func TestPlanScaleIn(t *testing.T) {
 func TestPlanClaimsEachNodeOnce(t *testing.T) {
 	claims := map[string]int{}
 	for id, s := range starterPlan(t, starterConfig(), nil) {
-		if s.spec.Claim {
-			claims[s.spec.Node]++
-			if s.spec.Action != "prepare" || s.spec.Engine != "e-1" {
-				t.Errorf("%s claims its node for %q", id, s.spec.Engine)
+		if s.Spec.Claim {
+			claims[s.Spec.Node]++
+			if s.Spec.Action != "prepare" || s.Spec.Engine != "e-1" {
+				t.Errorf("%s claims its node for %q", id, s.Spec.Engine)
 			}
 		}
 	}

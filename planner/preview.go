@@ -137,9 +137,9 @@ func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contr
 	byNode := map[string][]*planStep{}
 	wanted := map[string]bool{} // step id@hash whose files the engine last wrote
 	for _, s := range steps {
-		byNode[s.spec.Node] = append(byNode[s.spec.Node], s)
-		if h := reads[s.spec.Node].markers[nodefs.MarkerName(s.spec.Key)]; h != "" {
-			wanted[s.spec.ID+"@"+h] = true
+		byNode[s.Spec.Node] = append(byNode[s.Spec.Node], s)
+		if h := reads[s.Spec.Node].markers[nodefs.MarkerName(s.Spec.Key)]; h != "" {
+			wanted[s.Spec.ID+"@"+h] = true
 		}
 	}
 	written, olds, err := p.writtenSteps(ctx, wanted)
@@ -153,13 +153,13 @@ func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contr
 	for _, s := range steps {
 		add := func(fs []contract.StepFile) {
 			for _, f := range fs {
-				if f.LocalPath == "" && !contains(paths[s.spec.Node], f.Path) {
-					paths[s.spec.Node] = append(paths[s.spec.Node], f.Path)
+				if f.LocalPath == "" && !contains(paths[s.Spec.Node], f.Path) {
+					paths[s.Spec.Node] = append(paths[s.Spec.Node], f.Path)
 				}
 			}
 		}
-		add(s.spec.Files)
-		if old, ok := written[s.spec.ID+"@"+reads[s.spec.Node].markers[nodefs.MarkerName(s.spec.Key)]]; ok {
+		add(s.Spec.Files)
+		if old, ok := written[s.Spec.ID+"@"+reads[s.Spec.Node].markers[nodefs.MarkerName(s.Spec.Key)]]; ok {
 			add(old.Files)
 		}
 	}
@@ -185,28 +185,28 @@ func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contr
 		}
 		added := map[string]bool{}
 		for _, s := range byNode[ip] {
-			if s.spec.Action != "remove" {
-				fmt.Fprintf(id, "step %s %s\n", s.spec.ID, s.spec.Hash)
+			if s.Spec.Action != "remove" {
+				fmt.Fprintf(id, "step %s %s\n", s.Spec.ID, s.Spec.Hash)
 			}
-			have := r.markers[nodefs.MarkerName(s.spec.Key)]
-			old, known := written[s.spec.ID+"@"+have]
-			if !known && have == s.spec.Hash {
+			have := r.markers[nodefs.MarkerName(s.Spec.Key)]
+			old, known := written[s.Spec.ID+"@"+have]
+			if !known && have == s.Spec.Hash {
 				// The same hash: the engine wrote what it renders now.
-				old, known = s.spec, true
+				old, known = s.Spec, true
 			}
 			if known && have != "" {
-				n.Drift = append(n.Drift, drift(s.spec.Component, old.Files, r, red)...)
+				n.Drift = append(n.Drift, drift(s.Spec.Component, old.Files, r, red)...)
 			}
-			if have == s.spec.Hash && s.spec.Action != "remove" {
+			if have == s.Spec.Hash && s.Spec.Action != "remove" {
 				continue
 			}
-			comp := s.spec.Component
-			if s.spec.Action == "upload" && have == "" && !added[comp] && comp != NodeComponent {
+			comp := s.Spec.Component
+			if s.Spec.Action == "upload" && have == "" && !added[comp] && comp != NodeComponent {
 				added[comp] = true
 				n.Actions = append(n.Actions, contract.PlanAction{Component: comp, Action: "add", Step: stepID(ip, comp, "add"),
 					Why: fmt.Sprintf("the config places %s on %s and the node has never had it", comp, ip)})
 			}
-			a := contract.PlanAction{Component: comp, Action: s.spec.Action, Step: s.spec.ID}
+			a := contract.PlanAction{Component: comp, Action: s.Spec.Action, Step: s.Spec.ID}
 			var oldp *contract.Step
 			if known {
 				oldp = &old
@@ -271,7 +271,7 @@ func (p *Planner) configDigest(cfg contract.Config) string {
 // describe says what a step that would run does, and why; its diffs show
 // no secret red knows.
 func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have string, r nodeRead, red contract.OutputRedactor) {
-	spec := s.spec
+	spec := s.Spec
 	isNew := have == ""
 	switch spec.Action {
 	case "remove":

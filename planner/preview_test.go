@@ -72,7 +72,7 @@ func TestDriftAndDescribe(t *testing.T) {
 	}
 
 	newer := stepFile("/etc/x.conf", 0o644, []byte("a\nb2\nc\n"))
-	s := &planStep{spec: contract.Step{ID: "n/web/upload", Component: "web", Action: "upload", Files: []contract.StepFile{newer, stepFile("/etc/new", 0o644, []byte("n\n"))}, Hash: "h2"}}
+	s := &planStep{Spec: contract.Step{ID: "n/web/upload", Component: "web", Action: "upload", Files: []contract.StepFile{newer, stepFile("/etc/new", 0o644, []byte("n\n"))}, Hash: "h2"}}
 	old := contract.Step{Files: []contract.StepFile{written}, Hash: "h1"}
 	var a contract.PlanAction
 	describe(&a, s, &old, "h1", nodeRead{}, contract.OutputRedactor{})

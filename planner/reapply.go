@@ -84,30 +84,30 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 // a first step that forgets the node's record of them. What they waited
 // for elsewhere ran in earlier deployments.
 func instanceSteps(all []*planStep, comp, ip, id, engine string) []*planStep {
-	reset := &planStep{spec: contract.Step{V: contract.Version, Deployment: id, ID: stepID(ip, comp, "reset"), Node: ip,
+	reset := &planStep{Spec: contract.Step{V: contract.Version, Deployment: id, ID: stepID(ip, comp, "reset"), Node: ip,
 		Component: comp, Action: "reset", Attempt: 1, Key: comp + ".reset", Hash: hashOf("reset", comp, id), Engine: engine,
-		TimeoutS: 60, Script: nodefs.ClearMarkers(comp+".") + "\n"}, prio: -1}
+		TimeoutS: 60, Script: nodefs.ClearMarkers(comp+".") + "\n"}, Prio: -1}
 	out := []*planStep{reset}
 	keep := map[string]bool{}
 	for _, s := range all {
-		if s.spec.Node == ip && s.spec.Component == comp && s.spec.Action != "remove" {
-			keep[s.spec.ID] = true
+		if s.Spec.Node == ip && s.Spec.Component == comp && s.Spec.Action != "remove" {
+			keep[s.Spec.ID] = true
 		}
 	}
 	for _, s := range all {
-		if !keep[s.spec.ID] {
+		if !keep[s.Spec.ID] {
 			continue
 		}
 		var after []string
-		for _, a := range s.after {
+		for _, a := range s.After {
 			if keep[a] {
 				after = append(after, a)
 			}
 		}
 		if len(after) == 0 {
-			after = []string{reset.spec.ID}
+			after = []string{reset.Spec.ID}
 		}
-		s.after = after
+		s.After = after
 		out = append(out, s)
 	}
 	return out

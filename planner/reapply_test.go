@@ -21,10 +21,10 @@ func TestInstanceSteps(t *testing.T) {
 	var got []string
 	ids := map[string]bool{}
 	for _, s := range steps {
-		got = append(got, s.spec.Action+"<"+strings.Join(s.after, ",")+">")
-		ids[s.spec.ID] = true
-		if s.spec.Deployment != "d-9" || s.spec.Node != "10.9.0.2" || s.spec.Component != "haproxy" {
-			t.Errorf("step %s: %+v", s.spec.ID, s.spec)
+		got = append(got, s.Spec.Action+"<"+strings.Join(s.After, ",")+">")
+		ids[s.Spec.ID] = true
+		if s.Spec.Deployment != "d-9" || s.Spec.Node != "10.9.0.2" || s.Spec.Component != "haproxy" {
+			t.Errorf("step %s: %+v", s.Spec.ID, s.Spec)
 		}
 	}
 	// The install waited for every web instance's start: those ran before,
@@ -33,11 +33,11 @@ func TestInstanceSteps(t *testing.T) {
 	if fmt.Sprint(got) != want {
 		t.Fatalf("steps %v\nwant %s", got, want)
 	}
-	if !strings.Contains(steps[0].spec.Script, "/var/lib/deployment-engine/applied/haproxy.*") {
-		t.Errorf("reset script %q", steps[0].spec.Script)
+	if !strings.Contains(steps[0].Spec.Script, "/var/lib/deployment-engine/applied/haproxy.*") {
+		t.Errorf("reset script %q", steps[0].Spec.Script)
 	}
 	// Another deployment's reset is a new step: it always runs.
-	if again := instanceSteps(all, "haproxy", "10.9.0.2", "d-10", "e-1"); again[0].spec.Hash == steps[0].spec.Hash {
+	if again := instanceSteps(all, "haproxy", "10.9.0.2", "d-10", "e-1"); again[0].Spec.Hash == steps[0].Spec.Hash {
 		t.Error("two re-applies share the reset's hash: the second would be skipped")
 	}
 }

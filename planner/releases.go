@@ -176,18 +176,18 @@ func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *relea
 		prev := ""
 		for i, b := range baseSteps(in, ip) {
 			if prev != "" {
-				b.after = append(b.after, prev)
+				b.After = append(b.After, prev)
 			}
-			b.prio = i - 100
+			b.Prio = i - 100
 			steps = append(steps, finish(in, b))
-			prev = b.spec.ID
+			prev = b.Spec.ID
 		}
 		base[ip] = prev
 	}
 	for _, s := range plan.Steps {
-		ps := &planStep{spec: s.Spec, after: s.After, prio: s.Prio}
+		ps := &planStep{Spec: s.Spec, After: s.After, Prio: s.Prio}
 		if s.Spec.Action == "vcap" && base[s.Spec.Node] != "" {
-			ps.after = append(ps.after, base[s.Spec.Node])
+			ps.After = append(ps.After, base[s.Spec.Node])
 		}
 		steps = append(steps, finish(in, ps))
 	}
@@ -202,22 +202,22 @@ func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *relea
 			if cat := p.o.Catalogs[CloudFoundryCatalog]; cat != nil && in.cfg.CatalogName() == CloudFoundryCatalog {
 				job = cat.Job(cfVersion(in.cfg), comp)
 			}
-			rm := &planStep{spec: contract.Step{Node: ip, Component: comp, Action: "remove", Script: bosh.RemoveScript(job),
-				Hash: hashOf("remove", comp, time.Now().String())}, prio: -200}
+			rm := &planStep{Spec: contract.Step{Node: ip, Component: comp, Action: "remove", Script: bosh.RemoveScript(job),
+				Hash: hashOf("remove", comp, time.Now().String())}, Prio: -200}
 			if b, ok := base[ip]; ok {
-				rm.after = append(rm.after, b)
+				rm.After = append(rm.After, b)
 			}
 			steps = append(steps, finish(in, rm))
 		}
 	}
 	ids := map[string]bool{}
 	for _, s := range steps {
-		ids[s.spec.ID] = true
+		ids[s.Spec.ID] = true
 	}
 	for _, s := range steps {
-		for _, a := range s.after {
+		for _, a := range s.After {
 			if !ids[a] {
-				return nil, fmt.Errorf("plan: step %s waits for unknown step %s", s.spec.ID, a)
+				return nil, fmt.Errorf("plan: step %s waits for unknown step %s", s.Spec.ID, a)
 			}
 		}
 	}
@@ -226,16 +226,16 @@ func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *relea
 
 // finish fills in what every step of a deployment carries.
 func finish(in planInput, s *planStep) *planStep {
-	s.spec.V = contract.Version
-	s.spec.Deployment = in.id
-	s.spec.ID = stepID(s.spec.Node, s.spec.Component, s.spec.Action)
-	s.spec.Engine = in.engine
-	s.spec.Attempt = 1
-	if s.spec.TimeoutS == 0 {
-		s.spec.TimeoutS = int(5 * time.Minute / time.Second)
+	s.Spec.V = contract.Version
+	s.Spec.Deployment = in.id
+	s.Spec.ID = stepID(s.Spec.Node, s.Spec.Component, s.Spec.Action)
+	s.Spec.Engine = in.engine
+	s.Spec.Attempt = 1
+	if s.Spec.TimeoutS == 0 {
+		s.Spec.TimeoutS = int(5 * time.Minute / time.Second)
 	}
-	if s.spec.Key == "" {
-		s.spec.Key = s.spec.Component + "." + s.spec.Action
+	if s.Spec.Key == "" {
+		s.Spec.Key = s.Spec.Component + "." + s.Spec.Action
 	}
 	return s
 }

@@ -89,18 +89,18 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 			if p.o.Control != nil {
 				script = p.o.Control("restart", proc)
 			}
-			restart := ro.finish(&planStep{spec: contract.Step{Node: ip, Component: in.Component, Action: "restart",
+			restart := ro.finish(&planStep{Spec: contract.Step{Node: ip, Component: in.Component, Action: "restart",
 				Script: script, TimeoutS: 180, Hash: hashOf("restart", id, ip)}})
-			inst, err := ro.instanceSteps(in.Component, ip, gate, []string{restart.spec.ID}, set.updateLow, set.update, 0)
+			inst, err := ro.instanceSteps(in.Component, ip, gate, []string{restart.Spec.ID}, set.updateLow, set.update, 0)
 			if err != nil {
 				return 0, nil, kit.Errorf(500, "could not plan the restart: %v", err)
 			}
-			restart.after = append(inst.firstIDs(), gate...)
+			restart.After = append(inst.firstIDs(), gate...)
 			steps = append(steps, restart)
 			steps = append(steps, inst.all()...)
 			next = append(next, inst.gateIDs()...)
 			b.Steps = append(b.Steps, inst.ids(inst.drains)...)
-			b.Steps = append(b.Steps, restart.spec.ID)
+			b.Steps = append(b.Steps, restart.Spec.ID)
 			b.Steps = append(append(b.Steps, inst.ids(inst.watch)...), inst.ids(inst.readies)...)
 		}
 		gate = next

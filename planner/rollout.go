@@ -76,13 +76,13 @@ func settingsFor(cat *catalog.Catalog, cfg contract.Config, comp string, query c
 func (ro rollout) changes(steps []*planStep, comp, ip string) bool {
 	m, read := ro.markers[ip]
 	for _, s := range steps {
-		switch s.spec.Action {
+		switch s.Spec.Action {
 		case "upload", "install", "register", "start":
 		default:
 			continue // a rollout's own steps, or a removal
 		}
-		if s.spec.Node == ip && s.spec.Component == comp {
-			if !read || m[nodefs.MarkerName(s.spec.Key)] != s.spec.Hash {
+		if s.Spec.Node == ip && s.Spec.Component == comp {
+			if !read || m[nodefs.MarkerName(s.Spec.Key)] != s.Spec.Hash {
 				return true
 			}
 		}
@@ -99,7 +99,7 @@ func (ro rollout) apply(steps []*planStep) ([]*planStep, []contract.Batch, error
 	}
 	byID := map[string]*planStep{}
 	for _, s := range steps {
-		byID[s.spec.ID] = s
+		byID[s.Spec.ID] = s
 	}
 	var batches []contract.Batch
 	for _, comp := range in.cat.Order {
@@ -132,18 +132,18 @@ func (ro rollout) apply(steps []*planStep) ([]*planStep, []contract.Batch, error
 				if upload == nil || start == nil {
 					return nil, nil, fmt.Errorf("rollout of %s: no upload or start step on %s", comp, ip)
 				}
-				inst, err := ro.instanceSteps(comp, ip, gate, []string{start.spec.ID}, low, high, start.prio)
+				inst, err := ro.instanceSteps(comp, ip, gate, []string{start.Spec.ID}, low, high, start.Prio)
 				if err != nil {
 					return nil, nil, err
 				}
-				upload.after = append(upload.after, inst.firstIDs()...)
+				upload.After = append(upload.After, inst.firstIDs()...)
 				if len(inst.drains) == 0 {
-					upload.after = append(upload.after, gate...)
+					upload.After = append(upload.After, gate...)
 				}
 				steps = append(steps, inst.all()...)
 				next = append(next, inst.gateIDs()...)
 				b.Steps = append(b.Steps, inst.ids(inst.drains)...)
-				for _, s := range []string{upload.spec.ID, stepID(ip, comp, "install"), stepID(ip, comp, "register"), start.spec.ID} {
+				for _, s := range []string{upload.Spec.ID, stepID(ip, comp, "install"), stepID(ip, comp, "register"), start.Spec.ID} {
 					if byID[s] != nil {
 						b.Steps = append(b.Steps, s)
 					}
@@ -190,7 +190,7 @@ func (i instance) all() []*planStep {
 func (i instance) ids(list []*planStep) []string {
 	var out []string
 	for _, s := range list {
-		out = append(out, s.spec.ID)
+		out = append(out, s.Spec.ID)
 	}
 	return out
 }
@@ -217,9 +217,9 @@ func (ro rollout) instanceSteps(comp, ip string, gate, afterStart []string, low,
 		return out, err
 	}
 	proc := in.cat.Components[comp].Process
-	watch := &planStep{spec: contract.Step{Node: ip, Component: comp, Action: "watch", Script: watchScript(proc, check, low, high),
-		TimeoutS: high/1000 + 60}, after: afterStart, prio: prio + 1}
-	watch.spec.Hash = hashOf("watch", in.id, ip, comp)
+	watch := &planStep{Spec: contract.Step{Node: ip, Component: comp, Action: "watch", Script: watchScript(proc, check, low, high),
+		TimeoutS: high/1000 + 60}, After: afterStart, Prio: prio + 1}
+	watch.Spec.Hash = hashOf("watch", in.id, ip, comp)
 	out.watch = []*planStep{ro.finish(watch)}
 	for _, lb := range in.cat.Balancers(comp) {
 		for li, lip := range in.cfg.Components[lb] {
@@ -231,11 +231,11 @@ func (ro rollout) instanceSteps(comp, ip string, gate, afterStart []string, low,
 				return out, err
 			}
 			tag := comp + "-" + ip
-			drain := &planStep{spec: contract.Step{Node: lip, Component: lb, Action: "drain-" + tag, Script: "set -u\n" + bal.Drain, TimeoutS: 120}, after: gate, prio: prio - 1}
-			drain.spec.Hash = hashOf("drain", in.id, tag)
-			ready := &planStep{spec: contract.Step{Node: lip, Component: lb, Action: "ready-" + tag, Script: "set -u\n" + bal.Ready, TimeoutS: 120},
-				after: []string{watch.spec.ID}, prio: prio + 2}
-			ready.spec.Hash = hashOf("ready", in.id, tag)
+			drain := &planStep{Spec: contract.Step{Node: lip, Component: lb, Action: "drain-" + tag, Script: "set -u\n" + bal.Drain, TimeoutS: 120}, After: gate, Prio: prio - 1}
+			drain.Spec.Hash = hashOf("drain", in.id, tag)
+			ready := &planStep{Spec: contract.Step{Node: lip, Component: lb, Action: "ready-" + tag, Script: "set -u\n" + bal.Ready, TimeoutS: 120},
+				After: []string{watch.Spec.ID}, Prio: prio + 2}
+			ready.Spec.Hash = hashOf("ready", in.id, tag)
 			out.drains = append(out.drains, ro.finish(drain))
 			out.readies = append(out.readies, ro.finish(ready))
 		}
@@ -245,12 +245,12 @@ func (ro rollout) instanceSteps(comp, ip string, gate, afterStart []string, low,
 
 // finish fills what every step of the deployment carries.
 func (ro rollout) finish(s *planStep) *planStep {
-	s.spec.V = contract.Version
-	s.spec.Deployment = ro.in.id
-	s.spec.ID = stepID(s.spec.Node, s.spec.Component, s.spec.Action)
-	s.spec.Engine = ro.in.engine
-	s.spec.Attempt = 1
-	s.spec.Key = s.spec.Component + "." + s.spec.Action
+	s.Spec.V = contract.Version
+	s.Spec.Deployment = ro.in.id
+	s.Spec.ID = stepID(s.Spec.Node, s.Spec.Component, s.Spec.Action)
+	s.Spec.Engine = ro.in.engine
+	s.Spec.Attempt = 1
+	s.Spec.Key = s.Spec.Component + "." + s.Spec.Action
 	return s
 }
 

@@ -80,8 +80,8 @@ func TestRolloutDAG(t *testing.T) {
 	// 10.9.0.6 holds every step's hash already: unchanged.
 	markers := map[string]map[string]string{"10.9.0.6": {}, "10.9.0.3": {}, "10.9.0.4": {}, "10.9.0.5": {}}
 	for _, s := range steps {
-		if s.spec.Node == "10.9.0.6" {
-			markers["10.9.0.6"][nodefs.MarkerName(s.spec.Key)] = s.spec.Hash
+		if s.Spec.Node == "10.9.0.6" {
+			markers["10.9.0.6"][nodefs.MarkerName(s.Spec.Key)] = s.Spec.Hash
 		}
 	}
 	steps, batches, err := rollout{in: in, markers: markers}.apply(steps)
@@ -100,11 +100,11 @@ func TestRolloutDAG(t *testing.T) {
 	}
 	byID := map[string]*planStep{}
 	for _, s := range steps {
-		byID[s.spec.ID] = s
+		byID[s.Spec.ID] = s
 	}
 	waits := func(id, after string) bool {
 		s := byID[id]
-		return s != nil && contains(s.after, after)
+		return s != nil && contains(s.After, after)
 	}
 	checks := []struct{ step, after string }{
 		{"10.9.0.3/web/upload", "10.9.0.2/haproxy/drain-web-10.9.0.3"},
@@ -121,11 +121,11 @@ func TestRolloutDAG(t *testing.T) {
 	if byID["10.9.0.2/haproxy/drain-web-10.9.0.6"] != nil || byID["10.9.0.6/web/watch"] != nil {
 		t.Error("an unchanged instance is rolled out")
 	}
-	if w := byID["10.9.0.3/web/watch"].spec.Script; !strings.Contains(w, "low=1000 high=30000") || !strings.Contains(w, "/dev/tcp/10.9.0.3/8080") {
+	if w := byID["10.9.0.3/web/watch"].Spec.Script; !strings.Contains(w, "low=1000 high=30000") || !strings.Contains(w, "/dev/tcp/10.9.0.3/8080") {
 		t.Errorf("watch script:\n%s", w)
 	}
 	for _, s := range []string{"10.9.0.2/haproxy/drain-web-10.9.0.3", "10.9.0.2/haproxy/ready-web-10.9.0.3", "10.9.0.3/web/watch"} {
-		if out, err := exec.Command("bash", "-n", "-c", byID[s].spec.Script).CombinedOutput(); err != nil {
+		if out, err := exec.Command("bash", "-n", "-c", byID[s].Spec.Script).CombinedOutput(); err != nil {
 			t.Errorf("%s is no valid bash: %v %s", s, err, out)
 		}
 	}

@@ -27,7 +27,7 @@ chmod 700 %[1]s
 if command -v monit >/dev/null 2>&1; then
 %[2]sfi
 `, nodefs.State, monitAtBoot)
-	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: hashOf(prepare, in.engine), Claim: true}})
+	out = append(out, &planStep{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: hashOf(prepare, in.engine), Claim: true}})
 
 	p := in.cfg.Properties
 	if p.Adduser.N == 1 {
@@ -36,7 +36,7 @@ u=%s
 if ! id -u "$u" >/dev/null 2>&1; then useradd -m -s /bin/bash "$u"; echo "created user $u"; else echo "user $u exists"; fi
 printf '%%s:%%s\n' "$u" "$DE_SECRET_PASSWORD" | chpasswd
 `, kit.ShellQuote(p.User))
-		out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "adduser", Script: script, SecretEnv: []string{"password"},
+		out = append(out, &planStep{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "adduser", Script: script, SecretEnv: []string{"password"},
 			Hash: hashOf(script, in.secretDigest("password", p.Password))}})
 	}
 
@@ -65,7 +65,7 @@ chmod 755 /usr/sbin/policy-rc.d
 # fetch instead of warning; mirrorCheck covers older apt.
 apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root -o APT::Update::Error-Mode=any
 %[3]s`, nodefs.State, in.mirrorURL, monitInstall)
-	out = append(out, &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: hashOf(mirror)}})
+	out = append(out, &planStep{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: hashOf(mirror)}})
 
 	if in.agent != nil {
 		out = append(out, agentStep(in, ip))
@@ -193,7 +193,7 @@ func agentStep(in planInput, ip string) *planStep {
 	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp) && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
 	// A running agent sees its new config or binary and restarts itself.
 	script := pass + "p=de-agent\n" + monitKnows + "monit start de-agent\n"
-	return &planStep{spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
+	return &planStep{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
 		Hash: hashOf(script, monit, in.agent.binary, filesHash(files[1:]), in.secretDigest("agent", in.agent.pass(ip)))}}
 }
 
