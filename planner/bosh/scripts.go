@@ -1,0 +1,230 @@
+package bosh
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
+)
+
+// layoutScript makes BOSH's layout and its vcap user, as a stemcell has them.
+const layoutScript = `set -eu
+getent group vcap >/dev/null || groupadd --system vcap
+id -u vcap >/dev/null 2>&1 || useradd --system -g vcap -d /var/vcap -s /bin/bash vcap
+mkdir -p /var/vcap/packages /var/vcap/jobs /var/vcap/data/packages /var/vcap/data/jobs /var/vcap/data/compile /var/vcap/sys/log /var/vcap/sys/run /var/vcap/store
+chown vcap:vcap /var/vcap/sys /var/vcap/sys/log /var/vcap/sys/run /var/vcap/store
+echo "BOSH layout ready under /var/vcap"
+`
+
+// compileScript fetches a package from the engine, checks its sha1 and
+// runs its packaging script with BOSH's environment, into a versioned
+// directory that /var/vcap/packages/<name> links to. A version compiled
+// before is not compiled again.
+func compileScript(p release.Package, url string) string {
+	return fmt.Sprintf(`set -eu
+name=%[1]s version=%[2]s sha1=%[3]s url=%[4]s
+dir=/var/vcap/data/packages/$name/$version
+done=/var/vcap/data/packages/$name/.compiled-$version
+if [ -e "$done" ] && [ -d "$dir" ]; then
+  ln -sfn "$dir" /var/vcap/packages/$name
+  echo "$name/$version is compiled already"
+  exit 0
+fi
+work=/var/vcap/data/compile/$name
+rm -rf "$work" "$dir" "$work.tgz"
+mkdir -p "$work" "$dir"
+curl -fsS --retry 3 --max-time 3600 -o "$work.tgz" "$url"
+if ! echo "$sha1  $work.tgz" | sha1sum -c --status; then echo "package $name: the download does not match sha1 $sha1" >&2; exit 1; fi
+tar -xzf "$work.tgz" -C "$work"
+rm -f "$work.tgz"
+ln -sfn "$dir" /var/vcap/packages/$name
+echo "compiling $name/$version"
+cd "$work"
+rc=0
+BOSH_COMPILE_TARGET="$work" BOSH_INSTALL_TARGET=/var/vcap/packages/$name BOSH_PACKAGE_NAME="$name" \
+  BOSH_PACKAGE_VERSION="$version" BOSH_PACKAGES_DIR=/var/vcap/packages bash ./packaging >&2 || rc=$?
+if [ $rc -ne 0 ]; then echo "packaging script of $name failed (exit $rc)" >&2; exit $rc; fi
+cd /
+rm -rf "$work"
+touch "$done"
+echo "compiled $name/$version into $dir"
+`, kit.ShellQuote(p.Name), kit.ShellQuote(p.Version), kit.ShellQuote(p.SHA1), kit.ShellQuote(url))
+}
+
+// applyScript puts a job's new version in place: when another version
+// runs, its drain script runs first (BOSH's protocol: a number of seconds
+// to wait, or a negative one to ask again) and monit stops it; then
+// /var/vcap/jobs/<job> links to the new version, with its packages.
+func applyScript(job, hash string, packages []string) string {
+	var links strings.Builder
+	for _, p := range packages {
+		fmt.Fprintf(&links, "ln -sfn /var/vcap/packages/%[1]s \"$new/packages/%[1]s\"\n", p)
+	}
+	return fmt.Sprintf(`set -eu
+job=%[1]s
+new=/var/vcap/data/jobs/$job/%[2]s
+mkdir -p "$new" "$new/packages"
+cur=$(readlink /var/vcap/jobs/$job 2>/dev/null || true)
+procs=$(awk '$1=="check" && $2=="process" {gsub(/"/,"",$3); print $3}' /etc/monit/conf.d/$job 2>/dev/null || true)
+running() { for p in $procs; do monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && return 0; done; return 1; }
+if [ -n "$cur" ] && [ "$cur" != "$new" ] && running; then
+  if [ -x "$cur/bin/drain" ]; then
+    echo "draining $job"
+%[4]s  fi
+  # The stop program's own drain is done already.
+  mkdir -p /var/vcap/sys/run/$job && touch /var/vcap/sys/run/$job/.de-drained
+  for p in $procs; do monit stop "$p" || true; done
+  for i in $(seq 1 120); do running || break; sleep 0.5; done
+  if running; then echo "$job did not stop within 60 s" >&2; exit 1; fi
+  echo "stopped the previous version of $job"
+fi
+%[3]smkdir -p /var/vcap/sys/log/$job /var/vcap/sys/run/$job /var/vcap/data/$job
+chown vcap:vcap /var/vcap/sys/log/$job /var/vcap/sys/run/$job /var/vcap/data/$job
+chmod 755 "$new" "$new"/*/ 2>/dev/null || true
+if [ -d /var/vcap/jobs/$job ] && [ ! -L /var/vcap/jobs/$job ]; then rm -rf /var/vcap/jobs/$job; fi
+ln -sfn "$new" /var/vcap/jobs/$job
+echo "$job applied: /var/vcap/jobs/$job -> $new"
+`, kit.ShellQuote(job), hash, links.String(), drainScript(`"$cur/bin/drain"`, "$job", "job_changed hash_changed"))
+}
+
+// registerScript makes monit read a job's check and waits until it knows
+// every process; a job without processes only has monit check its files.
+func registerScript(procs []string) string {
+	if len(procs) == 0 {
+		return "set -eu\nmonit -t\nmonit reload\necho 'no process to supervise: the job is configured'\n"
+	}
+	q := make([]string, len(procs))
+	for i, p := range procs {
+		q[i] = kit.ShellQuote(p)
+	}
+	return fmt.Sprintf(`set -eu
+monit -t
+for i in $(seq 0 239); do
+  known=1
+  for p in %[1]s; do monit status "$p" >/dev/null 2>&1 || known=0; done
+  if [ $known -eq 1 ]; then exit 0; fi
+  if [ $((i %% 20)) -eq 0 ]; then monit reload; fi
+  sleep 0.5
+done
+echo "monit does not know every process of the job 120 s after reload: %[1]s" >&2
+exit 1
+`, strings.Join(q, " "))
+}
+
+// hookScript runs a job's bin/<hook> (pre-start, post-start) as BOSH
+// does, keeping its output in /var/vcap/sys/log/<job>/<hook>.std{out,err}.log
+// and in the step's own output.
+func hookScript(job, hook string) string {
+	return fmt.Sprintf(`set -u
+job=%[1]s hook=%[2]s
+bin=/var/vcap/jobs/$job/bin/$hook
+if [ ! -e "$bin" ]; then echo "$job has no $hook"; exit 0; fi
+log=/var/vcap/sys/log/$job
+mkdir -p "$log"
+tmp=$(mktemp -d)
+echo "running $hook of $job"
+rc=0
+"$bin" >"$tmp/out" 2>"$tmp/err" || rc=$?
+tee -a "$log/$hook.stdout.log" <"$tmp/out"
+tee -a "$log/$hook.stderr.log" <"$tmp/err" >&2
+rm -rf "$tmp"
+if [ $rc -ne 0 ]; then echo "$hook of $job failed (exit $rc)" >&2; fi
+exit $rc
+`, kit.ShellQuote(job), hook)
+}
+
+// startScript has monit start every process of a job and waits until each
+// runs, then runs post-start.
+func startScript(job string, procs []string) string {
+	post := hookScript(job, "post-start")
+	if len(procs) == 0 {
+		return "echo 'no process to start: the job is configured'\n" + post
+	}
+	q := make([]string, len(procs))
+	for i, p := range procs {
+		q[i] = kit.ShellQuote(p)
+	}
+	return fmt.Sprintf(`set -u
+procs=(%[1]s)
+ok() { monit status "$1" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; }
+for p in "${procs[@]}"; do ok "$p" || monit start "$p"; done
+failed=0
+for i in $(seq 1 240); do
+  all=1
+  for p in "${procs[@]}"; do
+    ok "$p" && continue
+    all=0
+    # monit drops a request that meets its reload: ask again every 10 s.
+    if [ $((i %% 20)) -eq 0 ] && monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+Not monitored'; then monit start "$p"; fi
+    # monit could not run the start program: say so now, not in 120 s.
+    if monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+.*Execution failed'; then failed=$((failed+1)); fi
+  done
+  if [ $all -eq 1 ]; then echo "running: ${procs[*]}"; break; fi
+  if [ $failed -ge 4 ]; then break; fi
+  sleep 0.5
+done
+if [ $all -ne 1 ]; then
+  for p in "${procs[@]}"; do monit status "$p" || true; done
+  echo "not every process of the job runs after monit start (monit could not start it, or 120 s passed)" >&2
+  for p in "${procs[@]}"; do
+    echo "$p: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
+  done
+  exit 1
+fi
+`, strings.Join(q, " ")) + post
+}
+
+// RemoveScript takes a job off a node that a later config no longer
+// places it on: monit stops its processes (its drain runs first), forgets
+// it, and the job's files and step markers go. Compiled packages stay:
+// another job may use them, and they are versioned.
+func RemoveScript(job string) string {
+	return fmt.Sprintf(`set -u
+job=%[1]s
+f=/etc/monit/conf.d/$job
+procs=$(awk '$1=="check" && $2=="process" {gsub(/"/,"",$3); print $3}' $f 2>/dev/null || true)
+for p in $procs; do monit stop "$p" || true; done
+for i in $(seq 1 120); do
+  up=0
+  for p in $procs; do monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && up=1; done
+  [ $up -eq 0 ] && break
+  sleep 0.5
+done
+rm -f "$f"
+monit reload || true
+rm -rf /var/vcap/jobs/$job /var/vcap/data/jobs/$job
+%[2]s
+echo "removed $job"
+`, kit.ShellQuote(job), nodefs.ClearMarkers("bosh.job."+job+"."))
+}
+
+// drainScript runs a job's bin/drain with BOSH's protocol: its last line
+// is a number of seconds to wait, or, negative, seconds until it is asked
+// again with job_check_status; all of it bounded by 10 minutes.
+func drainScript(bin, job, args string) string {
+	return fmt.Sprintf(`n=$(%[1]s %[3]s 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
+deadline=$(( $(date +%%s) + 600 ))
+while [ -n "$n" ] && [ "$n" -lt 0 ] && [ "$(date +%%s)" -lt $deadline ]; do
+  sleep $(( -n ))
+  n=$(%[1]s job_check_status hash_unchanged 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
+done
+if [ -n "$n" ] && [ "$n" -gt 0 ]; then sleep $(( n < 600 ? n : 600 )); fi
+`, bin, job, args)
+}
+
+// stopWrapper is the stop program monit runs in place of a job's own: the
+// job's drain first, unless a re-deploy drained it already.
+func stopWrapper(job, stop string) string {
+	return fmt.Sprintf(`#!/bin/bash
+# Written by the deployment engine: the job's drain runs before monit
+# stops it (unless the engine drained it already for a re-deploy).
+marker=/var/vcap/sys/run/%[1]s/.de-drained
+if [ -e "$marker" ]; then
+  rm -f "$marker"
+elif [ -x /var/vcap/jobs/%[1]s/bin/drain ]; then
+%[2]sfi
+exec %[3]s
+`, job, drainScript("/var/vcap/jobs/"+job+"/bin/drain", job, "job_shutdown hash_unchanged"), stop)
+}
