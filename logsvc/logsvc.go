@@ -98,6 +98,33 @@ const batchMax = 4096
 // Start opens the store, registers the list and read endpoints and starts
 // ingesting from where the last run stopped.
 func Start(ctx context.Context, o Options) (*Service, error) {
+	o = o.withDefaults()
+	if o.NC == nil || o.Res == nil || o.Dir == "" {
+		return nil, errors.New("logsvc: NC, Res and Dir are required")
+	}
+	s := newService(o)
+	ok := false
+	defer func() {
+		if !ok {
+			s.abort()
+		}
+	}()
+	cons, err := s.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.addEndpoints(); err != nil {
+		return nil, err
+	}
+	if err := s.startIngest(cons); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// withDefaults fills the options Start leaves unset.
+func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -108,10 +135,14 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		o.Keep = 3
 	}
 	o.Keep = min(o.Keep, 99)
-	if o.NC == nil || o.Res == nil || o.Dir == "" {
-		return nil, errors.New("logsvc: NC, Res and Dir are required")
+	if o.LogPaths != nil && o.FetchEvery <= 0 {
+		o.FetchEvery = 10 * time.Second
 	}
-	s := &Service{
+	return o
+}
+
+func newService(o Options) *Service {
+	return &Service{
 		o:        o,
 		log:      o.Logger.With("service", "logsvc"),
 		cache:    &instances{kv: o.Res.Config},
@@ -126,30 +157,17 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 			skipped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "de_logsvc_skipped_total", Help: "Messages the log service skipped: unreadable, or an agent's line for an instance its node does not run."}),
 		},
 	}
-	st, err := openStore(o.Dir, o.MaxBytes, o.Keep)
+}
+
+// open opens the store and its ingest position, then the consumer that
+// resumes after it.
+func (s *Service) open(ctx context.Context) (jetstream.Consumer, error) {
+	st, err := openStore(s.o.Dir, s.o.MaxBytes, s.o.Keep)
 	if err != nil {
 		return nil, err
 	}
 	s.st = st
 	st.onRotate = s.metrics.rotations.Inc
-	ok := false
-	defer func() {
-		if ok {
-			return
-		}
-		if s.rtSub != nil {
-			_ = s.rtSub.Unsubscribe()
-		}
-		if s.fetchCancel != nil {
-			s.fetchCancel()
-			<-s.fetchDone
-		}
-		if s.cc != nil {
-			s.cc.Stop()
-		}
-		close(s.stopping) // unblocks handlers waiting for a writer
-		s.teardown()
-	}()
 	// local.log always exists, even before the engine did anything.
 	if _, err := st.file(LocalLog); err != nil {
 		return nil, err
@@ -163,31 +181,39 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		cons, err = s.consumer(ctx)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
+	return cons, err
+}
 
+// addEndpoints serves the list and read endpoints.
+func (s *Service) addEndpoints() error {
 	s.hs = kit.NewHandlers(s.log)
-	s.svc, err = micro.AddService(o.NC, micro.Config{Name: "logsvc", Version: "1.0.0", Description: "the log store: lists and serves logs"})
+	var err error
+	s.svc, err = micro.AddService(s.o.NC, micro.Config{Name: "logsvc", Version: "1.0.0", Description: "the log store: lists and serves logs"})
 	if err != nil {
-		return nil, fmt.Errorf("logsvc: add service: %w", err)
+		return fmt.Errorf("logsvc: add service: %w", err)
 	}
 	for subj, h := range map[string]kit.Handler{subject.LogsList(): s.list, subject.LogsRead(): s.read} {
 		if err := s.svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, s.hs.Endpoint(h)), micro.WithEndpointSubject(subj)); err != nil {
-			return nil, fmt.Errorf("logsvc: endpoint %s: %w", subj, err)
+			return fmt.Errorf("logsvc: endpoint %s: %w", subj, err)
 		}
 	}
+	return nil
+}
 
+// startIngest starts the writer on the agents' log lines and cons's events,
+// and, with LogPaths, the fetcher of silent nodes' logs.
+func (s *Service) startIngest(cons jetstream.Consumer) error {
 	// Handlers block when the writer lags (back pressure), but never
 	// once it has gone.
-	s.rtSub, err = o.NC.Subscribe(subject.AllNodeLogs, func(m *nats.Msg) {
+	var err error
+	s.rtSub, err = s.o.NC.Subscribe(subject.AllNodeLogs, func(m *nats.Msg) {
 		select {
 		case s.rtCh <- m:
 		case <-s.stopping:
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("logsvc: subscribe %s: %w", subject.AllNodeLogs, err)
+		return fmt.Errorf("logsvc: subscribe %s: %w", subject.AllNodeLogs, err)
 	}
 	// Pending limits off: the writer, not the client library, sets the pace.
 	_ = s.rtSub.SetPendingLimits(-1, -1)
@@ -196,21 +222,32 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	s.cc = cc
 	s.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	go s.writer()
-	if o.LogPaths != nil {
-		if o.FetchEvery <= 0 {
-			o.FetchEvery = 10 * time.Second
-		}
-		s.o.FetchEvery = o.FetchEvery
+	if s.o.LogPaths != nil {
 		var fctx context.Context
 		fctx, s.fetchCancel = context.WithCancel(context.Background())
 		s.fetchDone = make(chan struct{})
 		go s.fetcher(fctx)
 	}
-	ok = true
-	return s, nil
+	return nil
+}
+
+// abort undoes a Start that failed part way; the writer never started.
+func (s *Service) abort() {
+	if s.rtSub != nil {
+		_ = s.rtSub.Unsubscribe()
+	}
+	if s.fetchCancel != nil {
+		s.fetchCancel()
+		<-s.fetchDone
+	}
+	if s.cc != nil {
+		s.cc.Stop()
+	}
+	close(s.stopping) // unblocks handlers waiting for a writer
+	s.teardown()
 }
 
 // delivery is a stream message and the generation of the consumer that
