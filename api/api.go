@@ -129,21 +129,13 @@ func New(o Options) (http.Handler, error) {
 		}
 	})
 
+	t := newTable(s.routes())
 	r.Group(func(r chi.Router) {
-		// The token is checked on the headers, before any body is read;
-		// the role inside the audit, so that a refusal is recorded.
-		r.Use(s.auth, s.needStore, s.lim.limit, s.audit, s.authorize)
-		r.Route("/deployment-engine", func(r chi.Router) {
-			r.Get("/config", s.getConfig)
-			r.Post("/config", s.postConfig)
-			r.Get("/config/schema", s.configSchema)
-			r.Get("/precheck", s.precheck)
-			s.deployRoutes(r)
-			s.monitorRoutes(r)
-			s.logRoutes(r)
-			s.releaseRoutes(r)
-			s.auditRoutes(r)
-		})
+		// The route is found first, for what it declares. The token is
+		// checked on the headers, before any body is read; the role inside
+		// the audit, so that a refusal is recorded.
+		r.Use(t.resolve, s.auth, s.needStore, s.lim.limit, s.audit, s.authorize)
+		r.Mount(prefix, t.mux)
 	})
 	return r, nil
 }

@@ -12,51 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
 )
-
-// auditAction names the change a request makes, "" for a read.
-func auditAction(method, path string) string {
-	p, ok := strings.CutPrefix(path, "/deployment-engine")
-	if !ok {
-		return ""
-	}
-	switch {
-	case method == http.MethodPost && p == "/config":
-		return contract.AuditConfig
-	case (method == http.MethodGet || method == http.MethodPost) && p == "/deploy":
-		return contract.AuditDeploy
-	case method == http.MethodPost && p == "/scale":
-		return contract.AuditScale
-	case method == http.MethodPut && p == "/restart":
-		return contract.AuditRestart
-	case method == http.MethodPut && p == "/stop":
-		return contract.AuditStop
-	case method == http.MethodPut && p == "/heal":
-		return contract.AuditHeal
-	case method == http.MethodPost && p == "/releases":
-		return contract.AuditRelease
-	case method == http.MethodPost && p == "/rollback":
-		return contract.AuditRollback
-	case method == http.MethodPost && p == "/takeover":
-		return contract.AuditTakeover
-	case method == http.MethodPost && strings.HasPrefix(p, "/deployments/") && strings.HasSuffix(p, "/cancel"):
-		return contract.AuditCancel
-	case method == http.MethodPost && p == "/plan":
-		return contract.AuditPlan
-	}
-	return ""
-}
-
-// changesConfig tells whether an action may change the stored config.
-func changesConfig(action string) bool {
-	return action == contract.AuditConfig || action == contract.AuditScale || action == contract.AuditRollback
-}
 
 // recorder keeps a response's status and the start of its body.
 type recorder struct {
@@ -91,7 +51,8 @@ func (r *recorder) Write(b []byte) (int, error) {
 // change as a diff of its redacted form.
 func (s *server) audit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		action := auditAction(r.Method, r.URL.Path)
+		spec, params := auditOf(r)
+		action := spec.action
 		if action == "" {
 			next.ServeHTTP(w, r)
 			return
@@ -103,7 +64,7 @@ func (s *server) audit(next http.Handler) http.Handler {
 			r.Body = readCloser{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
 		}
 		var before map[string]any
-		if changesConfig(action) {
+		if spec.diff {
 			// One config change at a time, so the diff is this request's.
 			s.cfgMu.Lock()
 			defer s.cfgMu.Unlock()
@@ -111,7 +72,7 @@ func (s *server) audit(next http.Handler) http.Handler {
 		}
 		rec := &recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		e := contract.AuditEntry{Actor: actorOf(r.Context()), Action: action, Object: action, Code: rec.code, Result: "ok"}
+		e := contract.AuditEntry{Actor: actorOf(r.Context()), Action: action, Object: spec.object, Code: rec.code, Result: "ok"}
 		var reply struct {
 			ID      string `json:"id"`
 			Error   string `json:"error"`
@@ -123,9 +84,14 @@ func (s *server) audit(next http.Handler) http.Handler {
 			e.Result, e.Detail = "failed", reply.Error
 		}
 		e.Deployment = reply.ID
+		if spec.param != "" {
+			e.Object = params.URLParam(spec.param)
+		}
+		if spec.planID {
+			// A plan's id is no deployment's.
+			e.Deployment, e.Object = "", cmp.Or(reply.ID, e.Object)
+		}
 		switch action {
-		case contract.AuditDeploy, contract.AuditRollback:
-			e.Object = "deployment"
 		case contract.AuditRestart, contract.AuditStop:
 			if t, problem := parseTarget(body, r); problem == "" {
 				e.Component, e.IP = t.Comp, t.IP
@@ -134,7 +100,6 @@ func (s *server) audit(next http.Handler) http.Handler {
 		case contract.AuditScale:
 			e.Object = scaleObject(body)
 		case contract.AuditHeal:
-			e.Object = "auto-heal"
 			var h struct {
 				Enabled *bool `json:"enabled"`
 			}
@@ -143,16 +108,8 @@ func (s *server) audit(next http.Handler) http.Handler {
 			}
 		case contract.AuditRelease:
 			e.Object = strings.Trim(reply.Name+"/"+reply.Version, "/")
-		case contract.AuditPlan:
-			// A plan's id is no deployment's.
-			e.Deployment, e.Object = "", cmp.Or(reply.ID, action)
-		case contract.AuditCancel:
-			e.Object = chi.URLParam(r, "id")
-			if e.Object == "" {
-				e.Object = strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/deployment-engine/deployments/"), "/cancel")
-			}
 		}
-		if changesConfig(action) && rec.code < 300 {
+		if spec.diff && rec.code < 300 {
 			e.Diff = diffJSON(before, s.configSnapshot(r.Context()))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -64,10 +64,22 @@ func TestAuditAction(t *testing.T) {
 		"GET /deployment-engine/heal":                    "",
 		"POST /deployment-engine/plan":                   contract.AuditPlan,
 	}
+	tab := newTable((&server{}).routes())
 	for in, want := range cases {
 		m, p, _ := strings.Cut(in, " ")
-		if got := auditAction(m, p); got != want {
+		var got, object string
+		tab.resolve(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			spec, params := auditOf(r)
+			got, object = spec.action, spec.object
+			if spec.param != "" {
+				object = params.URLParam(spec.param)
+			}
+		})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(m, p, nil))
+		if got != want {
 			t.Errorf("%s: %q, want %q", in, got, want)
+		}
+		if want == contract.AuditCancel && object != "d-1" {
+			t.Errorf("%s: object %q, want the deployment's id", in, object)
 		}
 	}
 }

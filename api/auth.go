@@ -41,7 +41,7 @@ func (s *server) auth(next http.Handler) http.Handler {
 		ctx := withIdentity(r.Context(), id)
 		if id.name != contract.ActorAdmin {
 			var done func()
-			ctx, done = s.revoker.hold(ctx, tok, needRole(r.Method, r.URL.Path))
+			ctx, done = s.revoker.hold(ctx, tok, needRole(r))
 			defer done()
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
@@ -54,7 +54,7 @@ func (s *server) auth(next http.Handler) http.Handler {
 func (s *server) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := identityOf(r.Context())
-		need := needRole(r.Method, r.URL.Path)
+		need := needRole(r)
 		if ok && id.role < need {
 			writeError(w, http.StatusForbidden, r.Method+" "+contract.Clip(r.URL.Path)+" needs a token with the "+need.String()+
 				" role; "+id.name+"'s token has the "+id.role.String()+" role (roles are set in <data>/api-tokens)")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"fmt"
-	"net/http"
 
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -89,19 +88,4 @@ func (s *server) identify(tok string) (identity, bool) {
 		}
 	}
 	return identity{}, false
-}
-
-// needRole is the role a request needs. Reads need read; everything else
-// needs write, the SPEC's two exceptions aside: GET /deploy starts a
-// deployment, PUT /download only reads a log.
-func needRole(method, path string) Role {
-	switch {
-	case method == http.MethodGet && path == "/deployment-engine/deploy":
-		return RoleWrite
-	case method == http.MethodPut && path == "/deployment-engine/download":
-		return RoleRead
-	case method == http.MethodGet || method == http.MethodHead:
-		return RoleRead
-	}
-	return RoleWrite
 }

@@ -9,20 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
-
-// auditRoutes registers the audit trail and the auto-heal switch.
-func (s *server) auditRoutes(r chi.Router) {
-	r.Get("/audit", s.auditList)
-	r.Get("/heal", s.healGet)
-	r.Put("/heal", s.healSet)
-}
 
 // maxAudit bounds one answer of the audit trail: the newest entries win.
 const maxAudit = 10000

@@ -11,20 +11,6 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// deployRoutes registers the deploy routes under /deployment-engine.
-func (s *server) deployRoutes(r chi.Router) {
-	r.Get("/deploy", s.deploy)
-	r.Post("/deploy", s.deploy)
-	r.Post("/scale", s.scale)
-	r.Post("/takeover", s.takeover)
-	s.planRoutes(r)
-	r.Get("/deployments", s.listDeployments)
-	r.Get("/deployments/{id}", s.getDeployment)
-	r.Get("/deployments/{id}/events", streaming(s.o.Limits.StreamIdle, s.deploymentEvents))
-	r.Get("/deployments/{id}/report", s.deploymentReport)
-	r.Post("/deployments/{id}/cancel", s.cancelDeployment)
-}
-
 func (s *server) deploy(w http.ResponseWriter, r *http.Request) {
 	in, ok := deployRequest(w, r)
 	if !ok {

@@ -21,16 +21,9 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// logRoutes registers the logs routes under /deployment-engine. Every name
-// goes to the log service as data in a JSON body; the service alone
-// decides what is a log, so no name reaches the file system from here.
-func (s *server) logRoutes(r chi.Router) {
-	r.Get("/download", s.listLogs)
-	idle := s.o.Limits.StreamIdle
-	r.Put("/download", streaming(idle, s.downloadLog))
-	r.Get("/logs/{name}", streaming(idle, s.serveLog))
-	r.Get("/logs.tar.gz", streaming(idle, s.logBundle))
-}
+// The logs' names go to the log service as data in a JSON body; the
+// service alone decides what is a log, so no name reaches the file system
+// from here.
 
 func (s *server) listLogs(w http.ResponseWriter, r *http.Request) {
 	s.call(w, r, subject.LogsList(), nil)

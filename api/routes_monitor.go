@@ -11,20 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
-
-// monitorRoutes registers the monitor routes under /deployment-engine.
-func (s *server) monitorRoutes(r chi.Router) {
-	r.Get("/status", s.status)
-	r.Get("/hardware", s.hardware)
-	r.Put("/restart", s.control("restart"))
-	r.Put("/stop", s.control("stop"))
-	r.Get("/prometheus/targets", s.promTargets)
-}
 
 // promTargets is Prometheus' HTTP service discovery of the node agents.
 func (s *server) promTargets(w http.ResponseWriter, r *http.Request) {

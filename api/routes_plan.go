@@ -5,18 +5,9 @@ import (
 	"regexp"
 	"strconv"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
-
-// planRoutes registers what a deployment would do, before it does it.
-func (s *server) planRoutes(r chi.Router) {
-	r.Post("/plan", s.plan)
-	r.Post("/rollback", s.rollback)
-	r.Get("/config/history", s.configHistory)
-}
 
 // rollback deploys the last config whose deployment succeeded again: 202
 // {"id"}; 409 when there is none, or a deployment runs.

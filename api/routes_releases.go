@@ -9,8 +9,6 @@ import (
 	"os"
 	"path"
 	"strings"
-
-	"github.com/go-chi/chi/v5"
 )
 
 // drainRefused is how much of a refused upload's body is still read, so
@@ -34,12 +32,6 @@ type Releases interface {
 	// read-only at /releases/ so that nodes fetch it from any API process.
 	// One the engine does not hold is an error of fs.ErrNotExist.
 	PackageFile(ctx context.Context, release, version, pkg string) (string, error)
-}
-
-// releaseRoutes registers the release routes under /deployment-engine.
-func (s *server) releaseRoutes(r chi.Router) {
-	r.Get("/releases", s.listReleases)
-	r.Post("/releases", uploading(s.o.Limits.StreamIdle, s.uploadRelease))
 }
 
 func (s *server) listReleases(w http.ResponseWriter, r *http.Request) {

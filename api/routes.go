@@ -1,0 +1,176 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// prefix is where the routes of the table are served.
+const prefix = "/deployment-engine"
+
+// route is one route of the API: what answers it, the role a token needs
+// for it, and what the audit records of it. Every route that needs a token
+// is declared in routes, and nowhere else.
+type route struct {
+	method  string
+	pattern string // below prefix
+	handler http.HandlerFunc
+	role    Role
+	audit   auditSpec
+}
+
+// auditSpec is what the audit records of a route's requests. The handler
+// adds what only it knows (see auditRecord).
+type auditSpec struct {
+	// action names the change; "" for a route that changes nothing.
+	action string
+	// object is the entry's object until the handler records one.
+	object string
+	// param, when set, names the path parameter that is the object.
+	param string
+	// diff: the change may change the stored config; its entry holds the
+	// config's diff, one change at a time.
+	diff bool
+	// planID: the reply's id is a plan's, the entry's object, and no
+	// deployment's.
+	planID bool
+	// readOnly says why a route with a changing method changes nothing,
+	// and so is not audited.
+	readOnly string
+}
+
+// audited is an action whose entry names the action as its object.
+func audited(action string) auditSpec { return auditSpec{action: action, object: action} }
+
+// routes is the API's table: every route below prefix.
+func (s *server) routes() []route {
+	idle := s.o.Limits.StreamIdle
+	deploy := auditSpec{action: contract.AuditDeploy, object: "deployment"}
+	return []route{
+		{method: http.MethodGet, pattern: "/config", handler: s.getConfig, role: RoleRead},
+		// A config's checks render a release's templates, even with ?check=0.
+		{method: http.MethodPost, pattern: "/config", handler: s.postConfig, role: RoleWrite,
+			audit: auditSpec{action: contract.AuditConfig, object: contract.AuditConfig, diff: true}},
+		{method: http.MethodGet, pattern: "/config/schema", handler: s.configSchema, role: RoleRead},
+		{method: http.MethodGet, pattern: "/config/history", handler: s.configHistory, role: RoleRead},
+		{method: http.MethodGet, pattern: "/precheck", handler: s.precheck, role: RoleRead},
+
+		// The SPEC's deploy by GET starts one too.
+		{method: http.MethodGet, pattern: "/deploy", handler: s.deploy, role: RoleWrite, audit: deploy},
+		{method: http.MethodPost, pattern: "/deploy", handler: s.deploy, role: RoleWrite, audit: deploy},
+		{method: http.MethodPost, pattern: "/scale", handler: s.scale, role: RoleWrite,
+			audit: auditSpec{action: contract.AuditScale, object: contract.AuditScale, diff: true}},
+		{method: http.MethodPost, pattern: "/rollback", handler: s.rollback, role: RoleWrite,
+			audit: auditSpec{action: contract.AuditRollback, object: "deployment", diff: true}},
+		{method: http.MethodPost, pattern: "/takeover", handler: s.takeover, role: RoleWrite, audit: audited(contract.AuditTakeover)},
+		// A plan renders a release's templates; its body, a config, is not recorded.
+		{method: http.MethodPost, pattern: "/plan", handler: s.plan, role: RoleWrite,
+			audit: auditSpec{action: contract.AuditPlan, object: contract.AuditPlan, planID: true}},
+
+		{method: http.MethodGet, pattern: "/deployments", handler: s.listDeployments, role: RoleRead},
+		{method: http.MethodGet, pattern: "/deployments/{id}", handler: s.getDeployment, role: RoleRead},
+		{method: http.MethodGet, pattern: "/deployments/{id}/events", handler: streaming(idle, s.deploymentEvents), role: RoleRead},
+		{method: http.MethodGet, pattern: "/deployments/{id}/report", handler: s.deploymentReport, role: RoleRead},
+		{method: http.MethodPost, pattern: "/deployments/{id}/cancel", handler: s.cancelDeployment, role: RoleWrite,
+			audit: auditSpec{action: contract.AuditCancel, param: "id"}},
+
+		{method: http.MethodGet, pattern: "/status", handler: s.status, role: RoleRead},
+		{method: http.MethodGet, pattern: "/hardware", handler: s.hardware, role: RoleRead},
+		{method: http.MethodGet, pattern: "/prometheus/targets", handler: s.promTargets, role: RoleRead},
+		{method: http.MethodPut, pattern: "/restart", handler: s.control("restart"), role: RoleWrite, audit: audited(contract.AuditRestart)},
+		{method: http.MethodPut, pattern: "/stop", handler: s.control("stop"), role: RoleWrite, audit: audited(contract.AuditStop)},
+		{method: http.MethodGet, pattern: "/heal", handler: s.healGet, role: RoleRead},
+		{method: http.MethodPut, pattern: "/heal", handler: s.healSet, role: RoleWrite,
+			audit: auditSpec{action: contract.AuditHeal, object: "auto-heal"}},
+
+		{method: http.MethodGet, pattern: "/download", handler: s.listLogs, role: RoleRead},
+		{method: http.MethodPut, pattern: "/download", handler: streaming(idle, s.downloadLog), role: RoleRead,
+			audit: auditSpec{readOnly: "the SPEC's download of a log by PUT"}},
+		{method: http.MethodGet, pattern: "/logs/{name}", handler: streaming(idle, s.serveLog), role: RoleRead},
+		{method: http.MethodGet, pattern: "/logs.tar.gz", handler: streaming(idle, s.logBundle), role: RoleRead},
+
+		{method: http.MethodGet, pattern: "/releases", handler: s.listReleases, role: RoleRead},
+		// The entry's object is the release the reply names.
+		{method: http.MethodPost, pattern: "/releases", handler: uploading(idle, s.uploadRelease), role: RoleWrite,
+			audit: auditSpec{action: contract.AuditRelease}},
+
+		{method: http.MethodGet, pattern: "/audit", handler: s.auditList, role: RoleRead},
+	}
+}
+
+// table routes the requests below prefix and tells the middlewares that
+// run before the routing which route a request is for.
+type table struct {
+	mux    *chi.Mux
+	routes map[string]*route // by method and pattern
+}
+
+func newTable(rs []route) *table {
+	t := &table{mux: chi.NewRouter(), routes: make(map[string]*route, len(rs))}
+	for i := range rs {
+		rt := &rs[i]
+		t.mux.Method(rt.method, rt.pattern, rt.handler)
+		t.routes[rt.method+" "+rt.pattern] = rt
+	}
+	return t
+}
+
+// routed is the route a request is for, with its path parameters.
+type routed struct {
+	*route
+	params *chi.Context
+}
+
+type routedKey struct{}
+
+// resolve finds the request's route before the middlewares run, so that
+// auth, the audit and authorize read what the route declares.
+func (t *table) resolve(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.RawPath // as chi routes
+		if p == "" {
+			p = r.URL.Path
+		}
+		p, _ = strings.CutPrefix(p, prefix)
+		if p == "" {
+			p = "/"
+		}
+		rctx := chi.NewRouteContext()
+		if rt := t.routes[r.Method+" "+t.mux.Find(rctx, r.Method, p)]; rt != nil {
+			r = r.WithContext(context.WithValue(r.Context(), routedKey{}, routed{rt, rctx}))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func routeOf(ctx context.Context) (routed, bool) {
+	rt, ok := ctx.Value(routedKey{}).(routed)
+	return rt, ok
+}
+
+// needRole is the role a request needs: its route's, and for no route
+// (answered 404 or 405) read to read and write for anything else.
+func needRole(r *http.Request) Role {
+	if rt, ok := routeOf(r.Context()); ok {
+		return rt.role
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return RoleRead
+	}
+	return RoleWrite
+}
+
+// auditOf is what the audit records of a request's route; the zero
+// auditSpec for no route.
+func auditOf(r *http.Request) (auditSpec, *chi.Context) {
+	rt, ok := routeOf(r.Context())
+	if !ok {
+		return auditSpec{}, nil
+	}
+	return rt.audit, rt.params
+}

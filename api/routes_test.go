@@ -1,0 +1,35 @@
+package api
+
+import (
+	"net/http"
+	"testing"
+)
+
+// Every route that may change something declares the role it needs and
+// its audit action (or why it changes nothing): a route added without them
+// fails here, before a read token may use it or a change goes unrecorded.
+func TestEveryChangeDeclaresRoleAndAudit(t *testing.T) {
+	seen := map[string]bool{}
+	for _, rt := range (&server{}).routes() {
+		key := rt.method + " " + prefix + rt.pattern
+		if seen[key] {
+			t.Errorf("%s: declared twice", key)
+		}
+		seen[key] = true
+		if rt.handler == nil {
+			t.Errorf("%s: no handler", key)
+		}
+		if rt.role != RoleRead && rt.role != RoleWrite {
+			t.Errorf("%s: declares no role", key)
+		}
+		switch rt.method {
+		case http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch:
+			if rt.audit.action == "" && rt.audit.readOnly == "" {
+				t.Errorf("%s: declares no audit action, nor why it changes nothing", key)
+			}
+			if rt.audit.action != "" && rt.role != RoleWrite {
+				t.Errorf("%s: a change a read token may make", key)
+			}
+		}
+	}
+}
