@@ -318,54 +318,43 @@ func runChain(ctx context.Context, c *ssh.Client, script, nonce string, onLine f
 }
 
 // runSegment runs steps that travel inline in one session, and returns as
-// executeChain does.
-func (i *Installer) runSegment(runs []*stepRun) (int, int, bool, error) {
+// execute does.
+func (i *Installer) runSegment(runs []*stepRun) outcome {
 	var total time.Duration
 	for _, r := range runs {
 		total += stepTimeout(r.s) + time.Minute
 	}
 	ctx, cancel := context.WithTimeout(runs[0].ctx, total)
 	defer cancel()
-	cfg, err := i.config(ctx)
+	cfg, c, err := i.connect(ctx, runs[0].s.Node)
 	if err != nil {
-		return 0, -1, true, err
-	}
-	auth, err := i.nodeAuth(ctx, cfg)
-	if err != nil {
-		return 0, -1, true, err
-	}
-	c, err := i.client(ctx, runs[0].s.Node, auth)
-	if err != nil {
-		return 0, -1, true, err
+		return outcome{code: -1, err: err}
 	}
 	pres := make([]string, len(runs))
 	for k, r := range runs {
 		if pres[k], err = r.prelude(ctx, cfg); err != nil {
-			return k, -1, true, err
+			return outcome{at: k, code: -1, err: err}
 		}
 	}
 	nonce := newNonce()
 	script, err := chainScript(runs, pres, nonce)
 	if err != nil {
-		return 0, -1, true, err
+		return outcome{code: -1, err: err}
 	}
 	red := cfg.OutputRedactor()
 	prog := newProgress()
 	var (
-		mu     sync.Mutex
-		cur    = -1
-		tails  = make([][]string, len(runs))
-		stopAt = -1
-		code   = -1
-		stop   error
-		ended  bool
-		stored = true
+		mu      sync.Mutex
+		cur     = -1
+		stopped = outcome{at: -1, code: -1}
+		ended   bool
+		stored  = true
 	)
 	valid := func(k int) bool { return k >= 0 && k < len(runs) }
 	tail := func(k int) string {
 		mu.Lock()
 		defer mu.Unlock()
-		return red.Redact(strings.Join(tails[k], " | "))
+		return red.Redact(runs[k].tail.String())
 	}
 	// The two streams' lines go out one at a time: each line's number is
 	// the order it is published in.
@@ -375,13 +364,7 @@ func (i *Installer) runSegment(runs []*stepRun) (int, int, bool, error) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if stream == "stderr" {
-			tails[k] = append(tails[k], text)
-			if len(tails[k]) > 5 {
-				tails[k] = tails[k][1:]
-			}
-		}
-		runs[k].line(stream, red.Redact(text))
+		runs[k].output(red, stream, text)
 	}
 	// Marks come in order from stdout; the first that stops the chain
 	// ends the reading of results.
@@ -390,7 +373,7 @@ func (i *Installer) runSegment(runs []*stepRun) (int, int, bool, error) {
 			ended = true
 			return
 		}
-		if !valid(m.k) || stopAt >= 0 || !stored {
+		if !valid(m.k) || stopped.at >= 0 || !stored {
 			return
 		}
 		r := runs[m.k]
@@ -416,25 +399,19 @@ func (i *Installer) runSegment(runs []*stepRun) (int, int, bool, error) {
 		case "exit":
 			prog.wait(m.k)
 			rc, _ := strconv.Atoi(strings.Join(m.args, ""))
-			switch {
-			case r.cancelled.Load() != nil || runs[0].cancelled.Load() != nil:
-				stopAt, stop = m.k, permanent{fmt.Errorf("cancelled")}
-			case rc == 0:
+			code, err := r.exitError(execResult{code: rc}, r.cancelled.Load() != nil || runs[0].cancelled.Load() != nil, tail(m.k))
+			if err != nil {
+				stopped = outcome{at: m.k, code: code, err: err}
+			} else {
 				stored = r.succeed(contract.StateSucceeded)
-			case rc == exitLocked:
-				stopAt, stop = m.k, fmt.Errorf("another run of this step holds its lock on the node")
-			case rc == 124:
-				stopAt, stop = m.k, permanent{fmt.Errorf("timed out after %s; the command was killed on the node", stepTimeout(r.s))}
-			default:
-				stopAt, code, stop = m.k, rc, permanent{errScript{code: rc, tail: tail(m.k)}}
 			}
 		case "settle":
 			prog.wait(m.k)
-			stopAt, stop = m.k, fmt.Errorf("an earlier run of %s on %s: %s", r.s.Key, r.s.Node, tail(m.k))
+			stopped = outcome{at: m.k, code: -1, err: fmt.Errorf("an earlier run of %s on %s: %s", r.s.Key, r.s.Node, tail(m.k))}
 		case "owner":
-			stopAt, stop = m.k, permanent{fmt.Errorf("%s is owned by engine %s; remove %s on the node to hand it to this engine", r.s.Node, strings.Join(m.args, " "), nodefs.Owner)}
+			stopped = outcome{at: m.k, code: -1, err: r.ownedBy(strings.Join(m.args, " "))}
 		case "badfile":
-			stopAt, stop = m.k, fmt.Errorf("transfer to %s incomplete (node has %q); sending again", r.s.Node, strings.Join(m.args, " "))
+			stopped = outcome{at: m.k, code: -1, err: fmt.Errorf("transfer to %s incomplete (node has %q); sending again", r.s.Node, strings.Join(m.args, " "))}
 		}
 	}
 	kill := func() {
@@ -451,17 +428,21 @@ func (i *Installer) runSegment(runs []*stepRun) (int, int, bool, error) {
 	at := max(cur, 0)
 	switch {
 	case !stored:
-		return at, -1, false, nil
-	case stopAt >= 0:
-		return stopAt, code, true, stop
-	case runs[0].cancelled.Load() != nil:
-		return at, -1, true, permanent{fmt.Errorf("cancelled")}
-	case ctx.Err() != nil && runs[0].ctx.Err() == nil:
-		return at, -1, true, permanent{fmt.Errorf("timed out after %s; the command was killed on the node", stepTimeout(runs[at].s))}
-	case res.err != nil:
-		return at, -1, true, res.err
-	case !ended:
-		return at, -1, true, fmt.Errorf("the node's shell ended (exit status %d) before %s finished", res.code, runs[at].s.ID)
+		return outcome{at: at, code: -1, lost: true}
+	case stopped.at >= 0:
+		return stopped
 	}
-	return len(runs), 0, true, nil
+	cancelled := runs[0].cancelled.Load() != nil
+	if ctx.Err() != nil && runs[0].ctx.Err() == nil {
+		// The chain's own deadline, not its message's end, stopped it.
+		res.err = context.DeadlineExceeded
+	}
+	if res.err == nil && !cancelled {
+		if !ended {
+			return outcome{at: at, code: -1, err: fmt.Errorf("the node's shell ended (exit status %d) before %s finished", res.code, runs[at].s.ID)}
+		}
+		return outcome{at: len(runs)}
+	}
+	_, err = runs[at].exitError(execResult{code: -1, err: res.err}, cancelled, "")
+	return outcome{at: at, code: -1, err: err}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
@@ -198,4 +199,19 @@ func (i *Installer) config(ctx context.Context) (contract.Config, error) {
 		return cfg, fmt.Errorf("the nodes' credentials: %w", err)
 	}
 	return cfg, nil
+}
+
+// connect reads the nodes' credentials and returns them with the pooled
+// connection to node.
+func (i *Installer) connect(ctx context.Context, node string) (contract.Config, *ssh.Client, error) {
+	cfg, err := i.config(ctx)
+	if err != nil {
+		return cfg, nil, err
+	}
+	auth, err := i.nodeAuth(ctx, cfg)
+	if err != nil {
+		return cfg, nil, err
+	}
+	c, err := i.client(ctx, node, auth)
+	return cfg, c, err
 }

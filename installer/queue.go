@@ -85,18 +85,18 @@ func (i *Installer) handle(m jetstream.Msg) {
 	defer i.track(head, nil, false)
 	stop := make(chan struct{})
 	go i.keepAlive(m, runs, stop)
-	k, code, stored, err := i.executeChain(runs)
+	out := i.execute(runs)
 	close(stop)
-	if i.ctx.Err() != nil || !stored {
+	if i.ctx.Err() != nil || out.lost {
 		return // stopping, or a result the engine never stored: the steps come back
 	}
-	if err == nil {
+	if out.err == nil {
 		_ = m.Ack()
 		return
 	}
 	// A failed step ends its chain: the steps after it did not run, and the
 	// planner, told of the failure, decides again about them.
-	r := runs[k]
+	r, code, err := runs[out.at], out.code, out.err
 	switch why := head.cancelled.Load(); {
 	case why != nil:
 		// The deployment is over: nothing will retry this step.

@@ -3,7 +3,6 @@ package installer
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -29,39 +28,8 @@ type stepRun struct {
 	cancelled atomic.Pointer[string]
 	// ended is set once the step's final event is stored.
 	ended atomic.Bool
-}
-
-// executeChain runs the steps once, in order, and reports each step's
-// start and success as it happens, its result stored before the next
-// step begins. It returns the index of the step that stopped the chain,
-// with its exit code and error (or len(runs) and nil), and whether every
-// result it reported was stored.
-func (i *Installer) executeChain(runs []*stepRun) (int, int, bool, error) {
-	for k := 0; k < len(runs); {
-		if !chainable(runs[k].s) {
-			// Files from this machine go file by file, as a step alone.
-			runs[k].started = time.Now().UTC()
-			state, code, err := runs[k].execute()
-			if err != nil {
-				return k, code, true, err
-			}
-			if !runs[k].succeed(state) {
-				return k, 0, false, nil
-			}
-			k++
-			continue
-		}
-		j := k
-		for j < len(runs) && chainable(runs[j].s) {
-			j++
-		}
-		stopped, code, stored, err := i.runSegment(runs[k:j])
-		if err != nil || !stored {
-			return k + stopped, code, stored, err
-		}
-		k = j
-	}
-	return len(runs), 0, true, nil
+	// tail is its script's last lines of stderr; output writes it.
+	tail stderrTail
 }
 
 // succeed reports a step done; false when its event was not stored.
@@ -75,119 +43,16 @@ func (r *stepRun) succeed(state string) bool {
 	return true
 }
 
+// ownedBy is the error of a claim whose node another engine owns.
+func (r *stepRun) ownedBy(owner string) error {
+	return permanent{fmt.Errorf("%s is owned by engine %s; remove %s on the node to hand it to this engine", r.s.Node, owner, nodefs.Owner)}
+}
+
 func codePtr(c int) *int {
 	if c < 0 {
 		return nil
 	}
 	return &c
-}
-
-// errScript is a script that ran and failed: no retry mends it.
-type errScript struct {
-	code int
-	tail string
-}
-
-func (e errScript) Error() string {
-	if e.tail == "" {
-		return fmt.Sprintf("exited with status %d", e.code)
-	}
-	return fmt.Sprintf("exited with status %d: %s", e.code, e.tail)
-}
-
-// execute runs the step once: it returns the final state and exit code,
-// or an error (permanent or not).
-func (r *stepRun) execute() (string, int, error) {
-	i, s := r.i, r.s
-	timeout := stepTimeout(s)
-	ctx, cancel := context.WithTimeout(r.ctx, timeout+time.Minute)
-	defer cancel()
-	cfg, err := i.config(ctx)
-	if err != nil {
-		return "", -1, err
-	}
-	auth, err := i.nodeAuth(ctx, cfg)
-	if err != nil {
-		return "", -1, err
-	}
-	c, err := i.client(ctx, s.Node, auth)
-	if err != nil {
-		return "", -1, err
-	}
-	_ = r.report(contract.StateRunning, nil, "", false)
-	key, marker := nodefs.MarkerName(s.Key), nodefs.Marker(s.Key)
-	// An earlier attempt of this step may still run on the node (its
-	// installer died, or its message came back): never run two at once.
-	note, err := settle(ctx, c, key, s.Hash)
-	if err != nil {
-		return "", -1, fmt.Errorf("an earlier run of %s on %s: %w", s.Key, s.Node, err)
-	}
-	if note != "" {
-		r.line("stdout", note)
-	}
-	have, err := output(ctx, c, "cat "+marker+" 2>/dev/null || true", nil)
-	if err != nil {
-		return "", -1, fmt.Errorf("read step marker on %s: %w", s.Node, err)
-	}
-	if f := strings.Fields(string(have)); len(f) >= 1 && f[0] == s.Hash {
-		if len(f) >= 2 && f[1] == s.Deployment {
-			// This deployment completed it before the engine stopped.
-			return contract.StateSucceeded, 0, nil
-		}
-		return contract.StateUnchanged, 0, nil
-	}
-	if s.Claim {
-		owner, _ := output(ctx, c, nodefs.ReadOwner, nil)
-		if nodefs.OwnedElsewhere(string(owner), s.Engine) {
-			return "", -1, permanent{fmt.Errorf("%s is owned by engine %s; remove %s on the node to hand it to this engine", s.Node, strings.TrimSpace(string(owner)), nodefs.Owner)}
-		}
-	}
-	if len(s.Files) > 0 && strings.TrimSpace(string(have)) != "" {
-		// The node is about to leave the state its marker records: a step
-		// that fails from here on must not pass for the old one applied
-		// (a revert to it would find nothing to do).
-		if _, err := output(ctx, c, "rm -f "+marker, nil); err != nil {
-			return "", -1, fmt.Errorf("clear step marker on %s: %w", s.Node, err)
-		}
-	}
-	for _, f := range s.Files {
-		sent, err := i.upload(ctx, c, f)
-		if err != nil {
-			return "", -1, err
-		}
-		if sent {
-			r.line("stdout", "sent "+f.Path)
-		}
-	}
-	pre, err := r.prelude(ctx, cfg)
-	if err != nil {
-		return "", -1, err
-	}
-	var tail []string
-	red := cfg.OutputRedactor()
-	deadline := time.Now().Add(timeout + 5*time.Second)
-	res := runStep(ctx, c, stepJob{key: key, hash: s.Hash, deployment: s.Deployment, until: deadline}, withPrelude(pre, s.Script), timeout, func(stream, text string) {
-		if stream == "stderr" {
-			tail = append(tail, text)
-			if len(tail) > 5 {
-				tail = tail[1:]
-			}
-		}
-		r.line(stream, red.Redact(text))
-	})
-	switch {
-	case r.cancelled.Load() != nil:
-		return "", -1, permanent{errors.New("cancelled")}
-	case res.err == nil && res.code == exitLocked:
-		return "", -1, errors.New("another run of this step holds its lock on the node")
-	case errors.Is(res.err, context.DeadlineExceeded) || (res.err == nil && res.code == 124):
-		return "", -1, permanent{fmt.Errorf("timed out after %s; the command was killed on the node", timeout)}
-	case res.err != nil:
-		return "", -1, res.err
-	case res.code != 0:
-		return "", res.code, permanent{errScript{code: res.code, tail: red.Redact(strings.Join(tail, " | "))}}
-	}
-	return contract.StateSucceeded, 0, nil
 }
 
 // prelude is what runs before a step's own script, under its lock: its
@@ -227,6 +92,13 @@ func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, err
 // take the place of the prelude's trap that writes the step's marker.
 func withPrelude(pre, script string) string {
 	return pre + "(\n" + strings.TrimSuffix(script, "\n") + "\n)\n"
+}
+
+// output publishes a line of the step's script, redacted, and keeps the
+// last of stderr for its error. Its caller makes the calls one at a time.
+func (r *stepRun) output(red contract.OutputRedactor, stream, text string) {
+	r.tail.add(stream, text)
+	r.line(stream, red.Redact(text))
 }
 
 func (r *stepRun) line(stream, text string) {

@@ -1,0 +1,105 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// outcome is how a message's steps ran once.
+type outcome struct {
+	// at is the step that stopped the run (len(runs) when none did), code
+	// its exit status (-1 for none) and err why it stopped.
+	at, code int
+	err      error
+	// lost is set when a result could not be stored: the steps are left
+	// to come back.
+	lost bool
+}
+
+// execute runs a message's steps once, in order, and reports each step's
+// start and success as it happens, its result stored before the next step
+// begins. Steps go in chain scripts (runSegment), a step alone as a chain
+// of one; only a step whose files the installer sends itself runs apart
+// (runSent).
+func (i *Installer) execute(runs []*stepRun) outcome {
+	for k := 0; k < len(runs); {
+		j := k + 1
+		var out outcome
+		if chainable(runs[k].s) {
+			for j < len(runs) && chainable(runs[j].s) {
+				j++
+			}
+			out = i.runSegment(runs[k:j])
+		} else {
+			out = runs[k].runSent()
+		}
+		if out.err != nil || out.lost {
+			out.at += k
+			return out
+		}
+		k = j
+	}
+	return outcome{at: len(runs)}
+}
+
+// errCancelled is a step stopped by its deployment's cancel: nothing will
+// try it again.
+var errCancelled = permanent{errors.New("cancelled")}
+
+// exitError classifies how a step's script ended on the node: the exit
+// code to report (-1 for none) and why it failed, nil when it did not.
+// cancelled tells whether the step's deployment was cancelled meanwhile;
+// tail is its last lines of stderr.
+func (r *stepRun) exitError(res execResult, cancelled bool, tail string) (int, error) {
+	switch {
+	case cancelled:
+		return -1, errCancelled
+	case errors.Is(res.err, context.DeadlineExceeded):
+		return -1, r.timedOut()
+	case res.err != nil:
+		return -1, res.err
+	case res.code == 0:
+		return 0, nil
+	case res.code == exitLocked:
+		return -1, errors.New("another run of this step holds its lock on the node")
+	case res.code == 124:
+		return -1, r.timedOut()
+	}
+	return res.code, permanent{errScript{code: res.code, tail: tail}}
+}
+
+// timedOut is a step killed at its deadline: a retry would only wait as
+// long again.
+func (r *stepRun) timedOut() error {
+	return permanent{fmt.Errorf("timed out after %s; the command was killed on the node", stepTimeout(r.s))}
+}
+
+// errScript is a script that ran and failed: no retry mends it.
+type errScript struct {
+	code int
+	tail string
+}
+
+func (e errScript) Error() string {
+	if e.tail == "" {
+		return fmt.Sprintf("exited with status %d", e.code)
+	}
+	return fmt.Sprintf("exited with status %d: %s", e.code, e.tail)
+}
+
+// stderrTail keeps a step's last lines of stderr, for its error.
+type stderrTail []string
+
+func (t *stderrTail) add(stream, text string) {
+	if stream != "stderr" {
+		return
+	}
+	*t = append(*t, text)
+	if len(*t) > 5 {
+		*t = (*t)[1:]
+	}
+}
+
+func (t stderrTail) String() string { return strings.Join(t, " | ") }
