@@ -33,38 +33,20 @@ type stack struct {
 
 func up(t *testing.T) *stack {
 	t.Helper()
-	var agents []agentUser
-	for _, n := range bed.Nodes {
-		tok := strings.ReplaceAll(n.IP, ".", "-")
-		agents = append(agents, agentUser{IP: n.IP, User: "node-" + tok, Password: secret(), Subjects: subject.NodeAll(n.IP)})
-	}
-	c, err := startNATS(t.TempDir(), agents)
+	c, err := startNATS(t.TempDir(), agents())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.stopAll)
-	catalogs, err := filepath.Abs("testdata/catalogs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Every process of one engine holds the same engine key.
-	key := secret() + secret()
-	data := func() string {
-		d := t.TempDir()
-		if err := os.WriteFile(filepath.Join(d, "engine-key"), []byte(key+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	common := []string{"--nats", c.url(), "--catalog", catalogs, "--step-ack-wait", ackWait, "--log-level", "debug"}
+	opts := processes(t, c)
 	s := &stack{nats: c}
 	for i := range s.apis {
-		s.apis[i] = harness.Start(t, harness.Options{Data: data(), Args: append([]string{"--only", "api,planner"}, common...)})
+		s.apis[i] = harness.Start(t, opts[i])
 	}
 	for i := range s.installer {
-		s.installer[i] = harness.Start(t, harness.Options{Data: data(), NoHTTP: true, Args: append([]string{"--only", "installer"}, common...)})
+		s.installer[i] = harness.Start(t, opts[2+i])
 	}
-	s.monitor = harness.Start(t, harness.Options{Data: data(), NoHTTP: true, Args: append([]string{"--only", "monitor,logs"}, common...)})
+	s.monitor = harness.Start(t, opts[4])
 	// DE_CLUSTER_LOGS=DIR keeps every process's log of a failed run.
 	if dir := os.Getenv("DE_CLUSTER_LOGS"); dir != "" {
 		t.Cleanup(func() {
@@ -81,6 +63,38 @@ func up(t *testing.T) *stack {
 		t.Fatalf("the engine did not declare its streams with 3 replicas on a 3-server cluster:\n%s", tail(log, 20))
 	}
 	return s
+}
+
+// agents are the NATS users of the bed's nodes' agents.
+func agents() []agentUser {
+	var out []agentUser
+	for _, n := range bed.Nodes {
+		tok := strings.ReplaceAll(n.IP, ".", "-")
+		out = append(out, agentUser{IP: n.IP, User: "node-" + tok, Password: secret(), Subjects: subject.NodeAll(n.IP)})
+	}
+	return out
+}
+
+// processes are the options of the README's split of one engine on c, in
+// the stack's order: api+planner twice, two installers, monitor+logs. Every
+// process holds the same engine key.
+func processes(t *testing.T, c *natsCluster) []harness.Options {
+	t.Helper()
+	catalogs, err := filepath.Abs("testdata/catalogs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := secret() + secret()
+	common := []string{"--nats", c.url(), "--catalog", catalogs, "--step-ack-wait", ackWait, "--log-level", "debug"}
+	var out []harness.Options
+	for _, only := range []string{"api,planner", "api,planner", "installer", "installer", "monitor,logs"} {
+		d := t.TempDir()
+		if err := os.WriteFile(filepath.Join(d, "engine-key"), []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, harness.Options{Data: d, NoHTTP: !strings.HasPrefix(only, "api"), Args: append([]string{"--only", only}, common...)})
+	}
+	return out
 }
 
 func TestCluster(t *testing.T) {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -27,6 +29,8 @@ type natsCluster struct {
 	names     []string
 	ports     []int
 	servers   []*server.Server
+	bin       string      // a nats-server binary the members run as, or "" for in this process
+	procs     []*exec.Cmd // the members' processes when bin is set
 	enginePW  string
 	observePW string
 }
@@ -57,11 +61,27 @@ func freePort() (int, error) {
 }
 
 func startNATS(dir string, agents []agentUser) (*natsCluster, error) {
+	c, err := newNATS(dir, agents, "")
+	if err != nil {
+		return nil, err
+	}
+	for i := range 3 {
+		if err := c.start(i); err != nil {
+			c.stopAll()
+			return nil, err
+		}
+	}
+	return c, c.waitStreams(30 * time.Second)
+}
+
+// newNATS writes the members' configs and starts none of them. With bin
+// (a nats-server binary) each member runs as its own process of it.
+func newNATS(dir string, agents []agentUser, bin string) (*natsCluster, error) {
 	tmpl, err := template.ParseFiles("testdata/nats.conf.tmpl")
 	if err != nil {
 		return nil, err
 	}
-	c := &natsCluster{dir: dir, enginePW: secret(), observePW: secret(), servers: make([]*server.Server, 3)}
+	c := &natsCluster{dir: dir, bin: bin, enginePW: secret(), observePW: secret(), servers: make([]*server.Server, 3), procs: make([]*exec.Cmd, 3)}
 	var routes []string
 	var cports []int
 	for range 3 {
@@ -89,18 +109,15 @@ func startNATS(dir string, agents []agentUser) (*natsCluster, error) {
 		}
 		c.files, c.names = append(c.files, f), append(c.names, m.Name)
 	}
-	for i := range 3 {
-		if err := c.start(i); err != nil {
-			c.stopAll()
-			return nil, err
-		}
-	}
-	return c, c.waitStreams(30 * time.Second)
+	return c, nil
 }
 
 func (c *natsCluster) start(i int) error {
-	if c.servers[i] != nil {
+	if c.servers[i] != nil || c.procs[i] != nil {
 		return nil
+	}
+	if c.bin != "" {
+		return c.startProcess(i)
 	}
 	o, err := server.ProcessConfigFile(c.files[i])
 	if err != nil {
@@ -120,7 +137,30 @@ func (c *natsCluster) start(i int) error {
 	return nil
 }
 
+// startProcess runs member i as a process of c.bin and waits until its
+// client port accepts connections.
+func (c *natsCluster) startProcess(i int) error {
+	cmd := exec.Command(c.bin, "-c", c.files[i])
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", c.names[i], err)
+	}
+	c.procs[i] = cmd
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", c.ports[i])); err == nil {
+			conn.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("%s (%s) not ready", c.names[i], c.bin)
+}
+
 func (c *natsCluster) stop(i int) {
+	if p := c.procs[i]; p != nil {
+		_ = p.Process.Kill()
+		_ = p.Wait()
+		c.procs[i] = nil
+	}
 	if s := c.servers[i]; s != nil {
 		s.Shutdown()
 		s.WaitForShutdown()

@@ -67,6 +67,7 @@ type Engine struct {
 	cmd     *exec.Cmd
 	LogPath string
 	noHTTP  bool
+	mark    int // "engine starting" lines in the log before the last launch
 }
 
 // Options start an engine.
@@ -82,6 +83,17 @@ type Options struct {
 // Start runs `deployment-engine serve` and waits for /healthz.
 func Start(t testing.TB, o Options) *Engine {
 	t.Helper()
+	e := Launch(t, o)
+	if err := e.Ready(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// Launch runs `deployment-engine serve` and returns at once, as an init
+// system starts a service; Ready waits for it.
+func Launch(t testing.TB, o Options) *Engine {
+	t.Helper()
 	if o.Data == "" {
 		o.Data = t.TempDir()
 	}
@@ -90,12 +102,20 @@ func Start(t testing.TB, o Options) *Engine {
 	}
 	e := &Engine{t: t, Bin: Binary(t), Data: o.Data, Addr: "127.0.0.1:" + strconv.Itoa(o.Port), Token: "e2e-token-" + strconv.Itoa(o.Port), Args: o.Args, noHTTP: o.NoHTTP}
 	e.LogPath = filepath.Join(o.Data, "engine-test.log")
-	e.start()
+	e.launch()
 	t.Cleanup(e.Stop)
 	return e
 }
 
 func (e *Engine) start() {
+	e.t.Helper()
+	e.launch()
+	if err := e.Ready(30 * time.Second); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *Engine) launch() {
 	e.t.Helper()
 	logf, err := os.OpenFile(e.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -109,30 +129,47 @@ func (e *Engine) start() {
 	// timeout left an engine on the bed's NATS port, which the next run's
 	// engine could not take.
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	e.mark = strings.Count(e.Log(), "engine starting")
 	if err := e.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	if e.noHTTP {
-		mark := strings.Count(e.Log(), "engine starting")
-		for time.Now().Before(deadline) {
-			if strings.Count(e.Log(), "engine starting") > mark {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
+}
+
+// Ready waits until the engine launched last answers /healthz, or, serving
+// no API, has connected to its bus; an engine that exits stops the wait.
+func (e *Engine) Ready(within time.Duration) error {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if e.cmd == nil || e.exited() {
+			return fmt.Errorf("engine exited before it was ready; its log:\n%s", e.Log())
 		}
-		e.t.Fatalf("engine did not connect to its bus within 30s; its log:\n%s", e.Log())
-	}
-	for time.Now().Before(deadline) {
+		if e.noHTTP {
+			if strings.Count(e.Log(), "engine starting") > e.mark {
+				return nil
+			}
+			continue
+		}
 		if resp, err := http.Get("http://" + e.Addr + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	e.t.Fatalf("engine did not answer /healthz within 30s; its log:\n%s", e.Log())
+	if e.noHTTP {
+		return fmt.Errorf("engine did not connect to its bus within %s; its log:\n%s", within, e.Log())
+	}
+	return fmt.Errorf("engine did not answer /healthz within %s; its log:\n%s", within, e.Log())
+}
+
+// exited tells whether the engine's process has ended: a zombie until
+// Stop reaps it.
+func (e *Engine) exited() bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", e.cmd.Process.Pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
 }
 
 // Log returns what the engine printed.
