@@ -8,9 +8,11 @@ BIN     := bin/deployment-engine
 TESTBED := bin/de-testbed
 MODULES := services api planner installer monitor notify logsvc deploy integration/testbed integration
 # Debian packages the test bed, the end-to-end tests and the demo need (ruby
-# renders BOSH job templates with its own ERB).
+# renders BOSH job templates with its own ERB; the cold-start tests run
+# Debian's nats-server, whose own service is switched off: it would hold
+# port 4222, where the engine's embedded NATS meets the node agents).
 APT_PKGS := openssh-server monit iproute2 util-linux lxcfs strace dpkg-dev apt-utils curl ca-certificates \
-            redis-tools postgresql-client prometheus chromium ansible-core ruby
+            redis-tools postgresql-client prometheus chromium ansible-core ruby nats-server
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 45m
 # make test fuzzes each fuzz target this long; make chaos runs this many
@@ -41,6 +43,7 @@ deps:
 	  if [ "$$(id -u)" != 0 ]; then echo "missing packages:$$missing — run 'make deps' as root" >&2; exit 1; fi; \
 	  echo "installing:$$missing"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  case "$$missing" in *nats-server*) systemctl disable --now nats-server >/dev/null 2>&1 || true;; esac; \
 	fi
 
 # modules checks that every module builds on its own, outside the workspace.
