@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -17,6 +16,44 @@ import (
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
 )
+
+// auditRecord is what a change's handler tells the audit beyond what its
+// route declares: the object it acted on, and a word for the entry's
+// detail. A nil record, a request's that is not audited, takes nothing.
+type auditRecord struct {
+	object        string
+	component, ip string
+	detail        string
+}
+
+type auditRecordKey struct{}
+
+// recordOf is the request's audit record, nil when it is not audited.
+func recordOf(r *http.Request) *auditRecord {
+	a, _ := r.Context().Value(auditRecordKey{}).(*auditRecord)
+	return a
+}
+
+// target records the instance a request acts on.
+func (a *auditRecord) target(t contract.Target) {
+	if a != nil {
+		a.object, a.component, a.ip = t.Comp+"@"+t.IP, t.Comp, t.IP
+	}
+}
+
+// named records the object a request acts on.
+func (a *auditRecord) named(object string) {
+	if a != nil {
+		a.object = object
+	}
+}
+
+// note adds a word to the entry's detail.
+func (a *auditRecord) note(detail string) {
+	if a != nil {
+		a.detail = detail
+	}
+}
 
 // recorder keeps a response's status and the start of its body.
 type recorder struct {
@@ -48,7 +85,8 @@ func (r *recorder) Write(b []byte) (int, error) {
 
 // audit records every change made through the API, after it was answered:
 // who (the token's name), what, on what, how it ended, and the config's
-// change as a diff of its redacted form.
+// change as a diff of its redacted form. What the route declares and what
+// its handler recorded make the entry; it reads no request body.
 func (s *server) audit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		spec, params := auditOf(r)
@@ -57,12 +95,11 @@ func (s *server) audit(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		var body []byte
-		if action != contract.AuditRelease && action != contract.AuditConfig && action != contract.AuditPlan && r.Body != nil {
-			// Read the start of small bodies and hand the handler all of it.
-			body, _ = io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
-			r.Body = readCloser{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		note := &auditRecord{object: spec.object}
+		if spec.param != "" {
+			note.object = params.URLParam(spec.param)
 		}
+		r = r.WithContext(context.WithValue(r.Context(), auditRecordKey{}, note))
 		var before map[string]any
 		if spec.diff {
 			// One config change at a time, so the diff is this request's.
@@ -72,42 +109,24 @@ func (s *server) audit(next http.Handler) http.Handler {
 		}
 		rec := &recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		e := contract.AuditEntry{Actor: actorOf(r.Context()), Action: action, Object: spec.object, Code: rec.code, Result: "ok"}
+		e := contract.AuditEntry{Actor: actorOf(r.Context()), Action: action, Code: rec.code, Result: "ok",
+			Object: note.object, Component: note.component, IP: note.ip}
+		// Every reply names its failure, and the deployment a change started.
 		var reply struct {
-			ID      string `json:"id"`
-			Error   string `json:"error"`
-			Name    string `json:"name"`
-			Version string `json:"version"`
+			ID    string `json:"id"`
+			Error string `json:"error"`
 		}
 		_ = json.Unmarshal(rec.body.Bytes(), &reply)
 		if rec.code >= 400 {
 			e.Result, e.Detail = "failed", reply.Error
 		}
 		e.Deployment = reply.ID
-		if spec.param != "" {
-			e.Object = params.URLParam(spec.param)
-		}
 		if spec.planID {
 			// A plan's id is no deployment's.
 			e.Deployment, e.Object = "", cmp.Or(reply.ID, e.Object)
 		}
-		switch action {
-		case contract.AuditRestart, contract.AuditStop:
-			if t, problem := parseTarget(body, r); problem == "" {
-				e.Component, e.IP = t.Comp, t.IP
-				e.Object = t.Comp + "@" + t.IP
-			}
-		case contract.AuditScale:
-			e.Object = scaleObject(body)
-		case contract.AuditHeal:
-			var h struct {
-				Enabled *bool `json:"enabled"`
-			}
-			if json.Unmarshal(body, &h) == nil && h.Enabled != nil {
-				e.Detail = strings.TrimSpace(e.Detail + fmt.Sprintf(" enabled=%v", *h.Enabled))
-			}
-		case contract.AuditRelease:
-			e.Object = strings.Trim(reply.Name+"/"+reply.Version, "/")
+		if note.detail != "" {
+			e.Detail = strings.TrimSpace(e.Detail + " " + note.detail)
 		}
 		if spec.diff && rec.code < 300 {
 			e.Diff = diffJSON(before, s.configSnapshot(r.Context()))
@@ -118,39 +137,6 @@ func (s *server) audit(next http.Handler) http.Handler {
 			s.log.Error("audit entry lost", "action", action, "actor", e.Actor, "err", err)
 		}
 	})
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
-}
-
-// scaleObject names the instances a scale request adds.
-func scaleObject(body []byte) string {
-	var raw any
-	if json.Unmarshal(body, &raw) != nil {
-		return "scale"
-	}
-	list, ok := raw.([]any)
-	if !ok {
-		list = []any{raw}
-	}
-	var out []string
-	for _, x := range list {
-		m, _ := x.(map[string]any)
-		var comp, ip string
-		for k, v := range m {
-			str, _ := v.(string)
-			switch strings.ToLower(k) {
-			case "comp", "component", "name":
-				comp = str
-			case "ip":
-				ip = str
-			}
-		}
-		out = append(out, comp+"@"+ip)
-	}
-	return strings.Join(out, ",")
 }
 
 // configSnapshot is the stored config as clients see it (secrets

@@ -56,6 +56,9 @@ func (s *server) authorize(next http.Handler) http.Handler {
 		id, ok := identityOf(r.Context())
 		need := needRole(r)
 		if ok && id.role < need {
+			if rt, found := routeOf(r.Context()); found && rt.reads != nil {
+				rt.reads(unanswered{}, r)
+			}
 			writeError(w, http.StatusForbidden, r.Method+" "+contract.Clip(r.URL.Path)+" needs a token with the "+need.String()+
 				" role; "+id.name+"'s token has the "+id.role.String()+" role (roles are set in <data>/api-tokens)")
 			return
@@ -63,6 +66,14 @@ func (s *server) authorize(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// unanswered drops what a refused request's reader would answer: the
+// answer is the refusal.
+type unanswered struct{}
+
+func (unanswered) Header() http.Header         { return http.Header{} }
+func (unanswered) Write(b []byte) (int, error) { return len(b), nil }
+func (unanswered) WriteHeader(int)             {}
 
 // bearer reads the token of an Authorization header; the scheme is
 // case-insensitive (RFC 9110 §11.1).

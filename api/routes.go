@@ -22,6 +22,17 @@ type route struct {
 	handler http.HandlerFunc
 	role    Role
 	audit   auditSpec
+	// reads, for a change whose entry names what its body asks for, reads
+	// the request as its handler does, recording that: a request refused
+	// before its handler runs is read by it alone, so that its entry
+	// names what was asked too.
+	reads func(http.ResponseWriter, *http.Request)
+}
+
+// reading makes a request reader a route's reads: what it returns is for
+// the handler, what it records for the audit.
+func reading[T any](read func(http.ResponseWriter, *http.Request) (T, bool)) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) { _, _ = read(w, r) }
 }
 
 // auditSpec is what the audit records of a route's requests. The handler
@@ -63,7 +74,7 @@ func (s *server) routes() []route {
 		// The SPEC's deploy by GET starts one too.
 		{method: http.MethodGet, pattern: "/deploy", handler: s.deploy, role: RoleWrite, audit: deploy},
 		{method: http.MethodPost, pattern: "/deploy", handler: s.deploy, role: RoleWrite, audit: deploy},
-		{method: http.MethodPost, pattern: "/scale", handler: s.scale, role: RoleWrite,
+		{method: http.MethodPost, pattern: "/scale", handler: s.scale, role: RoleWrite, reads: reading(readScale),
 			audit: auditSpec{action: contract.AuditScale, object: contract.AuditScale, diff: true}},
 		{method: http.MethodPost, pattern: "/rollback", handler: s.rollback, role: RoleWrite,
 			audit: auditSpec{action: contract.AuditRollback, object: "deployment", diff: true}},
@@ -82,10 +93,12 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/status", handler: s.status, role: RoleRead},
 		{method: http.MethodGet, pattern: "/hardware", handler: s.hardware, role: RoleRead},
 		{method: http.MethodGet, pattern: "/prometheus/targets", handler: s.promTargets, role: RoleRead},
-		{method: http.MethodPut, pattern: "/restart", handler: s.control("restart"), role: RoleWrite, audit: audited(contract.AuditRestart)},
-		{method: http.MethodPut, pattern: "/stop", handler: s.control("stop"), role: RoleWrite, audit: audited(contract.AuditStop)},
+		{method: http.MethodPut, pattern: "/restart", handler: s.control("restart"), role: RoleWrite, reads: reading(readTarget),
+			audit: audited(contract.AuditRestart)},
+		{method: http.MethodPut, pattern: "/stop", handler: s.control("stop"), role: RoleWrite, reads: reading(readTarget),
+			audit: audited(contract.AuditStop)},
 		{method: http.MethodGet, pattern: "/heal", handler: s.healGet, role: RoleRead},
-		{method: http.MethodPut, pattern: "/heal", handler: s.healSet, role: RoleWrite,
+		{method: http.MethodPut, pattern: "/heal", handler: s.healSet, role: RoleWrite, reads: reading(readHeal),
 			audit: auditSpec{action: contract.AuditHeal, object: "auto-heal"}},
 
 		{method: http.MethodGet, pattern: "/download", handler: s.listLogs, role: RoleRead},

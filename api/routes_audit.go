@@ -137,18 +137,29 @@ func (s *server) healGet(w http.ResponseWriter, r *http.Request) {
 // healSet turns auto-heal on or off: {"enabled": false}. Turning it on
 // also lifts the meltdown guard and gives failing instances a new start.
 func (s *server) healSet(w http.ResponseWriter, r *http.Request) {
+	if enabled, ok := readHeal(w, r); ok {
+		s.call(w, r, subject.HealSet(), contract.HealSet{V: contract.Version, Enabled: enabled, Actor: actorOf(r.Context())})
+	}
+}
+
+// readHeal reads {"enabled": bool} and records the switch asked for.
+func readHeal(w http.ResponseWriter, r *http.Request) (bool, bool) {
 	body, ok := readBody(w, r)
 	if !ok {
-		return
+		return false, false
 	}
 	var in struct {
 		Enabled *bool `json:"enabled"`
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil || in.Enabled == nil {
-		writeError(w, http.StatusBadRequest, `want {"enabled": true} or {"enabled": false}`)
-		return
+	err := dec.Decode(&in)
+	if in.Enabled != nil {
+		recordOf(r).note(fmt.Sprintf("enabled=%v", *in.Enabled))
 	}
-	s.call(w, r, subject.HealSet(), contract.HealSet{V: contract.Version, Enabled: *in.Enabled, Actor: actorOf(r.Context())})
+	if err != nil || in.Enabled == nil {
+		writeError(w, http.StatusBadRequest, `want {"enabled": true} or {"enabled": false}`)
+		return false, false
+	}
+	return *in.Enabled, true
 }

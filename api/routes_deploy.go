@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -20,11 +21,47 @@ func (s *server) deploy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) scale(w http.ResponseWriter, r *http.Request) {
-	body, ok := readBody(w, r)
-	if !ok {
-		return
+	if body, ok := readScale(w, r); ok {
+		s.call(w, r, subject.DeployScale(), body)
 	}
-	s.call(w, r, subject.DeployScale(), body)
+}
+
+// readScale reads a scale's body, for the planner to decode, and records
+// the instances it adds.
+func readScale(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, ok := readBody(w, r)
+	if ok {
+		recordOf(r).named(scaleObject(body))
+	}
+	return body, ok
+}
+
+// scaleObject names the instances a scale request adds.
+func scaleObject(body []byte) string {
+	var raw any
+	if json.Unmarshal(body, &raw) != nil {
+		return "scale"
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		list = []any{raw}
+	}
+	var out []string
+	for _, x := range list {
+		m, _ := x.(map[string]any)
+		var comp, ip string
+		for k, v := range m {
+			str, _ := v.(string)
+			switch strings.ToLower(k) {
+			case "comp", "component", "name":
+				comp = str
+			case "ip":
+				ip = str
+			}
+		}
+		out = append(out, comp+"@"+ip)
+	}
+	return strings.Join(out, ",")
 }
 
 func (s *server) listDeployments(w http.ResponseWriter, r *http.Request) {

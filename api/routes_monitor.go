@@ -97,6 +97,7 @@ func readTarget(w http.ResponseWriter, r *http.Request) (contract.Target, bool) 
 		writeError(w, http.StatusBadRequest, problem)
 		return contract.Target{}, false
 	}
+	recordOf(r).target(t)
 	// No component name or IP is this long: refuse it here, so that no
 	// service quotes it back whole.
 	if len(t.Comp) > maxName || len(t.IP) > maxName {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -52,7 +53,21 @@ func (s *server) uploadRelease(w http.ResponseWriter, r *http.Request) {
 	if code >= 400 {
 		_, _ = io.CopyN(io.Discard, r.Body, drainRefused)
 	}
+	recordOf(r).named(releaseName(out))
 	writeJSON(w, code, out)
+}
+
+// releaseName is "name/version" of the release an upload answered, ""
+// for a refusal. The store's answer is JSON for the client, of a type the
+// API does not know.
+func releaseName(out any) string {
+	b, _ := json.Marshal(out)
+	var rel struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	}
+	_ = json.Unmarshal(b, &rel)
+	return strings.Trim(rel.Name+"/"+rel.Version, "/")
 }
 
 // releaseFiles serves the stored releases' package tarballs to nodes,
