@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -15,81 +14,6 @@ import (
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
-
-// Two schedulers that both believe they drive one deployment never both
-// store it: a, whose lock expired while it stood still (a pause, a cut
-// link: it never noticed), writes after b took the deployment over, and
-// its write is refused; the record keeps b's, a lets go of it, and nothing
-// of a's end (placement, mark, lock) is written. b then finishes it.
-func TestStaleDriverWriteRefused(t *testing.T) {
-	b := bustest.Start(t, bus.ServerOptions{})
-	ctx := context.Background()
-	anc, err := b.Srv.Connect("planner-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer anc.Close()
-	ares, err := bus.Declare(ctx, anc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := watchedPlanner(t, &bustest.Bus{Srv: b.Srv, NC: anc, Res: ares}, "planner-a", time.Minute)
-	if err := a.sched.begin(ctx, diamond("d-x")); err != nil {
-		t.Fatal(err)
-	}
-	// a stands still: nothing renews its lock, which then expires.
-	close(a.sched.done)
-	a.sched.wg.Wait()
-	expired, _ := json.Marshal(lease{Deployment: "d-x", Holder: "planner-a", Expires: time.Now().Add(-time.Second).UTC()})
-	if _, err := b.Res.Scheduler.Put(ctx, keyLease, expired); err != nil {
-		t.Fatal(err)
-	}
-	other := watchedPlanner(t, b, "planner-b", time.Minute)
-	defer other.sched.stop()
-	if err := other.sched.resume(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if id, ok := other.sched.running(); !ok || id != "d-x" {
-		t.Fatalf("b does not drive d-x: %q %v", id, ok)
-	}
-
-	// a wakes up, still driving d-x as far as it knows, and stores a step
-	// result, then ends the deployment.
-	a.sched.mu.Lock()
-	a.sched.cur.Steps[0].State, a.sched.cur.Steps[0].Error = contract.StateFailed, "a's stale view"
-	a.sched.dirty = true
-	a.sched.flushLocked(ctx)
-	driving := a.sched.cur != nil
-	if driving {
-		a.sched.abortLocked(ctx, "a's stale end")
-	}
-	a.sched.mu.Unlock()
-	if driving {
-		t.Error("a still drives d-x after its write was refused")
-	}
-	rec, err := loadRecord(ctx, b.Res, "d-x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec.Steps[0].Error == "a's stale view" || rec.State != contract.DeployRunning || rec.Writer != other.sched.writer {
-		t.Fatalf("the stored record is not b's: %s, written by %s, step %+v", rec.State, rec.Writer, rec.Steps[0])
-	}
-	if _, err := b.Res.Scheduler.Get(ctx, keyPlacement); !bus.IsNotFound(err) {
-		t.Errorf("a placement was stored by the stale driver: %v", err)
-	}
-	if cur, _ := currentID(ctx, b.Res); cur != "d-x" {
-		t.Errorf("current mark: %q", cur)
-	}
-	if own, _, err := other.sched.ownLease(ctx, "d-x"); !own || err != nil {
-		t.Errorf("b's lock: %v %v", own, err)
-	}
-
-	w := startWorker(t, b, nil)
-	defer w.cc.Stop()
-	if d := waitFinished(t, other, "d-x"); d.State != contract.DeploySucceeded {
-		t.Fatalf("b's deployment: %s %q", d.State, d.Error)
-	}
-}
 
 // hookedGet runs hook once, after the first read of key: a write of
 // another process lands between a reader's read and its write.

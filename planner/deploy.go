@@ -14,6 +14,7 @@ import (
 
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -77,7 +78,7 @@ func (p *Planner) start(ctx context.Context, cfg contract.Config, q contract.Upd
 	if err := p.stillCurrent(ctx, cfg); err != nil {
 		return "", err
 	}
-	return p.beginLocked(ctx, rec)
+	return p.beginLocked(ctx, rec, &cfg)
 }
 
 // stillCurrent says whether a deployment prepared from cfg may begin: cfg
@@ -106,18 +107,19 @@ func (p *Planner) currentRev(ctx context.Context, cfg contract.Config) (uint64, 
 
 // noneRunning is a 409 naming the deployment that runs, if one does.
 func (p *Planner) noneRunning() error {
-	if id, ok := p.sched.running(); ok {
+	if id, ok := p.sched.Running(); ok {
 		return &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
 	}
 	return nil
 }
 
-// beginLocked starts a prepared deployment.
-func (p *Planner) beginLocked(ctx context.Context, rec *record) (string, error) {
-	if err := p.sched.begin(ctx, rec); err != nil {
+// beginLocked starts a prepared deployment, keeping cfg, the config it
+// applies (nil: none), in the config history.
+func (p *Planner) beginLocked(ctx context.Context, rec *sched.Record, cfg *contract.Config) (string, error) {
+	if err := p.sched.Begin(ctx, rec); err != nil {
 		return "", err
 	}
-	p.recordConfig(ctx, rec)
+	p.recordConfig(ctx, rec, cfg)
 	p.log.Info("deployment started", "id", rec.ID, "steps", len(rec.Steps), "nodes", len(rec.Placement))
 	return rec.ID, nil
 }
@@ -127,7 +129,7 @@ func (p *Planner) beginLocked(ctx context.Context, rec *record) (string, error) 
 // update settings that override the config's and the catalog's
 // (deploy?canaries=&max_in_flight=). It changes nothing and needs no
 // lock: its callers take the planner's only to begin (see start).
-func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (*record, error) {
+func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (*sched.Record, error) {
 	if err := p.noneRunning(); err != nil {
 		return nil, err
 	}
@@ -140,7 +142,7 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	} else if err := cat.Verify(); err != nil {
 		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %s failed its integrity check (%v): reinstall the engine or restore the catalog directory", cat.Name, err)}
 	}
-	previous, err := loadPlacement(ctx, p.o.Res)
+	previous, err := sched.LoadPlacement(ctx, p.o.Res)
 	if err != nil {
 		return nil, err
 	}
@@ -191,9 +193,8 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 			return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + err.Error()}
 		}
 	}
-	rec := newRecord(id, placementOf(cfg), steps)
+	rec := sched.NewRecord(id, placementOf(cfg), steps)
 	rec.Batches = batches
-	rec.cfg = &cfg
 	if rel == nil {
 		rec.Revert = revertFor(cat, cfg, q, batches)
 	}
@@ -217,24 +218,6 @@ func (p *Planner) stepsFor(ctx context.Context, in planInput, rel *release.Relea
 	return buildPlan(in)
 }
 
-// newRecord is a pending deployment of the planned steps.
-func newRecord(id string, placement map[string][]string, steps []*planStep) *record {
-	rec := &record{
-		Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: contract.DeployPending, Created: time.Now().UTC()}},
-		Placement:  placement,
-		specs:      map[string]contract.Step{},
-		prios:      map[string]int{},
-	}
-	for _, s := range steps {
-		rec.Steps = append(rec.Steps, contract.StepStatus{ID: s.Spec.ID, Node: s.Spec.Node, Component: s.Spec.Component,
-			Action: s.Spec.Action, State: contract.StatePending, After: s.After})
-		rec.specs[s.Spec.ID] = s.Spec
-		rec.prios[s.Spec.ID] = s.Prio
-	}
-	rec.reindex()
-	return rec
-}
-
 func (p *Planner) deployGet(ctx context.Context, req micro.Request) (int, any, error) {
 	d, err := p.requested(ctx, req)
 	if err != nil {
@@ -252,7 +235,7 @@ func (p *Planner) requested(ctx context.Context, req micro.Request) (*contract.D
 	if !strings.HasPrefix(in.ID, "d-") {
 		return nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
 	}
-	d, err := p.sched.snapshot(ctx, in.ID)
+	d, err := p.sched.Snapshot(ctx, in.ID)
 	if bus.IsNotFound(err) {
 		return nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
 	}
@@ -260,13 +243,13 @@ func (p *Planner) requested(ctx context.Context, req micro.Request) (*contract.D
 }
 
 func (p *Planner) deployList(ctx context.Context, req micro.Request) (int, any, error) {
-	ids, err := deploymentIDs(ctx, p.o.Res)
+	ids, err := sched.DeploymentIDs(ctx, p.o.Res)
 	if err != nil {
 		return 0, nil, fmt.Errorf("list deployments: %w", err)
 	}
 	out := []contract.DeploymentSummary{}
 	for _, k := range ids {
-		d, err := p.sched.snapshot(ctx, k)
+		d, err := p.sched.Snapshot(ctx, k)
 		if err != nil {
 			continue
 		}
@@ -287,7 +270,7 @@ func (p *Planner) deployCancel(ctx context.Context, req micro.Request) (int, any
 	if in.Reason != "" {
 		reason = "cancelled: " + in.Reason
 	}
-	d, err := p.sched.cancel(ctx, in.ID, reason)
+	d, err := p.sched.Cancel(ctx, in.ID, reason)
 	if err != nil {
 		return 0, nil, err
 	}

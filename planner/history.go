@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -38,16 +39,10 @@ func (p *Planner) appliedConfig(ctx context.Context, id string) (contract.Config
 	return bus.DecodeConfig(e.Value())
 }
 
-// revertPlan is what auto_revert re-applies with.
-type revertPlan struct {
-	Components  []string `json:"components"`
-	MaxInFlight string   `json:"max_in_flight"`
-}
-
 // revertFor names the components of batches whose settings ask for
 // auto_revert; nil when none does.
-func revertFor(cat *catalog.Catalog, cfg contract.Config, q contract.UpdateSettings, batches []contract.Batch) *revertPlan {
-	var out *revertPlan
+func revertFor(cat *catalog.Catalog, cfg contract.Config, q contract.UpdateSettings, batches []contract.Batch) *sched.RevertPlan {
+	var out *sched.RevertPlan
 	for _, b := range batches {
 		if b.Index != 0 {
 			continue
@@ -57,7 +52,7 @@ func revertFor(cat *catalog.Catalog, cfg contract.Config, q contract.UpdateSetti
 			continue
 		}
 		if out == nil {
-			out = &revertPlan{MaxInFlight: set.inFlight}
+			out = &sched.RevertPlan{MaxInFlight: set.inFlight}
 		}
 		out.Components = append(out.Components, b.Component)
 	}
@@ -65,11 +60,11 @@ func revertFor(cat *catalog.Catalog, cfg contract.Config, q contract.UpdateSetti
 }
 
 // recordConfig keeps the config a deployment applies.
-func (p *Planner) recordConfig(ctx context.Context, rec *record) {
-	if rec.cfg == nil || rec.Kind == kindRestart {
+func (p *Planner) recordConfig(ctx context.Context, rec *sched.Record, cfg *contract.Config) {
+	if cfg == nil || rec.Kind == kindRestart {
 		return
 	}
-	b, err := bus.EncodeConfig(*rec.cfg)
+	b, err := bus.EncodeConfig(*cfg)
 	if err == nil {
 		// Once a deployment: one stored under its id is not overwritten.
 		_, err = p.o.Res.Scheduler.Create(ctx, configKey(rec.ID), b)
@@ -82,7 +77,7 @@ func (p *Planner) recordConfig(ctx context.Context, rec *record) {
 // history lists the configs the engine applied, newest first; with good,
 // only those whose deployment succeeded (a restart applies none).
 func (p *Planner) history(ctx context.Context, good bool) ([]contract.HistoryEntry, []contract.Config, error) {
-	keys, err := deploymentIDs(ctx, p.o.Res)
+	keys, err := sched.DeploymentIDs(ctx, p.o.Res)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list deployments: %w", err)
 	}
@@ -96,7 +91,7 @@ func (p *Planner) history(ctx context.Context, good bool) ([]contract.HistoryEnt
 	var out []contract.HistoryEntry
 	var cfgs []contract.Config
 	for _, id := range ids {
-		d, err := p.sched.snapshot(ctx, id)
+		d, err := p.sched.Snapshot(ctx, id)
 		if err != nil || (good && d.State != contract.DeploySucceeded) {
 			continue
 		}
@@ -146,7 +141,7 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	if id, ok := p.sched.running(); ok {
+	if id, ok := p.sched.Running(); ok {
 		return 0, nil, kit.Errorf(409, "deployment %s is still running; roll back when it has finished", id)
 	}
 	cfg, from, found, err := p.lastGood(ctx, p.configDigest(stored))
@@ -173,7 +168,7 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 		return 0, nil, err
 	}
 	p.mu.Lock()
-	id, err := p.beginLocked(ctx, rec)
+	id, err := p.beginLocked(ctx, rec, &cfg)
 	p.mu.Unlock()
 	if err != nil {
 		// The config rolled back stays only with its deployment.
@@ -184,10 +179,14 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 	return 202, contract.DeployStarted{ID: id}, nil
 }
 
-// finished is told of every deployment that ends; a rollout halted on a
+// ends is the service's side of the scheduler (sched.Hooks).
+type ends struct{ p *Planner }
+
+// Ended is told of every deployment that ends; a rollout halted on a
 // component with auto_revert starts the revert, as work of the planner
 // that Stop ends.
-func (p *Planner) finished(rec *record) {
+func (e ends) Ended(rec *sched.Record) {
+	p := e.p
 	if rec.State != contract.DeployFailed || rec.Revert == nil || rec.Kind == kindRevert {
 		return
 	}
@@ -236,7 +235,7 @@ func (p *Planner) autoRevert(ctx context.Context, halted, comp, inFlight string)
 	var id string
 	p.mu.Lock()
 	if err = p.noneRunning(); err == nil {
-		id, err = p.beginLocked(ctx, rec)
+		id, err = p.beginLocked(ctx, rec, &cfg)
 	}
 	p.mu.Unlock()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -70,15 +71,13 @@ func startStarter(t *testing.T, b *bustest.Bus) *Planner {
 func storeGood(t *testing.T, p *Planner, cfg contract.Config) {
 	t.Helper()
 	ctx := context.Background()
-	rec := newRecord("d-20000101-000000-000001", placementOf(cfg), nil)
-	rec.State, rec.cfg = contract.DeploySucceeded, &cfg
-	if err := storeSteps(ctx, p.o.Res, rec); err != nil {
+	rec := sched.NewRecord("d-20000101-000000-000001", placementOf(cfg), nil)
+	rec.State = contract.DeploySucceeded
+	b, _ := json.Marshal(rec)
+	if _, err := p.o.Res.Deployments.Put(ctx, rec.ID, b); err != nil {
 		t.Fatal(err)
 	}
-	if err := storeRecord(ctx, p.o.Res, rec, "test"); err != nil {
-		t.Fatal(err)
-	}
-	p.recordConfig(ctx, rec)
+	p.recordConfig(ctx, rec, &cfg)
 }
 
 // engineGoroutines counts the goroutines outside the embedded NATS
@@ -134,7 +133,7 @@ func TestNoProbeUnderThePlannerLock(t *testing.T) {
 		{"scale", subject.DeployScale(), map[string]string{"Comp": "web", "Ip": "10.9.0.5"}, nil},
 		{"rolling restart", subject.DeployRestart(), contract.RollingRestart{Component: "web", IP: "10.9.0.3", MaxInFlight: "1"}, func(t *testing.T, p *Planner) {
 			b, _ := json.Marshal(placementOf(starterConfig()))
-			if _, err := p.o.Res.Scheduler.Put(context.Background(), keyPlacement, b); err != nil {
+			if _, err := p.o.Res.Scheduler.Put(context.Background(), "placement", b); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -208,11 +207,11 @@ func TestStopMidAutoRevert(t *testing.T) {
 	before, _ := engineGoroutines()
 	p := startStarter(t, b)
 	storeGood(t, p, starterConfig())
-	halted := newRecord("d-20000101-000000-000002", nil, nil)
+	halted := sched.NewRecord("d-20000101-000000-000002", nil, nil)
 	halted.State = contract.DeployFailed
-	halted.Revert = &revertPlan{Components: []string{"web"}, MaxInFlight: "1"}
+	halted.Revert = &sched.RevertPlan{Components: []string{"web"}, MaxInFlight: "1"}
 	halted.Batches = []contract.Batch{{Component: "web", State: contract.BatchFailed}}
-	p.finished(halted)
+	ends{p}.Ended(halted)
 	select {
 	case <-probed:
 	case <-time.After(10 * time.Second):
@@ -220,7 +219,7 @@ func TestStopMidAutoRevert(t *testing.T) {
 	}
 	stopWithin(t, p)
 	settled(t, before)
-	if _, ok := p.sched.running(); ok {
+	if _, ok := p.sched.Running(); ok {
 		t.Error("a revert began after Stop")
 	}
 }

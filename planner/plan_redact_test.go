@@ -53,7 +53,7 @@ func secretPlanner(t *testing.T) (*Planner, *bustest.Bus, contract.Config) {
 	needRuby(t)
 	b := bustest.Start(t, bus.ServerOptions{})
 	p := testPlanner(t, b)
-	t.Cleanup(p.sched.stop)
+	t.Cleanup(p.sched.Stop)
 	store, err := release.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func TestPlanRedactsOlderSecrets(t *testing.T) {
 	written.Hash, written.Files = "h-old", []contract.StepFile{stepFile(path, 0o644, []byte("password="+oldSecret+"\n"))}
 	older := stored.Clone()
 	older.Properties.Jobs = map[string]any{"db": map[string]any{"admin": map[string]any{"user": "admin", "password": oldSecret}}}
-	doc, _ := json.Marshal(specDoc{Specs: map[string]contract.Step{step.ID: written}})
+	doc, _ := json.Marshal(map[string]any{"specs": map[string]contract.Step{step.ID: written}})
 	cfgDoc, err := bus.EncodeConfig(older)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func TestPlanRedactsOlderSecrets(t *testing.T) {
 		kv  jetstream.KeyValue
 		key string
 		val []byte
-	}{{b.Res.Deployments, "d-1", []byte("{}")}, {b.Res.Scheduler, stepsKey("d-1"), doc}, {b.Res.Scheduler, configKey("d-1"), cfgDoc}} {
+	}{{b.Res.Deployments, "d-1", []byte("{}")}, {b.Res.Scheduler, "steps.d-1", doc}, {b.Res.Scheduler, configKey("d-1"), cfgDoc}} {
 		if _, err := put.kv.Put(ctx, put.key, put.val); err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/planner/validate"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
@@ -90,7 +91,7 @@ type Planner struct {
 	o     Options
 	log   *slog.Logger
 	svc   micro.Service
-	sched *scheduler
+	sched *sched.Scheduler
 
 	// mu serialises the deployment starts of this process; config writes
 	// need no lock (compare-and-set on the config's revision).
@@ -123,11 +124,12 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		p.secretKey = make([]byte, 32)
 		_, _ = rand.Read(p.secretKey)
 	}
-	sched, err := newScheduler(ctx, p)
+	s, err := sched.New(ctx, sched.Options{NC: o.NC, Res: o.Res, Log: p.log, Hooks: ends{p},
+		SilentAfter: o.SilentAfter, LeaseTTL: o.LeaseTTL, Holder: o.PlannerID})
 	if err != nil {
 		return nil, err
 	}
-	p.sched = sched
+	p.sched = s
 	svc, err := micro.AddService(o.NC, micro.Config{Name: "planner", Version: "1.0.0", Description: "configs, plans and deployments"})
 	if err != nil {
 		return nil, fmt.Errorf("planner: add service: %w", err)
@@ -155,7 +157,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 			return nil, fmt.Errorf("planner: endpoint %s: %w", subj, err)
 		}
 	}
-	if err := sched.resume(ctx); err != nil {
+	if err := s.Resume(ctx); err != nil {
 		return nil, err
 	}
 	p.listenAtStoredHome(ctx)
@@ -175,7 +177,7 @@ func (p *Planner) Stop() {
 	if !p.work.Stop(stopWait) {
 		p.log.Warn("stopped with work still in flight", "waited", stopWait)
 	}
-	p.sched.stop()
+	p.sched.Stop()
 }
 
 // catalogsIn finds the rules of a config's catalog for a validation that

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/pmezard/go-difflib/difflib"
 
+	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/planner/validate"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -99,7 +100,7 @@ func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contr
 	if err != nil {
 		return nil, err
 	}
-	previous, err := loadPlacement(ctx, p.o.Res)
+	previous, err := sched.LoadPlacement(ctx, p.o.Res)
 	if err != nil {
 		return nil, err
 	}
@@ -451,7 +452,7 @@ func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map
 	if len(wanted) == 0 {
 		return out, nil, nil
 	}
-	keys, err := deploymentIDs(ctx, p.o.Res)
+	keys, err := sched.DeploymentIDs(ctx, p.o.Res)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list deployments: %w", err)
 	}
@@ -467,16 +468,12 @@ func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map
 		if len(out) == len(wanted) {
 			break
 		}
-		e, err := p.o.Res.Scheduler.Get(ctx, stepsKey(id))
-		if err != nil {
-			continue
-		}
-		doc, err := decodeSpecs(e.Value())
+		specs, err := sched.StoredSteps(ctx, p.o.Res, id)
 		if err != nil {
 			continue
 		}
 		used := false
-		for sid, s := range doc.Specs {
+		for sid, s := range specs {
 			key := sid + "@" + s.Hash
 			if _, done := out[key]; wanted[key] && !done {
 				out[key], used = s, true

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/nodefs"
@@ -28,7 +29,7 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 	if !contains(cfg.Components[in.Component], in.IP) {
 		return 0, nil, kit.Errorf(400, "the config has no %s on %s", in.Component, in.IP)
 	}
-	if id, ok := p.sched.running(); ok {
+	if id, ok := p.sched.Running(); ok {
 		return 0, nil, kit.Errorf(409, "deployment %s is still running; re-apply when it has finished", id)
 	}
 	cat, ok := p.o.Catalogs[cfg.CatalogName()]
@@ -50,7 +51,7 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 			return 0, nil, kit.Errorf(409, "%s is owned by engine %s", r.IP, r.Owner)
 		}
 	}
-	previous, err := loadPlacement(ctx, p.o.Res)
+	previous, err := sched.LoadPlacement(ctx, p.o.Res)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -66,13 +67,13 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 	if len(steps) < 2 {
 		return 0, nil, kit.Errorf(500, "the plan has no steps for %s on %s", in.Component, in.IP)
 	}
-	rec := newRecord(id, map[string][]string{in.IP: {in.Component}}, steps)
+	rec := sched.NewRecord(id, map[string][]string{in.IP: {in.Component}}, steps)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.stillCurrent(ctx, cfg); err != nil {
 		return 0, nil, err
 	}
-	if err := p.sched.begin(ctx, rec); err != nil {
+	if err := p.sched.Begin(ctx, rec); err != nil {
 		return 0, nil, err
 	}
 	p.log.Info("re-apply started", "id", id, "component", in.Component, "node", in.IP, "reason", in.Reason)

@@ -3,10 +3,12 @@ package planner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
@@ -41,10 +43,10 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	if !ok || cat.Components[in.Component] == nil {
 		return 0, nil, kit.Errorf(400, "a rolling restart needs a catalog component; %s is none", in.Component)
 	}
-	if id, ok := p.sched.running(); ok {
+	if id, ok := p.sched.Running(); ok {
 		return 0, nil, kit.Errorf(409, "deployment %s is still running; restart when it has finished", id)
 	}
-	previous, err := loadPlacement(ctx, p.o.Res)
+	previous, err := sched.LoadPlacement(ctx, p.o.Res)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -53,11 +55,15 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 		if !contains(previous[ip], in.Component) {
 			return 0, nil, kit.Errorf(409, "%s is not deployed on %s yet: deploy first", in.Component, ip)
 		}
-		nodes = appendOnce(nodes, ip)
+		if !slices.Contains(nodes, ip) {
+			nodes = append(nodes, ip)
+		}
 	}
 	for _, lb := range cat.Balancers(in.Component) {
 		for _, ip := range cfg.Components[lb] {
-			nodes = appendOnce(nodes, ip)
+			if !slices.Contains(nodes, ip) {
+				nodes = append(nodes, ip)
+			}
 		}
 	}
 	results, err := p.probe(ctx, cfg, nodes)
@@ -106,14 +112,14 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 		gate = next
 		batches = append(batches, b)
 	}
-	rec := newRecord(id, map[string][]string{}, steps)
+	rec := sched.NewRecord(id, map[string][]string{}, steps)
 	rec.Batches, rec.Kind = batches, kindRestart
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.stillCurrent(ctx, cfg); err != nil {
 		return 0, nil, err
 	}
-	if _, err := p.beginLocked(ctx, rec); err != nil {
+	if _, err := p.beginLocked(ctx, rec, nil); err != nil {
 		return 0, nil, err
 	}
 	p.engineEvent(ctx, "restart", fmt.Sprintf("rolling restart of %s on %s, %s at a time: deployment %s", in.Component, strings.Join(ips, ", "), in.MaxInFlight, id))

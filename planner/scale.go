@@ -126,7 +126,7 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 			return 0, nil, rejected(problems)
 		}
 	}
-	if id, ok := p.sched.running(); ok {
+	if id, ok := p.sched.Running(); ok {
 		return 0, nil, &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; scale when it has finished", id)}
 	}
 	// Every node is checked and the deployment planned before anything is
@@ -146,7 +146,7 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 		return 0, nil, err
 	}
 	p.mu.Lock()
-	id, err := p.beginLocked(ctx, rec)
+	id, err := p.beginLocked(ctx, rec, &next)
 	p.mu.Unlock()
 	if err != nil {
 		p.putBack(ctx, cfg, rev, "scale")

@@ -1,10 +1,7 @@
-package planner
+package sched
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,20 +22,10 @@ func TestStoreGoneFailsTheDeployment(t *testing.T) {
 	c := bustest.StartCluster(t, 3)
 	nc, res := c.Connect()
 	ctx := context.Background()
-	var out io.Writer = io.Discard
-	if testing.Verbose() {
-		out = os.Stderr
-	}
-	p := &Planner{o: Options{NC: nc, Res: res, SilentAfter: 3 * time.Second, LeaseTTL: 3 * time.Second, PlannerID: "p1"},
-		log: slog.New(slog.NewTextHandler(out, nil))}
-	s, err := newScheduler(ctx, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.sched = s
-	defer s.stop()
+	s := startScheduler(t, Options{NC: nc, Res: res, SilentAfter: 3 * time.Second, LeaseTTL: 3 * time.Second, Holder: "p1"})
+	defer s.Stop()
 	// No installer: the steps stay queued while the quorum goes.
-	if err := s.begin(ctx, diamond("d-gone")); err != nil {
+	if err := s.Begin(ctx, diamond("d-gone")); err != nil {
 		t.Fatal(err)
 	}
 	on := nc.ConnectedServerName()
@@ -50,8 +37,9 @@ func TestStoreGoneFailsTheDeployment(t *testing.T) {
 		}
 	}
 	var d *contract.Deployment
+	var err error
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if d, err = s.snapshot(ctx, "d-gone"); err == nil && d.State == contract.DeployFailed {
+		if d, err = s.Snapshot(ctx, "d-gone"); err == nil && d.State == contract.DeployFailed {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -1,16 +1,18 @@
-package planner
+package sched
 
 import (
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -92,19 +94,37 @@ func (w *fakeWorker) run(b *bustest.Bus, m jetstream.Msg, head contract.Step) {
 	_ = m.Ack()
 }
 
-func testPlanner(t *testing.T, b *bustest.Bus) *Planner {
-	p := &Planner{o: Options{NC: b.NC, Res: b.Res}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	s, err := newScheduler(context.Background(), p)
+type noHooks struct{}
+
+func (noHooks) Ended(*Record) {}
+
+// startScheduler starts a scheduler with o, logging only with -v.
+func startScheduler(t *testing.T, o Options) *Scheduler {
+	t.Helper()
+	var out io.Writer = io.Discard
+	if testing.Verbose() {
+		out = os.Stderr
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(out, nil)).With("holder", o.Holder)
+	}
+	if o.Hooks == nil {
+		o.Hooks = noHooks{}
+	}
+	s, err := New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.sched = s
-	return p
+	return s
+}
+
+func testScheduler(t *testing.T, b *bustest.Bus) *Scheduler {
+	return startScheduler(t, Options{NC: b.NC, Res: b.Res})
 }
 
 // diamond: n1 a → n1 b; n2 c after n1 a; n2 d after c and b; n3 e alone.
-func diamond(id string) *record {
-	steps := []struct {
+func diamond(id string) *Record {
+	planned := []struct {
 		node, comp string
 		after      []string
 	}{
@@ -115,9 +135,9 @@ func diamond(id string) *record {
 		{"10.0.0.3", "e", nil},
 		{"10.0.0.1", "f", nil},
 	}
-	rec := &record{Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: contract.DeployPending, Created: time.Now()}}, specs: map[string]contract.Step{}, prios: map[string]int{}}
-	for i, s := range steps {
-		sid := stepID(s.node, s.comp, "install")
+	rec := &Record{Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: contract.DeployPending, Created: time.Now()}}, specs: map[string]contract.Step{}, prios: map[string]int{}}
+	for i, s := range planned {
+		sid := steps.ID(s.node, s.comp, "install")
 		rec.Steps = append(rec.Steps, contract.StepStatus{ID: sid, Node: s.node, Component: s.comp, Action: "install", State: contract.StatePending, After: s.after})
 		rec.specs[sid] = contract.Step{V: 1, Deployment: id, ID: sid, Node: s.node, Component: s.comp, Action: "install", Attempt: 1}
 		rec.prios[sid] = i
@@ -126,17 +146,17 @@ func diamond(id string) *record {
 	return rec
 }
 
-func waitFinished(t *testing.T, p *Planner, id string) *contract.Deployment {
+func waitFinished(t *testing.T, s *Scheduler, id string) *contract.Deployment {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		d, err := p.sched.snapshot(context.Background(), id)
+		d, err := s.Snapshot(context.Background(), id)
 		if err == nil && (d.State == contract.DeploySucceeded || d.State == contract.DeployFailed) {
 			return d
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	d, _ := p.sched.snapshot(context.Background(), id)
+	d, _ := s.Snapshot(context.Background(), id)
 	t.Fatalf("deployment %s did not finish: %+v", id, d)
 	return nil
 }
@@ -145,12 +165,12 @@ func TestSchedulerOrderAndOneStepPerNode(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
 	w := startWorker(t, b, nil)
 	defer w.cc.Stop()
-	p := testPlanner(t, b)
-	defer p.sched.stop()
-	if err := p.sched.begin(context.Background(), diamond("d-1")); err != nil {
+	s := testScheduler(t, b)
+	defer s.Stop()
+	if err := s.Begin(context.Background(), diamond("d-1")); err != nil {
 		t.Fatal(err)
 	}
-	d := waitFinished(t, p, "d-1")
+	d := waitFinished(t, s, "d-1")
 	if d.State != contract.DeploySucceeded || d.Changed != 6 {
 		t.Fatalf("got %s changed=%d", d.State, d.Changed)
 	}
@@ -174,12 +194,12 @@ func TestSchedulerFailureSkipsDependentsOnly(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
 	w := startWorker(t, b, map[string]bool{"10.0.0.1/b/install": true})
 	defer w.cc.Stop()
-	p := testPlanner(t, b)
-	defer p.sched.stop()
-	if err := p.sched.begin(context.Background(), diamond("d-2")); err != nil {
+	s := testScheduler(t, b)
+	defer s.Stop()
+	if err := s.Begin(context.Background(), diamond("d-2")); err != nil {
 		t.Fatal(err)
 	}
-	d := waitFinished(t, p, "d-2")
+	d := waitFinished(t, s, "d-2")
 	want := map[string]string{"10.0.0.1/a/install": "succeeded", "10.0.0.1/b/install": "failed", "10.0.0.2/c/install": "succeeded",
 		"10.0.0.2/d/install": "skipped", "10.0.0.3/e/install": "succeeded", "10.0.0.1/f/install": "succeeded"}
 	for _, st := range d.Steps {
@@ -197,25 +217,25 @@ func TestSchedulerFailureSkipsDependentsOnly(t *testing.T) {
 func TestSchedulerResumes(t *testing.T) {
 	dir := t.TempDir()
 	b := bustest.Start(t, bus.ServerOptions{DataDir: dir})
-	p := testPlanner(t, b)
-	if err := p.sched.begin(context.Background(), diamond("d-3")); err != nil {
+	s := testScheduler(t, b)
+	if err := s.Begin(context.Background(), diamond("d-3")); err != nil {
 		t.Fatal(err)
 	}
 	// Nothing runs the steps yet: the first ones wait in the queue.
 	time.Sleep(200 * time.Millisecond)
-	p.sched.stop()
+	s.Stop()
 	b.NC.Close()
 	b.Srv.Stop()
 
 	b = bustest.Start(t, bus.ServerOptions{DataDir: dir})
 	w := startWorker(t, b, nil)
 	defer w.cc.Stop()
-	p = testPlanner(t, b)
-	defer p.sched.stop()
-	if err := p.sched.resume(context.Background()); err != nil {
+	s = testScheduler(t, b)
+	defer s.Stop()
+	if err := s.Resume(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	d := waitFinished(t, p, "d-3")
+	d := waitFinished(t, s, "d-3")
 	if d.State != contract.DeploySucceeded {
 		t.Fatalf("resumed deployment: %s", d.State)
 	}
@@ -233,8 +253,8 @@ func TestSchedulerResumes(t *testing.T) {
 // the next one.
 func TestChainFitsAMessage(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
-	p := testPlanner(t, b)
-	defer p.sched.stop()
+	s := testScheduler(t, b)
+	defer s.Stop()
 	rec := diamond("d-big")
 	// a, b and f run on one node; each carries a file of a sixth of a
 	// message (its JSON a third larger).
@@ -244,10 +264,10 @@ func TestChainFitsAMessage(t *testing.T) {
 		sp.Files = []contract.StepFile{{Path: "/etc/big", Content: big}}
 		rec.specs[id] = sp
 	}
-	p.sched.mu.Lock()
-	defer p.sched.mu.Unlock()
-	p.sched.cur = rec
-	msg, ids, _, _, err := p.sched.stepMsg("10.0.0.1/a/install")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = rec
+	msg, ids, _, _, err := s.stepMsg("10.0.0.1/a/install")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package planner
+package sched
 
 import (
 	"context"
@@ -25,7 +25,7 @@ const defaultStepDeadline = 15 * time.Minute
 
 // drive makes rec the deployment this scheduler runs; every active step
 // counts as just seen.
-func (s *scheduler) drive(rec *record) {
+func (s *Scheduler) drive(rec *Record) {
 	s.log.Info("driving deployment", "id", rec.ID, "holder", s.holder)
 	s.cur = rec
 	// What the store did to an earlier deployment says nothing of it.
@@ -48,7 +48,7 @@ func stepDeadline(spec contract.Step) time.Duration {
 }
 
 // onBeat notes that an installer still works on a step.
-func (s *scheduler) onBeat(m *nats.Msg) {
+func (s *Scheduler) onBeat(m *nats.Msg) {
 	var b contract.StepBeat
 	if err := json.Unmarshal(m.Data, &b); err != nil {
 		return
@@ -69,7 +69,7 @@ func (s *scheduler) onBeat(m *nats.Msg) {
 // per-step lock make that safe) and failed after maxRedispatch more tries;
 // a deployment that has not moved for longer than its longest step's
 // deadline fails as a whole. It also renews the deploy lock.
-func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
+func (s *Scheduler) watchLocked(ctx context.Context, now time.Time) {
 	if s.watchStoreLocked(ctx, now) {
 		return
 	}
@@ -156,7 +156,7 @@ func (s *scheduler) watchLocked(ctx context.Context, now time.Time) {
 
 // abortLocked ends cur as failed for reason: what was queued leaves the
 // queue, what runs is stopped on the nodes, the lock is released.
-func (s *scheduler) abortLocked(ctx context.Context, reason string) {
+func (s *Scheduler) abortLocked(ctx context.Context, reason string) {
 	rec := s.cur
 	// Stored first on this scheduler's revision: a scheduler that lost the
 	// deployment to another (saveLocked) takes nothing out of its queue.
@@ -171,17 +171,17 @@ func (s *scheduler) abortLocked(ctx context.Context, reason string) {
 		purged = false
 	}
 	if b, err := json.Marshal(contract.StepCancel{V: contract.Version, Deployment: rec.ID, Reason: reason}); err == nil {
-		_ = s.p.o.NC.Publish(subject.InstallerCancel(), b)
+		_ = s.nc.Publish(subject.InstallerCancel(), b)
 	}
 	s.log.Warn("deployment given up", "id", rec.ID, "reason", reason)
-	s.finishLocked(ctx, reason)
+	s.concludeLocked(ctx, reason)
 	if !purged && s.unfinished != nil {
 		s.unfinished.purge = true // once the store answers again
 	}
 }
 
-// cancel ends a running deployment at a user's request.
-func (s *scheduler) cancel(ctx context.Context, id, reason string) (*contract.Deployment, error) {
+// Cancel ends a running deployment at a user's request.
+func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*contract.Deployment, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur == nil || s.cur.ID != id {
@@ -240,7 +240,7 @@ var errLeaseLost = errors.New("the deploy lock belongs to another scheduler")
 
 // takeLease takes the deploy lock for deployment id, unless another
 // scheduler holds it and it has not expired (409).
-func (s *scheduler) takeLease(ctx context.Context, id string) error {
+func (s *Scheduler) takeLease(ctx context.Context, id string) error {
 	val, _ := json.Marshal(lease{Deployment: id, Holder: s.holder, Expires: time.Now().Add(s.ttl).UTC()})
 	e, err := s.res.Scheduler.Get(ctx, keyLease)
 	var rev uint64
@@ -268,7 +268,7 @@ func (s *scheduler) takeLease(ctx context.Context, id string) error {
 }
 
 // renewLease extends the lock this scheduler holds.
-func (s *scheduler) renewLease(ctx context.Context) error {
+func (s *Scheduler) renewLease(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	val, _ := json.Marshal(lease{Deployment: s.cur.ID, Holder: s.holder, Expires: time.Now().Add(s.ttl).UTC()})
@@ -301,7 +301,7 @@ func (s *scheduler) renewLease(ctx context.Context) error {
 // ownLease tells whether the stored lock is this scheduler's for
 // deployment id, and its revision. A lock that cannot be read is an
 // error, not one lost.
-func (s *scheduler) ownLease(ctx context.Context, id string) (bool, uint64, error) {
+func (s *Scheduler) ownLease(ctx context.Context, id string) (bool, uint64, error) {
 	e, err := s.res.Scheduler.Get(ctx, keyLease)
 	if bus.IsNotFound(err) {
 		return false, 0, nil
@@ -317,7 +317,7 @@ func (s *scheduler) ownLease(ctx context.Context, id string) (bool, uint64, erro
 }
 
 // releaseLease deletes the lock this scheduler holds for deployment id.
-func (s *scheduler) releaseLease(ctx context.Context, id string) error {
+func (s *Scheduler) releaseLease(ctx context.Context, id string) error {
 	err := s.res.Scheduler.Delete(ctx, keyLease, jetstream.LastRevision(s.leaseRev))
 	if bus.IsConflict(err) {
 		// A renewal stored after it timed out, or another scheduler's
@@ -340,7 +340,7 @@ func (s *scheduler) releaseLease(ctx context.Context, id string) error {
 
 // adopt looks, once a second while this scheduler drives nothing, for a
 // current deployment whose lock has expired, and resumes it.
-func (s *scheduler) adopt(ctx context.Context) {
+func (s *Scheduler) adopt(ctx context.Context) {
 	s.mu.Lock()
 	idle := s.cur == nil || !s.cur.live()
 	look := time.Since(s.lastLook) >= time.Second
@@ -356,7 +356,7 @@ func (s *scheduler) adopt(ctx context.Context) {
 	if !s.calm(ctx) {
 		return
 	}
-	if err := s.resume(ctx); err != nil {
+	if err := s.Resume(ctx); err != nil {
 		if bus.Unavailable(err) {
 			s.calmSince = time.Time{}
 		}
@@ -369,7 +369,7 @@ func (s *scheduler) adopt(ctx context.Context) {
 // its holder: every holder could not renew it. Waiting a lifetime once the
 // store answers lets a live holder renew it (or end its deployment) before
 // anyone takes over.
-func (s *scheduler) calm(ctx context.Context) bool {
+func (s *Scheduler) calm(ctx context.Context) bool {
 	if _, err := s.res.JS.AccountInfo(ctx); err != nil {
 		if bus.Unavailable(err) {
 			s.calmSince = time.Time{}

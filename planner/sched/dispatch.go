@@ -1,4 +1,4 @@
-package planner
+package sched
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // stepMsg is the work-queue message of step id of cur with the steps
 // chained after it (record.chain), the chain's ids, its dispatch count and
 // the message id that makes a repeated dispatch a no-op.
-func (s *scheduler) stepMsg(id string) (*nats.Msg, []string, int, string, error) {
+func (s *Scheduler) stepMsg(id string) (*nats.Msg, []string, int, string, error) {
 	rec := s.cur
 	ids := rec.chain(id)
 	spec := rec.specs[id]
@@ -33,7 +33,7 @@ func (s *scheduler) stepMsg(id string) (*nats.Msg, []string, int, string, error)
 	data, err := json.Marshal(bus.SealStep(spec))
 	// A chain fits in half a message of the bus: the steps that do not
 	// follow in the next one.
-	for err == nil && len(spec.Chain) > 0 && int64(len(data)) > s.p.o.NC.MaxPayload()/2 {
+	for err == nil && len(spec.Chain) > 0 && int64(len(data)) > s.nc.MaxPayload()/2 {
 		spec.Chain, ids = spec.Chain[:len(spec.Chain)-1], ids[:len(ids)-1]
 		data, err = json.Marshal(bus.SealStep(spec))
 	}
@@ -46,7 +46,7 @@ func (s *scheduler) stepMsg(id string) (*nats.Msg, []string, int, string, error)
 // queuedLocked records that the chain ids went into the queue at seq as
 // its head's n-th copy: each step is queued, counted dispatched once more,
 // and taken out of the queue with that message if given up on.
-func (s *scheduler) queuedLocked(ids []string, n int, seq uint64) {
+func (s *Scheduler) queuedLocked(ids []string, n int, seq uint64) {
 	rec := s.cur
 	if rec.Dispatches == nil {
 		rec.Dispatches, rec.Queued = map[string]int{}, map[string]uint64{}
@@ -67,7 +67,7 @@ func (s *scheduler) queuedLocked(ids []string, n int, seq uint64) {
 // publishes are in flight together and acknowledged together, so a batch
 // costs about one round trip to the stream (three servers' worth on a
 // cluster) rather than one per step. errs[i] is ids[i]'s.
-func (s *scheduler) dispatchManyLocked(ctx context.Context, ids []string) []error {
+func (s *Scheduler) dispatchManyLocked(ctx context.Context, ids []string) []error {
 	errs := make([]error, len(ids))
 	if len(ids) == 1 {
 		errs[0] = s.dispatchLocked(ctx, ids[0])

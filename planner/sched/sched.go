@@ -1,4 +1,4 @@
-package planner
+package sched
 
 import (
 	"context"
@@ -17,12 +17,15 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// scheduler dispatches ready steps and records their results. One goroutine
-// owns the running deployment; step events reach it from a durable
-// consumer, and an event is acknowledged only once its effect is stored, so
-// an engine killed at any point resumes where it stood.
-type scheduler struct {
-	p     *Planner
+// Scheduler dispatches the ready steps of the running deployment and
+// records their results. Step events reach it from a durable consumer, and
+// an event is acknowledged only once its effect is stored, so an engine
+// killed at any point resumes where it stood. mu guards the running
+// deployment: the step events, the beats, the tick of flushLoop and the
+// commands (Begin, Cancel, Snapshot, Running) each take it.
+type Scheduler struct {
+	hooks Hooks
+	nc    *nats.Conn
 	log   *slog.Logger
 	res   *bus.Resources
 	cons  jetstream.ConsumeContext
@@ -39,7 +42,7 @@ type scheduler struct {
 	writer string
 
 	mu      sync.Mutex
-	cur     *record
+	cur     *Record
 	pending []jetstream.Msg // events applied but not yet stored
 	dirty   bool
 	done    chan struct{}
@@ -67,9 +70,33 @@ type scheduler struct {
 	unfinished *unfinished
 }
 
-func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
-	s := &scheduler{p: p, log: p.log.With("part", "scheduler"), res: p.o.Res, done: make(chan struct{}),
-		silent: p.o.SilentAfter, ttl: p.o.LeaseTTL, holder: p.o.PlannerID, seen: map[string]time.Time{}}
+// Hooks is what the scheduler tells the service that runs it.
+type Hooks interface {
+	// Ended is told of every deployment this scheduler ends, once its end
+	// is stored: the service decides what follows (an auto-revert).
+	Ended(rec *Record)
+}
+
+// Options configure a scheduler.
+type Options struct {
+	NC    *nats.Conn
+	Res   *bus.Resources
+	Log   *slog.Logger
+	Hooks Hooks
+	// SilentAfter is how long a running step may go without a sign of
+	// life before it is dispatched again (default 1m).
+	SilentAfter time.Duration
+	// LeaseTTL is the deploy lock's lifetime (default 10s).
+	LeaseTTL time.Duration
+	// Holder names this scheduler in the deploy lock (default: random).
+	Holder string
+}
+
+// New starts a scheduler: it follows step events and beats, and drives
+// nothing until Begin or Resume.
+func New(ctx context.Context, o Options) (*Scheduler, error) {
+	s := &Scheduler{hooks: o.Hooks, nc: o.NC, log: o.Log.With("part", "scheduler"), res: o.Res, done: make(chan struct{}),
+		silent: o.SilentAfter, ttl: o.LeaseTTL, holder: o.Holder, seen: map[string]time.Time{}}
 	if s.silent <= 0 {
 		s.silent = time.Minute
 	}
@@ -105,7 +132,7 @@ func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
 		return nil, fmt.Errorf("planner: consume step events: %w", err)
 	}
 	s.cons = cc
-	if s.beats, err = p.o.NC.Subscribe(subject.AllStepBeats, s.onBeat); err != nil {
+	if s.beats, err = s.nc.Subscribe(subject.AllStepBeats, s.onBeat); err != nil {
 		cc.Stop()
 		return nil, fmt.Errorf("planner: subscribe to step beats: %w", err)
 	}
@@ -114,7 +141,9 @@ func newScheduler(ctx context.Context, p *Planner) (*scheduler, error) {
 	return s, nil
 }
 
-func (s *scheduler) stop() {
+// Stop stops following events, stores what is left to store and hands
+// the running deployment over.
+func (s *Scheduler) Stop() {
 	_ = s.beats.Unsubscribe()
 	s.cons.Stop()
 	close(s.done)
@@ -130,8 +159,8 @@ func (s *scheduler) stop() {
 	}
 }
 
-// resume picks up the deployment a stopped engine left running.
-func (s *scheduler) resume(ctx context.Context) error {
+// Resume picks up the deployment a stopped engine left running.
+func (s *Scheduler) Resume(ctx context.Context) error {
 	id, rev, err := currentMark(ctx, s.res)
 	if err != nil || id == "" {
 		return err
@@ -184,7 +213,7 @@ func (s *scheduler) resume(ctx context.Context) error {
 // this one stores. A write of it that lands between the read and the
 // write-back is the newer state: it is read again. A record that ended
 // meanwhile is not driven (s.cur stays nil) and the lock is released.
-func (s *scheduler) takeOverLocked(ctx context.Context, id string) error {
+func (s *Scheduler) takeOverLocked(ctx context.Context, id string) error {
 	if err := s.takeLease(ctx, id); err != nil {
 		return err
 	}
@@ -206,8 +235,8 @@ func (s *scheduler) takeOverLocked(ctx context.Context, id string) error {
 	}
 }
 
-// running reports the deployment that runs now, if any.
-func (s *scheduler) running() (string, bool) {
+// Running reports the deployment that runs now, if any.
+func (s *Scheduler) Running() (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur != nil && s.cur.live() {
@@ -216,9 +245,9 @@ func (s *scheduler) running() (string, bool) {
 	return "", false
 }
 
-// begin stores a new deployment and starts dispatching it, unless one
+// Begin stores a new deployment and starts dispatching it, unless one
 // runs here already (409).
-func (s *scheduler) begin(ctx context.Context, rec *record) error {
+func (s *Scheduler) Begin(ctx context.Context, rec *Record) error {
 	if err := storeSteps(ctx, s.res, rec); err != nil {
 		return err
 	}
@@ -248,8 +277,8 @@ func (s *scheduler) begin(ctx context.Context, rec *record) error {
 	return nil
 }
 
-// snapshot returns a copy of the deployment id, from memory when it runs.
-func (s *scheduler) snapshot(ctx context.Context, id string) (*contract.Deployment, error) {
+// Snapshot returns a copy of the deployment id, from memory when it runs.
+func (s *Scheduler) Snapshot(ctx context.Context, id string) (*contract.Deployment, error) {
 	s.mu.Lock()
 	if s.cur != nil && s.cur.ID == id {
 		d := s.cur.Deployment
@@ -263,14 +292,14 @@ func (s *scheduler) snapshot(ctx context.Context, id string) (*contract.Deployme
 	if err != nil {
 		return nil, err
 	}
-	var rec record
+	var rec Record
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
 		return nil, fmt.Errorf("decode deployment %s: %w", id, err)
 	}
 	return &rec.Deployment, nil
 }
 
-func (s *scheduler) onEvent(m jetstream.Msg) {
+func (s *Scheduler) onEvent(m jetstream.Msg) {
 	var ev contract.StepEvent
 	if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.V > contract.Version {
 		s.log.Warn("dropping unreadable step event", "subject", m.Subject())
@@ -309,7 +338,7 @@ func (s *scheduler) onEvent(m jetstream.Msg) {
 
 // advanceLocked dispatches every step that may run now, and finishes the
 // deployment when nothing is left to run.
-func (s *scheduler) advanceLocked(ctx context.Context) {
+func (s *Scheduler) advanceLocked(ctx context.Context) {
 	rec := s.cur
 	if rec == nil || !rec.live() {
 		return
@@ -348,12 +377,12 @@ func (s *scheduler) advanceLocked(ctx context.Context) {
 	}
 	s.batchEventsLocked(ctx)
 	if !rec.pendingWork() {
-		s.finishLocked(ctx, "")
+		s.concludeLocked(ctx, "")
 	}
 }
 
 // dispatchLocked puts a step of cur, with its chain, in the work queue.
-func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
+func (s *Scheduler) dispatchLocked(ctx context.Context, id string) error {
 	msg, chain, n, msgID, err := s.stepMsg(id)
 	if err != nil {
 		return err
@@ -368,7 +397,7 @@ func (s *scheduler) dispatchLocked(ctx context.Context, id string) error {
 	return nil
 }
 
-func (s *scheduler) finishLocked(ctx context.Context, reason string) {
+func (s *Scheduler) concludeLocked(ctx context.Context, reason string) {
 	rec := s.cur
 	now := time.Now().UTC()
 	s.batchEventsLocked(ctx)
@@ -384,7 +413,7 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 	if reason == "" {
 		reason = rec.haltReason()
 	}
-	failed := rec.finish(reason, now)
+	failed := rec.conclude(reason, now)
 	s.dirty = true
 	// The placement, the current mark, the lock and the finished event:
 	// what the store refuses now is written once it answers. The placement
@@ -398,7 +427,7 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 	}
 	s.endLocked(ctx)
 	s.log.Info("deployment finished", "id", rec.ID, "state", rec.State, "changed", rec.Changed, "failed", failed)
-	s.p.finished(rec)
+	s.hooks.Ended(rec)
 }
 
 // placeLocked stores where components run once u's deployment ended: the
@@ -409,7 +438,7 @@ func (s *scheduler) finishLocked(ctx context.Context, reason string) {
 // deployment plans from the old placement meanwhile; a placement that does
 // not decode is left for an operator, and the next deployment refuses to
 // plan from it, saying so.
-func (s *scheduler) placeLocked(ctx context.Context, u *unfinished) {
+func (s *Scheduler) placeLocked(ctx context.Context, u *unfinished) {
 	if u.placement == nil {
 		return
 	}
@@ -438,13 +467,13 @@ func (s *scheduler) placeLocked(ctx context.Context, u *unfinished) {
 	u.placement = nil
 }
 
-func (s *scheduler) publish(ctx context.Context, subj string, v any) {
+func (s *Scheduler) publish(ctx context.Context, subj string, v any) {
 	if err := s.publishErr(ctx, subj, v); err != nil {
 		s.log.Error("publish event", "subject", subj, "err", err)
 	}
 }
 
-func (s *scheduler) publishErr(ctx context.Context, subj string, v any) error {
+func (s *Scheduler) publishErr(ctx context.Context, subj string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -455,7 +484,7 @@ func (s *scheduler) publishErr(ctx context.Context, subj string, v any) error {
 
 // flushLoop stores the running deployment at most every 100ms and then
 // acknowledges the events whose effect it holds.
-func (s *scheduler) flushLoop() {
+func (s *Scheduler) flushLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
@@ -474,7 +503,7 @@ func (s *scheduler) flushLoop() {
 	}
 }
 
-func (s *scheduler) flushLocked(ctx context.Context) {
+func (s *Scheduler) flushLocked(ctx context.Context) {
 	if s.cur == nil || (!s.dirty && len(s.pending) == 0) {
 		return
 	}
@@ -498,7 +527,7 @@ func (s *scheduler) flushLocked(ctx context.Context) {
 // read or wrote it at. A refusal means another scheduler wrote it since:
 // that one took it over (this one's lock expired without it noticing), so
 // this one lets go of it without writing anything more of it.
-func (s *scheduler) saveLocked(ctx context.Context) error {
+func (s *Scheduler) saveLocked(ctx context.Context) error {
 	if err := storeRecord(ctx, s.res, s.cur, s.writer); err != nil {
 		if bus.IsConflict(err) {
 			s.staleLocked(err)
@@ -512,7 +541,7 @@ func (s *scheduler) saveLocked(ctx context.Context) error {
 // staleLocked lets go of the running deployment, which another scheduler
 // drives now: the events not yet stored go back to the queue for it, and
 // nothing of its end (placement, mark, lock, event) is written from here.
-func (s *scheduler) staleLocked(err error) {
+func (s *Scheduler) staleLocked(err error) {
 	id := s.cur.ID
 	s.log.Error("another scheduler took the running deployment over; no longer driving it", "id", id, "err", err)
 	for _, m := range s.pending {

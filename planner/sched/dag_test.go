@@ -1,4 +1,4 @@
-package planner
+package sched
 
 import (
 	"reflect"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -22,7 +23,7 @@ const (
 )
 
 // withStates is diamond("d") with the given step states.
-func withStates(states map[string]string) *record {
+func withStates(states map[string]string) *Record {
 	rec := diamond("d")
 	for id, state := range states {
 		rec.step(id).State = state
@@ -183,7 +184,7 @@ func TestDAGFinish(t *testing.T) {
 			if got := rec.pendingWork(); got != c.work {
 				t.Errorf("pendingWork = %v, want %v", got, c.work)
 			}
-			failed := rec.finish(c.reason, now)
+			failed := rec.conclude(c.reason, now)
 			if rec.State != c.state || failed != c.failed || rec.live() {
 				t.Errorf("state %s failed %d live %v, want %s %d false", rec.State, failed, rec.live(), c.state, c.failed)
 			}
@@ -220,9 +221,9 @@ func TestDAGAbort(t *testing.T) {
 }
 
 func TestDAGPlacementAfter(t *testing.T) {
-	rec := &record{Placement: map[string][]string{"n1": {"a", "b"}, "n2": {"c"}}}
+	rec := &Record{Placement: map[string][]string{"n1": {"a", "b"}, "n2": {"c"}}}
 	add := func(node, comp, action, state string) {
-		rec.Steps = append(rec.Steps, contract.StepStatus{ID: stepID(node, comp, action), Node: node, Component: comp, Action: action, State: state})
+		rec.Steps = append(rec.Steps, contract.StepStatus{ID: steps.ID(node, comp, action), Node: node, Component: comp, Action: action, State: state})
 	}
 	add("n1", "a", "start", contract.StateSucceeded)
 	add("n1", "b", "start", contract.StateFailed)

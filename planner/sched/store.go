@@ -1,4 +1,4 @@
-package planner
+package sched
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -32,12 +33,12 @@ type specDoc struct {
 
 // loadRecord reads deployment id and its steps, and the revision it was
 // read at (rec.rev), on which its next write is made.
-func loadRecord(ctx context.Context, res *bus.Resources, id string) (*record, error) {
+func loadRecord(ctx context.Context, res *bus.Resources, id string) (*Record, error) {
 	e, err := res.Deployments.Get(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("read deployment %s: %w", id, err)
 	}
-	rec := &record{rev: e.Revision()}
+	rec := &Record{rev: e.Revision()}
 	if err := json.Unmarshal(e.Value(), rec); err != nil {
 		return nil, fmt.Errorf("decode deployment %s: %w", id, err)
 	}
@@ -50,7 +51,7 @@ func loadRecord(ctx context.Context, res *bus.Resources, id string) (*record, er
 		return nil, fmt.Errorf("decode steps of deployment %s: %w", id, err)
 	}
 	for id, sp := range doc.Specs {
-		if sp.Component == NodeComponent && sp.Action == "prepare" && !sp.Claim {
+		if sp.Component == steps.NodeComponent && sp.Action == "prepare" && !sp.Claim {
 			// Stored before a step carried its claim: the node's first
 			// step claims the node.
 			sp.Claim = true
@@ -88,9 +89,19 @@ func decodeSpecs(b []byte) (specDoc, error) {
 	return doc, nil
 }
 
+// StoredSteps reads the rendered steps deployment id keeps, by step id.
+func StoredSteps(ctx context.Context, res *bus.Resources, id string) (map[string]contract.Step, error) {
+	e, err := res.Scheduler.Get(ctx, stepsKey(id))
+	if err != nil {
+		return nil, err
+	}
+	doc, err := decodeSpecs(e.Value())
+	return doc.Specs, err
+}
+
 // storeSteps writes the rendered steps of rec, once: steps already stored
 // under its id are another deployment's, and a conflict (bus.IsConflict).
-func storeSteps(ctx context.Context, res *bus.Resources, rec *record) error {
+func storeSteps(ctx context.Context, res *bus.Resources, rec *Record) error {
 	doc, err := encodeSpecs(specDoc{Specs: rec.specs, Prios: rec.prios})
 	if err != nil {
 		return fmt.Errorf("encode steps: %w", err)
@@ -108,7 +119,7 @@ func storeSteps(ctx context.Context, res *bus.Resources, rec *record) error {
 // recognises. One that writer stored itself is its own write that timed
 // out but was stored all the same (a cluster electing a leader): written
 // over.
-func storeRecord(ctx context.Context, res *bus.Resources, rec *record, writer string) error {
+func storeRecord(ctx context.Context, res *bus.Resources, rec *Record, writer string) error {
 	rec.Writer = writer
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -170,11 +181,11 @@ func markCurrent(ctx context.Context, res *bus.Resources, id string) error {
 	return nil
 }
 
-// loadPlacement reads which components run on which node. None stored is
+// LoadPlacement reads which components run on which node. None stored is
 // an empty placement; any other failure, to read or to decode it, is an
 // error: a placement planned or updated from an empty one taken for it
 // would forget instances, and written back would lose them for good.
-func loadPlacement(ctx context.Context, res *bus.Resources) (map[string][]string, error) {
+func LoadPlacement(ctx context.Context, res *bus.Resources) (map[string][]string, error) {
 	out, _, err := loadPlacementRev(ctx, res)
 	return out, err
 }
@@ -196,8 +207,8 @@ func loadPlacementRev(ctx context.Context, res *bus.Resources) (map[string][]str
 	return out, e.Revision(), nil
 }
 
-// deploymentIDs lists the ids of every stored deployment.
-func deploymentIDs(ctx context.Context, res *bus.Resources) ([]string, error) {
+// DeploymentIDs lists the ids of every stored deployment.
+func DeploymentIDs(ctx context.Context, res *bus.Resources) ([]string, error) {
 	keys, err := res.Deployments.Keys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, nil
@@ -215,7 +226,7 @@ const legacySpecs = "-specs"
 // here, so an engine stopped halfway moves the rest at its next start; a
 // key found here is the older layout's latest word and replaces its copy.
 func migrateBookkeeping(ctx context.Context, res *bus.Resources, log *slog.Logger) error {
-	keys, err := deploymentIDs(ctx, res)
+	keys, err := DeploymentIDs(ctx, res)
 	if err != nil {
 		return fmt.Errorf("planner: list deployments: %w", err)
 	}

@@ -1,19 +1,23 @@
-package planner
+// Package sched runs a deployment's DAG of steps through the installers'
+// work queue, resuming where a stopped or replaced planner left it.
+package sched
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
-// record is a deployment as the scheduler keeps it: its steps form a DAG
+// Record is a deployment as the scheduler keeps it: its steps form a DAG
 // (each step runs after the steps it names in After, one step at a time on
 // a node). The methods in this file are the DAG's rules: what an event
 // changes, which steps may run, which never will, how the deployment ends.
 // They touch no bus; the scheduler stores and publishes what they decide.
-type record struct {
+type Record struct {
 	contract.Deployment
 	Placement map[string][]string `json:"placement"`
 	// Dispatches counts the times each step was put in the work queue (the
@@ -23,18 +27,42 @@ type record struct {
 	Queued     map[string]uint64 `json:"queued,omitempty"`
 	// Revert names the components whose halted rollout re-applies the
 	// last good config (auto_revert), with its max_in_flight.
-	Revert *revertPlan `json:"revert,omitempty"`
+	Revert *RevertPlan `json:"revert,omitempty"`
 	// Writer names the scheduler that stored the record last (see
 	// storeRecord).
 	Writer string `json:"writer,omitempty"`
-	// cfg is the config a deploy applies, for the config history.
-	cfg *contract.Config
 	// rev is the revision the record was read or last written at: its
 	// next write is refused if another scheduler wrote it since.
 	rev   uint64
 	prios map[string]int
 	specs map[string]contract.Step
 	index map[string]int
+}
+
+// RevertPlan is what a halted rollout's auto_revert re-applies with: the
+// components whose settings ask for it and their max_in_flight. The
+// scheduler keeps it with the record; the service decides (Hooks.Ended).
+type RevertPlan struct {
+	Components  []string `json:"components"`
+	MaxInFlight string   `json:"max_in_flight"`
+}
+
+// NewRecord is a pending deployment of the planned steps.
+func NewRecord(id string, placement map[string][]string, planned []*steps.Step) *Record {
+	rec := &Record{
+		Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: contract.DeployPending, Created: time.Now().UTC()}},
+		Placement:  placement,
+		specs:      map[string]contract.Step{},
+		prios:      map[string]int{},
+	}
+	for _, s := range planned {
+		rec.Steps = append(rec.Steps, contract.StepStatus{ID: s.Spec.ID, Node: s.Spec.Node, Component: s.Spec.Component,
+			Action: s.Spec.Action, State: contract.StatePending, After: s.After})
+		rec.specs[s.Spec.ID] = s.Spec
+		rec.prios[s.Spec.ID] = s.Prio
+	}
+	rec.reindex()
+	return rec
 }
 
 // stateQueued marks a step waiting in the work queue for an installer.
@@ -46,7 +74,7 @@ func stepDone(state string) bool {
 	return state == contract.StateSucceeded || state == contract.StateUnchanged
 }
 
-func (r *record) reindex() {
+func (r *Record) reindex() {
 	r.index = make(map[string]int, len(r.Steps))
 	for i, st := range r.Steps {
 		r.index[st.ID] = i
@@ -54,14 +82,14 @@ func (r *record) reindex() {
 }
 
 // live tells whether the deployment still runs or waits to.
-func (r *record) live() bool {
+func (r *Record) live() bool {
 	return r.State == contract.DeployRunning || r.State == contract.DeployPending
 }
 
 // apply records what a step event says and tells whether it changed
 // anything. An event for a step already final changes nothing: events may
 // come twice.
-func (r *record) apply(ev contract.StepEvent) bool {
+func (r *Record) apply(ev contract.StepEvent) bool {
 	i, ok := r.index[ev.ID]
 	if !ok {
 		return false
@@ -95,7 +123,7 @@ func (r *record) apply(ev contract.StepEvent) bool {
 // skipBlocked marks skipped every pending step that can never run because
 // a step before it, directly or not, failed or was skipped. It tells
 // whether it marked any.
-func (r *record) skipBlocked() bool {
+func (r *Record) skipBlocked() bool {
 	skipped := false
 	for changed := true; changed; {
 		changed = false
@@ -120,7 +148,7 @@ func (r *record) skipBlocked() bool {
 // ready lists the steps to dispatch now: pending, every step before them
 // done, their node running nothing; at most one a node, the first by
 // priority, in the order of priority.
-func (r *record) ready() []string {
+func (r *Record) ready() []string {
 	busy := map[string]bool{}
 	for _, st := range r.Steps {
 		if active(st.State) {
@@ -167,7 +195,7 @@ const maxChain = 64
 // as candidates too: a node has at most one chain in flight, so they are
 // the rest of the chain head belongs to (a step dispatched again takes
 // them along).
-func (r *record) chain(head string) []string {
+func (r *Record) chain(head string) []string {
 	node := r.step(head).Node
 	out := []string{head}
 	in := map[string]bool{head: true}
@@ -206,7 +234,7 @@ func (r *record) chain(head string) []string {
 
 // behind tells whether st is queued behind a step of its chain not yet
 // done: it waits for that step, not for an installer.
-func (r *record) behind(st *contract.StepStatus) bool {
+func (r *Record) behind(st *contract.StepStatus) bool {
 	if st.State != stateQueued {
 		return false
 	}
@@ -222,7 +250,7 @@ func (r *record) behind(st *contract.StepStatus) bool {
 // failed there: the installer stops a chain at its first failure, so they
 // did not run, and the scheduler decides again (skipBlocked skips those
 // that waited for the failed step).
-func (r *record) unchain(node string) {
+func (r *Record) unchain(node string) {
 	for i := range r.Steps {
 		if st := &r.Steps[i]; st.Node == node && st.State == stateQueued {
 			st.State = contract.StatePending
@@ -232,7 +260,7 @@ func (r *record) unchain(node string) {
 
 // pendingWork tells whether any step is still to run, waits in the queue
 // or runs.
-func (r *record) pendingWork() bool {
+func (r *Record) pendingWork() bool {
 	for _, st := range r.Steps {
 		if st.State == contract.StatePending || active(st.State) {
 			return true
@@ -242,7 +270,7 @@ func (r *record) pendingWork() bool {
 }
 
 // activeOn names the step that runs on node, else the first queued there.
-func (r *record) activeOn(node string) string {
+func (r *Record) activeOn(node string) string {
 	queued := ""
 	for _, st := range r.Steps {
 		switch {
@@ -257,11 +285,11 @@ func (r *record) activeOn(node string) string {
 }
 
 // step is the status of step id, which must be one of r's.
-func (r *record) step(id string) *contract.StepStatus { return &r.Steps[r.index[id]] }
+func (r *Record) step(id string) *contract.StepStatus { return &r.Steps[r.index[id]] }
 
 // abort ends every step not yet final for reason: what waits is skipped,
 // what is queued or runs fails.
-func (r *record) abort(reason string, now time.Time) {
+func (r *Record) abort(reason string, now time.Time) {
 	for i := range r.Steps {
 		st := &r.Steps[i]
 		switch {
@@ -276,7 +304,7 @@ func (r *record) abort(reason string, now time.Time) {
 // finish sets the deployment's final state: failed with reason when one
 // is given, failed when a step failed, succeeded otherwise. It returns how
 // many steps failed.
-func (r *record) finish(reason string, now time.Time) int {
+func (r *Record) conclude(reason string, now time.Time) int {
 	r.Finished = &now
 	r.State = contract.DeploySucceeded
 	failed := 0
@@ -297,7 +325,7 @@ func (r *record) finish(reason string, now time.Time) int {
 
 // placementAfter is where each component runs once the deployment ended:
 // what it started, plus what prev held and it did not remove.
-func (r *record) placementAfter(prev map[string][]string) map[string][]string {
+func (r *Record) placementAfter(prev map[string][]string) map[string][]string {
 	out := map[string][]string{}
 	removed := map[string]bool{}
 	for _, st := range r.Steps {
@@ -314,7 +342,7 @@ func (r *record) placementAfter(prev map[string][]string) map[string][]string {
 	}
 	for ip, comps := range r.Placement {
 		for _, c := range comps {
-			if i, ok := r.index[stepID(ip, c, "start")]; ok && stepDone(r.Steps[i].State) {
+			if i, ok := r.index[steps.ID(ip, c, "start")]; ok && stepDone(r.Steps[i].State) {
 				out[ip] = appendOnce(out[ip], c)
 			}
 		}
@@ -323,7 +351,7 @@ func (r *record) placementAfter(prev map[string][]string) map[string][]string {
 }
 
 func appendOnce(list []string, s string) []string {
-	if contains(list, s) {
+	if slices.Contains(list, s) {
 		return list
 	}
 	return append(list, s)

@@ -1,4 +1,4 @@
-package planner
+package sched
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -73,12 +74,12 @@ func benchBus(b *testing.B, where string) (*nats.Conn, *bus.Resources) {
 
 func benchDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, id string, nodes, chain int) {
 	ctx := context.Background()
-	rec := &record{Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: contract.DeployPending, Created: time.Now()}}, specs: map[string]contract.Step{}, prios: map[string]int{}}
+	rec := &Record{Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: contract.DeployPending, Created: time.Now()}}, specs: map[string]contract.Step{}, prios: map[string]int{}}
 	for n := 0; n < nodes; n++ {
 		node := fmt.Sprintf("10.1.%d.%d", n/250, n%250+1)
 		prev := ""
 		for c := 0; c < chain; c++ {
-			sid := stepID(node, fmt.Sprintf("c%d", c), "install")
+			sid := steps.ID(node, fmt.Sprintf("c%d", c), "install")
 			var after []string
 			if prev != "" {
 				after = []string{prev}
@@ -106,13 +107,13 @@ func benchDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, id string, nod
 		if json.Unmarshal(m.Data(), &head) != nil {
 			return
 		}
-		steps := append([]contract.Step{head}, head.Chain...)
+		chain := append([]contract.Step{head}, head.Chain...)
 		mu.Lock()
-		taken += len(steps)
+		taken += len(chain)
 		lastTaken = time.Now()
 		mu.Unlock()
 		go func() {
-			for _, s := range steps {
+			for _, s := range chain {
 				now := time.Now()
 				ev, _ := json.Marshal(contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action,
 					State: contract.StateSucceeded, Attempt: s.Attempt, Started: &now, Finished: &now, Final: true})
@@ -127,21 +128,19 @@ func benchDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, id string, nod
 		b.Fatal(err)
 	}
 	defer cc.Stop()
-	p := &Planner{o: Options{NC: nc, Res: res}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	s, err := newScheduler(ctx, p)
+	s, err := New(ctx, Options{NC: nc, Res: res, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Hooks: noHooks{}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	p.sched = s
-	defer s.stop()
+	defer s.Stop()
 
 	b.ResetTimer()
 	start := time.Now()
-	if err := s.begin(ctx, rec); err != nil {
+	if err := s.Begin(ctx, rec); err != nil {
 		b.Fatal(err)
 	}
 	for {
-		d, err := s.snapshot(ctx, id)
+		d, err := s.Snapshot(ctx, id)
 		if err == nil && (d.State == contract.DeploySucceeded || d.State == contract.DeployFailed) {
 			if d.State != contract.DeploySucceeded {
 				b.Fatalf("%s: %s: %s", id, d.State, d.Error)

@@ -1,11 +1,9 @@
-package planner
+package sched
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"sync"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -69,17 +68,12 @@ func TestFinishKeepsPlacementOnReadError(t *testing.T) {
 			kv := &failingGet{KeyValue: b.Res.Scheduler, key: keyPlacement}
 			res := *b.Res
 			res.Scheduler = kv
-			p := &Planner{o: Options{NC: b.NC, Res: &res}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			s, err := newScheduler(ctx, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.sched = s
-			defer s.stop()
+			s := startScheduler(t, Options{NC: b.NC, Res: &res})
+			defer s.Stop()
 
 			// A deployment that started a on 10.0.0.1 and left z alone.
-			sid := stepID("10.0.0.1", "a", "start")
-			rec := &record{Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-p", State: contract.DeployRunning, Created: time.Now()}},
+			sid := steps.ID("10.0.0.1", "a", "start")
+			rec := &Record{Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-p", State: contract.DeployRunning, Created: time.Now()}},
 				Placement: map[string][]string{"10.0.0.1": {"a"}}, specs: map[string]contract.Step{}, prios: map[string]int{}}
 			rec.Steps = []contract.StepStatus{{ID: sid, Node: "10.0.0.1", Component: "a", Action: "start", State: contract.StateSucceeded}}
 			rec.reindex()
@@ -87,7 +81,7 @@ func TestFinishKeepsPlacementOnReadError(t *testing.T) {
 			kv.fail(tc.err)
 			s.mu.Lock()
 			s.cur = rec
-			s.finishLocked(ctx, "")
+			s.concludeLocked(ctx, "")
 			s.mu.Unlock()
 			// The flush loop tries again meanwhile; nothing is written.
 			time.Sleep(1500 * time.Millisecond)
@@ -101,7 +95,7 @@ func TestFinishKeepsPlacementOnReadError(t *testing.T) {
 			kv.fail(nil)
 			var got map[string][]string
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-				if got, err = loadPlacement(ctx, b.Res); err != nil {
+				if got, err = LoadPlacement(ctx, b.Res); err != nil {
 					t.Fatal(err)
 				}
 				if maps.EqualFunc(got, tc.after, slices.Equal) || time.Now().After(deadline) {
@@ -125,13 +119,13 @@ func TestFinishKeepsPlacementOnReadError(t *testing.T) {
 func TestLoadPlacement(t *testing.T) {
 	ctx := context.Background()
 	b := bustest.Start(t, bus.ServerOptions{})
-	if pl, err := loadPlacement(ctx, b.Res); err != nil || len(pl) != 0 {
+	if pl, err := LoadPlacement(ctx, b.Res); err != nil || len(pl) != 0 {
 		t.Errorf("none stored: %v %v", pl, err)
 	}
 	if _, err := b.Res.Scheduler.Put(ctx, keyPlacement, []byte(`{"10.0.0.1":`)); err != nil {
 		t.Fatal(err)
 	}
-	if pl, err := loadPlacement(ctx, b.Res); err == nil {
+	if pl, err := LoadPlacement(ctx, b.Res); err == nil {
 		t.Errorf("one that does not decode: %v, no error", pl)
 	}
 }

@@ -1,12 +1,9 @@
-package planner
+package sched
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -23,23 +20,11 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-func watchedPlanner(t *testing.T, b *bustest.Bus, holder string, silent time.Duration) *Planner {
-	t.Helper()
-	var out io.Writer = io.Discard
-	if testing.Verbose() {
-		out = os.Stderr
-	}
-	p := &Planner{o: Options{NC: b.NC, Res: b.Res, SilentAfter: silent, LeaseTTL: 3 * time.Second, PlannerID: holder},
-		log: slog.New(slog.NewTextHandler(out, nil)).With("holder", holder)}
-	s, err := newScheduler(context.Background(), p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.sched = s
-	return p
+func watchedScheduler(t *testing.T, b *bustest.Bus, holder string, silent time.Duration) *Scheduler {
+	return startScheduler(t, Options{NC: b.NC, Res: b.Res, SilentAfter: silent, LeaseTTL: 3 * time.Second, Holder: holder})
 }
 
-func withDeadline(rec *record, secs int) *record {
+func withDeadline(rec *Record, secs int) *Record {
 	for id, sp := range rec.specs {
 		sp.TimeoutS = secs
 		rec.specs[id] = sp
@@ -111,13 +96,13 @@ func lockHeld(t *testing.T, b *bustest.Bus) bool {
 func TestStuckDeploymentFails(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
 	startSink(t, b, func(_ int, m jetstream.Msg, _ contract.Step) bool { _ = m.Ack(); return false }) // takes it, never answers
-	p := watchedPlanner(t, b, "p1", 300*time.Millisecond)
-	defer p.sched.stop()
+	s := watchedScheduler(t, b, "p1", 300*time.Millisecond)
+	defer s.Stop()
 	start := time.Now()
-	if err := p.sched.begin(context.Background(), withDeadline(diamond("d-stuck"), 1)); err != nil {
+	if err := s.Begin(context.Background(), withDeadline(diamond("d-stuck"), 1)); err != nil {
 		t.Fatal(err)
 	}
-	d := waitFinished(t, p, "d-stuck")
+	d := waitFinished(t, s, "d-stuck")
 	took := time.Since(start)
 	if d.State != contract.DeployFailed || d.Error == "" {
 		t.Fatalf("stuck deployment: %s %q", d.State, d.Error)
@@ -134,11 +119,11 @@ func TestStuckDeploymentFails(t *testing.T) {
 	if lockHeld(t, b) {
 		t.Fatal("the deploy lock outlived the failed deployment")
 	}
-	if _, ok := p.sched.running(); ok {
+	if _, ok := s.Running(); ok {
 		t.Fatal("the scheduler still reports a running deployment")
 	}
 	// The next deployment may start.
-	if err := p.sched.begin(context.Background(), diamond("d-next")); err != nil {
+	if err := s.Begin(context.Background(), diamond("d-next")); err != nil {
 		t.Fatalf("deploy after the stuck one: %v", err)
 	}
 }
@@ -165,12 +150,12 @@ func TestSilentStepDispatchedAgain(t *testing.T) {
 		publishStep(t, b, s, contract.StateSucceeded, true)
 		return true
 	})
-	p := watchedPlanner(t, b, "p1", 500*time.Millisecond)
-	defer p.sched.stop()
-	if err := p.sched.begin(context.Background(), withDeadline(diamond("d-silent"), 30)); err != nil {
+	s := watchedScheduler(t, b, "p1", 500*time.Millisecond)
+	defer s.Stop()
+	if err := s.Begin(context.Background(), withDeadline(diamond("d-silent"), 30)); err != nil {
 		t.Fatal(err)
 	}
-	d := waitFinished(t, p, "d-silent")
+	d := waitFinished(t, s, "d-silent")
 	if d.State != contract.DeploySucceeded {
 		t.Fatalf("deployment: %s %q", d.State, d.Error)
 	}
@@ -206,12 +191,12 @@ func TestBeatingStepNotDispatchedAgain(t *testing.T) {
 		publishStep(t, b, s, contract.StateSucceeded, true)
 		return true
 	})
-	p := watchedPlanner(t, b, "p1", 400*time.Millisecond)
-	defer p.sched.stop()
-	if err := p.sched.begin(context.Background(), withDeadline(diamond("d-beat"), 30)); err != nil {
+	s := watchedScheduler(t, b, "p1", 400*time.Millisecond)
+	defer s.Stop()
+	if err := s.Begin(context.Background(), withDeadline(diamond("d-beat"), 30)); err != nil {
 		t.Fatal(err)
 	}
-	if d := waitFinished(t, p, "d-beat"); d.State != contract.DeploySucceeded {
+	if d := waitFinished(t, s, "d-beat"); d.State != contract.DeploySucceeded {
 		t.Fatalf("deployment: %s %q", d.State, d.Error)
 	}
 	k.mu.Lock()
@@ -238,13 +223,13 @@ func TestCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	p := watchedPlanner(t, b, "p1", time.Minute)
-	defer p.sched.stop()
+	s := watchedScheduler(t, b, "p1", time.Minute)
+	defer s.Stop()
 	ctx := context.Background()
-	if err := p.sched.begin(ctx, diamond("d-c")); err != nil { // nothing takes its steps
+	if err := s.Begin(ctx, diamond("d-c")); err != nil { // nothing takes its steps
 		t.Fatal(err)
 	}
-	d, err := p.sched.cancel(ctx, "d-c", "cancelled by request")
+	d, err := s.Cancel(ctx, "d-c", "cancelled by request")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,15 +251,15 @@ func TestCancel(t *testing.T) {
 	if lockHeld(t, b) {
 		t.Fatal("the deploy lock outlived the cancelled deployment")
 	}
-	stored, err := p.sched.snapshot(ctx, "d-c")
+	stored, err := s.Snapshot(ctx, "d-c")
 	if err != nil || stored.State != contract.DeployFailed {
 		t.Fatalf("stored: %+v %v", stored, err)
 	}
 	var ke *kit.Error
-	if _, err := p.sched.cancel(ctx, "d-c", "again"); !errors.As(err, &ke) || ke.Code != 409 {
+	if _, err := s.Cancel(ctx, "d-c", "again"); !errors.As(err, &ke) || ke.Code != 409 {
 		t.Fatalf("cancel of an ended deployment: %v", err)
 	}
-	if _, err := p.sched.cancel(ctx, "d-nope", "x"); !errors.As(err, &ke) || ke.Code != 404 {
+	if _, err := s.Cancel(ctx, "d-nope", "x"); !errors.As(err, &ke) || ke.Code != 404 {
 		t.Fatalf("cancel of an unknown deployment: %v", err)
 	}
 }
@@ -294,19 +279,19 @@ func TestLockExpiresAndIsTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := watchedPlanner(t, &bustest.Bus{Srv: b.Srv, NC: anc, Res: ares}, "planner-a", time.Minute)
-	if err := a.sched.begin(ctx, diamond("d-a")); err != nil {
+	a := watchedScheduler(t, &bustest.Bus{Srv: b.Srv, NC: anc, Res: ares}, "planner-a", time.Minute)
+	if err := a.Begin(ctx, diamond("d-a")); err != nil {
 		t.Fatal(err)
 	}
-	other := watchedPlanner(t, b, "planner-b", time.Minute)
-	defer other.sched.stop()
+	other := watchedScheduler(t, b, "planner-b", time.Minute)
+	defer other.Stop()
 	var ke *kit.Error
-	if err := other.sched.begin(ctx, diamond("d-b")); !errors.As(err, &ke) || ke.Code != 409 {
+	if err := other.Begin(ctx, diamond("d-b")); !errors.As(err, &ke) || ke.Code != 409 {
 		t.Fatalf("begin while another holds the lock: %v", err)
 	}
 	// a dies: its connection goes, nothing renews or releases the lock.
-	close(a.sched.done)
-	a.sched.wg.Wait()
+	close(a.done)
+	a.wg.Wait()
 	anc.Close()
 	w := startWorker(t, b, nil)
 	defer w.cc.Stop()
@@ -333,12 +318,12 @@ func TestUnreadableStepEventFailsNodeStep(t *testing.T) {
 		publishStep(t, b, s, contract.StateSucceeded, true)
 		return true
 	})
-	p := watchedPlanner(t, b, "p1", time.Minute)
-	defer p.sched.stop()
-	if err := p.sched.begin(context.Background(), diamond("d-u")); err != nil {
+	s := watchedScheduler(t, b, "p1", time.Minute)
+	defer s.Stop()
+	if err := s.Begin(context.Background(), diamond("d-u")); err != nil {
 		t.Fatal(err)
 	}
-	d := waitFinished(t, p, "d-u")
+	d := waitFinished(t, s, "d-u")
 	for _, st := range d.Steps {
 		if st.Node == "10.0.0.3" && st.State != contract.StateFailed {
 			t.Errorf("%s: %s, want failed", st.ID, st.State)
@@ -376,13 +361,13 @@ func TestQueuedStepWaitsWhileDeploymentMoves(t *testing.T) {
 		mu.Unlock()
 		return true
 	})
-	p := watchedPlanner(t, b, "p1", 300*time.Millisecond)
-	defer p.sched.stop()
+	s := watchedScheduler(t, b, "p1", 300*time.Millisecond)
+	defer s.Stop()
 	// The others take about 1.6 s in all, longer than the held step's 1 s.
-	if err := p.sched.begin(context.Background(), withDeadline(diamond("d-q"), 1)); err != nil {
+	if err := s.Begin(context.Background(), withDeadline(diamond("d-q"), 1)); err != nil {
 		t.Fatal(err)
 	}
-	d := waitFinished(t, p, "d-q")
+	d := waitFinished(t, s, "d-q")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(again) == 0 {

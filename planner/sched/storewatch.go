@@ -1,4 +1,4 @@
-package planner
+package sched
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // bookkeeping (a dispatch, a save, the lock's renewal) because it is
 // unavailable: no quorum, no leader, the bus gone. It reports whether err
 // was of that kind.
-func (s *scheduler) storeDown(err error) bool {
+func (s *Scheduler) storeDown(err error) bool {
 	if !bus.Unavailable(err) {
 		return false
 	}
@@ -29,7 +29,7 @@ func (s *scheduler) storeDown(err error) bool {
 }
 
 // storeUp notes that the store answered again.
-func (s *scheduler) storeUp() {
+func (s *Scheduler) storeUp() {
 	if !s.downSince.IsZero() {
 		s.log.Info("the store answers again", "after", time.Since(s.downSince).Round(time.Millisecond))
 	}
@@ -43,7 +43,7 @@ func (s *scheduler) storeUp() {
 // write then (the placement, clearing the current mark, releasing the
 // lock, the finished event) is written once the store is back. It reports whether it ended
 // the deployment.
-func (s *scheduler) watchStoreLocked(ctx context.Context, now time.Time) bool {
+func (s *Scheduler) watchStoreLocked(ctx context.Context, now time.Time) bool {
 	if s.unfinished != nil && now.Sub(s.lastTry) >= time.Second {
 		s.lastTry = now
 		s.endLocked(ctx)
@@ -69,7 +69,7 @@ func (s *scheduler) watchStoreLocked(ctx context.Context, now time.Time) bool {
 // refuses because it is unavailable stays for the next tick (the lock until
 // the placement is stored); any other failure is logged and left, as it
 // would be when the store answers.
-func (s *scheduler) endLocked(ctx context.Context) {
+func (s *Scheduler) endLocked(ctx context.Context) {
 	u := s.unfinished
 	id := u.event.ID
 	s.placeLocked(ctx, u)
@@ -117,7 +117,7 @@ func (s *scheduler) endLocked(ctx context.Context) {
 // unfinished is what ending a deployment still has to write.
 type unfinished struct {
 	// placement is the deployment whose placement is still to be stored.
-	placement               *record
+	placement               *Record
 	mark, lock, sent, purge bool
 	event                   *contract.DeploymentEvent
 }

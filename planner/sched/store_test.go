@@ -1,4 +1,4 @@
-package planner
+package sched
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -41,18 +42,18 @@ func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 
 	w := startWorker(t, b, nil)
 	defer w.cc.Stop()
-	p := testPlanner(t, b)
-	defer p.sched.stop()
-	if err := p.sched.resume(ctx); err != nil {
+	s := testScheduler(t, b)
+	defer s.Stop()
+	if err := s.Resume(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d := waitFinished(t, p, "d-old"); d.State != contract.DeploySucceeded {
+	if d := waitFinished(t, s, "d-old"); d.State != contract.DeploySucceeded {
 		t.Fatalf("resumed deployment: %s %q", d.State, d.Error)
 	}
 	if len(w.ran) != 6 {
 		t.Errorf("%d steps ran, want 6", len(w.ran))
 	}
-	ids, err := deploymentIDs(ctx, b.Res)
+	ids, err := DeploymentIDs(ctx, b.Res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestSchedulerMovesLegacyBookkeeping(t *testing.T) {
 	if _, err := b.Res.Scheduler.Get(ctx, stepsKey("d-old")); err != nil {
 		t.Errorf("steps not moved: %v", err)
 	}
-	pl, err := loadPlacement(ctx, b.Res)
+	pl, err := LoadPlacement(ctx, b.Res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,22 +85,22 @@ func TestSchedulerForgetsMissingCurrent(t *testing.T) {
 	if _, err := b.Res.Scheduler.Put(ctx, keyCurrent, []byte("d-gone")); err != nil {
 		t.Fatal(err)
 	}
-	p := testPlanner(t, b)
-	defer p.sched.stop()
-	if err := p.sched.resume(ctx); err != nil {
+	s := testScheduler(t, b)
+	defer s.Stop()
+	if err := s.Resume(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if id, err := currentID(ctx, b.Res); err != nil || id != "" {
 		t.Errorf("current %q %v", id, err)
 	}
-	if _, ok := p.sched.running(); ok {
+	if _, ok := s.Running(); ok {
 		t.Error("a deployment runs")
 	}
 }
 
 func TestDeploymentIDsOfAnEmptyStore(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
-	ids, err := deploymentIDs(context.Background(), b.Res)
+	ids, err := DeploymentIDs(context.Background(), b.Res)
 	if err != nil || len(ids) != 0 {
 		t.Fatalf("ids %v err %v", ids, err)
 	}
@@ -111,7 +112,7 @@ func TestLoadRecordClaimsStoredPrepare(t *testing.T) {
 	ctx := context.Background()
 	b := bustest.Start(t, bus.ServerOptions{})
 	rec := diamond("d-claim")
-	prep := contract.Step{V: 1, Deployment: "d-claim", ID: "10.0.0.1/_node/prepare", Node: "10.0.0.1", Component: NodeComponent, Action: "prepare"}
+	prep := contract.Step{V: 1, Deployment: "d-claim", ID: "10.0.0.1/_node/prepare", Node: "10.0.0.1", Component: steps.NodeComponent, Action: "prepare"}
 	rec.specs[prep.ID] = prep
 	if err := storeRecord(ctx, b.Res, rec, "test"); err != nil {
 		t.Fatal(err)
