@@ -122,17 +122,39 @@ const controlTimeout = 5 * time.Minute
 // timeoutKey carries a route's own bound on its bus request.
 type timeoutKey struct{}
 
-func (s *server) control(action string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if t, ok := readTarget(w, r); ok {
-			if t.MaxInFlight != "" {
-				s.rollingRestart(w, r, action, t)
-				return
-			}
-			// The server's write timeout is for quick answers.
-			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(controlTimeout + 10*time.Second))
-			r = r.WithContext(context.WithValue(r.Context(), timeoutKey{}, controlTimeout))
-			s.call(w, r, subject.MonitorControl(), contract.ControlRequest{Target: t, Action: action})
-		}
+// restart restarts an instance, or a component's instances, through
+// monit. With max_in_flight it is a rolling restart instead: max_in_flight
+// instances at a time, each taken out of its balancers, watched healthy
+// and put back before the next batch; a deployment, answered 202 {"id"}
+// and followed as any other.
+func (s *server) restart(w http.ResponseWriter, r *http.Request) {
+	t, ok := readTarget(w, r)
+	switch {
+	case !ok:
+	case t.MaxInFlight != "":
+		s.call(w, r, subject.DeployRestart(), contract.RollingRestart{V: contract.Version, Component: t.Comp, IP: t.IP, MaxInFlight: t.MaxInFlight})
+	default:
+		s.control(w, r, "restart", t)
 	}
+}
+
+// stop stops an instance, or a component's instances, through monit.
+func (s *server) stop(w http.ResponseWriter, r *http.Request) {
+	t, ok := readTarget(w, r)
+	switch {
+	case !ok:
+	case t.MaxInFlight != "":
+		writeError(w, http.StatusBadRequest, "max_in_flight applies to restart only")
+	default:
+		s.control(w, r, "stop", t)
+	}
+}
+
+// control asks the monitor to act on t, and answers once monit's outcome
+// is known on every node.
+func (s *server) control(w http.ResponseWriter, r *http.Request, action string, t contract.Target) {
+	// The server's write timeout is for quick answers.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(controlTimeout + 10*time.Second))
+	r = r.WithContext(context.WithValue(r.Context(), timeoutKey{}, controlTimeout))
+	s.call(w, r, subject.MonitorControl(), contract.ControlRequest{Target: t, Action: action})
 }

@@ -67,14 +67,3 @@ func deployRequest(w http.ResponseWriter, r *http.Request) (contract.DeployStart
 	}
 	return in, true
 }
-
-// rollingRestart restarts a component's instances max_in_flight at a time,
-// each taken out of its balancers, watched healthy and put back before the
-// next batch: a deployment, answered 202 {"id"} and followed as any other.
-func (s *server) rollingRestart(w http.ResponseWriter, r *http.Request, action string, t contract.Target) {
-	if action != "restart" {
-		writeError(w, http.StatusBadRequest, "max_in_flight applies to restart only")
-		return
-	}
-	s.call(w, r, subject.DeployRestart(), contract.RollingRestart{V: contract.Version, Component: t.Comp, IP: t.IP, MaxInFlight: t.MaxInFlight})
-}
