@@ -158,3 +158,39 @@ func (s *server) control(w http.ResponseWriter, r *http.Request, action string, 
 	r = r.WithContext(context.WithValue(r.Context(), timeoutKey{}, controlTimeout))
 	s.call(w, r, subject.MonitorControl(), contract.ControlRequest{Target: t, Action: action})
 }
+
+// healGet answers auto-heal's state: on or off, the meltdown guard, and
+// every instance it is working on.
+func (s *server) healGet(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.HealGet(), nil)
+}
+
+// healSet turns auto-heal on or off: {"enabled": false}. Turning it on
+// also lifts the meltdown guard and gives failing instances a new start.
+func (s *server) healSet(w http.ResponseWriter, r *http.Request) {
+	if enabled, ok := readHeal(w, r); ok {
+		s.call(w, r, subject.HealSet(), contract.HealSet{V: contract.Version, Enabled: enabled, Actor: actorOf(r.Context())})
+	}
+}
+
+// readHeal reads {"enabled": bool} and records the switch asked for.
+func readHeal(w http.ResponseWriter, r *http.Request) (bool, bool) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return false, false
+	}
+	var in struct {
+		Enabled *bool `json:"enabled"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&in)
+	if in.Enabled != nil {
+		recordOf(r).note(fmt.Sprintf("enabled=%v", *in.Enabled))
+	}
+	if err != nil || in.Enabled == nil {
+		writeError(w, http.StatusBadRequest, `want {"enabled": true} or {"enabled": false}`)
+		return false, false
+	}
+	return *in.Enabled, true
+}

@@ -33,3 +33,9 @@ func (s *server) precheck(w http.ResponseWriter, r *http.Request) {
 func (s *server) configSchema(w http.ResponseWriter, r *http.Request) {
 	s.call(w, r, subject.ConfigSchema(), nil)
 }
+
+// configHistory lists the configs deployments applied, newest first,
+// secrets redacted.
+func (s *server) configHistory(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.ConfigHistory(), nil)
+}
