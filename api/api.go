@@ -1,5 +1,5 @@
-// Package api is the engine's HTTP face: the SPEC routes with their exact
-// field names and codes, translated to commands on the bus. It holds no state.
+// Package api serves the engine's HTTP routes, the SPEC's to the letter, as
+// commands on the bus; it holds no state.
 package api
 
 import (
@@ -14,12 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -101,43 +98,7 @@ func New(o Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-
-	r := chi.NewRouter()
-	r.Use(s.requestID, securityHeaders, middleware.Recoverer, m.middleware)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+contract.Clip(r.URL.Path))
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method "+contract.Clip(r.Method)+" not allowed on "+contract.Clip(r.URL.Path))
-	})
-
-	// The routes without a token share a budget of their own, per peer
-	// address, apart from the API's: anonymous clients cannot starve it.
-	r.Group(func(r chi.Router) {
-		r.Use(s.lim.limitAnon)
-		r.Get("/healthz", s.healthz)
-		r.Get("/version", s.version)
-		r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
-		if o.MirrorDir != "" {
-			r.Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))
-		}
-		if o.Releases != nil {
-			r.Handle("/releases/*", http.StripPrefix("/releases/", streaming(o.Limits.StreamIdle, releaseFiles(o.Releases).ServeHTTP)))
-		}
-		if o.Console != nil {
-			r.Handle("/*", http.FileServerFS(o.Console))
-		}
-	})
-
-	t := newTable(s.routes())
-	r.Group(func(r chi.Router) {
-		// The route is found first, for what it declares. The token is
-		// checked on the headers, before any body is read; the role inside
-		// the audit, so that a refusal is recorded.
-		r.Use(t.resolve, s.auth, s.needStore, s.lim.limit, s.audit, s.authorize)
-		r.Mount(prefix, t.mux)
-	})
-	return r, nil
+	return s.router(m), nil
 }
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {

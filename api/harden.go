@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -190,7 +189,8 @@ func (l *limiter) acquire(p *pool, k string, stream bool) (func(), bool) {
 }
 
 // limit bounds the API's requests. It runs after auth, so a client's
-// share is its token's. Event streams last: they are counted apart.
+// share is its token's. Event streams last: they are counted apart, as
+// their route declares.
 func (l *limiter) limit(next http.Handler) http.Handler { return l.middleware(&l.api, true, next) }
 
 // limitAnon bounds the routes without a token, per peer address.
@@ -202,7 +202,7 @@ func (l *limiter) limitAnon(next http.Handler) http.Handler {
 // has too many requests of p in flight.
 func (l *limiter) middleware(p *pool, streams bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		stream := streams && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/events")
+		stream := streams && isStream(r)
 		release, ok := l.acquire(p, clientKey(r), stream)
 		if !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(1))

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -22,6 +24,9 @@ type route struct {
 	handler http.HandlerFunc
 	role    Role
 	audit   auditSpec
+	// stream: the answer is a live event stream, counted apart from the
+	// requests in flight (see Limits.MaxStreams).
+	stream bool
 	// reads, for a change whose entry names what its body asks for, reads
 	// the request as its handler does, recording that: a request refused
 	// before its handler runs is read by it alone, so that its entry
@@ -58,6 +63,50 @@ type auditSpec struct {
 // audited is an action whose entry names the action as its object.
 func audited(action string) auditSpec { return auditSpec{action: action, object: action} }
 
+// router is the API's router: the anonymous routes, and the table's below
+// prefix.
+func (s *server) router(m *metrics) http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.requestID, securityHeaders, middleware.Recoverer, m.middleware)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+contract.Clip(r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method "+contract.Clip(r.Method)+" not allowed on "+contract.Clip(r.URL.Path))
+	})
+	r.Group(s.anonymous)
+	t := newTable(s.routes())
+	r.Group(func(r chi.Router) {
+		// The route is found first, for what it declares. The token is
+		// checked on the headers, before any body is read; the role inside
+		// the audit, so that a refusal is recorded.
+		r.Use(t.resolve, s.auth, s.needStore, s.lim.limit, s.audit, s.authorize)
+		r.Mount(prefix, t.mux)
+	})
+	return r
+}
+
+// anonymous registers the routes that need no token, for the nodes and
+// monitoring: they change nothing, so they have no role and no audit. They
+// share a budget of their own, per peer address, apart from the API's:
+// anonymous clients cannot starve it.
+func (s *server) anonymous(r chi.Router) {
+	o := s.o
+	r.Use(s.lim.limitAnon)
+	r.Get("/healthz", s.healthz)
+	r.Get("/version", s.version)
+	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	if o.MirrorDir != "" {
+		r.Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))
+	}
+	if o.Releases != nil {
+		r.Handle("/releases/*", http.StripPrefix("/releases/", streaming(o.Limits.StreamIdle, releaseFiles(o.Releases).ServeHTTP)))
+	}
+	if o.Console != nil {
+		r.Handle("/*", http.FileServerFS(o.Console))
+	}
+}
+
 // routes is the API's table: every route below prefix.
 func (s *server) routes() []route {
 	idle := s.o.Limits.StreamIdle
@@ -85,7 +134,7 @@ func (s *server) routes() []route {
 
 		{method: http.MethodGet, pattern: "/deployments", handler: s.listDeployments, role: RoleRead},
 		{method: http.MethodGet, pattern: "/deployments/{id}", handler: s.getDeployment, role: RoleRead},
-		{method: http.MethodGet, pattern: "/deployments/{id}/events", handler: streaming(idle, s.deploymentEvents), role: RoleRead},
+		{method: http.MethodGet, pattern: "/deployments/{id}/events", handler: streaming(idle, s.deploymentEvents), role: RoleRead, stream: true},
 		{method: http.MethodGet, pattern: "/deployments/{id}/report", handler: s.deploymentReport, role: RoleRead},
 		{method: http.MethodPost, pattern: "/deployments/{id}/cancel", handler: s.cancelDeployment, role: RoleWrite,
 			audit: auditSpec{action: contract.AuditCancel, param: "id"}},
@@ -176,6 +225,12 @@ func needRole(r *http.Request) Role {
 		return RoleRead
 	}
 	return RoleWrite
+}
+
+// isStream tells whether a request's route is an event stream.
+func isStream(r *http.Request) bool {
+	rt, ok := routeOf(r.Context())
+	return ok && rt.stream
 }
 
 // auditOf is what the audit records of a request's route; the zero
