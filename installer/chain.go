@@ -19,16 +19,17 @@ import (
 
 // A chain is a node's consecutive steps that nothing between them needs
 // the engine for: they travel in one SSH session, as one script that runs
-// them in order. Each step keeps what it has alone: the settling of an
-// earlier run, its marker on the node (written when, and only when, its
-// script succeeds), the owner check of a claim, its files (inline,
-// checksummed), its lock, deadline and process group, its events and its
-// log lines. A chain that stops half-way resumes at the first step without
-// a marker. The script tells the installer where each step begins and
-// ends with control lines that carry a nonce no step can know.
+// them in order (a step with none chained is a chain of one). Each step
+// keeps what it would have on its own: the settling of an earlier run, its
+// marker on the node (written when, and only when, its script succeeds),
+// the owner check of a claim, its files (inline, checksummed), its lock,
+// deadline and process group, its events and its log lines. A chain that
+// stops half-way resumes at the first step without a marker. The script
+// tells the installer where each step begins and ends with control lines
+// that carry a nonce no step can know.
 
 // maxInline bounds the inline files a step carries in a chain script;
-// a step with more, or with files from this machine, runs alone.
+// a step with more, or with files from this machine, runs apart (sent.go).
 const maxInline = 1 << 20
 
 // chainFuncs are the chain script's helpers. de_mark writes a control line
@@ -48,7 +49,7 @@ de_file() {
 }
 `
 
-// chainStepWrapper is a step alone's command run by the chain's shell,
+// chainStepWrapper is stepCommand as the chain's shell runs it,
 // with the step's deadline taken as it begins; the chain made the run
 // directory once, and the step's script is read without a process of its
 // own. chainScript launches it and waits for it as launch does.
@@ -88,7 +89,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 		s := r.s
 		key, marker := nodefs.MarkerName(s.Key), nodefs.Marker(s.Key)
 		// An earlier run of the step may still be alive on the node: it is
-		// waited for or killed first, as for a step alone.
+		// waited for or killed first, as runSent does.
 		fmt.Fprintf(&b, "# %s\nde_mark begin %d\nde_settle %s %s || { de_mark settle %d; exit 0; }\n", s.ID, k, key, s.Hash, k)
 		fmt.Fprintf(&b, "have=; [ -f %[1]s ] && read -r have < %[1]s\n", marker)
 		fmt.Fprintf(&b, "if [ \"$have\" = %s ]; then de_mark done %d %s\n", kit.ShellQuote(s.Hash+" "+s.Deployment), k, contract.StateSucceeded)
@@ -174,14 +175,6 @@ func checkPath(p string) error {
 		return permanent{fmt.Errorf("refusing to write %q: not a plain absolute path", p)}
 	}
 	return nil
-}
-
-// stepTimeout is a step's deadline on the node.
-func stepTimeout(s contract.Step) time.Duration {
-	if s.TimeoutS <= 0 {
-		return 15 * time.Minute
-	}
-	return time.Duration(s.TimeoutS) * time.Second
 }
 
 func stepSecs(s contract.Step) int { return max(int(stepTimeout(s)/time.Second), 1) }

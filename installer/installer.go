@@ -1,7 +1,11 @@
-// Package installer runs deployment steps on nodes over SSH: it takes them
-// from the JetStream work queue, uploads their files verified by checksum,
-// runs their scripts with deadlines, and reports every output line and
-// result as events. It knows nothing about components.
+// Package installer runs deployment steps on nodes over SSH.
+//
+// It takes steps from the JetStream work queue (queue.go) and runs each
+// message's steps once (execute.go): in chain scripts (chain.go,
+// segment.go), or command by command for a step whose files it sends
+// itself (sent.go). Their files are verified by checksum, their scripts
+// run with deadlines, and every output line and result goes out as an
+// event. It knows nothing about components.
 package installer
 
 import (

@@ -111,7 +111,7 @@ func (i *Installer) handle(m jetstream.Msg) {
 }
 
 // readChain checks the steps chained after head: the same deployment, node
-// and engine, and what a step alone must have.
+// and engine, and what readStep asks of the head itself.
 func readChain(head contract.Step) error {
 	for _, s := range head.Chain {
 		switch {
@@ -231,4 +231,11 @@ func (i *Installer) endedWhy(id string) (string, bool) {
 	defer i.mu.Unlock()
 	e, ok := i.ended[id]
 	return e.why, ok
+}
+
+func codePtr(c int) *int {
+	if c < 0 {
+		return nil
+	}
+	return &c
 }

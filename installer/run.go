@@ -78,7 +78,7 @@ var wrapper = launch(`setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _
 // at its next line of output, so that the next attempt finds it done.
 const stepCommand = `setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; ` + runJoin + `exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap ": > ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
 
-// stepWrapper is stepCommand launched as a step alone.
+// stepWrapper is stepCommand launched on its own, as runSent does.
 var stepWrapper = launch(stepCommand)
 
 // exitLocked is the step wrapper's exit status when another run held the

@@ -32,6 +32,14 @@ type stepRun struct {
 	tail stderrTail
 }
 
+// stepTimeout is a step's deadline on the node.
+func stepTimeout(s contract.Step) time.Duration {
+	if s.TimeoutS <= 0 {
+		return 15 * time.Minute
+	}
+	return time.Duration(s.TimeoutS) * time.Second
+}
+
 // succeed reports a step done; false when its event was not stored.
 func (r *stepRun) succeed(state string) bool {
 	zero := 0
@@ -46,13 +54,6 @@ func (r *stepRun) succeed(state string) bool {
 // ownedBy is the error of a claim whose node another engine owns.
 func (r *stepRun) ownedBy(owner string) error {
 	return permanent{fmt.Errorf("%s is owned by engine %s; remove %s on the node to hand it to this engine", r.s.Node, owner, nodefs.Owner)}
-}
-
-func codePtr(c int) *int {
-	if c < 0 {
-		return nil
-	}
-	return &c
 }
 
 // prelude is what runs before a step's own script, under its lock: its
