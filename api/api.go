@@ -123,6 +123,12 @@ func writeReply(w http.ResponseWriter, rep kit.Reply) {
 	_, _ = w.Write(rep.Body)
 }
 
+// forward is a route that sends a command on subj, with no body, and
+// answers its reply.
+func (s *server) forward(subj string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.call(w, r, subj, nil) }
+}
+
 // request sends a command; on a bus failure it writes the answer itself
 // and returns false.
 func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, body any) (kit.Reply, bool) {

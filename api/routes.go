@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // prefix is where the routes of the table are served.
@@ -111,46 +112,65 @@ func (s *server) anonymous(r chi.Router) {
 func (s *server) routes() []route {
 	idle := s.o.Limits.StreamIdle
 	deploy := auditSpec{action: contract.AuditDeploy, object: "deployment"}
+	deployment := func(id string) any { return contract.DeployGet{ID: id} }
 	return []route{
-		{method: http.MethodGet, pattern: "/config", handler: s.getConfig, role: RoleRead},
+		{method: http.MethodGet, pattern: "/config", handler: s.forward(subject.ConfigGet()), role: RoleRead},
 		// A config's checks render a release's templates, even with ?check=0.
 		{method: http.MethodPost, pattern: "/config", handler: s.postConfig, role: RoleWrite,
 			audit: auditSpec{action: contract.AuditConfig, object: contract.AuditConfig, diff: true}},
-		{method: http.MethodGet, pattern: "/config/schema", handler: s.configSchema, role: RoleRead},
-		{method: http.MethodGet, pattern: "/config/history", handler: s.configHistory, role: RoleRead},
-		{method: http.MethodGet, pattern: "/precheck", handler: s.precheck, role: RoleRead},
+		// The config's JSON Schema, for editors that check a config as it is typed.
+		{method: http.MethodGet, pattern: "/config/schema", handler: s.forward(subject.ConfigSchema()), role: RoleRead},
+		// The configs deployments applied, newest first, secrets redacted.
+		{method: http.MethodGet, pattern: "/config/history", handler: s.forward(subject.ConfigHistory()), role: RoleRead},
+		// Every pre-check again on the stored config: 200 with the problems
+		// and warnings found, 403 before any config.
+		{method: http.MethodGet, pattern: "/precheck", handler: s.forward(subject.ConfigPrecheck()), role: RoleRead},
 
 		// The SPEC's deploy by GET starts one too.
 		{method: http.MethodGet, pattern: "/deploy", handler: s.deploy, role: RoleWrite, audit: deploy},
 		{method: http.MethodPost, pattern: "/deploy", handler: s.deploy, role: RoleWrite, audit: deploy},
 		{method: http.MethodPost, pattern: "/scale", handler: s.scale, role: RoleWrite, reads: reading(readScale),
 			audit: auditSpec{action: contract.AuditScale, object: contract.AuditScale, diff: true}},
-		{method: http.MethodPost, pattern: "/rollback", handler: s.rollback, role: RoleWrite,
+		// Deploys the last config whose deployment succeeded again: 202
+		// {"id"}; 409 when there is none, or a deployment runs.
+		{method: http.MethodPost, pattern: "/rollback", handler: s.forward(subject.DeployRollback()), role: RoleWrite,
 			audit: auditSpec{action: contract.AuditRollback, object: "deployment", diff: true}},
 		{method: http.MethodPost, pattern: "/takeover", handler: s.takeover, role: RoleWrite, audit: audited(contract.AuditTakeover)},
 		// A plan renders a release's templates; its body, a config, is not recorded.
 		{method: http.MethodPost, pattern: "/plan", handler: s.plan, role: RoleWrite,
 			audit: auditSpec{action: contract.AuditPlan, object: contract.AuditPlan, planID: true}},
 
-		{method: http.MethodGet, pattern: "/deployments", handler: s.listDeployments, role: RoleRead},
-		{method: http.MethodGet, pattern: "/deployments/{id}", handler: s.getDeployment, role: RoleRead},
+		{method: http.MethodGet, pattern: "/deployments", handler: s.forward(subject.DeployList()), role: RoleRead},
+		{method: http.MethodGet, pattern: "/deployments/{id}", handler: s.aboutDeployment(subject.DeployGet(), deployment), role: RoleRead},
 		{method: http.MethodGet, pattern: "/deployments/{id}/events", handler: streaming(idle, s.deploymentEvents), role: RoleRead, stream: true},
-		{method: http.MethodGet, pattern: "/deployments/{id}/report", handler: s.deploymentReport, role: RoleRead},
-		{method: http.MethodPost, pattern: "/deployments/{id}/cancel", handler: s.cancelDeployment, role: RoleWrite,
+		// The deployment's timings.
+		{method: http.MethodGet, pattern: "/deployments/{id}/report", handler: s.aboutDeployment(subject.DeployReport(), deployment), role: RoleRead},
+		// Ends a running deployment: 202 with the deployment as it ended,
+		// 404 for an unknown id, 409 when it has already ended.
+		{method: http.MethodPost, pattern: "/deployments/{id}/cancel", role: RoleWrite,
+			handler: s.aboutDeployment(subject.DeployCancel(), func(id string) any {
+				return contract.DeployCancel{V: contract.Version, ID: id}
+			}),
 			audit: auditSpec{action: contract.AuditCancel, param: "id"}},
 
-		{method: http.MethodGet, pattern: "/status", handler: s.status, role: RoleRead},
+		{method: http.MethodGet, pattern: "/status", handler: s.forward(subject.MonitorStatus()), role: RoleRead},
 		{method: http.MethodGet, pattern: "/hardware", handler: s.hardware, role: RoleRead},
-		{method: http.MethodGet, pattern: "/prometheus/targets", handler: s.promTargets, role: RoleRead},
+		// Prometheus' HTTP service discovery of the node agents.
+		{method: http.MethodGet, pattern: "/prometheus/targets", handler: s.forward(subject.MonitorTargets()), role: RoleRead},
 		{method: http.MethodPut, pattern: "/restart", handler: s.restart, role: RoleWrite, reads: reading(readTarget),
 			audit: audited(contract.AuditRestart)},
 		{method: http.MethodPut, pattern: "/stop", handler: s.stop, role: RoleWrite, reads: reading(readTarget),
 			audit: audited(contract.AuditStop)},
-		{method: http.MethodGet, pattern: "/heal", handler: s.healGet, role: RoleRead},
+		// Auto-heal's state: on or off, the meltdown guard, and every
+		// instance it is working on.
+		{method: http.MethodGet, pattern: "/heal", handler: s.forward(subject.HealGet()), role: RoleRead},
 		{method: http.MethodPut, pattern: "/heal", handler: s.healSet, role: RoleWrite, reads: reading(readHeal),
 			audit: auditSpec{action: contract.AuditHeal, object: "auto-heal"}},
 
-		{method: http.MethodGet, pattern: "/download", handler: s.listLogs, role: RoleRead},
+		// The logs' names go to the log service as data in a JSON body; the
+		// service alone decides what is a log, so no name reaches the file
+		// system from here.
+		{method: http.MethodGet, pattern: "/download", handler: s.forward(subject.LogsList()), role: RoleRead},
 		{method: http.MethodPut, pattern: "/download", handler: streaming(idle, s.downloadLog), role: RoleRead,
 			audit: auditSpec{readOnly: "the SPEC's download of a log by PUT"}},
 		{method: http.MethodGet, pattern: "/logs/{name}", handler: streaming(idle, s.serveLog), role: RoleRead},

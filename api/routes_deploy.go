@@ -69,12 +69,6 @@ func (s *server) plan(w http.ResponseWriter, r *http.Request) {
 	s.call(w, r, subject.DeployPlan(), contract.PlanRequest{V: contract.Version, Config: body})
 }
 
-// rollback deploys the last config whose deployment succeeded again: 202
-// {"id"}; 409 when there is none, or a deployment runs.
-func (s *server) rollback(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.DeployRollback(), nil)
-}
-
 // scale adds instances to the stored config and deploys them: 202 {"id"}.
 func (s *server) scale(w http.ResponseWriter, r *http.Request) {
 	if body, ok := readScale(w, r); ok {

@@ -11,10 +11,8 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-func (s *server) listDeployments(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.DeployList(), nil)
-}
-
+// deploymentID is the deployment the path names; a malformed id is
+// answered 404 here.
 func deploymentID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := chi.URLParam(r, "id")
 	if len(id) > 64 || !subject.ValidToken(id) || !strings.HasPrefix(id, "d-") {
@@ -24,29 +22,12 @@ func deploymentID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	return id, true
 }
 
-func (s *server) getDeployment(w http.ResponseWriter, r *http.Request) {
-	id, ok := deploymentID(w, r)
-	if !ok {
-		return
+// aboutDeployment is a route that sends a command on subj about the
+// deployment its path names, with body(id), and answers its reply.
+func (s *server) aboutDeployment(subj string, body func(id string) any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := deploymentID(w, r); ok {
+			s.call(w, r, subj, body(id))
+		}
 	}
-	s.call(w, r, subject.DeployGet(), contract.DeployGet{ID: id})
-}
-
-// cancelDeployment ends a running deployment: 202 with the deployment as
-// it ended, 404 for an unknown id, 409 when it has already ended.
-func (s *server) cancelDeployment(w http.ResponseWriter, r *http.Request) {
-	id, ok := deploymentID(w, r)
-	if !ok {
-		return
-	}
-	s.call(w, r, subject.DeployCancel(), contract.DeployCancel{V: contract.Version, ID: id})
-}
-
-// deploymentReport answers a deployment's timings.
-func (s *server) deploymentReport(w http.ResponseWriter, r *http.Request) {
-	id, ok := deploymentID(w, r)
-	if !ok {
-		return
-	}
-	s.call(w, r, subject.DeployReport(), contract.DeployGet{ID: id})
 }

@@ -21,14 +21,6 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// The logs' names go to the log service as data in a JSON body; the
-// service alone decides what is a log, so no name reaches the file system
-// from here.
-
-func (s *server) listLogs(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.LogsList(), nil)
-}
-
 // logNameFromBody reads the name of PUT /download: bare (local.log),
 // quoted ("local.log"), wrapped as in the manual ({ "local.log" }) or as
 // a JSON object ({"name": "local.log"}).

@@ -15,15 +15,6 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// promTargets is Prometheus' HTTP service discovery of the node agents.
-func (s *server) promTargets(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.MonitorTargets(), nil)
-}
-
-func (s *server) status(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.MonitorStatus(), nil)
-}
-
 // The manual sends {"Comp", "Ip"} to hardware and {"name", "ip"} to
 // restart; accept every spelling, case-insensitively.
 var compKeys = []string{"comp", "name", "component"}
@@ -157,12 +148,6 @@ func (s *server) control(w http.ResponseWriter, r *http.Request, action string, 
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(controlTimeout + 10*time.Second))
 	r = r.WithContext(context.WithValue(r.Context(), timeoutKey{}, controlTimeout))
 	s.call(w, r, subject.MonitorControl(), contract.ControlRequest{Target: t, Action: action})
-}
-
-// healGet answers auto-heal's state: on or off, the meltdown guard, and
-// every instance it is working on.
-func (s *server) healGet(w http.ResponseWriter, r *http.Request) {
-	s.call(w, r, subject.HealGet(), nil)
 }
 
 // healSet turns auto-heal on or off: {"enabled": false}. Turning it on
