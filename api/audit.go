@@ -48,7 +48,7 @@ func (a *auditRecord) named(object string) {
 	}
 }
 
-// note adds a word to the entry's detail.
+// note records a word for the end of the entry's detail.
 func (a *auditRecord) note(detail string) {
 	if a != nil {
 		a.detail = detail

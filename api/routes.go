@@ -28,10 +28,10 @@ type route struct {
 	// stream: the answer is a live event stream, counted apart from the
 	// requests in flight (see Limits.MaxStreams).
 	stream bool
-	// reads, for a change whose entry names what its body asks for, reads
-	// the request as its handler does, recording that: a request refused
-	// before its handler runs is read by it alone, so that its entry
-	// names what was asked too.
+	// reads is the handler's own reader, for a change whose entry names
+	// what its body asks for (the instance to stop, say): a request
+	// refused before its handler runs is read by it alone, so that its
+	// entry names what was asked too.
 	reads func(http.ResponseWriter, *http.Request)
 }
 
