@@ -105,3 +105,19 @@ func (s *Scheduler) dispatchManyLocked(ctx context.Context, ids []string) []erro
 	}
 	return errs
 }
+
+// dispatchLocked puts a step of cur, with its chain, in the work queue.
+func (s *Scheduler) dispatchLocked(ctx context.Context, id string) error {
+	msg, chain, n, msgID, err := s.stepMsg(id)
+	if err != nil {
+		return err
+	}
+	// The message id makes a dispatch repeated after a crash a no-op.
+	ack, err := s.res.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+	if err != nil {
+		return err
+	}
+	s.storeUp()
+	s.queuedLocked(chain, n, ack.Sequence)
+	return nil
+}
