@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -40,7 +41,7 @@ func (p *Planner) listenForAgents(cfg contract.Config) error {
 // when it installs none: agents off, or the engine could not listen at
 // cfg's home. A home never tried (a plan of a config not stored) counts as
 // one the engine will listen at.
-func (p *Planner) agentPlanFor(cfg contract.Config) *agentPlan {
+func (p *Planner) agentPlanFor(cfg contract.Config) *steps.Agent {
 	a := p.o.Agent
 	if a == nil {
 		return nil
@@ -51,8 +52,8 @@ func (p *Planner) agentPlanFor(cfg contract.Config) *agentPlan {
 	if failed {
 		return nil
 	}
-	return &agentPlan{binary: a.Binary, pass: a.Password, ca: a.CA,
-		natsURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
+	return &steps.Agent{Binary: a.Binary, Password: a.Password, CA: a.CA,
+		NATSURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
 }
 
 // listenAtStoredHome listens for agents at the stored config's home, so

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"strings"
 	"testing"
 
 	"github.com/deployment-engine/engine/services/contract"
@@ -32,10 +31,10 @@ func TestAgentPlanFollowsTheListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := p.agentPlanFor(cfgAt("10.0.0.1"))
-	if a == nil || a.natsURL != "nats://10.0.0.1:4222" || a.ca != "CA" || a.binary != "/bin/de" {
+	if a == nil || a.NATSURL != "nats://10.0.0.1:4222" || a.CA != "CA" || a.Binary != "/bin/de" {
 		t.Fatalf("agent plan at a home the engine listens at: %+v", a)
 	}
-	if a := p.agentPlanFor(cfgAt("10.0.0.9")); a == nil || a.natsURL != "nats://10.0.0.9:4222" {
+	if a := p.agentPlanFor(cfgAt("10.0.0.9")); a == nil || a.NATSURL != "nats://10.0.0.9:4222" {
 		t.Errorf("a home never tried: %+v", a)
 	}
 	err := p.listenForAgents(cfgAt("192.0.2.1"))
@@ -57,23 +56,5 @@ func TestAgentPlanFollowsTheListener(t *testing.T) {
 	off := &Planner{log: p.log}
 	if off.listenForAgents(cfgAt("10.0.0.1")) != nil || off.agentPlanFor(cfgAt("10.0.0.1")) != nil {
 		t.Error("an engine without agents plans one")
-	}
-}
-
-// The agent's monit check finds and stops the agent by its binary's path,
-// anchored: a shell whose command line only mentions the agent (an
-// operator's script, a reset) is neither taken for it nor killed with it.
-func TestAgentCheckAnchored(t *testing.T) {
-	in := planInput{cfg: contract.Config{Properties: contract.Properties{Home: "10.0.0.1"}}, agent: &agentPlan{natsURL: "nats://10.0.0.1:4222", binary: "/bin/de", pass: func(string) string { return "pw" }}}
-	var monit string
-	for _, f := range agentStep(in, "10.0.0.2").Spec.Files {
-		if f.Path == "/etc/monit/conf.d/de-agent" {
-			monit = string(f.Content)
-		}
-	}
-	for _, want := range []string{`matching "^/usr/local/bin/deployment-engine agent"`, `pkill -f '^/usr/local/bin/deployment-engine agent'`} {
-		if !strings.Contains(monit, want) {
-			t.Errorf("the agent's monit check lacks %s:\n%s", want, monit)
-		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/planner/sched"
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -148,7 +150,7 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	}
 	nodes := cfg.Nodes()
 	for ip := range previous {
-		if !contains(nodes, ip) {
+		if !slices.Contains(nodes, ip) {
 			nodes = append(nodes, ip)
 		}
 	}
@@ -179,8 +181,8 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	if err := p.listenForAgents(cfg); err != nil {
 		p.engineEvent(ctx, "deploy", "deploying without node agents (the nodes are read over SSH): "+err.Error())
 	}
-	in := p.planInputFor(cfg, cat, id, previous, noMonit)
-	steps, err := p.stepsFor(ctx, in, rel)
+	b := p.builderFor(cfg, cat, id, previous, noMonit)
+	planned, err := p.stepsFor(ctx, b, rel)
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
 	}
@@ -188,12 +190,11 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	if rel == nil {
 		// Which running instances change is on their nodes' markers: only
 		// nodes the last deployment placed something on run any.
-		ro := rollout{in: in, markers: p.markersOf(ctx, contract.SortedKeys(previous)), query: q}
-		if steps, batches, err = ro.apply(steps); err != nil {
+		if planned, batches, err = b.RolloutSteps(planned, p.markersOf(ctx, contract.SortedKeys(previous)), q); err != nil {
 			return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + err.Error()}
 		}
 	}
-	rec := sched.NewRecord(id, placementOf(cfg), steps)
+	rec := sched.NewRecord(id, steps.Placement(cfg), planned)
 	rec.Batches = batches
 	if rel == nil {
 		rec.Revert = revertFor(cat, cfg, q, batches)
@@ -201,21 +202,19 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	return rec, nil
 }
 
-// planInputFor is what a deployment id of cfg is planned from.
-func (p *Planner) planInputFor(cfg contract.Config, cat *catalog.Catalog, id string, previous map[string][]string, noMonit map[string]bool) planInput {
-	in := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest, noMonit: noMonit,
-		mirrorURL: p.nodeURL(cfg) + "/mirror/"}
-	in.agent = p.agentPlanFor(cfg)
-	return in
+// builderFor builds the steps of deployment id of cfg.
+func (p *Planner) builderFor(cfg contract.Config, cat *catalog.Catalog, id string, previous map[string][]string, noMonit map[string]bool) steps.Builder {
+	return steps.Builder{Config: cfg, Catalog: cat, Engine: p.o.EngineID, ID: id, Previous: previous, Timeout: p.o.StepTimeout,
+		Digest: p.digest, NoMonit: noMonit, MirrorURL: p.nodeURL(cfg) + "/mirror/", Agent: p.agentPlanFor(cfg)}
 }
 
 // stepsFor renders the steps of a deployment: from a release when rel is
 // set, from the catalog otherwise.
-func (p *Planner) stepsFor(ctx context.Context, in planInput, rel *release.Release) ([]*planStep, error) {
+func (p *Planner) stepsFor(ctx context.Context, b steps.Builder, rel *release.Release) ([]*steps.Step, error) {
 	if rel != nil {
-		return p.buildReleasePlan(ctx, in, rel)
+		return p.releaseSteps(ctx, b, rel)
 	}
-	return buildPlan(in)
+	return b.CatalogSteps()
 }
 
 func (p *Planner) deployGet(ctx context.Context, req micro.Request) (int, any, error) {

@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/sched"
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -47,12 +49,12 @@ func revertFor(cat *catalog.Catalog, cfg contract.Config, q contract.UpdateSetti
 		if b.Index != 0 {
 			continue
 		}
-		set := settingsFor(cat, cfg, b.Component, q)
-		if !set.autoRevert {
+		set := steps.SettingsFor(cat, cfg, b.Component, q)
+		if !set.AutoRevert() {
 			continue
 		}
 		if out == nil {
-			out = &sched.RevertPlan{MaxInFlight: set.inFlight}
+			out = &sched.RevertPlan{MaxInFlight: set.InFlight()}
 		}
 		out.Components = append(out.Components, b.Component)
 	}
@@ -192,7 +194,7 @@ func (e ends) Ended(rec *sched.Record) {
 	}
 	halted := ""
 	for _, b := range rec.Batches {
-		if b.State == contract.BatchFailed && contains(rec.Revert.Components, b.Component) {
+		if b.State == contract.BatchFailed && slices.Contains(rec.Revert.Components, b.Component) {
 			halted = b.Component
 		}
 	}

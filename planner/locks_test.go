@@ -14,6 +14,7 @@ import (
 
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/sched"
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -38,6 +39,14 @@ func frozenInstaller(t *testing.T, nc *nats.Conn) <-chan struct{} {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	return probed
+}
+
+// starterConfig is the starter stack on three nodes, with a user.
+func starterConfig() contract.Config {
+	return contract.Config{
+		Components: map[string][]string{"haproxy": {"10.9.0.2"}, "web": {"10.9.0.3", "10.9.0.4"}, "redis": {"10.9.0.3"}},
+		Properties: contract.Properties{Domain: "x.local", Home: "10.9.0.1", Root: "pw", Catalog: "starter", Adduser: contract.F(1), User: "vcap", Password: "secret-pw"},
+	}
 }
 
 // startStarter starts a planner with the starter catalog whose probes
@@ -71,7 +80,7 @@ func startStarter(t *testing.T, b *bustest.Bus) *Planner {
 func storeGood(t *testing.T, p *Planner, cfg contract.Config) {
 	t.Helper()
 	ctx := context.Background()
-	rec := sched.NewRecord("d-20000101-000000-000001", placementOf(cfg), nil)
+	rec := sched.NewRecord("d-20000101-000000-000001", steps.Placement(cfg), nil)
 	rec.State = contract.DeploySucceeded
 	b, _ := json.Marshal(rec)
 	if _, err := p.o.Res.Deployments.Put(ctx, rec.ID, b); err != nil {
@@ -132,7 +141,7 @@ func TestNoProbeUnderThePlannerLock(t *testing.T) {
 	}{
 		{"scale", subject.DeployScale(), map[string]string{"Comp": "web", "Ip": "10.9.0.5"}, nil},
 		{"rolling restart", subject.DeployRestart(), contract.RollingRestart{Component: "web", IP: "10.9.0.3", MaxInFlight: "1"}, func(t *testing.T, p *Planner) {
-			b, _ := json.Marshal(placementOf(starterConfig()))
+			b, _ := json.Marshal(steps.Placement(starterConfig()))
 			if _, err := p.o.Res.Scheduler.Put(context.Background(), "placement", b); err != nil {
 				t.Fatal(err)
 			}

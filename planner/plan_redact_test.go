@@ -15,6 +15,7 @@ import (
 	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/planner/release/releasetest"
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -149,12 +150,12 @@ func TestPlanRedactsOlderSecrets(t *testing.T) {
 	p, b, stored := secretPlanner(t)
 	ctx := context.Background()
 	const oldSecret = "OldSecret-5vb"
-	steps, err := p.stepsFor(ctx, p.planInputFor(stored, nil, "plan", nil, nil), mustRelease(t, p))
+	planned, err := p.stepsFor(ctx, p.builderFor(stored, nil, "plan", nil, nil), mustRelease(t, p))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var step contract.Step
-	for _, s := range steps {
+	for _, s := range planned {
 		if s.Spec.Component == "db" && len(s.Spec.Files) > 0 {
 			step = s.Spec
 		}
@@ -165,7 +166,7 @@ func TestPlanRedactsOlderSecrets(t *testing.T) {
 	// Deployment d-1 wrote the step's file with the password of its day.
 	path := step.Files[0].Path
 	written := step
-	written.Hash, written.Files = "h-old", []contract.StepFile{stepFile(path, 0o644, []byte("password="+oldSecret+"\n"))}
+	written.Hash, written.Files = "h-old", []contract.StepFile{steps.File(path, 0o644, []byte("password="+oldSecret+"\n"))}
 	older := stored.Clone()
 	older.Properties.Jobs = map[string]any{"db": map[string]any{"admin": map[string]any{"user": "admin", "password": oldSecret}}}
 	doc, _ := json.Marshal(map[string]any{"specs": map[string]contract.Step{step.ID: written}})

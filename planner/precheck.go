@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
@@ -204,9 +206,15 @@ func (d dnsCheck) warnings(r contract.ProbeResult) []string {
 
 func subset(got, want []string) bool {
 	for _, g := range got {
-		if !contains(want, g) {
+		if !slices.Contains(want, g) {
 			return false
 		}
 	}
 	return true
+}
+
+// fetchesFromEngine tells whether cfg's nodes fetch from the engine's HTTP
+// address: the mirror's packages, or a BOSH release's.
+func fetchesFromEngine(cfg contract.Config, cat *catalog.Catalog) bool {
+	return cfg.CatalogName() == BoshCatalog || steps.InstallsPackages(cfg, cat)
 }

@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +17,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/deployment-engine/engine/planner/sched"
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/planner/validate"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -106,7 +107,7 @@ func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contr
 	}
 	nodes := cfg.Nodes()
 	for ip := range previous {
-		if !contains(nodes, ip) {
+		if !slices.Contains(nodes, ip) {
 			nodes = append(nodes, ip)
 		}
 	}
@@ -119,7 +120,8 @@ func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contr
 	for ip, r := range reads {
 		noMonit[ip] = r.err == "" && !r.monit
 	}
-	steps, err := p.stepsFor(ctx, p.planInputFor(cfg, cat, "plan", previous, noMonit), rel)
+	b := p.builderFor(cfg, cat, "plan", previous, noMonit)
+	planned, err := p.stepsFor(ctx, b, rel)
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + red.Redact(err.Error())}
 	}
@@ -130,14 +132,13 @@ func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contr
 				markers[ip] = r.markers
 			}
 		}
-		ro := rollout{in: p.planInputFor(cfg, cat, "plan", previous, noMonit), markers: markers}
-		if steps, _, err = ro.apply(steps); err != nil {
+		if planned, _, err = b.RolloutSteps(planned, markers, contract.UpdateSettings{}); err != nil {
 			return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + red.Redact(err.Error())}
 		}
 	}
-	byNode := map[string][]*planStep{}
+	byNode := map[string][]*steps.Step{}
 	wanted := map[string]bool{} // step id@hash whose files the engine last wrote
-	for _, s := range steps {
+	for _, s := range planned {
 		byNode[s.Spec.Node] = append(byNode[s.Spec.Node], s)
 		if h := reads[s.Spec.Node].markers[nodefs.MarkerName(s.Spec.Key)]; h != "" {
 			wanted[s.Spec.ID+"@"+h] = true
@@ -151,10 +152,10 @@ func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contr
 		red = red.Also(old)
 	}
 	paths := map[string][]string{}
-	for _, s := range steps {
+	for _, s := range planned {
 		add := func(fs []contract.StepFile) {
 			for _, f := range fs {
-				if f.LocalPath == "" && !contains(paths[s.Spec.Node], f.Path) {
+				if f.LocalPath == "" && !slices.Contains(paths[s.Spec.Node], f.Path) {
 					paths[s.Spec.Node] = append(paths[s.Spec.Node], f.Path)
 				}
 			}
@@ -202,9 +203,9 @@ func (p *Planner) plan(ctx context.Context, cfg, stored contract.Config) (*contr
 				continue
 			}
 			comp := s.Spec.Component
-			if s.Spec.Action == "upload" && have == "" && !added[comp] && comp != NodeComponent {
+			if s.Spec.Action == "upload" && have == "" && !added[comp] && comp != steps.NodeComponent {
 				added[comp] = true
-				n.Actions = append(n.Actions, contract.PlanAction{Component: comp, Action: "add", Step: stepID(ip, comp, "add"),
+				n.Actions = append(n.Actions, contract.PlanAction{Component: comp, Action: "add", Step: steps.ID(ip, comp, "add"),
 					Why: fmt.Sprintf("the config places %s on %s and the node has never had it", comp, ip)})
 			}
 			a := contract.PlanAction{Component: comp, Action: s.Spec.Action, Step: s.Spec.ID}
@@ -266,12 +267,12 @@ func (p *Planner) configDigest(cfg contract.Config) string {
 	for _, name := range contract.SortedKeys(secrets) {
 		parts = append(parts, name, p.digest(name, *secrets[name]))
 	}
-	return hashOf(parts...)
+	return steps.Hash(parts...)
 }
 
 // describe says what a step that would run does, and why; its diffs show
 // no secret red knows.
-func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have string, r nodeRead, red contract.OutputRedactor) {
+func describe(a *contract.PlanAction, s *steps.Step, old *contract.Step, have string, r nodeRead, red contract.OutputRedactor) {
 	spec := s.Spec
 	isNew := have == ""
 	switch spec.Action {
@@ -288,7 +289,7 @@ func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have stri
 		if isNew {
 			a.Why = "install packages and run the install script"
 		}
-		a.Packages = packagesOf(spec.Script)
+		a.Packages = steps.PackagesOf(spec.Script)
 	case "register":
 		a.Why = "monit check changed: monit reloads"
 		if isNew {
@@ -299,7 +300,7 @@ func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have stri
 		return
 	case "start":
 		a.Why = "restart (or reload) the running process: what it runs from changed"
-		if strings.Contains(spec.Script, reloadOrRestart) {
+		if strings.Contains(spec.Script, steps.ReloadOrRestart) {
 			a.Why = "reload the running process (restart if the reload fails): what it runs from changed"
 		}
 		if isNew {
@@ -320,7 +321,7 @@ func describe(a *contract.PlanAction, s *planStep, old *contract.Step, have stri
 			a.Why = spec.Action + ": not applied on this node yet"
 		}
 	}
-	if spec.Component == NodeComponent {
+	if spec.Component == steps.NodeComponent {
 		a.Why = "node step " + spec.Action + ": " + a.Why
 	}
 	for _, f := range spec.Files {
@@ -426,21 +427,6 @@ func unified(path string, before, after []byte, existed bool) string {
 		return "(mode or metadata only)\n"
 	}
 	return d
-}
-
-var pkgRe = regexp.MustCompile(`(?m)^apt-get install -y -q .*--force-confdef (.+)$`)
-
-// packagesOf reads the packages an install script installs.
-func packagesOf(script string) []string {
-	m := pkgRe.FindStringSubmatch(script)
-	if m == nil {
-		return nil
-	}
-	var out []string
-	for _, f := range strings.Fields(m[1]) {
-		out = append(out, strings.Trim(f, "'"))
-	}
-	return out
 }
 
 // writtenSteps finds, among the rendered steps kept per deployment, the

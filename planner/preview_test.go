@@ -4,10 +4,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -43,7 +43,7 @@ func TestNodeReadScripts(t *testing.T) {
 }
 
 func TestDriftAndDescribe(t *testing.T) {
-	written := stepFile("/etc/x.conf", 0o644, []byte("a\nb\nc\n"))
+	written := steps.File("/etc/x.conf", 0o644, []byte("a\nb\nc\n"))
 	tests := []struct {
 		name      string
 		node      map[string][]byte
@@ -71,8 +71,8 @@ func TestDriftAndDescribe(t *testing.T) {
 		})
 	}
 
-	newer := stepFile("/etc/x.conf", 0o644, []byte("a\nb2\nc\n"))
-	s := &planStep{Spec: contract.Step{ID: "n/web/upload", Component: "web", Action: "upload", Files: []contract.StepFile{newer, stepFile("/etc/new", 0o644, []byte("n\n"))}, Hash: "h2"}}
+	newer := steps.File("/etc/x.conf", 0o644, []byte("a\nb2\nc\n"))
+	s := &steps.Step{Spec: contract.Step{ID: "n/web/upload", Component: "web", Action: "upload", Files: []contract.StepFile{newer, steps.File("/etc/new", 0o644, []byte("n\n"))}, Hash: "h2"}}
 	old := contract.Step{Files: []contract.StepFile{written}, Hash: "h1"}
 	var a contract.PlanAction
 	describe(&a, s, &old, "h1", nodeRead{}, contract.OutputRedactor{})
@@ -84,16 +84,6 @@ func TestDriftAndDescribe(t *testing.T) {
 	}
 	if d := a.Files[1].Diff; !strings.HasPrefix(d, "--- /dev/null\n+++ b/etc/new\n") {
 		t.Errorf("diff of a new file:\n%s", d)
-	}
-}
-
-func TestPackagesOfInstallScript(t *testing.T) {
-	got := packagesOf(installScript([]string{"nginx-light", "haproxy"}, "true"))
-	if want := []string{"nginx-light", "haproxy"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("packages %v, want %v", got, want)
-	}
-	if got := packagesOf(installScript(nil, "true")); got != nil {
-		t.Errorf("packages of a script without: %v", got)
 	}
 }
 

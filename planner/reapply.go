@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/micro"
 
@@ -26,7 +27,7 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 	if err != nil {
 		return 0, nil, err
 	}
-	if !contains(cfg.Components[in.Component], in.IP) {
+	if !slices.Contains(cfg.Components[in.Component], in.IP) {
 		return 0, nil, kit.Errorf(400, "the config has no %s on %s", in.Component, in.IP)
 	}
 	if id, ok := p.sched.Running(); ok {
@@ -56,18 +57,16 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 		return 0, nil, err
 	}
 	id := newID()
-	pin := planInput{cfg: cfg, cat: cat, engine: p.o.EngineID, id: id, previous: previous, timeout: p.o.StepTimeout, digest: p.digest,
-		mirrorURL: p.nodeURL(cfg) + "/mirror/"}
-	pin.agent = p.agentPlanFor(cfg)
-	all, err := buildPlan(pin)
+	// The nodes without monit (noMonit) change only the mirror step, which
+	// a re-apply does not run.
+	planned, err := p.builderFor(cfg, cat, id, previous, nil).ReapplySteps(in.Component, in.IP)
 	if err != nil {
 		return 0, nil, kit.Errorf(500, "could not plan the re-apply: %v", err)
 	}
-	steps := instanceSteps(all, in.Component, in.IP, id, p.o.EngineID)
-	if len(steps) < 2 {
+	if len(planned) < 2 {
 		return 0, nil, kit.Errorf(500, "the plan has no steps for %s on %s", in.Component, in.IP)
 	}
-	rec := sched.NewRecord(id, map[string][]string{in.IP: {in.Component}}, steps)
+	rec := sched.NewRecord(id, map[string][]string{in.IP: {in.Component}}, planned)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.stillCurrent(ctx, cfg); err != nil {
@@ -79,37 +78,4 @@ func (p *Planner) reapply(ctx context.Context, req micro.Request) (int, any, err
 	p.log.Info("re-apply started", "id", id, "component", in.Component, "node", in.IP, "reason", in.Reason)
 	p.engineEvent(ctx, "reapply", fmt.Sprintf("re-apply %s on %s: deployment %s (%s)", in.Component, in.IP, id, in.Reason))
 	return 202, contract.DeployStarted{ID: id}, nil
-}
-
-// instanceSteps keeps a plan's steps of one component on one node, behind
-// a first step that forgets the node's record of them. What they waited
-// for elsewhere ran in earlier deployments.
-func instanceSteps(all []*planStep, comp, ip, id, engine string) []*planStep {
-	reset := &planStep{Spec: contract.Step{V: contract.Version, Deployment: id, ID: stepID(ip, comp, "reset"), Node: ip,
-		Component: comp, Action: "reset", Attempt: 1, Key: comp + ".reset", Hash: hashOf("reset", comp, id), Engine: engine,
-		TimeoutS: 60, Script: nodefs.ClearMarkers(comp+".") + "\n"}, Prio: -1}
-	out := []*planStep{reset}
-	keep := map[string]bool{}
-	for _, s := range all {
-		if s.Spec.Node == ip && s.Spec.Component == comp && s.Spec.Action != "remove" {
-			keep[s.Spec.ID] = true
-		}
-	}
-	for _, s := range all {
-		if !keep[s.Spec.ID] {
-			continue
-		}
-		var after []string
-		for _, a := range s.After {
-			if keep[a] {
-				after = append(after, a)
-			}
-		}
-		if len(after) == 0 {
-			after = []string{reset.Spec.ID}
-		}
-		s.After = after
-		out = append(out, s)
-	}
-	return out
 }

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"path"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
@@ -142,102 +142,29 @@ func (r boshRules) Validate(cfg contract.Config) []contract.Problem {
 	return ps
 }
 
-// buildReleasePlan plans a release deployment: the node's own steps, then
-// the release's steps (bosh.MakePlan), with the node agent told each job's
-// processes.
-func (p *Planner) buildReleasePlan(ctx context.Context, in planInput, rel *release.Release) ([]*planStep, error) {
-	d, ps, err := p.deploymentFor(in.cfg, rel, in.engine, in.mirrorURL)
+// releaseSteps plans a release deployment from the release's rendered
+// plan (bosh.MakePlan).
+func (p *Planner) releaseSteps(ctx context.Context, in steps.Builder, rel *release.Release) ([]*steps.Step, error) {
+	d, ps, err := p.deploymentFor(in.Config, rel, in.Engine, in.MirrorURL)
 	if err != nil {
 		return nil, err
 	}
 	if len(ps) > 0 {
 		return nil, fmt.Errorf("%s", ps[0].Reason)
 	}
-	home := p.nodeURL(in.cfg) + "/releases/"
-	plan, err := bosh.MakePlan(ctx, bosh.PlanInput{Deployment: d, NodeComponent: NodeComponent, CompileTimeout: in.timeout,
+	home := p.nodeURL(in.Config) + "/releases/"
+	plan, err := bosh.MakePlan(ctx, bosh.PlanInput{Deployment: d, NodeComponent: steps.NodeComponent, CompileTimeout: in.Timeout,
 		PackageURL: func(pk release.Package) string { return home + release.PackageURLPath(rel.Name, rel.Version, pk.Name) },
 		Base:       map[string]string{}})
 	if err != nil {
 		// A template's failure may quote a property: a secret.
-		return nil, errors.New(in.cfg.OutputRedactor().Redact(err.Error()))
+		return nil, errors.New(in.Config.OutputRedactor().Redact(err.Error()))
 	}
-	in.cat = nil
-	in.agentComps = map[string][]contract.AgentComponent{}
-	for _, inst := range plan.Instances {
-		c := contract.AgentComponent{Name: d.CompOf(inst.Job)}
-		if len(inst.Processes) > 0 {
-			c.Process = inst.Processes[0]
-		}
-		in.agentComps[inst.Node] = append(in.agentComps[inst.Node], c)
+	jobOf := func(comp string) string { return comp }
+	if cat := p.o.Catalogs[CloudFoundryCatalog]; cat != nil && in.Config.CatalogName() == CloudFoundryCatalog {
+		jobOf = func(comp string) string { return cat.Job(cfVersion(in.Config), comp) }
 	}
-	var steps []*planStep
-	base := map[string]string{}
-	for _, ip := range in.cfg.Nodes() {
-		prev := ""
-		for i, b := range baseSteps(in, ip) {
-			if prev != "" {
-				b.After = append(b.After, prev)
-			}
-			b.Prio = i - 100
-			steps = append(steps, finish(in, b))
-			prev = b.Spec.ID
-		}
-		base[ip] = prev
-	}
-	for _, s := range plan.Steps {
-		ps := &planStep{Spec: s.Spec, After: s.After, Prio: s.Prio}
-		if s.Spec.Action == "vcap" && base[s.Spec.Node] != "" {
-			ps.After = append(ps.After, base[s.Spec.Node])
-		}
-		steps = append(steps, finish(in, ps))
-	}
-	// What the last deployment placed and this config no longer does goes.
-	placement := placementOf(in.cfg)
-	for _, ip := range contract.SortedKeys(in.previous) {
-		for _, comp := range in.previous[ip] {
-			if contains(placement[ip], comp) {
-				continue
-			}
-			job := comp
-			if cat := p.o.Catalogs[CloudFoundryCatalog]; cat != nil && in.cfg.CatalogName() == CloudFoundryCatalog {
-				job = cat.Job(cfVersion(in.cfg), comp)
-			}
-			rm := &planStep{Spec: contract.Step{Node: ip, Component: comp, Action: "remove", Script: bosh.RemoveScript(job),
-				Hash: hashOf("remove", comp, time.Now().String())}, Prio: -200}
-			if b, ok := base[ip]; ok {
-				rm.After = append(rm.After, b)
-			}
-			steps = append(steps, finish(in, rm))
-		}
-	}
-	ids := map[string]bool{}
-	for _, s := range steps {
-		ids[s.Spec.ID] = true
-	}
-	for _, s := range steps {
-		for _, a := range s.After {
-			if !ids[a] {
-				return nil, fmt.Errorf("plan: step %s waits for unknown step %s", s.Spec.ID, a)
-			}
-		}
-	}
-	return steps, nil
-}
-
-// finish fills in what every step of a deployment carries.
-func finish(in planInput, s *planStep) *planStep {
-	s.Spec.V = contract.Version
-	s.Spec.Deployment = in.id
-	s.Spec.ID = stepID(s.Spec.Node, s.Spec.Component, s.Spec.Action)
-	s.Spec.Engine = in.engine
-	s.Spec.Attempt = 1
-	if s.Spec.TimeoutS == 0 {
-		s.Spec.TimeoutS = int(5 * time.Minute / time.Second)
-	}
-	if s.Spec.Key == "" {
-		s.Spec.Key = s.Spec.Component + "." + s.Spec.Action
-	}
-	return s
+	return in.ReleaseSteps(steps.Release{Plan: plan, CompOf: d.CompOf, JobOf: jobOf})
 }
 
 // sourceOf is what cfg deploys from: its release when it names one, and

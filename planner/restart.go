@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/planner/sched"
+	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
@@ -34,7 +35,7 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	switch {
 	case !ok:
 		return 0, nil, kit.Errorf(400, "the config has no component %q", in.Component)
-	case in.IP != "0.0.0.0" && !contains(ips, in.IP):
+	case in.IP != "0.0.0.0" && !slices.Contains(ips, in.IP):
 		return 0, nil, kit.Errorf(400, "component %s does not run on %s (it runs on %s)", in.Component, in.IP, strings.Join(ips, ", "))
 	case in.IP != "0.0.0.0":
 		ips = []string{in.IP}
@@ -52,7 +53,7 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	}
 	var nodes []string
 	for _, ip := range ips {
-		if !contains(previous[ip], in.Component) {
+		if !slices.Contains(previous[ip], in.Component) {
 			return 0, nil, kit.Errorf(409, "%s is not deployed on %s yet: deploy first", in.Component, ip)
 		}
 		if !slices.Contains(nodes, ip) {
@@ -76,43 +77,22 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 		}
 	}
 	id := newID()
-	ro := rollout{in: p.planInputFor(cfg, cat, id, previous, nil)}
 	zero := 0
-	set := settingsFor(cat, cfg, in.Component, contract.UpdateSettings{Canaries: &zero, MaxInFlight: in.MaxInFlight})
-	groups, err := batchesOf(ips, set, len(cfg.Components[in.Component]))
+	set := steps.SettingsFor(cat, cfg, in.Component, contract.UpdateSettings{Canaries: &zero, MaxInFlight: in.MaxInFlight})
+	groups, err := steps.BatchesOf(ips, set, len(cfg.Components[in.Component]))
 	if err != nil {
 		return 0, nil, kit.Errorf(400, "max_in_flight: %v", err)
 	}
 	proc := cat.Components[in.Component].Process
-	var steps []*planStep
-	var batches []contract.Batch
-	var gate []string
-	for k, group := range groups {
-		b := contract.Batch{Component: in.Component, Index: k, Nodes: group, State: contract.BatchPending}
-		var next []string
-		for _, ip := range group {
-			script := restartScript(proc)
-			if p.o.Control != nil {
-				script = p.o.Control("restart", proc)
-			}
-			restart := ro.finish(&planStep{Spec: contract.Step{Node: ip, Component: in.Component, Action: "restart",
-				Script: script, TimeoutS: 180, Hash: hashOf("restart", id, ip)}})
-			inst, err := ro.instanceSteps(in.Component, ip, gate, []string{restart.Spec.ID}, set.updateLow, set.update, 0)
-			if err != nil {
-				return 0, nil, kit.Errorf(500, "could not plan the restart: %v", err)
-			}
-			restart.After = append(inst.firstIDs(), gate...)
-			steps = append(steps, restart)
-			steps = append(steps, inst.all()...)
-			next = append(next, inst.gateIDs()...)
-			b.Steps = append(b.Steps, inst.ids(inst.drains)...)
-			b.Steps = append(b.Steps, restart.Spec.ID)
-			b.Steps = append(append(b.Steps, inst.ids(inst.watch)...), inst.ids(inst.readies)...)
-		}
-		gate = next
-		batches = append(batches, b)
+	script := steps.RestartScript(proc)
+	if p.o.Control != nil {
+		script = p.o.Control("restart", proc)
 	}
-	rec := sched.NewRecord(id, map[string][]string{}, steps)
+	planned, batches, err := p.builderFor(cfg, cat, id, previous, nil).RestartSteps(in.Component, groups, set, script)
+	if err != nil {
+		return 0, nil, kit.Errorf(500, "could not plan the restart: %v", err)
+	}
+	rec := sched.NewRecord(id, map[string][]string{}, planned)
 	rec.Batches, rec.Kind = batches, kindRestart
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -124,23 +104,4 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	}
 	p.engineEvent(ctx, "restart", fmt.Sprintf("rolling restart of %s on %s, %s at a time: deployment %s", in.Component, strings.Join(ips, ", "), in.MaxInFlight, id))
 	return 202, contract.DeployStarted{ID: id}, nil
-}
-
-// restartScript restarts a process through monit and waits until monit
-// reports a new process OK: monit restart returns before it acts.
-func restartScript(process string) string {
-	return fmt.Sprintf(`set -u
-p=%[1]s
-pid_of() { monit status "$p" 2>/dev/null | awk '$1 == "pid" {print $2; exit}'; }
-ok() { monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; }
-old=$(pid_of)
-monit restart "$p"
-for i in $(seq 1 2400); do
-  now=$(pid_of)
-  if ok && [ -n "$now" ] && [ "$now" != "$old" ]; then echo "$p restarted: pid $old -> $now"; exit 0; fi
-  sleep 0.05
-done
-echo "$p did not come back as a new process within 120 s: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
-exit 1
-`, kit.ShellQuote(process))
 }

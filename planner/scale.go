@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,11 +85,11 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 	next := cfg.Clone()
 	var fresh []string
 	for _, it := range items {
-		if contains(next.Components[it.Comp], it.Ip) {
+		if slices.Contains(next.Components[it.Comp], it.Ip) {
 			return 0, nil, rejected([]contract.Problem{{Path: "components." + it.Comp, Component: it.Comp, IP: it.Ip, Reason: "already has an instance on this IP"}})
 		}
 		next.Components[it.Comp] = append(next.Components[it.Comp], it.Ip)
-		if !contains(cfg.Nodes(), it.Ip) {
+		if !slices.Contains(cfg.Nodes(), it.Ip) {
 			fresh = append(fresh, it.Ip)
 		}
 	}
@@ -108,7 +109,7 @@ func (p *Planner) scale(ctx context.Context, req micro.Request) (int, any, error
 		for name, ips := range sub.Components {
 			var keep []string
 			for _, ip := range ips {
-				if contains(fresh, ip) {
+				if slices.Contains(fresh, ip) {
 					keep = append(keep, ip)
 				}
 			}

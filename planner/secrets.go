@@ -120,10 +120,3 @@ func (p *Planner) digest(name, value string) string {
 	m.Write([]byte("step-secret\x00" + name + "\x00" + value))
 	return hex.EncodeToString(m.Sum(nil))
 }
-
-func (in planInput) secretDigest(name, value string) string {
-	if in.digest == nil {
-		return ""
-	}
-	return in.digest(name, value)
-}

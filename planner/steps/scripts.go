@@ -1,8 +1,9 @@
-package planner
+package steps
 
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/deployment-engine/engine/planner/catalog"
@@ -17,8 +18,8 @@ import (
 
 // baseSteps are a node's own steps, before any component: take the node,
 // create the user, point apt at the engine's mirror, install the agent.
-func baseSteps(in planInput, ip string) []*planStep {
-	var out []*planStep
+func baseSteps(in Builder, ip string) []*Step {
+	var out []*Step
 	prepare := fmt.Sprintf(`set -eu
 mkdir -p %[1]s/applied %[1]s/apt-backup
 chmod 700 %[1]s
@@ -27,27 +28,27 @@ chmod 700 %[1]s
 if command -v monit >/dev/null 2>&1; then
 %[2]sfi
 `, nodefs.State, monitAtBoot)
-	out = append(out, &planStep{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: hashOf(prepare, in.engine), Claim: true}})
+	out = append(out, &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: Hash(prepare, in.Engine), Claim: true}})
 
-	p := in.cfg.Properties
+	p := in.Config.Properties
 	if p.Adduser.N == 1 {
 		script := fmt.Sprintf(`set -eu
 u=%s
 if ! id -u "$u" >/dev/null 2>&1; then useradd -m -s /bin/bash "$u"; echo "created user $u"; else echo "user $u exists"; fi
 printf '%%s:%%s\n' "$u" "$DE_SECRET_PASSWORD" | chpasswd
 `, kit.ShellQuote(p.User))
-		out = append(out, &planStep{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "adduser", Script: script, SecretEnv: []string{"password"},
-			Hash: hashOf(script, in.secretDigest("password", p.Password))}})
+		out = append(out, &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "adduser", Script: script, SecretEnv: []string{"password"},
+			Hash: Hash(script, in.secretDigest("password", p.Password))}})
 	}
 
-	if !catalogPackages(in.cfg, in.cat) && !in.noMonit[ip] {
+	if !InstallsPackages(in.Config, in.Catalog) && !in.NoMonit[ip] {
 		// Nothing to install from the mirror: leave the node's apt alone.
-		if in.agent != nil {
+		if in.Agent != nil {
 			out = append(out, agentStep(in, ip))
 		}
 		return out
 	}
-	mirror := mirrorCheck(in.mirrorURL) + fmt.Sprintf(`b=%[1]s/apt-backup
+	mirror := mirrorCheck(in.MirrorURL) + fmt.Sprintf(`b=%[1]s/apt-backup
 # Keep the node's own sources once, to restore them by hand later.
 if [ ! -e "$b/.saved" ]; then
   if [ -f /etc/apt/sources.list ]; then cp -a /etc/apt/sources.list "$b/"; fi
@@ -64,10 +65,10 @@ chmod 755 /usr/sbin/policy-rc.d
 # Error-Mode=any (apt 2.1.16 and later) fails on a source apt could not
 # fetch instead of warning; mirrorCheck covers older apt.
 apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root -o APT::Update::Error-Mode=any
-%[3]s`, nodefs.State, in.mirrorURL, monitInstall)
-	out = append(out, &planStep{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: hashOf(mirror)}})
+%[3]s`, nodefs.State, in.MirrorURL, monitInstall)
+	out = append(out, &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: Hash(mirror)}})
 
-	if in.agent != nil {
+	if in.Agent != nil {
 		out = append(out, agentStep(in, ip))
 	}
 	return out
@@ -140,8 +141,8 @@ fi
 fi
 `
 
-// catalogPackages tells whether a component of cfg installs packages.
-func catalogPackages(cfg contract.Config, cat *catalog.Catalog) bool {
+// InstallsPackages tells whether a component of cfg installs packages.
+func InstallsPackages(cfg contract.Config, cat *catalog.Catalog) bool {
 	if cat == nil {
 		return false
 	}
@@ -153,24 +154,18 @@ func catalogPackages(cfg contract.Config, cat *catalog.Catalog) bool {
 	return false
 }
 
-// fetchesFromEngine tells whether cfg's nodes fetch from the engine's HTTP
-// address: the mirror's packages, or a BOSH release's.
-func fetchesFromEngine(cfg contract.Config, cat *catalog.Catalog) bool {
-	return cfg.CatalogName() == BoshCatalog || catalogPackages(cfg, cat)
-}
-
-func agentStep(in planInput, ip string) *planStep {
+func agentStep(in Builder, ip string) *Step {
 	const bin = "/usr/local/bin/deployment-engine"
-	conf := contract.AgentConfig{V: contract.Version, IP: ip, NATS: in.agent.natsURL, User: bus.AgentUser(ip),
-		PasswordFile: nodefs.AgentPassword, CA: in.agent.ca, Components: []contract.AgentComponent{}}
+	conf := contract.AgentConfig{V: contract.Version, IP: ip, NATS: in.Agent.NATSURL, User: bus.AgentUser(ip),
+		PasswordFile: nodefs.AgentPassword, CA: in.Agent.CA, Components: []contract.AgentComponent{}}
 	if in.agentComps != nil {
 		conf.Components = append(conf.Components, in.agentComps[ip]...)
 	}
-	for _, name := range placementOf(in.cfg)[ip] {
-		if in.cat == nil {
+	for _, name := range Placement(in.Config)[ip] {
+		if in.Catalog == nil {
 			break
 		}
-		if c := in.cat.Components[name]; c != nil {
+		if c := in.Catalog.Components[name]; c != nil {
 			conf.Components = append(conf.Components, contract.AgentComponent{Name: name, Process: c.Process, Logs: c.Logs})
 		}
 	}
@@ -184,17 +179,17 @@ func agentStep(in planInput, ip string) *planStep {
   stop program = "/usr/bin/pkill -f '^%[1]s agent'"
 `, bin, nodefs.AgentConfig)
 	files := []contract.StepFile{
-		{Path: bin, Mode: 0o755, LocalPath: in.agent.binary},
-		stepFile(nodefs.AgentConfig, 0o600, append(confJSON, '\n')),
-		stepFile("/etc/monit/conf.d/de-agent", 0o600, []byte(monit)),
+		{Path: bin, Mode: 0o755, LocalPath: in.Agent.Binary},
+		File(nodefs.AgentConfig, 0o600, append(confJSON, '\n')),
+		File("/etc/monit/conf.d/de-agent", 0o600, []byte(monit)),
 	}
 	// The agent's NATS password is no file of the step: the step is kept
 	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
 	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp) && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
 	// A running agent sees its new config or binary and restarts itself.
 	script := pass + "p=de-agent\n" + monitKnows + "monit start de-agent\n"
-	return &planStep{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
-		Hash: hashOf(script, monit, in.agent.binary, filesHash(files[1:]), in.secretDigest("agent", in.agent.pass(ip)))}}
+	return &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
+		Hash: Hash(script, monit, in.Agent.Binary, filesHash(files[1:]), in.secretDigest("agent", in.Agent.Password(ip)))}}
 }
 
 func installScript(packages []string, install string) string {
@@ -262,9 +257,9 @@ const monitKnows = `if [ -e ` + monitReload + ` ] || ! monit status "$p" >/dev/n
 fi
 `
 
-// reloadOrRestart joins a component's reload command to the restart that
+// ReloadOrRestart joins a component's reload command to the restart that
 // stands in when it fails; the plan preview tells a reload by it.
-const reloadOrRestart = " ) || monit restart"
+const ReloadOrRestart = " ) || monit restart"
 
 // startScript starts a component, or applies a change to a running one
 // (its reload, or a restart), then waits until monit sees it running,
@@ -276,7 +271,7 @@ func startScript(process, reload string) string {
 	apply := `old=$(monit status "$p" 2>/dev/null | awk '$1=="pid"{print $2; exit}')
   monit restart "$p"`
 	if strings.TrimSpace(reload) != "" {
-		apply = "( " + strings.TrimSpace(reload) + reloadOrRestart + ` "$p"`
+		apply = "( " + strings.TrimSpace(reload) + ReloadOrRestart + ` "$p"`
 	}
 	return fmt.Sprintf(`set -u
 p=%[1]s
@@ -328,4 +323,39 @@ func checkScript(check string) string {
 		return "true\n"
 	}
 	return "set -eu\n" + check
+}
+
+// RestartScript restarts a process through monit and waits until monit
+// reports a new process OK: monit restart returns before it acts.
+func RestartScript(process string) string {
+	return fmt.Sprintf(`set -u
+p=%[1]s
+pid_of() { monit status "$p" 2>/dev/null | awk '$1 == "pid" {print $2; exit}'; }
+ok() { monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; }
+old=$(pid_of)
+monit restart "$p"
+for i in $(seq 1 2400); do
+  now=$(pid_of)
+  if ok && [ -n "$now" ] && [ "$now" != "$old" ]; then echo "$p restarted: pid $old -> $now"; exit 0; fi
+  sleep 0.05
+done
+echo "$p did not come back as a new process within 120 s: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
+exit 1
+`, kit.ShellQuote(process))
+}
+
+var pkgRe = regexp.MustCompile(`(?m)^apt-get install -y -q .*--force-confdef (.+)$`)
+
+// PackagesOf reads the packages an install script (installScript)
+// installs.
+func PackagesOf(script string) []string {
+	m := pkgRe.FindStringSubmatch(script)
+	if m == nil {
+		return nil
+	}
+	var out []string
+	for _, f := range strings.Fields(m[1]) {
+		out = append(out, strings.Trim(f, "'"))
+	}
+	return out
 }

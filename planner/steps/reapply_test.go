@@ -1,4 +1,4 @@
-package planner
+package steps
 
 import (
 	"fmt"
@@ -8,16 +8,16 @@ import (
 	"github.com/deployment-engine/engine/planner/catalog"
 )
 
-func TestInstanceSteps(t *testing.T) {
+func TestReapplySteps(t *testing.T) {
 	cat, err := catalog.Load("starter", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := buildPlan(planInput{cfg: starterConfig(), cat: cat, engine: "e-1", id: "d-9", mirrorURL: "http://10.9.0.1:50000/mirror/"})
+	b := Builder{Config: starterConfig(), Catalog: cat, Engine: "e-1", ID: "d-9", MirrorURL: "http://10.9.0.1:50000/mirror/"}
+	steps, err := b.ReapplySteps("haproxy", "10.9.0.2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := instanceSteps(all, "haproxy", "10.9.0.2", "d-9", "e-1")
 	var got []string
 	ids := map[string]bool{}
 	for _, s := range steps {
@@ -37,7 +37,8 @@ func TestInstanceSteps(t *testing.T) {
 		t.Errorf("reset script %q", steps[0].Spec.Script)
 	}
 	// Another deployment's reset is a new step: it always runs.
-	if again := instanceSteps(all, "haproxy", "10.9.0.2", "d-10", "e-1"); again[0].Spec.Hash == steps[0].Spec.Hash {
+	b.ID = "d-10"
+	if again, _ := b.ReapplySteps("haproxy", "10.9.0.2"); again[0].Spec.Hash == steps[0].Spec.Hash {
 		t.Error("two re-applies share the reset's hash: the second would be skipped")
 	}
 }

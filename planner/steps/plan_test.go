@@ -1,4 +1,4 @@
-package planner
+package steps
 
 import (
 	"strings"
@@ -8,17 +8,17 @@ import (
 	"github.com/deployment-engine/engine/services/contract"
 )
 
-func starterPlan(t *testing.T, cfg contract.Config, previous map[string][]string) map[string]*planStep {
+func starterPlan(t *testing.T, cfg contract.Config, previous map[string][]string) map[string]*Step {
 	t.Helper()
 	cat, err := catalog.Load("starter", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps, err := buildPlan(planInput{cfg: cfg, cat: cat, engine: "e-1", id: "d-1", mirrorURL: "http://10.9.0.1:50000/mirror/", previous: previous})
+	steps, err := Builder{Config: cfg, Catalog: cat, Engine: "e-1", ID: "d-1", MirrorURL: "http://10.9.0.1:50000/mirror/", Previous: previous}.CatalogSteps()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]*planStep{}
+	out := map[string]*Step{}
 	for _, s := range steps {
 		if out[s.Spec.ID] != nil {
 			t.Fatalf("step %s planned twice", s.Spec.ID)

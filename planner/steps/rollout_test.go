@@ -1,8 +1,9 @@
-package planner
+package steps
 
 import (
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,12 +27,12 @@ func TestBatchesOf(t *testing.T) {
 		{9, "1", [][]string{{"a", "b", "c", "d", "e"}}},
 	}
 	for _, tt := range tests {
-		got, err := batchesOf(ips, settings{canaries: tt.canaries, inFlight: tt.inFlight}, len(ips))
+		got, err := BatchesOf(ips, Settings{canaries: tt.canaries, inFlight: tt.inFlight}, len(ips))
 		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("canaries %d, max_in_flight %s: %v %v, want %v", tt.canaries, tt.inFlight, got, err, tt.want)
 		}
 	}
-	if _, err := batchesOf(ips, settings{inFlight: "0"}, 5); err == nil {
+	if _, err := BatchesOf(ips, Settings{inFlight: "0"}, 5); err == nil {
 		t.Error("max_in_flight 0 taken")
 	}
 }
@@ -44,19 +45,19 @@ func TestSettingsLevels(t *testing.T) {
 	cfg := starterConfig()
 	two, three := 2, 3
 	yes := true
-	if s := settingsFor(cat, cfg, "web", contract.UpdateSettings{}); s.canaries != 1 || s.inFlight != "1" || s.canaryLow != 1000 || s.canary != 30000 || s.autoRevert {
+	if s := SettingsFor(cat, cfg, "web", contract.UpdateSettings{}); s.canaries != 1 || s.inFlight != "1" || s.canaryLow != 1000 || s.canary != 30000 || s.autoRevert {
 		t.Errorf("catalog's settings: %+v", s)
 	}
 	cfg.Properties.Update = &contract.UpdateConfig{UpdateSettings: contract.UpdateSettings{Canaries: &two, AutoRevert: &yes, UpdateWatchTime: "500-2000"},
 		Components: map[string]contract.UpdateSettings{"web": {MaxInFlight: "50%"}}}
-	s := settingsFor(cat, cfg, "web", contract.UpdateSettings{})
+	s := SettingsFor(cat, cfg, "web", contract.UpdateSettings{})
 	if s.canaries != 2 || s.inFlight != "50%" || !s.autoRevert || s.updateLow != 500 || s.update != 2000 {
 		t.Errorf("config over catalog: %+v", s)
 	}
-	if s := settingsFor(cat, cfg, "web", contract.UpdateSettings{Canaries: &three, MaxInFlight: "1"}); s.canaries != 3 || s.inFlight != "1" {
+	if s := SettingsFor(cat, cfg, "web", contract.UpdateSettings{Canaries: &three, MaxInFlight: "1"}); s.canaries != 3 || s.inFlight != "1" {
 		t.Errorf("query over config: %+v", s)
 	}
-	if s := settingsFor(cat, cfg, "redis", contract.UpdateSettings{}); s.canaries != 2 || s.inFlight != "1" {
+	if s := SettingsFor(cat, cfg, "redis", contract.UpdateSettings{}); s.canaries != 2 || s.inFlight != "1" {
 		t.Errorf("global config and defaults for a component without its own: %+v", s)
 	}
 }
@@ -72,8 +73,8 @@ func TestRolloutDAG(t *testing.T) {
 	cfg := starterConfig()
 	cfg.Components["web"] = []string{"10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6"}
 	previous := map[string][]string{"10.9.0.2": {"haproxy"}, "10.9.0.3": {"web", "redis"}, "10.9.0.4": {"web"}, "10.9.0.5": {"web"}, "10.9.0.6": {"web"}}
-	in := planInput{cfg: cfg, cat: cat, engine: "e-1", id: "d-1", mirrorURL: "http://10.9.0.1:50000/mirror/", previous: previous}
-	steps, err := buildPlan(in)
+	in := Builder{Config: cfg, Catalog: cat, Engine: "e-1", ID: "d-1", MirrorURL: "http://10.9.0.1:50000/mirror/", Previous: previous}
+	steps, err := in.CatalogSteps()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestRolloutDAG(t *testing.T) {
 			markers["10.9.0.6"][nodefs.MarkerName(s.Spec.Key)] = s.Spec.Hash
 		}
 	}
-	steps, batches, err := rollout{in: in, markers: markers}.apply(steps)
+	steps, batches, err := in.RolloutSteps(steps, markers, contract.UpdateSettings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,13 +99,13 @@ func TestRolloutDAG(t *testing.T) {
 	if want := [][]string{{"10.9.0.3"}, {"10.9.0.4"}, {"10.9.0.5"}}; !reflect.DeepEqual(nodes, want) || !web[0].Canary || web[1].Canary {
 		t.Fatalf("batches of web %+v, want %v with the first a canary", web, want)
 	}
-	byID := map[string]*planStep{}
+	byID := map[string]*Step{}
 	for _, s := range steps {
 		byID[s.Spec.ID] = s
 	}
 	waits := func(id, after string) bool {
 		s := byID[id]
-		return s != nil && contains(s.After, after)
+		return s != nil && slices.Contains(s.After, after)
 	}
 	checks := []struct{ step, after string }{
 		{"10.9.0.3/web/upload", "10.9.0.2/haproxy/drain-web-10.9.0.3"},

@@ -1,0 +1,50 @@
+package steps
+
+import (
+	"time"
+
+	"github.com/deployment-engine/engine/planner/bosh"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// Release is a BOSH release's rendered plan (bosh.MakePlan) with how its
+// jobs and the config's components name each other.
+type Release struct {
+	Plan *bosh.Plan
+	// CompOf is the component of the config a job stands for.
+	CompOf func(job string) string
+	// JobOf is the job a component of the config runs, the one its
+	// removal stops.
+	JobOf func(comp string) string
+}
+
+// ReleaseSteps are the steps of a release deployment: the node's own
+// steps, then the release's, with the node agent told each job's
+// processes.
+func (in Builder) ReleaseSteps(r Release) ([]*Step, error) {
+	in.Catalog = nil
+	in.agentComps = map[string][]contract.AgentComponent{}
+	for _, inst := range r.Plan.Instances {
+		c := contract.AgentComponent{Name: r.CompOf(inst.Job)}
+		if len(inst.Processes) > 0 {
+			c.Process = inst.Processes[0]
+		}
+		in.agentComps[inst.Node] = append(in.agentComps[inst.Node], c)
+	}
+	body := func(base map[string]string) ([]*Step, error) {
+		var out []*Step
+		for _, s := range r.Plan.Steps {
+			ps := &Step{Spec: s.Spec, After: s.After, Prio: s.Prio}
+			if s.Spec.Action == "vcap" && base[s.Spec.Node] != "" {
+				ps.After = append(ps.After, base[s.Spec.Node])
+			}
+			out = append(out, ps)
+		}
+		return out, nil
+	}
+	removal := func(ip, comp string) *Step {
+		return &Step{Spec: contract.Step{Node: ip, Component: comp, Action: "remove", Script: bosh.RemoveScript(r.JobOf(comp)),
+			Hash: Hash("remove", comp, time.Now().String())}, Prio: -200}
+	}
+	return in.frame(body, removal)
+}
