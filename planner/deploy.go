@@ -15,6 +15,7 @@ import (
 
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/planner/report"
 	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
@@ -223,6 +224,15 @@ func (p *Planner) deployGet(ctx context.Context, req micro.Request) (int, any, e
 		return 0, nil, err
 	}
 	return 200, d, nil
+}
+
+// deployReport answers de.cmd.deploy.report: the timings of a deployment.
+func (p *Planner) deployReport(ctx context.Context, req micro.Request) (int, any, error) {
+	d, err := p.requested(ctx, req)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, report.Build(*d, time.Now().UTC()), nil
 }
 
 // requested is the deployment a contract.DeployGet request names; 404 when none.

@@ -1,12 +1,11 @@
-package planner
+// Package report derives a deployment's timings from its steps: totals per
+// node, component or action, the slowest steps, the critical path.
+package report
 
 import (
-	"context"
 	"math"
 	"sort"
 	"time"
-
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -14,18 +13,10 @@ import (
 // slowestN is how many of the slowest steps a report lists.
 const slowestN = 20
 
-func (p *Planner) deployReport(ctx context.Context, req micro.Request) (int, any, error) {
-	d, err := p.requested(ctx, req)
-	if err != nil {
-		return 0, nil, err
-	}
-	return 200, buildReport(*d, time.Now().UTC()), nil
-}
-
 func secs(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
 
-// buildReport derives a deployment's timings from its steps.
-func buildReport(d contract.Deployment, now time.Time) contract.Report {
+// Build derives a deployment's timings from its steps.
+func Build(d contract.Deployment, now time.Time) contract.Report {
 	r := contract.Report{V: contract.Version, ID: d.ID, State: d.State, Created: d.Created, Finished: d.Finished,
 		StepsTotal: len(d.Steps), Nodes: []contract.TimingGroup{}, Components: []contract.TimingGroup{},
 		Actions: []contract.TimingGroup{}, CriticalPath: []contract.StepTiming{}, Slowest: []contract.StepTiming{},

@@ -1,4 +1,4 @@
-package planner
+package report
 
 import (
 	"fmt"
@@ -46,7 +46,7 @@ func TestReportCriticalPath(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := buildReport(contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-1", State: contract.DeploySucceeded, Created: t0, Finished: &fin}, Steps: tc.steps}, fin)
+			r := Build(contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-1", State: contract.DeploySucceeded, Created: t0, Finished: &fin}, Steps: tc.steps}, fin)
 			var got []string
 			for _, s := range r.CriticalPath {
 				got = append(got, s.ID)
@@ -101,7 +101,7 @@ func TestReportGroupsAndSlowest(t *testing.T) {
 		steps = append(steps, timedStep(fmt.Sprintf("s%02d", i), fmt.Sprintf("n%d", i%2), float64(i*10), float64(i*10+i+1)))
 	}
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	r := buildReport(contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-1", State: contract.DeployRunning, Created: t0}, Steps: steps}, t0.Add(300*time.Second))
+	r := Build(contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-1", State: contract.DeployRunning, Created: t0}, Steps: steps}, t0.Add(300*time.Second))
 	if len(r.Slowest) != 20 || r.Slowest[0].DurationS != 25 || r.Slowest[19].DurationS != 6 {
 		t.Fatalf("slowest: %d, first %v, last %v", len(r.Slowest), r.Slowest[0].DurationS, r.Slowest[len(r.Slowest)-1].DurationS)
 	}
