@@ -10,7 +10,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go/micro"
+
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/schema"
 	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -65,6 +68,11 @@ func needs(cfg contract.Config, cat *catalog.Catalog) map[string]*need {
 		}
 	}
 	return out
+}
+
+// configSchema answers de.cmd.config.schema: the config's JSON Schema.
+func (p *Planner) configSchema(ctx context.Context, req micro.Request) (int, any, error) {
+	return 200, schema.Config(p.o.Catalogs, BoshCatalog), nil
 }
 
 // checkEndpoints are the planner's endpoints that check a config.

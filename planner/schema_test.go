@@ -10,6 +10,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/schema"
 	"github.com/deployment-engine/engine/planner/validate"
 )
 
@@ -42,7 +43,7 @@ func embeddedCatalogs(t *testing.T) map[string]*catalog.Catalog {
 // something it did not mean.
 func TestConfigSchemaAgreesWithValidation(t *testing.T) {
 	cats := embeddedCatalogs(t)
-	b, err := json.Marshal(ConfigSchema(cats))
+	b, err := json.Marshal(schema.Config(cats, BoshCatalog))
 	if err != nil {
 		t.Fatal(err)
 	}

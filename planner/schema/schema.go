@@ -1,22 +1,20 @@
-package planner
-
-import (
-	"context"
-	"sort"
-	"strings"
-
-	"github.com/nats-io/nats.go/micro"
-
-	"github.com/deployment-engine/engine/planner/catalog"
-)
-
-// The config's JSON Schema (draft 2020-12), published at
-// /deployment-engine/config/schema: editors (the console's among them)
+// Package schema describes a config as a JSON Schema (draft 2020-12) for
+// the loaded catalogs.
+//
+// It is published at /deployment-engine/config/schema: editors (the console's among them)
 // check a config with it as it is typed. It says what the engine's
 // validation says wherever a schema can; what it cannot (a node's
 // hardware, a key file's content, a BOSH release's jobs) the engine still
 // checks on POST. Where a rule fails, "x-reason" is the sentence to show
 // and "x-at" the property it names, in the engine's problem paths.
+package schema
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/deployment-engine/engine/planner/catalog"
+)
 
 const (
 	ipv4Pattern = `^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$`
@@ -122,19 +120,51 @@ func notifySchema() obj {
 	}
 }
 
-// ConfigSchema is the JSON Schema of a config for these catalogs (and
-// BOSH releases, catalog "bosh", whose jobs only the engine can check).
-func ConfigSchema(catalogs map[string]*catalog.Catalog) map[string]any {
+// Config is the JSON Schema of a config for these catalogs, and for BOSH
+// releases: configs whose catalog is releases name an uploaded release,
+// whose jobs only the engine can check.
+func Config(catalogs map[string]*catalog.Catalog, releases string) map[string]any {
 	names := make([]string, 0, len(catalogs))
 	for n := range catalogs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	ipList := obj{"type": "array", "uniqueItems": true, "items": ipSchema(), "x-reason": "must be a list of IP strings"}
-	catalogNames := []any{"", nil, BoshCatalog}
+	var perCatalog []any
+	for _, n := range names {
+		perCatalog = append(perCatalog, catalogRule(n, catalogs[n]))
+	}
+	return obj{
+		"$schema":     "https://json-schema.org/draft/2020-12/schema",
+		"$id":         "/deployment-engine/config/schema",
+		"title":       "Deployment Engine cluster config",
+		"description": "Which components go on which IPs, and the cluster's properties (the manual's config).",
+		"type":        "object",
+		"x-reason":    `the body must be a JSON object with "components" and "properties"`,
+		"required":    []string{"components", "properties"},
+		"properties": obj{
+			"components": obj{
+				"type":                 "object",
+				"x-reason":             "must be an object of component name to a list of IPs",
+				"allOf":                []any{obj{"minProperties": 1, "x-reason": "no components: place at least one"}},
+				"propertyNames":        obj{"pattern": `^[a-z][a-z0-9_]{0,63}$`, "x-reason": "not a valid component name"},
+				"additionalProperties": ipList,
+			},
+			"properties": propertiesSchema(names, releases),
+		},
+		"additionalProperties": obj{"not": obj{}, "x-reason": `unknown field: a config has only "components" and "properties"`},
+		"allOf":                append(perCatalog, releaseRule(releases)),
+	}
+}
+
+// propertiesSchema is the schema of a config's properties, whose catalog
+// is one of names or releases.
+func propertiesSchema(names []string, releases string) obj {
+	catalogNames := []any{"", nil, releases}
 	for _, n := range names {
 		catalogNames = append(catalogNames, n)
 	}
+	all := strings.Join(append(append([]string{}, names...), releases), ", ")
 	str := func(desc string) obj {
 		o := obj{"type": []string{"string", "null"}, "x-reason": "must be a string"}
 		if desc != "" {
@@ -159,8 +189,8 @@ func ConfigSchema(catalogs map[string]*catalog.Catalog) map[string]any {
 		"key": obj{"type": []string{"string", "null"}, "pattern": `^(|/.*|<redacted>)$|PRIVATE KEY`,
 			"x-reason": "must be an absolute path on the control machine or the PEM text of a private key"},
 		"catalog": obj{"type": []string{"string", "null"}, "enum": catalogNames,
-			"description": "the catalog: " + strings.Join(append(append([]string{}, names...), BoshCatalog), ", ") + " (cloudfoundry when absent)",
-			"x-reason":    "unknown catalog (there are: " + strings.Join(append(append([]string{}, names...), BoshCatalog), ", ") + ")"},
+			"description": "the catalog: " + all + " (cloudfoundry when absent)",
+			"x-reason":    "unknown catalog (there are: " + all + ")"},
 		"release": str("the release to install: one the catalog lists, or an uploaded BOSH release (catalog bosh)"),
 		"jobs": obj{"type": []string{"object", "null"}, "x-reason": "must be an object of job name to its property tree",
 			"description": "per BOSH job, its properties (catalog bosh)"},
@@ -170,7 +200,7 @@ func ConfigSchema(catalogs map[string]*catalog.Catalog) map[string]any {
 		"notify": notifySchema(),
 		"update": updateSchema(),
 	}
-	properties := obj{
+	return obj{
 		"type":                 "object",
 		"x-reason":             "must be an object",
 		"properties":           props,
@@ -191,85 +221,64 @@ func ConfigSchema(catalogs map[string]*catalog.Catalog) map[string]any {
 				}}},
 		},
 	}
-	var perCatalog []any
-	for _, n := range names {
-		c := catalogs[n]
-		compProps := obj{}
-		requires := obj{}
-		for _, comp := range c.Order {
-			if r := c.Components[comp].Requires; len(r) > 0 {
-				requires[comp] = r
-			}
-			cs := obj{"minItems": 1, "description": c.Components[comp].Role,
-				"x-reason": comp + " (" + c.Components[comp].Role + ") needs at least one instance"}
-			if c.Components[comp].Instances == catalog.One {
-				cs["maxItems"] = 1
-				cs["x-reason"] = comp + " (" + c.Components[comp].Role + ") needs exactly one instance"
-			}
-			compProps[comp] = cs
+}
+
+// catalogRule holds a config of catalog n to its components (how many
+// instances each, what each requires) and releases.
+func catalogRule(n string, c *catalog.Catalog) obj {
+	compProps := obj{}
+	requires := obj{}
+	for _, comp := range c.Order {
+		if r := c.Components[comp].Requires; len(r) > 0 {
+			requires[comp] = r
 		}
-		release := obj{"enum": []any{"", nil}, "x-reason": "catalog " + n + " has no releases to choose from"}
-		if p, ok := c.Properties["release"]; ok {
-			values := []any{"", nil}
-			for _, v := range p.Values {
-				values = append(values, v)
-			}
-			release = obj{"enum": values, "x-reason": "must be one of " + strings.Join(p.Values, ", ")}
+		cs := obj{"minItems": 1, "description": c.Components[comp].Role,
+			"x-reason": comp + " (" + c.Components[comp].Role + ") needs at least one instance"}
+		if c.Components[comp].Instances == catalog.One {
+			cs["maxItems"] = 1
+			cs["x-reason"] = comp + " (" + c.Components[comp].Role + ") needs exactly one instance"
 		}
-		is := obj{"properties": obj{"catalog": obj{"const": n}}, "required": []string{"catalog"}}
-		if n == "cloudfoundry" {
-			// The default catalog: also when the config names none.
-			is = obj{"anyOf": []any{
-				obj{"not": obj{"required": []string{"catalog"}}},
-				obj{"properties": obj{"catalog": obj{"enum": []any{n, "", nil}}}},
-			}}
-		}
-		perCatalog = append(perCatalog, obj{
-			"if": obj{"required": []string{"properties"}, "properties": obj{"properties": is}},
-			"then": obj{"properties": obj{
-				"components": obj{
-					"properties":           compProps,
-					"dependentRequired":    requires,
-					"additionalProperties": obj{"not": obj{}, "x-reason": "unknown component in catalog " + n + " (it has: " + strings.Join(c.Order, ", ") + ")"},
-				},
-				"properties": obj{"properties": obj{"release": release}},
-			}},
-		})
+		compProps[comp] = cs
 	}
-	// A BOSH release's jobs are checked by the engine; the schema asks
-	// only that the release is named.
-	perCatalog = append(perCatalog, obj{
+	release := obj{"enum": []any{"", nil}, "x-reason": "catalog " + n + " has no releases to choose from"}
+	if p, ok := c.Properties["release"]; ok {
+		values := []any{"", nil}
+		for _, v := range p.Values {
+			values = append(values, v)
+		}
+		release = obj{"enum": values, "x-reason": "must be one of " + strings.Join(p.Values, ", ")}
+	}
+	is := obj{"properties": obj{"catalog": obj{"const": n}}, "required": []string{"catalog"}}
+	if n == "cloudfoundry" {
+		// The default catalog: also when the config names none.
+		is = obj{"anyOf": []any{
+			obj{"not": obj{"required": []string{"catalog"}}},
+			obj{"properties": obj{"catalog": obj{"enum": []any{n, "", nil}}}},
+		}}
+	}
+	return obj{
+		"if": obj{"required": []string{"properties"}, "properties": obj{"properties": is}},
+		"then": obj{"properties": obj{
+			"components": obj{
+				"properties":           compProps,
+				"dependentRequired":    requires,
+				"additionalProperties": obj{"not": obj{}, "x-reason": "unknown component in catalog " + n + " (it has: " + strings.Join(c.Order, ", ") + ")"},
+			},
+			"properties": obj{"properties": obj{"release": release}},
+		}},
+	}
+}
+
+// releaseRule asks of a BOSH release's config only that it names the
+// release: its jobs are checked by the engine.
+func releaseRule(releases string) obj {
+	return obj{
 		"if": obj{"required": []string{"properties"}, "properties": obj{"properties": obj{
-			"required": []string{"catalog"}, "properties": obj{"catalog": obj{"const": BoshCatalog}}}}},
+			"required": []string{"catalog"}, "properties": obj{"catalog": obj{"const": releases}}}}},
 		"then": obj{"properties": obj{"properties": obj{
 			"required": []string{"release"},
 			"properties": obj{"release": obj{"type": "string", "minLength": 1,
 				"x-reason": `missing: name the uploaded release as "NAME" or "NAME/VERSION"`}},
 		}}},
-	})
-	return obj{
-		"$schema":     "https://json-schema.org/draft/2020-12/schema",
-		"$id":         "/deployment-engine/config/schema",
-		"title":       "Deployment Engine cluster config",
-		"description": "Which components go on which IPs, and the cluster's properties (the manual's config).",
-		"type":        "object",
-		"x-reason":    `the body must be a JSON object with "components" and "properties"`,
-		"required":    []string{"components", "properties"},
-		"properties": obj{
-			"components": obj{
-				"type":                 "object",
-				"x-reason":             "must be an object of component name to a list of IPs",
-				"allOf":                []any{obj{"minProperties": 1, "x-reason": "no components: place at least one"}},
-				"propertyNames":        obj{"pattern": `^[a-z][a-z0-9_]{0,63}$`, "x-reason": "not a valid component name"},
-				"additionalProperties": ipList,
-			},
-			"properties": properties,
-		},
-		"additionalProperties": obj{"not": obj{}, "x-reason": `unknown field: a config has only "components" and "properties"`},
-		"allOf":                perCatalog,
 	}
-}
-
-func (p *Planner) configSchema(ctx context.Context, req micro.Request) (int, any, error) {
-	return 200, ConfigSchema(p.o.Catalogs), nil
 }
