@@ -50,7 +50,7 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 		if err := p.noneRunning(); err != nil {
 			return 0, nil, err
 		}
-		now, err := p.plan(ctx, cfg, cfg)
+		now, err := p.preview(ctx, cfg, cfg)
 		if err != nil {
 			return 0, nil, err
 		}

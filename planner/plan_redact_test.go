@@ -85,7 +85,7 @@ func TestPlanRedactsRenderedSecrets(t *testing.T) {
 		{"posted with the redaction marker", posted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan, err := p.planOf(ctx, tc.body)
+			plan, err := p.previewOf(ctx, tc.body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,37 +109,18 @@ func TestPlanRedactsRenderedSecrets(t *testing.T) {
 	if err := bus.StoreConfig(ctx, b.Res.Config, failing); err != nil {
 		t.Fatal(err)
 	}
-	_, err := p.planOf(ctx, nil)
+	_, err := p.previewOf(ctx, nil)
 	if err == nil || !strings.Contains(err.Error(), "no_such_method") || strings.Contains(err.Error(), jobSecret) {
 		t.Errorf("plan of a failing template: %v", err)
 	}
 	body, _ := json.Marshal(failing)
-	_, err = p.planOf(ctx, body)
+	_, err = p.previewOf(ctx, body)
 	if err == nil || !strings.Contains(err.Error(), "config rejected") {
 		t.Fatalf("posted failing template: %v", err)
 	}
 	probs, _ := json.Marshal(err)
 	if !strings.Contains(string(probs), "no_such_method") || strings.Contains(string(probs), jobSecret) {
 		t.Errorf("posted failing template's problems: %s", probs)
-	}
-}
-
-// A diff redacts each side before it is made: a secret of several lines
-// goes whole, and a change of secrets alone shows none of them.
-func TestShownDiff(t *testing.T) {
-	key := "-----BEGIN KEY-----\nabc\n-----END KEY-----"
-	red := contract.Config{Properties: contract.Properties{Key: key}}.OutputRedactor("OldPw-123", "NewPw-456")
-	for _, tc := range []struct {
-		name, before, after, want string
-	}{
-		{"key of several lines", "", "key:\n" + key + "\n", "+key:\n+<redacted>\n"},
-		{"secrets alone changed", "pw=OldPw-123\n", "pw=NewPw-456\n", "(only secrets changed: not shown)\n"},
-		{"secret and more", "a=1\npw=OldPw-123\n", "a=2\npw=NewPw-456\n", "-a=1\n+a=2\n pw=<redacted>\n"},
-	} {
-		got := shownDiff(red, "/f", []byte(tc.before), []byte(tc.after), tc.before != "")
-		if !strings.Contains(got, tc.want) || strings.Contains(got, "Pw-") || strings.Contains(got, "abc") {
-			t.Errorf("%s: got\n%s\nwant it to hold\n%s", tc.name, got, tc.want)
-		}
 	}
 }
 
@@ -200,7 +181,7 @@ func TestPlanRedactsOlderSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := p.planOf(ctx, nil)
+	plan, err := p.previewOf(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

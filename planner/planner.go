@@ -145,7 +145,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.DeployList():     p.deployList,
 		subject.DeployScale():    p.scale,
 		subject.DeployCancel():   p.deployCancel,
-		subject.DeployPlan():     p.planEndpoint,
+		subject.DeployPlan():     p.previewEndpoint,
 		subject.DeployRollback(): p.rollback,
 		subject.DeployRestart():  p.rollingRestart,
 		subject.ConfigHistory():  p.configHistory,

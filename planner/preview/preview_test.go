@@ -1,4 +1,4 @@
-package planner
+package preview
 
 import (
 	"os"
@@ -19,25 +19,25 @@ func TestNodeReadScripts(t *testing.T) {
 	if err := os.WriteFile(a, []byte("line 1\nsecret: <redacted>\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("bash", "-c", filesScript([]string{a, b})).Output()
+	out, err := exec.Command("bash", "-c", FilesScript([]string{a, b})).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := parseRead(string(out), true)
-	if r.err != "" {
-		t.Fatal(r.err)
+	r := ParseRead(string(out), true)
+	if r.Err != "" {
+		t.Fatal(r.Err)
 	}
-	if got := string(r.files[a]); got != "line 1\nsecret: <redacted>\n" {
+	if got := string(r.Files[a]); got != "line 1\nsecret: <redacted>\n" {
 		t.Errorf("content of %s read as %q", a, got)
 	}
-	if _, ok := r.files[b]; ok {
+	if _, ok := r.Files[b]; ok {
 		t.Errorf("a missing file read as present")
 	}
-	if cut := parseRead(strings.TrimSuffix(string(out), "end\n"), true); cut.err == "" {
+	if cut := ParseRead(strings.TrimSuffix(string(out), "end\n"), true); cut.Err == "" {
 		t.Errorf("an answer without its last line was taken as complete")
 	}
-	m := parseRead("monit yes\nmarker web.upload 0123abcd\nmarker _node.prepare ffee\n", false)
-	if !m.monit || m.markers["web.upload"] != "0123abcd" || m.markers["_node.prepare"] != "ffee" {
+	m := ParseRead("monit yes\nmarker web.upload 0123abcd\nmarker _node.prepare ffee\n", false)
+	if !m.Monit || m.Markers["web.upload"] != "0123abcd" || m.Markers["_node.prepare"] != "ffee" {
 		t.Errorf("markers read as %+v", m)
 	}
 }
@@ -55,7 +55,7 @@ func TestDriftAndDescribe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := drift("web", []contract.StepFile{written}, nodeRead{files: tt.node}, contract.OutputRedactor{})
+			d := drift("web", []contract.StepFile{written}, Read{Files: tt.node}, contract.OutputRedactor{})
 			if tt.wantDrift == "" {
 				if len(d) != 0 {
 					t.Fatalf("drift %+v", d)
@@ -75,7 +75,7 @@ func TestDriftAndDescribe(t *testing.T) {
 	s := &steps.Step{Spec: contract.Step{ID: "n/web/upload", Component: "web", Action: "upload", Files: []contract.StepFile{newer, steps.File("/etc/new", 0o644, []byte("n\n"))}, Hash: "h2"}}
 	old := contract.Step{Files: []contract.StepFile{written}, Hash: "h1"}
 	var a contract.PlanAction
-	describe(&a, s, &old, "h1", nodeRead{}, contract.OutputRedactor{})
+	describe(&a, s, &old, "h1", Read{}, contract.OutputRedactor{})
 	if len(a.Files) != 2 {
 		t.Fatalf("files %+v", a.Files)
 	}
@@ -93,12 +93,31 @@ func FuzzParseRead(f *testing.F) {
 	f.Add("monit yes\nmarker web.upload 0a1b\nfile /etc/x\taGVsbG8K\nmissing /etc/y\nend\n")
 	f.Add("file /etc/x\t!!!\nmarker\nfile\n")
 	f.Fuzz(func(t *testing.T, out string) {
-		r := parseRead(out, true)
-		for p, b := range r.files {
+		r := ParseRead(out, true)
+		for p, b := range r.Files {
 			if strings.ContainsAny(p, "\n") {
 				t.Fatalf("path %q holds a newline", p)
 			}
 			_ = b
 		}
 	})
+}
+
+// A diff redacts each side before it is made: a secret of several lines
+// goes whole, and a change of secrets alone shows none of them.
+func TestShownDiff(t *testing.T) {
+	key := "-----BEGIN KEY-----\nabc\n-----END KEY-----"
+	red := contract.Config{Properties: contract.Properties{Key: key}}.OutputRedactor("OldPw-123", "NewPw-456")
+	for _, tc := range []struct {
+		name, before, after, want string
+	}{
+		{"key of several lines", "", "key:\n" + key + "\n", "+key:\n+<redacted>\n"},
+		{"secrets alone changed", "pw=OldPw-123\n", "pw=NewPw-456\n", "(only secrets changed: not shown)\n"},
+		{"secret and more", "a=1\npw=OldPw-123\n", "a=2\npw=NewPw-456\n", "-a=1\n+a=2\n pw=<redacted>\n"},
+	} {
+		got := shownDiff(red, "/f", []byte(tc.before), []byte(tc.after), tc.before != "")
+		if !strings.Contains(got, tc.want) || strings.Contains(got, "Pw-") || strings.Contains(got, "abc") {
+			t.Errorf("%s: got\n%s\nwant it to hold\n%s", tc.name, got, tc.want)
+		}
+	}
 }
