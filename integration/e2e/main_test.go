@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -68,6 +69,7 @@ func engine(t *testing.T, args ...string) *harness.Engine {
 // take them: each test starts a new engine, with a new id.
 func release(t *testing.T) {
 	t.Helper()
+	takeOver(t)
 	// The test catalog's services of an earlier test go too, and its agent
 	// (whose start, failing without its config, would hold monit up 30 s
 	// at a time), so each test starts from nodes that run none of them.
@@ -148,4 +150,44 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// takeOver clears the claims the engines of earlier tests left on the
+// bed's nodes the way an operator does: a takeover through the API of an
+// engine that holds the nodes in its config. The reset then removes the
+// rest of what those engines left.
+func takeOver(t *testing.T) {
+	t.Helper()
+	owners := map[string]bool{}
+	for _, n := range bed.Nodes {
+		if o := nodeOwner(t, n); o != "" {
+			owners[o] = true
+		}
+	}
+	if len(owners) == 0 {
+		return
+	}
+	e := harness.Start(t, harness.Options{Args: []string{"--no-agents", "--catalog", catalogDir(t)}})
+	defer e.Stop()
+	storeE2E(t, e, map[string][]string{"alpha": ips(0, 1, 2, 3)})
+	for o := range owners {
+		if code, body := e.Do("POST", "/deployment-engine/takeover", map[string]any{"from": o}); code != 200 {
+			t.Fatalf("take the nodes over from engine %s: %d %s", o, code, body)
+		}
+	}
+	for _, n := range bed.Nodes {
+		if o := nodeOwner(t, n); o != "" {
+			t.Fatalf("node %s (%s) still names engine %s after the takeover", n.Name, n.IP, o)
+		}
+	}
+}
+
+// nodeOwner is the engine id a node's owner file names, "" for none.
+func nodeOwner(t *testing.T, n *testbed.Node) string {
+	t.Helper()
+	out, err := n.Exec(context.Background(), "cat /var/lib/deployment-engine/owner 2>/dev/null; true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
 }

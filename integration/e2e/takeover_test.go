@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/integration/harness"
-	"github.com/deployment-engine/engine/integration/testbed"
 )
 
 // Nodes an engine that is gone claimed stay its own until an operator
@@ -84,14 +82,4 @@ func TestTakeover(t *testing.T) {
 	if owner := nodeOwner(t, n); owner == "" || owner == gone {
 		t.Errorf("after the deploy the node names %q, want the new engine", owner)
 	}
-}
-
-// nodeOwner is the engine id a node's owner file names, "" for none.
-func nodeOwner(t *testing.T, n *testbed.Node) string {
-	t.Helper()
-	out, err := n.Exec(context.Background(), "cat /var/lib/deployment-engine/owner 2>/dev/null; true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(out))
 }
