@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/planner/catalog"
@@ -61,6 +62,22 @@ func TestGoldenPlans(t *testing.T) {
 	}
 }
 
+// fakeInstaller answers the installer's commands on nc with handlers.
+func fakeInstaller(t *testing.T, nc *nats.Conn, handlers map[string]kit.Handler) {
+	t.Helper()
+	svc, err := micro.AddService(nc, micro.Config{Name: "installer", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for subj, h := range handlers {
+		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(quiet, h), micro.WithEndpointSubject(subj)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // golden is a planner on a test bus whose installer answers every probe:
 // every node reachable, 10.9.0.4 without monit; it reads no node.
 type golden struct {
@@ -75,11 +92,6 @@ func startGolden(t *testing.T) *golden {
 	b := bustest.Start(t, bus.ServerOptions{})
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := micro.AddService(b.NC, micro.Config{Name: "installer", Version: "1.0.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
 	probe := func(_ context.Context, req micro.Request) (int, any, error) {
 		var q contract.Probe
 		if err := kit.Decode(req, &q); err != nil {
@@ -98,11 +110,8 @@ func startGolden(t *testing.T) *golden {
 	exec := func(context.Context, micro.Request) (int, any, error) {
 		return 200, contract.ExecReply{V: contract.Version, Error: "not read in this test", ExitCode: 1}, nil
 	}
-	for subj, h := range map[string]kit.Handler{subject.InstallerProbe(): probe, subject.InstallerExec(): exec} {
-		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(quiet, h), micro.WithEndpointSubject(subj)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fakeInstaller(t, b.NC, map[string]kit.Handler{subject.InstallerProbe(): probe, subject.InstallerExec(): exec})
+	var err error
 	cats := map[string]*catalog.Catalog{}
 	for _, name := range []string{"starter"} {
 		if cats[name], err = catalog.Load(name, ""); err != nil {

@@ -31,11 +31,6 @@ func TestPrecheckEngineReach(t *testing.T) {
 	const health = "http://10.9.0.1:50000/healthz"
 	unreachable := map[string]string{}
 	var asked []string
-	svc, err := micro.AddService(b.NC, micro.Config{Name: "installer", Version: "1.0.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
 	probe := func(_ context.Context, req micro.Request) (int, any, error) {
 		var q contract.Probe
 		if err := kit.Decode(req, &q); err != nil {
@@ -58,9 +53,7 @@ func TestPrecheckEngineReach(t *testing.T) {
 		return 200, out, nil
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := svc.AddEndpoint(subject.EndpointName(subject.InstallerProbe()), kit.Endpoint(quiet, probe), micro.WithEndpointSubject(subject.InstallerProbe())); err != nil {
-		t.Fatal(err)
-	}
+	fakeInstaller(t, b.NC, map[string]kit.Handler{subject.InstallerProbe(): probe})
 	p, err := Start(ctx, Options{NC: b.NC, Res: b.Res, Catalogs: map[string]*catalog.Catalog{"starter": cat}, EngineID: "e-1", Port: 50000,
 		Logger: quiet, ProbeTimeout: 5 * time.Second, PlannerID: "p-1"})
 	if err != nil {

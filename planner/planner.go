@@ -1,5 +1,5 @@
-// Package planner owns the catalogs and everything that reads them: config
-// validation, pre-checks, the plan of a deployment and its scheduling.
+// Package planner is the planner service: its endpoints answer every
+// command on the config or on deployments, over the bus.
 package planner
 
 import (

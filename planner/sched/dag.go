@@ -301,7 +301,7 @@ func (r *Record) abort(reason string, now time.Time) {
 	}
 }
 
-// finish sets the deployment's final state: failed with reason when one
+// conclude sets the deployment's final state: failed with reason when one
 // is given, failed when a step failed, succeeded otherwise. It returns how
 // many steps failed.
 func (r *Record) conclude(reason string, now time.Time) int {
