@@ -277,6 +277,16 @@ func slowRoutesHoldNoOne(t *testing.T, e *harness.Engine, n *testbed.Node, comp 
 		}()
 	}
 	time.Sleep(500 * time.Millisecond) // they are under way
+	fastWhile(t, e, n, stored, func() bool { return running.Load() > 0 }, 2*time.Minute)
+	wg.Wait()
+}
+
+// fastWhile asks the routes that wait on no node (and stores the config
+// again, when stored is given) round after round while waiting() says the
+// slow work on the frozen node n goes on (at most within): each answers,
+// and none is slow twice in a row.
+func fastWhile(t *testing.T, e *harness.Engine, n *testbed.Node, stored []byte, waiting func() bool, within time.Duration) {
+	t.Helper()
 	fast := []string{"/deployment-engine/deployments", "/deployment-engine/config", "/deployment-engine/download",
 		"/deployment-engine/heal", "/deployment-engine/audit", "/deployment-engine/prometheus/targets", "/version"}
 	var slowest time.Duration
@@ -285,7 +295,7 @@ func slowRoutesHoldNoOne(t *testing.T, e *harness.Engine, n *testbed.Node, comp 
 	// runs) is not that, so a route fails when it is slow twice in a row.
 	late := map[string]bool{}
 	rounds := 0 // every fast route asked while a slow one still waited
-	for end := time.Now().Add(2 * time.Minute); running.Load() > 0 && time.Now().Before(end); {
+	for end := time.Now().Add(within); waiting() && time.Now().Before(end); {
 		for _, p := range fast {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			t0 := time.Now()
@@ -293,36 +303,42 @@ func slowRoutesHoldNoOne(t *testing.T, e *harness.Engine, n *testbed.Node, comp 
 			took := time.Since(t0)
 			cancel()
 			if err != nil || code != 200 {
-				t.Errorf("GET %s while slow routes wait for %s: %d %.200s %v", p, n.IP, code, body, err)
+				t.Errorf("GET %s while slow work waits for %s: %d %.200s %v", p, n.IP, code, body, err)
 			}
 			if took > time.Second && late[p] {
-				t.Errorf("GET %s took over 1s twice in a row (now %s) while slow routes wait for %s", p, took, n.IP)
+				t.Errorf("GET %s took over 1s twice in a row (now %s) while slow work waits for %s", p, took, n.IP)
 			}
 			late[p] = took > time.Second
 			slowest = max(slowest, took)
 		}
-		// The same config stored again: the deploy probing the frozen node
-		// holds no lock a config write needs.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		t0 := time.Now()
-		code, body, err := e.DoErr(ctx, "POST", "/deployment-engine/config?check=0", stored)
-		took := time.Since(t0)
-		cancel()
-		if err != nil || code != 201 {
-			t.Errorf("POST config while slow routes wait for %s: %d %.200s %v", n.IP, code, body, err)
+		if stored != nil {
+			slowest = max(slowest, storeAgain(t, e, n, stored))
 		}
-		// Held by the deploy's probe, it would wait out the 5 s dial timeout.
-		if took > 2*time.Second {
-			t.Errorf("POST config took %s while slow routes wait for %s: it waited for them", took, n.IP)
-		}
-		slowest = max(slowest, took)
-		if running.Load() > 0 {
+		if waiting() {
 			rounds++
 		}
 	}
 	if rounds == 0 {
-		t.Errorf("every slow route had answered before the fast ones were asked once: the test proves nothing")
+		t.Errorf("the slow work had ended before the fast ones were asked once: the test proves nothing")
 	}
-	t.Logf("with %s frozen, %d rounds of %d routes asked while slow routes waited for it: the slowest answer took %s (bound 1s)", n.IP, rounds, len(fast), slowest.Round(time.Millisecond))
-	wg.Wait()
+	t.Logf("with %s frozen, %d rounds of %d routes asked while slow work waited for it: the slowest answer took %s (bound 1s)", n.IP, rounds, len(fast), slowest.Round(time.Millisecond))
+}
+
+// storeAgain stores the same config again: work probing the frozen node n
+// holds no lock a config write needs. It returns how long it took.
+func storeAgain(t *testing.T, e *harness.Engine, n *testbed.Node, stored []byte) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	code, body, err := e.DoErr(ctx, "POST", "/deployment-engine/config?check=0", stored)
+	took := time.Since(t0)
+	if err != nil || code != 201 {
+		t.Errorf("POST config while slow work waits for %s: %d %.200s %v", n.IP, code, body, err)
+	}
+	// Held by a probe of the frozen node, it would wait out the dial timeout.
+	if took > 2*time.Second {
+		t.Errorf("POST config took %s while slow work waits for %s: it waited for it", took, n.IP)
+	}
+	return took
 }
