@@ -188,6 +188,7 @@ func deploy(t *testing.T, api *harness.Engine) string {
 		if time.Now().After(deadline) {
 			t.Fatalf("deploy: %d %s %v", code, body, err)
 		}
+		t.Logf("deploy not accepted yet: %d %.300s %v", code, body, err)
 	}
 }
 
