@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployment-engine/engine/monitor/heal/policy"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
@@ -159,7 +160,7 @@ func TestEveryFormOfStopIsHeld(t *testing.T) {
 func TestMeltdownGuardLiftsWithItsCondition(t *testing.T) {
 	t.Run("kept by an earlier run", func(t *testing.T) {
 		since := time.Now().Add(-time.Hour).UTC()
-		kept, _ := json.Marshal(persisted{Enabled: true, Meltdown: contract.Meltdown{Active: true, Since: &since, Down: 3, Instances: 4, Reason: "3 of 4"}})
+		kept, _ := json.Marshal(policy.State{Enabled: true, Meltdown: policy.Guard{Meltdown: contract.Meltdown{Active: true, Since: &since, Down: 3, Instances: 4, Reason: "3 of 4"}}})
 		b, c, _ := startWith(t, fast, func(b *bustest.Bus) {
 			if _, err := b.Res.Engine.Put(context.Background(), stateKey, kept); err != nil {
 				t.Fatal(err)
@@ -180,5 +181,31 @@ func TestMeltdownGuardLiftsWithItsCondition(t *testing.T) {
 		eventually(t, 5*time.Second, "lifted", func() bool { return !state(t, b).Meltdown.Active })
 		c.kill("10.9.0.4")
 		eventually(t, 10*time.Second, "healed", func() bool { return c.count(c.restarts, "10.9.0.4") == 1 })
+	})
+}
+
+// While judge waits for a slow planner, a heartbeat is recorded at once:
+// the heartbeat handler does not wait on what judge holds.
+func TestHeartbeatNotHeldByASlowPlanner(t *testing.T) {
+	_, c, h := start(t, fast)
+	gate, asked := make(chan struct{}), make(chan struct{}, 1)
+	defer close(gate)
+	time.Sleep(500 * time.Millisecond)
+	c.mu.Lock()
+	c.listGate, c.listAsked = gate, asked
+	c.mu.Unlock()
+	c.kill("10.9.0.1")
+	select {
+	case <-asked: // past the grace: judge waits for the planner's answer
+	case <-time.After(10 * time.Second):
+		t.Fatal("judge never asked the planner")
+	}
+	asking := time.Now()
+	// The cluster reports every 200 ms: one received after the question
+	// is recorded well before the planner answers (it does not, until the
+	// test ends).
+	eventually(t, 2*time.Second, "a heartbeat recorded while judge waits for the planner", func() bool {
+		_, at, ok := h.nodes.Last("10.9.0.1")
+		return ok && at.After(asking)
 	})
 }

@@ -31,6 +31,10 @@ type cluster struct {
 	// empty); hang makes a restart never answered.
 	list string
 	hang bool
+	// listGate, when set, holds the planner's answer to de.cmd.deploy.list
+	// until it closes; listAsked hears of each such question.
+	listGate  chan struct{}
+	listAsked chan struct{}
 }
 
 var nodes = []string{"10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.4"}
@@ -83,6 +87,16 @@ func startWith(t *testing.T, heal string, before func(*bustest.Bus)) (*bustest.B
 		return 200, `{"status": "ok"}`
 	})
 	respond(subject.DeployList(), func(*nats.Msg) (int, string) {
+		c.mu.Lock()
+		gate, asked := c.listGate, c.listAsked
+		c.mu.Unlock()
+		if gate != nil {
+			select {
+			case asked <- struct{}{}:
+			default:
+			}
+			<-gate
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		switch c.list {
