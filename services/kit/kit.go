@@ -1,5 +1,6 @@
-// Package kit is the small kit every service runs with: micro endpoints
-// whose replies carry an HTTP-like code, and the matching client call.
+// Package kit holds the pieces every service of the engine is built from:
+// its skeleton on the bus (Service), endpoints whose replies carry an
+// HTTP-like code, the matching client call (Request).
 package kit
 
 import (
