@@ -137,12 +137,7 @@ func TestEveryFormOfStopIsHeld(t *testing.T) {
 			if s.Meltdown.Active {
 				t.Fatalf("the meltdown guard counted stopped instances: %+v", s.Meltdown)
 			}
-			held := 0
-			for _, in := range s.Instances {
-				if in.State == contract.HealHeld {
-					held++
-				}
-			}
+			held := heldCount(s)
 			want := len(tc.stopped)
 			if tc.partial {
 				want = len(nodes) // held all; the two still running are let go a few heartbeats on
