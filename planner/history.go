@@ -202,7 +202,7 @@ func (e ends) Ended(rec *sched.Record) {
 		return
 	}
 	id, inFlight := rec.ID, rec.Revert.MaxInFlight
-	if !p.work.Go(func(ctx context.Context) { p.autoRevert(ctx, id, halted, inFlight) }) {
+	if !p.svc.Go(func(ctx context.Context) { p.autoRevert(ctx, id, halted, inFlight) }) {
 		p.log.Warn("auto-revert not started: the planner stops", "deployment", id)
 	}
 }

@@ -90,16 +90,15 @@ type AgentSpec struct {
 type Planner struct {
 	o     Options
 	log   *slog.Logger
-	svc   micro.Service
 	sched *sched.Scheduler
 
 	// mu serialises the deployment starts of this process; config writes
 	// need no lock (compare-and-set on the config's revision).
 	mu sync.Mutex
 
-	// work is what the planner runs: its endpoints' handlers and the
+	// svc runs what the planner runs: its endpoints' handlers and the
 	// auto-reverts they start; Stop ends and waits for them.
-	work *kit.Handlers
+	svc *kit.Service
 
 	door agentDoor // where the engine listens for node agents
 
@@ -109,17 +108,14 @@ type Planner struct {
 // Start registers the planner's endpoints and resumes a deployment that a
 // stopped engine left running.
 func Start(ctx context.Context, o Options) (*Planner, error) {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
 	if o.ProbeTimeout == 0 {
 		o.ProbeTimeout = 15 * time.Second
 	}
 	if o.StepTimeout == 0 {
 		o.StepTimeout = 15 * time.Minute
 	}
-	p := &Planner{o: o, log: o.Logger.With("service", "planner"), secretKey: o.SecretKey}
-	p.work = kit.NewHandlers(p.log)
+	svc := kit.NewService(o.Logger, "planner")
+	p := &Planner{o: o, log: svc.Log(), svc: svc, secretKey: o.SecretKey}
 	if len(p.secretKey) == 0 {
 		p.secretKey = make([]byte, 32)
 		_, _ = rand.Read(p.secretKey)
@@ -130,11 +126,6 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		return nil, err
 	}
 	p.sched = s
-	svc, err := micro.AddService(o.NC, micro.Config{Name: "planner", Version: "1.0.0", Description: "configs, plans and deployments"})
-	if err != nil {
-		return nil, fmt.Errorf("planner: add service: %w", err)
-	}
-	p.svc = svc
 	eps := map[string]kit.Handler{
 		subject.ConfigPut():      p.configPut,
 		subject.ConfigGet():      p.configGet,
@@ -152,10 +143,8 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.DeployTakeover(): p.takeover,
 	}
 	maps.Copy(eps, p.checkEndpoints())
-	for subj, h := range eps {
-		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, p.work.Endpoint(h)), micro.WithEndpointSubject(subj)); err != nil {
-			return nil, fmt.Errorf("planner: endpoint %s: %w", subj, err)
-		}
+	if err := svc.Serve(o.NC, "configs, plans and deployments", eps); err != nil {
+		return nil, err
 	}
 	if err := s.Resume(ctx); err != nil {
 		return nil, err
@@ -171,12 +160,7 @@ const stopWait = 10 * time.Second
 // Stop stops the service, cancels what it started (handlers in flight, an
 // auto-revert) and waits for it up to stopWait, then stops the scheduler.
 func (p *Planner) Stop() {
-	if p.svc != nil {
-		_ = p.svc.Stop()
-	}
-	if !p.work.Stop(stopWait) {
-		p.log.Warn("stopped with work still in flight", "waited", stopWait)
-	}
+	p.svc.Stop(stopWait)
 	p.sched.Stop()
 }
 
