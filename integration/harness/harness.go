@@ -1,13 +1,11 @@
-// Package harness runs the real engine binary for end-to-end tests and
-// talks to it only through its API.
+// Package harness runs the real engine binary for the integration suites,
+// which reach it through its API only.
 package harness
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -178,6 +176,15 @@ func (e *Engine) Log() string {
 	return string(b)
 }
 
+// Tail is the last n lines of s.
+func Tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 // Stop sends SIGTERM and waits.
 func (e *Engine) Stop() {
 	if e.cmd == nil || e.cmd.Process == nil {
@@ -217,47 +224,6 @@ func (e *Engine) PID() int {
 
 // Restart starts the engine again on the same data dir.
 func (e *Engine) Restart() { e.start() }
-
-// Do sends a request with the token; body may be a string, []byte or a
-// value to encode as JSON.
-func (e *Engine) Do(method, path string, body any) (int, []byte) {
-	e.t.Helper()
-	code, b, err := e.DoErr(context.Background(), method, path, body)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	return code, b
-}
-
-// DoErr is Do that returns transport errors instead of failing the test.
-func (e *Engine) DoErr(ctx context.Context, method, path string, body any) (int, []byte, error) {
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		r = strings.NewReader(b)
-	case []byte:
-		r = bytes.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			return 0, nil, err
-		}
-		r = bytes.NewReader(j)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+e.Addr+path, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+e.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
 
 // ResetNodes takes nodes back to before any deployment, so that every
 // step of the next one runs: the process groups of steps still running
