@@ -20,6 +20,7 @@ import (
 
 	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // The BOSH project's own release tarballs, kept as the release store's
@@ -74,7 +75,7 @@ func inNode(t *testing.T, i int, script string) string {
 	return string(out)
 }
 
-func stepOf(d deployment, id string) (state, errText string) {
+func stepOf(d contract.Deployment, id string) (state, errText string) {
 	for _, s := range d.Steps {
 		if s.ID == id {
 			return s.State, s.Error

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // plan is the part of a plan the tests read.
@@ -211,32 +212,18 @@ func planCLI(e *harness.Engine, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// deployment reads a deployment with its batches.
-type rolled struct {
-	deployment
-	Kind    string `json:"kind"`
-	Batches []struct {
-		Component string
-		Index     int
-		Canary    bool
-		Nodes     []string
-		State     string
-		Steps     []string
-	} `json:"batches"`
-}
-
-func getDeployment(t *testing.T, e *harness.Engine, id string) rolled {
+// getDeployment reads a deployment with its batches.
+func getDeployment(t *testing.T, e *harness.Engine, id string) contract.Deployment {
 	t.Helper()
-	code, body := e.Do("GET", "/deployment-engine/deployments/"+id, nil)
-	var d rolled
-	if code != 200 || json.Unmarshal(body, &d) != nil {
-		t.Fatalf("deployment %s: %d %s", id, code, body)
+	d, _, err := e.Client().Deployment(context.Background(), id)
+	if err != nil {
+		t.Fatalf("deployment %s: %v", id, err)
 	}
 	return d
 }
 
 // started starts what method path answers 202 {"id"} for and waits for it.
-func started(t *testing.T, e *harness.Engine, method, path string, body any) rolled {
+func started(t *testing.T, e *harness.Engine, method, path string, body any) contract.Deployment {
 	t.Helper()
 	code, b := e.Do(method, path, body)
 	if code != 202 {
@@ -250,7 +237,7 @@ func started(t *testing.T, e *harness.Engine, method, path string, body any) rol
 
 // oneAtATime checks that the instances of comp changed one after another:
 // each instance's steps after every step of the one before.
-func oneAtATime(t *testing.T, d rolled, comp string, want int) {
+func oneAtATime(t *testing.T, d contract.Deployment, comp string, want int) {
 	t.Helper()
 	steps := map[string]struct{ s, f *time.Time }{}
 	for _, st := range d.Steps {
@@ -438,7 +425,7 @@ func TestChangeSafely(t *testing.T) {
 		p := getPlan(t, e, nil)
 		d := started(t, e, "GET", "/deployment-engine/deploy?canaries=1&max_in_flight=1&plan="+p.ID, nil)
 		if d.State != "succeeded" {
-			t.Fatalf("deployment of the new page:\n%s", failures(d.deployment))
+			t.Fatalf("deployment of the new page:\n%s", failures(d))
 		}
 		oneAtATime(t, d, "web", 3)
 		if len(d.Batches) == 0 || !d.Batches[0].Canary {
@@ -458,7 +445,7 @@ func TestChangeSafely(t *testing.T) {
 	t.Run("rollback", func(t *testing.T) {
 		d := started(t, e, "POST", "/deployment-engine/rollback", nil)
 		if d.State != "succeeded" || d.Kind != "rollback" {
-			t.Fatalf("rollback: %s %s\n%s", d.Kind, d.State, failures(d.deployment))
+			t.Fatalf("rollback: %s %s\n%s", d.Kind, d.State, failures(d))
 		}
 		for _, ip := range web {
 			if got := page(t, ip); got != "v1" {
@@ -505,7 +492,7 @@ func TestChangeSafely(t *testing.T) {
 			t.Fatalf("a broken change: %s %q", d.State, d.Error)
 		}
 		deadline := time.Now().Add(3 * time.Minute)
-		var revert rolled
+		var revert contract.Deployment
 		for time.Now().Before(deadline) && revert.State != "succeeded" && revert.State != "failed" {
 			time.Sleep(500 * time.Millisecond)
 			_, body := e.Do("GET", "/deployment-engine/deployments", nil)
@@ -543,7 +530,7 @@ func TestChangeSafely(t *testing.T) {
 		before := pids()
 		d := started(t, e, "PUT", "/deployment-engine/restart", map[string]any{"name": "web", "ip": "0.0.0.0", "max_in_flight": 1})
 		if d.State != "succeeded" || d.Kind != "restart" {
-			t.Fatalf("rolling restart: %s %s\n%s", d.Kind, d.State, failures(d.deployment))
+			t.Fatalf("rolling restart: %s %s\n%s", d.Kind, d.State, failures(d))
 		}
 		oneAtATime(t, d, "web", 3)
 		after := pids()

@@ -75,13 +75,9 @@ func ended(e *harness.Engine, method, path string, body any, within time.Duratio
 	if code != 202 || json.Unmarshal(b, &r) != nil || r.ID == "" {
 		return string(b) // refused, with its reason
 	}
-	for ctx.Err() == nil {
-		code, b, err := e.DoErr(ctx, "GET", "/deployment-engine/deployments/"+r.ID, nil)
-		var d deployment
-		if err == nil && code == 200 && json.Unmarshal(b, &d) == nil && (d.State == "succeeded" || d.State == "failed") {
-			return "deployment " + d.State + ": " + d.Error
-		}
-		time.Sleep(300 * time.Millisecond)
+	d, err := harness.Wait(ctx, e.Client(), r.ID, 300*time.Millisecond)
+	if err != nil {
+		return ""
 	}
-	return ""
+	return "deployment " + d.State + ": " + d.Error
 }

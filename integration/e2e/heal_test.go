@@ -21,6 +21,7 @@ import (
 
 	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 type auditEntry struct {
@@ -53,15 +54,11 @@ func countAudit(list []auditEntry, action, ip, result string) int {
 // doAs sends a request with another token than the engine's own.
 func doAs(t *testing.T, e *harness.Engine, tok, method, path string, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+e.Addr+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	code, b, err := harness.Request(context.Background(), e.URL(), tok, method, path, body, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return code, string(b)
 }
 
 // kill9 kills delta's process on the nodes, all at once.
@@ -346,7 +343,7 @@ func checkReport(t *testing.T, e *harness.Engine, id string) {
 	if code != 200 || json.Unmarshal(body, &r) != nil {
 		t.Fatalf("report: %d %s", code, body)
 	}
-	var d deployment
+	var d contract.Deployment
 	_, db := e.Do("GET", "/deployment-engine/deployments/"+id, nil)
 	_ = json.Unmarshal(db, &d)
 	timed := map[string][2]time.Time{}

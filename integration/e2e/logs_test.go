@@ -4,9 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -70,31 +70,19 @@ func logsThroughAPI(t *testing.T, e *harness.Engine, comps map[string][]string) 
 	}
 
 	// Ranges.
-	req, _ := http.NewRequest("GET", "http://"+e.Addr+"/deployment-engine/logs/local.log", nil)
-	req.Header.Set("Authorization", "Bearer "+e.Token)
-	req.Header.Set("Range", "bytes=0-99")
-	resp, err := http.DefaultClient.Do(req)
+	code, part, err := harness.Request(context.Background(), e.URL(), e.Token, "GET", "/deployment-engine/logs/local.log", nil, http.Header{"Range": {"bytes=0-99"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	part, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusPartialContent || string(part) != local[:100] {
-		t.Errorf("range of local.log: %d, %d bytes", resp.StatusCode, len(part))
+	if code != http.StatusPartialContent || string(part) != local[:100] {
+		t.Errorf("range of local.log: %d, %d bytes", code, len(part))
 	}
 
 	// The bundle holds every log.
-	req, _ = http.NewRequest("GET", "http://"+e.Addr+"/deployment-engine/logs.tar.gz", nil)
-	req.Header.Set("Authorization", "Bearer "+e.Token)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	code, raw := e.Do("GET", "/deployment-engine/logs.tar.gz", nil)
 	zr, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
-		t.Fatalf("bundle: %d, not gzip: %v", resp.StatusCode, err)
+		t.Fatalf("bundle: %d, not gzip: %v", code, err)
 	}
 	tr := tar.NewReader(zr)
 	var inTar []string

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/integration/testbed"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // nodeRAM are the memory limits of the bed's nodes, alternating.
@@ -91,65 +91,23 @@ func config(catalog string, comps map[string][]string) map[string]any {
 		"disksize": "1", "checkdisk": 1, "adduser": 0}}
 }
 
-type deployment struct {
-	ID      string `json:"id"`
-	State   string `json:"state"`
-	Changed int    `json:"changed"`
-	Error   string `json:"error"`
-	Steps   []struct {
-		ID, Node, Component, Action, State, Error string
-		Attempt                                   int
-		Started, Finished                         *time.Time
-	} `json:"steps"`
-}
+// The suite's names for the harness's helpers.
+var (
+	deploy   = harness.Deploy
+	failures = harness.Failures
+	tail     = harness.Tail
+)
 
-func deploy(t *testing.T, e *harness.Engine) string {
+// wait waits for deployment id to end, within.
+func wait(t *testing.T, e *harness.Engine, id string, within time.Duration) contract.Deployment {
 	t.Helper()
-	code, body := e.Do("GET", "/deployment-engine/deploy", nil)
-	if code != 202 {
-		t.Fatalf("deploy: %d %s", code, body)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	d, err := harness.Wait(ctx, e.Client(), id, 300*time.Millisecond)
+	if err != nil {
+		t.Fatalf("deployment %s did not finish within %s: %v: %+v\nengine log:\n%s", id, within, err, d, tail(e.Log(), 40))
 	}
-	var r struct{ ID string }
-	if err := json.Unmarshal(body, &r); err != nil || r.ID == "" {
-		t.Fatalf("deploy reply %s", body)
-	}
-	return r.ID
-}
-
-func wait(t *testing.T, e *harness.Engine, id string, within time.Duration) deployment {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	var d deployment
-	for time.Now().Before(deadline) {
-		code, body := e.Do("GET", "/deployment-engine/deployments/"+id, nil)
-		if code == 200 {
-			_ = json.Unmarshal(body, &d)
-			if d.State == "succeeded" || d.State == "failed" {
-				return d
-			}
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	t.Fatalf("deployment %s did not finish within %s: %+v\nengine log:\n%s", id, within, d, tail(e.Log(), 40))
 	return d
-}
-
-func failures(d deployment) string {
-	out := []string{d.Error}
-	for _, s := range d.Steps {
-		if s.State != "succeeded" && s.State != "unchanged" {
-			out = append(out, s.ID+" "+s.State+": "+s.Error)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // takeOver clears the claims the engines of earlier tests left on the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // An engine whose store is wiped knows itself from its id file: posting the
@@ -51,7 +52,7 @@ func TestWipedStoreConverges(t *testing.T) {
 	cli(t, e, "restore", bak, "--data", e.Data)
 	e.Restart()
 	code, body := e.Do("GET", "/deployment-engine/deployments/"+first, nil)
-	var back deployment
+	var back contract.Deployment
 	_ = json.Unmarshal(body, &back)
 	if code != 200 || back.State != "succeeded" {
 		t.Fatalf("the first deployment after restore: %d %s", code, body)
@@ -112,7 +113,7 @@ func TestCancelDeployment(t *testing.T) {
 		}
 	}
 	code, body := e.Do("POST", "/deployment-engine/deployments/"+id+"/cancel", nil)
-	var d deployment
+	var d contract.Deployment
 	_ = json.Unmarshal(body, &d)
 	if code != 202 || d.State != "failed" || !strings.Contains(d.Error, "cancelled") {
 		t.Fatalf("cancel: %d %s", code, body)
