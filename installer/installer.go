@@ -18,7 +18,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/ssh"
 
@@ -71,8 +70,7 @@ type Installer struct {
 	log     *slog.Logger
 	port    string
 	pool    pool
-	svc     micro.Service
-	hs      *kit.Handlers // its endpoints' handlers, ended by Stop
+	svc     *kit.Service // its endpoints, ended by Stop
 	cc      jetstream.ConsumeContext
 	cancels *nats.Subscription
 	wg      sync.WaitGroup
@@ -96,40 +94,18 @@ type metrics struct {
 
 // Start registers the probe endpoint and starts taking steps.
 func Start(ctx context.Context, o Options) (*Installer, error) {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Parallel <= 0 {
-		o.Parallel = 64
-	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 3
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 2 * time.Second
-	}
-	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = 4 * time.Second
-	}
-	if o.LoginTimeout <= 0 {
-		o.LoginTimeout = 8 * time.Second
-	}
-	if o.DialTries <= 0 {
-		o.DialTries = 3
-	}
-	if o.DialBackoff <= 0 {
-		o.DialBackoff = 500 * time.Millisecond
-	}
-	if o.Keepalive <= 0 {
-		o.Keepalive = 5 * time.Second
-	}
-	if o.Port == "" {
-		o.Port = "22"
-	}
-	if o.AckWait <= 0 {
-		o.AckWait = 30 * time.Second
-	}
-	i := &Installer{o: o, log: o.Logger.With("service", "installer"), port: o.Port, pool: pool{conns: map[string]*pooled{}},
+	kit.Default(&o.Parallel, 64)
+	kit.Default(&o.MaxAttempts, 3)
+	kit.Default(&o.ConnectTimeout, 2*time.Second)
+	kit.Default(&o.HandshakeTimeout, 4*time.Second)
+	kit.Default(&o.LoginTimeout, 8*time.Second)
+	kit.Default(&o.DialTries, 3)
+	kit.Default(&o.DialBackoff, 500*time.Millisecond)
+	kit.Default(&o.Keepalive, 5*time.Second)
+	kit.Default(&o.Port, "22")
+	kit.Default(&o.AckWait, 30*time.Second)
+	svc := kit.NewService(o.Logger, "installer")
+	i := &Installer{o: o, log: svc.Log(), svc: svc, port: o.Port, pool: pool{conns: map[string]*pooled{}},
 		running: map[string]map[*stepRun]context.CancelFunc{}, ended: map[string]ended{}}
 	i.ctx, i.cancel = context.WithCancel(context.Background())
 	i.metrics = metrics{
@@ -137,15 +113,8 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 		conns: prometheus.NewCounter(prometheus.CounterOpts{Name: "de_installer_ssh_connections_total", Help: "SSH connections the installer opened."}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "de_installer_transfer_bytes_total", Help: "Bytes of files the installer sent to nodes."}),
 	}
-	svc, err := micro.AddService(o.NC, micro.Config{Name: "installer", Version: "1.0.0", Description: "runs steps on nodes over SSH"})
-	if err != nil {
-		return nil, fmt.Errorf("installer: add service: %w", err)
-	}
-	i.svc, i.hs = svc, kit.NewHandlers(i.log)
-	for subj, h := range map[string]kit.Handler{subject.InstallerProbe(): i.probe, subject.InstallerExec(): i.exec} {
-		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, i.hs.Endpoint(h)), micro.WithEndpointSubject(subj)); err != nil {
-			return nil, fmt.Errorf("installer: endpoint %s: %w", subj, err)
-		}
+	if err := svc.Serve(o.NC, "runs steps on nodes over SSH", map[string]kit.Handler{subject.InstallerProbe(): i.probe, subject.InstallerExec(): i.exec}); err != nil {
+		return nil, err
 	}
 	cons, err := bus.Consumer(ctx, o.Res.JS, bus.StreamSteps, jetstream.ConsumerConfig{
 		Durable:       "installer",
@@ -184,10 +153,7 @@ func (i *Installer) Collectors() []prometheus.Collector {
 func (i *Installer) Stop() {
 	_ = i.cancels.Unsubscribe()
 	i.cc.Stop()
-	_ = i.svc.Stop()
-	if !i.hs.Stop(10 * time.Second) {
-		i.log.Warn("a probe or exec was still running 10 s after stop")
-	}
+	i.svc.Stop(10 * time.Second)
 	i.cancel()
 	i.wg.Wait()
 	i.closeAll()
