@@ -145,16 +145,11 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	} else if err := cat.Verify(); err != nil {
 		return nil, &kit.Error{Code: 500, Msg: fmt.Sprintf("catalog %s failed its integrity check (%v): reinstall the engine or restore the catalog directory", cat.Name, err)}
 	}
-	previous, err := sched.LoadPlacement(ctx, p.o.Res)
+	previous, partial, err := p.leftovers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	nodes := cfg.Nodes()
-	for ip := range previous {
-		if !slices.Contains(nodes, ip) {
-			nodes = append(nodes, ip)
-		}
-	}
+	nodes := nodesWith(cfg, previous, partial)
 	results, err := p.probe(ctx, cfg, nodes)
 	if err != nil {
 		return nil, err
@@ -183,6 +178,7 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 		p.engineEvent(ctx, "deploy", "deploying without node agents (the nodes are read over SSH): "+err.Error())
 	}
 	b := p.builderFor(cfg, cat, id, previous, noMonit)
+	b.Partial = partial
 	planned, err := p.stepsFor(ctx, b, rel)
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
@@ -201,6 +197,31 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 		rec.Revert = revertFor(cat, cfg, q, batches)
 	}
 	return rec, nil
+}
+
+// leftovers reads what earlier deployments placed on the nodes and what
+// they left there half installed (sched.LoadPartial).
+func (p *Planner) leftovers(ctx context.Context) (previous, partial map[string][]string, err error) {
+	if previous, err = sched.LoadPlacement(ctx, p.o.Res); err != nil {
+		return nil, nil, err
+	}
+	if partial, err = sched.LoadPartial(ctx, p.o.Res); err != nil {
+		return nil, nil, err
+	}
+	return previous, partial, nil
+}
+
+// nodesWith is cfg's nodes and those the leftovers name.
+func nodesWith(cfg contract.Config, left ...map[string][]string) []string {
+	nodes := cfg.Nodes()
+	for _, m := range left {
+		for _, ip := range contract.SortedKeys(m) {
+			if !slices.Contains(nodes, ip) {
+				nodes = append(nodes, ip)
+			}
+		}
+	}
+	return nodes
 }
 
 // builderFor builds the steps of deployment id of cfg.

@@ -89,16 +89,11 @@ func (p *Planner) preview(ctx context.Context, cfg, stored contract.Config) (*co
 	if err != nil {
 		return nil, err
 	}
-	previous, err := sched.LoadPlacement(ctx, p.o.Res)
+	previous, partial, err := p.leftovers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	nodes := cfg.Nodes()
-	for ip := range previous {
-		if !slices.Contains(nodes, ip) {
-			nodes = append(nodes, ip)
-		}
-	}
+	nodes := nodesWith(cfg, previous, partial)
 	sort.Strings(nodes)
 
 	// First the markers (and monit, which decides the mirror step), then
@@ -109,6 +104,7 @@ func (p *Planner) preview(ctx context.Context, cfg, stored contract.Config) (*co
 		noMonit[ip] = r.Err == "" && !r.Monit
 	}
 	b := p.builderFor(cfg, cat, "plan", previous, noMonit)
+	b.Partial = partial
 	planned, err := p.stepsFor(ctx, b, rel)
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + red.Redact(err.Error())}

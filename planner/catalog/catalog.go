@@ -49,6 +49,15 @@ type File struct {
 	Template string      `json:"template"`
 }
 
+// FilePaths are the paths of the files the engine renders for c.
+func (c *Component) FilePaths() []string {
+	out := make([]string, len(c.Files))
+	for i, f := range c.Files {
+		out[i] = f.Path
+	}
+	return out
+}
+
 // Component is one kind of thing a catalog installs.
 type Component struct {
 	Name      string    `json:"-"`

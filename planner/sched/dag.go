@@ -327,12 +327,7 @@ func (r *Record) conclude(reason string, now time.Time) int {
 // what it started, plus what prev held and it did not remove.
 func (r *Record) placementAfter(prev map[string][]string) map[string][]string {
 	out := map[string][]string{}
-	removed := map[string]bool{}
-	for _, st := range r.Steps {
-		if st.Action == "remove" && stepDone(st.State) {
-			removed[st.Node+"/"+st.Component] = true
-		}
-	}
+	removed := r.instances(func(st contract.StepStatus) bool { return st.Action == "remove" && stepDone(st.State) })
 	for ip, comps := range prev {
 		for _, c := range comps {
 			if !removed[ip+"/"+c] {
@@ -342,12 +337,60 @@ func (r *Record) placementAfter(prev map[string][]string) map[string][]string {
 	}
 	for ip, comps := range r.Placement {
 		for _, c := range comps {
-			if i, ok := r.index[steps.ID(ip, c, "start")]; ok && stepDone(r.Steps[i].State) {
+			if r.started(ip, c) {
 				out[ip] = appendOnce(out[ip], c)
 			}
 		}
 	}
 	return out
+}
+
+// partialAfter is what the deployment leaves on nodes half installed: the
+// instances of its placement whose steps reached the node (ran, whatever
+// their end) but which did not start, plus those of prev (the partial
+// ones before it) that it neither started nor removed. Removable from the
+// moment any of its steps touched the node, as placed ones are.
+func (r *Record) partialAfter(prev map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	removed := r.instances(func(st contract.StepStatus) bool { return st.Action == "remove" && stepDone(st.State) })
+	touched := r.instances(func(st contract.StepStatus) bool {
+		return st.Action != "remove" && (stepDone(st.State) || st.State == contract.StateFailed || st.State == contract.StateRunning)
+	})
+	keep := func(ip, c string) {
+		if !removed[ip+"/"+c] && !r.started(ip, c) {
+			out[ip] = appendOnce(out[ip], c)
+		}
+	}
+	for ip, comps := range prev {
+		for _, c := range comps {
+			keep(ip, c)
+		}
+	}
+	for ip, comps := range r.Placement {
+		for _, c := range comps {
+			if touched[ip+"/"+c] {
+				keep(ip, c)
+			}
+		}
+	}
+	return out
+}
+
+// instances are the node/component pairs of the steps that match.
+func (r *Record) instances(match func(contract.StepStatus) bool) map[string]bool {
+	out := map[string]bool{}
+	for _, st := range r.Steps {
+		if st.Component != "" && match(st) {
+			out[st.Node+"/"+st.Component] = true
+		}
+	}
+	return out
+}
+
+// started tells whether the deployment started component c on ip.
+func (r *Record) started(ip, c string) bool {
+	i, ok := r.index[steps.ID(ip, c, "start")]
+	return ok && stepDone(r.Steps[i].State)
 }
 
 func appendOnce(list []string, s string) []string {

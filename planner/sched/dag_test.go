@@ -242,6 +242,36 @@ func TestDAGPlacementAfter(t *testing.T) {
 	}
 }
 
+// What a deployment reached on a node without starting it is partial until
+// a deployment starts or removes it; what it never ran is not.
+func TestDAGPartialAfter(t *testing.T) {
+	rec := &Record{Placement: map[string][]string{"n1": {"a", "b", "c"}, "n2": {"d"}}}
+	add := func(node, comp, action, state string) {
+		rec.Steps = append(rec.Steps, contract.StepStatus{ID: steps.ID(node, comp, action), Node: node, Component: comp, Action: action, State: state})
+	}
+	add("n1", "a", "install", contract.StateFailed) // reached, failed
+	add("n1", "a", "start", contract.StateSkipped)
+	add("n1", "b", "install", contract.StateSucceeded)
+	add("n1", "b", "start", contract.StateFailed)    // reached, did not start
+	add("n1", "c", "install", contract.StatePending) // never ran
+	add("n2", "d", "start", contract.StateSucceeded) // started: placed
+	add("n3", "gone", "remove", contract.StateSucceeded)
+	add("n3", "stuck", "remove", contract.StateFailed)
+	rec.reindex()
+	prev := map[string][]string{"n2": {"d"}, "n3": {"gone", "stuck"}, "n4": {"other"}}
+	got := rec.partialAfter(prev)
+	want := map[string][]string{"n1": {"a", "b"}, "n3": {"stuck"}, "n4": {"other"}}
+	for _, l := range got {
+		slices.Sort(l)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("partial %v, want %v", got, want)
+	}
+	if pl := rec.placementAfter(nil); !reflect.DeepEqual(pl, map[string][]string{"n2": {"d"}}) {
+		t.Errorf("placement %v: only what started is placed", pl)
+	}
+}
+
 func TestDAGChain(t *testing.T) {
 	S, F, R, Q := contract.StateSucceeded, contract.StateFailed, contract.StateRunning, stateQueued
 	cases := []struct {

@@ -114,6 +114,45 @@ func TestFinishKeepsPlacementOnReadError(t *testing.T) {
 	}
 }
 
+// A deployment's end stores, beside the placement, the instances it
+// reached without starting them, so that a config that drops them has
+// them removed.
+func TestFinishStoresHalfInstalled(t *testing.T) {
+	ctx := context.Background()
+	b := bustest.Start(t, bus.ServerOptions{})
+	s := startScheduler(t, Options{NC: b.NC, Res: b.Res})
+	defer s.Stop()
+	rec := &Record{Deployment: contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-h", State: contract.DeployRunning, Created: time.Now()}},
+		Placement: map[string][]string{"10.0.0.1": {"a"}, "10.0.0.2": {"b"}}, specs: map[string]contract.Step{}, prios: map[string]int{}}
+	rec.Steps = []contract.StepStatus{
+		{ID: steps.ID("10.0.0.1", "a", "start"), Node: "10.0.0.1", Component: "a", Action: "start", State: contract.StateSucceeded},
+		{ID: steps.ID("10.0.0.2", "b", "install"), Node: "10.0.0.2", Component: "b", Action: "install", State: contract.StateSucceeded},
+		{ID: steps.ID("10.0.0.2", "b", "start"), Node: "10.0.0.2", Component: "b", Action: "start", State: contract.StateFailed},
+	}
+	rec.reindex()
+	s.mu.Lock()
+	s.cur = rec
+	s.concludeLocked(ctx, "")
+	s.mu.Unlock()
+	want := map[string][]string{"10.0.0.2": {"b"}}
+	var got map[string][]string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var err error
+		if got, err = LoadPartial(ctx, b.Res); err != nil {
+			t.Fatal(err)
+		}
+		if maps.EqualFunc(got, want, slices.Equal) {
+			break
+		}
+	}
+	if !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("the stored half-installed instances: %v, want %v", got, want)
+	}
+	if pl, err := LoadPlacement(ctx, b.Res); err != nil || !maps.EqualFunc(pl, map[string][]string{"10.0.0.1": {"a"}}, slices.Equal) {
+		t.Errorf("placement %v %v: only what started", pl, err)
+	}
+}
+
 // A placement that is not stored is an empty one; one that does not decode
 // is an error, never an empty placement.
 func TestLoadPlacement(t *testing.T) {

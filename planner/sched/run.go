@@ -130,38 +130,48 @@ func (s *Scheduler) concludeLocked(ctx context.Context, reason string) {
 }
 
 // placeLocked stores where components run once u's deployment ended: the
-// stored placement updated with what it placed and removed. Nothing is
-// written while the stored one cannot be read, or the update would start
-// from nothing and forget every instance it did not touch: an unavailable
-// store is tried again on the next tick, holding the deploy lock so no
-// deployment plans from the old placement meanwhile; a placement that does
-// not decode is left for an operator, and the next deployment refuses to
-// plan from it, saying so.
+// stored placement updated with what it placed and removed, and beside it
+// what it left half installed (partialAfter). Nothing is written while the
+// stored one cannot be read, or the update would start from nothing and
+// forget every instance it did not touch: an unavailable store is tried
+// again on the next tick, holding the deploy lock so no deployment plans
+// from the old placement meanwhile; a placement that does not decode is
+// left for an operator, and the next deployment refuses to plan from it,
+// saying so.
 func (s *Scheduler) placeLocked(ctx context.Context, u *unfinished) {
 	if u.placement == nil {
 		return
 	}
-	// Written on the revision it was read at; a placement stored meanwhile
-	// is read again and this deployment's changes merged into it.
+	for _, m := range []struct {
+		key   string
+		after func(map[string][]string) map[string][]string
+	}{{keyPartial, u.placement.partialAfter}, {keyPlacement, u.placement.placementAfter}} {
+		err := s.mergeNodeMap(ctx, m.key, m.after)
+		if err != nil && bus.Unavailable(err) {
+			return
+		}
+		if err != nil {
+			s.log.Error("store "+m.key+": the stored one is kept as it is", "id", u.placement.ID, "err", err)
+		}
+	}
+	u.placement = nil
+}
+
+// mergeNodeMap writes after(the stored map) under key, on the revision it
+// was read at: one stored meanwhile is read again and merged into.
+func (s *Scheduler) mergeNodeMap(ctx context.Context, key string, after func(map[string][]string) map[string][]string) error {
 	var err error
 	for try := 1; ; try++ {
 		var prev map[string][]string
 		var rev uint64
-		if prev, rev, err = loadPlacementRev(ctx, s.res); err == nil {
+		if prev, rev, err = loadNodeMap(ctx, s.res, key); err == nil {
 			var b []byte
-			if b, err = json.Marshal(u.placement.placementAfter(prev)); err == nil {
-				_, err = bus.PutAt(ctx, s.res.Scheduler, keyPlacement, b, rev)
+			if b, err = json.Marshal(after(prev)); err == nil {
+				_, err = bus.PutAt(ctx, s.res.Scheduler, key, b, rev)
 			}
 		}
 		if !bus.IsConflict(err) || try == 3 {
-			break
+			return err
 		}
 	}
-	if err != nil && bus.Unavailable(err) {
-		return
-	}
-	if err != nil {
-		s.log.Error("store placement: the stored one is kept as it is", "id", u.placement.ID, "err", err)
-	}
-	u.placement = nil
 }

@@ -20,6 +20,7 @@ import (
 const (
 	keyCurrent   = "current"   // id of the deployment that runs now
 	keyPlacement = "placement" // node → components of the last deployment
+	keyPartial   = "partial"   // node → components a deployment reached and never started
 	keyLease     = "lock"      // the deploy lock: which scheduler drives the current deployment, until when
 )
 
@@ -186,23 +187,32 @@ func markCurrent(ctx context.Context, res *bus.Resources, id string) error {
 // error: a placement planned or updated from an empty one taken for it
 // would forget instances, and written back would lose them for good.
 func LoadPlacement(ctx context.Context, res *bus.Resources) (map[string][]string, error) {
-	out, _, err := loadPlacementRev(ctx, res)
+	out, _, err := loadNodeMap(ctx, res, keyPlacement)
 	return out, err
 }
 
-// loadPlacementRev is loadPlacement with the revision it was read at (0:
-// none stored), on which a placement updated from it is written.
-func loadPlacementRev(ctx context.Context, res *bus.Resources) (map[string][]string, uint64, error) {
+// LoadPartial reads the instances a deployment's steps reached on their
+// node without starting them (a failed install, register or start): they
+// hold files and maybe a monit check there, so a config that drops them
+// has them removed. Read as LoadPlacement is.
+func LoadPartial(ctx context.Context, res *bus.Resources) (map[string][]string, error) {
+	out, _, err := loadNodeMap(ctx, res, keyPartial)
+	return out, err
+}
+
+// loadNodeMap reads key's node → components with the revision it was read
+// at (0: none stored), on which a map updated from it is written.
+func loadNodeMap(ctx context.Context, res *bus.Resources, key string) (map[string][]string, uint64, error) {
 	out := map[string][]string{}
-	e, err := res.Scheduler.Get(ctx, keyPlacement)
+	e, err := res.Scheduler.Get(ctx, key)
 	if bus.IsNotFound(err) {
 		return out, 0, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("read the placement: %w", err)
+		return nil, 0, fmt.Errorf("read the %s: %w", key, err)
 	}
 	if err := json.Unmarshal(e.Value(), &out); err != nil {
-		return nil, 0, fmt.Errorf("the stored placement (%s %s) does not decode: %w", bus.KVScheduler, keyPlacement, err)
+		return nil, 0, fmt.Errorf("the stored %s (%s %s) does not decode: %w", key, bus.KVScheduler, key, err)
 	}
 	return out, e.Revision(), nil
 }

@@ -23,8 +23,9 @@ type Builder struct {
 	ID        string
 	MirrorURL string
 	// Previous is where the last deployment placed components (node →
-	// components): what the config no longer places is removed.
-	Previous map[string][]string
+	// components), Partial what deployments reached on a node without
+	// starting it: what the config no longer places of either is removed.
+	Previous, Partial map[string][]string
 	// Agent, when set, installs the node agent on every node.
 	Agent   *Agent
 	Timeout time.Duration
@@ -93,8 +94,9 @@ func (in Builder) frame(body func(base map[string]string) ([]*Step, error), remo
 		out = append(out, in.stamp(s))
 	}
 	placement := Placement(in.Config)
-	for _, ip := range contract.SortedKeys(in.Previous) {
-		for _, comp := range in.Previous[ip] {
+	left := in.Leftovers()
+	for _, ip := range contract.SortedKeys(left) {
+		for _, comp := range left[ip] {
 			if slices.Contains(placement[ip], comp) {
 				continue
 			}
@@ -120,6 +122,22 @@ func (in Builder) frame(body func(base map[string]string) ([]*Step, error), remo
 		}
 	}
 	return out, nil
+}
+
+// Leftovers is what earlier deployments left on the nodes, placed or half
+// installed (Previous, then what Partial adds).
+func (in Builder) Leftovers() map[string][]string {
+	out := map[string][]string{}
+	for _, m := range []map[string][]string{in.Previous, in.Partial} {
+		for ip, comps := range m {
+			for _, c := range comps {
+				if !slices.Contains(out[ip], c) {
+					out[ip] = append(out[ip], c)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // componentSteps are the steps of every instance of the catalog's
@@ -184,7 +202,8 @@ func (in Builder) instance(name string, idx int, ip string, order map[string]int
 	return []*Step{upload, install, register, start}, nil
 }
 
-// catalogRemoval removes component name from ip: dependents first drop
+// catalogRemoval removes component name from ip (its monit check, the
+// files the engine rendered for it and its markers): dependents first drop
 // the leaving instance, then it goes. A component the catalog no longer
 // has is left alone.
 func (in Builder) catalogRemoval(ip, name string) *Step {
@@ -193,7 +212,7 @@ func (in Builder) catalogRemoval(ip, name string) *Step {
 		return nil
 	}
 	rm := &Step{Spec: contract.Step{Node: ip, Component: name, Action: "remove",
-		Script: removeScript(name, comp.Process), Hash: Hash("remove", name, time.Now().String())}, Prio: -200}
+		Script: removeScript(name, comp.Process, comp.FilePaths()), Hash: Hash("remove", name, time.Now().String())}, Prio: -200}
 	for _, other := range in.Catalog.Order {
 		if oc := in.Catalog.Components[other]; oc != nil && slices.Contains(oc.ReconfigureOn, name) {
 			for _, oip := range in.Config.Components[other] {

@@ -133,3 +133,30 @@ func TestPlanClaimsEachNodeOnce(t *testing.T) {
 		}
 	}
 }
+
+// An instance a deployment reached without starting it (its install or
+// start failed) is removed when the config drops it, as a placed one is;
+// one the config still places is left to its deployment.
+func TestPlanRemovesHalfInstalled(t *testing.T) {
+	cat, err := catalog.Load("starter", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	previous := map[string][]string{"10.9.0.2": {"haproxy"}, "10.9.0.3": {"redis", "web"}}
+	partial := map[string][]string{"10.9.0.4": {"web"}, "10.9.0.6": {"web"}}
+	planned, err := Builder{Config: starterConfig(), Catalog: cat, Engine: "e-1", ID: "d-1", MirrorURL: "http://10.9.0.1:50000/mirror/",
+		Previous: previous, Partial: partial}.CatalogSteps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, s := range planned {
+		ids[s.Spec.ID] = true
+	}
+	if !ids["10.9.0.6/web/remove"] {
+		t.Error("no remove step for the half-installed web instance the config dropped")
+	}
+	if ids["10.9.0.4/web/remove"] || !ids["10.9.0.4/web/start"] {
+		t.Error("the half-installed instance the config keeps is removed, or not installed again")
+	}
+}

@@ -302,7 +302,15 @@ exit 1
 `, kit.ShellQuote(process), apply, monitKnows, monitFresh)
 }
 
-func removeScript(name, process string) string {
+func removeScript(name, process string, files []string) string {
+	rm := ""
+	if len(files) > 0 {
+		quoted := make([]string, len(files))
+		for i, f := range files {
+			quoted[i] = kit.ShellQuote(f)
+		}
+		rm = "rm -f -- " + strings.Join(quoted, " ") + "\n"
+	}
 	return fmt.Sprintf(`set -u
 monit stop %[2]s 2>/dev/null || true
 for i in $(seq 1 600); do
@@ -311,9 +319,9 @@ for i in $(seq 1 600); do
 done
 rm -f /etc/monit/conf.d/%[1]s
 monit reload || true
-%[3]s
+%[4]s%[3]s
 echo "removed %[1]s"
-`, name, kit.ShellQuote(process), nodefs.ClearMarkers(name+"."))
+`, name, kit.ShellQuote(process), nodefs.ClearMarkers(name+"."), rm)
 }
 
 // checkScript is an upload's script: the catalog's check of the files it
