@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deployment-engine/engine/services/bus"
@@ -48,8 +47,7 @@ type Options struct {
 type Monitor struct {
 	o        Options
 	log      *slog.Logger
-	svc      micro.Service
-	hs       *kit.Handlers
+	svc      *kit.Service
 	sub      *nats.Subscription
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -91,22 +89,16 @@ func (m *Monitor) fresh(n *node, now time.Time) bool {
 
 // Start subscribes to heartbeats and registers the monitor's commands.
 func Start(ctx context.Context, o Options) (*Monitor, error) {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Missed <= 0 {
-		o.Missed = 3
-	}
-	if o.StatusWait <= 0 {
-		o.StatusWait = 1500 * time.Millisecond
-	}
+	kit.Default(&o.Missed, 3)
+	kit.Default(&o.StatusWait, 1500*time.Millisecond)
 	if o.Process == nil {
 		o.Process = func(_, c string) (string, bool) { return c, true }
 	}
 	mctx, cancel := context.WithCancel(context.Background())
-	m := &Monitor{o: o, log: o.Logger.With("service", "monitor"), nodes: map[string]*node{}, stop: make(chan struct{}),
+	svc := kit.NewService(o.Logger, "monitor")
+	m := &Monitor{o: o, log: svc.Log(), svc: svc, nodes: map[string]*node{}, stop: make(chan struct{}),
 		ctx: mctx, cancel: cancel, kept: map[string][]byte{}, keepUp: make(chan struct{}, 1),
-		ssh: sshCache{nodes: map[string]*sshNode{}}, hs: kit.NewHandlers(o.Logger.With("service", "monitor"))}
+		ssh: sshCache{nodes: map[string]*sshNode{}}}
 	m.load(ctx)
 	fail := func(err error) (*Monitor, error) {
 		m.Stop()
@@ -119,16 +111,9 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if m.sub, err = o.NC.Subscribe(subject.AllHeartbeats, m.heartbeat); err != nil {
 		return fail(fmt.Errorf("monitor: subscribe to heartbeats: %w", err))
 	}
-	m.svc, err = micro.AddService(o.NC, micro.Config{Name: "monitor", Version: "1.0.0", Description: "node and component state, restart and stop"})
-	if err != nil {
-		return fail(fmt.Errorf("monitor: add service: %w", err))
-	}
-	for subj, h := range map[string]kit.Handler{subject.MonitorStatus(): m.status, subject.MonitorHardware(): m.hardware, subject.MonitorControl(): m.control, subject.MonitorTargets(): m.targets} {
-		// Concurrent: a restart waiting for a slow node, or a read of one,
-		// holds up no other request.
-		if err := m.svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, m.hs.Endpoint(h)), micro.WithEndpointSubject(subj)); err != nil {
-			return fail(fmt.Errorf("monitor: endpoint %s: %w", subj, err))
-		}
+	eps := map[string]kit.Handler{subject.MonitorStatus(): m.status, subject.MonitorHardware(): m.hardware, subject.MonitorControl(): m.control, subject.MonitorTargets(): m.targets}
+	if err := svc.Serve(o.NC, "node and component state, restart and stop", eps); err != nil {
+		return fail(err)
 	}
 	m.wg.Add(2)
 	go m.watch()
@@ -149,12 +134,7 @@ func (m *Monitor) Stop() {
 	if !first {
 		return
 	}
-	if m.svc != nil {
-		_ = m.svc.Stop()
-	}
-	if !m.hs.Stop(stopWait) {
-		m.log.Warn("the monitor's requests still run after its stop", "waited", stopWait)
-	}
+	m.svc.Stop(stopWait)
 	if m.sub != nil {
 		_ = m.sub.Unsubscribe()
 	}
