@@ -23,7 +23,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deployment-engine/engine/services/bus"
@@ -59,8 +58,7 @@ type Service struct {
 	seq   *seqFile
 	cache *instances
 
-	svc   micro.Service
-	hs    *kit.Handlers // its endpoints' handlers, ended by Stop
+	svc   *kit.Service // its endpoints, ended by Stop
 	rtSub *nats.Subscription
 
 	mu      sync.Mutex // guards cc and closing: the writer may replace cc
@@ -125,15 +123,8 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 
 // withDefaults fills the options Start leaves unset.
 func (o Options) withDefaults() Options {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = 64 << 20
-	}
-	if o.Keep <= 0 {
-		o.Keep = 3
-	}
+	kit.Default(&o.MaxBytes, 64<<20)
+	kit.Default(&o.Keep, 3)
 	o.Keep = min(o.Keep, 99)
 	if o.LogPaths != nil && o.FetchEvery <= 0 {
 		o.FetchEvery = 10 * time.Second
@@ -142,9 +133,11 @@ func (o Options) withDefaults() Options {
 }
 
 func newService(o Options) *Service {
+	svc := kit.NewService(o.Logger, "logsvc")
 	return &Service{
 		o:        o,
-		log:      o.Logger.With("service", "logsvc"),
+		log:      svc.Log(),
+		svc:      svc,
 		cache:    &instances{kv: o.Res.Config},
 		jsCh:     make(chan delivery, 2*batchMax),
 		rtCh:     make(chan *nats.Msg, batchMax),
@@ -186,18 +179,7 @@ func (s *Service) open(ctx context.Context) (jetstream.Consumer, error) {
 
 // addEndpoints serves the list and read endpoints.
 func (s *Service) addEndpoints() error {
-	s.hs = kit.NewHandlers(s.log)
-	var err error
-	s.svc, err = micro.AddService(s.o.NC, micro.Config{Name: "logsvc", Version: "1.0.0", Description: "the log store: lists and serves logs"})
-	if err != nil {
-		return fmt.Errorf("logsvc: add service: %w", err)
-	}
-	for subj, h := range map[string]kit.Handler{subject.LogsList(): s.list, subject.LogsRead(): s.read} {
-		if err := s.svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, s.hs.Endpoint(h)), micro.WithEndpointSubject(subj)); err != nil {
-			return fmt.Errorf("logsvc: endpoint %s: %w", subj, err)
-		}
-	}
-	return nil
+	return s.svc.Serve(s.o.NC, "the log store: lists and serves logs", map[string]kit.Handler{subject.LogsList(): s.list, subject.LogsRead(): s.read})
 }
 
 // startIngest starts the writer on the agents' log lines and cons's events,
@@ -236,6 +218,7 @@ func (s *Service) startIngest(cons jetstream.Consumer) error {
 
 // abort undoes a Start that failed part way; the writer never started.
 func (s *Service) abort() {
+	s.svc.Stop(stopWait)
 	if s.rtSub != nil {
 		_ = s.rtSub.Unsubscribe()
 	}
@@ -389,17 +372,16 @@ func (s *Service) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{s.metrics.lines, s.metrics.bytes, s.metrics.rotations, s.metrics.skipped}
 }
 
+// stopWait bounds how long Stop waits for the list and read requests in
+// flight once their ctx ended.
+const stopWait = 10 * time.Second
+
 // Stop stops ingesting: messages already fetched are written, flushed and
 // acknowledged first, so a restart neither loses nor repeats a line.
 func (s *Service) Stop() {
 	s.stopOnce.Do(func() {
 		// No more reads once the store is about to close.
-		if s.svc != nil {
-			_ = s.svc.Stop()
-			if !s.hs.Stop(10 * time.Second) {
-				s.log.Warn("a log request was still running 10 s after stop")
-			}
-		}
+		s.svc.Stop(stopWait)
 		if s.rtSub != nil {
 			_ = s.rtSub.Unsubscribe()
 		}
@@ -431,9 +413,6 @@ func (s *Service) Stop() {
 
 // teardown releases what Start acquired; the writer must not be running.
 func (s *Service) teardown() {
-	if s.svc != nil {
-		_ = s.svc.Stop()
-	}
 	if s.seq != nil {
 		_ = s.seq.close()
 	}
