@@ -85,3 +85,33 @@ func TestStaleDriverWriteRefused(t *testing.T) {
 		t.Fatalf("b's deployment: %s %q", d.State, d.Error)
 	}
 }
+
+// A scheduler that finds its deploy lock taken by another lets go of the
+// deployment as it does when a write of it is refused: the events it holds
+// go back to the queue, and nothing of its end is left to write.
+func TestLeaseLostLetsGo(t *testing.T) {
+	b := bustest.Start(t, bus.ServerOptions{})
+	ctx := context.Background()
+	a := watchedScheduler(t, b, "planner-a", time.Minute)
+	if err := a.Begin(ctx, diamond("d-y")); err != nil {
+		t.Fatal(err)
+	}
+	close(a.done) // its watchdog is driven by hand below
+	a.wg.Wait()
+	taken, _ := json.Marshal(lease{Deployment: "d-y", Holder: "planner-b", Expires: time.Now().Add(time.Minute).UTC()})
+	if _, err := b.Res.Scheduler.Put(ctx, keyLease, taken); err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.unfinished = &unfinished{mark: true, lock: true, event: &contract.DeploymentEvent{ID: "d-y"}}
+	a.dirty = true
+	a.renewed, a.renewTried = time.Time{}, time.Time{}
+	a.watchLocked(ctx, time.Now())
+	if a.cur != nil || a.dirty || a.pending != nil {
+		t.Errorf("a still drives d-y after its lock was taken: cur %v dirty %v pending %d", a.cur != nil, a.dirty, len(a.pending))
+	}
+	if a.unfinished != nil {
+		t.Errorf("a would still write d-y's end: %+v", *a.unfinished)
+	}
+}

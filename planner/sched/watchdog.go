@@ -81,8 +81,7 @@ func (s *Scheduler) watchLocked(ctx context.Context, now time.Time) {
 		s.renewTried = now
 		if err := s.renewLease(ctx); err != nil {
 			if errors.Is(err, errLeaseLost) {
-				s.log.Error("the deploy lock was taken by another scheduler; no longer driving the deployment", "id", rec.ID, "err", err)
-				s.cur, s.pending = nil, nil
+				s.staleLocked(err)
 				return
 			}
 			s.storeDown(err)
