@@ -166,6 +166,16 @@ func (s *session) connect() int {
 	return exitOK
 }
 
+// begin starts a command that talks to the engine: arguments it cannot
+// take (argsOK false) end it with its usage, else it connects. A code
+// other than exitOK ends the command.
+func (s *session) begin(argsOK bool, format string, a ...any) int {
+	if !argsOK {
+		return s.usage(format, a...)
+	}
+	return s.connect()
+}
+
 // parseInterleaved parses flags that may come before, between or after
 // the positional arguments, and returns the positional ones.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {

@@ -17,10 +17,7 @@ func configCmd(ctx context.Context, s *session) int {
 	}
 	switch sub := s.args[0]; sub {
 	case "get":
-		if len(s.args) != 1 {
-			return s.usage("config get takes no argument")
-		}
-		if code := s.connect(); code != exitOK {
+		if code := s.begin(len(s.args) == 1, "config get takes no argument"); code != exitOK {
 			return code
 		}
 		_, raw, err := s.c.Config(ctx)
@@ -57,10 +54,7 @@ func configCmd(ctx context.Context, s *session) int {
 		}
 		return configEdit(ctx, s)
 	case "schema":
-		if len(s.args) != 1 {
-			return s.usage("config schema takes no argument")
-		}
-		if code := s.connect(); code != exitOK {
+		if code := s.begin(len(s.args) == 1, "config schema takes no argument"); code != exitOK {
 			return code
 		}
 		raw, err := s.c.ConfigSchema(ctx)
@@ -76,10 +70,7 @@ func configCmd(ctx context.Context, s *session) int {
 
 // deployCmd: deploy [--follow].
 func deployCmd(ctx context.Context, s *session) int {
-	if len(s.args) != 0 {
-		return s.usage("deploy takes no argument")
-	}
-	if code := s.connect(); code != exitOK {
+	if code := s.begin(len(s.args) == 0, "deploy takes no argument"); code != exitOK {
 		return code
 	}
 	id, raw, err := s.c.Deploy(ctx)
@@ -94,10 +85,7 @@ func deployCmd(ctx context.Context, s *session) int {
 
 // cancelCmd: cancel ID. Exit 1 when there is no such running deployment.
 func cancelCmd(ctx context.Context, s *session) int {
-	if len(s.args) != 1 {
-		return s.usage("cancel needs the deployment's ID")
-	}
-	if code := s.connect(); code != exitOK {
+	if code := s.begin(len(s.args) == 1, "cancel needs the deployment's ID"); code != exitOK {
 		return code
 	}
 	d, raw, err := s.c.Cancel(ctx, s.args[0])
@@ -109,10 +97,7 @@ func cancelCmd(ctx context.Context, s *session) int {
 // takeoverCmd: takeover ENGINE-ID [IP...] clears the claim of an engine
 // that no longer runs. Exit 1 when a node could not be reached.
 func takeoverCmd(ctx context.Context, s *session) int {
-	if len(s.args) < 1 {
-		return s.usage("takeover needs the id of the engine whose claim to clear (a deploy's 409 names it), then optionally the nodes")
-	}
-	if code := s.connect(); code != exitOK {
+	if code := s.begin(len(s.args) >= 1, "takeover needs the id of the engine whose claim to clear (a deploy's 409 names it), then optionally the nodes"); code != exitOK {
 		return code
 	}
 	r, raw, err := s.c.Takeover(ctx, s.args[0], s.args[1:]...)
@@ -140,10 +125,7 @@ func takeoverCmd(ctx context.Context, s *session) int {
 
 // scaleCmd: scale COMP IP [--follow].
 func scaleCmd(ctx context.Context, s *session) int {
-	if len(s.args) != 2 {
-		return s.usage("scale needs COMP IP")
-	}
-	if code := s.connect(); code != exitOK {
+	if code := s.begin(len(s.args) == 2, "scale needs COMP IP"); code != exitOK {
 		return code
 	}
 	id, raw, err := s.c.Scale(ctx, contract.ScaleItem{Comp: s.args[0], Ip: s.args[1]})
@@ -170,10 +152,7 @@ func (s *session) started(ctx context.Context, id string, raw []byte) int {
 // statusCmd: status. Exit 3 when an instance is not RUNNING (or CONFIGURED:
 // a BOSH job with no process).
 func statusCmd(ctx context.Context, s *session) int {
-	if len(s.args) != 0 {
-		return s.usage("status takes no argument")
-	}
-	if code := s.connect(); code != exitOK {
+	if code := s.begin(len(s.args) == 0, "status takes no argument"); code != exitOK {
 		return code
 	}
 	insts, raw, err := s.c.Status(ctx)
@@ -237,10 +216,7 @@ func hardwareCmd(ctx context.Context, s *session) int {
 // monitCmd: restart COMP IP | stop COMP IP.
 func monitCmd(verb string) clientHandler {
 	return func(ctx context.Context, s *session) int {
-		if len(s.args) != 2 {
-			return s.usage("%s needs COMP IP (all 0.0.0.0 for the whole cluster)", verb)
-		}
-		if code := s.connect(); code != exitOK {
+		if code := s.begin(len(s.args) == 2, "%s needs COMP IP (all 0.0.0.0 for the whole cluster)", verb); code != exitOK {
 			return code
 		}
 		comp, ip := s.args[0], s.args[1]
@@ -276,10 +252,7 @@ func monitCmd(verb string) clientHandler {
 
 // logsCmd: logs [NAME].
 func logsCmd(ctx context.Context, s *session) int {
-	if len(s.args) > 1 {
-		return s.usage("logs takes at most one NAME")
-	}
-	if code := s.connect(); code != exitOK {
+	if code := s.begin(len(s.args) <= 1, "logs takes at most one NAME"); code != exitOK {
 		return code
 	}
 	switch len(s.args) {

@@ -17,10 +17,7 @@ func init() {
 
 // reportCmd: report ID — a deployment's timings.
 func reportCmd(ctx context.Context, s *session) int {
-	if len(s.args) != 1 {
-		return s.usage("report needs a deployment ID")
-	}
-	if code := s.connect(); code != exitOK {
+	if code := s.begin(len(s.args) == 1, "report needs a deployment ID"); code != exitOK {
 		return code
 	}
 	r, raw, err := s.c.Report(ctx, s.args[0])
@@ -93,13 +90,11 @@ func auditCmd(ctx context.Context, s *session) int {
 
 // healCmd: heal [on|off] — auto-heal's state, or switch it.
 func healCmd(ctx context.Context, s *session) int {
-	if len(s.args) > 1 || (len(s.args) == 1 && s.args[0] != "on" && s.args[0] != "off") {
-		return s.usage("heal takes on or off, or nothing to show its state")
-	}
-	if code := s.connect(); code != exitOK {
+	switchTo := len(s.args) == 1 && (s.args[0] == "on" || s.args[0] == "off")
+	if code := s.begin(len(s.args) == 0 || switchTo, "heal takes on or off, or nothing to show its state"); code != exitOK {
 		return code
 	}
-	if len(s.args) == 1 {
+	if switchTo {
 		raw, err := s.c.SetHeal(ctx, s.args[0] == "on")
 		return s.answer(raw, err, func() { fmt.Fprintf(s.stdout, "auto-heal %s\n", s.args[0]) })
 	}

@@ -167,10 +167,7 @@ func interactive() bool {
 // precheckCmd: precheck: every pre-check again on the stored config; exit 1
 // when a problem would refuse it.
 func precheckCmd(ctx context.Context, s *session) int {
-	if len(s.args) != 0 {
-		return s.usage("precheck takes no argument")
-	}
-	if code := s.connect(); code != exitOK {
+	if code := s.begin(len(s.args) == 0, "precheck takes no argument"); code != exitOK {
 		return code
 	}
 	rep, raw, err := s.c.Precheck(ctx)

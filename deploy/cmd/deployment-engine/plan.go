@@ -19,10 +19,7 @@ func init() {
 
 // rollbackCmd: rollback [--follow].
 func rollbackCmd(ctx context.Context, s *session) int {
-	if len(s.args) != 0 {
-		return s.usage("rollback takes no argument")
-	}
-	if code := s.connect(); code != exitOK {
+	if code := s.begin(len(s.args) == 0, "rollback takes no argument"); code != exitOK {
 		return code
 	}
 	id, raw, err := s.c.Rollback(ctx)

@@ -21,10 +21,7 @@ func releaseCmd(ctx context.Context, s *session) int {
 	}
 	switch sub := s.args[0]; sub {
 	case "list":
-		if len(s.args) != 1 {
-			return s.usage("release list takes no argument")
-		}
-		if code := s.connect(); code != exitOK {
+		if code := s.begin(len(s.args) == 1, "release list takes no argument"); code != exitOK {
 			return code
 		}
 		rels, raw, err := s.c.Releases(ctx)
