@@ -3,10 +3,6 @@ package cluster
 import (
 	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -60,7 +57,7 @@ func up(t *testing.T) *stack {
 		})
 	}
 	if log := s.apis[0].Log(); !strings.Contains(log, "replicas=3") {
-		t.Fatalf("the engine did not declare its streams with 3 replicas on a 3-server cluster:\n%s", tail(log, 20))
+		t.Fatalf("the engine did not declare its streams with 3 replicas on a 3-server cluster:\n%s", harness.Tail(log, 20))
 	}
 	return s
 }
@@ -142,20 +139,6 @@ func reset(t *testing.T) {
 	harness.ResetNodes(t, bed.Nodes, "c1 c2", "^/bin/sleep 100003$", "/var/lib/cl", "/etc/cl", "/run/cl-*.pid")
 }
 
-type deployment struct {
-	ID       string     `json:"id"`
-	State    string     `json:"state"`
-	Error    string     `json:"error"`
-	Created  time.Time  `json:"created"`
-	Finished *time.Time `json:"finished"`
-	Steps    []struct {
-		ID, Node, State, Error string
-		Attempt                int
-	} `json:"steps"`
-}
-
-func (d deployment) ended() bool { return d.State == "succeeded" || d.State == "failed" }
-
 // deploy posts the config for c1 and c2 on every node and starts a
 // deployment through api; it returns the deployment's id.
 func deploy(t *testing.T, api *harness.Engine) string {
@@ -176,42 +159,25 @@ func deploy(t *testing.T, api *harness.Engine) string {
 			t.Fatalf("config: %d %s %v", code, body, err)
 		}
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(250 * time.Millisecond) {
-		code, body, err := api.DoErr(context.Background(), "POST", "/deployment-engine/deploy", nil)
-		if err == nil && code == 202 {
-			var r struct{ ID string }
-			if err := json.Unmarshal(body, &r); err != nil || r.ID == "" {
-				t.Fatalf("deploy: %s", body)
-			}
-			return r.ID
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deploy: %d %s %v", code, body, err)
-		}
-		t.Logf("deploy not accepted yet: %d %.300s %v", code, body, err)
+	id, err := harness.DeployWhenAccepted(t, api, 60*time.Second, 250*time.Millisecond)
+	if err != nil {
+		t.Fatalf("deploy: %v", err)
 	}
+	return id
 }
 
-func get(api *harness.Engine, id string) (deployment, int, error) {
-	var d deployment
+func get(api *harness.Engine, id string) (contract.Deployment, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	code, body, err := api.DoErr(ctx, "GET", "/deployment-engine/deployments/"+id, nil)
-	if err != nil {
-		return d, 0, err
-	}
-	if code != 200 {
-		return d, code, fmt.Errorf("%d %s", code, body)
-	}
-	return d, code, json.Unmarshal(body, &d)
+	d, _, err := api.Client().Deployment(ctx, id)
+	return d, err
 }
 
-// waitFor waits until a step of the deployment runs (what != "") or the
-// deployment ends (what == "").
-func waitRunning(t *testing.T, api *harness.Engine, id string) deployment {
+// waitRunning waits until an install step of the deployment runs.
+func waitRunning(t *testing.T, api *harness.Engine, id string) contract.Deployment {
 	t.Helper()
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		d, _, err := get(api, id)
+		d, err := get(api, id)
 		if err != nil {
 			continue
 		}
@@ -222,32 +188,21 @@ func waitRunning(t *testing.T, api *harness.Engine, id string) deployment {
 		}
 	}
 	t.Fatalf("no step of %s ran within 60s", id)
-	return deployment{}
+	return contract.Deployment{}
 }
 
 // finish waits for the deployment to end through api and checks that it
 // succeeded with every install run exactly once on its node.
-func finish(t *testing.T, api *harness.Engine, id string, within time.Duration) deployment {
+func finish(t *testing.T, api *harness.Engine, id string, within time.Duration) contract.Deployment {
 	t.Helper()
-	var d deployment
-	var last error
-	for deadline := time.Now().Add(within); ; time.Sleep(200 * time.Millisecond) {
-		var err error
-		if d, _, err = get(api, id); err == nil && d.ended() {
-			break
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("deployment %s not ended within %s (last answer: %v): %+v\napi log:\n%s", id, within, last, d, tail(api.Log(), 40))
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	d, err := harness.Wait(ctx, api.Client(), id, 200*time.Millisecond)
+	if err != nil {
+		t.Fatalf("deployment %s not ended within %s (%v): %+v\napi log:\n%s", id, within, err, d, harness.Tail(api.Log(), 40))
 	}
 	if d.State != "succeeded" {
-		t.Errorf("deployment %s: %s: %s", id, d.State, d.Error)
-		for _, st := range d.Steps {
-			if st.State != "succeeded" && st.State != "unchanged" {
-				t.Errorf("  %s %s: %s", st.ID, st.State, st.Error)
-			}
-		}
+		t.Errorf("deployment %s: %s: %s", id, d.State, harness.Failures(d))
 	}
 	ranOnce(t)
 	if d.Finished != nil {
@@ -387,7 +342,7 @@ func testPlannerKilled(t *testing.T, s *stack) {
 	killed := time.Now()
 	for drives(other, id) == before {
 		if time.Since(killed) > 15*time.Second {
-			t.Fatalf("the other planner did not take %s over within 15s of the leader's kill -9:\n%s", id, tail(other.Log(), 30))
+			t.Fatalf("the other planner did not take %s over within 15s of the leader's kill -9:\n%s", id, harness.Tail(other.Log(), 30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -416,20 +371,15 @@ func testServerGone(t *testing.T, s *stack) {
 			t.Errorf("GET c2_3.log: %d %v %.300s", code, err, body)
 		}
 		// Its events, replayed to the end.
-		req, _ := http.NewRequest("GET", "http://"+api.Addr+"/deployment-engine/deployments/"+id+"/events", nil)
-		req.Header.Set("Authorization", "Bearer "+api.Token)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
-		if err != nil {
+		code, b, err := api.Events(ctx, id)
+		cancel()
+		if code == 0 {
 			t.Errorf("events of %s: %v", id, err)
-			cancel()
 			continue
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		cancel()
 		if !strings.Contains(string(b), "event: finished") || !strings.Contains(string(b), "event: step") {
-			t.Errorf("events of %s with a server gone: %d %.300s", id, resp.StatusCode, b)
+			t.Errorf("events of %s with a server gone: %d %.300s", id, code, b)
 		}
 	}
 }
@@ -498,16 +448,11 @@ func testNoQuorum(t *testing.T, s *stack) {
 		}
 	}
 	back := time.Now()
-	var d deployment
-	for {
-		var err error
-		if d, _, err = get(api, id); err == nil && d.ended() {
-			break
-		}
-		if time.Since(back) > time.Minute {
-			t.Fatalf("deployment %s not ended within a minute of the quorum's return: %+v %v", id, d, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithDeadline(context.Background(), back.Add(time.Minute))
+	d, err := harness.Wait(ctx, api.Client(), id, 200*time.Millisecond)
+	cancel()
+	if err != nil {
+		t.Fatalf("deployment %s not ended within a minute of the quorum's return: %+v %v", id, d, err)
 	}
 	t.Logf("deployment %s under the lost quorum: %s: %s", id, d.State, d.Error)
 	if d.State != "failed" || !strings.Contains(d.Error, "has not answered") {
@@ -516,12 +461,4 @@ func testNoQuorum(t *testing.T, s *stack) {
 	id = deploy(t, api)
 	t.Logf("the next deployment was accepted %s after the quorum returned", time.Since(back).Round(100*time.Millisecond))
 	finish(t, api, id, 2*time.Minute)
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -76,7 +76,7 @@ func coldStart(t *testing.T, bin string) {
 	t.Logf("every process ready %s after the last start", time.Since(began).Round(100*time.Millisecond))
 	api := engines[rand.N(2)]
 	if log := api.Log(); !strings.Contains(log, "replicas=3") {
-		t.Fatalf("the engine did not declare its streams with 3 replicas on a 3-server cluster:\n%s", tail(log, 20))
+		t.Fatalf("the engine did not declare its streams with 3 replicas on a 3-server cluster:\n%s", harness.Tail(log, 20))
 	}
 	finish(t, api, deploy(t, api), 3*time.Minute)
 }
