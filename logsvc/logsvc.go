@@ -218,14 +218,7 @@ func (s *Service) startIngest(cons jetstream.Consumer) error {
 
 // abort undoes a Start that failed part way; the writer never started.
 func (s *Service) abort() {
-	s.svc.Stop(stopWait)
-	if s.rtSub != nil {
-		_ = s.rtSub.Unsubscribe()
-	}
-	if s.fetchCancel != nil {
-		s.fetchCancel()
-		<-s.fetchDone
-	}
+	s.stopInputs()
 	if s.cc != nil {
 		s.cc.Stop()
 	}
@@ -372,6 +365,20 @@ func (s *Service) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{s.metrics.lines, s.metrics.bytes, s.metrics.rotations, s.metrics.skipped}
 }
 
+// stopInputs ends what comes in apart from the events: the requests, the
+// agents' lines and the fetcher. It comes first: nothing reads or writes
+// once the store is about to close.
+func (s *Service) stopInputs() {
+	s.svc.Stop(stopWait)
+	if s.rtSub != nil {
+		_ = s.rtSub.Unsubscribe()
+	}
+	if s.fetchCancel != nil {
+		s.fetchCancel()
+		<-s.fetchDone
+	}
+}
+
 // stopWait bounds how long Stop waits for the list and read requests in
 // flight once their ctx ended.
 const stopWait = 10 * time.Second
@@ -380,15 +387,7 @@ const stopWait = 10 * time.Second
 // acknowledged first, so a restart neither loses nor repeats a line.
 func (s *Service) Stop() {
 	s.stopOnce.Do(func() {
-		// No more reads once the store is about to close.
-		s.svc.Stop(stopWait)
-		if s.rtSub != nil {
-			_ = s.rtSub.Unsubscribe()
-		}
-		if s.fetchCancel != nil {
-			s.fetchCancel()
-			<-s.fetchDone
-		}
+		s.stopInputs()
 		s.mu.Lock()
 		s.closing = true
 		cc := s.cc
