@@ -3,14 +3,14 @@ package console
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/deployment-engine/engine/integration/harness"
 )
 
 // probe asks the API directly (not through the browser). Routes that
@@ -18,18 +18,11 @@ import (
 // views that need them are skipped then, with the reason.
 func probe(t *testing.T, base, method, path string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, base+path, nil)
+	code, b, err := harness.Request(context.Background(), base, token, method, path, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return code, string(b)
 }
 
 func needRoute(t *testing.T, base, method, path string) {
@@ -294,13 +287,9 @@ func TestConsole(t *testing.T) {
 	t.Run("audit trail and heal banner", func(t *testing.T) {
 		b.t = t
 		// Switched off at run time: every view says so at the top.
-		req, _ := http.NewRequest("PUT", base+"/deployment-engine/heal", strings.NewReader(`{"enabled": false}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("heal off: %v %v", err, resp)
+		if code, body, err := harness.Request(context.Background(), base, token, "PUT", "/deployment-engine/heal", `{"enabled": false}`, nil); err != nil || code != 200 {
+			t.Fatalf("heal off: %v %d %s", err, code, body)
 		}
-		resp.Body.Close()
 		b.run("open audit", chromedp.Navigate(base+"/#/audit"))
 		b.waitText("#audit-table", "config")
 		b.waitText("#audit-table", "admin")
