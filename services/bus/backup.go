@@ -17,14 +17,15 @@ import (
 )
 
 // BackupStreams are the streams a backup holds: the step queue, the event
-// stream, the audit trail and every key-value bucket (each a KV_<bucket> stream), with
-// their consumers' positions.
+// stream, the audit trail, every key-value bucket (each a KV_<bucket>
+// stream) and the uploaded releases (OBJ_DE_RELEASES: a config restored
+// names a release it must find), with their consumers' positions.
 func BackupStreams() []string {
 	out := []string{StreamSteps, StreamEvents, StreamAudit}
 	for _, kv := range []string{KVConfig, KVDeployments, KVScheduler, KVOwners, KVHostKeys, KVNodes, KVEngine} {
 		out = append(out, "KV_"+kv)
 	}
-	return out
+	return append(out, "OBJ_"+ObjReleases)
 }
 
 // apiError is the error part of a JetStream API answer.

@@ -31,6 +31,10 @@ func TestBackupRestore(t *testing.T) {
 	if _, err := src.Res.Engine.Put(ctx, "id", []byte("e-backup")); err != nil {
 		t.Fatal(err)
 	}
+	// An uploaded release: a config restored may name it.
+	if _, err := src.Res.Releases.PutBytes(ctx, "dummy/1/release.MF", []byte("name: dummy\nversion: 1\n")); err != nil {
+		t.Fatal(err)
+	}
 	for range 3 {
 		if _, err := src.Res.JS.Publish(ctx, subject.EngineEvent("test"), []byte(`{"v":1}`)); err != nil {
 			t.Fatal(err)
@@ -72,6 +76,9 @@ func TestBackupRestore(t *testing.T) {
 		if _, err := kv.Get(ctx, key); err != nil {
 			t.Errorf("%s after restore: %v", bucket, err)
 		}
+	}
+	if mf, err := res.Releases.GetBytes(ctx, "dummy/1/release.MF"); err != nil || !strings.Contains(string(mf), "name: dummy") {
+		t.Errorf("the uploaded release after restore: %q %v", mf, err)
 	}
 	info, err := res.Events.Info(ctx)
 	if err != nil || info.State.Msgs != 3 {
