@@ -47,6 +47,15 @@ func redact(plan *contract.Plan, red contract.OutputRedactor) {
 	}
 }
 
+// firstOr is why a step runs: first when it never ran on the node (isNew),
+// else changed.
+func firstOr(isNew bool, first, changed string) string {
+	if isNew {
+		return first
+	}
+	return changed
+}
+
 // describe says what a step that would run does, and why; its diffs show
 // no secret red knows.
 func describe(a *contract.PlanAction, s *steps.Step, old *contract.Step, have string, r Read, red contract.OutputRedactor) {
@@ -57,32 +66,21 @@ func describe(a *contract.PlanAction, s *steps.Step, old *contract.Step, have st
 		a.Why = "the config no longer places " + spec.Component + " on this node: monit stops it and forgets it"
 		return
 	case "upload":
-		a.Why = "rendered files differ from what the engine last wrote"
-		if isNew {
-			a.Why = "files to write"
-		}
+		a.Why = firstOr(isNew, "files to write", "rendered files differ from what the engine last wrote")
 	case "install":
-		a.Why = "install script or packages changed"
-		if isNew {
-			a.Why = "install packages and run the install script"
-		}
+		a.Why = firstOr(isNew, "install packages and run the install script", "install script or packages changed")
 		a.Packages = steps.PackagesOf(spec.Script)
 	case "register":
-		a.Why = "monit check changed: monit reloads"
-		if isNew {
-			a.Why = "register with monit"
-		}
+		a.Why = firstOr(isNew, "register with monit", "monit check changed: monit reloads")
 	case "watch":
 		a.Why = "watch it healthy (monit, and the catalog's health check) before the rollout goes on"
 		return
 	case "start":
-		a.Why = "restart (or reload) the running process: what it runs from changed"
+		again := "restart (or reload) the running process: what it runs from changed"
 		if strings.Contains(spec.Script, steps.ReloadOrRestart) {
-			a.Why = "reload the running process (restart if the reload fails): what it runs from changed"
+			again = "reload the running process (restart if the reload fails): what it runs from changed"
 		}
-		if isNew {
-			a.Why = "start under monit"
-		}
+		a.Why = firstOr(isNew, "start under monit", again)
 		return
 	default:
 		if t, ok := strings.CutPrefix(spec.Action, "drain-"); ok {
@@ -93,10 +91,7 @@ func describe(a *contract.PlanAction, s *steps.Step, old *contract.Step, have st
 			a.Why = "put " + t + " back into " + spec.Component + " once it is healthy"
 			return
 		}
-		a.Why = spec.Action + " changed"
-		if isNew {
-			a.Why = spec.Action + ": not applied on this node yet"
-		}
+		a.Why = firstOr(isNew, spec.Action+": not applied on this node yet", spec.Action+" changed")
 	}
 	if spec.Component == steps.NodeComponent {
 		a.Why = "node step " + spec.Action + ": " + a.Why

@@ -121,3 +121,31 @@ func TestShownDiff(t *testing.T) {
 		}
 	}
 }
+
+// Why a step would run: what changed, or that it never ran on the node.
+func TestDescribeWhy(t *testing.T) {
+	reload := "x " + steps.ReloadOrRestart + " y"
+	for _, c := range []struct {
+		action, script, have, want string
+	}{
+		{"upload", "", "", "files to write"},
+		{"upload", "", "h1", "rendered files differ from what the engine last wrote"},
+		{"install", "", "", "install packages and run the install script"},
+		{"install", "", "h1", "install script or packages changed"},
+		{"register", "", "", "register with monit"},
+		{"register", "", "h1", "monit check changed: monit reloads"},
+		{"start", "", "", "start under monit"},
+		{"start", "", "h1", "restart (or reload) the running process: what it runs from changed"},
+		{"start", reload, "h1", "reload the running process (restart if the reload fails): what it runs from changed"},
+		{"drain-web", "", "h1", "take web out of haproxy before it changes"},
+		{"prepare", "", "", "prepare: not applied on this node yet"},
+		{"prepare", "", "h1", "prepare changed"},
+	} {
+		s := &steps.Step{Spec: contract.Step{Component: "haproxy", Action: c.action, Script: c.script}}
+		var a contract.PlanAction
+		describe(&a, s, nil, c.have, Read{}, contract.OutputRedactor{})
+		if a.Why != c.want {
+			t.Errorf("%s (have %q): why %q, want %q", c.action, c.have, a.Why, c.want)
+		}
+	}
+}
