@@ -11,7 +11,6 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -118,25 +117,6 @@ func reset(t *testing.T) {
 	harness.ResetNodes(t, bed.Nodes, "c1 c2", "^/bin/sleep 100001$", "/var/lib/chaos", "/etc/chaos", "/run/chaos-*.pid")
 }
 
-type deployment struct {
-	ID    string `json:"id"`
-	State string `json:"state"`
-	Error string `json:"error"`
-	Steps []struct {
-		ID, State, Error string
-		Attempt          int
-	} `json:"steps"`
-}
-
-func get(t *testing.T, e *harness.Engine, id string) (deployment, bool) {
-	var d deployment
-	code, body, err := e.DoErr(context.Background(), "GET", "/deployment-engine/deployments/"+id, nil)
-	if err != nil || code != 200 {
-		return d, false
-	}
-	return d, json.Unmarshal(body, &d) == nil
-}
-
 // run is one trial: deploy, kill -9 the victim at a random moment,
 // start it again, and check the outcome on the nodes.
 func run(t *testing.T, i int, mode string, api, victim *harness.Engine) trial {
@@ -148,27 +128,19 @@ func run(t *testing.T, i int, mode string, api, victim *harness.Engine) trial {
 	if code, body := api.Do("POST", "/deployment-engine/config?check=0", cfg); code != 201 {
 		t.Fatalf("trial %s/%d: config: %d %s", mode, i, code, body)
 	}
-	var id string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		// The installer may still be coming back from the last kill.
-		code, body := api.Do("POST", "/deployment-engine/deploy", nil)
-		if code == 202 {
-			var r struct{ ID string }
-			_ = json.Unmarshal(body, &r)
-			id = r.ID
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("trial %s/%d: deploy: %d %s", mode, i, code, body)
-		}
+	// The installer may still be coming back from the last kill.
+	id, err := harness.DeployWhenAccepted(t, api, 30*time.Second, 200*time.Millisecond)
+	if err != nil {
+		t.Fatalf("trial %s/%d: deploy: %v", mode, i, err)
 	}
 	start := time.Now()
 	// A deployment here takes about 2 installs per node plus a few short
 	// steps: kill anywhere in it.
 	tr := trial{mode: mode, killAt: time.Duration(rand.Int64N(int64(3*installTime))) + 200*time.Millisecond}
 	time.Sleep(time.Until(start.Add(tr.killAt)))
-	if d, ok := get(t, api, id); ok {
-		tr.ended = d.State == "succeeded" || d.State == "failed"
+	c := api.Client()
+	if d, _, err := c.Deployment(context.Background(), id); err == nil {
+		tr.ended = harness.Ended(d)
 		for _, s := range d.Steps {
 			if s.State == "running" || s.State == "queued" {
 				tr.active = append(tr.active, s.ID+" "+s.State)
@@ -177,24 +149,15 @@ func run(t *testing.T, i int, mode string, api, victim *harness.Engine) trial {
 	}
 	victim.Kill9()
 	victim.Restart()
-	var d deployment
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		var ok bool
-		if d, ok = get(t, api, id); ok && (d.State == "succeeded" || d.State == "failed") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("trial %s/%d (kill at %s, active %v): deployment not finished in 2m: %+v\n%s", mode, i, tr.killAt, tr.active, d, tail(victim.Log(), 30))
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	d, err := harness.Wait(ctx, c, id, 200*time.Millisecond)
+	cancel()
+	if err != nil {
+		t.Fatalf("trial %s/%d (kill at %s, active %v): deployment not finished in 2m (%v): %+v\n%s", mode, i, tr.killAt, tr.active, err, d, harness.Tail(victim.Log(), 30))
 	}
 	tr.took = time.Since(start)
 	if d.State != "succeeded" {
-		t.Errorf("trial %s/%d (kill at %s, active %v): deployment %s: %s", mode, i, tr.killAt, tr.active, d.State, d.Error)
-		for _, s := range d.Steps {
-			if s.State != "succeeded" && s.State != "unchanged" {
-				t.Errorf("  %s %s: %s", s.ID, s.State, s.Error)
-			}
-		}
+		t.Errorf("trial %s/%d (kill at %s, active %v): deployment %s: %s", mode, i, tr.killAt, tr.active, d.State, harness.Failures(d))
 	}
 	for _, s := range d.Steps {
 		tr.attempts = max(tr.attempts, s.Attempt)
@@ -235,12 +198,4 @@ func report(t *testing.T, all []trial) {
 	t.Logf("chaos: %d trials (%d killed mid-deployment), failed: %v; deploy-to-success p50 %s, max %s, mean %s",
 		len(all), mid, t.Failed(), took[len(took)/2].Round(100*time.Millisecond), took[len(took)-1].Round(100*time.Millisecond),
 		(sum / time.Duration(len(took))).Round(100*time.Millisecond))
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
