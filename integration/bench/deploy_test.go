@@ -22,23 +22,11 @@ import (
 	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/integration/testbed"
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // comp is the benchmark's component: five steps per node.
 const comp = "svc"
-
-type step struct {
-	ID, Node, State   string
-	Started, Finished *time.Time
-}
-
-type deployment struct {
-	State     string
-	Created   time.Time
-	Finished  *time.Time
-	Steps     []step
-	Requested time.Time `json:"-"`
-}
 
 // row is one line of the benchmark's table.
 type row struct {
@@ -187,23 +175,24 @@ func compare(tb testing.TB, n int, withAnsible, agents bool) row {
 		tb.Fatal(err)
 	}
 	cpu0 := procCPU(e.PID())
-	var d deployment
-	r.Engine, err = measure(func() error { d = deploy(tb, e); return nil })
+	var d contract.Deployment
+	var requested time.Time
+	r.Engine, err = measure(func() error { d, requested = deploy(tb, e); return nil })
 	if err != nil {
 		tb.Fatal(err)
 	}
 	r.EngineCPU = procCPU(e.PID()) - cpu0
 	// From the request to the last step's end by the engine's clock (the
 	// same machine's), without the polling's lag.
-	r.Engine.Wall = d.Finished.Sub(d.Requested)
+	r.Engine.Wall = d.Finished.Sub(requested)
 	r.StepsPerNode = len(d.Steps) / n
 	if n == 1 {
 		// Where one node's time goes, from the request.
 		var b strings.Builder
-		fmt.Fprintf(&b, "\n  %-40s %7.3f s", "deployment created", d.Created.Sub(d.Requested).Seconds())
+		fmt.Fprintf(&b, "\n  %-40s %7.3f s", "deployment created", d.Created.Sub(requested).Seconds())
 		for _, st := range d.Steps {
 			if st.Started != nil && st.Finished != nil {
-				fmt.Fprintf(&b, "\n  %-40s %7.3f s → %7.3f s", st.ID, st.Started.Sub(d.Requested).Seconds(), st.Finished.Sub(d.Requested).Seconds())
+				fmt.Fprintf(&b, "\n  %-40s %7.3f s → %7.3f s", st.ID, st.Started.Sub(requested).Seconds(), st.Finished.Sub(requested).Seconds())
 			}
 		}
 		tb.Logf("N=1 steps:%s", b.String())
@@ -260,35 +249,24 @@ func ips(bed *testbed.Bed) []string {
 	return out
 }
 
-func deploy(tb testing.TB, e *harness.Engine) deployment {
+// deploy starts a deployment and waits for it to succeed; it answers the
+// deployment and when it was asked for.
+func deploy(tb testing.TB, e *harness.Engine) (contract.Deployment, time.Time) {
 	requested := time.Now()
-	code, body := e.Do("GET", "/deployment-engine/deploy", nil)
-	if code != 202 {
-		tb.Fatalf("deploy: %d %s", code, body)
-	}
-	var r struct{ ID string }
-	_ = json.Unmarshal(body, &r)
-	deadline := time.Now().Add(15 * time.Minute)
+	id := harness.Deploy(tb, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
 	// The wall is the engine's own clock (Finished), so polling slowly
 	// costs the figure nothing, and spares the engine encoding a large
 	// deployment's record many times a second.
-	for time.Now().Before(deadline) {
-		time.Sleep(250 * time.Millisecond)
-		code, body := e.Do("GET", "/deployment-engine/deployments/"+r.ID, nil)
-		var d deployment
-		if code != 200 || json.Unmarshal(body, &d) != nil {
-			continue
-		}
-		switch d.State {
-		case "succeeded":
-			d.Requested = requested
-			return d
-		case "failed":
-			tb.Fatalf("deployment failed: %s", body)
-		}
+	d, err := harness.Wait(ctx, e.Client(), id, 250*time.Millisecond)
+	switch {
+	case err != nil:
+		tb.Fatalf("deployment did not finish within 15 minutes: %v", err)
+	case d.State != contract.DeploySucceeded:
+		tb.Fatalf("deployment %s:\n%s", d.State, harness.Failures(d))
 	}
-	tb.Fatal("deployment did not finish within 15 minutes")
-	return deployment{}
+	return d, requested
 }
 
 // rendered is what the component's instance on one node consists of,

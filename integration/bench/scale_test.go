@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,8 +37,7 @@ func BenchmarkEngineAt100Nodes(b *testing.B) {
 	e := harness.Start(b, harness.Options{Args: []string{"--catalog", dir, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, bustest.FreePort(b))}})
 	b.Cleanup(func() {
 		if b.Failed() {
-			lines := strings.Split(e.Log(), "\n")
-			b.Logf("the engine's log, last lines:\n%s", strings.Join(lines[max(0, len(lines)-80):], "\n"))
+			b.Logf("the engine's log, last lines:\n%s", harness.Tail(e.Log(), 80))
 		}
 	})
 	comps := map[string][]string{}
@@ -54,7 +50,7 @@ func BenchmarkEngineAt100Nodes(b *testing.B) {
 		b.Fatalf("config: %d %s", code, body)
 	}
 	start := time.Now()
-	d := deploy(b, e)
+	d, _ := deploy(b, e)
 	b.Logf("%d instances on %d nodes deployed in %s (%d steps)", 10*nodes, nodes, time.Since(start).Round(time.Second), len(d.Steps))
 
 	// Every instance RUNNING: all 100 agents report.
@@ -89,21 +85,18 @@ func BenchmarkEngineAt100Nodes(b *testing.B) {
 	b.ReportMetric(float64(peak)/(1<<20), "engine-rss-MB")
 
 	// GET /status through HTTP, one client, keep-alive.
-	client := &http.Client{Timeout: 10 * time.Second}
 	var lat []time.Duration
 	for range 1000 {
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+e.Addr+"/deployment-engine/status", nil)
-		req.Header.Set("Authorization", "Bearer "+e.Token)
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		t0 := time.Now()
-		resp, err := client.Do(req)
+		code, body, err := e.DoErr(rctx, "GET", "/deployment-engine/status", nil)
+		lat = append(lat, time.Since(t0))
+		cancel()
 		if err != nil {
 			b.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		lat = append(lat, time.Since(t0))
-		if resp.StatusCode != 200 || len(body) < 1000 {
-			b.Fatalf("status: %d %.200s", resp.StatusCode, body)
+		if code != 200 || len(body) < 1000 {
+			b.Fatalf("status: %d %.200s", code, body)
 		}
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
