@@ -156,7 +156,7 @@ func Serve(ctx context.Context, o Options) error {
 
 	// Releases live in the bus, so that every API process of a split
 	// engine serves them; the data dir keeps a cache.
-	releases, err := release.NewSharedStore(ctx, filepath.Join(o.DataDir, "releases"), o.ReleaseLimits, b.res.Releases, log)
+	releases, err := release.NewSharedStore(ctx, filepath.Join(o.DataDir, "releases"), o.ReleaseLimits, b.res.Releases, b.res.Engine, log)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1" //nolint:gosec // BOSH's release index records sha1; it is the format's checksum.
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,16 +34,17 @@ import (
 const getTimeout = 30 * time.Second
 
 // NewSharedStore opens a store whose releases live in obs, with dir as its
-// cache and lim (its zero fields: the defaults) for its uploads. Releases
+// cache and lim (its zero fields: the defaults) for its uploads; claims is
+// the bucket where an upload claims its version (claimVersion). Releases
 // that dir holds from before the bus kept them are put in obs, once
 // checked against their release.MF; where obs holds the same version with
 // other contents, obs's wins.
-func NewSharedStore(ctx context.Context, dir string, lim Limits, obs jetstream.ObjectStore, log *slog.Logger) (*Store, error) {
+func NewSharedStore(ctx context.Context, dir string, lim Limits, obs jetstream.ObjectStore, claims jetstream.KeyValue, log *slog.Logger) (*Store, error) {
 	s, err := NewLimitedStore(dir, lim)
 	if err != nil {
 		return nil, err
 	}
-	s.obs = obs
+	s.obs, s.claims = obs, claims
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -167,7 +169,12 @@ func (s *Store) publish(ctx context.Context, tmp string, m *Manifest, mf []byte,
 	case !errors.As(err, new(*NotFound)):
 		return nil, false, err
 	}
+	unclaim, err := s.claimVersion(ctx, m, mf)
+	if err != nil {
+		return nil, false, err
+	}
 	if err := s.put(ctx, tmp, m, mf); err != nil {
+		unclaim()
 		return nil, false, err
 	}
 	// Another process may have stored the same version at the same time:
@@ -188,6 +195,57 @@ func (s *Store) publish(ctx context.Context, tmp string, m *Manifest, mf []byte,
 	s.cache[m.Name+"/"+m.Version] = rel
 	s.mu.Unlock()
 	return rel, true, nil
+}
+
+// staleClaim is how old a version's claim must be before an upload of
+// other contents may take it over: its upload died before it stored the
+// release.MF (a put of 8 GiB takes minutes, not an hour).
+const staleClaim = time.Hour
+
+// claimVersion makes this upload the one that stores m's version: the
+// first upload to create the version's claim in the bus stores it, and an
+// upload of other contents meanwhile is refused (Conflict) instead of both
+// reading back their own release.MF and both saying they stored it. The
+// same contents may be stored by either. The returned func gives the claim
+// up, for an upload that failed.
+func (s *Store) claimVersion(ctx context.Context, m *Manifest, mf []byte) (func(), error) {
+	if s.claims == nil {
+		return func() {}, nil
+	}
+	sum := sha256.Sum256(mf)
+	want := hex.EncodeToString(sum[:])
+	key := claimKey(m.Name, m.Version)
+	rev, err := s.claims.Create(ctx, key, []byte(want))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		var e jetstream.KeyValueEntry
+		if e, err = s.claims.Get(ctx, key); err == nil {
+			switch {
+			case string(e.Value()) == want:
+				return func() {}, nil
+			case time.Since(e.Created()) < staleClaim:
+				return nil, &Conflict{Name: m.Name, Version: m.Version}
+			}
+			rev, err = s.claims.Update(ctx, key, []byte(want), e.Revision())
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				return nil, &Conflict{Name: m.Name, Version: m.Version}
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("release store: claim %s/%s in the bus: %w", m.Name, m.Version, err)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), getTimeout)
+		defer cancel()
+		_ = s.claims.Delete(ctx, key, jetstream.LastRevision(rev))
+	}, nil
+}
+
+// claimKey is the bucket key of a version's claim: its name and version
+// hashed, as a version may hold characters no key may ("1.0+dev.2").
+func claimKey(name, version string) string {
+	sum := sha256.Sum256([]byte(name + "/" + version))
+	return "release-claim." + hex.EncodeToString(sum[:16])
 }
 
 // dropLost takes the files of an upload that lost to another one of the

@@ -6,7 +6,9 @@ import (
 	"crypto/sha1" //nolint:gosec // BOSH's release index records sha1.
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,7 +36,8 @@ func objects(t *testing.T, obs jetstream.ObjectStore) int {
 // was; a release of a data dir from before the bus is moved into it.
 func TestSharedStore(t *testing.T) {
 	ctx := context.Background()
-	obs := bustest.Start(t, bus.ServerOptions{}).Res.Releases
+	res := bustest.Start(t, bus.ServerOptions{}).Res
+	obs := res.Releases
 
 	legacyDir := t.TempDir()
 	legacy, _ := release.NewStore(legacyDir)
@@ -43,11 +46,11 @@ func TestSharedStore(t *testing.T) {
 	if _, _, err := legacy.Import(ctx, bytes.NewReader(releasetest.Build(old))); err != nil {
 		t.Fatal(err)
 	}
-	a, err := release.NewSharedStore(ctx, legacyDir, release.Limits{}, obs, nil)
+	a, err := release.NewSharedStore(ctx, legacyDir, release.Limits{}, obs, res.Engine, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := release.NewSharedStore(ctx, t.TempDir(), release.Limits{}, obs, nil)
+	b, err := release.NewSharedStore(ctx, t.TempDir(), release.Limits{}, obs, res.Engine, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,5 +106,79 @@ func TestSharedStore(t *testing.T) {
 	}
 	if _, err := os.Stat(legacyDir + "/r/2"); !os.IsNotExist(err) {
 		t.Errorf("the tampered release is in the data dir: %v", err)
+	}
+}
+
+// Two API processes storing one version with other contents at the same
+// moment: exactly one stores it and says so, the other is refused, and
+// both then serve the one stored. Ten rounds, each started together.
+func TestSharedStoreSameVersionAtOnce(t *testing.T) {
+	ctx := context.Background()
+	res := bustest.Start(t, bus.ServerOptions{}).Res
+	var stores [2]*release.Store
+	for i := range stores {
+		var err error
+		if stores[i], err = release.NewSharedStore(ctx, t.TempDir(), release.Limits{}, res.Releases, res.Engine, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 10 {
+		version := fmt.Sprintf("race-%d", round)
+		var bodies [2][]byte
+		for i := range bodies {
+			r := good()
+			r.Version = version
+			r.Packages[0].Files["which"] = fmt.Sprint(i)
+			bodies[i] = releasetest.Build(r)
+		}
+		var created [2]bool
+		var errs [2]error
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range stores {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, created[i], errs[i] = stores[i].Import(ctx, bytes.NewReader(bodies[i]))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		won := -1
+		for i := range stores {
+			var c *release.Conflict
+			switch {
+			case errs[i] == nil && created[i]:
+				if won >= 0 {
+					t.Fatalf("round %d: both uploads say they stored %s", round, version)
+				}
+				won = i
+			case !errors.As(errs[i], &c):
+				t.Fatalf("round %d: upload %d: created %v, %v (want stored, or a conflict)", round, i, created[i], errs[i])
+			}
+		}
+		if won < 0 {
+			t.Fatalf("round %d: neither upload stored %s: %v", round, version, errs)
+		}
+		for i, st := range stores {
+			rel, err := st.Get("r", version)
+			if err != nil {
+				t.Fatalf("round %d: store %d: %v", round, i, err)
+			}
+			file, err := st.PackageFile(ctx, "r", version, "p")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := os.ReadFile(file)
+			p, _ := rel.Package("p")
+			if sum := sha1.Sum(body); hex.EncodeToString(sum[:]) != p.SHA1 { //nolint:gosec
+				t.Fatalf("round %d: store %d serves a package that is not its release.MF's", round, i)
+			}
+			want, _ := stores[won].Get("r", version)
+			if wp, _ := want.Package("p"); wp.SHA1 != p.SHA1 {
+				t.Fatalf("round %d: store %d serves the loser's contents", round, i)
+			}
+		}
 	}
 }

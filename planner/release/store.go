@@ -93,6 +93,8 @@ type Store struct {
 	dir string
 	lim Limits
 	obs jetstream.ObjectStore // nil: the directory is the store
+	// claims is where an upload to obs claims its version (claimVersion).
+	claims jetstream.KeyValue
 
 	mu    sync.Mutex // guards cache, never held through I/O
 	cache map[string]*Release
