@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deployment-engine/engine/monitor/heal/observe"
@@ -46,8 +45,7 @@ type Options struct {
 type Healer struct {
 	o        Options
 	log      *slog.Logger
-	svc      micro.Service
-	hs       *kit.Handlers
+	svc      *kit.Service
 	subs     []*nats.Subscription
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -76,14 +74,10 @@ type Healer struct {
 // Start subscribes to heartbeats and to the API's stop and restart, and
 // registers de.cmd.heal.get and de.cmd.heal.set.
 func Start(ctx context.Context, o Options) (*Healer, error) {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Tick <= 0 {
-		o.Tick = time.Second
-	}
+	kit.Default(&o.Tick, time.Second)
 	hctx, cancel := context.WithCancel(context.Background())
-	h := &Healer{o: o, log: o.Logger.With("service", "heal"), stop: make(chan struct{}), deploying: map[string]bool{},
+	svc := kit.NewService(o.Logger, "heal")
+	h := &Healer{o: o, log: svc.Log(), svc: svc, stop: make(chan struct{}), deploying: map[string]bool{},
 		ctx: hctx, cancel: cancel, dirty: make(chan struct{}, 1), nodes: observe.New(o.Missed)}
 	h.repair = repair.New(o.NC, h.nodes, h.notify)
 	h.st, h.kept = h.load(ctx)
@@ -104,18 +98,9 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 	if id, err := repair.DeploymentRunning(ctx, o.NC); err == nil && id != "" {
 		h.deploying[id] = true
 	}
-	svc, err := micro.AddService(o.NC, micro.Config{Name: "heal", Version: "1.0.0", Description: "auto-heal and its meltdown guard"})
-	if err != nil {
+	if err := svc.Serve(o.NC, "auto-heal and its meltdown guard", map[string]kit.Handler{subject.HealGet(): h.get, subject.HealSet(): h.set}); err != nil {
 		h.Stop()
-		return nil, fmt.Errorf("heal: add service: %w", err)
-	}
-	h.svc = svc
-	h.hs = kit.NewHandlers(h.log)
-	for subj, fn := range map[string]kit.Handler{subject.HealGet(): h.get, subject.HealSet(): h.set} {
-		if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(64, h.hs.Endpoint(fn)), micro.WithEndpointSubject(subj)); err != nil {
-			h.Stop()
-			return nil, fmt.Errorf("heal: endpoint %s: %w", subj, err)
-		}
+		return nil, err
 	}
 	h.wg.Add(2)
 	go h.loop()
@@ -135,12 +120,7 @@ func (h *Healer) Stop() {
 	if !first {
 		return
 	}
-	if h.svc != nil {
-		_ = h.svc.Stop()
-	}
-	if h.hs != nil && !h.hs.Stop(stopWait) {
-		h.log.Warn("auto-heal's requests still run after its stop", "waited", stopWait)
-	}
+	h.svc.Stop(stopWait)
 	for _, s := range h.subs {
 		_ = s.Unsubscribe()
 	}
