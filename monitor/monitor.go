@@ -1,4 +1,4 @@
-// Package monitor is the engine's side of the node agents: it keeps the
+// Package monitor watches the nodes through their agents: it keeps the
 // latest heartbeat of every node, answers status and hardware, runs monit
 // restart/stop on nodes, publishes an event when a component goes down or
 // comes back, and exports per-node series.

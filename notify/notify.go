@@ -1,4 +1,4 @@
-// Package notify sends the engine's notable events to webhooks: deployments
+// Package notify delivers the engine's notable events to webhooks: deployments
 // started, succeeded and failed, auto-heal's actions and its meltdown guard,
 // and components DOWN for longer than a while. Each webhook has its own
 // durable consumer on the event stream, so what was not delivered when the

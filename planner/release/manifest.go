@@ -1,6 +1,7 @@
-// Package release reads, verifies and stores BOSH release tarballs: the
-// release.MF index, jobs/<name>.tgz (job.MF spec, monit file, ERB
-// templates) and packages/<name>.tgz (sources and a packaging script).
+// Package release is the engine's store of BOSH releases. It reads the
+// tarballs (the release.MF index, jobs/<name>.tgz with a job.MF spec, a
+// monit file and ERB templates, packages/<name>.tgz with sources and a
+// packaging script), checks them and keeps them.
 // Everything the engine installs from a release went through Import, which
 // checks every job and package against the sha1 the index records.
 package release

@@ -1,5 +1,5 @@
-// Package validate decodes a cluster config from a client and names every
-// problem in it. It never panics and never accepts an invalid config: the
+// Package validate names every problem in a cluster config from a client,
+// as it decodes it. It never panics and never accepts an invalid config: the
 // fuzz target holds both.
 package validate
 

@@ -1,5 +1,6 @@
-// Package bus starts the engine's embedded NATS server with JetStream,
-// connects services to it, and declares every stream and KV bucket.
+// Package bus is the engine's message bus. It starts the embedded NATS
+// server with JetStream (or reaches an external one), connects the services
+// to it, and declares every stream and KV bucket they use.
 package bus
 
 import (
