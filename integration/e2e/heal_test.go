@@ -248,12 +248,17 @@ func TestHeal(t *testing.T) {
 		}
 		return len(st) == 4
 	})
-	before := len(audit(t, e, "action=heal-restart"))
 	// The webhook's receiver is stopped: the meltdown's notification must
 	// wait for it, across a restart of the engine.
 	hook.stop()
+	// Three deltas killed, none of them able to start again until the
+	// guard holds: the nodes' heartbeats reach the engine apart, and one
+	// healed back before the last was seen down would leave 2 of 4.
+	for _, i := range []int{0, 1, 2} {
+		inNode(t, i, "touch /var/lib/e2e/broken")
+	}
 	kill9(t, 0, 1, 2)
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		if hs = heal(t, e); hs.Meltdown.Active {
 			break
 		}
@@ -261,6 +266,14 @@ func TestHeal(t *testing.T) {
 	if !hs.Meltdown.Active || hs.Meltdown.Down != 3 || hs.Meltdown.Instances != 4 || !strings.Contains(hs.Meltdown.Reason, "3 of 4") {
 		t.Fatalf("meltdown guard: %+v", hs.Meltdown)
 	}
+	for _, i := range []int{0, 1, 2} {
+		inNode(t, i, "rm -f /var/lib/e2e/broken")
+	}
+	// An attempt begun before the guard held ends; none begins after.
+	for deadline := time.Now().Add(60 * time.Second); healing(hs) && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		hs = heal(t, e)
+	}
+	before := len(audit(t, e, "action=heal-restart"))
 	time.Sleep(15 * time.Second)
 	if n := len(audit(t, e, "action=heal-restart")); n != before {
 		t.Fatalf("%d heals under the meltdown guard", n-before)
@@ -306,6 +319,16 @@ func TestHeal(t *testing.T) {
 	if hs = heal(t, e); hs.Meltdown.Active {
 		t.Fatalf("meltdown after switching on: %+v", hs.Meltdown)
 	}
+}
+
+// healing tells whether an attempt of auto-heal runs.
+func healing(s healState) bool {
+	for _, in := range s.Instances {
+		if in.State == "healing" {
+			return true
+		}
+	}
+	return false
 }
 
 func hasState(s healState, ip, state string) bool {
