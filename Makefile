@@ -50,23 +50,27 @@ deps:
 modules:
 	@for m in $(MODULES); do echo "== GOWORK=off build $$m"; (cd $$m && if [ -n "$$(GOWORK=off $(GO) list ./... 2>/dev/null)" ]; then GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./...; fi) || exit 1; done
 
-# The end-to-end package, the longest (real deployments on its own bed,
-# mostly waiting on nodes), runs beside every other package and the fuzz
-# targets; its output follows theirs. Every package prints one line with
-# its time and counts (bin/testsum reads go test -json: a failed test's
-# output is shown whole), and the run ends with the counts of them all.
-E2E := integration/e2e
+# The end-to-end and cluster packages, the longest (real deployments on
+# beds of their own, mostly waiting on nodes), run beside every other
+# package and the fuzz targets; their output follows theirs. Every package
+# prints one line with its time and counts (bin/testsum reads go test
+# -json: a failed test's output is shown whole), and the run ends with the
+# counts of them all.
+BESIDE := integration/e2e integration/cluster
+empty :=
+BESIDE_RE := /($(subst $(empty) $(empty),|,$(BESIDE)))$$
 test: deps build modules
-	@mkdir -p bin; e2e=bin/test-e2e.json; units=bin/test-units.json; : >$$units; rm -f bin/test-failed; \
+	@mkdir -p bin; units=bin/test-units.json; : >$$units; rm -f bin/test-failed; \
 	(cd integration && $(GO) build -o ../bin/testsum ./cmd/testsum) || exit 1; \
-	(cd $(E2E) && $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) .) >$$e2e 2>&1 & e2epid=$$!; \
+	pids=""; for p in $(BESIDE); do (cd $$p && $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) .) >bin/test-$$(basename $$p).json 2>&1 & pids="$$pids $$!"; done; \
 	rc=0; for m in $(MODULES); do echo "== test $$m"; \
-	  (cd $$m && pkgs=$$($(GO) list ./... 2>/dev/null | grep -v '/$(E2E)$$'); if [ -n "$$pkgs" ]; then $(GO) test -json -p 1 -count=1 -timeout $(TEST_TIMEOUT) $$pkgs 2>&1 || touch $(CURDIR)/bin/test-failed; fi) \
+	  (cd $$m && pkgs=$$($(GO) list ./... 2>/dev/null | grep -v -E '$(BESIDE_RE)'); if [ -n "$$pkgs" ]; then $(GO) test -json -p 1 -count=1 -timeout $(TEST_TIMEOUT) $$pkgs 2>&1 || touch $(CURDIR)/bin/test-failed; fi) \
 	    | tee -a $$units | bin/testsum || rc=1; done; \
 	$(MAKE) --no-print-directory fuzz || rc=1; \
 	[ ! -e bin/test-failed ] || rc=1; \
-	echo "== test $(E2E) (ran beside the above)"; wait $$e2epid || rc=1; bin/testsum <$$e2e || rc=1; \
-	bin/testsum -total $$units $$e2e || rc=1; exit $$rc
+	for pid in $$pids; do wait $$pid || rc=1; done; all=$$units; \
+	for p in $(BESIDE); do j=bin/test-$$(basename $$p).json; all="$$all $$j"; echo "== test $$p (ran beside the above)"; bin/testsum <$$j || rc=1; done; \
+	bin/testsum -total $$all || rc=1; exit $$rc
 
 # fuzz runs every fuzz target of every module for FUZZTIME; an input that
 # fails is kept under the package's testdata/fuzz and fails the run.
