@@ -151,7 +151,12 @@ func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, bo
 		writeError(w, http.StatusServiceUnavailable, "the service behind this route is not running; check the engine's log")
 		return rep, false
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		writeError(w, http.StatusGatewayTimeout, "the engine did not answer in time; try again")
+		msg := "the engine did not answer in time; try again"
+		if rt, ok := routeOf(r.Context()); ok && rt.audit.action != "" {
+			// A change: the service may still carry it out after the wait.
+			msg = "the engine did not answer in time; the command may still take effect: look (GET /deployment-engine/deployments, /config, /audit) before sending it again"
+		}
+		writeError(w, http.StatusGatewayTimeout, msg)
 		return rep, false
 	case err != nil:
 		s.log.Error("bus request failed", "subject", subj, "id", kit.RequestID(r.Context()), "err", err)
