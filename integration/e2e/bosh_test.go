@@ -209,14 +209,21 @@ func TestBoshDummyRelease(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), "this failed") {
 		t.Errorf("the job's log lacks the packaging output: %d %s", code, tail(string(body), 10))
 	}
-	// The fixed config deploys; what succeeded before is not done again.
+	// The fixed config deploys; what succeeded before is not done again,
+	// and the job whose package failed, dropped, is removed from its node.
 	delete(comps, "dummy_with_bad_package")
 	if code, body := e.Do("POST", "/deployment-engine/config", boshConfig("dummy", comps, jobs)); code != 201 {
 		t.Fatalf("config: %d %s", code, body)
 	}
 	d = wait(t, e, deploy(t, e), 6*time.Minute)
-	if d.State != "succeeded" || d.Changed != 0 {
-		t.Errorf("fixed config: %s, changed %d:\n%s", d.State, d.Changed, failures(d))
+	removed := ""
+	for _, st := range d.Steps {
+		if st.State == "succeeded" {
+			removed += st.Component + "/" + st.Action + " "
+		}
+	}
+	if d.State != "succeeded" || d.Changed != 1 || removed != "dummy_with_bad_package/remove " {
+		t.Errorf("fixed config: %s, changed %d (%s):\n%s", d.State, d.Changed, removed, failures(d))
 	}
 
 	// The pre-start release: pre-start runs with the config's value before

@@ -266,12 +266,14 @@ func TestHeal(t *testing.T) {
 	if !hs.Meltdown.Active || hs.Meltdown.Down != 3 || hs.Meltdown.Instances != 4 || !strings.Contains(hs.Meltdown.Reason, "3 of 4") {
 		t.Fatalf("meltdown guard: %+v", hs.Meltdown)
 	}
-	for _, i := range []int{0, 1, 2} {
-		inNode(t, i, "rm -f /var/lib/e2e/broken")
-	}
-	// An attempt begun before the guard held ends; none begins after.
+	// An attempt begun before the guard held ends, failing: one that
+	// brought its delta back would leave 2 of 4 down, and the guard, whose
+	// condition no longer holds, would let go. None begins after.
 	for deadline := time.Now().Add(60 * time.Second); healing(hs) && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		hs = heal(t, e)
+	}
+	for _, i := range []int{0, 1, 2} {
+		inNode(t, i, "rm -f /var/lib/e2e/broken")
 	}
 	before := len(audit(t, e, "action=heal-restart"))
 	time.Sleep(15 * time.Second)
