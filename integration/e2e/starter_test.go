@@ -127,21 +127,32 @@ func scaleOutAndIn(t *testing.T, e *harness.Engine, comps map[string][]string) m
 	haproxy := "http://" + bed.Nodes[0].IP + "/"
 	stop := make(chan struct{})
 	var failed, served int
+	var why []string // the first failures, each with its time
 	var fmu sync.Mutex
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		client := &http.Client{Timeout: 3 * time.Second}
+		// Generous: the machine runs other suites beside this one, and a
+		// request it is slow to carry is not one haproxy failed.
+		client := &http.Client{Timeout: 10 * time.Second}
 		for {
 			select {
 			case <-stop:
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
+			asked := time.Now()
 			resp, err := client.Get(haproxy)
 			fmu.Lock()
 			if err != nil || resp.StatusCode != 200 {
 				failed++
+				if len(why) < 5 {
+					what := fmt.Sprint(err)
+					if err == nil {
+						what = resp.Status
+					}
+					why = append(why, fmt.Sprintf("%s (asked at %s, after %s)", what, asked.Format("15:04:05.000"), time.Since(asked).Round(time.Millisecond)))
+				}
 			} else {
 				served++
 			}
@@ -195,7 +206,7 @@ func scaleOutAndIn(t *testing.T, e *harness.Engine, comps map[string][]string) m
 	fmu.Lock()
 	defer fmu.Unlock()
 	if failed > 0 || served < 20 {
-		t.Errorf("during scale-out and scale-in: %d requests failed, %d served", failed, served)
+		t.Errorf("during scale-out and scale-in: %d requests failed, %d served: %s", failed, served, strings.Join(why, "; "))
 	}
 	t.Logf("scale-out and scale-in: %d requests served, %d failed", served, failed)
 	return comps
