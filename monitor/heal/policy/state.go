@@ -71,8 +71,16 @@ func (s *State) Resume() {
 
 // DeploymentStarted forgets what was seen down and not yet tried: a
 // deployment installs and starts things, and what it leaves down is
-// judged afresh once it has ended.
+// judged afresh once it has ended. While an attempt runs nothing is
+// forgotten: the deployment is, most often, the attempt's own re-apply of
+// one instance, which leaves the others down, and forgetting them let the
+// meltdown guard go while they still were.
 func (s *State) DeploymentStarted() {
+	for _, in := range s.Instances {
+		if in.State == contract.HealHealing {
+			return
+		}
+	}
 	for k, in := range s.Instances {
 		if in.State == contract.HealDown && in.Attempts == 0 {
 			delete(s.Instances, k)
