@@ -135,7 +135,7 @@ func chainPID(nonce string) string { return nodefs.Run + "/chain-" + nonce + ".p
 // killChain stops a chain on the node: first its shell, so that it starts
 // no further step, then the run of each of its steps from the one that
 // runs, with all it started.
-func killChain(c *ssh.Client, nonce string, keys []string) {
+func killChain(c *ssh.Client, nonce, deployment string, keys []string) {
 	sess, err := c.NewSession()
 	if err != nil {
 		return
@@ -145,7 +145,7 @@ func killChain(c *ssh.Client, nonce string, keys []string) {
 	b.WriteString(reapFuncs)
 	fmt.Fprintf(&b, "read -r p < %[1]s 2>/dev/null && kill -KILL \"$p\" 2>/dev/null; rm -f %[1]s\n", chainPID(nonce))
 	for _, k := range keys {
-		b.WriteString(killRun(k))
+		b.WriteString(killRun(k, deployment))
 	}
 	b.WriteString("true\n")
 	_ = sess.Run(b.String())

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,6 +211,12 @@ func TestCancelledChainStartsNothing(t *testing.T) {
 		if _, err := os.Stat(dir + "/" + f); err == nil {
 			t.Errorf("step %s ran after its chain was cancelled", f)
 		}
+	}
+	// The run it waited for is another deployment's: the cancel kills the
+	// cancelled deployment's runs only (the next deployment's run of the
+	// step, begun while the cancel went on, has the same run file).
+	if err := orphan.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the cancel killed another deployment's run of the step: %v", err)
 	}
 	waitEmpty(t, e)
 }

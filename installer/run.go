@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
@@ -224,15 +225,18 @@ func killGroup(c *ssh.Client, name string) {
 		return
 	}
 	defer sess.Close()
-	_ = sess.Run(reapFuncs + killRun(name) + "true\n")
+	_ = sess.Run(reapFuncs + killRun(name, "") + "true\n")
 }
 
 // killRun is a shell command that kills the run of name recorded in its
 // run file, with all it started: TERM to its process group, then KILL a
-// second later to the group and everything de_reap finds.
-func killRun(name string) string {
-	return fmt.Sprintf(`f=%[1]s/%[2]s.pgid; pg=; read -r pg _ < "$f" 2>/dev/null; case "$pg" in ''|*[!0-9]*) ;; *) kill -TERM -- -"$pg" 2>/dev/null; sleep 1; de_reap %[2]s "$pg"; rm -f "$f";; esac
-`, nodefs.Run, name)
+// second later to the group and everything de_reap finds. With a
+// deployment, only that deployment's run is killed: the step's next run,
+// of the deployment that followed a cancel, may have begun meanwhile, and
+// its run file is the same.
+func killRun(name, deployment string) string {
+	return fmt.Sprintf(`f=%[1]s/%[2]s.pgid; pg=; d=; read -r pg _ d _ < "$f" 2>/dev/null; case "$pg" in ''|*[!0-9]*) ;; *) if [ -z %[3]s ] || [ "$d" = %[3]s ]; then kill -TERM -- -"$pg" 2>/dev/null; sleep 1; de_reap %[2]s "$pg"; rm -f "$f"; fi;; esac
+`, nodefs.Run, name, kit.ShellQuote(deployment))
 }
 
 // output runs a short command and returns its stdout.

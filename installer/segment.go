@@ -214,10 +214,11 @@ func (g *segment) current() int {
 // kill stops the chain on the node, from the step that runs on.
 func (g *segment) kill() {
 	var keys []string
+	deployment := ""
 	for _, r := range g.runs[g.current():] {
-		keys = append(keys, nodefs.MarkerName(r.s.Key))
+		keys, deployment = append(keys, nodefs.MarkerName(r.s.Key)), r.s.Deployment
 	}
-	killChain(g.c, g.nonce, keys)
+	killChain(g.c, g.nonce, deployment, keys)
 }
 
 // result is how the segment ended, once its session has, as execute
