@@ -74,10 +74,19 @@ test: deps build modules
 
 # fuzz runs every fuzz target of every module for FUZZTIME; an input that
 # fails is kept under the package's testdata/fuzz and fails the run.
+# Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a
+# failure ("context deadline exceeded") on a busy machine (golang/go#75804,
+# fixed in 1.27); such a run, which wrote no failing input, counts when the
+# target's corpus then passes.
 fuzz:
 	@grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' $(MODULES) | sort -u | while IFS=: read -r file fn; do \
 	  name=$${fn#func }; dir=./$$(dirname $$file); echo "== fuzz $$dir $$name for $(FUZZTIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$dir || exit 1; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$dir 2>&1); rc=$$?; echo "$$out"; \
+	  if [ $$rc -ne 0 ]; then \
+	    echo "$$out" | grep -q 'context deadline exceeded' && ! echo "$$out" | grep -q 'Failing input written' || exit 1; \
+	    echo "== the fuzz coordinator's own deadline (golang/go#75804), no failing input: $$name's corpus again"; \
+	    $(GO) test -count=1 -run "^$$name$$" $$dir || exit 1; \
+	  fi; \
 	done
 
 # chaos kills the engine (and, alone, its installer) at random moments of
