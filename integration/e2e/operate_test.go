@@ -66,6 +66,8 @@ const (
 // status, hardware, stop and restart through monit, Prometheus scraping
 // every agent and the engine, and a node that stops answering.
 func operate(t *testing.T, e *harness.Engine, comps map[string][]string) {
+	// The scale-in put the config's home back: the agents follow it.
+	agentsAt(t, bed.Home)
 	instances := 0
 	for _, list := range comps {
 		instances += len(list)

@@ -338,20 +338,7 @@ func followHome(t *testing.T, e *harness.Engine, comps map[string][]string) {
 		}
 	}
 	// Every agent reconnects there and reports.
-	deadline := time.Now().Add(60 * time.Second)
-	for _, n := range bed.Nodes {
-		for {
-			out, _ := n.Exec(context.Background(), "ss -Htn state established dst "+home+":4222 | wc -l")
-			if strings.TrimSpace(string(out)) != "0" {
-				break
-			}
-			if time.Now().After(deadline) {
-				log, _ := n.Exec(context.Background(), "tail -5 /var/log/de-agent.log")
-				t.Fatalf("the agent on %s did not connect to the new home %s:\n%s", n.IP, home, log)
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-	}
+	agentsAt(t, home)
 	instances := 0
 	for _, l := range comps {
 		instances += len(l)
@@ -366,4 +353,26 @@ func followHome(t *testing.T, e *harness.Engine, comps map[string][]string) {
 		return n == instances
 	})
 	t.Logf("agents moved to home %s; every instance RUNNING %s after", home, took.Round(100*time.Millisecond))
+}
+
+// agentsAt waits until the agent of every node is connected to the engine
+// at home: an agent restarts on its own, a little after a deployment
+// changed its config, and a command sent to it meanwhile waits for an
+// answer that does not come.
+func agentsAt(t *testing.T, home string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for _, n := range bed.Nodes {
+		for {
+			out, _ := n.Exec(context.Background(), "ss -Htn state established dst "+home+":4222 | wc -l")
+			if strings.TrimSpace(string(out)) != "0" {
+				break
+			}
+			if time.Now().After(deadline) {
+				log, _ := n.Exec(context.Background(), "tail -5 /var/log/de-agent.log")
+				t.Fatalf("the agent on %s did not connect to the engine at %s:\n%s", n.IP, home, log)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
 }
