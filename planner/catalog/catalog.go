@@ -49,15 +49,6 @@ type File struct {
 	Template string      `json:"template"`
 }
 
-// FilePaths are the paths of the files the engine renders for c.
-func (c *Component) FilePaths() []string {
-	out := make([]string, len(c.Files))
-	for i, f := range c.Files {
-		out[i] = f.Path
-	}
-	return out
-}
-
 // Component is one kind of thing a catalog installs.
 type Component struct {
 	Name      string    `json:"-"`
@@ -93,6 +84,15 @@ type Component struct {
 	// changes, and back once it is healthy.
 	Drain string `json:"drain,omitempty"`
 	Ready string `json:"ready,omitempty"`
+}
+
+// FilePaths are the paths of the files the engine renders for c.
+func (c *Component) FilePaths() []string {
+	out := make([]string, len(c.Files))
+	for i, f := range c.Files {
+		out[i] = f.Path
+	}
+	return out
 }
 
 // Property is a catalog's own config property, with the values it takes.
