@@ -159,9 +159,9 @@ func deploy(t *testing.T, api *harness.Engine) string {
 			t.Fatalf("config: %d %s %v", code, body, err)
 		}
 	}
-	id, err := harness.DeployWhenAccepted(t, api, 60*time.Second, 250*time.Millisecond)
+	id, err := harness.DeployWhenAccepted(t, api, 2*time.Minute, 250*time.Millisecond)
 	if err != nil {
-		t.Fatalf("deploy: %v", err)
+		t.Fatalf("deploy: %v\nthe engine's log ends:\n%s", err, harness.Tail(api.Log(), 40))
 	}
 	return id
 }

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -30,21 +31,55 @@ func Deploy(t testing.TB, e *Engine) string {
 
 // DeployWhenAccepted starts a deployment through the typed client, asking
 // again every every until the engine accepts it (a service it needs may
-// still be coming back), and answers its id. It logs each refusal; after
-// within it answers the last.
+// still be coming back), and answers its id. It logs each refusal with how
+// long it took. A 504 may still have started the deployment, so before
+// asking again it looks, as the 504 says to: a deployment created since
+// the ask is the one asked for. After within it answers the last error.
 func DeployWhenAccepted(t testing.TB, e *Engine, within, every time.Duration) (string, error) {
 	t.Helper()
 	c := e.Client()
 	for deadline := time.Now().Add(within); ; time.Sleep(every) {
+		asked := time.Now()
 		id, raw, err := c.Deploy(context.Background())
 		if err == nil && id == "" {
 			return "", fmt.Errorf("deploy answered no id: %s", raw)
 		}
-		if err == nil || time.Now().After(deadline) {
-			return id, err
+		if err == nil {
+			return id, nil
 		}
-		t.Logf("deploy not accepted yet: %.300v", err)
+		t.Logf("deploy not accepted after %s: %.300v", time.Since(asked).Round(100*time.Millisecond), err)
+		var api *client.APIError
+		if errors.As(err, &api) && api.Status == 504 {
+			if id, ok := startedSince(e, asked); ok {
+				t.Logf("deploy: the 504 did start deployment %s", id)
+				return id, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", err
+		}
 	}
+}
+
+// startedSince is the newest deployment of kind deploy created at or
+// after since (less a second: the engine's clock rounds), if one was.
+func startedSince(e *Engine, since time.Time) (string, bool) {
+	for range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		code, body, err := e.DoErr(ctx, "GET", "/deployment-engine/deployments", nil)
+		cancel()
+		var list []contract.DeploymentSummary
+		if err == nil && code == 200 && json.Unmarshal(body, &list) == nil {
+			for _, d := range list {
+				if d.Kind == "" && !d.Created.Before(since.Add(-time.Second)) {
+					return d.ID, true
+				}
+			}
+			return "", false
+		}
+		time.Sleep(time.Second)
+	}
+	return "", false
 }
 
 // Ended tells whether a deployment has ended, either way.
