@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
@@ -43,7 +44,7 @@ func Packages(cat *catalog.Catalog) []string {
 
 // Sync downloads into dir the catalog's packages and every dependency a
 // fresh node of this machine's distribution lacks, then writes the
-// repository's index (Packages, Packages.gz). A fresh node is taken to
+// repository's index (Packages, Packages.gz, Release). A fresh node is taken to
 // have the distribution's required and important packages; what it lacks
 // beyond them is fetched. Running it again downloads only what is new.
 func Sync(ctx context.Context, cat *catalog.Catalog, dir string, log *slog.Logger) error {
@@ -179,7 +180,10 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// index writes Packages and Packages.gz for the .debs in dir.
+// index writes Packages, Packages.gz and a Release that lists both. With
+// no Release, apt asks for every compression it knows (Packages.xz, .bz2,
+// .lzma) before the one served, and prints each 404 as an Err line in the
+// deploy log of a healthy node.
 func index(ctx context.Context, dir string) error {
 	cmd := exec.CommandContext(ctx, "dpkg-scanpackages", "-m", ".", "/dev/null")
 	cmd.Dir = dir
@@ -197,7 +201,31 @@ func index(ctx context.Context, dir string) error {
 	if b, err := gz.CombinedOutput(); err != nil {
 		return fmt.Errorf("mirror: gzip Packages: %v: %s", err, b)
 	}
-	return nil
+	return writeRelease(dir, "Packages", "Packages.gz")
+}
+
+// releaseDate is every Release's Date. apt wants one; a fixed date long
+// past is never "not valid yet" on a node whose clock is behind, nor older
+// than the Release a node fetched before (the Packages' hashes tell a new
+// index apart).
+const releaseDate = "Sat, 01 Jan 2000 00:00:00 UTC"
+
+// writeRelease writes dir's Release: the SHA-256 and size of each index.
+func writeRelease(dir string, indexes ...string) error {
+	var b strings.Builder
+	b.WriteString("Date: " + releaseDate + "\nSHA256:\n")
+	for _, name := range indexes {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("mirror: %w", err)
+		}
+		fmt.Fprintf(&b, " %x %d %s\n", sha256.Sum256(data), len(data), name)
+	}
+	tmp := filepath.Join(dir, ".Release.tmp")
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("mirror: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, "Release"))
 }
 
 func count(dir string) (int, int64) {
