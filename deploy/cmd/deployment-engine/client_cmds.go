@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/deployment-engine/engine/deploy/client"
@@ -174,7 +176,7 @@ func statusCmd(ctx context.Context, s *session) int {
 	} else {
 		tw := table(s.stdout, "COMPONENT\tIP\tSTATUS\tCPU\tMEM\tDISK\tREASON")
 		for _, in := range insts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Comp, in.Ip, in.Status, dash(in.Cpu), dash(in.Mem), dash(in.Disk), in.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Comp, in.Ip, in.Status, percent(in.Cpu), percent(in.Mem), percent(in.Disk), in.Reason)
 		}
 		_ = tw.Flush()
 		fmt.Fprintf(s.stdout, "\n%d running, %d down\n", len(insts)-down, down)
@@ -296,6 +298,21 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// percent rounds one of the status's percentages to a tenth for the
+// table ("12.3457%" → "12.3%"); the API keeps the manual's strings, and
+// what is not a percentage ("N/A") is shown as it came.
+func percent(s string) string {
+	num, ok := strings.CutSuffix(s, "%")
+	if !ok {
+		return dash(s)
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return s
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + "%"
 }
 
 // kib formats a size in KiB (the manual's RAM unit).

@@ -202,14 +202,15 @@ func fakeEngine(t *testing.T, status string, deployOK bool) {
 func TestCLIStatusExitCodes(t *testing.T) {
 	fakeEngine(t, "RUNNING", true)
 	r := cli(t, "status")
-	if r.code != exitOK || !strings.Contains(r.stdout, "COMPONENT") || !strings.Contains(r.stdout, "1.18958%") || !strings.Contains(r.stdout, "2 running, 0 down") {
+	if r.code != exitOK || !strings.Contains(r.stdout, "COMPONENT") || !strings.Contains(r.stdout, " 1.2% ") || !strings.Contains(r.stdout, "2 running, 0 down") {
 		t.Fatalf("all running: %+v", r)
 	}
 	fakeEngine(t, "DOWN", true)
 	if r := cli(t, "status"); r.code != exitUnhealthy || !strings.Contains(r.stdout, "1 down") {
 		t.Fatalf("one down: %+v", r)
 	}
-	if r := cli(t, "status", "--json"); r.code != exitUnhealthy || !json.Valid([]byte(r.stdout)) {
+	// --json keeps the API's own strings.
+	if r := cli(t, "status", "--json"); r.code != exitUnhealthy || !json.Valid([]byte(r.stdout)) || !strings.Contains(r.stdout, "1.18958%") {
 		t.Fatalf("one down, --json: %+v", r)
 	}
 	if r := cli(t, "restart", "nats", "127.0.0.2"); r.code != exitOK || !strings.Contains(r.stdout, "restarted nats on 127.0.0.2") {
@@ -249,5 +250,22 @@ func TestCLIDeployFollow(t *testing.T) {
 	}
 	if r := cli(t, "deploy"); r.code != exitOK || !strings.Contains(r.stdout, "d-1") {
 		t.Fatalf("deploy without --follow: %+v", r)
+	}
+}
+
+func TestPercentRoundsForTheTable(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"12.3457%", "12.3%"},
+		{"0.0400211%", "0.0%"},
+		{"99.96%", "100.0%"},
+		{"5%", "5.0%"},
+		{"N/A", "N/A"},
+		{"", "-"},
+		{"abc%", "abc%"},
+		{"NaN%", "NaN%"},
+	} {
+		if got := percent(tc.in); got != tc.want {
+			t.Errorf("percent(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
