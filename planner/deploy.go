@@ -108,10 +108,14 @@ func (p *Planner) currentRev(ctx context.Context, cfg contract.Config) (uint64, 
 	return rev, p.noneRunning()
 }
 
-// noneRunning is a 409 naming the deployment that runs, if one does.
+// noneRunning is a 409 naming the deployment that runs, if one does, and
+// a 503 while the last one's placement waits for the store.
 func (p *Planner) noneRunning() error {
 	if id, ok := p.sched.Running(); ok {
 		return &kit.Error{Code: 409, Msg: fmt.Sprintf("deployment %s is still running; wait for it to finish", id)}
+	}
+	if id, ok := p.sched.Ending(); ok {
+		return &kit.Error{Code: 503, Msg: fmt.Sprintf("deployment %s has ended, but the engine's store has not yet taken what it placed (the store is coming back); try again in a few seconds", id)}
 	}
 	return nil
 }

@@ -46,13 +46,17 @@ func (s *Scheduler) storeUp() {
 func (s *Scheduler) watchStoreLocked(ctx context.Context, now time.Time) bool {
 	if s.unfinished != nil && now.Sub(s.lastTry) >= time.Second {
 		s.lastTry = now
-		s.endLocked(ctx)
+		ectx, cancel := context.WithTimeout(ctx, storeTry)
+		s.endLocked(ectx)
+		cancel()
 	}
 	rec := s.cur
 	if rec == nil || !rec.live() {
 		return false
 	}
 	if !s.downSince.IsZero() && now.Sub(s.downSince) > s.silent {
+		ctx, cancel := context.WithTimeout(ctx, storeTry)
+		defer cancel()
 		s.abortLocked(ctx, fmt.Sprintf("the engine's store (NATS JetStream) has not answered for %s (%v): given up; deploy again once it is back",
 			now.Sub(s.downSince).Round(time.Second), s.downErr))
 		return true
@@ -62,6 +66,26 @@ func (s *Scheduler) watchStoreLocked(ctx context.Context, now time.Time) bool {
 		s.advanceLocked(ctx)
 	}
 	return false
+}
+
+// storeTry bounds one tick's writes of an ended or given-up deployment to
+// a store that may not answer: the tick holds the scheduler's lock, which
+// every command waits for, and a store without quorum answers each request
+// only with its timeout (seen: a deploy sent as the quorum returned
+// answered 504 after a minute). What a try does not write, the next one
+// does.
+const storeTry = 3 * time.Second
+
+// Ending names the deployment that has ended but whose placement the store
+// has not taken yet: a deployment planned meanwhile would start from the
+// placement before it.
+func (s *Scheduler) Ending() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.unfinished; u != nil && u.placement != nil {
+		return u.event.ID, true
+	}
+	return "", false
 }
 
 // endLocked stores the placement, clears the current mark and the deploy

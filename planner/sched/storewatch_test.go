@@ -3,6 +3,7 @@ package sched
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,26 @@ func TestStoreGoneFailsTheDeployment(t *testing.T) {
 	if err := s.Begin(ctx, diamond("d-gone")); err != nil {
 		t.Fatal(err)
 	}
+	// The scheduler's lock, which every command waits for, is never held
+	// for long while the store does not answer.
+	var mu sync.Mutex
+	var longest time.Duration
+	probing, probed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(probed)
+		for {
+			select {
+			case <-probing:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			start := time.Now()
+			s.Running()
+			mu.Lock()
+			longest = max(longest, time.Since(start))
+			mu.Unlock()
+		}
+	}()
 	on := nc.ConnectedServerName()
 	var stopped []int
 	for i, srv := range c.Servers {
@@ -49,6 +70,9 @@ func TestStoreGoneFailsTheDeployment(t *testing.T) {
 	if !strings.Contains(d.Error, "store (NATS JetStream) has not answered") {
 		t.Errorf("the reason: %q", d.Error)
 	}
+	if id, ok := s.Ending(); !ok || id != "d-gone" {
+		t.Errorf("with the store gone, the failed deployment's placement is not waiting to be written: %q %v", id, ok)
+	}
 	for _, i := range stopped {
 		c.Start(i)
 	}
@@ -62,5 +86,16 @@ func TestStoreGoneFailsTheDeployment(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("a minute after the store came back: record %v %v, lock %v, current %q %v", rec, rerr, lerr, cur, cerr)
 		}
+	}
+	if id, ok := s.Ending(); ok {
+		t.Errorf("the store is back, but %s's placement still waits", id)
+	}
+	close(probing)
+	<-probed
+	t.Logf("the scheduler's lock was held at most %s while the store was gone", longest.Round(time.Millisecond))
+	// A tick's try at the end (storeTry), then its flush, one request of
+	// the store's own timeout (5 s); unbounded, 17 s was seen here.
+	if longest > storeTry+7*time.Second {
+		t.Errorf("a command waited %s for the scheduler's lock while the store was gone", longest.Round(time.Millisecond))
 	}
 }
