@@ -339,12 +339,11 @@ func agentless(ctx context.Context, bed *testbed.Bed, scripts []string) error {
 	return nil
 }
 
-// ansible runs the same work as a playbook, in its best case: forks = N,
-// pipelining, one persistent connection per node, no facts gathered.
+// ansible runs the same work as a playbook, in its best case (see
+// runPlaybook).
 func ansible(ctx context.Context, tb testing.TB, cat *catalog.Catalog, bed *testbed.Bed) error {
-	dir := tb.TempDir()
 	var inv bytes.Buffer
-	inv.WriteString("[nodes]\n")
+	inv.WriteString("nodes:\n  hosts:\n")
 	var r0 rendered
 	for i, n := range bed.Nodes {
 		r, err := render(cat, bed, i)
@@ -353,24 +352,7 @@ func ansible(ctx context.Context, tb testing.TB, cat *catalog.Catalog, bed *test
 		}
 		r0 = r
 		conf, _ := json.Marshal(r.Conf)
-		fmt.Fprintf(&inv, "%s conf=%s\n", n.IP, conf)
-	}
-	cfg := fmt.Sprintf(`[defaults]
-forks = %d
-host_key_checking = False
-gathering = explicit
-interpreter_python = /usr/bin/python3
-private_key_file = %s
-remote_user = root
-retry_files_enabled = False
-[ssh_connection]
-pipelining = True
-ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=error
-control_path_dir = %s/cp
-`, len(bed.Nodes), bed.KeyPath, dir)
-	indent := func(s string, n int) string {
-		pad := strings.Repeat(" ", n)
-		return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad)
+		fmt.Fprintf(&inv, "    %s: {conf: %s}\n", n.IP, conf) // JSON is YAML
 	}
 	play := fmt.Sprintf(`- hosts: nodes
   gather_facts: false
@@ -393,13 +375,40 @@ control_path_dir = %s/cp
       shell: %q
     - name: start
       shell: %q
-`, r0.ConfPath, indent(r0.Install, 8), comp, indent(r0.Monit, 10), fmt.Sprintf(registerWait, r0.Process), fmt.Sprintf(startWait, r0.Process))
-	for name, data := range map[string]string{"inventory": inv.String(), "ansible.cfg": cfg, "play.yml": play} {
+`, r0.ConfPath, indentLines(r0.Install, 8), comp, indentLines(r0.Monit, 10), fmt.Sprintf(registerWait, r0.Process), fmt.Sprintf(startWait, r0.Process))
+	return runPlaybook(ctx, tb, bed, inv.String(), play)
+}
+
+// indentLines indents every line of s by n spaces, for a YAML block.
+func indentLines(s string, n int) string {
+	pad := strings.Repeat(" ", n)
+	return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad)
+}
+
+// runPlaybook runs play on the inventory's nodes in ansible's best case:
+// forks = N, pipelining, one persistent connection per node, no facts
+// gathered.
+func runPlaybook(ctx context.Context, tb testing.TB, bed *testbed.Bed, inventory, play string) error {
+	dir := tb.TempDir()
+	cfg := fmt.Sprintf(`[defaults]
+forks = %d
+host_key_checking = False
+gathering = explicit
+interpreter_python = /usr/bin/python3
+private_key_file = %s
+remote_user = root
+retry_files_enabled = False
+[ssh_connection]
+pipelining = True
+ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=error
+control_path_dir = %s/cp
+`, len(bed.Nodes), bed.KeyPath, dir)
+	for name, data := range map[string]string{"inventory.yml": inventory, "ansible.cfg": cfg, "play.yml": play} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
 			return err
 		}
 	}
-	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", filepath.Join(dir, "inventory"), filepath.Join(dir, "play.yml"))
+	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", filepath.Join(dir, "inventory.yml"), filepath.Join(dir, "play.yml"))
 	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(dir, "ansible.cfg"), "ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"),
 		"ANSIBLE_NOCOLOR=1")
 	out, err := cmd.CombinedOutput()

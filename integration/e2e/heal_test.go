@@ -16,9 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -487,21 +484,5 @@ func (h *hookServer) wait(t *testing.T, within time.Duration, event string) deli
 // failedAttempts reads de_notify_failed_attempts_total from /metrics.
 func failedAttempts(t *testing.T, e *harness.Engine) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + e.Addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	if f := families["de_notify_failed_attempts_total"]; f != nil {
-		for _, m := range f.Metric {
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
+	return e.Metric(t, "de_notify_failed_attempts_total")
 }
