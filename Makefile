@@ -4,6 +4,8 @@
 # which runs beside them on its own bed of nodes.
 GO      ?= go
 BIN     := bin/deployment-engine
+# The node agent, which the engine serves to the nodes from beside itself.
+AGENT   := bin/de-agent
 # The test bed's own command: the demo's and a developer's nodes.
 TESTBED := bin/de-testbed
 MODULES := services api planner installer monitor notify logsvc deploy integration/testbed integration
@@ -22,7 +24,8 @@ CHAOS_TRIALS ?= 50
 
 .PHONY: build run test test-short lint bench demo deps modules clean tidy fuzz chaos
 
-# What `deployment-engine version` and GET /version say.
+# What `deployment-engine version` and GET /version say, and the agent's
+# heartbeats.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 BUILT   ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -31,6 +34,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.built=$(B
 build:
 	@mkdir -p bin
 	cd deploy && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o ../$(BIN) ./cmd/deployment-engine
+	cd monitor && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o ../$(AGENT) ./cmd/de-agent
 	cd integration/testbed && CGO_ENABLED=0 $(GO) build -trimpath -o ../../$(TESTBED) ./cmd/de-testbed
 
 run: build

@@ -52,6 +52,9 @@ type Options struct {
 	Binary     string
 	// MarkDir is where failed stops are noted (default monit.MarkDir).
 	MarkDir string
+	// Version is the agent binary's build version, sent in every
+	// heartbeat: the engine tells by it an agent that runs its own build.
+	Version string
 }
 
 // ErrRestart says the agent's config or binary changed on disk.
@@ -198,7 +201,7 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 // heartbeat reads the node and monit and publishes what it saw.
 func (a *Agent) heartbeat(ctx context.Context) {
 	hb := a.sampler.sample(ctx, a.cfg.IP)
-	hb.IntervalS = a.cfg.IntervalS
+	hb.IntervalS, hb.Version = a.cfg.IntervalS, a.o.Version
 	svcs, merr := a.readMonit(ctx)
 	if merr != nil {
 		hb.MonitError = merr.Error()

@@ -44,9 +44,11 @@ type ComponentState struct {
 
 // Heartbeat is the agent's periodic report on de.node.<ip>.heartbeat:
 // hardware in the manual's units, usage in percent, every component's
-// state. MonitError holds monit's complaint when it could not be read.
+// state. MonitError holds monit's complaint when it could not be read;
+// Version is the agent binary's build version, the engine's own when the
+// engine served it.
 //
-//	{"v": 1, "ip": "10.0.0.1", "hostname": "n1", "time": "...", "interval_s": 5,
+//	{"v": 1, "ip": "10.0.0.1", "hostname": "n1", "time": "...", "interval_s": 5, "version": "v1.4.0",
 //	 "hardware": {"IP": "10.0.0.1", "CPU": 2, "RAM": 4049952, "DISK": 54988.8},
 //	 "cpu_pct": 1.2, "mem_pct": 40.1, "disk_pct": 8,
 //	 "components": [{"name": "web", "process": "web", "monit": "running", "running": true}]}
@@ -62,6 +64,7 @@ type Heartbeat struct {
 	DiskPct    float64          `json:"disk_pct"`
 	Components []ComponentState `json:"components"`
 	MonitError string           `json:"monit_error,omitempty"`
+	Version    string           `json:"version,omitempty"`
 }
 
 // Control asks an agent (de.node.<ip>.control) or, without one, the
