@@ -42,6 +42,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// MirrorDir is served read-only at /mirror/ when set.
 	MirrorDir string
+	// Agent, when set, is the node agent's binary, served read-only at
+	// AgentPath(Agent.SHA256).
+	Agent *AgentBinary
 	// Releases, when set, stores BOSH releases (/deployment-engine/releases)
 	// and serves their packages read-only at /releases/.
 	Releases Releases

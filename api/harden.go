@@ -19,8 +19,9 @@ type Limits struct {
 	MaxInFlight         int
 	MaxInFlightPerToken int
 	// MaxAnonymous bounds the requests in flight on the routes that need
-	// no token (the mirror, release packages, /healthz, /metrics,
-	// /version, the console), all clients together (default 64);
+	// no token (the mirror, the agent's binary, release packages,
+	// /healthz, /metrics, /version, the console), all clients together
+	// (default 64);
 	// MaxAnonymousPerAddr those of one peer address (default 16). They
 	// are counted apart from the API's: anonymous clients never take its
 	// slots.

@@ -100,6 +100,9 @@ func (s *server) anonymous(r chi.Router) {
 	if o.MirrorDir != "" {
 		r.Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))
 	}
+	if o.Agent != nil {
+		r.Handle("/agent/*", streaming(o.Limits.StreamIdle, agentHandler(o.Agent).ServeHTTP))
+	}
 	if o.Releases != nil {
 		r.Handle("/releases/*", http.StripPrefix("/releases/", streaming(o.Limits.StreamIdle, releaseFiles(o.Releases).ServeHTTP)))
 	}
