@@ -22,28 +22,36 @@ type agentDoor struct {
 // listenForAgents makes the engine listen for node agents at cfg's home;
 // an error means deployments of cfg install no agent (its nodes are read
 // over SSH).
+// The engine listens even without an agent binary to serve: agents
+// installed before still report.
 func (p *Planner) listenForAgents(cfg contract.Config) error {
 	a := p.o.Agent
-	if a == nil || a.Listen == nil {
+	if a == nil {
 		return nil
 	}
-	err := a.Listen(cfg.Properties.Home)
-	p.door.mu.Lock()
-	p.door.home, p.door.err = cfg.Properties.Home, err
-	p.door.mu.Unlock()
-	if err != nil {
-		p.log.Warn("no node agents", "home", cfg.Properties.Home, "err", err)
+	var err error
+	if a.Listen != nil {
+		err = a.Listen(cfg.Properties.Home)
+		p.door.mu.Lock()
+		p.door.home, p.door.err = cfg.Properties.Home, err
+		p.door.mu.Unlock()
+		if err != nil {
+			p.log.Warn("no node agents", "home", cfg.Properties.Home, "err", err)
+		}
+	}
+	if err == nil {
+		err = a.Missing
 	}
 	return err
 }
 
 // agentPlanFor is how a deployment of cfg installs the node agent, or nil
-// when it installs none: agents off, or the engine could not listen at
-// cfg's home. A home never tried (a plan of a config not stored) counts as
-// one the engine will listen at.
+// when it installs none: agents off, no agent binary to serve, or the
+// engine could not listen at cfg's home. A home never tried (a plan of a
+// config not stored) counts as one the engine will listen at.
 func (p *Planner) agentPlanFor(cfg contract.Config) *steps.Agent {
 	a := p.o.Agent
-	if a == nil {
+	if a == nil || a.Missing != nil {
 		return nil
 	}
 	p.door.mu.Lock()
@@ -52,7 +60,7 @@ func (p *Planner) agentPlanFor(cfg contract.Config) *steps.Agent {
 	if failed {
 		return nil
 	}
-	return &steps.Agent{Binary: a.Binary, Password: a.Password, CA: a.CA,
+	return &steps.Agent{SHA256: a.SHA256, URL: p.nodeURL(cfg) + a.Path, Password: a.Password, CA: a.CA,
 		NATSURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
 }
 

@@ -129,12 +129,13 @@ func startGolden(t *testing.T) *golden {
 	if _, _, err := store.Import(ctx, bytes.NewReader(tgz)); err != nil {
 		t.Fatal(err)
 	}
+	const goldenAgentSHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	saved := newID
 	newID = func() string { return goldenID }
 	t.Cleanup(func() { newID = saved })
 	p, err := Start(ctx, Options{NC: b.NC, Res: b.Res, Catalogs: cats, EngineID: "e-1", Port: 50000, Logger: quiet,
 		ProbeTimeout: 5 * time.Second, PlannerID: "p-1", Releases: store, SecretKey: []byte("golden-key"),
-		Agent: &AgentSpec{Binary: "/opt/de/deployment-engine", NATSPort: 4222, CA: "-----BEGIN CERTIFICATE-----\ngolden\n", Password: func(ip string) string { return "agent-pw-" + ip }}})
+		Agent: &AgentSpec{SHA256: goldenAgentSHA, Path: "/agent/" + goldenAgentSHA + "/de-agent", NATSPort: 4222, CA: "-----BEGIN CERTIFICATE-----\ngolden\n", Password: func(ip string) string { return "agent-pw-" + ip }}})
 	if err != nil {
 		t.Fatal(err)
 	}

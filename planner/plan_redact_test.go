@@ -63,7 +63,7 @@ func secretPlanner(t *testing.T) (*Planner, *bustest.Bus, contract.Config) {
 		t.Fatal(err)
 	}
 	p.o.Releases, p.o.Port = store, 50000
-	p.o.Agent = &AgentSpec{Binary: "/bin/true", Password: func(string) string { return agentSecret }}
+	p.o.Agent = &AgentSpec{SHA256: "abc", Path: "/agent/abc/de-agent", Password: func(string) string { return agentSecret }}
 	stored := contract.Config{Components: map[string][]string{"db": {"10.0.0.1"}},
 		Properties: contract.Properties{Domain: "a.local", Home: "10.0.0.100", User: "vcap", Root: rootSecret, Catalog: "bosh", Release: "sec/1",
 			Jobs: map[string]any{"db": map[string]any{"admin": map[string]any{"user": "admin", "password": jobSecret}}}}}

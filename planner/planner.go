@@ -36,8 +36,8 @@ type Options struct {
 	// Port is the engine's HTTP port as the nodes reach it at the config's
 	// home: the mirror and the agent are served there.
 	Port int
-	// Agent, when set, installs the node agent on every node: the path of
-	// the binary to copy and the NATS URL/credentials it reports with.
+	// Agent, when set, installs the node agent on every node: where its
+	// binary is served and the NATS URL/credentials it reports with.
 	Agent  *AgentSpec
 	Logger *slog.Logger
 	// Releases is the store of uploaded BOSH releases (catalog "bosh").
@@ -71,7 +71,13 @@ type Options struct {
 
 // AgentSpec tells the planner how to install the node agent.
 type AgentSpec struct {
-	Binary string
+	// SHA256 is the agent binary's, Path where the engine serves it over
+	// HTTP (at the nodes' URL of the engine) for the nodes to fetch.
+	SHA256 string
+	Path   string
+	// Missing, when set, says why the engine has no agent binary to
+	// serve: deployments install none, with this warning.
+	Missing error
 	// NATSPort is the engine's NATS port at home.
 	NATSPort int
 	// Listen makes the engine listen for agents at a config's home (at

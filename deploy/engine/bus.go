@@ -5,11 +5,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/deployment-engine/engine/api"
 	"github.com/deployment-engine/engine/planner"
 	"github.com/deployment-engine/engine/services/bus"
 )
@@ -126,13 +126,10 @@ func startEmbeddedBus(ctx context.Context, o Options, key engineKey, b *engineBu
 		door := newAgentDoor(certs, target, agentPort, log.With("service", "agents"))
 		*stops = append(*stops, door.Close)
 		if !o.NoAgents {
-			self := o.AgentBinary
-			if self == "" {
-				if self, err = os.Executable(); err != nil {
-					return fmt.Errorf("find the engine's binary for the node agent: %w", err)
-				}
+			b.agent = &planner.AgentSpec{NATSPort: agentPort, Listen: door.Listen, Password: b.agentPass, CA: certs.CAPEM, Missing: o.agentErr}
+			if o.agent != nil {
+				b.agent.SHA256, b.agent.Path = o.agent.SHA256, api.AgentPath(o.agent.SHA256)
 			}
-			b.agent = &planner.AgentSpec{Binary: self, NATSPort: agentPort, Listen: door.Listen, Password: b.agentPass, CA: certs.CAPEM}
 		}
 	}
 	b.nc, err = srv.Connect("deployment-engine")

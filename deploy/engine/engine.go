@@ -35,8 +35,9 @@ type Options struct {
 	NATSListen string
 	// NoAgents installs no node agent: nodes are read over SSH.
 	NoAgents bool
-	// AgentBinary is the deployment-engine binary deploy installs on the
-	// nodes as their agent (default: this process's own executable).
+	// AgentBinary is the node agent's binary (de-agent), which the engine
+	// serves to the nodes (default: de-agent beside this process's own
+	// executable). Without it, deployments install no agent.
 	AgentBinary string
 	CatalogDir  string
 	AuthNone    bool
@@ -83,6 +84,10 @@ type Options struct {
 	// agentPass is the agents' NATS passwords, when this engine holds the
 	// agent secret.
 	agentPass func(ip string) string
+	// agent is the agent binary the engine serves, agentErr why it has
+	// none (agents on only).
+	agent    *agentBinary
+	agentErr error
 	// Build is this binary's version, for GET /version.
 	Build api.BuildInfo
 	// Ready, when set, receives the HTTP address once the engine serves.
@@ -128,6 +133,17 @@ func Serve(ctx context.Context, o Options) error {
 			stops[i]()
 		}
 	}()
+
+	// Node agents reach the embedded NATS only.
+	if !o.NoAgents && o.NATSURL == "" {
+		if o.agent, o.agentErr = openAgentBinary(o.AgentBinary); o.agentErr != nil {
+			log.Warn("node agents: " + o.agentErr.Error() + "; deployments install none, and the nodes are read over SSH")
+		} else {
+			f := o.agent.f
+			stops = append(stops, func() { _ = f.Close() })
+			log.Info("node agent binary", "path", o.agent.path, "sha256", o.agent.SHA256, "bytes", o.agent.Size)
+		}
+	}
 
 	key, err := loadEngineKey(o.DataDir)
 	if err != nil {

@@ -29,6 +29,9 @@ func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Regi
 	_ = os.MkdirAll(mirror, 0o755)
 	ao := api.Options{NC: b.nc, Token: token, Tokens: &TokenFile{Path: filepath.Join(o.DataDir, TokensFile)}, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
 		Releases: releaseAPI{store: releases, js: b.res.JS, log: log}, Limits: o.Limits, Build: o.Build}
+	if o.agent != nil {
+		ao.Agent = &o.agent.AgentBinary
+	}
 	h, err := api.New(ao)
 	if err != nil {
 		return err

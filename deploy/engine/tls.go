@@ -277,12 +277,12 @@ func (l *chanListener) Close() error { l.close(); return nil }
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
 // plainOnly serves, over plain HTTP beside TLS, what nodes fetch without a
-// token — the mirror, releases' packages, health — and refuses the rest
-// without reading it, so that no token travels in clear.
+// token — the mirror, the agent's binary, releases' packages, health — and
+// refuses the rest without reading it, so that no token travels in clear.
 func plainOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		if p == "/healthz" || strings.HasPrefix(p, "/mirror/") || strings.HasPrefix(p, "/releases/") {
+		if p == "/healthz" || strings.HasPrefix(p, "/mirror/") || strings.HasPrefix(p, "/agent/") || strings.HasPrefix(p, "/releases/") {
 			h.ServeHTTP(w, r)
 			return
 		}

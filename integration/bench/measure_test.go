@@ -169,8 +169,9 @@ rm -f /etc/monit/conf.d/svc /etc/monit/conf.d/s[1-9] /etc/monit/conf.d/de-agent
 monit reload >/dev/null 2>&1 || true
 for f in /var/lib/deployment-engine/run/*.pgid; do [ -f "$f" ] && kill -KILL -- -"$(cat "$f")" 2>/dev/null; done
 pkill -KILL -f '^/bin/sleep 10000[12]$' || true
+pkill -KILL -f '^/usr/local/bin/de-agen[t] ' || true
 pkill -KILL -f '[d]eployment-engine agent' || true
-rm -rf /var/lib/deployment-engine /var/lib/bench /etc/bench-svc.conf /run/bench-*.pid /root/.ansible /usr/local/bin/deployment-engine
+rm -rf /var/lib/deployment-engine /var/lib/bench /etc/bench-svc.conf /run/bench-*.pid /root/.ansible /usr/local/bin/de-agent /usr/local/bin/deployment-engine
 until ! monit status bench-svc >/dev/null 2>&1; do sleep 0.05; done
 true`
 

@@ -75,8 +75,8 @@ func TestConsoleOnTestBed(t *testing.T) {
 	// mirror there, and their agents reach its NATS.
 	httpPort, natsPort := freePort(t, bed.Home), freePort(t, bed.Home)
 	t.Setenv("DE_API_TOKEN", token)
-	// The in-process engine ships the real binary as the nodes' agent.
-	agentBin := harness.Binary(t)
+	// The in-process engine serves the real agent binary to the nodes.
+	agentBin := harness.AgentBinary(t)
 	ectx, stop := context.WithCancel(ctx)
 	addr := make(chan string, 1)
 	done := make(chan error, 1)

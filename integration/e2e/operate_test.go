@@ -134,7 +134,7 @@ func operate(t *testing.T, e *harness.Engine, comps map[string][]string) {
 
 	prometheusScrapes(t, e)
 	for _, n := range bed.Nodes {
-		out, _ := n.Exec(context.Background(), `pid=$(pgrep -f '^/usr/local/bin/deployment-engine agent' | head -1); grep VmRSS /proc/$pid/status`)
+		out, _ := n.Exec(context.Background(), `pid=$(pgrep -f '^/usr/local/bin/de-agent ' | head -1); grep VmRSS /proc/$pid/status`)
 		t.Logf("agent on %s: %s", n.IP, strings.TrimSpace(string(out)))
 	}
 

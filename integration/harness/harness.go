@@ -28,8 +28,9 @@ var (
 	buildErr  error
 )
 
-// Binary builds bin/deployment-engine once per test process and returns
-// its path.
+// Binary builds bin/deployment-engine once per test process, with the
+// node agent (de-agent) beside it, where the engine finds it, and returns
+// the engine's path.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -41,17 +42,28 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "deployment-engine")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/deployment-engine")
-		cmd.Dir = filepath.Join(root, "deploy")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build engine: %v\n%s", err, out)
+		for _, b := range []struct{ module, pkg, out string }{
+			{"deploy", "./cmd/deployment-engine", binPath},
+			{"monitor", "./cmd/de-agent", filepath.Join(dir, "de-agent")},
+		} {
+			cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+			cmd.Dir = filepath.Join(root, b.module)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
+				return
+			}
 		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// AgentBinary is the node agent Binary builds beside the engine.
+func AgentBinary(t testing.TB) string {
+	return filepath.Join(filepath.Dir(Binary(t)), "de-agent")
 }
 
 // Engine is a running engine process.
@@ -242,8 +254,9 @@ for c in ` + comps + `; do
 done
 monit reload >/dev/null 2>&1 || true
 pkill -KILL -f '` + sleepPattern + `' || true
+pkill -KILL -f '^/usr/local/bin/de-agen[t] ' || true
 pkill -KILL -f '^/usr/local/bin/deployment-engin[e] agent' || true
-rm -rf /var/lib/deployment-engine ` + strings.Join(paths, " ")
+rm -rf /var/lib/deployment-engine /usr/local/bin/de-agent ` + strings.Join(paths, " ")
 	// What a fresh node does not hold; processes may take a moment to go.
 	// (A chain shell's command holds its functions; the brackets keep the
 	// patterns from matching this check's own shell, and the agent's text
@@ -253,7 +266,9 @@ rm -rf /var/lib/deployment-engine ` + strings.Join(paths, " ")
 for c in ` + comps + `; do [ -e /etc/monit/conf.d/$c ] && found="$found monit-check:$c"; done
 for p in ` + strings.Join(paths, " ") + `; do [ -e "$p" ] && found="$found $p"; done
 pgrep -f '` + sleepPattern + `' >/dev/null && found="$found process:` + sleepPattern + `"
-pgrep -f '^/usr/local/bin/deployment-engin[e] agent' >/dev/null && found="$found process:agent"
+[ -e /usr/local/bin/de-agent ] && found="$found /usr/local/bin/de-agent"
+pgrep -f '^/usr/local/bin/de-agen[t] ' >/dev/null && found="$found process:agent"
+pgrep -f '^/usr/local/bin/deployment-engin[e] agent' >/dev/null && found="$found process:old-agent"
 pgrep -f 'de_[s]ettle' >/dev/null && found="$found process:chain-shell"
 echo "$found"`
 	for _, n := range nodes {

@@ -197,6 +197,7 @@ var hostState = []string{
 	"var/lib/monit",
 	"etc/monit/conf.d",
 	"usr/local/bin/deployment-engine",
+	"usr/local/bin/de-agent",
 }
 
 // maskLayer makes the lowest-but-one layer of the node's root: a whiteout

@@ -198,7 +198,7 @@ func TestNodeSeesNoHostState(t *testing.T) {
 	const owner = "/var/lib/deployment-engine/owner"
 	plant := map[string]string{owner: "e-machine\n"}
 	for _, p := range hostState {
-		if p != "var/lib/deployment-engine" && p != "usr/local/bin/deployment-engine" {
+		if p != "var/lib/deployment-engine" && !strings.HasPrefix(p, "usr/local/bin/") {
 			plant["/"+p+"/de-testbed-planted"] = "planted\n"
 		}
 	}

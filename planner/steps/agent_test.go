@@ -1,26 +1,185 @@
 package steps
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/services/contract"
 )
+
+func testAgent(sha string) *Agent {
+	return &Agent{URL: "http://10.0.0.1:50000/agent/" + sha + "/de-agent", SHA256: sha, NATSURL: "nats://10.0.0.1:4222",
+		Password: func(string) string { return "pw" }}
+}
 
 // The agent's monit check finds and stops the agent by its binary's path,
 // anchored: a shell whose command line only mentions the agent (an
 // operator's script, a reset) is neither taken for it nor killed with it.
 func TestAgentCheckAnchored(t *testing.T) {
-	in := Builder{Config: contract.Config{Properties: contract.Properties{Home: "10.0.0.1"}}, Agent: &Agent{NATSURL: "nats://10.0.0.1:4222", Binary: "/bin/de", Password: func(string) string { return "pw" }}}
+	in := Builder{Config: contract.Config{Properties: contract.Properties{Home: "10.0.0.1"}}, Agent: testAgent(strings.Repeat("a", 64))}
 	var monit string
 	for _, f := range agentStep(in, "10.0.0.2").Spec.Files {
 		if f.Path == "/etc/monit/conf.d/de-agent" {
 			monit = string(f.Content)
 		}
 	}
-	for _, want := range []string{`matching "^/usr/local/bin/deployment-engine agent"`, `pkill -f '^/usr/local/bin/deployment-engine agent'`} {
+	for _, want := range []string{`matching "^/usr/local/bin/de-agent "`, `pkill -f '^/usr/local/bin/de-agent '`,
+		`start program = "/bin/sh -c '/usr/local/bin/de-agent --config /var/lib/deployment-engine/agent.json `} {
 		if !strings.Contains(monit, want) {
 			t.Errorf("the agent's monit check lacks %s:\n%s", want, monit)
 		}
 	}
+}
+
+// The agent step carries no binary: the node fetches it, and a new binary
+// (a new SHA-256) is a new step.
+func TestAgentStepFetches(t *testing.T) {
+	in := Builder{Config: contract.Config{Properties: contract.Properties{Home: "10.0.0.1"}}, Agent: testAgent(strings.Repeat("a", 64))}
+	s := agentStep(in, "10.0.0.2")
+	for _, f := range s.Spec.Files {
+		if f.LocalPath != "" || f.Path == AgentBin {
+			t.Errorf("the step sends the agent's binary: %+v", f)
+		}
+	}
+	if !strings.Contains(s.Spec.Script, in.Agent.URL) || !strings.Contains(s.Spec.Script, in.Agent.SHA256) {
+		t.Errorf("the script does not fetch %s by its SHA-256:\n%s", in.Agent.URL, s.Spec.Script)
+	}
+	in.Agent = testAgent(strings.Repeat("b", 64))
+	if agentStep(in, "10.0.0.2").Spec.Hash == s.Spec.Hash {
+		t.Error("a new agent binary does not change the step's hash")
+	}
+}
+
+// No step waits for the agent step, which waits for the node's last base
+// step only (the mirror step may install monit, which it needs), and runs
+// after every other step of its node that is ready.
+func TestAgentOffTheCriticalPath(t *testing.T) {
+	cat, err := catalog.Load("starter", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Builder{Config: starterConfig(), Catalog: cat, Engine: "e-1", ID: "d-1", MirrorURL: "http://10.9.0.1:50000/mirror/",
+		Agent: testAgent(strings.Repeat("a", 64))}
+	planned, err := in.CatalogSteps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents := 0
+	for _, s := range planned {
+		if s.Spec.Action == "agent" {
+			agents++
+			if want := []string{ID(s.Spec.Node, NodeComponent, "mirror")}; !slices.Equal(s.After, want) {
+				t.Errorf("%s waits for %v, want %v", s.Spec.ID, s.After, want)
+			}
+			for _, o := range planned {
+				if o.Spec.Node == s.Spec.Node && o != s && o.Prio >= s.Prio {
+					t.Errorf("%s (priority %d) runs before the agent step (%d)", o.Spec.ID, o.Prio, s.Prio)
+				}
+			}
+			continue
+		}
+		for _, a := range s.After {
+			if strings.HasSuffix(a, "/agent") {
+				t.Errorf("%s waits for %s", s.Spec.ID, a)
+			}
+		}
+	}
+	if agents != len(in.Config.Nodes()) {
+		t.Errorf("%d agent steps for %d nodes", agents, len(in.Config.Nodes()))
+	}
+}
+
+// The node fetches the agent from the engine, checks its SHA-256 and
+// installs it, once: a node that has that binary fetches nothing. A
+// binary that is not the one named, or an engine the node cannot reach,
+// fails the step with what happened, and leaves nothing behind.
+func TestFetchAgent(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	good := []byte("#!/bin/sh\necho agent\n")
+	sum := sha256.Sum256(good)
+	sha := hex.EncodeToString(sum[:])
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		switch r.URL.Path {
+		case "/agent/" + sha + "/de-agent":
+			_, _ = w.Write(good)
+		case "/tampered":
+			_, _ = w.Write([]byte("#!/bin/sh\necho evil\n"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "de-agent")
+	run := func(url string) (string, string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", "-c", "set -eu\n"+fetchAgent(bin, url, sha)+"echo passed\n")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	leftovers := func() {
+		t.Helper()
+		if m, _ := filepath.Glob(filepath.Join(dir, ".de-agent.*")); len(m) > 0 {
+			t.Errorf("temporary files left: %v", m)
+		}
+	}
+
+	out, errOut, err := run(srv.URL + "/agent/" + sha + "/de-agent")
+	if err != nil || !strings.Contains(out, "fetched de-agent "+sha) || !strings.HasSuffix(out, "passed\n") {
+		t.Fatalf("first install: %v: %q %q", err, out, errOut)
+	}
+	if b, _ := os.ReadFile(bin); !bytes.Equal(b, good) {
+		t.Fatalf("installed %q", b)
+	}
+	if st, _ := os.Stat(bin); st.Mode().Perm() != 0o755 {
+		t.Errorf("installed with mode %v", st.Mode())
+	}
+	st1, _ := os.Stat(bin)
+	n := fetches.Load()
+	out, errOut, err = run(srv.URL + "/agent/" + sha + "/de-agent")
+	st2, _ := os.Stat(bin)
+	if err != nil || !strings.Contains(out, "is installed already") || fetches.Load() != n || !os.SameFile(st1, st2) {
+		t.Fatalf("second run fetched again (%d fetches, same file %v): %v: %q %q", fetches.Load()-n, os.SameFile(st1, st2), err, out, errOut)
+	}
+
+	if err := os.WriteFile(bin, []byte("an older agent"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = run(srv.URL + "/tampered")
+	if err == nil || strings.Contains(out, "passed") || !strings.Contains(errOut, "not "+sha) {
+		t.Errorf("a binary of another SHA-256 was accepted: %v: %q %q", err, out, errOut)
+	}
+	if b, _ := os.ReadFile(bin); string(b) != "an older agent" {
+		t.Errorf("a rejected binary replaced the installed one: %q", b)
+	}
+	leftovers()
+
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	url := gone.URL + "/agent/" + sha + "/de-agent"
+	out, errOut, err = run(url)
+	if err == nil || strings.Contains(out, "passed") || !strings.Contains(errOut, "cannot fetch the node agent from the engine at "+url+": ") || !strings.Contains(errOut, "--listen") {
+		t.Errorf("an unreachable engine: %v: %q %q", err, out, errOut)
+	}
+	leftovers()
 }

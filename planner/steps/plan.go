@@ -40,9 +40,11 @@ type Builder struct {
 	agentComps map[string][]contract.AgentComponent
 }
 
-// Agent is how a deployment installs the node agent.
+// Agent is how a deployment installs the node agent: the node fetches
+// the binary of that SHA256 from URL, on the engine.
 type Agent struct {
-	Binary   string
+	URL      string
+	SHA256   string
 	NATSURL  string
 	Password func(ip string) string
 	CA       string
@@ -66,11 +68,18 @@ func (in Builder) CatalogSteps() ([]*Step, error) {
 	return in.frame(in.componentSteps, in.catalogRemoval)
 }
 
+// agentPrio puts the agent step after every other step of its node that
+// is ready when it is: nothing waits for it, and it waits for nothing but
+// the base steps.
+const agentPrio = 1 << 30
+
 // frame is the plan of every deployment: each node's base steps in a
 // chain, then body's steps (given each node's last base step), then the
 // removal of what the last deployment placed and the config no longer
-// places, after its node's base steps. Every step is stamped, and none
-// may wait for a step not planned.
+// places, after its node's base steps. The agent step follows the base
+// steps too (it needs monit, which the mirror step may install), and no
+// step waits for it: nothing a component does needs the agent. Every step
+// is stamped, and none may wait for a step not planned.
 func (in Builder) frame(body func(base map[string]string) ([]*Step, error), removal func(ip, comp string) *Step) ([]*Step, error) {
 	var out []*Step
 	base := map[string]string{} // node → its last base step
@@ -85,6 +94,11 @@ func (in Builder) frame(body func(base map[string]string) ([]*Step, error), remo
 			prev = b.Spec.ID
 		}
 		base[ip] = prev
+		if in.Agent != nil {
+			a := agentStep(in, ip)
+			a.After, a.Prio = []string{prev}, agentPrio
+			out = append(out, in.stamp(a))
+		}
 	}
 	steps, err := body(base)
 	if err != nil {

@@ -1,13 +1,11 @@
 package steps
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
 
 	"github.com/deployment-engine/engine/planner/catalog"
-	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/nodefs"
@@ -17,7 +15,7 @@ import (
 // run again: a step that fails half-way is simply run once more.
 
 // baseSteps are a node's own steps, before any component: take the node,
-// create the user, point apt at the engine's mirror, install the agent.
+// create the user, point apt at the engine's mirror.
 func baseSteps(in Builder, ip string) []*Step {
 	var out []*Step
 	prepare := fmt.Sprintf(`set -eu
@@ -43,9 +41,6 @@ printf '%%s:%%s\n' "$u" "$DE_SECRET_PASSWORD" | chpasswd
 
 	if !InstallsPackages(in.Config, in.Catalog) && !in.NoMonit[ip] {
 		// Nothing to install from the mirror: leave the node's apt alone.
-		if in.Agent != nil {
-			out = append(out, agentStep(in, ip))
-		}
 		return out
 	}
 	mirror := mirrorCheck(in.MirrorURL) + fmt.Sprintf(`b=%[1]s/apt-backup
@@ -67,10 +62,6 @@ chmod 755 /usr/sbin/policy-rc.d
 apt-get update -o Acquire::Retries=3 -o APT::Sandbox::User=root -o APT::Update::Error-Mode=any
 %[3]s`, nodefs.State, in.MirrorURL, monitInstall)
 	out = append(out, &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "mirror", Script: mirror, Hash: Hash(mirror)}})
-
-	if in.Agent != nil {
-		out = append(out, agentStep(in, ip))
-	}
 	return out
 }
 
@@ -152,44 +143,6 @@ func InstallsPackages(cfg contract.Config, cat *catalog.Catalog) bool {
 		}
 	}
 	return false
-}
-
-func agentStep(in Builder, ip string) *Step {
-	const bin = "/usr/local/bin/deployment-engine"
-	conf := contract.AgentConfig{V: contract.Version, IP: ip, NATS: in.Agent.NATSURL, User: bus.AgentUser(ip),
-		PasswordFile: nodefs.AgentPassword, CA: in.Agent.CA, Components: []contract.AgentComponent{}}
-	if in.agentComps != nil {
-		conf.Components = append(conf.Components, in.agentComps[ip]...)
-	}
-	for _, name := range Placement(in.Config)[ip] {
-		if in.Catalog == nil {
-			break
-		}
-		if c := in.Catalog.Components[name]; c != nil {
-			conf.Components = append(conf.Components, contract.AgentComponent{Name: name, Process: c.Process, Logs: c.Logs})
-		}
-	}
-	confJSON, _ := json.MarshalIndent(conf, "", "  ")
-	// Both patterns are anchored at the agent's binary: unanchored, they
-	// matched any process whose command line mentions the agent (a shell
-	// running a script that does), which monit then took for the agent and
-	// its stop program killed.
-	monit := fmt.Sprintf(`check process de-agent matching "^%[1]s agent"
-  start program = "/bin/sh -c '%[1]s agent --config %[2]s >>/var/log/de-agent.log 2>&1 &'"
-  stop program = "/usr/bin/pkill -f '^%[1]s agent'"
-`, bin, nodefs.AgentConfig)
-	files := []contract.StepFile{
-		{Path: bin, Mode: 0o755, LocalPath: in.Agent.Binary},
-		File(nodefs.AgentConfig, 0o600, append(confJSON, '\n')),
-		File("/etc/monit/conf.d/de-agent", 0o600, []byte(monit)),
-	}
-	// The agent's NATS password is no file of the step: the step is kept
-	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
-	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp) && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
-	// A running agent sees its new config or binary and restarts itself.
-	script := pass + "p=de-agent\n" + monitKnows + "monit start de-agent\n"
-	return &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
-		Hash: Hash(script, monit, in.Agent.Binary, filesHash(files[1:]), in.secretDigest("agent", in.Agent.Password(ip)))}}
 }
 
 func installScript(packages []string, install string) string {

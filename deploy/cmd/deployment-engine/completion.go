@@ -14,7 +14,7 @@ func init() { commands["completion"] = completionCmd }
 // completion lists, per command, its subcommands and flags. A test holds
 // it to the commands the binary has and to every flag each one parses.
 var completion = map[string]struct{ subs, flags []string }{
-	"serve": {flags: []string{"--listen", "--data", "--nats", "--nats-listen", "--start-timeout", "--no-agents", "--catalog", "--auth",
+	"serve": {flags: []string{"--listen", "--data", "--nats", "--nats-listen", "--start-timeout", "--no-agents", "--agent-binary", "--catalog", "--auth",
 		"--tls", "--tls-cert", "--tls-key", "--only", "--replicas", "--engine-id", "--step-ack-wait",
 		"--log-max-mb", "--log-keep", "--log-level", "--memory-limit-mb", "--webhook-allow",
 		"--release-max-mb", "--release-max-unpacked-mb", "--release-max-expansion", "--release-max-text-kb", "--release-max-files",
@@ -22,7 +22,6 @@ var completion = map[string]struct{ subs, flags []string }{
 	"backup":     {flags: []string{"--data", "--nats"}},
 	"restore":    {flags: []string{"--data", "--nats"}},
 	"mirror":     {subs: []string{"sync"}, flags: []string{"--catalog", "--catalog-dir", "--data"}},
-	"agent":      {flags: []string{"--config", "--state"}},
 	"token":      {subs: []string{"add", "revoke", "list"}, flags: []string{"--data", "--role"}},
 	"config":     {subs: []string{"get", "set", "edit", "schema"}, flags: []string{"--check=false"}},
 	"precheck":   {},
@@ -51,7 +50,7 @@ var commonClientFlags = []string{"--json", "--data", "--server", "--help"}
 
 // notClient are the commands that are not clients of a running engine.
 var notClient = map[string]bool{"serve": true, "backup": true, "restore": true, "mirror": true,
-	"agent": true, "token": true, "completion": true, "help": true}
+	"token": true, "completion": true, "help": true}
 
 func completionNames() []string {
 	var out []string

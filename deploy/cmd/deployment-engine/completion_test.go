@@ -11,7 +11,7 @@ import (
 )
 
 // The completion knows every command the binary has and every flag each
-// one parses: serve's, backup's, restore's and agent's from their flag
+// one parses: serve's, backup's and restore's from their flag
 // sets' help, mirror's and token's from their usage, the client
 // commands' from the client flag set. Bash completes from it.
 func TestCompletion(t *testing.T) {
@@ -26,7 +26,7 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z-]+)`)
-	for _, cmd := range []string{"serve", "backup", "restore", "agent"} {
+	for _, cmd := range []string{"serve", "backup", "restore"} {
 		r := cli(t, cmd, "--help")
 		found := flagLine.FindAllStringSubmatch(r.stderr+r.stdout, -1)
 		if len(found) == 0 {

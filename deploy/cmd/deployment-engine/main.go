@@ -1,6 +1,7 @@
 // Command deployment-engine is the engine as shipped: `serve` runs it, the
-// other commands are its node agent, its mirror and its client. The test
-// bed is a binary of its own (bin/de-testbed).
+// other commands are its mirror and its client. The node agent
+// (monitor/cmd/de-agent, bin/de-agent) and the test bed (bin/de-testbed)
+// are binaries of their own.
 package main
 
 import (
@@ -19,7 +20,6 @@ Usage:
   deployment-engine backup FILE | restore FILE [--data ./data | --nats URL]   (the engine stopped, with --data)
   deployment-engine mirror sync [--catalog NAME] [--data ./data]
   deployment-engine token add NAME [--role read|write] | token revoke NAME | token list [--data ./data]
-  deployment-engine agent [--config /var/lib/deployment-engine/agent.json]   (on each node, installed by deploy)
 
 Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-token):
   deployment-engine config get | config set FILE [--check=false] | config edit | config schema

@@ -31,6 +31,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.NATSURL, "nats", os.Getenv("DE_NATS_URL"), "URL of an external NATS server, or comma-separated URLs of a cluster's servers (default: $DE_NATS_URL, else run one embedded)")
 	fs.StringVar(&o.NATSListen, "nats-listen", "", "HOST:PORT where node agents reach the embedded NATS (default: the config's home, port 4222, following a changed home; :PORT follows home on another port)")
 	fs.BoolVar(&o.NoAgents, "no-agents", false, "install no node agent: the nodes are read over SSH")
+	fs.StringVar(&o.AgentBinary, "agent-binary", "", "the node agent's binary, which the nodes fetch from the engine (default: de-agent beside this executable; missing, deployments install no agent)")
 	fs.StringVar(&o.CatalogDir, "catalog", "", "directory of catalogs to use instead of the embedded ones")
 	fs.StringVar(&auth, "auth", "token", "token, or none to turn the API token off")
 	fs.StringVar(&o.TLS, "tls", "", "auto: serve the API over https with a self-signed pair made once in <data>/tls")

@@ -1,0 +1,119 @@
+package steps
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodefs"
+)
+
+// Where the node agent lives on a node, and where the agent of engines
+// before it lived: the engine's own binary, run as `deployment-engine
+// agent`.
+const (
+	AgentBin    = "/usr/local/bin/de-agent"
+	oldAgentBin = "/usr/local/bin/deployment-engine"
+)
+
+// agentStep installs the node agent on ip: its config and monit check as
+// the step's files, its binary fetched by the node from the engine over
+// HTTP (never when the node has that binary already) and checked against
+// its SHA-256. The agent of an earlier engine is stopped and removed.
+func agentStep(in Builder, ip string) *Step {
+	conf := contract.AgentConfig{V: contract.Version, IP: ip, NATS: in.Agent.NATSURL, User: bus.AgentUser(ip),
+		PasswordFile: nodefs.AgentPassword, CA: in.Agent.CA, Components: []contract.AgentComponent{}}
+	if in.agentComps != nil {
+		conf.Components = append(conf.Components, in.agentComps[ip]...)
+	}
+	for _, name := range Placement(in.Config)[ip] {
+		if in.Catalog == nil {
+			break
+		}
+		if c := in.Catalog.Components[name]; c != nil {
+			conf.Components = append(conf.Components, contract.AgentComponent{Name: name, Process: c.Process, Logs: c.Logs})
+		}
+	}
+	confJSON, _ := json.MarshalIndent(conf, "", "  ")
+	// Both patterns are anchored at the agent's binary, and end at the
+	// space before its arguments: unanchored, they matched any process
+	// whose command line mentions the agent (a shell running a script that
+	// does), which monit then took for the agent and its stop program
+	// killed.
+	monit := fmt.Sprintf(`check process de-agent matching "^%[1]s "
+  start program = "/bin/sh -c '%[1]s --config %[2]s >>/var/log/de-agent.log 2>&1 &'"
+  stop program = "/usr/bin/pkill -f '^%[1]s '"
+`, AgentBin, nodefs.AgentConfig)
+	files := []contract.StepFile{
+		File(nodefs.AgentConfig, 0o600, append(confJSON, '\n')),
+		File("/etc/monit/conf.d/de-agent", 0o600, []byte(monit)),
+	}
+	// The agent's NATS password is no file of the step: the step is kept
+	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
+	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp) && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
+	// monit reads the check again (it may be an earlier engine's), before
+	// that engine's agent goes: monit would start it again. A running
+	// agent sees its new config or binary and restarts itself.
+	script := pass + fetchAgent(AgentBin, in.Agent.URL, in.Agent.SHA256) + "touch " + monitReload + "\np=de-agent\n" + monitKnows + oldAgentGone + "monit start de-agent\n"
+	return &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
+		Hash: Hash(script, monit, in.Agent.SHA256, filesHash(files), in.secretDigest("agent", in.Agent.Password(ip)))}}
+}
+
+// fetchAgent installs the agent binary of SHA-256 sum from url at bin,
+// atomically, unless the node has it already. The engine's
+// anonymous routes answer 429 to a crowd of nodes at once: the fetch is
+// tried five times, a second apart.
+func fetchAgent(bin, url, sum string) string {
+	return fmt.Sprintf(`bin=%[1]s
+sum=%[2]s
+url=%[3]s
+if [ -f "$bin" ] && printf '%%s  %%s\n' "$sum" "$bin" | sha256sum -c --status 2>/dev/null; then
+  echo "de-agent $sum is installed already"
+else
+%[4]s  t=$(mktemp %[5]s)
+  i=0
+  until de_fetch "$url" "$t" 120; do
+    i=$((i+1))
+    if [ $i -ge 5 ]; then
+      rm -f "$t"
+      echo "cannot fetch the node agent from the engine at $url: $de_err — the nodes reach the engine at the config's home and the engine's port: listen (--listen) on an address they reach, or set home to one" >&2
+      exit 1
+    fi
+    sleep 1
+  done
+  if ! printf '%%s  %%s\n' "$sum" "$t" | sha256sum -c --status; then
+    got=$(sha256sum "$t" | cut -d' ' -f1)
+    rm -f "$t"
+    echo "the node agent fetched from $url has SHA-256 $got, not $sum: not installed" >&2
+    exit 1
+  fi
+  chmod 755 "$t"
+  mv -f "$t" "$bin"
+  echo "fetched de-agent $sum from the engine"
+fi
+`, kit.ShellQuote(bin), kit.ShellQuote(sum), kit.ShellQuote(url), nodefs.Fetch, kit.ShellQuote(path.Join(path.Dir(bin), ".de-agent.XXXXXX")))
+}
+
+// oldAgentGone stops the agent of an earlier engine, which ran as that
+// engine's binary (monit no longer knows it by now), and removes that
+// binary unless something else on the node runs or starts it (a node
+// that is the control machine too). Its pattern is anchored, as monit's.
+var oldAgentGone = fmt.Sprintf(`old=%[1]s
+if pgrep -f '^%[1]s agent' >/dev/null; then
+  pkill -f '^%[1]s agent' || true
+  for i in $(seq 1 100); do pgrep -f '^%[1]s agent' >/dev/null || break; sleep 0.05; done
+  pkill -KILL -f '^%[1]s agent' || true
+  echo "stopped the agent of an earlier engine ($old agent)"
+fi
+if [ -e "$old" ]; then
+  if pgrep -f '^%[1]s( |$)' >/dev/null || grep -rqsF "$old" /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system /etc/init.d; then
+    echo "kept $old: a process or a service of this node uses it"
+  else
+    rm -f "$old"
+    echo "removed $old, the agent of an earlier engine"
+  fi
+fi
+`, oldAgentBin)
