@@ -49,9 +49,11 @@ func TestAgentPulled(t *testing.T) {
 	plantOldAgent(t, n0)
 
 	storeE2E(t, e, map[string][]string{"alpha": ips(0, 1)})
-	if d := wait(t, e, deploy(t, e), 3*time.Minute); d.State != "succeeded" {
-		t.Fatalf("deployment: %s\n%s", d.State, failures(d))
+	first := wait(t, e, deploy(t, e), 3*time.Minute)
+	if first.State != "succeeded" {
+		t.Fatalf("deployment: %s\n%s", first.State, failures(first))
 	}
+	logAgentSteps(t, first)
 	files := map[string]string{}
 	for _, n := range []*testbed.Node{n0, n1} {
 		if got := nodeSh(t, n, "sha256sum /usr/local/bin/de-agent | cut -d' ' -f1"); got != sha {
@@ -79,11 +81,21 @@ func TestAgentPulled(t *testing.T) {
 			t.Errorf("the agent step on %s did not run again: %s", n0.IP, s.State)
 		}
 	}
+	logAgentSteps(t, d)
 	for _, n := range []*testbed.Node{n0, n1} {
 		if got := nodeSh(t, n, "stat -c '%i %Y' /usr/local/bin/de-agent"); got != files[n.IP] {
 			t.Errorf("%s fetched the agent again: inode and mtime %s, were %s", n.IP, got, files[n.IP])
 		}
 		untilNode(t, n, "the agent runs", "pgrep -f '^/usr/local/bin/de-agen[t] ' | wc -l", "1")
+	}
+}
+
+// logAgentSteps logs how long d's agent steps took.
+func logAgentSteps(t *testing.T, d contract.Deployment) {
+	for _, s := range d.Steps {
+		if s.Action == "agent" && s.Started != nil && s.Finished != nil {
+			t.Logf("%s: %s in %s", s.ID, s.State, s.Finished.Sub(*s.Started).Round(time.Millisecond))
+		}
 	}
 }
 
