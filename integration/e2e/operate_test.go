@@ -75,7 +75,7 @@ func operate(t *testing.T, e *harness.Engine, comps map[string][]string) {
 	defer func() {
 		if t.Failed() {
 			for _, n := range bed.Nodes {
-				out, _ := n.Exec(context.Background(), `cat /var/lib/deployment-engine/agent.json; ls -l /var/lib/deployment-engine/applied; cat /var/lib/deployment-engine/applied/*agent*; pgrep -af deployment-engine; tail -5 /var/log/de-agent.log; monit summary; tail -25 /var/log/monit.log`)
+				out, _ := n.Exec(context.Background(), `cat /var/lib/deployment-engine/agent.json; ls -l /var/lib/deployment-engine/applied; cat /var/lib/deployment-engine/applied/*agent*; pgrep -af 'de-agent|deployment-engine'; tail -5 /var/log/de-agent.log; monit summary; tail -25 /var/log/monit.log`)
 				t.Logf("node %s:\n%s", n.IP, out)
 			}
 		}
