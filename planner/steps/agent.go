@@ -17,6 +17,9 @@ import (
 const (
 	AgentBin    = "/usr/local/bin/de-agent"
 	oldAgentBin = "/usr/local/bin/deployment-engine"
+	// agentCheckRead is a copy of the agent's monit check as monit last
+	// read it.
+	agentCheckRead = nodefs.State + "/agent.monit"
 )
 
 // agentStep installs the node agent on ip: its config and monit check as
@@ -54,10 +57,13 @@ func agentStep(in Builder, ip string) *Step {
 	// The agent's NATS password is no file of the step: the step is kept
 	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
 	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp) && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
-	// monit reads the check again (it may be an earlier engine's), before
-	// that engine's agent goes: monit would start it again. A running
-	// agent sees its new config or binary and restarts itself.
-	script := pass + fetchAgent(AgentBin, in.Agent.URL, in.Agent.SHA256) + "touch " + monitReload + "\np=de-agent\n" + monitKnows + oldAgentGone + "monit start de-agent\n"
+	// monit reads the check again when it is not the one monit last read
+	// (an earlier engine's, say), before that engine's agent goes: monit
+	// would start it again. A running agent sees its new config or binary
+	// and restarts itself.
+	reread := fmt.Sprintf("cmp -s /etc/monit/conf.d/de-agent %[1]s || touch %[2]s\np=de-agent\n%[3]scp /etc/monit/conf.d/de-agent %[1]s\n",
+		agentCheckRead, monitReload, monitKnows)
+	script := pass + fetchAgent(AgentBin, in.Agent.URL, in.Agent.SHA256) + reread + oldAgentGone + "monit start de-agent\n"
 	return &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
 		Hash: Hash(script, monit, in.Agent.SHA256, filesHash(files), in.secretDigest("agent", in.Agent.Password(ip)))}}
 }
