@@ -11,9 +11,9 @@ import (
 	"github.com/deployment-engine/engine/api"
 )
 
-// AgentBinaryName is the node agent's binary, which the engine looks for
+// agentBinaryName is the node agent's binary, which the engine looks for
 // beside its own executable.
-const AgentBinaryName = "de-agent"
+const agentBinaryName = "de-agent"
 
 // agentBinary is the node agent's binary the engine serves to the nodes,
 // opened and hashed once at start: the engine serves that open file, so a
@@ -33,7 +33,7 @@ func openAgentBinary(path string) (*agentBinary, error) {
 		if err != nil {
 			return nil, fmt.Errorf("no node agent binary: cannot find the engine's own executable (name the agent's with --agent-binary): %w", err)
 		}
-		path = filepath.Join(filepath.Dir(self), AgentBinaryName)
+		path = filepath.Join(filepath.Dir(self), agentBinaryName)
 	}
 	a, err := hashAgentBinary(path)
 	if err != nil {

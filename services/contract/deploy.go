@@ -126,8 +126,9 @@ type NameLookup struct {
 }
 
 // StepFile is a file a step puts on its node. Content travels inline;
-// LocalPath names a file on the machine running the installer instead (the
-// engine's own binary, for the node agent). SHA256 is of the content, hex.
+// LocalPath names a file on the machine running the installer instead,
+// which the installer streams (no step the engine plans has one now: the
+// nodes fetch large files over HTTP). SHA256 is of the content, hex.
 type StepFile struct {
 	Path      string `json:"path"`
 	Mode      uint32 `json:"mode"`
