@@ -1,0 +1,143 @@
+package sched
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/planner/steps"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// BenchmarkRecordStore measures what a 4,200-step deployment (600 nodes ×
+// 7 chained steps; a worker reports each step running, then done 300ms
+// later) writes to DE_DEPLOYMENTS: bytes per write (about one a flush)
+// and per deployment, every message the bucket takes counted; and the
+// size of the deployment as GET /deployments/{id} answers it once ended.
+//
+//	go test -run '^$' -bench RecordStore -benchtime 1x ./sched/
+func BenchmarkRecordStore(b *testing.B) {
+	nc, res := benchBus(b, "embedded")
+	var writes, bytes atomic.Int64
+	sub, err := nc.Subscribe("$KV."+bus.KVDeployments+".>", func(m *nats.Msg) {
+		writes.Add(1)
+		bytes.Add(int64(len(m.Data)))
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for i := 0; i < b.N; i++ {
+		writes.Store(0)
+		bytes.Store(0)
+		id := fmt.Sprintf("d-store-%d", i)
+		rec := bigRecord(id, 600, 7)
+		pacedDeploy(b, nc, res, rec, 300*time.Millisecond)
+		if err := nc.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		w, n := writes.Load(), bytes.Load()
+		b.ReportMetric(float64(n), "B/deployment")
+		b.ReportMetric(float64(n)/float64(max(w, 1)), "B/write")
+		b.ReportMetric(float64(w), "writes/deployment")
+		d, err := (&Scheduler{res: res}).Snapshot(context.Background(), id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		full, _ := json.Marshal(d)
+		b.ReportMetric(float64(len(full)), "B/GET")
+	}
+}
+
+// bigRecord is a pending deployment of nodes × chain steps, each node's
+// steps one after the other.
+func bigRecord(id string, nodes, chain int) *Record {
+	var planned []*steps.Step
+	for n := 0; n < nodes; n++ {
+		node := fmt.Sprintf("10.1.%d.%d", n/250, n%250+1)
+		prev := ""
+		for c := 0; c < chain; c++ {
+			comp := fmt.Sprintf("component-%d", c)
+			sid := steps.ID(node, comp, "install")
+			var after []string
+			if prev != "" {
+				after = []string{prev}
+			}
+			planned = append(planned, &steps.Step{Spec: contract.Step{V: 1, Deployment: id, ID: sid, Node: node, Component: comp, Action: "install"}, After: after, Prio: len(planned)})
+			prev = sid
+		}
+	}
+	return NewRecord(id, map[string][]string{}, planned)
+}
+
+// pacedDeploy runs rec to its end with a worker that reports each step
+// running, then succeeded after took.
+func pacedDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, rec *Record, took time.Duration) {
+	ctx := context.Background()
+	cons, err := res.JS.CreateOrUpdateConsumer(ctx, bus.StreamSteps, jetstream.ConsumerConfig{Durable: "paced", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 2000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var head contract.Step
+		if json.Unmarshal(m.Data(), &head) != nil {
+			return
+		}
+		go func() {
+			for _, s := range append([]contract.Step{head}, head.Chain...) {
+				started := time.Now()
+				for _, st := range []string{contract.StateRunning, contract.StateSucceeded} {
+					ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action,
+						State: st, Attempt: s.Attempt, Started: &started}
+					if st == contract.StateSucceeded {
+						time.Sleep(took)
+						now := time.Now()
+						ev.Finished, ev.Final, ev.ExitCode = &now, true, new(int)
+					}
+					data, _ := json.Marshal(ev)
+					if _, err := res.JS.Publish(ctx, subject.DeployEvent(s.Deployment, subject.DeployStep), data); err != nil {
+						return
+					}
+				}
+			}
+			_ = m.Ack()
+		}()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
+	s, err := New(ctx, Options{NC: nc, Res: res, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Hooks: noHooks{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Stop()
+	start := time.Now()
+	if err := s.Begin(ctx, rec); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		d, err := s.Snapshot(ctx, rec.ID)
+		if err == nil && contract.Final(d.State) {
+			if d.State != contract.DeploySucceeded {
+				b.Fatalf("%s: %s: %s", rec.ID, d.State, d.Error)
+			}
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("%s not finished in 5m", rec.ID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Logf("%s: %d steps, ended in %s", rec.ID, len(rec.Steps), time.Since(start).Round(time.Millisecond))
+}
