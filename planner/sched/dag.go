@@ -31,12 +31,19 @@ type Record struct {
 	// Writer names the scheduler that stored the record last (see
 	// storeRecord).
 	Writer string `json:"writer,omitempty"`
-	// rev is the revision the record was read or last written at: its
-	// next write is refused if another scheduler wrote it since.
-	rev   uint64
-	prios map[string]int
-	specs map[string]contract.Step
-	index map[string]int
+	// Changes marks a base whose changes follow it under <id>.<n>
+	// (records.go); a whole record has none.
+	Changes bool `json:"changes,omitempty"`
+	// rev is the revision its base was read or last written at, seq the
+	// number of its last change read or written: its next write is
+	// refused if another scheduler wrote it since. stored is what of it
+	// the store holds, to which the next change is the difference.
+	rev    uint64
+	seq    int
+	stored *stored
+	prios  map[string]int
+	specs  map[string]contract.Step
+	index  map[string]int
 }
 
 // RevertPlan is what a halted rollout's auto_revert re-applies with: the

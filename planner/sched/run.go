@@ -117,7 +117,7 @@ func (s *Scheduler) concludeLocked(ctx context.Context, reason string) {
 	// The placement, the current mark, the lock and the finished event:
 	// what the store refuses now is written once it answers. The placement
 	// goes before the record, which a restart reads as finished.
-	s.unfinished = &unfinished{placement: rec, mark: true, lock: true, event: &contract.DeploymentEvent{
+	s.unfinished = &unfinished{placement: rec, compact: rec, mark: true, lock: true, event: &contract.DeploymentEvent{
 		V: contract.Version, ID: rec.ID, State: rec.State, Changed: rec.Changed, Time: now, Error: rec.Error}}
 	s.placeLocked(ctx, s.unfinished)
 	s.flushLocked(ctx)

@@ -2,7 +2,6 @@ package sched
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -47,6 +46,8 @@ type Scheduler struct {
 	dirty   bool
 	done    chan struct{}
 	wg      sync.WaitGroup
+	// purges are the purges of finished deployments' changes under way.
+	purges sync.WaitGroup
 
 	// seen is the last sign of life of each active step of cur; progress
 	// the last time cur moved (an event, a beat, a dispatch).
@@ -157,6 +158,7 @@ func (s *Scheduler) Stop() {
 		// wait for the lock to expire.
 		_ = s.releaseLease(ctx, s.cur.ID)
 	}
+	s.purges.Wait()
 }
 
 // Resume picks up the deployment a stopped engine left running.
@@ -288,13 +290,9 @@ func (s *Scheduler) Snapshot(ctx context.Context, id string) (*contract.Deployme
 		return &d, nil
 	}
 	s.mu.Unlock()
-	e, err := s.res.Deployments.Get(ctx, id)
+	rec, err := readRecord(ctx, s.res, id)
 	if err != nil {
 		return nil, err
-	}
-	var rec Record
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return nil, fmt.Errorf("decode deployment %s: %w", id, err)
 	}
 	return &rec.Deployment, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,8 +16,8 @@ import (
 	"github.com/deployment-engine/engine/services/contract"
 )
 
-// Keys in DE_SCHEDULER. DE_DEPLOYMENTS holds the deployment records alone,
-// one a deployment id.
+// Keys in DE_SCHEDULER. DE_DEPLOYMENTS holds the deployment records alone:
+// one a deployment id, with the changes that follow it (records.go).
 const (
 	keyCurrent   = "current"   // id of the deployment that runs now
 	keyPlacement = "placement" // node → components of the last deployment
@@ -32,16 +33,11 @@ type specDoc struct {
 	Prios map[string]int           `json:"prios"`
 }
 
-// loadRecord reads deployment id and its steps, and the revision it was
-// read at (rec.rev), on which its next write is made.
+// loadRecord reads deployment id (readRecord) and its steps.
 func loadRecord(ctx context.Context, res *bus.Resources, id string) (*Record, error) {
-	e, err := res.Deployments.Get(ctx, id)
+	rec, err := readRecord(ctx, res, id)
 	if err != nil {
-		return nil, fmt.Errorf("read deployment %s: %w", id, err)
-	}
-	rec := &Record{rev: e.Revision()}
-	if err := json.Unmarshal(e.Value(), rec); err != nil {
-		return nil, fmt.Errorf("decode deployment %s: %w", id, err)
+		return nil, err
 	}
 	se, err := res.Scheduler.Get(ctx, stepsKey(id))
 	if err != nil {
@@ -60,7 +56,6 @@ func loadRecord(ctx context.Context, res *bus.Resources, id string) (*Record, er
 		}
 	}
 	rec.specs, rec.prios = doc.Specs, doc.Prios
-	rec.reindex()
 	return rec, nil
 }
 
@@ -110,42 +105,6 @@ func storeSteps(ctx context.Context, res *bus.Resources, rec *Record) error {
 	if _, err := res.Scheduler.Create(ctx, stepsKey(rec.ID), doc); err != nil {
 		return fmt.Errorf("store steps of %s: %w", rec.ID, err)
 	}
-	return nil
-}
-
-// storeRecord writes deployment rec as writer's (a scheduler's) on the
-// revision it was read or last written at (rec.rev; 0 creates it) and
-// keeps the new one. A record written meanwhile by another writer is not
-// overwritten: the write is refused with an error bus.IsConflict
-// recognises. One that writer stored itself is its own write that timed
-// out but was stored all the same (a cluster electing a leader): written
-// over.
-func storeRecord(ctx context.Context, res *bus.Resources, rec *Record, writer string) error {
-	rec.Writer = writer
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	rev, err := bus.PutAt(ctx, res.Deployments, rec.ID, b, rec.rev)
-	if bus.IsConflict(err) && writer != "" {
-		if e, gerr := res.Deployments.Get(ctx, rec.ID); gerr == nil {
-			var last struct {
-				Writer string `json:"writer"`
-			}
-			if json.Unmarshal(e.Value(), &last) == nil && last.Writer == writer {
-				rev, err = bus.PutAt(ctx, res.Deployments, rec.ID, b, e.Revision())
-				if bus.IsConflict(err) {
-					// Read from a replica behind the stream's leader: not
-					// known to be another's; tried again.
-					err = fmt.Errorf("read one revision behind its last write: %w", bus.ErrUnsure)
-				}
-			}
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("store deployment %s: %w", rec.ID, err)
-	}
-	rec.rev = rev
 	return nil
 }
 
@@ -217,13 +176,14 @@ func loadNodeMap(ctx context.Context, res *bus.Resources, key string) (map[strin
 	return out, e.Revision(), nil
 }
 
-// DeploymentIDs lists the ids of every stored deployment.
+// DeploymentIDs lists the ids of every stored deployment; the keys of
+// their changes (<id>.<n>) are not ids.
 func DeploymentIDs(ctx context.Context, res *bus.Resources) ([]string, error) {
 	keys, err := res.Deployments.Keys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, nil
 	}
-	return keys, err
+	return slices.DeleteFunc(keys, func(k string) bool { return strings.Contains(k, ".") }), err
 }
 
 // legacySpecs ends the key under which a store written before DE_SCHEDULER

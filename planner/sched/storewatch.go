@@ -130,10 +130,13 @@ func (s *Scheduler) endLocked(ctx context.Context) {
 	if !u.sent {
 		u.sent = done("publish event", s.publishErr(ctx, subject.DeployEvent(id, subject.DeployFinished), *u.event))
 	}
+	if u.compact != nil {
+		u.compact = s.compactLocked(ctx, u.compact)
+	}
 	if u.purge {
 		u.purge = !done("take the deployment's steps out of the queue", s.res.Steps.Purge(ctx, jetstream.WithPurgeSubject(subject.Steps(id))))
 	}
-	if u.placement == nil && !u.mark && !u.lock && u.sent && !u.purge {
+	if u.placement == nil && u.compact == nil && !u.mark && !u.lock && u.sent && !u.purge {
 		s.unfinished = nil
 	}
 }
@@ -141,7 +144,41 @@ func (s *Scheduler) endLocked(ctx context.Context) {
 // unfinished is what ending a deployment still has to write.
 type unfinished struct {
 	// placement is the deployment whose placement is still to be stored.
-	placement               *Record
+	placement *Record
+	// compact is the deployment still to be compacted (compactLocked).
+	compact                 *Record
 	mark, lock, sent, purge bool
 	event                   *contract.DeploymentEvent
+}
+
+// compactLocked writes rec, a deployment that ended, back whole once its
+// end is stored (compactRecord), then purges its changes in the
+// background. It returns rec while that is still to do: its end not yet
+// stored, or the store unavailable.
+func (s *Scheduler) compactLocked(ctx context.Context, rec *Record) *Record {
+	if _, more := rec.diff(); more {
+		if s.cur == rec {
+			return rec // its end is stored on a next flush
+		}
+		return nil // another deployment runs: this one stays as its changes
+	}
+	if err := compactRecord(ctx, s.res, rec); err != nil {
+		if bus.Unavailable(err) {
+			return rec
+		}
+		s.log.Warn("compact the deployment's record: its changes stay", "id", rec.ID, "err", err)
+		return nil
+	}
+	id, upto := rec.ID, rec.seq
+	rec.Changes, rec.seq = false, 0
+	s.purges.Add(1)
+	go func() {
+		defer s.purges.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := purgeChanges(ctx, s.res, id, upto); err != nil {
+			s.log.Warn("purge the deployment's changes", "id", id, "err", err)
+		}
+	}()
+	return nil
 }

@@ -26,7 +26,8 @@ const (
 	// KVConfig holds the cluster config under key KeyConfig.
 	KVConfig = "DE_CONFIG"
 	// KVDeployments holds one record per deployment (plan and step states),
-	// keyed by its id, and nothing else.
+	// keyed by its id, and the changes that follow it while it runs
+	// (<id>.<n>), and nothing else.
 	KVDeployments = "DE_DEPLOYMENTS"
 	// KVScheduler holds the scheduler's bookkeeping: which deployment runs,
 	// the deploy lock, where components run, each deployment's steps.
