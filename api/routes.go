@@ -144,7 +144,7 @@ func (s *server) routes() []route {
 			audit: auditSpec{action: contract.AuditPlan, object: contract.AuditPlan, planID: true}},
 
 		{method: http.MethodGet, pattern: "/deployments", handler: s.forward(subject.DeployList()), role: RoleRead},
-		{method: http.MethodGet, pattern: "/deployments/{id}", handler: s.aboutDeployment(subject.DeployGet(), deployment), role: RoleRead},
+		{method: http.MethodGet, pattern: "/deployments/{id}", handler: s.deploymentGet, role: RoleRead},
 		{method: http.MethodGet, pattern: "/deployments/{id}/events", handler: streaming(idle, s.deploymentEvents), role: RoleRead, stream: true},
 		// The deployment's timings.
 		{method: http.MethodGet, pattern: "/deployments/{id}/report", handler: s.aboutDeployment(subject.DeployReport(), deployment), role: RoleRead},

@@ -3,6 +3,9 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -30,4 +33,55 @@ func (s *server) aboutDeployment(subj string, body func(id string) any) http.Han
 			s.call(w, r, subj, body(id))
 		}
 	}
+}
+
+// deploymentGet answers GET /deployments/{id}: the deployment with every
+// step, or, asked with ?steps=, ?offset= or ?limit=, its summary and a
+// page of its steps (contract.DeploymentPage).
+func (s *server) deploymentGet(w http.ResponseWriter, r *http.Request) {
+	id, ok := deploymentID(w, r)
+	if !ok {
+		return
+	}
+	q, err := stepQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.call(w, r, subject.DeployGet(), contract.DeployGet{ID: id, Page: q})
+}
+
+// stepQuery reads ?steps=0|STATE[,STATE…], ?offset= and ?limit=; nil
+// when none is given (every step).
+func stepQuery(v url.Values) (*contract.StepQuery, error) {
+	if !v.Has("steps") && !v.Has("offset") && !v.Has("limit") {
+		return nil, nil
+	}
+	q := &contract.StepQuery{}
+	switch steps := v.Get("steps"); steps {
+	case "", "all":
+	case "0":
+		q.None = true
+	default:
+		for _, st := range strings.Split(steps, ",") {
+			if st = strings.TrimSpace(st); st != "" && !slices.Contains(q.States, st) {
+				q.States = append(q.States, st)
+			}
+		}
+	}
+	for _, p := range []struct {
+		name string
+		to   *int
+		min  int
+	}{{"offset", &q.Offset, 0}, {"limit", &q.Limit, 1}} {
+		if !v.Has(p.name) {
+			continue
+		}
+		n, err := strconv.Atoi(v.Get(p.name))
+		if err != nil || n < p.min {
+			return nil, fmt.Errorf("%s: %q is not a whole number of at least %d", p.name, contract.Clip(v.Get(p.name)), p.min)
+		}
+		*p.to = n
+	}
+	return q, q.Check()
 }

@@ -20,7 +20,8 @@ import (
 const quietEnd = 3 * time.Second
 
 // deploymentEvents streams a deployment as server-sent events: first its
-// state ("deployment"), then every event from its start ("started", "step",
+// state ("deployment": every step, or with ?steps= its summary and a page
+// of steps, as GET /deployments/{id} answers them), then every event from its start ("started", "step",
 // "log", "finished"), replayed from the bus's event stream so that a late
 // follower misses nothing. The stream ends after "finished".
 func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
@@ -28,7 +29,13 @@ func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep, ok := s.request(w, r, subject.DeployGet(), contract.DeployGet{ID: id})
+	// ?steps=0 (or a page) opens the stream with the deployment's summary.
+	q, err := stepQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	rep, ok := s.request(w, r, subject.DeployGet(), contract.DeployGet{ID: id, Page: q})
 	if !ok {
 		return
 	}

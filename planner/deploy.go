@@ -243,10 +243,24 @@ func (p *Planner) stepsFor(ctx context.Context, b steps.Builder, rel *release.Re
 	return b.CatalogSteps()
 }
 
+// deployGet answers de.cmd.deploy.get: the deployment with every step,
+// or its summary and the page of steps the request's Page asks for.
 func (p *Planner) deployGet(ctx context.Context, req micro.Request) (int, any, error) {
-	d, err := p.requested(ctx, req)
+	var in contract.DeployGet
+	if err := kit.Decode(req, &in); err != nil {
+		return 0, nil, err
+	}
+	if in.Page != nil {
+		if err := in.Page.Check(); err != nil {
+			return 0, nil, &kit.Error{Code: 400, Msg: err.Error()}
+		}
+	}
+	d, err := p.deployment(ctx, in)
 	if err != nil {
 		return 0, nil, err
+	}
+	if in.Page != nil {
+		return 200, contract.PageOf(*d, *in.Page), nil
 	}
 	return 200, d, nil
 }
@@ -266,6 +280,11 @@ func (p *Planner) requested(ctx context.Context, req micro.Request) (*contract.D
 	if err := kit.Decode(req, &in); err != nil {
 		return nil, err
 	}
+	return p.deployment(ctx, in)
+}
+
+// deployment is the deployment in names; 404 when none.
+func (p *Planner) deployment(ctx context.Context, in contract.DeployGet) (*contract.Deployment, error) {
 	if !strings.HasPrefix(in.ID, "d-") {
 		return nil, &kit.Error{Code: 404, Msg: fmt.Sprintf("no deployment %q", in.ID)}
 	}

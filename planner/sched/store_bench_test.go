@@ -26,7 +26,8 @@ import (
 // and per deployment, every message the bucket takes counted: the record
 // written whole (at its start and once ended) apart from its changes (a
 // flush's); and the size of the deployment as GET /deployments/{id}
-// answers it once ended.
+// answers it once ended: whole, as its summary (?steps=0) and with a
+// first page of steps (?limit=100).
 //
 //	go test -run '^$' -bench RecordStore -benchtime 1x ./sched/
 func BenchmarkRecordStore(b *testing.B) {
@@ -71,6 +72,10 @@ func BenchmarkRecordStore(b *testing.B) {
 		}
 		full, _ := json.Marshal(d)
 		b.ReportMetric(float64(len(full)), "B/GET")
+		summary, _ := json.Marshal(contract.PageOf(*d, contract.StepQuery{None: true}))
+		b.ReportMetric(float64(len(summary)), "B/GET-steps=0")
+		page, _ := json.Marshal(contract.PageOf(*d, contract.StepQuery{}))
+		b.ReportMetric(float64(len(page)), "B/GET-page")
 	}
 }
 

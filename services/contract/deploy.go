@@ -383,6 +383,9 @@ type DeployStarted struct {
 //	{"id": "d-20261124-223905-1a2b"}
 type DeployGet struct {
 	ID string `json:"id"`
+	// Page, when set, asks for a DeploymentPage rather than the
+	// deployment with every step.
+	Page *StepQuery `json:"page,omitempty"`
 }
 
 // DeploymentSummary is one line of the deployment list (de.cmd.deploy.list)
