@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -353,6 +354,42 @@ func (c *Client) Deployment(ctx context.Context, id string) (contract.Deployment
 	var d contract.Deployment
 	raw, err := c.getJSON(ctx, "GET", base+"/deployments/"+url.PathEscape(id), nil, &d)
 	return d, raw, err
+}
+
+// Summary returns a deployment's summary: its state, its steps counted
+// per state, its rollout's current batch; no step.
+func (c *Client) Summary(ctx context.Context, id string) (contract.DeploymentPage, json.RawMessage, error) {
+	var p contract.DeploymentPage
+	raw, err := c.getJSON(ctx, "GET", base+"/deployments/"+url.PathEscape(id)+"?steps=0", nil, &p)
+	return p, raw, err
+}
+
+// Steps returns a deployment's summary with the page of its steps in
+// states (every step when none) from offset, at most limit
+// (contract.MaxStepPage).
+func (c *Client) Steps(ctx context.Context, id string, states []string, offset, limit int) (contract.DeploymentPage, json.RawMessage, error) {
+	q := url.Values{"offset": {strconv.Itoa(offset)}, "limit": {strconv.Itoa(limit)}}
+	if len(states) > 0 {
+		q.Set("steps", strings.Join(states, ","))
+	}
+	var p contract.DeploymentPage
+	raw, err := c.getJSON(ctx, "GET", base+"/deployments/"+url.PathEscape(id)+"?"+q.Encode(), nil, &p)
+	return p, raw, err
+}
+
+// AllSteps returns every step of a deployment in states, page by page.
+func (c *Client) AllSteps(ctx context.Context, id string, states ...string) ([]contract.StepStatus, error) {
+	var out []contract.StepStatus
+	for {
+		p, _, err := c.Steps(ctx, id, states, len(out), contract.MaxStepPage)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Steps...)
+		if len(p.Steps) == 0 || p.Matched == nil || len(out) >= *p.Matched {
+			return out, nil
+		}
+	}
 }
 
 // Status returns every component instance's state and its node's usage.

@@ -16,24 +16,24 @@ import (
 )
 
 // Event is one server-sent event of a deployment's stream. Kind is
-// "deployment" (Deployment set: the state when the stream opened),
-// "started" or "finished" (Run set), "step" (Step set) or "log" (Log set);
-// Data is the event's JSON as sent.
+// "deployment" (Summary set: the deployment's summary when the stream
+// opened), "started" or "finished" (Run set), "step" (Step set) or "log"
+// (Log set); Data is the event's JSON as sent.
 type Event struct {
-	Kind       string
-	Data       json.RawMessage
-	Deployment *contract.Deployment
-	Run        *contract.DeploymentEvent
+	Kind    string
+	Data    json.RawMessage
+	Summary *contract.DeploymentPage
+	Run     *contract.DeploymentEvent
 	Step       *contract.StepEvent
 	Log        *contract.LogLine
 }
 
 // Follow reads deployment id's event stream and hands every event to fn
-// until the deployment finishes, then returns the deployment as the engine
-// last reports it. A stream that ends before "finished" is reopened (the
+// until the deployment finishes, then returns the deployment's summary as
+// the engine last reports it (its steps: AllSteps). A stream that ends before "finished" is reopened (the
 // engine replays it from the start; log lines already handed over are not
 // handed over again). An error from fn stops Follow and is returned.
-func (c *Client) Follow(ctx context.Context, id string, fn func(Event) error) (contract.Deployment, error) {
+func (c *Client) Follow(ctx context.Context, id string, fn func(Event) error) (contract.DeploymentPage, error) {
 	seen := map[string]bool{}
 	failures := 0
 	for {
@@ -49,26 +49,26 @@ func (c *Client) Follow(ctx context.Context, id string, fn func(Event) error) (c
 		})
 		var cbErr callbackError
 		if errors.As(err, &cbErr) {
-			return contract.Deployment{}, cbErr.err
+			return contract.DeploymentPage{}, cbErr.err
 		}
 		if err != nil {
 			var ae *APIError
 			if errors.As(err, &ae) || ctx.Err() != nil {
-				return contract.Deployment{}, err
+				return contract.DeploymentPage{}, err
 			}
 			failures++
 			if failures > 5 {
-				return contract.Deployment{}, fmt.Errorf("follow deployment %s: %w", id, err)
+				return contract.DeploymentPage{}, fmt.Errorf("follow deployment %s: %w", id, err)
 			}
 		} else {
 			failures = 0
 		}
-		d, _, gerr := c.Deployment(ctx, id)
+		d, _, gerr := c.Summary(ctx, id)
 		if gerr != nil {
 			if err != nil {
-				return contract.Deployment{}, fmt.Errorf("follow deployment %s: %w (then: %w)", id, err, gerr)
+				return contract.DeploymentPage{}, fmt.Errorf("follow deployment %s: %w (then: %w)", id, err, gerr)
 			}
-			return contract.Deployment{}, gerr
+			return contract.DeploymentPage{}, gerr
 		}
 		if finished || contract.Final(d.State) {
 			return d, nil
@@ -94,7 +94,7 @@ func (e callbackError) Error() string { return e.err.Error() }
 func (c *Client) stream(ctx context.Context, id string, fn func(Event) error) (finished bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	resp, err := c.do(ctx, "GET", base+"/deployments/"+url.PathEscape(id)+"/events", nil)
+	resp, err := c.do(ctx, "GET", base+"/deployments/"+url.PathEscape(id)+"/events?steps=0", nil)
 	if err != nil {
 		return false, err
 	}
@@ -124,8 +124,8 @@ func decodeEvent(kind string, data []byte) (Event, error) {
 	var target any
 	switch kind {
 	case "deployment":
-		ev.Deployment = &contract.Deployment{}
-		target = ev.Deployment
+		ev.Summary = &contract.DeploymentPage{}
+		target = ev.Summary
 	case "started", "finished":
 		ev.Run = &contract.DeploymentEvent{}
 		target = ev.Run

@@ -35,8 +35,8 @@ func (s *session) followDeployment(ctx context.Context, id string) int {
 			return err
 		}
 		switch {
-		case ev.Deployment != nil:
-			p.snapshot(*ev.Deployment)
+		case ev.Summary != nil:
+			p.summary(*ev.Summary)
 		case ev.Step != nil:
 			p.step(*ev.Step)
 		case ev.Log != nil:
@@ -57,9 +57,15 @@ func (s *session) followDeployment(ctx context.Context, id string) int {
 		return s.fail(err)
 	}
 	if !s.json {
-		p.snapshot(d)
+		p.summary(d)
 		p.done()
-		summarize(s.stderr, d)
+		var failed []contract.StepStatus
+		if d.Counts[contract.StateFailed] > 0 {
+			if failed, err = s.c.AllSteps(ctx, id, contract.StateFailed); err != nil {
+				fmt.Fprintf(s.stderr, "cannot list the failed steps: %v\n", err)
+			}
+		}
+		summarize(s.stderr, d, failed)
 	}
 	if d.State == contract.DeploySucceeded {
 		return exitOK
@@ -67,8 +73,8 @@ func (s *session) followDeployment(ctx context.Context, id string) int {
 	return exitFailed
 }
 
-// summarize prints the end of a deployment and every failed step.
-func summarize(w io.Writer, d contract.Deployment) {
+// summarize prints the end of a deployment and its failed steps.
+func summarize(w io.Writer, d contract.DeploymentPage, failed []contract.StepStatus) {
 	took := ""
 	if d.Finished != nil && !d.Created.IsZero() {
 		took = " in " + d.Finished.Sub(d.Created).Round(time.Second).String()
@@ -77,7 +83,8 @@ func summarize(w io.Writer, d contract.Deployment) {
 	if d.Error != "" {
 		fmt.Fprintf(w, "  %s\n", d.Error)
 	}
-	for _, st := range failedSteps(d) {
+	sort.Slice(failed, func(i, j int) bool { return failed[i].ID < failed[j].ID })
+	for _, st := range failed {
 		code := ""
 		if st.ExitCode != nil {
 			code = fmt.Sprintf(" (exit %d)", *st.ExitCode)
@@ -87,11 +94,16 @@ func summarize(w io.Writer, d contract.Deployment) {
 }
 
 // progress draws "[#####-----] 12/40 steps" on a terminal, redrawn in
-// place; elsewhere it writes a line each time a step ends.
+// place; elsewhere it writes a line each time a step ends. It counts from
+// the deployment's summary (total, steps per state) and the step events
+// that followed it: the stream replays those from the deployment's start,
+// so either may be ahead, and each count is the larger of the two.
 type progress struct {
 	w      io.Writer
 	tty    bool
-	states map[string]string
+	total  int
+	base   map[string]int    // steps per state, as the last summary said
+	states map[string]string // each step's state, as its events said
 	drawn  bool
 	last   string // key of the last line printed (not a terminal)
 }
@@ -109,35 +121,47 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func (p *progress) snapshot(d contract.Deployment) {
-	for _, st := range d.Steps {
-		p.states[st.ID] = st.State
-	}
+// summary takes the counts of d; step events count on from it.
+func (p *progress) summary(d contract.DeploymentPage) {
+	p.total, p.base, p.states = d.Total, d.Counts, map[string]string{}
 }
 
 func (p *progress) step(ev contract.StepEvent) {
 	p.states[ev.ID] = ev.State
 }
 
+// counts are the steps in all, ended, failed and running.
+func (p *progress) counts() (total, done, failed, running int) {
+	var ed, ef, er int
+	for _, st := range p.states {
+		ed, ef, er = ed+b2i(contract.Final(st)), ef+b2i(st == contract.StateFailed), er+b2i(st == contract.StateRunning)
+	}
+	for st, n := range p.base {
+		done += n * b2i(contract.Final(st))
+	}
+	total, done, failed = max(p.total, len(p.states)), max(done, ed), max(p.base[contract.StateFailed], ef)
+	running = p.base[contract.StateRunning]
+	if len(p.states) > 0 {
+		running = er
+	}
+	return total, done, failed, running
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // line is the bar as text.
 func (p *progress) line() string {
-	total, done, failed, running := len(p.states), 0, 0, 0
-	for _, st := range p.states {
-		if contract.Final(st) {
-			done++
-		}
-		if st == contract.StateFailed {
-			failed++
-		}
-		if st == contract.StateRunning {
-			running++
-		}
-	}
+	total, done, failed, running := p.counts()
 	if total == 0 {
 		return "[" + strings.Repeat("-", 30) + "] planning"
 	}
 	const width = 30
-	n := done * width / total
+	n := min(done, total) * width / total
 	s := fmt.Sprintf("[%s%s] %d/%d steps", strings.Repeat("#", n), strings.Repeat("-", width-n), done, total)
 	if running > 0 {
 		s += fmt.Sprintf(", %d running", running)
@@ -156,25 +180,17 @@ func (p *progress) draw() {
 		return
 	}
 	// Not a terminal: one line each time a step ends.
-	if k := p.key(); k != p.last && len(p.states) > 0 {
+	if total, _, _, _ := p.counts(); total > 0 && p.key() != p.last {
 		fmt.Fprintln(p.w, l)
-		p.last = k
+		p.last = p.key()
 	}
 }
 
 // key is what a line is printed for when stderr is not a terminal: the
 // number of steps, of ended ones and of failed ones.
 func (p *progress) key() string {
-	done, failed := 0, 0
-	for _, st := range p.states {
-		if contract.Final(st) {
-			done++
-		}
-		if st == contract.StateFailed {
-			failed++
-		}
-	}
-	return fmt.Sprintf("%d/%d/%d", done, len(p.states), failed)
+	total, done, failed, _ := p.counts()
+	return fmt.Sprintf("%d/%d/%d", done, total, failed)
 }
 
 // clear takes the bar off the terminal's last line.
@@ -191,16 +207,4 @@ func (p *progress) done() {
 		fmt.Fprintln(p.w, p.line())
 	}
 	p.last = p.key()
-}
-
-// failedSteps lists the failed steps of d in a stable order.
-func failedSteps(d contract.Deployment) []contract.StepStatus {
-	var out []contract.StepStatus
-	for _, st := range d.Steps {
-		if st.State == contract.StateFailed {
-			out = append(out, st)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
 }

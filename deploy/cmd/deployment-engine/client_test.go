@@ -184,14 +184,29 @@ func fakeEngine(t *testing.T, status string, deployOK bool) {
 	}
 	mux.HandleFunc("GET /deployment-engine/deployments/d-1/events", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
-		fmt.Fprint(w, "event: deployment\ndata: {\"id\":\"d-1\",\"state\":\"running\",\"steps\":[{\"id\":\"a\",\"node\":\"127.0.0.2\",\"component\":\"nats\",\"state\":\"pending\"},{\"id\":\"b\",\"node\":\"127.0.0.3\",\"component\":\"web\",\"state\":\"pending\"}]}\n\n")
+		if r.URL.Query().Get("steps") != "0" {
+			t.Errorf("the stream is opened without ?steps=0: %s", r.URL)
+		}
+		fmt.Fprint(w, "event: deployment\ndata: {\"id\":\"d-1\",\"state\":\"running\",\"total\":2,\"counts\":{\"pending\":2}}\n\n")
 		fmt.Fprint(w, "event: step\ndata: {\"id\":\"a\",\"node\":\"127.0.0.2\",\"component\":\"nats\",\"state\":\"succeeded\"}\n\n")
 		fmt.Fprint(w, "event: log\ndata: {\"node\":\"127.0.0.2\",\"component\":\"nats\",\"step\":\"a\",\"seq\":1,\"line\":\"Setting up nats-server\"}\n\n")
 		fmt.Fprintf(w, "event: step\ndata: {\"id\":\"b\",\"node\":\"127.0.0.3\",\"component\":\"web\",\"state\":%q}\n\n", final)
 		fmt.Fprintf(w, "event: finished\ndata: {\"id\":\"d-1\",\"state\":%q,\"changed\":2}\n\n", final)
 	})
 	mux.HandleFunc("GET /deployment-engine/deployments/d-1", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `{"id":"d-1","state":%q,"changed":2,"steps":[{"id":"a","node":"127.0.0.2","component":"nats","action":"install","state":"succeeded","attempt":1},{"id":"b","node":"127.0.0.3","component":"web","action":"install","state":%q,"attempt":3,"error":"apt-get failed"}]}`, final, final)
+		counts := `{"succeeded":2}`
+		if !deployOK {
+			counts = `{"succeeded":1,"failed":1}`
+		}
+		switch q := r.URL.Query(); {
+		case q.Get("steps") == "0":
+			fmt.Fprintf(w, `{"id":"d-1","state":%q,"changed":2,"total":2,"counts":%s}`, final, counts)
+		case q.Get("steps") == "failed" && q.Get("offset") == "0":
+			fmt.Fprintf(w, `{"id":"d-1","state":%q,"changed":2,"total":2,"counts":%s,"matched":1,"steps":[{"id":"b","node":"127.0.0.3","component":"web","action":"install","state":"failed","attempt":3,"error":"apt-get failed"}]}`, final, counts)
+		default:
+			t.Errorf("the deployment read whole, or with an unexpected query: %s", r.URL)
+			http.Error(w, "{}", 400)
+		}
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
