@@ -104,6 +104,9 @@ export const api = {
   plan: () => send("POST", "/plan"),
   deployments: () => send("GET", "/deployments"),
   deployment: (id) => send("GET", "/deployments/" + encodeURIComponent(id)),
+  // deploymentPage is the deployment's summary with a page of its steps:
+  // query {steps: "0" | "failed,running", offset, limit}.
+  deploymentPage: (id, query) => send("GET", "/deployments/" + encodeURIComponent(id), { query }),
   status: (signal) => send("GET", "/status", { signal }),
   hardware: (comp = "all", ip = "0.0.0.0") => send("GET", "/hardware", { query: { comp, ip } }),
   restart: (name, ip) => send("PUT", "/restart", { body: { name, ip } }),
@@ -116,7 +119,8 @@ export const api = {
   heal: () => send("GET", "/heal"),
   setHeal: (enabled) => send("PUT", "/heal", { body: { enabled } }),
   report: (id) => send("GET", "/deployments/" + encodeURIComponent(id) + "/report"),
-  events: (id, signal) => send("GET", "/deployments/" + encodeURIComponent(id) + "/events", { raw: true, signal }),
+  // events opens with the deployment's summary, not its every step.
+  events: (id, signal) => send("GET", "/deployments/" + encodeURIComponent(id) + "/events", { raw: true, signal, query: { steps: "0" } }),
 };
 
 // readSSE reads a text/event-stream response body and calls onEvent(type, data)

@@ -6,6 +6,11 @@ import { h, fill, badge, errorBox, tableWrap, fmtTime, fmtDateTime, fmtDuration 
 
 const MAX_LINES = 10000;
 const DONE = new Set(["succeeded", "unchanged", "failed", "skipped"]);
+// PAGE is how many steps the table shows at once; POLL how often the
+// page (and with it the summary's counts) is read again while it runs.
+const PAGE = 200;
+const POLL = 2000;
+const FILTERS = ["", "failed", "running", "queued", "pending", "succeeded", "unchanged", "skipped"];
 
 export function render(root, { args, go }) {
   const id = args[0] || "";
@@ -87,17 +92,29 @@ function recent(go) {
 
 // follow shows one deployment live; it returns a function that stops it.
 export function follow(root, id) {
-  const state = { id, state: "pending", changed: 0, created: null, finished: null, error: "", steps: new Map(), batches: new Map() };
+  // A summary (total, counts) says the engine pages the steps: the table
+  // shows one page (pageIds), read again every POLL while it runs; an
+  // engine that sends every step has them all in steps.
+  const state = { id, state: "pending", changed: 0, created: null, finished: null, error: "", steps: new Map(), batches: new Map(),
+    paged: false, total: 0, counts: {}, pageIds: [], matched: 0, offset: 0, filter: "" };
   const seen = new Set();
   const ctrl = new AbortController();
   let gone = false;
   let raf = 0;
   let tick = null;
+  let poll = null;
+  let stepEvents = 0;
 
   const head = h("div.deploy-head");
   const bar = h("div.progress", h("div.progress-fill"));
-  const counts = h("div.counts");
+  const countBox = h("div.counts");
   const steps = h("div#deploy-steps");
+  const filterSel = h("select#steps-filter", { "aria-label": "Show the steps in one state", on: { change: () => { state.filter = filterSel.value; state.offset = 0; readPage(); } } },
+    FILTERS.map((f) => h("option", { value: f }, f || "all steps")));
+  const prevBtn = h("button.btn.small#steps-prev", { type: "button", on: { click: () => turn(-PAGE) } }, "Previous");
+  const nextBtn = h("button.btn.small#steps-next", { type: "button", on: { click: () => turn(PAGE) } }, "Next");
+  const pageNote = h("span.muted.small#steps-page");
+  const pager = h("div.log-tools#steps-pager", { hidden: true }, filterSel, prevBtn, pageNote, nextBtn);
   const batchBox = h("section.card#deploy-batches", { hidden: true });
   const nodeSel = h("select#log-node", { "aria-label": "Filter the log by node", on: { change: refilter } }, h("option", { value: "" }, "all nodes"));
   const compSel = h("select#log-comp", { "aria-label": "Filter the log by component", on: { change: refilter } }, h("option", { value: "" }, "all components"));
@@ -105,9 +122,9 @@ export function follow(root, id) {
   const log = h("div.log#deploy-log", { role: "log", "aria-live": "off", tabindex: "0" });
   const streamNote = h("span.muted.small#stream-note", "connecting…");
   root.append(
-    h("section.card#deploy-progress", head, bar, counts, streamNote),
+    h("section.card#deploy-progress", head, bar, countBox, streamNote),
     batchBox,
-    h("section.card", h("h2", "Steps per node"), steps),
+    h("section.card", h("div.card-head", h("h2", "Steps per node"), pager), steps),
     h("section.card.log-card",
       h("div.card-head", h("h2", "Live log"),
         h("div.log-tools", nodeSel, compSel, h("label.toggle.small", autoScroll, h("span", "auto-scroll")))),
@@ -159,6 +176,52 @@ export function follow(root, id) {
     state.error = d.error || state.error;
     for (const s of d.steps || []) state.steps.set(s.id, { ...state.steps.get(s.id), ...s });
     for (const b of d.batches || []) state.batches.set(b.component + "#" + b.index, b);
+    if (typeof d.total === "number") {
+      // A summary, maybe with a page of steps.
+      state.paged = true;
+      state.total = d.total;
+      state.counts = d.counts || {};
+      if (d.batch) state.batches.set(d.batch.component + "#" + d.batch.index, { ...state.batches.get(d.batch.component + "#" + d.batch.index), ...d.batch });
+      if (Array.isArray(d.steps) || typeof d.matched === "number") {
+        state.pageIds = (d.steps || []).map((s) => s.id);
+        state.matched = d.matched || 0;
+      }
+    }
+  }
+
+  // readPage reads the summary with the page of steps the table shows.
+  async function readPage() {
+    const query = { offset: String(state.offset), limit: String(PAGE) };
+    if (state.filter) query.steps = state.filter;
+    try {
+      const d = await api.deploymentPage(id, query);
+      if (gone) return d;
+      snapshot(d);
+      schedule();
+      return d;
+    } catch (err) {
+      if (!gone) streamNote.textContent = "cannot read the steps: " + err.message;
+      return null;
+    }
+  }
+
+  function turn(by) {
+    state.offset = Math.max(0, state.offset + by);
+    readPage();
+  }
+
+  // counts are the steps in all, ended, failed and running: from the
+  // summary and the steps known here (the event stream replays every
+  // step event from the start), each the larger of the two.
+  function counts() {
+    const all = [...state.steps.values()];
+    const known = { done: all.filter((s) => DONE.has(s.state)).length, failed: all.filter((s) => s.state === "failed").length,
+      running: all.filter((s) => s.state === "running").length };
+    if (!state.paged) return { total: all.length, ...known };
+    const c = state.counts;
+    const sumDone = [...DONE].reduce((n, st) => n + (c[st] || 0), 0);
+    return { total: Math.max(state.total, all.length), done: Math.max(sumDone, known.done), failed: Math.max(c.failed || 0, known.failed),
+      running: stepEvents ? known.running : c.running || 0 };
   }
 
   function onEvent(type, data) {
@@ -171,12 +234,14 @@ export function follow(root, id) {
     switch (type) {
       case "deployment":
         snapshot(ev);
+        if (state.paged) readPage();
         break;
       case "started":
         state.state = ev.state || "running";
         state.created = state.created || ev.time;
         break;
       case "step": {
+        stepEvents++;
         // A new attempt starts clean: no error or exit code of the last one.
         const prev = state.steps.get(ev.id) || {};
         state.steps.set(ev.id, { ...prev, ...ev, error: ev.error || "", exit_code: ev.exit_code ?? null, finished: ev.finished || null });
@@ -203,10 +268,8 @@ export function follow(root, id) {
   }
 
   function draw() {
-    const all = [...state.steps.values()];
-    const done = all.filter((s) => DONE.has(s.state)).length;
-    const failed = all.filter((s) => s.state === "failed").length;
-    const running = all.filter((s) => s.state === "running").length;
+    const { total, done, failed, running } = counts();
+    const all = state.paged ? state.pageIds.map((sid) => state.steps.get(sid)).filter(Boolean) : [...state.steps.values()];
     const final = state.state === "succeeded" || state.state === "failed";
     fill(head,
       h("div.deploy-title", h("h2.mono", state.id), badge(state.state)),
@@ -215,19 +278,20 @@ export function follow(root, id) {
         state.created ? " · " + (final ? "took " : "running for ") + fmtDuration(state.created, state.finished) : "",
         final ? " · " + state.changed + " changed" : ""),
       state.error ? h("div.error-box", h("strong", "Failed:"), " ", state.error) : null);
-    const frac = all.length ? done / all.length : final ? 1 : 0;
+    const frac = total ? done / total : final ? 1 : 0;
     bar.className = "progress " + (failed || state.state === "failed" ? "bad" : final ? "ok" : "run");
     bar.firstChild.style.width = (frac * 100).toFixed(1) + "%";
     bar.setAttribute("role", "progressbar");
     bar.setAttribute("aria-valuenow", String(done));
-    bar.setAttribute("aria-valuemax", String(all.length));
-    fill(counts, h("strong#deploy-count", done + "/" + all.length + " steps"),
+    bar.setAttribute("aria-valuemax", String(total));
+    fill(countBox, h("strong#deploy-count", done + "/" + total + " steps"),
       running ? h("span", running + " running") : null,
       failed ? h("span.bad-text", failed + " failed") : null);
 
     drawBatches();
+    drawPager();
     if (!all.length) {
-      fill(steps, h("p.muted", final ? "Nothing to do: every component is installed." : "Planning…"));
+      fill(steps, h("p.muted", state.paged && total ? "No step " + (state.filter || "") + " here." : final ? "Nothing to do: every component is installed." : "Planning…"));
       return;
     }
     const byNode = new Map();
@@ -253,6 +317,16 @@ export function follow(root, id) {
             h("td.detail", { "data-label": "Detail" }, s.error ? s.error : s.exit_code != null && s.exit_code !== 0 ? "exit " + s.exit_code : ""))));
       }));
     fill(steps, tableWrap(table));
+  }
+
+  // drawPager shows which steps the table holds, when the engine pages them.
+  function drawPager() {
+    pager.hidden = !state.paged;
+    if (!state.paged) return;
+    const from = state.matched ? state.offset + 1 : 0;
+    pageNote.textContent = "steps " + from + "–" + Math.min(state.offset + PAGE, state.matched) + " of " + state.matched;
+    prevBtn.disabled = state.offset === 0;
+    nextBtn.disabled = state.offset + PAGE >= state.matched;
   }
 
   // drawBatches shows a rollout's batches as they go: the canaries, then
@@ -291,7 +365,8 @@ export function follow(root, id) {
         streamNote.textContent = "connection lost, retrying… (" + err.message + ")";
       }
       try {
-        const d = await api.deployment(id);
+        const d = state.paged ? await readPage() : await api.deployment(id);
+        if (!d) throw new Error("no answer");
         snapshot(d);
         schedule();
         if (finished || d.state === "succeeded" || d.state === "failed") {
@@ -308,12 +383,15 @@ export function follow(root, id) {
 
   schedule();
   run();
+  // A paged deployment's table and counts are read again while it runs.
+  poll = setInterval(() => { if (state.paged && (state.state === "running" || state.state === "pending")) readPage(); }, POLL);
   // Durations of running steps grow: redraw every second while running.
   tick = setInterval(() => { if (state.state === "running" || state.state === "pending") schedule(); }, 1000);
   return () => {
     gone = true;
     ctrl.abort();
     clearInterval(tick);
+    clearInterval(poll);
     if (raf) cancelAnimationFrame(raf);
   };
 }
