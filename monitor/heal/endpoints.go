@@ -36,5 +36,5 @@ func (h *Healer) set(ctx context.Context, req micro.Request) (int, any, error) {
 	h.markDirty()
 	h.mu.Unlock()
 	h.notify(note)
-	return 200, map[string]any{"enabled": in.Enabled, "message": note.Message}, nil
+	return 200, contract.HealSwitched{Enabled: in.Enabled, Message: note.Message}, nil
 }

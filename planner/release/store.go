@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // BadRelease is a tarball the engine refuses: File names the part at
@@ -55,13 +57,9 @@ type Release struct {
 	dir   string
 }
 
-// Summary is how the API lists a release.
-type Summary struct {
-	Name     string   `json:"name"`
-	Version  string   `json:"version"`
-	Jobs     []string `json:"jobs"`
-	Packages []string `json:"packages"`
-}
+// Summary is how the API lists a release: the contract's type, which the
+// API's OpenAPI document describes.
+type Summary = contract.ReleaseSummary
 
 // Summary lists r's job and package names.
 func (r *Release) Summary() Summary {

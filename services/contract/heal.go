@@ -76,6 +76,15 @@ type HealSet struct {
 	Actor   string `json:"actor"`
 }
 
+// HealSwitched answers a HealSet: the switch as it now is, and what the
+// engine noted of the change.
+//
+//	{"enabled": false, "message": "auto-heal disabled by alice"}
+type HealSwitched struct {
+	Enabled bool   `json:"enabled"`
+	Message string `json:"message"`
+}
+
 // HealState is auto-heal as GET /deployment-engine/heal shows it.
 //
 //	{"enabled": true, "config_enabled": true, "meltdown": {"active": true, "since": "...", "down": 3, "instances": 4,

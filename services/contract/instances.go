@@ -66,7 +66,10 @@ type ControlResult struct {
 //
 //	{"results": [{"Comp": "web", "Ip": "10.0.0.1", "ok": true, "via": "agent"}], "status": "ok"}
 type ControlOutcome struct {
-	Error    string          `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// ID is the request's correlation id, which the API adds to an error
+	// answer as to every other (see ErrorBody).
+	ID       string          `json:"id,omitempty"`
 	Problems []Problem       `json:"problems,omitempty"`
 	Results  []ControlResult `json:"results"`
 	Status   string          `json:"status,omitempty"`
