@@ -14,13 +14,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // stubReleases is a release store with nothing in it.
 type stubReleases struct{ dir string }
 
-func (s stubReleases) Upload(context.Context, io.Reader) (int, any) { return 400, nil }
-func (s stubReleases) List(context.Context) (int, any)              { return 200, []string{} }
+func (s stubReleases) Upload(context.Context, io.Reader) (int, any) {
+	return 400, contract.ErrorBody{Error: "not a release: no release.MF"}
+}
+func (s stubReleases) List(context.Context) (int, any) { return 200, []string{} }
 func (s stubReleases) PackageFile(_ context.Context, rel, version, pkg string) (string, error) {
 	p := filepath.Join(s.dir, rel, version, "packages", pkg+".tgz")
 	_, err := os.Stat(p)
@@ -132,7 +136,7 @@ func mirrorServer(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(h, o, nil)
+	srv := NewServer(checked(t, h), o, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

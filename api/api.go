@@ -69,6 +69,8 @@ type server struct {
 	revoker *revoker
 	// store, when the API has a bus, tells whether its store answers.
 	store *storeCheck
+	// openapi is the API's OpenAPI document, built once.
+	openapi []byte
 }
 
 // New returns the engine's HTTP handler.
@@ -101,6 +103,9 @@ func New(o Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.openapi, err = openAPIDoc(s.routes(), o.Build); err != nil {
+		return nil, err
+	}
 	return s.router(m), nil
 }
 
@@ -109,7 +114,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "not connected to the bus")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, healthStatus{Status: "ok"})
 }
 
 // call sends a command and writes its reply as the HTTP answer.

@@ -99,7 +99,7 @@ func (n names) Lookup(tok string) (string, Role, bool) {
 func TestAuditTrail(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
 	var stored atomic.Value
-	stored.Store(`{"components": {"web": ["10.0.0.1"]}, "properties": {"domain": "a.local", "root": "<redacted>"}}`)
+	stored.Store(configJSON("10.0.0.1"))
 	reply := func(subj string, code int, body func() string) {
 		_, err := b.NC.Subscribe(subj, func(m *nats.Msg) {
 			r := nats.NewMsg(m.Reply)
@@ -113,17 +113,19 @@ func TestAuditTrail(t *testing.T) {
 	}
 	reply(subject.ConfigGet(), 200, func() string { return stored.Load().(string) })
 	reply(subject.ConfigPut(), 201, func() string {
-		stored.Store(`{"components": {"web": ["10.0.0.1", "10.0.0.2"]}, "properties": {"domain": "a.local", "root": "<redacted>"}}`)
-		return `{"stored": true}`
+		stored.Store(configJSON("10.0.0.1", "10.0.0.2"))
+		return `{"v": 1, "stored": true, "checked": false}`
 	})
-	reply(subject.MonitorControl(), 200, func() string { return `{"status": "ok"}` })
+	reply(subject.MonitorControl(), 200, func() string {
+		return `{"status": "ok", "results": [{"Comp": "web", "Ip": "10.0.0.1", "ok": true, "via": "agent"}]}`
+	})
 
 	tokens := names{"alice-token-0123456789": "alice", "old-token-0123456789": ""}
 	h, err := New(Options{NC: b.NC, Token: "admin-token-0123456789", Tokens: tokens})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checked(t, h))
 	defer srv.Close()
 	do := func(tok, method, path, body string) (int, string) {
 		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
@@ -201,14 +203,14 @@ func TestAuditPlanAndCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	reply(subject.DeployPlan(), 200, `{"id": "0a1b2c3d4e5f", "config": "posted", "nodes": []}`)
+	reply(subject.DeployPlan(), 200, `{"v": 1, "id": "0a1b2c3d4e5f", "config": "posted", "changes": 0, "drifted": 0, "nodes": []}`)
 	reply(subject.ConfigPut(), 400, `{"error": "config rejected: 1 problem", "problems": [{"path": "properties.jobs.db", "reason": "x"}]}`)
-	reply(subject.ConfigGet(), 200, `{}`)
+	reply(subject.ConfigGet(), 200, configJSON("10.0.0.1"))
 	h, err := New(Options{NC: b.NC, Token: "admin-token-0123456789"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checked(t, h))
 	defer srv.Close()
 	const secret = "JobSecret-Q7w"
 	body := `{"components": {"db": ["10.0.0.1"]}, "properties": {"catalog": "bosh", "jobs": {"db": {"password": "` + secret + `"}}}}`
@@ -244,4 +246,15 @@ func TestAuditPlanAndCheck(t *testing.T) {
 	if out, _ := json.Marshal(got); strings.Contains(string(out), secret) {
 		t.Errorf("the audit holds the secret: %s", out)
 	}
+}
+
+// configJSON is a stored config as the planner answers it, redacted, with
+// web on ips.
+func configJSON(ips ...string) string {
+	b, err := json.Marshal(contract.Config{Components: map[string][]string{"web": ips},
+		Properties: contract.Properties{Domain: "a.local", Root: contract.Redacted}})
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }

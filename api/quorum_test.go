@@ -34,7 +34,8 @@ func TestNoQuorumIs503(t *testing.T) {
 	defer svc.Stop()
 	subj := subject.ConfigGet()
 	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(slog.New(slog.NewTextHandler(io.Discard, nil)), func(context.Context, micro.Request) (int, any, error) {
-		return 200, map[string]string{"from": "memory"}, nil
+		// The config as the planner's memory holds it.
+		return 200, contract.Config{Components: map[string][]string{"web": {"10.0.0.1"}}}, nil
 	}), micro.WithEndpointSubject(subj)); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func TestNoQuorumIs503(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checked(t, h))
 	defer srv.Close()
 	get := func() (int, string) {
 		resp, err := http.Get(srv.URL + "/deployment-engine/config")

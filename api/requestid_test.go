@@ -51,7 +51,7 @@ func TestErrorsCarryTheirRequestID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(checked(t, h))
 	t.Cleanup(ts.Close)
 
 	tests := []struct {

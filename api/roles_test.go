@@ -67,7 +67,7 @@ func rolesServer(t *testing.T) (*httptest.Server, *nats.Conn, *tokenTable, http.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(checked(t, h))
 	t.Cleanup(ts.Close)
 	return ts, b.NC, tokens, h
 }

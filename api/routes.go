@@ -96,6 +96,7 @@ func (s *server) anonymous(r chi.Router) {
 	r.Use(s.lim.limitAnon)
 	r.Get("/healthz", s.healthz)
 	r.Get("/version", s.version)
+	r.Get(OpenAPIPath, s.serveOpenAPI)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	if o.MirrorDir != "" {
 		r.Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))

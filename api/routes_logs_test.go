@@ -78,7 +78,7 @@ func fakeLogs(t *testing.T, files map[string][]byte) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(checked(t, h))
 	t.Cleanup(func() { ts.Close(); _ = svc.Stop() })
 	return ts
 }
@@ -263,7 +263,7 @@ func TestLogsWithoutService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(checked(t, h))
 	defer ts.Close()
 	for _, c := range [][2]string{{"GET", "/download"}, {"PUT", "/download"}, {"GET", "/logs/local.log"}, {"GET", "/logs.tar.gz"}} {
 		if resp, b := do(t, c[0], ts.URL+"/deployment-engine"+c[1], "local.log"); resp.StatusCode != 503 {

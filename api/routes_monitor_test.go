@@ -64,8 +64,9 @@ func TestControlWaitsAndAnswers502(t *testing.T) {
 	words := "'redis' failed to stop (exit status 2) -- start-stop-daemon: matching only on non-root pidfile /run/redis/de.pid is insecure"
 	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(quiet, func(context.Context, micro.Request) (int, any, error) {
 		time.Sleep(1500 * time.Millisecond) // monit at work on the node
-		return 502, map[string]any{"error": "stop failed on 1 of 1: " + words,
-			"problems": []contract.Problem{{Component: "redis", IP: "10.0.0.5", Reason: words}}}, nil
+		return 502, contract.ControlOutcome{Error: "stop failed on 1 of 1: " + words,
+			Problems: []contract.Problem{{Component: "redis", IP: "10.0.0.5", Reason: words}},
+			Results:  []contract.ControlResult{{Comp: "redis", Ip: "10.0.0.5", Via: "agent", Error: words}}}, nil
 	}), micro.WithEndpointSubject(subj)); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestControlWaitsAndAnswers502(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(h)
+	ts := httptest.NewUnstartedServer(checked(t, h))
 	ts.Config.WriteTimeout = 500 * time.Millisecond
 	ts.Start()
 	t.Cleanup(ts.Close)

@@ -41,7 +41,7 @@ func TestTimeoutSaysWhetherToLookFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(checked(t, h))
 	t.Cleanup(ts.Close)
 	for _, tc := range []struct{ method, path, want string }{
 		{"POST", "/deployment-engine/deploy", "may still take effect"},

@@ -1,0 +1,307 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/go-chi/chi/v5"
+	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/api/openapitest"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/openapi.json from the route table")
+
+var (
+	docOnce sync.Once
+	docJSON []byte
+	docErr  error
+)
+
+// document is the API's OpenAPI document, built once per test binary.
+func document(t *testing.T) []byte {
+	t.Helper()
+	docOnce.Do(func() { docJSON, docErr = OpenAPI(BuildInfo{}) })
+	if docErr != nil {
+		t.Fatal(docErr)
+	}
+	return docJSON
+}
+
+// checked wraps h so that every answer it gives is held to the OpenAPI
+// document: a status code, a content type or a body the document does
+// not list fails t.
+func checked(t *testing.T, h http.Handler) http.Handler {
+	t.Helper()
+	return checkedBy(t, document(t), h, func(err error) { t.Errorf("OpenAPI drift: %v", err) })
+}
+
+func checkedBy(t *testing.T, doc []byte, h http.Handler, report func(error)) http.Handler {
+	t.Helper()
+	// A handler may still finish after its test (a server closed without
+	// waiting): what it reports then goes to the log of the run.
+	var mu sync.Mutex
+	ended := false
+	t.Cleanup(func() { mu.Lock(); ended = true; mu.Unlock() })
+	c, err := openapitest.Load(context.Background(), doc, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ended {
+			fmt.Fprintf(os.Stderr, "OpenAPI drift after %s ended: %v\n", t.Name(), err)
+			return
+		}
+		report(err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Handler(h)
+}
+
+// checkedServer serves h on loopback, held to the document.
+func checkedServer(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewServer(checked(t, h))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// The document loads and validates as OpenAPI 3.1 (kin-openapi, JSON
+// Schema 2020-12), and every example it shows is valid against its
+// schema.
+func TestOpenAPIDocumentIsValid(t *testing.T) {
+	c, err := openapitest.Load(context.Background(), document(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := c.Doc()
+	if doc.OpenAPI != "3.1.0" || !doc.IsOpenAPI31OrLater() {
+		t.Fatalf("openapi %q, want 3.1.0", doc.OpenAPI)
+	}
+	examples := 0
+	for name, ref := range doc.Components.Schemas {
+		for i, ex := range ref.Value.Examples {
+			examples++
+			if err := ref.Value.VisitJSON(ex, openapi3.EnableJSONSchema2020()); err != nil {
+				t.Errorf("schema %s, example %d: %v", name, i, err)
+			}
+		}
+	}
+	if examples < 20 {
+		t.Errorf("%d examples in the document; the contract's doc comments have more", examples)
+	}
+	if s := doc.Components.SecuritySchemes["apiToken"]; s == nil || s.Value.Scheme != "bearer" {
+		t.Errorf("security scheme: %+v", s)
+	}
+}
+
+// The document as committed in testdata/openapi.json: a change to a route
+// or a contract type shows in review as a change of the document.
+// go test -run TestOpenAPIGolden -update rewrites it.
+func TestOpenAPIGolden(t *testing.T) {
+	golden := filepath.Join("testdata", "openapi.json")
+	if *update {
+		if err := os.WriteFile(golden, document(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(want, document(t)) {
+		t.Fatalf("the document differs from %s: run go test -run TestOpenAPIGolden -update and review the diff", golden)
+	}
+}
+
+// Every route the router serves is described, with an operation id, a
+// summary and a successful answer; no description is left of a route
+// that is gone, and no operation id is used twice.
+func TestEveryRouteIsDocumented(t *testing.T) {
+	h, err := New(Options{AuthNone: true, MirrorDir: t.TempDir(), Releases: stubReleases{t.TempDir()}, Console: os.DirFS(t.TempDir())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := map[string]bool{}
+	for _, a := range anonDocs {
+		anon[a.method+" "+a.pattern] = true
+	}
+	seen := map[string]bool{}
+	err = chi.Walk(h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		below, inTable := strings.CutPrefix(route, prefix+"/")
+		switch {
+		case route == "/*" || route == prefix+"/*":
+			// The console's files; the table's mount.
+		case anon[method+" "+route]:
+			seen[method+" "+route] = true
+		case inTable && route != OpenAPIPath:
+			key := method + " /" + below
+			if _, ok := routeDocs[key]; !ok {
+				t.Errorf("%s %s: not in routeDocs", method, route)
+			}
+			seen[key] = true
+		case method != http.MethodGet:
+			// A route registered for every method: its GET is described.
+		default:
+			t.Errorf("%s %s: not in anonDocs", method, route)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	check := func(key string, d opDoc) {
+		if !seen[key] {
+			t.Errorf("%s is described but not served", key)
+		}
+		if d.id == "" || d.summary == "" {
+			t.Errorf("%s: no operation id or summary", key)
+		}
+		if prev, dup := ids[d.id]; dup {
+			t.Errorf("%s: operation id %s is %s's too", key, d.id, prev)
+		}
+		ids[d.id] = key
+		success := false
+		for _, r := range d.ok {
+			success = success || r.code/100 == 2
+		}
+		if !success {
+			t.Errorf("%s: no successful answer", key)
+		}
+	}
+	for key, d := range routeDocs {
+		check(key, d)
+	}
+	for _, a := range anonDocs {
+		check(a.method+" "+a.pattern, a.doc)
+	}
+}
+
+// The document is served without a token, as built.
+func TestOpenAPIServedWithoutToken(t *testing.T) {
+	h, err := New(Options{Token: adminTok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := checkedServer(t, h)
+	resp, err := http.Get(ts.URL + OpenAPIPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.Equal(got, document(t)) {
+		t.Fatalf("GET %s: %d, %d bytes", OpenAPIPath, resp.StatusCode, len(got))
+	}
+}
+
+// The drift check fails a test on an answer the document does not list:
+// here the engine answers a deploy with the id under another name, with a
+// status the document no longer lists for it, and with a field the
+// contract's type lacks.
+func TestDriftFailsTheTest(t *testing.T) {
+	b := bustest.Start(t, bus.ServerOptions{})
+	var answer atomic.Value
+	answer.Store(`{"id": "d-20261124-223905-1a2b"}`)
+	sub, err := b.NC.Subscribe(subject.DeployStart(), func(m *nats.Msg) {
+		r := nats.NewMsg(m.Reply)
+		r.Header.Set("De-Code", "202")
+		r.Data = []byte(answer.Load().(string))
+		_ = m.RespondMsg(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	h, err := New(Options{NC: b.NC, AuthNone: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		answer string
+		edit   func(doc map[string]any)
+		want   []string // each in the report; none for no report
+	}{
+		{"as documented", `{"id": "d-20261124-223905-1a2b"}`, nil, nil},
+		{"the id renamed in the document", `{"id": "d-20261124-223905-1a2b"}`, func(doc map[string]any) {
+			s := dig(doc, "components", "schemas", "DeployStarted")
+			props := s["properties"].(map[string]any)
+			props["deployment"], s["required"] = props["id"], []any{"deployment"}
+			delete(props, "id")
+		}, []string{"DeployStarted", "missing", "deployment"}},
+		{"202 no longer listed", `{"id": "d-20261124-223905-1a2b"}`, func(doc map[string]any) {
+			delete(dig(doc, "paths", prefix+"/deploy", "post", "responses"), "202")
+		}, []string{"the document lists no 202 for it"}},
+		{"a field the contract lacks", `{"id": "d-20261124-223905-1a2b", "nodes": 3}`, nil, []string{"DeployStarted", "nodes", "not allowed"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := document(t)
+			if tt.edit != nil {
+				var m map[string]any
+				if err := json.Unmarshal(doc, &m); err != nil {
+					t.Fatal(err)
+				}
+				tt.edit(m)
+				doc, _ = json.Marshal(m)
+			}
+			answer.Store(tt.answer)
+			var reports []string
+			var mu sync.Mutex
+			ts := httptest.NewServer(checkedBy(t, doc, h, func(err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				reports = append(reports, err.Error())
+			}))
+			defer ts.Close()
+			resp, body := do(t, "POST", ts.URL+prefix+"/deploy", "")
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("deploy: %d %s", resp.StatusCode, body)
+			}
+			ts.Close() // the check runs as the handler ends
+			mu.Lock()
+			defer mu.Unlock()
+			if len(tt.want) == 0 {
+				if len(reports) > 0 {
+					t.Fatalf("drift reported on a documented answer: %v", reports)
+				}
+				return
+			}
+			if len(reports) != 1 {
+				t.Fatalf("%d reports %q, want one", len(reports), reports)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(reports[0], w) {
+					t.Fatalf("report %q, want %q in it", reports[0], w)
+				}
+			}
+			t.Logf("caught: %s", strings.SplitN(reports[0], "\n", 2)[0])
+		})
+	}
+}
+
+// dig is the object at path in a decoded JSON document.
+func dig(doc map[string]any, path ...string) map[string]any {
+	for _, k := range path {
+		doc = doc[k].(map[string]any)
+	}
+	return doc
+}

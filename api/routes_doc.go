@@ -1,0 +1,214 @@
+package api
+
+import (
+	"net/http"
+	"reflect"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// opDoc describes a route for the OpenAPI document (openapi.go): what it
+// reads and every answer it gives. The refusals every route of the table
+// shares (401, 403 to a read token on a write route, 429, 503 while the
+// store is down, 400 and 413 to a body it cannot read, 504 and 500 of a
+// command) are added from what the route declares; errs are its own.
+type opDoc struct {
+	id, summary, desc string
+	query             []param
+	body              *bodyDoc
+	ok                []reply
+	errs              []reply
+	// bus: the route sends a command on the bus, answered 504 when its
+	// service does not answer in time and 500 when the service fails.
+	bus bool
+}
+
+// param is a query parameter.
+type param struct {
+	name, desc string
+	schema     schemaObj
+}
+
+// bodyDoc is a request body: JSON of typ unless media says otherwise.
+type bodyDoc struct {
+	typ      reflect.Type
+	schema   schemaObj
+	media    string
+	desc     string
+	optional bool
+	// streamed: the body goes to its store as it comes, unread by the
+	// API (no 413 at MaxBody: the store has its own bound).
+	streamed bool
+}
+
+// reply is one answer: JSON of typ (or of schema), or a body of media. A
+// reflect.Type within schema stands for that type's schema.
+type reply struct {
+	code   int
+	desc   string
+	typ    reflect.Type
+	schema schemaObj
+	media  string
+	// events are a text/event-stream's events, by name.
+	events map[string]reflect.Type
+}
+
+func typeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
+
+func body[T any](desc string) *bodyDoc { return &bodyDoc{typ: typeOf[T](), desc: desc} }
+
+func ok[T any](code int, desc string) reply { return reply{code: code, desc: desc, typ: typeOf[T]()} }
+
+// fails is an error answer with the engine's error body.
+func fails(code int, desc string) reply { return ok[contract.ErrorBody](code, desc) }
+
+var (
+	noConfig   = fails(http.StatusForbidden, "no config has been submitted yet")
+	noDeploy   = fails(http.StatusNotFound, "no deployment has this id")
+	unreadable = fails(http.StatusBadRequest, "the body is not what the route takes: the error says why, problems name each field at fault")
+	nodesFail  = fails(http.StatusBadGateway, "a node could not be reached or did not do as asked")
+	conflict   = fails(http.StatusConflict, "a deployment runs, or the config or the nodes changed meanwhile: the error says which")
+	str        = schemaObj{"type": "string"}
+)
+
+// deployQuery are a deploy's options.
+var deployQuery = []param{
+	{"plan", "the id of a plan (POST /plan) the deployment must still match: 409 when it no longer does", schemaObj{"type": "string", "pattern": "^[0-9a-f]{1,64}$"}},
+	{"canaries", "instances updated first, one at a time, overriding the config's update settings", schemaObj{"type": "integer", "minimum": 0}},
+	{"max_in_flight", `instances updated at once after the canaries: a number or a percentage ("50%")`, str},
+	{"auto_revert", "re-apply what the changed instances ran before when a canary or batch fails", schemaObj{"type": "boolean"}},
+}
+
+// targetQuery names an instance without a body.
+var targetQuery = []param{
+	{"comp", `the component ("all" for every one); also spelt name or component`, str},
+	{"ip", `the node's IP ("0.0.0.0" for every node of the component)`, str},
+}
+
+var deployStarted = ok[contract.DeployStarted](http.StatusAccepted, "the deployment started: follow it at /deployments/{id}")
+
+// routeDocs describes the table's routes (routes.go), by method and
+// pattern; a route without one fails TestEveryRouteIsDocumented.
+var routeDocs = map[string]opDoc{
+	"GET /config": {id: "getConfig", summary: "The stored config, its secrets redacted", bus: true,
+		ok: []reply{ok[contract.Config](200, "the config")}, errs: []reply{fails(404, "no config has been submitted yet")}},
+	"POST /config": {id: "postConfig", summary: "Validate, check on its nodes and store a config", bus: true,
+		desc:  "Secrets sent as \"<redacted>\" keep the stored ones. The nodes are contacted first (hardware, OS, DNS, the way back to the engine) unless check=0.",
+		query: []param{{"check", "0 stores the config without contacting its nodes", schemaObj{"type": "string", "enum": []string{"0", "1"}}}},
+		body:  body[contract.Config]("the cluster: components and their IPs, and properties"),
+		ok:    []reply{ok[contract.ConfigPutReply](201, "stored, with each node's hardware when checked")},
+		errs:  []reply{unreadable, fails(409, "another config was stored while this one was checked")}},
+	"GET /config/schema": {id: "getConfigSchema", summary: "The config's JSON Schema, for editors", bus: true,
+		ok: []reply{{code: 200, desc: "a JSON Schema of the config, with the catalogs' components", schema: schemaObj{"type": "object"}}}},
+	"GET /config/history": {id: "getConfigHistory", summary: "The configs deployments applied, newest first, secrets redacted", bus: true,
+		ok: []reply{ok[[]contract.HistoryEntry](200, "the history")}},
+	"GET /precheck": {id: "precheck", summary: "Every pre-check again on the stored config", bus: true,
+		ok: []reply{ok[contract.PrecheckReply](200, "the problems that would refuse the config, and the warnings")}, errs: []reply{noConfig}},
+
+	"GET /deploy": {id: "deployByGet", summary: "Deploy the stored config (the manual's GET)", bus: true, query: deployQuery,
+		ok: []reply{deployStarted}, errs: []reply{fails(400, "a query parameter is malformed"), noConfig, conflict, nodesFail}},
+	"POST /deploy": {id: "deploy", summary: "Deploy the stored config", bus: true, query: deployQuery,
+		ok: []reply{deployStarted}, errs: []reply{fails(400, "a query parameter is malformed"), noConfig, conflict, nodesFail}},
+	"POST /scale": {id: "scale", summary: "Add instances to the stored config and deploy them", bus: true,
+		body: &bodyDoc{desc: "one instance, or a list of them", schema: schemaObj{"oneOf": []any{
+			typeOf[contract.ScaleItem](),
+			schemaObj{"type": "array", "items": typeOf[contract.ScaleItem](), "minItems": 1}}}},
+		ok: []reply{deployStarted}, errs: []reply{unreadable, noConfig, conflict, nodesFail}},
+	"POST /rollback": {id: "rollback", summary: "Deploy the last config whose deployment succeeded again", bus: true,
+		ok: []reply{deployStarted}, errs: []reply{noConfig, fails(409, "a deployment runs, or no earlier config succeeded"), nodesFail}},
+	"POST /takeover": {id: "takeover", summary: "Clear the claim an engine that no longer runs left on the nodes", bus: true,
+		body: body[contract.Takeover]("the engine whose claim to clear, and optionally which nodes"),
+		ok:   []reply{ok[contract.TakeoverReply](200, "each node: whose it was, and whether its claim was cleared")},
+		errs: []reply{unreadable, noConfig, conflict}},
+	"POST /plan": {id: "plan", summary: "What a deployment of the posted config (or, with no body, the stored one) would do", bus: true,
+		body: &bodyDoc{typ: typeOf[contract.Config](), optional: true, desc: "a config; none plans the stored one"},
+		ok:   []reply{ok[contract.Plan](200, "every action per node, and the drift found there")},
+		errs: []reply{unreadable, noConfig, conflict, nodesFail}},
+
+	"GET /deployments": {id: "listDeployments", summary: "Every deployment the engine keeps", bus: true,
+		ok: []reply{ok[[]contract.DeploymentSummary](200, "the deployments")}},
+	"GET /deployments/{id}": {id: "getDeployment", summary: "A deployment and its steps", bus: true,
+		ok: []reply{ok[contract.Deployment](200, "the deployment")}, errs: []reply{noDeploy}},
+	"GET /deployments/{id}/events": {id: "followDeployment", summary: "A deployment's events, live, as server-sent events", bus: true,
+		desc: "First the deployment as it is (\"deployment\"), then every event from its start (\"started\", \"step\", \"log\", \"finished\"), " +
+			"replayed so that a late follower misses nothing; a comment every 15 s keeps the connection. The stream ends after \"finished\".",
+		ok: []reply{{code: 200, desc: "the stream", media: "text/event-stream", events: map[string]reflect.Type{
+			"deployment": typeOf[contract.Deployment](), "started": typeOf[contract.DeploymentEvent](),
+			"step": typeOf[contract.StepEvent](), "log": typeOf[contract.LogLine](), "finished": typeOf[contract.DeploymentEvent](),
+		}}},
+		errs: []reply{noDeploy, fails(500, "the server cannot stream")}},
+	"GET /deployments/{id}/report": {id: "getReport", summary: "A deployment's timings", bus: true,
+		ok: []reply{ok[contract.Report](200, "the report")}, errs: []reply{noDeploy}},
+	"POST /deployments/{id}/cancel": {id: "cancelDeployment", summary: "End a running deployment", bus: true,
+		ok:   []reply{ok[contract.Deployment](202, "the deployment as it ended")},
+		errs: []reply{noDeploy, fails(409, "the deployment has already ended")}},
+
+	"GET /status": {id: "status", summary: "Every component instance: usage and state", bus: true,
+		ok: []reply{ok[[]contract.StatusEntry](200, "one entry per instance")}, errs: []reply{noConfig}},
+	"GET /hardware": {id: "hardware", summary: "The hardware of an instance's node, or of every node", bus: true, query: targetQuery,
+		desc: `Names the instance in the query, or in a JSON body as the manual sends it: {"Comp": "web", "Ip": "10.0.0.1"}.`,
+		body: &bodyDoc{typ: typeOf[contract.Target](), optional: true, desc: "the instance, instead of the query"},
+		ok: []reply{{code: 200, desc: "one instance's node, or a list for several", schema: schemaObj{"oneOf": []any{
+			typeOf[contract.InstanceHardware](),
+			schemaObj{"type": "array", "items": typeOf[contract.InstanceHardware]()}}}}},
+		errs: []reply{unreadable, noConfig, nodesFail}},
+	"GET /prometheus/targets": {id: "prometheusTargets", summary: "Prometheus' HTTP service discovery of the node agents", bus: true,
+		ok: []reply{ok[[]contract.SDTarget](200, "one group per node")}, errs: []reply{noConfig}},
+	"PUT /restart": {id: "restart", summary: "Restart instances through monit; with max_in_flight, a rolling restart", bus: true,
+		query: targetQuery, body: body[contract.Target]("the instances, instead of the query"),
+		ok: []reply{ok[contract.ControlOutcome](200, "every instance restarted"),
+			ok[contract.DeployStarted](202, "a rolling restart started: a deployment")},
+		errs: []reply{unreadable, noConfig, fails(409, "a deployment runs, or the component is not deployed there yet"),
+			{code: 502, desc: "an instance did not restart: the outcome of each", schema: schemaObj{"anyOf": []any{
+				typeOf[contract.ControlOutcome](), typeOf[contract.ErrorBody]()}}}}},
+	"PUT /stop": {id: "stop", summary: "Stop instances through monit", bus: true,
+		query: targetQuery, body: body[contract.Target]("the instances, instead of the query"),
+		ok:   []reply{ok[contract.ControlOutcome](200, "every instance stopped")},
+		errs: []reply{unreadable, noConfig, ok[contract.ControlOutcome](502, "an instance did not stop: the outcome of each")}},
+	"GET /heal": {id: "getHeal", summary: "Auto-heal: on or off, the meltdown guard, the instances it works on", bus: true,
+		ok: []reply{ok[contract.HealState](200, "auto-heal's state")}},
+	"PUT /heal": {id: "setHeal", summary: "Turn auto-heal on (lifting the meltdown guard) or off", bus: true,
+		body: &bodyDoc{desc: `{"enabled": true} or {"enabled": false}`, typ: typeOf[healSwitch]()},
+		ok:   []reply{ok[contract.HealSwitched](200, "the switch as it now is")}, errs: []reply{unreadable}},
+
+	"GET /download": {id: "listLogs", summary: "The names of the logs", bus: true,
+		ok: []reply{ok[[]string](200, "the log names, for /logs/{name} and PUT /download")}},
+	"PUT /download": {id: "downloadLog", summary: "A whole log (the manual's download by PUT)", bus: true,
+		desc: `The body names the log: bare (local.log), quoted, as the manual wraps it ({ "local.log" }) or {"name": "local.log"}.`,
+		body: &bodyDoc{media: "text/plain", desc: "the log's name"},
+		ok:   []reply{{code: 200, desc: "the log as large as it was when the download began", media: "text/plain"}},
+		errs: []reply{fails(400, "no log name, or not one a log has"), fails(404, "no log has this name")}},
+	"GET /logs/{name}": {id: "getLog", summary: "A log, with Range support", bus: true,
+		ok: []reply{{code: 200, desc: "the log", media: "text/plain"}, {code: 206, desc: "the range asked for", media: "text/plain"}},
+		errs: []reply{fails(400, "not a log's name"), fails(404, "no log has this name"),
+			{code: 416, desc: "the range is past the log's end", media: "text/plain"}}},
+	"GET /logs.tar.gz": {id: "logBundle", summary: "Every log in one tar.gz, streamed", bus: true,
+		ok:   []reply{{code: 200, desc: "the archive", media: "application/gzip"}},
+		errs: []reply{fails(502, "the log service answered something unreadable")}},
+
+	"GET /releases": {id: "listReleases", summary: "The stored BOSH releases",
+		ok:   []reply{ok[[]contract.ReleaseSummary](200, "the releases")},
+		errs: []reply{fails(500, "the store could not be read"), fails(503, "this engine keeps no releases")}},
+	"POST /releases": {id: "uploadRelease", summary: "Store a BOSH release tarball",
+		body: &bodyDoc{media: "application/octet-stream", desc: "the release tarball (.tgz)", streamed: true},
+		ok: []reply{ok[contract.ReleaseSummary](201, "stored"),
+			ok[contract.ReleaseSummary](200, "already stored with these contents")},
+		errs: []reply{fails(400, "not a release: the error names the file at fault"), fails(409, "this version is stored with other contents"),
+			fails(413, "larger than the engine takes: the error names the limit and the flag that raises it"),
+			fails(500, "the release could not be stored"), fails(503, "this engine keeps no releases"),
+			fails(507, "the disk lacks the room")}},
+
+	"GET /audit": {id: "audit", summary: "The audit trail, oldest first",
+		query: []param{
+			{"since", "an RFC 3339 time, or a duration back from now (90m)", str},
+			{"actor", "only this token's entries (engine: the engine's own)", str},
+			{"action", "only this action (deploy, config, stop, ...)", str},
+			{"limit", "the newest this many entries (default 1000)", schemaObj{"type": "integer", "minimum": 1, "maximum": maxAudit}},
+		},
+		ok: []reply{ok[[]contract.AuditEntry](200, "the entries")}, errs: []reply{fails(400, "a query parameter is malformed")}},
+}
+
+// healSwitch is PUT /heal's body.
+type healSwitch struct {
+	Enabled bool `json:"enabled"`
+}
