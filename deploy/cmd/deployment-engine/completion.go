@@ -41,6 +41,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"report":     {},
 	"release":    {subs: []string{"upload", "list"}},
 	"version":    {},
+	"openapi":    {},
 	"completion": {subs: []string{"bash", "zsh", "fish"}},
 	"help":       {},
 }
@@ -50,7 +51,7 @@ var commonClientFlags = []string{"--json", "--data", "--server", "--help"}
 
 // notClient are the commands that are not clients of a running engine.
 var notClient = map[string]bool{"serve": true, "backup": true, "restore": true, "mirror": true,
-	"token": true, "completion": true, "help": true}
+	"token": true, "completion": true, "help": true, "openapi": true}
 
 func completionNames() []string {
 	var out []string

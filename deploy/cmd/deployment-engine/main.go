@@ -31,6 +31,7 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine report ID | audit [since=] [actor=] [action=] | heal [on|off]
   deployment-engine release upload FILE | release list
   deployment-engine version
+  deployment-engine openapi   (the API's OpenAPI 3.1 document, built in-process: no engine needed)
   deployment-engine completion bash|zsh|fish
 Add --json to any client command for machine-readable output.
 `
