@@ -114,7 +114,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "not connected to the bus")
 		return
 	}
-	writeJSON(w, http.StatusOK, healthStatus{Status: "ok"})
+	writeJSON(w, http.StatusOK, HealthStatus{Status: "ok"})
 }
 
 // call sends a command and writes its reply as the HTTP answer.

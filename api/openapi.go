@@ -30,7 +30,7 @@ type anonDoc struct {
 // web page, not an API.
 var anonDocs = []anonDoc{
 	{"GET", "/healthz", "/healthz", opDoc{id: "healthz", summary: "Whether the engine is connected to its bus",
-		ok:   []reply{ok[healthStatus](200, "connected")},
+		ok:   []reply{ok[HealthStatus](200, "connected")},
 		errs: []reply{fails(503, "not connected to the bus")}}},
 	{"GET", "/version", "/version", opDoc{id: "version", summary: "Which engine answers",
 		ok: []reply{ok[BuildInfo](200, "the engine's version, commit and build time")}}},
@@ -48,8 +48,8 @@ var anonDocs = []anonDoc{
 		errs:    []reply{fails(404, "no such release file"), fails(503, "the package could not be read; try again")}}},
 }
 
-// healthStatus is GET /healthz's answer.
-type healthStatus struct {
+// HealthStatus is GET /healthz's answer: {"status": "ok"}.
+type HealthStatus struct {
 	Status string `json:"status"`
 }
 

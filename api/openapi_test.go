@@ -305,3 +305,44 @@ func dig(doc map[string]any, path ...string) map[string]any {
 	}
 	return doc
 }
+
+// Each event of a deployment's stream is held to the schema the document
+// names for its kind; an event of a kind it does not name fails.
+func TestDriftOfEvents(t *testing.T) {
+	c, err := openapitest.Load(context.Background(), document(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", prefix+"/deployments/d-1/events", nil)
+	hdr := http.Header{"Content-Type": {"text/event-stream"}}
+	good := "event: deployment\ndata: {\"id\":\"d-1\",\"state\":\"running\",\"changed\":0,\"created\":\"2026-11-24T22:39:05Z\",\"steps\":[]}\n\n" +
+		": keepalive\n\n" +
+		"event: finished\ndata: {\"v\":1,\"id\":\"d-1\",\"state\":\"succeeded\",\"changed\":0,\"time\":\"2026-11-24T22:39:46Z\"}\n\n"
+	for _, tt := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"as documented", good, nil},
+		{"an event of no documented kind", good + "event: progress\ndata: {}\n\n", []string{`event "progress"`, "names no schema"}},
+		{"a finished event without its state", strings.Replace(good, `"state":"succeeded",`, "", 1),
+			[]string{`event "finished"`, "DeploymentEvent", "state"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := c.Check(context.Background(), req, 200, hdr, []byte(tt.body), true)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no drift reported")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("%v: want %q in it", err, w)
+				}
+			}
+		})
+	}
+}

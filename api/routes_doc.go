@@ -130,11 +130,12 @@ var routeDocs = map[string]opDoc{
 	"GET /deployments/{id}": {id: "getDeployment", summary: "A deployment and its steps", bus: true,
 		ok: []reply{ok[contract.Deployment](200, "the deployment")}, errs: []reply{noDeploy}},
 	"GET /deployments/{id}/events": {id: "followDeployment", summary: "A deployment's events, live, as server-sent events", bus: true,
-		desc: "First the deployment as it is (\"deployment\"), then every event from its start (\"started\", \"step\", \"log\", \"finished\"), " +
+		desc: "First the deployment as it is (\"deployment\"), then every event from its start (\"started\", \"step\", \"log\", \"batch\", \"finished\"), " +
 			"replayed so that a late follower misses nothing; a comment every 15 s keeps the connection. The stream ends after \"finished\".",
 		ok: []reply{{code: 200, desc: "the stream", media: "text/event-stream", events: map[string]reflect.Type{
 			"deployment": typeOf[contract.Deployment](), "started": typeOf[contract.DeploymentEvent](),
-			"step": typeOf[contract.StepEvent](), "log": typeOf[contract.LogLine](), "finished": typeOf[contract.DeploymentEvent](),
+			"step": typeOf[contract.StepEvent](), "log": typeOf[contract.LogLine](), "batch": typeOf[contract.BatchEvent](),
+			"finished": typeOf[contract.DeploymentEvent](),
 		}}},
 		errs: []reply{noDeploy, fails(500, "the server cannot stream")}},
 	"GET /deployments/{id}/report": {id: "getReport", summary: "A deployment's timings", bus: true,
