@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"reflect"
 
@@ -79,6 +80,14 @@ var deployQuery = []param{
 	{"auto_revert", "re-apply what the changed instances ran before when a canary or batch fails", schemaObj{"type": "boolean"}},
 }
 
+// stepsQuery asks a deployment for its summary and a page of its steps
+// (contract.StepQuery).
+var stepsQuery = []param{
+	{"steps", `"0" for no step (the summary alone), "all", or step states, comma-separated ("failed,running")`, str},
+	{"offset", "the first step of the page, counted among the steps asked for", schemaObj{"type": "integer", "minimum": 0, "maximum": contract.MaxStepOffset}},
+	{"limit", fmt.Sprintf("steps per page (default %d)", contract.DefaultStepPage), schemaObj{"type": "integer", "minimum": 1, "maximum": contract.MaxStepPage}},
+}
+
 // targetQuery names an instance without a body.
 var targetQuery = []param{
 	{"comp", `the component ("all" for every one); also spelt name or component`, str},
@@ -128,8 +137,13 @@ var routeDocs = map[string]opDoc{
 	"GET /deployments": {id: "listDeployments", summary: "Every deployment the engine keeps", bus: true,
 		ok: []reply{ok[[]contract.DeploymentSummary](200, "the deployments")}},
 	"GET /deployments/{id}": {id: "getDeployment", summary: "A deployment and its steps", bus: true,
-		ok: []reply{ok[contract.Deployment](200, "the deployment")}, errs: []reply{noDeploy}},
+		desc:  "Every step by default; with steps, offset or limit, its summary and a page of its steps.",
+		query: stepsQuery,
+		ok: []reply{ok[contract.Deployment](200, "the deployment, every step"),
+			ok[contract.DeploymentPage](200, "asked with steps, offset or limit: its summary and a page of its steps")},
+		errs: []reply{noDeploy, fails(400, "steps, offset or limit is not one the route takes: the error says which")}},
 	"GET /deployments/{id}/events": {id: "followDeployment", summary: "A deployment's events, live, as server-sent events", bus: true,
+		query: stepsQuery,
 		desc: "First the deployment as it is (\"deployment\"), then every event from its start (\"started\", \"step\", \"log\", \"batch\", \"finished\"), " +
 			"replayed so that a late follower misses nothing; a comment every 15 s keeps the connection. The stream ends after \"finished\".",
 		ok: []reply{{code: 200, desc: "the stream", media: "text/event-stream", events: map[string]reflect.Type{
