@@ -235,7 +235,21 @@ const (
 	VerbHeartbeat = "heartbeat"
 	// VerbControl is the request the agent answers: restart or stop.
 	VerbControl = "control"
+	// VerbHello is the request the agent answers with its version and
+	// whether it runs commands for the installer.
+	VerbHello = "hello"
+	// VerbExec is the installer's signed request to run a command on the
+	// node; VerbExecClose closes one, as a dropped SSH session would.
+	VerbExec      = "exec"
+	VerbExecClose = "exec-close"
 )
+
+// ExecOutput is de.node.<ip>.exec-out.<run>: where the agent streams the
+// output and exit status of one command it runs for the installer. It is in
+// the agent's own namespace, the only place its user may publish.
+func ExecOutput(ip, run string) string {
+	return "de.node." + mustIP(ip) + ".exec-out." + check("run", run)
+}
 
 // AllHeartbeats matches every agent's heartbeat.
 const AllHeartbeats = "de.node.*." + VerbHeartbeat

@@ -96,3 +96,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestExecOutput(t *testing.T) {
+	if got, want := ExecOutput("10.0.0.5", "r1"), "de.node.10-0-0-5.exec-out.r1"; got != want {
+		t.Errorf("ExecOutput = %q, want %q", got, want)
+	}
+	if got := ExecOutput("10.0.0.5", "a.b"); got != "de.node.10-0-0-5.exec-out.invalid" {
+		t.Errorf("ExecOutput with a dotted run = %q, want the invalid token", got)
+	}
+	// Every exec subject stays inside the node's own permission boundary.
+	for _, s := range []string{Node("10.0.0.5", VerbExec), Node("10.0.0.5", VerbExecClose), Node("10.0.0.5", VerbHello), ExecOutput("10.0.0.5", "r1")} {
+		if !strings.HasPrefix(s, strings.TrimSuffix(NodeAll("10.0.0.5"), ">")) {
+			t.Errorf("%s is outside %s", s, NodeAll("10.0.0.5"))
+		}
+	}
+}
