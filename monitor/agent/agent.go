@@ -1,7 +1,9 @@
 // Package agent is the node agent: it runs on every node a deployment
 // installed, supervised by monit, and reports the node's hardware, usage and
 // components over NATS, serves them to Prometheus, follows the components'
-// log files, and runs monit restart and stop when the engine asks.
+// log files, runs monit restart and stop when the engine asks, and runs
+// the installer's commands (deployment steps) sent on the node's own
+// subjects, sealed by the engine (exec.go).
 package agent
 
 import (
@@ -24,6 +26,7 @@ import (
 
 	"github.com/deployment-engine/engine/monitor/monit"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -53,9 +56,21 @@ type Options struct {
 	// MarkDir is where failed stops are noted (default monit.MarkDir).
 	MarkDir string
 	// Version is the agent binary's build version, sent in every
-	// heartbeat: the engine tells by it an agent that runs its own build.
+	// heartbeat and in its hello: the engine tells by it an agent that
+	// runs its own build, and the installer sends its commands only to
+	// such an agent.
 	Version string
+	// ExecShell, when set, runs the installer's commands ("-c CMD" is
+	// appended) instead of the login shell; MaxExecs bounds how many run
+	// at once (default DefaultMaxExecs).
+	ExecShell []string
+	MaxExecs  int
 }
+
+// restartWait is how long a restart waits for the installer's commands
+// in flight to end: past it, the agent restarts under them, which the
+// installer sees as a dropped session.
+const restartWait = 10 * time.Minute
 
 // ErrRestart says the agent's config or binary changed on disk.
 var ErrRestart = errors.New("agent: config or binary changed")
@@ -109,6 +124,7 @@ type Agent struct {
 	nc      *nats.Conn
 	sampler *sampler
 	metrics *metrics
+	exec    *executor
 
 	mu   sync.Mutex
 	last contract.Heartbeat
@@ -159,6 +175,12 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 		return fmt.Errorf("agent: subscribe: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	a.exec = newExecutor(a.nc, cfg.IP, nodeexec.Key(strings.TrimSpace(string(pass)), cfg.IP), o, a.log)
+	stopExec, err := a.exec.subscribe()
+	if err != nil {
+		return err
+	}
+	defer stopExec()
 
 	reg := prometheus.NewRegistry()
 	a.metrics = newMetrics(a)
@@ -182,6 +204,7 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 	tick := time.NewTicker(time.Duration(cfg.IntervalS) * time.Second)
 	defer tick.Stop()
 	started := fingerprint(o)
+	var changed time.Time
 	a.heartbeat(ctx)
 	for {
 		select {
@@ -189,6 +212,15 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 			return nil
 		case <-tick.C:
 			if fingerprint(o) != started {
+				if changed.IsZero() {
+					changed = time.Now()
+				}
+				// The deployment that changed them may still run its
+				// steps through this agent: restart between them.
+				if n := a.exec.inFlight(); n > 0 && time.Since(changed) < restartWait {
+					a.log.Info("config or binary changed: restarting once the installer's commands end", "running", n)
+					break
+				}
 				a.log.Info("config or binary changed: restarting")
 				return ErrRestart
 			}

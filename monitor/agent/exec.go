@@ -1,0 +1,384 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodeexec"
+	"github.com/deployment-engine/engine/services/subject"
+)
+
+// DefaultMaxExecs bounds the installer's commands running at once on a
+// node through its agent.
+const DefaultMaxExecs = 32
+
+// executor runs the installer's commands on the node (package nodeexec):
+// each as the node's SSH server would run a session's command — the login
+// shell's -c, in a session of its own, with the session's stdin and its
+// two output streams — and streams their output and status back.
+type executor struct {
+	nc      *nats.Conn
+	ip      string
+	key     []byte
+	version string
+	shell   []string // what runs "-c CMD"
+	env     []string
+	dir     string
+	max     int
+	beat    time.Duration
+	log     *slog.Logger
+	guard   nodeexec.Guard
+
+	mu   sync.Mutex
+	runs map[string]*execRun
+}
+
+// newExecutor is the executor of the node ip, whose requests are sealed
+// with key.
+func newExecutor(nc *nats.Conn, ip string, key []byte, o Options, log *slog.Logger) *executor {
+	sh, home, user := loginShell(os.Getuid())
+	e := &executor{nc: nc, ip: ip, key: key, version: o.Version, shell: []string{sh}, dir: home, max: o.MaxExecs,
+		beat: nodeexec.Beat, log: log, runs: map[string]*execRun{},
+		// sshd's environment for a session: no more of the agent's own.
+		env: []string{"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=" + sh, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
+	if len(o.ExecShell) > 0 {
+		e.shell = o.ExecShell
+	}
+	if e.max <= 0 {
+		e.max = DefaultMaxExecs
+	}
+	return e
+}
+
+// loginShell is uid's login shell, home and name from /etc/passwd, as sshd
+// runs a session's command: /bin/sh when it names none that runs.
+func loginShell(uid int) (shell, home, user string) {
+	shell, home, user = "/bin/sh", "/", strconv.Itoa(uid)
+	b, _ := os.ReadFile("/etc/passwd")
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) != 7 || f[2] != strconv.Itoa(uid) {
+			continue
+		}
+		user = f[0]
+		if f[5] != "" {
+			home = f[5]
+		}
+		if st, err := os.Stat(f[6]); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			shell = f[6]
+		}
+		break
+	}
+	return shell, home, user
+}
+
+// subscribe starts answering on the node's hello, exec and exec-close
+// subjects; the returned func stops it.
+func (e *executor) subscribe() (func(), error) {
+	var subs []*nats.Subscription
+	stop := func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}
+	for verb, h := range map[string]nats.MsgHandler{subject.VerbHello: e.hello, subject.VerbExec: e.request, subject.VerbExecClose: e.closeRun} {
+		s, err := e.nc.Subscribe(subject.Node(e.ip, verb), h)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("agent: subscribe to %s: %w", verb, err)
+		}
+		subs = append(subs, s)
+	}
+	return stop, nil
+}
+
+func respond(m *nats.Msg, v any) {
+	b, _ := json.Marshal(v)
+	_ = m.Respond(b)
+}
+
+// hello answers with the agent's version.
+func (e *executor) hello(m *nats.Msg) {
+	respond(m, nodeexec.Hello{V: contract.Version, Version: e.version, MaxStdin: nodeexec.MaxStdin})
+}
+
+// request starts a command when the request is the engine's, fresh and
+// within bounds, and answers once: started, or why nothing ran.
+func (e *executor) request(m *nats.Msg) {
+	req, timeout, err := e.admit(m.Data)
+	if err != nil {
+		e.log.Warn("refused a command", "why", err)
+		respond(m, nodeexec.Reply{V: contract.Version, Error: err.Error()})
+		return
+	}
+	r, err := e.start(req)
+	if err != nil {
+		e.log.Warn("could not start a command", "run", req.Run, "err", err)
+		respond(m, nodeexec.Reply{V: contract.Version, Error: err.Error()})
+		return
+	}
+	respond(m, nodeexec.Reply{V: contract.Version, Version: e.version})
+	go r.run(req.Stdin, timeout)
+}
+
+// admit checks a sealed request: its signature first, so that nothing
+// else of it is read unless the engine sent it.
+func (e *executor) admit(msg []byte) (nodeexec.Request, time.Duration, error) {
+	var req nodeexec.Request
+	body, err := nodeexec.Open(e.key, msg)
+	if err != nil {
+		return req, 0, err
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return req, 0, fmt.Errorf("bad request: %w", err)
+	}
+	switch {
+	case req.V > contract.Version:
+		return req, 0, fmt.Errorf("request version %d is newer than this agent's %d", req.V, contract.Version)
+	case req.Node != e.ip:
+		return req, 0, fmt.Errorf("the request is for node %q, not %s", contract.Clip(req.Node), e.ip)
+	case !subject.ValidToken(req.Run) || len(req.Run) > 64:
+		return req, 0, fmt.Errorf("bad run name %q", contract.Clip(req.Run))
+	case strings.TrimSpace(req.Cmd) == "":
+		return req, 0, errors.New("empty command")
+	case len(req.Stdin) > nodeexec.MaxStdin:
+		return req, 0, fmt.Errorf("stdin of %d bytes is over the agent's bound of %d", len(req.Stdin), nodeexec.MaxStdin)
+	case req.TimeoutMS <= 0:
+		return req, 0, errors.New("the request has no deadline")
+	}
+	if err := e.guard.Check(req.Nonce, time.UnixMilli(req.Time), time.Now()); err != nil {
+		return req, 0, err
+	}
+	return req, min(time.Duration(req.TimeoutMS)*time.Millisecond, nodeexec.MaxTimeout), nil
+}
+
+// closeRun closes a command's pipes at the installer's word.
+func (e *executor) closeRun(m *nats.Msg) {
+	var c nodeexec.Close
+	if json.Unmarshal(m.Data, &c) != nil {
+		return
+	}
+	e.mu.Lock()
+	r := e.runs[c.Run]
+	e.mu.Unlock()
+	if r != nil {
+		r.closePipes()
+	}
+}
+
+// inFlight is how many commands run.
+func (e *executor) inFlight() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.runs)
+}
+
+// execRun is one command the agent runs.
+type execRun struct {
+	e   *executor
+	id  string
+	out string // its output subject
+	cmd *exec.Cmd
+	// The agent's ends of the command's pipes.
+	stdin, stdout, stderr *os.File
+
+	mu     sync.Mutex
+	seq    uint64
+	closed bool // its pipes are closed: nothing more is published
+}
+
+// start starts req's command, within the agent's bound of commands.
+func (e *executor) start(req nodeexec.Request) (*execRun, error) {
+	r := &execRun{e: e, id: req.Run, out: subject.ExecOutput(e.ip, req.Run)}
+	e.mu.Lock()
+	switch {
+	case len(e.runs) >= e.max:
+		e.mu.Unlock()
+		return nil, fmt.Errorf("the agent runs %d commands already, its bound", e.max)
+	case e.runs[req.Run] != nil:
+		e.mu.Unlock()
+		return nil, fmt.Errorf("a command named %s runs already", req.Run)
+	}
+	e.runs[req.Run] = r
+	e.mu.Unlock()
+	if err := r.startCmd(req.Cmd); err != nil {
+		e.release(r)
+		return nil, err
+	}
+	return r, nil
+}
+
+func (e *executor) release(r *execRun) {
+	e.mu.Lock()
+	delete(e.runs, r.id)
+	e.mu.Unlock()
+}
+
+// startCmd starts the command with three pipes; the child's ends are
+// closed here once it holds them.
+func (r *execRun) startCmd(line string) error {
+	var child [3]*os.File
+	var err error
+	if child[0], r.stdin, err = os.Pipe(); err != nil {
+		return err
+	}
+	if r.stdout, child[1], err = os.Pipe(); err != nil {
+		r.closeAll(child[:])
+		return err
+	}
+	if r.stderr, child[2], err = os.Pipe(); err != nil {
+		r.closeAll(child[:])
+		return err
+	}
+	sh := r.e.shell
+	r.cmd = exec.Command(sh[0], append(sh[1:], "-c", line)...)
+	r.cmd.Env, r.cmd.Dir = r.e.env, r.e.dir
+	r.cmd.Stdin, r.cmd.Stdout, r.cmd.Stderr = child[0], child[1], child[2]
+	// A session of its own, as sshd gives each session's command.
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = r.cmd.Start()
+	for _, f := range child {
+		f.Close()
+	}
+	if err != nil {
+		r.closeAll(nil)
+		return fmt.Errorf("start %s: %w", sh[0], err)
+	}
+	return nil
+}
+
+func (r *execRun) closeAll(more []*os.File) {
+	for _, f := range append(more, r.stdin, r.stdout, r.stderr) {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// run feeds the command its stdin, streams its output, and once it has
+// ended and both streams reached their end, its status. A beat goes out
+// while it runs. At the deadline its session is killed.
+func (r *execRun) run(stdin []byte, timeout time.Duration) {
+	defer r.e.release(r)
+	defer r.closeAll(nil)
+	go func() {
+		// A command that never reads its stdin fails this write once it
+		// exits or the installer closes the session: nothing waits on it.
+		_, _ = r.stdin.Write(stdin)
+		r.stdin.Close()
+	}()
+	var pumps sync.WaitGroup
+	pumps.Add(2)
+	go r.pump(&pumps, "stdout", r.stdout)
+	go r.pump(&pumps, "stderr", r.stderr)
+	streams := make(chan struct{})
+	go func() { pumps.Wait(); close(streams) }()
+	exited := make(chan error, 1)
+	go func() { exited <- r.cmd.Wait() }()
+
+	beat := time.NewTicker(r.e.beat)
+	defer beat.Stop()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var status *int
+	for status == nil || streams != nil {
+		select {
+		case err := <-exited:
+			code := exitCode(r.cmd.ProcessState, err)
+			status, exited = &code, nil
+		case <-streams:
+			streams = nil
+		case <-beat.C:
+			r.publish(nodeexec.Out{Beat: true})
+		case <-deadline.C:
+			r.e.log.Warn("a command outlived its deadline; killing its session", "run", r.id, "deadline", timeout)
+			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+			r.publish(nodeexec.Out{Error: fmt.Sprintf("the command outlived its deadline of %s on the node and was killed", timeout)})
+			r.closePipes()
+			if exited != nil {
+				<-exited
+			}
+			return
+		}
+	}
+	r.publish(nodeexec.Out{Exit: status})
+}
+
+// exitCode is a command's status as an SSH session reports it: 128+n when
+// signal n killed it.
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		// It could not be waited for: no status to give.
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		return -1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// pump publishes what the command writes on one stream, chunk by chunk.
+func (r *execRun) pump(wg *sync.WaitGroup, stream string, f *os.File) {
+	defer wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			r.publish(nodeexec.Out{Stream: stream, Data: buf[:n]})
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// publish sends the next numbered message of the command's stream; once
+// the session is closed, or a publish failed, nothing more goes out.
+func (r *execRun) publish(o nodeexec.Out) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.seq++
+	o.Seq = r.seq
+	b, _ := json.Marshal(o)
+	err := r.e.nc.Publish(r.out, b)
+	r.mu.Unlock()
+	if err != nil {
+		r.e.log.Warn("lost a command's output stream; closing its pipes", "run", r.id, "err", err)
+		r.closePipes()
+	}
+}
+
+// closePipes closes the agent's ends of the command's pipes, as sshd does
+// when a session is closed: the command is not killed; it reads the end of
+// its input and dies of SIGPIPE at its next write, unless it ignores both.
+func (r *execRun) closePipes() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.stdin.Close()
+	r.stdout.Close()
+	r.stderr.Close()
+}
