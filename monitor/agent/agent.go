@@ -3,7 +3,7 @@
 // components over NATS, serves them to Prometheus, follows the components'
 // log files, runs monit restart and stop when the engine asks, and runs
 // the installer's commands (deployment steps) sent on the node's own
-// subjects, sealed by the engine (exec.go).
+// subjects, sealed by the engine (package nodeexec).
 package agent
 
 import (
@@ -62,7 +62,7 @@ type Options struct {
 	Version string
 	// ExecShell, when set, runs the installer's commands ("-c CMD" is
 	// appended) instead of the login shell; MaxExecs bounds how many run
-	// at once (default DefaultMaxExecs).
+	// at once (default nodeexec.DefaultMaxExecs).
 	ExecShell []string
 	MaxExecs  int
 }
@@ -124,7 +124,7 @@ type Agent struct {
 	nc      *nats.Conn
 	sampler *sampler
 	metrics *metrics
-	exec    *executor
+	exec    *nodeexec.Executor
 
 	mu   sync.Mutex
 	last contract.Heartbeat
@@ -175,12 +175,12 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 		return fmt.Errorf("agent: subscribe: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	a.exec = newExecutor(a.nc, cfg.IP, nodeexec.Key(strings.TrimSpace(string(pass)), cfg.IP), o, a.log)
-	stopExec, err := a.exec.subscribe()
+	a.exec, err = nodeexec.Serve(a.nc, cfg.IP, nodeexec.Key(strings.TrimSpace(string(pass)), cfg.IP),
+		nodeexec.ServeOptions{Logger: a.log, Version: o.Version, Shell: o.ExecShell, MaxExecs: o.MaxExecs})
 	if err != nil {
 		return err
 	}
-	defer stopExec()
+	defer a.exec.Stop()
 
 	reg := prometheus.NewRegistry()
 	a.metrics = newMetrics(a)
@@ -217,7 +217,7 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 				}
 				// The deployment that changed them may still run its
 				// steps through this agent: restart between them.
-				if n := a.exec.inFlight(); n > 0 && time.Since(changed) < restartWait {
+				if n := a.exec.InFlight(); n > 0 && time.Since(changed) < restartWait {
 					a.log.Info("config or binary changed: restarting once the installer's commands end", "running", n)
 					break
 				}

@@ -1,4 +1,4 @@
-package agent
+package nodeexec
 
 import (
 	"encoding/json"
@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/deployment-engine/engine/services/contract"
-	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -24,11 +23,25 @@ import (
 // node through its agent.
 const DefaultMaxExecs = 32
 
-// executor runs the installer's commands on the node (package nodeexec):
+// ServeOptions configure the agent's side.
+type ServeOptions struct {
+	Logger *slog.Logger
+	// Version is the agent's build, which the installer compares with its
+	// own before it sends a command.
+	Version string
+	// Shell, when set, runs the commands ("-c CMD" is appended) instead
+	// of the login shell.
+	Shell []string
+	// MaxExecs bounds the commands running at once (default
+	// DefaultMaxExecs).
+	MaxExecs int
+}
+
+// Executor is the agent's side: it runs the installer's commands on the node:
 // each as the node's SSH server would run a session's command — the login
 // shell's -c, in a session of its own, with the session's stdin and its
 // two output streams — and streams their output and status back.
-type executor struct {
+type Executor struct {
 	nc      *nats.Conn
 	ip      string
 	key     []byte
@@ -39,22 +52,33 @@ type executor struct {
 	max     int
 	beat    time.Duration
 	log     *slog.Logger
-	guard   nodeexec.Guard
+	guard   Guard
 
 	mu   sync.Mutex
 	runs map[string]*execRun
+	subs []*nats.Subscription
 }
 
-// newExecutor is the executor of the node ip, whose requests are sealed
-// with key.
-func newExecutor(nc *nats.Conn, ip string, key []byte, o Options, log *slog.Logger) *executor {
+// Serve runs node ip's commands sent on nc, sealed with key, until Stop.
+func Serve(nc *nats.Conn, ip string, key []byte, o ServeOptions) (*Executor, error) {
+	e := newExecutor(nc, ip, key, o)
+	if err := e.subscribe(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func newExecutor(nc *nats.Conn, ip string, key []byte, o ServeOptions) *Executor {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	sh, home, user := loginShell(os.Getuid())
-	e := &executor{nc: nc, ip: ip, key: key, version: o.Version, shell: []string{sh}, dir: home, max: o.MaxExecs,
-		beat: nodeexec.Beat, log: log, runs: map[string]*execRun{},
+	e := &Executor{nc: nc, ip: ip, key: key, version: o.Version, shell: []string{sh}, dir: home, max: o.MaxExecs,
+		beat: Beat, log: o.Logger, runs: map[string]*execRun{},
 		// sshd's environment for a session: no more of the agent's own.
 		env: []string{"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=" + sh, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
-	if len(o.ExecShell) > 0 {
-		e.shell = o.ExecShell
+	if len(o.Shell) > 0 {
+		e.shell = o.Shell
 	}
 	if e.max <= 0 {
 		e.max = DefaultMaxExecs
@@ -85,23 +109,24 @@ func loginShell(uid int) (shell, home, user string) {
 }
 
 // subscribe starts answering on the node's hello, exec and exec-close
-// subjects; the returned func stops it.
-func (e *executor) subscribe() (func(), error) {
-	var subs []*nats.Subscription
-	stop := func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-	}
+// subjects.
+func (e *Executor) subscribe() error {
 	for verb, h := range map[string]nats.MsgHandler{subject.VerbHello: e.hello, subject.VerbExec: e.request, subject.VerbExecClose: e.closeRun} {
 		s, err := e.nc.Subscribe(subject.Node(e.ip, verb), h)
 		if err != nil {
-			stop()
-			return nil, fmt.Errorf("agent: subscribe to %s: %w", verb, err)
+			e.Stop()
+			return fmt.Errorf("nodeexec: subscribe to %s: %w", verb, err)
 		}
-		subs = append(subs, s)
+		e.subs = append(e.subs, s)
 	}
-	return stop, nil
+	return nil
+}
+
+// Stop stops taking commands; those that run go on.
+func (e *Executor) Stop() {
+	for _, s := range e.subs {
+		_ = s.Unsubscribe()
+	}
 }
 
 func respond(m *nats.Msg, v any) {
@@ -110,34 +135,34 @@ func respond(m *nats.Msg, v any) {
 }
 
 // hello answers with the agent's version.
-func (e *executor) hello(m *nats.Msg) {
-	respond(m, nodeexec.Hello{V: contract.Version, Version: e.version, MaxStdin: nodeexec.MaxStdin})
+func (e *Executor) hello(m *nats.Msg) {
+	respond(m, Hello{V: contract.Version, Version: e.version, MaxStdin: MaxStdin})
 }
 
 // request starts a command when the request is the engine's, fresh and
 // within bounds, and answers once: started, or why nothing ran.
-func (e *executor) request(m *nats.Msg) {
+func (e *Executor) request(m *nats.Msg) {
 	req, timeout, err := e.admit(m.Data)
 	if err != nil {
 		e.log.Warn("refused a command", "why", err)
-		respond(m, nodeexec.Reply{V: contract.Version, Error: err.Error()})
+		respond(m, Reply{V: contract.Version, Error: err.Error()})
 		return
 	}
 	r, err := e.start(req)
 	if err != nil {
 		e.log.Warn("could not start a command", "run", req.Run, "err", err)
-		respond(m, nodeexec.Reply{V: contract.Version, Error: err.Error()})
+		respond(m, Reply{V: contract.Version, Error: err.Error()})
 		return
 	}
-	respond(m, nodeexec.Reply{V: contract.Version, Version: e.version})
+	respond(m, Reply{V: contract.Version, Version: e.version})
 	go r.run(req.Stdin, timeout)
 }
 
 // admit checks a sealed request: its signature first, so that nothing
 // else of it is read unless the engine sent it.
-func (e *executor) admit(msg []byte) (nodeexec.Request, time.Duration, error) {
-	var req nodeexec.Request
-	body, err := nodeexec.Open(e.key, msg)
+func (e *Executor) admit(msg []byte) (Request, time.Duration, error) {
+	var req Request
+	body, err := Open(e.key, msg)
 	if err != nil {
 		return req, 0, err
 	}
@@ -153,20 +178,20 @@ func (e *executor) admit(msg []byte) (nodeexec.Request, time.Duration, error) {
 		return req, 0, fmt.Errorf("bad run name %q", contract.Clip(req.Run))
 	case strings.TrimSpace(req.Cmd) == "":
 		return req, 0, errors.New("empty command")
-	case len(req.Stdin) > nodeexec.MaxStdin:
-		return req, 0, fmt.Errorf("stdin of %d bytes is over the agent's bound of %d", len(req.Stdin), nodeexec.MaxStdin)
+	case len(req.Stdin) > MaxStdin:
+		return req, 0, fmt.Errorf("stdin of %d bytes is over the agent's bound of %d", len(req.Stdin), MaxStdin)
 	case req.TimeoutMS <= 0:
 		return req, 0, errors.New("the request has no deadline")
 	}
 	if err := e.guard.Check(req.Nonce, time.UnixMilli(req.Time), time.Now()); err != nil {
 		return req, 0, err
 	}
-	return req, min(time.Duration(req.TimeoutMS)*time.Millisecond, nodeexec.MaxTimeout), nil
+	return req, min(time.Duration(req.TimeoutMS)*time.Millisecond, MaxTimeout), nil
 }
 
 // closeRun closes a command's pipes at the installer's word.
-func (e *executor) closeRun(m *nats.Msg) {
-	var c nodeexec.Close
+func (e *Executor) closeRun(m *nats.Msg) {
+	var c Close
 	if json.Unmarshal(m.Data, &c) != nil {
 		return
 	}
@@ -178,8 +203,8 @@ func (e *executor) closeRun(m *nats.Msg) {
 	}
 }
 
-// inFlight is how many commands run.
-func (e *executor) inFlight() int {
+// InFlight is how many commands run.
+func (e *Executor) InFlight() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.runs)
@@ -187,7 +212,7 @@ func (e *executor) inFlight() int {
 
 // execRun is one command the agent runs.
 type execRun struct {
-	e   *executor
+	e   *Executor
 	id  string
 	out string // its output subject
 	cmd *exec.Cmd
@@ -200,7 +225,7 @@ type execRun struct {
 }
 
 // start starts req's command, within the agent's bound of commands.
-func (e *executor) start(req nodeexec.Request) (*execRun, error) {
+func (e *Executor) start(req Request) (*execRun, error) {
 	r := &execRun{e: e, id: req.Run, out: subject.ExecOutput(e.ip, req.Run)}
 	e.mu.Lock()
 	switch {
@@ -220,7 +245,7 @@ func (e *executor) start(req nodeexec.Request) (*execRun, error) {
 	return r, nil
 }
 
-func (e *executor) release(r *execRun) {
+func (e *Executor) release(r *execRun) {
 	e.mu.Lock()
 	delete(e.runs, r.id)
 	e.mu.Unlock()
@@ -301,11 +326,11 @@ func (r *execRun) run(stdin []byte, timeout time.Duration) {
 		case <-streams:
 			streams = nil
 		case <-beat.C:
-			r.publish(nodeexec.Out{Beat: true})
+			r.publish(Out{Beat: true})
 		case <-deadline.C:
 			r.e.log.Warn("a command outlived its deadline; killing its session", "run", r.id, "deadline", timeout)
 			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-			r.publish(nodeexec.Out{Error: fmt.Sprintf("the command outlived its deadline of %s on the node and was killed", timeout)})
+			r.publish(Out{Error: fmt.Sprintf("the command outlived its deadline of %s on the node and was killed", timeout)})
 			r.closePipes()
 			if exited != nil {
 				<-exited
@@ -313,7 +338,7 @@ func (r *execRun) run(stdin []byte, timeout time.Duration) {
 			return
 		}
 	}
-	r.publish(nodeexec.Out{Exit: status})
+	r.publish(Out{Exit: status})
 }
 
 // exitCode is a command's status as an SSH session reports it: 128+n when
@@ -340,7 +365,7 @@ func (r *execRun) pump(wg *sync.WaitGroup, stream string, f *os.File) {
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
-			r.publish(nodeexec.Out{Stream: stream, Data: buf[:n]})
+			r.publish(Out{Stream: stream, Data: buf[:n]})
 		}
 		if err != nil {
 			return
@@ -350,7 +375,7 @@ func (r *execRun) pump(wg *sync.WaitGroup, stream string, f *os.File) {
 
 // publish sends the next numbered message of the command's stream; once
 // the session is closed, or a publish failed, nothing more goes out.
-func (r *execRun) publish(o nodeexec.Out) {
+func (r *execRun) publish(o Out) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()

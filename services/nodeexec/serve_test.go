@@ -1,4 +1,4 @@
-package agent
+package nodeexec
 
 import (
 	"bytes"
@@ -21,7 +21,6 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
-	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -36,11 +35,11 @@ type execBed struct {
 	url    string
 	secret []byte
 	engine *nats.Conn
-	e      *executor
+	e      *Executor
 	dir    string // where the tests' commands leave their marks
 }
 
-func newExecBed(t *testing.T, o Options) *execBed {
+func newExecBed(t *testing.T, o ServeOptions) *execBed {
 	t.Helper()
 	port := bustest.FreePort(t)
 	srv, err := bus.StartServer(context.Background(), bus.ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port})
@@ -58,13 +57,13 @@ func newExecBed(t *testing.T, o Options) *execBed {
 	if o.Version == "" {
 		o.Version = "v-test"
 	}
-	b.e = newExecutor(anc, nodeA, b.key(nodeA), o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	b.e = newExecutor(anc, nodeA, b.key(nodeA), o)
 	b.e.beat = 100 * time.Millisecond
-	stop, err := b.e.subscribe()
-	if err != nil {
+	if err := b.e.subscribe(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(stop)
+	t.Cleanup(b.e.Stop)
 	if err := anc.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,23 +82,23 @@ func (b *execBed) agentConn(t *testing.T, ip string) *nats.Conn {
 }
 
 // key is node ip's sealing key, as the engine derives it.
-func (b *execBed) key(ip string) []byte { return nodeexec.Key(bus.AgentPassword(b.secret, ip), ip) }
+func (b *execBed) key(ip string) []byte { return Key(bus.AgentPassword(b.secret, ip), ip) }
 
-func newRequest(cmd string, stdin []byte) nodeexec.Request {
+func newRequest(cmd string, stdin []byte) Request {
 	n := make([]byte, 12)
 	_, _ = rand.Read(n)
-	return nodeexec.Request{V: contract.Version, Node: nodeA, Run: "r" + hex.EncodeToString(n[:6]), Cmd: cmd, Stdin: stdin,
+	return Request{V: contract.Version, Node: nodeA, Run: "r" + hex.EncodeToString(n[:6]), Cmd: cmd, Stdin: stdin,
 		TimeoutMS: 10_000, Time: time.Now().UnixMilli(), Nonce: hex.EncodeToString(n)}
 }
 
-func seal(key []byte, req nodeexec.Request) []byte {
+func seal(key []byte, req Request) []byte {
 	body, _ := json.Marshal(req)
-	return nodeexec.Seal(key, body)
+	return Seal(key, body)
 }
 
 // ask publishes a sealed request with nc and returns the agent's answer.
-func ask(nc *nats.Conn, msg []byte) (nodeexec.Reply, error) {
-	var rep nodeexec.Reply
+func ask(nc *nats.Conn, msg []byte) (Reply, error) {
+	var rep Reply
 	m, err := nc.Request(subject.Node(nodeA, subject.VerbExec), msg, 2*time.Second)
 	if err != nil {
 		return rep, err
@@ -117,7 +116,7 @@ type result struct {
 }
 
 // run runs req on node A and reads its output stream to its end.
-func (b *execBed) run(t *testing.T, req nodeexec.Request) *result {
+func (b *execBed) run(t *testing.T, req Request) *result {
 	t.Helper()
 	sub, err := b.engine.SubscribeSync(subject.ExecOutput(nodeA, req.Run))
 	if err != nil {
@@ -134,7 +133,7 @@ func (b *execBed) run(t *testing.T, req nodeexec.Request) *result {
 		if err != nil {
 			t.Fatalf("output stream: %v (after %d messages)", err, seq-1)
 		}
-		var o nodeexec.Out
+		var o Out
 		if err := json.Unmarshal(m.Data, &o); err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +157,7 @@ func (b *execBed) run(t *testing.T, req nodeexec.Request) *result {
 }
 
 func TestExecRuns(t *testing.T) {
-	b := newExecBed(t, Options{})
+	b := newExecBed(t, ServeOptions{})
 	big := strings.Repeat("0123456789\n", 30_000)[:300_000]
 	tests := []struct {
 		name, cmd      string
@@ -201,7 +200,7 @@ func clip(s string) string {
 }
 
 func TestExecStreamsKeepOrder(t *testing.T) {
-	b := newExecBed(t, Options{})
+	b := newExecBed(t, ServeOptions{})
 	res := b.run(t, newRequest(`for i in 1 2 3 4 5; do echo o$i; sleep 0.02; echo e$i >&2; sleep 0.02; done; sleep 0.3`, nil))
 	if res.stdout.String() != "o1\no2\no3\no4\no5\n" || res.stderr.String() != "e1\ne2\ne3\ne4\ne5\n" {
 		t.Fatalf("stdout %q stderr %q", res.stdout.String(), res.stderr.String())
@@ -217,19 +216,19 @@ func TestExecStreamsKeepOrder(t *testing.T) {
 }
 
 // waitIdle waits until the executor runs nothing.
-func waitIdle(t *testing.T, e *executor) {
+func waitIdle(t *testing.T, e *Executor) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for e.inFlight() > 0 {
+	for e.InFlight() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d commands still run", e.inFlight())
+			t.Fatalf("%d commands still run", e.InFlight())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 func TestExecCloseActsAsADroppedSession(t *testing.T) {
-	b := newExecBed(t, Options{})
+	b := newExecBed(t, ServeOptions{})
 	mark := filepath.Join(b.dir, "after")
 	req := newRequest(`echo started; sleep 0.5; echo next; touch `+mark, nil)
 	sub, _ := b.engine.SubscribeSync(subject.ExecOutput(nodeA, req.Run))
@@ -239,7 +238,7 @@ func TestExecCloseActsAsADroppedSession(t *testing.T) {
 	if _, err := sub.NextMsg(2 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c, _ := json.Marshal(nodeexec.Close{Run: req.Run})
+	c, _ := json.Marshal(Close{Run: req.Run})
 	if err := b.engine.Publish(subject.Node(nodeA, subject.VerbExecClose), c); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +254,7 @@ func TestExecCloseActsAsADroppedSession(t *testing.T) {
 		if err != nil {
 			break
 		}
-		var o nodeexec.Out
+		var o Out
 		_ = json.Unmarshal(m.Data, &o)
 		if o.Exit != nil || string(o.Data) == "next\n" {
 			t.Errorf("output after close: %+v", o)
@@ -264,7 +263,7 @@ func TestExecCloseActsAsADroppedSession(t *testing.T) {
 }
 
 func TestExecDeadlineKills(t *testing.T) {
-	b := newExecBed(t, Options{})
+	b := newExecBed(t, ServeOptions{})
 	req := newRequest("sleep 30", nil)
 	req.TimeoutMS = 300
 	start := time.Now()
@@ -279,9 +278,9 @@ func TestExecDeadlineKills(t *testing.T) {
 }
 
 func TestExecBounds(t *testing.T) {
-	b := newExecBed(t, Options{MaxExecs: 1})
+	b := newExecBed(t, ServeOptions{MaxExecs: 1})
 	mark := filepath.Join(b.dir, "ran")
-	rep, err := ask(b.engine, seal(b.key(nodeA), newRequest("touch "+mark, make([]byte, nodeexec.MaxStdin+1))))
+	rep, err := ask(b.engine, seal(b.key(nodeA), newRequest("touch "+mark, make([]byte, MaxStdin+1))))
 	if err != nil || !strings.Contains(rep.Error, "over the agent's bound") {
 		t.Errorf("stdin over the bound: %v %q", err, rep.Error)
 	}
@@ -304,13 +303,13 @@ func TestExecBounds(t *testing.T) {
 }
 
 func TestExecHello(t *testing.T) {
-	b := newExecBed(t, Options{Version: "v9 abc"})
+	b := newExecBed(t, ServeOptions{Version: "v9 abc"})
 	m, err := b.engine.Request(subject.Node(nodeA, subject.VerbHello), nil, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var h nodeexec.Hello
-	if err := json.Unmarshal(m.Data, &h); err != nil || h.Version != "v9 abc" || h.MaxStdin != nodeexec.MaxStdin {
+	var h Hello
+	if err := json.Unmarshal(m.Data, &h); err != nil || h.Version != "v9 abc" || h.MaxStdin != MaxStdin {
 		t.Errorf("hello %+v, %v", h, err)
 	}
 }
@@ -318,10 +317,10 @@ func TestExecHello(t *testing.T) {
 // TestExecRefusesWhatTheEngineDidNotSend: each request below runs nothing
 // (its command would append a line to a mark file).
 func TestExecRefusesWhatTheEngineDidNotSend(t *testing.T) {
-	b := newExecBed(t, Options{})
+	b := newExecBed(t, ServeOptions{})
 	mark := filepath.Join(b.dir, "ran")
 	cmd := "echo x >> " + mark
-	fresh := func() nodeexec.Request { return newRequest(cmd, nil) }
+	fresh := func() Request { return newRequest(cmd, nil) }
 	body, _ := json.Marshal(fresh())
 	stale := fresh()
 	stale.Time = time.Now().Add(-2 * time.Minute).UnixMilli()
@@ -339,7 +338,7 @@ func TestExecRefusesWhatTheEngineDidNotSend(t *testing.T) {
 	}{
 		{"unsigned", body, "not signed"},
 		{"signed with node B's key", seal(b.key(nodeB), fresh()), "not signed"},
-		{"signed with the wrong secret", seal(nodeexec.Key(bus.AgentPassword([]byte("another engine"), nodeA), nodeA), fresh()), "not signed"},
+		{"signed with the wrong secret", seal(Key(bus.AgentPassword([]byte("another engine"), nodeA), nodeA), fresh()), "not signed"},
 		{"replayed", replayed, "replay"},
 		{"stale", seal(b.key(nodeA), stale), "stale"},
 		{"for another node", seal(b.key(nodeA), forB), "not " + nodeA},
