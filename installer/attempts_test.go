@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/nodefs"
 	"github.com/deployment-engine/engine/services/subject"
@@ -41,8 +43,13 @@ func waitContains(t *testing.T, path, want string, within time.Duration) {
 // An earlier run of a step whose installer went away (its connection
 // dropped, its process group still running on the node) is killed and
 // reaped before the next attempt at that step runs: the two never overlap.
-func TestNextAttemptKillsEarlierRun(t *testing.T) {
-	e := newEnv(t)
+func TestNextAttemptKillsEarlierRun(t *testing.T) { forTransports(t, testNextAttemptKillsEarlierRun) }
+
+func testNextAttemptKillsEarlierRun(t *testing.T, tr transport) {
+	e := tr.env(t)
+	if e.agent != nil {
+		e.agent.mixed = true // the earlier run is over SSH
+	}
 	storeConfig(t, e)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "runs")
@@ -56,7 +63,7 @@ func TestNextAttemptKillsEarlierRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go runStep(ctx, orphan, stepJob{key: nodefs.MarkerName(key), hash: uniq(), deployment: "d-old", until: time.Now().Add(time.Hour)},
+	go runStep(ctx, e.ins.sshConn(orphan), stepJob{key: nodefs.MarkerName(key), hash: uniq(), deployment: "d-old", until: time.Now().Add(time.Hour)},
 		"echo first start >> "+log+"\nexec -a "+tag+" sleep 3600\n", time.Hour, func(string, string) {})
 	waitContains(t, log, "first start", 10*time.Second)
 	orphan.Close()
@@ -87,9 +94,14 @@ func TestNextAttemptKillsEarlierRun(t *testing.T) {
 // node (the installer lost its connection to the node mid-step) waits for
 // that run instead of starting a second one: it runs once, and the step
 // succeeds. The run goes on printing after its connection is gone: its
-// output must not kill it.
+// output must not kill it. Through an agent, the agent dies mid-step: the
+// next attempt goes over SSH and finds the run.
 func TestRedeliveredStepWaitsForItsRun(t *testing.T) {
-	e := newEnv(t)
+	forTransports(t, testRedeliveredStepWaitsForItsRun)
+}
+
+func testRedeliveredStepWaitsForItsRun(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	dir := t.TempDir()
 	log, gate := filepath.Join(dir, "runs"), filepath.Join(dir, "gate")
@@ -102,7 +114,13 @@ func TestRedeliveredStepWaitsForItsRun(t *testing.T) {
 	waitContains(t, log, "run", 30*time.Second)
 	// Drop the node's connection under the running step: the command goes
 	// on on the node, the installer sees a network error and tries again.
-	e.ins.closeAll()
+	if e.agent != nil {
+		e.agent.mixed = true
+		e.agent.ex.Stop()
+		e.agent.nc.Close()
+	} else {
+		e.ins.closeAll()
+	}
 	// The second attempt's check of earlier runs waits in a loop of
 	// `sleep 0.5` on the node (this machine, under the test's sshd); the
 	// first run's loop sleeps 0.05. The gate opens once it is seen waiting.
@@ -125,6 +143,9 @@ func TestRedeliveredStepWaitsForItsRun(t *testing.T) {
 	}
 	if !r.hasLine("waited for an earlier run") {
 		t.Errorf("the second attempt does not say it waited for the first: %v", r.frames)
+	}
+	if e.agent != nil && testutil.ToFloat64(e.ins.metrics.sshSessions) == 0 {
+		t.Error("the step did not finish over SSH once its agent died")
 	}
 }
 
@@ -181,8 +202,10 @@ func TestUnreadableStepFails(t *testing.T) {
 
 // A cancel stops a deployment's running step: its command is killed on
 // the node and the step fails saying so.
-func TestCancelKillsRunningStep(t *testing.T) {
-	e := newEnv(t)
+func TestCancelKillsRunningStep(t *testing.T) { forTransports(t, testCancelKillsRunningStep) }
+
+func testCancelKillsRunningStep(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	tag := "de-cancel-" + uniq()
 	r := record(t, e, "d-cancel")

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/nodefs"
@@ -135,12 +133,7 @@ func chainPID(nonce string) string { return nodefs.Run + "/chain-" + nonce + ".p
 // killChain stops a chain on the node: first its shell, so that it starts
 // no further step, then the run of each of its steps from the one that
 // runs, with all it started.
-func killChain(c *ssh.Client, nonce, deployment string, keys []string) {
-	sess, err := c.NewSession()
-	if err != nil {
-		return
-	}
-	defer sess.Close()
+func killChain(c nodeConn, nonce, deployment string, keys []string) {
 	var b strings.Builder
 	b.WriteString(reapFuncs)
 	fmt.Fprintf(&b, "read -r p < %[1]s 2>/dev/null && kill -KILL \"$p\" 2>/dev/null; rm -f %[1]s\n", chainPID(nonce))
@@ -148,7 +141,7 @@ func killChain(c *ssh.Client, nonce, deployment string, keys []string) {
 		b.WriteString(killRun(k, deployment))
 	}
 	b.WriteString("true\n")
-	_ = sess.Run(b.String())
+	_ = runCmd(c, b.String())
 }
 
 func wrap76(s string) string {

@@ -19,12 +19,14 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// sessionShell prints the pid of the shell its SSH session started: the
-// first ancestor whose parent is sshd.
+// sessionShell prints the pid of the shell its session started: the first
+// ancestor whose parent is sshd, or the test's own process where the
+// test's agent executor runs it.
 const sessionShell = `p=$$
 while :; do
   pp=$(awk '{print $4}' /proc/$p/stat)
-  [ "$(cat /proc/$pp/comm)" = sshd ] && break
+  case "$(cat /proc/$pp/comm)" in sshd|installer.test) break;; esac
+  [ "$pp" -gt 1 ] || break
   p=$pp
 done
 echo "session $p"
@@ -64,8 +66,10 @@ func chainStep(dep, action, key, hash, script string) contract.Step {
 // A node's chained steps run in one SSH session, in order, each with its
 // own events, lines, file and marker; the chain stops at the first step
 // that fails, and the steps after it are neither run nor reported.
-func TestChainRunsInOneSession(t *testing.T) {
-	e := newEnv(t)
+func TestChainRunsInOneSession(t *testing.T) { forTransports(t, testChainRunsInOneSession) }
+
+func testChainRunsInOneSession(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	dep := "d-chain"
 	r := record(t, e, dep)
@@ -162,8 +166,10 @@ func contains(list []string, s string) bool {
 // A chain cancelled while it waits for an earlier run of its step starts
 // nothing more on the node: not that step once the earlier run is gone,
 // nor any after it.
-func TestCancelledChainStartsNothing(t *testing.T) {
-	e := newEnv(t)
+func TestCancelledChainStartsNothing(t *testing.T) { forTransports(t, testCancelledChainStartsNothing) }
+
+func testCancelledChainStartsNothing(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	dep := "d-chain-cancel"
 	r := record(t, e, dep)
@@ -296,8 +302,10 @@ func TestReadChain(t *testing.T) {
 // installer's trap that records the step as done is not its to replace.
 // Alone and in a chain, a step that succeeds leaves its marker; one that
 // exits non-zero leaves none.
-func TestScriptTrapsKeepTheMarker(t *testing.T) {
-	e := newEnv(t)
+func TestScriptTrapsKeepTheMarker(t *testing.T) { forTransports(t, testScriptTrapsKeepTheMarker) }
+
+func testScriptTrapsKeepTheMarker(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	dep := "d-traps"
 	r := record(t, e, dep)

@@ -95,7 +95,11 @@ func inStepCgroup(pid int) bool {
 // the node has cgroup v2, by the step's mark in their environment when not;
 // for a step alone and for one at the head of a chain.
 func TestDetachedChildrenDieWithTheirStep(t *testing.T) {
-	e := newEnv(t)
+	forTransports(t, testDetachedChildrenDieWithTheirStep)
+}
+
+func testDetachedChildrenDieWithTheirStep(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	t.Cleanup(func() {
 		// The steps' cgroups went with them; their parent, once empty, goes too.

@@ -66,7 +66,7 @@ func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, erro
 	var out strings.Builder
 	done := make(chan execResult, 1)
 	go func() {
-		done <- run(ctx, c, "exec-"+bus.RandomSecret()[:8], x.Script, timeout, func(stream, text string) {
+		done <- run(ctx, i.sshConn(c), "exec-"+bus.RandomSecret()[:8], x.Script, timeout, func(stream, text string) {
 			mu.Lock()
 			defer mu.Unlock()
 			if stream == "stdout" && out.Len() < maxExecOutput {

@@ -1,11 +1,14 @@
-// Package installer runs deployment steps on nodes over SSH.
+// Package installer runs deployment steps on nodes: through the node's
+// agent when it runs the engine's build (agentconn.go), else over SSH.
 //
 // It takes steps from the JetStream work queue (queue.go) and runs each
 // message's steps once (execute.go): in chain scripts (chain.go,
 // segment.go), or command by command for a step whose files it sends
 // itself (sent.go). Their files are verified by checksum, their scripts
 // run with deadlines, and every output line and result goes out as an
-// event. It knows nothing about components.
+// event. Each command is the same shell command line on either path
+// (conn.go): only its bytes travel differently. It knows nothing about
+// components.
 package installer
 
 import (
@@ -19,11 +22,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -62,6 +65,15 @@ type Options struct {
 	// step that installs it (secret "agent"); nil when this installer
 	// holds no agent secret.
 	AgentPassword func(ip string) string
+	// Version is the engine's build version, as de-agent reports its
+	// own. A node whose agent runs the same build gets its steps through
+	// the agent, sealed with a key derived from the agent's password; ""
+	// sends every step over SSH.
+	Version string
+	// AgentLiveness is how long a command through an agent may go
+	// without a word from the agent (it beats every few seconds) before
+	// the agent is taken for dead; default 15s.
+	AgentLiveness time.Duration
 }
 
 // Installer is the running installer service.
@@ -77,6 +89,7 @@ type Installer struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	metrics metrics
+	agents  *agents
 
 	mu      sync.Mutex
 	running map[string]map[*stepRun]context.CancelFunc // deployment → its steps in flight here
@@ -87,9 +100,12 @@ type Installer struct {
 }
 
 type metrics struct {
-	steps *prometheus.CounterVec
-	conns prometheus.Counter
-	bytes prometheus.Counter
+	steps       *prometheus.CounterVec
+	conns       prometheus.Counter
+	sshSessions prometheus.Counter
+	bytes       prometheus.Counter
+	agentRuns   prometheus.Counter
+	fallbacks   *prometheus.CounterVec
 }
 
 // Start registers the probe endpoint and starts taking steps.
@@ -104,15 +120,25 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 	kit.Default(&o.Keepalive, 5*time.Second)
 	kit.Default(&o.Port, "22")
 	kit.Default(&o.AckWait, 30*time.Second)
+	kit.Default(&o.AgentLiveness, 15*time.Second)
+	// Shorter than two of the agent's beats, a command that prints
+	// nothing for a while would pass for one whose agent died.
+	o.AgentLiveness = max(o.AgentLiveness, 2*nodeexec.Beat)
 	svc := kit.NewService(o.Logger, "installer")
 	i := &Installer{o: o, log: svc.Log(), svc: svc, port: o.Port, pool: pool{conns: map[string]*pooled{}},
 		running: map[string]map[*stepRun]context.CancelFunc{}, ended: map[string]ended{}}
 	i.ctx, i.cancel = context.WithCancel(context.Background())
 	i.metrics = metrics{
-		steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_installer_steps_total", Help: "Steps the installer finished, by result."}, []string{"result"}),
-		conns: prometheus.NewCounter(prometheus.CounterOpts{Name: "de_installer_ssh_connections_total", Help: "SSH connections the installer opened."}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "de_installer_transfer_bytes_total", Help: "Bytes of files the installer sent to nodes."}),
+		steps:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_installer_steps_total", Help: "Steps the installer finished, by result."}, []string{"result"}),
+		conns:       prometheus.NewCounter(prometheus.CounterOpts{Name: "de_installer_ssh_connections_total", Help: "SSH connections the installer opened."}),
+		sshSessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "de_installer_ssh_sessions_total", Help: "Commands the installer ran on nodes over SSH."}),
+		bytes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "de_installer_transfer_bytes_total", Help: "Bytes of files the installer sent to nodes."}),
+		agentRuns:   prometheus.NewCounter(prometheus.CounterOpts{Name: "de_installer_agent_sessions_total", Help: "Commands the installer ran on nodes through their agents."}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "de_installer_agent_fallbacks_total",
+			Help: "Commands or nodes that went over SSH although an agent was asked, by why: no-answer, version, no-exec, large, refused, gone, silent, lost."}, []string{"reason"}),
 	}
+	i.agents = &agents{nc: o.NC, version: o.Version, password: o.AgentPassword, log: i.log, hello: 500 * time.Millisecond, live: o.AgentLiveness,
+		sessions: i.metrics.agentRuns, fallbacks: i.metrics.fallbacks, known: map[string]agentState{}}
 	if err := svc.Serve(o.NC, "runs steps on nodes over SSH", map[string]kit.Handler{subject.InstallerProbe(): i.probe, subject.InstallerExec(): i.exec}); err != nil {
 		return nil, err
 	}
@@ -145,7 +171,8 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 
 // Collectors are the installer's metrics.
 func (i *Installer) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{i.metrics.steps, i.metrics.conns, i.metrics.bytes}
+	m := i.metrics
+	return []prometheus.Collector{m.steps, m.conns, m.sshSessions, m.bytes, m.agentRuns, m.fallbacks}
 }
 
 // Stop stops taking steps; steps in flight are abandoned unacknowledged
@@ -171,9 +198,10 @@ func (i *Installer) config(ctx context.Context) (contract.Config, error) {
 	return cfg, nil
 }
 
-// connect reads the nodes' credentials and returns them with the pooled
-// connection to node.
-func (i *Installer) connect(ctx context.Context, node string) (contract.Config, *ssh.Client, error) {
+// connect reads the nodes' credentials and returns them with the way to
+// node's commands: its agent when it answers and runs the engine's build,
+// else its pooled SSH connection.
+func (i *Installer) connect(ctx context.Context, node string) (contract.Config, nodeConn, error) {
 	cfg, err := i.config(ctx)
 	if err != nil {
 		return cfg, nil, err
@@ -182,6 +210,16 @@ func (i *Installer) connect(ctx context.Context, node string) (contract.Config, 
 	if err != nil {
 		return cfg, nil, err
 	}
-	c, err := i.client(ctx, node, auth)
+	dial := func(ctx context.Context) (nodeConn, error) {
+		c, err := i.client(ctx, node, auth)
+		if err != nil {
+			return nil, err
+		}
+		return i.sshConn(c), nil
+	}
+	if c := i.agents.conn(ctx, node, dial); c != nil {
+		return cfg, c, nil
+	}
+	c, err := dial(ctx)
 	return cfg, c, err
 }

@@ -202,8 +202,10 @@ func TestProbeUnclaims(t *testing.T) {
 	}
 }
 
-func TestStepRunsOnceThenUnchanged(t *testing.T) {
-	e := newEnv(t)
+func TestStepRunsOnceThenUnchanged(t *testing.T) { forTransports(t, testStepRunsOnceThenUnchanged) }
+
+func testStepRunsOnceThenUnchanged(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	dir := t.TempDir()
 	target := filepath.Join(dir, "etc", "app.conf")
@@ -261,8 +263,10 @@ func TestStepRunsOnceThenUnchanged(t *testing.T) {
 	}
 }
 
-func TestFailingAndHungSteps(t *testing.T) {
-	e := newEnv(t)
+func TestFailingAndHungSteps(t *testing.T) { forTransports(t, testFailingAndHungSteps) }
+
+func testFailingAndHungSteps(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	r := record(t, e, "d-3")
 	queue(t, e, contract.Step{Deployment: "d-3", Action: "fail", Key: "x.fail", Hash: uniq(), Script: "echo about to fail >&2\nexit 3\n", TimeoutS: 30})
@@ -320,8 +324,10 @@ func uniq() string { return fmt.Sprintf("%016x", time.Now().UnixNano()) }
 // before its script runs, and fails without running on a node another
 // engine owns; a step that does not claim leaves the owner alone, whatever
 // its action is called.
-func TestClaimingStep(t *testing.T) {
-	e := newEnv(t)
+func TestClaimingStep(t *testing.T) { forTransports(t, testClaimingStep) }
+
+func testClaimingStep(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	ownerFile := nodePath(nodefs.Owner)
 	_ = os.Remove(ownerFile)
@@ -425,8 +431,10 @@ func TestStopEndsProbeInFlight(t *testing.T) {
 // A step whose files travel sealed is opened by the installer: the node
 // gets the file's own bytes. A step message of a version newer than the
 // installer reads is refused, never run.
-func TestSealedStepFiles(t *testing.T) {
-	e := newEnv(t)
+func TestSealedStepFiles(t *testing.T) { forTransports(t, testSealedStepFiles) }
+
+func testSealedStepFiles(t *testing.T, tr transport) {
+	e := tr.env(t)
 	storeConfig(t, e)
 	bus.SetSealKey([]byte("installer-test-engine-key-0123456789"))
 	dir := t.TempDir()

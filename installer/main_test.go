@@ -185,6 +185,8 @@ type testEnv struct {
 	srv *bus.Server
 	res *bus.Resources
 	ins *Installer
+	// agent is set when the test's commands go through an agent.
+	agent *agentEnv
 }
 
 // newEnv starts an installer for the test's node; opts change its options.
@@ -200,5 +202,5 @@ func newEnv(t *testing.T, opts ...func(*Options)) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(ins.Stop)
-	return &testEnv{b.Srv, b.Res, ins}
+	return &testEnv{srv: b.Srv, res: b.Res, ins: ins}
 }

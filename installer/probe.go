@@ -109,7 +109,7 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 	if unclaim != "" {
 		script = "DE_UNCLAIM=" + kit.ShellQuote(unclaim) + "\n" + script
 	}
-	b, err := output(ctx, c, script, nil)
+	b, err := output(ctx, i.sshConn(c), script, nil)
 	if err != nil {
 		r.Error = "read hardware: " + err.Error()
 		return r

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
@@ -122,13 +120,13 @@ echo "killed an earlier run of this step (process group $pg) before running it"
 `
 
 // settle runs settleScript for a step's key and hash.
-func settle(ctx context.Context, c *ssh.Client, key, hash string) (string, error) {
+func settle(ctx context.Context, c nodeConn, key, hash string) (string, error) {
 	out, err := output(ctx, c, reapFuncs+fmt.Sprintf(settleScript, key, hash), nil)
 	return strings.TrimSpace(string(out)), err
 }
 
 // runStep runs a step's script under stepWrapper.
-func runStep(ctx context.Context, c *ssh.Client, j stepJob, script string, timeout time.Duration, line func(stream, text string)) execResult {
+func runStep(ctx context.Context, c nodeConn, j stepJob, script string, timeout time.Duration, line func(stream, text string)) execResult {
 	secs := max(int(timeout/time.Second), 1)
 	return start(ctx, c, j.key, fmt.Sprintf(stepWrapper, secs+5, j.key, j.hash, j.deployment, j.until.Unix(), exitLocked), script, line)
 }
@@ -141,22 +139,21 @@ type execResult struct {
 
 // run runs script on c, feeding each output line to line, and kills it on
 // the node when ctx ends first.
-func run(ctx context.Context, c *ssh.Client, name, script string, timeout time.Duration, line func(stream, text string)) execResult {
+func run(ctx context.Context, c nodeConn, name, script string, timeout time.Duration, line func(stream, text string)) execResult {
 	secs := max(int(timeout/time.Second), 1)
 	return start(ctx, c, name, fmt.Sprintf(wrapper, secs+5, name), script, line)
 }
 
 // session starts cmd in a new session on c with script on its stdin, and
 // returns its output streams.
-func session(c *ssh.Client, cmd, script string) (*ssh.Session, io.Reader, io.Reader, error) {
+func session(c nodeConn, cmd, script string) (nodeSession, io.Reader, io.Reader, error) {
 	sess, err := c.NewSession()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open session: %w", err)
 	}
 	stdout, _ := sess.StdoutPipe()
 	stderr, _ := sess.StderrPipe()
-	sess.Stdin = strings.NewReader(script)
-	if err := sess.Start(cmd); err != nil {
+	if err := sess.Start(cmd, strings.NewReader(script)); err != nil {
 		sess.Close()
 		return nil, nil, nil, fmt.Errorf("start command: %w", err)
 	}
@@ -164,7 +161,7 @@ func session(c *ssh.Client, cmd, script string) (*ssh.Session, io.Reader, io.Rea
 }
 
 // start runs the wrapped command cmd, feeding it script on stdin.
-func start(ctx context.Context, c *ssh.Client, name, cmd, script string, line func(stream, text string)) execResult {
+func start(ctx context.Context, c nodeConn, name, cmd, script string, line func(stream, text string)) execResult {
 	sess, stdout, stderr, err := session(c, cmd, script)
 	if err != nil {
 		return execResult{err: err}
@@ -191,7 +188,7 @@ func start(ctx context.Context, c *ssh.Client, name, cmd, script string, line fu
 // await waits until sess and the output pumps wg counts have ended and
 // returns how the command ended. When ctx ends first, it calls stop (which
 // kills the command on the node) and waits up to 10 s for the rest.
-func await(ctx context.Context, sess *ssh.Session, wg *sync.WaitGroup, stop func()) execResult {
+func await(ctx context.Context, sess nodeSession, wg *sync.WaitGroup, stop func()) execResult {
 	done := make(chan error, 1)
 	go func() { wg.Wait(); done <- sess.Wait() }()
 	select {
@@ -211,21 +208,16 @@ func exitOf(err error) execResult {
 	if err == nil {
 		return execResult{code: 0}
 	}
-	var ee *ssh.ExitError
+	var ee *exitError
 	if errors.As(err, &ee) {
-		return execResult{code: ee.ExitStatus()}
+		return execResult{code: ee.code}
 	}
 	return execResult{err: fmt.Errorf("the connection dropped while the command ran: %w", err)}
 }
 
 // killGroup kills a wrapped command's run, with all it started.
-func killGroup(c *ssh.Client, name string) {
-	sess, err := c.NewSession()
-	if err != nil {
-		return
-	}
-	defer sess.Close()
-	_ = sess.Run(reapFuncs + killRun(name, "") + "true\n")
+func killGroup(c nodeConn, name string) {
+	_ = runCmd(c, reapFuncs+killRun(name, "")+"true\n")
 }
 
 // killRun is a shell command that kills the run of name recorded in its
@@ -240,22 +232,33 @@ func killRun(name, deployment string) string {
 }
 
 // output runs a short command and returns its stdout.
-func output(ctx context.Context, c *ssh.Client, cmd string, stdin io.Reader) ([]byte, error) {
+func output(ctx context.Context, c nodeConn, cmd string, stdin io.Reader) ([]byte, error) {
 	sess, err := c.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("open session: %w", err)
 	}
 	defer sess.Close()
 	var out, errb bytes.Buffer
-	sess.Stdout, sess.Stderr, sess.Stdin = &out, &errb, stdin
+	stdout, _ := sess.StdoutPipe()
+	stderr, _ := sess.StderrPipe()
+	if err := sess.Start(cmd, stdin); err != nil {
+		return nil, fmt.Errorf("start command: %w", err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- sess.Run(cmd) }()
+	go func() {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); _, _ = io.Copy(&out, stdout) }()
+		go func() { defer wg.Done(); _, _ = io.Copy(&errb, stderr) }()
+		wg.Wait()
+		done <- sess.Wait()
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
-			var ee *ssh.ExitError
+			var ee *exitError
 			if errors.As(err, &ee) {
-				return out.Bytes(), fmt.Errorf("exit %d: %s", ee.ExitStatus(), strings.TrimSpace(errb.String()))
+				return out.Bytes(), fmt.Errorf("exit %d: %s", ee.code, strings.TrimSpace(errb.String()))
 			}
 			return nil, fmt.Errorf("the connection dropped: %w", err)
 		}

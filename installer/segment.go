@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
@@ -20,7 +18,7 @@ import (
 // output has told of its steps so far.
 type segment struct {
 	runs  []*stepRun
-	c     *ssh.Client
+	c     nodeConn
 	nonce string
 	red   contract.OutputRedactor
 	prog  *progress

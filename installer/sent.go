@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
@@ -74,7 +72,7 @@ func (r *stepRun) sendAndRun(ctx context.Context) (string, int, error) {
 // check readies the node for the step: no earlier run of it alive, and
 // the node left for a claim's engine. It returns the step's final state
 // when its marker says it is done.
-func (r *stepRun) check(ctx context.Context, c *ssh.Client) (string, error) {
+func (r *stepRun) check(ctx context.Context, c nodeConn) (string, error) {
 	s := r.s
 	key, marker := nodefs.MarkerName(s.Key), nodefs.Marker(s.Key)
 	// An earlier attempt of this step may still run on the node (its

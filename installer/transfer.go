@@ -11,8 +11,6 @@ import (
 	"path"
 	"strings"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -22,7 +20,7 @@ const maxTransferTries = 3
 // checksum and mode; else streamed to a temporary file whose size and
 // SHA-256 the node computes, retried on a mismatch (the manual's "scp not
 // finish completely"), then moved into place.
-func (i *Installer) upload(ctx context.Context, c *ssh.Client, f contract.StepFile) (sent bool, err error) {
+func (i *Installer) upload(ctx context.Context, c nodeConn, f contract.StepFile) (sent bool, err error) {
 	if err := checkPath(f.Path); err != nil {
 		return false, err
 	}

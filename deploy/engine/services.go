@@ -26,7 +26,8 @@ import (
 // startServices starts the installer, the monitor and the log store.
 func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.Catalog, nc *nats.Conn, res *bus.Resources, reg *prometheus.Registry, stops *[]func()) error {
 	if o.runs("installer") {
-		ins, err := installer.Start(ctx, installer.Options{NC: nc, Res: res, Logger: o.Logger, Port: o.SSHPort, AckWait: o.StepAckWait, AgentPassword: o.agentPass})
+		ins, err := installer.Start(ctx, installer.Options{NC: nc, Res: res, Logger: o.Logger, Port: o.SSHPort, AckWait: o.StepAckWait, AgentPassword: o.agentPass,
+			Version: o.Build.Version})
 		if err != nil {
 			return err
 		}
