@@ -337,3 +337,36 @@ func testScriptTrapsKeepTheMarker(t *testing.T, tr transport) {
 		}
 	}
 }
+
+// A deploy's check of a node whose agent takes commands goes through the
+// agent: a deploy then opens no SSH connection at all. A config's check
+// (names to resolve) proves SSH itself.
+func TestProbeThroughTheAgent(t *testing.T) {
+	e := transport{name: "agent", agent: true}.env(t)
+	e.agent.mixed = true // the config's check below goes over SSH
+	storeConfig(t, e)
+	e.ins.closeAll()
+	conns, agentRuns := testutil.ToFloat64(e.ins.metrics.conns), testutil.ToFloat64(e.ins.metrics.agentRuns)
+	probe := func(resolve ...string) contract.ProbeResult {
+		t.Helper()
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.InstallerProbe(), contract.Probe{V: 1, Nodes: []string{nodeIP}, Auth: contract.Auth{Key: keyPath}, TimeoutMS: 8000, Resolve: resolve})
+		var out contract.ProbeReply
+		if err != nil || rep.Code != 200 || json.Unmarshal(rep.Body, &out) != nil || len(out.Nodes) != 1 || !out.Nodes[0].Reachable {
+			t.Fatalf("probe: %v %+v", err, rep)
+		}
+		return out.Nodes[0]
+	}
+	if r := probe(); r.Hardware.CPU < 1 {
+		t.Errorf("the check through the agent read no hardware: %+v", r)
+	}
+	if n := testutil.ToFloat64(e.ins.metrics.conns) - conns; n != 0 {
+		t.Errorf("a deploy's check through the agent opened %v SSH connections", n)
+	}
+	if testutil.ToFloat64(e.ins.metrics.agentRuns) == agentRuns {
+		t.Error("the deploy's check did not go through the agent")
+	}
+	probe("localhost")
+	if n := testutil.ToFloat64(e.ins.metrics.conns) - conns; n != 1 {
+		t.Errorf("a config's check opened %v SSH connections, want 1", n)
+	}
+}

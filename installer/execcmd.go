@@ -58,7 +58,9 @@ func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	c, err := i.client(ctx, x.Node, auth)
+	// Through the node's agent when it takes commands: a read of the
+	// nodes (the markers a plan reads) opens no SSH session.
+	c, err := i.connectWith(ctx, x.Node, auth)
 	if err != nil {
 		return 200, contract.ExecReply{V: contract.Version, ExitCode: -1, Error: cfg.OutputRedactor().Redact(describe(err))}, nil
 	}
@@ -66,7 +68,7 @@ func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, erro
 	var out strings.Builder
 	done := make(chan execResult, 1)
 	go func() {
-		done <- run(ctx, i.sshConn(c), "exec-"+bus.RandomSecret()[:8], x.Script, timeout, func(stream, text string) {
+		done <- run(ctx, c, "exec-"+bus.RandomSecret()[:8], x.Script, timeout, func(stream, text string) {
 			mu.Lock()
 			defer mu.Unlock()
 			if stream == "stdout" && out.Len() < maxExecOutput {

@@ -15,8 +15,13 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-func TestExec(t *testing.T) {
-	e := newEnv(t)
+func TestExec(t *testing.T) { forTransports(t, testExec) }
+
+// An exec (a read of the nodes, as a plan's) goes through the node's
+// agent when it takes commands: over the agent transport, env's check
+// fails the test for any SSH session.
+func testExec(t *testing.T, tr transport) {
+	e := tr.env(t)
 	ask := func(x contract.Exec) (int, contract.ExecReply) {
 		t.Helper()
 		x.V = 1

@@ -210,6 +210,13 @@ func (i *Installer) connect(ctx context.Context, node string) (contract.Config, 
 	if err != nil {
 		return cfg, nil, err
 	}
+	c, err := i.connectWith(ctx, node, auth)
+	return cfg, c, err
+}
+
+// connectWith is node's agent when it takes commands, else its pooled SSH
+// connection under auth.
+func (i *Installer) connectWith(ctx context.Context, node string, auth contract.Auth) (nodeConn, error) {
 	dial := func(ctx context.Context) (nodeConn, error) {
 		c, err := i.client(ctx, node, auth)
 		if err != nil {
@@ -218,8 +225,7 @@ func (i *Installer) connect(ctx context.Context, node string) (contract.Config, 
 		return i.sshConn(c), nil
 	}
 	if c := i.agents.conn(ctx, node, dial); c != nil {
-		return cfg, c, nil
+		return c, nil
 	}
-	c, err := dial(ctx)
-	return cfg, c, err
+	return dial(ctx)
 }

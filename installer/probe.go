@@ -80,6 +80,40 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 
 func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth, resolve, fetch []string, unclaim string) contract.ProbeResult {
 	r := contract.ProbeResult{IP: ip}
+	script := probeScript
+	if len(resolve) > 0 {
+		q := make([]string, len(resolve))
+		for i, n := range resolve {
+			q[i] = kit.ShellQuote(n)
+		}
+		script = "set -- " + strings.Join(q, " ") + "\n" + script
+	}
+	if len(fetch) > 0 {
+		script += fetchScript(fetch)
+	}
+	if unclaim != "" {
+		script = "DE_UNCLAIM=" + kit.ShellQuote(unclaim) + "\n" + script
+	}
+	// A deploy's check asks whether the node answers now: its agent, when
+	// it takes commands, proves that without an SSH handshake. A config's
+	// check (names, the way back, a takeover) proves SSH itself, which a
+	// first deploy and every fallback need.
+	if len(resolve) == 0 && len(fetch) == 0 && unclaim == "" {
+		dial := func(ctx context.Context) (nodeConn, error) {
+			c, err := i.client(ctx, ip, auth)
+			if err != nil {
+				return nil, err
+			}
+			return i.sshConn(c), nil
+		}
+		if c := i.agents.conn(ctx, ip, dial); c != nil {
+			b, err := output(ctx, c, script, nil)
+			if err == nil {
+				return probed(ip, b, resolve, fetch)
+			}
+			i.log.Warn("probe through the node's agent failed; over SSH", "node", ip, "err", err)
+		}
+	}
 	c, err := i.dial(ctx, ip, auth)
 	if err != nil {
 		r.Error = describe(err)
@@ -95,25 +129,21 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 			c.Close()
 		}
 	}()
-	script := probeScript
-	if len(resolve) > 0 {
-		q := make([]string, len(resolve))
-		for i, n := range resolve {
-			q[i] = kit.ShellQuote(n)
-		}
-		script = "set -- " + strings.Join(q, " ") + "\n" + script
-	}
-	if len(fetch) > 0 {
-		script += fetchScript(fetch)
-	}
-	if unclaim != "" {
-		script = "DE_UNCLAIM=" + kit.ShellQuote(unclaim) + "\n" + script
-	}
 	b, err := output(ctx, i.sshConn(c), script, nil)
 	if err != nil {
 		r.Error = "read hardware: " + err.Error()
 		return r
 	}
+	got := probed(ip, b, resolve, fetch)
+	if got.Reachable {
+		kept = i.keep(ip, authID(auth), c) == c
+	}
+	return got
+}
+
+// probed reads a node's answer to the probe script.
+func probed(ip string, b []byte, resolve, fetch []string) contract.ProbeResult {
+	r := contract.ProbeResult{IP: ip}
 	got, err := parseProbe(string(b))
 	if err != nil {
 		r.Error = err.Error()
@@ -136,7 +166,6 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 	got.IP = ip
 	got.Hardware.IP = ip
 	got.Reachable = true
-	kept = i.keep(ip, authID(auth), c) == c
 	return got
 }
 
