@@ -46,9 +46,10 @@ type agentState struct {
 	until    time.Time
 }
 
-// How long a node's answer is trusted: a working agent a while, a missing
-// or refusing one a shorter while (it may come up), one that failed
-// mid-command as long as the step's retry needs to go over SSH.
+// How long a node's answer is trusted: a working agent a while, one that
+// does not answer or refuses a shorter while (it may come up), one that
+// failed mid-command as long as the step's retry needs to go over SSH. A
+// node where no agent listens is asked every time (see state).
 const (
 	agentOKFor     = 30 * time.Second
 	agentAbsentFor = 5 * time.Second
@@ -98,6 +99,10 @@ func (a *agents) state(ctx context.Context, ip string) (agentState, bool) {
 	var h nodeexec.Hello
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
+		// The server says so at once: asked again next time, so that an
+		// agent the last deployment installed takes the next one's
+		// commands, however soon it comes.
+		st.until = time.Now()
 	case err != nil:
 		a.log.Debug("the node's agent did not answer; its steps go over SSH", "node", ip, "err", err)
 		a.fallbacks.WithLabelValues("no-answer").Inc()

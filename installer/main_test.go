@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,11 +24,27 @@ import (
 )
 
 // A real OpenSSH server on a loopback address of this machine stands in
-// for a node: the installer's tests run against it, not a fake.
-const (
-	nodeIP   = "127.0.77.1"
-	nodePort = "2222"
-)
+// for a node: the installer's tests run against it, not a fake. Its
+// address is the run's own (pickNodeIP): two runs of these tests at once
+// (a CI run beside a developer's) must not meet on one sshd.
+const nodePort = "2222"
+
+var nodeIP string
+
+// pickNodeIP picks a loopback address in 127.77.0.0/16 whose sshd port no
+// one listens on.
+func pickNodeIP() (string, error) {
+	for range 50 {
+		b := make([]byte, 2)
+		_, _ = rand.Read(b)
+		ip := fmt.Sprintf("127.77.%d.%d", b[0], 1+b[1]%254)
+		if l, err := net.Listen("tcp", net.JoinHostPort(ip, nodePort)); err == nil {
+			_ = l.Close()
+			return ip, nil
+		}
+	}
+	return "", fmt.Errorf("no free loopback address in 127.77.0.0/16 for the tests' sshd")
+}
 
 var (
 	sshDir  string
@@ -45,6 +62,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	var err error
+	if nodeIP, err = pickNodeIP(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	sshDir, err = os.MkdirTemp("", "de-installer-sshd-")
 	if err != nil {
 		panic(err)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -20,12 +21,16 @@ import (
 func TestStepsThroughAgents(t *testing.T) {
 	natsPort := bustest.FreePort(t)
 	e := engine(t, "--catalog", catalogDir(t), "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
+	n0, n1 := bed.Nodes[0], bed.Nodes[1]
 	defer func() {
 		if t.Failed() {
 			t.Logf("engine log:\n%s", tail(e.Log(), 80))
+			for _, n := range []*testbed.Node{n0, n1} {
+				out, _ := n.Exec(context.Background(), "tail -20 /var/log/de-agent.log")
+				t.Logf("%s's agent log:\n%s", n.IP, out)
+			}
 		}
 	}()
-	n0, n1 := bed.Nodes[0], bed.Nodes[1]
 	setSleep(t, 0, n0, n1)
 	storeE2E(t, e, map[string][]string{"alpha": ips(0, 1)})
 	mustSucceed(t, e, "the first deployment")
