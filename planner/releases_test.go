@@ -3,12 +3,16 @@ package planner
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"os"
 	"reflect"
 	"testing"
 
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/planner/release/releasetest"
+	"github.com/deployment-engine/engine/planner/steps"
+	"github.com/deployment-engine/engine/planner/validate"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -54,5 +58,44 @@ func TestCloudFoundryOnTheReleasePath(t *testing.T) {
 	}
 	if port := d.Properties("postgres")["ccdb"].(map[string]any)["port"]; port != 5524 {
 		t.Errorf("ccdb.port %v", port)
+	}
+}
+
+// A BOSH job whose name has a hyphen (36 of cf-deployment's 83 jobs do)
+// passes config validation as its upload did, and plans.
+func TestHyphenatedJobName(t *testing.T) {
+	needRuby(t)
+	store, err := release.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgz, err := os.ReadFile("/work/shared/bosh-releases/dummy-release.tgz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.Import(context.Background(), bytes.NewReader(tgz)); err != nil {
+		t.Fatal(err)
+	}
+	p := &Planner{o: Options{Catalogs: map[string]*catalog.Catalog{}, Releases: store}}
+	body, _ := json.Marshal(contract.Config{Components: map[string][]string{"multi-monit-dummy": {"10.0.0.2"}},
+		Properties: contract.Properties{Domain: "x.local", Home: "10.0.0.1", Root: "pw", Catalog: BoshCatalog, Release: "dummy"}})
+	cfg, ps := validate.Config(body, p.catalogsIn(context.Background()))
+	if len(ps) > 0 {
+		t.Fatalf("refused: %+v", ps)
+	}
+	rel, err := p.releaseFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.releaseSteps(context.Background(), steps.Builder{Config: cfg}, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range out {
+		found = found || s.Spec.ID == "10.0.0.2/multi-monit-dummy/start"
+	}
+	if !found {
+		t.Errorf("no start step for multi-monit-dummy")
 	}
 }

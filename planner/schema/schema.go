@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 const (
@@ -147,7 +148,7 @@ func Config(catalogs map[string]*catalog.Catalog, releases string) map[string]an
 				"type":                 "object",
 				"x-reason":             "must be an object of component name to a list of IPs",
 				"allOf":                []any{obj{"minProperties": 1, "x-reason": "no components: place at least one"}},
-				"propertyNames":        obj{"pattern": `^[a-z][a-z0-9_]{0,63}$`, "x-reason": "not a valid component name"},
+				"propertyNames":        obj{"pattern": contract.ComponentNamePattern, "x-reason": "not a valid component name (lowercase letters, digits, _ and -, starting with a letter)"},
 				"additionalProperties": ipList,
 			},
 			"properties": propertiesSchema(names, releases),

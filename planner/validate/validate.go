@@ -27,7 +27,6 @@ type Catalogs func(name string) (Catalog, bool)
 var (
 	domainRe = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 	userRe   = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	compRe   = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 )
 
 // Option tunes validation.
@@ -246,8 +245,8 @@ func checkProperties(p contract.Properties, ps *problems) {
 
 func checkComponents(comps map[string][]string, ps *problems) {
 	for name, ips := range comps {
-		if !compRe.MatchString(name) {
-			ps.add("components."+name, name, "", "not a valid component name")
+		if !contract.ValidComponentName(name) {
+			ps.add("components."+name, name, "", "not a valid component name (lowercase letters, digits, _ and -, starting with a letter)")
 			continue
 		}
 		seen := map[string]bool{}

@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"encoding/json"
 	"net/netip"
 	"os"
 	"strconv"
@@ -161,5 +162,46 @@ func TestWebhookURLs(t *testing.T) {
 		case tt.want != "" && (len(ps) != 1 || ps[0].Path != "properties.notify.webhooks[1].url" || !strings.Contains(ps[0].Reason, tt.want)):
 			t.Errorf("%s: got %+v, want %q at properties.notify.webhooks[1].url", tt.url, ps, tt.want)
 		}
+	}
+}
+
+// TestComponentNames: a hyphen is harmless in every place a component's
+// name travels (a NATS token, a file, a monit check, a log), as BOSH job
+// names have it; what a subject, a path or a shell could misread is not.
+func TestComponentNames(t *testing.T) {
+	const props = `"properties":{"domain":"cf.local","home":"127.0.0.1","root":"x"}`
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"metron_agent", true},
+		{"metron-agent", true},
+		{"cloud_controller-ng2", true},
+		{"a.b", false},
+		{"a/b", false},
+		{"a b", false},
+		{"a*", false},
+		{"a>", false},
+		{"-a", false},
+		{"9a", false},
+		{"Web", false},
+		{strings.Repeat("a", 65), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := contract.ValidComponentName(tt.name); got != tt.ok {
+				t.Fatalf("ValidComponentName(%q) = %v, want %v", tt.name, got, tt.ok)
+			}
+			cats := func(string) (Catalog, bool) { return rules{tt.name: "many"}, true }
+			body, _ := json.Marshal(tt.name)
+			_, ps := Config([]byte(`{"components":{`+string(body)+`:["127.0.0.2"]},`+props+`}`), cats)
+			named := false
+			for _, p := range ps {
+				named = named || strings.Contains(p.Reason, "not a valid component name")
+			}
+			if named == tt.ok {
+				t.Fatalf("config with component %q: problems %+v, want valid=%v", tt.name, ps, tt.ok)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -339,3 +340,15 @@ func (c Config) CatalogName() string {
 	}
 	return c.Properties.Catalog
 }
+
+// ComponentNamePattern is the shape of a component's name (a BOSH job's
+// name on the release path): lowercase letters, digits, '_' and '-'. A
+// name travels as a NATS token, a file and monit check name and a log
+// name: none of them may hold a dot, a slash, a space or a wildcard, and
+// a leading letter keeps it from reading as a shell option.
+const ComponentNamePattern = `^[a-z][a-z0-9_-]{0,63}$`
+
+var componentNameRe = regexp.MustCompile(ComponentNamePattern)
+
+// ValidComponentName tells whether name may name a component.
+func ValidComponentName(name string) bool { return componentNameRe.MatchString(name) }
