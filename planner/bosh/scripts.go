@@ -19,9 +19,11 @@ echo "BOSH layout ready under /var/vcap"
 `
 
 // compileScript fetches a package from the engine, checks its sha1 and
-// runs its packaging script with BOSH's environment, into a versioned
-// directory that /var/vcap/packages/<name> links to. A version compiled
-// before is not compiled again.
+// runs its packaging script with BOSH's environment into a versioned
+// directory; only once packaging succeeded does /var/vcap/packages/<name>
+// link to it, so that a failed compile leaves the running version's link,
+// and the job that uses it, as they were. A version compiled before is
+// not compiled again.
 func compileScript(p release.Package, url string) string {
 	return fmt.Sprintf(`set -eu
 name=%[1]s version=%[2]s sha1=%[3]s url=%[4]s
@@ -39,16 +41,20 @@ curl -fsS --retry 3 --max-time 3600 -o "$work.tgz" "$url"
 if ! echo "$sha1  $work.tgz" | sha1sum -c --status; then echo "package $name: the download does not match sha1 $sha1" >&2; exit 1; fi
 tar -xzf "$work.tgz" -C "$work"
 rm -f "$work.tgz"
-ln -sfn "$dir" /var/vcap/packages/$name
 echo "compiling $name/$version"
 cd "$work"
 rc=0
-BOSH_COMPILE_TARGET="$work" BOSH_INSTALL_TARGET=/var/vcap/packages/$name BOSH_PACKAGE_NAME="$name" \
+BOSH_COMPILE_TARGET="$work" BOSH_INSTALL_TARGET="$dir" BOSH_PACKAGE_NAME="$name" \
   BOSH_PACKAGE_VERSION="$version" BOSH_PACKAGES_DIR=/var/vcap/packages bash ./packaging >&2 || rc=$?
-if [ $rc -ne 0 ]; then echo "packaging script of $name failed (exit $rc)" >&2; exit $rc; fi
 cd /
+if [ $rc -ne 0 ]; then
+  rm -rf "$work" "$dir"
+  echo "packaging script of $name failed (exit $rc); /var/vcap/packages/$name is unchanged" >&2
+  exit $rc
+fi
 rm -rf "$work"
 touch "$done"
+ln -sfn "$dir" /var/vcap/packages/$name
 echo "compiled $name/$version into $dir"
 `, kit.ShellQuote(p.Name), kit.ShellQuote(p.Version), kit.ShellQuote(p.SHA1), kit.ShellQuote(url))
 }

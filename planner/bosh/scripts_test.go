@@ -1,0 +1,76 @@
+package bosh
+
+import (
+	"crypto/sha1" //nolint:gosec // the release format's checksum
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/planner/release/releasetest"
+)
+
+// runCompile runs the compile script of a package whose packaging script
+// is packaging, with BOSH's layout under root instead of /var/vcap and the
+// package fetched from a file: URL.
+func runCompile(t *testing.T, root, version, packaging string) (string, error) {
+	t.Helper()
+	for _, tool := range []string{"bash", "curl", "sha1sum", "tar"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s here", tool)
+		}
+	}
+	tgz := releasetest.TarGz(map[string]string{"packaging": packaging})
+	file := filepath.Join(t.TempDir(), "pkg.tgz")
+	if err := os.WriteFile(file, tgz, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha1.Sum(tgz) //nolint:gosec
+	p := release.Package{Name: "web-server", Version: version, SHA1: hex.EncodeToString(sum[:])}
+	script := strings.ReplaceAll(compileScript(p, "file://"+file), VcapDir, root)
+	for _, d := range []string{"packages", "data/packages", "data/compile"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command("bash", "-c", script).CombinedOutput()
+	return string(out), err
+}
+
+// A compile whose packaging fails leaves the package's link on the version
+// that compiled before, with its files: the job that runs it can restart.
+// The version that compiles is linked only once packaging succeeded, and
+// its packaging saw its own versioned directory as the install target.
+func TestCompileSwitchesTheLinkOnlyOnSuccess(t *testing.T) {
+	root := t.TempDir()
+	link := filepath.Join(root, "packages", "web-server")
+	if out, err := runCompile(t, root, "1", "echo v1 > \"$BOSH_INSTALL_TARGET/bin\"\n"); err != nil {
+		t.Fatalf("v1: %v\n%s", err, out)
+	}
+	v1 := filepath.Join(root, "data", "packages", "web-server", "1")
+	if got, _ := os.Readlink(link); got != v1 {
+		t.Fatalf("after v1 the link is %q, want %q", got, v1)
+	}
+	out, err := runCompile(t, root, "2", "echo half > \"$BOSH_INSTALL_TARGET/bin\"\necho this failed >&2\nexit 3\n")
+	if err == nil || !strings.Contains(out, "this failed") || !strings.Contains(out, "unchanged") {
+		t.Fatalf("v2's failing packaging: %v\n%s", err, out)
+	}
+	if got, _ := os.Readlink(link); got != v1 {
+		t.Errorf("a failed compile moved the link to %q; it must stay on %q", got, v1)
+	}
+	if b, err := os.ReadFile(filepath.Join(link, "bin")); err != nil || string(b) != "v1\n" {
+		t.Errorf("the running version's file through the link: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "data", "packages", "web-server", "2")); !os.IsNotExist(err) {
+		t.Errorf("the failed version's directory is left: %v", err)
+	}
+	if out, err := runCompile(t, root, "3", "echo v3 > \"$BOSH_INSTALL_TARGET/bin\"\n"); err != nil {
+		t.Fatalf("v3: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(link, "bin")); string(b) != "v3\n" {
+		t.Errorf("after v3 compiled the link reads %q", b)
+	}
+}
