@@ -87,7 +87,10 @@ type golden struct {
 
 const goldenID = "d-20000102-030405-0a0b0c"
 
-func startGolden(t *testing.T) *golden {
+func startGolden(t *testing.T) *golden { return startGoldenWith(t, nil) }
+
+// startGoldenWith is startGolden with the planner's options changed by tune.
+func startGoldenWith(t *testing.T, tune func(*Options)) *golden {
 	t.Helper()
 	b := bustest.Start(t, bus.ServerOptions{})
 	ctx := context.Background()
@@ -133,9 +136,13 @@ func startGolden(t *testing.T) *golden {
 	saved := newID
 	newID = func() string { return goldenID }
 	t.Cleanup(func() { newID = saved })
-	p, err := Start(ctx, Options{NC: b.NC, Res: b.Res, Catalogs: cats, EngineID: "e-1", Port: 50000, Logger: quiet,
+	o := Options{NC: b.NC, Res: b.Res, Catalogs: cats, EngineID: "e-1", Port: 50000, Logger: quiet,
 		ProbeTimeout: 5 * time.Second, PlannerID: "p-1", Releases: store, SecretKey: []byte("golden-key"),
-		Agent: &AgentSpec{SHA256: goldenAgentSHA, Path: "/agent/" + goldenAgentSHA + "/de-agent", NATSPort: 4222, CA: "-----BEGIN CERTIFICATE-----\ngolden\n", Password: func(ip string) string { return "agent-pw-" + ip }}})
+		Agent: &AgentSpec{SHA256: goldenAgentSHA, Path: "/agent/" + goldenAgentSHA + "/de-agent", NATSPort: 4222, CA: "-----BEGIN CERTIFICATE-----\ngolden\n", Password: func(ip string) string { return "agent-pw-" + ip }}}
+	if tune != nil {
+		tune(&o)
+	}
+	p, err := Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

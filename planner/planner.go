@@ -67,6 +67,10 @@ type Options struct {
 	// Webhooks is what a config's webhook URLs are checked against
 	// (serve --webhook-allow).
 	Webhooks contract.WebhookPolicy
+	// ListenHost is the host of the engine's HTTP address (--listen),
+	// where nodes fetch from: "" listens on every address. A config whose
+	// nodes cannot reach it is warned about.
+	ListenHost string
 }
 
 // AgentSpec tells the planner how to install the node agent.
@@ -307,6 +311,8 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 		return 0, nil, err
 	}
 	reply.Stored = true
+	// Judged without asking a node: said even when the nodes are not checked.
+	reply.Warnings = append(reply.Warnings, p.listenWarnings(cfg)...)
 	// The agents' address follows home from now on.
 	if err := p.listenForAgents(cfg); err != nil && in.Check {
 		reply.Warnings = append(reply.Warnings, agentWarning(err))
@@ -328,6 +334,7 @@ func (p *Planner) configPrecheck(ctx context.Context, req micro.Request) (int, a
 	if err != nil {
 		return 0, nil, err
 	}
+	warnings = append(warnings, p.listenWarnings(cfg)...)
 	if err := p.listenForAgents(cfg); err != nil {
 		warnings = append(warnings, agentWarning(err))
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -103,6 +104,7 @@ func startPlanner(ctx context.Context, o Options, b *engineBus, catalogs map[str
 		SilentAfter: max(time.Minute, 2*o.StepAckWait),
 		SecretKey:   key.digestKey(),
 		Webhooks:    contract.WebhookPolicy{Allow: o.WebhookAllow},
+		ListenHost:  listenHost(o.Listen),
 		// A rolling restart waits for monit's outcome as PUT /restart does.
 		Control: func(action, process string) string {
 			return monitControl(action, process)
@@ -112,4 +114,14 @@ func startPlanner(ctx context.Context, o Options, b *engineBus, catalogs map[str
 	}
 	*stops = append(*stops, p.Stop)
 	return nil
+}
+
+// listenHost is the host of an HTTP address (--listen), "" for every
+// address.
+func listenHost(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return host
 }
