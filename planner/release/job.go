@@ -61,7 +61,7 @@ type rawSpec struct {
 func ParseSpec(b []byte) (*Job, error) {
 	var raw rawSpec
 	if err := unmarshalYAML(b, &raw); err != nil {
-		return nil, fmt.Errorf("not YAML: %w", err)
+		return nil, err
 	}
 	j := &Job{Name: raw.Name, Packages: raw.Packages, Properties: map[string]Property{}, Consumes: raw.Consumes, Provides: raw.Provides}
 	if j.Packages == nil {

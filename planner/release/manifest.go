@@ -78,7 +78,15 @@ type rawManifest struct {
 		SHA1        scalar `yaml:"sha1"`
 		Fingerprint scalar `yaml:"fingerprint"`
 	} `yaml:"jobs"`
+	// CompiledPackages is what a compiled release has in place of
+	// packages: not read, only recognised.
+	CompiledPackages yaml.Node `yaml:"compiled_packages"`
 }
+
+// errCompiled refuses a compiled release plainly, before anything in it
+// is read as if it were a source release.
+var errCompiled = errors.New("compiled releases are not supported yet: upload the source release " +
+	"(its packages/ with their packaging scripts, as `bosh create-release --tarball` makes it)")
 
 // Names of releases, jobs, packages and versions become file names.
 var (
@@ -94,7 +102,10 @@ func plainName(s string) bool { return nameRe.MatchString(s) && !strings.Contain
 func ParseManifest(b []byte) (*Manifest, error) {
 	var raw rawManifest
 	if err := unmarshalYAML(b, &raw); err != nil {
-		return nil, fmt.Errorf("not YAML: %w", err)
+		return nil, err
+	}
+	if raw.CompiledPackages.Kind != 0 {
+		return nil, errCompiled
 	}
 	m := &Manifest{Name: string(raw.Name), Version: string(raw.Version)}
 	var errs []string
@@ -168,17 +179,55 @@ const maxYAMLKeys = 4096
 func unmarshalYAML(b []byte, v any) error {
 	var n yaml.Node
 	if err := yaml.Unmarshal(b, &n); err != nil {
-		return err
+		return fmt.Errorf("not YAML: %w", err)
 	}
 	if err := checkYAML(&n); err != nil {
-		return err
+		return fmt.Errorf("not YAML: %w", err)
 	}
 	err := n.Decode(v)
 	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > maxErrors {
-		return errors.New(joinErrors(te.Errors))
+	if errors.As(err, &te) {
+		// The decoder names the Go type it wanted, struct tags and all:
+		// say what kind of YAML value belongs there instead.
+		errs := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			errs[i] = plainTypeError(e)
+		}
+		return &shapeError{joinErrors(errs)}
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("not YAML: %w", err)
+	}
+	return nil
+}
+
+// shapeError is YAML whose values are not of the kind their place wants.
+type shapeError struct{ msg string }
+
+func (e *shapeError) Error() string { return e.msg }
+
+// typeErrRe is one of yaml.v3's type errors: "line N: cannot unmarshal
+// !!TAG [`VALUE`] into GO-TYPE".
+var typeErrRe = regexp.MustCompile("^(line [0-9]+): cannot unmarshal (!!?[A-Za-z]+)( `[^`]*`)? into (.*)$")
+
+// plainTypeError rewrites a yaml.v3 type error without its Go type.
+func plainTypeError(e string) string {
+	m := typeErrRe.FindStringSubmatch(e)
+	if m == nil {
+		return e
+	}
+	want := "a single value"
+	switch goType := m[4]; {
+	case strings.HasPrefix(goType, "[]"):
+		want = "a list"
+	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "struct"), strings.HasPrefix(goType, "release."):
+		want = "a mapping"
+	}
+	got := map[string]string{"!!map": "a mapping", "!!seq": "a list"}[m[2]]
+	if got == "" {
+		got = "the value" + m[3]
+	}
+	return fmt.Sprintf("%s: want %s here, found %s", m[1], want, got)
 }
 
 func checkYAML(n *yaml.Node) error {

@@ -248,6 +248,9 @@ func (s *Store) verify(dir string, mf []byte, sums map[string]string) (*Manifest
 			return nil, nil, err
 		}
 	}
+	if err := checkPackaging(dir, m, s.lim); err != nil {
+		return nil, nil, err
+	}
 	specs, err := readJobs(dir, m, s.lim)
 	if err != nil {
 		return nil, nil, err

@@ -92,6 +92,14 @@ func TestImportRefuses(t *testing.T) {
 	escape.Extra = map[string]string{"../../etc/evil": "x"}
 	noTemplate := good()
 	noTemplate.Jobs[0].Templates = nil
+	noPackaging := good()
+	noPackaging.Packages[0].Files = map[string]string{"src/main.c": "int main(){}"}
+	nested := good()
+	nested.Packages[0].Files = map[string]string{"src/packaging": "true"}
+	compiled := releasetest.TarGz(map[string]string{"release.MF": "---\nname: r\nversion: '1'\ncompiled_packages:\n- name: p\n  version: '1'\n" +
+		"  sha1: 0123456789012345678901234567890123456789\n  stemcell: ubuntu-jammy/1.0\n  dependencies: []\n" +
+		"jobs:\n- name: j\n  version: '1'\n  sha1: 0123456789012345678901234567890123456789\n"})
+	shapeless := releasetest.TarGz(map[string]string{"release.MF": "---\nname: r\nversion: '1'\npackages: {p: 1}\njobs: [1]\n"})
 	cycle := good()
 	cycle.Packages = append(cycle.Packages, releasetest.Package{Name: "q", Deps: []string{"q2"}, Files: map[string]string{"packaging": "true"}},
 		releasetest.Package{Name: "q2", Deps: []string{"q"}, Files: map[string]string{"packaging": "true"}})
@@ -106,6 +114,10 @@ func TestImportRefuses(t *testing.T) {
 		{"escaping path", releasetest.Build(escape), "./../../etc/evil", "escapes the archive"},
 		{"template not in job", releasetest.Build(noTemplate), "jobs/j.tgz", "templates/ctl.erb"},
 		{"package cycle", releasetest.Build(cycle), "release.MF", "cycle"},
+		{"no packaging", releasetest.Build(noPackaging), "packages/p.tgz", "package p has no packaging script"},
+		{"packaging not at the root", releasetest.Build(nested), "packages/p.tgz", "package p has no packaging script"},
+		{"compiled release", compiled, "release.MF", "compiled releases are not supported yet"},
+		{"values of the wrong kind", shapeless, "release.MF", "line 4: want a list here, found a mapping; line 5: want a mapping here, found the value `1`"},
 		{"not gzip", []byte("hello"), "", "not a gzip"},
 		{"not a release", releasetest.TarGz(map[string]string{"README": "hi"}), "", "no release.MF"},
 	} {
@@ -117,7 +129,7 @@ func TestImportRefuses(t *testing.T) {
 			if !errors.As(err, &br) {
 				t.Fatalf("want BadRelease, got %v", err)
 			}
-			if br.File != tc.file || !strings.Contains(err.Error(), tc.want) {
+			if br.File != tc.file || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "yaml:") {
 				t.Errorf("got %q (file %q), want file %q and %q", err, br.File, tc.file, tc.want)
 			}
 			entries, _ := os.ReadDir(dir)
