@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -59,10 +60,18 @@ func listenWarning(listenHost string, port int, cfg contract.Config) string {
 		"the mirror and the agent from %s, where the engine does not listen; %s", at(listenHost), home, at(home), fix)
 }
 
-// listenWarnings are the warnings about the engine's own address for cfg.
-func (p *Planner) listenWarnings(cfg contract.Config) []string {
+// staticWarnings are what the engine warns about cfg without asking a
+// node: its own address, and BOSH variables a config's job properties
+// hold, which it does not interpolate.
+func (p *Planner) staticWarnings(cfg contract.Config) []string {
+	var out []string
 	if w := listenWarning(p.o.ListenHost, p.o.Port, cfg); w != "" {
-		return []string{w}
+		out = append(out, w)
 	}
-	return nil
+	if cfg.CatalogName() == BoshCatalog {
+		if w := bosh.VariablesWarning(bosh.Variables(cfg.Properties.Jobs, cfg.Redact().Properties.Jobs, "properties.jobs.")); w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
 }

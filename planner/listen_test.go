@@ -77,3 +77,26 @@ func TestListenWarningAnswered(t *testing.T) {
 		t.Errorf("precheck warnings %q", pre.Warnings)
 	}
 }
+
+// A BOSH variable in a job's properties is named in a warning: the
+// engine stores the config but interpolates nothing.
+func TestVariablesWarned(t *testing.T) {
+	needRuby(t)
+	g := startGolden(t)
+	cfg := contract.Config{Components: map[string][]string{"dummy_with_properties": {"10.9.0.2"}},
+		Properties: contract.Properties{Domain: "x.local", Home: "10.9.0.1", Root: "pw", Catalog: BoshCatalog, Release: "dummy",
+			Jobs: map[string]any{"dummy_with_properties": map[string]any{"dummy_with_properties": map[string]any{"echo_value": "((echo))"}}}}}
+	body, _ := json.Marshal(cfg)
+	rep, err := kit.Request(context.Background(), g.b.NC, subject.ConfigPut(), contract.ConfigPut{V: contract.Version, Config: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var put contract.ConfigPutReply
+	if err := json.Unmarshal(rep.Body, &put); err != nil || rep.Code != 201 {
+		t.Fatalf("config put: %d %s", rep.Code, rep.Body)
+	}
+	want := "properties.jobs.dummy_with_properties.dummy_with_properties.echo_value: ((echo))"
+	if !strings.Contains(strings.Join(put.Warnings, "\n"), want) {
+		t.Errorf("warnings %q lack %q", put.Warnings, want)
+	}
+}

@@ -312,7 +312,7 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	}
 	reply.Stored = true
 	// Judged without asking a node: said even when the nodes are not checked.
-	reply.Warnings = append(reply.Warnings, p.listenWarnings(cfg)...)
+	reply.Warnings = append(reply.Warnings, p.staticWarnings(cfg)...)
 	// The agents' address follows home from now on.
 	if err := p.listenForAgents(cfg); err != nil && in.Check {
 		reply.Warnings = append(reply.Warnings, agentWarning(err))
@@ -334,7 +334,7 @@ func (p *Planner) configPrecheck(ctx context.Context, req micro.Request) (int, a
 	if err != nil {
 		return 0, nil, err
 	}
-	warnings = append(warnings, p.listenWarnings(cfg)...)
+	warnings = append(warnings, p.staticWarnings(cfg)...)
 	if err := p.listenForAgents(cfg); err != nil {
 		warnings = append(warnings, agentWarning(err))
 	}
