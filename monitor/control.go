@@ -60,22 +60,24 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 			for _, i := range idx {
 				t := targets[i]
 				r := contract.ControlResult{Comp: t.Comp, Ip: t.IP}
-				proc, ok := m.o.Process(cfg.CatalogName(), t.Comp)
-				if !ok && hasAgent {
-					// A BOSH job's processes are in no catalog: its node's
-					// agent was told them by the deployment.
-					for _, s := range n.hb.Components {
-						if s.Name == t.Comp && s.Process != "" {
-							proc, ok = s.Process, true
-						}
-					}
-				}
-				if !ok {
+				procs := m.processes(cfg.CatalogName(), t.Comp, n.hb, hasAgent)
+				if len(procs) == 0 {
 					r.Error = "the catalog has no monit process for " + t.Comp
-				} else if hasAgent {
-					r.Via, r.Error = "agent", m.viaAgent(ctx, ip, c.Action, proc, wait)
-				} else {
-					r.Via, r.Error = "ssh", m.viaSSH(ctx, ip, c.Action, proc, wait)
+				}
+				// Every process of the instance, one after another; the
+				// first that fails ends it, named.
+				for _, proc := range procs {
+					if hasAgent {
+						r.Via, r.Error = "agent", m.viaAgent(ctx, ip, c.Action, proc, wait)
+					} else {
+						r.Via, r.Error = "ssh", m.viaSSH(ctx, ip, c.Action, proc, wait)
+					}
+					if r.Error != "" {
+						if len(procs) > 1 {
+							r.Error = "process " + proc + ": " + r.Error
+						}
+						break
+					}
 				}
 				r.OK = r.Error == ""
 				out[i] = r
@@ -98,6 +100,24 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 		return 502, contract.ControlOutcome{Error: e, Problems: problems, Results: out}, nil
 	}
 	return 200, contract.ControlOutcome{Status: "ok", Results: out}, nil
+}
+
+// processes are the monit processes of comp: the catalog's one, or, for a
+// BOSH job, which is in no catalog, every process its node's agent was
+// told by the deployment.
+func (m *Monitor) processes(catalog, comp string, hb contract.Heartbeat, hasAgent bool) []string {
+	if proc, ok := m.o.Process(catalog, comp); ok {
+		return []string{proc}
+	}
+	if !hasAgent {
+		return nil
+	}
+	for _, s := range hb.Components {
+		if s.Name == comp {
+			return s.AllProcesses()
+		}
+	}
+	return nil
 }
 
 // viaAgent asks the node's agent to run the action and wait for it.

@@ -109,8 +109,13 @@ func LoadConfig(path string) (contract.AgentConfig, error) {
 	for _, comp := range c.Components {
 		// A process-less component (a BOSH job with an empty monit file)
 		// has Process "": it is configured, with nothing to supervise.
-		if !subject.ValidToken(comp.Name) || strings.ContainsAny(comp.Process, " \t\n'\"") {
-			return c, fmt.Errorf("agent config %s: bad component %q (process %q)", path, comp.Name, comp.Process)
+		if !subject.ValidToken(comp.Name) {
+			return c, fmt.Errorf("agent config %s: bad component %q", path, comp.Name)
+		}
+		for _, p := range append([]string{comp.Process}, comp.Processes...) {
+			if strings.ContainsAny(p, " \t\n'\"") {
+				return c, fmt.Errorf("agent config %s: bad component %q (process %q)", path, comp.Name, p)
+			}
 		}
 	}
 	return c, nil
@@ -242,31 +247,37 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			hb.MonitError += " — " + de.Hint()
 		}
 	}
+	states := make([][]procState, len(a.cfg.Components))
 	down := false
-	for _, c := range a.cfg.Components {
-		st := contract.ComponentState{Name: c.Name, Process: c.Process, Monit: "unknown"}
-		if c.Process == "" {
-			st.Monit, st.Running = "configured (no process)", true
-		} else if merr == nil {
-			st.Monit = "not registered with monit"
-			for _, s := range svcs {
-				if s.Name == c.Process {
-					st.Monit, st.Running = s.Status, s.Running
+	for i, c := range a.cfg.Components {
+		for _, p := range c.AllProcesses() {
+			ps := procState{name: p, monit: "unknown"}
+			if merr == nil {
+				ps.monit = "not registered with monit"
+				for _, s := range svcs {
+					if s.Name == p {
+						ps.monit, ps.running = s.Status, s.Running
+					}
 				}
+				down = down || !ps.running
 			}
-			down = down || !st.Running
+			states[i] = append(states[i], ps)
 		}
-		hb.Components = append(hb.Components, st)
 	}
 	// What monit does not run may run all the same (a stop that failed
 	// leaves its process unsupervised): status reports what runs.
 	if down {
 		alive := a.unsupervised(ctx)
-		for i, st := range hb.Components {
-			if u, ok := alive[st.Process]; ok && !st.Running {
-				hb.Components[i].Running, hb.Components[i].Reason = true, u.Reason(st.Monit)
+		for _, procs := range states {
+			for j, ps := range procs {
+				if u, ok := alive[ps.name]; ok && !ps.running {
+					procs[j].running, procs[j].reason = true, u.Reason(ps.monit)
+				}
 			}
 		}
+	}
+	for i, c := range a.cfg.Components {
+		hb.Components = append(hb.Components, componentState(c, states[i]))
 	}
 	a.mu.Lock()
 	a.last = hb
@@ -317,7 +328,7 @@ func (a *Agent) control(m *nats.Msg) {
 	}
 	known := false
 	for _, comp := range a.cfg.Components {
-		known = known || comp.Process == c.Process
+		known = known || slices.Contains(comp.AllProcesses(), c.Process)
 	}
 	if !known {
 		reply(contract.ControlReply{Error: fmt.Sprintf("process %q is not one of this node's components", c.Process)})

@@ -5,19 +5,23 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 func testAgent(sha string) *Agent {
@@ -182,4 +186,33 @@ func TestFetchAgent(t *testing.T) {
 		t.Errorf("an unreachable engine: %v: %q %q", err, out, errOut)
 	}
 	leftovers()
+}
+
+// A release job's agent entry lists every process of its monit file, so
+// that the agent watches and controls each; one process stays in Process.
+func TestReleaseAgentKnowsEveryProcess(t *testing.T) {
+	in := Builder{Config: contract.Config{Components: map[string][]string{"two-procs": {"10.0.0.2"}, "one": {"10.0.0.2"}},
+		Properties: contract.Properties{Home: "10.0.0.1"}}, Agent: testAgent(strings.Repeat("a", 64))}
+	plan := &bosh.Plan{Instances: []bosh.Instance{
+		{Job: "two-procs", Node: "10.0.0.2", Processes: []string{"main", "helper"}},
+		{Job: "one", Node: "10.0.0.2", Processes: []string{"one"}},
+	}}
+	out, err := in.ReleaseSteps(Release{Plan: plan, CompOf: func(j string) string { return j }, JobOf: func(c string) string { return c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf contract.AgentConfig
+	for _, s := range out {
+		for _, f := range s.Spec.Files {
+			if f.Path == nodefs.AgentConfig {
+				if err := json.Unmarshal(f.Content, &conf); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	want := []contract.AgentComponent{{Name: "two-procs", Process: "main", Processes: []string{"main", "helper"}}, {Name: "one", Process: "one"}}
+	if !reflect.DeepEqual(conf.Components, want) {
+		t.Errorf("agent components %+v, want %+v", conf.Components, want)
+	}
 }

@@ -19,8 +19,8 @@ type Release struct {
 }
 
 // ReleaseSteps are the steps of a release deployment: the node's own
-// steps, then the release's, with the node agent told each job's
-// processes.
+// steps, then the release's, with the node agent told every process of
+// each job.
 func (in Builder) ReleaseSteps(r Release) ([]*Step, error) {
 	in.Catalog = nil
 	in.agentComps = map[string][]contract.AgentComponent{}
@@ -28,6 +28,10 @@ func (in Builder) ReleaseSteps(r Release) ([]*Step, error) {
 		c := contract.AgentComponent{Name: r.CompOf(inst.Job)}
 		if len(inst.Processes) > 0 {
 			c.Process = inst.Processes[0]
+		}
+		if len(inst.Processes) > 1 {
+			// Every process is watched and controlled, not the first alone.
+			c.Processes = inst.Processes
 		}
 		in.agentComps[inst.Node] = append(in.agentComps[inst.Node], c)
 	}

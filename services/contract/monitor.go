@@ -3,11 +3,29 @@ package contract
 import "time"
 
 // AgentComponent is one component the agent on a node watches: its monit
-// process name and the log files it follows.
+// process name and the log files it follows. A BOSH job may run several
+// processes: Processes lists them all (Process is the first); a catalog's
+// component has one, in Process alone.
+//
+//	{"name": "web", "process": "web", "logs": ["/var/log/de-web/error.log"]}
+//	{"name": "metron-agent", "process": "metron", "processes": ["metron", "forwarder"]}
 type AgentComponent struct {
-	Name    string   `json:"name"`
-	Process string   `json:"process"`
-	Logs    []string `json:"logs,omitempty"`
+	Name      string   `json:"name"`
+	Process   string   `json:"process"`
+	Processes []string `json:"processes,omitempty"`
+	Logs      []string `json:"logs,omitempty"`
+}
+
+// AllProcesses lists every monit process of the component: none for a
+// component that only configures.
+func (c AgentComponent) AllProcesses() []string {
+	if len(c.Processes) > 0 {
+		return c.Processes
+	}
+	if c.Process != "" {
+		return []string{c.Process}
+	}
+	return nil
 }
 
 // AgentConfig is the node agent's config file, written by the deployment
@@ -30,16 +48,24 @@ type AgentConfig struct {
 	Components []AgentComponent `json:"components"`
 }
 
-// ComponentState is one monit process as the agent last read it.
-// Monit is monit's own word for it ("running", "not monitored", ...).
-// Running says its process runs; Reason, when set, says why it runs
-// though monit does not say so ("stop failed: ...").
+// ComponentState is one component's monit processes as the agent last
+// read them. Monit is monit's own word for the process ("running", "not
+// monitored", ...); with several processes, that of the first one down,
+// after its name ("worker: not monitored"). Running says every process
+// runs; Reason, when set, says why one runs though monit does not say so
+// ("stop failed: ..."). Processes lists them all when there are several.
 type ComponentState struct {
-	Name    string `json:"name"`
-	Process string `json:"process"`
-	Monit   string `json:"monit"`
-	Running bool   `json:"running"`
-	Reason  string `json:"reason,omitempty"`
+	Name      string   `json:"name"`
+	Process   string   `json:"process"`
+	Processes []string `json:"processes,omitempty"`
+	Monit     string   `json:"monit"`
+	Running   bool     `json:"running"`
+	Reason    string   `json:"reason,omitempty"`
+}
+
+// AllProcesses lists every monit process of the component's state.
+func (c ComponentState) AllProcesses() []string {
+	return AgentComponent{Process: c.Process, Processes: c.Processes}.AllProcesses()
 }
 
 // Heartbeat is the agent's periodic report on de.node.<ip>.heartbeat:
