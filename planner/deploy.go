@@ -187,13 +187,15 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	if err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the deployment: " + err.Error()}
 	}
+	// Which running instances change is on their nodes' markers: only
+	// nodes the last deployment placed something on run any.
+	rollout := b.RolloutSteps
+	if rel != nil {
+		rollout = b.ReleaseRolloutSteps
+	}
 	var batches []contract.Batch
-	if rel == nil {
-		// Which running instances change is on their nodes' markers: only
-		// nodes the last deployment placed something on run any.
-		if planned, batches, err = b.RolloutSteps(planned, p.markersOf(ctx, contract.SortedKeys(previous)), q); err != nil {
-			return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + err.Error()}
-		}
+	if planned, batches, err = rollout(planned, p.markersOf(ctx, contract.SortedKeys(previous)), q); err != nil {
+		return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + err.Error()}
 	}
 	rec := sched.NewRecord(id, steps.Placement(cfg), planned)
 	rec.Batches = batches

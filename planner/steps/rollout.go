@@ -45,14 +45,17 @@ type Settings struct {
 }
 
 // SettingsFor resolves comp's settings: the query, the config's component
-// and global settings, the catalog's, the defaults.
+// and global settings, the catalog's (none for a release's job: cat nil),
+// the defaults.
 func SettingsFor(cat *catalog.Catalog, cfg contract.Config, comp string, query contract.UpdateSettings) Settings {
 	u := query
 	if up := cfg.Properties.Update; up != nil {
 		u = u.Merge(up.Components[comp]).Merge(up.UpdateSettings)
 	}
-	if c := cat.Components[comp]; c != nil && c.Update != nil {
-		u = u.Merge(*c.Update)
+	if cat != nil {
+		if c := cat.Components[comp]; c != nil && c.Update != nil {
+			u = u.Merge(*c.Update)
+		}
 	}
 	def := defaultCanaries
 	u = u.Merge(contract.UpdateSettings{Canaries: &def, MaxInFlight: defaultInFlight, CanaryWatchTime: defaultWatchTime, UpdateWatchTime: defaultWatchTime})
