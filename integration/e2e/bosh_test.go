@@ -279,7 +279,7 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 	natsPort := bustest.FreePort(t)
 	e := engine(t, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
 	defer resetBosh(t, "db", "app")
-	upload(t, e, linkedRelease(), 201)
+	upload(t, e, linkedRelease("3", ""), 201)
 
 	comps := map[string][]string{"db": ips(0, 1), "app": ips(2)}
 	jobs := map[string]any{"app": map[string]any{"name": "shop"}, "db": map[string]any{"port": 6543}}
@@ -340,6 +340,27 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 	if got := inNode(t, 0, "pgrep -fx 'sleep 1000001' || true"); strings.TrimSpace(got) != "" {
 		t.Errorf("db's daemon still runs after stop: %s", got)
 	}
+
+	// A new version whose base package does not compile: the compile
+	// fails, and the running version's package and job stay as they were:
+	// db restarts on its old version.
+	upload(t, e, linkedRelease("4", "echo half > ${BOSH_INSTALL_TARGET}/chain\necho base-v4-failed >&2\nexit 1\n"), 201)
+	cfg = boshConfig("linked/4", comps, jobs)
+	cfg["properties"].(map[string]any)["azs"] = map[string][]string{"z2": ips(1)}
+	if code, body := e.Do("POST", "/deployment-engine/config", cfg); code != 201 {
+		t.Fatalf("config v4: %d %s", code, body)
+	}
+	d = wait(t, e, deploy(t, e), 10*time.Minute)
+	if state, errText := stepOf(d, ips(0)[0]+"/db/compile-base"); d.State != "failed" || state != "failed" || !strings.Contains(errText, "base-v4-failed") {
+		t.Fatalf("v4 with a failing base: %s, compile-base %s %q", d.State, state, errText)
+	}
+	if got := strings.TrimSpace(inNode(t, 0, "cat /var/vcap/packages/base/chain")); got != "base" {
+		t.Errorf("the running version's base package after a failed compile reads %q, want base", got)
+	}
+	if code, body := e.Do("PUT", "/deployment-engine/restart", map[string]string{"name": "db", "ip": ips(0)[0]}); code != 200 {
+		t.Fatalf("restart db on its old version after a failed compile: %d %s", code, body)
+	}
+	waitStatus(t, e, map[string]string{"db@" + ips(0)[0]: "RUNNING"})
 }
 
 func atoi(s string) int64 {
@@ -358,6 +379,9 @@ const linkedDBCtl = `#!/bin/bash
 run=/var/vcap/sys/run/db
 case $1 in
   start)
+    # The job runs on its base package: a base half-built by a failed
+    # compile would not start.
+    grep -qx base /var/vcap/packages/base/chain || exit 1
     date +%s%N > $run/start.ts
     ( exec -a "sleep" sleep 1000001 ) >/dev/null 2>&1 &
     echo $! > $run/db.pid ;;
@@ -366,8 +390,9 @@ case $1 in
 esac
 `
 
-// linkedRelease builds the release in BOSH's format.
-func linkedRelease() []byte {
+// linkedRelease builds the release in BOSH's format, at version; a
+// basePackaging replaces base's packaging script.
+func linkedRelease(version, basePackaging string) []byte {
 	jobs := map[string]map[string]string{
 		"db": {
 			"job.MF": `---
@@ -401,12 +426,15 @@ properties:
 		{"libapp", "[base]", "cat ${BOSH_PACKAGES_DIR}/base/chain > ${BOSH_INSTALL_TARGET}/chain\necho libapp >> ${BOSH_INSTALL_TARGET}/chain\ndate +%s%N > ${BOSH_INSTALL_TARGET}/built\n"},
 		{"app", "[libapp]", "cat ${BOSH_PACKAGES_DIR}/libapp/chain > ${BOSH_INSTALL_TARGET}/chain\necho app >> ${BOSH_INSTALL_TARGET}/chain\ndate +%s%N > ${BOSH_INSTALL_TARGET}/built\n"},
 	}
+	if basePackaging != "" {
+		pkgs[0].packaging = basePackaging
+	}
 	files := map[string][]byte{}
-	mf := "---\nname: linked\nversion: '3'\npackages:\n"
+	mf := "---\nname: linked\nversion: '" + version + "'\npackages:\n"
 	for _, p := range pkgs {
 		b := targz(map[string][]byte{"packaging": []byte(p.packaging)})
 		files["packages/"+p.name+".tgz"] = b
-		mf += fmt.Sprintf("- name: %s\n  version: '1'\n  fingerprint: %s\n  sha1: %s\n  dependencies: %s\n", p.name, sha1hex(b), sha1hex(b), p.deps)
+		mf += fmt.Sprintf("- name: %s\n  version: '%s'\n  fingerprint: %s\n  sha1: %s\n  dependencies: %s\n", p.name, sha1hex(b)[:12], sha1hex(b), sha1hex(b), p.deps)
 	}
 	mf += "jobs:\n"
 	for _, name := range []string{"db", "app"} {
