@@ -24,8 +24,8 @@ type Event struct {
 	Data    json.RawMessage
 	Summary *contract.DeploymentPage
 	Run     *contract.DeploymentEvent
-	Step       *contract.StepEvent
-	Log        *contract.LogLine
+	Step    *contract.StepEvent
+	Log     *contract.LogLine
 }
 
 // Follow reads deployment id's event stream and hands every event to fn
