@@ -69,7 +69,9 @@ func TestAgentStepFetches(t *testing.T) {
 
 // No step waits for the agent step, which waits for the node's last base
 // step only (the mirror step may install monit, which it needs), and runs
-// after every other step of its node that is ready.
+// after its node's register steps, before its start steps: the agent's
+// monit check is read by the reload the starts need, not by a second one
+// after them.
 func TestAgentOffTheCriticalPath(t *testing.T) {
 	cat, err := catalog.Load("starter", "")
 	if err != nil {
@@ -89,8 +91,11 @@ func TestAgentOffTheCriticalPath(t *testing.T) {
 				t.Errorf("%s waits for %v, want %v", s.Spec.ID, s.After, want)
 			}
 			for _, o := range planned {
-				if o.Spec.Node == s.Spec.Node && o != s && o.Prio >= s.Prio {
-					t.Errorf("%s (priority %d) runs before the agent step (%d)", o.Spec.ID, o.Prio, s.Prio)
+				if o.Spec.Node != s.Spec.Node || o == s {
+					continue
+				}
+				if start := o.Spec.Action == "start"; start != (o.Prio > s.Prio) {
+					t.Errorf("%s (priority %d) and the agent step (%d): want the agent step after every register, before every start", o.Spec.ID, o.Prio, s.Prio)
 				}
 			}
 			continue

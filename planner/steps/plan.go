@@ -68,9 +68,23 @@ func (in Builder) CatalogSteps() ([]*Step, error) {
 	return in.frame(in.componentSteps, in.catalogRemoval)
 }
 
+// agentBeforeStart moves each node's agent step just before the node's
+// first start step in its chain: the agent's monit check is then read by
+// the one reload the start steps need (a register asks for it), instead
+// of a second reload after them, while the deployment is taken as done
+// and monit re-reads its checks (status shows the instances initialising).
+func agentBeforeStart(agents map[string]*Step, steps []*Step) {
+	for _, s := range steps {
+		if a := agents[s.Spec.Node]; a != nil && s.Spec.Action == "start" && s.Prio-1 < a.Prio {
+			a.Prio = s.Prio - 1
+		}
+	}
+}
+
 // agentPrio puts the agent step after every other step of its node that
 // is ready when it is: nothing waits for it, and it waits for nothing but
-// the base steps.
+// the base steps. On a node with start steps it goes just before the
+// first of them instead (agentBeforeStart).
 const agentPrio = 1 << 30
 
 // frame is the plan of every deployment: each node's base steps in a
@@ -83,6 +97,7 @@ const agentPrio = 1 << 30
 func (in Builder) frame(body func(base map[string]string) ([]*Step, error), removal func(ip, comp string) *Step) ([]*Step, error) {
 	var out []*Step
 	base := map[string]string{} // node → its last base step
+	agents := map[string]*Step{}
 	for _, ip := range in.Config.Nodes() {
 		prev := ""
 		for i, b := range baseSteps(in, ip) {
@@ -98,6 +113,7 @@ func (in Builder) frame(body func(base map[string]string) ([]*Step, error), remo
 			a := agentStep(in, ip)
 			a.After, a.Prio = []string{prev}, agentPrio
 			out = append(out, in.stamp(a))
+			agents[ip] = a
 		}
 	}
 	steps, err := body(base)
@@ -107,6 +123,7 @@ func (in Builder) frame(body func(base map[string]string) ([]*Step, error), remo
 	for _, s := range steps {
 		out = append(out, in.stamp(s))
 	}
+	agentBeforeStart(agents, steps)
 	placement := Placement(in.Config)
 	left := in.Leftovers()
 	for _, ip := range contract.SortedKeys(left) {
