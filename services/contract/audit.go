@@ -56,6 +56,8 @@ const (
 	// AuditPlan is a plan asked for: it renders a release's templates.
 	AuditPlan     = "plan"
 	AuditTakeover = "takeover"
+	// AuditMaintenance is a node put in maintenance or taken out.
+	AuditMaintenance = "maintenance"
 
 	AuditHealRestart  = "heal-restart"
 	AuditHealReapply  = "heal-reapply"

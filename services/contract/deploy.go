@@ -193,6 +193,9 @@ const (
 	StateUnchanged = "unchanged"
 	StateFailed    = "failed"
 	StateSkipped   = "skipped"
+	// StateHeld is a step not run because its node is in maintenance: the
+	// next deployment after the maintenance ends runs it.
+	StateHeld = "held"
 )
 
 // StepEvent reports a step's progress on de.evt.deploy.<id>.step.
@@ -365,7 +368,7 @@ func ValidEngineID(id string) bool {
 // nothing will change it any more.
 func Final(state string) bool {
 	switch state {
-	case StateSucceeded, StateUnchanged, StateFailed, StateSkipped:
+	case StateSucceeded, StateUnchanged, StateFailed, StateSkipped, StateHeld:
 		return true
 	}
 	return false
@@ -398,6 +401,17 @@ type DeploymentSummary struct {
 	Finished *time.Time `json:"finished,omitempty"`
 	// Kind is what started it when not a deploy: restart, revert, rollback.
 	Kind string `json:"kind,omitempty"`
+	// Held are the nodes in maintenance whose steps it held, and why.
+	Held []HeldNode `json:"held,omitempty"`
+}
+
+// HeldNode is a node whose steps a deployment held, and why (its
+// maintenance, in words).
+//
+//	{"ip": "10.0.0.2", "reason": "maintenance: disk replaced (by alice, since 2026-11-24T10:00:00Z)"}
+type HeldNode struct {
+	IP     string `json:"ip"`
+	Reason string `json:"reason"`
 }
 
 // ScaleItem adds one instance: a component on a new IP (de.cmd.deploy.scale

@@ -28,7 +28,7 @@ const (
 )
 
 // StepStates are the states a step can be in, as ?steps= names them.
-var StepStates = []string{StatePending, "queued", StateRunning, StateSucceeded, StateUnchanged, StateFailed, StateSkipped}
+var StepStates = []string{StatePending, "queued", StateRunning, StateSucceeded, StateUnchanged, StateFailed, StateSkipped, StateHeld}
 
 // Check tells what is wrong with q, in a sentence for a 400.
 func (q StepQuery) Check() error {

@@ -21,19 +21,25 @@ type PlanRequest struct {
 //	    "files": [{"path": "/var/www/de-web/index.html", "diff": "--- a/var/www/...\n+++ b/...\n@@ ..."}]}],
 //	  "drift": []}]}
 type Plan struct {
-	V       int        `json:"v"`
-	ID      string     `json:"id"`
-	Config  string     `json:"config"` // "stored" or "posted"
-	Changes int        `json:"changes"`
-	Drifted int        `json:"drifted"`
-	Nodes   []PlanNode `json:"nodes"`
+	V       int    `json:"v"`
+	ID      string `json:"id"`
+	Config  string `json:"config"` // "stored" or "posted"
+	Changes int    `json:"changes"`
+	Drifted int    `json:"drifted"`
+	// Held counts the actions a deployment would hold, their nodes being
+	// in maintenance; Changes does not count them.
+	Held  int        `json:"held,omitempty"`
+	Nodes []PlanNode `json:"nodes"`
 }
 
 // PlanNode is one node's part of a plan. Error says why the node could not
 // be read: its actions are then what a deploy would try, all of them.
 type PlanNode struct {
-	IP      string       `json:"ip"`
-	Error   string       `json:"error,omitempty"`
+	IP    string `json:"ip"`
+	Error string `json:"error,omitempty"`
+	// Held says why the node's actions are held: it is in maintenance
+	// (NodeMaintenance.Describe). A deployment then runs none of them.
+	Held    string       `json:"held,omitempty"`
 	Actions []PlanAction `json:"actions"`
 	Drift   []PlanDrift  `json:"drift"`
 }
@@ -45,13 +51,15 @@ type PlanNode struct {
 //	{"component": "web", "action": "install", "step": "10.0.0.2/web/install",
 //	 "why": "install script changed", "packages": ["nginx-light"], "script": "set -eu\n..."}
 type PlanAction struct {
-	Component string     `json:"component"`
-	Action    string     `json:"action"`
-	Step      string     `json:"step"`
-	Why       string     `json:"why"`
-	Packages  []string   `json:"packages,omitempty"`
-	Files     []PlanFile `json:"files,omitempty"`
-	Script    string     `json:"script,omitempty"`
+	Component string `json:"component"`
+	Action    string `json:"action"`
+	Step      string `json:"step"`
+	Why       string `json:"why"`
+	// Held marks an action its node's maintenance holds back.
+	Held     bool       `json:"held,omitempty"`
+	Packages []string   `json:"packages,omitempty"`
+	Files    []PlanFile `json:"files,omitempty"`
+	Script   string     `json:"script,omitempty"`
 }
 
 // PlanFile is one file a step would write: its diff against what the engine

@@ -96,6 +96,11 @@ func MonitorTargets() string  { return cmd("monitor", "targets") }
 func HealGet() string { return cmd("heal", "get") }
 func HealSet() string { return cmd("heal", "set") }
 
+// Commands of node maintenance (the planner's).
+func MaintenanceSet() string  { return cmd("maintenance", "set") }
+func MaintenanceGet() string  { return cmd("maintenance", "get") }
+func MaintenanceList() string { return cmd("maintenance", "list") }
+
 // Commands of the log store.
 func LogsList() string { return cmd("logs", "list") }
 func LogsRead() string { return cmd("logs", "read") }

@@ -1,0 +1,67 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// KeyMaintenance is the key of the contract.Maintenances record in
+// KVEngine: every process of a split engine (planner, monitor, auto-heal)
+// reads the nodes in maintenance there.
+const KeyMaintenance = "maintenance"
+
+// maintenanceTries bounds the compare-and-set writes of one change.
+const maintenanceTries = 5
+
+// LoadMaintenance reads the nodes in maintenance, and the revision the
+// record was read at (0: none stored, which holds no node).
+func LoadMaintenance(ctx context.Context, kv jetstream.KeyValue) (contract.Maintenances, uint64, error) {
+	out := contract.Maintenances{V: contract.Version, Nodes: map[string]contract.NodeMaintenance{}}
+	e, err := kv.Get(ctx, KeyMaintenance)
+	if IsNotFound(err) {
+		return out, 0, nil
+	}
+	if err != nil {
+		return out, 0, fmt.Errorf("read %s: %w", KeyMaintenance, err)
+	}
+	if err := json.Unmarshal(e.Value(), &out); err != nil {
+		return out, 0, fmt.Errorf("decode %s: %w", KeyMaintenance, err)
+	}
+	if out.Nodes == nil {
+		out.Nodes = map[string]contract.NodeMaintenance{}
+	}
+	return out, e.Revision(), nil
+}
+
+// UpdateMaintenance changes the record with change, compare-and-set, and
+// tries again on the record another writer stored meanwhile: two planners
+// putting two nodes in maintenance at once both keep theirs. An error from
+// change ends it, nothing written.
+func UpdateMaintenance(ctx context.Context, kv jetstream.KeyValue, change func(*contract.Maintenances) error) (contract.Maintenances, error) {
+	for try := 1; ; try++ {
+		m, rev, err := LoadMaintenance(ctx, kv)
+		if err != nil {
+			return m, err
+		}
+		if err := change(&m); err != nil {
+			return m, err
+		}
+		m.V = contract.Version
+		b, err := json.Marshal(m)
+		if err != nil {
+			return m, err
+		}
+		_, err = PutAt(ctx, kv, KeyMaintenance, b, rev)
+		if err == nil {
+			return m, nil
+		}
+		if !IsConflict(err) || try >= maintenanceTries {
+			return m, fmt.Errorf("store %s: %w", KeyMaintenance, err)
+		}
+	}
+}
