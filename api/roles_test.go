@@ -98,6 +98,9 @@ func TestRolesGateRoutes(t *testing.T) {
 		"GET /deployment-engine/prometheus/targets":       RoleRead,
 		"GET /deployment-engine/releases":                 RoleRead,
 		"GET /deployment-engine/status":                   RoleRead,
+		"GET /deployment-engine/maintenance":              RoleRead,
+		"GET /deployment-engine/nodes/{ip}/maintenance":   RoleRead,
+		"PUT /deployment-engine/nodes/{ip}/maintenance":   RoleWrite,
 		"GET /deployment-engine/deploy":                   RoleWrite, // the SPEC's deploy by GET
 		"POST /deployment-engine/deploy":                  RoleWrite,
 		"POST /deployment-engine/config":                  RoleWrite, // renders releases when it checks
@@ -126,7 +129,7 @@ func TestRolesGateRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := strings.NewReplacer("{id}", "d-1", "{name}", "local.log")
+	path := strings.NewReplacer("{id}", "d-1", "{name}", "local.log", "{ip}", "10.0.0.1")
 	for route, need := range want {
 		method, p, _ := strings.Cut(route, " ")
 		p = path.Replace(p)

@@ -171,6 +171,13 @@ func (s *server) routes() []route {
 		{method: http.MethodPut, pattern: "/heal", handler: s.healSet, role: RoleWrite, reads: reading(readHeal),
 			audit: auditSpec{action: contract.AuditHeal, object: "auto-heal"}},
 
+		// Nodes held out of automatic work: auto-heal leaves them alone, a
+		// deployment holds their steps, /status says MAINTENANCE.
+		{method: http.MethodGet, pattern: "/maintenance", handler: s.forward(subject.MaintenanceList()), role: RoleRead},
+		{method: http.MethodGet, pattern: "/nodes/{ip}/maintenance", handler: s.maintenanceGet, role: RoleRead},
+		{method: http.MethodPut, pattern: "/nodes/{ip}/maintenance", handler: s.maintenanceSet, role: RoleWrite,
+			reads: reading(readMaintenance), audit: auditSpec{action: contract.AuditMaintenance, param: "ip"}},
+
 		// The logs' names go to the log service as data in a JSON body; the
 		// service alone decides what is a log, so no name reaches the file
 		// system from here.

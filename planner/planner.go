@@ -153,6 +153,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.DeployTakeover(): p.takeover,
 	}
 	maps.Copy(eps, p.checkEndpoints())
+	maps.Copy(eps, p.maintenanceEndpoints())
 	if err := svc.Serve(o.NC, "configs, plans and deployments", eps); err != nil {
 		return nil, err
 	}
