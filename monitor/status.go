@@ -28,6 +28,10 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 	if err != nil {
 		return 0, nil, err
 	}
+	held, _, err := bus.LoadMaintenance(ctx, m.o.Res.Engine)
+	if err != nil {
+		return 0, nil, err
+	}
 	nodes := m.snapshot()
 	now := time.Now()
 	var agentless []string
@@ -48,7 +52,7 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 	for i, t := range targets {
 		n, ok := nodes[t.IP]
 		why, failed := preFailed[t.Comp+"@"+t.IP]
-		if ok && m.fresh(&n, now) && !failed {
+		if ok && m.fresh(&n, now) && !failed && !held.Holds(t.IP) {
 			if raw, ok := n.entries[t.Comp]; ok {
 				pieces[i] = raw
 				continue
@@ -73,6 +77,11 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 		made = append(made, e)
 		madeAt = append(madeAt, i)
 	}
+	for i := range made {
+		if mn, ok := held.Nodes[made[i].Ip]; ok {
+			maintained(&made[i], mn)
+		}
+	}
 	m.healNotes(ctx, made)
 	size := 2
 	for k, e := range made {
@@ -95,6 +104,17 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 	}
 	out = append(out, ']')
 	return 200, kit.RawJSON(out), nil
+}
+
+// maintained makes e, an instance of a node in maintenance, MAINTENANCE:
+// its reason says who held the node out, why and since when, then what
+// the instance does.
+func maintained(e *contract.StatusEntry, mn contract.NodeMaintenance) {
+	now := "instance " + e.Status
+	if e.Reason != "" {
+		now += ": " + e.Reason
+	}
+	e.Status, e.Reason = contract.StatusMaintenance, join(mn.Describe(), now)
 }
 
 // entryFromAgent fills a status entry from its node's fresh heartbeat.

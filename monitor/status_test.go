@@ -79,6 +79,28 @@ func TestStatusFollowsHeartbeatsConfigAndSilence(t *testing.T) {
 	beat(b, 3, "", up("web"), contract.ComponentState{Name: "cache", Monit: "OK", Running: true})
 	until("a component with no process", entry("cache", b, "3%", "CONFIGURED", ""))
 
+	// A node in maintenance: each instance of it says so, and who and why,
+	// whether it runs or not; its usage still shows.
+	hold := func(ips ...string) {
+		t.Helper()
+		if _, err := bus.UpdateMaintenance(context.Background(), e.res.Engine, func(m *contract.Maintenances) error {
+			m.Nodes = map[string]contract.NodeMaintenance{}
+			since := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+			for _, ip := range ips {
+				m.Nodes[ip] = contract.NodeMaintenance{IP: ip, On: true, Reason: "disk swap", Actor: "alice", Since: &since}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold(a)
+	why := "maintenance: disk swap (by alice, since 2026-11-24T10:00:00Z); instance "
+	until("a node in maintenance", entry("web", a, "7.25%", "MAINTENANCE", why+"RUNNING"),
+		entry("db", a, "7.25%", "MAINTENANCE", why+"DOWN: monit: Does not exist"), entry("web", b, "3%", "RUNNING", ""))
+	hold()
+	until("out of maintenance", entry("web", a, "7.25%", "RUNNING", ""), entry("db", a, "7.25%", "DOWN", "monit: Does not exist"))
+
 	beat(a, 1, "monit: cannot read its status")
 	until("monit unreadable", entry("web", a, "1%", "DOWN", "monit: cannot read its status"), entry("db", a, "1%", "DOWN", "monit: cannot read its status"))
 

@@ -329,3 +329,42 @@ func TestHealANodeThatComesBack(t *testing.T) {
 	c.mu.Unlock()
 	eventually(t, 10*time.Second, "repaired once back", func() bool { return len(c.running2()) == 4 })
 }
+
+// putInMaintenance records ips in maintenance as the planner does, or
+// takes every node out with none.
+func putInMaintenance(t *testing.T, b *bustest.Bus, ips ...string) {
+	t.Helper()
+	if _, err := bus.UpdateMaintenance(context.Background(), b.Res.Engine, func(m *contract.Maintenances) error {
+		m.Nodes = map[string]contract.NodeMaintenance{}
+		for _, ip := range ips {
+			m.Nodes[ip] = contract.NodeMaintenance{IP: ip, On: true, Actor: "alice", Reason: "by hand"}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Instances on nodes in maintenance stay down, and do not set off the
+// meltdown guard; out of maintenance, they are healed again.
+func TestHealLeavesNodesInMaintenance(t *testing.T) {
+	b, c, _ := start(t, fast)
+	putInMaintenance(t, b, "10.9.0.2", "10.9.0.3")
+	time.Sleep(500 * time.Millisecond)
+	c.kill("10.9.0.2", "10.9.0.3")
+	time.Sleep(3 * time.Second)
+	for _, ip := range []string{"10.9.0.2", "10.9.0.3"} {
+		if r, a := c.count(c.restarts, ip), c.count(c.reapply, ip); r+a != 0 {
+			t.Fatalf("%s in maintenance: %d restarts, %d re-applies", ip, r, a)
+		}
+	}
+	if s := state(t, b); s.Meltdown.Active || len(s.Instances) != 0 {
+		t.Fatalf("auto-heal counted the nodes in maintenance: %+v", s)
+	}
+	putInMaintenance(t, b, "10.9.0.3")
+	eventually(t, 10*time.Second, "healed once out of maintenance", func() bool { return c.count(c.running2(), "10.9.0.2") == 1 })
+	time.Sleep(time.Second)
+	if n := c.count(c.restarts, "10.9.0.3"); n != 0 {
+		t.Fatalf("10.9.0.3, still in maintenance, restarted %d times", n)
+	}
+}

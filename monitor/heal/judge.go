@@ -20,6 +20,17 @@ func (h *Healer) judge(now time.Time) {
 		return
 	}
 	r := policy.RulesOf(cfg)
+	// A node in maintenance is someone's to mend by hand: unsure which
+	// are, auto-heal judges nothing this time.
+	m, _, err := bus.LoadMaintenance(ctx, h.o.Res.Engine)
+	if err != nil {
+		h.log.Warn("nodes in maintenance not known: auto-heal waits", "err", err)
+		return
+	}
+	r.Maintenance = make(map[string]bool, len(m.Nodes))
+	for ip := range m.Nodes {
+		r.Maintenance[ip] = true
+	}
 	h.mu.Lock()
 	if len(h.deploying) > 0 {
 		h.mu.Unlock()

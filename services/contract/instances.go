@@ -18,6 +18,11 @@ type Target struct {
 // Reason when it is not RUNNING.
 //
 //	{"Comp": "web", "Ip": "10.0.0.1", "Cpu": "1.2%", "Mem": "40.1%", "Disk": "8%", "Status": "RUNNING"}
+//
+// Status is RUNNING, CONFIGURED (a BOSH job without a process), DOWN, or
+// MAINTENANCE for every instance of a node in maintenance, whatever it
+// does: Reason then says who held the node out, why and since when, and
+// what the instance does.
 type StatusEntry struct {
 	Comp   string `json:"Comp"`
 	Ip     string `json:"Ip"` //nolint:revive // the manual's field name
@@ -27,6 +32,14 @@ type StatusEntry struct {
 	Status string `json:"Status"`
 	Reason string `json:"Reason,omitempty"`
 }
+
+// Instance statuses in /status.
+const (
+	StatusRunning     = "RUNNING"
+	StatusConfigured  = "CONFIGURED"
+	StatusDown        = "DOWN"
+	StatusMaintenance = "MAINTENANCE"
+)
 
 // InstanceHardware is an instance's node hardware as GET /hardware shows
 // it, in the manual's units; Error says why the node could not be read.

@@ -41,13 +41,14 @@ func (s *State) Judge(now time.Time, targets [][2]string, r Rules, obs Observer,
 
 // see records what the heartbeats say of each watched instance: one seen
 // down starts to count, one seen running again is let go. It returns how
-// many instances are watched.
+// many instances are watched: neither the components the rules turn off
+// nor the nodes in maintenance are; what was known of them is forgotten.
 func (s *State) see(now time.Time, targets [][2]string, r Rules, obs Observer, v *Verdict) int {
 	total := 0
 	watched := map[string]bool{}
 	for _, t := range targets {
 		comp, ip := t[0], t[1]
-		if slices.Contains(r.Off, comp) {
+		if slices.Contains(r.Off, comp) || r.Maintenance[ip] {
 			continue
 		}
 		total++

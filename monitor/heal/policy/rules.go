@@ -24,6 +24,9 @@ type Rules struct {
 	Off                             []string
 	Backoff, MaxBackoff, Grace, TTL time.Duration
 	MaxAttempts, Percent, MinDown   int
+	// Maintenance holds the nodes in maintenance: their instances are
+	// neither healed nor counted by the meltdown guard.
+	Maintenance map[string]bool
 }
 
 // RulesOf reads the heal property of cfg.
