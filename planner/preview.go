@@ -16,6 +16,7 @@ import (
 	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/planner/validate"
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/nodeclient"
@@ -157,7 +158,15 @@ func (p *Planner) preview(ctx context.Context, cfg, stored contract.Config) (*co
 		reads[ip] = r
 	}
 
-	return preview.Build(nodes, reads, planned, written, p.configDigest(cfg), red), nil
+	m, _, err := bus.LoadMaintenance(ctx, p.o.Res.Engine)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]string{}
+	for ip, n := range m.Nodes {
+		held[ip] = n.Describe()
+	}
+	return preview.Build(nodes, reads, planned, written, held, p.configDigest(cfg), red), nil
 }
 
 // agentPasswords are the NATS passwords of cfg's nodes' agents.

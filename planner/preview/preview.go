@@ -266,8 +266,10 @@ func ParseRead(output string, wantEnd bool) Read {
 // Build is the plan of a deployment of planned on nodes, read as reads,
 // where written holds the steps the engine last wrote that the nodes'
 // markers point at (step id@hash) and config stands for the config in the
-// plan's id. Nothing it shows holds a secret red knows.
-func Build(nodes []string, reads map[string]Read, planned []*steps.Step, written map[string]contract.Step, config string, red contract.OutputRedactor) *contract.Plan {
+// plan's id. held are the nodes in maintenance, and why: their actions,
+// and those another node runs for their instances, are shown held and
+// counted apart. Nothing it shows holds a secret red knows.
+func Build(nodes []string, reads map[string]Read, planned []*steps.Step, written map[string]contract.Step, held map[string]string, config string, red contract.OutputRedactor) *contract.Plan {
 	byNode := map[string][]*steps.Step{}
 	for _, s := range planned {
 		byNode[s.Spec.Node] = append(byNode[s.Spec.Node], s)
@@ -277,8 +279,11 @@ func Build(nodes []string, reads map[string]Read, planned []*steps.Step, written
 	fmt.Fprintf(id, "config %s\n", config)
 	for _, ip := range nodes {
 		r := reads[ip]
-		n := contract.PlanNode{IP: ip, Error: r.Err, Actions: []contract.PlanAction{}, Drift: []contract.PlanDrift{}}
+		n := contract.PlanNode{IP: ip, Error: r.Err, Held: held[ip], Actions: []contract.PlanAction{}, Drift: []contract.PlanDrift{}}
 		fmt.Fprintf(id, "node %s\n%s\n", ip, r.Raw)
+		if n.Held != "" {
+			fmt.Fprintf(id, "held %s\n", ip)
+		}
 		if r.Err != "" {
 			fmt.Fprintf(id, "unread %s\n", ip)
 		}
@@ -303,9 +308,9 @@ func Build(nodes []string, reads map[string]Read, planned []*steps.Step, written
 			if s.Spec.Action == "upload" && have == "" && !added[comp] && comp != steps.NodeComponent {
 				added[comp] = true
 				n.Actions = append(n.Actions, contract.PlanAction{Component: comp, Action: "add", Step: steps.ID(ip, comp, "add"),
-					Why: fmt.Sprintf("the config places %s on %s and the node has never had it", comp, ip)})
+					Why: fmt.Sprintf("the config places %s on %s and the node has never had it", comp, ip), Held: n.Held != ""})
 			}
-			a := contract.PlanAction{Component: comp, Action: s.Spec.Action, Step: s.Spec.ID}
+			a := contract.PlanAction{Component: comp, Action: s.Spec.Action, Step: s.Spec.ID, Held: n.Held != "" || held[s.For] != ""}
 			var oldp *contract.Step
 			if known {
 				oldp = &old
@@ -313,7 +318,13 @@ func Build(nodes []string, reads map[string]Read, planned []*steps.Step, written
 			describe(&a, s, oldp, have, r, red)
 			n.Actions = append(n.Actions, a)
 		}
-		out.Changes += len(n.Actions)
+		for _, a := range n.Actions {
+			if a.Held {
+				out.Held++
+			} else {
+				out.Changes++
+			}
+		}
 		out.Drifted += len(n.Drift)
 		out.Nodes = append(out.Nodes, n)
 	}

@@ -149,3 +149,42 @@ func TestDescribeWhy(t *testing.T) {
 		}
 	}
 }
+
+// A node in maintenance has its actions held, and those another node runs
+// for its instances; held actions are counted apart from the changes, and
+// the plan's id changes with what is held.
+func TestBuildHoldsNodesInMaintenance(t *testing.T) {
+	step := func(node, comp, action, forNode string) *steps.Step {
+		return &steps.Step{Spec: contract.Step{ID: steps.ID(node, comp, action), Node: node, Component: comp, Action: action, Key: comp + "." + action, Hash: "h"}, For: forNode}
+	}
+	planned := []*steps.Step{
+		step("10.0.0.1", "web", "upload", ""), step("10.0.0.1", "web", "start", ""),
+		step("10.0.0.2", "web", "upload", ""), step("10.0.0.2", "web", "start", ""),
+		step("10.0.0.3", "lb", "drain-web-10.0.0.1", "10.0.0.1"), step("10.0.0.3", "lb", "drain-web-10.0.0.2", "10.0.0.2"),
+	}
+	nodes := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+	reads := map[string]Read{}
+	for _, ip := range nodes {
+		reads[ip] = Read{Markers: map[string]string{"web.upload": "old", "web.start": "old"}}
+	}
+	why := "maintenance: disk swap (by alice)"
+	free := Build(nodes, reads, planned, nil, nil, "c", contract.OutputRedactor{})
+	p := Build(nodes, reads, planned, nil, map[string]string{"10.0.0.1": why}, "c", contract.OutputRedactor{})
+	if free.Changes != 6 || free.Held != 0 || p.Changes != 3 || p.Held != 3 {
+		t.Fatalf("changes %d held %d free; %d held %d with 10.0.0.1 in maintenance", free.Changes, free.Held, p.Changes, p.Held)
+	}
+	if p.ID == free.ID {
+		t.Error("the plan's id does not change with the nodes held")
+	}
+	for _, n := range p.Nodes {
+		if (n.IP == "10.0.0.1") != (n.Held == why) {
+			t.Errorf("node %s held %q", n.IP, n.Held)
+		}
+		for _, a := range n.Actions {
+			want := n.IP == "10.0.0.1" || a.Action == "drain-web-10.0.0.1"
+			if a.Held != want {
+				t.Errorf("%s held %v, want %v", a.Step, a.Held, want)
+			}
+		}
+	}
+}

@@ -31,7 +31,7 @@ func (r *Record) batchChanges() []contract.Batch {
 }
 
 func (r *Record) batchState(b contract.Batch) (string, string) {
-	var pending, done, skipped int
+	var pending, done, skipped, held int
 	for _, id := range b.Steps {
 		i, ok := r.index[id]
 		if !ok {
@@ -45,16 +45,20 @@ func (r *Record) batchState(b contract.Batch) (string, string) {
 			done++
 		case st.State == contract.StateSkipped:
 			skipped++
+		case st.State == contract.StateHeld:
+			held++
 		case st.State == contract.StatePending:
 			pending++
 		}
 	}
 	switch {
-	case done == len(b.Steps):
+	case held == len(b.Steps):
+		return contract.BatchSkipped, "held: its nodes are in maintenance"
+	case done+held == len(b.Steps):
 		return contract.BatchHealthy, ""
 	case skipped > 0 && pending == 0 && done == 0:
 		return contract.BatchSkipped, ""
-	case pending == len(b.Steps):
+	case pending+held == len(b.Steps):
 		return contract.BatchPending, ""
 	}
 	return contract.BatchRunning, ""

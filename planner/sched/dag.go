@@ -44,6 +44,9 @@ type Record struct {
 	prios  map[string]int
 	specs  map[string]contract.Step
 	index  map[string]int
+	// about is, for a new record, the node each step run for another's
+	// instance is for (steps.Step.For): hold reads it.
+	about map[string]string
 }
 
 // RevertPlan is what a halted rollout's auto_revert re-applies with: the
@@ -61,12 +64,16 @@ func NewRecord(id string, placement map[string][]string, planned []*steps.Step) 
 		Placement:  placement,
 		specs:      map[string]contract.Step{},
 		prios:      map[string]int{},
+		about:      map[string]string{},
 	}
 	for _, s := range planned {
 		rec.Steps = append(rec.Steps, contract.StepStatus{ID: s.Spec.ID, Node: s.Spec.Node, Component: s.Spec.Component,
 			Action: s.Spec.Action, State: contract.StatePending, After: s.After})
 		rec.specs[s.Spec.ID] = s.Spec
 		rec.prios[s.Spec.ID] = s.Prio
+		if s.For != "" {
+			rec.about[s.Spec.ID] = s.For
+		}
 	}
 	rec.reindex()
 	return rec
@@ -77,8 +84,41 @@ const stateQueued = "queued"
 
 func active(state string) bool { return state == contract.StateRunning || state == stateQueued }
 
+// stepDone tells whether a step did what it was for on its node.
 func stepDone(state string) bool {
 	return state == contract.StateSucceeded || state == contract.StateUnchanged
+}
+
+// settled tells whether what waits on a step in that state may go: it is
+// done, or held (its node is in maintenance, and the rest of the
+// deployment goes on without it).
+func settled(state string) bool {
+	return stepDone(state) || state == contract.StateHeld
+}
+
+// hold marks held every pending step of a node in maintenance, and every
+// step another node runs for an instance of one (a balancer's drain and
+// ready of it), and names the nodes it held in the deployment. A held step
+// never runs; what waits on it goes on (settled); the deployment's
+// placement does not count what it held (see placementAfter), so the next
+// deployment after the maintenance ends runs it.
+func (r *Record) hold(m contract.Maintenances) {
+	held := map[string]bool{}
+	for i := range r.Steps {
+		st := &r.Steps[i]
+		ip := st.Node
+		if !m.Holds(ip) {
+			ip = r.about[st.ID]
+		}
+		if st.State != contract.StatePending || ip == "" || !m.Holds(ip) {
+			continue
+		}
+		st.State, st.Error = contract.StateHeld, "held: node "+ip+" is in "+m.Nodes[ip].Describe()
+		held[ip] = true
+	}
+	for _, ip := range contract.SortedKeys(held) {
+		r.Held = append(r.Held, contract.HeldNode{IP: ip, Reason: m.Nodes[ip].Describe()})
+	}
 }
 
 func (r *Record) reindex() {
@@ -169,7 +209,7 @@ func (r *Record) ready() []string {
 		}
 		ok := true
 		for _, a := range st.After {
-			if !stepDone(r.Steps[r.index[a]].State) {
+			if !settled(r.Steps[r.index[a]].State) {
 				ok = false
 				break
 			}
@@ -221,7 +261,7 @@ func (r *Record) chain(head string) []string {
 			}
 			ok := true
 			for _, a := range st.After {
-				if !in[a] && !stepDone(r.Steps[r.index[a]].State) {
+				if !in[a] && !settled(r.Steps[r.index[a]].State) {
 					ok = false
 					break
 				}
@@ -246,7 +286,7 @@ func (r *Record) behind(st *contract.StepStatus) bool {
 		return false
 	}
 	for _, a := range st.After {
-		if !stepDone(r.Steps[r.index[a]].State) {
+		if !settled(r.Steps[r.index[a]].State) {
 			return true
 		}
 	}

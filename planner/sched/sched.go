@@ -250,6 +250,12 @@ func (s *Scheduler) Running() (string, bool) {
 // Begin stores a new deployment and starts dispatching it, unless one
 // runs here already (409).
 func (s *Scheduler) Begin(ctx context.Context, rec *Record) error {
+	// Every kind of deployment holds the steps of the nodes in maintenance.
+	m, _, err := bus.LoadMaintenance(ctx, s.res.Engine)
+	if err != nil {
+		return fmt.Errorf("read the nodes in maintenance: %w", err)
+	}
+	rec.hold(m)
 	if err := storeSteps(ctx, s.res, rec); err != nil {
 		return err
 	}

@@ -309,6 +309,7 @@ func (ro rollout) instanceSteps(comp, ip string, gate, afterStart []string, low,
 			ready := &Step{Spec: contract.Step{Node: lip, Component: lb, Action: "ready-" + tag, Script: "set -u\n" + bal.Ready, TimeoutS: 120},
 				After: []string{watch.Spec.ID}, Prio: prio + 2}
 			ready.Spec.Hash = Hash("ready", in.ID, tag)
+			drain.For, ready.For = ip, ip
 			out.drains = append(out.drains, ro.in.stamp(drain))
 			out.readies = append(out.readies, ro.in.stamp(ready))
 		}

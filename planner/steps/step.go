@@ -15,6 +15,10 @@ type Step struct {
 	Spec  contract.Step
 	After []string
 	Prio  int // lower runs first among a node's ready steps
+	// For is the node whose instance the step changes when another node
+	// runs it (a balancer's drain and ready of it): a node in maintenance
+	// holds these steps too.
+	For string
 }
 
 // ID names the step of action on comp at node, unique in a deployment.
