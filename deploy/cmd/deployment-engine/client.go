@@ -66,6 +66,9 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   audit [since=90m] [actor=NAME] [action=ACTION]
                                    the audit trail: who changed what, and auto-heal's actions
   heal [on|off]                    auto-heal's state (meltdown guard, failing instances), or switch it
+  node maintenance [IP [on --reason TEXT | off]]
+                                   the nodes in maintenance, or hold one out: auto-heal leaves it
+                                   alone, deployments hold its steps, status says MAINTENANCE
   report ID                        a deployment's timings: per node, component and action, the
                                    critical path and the 20 slowest steps
   release upload FILE | list       upload a BOSH release tarball (progress on stderr), or list them
@@ -106,6 +109,7 @@ type session struct {
 	check          bool
 	plan           string
 	maxInFlight    string
+	reason         string
 	args           []string
 	data, server   string
 	stdout, stderr io.Writer
@@ -145,6 +149,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.BoolVar(&s.check, "check", true, "config set and edit: contact the nodes to check them")
 	fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
 	fs.StringVar(&s.maxInFlight, "max-in-flight", "", "restart: a rolling restart, this many (or this percentage) at a time")
+	fs.StringVar(&s.reason, "reason", "", "node maintenance IP on: why the node is held out")
 	help = fs.Bool("help", false, "show help")
 	fs.BoolVar(help, "h", false, "show help")
 	return fs, data, server, help

@@ -152,7 +152,8 @@ func (s *session) started(ctx context.Context, id string, raw []byte) int {
 }
 
 // statusCmd: status. Exit 3 when an instance is not RUNNING (or CONFIGURED:
-// a BOSH job with no process).
+// a BOSH job with no process), unless its node is in maintenance: held out
+// on purpose, it is counted apart.
 func statusCmd(ctx context.Context, s *session) int {
 	if code := s.begin(len(s.args) == 0, "status takes no argument"); code != exitOK {
 		return code
@@ -165,9 +166,13 @@ func statusCmd(ctx context.Context, s *session) int {
 		}
 		return s.fail(err)
 	}
-	down := 0
+	down, held := 0, 0
 	for _, in := range insts {
-		if in.Status != "RUNNING" && in.Status != "CONFIGURED" {
+		switch in.Status {
+		case contract.StatusRunning, contract.StatusConfigured:
+		case contract.StatusMaintenance:
+			held++
+		default:
 			down++
 		}
 	}
@@ -179,7 +184,11 @@ func statusCmd(ctx context.Context, s *session) int {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Comp, in.Ip, in.Status, percent(in.Cpu), percent(in.Mem), percent(in.Disk), in.Reason)
 		}
 		_ = tw.Flush()
-		fmt.Fprintf(s.stdout, "\n%d running, %d down\n", len(insts)-down, down)
+		fmt.Fprintf(s.stdout, "\n%d running, %d down", len(insts)-down-held, down)
+		if held > 0 {
+			fmt.Fprintf(s.stdout, ", %d in maintenance", held)
+		}
+		fmt.Fprintln(s.stdout)
 		// Say so when auto-heal does not act (an engine without it answers
 		// an error: nothing to add then).
 		if st, _, err := s.c.Heal(ctx); err == nil && (st.Meltdown.Active || !st.Enabled || !st.ConfigEnabled || len(st.Instances) > 0) {

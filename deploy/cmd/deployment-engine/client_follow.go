@@ -83,6 +83,9 @@ func summarize(w io.Writer, d contract.DeploymentPage, failed []contract.StepSta
 	if d.Error != "" {
 		fmt.Fprintf(w, "  %s\n", d.Error)
 	}
+	for _, h := range d.Held {
+		fmt.Fprintf(w, "  held: node %s, its steps not run: %s\n", h.IP, h.Reason)
+	}
 	sort.Slice(failed, func(i, j int) bool { return failed[i].ID < failed[j].ID })
 	for _, st := range failed {
 		code := ""

@@ -38,6 +38,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"logs":       {},
 	"audit":      {},
 	"heal":       {subs: []string{"on", "off"}},
+	"node":       {subs: []string{"maintenance"}, flags: []string{"--reason"}},
 	"report":     {},
 	"release":    {subs: []string{"upload", "list"}},
 	"version":    {},
