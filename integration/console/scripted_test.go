@@ -116,6 +116,13 @@ func (s *scriptedAPI) handler(t *testing.T) http.Handler {
 			{"Comp":"database","Ip":"192.0.2.14","Cpu":"31.02%","Mem":"92.40%","Disk":"74%","Status":"RUNNING"},
 			{"Comp":"nats","Ip":"192.0.2.14","Cpu":"31.02%","Mem":"92.40%","Disk":"74%","Status":"RUNNING"}]`)
 	})
+	api.HandleFunc("GET /deployment-engine/maintenance", func(w http.ResponseWriter, r *http.Request) {
+		js(w, 200, `[{"ip":"192.0.2.14","on":true,"reason":"disk swap","actor":"alice","since":"2026-03-14T09:00:00Z"}]`)
+	})
+	api.HandleFunc("PUT /deployment-engine/nodes/{ip}/maintenance", func(w http.ResponseWriter, r *http.Request) {
+		s.record(r)
+		js(w, 200, `{}`)
+	})
 	api.HandleFunc("PUT /deployment-engine/{verb}", func(w http.ResponseWriter, r *http.Request) {
 		s.record(r)
 		js(w, 200, `{}`)
@@ -372,6 +379,27 @@ func TestConsoleViewsScripted(t *testing.T) {
 		b.run("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
 		waitFor(t, func() bool { return len(api.called("PUT /deployment-engine/stop")) == 1 }, "PUT /stop")
 		b.waitText("#toasts", "Stopped redis on 192.0.2.13")
+
+		// Each node's maintenance switch: one held out with its reason, one
+		// put back in service.
+		b.waitText(`#maintenance-table tr[data-ip="192.0.2.14"]`, "disk swap (by alice")
+		held := `#maintenance-table tr[data-ip="192.0.2.12"]`
+		b.run("type a reason", chromedp.SendKeys(held+" input", "new disk"))
+		b.click(held + " td.actions .btn")
+		waitFor(t, func() bool { return len(api.called("PUT /deployment-engine/nodes/192.0.2.12/maintenance")) == 1 }, "PUT maintenance on")
+		if c := api.called("PUT /deployment-engine/nodes/192.0.2.12/maintenance")[0]; !strings.Contains(c, `"on":true`) || !strings.Contains(c, `"reason":"new disk"`) {
+			t.Errorf("maintenance on sent %s", c)
+		}
+		// By script: the toast of the first may lie over the button.
+		var clicked bool
+		b.eval(`(() => { const el = document.querySelector('#maintenance-table tr[data-ip="192.0.2.14"] td.actions .btn'); if (el) el.click(); return !!el; })()`, &clicked)
+		if !clicked {
+			t.Fatal("no maintenance switch for 192.0.2.14")
+		}
+		waitFor(t, func() bool { return len(api.called("PUT /deployment-engine/nodes/192.0.2.14/maintenance")) == 1 }, "PUT maintenance off")
+		if c := api.called("PUT /deployment-engine/nodes/192.0.2.14/maintenance")[0]; !strings.Contains(c, `"on":false`) {
+			t.Errorf("maintenance off sent %s", c)
+		}
 	})
 
 	t.Run("hardware", func(t *testing.T) {
