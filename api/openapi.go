@@ -57,6 +57,7 @@ type HealthStatus struct {
 var pathParams = map[string]param{
 	"id":      {"id", "the deployment's id (d-…)", schemaObj{"type": "string", "pattern": "^d-", "maxLength": 64}},
 	"name":    {"name", "a log's name, as GET /deployment-engine/download lists it", str},
+	"ip":      {"ip", "a node's IP, as the config lists it", schemaObj{"type": "string", "maxLength": 64}},
 	"path":    {"path", "the file's path below the mirror; it may hold slashes", str},
 	"release": {"release", "the release's name", str},
 	"version": {"version", "the release's version", str},

@@ -66,6 +66,7 @@ func fails(code int, desc string) reply { return ok[contract.ErrorBody](code, de
 var (
 	noConfig   = fails(http.StatusForbidden, "no config has been submitted yet")
 	noDeploy   = fails(http.StatusNotFound, "no deployment has this id")
+	noNode     = fails(http.StatusNotFound, "not an IP, or a node neither in the config nor in maintenance")
 	unreadable = fails(http.StatusBadRequest, "the body is not what the route takes: the error says why, problems name each field at fault")
 	nodesFail  = fails(http.StatusBadGateway, "a node could not be reached or did not do as asked")
 	conflict   = fails(http.StatusConflict, "a deployment runs, or the config or the nodes changed meanwhile: the error says which")
@@ -186,6 +187,15 @@ var routeDocs = map[string]opDoc{
 		body: &bodyDoc{desc: `{"enabled": true} or {"enabled": false}`, typ: typeOf[healSwitch]()},
 		ok:   []reply{ok[contract.HealSwitched](200, "the switch as it now is")}, errs: []reply{unreadable}},
 
+	"GET /maintenance": {id: "listMaintenance", summary: "The nodes in maintenance", bus: true,
+		ok: []reply{ok[[]contract.NodeMaintenance](200, "every node in maintenance, by IP")}},
+	"GET /nodes/{ip}/maintenance": {id: "getNodeMaintenance", summary: "Whether a node is in maintenance", bus: true,
+		ok: []reply{ok[contract.NodeMaintenance](200, `the node's maintenance; {"ip", "on": false} in service`)}, errs: []reply{noNode}},
+	"PUT /nodes/{ip}/maintenance": {id: "setNodeMaintenance", summary: "Hold a node out of automatic work, or put it back", bus: true,
+		desc: "A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.",
+		body: &bodyDoc{desc: `{"on": true, "reason": "why"} or {"on": false}; the reason at most 200 bytes, no control character`, typ: typeOf[maintenanceSwitch]()},
+		ok:   []reply{ok[contract.NodeMaintenance](200, "the node's maintenance as it now is")}, errs: []reply{unreadable, noNode}},
+
 	"GET /download": {id: "listLogs", summary: "The names of the logs", bus: true,
 		ok: []reply{ok[[]string](200, "the log names, for /logs/{name} and PUT /download")}},
 	"PUT /download": {id: "downloadLog", summary: "A whole log (the manual's download by PUT)", bus: true,
@@ -221,6 +231,12 @@ var routeDocs = map[string]opDoc{
 			{"limit", "the newest this many entries (default 1000)", schemaObj{"type": "integer", "minimum": 1, "maximum": maxAudit}},
 		},
 		ok: []reply{ok[[]contract.AuditEntry](200, "the entries")}, errs: []reply{fails(400, "a query parameter is malformed")}},
+}
+
+// maintenanceSwitch is PUT /nodes/{ip}/maintenance's body.
+type maintenanceSwitch struct {
+	On     bool   `json:"on"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // healSwitch is PUT /heal's body.
