@@ -145,7 +145,7 @@ func relayEvents(ctx context.Context, w io.Writer, flusher http.Flusher, ch <-ch
 }
 
 // eventKind names a deployment's event in the stream: a log line is
-// "log", a deployment event its kind (started, step, finished).
+// "log", a deployment event its kind (started, step, batch, finished).
 func eventKind(subj string) string {
 	ev, err := subject.ParseEvent(subj)
 	if err == nil && ev.Family == subject.FamilyLog {

@@ -3,6 +3,8 @@ package api
 import (
 	"net/http"
 	"testing"
+
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // Every route that may change something declares the role it needs and
@@ -30,6 +32,22 @@ func TestEveryChangeDeclaresRoleAndAudit(t *testing.T) {
 			if rt.audit.action != "" && rt.role != RoleWrite {
 				t.Errorf("%s: a change a read token may make", key)
 			}
+		}
+	}
+}
+
+// Every event of a deployment's stream is named by its kind: a batch's
+// was named "" (an unnamed SSE event, which clients read as "message").
+func TestEventKindNamesEveryDeploymentEvent(t *testing.T) {
+	for _, tc := range []struct{ subj, want string }{
+		{subject.DeployEvent("d-1", subject.DeployStarted), "started"},
+		{subject.DeployEvent("d-1", subject.DeployStep), "step"},
+		{subject.DeployEvent("d-1", subject.DeployBatch), "batch"},
+		{subject.DeployEvent("d-1", subject.DeployFinished), "finished"},
+		{subject.Log("d-1", "10.0.0.1", "web"), "log"},
+	} {
+		if got := eventKind(tc.subj); got != tc.want {
+			t.Errorf("eventKind(%q) = %q, want %q", tc.subj, got, tc.want)
 		}
 	}
 }

@@ -357,7 +357,7 @@ func ParseEvent(s string) (Event, error) {
 	switch f {
 	case FamilyDeploy:
 		switch DeployEventKind(ev.Kind) {
-		case DeployStarted, DeployStep, DeployFinished:
+		case DeployStarted, DeployStep, DeployFinished, DeployBatch:
 		default:
 			return Event{}, fmt.Errorf("subject: %q is not a deployment event", s)
 		}

@@ -61,6 +61,7 @@ func TestParseEvent(t *testing.T) {
 		{DeployEvent("d-1", DeployStarted), Event{FamilyDeploy, "started"}},
 		{DeployEvent("d-1", DeployStep), Event{FamilyDeploy, "step"}},
 		{DeployEvent("d-1", DeployFinished), Event{FamilyDeploy, "finished"}},
+		{DeployEvent("d-1", DeployBatch), Event{FamilyDeploy, "batch"}},
 		{Log("d-1", "10.0.0.1", "web"), Event{FamilyLog, "web"}},
 		{ComponentEvent("web", "10.0.0.1", false), Event{FamilyComponent, "down"}},
 		{EngineEvent("restart"), Event{FamilyEngine, "restart"}},
