@@ -107,6 +107,9 @@ func compareChange(tb testing.TB, n int) changeRow {
 	r.EngineCPU = procCPU(e.PID()) - cpu0
 	r.SSHConns = e.Metric(tb, "de_installer_ssh_connections_total") - conns0
 	r.Steps = len(d.Steps)
+	if n == 1 {
+		logSteps(tb, d, requested)
+	}
 	checkDomain(tb, bed, "v1.bench")
 
 	configure("v2.bench", nil)

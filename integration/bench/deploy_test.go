@@ -186,15 +186,7 @@ func compare(tb testing.TB, n int, withAnsible, agents bool) row {
 	r.Engine.Wall = d.Finished.Sub(requested)
 	r.StepsPerNode = len(d.Steps) / n
 	if n == 1 {
-		// Where one node's time goes, from the request.
-		var b strings.Builder
-		fmt.Fprintf(&b, "\n  %-40s %7.3f s", "deployment created", d.Created.Sub(requested).Seconds())
-		for _, st := range d.Steps {
-			if st.Started != nil && st.Finished != nil {
-				fmt.Fprintf(&b, "\n  %-40s %7.3f s → %7.3f s", st.ID, st.Started.Sub(requested).Seconds(), st.Finished.Sub(requested).Seconds())
-			}
-		}
-		tb.Logf("N=1 steps:%s", b.String())
+		logSteps(tb, d, requested)
 	}
 	reloads, err := monitReloads(ctx, bed)
 	if err != nil {
@@ -238,6 +230,18 @@ func compare(tb testing.TB, n int, withAnsible, agents bool) row {
 	table = append(table, r)
 	tableMu.Unlock()
 	return r
+}
+
+// logSteps logs where one node's time went, from the request.
+func logSteps(tb testing.TB, d contract.Deployment, requested time.Time) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  %-40s %7.3f s", "deployment created", d.Created.Sub(requested).Seconds())
+	for _, st := range d.Steps {
+		if st.Started != nil && st.Finished != nil {
+			fmt.Fprintf(&b, "\n  %-40s %7.3f s → %7.3f s %s", st.ID, st.Started.Sub(requested).Seconds(), st.Finished.Sub(requested).Seconds(), st.State)
+		}
+	}
+	tb.Logf("N=1 steps:%s", b.String())
 }
 
 func ips(bed *testbed.Bed) []string {
