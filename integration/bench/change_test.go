@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -193,17 +192,9 @@ func changeScripts(cat *catalog.Catalog, bed *testbed.Bed, domain string) ([]str
 // ansibleChange makes the change with a playbook, in its best case (see
 // ansible).
 func ansibleChange(ctx context.Context, tb testing.TB, cat *catalog.Catalog, bed *testbed.Bed, domain string) error {
-	var inv strings.Builder
-	inv.WriteString("nodes:\n  hosts:\n")
-	var r0 rendered
-	for i, n := range bed.Nodes {
-		r, err := renderIn(cat, bed, i, domain)
-		if err != nil {
-			return err
-		}
-		r0 = r
-		conf, _ := json.Marshal(r.Conf)
-		fmt.Fprintf(&inv, "    %s: {conf: %s}\n", n.IP, conf) // JSON is YAML
+	inv, r0, err := inventory(cat, bed, domain)
+	if err != nil {
+		return err
 	}
 	play := fmt.Sprintf(`- hosts: nodes
   gather_facts: false
@@ -216,19 +207,7 @@ func ansibleChange(ctx context.Context, tb testing.TB, cat *catalog.Catalog, bed
     - name: restart
       shell: %q
 `, r0.ConfPath, fmt.Sprintf(restartWait, r0.Process))
-	return runPlaybook(ctx, tb, bed, inv.String(), play)
-}
-
-// renderIn renders node i's instance of the component with the config's
-// domain set to domain.
-func renderIn(cat *catalog.Catalog, bed *testbed.Bed, i int, domain string) (rendered, error) {
-	r, err := cat.Render(catalog.Input{Node: bed.Nodes[i].IP, Index: i, Component: comp,
-		Config: contract.Config{Properties: contract.Properties{Domain: domain}}})
-	if err != nil {
-		return rendered{}, err
-	}
-	return rendered{ConfPath: r.Files[0].Path, Conf: string(r.Files[0].Content), Install: r.Install, Monit: r.Monit,
-		Process: cat.Components[comp].Process}, nil
+	return runPlaybook(ctx, tb, bed, inv, play)
 }
 
 func printChanges(tb testing.TB, rows []changeRow) {

@@ -279,9 +279,11 @@ type rendered struct {
 	ConfPath, Conf, Install, Monit, Process string
 }
 
-func render(cat *catalog.Catalog, bed *testbed.Bed, i int) (rendered, error) {
-	ip := bed.Nodes[i].IP
-	r, err := cat.Render(catalog.Input{Node: ip, Index: i, Component: comp})
+// renderIn renders node i's instance of the component with the config's
+// domain set to domain, by the engine's own catalog code.
+func renderIn(cat *catalog.Catalog, bed *testbed.Bed, i int, domain string) (rendered, error) {
+	r, err := cat.Render(catalog.Input{Node: bed.Nodes[i].IP, Index: i, Component: comp,
+		Config: contract.Config{Properties: contract.Properties{Domain: domain}}})
 	if err != nil {
 		return rendered{}, err
 	}
@@ -290,6 +292,12 @@ func render(cat *catalog.Catalog, bed *testbed.Bed, i int) (rendered, error) {
 	}
 	return rendered{ConfPath: r.Files[0].Path, Conf: string(r.Files[0].Content), Install: r.Install, Monit: r.Monit,
 		Process: cat.Components[comp].Process}, nil
+}
+
+// render renders node i's instance of the component as the deploy
+// benchmark's config has it (its domain, bench.local).
+func render(cat *catalog.Catalog, bed *testbed.Bed, i int) (rendered, error) {
+	return renderIn(cat, bed, i, "bench.local")
 }
 
 // Waiting for monit: a short poll, as the engine's scripts do.
@@ -345,17 +353,9 @@ func agentless(ctx context.Context, bed *testbed.Bed, scripts []string) error {
 // ansible runs the same work as a playbook, in its best case (see
 // runPlaybook).
 func ansible(ctx context.Context, tb testing.TB, cat *catalog.Catalog, bed *testbed.Bed) error {
-	var inv bytes.Buffer
-	inv.WriteString("nodes:\n  hosts:\n")
-	var r0 rendered
-	for i, n := range bed.Nodes {
-		r, err := render(cat, bed, i)
-		if err != nil {
-			return err
-		}
-		r0 = r
-		conf, _ := json.Marshal(r.Conf)
-		fmt.Fprintf(&inv, "    %s: {conf: %s}\n", n.IP, conf) // JSON is YAML
+	inv, r0, err := inventory(cat, bed, "bench.local")
+	if err != nil {
+		return err
 	}
 	play := fmt.Sprintf(`- hosts: nodes
   gather_facts: false
@@ -379,7 +379,28 @@ func ansible(ctx context.Context, tb testing.TB, cat *catalog.Catalog, bed *test
     - name: start
       shell: %q
 `, r0.ConfPath, indentLines(r0.Install, 8), comp, indentLines(r0.Monit, 10), fmt.Sprintf(registerWait, r0.Process), fmt.Sprintf(startWait, r0.Process))
-	return runPlaybook(ctx, tb, bed, inv.String(), play)
+	return runPlaybook(ctx, tb, bed, inv, play)
+}
+
+// inventory is the playbooks' YAML inventory: every node with its
+// rendered file (conf), the config's domain set to domain; and node 0's
+// instance, whose paths and scripts every node shares.
+func inventory(cat *catalog.Catalog, bed *testbed.Bed, domain string) (string, rendered, error) {
+	var inv strings.Builder
+	inv.WriteString("nodes:\n  hosts:\n")
+	var r0 rendered
+	for i, n := range bed.Nodes {
+		r, err := renderIn(cat, bed, i, domain)
+		if err != nil {
+			return "", r0, err
+		}
+		if i == 0 {
+			r0 = r
+		}
+		conf, _ := json.Marshal(r.Conf)
+		fmt.Fprintf(&inv, "    %s: {conf: %s}\n", n.IP, conf) // JSON is YAML
+	}
+	return inv.String(), r0, nil
 }
 
 // indentLines indents every line of s by n spaces, for a YAML block.
