@@ -140,6 +140,10 @@ type EngineEvent struct {
 	Kind    string    `json:"kind"`
 	Time    time.Time `json:"time"`
 	Message string    `json:"message"`
+	// Certificate is the certificate an event of kind EventCertificate
+	// is about, and WarnDays the threshold it passed.
+	Certificate *Certificate `json:"certificate,omitempty"`
+	WarnDays    int          `json:"warn_days,omitempty"`
 }
 
 // ComponentEvent is published on de.evt.component.<name>.<ip>.up|down when
