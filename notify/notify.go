@@ -1,6 +1,7 @@
 // Package notify delivers the engine's notable events to webhooks: deployments
 // started, succeeded and failed, auto-heal's actions and its meltdown guard,
-// and components DOWN for longer than a while. Each webhook has its own
+// components DOWN for longer than a while, and certificates of the engine
+// 30 and 7 days from their end. Each webhook has its own
 // durable consumer on the event stream, so what was not delivered when the
 // engine stopped is delivered after it starts again; failed deliveries are
 // retried with a back-off and, past a limit, counted as dead letters.
@@ -199,6 +200,7 @@ func label(w contract.Webhook) string {
 // filters are the events a webhook's consumer reads.
 var filters = []string{
 	subject.AllDeployStarted, subject.AllDeployFinished, subject.AllComponentDown, subject.AllHeal,
+	subject.EngineEvent(contract.EventCertificate),
 }
 
 // reconcile starts a consumer for every webhook and removes those of
@@ -455,6 +457,15 @@ func describe(subj string, data []byte) (contract.Notification, bool) {
 		}
 		note.Data, note.Time = ev, ev.Time.UTC().Format(time.RFC3339Nano)
 		note.Event, note.Summary = "heal."+ev.Kind, "auto-heal: "+ev.Message
+	case subject.FamilyEngine:
+		// Of the engine's own operations, only a certificate near its end
+		// is notified.
+		var ev contract.EngineEvent
+		if kind.Kind != contract.EventCertificate || json.Unmarshal(data, &ev) != nil || ev.Kind != contract.EventCertificate {
+			return note, false
+		}
+		note.Data, note.Time = ev, ev.Time.UTC().Format(time.RFC3339Nano)
+		note.Event, note.Summary = "certificate.expiring", ev.Message
 	default:
 		return note, false
 	}

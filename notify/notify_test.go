@@ -321,3 +321,61 @@ func TestWebhookLiteralAddressNotDialled(t *testing.T) {
 type roundTrip func(*http.Request) (*http.Response, error)
 
 func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A certificate near its end, as the engine warns of it, reaches the
+// webhooks as certificate.expiring, with the certificate; the engine's
+// other operations do not.
+func TestCertificateExpiringNotified(t *testing.T) {
+	b, rcv, o := setup(t, 60)
+	n, err := Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	publish(t, b, subject.EngineEvent("restart"), contract.EngineEvent{V: 1, Kind: "restart", Time: time.Now(), Message: "restart web on 10.0.0.1: ok"})
+	now := time.Now()
+	cert := contract.Certificate{Name: contract.CertAgentsCA, Subject: "CN=deployment-engine", NotAfter: now.Add(20 * 24 * time.Hour)}
+	if _, err := bus.WarnCertificates(context.Background(), b.Res.JS, b.Res.Engine, []contract.Certificate{cert}, now); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "certificate.expiring delivered", func() bool { ev, _ := rcv.events(); return len(ev) >= 1 })
+	time.Sleep(300 * time.Millisecond)
+	ev, sigs := rcv.events()
+	if len(ev) != 1 || ev[0] != "certificate.expiring" || sigs[0] != "true" {
+		t.Fatalf("got %v, signature valid: %v", ev, sigs)
+	}
+	rcv.mu.Lock()
+	note := rcv.got[0]
+	rcv.mu.Unlock()
+	data, _ := json.Marshal(note.Data)
+	var got contract.EngineEvent
+	if err := json.Unmarshal(data, &got); err != nil || got.Certificate == nil || got.Certificate.Name != contract.CertAgentsCA || got.WarnDays != 30 {
+		t.Fatalf("data %s: %v", data, err)
+	}
+	if !strings.Contains(note.Summary, "certificate agents-ca") || !strings.Contains(note.Summary, "fewer than 30") {
+		t.Fatalf("summary %q", note.Summary)
+	}
+}
+
+func TestDescribeEngineEvents(t *testing.T) {
+	cert := contract.EngineEvent{V: 1, Kind: contract.EventCertificate, Time: time.Now(), Message: "certificate api expires"}
+	for _, tc := range []struct {
+		name, subj string
+		ev         any
+		want       string // "" for not notified
+	}{
+		{"certificate", subject.EngineEvent(contract.EventCertificate), cert, "certificate.expiring"},
+		{"another kind", subject.EngineEvent("restart"), contract.EngineEvent{V: 1, Kind: "restart"}, ""},
+		{"a kind the subject does not say", subject.EngineEvent("restart"), cert, ""},
+		{"not JSON", subject.EngineEvent(contract.EventCertificate), "{", ""},
+	} {
+		data, _ := json.Marshal(tc.ev)
+		if s, ok := tc.ev.(string); ok {
+			data = []byte(s)
+		}
+		note, ok := describe(tc.subj, data)
+		if ok != (tc.want != "") || note.Event != tc.want {
+			t.Errorf("%s: %q %v, want %q", tc.name, note.Event, ok, tc.want)
+		}
+	}
+}
