@@ -81,6 +81,7 @@ func TestRolesGateRoutes(t *testing.T) {
 	ts, _, _, h := rolesServer(t)
 	want := map[string]Role{
 		"GET /deployment-engine/audit":                    RoleRead,
+		"GET /deployment-engine/certificates":             RoleRead,
 		"GET /deployment-engine/config":                   RoleRead,
 		"GET /deployment-engine/config/history":           RoleRead,
 		"GET /deployment-engine/config/schema":            RoleRead,

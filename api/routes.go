@@ -193,6 +193,9 @@ func (s *server) routes() []route {
 			audit: auditSpec{action: contract.AuditRelease}},
 
 		{method: http.MethodGet, pattern: "/audit", handler: s.auditList, role: RoleRead},
+
+		// Every certificate the engine made or serves, and when it expires.
+		{method: http.MethodGet, pattern: "/certificates", handler: s.certificates, role: RoleRead},
 	}
 }
 

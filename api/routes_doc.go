@@ -231,6 +231,13 @@ var routeDocs = map[string]opDoc{
 			{"limit", "the newest this many entries (default 1000)", schemaObj{"type": "integer", "minimum": 1, "maximum": maxAudit}},
 		},
 		ok: []reply{ok[[]contract.AuditEntry](200, "the entries")}, errs: []reply{fails(400, "a query parameter is malformed")}},
+
+	"GET /certificates": {id: "listCertificates", summary: "Every certificate the engine made or serves, and when it expires",
+		desc: "agents-ca (what node agents pin), agents-listener (what their NATS listener presents) and api (what https presents), " +
+			"each with its subject, SANs, issuer, validity, seconds left now and whether the engine made it or was given it; never a key. " +
+			"Each is as the process holding it last wrote it to the store: at its start and whenever it issues one.",
+		ok:   []reply{ok[contract.Certificates](200, "the certificates, by name; none while no process has written them")},
+		errs: []reply{fails(500, "the store could not be read")}},
 }
 
 // maintenanceSwitch is PUT /nodes/{ip}/maintenance's body.
