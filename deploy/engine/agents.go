@@ -160,6 +160,11 @@ type agentCerts struct {
 	caKey crypto.Signer
 	fixed *tls.Certificate
 	base  []string
+	// given: the pair is --tls-cert's, not one the engine made.
+	given bool
+	// issued is signalled (without blocking) each time a certificate is
+	// issued, for the summary of the engine's certificates.
+	issued chan struct{}
 
 	mu    sync.Mutex
 	hosts []string
@@ -180,7 +185,7 @@ func newAgentCerts(certFile, keyFile string, base []string) (*agentCerts, error)
 	if err != nil {
 		return nil, fmt.Errorf("the NATS listener's certificate %s: %w", certFile, err)
 	}
-	c := &agentCerts{CAPEM: string(caPEM), base: base}
+	c := &agentCerts{CAPEM: string(caPEM), base: base, issued: make(chan struct{}, 1)}
 	key, ok := pair.PrivateKey.(crypto.Signer)
 	if !ca.IsCA || ca.KeyUsage&x509.KeyUsageCertSign == 0 || !ok {
 		c.fixed = &pair
@@ -247,5 +252,9 @@ func (c *agentCerts) issueLocked(extra []string) error {
 	}
 	c.cert = &tls.Certificate{Certificate: [][]byte{der, c.ca.Raw}, PrivateKey: key, Leaf: leaf}
 	c.hosts = hosts
+	select {
+	case c.issued <- struct{}{}:
+	default:
+	}
 	return nil
 }

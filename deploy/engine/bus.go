@@ -25,6 +25,9 @@ type engineBus struct {
 	// agentPass is the agents' NATS passwords, when this engine holds the
 	// agent secret.
 	agentPass func(ip string) string
+	// certs is the agents' NATS listener's TLS, where this process runs
+	// it.
+	certs *agentCerts
 }
 
 // startBus connects to the bus (an external cluster or the embedded
@@ -119,6 +122,7 @@ func startEmbeddedBus(ctx context.Context, o Options, key engineKey, b *engineBu
 	srv.SetAgentSecret([]byte(agentSecret))
 	b.agentPass = func(ip string) string { return bus.AgentPassword([]byte(agentSecret), ip) }
 	if certs != nil {
+		b.certs = certs
 		target := ""
 		if host == "" {
 			target = srv.Addr().String()

@@ -163,7 +163,9 @@ func Serve(ctx context.Context, o Options) error {
 	log.Info("engine starting", "id", b.engineID, "data", o.DataDir, "version", o.Build.Version, "commit", o.Build.Commit)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), kit.NewBusCollector(b.nc, b.res))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), kit.NewBusCollector(b.nc, b.res),
+		kit.NewCertificateCollector(b.res.Engine))
+	startCertWatch(ctx, newCertWatch(o, b, tlsCfg), &stops)
 	_, httpPort, err := net.SplitHostPort(o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %q: %w", o.Listen, err)

@@ -298,11 +298,16 @@ func plainOnly(h http.Handler) http.Handler {
 // auto pair in the data dir (made at first use), which agents pin.
 func natsCerts(o Options, pinnedHost string) (*agentCerts, error) {
 	certFile, keyFile := o.TLSCert, o.TLSKey
+	given := true
 	if certFile == "" || o.TLS == TLSAuto {
-		certFile, keyFile = filepath.Join(o.DataDir, AutoCertFile), filepath.Join(o.DataDir, AutoKeyFile)
+		certFile, keyFile, given = filepath.Join(o.DataDir, AutoCertFile), filepath.Join(o.DataDir, AutoKeyFile), false
 		if err := ensureSelfSigned(certFile, keyFile, certHosts(o)); err != nil {
 			return nil, err
 		}
 	}
-	return newAgentCerts(certFile, keyFile, []string{"127.0.0.1", "::1", "localhost", pinnedHost})
+	c, err := newAgentCerts(certFile, keyFile, []string{"127.0.0.1", "::1", "localhost", pinnedHost})
+	if c != nil {
+		c.given = given
+	}
+	return c, err
 }
