@@ -69,6 +69,8 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   node maintenance [IP [on --reason TEXT | off]]
                                    the nodes in maintenance, or hold one out: auto-heal leaves it
                                    alone, deployments hold its steps, status says MAINTENANCE
+  certificates                     every certificate the engine made or serves (the agents' CA and
+                                   listener, the API's): subject, expiry, days left ("!" under 30)
   report ID                        a deployment's timings: per node, component and action, the
                                    critical path and the 20 slowest steps
   release upload FILE | list       upload a BOSH release tarball (progress on stderr), or list them

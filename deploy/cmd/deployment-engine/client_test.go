@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -282,5 +283,58 @@ func TestPercentRoundsForTheTable(t *testing.T) {
 		if got := percent(tc.in); got != tc.want {
 			t.Errorf("percent(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// certificates prints a table of the engine's certificates, marks those
+// near their end, and passes the engine's JSON through with --json.
+func TestCLICertificates(t *testing.T) {
+	now := time.Now()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /deployment-engine/certificates", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+testToken {
+			w.WriteHeader(401)
+			fmt.Fprint(w, `{"error":"no token"}`)
+			return
+		}
+		fmt.Fprintf(w, `{"v":1,"certificates":[
+			{"name":"agents-ca","subject":"CN=deployment-engine,O=deployment-engine","not_after":%q,"seconds_left":1,"source":"made"},
+			{"name":"api","subject":"CN=api.example","not_after":%q,"seconds_left":1,"source":"given"},
+			{"name":"agents-listener","subject":"CN=deployment-engine nats","not_after":%q,"seconds_left":-1,"source":"made"}]}`,
+			now.Add(3650*24*time.Hour+time.Hour).Format(time.RFC3339), now.Add(20*24*time.Hour+time.Hour).Format(time.RFC3339),
+			now.Add(-time.Hour).Format(time.RFC3339))
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Setenv("DE_SERVER", srv.URL)
+	t.Setenv("DE_API_TOKEN", testToken)
+
+	r := cli(t, "certificates")
+	if r.code != exitOK {
+		t.Fatalf("%+v", r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "NAME SUBJECT EXPIRES DAYS LEFT" {
+		t.Fatalf("table:\n%s", r.stdout)
+	}
+	date := `\d{4}-\d\d-\d\d \d\d:\d\d`
+	for i, want := range []string{
+		`^agents-ca +CN=deployment-engine,O=deployment-engine +` + date + ` +3650$`,
+		`^api +CN=api\.example +` + date + ` +20 !$`,
+		`^agents-listener +CN=deployment-engine nats +` + date + ` +EXPIRED$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(lines[i+1]) {
+			t.Errorf("line %d %q, want %s", i+1, lines[i+1], want)
+		}
+	}
+	if r := cli(t, "certificates", "--json"); r.code != exitOK || !json.Valid([]byte(r.stdout)) || !strings.Contains(r.stdout, `"given"`) {
+		t.Fatalf("--json: %+v", r)
+	}
+	if r := cli(t, "certificates", "extra"); r.code != exitUsage {
+		t.Fatalf("an argument: %+v", r)
+	}
+	t.Setenv("DE_API_TOKEN", "wrong-token-0123456789")
+	if r := cli(t, "certificates"); r.code == exitOK {
+		t.Fatalf("a refused token: %+v", r)
 	}
 }

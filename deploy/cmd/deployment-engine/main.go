@@ -30,6 +30,7 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine logs [NAME]
   deployment-engine report ID | audit [since=] [actor=] [action=] | heal [on|off]
   deployment-engine node maintenance [IP [on --reason TEXT | off]]
+  deployment-engine certificates
   deployment-engine release upload FILE | release list
   deployment-engine version
   deployment-engine openapi   (the API's OpenAPI 3.1 document, built in-process: no engine needed)

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+func init() { commands["certificates"] = clientCommand("certificates", certificatesCmd) }
+
+// certificatesCmd: certificates — every certificate the engine made or
+// serves, and when it expires.
+func certificatesCmd(ctx context.Context, s *session) int {
+	if code := s.begin(len(s.args) == 0, "certificates takes no argument"); code != exitOK {
+		return code
+	}
+	certs, raw, err := s.c.Certificates(ctx)
+	return s.answer(raw, err, func() {
+		if len(certs.Certificates) == 0 {
+			fmt.Fprintln(s.stdout, "no certificate listed: the engine serves no TLS, or has not written its summary yet")
+			return
+		}
+		now := time.Now()
+		tw := table(s.stdout, "NAME\tSUBJECT\tEXPIRES\tDAYS LEFT")
+		for _, c := range certs.Certificates {
+			days := fmt.Sprint(c.DaysLeft(now))
+			switch {
+			case !now.Before(c.NotAfter):
+				days = "EXPIRED"
+			case c.WarnThreshold(now) > 0:
+				days += " !"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Subject, c.NotAfter.Local().Format("2006-01-02 15:04"), days)
+		}
+		_ = tw.Flush()
+	})
+}
