@@ -60,16 +60,18 @@ func newCertWatch(o Options, b *engineBus, tlsCfg *tls.Config) *certWatch {
 // run checks at once, then whenever a certificate is issued and every
 // interval, until ctx ends.
 func (w *certWatch) run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
 	for {
+		wait := every
 		if err := w.check(ctx); err != nil && ctx.Err() == nil {
+			// A store still electing its leaders (a cold start) is asked
+			// again soon, not in an hour.
 			w.log.Warn("the certificates' summary and warnings", "err", err)
+			wait = min(every, time.Minute)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		case <-w.reissued:
 		}
 	}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 )
 
 func init() { commands["certificates"] = clientCommand("certificates", certificatesCmd) }
@@ -30,8 +32,19 @@ func certificatesCmd(ctx context.Context, s *session) int {
 			case c.WarnThreshold(now) > 0:
 				days += " !"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Subject, c.NotAfter.Local().Format("2006-01-02 15:04"), days)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, printable(c.Subject), c.NotAfter.Local().Format("2006-01-02 15:04"), days)
 		}
 		_ = tw.Flush()
 	})
+}
+
+// printable drops the control characters a given certificate's subject
+// may hold, so that it cannot move the terminal's cursor or colour it.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
 }

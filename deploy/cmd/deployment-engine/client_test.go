@@ -338,3 +338,9 @@ func TestCLICertificates(t *testing.T) {
 		t.Fatalf("a refused token: %+v", r)
 	}
 }
+
+func TestPrintableDropsControlCharacters(t *testing.T) {
+	if got := printable("CN=a\x1b[31mred\x07\tb"); got != "CN=a[31mredb" {
+		t.Errorf("printable = %q", got)
+	}
+}
