@@ -68,15 +68,8 @@ func BenchmarkChange(b *testing.B) {
 // the domain the rendered file names.
 func compareChange(tb testing.TB, n int) changeRow {
 	ctx := context.Background()
-	bed, err := testbed.Up(ctx, testbed.Options{Name: "bench", Nodes: n})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer func() {
-		if err := bed.Down(); err != nil {
-			tb.Errorf("tear down: %v", err)
-		}
-	}()
+	bed, down := freshBed(ctx, tb, n)
+	defer down()
 	dir, cat := catalogDir(tb)
 	r := changeRow{N: n}
 	e := harness.Start(tb, harness.Options{Args: []string{"--catalog", dir}})
@@ -99,6 +92,7 @@ func compareChange(tb testing.TB, n int) changeRow {
 	conns0, cpu0 := e.Metric(tb, "de_installer_ssh_connections_total"), procCPU(e.PID())
 	var d contract.Deployment
 	var requested time.Time
+	var err error
 	if r.Engine, err = measure(func() error { d, requested = deploy(tb, e); return nil }); err != nil {
 		tb.Fatal(err)
 	}

@@ -131,19 +131,27 @@ func TestDeploySmoke(t *testing.T) {
 	t.Logf("1 node: engine %s, agentless %s, limit %s", r.Engine.Wall, r.Agentless.Wall, r.Limit)
 }
 
-// compare brings up n fresh nodes and deploys the component on them three
-// ways, resetting the nodes between runs.
-func compare(tb testing.TB, n int, withAnsible, agents bool) row {
-	ctx := context.Background()
+// freshBed brings up n fresh nodes named bench, and the function that
+// takes them down (one bed of that name at a time: called when the run
+// ends, not when the benchmark does).
+func freshBed(ctx context.Context, tb testing.TB, n int) (*testbed.Bed, func()) {
 	bed, err := testbed.Up(ctx, testbed.Options{Name: "bench", Nodes: n})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer func() {
+	return bed, func() {
 		if err := bed.Down(); err != nil {
 			tb.Errorf("tear down: %v", err)
 		}
-	}()
+	}
+}
+
+// compare brings up n fresh nodes and deploys the component on them three
+// ways, resetting the nodes between runs.
+func compare(tb testing.TB, n int, withAnsible, agents bool) row {
+	ctx := context.Background()
+	bed, down := freshBed(ctx, tb, n)
+	defer down()
 	dir, cat := catalogDir(tb)
 	sleep, err := declaredSleep(cat, comp)
 	if err != nil {
