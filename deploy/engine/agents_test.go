@@ -100,7 +100,15 @@ func TestAgentDoorFollowsHome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The server must hold the subscription before the agent publishes:
+	// SUB is buffered like any other protocol line.
+	if err := b.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if err := nc.Publish(subject.Node(ip, "heartbeat"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sub.NextMsg(3 * time.Second); err != nil {
