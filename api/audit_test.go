@@ -85,12 +85,12 @@ func TestAuditAction(t *testing.T) {
 }
 
 // names is a token lookup for the test: token → name, "" when revoked;
-// every name has the write role.
+// every name has the deploy role on every cluster.
 type names map[string]string
 
-func (n names) Lookup(tok string) (string, Role, bool) {
+func (n names) Lookup(tok string) (Grant, bool) {
 	name, ok := n[tok]
-	return name, RoleWrite, ok && name != ""
+	return Grant{Name: name, Role: RoleDeploy}, ok && name != ""
 }
 
 // TestAuditTrail sends changes through the API with a named token against

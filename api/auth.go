@@ -16,7 +16,7 @@ import (
 const revokeCheck = 250 * time.Millisecond
 
 // errRevoked ends a request whose token stopped verifying while it ran.
-var errRevoked = errors.New("the API token was revoked, or lost the role this request needs, while the request ran")
+var errRevoked = errors.New("the API token was revoked, or lost the role or the cluster this request needs, while the request ran")
 
 // auth checks the token on the headers, before any handler reads a body.
 // A refused request's connection is closed after the 401: the server
@@ -39,9 +39,9 @@ func (s *server) auth(next http.Handler) http.Handler {
 			return
 		}
 		ctx := withIdentity(r.Context(), id)
-		if id.name != contract.ActorAdmin {
+		if id.Name != contract.ActorAdmin {
 			var done func()
-			ctx, done = s.revoker.hold(ctx, tok, needRole(r))
+			ctx, done = s.revoker.hold(ctx, tok, needRole(r), clusterOf(r))
 			defer done()
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
@@ -49,18 +49,21 @@ func (s *server) auth(next http.Handler) http.Handler {
 }
 
 // authorize answers 403 to a token whose role is below what the request
-// needs. It runs inside the audit, so a refused change is recorded with
+// needs, or that does not reach the cluster it acts on, naming what is
+// missing. It runs inside the audit, so a refused change is recorded with
 // its actor.
 func (s *server) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := identityOf(r.Context())
-		need := needRole(r)
-		if ok && id.role < need {
+		if !ok { // auth is off
+			next.ServeHTTP(w, r)
+			return
+		}
+		if err := id.Permit(needRole(r), clusterOf(r)); err != nil {
 			if rt, found := routeOf(r.Context()); found && rt.reads != nil {
 				rt.reads(unanswered{}, r)
 			}
-			writeError(w, http.StatusForbidden, r.Method+" "+contract.Clip(r.URL.Path)+" needs a token with the "+need.String()+
-				" role; "+id.name+"'s token has the "+id.role.String()+" role (roles are set in <data>/api-tokens)")
+			writeError(w, http.StatusForbidden, r.Method+" "+contract.Clip(r.URL.Path)+" "+err.Error())
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -95,7 +98,7 @@ func refuse(w http.ResponseWriter) {
 }
 
 // revoker ends the requests of a token that no longer verifies, or no
-// longer holds the role its request needs: an event stream or a long
+// longer holds the role or reaches the cluster its request needs: an event stream or a long
 // command of a revoked token ends within a period, not when it is done.
 // Each distinct token in use is checked once a period, and only while
 // it has requests in flight.
@@ -109,17 +112,18 @@ type revoker struct {
 }
 
 type heldRequest struct {
-	tok    string
-	need   Role
-	cancel context.CancelCauseFunc
+	tok     string
+	need    Role
+	cluster string
+	cancel  context.CancelCauseFunc
 }
 
 // hold returns ctx, cancelled with errRevoked once tok stops verifying
-// with a role of at least need, and the function to call when the
-// request ends.
-func (v *revoker) hold(ctx context.Context, tok string, need Role) (context.Context, func()) {
+// with a role of at least need on cluster, and the function to call when
+// the request ends.
+func (v *revoker) hold(ctx context.Context, tok string, need Role, cluster string) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	h := &heldRequest{tok: tok, need: need, cancel: cancel}
+	h := &heldRequest{tok: tok, need: need, cluster: cluster, cancel: cancel}
 	v.mu.Lock()
 	if v.held == nil {
 		v.held = map[*heldRequest]struct{}{}
@@ -158,7 +162,7 @@ func (v *revoker) watch() {
 		for tok, hs := range byTok {
 			id, ok := v.identify(tok)
 			for _, h := range hs {
-				if !ok || id.role < h.need {
+				if !ok || id.Permit(h.need, h.cluster) != nil {
 					h.cancel(errRevoked)
 				}
 			}

@@ -150,7 +150,7 @@ func newLimiter(l Limits) *limiter {
 // verified it, else its peer's address.
 func clientKey(r *http.Request) string {
 	if id, ok := identityOf(r.Context()); ok {
-		return "token " + id.name
+		return "token " + id.Name
 	}
 	return "addr " + peerHost(r)
 }

@@ -84,7 +84,9 @@ func openAPIDoc(rs []route, build BuildInfo) ([]byte, error) {
 		if !found {
 			return nil, fmt.Errorf("openapi: %s %s has no description in routeDocs", rt.method, rt.pattern)
 		}
-		b.add(rt.method, prefix+rt.pattern, d, b.shared(rt, d))
+		op := b.add(rt.method, prefix+rt.pattern, d, b.shared(rt, d))
+		// The least role a token needs for the operation.
+		op["x-role"] = rt.role.String()
 	}
 	for _, a := range anonDocs {
 		op := b.add(a.method, a.path, a.doc, []reply{tooMany})
@@ -110,7 +112,9 @@ func openAPIDoc(rs []route, build BuildInfo) ([]byte, error) {
 			"schemas": b.sch.components,
 			"securitySchemes": schemaObj{"apiToken": schemaObj{"type": "http", "scheme": "bearer",
 				"description": "Authorization: Bearer <token>: the engine's token (<data>/api-token, or DE_API_TOKEN) holds every role; " +
-					"named tokens (<data>/api-tokens) hold the read or the write role. Routes that change anything need write."}},
+					"named tokens (<data>/api-tokens) hold one role — read, operate, deploy or admin, each holding the ones before it — and may " +
+					"be limited to some clusters. Each operation's x-role is the least role it needs; every operation acts on the cluster default. " +
+					"A token without the role, or that does not reach the cluster, gets 403 naming what it lacks."}},
 		},
 	}
 	var out bytes.Buffer
@@ -129,7 +133,7 @@ var (
 		typ: typeOf[contract.ErrorBody]()}
 	noToken = reply{code: http.StatusUnauthorized, desc: "no token, or one the engine does not know (or that was revoked while the request ran)",
 		typ: typeOf[contract.ErrorBody]()}
-	readRole     = fails(http.StatusForbidden, "the token has the read role; this route needs write")
+	noReach      = fails(http.StatusForbidden, "the token does not reach the cluster the route acts on")
 	storeDown    = fails(http.StatusServiceUnavailable, "the engine's store has no quorum, or the service behind the route or the bus is unavailable")
 	badBody      = fails(http.StatusBadRequest, "the body could not be read, or holds a key twice in one object")
 	tooLarge     = fails(http.StatusRequestEntityTooLarge, "the body is larger than 1 MiB")
@@ -140,9 +144,10 @@ var (
 // shared are the refusals of a table route that its declaration implies.
 func (b *docBuilder) shared(rt route, d opDoc) []reply {
 	out := []reply{noToken, tooMany, storeDown}
-	if rt.role == RoleWrite {
-		out = append(out, readRole)
+	if rt.role > RoleRead {
+		out = append(out, fails(http.StatusForbidden, "the token's role is below "+rt.role.String()))
 	}
+	out = append(out, noReach)
 	if d.body != nil && !d.body.streamed {
 		out = append(out, badBody, tooLarge)
 	}

@@ -195,6 +195,33 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 	}
 }
 
+// Each operation of the table states the least role it needs (x-role),
+// and lists 403: a token may lack the role or the cluster anywhere.
+func TestOpenAPIStatesRoles(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Role      string                     `json:"x-role"`
+			Responses map[string]json.RawMessage `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(document(t), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range (&server{}).routes() {
+		op, ok := doc.Paths[prefix+rt.pattern][strings.ToLower(rt.method)]
+		if !ok {
+			t.Errorf("%s %s: not in the document", rt.method, rt.pattern)
+			continue
+		}
+		if op.Role != rt.role.String() {
+			t.Errorf("%s %s: x-role %q, want %q", rt.method, rt.pattern, op.Role, rt.role)
+		}
+		if _, ok := op.Responses["403"]; !ok {
+			t.Errorf("%s %s: no 403", rt.method, rt.pattern)
+		}
+	}
+}
+
 // The document is served without a token, as built.
 func TestOpenAPIServedWithoutToken(t *testing.T) {
 	h, err := New(Options{Token: adminTok})

@@ -26,130 +26,215 @@ import (
 // tokenTable is a token lookup a test changes while requests run.
 type tokenTable struct {
 	mu sync.Mutex
-	m  map[string]identity // token → holder; absent once revoked
+	m  map[string]Grant // token → grant; absent once revoked
 }
 
-func (tt *tokenTable) Lookup(tok string) (string, Role, bool) {
+func (tt *tokenTable) Lookup(tok string) (Grant, bool) {
 	tt.mu.Lock()
 	defer tt.mu.Unlock()
-	id, ok := tt.m[tok]
-	return id.name, id.role, ok
+	g, ok := tt.m[tok]
+	return g, ok
 }
 
-func (tt *tokenTable) set(tok string, id *identity) {
+func (tt *tokenTable) set(tok string, g *Grant) {
 	tt.mu.Lock()
 	defer tt.mu.Unlock()
-	if id == nil {
+	if g == nil {
 		delete(tt.m, tok)
 		return
 	}
-	tt.m[tok] = *id
+	tt.m[tok] = *g
 }
 
 const (
-	adminTok = "admin-token-0123456789"
-	writeTok = "alice-token-0123456789"
-	readTok  = "grafana-token-0123456789"
+	adminTok   = "admin-token-0123456789"
+	writeTok   = "alice-token-0123456789"
+	readTok    = "grafana-token-0123456789"
+	operateTok = "olga-token-0123456789"
+	rootTok    = "root-token-0123456789"
+	prodTok    = "prod-token-0123456789"
+	wideTok    = "wide-token-0123456789"
 )
 
+// roleTokens are the test's tokens: the engine's own and one named token
+// of each role, on every cluster.
+var roleTokens = []struct {
+	tok   string
+	grant Grant
+}{
+	{adminTok, Grant{Name: contract.ActorAdmin, Role: RoleAdmin}},
+	{readTok, Grant{Name: "grafana", Role: RoleRead}},
+	{operateTok, Grant{Name: "olga", Role: RoleOperate}},
+	{writeTok, Grant{Name: "alice", Role: RoleDeploy}},
+	{rootTok, Grant{Name: "root", Role: RoleAdmin}},
+}
+
 // rolesServer is the API on a real bus with no service behind it (a
-// command that gets past the API answers 503), an admin token, alice's
-// write token and grafana's read token.
+// command that gets past the API answers 503), the engine's admin token,
+// a named token of each role, and two with a reach: prod-ci (deploy, on
+// prod alone) and wide (read, on default and prod).
 func rolesServer(t *testing.T) (*httptest.Server, *nats.Conn, *tokenTable, http.Handler) {
 	t.Helper()
+	ts, nc, tokens, h, _ := rolesServerLogged(t)
+	return ts, nc, tokens, h
+}
+
+// rolesServerLogged is rolesServer, and what the API logs.
+func rolesServerLogged(t *testing.T) (*httptest.Server, *nats.Conn, *tokenTable, http.Handler, *syncBuffer) {
+	t.Helper()
 	b := bustest.Start(t, bus.ServerOptions{})
-	tokens := &tokenTable{m: map[string]identity{
-		writeTok: {name: "alice", role: RoleWrite},
-		readTok:  {name: "grafana", role: RoleRead},
+	tokens := &tokenTable{m: map[string]Grant{
+		prodTok: {Name: "prod-ci", Role: RoleDeploy, Clusters: []string{"prod"}},
+		wideTok: {Name: "wide", Role: RoleRead, Clusters: []string{"default", "prod"}},
 	}}
+	for _, rt := range roleTokens[1:] {
+		tokens.m[rt.tok] = rt.grant
+	}
+	logs := &syncBuffer{}
 	h, err := New(Options{NC: b.NC, Token: adminTok, Tokens: tokens, MirrorDir: t.TempDir(),
-		Releases: stubReleases{t.TempDir()}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Releases: stubReleases{t.TempDir()}, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(checked(t, h))
 	t.Cleanup(ts.Close)
-	return ts, b.NC, tokens, h
+	return ts, b.NC, tokens, h, logs
 }
 
-// Every route of the API, for each role: a read token may read and follow
-// streams; every change, and every route that renders a release, needs
-// write and answers a read token 403 naming that role. A route added
-// later and missing here is held to the rule that anything but GET needs
-// write.
-func TestRolesGateRoutes(t *testing.T) {
-	ts, _, _, h := rolesServer(t)
-	want := map[string]Role{
-		"GET /deployment-engine/audit":                    RoleRead,
-		"GET /deployment-engine/certificates":             RoleRead,
-		"GET /deployment-engine/config":                   RoleRead,
-		"GET /deployment-engine/config/history":           RoleRead,
-		"GET /deployment-engine/config/schema":            RoleRead,
-		"GET /deployment-engine/deployments":              RoleRead,
-		"GET /deployment-engine/deployments/{id}":         RoleRead,
-		"GET /deployment-engine/deployments/{id}/events":  RoleRead,
-		"GET /deployment-engine/deployments/{id}/report":  RoleRead,
-		"GET /deployment-engine/download":                 RoleRead,
-		"PUT /deployment-engine/download":                 RoleRead, // reads a log
-		"GET /deployment-engine/hardware":                 RoleRead,
-		"GET /deployment-engine/heal":                     RoleRead,
-		"GET /deployment-engine/logs.tar.gz":              RoleRead,
-		"GET /deployment-engine/logs/{name}":              RoleRead,
-		"GET /deployment-engine/precheck":                 RoleRead,
-		"GET /deployment-engine/prometheus/targets":       RoleRead,
-		"GET /deployment-engine/releases":                 RoleRead,
-		"GET /deployment-engine/status":                   RoleRead,
-		"GET /deployment-engine/maintenance":              RoleRead,
-		"GET /deployment-engine/nodes/{ip}/maintenance":   RoleRead,
-		"PUT /deployment-engine/nodes/{ip}/maintenance":   RoleWrite,
-		"GET /deployment-engine/deploy":                   RoleWrite, // the SPEC's deploy by GET
-		"POST /deployment-engine/deploy":                  RoleWrite,
-		"POST /deployment-engine/config":                  RoleWrite, // renders releases when it checks
-		"POST /deployment-engine/config?check=0":          RoleWrite, // renders too
-		"POST /deployment-engine/plan":                    RoleWrite, // renders releases
-		"POST /deployment-engine/releases":                RoleWrite,
-		"POST /deployment-engine/rollback":                RoleWrite,
-		"POST /deployment-engine/scale":                   RoleWrite,
-		"POST /deployment-engine/deployments/{id}/cancel": RoleWrite,
-		"PUT /deployment-engine/heal":                     RoleWrite,
-		"PUT /deployment-engine/restart":                  RoleWrite,
-		"PUT /deployment-engine/stop":                     RoleWrite,
-		"POST /deployment-engine/takeover":                RoleWrite,
-	}
+// syncBuffer is a log's output that handlers write while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// routeRoles is the role each route of the API needs, by method and
+// pattern below the prefix: read to read, follow streams and download a
+// log; operate to act on what runs; deploy to change it and to render
+// releases. A route of a named cluster (/clusters/{cluster}/...) needs
+// what the same route of the default cluster needs.
+var routeRoles = map[string]Role{
+	"GET /audit":                    RoleRead,
+	"GET /certificates":             RoleRead,
+	"GET /config":                   RoleRead,
+	"GET /config/history":           RoleRead,
+	"GET /config/schema":            RoleRead,
+	"GET /deployments":              RoleRead,
+	"GET /deployments/{id}":         RoleRead,
+	"GET /deployments/{id}/events":  RoleRead,
+	"GET /deployments/{id}/report":  RoleRead,
+	"GET /download":                 RoleRead,
+	"PUT /download":                 RoleRead, // reads a log
+	"GET /hardware":                 RoleRead,
+	"GET /heal":                     RoleRead,
+	"GET /logs.tar.gz":              RoleRead,
+	"GET /logs/{name}":              RoleRead,
+	"GET /precheck":                 RoleRead,
+	"GET /prometheus/targets":       RoleRead,
+	"GET /releases":                 RoleRead,
+	"GET /status":                   RoleRead,
+	"GET /maintenance":              RoleRead,
+	"GET /nodes/{ip}/maintenance":   RoleRead,
+	"PUT /nodes/{ip}/maintenance":   RoleOperate,
+	"POST /deployments/{id}/cancel": RoleOperate,
+	"PUT /heal":                     RoleOperate,
+	"PUT /restart":                  RoleOperate,
+	"PUT /stop":                     RoleOperate,
+	"GET /deploy":                   RoleDeploy, // the SPEC's deploy by GET
+	"POST /deploy":                  RoleDeploy,
+	"POST /config":                  RoleDeploy, // renders releases when it checks, and with ?check=0 too
+	"POST /plan":                    RoleDeploy, // renders releases
+	"POST /releases":                RoleDeploy,
+	"POST /rollback":                RoleDeploy,
+	"POST /scale":                   RoleDeploy,
+	"POST /takeover":                RoleDeploy,
+}
+
+// tableRoutes walks the real router: every route below the prefix that
+// needs a token, as "METHOD /pattern" below the prefix, with the role
+// routeRoles says it needs. A route missing from routeRoles fails.
+func tableRoutes(t *testing.T, h http.Handler) map[string]Role {
+	t.Helper()
+	out := map[string]Role{}
 	err := chi.Walk(h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		key := method + " " + route
-		if _, ok := want[key]; !ok && strings.HasPrefix(route, "/deployment-engine/") && route != OpenAPIPath {
-			t.Logf("%s is not in the table: held to the default rule", key)
-			want[key] = RoleWrite
-			if method == http.MethodGet {
-				want[key] = RoleRead
-			}
+		p, below := strings.CutPrefix(route, prefix)
+		if !below || route == OpenAPIPath {
+			return nil
 		}
+		key := method + " " + p
+		need, ok := routeRoles[strings.Replace(key, " /clusters/{cluster}/", " /", 1)]
+		if !ok {
+			t.Errorf("%s %s: no role in routeRoles; say which it needs", method, route)
+			return nil
+		}
+		out[key] = need
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := strings.NewReplacer("{id}", "d-1", "{name}", "local.log", "{ip}", "10.0.0.1")
-	for route, need := range want {
+	for key := range routeRoles {
+		if _, ok := out[key]; !ok {
+			t.Errorf("%s is in routeRoles but not on the router", key)
+		}
+	}
+	return out
+}
+
+// Every route of the real router × every role: a token reaches exactly the
+// routes its role holds, and gets 403 on every other one, naming the role
+// missing and its own; the route table declares what routeRoles says.
+func TestRolesGateRoutes(t *testing.T) {
+	ts, _, _, h := rolesServer(t)
+	routes := tableRoutes(t, h)
+	for _, rt := range (&server{}).routes() {
+		if need := routes[rt.method+" "+rt.pattern]; need != rt.role {
+			t.Errorf("%s %s declares %s, routeRoles says %s", rt.method, rt.pattern, rt.role, need)
+		}
+	}
+	path := strings.NewReplacer("{id}", "d-1", "{name}", "local.log", "{ip}", "10.0.0.1", "{cluster}", contract.DefaultCluster)
+	reached := map[Role]int{}
+	sent := sentChanges{}
+	for route, need := range routes {
 		method, p, _ := strings.Cut(route, " ")
-		p = path.Replace(p)
-		for _, tok := range []struct {
-			name, tok string
-			role      Role
-		}{{"admin", adminTok, RoleWrite}, {"alice", writeTok, RoleWrite}, {"grafana", readTok, RoleRead}} {
-			t.Run(route+" as "+tok.name, func(t *testing.T) {
+		p = prefix + path.Replace(p)
+		for _, tok := range roleTokens {
+			t.Run(route+" as "+tok.grant.Role.String(), func(t *testing.T) {
+				sent.add(t, route, tok.grant)
 				resp, body := do(t, method, ts.URL+p, "{}", "Authorization", "Bearer "+tok.tok)
-				switch {
-				case tok.role < need:
-					if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "needs a token with the "+need.String()+" role") {
-						t.Fatalf("%s's token with the %s role: %d %s", tok.name, tok.role, resp.StatusCode, body)
+				if tok.grant.Role < need {
+					want := method + " " + p + " needs the " + need.String() + " role; token " + tok.grant.Name + " has " + tok.grant.Role.String()
+					if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), want) {
+						t.Fatalf("%d %s, want 403 %q", resp.StatusCode, body, want)
 					}
-				case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
-					t.Fatalf("%s's token with the %s role refused: %d %s", tok.name, tok.role, resp.StatusCode, body)
+					return
 				}
+				if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized {
+					t.Fatalf("refused: %d %s", resp.StatusCode, body)
+				}
+				reached[tok.grant.Role]++
 			})
 		}
+	}
+	// Each role holds the ones below it.
+	for i, r := range Roles[1:] {
+		if reached[r] < reached[Roles[i]] {
+			t.Errorf("%s reaches %d routes, fewer than %s's %d", r, reached[r], Roles[i], reached[Roles[i]])
+		}
+	}
+	if reached[RoleRead] == 0 || reached[RoleOperate] == reached[RoleRead] || reached[RoleDeploy] == reached[RoleOperate] {
+		t.Errorf("routes reached by role: %v", reached)
 	}
 
 	// The routes the nodes and monitoring fetch need no token at all.
@@ -159,29 +244,68 @@ func TestRolesGateRoutes(t *testing.T) {
 		}
 	}
 
-	// A refused change is in the audit trail under its actor.
-	var got []contract.AuditEntry
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		_, body := do(t, "GET", ts.URL+"/deployment-engine/audit?actor=grafana", "", "Authorization", "Bearer "+adminTok)
-		if err := json.Unmarshal(body, &got); err != nil {
-			t.Fatalf("audit: %s", body)
+	// A refused change is in the audit trail under its actor; grafana's
+	// every change was refused.
+	for _, who := range []struct {
+		actor, detail string
+		allRefused    bool
+	}{
+		{"grafana", "role; token grafana has read", true},
+		{"olga", "needs the deploy role; token olga has operate", false},
+	} {
+		refused := 0
+		for _, e := range auditOfActor(t, ts, who.actor, sent[who.actor]) {
+			if e.Code != http.StatusForbidden {
+				if who.allRefused {
+					t.Errorf("audit entry of a change a read token could not make: %+v", e)
+				}
+				continue
+			}
+			refused++
+			if e.Result != "failed" || !strings.Contains(e.Detail, who.detail) {
+				t.Errorf("audit entry of a refused change: %+v", e)
+			}
 		}
-		if len(got) > 0 {
-			break
-		}
-	}
-	if len(got) == 0 {
-		t.Fatal("no audit entry for the read token's refused changes")
-	}
-	for _, e := range got {
-		if e.Actor != "grafana" || e.Code != http.StatusForbidden || e.Result != "failed" || !strings.Contains(e.Detail, "write role") {
-			t.Errorf("audit entry of a refused change: %+v", e)
+		if refused == 0 {
+			t.Errorf("no audit entry for %s's refused changes", who.actor)
 		}
 	}
 }
 
-// A token revoked, or lowered below what its request needs, while the
-// request runs ends it within a second: an event stream closes, a command
+// auditOfActor reads the audit entries of actor, waiting up to 5 s for
+// at least want of them (the audit stream takes them from the events
+// stream a moment after each answer).
+func auditOfActor(t *testing.T, ts *httptest.Server, actor string, want int) []contract.AuditEntry {
+	t.Helper()
+	var got []contract.AuditEntry
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		_, body := do(t, "GET", ts.URL+prefix+"/audit?actor="+actor, "", "Authorization", "Bearer "+adminTok)
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("audit: %s", body)
+		}
+		if len(got) >= want {
+			return got
+		}
+	}
+	t.Fatalf("%d audit entries of %s, want %d", len(got), actor, want)
+	return nil
+}
+
+// sentChanges counts the requests of each token's holder to audited routes.
+type sentChanges map[string]int
+
+func (a sentChanges) add(t *testing.T, route string, g Grant) {
+	t.Helper()
+	for _, rt := range (&server{}).routes() {
+		if rt.method+" "+rt.pattern == route && rt.audit.action != "" {
+			a[g.Name]++
+		}
+	}
+}
+
+// A token revoked, lowered below the role its request needs or limited to
+// clusters without the request's, while the request runs, ends it within
+// a second: an event stream closes, a command
 // waiting on the bus answers 401.
 func TestRevocationEndsRequests(t *testing.T) {
 	ts, nc, tokens, _ := rolesServer(t)
@@ -204,18 +328,21 @@ func TestRevocationEndsRequests(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = sub.Unsubscribe() })
 	}
-	alice := identity{name: "alice", role: RoleWrite}
-	readOnly := identity{name: "alice", role: RoleRead}
+	alice := Grant{Name: "alice", Role: RoleDeploy}
+	readOnly := Grant{Name: "alice", Role: RoleRead}
+	elsewhere := Grant{Name: "alice", Role: RoleDeploy, Clusters: []string{"prod"}}
 
 	for _, tt := range []struct {
 		name, method, path string
-		then               *identity // the token's entry once changed; nil: revoked
+		then               *Grant // the token's entry once changed; nil: revoked
 		ends               bool
 	}{
 		{"event stream, revoked", "GET", "/deployment-engine/deployments/d-1/events", nil, true},
 		{"event stream, lowered to read", "GET", "/deployment-engine/deployments/d-1/events", &readOnly, false},
 		{"command, revoked", "GET", "/deployment-engine/config", nil, true},
 		{"change, lowered to read", "POST", "/deployment-engine/deploy", &readOnly, true},
+		{"event stream, limited to another cluster", "GET", "/deployment-engine/deployments/d-1/events", &elsewhere, true},
+		{"command, limited to another cluster", "GET", "/deployment-engine/config", &elsewhere, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tokens.set(writeTok, &alice)

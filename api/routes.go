@@ -18,13 +18,18 @@ const prefix = "/deployment-engine"
 
 // route is one route of the API: what answers it, the role a token needs
 // for it, and what the audit records of it. Every route that needs a token
-// is declared in routes, and nowhere else.
+// is declared in routes, and nowhere else. A route acts on the cluster its
+// {cluster} path parameter names, or on the default cluster: a token must
+// reach that cluster too (see Grant.Permit).
 type route struct {
 	method  string
 	pattern string // below prefix
 	handler http.HandlerFunc
-	role    Role
-	audit   auditSpec
+	// role is the least a token needs: read for what only reads, operate
+	// to act on what runs, deploy to change what runs, admin for the
+	// engine's own business.
+	role  Role
+	audit auditSpec
 	// stream: the answer is a live event stream, counted apart from the
 	// requests in flight (see Limits.MaxStreams).
 	stream bool
@@ -120,7 +125,7 @@ func (s *server) routes() []route {
 	return []route{
 		{method: http.MethodGet, pattern: "/config", handler: s.forward(subject.ConfigGet()), role: RoleRead},
 		// A config's checks render a release's templates, even with ?check=0.
-		{method: http.MethodPost, pattern: "/config", handler: s.postConfig, role: RoleWrite,
+		{method: http.MethodPost, pattern: "/config", handler: s.postConfig, role: RoleDeploy,
 			audit: auditSpec{action: contract.AuditConfig, object: contract.AuditConfig, diff: true}},
 		// The config's JSON Schema, for editors that check a config as it is typed.
 		{method: http.MethodGet, pattern: "/config/schema", handler: s.forward(subject.ConfigSchema()), role: RoleRead},
@@ -131,17 +136,17 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/precheck", handler: s.forward(subject.ConfigPrecheck()), role: RoleRead},
 
 		// The SPEC's deploy by GET starts one too.
-		{method: http.MethodGet, pattern: "/deploy", handler: s.deploy, role: RoleWrite, audit: deploy},
-		{method: http.MethodPost, pattern: "/deploy", handler: s.deploy, role: RoleWrite, audit: deploy},
-		{method: http.MethodPost, pattern: "/scale", handler: s.scale, role: RoleWrite, reads: reading(readScale),
+		{method: http.MethodGet, pattern: "/deploy", handler: s.deploy, role: RoleDeploy, audit: deploy},
+		{method: http.MethodPost, pattern: "/deploy", handler: s.deploy, role: RoleDeploy, audit: deploy},
+		{method: http.MethodPost, pattern: "/scale", handler: s.scale, role: RoleDeploy, reads: reading(readScale),
 			audit: auditSpec{action: contract.AuditScale, object: contract.AuditScale, diff: true}},
 		// Deploys the last config whose deployment succeeded again: 202
 		// {"id"}; 409 when there is none, or a deployment runs.
-		{method: http.MethodPost, pattern: "/rollback", handler: s.forward(subject.DeployRollback()), role: RoleWrite,
+		{method: http.MethodPost, pattern: "/rollback", handler: s.forward(subject.DeployRollback()), role: RoleDeploy,
 			audit: auditSpec{action: contract.AuditRollback, object: "deployment", diff: true}},
-		{method: http.MethodPost, pattern: "/takeover", handler: s.takeover, role: RoleWrite, audit: audited(contract.AuditTakeover)},
+		{method: http.MethodPost, pattern: "/takeover", handler: s.takeover, role: RoleDeploy, audit: audited(contract.AuditTakeover)},
 		// A plan renders a release's templates; its body, a config, is not recorded.
-		{method: http.MethodPost, pattern: "/plan", handler: s.plan, role: RoleWrite,
+		{method: http.MethodPost, pattern: "/plan", handler: s.plan, role: RoleDeploy,
 			audit: auditSpec{action: contract.AuditPlan, object: contract.AuditPlan, planID: true}},
 
 		{method: http.MethodGet, pattern: "/deployments", handler: s.forward(subject.DeployList()), role: RoleRead},
@@ -151,7 +156,7 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/deployments/{id}/report", handler: s.aboutDeployment(subject.DeployReport(), deployment), role: RoleRead},
 		// Ends a running deployment: 202 with the deployment as it ended,
 		// 404 for an unknown id, 409 when it has already ended.
-		{method: http.MethodPost, pattern: "/deployments/{id}/cancel", role: RoleWrite,
+		{method: http.MethodPost, pattern: "/deployments/{id}/cancel", role: RoleOperate,
 			handler: s.aboutDeployment(subject.DeployCancel(), func(id string) any {
 				return contract.DeployCancel{V: contract.Version, ID: id}
 			}),
@@ -161,21 +166,21 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/hardware", handler: s.hardware, role: RoleRead},
 		// Prometheus' HTTP service discovery of the node agents.
 		{method: http.MethodGet, pattern: "/prometheus/targets", handler: s.forward(subject.MonitorTargets()), role: RoleRead},
-		{method: http.MethodPut, pattern: "/restart", handler: s.restart, role: RoleWrite, reads: reading(readTarget),
+		{method: http.MethodPut, pattern: "/restart", handler: s.restart, role: RoleOperate, reads: reading(readTarget),
 			audit: audited(contract.AuditRestart)},
-		{method: http.MethodPut, pattern: "/stop", handler: s.stop, role: RoleWrite, reads: reading(readTarget),
+		{method: http.MethodPut, pattern: "/stop", handler: s.stop, role: RoleOperate, reads: reading(readTarget),
 			audit: audited(contract.AuditStop)},
 		// Auto-heal's state: on or off, the meltdown guard, and every
 		// instance it is working on.
 		{method: http.MethodGet, pattern: "/heal", handler: s.forward(subject.HealGet()), role: RoleRead},
-		{method: http.MethodPut, pattern: "/heal", handler: s.healSet, role: RoleWrite, reads: reading(readHeal),
+		{method: http.MethodPut, pattern: "/heal", handler: s.healSet, role: RoleOperate, reads: reading(readHeal),
 			audit: auditSpec{action: contract.AuditHeal, object: "auto-heal"}},
 
 		// Nodes held out of automatic work: auto-heal leaves them alone, a
 		// deployment holds their steps, /status says MAINTENANCE.
 		{method: http.MethodGet, pattern: "/maintenance", handler: s.forward(subject.MaintenanceList()), role: RoleRead},
 		{method: http.MethodGet, pattern: "/nodes/{ip}/maintenance", handler: s.maintenanceGet, role: RoleRead},
-		{method: http.MethodPut, pattern: "/nodes/{ip}/maintenance", handler: s.maintenanceSet, role: RoleWrite,
+		{method: http.MethodPut, pattern: "/nodes/{ip}/maintenance", handler: s.maintenanceSet, role: RoleOperate,
 			reads: reading(readMaintenance), audit: auditSpec{action: contract.AuditMaintenance, param: "ip"}},
 
 		// The logs' names go to the log service as data in a JSON body; the
@@ -189,7 +194,7 @@ func (s *server) routes() []route {
 
 		{method: http.MethodGet, pattern: "/releases", handler: s.listReleases, role: RoleRead},
 		// The entry's object is the release the reply names.
-		{method: http.MethodPost, pattern: "/releases", handler: uploading(idle, s.uploadRelease), role: RoleWrite,
+		{method: http.MethodPost, pattern: "/releases", handler: uploading(idle, s.uploadRelease), role: RoleDeploy,
 			audit: auditSpec{action: contract.AuditRelease}},
 
 		{method: http.MethodGet, pattern: "/audit", handler: s.auditList, role: RoleRead},
@@ -250,7 +255,8 @@ func routeOf(ctx context.Context) (routed, bool) {
 }
 
 // needRole is the role a request needs: its route's, and for no route
-// (answered 404 or 405) read to read and write for anything else.
+// (answered 404 or 405) read to read and operate, the least that changes
+// anything, for anything else.
 func needRole(r *http.Request) Role {
 	if rt, ok := routeOf(r.Context()); ok {
 		return rt.role
@@ -258,7 +264,23 @@ func needRole(r *http.Request) Role {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return RoleRead
 	}
-	return RoleWrite
+	return RoleOperate
+}
+
+// clusterParam is the path parameter that names the cluster a route acts
+// on.
+const clusterParam = "cluster"
+
+// clusterOf is the cluster a request acts on: its route's {cluster}, and
+// for a route without one (every route today, and a request for no route)
+// the default cluster.
+func clusterOf(r *http.Request) string {
+	if rt, ok := routeOf(r.Context()); ok {
+		if c := rt.params.URLParam(clusterParam); c != "" {
+			return c
+		}
+	}
+	return contract.DefaultCluster
 }
 
 // isStream tells whether a request's route is an event stream.

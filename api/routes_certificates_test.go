@@ -29,7 +29,7 @@ import (
 // nothing of a key.
 func TestCertificatesRoute(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
-	h, err := New(Options{NC: b.NC, Token: adminTok, Tokens: &tokenTable{m: map[string]identity{readTok: {name: "grafana", role: RoleRead}}}})
+	h, err := New(Options{NC: b.NC, Token: adminTok, Tokens: &tokenTable{m: map[string]Grant{readTok: {Name: "grafana", Role: RoleRead}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

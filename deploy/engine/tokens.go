@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,23 +21,28 @@ import (
 
 // TokensFile is the file of named API tokens in the data dir: one line per
 // token, "NAME sha256:HEX" (or the token itself in place of its hash),
-// then optionally " role read|write" (write when absent, as before roles
-// were) and " revoked TIME" after a revoked one. Lines starting with # are
-// comments.
+// then optionally " role read|operate|deploy|admin" (deploy when absent,
+// as before roles were; write, the role before operate and deploy split
+// it, reads as deploy), " clusters NAME[,NAME...]" (every cluster when
+// absent) and " revoked TIME" after a revoked one. Lines starting with #
+// are comments.
 //
-//	alice  sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae  role write
+//	alice   sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae role deploy
 //	grafana sha256:5994471abb01112afcc18159f6cc74b4f511b99806da59b3caf5a9c173cacfc5 role read
-//	ci     sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9  revoked 2026-11-26T16:00:00Z
+//	oncall  sha256:9b74c9897bac770ffc029102a200c5de5a1e0b2e4c9f5a1d4e4d4f0a4d4e4f0a role operate clusters prod,stage
+//	ci      sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9 revoked 2026-11-26T16:00:00Z
 const TokensFile = "api-tokens"
 
 var tokenNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
 
 // TokenEntry is one line of the tokens file.
 type TokenEntry struct {
-	Name    string
-	Hash    string // hex SHA-256 of the token
-	Role    api.Role
-	Revoked string // when it was revoked, "" while valid
+	Name string
+	Hash string // hex SHA-256 of the token
+	Role api.Role
+	// Clusters are the clusters the token reaches; nil for every one.
+	Clusters []string
+	Revoked  string // when it was revoked, "" while valid
 }
 
 func hashToken(tok string) string {
@@ -57,7 +63,7 @@ func ParseTokens(text string) ([]TokenEntry, error) {
 		}
 		f := strings.Fields(line)
 		if len(f) < 2 || len(f)%2 != 0 {
-			return nil, fmt.Errorf("%s line %d: want \"NAME sha256:HEX [role read|write] [revoked TIME]\"", TokensFile, n)
+			return nil, fmt.Errorf("%s line %d: want \"NAME sha256:HEX [role ROLE] [clusters NAME,...] [revoked TIME]\"", TokensFile, n)
 		}
 		name := f[0]
 		if !tokenNameRe.MatchString(name) || name == contract.ActorEngine || name == contract.ActorAdmin || name == contract.ActorAnonymous {
@@ -67,7 +73,7 @@ func ParseTokens(text string) ([]TokenEntry, error) {
 			return nil, fmt.Errorf("%s line %d: the name %s is used twice", TokensFile, n, name)
 		}
 		seen[name] = true
-		e := TokenEntry{Name: name, Role: api.RoleWrite}
+		e := TokenEntry{Name: name, Role: api.RoleDeploy}
 		if h, ok := strings.CutPrefix(f[1], "sha256:"); ok {
 			if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
 				return nil, fmt.Errorf("%s line %d: not a SHA-256 in hex", TokensFile, n)
@@ -87,8 +93,8 @@ func ParseTokens(text string) ([]TokenEntry, error) {
 	return out, sc.Err()
 }
 
-// options reads a line's words after the hash: "role ROLE" and "revoked
-// TIME", each at most once.
+// options reads a line's words after the hash: "role ROLE", "clusters
+// NAME[,NAME...]" and "revoked TIME", each at most once.
 func (e *TokenEntry) options(words []string) error {
 	seen := map[string]bool{}
 	for i := 0; i < len(words); i += 2 {
@@ -104,21 +110,46 @@ func (e *TokenEntry) options(words []string) error {
 				return err
 			}
 			e.Role = r
+		case "clusters":
+			cs, err := ParseClusters(v)
+			if err != nil {
+				return err
+			}
+			e.Clusters = cs
 		case "revoked":
 			e.Revoked = v
 		default:
-			return fmt.Errorf("%q: want \"role read|write\" or \"revoked TIME\" after the hash", k)
+			return fmt.Errorf("%q: want \"role ROLE\", \"clusters NAME,...\" or \"revoked TIME\" after the hash", contract.Clip(k))
 		}
 	}
 	return nil
 }
 
+// ParseClusters reads a token's reach: cluster names, comma-separated,
+// each once.
+func ParseClusters(list string) ([]string, error) {
+	var out []string
+	for c := range strings.SplitSeq(list, ",") {
+		if err := contract.CheckClusterName(c); err != nil {
+			return nil, fmt.Errorf("clusters: %w", err)
+		}
+		if slices.Contains(out, c) {
+			return nil, fmt.Errorf("clusters: %s named twice", c)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
 // FormatTokens writes entries back as the file's text.
 func FormatTokens(entries []TokenEntry) string {
 	var b strings.Builder
-	b.WriteString("# Named API tokens: NAME sha256:HEX [role read|write] [revoked TIME]. Manage with `deployment-engine token`.\n")
+	b.WriteString("# Named API tokens: NAME sha256:HEX [role read|operate|deploy|admin] [clusters NAME,...] [revoked TIME]. Manage with `deployment-engine token`.\n")
 	for _, e := range entries {
 		fmt.Fprintf(&b, "%s sha256:%s role %s", e.Name, e.Hash, e.Role)
+		if e.Clusters != nil {
+			fmt.Fprintf(&b, " clusters %s", strings.Join(e.Clusters, ","))
+		}
 		if e.Revoked != "" {
 			fmt.Fprintf(&b, " revoked %s", e.Revoked)
 		}
@@ -139,11 +170,12 @@ type TokenFile struct {
 	err     error
 }
 
-// Lookup names the holder of tok and its role; a revoked or unknown token
-// is refused, and so is every token while the file does not parse.
-func (f *TokenFile) Lookup(tok string) (string, api.Role, bool) {
+// Lookup names the holder of tok, its role and reach; a revoked or
+// unknown token is refused, and so is every token while the file does not
+// parse.
+func (f *TokenFile) Lookup(tok string) (api.Grant, bool) {
 	if tok == "" {
-		return "", 0, false
+		return api.Grant{}, false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -163,20 +195,21 @@ func (f *TokenFile) Lookup(tok string) (string, api.Role, bool) {
 		f.mod, f.size = st.ModTime(), st.Size()
 	}
 	if f.err != nil {
-		return "", 0, false
+		return api.Grant{}, false
 	}
 	h := []byte(hashToken(tok))
 	for _, e := range f.entries {
 		if subtle.ConstantTimeCompare(h, []byte(e.Hash)) == 1 {
-			return e.Name, e.Role, e.Revoked == ""
+			return api.Grant{Name: e.Name, Role: e.Role, Clusters: slices.Clone(e.Clusters)}, e.Revoked == ""
 		}
 	}
-	return "", 0, false
+	return api.Grant{}, false
 }
 
-// AddToken makes a new token named name with role in the file at path and
-// returns it: the file keeps only its hash.
-func AddToken(path, name string, role api.Role) (string, error) {
+// AddToken makes a new token named name with role, reaching clusters (nil:
+// every one), in the file at path and returns it: the file keeps only its
+// hash.
+func AddToken(path, name string, role api.Role, clusters []string) (string, error) {
 	entries, err := readTokens(path)
 	if err != nil {
 		return "", err
@@ -187,7 +220,7 @@ func AddToken(path, name string, role api.Role) (string, error) {
 		}
 	}
 	tok := bus.RandomSecret()
-	entries = append(entries, TokenEntry{Name: name, Hash: hashToken(tok), Role: role})
+	entries = append(entries, TokenEntry{Name: name, Hash: hashToken(tok), Role: role, Clusters: clusters})
 	if _, err := ParseTokens(FormatTokens(entries)); err != nil {
 		return "", err
 	}

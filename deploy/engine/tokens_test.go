@@ -18,14 +18,27 @@ func TestParseTokens(t *testing.T) {
 		want       []TokenEntry
 		err        string
 	}{
-		{"hashed and plain, write by default", "# c\nalice sha256:" + h + "\nbob 0123456789abcdef0123\n",
-			[]TokenEntry{{Name: "alice", Hash: h, Role: api.RoleWrite}, {Name: "bob", Hash: hashToken("0123456789abcdef0123"), Role: api.RoleWrite}}, ""},
-		{"revoked", "ci sha256:" + h + " revoked 2026-11-26T16:00:00Z\n", []TokenEntry{{Name: "ci", Hash: h, Role: api.RoleWrite, Revoked: "2026-11-26T16:00:00Z"}}, ""},
+		{"hashed and plain, deploy by default", "# c\nalice sha256:" + h + "\nbob 0123456789abcdef0123\n",
+			[]TokenEntry{{Name: "alice", Hash: h, Role: api.RoleDeploy}, {Name: "bob", Hash: hashToken("0123456789abcdef0123"), Role: api.RoleDeploy}}, ""},
+		{"revoked", "ci sha256:" + h + " revoked 2026-11-26T16:00:00Z\n", []TokenEntry{{Name: "ci", Hash: h, Role: api.RoleDeploy, Revoked: "2026-11-26T16:00:00Z"}}, ""},
 		{"read-only", "grafana sha256:" + h + " role read\n", []TokenEntry{{Name: "grafana", Hash: h, Role: api.RoleRead}}, ""},
 		{"read-only, revoked", "g sha256:" + h + " revoked 2026-11-26T16:00:00Z role read\n",
 			[]TokenEntry{{Name: "g", Hash: h, Role: api.RoleRead, Revoked: "2026-11-26T16:00:00Z"}}, ""},
-		{"unknown role", "a sha256:" + h + " role admin\n", nil, "want read or write"},
+		{"write, as written before there were four roles, reads as deploy", "a sha256:" + h + " role write\n",
+			[]TokenEntry{{Name: "a", Hash: h, Role: api.RoleDeploy}}, ""},
+		{"operate", "a sha256:" + h + " role operate\n", []TokenEntry{{Name: "a", Hash: h, Role: api.RoleOperate}}, ""},
+		{"admin", "a sha256:" + h + " role admin\n", []TokenEntry{{Name: "a", Hash: h, Role: api.RoleAdmin}}, ""},
+		{"clusters", "a sha256:" + h + " clusters prod,stage role operate\n",
+			[]TokenEntry{{Name: "a", Hash: h, Role: api.RoleOperate, Clusters: []string{"prod", "stage"}}}, ""},
+		{"one cluster, revoked", "a sha256:" + h + " role read clusters default revoked 2026-11-26T16:00:00Z\n",
+			[]TokenEntry{{Name: "a", Hash: h, Role: api.RoleRead, Clusters: []string{"default"}, Revoked: "2026-11-26T16:00:00Z"}}, ""},
+		{"unknown role", "a sha256:" + h + " role root\n", nil, "want read, operate, deploy or admin"},
 		{"role twice", "a sha256:" + h + " role read role write\n", nil, "given twice"},
+		{"clusters twice", "a sha256:" + h + " clusters a clusters b\n", nil, "given twice"},
+		{"a cluster named twice", "a sha256:" + h + " clusters a,a\n", nil, "a named twice"},
+		{"an empty cluster", "a sha256:" + h + " clusters a,\n", nil, "not a cluster name"},
+		{"a bad cluster", "a sha256:" + h + " clusters Prod\n", nil, "not a cluster name"},
+		{"a wildcard", "a sha256:" + h + " clusters *\n", nil, "not a cluster name"},
 		{"unknown word", "a sha256:" + h + " scope all\n", nil, "want \"role"},
 		{"bad hash", "alice sha256:zz\n", nil, "not a SHA-256"},
 		{"short plain token", "alice short\n", nil, "at least 16"},
@@ -56,26 +69,29 @@ func TestParseTokens(t *testing.T) {
 func TestTokenFileAddRevoke(t *testing.T) {
 	path := filepath.Join(t.TempDir(), TokensFile)
 	f := &TokenFile{Path: path}
-	if _, _, ok := f.Lookup("anything"); ok {
+	if _, ok := f.Lookup("anything"); ok {
 		t.Fatal("a token accepted without a file")
 	}
-	alice, err := AddToken(path, "alice", api.RoleWrite)
+	alice, err := AddToken(path, "alice", api.RoleDeploy, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ci, err := AddToken(path, "ci", api.RoleRead)
+	ci, err := AddToken(path, "ci", api.RoleRead, []string{"prod", "stage"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := AddToken(path, "ci", api.RoleWrite); err == nil {
+	if _, err := AddToken(path, "ci", api.RoleDeploy, nil); err == nil {
 		t.Fatal("a second ci token was made")
 	}
 	if b, _ := os.ReadFile(path); strings.Contains(string(b), alice) {
 		t.Fatal("the file holds a token in clear")
 	}
-	for tok, want := range map[string]TokenEntry{alice: {Name: "alice", Role: api.RoleWrite}, ci: {Name: "ci", Role: api.RoleRead}} {
-		if got, role, ok := f.Lookup(tok); !ok || got != want.Name || role != want.Role {
-			t.Fatalf("lookup %s: %q %v %v", want.Name, got, role, ok)
+	for tok, want := range map[string]api.Grant{
+		alice: {Name: "alice", Role: api.RoleDeploy},
+		ci:    {Name: "ci", Role: api.RoleRead, Clusters: []string{"prod", "stage"}},
+	} {
+		if got, ok := f.Lookup(tok); !ok || !reflect.DeepEqual(got, want) {
+			t.Fatalf("lookup %s: %+v %v", want.Name, got, ok)
 		}
 	}
 	// A revocation holds from the next lookup, even within the same
@@ -84,17 +100,41 @@ func TestTokenFileAddRevoke(t *testing.T) {
 	if err := RevokeToken(path, "ci"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok := f.Lookup(ci); ok {
+	if _, ok := f.Lookup(ci); ok {
 		t.Fatal("a revoked token is still accepted")
 	}
-	if got, _, ok := f.Lookup(alice); !ok || got != "alice" {
+	if got, ok := f.Lookup(alice); !ok || got.Name != "alice" {
 		t.Fatal("revoking ci lost alice")
 	}
 	// A file that no longer parses lets nobody in.
 	if err := os.WriteFile(path, []byte("garbage line here\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok := f.Lookup(alice); ok {
+	if _, ok := f.Lookup(alice); ok {
 		t.Fatal("a token accepted from a broken file")
+	}
+}
+
+// A file written before there were four roles and a reach keeps its
+// tokens: role write and no role read as deploy, on every cluster.
+func TestTokenFileFromBefore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), TokensFile)
+	alice, bob, grafana := "alice-0123456789abcdef", "bob-0123456789abcdef", "grafana-0123456789abcdef"
+	old := "# Named API tokens: NAME sha256:HEX [role read|write] [revoked TIME]. Manage with `deployment-engine token`.\n" +
+		"alice sha256:" + hashToken(alice) + " role write\n" +
+		"bob sha256:" + hashToken(bob) + "\n" +
+		"grafana sha256:" + hashToken(grafana) + " role read\n"
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := &TokenFile{Path: path}
+	for tok, want := range map[string]api.Grant{
+		alice:   {Name: "alice", Role: api.RoleDeploy},
+		bob:     {Name: "bob", Role: api.RoleDeploy},
+		grafana: {Name: "grafana", Role: api.RoleRead},
+	} {
+		if got, ok := f.Lookup(tok); !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("lookup %s: %+v %v", want.Name, got, ok)
+		}
 	}
 }

@@ -22,7 +22,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"backup":       {flags: []string{"--data", "--nats"}},
 	"restore":      {flags: []string{"--data", "--nats"}},
 	"mirror":       {subs: []string{"sync"}, flags: []string{"--catalog", "--catalog-dir", "--data"}},
-	"token":        {subs: []string{"add", "revoke", "list"}, flags: []string{"--data", "--role"}},
+	"token":        {subs: []string{"add", "revoke", "list"}, flags: []string{"--data", "--role", "--clusters"}},
 	"config":       {subs: []string{"get", "set", "edit", "schema"}, flags: []string{"--check=false"}},
 	"precheck":     {},
 	"plan":         {},

@@ -19,7 +19,7 @@ Usage:
   deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none] [--engine-id ID] ...   (serve --help: every flag)
   deployment-engine backup FILE | restore FILE [--data ./data | --nats URL]   (the engine stopped, with --data)
   deployment-engine mirror sync [--catalog NAME] [--data ./data]
-  deployment-engine token add NAME [--role read|write] | token revoke NAME | token list [--data ./data]
+  deployment-engine token add NAME [--role read|operate|deploy|admin] [--clusters A,B] | token revoke NAME | token list [--data ./data]
 
 Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-token):
   deployment-engine config get | config set FILE [--check=false] | config edit | config schema
