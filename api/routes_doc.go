@@ -10,9 +10,10 @@ import (
 
 // opDoc describes a route for the OpenAPI document (openapi.go): what it
 // reads and every answer it gives. The refusals every route of the table
-// shares (401, 403 to a read token on a write route, 429, 503 while the
-// store is down, 400 and 413 to a body it cannot read, 504 and 500 of a
-// command) are added from what the route declares; errs are its own.
+// shares (401, 403 to a token below the route's role or that does not
+// reach its cluster, 429, 503 while the store is down, 400 and 413 to a
+// body it cannot read, 504 and 500 of a command) are added from what the
+// route declares; errs are its own.
 type opDoc struct {
 	id, summary, desc string
 	query             []param
