@@ -41,16 +41,16 @@ func (r Role) String() string {
 	return fmt.Sprintf("role(%d)", uint8(r))
 }
 
-// roleWrite is the name of the role before there were four: it changed
-// what deploy changes, and reads as deploy.
+// roleWrite is the name of the role before there were four: it held
+// every change the API had, and reads as admin, so that a token keeps
+// all it could do.
 const roleWrite = "write"
 
 // ParseRole reads a role's name: read, operate, deploy or admin; write,
-// the role that held every change before operate and deploy split it, reads
-// as deploy.
+// the role that held every change before there were four, reads as admin.
 func ParseRole(s string) (Role, error) {
 	if s == roleWrite {
-		return RoleDeploy, nil
+		return RoleAdmin, nil
 	}
 	for _, r := range Roles {
 		if s == r.String() {

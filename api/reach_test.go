@@ -58,8 +58,8 @@ func TestParseRole(t *testing.T) {
 			t.Errorf("ParseRole(%q) = %v, %v", r, got, err)
 		}
 	}
-	if got, err := ParseRole("write"); err != nil || got != RoleDeploy {
-		t.Errorf("ParseRole(write) = %v, %v; want deploy", got, err)
+	if got, err := ParseRole("write"); err != nil || got != RoleAdmin {
+		t.Errorf("ParseRole(write) = %v, %v; want admin", got, err)
 	}
 	for _, bad := range []string{"", "Read", "root", "writer"} {
 		if _, err := ParseRole(bad); err == nil || !strings.Contains(err.Error(), "want read, operate, deploy or admin") {

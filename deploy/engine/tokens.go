@@ -21,9 +21,9 @@ import (
 
 // TokensFile is the file of named API tokens in the data dir: one line per
 // token, "NAME sha256:HEX" (or the token itself in place of its hash),
-// then optionally " role read|operate|deploy|admin" (deploy when absent,
-// as before roles were; write, the role before operate and deploy split
-// it, reads as deploy), " clusters NAME[,NAME...]" (every cluster when
+// then optionally " role read|operate|deploy|admin" (admin when absent,
+// as a line from before roles could do everything; write, the role that
+// held every change before there were four, reads as admin too), " clusters NAME[,NAME...]" (every cluster when
 // absent) and " revoked TIME" after a revoked one. Lines starting with #
 // are comments.
 //
@@ -73,7 +73,7 @@ func ParseTokens(text string) ([]TokenEntry, error) {
 			return nil, fmt.Errorf("%s line %d: the name %s is used twice", TokensFile, n, name)
 		}
 		seen[name] = true
-		e := TokenEntry{Name: name, Role: api.RoleDeploy}
+		e := TokenEntry{Name: name, Role: api.RoleAdmin}
 		if h, ok := strings.CutPrefix(f[1], "sha256:"); ok {
 			if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
 				return nil, fmt.Errorf("%s line %d: not a SHA-256 in hex", TokensFile, n)

@@ -18,14 +18,14 @@ func TestParseTokens(t *testing.T) {
 		want       []TokenEntry
 		err        string
 	}{
-		{"hashed and plain, deploy by default", "# c\nalice sha256:" + h + "\nbob 0123456789abcdef0123\n",
-			[]TokenEntry{{Name: "alice", Hash: h, Role: api.RoleDeploy}, {Name: "bob", Hash: hashToken("0123456789abcdef0123"), Role: api.RoleDeploy}}, ""},
-		{"revoked", "ci sha256:" + h + " revoked 2026-11-26T16:00:00Z\n", []TokenEntry{{Name: "ci", Hash: h, Role: api.RoleDeploy, Revoked: "2026-11-26T16:00:00Z"}}, ""},
+		{"hashed and plain, admin without a role, as before roles", "# c\nalice sha256:" + h + "\nbob 0123456789abcdef0123\n",
+			[]TokenEntry{{Name: "alice", Hash: h, Role: api.RoleAdmin}, {Name: "bob", Hash: hashToken("0123456789abcdef0123"), Role: api.RoleAdmin}}, ""},
+		{"revoked", "ci sha256:" + h + " revoked 2026-11-26T16:00:00Z\n", []TokenEntry{{Name: "ci", Hash: h, Role: api.RoleAdmin, Revoked: "2026-11-26T16:00:00Z"}}, ""},
 		{"read-only", "grafana sha256:" + h + " role read\n", []TokenEntry{{Name: "grafana", Hash: h, Role: api.RoleRead}}, ""},
 		{"read-only, revoked", "g sha256:" + h + " revoked 2026-11-26T16:00:00Z role read\n",
 			[]TokenEntry{{Name: "g", Hash: h, Role: api.RoleRead, Revoked: "2026-11-26T16:00:00Z"}}, ""},
-		{"write, as written before there were four roles, reads as deploy", "a sha256:" + h + " role write\n",
-			[]TokenEntry{{Name: "a", Hash: h, Role: api.RoleDeploy}}, ""},
+		{"write, as written before there were four roles, reads as admin", "a sha256:" + h + " role write\n",
+			[]TokenEntry{{Name: "a", Hash: h, Role: api.RoleAdmin}}, ""},
 		{"operate", "a sha256:" + h + " role operate\n", []TokenEntry{{Name: "a", Hash: h, Role: api.RoleOperate}}, ""},
 		{"admin", "a sha256:" + h + " role admin\n", []TokenEntry{{Name: "a", Hash: h, Role: api.RoleAdmin}}, ""},
 		{"clusters", "a sha256:" + h + " clusters prod,stage role operate\n",
@@ -116,7 +116,8 @@ func TestTokenFileAddRevoke(t *testing.T) {
 }
 
 // A file written before there were four roles and a reach keeps its
-// tokens: role write and no role read as deploy, on every cluster.
+// tokens and all they could do: role write and no role read as admin,
+// on every cluster.
 func TestTokenFileFromBefore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), TokensFile)
 	alice, bob, grafana := "alice-0123456789abcdef", "bob-0123456789abcdef", "grafana-0123456789abcdef"
@@ -129,8 +130,8 @@ func TestTokenFileFromBefore(t *testing.T) {
 	}
 	f := &TokenFile{Path: path}
 	for tok, want := range map[string]api.Grant{
-		alice:   {Name: "alice", Role: api.RoleDeploy},
-		bob:     {Name: "bob", Role: api.RoleDeploy},
+		alice:   {Name: "alice", Role: api.RoleAdmin},
+		bob:     {Name: "bob", Role: api.RoleAdmin},
 		grafana: {Name: "grafana", Role: api.RoleRead},
 	} {
 		if got, ok := f.Lookup(tok); !ok || !reflect.DeepEqual(got, want) {

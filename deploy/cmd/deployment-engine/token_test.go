@@ -36,7 +36,7 @@ func TestTokenRoles(t *testing.T) {
 		`(?m)^ci\s+deploy\s+\*\s+valid$`,
 		`(?m)^oncall\s+operate\s+prod,stage\s+valid$`,
 		`(?m)^root\s+admin\s+\*\s+valid$`,
-		`(?m)^legacy\s+deploy\s+default\s+valid$`,
+		`(?m)^legacy\s+admin\s+default\s+valid$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(r.stdout) {
 			t.Errorf("token list has no line %s:\n%s", want, r.stdout)
