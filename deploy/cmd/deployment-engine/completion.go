@@ -44,6 +44,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"release":      {subs: []string{"upload", "list"}},
 	"version":      {},
 	"openapi":      {},
+	"manifest":     {subs: []string{"interpolate"}, flags: []string{"--ops-file", "--var", "--vars-file", "--var-errs", "--path"}},
 	"completion":   {subs: []string{"bash", "zsh", "fish"}},
 	"help":         {},
 }
@@ -53,7 +54,7 @@ var commonClientFlags = []string{"--json", "--data", "--server", "--help"}
 
 // notClient are the commands that are not clients of a running engine.
 var notClient = map[string]bool{"serve": true, "backup": true, "restore": true, "mirror": true,
-	"token": true, "completion": true, "help": true, "openapi": true}
+	"token": true, "completion": true, "help": true, "openapi": true, "manifest": true}
 
 func completionNames() []string {
 	var out []string

@@ -46,7 +46,7 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 	usageFlag := regexp.MustCompile(`--([a-z-]+)`)
-	for _, cmd := range []string{"mirror", "token"} {
+	for _, cmd := range []string{"mirror", "token", "manifest"} {
 		r := cli(t, cmd, "--help")
 		for _, m := range usageFlag.FindAllStringSubmatch(r.stderr+r.stdout, -1) {
 			if !slices.Contains(completion[cmd].flags, "--"+m[1]) {
