@@ -29,8 +29,8 @@ func TestInterpolate(t *testing.T) {
 	}
 	cases := []struct {
 		name, in, want string
-		missing      []string
-		err          string
+		missing        []string
+		err            string
 	}{
 		{"a whole value keeps its type", `{port: ((port)), azs: ((azs))}`, `{port: 8080, azs: [z1, z2]}`, nil, ""},
 		{"a map", `{tls: ((cert))}`, `{tls: {certificate: CERT, private_key: KEY, ca: CA}}`, nil, ""},
