@@ -30,23 +30,32 @@ type File struct {
 // the variables. missing names every ((variable)) that vars did not
 // hold, sorted; those references stay as written.
 func Build(manifest File, ops []File, vars Vars) (doc any, missing []string, err error) {
-	doc, err = decode(manifest)
+	doc, err = Patch(manifest, ops)
 	if err != nil {
 		return nil, nil, err
 	}
+	return Interpolate(doc, vars)
+}
+
+// Patch reads the manifest and applies each ops file in order.
+func Patch(manifest File, ops []File) (any, error) {
+	doc, err := decode(manifest)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range ops {
 		if len(f.Data) > MaxFile {
-			return nil, nil, fmt.Errorf("%s: %d bytes; at most %d", f.Name, len(f.Data), MaxFile)
+			return nil, fmt.Errorf("%s: %d bytes; at most %d", f.Name, len(f.Data), MaxFile)
 		}
 		parsed, err := patch.ParseOps(f.Data)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f.Name, err)
+			return nil, fmt.Errorf("%s: %w", f.Name, err)
 		}
 		if doc, err = patch.Apply(doc, parsed); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f.Name, err)
+			return nil, fmt.Errorf("%s: %w", f.Name, err)
 		}
 	}
-	return Interpolate(doc, vars)
+	return doc, nil
 }
 
 // decode reads one YAML document; an empty file is an empty document.

@@ -44,7 +44,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"release":      {subs: []string{"upload", "list"}},
 	"version":      {},
 	"openapi":      {},
-	"manifest":     {subs: []string{"interpolate"}, flags: []string{"--ops-file", "--var", "--vars-file", "--var-errs", "--path"}},
+	"manifest":     {subs: []string{"interpolate"}, flags: []string{"--ops-file", "--var", "--vars-file", "--vars-store", "--var-errs", "--path"}},
 	"completion":   {subs: []string{"bash", "zsh", "fish"}},
 	"help":         {},
 }

@@ -13,7 +13,7 @@ import (
 
 func init() { commands["manifest"] = manifestCmd }
 
-const manifestUsage = "usage: deployment-engine manifest interpolate FILE [-o|--ops-file OPS]... [-v|--var NAME=VALUE]... [-l|--vars-file VARS]... [--var-errs] [--path POINTER]"
+const manifestUsage = "usage: deployment-engine manifest interpolate FILE [-o|--ops-file OPS]... [-v|--var NAME=VALUE]... [-l|--vars-file VARS]... [--vars-store FILE] [--var-errs] [--path POINTER]"
 
 // listFlag collects a flag given several times, in order.
 type listFlag []string
@@ -41,6 +41,7 @@ func manifestCmd(_ context.Context, args []string, stdout, stderr io.Writer) int
 	for _, n := range []string{"v", "var"} {
 		fs.Var(&varFlags, n, "a variable as NAME=VALUE, a string (repeatable; wins over -l)")
 	}
+	store := fs.String("vars-store", "", "a YAML file of variables that keeps those it generates: each variable the manifest declares (password, certificate, rsa, ssh) and nothing gives is generated once and written there (mode 0600)")
 	varErrs := fs.Bool("var-errs", false, "a variable without a value is an error (exit 1) rather than a warning")
 	path := fs.String("path", "", "print only the value at this pointer (/instance_groups/name=web/instances)")
 	file, rest := "", args[1:]
@@ -60,7 +61,19 @@ func manifestCmd(_ context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "manifest interpolate: %v\n", err)
 		return 1
 	}
-	vars := manifest.Vars{}
+	vars, stored := manifest.Vars{}, manifest.Vars{}
+	if *store != "" {
+		data, err := os.ReadFile(*store)
+		if err != nil && !os.IsNotExist(err) {
+			return fail(err)
+		}
+		if err := stored.Load(manifest.File{Name: *store, Data: data}); err != nil {
+			return fail(err)
+		}
+		for k, v := range stored {
+			vars[k] = v
+		}
+	}
 	for _, f := range varFiles {
 		data, err := readInput(f)
 		if err != nil {
@@ -88,7 +101,16 @@ func manifestCmd(_ context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		ops = append(ops, manifest.File{Name: f, Data: b})
 	}
-	doc, missing, err := manifest.Build(manifest.File{Name: file, Data: data}, ops, vars)
+	doc, err := manifest.Patch(manifest.File{Name: file, Data: data}, ops)
+	if err != nil {
+		return fail(err)
+	}
+	if *store != "" {
+		if err := generate(doc, vars, stored, *store); err != nil {
+			return fail(err)
+		}
+	}
+	doc, missing, err := manifest.Interpolate(doc, vars)
 	if err != nil {
 		return fail(err)
 	}
@@ -110,6 +132,34 @@ func manifestCmd(_ context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	_, _ = stdout.Write(out)
 	return 0
+}
+
+// generate gives the manifest's declared variables that nothing gave a
+// value, and writes them to the store beside what it held.
+func generate(doc any, vars, stored manifest.Vars, path string) error {
+	decl, err := manifest.Variables(doc)
+	if err != nil {
+		return err
+	}
+	made, err := manifest.Generate(decl, vars)
+	if err != nil {
+		return err
+	}
+	if len(made) == 0 {
+		return nil
+	}
+	for _, n := range made {
+		stored[n] = vars[n]
+	}
+	out, err := manifest.Marshal(map[string]any(stored))
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, out, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // readInput reads a file, or standard input for "-", up to

@@ -58,3 +58,30 @@ func TestManifestInterpolate(t *testing.T) {
 		}
 	}
 }
+
+// --vars-store generates what the manifest declares and nothing gives,
+// once: a second run reads the same values back.
+func TestManifestVarsStore(t *testing.T) {
+	dir := t.TempDir()
+	m := filepath.Join(dir, "m.yml")
+	if err := os.WriteFile(m, []byte("name: x\nproperties: {pw: ((pw)), given: ((given)), cert: ((tls.certificate))}\nvariables:\n- {name: pw, type: password}\n- {name: given, type: password}\n- {name: ca, type: certificate, options: {is_ca: true, common_name: ca}}\n- {name: tls, type: certificate, options: {ca: ca, common_name: x.internal}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(dir, "creds.yml")
+	first := cli(t, "manifest", "interpolate", m, "--vars-store", store, "-v", "given=mine", "--var-errs")
+	if first.code != exitOK || !strings.Contains(first.stdout, "given: mine") || !strings.Contains(first.stdout, "BEGIN CERTIFICATE") {
+		t.Fatalf("first run: %+v", first)
+	}
+	st, err := os.Stat(store)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("store: %v %v", st, err)
+	}
+	held, _ := os.ReadFile(store)
+	if strings.Contains(string(held), "mine") || !strings.Contains(string(held), "pw: ") || !strings.Contains(string(held), "tls:") {
+		t.Errorf("the store holds what it should not or lacks what it should:\n%s", held)
+	}
+	second := cli(t, "manifest", "interpolate", m, "--vars-store", store, "-v", "given=mine", "--var-errs")
+	if second.code != exitOK || second.stdout != first.stdout {
+		t.Errorf("the second run differs:\n%s\n---\n%s", first.stdout, second.stdout)
+	}
+}
