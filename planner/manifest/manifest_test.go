@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -134,6 +135,20 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// aliasBomb is nine levels of nine aliases each: 9^9 strings once expanded.
+func aliasBomb() string {
+	var b strings.Builder
+	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 9; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d [", i, i)
+		for j := 0; j < 9; j++ {
+			fmt.Fprintf(&b, "*a%d, ", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	return b.String()
+}
+
 func TestBuildErrors(t *testing.T) {
 	m := File{Name: "m.yml", Data: []byte("name: x\ninstance_groups: []\n")}
 	cases := []struct {
@@ -147,6 +162,7 @@ func TestBuildErrors(t *testing.T) {
 		{"an op that fails names its file and number", m, []File{{Name: "o.yml", Data: []byte("- {type: replace, path: /nope/x, value: 1}")}}, `o.yml: operation 1 (replace /nope/x): no key "nope"`},
 		{"a bad ops file", m, []File{{Name: "o.yml", Data: []byte("- {type: bogus, path: /a}")}}, `o.yml: ops file item 1`},
 		{"too big", File{Name: "big.yml", Data: make([]byte, MaxFile+1)}, nil, "big.yml: 16777217 bytes"},
+		{"an alias bomb", File{Name: "bomb.yml", Data: []byte(aliasBomb())}, nil, "bomb.yml: yaml: document contains excessive aliasing"},
 	}
 	for _, c := range cases {
 		if _, _, err := Build(c.m, c.ops, Vars{}); err == nil || !strings.Contains(err.Error(), c.err) {
