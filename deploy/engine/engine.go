@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -127,12 +128,16 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 
-	var stops []func()
+	// stops are the bus and what stands on it, stopped last, in reverse;
+	// services are the planner and the services, stopped first, together.
+	var stops, services []func()
 	defer func() {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
 		}
 	}()
+	stopServices := sync.OnceFunc(func() { stopTogether(services) })
+	defer stopServices()
 
 	// Node agents reach the embedded NATS only.
 	if !o.NoAgents && o.NATSURL == "" {
@@ -179,18 +184,28 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	if o.runs("planner") {
-		if err := startPlanner(ctx, o, b, catalogs, key, releases, port, &stops); err != nil {
+		if err := startPlanner(ctx, o, b, catalogs, key, releases, port, &services); err != nil {
 			return err
 		}
 	}
-	if err := startServices(ctx, o, catalogs, b.nc, b.res, reg, &stops); err != nil {
+	if err := startServices(ctx, o, catalogs, b.nc, b.res, reg, &services); err != nil {
 		return err
 	}
 	if !o.runs("api") {
 		<-ctx.Done()
 		return nil
 	}
-	return serveAPI(ctx, o, b, reg, releases, tlsCfg)
+	return serveAPI(ctx, o, b, reg, releases, tlsCfg, stopServices)
+}
+
+// stopTogether runs every service's Stop at once: each is bounded on its
+// own, and the engine's stop takes the longest of them, not their sum.
+func stopTogether(stops []func()) {
+	var wg sync.WaitGroup
+	for _, stop := range stops {
+		wg.Go(stop)
+	}
+	wg.Wait()
 }
 
 // withDefaults fills the options serve leaves unset.

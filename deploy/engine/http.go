@@ -18,8 +18,8 @@ import (
 )
 
 // serveAPI serves the API on o.Listen until ctx ends or a server fails,
-// then shuts its servers down.
-func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Registry, releases *release.Store, tlsCfg *tls.Config) error {
+// then shuts its servers down while stopServices stops the services.
+func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Registry, releases *release.Store, tlsCfg *tls.Config, stopServices func()) error {
 	log := o.Logger
 	token, err := apiToken(o)
 	if err != nil {
@@ -43,7 +43,12 @@ func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Regi
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Listen, err)
 	}
+	// Requests run under base, which ends once the services have stopped.
+	base, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
+	baseCtx := func(net.Listener) context.Context { return base }
 	hs := api.NewServer(h, ao, tlsCfg)
+	hs.BaseContext = baseCtx
 	errc := make(chan error, 2)
 	servers := []*http.Server{hs}
 	if tlsCfg == nil {
@@ -51,6 +56,7 @@ func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Regi
 	} else {
 		split := newSplitListener(ln)
 		plain := api.NewServer(plainOnly(h), ao, nil)
+		plain.BaseContext = baseCtx
 		servers = append(servers, plain)
 		go func() { errc <- hs.ServeTLS(split.tls, "", "") }()
 		go func() { errc <- plain.Serve(split.plain) }()
@@ -68,7 +74,19 @@ func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Regi
 		}
 	}
 	log.Info("engine stopping")
-	shutdown(servers)
+	// The servers take no new request while the services stop: each
+	// service's Stop answers its handlers in flight (503, stopping), so
+	// the requests waiting on them end with that answer. What still runs
+	// after (an event stream, a request waiting on another process of a
+	// split engine) ends with base, not at shutdown's deadline.
+	shut := make(chan struct{})
+	go func() {
+		defer close(shut)
+		shutdown(servers)
+	}()
+	stopServices()
+	endRequests()
+	<-shut
 	return nil
 }
 
