@@ -76,19 +76,27 @@ func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Regi
 	log.Info("engine stopping")
 	// The servers take no new request while the services stop: each
 	// service's Stop answers its handlers in flight (503, stopping), so
-	// the requests waiting on them end with that answer. What still runs
-	// after (an event stream, a request waiting on another process of a
-	// split engine) ends with base, not at shutdown's deadline.
+	// the requests waiting on them end with that answer once it arrives.
+	// What still runs after (an event stream, a request waiting on another
+	// process of a split engine) ends with base, not at shutdown's deadline.
 	shut := make(chan struct{})
 	go func() {
 		defer close(shut)
 		shutdown(servers)
 	}()
 	stopServices()
+	select {
+	case <-shut:
+	case <-time.After(answerGrace):
+	}
 	endRequests()
 	<-shut
 	return nil
 }
+
+// answerGrace is how long the requests in flight have, once the services
+// stopped, to take the answers those sent them before their ctx ends.
+const answerGrace = time.Second
 
 // shutdown gives the servers' requests in flight 10 seconds to finish.
 func shutdown(servers []*http.Server) {
