@@ -151,6 +151,11 @@ func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, bo
 	case err != nil && errors.Is(context.Cause(r.Context()), errRevoked):
 		writeError(w, http.StatusUnauthorized, errRevoked.Error())
 		return rep, false
+	case err != nil && r.Context().Err() != nil:
+		// The request's own context ended: its client left, or the engine
+		// stops and cut the wait (a client that left reads nothing).
+		writeError(w, http.StatusServiceUnavailable, "the engine is stopping; the command may still take effect: look (GET /deployment-engine/deployments, /config, /audit) before sending it again")
+		return rep, false
 	case errors.Is(err, errReconnected):
 		writeError(w, http.StatusServiceUnavailable, "the connection to the engine's bus was re-established while the command waited (a NATS server went away); check whether it took effect and try again")
 		return rep, false

@@ -32,7 +32,7 @@ func TestServeStopsMidDeploy(t *testing.T) {
 		wantCode int
 	}{
 		{"a frozen node", frozenNode, http.StatusServiceUnavailable},
-		{"a planner of another process", silentPlanner, 0},
+		{"a planner of another process", silentPlanner, http.StatusServiceUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, waiting := tc.setup(t)
