@@ -175,15 +175,22 @@ func (g *golden) store(t *testing.T, cfg contract.Config, previous map[string][]
 // started.
 func (g *golden) command(t *testing.T, subj string, body any) string {
 	t.Helper()
+	var started contract.DeployStarted
+	g.ask(t, subj, body, 202, &started)
+	return started.ID
+}
+
+// ask sends body on subj to the planner and decodes its reply, which must
+// carry code, into out.
+func (g *golden) ask(t *testing.T, subj string, body any, code int, out any) {
+	t.Helper()
 	rep, err := kit.Request(context.Background(), g.b.NC, subj, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var started contract.DeployStarted
-	if err := json.Unmarshal(rep.Body, &started); err != nil || rep.Code != 202 {
+	if err := json.Unmarshal(rep.Body, out); err != nil || rep.Code != code {
 		t.Fatalf("%s: %d %s", subj, rep.Code, rep.Body)
 	}
-	return started.ID
 }
 
 // goldenStep is one step as the golden file shows it.

@@ -1,4 +1,4 @@
-package planner
+package precheck
 
 import (
 	"fmt"
@@ -7,17 +7,16 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
-// listenWarning says why the nodes of cfg cannot reach the engine's HTTP
+// ListenWarning says why the nodes of cfg cannot reach the engine's HTTP
 // address, where they fetch packages, releases and the agent, judged
 // from the engine's --listen host alone (no node is asked): a loopback
 // address while some node is not on this machine, or one address while
 // the config's home is another. "" when the engine listens on every
 // address, on home, or on a name it cannot judge.
-func listenWarning(listenHost string, port int, cfg contract.Config) string {
+func ListenWarning(listenHost string, port int, cfg contract.Config) string {
 	home := cfg.Properties.Home
 	if listenHost == "" || home == "" {
 		return ""
@@ -58,20 +57,4 @@ func listenWarning(listenHost string, port int, cfg contract.Config) string {
 	}
 	return fmt.Sprintf("the engine listens on %s (--listen), but the config's home is %s: the nodes fetch packages, releases, "+
 		"the mirror and the agent from %s, where the engine does not listen; %s", at(listenHost), home, at(home), fix)
-}
-
-// staticWarnings are what the engine warns about cfg without asking a
-// node: its own address, and BOSH variables a config's job properties
-// hold, which it does not interpolate.
-func (p *Planner) staticWarnings(cfg contract.Config) []string {
-	var out []string
-	if w := listenWarning(p.o.ListenHost, p.o.Port, cfg); w != "" {
-		out = append(out, w)
-	}
-	if cfg.CatalogName() == BoshCatalog {
-		if w := bosh.VariablesWarning(bosh.Variables(cfg.Properties.Jobs, cfg.Redact().Properties.Jobs, "properties.jobs.")); w != "" {
-			out = append(out, w)
-		}
-	}
-	return out
 }
