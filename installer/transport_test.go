@@ -13,6 +13,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/nodeexec"
+	"github.com/deployment-engine/engine/services/nodeexec/execd"
 )
 
 // transport is how a test's commands reach the node: over SSH, or through
@@ -35,7 +36,7 @@ func forTransports(t *testing.T, test func(*testing.T, transport)) {
 // agentEnv is what a test of the agent transport holds of its agent.
 type agentEnv struct {
 	nc *nats.Conn
-	ex *nodeexec.Executor
+	ex *execd.Executor
 	// mixed: the test runs commands over SSH too (an orphan it makes, a
 	// fallback it causes).
 	mixed bool
@@ -69,7 +70,7 @@ func (tr transport) env(t *testing.T, opts ...func(*Options)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, err := nodeexec.Serve(nc, nodeIP, nodeexec.Key(agentPassword(nodeIP), nodeIP), nodeexec.ServeOptions{
+	ex, err := execd.Serve(nc, nodeIP, nodeexec.Key(agentPassword(nodeIP), nodeIP), execd.Options{
 		Version: testVersion, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		// root's login shell, in the node's mount namespace.
 		Shell: []string{"nsenter", "-t", strconv.Itoa(sshd.Process.Pid), "-m", "--", "/bin/bash"}})

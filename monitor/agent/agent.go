@@ -27,6 +27,7 @@ import (
 	"github.com/deployment-engine/engine/monitor/monit"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/nodeexec"
+	"github.com/deployment-engine/engine/services/nodeexec/execd"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -62,7 +63,7 @@ type Options struct {
 	Version string
 	// ExecShell, when set, runs the installer's commands ("-c CMD" is
 	// appended) instead of the login shell; MaxExecs bounds how many run
-	// at once (default nodeexec.DefaultMaxExecs).
+	// at once (default execd.DefaultMaxExecs).
 	ExecShell []string
 	MaxExecs  int
 }
@@ -129,7 +130,7 @@ type Agent struct {
 	nc      *nats.Conn
 	sampler *sampler
 	metrics *metrics
-	exec    *nodeexec.Executor
+	exec    *execd.Executor
 
 	mu   sync.Mutex
 	last contract.Heartbeat
@@ -180,8 +181,8 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 		return fmt.Errorf("agent: subscribe: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	a.exec, err = nodeexec.Serve(a.nc, cfg.IP, nodeexec.Key(strings.TrimSpace(string(pass)), cfg.IP),
-		nodeexec.ServeOptions{Logger: a.log, Version: o.Version, Shell: o.ExecShell, MaxExecs: o.MaxExecs})
+	a.exec, err = execd.Serve(a.nc, cfg.IP, nodeexec.Key(strings.TrimSpace(string(pass)), cfg.IP),
+		execd.Options{Logger: a.log, Version: o.Version, Shell: o.ExecShell, MaxExecs: o.MaxExecs})
 	if err != nil {
 		return err
 	}

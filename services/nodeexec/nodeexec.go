@@ -1,6 +1,6 @@
-// Package nodeexec is the wire, and the agent's side (serve.go), of the
-// commands the installer runs on a node through the node's agent instead
-// of an SSH session.
+// Package nodeexec is the wire of the commands the installer runs on a
+// node through the node's agent instead of an SSH session; package execd
+// is the agent's side of it.
 //
 // The installer asks on de.node.<ip>.hello for the agent's version, then
 // sends a sealed Request on de.node.<ip>.exec: a shell command line and its

@@ -1,4 +1,4 @@
-package nodeexec
+package execd
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -39,7 +40,7 @@ type execBed struct {
 	dir    string // where the tests' commands leave their marks
 }
 
-func newExecBed(t *testing.T, o ServeOptions) *execBed {
+func newExecBed(t *testing.T, o Options) *execBed {
 	t.Helper()
 	port := bustest.FreePort(t)
 	srv, err := bus.StartServer(context.Background(), bus.ServerOptions{DataDir: t.TempDir(), Host: "127.0.0.1", Port: port})
@@ -82,23 +83,23 @@ func (b *execBed) agentConn(t *testing.T, ip string) *nats.Conn {
 }
 
 // key is node ip's sealing key, as the engine derives it.
-func (b *execBed) key(ip string) []byte { return Key(bus.AgentPassword(b.secret, ip), ip) }
+func (b *execBed) key(ip string) []byte { return nodeexec.Key(bus.AgentPassword(b.secret, ip), ip) }
 
-func newRequest(cmd string, stdin []byte) Request {
+func newRequest(cmd string, stdin []byte) nodeexec.Request {
 	n := make([]byte, 12)
 	_, _ = rand.Read(n)
-	return Request{V: contract.Version, Node: nodeA, Run: "r" + hex.EncodeToString(n[:6]), Cmd: cmd, Stdin: stdin,
+	return nodeexec.Request{V: contract.Version, Node: nodeA, Run: "r" + hex.EncodeToString(n[:6]), Cmd: cmd, Stdin: stdin,
 		TimeoutMS: 10_000, Time: time.Now().UnixMilli(), Nonce: hex.EncodeToString(n)}
 }
 
-func seal(key []byte, req Request) []byte {
+func seal(key []byte, req nodeexec.Request) []byte {
 	body, _ := json.Marshal(req)
-	return Seal(key, body)
+	return nodeexec.Seal(key, body)
 }
 
 // ask publishes a sealed request with nc and returns the agent's answer.
-func ask(nc *nats.Conn, msg []byte) (Reply, error) {
-	var rep Reply
+func ask(nc *nats.Conn, msg []byte) (nodeexec.Reply, error) {
+	var rep nodeexec.Reply
 	m, err := nc.Request(subject.Node(nodeA, subject.VerbExec), msg, 2*time.Second)
 	if err != nil {
 		return rep, err
@@ -116,7 +117,7 @@ type result struct {
 }
 
 // run runs req on node A and reads its output stream to its end.
-func (b *execBed) run(t *testing.T, req Request) *result {
+func (b *execBed) run(t *testing.T, req nodeexec.Request) *result {
 	t.Helper()
 	sub, err := b.engine.SubscribeSync(subject.ExecOutput(nodeA, req.Run))
 	if err != nil {
@@ -133,7 +134,7 @@ func (b *execBed) run(t *testing.T, req Request) *result {
 		if err != nil {
 			t.Fatalf("output stream: %v (after %d messages)", err, seq-1)
 		}
-		var o Out
+		var o nodeexec.Out
 		if err := json.Unmarshal(m.Data, &o); err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +158,7 @@ func (b *execBed) run(t *testing.T, req Request) *result {
 }
 
 func TestExecRuns(t *testing.T) {
-	b := newExecBed(t, ServeOptions{})
+	b := newExecBed(t, Options{})
 	big := strings.Repeat("0123456789\n", 30_000)[:300_000]
 	tests := []struct {
 		name, cmd      string
@@ -200,7 +201,7 @@ func clip(s string) string {
 }
 
 func TestExecStreamsKeepOrder(t *testing.T) {
-	b := newExecBed(t, ServeOptions{})
+	b := newExecBed(t, Options{})
 	res := b.run(t, newRequest(`for i in 1 2 3 4 5; do echo o$i; sleep 0.02; echo e$i >&2; sleep 0.02; done; sleep 0.3`, nil))
 	if res.stdout.String() != "o1\no2\no3\no4\no5\n" || res.stderr.String() != "e1\ne2\ne3\ne4\ne5\n" {
 		t.Fatalf("stdout %q stderr %q", res.stdout.String(), res.stderr.String())
@@ -228,7 +229,7 @@ func waitIdle(t *testing.T, e *Executor) {
 }
 
 func TestExecCloseActsAsADroppedSession(t *testing.T) {
-	b := newExecBed(t, ServeOptions{})
+	b := newExecBed(t, Options{})
 	mark := filepath.Join(b.dir, "after")
 	req := newRequest(`echo started; sleep 0.5; echo next; touch `+mark, nil)
 	sub, _ := b.engine.SubscribeSync(subject.ExecOutput(nodeA, req.Run))
@@ -238,7 +239,7 @@ func TestExecCloseActsAsADroppedSession(t *testing.T) {
 	if _, err := sub.NextMsg(2 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c, _ := json.Marshal(Close{Run: req.Run})
+	c, _ := json.Marshal(nodeexec.Close{Run: req.Run})
 	if err := b.engine.Publish(subject.Node(nodeA, subject.VerbExecClose), c); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestExecCloseActsAsADroppedSession(t *testing.T) {
 		if err != nil {
 			break
 		}
-		var o Out
+		var o nodeexec.Out
 		_ = json.Unmarshal(m.Data, &o)
 		if o.Exit != nil || string(o.Data) == "next\n" {
 			t.Errorf("output after close: %+v", o)
@@ -263,7 +264,7 @@ func TestExecCloseActsAsADroppedSession(t *testing.T) {
 }
 
 func TestExecDeadlineKills(t *testing.T) {
-	b := newExecBed(t, ServeOptions{})
+	b := newExecBed(t, Options{})
 	req := newRequest("sleep 30", nil)
 	req.TimeoutMS = 300
 	start := time.Now()
@@ -278,9 +279,9 @@ func TestExecDeadlineKills(t *testing.T) {
 }
 
 func TestExecBounds(t *testing.T) {
-	b := newExecBed(t, ServeOptions{MaxExecs: 1})
+	b := newExecBed(t, Options{MaxExecs: 1})
 	mark := filepath.Join(b.dir, "ran")
-	rep, err := ask(b.engine, seal(b.key(nodeA), newRequest("touch "+mark, make([]byte, MaxStdin+1))))
+	rep, err := ask(b.engine, seal(b.key(nodeA), newRequest("touch "+mark, make([]byte, nodeexec.MaxStdin+1))))
 	if err != nil || !strings.Contains(rep.Error, "over the agent's bound") {
 		t.Errorf("stdin over the bound: %v %q", err, rep.Error)
 	}
@@ -303,13 +304,13 @@ func TestExecBounds(t *testing.T) {
 }
 
 func TestExecHello(t *testing.T) {
-	b := newExecBed(t, ServeOptions{Version: "v9 abc"})
+	b := newExecBed(t, Options{Version: "v9 abc"})
 	m, err := b.engine.Request(subject.Node(nodeA, subject.VerbHello), nil, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var h Hello
-	if err := json.Unmarshal(m.Data, &h); err != nil || h.Version != "v9 abc" || h.MaxStdin != MaxStdin {
+	var h nodeexec.Hello
+	if err := json.Unmarshal(m.Data, &h); err != nil || h.Version != "v9 abc" || h.MaxStdin != nodeexec.MaxStdin {
 		t.Errorf("hello %+v, %v", h, err)
 	}
 }
@@ -317,10 +318,10 @@ func TestExecHello(t *testing.T) {
 // TestExecRefusesWhatTheEngineDidNotSend: each request below runs nothing
 // (its command would append a line to a mark file).
 func TestExecRefusesWhatTheEngineDidNotSend(t *testing.T) {
-	b := newExecBed(t, ServeOptions{})
+	b := newExecBed(t, Options{})
 	mark := filepath.Join(b.dir, "ran")
 	cmd := "echo x >> " + mark
-	fresh := func() Request { return newRequest(cmd, nil) }
+	fresh := func() nodeexec.Request { return newRequest(cmd, nil) }
 	body, _ := json.Marshal(fresh())
 	stale := fresh()
 	stale.Time = time.Now().Add(-2 * time.Minute).UnixMilli()
@@ -338,7 +339,7 @@ func TestExecRefusesWhatTheEngineDidNotSend(t *testing.T) {
 	}{
 		{"unsigned", body, "not signed"},
 		{"signed with node B's key", seal(b.key(nodeB), fresh()), "not signed"},
-		{"signed with the wrong secret", seal(Key(bus.AgentPassword([]byte("another engine"), nodeA), nodeA), fresh()), "not signed"},
+		{"signed with the wrong secret", seal(nodeexec.Key(bus.AgentPassword([]byte("another engine"), nodeA), nodeA), fresh()), "not signed"},
 		{"replayed", replayed, "replay"},
 		{"stale", seal(b.key(nodeA), stale), "stale"},
 		{"for another node", seal(b.key(nodeA), forB), "not " + nodeA},

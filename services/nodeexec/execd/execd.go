@@ -1,4 +1,11 @@
-package nodeexec
+// Package execd is the agent's side of package nodeexec: it runs, on a
+// node, the commands the installer sends through the node's agent, each as
+// the node's sshd would run a session's command, and streams their output
+// and status back.
+//
+// The agent serves it on the node's own subjects; the installer's tests
+// serve it too, to run the real thing without a node.
+package execd
 
 import (
 	"encoding/json"
@@ -16,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -23,8 +31,8 @@ import (
 // node through its agent.
 const DefaultMaxExecs = 32
 
-// ServeOptions configure the agent's side.
-type ServeOptions struct {
+// Options configure the agent's side.
+type Options struct {
 	Logger *slog.Logger
 	// Version is the agent's build, which the installer compares with its
 	// own before it sends a command.
@@ -37,10 +45,10 @@ type ServeOptions struct {
 	MaxExecs int
 }
 
-// Executor is the agent's side: it runs the installer's commands on the node:
-// each as the node's SSH server would run a session's command — the login
-// shell's -c, in a session of its own, with the session's stdin and its
-// two output streams — and streams their output and status back.
+// Executor runs the installer's commands on the node: each as the node's
+// SSH server would run a session's command — the login shell's -c, in a
+// session of its own, with the session's stdin and its two output streams
+// — and streams their output and status back.
 type Executor struct {
 	nc      *nats.Conn
 	ip      string
@@ -52,7 +60,7 @@ type Executor struct {
 	max     int
 	beat    time.Duration
 	log     *slog.Logger
-	guard   Guard
+	guard   nodeexec.Guard
 
 	mu   sync.Mutex
 	runs map[string]*execRun
@@ -60,7 +68,7 @@ type Executor struct {
 }
 
 // Serve runs node ip's commands sent on nc, sealed with key, until Stop.
-func Serve(nc *nats.Conn, ip string, key []byte, o ServeOptions) (*Executor, error) {
+func Serve(nc *nats.Conn, ip string, key []byte, o Options) (*Executor, error) {
 	e := newExecutor(nc, ip, key, o)
 	if err := e.subscribe(); err != nil {
 		return nil, err
@@ -68,13 +76,13 @@ func Serve(nc *nats.Conn, ip string, key []byte, o ServeOptions) (*Executor, err
 	return e, nil
 }
 
-func newExecutor(nc *nats.Conn, ip string, key []byte, o ServeOptions) *Executor {
+func newExecutor(nc *nats.Conn, ip string, key []byte, o Options) *Executor {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	sh, home, user := loginShell(os.Getuid())
 	e := &Executor{nc: nc, ip: ip, key: key, version: o.Version, shell: []string{sh}, dir: home, max: o.MaxExecs,
-		beat: Beat, log: o.Logger, runs: map[string]*execRun{},
+		beat: nodeexec.Beat, log: o.Logger, runs: map[string]*execRun{},
 		// sshd's environment for a session: no more of the agent's own.
 		env: []string{"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=" + sh, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
 	if len(o.Shell) > 0 {
@@ -115,7 +123,7 @@ func (e *Executor) subscribe() error {
 		s, err := e.nc.Subscribe(subject.Node(e.ip, verb), h)
 		if err != nil {
 			e.Stop()
-			return fmt.Errorf("nodeexec: subscribe to %s: %w", verb, err)
+			return fmt.Errorf("execd: subscribe to %s: %w", verb, err)
 		}
 		e.subs = append(e.subs, s)
 	}
@@ -136,7 +144,7 @@ func respond(m *nats.Msg, v any) {
 
 // hello answers with the agent's version.
 func (e *Executor) hello(m *nats.Msg) {
-	respond(m, Hello{V: contract.Version, Version: e.version, MaxStdin: MaxStdin})
+	respond(m, nodeexec.Hello{V: contract.Version, Version: e.version, MaxStdin: nodeexec.MaxStdin})
 }
 
 // request starts a command when the request is the engine's, fresh and
@@ -145,24 +153,24 @@ func (e *Executor) request(m *nats.Msg) {
 	req, timeout, err := e.admit(m.Data)
 	if err != nil {
 		e.log.Warn("refused a command", "why", err)
-		respond(m, Reply{V: contract.Version, Error: err.Error()})
+		respond(m, nodeexec.Reply{V: contract.Version, Error: err.Error()})
 		return
 	}
 	r, err := e.start(req)
 	if err != nil {
 		e.log.Warn("could not start a command", "run", req.Run, "err", err)
-		respond(m, Reply{V: contract.Version, Error: err.Error()})
+		respond(m, nodeexec.Reply{V: contract.Version, Error: err.Error()})
 		return
 	}
-	respond(m, Reply{V: contract.Version, Version: e.version})
+	respond(m, nodeexec.Reply{V: contract.Version, Version: e.version})
 	go r.run(req.Stdin, timeout)
 }
 
 // admit checks a sealed request: its signature first, so that nothing
 // else of it is read unless the engine sent it.
-func (e *Executor) admit(msg []byte) (Request, time.Duration, error) {
-	var req Request
-	body, err := Open(e.key, msg)
+func (e *Executor) admit(msg []byte) (nodeexec.Request, time.Duration, error) {
+	var req nodeexec.Request
+	body, err := nodeexec.Open(e.key, msg)
 	if err != nil {
 		return req, 0, err
 	}
@@ -178,20 +186,20 @@ func (e *Executor) admit(msg []byte) (Request, time.Duration, error) {
 		return req, 0, fmt.Errorf("bad run name %q", contract.Clip(req.Run))
 	case strings.TrimSpace(req.Cmd) == "":
 		return req, 0, errors.New("empty command")
-	case len(req.Stdin) > MaxStdin:
-		return req, 0, fmt.Errorf("stdin of %d bytes is over the agent's bound of %d", len(req.Stdin), MaxStdin)
+	case len(req.Stdin) > nodeexec.MaxStdin:
+		return req, 0, fmt.Errorf("stdin of %d bytes is over the agent's bound of %d", len(req.Stdin), nodeexec.MaxStdin)
 	case req.TimeoutMS <= 0:
 		return req, 0, errors.New("the request has no deadline")
 	}
 	if err := e.guard.Check(req.Nonce, time.UnixMilli(req.Time), time.Now()); err != nil {
 		return req, 0, err
 	}
-	return req, min(time.Duration(req.TimeoutMS)*time.Millisecond, MaxTimeout), nil
+	return req, min(time.Duration(req.TimeoutMS)*time.Millisecond, nodeexec.MaxTimeout), nil
 }
 
 // closeRun closes a command's pipes at the installer's word.
 func (e *Executor) closeRun(m *nats.Msg) {
-	var c Close
+	var c nodeexec.Close
 	if json.Unmarshal(m.Data, &c) != nil {
 		return
 	}
@@ -225,7 +233,7 @@ type execRun struct {
 }
 
 // start starts req's command, within the agent's bound of commands.
-func (e *Executor) start(req Request) (*execRun, error) {
+func (e *Executor) start(req nodeexec.Request) (*execRun, error) {
 	r := &execRun{e: e, id: req.Run, out: subject.ExecOutput(e.ip, req.Run)}
 	e.mu.Lock()
 	switch {
@@ -326,11 +334,11 @@ func (r *execRun) run(stdin []byte, timeout time.Duration) {
 		case <-streams:
 			streams = nil
 		case <-beat.C:
-			r.publish(Out{Beat: true})
+			r.publish(nodeexec.Out{Beat: true})
 		case <-deadline.C:
 			r.e.log.Warn("a command outlived its deadline; killing its session", "run", r.id, "deadline", timeout)
 			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-			r.publish(Out{Error: fmt.Sprintf("the command outlived its deadline of %s on the node and was killed", timeout)})
+			r.publish(nodeexec.Out{Error: fmt.Sprintf("the command outlived its deadline of %s on the node and was killed", timeout)})
 			r.closePipes()
 			if exited != nil {
 				<-exited
@@ -338,7 +346,7 @@ func (r *execRun) run(stdin []byte, timeout time.Duration) {
 			return
 		}
 	}
-	r.publish(Out{Exit: status})
+	r.publish(nodeexec.Out{Exit: status})
 }
 
 // exitCode is a command's status as an SSH session reports it: 128+n when
@@ -365,7 +373,7 @@ func (r *execRun) pump(wg *sync.WaitGroup, stream string, f *os.File) {
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
-			r.publish(Out{Stream: stream, Data: buf[:n]})
+			r.publish(nodeexec.Out{Stream: stream, Data: buf[:n]})
 		}
 		if err != nil {
 			return
@@ -375,7 +383,7 @@ func (r *execRun) pump(wg *sync.WaitGroup, stream string, f *os.File) {
 
 // publish sends the next numbered message of the command's stream; once
 // the session is closed, or a publish failed, nothing more goes out.
-func (r *execRun) publish(o Out) {
+func (r *execRun) publish(o nodeexec.Out) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
