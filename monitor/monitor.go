@@ -1,7 +1,11 @@
-// Package monitor watches the nodes through their agents: it keeps the
-// latest heartbeat of every node, answers status and hardware, runs monit
-// restart/stop on nodes, publishes an event when a component goes down or
-// comes back, and exports per-node series.
+// Package monitor is the monitor service: it answers every command on the
+// nodes and their components (status, hardware, Prometheus targets, monit
+// restart and stop) from what the nodes' agents report, or over SSH where
+// no agent reports.
+//
+// To answer, it keeps the latest heartbeat of every node; from the same
+// heartbeats it publishes an event when a component goes down or comes
+// back, and exports per-node series.
 package monitor
 
 import (

@@ -1,9 +1,11 @@
-// Package agent is the node agent: it runs on every node a deployment
-// installed, supervised by monit, and reports the node's hardware, usage and
-// components over NATS, serves them to Prometheus, follows the components'
-// log files, runs monit restart and stop when the engine asks, and runs
-// the installer's commands (deployment steps) sent on the node's own
-// subjects, sealed by the engine (package nodeexec).
+// Package agent is the node agent: the engine's one process on every node
+// a deployment installed, which monit supervises.
+//
+// It reports the node's hardware, usage and components over NATS and
+// serves them to Prometheus (metrics.go, sample.go), follows the
+// components' log files (logs.go), runs monit restart and stop when the
+// engine asks, and serves the installer's commands (deployment steps) sent
+// on the node's own subjects, sealed by the engine (package execd).
 package agent
 
 import (

@@ -1,7 +1,8 @@
-// Package catalog reads catalogs: what each component of a platform is
-// (its role, instance rule, hardware minimum, what it needs first, its
-// packages, files, install script, monit check and log paths) and renders
-// its files and scripts from a cluster config.
+// Package catalog holds the catalogs: each component of a platform as its
+// catalog defines it (its role, instance rule, hardware minimum, what it
+// needs first, its packages, files, install script, monit check and log
+// paths), with the templates that render its files and scripts for a
+// cluster config.
 //
 // A catalog is a directory with catalog.json, its templates under
 // templates/, and SHA256SUMS of every file. The catalogs the engine ships

@@ -1,7 +1,8 @@
-// Package nodefs names the engine's own files on a node and the rules
-// they follow, for every service that reads or writes them: the step
-// markers (which step the node has applied, at which hash), the owner file
-// (which engine manages the node) and the run files of steps in flight.
+// Package nodefs is the contract of the engine's own files on a node
+// (where each lives, what it holds), for every service that reads or
+// writes them: the step markers (which step the node has applied, at which
+// hash), the owner file (which engine manages the node), the run files of
+// steps in flight.
 package nodefs
 
 import (

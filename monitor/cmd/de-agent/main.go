@@ -1,5 +1,5 @@
-// Command de-agent is the node agent: deploy fetches it from the engine
-// onto every node (/usr/local/bin/de-agent) with its config file, and
+// Command de-agent is the node agent's binary: deploy fetches it from the
+// engine onto every node (/usr/local/bin/de-agent) with its config file;
 // monit keeps it running. It holds only what an agent needs, no engine.
 package main
 
