@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -44,6 +45,22 @@ func Revision(ctx context.Context, kv jetstream.KeyValue, key string) (uint64, e
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", key, err)
+	}
+	return e.Revision(), nil
+}
+
+// loadJSON decodes key's record into v and returns the revision it was
+// read at, for PutAt: 0, v untouched, when the key is absent or deleted.
+func loadJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
 	}
 	return e.Revision(), nil
 }

@@ -48,20 +48,11 @@ func LoadCertificates(ctx context.Context, kv jetstream.KeyValue, now time.Time)
 
 func loadCertificates(ctx context.Context, kv jetstream.KeyValue) (storedCertificates, uint64, error) {
 	st := storedCertificates{Certs: map[string]contract.Certificate{}}
-	e, err := kv.Get(ctx, KeyCertificates)
-	if IsNotFound(err) {
-		return st, 0, nil
-	}
-	if err != nil {
-		return st, 0, fmt.Errorf("read %s: %w", KeyCertificates, err)
-	}
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return st, 0, fmt.Errorf("decode %s: %w", KeyCertificates, err)
-	}
+	rev, err := loadJSON(ctx, kv, KeyCertificates, &st)
 	if st.Certs == nil {
 		st.Certs = map[string]contract.Certificate{}
 	}
-	return st, e.Revision(), nil
+	return st, rev, err
 }
 
 // UpdateCertificates stores put (by name) and removes drop from the

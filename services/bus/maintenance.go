@@ -22,20 +22,11 @@ const maintenanceTries = 5
 // record was read at (0: none stored, which holds no node).
 func LoadMaintenance(ctx context.Context, kv jetstream.KeyValue) (contract.Maintenances, uint64, error) {
 	out := contract.Maintenances{V: contract.Version, Nodes: map[string]contract.NodeMaintenance{}}
-	e, err := kv.Get(ctx, KeyMaintenance)
-	if IsNotFound(err) {
-		return out, 0, nil
-	}
-	if err != nil {
-		return out, 0, fmt.Errorf("read %s: %w", KeyMaintenance, err)
-	}
-	if err := json.Unmarshal(e.Value(), &out); err != nil {
-		return out, 0, fmt.Errorf("decode %s: %w", KeyMaintenance, err)
-	}
+	rev, err := loadJSON(ctx, kv, KeyMaintenance, &out)
 	if out.Nodes == nil {
 		out.Nodes = map[string]contract.NodeMaintenance{}
 	}
-	return out, e.Revision(), nil
+	return out, rev, err
 }
 
 // UpdateMaintenance changes the record with change, compare-and-set, and
