@@ -217,15 +217,21 @@ func (i *Installer) connect(ctx context.Context, node string) (contract.Config, 
 // connectWith is node's agent when it takes commands, else its pooled SSH
 // connection under auth.
 func (i *Installer) connectWith(ctx context.Context, node string, auth contract.Auth) (nodeConn, error) {
-	dial := func(ctx context.Context) (nodeConn, error) {
+	dial := i.sshDialer(node, auth)
+	if c := i.agents.conn(ctx, node, dial); c != nil {
+		return c, nil
+	}
+	return dial(ctx)
+}
+
+// sshDialer dials node's pooled SSH connection under auth: what the
+// agent's connection falls back to.
+func (i *Installer) sshDialer(node string, auth contract.Auth) func(context.Context) (nodeConn, error) {
+	return func(ctx context.Context) (nodeConn, error) {
 		c, err := i.client(ctx, node, auth)
 		if err != nil {
 			return nil, err
 		}
 		return i.sshConn(c), nil
 	}
-	if c := i.agents.conn(ctx, node, dial); c != nil {
-		return c, nil
-	}
-	return dial(ctx)
 }

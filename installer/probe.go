@@ -99,14 +99,7 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 	// check (names, the way back, a takeover) proves SSH itself, which a
 	// first deploy and every fallback need.
 	if len(resolve) == 0 && len(fetch) == 0 && unclaim == "" {
-		dial := func(ctx context.Context) (nodeConn, error) {
-			c, err := i.client(ctx, ip, auth)
-			if err != nil {
-				return nil, err
-			}
-			return i.sshConn(c), nil
-		}
-		if c := i.agents.conn(ctx, ip, dial); c != nil {
+		if c := i.agents.conn(ctx, ip, i.sshDialer(ip, auth)); c != nil {
 			b, err := output(ctx, c, script, nil)
 			if err == nil {
 				return probed(ip, b, resolve, fetch)
