@@ -39,16 +39,25 @@ func (s *server) aboutDeployment(subj string, body func(id string) any) http.Han
 // step, or, asked with ?steps=, ?offset= or ?limit=, its summary and a
 // page of its steps (contract.DeploymentPage).
 func (s *server) deploymentGet(w http.ResponseWriter, r *http.Request) {
+	if in, ok := deployGetOf(w, r); ok {
+		s.call(w, r, subject.DeployGet(), in)
+	}
+}
+
+// deployGetOf is the command that reads the deployment r's path names,
+// with the page of steps its query asks for (stepQuery); false once a
+// bad id or query was answered here.
+func deployGetOf(w http.ResponseWriter, r *http.Request) (contract.DeployGet, bool) {
 	id, ok := deploymentID(w, r)
 	if !ok {
-		return
+		return contract.DeployGet{}, false
 	}
 	q, err := stepQuery(r.URL.Query())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return contract.DeployGet{}, false
 	}
-	s.call(w, r, subject.DeployGet(), contract.DeployGet{ID: id, Page: q})
+	return contract.DeployGet{ID: id, Page: q}, true
 }
 
 // stepQuery reads ?steps=0|STATE[,STATE…], ?offset= and ?limit=; nil

@@ -25,17 +25,13 @@ const quietEnd = 3 * time.Second
 // "log", "finished"), replayed from the bus's event stream so that a late
 // follower misses nothing. The stream ends after "finished".
 func (s *server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
-	id, ok := deploymentID(w, r)
+	// ?steps=0 (or a page) opens the stream with the deployment's summary.
+	in, ok := deployGetOf(w, r)
 	if !ok {
 		return
 	}
-	// ?steps=0 (or a page) opens the stream with the deployment's summary.
-	q, err := stepQuery(r.URL.Query())
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	rep, ok := s.request(w, r, subject.DeployGet(), contract.DeployGet{ID: id, Page: q})
+	id := in.ID
+	rep, ok := s.request(w, r, subject.DeployGet(), in)
 	if !ok {
 		return
 	}
