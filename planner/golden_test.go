@@ -78,6 +78,23 @@ func fakeInstaller(t *testing.T, nc *nats.Conn, handlers map[string]kit.Handler)
 	}
 }
 
+// dummyStore is a release store holding BOSH's dummy release.
+func dummyStore(t *testing.T) *release.Store {
+	t.Helper()
+	store, err := release.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgz, err := os.ReadFile("/work/shared/bosh-releases/dummy-release.tgz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.Import(context.Background(), bytes.NewReader(tgz)); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
 // golden is a planner on a test bus whose installer answers every probe:
 // every node reachable, 10.9.0.4 without monit; it reads no node.
 type golden struct {
@@ -121,17 +138,7 @@ func startGoldenWith(t *testing.T, tune func(*Options)) *golden {
 			t.Fatal(err)
 		}
 	}
-	store, err := release.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tgz, err := os.ReadFile("/work/shared/bosh-releases/dummy-release.tgz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.Import(ctx, bytes.NewReader(tgz)); err != nil {
-		t.Fatal(err)
-	}
+	store := dummyStore(t)
 	const goldenAgentSHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	saved := newID
 	newID = func() string { return goldenID }

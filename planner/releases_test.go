@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"reflect"
 	"testing"
 
@@ -65,18 +64,7 @@ func TestCloudFoundryOnTheReleasePath(t *testing.T) {
 // passes config validation as its upload did, and plans.
 func TestHyphenatedJobName(t *testing.T) {
 	needRuby(t)
-	store, err := release.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tgz, err := os.ReadFile("/work/shared/bosh-releases/dummy-release.tgz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.Import(context.Background(), bytes.NewReader(tgz)); err != nil {
-		t.Fatal(err)
-	}
-	p := &Planner{o: Options{Catalogs: map[string]*catalog.Catalog{}, Releases: store}}
+	p := &Planner{o: Options{Catalogs: map[string]*catalog.Catalog{}, Releases: dummyStore(t)}}
 	body, _ := json.Marshal(contract.Config{Components: map[string][]string{"multi-monit-dummy": {"10.0.0.2"}},
 		Properties: contract.Properties{Domain: "x.local", Home: "10.0.0.1", Root: "pw", Catalog: BoshCatalog, Release: "dummy"}})
 	cfg, ps := validate.Config(body, p.catalogsIn(context.Background()))
