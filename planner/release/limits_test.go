@@ -155,6 +155,24 @@ func emptyStore(t *testing.T, dir string) {
 	}
 }
 
+// importRefused imports body into a new store, which must refuse it as a
+// BadRelease of file that says want, and store nothing.
+func importRefused(t *testing.T, body []byte, file, want string) error {
+	t.Helper()
+	dir := t.TempDir()
+	s, _ := release.NewStore(dir)
+	_, _, err := s.Import(context.Background(), bytes.NewReader(body))
+	var br *release.BadRelease
+	if !errors.As(err, &br) {
+		t.Fatalf("want BadRelease, got %v", err)
+	}
+	if br.File != file || !strings.Contains(err.Error(), want) {
+		t.Errorf("got %q (file %q), want file %q and %q", err, br.File, file, want)
+	}
+	emptyStore(t, dir)
+	return err
+}
+
 // An upload that would leave the disk with less than KeepFree is refused
 // before its first file is written.
 func TestImportNoSpace(t *testing.T) {
@@ -293,19 +311,7 @@ func TestImportHostileEntries(t *testing.T) {
 		{"template escaping the job", jobWith(reg("./templates/../../ctl.erb", "x")), "jobs/j.tgz", "escapes the job"},
 		{"absolute template", jobWith(reg("/templates/ctl.erb", "x")), "jobs/j.tgz", "escapes the job"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			s, _ := release.NewStore(dir)
-			_, _, err := s.Import(context.Background(), bytes.NewReader(tc.body))
-			var br *release.BadRelease
-			if !errors.As(err, &br) {
-				t.Fatalf("want BadRelease, got %v", err)
-			}
-			if br.File != tc.file || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %q (file %q), want file %q and %q", err, br.File, tc.file, tc.want)
-			}
-			emptyStore(t, dir)
-		})
+		t.Run(tc.name, func(t *testing.T) { importRefused(t, tc.body, tc.file, tc.want) })
 	}
 }
 
