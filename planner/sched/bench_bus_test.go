@@ -98,40 +98,22 @@ func benchDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, id string, nod
 	var mu sync.Mutex
 	var lastTaken time.Time
 	taken := 0
-	cons, err := res.JS.CreateOrUpdateConsumer(ctx, bus.StreamSteps, jetstream.ConsumerConfig{Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var head contract.Step
-		if json.Unmarshal(m.Data(), &head) != nil {
-			return
-		}
-		chain := append([]contract.Step{head}, head.Chain...)
+	stop := workSteps(b, res, "bench", 1000, func(chain []contract.Step) bool {
 		mu.Lock()
 		taken += len(chain)
 		lastTaken = time.Now()
 		mu.Unlock()
-		go func() {
-			for _, s := range chain {
-				now := time.Now()
-				ev, _ := json.Marshal(contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action,
-					State: contract.StateSucceeded, Attempt: s.Attempt, Started: &now, Finished: &now, Final: true})
-				if _, err := res.JS.Publish(ctx, subject.DeployEvent(s.Deployment, subject.DeployStep), ev); err != nil {
-					return
-				}
+		for _, s := range chain {
+			now := time.Now()
+			if publishEvent(ctx, res, contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action,
+				State: contract.StateSucceeded, Attempt: s.Attempt, Started: &now, Finished: &now, Final: true}) != nil {
+				return false
 			}
-			_ = m.Ack()
-		}()
+		}
+		return true
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cc.Stop()
-	s, err := New(ctx, Options{NC: nc, Res: res, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Hooks: noHooks{}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	defer stop()
+	s := benchScheduler(b, nc, res)
 	defer s.Stop()
 
 	b.ResetTimer()
@@ -163,4 +145,47 @@ func benchDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, id string, nod
 	b.ReportMetric(float64(total)/dispatched.Seconds(), "dispatched/s")
 	b.ReportMetric(float64(total)/took.Seconds(), "completed/s")
 	b.Logf("%s: %d steps on %d nodes: all dispatched in %s, all completed in %s", id, total, nodes, dispatched.Round(time.Millisecond), took.Round(time.Millisecond))
+}
+
+// workSteps takes the steps' work queue as durable, at most pending
+// unacknowledged, and hands each message's chain to work in a goroutine of
+// its own: the message is acknowledged when work returns true, until stop.
+func workSteps(b *testing.B, res *bus.Resources, durable string, pending int, work func(chain []contract.Step) bool) (stop func()) {
+	cons, err := res.JS.CreateOrUpdateConsumer(context.Background(), bus.StreamSteps,
+		jetstream.ConsumerConfig{Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: pending})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var head contract.Step
+		if json.Unmarshal(m.Data(), &head) != nil {
+			return
+		}
+		go func() {
+			if work(append([]contract.Step{head}, head.Chain...)) {
+				_ = m.Ack()
+			}
+		}()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cc.Stop
+}
+
+// publishEvent publishes ev as an installer does.
+func publishEvent(ctx context.Context, res *bus.Resources, ev contract.StepEvent) error {
+	data, _ := json.Marshal(ev)
+	_, err := res.JS.Publish(ctx, subject.DeployEvent(ev.Deployment, subject.DeployStep), data)
+	return err
+}
+
+// benchScheduler is a scheduler on nc that logs nothing and is told of no
+// end.
+func benchScheduler(b *testing.B, nc *nats.Conn, res *bus.Resources) *Scheduler {
+	s, err := New(context.Background(), Options{NC: nc, Res: res, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Hooks: noHooks{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }

@@ -4,20 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
-	"github.com/deployment-engine/engine/services/subject"
 )
 
 // BenchmarkRecordStore measures what a 4,200-step deployment (600 nodes ×
@@ -104,43 +100,26 @@ func bigRecord(id string, nodes, chain int) *Record {
 // running, then succeeded after took.
 func pacedDeploy(b *testing.B, nc *nats.Conn, res *bus.Resources, rec *Record, took time.Duration) {
 	ctx := context.Background()
-	cons, err := res.JS.CreateOrUpdateConsumer(ctx, bus.StreamSteps, jetstream.ConsumerConfig{Durable: "paced", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 2000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var head contract.Step
-		if json.Unmarshal(m.Data(), &head) != nil {
-			return
-		}
-		go func() {
-			for _, s := range append([]contract.Step{head}, head.Chain...) {
-				started := time.Now()
-				for _, st := range []string{contract.StateRunning, contract.StateSucceeded} {
-					ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action,
-						State: st, Attempt: s.Attempt, Started: &started}
-					if st == contract.StateSucceeded {
-						time.Sleep(took)
-						now := time.Now()
-						ev.Finished, ev.Final, ev.ExitCode = &now, true, new(int)
-					}
-					data, _ := json.Marshal(ev)
-					if _, err := res.JS.Publish(ctx, subject.DeployEvent(s.Deployment, subject.DeployStep), data); err != nil {
-						return
-					}
+	stop := workSteps(b, res, "paced", 2000, func(chain []contract.Step) bool {
+		for _, s := range chain {
+			started := time.Now()
+			for _, st := range []string{contract.StateRunning, contract.StateSucceeded} {
+				ev := contract.StepEvent{V: 1, Deployment: s.Deployment, ID: s.ID, Node: s.Node, Component: s.Component, Action: s.Action,
+					State: st, Attempt: s.Attempt, Started: &started}
+				if st == contract.StateSucceeded {
+					time.Sleep(took)
+					now := time.Now()
+					ev.Finished, ev.Final, ev.ExitCode = &now, true, new(int)
+				}
+				if publishEvent(ctx, res, ev) != nil {
+					return false
 				}
 			}
-			_ = m.Ack()
-		}()
+		}
+		return true
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cc.Stop()
-	s, err := New(ctx, Options{NC: nc, Res: res, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Hooks: noHooks{}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	defer stop()
+	s := benchScheduler(b, nc, res)
 	defer s.Stop()
 	start := time.Now()
 	if err := s.Begin(ctx, rec); err != nil {
