@@ -1,8 +1,8 @@
-// Package monit is the engine's side of monit on a node: what it runs
-// there (control.go: a restart or stop that waits for its outcome, a probe
-// of the processes monit knows) and how it reads what monit says (the XML
-// of its HTTP interface, the text of `monit summary` as monit 5.2 and 5.33
-// print it in batch and table forms, a monit that cannot answer).
+// Package monit is the engine's dialogue with monit on a node: the
+// scripts it has a node run (control.go: a restart or stop that waits for
+// its outcome, a probe of the processes monit knows), the forms of monit's
+// answers (the XML of its HTTP interface, `monit summary` as monit 5.2 and
+// 5.33 print it in batch and table forms, a monit that cannot answer).
 package monit
 
 import (
