@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/deployment-engine/engine/planner/manifest/patch"
 )
 
 // Property is one property a job's spec declares.
@@ -97,7 +99,7 @@ func ParseSpec(b []byte) (*Job, error) {
 			if err := p.Default.Decode(&v); err != nil {
 				return nil, fmt.Errorf("property %s default: %w", name, err)
 			}
-			prop.Default, prop.HasDefault = jsonable(v), true
+			prop.Default, prop.HasDefault = patch.Normalize(v), true // string keys only, as JSON needs
 		}
 		j.Properties[name] = prop
 	}
@@ -120,30 +122,6 @@ func bad(p string) bool {
 		}
 	}
 	return false
-}
-
-// jsonable turns YAML's map[any]any into map[string]any, recursively, so
-// that defaults encode as JSON.
-func jsonable(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			t[k] = jsonable(x)
-		}
-		return t
-	case map[any]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			out[fmt.Sprint(k)] = jsonable(x)
-		}
-		return out
-	case []any:
-		for i, x := range t {
-			t[i] = jsonable(x)
-		}
-		return t
-	}
-	return v
 }
 
 // ReadJob reads a job tarball: job.MF, monit and every template it lists,
