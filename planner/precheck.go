@@ -57,7 +57,9 @@ func (p *Planner) staticWarnings(cfg contract.Config) []string {
 		out = append(out, w)
 	}
 	if cfg.CatalogName() == BoshCatalog {
-		if w := bosh.VariablesWarning(bosh.Variables(cfg.Properties.Jobs, cfg.Redact().Properties.Jobs, "properties.jobs.")); w != "" {
+		red := cfg.Redact().Properties
+		refs := append(bosh.Variables(cfg.Properties.Jobs, red.Jobs, "properties.jobs."), bosh.Variables(cfg.Properties.Global, red.Global, "properties.global.")...)
+		if w := bosh.VariablesWarning(refs); w != "" {
 			out = append(out, w)
 		}
 	}

@@ -27,9 +27,10 @@ type Deployment struct {
 	Props map[string]map[string]any
 	// AZs maps a node to its availability zone.
 	AZs map[string]string
-	// Global is a property tree every job reads its declared properties
-	// from when the config gives it none of its own (a manifest's
-	// properties, as BOSH has them).
+	// Global is a property tree every job reads a declared property from
+	// when its own tree lacks it (a manifest's global properties, as BOSH
+	// v1 has them): the config's properties.global, or the cloudfoundry
+	// catalog's rendered manifest.
 	Global map[string]any
 	// Comp names a job's component as the config calls it, when that is
 	// not the job's own name (a catalog's component mapped to a job).
@@ -60,7 +61,8 @@ func NewDeployment(rel *release.Release, cfg contract.Config) (*Deployment, []co
 // NewMappedDeployment is NewDeployment for a config whose components are
 // not the release's job names: jobOf names each component's job.
 func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(comp string) string) (*Deployment, []contract.Problem) {
-	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, AZs: map[string]string{}, Comp: map[string]string{}}
+	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, AZs: map[string]string{}, Comp: map[string]string{},
+		Global: cfg.Properties.Global}
 	var ps []contract.Problem
 	add := func(path, comp, ip, format string, a ...any) {
 		ps = append(ps, contract.Problem{Path: path, Component: comp, IP: ip, Reason: fmt.Sprintf(format, a...)})
@@ -200,12 +202,10 @@ func (d *Deployment) providers(l release.Link) []string {
 func (d *Deployment) Properties(job string) map[string]any {
 	spec := d.Release.Specs[job]
 	out := map[string]any{}
-	src := d.Props[job]
-	if src == nil {
-		src = d.Global
-	}
 	for _, name := range contract.SortedKeys(spec.Properties) {
-		if v, ok := lookup(src, name); ok {
+		if v, ok := lookup(d.Props[job], name); ok {
+			set(out, name, v)
+		} else if v, ok := lookup(d.Global, name); ok {
 			set(out, name, v)
 		} else if p := spec.Properties[name]; p.HasDefault {
 			set(out, name, copyValue(p.Default))

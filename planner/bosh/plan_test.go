@@ -113,3 +113,25 @@ func TestRemoveScriptParses(t *testing.T) {
 		t.Errorf("markers not removed:\n%s", s)
 	}
 }
+
+// A job reads each declared property from its own tree, then from the
+// config's global tree (a v1 manifest's properties), then its default;
+// what its spec does not declare it never sees.
+func TestPropertiesFallBackToGlobal(t *testing.T) {
+	rel := load(t, linkedRelease())
+	cfg := cfgOf(map[string][]string{"db": {"10.0.0.1"}}, map[string]any{"db": map[string]any{"admin": map[string]any{"user": "own"}}}, nil)
+	cfg.Properties.Global = map[string]any{"admin": map[string]any{"user": "global", "password": "global-pw"}, "port": 6000, "undeclared": 1}
+	d, ps := NewDeployment(rel, cfg)
+	if len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	want := map[string]any{"admin": map[string]any{"user": "own", "password": "global-pw"}, "port": 6000}
+	if got := d.Properties("db"); !reflect.DeepEqual(got, want) {
+		t.Errorf("db's properties %v, want %v", got, want)
+	}
+	cfg.Properties.Global = nil
+	d, _ = NewDeployment(rel, cfg)
+	if got := fmt.Sprint(d.Properties("db")); got != "map[admin:map[user:own] port:5432]" {
+		t.Errorf("without a global tree: %v", got)
+	}
+}

@@ -195,6 +195,8 @@ func propertiesSchema(names []string, releases string) obj {
 		"release": str("the release to install: one the catalog lists, or an uploaded BOSH release (catalog bosh)"),
 		"jobs": obj{"type": []string{"object", "null"}, "x-reason": "must be an object of job name to its property tree",
 			"description": "per BOSH job, its properties (catalog bosh)"},
+		"global": obj{"type": []string{"object", "null"}, "x-reason": "must be an object: a manifest's global property tree",
+			"description": "a BOSH manifest's global properties (catalog bosh): each job reads what its spec declares from its own tree in jobs first, then from this one"},
 		"azs": obj{"type": []string{"object", "null"}, "additionalProperties": obj{"type": []string{"array", "null"}, "items": obj{"type": "string"}, "x-reason": "must be an object of zone name to a list of IPs"},
 			"x-reason": "must be an object of zone name to a list of IPs"},
 		"heal":   healSchema(),

@@ -48,6 +48,10 @@ type Properties struct {
 	// Jobs holds each BOSH job's property tree ("catalog": "bosh"):
 	// {"<job>": {"a": {"b": 1}}}.
 	Jobs map[string]any `json:"jobs,omitempty"`
+	// Global is a BOSH manifest's global property tree ("catalog":
+	// "bosh"), as v1 manifests have it: each job reads the properties its
+	// spec declares from its own tree in Jobs first, then from this one.
+	Global map[string]any `json:"global,omitempty"`
 	// AZs puts nodes in availability zones for BOSH jobs: {"z2": ["IP"]};
 	// a node in none is in z1.
 	AZs map[string][]string `json:"azs,omitempty"`
@@ -126,6 +130,9 @@ func (c Config) Redact() Config {
 	if out.Properties.Jobs != nil {
 		out.Properties.Jobs = redactTree(out.Properties.Jobs, false).(map[string]any)
 	}
+	if out.Properties.Global != nil {
+		out.Properties.Global = redactTree(out.Properties.Global, false).(map[string]any)
+	}
 	return out
 }
 
@@ -187,11 +194,13 @@ func (c Config) MapSecrets(f func(string) (string, error)) (Config, error) {
 			}
 		}
 	}
-	if out.Properties.Jobs != nil {
-		out.Properties.Jobs = mapTree(out.Properties.Jobs, false, func(s string) string {
-			apply(&s)
-			return s
-		}).(map[string]any)
+	for _, tree := range []*map[string]any{&out.Properties.Jobs, &out.Properties.Global} {
+		if *tree != nil {
+			*tree = mapTree(*tree, false, func(s string) string {
+				apply(&s)
+				return s
+			}).(map[string]any)
+		}
 	}
 	return out, err
 }
@@ -272,6 +281,13 @@ func (c *Config) KeepSecrets(stored Config) {
 			old = stored.Properties.Jobs
 		}
 		c.Properties.Jobs = keepTree(c.Properties.Jobs, old).(map[string]any)
+	}
+	if c.Properties.Global != nil {
+		var old any
+		if stored.Properties.Global != nil {
+			old = stored.Properties.Global
+		}
+		c.Properties.Global = keepTree(c.Properties.Global, old).(map[string]any)
 	}
 	// A webhook's secrets are kept from the stored webhook at the same
 	// position.

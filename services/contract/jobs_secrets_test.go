@@ -35,3 +35,24 @@ func TestJobSecrets(t *testing.T) {
 		t.Errorf("secrets not kept: %v", nats)
 	}
 }
+
+// The global tree's secrets are redacted, kept when posted back redacted,
+// and taken out of text, as the jobs' are.
+func TestGlobalSecrets(t *testing.T) {
+	stored := Config{Properties: Properties{Global: map[string]any{"nats": map[string]any{"password": "GlobalPw-77", "user": "nats"}}}}
+	red := stored.Redact()
+	if red.Properties.Global["nats"].(map[string]any)["password"] != Redacted || red.Properties.Global["nats"].(map[string]any)["user"] != "nats" {
+		t.Fatalf("redacted: %v", red.Properties.Global)
+	}
+	if stored.Properties.Global["nats"].(map[string]any)["password"] != "GlobalPw-77" {
+		t.Fatal("Redact changed the stored config")
+	}
+	back := red
+	back.KeepSecrets(stored)
+	if back.Properties.Global["nats"].(map[string]any)["password"] != "GlobalPw-77" {
+		t.Errorf("posted back redacted, the secret was not kept: %v", back.Properties.Global)
+	}
+	if got := stored.OutputRedactor().Redact("pw GlobalPw-77"); got != "pw "+Redacted {
+		t.Errorf("text: %q", got)
+	}
+}
