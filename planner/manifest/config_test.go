@@ -1,0 +1,117 @@
+package manifest
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// v2 is a manifest in BOSH's v2 schema with the machines as static IPs.
+const v2 = `
+name: redis
+releases: [{name: redis, version: 15.2.0}]
+stemcells: [{alias: default, os: ubuntu-jammy, version: latest}]
+update: {canaries: 1, max_in_flight: 2, canary_watch_time: 1000-30000, update_watch_time: 5000}
+instance_groups:
+- name: redis
+  instances: 3
+  azs: [z1, z2]
+  networks: [{name: default, static_ips: ["10.244.0.2 - 10.244.0.3", 10.244.0.9]}]
+  persistent_disk: 1024
+  update: {max_in_flight: 50%}
+  jobs:
+  - name: redis-server
+    release: redis
+    properties: {port: 6379, password: pw, tls: {enabled: false}}
+- name: sentinel
+  instances: 1
+  networks: [{name: default, static_ips: [10.244.0.10]}]
+  jobs:
+  - {name: redis-sentinel, release: redis, properties: {quorum: 2}, consumes: {redis: {from: redis}}}
+- name: smoke-tests
+  lifecycle: errand
+  instances: 1
+  jobs: [{name: smoke, release: redis}]
+`
+
+// v1 is nise_bosh's schema: jobs with templates, global properties.
+const v1 = `
+name: cf
+release: {name: cf, version: 194}
+networks: [{name: default}]
+properties:
+  domain: cf.local
+  nats: {user: nats, password: pw, port: 4222}
+jobs:
+- name: nats
+  template: nats
+  templates: [{name: nats}]
+  instances: 1
+  networks: [{name: default, static_ips: [10.0.0.2]}]
+- name: router
+  templates: [{name: gorouter}, {name: metron_agent}]
+  instances: 2
+  networks: [{name: default, static_ips: [10.0.0.3, 10.0.0.4]}]
+  properties: {nats: {port: 4223}}
+`
+
+func TestToConfig(t *testing.T) {
+	for _, tc := range []struct{ name, manifest, golden string }{{"v2", v2, "v2.config.json"}, {"v1", v1, "v1.config.json"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, warn, err := ToConfig(mustDecode(t, tc.manifest), Target{Home: "10.244.0.1", Key: "/root/.ssh/id_ed25519"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := json.MarshalIndent(struct {
+				Config   any      `json:"config"`
+				Warnings []string `json:"warnings"`
+			}{cfg, warn}, "", "  ")
+			golden := filepath.Join("testdata", tc.golden)
+			if os.Getenv("UPDATE_GOLDEN") != "" {
+				if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(string(want)) != string(got) {
+				t.Fatalf("got\n%s\nwant (UPDATE_GOLDEN=1 rewrites it)\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestToConfigErrors(t *testing.T) {
+	cases := []struct{ name, manifest, err string }{
+		{"not a map", `[1]`, "a manifest is a YAML map"},
+		{"no groups", `{name: x}`, "neither instance_groups (v2) nor jobs (v1)"},
+		{"a variable left", `{name: x, instance_groups: [{name: a, instances: 0, jobs: [{name: j, release: r, properties: {p: ((pw))}}]}]}`, "variables without a value: pw"},
+		{"addons", `{name: x, addons: [{name: a}], instance_groups: []}`, "addons are not supported yet"},
+		{"fewer IPs than instances", `{name: x, releases: [{name: r}], instance_groups: [{name: web, instances: 2, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}]}`,
+			"instance group web: 2 instances and 1 static IPs"},
+		{"an IP in two groups", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}, {name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: k, release: r}]}]}`,
+			"instance group b: 10.0.0.1 is a static IP of a too"},
+		{"two releases", `{name: x, releases: [{name: r}, {name: bpm}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}, {name: bpm, release: bpm}]}]}`,
+			"jobs come from 2 releases (bpm, r)"},
+		{"an undeclared release", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: s}]}]}`,
+			"release s: jobs come from it and releases does not declare it"},
+		{"one job, two sets of properties", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, properties: {p: 1}}]}, {name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r, properties: {p: 2}}]}]}`,
+			"job j has other properties in instance group b than in a"},
+		{"a bad range", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: ["10.0.0.9 - 10.0.0.1"]}], jobs: [{name: j, release: r}]}]}`,
+			"a range runs upward"},
+		{"not an IP", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [web1]}], jobs: [{name: j, release: r}]}]}`,
+			`static_ips "web1": not an IP address`},
+		{"a bad update", `{name: x, update: {max_in_flight: 0}, instance_groups: []}`, "update: max_in_flight"},
+		{"a bad watch time", `{name: x, update: {canary_watch_time: "30000-1000"}, instance_groups: []}`, "update: canary_watch_time"},
+		{"nothing placed", `{name: x, releases: [{name: r}], instance_groups: []}`, "no instance group places a job"},
+	}
+	for _, c := range cases {
+		if _, _, err := ToConfig(mustDecode(t, c.manifest), Target{}); err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s: error %v, want one with %q", c.name, err, c.err)
+		}
+	}
+}
