@@ -98,7 +98,9 @@ type converter struct {
 	releases map[string]bool   // the releases jobs come from
 }
 
-func (c *converter) warnf(format string, a ...any) { c.warn = append(c.warn, fmt.Sprintf(format, a...)) }
+func (c *converter) warnf(format string, a ...any) {
+	c.warn = append(c.warn, fmt.Sprintf(format, a...))
+}
 
 // top reads the manifest's keys beside the instance groups.
 func (c *converter) top(root map[string]any) error {
