@@ -180,6 +180,8 @@ func TestBuildErrors(t *testing.T) {
 func FuzzInterpolate(f *testing.F) {
 	f.Add("{a: ((x)), b: \"p((y.z))q\", ((x)): 1}")
 	f.Add("[((!x)), \"((x))((x))\"]")
+	f.Add("{name: n, releases: [{name: r}], instance_groups: [{name: g, instances: 1, azs: [z], networks: [{static_ips: [\"10.0.0.1 - 10.0.0.1\"]}], jobs: [{name: j, release: r}]}]}")
+	f.Add("{name: n, release: {name: r}, properties: {a: 1}, jobs: [{name: g, instances: 0, templates: [{name: j}], update: {canaries: 1}}]}")
 	f.Fuzz(func(t *testing.T, in string) {
 		var v any
 		if yaml.Unmarshal([]byte(in), &v) != nil {
@@ -189,6 +191,7 @@ func FuzzInterpolate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_, _, _ = Interpolate(doc, Vars{"x": "1", "y": map[string]any{"z": []any{1}}})
+		out, _, _ := Interpolate(doc, Vars{"x": "1", "y": map[string]any{"z": []any{1}}})
+		_, _, _ = ToConfig(out, Target{}) // never panics on any shape
 	})
 }

@@ -44,9 +44,10 @@ var completion = map[string]struct{ subs, flags []string }{
 	"release":      {subs: []string{"upload", "list"}},
 	"version":      {},
 	"openapi":      {},
-	"manifest":     {subs: []string{"interpolate"}, flags: []string{"--ops-file", "--var", "--vars-file", "--vars-store", "--var-errs", "--path"}},
-	"completion":   {subs: []string{"bash", "zsh", "fish"}},
-	"help":         {},
+	"manifest": {subs: []string{"interpolate", "config"}, flags: []string{"--ops-file", "--var", "--vars-file", "--vars-store", "--var-errs", "--path",
+		"--home", "--key", "--domain", "--user"}},
+	"completion": {subs: []string{"bash", "zsh", "fish"}},
+	"help":       {},
 }
 
 // commonClientFlags are every client command's.

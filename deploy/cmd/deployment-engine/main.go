@@ -36,6 +36,8 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine openapi   (the API's OpenAPI 3.1 document, built in-process: no engine needed)
   deployment-engine manifest interpolate FILE [-o OPS]... [-v NAME=VALUE]... [-l VARS]... [--vars-store FILE] [--var-errs] [--path POINTER]
                               (a BOSH manifest with its ops files and variables, as bosh interpolate: no engine needed)
+  deployment-engine manifest config FILE [-o OPS]... [-v ...] [-l ...] [--vars-store FILE] --home IP [--key PATH]
+                              (the config that deploys it, catalog bosh: deployment-engine manifest config ... | deployment-engine config set -)
   deployment-engine completion bash|zsh|fish
 Add --json to any client command for machine-readable output.
 `

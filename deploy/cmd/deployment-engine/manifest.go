@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +15,9 @@ import (
 
 func init() { commands["manifest"] = manifestCmd }
 
-const manifestUsage = "usage: deployment-engine manifest interpolate FILE [-o|--ops-file OPS]... [-v|--var NAME=VALUE]... [-l|--vars-file VARS]... [--vars-store FILE] [--var-errs] [--path POINTER]"
+const manifestUsage = `usage: deployment-engine manifest interpolate FILE [-o|--ops-file OPS]... [-v|--var NAME=VALUE]... [-l|--vars-file VARS]... [--vars-store FILE] [--var-errs] [--path POINTER]
+       deployment-engine manifest config FILE [the same -o, -v, -l, --vars-store] --home IP [--key PATH] [--domain D] [--user U]
+         (the config of catalog bosh that deploys the manifest; the nodes' root password, if no key, from DE_ROOT_PASSWORD)`
 
 // listFlag collects a flag given several times, in order.
 type listFlag []string
@@ -21,117 +25,175 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
+// manifestFlags are what both subcommands read a manifest with.
+type manifestFlags struct {
+	file                        string
+	ops, varFiles, vars         listFlag
+	store, path                 string
+	varErrs                     bool
+	home, key, domain, userName string
+}
+
 // manifestCmd: manifest interpolate prints a BOSH deployment manifest as
 // a deploy would read it — its ops files applied in order, then its
-// variables — as `bosh interpolate` does; no engine needs to run.
+// variables — as `bosh interpolate` does; manifest config prints the
+// engine's config that deploys it. No engine needs to run.
 func manifestCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "interpolate" {
+	if len(args) == 0 || (args[0] != "interpolate" && args[0] != "config") {
 		fmt.Fprintln(stderr, manifestUsage)
-		return 2
+		return exitUsage
 	}
-	fs := flag.NewFlagSet("manifest interpolate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var opsFiles, varFiles, varFlags listFlag
-	for _, n := range []string{"o", "ops-file"} {
-		fs.Var(&opsFiles, n, "an ops file, applied in the order given (repeatable)")
-	}
-	for _, n := range []string{"l", "vars-file"} {
-		fs.Var(&varFiles, n, "a YAML file of variables (repeatable; a later one wins)")
-	}
-	for _, n := range []string{"v", "var"} {
-		fs.Var(&varFlags, n, "a variable as NAME=VALUE, a string (repeatable; wins over -l)")
-	}
-	store := fs.String("vars-store", "", "a YAML file of variables that keeps those it generates: each variable the manifest declares (password, certificate, rsa, ssh) and nothing gives is generated once and written there (mode 0600)")
-	varErrs := fs.Bool("var-errs", false, "a variable without a value is an error (exit 1) rather than a warning")
-	path := fs.String("path", "", "print only the value at this pointer (/instance_groups/name=web/instances)")
-	file, rest := "", args[1:]
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		file, rest = rest[0], rest[1:]
-	}
-	if err := fs.Parse(rest); err != nil {
-		return 2
-	}
-	if file == "" && fs.NArg() == 1 {
-		file = fs.Arg(0)
-	} else if fs.NArg() != 0 || file == "" {
+	sub := args[0]
+	f, ok := parseManifestFlags(sub, args[1:], stderr)
+	if !ok {
 		fmt.Fprintln(stderr, manifestUsage)
-		return 2
+		return exitUsage
 	}
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "manifest interpolate: %v\n", err)
-		return 1
+		fmt.Fprintf(stderr, "manifest %s: %v\n", sub, err)
+		return exitFailed
 	}
-	vars, stored := manifest.Vars{}, manifest.Vars{}
-	if *store != "" {
-		data, err := os.ReadFile(*store)
-		if err != nil && !os.IsNotExist(err) {
+	if sub == "config" && f.home == "" {
+		return fail(errors.New("--home is needed: the engine's address as the machines see it"))
+	}
+	doc, missing, err := f.build()
+	if err != nil {
+		return fail(err)
+	}
+	if len(missing) > 0 {
+		msg := fmt.Sprintf("no value for %d variable(s): %s (give them with -v NAME=VALUE, -l FILE or --vars-store FILE)", len(missing), strings.Join(missing, ", "))
+		if f.varErrs || sub == "config" {
+			return fail(errors.New(msg))
+		}
+		fmt.Fprintf(stderr, "warning: %s\n", msg)
+	}
+	var out []byte
+	if sub == "config" {
+		cfg, warnings, err := manifest.ToConfig(doc, manifest.Target{Home: f.home, Key: f.key, Domain: f.domain, User: f.userName, Root: os.Getenv("DE_ROOT_PASSWORD")})
+		if err != nil {
 			return fail(err)
 		}
-		if err := stored.Load(manifest.File{Name: *store, Data: data}); err != nil {
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+		if out, err = json.MarshalIndent(cfg, "", "  "); err != nil {
 			return fail(err)
+		}
+		out = append(out, '\n')
+	} else {
+		if f.path != "" {
+			if doc, err = manifest.Find(doc, f.path); err != nil {
+				return fail(err)
+			}
+		}
+		if out, err = manifest.Marshal(doc); err != nil {
+			return fail(err)
+		}
+	}
+	_, _ = stdout.Write(out)
+	return exitOK
+}
+
+func parseManifestFlags(sub string, args []string, stderr io.Writer) (*manifestFlags, bool) {
+	f := &manifestFlags{}
+	fs := flag.NewFlagSet("manifest "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, n := range []string{"o", "ops-file"} {
+		fs.Var(&f.ops, n, "an ops file, applied in the order given (repeatable)")
+	}
+	for _, n := range []string{"l", "vars-file"} {
+		fs.Var(&f.varFiles, n, "a YAML file of variables (repeatable; a later one wins)")
+	}
+	for _, n := range []string{"v", "var"} {
+		fs.Var(&f.vars, n, "a variable as NAME=VALUE, a string (repeatable; wins over -l)")
+	}
+	fs.StringVar(&f.store, "vars-store", "", "a YAML file of variables that keeps those it generates: each variable the manifest declares (password, certificate, rsa, ssh) and nothing gives is generated once and written there (mode 0600)")
+	if sub == "interpolate" {
+		fs.BoolVar(&f.varErrs, "var-errs", false, "a variable without a value is an error (exit 1) rather than a warning")
+		fs.StringVar(&f.path, "path", "", "print only the value at this pointer (/instance_groups/name=web/instances)")
+	} else {
+		fs.StringVar(&f.home, "home", "", "the engine's address as the machines see it (the config's home)")
+		fs.StringVar(&f.key, "key", "", "the path of root's SSH private key on this machine")
+		fs.StringVar(&f.domain, "domain", "", "the config's domain (the manifest's name when absent)")
+		fs.StringVar(&f.userName, "user", "", "the config's user")
+	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		f.file, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, false
+	}
+	if f.file == "" && fs.NArg() == 1 {
+		f.file = fs.Arg(0)
+	} else if fs.NArg() != 0 || f.file == "" {
+		return nil, false
+	}
+	return f, true
+}
+
+// build reads the files and builds the manifest: ops applied, variables
+// generated into the store when there is one, then interpolated.
+func (f *manifestFlags) build() (any, []string, error) {
+	vars, stored, err := f.loadVars()
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := readInput(f.file)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ops []manifest.File
+	for _, name := range f.ops {
+		b, err := readInput(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		ops = append(ops, manifest.File{Name: name, Data: b})
+	}
+	doc, err := manifest.Patch(manifest.File{Name: f.file, Data: data}, ops)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.store != "" {
+		if err := generate(doc, vars, stored, f.store); err != nil {
+			return nil, nil, err
+		}
+	}
+	return manifest.Interpolate(doc, vars)
+}
+
+// loadVars reads the store, then -l files, then -v flags: -v wins over
+// -l whatever the order on the line, as in the BOSH CLI. stored is the
+// store's own content.
+func (f *manifestFlags) loadVars() (vars, stored manifest.Vars, err error) {
+	vars, stored = manifest.Vars{}, manifest.Vars{}
+	if f.store != "" {
+		data, err := os.ReadFile(f.store)
+		if err != nil && !os.IsNotExist(err) {
+			return nil, nil, err
+		}
+		if err := stored.Load(manifest.File{Name: f.store, Data: data}); err != nil {
+			return nil, nil, err
 		}
 		for k, v := range stored {
 			vars[k] = v
 		}
 	}
-	for _, f := range varFiles {
-		data, err := readInput(f)
+	for _, name := range f.varFiles {
+		data, err := readInput(name)
 		if err != nil {
-			return fail(err)
+			return nil, nil, err
 		}
-		if err := vars.Load(manifest.File{Name: f, Data: data}); err != nil {
-			return fail(err)
+		if err := vars.Load(manifest.File{Name: name, Data: data}); err != nil {
+			return nil, nil, err
 		}
 	}
-	// -v wins over -l whatever the order on the line, as in the BOSH CLI.
-	for _, kv := range varFlags {
+	for _, kv := range f.vars {
 		if err := vars.Set(kv); err != nil {
-			return fail(err)
+			return nil, nil, err
 		}
 	}
-	data, err := readInput(file)
-	if err != nil {
-		return fail(err)
-	}
-	var ops []manifest.File
-	for _, f := range opsFiles {
-		b, err := readInput(f)
-		if err != nil {
-			return fail(err)
-		}
-		ops = append(ops, manifest.File{Name: f, Data: b})
-	}
-	doc, err := manifest.Patch(manifest.File{Name: file, Data: data}, ops)
-	if err != nil {
-		return fail(err)
-	}
-	if *store != "" {
-		if err := generate(doc, vars, stored, *store); err != nil {
-			return fail(err)
-		}
-	}
-	doc, missing, err := manifest.Interpolate(doc, vars)
-	if err != nil {
-		return fail(err)
-	}
-	if len(missing) > 0 {
-		msg := fmt.Sprintf("no value for %d variable(s): %s (give them with -v NAME=VALUE or -l FILE)", len(missing), strings.Join(missing, ", "))
-		if *varErrs {
-			return fail(fmt.Errorf("%s", msg))
-		}
-		fmt.Fprintf(stderr, "warning: %s\n", msg)
-	}
-	if *path != "" {
-		if doc, err = manifest.Find(doc, *path); err != nil {
-			return fail(err)
-		}
-	}
-	out, err := manifest.Marshal(doc)
-	if err != nil {
-		return fail(err)
-	}
-	_, _ = stdout.Write(out)
-	return 0
+	return vars, stored, nil
 }
 
 // generate gives the manifest's declared variables that nothing gave a

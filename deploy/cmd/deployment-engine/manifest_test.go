@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,5 +84,58 @@ func TestManifestVarsStore(t *testing.T) {
 	second := cli(t, "manifest", "interpolate", m, "--vars-store", store, "-v", "given=mine", "--var-errs")
 	if second.code != exitOK || second.stdout != first.stdout {
 		t.Errorf("the second run differs:\n%s\n---\n%s", first.stdout, second.stdout)
+	}
+}
+
+// manifest config prints the config of catalog bosh that deploys the
+// manifest, and refuses what it cannot deploy by name.
+func TestManifestConfig(t *testing.T) {
+	dir := t.TempDir()
+	m := filepath.Join(dir, "m.yml")
+	if err := os.WriteFile(m, []byte(`name: shop
+releases: [{name: dummy, version: latest}]
+stemcells: [{alias: default, os: ubuntu-jammy, version: latest}]
+instance_groups:
+- name: web
+  instances: 2
+  networks: [{name: default, static_ips: [10.0.0.5, 10.0.0.6]}]
+  jobs: [{name: dummy, release: dummy, properties: {password: ((pw))}}]
+variables: [{name: pw, type: password}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(dir, "creds.yml")
+	r := cli(t, "manifest", "config", m, "--vars-store", store, "--home", "10.0.0.1", "--key", "/root/.ssh/id")
+	if r.code != exitOK {
+		t.Fatalf("manifest config: %+v", r)
+	}
+	var cfg struct {
+		Components map[string][]string `json:"components"`
+		Properties map[string]any      `json:"properties"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &cfg); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+	}
+	if strings.Join(cfg.Components["dummy"], ",") != "10.0.0.5,10.0.0.6" || cfg.Properties["catalog"] != "bosh" || cfg.Properties["release"] != "dummy" ||
+		cfg.Properties["home"] != "10.0.0.1" || cfg.Properties["domain"] != "shop" {
+		t.Errorf("config: %s", r.stdout)
+	}
+	if pw, _ := cfg.Properties["jobs"].(map[string]any)["dummy"].(map[string]any)["password"].(string); len(pw) != 20 {
+		t.Errorf("the generated password did not reach the job: %q", pw)
+	}
+	if !strings.Contains(r.stderr, "warning: stemcells are not installed") {
+		t.Errorf("no stemcell warning: %q", r.stderr)
+	}
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{m, "--vars-store", store}, "--home is needed"},
+		{[]string{m, "--home", "10.0.0.1"}, "no value for 1 variable(s): pw"},
+	} {
+		r := cli(t, append([]string{"manifest", "config"}, tc.args...)...)
+		if r.code != exitFailed || !strings.Contains(r.stderr, tc.err) || r.stdout != "" {
+			t.Errorf("%q: %+v, want %q", tc.args, r, tc.err)
+		}
 	}
 }
