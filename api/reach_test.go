@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
@@ -110,17 +109,7 @@ func TestReachGatesEveryRoute(t *testing.T) {
 // deployments' events; one that reaches it sees them.
 func TestReachHidesEvents(t *testing.T) {
 	ts, nc, _, _ := rolesServer(t)
-	running, _ := json.Marshal(contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-1", State: "running"}})
-	sub, err := nc.Subscribe(subject.DeployGet(), func(m *nats.Msg) {
-		r := nats.NewMsg(m.Reply)
-		r.Header.Set("De-Code", "200")
-		r.Data = running
-		_ = m.RespondMsg(r)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	runningDeployment(t, nc, "d-1")
 	step, _ := json.Marshal(contract.StepEvent{V: contract.Version, Deployment: "d-1", ID: "s-1", Node: "10.0.0.1",
 		Component: "web", Action: "install", State: "running", Attempt: 1})
 	if err := nc.Publish(subject.DeployEvent("d-1", subject.DeployStep), step); err != nil {

@@ -309,17 +309,7 @@ func (a sentChanges) add(t *testing.T, route string, g Grant) {
 // waiting on the bus answers 401.
 func TestRevocationEndsRequests(t *testing.T) {
 	ts, nc, tokens, _ := rolesServer(t)
-	running, _ := json.Marshal(contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: "d-1", State: "running"}})
-	sub, err := nc.Subscribe(subject.DeployGet(), func(m *nats.Msg) {
-		r := nats.NewMsg(m.Reply)
-		r.Header.Set("De-Code", "200")
-		r.Data = running
-		_ = m.RespondMsg(r)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	runningDeployment(t, nc, "d-1")
 	// The commands below are never answered: they wait for their timeout.
 	for _, subj := range []string{subject.ConfigGet(), subject.DeployStart()} {
 		sub, err := nc.Subscribe(subj, func(*nats.Msg) {})
@@ -407,4 +397,21 @@ func TestRevocationEndsRequests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runningDeployment answers every GET of a deployment on nc with id,
+// running.
+func runningDeployment(t *testing.T, nc *nats.Conn, id string) {
+	t.Helper()
+	running, _ := json.Marshal(contract.Deployment{DeploymentSummary: contract.DeploymentSummary{ID: id, State: "running"}})
+	sub, err := nc.Subscribe(subject.DeployGet(), func(m *nats.Msg) {
+		r := nats.NewMsg(m.Reply)
+		r.Header.Set("De-Code", "200")
+		r.Data = running
+		_ = m.RespondMsg(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }

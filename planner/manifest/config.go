@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/deployment-engine/engine/planner/manifest/patch"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -34,7 +35,7 @@ func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 	cfg := contract.Config{Components: map[string][]string{}}
 	root, ok := doc.(map[string]any)
 	if !ok {
-		return cfg, nil, fmt.Errorf("a manifest is a YAML map, found %s", kindOf(doc))
+		return cfg, nil, fmt.Errorf("a manifest is a YAML map, found %s", patch.Kind(doc))
 	}
 	if refs := unresolved(root); len(refs) > 0 {
 		return cfg, nil, fmt.Errorf("variables without a value: %s (give them with -v, -l or --vars-store)", strings.Join(refs, ", "))
@@ -71,7 +72,7 @@ func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 	for i, g := range groups {
 		gm, ok := g.(map[string]any)
 		if !ok {
-			return cfg, c.warn, fmt.Errorf("instance group %d is %s, not a map", i, kindOf(g))
+			return cfg, c.warn, fmt.Errorf("instance group %d is %s, not a map", i, patch.Kind(g))
 		}
 		if err := c.group(gm, v1); err != nil {
 			return cfg, c.warn, err
@@ -219,7 +220,7 @@ func (c *converter) jobsOf(g map[string]any, v1 bool, where string) ([]jobRef, m
 	for i, x := range list {
 		m, ok := x.(map[string]any)
 		if !ok {
-			return nil, nil, fmt.Errorf("%s: %s[%d] is %s, not a map", where, key, i, kindOf(x))
+			return nil, nil, fmt.Errorf("%s: %s[%d] is %s, not a map", where, key, i, patch.Kind(x))
 		}
 		j := jobRef{}
 		j.name, _ = m["name"].(string)

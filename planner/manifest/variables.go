@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/deployment-engine/engine/planner/manifest/patch"
 )
 
 // Variable is one entry of a manifest's `variables` section.
@@ -61,7 +63,7 @@ func Variables(doc any) ([]Variable, error) {
 func readVariable(it any) (Variable, error) {
 	m, ok := it.(map[string]any)
 	if !ok {
-		return Variable{}, fmt.Errorf("want {name, type, options}, found %s", kindOf(it))
+		return Variable{}, fmt.Errorf("want {name, type, options}, found %s", patch.Kind(it))
 	}
 	v := Variable{}
 	v.Name, _ = m["name"].(string)
@@ -101,7 +103,7 @@ func (o *CertOptions) read(m map[string]any) error {
 		for _, x := range list {
 			s, ok := x.(string)
 			if !ok {
-				return fmt.Errorf("%s: strings only, found %s", f.key, kindOf(x))
+				return fmt.Errorf("%s: strings only, found %s", f.key, patch.Kind(x))
 			}
 			*f.dst = append(*f.dst, s)
 		}
@@ -306,16 +308,4 @@ func loadCA(name string, vars Vars) (*x509.Certificate, any, string, error) {
 		return cert, k8, certPEM, nil
 	}
 	return cert, key, certPEM, nil
-}
-
-func kindOf(v any) string {
-	switch v.(type) {
-	case nil:
-		return "nothing"
-	case map[string]any:
-		return "a map"
-	case []any:
-		return "a list"
-	}
-	return fmt.Sprintf("%T", v)
 }

@@ -111,7 +111,7 @@ func replace(node any, toks []token, val any) (any, error) {
 		m, ok := node.(map[string]any)
 		if !ok {
 			if node != nil || !t.optional {
-				return node, fmt.Errorf("expected a map for key %q, found %s", t.key, describe(node))
+				return node, fmt.Errorf("expected a map for key %q, found %s", t.key, Kind(node))
 			}
 			m = map[string]any{}
 		}
@@ -173,7 +173,7 @@ func remove(node any, toks []token) (any, error) {
 			if node == nil && t.optional {
 				return node, nil
 			}
-			return node, fmt.Errorf("expected a map for key %q, found %s", t.key, describe(node))
+			return node, fmt.Errorf("expected a map for key %q, found %s", t.key, Kind(node))
 		}
 		child, exists := m[t.key]
 		if !exists {
@@ -229,7 +229,7 @@ func list(node any, t token, step string) ([]any, error) {
 	if node == nil && t.optional {
 		return nil, nil
 	}
-	return nil, fmt.Errorf("expected an array for %s, found %s", step, describe(node))
+	return nil, fmt.Errorf("expected an array for %s, found %s", step, Kind(node))
 }
 
 // locate finds t's item in arr: found is false only for an optional
@@ -293,16 +293,23 @@ func scalarEqual(v any, s string) bool {
 	return fmt.Sprint(v) == s
 }
 
-func describe(v any) string {
+// Kind names what v is, never its value: a value may be a secret.
+func Kind(v any) string {
 	switch v.(type) {
 	case nil:
 		return "nothing"
 	case map[string]any:
 		return "a map"
 	case []any:
-		return "an array"
+		return "a list"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case int, int64, uint64, float64:
+		return "a number"
 	}
-	return fmt.Sprintf("the %T %v", v, v)
+	return fmt.Sprintf("a %T", v)
 }
 
 func keys(m map[string]any) string {
@@ -383,7 +390,7 @@ func Find(doc any, p Pointer) (any, error) {
 				if node == nil && t.optional {
 					return nil, nil
 				}
-				return nil, fmt.Errorf("%s: expected a map for key %q, found %s", p, t.key, describe(node))
+				return nil, fmt.Errorf("%s: expected a map for key %q, found %s", p, t.key, Kind(node))
 			}
 			child, exists := m[t.key]
 			if !exists && !t.optional {
