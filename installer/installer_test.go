@@ -27,7 +27,7 @@ import (
 
 const secret = "s3cret-Value-42"
 
-func storeConfig(t *testing.T, e *testEnv) {
+func storeConfig(t testing.TB, e *testEnv) {
 	t.Helper()
 	cfg := contract.Config{Components: map[string][]string{"x": {nodeIP}},
 		Properties: contract.Properties{Domain: "t.local", Home: "127.0.0.1", Key: keyPath, Password: secret, User: "u"}}
@@ -45,7 +45,7 @@ type recorder struct {
 	frames []string
 }
 
-func record(t *testing.T, e *testEnv, dep string) *recorder {
+func record(t testing.TB, e *testEnv, dep string) *recorder {
 	r := &recorder{}
 	nc, err := e.srv.Connect("recorder")
 	if err != nil {
@@ -95,7 +95,7 @@ func (r *recorder) final(t *testing.T, timeout time.Duration) contract.StepEvent
 	return contract.StepEvent{}
 }
 
-func queue(t *testing.T, e *testEnv, s contract.Step) {
+func queue(t testing.TB, e *testEnv, s contract.Step) {
 	t.Helper()
 	s.V, s.Node, s.Engine = 1, nodeIP, "e-test"
 	if s.Attempt == 0 {

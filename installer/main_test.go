@@ -142,9 +142,13 @@ func newHostKey() error {
 // node's state dir (nodefs.State: owner file, markers, run records) starts
 // empty and stays out of the machine's /var/lib, where a test-bed node of
 // another package running beside this one could otherwise see it. The
-// tests reach the node's files through nodePath.
+// tests reach the node's files through nodePath. Root's .bashrc, which
+// bash reads for each SSH session's command, is a fresh node's (as the
+// test bed gives its nodes), not this machine's: a developer's shell setup
+// would be timed as the node's.
 const nodeOverlay = `set -e
 mount -t overlay overlay -o lowerdir=/var/lib,upperdir="$1/upper",workdir="$1/work" /var/lib
+if [ -f /etc/skel/.bashrc ] && [ -f /root/.bashrc ]; then mount --bind /etc/skel/.bashrc /root/.bashrc; fi
 shift
 exec "$@"`
 
@@ -211,7 +215,7 @@ type testEnv struct {
 }
 
 // newEnv starts an installer for the test's node; opts change its options.
-func newEnv(t *testing.T, opts ...func(*Options)) *testEnv {
+func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
 	t.Helper()
 	b := bustest.Start(t, bus.ServerOptions{})
 	o := Options{NC: b.NC, Res: b.Res, Port: nodePort, Keepalive: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
