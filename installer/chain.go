@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,33 +35,68 @@ const maxInline = 1 << 20
 // on both streams, so that each stream's lines are attributed to the step
 // that wrote them. de_file installs a file from base64 on stdin unless the
 // node has it already, checking its size and SHA-256 before it moves it
-// into place.
-const chainFuncs = reapFuncs + `de_mark() { printf '%s %s\n' "$DE_N" "$*"; printf '%s %s\n' "$DE_N" "$*" >&2; }
+// into place. de_run runs a step (runChainStep).
+var chainFuncs = reapFuncs + `de_mark() { printf '%s %s\n' "$DE_N" "$*"; printf '%s %s\n' "$DE_N" "$*" >&2; }
 de_file() {
-  k=$1 i=$2 p=$3 m=$4 sum=$5 size=$6
-  if [ -f "$p" ] && [ "$(sha256sum < "$p" | cut -d' ' -f1) $(stat -c %a "$p")" = "$sum $m" ]; then cat >/dev/null; return 0; fi
-  mkdir -p "$(dirname "$p")"
-  ( umask 077; base64 -d > "$p.de-tmp" ) || { de_mark badfile "$k" "$p" unreadable; exit 0; }
-  got="$(stat -c %s "$p.de-tmp") $(sha256sum < "$p.de-tmp" | cut -d' ' -f1)"
+  local k=$1 i=$2 p=$3 m=$4 sum=$5 size=$6 got have
+  if [ -f "$p" ]; then
+    got=$(sha256sum < "$p") have=$(stat -c %a "$p")
+    [ "${got%% *} $have" != "$sum $m" ] || return 0
+  fi
+  [ -d "${p%/*}/" ] || mkdir -p "${p%/*}/"
+  ( umask 077; exec base64 -d > "$p.de-tmp" ) || { de_mark badfile "$k" "$p" unreadable; exit 0; }
+  got=$(sha256sum < "$p.de-tmp") have=$(stat -c %s "$p.de-tmp")
+  got="$have ${got%% *}"
   if [ "$got" != "$size $sum" ]; then rm -f "$p.de-tmp"; de_mark badfile "$k" "$p" $got; exit 0; fi
   chmod "$m" "$p.de-tmp" && mv -f "$p.de-tmp" "$p" && de_mark sent "$k" "$i"
 }
-`
+` + runChainStep
 
-// chainStepWrapper is stepCommand as the chain's shell runs it,
-// with the step's deadline taken as it begins; the chain made the run
-// directory once, and the step's script is read without a process of its
-// own. chainScript launches it and waits for it as launch does.
-var chainStepWrapper = strings.NewReplacer(
-	"setsid -w timeout", "DE_UNTIL=$(( ${EPOCHSECONDS:-$(date +%%s)} + %[1]d )) setsid -w timeout",
-	"%[5]d", "$DE_UNTIL",
-	"script=$(cat);", `IFS= read -r -d "" script;`,
-).Replace(stepCommand)
+// runChainStep defines de_run KEY HASH DEPLOYMENT SECS, which runs the
+// step whose prelude and script are in de_s and leaves its status in
+// de_rc, as stepCommand runs a step alone, with no process of its own
+// but the step's shell: a process group of its own (the chain's shell
+// starts it with job control on), in the step's cgroup, under the step's
+// lock, its run recorded; its output goes to the chain's one pair of tee.
+// Its deadline is kept by the chain's shell, which waits on a pipe (fd 6)
+// that only the step's shell holds open for writing (fd 7): at SECS it
+// sends TERM to the step's process group, then KILL 5 s later, and gives
+// the statuses timeout(1) gives (124, or 137 when it took KILL).
+var runChainStep = `de_run() {
+  DE_UNTIL=$(( ${EPOCHSECONDS:-$(date +%s)} + $4 ))
+  exec 7>/proc/self/fd/6
+  set -m
+  ( set +m; exec 6<&- 8>&-; de_step "$1" "$2" "$3" ) &
+  set +m
+  de_pg=$!
+  exec 7>&-
+  read -r -t "$4" -u 6 _; de_rc=$?
+  if [ $de_rc -gt 128 ]; then
+    kill -TERM -- -$de_pg 2>/dev/null; de_rc=124
+    read -r -t 5 -u 6 _; [ $? -le 128 ] || { kill -KILL -- -$de_pg 2>/dev/null; de_rc=137; }
+    wait $de_pg
+  else
+    wait $de_pg; de_rc=$?
+  fi
+  de_end "$1" $de_pg $de_rc
+}
+de_step() {
+  read -r _ _ _ _ pg _ < /proc/$BASHPID/stat
+  ` + joinRun("$1", "$BASHPID") + `
+  exec 9>>` + nodefs.Run + `/$1.lock
+  flock -w 60 9 || exit ` + strconv.Itoa(exitLocked) + `
+  echo "$pg $2 $3 $DE_UNTIL" > ` + nodefs.Run + `/$1.pgid
+  trap ": > ` + nodefs.Run + `/$1.pgid" EXIT
+  # Nothing of the chain for the step's script: not the nonce, nor its helpers.
+  unset -v DE_N DE_UNTIL; unset -f alive de_mark de_file de_settle de_run de_step de_reap de_end
+  eval "$de_s"
+}
+`
 
 // chainSettle is settleScript as a function of the chain script (key and
 // hash its arguments), which returns where the script exits: no process
 // of its own when, as mostly, no earlier run left its process group.
-var chainSettle = "de_settle() {\n" + strings.ReplaceAll(fmt.Sprintf(settleScript, "$1", `"$2"`), "exit ", "return ") + "}\n"
+var chainSettle = "de_settle() {\nlocal f pg hash until i\n" + strings.ReplaceAll(fmt.Sprintf(settleScript, "$1", `"$2"`), "exit ", "return ") + "}\n"
 
 // chainable tells whether a step can travel in a chain script: its files
 // are inline and small.
@@ -79,26 +115,37 @@ func chainable(s contract.Step) bool {
 // node; pres are their preludes (stepRun.prelude).
 func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 	var b strings.Builder
-	// The chain's shell records its pid, so that a chain stopped from the
-	// engine starts no further step (killChain).
-	fmt.Fprintf(&b, "DE_N=%[1]s\n%[2]s%[3]smkdir -p %[4]s\necho $$ > %[5]s\ntrap 'rm -f %[5]s' EXIT\n", nonce, chainFuncs, chainSettle, nodefs.Run, chainPID(nonce))
+	// The script itself holds every step's secrets and the nonce: the
+	// steps, which the chain's shell forks, do not see it. The chain's
+	// shell records its pid, so that a chain stopped from the engine starts
+	// no further step (killChain).
+	fmt.Fprintf(&b, "unset script\nDE_N=%[1]s\n%[2]s%[3]s[ -d %[4]s ] || mkdir -p %[4]s\necho $$ > %[5]s\ntrap 'rm -f %[5]s' EXIT\n", nonce, chainFuncs, chainSettle, nodefs.Run, chainPID(nonce))
+	// One pair of tee for the whole chain, its control lines and its steps'
+	// output alike, so that they stay in order: tee -p outlives a dropped
+	// connection, so that a step whose engine died goes on to its end
+	// instead of dying of SIGPIPE at its next line of output. fd 8 is the
+	// session's own stdout, where the chain says it is alive before each
+	// step: once the engine is gone, the chain's shell dies of SIGPIPE there
+	// and begins no further step. fd 6 is the pipe de_run waits on.
+	b.WriteString("exec 8>&1 1> >(exec tee -p /dev/null 8>&-) 2> >(exec tee -p /dev/null >&2 8>&-)\n")
+	b.WriteString("exec {de_p}<> <(:); exec 6</proc/self/fd/$de_p {de_p}>&-\n")
 	eof := "DE_EOF_" + nonce
 	for k, r := range runs {
 		s := r.s
 		key, marker := nodefs.MarkerName(s.Key), nodefs.Marker(s.Key)
 		// An earlier run of the step may still be alive on the node: it is
 		// waited for or killed first, as runSent does.
-		fmt.Fprintf(&b, "# %s\nde_mark begin %d\nde_settle %s %s || { de_mark settle %d; exit 0; }\n", s.ID, k, key, s.Hash, k)
-		fmt.Fprintf(&b, "have=; [ -f %[1]s ] && read -r have < %[1]s\n", marker)
-		fmt.Fprintf(&b, "if [ \"$have\" = %s ]; then de_mark done %d %s\n", kit.ShellQuote(s.Hash+" "+s.Deployment), k, contract.StateSucceeded)
-		fmt.Fprintf(&b, "elif [ \"${have%%%% *}\" = %s ]; then de_mark done %d %s\nelse\n", kit.ShellQuote(s.Hash), k, contract.StateUnchanged)
+		fmt.Fprintf(&b, "# %s\nprintf '%%s alive\\n' \"$DE_N\" >&8\nde_mark begin %d\nde_settle %s %s || { de_mark settle %d; exit 0; }\n", s.ID, k, key, s.Hash, k)
+		fmt.Fprintf(&b, "de_have=; [ ! -f %[1]s ] || read -r de_have < %[1]s\n", marker)
+		fmt.Fprintf(&b, "if [ \"$de_have\" = %s ]; then de_mark done %d %s\n", kit.ShellQuote(s.Hash+" "+s.Deployment), k, contract.StateSucceeded)
+		fmt.Fprintf(&b, "elif [ \"${de_have%%%% *}\" = %s ]; then de_mark done %d %s\nelse\n", kit.ShellQuote(s.Hash), k, contract.StateUnchanged)
 		if s.Claim {
-			fmt.Fprintf(&b, "o=$(%s)\nif [ -n \"$o\" ] && [ \"$o\" != %s ]; then de_mark owner %d \"$o\"; exit 0; fi\n",
-				nodefs.ReadOwner, kit.ShellQuote(s.Engine), k)
+			fmt.Fprintf(&b, "de_o=; [ ! -f %[1]s ] || read -r de_o < %[1]s\nif [ -n \"$de_o\" ] && [ \"$de_o\" != %[2]s ]; then de_mark owner %[3]d \"$de_o\"; exit 0; fi\n",
+				nodefs.Owner, kit.ShellQuote(s.Engine), k)
 		}
 		if len(s.Files) > 0 {
 			// The node is about to leave the state its marker records.
-			fmt.Fprintf(&b, "rm -f %s\n", marker)
+			fmt.Fprintf(&b, "[ ! -e %[1]s ] || rm -f %[1]s\n", marker)
 		}
 		for fi, f := range s.Files {
 			if err := checkPath(f.Path); err != nil {
@@ -119,9 +166,8 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 			fmt.Fprintf(&b, "de_file %d %d %s %s %s %d <<'%s'\n%s\n%s\n", k, fi, kit.ShellQuote(f.Path), fileMode(f), sum, size, eof,
 				wrap76(base64.StdEncoding.EncodeToString(data)), eof)
 		}
-		script := withPrelude(pres[k], s.Script)
-		fmt.Fprintf(&b, chainStepWrapper, stepSecs(s)+5, key, s.Hash, s.Deployment, 0, exitLocked)
-		fmt.Fprintf(&b, " <<'%[1]s' &\n%[2]s%[1]s\n%[4]s\nde_mark exit %[3]d $rc\n[ $rc -eq 0 ] || exit 0\nfi\n", eof, script, k, awaitRun(key))
+		fmt.Fprintf(&b, "de_s=%s\nde_run %s %s %s %d\nde_mark exit %d $de_rc\n[ $de_rc -eq 0 ] || exit 0\nfi\n",
+			kit.ShellQuote(withPrelude(pres[k], s.Script)), key, s.Hash, kit.ShellQuote(s.Deployment), stepSecs(s)+5, k)
 	}
 	b.WriteString("de_mark end\n")
 	return b.String(), nil

@@ -31,9 +31,14 @@ import (
 // cgroupRoots are where a node may have its cgroup v2 hierarchy.
 const cgroupRoots = "/sys/fs/cgroup /sys/fs/cgroup/unified"
 
-// runJoin is what a wrapped command's shell does first, once it has read
-// its process group into pg; %[2]s is the run's name.
-const runJoin = `export DE_RUN=%[2]s.$pg; for de_r in ` + cgroupRoots + `; do [ -f $de_r/cgroup.controllers ] || continue; de_c=$de_r/deployment-engine/$DE_RUN; mkdir -p $de_c 2>/dev/null && { echo $$ > $de_c/cgroup.procs; } 2>/dev/null; break; done; `
+// joinRun is what a run's shell does first, once it has read its process
+// group into pg: name is the run's name, self the shell's own pid.
+func joinRun(name, self string) string {
+	return `export DE_RUN=` + name + `.$pg; for de_r in ` + cgroupRoots + `; do [ -f $de_r/cgroup.controllers ] || continue; de_c=$de_r/deployment-engine/$DE_RUN; mkdir -p $de_c 2>/dev/null && { echo ` + self + ` > $de_c/cgroup.procs; } 2>/dev/null; break; done; `
+}
+
+// runJoin is joinRun for a wrapped command's shell; %[2]s is the run's name.
+var runJoin = joinRun("%[2]s", "$$")
 
 // reapFuncs define, in POSIX sh, de_reap NAME PGID (kill a run and all it
 // started) and de_end NAME PGID STATUS (after a run: reap it when timeout
@@ -43,7 +48,7 @@ const reapFuncs = `de_reap() { for de_r in ` + cgroupRoots + `; do de_c=$de_r/de
 	`de_i=0; until rmdir $de_c 2>/dev/null || [ $de_i -ge 50 ]; do sleep 0.1; de_i=$((de_i+1)); done; done; ` +
 	`kill -KILL -- -$2 2>/dev/null; ` +
 	`for de_i in 1 2 3 4 5; do de_p=$(grep -lzxF DE_RUN=$1.$2 /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3); [ -n "$de_p" ] || break; kill -KILL $de_p 2>/dev/null; done; }
-de_end() { case $3 in 124|137) de_reap $1 $2;; *) for de_r in ` + cgroupRoots + `; do rmdir $de_r/deployment-engine/$1.$2 2>/dev/null; done;; esac; }
+de_end() { case $3 in 124|137) de_reap $1 $2;; *) for de_r in ` + cgroupRoots + `; do [ ! -d $de_r/deployment-engine/$1.$2 ] || rmdir $de_r/deployment-engine/$1.$2 2>/dev/null; done;; esac; }
 `
 
 // launch starts a wrapper's command in the background with the session's
@@ -75,7 +80,7 @@ var wrapper = launch(`setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _
 // The script writes through tee -p, which outlives a dropped connection:
 // a step whose engine died goes on to its end instead of dying of SIGPIPE
 // at its next line of output, so that the next attempt finds it done.
-const stepCommand = `setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; ` + runJoin + `exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap ": > ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
+var stepCommand = `setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; ` + runJoin + `exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap ": > ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
 
 // stepWrapper is stepCommand launched on its own, as runSent does.
 var stepWrapper = launch(stepCommand)

@@ -95,10 +95,19 @@ func (g *segment) pump(wg *sync.WaitGroup, idx int, stream string, r io.Reader) 
 	defer wg.Done()
 	defer g.prog.close(idx)
 	cur := -1
+	j := joiner{alive: g.nonce + " alive"}
+	defer func() {
+		if j.pending != "" && cur >= 0 {
+			g.onLine(cur, stream, j.pending)
+		}
+	}()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4*1024), 1<<20) // grows as a line needs
 	for sc.Scan() {
-		text := sc.Text()
+		text, ok := j.line(sc.Text())
+		if !ok {
+			continue
+		}
 		i := strings.Index(text, g.nonce)
 		if i < 0 {
 			if cur >= 0 {
@@ -123,6 +132,25 @@ func (g *segment) pump(wg *sync.WaitGroup, idx int, stream string, r io.Reader) 
 			g.onMark(m)
 		}
 	}
+}
+
+// joiner takes out of a stream the chain's "alive" lines, which its shell
+// writes past the tee: one may land in the middle of a line the tee
+// writes in two pieces, whose second piece then comes as the next line.
+type joiner struct {
+	alive   string
+	pending string // the first piece of a line cut in two
+}
+
+// line returns a scanned line as the stream wrote it, false while the line
+// waits for its second piece.
+func (j *joiner) line(text string) (string, bool) {
+	text, j.pending = j.pending+text, ""
+	if p, ok := strings.CutSuffix(text, j.alive); ok {
+		j.pending = p
+		return "", false
+	}
+	return text, true
 }
 
 func (g *segment) valid(k int) bool { return k >= 0 && k < len(g.runs) }

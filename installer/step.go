@@ -90,9 +90,11 @@ func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, err
 
 // withPrelude is a step's script after its prelude, in a subshell of its
 // own: what the script does to its shell (a trap on EXIT, an exit) cannot
-// take the place of the prelude's trap that writes the step's marker.
+// take the place of the prelude's trap that writes the step's marker. The
+// subshell holds neither the step's lock (fd 9) nor, in a chain, the pipe
+// that tells the chain's shell the step's shell is alive (fd 7).
 func withPrelude(pre, script string) string {
-	return pre + "(\n" + strings.TrimSuffix(script, "\n") + "\n)\n"
+	return pre + "(exec 7>&- 9>&-\n" + strings.TrimSuffix(script, "\n") + "\n)\n"
 }
 
 // output publishes a line of the step's script, redacted, and keeps the
