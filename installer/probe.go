@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,18 +23,40 @@ import (
 )
 
 // probeScript reports one "key=value" per line: hardware, the engine that
-// owns the node (after removing a claim by $DE_UNCLAIM, when set), its OS, its monit, and how its resolver answers each name
-// given as an argument, in order ("name=ADDR ADDR...", nothing after = when
-// it did not resolve).
-const probeScript = `echo "cpu=$(nproc)"
-echo "ram=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
-echo "disk=$(df -Pk / | awk 'NR==2{print $2}')"
-if [ -n "${DE_UNCLAIM:-}" ] && [ "$(` + nodefs.ReadOwner + `)" = "$DE_UNCLAIM" ]; then rm -f ` + nodefs.Owner + ` && echo "unclaimed=$DE_UNCLAIM"; fi
-echo "owner=$(` + nodefs.ReadOwner + `)"
-if [ -r /etc/os-release ]; then ( . /etc/os-release; echo "os_id=${ID:-}"; echo "os_version=${VERSION_ID:-}"; echo "os_name=${PRETTY_NAME:-}" ); fi
-echo "monit=$(monit -V 2>/dev/null | sed -n 's/.*[Vv]ersion \([0-9][0-9.]*\).*/\1/p' | head -n1)"
+// owns the node (after removing a claim by $DE_UNCLAIM, when set), its OS,
+// its monit, and how its resolver answers each name given as an argument,
+// in order ("name=ADDR ADDR...", nothing after = when it did not resolve).
+// It runs in the node's login shell (POSIX sh) and reads what it can with
+// the shell's own builtins: a deploy checks every node first, and a
+// process costs more than the check. Only df and monit -V run, and for
+// each name getent under timeout: the CPUs are the shell's allowed ones
+// (what nproc counts), the RAM MemTotal, the OS /etc/os-release sourced.
+const probeScript = `de_n=0 de_l=
+while read -r de_k de_v; do [ "$de_k" != Cpus_allowed_list: ] || { de_l=$de_v; break; }; done < /proc/self/status
+de_ifs=$IFS; IFS=,
+for de_r in $de_l; do case $de_r in *-*) de_n=$((de_n + ${de_r#*-} - ${de_r%-*} + 1));; ?*) de_n=$((de_n + 1));; esac; done
+IFS=$de_ifs
+[ "$de_n" -gt 0 ] || de_n=$(nproc)
+echo "cpu=$de_n"
+de_v=; while read -r de_k de_v _; do [ "$de_k" != MemTotal: ] || break; de_v=; done < /proc/meminfo
+echo "ram=$de_v"
+de_2() { de_v=$2; }
+if de_v=$(df -Pk /); then set -f; de_2 ${de_v#*"
+"}; set +f; else de_v=; fi
+echo "disk=$de_v"
+de_o=; [ ! -f ` + nodefs.Owner + ` ] || read -r de_o < ` + nodefs.Owner + `
+if [ -n "${DE_UNCLAIM:-}" ] && [ "$de_o" = "$DE_UNCLAIM" ]; then rm -f ` + nodefs.Owner + ` && echo "unclaimed=$DE_UNCLAIM" && de_o=; fi
+echo "owner=$de_o"
+if [ -r /etc/os-release ]; then ID= VERSION_ID= PRETTY_NAME=; . /etc/os-release; echo "os_id=${ID:-}"; echo "os_version=${VERSION_ID:-}"; echo "os_name=${PRETTY_NAME:-}"; fi
+de_v=; ! command -v monit >/dev/null 2>&1 || de_v=$(monit -V 2>/dev/null)
+case $de_v in *[Vv]ersion\ [0-9]*) de_v=${de_v#*[Vv]ersion }; de_v=${de_v%%[!0-9.]*};; *) de_v=;; esac
+echo "monit=$de_v"
 for n in "$@"; do
-  echo "name=$(timeout 5 getent ahostsv4 "$n" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' ')"
+  de_v=; de_g=$(timeout 5 getent ahostsv4 "$n" 2>/dev/null)
+  while read -r de_a _; do de_v="$de_v $de_a"; done <<de_EOF
+$de_g
+de_EOF
+  echo "name=$de_v"
 done
 `
 
@@ -221,7 +244,11 @@ func parseProbe(s string) (contract.ProbeResult, error) {
 		case "monit":
 			r.Monit = v
 		case "name":
-			r.Names = append(r.Names, contract.NameLookup{Addrs: append([]string{}, strings.Fields(v)...)})
+			// Each address as often as the resolver gave it (a line for
+			// each socket type): once each, in order.
+			addrs := strings.Fields(v)
+			slices.Sort(addrs)
+			r.Names = append(r.Names, contract.NameLookup{Addrs: append([]string{}, slices.Compact(addrs)...)})
 		case "fetch":
 			r.Fetched = append(r.Fetched, contract.FetchResult{Error: v})
 		}

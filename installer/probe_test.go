@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"os/exec"
 	"reflect"
 	"testing"
 
@@ -50,4 +51,43 @@ func FuzzParseProbe(f *testing.F) {
 			t.Errorf("accepted a report without hardware: %q", s)
 		}
 	})
+}
+
+// The node check reads with the shell's builtins what it read with tools
+// before (nproc, awk, df | awk, monit -V | sed, getent | awk | sort -u): the
+// same answers, in sh and in bash, which a node's login shell may be.
+func TestProbeScriptMatchesTools(t *testing.T) {
+	tools := `echo "cpu=$(nproc)"
+echo "ram=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
+echo "disk=$(df -Pk / | awk 'NR==2{print $2}')"
+echo "monit=$(monit -V 2>/dev/null | sed -n 's/.*[Vv]ersion \([0-9][0-9.]*\).*/\1/p' | head -n1)"
+for n in "$@"; do echo "name=$(getent ahostsv4 "$n" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' ')"; done
+`
+	names := []string{"localhost", "nonexistent.invalid"}
+	want, err := exec.Command("sh", append([]string{"-c", tools, "sh"}, names...)...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantR, err := parseProbe(string(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range []string{"sh", "bash"} {
+		t.Run(sh, func(t *testing.T) {
+			out, err := exec.Command(sh, append([]string{"-c", probeScript, sh}, names...)...).Output()
+			if err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			got, err := parseProbe(string(out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Hardware != wantR.Hardware || got.Monit != wantR.Monit || !reflect.DeepEqual(got.Names, wantR.Names) {
+				t.Errorf("with builtins %+v %q %+v\nwith tools    %+v %q %+v", got.Hardware, got.Monit, got.Names, wantR.Hardware, wantR.Monit, wantR.Names)
+			}
+			if got.OS.ID == "" || got.OS.PrettyName == "" {
+				t.Errorf("no OS read: %+v", got.OS)
+			}
+		})
+	}
 }
