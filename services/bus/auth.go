@@ -77,6 +77,15 @@ func AgentPermissions(ip string) *server.Permissions {
 	}
 }
 
+// ObserverPermissions let the observer follow the engine's events and
+// publish nothing: the events' AsyncAPI document states them.
+func ObserverPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Deny: []string{">"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{subject.AllEvents}},
+	}
+}
+
 func (a *auth) Check(c server.ClientAuthentication) bool {
 	opts := c.GetOpts()
 	if opts == nil {
@@ -96,10 +105,7 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 		if pw == "" || subtle.ConstantTimeCompare([]byte(opts.Password), []byte(pw)) != 1 {
 			return false
 		}
-		c.RegisterUser(&server.User{Username: ObserverUser, Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Deny: []string{">"}},
-			Subscribe: &server.SubjectPermission{Allow: []string{subject.AllEvents}},
-		}})
+		c.RegisterUser(&server.User{Username: ObserverUser, Permissions: ObserverPermissions()})
 		return true
 	}
 	tok, ok := strings.CutPrefix(opts.Username, AgentUserPrefix)

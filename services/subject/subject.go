@@ -323,6 +323,12 @@ const (
 	FamilyHeal      Family = "heal"
 )
 
+// Families are every family of event subjects, in the order the README
+// lists them.
+func Families() []Family {
+	return []Family{FamilyDeploy, FamilyLog, FamilyComponent, FamilyAudit, FamilyHeal, FamilyEngine}
+}
+
 // Event is a parsed de.evt subject: its family, and its kind (the last
 // token: a deployment's started, step or finished; a component's up or
 // down; an engine, audit or heal event's kind; a log line's component).

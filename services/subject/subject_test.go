@@ -112,3 +112,18 @@ func TestExecOutput(t *testing.T) {
 		}
 	}
 }
+
+// Families lists every family ParseEvent reads, once: the AsyncAPI
+// document has a channel for each.
+func TestFamilies(t *testing.T) {
+	seen := map[Family]bool{}
+	for _, f := range Families() {
+		if _, ok := eventTokens[f]; !ok || seen[f] {
+			t.Errorf("family %q: parsed %v, listed twice %v", f, ok, seen[f])
+		}
+		seen[f] = true
+	}
+	if len(seen) != len(eventTokens) {
+		t.Errorf("Families lists %d families, ParseEvent reads %d", len(seen), len(eventTokens))
+	}
+}
