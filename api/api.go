@@ -71,6 +71,8 @@ type server struct {
 	store *storeCheck
 	// openapi is the API's OpenAPI document, built once.
 	openapi []byte
+	// asyncapi is the AsyncAPI document of the engine's events.
+	asyncapi []byte
 }
 
 // New returns the engine's HTTP handler.
@@ -104,6 +106,9 @@ func New(o Options) (http.Handler, error) {
 		return nil, err
 	}
 	if s.openapi, err = openAPIDoc(s.routes(), o.Build); err != nil {
+		return nil, err
+	}
+	if s.asyncapi, err = AsyncAPI(o.Build); err != nil {
 		return nil, err
 	}
 	return s.router(m), nil

@@ -98,6 +98,7 @@ func (n names) Lookup(tok string) (Grant, bool) {
 // them back from the audit stream.
 func TestAuditTrail(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
+	followEvents(t, b.NC)
 	var stored atomic.Value
 	stored.Store(configJSON("10.0.0.1"))
 	reply := func(subj string, code int, body func() string) {

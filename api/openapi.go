@@ -38,6 +38,8 @@ var anonDocs = []anonDoc{
 		ok: []reply{{code: 200, desc: "Prometheus' text exposition format", media: "text/plain"}}}},
 	{"GET", OpenAPIPath, OpenAPIPath, opDoc{id: "openapi", summary: "This document",
 		ok: []reply{{code: 200, desc: "the OpenAPI 3.1 document of every route", schema: schemaObj{"type": "object"}}}}},
+	{"GET", AsyncAPIPath, AsyncAPIPath, opDoc{id: "asyncapi", summary: "The AsyncAPI 3.0 document of the events on the engine's NATS",
+		ok: []reply{{code: 200, desc: "the AsyncAPI 3.0 document of the de.evt.> subjects", schema: schemaObj{"type": "object"}}}}},
 	{"GET", "/mirror/*", "/mirror/{path}", opDoc{id: "mirrorFile", summary: "A file of the engine's apt mirror, for the nodes",
 		ok: []reply{{code: 200, desc: "the file, its content type by its name", media: "*/*"}},
 		errs: []reply{fails(404, "no such file in the mirror"),

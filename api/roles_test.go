@@ -83,6 +83,7 @@ func rolesServer(t *testing.T) (*httptest.Server, *nats.Conn, *tokenTable, http.
 func rolesServerLogged(t *testing.T) (*httptest.Server, *nats.Conn, *tokenTable, http.Handler, *syncBuffer) {
 	t.Helper()
 	b := bustest.Start(t, bus.ServerOptions{})
+	followEvents(t, b.NC)
 	tokens := &tokenTable{m: map[string]Grant{
 		prodTok: {Name: "prod-ci", Role: RoleDeploy, Clusters: []string{"prod"}},
 		wideTok: {Name: "wide", Role: RoleRead, Clusters: []string{"default", "prod"}},
@@ -169,7 +170,7 @@ func tableRoutes(t *testing.T, h http.Handler) map[string]Role {
 	out := map[string]Role{}
 	err := chi.Walk(h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		p, below := strings.CutPrefix(route, prefix)
-		if !below || route == OpenAPIPath {
+		if !below || route == OpenAPIPath || route == AsyncAPIPath {
 			return nil
 		}
 		key := method + " " + p
@@ -238,7 +239,7 @@ func TestRolesGateRoutes(t *testing.T) {
 	}
 
 	// The routes the nodes and monitoring fetch need no token at all.
-	for _, p := range []string{"/healthz", "/version", "/metrics", "/mirror/Packages", "/releases/r/1/packages/p.tgz", OpenAPIPath} {
+	for _, p := range []string{"/healthz", "/version", "/metrics", "/mirror/Packages", "/releases/r/1/packages/p.tgz", OpenAPIPath, AsyncAPIPath} {
 		if resp, body := do(t, "GET", ts.URL+p, ""); resp.StatusCode == 401 || resp.StatusCode == 403 {
 			t.Errorf("GET %s without a token: %d %s", p, resp.StatusCode, body)
 		}

@@ -102,6 +102,7 @@ func (s *server) anonymous(r chi.Router) {
 	r.Get("/healthz", s.healthz)
 	r.Get("/version", s.version)
 	r.Get(OpenAPIPath, s.serveOpenAPI)
+	r.Get(AsyncAPIPath, s.serveAsyncAPI)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	if o.MirrorDir != "" {
 		r.Handle("/mirror/*", http.StripPrefix("/mirror/", streaming(o.Limits.StreamIdle, mirrorHandler(o.MirrorDir).ServeHTTP)))

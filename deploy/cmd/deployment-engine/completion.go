@@ -44,6 +44,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"release":      {subs: []string{"upload", "list"}},
 	"version":      {},
 	"openapi":      {},
+	"asyncapi":     {},
 	"manifest": {subs: []string{"interpolate", "config"}, flags: []string{"--ops-file", "--var", "--vars-file", "--vars-store", "--var-errs", "--path",
 		"--home", "--key", "--domain", "--user"}},
 	"completion": {subs: []string{"bash", "zsh", "fish"}},
@@ -55,7 +56,8 @@ var commonClientFlags = []string{"--json", "--data", "--server", "--help"}
 
 // notClient are the commands that are not clients of a running engine.
 var notClient = map[string]bool{"serve": true, "backup": true, "restore": true, "mirror": true,
-	"token": true, "completion": true, "help": true, "openapi": true, "manifest": true}
+	"token": true, "completion": true, "help": true, "openapi": true, "manifest": true,
+	"asyncapi": true}
 
 func completionNames() []string {
 	var out []string

@@ -34,6 +34,7 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine release upload FILE | release list
   deployment-engine version
   deployment-engine openapi   (the API's OpenAPI 3.1 document, built in-process: no engine needed)
+  deployment-engine asyncapi  (the AsyncAPI 3.0 document of the engine's events on NATS, built in-process)
   deployment-engine manifest interpolate FILE [-o OPS]... [-v NAME=VALUE]... [-l VARS]... [--vars-store FILE] [--var-errs] [--path POINTER]
                               (a BOSH manifest with its ops files and variables, as bosh interpolate: no engine needed)
   deployment-engine manifest config FILE [-o OPS]... [-v ...] [-l ...] [--vars-store FILE] --home IP [--key PATH]
