@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -120,7 +121,6 @@ func (ev eventDoc) channel(sch *schemas) (ch, msg schemaObj, err error) {
 		return nil, nil, fmt.Errorf("%s: %w", ev.name, err)
 	}
 	params := schemaObj{}
-	var names []string
 	for i, tok := range tokens {
 		name, ok := placeholders[tok]
 		if !ok {
@@ -129,12 +129,17 @@ func (ev eventDoc) channel(sch *schemas) (ch, msg schemaObj, err error) {
 			}
 			continue
 		}
+		desc, ok := paramDescs[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: parameter %s has no description in paramDescs", ev.name, name)
+		}
 		tokens[i] = "{" + name + "}"
-		names = append(names, name)
-		p := schemaObj{"description": paramDescs[name]}
-		for field, v := range fields {
-			if v == tok {
+		p := schemaObj{"description": desc}
+		// The first field that holds the placeholder, for a stable document.
+		for _, field := range slices.Sorted(maps.Keys(fields)) {
+			if fields[field] == tok {
 				p["location"] = "$message.payload#/" + field
+				break
 			}
 		}
 		var examples []any
