@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/deployment-engine/engine/api/asyncapitest"
 	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/services/subject"
 )
@@ -64,9 +65,27 @@ func TestStarterStack(t *testing.T) {
 	defer nc.Close()
 	var mu sync.Mutex
 	seen := map[string]int{}
-	if _, err := nc.Subscribe(subject.AllEvents, func(m *nats.Msg) {
+	// Each event is held to the AsyncAPI document the engine serves: one
+	// on a subject it lacks, or that its schema does not allow, fails.
+	events := asyncAPIChecker(t, e)
+	var drift []error
+	checked := map[string]int{}
+	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()
+		t.Logf("events held to the AsyncAPI document, by channel: %v", checked)
+		for _, err := range drift {
+			t.Errorf("AsyncAPI drift: %v", err)
+		}
+	})
+	if _, err := nc.Subscribe(subject.AllEvents, func(m *nats.Msg) {
+		ch, err := events.Check(m.Subject, m.Data)
+		mu.Lock()
+		defer mu.Unlock()
+		checked[ch]++
+		if err != nil {
+			drift = append(drift, err)
+		}
 		parts := strings.Split(m.Subject, ".")
 		switch {
 		case parts[2] == "log":
@@ -375,4 +394,18 @@ func agentsAt(t *testing.T, home string) {
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
+}
+
+// asyncAPIChecker loads the AsyncAPI document e serves, without a token.
+func asyncAPIChecker(t *testing.T, e *harness.Engine) *asyncapitest.Checker {
+	t.Helper()
+	code, doc := e.Do("GET", "/deployment-engine/asyncapi.json", nil)
+	if code != 200 {
+		t.Fatalf("GET asyncapi.json: %d %s", code, doc)
+	}
+	c, err := asyncapitest.Load(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
