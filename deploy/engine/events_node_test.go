@@ -14,10 +14,11 @@ import (
 )
 
 // answeringNode is an SSH server on loopback that stands in for a node
-// whose every command fails: it answers the installer's probe with a
-// node's hardware and any other command with one line of output and exit
-// status 1, so a deploy starts, its steps run and fail, and their output
-// is published. Nothing runs on this machine. It returns the port.
+// whose every command fails: it answers the installer's probe (a script
+// that echoes cpu= and disk=) with a node's hardware and any other command
+// with one line of output and exit status 1, so a deploy starts and its
+// first step fails each attempt. Nothing runs on this machine. It returns
+// the port.
 func answeringNode(t *testing.T) string {
 	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
@@ -88,7 +89,7 @@ func serveSession(ch ssh.Channel, in <-chan *ssh.Request) {
 		_ = req.Reply(true, nil)
 		script, _ := io.ReadAll(io.LimitReader(ch, 1<<20))
 		status := uint32(1)
-		if all := cmd.Command + string(script); strings.Contains(all, "nproc") {
+		if all := cmd.Command + string(script); strings.Contains(all, `echo "cpu=`) && strings.Contains(all, `echo "disk=`) {
 			_, _ = io.WriteString(ch, "cpu=2\nram=4049952\ndisk=54988800\nowner=\nmonit=5.33.0\n")
 			status = 0
 		} else {
