@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
