@@ -11,6 +11,7 @@ const (
 	ActorAdmin = "admin"
 	// ActorAnonymous is every caller when the API runs with --auth none.
 	ActorAnonymous = "anonymous"
+	// A schedule's runs act as ScheduleActor(name): "schedule:<name>".
 )
 
 // AuditEntry is one change to the cluster, on de.evt.audit.<action>, kept
@@ -58,6 +59,11 @@ const (
 	AuditTakeover = "takeover"
 	// AuditMaintenance is a node put in maintenance or taken out.
 	AuditMaintenance = "maintenance"
+	// AuditSchedule is a schedule created or deleted; AuditScheduleRun one
+	// of its runs (started, skipped, missed or failed), whose actor is
+	// ScheduleActor(name).
+	AuditSchedule    = "schedule"
+	AuditScheduleRun = "schedule-run"
 
 	AuditHealRestart  = "heal-restart"
 	AuditHealReapply  = "heal-reapply"

@@ -401,6 +401,8 @@ type DeploymentSummary struct {
 	Finished *time.Time `json:"finished,omitempty"`
 	// Kind is what started it when not a deploy: restart, revert, rollback.
 	Kind string `json:"kind,omitempty"`
+	// Schedule names the schedule whose run started it, if one did.
+	Schedule string `json:"schedule,omitempty"`
 	// Held are the nodes in maintenance whose steps it held, and why.
 	Held []HeldNode `json:"held,omitempty"`
 }

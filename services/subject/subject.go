@@ -101,6 +101,12 @@ func MaintenanceSet() string  { return cmd("maintenance", "set") }
 func MaintenanceGet() string  { return cmd("maintenance", "get") }
 func MaintenanceList() string { return cmd("maintenance", "list") }
 
+// Commands of schedules (the planner's).
+func ScheduleAdd() string    { return cmd("schedule", "add") }
+func ScheduleGet() string    { return cmd("schedule", "get") }
+func ScheduleList() string   { return cmd("schedule", "list") }
+func ScheduleDelete() string { return cmd("schedule", "delete") }
+
 // Commands of the log store.
 func LogsList() string { return cmd("logs", "list") }
 func LogsRead() string { return cmd("logs", "read") }
