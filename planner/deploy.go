@@ -121,8 +121,10 @@ func (p *Planner) noneRunning() error {
 }
 
 // beginLocked starts a prepared deployment, keeping cfg, the config it
-// applies (nil: none), in the config history.
+// applies (nil: none), in the config history. A run of a schedule (ctx
+// says which) names it in the deployment.
 func (p *Planner) beginLocked(ctx context.Context, rec *sched.Record, cfg *contract.Config) (string, error) {
+	rec.Schedule = scheduleOf(ctx)
 	if err := p.sched.Begin(ctx, rec); err != nil {
 		return "", err
 	}

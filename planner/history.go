@@ -139,24 +139,33 @@ func (p *Planner) lastGood(ctx context.Context, not string) (contract.Config, st
 // is that one, the one before it is. Like a deploy, it checks the nodes
 // without the planner's lock (see start).
 func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, error) {
-	stored, err := p.storedConfig(ctx)
+	id, err := p.rollbackNow(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
+	return 202, contract.DeployStarted{ID: id}, nil
+}
+
+// rollbackNow starts a rollback and returns its deployment's id.
+func (p *Planner) rollbackNow(ctx context.Context) (string, error) {
+	stored, err := p.storedConfig(ctx)
+	if err != nil {
+		return "", err
+	}
 	if id, ok := p.sched.Running(); ok {
-		return 0, nil, kit.Errorf(409, "deployment %s is still running; roll back when it has finished", id)
+		return "", kit.Errorf(409, "deployment %s is still running; roll back when it has finished", id)
 	}
 	cfg, from, found, err := p.lastGood(ctx, p.configDigest(stored))
 	if err != nil {
-		return 0, nil, err
+		return "", err
 	}
 	if !found {
-		return 0, nil, kit.Errorf(409, "no earlier config deployed successfully: nothing to roll back to")
+		return "", kit.Errorf(409, "no earlier config deployed successfully: nothing to roll back to")
 	}
 	rec, err := p.prepareWith(ctx, cfg, contract.UpdateSettings{})
 	if err != nil {
 		p.noteRefusal(ctx, err)
-		return 0, nil, err
+		return "", err
 	}
 	rec.Kind = kindRollback
 	// Written on the revision checked, without the planner's lock (see
@@ -167,7 +176,7 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 	}
 	if err != nil {
 		p.noteRefusal(ctx, err)
-		return 0, nil, err
+		return "", err
 	}
 	p.mu.Lock()
 	id, err := p.beginLocked(ctx, rec, &cfg)
@@ -175,10 +184,10 @@ func (p *Planner) rollback(ctx context.Context, _ micro.Request) (int, any, erro
 	if err != nil {
 		// The config rolled back stays only with its deployment.
 		p.putBack(ctx, stored, rev, "rollback")
-		return 0, nil, err
+		return "", err
 	}
 	p.engineEvent(ctx, "rollback", fmt.Sprintf("rollback: deployment %s applies again the config of deployment %s", id, from))
-	return 202, contract.DeployStarted{ID: id}, nil
+	return id, nil
 }
 
 // ends is the service's side of the scheduler (sched.Hooks).

@@ -57,9 +57,15 @@ type Options struct {
 	// that drives the deployment every third of it (default 10s: another
 	// planner takes a deployment over within about 11s of its driver dying).
 	LeaseTTL time.Duration
-	// PlannerID names this planner in the deploy lock; a planner started
-	// again under the same name takes its lock back at once (default: random).
+	// PlannerID names this planner in the deploy lock and the schedules'
+	// lease; a planner started again under the same name takes them back
+	// at once (default: random).
 	PlannerID string
+	// ScheduleTick is how often the schedules are looked at (default 1s);
+	// ScheduleClock the clock they are due by (default time.Now). Tests
+	// set them.
+	ScheduleTick  time.Duration
+	ScheduleClock func() time.Time
 	// Control, when set, is the node script that runs a monit action
 	// ("restart") on a process and waits for its outcome; a rolling
 	// restart runs it. Nil: a simpler wait for a new process.
@@ -115,14 +121,17 @@ type Planner struct {
 	secretKey []byte
 }
 
-// Start registers the planner's endpoints and resumes a deployment that a
-// stopped engine left running.
+// Start registers the planner's endpoints, resumes a deployment that a
+// stopped engine left running and starts the schedules' runner.
 func Start(ctx context.Context, o Options) (*Planner, error) {
 	if o.ProbeTimeout == 0 {
 		o.ProbeTimeout = 15 * time.Second
 	}
 	if o.StepTimeout == 0 {
 		o.StepTimeout = 15 * time.Minute
+	}
+	if o.PlannerID == "" {
+		o.PlannerID = "planner-" + bus.RandomSecret()[:8]
 	}
 	svc := kit.NewService(o.Logger, "planner")
 	p := &Planner{o: o, log: svc.Log(), svc: svc, secretKey: o.SecretKey}
@@ -154,6 +163,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	maps.Copy(eps, p.maintenanceEndpoints())
+	maps.Copy(eps, p.scheduleEndpoints())
 	if err := svc.Serve(o.NC, "configs, plans and deployments", eps); err != nil {
 		return nil, err
 	}
@@ -161,6 +171,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		return nil, err
 	}
 	p.listenAtStoredHome(ctx)
+	p.startSchedules()
 	return p, nil
 }
 

@@ -24,37 +24,47 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
+	id, err := p.restartWith(ctx, in)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 202, contract.DeployStarted{ID: id}, nil
+}
+
+// restartWith starts the rolling restart in asks for and returns its
+// deployment's id.
+func (p *Planner) restartWith(ctx context.Context, in contract.RollingRestart) (string, error) {
 	if _, err := contract.InFlight(in.MaxInFlight, 1); err != nil {
-		return 0, nil, kit.Errorf(400, "max_in_flight %v", err)
+		return "", kit.Errorf(400, "max_in_flight %v", err)
 	}
 	cfg, err := p.storedConfig(ctx)
 	if err != nil {
-		return 0, nil, err
+		return "", err
 	}
 	ips, ok := cfg.Components[in.Component]
 	switch {
 	case !ok:
-		return 0, nil, kit.Errorf(400, "the config has no component %q", in.Component)
+		return "", kit.Errorf(400, "the config has no component %q", in.Component)
 	case in.IP != "0.0.0.0" && !slices.Contains(ips, in.IP):
-		return 0, nil, kit.Errorf(400, "component %s does not run on %s (it runs on %s)", in.Component, in.IP, strings.Join(ips, ", "))
+		return "", kit.Errorf(400, "component %s does not run on %s (it runs on %s)", in.Component, in.IP, strings.Join(ips, ", "))
 	case in.IP != "0.0.0.0":
 		ips = []string{in.IP}
 	}
 	cat, ok := p.o.Catalogs[cfg.CatalogName()]
 	if !ok || cat.Components[in.Component] == nil {
-		return 0, nil, kit.Errorf(400, "a rolling restart needs a catalog component; %s is none", in.Component)
+		return "", kit.Errorf(400, "a rolling restart needs a catalog component; %s is none", in.Component)
 	}
 	if id, ok := p.sched.Running(); ok {
-		return 0, nil, kit.Errorf(409, "deployment %s is still running; restart when it has finished", id)
+		return "", kit.Errorf(409, "deployment %s is still running; restart when it has finished", id)
 	}
 	previous, err := sched.LoadPlacement(ctx, p.o.Res)
 	if err != nil {
-		return 0, nil, err
+		return "", err
 	}
 	var nodes []string
 	for _, ip := range ips {
 		if !slices.Contains(previous[ip], in.Component) {
-			return 0, nil, kit.Errorf(409, "%s is not deployed on %s yet: deploy first", in.Component, ip)
+			return "", kit.Errorf(409, "%s is not deployed on %s yet: deploy first", in.Component, ip)
 		}
 		if !slices.Contains(nodes, ip) {
 			nodes = append(nodes, ip)
@@ -69,11 +79,11 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	}
 	results, err := p.probe(ctx, cfg, nodes)
 	if err != nil {
-		return 0, nil, err
+		return "", err
 	}
 	for _, r := range results {
 		if !r.Reachable {
-			return 0, nil, kit.Errorf(502, "cannot reach %s: %s", r.IP, r.Error)
+			return "", kit.Errorf(502, "cannot reach %s: %s", r.IP, r.Error)
 		}
 	}
 	id := newID()
@@ -81,7 +91,7 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	set := steps.SettingsFor(cat, cfg, in.Component, contract.UpdateSettings{Canaries: &zero, MaxInFlight: in.MaxInFlight})
 	groups, err := steps.BatchesOf(ips, set, len(cfg.Components[in.Component]))
 	if err != nil {
-		return 0, nil, kit.Errorf(400, "max_in_flight: %v", err)
+		return "", kit.Errorf(400, "max_in_flight: %v", err)
 	}
 	proc := cat.Components[in.Component].Process
 	script := steps.RestartScript(proc)
@@ -90,18 +100,18 @@ func (p *Planner) rollingRestart(ctx context.Context, req micro.Request) (int, a
 	}
 	planned, batches, err := p.builderFor(cfg, cat, id, previous, nil).RestartSteps(in.Component, groups, set, script)
 	if err != nil {
-		return 0, nil, kit.Errorf(500, "could not plan the restart: %v", err)
+		return "", kit.Errorf(500, "could not plan the restart: %v", err)
 	}
 	rec := sched.NewRecord(id, map[string][]string{}, planned)
 	rec.Batches, rec.Kind = batches, kindRestart
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.stillCurrent(ctx, cfg); err != nil {
-		return 0, nil, err
+		return "", err
 	}
 	if _, err := p.beginLocked(ctx, rec, nil); err != nil {
-		return 0, nil, err
+		return "", err
 	}
 	p.engineEvent(ctx, "restart", fmt.Sprintf("rolling restart of %s on %s, %s at a time: deployment %s", in.Component, strings.Join(ips, ", "), in.MaxInFlight, id))
-	return 202, contract.DeployStarted{ID: id}, nil
+	return id, nil
 }

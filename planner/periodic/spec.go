@@ -61,6 +61,9 @@ func Parse(expr, zone string) (Spec, error) {
 	return out, nil
 }
 
+// IsZero tells whether s was not parsed.
+func (s Spec) IsZero() bool { return s.sched == nil }
+
 // Next is the first time the schedule is due after t.
 func (s Spec) Next(t time.Time) time.Time {
 	return s.sched.Next(t.In(s.loc)).UTC()
