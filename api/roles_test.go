@@ -160,6 +160,10 @@ var routeRoles = map[string]Role{
 	"POST /rollback":                RoleDeploy,
 	"POST /scale":                   RoleDeploy,
 	"POST /takeover":                RoleDeploy,
+	"GET /schedules":                RoleRead,
+	"GET /schedules/{name}":         RoleRead,
+	"POST /schedules":               RoleDeploy, // each run deploys
+	"DELETE /schedules/{name}":      RoleDeploy,
 }
 
 // tableRoutes walks the real router: every route below the prefix that

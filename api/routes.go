@@ -184,6 +184,16 @@ func (s *server) routes() []route {
 		{method: http.MethodPut, pattern: "/nodes/{ip}/maintenance", handler: s.maintenanceSet, role: RoleOperate,
 			reads: reading(readMaintenance), audit: auditSpec{action: contract.AuditMaintenance, param: "ip"}},
 
+		// Work on a schedule: a cron expression in a time zone and an action
+		// (deploy, restart, rollback) that the planner holding the
+		// schedules' lease runs as the action's own route would.
+		{method: http.MethodGet, pattern: "/schedules", handler: s.forward(subject.ScheduleList()), role: RoleRead},
+		{method: http.MethodPost, pattern: "/schedules", handler: s.scheduleAdd, role: RoleDeploy, reads: reading(readSchedule),
+			audit: auditSpec{action: contract.AuditSchedule}},
+		{method: http.MethodGet, pattern: "/schedules/{name}", handler: s.scheduleNamed(subject.ScheduleGet()), role: RoleRead},
+		{method: http.MethodDelete, pattern: "/schedules/{name}", handler: s.scheduleNamed(subject.ScheduleDelete()), role: RoleDeploy,
+			audit: auditSpec{action: contract.AuditSchedule, param: "name"}},
+
 		// The logs' names go to the log service as data in a JSON body; the
 		// service alone decides what is a log, so no name reaches the file
 		// system from here.

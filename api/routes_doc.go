@@ -68,6 +68,7 @@ var (
 	noConfig   = fails(http.StatusForbidden, "no config has been submitted yet")
 	noDeploy   = fails(http.StatusNotFound, "no deployment has this id")
 	noNode     = fails(http.StatusNotFound, "not an IP, or a node neither in the config nor in maintenance")
+	noSchedule = fails(http.StatusNotFound, "no schedule has this name")
 	unreadable = fails(http.StatusBadRequest, "the body is not what the route takes: the error says why, problems name each field at fault")
 	nodesFail  = fails(http.StatusBadGateway, "a node could not be reached or did not do as asked")
 	conflict   = fails(http.StatusConflict, "a deployment runs, or the config or the nodes changed meanwhile: the error says which")
@@ -196,6 +197,24 @@ var routeDocs = map[string]opDoc{
 		desc: "A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.",
 		body: &bodyDoc{desc: `{"on": true, "reason": "why"} or {"on": false}; the reason at most 200 bytes, no control character`, typ: typeOf[maintenanceSwitch]()},
 		ok:   []reply{ok[contract.NodeMaintenance](200, "the node's maintenance as it now is")}, errs: []reply{unreadable, noNode}},
+
+	"GET /schedules": {id: "listSchedules", summary: "The schedules, each with its next run and its last", bus: true,
+		ok: []reply{ok[[]contract.Schedule](200, "every schedule, by name")}},
+	"POST /schedules": {id: "addSchedule", summary: "Run an action on a cron schedule", bus: true,
+		desc: "The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, " +
+			"args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, " +
+			"a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; " +
+			"a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment " +
+			"still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.",
+		body: body[scheduleBody]("the schedule; time_zone an IANA zone (default UTC), cron 5 fields or a descriptor (@daily, @every 1h)"),
+		ok:   []reply{ok[contract.Schedule](201, "stored, with its next run")},
+		errs: []reply{fails(400, "a field is at fault: the error and problems[].path name it (name, cron, time_zone, action, args, missed)"),
+			fails(409, "a schedule has this name: delete it first")}},
+	"GET /schedules/{name}": {id: "getSchedule", summary: "A schedule, with its next run and its last", bus: true,
+		ok: []reply{ok[contract.Schedule](200, "the schedule")}, errs: []reply{noSchedule}},
+	"DELETE /schedules/{name}": {id: "deleteSchedule", summary: "Delete a schedule: it runs no more", bus: true,
+		desc: "A deployment a run started goes on.",
+		ok:   []reply{ok[contract.Schedule](200, "the schedule as it was")}, errs: []reply{noSchedule}},
 
 	"GET /download": {id: "listLogs", summary: "The names of the logs", bus: true,
 		ok: []reply{ok[[]string](200, "the log names, for /logs/{name} and PUT /download")}},
