@@ -69,6 +69,13 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   node maintenance [IP [on --reason TEXT | off]]
                                    the nodes in maintenance, or hold one out: auto-heal leaves it
                                    alone, deployments hold its steps, status says MAINTENANCE
+  schedule add NAME --cron EXPR --action deploy|restart|rollback [--tz ZONE] [--args JSON]
+           [--allow-overlap] [--missed run_once]
+                                   run an action on a cron schedule, in a time zone (default UTC);
+                                   --args is its route's body ('{"name": "web", "ip": "0.0.0.0",
+                                   "max_in_flight": 1}' for restart); a run is skipped while the
+                                   previous run's deployment runs, unless --allow-overlap
+  schedule list | delete NAME      the schedules with their next and last run, or delete one
   certificates                     every certificate the engine made or serves (the agents' CA and
                                    listener, the API's): subject, expiry, days left ("!" under 30)
   report ID                        a deployment's timings: per node, component and action, the
@@ -112,6 +119,7 @@ type session struct {
 	plan           string
 	maxInFlight    string
 	reason         string
+	schedule       scheduleFlags
 	args           []string
 	data, server   string
 	stdout, stderr io.Writer
@@ -152,6 +160,12 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
 	fs.StringVar(&s.maxInFlight, "max-in-flight", "", "restart: a rolling restart, this many (or this percentage) at a time")
 	fs.StringVar(&s.reason, "reason", "", "node maintenance IP on: why the node is held out")
+	fs.StringVar(&s.schedule.cron, "cron", "", "schedule add: when, 5 cron fields or a descriptor (@daily, @every 1h)")
+	fs.StringVar(&s.schedule.tz, "tz", "", "schedule add: the cron's IANA time zone (default UTC)")
+	fs.StringVar(&s.schedule.action, "action", "", "schedule add: deploy, restart or rollback")
+	fs.StringVar(&s.schedule.args, "args", "", "schedule add: the action's body, as JSON")
+	fs.BoolVar(&s.schedule.allowOverlap, "allow-overlap", false, "schedule add: run even while the previous run's deployment runs")
+	fs.StringVar(&s.schedule.missed, "missed", "", "schedule add: runs missed while no planner ran: skip (default) or run_once")
 	help = fs.Bool("help", false, "show help")
 	fs.BoolVar(help, "h", false, "show help")
 	return fs, data, server, help

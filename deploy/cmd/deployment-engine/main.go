@@ -30,6 +30,8 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine logs [NAME]
   deployment-engine report ID | audit [since=] [actor=] [action=] | heal [on|off]
   deployment-engine node maintenance [IP [on --reason TEXT | off]]
+  deployment-engine schedule add NAME --cron EXPR --action ACTION [--tz ZONE] [--args JSON] [--allow-overlap] [--missed run_once]
+  deployment-engine schedule list | schedule delete NAME
   deployment-engine certificates
   deployment-engine release upload FILE | release list
   deployment-engine version
