@@ -62,9 +62,13 @@ func TestScheduleCommands(t *testing.T) {
 		{"bad cron", func(s *contract.Schedule) { s.Cron = "every sunday" }, "cron"},
 		{"unknown zone", func(s *contract.Schedule) { s.TimeZone = "Europe/Atlantis" }, "time_zone"},
 		{"unknown action", func(s *contract.Schedule) { s.Action = "backup" }, "action"},
-		{"a component the config lacks", func(s *contract.Schedule) { s.Args = json.RawMessage(`{"comp": "nats", "ip": "0.0.0.0", "max_in_flight": "1"}`) }, "args"},
+		{"a component the config lacks", func(s *contract.Schedule) {
+			s.Args = json.RawMessage(`{"comp": "nats", "ip": "0.0.0.0", "max_in_flight": "1"}`)
+		}, "args"},
 		{"a node the component is not on", func(s *contract.Schedule) { s.Args = json.RawMessage(`{"comp": "web", "ip": "10.9.0.2"}`) }, "args"},
-		{"deploy args", func(s *contract.Schedule) { s.Action, s.Args = contract.ScheduleDeploy, json.RawMessage(`{"canaries": "one"}`) }, "args"},
+		{"deploy args", func(s *contract.Schedule) {
+			s.Action, s.Args = contract.ScheduleDeploy, json.RawMessage(`{"canaries": "one"}`)
+		}, "args"},
 		{"bad name", func(s *contract.Schedule) { s.Name = "weekly.web" }, "name"},
 		{"missed", func(s *contract.Schedule) { s.Missed = "catch-up" }, "missed"},
 	} {
