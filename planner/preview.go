@@ -3,12 +3,10 @@ package planner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/nats-io/nats.go/micro"
 
@@ -19,7 +17,6 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
-	"github.com/deployment-engine/engine/services/nodeclient"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
@@ -99,7 +96,7 @@ func (p *Planner) preview(ctx context.Context, cfg, stored contract.Config) (*co
 
 	// First the markers (and monit, which decides the mirror step), then
 	// the files of the steps the markers point at.
-	reads := p.readNodes(ctx, nodes, func(string) string { return preview.MarkersScript })
+	reads := preview.ReadNodes(ctx, p.o.NC, nodes, func(string) string { return preview.MarkersScript }, p.o.ProbeTimeout)
 	noMonit := map[string]bool{}
 	for ip, r := range reads {
 		noMonit[ip] = r.Err == "" && !r.Monit
@@ -148,7 +145,7 @@ func (p *Planner) preview(ctx context.Context, cfg, stored contract.Config) (*co
 			add(old.Files)
 		}
 	}
-	files := p.readNodes(ctx, nodes, func(ip string) string { return preview.FilesScript(paths[ip]) })
+	files := preview.ReadNodes(ctx, p.o.NC, nodes, func(ip string) string { return preview.FilesScript(paths[ip]) }, p.o.ProbeTimeout)
 	for ip, r := range reads {
 		if f := files[ip]; f.Err != "" && r.Err == "" {
 			r.Err = f.Err
@@ -194,88 +191,21 @@ func (p *Planner) configDigest(cfg contract.Config) string {
 	return steps.Hash(parts...)
 }
 
-// writtenSteps finds, among the rendered steps kept per deployment, the
-// ones the nodes' markers point at (step id@hash), newest deployment first,
-// and the configs of the deployments they come from, whose secrets their
-// files may hold.
+// writtenSteps finds the rendered steps the nodes' markers point at
+// (sched.WrittenSteps), with the configs of the deployments they come
+// from, whose secrets their files may hold.
 func (p *Planner) writtenSteps(ctx context.Context, wanted map[string]bool) (map[string]contract.Step, []contract.Config, error) {
-	out := map[string]contract.Step{}
-	if len(wanted) == 0 {
-		return out, nil, nil
-	}
-	keys, err := sched.DeploymentIDs(ctx, p.o.Res)
+	out, ids, err := sched.WrittenSteps(ctx, p.o.Res, wanted)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list deployments: %w", err)
+		return nil, nil, err
 	}
 	var cfgs []contract.Config
-	var ids []string
-	for _, k := range keys {
-		if strings.HasPrefix(k, "d-") {
-			ids = append(ids, k)
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
 	for _, id := range ids {
-		if len(out) == len(wanted) {
-			break
-		}
-		specs, err := sched.StoredSteps(ctx, p.o.Res, id)
-		if err != nil {
-			continue
-		}
-		used := false
-		for sid, s := range specs {
-			key := sid + "@" + s.Hash
-			if _, done := out[key]; wanted[key] && !done {
-				out[key], used = s, true
-			}
-		}
-		if !used {
-			continue
-		}
 		if cfg, err := p.appliedConfig(ctx, id); err == nil {
 			cfgs = append(cfgs, cfg)
 		}
 	}
 	return out, cfgs, nil
-}
-
-// readNodes runs a read-only script on every node through the installer.
-func (p *Planner) readNodes(ctx context.Context, nodes []string, script func(ip string) string) map[string]preview.Read {
-	out := make(map[string]preview.Read, len(nodes))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, ip := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := p.readNode(ctx, ip, script(ip))
-			mu.Lock()
-			out[ip] = r
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
-func (p *Planner) readNode(ctx context.Context, ip, script string) preview.Read {
-	r := preview.Read{Markers: map[string]string{}}
-	x, err := nodeclient.Exec(ctx, p.o.NC, ip, script, p.o.ProbeTimeout)
-	var answered *nodeclient.AnswerError
-	if errors.As(err, &answered) {
-		r.Err = fmt.Sprintf("not read (%d): %s", answered.Code, answered.Msg)
-		return r
-	}
-	if err != nil {
-		r.Err = "not read: " + err.Error()
-		return r
-	}
-	if x.Error != "" || x.ExitCode != 0 {
-		r.Err = fmt.Sprintf("not read: %s (exit %d)", x.Error, x.ExitCode)
-		return r
-	}
-	return preview.ParseRead(x.Output, strings.Contains(script, "echo end"))
 }
 
 // errStalePlan is a deployment refused because what it would do is no
@@ -287,7 +217,7 @@ func errStalePlan(id, now string) error {
 // markersOf reads the step markers of nodes; a node not read is missing.
 func (p *Planner) markersOf(ctx context.Context, nodes []string) map[string]map[string]string {
 	out := map[string]map[string]string{}
-	for ip, r := range p.readNodes(ctx, nodes, func(string) string { return preview.MarkersScript }) {
+	for ip, r := range preview.ReadNodes(ctx, p.o.NC, nodes, func(string) string { return preview.MarkersScript }, p.o.ProbeTimeout) {
 		if r.Err == "" {
 			out[ip] = r.Markers
 		}

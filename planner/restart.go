@@ -41,14 +41,9 @@ func (p *Planner) restartWith(ctx context.Context, in contract.RollingRestart) (
 	if err != nil {
 		return "", err
 	}
-	ips, ok := cfg.Components[in.Component]
-	switch {
-	case !ok:
-		return "", kit.Errorf(400, "the config has no component %q", in.Component)
-	case in.IP != "0.0.0.0" && !slices.Contains(ips, in.IP):
-		return "", kit.Errorf(400, "component %s does not run on %s (it runs on %s)", in.Component, in.IP, strings.Join(ips, ", "))
-	case in.IP != "0.0.0.0":
-		ips = []string{in.IP}
+	ips, err := cfg.InstancesOf(in.Component, in.IP)
+	if err != nil {
+		return "", &kit.Error{Code: 400, Msg: err.Error()}
 	}
 	cat, ok := p.o.Catalogs[cfg.CatalogName()]
 	if !ok || cat.Components[in.Component] == nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -56,14 +54,7 @@ func (p *Planner) scheduleAdd(ctx context.Context, req micro.Request) (int, any,
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
-	if in.TimeZone == "" {
-		in.TimeZone = periodic.DefaultZone
-	}
-	if err := contract.CheckSchedule(in); err != nil {
-		return 0, nil, fieldError(err)
-	}
-	spec, err := periodic.Parse(in.Cron, in.TimeZone)
-	if err != nil {
+	if _, err := periodic.Prepare(&in); err != nil {
 		return 0, nil, fieldError(err)
 	}
 	if err := p.checkScheduleTarget(ctx, in); err != nil {
@@ -78,7 +69,7 @@ func (p *Planner) scheduleAdd(ctx context.Context, req micro.Request) (int, any,
 	}
 	p.log.Info("schedule added", "schedule", in.Name, "cron", in.Cron, "zone", in.TimeZone, "action", in.Action, "actor", in.Actor)
 	p.engineEvent(ctx, "schedule", fmt.Sprintf("schedule %s added by %s: %s at %q (%s)", in.Name, in.Actor, in.Action, in.Cron, in.TimeZone))
-	return 201, p.scheduleView(ctx, in, spec), nil
+	return 201, p.scheduleView(ctx, in), nil
 }
 
 // checkScheduleTarget checks a restart's instances against the stored
@@ -98,12 +89,8 @@ func (p *Planner) checkScheduleTarget(ctx context.Context, s contract.Schedule) 
 	if err != nil || !ok || t.Comp == "all" {
 		return err
 	}
-	ips, found := cfg.Components[t.Comp]
-	switch {
-	case !found:
-		return &contract.FieldError{Field: "args", Reason: fmt.Sprintf("the config has no component %q", t.Comp)}
-	case t.IP != "0.0.0.0" && !slices.Contains(ips, t.IP):
-		return &contract.FieldError{Field: "args", Reason: fmt.Sprintf("component %s does not run on %s (it runs on %s)", t.Comp, t.IP, strings.Join(ips, ", "))}
+	if _, err := cfg.InstancesOf(t.Comp, t.IP); err != nil {
+		return &contract.FieldError{Field: "args", Reason: err.Error()}
 	}
 	return nil
 }
@@ -119,8 +106,7 @@ func (p *Planner) scheduleGet(ctx context.Context, req micro.Request) (int, any,
 	if err != nil {
 		return 0, nil, err
 	}
-	spec, _ := periodic.Parse(st.Cron, st.TimeZone)
-	return 200, p.scheduleView(ctx, st.Schedule, spec), nil
+	return 200, p.scheduleView(ctx, st.Schedule), nil
 }
 
 // scheduleList answers every schedule, by name.
@@ -131,8 +117,7 @@ func (p *Planner) scheduleList(ctx context.Context, _ micro.Request) (int, any, 
 	}
 	out := make([]contract.Schedule, 0, len(list))
 	for _, st := range list {
-		spec, _ := periodic.Parse(st.Cron, st.TimeZone)
-		out = append(out, p.scheduleView(ctx, st.Schedule, spec))
+		out = append(out, p.scheduleView(ctx, st.Schedule))
 	}
 	return 200, out, nil
 }
@@ -160,31 +145,19 @@ func (p *Planner) scheduleDelete(ctx context.Context, req micro.Request) (int, a
 	return 200, st.Schedule, nil
 }
 
-// loadSchedule reads schedule name: 404 for none, or a name no schedule
-// can have.
+// loadSchedule reads schedule name: 404 for none.
 func (p *Planner) loadSchedule(ctx context.Context, name string) (bus.StoredSchedule, error) {
-	if err := contract.CheckSchedule(contract.Schedule{Name: name, Cron: "-", Missed: contract.MissedSkip, Action: contract.ScheduleRollback}); err != nil {
-		return bus.StoredSchedule{}, kit.Errorf(404, "no schedule %q", contract.Clip(name))
-	}
-	st, err := bus.LoadSchedule(ctx, p.o.Res.Engine, name)
-	if bus.IsNotFound(err) {
-		return st, kit.Errorf(404, "no schedule %s", name)
+	st, err := periodic.Load(ctx, p.o.Res.Engine, name)
+	if errors.Is(err, periodic.ErrNotFound) {
+		return st, &kit.Error{Code: 404, Msg: err.Error()}
 	}
 	return st, err
 }
 
 // scheduleView is s as shown: its next run, and its last run's
 // deployment's state now.
-func (p *Planner) scheduleView(ctx context.Context, s contract.Schedule, spec periodic.Spec) contract.Schedule {
-	if !spec.IsZero() {
-		after := p.scheduleNow()
-		if s.Created.After(after) {
-			after = s.Created
-		}
-		if s.LastRun != nil && s.LastRun.Due.After(after) {
-			after = s.LastRun.Due
-		}
-		next := spec.Next(after)
+func (p *Planner) scheduleView(ctx context.Context, s contract.Schedule) contract.Schedule {
+	if next, ok := periodic.NextRun(s, p.scheduleNow()); ok {
 		s.NextRun = &next
 	}
 	if s.LastRun != nil && s.LastRun.Deployment != "" {

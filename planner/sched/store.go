@@ -186,6 +186,44 @@ func DeploymentIDs(ctx context.Context, res *bus.Resources) ([]string, error) {
 	return slices.DeleteFunc(keys, func(k string) bool { return strings.Contains(k, ".") }), err
 }
 
+// WrittenSteps finds, among the rendered steps kept per deployment, the
+// ones wanted (step id@hash, as the nodes' markers name them), newest
+// deployment first, and the ids of the deployments they came from.
+func WrittenSteps(ctx context.Context, res *bus.Resources, wanted map[string]bool) (map[string]contract.Step, []string, error) {
+	out := map[string]contract.Step{}
+	if len(wanted) == 0 {
+		return out, nil, nil
+	}
+	keys, err := DeploymentIDs(ctx, res)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list deployments: %w", err)
+	}
+	ids := slices.DeleteFunc(keys, func(k string) bool { return !strings.HasPrefix(k, "d-") })
+	slices.Sort(ids)
+	slices.Reverse(ids)
+	var from []string
+	for _, id := range ids {
+		if len(out) == len(wanted) {
+			break
+		}
+		specs, err := StoredSteps(ctx, res, id)
+		if err != nil {
+			continue
+		}
+		used := false
+		for sid, s := range specs {
+			key := sid + "@" + s.Hash
+			if _, done := out[key]; wanted[key] && !done {
+				out[key], used = s, true
+			}
+		}
+		if used {
+			from = append(from, id)
+		}
+	}
+	return out, from, nil
+}
+
 // legacySpecs ends the key under which a store written before DE_SCHEDULER
 // kept a deployment's steps in DE_DEPLOYMENTS.
 const legacySpecs = "-specs"

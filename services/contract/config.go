@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -335,6 +336,22 @@ func (c Config) Clone() Config {
 
 // Nodes returns every distinct IP of the config, in a stable order: by
 // component name, then position.
+// InstancesOf is the nodes of component comp that ip names: all of them
+// for "0.0.0.0", else ip alone; an error names a component the config
+// lacks, or a node comp does not run on.
+func (c Config) InstancesOf(comp, ip string) ([]string, error) {
+	ips, ok := c.Components[comp]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("the config has no component %q", Clip(comp))
+	case ip == "0.0.0.0":
+		return ips, nil
+	case !slices.Contains(ips, ip):
+		return nil, fmt.Errorf("component %s does not run on %s (it runs on %s)", comp, Clip(ip), strings.Join(ips, ", "))
+	}
+	return []string{ip}, nil
+}
+
 func (c Config) Nodes() []string {
 	seen := map[string]bool{}
 	var out []string
