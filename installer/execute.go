@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // outcome is how a message's steps ran once.
@@ -57,18 +58,22 @@ func (r *stepRun) exitError(res execResult, cancelled bool, tail string) (int, e
 	case cancelled:
 		return -1, errCancelled
 	case errors.Is(res.err, context.DeadlineExceeded):
-		return -1, r.timedOut()
+		return exitTimedOut, r.timedOut()
 	case res.err != nil:
 		return -1, res.err
 	case res.code == 0:
 		return 0, nil
 	case res.code == exitLocked:
 		return -1, errors.New("another run of this step holds its lock on the node")
-	case res.code == 124:
-		return -1, r.timedOut()
+	case res.code == exitTimedOut:
+		return exitTimedOut, r.timedOut()
 	}
 	return res.code, permanent{errScript{code: res.code, tail: tail}}
 }
+
+// exitTimedOut is the exit status of a step killed at its deadline, as
+// timeout(1) gives it, whether the node's shell or the engine stopped it.
+const exitTimedOut = 124
 
 // timedOut is a step killed at its deadline: a retry would only wait as
 // long again.
@@ -103,3 +108,35 @@ func (t *stderrTail) add(stream, text string) {
 }
 
 func (t stderrTail) String() string { return strings.Join(t, " | ") }
+
+// Bounds of an outputTail: the lines it keeps, and their bytes.
+const (
+	keptLines = 20
+	keptBytes = 4 << 10
+)
+
+// outputTail keeps the last lines of a step's output, both streams, for
+// a result that shows them: at most keptLines lines and keptBytes bytes,
+// a longer line cut to its end.
+type outputTail struct {
+	lines []string
+	size  int
+}
+
+func (t *outputTail) add(text string) {
+	if len(text) > keptBytes {
+		cut := len(text) - keptBytes
+		for cut < len(text) && !utf8.RuneStart(text[cut]) {
+			cut++
+		}
+		text = "…" + text[cut:]
+	}
+	t.lines = append(t.lines, text)
+	t.size += len(text) + 1
+	for len(t.lines) > keptLines || t.size > keptBytes {
+		t.size -= len(t.lines[0]) + 1
+		t.lines = t.lines[1:]
+	}
+}
+
+func (t outputTail) String() string { return strings.Join(t.lines, "\n") }

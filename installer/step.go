@@ -30,6 +30,9 @@ type stepRun struct {
 	ended atomic.Bool
 	// tail is its script's last lines of stderr; output writes it.
 	tail stderrTail
+	// kept is the last of its output, both streams, redacted, when the
+	// step keeps it (Step.KeepOutput); output writes it, report reads it.
+	kept outputTail
 }
 
 // stepTimeout is a step's deadline on the node.
@@ -101,7 +104,11 @@ func withPrelude(pre, script string) string {
 // last of stderr for its error. Its caller makes the calls one at a time.
 func (r *stepRun) output(red contract.OutputRedactor, stream, text string) {
 	r.tail.add(stream, text)
-	r.line(stream, red.Redact(text))
+	text = red.Redact(text)
+	if r.s.KeepOutput {
+		r.kept.add(text)
+	}
+	r.line(stream, text)
 }
 
 func (r *stepRun) line(stream, text string) {
@@ -128,6 +135,9 @@ func (r *stepRun) report(state string, code *int, errMsg string, final bool) err
 	if final || state == contract.StateFailed {
 		now := time.Now().UTC()
 		ev.Finished = &now
+	}
+	if final && s.KeepOutput {
+		ev.Output = r.kept.String()
 	}
 	b, _ := json.Marshal(ev)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -57,6 +57,8 @@ const (
 	// AuditPlan is a plan asked for: it renders a release's templates.
 	AuditPlan     = "plan"
 	AuditTakeover = "takeover"
+	// AuditExec is a command run on nodes: its object is the command.
+	AuditExec = "exec"
 	// AuditMaintenance is a node put in maintenance or taken out.
 	AuditMaintenance = "maintenance"
 	// AuditSchedule is a schedule created or deleted; AuditScheduleRun one

@@ -177,6 +177,10 @@ type Step struct {
 	// it without running it when another engine owns the node, and records
 	// Engine as the owner before the script runs (nodefs.Owner).
 	Claim bool `json:"claim,omitempty"`
+	// KeepOutput asks for the last lines of the step's output, stdout and
+	// stderr, redacted, in its final event (StepEvent.Output): an exec's
+	// result shows them.
+	KeepOutput bool `json:"keep_output,omitempty"`
 	// Chain are the node's steps that follow this one with nothing between
 	// them that needs the engine: the installer runs them after it, in
 	// order, in the same SSH session, each reported as its own step. The
@@ -217,6 +221,9 @@ type StepEvent struct {
 	Error      string     `json:"error,omitempty"`
 	// Final is set when the installer will not try this attempt again.
 	Final bool `json:"final,omitempty"`
+	// Output is the last lines of the step's output, redacted, in its
+	// final event when the step asked for them (Step.KeepOutput).
+	Output string `json:"output,omitempty"`
 }
 
 // LogLine is one line of output on de.evt.log.<id>.<node>.<component>.
@@ -272,6 +279,9 @@ type StepStatus struct {
 	ExitCode  *int       `json:"exit_code"`
 	Error     string     `json:"error"`
 	After     []string   `json:"after,omitempty"`
+	// Output is the last lines of its output, redacted, when the step
+	// keeps them (an exec's).
+	Output string `json:"output,omitempty"`
 }
 
 // Deployment states.
@@ -399,7 +409,8 @@ type DeploymentSummary struct {
 	Changed  int        `json:"changed"`
 	Created  time.Time  `json:"created"`
 	Finished *time.Time `json:"finished,omitempty"`
-	// Kind is what started it when not a deploy: restart, revert, rollback.
+	// Kind is what started it when not a deploy: restart, revert,
+	// rollback, exec.
 	Kind string `json:"kind,omitempty"`
 	// Schedule names the schedule whose run started it, if one did.
 	Schedule string `json:"schedule,omitempty"`
