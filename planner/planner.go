@@ -160,6 +160,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.DeployRestart():  p.rollingRestart,
 		subject.ConfigHistory():  p.configHistory,
 		subject.DeployTakeover(): p.takeover,
+		subject.DeployExec():     p.fleetExec,
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	maps.Copy(eps, p.maintenanceEndpoints())

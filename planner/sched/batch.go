@@ -66,6 +66,9 @@ func (r *Record) batchState(b contract.Batch) (string, string) {
 
 // haltReason says why a rollout halted, when one of its batches failed.
 func (r *Record) haltReason() string {
+	if r.Through {
+		return "" // nothing halts it
+	}
 	for _, b := range r.Batches {
 		if b.State != contract.BatchFailed {
 			continue

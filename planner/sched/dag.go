@@ -34,6 +34,10 @@ type Record struct {
 	// Changes marks a base whose changes follow it under <id>.<n>
 	// (records.go); a whole record has none.
 	Changes bool `json:"changes,omitempty"`
+	// Through makes After an order and nothing more: a step runs once the
+	// steps it names have ended, whatever their end, and a failure skips
+	// nothing (an exec that does not halt on a failure).
+	Through bool `json:"through,omitempty"`
 	// rev is the revision its base was read or last written at, seq the
 	// number of its last change read or written: its next write is
 	// refused if another scheduler wrote it since. stored is what of it
@@ -96,6 +100,14 @@ func settled(state string) bool {
 	return stepDone(state) || state == contract.StateHeld
 }
 
+// settles is settled for r's steps: in a Through record, any end will do.
+func (r *Record) settles(state string) bool {
+	if r.Through {
+		return contract.Final(state)
+	}
+	return settled(state)
+}
+
 // hold marks held every pending step of a node in maintenance, and every
 // step another node runs for an instance of one (a balancer's drain and
 // ready of it), and names the nodes it held in the deployment. A held step
@@ -154,13 +166,13 @@ func (r *Record) apply(ev contract.StepEvent) bool {
 	case contract.StateRunning:
 		st.State = contract.StateRunning
 	case contract.StateSucceeded, contract.StateUnchanged:
-		st.State, st.Finished, st.ExitCode, st.Error = ev.State, ev.Finished, ev.ExitCode, ""
+		st.State, st.Finished, st.ExitCode, st.Error, st.Output = ev.State, ev.Finished, ev.ExitCode, "", ev.Output
 		if ev.State == contract.StateSucceeded {
 			r.Changed++
 		}
 	case contract.StateFailed:
 		if ev.Final {
-			st.State, st.Finished, st.ExitCode = contract.StateFailed, ev.Finished, ev.ExitCode
+			st.State, st.Finished, st.ExitCode, st.Output = contract.StateFailed, ev.Finished, ev.ExitCode, ev.Output
 			r.unchain(st.Node)
 		}
 	}
@@ -176,7 +188,7 @@ func (r *Record) skipBlocked() bool {
 		changed = false
 		for i := range r.Steps {
 			st := &r.Steps[i]
-			if st.State != contract.StatePending {
+			if st.State != contract.StatePending || r.Through {
 				continue
 			}
 			for _, a := range st.After {
@@ -209,7 +221,7 @@ func (r *Record) ready() []string {
 		}
 		ok := true
 		for _, a := range st.After {
-			if !settled(r.Steps[r.index[a]].State) {
+			if !r.settles(r.Steps[r.index[a]].State) {
 				ok = false
 				break
 			}
@@ -261,7 +273,7 @@ func (r *Record) chain(head string) []string {
 			}
 			ok := true
 			for _, a := range st.After {
-				if !in[a] && !settled(r.Steps[r.index[a]].State) {
+				if !in[a] && !r.settles(r.Steps[r.index[a]].State) {
 					ok = false
 					break
 				}
@@ -286,7 +298,7 @@ func (r *Record) behind(st *contract.StepStatus) bool {
 		return false
 	}
 	for _, a := range st.After {
-		if !settled(r.Steps[r.index[a]].State) {
+		if !r.settles(r.Steps[r.index[a]].State) {
 			return true
 		}
 	}
@@ -363,6 +375,9 @@ func (r *Record) conclude(reason string, now time.Time) int {
 	switch {
 	case reason != "":
 		r.State, r.Error = contract.DeployFailed, reason
+	case failed > 0 && r.Through:
+		r.State = contract.DeployFailed
+		r.Error = fmt.Sprintf("%d of %d step(s) failed", failed, len(r.Steps))
 	case failed > 0:
 		r.State = contract.DeployFailed
 		r.Error = fmt.Sprintf("%d step(s) failed; fix the cause and deploy again: only what failed or never ran will run", failed)
