@@ -30,6 +30,7 @@ func examples() map[reflect.Type]any {
 			Warnings: []string{"DNS: on node 10.0.0.2, cf.local does not resolve; point it at haproxy (10.0.0.1)"}},
 		hw,
 		contract.DeployStarted{ID: "d-20261124-223905-1a2b"},
+		contract.FleetExecStarted{ID: "d-20261124-223905-1a2b", Command: "systemctl is-active nginx"},
 		contract.ScaleItem{Comp: "web", Ip: "10.0.0.7"},
 		contract.Takeover{V: 1, From: "e-013048c3775d", Nodes: []string{"10.0.0.1"}},
 		contract.TakeoverReply{V: 1, From: "e-013048c3775d", Cleared: 1, Nodes: []contract.TakeoverResult{{IP: "10.0.0.1", Owner: "e-013048c3775d", Cleared: true}}},

@@ -152,7 +152,8 @@ var routeRoles = map[string]Role{
 	"PUT /heal":                     RoleOperate,
 	"PUT /restart":                  RoleOperate,
 	"PUT /stop":                     RoleOperate,
-	"GET /deploy":                   RoleDeploy, // the SPEC's deploy by GET
+	"POST /exec":                    RoleOperate, // runs a command on nodes, as a deployment
+	"GET /deploy":                   RoleDeploy,  // the SPEC's deploy by GET
 	"POST /deploy":                  RoleDeploy,
 	"POST /config":                  RoleDeploy, // renders releases when it checks, and with ?check=0 too
 	"POST /plan":                    RoleDeploy, // renders releases

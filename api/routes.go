@@ -171,6 +171,10 @@ func (s *server) routes() []route {
 			audit: audited(contract.AuditRestart)},
 		{method: http.MethodPut, pattern: "/stop", handler: s.stop, role: RoleOperate, reads: reading(readTarget),
 			audit: audited(contract.AuditStop)},
+		// Runs a command on nodes: a deployment of kind exec, 202 {"id",
+		// "command"}; its entry's object is the command, secrets taken out.
+		{method: http.MethodPost, pattern: "/exec", handler: s.fleetExec, role: RoleOperate,
+			audit: audited(contract.AuditExec)},
 		// Auto-heal's state: on or off, the meltdown guard, and every
 		// instance it is working on.
 		{method: http.MethodGet, pattern: "/heal", handler: s.forward(subject.HealGet()), role: RoleRead},

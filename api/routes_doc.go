@@ -183,6 +183,13 @@ var routeDocs = map[string]opDoc{
 		query: targetQuery, body: body[contract.Target]("the instances, instead of the query"),
 		ok:   []reply{ok[contract.ControlOutcome](200, "every instance stopped")},
 		errs: []reply{unreadable, noConfig, ok[contract.ControlOutcome](502, "an instance did not stop: the outcome of each")}},
+	"POST /exec": {id: "exec", summary: "Run a command on a component's nodes, or on nodes named: a deployment of kind exec", bus: true,
+		desc: "One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), " +
+			"killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. " +
+			"Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.",
+		body: &bodyDoc{desc: `{"component": "web"} or {"nodes": ["10.0.0.2"]}, not both; the command at most 4096 bytes, run as root by bash`, typ: typeOf[execRequest]()},
+		ok:   []reply{ok[contract.FleetExecStarted](202, "the exec started: follow its deployment at /deployments/{id}")},
+		errs: []reply{unreadable, noConfig, conflict}},
 	"GET /heal": {id: "getHeal", summary: "Auto-heal: on or off, the meltdown guard, the instances it works on", bus: true,
 		ok: []reply{ok[contract.HealState](200, "auto-heal's state")}},
 	"PUT /heal": {id: "setHeal", summary: "Turn auto-heal on (lifting the meltdown guard) or off", bus: true,
