@@ -60,6 +60,12 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   restart COMP IP --max-in-flight N [--follow]
                                    a rolling restart: N (or N%) instances at a time, each out of its
                                    balancer, restarted, watched healthy and put back
+  exec COMP|IP[,IP...] [--max-in-flight N|N%] [--timeout S] [--halt-on-failure] -- COMMAND...
+                                   run COMMAND (as root, by bash) on every node of COMP, or on the
+                                   nodes named, N at a time (default 1), each within S seconds
+                                   (default 60); a table: NODE EXIT DURATION OUTPUT-TAIL (the
+                                   config's secrets redacted); exit 1 when any node failed; --json:
+                                   the steps as the engine has them
   rollback [--follow]              deploy the last config whose deployment succeeded again
   scale COMP IP [--follow]         add an instance on a new IP and deploy it
   logs [NAME]                      list the logs, or print one
@@ -120,6 +126,8 @@ type session struct {
 	maxInFlight    string
 	reason         string
 	schedule       scheduleFlags
+	timeout        int
+	halt           bool
 	args           []string
 	data, server   string
 	stdout, stderr io.Writer
@@ -158,7 +166,9 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends")
 	fs.BoolVar(&s.check, "check", true, "config set and edit: contact the nodes to check them")
 	fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
-	fs.StringVar(&s.maxInFlight, "max-in-flight", "", "restart: a rolling restart, this many (or this percentage) at a time")
+	fs.StringVar(&s.maxInFlight, "max-in-flight", "", "restart: a rolling restart, this many (or this percentage) at a time; exec: nodes at a time")
+	fs.IntVar(&s.timeout, "timeout", 0, "exec: seconds the command may run on each node (default 60, at most 3600)")
+	fs.BoolVar(&s.halt, "halt-on-failure", false, "exec: run no further batch once a node failed")
 	fs.StringVar(&s.reason, "reason", "", "node maintenance IP on: why the node is held out")
 	fs.StringVar(&s.schedule.cron, "cron", "", "schedule add: when, 5 cron fields or a descriptor (@daily, @every 1h)")
 	fs.StringVar(&s.schedule.tz, "tz", "", "schedule add: the cron's IANA time zone (default UTC)")

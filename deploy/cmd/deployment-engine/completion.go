@@ -33,6 +33,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"hardware":     {},
 	"restart":      {flags: []string{"--max-in-flight", "--follow"}},
 	"rollback":     {flags: []string{"--follow"}},
+	"exec":         {flags: []string{"--max-in-flight", "--timeout", "--halt-on-failure"}},
 	"stop":         {},
 	"scale":        {flags: []string{"--follow"}},
 	"logs":         {},

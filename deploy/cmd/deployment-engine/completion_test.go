@@ -96,6 +96,8 @@ func TestCompletion(t *testing.T) {
 		{[]string{"serve", "--no"}, "--no-agents"},
 		{[]string{"serve", "--tls"}, "--tls --tls-cert --tls-key"},
 		{[]string{"deploy", "--p"}, "--plan"},
+		{[]string{"exec", "--ti"}, "--timeout"},
+		{[]string{"exec", "--ha"}, "--halt-on-failure"},
 		{[]string{"status", "--js"}, "--json"},
 		{[]string{"ver"}, "version"},
 		{[]string{"comp"}, "completion"},

@@ -27,6 +27,7 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine deploy [--follow] [--plan ID] | cancel ID | takeover ENGINE-ID [IP...]
   deployment-engine status | hardware [COMP IP]
   deployment-engine restart COMP IP | stop COMP IP | scale COMP IP
+  deployment-engine exec COMP|IP[,IP...] [--max-in-flight N] [--timeout S] -- COMMAND...
   deployment-engine logs [NAME]
   deployment-engine report ID | audit [since=] [actor=] [action=] | heal [on|off]
   deployment-engine node maintenance [IP [on --reason TEXT | off]]
