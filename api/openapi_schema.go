@@ -42,7 +42,7 @@ func (s *schemas) custom(t reflect.Type) (schemaObj, bool) {
 	case reflect.TypeFor[contract.Flex]():
 		// A number or a string holding one; written as a number, or null
 		// when unset.
-		return schemaObj{"type": []string{"integer", "string", "null"},
+		return schemaObj{"anyOf": anyType("integer", "string", "null"),
 			"description": "a whole number >= 0, as a JSON number or a string holding one; null when unset"}, true
 	case reflect.TypeFor[contract.HealConfig]():
 		return schemaObj{"oneOf": []any{schemaObj{"type": "boolean"}, s.structSchema(t)}}, true
@@ -53,8 +53,8 @@ func (s *schemas) custom(t reflect.Type) (schemaObj, bool) {
 // customFields are fields whose JSON a type's UnmarshalJSON widens.
 var customFields = map[string]schemaObj{
 	// A number or a percentage; read as a number too.
-	"UpdateSettings.max_in_flight": {"type": []string{"string", "integer"}, "description": `a number of instances, or a percentage of them ("50%")`},
-	"execRequest.max_in_flight":    {"type": []string{"string", "integer"}, "description": `nodes at once: a number, or a percentage of the nodes ("50%"); default 1`},
+	"UpdateSettings.max_in_flight": {"anyOf": anyType("string", "integer"), "description": `a number of instances, or a percentage of them ("50%")`},
+	"execRequest.max_in_flight":    {"anyOf": anyType("string", "integer"), "description": `nodes at once: a number, or a percentage of the nodes ("50%"); default 1`},
 }
 
 // ref is the schema of t, a reference for a named struct.
@@ -178,6 +178,18 @@ func hasOpt(opts, name string) bool {
 		}
 	}
 	return false
+}
+
+// anyType is the schemas of a value of any of types, for anyOf. JSON
+// Schema also writes it {"type": [types...]}, but client generators
+// (oapi-codegen) take a list of types only as one type or null; as anyOf
+// they make it a union type with a method for each.
+func anyType(types ...string) []any {
+	out := make([]any, len(types))
+	for i, t := range types {
+		out[i] = schemaObj{"type": t}
+	}
+	return out
 }
 
 // nullable is sch or null.

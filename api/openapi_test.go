@@ -131,6 +131,77 @@ func TestOpenAPIGolden(t *testing.T) {
 	}
 }
 
+// Client generators take a schema's list of types as one type or null
+// only (oapi-codegen refuses ["integer", "string"]): a value of several
+// types is an anyOf of them, which they make a union type. The anyOf
+// allows what the list of types did.
+func TestOpenAPISchemasArePortable(t *testing.T) {
+	var doc any
+	if err := json.Unmarshal(document(t), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if types, ok := v["type"].([]any); ok {
+				var named []any
+				for _, ty := range types {
+					if ty != "null" {
+						named = append(named, ty)
+					}
+				}
+				if len(named) > 1 {
+					t.Errorf("%s: type %v; write it as anyOf", path, types)
+				}
+			}
+			for k, e := range v {
+				walk(path+"/"+k, e)
+			}
+		case []any:
+			for i, e := range v {
+				walk(fmt.Sprintf("%s/%d", path, i), e)
+			}
+		}
+	}
+	walk("#", doc)
+
+	c, err := openapitest.Load(context.Background(), document(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas := c.Doc().Components.Schemas
+	flex := schemas["Flex"].Value
+	maxInFlight := schemas["UpdateConfig"].Value.Properties["max_in_flight"].Value
+	for _, tc := range []struct {
+		name   string
+		schema *openapi3.Schema
+		value  string
+		valid  bool
+	}{
+		{"Flex, a number", flex, `15`, true},
+		{"Flex, a string", flex, `"15"`, true},
+		{"Flex, unset", flex, `null`, true},
+		{"Flex, a boolean", flex, `true`, false},
+		{"Flex, a fraction", flex, `1.5`, false},
+		{"max_in_flight, a number", maxInFlight, `2`, true},
+		{"max_in_flight, a percentage", maxInFlight, `"50%"`, true},
+		{"max_in_flight, null", maxInFlight, `null`, false},
+		{"max_in_flight, an object", maxInFlight, `{}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var v any
+			if err := json.Unmarshal([]byte(tc.value), &v); err != nil {
+				t.Fatal(err)
+			}
+			err := tc.schema.VisitJSON(v, openapi3.EnableJSONSchema2020())
+			if (err == nil) != tc.valid {
+				t.Errorf("%s: valid %v, want %v (%v)", tc.value, err == nil, tc.valid, err)
+			}
+		})
+	}
+}
+
 // Every route the router serves is described, with an operation id, a
 // summary and a successful answer; no description is left of a route
 // that is gone, and no operation id is used twice.
