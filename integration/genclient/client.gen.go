@@ -184,6 +184,12 @@ type ErrorBody struct {
 	Problems *[]Problem `json:"problems,omitempty"`
 }
 
+// FleetExecStarted Examples: {"command":"systemctl is-active nginx","id":"d-20261124-223905-1a2b"}
+type FleetExecStarted struct {
+	Command string `json:"command"`
+	Id      string `json:"id"`
+}
+
 // Flex a whole number >= 0, as a JSON number or a string holding one; null when unset
 type Flex struct {
 	union json.RawMessage
@@ -489,6 +495,7 @@ type StepStatus struct {
 	Finished  *time.Time `json:"finished"`
 	Id        string     `json:"id"`
 	Node      string     `json:"node"`
+	Output    *string    `json:"output,omitempty"`
 	Started   *time.Time `json:"started"`
 	State     string     `json:"state"`
 }
@@ -596,6 +603,29 @@ type Webhook struct {
 	Name   *string   `json:"name,omitempty"`
 	Secret *string   `json:"secret,omitempty"`
 	Url    string    `json:"url"`
+}
+
+// ExecRequest defines model for execRequest.
+type ExecRequest struct {
+	Command       string  `json:"command"`
+	Component     *string `json:"component,omitempty"`
+	HaltOnFailure *bool   `json:"halt_on_failure,omitempty"`
+
+	// MaxInFlight nodes at once: a number, or a percentage of the nodes ("50%"); default 1
+	MaxInFlight *ExecRequest_MaxInFlight `json:"max_in_flight,omitempty"`
+	Nodes       *[]string                `json:"nodes,omitempty"`
+	Timeout     *int                     `json:"timeout,omitempty"`
+}
+
+// ExecRequestMaxInFlight0 defines model for ExecRequest.MaxInFlight.0.
+type ExecRequestMaxInFlight0 = string
+
+// ExecRequestMaxInFlight1 defines model for ExecRequest.MaxInFlight.1.
+type ExecRequestMaxInFlight1 = int
+
+// ExecRequest_MaxInFlight nodes at once: a number, or a percentage of the nodes ("50%"); default 1
+type ExecRequest_MaxInFlight struct {
+	union json.RawMessage
 }
 
 // HealSwitch defines model for healSwitch.
@@ -759,6 +789,9 @@ type PostConfigJSONRequestBody = Config
 
 // DownloadLogTextRequestBody defines body for DownloadLog for text/plain ContentType.
 type DownloadLogTextRequestBody = DownloadLogTextBody
+
+// ExecJSONRequestBody defines body for Exec for application/json ContentType.
+type ExecJSONRequestBody = ExecRequest
 
 // HardwareJSONRequestBody defines body for Hardware for application/json ContentType.
 type HardwareJSONRequestBody = Target
@@ -1031,6 +1064,68 @@ func (t UpdateSettings_MaxInFlight) MarshalJSON() ([]byte, error) {
 }
 
 func (t *UpdateSettings_MaxInFlight) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsExecRequestMaxInFlight0 returns the union data inside the ExecRequest_MaxInFlight as a ExecRequestMaxInFlight0
+func (t ExecRequest_MaxInFlight) AsExecRequestMaxInFlight0() (ExecRequestMaxInFlight0, error) {
+	var body ExecRequestMaxInFlight0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromExecRequestMaxInFlight0 overwrites any union data inside the ExecRequest_MaxInFlight as the provided ExecRequestMaxInFlight0
+func (t *ExecRequest_MaxInFlight) FromExecRequestMaxInFlight0(v ExecRequestMaxInFlight0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeExecRequestMaxInFlight0 performs a merge with any union data inside the ExecRequest_MaxInFlight, using the provided ExecRequestMaxInFlight0
+func (t *ExecRequest_MaxInFlight) MergeExecRequestMaxInFlight0(v ExecRequestMaxInFlight0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsExecRequestMaxInFlight1 returns the union data inside the ExecRequest_MaxInFlight as a ExecRequestMaxInFlight1
+func (t ExecRequest_MaxInFlight) AsExecRequestMaxInFlight1() (ExecRequestMaxInFlight1, error) {
+	var body ExecRequestMaxInFlight1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromExecRequestMaxInFlight1 overwrites any union data inside the ExecRequest_MaxInFlight as the provided ExecRequestMaxInFlight1
+func (t *ExecRequest_MaxInFlight) FromExecRequestMaxInFlight1(v ExecRequestMaxInFlight1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeExecRequestMaxInFlight1 performs a merge with any union data inside the ExecRequest_MaxInFlight, using the provided ExecRequestMaxInFlight1
+func (t *ExecRequest_MaxInFlight) MergeExecRequestMaxInFlight1(v ExecRequestMaxInFlight1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ExecRequest_MaxInFlight) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ExecRequest_MaxInFlight) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }
@@ -1468,6 +1563,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /deployment-engine/download (the `DownloadLog` operationId).
 	DownloadLogWithTextBody(ctx context.Context, body DownloadLogTextRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ExecWithBody Run a command on a component's nodes, or on nodes named: a deployment of kind exec
+	//
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /deployment-engine/exec (the `Exec` operationId).
+	ExecWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// Exec Run a command on a component's nodes, or on nodes named: a deployment of kind exec
+	//
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /deployment-engine/exec (the `Exec` operationId).
+	Exec(ctx context.Context, body ExecJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// HardwareWithBody The hardware of an instance's node, or of every node
 	//
@@ -1994,6 +2107,44 @@ func (c *Client) DownloadLogWithBody(ctx context.Context, contentType string, bo
 // Corresponds with PUT /deployment-engine/download (the `DownloadLog` operationId).
 func (c *Client) DownloadLogWithTextBody(ctx context.Context, body DownloadLogTextRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDownloadLogRequestWithTextBody(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ExecWithBody Run a command on a component's nodes, or on nodes named: a deployment of kind exec
+//
+// One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /deployment-engine/exec (the `Exec` operationId).
+func (c *Client) ExecWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewExecRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// Exec Run a command on a component's nodes, or on nodes named: a deployment of kind exec
+//
+// One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /deployment-engine/exec (the `Exec` operationId).
+func (c *Client) Exec(ctx context.Context, body ExecJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewExecRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3430,6 +3581,46 @@ func NewDownloadLogRequestWithBody(server string, contentType string, body io.Re
 	return req, nil
 }
 
+// NewExecRequest calls the generic Exec builder with application/json body
+func NewExecRequest(server string, body ExecJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewExecRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewExecRequestWithBody constructs an http.Request for the Exec method, with any body, and a specified content type
+func NewExecRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/exec")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewHardwareRequest calls the generic Hardware builder with application/json body
 func NewHardwareRequest(server string, params *HardwareParams, body HardwareJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -4695,6 +4886,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /deployment-engine/download (the `DownloadLog` operationId).
 	DownloadLogWithTextBodyWithResponse(ctx context.Context, body DownloadLogTextRequestBody, reqEditors ...RequestEditorFn) (*DownloadLogResponse, error)
+
+	// ExecWithBodyWithResponse Run a command on a component's nodes, or on nodes named: a deployment of kind exec
+	//
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/exec (the `Exec` operationId).
+	ExecWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ExecResponse, error)
+
+	// ExecWithResponse Run a command on a component's nodes, or on nodes named: a deployment of kind exec
+	//
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/exec (the `Exec` operationId).
+	ExecWithResponse(ctx context.Context, body ExecJSONRequestBody, reqEditors ...RequestEditorFn) (*ExecResponse, error)
 
 	// HardwareWithBodyWithResponse The hardware of an instance's node, or of every node
 	//
@@ -6586,6 +6795,124 @@ func (r DownloadLogResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r DownloadLogResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ExecResponse401Headers the declared response headers of an HTTP 401 response for Exec
+type ExecResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ExecResponse429Headers the declared response headers of an HTTP 429 response for Exec
+type ExecResponse429Headers struct {
+	RetryAfter string
+}
+
+type ExecResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *FleetExecStarted
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ExecResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ExecResponse429Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r ExecResponse) GetJSON202() *FleetExecStarted {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ExecResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ExecResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ExecResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r ExecResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ExecResponse) GetJSON413() *ErrorBody {
+	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ExecResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ExecResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ExecResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ExecResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ExecResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ExecResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ExecResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ExecResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -9681,6 +10008,36 @@ func (c *ClientWithResponses) DownloadLogWithTextBodyWithResponse(ctx context.Co
 	return ParseDownloadLogResponse(rsp)
 }
 
+// ExecWithBodyWithResponse Run a command on a component's nodes, or on nodes named: a deployment of kind exec
+//
+// One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/exec (the `Exec` operationId).
+func (c *ClientWithResponses) ExecWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ExecResponse, error) {
+	rsp, err := c.ExecWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseExecResponse(rsp)
+}
+
+// ExecWithResponse Run a command on a component's nodes, or on nodes named: a deployment of kind exec
+//
+// One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/exec (the `Exec` operationId).
+func (c *ClientWithResponses) ExecWithResponse(ctx context.Context, body ExecJSONRequestBody, reqEditors ...RequestEditorFn) (*ExecResponse, error) {
+	rsp, err := c.Exec(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseExecResponse(rsp)
+}
+
 // HardwareWithBodyWithResponse The hardware of an instance's node, or of every node
 //
 // Names the instance in the query, or in a JSON body as the manual sends it: {"Comp": "web", "Ip": "10.0.0.1"}.
@@ -11692,6 +12049,118 @@ func ParseDownloadLogResponse(rsp *http.Response) (*DownloadLogResponse, error) 
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers DownloadLogResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseExecResponse parses an HTTP response from a ExecWithResponse call
+func ParseExecResponse(rsp *http.Response) (*ExecResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ExecResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest FleetExecStarted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ExecResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ExecResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
