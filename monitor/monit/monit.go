@@ -149,7 +149,15 @@ func ParseSummary(out []byte) ([]Service, error) {
 		return nil, fmt.Errorf("monit summary: %d bytes is more than monit prints", len(out))
 	}
 	text := ansiRe.ReplaceAll(out, nil)
-	lower := bytes.ToLower(text)
+	// ASCII lower case keeps every byte where it was, so that an index in
+	// lower is one in text (bytes.ToLower widens an invalid byte to U+FFFD).
+	lower := make([]byte, len(text))
+	for i, b := range text {
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		lower[i] = b
+	}
 	for _, e := range daemonErrors {
 		if i := bytes.Index(lower, []byte(e)); i >= 0 {
 			return nil, &DaemonError{Msg: strings.TrimSpace(firstLine(string(text[i:])))}
