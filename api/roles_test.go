@@ -141,6 +141,7 @@ var routeRoles = map[string]Role{
 	"GET /heal":                     RoleRead,
 	"GET /logs.tar.gz":              RoleRead,
 	"GET /logs/{name}":              RoleRead,
+	"GET /logs/follow":              RoleRead, // a stream of runtime log lines
 	"GET /precheck":                 RoleRead,
 	"GET /prometheus/targets":       RoleRead,
 	"GET /releases":                 RoleRead,

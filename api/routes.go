@@ -206,6 +206,8 @@ func (s *server) routes() []route {
 			audit: auditSpec{readOnly: "the SPEC's download of a log by PUT"}},
 		{method: http.MethodGet, pattern: "/logs/{name}", handler: streaming(idle, s.serveLog), role: RoleRead},
 		{method: http.MethodGet, pattern: "/logs.tar.gz", handler: streaming(idle, s.logBundle), role: RoleRead},
+		// A component's runtime log lines, live, as server-sent events.
+		{method: http.MethodGet, pattern: "/logs/follow", handler: streaming(idle, s.followLogs), role: RoleRead, stream: true},
 
 		{method: http.MethodGet, pattern: "/releases", handler: s.listReleases, role: RoleRead},
 		// The entry's object is the release the reply names.

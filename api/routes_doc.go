@@ -238,6 +238,22 @@ var routeDocs = map[string]opDoc{
 		ok:   []reply{{code: 200, desc: "the archive", media: "application/gzip"}},
 		errs: []reply{fails(502, "the log service answered something unreadable")}},
 
+	"GET /logs/follow": {id: "followLogs", summary: "A component's runtime log lines, live, as server-sent events", bus: true,
+		desc: "Each \"line\" event is one line a node's agent read from one of the component's log files, as it arrives; with tail, " +
+			"the last lines of each instance's file in the log store come first (tail true). Only the config's instances of the component " +
+			"(on ip, when given) are followed, and the config's secrets are redacted. A comment every 15 s keeps the connection. " +
+			"The stream ends when the client leaves or its token is revoked, or with a \"cut\" event when the client falls too far behind.",
+		query: []param{
+			{"component", "the component whose lines to follow (required)", str},
+			{"ip", "only its instance on this node", str},
+			{"tail", "the last this many lines of each instance first (default 0)", schemaObj{"type": "integer", "minimum": 0, "maximum": followTailMax}},
+		},
+		ok: []reply{{code: 200, desc: "the stream", media: "text/event-stream", events: map[string]reflect.Type{
+			"line": typeOf[contract.FollowLine](), "cut": typeOf[contract.ErrorBody](),
+		}}},
+		errs: []reply{fails(400, "component, ip or tail is at fault: the error and problems[].path name it (a component the config lacks, a node it does not run on)"),
+			noConfig, fails(500, "the server cannot stream")}},
+
 	"GET /releases": {id: "listReleases", summary: "The stored BOSH releases",
 		ok:   []reply{ok[[]contract.ReleaseSummary](200, "the releases")},
 		errs: []reply{fails(500, "the store could not be read"), fails(503, "this engine keeps no releases")}},

@@ -275,6 +275,11 @@ func NodeLog(ip, component string) string {
 // AllNodeLogs matches every runtime log line of every node.
 const AllNodeLogs = "de.node.*.log.*"
 
+// NodeLogsOf matches the runtime log lines of one component on every node.
+func NodeLogsOf(component string) string {
+	return "de.node.*.log." + check("component", component)
+}
+
 // NodeLogSubject is a parsed de.node.<ip>.log.<component> subject.
 type NodeLogSubject struct{ IP, Component string }
 
