@@ -753,6 +753,18 @@ type Hardware200JSONResponseBody struct {
 	union json.RawMessage
 }
 
+// FollowLogsParams defines parameters for FollowLogs.
+type FollowLogsParams struct {
+	// Component the component whose lines to follow (required)
+	Component *string `form:"component,omitempty" json:"component,omitempty"`
+
+	// Ip only its instance on this node
+	Ip *string `form:"ip,omitempty" json:"ip,omitempty"`
+
+	// Tail the last this many lines of each instance first (default 0)
+	Tail *int `form:"tail,omitempty" json:"tail,omitempty"`
+}
+
 // RestartParams defines parameters for Restart.
 type RestartParams struct {
 	// Comp the component ("all" for every one); also spelt name or component
@@ -1624,6 +1636,13 @@ type ClientInterface interface {
 	// Corresponds with GET /deployment-engine/logs.tar.gz (the `LogBundle` operationId).
 	LogBundle(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// FollowLogs A component's runtime log lines, live, as server-sent events
+	//
+	// Each "line" event is one line a node's agent read from one of the component's log files, as it arrives; with tail, the last lines of each instance's file in the log store come first (tail true). Only the config's instances of the component (on ip, when given) are followed, and the config's secrets are redacted. A comment every 15 s keeps the connection. The stream ends when the client leaves or its token is revoked, or with a "cut" event when the client falls too far behind.
+	//
+	// Corresponds with GET /deployment-engine/logs/follow (the `FollowLogs` operationId).
+	FollowLogs(ctx context.Context, params *FollowLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetLog A log, with Range support
 	//
 	// Corresponds with GET /deployment-engine/logs/{name} (the `GetLog` operationId).
@@ -2247,6 +2266,23 @@ func (c *Client) SetHeal(ctx context.Context, body SetHealJSONRequestBody, reqEd
 // Corresponds with GET /deployment-engine/logs.tar.gz (the `LogBundle` operationId).
 func (c *Client) LogBundle(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewLogBundleRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// FollowLogs A component's runtime log lines, live, as server-sent events
+//
+// Each "line" event is one line a node's agent read from one of the component's log files, as it arrives; with tail, the last lines of each instance's file in the log store come first (tail true). Only the config's instances of the component (on ip, when given) are followed, and the config's secrets are redacted. A comment every 15 s keeps the connection. The stream ends when the client leaves or its token is revoked, or with a "cut" event when the client falls too far behind.
+//
+// Corresponds with GET /deployment-engine/logs/follow (the `FollowLogs` operationId).
+func (c *Client) FollowLogs(ctx context.Context, params *FollowLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewFollowLogsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3794,6 +3830,84 @@ func NewLogBundleRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewFollowLogsRequest constructs an http.Request for the FollowLogs method
+func NewFollowLogsRequest(server string, params *FollowLogsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/logs/follow")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Component != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "component", *params.Component, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Ip != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "ip", *params.Ip, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Tail != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "tail", *params.Tail, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetLogRequest constructs an http.Request for the GetLog method
 func NewGetLogRequest(server string, name string) (*http.Request, error) {
 	var err error
@@ -4950,6 +5064,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /deployment-engine/logs.tar.gz (the `LogBundle` operationId).
 	LogBundleWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*LogBundleResponse, error)
+
+	// FollowLogsWithResponse A component's runtime log lines, live, as server-sent events
+	//
+	// Each "line" event is one line a node's agent read from one of the component's log files, as it arrives; with tail, the last lines of each instance's file in the log store come first (tail true). Only the config's instances of the component (on ip, when given) are followed, and the config's secrets are redacted. A comment every 15 s keeps the connection. The stream ends when the client leaves or its token is revoked, or with a "cut" event when the client falls too far behind.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /deployment-engine/logs/follow (the `FollowLogs` operationId).
+	FollowLogsWithResponse(ctx context.Context, params *FollowLogsParams, reqEditors ...RequestEditorFn) (*FollowLogsResponse, error)
 
 	// GetLogWithResponse A log, with Range support
 	//
@@ -7336,6 +7459,103 @@ func (r LogBundleResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r LogBundleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// FollowLogsResponse401Headers the declared response headers of an HTTP 401 response for FollowLogs
+type FollowLogsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// FollowLogsResponse429Headers the declared response headers of an HTTP 429 response for FollowLogs
+type FollowLogsResponse429Headers struct {
+	RetryAfter string
+}
+
+type FollowLogsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *FollowLogsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *FollowLogsResponse429Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r FollowLogsResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r FollowLogsResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r FollowLogsResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r FollowLogsResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r FollowLogsResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r FollowLogsResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r FollowLogsResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r FollowLogsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r FollowLogsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r FollowLogsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r FollowLogsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10120,6 +10340,21 @@ func (c *ClientWithResponses) LogBundleWithResponse(ctx context.Context, reqEdit
 	return ParseLogBundleResponse(rsp)
 }
 
+// FollowLogsWithResponse A component's runtime log lines, live, as server-sent events
+//
+// Each "line" event is one line a node's agent read from one of the component's log files, as it arrives; with tail, the last lines of each instance's file in the log store come first (tail true). Only the config's instances of the component (on ip, when given) are followed, and the config's secrets are redacted. A comment every 15 s keeps the connection. The stream ends when the client leaves or its token is revoked, or with a "cut" event when the client falls too far behind.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /deployment-engine/logs/follow (the `FollowLogs` operationId).
+func (c *ClientWithResponses) FollowLogsWithResponse(ctx context.Context, params *FollowLogsParams, reqEditors ...RequestEditorFn) (*FollowLogsResponse, error) {
+	rsp, err := c.FollowLogs(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseFollowLogsResponse(rsp)
+}
+
 // GetLogWithResponse A log, with Range support
 //
 // Returns a wrapper object for the known response body format(s).
@@ -12560,6 +12795,97 @@ func ParseLogBundleResponse(rsp *http.Response) (*LogBundleResponse, error) {
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers LogBundleResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseFollowLogsResponse parses an HTTP response from a FollowLogsWithResponse call
+func ParseFollowLogsResponse(rsp *http.Response) (*FollowLogsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &FollowLogsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers FollowLogsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers FollowLogsResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
