@@ -69,6 +69,10 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   rollback [--follow]              deploy the last config whose deployment succeeded again
   scale COMP IP [--follow]         add an instance on a new IP and deploy it
   logs [NAME]                      list the logs, or print one
+  logs --follow COMP [IP] [--tail N]
+                                   COMP's log lines (on IP alone) live from its nodes' agents, as
+                                   NODE COMPONENT LINE, until Ctrl-C; --tail: each instance's last N
+                                   lines first (at most 1000); --json: one JSON object a line
   audit [since=90m] [actor=NAME] [action=ACTION]
                                    the audit trail: who changed what, and auto-heal's actions
   heal [on|off]                    auto-heal's state (meltdown guard, failing instances), or switch it
@@ -127,6 +131,7 @@ type session struct {
 	reason         string
 	schedule       scheduleFlags
 	timeout        int
+	tail           int
 	halt           bool
 	args           []string
 	data, server   string
@@ -163,11 +168,12 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.BoolVar(&s.json, "json", false, "print the engine's raw JSON")
 	data = fs.String("data", "./data", "the engine's data directory (for its api-token)")
 	server = fs.String("server", "", "the engine's URL (default DE_SERVER, else "+client.DefaultServer+")")
-	fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends")
+	fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends; logs: follow a component's log lines")
 	fs.BoolVar(&s.check, "check", true, "config set and edit: contact the nodes to check them")
 	fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
 	fs.StringVar(&s.maxInFlight, "max-in-flight", "", "restart: a rolling restart, this many (or this percentage) at a time; exec: nodes at a time")
 	fs.IntVar(&s.timeout, "timeout", 0, "exec: seconds the command may run on each node (default 60, at most 3600)")
+	fs.IntVar(&s.tail, "tail", 0, "logs --follow: each instance's last N lines first")
 	fs.BoolVar(&s.halt, "halt-on-failure", false, "exec: run no further batch once a node failed")
 	fs.StringVar(&s.reason, "reason", "", "node maintenance IP on: why the node is held out")
 	fs.StringVar(&s.schedule.cron, "cron", "", "schedule add: when, 5 cron fields or a descriptor (@daily, @every 1h)")

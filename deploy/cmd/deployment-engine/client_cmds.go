@@ -261,8 +261,11 @@ func monitCmd(verb string) clientHandler {
 	}
 }
 
-// logsCmd: logs [NAME].
+// logsCmd: logs [NAME], or logs --follow COMP [IP].
 func logsCmd(ctx context.Context, s *session) int {
+	if s.follow {
+		return s.followLogs(ctx)
+	}
 	if code := s.begin(len(s.args) <= 1, "logs takes at most one NAME"); code != exitOK {
 		return code
 	}

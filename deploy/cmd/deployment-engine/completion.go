@@ -36,7 +36,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"exec":         {flags: []string{"--max-in-flight", "--timeout", "--halt-on-failure"}},
 	"stop":         {},
 	"scale":        {flags: []string{"--follow"}},
-	"logs":         {},
+	"logs":         {flags: []string{"--follow", "--tail"}},
 	"audit":        {},
 	"heal":         {subs: []string{"on", "off"}},
 	"node":         {subs: []string{"maintenance"}, flags: []string{"--reason"}},
