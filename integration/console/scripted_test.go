@@ -140,6 +140,14 @@ func (s *scriptedAPI) handler(t *testing.T) http.Handler {
 	api.HandleFunc("GET /deployment-engine/download", func(w http.ResponseWriter, r *http.Request) {
 		js(w, 200, `["local.log","haproxy_0.log","nats_0.log","nats_1.log"]`)
 	})
+	api.HandleFunc("GET /deployment-engine/logs/follow", func(w http.ResponseWriter, r *http.Request) {
+		s.record(r)
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "event: line\ndata: %s\n\n", `{"node":"192.0.2.12","component":"web","instance":"web_0.log","file":"/var/log/web.log","time":"2026-03-15T10:00:00Z","line":"tail line","tail":true}`)
+		fmt.Fprintf(w, "event: line\ndata: %s\n\n", `{"node":"192.0.2.13","component":"web","instance":"web_1.log","file":"/var/log/web.log","time":"2026-03-15T10:00:01Z","line":"<b>live</b> password=<redacted>"}`)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // live until the console stops following
+	})
 	api.HandleFunc("GET /deployment-engine/logs/{name}", func(w http.ResponseWriter, r *http.Request) {
 		s.record(r)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -430,6 +438,20 @@ func TestConsoleViewsScripted(t *testing.T) {
 		}
 		b.run("view", chromedp.Click(chromedp.CSS(`#logs-table tr[data-name="local.log"] td.actions .btn:first-child`)))
 		b.waitText("#log-view", "log of local.log")
+
+		// Follow: a component's lines as they come, as text; Stop ends the stream.
+		b.waitText("#follow-comp", "web")
+		b.run("pick web", chromedp.SetValue(chromedp.ID("follow-comp"), "web"))
+		b.run("follow", chromedp.Click(chromedp.ID("follow-toggle")))
+		got := b.waitText("#follow-log", "<b>live</b> password=<redacted>")
+		if !strings.Contains(got, "192.0.2.12 web") || !strings.Contains(got, "tail line") {
+			t.Errorf("followed lines: %q", got)
+		}
+		if c := api.called("GET /deployment-engine/logs/follow"); len(c) != 1 {
+			t.Errorf("follow requests: %v", c)
+		}
+		b.run("stop", chromedp.Click(chromedp.ID("follow-toggle")))
+		b.waitText("#follow-note", "stopped")
 	})
 
 	t.Run("scale out follows its deployment", func(t *testing.T) {

@@ -114,6 +114,9 @@ export const api = {
   scale: (Comp, Ip) => send("POST", "/scale", { body: { Comp, Ip } }),
   logs: () => send("GET", "/download"),
   log: (name) => send("GET", "/logs/" + encodeURIComponent(name), { raw: true }),
+  // followLogs is a component's runtime log lines, live: an event stream.
+  followLogs: (component, ip, tail, signal) =>
+    send("GET", "/logs/follow", { raw: true, signal, query: ip ? { component, ip, tail } : { component, tail } }),
   releases: () => send("GET", "/releases"),
   audit: (query) => send("GET", "/audit", { query }),
   maintenance: () => send("GET", "/maintenance"),

@@ -1,6 +1,10 @@
-// Logs: the engine's own log and each instance's log, to read or download.
-import { api } from "./api.js";
-import { h, fill, errorBox, tableWrap, toast } from "./ui.js";
+// Logs: the engine's own log and each instance's log, to read or download,
+// and a component's log lines followed live from its nodes' agents.
+import { api, readSSE } from "./api.js";
+import { h, fill, errorBox, tableWrap, toast, fmtTime } from "./ui.js";
+
+// FOLLOW_LINES is how many followed lines the view keeps.
+const FOLLOW_LINES = 2000;
 
 export function render(root) {
   const body = h("div#logs-body", h("p.muted", "Loading…"));
@@ -9,8 +13,64 @@ export function render(root) {
     h("div.view-head", h("h1", "Logs"),
       h("div.head-tools", h("button.btn.small", { type: "button", on: { click: () => load() } }, "Refresh"))),
     h("p.muted.lead", h("code", "local.log"), " is the engine's own log; ", h("code", "<component>_<n>.log"), " is the n-th instance's install and runtime log."),
-    body, viewer);
+    body, followCard(), viewer);
   let gone = false;
+  let unfollow = () => {};
+
+  // followCard: pick a component (and a node), and Follow shows its lines
+  // as its agents send them, the last 50 of each instance first, until
+  // Stop, the view's end or the engine's.
+  function followCard() {
+    const comp = h("select#follow-comp", { "aria-label": "Component" });
+    const ip = h("input#follow-ip", { placeholder: "every node", "aria-label": "Node IP", size: 14 });
+    const btn = h("button.btn.small#follow-toggle", { type: "button", on: { click: toggle } }, "Follow");
+    const note = h("span.muted.small#follow-note");
+    const out = h("div.log#follow-log", { hidden: true });
+    api.config().then((cfg) => {
+      const names = Object.keys((cfg && cfg.components) || {}).sort();
+      fill(comp, names.map((n) => h("option", { value: n }, n)));
+    }).catch(() => { note.textContent = "no config yet"; });
+
+    function toggle() {
+      if (btn.textContent === "Stop") {
+        unfollow();
+        return;
+      }
+      const ctrl = new AbortController();
+      btn.textContent = "Stop";
+      out.hidden = false;
+      fill(out);
+      note.textContent = "live";
+      unfollow = () => { ctrl.abort(); btn.textContent = "Follow"; note.textContent = "stopped"; unfollow = () => {}; };
+      run(ctrl);
+    }
+
+    async function run(ctrl) {
+      try {
+        const resp = await api.followLogs(comp.value, ip.value.trim(), "50", ctrl.signal);
+        await readSSE(resp, (type, data) => {
+          if (type === "cut") note.textContent = "cut: " + JSON.parse(data).error;
+          if (type !== "line") return;
+          const l = JSON.parse(data);
+          const stick = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+          out.append(h("div.log-line", h("span.log-time", fmtTime(l.time)), h("span.log-src", l.node + " " + l.component), h("span.log-text", l.line)));
+          while (out.childElementCount > FOLLOW_LINES) out.firstElementChild.remove();
+          if (stick) out.scrollTop = out.scrollHeight;
+        });
+        if (!gone && !ctrl.signal.aborted) { btn.textContent = "Follow"; if (note.textContent === "live") note.textContent = "the stream ended"; unfollow = () => {}; }
+      } catch (err) {
+        if (gone || err.name === "AbortError") return;
+        btn.textContent = "Follow";
+        unfollow = () => {};
+        note.textContent = "";
+        fill(out, errorBox(err, "Cannot follow " + comp.value + "."));
+      }
+    }
+
+    return h("section.card#follow",
+      h("div.card-head", h("h2", "Follow a component"), h("div.log-tools", comp, ip, btn, note)),
+      out);
+  }
 
   async function fetchText(name) {
     const resp = await api.log(name);
@@ -73,5 +133,5 @@ export function render(root) {
     }
   }
   load();
-  return () => { gone = true; };
+  return () => { gone = true; unfollow(); };
 }
