@@ -259,6 +259,16 @@ func TestFollowLogsRefuses(t *testing.T) {
 	}
 }
 
+// Before any config there is nothing to follow: 403, as the manual's
+// routes answer.
+func TestFollowLogsNoConfig(t *testing.T) {
+	ts, _, _, _ := rolesServer(t)
+	resp, body := do(t, "GET", ts.URL+prefix+"/logs/follow?component=web", "", "Authorization", "Bearer "+readTok)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "no config") {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
 // A revoked token's stream ends within a second.
 func TestFollowLogsEndsOnRevocation(t *testing.T) {
 	url, nc, tokens, _ := followServer(t)

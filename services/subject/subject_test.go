@@ -35,6 +35,9 @@ func TestRoundTrips(t *testing.T) {
 	if n, err := ParseNodeLog(NodeLog("10.1.2.4", "web")); err != nil || n != (NodeLogSubject{"10.1.2.4", "web"}) {
 		t.Errorf("ParseNodeLog = %+v, %v", n, err)
 	}
+	if got := NodeLogsOf("web"); got != "de.node.*.log.web" || NodeLogsOf("a.>") != "de.node.*.log.invalid" {
+		t.Errorf("NodeLogsOf = %q, %q", got, NodeLogsOf("a.>"))
+	}
 	for _, bad := range []string{"de.node.10-1-2-4.log", "de.node.10-1-2-4.heartbeat.web", "de.node.x.log.web", "de.node.10-1-2-4.log.w.b"} {
 		if _, err := ParseNodeLog(bad); err == nil {
 			t.Errorf("ParseNodeLog(%q) accepted", bad)
