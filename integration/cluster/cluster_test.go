@@ -104,6 +104,7 @@ func TestCluster(t *testing.T) {
 		{"step-leader-lost", testStepLeaderLost},
 		{"installer-killed", testInstallerKilled},
 		{"planner-killed", testPlannerKilled},
+		{"schedule-failover", testScheduleFailover},
 		{"server-gone", testServerGone},
 		{"no-quorum", testNoQuorum},
 	} {

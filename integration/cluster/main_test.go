@@ -5,7 +5,9 @@
 // installer, the leading planner, a server for good, then the quorum.
 // Every deployment must still end as it should, each step run exactly once
 // on its node (counted on the node), and with no quorum every route answers
-// 503 at once.
+// 503 at once. A schedule of a rolling restart every minute runs once a
+// minute, its runs never overlapping, also across a kill -9 of the planner
+// holding the schedules' lease.
 package cluster
 
 import (
