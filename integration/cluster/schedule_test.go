@@ -125,10 +125,19 @@ func deleteSchedule(t *testing.T, s *stack, name string) {
 	t.Errorf("schedule %s could not be deleted", name)
 }
 
+// getJSON reads path into out, trying again for 20 s while the look
+// fails (a store slow to answer on a busy machine).
 func getJSON(t *testing.T, api *harness.Engine, path string, out any) {
 	t.Helper()
-	if err := tryJSON(api, path, out); err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Second) {
+		err := tryJSON(api, path, out)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		t.Log(err)
 	}
 }
 
