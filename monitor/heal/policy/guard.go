@@ -60,6 +60,20 @@ func (g *Guard) Judge(instances map[string]*Instance, total int, r Rules, on boo
 	return false, nil
 }
 
+// Gathering tells whether the guard would take hold once the grace of
+// every instance down now has passed: while it would, no attempt starts,
+// so that of instances that went down together the first seen is not
+// healed in the moments before the others count.
+func (g *Guard) Gathering(instances map[string]*Instance, total int, r Rules, now time.Time) bool {
+	down := 0
+	for _, in := range instances {
+		if !in.Acked && now.Sub(in.DownSince) <= r.TTL {
+			down++
+		}
+	}
+	return down > r.MinDown && down*100 > r.Percent*total
+}
+
 func (g *Guard) note(result string, level slog.Level, msg string) Note {
 	return Note{Kind: "meltdown", Result: result, Message: msg, Level: level,
 		Audit: &contract.AuditEntry{Action: contract.AuditHealMeltdown, Object: "cluster", Result: result, Detail: msg}}

@@ -33,7 +33,7 @@ func (s *State) Judge(now time.Time, targets [][2]string, r Rules, obs Observer,
 	changed, notes := s.Meltdown.Judge(s.Instances, total, r, r.Enabled && s.Enabled, now)
 	v.Changed = v.Changed || changed
 	v.Notes = append(v.Notes, notes...)
-	if r.Enabled && s.Enabled && !s.Meltdown.Holds() && !busy {
+	if r.Enabled && s.Enabled && !s.Meltdown.Holds() && !s.Meltdown.Gathering(s.Instances, total, r, now) && !busy {
 		v.Next = s.next(now, r, obs)
 	}
 	return v

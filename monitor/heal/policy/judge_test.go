@@ -63,3 +63,29 @@ func TestJudgeLeavesNodesInMaintenance(t *testing.T) {
 		})
 	}
 }
+
+// Instances that went down together, seen a moment apart (their
+// heartbeats crossed a judgement): the first seen is not healed while
+// the others' grace runs, and the guard takes hold once it has. One down
+// alone is healed once its grace has passed.
+func TestNoAttemptWhileAMeltdownGathers(t *testing.T) {
+	targets := [][2]string{{"web", "10.0.0.1"}, {"web", "10.0.0.2"}, {"web", "10.0.0.3"}, {"web", "10.0.0.4"}}
+	r := Rules{Enabled: true, Grace: time.Second, TTL: time.Hour, Percent: 20, MinDown: 1, MaxAttempts: 3, Backoff: time.Second, MaxBackoff: time.Second}
+	t0 := time.Now()
+	s := Fresh()
+	s.Judge(t0, targets, r, seen{"10.0.0.1": true}, false)
+	all := seen{"10.0.0.1": true, "10.0.0.2": true, "10.0.0.3": true}
+	s.Judge(t0.Add(50*time.Millisecond), targets, r, all, false)
+	if v := s.Judge(t0.Add(time.Second+10*time.Millisecond), targets, r, all, false); v.Next != "" || s.Meltdown.Holds() {
+		t.Fatalf("with two more down within their grace: next %q, meltdown %+v", v.Next, s.Meltdown)
+	}
+	if v := s.Judge(t0.Add(time.Second+60*time.Millisecond), targets, r, all, false); v.Next != "" || !s.Meltdown.Holds() {
+		t.Fatalf("once their grace passed: next %q, meltdown %+v", v.Next, s.Meltdown)
+	}
+
+	alone := Fresh()
+	alone.Judge(t0, targets, r, seen{"10.0.0.1": true}, false)
+	if v := alone.Judge(t0.Add(time.Second+10*time.Millisecond), targets, r, seen{"10.0.0.1": true}, false); v.Next != "web@10.0.0.1" {
+		t.Fatalf("one down alone: next %q", v.Next)
+	}
+}
