@@ -59,6 +59,9 @@ const (
 	AuditTakeover = "takeover"
 	// AuditExec is a command run on nodes: its object is the command.
 	AuditExec = "exec"
+	// AuditCopy is a file copied to nodes: its object is the direction and
+	// the path ("to /etc/motd"), its detail the nodes, never the content.
+	AuditCopy = "copy"
 	// AuditMaintenance is a node put in maintenance or taken out.
 	AuditMaintenance = "maintenance"
 	// AuditSchedule is a schedule created or deleted; AuditScheduleRun one

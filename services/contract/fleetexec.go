@@ -91,24 +91,7 @@ func (x FleetExec) Problems() []Problem {
 	case len(x.Command) > MaxExecCommand:
 		out = append(out, Problem{Path: "command", Reason: fmt.Sprintf("%d bytes, more than %d: put a longer script on the nodes and run that", len(x.Command), MaxExecCommand)})
 	}
-	switch {
-	case x.Component != "" && len(x.Nodes) > 0:
-		out = append(out, Problem{Path: "component", Reason: "give a component or nodes, not both"})
-	case x.Component == "" && len(x.Nodes) == 0:
-		out = append(out, Problem{Path: "component", Reason: "missing: give a component, or nodes"})
-	case len(x.Nodes) > MaxExecNodes:
-		out = append(out, Problem{Path: "nodes", Reason: fmt.Sprintf("%d nodes, more than %d", len(x.Nodes), MaxExecNodes)})
-	}
-	if len(x.Nodes) <= MaxExecNodes {
-		for i, ip := range x.Nodes {
-			if a, err := netip.ParseAddr(ip); err != nil || !a.Is4() {
-				out = append(out, Problem{Path: fmt.Sprintf("nodes[%d]", i), IP: Clip(ip), Reason: "not an IPv4 address"})
-			}
-		}
-	}
-	if _, err := InFlight(x.InFlightOr(), 1); err != nil {
-		out = append(out, Problem{Path: "max_in_flight", Reason: err.Error()})
-	}
+	out = append(out, fleetTargetProblems(x.Component, x.Nodes, x.InFlightOr())...)
 	if t := x.TimeoutS(); t < 1 || t > MaxExecTimeout {
 		out = append(out, Problem{Path: "timeout", Reason: fmt.Sprintf("%d: want seconds from 1 to %d", t, MaxExecTimeout)})
 	}
@@ -123,4 +106,29 @@ func (x FleetExec) Problems() []Problem {
 type FleetExecStarted struct {
 	ID      string `json:"id"`
 	Command string `json:"command"`
+}
+
+// fleetTargetProblems names what is wrong with the nodes a fleet command
+// runs on (a component, or nodes named) and with its max_in_flight.
+func fleetTargetProblems(component string, nodes []string, maxInFlight string) []Problem {
+	var out []Problem
+	switch {
+	case component != "" && len(nodes) > 0:
+		out = append(out, Problem{Path: "component", Reason: "give a component or nodes, not both"})
+	case component == "" && len(nodes) == 0:
+		out = append(out, Problem{Path: "component", Reason: "missing: give a component, or nodes"})
+	case len(nodes) > MaxExecNodes:
+		out = append(out, Problem{Path: "nodes", Reason: fmt.Sprintf("%d nodes, more than %d", len(nodes), MaxExecNodes)})
+	}
+	if len(nodes) <= MaxExecNodes {
+		for i, ip := range nodes {
+			if a, err := netip.ParseAddr(ip); err != nil || !a.Is4() {
+				out = append(out, Problem{Path: fmt.Sprintf("nodes[%d]", i), IP: Clip(ip), Reason: "not an IPv4 address"})
+			}
+		}
+	}
+	if _, err := InFlight(maxInFlight, 1); err != nil {
+		out = append(out, Problem{Path: "max_in_flight", Reason: err.Error()})
+	}
+	return out
 }

@@ -79,6 +79,7 @@ func DeployRollback() string { return cmd("deploy", "rollback") }
 func DeployRestart() string  { return cmd("deploy", "restart") }
 func DeployTakeover() string { return cmd("deploy", "takeover") }
 func DeployExec() string     { return cmd("deploy", "exec") }
+func DeployCopy() string     { return cmd("deploy", "copy") }
 func ConfigHistory() string  { return cmd("config", "history") }
 
 // Commands of the installer. InstallerCancel is a plain publish every

@@ -1,0 +1,75 @@
+package contract
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// Every field of a FleetCopy a client gets wrong is named: the path on the
+// nodes above all, which must be plain, absolute and not the engine's own.
+func TestFleetCopyProblems(t *testing.T) {
+	ok := FleetCopy{Component: "web", To: "/etc/motd", Content: []byte("hello\n")}
+	for _, c := range []struct {
+		name string
+		edit func(*FleetCopy)
+		path string // "" when none
+		says string
+	}{
+		{"fine", func(*FleetCopy) {}, "", ""},
+		{"nodes", func(x *FleetCopy) { x.Component, x.Nodes = "", []string{"10.0.0.1"} }, "", ""},
+		{"mode", func(x *FleetCopy) { x.Mode = "0640" }, "", ""},
+		{"empty file", func(x *FleetCopy) { x.Content = nil }, "", ""},
+		{"no path", func(x *FleetCopy) { x.To = "" }, "to", "missing"},
+		{"relative", func(x *FleetCopy) { x.To = "etc/motd" }, "to", "not an absolute path"},
+		{"dot-dot", func(x *FleetCopy) { x.To = "/etc/../root/.ssh/authorized_keys" }, "to", `".."`},
+		{"NUL", func(x *FleetCopy) { x.To = "/etc/mo\x00td" }, "to", "NUL"},
+		{"newline", func(x *FleetCopy) { x.To = "/etc/mo\ntd" }, "to", "newline"},
+		{"quote", func(x *FleetCopy) { x.To = "/etc/mo'td" }, "to", "single quote"},
+		{"root", func(x *FleetCopy) { x.To = "/" }, "to", "clean path"},
+		{"directory", func(x *FleetCopy) { x.To = "/etc/" }, "to", "clean path"},
+		{"double slash", func(x *FleetCopy) { x.To = "/etc//motd" }, "to", "clean path"},
+		{"engine state", func(x *FleetCopy) { x.To = "/var/lib/deployment-engine/owner" }, "to", "/var/lib/deployment-engine, the engine's own state"},
+		{"engine state dir", func(x *FleetCopy) { x.To = "/var/lib/deployment-engine" }, "to", "engine's own state"},
+		{"beside the state", func(x *FleetCopy) { x.To = "/var/lib/deployment-engine2/x" }, "", ""},
+		{"long path", func(x *FleetCopy) { x.To = "/" + strings.Repeat("a", MaxCopyPath) }, "to", "more than 1024"},
+		{"too big", func(x *FleetCopy) { x.Content = make([]byte, MaxCopyBytes+1) }, "content_base64", "4 MiB"},
+		{"mode not octal", func(x *FleetCopy) { x.Mode = "0689" }, "mode", "octal"},
+		{"mode zero", func(x *FleetCopy) { x.Mode = "0" }, "mode", "octal"},
+		{"mode too wide", func(x *FleetCopy) { x.Mode = "17777" }, "mode", "octal"},
+		{"both", func(x *FleetCopy) { x.Nodes = []string{"10.0.0.1"} }, "component", "not both"},
+		{"neither", func(x *FleetCopy) { x.Component = "" }, "component", "missing"},
+		{"bad node", func(x *FleetCopy) { x.Component, x.Nodes = "", []string{"node-1"} }, "nodes[0]", "IPv4"},
+		{"in flight", func(x *FleetCopy) { x.MaxInFlight = "0" }, "max_in_flight", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			x := ok
+			c.edit(&x)
+			ps := x.Problems()
+			if c.path == "" {
+				if len(ps) > 0 {
+					t.Fatalf("problems: %+v", ps)
+				}
+				return
+			}
+			if len(ps) != 1 || ps[0].Path != c.path || !strings.Contains(ps[0].Reason, c.says) {
+				t.Fatalf("problems %+v, want one at %s saying %q", ps, c.path, c.says)
+			}
+		})
+	}
+}
+
+// The file travels as base64 and max_in_flight as a number or a string;
+// the mode defaults to 0644.
+func TestFleetCopyJSON(t *testing.T) {
+	var x FleetCopy
+	if err := json.Unmarshal([]byte(`{"nodes": ["10.0.0.1"], "to": "/etc/motd", "content_base64": "aGVsbG8K", "max_in_flight": 2}`), &x); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := x.FileMode(); string(x.Content) != "hello\n" || x.MaxInFlight != "2" || m != 0o644 || !ok {
+		t.Fatalf("decoded %+v, mode %o", x, m)
+	}
+	if err := json.Unmarshal([]byte(`{"to": "/x", "content_base64": "not base64!"}`), &x); err == nil {
+		t.Fatal("content that is not base64 was taken")
+	}
+}
