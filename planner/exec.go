@@ -28,7 +28,7 @@ func (p *Planner) fleetExec(ctx context.Context, req micro.Request) (int, any, e
 		return 0, nil, err
 	}
 	if ps := in.Problems(); len(ps) > 0 {
-		return 0, nil, execRefused(ps)
+		return 0, nil, fleetRefused("exec", ps)
 	}
 	cfg, err := p.storedConfig(ctx)
 	if err != nil {
@@ -36,19 +36,19 @@ func (p *Planner) fleetExec(ctx context.Context, req micro.Request) (int, any, e
 	}
 	comp, nodes, ps := execTargets(cfg, in)
 	if len(ps) > 0 {
-		return 0, nil, execRefused(ps)
+		return 0, nil, fleetRefused("exec", ps)
 	}
 	if err := p.noneRunning(); err != nil {
 		return 0, nil, err
 	}
 	groups, err := steps.ExecGroups(nodes, in.InFlightOr())
 	if err != nil {
-		return 0, nil, execRefused([]contract.Problem{{Path: "max_in_flight", Reason: err.Error()}})
+		return 0, nil, fleetRefused("exec", []contract.Problem{{Path: "max_in_flight", Reason: err.Error()}})
 	}
 	id := newID()
 	planned, batches, err := steps.Builder{ID: id, Engine: p.o.EngineID}.ExecSteps(comp, groups, in.Command, in.TimeoutS())
 	if err != nil {
-		return 0, nil, execRefused([]contract.Problem{{Path: "timeout", Reason: err.Error()}})
+		return 0, nil, fleetRefused("exec", []contract.Problem{{Path: "timeout", Reason: err.Error()}})
 	}
 	rec := sched.NewRecord(id, map[string][]string{}, planned)
 	rec.Batches, rec.Kind, rec.Through = batches, contract.KindExec, !in.HaltOnFailure
@@ -103,11 +103,12 @@ func execTargets(cfg contract.Config, in contract.FleetExec) (string, []string, 
 	return steps.ExecAction, nodes, ps
 }
 
-// execRefused is an exec's 400: its message names each field at fault.
-func execRefused(ps []contract.Problem) *kit.Error {
+// fleetRefused is an exec's or a copy's 400: its message names each
+// field at fault.
+func fleetRefused(what string, ps []contract.Problem) *kit.Error {
 	var why []string
 	for _, p := range ps {
 		why = append(why, p.Path+": "+p.Reason)
 	}
-	return &kit.Error{Code: 400, Msg: contract.Clip("exec refused: " + strings.Join(why, "; ")), Problems: ps}
+	return &kit.Error{Code: 400, Msg: contract.Clip(what + " refused: " + strings.Join(why, "; ")), Problems: ps}
 }

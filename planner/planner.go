@@ -161,6 +161,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.ConfigHistory():  p.configHistory,
 		subject.DeployTakeover(): p.takeover,
 		subject.DeployExec():     p.fleetExec,
+		subject.DeployCopy():     p.fleetCopy,
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	maps.Copy(eps, p.maintenanceEndpoints())

@@ -1,6 +1,8 @@
 package sched
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +33,20 @@ func stepsKey(id string) string { return "steps." + id }
 type specDoc struct {
 	Specs map[string]contract.Step `json:"specs"`
 	Prios map[string]int           `json:"prios"`
+	// Blobs hold once, by SHA-256, the content of a large file that steps
+	// share (a copy's, one step a node), sealed as a step's file is: each
+	// step's own is left empty, so that a file of 4 MiB to many nodes fits
+	// one value of the bucket.
+	Blobs map[string]contract.StepFile `json:"blobs,omitempty"`
+}
+
+// blobMin is the smallest file content kept in specDoc.Blobs.
+const blobMin = 64 << 10
+
+// blobStep is the step a blob is sealed in: its AAD binds the blob to its
+// checksum, as a step's file is bound to its step and path.
+func blobStep(sum string, content []byte) contract.Step {
+	return contract.Step{ID: "blob", Files: []contract.StepFile{{Path: sum, Content: content, SHA256: sum}}}
 }
 
 // loadRecord reads deployment id (readRecord) and its steps.
@@ -60,13 +76,32 @@ func loadRecord(ctx context.Context, res *bus.Resources, id string) (*Record, er
 }
 
 // encodeSpecs is doc as the scheduler's bucket keeps it: its files' content
-// sealed (bus.SealStep).
+// sealed (bus.SealStep), a large content that steps share kept once.
 func encodeSpecs(doc specDoc) ([]byte, error) {
 	sealed := make(map[string]contract.Step, len(doc.Specs))
+	shared := map[string][]byte{}
 	for id, sp := range doc.Specs {
+		sp.Files = slices.Clone(sp.Files)
+		for i, f := range sp.Files {
+			if len(f.Content) < blobMin || f.Sealed || f.SHA256 == "" {
+				continue
+			}
+			if have, ok := shared[f.SHA256]; !ok {
+				shared[f.SHA256] = f.Content
+			} else if !bytes.Equal(have, f.Content) {
+				continue // not the content its checksum names: kept as it is
+			}
+			sp.Files[i].Content = nil
+		}
 		sealed[id] = bus.SealStep(sp)
 	}
 	doc.Specs = sealed
+	if len(shared) > 0 {
+		doc.Blobs = make(map[string]contract.StepFile, len(shared))
+		for sum, content := range shared {
+			doc.Blobs[sum] = bus.SealStep(blobStep(sum, content)).Files[0]
+		}
+	}
 	return json.Marshal(doc)
 }
 
@@ -76,9 +111,23 @@ func decodeSpecs(b []byte) (specDoc, error) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return doc, err
 	}
+	blobs := make(map[string][]byte, len(doc.Blobs))
+	for sum, f := range doc.Blobs {
+		bs := contract.Step{ID: "blob", Files: []contract.StepFile{f}}
+		if err := bus.OpenStep(&bs); err != nil || bs.Files[0].Path != sum {
+			return doc, fmt.Errorf("shared file %s: %w", sum, cmp.Or(err, errors.New("stored under another checksum")))
+		}
+		blobs[sum] = bs.Files[0].Content
+	}
+	doc.Blobs = nil
 	for id, sp := range doc.Specs {
 		if err := bus.OpenStep(&sp); err != nil {
 			return doc, err
+		}
+		for i, f := range sp.Files {
+			if c, ok := blobs[f.SHA256]; ok && len(f.Content) == 0 && f.LocalPath == "" {
+				sp.Files[i].Content = c
+			}
 		}
 		doc.Specs[id] = sp
 	}

@@ -34,19 +34,29 @@ func (in Builder) ExecSteps(comp string, groups [][]string, command string, time
 	if timeoutS < 1 {
 		return nil, nil, fmt.Errorf("exec timeout %d s: want at least 1", timeoutS)
 	}
+	out, batches := in.fleetSteps(comp, groups, func(ip string) contract.Step {
+		return contract.Step{Node: ip, Component: comp, Action: ExecAction, Script: command,
+			TimeoutS: timeoutS, KeepOutput: true, Hash: Hash(ExecAction, in.ID, ip)}
+	})
+	return out, batches, nil
+}
+
+// fleetSteps are the steps of a fleet command (an exec, a copy): spec's
+// step on every node of groups, one batch a group, each batch after the
+// whole of the one before.
+func (in Builder) fleetSteps(comp string, groups [][]string, spec func(ip string) contract.Step) ([]*Step, []contract.Batch) {
 	var out []*Step
 	var batches []contract.Batch
 	var gate []string
 	for k, group := range groups {
 		b := contract.Batch{Component: comp, Index: k, Nodes: group, State: contract.BatchPending}
 		for _, ip := range group {
-			s := in.stamp(&Step{Spec: contract.Step{Node: ip, Component: comp, Action: ExecAction, Script: command,
-				TimeoutS: timeoutS, KeepOutput: true, Hash: Hash(ExecAction, in.ID, ip)}, After: gate, Prio: k})
+			s := in.stamp(&Step{Spec: spec(ip), After: gate, Prio: k})
 			out = append(out, s)
 			b.Steps = append(b.Steps, s.Spec.ID)
 		}
 		gate = b.Steps
 		batches = append(batches, b)
 	}
-	return out, batches, nil
+	return out, batches
 }

@@ -142,3 +142,15 @@ type FleetCopyStarted struct {
 	Size   int      `json:"size"`
 	SHA256 string   `json:"sha256"`
 }
+
+// ParseCopyOutput reads what a copy's step printed on its node, its
+// StepStatus.Output: the SHA-256 (hex) and size of the file the node has.
+// ok is false when the output is not that (a step that failed before).
+func ParseCopyOutput(out string) (sum string, size int64, ok bool) {
+	f := strings.Fields(out)
+	if len(f) != 2 || len(f[0]) != 64 || strings.Trim(f[0], "0123456789abcdef") != "" {
+		return "", 0, false
+	}
+	size, err := strconv.ParseInt(f[1], 10, 64)
+	return f[0], size, err == nil && size >= 0
+}

@@ -73,3 +73,28 @@ func TestFleetCopyJSON(t *testing.T) {
 		t.Fatal("content that is not base64 was taken")
 	}
 }
+
+func TestParseCopyOutput(t *testing.T) {
+	const sum = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+	for _, c := range []struct {
+		out  string
+		size int64
+		ok   bool
+	}{
+		{sum + " 6", 6, true},
+		{sum + " 6\n", 6, true},
+		{sum + " 0", 0, true},
+		{"", 0, false},
+		{"cut: write error", 0, false},
+		{sum + " -1", 0, false},
+		{sum + " six", 0, false},
+		{sum[:63] + " 6", 0, false},
+		{strings.ToUpper(sum) + " 6", 0, false},
+		{sum + " 6 more", 0, false},
+	} {
+		got, size, ok := ParseCopyOutput(c.out)
+		if ok != c.ok || (ok && (got != sum || size != c.size)) {
+			t.Errorf("%q: %q %d %v", c.out, got, size, ok)
+		}
+	}
+}
