@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -188,11 +189,17 @@ func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, bo
 // JSON with a key twice in one object: every decoder behind the API would
 // keep the last silently, while the client may have meant the first.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	return readBodyUpTo(w, r, MaxBody)
+}
+
+// readBodyUpTo is readBody for a route that takes more than MaxBody (a
+// file): limit bytes at most.
+func readBodyUpTo(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "request body larger than 1 MiB")
+			writeError(w, http.StatusRequestEntityTooLarge, "request body larger than "+sizeText(limit))
 			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, "could not read the request body")
@@ -203,6 +210,14 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 	return b, true
+}
+
+// sizeText is a body limit as the 413 says it: whole MiB, or bytes.
+func sizeText(n int64) string {
+	if n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -151,7 +151,11 @@ func (b *docBuilder) shared(rt route, d opDoc) []reply {
 	}
 	out = append(out, noReach)
 	if d.body != nil && !d.body.streamed {
-		out = append(out, badBody, tooLarge)
+		big := tooLarge
+		if d.body.limit > 0 {
+			big = fails(http.StatusRequestEntityTooLarge, "the body is larger than "+sizeText(d.body.limit))
+		}
+		out = append(out, badBody, big)
 	}
 	if d.bus {
 		out = append(out, timedOut, serviceError)

@@ -31,6 +31,8 @@ func examples() map[reflect.Type]any {
 		hw,
 		contract.DeployStarted{ID: "d-20261124-223905-1a2b"},
 		contract.FleetExecStarted{ID: "d-20261124-223905-1a2b", Command: "systemctl is-active nginx"},
+		contract.FleetCopyStarted{ID: "d-20261124-223905-1a2b", To: "/etc/motd", Nodes: []string{"10.0.0.2", "10.0.0.3"}, Size: 6,
+			SHA256: "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"},
 		contract.ScaleItem{Comp: "web", Ip: "10.0.0.7"},
 		contract.Takeover{V: 1, From: "e-013048c3775d", Nodes: []string{"10.0.0.1"}},
 		contract.TakeoverReply{V: 1, From: "e-013048c3775d", Cleared: 1, Nodes: []contract.TakeoverResult{{IP: "10.0.0.1", Owner: "e-013048c3775d", Cleared: true}}},

@@ -154,6 +154,7 @@ var routeRoles = map[string]Role{
 	"PUT /restart":                  RoleOperate,
 	"PUT /stop":                     RoleOperate,
 	"POST /exec":                    RoleOperate, // runs a command on nodes, as a deployment
+	"POST /copy":                    RoleOperate, // puts a file on nodes, as a deployment
 	"GET /deploy":                   RoleDeploy,  // the SPEC's deploy by GET
 	"POST /deploy":                  RoleDeploy,
 	"POST /config":                  RoleDeploy, // renders releases when it checks, and with ?check=0 too

@@ -175,6 +175,11 @@ func (s *server) routes() []route {
 		// "command"}; its entry's object is the command, secrets taken out.
 		{method: http.MethodPost, pattern: "/exec", handler: s.fleetExec, role: RoleOperate,
 			audit: audited(contract.AuditExec)},
+		// Puts a file on nodes: a deployment of kind copy, 202 {"id", "to",
+		// "nodes", "size", "sha256"}; its entry's object is "to <path>",
+		// its detail the nodes, never the content.
+		{method: http.MethodPost, pattern: "/copy", handler: s.fleetCopy, role: RoleOperate,
+			audit: audited(contract.AuditCopy)},
 		// Auto-heal's state: on or off, the meltdown guard, and every
 		// instance it is working on.
 		{method: http.MethodGet, pattern: "/heal", handler: s.forward(subject.HealGet()), role: RoleRead},

@@ -41,6 +41,8 @@ type bodyDoc struct {
 	// streamed: the body goes to its store as it comes, unread by the
 	// API (no 413 at MaxBody: the store has its own bound).
 	streamed bool
+	// limit is the route's bound on the body when not MaxBody.
+	limit int64
 }
 
 // reply is one answer: JSON of typ (or of schema), or a body of media. A
@@ -189,6 +191,14 @@ var routeDocs = map[string]opDoc{
 			"Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.",
 		body: &bodyDoc{desc: `{"component": "web"} or {"nodes": ["10.0.0.2"]}, not both; the command at most 4096 bytes, run as root by bash`, typ: typeOf[execRequest]()},
 		ok:   []reply{ok[contract.FleetExecStarted](202, "the exec started: follow its deployment at /deployments/{id}")},
+		errs: []reply{unreadable, noConfig, conflict}},
+	"POST /copy": {id: "copy", summary: "Put a file on a component's nodes, or on nodes named: a deployment of kind copy", bus: true,
+		desc: "One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. " +
+			"Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. " +
+			"Each step's output is the SHA-256 (hex) and the size of the file the node then has, \"<sha256> <size>\". Followed and cancelled as any deployment.",
+		body: &bodyDoc{desc: `{"component": "web"} or {"nodes": ["10.0.0.2"]}, not both; "to" an absolute path with no "..", never under /var/lib/deployment-engine; the file at most 4 MiB, as base64; "mode" octal, default "0644"`,
+			typ: typeOf[copyRequest](), limit: maxCopyBody},
+		ok:   []reply{ok[contract.FleetCopyStarted](202, "the copy started: follow its deployment at /deployments/{id}")},
 		errs: []reply{unreadable, noConfig, conflict}},
 	"GET /heal": {id: "getHeal", summary: "Auto-heal: on or off, the meltdown guard, the instances it works on", bus: true,
 		ok: []reply{ok[contract.HealState](200, "auto-heal's state")}},
