@@ -184,6 +184,15 @@ type ErrorBody struct {
 	Problems *[]Problem `json:"problems,omitempty"`
 }
 
+// FleetCopyStarted Examples: {"id":"d-20261124-223905-1a2b","nodes":["10.0.0.2","10.0.0.3"],"sha256":"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03","size":6,"to":"/etc/motd"}
+type FleetCopyStarted struct {
+	Id     string    `json:"id"`
+	Nodes  *[]string `json:"nodes"`
+	Sha256 string    `json:"sha256"`
+	Size   int       `json:"size"`
+	To     string    `json:"to"`
+}
+
 // FleetExecStarted Examples: {"command":"systemctl is-active nginx","id":"d-20261124-223905-1a2b"}
 type FleetExecStarted struct {
 	Command string `json:"command"`
@@ -605,6 +614,29 @@ type Webhook struct {
 	Url    string    `json:"url"`
 }
 
+// CopyRequest defines model for copyRequest.
+type CopyRequest struct {
+	Component     *string `json:"component,omitempty"`
+	ContentBase64 []byte  `json:"content_base64"`
+
+	// MaxInFlight nodes at once: a number, or a percentage of the nodes ("50%"); default 1
+	MaxInFlight *CopyRequest_MaxInFlight `json:"max_in_flight,omitempty"`
+	Mode        *string                  `json:"mode,omitempty"`
+	Nodes       *[]string                `json:"nodes,omitempty"`
+	To          string                   `json:"to"`
+}
+
+// CopyRequestMaxInFlight0 defines model for CopyRequest.MaxInFlight.0.
+type CopyRequestMaxInFlight0 = string
+
+// CopyRequestMaxInFlight1 defines model for CopyRequest.MaxInFlight.1.
+type CopyRequestMaxInFlight1 = int
+
+// CopyRequest_MaxInFlight nodes at once: a number, or a percentage of the nodes ("50%"); default 1
+type CopyRequest_MaxInFlight struct {
+	union json.RawMessage
+}
+
 // ExecRequest defines model for execRequest.
 type ExecRequest struct {
 	Command       string  `json:"command"`
@@ -798,6 +830,9 @@ type StopParams struct {
 
 // PostConfigJSONRequestBody defines body for PostConfig for application/json ContentType.
 type PostConfigJSONRequestBody = Config
+
+// CopyJSONRequestBody defines body for Copy for application/json ContentType.
+type CopyJSONRequestBody = CopyRequest
 
 // DownloadLogTextRequestBody defines body for DownloadLog for text/plain ContentType.
 type DownloadLogTextRequestBody = DownloadLogTextBody
@@ -1076,6 +1111,68 @@ func (t UpdateSettings_MaxInFlight) MarshalJSON() ([]byte, error) {
 }
 
 func (t *UpdateSettings_MaxInFlight) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsCopyRequestMaxInFlight0 returns the union data inside the CopyRequest_MaxInFlight as a CopyRequestMaxInFlight0
+func (t CopyRequest_MaxInFlight) AsCopyRequestMaxInFlight0() (CopyRequestMaxInFlight0, error) {
+	var body CopyRequestMaxInFlight0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromCopyRequestMaxInFlight0 overwrites any union data inside the CopyRequest_MaxInFlight as the provided CopyRequestMaxInFlight0
+func (t *CopyRequest_MaxInFlight) FromCopyRequestMaxInFlight0(v CopyRequestMaxInFlight0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeCopyRequestMaxInFlight0 performs a merge with any union data inside the CopyRequest_MaxInFlight, using the provided CopyRequestMaxInFlight0
+func (t *CopyRequest_MaxInFlight) MergeCopyRequestMaxInFlight0(v CopyRequestMaxInFlight0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsCopyRequestMaxInFlight1 returns the union data inside the CopyRequest_MaxInFlight as a CopyRequestMaxInFlight1
+func (t CopyRequest_MaxInFlight) AsCopyRequestMaxInFlight1() (CopyRequestMaxInFlight1, error) {
+	var body CopyRequestMaxInFlight1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromCopyRequestMaxInFlight1 overwrites any union data inside the CopyRequest_MaxInFlight as the provided CopyRequestMaxInFlight1
+func (t *CopyRequest_MaxInFlight) FromCopyRequestMaxInFlight1(v CopyRequestMaxInFlight1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeCopyRequestMaxInFlight1 performs a merge with any union data inside the CopyRequest_MaxInFlight, using the provided CopyRequestMaxInFlight1
+func (t *CopyRequest_MaxInFlight) MergeCopyRequestMaxInFlight1(v CopyRequestMaxInFlight1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t CopyRequest_MaxInFlight) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *CopyRequest_MaxInFlight) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }
@@ -1513,6 +1610,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /deployment-engine/config/schema (the `GetConfigSchema` operationId).
 	GetConfigSchema(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CopyWithBody Put a file on a component's nodes, or on nodes named: a deployment of kind copy
+	//
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /deployment-engine/copy (the `Copy` operationId).
+	CopyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// Copy Put a file on a component's nodes, or on nodes named: a deployment of kind copy
+	//
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /deployment-engine/copy (the `Copy` operationId).
+	Copy(ctx context.Context, body CopyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeployByGet Deploy the stored config (the manual's GET)
 	//
@@ -1964,6 +2079,44 @@ func (c *Client) GetConfigHistory(ctx context.Context, reqEditors ...RequestEdit
 // Corresponds with GET /deployment-engine/config/schema (the `GetConfigSchema` operationId).
 func (c *Client) GetConfigSchema(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetConfigSchemaRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CopyWithBody Put a file on a component's nodes, or on nodes named: a deployment of kind copy
+//
+// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /deployment-engine/copy (the `Copy` operationId).
+func (c *Client) CopyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCopyRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// Copy Put a file on a component's nodes, or on nodes named: a deployment of kind copy
+//
+// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /deployment-engine/copy (the `Copy` operationId).
+func (c *Client) Copy(ctx context.Context, body CopyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCopyRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3101,6 +3254,46 @@ func NewGetConfigSchemaRequest(server string) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
+
+	return req, nil
+}
+
+// NewCopyRequest calls the generic Copy builder with application/json body
+func NewCopyRequest(server string, body CopyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCopyRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCopyRequestWithBody constructs an http.Request for the Copy method, with any body, and a specified content type
+func NewCopyRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/copy")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -4923,6 +5116,24 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /deployment-engine/config/schema (the `GetConfigSchema` operationId).
 	GetConfigSchemaWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetConfigSchemaResponse, error)
 
+	// CopyWithBodyWithResponse Put a file on a component's nodes, or on nodes named: a deployment of kind copy
+	//
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/copy (the `Copy` operationId).
+	CopyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CopyResponse, error)
+
+	// CopyWithResponse Put a file on a component's nodes, or on nodes named: a deployment of kind copy
+	//
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/copy (the `Copy` operationId).
+	CopyWithResponse(ctx context.Context, body CopyJSONRequestBody, reqEditors ...RequestEditorFn) (*CopyResponse, error)
+
 	// DeployByGetWithResponse Deploy the stored config (the manual's GET)
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -5954,6 +6165,124 @@ func (r GetConfigSchemaResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetConfigSchemaResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CopyResponse401Headers the declared response headers of an HTTP 401 response for Copy
+type CopyResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// CopyResponse429Headers the declared response headers of an HTTP 429 response for Copy
+type CopyResponse429Headers struct {
+	RetryAfter string
+}
+
+type CopyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *FleetCopyStarted
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CopyResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CopyResponse429Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r CopyResponse) GetJSON202() *FleetCopyStarted {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CopyResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CopyResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CopyResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CopyResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CopyResponse) GetJSON413() *ErrorBody {
+	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CopyResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CopyResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CopyResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r CopyResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r CopyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CopyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CopyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CopyResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10090,6 +10419,36 @@ func (c *ClientWithResponses) GetConfigSchemaWithResponse(ctx context.Context, r
 	return ParseGetConfigSchemaResponse(rsp)
 }
 
+// CopyWithBodyWithResponse Put a file on a component's nodes, or on nodes named: a deployment of kind copy
+//
+// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/copy (the `Copy` operationId).
+func (c *ClientWithResponses) CopyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CopyResponse, error) {
+	rsp, err := c.CopyWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCopyResponse(rsp)
+}
+
+// CopyWithResponse Put a file on a component's nodes, or on nodes named: a deployment of kind copy
+//
+// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/copy (the `Copy` operationId).
+func (c *ClientWithResponses) CopyWithResponse(ctx context.Context, body CopyJSONRequestBody, reqEditors ...RequestEditorFn) (*CopyResponse, error) {
+	rsp, err := c.Copy(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCopyResponse(rsp)
+}
+
 // DeployByGetWithResponse Deploy the stored config (the manual's GET)
 //
 // Returns a wrapper object for the known response body format(s).
@@ -11374,6 +11733,118 @@ func ParseGetConfigSchemaResponse(rsp *http.Response) (*GetConfigSchemaResponse,
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers GetConfigSchemaResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCopyResponse parses an HTTP response from a CopyWithResponse call
+func ParseCopyResponse(rsp *http.Response) (*CopyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CopyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest FleetCopyStarted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers CopyResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers CopyResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
