@@ -66,6 +66,11 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
                                    (default 60); a table: NODE EXIT DURATION OUTPUT-TAIL (the
                                    config's secrets redacted); exit 1 when any node failed; --json:
                                    the steps as the engine has them
+  copy COMP|IP[,IP...] --to PATH FILE [--mode 0640] [--max-in-flight N|N%]
+                                   put FILE (at most 4 MiB) at PATH on every node of COMP, or on the
+                                   nodes named, N at a time (default 1), its size and SHA-256 checked
+                                   on each node; a table: NODE SHA256 SIZE RESULT; exit 1 when any
+                                   node failed or holds another checksum; --json: the steps
   rollback [--follow]              deploy the last config whose deployment succeeded again
   scale COMP IP [--follow]         add an instance on a new IP and deploy it
   logs [NAME]                      list the logs, or print one
@@ -133,6 +138,7 @@ type session struct {
 	timeout        int
 	tail           int
 	halt           bool
+	to, mode       string
 	args           []string
 	data, server   string
 	stdout, stderr io.Writer
@@ -175,6 +181,8 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.IntVar(&s.timeout, "timeout", 0, "exec: seconds the command may run on each node (default 60, at most 3600)")
 	fs.IntVar(&s.tail, "tail", 0, "logs --follow: each instance's last N lines first")
 	fs.BoolVar(&s.halt, "halt-on-failure", false, "exec: run no further batch once a node failed")
+	fs.StringVar(&s.to, "to", "", "copy: the file's absolute path on the nodes")
+	fs.StringVar(&s.mode, "mode", "", "copy: the file's mode on the nodes, octal (default 0644)")
 	fs.StringVar(&s.reason, "reason", "", "node maintenance IP on: why the node is held out")
 	fs.StringVar(&s.schedule.cron, "cron", "", "schedule add: when, 5 cron fields or a descriptor (@daily, @every 1h)")
 	fs.StringVar(&s.schedule.tz, "tz", "", "schedule add: the cron's IANA time zone (default UTC)")

@@ -54,31 +54,9 @@ func execCmd(ctx context.Context, s *session, command string) int {
 	if !s.json {
 		fmt.Fprintf(s.stderr, "exec %q: deployment %s\n", started.Command, started.ID)
 	}
-	p := newProgress(s.stderr)
-	d, err := s.c.Follow(ctx, started.ID, func(ev client.Event) error {
-		if s.json {
-			return nil
-		}
-		switch {
-		case ev.Summary != nil:
-			p.summary(*ev.Summary)
-		case ev.Step != nil:
-			p.step(*ev.Step)
-		}
-		p.draw()
-		return nil
-	})
-	p.clear()
-	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintf(s.stderr, "stopped following; deployment %s goes on in the engine (cancel %s ends it)\n", started.ID, started.ID)
-			return exitFailed
-		}
-		return s.fail(err)
-	}
-	steps, err := s.c.AllSteps(ctx, started.ID)
-	if err != nil {
-		return s.fail(err)
+	d, steps, code := followFleet(ctx, s, started.ID)
+	if code != exitOK {
+		return code
 	}
 	if s.json {
 		raw, err := json.Marshal(steps)
@@ -96,6 +74,39 @@ func execCmd(ctx context.Context, s *session, command string) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// followFleet follows deployment id of a fleet command (exec, copy) to its
+// end, its progress on stderr unless --json, and reads its steps; the code
+// is exitOK, or what to exit with when it could not.
+func followFleet(ctx context.Context, s *session, id string) (contract.DeploymentPage, []contract.StepStatus, int) {
+	p := newProgress(s.stderr)
+	d, err := s.c.Follow(ctx, id, func(ev client.Event) error {
+		if s.json {
+			return nil
+		}
+		switch {
+		case ev.Summary != nil:
+			p.summary(*ev.Summary)
+		case ev.Step != nil:
+			p.step(*ev.Step)
+		}
+		p.draw()
+		return nil
+	})
+	p.clear()
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(s.stderr, "stopped following; deployment %s goes on in the engine (cancel %s ends it)\n", id, id)
+			return d, nil, exitFailed
+		}
+		return d, nil, s.fail(err)
+	}
+	steps, err := s.c.AllSteps(ctx, id)
+	if err != nil {
+		return d, nil, s.fail(err)
+	}
+	return d, steps, exitOK
 }
 
 // ipList reads "IP[,IP...]"; false when any of it is no IP (a component).

@@ -98,6 +98,8 @@ func TestCompletion(t *testing.T) {
 		{[]string{"deploy", "--p"}, "--plan"},
 		{[]string{"exec", "--ti"}, "--timeout"},
 		{[]string{"exec", "--ha"}, "--halt-on-failure"},
+		{[]string{"copy", "--t"}, "--to"},
+		{[]string{"copy", "--m"}, "--mode --max-in-flight"},
 		{[]string{"status", "--js"}, "--json"},
 		{[]string{"ver"}, "version"},
 		{[]string{"comp"}, "completion"},
