@@ -3,10 +3,8 @@ package steps
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 
 	"github.com/deployment-engine/engine/services/contract"
-	"github.com/deployment-engine/engine/services/kit"
 )
 
 // CopyAction is the action of a copy's steps.
@@ -17,13 +15,13 @@ const CopyAction = "copy"
 // before. The file travels as the step's own (the installer checks its
 // size and SHA-256 on the node before it moves it into place); the step's
 // script then prints the SHA-256 and size of the file the node has, which
-// its kept output carries back (contract.ParseCopyOutput). Every step shares the
+// its kept output carries back (contract.CopyReport). Every step shares the
 // one content; each has a hash of its deployment and node, so a copy is
 // never found done from an earlier one.
 func (in Builder) CopySteps(comp string, groups [][]string, path string, mode uint32, content []byte) ([]*Step, []contract.Batch) {
 	sum := sha256.Sum256(content)
 	file := contract.StepFile{Path: path, Mode: mode, Content: content, SHA256: hex.EncodeToString(sum[:])}
-	script := fmt.Sprintf("p=%s\nprintf '%%s %%s\\n' \"$(sha256sum < \"$p\" | cut -d' ' -f1)\" \"$(stat -c %%s \"$p\")\"\n", kit.ShellQuote(path))
+	script := contract.CopyReport(path)
 	return in.fleetSteps(comp, groups, func(ip string) contract.Step {
 		return contract.Step{Node: ip, Component: comp, Action: CopyAction, Files: []contract.StepFile{file}, Script: script,
 			TimeoutS: contract.CopyTimeout, KeepOutput: true, Hash: Hash(CopyAction, in.ID, ip)}

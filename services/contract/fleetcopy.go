@@ -143,6 +143,14 @@ type FleetCopyStarted struct {
 	SHA256 string   `json:"sha256"`
 }
 
+// CopyReport is the script of a copy's step, run once the installer put
+// the file at p: it prints the SHA-256 and size of the file the node has,
+// as ParseCopyOutput reads them. p is a path CopyPathProblem takes (no
+// single quote in it).
+func CopyReport(p string) string {
+	return "p='" + p + "'\nprintf '%s %s\\n' \"$(sha256sum < \"$p\" | cut -d' ' -f1)\" \"$(stat -c %s \"$p\")\"\n"
+}
+
 // ParseCopyOutput reads what a copy's step printed on its node, its
 // StepStatus.Output: the SHA-256 (hex) and size of the file the node has.
 // ok is false when the output is not that (a step that failed before).
