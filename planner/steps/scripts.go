@@ -245,8 +245,9 @@ for i in $(seq 1 2400); do
     echo "$p running"; exit 0
   fi
   # monit drops a request that meets its reload, or waits on another
-  # check's start program: ask again every 10 s while it does nothing.
-  if [ $((i %% 200)) -eq 0 ] && echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+Not monitored'; then monit start "$p"; fi
+  # check's start program: ask again every 10 s while it does nothing
+  # (a check that only alerts stays "Does not exist" after a lost start).
+  if [ $((i %% 200)) -eq 0 ] && echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+(Not monitored|Does not exist)'; then monit start "$p"; fi
   sleep 0.05
 done
 monit status "$p" >&2 || true
