@@ -78,12 +78,19 @@ func secretName(name string) string {
 	return "user password"
 }
 
-// checkKey answers the key property's problem, if any.
+// checkKey answers the key properties' problems, if any: the nodes' key
+// and the gateway's.
 func checkKey(cfg contract.Config) []contract.Problem {
+	var out []contract.Problem
 	if pr := validate.Key(cfg.Properties.Key); pr != nil {
-		return []contract.Problem{*pr}
+		out = append(out, *pr)
 	}
-	return nil
+	if g := cfg.Properties.Gateway; g != nil {
+		if pr := validate.KeyAt("properties.gateway.key", g.Key); pr != nil {
+			out = append(out, *pr)
+		}
+	}
+	return out
 }
 
 type givenForKey struct{}

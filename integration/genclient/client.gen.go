@@ -210,6 +210,14 @@ type Flex0 = int
 // Flex1 defines model for Flex.1.
 type Flex1 = string
 
+// Gateway defines model for Gateway.
+type Gateway struct {
+	Host string  `json:"host"`
+	Key  *string `json:"key,omitempty"`
+	Port *int    `json:"port,omitempty"`
+	User *string `json:"user,omitempty"`
+}
+
 // HealConfig defines model for HealConfig.
 type HealConfig struct {
 	union json.RawMessage
@@ -402,6 +410,7 @@ type Properties struct {
 	// Disksize a whole number >= 0, as a JSON number or a string holding one; null when unset
 	Disksize *Flex                   `json:"disksize"`
 	Domain   string                  `json:"domain"`
+	Gateway  *Gateway                `json:"gateway,omitempty"`
 	Global   *map[string]interface{} `json:"global,omitempty"`
 	Heal     *HealConfig             `json:"heal,omitempty"`
 	Home     string                  `json:"home"`

@@ -121,6 +121,29 @@ func notifySchema() obj {
 	}
 }
 
+// gatewaySchema is the jump host: an IPv4 host, a user, a key (a path
+// or PEM text; the nodes' key when absent) and a TCP port.
+func gatewaySchema() obj {
+	keyReason := "must be an absolute path on the control machine or the PEM text of a private key"
+	return obj{"type": []string{"object", "null"}, "x-reason": `want {"host": IP, "user", "key", "port"}`,
+		"description": "a jump host every SSH connection to a node goes through, as OpenSSH's ProxyJump",
+		"required":    []string{"host"},
+		"properties": obj{
+			"host": obj{"type": "string", "description": "the gateway's IP as the control machine reaches it",
+				"allOf": ipSchema()["allOf"], "x-reason": "missing: the gateway's IP as the control machine reaches it"},
+			"user": obj{"type": []string{"string", "null"}, "pattern": `^(|[a-z_][a-z0-9_-]{0,31})$`,
+				"description": "who the engine logs in to the gateway as (root when absent)",
+				"x-reason":    "not a valid user name (lowercase letters, digits, _ and -)"},
+			"key": obj{"type": []string{"string", "null"}, "pattern": `^(|/.*|<redacted>)$|PRIVATE KEY`,
+				"description": "the SSH private key for the gateway: a path on the control machine or its PEM text (properties.key when absent)",
+				"x-reason":    keyReason},
+			"port": obj{"type": []string{"integer", "null"}, "minimum": 0, "maximum": 65535,
+				"description": "the gateway's sshd port (22 when absent)", "x-reason": "must be a TCP port, 1 to 65535 (22 when absent)"},
+		},
+		"additionalProperties": obj{"not": obj{}, "x-reason": "unknown field"},
+	}
+}
+
 // Config is the JSON Schema of a config for these catalogs, and for BOSH
 // releases: configs whose catalog is releases name an uploaded release,
 // whose jobs only the engine can check.
@@ -199,9 +222,10 @@ func propertiesSchema(names []string, releases string) obj {
 			"description": "a BOSH manifest's global properties (catalog bosh): each job reads what its spec declares from its own tree in jobs first, then from this one"},
 		"azs": obj{"type": []string{"object", "null"}, "additionalProperties": obj{"type": []string{"array", "null"}, "items": obj{"type": "string"}, "x-reason": "must be an object of zone name to a list of IPs"},
 			"x-reason": "must be an object of zone name to a list of IPs"},
-		"heal":   healSchema(),
-		"notify": notifySchema(),
-		"update": updateSchema(),
+		"heal":    healSchema(),
+		"notify":  notifySchema(),
+		"update":  updateSchema(),
+		"gateway": gatewaySchema(),
 	}
 	return obj{
 		"type":                 "object",
@@ -214,6 +238,11 @@ func propertiesSchema(names []string, releases string) obj {
 				obj{"required": []string{"root"}, "properties": obj{"root": obj{"type": "string", "minLength": 1}}},
 				obj{"required": []string{"key"}, "properties": obj{"key": obj{"type": "string", "minLength": 1}}},
 			}, "x-at": "root", "x-reason": "missing: the nodes' root password, or a key property with an SSH private key"},
+			// The gateway's key is the nodes' when it gives none.
+			obj{"if": obj{"required": []string{"gateway"}, "properties": obj{"gateway": obj{"type": "object",
+				"anyOf": []any{obj{"not": obj{"required": []string{"key"}}}, obj{"properties": obj{"key": obj{"enum": []any{"", nil}}}}}}}},
+				"then": obj{"required": []string{"key"}, "properties": obj{"key": obj{"type": "string", "minLength": 1}}},
+				"x-at": "gateway.key", "x-reason": "missing: the SSH private key for the gateway, or a key property the gateway also accepts"},
 			obj{"if": obj{"required": []string{"checkdisk"}, "properties": obj{"checkdisk": isOne()}},
 				"then": obj{"required": []string{"disksize"}, "properties": obj{"disksize": obj{"not": obj{"type": "null"}}}},
 				"x-at": "disksize", "x-reason": "missing: checkdisk is 1, so give the minimum disk in GB"},

@@ -20,12 +20,16 @@ const maxKeyFile = 64 << 10
 // It answers a problem, or nil. The problem names the path but never
 // quotes the file or the parser's words about it, so pointing key at a
 // file that is not a key (/etc/shadow) tells nothing of what is in it.
-func Key(key string) *contract.Problem {
+func Key(key string) *contract.Problem { return KeyAt("properties.key", key) }
+
+// KeyAt checks a key property at path (properties.key,
+// properties.gateway.key) as Key does.
+func KeyAt(path, key string) *contract.Problem {
 	if key == "" {
 		return nil
 	}
 	bad := func(reason string) *contract.Problem {
-		return &contract.Problem{Path: "properties.key", Reason: reason}
+		return &contract.Problem{Path: path, Reason: reason}
 	}
 	pem := []byte(key)
 	where := "the key property"

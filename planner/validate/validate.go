@@ -177,7 +177,7 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 			}
 			continue
 		}
-		if k == "heal" || k == "notify" {
+		if k == "heal" || k == "notify" || k == "gateway" {
 			decodeObjectProperty(k, v, p, ps)
 			continue
 		}
@@ -238,8 +238,42 @@ func checkProperties(p contract.Properties, ps *problems) {
 			ps.add("properties.password", "", "", "missing: adduser is 1, so give the new user's password")
 		}
 	}
-	if p.Key != "" && p.Key != contract.Redacted && !strings.Contains(p.Key, "PRIVATE KEY") && !strings.HasPrefix(p.Key, "/") {
+	if badKey(p.Key) {
 		ps.add("properties.key", "", "", "must be an absolute path on the control machine or the PEM text of a private key")
+	}
+	checkGateway(p, ps)
+}
+
+// badKey tells whether a key property is neither empty, nor the redaction
+// marker, nor a path or PEM text.
+func badKey(k string) bool {
+	return k != "" && k != contract.Redacted && !strings.Contains(k, "PRIVATE KEY") && !strings.HasPrefix(k, "/")
+}
+
+// checkGateway checks the jump host: an IPv4 address, a user name, a key
+// (its own, else the nodes' key) and a TCP port.
+func checkGateway(p contract.Properties, ps *problems) {
+	g := p.Gateway
+	if g == nil {
+		return
+	}
+	const path = "properties.gateway"
+	if g.Host == "" {
+		ps.add(path+".host", "", "", "missing: the gateway's IP as the control machine reaches it")
+	} else if reason := badIP(g.Host); reason != "" {
+		ps.add(path+".host", "", g.Host, reason)
+	}
+	if g.User != "" && !userRe.MatchString(g.User) {
+		ps.add(path+".user", "", "", "not a valid user name (lowercase letters, digits, _ and -)")
+	}
+	switch {
+	case g.Key == "" && p.Key == "":
+		ps.add(path+".key", "", "", "missing: the SSH private key for the gateway (a path on the control machine or its PEM text), or a key property the gateway also accepts")
+	case badKey(g.Key):
+		ps.add(path+".key", "", "", "must be an absolute path on the control machine or the PEM text of a private key")
+	}
+	if g.Port < 0 || g.Port > 65535 {
+		ps.add(path+".port", "", "", "must be a TCP port, 1 to 65535 (22 when absent)")
 	}
 }
 
@@ -303,7 +337,7 @@ func jsonError(b []byte, err error) string {
 	return fmt.Sprintf("%s (line %d, column %d)", err.Error(), line, col)
 }
 
-// decodeObjectProperty reads the heal and notify properties.
+// decodeObjectProperty reads the heal, notify and gateway properties.
 func decodeObjectProperty(k string, v json.RawMessage, p *contract.Properties, ps *problems) {
 	path := "properties." + k
 	switch k {
@@ -314,6 +348,15 @@ func decodeObjectProperty(k string, v json.RawMessage, p *contract.Properties, p
 			return
 		}
 		p.Heal = &h
+	case "gateway":
+		var g contract.Gateway
+		dec := json.NewDecoder(bytes.NewReader(v))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&g); err != nil {
+			ps.add(path, "", "", `want {"host": IP, "user", "key", "port"}: `+err.Error())
+			return
+		}
+		p.Gateway = &g
 	case "notify":
 		var n contract.NotifyConfig
 		dec := json.NewDecoder(bytes.NewReader(v))

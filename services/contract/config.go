@@ -58,6 +58,9 @@ type Properties struct {
 	AZs map[string][]string `json:"azs,omitempty"`
 	// Update says how changes to running instances roll out.
 	Update *UpdateConfig `json:"update,omitempty"`
+	// Gateway is the jump host every SSH connection to a node goes
+	// through; nil connects to the nodes directly.
+	Gateway *Gateway `json:"gateway,omitempty"`
 }
 
 // Flex is a non-negative integer that may be written as a JSON number or a
@@ -106,9 +109,16 @@ func (f *Flex) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Secrets lists pointers to every secret field of p, by JSON name.
+// Secrets lists pointers to every secret field of p, by JSON path below
+// properties. "gateway.key" is always there: without a gateway it points
+// at an empty string of its own, so that callers comparing two configs'
+// secrets by name never meet a missing one.
 func (p *Properties) Secrets() map[string]*string {
-	return map[string]*string{"password": &p.Password, "root": &p.Root, "key": &p.Key}
+	gwKey := new(string)
+	if p.Gateway != nil {
+		gwKey = &p.Gateway.Key
+	}
+	return map[string]*string{"password": &p.Password, "root": &p.Root, "key": &p.Key, "gateway.key": gwKey}
 }
 
 // Redact returns a copy of c with every non-empty secret replaced by Redacted.
@@ -173,9 +183,9 @@ func redactTree(v any, secret bool) any {
 }
 
 // MapSecrets returns a copy of c with f applied to each of its secret
-// strings that is not empty: the offered secrets (password, root, key),
-// each webhook's, and every string of a BOSH job property under a secret
-// name (what Redact hides). Sealing at rest and opening use it, so that
+// strings that is not empty: the properties' secrets (password, root,
+// key, the gateway's key), each webhook's, and every string of a BOSH job
+// property under a secret name (what Redact hides). Sealing at rest and opening use it, so that
 // no secret source is left out of either.
 func (c Config) MapSecrets(f func(string) (string, error)) (Config, error) {
 	out := c.Clone()
@@ -316,6 +326,10 @@ func (c Config) Clone() Config {
 	out.Components = make(map[string][]string, len(c.Components))
 	for k, v := range c.Components {
 		out.Components[k] = append([]string(nil), v...)
+	}
+	if g := c.Properties.Gateway; g != nil {
+		gc := *g
+		out.Properties.Gateway = &gc
 	}
 	if h := c.Properties.Heal; h != nil {
 		hc := *h
