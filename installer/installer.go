@@ -82,6 +82,7 @@ type Installer struct {
 	log     *slog.Logger
 	port    string
 	pool    pool
+	gateway gatewayConn
 	svc     *kit.Service // its endpoints, ended by Stop
 	cc      jetstream.ConsumeContext
 	cancels *nats.Subscription
@@ -184,6 +185,7 @@ func (i *Installer) Stop() {
 	i.cancel()
 	i.wg.Wait()
 	i.closeAll()
+	i.closeGateway()
 }
 
 // config reads the stored config for the nodes' credentials.

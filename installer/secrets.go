@@ -11,7 +11,7 @@ import (
 // nodeAuth is how the installer logs in to the config's nodes: the kept
 // root password only where it was given for (bus.LoadSecretHosts).
 func (i *Installer) nodeAuth(ctx context.Context, cfg contract.Config) (contract.Auth, error) {
-	return i.restrict(ctx, contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key})
+	return i.restrict(ctx, cfg.Properties.NodeAuth())
 }
 
 // restrict limits a's password to the nodes the stored record allows,

@@ -76,8 +76,14 @@ func authMethods(a contract.Auth, ip string) ([]ssh.AuthMethod, error) {
 	return out, nil
 }
 
+// authID tells credentials apart, the gateway they go through included:
+// a pooled connection made under others is dialled again.
 func authID(a contract.Auth) string {
-	h := sha256.Sum256([]byte(a.Password + "\x00" + a.Key))
+	via := ""
+	if a.Gateway != nil {
+		via = gatewayID(*a.Gateway)
+	}
+	h := sha256.Sum256([]byte(a.Password + "\x00" + a.Key + "\x00" + via))
 	return hex.EncodeToString(h[:8])
 }
 
@@ -127,9 +133,39 @@ func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*s
 	if err != nil {
 		return nil, err
 	}
+	t := target{ip: ip, addr: net.JoinHostPort(ip, i.port), user: "root", methods: methods}
+	if g := auth.Gateway; g != nil {
+		t.via = func(ctx context.Context) (*ssh.Client, error) { return i.gatewayClient(ctx, *g) }
+		t.gateway = g.Addr()
+	}
+	return i.dialTarget(ctx, t)
+}
+
+// target is an sshd to log in to: a node, or the gateway to the nodes.
+type target struct {
+	ip, addr, user string
+	methods        []ssh.AuthMethod
+	// via, when set, is the gateway's connection the TCP connection to
+	// addr is made through; gateway names it.
+	via     func(context.Context) (*ssh.Client, error)
+	gateway string
+	// isGateway marks the gateway itself, for what its errors advise.
+	isGateway bool
+}
+
+// credentials names what to check when t refuses the login.
+func (t target) credentials() string {
+	if t.isGateway {
+		return "properties.gateway (user, key)"
+	}
+	return "the config's root password or key"
+}
+
+// dialTarget makes the tries at t's connection that dial describes.
+func (i *Installer) dialTarget(ctx context.Context, t target) (*ssh.Client, error) {
 	start, pause := time.Now(), i.o.DialBackoff
 	for try := 1; ; try++ {
-		c, err := i.dialOnce(ctx, ip, methods)
+		c, err := i.dialOnce(ctx, t)
 		if err == nil {
 			return c, nil
 		}
@@ -142,13 +178,13 @@ func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*s
 		// Jitter: the nodes of one host, probed together, should not all
 		// come back at the same instant.
 		wait := pause + rand.N(pause/2+1)
-		i.log.Debug("ssh connection failed; trying again", "node", ip, "try", try, "in", wait, "err", err)
-		t := time.NewTimer(wait)
+		i.log.Debug("ssh connection failed; trying again", "node", t.ip, "try", try, "in", wait, "err", err)
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			timer.Stop()
 			return nil, err
-		case <-t.C:
+		case <-timer.C:
 		}
 		pause *= 2
 	}
@@ -156,30 +192,27 @@ func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*s
 
 // retryable says whether another try may mend a failed one: not when the
 // node rejected something, nor when the network says it is not there.
+// A gateway that could not be reached was tried as often as a node is
+// already.
 func retryable(err error) bool {
-	return !isPermanent(err) && !errors.Is(err, syscall.EHOSTUNREACH) && !errors.Is(err, syscall.ENETUNREACH)
+	var g gatewayErr
+	return !isPermanent(err) && !errors.As(err, &g) && !errors.Is(err, syscall.EHOSTUNREACH) && !errors.Is(err, syscall.ENETUNREACH)
 }
 
 // dialOnce makes one try at an SSH connection, each phase within its
 // deadline and ctx; its error names the phase that failed.
-func (i *Installer) dialOnce(ctx context.Context, ip string, methods []ssh.AuthMethod) (*ssh.Client, error) {
-	addr := net.JoinHostPort(ip, i.port)
-	cctx, cancel := context.WithTimeout(ctx, i.o.ConnectTimeout)
-	var d net.Dialer
-	conn, err := d.DialContext(cctx, "tcp", addr)
-	cancel()
+func (i *Installer) dialOnce(ctx context.Context, t target) (*ssh.Client, error) {
+	ip, addr := t.ip, t.addr
+	conn, err := i.connectTCP(ctx, t)
 	if err != nil {
-		if ctx.Err() != nil {
-			err = context.Cause(ctx)
-		}
-		return nil, fmt.Errorf("connect to %s: %w (is the node up and sshd listening on port %s?)", addr, err, i.port)
+		return nil, err
 	}
 	ph := &phases{conn: conn, ctx: ctx}
 	stop := context.AfterFunc(ctx, ph.expire)
 	ph.enter(phaseHandshake, i.o.HandshakeTimeout)
 	cfg := &ssh.ClientConfig{
-		User: "root",
-		Auth: methods,
+		User: t.user,
+		Auth: t.methods,
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
 			kctx, cancel := context.WithDeadline(ctx, ph.deadline())
 			defer cancel()
@@ -202,7 +235,7 @@ func (i *Installer) dialOnce(ctx context.Context, ip string, methods []ssh.AuthM
 	}
 	if err != nil {
 		conn.Close()
-		return nil, ph.failed(ip, addr, err)
+		return nil, ph.failed(t, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	i.metrics.conns.Inc()
@@ -260,13 +293,14 @@ func (p *phases) deadline() time.Time {
 }
 
 // failed names what went wrong, and in which phase.
-func (p *phases) failed(ip, addr string, err error) error {
+func (p *phases) failed(t target, err error) error {
+	ip, addr, user := t.ip, t.addr, t.user
 	p.mu.Lock()
 	ph, limit, until, keyErr := p.phase, p.limit, p.until, p.keyErr
 	p.mu.Unlock()
 	what := "ssh handshake with " + addr
 	if ph == phaseLogin {
-		what = "ssh login to " + addr + " as root"
+		what = "ssh login to " + addr + " as " + user
 	}
 	switch {
 	case isPermanent(keyErr):
@@ -275,10 +309,10 @@ func (p *phases) failed(ip, addr string, err error) error {
 		// The engine's store, not the node, failed it.
 		return fmt.Errorf("%s: check its host key: %w", what, keyErr)
 	case strings.Contains(err.Error(), "unable to authenticate"):
-		return permanent{fmt.Errorf("log in to %s as root: %w; check the config's root password or key", ip, errAuth)}
+		return permanent{fmt.Errorf("log in to %s as %s: %w; check %s", ip, user, errAuth, t.credentials())}
 	case strings.Contains(strings.ToLower(err.Error()), "too many authentication failures"):
 		// sshd's MaxAuthTries: the same credentials fail the same way.
-		return permanent{fmt.Errorf("log in to %s as root: %w (the node closed the login after too many attempts); check the config's root password or key", ip, errAuth)}
+		return permanent{fmt.Errorf("log in to %s as %s: %w (it closed the login after too many attempts); check %s", ip, user, errAuth, t.credentials())}
 	case p.ctx.Err() != nil:
 		return fmt.Errorf("%s: %w", what, context.Cause(p.ctx))
 	case !time.Now().Before(until):

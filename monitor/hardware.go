@@ -71,7 +71,7 @@ func (m *Monitor) probe(ctx context.Context, cfg contract.Config, nodes []string
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(contract.ProbeRounds(len(nodes)))*10*time.Second+10*time.Second)
 	defer cancel()
 	res, err := nodeclient.Probe(ctx, m.o.NC, contract.Probe{Nodes: nodes, TimeoutMS: 10000,
-		Auth: contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key}})
+		Auth: cfg.Properties.NodeAuth()})
 	if err != nil {
 		return nil, kit.Errorf(502, "read the hardware of %s: %v", strings.Join(nodes, ", "), err)
 	}

@@ -104,7 +104,8 @@ func withGivenFor(ctx context.Context, nodes []string) context.Context {
 // probeAuth is how the installer may log in to the nodes for the planner:
 // the root password only where it was given for.
 func (p *Planner) probeAuth(ctx context.Context, cfg contract.Config) (contract.Auth, error) {
-	a := contract.Auth{Password: cfg.Properties.Root, Key: cfg.Properties.Key, Restricted: true}
+	a := cfg.Properties.NodeAuth()
+	a.Restricted = true
 	if a.Password == "" {
 		return a, nil
 	}

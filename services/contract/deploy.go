@@ -16,6 +16,9 @@ type Auth struct {
 	// offered to (see SecretHosts); the others get the key alone.
 	Restricted    bool     `json:"restricted,omitempty"`
 	PasswordHosts []string `json:"password_hosts,omitempty"`
+	// Gateway, when set, is the jump host every connection to a node
+	// goes through, its Key filled in (Properties.JumpHost).
+	Gateway *Gateway `json:"gateway,omitempty"`
 }
 
 // OffersPassword tells whether the password may be offered to ip.

@@ -39,3 +39,22 @@ func (g Gateway) Addr() string {
 	}
 	return net.JoinHostPort(g.Host, strconv.Itoa(port))
 }
+
+// JumpHost is the config's gateway as the engine logs in to it: its own
+// key, else the nodes' key; nil without a gateway.
+func (p Properties) JumpHost() *Gateway {
+	if p.Gateway == nil {
+		return nil
+	}
+	g := *p.Gateway
+	if g.Key == "" {
+		g.Key = p.Key
+	}
+	return &g
+}
+
+// NodeAuth is how the engine logs in to the nodes of a config: the root
+// password, the key, and the gateway it goes through.
+func (p Properties) NodeAuth() Auth {
+	return Auth{Password: p.Root, Key: p.Key, Gateway: p.JumpHost()}
+}
