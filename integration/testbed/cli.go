@@ -34,11 +34,13 @@ func New(t testing.TB, o Options) *Bed {
 
 // CLI is `de-testbed up|down|list|reboot`.
 func CLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	usage := `usage: de-testbed up --nodes N [--name NAME] [--cpus C[,C...]] [--memory M[,M...]] [--disk D]
+	usage := `usage: de-testbed up --nodes N [--name NAME] [--cpus C[,C...]] [--memory M[,M...]] [--disk D] [--isolated]
        de-testbed down [--name NAME]
        de-testbed reboot NAME IP
        de-testbed list
---cpus and --memory take one value for every node, or a list applied to the nodes in order (the last one repeats).`
+--cpus and --memory take one value for every node, or a list applied to the nodes in order (the last one repeats).
+--isolated puts the nodes on a bridge this machine cannot reach, behind one more node, the gateway, that
+forwards their traffic to home: reach them through its sshd (a jump host, properties.gateway).`
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return 2
@@ -51,12 +53,13 @@ func CLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cpus := fs.String("cpus", "", "each node's CPUs (e.g. 1 or 0.5), or a comma list per node")
 	memory := fs.String("memory", "", "each node's memory (e.g. 512M, 2G), or a comma list per node")
 	disk := fs.String("disk", "8G", "each node's disk")
+	isolated := fs.Bool("isolated", false, "put the nodes behind a gateway node, out of this machine's reach")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
 	switch args[0] {
 	case "up":
-		o := Options{Name: *name, Nodes: *nodes, RootPassword: *password}
+		o := Options{Name: *name, Nodes: *nodes, RootPassword: *password, Isolated: *isolated}
 		var err error
 		if o.PerNode, err = perNode(*nodes, *cpus, *memory); err != nil {
 			fmt.Fprintln(stderr, err)
@@ -73,6 +76,9 @@ func CLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		for _, n := range b.Nodes {
 			fmt.Fprintf(stdout, "%s %s\n", n.IP, b.KeyPath)
+		}
+		if b.Gateway != nil {
+			fmt.Fprintf(stdout, "gateway %s %s\n", b.Gateway.IP, b.KeyPath)
 		}
 		fmt.Fprintf(stdout, "home %s\n", b.Home)
 		fmt.Fprintf(stdout, "name %s\n", b.Name)

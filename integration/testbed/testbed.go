@@ -45,6 +45,9 @@ type Options struct {
 	PerNode []Limits
 	// Disk is each node's disk (its writable layer), in bytes; default 8 GiB.
 	Disk int64
+	// Isolated puts the nodes behind a gateway node, out of the host's
+	// reach (isolated.go).
+	Isolated bool
 }
 
 func (o Options) limits(i int) Limits {
@@ -69,8 +72,13 @@ type Bed struct {
 	// Owner is the process that brought the bed up: while it lives, no
 	// other Up of the same name takes the bed down under it.
 	Owner int `json:"owner"`
-	dir   string
-	mu    sync.Mutex // guards save
+	// Gateway, in an isolated bed, is the node the others are reached
+	// through; Isolated is their subnet, Inner their bridge.
+	Gateway  *Node  `json:"gateway,omitempty"`
+	Isolated string `json:"isolated,omitempty"`
+	Inner    string `json:"inner,omitempty"`
+	dir      string
+	mu       sync.Mutex // guards save
 }
 
 // Node is one machine of a bed.
@@ -82,8 +90,13 @@ type Node struct {
 	PID      int    `json:"pid"`  // host PID of the node's init (PID 1 inside)
 	Password string `json:"-"`
 	Limits   Limits `json:"limits"`
-	dir      string
-	bed      *Bed
+	// Isolated marks a node behind the gateway; Inner and InnerVeth are
+	// the gateway's address and link on the isolated bridge.
+	Isolated  bool   `json:"isolated,omitempty"`
+	Inner     string `json:"inner,omitempty"`
+	InnerVeth string `json:"inner_veth,omitempty"`
+	dir       string
+	bed       *Bed
 }
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,20}$`)
@@ -118,6 +131,11 @@ func Up(ctx context.Context, o Options) (b *Bed, err error) {
 	}
 	if err := Check(); err != nil {
 		return nil, err
+	}
+	if o.Isolated {
+		if err := checkIsolated(); err != nil {
+			return nil, err
+		}
 	}
 	// A bed of the same name left by a finished or killed process goes
 	// first; one whose process still runs is someone else's.
@@ -166,39 +184,30 @@ func Up(ctx context.Context, o Options) (b *Bed, err error) {
 	if err := b.makeKey(); err != nil {
 		return nil, err
 	}
-	if err := run("ip", "link", "add", b.Bridge, "type", "bridge"); err != nil {
+	all := b.layout(o, third, tag)
+	if err := b.makeBridges(); err != nil {
 		return nil, err
 	}
-	if err := run("ip", "addr", "add", b.Home+"/24", "dev", b.Bridge); err != nil {
-		return nil, err
-	}
-	if err := run("ip", "link", "set", b.Bridge, "up"); err != nil {
-		return nil, err
-	}
-	for i := 0; i < o.Nodes; i++ {
-		n := &Node{Name: fmt.Sprintf("de-%s-n%d", name, i), IP: fmt.Sprintf("10.213.%d.%d", third, i+2),
-			Hostname: fmt.Sprintf("%s-node%d", name, i), Veth: fmt.Sprintf("dev%sn%d", tag, i), Password: o.RootPassword,
-			Limits: o.limits(i), dir: filepath.Join(b.dir, "fs", fmt.Sprintf("n%d", i)), bed: b}
-		b.Nodes = append(b.Nodes, n)
+	for _, n := range all {
 		if err := n.create(); err != nil {
 			return nil, err
 		}
 	}
 	// Nodes boot together, a few at a time: each boot mostly waits.
-	errs := make(chan error, len(b.Nodes))
+	errs := make(chan error, len(all))
 	sem := make(chan struct{}, 8)
-	for _, n := range b.Nodes {
+	for _, n := range all {
 		go func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			errs <- n.Start(ctx)
 		}()
 	}
-	var all []error
-	for range b.Nodes {
-		all = append(all, <-errs)
+	var failed []error
+	for range all {
+		failed = append(failed, <-errs)
 	}
-	if err := errors.Join(all...); err != nil {
+	if err := errors.Join(failed...); err != nil {
 		return nil, err
 	}
 	if err := b.save(); err != nil {
@@ -228,15 +237,7 @@ func (n *Node) create() error {
 	if err := run("ip", "netns", "add", n.Name); err != nil {
 		return err
 	}
-	steps := [][]string{
-		{"ip", "link", "add", n.Veth, "type", "veth", "peer", "name", "eth0", "netns", n.Name},
-		{"ip", "link", "set", n.Veth, "master", n.bed.Bridge},
-		{"ip", "link", "set", n.Veth, "up"},
-		{"ip", "netns", "exec", n.Name, "ip", "addr", "add", n.IP + "/24", "dev", "eth0"},
-		{"ip", "netns", "exec", n.Name, "ip", "link", "set", "eth0", "up"},
-		{"ip", "netns", "exec", n.Name, "ip", "link", "set", "lo", "up"},
-	}
-	for _, s := range steps {
+	for _, s := range n.links() {
 		if err := run(s[0], s[1:]...); err != nil {
 			return err
 		}
@@ -325,11 +326,8 @@ func (n *Node) Start(ctx context.Context) error {
 				}
 			}
 		}
-		if n.PID != 0 {
-			if c, err := net.DialTimeout("tcp", net.JoinHostPort(n.IP, "22"), 200*time.Millisecond); err == nil {
-				c.Close()
-				return n.bed.save()
-			}
+		if n.PID != 0 && n.sshdUp() {
+			return n.bed.save()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -501,6 +499,9 @@ func Load(name string) (*Bed, error) {
 	for i, n := range b.Nodes {
 		n.bed, n.dir = b, filepath.Join(dir, "fs", fmt.Sprintf("n%d", i))
 	}
+	if g := b.Gateway; g != nil {
+		g.bed, g.dir = b, filepath.Join(dir, "fs", "ngw")
+	}
 	return b, nil
 }
 
@@ -530,8 +531,8 @@ func Down(name string) error {
 		}
 	}
 	if b != nil {
-		for _, n := range b.Nodes {
-			if n.PID > 0 {
+		for _, n := range append(b.Nodes, b.Gateway) {
+			if n != nil && n.PID > 0 {
 				_ = syscall.Kill(n.PID, syscall.SIGKILL)
 			}
 		}
@@ -577,7 +578,7 @@ func Down(name string) error {
 			continue
 		}
 		ifname := strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]
-		if ifname == "deb"+tag || strings.HasPrefix(ifname, "dev"+tag+"n") {
+		if ifname == "deb"+tag || ifname == "dei"+tag || strings.HasPrefix(ifname, "dev"+tag+"n") {
 			_ = run("ip", "link", "delete", ifname)
 		}
 	}
@@ -623,12 +624,12 @@ func List() ([]string, error) {
 func freeSubnet() (int, error) {
 	used := map[int]bool{}
 	out, _ := exec.Command("ip", "-o", "-4", "addr", "show").Output()
-	for _, m := range regexp.MustCompile(`10\.213\.(\d+)\.`).FindAllStringSubmatch(string(out), -1) {
+	for _, m := range regexp.MustCompile(`10\.21[34]\.(\d+)\.`).FindAllStringSubmatch(string(out), -1) {
 		n, _ := strconv.Atoi(m[1])
 		used[n] = true
 	}
 	routes, _ := exec.Command("ip", "-4", "route", "show").Output()
-	for _, m := range regexp.MustCompile(`10\.213\.(\d+)\.`).FindAllStringSubmatch(string(routes), -1) {
+	for _, m := range regexp.MustCompile(`10\.21[34]\.(\d+)\.`).FindAllStringSubmatch(string(routes), -1) {
 		n, _ := strconv.Atoi(m[1])
 		used[n] = true
 	}
@@ -695,4 +696,14 @@ func firstField(s string) string {
 		return f[0]
 	}
 	return ""
+}
+
+// dialable tells whether something listens on ip's port 22, from here.
+func dialable(ip string) bool {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "22"), 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }

@@ -37,7 +37,7 @@ func leftovers(name string) string {
 		out = append(out, "namespaces")
 	}
 	links, _ := exec.Command("ip", "-o", "link").Output()
-	if strings.Contains(string(links), "deb"+short(name)) || strings.Contains(string(links), "dev"+short(name)) {
+	if strings.Contains(string(links), "deb"+short(name)) || strings.Contains(string(links), "dei"+short(name)) || strings.Contains(string(links), "dev"+short(name)) {
 		out = append(out, "links")
 	}
 	mounts, _ := os.ReadFile("/proc/mounts")
