@@ -2,7 +2,8 @@
 // demo: each node is a network namespace on a bridge with its own IP, a
 // copy-on-write overlay of the machine's root filesystem, its own PID
 // namespace and hostname, and the real sshd and monit running inside.
-// It needs root.
+// An isolated bed puts its nodes out of this machine's reach behind a
+// gateway node (isolated.go). It needs root.
 package testbed
 
 import (
