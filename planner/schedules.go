@@ -3,13 +3,9 @@ package planner
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
-
 	"github.com/deployment-engine/engine/planner/periodic"
-	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
@@ -20,14 +16,16 @@ import (
 // schedules' lease runs them (periodic.Runner), each run as the schedule's
 // action's own command would, its deployment naming the schedule.
 
-// scheduleEndpoints are the planner's schedule commands.
+// scheduleEndpoints are the planner's schedule commands (periodic.Book).
 func (p *Planner) scheduleEndpoints() map[string]kit.Handler {
-	return map[string]kit.Handler{
-		subject.ScheduleAdd():    p.scheduleAdd,
-		subject.ScheduleGet():    p.scheduleGet,
-		subject.ScheduleList():   p.scheduleList,
-		subject.ScheduleDelete(): p.scheduleDelete,
-	}
+	return periodic.Book{KV: p.o.Res.Engine, Log: p.log, Now: p.scheduleNow, CheckTarget: p.checkScheduleTarget,
+		Event: p.engineEvent, State: func(ctx context.Context, id string) string {
+			d, err := p.deployment(ctx, contract.DeployGet{ID: id})
+			if err != nil {
+				return ""
+			}
+			return d.State
+		}}.Endpoints()
 }
 
 // startSchedules runs the schedules' runner as work of the planner: Stop
@@ -36,40 +34,6 @@ func (p *Planner) startSchedules() {
 	r := periodic.New(periodic.Options{Res: p.o.Res, Actions: scheduleActions{p}, Log: p.log,
 		Holder: p.o.PlannerID, LeaseTTL: p.o.LeaseTTL, Tick: p.o.ScheduleTick, Now: p.o.ScheduleClock})
 	p.svc.Go(r.Run)
-}
-
-// fieldError is a schedule's problem with one field, answered 400 naming it.
-func fieldError(err error) error {
-	var fe *contract.FieldError
-	if errors.As(err, &fe) {
-		return &kit.Error{Code: 400, Msg: "schedule rejected: " + fe.Error(), Problems: []contract.Problem{{Path: fe.Field, Reason: fe.Reason}}}
-	}
-	return err
-}
-
-// scheduleAdd stores a new schedule: 201 with it and its next run; 409
-// when one has its name.
-func (p *Planner) scheduleAdd(ctx context.Context, req micro.Request) (int, any, error) {
-	var in contract.Schedule
-	if err := kit.Decode(req, &in); err != nil {
-		return 0, nil, err
-	}
-	if _, err := periodic.Prepare(&in); err != nil {
-		return 0, nil, fieldError(err)
-	}
-	if err := p.checkScheduleTarget(ctx, in); err != nil {
-		return 0, nil, fieldError(err)
-	}
-	in.Created, in.LastRun, in.NextRun = p.scheduleNow().UTC(), nil, nil
-	if _, err := bus.PutScheduleAt(ctx, p.o.Res.Engine, in, 0); err != nil {
-		if bus.IsConflict(err) {
-			return 0, nil, kit.Errorf(409, "a schedule named %s exists: delete it first to replace it", in.Name)
-		}
-		return 0, nil, err
-	}
-	p.log.Info("schedule added", "schedule", in.Name, "cron", in.Cron, "zone", in.TimeZone, "action", in.Action, "actor", in.Actor)
-	p.engineEvent(ctx, "schedule", fmt.Sprintf("schedule %s added by %s: %s at %q (%s)", in.Name, in.Actor, in.Action, in.Cron, in.TimeZone))
-	return 201, p.scheduleView(ctx, in), nil
 }
 
 // checkScheduleTarget checks a restart's instances against the stored
@@ -93,81 +57,6 @@ func (p *Planner) checkScheduleTarget(ctx context.Context, s contract.Schedule) 
 		return &contract.FieldError{Field: "args", Reason: err.Error()}
 	}
 	return nil
-}
-
-// scheduleGet answers one schedule, with its next and last run; 404 for
-// none.
-func (p *Planner) scheduleGet(ctx context.Context, req micro.Request) (int, any, error) {
-	var in contract.ScheduleGet
-	if err := kit.Decode(req, &in); err != nil {
-		return 0, nil, err
-	}
-	st, err := p.loadSchedule(ctx, in.Name)
-	if err != nil {
-		return 0, nil, err
-	}
-	return 200, p.scheduleView(ctx, st.Schedule), nil
-}
-
-// scheduleList answers every schedule, by name.
-func (p *Planner) scheduleList(ctx context.Context, _ micro.Request) (int, any, error) {
-	list, err := bus.ListSchedules(ctx, p.o.Res.Engine)
-	if err != nil {
-		return 0, nil, err
-	}
-	out := make([]contract.Schedule, 0, len(list))
-	for _, st := range list {
-		out = append(out, p.scheduleView(ctx, st.Schedule))
-	}
-	return 200, out, nil
-}
-
-// scheduleDelete deletes a schedule: it runs no more. A run it started
-// goes on.
-func (p *Planner) scheduleDelete(ctx context.Context, req micro.Request) (int, any, error) {
-	var in contract.ScheduleGet
-	if err := kit.Decode(req, &in); err != nil {
-		return 0, nil, err
-	}
-	st, err := p.loadSchedule(ctx, in.Name)
-	if err != nil {
-		return 0, nil, err
-	}
-	if err := bus.DeleteSchedule(ctx, p.o.Res.Engine, in.Name); err != nil {
-		if bus.IsNotFound(err) {
-			return 0, nil, kit.Errorf(404, "no schedule %s", in.Name)
-		}
-		return 0, nil, err
-	}
-	p.log.Info("schedule deleted", "schedule", in.Name)
-	p.engineEvent(ctx, "schedule", "schedule "+in.Name+" deleted")
-	st.NextRun = nil
-	return 200, st.Schedule, nil
-}
-
-// loadSchedule reads schedule name: 404 for none.
-func (p *Planner) loadSchedule(ctx context.Context, name string) (bus.StoredSchedule, error) {
-	st, err := periodic.Load(ctx, p.o.Res.Engine, name)
-	if errors.Is(err, periodic.ErrNotFound) {
-		return st, &kit.Error{Code: 404, Msg: err.Error()}
-	}
-	return st, err
-}
-
-// scheduleView is s as shown: its next run, and its last run's
-// deployment's state now.
-func (p *Planner) scheduleView(ctx context.Context, s contract.Schedule) contract.Schedule {
-	if next, ok := periodic.NextRun(s, p.scheduleNow()); ok {
-		s.NextRun = &next
-	}
-	if s.LastRun != nil && s.LastRun.Deployment != "" {
-		last := *s.LastRun
-		if d, err := p.deployment(ctx, contract.DeployGet{ID: last.Deployment}); err == nil {
-			last.DeploymentState = d.State
-		}
-		s.LastRun = &last
-	}
-	return s
 }
 
 // scheduleNow is the time schedules are due by.

@@ -1,6 +1,7 @@
-// Package periodic runs the engine's schedules: it reads when each is due
-// from its cron expression in its time zone, and on the one planner that
-// holds the schedules' lease, runs each due run once (see Runner).
+// Package periodic is the engine's schedules: their book in the store
+// (Book answers their commands), when each is due from its cron
+// expression in its time zone, and the runner that, on the one planner
+// holding the schedules' lease, starts each due run once (Runner).
 package periodic
 
 import (
