@@ -255,13 +255,23 @@ const (
 	// node; VerbExecClose closes one, as a dropped SSH session would.
 	VerbExec      = "exec"
 	VerbExecClose = "exec-close"
+	// VerbExecOut and VerbLog start longer subjects, built by ExecOutput
+	// and NodeLog.
+	VerbExecOut = "exec-out"
+	VerbLog     = "log"
 )
+
+// NodeVerbs are every verb of de.node.<ip>.<verb>...: the engine's
+// protocol with its agents, which the AsyncAPI document describes.
+func NodeVerbs() []string {
+	return []string{VerbHeartbeat, VerbLog, VerbControl, VerbHello, VerbExec, VerbExecOut, VerbExecClose}
+}
 
 // ExecOutput is de.node.<ip>.exec-out.<run>: where the agent streams the
 // output and exit status of one command it runs for the installer. It is in
 // the agent's own namespace, the only place its user may publish.
 func ExecOutput(ip, run string) string {
-	return "de.node." + mustIP(ip) + ".exec-out." + check("run", run)
+	return "de.node." + mustIP(ip) + "." + VerbExecOut + "." + check("run", run)
 }
 
 // AllHeartbeats matches every agent's heartbeat.
@@ -270,7 +280,7 @@ const AllHeartbeats = "de.node.*." + VerbHeartbeat
 // NodeLog is de.node.<ip>.log.<component>: a runtime log line the agent read
 // from one of the component's log files.
 func NodeLog(ip, component string) string {
-	return "de.node." + mustIP(ip) + ".log." + check("component", component)
+	return "de.node." + mustIP(ip) + "." + VerbLog + "." + check("component", component)
 }
 
 // AllNodeLogs matches every runtime log line of every node.

@@ -130,3 +130,24 @@ func TestFamilies(t *testing.T) {
 		t.Errorf("Families lists %d families, ParseEvent reads %d", len(seen), len(eventTokens))
 	}
 }
+
+// Every builder of an agent's subject puts a verb of NodeVerbs fourth, so
+// that a list of the agents' verbs (the AsyncAPI document's) misses none.
+func TestNodeVerbsCoverTheBuilders(t *testing.T) {
+	verbs := map[string]bool{}
+	for _, v := range NodeVerbs() {
+		if !ValidToken(v) || verbs[v] {
+			t.Errorf("verb %q: not a token, or twice", v)
+		}
+		verbs[v] = true
+	}
+	for _, s := range []string{
+		Node("10.0.0.1", VerbHeartbeat), Node("10.0.0.1", VerbControl), Node("10.0.0.1", VerbHello),
+		Node("10.0.0.1", VerbExec), Node("10.0.0.1", VerbExecClose),
+		ExecOutput("10.0.0.1", "r1"), NodeLog("10.0.0.1", "web"),
+	} {
+		if p := strings.Split(s, "."); len(p) < 4 || !verbs[p[3]] {
+			t.Errorf("%s: its verb is not in NodeVerbs %v", s, NodeVerbs())
+		}
+	}
+}
