@@ -28,7 +28,9 @@ const NATSPort = 4222
 // on the engine's NATS (de.evt.>): a channel per family of subjects, its
 // parameters, the message on it with its payload's JSON Schema (reflected
 // from services/contract as the OpenAPI document's are) and examples, the
-// server and the observer user's permissions. build fills in its version.
+// server and the observer user's permissions; and, apart, the engine's
+// protocol with its node agents on de.node.<ip>.> (asyncapi_node.go), with
+// the agent user's permissions. build fills in its version.
 func AsyncAPI(build BuildInfo) ([]byte, error) {
 	sch := newSchemas()
 	channels, operations, messages := schemaObj{}, schemaObj{}, schemaObj{}
@@ -48,6 +50,7 @@ func AsyncAPI(build BuildInfo) ([]byte, error) {
 			"messages": []any{schemaObj{"$ref": ref + "/messages/" + ev.name}},
 		}
 	}
+	errs = append(errs, addNodeChannels(sch, channels, operations, messages)...)
 	sch.addExamples(eventExamples())
 	errs = append(errs, sch.errs...)
 	if len(errs) > 0 {
@@ -64,8 +67,11 @@ func AsyncAPI(build BuildInfo) ([]byte, error) {
 			"description": "What the engine publishes on its NATS for other tools to follow: every deployment, step, batch and log " +
 				"line, components going down and coming back, auto-heal's decisions, the audit trail and the engine's own operations. " +
 				"Each is JSON with a version field v; a node's IP is written with dashes in a subject (10-0-0-5). `" +
-				"nats sub '" + subject.AllEvents + "'` follows them all. The engine's commands (de.cmd.>), its work queue (de.step.>) " +
-				"and the node agents' own subjects (de.node.<ip>.>) are not for other tools and are not described here."},
+				"nats sub '" + subject.AllEvents + "'` follows them all. The engine's commands (de.cmd.>) and its work queue (de.step.>) " +
+				"are not for other tools and are not described here. The channels whose names start with node are the engine's " +
+				"protocol with its node agents on de.node.<ip>.>, described for the agents' sake: each operation is the agent's " +
+				"(send what it publishes, receive what it subscribes to), as the agent user's security scheme permits; the " +
+				"observer may not use them."},
 		"defaultContentType": "application/json",
 		"servers": schemaObj{"engine": schemaObj{
 			"host": "{home}:{port}", "protocol": "nats",
@@ -77,7 +83,8 @@ func AsyncAPI(build BuildInfo) ([]byte, error) {
 					"or the host of serve --nats-listen", "examples": []any{"10.0.0.100"}},
 				"port": schemaObj{"description": "the port of serve --nats-listen", "default": strconv.Itoa(NATSPort)},
 			},
-			"security": []any{schemaObj{"$ref": "#/components/securitySchemes/observer"}},
+			"security": []any{schemaObj{"$ref": "#/components/securitySchemes/observer"},
+				schemaObj{"$ref": "#/components/securitySchemes/agent"}},
 		}},
 		"channels":   channels,
 		"operations": operations,
@@ -90,7 +97,8 @@ func AsyncAPI(build BuildInfo) ([]byte, error) {
 				"x-nats-permissions": schemaObj{
 					"publish":   schemaObj{"deny": perms.Publish.Deny},
 					"subscribe": schemaObj{"allow": perms.Subscribe.Allow},
-				}}},
+				}},
+				"agent": agentScheme()},
 		},
 	}
 	var out bytes.Buffer
@@ -144,9 +152,13 @@ func (ev eventDoc) channel(sch *schemas) (ch, msg schemaObj, err error) {
 		}
 		var examples []any
 		for _, x := range ev.examples {
-			if t := strings.Split(ev.at(x), "."); len(t) == len(tokens) && !slices.Contains(examples, any(t[i])) {
+			if t := strings.Split(ev.subjectOf(x), "."); len(t) == len(tokens) && !slices.Contains(examples, any(t[i])) {
 				examples = append(examples, t[i])
 			}
+		}
+		if len(examples) == 0 && name == "ip" {
+			// A request with no body has no example message.
+			examples = []any{"10-0-0-1"}
 		}
 		p["examples"] = examples
 		params[name] = p
@@ -163,10 +175,15 @@ func (ev eventDoc) channel(sch *schemas) (ch, msg schemaObj, err error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s example: %w", ev.name, err)
 		}
-		examples = append(examples, schemaObj{"summary": ev.at(x), "payload": v})
+		examples = append(examples, schemaObj{"summary": ev.subjectOf(x), "payload": v})
 	}
-	msg = schemaObj{"name": ev.name, "title": ev.title, "contentType": "application/json",
-		"payload": sch.ref(ev.typ), "examples": examples}
+	msg = schemaObj{"name": ev.name, "title": ev.title, "contentType": "application/json"}
+	if ev.typ != nil {
+		msg["payload"] = sch.ref(ev.typ)
+	}
+	if len(examples) > 0 {
+		msg["examples"] = examples
+	}
 	return ch, msg, nil
 }
 

@@ -20,6 +20,17 @@ type eventDoc struct {
 	// placeholders: the channel's address is at(params).
 	params   any
 	examples []any
+	// exampleAt, when set, is the subject of an example whose payload
+	// does not hold the subject's tokens (an agent's request).
+	exampleAt func(any) string
+}
+
+// subjectOf is the subject example x is published on.
+func (ev eventDoc) subjectOf(x any) string {
+	if ev.exampleAt != nil {
+		return ev.exampleAt(x)
+	}
+	return ev.at(x)
 }
 
 // event is a channel whose payloads are Ts.
@@ -40,12 +51,13 @@ const (
 	pComponent  = "x0component0x"
 	pKind       = "x0kind0x"
 	pAction     = "x0action0x"
+	pRun        = "x0run0x"
 	pIP         = "192.0.2.254"
 )
 
 // placeholders name the parameter each placeholder's token stands for.
 var placeholders = map[string]string{
-	pDeployment: "deployment", pComponent: "component", pKind: "kind", pAction: "action", "192-0-2-254": "ip",
+	pDeployment: "deployment", pComponent: "component", pKind: "kind", pAction: "action", pRun: "run", "192-0-2-254": "ip",
 }
 
 var paramDescs = map[string]string{
@@ -53,6 +65,7 @@ var paramDescs = map[string]string{
 	"ip":         "a node's IPv4 address as the config lists it, its dots written as dashes (10.0.0.5 is 10-0-0-5)",
 	"component":  "a component's name, as the config's components name it",
 	"kind":       "what happened: the last token names it, and the payload's kind repeats it",
+	"run":        "the id the installer gave the command in its exec request (its run field)",
 	"action":     "the change: config, deploy, scale, restart, stop, heal, release, rollback, cancel, plan, takeover, maintenance, or heal-… for auto-heal's own",
 }
 
@@ -138,12 +151,21 @@ func eventDocs() []eventDoc {
 }
 
 // eventExamples are the payload types' examples, by type, for their
-// schemas: the first example of each channel.
+// schemas: the first example of each channel and reply.
 func eventExamples() map[reflect.Type]any {
 	out := map[reflect.Type]any{}
+	add := func(t reflect.Type, examples []any) {
+		if _, ok := out[t]; !ok && t != nil && len(examples) > 0 {
+			out[t] = examples[0]
+		}
+	}
 	for _, ev := range eventDocs() {
-		if _, ok := out[ev.typ]; !ok && len(ev.examples) > 0 {
-			out[ev.typ] = ev.examples[0]
+		add(ev.typ, ev.examples)
+	}
+	for _, nd := range nodeDocs() {
+		add(nd.typ, nd.examples)
+		if nd.reply != nil {
+			add(nd.reply.typ, nd.reply.examples)
 		}
 	}
 	return out

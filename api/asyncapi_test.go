@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/deployment-engine/engine/api/asyncapitest"
+	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -102,6 +104,7 @@ func TestAsyncAPIDocumentIsValid(t *testing.T) {
 		t.Errorf("%d references in the document; want its channels, operations and messages tied by them", len(refs))
 	}
 	var d struct {
+		Channels   map[string]struct{ Address *string } `json:"channels"`
 		Operations map[string]struct {
 			Action  string `json:"action"`
 			Channel struct {
@@ -110,10 +113,20 @@ func TestAsyncAPIDocumentIsValid(t *testing.T) {
 			Messages []struct {
 				Ref string `json:"$ref"`
 			} `json:"messages"`
+			Reply *struct {
+				Channel struct {
+					Ref string `json:"$ref"`
+				} `json:"channel"`
+				Messages []struct {
+					Ref string `json:"$ref"`
+				} `json:"messages"`
+			} `json:"reply"`
 		} `json:"operations"`
 		Components struct {
 			Schemas  map[string]json.RawMessage `json:"schemas"`
 			Messages map[string]struct {
+				Payload  json.RawMessage `json:"payload"`
+				Sealed   string          `json:"x-sealed"`
 				Examples []struct {
 					Summary string          `json:"summary"`
 					Payload json.RawMessage `json:"payload"`
@@ -124,10 +137,23 @@ func TestAsyncAPIDocumentIsValid(t *testing.T) {
 	if err := json.Unmarshal(doc, &d); err != nil {
 		t.Fatal(err)
 	}
+	replies := map[string]bool{} // the messages agents answer with, on an inbox
 	for name, op := range d.Operations {
-		if op.Action != "receive" || len(op.Messages) != 1 || !strings.HasPrefix(op.Messages[0].Ref, op.Channel.Ref+"/messages/") {
-			t.Errorf("operation %s: %+v, want a receive of its channel's message", name, op)
+		ch := strings.TrimPrefix(op.Channel.Ref, "#/channels/")
+		agents := strings.HasPrefix(ch, "node")
+		if len(op.Messages) != 1 || !strings.HasPrefix(op.Messages[0].Ref, op.Channel.Ref+"/messages/") ||
+			!(op.Action == "receive" || agents && op.Action == "send") || name != op.Action+upperFirst(ch) {
+			t.Errorf("operation %s: %+v, want a receive of its channel's message (or an agent's send)", name, op)
 		}
+		if op.Reply == nil {
+			continue
+		}
+		rch := strings.TrimPrefix(op.Reply.Channel.Ref, "#/channels/")
+		if !agents || op.Action != "receive" || len(op.Reply.Messages) != 1 ||
+			!strings.HasPrefix(op.Reply.Messages[0].Ref, op.Reply.Channel.Ref+"/messages/") || d.Channels[rch].Address != nil {
+			t.Errorf("operation %s: reply %+v, want an agent's answer on the requester's inbox", name, op.Reply)
+		}
+		replies[rch] = true
 	}
 	for _, draft := range []*jsonschema.Draft{jsonschema.Draft2020, jsonschema.Draft7} {
 		c := jsonschema.NewCompiler()
@@ -147,20 +173,77 @@ func TestAsyncAPIDocumentIsValid(t *testing.T) {
 	}
 	examples := 0
 	for name, m := range d.Components.Messages {
-		if len(m.Examples) == 0 {
+		if len(m.Examples) == 0 && len(m.Payload) > 0 {
 			t.Errorf("message %s has no example", name)
+		}
+		if replies[name] {
+			for _, ex := range m.Examples {
+				examples++
+				checkReplyExample(t, v, name, ex.Payload)
+			}
+			continue
 		}
 		for _, ex := range m.Examples {
 			examples++
-			if ch, err := ck.Check(ex.Summary, ex.Payload); err != nil || ch != name {
+			payload := []byte(ex.Payload)
+			if m.Sealed != "" {
+				payload = nodeexec.Seal([]byte("a node's key"), payload)
+			}
+			if ch, err := ck.Check(ex.Summary, payload); err != nil || ch != name {
 				t.Errorf("message %s's example on %s: channel %s, %v", name, ex.Summary, ch, err)
 			}
-			if _, err := subject.ParseEvent(ex.Summary); err != nil {
+			if err := parseSubject(ex.Summary); err != nil {
 				t.Errorf("message %s's example: %v", name, err)
 			}
 		}
 	}
+	if sealedHMAC != asyncapitest.SealedHMAC {
+		t.Errorf("x-sealed %q, the checker reads %q", sealedHMAC, asyncapitest.SealedHMAC)
+	}
 	t.Logf("%d channels, %d schemas, %d examples, %d references", len(ck.Channels()), len(d.Components.Schemas), examples, len(refs))
+}
+
+// checkReplyExample validates an example of an agent's reply against its
+// payload schema: a reply has no subject the checker could match.
+func checkReplyExample(t *testing.T, doc any, name string, payload []byte) {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.AssertFormat()
+	if err := c.AddResource("doc.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("doc.json#/components/messages/" + name + "/payload")
+	if err != nil {
+		t.Fatalf("reply %s: %v", name, err)
+	}
+	ex, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
+	if err == nil {
+		err = sch.Validate(ex)
+	}
+	if err != nil {
+		t.Errorf("reply %s's example: %v", name, err)
+	}
+}
+
+// parseSubject tells whether s is a subject services/subject builds for an
+// event or an agent.
+func parseSubject(s string) error {
+	if strings.HasPrefix(s, "de.evt.") {
+		_, err := subject.ParseEvent(s)
+		return err
+	}
+	if _, err := subject.ParseNodeLog(s); err == nil {
+		return nil
+	}
+	if p := strings.Split(s, "."); len(p) == 5 && p[3] == subject.VerbExecOut {
+		if _, err := subject.ParseNode(strings.Join(p[:4], ".")); err != nil || !subject.ValidToken(p[4]) {
+			return fmt.Errorf("%q is not an exec output subject", s)
+		}
+		return nil
+	}
+	_, err := subject.ParseNode(s)
+	return err
 }
 
 func collectRefs(v any, out *[]string) {
@@ -198,24 +281,36 @@ func pointer(v any, ref string) (any, bool) {
 	return v, true
 }
 
-// Every family of event subjects has a channel, and only events do: each
-// channel's address is below de.evt, where the observer may subscribe,
-// and a parameter stands for a whole token.
+// Every family of event subjects has a channel, and so has every verb of
+// the agents' subjects; no channel is anything else: each address is
+// below de.evt, where the observer may subscribe, or de.node.{ip}, where
+// an agent may (or is the requester's inbox of an agent's reply), and a
+// parameter stands for a whole token.
 func TestAsyncAPICoversEveryFamily(t *testing.T) {
 	var d struct {
-		Channels map[string]struct{ Address string } `json:"channels"`
+		Channels map[string]struct{ Address *string } `json:"channels"`
 	}
 	if err := json.Unmarshal(asyncDoc(t), &d); err != nil {
 		t.Fatal(err)
 	}
-	families := map[subject.Family]int{}
+	families, verbs := map[subject.Family]int{}, map[string]int{}
 	for name, ch := range d.Channels {
-		toks := strings.Split(ch.Address, ".")
-		if len(toks) < 4 || toks[0] != "de" || toks[1] != "evt" {
-			t.Errorf("channel %s: %s is not an event subject", name, ch.Address)
+		if ch.Address == nil {
+			if !strings.HasPrefix(name, "node") || !strings.HasSuffix(name, "Reply") {
+				t.Errorf("channel %s has no address; only an agent's reply may", name)
+			}
 			continue
 		}
-		families[subject.Family(toks[2])]++
+		toks := strings.Split(*ch.Address, ".")
+		switch {
+		case len(toks) >= 4 && toks[0] == "de" && toks[1] == "evt":
+			families[subject.Family(toks[2])]++
+		case len(toks) >= 4 && toks[0] == "de" && toks[1] == "node" && toks[2] == "{ip}" && strings.HasPrefix(name, "node"):
+			verbs[toks[3]]++
+		default:
+			t.Errorf("channel %s: %s is neither an event subject nor an agent's", name, *ch.Address)
+			continue
+		}
 		for _, tok := range toks[3:] {
 			if strings.ContainsAny(tok, "{}") && !(strings.HasPrefix(tok, "{") && strings.HasSuffix(tok, "}")) {
 				t.Errorf("channel %s: token %q is part parameter, part literal", name, tok)
@@ -229,6 +324,14 @@ func TestAsyncAPICoversEveryFamily(t *testing.T) {
 	}
 	if len(families) != len(subject.Families()) {
 		t.Errorf("channels of families %v, subject.Families %v", families, subject.Families())
+	}
+	for _, v := range subject.NodeVerbs() {
+		if verbs[v] != 1 {
+			t.Errorf("node verb %s has %d channels, want 1", v, verbs[v])
+		}
+	}
+	if len(verbs) != len(subject.NodeVerbs()) {
+		t.Errorf("channels of node verbs %v, subject.NodeVerbs %v", verbs, subject.NodeVerbs())
 	}
 }
 
@@ -275,6 +378,9 @@ func TestAsyncAPIServedWithoutToken(t *testing.T) {
 // payload; and a real payload once the document renames one of its fields.
 func TestAsyncAPIDriftFailsTheTest(t *testing.T) {
 	good := `{"v":1,"id":"d-1","state":"succeeded","changed":3,"time":"2026-11-24T22:39:46Z"}`
+	beat := `{"v":1,"ip":"10.0.0.1","hostname":"n1","time":"2026-11-24T22:39:46Z","interval_s":5,` +
+		`"hardware":{"IP":"10.0.0.1","CPU":2,"RAM":4049952,"DISK":54988.8},"cpu_pct":1.2,"mem_pct":40.1,"disk_pct":8,"components":[]}`
+	execReq := `{"v":1,"node":"10.0.0.1","run":"r1","cmd":"true","timeout_ms":1000,"time":1,"nonce":"n"}`
 	renamed := func(doc []byte) []byte {
 		var m map[string]any
 		if err := json.Unmarshal(doc, &m); err != nil {
@@ -308,6 +414,15 @@ func TestAsyncAPIDriftFailsTheTest(t *testing.T) {
 		{"another deployment in the subject", "de.evt.deploy.d-2.finished", good, nil, []string{`{deployment} is "d-2"`, "d-1"}},
 		{"the document renames a field", "de.evt.deploy.d-1.finished", good, renamed, []string{"status"}},
 		{"not JSON", "de.evt.deploy.d-1.finished", `{"v":1`, nil, []string{"not JSON"}},
+		{"an agent's heartbeat", subject.Node("10.0.0.1", subject.VerbHeartbeat), beat, nil, nil},
+		{"a heartbeat of a field the type lacks", subject.Node("10.0.0.1", subject.VerbHeartbeat),
+			strings.Replace(beat, `"v":1`, `"v":1,"load":2`, 1), nil, []string{"nodeHeartbeat", "load"}},
+		{"a verb of no channel", subject.Node("10.0.0.1", "gossip"), `{}`, nil, []string{"no channel"}},
+		{"a hello with a body", subject.Node("10.0.0.1", subject.VerbHello), `{}`, nil, []string{"nodeHello", "has none"}},
+		{"a hello", subject.Node("10.0.0.1", subject.VerbHello), ``, nil, nil},
+		{"an exec request not sealed", subject.Node("10.0.0.1", subject.VerbExec), execReq, nil, []string{"not sealed"}},
+		{"a sealed exec request", subject.Node("10.0.0.1", subject.VerbExec),
+			string(nodeexec.Seal([]byte("k"), []byte(execReq))), nil, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			doc := asyncDoc(t)

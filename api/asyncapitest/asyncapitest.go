@@ -4,7 +4,10 @@
 // channels matches, its parameters as the channel states them (each one
 // token, within its enum, equal to the payload field its location names),
 // and its payload valid against the channel's message schema. An event on
-// a subject no channel matches is drift too.
+// a subject no channel matches is drift too. The agents' channels are read
+// alike: a message the document gives no payload must come with an empty
+// body, and a sealed one (x-sealed) is read past its signature line; an
+// agent's reply, on a channel of no address, matches no subject.
 //
 // Payload schemas are compiled as JSON Schema 2020-12 (santhosh-tekuri's
 // jsonschema, which validates each against the draft's metaschema as it
@@ -33,7 +36,10 @@ type channel struct {
 	name   string
 	tokens []string // a literal, or {param}
 	params map[string]param
+	// schema is nil for a message with no body.
 	schema *jsonschema.Schema
+	// sealed: the JSON body follows a line of its signature.
+	sealed bool
 }
 
 type param struct {
@@ -56,7 +62,17 @@ type document struct {
 			Ref string `json:"$ref"`
 		} `json:"messages"`
 	} `json:"channels"`
+	Components struct {
+		Messages map[string]struct {
+			Payload json.RawMessage `json:"payload"`
+			Sealed  string          `json:"x-sealed"`
+		} `json:"messages"`
+	} `json:"components"`
 }
+
+// SealedHMAC is the x-sealed of a message whose JSON body follows a line
+// of its hex HMAC-SHA256: the checker reads the body past that line.
+const SealedHMAC = "hmac-sha256-hex-line"
 
 const docURL = "https://engine.invalid/asyncapi.json"
 
@@ -98,11 +114,20 @@ func Load(doc []byte) (*Checker, error) {
 		if !ok {
 			return nil, fmt.Errorf("asyncapitest: channel %s: message %q is not a reference to a component", name, ref)
 		}
-		sch, err := c.Compile(docURL + "#/components/messages/" + msg + "/payload")
-		if err != nil {
-			return nil, fmt.Errorf("asyncapitest: channel %s: its payload schema: %w", name, err)
+		m := d.Components.Messages[msg]
+		var sch *jsonschema.Schema
+		if len(m.Payload) > 0 {
+			if sch, err = c.Compile(docURL + "#/components/messages/" + msg + "/payload"); err != nil {
+				return nil, fmt.Errorf("asyncapitest: channel %s: its payload schema: %w", name, err)
+			}
 		}
-		cc := channel{name: name, tokens: strings.Split(ch.Address, "."), params: map[string]param{}, schema: sch}
+		if m.Sealed != "" && m.Sealed != SealedHMAC {
+			return nil, fmt.Errorf("asyncapitest: channel %s: x-sealed %q, the checker reads %q", name, m.Sealed, SealedHMAC)
+		}
+		if ch.Address == "" {
+			continue // a reply's channel: the requester's inbox, no subject to match
+		}
+		cc := channel{name: name, tokens: strings.Split(ch.Address, "."), params: map[string]param{}, schema: sch, sealed: m.Sealed != ""}
 		for pname, p := range ch.Parameters {
 			field := ""
 			if p.Location != "" {
@@ -164,6 +189,19 @@ func (c *Checker) Check(subject string, data []byte) (string, error) {
 		return "", fmt.Errorf("event on %s: channels %s all match it", subject, strings.Join(names, ", "))
 	}
 	ch := matched[0]
+	if ch.schema == nil {
+		if len(data) > 0 {
+			return ch.name, fmt.Errorf("event on %s (channel %s): a body of %d bytes where the document has none", subject, ch.name, len(data))
+		}
+		return ch.name, nil
+	}
+	if ch.sealed {
+		sig, body, ok := bytes.Cut(data, []byte("\n"))
+		if !ok || len(sig) != 64 {
+			return ch.name, fmt.Errorf("event on %s (channel %s): not sealed (a line of 64 hex digits, then the body)", subject, ch.name)
+		}
+		data = body
+	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
 		return ch.name, fmt.Errorf("event on %s (channel %s): the payload is not JSON: %w", subject, ch.name, err)
