@@ -279,6 +279,9 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			}
 		}
 	}
+	// A list, never null, also on a node with no component yet: the
+	// heartbeat's documented shape.
+	hb.Components = make([]contract.ComponentState, 0, len(a.cfg.Components))
 	for i, c := range a.cfg.Components {
 		hb.Components = append(hb.Components, componentState(c, states[i]))
 	}
