@@ -44,7 +44,18 @@ const (
 	// ObjReleases holds the uploaded BOSH releases (release.MF, jobs and
 	// packages), so that every API process of a split engine serves them.
 	ObjReleases = "DE_RELEASES"
+	// ObjCopies holds the files a copy read back from nodes (copy --from),
+	// one object per deployment and node (CopyObject), for an hour: a
+	// deployment record holds their checksums, never their content.
+	ObjCopies = "DE_COPIES"
 )
+
+// CopiesTTL is how long a file read back from a node is kept.
+const CopiesTTL = time.Hour
+
+// CopyObject is the name, in ObjCopies, of the file deployment read back
+// from node.
+func CopyObject(deployment, node string) string { return deployment + "/" + node }
 
 // KeyConfig is the key of the config in KVConfig.
 const KeyConfig = "cluster"
@@ -63,6 +74,7 @@ type Resources struct {
 	Nodes       jetstream.KeyValue
 	Engine      jetstream.KeyValue
 	Releases    jetstream.ObjectStore
+	Copies      jetstream.ObjectStore
 	// Replicas is how many servers keep each stream and bucket.
 	Replicas int
 }
@@ -110,6 +122,15 @@ func Declare(ctx context.Context, nc *nats.Conn, opts ...DeclareOption) (*Resour
 	if err := d.declare(ctx, "object store "+ObjReleases, "OBJ_"+ObjReleases, func(ctx context.Context, n int) (err error) {
 		r.Releases, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket: ObjReleases, Description: "uploaded BOSH releases: release.MF, jobs and packages", Storage: jetstream.FileStorage, Replicas: n,
+		})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := d.declare(ctx, "object store "+ObjCopies, "OBJ_"+ObjCopies, func(ctx context.Context, n int) (err error) {
+		r.Copies, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: ObjCopies, Description: "files read back from nodes by copy --from, kept an hour", TTL: CopiesTTL,
+			MaxBytes: 1 << 30, Storage: jetstream.FileStorage, Replicas: n,
 		})
 		return err
 	}); err != nil {

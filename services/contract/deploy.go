@@ -184,6 +184,12 @@ type Step struct {
 	// stderr, redacted, in its final event (StepEvent.Output): an exec's
 	// result shows them.
 	KeepOutput bool `json:"keep_output,omitempty"`
+	// ReadBack, when set, makes the step a read of the file at that path
+	// (copy --from): the installer runs no Script, reads the file (at most
+	// MaxCopyBytes), checks it against the SHA-256 and size the node
+	// computed, keeps it in the bus's copies store, and reports
+	// "<sha256> <size>" as the step's output.
+	ReadBack string `json:"read_back,omitempty"`
 	// Chain are the node's steps that follow this one with nothing between
 	// them that needs the engine: the installer runs them after it, in
 	// order, in the same SSH session, each reported as its own step. The

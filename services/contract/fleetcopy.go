@@ -1,7 +1,11 @@
 package contract
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"strconv"
@@ -36,14 +40,21 @@ const (
 // under the engine's own state on the node. Content is at most 4 MiB,
 // base64 in JSON.
 //
+// With From instead of To (and no content nor mode), it reads a file back
+// from those nodes (copy --from): each node's step sends the file at From,
+// at most 4 MiB, which the installer checks against the SHA-256 and size
+// the node computed and keeps in the bus for an hour; the step's output is
+// then that SHA-256 and size, as for To (ParseCopyOutput).
+//
 //	{"v": 1, "component": "web", "to": "/etc/motd", "content_base64": "aGVsbG8K", "mode": "0644",
 //	 "max_in_flight": 2, "actor": "alice"}
 type FleetCopy struct {
 	V           int      `json:"v,omitempty"`
 	Component   string   `json:"component,omitempty"`
 	Nodes       []string `json:"nodes,omitempty"`
-	To          string   `json:"to"`
-	Content     []byte   `json:"content_base64"`
+	To          string   `json:"to,omitempty"`
+	From        string   `json:"from,omitempty"`
+	Content     []byte   `json:"content_base64,omitempty"`
 	Mode        string   `json:"mode,omitempty"`
 	MaxInFlight string   `json:"max_in_flight,omitempty"`
 	// Actor is who asked, as the API's token names them (the API sets it).
@@ -91,8 +102,21 @@ func (x FleetCopy) FileMode() (uint32, bool) {
 // its component and nodes are the config's is the planner's to say.
 func (x FleetCopy) Problems() []Problem {
 	var out []Problem
-	if why := CopyPathProblem(x.To); why != "" {
-		out = append(out, Problem{Path: "to", Reason: Clip(fmt.Sprintf("%s: %q", why, x.To))})
+	switch {
+	case x.From != "" && x.To != "":
+		out = append(out, Problem{Path: "from", Reason: `give "to" or "from", not both`})
+	case x.From != "":
+		if why := CopyPathProblem(x.From); why != "" {
+			out = append(out, Problem{Path: "from", Reason: Clip(fmt.Sprintf("%s: %q", why, x.From))})
+		}
+		if len(x.Content) > 0 || x.Mode != "" {
+			out = append(out, Problem{Path: "content_base64", Reason: "a copy from the nodes takes no content and no mode"})
+		}
+		return append(out, fleetTargetProblems(x.Component, x.Nodes, x.InFlightOr())...)
+	default:
+		if why := CopyPathProblem(x.To); why != "" {
+			out = append(out, Problem{Path: "to", Reason: Clip(fmt.Sprintf("%s: %q", why, x.To))})
+		}
 	}
 	if len(x.Content) > MaxCopyBytes {
 		out = append(out, Problem{Path: "content_base64", Reason: fmt.Sprintf("%d bytes, more than %d (4 MiB)", len(x.Content), MaxCopyBytes)})
@@ -131,16 +155,18 @@ func CopyPathProblem(p string) string {
 // FleetCopyStarted answers a FleetCopy: the deployment that runs it, the
 // path (as the audit records it, the config's secrets taken out), the nodes
 // in order, and the file's size and SHA-256, which each node's step
-// reports back.
+// reports back. A copy from the nodes has From instead of To, and no size
+// or SHA-256: each node's step reports its own.
 //
 //	{"id": "d-20261124-223905-1a2b", "to": "/etc/motd", "nodes": ["10.0.0.2", "10.0.0.3"], "size": 6,
 //	 "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}
 type FleetCopyStarted struct {
 	ID     string   `json:"id"`
-	To     string   `json:"to"`
+	To     string   `json:"to,omitempty"`
+	From   string   `json:"from,omitempty"`
 	Nodes  []string `json:"nodes"`
 	Size   int      `json:"size"`
-	SHA256 string   `json:"sha256"`
+	SHA256 string   `json:"sha256,omitempty"`
 }
 
 // CopyReport is the script of a copy's step, run once the installer put
@@ -161,4 +187,46 @@ func ParseCopyOutput(out string) (sum string, size int64, ok bool) {
 	}
 	size, err := strconv.ParseInt(f[1], 10, 64)
 	return f[0], size, err == nil && size >= 0
+}
+
+// CopyRead is the script of a copy from the nodes (Step.ReadBack), which
+// the installer runs on its own: it prints the SHA-256 and size of the file
+// at p on a line, then the file itself, as ParseCopyRead reads them. A
+// missing file, or one over MaxCopyBytes, fails it (exit 2) naming which;
+// the file is read no further than one byte past the bound, so a file that
+// grows meanwhile is caught and never read whole. p is a path
+// CopyPathProblem takes.
+func CopyRead(p string) string {
+	return fmt.Sprintf(`p='%[1]s'
+[ -f "$p" ] || { echo "no file at $p" >&2; exit 2; }
+n=$(stat -c %%s "$p") || exit 2
+[ "$n" -le %[2]d ] || { echo "$p is $n bytes, more than %[2]d (4 MiB)" >&2; exit 2; }
+printf '%%s %%s\n' "$(sha256sum < "$p" | cut -d' ' -f1)" "$n"
+exec head -c %[3]d "$p"
+`, p, MaxCopyBytes, MaxCopyBytes+1)
+}
+
+// ParseCopyRead reads what CopyRead printed: the file, with the SHA-256
+// (hex) and size the node computed, or why it is not that: a first line
+// that is not a checksum and size, a size over MaxCopyBytes, or content
+// that does not match them (the file changed while it was read).
+func ParseCopyRead(out []byte) (content []byte, sum string, err error) {
+	head, rest, ok := bytes.Cut(out, []byte("\n"))
+	if !ok {
+		return nil, "", errors.New("the node printed no checksum and size")
+	}
+	sum, size, ok := ParseCopyOutput(string(head))
+	switch {
+	case !ok:
+		return nil, "", fmt.Errorf("the node printed %q, not a checksum and size", Clip(string(head)))
+	case size > MaxCopyBytes || len(rest) > MaxCopyBytes:
+		return nil, "", fmt.Errorf("more than %d bytes (4 MiB)", MaxCopyBytes)
+	case int64(len(rest)) != size:
+		return nil, "", fmt.Errorf("read %d bytes, the node counted %d: the file changed while it was read", len(rest), size)
+	}
+	got := sha256.Sum256(rest)
+	if hex.EncodeToString(got[:]) != sum {
+		return nil, "", errors.New("the content read does not match the node's SHA-256: the file changed while it was read")
+	}
+	return rest, sum, nil
 }

@@ -6,6 +6,9 @@ import (
 	"testing"
 )
 
+// from makes x a copy from the nodes' file at p.
+func from(x *FleetCopy, p string) { x.To, x.Content, x.From = "", nil, p }
+
 // Every field of a FleetCopy a client gets wrong is named: the path on the
 // nodes above all, which must be plain, absolute and not the engine's own.
 func TestFleetCopyProblems(t *testing.T) {
@@ -41,6 +44,16 @@ func TestFleetCopyProblems(t *testing.T) {
 		{"neither", func(x *FleetCopy) { x.Component = "" }, "component", "missing"},
 		{"bad node", func(x *FleetCopy) { x.Component, x.Nodes = "", []string{"node-1"} }, "nodes[0]", "IPv4"},
 		{"in flight", func(x *FleetCopy) { x.MaxInFlight = "0" }, "max_in_flight", ""},
+		{"from", func(x *FleetCopy) { from(x, "/etc/motd") }, "", ""},
+		{"from and to", func(x *FleetCopy) { x.From = "/etc/motd" }, "from", "not both"},
+		{"from relative", func(x *FleetCopy) { from(x, "etc/motd") }, "from", "not an absolute path"},
+		{"from dot-dot", func(x *FleetCopy) { from(x, "/etc/../etc/shadow") }, "from", `".."`},
+		{"from NUL", func(x *FleetCopy) { from(x, "/etc/mo\x00td") }, "from", "NUL"},
+		{"from unclean", func(x *FleetCopy) { from(x, "/etc/./motd") }, "from", "clean path"},
+		{"from engine state", func(x *FleetCopy) { from(x, "/var/lib/deployment-engine/owner") }, "from", "engine's own state"},
+		{"from with content", func(x *FleetCopy) { from(x, "/etc/motd"); x.Content = []byte("x") }, "content_base64", "no content"},
+		{"from with mode", func(x *FleetCopy) { from(x, "/etc/motd"); x.Mode = "0600" }, "content_base64", "no mode"},
+		{"from no target", func(x *FleetCopy) { from(x, "/etc/motd"); x.Component = "" }, "component", "missing"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			x := ok
@@ -96,5 +109,34 @@ func TestParseCopyOutput(t *testing.T) {
 		if ok != c.ok || (ok && (got != sum || size != c.size)) {
 			t.Errorf("%q: %q %d %v", c.out, got, size, ok)
 		}
+	}
+}
+
+// What a node printed for a copy from it is taken only when the content
+// is the size and SHA-256 the node computed, and within the bound.
+func TestParseCopyRead(t *testing.T) {
+	const hello = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03" // sha256("hello\n")
+	for _, c := range []struct {
+		name, out, says string
+	}{
+		{"fine", hello + " 6\nhello\n", ""},
+		{"no line", "hello", "no checksum"},
+		{"not a checksum", "applied meanwhile\nhello\n", "not a checksum"},
+		{"short", hello + " 6\nhell", "changed while it was read"},
+		{"other content", hello + " 6\nhellO\n", "SHA-256"},
+		{"too big", hello + " 4194305\n", "4 MiB"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, sum, err := ParseCopyRead([]byte(c.out))
+			if c.says == "" {
+				if err != nil || string(got) != "hello\n" || sum != hello {
+					t.Fatalf("%q %q %v", got, sum, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("err %v, want %q", err, c.says)
+			}
+		})
 	}
 }
