@@ -47,9 +47,10 @@ func (p *Planner) fleetExec(ctx context.Context, req micro.Request) (int, any, e
 
 // fleetCopy answers de.cmd.deploy.copy: a deployment of kind copy that
 // puts an operator's file on the nodes of a component, or on nodes named
-// (fleet.Copy); each step reports the SHA-256 and size the node then has.
-// The content is never logged: the operations log names the path, the
-// nodes and the file's size and checksum.
+// (fleet.Copy), or with from reads one back from them; each step reports
+// the SHA-256 and size the node then has. The content is never logged: the
+// operations log names the path, the nodes and the file's size and
+// checksum.
 func (p *Planner) fleetCopy(ctx context.Context, req micro.Request) (int, any, error) {
 	var in contract.FleetCopy
 	if err := kit.Decode(req, &in); err != nil {
@@ -69,8 +70,12 @@ func (p *Planner) fleetCopy(ctx context.Context, req micro.Request) (int, any, e
 	if err := p.beginFleet(ctx, cfg, rec); err != nil {
 		return 0, nil, err
 	}
-	p.engineEvent(ctx, contract.KindCopy, fmt.Sprintf("%s copies %d bytes (sha256 %s) to %s on %s, %s at a time: deployment %s",
-		cmp.Or(in.Actor, "someone"), started.Size, started.SHA256, started.To, strings.Join(started.Nodes, ", "), in.InFlightOr(), started.ID))
+	what := fmt.Sprintf("copies %d bytes (sha256 %s) to %s on", started.Size, started.SHA256, started.To)
+	if started.From != "" {
+		what = "reads " + started.From + " back from"
+	}
+	p.engineEvent(ctx, contract.KindCopy, fmt.Sprintf("%s %s %s, %s at a time: deployment %s",
+		cmp.Or(in.Actor, "someone"), what, strings.Join(started.Nodes, ", "), in.InFlightOr(), started.ID))
 	return 202, started, nil
 }
 

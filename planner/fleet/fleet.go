@@ -43,7 +43,9 @@ func Exec(cfg contract.Config, in contract.FleetExec, id, engine string, also ..
 
 // Copy is the record of a copy deployment id of cfg, and what its start
 // answers: the nodes, the file's size and SHA-256, and its path as the
-// audit shows it. The content itself is never shown.
+// audit shows it; with From, the steps read the file back from each node
+// and the size and SHA-256 are theirs to report. The content itself is
+// never shown.
 func Copy(cfg contract.Config, in contract.FleetCopy, id, engine string, also ...string) (*sched.Record, contract.FleetCopyStarted, error) {
 	if ps := in.Problems(); len(ps) > 0 {
 		return nil, contract.FleetCopyStarted{}, Refused("copy", ps)
@@ -59,13 +61,25 @@ func Copy(cfg contract.Config, in contract.FleetCopy, id, engine string, also ..
 	if err != nil {
 		return nil, contract.FleetCopyStarted{}, Refused("copy", []contract.Problem{{Path: "max_in_flight", Reason: err.Error()}})
 	}
-	mode, _ := in.FileMode()
-	planned, batches := steps.Builder{ID: id, Engine: engine}.CopySteps(comp, groups, in.To, mode, in.Content)
+	b := steps.Builder{ID: id, Engine: engine}
+	red := cfg.OutputRedactor(also...)
+	started := contract.FleetCopyStarted{ID: id, Nodes: nodes}
+	var planned []*steps.Step
+	var batches []contract.Batch
+	if in.From != "" {
+		// Each node's step reads the file back (steps.CopyFromSteps).
+		planned, batches = b.CopyFromSteps(comp, groups, in.From)
+		started.From = contract.Clip(red.Redact(in.From))
+	} else {
+		mode, _ := in.FileMode()
+		planned, batches = b.CopySteps(comp, groups, in.To, mode, in.Content)
+		sum := sha256.Sum256(in.Content)
+		started.Size, started.SHA256 = len(in.Content), hex.EncodeToString(sum[:])
+		started.To = contract.Clip(red.Redact(in.To))
+	}
 	rec := sched.NewRecord(id, map[string][]string{}, planned)
 	rec.Batches, rec.Kind, rec.Through = batches, contract.KindCopy, true
-	sum := sha256.Sum256(in.Content)
-	return rec, contract.FleetCopyStarted{ID: id, Nodes: nodes, Size: len(in.Content), SHA256: hex.EncodeToString(sum[:]),
-		To: contract.Clip(cfg.OutputRedactor(also...).Redact(in.To))}, nil
+	return rec, started, nil
 }
 
 // Targets are the nodes a fleet command runs on, in order, and the

@@ -27,3 +27,16 @@ func (in Builder) CopySteps(comp string, groups [][]string, path string, mode ui
 			TimeoutS: contract.CopyTimeout, KeepOutput: true, Hash: Hash(CopyAction, in.ID, ip)}
 	})
 }
+
+// CopyFromSteps read the file at path back from every node of groups, one
+// step a node, one batch a group, as CopySteps put one. The installer runs
+// the step's script itself (Step.ReadBack): the file goes to the bus's
+// copies store, never into the step's output, which is its SHA-256 and
+// size.
+func (in Builder) CopyFromSteps(comp string, groups [][]string, path string) ([]*Step, []contract.Batch) {
+	script := contract.CopyRead(path)
+	return in.fleetSteps(comp, groups, func(ip string) contract.Step {
+		return contract.Step{Node: ip, Component: comp, Action: CopyAction, Script: script, ReadBack: path,
+			TimeoutS: contract.CopyTimeout, KeepOutput: true, Hash: Hash(CopyAction, in.ID, ip)}
+	})
+}

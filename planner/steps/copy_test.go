@@ -32,3 +32,18 @@ func TestCopySteps(t *testing.T) {
 		t.Error("a second copy's step has the first's hash: it would be found done")
 	}
 }
+
+// A copy from the nodes sends no file: each step names the path the
+// installer reads back, its script the read.
+func TestCopyFromSteps(t *testing.T) {
+	planned, batches := Builder{ID: "d-1", Engine: "e-1"}.CopyFromSteps("copy", [][]string{{"10.0.0.1"}, {"10.0.0.2"}}, "/etc/motd")
+	if len(planned) != 2 || len(batches) != 2 || !reflect.DeepEqual(planned[1].After, []string{"10.0.0.1/copy/copy"}) {
+		t.Fatalf("steps %d, batches %+v", len(planned), batches)
+	}
+	for _, p := range planned {
+		s := p.Spec
+		if s.ReadBack != "/etc/motd" || len(s.Files) != 0 || s.Script != contract.CopyRead("/etc/motd") || !s.KeepOutput || s.Action != CopyAction {
+			t.Errorf("spec: %+v", s)
+		}
+	}
+}
