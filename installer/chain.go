@@ -101,6 +101,9 @@ var chainSettle = "de_settle() {\nlocal f pg hash until i\n" + strings.ReplaceAl
 // chainable tells whether a step can travel in a chain script: its files
 // are inline and small.
 func chainable(s contract.Step) bool {
+	if s.ReadBack != "" {
+		return false
+	}
 	size := 0
 	for _, f := range s.Files {
 		if f.LocalPath != "" {

@@ -23,17 +23,20 @@ type outcome struct {
 // start and success as it happens, its result stored before the next step
 // begins. Steps go in chain scripts (runSegment), a step alone as a chain
 // of one; only a step whose files the installer sends itself runs apart
-// (runSent).
+// (runSent), and a read of a file back from the node (runRead).
 func (i *Installer) execute(runs []*stepRun) outcome {
 	for k := 0; k < len(runs); {
 		j := k + 1
 		var out outcome
-		if chainable(runs[k].s) {
+		switch {
+		case runs[k].s.ReadBack != "":
+			out = runs[k].runRead()
+		case chainable(runs[k].s):
 			for j < len(runs) && chainable(runs[j].s) {
 				j++
 			}
 			out = i.runSegment(runs[k:j])
-		} else {
+		default:
 			out = runs[k].runSent()
 		}
 		if out.err != nil || out.lost {

@@ -263,7 +263,7 @@ func output(ctx context.Context, c nodeConn, cmd string, stdin io.Reader) ([]byt
 		if err != nil {
 			var ee *exitError
 			if errors.As(err, &ee) {
-				return out.Bytes(), fmt.Errorf("exit %d: %s", ee.code, strings.TrimSpace(errb.String()))
+				return out.Bytes(), exitOutput{ee, strings.TrimSpace(errb.String())}
 			}
 			return nil, fmt.Errorf("the connection dropped: %w", err)
 		}
@@ -273,3 +273,14 @@ func output(ctx context.Context, c nodeConn, cmd string, stdin io.Reader) ([]byt
 		return nil, ctx.Err()
 	}
 }
+
+// exitOutput is a short command that exited non-zero, with its stderr: an
+// answer from the node, not a dropped connection (errors.As finds its
+// exitError).
+type exitOutput struct {
+	ee     *exitError
+	stderr string
+}
+
+func (e exitOutput) Error() string { return fmt.Sprintf("exit %d: %s", e.ee.code, e.stderr) }
+func (e exitOutput) Unwrap() error { return e.ee }
