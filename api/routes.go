@@ -175,11 +175,15 @@ func (s *server) routes() []route {
 		// "command"}; its entry's object is the command, secrets taken out.
 		{method: http.MethodPost, pattern: "/exec", handler: s.fleetExec, role: RoleOperate,
 			audit: audited(contract.AuditExec)},
-		// Puts a file on nodes: a deployment of kind copy, 202 {"id", "to",
-		// "nodes", "size", "sha256"}; its entry's object is "to <path>",
-		// its detail the nodes, never the content.
+		// Puts a file on nodes, or reads one back ("from"): a deployment of
+		// kind copy, 202 {"id", "to" or "from", "nodes", "size", "sha256"};
+		// its entry's object is "to <path>" or "from <path>", its detail
+		// the nodes, never the content.
 		{method: http.MethodPost, pattern: "/copy", handler: s.fleetCopy, role: RoleOperate,
 			audit: audited(contract.AuditCopy)},
+		// The file a copy from the nodes read back from one of them, kept
+		// an hour: the node's content, as it had it.
+		{method: http.MethodGet, pattern: "/deployments/{id}/files/{ip}", handler: s.copiedFile, role: RoleOperate},
 		// Auto-heal's state: on or off, the meltdown guard, and every
 		// instance it is working on.
 		{method: http.MethodGet, pattern: "/heal", handler: s.forward(subject.HealGet()), role: RoleRead},

@@ -2,11 +2,20 @@ package api
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
+	"github.com/go-chi/chi/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
@@ -18,12 +27,14 @@ const maxCopyBody = 6 << 20
 
 // copyRequest is POST /copy's body as a client sends it (contract.FleetCopy
 // without what the API sets): a component or nodes, the file's path on
-// them, its content and mode, and how many nodes at once.
+// them, its content and mode, and how many nodes at once; or, with "from"
+// instead, the path of the file to read back from them.
 type copyRequest struct {
 	Component   string          `json:"component,omitempty"`
 	Nodes       []string        `json:"nodes,omitempty"`
-	To          string          `json:"to"`
-	Content     []byte          `json:"content_base64"`
+	To          string          `json:"to,omitempty"`
+	From        string          `json:"from,omitempty"`
+	Content     []byte          `json:"content_base64,omitempty"`
 	Mode        string          `json:"mode,omitempty"`
 	MaxInFlight json.RawMessage `json:"max_in_flight,omitempty"`
 }
@@ -44,7 +55,7 @@ func (s *server) fleetCopy(w http.ResponseWriter, r *http.Request) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&shape); err != nil {
 		writeError(w, http.StatusBadRequest, contract.Clip("copy: "+strings.TrimPrefix(err.Error(), "json: ")+
-			`; want {"component": "web" or "nodes": ["IP", ...], "to": "/abs/path", "content_base64": "...", "mode": "0644", "max_in_flight": 1}`))
+			`; want {"component": "web" or "nodes": ["IP", ...], "to": "/abs/path", "content_base64": "...", "mode": "0644", "max_in_flight": 1}, or "from": "/abs/path" instead of "to" and the content`))
 		return
 	}
 	var in contract.FleetCopy
@@ -61,10 +72,50 @@ func (s *server) fleetCopy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var started contract.FleetCopyStarted
-	if rep.Code == http.StatusAccepted && json.Unmarshal(rep.Body, &started) == nil && started.To != "" {
-		a := recordOf(r)
-		a.named("to " + started.To)
-		a.note(contract.Clip(fmt.Sprintf("on %s (%d bytes, sha256 %s)", strings.Join(started.Nodes, ", "), started.Size, started.SHA256)))
+	if rep.Code == http.StatusAccepted && json.Unmarshal(rep.Body, &started) == nil {
+		switch a := recordOf(r); {
+		case started.To != "":
+			a.named("to " + started.To)
+			a.note(contract.Clip(fmt.Sprintf("on %s (%d bytes, sha256 %s)", strings.Join(started.Nodes, ", "), started.Size, started.SHA256)))
+		case started.From != "":
+			a.named("from " + started.From)
+			a.note(contract.Clip("on " + strings.Join(started.Nodes, ", ")))
+		}
 	}
 	writeReply(w, rep)
+}
+
+// copiedFile serves the file a copy from the nodes read back from one
+// node, as the node had it (application/octet-stream, its SHA-256 in the
+// X-Content-SHA256 header): 404 when the deployment read none from it, or it is past the
+// hour the bus keeps it.
+func (s *server) copiedFile(w http.ResponseWriter, r *http.Request) {
+	id, ip := chi.URLParam(r, "id"), chi.URLParam(r, "ip")
+	if !subject.ValidToken(id) || net.ParseIP(ip).To4() == nil {
+		writeError(w, http.StatusNotFound, contract.Clip(fmt.Sprintf("no file read back by %q from %q", id, ip)))
+		return
+	}
+	if s.js == nil {
+		writeError(w, http.StatusServiceUnavailable, "no bus")
+		return
+	}
+	store, err := s.js.ObjectStore(r.Context(), bus.ObjCopies)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "the copies store: "+err.Error())
+		return
+	}
+	b, err := store.GetBytes(r.Context(), bus.CopyObject(id, ip))
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no file read back by %s from %s (kept %s)", id, ip, bus.CopiesTTL))
+		return
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "the copies store: "+err.Error())
+		return
+	}
+	sum := sha256.Sum256(b)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Content-SHA256", hex.EncodeToString(sum[:]))
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
 }

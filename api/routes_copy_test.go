@@ -2,7 +2,10 @@ package api
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -98,8 +101,10 @@ func TestCopyRoute(t *testing.T) {
 		t.Errorf("as read: %d %s", code, body)
 	}
 	mu.Lock()
-	if len(seen) != 2 {
-		t.Errorf("%d requests reached the planner, want 2", len(seen))
+	// The first copy, and the one with both "to" and "from", which the
+	// planner refuses.
+	if len(seen) != 3 {
+		t.Errorf("%d requests reached the planner, want 3", len(seen))
 	}
 	mu.Unlock()
 
@@ -130,5 +135,64 @@ func TestCopyRoute(t *testing.T) {
 	}
 	if e := auditOfActor(t, ts, "grafana", 1); e[0].Code != http.StatusForbidden || e[0].Action != contract.AuditCopy {
 		t.Errorf("grafana's entry: %+v", e[0])
+	}
+}
+
+// GET /deployments/{id}/files/{ip}: the operate role gets the file a copy
+// from the nodes read back from one node, byte for byte with its SHA-256;
+// the read role is refused; a node, deployment or address with no file is
+// a 404. POST /copy with "from" is audited as "from <path>".
+func TestCopiedFileRoute(t *testing.T) {
+	b := bustest.Start(t, bus.ServerOptions{})
+	followEvents(t, b.NC)
+	_, err := b.NC.Subscribe(subject.DeployCopy(), func(m *nats.Msg) {
+		var in contract.FleetCopy
+		_ = json.Unmarshal(m.Data, &in)
+		r := nats.NewMsg(m.Reply)
+		r.Header.Set("De-Code", "202")
+		r.Data, _ = json.Marshal(contract.FleetCopyStarted{ID: "d-20261124-223905-1a2b", From: in.From, Nodes: []string{"10.0.0.1"}})
+		_ = m.RespondMsg(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("root:x:0:0\n\x00\xff binary too")
+	if _, err := b.Res.Copies.PutBytes(context.Background(), bus.CopyObject("d-20261124-223905-1a2b", "10.0.0.1"), content); err != nil {
+		t.Fatal(err)
+	}
+	tokens := &tokenTable{m: map[string]Grant{operateTok: {Name: "olga", Role: RoleOperate}, readTok: {Name: "grafana", Role: RoleRead}}}
+	h, err := New(Options{NC: b.NC, Token: adminTok, Tokens: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(checked(t, h))
+	defer ts.Close()
+	if resp, out := do(t, "POST", ts.URL+prefix+"/copy", `{"nodes": ["10.0.0.1"], "from": "/etc/passwd"}`, "Authorization", "Bearer "+operateTok); resp.StatusCode != 202 ||
+		!strings.Contains(string(out), `"from":"/etc/passwd"`) {
+		t.Fatalf("copy from: %d %s", resp.StatusCode, out)
+	}
+	if e := auditOfActor(t, ts, "olga", 1); e[0].Object != "from /etc/passwd" || e[0].Detail != "on 10.0.0.1" {
+		t.Errorf("audit: %+v", e[0])
+	}
+	sum := sha256.Sum256(content)
+	for _, tc := range []struct {
+		path, tok string
+		code      int
+		says      string
+	}{
+		{"/deployments/d-20261124-223905-1a2b/files/10.0.0.1", operateTok, 200, string(content)},
+		{"/deployments/d-20261124-223905-1a2b/files/10.0.0.1", readTok, 403, "needs the operate role"},
+		{"/deployments/d-20261124-223905-1a2b/files/10.0.0.2", operateTok, 404, "no file read back"},
+		{"/deployments/d-other/files/10.0.0.1", operateTok, 404, "no file read back"},
+		{"/deployments/d-20261124-223905-1a2b/files/node-1", operateTok, 404, "no file read back"},
+		{"/deployments/d.*/files/10.0.0.1", operateTok, 404, "no file read back"},
+	} {
+		resp, out := do(t, "GET", ts.URL+prefix+tc.path, "", "Authorization", "Bearer "+tc.tok)
+		if resp.StatusCode != tc.code || !strings.Contains(string(out), tc.says) {
+			t.Errorf("%s: %d %.200q, want %d saying %q", tc.path, resp.StatusCode, out, tc.code, tc.says)
+		}
+		if tc.code == 200 && (string(out) != string(content) || resp.Header.Get("X-Content-SHA256") != hex.EncodeToString(sum[:])) {
+			t.Errorf("%s: %q, sha256 %s", tc.path, out, resp.Header.Get("X-Content-SHA256"))
+		}
 	}
 }

@@ -195,11 +195,17 @@ var routeDocs = map[string]opDoc{
 	"POST /copy": {id: "copy", summary: "Put a file on a component's nodes, or on nodes named: a deployment of kind copy", bus: true,
 		desc: "One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. " +
 			"Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. " +
-			"Each step's output is the SHA-256 (hex) and the size of the file the node then has, \"<sha256> <size>\". Followed and cancelled as any deployment.",
-		body: &bodyDoc{desc: `{"component": "web"} or {"nodes": ["10.0.0.2"]}, not both; "to" an absolute path with no "..", never under /var/lib/deployment-engine; the file at most 4 MiB, as base64; "mode" octal, default "0644"`,
+			"Each step's output is the SHA-256 (hex) and the size of the file the node then has, \"<sha256> <size>\". Followed and cancelled as any deployment. " +
+			"With \"from\" instead of \"to\" and the content, each node's step reads the file at that path back (at most 4 MiB; a missing or larger file fails the step naming why), " +
+			"its output the SHA-256 and size the node computed, the file itself kept an hour at /deployments/{id}/files/{ip}.",
+		body: &bodyDoc{desc: `{"component": "web"} or {"nodes": ["10.0.0.2"]}, not both; "to" (or "from") an absolute path with no "..", never under /var/lib/deployment-engine; the file at most 4 MiB, as base64; "mode" octal, default "0644"`,
 			typ: typeOf[copyRequest](), limit: maxCopyBody},
 		ok:   []reply{ok[contract.FleetCopyStarted](202, "the copy started: follow its deployment at /deployments/{id}")},
 		errs: []reply{unreadable, noConfig, conflict}},
+	"GET /deployments/{id}/files/{ip}": {id: "getCopiedFile", summary: "The file a copy from the nodes read back from one node", bus: true,
+		desc: "The node's file as it had it, not redacted, its SHA-256 in the X-Content-SHA256 header; kept an hour after the read.",
+		ok:   []reply{{code: 200, desc: "the file", media: "application/octet-stream"}},
+		errs: []reply{fails(404, "no file read back from that node by that deployment, or past the hour it is kept"), fails(503, "the bus's store does not answer")}},
 	"GET /heal": {id: "getHeal", summary: "Auto-heal: on or off, the meltdown guard, the instances it works on", bus: true,
 		ok: []reply{ok[contract.HealState](200, "auto-heal's state")}},
 	"PUT /heal": {id: "setHeal", summary: "Turn auto-heal on (lifting the meltdown guard) or off", bus: true,

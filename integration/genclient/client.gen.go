@@ -186,11 +186,12 @@ type ErrorBody struct {
 
 // FleetCopyStarted Examples: {"id":"d-20261124-223905-1a2b","nodes":["10.0.0.2","10.0.0.3"],"sha256":"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03","size":6,"to":"/etc/motd"}
 type FleetCopyStarted struct {
+	From   *string   `json:"from,omitempty"`
 	Id     string    `json:"id"`
 	Nodes  *[]string `json:"nodes"`
-	Sha256 string    `json:"sha256"`
+	Sha256 *string   `json:"sha256,omitempty"`
 	Size   int       `json:"size"`
-	To     string    `json:"to"`
+	To     *string   `json:"to,omitempty"`
 }
 
 // FleetExecStarted Examples: {"command":"systemctl is-active nginx","id":"d-20261124-223905-1a2b"}
@@ -626,13 +627,14 @@ type Webhook struct {
 // CopyRequest defines model for copyRequest.
 type CopyRequest struct {
 	Component     *string `json:"component,omitempty"`
-	ContentBase64 []byte  `json:"content_base64"`
+	ContentBase64 *[]byte `json:"content_base64,omitempty"`
+	From          *string `json:"from,omitempty"`
 
 	// MaxInFlight nodes at once: a number, or a percentage of the nodes ("50%"); default 1
 	MaxInFlight *CopyRequest_MaxInFlight `json:"max_in_flight,omitempty"`
 	Mode        *string                  `json:"mode,omitempty"`
 	Nodes       *[]string                `json:"nodes,omitempty"`
-	To          string                   `json:"to"`
+	To          *string                  `json:"to,omitempty"`
 }
 
 // CopyRequestMaxInFlight0 defines model for CopyRequest.MaxInFlight.0.
@@ -1622,7 +1624,7 @@ type ClientInterface interface {
 
 	// CopyWithBody Put a file on a component's nodes, or on nodes named: a deployment of kind copy
 	//
-	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment. With "from" instead of "to" and the content, each node's step reads the file at that path back (at most 4 MiB; a missing or larger file fails the step naming why), its output the SHA-256 and size the node computed, the file itself kept an hour at /deployments/{id}/files/{ip}.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1631,7 +1633,7 @@ type ClientInterface interface {
 
 	// Copy Put a file on a component's nodes, or on nodes named: a deployment of kind copy
 	//
-	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment. With "from" instead of "to" and the content, each node's step reads the file at that path back (at most 4 MiB; a missing or larger file fails the step naming why), its output the SHA-256 and size the node computed, the file itself kept an hour at /deployments/{id}/files/{ip}.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1671,6 +1673,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /deployment-engine/deployments/{id}/events (the `FollowDeployment` operationId).
 	FollowDeployment(ctx context.Context, id string, params *FollowDeploymentParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCopiedFile The file a copy from the nodes read back from one node
+	//
+	// The node's file as it had it, not redacted, its SHA-256 in the X-Content-SHA256 header; kept an hour after the read.
+	//
+	// Corresponds with GET /deployment-engine/deployments/{id}/files/{ip} (the `GetCopiedFile` operationId).
+	GetCopiedFile(ctx context.Context, id string, ip string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetReport A deployment's timings
 	//
@@ -2100,7 +2109,7 @@ func (c *Client) GetConfigSchema(ctx context.Context, reqEditors ...RequestEdito
 
 // CopyWithBody Put a file on a component's nodes, or on nodes named: a deployment of kind copy
 //
-// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment. With "from" instead of "to" and the content, each node's step reads the file at that path back (at most 4 MiB; a missing or larger file fails the step naming why), its output the SHA-256 and size the node computed, the file itself kept an hour at /deployments/{id}/files/{ip}.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2119,7 +2128,7 @@ func (c *Client) CopyWithBody(ctx context.Context, contentType string, body io.R
 
 // Copy Put a file on a component's nodes, or on nodes named: a deployment of kind copy
 //
-// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment. With "from" instead of "to" and the content, each node's step reads the file at that path back (at most 4 MiB; a missing or larger file fails the step naming why), its output the SHA-256 and size the node computed, the file itself kept an hour at /deployments/{id}/files/{ip}.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2220,6 +2229,23 @@ func (c *Client) CancelDeployment(ctx context.Context, id string, reqEditors ...
 // Corresponds with GET /deployment-engine/deployments/{id}/events (the `FollowDeployment` operationId).
 func (c *Client) FollowDeployment(ctx context.Context, id string, params *FollowDeploymentParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewFollowDeploymentRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCopiedFile The file a copy from the nodes read back from one node
+//
+// The node's file as it had it, not redacted, its SHA-256 in the X-Content-SHA256 header; kept an hour after the read.
+//
+// Corresponds with GET /deployment-engine/deployments/{id}/files/{ip} (the `GetCopiedFile` operationId).
+func (c *Client) GetCopiedFile(ctx context.Context, id string, ip string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCopiedFileRequest(c.Server, id, ip)
 	if err != nil {
 		return nil, err
 	}
@@ -3718,6 +3744,47 @@ func NewFollowDeploymentRequest(server string, id string, params *FollowDeployme
 	return req, nil
 }
 
+// NewGetCopiedFileRequest constructs an http.Request for the GetCopiedFile method
+func NewGetCopiedFileRequest(server string, id string, ip string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "ip", ip, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/deployments/%s/files/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetReportRequest constructs an http.Request for the GetReport method
 func NewGetReportRequest(server string, id string) (*http.Request, error) {
 	var err error
@@ -5127,7 +5194,7 @@ type ClientWithResponsesInterface interface {
 
 	// CopyWithBodyWithResponse Put a file on a component's nodes, or on nodes named: a deployment of kind copy
 	//
-	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment. With "from" instead of "to" and the content, each node's step reads the file at that path back (at most 4 MiB; a missing or larger file fails the step naming why), its output the SHA-256 and size the node computed, the file itself kept an hour at /deployments/{id}/files/{ip}.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5136,7 +5203,7 @@ type ClientWithResponsesInterface interface {
 
 	// CopyWithResponse Put a file on a component's nodes, or on nodes named: a deployment of kind copy
 	//
-	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+	// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment. With "from" instead of "to" and the content, each node's step reads the file at that path back (at most 4 MiB; a missing or larger file fails the step naming why), its output the SHA-256 and size the node computed, the file itself kept an hour at /deployments/{id}/files/{ip}.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5188,6 +5255,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /deployment-engine/deployments/{id}/events (the `FollowDeployment` operationId).
 	FollowDeploymentWithResponse(ctx context.Context, id string, params *FollowDeploymentParams, reqEditors ...RequestEditorFn) (*FollowDeploymentResponse, error)
+
+	// GetCopiedFileWithResponse The file a copy from the nodes read back from one node
+	//
+	// The node's file as it had it, not redacted, its SHA-256 in the X-Content-SHA256 header; kept an hour after the read.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /deployment-engine/deployments/{id}/files/{ip} (the `GetCopiedFile` operationId).
+	GetCopiedFileWithResponse(ctx context.Context, id string, ip string, reqEditors ...RequestEditorFn) (*GetCopiedFileResponse, error)
 
 	// GetReportWithResponse A deployment's timings
 	//
@@ -6944,6 +7020,103 @@ func (r FollowDeploymentResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r FollowDeploymentResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCopiedFileResponse401Headers the declared response headers of an HTTP 401 response for GetCopiedFile
+type GetCopiedFileResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// GetCopiedFileResponse429Headers the declared response headers of an HTTP 429 response for GetCopiedFile
+type GetCopiedFileResponse429Headers struct {
+	RetryAfter string
+}
+
+type GetCopiedFileResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetCopiedFileResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetCopiedFileResponse429Headers
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetCopiedFileResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetCopiedFileResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetCopiedFileResponse) GetJSON404() *ErrorBody {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetCopiedFileResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetCopiedFileResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetCopiedFileResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r GetCopiedFileResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCopiedFileResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCopiedFileResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCopiedFileResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCopiedFileResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10430,7 +10603,7 @@ func (c *ClientWithResponses) GetConfigSchemaWithResponse(ctx context.Context, r
 
 // CopyWithBodyWithResponse Put a file on a component's nodes, or on nodes named: a deployment of kind copy
 //
-// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment. With "from" instead of "to" and the content, each node's step reads the file at that path back (at most 4 MiB; a missing or larger file fails the step naming why), its output the SHA-256 and size the node computed, the file itself kept an hour at /deployments/{id}/files/{ip}.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -10445,7 +10618,7 @@ func (c *ClientWithResponses) CopyWithBodyWithResponse(ctx context.Context, cont
 
 // CopyWithResponse Put a file on a component's nodes, or on nodes named: a deployment of kind copy
 //
-// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment.
+// One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. Each step's output is the SHA-256 (hex) and the size of the file the node then has, "<sha256> <size>". Followed and cancelled as any deployment. With "from" instead of "to" and the content, each node's step reads the file at that path back (at most 4 MiB; a missing or larger file fails the step naming why), its output the SHA-256 and size the node computed, the file itself kept an hour at /deployments/{id}/files/{ip}.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -10538,6 +10711,21 @@ func (c *ClientWithResponses) FollowDeploymentWithResponse(ctx context.Context, 
 		return nil, err
 	}
 	return ParseFollowDeploymentResponse(rsp)
+}
+
+// GetCopiedFileWithResponse The file a copy from the nodes read back from one node
+//
+// The node's file as it had it, not redacted, its SHA-256 in the X-Content-SHA256 header; kept an hour after the read.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /deployment-engine/deployments/{id}/files/{ip} (the `GetCopiedFile` operationId).
+func (c *ClientWithResponses) GetCopiedFileWithResponse(ctx context.Context, id string, ip string, reqEditors ...RequestEditorFn) (*GetCopiedFileResponse, error) {
+	rsp, err := c.GetCopiedFile(ctx, id, ip, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCopiedFileResponse(rsp)
 }
 
 // GetReportWithResponse A deployment's timings
@@ -12470,6 +12658,97 @@ func ParseFollowDeploymentResponse(rsp *http.Response) (*FollowDeploymentRespons
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers FollowDeploymentResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCopiedFileResponse parses an HTTP response from a GetCopiedFileWithResponse call
+func ParseGetCopiedFileResponse(rsp *http.Response) (*GetCopiedFileResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCopiedFileResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetCopiedFileResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetCopiedFileResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
