@@ -67,10 +67,13 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
                                    config's secrets redacted); exit 1 when any node failed; --json:
                                    the steps as the engine has them
   copy COMP|IP[,IP...] --to PATH FILE [--mode 0640] [--max-in-flight N|N%]
+  copy COMP|IP[,IP...] --from PATH DIR [--max-in-flight N|N%]
                                    put FILE (at most 4 MiB) at PATH on every node of COMP, or on the
                                    nodes named, N at a time (default 1), its size and SHA-256 checked
                                    on each node; a table: NODE SHA256 SIZE RESULT; exit 1 when any
-                                   node failed or holds another checksum; --json: the steps
+                                   node failed or holds another checksum; --json: the steps;
+                                   --from: read PATH back from each node into DIR/<ip>/<name>,
+                                   checked against the node's SHA-256, in the same table
   rollback [--follow]              deploy the last config whose deployment succeeded again
   scale COMP IP [--follow]         add an instance on a new IP and deploy it
   logs [NAME]                      list the logs, or print one
@@ -138,7 +141,7 @@ type session struct {
 	timeout        int
 	tail           int
 	halt           bool
-	to, mode       string
+	to, from, mode string
 	args           []string
 	data, server   string
 	stdout, stderr io.Writer
@@ -182,6 +185,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.IntVar(&s.tail, "tail", 0, "logs --follow: each instance's last N lines first")
 	fs.BoolVar(&s.halt, "halt-on-failure", false, "exec: run no further batch once a node failed")
 	fs.StringVar(&s.to, "to", "", "copy: the file's absolute path on the nodes")
+	fs.StringVar(&s.from, "from", "", "copy: the absolute path of the file to read back from the nodes")
 	fs.StringVar(&s.mode, "mode", "", "copy: the file's mode on the nodes, octal (default 0644)")
 	fs.StringVar(&s.reason, "reason", "", "node maintenance IP on: why the node is held out")
 	fs.StringVar(&s.schedule.cron, "cron", "", "schedule add: when, 5 cron fields or a descriptor (@daily, @every 1h)")

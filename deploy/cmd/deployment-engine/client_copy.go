@@ -14,7 +14,10 @@ import (
 )
 
 // copy COMPONENT|IP[,IP...] --to PATH FILE [--mode 0640] [--max-in-flight N|N%]
+// copy COMPONENT|IP[,IP...] --from PATH DIR [--max-in-flight N|N%]
 func init() { commands["copy"] = clientCommand("copy", copyCmd) }
+
+const copyUse = "copy needs COMPONENT|IP[,IP...] --to PATH FILE, or --from PATH DIR"
 
 // copyCmd puts FILE at --to on a component's nodes or on the nodes named,
 // follows its deployment (progress on stderr) and prints a row per node:
@@ -22,15 +25,17 @@ func init() { commands["copy"] = clientCommand("copy", copyCmd) }
 // With --json, the deployment's steps as the engine has them. Exit 1 when
 // any node failed or holds another checksum.
 func copyCmd(ctx context.Context, s *session) int {
-	const use = "copy needs COMPONENT|IP[,IP...] --to PATH FILE"
-	if len(s.args) != 2 || s.to == "" {
-		return s.usage(use)
+	if len(s.args) == 2 && s.from != "" && s.to == "" && s.mode == "" {
+		return copyFromCmd(ctx, s)
+	}
+	if len(s.args) != 2 || s.to == "" || s.from != "" {
+		return s.usage(copyUse)
 	}
 	content, err := readCopied(s.args[1])
 	if err != nil {
 		return s.fail(err)
 	}
-	if code := s.begin(true, use); code != exitOK {
+	if code := s.begin(true, copyUse); code != exitOK {
 		return code
 	}
 	x := contract.FleetCopy{To: s.to, Content: content, Mode: s.mode, MaxInFlight: s.maxInFlight}

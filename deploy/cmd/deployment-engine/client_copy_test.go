@@ -96,7 +96,7 @@ func TestCLICopy(t *testing.T) {
 	if r := cli(t, "copy", "web", "--to", "/opt/big", big); r.code != exitFailed || !strings.Contains(r.stderr, "larger than 4194304 bytes") {
 		t.Errorf("a file over 4 MiB: %+v", r)
 	}
-	for _, args := range [][]string{{"copy", "web", file}, {"copy", "--to", "/etc/motd", file}, {"copy", "web", "--to", "/x"}, {"copy", "web", "--from", "/x", dir}} {
+	for _, args := range [][]string{{"copy", "web", file}, {"copy", "--to", "/etc/motd", file}, {"copy", "web", "--to", "/x"}, {"copy", "web", "--from", "/x", "--to", "/y", dir}, {"copy", "web", "--from", "/x", "--mode", "0600", dir}} {
 		if r := cli(t, args...); r.code != exitUsage {
 			t.Errorf("%v: exit %d, want 2: %s", args, r.code, r.stderr)
 		}

@@ -34,7 +34,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"restart":      {flags: []string{"--max-in-flight", "--follow"}},
 	"rollback":     {flags: []string{"--follow"}},
 	"exec":         {flags: []string{"--max-in-flight", "--timeout", "--halt-on-failure"}},
-	"copy":         {flags: []string{"--to", "--mode", "--max-in-flight"}},
+	"copy":         {flags: []string{"--to", "--from", "--mode", "--max-in-flight"}},
 	"stop":         {},
 	"scale":        {flags: []string{"--follow"}},
 	"logs":         {flags: []string{"--follow", "--tail"}},

@@ -99,6 +99,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"exec", "--ti"}, "--timeout"},
 		{[]string{"exec", "--ha"}, "--halt-on-failure"},
 		{[]string{"copy", "--t"}, "--to"},
+		{[]string{"copy", "--fr"}, "--from"},
 		{[]string{"copy", "--m"}, "--mode --max-in-flight"},
 		{[]string{"status", "--js"}, "--json"},
 		{[]string{"ver"}, "version"},
