@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,12 +49,20 @@ func TestServeStopsMidDeploy(t *testing.T) {
 			}
 			client := &http.Client{Transport: &http.Transport{}}
 			defer client.CloseIdleConnections()
-			answered := make(chan answer, 1)
-			go func() { answered <- post(client, "http://"+addr+"/deployment-engine/deploy") }()
-			select {
-			case <-waiting:
-			case <-time.After(30 * time.Second):
-				t.Fatal("the deploy never began to wait")
+			// What the node saw before the deploy was sent is not the
+			// deploy's wait: the engine stops only once the request is
+			// written and its wait has begun.
+			for len(waiting) > 0 {
+				<-waiting
+			}
+			answered, wrote := make(chan answer, 1), make(chan struct{})
+			go func() { answered <- post(client, "http://"+addr+"/deployment-engine/deploy", wrote) }()
+			for _, c := range []<-chan struct{}{wrote, waiting} {
+				select {
+				case <-c:
+				case <-time.After(30 * time.Second):
+					t.Fatal("the deploy was never sent, or never began to wait")
+				}
 			}
 
 			began := time.Now()
@@ -89,7 +100,7 @@ func frozenNode(t *testing.T) (Options, <-chan struct{}) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiting := make(chan struct{})
+	waiting := make(chan struct{}, 64) // a signal for each connection taken
 	var conns []net.Conn
 	done := make(chan struct{})
 	go func() {
@@ -99,8 +110,10 @@ func frozenNode(t *testing.T) (Options, <-chan struct{}) {
 			if err != nil {
 				return
 			}
-			if conns = append(conns, c); len(conns) == 1 {
-				close(waiting)
+			conns = append(conns, c)
+			select {
+			case waiting <- struct{}{}:
+			default:
 			}
 		}
 	}()
@@ -153,8 +166,11 @@ type answer struct {
 	err  error
 }
 
-func post(client *http.Client, url string) answer {
-	req, _ := http.NewRequest("POST", url, nil)
+// post sends a deploy; wrote closes once the request is written.
+func post(client *http.Client, url string, wrote chan struct{}) answer {
+	var once sync.Once
+	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { once.Do(func() { close(wrote) }) }}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "POST", url, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
