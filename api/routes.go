@@ -118,7 +118,9 @@ func (s *server) anonymous(r chi.Router) {
 	}
 }
 
-// routes is the API's table: every route below prefix.
+// routes is the API's table: every route below prefix, one line each with
+// its role and audit action. It is long because it is the one table of
+// routes: split, a route's role or audit would again be found elsewhere.
 func (s *server) routes() []route {
 	idle := s.o.Limits.StreamIdle
 	deploy := auditSpec{action: contract.AuditDeploy, object: "deployment"}
