@@ -61,20 +61,7 @@ func copyCmd(ctx context.Context, s *session) int {
 		table = io.Discard // the rows are counted all the same
 	}
 	bad := copyTable(table, steps, hex.EncodeToString(sum[:]), int64(len(content)))
-	switch {
-	case s.json:
-		raw, err := json.Marshal(steps)
-		if err != nil {
-			return s.fail(err)
-		}
-		s.printJSON(raw)
-	case d.State != contract.DeploySucceeded:
-		fmt.Fprintf(s.stderr, "copy: %s\n", d.Error)
-	}
-	if bad > 0 || d.State != contract.DeploySucceeded {
-		return exitFailed
-	}
-	return exitOK
+	return s.copyEnd(d, steps, bad)
 }
 
 // readCopied reads the file to copy, refusing one over the engine's bound
@@ -129,4 +116,24 @@ func copyTable(w io.Writer, steps []contract.StepStatus, sum string, size int64)
 	}
 	_ = tw.Flush()
 	return bad
+}
+
+// copyEnd ends a copy either way: the steps as JSON with --json, else the
+// deployment's error when it failed; exit 1 when it failed or bad rows
+// were not ok.
+func (s *session) copyEnd(d contract.DeploymentPage, steps []contract.StepStatus, bad int) int {
+	switch {
+	case s.json:
+		raw, err := json.Marshal(steps)
+		if err != nil {
+			return s.fail(err)
+		}
+		s.printJSON(raw)
+	case d.State != contract.DeploySucceeded:
+		fmt.Fprintf(s.stderr, "copy: %s\n", d.Error)
+	}
+	if bad > 0 || d.State != contract.DeploySucceeded {
+		return exitFailed
+	}
+	return exitOK
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -64,20 +63,7 @@ func copyFromCmd(ctx context.Context, s *session) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", st.Node, sum, size, clipRunes(strings.ReplaceAll(result, "\n", " "), 80))
 	}
 	_ = tw.Flush()
-	switch {
-	case s.json:
-		raw, err := json.Marshal(steps)
-		if err != nil {
-			return s.fail(err)
-		}
-		s.printJSON(raw)
-	case d.State != contract.DeploySucceeded:
-		fmt.Fprintf(s.stderr, "copy: %s\n", d.Error)
-	}
-	if bad > 0 || d.State != contract.DeploySucceeded {
-		return exitFailed
-	}
-	return exitOK
+	return s.copyEnd(d, steps, bad)
 }
 
 // fetchCopied fetches the file deployment id read back from st's node and
