@@ -60,13 +60,23 @@ func deployGetOf(w http.ResponseWriter, r *http.Request) (contract.DeployGet, bo
 	return contract.DeployGet{ID: id, Page: q}, true
 }
 
-// stepQuery reads ?steps=0|STATE[,STATE…], ?offset= and ?limit=; nil
-// when none is given (every step).
+// stepQuery reads ?steps=0|STATE[,STATE…], ?summary=1 (steps=0 spelt as
+// a flag), ?offset= and ?limit=; nil when none is given (every step).
 func stepQuery(v url.Values) (*contract.StepQuery, error) {
-	if !v.Has("steps") && !v.Has("offset") && !v.Has("limit") {
+	if !v.Has("steps") && !v.Has("summary") && !v.Has("offset") && !v.Has("limit") {
 		return nil, nil
 	}
 	q := &contract.StepQuery{}
+	if v.Has("summary") {
+		switch sum := v.Get("summary"); {
+		case sum != "1" && sum != "0":
+			return nil, fmt.Errorf("summary: %q is neither 1 (the summary alone) nor 0", contract.Clip(sum))
+		case sum == "1" && v.Has("steps"):
+			return nil, fmt.Errorf("summary=1 asks for no step: it takes no steps, offset or limit")
+		case sum == "1":
+			q.None = true
+		}
+	}
 	switch steps := v.Get("steps"); steps {
 	case "", "all":
 	case "0":

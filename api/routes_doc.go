@@ -89,6 +89,10 @@ var deployQuery = []param{
 // (contract.StepQuery).
 var stepsQuery = []param{
 	{"steps", `"0" for no step (the summary alone), "all", or step states, comma-separated ("failed,running")`, str},
+	{"summary", `"1": the summary alone (as steps=0): counts per state and per component, the first failed steps, no step list`,
+		// A pattern, not an enum: a second enum of "0" and "1" would rename
+		// the generated client's constants of check's (N0, N1).
+		schemaObj{"type": "string", "pattern": "^[01]$"}},
 	{"offset", "the first step of the page, counted among the steps asked for", schemaObj{"type": "integer", "minimum": 0, "maximum": contract.MaxStepOffset}},
 	{"limit", fmt.Sprintf("steps per page (default %d)", contract.DefaultStepPage), schemaObj{"type": "integer", "minimum": 1, "maximum": contract.MaxStepPage}},
 }
@@ -142,11 +146,12 @@ var routeDocs = map[string]opDoc{
 	"GET /deployments": {id: "listDeployments", summary: "Every deployment the engine keeps", bus: true,
 		ok: []reply{ok[[]contract.DeploymentSummary](200, "the deployments")}},
 	"GET /deployments/{id}": {id: "getDeployment", summary: "A deployment and its steps", bus: true,
-		desc:  "Every step by default; with steps, offset or limit, its summary and a page of its steps.",
+		desc: "Every step by default; with steps, summary, offset or limit, its summary and a page of its steps. " +
+			"The steps keep their order, so pages of every step see each once; pages of some states do once the deployment ended.",
 		query: stepsQuery,
 		ok: []reply{ok[contract.Deployment](200, "the deployment, every step"),
-			ok[contract.DeploymentPage](200, "asked with steps, offset or limit: its summary and a page of its steps")},
-		errs: []reply{noDeploy, fails(400, "steps, offset or limit is not one the route takes: the error says which")}},
+			ok[contract.DeploymentPage](200, "asked with steps, summary, offset or limit: its summary and a page of its steps")},
+		errs: []reply{noDeploy, fails(400, "steps, summary, offset or limit is not one the route takes: the error says which")}},
 	"GET /deployments/{id}/events": {id: "followDeployment", summary: "A deployment's events, live, as server-sent events", bus: true,
 		query: stepsQuery,
 		desc: "First the deployment as it is (\"deployment\"), then every event from its start (\"started\", \"step\", \"log\", \"batch\", \"finished\"), " +

@@ -146,23 +146,25 @@ type Deployment struct {
 
 // DeploymentPage defines model for DeploymentPage.
 type DeploymentPage struct {
-	Batch    *Batch          `json:"batch,omitempty"`
-	Batches  *int            `json:"batches,omitempty"`
-	Changed  int             `json:"changed"`
-	Counts   *map[string]int `json:"counts"`
-	Created  time.Time       `json:"created"`
-	Error    *string         `json:"error,omitempty"`
-	Finished *time.Time      `json:"finished,omitempty"`
-	Held     *[]HeldNode     `json:"held,omitempty"`
-	Id       string          `json:"id"`
-	Kind     *string         `json:"kind,omitempty"`
-	Limit    *int            `json:"limit,omitempty"`
-	Matched  *int            `json:"matched,omitempty"`
-	Offset   *int            `json:"offset,omitempty"`
-	Schedule *string         `json:"schedule,omitempty"`
-	State    string          `json:"state"`
-	Steps    *[]StepStatus   `json:"steps,omitempty"`
-	Total    int             `json:"total"`
+	Batch      *Batch                     `json:"batch,omitempty"`
+	Batches    *int                       `json:"batches,omitempty"`
+	Changed    int                        `json:"changed"`
+	Components *map[string]map[string]int `json:"components"`
+	Counts     *map[string]int            `json:"counts"`
+	Created    time.Time                  `json:"created"`
+	Error      *string                    `json:"error,omitempty"`
+	Failed     *[]StepStatus              `json:"failed,omitempty"`
+	Finished   *time.Time                 `json:"finished,omitempty"`
+	Held       *[]HeldNode                `json:"held,omitempty"`
+	Id         string                     `json:"id"`
+	Kind       *string                    `json:"kind,omitempty"`
+	Limit      *int                       `json:"limit,omitempty"`
+	Matched    *int                       `json:"matched,omitempty"`
+	Offset     *int                       `json:"offset,omitempty"`
+	Schedule   *string                    `json:"schedule,omitempty"`
+	State      string                     `json:"state"`
+	Steps      *[]StepStatus              `json:"steps,omitempty"`
+	Total      int                        `json:"total"`
 }
 
 // DeploymentSummary defines model for DeploymentSummary.
@@ -752,6 +754,9 @@ type GetDeploymentParams struct {
 	// Steps "0" for no step (the summary alone), "all", or step states, comma-separated ("failed,running")
 	Steps *string `form:"steps,omitempty" json:"steps,omitempty"`
 
+	// Summary "1": the summary alone (as steps=0): counts per state and per component, the first failed steps, no step list
+	Summary *string `form:"summary,omitempty" json:"summary,omitempty"`
+
 	// Offset the first step of the page, counted among the steps asked for
 	Offset *int `form:"offset,omitempty" json:"offset,omitempty"`
 
@@ -768,6 +773,9 @@ type GetDeployment200JSONResponseBody struct {
 type FollowDeploymentParams struct {
 	// Steps "0" for no step (the summary alone), "all", or step states, comma-separated ("failed,running")
 	Steps *string `form:"steps,omitempty" json:"steps,omitempty"`
+
+	// Summary "1": the summary alone (as steps=0): counts per state and per component, the first failed steps, no step list
+	Summary *string `form:"summary,omitempty" json:"summary,omitempty"`
 
 	// Offset the first step of the page, counted among the steps asked for
 	Offset *int `form:"offset,omitempty" json:"offset,omitempty"`
@@ -1657,7 +1665,7 @@ type ClientInterface interface {
 
 	// GetDeployment A deployment and its steps
 	//
-	// Every step by default; with steps, offset or limit, its summary and a page of its steps.
+	// Every step by default; with steps, summary, offset or limit, its summary and a page of its steps. The steps keep their order, so pages of every step see each once; pages of some states do once the deployment ended.
 	//
 	// Corresponds with GET /deployment-engine/deployments/{id} (the `GetDeployment` operationId).
 	GetDeployment(ctx context.Context, id string, params *GetDeploymentParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2192,7 +2200,7 @@ func (c *Client) ListDeployments(ctx context.Context, reqEditors ...RequestEdito
 
 // GetDeployment A deployment and its steps
 //
-// Every step by default; with steps, offset or limit, its summary and a page of its steps.
+// Every step by default; with steps, summary, offset or limit, its summary and a page of its steps. The steps keep their order, so pages of every step see each once; pages of some states do once the deployment ended.
 //
 // Corresponds with GET /deployment-engine/deployments/{id} (the `GetDeployment` operationId).
 func (c *Client) GetDeployment(ctx context.Context, id string, params *GetDeploymentParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3587,6 +3595,18 @@ func NewGetDeploymentRequest(server string, id string, params *GetDeploymentPara
 
 		}
 
+		if params.Summary != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "summary", *params.Summary, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Offset != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "offset", *params.Offset, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
@@ -3697,6 +3717,18 @@ func NewFollowDeploymentRequest(server string, id string, params *FollowDeployme
 		if params.Steps != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "steps", *params.Steps, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Summary != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "summary", *params.Summary, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -5233,7 +5265,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetDeploymentWithResponse A deployment and its steps
 	//
-	// Every step by default; with steps, offset or limit, its summary and a page of its steps.
+	// Every step by default; with steps, summary, offset or limit, its summary and a page of its steps. The steps keep their order, so pages of every step see each once; pages of some states do once the deployment ended.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -10672,7 +10704,7 @@ func (c *ClientWithResponses) ListDeploymentsWithResponse(ctx context.Context, r
 
 // GetDeploymentWithResponse A deployment and its steps
 //
-// Every step by default; with steps, offset or limit, its summary and a page of its steps.
+// Every step by default; with steps, summary, offset or limit, its summary and a page of its steps. The steps keep their order, so pages of every step see each once; pages of some states do once the deployment ended.
 //
 // Returns a wrapper object for the known response body format(s).
 //

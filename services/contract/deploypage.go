@@ -8,8 +8,11 @@ import (
 
 // StepQuery asks GET /deployments/{id} for a summary and a page of steps
 // instead of every step (de.cmd.deploy.get's "page"): the query's
-// ?steps=0 (the summary alone), ?steps=failed,running (steps in those
-// states) and ?offset=&limit= (the page, in the deployment's order).
+// ?steps=0 or ?summary=1 (the summary alone), ?steps=failed,running (steps
+// in those states) and ?offset=&limit= (the page, in the deployment's
+// order). A deployment's steps and their order never change, so pages of
+// every step see each exactly once; pages of steps in some states do once
+// it ended (while it runs, a step may change state between two pages).
 //
 //	{"states": ["failed"], "offset": 0, "limit": 100}
 type StepQuery struct {
@@ -25,6 +28,9 @@ const (
 	DefaultStepPage = 100
 	MaxStepPage     = 1000
 	MaxStepOffset   = 1 << 20
+	// MaxSummaryFailed bounds the failed steps a summary lists; the
+	// others are paged with ?steps=failed.
+	MaxSummaryFailed = 20
 )
 
 // StepStates are the states a step can be in, as ?steps= names them.
@@ -39,7 +45,7 @@ func (q StepQuery) Check() error {
 	}
 	switch {
 	case q.None && (len(q.States) > 0 || q.Offset != 0 || q.Limit != 0):
-		return fmt.Errorf("steps=0 asks for no step: it takes no state, offset or limit")
+		return fmt.Errorf("steps=0 (summary=1) asks for no step: it takes no state, offset or limit")
 	case q.Offset < 0 || q.Offset > MaxStepOffset:
 		return fmt.Errorf("offset: %d is not between 0 and %d", q.Offset, MaxStepOffset)
 	case q.Limit < 0 || q.Limit > MaxStepPage:
@@ -52,14 +58,21 @@ func (q StepQuery) Check() error {
 // was asked for, one page of its steps.
 //
 //	{"id": "d-…", "state": "running", "changed": 12, "total": 4200,
-//	 "counts": {"succeeded": 12, "running": 600, "pending": 3588},
+//	 "counts": {"succeeded": 12, "running": 600, "failed": 1, "pending": 3587},
+//	 "components": {"web": {"succeeded": 12, "running": 600, "failed": 1, "pending": 587}, ...},
+//	 "failed": [{"id": "10.0.0.7/web/start", ...}],
 //	 "batch": {"component": "web", "index": 1, ...}, "matched": 600, "offset": 0, "limit": 100, "steps": [...]}
 type DeploymentPage struct {
 	DeploymentSummary
 	Error string `json:"error,omitempty"`
-	// Total counts its steps, Counts them per state.
-	Total  int            `json:"total"`
-	Counts map[string]int `json:"counts"`
+	// Total counts its steps, Counts them per state, Components per
+	// component and then per state.
+	Total      int                       `json:"total"`
+	Counts     map[string]int            `json:"counts"`
+	Components map[string]map[string]int `json:"components"`
+	// Failed are its first failed steps, in its order, at most
+	// MaxSummaryFailed of the Counts["failed"] there are.
+	Failed []StepStatus `json:"failed,omitempty"`
 	// Batch is its rollout's current batch (the first running, else the
 	// first pending), without its steps' ids; Batches counts its batches.
 	Batch   *Batch `json:"batch,omitempty"`
@@ -75,9 +88,18 @@ type DeploymentPage struct {
 // PageOf is d summarised, with the page of steps q asks for.
 func PageOf(d Deployment, q StepQuery) DeploymentPage {
 	p := DeploymentPage{DeploymentSummary: d.DeploymentSummary, Error: d.Error, Total: len(d.Steps),
-		Counts: map[string]int{}, Batches: len(d.Batches)}
+		Counts: map[string]int{}, Components: map[string]map[string]int{}, Batches: len(d.Batches)}
 	for _, st := range d.Steps {
 		p.Counts[st.State]++
+		c := p.Components[st.Component]
+		if c == nil {
+			c = map[string]int{}
+			p.Components[st.Component] = c
+		}
+		c[st.State]++
+		if st.State == StateFailed && len(p.Failed) < MaxSummaryFailed {
+			p.Failed = append(p.Failed, st)
+		}
 	}
 	p.Batch = currentBatch(d.Batches)
 	if q.None {

@@ -2,6 +2,8 @@ package contract
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -42,6 +44,89 @@ func TestPageOf(t *testing.T) {
 		}
 		if p.Batch == nil || p.Batch.Index != 2 || p.Batch.Steps != nil {
 			t.Errorf("%s: current batch %+v", tc.name, p.Batch)
+		}
+	}
+}
+
+// bigDeployment is a deployment of n steps over 7 components, in every
+// state, a few failed.
+func bigDeployment(n int) Deployment {
+	d := Deployment{DeploymentSummary: DeploymentSummary{ID: "d-big", State: DeployRunning}}
+	for i := 0; i < n; i++ {
+		st := StepStates[(i*7+i/13)%len(StepStates)]
+		d.Steps = append(d.Steps, StepStatus{ID: fmt.Sprintf("10.0.%d.%d/c%d/install", i/250, i%250, i%7),
+			Component: fmt.Sprintf("c%d", i%7), State: st})
+	}
+	return d
+}
+
+// The summary's counts, per state and per component, and its failed
+// steps are those the whole deployment shows.
+func TestSummaryMatchesTheDeployment(t *testing.T) {
+	d := bigDeployment(4200)
+	p := PageOf(d, StepQuery{None: true})
+	counts, comps := map[string]int{}, map[string]map[string]int{}
+	var failed []string
+	for _, st := range d.Steps {
+		counts[st.State]++
+		if comps[st.Component] == nil {
+			comps[st.Component] = map[string]int{}
+		}
+		comps[st.Component][st.State]++
+		if st.State == StateFailed {
+			failed = append(failed, st.ID)
+		}
+	}
+	if !reflect.DeepEqual(p.Counts, counts) || !reflect.DeepEqual(p.Components, comps) {
+		t.Errorf("counts %v per component %v, want %v and %v", p.Counts, p.Components, counts, comps)
+	}
+	if len(failed) <= MaxSummaryFailed || len(p.Failed) != MaxSummaryFailed {
+		t.Fatalf("%d failed steps, %d in the summary: want more than %d, and %d listed", len(failed), len(p.Failed), MaxSummaryFailed, MaxSummaryFailed)
+	}
+	for i, st := range p.Failed {
+		if st.ID != failed[i] {
+			t.Errorf("failed step %d: %s, want %s", i, st.ID, failed[i])
+		}
+	}
+	if p.Total != len(d.Steps) || p.Steps != nil || p.Matched != nil {
+		t.Errorf("total %d, %d steps, matched %v", p.Total, len(p.Steps), p.Matched)
+	}
+}
+
+// Paging through a deployment, every step or those in some states, sees
+// each step it asks for exactly once, in the deployment's order.
+func TestPagesCoverEveryStepOnce(t *testing.T) {
+	d := bigDeployment(4200)
+	for _, tc := range []struct {
+		states []string
+		limit  int
+	}{
+		{nil, 0}, {nil, 1000}, {nil, 7}, {[]string{StateFailed}, 13}, {[]string{StateRunning, StatePending}, 1000},
+	} {
+		var want []string
+		for _, st := range d.Steps {
+			if len(tc.states) == 0 || slices.Contains(tc.states, st.State) {
+				want = append(want, st.ID)
+			}
+		}
+		var got []string
+		for pages := 0; ; pages++ {
+			p := PageOf(d, StepQuery{States: tc.states, Offset: len(got), Limit: tc.limit})
+			if p.Matched == nil || *p.Matched != len(want) || pages > len(want) {
+				t.Fatalf("%v/%d: matched %v, want %d (page %d)", tc.states, tc.limit, p.Matched, len(want), pages)
+			}
+			if len(p.Steps) == 0 {
+				break
+			}
+			if tc.limit > 0 && len(p.Steps) > tc.limit || tc.limit == 0 && len(p.Steps) > DefaultStepPage {
+				t.Fatalf("%v/%d: a page of %d", tc.states, tc.limit, len(p.Steps))
+			}
+			for _, st := range p.Steps {
+				got = append(got, st.ID)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%v/%d: %d steps paged, want %d, each once in order", tc.states, tc.limit, len(got), len(want))
 		}
 	}
 }
