@@ -189,3 +189,59 @@ func TestResumeFromChanges(t *testing.T) {
 		t.Errorf("ids %v %v", ids, err)
 	}
 }
+
+// Once a record's base is stored, a flush writes what changed in it and
+// not the record again: the bytes the bucket takes grow with the steps
+// that changed, not with the deployment's size.
+func TestRecordWritesPerStep(t *testing.T) {
+	ctx := context.Background()
+	b := bustest.Start(t, bus.ServerOptions{})
+	// Every write reaches the subscription before the PONG of a flush
+	// that follows it: what is pending then is what was written.
+	sub, err := b.NC.SubscribeSync("$KV." + bus.KVDeployments + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	wrote := func(rec *Record) int {
+		t.Helper()
+		if err := storeRecord(ctx, b.Res, rec, "w"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.NC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		msgs, size, err := sub.Pending()
+		if err != nil || msgs != 1 {
+			t.Fatalf("a store made %d writes (%v), want 1", msgs, err)
+		}
+		if _, err := sub.NextMsg(time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return size
+	}
+	rec := bigRecord("d-per-step", 300, 7) // 2,100 steps
+	base := wrote(rec)
+	if base < 200_000 {
+		t.Fatalf("the base of 2,100 steps took %d bytes: the counter does not count", base)
+	}
+	now := time.Now().UTC()
+	for _, n := range []int{1, 10, 100} {
+		for i := 0; i < n; i++ {
+			st := &rec.Steps[(i*37)%len(rec.Steps)]
+			st.State, st.Attempt, st.Started = contract.StateRunning, st.Attempt+1, &now
+		}
+		if got, most := wrote(rec), 200+250*n; got > most {
+			t.Errorf("%d steps changed: %d bytes written (the base is %d), want at most %d", n, got, base, most)
+		}
+	}
+	got, err := readRecord(ctx, b.Res, "d-per-step")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(rec.Deployment)
+	have, _ := json.Marshal(got.Deployment)
+	if string(want) != string(have) {
+		t.Error("the record read back is not the one written")
+	}
+}

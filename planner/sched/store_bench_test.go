@@ -21,8 +21,8 @@ import (
 // later) writes to DE_DEPLOYMENTS: bytes per write (about one a flush)
 // and per deployment, every message the bucket takes counted: the record
 // written whole (at its start and once ended) apart from its changes (a
-// flush's); and the size of the deployment as GET /deployments/{id}
-// answers it once ended: whole, as its summary (?steps=0) and with a
+// flush's), and those per step they carry; and the size of the deployment as GET /deployments/{id}
+// answers it once ended: whole, as its summary (?summary=1) and with a
 // first page of steps (?limit=100).
 //
 //	go test -run '^$' -bench RecordStore -benchtime 1x ./sched/
@@ -30,7 +30,8 @@ func BenchmarkRecordStore(b *testing.B) {
 	nc, res := benchBus(b, "embedded")
 	// Writes of a record's changes (<id>.<n>) are counted apart from those
 	// of the record whole (<id>); a purge's marker carries no bytes.
-	var writes, bytes, changes, changeBytes atomic.Int64
+	// A change's steps are counted too: bytes per step change.
+	var writes, bytes, changes, changeBytes, stepChanges atomic.Int64
 	sub, err := nc.Subscribe("$KV."+bus.KVDeployments+".>", func(m *nats.Msg) {
 		if len(m.Data) == 0 {
 			return
@@ -40,6 +41,10 @@ func BenchmarkRecordStore(b *testing.B) {
 		if strings.Count(m.Subject, ".") > 2 {
 			changes.Add(1)
 			changeBytes.Add(int64(len(m.Data)))
+			var c change
+			if json.Unmarshal(m.Data, &c) == nil {
+				stepChanges.Add(int64(len(c.Steps)))
+			}
 		}
 	})
 	if err != nil {
@@ -51,6 +56,7 @@ func BenchmarkRecordStore(b *testing.B) {
 		bytes.Store(0)
 		changes.Store(0)
 		changeBytes.Store(0)
+		stepChanges.Store(0)
 		id := fmt.Sprintf("d-store-%d", i)
 		rec := bigRecord(id, 600, 7)
 		pacedDeploy(b, nc, res, rec, 300*time.Millisecond)
@@ -62,6 +68,7 @@ func BenchmarkRecordStore(b *testing.B) {
 		b.ReportMetric(float64(w), "writes/deployment")
 		b.ReportMetric(float64(n-changeBytes.Load())/float64(max(w-changes.Load(), 1)), "B/whole-write")
 		b.ReportMetric(float64(changeBytes.Load())/float64(max(changes.Load(), 1)), "B/change-write")
+		b.ReportMetric(float64(changeBytes.Load())/float64(max(stepChanges.Load(), 1)), "B/step-change")
 		d, err := (&Scheduler{res: res}).Snapshot(context.Background(), id)
 		if err != nil {
 			b.Fatal(err)
@@ -69,7 +76,7 @@ func BenchmarkRecordStore(b *testing.B) {
 		full, _ := json.Marshal(d)
 		b.ReportMetric(float64(len(full)), "B/GET")
 		summary, _ := json.Marshal(contract.PageOf(*d, contract.StepQuery{None: true}))
-		b.ReportMetric(float64(len(summary)), "B/GET-steps=0")
+		b.ReportMetric(float64(len(summary)), "B/GET-summary")
 		page, _ := json.Marshal(contract.PageOf(*d, contract.StepQuery{}))
 		b.ReportMetric(float64(len(page)), "B/GET-page")
 	}
