@@ -349,6 +349,13 @@ func (c *Client) Cancel(ctx context.Context, id string) (contract.Deployment, js
 	return d, raw, err
 }
 
+// Deployments lists the deployments the engine keeps, without their steps.
+func (c *Client) Deployments(ctx context.Context) ([]contract.DeploymentSummary, json.RawMessage, error) {
+	var out []contract.DeploymentSummary
+	raw, err := c.getJSON(ctx, "GET", base+"/deployments", nil, &out)
+	return out, raw, err
+}
+
 // Deployment returns a deployment with its steps.
 func (c *Client) Deployment(ctx context.Context, id string) (contract.Deployment, json.RawMessage, error) {
 	var d contract.Deployment
@@ -357,7 +364,8 @@ func (c *Client) Deployment(ctx context.Context, id string) (contract.Deployment
 }
 
 // Summary returns a deployment's summary: its state, its steps counted
-// per state, its rollout's current batch; no step.
+// per state and per component, its first failed steps, its rollout's
+// current batch; no step list.
 func (c *Client) Summary(ctx context.Context, id string) (contract.DeploymentPage, json.RawMessage, error) {
 	var p contract.DeploymentPage
 	raw, err := c.getJSON(ctx, "GET", base+"/deployments/"+url.PathEscape(id)+"?steps=0", nil, &p)

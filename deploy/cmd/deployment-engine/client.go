@@ -51,6 +51,10 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   deploy [--follow] [--plan ID]    start a deployment; --follow shows a progress bar on stderr and
                                    the live log on stdout until it ends; --plan refuses (exit 1)
                                    when the cluster no longer matches that plan
+  deployments [ID] [--steps S,...] the deployments, newest first; with ID, its summary: steps per
+                                   state and per component, the failed ones (exit 1 when it
+                                   failed); --steps failed,running (or all) lists those steps,
+                                   read a page at a time
   cancel ID                        end a running deployment: queued steps leave the queue,
                                    running ones are killed on their nodes
   status                           every component instance: state, CPU, memory, disk
@@ -141,6 +145,7 @@ type session struct {
 	timeout        int
 	tail           int
 	halt           bool
+	steps          string
 	to, from, mode string
 	args           []string
 	data, server   string
@@ -184,6 +189,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.IntVar(&s.timeout, "timeout", 0, "exec: seconds the command may run on each node (default 60, at most 3600)")
 	fs.IntVar(&s.tail, "tail", 0, "logs --follow: each instance's last N lines first")
 	fs.BoolVar(&s.halt, "halt-on-failure", false, "exec: run no further batch once a node failed")
+	fs.StringVar(&s.steps, "steps", "", "deployments ID: list its steps in these states, comma-separated (failed,running), or all")
 	fs.StringVar(&s.to, "to", "", "copy: the file's absolute path on the nodes")
 	fs.StringVar(&s.from, "from", "", "copy: the absolute path of the file to read back from the nodes")
 	fs.StringVar(&s.mode, "mode", "", "copy: the file's mode on the nodes, octal (default 0644)")

@@ -59,8 +59,9 @@ func (s *session) followDeployment(ctx context.Context, id string) int {
 	if !s.json {
 		p.summary(d)
 		p.done()
-		var failed []contract.StepStatus
-		if d.Counts[contract.StateFailed] > 0 {
+		// The summary lists the first failed steps; more are paged.
+		failed := d.Failed
+		if d.Counts[contract.StateFailed] > len(failed) {
 			if failed, err = s.c.AllSteps(ctx, id, contract.StateFailed); err != nil {
 				fmt.Fprintf(s.stderr, "cannot list the failed steps: %v\n", err)
 			}
@@ -92,7 +93,7 @@ func summarize(w io.Writer, d contract.DeploymentPage, failed []contract.StepSta
 		if st.ExitCode != nil {
 			code = fmt.Sprintf(" (exit %d)", *st.ExitCode)
 		}
-		fmt.Fprintf(w, "  failed: %s %s %s, attempt %d%s: %s\n", st.Node, st.Component, st.Action, st.Attempt, code, st.Error)
+		fmt.Fprintf(w, "  failed: %s %s %s, attempt %d%s: %s\n", st.Node, st.Component, st.Action, st.Attempt, code, printable(st.Error))
 	}
 }
 

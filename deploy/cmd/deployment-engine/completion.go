@@ -28,6 +28,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"plan":         {},
 	"deploy":       {flags: []string{"--follow", "--plan"}},
 	"cancel":       {},
+	"deployments":  {flags: []string{"--steps"}},
 	"takeover":     {},
 	"status":       {},
 	"hardware":     {},
