@@ -96,7 +96,7 @@ export function follow(root, id) {
   // shows one page (pageIds), read again every POLL while it runs; an
   // engine that sends every step has them all in steps.
   const state = { id, state: "pending", changed: 0, created: null, finished: null, error: "", steps: new Map(), batches: new Map(),
-    paged: false, total: 0, counts: {}, pageIds: [], matched: 0, offset: 0, filter: "" };
+    paged: false, total: 0, counts: {}, components: {}, pageIds: [], matched: 0, offset: 0, filter: "" };
   const seen = new Set();
   const ctrl = new AbortController();
   let gone = false;
@@ -116,6 +116,7 @@ export function follow(root, id) {
   const pageNote = h("span.muted.small#steps-page");
   const pager = h("div.log-tools#steps-pager", { hidden: true }, filterSel, prevBtn, pageNote, nextBtn);
   const batchBox = h("section.card#deploy-batches", { hidden: true });
+  const compBox = h("section.card#deploy-components", { hidden: true });
   const nodeSel = h("select#log-node", { "aria-label": "Filter the log by node", on: { change: refilter } }, h("option", { value: "" }, "all nodes"));
   const compSel = h("select#log-comp", { "aria-label": "Filter the log by component", on: { change: refilter } }, h("option", { value: "" }, "all components"));
   const autoScroll = h("input#log-follow", { type: "checkbox", checked: true });
@@ -124,6 +125,7 @@ export function follow(root, id) {
   root.append(
     h("section.card#deploy-progress", head, bar, countBox, streamNote),
     batchBox,
+    compBox,
     h("section.card", h("div.card-head", h("h2", "Steps per node"), pager), steps),
     h("section.card.log-card",
       h("div.card-head", h("h2", "Live log"),
@@ -181,6 +183,7 @@ export function follow(root, id) {
       state.paged = true;
       state.total = d.total;
       state.counts = d.counts || {};
+      state.components = d.components || {};
       if (d.batch) state.batches.set(d.batch.component + "#" + d.batch.index, { ...state.batches.get(d.batch.component + "#" + d.batch.index), ...d.batch });
       if (Array.isArray(d.steps) || typeof d.matched === "number") {
         state.pageIds = (d.steps || []).map((s) => s.id);
@@ -289,6 +292,7 @@ export function follow(root, id) {
       failed ? h("span.bad-text", failed + " failed") : null);
 
     drawBatches();
+    drawComponents();
     drawPager();
     if (!all.length) {
       fill(steps, h("p.muted", state.paged && total ? "No step " + (state.filter || "") + " here." : final ? "Nothing to do: every component is installed." : "Planning…"));
@@ -327,6 +331,28 @@ export function follow(root, id) {
     pageNote.textContent = "steps " + from + "–" + Math.min(state.offset + PAGE, state.matched) + " of " + state.matched;
     prevBtn.disabled = state.offset === 0;
     nextBtn.disabled = state.offset + PAGE >= state.matched;
+  }
+
+  // drawComponents shows the summary's steps per component: how many,
+  // ended, failed and running.
+  function drawComponents() {
+    const names = Object.keys(state.components).sort();
+    compBox.hidden = !state.paged || !names.length;
+    if (compBox.hidden) return;
+    const sum = (c, states) => states.reduce((n, st) => n + (c[st] || 0), 0);
+    fill(compBox, h("h2", "Steps per component"),
+      tableWrap(h("table.data.responsive#components-table",
+        h("thead", h("tr", ["Component", "Steps", "Ended", "Failed", "Running"].map((t) => h("th", t)))),
+        h("tbody", names.map((name) => {
+          const c = state.components[name];
+          const failed = c.failed || 0;
+          return h("tr", { dataset: { component: name } },
+            h("td.mono", { "data-label": "Component" }, name),
+            h("td", { "data-label": "Steps" }, String(sum(c, Object.keys(c)))),
+            h("td", { "data-label": "Ended" }, String(sum(c, [...DONE]))),
+            h("td", { "data-label": "Failed", class: failed ? "bad-text" : "" }, String(failed)),
+            h("td", { "data-label": "Running" }, String(c.running || 0)));
+        })))));
   }
 
   // drawBatches shows a rollout's batches as they go: the canaries, then
