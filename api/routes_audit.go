@@ -100,8 +100,16 @@ func (s *server) readAudit(ctx context.Context, q auditQuery) ([]contract.AuditE
 	if err != nil {
 		return nil, err
 	}
+	// The trail is read to its end as it was when the read began: the
+	// last message of the stream then, or the last one matching the
+	// filter (none pending after it). An empty fetch ends the read only
+	// when the consumer says nothing matches: on a busy cluster a fetch
+	// can come back empty while entries are still to come.
 	for {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(300*time.Millisecond))
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
+		}
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return nil, err
 		}
@@ -109,7 +117,7 @@ func (s *server) readAudit(ctx context.Context, q auditQuery) ([]contract.AuditE
 		for m := range batch.Messages() {
 			n++
 			meta, err := m.Metadata()
-			if err == nil && meta.Sequence.Stream >= last {
+			if err == nil && (meta.Sequence.Stream >= last || meta.NumPending == 0) {
 				done = true
 			}
 			var e contract.AuditEntry
@@ -121,8 +129,13 @@ func (s *server) readAudit(ctx context.Context, q auditQuery) ([]contract.AuditE
 				out = out[1:]
 			}
 		}
-		if batch.Error() != nil && n == 0 || n == 0 || done {
+		if done {
 			break
+		}
+		if n == 0 {
+			if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+				break // nothing matches
+			}
 		}
 	}
 	return out, nil
