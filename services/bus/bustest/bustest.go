@@ -4,6 +4,7 @@ package bustest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 
@@ -44,6 +45,31 @@ func Start(t testing.TB, o bus.ServerOptions) *Bus {
 		t.Fatal(err)
 	}
 	return &Bus{Srv: srv, NC: nc, Res: res}
+}
+
+// freePorts are n distinct TCP ports free on loopback now.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports, err := pickPorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+// pickPorts chooses n distinct TCP ports free on loopback now: each is
+// held until all are chosen, so that the kernel cannot hand one out twice.
+func pickPorts(n int) ([]int, error) {
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("choose a free port: %w", err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
 }
 
 // FreePort is a TCP port free on loopback now.

@@ -3,8 +3,10 @@ package bustest
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 type Cluster struct {
 	t       testing.TB
 	name    string
+	mu      sync.Mutex // guards opts' ports, which a launch may change
 	opts    []*server.Options
 	Servers []*server.Server // nil where a member is stopped
 }
@@ -59,22 +62,16 @@ func StartCluster(t testing.TB, n int) *Cluster {
 func NewCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, name: fmt.Sprintf("de-test-%d", FreePort(t)), Servers: make([]*server.Server, n)}
-	routes := make([]string, n)
-	clusterPorts := make([]int, n)
-	for i := range n {
-		clusterPorts[i] = FreePort(t)
-		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", clusterPorts[i])
-	}
+	ports := freePorts(t, 2*n)
 	dir := t.TempDir()
 	for i := range n {
-		o := &server.Options{
-			ServerName: fmt.Sprintf("s%d", i+1), Host: "127.0.0.1", Port: FreePort(t), NoSigs: true,
+		c.opts = append(c.opts, &server.Options{
+			ServerName: fmt.Sprintf("s%d", i+1), Host: "127.0.0.1", Port: ports[2*i], NoSigs: true,
 			JetStream: true, StoreDir: filepath.Join(dir, fmt.Sprintf("s%d", i+1)),
-			Cluster: server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: clusterPorts[i]},
-		}
-		o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
-		c.opts = append(c.opts, o)
+			Cluster: server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: ports[2*i+1]},
+		})
 	}
+	c.route()
 	t.Cleanup(func() {
 		for i := range c.Servers {
 			c.Stop(i)
@@ -99,6 +96,8 @@ func (c *Cluster) waitPeers(n int, d time.Duration) {
 
 // URL names every member, for a client to fail over between them.
 func (c *Cluster) URL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var urls []string
 	for _, o := range c.opts {
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", o.Port))
@@ -116,22 +115,64 @@ func (c *Cluster) Start(i int) {
 
 // Launch starts member i (again) and waits until it takes connections; it
 // may run on a goroutine of its own, apart from the test's other calls.
+// A port chosen free may have been taken since by another process of the
+// machine (a client's ephemeral port): the member then gets new ports and
+// the others' routes follow.
 func (c *Cluster) Launch(i int) error {
 	if c.Servers[i] != nil {
 		return nil
 	}
-	o := *c.opts[i]
-	s, err := server.NewServer(&o)
-	if err != nil {
-		return fmt.Errorf("cluster member %d: %w", i, err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(20 * time.Second) {
+	for attempt := 1; ; attempt++ {
+		c.mu.Lock()
+		o := *c.opts[i]
+		c.mu.Unlock()
+		s, err := server.NewServer(&o)
+		if err != nil {
+			return fmt.Errorf("cluster member %d: %w", i, err)
+		}
+		go s.Start()
+		if s.ReadyForConnections(20 * time.Second) {
+			c.Servers[i] = s
+			return nil
+		}
 		s.Shutdown()
-		return fmt.Errorf("cluster member %d not ready", i)
+		taken := portTaken(o.Port) || portTaken(o.Cluster.Port)
+		if !taken || attempt == 3 {
+			return fmt.Errorf("cluster member %d not ready after 20s (client port %d, cluster port %d, taken by another process: %v)",
+				i, o.Port, o.Cluster.Port, taken)
+		}
+		ports, err := pickPorts(2)
+		if err != nil {
+			return fmt.Errorf("cluster member %d: %w", i, err)
+		}
+		c.mu.Lock()
+		c.opts[i].Port, c.opts[i].Cluster.Port = ports[0], ports[1]
+		c.mu.Unlock()
+		c.route()
 	}
-	c.Servers[i] = s
-	return nil
+}
+
+// route points every member's routes at every member's cluster port.
+func (c *Cluster) route() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var routes []string
+	for _, o := range c.opts {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", o.Cluster.Port))
+	}
+	for _, o := range c.opts {
+		o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+	}
+}
+
+// portTaken says whether port cannot be listened on on loopback now.
+func portTaken(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return true
+	}
+	l.Close()
+	return false
 }
 
 // Stop shuts member i down.
