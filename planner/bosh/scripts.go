@@ -59,10 +59,13 @@ echo "compiled $name/$version into $dir"
 `, kit.ShellQuote(p.Name), kit.ShellQuote(p.Version), kit.ShellQuote(p.SHA1), kit.ShellQuote(url))
 }
 
-// applyScript puts a job's new version in place: when another version
-// runs, its drain script runs first (BOSH's protocol: a number of seconds
-// to wait, or a negative one to ask again) and monit stops it; then
-// /var/vcap/jobs/<job> links to the new version, with its packages.
+// applyScript puts a job's new version in place. When another version
+// runs, it is stopped as BOSH stops a job before an update: its pre-stop
+// (told the VM, the instance and the deployment stay), its drain (a
+// number of seconds to wait, or a negative one to ask again), monit's stop
+// of every process, then its post-stop; a pre-stop or post-stop that fails
+// fails the step. Then /var/vcap/jobs/<job> links to the new version, with
+// its packages.
 func applyScript(job, hash string, packages []string) string {
 	var links strings.Builder
 	for _, p := range packages {
@@ -73,17 +76,12 @@ job=%[1]s
 new=/var/vcap/data/jobs/$job/%[2]s
 mkdir -p "$new" "$new/packages"
 cur=$(readlink /var/vcap/jobs/$job 2>/dev/null || true)
-procs=$(awk '$1=="check" && $2=="process" {gsub(/"/,"",$3); print $3}' /etc/monit/conf.d/$job 2>/dev/null || true)
-running() { for p in $procs; do monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && return 0; done; return 1; }
-if [ -n "$cur" ] && [ "$cur" != "$new" ] && running; then
+%[4]sif [ -n "$cur" ] && [ "$cur" != "$new" ] && running; then
+%[5]s  if [ $hrc -ne 0 ]; then echo "the running version of $job is left as it was" >&2; exit 1; fi
   if [ -x "$cur/bin/drain" ]; then
     echo "draining $job"
-%[4]s  fi
-  # The stop program's own drain is done already.
-  mkdir -p /var/vcap/sys/run/$job && touch /var/vcap/sys/run/$job/.de-drained
-  for p in $procs; do monit stop "$p" || true; done
-  for i in $(seq 1 120); do running || break; sleep 0.5; done
-  if running; then echo "$job did not stop within 60 s" >&2; exit 1; fi
+%[6]s  fi
+%[7]s  if [ $hrc -ne 0 ]; then exit 1; fi
   echo "stopped the previous version of $job"
 fi
 %[3]smkdir -p /var/vcap/sys/log/$job /var/vcap/sys/run/$job /var/vcap/data/$job
@@ -92,7 +90,35 @@ chmod 755 "$new" "$new"/*/ 2>/dev/null || true
 if [ -d /var/vcap/jobs/$job ] && [ ! -L /var/vcap/jobs/$job ]; then rm -rf /var/vcap/jobs/$job; fi
 ln -sfn "$new" /var/vcap/jobs/$job
 echo "$job applied: /var/vcap/jobs/$job -> $new"
-`, kit.ShellQuote(job), hash, links.String(), drainScript(`"$cur/bin/drain"`, "$job", "job_changed hash_changed"))
+`, kit.ShellQuote(job), hash, links.String(), processesOf, hookRun(`"$cur"`, "pre-stop", nextState("keep", "keep", "keep")),
+		drainScript(`"$cur/bin/drain"`, "$job", "job_changed hash_changed"), stopAndPostStop(`"$cur"`, "exit 1"))
+}
+
+// processesOf is a shell snippet that reads the processes of $job from its
+// monit file into procs, and defines running: whether any of them runs.
+const processesOf = `procs=$(awk '$1=="check" && $2=="process" {gsub(/"/,"",$3); print $3}' /etc/monit/conf.d/$job 2>/dev/null || true)
+running() { for p in $procs; do monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && return 0; done; return 1; }
+`
+
+// stopAndPostStop is a shell snippet that has monit stop every process of
+// $job (its drain done: the stop wrappers skip theirs), waits up to 60 s
+// for them to stop (else it runs stuck), then runs the post-stop of the
+// job version in dir, leaving its exit code in hrc.
+func stopAndPostStop(dir, stuck string) string {
+	return `  # Pre-stop and drain are done: the stop programs' wrappers skip theirs.
+  mkdir -p /var/vcap/sys/run/$job && touch /var/vcap/sys/run/$job/.de-drained
+  for p in $procs; do monit stop "$p" || true; done
+  for i in $(seq 1 120); do running || break; sleep 0.5; done
+  if running; then echo "$job did not stop within 60 s" >&2; ` + stuck + `; fi
+  rm -f /var/vcap/sys/run/$job/.de-drained
+` + hookRun(dir, "post-stop", "")
+}
+
+// nextState is the environment BOSH gives a pre-stop script: whether the
+// VM, the instance and the deployment are kept ("keep") or deleted
+// ("delete") after the stop.
+func nextState(vm, instance, deployment string) string {
+	return "BOSH_VM_NEXT_STATE=" + vm + " BOSH_INSTANCE_NEXT_STATE=" + instance + " BOSH_DEPLOYMENT_NEXT_STATE=" + deployment + " "
 }
 
 // registerScript makes monit read a job's check and waits until it knows
@@ -121,24 +147,32 @@ exit 1
 
 // hookScript runs a job's bin/<hook> (pre-start, post-start) as BOSH
 // does, keeping its output in /var/vcap/sys/log/<job>/<hook>.std{out,err}.log
-// and in the step's own output.
+// and in the step's own output; the step fails when it does.
 func hookScript(job, hook string) string {
-	return fmt.Sprintf(`set -u
-job=%[1]s hook=%[2]s
-bin=/var/vcap/jobs/$job/bin/$hook
-if [ ! -e "$bin" ]; then echo "$job has no $hook"; exit 0; fi
-log=/var/vcap/sys/log/$job
-mkdir -p "$log"
-tmp=$(mktemp -d)
-echo "running $hook of $job"
-rc=0
-"$bin" >"$tmp/out" 2>"$tmp/err" || rc=$?
-tee -a "$log/$hook.stdout.log" <"$tmp/out"
-tee -a "$log/$hook.stderr.log" <"$tmp/err" >&2
-rm -rf "$tmp"
-if [ $rc -ne 0 ]; then echo "$hook of $job failed (exit $rc)" >&2; fi
-exit $rc
-`, kit.ShellQuote(job), hook)
+	return fmt.Sprintf("set -u\njob=%s\n%sexit $hrc\n", kit.ShellQuote(job), hookRun("/var/vcap/jobs/$job", hook, ""))
+}
+
+// hookRun is a shell snippet that runs bin/<hook> of the job version in
+// dir (a shell word; $job names the job) as BOSH runs a lifecycle script:
+// with env before it (assignments, or ""), its output appended to
+// /var/vcap/sys/log/$job/<hook>.std{out,err}.log and in the step's own
+// output. It leaves the script's exit code in hrc: 0 when the job has no
+// such script.
+func hookRun(dir, hook, env string) string {
+	return fmt.Sprintf(`hrc=0
+if [ ! -e %[1]s/bin/%[2]s ]; then
+  echo "$job has no %[2]s"
+else
+  mkdir -p /var/vcap/sys/log/$job
+  htmp=$(mktemp -d)
+  echo "running %[2]s of $job"
+  %[3]s%[1]s/bin/%[2]s >"$htmp/out" 2>"$htmp/err" || hrc=$?
+  tee -a /var/vcap/sys/log/$job/%[2]s.stdout.log <"$htmp/out"
+  tee -a /var/vcap/sys/log/$job/%[2]s.stderr.log <"$htmp/err" >&2
+  rm -rf "$htmp"
+  if [ $hrc -ne 0 ]; then echo "%[2]s of $job failed (exit $hrc)" >&2; fi
+fi
+`, dir, hook, env)
 }
 
 // startScript has monit start every process of a job and waits until each
@@ -183,54 +217,80 @@ fi
 }
 
 // RemoveScript takes a job off a node that a later config no longer
-// places it on: monit stops its processes (its drain runs first), forgets
-// it, and the job's files and step markers go. Compiled packages stay:
-// another job may use them, and they are versioned.
+// places it on. A running job is stopped as BOSH stops an instance it
+// deletes: its pre-stop, told the instance goes (BOSH_VM_NEXT_STATE and
+// BOSH_INSTANCE_NEXT_STATE delete, BOSH_DEPLOYMENT_NEXT_STATE keep), its
+// drain, monit's stop, its post-stop; a hook that fails is reported and
+// the removal goes on, since a job that cannot stop cleanly must still
+// leave. Then monit forgets it, and the job's files and step markers go.
+// Compiled packages stay: another job may use them, and they are
+// versioned.
 func RemoveScript(job string) string {
 	return fmt.Sprintf(`set -u
 job=%[1]s
 f=/etc/monit/conf.d/$job
-procs=$(awk '$1=="check" && $2=="process" {gsub(/"/,"",$3); print $3}' $f 2>/dev/null || true)
-for p in $procs; do monit stop "$p" || true; done
-for i in $(seq 1 120); do
-  up=0
-  for p in $procs; do monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && up=1; done
-  [ $up -eq 0 ] && break
-  sleep 0.5
-done
+%[3]sif [ -e /var/vcap/jobs/$job ] && running; then
+%[4]s  if [ -x /var/vcap/jobs/$job/bin/drain ]; then
+    echo "draining $job"
+%[5]s  fi
+%[6]selse
+  # Nothing of it runs (its start failed?): monit stops retrying it.
+  for p in $procs; do monit stop "$p" || true; done
+fi
 rm -f "$f"
 monit reload || true
-rm -rf /var/vcap/jobs/$job /var/vcap/data/jobs/$job
+rm -rf /var/vcap/jobs/$job /var/vcap/data/jobs/$job /var/vcap/sys/run/$job/.de-drained
 %[2]s
 echo "removed $job"
-`, kit.ShellQuote(job), nodefs.ClearMarkers("bosh.job."+job+"."))
+`, kit.ShellQuote(job), nodefs.ClearMarkers("bosh.job."+job+"."), processesOf,
+		hookRun("/var/vcap/jobs/$job", "pre-stop", nextState("delete", "delete", "keep")),
+		drainScript("/var/vcap/jobs/$job/bin/drain", "$job", "job_shutdown hash_unchanged"),
+		stopAndPostStop("/var/vcap/jobs/$job", "echo 'removing it all the same' >&2"))
 }
 
 // drainScript runs a job's bin/drain with BOSH's protocol: its last line
 // is a number of seconds to wait, or, negative, seconds until it is asked
-// again with job_check_status; all of it bounded by 10 minutes.
+// again with job_check_status; all of it bounded by 10 minutes. Its
+// BOSH_JOB_STATE and BOSH_JOB_NEXT_STATE say no persistent disk, which
+// the engine does not give a job yet.
 func drainScript(bin, job, args string) string {
-	return fmt.Sprintf(`n=$(%[1]s %[3]s 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
+	return fmt.Sprintf(`n=$(%[4]s%[1]s %[3]s 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
 deadline=$(( $(date +%%s) + 600 ))
 while [ -n "$n" ] && [ "$n" -lt 0 ] && [ "$(date +%%s)" -lt $deadline ]; do
   sleep $(( -n ))
-  n=$(%[1]s job_check_status hash_unchanged 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
+  n=$(%[4]s%[1]s job_check_status hash_unchanged 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
 done
 if [ -n "$n" ] && [ "$n" -gt 0 ]; then sleep $(( n < 600 ? n : 600 )); fi
-`, bin, job, args)
+`, bin, job, args, jobState)
 }
 
+// jobState is the environment BOSH gives a drain script: the job's state
+// now and after the stop, as JSON.
+const jobState = `BOSH_JOB_STATE='{"persistent_disk":0}' BOSH_JOB_NEXT_STATE='{"persistent_disk":0}' `
+
+// drainedFor is how long the engine's own pre-stop and drain (before an
+// update or a removal) stand in for the stop wrappers': a marker older
+// than this, left by a step that failed, is ignored.
+const drainedFor = "10"
+
 // stopWrapper is the stop program monit runs in place of a job's own: the
-// job's drain first, unless a re-deploy drained it already.
+// job's pre-stop (told everything is kept) and drain first, as BOSH runs
+// them before it stops a job, unless the engine ran them already for an
+// update or a removal (its marker, younger than drainedFor minutes, stays
+// until every process stopped, so a job of several processes is not
+// drained once per process). A pre-stop that fails is logged; the stop
+// goes on.
 func stopWrapper(job, stop string) string {
 	return fmt.Sprintf(`#!/bin/bash
-# Written by the deployment engine: the job's drain runs before monit
-# stops it (unless the engine drained it already for a re-deploy).
-marker=/var/vcap/sys/run/%[1]s/.de-drained
-if [ -e "$marker" ]; then
-  rm -f "$marker"
-elif [ -x /var/vcap/jobs/%[1]s/bin/drain ]; then
+# Written by the deployment engine: the job's pre-stop and drain run
+# before monit stops it (unless the engine ran them already).
+job=%[1]s
+marker=/var/vcap/sys/run/$job/.de-drained
+if [ -z "$(find "$marker" -mmin -%[5]s 2>/dev/null)" ]; then
+%[4]sif [ -x /var/vcap/jobs/$job/bin/drain ]; then
 %[2]sfi
+fi
 exec %[3]s
-`, job, drainScript("/var/vcap/jobs/"+job+"/bin/drain", job, "job_shutdown hash_unchanged"), stop)
+`, kit.ShellQuote(job), drainScript("/var/vcap/jobs/$job/bin/drain", "$job", "job_shutdown hash_unchanged"), stop,
+		hookRun("/var/vcap/jobs/$job", "pre-stop", nextState("keep", "keep", "keep")), drainedFor)
 }
