@@ -20,11 +20,39 @@ echo "BOSH layout ready under /var/vcap"
 
 // compileScript fetches a package from the engine, checks its sha1 and
 // runs its packaging script with BOSH's environment into a versioned
-// directory; only once packaging succeeded does /var/vcap/packages/<name>
-// link to it, so that a failed compile leaves the running version's link,
-// and the job that uses it, as they were. A version compiled before is
-// not compiled again.
+// directory, or, for a package of a compiled release, unpacks it there;
+// only once that succeeded does /var/vcap/packages/<name> link to it, so
+// that a failed compile leaves the running version's link, and the job
+// that uses it, as they were. A version compiled before is not compiled
+// again.
 func compileScript(p release.Package, url string) string {
+	build := `tar -xzf "$work.tgz" -C "$work"
+rm -f "$work.tgz"
+echo "compiling $name/$version"
+cd "$work"
+rc=0
+BOSH_COMPILE_TARGET="$work" BOSH_INSTALL_TARGET="$dir" BOSH_PACKAGE_NAME="$name" \
+  BOSH_PACKAGE_VERSION="$version" BOSH_PACKAGES_DIR=/var/vcap/packages bash ./packaging >&2 || rc=$?
+cd /
+if [ $rc -ne 0 ]; then
+  rm -rf "$work" "$dir"
+  echo "packaging script of $name failed (exit $rc); /var/vcap/packages/$name is unchanged" >&2
+  exit $rc
+fi
+`
+	if p.Compiled() {
+		// The node's OS stands in for the stemcell it was compiled on.
+		build = fmt.Sprintf(`echo "installing $name/$version as compiled on %[1]s"
+rc=0
+tar -xzf "$work.tgz" -C "$dir" >&2 || rc=$?
+rm -f "$work.tgz"
+if [ $rc -ne 0 ]; then
+  rm -rf "$work" "$dir"
+  echo "compiled package $name does not unpack (exit $rc); /var/vcap/packages/$name is unchanged" >&2
+  exit $rc
+fi
+`, kit.ShellQuote(p.Stemcell))
+	}
 	return fmt.Sprintf(`set -eu
 name=%[1]s version=%[2]s sha1=%[3]s url=%[4]s
 dir=/var/vcap/data/packages/$name/$version
@@ -39,24 +67,11 @@ rm -rf "$work" "$dir" "$work.tgz"
 mkdir -p "$work" "$dir"
 curl -fsS --retry 3 --max-time 3600 -o "$work.tgz" "$url"
 if ! echo "$sha1  $work.tgz" | sha1sum -c --status; then echo "package $name: the download does not match sha1 $sha1" >&2; exit 1; fi
-tar -xzf "$work.tgz" -C "$work"
-rm -f "$work.tgz"
-echo "compiling $name/$version"
-cd "$work"
-rc=0
-BOSH_COMPILE_TARGET="$work" BOSH_INSTALL_TARGET="$dir" BOSH_PACKAGE_NAME="$name" \
-  BOSH_PACKAGE_VERSION="$version" BOSH_PACKAGES_DIR=/var/vcap/packages bash ./packaging >&2 || rc=$?
-cd /
-if [ $rc -ne 0 ]; then
-  rm -rf "$work" "$dir"
-  echo "packaging script of $name failed (exit $rc); /var/vcap/packages/$name is unchanged" >&2
-  exit $rc
-fi
-rm -rf "$work"
+%[5]srm -rf "$work"
 touch "$done"
 ln -sfn "$dir" /var/vcap/packages/$name
 echo "compiled $name/$version into $dir"
-`, kit.ShellQuote(p.Name), kit.ShellQuote(p.Version), kit.ShellQuote(p.SHA1), kit.ShellQuote(url))
+`, kit.ShellQuote(p.Name), kit.ShellQuote(p.Version), kit.ShellQuote(p.SHA1), kit.ShellQuote(url), build)
 }
 
 // applyScript puts a job's new version in place. When another version

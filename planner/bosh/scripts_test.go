@@ -18,18 +18,24 @@ import (
 // package fetched from a file: URL.
 func runCompile(t *testing.T, root, version, packaging string) (string, error) {
 	t.Helper()
+	return runPackage(t, root, release.Package{Name: "web-server", Version: version}, releasetest.TarGz(map[string]string{"packaging": packaging}))
+}
+
+// runPackage runs the compile script of p, whose tarball is tgz, as
+// runCompile does.
+func runPackage(t *testing.T, root string, p release.Package, tgz []byte) (string, error) {
+	t.Helper()
 	for _, tool := range []string{"bash", "curl", "sha1sum", "tar"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("no %s here", tool)
 		}
 	}
-	tgz := releasetest.TarGz(map[string]string{"packaging": packaging})
 	file := filepath.Join(t.TempDir(), "pkg.tgz")
 	if err := os.WriteFile(file, tgz, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha1.Sum(tgz) //nolint:gosec
-	p := release.Package{Name: "web-server", Version: version, SHA1: hex.EncodeToString(sum[:])}
+	p.SHA1 = hex.EncodeToString(sum[:])
 	script := strings.ReplaceAll(compileScript(p, "file://"+file), VcapDir, root)
 	for _, d := range []string{"packages", "data/packages", "data/compile"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
@@ -38,6 +44,29 @@ func runCompile(t *testing.T, root, version, packaging string) (string, error) {
 	}
 	out, err := exec.Command("bash", "-c", script).CombinedOutput()
 	return string(out), err
+}
+
+// A package of a compiled release is unpacked into its versioned
+// directory, no packaging script run (it has none), and linked; one whose
+// tarball does not unpack leaves the link on the version before.
+func TestCompiledPackageUnpacks(t *testing.T) {
+	root := t.TempDir()
+	link := filepath.Join(root, "packages", "web-server")
+	v1 := release.Package{Name: "web-server", Version: "1", Stemcell: "ubuntu-jammy/1.18"}
+	out, err := runPackage(t, root, v1, releasetest.TarGz(map[string]string{"bin/web": "compiled v1\n"}))
+	if err != nil || !strings.Contains(out, "as compiled on 'ubuntu-jammy/1.18'") {
+		t.Fatalf("v1: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(link, "bin", "web")); err != nil || string(b) != "compiled v1\n" {
+		t.Fatalf("the compiled file through the link: %q %v", b, err)
+	}
+	v2 := release.Package{Name: "web-server", Version: "2", Stemcell: "ubuntu-jammy/1.18"}
+	if out, err := runPackage(t, root, v2, []byte("not a tarball")); err == nil || !strings.Contains(out, "does not unpack") {
+		t.Fatalf("v2, not a tarball: %v\n%s", err, out)
+	}
+	if got, _ := os.Readlink(link); got != filepath.Join(root, "data", "packages", "web-server", "1") {
+		t.Errorf("a failed install moved the link to %q", got)
+	}
 }
 
 // A compile whose packaging fails leaves the package's link on the version

@@ -1,7 +1,8 @@
 // Package release is the engine's store of BOSH releases. It reads the
 // tarballs (the release.MF index, jobs/<name>.tgz with a job.MF spec, a
 // monit file and ERB templates, packages/<name>.tgz with sources and a
-// packaging script), checks them and keeps them.
+// packaging script, or, in a compiled release, compiled_packages/<name>.tgz
+// with what a packaging script installed), checks them and keeps them.
 // Everything the engine installs from a release went through Import, which
 // checks every job and package against the sha1 the index records.
 package release
@@ -24,6 +25,22 @@ type Package struct {
 	SHA1         string   `json:"sha1"`
 	Fingerprint  string   `json:"fingerprint,omitempty"`
 	Dependencies []string `json:"dependencies"`
+	// Stemcell is set for a package of a compiled release: the stemcell
+	// (OS/version) it was compiled on. Its tarball holds the installed
+	// files, to be unpacked, not compiled.
+	Stemcell string `json:"stemcell,omitempty"`
+}
+
+// Compiled tells whether p comes compiled (from a compiled release).
+func (p Package) Compiled() bool { return p.Stemcell != "" }
+
+// File is p's tarball in the release: compiled_packages/<name>.tgz for a
+// compiled package, packages/<name>.tgz for one with its sources.
+func (p Package) File() string {
+	if p.Compiled() {
+		return "compiled_packages/" + p.Name + ".tgz"
+	}
+	return "packages/" + p.Name + ".tgz"
 }
 
 // JobRef is one job of a release's index.
@@ -62,31 +79,41 @@ func (s *scalar) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+type rawPackage struct {
+	Name         scalar   `yaml:"name"`
+	Version      scalar   `yaml:"version"`
+	SHA1         scalar   `yaml:"sha1"`
+	Fingerprint  scalar   `yaml:"fingerprint"`
+	Dependencies []scalar `yaml:"dependencies"`
+	Stemcell     scalar   `yaml:"stemcell"`
+}
+
 type rawManifest struct {
-	Name     scalar `yaml:"name"`
-	Version  scalar `yaml:"version"`
-	Packages []struct {
-		Name         scalar   `yaml:"name"`
-		Version      scalar   `yaml:"version"`
-		SHA1         scalar   `yaml:"sha1"`
-		Fingerprint  scalar   `yaml:"fingerprint"`
-		Dependencies []scalar `yaml:"dependencies"`
-	} `yaml:"packages"`
-	Jobs []struct {
+	Name     scalar       `yaml:"name"`
+	Version  scalar       `yaml:"version"`
+	Packages []rawPackage `yaml:"packages"`
+	Jobs     []struct {
 		Name        scalar `yaml:"name"`
 		Version     scalar `yaml:"version"`
 		SHA1        scalar `yaml:"sha1"`
 		Fingerprint scalar `yaml:"fingerprint"`
 	} `yaml:"jobs"`
 	// CompiledPackages is what a compiled release has in place of
-	// packages: not read, only recognised.
-	CompiledPackages yaml.Node `yaml:"compiled_packages"`
+	// packages: each compiled on a stemcell.
+	CompiledPackages []rawPackage `yaml:"compiled_packages"`
 }
 
-// errCompiled refuses a compiled release plainly, before anything in it
-// is read as if it were a source release.
-var errCompiled = errors.New("compiled releases are not supported yet: upload the source release " +
-	"(its packages/ with their packaging scripts, as `bosh create-release --tarball` makes it)")
+func (p rawPackage) parse() Package {
+	pk := Package{Name: string(p.Name), Version: string(p.Version), SHA1: strings.ToLower(string(p.SHA1)), Fingerprint: string(p.Fingerprint),
+		Dependencies: []string{}, Stemcell: string(p.Stemcell)}
+	for _, d := range p.Dependencies {
+		pk.Dependencies = append(pk.Dependencies, string(d))
+	}
+	return pk
+}
+
+// stemcellRe is a compiled package's stemcell, as "ubuntu-jammy/1.18".
+var stemcellRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$`)
 
 // Names of releases, jobs, packages and versions become file names.
 var (
@@ -104,9 +131,6 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if err := unmarshalYAML(b, &raw); err != nil {
 		return nil, err
 	}
-	if raw.CompiledPackages.Kind != 0 {
-		return nil, errCompiled
-	}
 	m := &Manifest{Name: string(raw.Name), Version: string(raw.Version)}
 	var errs []string
 	if !plainName(m.Name) {
@@ -117,11 +141,17 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	}
 	seen := map[string]bool{}
 	for _, p := range raw.Packages {
-		pk := Package{Name: string(p.Name), Version: string(p.Version), SHA1: strings.ToLower(string(p.SHA1)), Fingerprint: string(p.Fingerprint), Dependencies: []string{}}
-		for _, d := range p.Dependencies {
-			pk.Dependencies = append(pk.Dependencies, string(d))
-		}
+		pk := p.parse()
+		pk.Stemcell = "" // a source package, whatever it says
 		errs = append(errs, checkEntry("package", pk.Name, pk.Version, pk.SHA1, seen)...)
+		m.Packages = append(m.Packages, pk)
+	}
+	for _, p := range raw.CompiledPackages {
+		pk := p.parse()
+		errs = append(errs, checkEntry("compiled package", pk.Name, pk.Version, pk.SHA1, seen)...)
+		if !stemcellRe.MatchString(pk.Stemcell) {
+			errs = append(errs, fmt.Sprintf("compiled package %s: stemcell %q is not OS/VERSION", pk.Name, pk.Stemcell))
+		}
 		m.Packages = append(m.Packages, pk)
 	}
 	seen = map[string]bool{}

@@ -18,7 +18,10 @@ import (
 // release's limits) until its packaging file shows.
 func checkPackaging(dir string, m *Manifest, lim Limits) error {
 	for _, p := range m.Packages {
-		file := "packages/" + p.Name + ".tgz"
+		if p.Compiled() {
+			continue // installed as compiled, never compiled
+		}
+		file := p.File()
 		ok, err := hasPackaging(filepath.Join(dir, filepath.FromSlash(file)), lim)
 		var tl *TooLarge
 		if errors.As(err, &tl) {

@@ -26,7 +26,7 @@ import (
 //
 // In the bucket a release is <name>/<version>/release.MF, put last, and
 // its jobs and packages, each named with its sha1 (jobs/<job>.<sha1>.tgz,
-// packages/<pkg>.<sha1>.tgz): two processes that store the same version
+// packages/<pkg>.<sha1>.tgz, compiled_packages/<pkg>.<sha1>.tgz): two processes that store the same version
 // with other contents at once never mix their files, and whichever
 // release.MF stays names only files of its own upload.
 
@@ -106,7 +106,7 @@ func files(m *Manifest) []stored {
 		out = append(out, stored{"jobs/" + j.Name + ".tgz", j.SHA1})
 	}
 	for _, p := range m.Packages {
-		out = append(out, stored{"packages/" + p.Name + ".tgz", p.SHA1})
+		out = append(out, stored{p.File(), p.SHA1})
 	}
 	return out
 }

@@ -84,7 +84,8 @@ func (r *Release) Package(name string) (Package, bool) {
 }
 
 // Store keeps releases under a directory: <dir>/<name>/<version>/ holds
-// release.MF, jobs/<job>.tgz and packages/<package>.tgz as uploaded. A
+// release.MF, jobs/<job>.tgz and packages/<package>.tgz (or
+// compiled_packages/<package>.tgz) as uploaded. A
 // shared store (NewSharedStore) keeps them in the bus, the directory as
 // its cache.
 type Store struct {
@@ -158,7 +159,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (rel *Release, created 
 	// Only what release.MF lists is kept.
 	keep := map[string]bool{"release.MF": true}
 	for _, p := range m.Packages {
-		keep["packages/"+p.Name+".tgz"] = true
+		keep[p.File()] = true
 	}
 	for _, j := range m.Jobs {
 		keep["jobs/"+j.Name+".tgz"] = true
@@ -239,7 +240,7 @@ func (s *Store) verify(dir string, mf []byte, sums map[string]string) (*Manifest
 		return nil
 	}
 	for _, p := range m.Packages {
-		if err := check("packages/"+p.Name+".tgz", p.SHA1); err != nil {
+		if err := check(p.File(), p.SHA1); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -418,11 +419,11 @@ func (s *Store) PackageFile(ctx context.Context, name, version, pkg string) (str
 	if !ok {
 		return "", &NotFound{Name: name, Version: version}
 	}
-	file := filepath.Join(rel.dir, "packages", p.Name+".tgz")
+	file := filepath.Join(rel.dir, filepath.FromSlash(p.File()))
 	if _, err := os.Stat(file); err == nil || s.obs == nil {
 		return file, err
 	}
-	f := stored{"packages/" + p.Name + ".tgz", p.SHA1}
+	f := stored{p.File(), p.SHA1}
 	if err := s.fetch(ctx, f.object(name, version), file, p.SHA1); err != nil {
 		return "", err
 	}

@@ -3,6 +3,8 @@ package release_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha1" //nolint:gosec // BOSH's release index records sha1.
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/planner/release/releasetest"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
 func TestImportSharedReleases(t *testing.T) {
@@ -99,6 +103,11 @@ func TestImportRefuses(t *testing.T) {
 	compiled := releasetest.TarGz(map[string]string{"release.MF": "---\nname: r\nversion: '1'\ncompiled_packages:\n- name: p\n  version: '1'\n" +
 		"  sha1: 0123456789012345678901234567890123456789\n  stemcell: ubuntu-jammy/1.0\n  dependencies: []\n" +
 		"jobs:\n- name: j\n  version: '1'\n  sha1: 0123456789012345678901234567890123456789\n"})
+	badStemcell := releasetest.TarGz(map[string]string{"release.MF": "---\nname: r\nversion: '1'\ncompiled_packages:\n- name: p\n  version: '1'\n" +
+		"  sha1: 0123456789012345678901234567890123456789\n  stemcell: jammy\n  dependencies: []\n" +
+		"jobs:\n- name: j\n  version: '1'\n  sha1: 0123456789012345678901234567890123456789\n"})
+	tamperedCompiled := compiledRelease()
+	tamperedCompiled.Tamper = "compiled_packages/p.tgz"
 	shapeless := releasetest.TarGz(map[string]string{"release.MF": "---\nname: r\nversion: '1'\npackages: {p: 1}\njobs: [1]\n"})
 	cycle := good()
 	cycle.Packages = append(cycle.Packages, releasetest.Package{Name: "q", Deps: []string{"q2"}, Files: map[string]string{"packaging": "true"}},
@@ -116,7 +125,9 @@ func TestImportRefuses(t *testing.T) {
 		{"package cycle", releasetest.Build(cycle), "release.MF", "cycle"},
 		{"no packaging", releasetest.Build(noPackaging), "packages/p.tgz", "package p has no packaging script"},
 		{"packaging not at the root", releasetest.Build(nested), "packages/p.tgz", "package p has no packaging script"},
-		{"compiled release", compiled, "release.MF", "compiled releases are not supported yet"},
+		{"compiled release without its package", compiled, "compiled_packages/p.tgz", "missing from the archive"},
+		{"compiled package of no stemcell", badStemcell, "release.MF", `compiled package p: stemcell "jammy" is not OS/VERSION`},
+		{"tampered compiled package", releasetest.Build(tamperedCompiled), "compiled_packages/p.tgz", "does not match release.MF"},
 		{"values of the wrong kind", shapeless, "release.MF", "line 4: want a list here, found a mapping; line 5: want a mapping here, found the value `1`"},
 		{"not gzip", []byte("hello"), "", "not a gzip"},
 		{"not a release", releasetest.TarGz(map[string]string{"README": "hi"}), "", "no release.MF"},
@@ -124,6 +135,54 @@ func TestImportRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := importRefused(t, tc.body, tc.file, tc.want); strings.Contains(err.Error(), "yaml:") {
 				t.Errorf("%q shows the YAML parser's words", err)
+			}
+		})
+	}
+}
+
+// compiledRelease is good() compiled: its package p holds what packaging
+// installed, with no packaging script.
+func compiledRelease() releasetest.Release {
+	r := good()
+	r.Stemcell = "ubuntu-jammy/1.18"
+	r.Packages[0].Files = map[string]string{"bin/p": "#!/bin/sh\necho compiled\n"}
+	return r
+}
+
+// A compiled release is stored as it came: its packages, which have no
+// packaging script, are served from compiled_packages/ with the stemcell
+// they were compiled on; in a shared store, by another API process too.
+func TestImportCompiled(t *testing.T) {
+	ctx := context.Background()
+	plain, _ := release.NewStore(t.TempDir())
+	res := bustest.Start(t, bus.ServerOptions{}).Res
+	a, errA := release.NewSharedStore(ctx, t.TempDir(), release.Limits{}, res.Releases, res.Engine, nil)
+	b, errB := release.NewSharedStore(ctx, t.TempDir(), release.Limits{}, res.Releases, res.Engine, nil)
+	if err := errors.Join(errA, errB); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name         string
+		into, served *release.Store
+	}{{"plain", plain, plain}, {"shared", a, b}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rel, created, err := tc.into.Import(ctx, bytes.NewReader(releasetest.Build(compiledRelease())))
+			if err != nil || !created {
+				t.Fatalf("import %v %v", created, err)
+			}
+			p, ok := rel.Package("p")
+			if !ok || !p.Compiled() || p.Stemcell != "ubuntu-jammy/1.18" || p.File() != "compiled_packages/p.tgz" {
+				t.Fatalf("package %+v", p)
+			}
+			file, err := tc.served.PackageFile(ctx, "r", "1", "p")
+			if err != nil {
+				t.Fatalf("package file: %v", err)
+			}
+			h := sha1.New() //nolint:gosec
+			bs, _ := os.ReadFile(file)
+			h.Write(bs)
+			if got := hex.EncodeToString(h.Sum(nil)); got != p.SHA1 {
+				t.Errorf("served %s, sha1 %s, want %s", file, got, p.SHA1)
 			}
 		})
 	}

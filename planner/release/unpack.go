@@ -148,10 +148,10 @@ func (u *upload) admit(h *tar.Header, i int) (string, entryAction, error) {
 	case sparse(h.PAXRecords):
 		return "", 0, &BadRelease{File: name, Reason: "a sparse file does not belong in a release"}
 	}
-	// Only the index, jobs and packages are kept; anything else
-	// (a license, a stray file) is read past.
+	// Only the index, jobs and packages (compiled or not) are kept;
+	// anything else (a license, a stray file) is read past.
 	dir, base := path.Split(name)
-	if name != "release.MF" && !((dir == "jobs/" || dir == "packages/") && strings.HasSuffix(base, ".tgz")) {
+	if name != "release.MF" && !((dir == "jobs/" || dir == "packages/" || dir == "compiled_packages/") && strings.HasSuffix(base, ".tgz")) {
 		return name, discardEntry, nil
 	}
 	switch {

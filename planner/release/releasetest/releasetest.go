@@ -47,25 +47,33 @@ type Release struct {
 	Extra map[string]string
 	// Omit leaves a listed file out of the archive.
 	Omit string
+	// Stemcell, when set, makes it a compiled release: its packages are
+	// compiled_packages compiled on that stemcell ("ubuntu-jammy/1.18"),
+	// their Files what packaging installed.
+	Stemcell string
 }
 
 // Build returns the release as a gzip'd tarball.
 func Build(r Release) []byte {
 	var mf strings.Builder
 	files := map[string][]byte{}
-	fmt.Fprintf(&mf, "---\nname: %s\nversion: '%s'\npackages:\n", r.Name, r.Version)
+	kind, stemcell := "packages", ""
+	if r.Stemcell != "" {
+		kind, stemcell = "compiled_packages", "  stemcell: "+r.Stemcell+"\n"
+	}
+	fmt.Fprintf(&mf, "---\nname: %s\nversion: '%s'\n%s:\n", r.Name, r.Version, kind)
 	if len(r.Packages) == 0 {
 		mf.Reset()
-		fmt.Fprintf(&mf, "---\nname: %s\nversion: '%s'\npackages: []\n", r.Name, r.Version)
+		fmt.Fprintf(&mf, "---\nname: %s\nversion: '%s'\n%s: []\n", r.Name, r.Version, kind)
 	}
 	for _, p := range r.Packages {
 		b := TarGz(p.Files)
-		files["packages/"+p.Name+".tgz"] = b
+		files[kind+"/"+p.Name+".tgz"] = b
 		deps := "[]"
 		if len(p.Deps) > 0 {
 			deps = "[" + strings.Join(p.Deps, ", ") + "]"
 		}
-		fmt.Fprintf(&mf, "- name: %s\n  version: %s\n  fingerprint: %s\n  sha1: %s\n  dependencies: %s\n", p.Name, sum(b)[:12], sum(b), sum(b), deps)
+		fmt.Fprintf(&mf, "- name: %s\n  version: %s\n  fingerprint: %s\n  sha1: %s\n  dependencies: %s\n%s", p.Name, sum(b)[:12], sum(b), sum(b), deps, stemcell)
 	}
 	mf.WriteString("jobs:\n")
 	for _, j := range r.Jobs {
