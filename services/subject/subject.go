@@ -109,6 +109,11 @@ func ScheduleGet() string    { return cmd("schedule", "get") }
 func ScheduleList() string   { return cmd("schedule", "list") }
 func ScheduleDelete() string { return cmd("schedule", "delete") }
 
+// Commands of the cloud config and of manifests (the planner's).
+func CloudConfigGet() string { return cmd("cloudconfig", "get") }
+func CloudConfigPut() string { return cmd("cloudconfig", "put") }
+func ManifestDeploy() string { return cmd("manifest", "deploy") }
+
 // Commands of the log store.
 func LogsList() string { return cmd("logs", "list") }
 func LogsRead() string { return cmd("logs", "read") }
