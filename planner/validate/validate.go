@@ -149,6 +149,16 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 				ps.add(path, "", "", "must be an object of job name to its property tree")
 			}
 			continue
+		case "global":
+			if err := json.Unmarshal(v, &p.Global); err != nil {
+				ps.add(path, "", "", "must be an object: a manifest's global property tree")
+			}
+			continue
+		case "secret_properties":
+			if err := json.Unmarshal(v, &p.SecretProperties); err != nil {
+				ps.add(path, "", "", `must be a list of places in jobs and global ("jobs.<job>.a.b")`)
+			}
+			continue
 		case "azs":
 			if err := json.Unmarshal(v, &p.AZs); err != nil {
 				ps.add(path, "", "", "must be an object of zone name to a list of IPs")

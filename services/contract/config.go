@@ -61,6 +61,11 @@ type Properties struct {
 	// Gateway is the jump host every SSH connection to a node goes
 	// through; nil connects to the nodes directly.
 	Gateway *Gateway `json:"gateway,omitempty"`
+	// SecretProperties names places in jobs and global ("jobs.<job>.a.b",
+	// "global.a.b") whose values are secrets whatever their names: where
+	// a manifest's variables went. They are redacted, kept and sealed as
+	// properties named like secrets are.
+	SecretProperties []string `json:"secret_properties,omitempty"`
 }
 
 // Flex is a non-negative integer that may be written as a JSON number or a
@@ -138,11 +143,12 @@ func (c Config) Redact() Config {
 			}
 		}
 	}
+	marked := out.Properties.secretAt
 	if out.Properties.Jobs != nil {
-		out.Properties.Jobs = redactTree(out.Properties.Jobs, false).(map[string]any)
+		out.Properties.Jobs = redactTree(out.Properties.Jobs, false, "jobs", marked).(map[string]any)
 	}
 	if out.Properties.Global != nil {
-		out.Properties.Global = redactTree(out.Properties.Global, false).(map[string]any)
+		out.Properties.Global = redactTree(out.Properties.Global, false, "global", marked).(map[string]any)
 	}
 	return out
 }
@@ -159,20 +165,27 @@ func secretName(k string) bool {
 	return false
 }
 
+// secretAt tells whether the property tree's value at path (see
+// SecretProperties) is marked a secret.
+func (p *Properties) secretAt(path string) bool {
+	return slices.Contains(p.SecretProperties, path)
+}
+
 // redactTree copies a property tree with every non-empty value under a
-// secret name replaced by Redacted.
-func redactTree(v any, secret bool) any {
+// secret name, or at a place marked a secret, replaced by Redacted.
+func redactTree(v any, secret bool, path string, marked func(string) bool) any {
 	switch t := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, x := range t {
-			out[k] = redactTree(x, secret || secretName(k))
+			at := path + "." + k
+			out[k] = redactTree(x, secret || secretName(k) || marked(at), at, marked)
 		}
 		return out
 	case []any:
 		out := make([]any, len(t))
 		for i, x := range t {
-			out[i] = redactTree(x, secret)
+			out[i] = redactTree(x, secret, path, marked)
 		}
 		return out
 	}
@@ -205,9 +218,9 @@ func (c Config) MapSecrets(f func(string) (string, error)) (Config, error) {
 			}
 		}
 	}
-	for _, tree := range []*map[string]any{&out.Properties.Jobs, &out.Properties.Global} {
+	for name, tree := range map[string]*map[string]any{"jobs": &out.Properties.Jobs, "global": &out.Properties.Global} {
 		if *tree != nil {
-			*tree = mapTree(*tree, false, func(s string) string {
+			*tree = mapTree(*tree, false, name, out.Properties.secretAt, func(s string) string {
 				apply(&s)
 				return s
 			}).(map[string]any)
@@ -217,19 +230,20 @@ func (c Config) MapSecrets(f func(string) (string, error)) (Config, error) {
 }
 
 // mapTree copies a property tree with f applied to every string under a
-// secret name.
-func mapTree(v any, secret bool, f func(string) string) any {
+// secret name or at a place marked a secret.
+func mapTree(v any, secret bool, path string, marked func(string) bool, f func(string) string) any {
 	switch t := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, x := range t {
-			out[k] = mapTree(x, secret || secretName(k), f)
+			at := path + "." + k
+			out[k] = mapTree(x, secret || secretName(k) || marked(at), at, marked, f)
 		}
 		return out
 	case []any:
 		out := make([]any, len(t))
 		for i, x := range t {
-			out[i] = mapTree(x, secret, f)
+			out[i] = mapTree(x, secret, path, marked, f)
 		}
 		return out
 	case string:
@@ -327,6 +341,7 @@ func (c Config) Clone() Config {
 	for k, v := range c.Components {
 		out.Components[k] = append([]string(nil), v...)
 	}
+	out.Properties.SecretProperties = slices.Clone(c.Properties.SecretProperties)
 	if g := c.Properties.Gateway; g != nil {
 		gc := *g
 		out.Properties.Gateway = &gc

@@ -1,0 +1,44 @@
+package contract
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// A property marked a secret by its place is redacted, sealed and kept
+// as one named like a secret is, whatever its name, and what lies below
+// it too; one not marked is left as it is.
+func TestSecretProperties(t *testing.T) {
+	stored := Config{Properties: Properties{
+		Jobs: map[string]any{"web": map[string]any{
+			"admin": map[string]any{"pw": "generated-1234", "name": "admin"},
+			"tls":   map[string]any{"cert": "CERT-TEXT", "key": "KEY-TEXT"},
+			"list":  []any{"a-secret-in-a-list"},
+		}},
+		Global:           map[string]any{"db": map[string]any{"pass": "global-gen-5678"}},
+		SecretProperties: []string{"jobs.web.admin.pw", "jobs.web.tls", "jobs.web.list", "global.db.pass"},
+	}}
+	red := stored.Redact()
+	b, _ := json.Marshal(red)
+	for _, v := range []string{"generated-1234", "CERT-TEXT", "KEY-TEXT", "a-secret-in-a-list", "global-gen-5678"} {
+		if strings.Contains(string(b), v) {
+			t.Errorf("redacted config holds %s: %s", v, b)
+		}
+	}
+	if !strings.Contains(string(b), `"name":"admin"`) {
+		t.Errorf("an unmarked property was redacted: %s", b)
+	}
+	if got := stored.OutputRedactor().Redact("pw generated-1234 and KEY-TEXT"); got != "pw "+Redacted+" and "+Redacted {
+		t.Errorf("output redactor: %q", got)
+	}
+	sealed, _ := stored.MapSecrets(func(s string) (string, error) { return "sealed:" + s, nil })
+	if got := sealed.Properties.Jobs["web"].(map[string]any)["admin"].(map[string]any)["pw"]; got != "sealed:generated-1234" {
+		t.Errorf("sealed: %v", got)
+	}
+	back := red.Clone()
+	back.KeepSecrets(stored)
+	if got := back.Properties.Global["db"].(map[string]any)["pass"]; got != "global-gen-5678" {
+		t.Errorf("kept: %v", got)
+	}
+}
