@@ -38,11 +38,7 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 			return 0, nil, err
 		}
 	}
-	// The lock is held only to read the config: one slow node must hold
-	// up no config write or other command (see start).
-	p.mu.Lock()
-	cfg, err := p.storedConfig(ctx)
-	p.mu.Unlock()
+	cfg, err := p.lockedConfig(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -65,6 +61,24 @@ func (p *Planner) deployStart(ctx context.Context, req micro.Request) (int, any,
 		return 0, nil, err
 	}
 	return 202, contract.DeployStarted{ID: id}, nil
+}
+
+// lockedConfig reads the stored config under the lock, held only to read
+// it: one slow node must hold up no config write or other command (see
+// start).
+func (p *Planner) lockedConfig(ctx context.Context) (contract.Config, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.storedConfig(ctx)
+}
+
+// startStored starts a deployment of the stored config.
+func (p *Planner) startStored(ctx context.Context) (string, error) {
+	cfg, err := p.lockedConfig(ctx)
+	if err != nil {
+		return "", err
+	}
+	return p.start(ctx, cfg, contract.UpdateSettings{})
 }
 
 // start checks the nodes of cfg and plans its deployment without the

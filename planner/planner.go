@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/cloudconfig"
+	"github.com/deployment-engine/engine/planner/manifestdeploy"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/planner/validate"
@@ -166,6 +168,10 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	maps.Copy(eps, p.checkEndpoints())
 	maps.Copy(eps, p.maintenanceEndpoints())
 	maps.Copy(eps, p.scheduleEndpoints())
+	maps.Copy(eps, cloudconfig.Book{KV: o.Res.Engine, Log: p.log, Event: p.engineEvent}.Endpoints())
+	maps.Copy(eps, manifestdeploy.Book{KV: o.Res.Engine, Log: p.log, Event: p.engineEvent, Put: p.putConfig,
+		Stored: func(ctx context.Context) (contract.Config, error) { c, _, err := p.loadConfig(ctx); return c, err },
+		Start:  func(ctx context.Context) (string, error) { return p.startStored(ctx) }}.Endpoints())
 	if err := svc.Serve(o.NC, "configs, plans and deployments", eps); err != nil {
 		return nil, err
 	}
@@ -269,6 +275,12 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
+	return p.putConfig(ctx, in)
+}
+
+// putConfig validates, checks and stores a config: POST /config's, and a
+// manifest's.
+func (p *Planner) putConfig(ctx context.Context, in contract.ConfigPut) (int, any, error) {
 	cfg, problems := validate.Config(in.Config, p.catalogsIn(ctx), validate.Webhooks(p.o.Webhooks))
 	if len(problems) > 0 {
 		return 0, nil, rejected(problems)
@@ -289,12 +301,12 @@ func (p *Planner) configPut(ctx context.Context, req micro.Request) (int, any, e
 	if len(problems) > 0 {
 		return 0, nil, rejected(problems)
 	}
-	given := givenSecrets(cfg)
+	given := cfg.GivenSecrets()
 	cfg.KeepSecrets(stored)
 	if cfg.Properties.Root == "" && cfg.Properties.Key == "" {
 		return 0, nil, rejected([]contract.Problem{{Path: "properties.root", Reason: "missing: the nodes' root password, or a key property"}})
 	}
-	if problems := checkKey(cfg); len(problems) > 0 {
+	if problems := validate.KeyProblems(cfg); len(problems) > 0 {
 		return 0, nil, rejected(problems)
 	}
 	hosts, problems, err := p.secretHosts(ctx, cfg, given)

@@ -8,35 +8,9 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/deployment-engine/engine/planner/validate"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 )
-
-// givenSecrets names the offered secrets that cfg carries in clear, as
-// posted (before the redaction marker is replaced by the kept secret).
-func givenSecrets(cfg contract.Config) map[string]bool {
-	out := map[string]bool{}
-	all := cfg.Properties.Secrets()
-	for _, name := range contract.OfferedSecrets {
-		if v := all[name]; v != nil && *v != "" && *v != contract.Redacted {
-			out[name] = true
-		}
-	}
-	return out
-}
-
-// usesSecret tells whether cfg sends the named secret to its nodes.
-func usesSecret(cfg contract.Config, name string) bool {
-	p := cfg.Properties
-	switch name {
-	case "root":
-		return p.Root != ""
-	case "password":
-		return p.Adduser.N == 1 && p.Password != ""
-	}
-	return false
-}
 
 // secretHosts checks that every kept secret of cfg goes only to nodes it
 // was given for, and returns the record to keep once cfg is stored. given
@@ -57,7 +31,7 @@ func (p *Planner) secretHosts(ctx context.Context, cfg contract.Config, given ma
 			continue
 		}
 		next.Hosts[name] = old.Hosts[name]
-		if !usesSecret(cfg, name) || (name == "root" && cfg.Properties.Key != "") {
+		if !cfg.UsesSecret(name) || (name == "root" && cfg.Properties.Key != "") {
 			continue
 		}
 		for _, ip := range cfg.Nodes() {
@@ -76,21 +50,6 @@ func secretName(name string) string {
 		return "root password"
 	}
 	return "user password"
-}
-
-// checkKey answers the key properties' problems, if any: the nodes' key
-// and the gateway's.
-func checkKey(cfg contract.Config) []contract.Problem {
-	var out []contract.Problem
-	if pr := validate.Key(cfg.Properties.Key); pr != nil {
-		out = append(out, *pr)
-	}
-	if g := cfg.Properties.Gateway; g != nil {
-		if pr := validate.KeyAt("properties.gateway.key", g.Key); pr != nil {
-			out = append(out, *pr)
-		}
-	}
-	return out
 }
 
 type givenForKey struct{}

@@ -319,6 +319,10 @@ func (c *converter) release(root map[string]any) error {
 	return nil
 }
 
+// StaticIPs reads the static IPs of an instance group's networks,
+// ranges expanded; where names the group in errors.
+func StaticIPs(g map[string]any, where string) ([]string, error) { return staticIPs(g, where) }
+
 // staticIPs reads the static IPs of a group's networks, ranges
 // ("10.0.0.5 - 10.0.0.9") expanded.
 func staticIPs(g map[string]any, where string) ([]string, error) {

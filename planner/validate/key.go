@@ -78,3 +78,18 @@ func readKeyFile(path string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// KeyProblems answers the key properties' problems, if any: the nodes'
+// key and the gateway's.
+func KeyProblems(cfg contract.Config) []contract.Problem {
+	var out []contract.Problem
+	if pr := Key(cfg.Properties.Key); pr != nil {
+		out = append(out, *pr)
+	}
+	if g := cfg.Properties.Gateway; g != nil {
+		if pr := KeyAt("properties.gateway.key", g.Key); pr != nil {
+			out = append(out, *pr)
+		}
+	}
+	return out
+}

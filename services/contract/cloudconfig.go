@@ -78,3 +78,11 @@ type ManifestDeployed struct {
 	Placement map[string][]string `json:"placement"`
 	Warnings  []string            `json:"warnings"`
 }
+
+// ManifestDeployCmd is a manifest deploy on the bus: Check checks the
+// config's nodes first, as POST /config does unless ?check=0.
+type ManifestDeployCmd struct {
+	V      int            `json:"v"`
+	Check  bool           `json:"check"`
+	Deploy ManifestDeploy `json:"deploy"`
+}

@@ -22,3 +22,28 @@ func (s SecretHosts) Allowed(name, ip string) bool {
 // OfferedSecrets are the config's secrets that are sent to nodes; the
 // key never is (only its signature is).
 var OfferedSecrets = []string{"root", "password"}
+
+// GivenSecrets names the offered secrets that c carries in clear, as
+// posted (before the redaction marker is replaced by the kept secret).
+func (c Config) GivenSecrets() map[string]bool {
+	out := map[string]bool{}
+	all := c.Properties.Secrets()
+	for _, name := range OfferedSecrets {
+		if v := all[name]; v != nil && *v != "" && *v != Redacted {
+			out[name] = true
+		}
+	}
+	return out
+}
+
+// UsesSecret tells whether c sends the named offered secret to its nodes.
+func (c Config) UsesSecret(name string) bool {
+	p := c.Properties
+	switch name {
+	case "root":
+		return p.Root != ""
+	case "password":
+		return p.Adduser.N == 1 && p.Password != ""
+	}
+	return false
+}

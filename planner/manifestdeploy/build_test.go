@@ -1,0 +1,137 @@
+package manifestdeploy
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/deployment-engine/engine/planner/cloudconfig"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+const simple = `
+name: simple
+releases: [{name: sec, version: 1}]
+stemcells: [{alias: default, os: ubuntu-jammy, version: latest}]
+update: {canaries: 1, max_in_flight: 1, canary_watch_time: 1000, update_watch_time: 1000}
+instance_groups:
+- name: db
+  instances: 2
+  azs: [z1, z2]
+  networks: [{name: private}]
+  jobs:
+  - name: db
+    release: sec
+    properties:
+      admin: {user: ((admin_user)), password: ((admin_pw))}
+      url: "postgres://admin:((admin_pw))@db"
+variables:
+- {name: admin_user, type: password}
+- {name: admin_pw, type: password}
+`
+
+func cloud() contract.CloudConfig {
+	return contract.CloudConfig{Home: "10.0.0.1", SSH: contract.CloudSSH{User: "root", Key: "/etc/de/keys/root"},
+		AZs: []contract.CloudAZ{
+			{Name: "z1", Machines: []contract.CloudMachine{{IP: "10.0.0.5"}, {IP: "10.0.0.6"}}},
+			{Name: "z2", Machines: []contract.CloudMachine{{IP: "10.0.0.7"}, {IP: "10.0.0.8", User: "admin"}}},
+		}}
+}
+
+// A manifest becomes a config on the cloud config's machines: its
+// variables generated, the places they went marked secret, each instance
+// in its zone; a second build with what the first kept generates nothing
+// and keeps every machine.
+func TestBuild(t *testing.T) {
+	res, err := Build(contract.ManifestDeploy{Manifest: simple}, cloud(), nil, nil, contract.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Name != "simple" || !reflect.DeepEqual(res.Generated, []string{"admin_user", "admin_pw"}) {
+		t.Fatalf("name %q, generated %v", res.Name, res.Generated)
+	}
+	want := cloudconfig.Placement{"db": {"10.0.0.5", "10.0.0.7"}}
+	if !reflect.DeepEqual(res.Placement, want) {
+		t.Fatalf("placement %v", res.Placement)
+	}
+	cfg := res.Config
+	if !reflect.DeepEqual(cfg.Components["db"], []string{"10.0.0.5", "10.0.0.7"}) || cfg.Properties.Key != "/etc/de/keys/root" ||
+		cfg.Properties.Home != "10.0.0.1" || cfg.Properties.Release != "sec/1" {
+		t.Fatalf("config %+v", cfg)
+	}
+	if !reflect.DeepEqual(cfg.Properties.AZs, map[string][]string{"z1": {"10.0.0.5"}, "z2": {"10.0.0.7"}}) {
+		t.Fatalf("zones %v", cfg.Properties.AZs)
+	}
+	if !reflect.DeepEqual(cfg.Properties.SecretProperties, []string{"jobs.db.admin.password", "jobs.db.admin.user", "jobs.db.url"}) {
+		t.Fatalf("secret places %v", cfg.Properties.SecretProperties)
+	}
+	pw := res.Kept["admin_pw"].(string)
+	red, _ := json.Marshal(cfg.Redact())
+	if strings.Contains(string(red), pw) || strings.Contains(string(red), res.Kept["admin_user"].(string)) {
+		t.Fatalf("the redacted config holds a generated value: %s", red)
+	}
+
+	// Deployed again: the same values, the same machines.
+	stored := cfg
+	again, err := Build(contract.ManifestDeploy{Manifest: simple}, cloud(), res.Kept, res.Placement, stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Generated) != 0 || !reflect.DeepEqual(again.Config, cfg) || !reflect.DeepEqual(again.Kept, res.Kept) {
+		t.Fatalf("a second deploy changed something: generated %v", again.Generated)
+	}
+
+	// A given value wins over the kept one, which stays kept.
+	given, err := Build(contract.ManifestDeploy{Manifest: simple, Vars: map[string]any{"admin_pw": "given-pw-1"}}, cloud(), res.Kept, res.Placement, stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := given.Config.Properties.Jobs["db"].(map[string]any)["url"]; got != "postgres://admin:given-pw-1@db" || given.Kept["admin_pw"] != pw {
+		t.Fatalf("given value: %v, kept %v", got, given.Kept["admin_pw"])
+	}
+}
+
+// A kept machine that left the stored config is free again: the
+// instance may move; one still there stays.
+func TestBuildKeepsOnlyStoredMachines(t *testing.T) {
+	prev := cloudconfig.Placement{"db": {"10.0.0.6", "10.0.0.7"}}
+	stored := contract.Config{Components: map[string][]string{"db": {"10.0.0.7"}}}
+	res, err := Build(contract.ManifestDeploy{Manifest: simple}, cloud(), nil, prev, stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(res.Placement["db"], []string{"10.0.0.5", "10.0.0.7"}) {
+		t.Fatalf("placement %v", res.Placement)
+	}
+}
+
+func TestBuildRefused(t *testing.T) {
+	noKey := cloud()
+	noKey.SSH.Key = ""
+	for _, tc := range []struct {
+		name string
+		in   contract.ManifestDeploy
+		cc   contract.CloudConfig
+		err  string
+	}{
+		{"no name", contract.ManifestDeploy{Manifest: "instance_groups: []"}, cloud(), "no name"},
+		{"not a map", contract.ManifestDeploy{Manifest: "- 1"}, cloud(), "a YAML map"},
+		{"missing variable", contract.ManifestDeploy{Manifest: strings.Replace(simple, "((admin_user))", "((nobody))", 1)}, cloud(), "variables without a value: nobody"},
+		{"full zone", contract.ManifestDeploy{Manifest: strings.Replace(simple, "instances: 2\n  azs: [z1, z2]", "instances: 3\n  azs: [z1]", 1)}, cloud(),
+			"instance group db: instance 2 finds no free machine in zone(s) z1"},
+		{"static IP of no machine", contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.99]}]", 1)}, cloud(),
+			"static IP 10.0.0.99 is no machine of the cloud config"},
+		{"a machine's own login", contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.8]}]", 1)}, cloud(),
+			"machine 10.0.0.8 has a login of its own"},
+		{"no key", contract.ManifestDeploy{Manifest: simple}, noKey, "no ssh key"},
+		{"bad ops", contract.ManifestDeploy{Manifest: simple, Ops: []string{"- type: replace\n  path: /nope/x\n  value: 1\n"}}, cloud(), "ops[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Build(tc.in, tc.cc, nil, nil, contract.Config{})
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("got %v, want …%s…", err, tc.err)
+			}
+		})
+	}
+}
