@@ -138,7 +138,7 @@ func eventDocs() []eventDoc {
 			contract.HealEvent{V: 1, Kind: "disabled", Time: at, Result: "ok", Message: "auto-heal switched off by alice"}),
 		event("engine", "An operation of the engine",
 			"The engine's own operations, as its operations log records them: a restart or stop through the API, a rollout's verdict, "+
-				"a release stored, a schedule added, run or deleted (kind schedule), a certificate near its expiry (kind certificate, with the certificate and the threshold passed).",
+				"a release stored, a schedule added, run or deleted (kind schedule), the cloud config stored (kind cloud-config), a manifest stored (kind manifest), a certificate near its expiry (kind certificate, with the certificate and the threshold passed).",
 			func(e contract.EngineEvent) string { return subject.EngineEvent(e.Kind) },
 			contract.EngineEvent{Kind: pKind},
 			contract.EngineEvent{V: 1, Kind: "restart", Time: at, Message: "restart web on 10.0.0.1: ok"},

@@ -168,6 +168,9 @@ var routeRoles = map[string]Role{
 	"GET /schedules/{name}":            RoleRead,
 	"POST /schedules":                  RoleDeploy, // each run deploys
 	"DELETE /schedules/{name}":         RoleDeploy,
+	"GET /cloud-config":                RoleRead,
+	"PUT /cloud-config":                RoleDeploy, // the machines manifests deploy on
+	"POST /manifest":                   RoleDeploy,
 }
 
 // tableRoutes walks the real router: every route below the prefix that

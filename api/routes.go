@@ -134,6 +134,11 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/config/schema", handler: s.forward(subject.ConfigSchema()), role: RoleRead},
 		// The configs deployments applied, newest first, secrets redacted.
 		{method: http.MethodGet, pattern: "/config/history", handler: s.forward(subject.ConfigHistory()), role: RoleRead},
+		// The machines a manifest's instances go on; a BOSH manifest deployed on them: 202 {"id", "name", "placement", "warnings"}.
+		{method: http.MethodGet, pattern: "/cloud-config", handler: s.forward(subject.CloudConfigGet()), role: RoleRead},
+		{method: http.MethodPut, pattern: "/cloud-config", handler: s.putCloudConfig, role: RoleDeploy, audit: audited(contract.AuditCloudConfig)},
+		{method: http.MethodPost, pattern: "/manifest", handler: s.postManifest, role: RoleDeploy, reads: reading(readManifest),
+			audit: auditSpec{action: contract.AuditManifest, object: contract.AuditManifest, diff: true}},
 		// Every pre-check again on the stored config: 200 with the problems
 		// and warnings found, 403 before any config.
 		{method: http.MethodGet, pattern: "/precheck", handler: s.forward(subject.ConfigPrecheck()), role: RoleRead},

@@ -120,6 +120,24 @@ var routeDocs = map[string]opDoc{
 		ok: []reply{{code: 200, desc: "a JSON Schema of the config, with the catalogs' components", schema: schemaObj{"type": "object"}}}},
 	"GET /config/history": {id: "getConfigHistory", summary: "The configs deployments applied, newest first, secrets redacted", bus: true,
 		ok: []reply{ok[[]contract.HistoryEntry](200, "the history")}},
+	"GET /cloud-config": {id: "getCloudConfig", summary: "The cloud config: the machines a manifest's instances go on", bus: true,
+		ok: []reply{ok[contract.CloudConfig](200, "the cloud config")}, errs: []reply{fails(404, "no cloud config has been stored yet")}},
+	"PUT /cloud-config": {id: "putCloudConfig", summary: "Store the cloud config", bus: true,
+		desc: "The body is YAML or JSON (YAML reads JSON): home, ssh {user, key}, azs [{name, machines: [IP | {ip, user, key}]}], disks {IP: device}. " +
+			"It is checked whole: IPs parse, a machine is in one zone, names are bounded, a key is a path on the engine's machine (never the key), and an unknown key is refused by name.",
+		body: &bodyDoc{typ: typeOf[contract.CloudConfig](), desc: "the cloud config, as YAML or JSON"},
+		ok:   []reply{ok[contract.CloudConfig](200, "stored, as read")},
+		errs: []reply{unreadable}},
+	"POST /manifest": {id: "deployManifest", summary: "Deploy a BOSH deployment manifest on the cloud config's machines", bus: true,
+		desc: "Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated " +
+			"before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. " +
+			"Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is " +
+			"then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.",
+		query: []param{{"check", "0 stores the config without contacting its nodes", schemaObj{"type": "string", "enum": []string{"0", "1"}}}},
+		body:  body[contract.ManifestDeploy]("the manifest's YAML, its ops files' YAML in order, and values of variables"),
+		ok:    []reply{ok[contract.ManifestDeployed](http.StatusAccepted, "stored and started: follow the deployment at /deployments/{id}")},
+		errs: []reply{unreadable, fails(http.StatusForbidden, "no cloud config has been stored yet"),
+			conflict, nodesFail}},
 	"GET /precheck": {id: "precheck", summary: "Every pre-check again on the stored config", bus: true,
 		ok: []reply{ok[contract.PrecheckReply](200, "the problems that would refuse the config, and the warnings")}, errs: []reply{noConfig}},
 

@@ -19,16 +19,34 @@ import (
 
 // Defines values for PostConfigParamsCheck.
 const (
-	N0 PostConfigParamsCheck = "0"
-	N1 PostConfigParamsCheck = "1"
+	PostConfigParamsCheckN0 PostConfigParamsCheck = "0"
+	PostConfigParamsCheckN1 PostConfigParamsCheck = "1"
 )
 
 // Valid indicates whether the value is a known member of the PostConfigParamsCheck enum.
 func (e PostConfigParamsCheck) Valid() bool {
 	switch e {
-	case N0:
+	case PostConfigParamsCheckN0:
 		return true
-	case N1:
+	case PostConfigParamsCheckN1:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeployManifestParamsCheck.
+const (
+	DeployManifestParamsCheckN0 DeployManifestParamsCheck = "0"
+	DeployManifestParamsCheckN1 DeployManifestParamsCheck = "1"
+)
+
+// Valid indicates whether the value is a known member of the DeployManifestParamsCheck enum.
+func (e DeployManifestParamsCheck) Valid() bool {
+	switch e {
+	case DeployManifestParamsCheckN0:
+		return true
+	case DeployManifestParamsCheckN1:
 		return true
 	default:
 		return false
@@ -89,6 +107,33 @@ type Certificate struct {
 type Certificates struct {
 	Certificates *[]Certificate `json:"certificates"`
 	V            int            `json:"v"`
+}
+
+// CloudAZ defines model for CloudAZ.
+type CloudAZ struct {
+	Machines *[]CloudMachine `json:"machines"`
+	Name     string          `json:"name"`
+}
+
+// CloudConfig defines model for CloudConfig.
+type CloudConfig struct {
+	Azs   *[]CloudAZ         `json:"azs"`
+	Disks *map[string]string `json:"disks,omitempty"`
+	Home  string             `json:"home"`
+	Ssh   CloudSSH           `json:"ssh"`
+}
+
+// CloudMachine defines model for CloudMachine.
+type CloudMachine struct {
+	Ip   string  `json:"ip"`
+	Key  *string `json:"key,omitempty"`
+	User *string `json:"user,omitempty"`
+}
+
+// CloudSSH defines model for CloudSSH.
+type CloudSSH struct {
+	Key  *string `json:"key,omitempty"`
+	User *string `json:"user,omitempty"`
 }
 
 // Config Examples: {"components":{"haproxy":["10.0.0.1"],"nats":["10.0.0.2","10.0.0.3"]},"properties":{"adduser":1,"checkdisk":1,"disksize":15,"domain":"cf.local","home":"10.0.0.100","password":"pw","root":"123456","user":"vcap"}}
@@ -297,6 +342,21 @@ type InstanceHardware struct {
 	RAM   int     `json:"RAM"`
 }
 
+// ManifestDeploy defines model for ManifestDeploy.
+type ManifestDeploy struct {
+	Manifest string                  `json:"manifest"`
+	Ops      *[]string               `json:"ops,omitempty"`
+	Vars     *map[string]interface{} `json:"vars,omitempty"`
+}
+
+// ManifestDeployed defines model for ManifestDeployed.
+type ManifestDeployed struct {
+	Id        string               `json:"id"`
+	Name      string               `json:"name"`
+	Placement *map[string][]string `json:"placement"`
+	Warnings  *[]string            `json:"warnings"`
+}
+
 // Meltdown defines model for Meltdown.
 type Meltdown struct {
 	Active    bool       `json:"active"`
@@ -411,20 +471,21 @@ type Properties struct {
 	Checkdisk *Flex `json:"checkdisk"`
 
 	// Disksize a whole number >= 0, as a JSON number or a string holding one; null when unset
-	Disksize *Flex                   `json:"disksize"`
-	Domain   string                  `json:"domain"`
-	Gateway  *Gateway                `json:"gateway,omitempty"`
-	Global   *map[string]interface{} `json:"global,omitempty"`
-	Heal     *HealConfig             `json:"heal,omitempty"`
-	Home     string                  `json:"home"`
-	Jobs     *map[string]interface{} `json:"jobs,omitempty"`
-	Key      *string                 `json:"key,omitempty"`
-	Notify   *NotifyConfig           `json:"notify,omitempty"`
-	Password *string                 `json:"password,omitempty"`
-	Release  *string                 `json:"release,omitempty"`
-	Root     *string                 `json:"root,omitempty"`
-	Update   *UpdateConfig           `json:"update,omitempty"`
-	User     string                  `json:"user"`
+	Disksize         *Flex                   `json:"disksize"`
+	Domain           string                  `json:"domain"`
+	Gateway          *Gateway                `json:"gateway,omitempty"`
+	Global           *map[string]interface{} `json:"global,omitempty"`
+	Heal             *HealConfig             `json:"heal,omitempty"`
+	Home             string                  `json:"home"`
+	Jobs             *map[string]interface{} `json:"jobs,omitempty"`
+	Key              *string                 `json:"key,omitempty"`
+	Notify           *NotifyConfig           `json:"notify,omitempty"`
+	Password         *string                 `json:"password,omitempty"`
+	Release          *string                 `json:"release,omitempty"`
+	Root             *string                 `json:"root,omitempty"`
+	SecretProperties *[]string               `json:"secret_properties,omitempty"`
+	Update           *UpdateConfig           `json:"update,omitempty"`
+	User             string                  `json:"user"`
 }
 
 // ReleaseSummary Examples: {"jobs":["nats"],"name":"nats","packages":["gnatsd"],"version":"56"}
@@ -816,6 +877,15 @@ type FollowLogsParams struct {
 	Tail *int `form:"tail,omitempty" json:"tail,omitempty"`
 }
 
+// DeployManifestParams defines parameters for DeployManifest.
+type DeployManifestParams struct {
+	// Check 0 stores the config without contacting its nodes
+	Check *DeployManifestParamsCheck `form:"check,omitempty" json:"check,omitempty"`
+}
+
+// DeployManifestParamsCheck defines parameters for DeployManifest.
+type DeployManifestParamsCheck string
+
 // RestartParams defines parameters for Restart.
 type RestartParams struct {
 	// Comp the component ("all" for every one); also spelt name or component
@@ -847,6 +917,9 @@ type StopParams struct {
 	Ip *string `form:"ip,omitempty" json:"ip,omitempty"`
 }
 
+// PutCloudConfigJSONRequestBody defines body for PutCloudConfig for application/json ContentType.
+type PutCloudConfigJSONRequestBody = CloudConfig
+
 // PostConfigJSONRequestBody defines body for PostConfig for application/json ContentType.
 type PostConfigJSONRequestBody = Config
 
@@ -864,6 +937,9 @@ type HardwareJSONRequestBody = Target
 
 // SetHealJSONRequestBody defines body for SetHeal for application/json ContentType.
 type SetHealJSONRequestBody = HealSwitch
+
+// DeployManifestJSONRequestBody defines body for DeployManifest for application/json ContentType.
+type DeployManifestJSONRequestBody = ManifestDeploy
 
 // SetNodeMaintenanceJSONRequestBody defines body for SetNodeMaintenance for application/json ContentType.
 type SetNodeMaintenanceJSONRequestBody = MaintenanceSwitch
@@ -1597,6 +1673,29 @@ type ClientInterface interface {
 	// Corresponds with GET /deployment-engine/certificates (the `ListCertificates` operationId).
 	ListCertificates(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetCloudConfig The cloud config: the machines a manifest's instances go on
+	//
+	// Corresponds with GET /deployment-engine/cloud-config (the `GetCloudConfig` operationId).
+	GetCloudConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutCloudConfigWithBody Store the cloud config
+	//
+	// The body is YAML or JSON (YAML reads JSON): home, ssh {user, key}, azs [{name, machines: [IP | {ip, user, key}]}], disks {IP: device}. It is checked whole: IPs parse, a machine is in one zone, names are bounded, a key is a path on the engine's machine (never the key), and an unknown key is refused by name.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /deployment-engine/cloud-config (the `PutCloudConfig` operationId).
+	PutCloudConfigWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutCloudConfig Store the cloud config
+	//
+	// The body is YAML or JSON (YAML reads JSON): home, ssh {user, key}, azs [{name, machines: [IP | {ip, user, key}]}], disks {IP: device}. It is checked whole: IPs parse, a machine is in one zone, names are bounded, a key is a path on the engine's machine (never the key), and an unknown key is refused by name.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /deployment-engine/cloud-config (the `PutCloudConfig` operationId).
+	PutCloudConfig(ctx context.Context, body PutCloudConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetConfig The stored config, its secrets redacted
 	//
 	// Corresponds with GET /deployment-engine/config (the `GetConfig` operationId).
@@ -1793,6 +1892,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /deployment-engine/maintenance (the `ListMaintenance` operationId).
 	ListMaintenance(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeployManifestWithBody Deploy a BOSH deployment manifest on the cloud config's machines
+	//
+	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
+	DeployManifestWithBody(ctx context.Context, params *DeployManifestParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeployManifest Deploy a BOSH deployment manifest on the cloud config's machines
+	//
+	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
+	DeployManifest(ctx context.Context, params *DeployManifestParams, body DeployManifestJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetNodeMaintenance Whether a node is in maintenance
 	//
@@ -2022,6 +2139,59 @@ func (c *Client) Audit(ctx context.Context, params *AuditParams, reqEditors ...R
 // Corresponds with GET /deployment-engine/certificates (the `ListCertificates` operationId).
 func (c *Client) ListCertificates(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListCertificatesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCloudConfig The cloud config: the machines a manifest's instances go on
+//
+// Corresponds with GET /deployment-engine/cloud-config (the `GetCloudConfig` operationId).
+func (c *Client) GetCloudConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCloudConfigRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutCloudConfigWithBody Store the cloud config
+//
+// The body is YAML or JSON (YAML reads JSON): home, ssh {user, key}, azs [{name, machines: [IP | {ip, user, key}]}], disks {IP: device}. It is checked whole: IPs parse, a machine is in one zone, names are bounded, a key is a path on the engine's machine (never the key), and an unknown key is refused by name.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /deployment-engine/cloud-config (the `PutCloudConfig` operationId).
+func (c *Client) PutCloudConfigWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutCloudConfigRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutCloudConfig Store the cloud config
+//
+// The body is YAML or JSON (YAML reads JSON): home, ssh {user, key}, azs [{name, machines: [IP | {ip, user, key}]}], disks {IP: device}. It is checked whole: IPs parse, a machine is in one zone, names are bounded, a key is a path on the engine's machine (never the key), and an unknown key is refused by name.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /deployment-engine/cloud-config (the `PutCloudConfig` operationId).
+func (c *Client) PutCloudConfig(ctx context.Context, body PutCloudConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutCloudConfigRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2509,6 +2679,44 @@ func (c *Client) GetLog(ctx context.Context, name string, reqEditors ...RequestE
 // Corresponds with GET /deployment-engine/maintenance (the `ListMaintenance` operationId).
 func (c *Client) ListMaintenance(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListMaintenanceRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeployManifestWithBody Deploy a BOSH deployment manifest on the cloud config's machines
+//
+// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
+func (c *Client) DeployManifestWithBody(ctx context.Context, params *DeployManifestParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeployManifestRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeployManifest Deploy a BOSH deployment manifest on the cloud config's machines
+//
+// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
+func (c *Client) DeployManifest(ctx context.Context, params *DeployManifestParams, body DeployManifestJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeployManifestRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3149,6 +3357,73 @@ func NewListCertificatesRequest(server string) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
+
+	return req, nil
+}
+
+// NewGetCloudConfigRequest constructs an http.Request for the GetCloudConfig method
+func NewGetCloudConfigRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/cloud-config")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPutCloudConfigRequest calls the generic PutCloudConfig builder with application/json body
+func NewPutCloudConfigRequest(server string, body PutCloudConfigJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPutCloudConfigRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewPutCloudConfigRequestWithBody constructs an http.Request for the PutCloudConfig method, with any body, and a specified content type
+func NewPutCloudConfigRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/cloud-config")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -4270,6 +4545,73 @@ func NewListMaintenanceRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewDeployManifestRequest calls the generic DeployManifest builder with application/json body
+func NewDeployManifestRequest(server string, params *DeployManifestParams, body DeployManifestJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDeployManifestRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewDeployManifestRequestWithBody constructs an http.Request for the DeployManifest method, with any body, and a specified content type
+func NewDeployManifestRequestWithBody(server string, params *DeployManifestParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/manifest")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Check != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "check", *params.Check, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetNodeMaintenanceRequest constructs an http.Request for the GetNodeMaintenance method
 func NewGetNodeMaintenanceRequest(server string, ip string) (*http.Request, error) {
 	var err error
@@ -5185,6 +5527,31 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /deployment-engine/certificates (the `ListCertificates` operationId).
 	ListCertificatesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListCertificatesResponse, error)
 
+	// GetCloudConfigWithResponse The cloud config: the machines a manifest's instances go on
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /deployment-engine/cloud-config (the `GetCloudConfig` operationId).
+	GetCloudConfigWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetCloudConfigResponse, error)
+
+	// PutCloudConfigWithBodyWithResponse Store the cloud config
+	//
+	// The body is YAML or JSON (YAML reads JSON): home, ssh {user, key}, azs [{name, machines: [IP | {ip, user, key}]}], disks {IP: device}. It is checked whole: IPs parse, a machine is in one zone, names are bounded, a key is a path on the engine's machine (never the key), and an unknown key is refused by name.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /deployment-engine/cloud-config (the `PutCloudConfig` operationId).
+	PutCloudConfigWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutCloudConfigResponse, error)
+
+	// PutCloudConfigWithResponse Store the cloud config
+	//
+	// The body is YAML or JSON (YAML reads JSON): home, ssh {user, key}, azs [{name, machines: [IP | {ip, user, key}]}], disks {IP: device}. It is checked whole: IPs parse, a machine is in one zone, names are bounded, a key is a path on the engine's machine (never the key), and an unknown key is refused by name.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /deployment-engine/cloud-config (the `PutCloudConfig` operationId).
+	PutCloudConfigWithResponse(ctx context.Context, body PutCloudConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*PutCloudConfigResponse, error)
+
 	// GetConfigWithResponse The stored config, its secrets redacted
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -5415,6 +5782,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /deployment-engine/maintenance (the `ListMaintenance` operationId).
 	ListMaintenanceWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListMaintenanceResponse, error)
+
+	// DeployManifestWithBodyWithResponse Deploy a BOSH deployment manifest on the cloud config's machines
+	//
+	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
+	DeployManifestWithBodyWithResponse(ctx context.Context, params *DeployManifestParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeployManifestResponse, error)
+
+	// DeployManifestWithResponse Deploy a BOSH deployment manifest on the cloud config's machines
+	//
+	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
+	DeployManifestWithResponse(ctx context.Context, params *DeployManifestParams, body DeployManifestJSONRequestBody, reqEditors ...RequestEditorFn) (*DeployManifestResponse, error)
 
 	// GetNodeMaintenanceWithResponse Whether a node is in maintenance
 	//
@@ -5866,6 +6251,221 @@ func (r ListCertificatesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListCertificatesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCloudConfigResponse401Headers the declared response headers of an HTTP 401 response for GetCloudConfig
+type GetCloudConfigResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// GetCloudConfigResponse429Headers the declared response headers of an HTTP 429 response for GetCloudConfig
+type GetCloudConfigResponse429Headers struct {
+	RetryAfter string
+}
+
+type GetCloudConfigResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CloudConfig
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetCloudConfigResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetCloudConfigResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetCloudConfigResponse) GetJSON200() *CloudConfig {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetCloudConfigResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetCloudConfigResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetCloudConfigResponse) GetJSON404() *ErrorBody {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetCloudConfigResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetCloudConfigResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetCloudConfigResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r GetCloudConfigResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCloudConfigResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCloudConfigResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCloudConfigResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCloudConfigResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PutCloudConfigResponse401Headers the declared response headers of an HTTP 401 response for PutCloudConfig
+type PutCloudConfigResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// PutCloudConfigResponse429Headers the declared response headers of an HTTP 429 response for PutCloudConfig
+type PutCloudConfigResponse429Headers struct {
+	RetryAfter string
+}
+
+type PutCloudConfigResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CloudConfig
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *PutCloudConfigResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *PutCloudConfigResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PutCloudConfigResponse) GetJSON200() *CloudConfig {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PutCloudConfigResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PutCloudConfigResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PutCloudConfigResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PutCloudConfigResponse) GetJSON413() *ErrorBody {
+	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r PutCloudConfigResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PutCloudConfigResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PutCloudConfigResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r PutCloudConfigResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r PutCloudConfigResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PutCloudConfigResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PutCloudConfigResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PutCloudConfigResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -8306,6 +8906,131 @@ func (r ListMaintenanceResponse) ContentType() string {
 	return ""
 }
 
+// DeployManifestResponse401Headers the declared response headers of an HTTP 401 response for DeployManifest
+type DeployManifestResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// DeployManifestResponse429Headers the declared response headers of an HTTP 429 response for DeployManifest
+type DeployManifestResponse429Headers struct {
+	RetryAfter string
+}
+
+type DeployManifestResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *ManifestDeployed
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON502 the response for an HTTP 502 `application/json` response
+	JSON502 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DeployManifestResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeployManifestResponse429Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeployManifestResponse) GetJSON202() *ManifestDeployed {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeployManifestResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeployManifestResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeployManifestResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r DeployManifestResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r DeployManifestResponse) GetJSON413() *ErrorBody {
+	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeployManifestResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeployManifestResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON502 returns the response for an HTTP 502 `application/json` response
+func (r DeployManifestResponse) GetJSON502() *ErrorBody {
+	return r.JSON502
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeployManifestResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r DeployManifestResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r DeployManifestResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeployManifestResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeployManifestResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeployManifestResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetNodeMaintenanceResponse401Headers the declared response headers of an HTTP 401 response for GetNodeMaintenance
 type GetNodeMaintenanceResponse401Headers struct {
 	WWWAuthenticate *string
@@ -10564,6 +11289,49 @@ func (c *ClientWithResponses) ListCertificatesWithResponse(ctx context.Context, 
 	return ParseListCertificatesResponse(rsp)
 }
 
+// GetCloudConfigWithResponse The cloud config: the machines a manifest's instances go on
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /deployment-engine/cloud-config (the `GetCloudConfig` operationId).
+func (c *ClientWithResponses) GetCloudConfigWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetCloudConfigResponse, error) {
+	rsp, err := c.GetCloudConfig(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCloudConfigResponse(rsp)
+}
+
+// PutCloudConfigWithBodyWithResponse Store the cloud config
+//
+// The body is YAML or JSON (YAML reads JSON): home, ssh {user, key}, azs [{name, machines: [IP | {ip, user, key}]}], disks {IP: device}. It is checked whole: IPs parse, a machine is in one zone, names are bounded, a key is a path on the engine's machine (never the key), and an unknown key is refused by name.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /deployment-engine/cloud-config (the `PutCloudConfig` operationId).
+func (c *ClientWithResponses) PutCloudConfigWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutCloudConfigResponse, error) {
+	rsp, err := c.PutCloudConfigWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutCloudConfigResponse(rsp)
+}
+
+// PutCloudConfigWithResponse Store the cloud config
+//
+// The body is YAML or JSON (YAML reads JSON): home, ssh {user, key}, azs [{name, machines: [IP | {ip, user, key}]}], disks {IP: device}. It is checked whole: IPs parse, a machine is in one zone, names are bounded, a key is a path on the engine's machine (never the key), and an unknown key is refused by name.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /deployment-engine/cloud-config (the `PutCloudConfig` operationId).
+func (c *ClientWithResponses) PutCloudConfigWithResponse(ctx context.Context, body PutCloudConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*PutCloudConfigResponse, error) {
+	rsp, err := c.PutCloudConfig(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutCloudConfigResponse(rsp)
+}
+
 // GetConfigWithResponse The stored config, its secrets redacted
 //
 // Returns a wrapper object for the known response body format(s).
@@ -10967,6 +11735,36 @@ func (c *ClientWithResponses) ListMaintenanceWithResponse(ctx context.Context, r
 		return nil, err
 	}
 	return ParseListMaintenanceResponse(rsp)
+}
+
+// DeployManifestWithBodyWithResponse Deploy a BOSH deployment manifest on the cloud config's machines
+//
+// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
+func (c *ClientWithResponses) DeployManifestWithBodyWithResponse(ctx context.Context, params *DeployManifestParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeployManifestResponse, error) {
+	rsp, err := c.DeployManifestWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeployManifestResponse(rsp)
+}
+
+// DeployManifestWithResponse Deploy a BOSH deployment manifest on the cloud config's machines
+//
+// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
+func (c *ClientWithResponses) DeployManifestWithResponse(ctx context.Context, params *DeployManifestParams, body DeployManifestJSONRequestBody, reqEditors ...RequestEditorFn) (*DeployManifestResponse, error) {
+	rsp, err := c.DeployManifest(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeployManifestResponse(rsp)
 }
 
 // GetNodeMaintenanceWithResponse Whether a node is in maintenance
@@ -11570,6 +12368,209 @@ func ParseListCertificatesResponse(rsp *http.Response) (*ListCertificatesRespons
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers ListCertificatesResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCloudConfigResponse parses an HTTP response from a GetCloudConfigWithResponse call
+func ParseGetCloudConfigResponse(rsp *http.Response) (*GetCloudConfigResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCloudConfigResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CloudConfig
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetCloudConfigResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetCloudConfigResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePutCloudConfigResponse parses an HTTP response from a PutCloudConfigWithResponse call
+func ParsePutCloudConfigResponse(rsp *http.Response) (*PutCloudConfigResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PutCloudConfigResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CloudConfig
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers PutCloudConfigResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers PutCloudConfigResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -13866,6 +14867,125 @@ func ParseListMaintenanceResponse(rsp *http.Response) (*ListMaintenanceResponse,
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers ListMaintenanceResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeployManifestResponse parses an HTTP response from a DeployManifestWithResponse call
+func ParseDeployManifestResponse(rsp *http.Response) (*DeployManifestResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeployManifestResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest ManifestDeployed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers DeployManifestResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers DeployManifestResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -69,6 +69,10 @@ const (
 	// ScheduleActor(name).
 	AuditSchedule    = "schedule"
 	AuditScheduleRun = "schedule-run"
+	// AuditCloudConfig is the cloud config stored; AuditManifest a BOSH
+	// manifest deployed, its object the manifest's name.
+	AuditCloudConfig = "cloud-config"
+	AuditManifest    = "manifest"
 
 	AuditHealRestart  = "heal-restart"
 	AuditHealReapply  = "heal-reapply"
