@@ -76,7 +76,7 @@ func Build(in contract.ManifestDeploy, cc contract.CloudConfig, kept manifest.Va
 		vars[k], res.Kept[k] = v, v
 	}
 	for k, v := range in.Vars {
-		vars[k] = v
+		vars[k] = wholeNumbers(v)
 	}
 	if res.Generated, err = manifest.Generate(decl, vars); err != nil {
 		return res, fmt.Errorf("generate variables: %w", err)

@@ -135,3 +135,15 @@ func TestBuildRefused(t *testing.T) {
 		})
 	}
 }
+
+// Values given as JSON read as YAML would: a whole number is a count.
+func TestBuildGivenNumbers(t *testing.T) {
+	m := strings.Replace(simple, "instances: 2", "instances: ((n))", 1)
+	res, err := Build(contract.ManifestDeploy{Manifest: m, Vars: map[string]any{"n": float64(1)}}, cloud(), nil, nil, contract.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Placement["db"]) != 1 {
+		t.Fatalf("placement %v", res.Placement)
+	}
+}

@@ -2,6 +2,7 @@ package manifestdeploy
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -81,4 +82,29 @@ func secretPlaces(cfg contract.Config, values []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// wholeNumbers gives back a value decoded from JSON with its whole
+// numbers as YAML reads them (int, not float64): a variable that gives
+// instances: ((n)) must read as a count.
+func wholeNumbers(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[k] = wholeNumbers(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = wholeNumbers(x)
+		}
+		return out
+	case float64:
+		if t == math.Trunc(t) && math.Abs(t) < 1<<53 {
+			return int(t)
+		}
+	}
+	return v
 }

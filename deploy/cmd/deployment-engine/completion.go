@@ -49,10 +49,11 @@ var completion = map[string]struct{ subs, flags []string }{
 	"version":      {},
 	"openapi":      {},
 	"asyncapi":     {},
-	"manifest": {subs: []string{"interpolate", "config"}, flags: []string{"--ops-file", "--var", "--vars-file", "--vars-store", "--var-errs", "--path",
-		"--home", "--key", "--domain", "--user"}},
-	"completion": {subs: []string{"bash", "zsh", "fish"}},
-	"help":       {},
+	"manifest": {subs: []string{"interpolate", "config", "deploy"}, flags: []string{"--ops-file", "--var", "--vars-file", "--vars-store", "--var-errs", "--path",
+		"--home", "--key", "--domain", "--user", "--check", "--follow", "--json", "--data", "--server"}},
+	"cloud-config": {subs: []string{"update"}},
+	"completion":   {subs: []string{"bash", "zsh", "fish"}},
+	"help":         {},
 }
 
 // commonClientFlags are every client command's.

@@ -43,6 +43,9 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
                               (a BOSH manifest with its ops files and variables, as bosh interpolate: no engine needed)
   deployment-engine manifest config FILE [-o OPS]... [-v ...] [-l ...] [--vars-store FILE] --home IP [--key PATH]
                               (the config that deploys it, catalog bosh: deployment-engine manifest config ... | deployment-engine config set -)
+  deployment-engine cloud-config | cloud-config update FILE   (the machines manifests deploy on: home, ssh, azs, disks; YAML)
+  deployment-engine manifest deploy FILE [-o OPS]... [-v NAME=VALUE]... [-l VARS]... [--check=false] [--follow]
+                              (deploys it on the cloud config's machines; the engine generates its variables once and keeps them)
   deployment-engine completion bash|zsh|fish
 Add --json to any client command for machine-readable output.
 `

@@ -17,7 +17,9 @@ func init() { commands["manifest"] = manifestCmd }
 
 const manifestUsage = `usage: deployment-engine manifest interpolate FILE [-o|--ops-file OPS]... [-v|--var NAME=VALUE]... [-l|--vars-file VARS]... [--vars-store FILE] [--var-errs] [--path POINTER]
        deployment-engine manifest config FILE [the same -o, -v, -l, --vars-store] --home IP [--key PATH] [--domain D] [--user U]
-         (the config of catalog bosh that deploys the manifest; the nodes' root password, if no key, from DE_ROOT_PASSWORD)`
+         (the config of catalog bosh that deploys the manifest; the nodes' root password, if no key, from DE_ROOT_PASSWORD)
+       deployment-engine manifest deploy FILE [-o OPS]... [-v NAME=VALUE]... [-l VARS]... [--check=false] [--follow] [--json]
+         (deploys it on the cloud config's machines: the engine applies the ops, generates the variables once, places the instances)`
 
 // listFlag collects a flag given several times, in order.
 type listFlag []string
@@ -38,7 +40,10 @@ type manifestFlags struct {
 // a deploy would read it — its ops files applied in order, then its
 // variables — as `bosh interpolate` does; manifest config prints the
 // engine's config that deploys it. No engine needs to run.
-func manifestCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
+func manifestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "deploy" {
+		return manifestDeploy(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "interpolate" && args[0] != "config") {
 		fmt.Fprintln(stderr, manifestUsage)
 		return exitUsage

@@ -1,0 +1,38 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// CloudConfig returns the stored cloud config.
+func (c *Client) CloudConfig(ctx context.Context) (contract.CloudConfig, json.RawMessage, error) {
+	var out contract.CloudConfig
+	raw, err := c.getJSON(ctx, "GET", base+"/cloud-config", nil, &out)
+	return out, raw, err
+}
+
+// PutCloudConfig stores a cloud config given as YAML or JSON.
+func (c *Client) PutCloudConfig(ctx context.Context, body []byte) (contract.CloudConfig, json.RawMessage, error) {
+	var out contract.CloudConfig
+	raw, err := c.getJSON(ctx, "PUT", base+"/cloud-config", body, &out)
+	return out, raw, err
+}
+
+// DeployManifest deploys a BOSH manifest on the cloud config's machines;
+// check false stores its config without contacting the nodes first.
+func (c *Client) DeployManifest(ctx context.Context, in contract.ManifestDeploy, check bool) (contract.ManifestDeployed, json.RawMessage, error) {
+	var out contract.ManifestDeployed
+	body, err := json.Marshal(in)
+	if err != nil {
+		return out, nil, err
+	}
+	path := base + "/manifest"
+	if !check {
+		path += "?check=0"
+	}
+	raw, err := c.getJSON(ctx, "POST", path, body, &out)
+	return out, raw, err
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/deployment-engine/engine/deploy/client"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+func init() { commands["cloud-config"] = clientCommand("cloud-config", cloudConfigCmd) }
+
+// cloudConfigCmd: cloud-config (prints it) | cloud-config update FILE.
+func cloudConfigCmd(ctx context.Context, s *session) int {
+	switch {
+	case len(s.args) == 0:
+		if code := s.connect(); code != exitOK {
+			return code
+		}
+		cc, raw, err := s.c.CloudConfig(ctx)
+		if client.StatusOf(err) == 404 {
+			fmt.Fprintln(s.stderr, "cloud-config: none stored yet; store one with: deployment-engine cloud-config update FILE")
+			return exitFailed
+		}
+		return s.answer(raw, err, func() { printCloudConfig(s.stdout, cc) })
+	case s.args[0] == "update" && len(s.args) == 2:
+		body, err := readArg(s.args[1])
+		if err != nil {
+			return s.usage("%v", err)
+		}
+		if code := s.connect(); code != exitOK {
+			return code
+		}
+		cc, raw, err := s.c.PutCloudConfig(ctx, body)
+		return s.answer(raw, err, func() {
+			n := 0
+			for _, az := range cc.AZs {
+				n += len(az.Machines)
+			}
+			fmt.Fprintf(s.stdout, "cloud config stored: %d machines in %d zones\n", n, len(cc.AZs))
+		})
+	}
+	return s.usage("cloud-config prints it; cloud-config update FILE (YAML or JSON, - for stdin) stores one")
+}
+
+// printCloudConfig prints cc as YAML, in the shape it is given in.
+func printCloudConfig(w io.Writer, cc contract.CloudConfig) {
+	fmt.Fprintf(w, "home: %s\n", cc.Home)
+	if cc.SSH != (contract.CloudSSH{}) {
+		fmt.Fprintf(w, "ssh: {user: %s, key: %s}\n", cc.SSH.User, cc.SSH.Key)
+	}
+	fmt.Fprintln(w, "azs:")
+	for _, az := range cc.AZs {
+		var ms []string
+		for _, m := range az.Machines {
+			if m.User == "" && m.Key == "" {
+				ms = append(ms, m.IP)
+				continue
+			}
+			ms = append(ms, fmt.Sprintf("{ip: %s, user: %s, key: %s}", m.IP, m.User, m.Key))
+		}
+		fmt.Fprintf(w, "- name: %s\n  machines: [%s]\n", az.Name, strings.Join(ms, ", "))
+	}
+	if len(cc.Disks) > 0 {
+		fmt.Fprintln(w, "disks:")
+		ips := make([]string, 0, len(cc.Disks))
+		for ip := range cc.Disks {
+			ips = append(ips, ip)
+		}
+		sort.Strings(ips)
+		for _, ip := range ips {
+			fmt.Fprintf(w, "  %s: %s\n", ip, cc.Disks[ip])
+		}
+	}
+}
+
+// manifestDeploy: manifest deploy FILE [-o OPS]... [-v NAME=VALUE]...
+// [-l VARS]... [--check=false] [--follow]: the files are read here and
+// sent whole; the engine applies the ops, generates the variables the
+// manifest declares and nothing gives, and places the instances.
+func manifestDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	s := &session{name: "manifest deploy", stdout: stdout, stderr: stderr}
+	f := &manifestFlags{}
+	fs, data, server, help := clientFlags(s)
+	for _, n := range []string{"o", "ops-file"} {
+		fs.Var(&f.ops, n, "an ops file, applied in the order given (repeatable)")
+	}
+	for _, n := range []string{"l", "vars-file"} {
+		fs.Var(&f.varFiles, n, "a YAML file of variables (repeatable; a later one wins)")
+	}
+	for _, n := range []string{"v", "var"} {
+		fs.Var(&f.vars, n, "a variable as NAME=VALUE (repeatable; wins over -l)")
+	}
+	pos, err := parseInterleaved(fs, args)
+	if *help {
+		fmt.Fprintln(stdout, manifestUsage)
+		return exitOK
+	}
+	if err != nil || len(pos) != 1 {
+		fmt.Fprintf(stderr, "manifest deploy: want one manifest FILE\n%s\n", manifestUsage)
+		return exitUsage
+	}
+	s.data, s.server, f.file = *data, *server, pos[0]
+	in, err := f.request()
+	if err != nil {
+		fmt.Fprintf(stderr, "manifest deploy: %v\n", err)
+		return exitFailed
+	}
+	if code := s.connect(); code != exitOK {
+		return code
+	}
+	out, raw, err := s.c.DeployManifest(ctx, in, s.check)
+	if err != nil {
+		return s.fail(err)
+	}
+	if !s.json {
+		for _, g := range sortedKeysOf(out.Placement) {
+			fmt.Fprintf(stdout, "%s: %s\n", g, strings.Join(out.Placement[g], ", "))
+		}
+		for _, w := range out.Warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+	}
+	return s.started(ctx, out.ID, raw)
+}
+
+// request reads the manifest, its ops files and the variables given.
+func (f *manifestFlags) request() (contract.ManifestDeploy, error) {
+	var in contract.ManifestDeploy
+	b, err := readInput(f.file)
+	if err != nil {
+		return in, err
+	}
+	in.Manifest = string(b)
+	for _, name := range f.ops {
+		b, err := readInput(name)
+		if err != nil {
+			return in, err
+		}
+		in.Ops = append(in.Ops, string(b))
+	}
+	vars, _, err := f.loadVars()
+	if err != nil {
+		return in, err
+	}
+	if len(vars) > 0 {
+		in.Vars = vars
+	}
+	return in, nil
+}
+
+func sortedKeysOf(m map[string][]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
