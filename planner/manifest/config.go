@@ -154,7 +154,7 @@ func (c *converter) group(g map[string]any, v1 bool) error {
 		return err
 	}
 	if len(ips) != instances {
-		return fmt.Errorf("%s: %d instances and %d static IPs; give each instance its machine as a static IP of its network (machines picked from a cloud config are not built yet)", where, instances, len(ips))
+		return fmt.Errorf("%s: %d instances and %d static IPs; give each instance its machine as a static IP of its network, or deploy it with manifest deploy, which picks machines from the cloud config", where, instances, len(ips))
 	}
 	for _, ip := range ips {
 		if other, dup := c.ipGroup[ip]; dup {
