@@ -133,7 +133,9 @@ var routeDocs = map[string]opDoc{
 			"before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. " +
 			"Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is " +
 			"then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.",
-		query: []param{{"check", "0 stores the config without contacting its nodes", schemaObj{"type": "string", "enum": []string{"0", "1"}}}},
+		// A pattern, not an enum: a second enum of the same values would
+		// rename POST /config's constants in generated clients.
+		query: []param{{"check", "0 stores the config without contacting its nodes", schemaObj{"type": "string", "pattern": "^[01]$"}}},
 		body:  body[contract.ManifestDeploy]("the manifest's YAML, its ops files' YAML in order, and values of variables"),
 		ok:    []reply{ok[contract.ManifestDeployed](http.StatusAccepted, "stored and started: follow the deployment at /deployments/{id}")},
 		errs: []reply{unreadable, fails(http.StatusForbidden, "no cloud config has been stored yet"),

@@ -19,34 +19,16 @@ import (
 
 // Defines values for PostConfigParamsCheck.
 const (
-	PostConfigParamsCheckN0 PostConfigParamsCheck = "0"
-	PostConfigParamsCheckN1 PostConfigParamsCheck = "1"
+	N0 PostConfigParamsCheck = "0"
+	N1 PostConfigParamsCheck = "1"
 )
 
 // Valid indicates whether the value is a known member of the PostConfigParamsCheck enum.
 func (e PostConfigParamsCheck) Valid() bool {
 	switch e {
-	case PostConfigParamsCheckN0:
+	case N0:
 		return true
-	case PostConfigParamsCheckN1:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for DeployManifestParamsCheck.
-const (
-	DeployManifestParamsCheckN0 DeployManifestParamsCheck = "0"
-	DeployManifestParamsCheckN1 DeployManifestParamsCheck = "1"
-)
-
-// Valid indicates whether the value is a known member of the DeployManifestParamsCheck enum.
-func (e DeployManifestParamsCheck) Valid() bool {
-	switch e {
-	case DeployManifestParamsCheckN0:
-		return true
-	case DeployManifestParamsCheckN1:
+	case N1:
 		return true
 	default:
 		return false
@@ -880,11 +862,8 @@ type FollowLogsParams struct {
 // DeployManifestParams defines parameters for DeployManifest.
 type DeployManifestParams struct {
 	// Check 0 stores the config without contacting its nodes
-	Check *DeployManifestParamsCheck `form:"check,omitempty" json:"check,omitempty"`
+	Check *string `form:"check,omitempty" json:"check,omitempty"`
 }
-
-// DeployManifestParamsCheck defines parameters for DeployManifest.
-type DeployManifestParamsCheck string
 
 // RestartParams defines parameters for Restart.
 type RestartParams struct {
