@@ -171,7 +171,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	maps.Copy(eps, cloudconfig.Book{KV: o.Res.Engine, Log: p.log, Event: p.engineEvent}.Endpoints())
 	maps.Copy(eps, manifestdeploy.Book{KV: o.Res.Engine, Log: p.log, Event: p.engineEvent, Put: p.putConfig,
 		Stored: func(ctx context.Context) (contract.Config, error) { c, _, err := p.loadConfig(ctx); return c, err },
-		Start:  func(ctx context.Context) (string, error) { return p.startStored(ctx) }}.Endpoints())
+		Start:  p.startStored}.Endpoints())
 	if err := svc.Serve(o.NC, "configs, plans and deployments", eps); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -30,10 +31,16 @@ type Book struct {
 	Start func(ctx context.Context) (string, error)
 	// Event records an operation for the operations log.
 	Event func(ctx context.Context, kind, msg string)
+
+	// mu serialises this process's manifest deploys from reading the
+	// record to writing it: two at once would keep the variables one
+	// generated beside the config the other stored.
+	mu *sync.Mutex
 }
 
 // Endpoints are the book's commands by subject.
 func (b Book) Endpoints() map[string]kit.Handler {
+	b.mu = &sync.Mutex{}
 	return map[string]kit.Handler{subject.ManifestDeploy(): b.deploy}
 }
 
@@ -45,44 +52,9 @@ func (b Book) deploy(ctx context.Context, req micro.Request) (int, any, error) {
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
-	cc, err := cloudconfig.Load(ctx, b.KV)
-	if errors.Is(err, cloudconfig.ErrNone) {
-		return 0, nil, &kit.Error{Code: 403, Msg: "a manifest needs machines: " + err.Error()}
-	}
+	res, err := b.store(ctx, in)
 	if err != nil {
 		return 0, nil, err
-	}
-	stored, err := b.Stored(ctx)
-	if err != nil {
-		return 0, nil, err
-	}
-	st, kept, err := Load(ctx, b.KV)
-	if err != nil {
-		return 0, nil, err
-	}
-	res, err := Build(in.Deploy, cc, kept, st.Placement, stored)
-	if err != nil {
-		return 0, nil, &kit.Error{Code: 400, Msg: "manifest rejected: " + err.Error()}
-	}
-	raw, err := json.Marshal(res.Config)
-	if err != nil {
-		return 0, nil, fmt.Errorf("encode the manifest's config: %w", err)
-	}
-	if _, _, err := b.Put(ctx, contract.ConfigPut{V: contract.Version, Config: raw, Check: in.Check}); err != nil {
-		return 0, nil, err
-	}
-	// The config is stored: its record goes with it, or the variables in
-	// it would be generated anew next time.
-	if err := Store(ctx, b.KV, res.Name, res.Placement, res.Kept); err != nil {
-		return 0, nil, err
-	}
-	n := 0
-	for _, ips := range res.Placement {
-		n += len(ips)
-	}
-	b.Log.Info("manifest stored", "name", res.Name, "instances", n, "generated", len(res.Generated))
-	if b.Event != nil {
-		b.Event(ctx, "manifest", fmt.Sprintf("manifest %s stored: %d instances in %d groups, %d variables generated", res.Name, n, len(res.Placement), len(res.Generated)))
 	}
 	id, err := b.Start(ctx)
 	if err != nil {
@@ -92,4 +64,50 @@ func (b Book) deploy(ctx context.Context, req micro.Request) (int, any, error) {
 		res.Warnings = []string{}
 	}
 	return 202, contract.ManifestDeployed{ID: id, Name: res.Name, Placement: res.Placement, Warnings: res.Warnings}, nil
+}
+
+// store builds the manifest and stores its config and its record.
+func (b Book) store(ctx context.Context, in contract.ManifestDeployCmd) (Result, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cc, err := cloudconfig.Load(ctx, b.KV)
+	if errors.Is(err, cloudconfig.ErrNone) {
+		return Result{}, &kit.Error{Code: 403, Msg: "a manifest needs machines: " + err.Error()}
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	stored, err := b.Stored(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	st, kept, err := Load(ctx, b.KV)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := Build(in.Deploy, cc, kept, st.Placement, stored)
+	if err != nil {
+		return res, &kit.Error{Code: 400, Msg: "manifest rejected: " + err.Error()}
+	}
+	raw, err := json.Marshal(res.Config)
+	if err != nil {
+		return res, fmt.Errorf("encode the manifest's config: %w", err)
+	}
+	if _, _, err := b.Put(ctx, contract.ConfigPut{V: contract.Version, Config: raw, Check: in.Check}); err != nil {
+		return res, err
+	}
+	// The config is stored: its record goes with it, or the variables in
+	// it would be generated anew next time.
+	if err := Store(ctx, b.KV, res.Name, res.Placement, res.Kept); err != nil {
+		return res, err
+	}
+	n := 0
+	for _, ips := range res.Placement {
+		n += len(ips)
+	}
+	b.Log.Info("manifest stored", "name", res.Name, "instances", n, "generated", len(res.Generated))
+	if b.Event != nil {
+		b.Event(ctx, "manifest", fmt.Sprintf("manifest %s stored: %d instances in %d groups, %d variables generated", res.Name, n, len(res.Placement), len(res.Generated)))
+	}
+	return res, nil
 }
