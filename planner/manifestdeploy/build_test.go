@@ -147,3 +147,33 @@ func TestBuildGivenNumbers(t *testing.T) {
 		t.Fatalf("placement %v", res.Placement)
 	}
 }
+
+// A v1 manifest (jobs with templates, global properties) is placed the
+// same way; a variable in its global properties is marked there.
+func TestBuildV1(t *testing.T) {
+	const v1 = `
+name: old
+release: {name: sec, version: 1}
+jobs:
+- name: db
+  instances: 1
+  networks: [{name: default}]
+  templates: [{name: db}]
+properties:
+  admin: {user: admin, pass: ((pw))}
+variables:
+- {name: pw, type: password}
+`
+	res, err := Build(contract.ManifestDeploy{Manifest: v1}, cloud(), nil, nil, contract.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(res.Config.Components["db"], []string{"10.0.0.5"}) ||
+		!reflect.DeepEqual(res.Config.Properties.SecretProperties, []string{"global.admin.pass"}) {
+		t.Fatalf("config %+v", res.Config)
+	}
+	red, _ := json.Marshal(res.Config.Redact())
+	if strings.Contains(string(red), res.Kept["pw"].(string)) || !strings.Contains(string(red), `"user":"admin"`) {
+		t.Fatalf("redacted: %s", red)
+	}
+}
