@@ -78,7 +78,8 @@ func TestManifestDeploy(t *testing.T) {
 	}
 	bus.SetSealKey([]byte("manifest-test-engine-key-0123456"))
 	fresh := newID
-	g := startGoldenWith(t, func(o *Options) { o.Releases = store })
+	// Listening on loopback alone: the machines cannot reach the engine.
+	g := startGoldenWith(t, func(o *Options) { o.Releases, o.ListenHost = store, "127.0.0.1" })
 	newID = fresh // two deployments, two ids
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -110,6 +111,9 @@ func TestManifestDeploy(t *testing.T) {
 	}
 	var started contract.ManifestDeployed
 	_ = json.Unmarshal([]byte(body), &started)
+	if !strings.Contains(strings.Join(started.Warnings, "\n"), "127.0.0.1") {
+		t.Errorf("no warning of the listen address the machines cannot reach: %s", body)
+	}
 	_, kept, err := manifestdeploy.Load(ctx, g.b.Res.Engine)
 	if err != nil {
 		t.Fatal(err)

@@ -93,8 +93,14 @@ func (b Book) store(ctx context.Context, in contract.ManifestDeployCmd) (Result,
 	if err != nil {
 		return res, fmt.Errorf("encode the manifest's config: %w", err)
 	}
-	if _, _, err := b.Put(ctx, contract.ConfigPut{V: contract.Version, Config: raw, Check: in.Check}); err != nil {
+	_, reply, err := b.Put(ctx, contract.ConfigPut{V: contract.Version, Config: raw, Check: in.Check})
+	if err != nil {
 		return res, err
+	}
+	// The config's warnings (a listen address the machines cannot reach,
+	// say) are the manifest's too.
+	if r, ok := reply.(contract.ConfigPutReply); ok {
+		res.Warnings = append(res.Warnings, r.Warnings...)
 	}
 	// The config is stored: its record goes with it, or the variables in
 	// it would be generated anew next time.
