@@ -18,6 +18,7 @@ import (
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/cloudconfig"
 	"github.com/deployment-engine/engine/planner/manifestdeploy"
+	"github.com/deployment-engine/engine/planner/problems"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/planner/validate"
@@ -79,6 +80,8 @@ type Options struct {
 	// where nodes fetch from: "" listens on every address. A config whose
 	// nodes cannot reach it is warned about.
 	ListenHost string
+	// Version is the engine's build version, which its agents should report.
+	Version string
 }
 
 // AgentSpec tells the planner how to install the node agent.
@@ -172,6 +175,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	maps.Copy(eps, manifestdeploy.Book{KV: o.Res.Engine, Log: p.log, Event: p.engineEvent, Put: p.putConfig,
 		Stored: func(ctx context.Context) (contract.Config, error) { c, _, err := p.loadConfig(ctx); return c, err },
 		Start:  p.startStored}.Endpoints())
+	maps.Copy(eps, problems.Book{NC: o.NC, Res: o.Res, Log: p.log, Version: o.Version}.Endpoints())
 	if err := svc.Serve(o.NC, "configs, plans and deployments", eps); err != nil {
 		return nil, err
 	}

@@ -105,6 +105,7 @@ func startPlanner(ctx context.Context, o Options, b *engineBus, catalogs map[str
 		SecretKey:   key.digestKey(),
 		Webhooks:    contract.WebhookPolicy{Allow: o.WebhookAllow},
 		ListenHost:  listenHost(o.Listen),
+		Version:     o.Build.Version,
 		// A rolling restart waits for monit's outcome as PUT /restart does.
 		Control: func(action, process string) string {
 			return monitControl(action, process)

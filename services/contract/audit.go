@@ -73,6 +73,9 @@ const (
 	// manifest deployed, its object the manifest's name.
 	AuditCloudConfig = "cloud-config"
 	AuditManifest    = "manifest"
+	// AuditResolve is a fix of a problem applied: its object is the
+	// problem, its detail the fix.
+	AuditResolve = "resolve"
 
 	AuditHealRestart  = "heal-restart"
 	AuditHealReapply  = "heal-reapply"

@@ -114,6 +114,10 @@ func CloudConfigGet() string { return cmd("cloudconfig", "get") }
 func CloudConfigPut() string { return cmd("cloudconfig", "put") }
 func ManifestDeploy() string { return cmd("manifest", "deploy") }
 
+// Commands of problems and their fixes (the planner's).
+func ProblemsList() string    { return cmd("problems", "list") }
+func ProblemsResolve() string { return cmd("problems", "resolve") }
+
 // Commands of the log store.
 func LogsList() string { return cmd("logs", "list") }
 func LogsRead() string { return cmd("logs", "read") }
