@@ -171,6 +171,8 @@ var routeRoles = map[string]Role{
 	"GET /cloud-config":                RoleRead,
 	"PUT /cloud-config":                RoleDeploy, // the machines manifests deploy on
 	"POST /manifest":                   RoleDeploy,
+	"GET /problems":                    RoleRead,
+	"POST /problems/{id}/resolve":      RoleOperate, // a fix that deploys the config needs deploy (routes_problems.go)
 }
 
 // tableRoutes walks the real router: every route below the prefix that

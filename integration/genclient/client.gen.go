@@ -118,6 +118,17 @@ type CloudSSH struct {
 	User *string `json:"user,omitempty"`
 }
 
+// ClusterProblem defines model for ClusterProblem.
+type ClusterProblem struct {
+	Certificate *string       `json:"certificate,omitempty"`
+	Component   *string       `json:"component,omitempty"`
+	Detail      string        `json:"detail"`
+	Fixes       *[]ProblemFix `json:"fixes"`
+	Id          string        `json:"id"`
+	Kind        string        `json:"kind"`
+	Node        *string       `json:"node,omitempty"`
+}
+
 // Config Examples: {"components":{"haproxy":["10.0.0.1"],"nats":["10.0.0.2","10.0.0.3"]},"properties":{"adduser":1,"checkdisk":1,"disksize":15,"domain":"cf.local","home":"10.0.0.100","password":"pw","root":"123456","user":"vcap"}}
 type Config struct {
 	Components *map[string][]string `json:"components"`
@@ -442,6 +453,20 @@ type Problem struct {
 	Reason    string  `json:"reason"`
 }
 
+// ProblemFix defines model for ProblemFix.
+type ProblemFix struct {
+	Description string `json:"description"`
+	Name        string `json:"name"`
+	Recommended bool   `json:"recommended"`
+}
+
+// ProblemList defines model for ProblemList.
+type ProblemList struct {
+	Problems *[]ClusterProblem `json:"problems"`
+	Unread   *[]string         `json:"unread"`
+	V        int               `json:"v"`
+}
+
 // Properties defines model for Properties.
 type Properties struct {
 	// Adduser a whole number >= 0, as a JSON number or a string holding one; null when unset
@@ -727,6 +752,11 @@ type MaintenanceSwitch struct {
 	Reason *string `json:"reason,omitempty"`
 }
 
+// ResolveBody defines model for resolveBody.
+type ResolveBody struct {
+	Fix string `json:"fix"`
+}
+
 // ScheduleBody defines model for scheduleBody.
 type ScheduleBody struct {
 	Action          string      `json:"action"`
@@ -925,6 +955,9 @@ type SetNodeMaintenanceJSONRequestBody = MaintenanceSwitch
 
 // PlanJSONRequestBody defines body for Plan for application/json ContentType.
 type PlanJSONRequestBody = Config
+
+// ResolveProblemJSONRequestBody defines body for ResolveProblem for application/json ContentType.
+type ResolveProblemJSONRequestBody = ResolveBody
 
 // RestartJSONRequestBody defines body for Restart for application/json ContentType.
 type RestartJSONRequestBody = Target
@@ -1937,6 +1970,31 @@ type ClientInterface interface {
 	// Corresponds with GET /deployment-engine/precheck (the `Precheck` operationId).
 	Precheck(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListProblems What is wrong in the cluster, and the fixes that apply
+	//
+	// A scan of what the engine already has: the monitor's status, the agents' last heartbeats, the stored config's plan (which reads every node: drift, removals, nodes not reached) and the certificates. Kinds: node-unreachable, host-key-changed, process-not-running, monit-check-missing, monit-unmonitored, agent-not-reporting, agent-version, drift, disk-full (over 90 %), orphan (an instance the config no longer places), certificate-expiring (within 30 days). A node in maintenance shows no problem of its instances. Each problem has the same id in every scan; fixes name what POST /problems/{id}/resolve can apply, at most one recommended, none for what a person must do. unread names the facts the scan could not read.
+	//
+	// Corresponds with GET /deployment-engine/problems (the `ListProblems` operationId).
+	ListProblems(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ResolveProblemWithBody Apply one fix of a problem, as a deployment
+	//
+	// The cluster is scanned again and the fix applied through the operation it names: restart (a rolling restart of the instance), reapply (the instance applied again), deploy and remove (the stored config deployed), restart-agent (an exec deployment on the node), forget-host-key (the pinned key forgotten, then the stored config deployed; never recommended).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /deployment-engine/problems/{id}/resolve (the `ResolveProblem` operationId).
+	ResolveProblemWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ResolveProblem Apply one fix of a problem, as a deployment
+	//
+	// The cluster is scanned again and the fix applied through the operation it names: restart (a rolling restart of the instance), reapply (the instance applied again), deploy and remove (the stored config deployed), restart-agent (an exec deployment on the node), forget-host-key (the pinned key forgotten, then the stored config deployed; never recommended).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /deployment-engine/problems/{id}/resolve (the `ResolveProblem` operationId).
+	ResolveProblem(ctx context.Context, id string, body ResolveProblemJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// PrometheusTargets Prometheus' HTTP service discovery of the node agents
 	//
 	// Corresponds with GET /deployment-engine/prometheus/targets (the `PrometheusTargets` operationId).
@@ -2813,6 +2871,61 @@ func (c *Client) Plan(ctx context.Context, body PlanJSONRequestBody, reqEditors 
 // Corresponds with GET /deployment-engine/precheck (the `Precheck` operationId).
 func (c *Client) Precheck(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPrecheckRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListProblems What is wrong in the cluster, and the fixes that apply
+//
+// A scan of what the engine already has: the monitor's status, the agents' last heartbeats, the stored config's plan (which reads every node: drift, removals, nodes not reached) and the certificates. Kinds: node-unreachable, host-key-changed, process-not-running, monit-check-missing, monit-unmonitored, agent-not-reporting, agent-version, drift, disk-full (over 90 %), orphan (an instance the config no longer places), certificate-expiring (within 30 days). A node in maintenance shows no problem of its instances. Each problem has the same id in every scan; fixes name what POST /problems/{id}/resolve can apply, at most one recommended, none for what a person must do. unread names the facts the scan could not read.
+//
+// Corresponds with GET /deployment-engine/problems (the `ListProblems` operationId).
+func (c *Client) ListProblems(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListProblemsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ResolveProblemWithBody Apply one fix of a problem, as a deployment
+//
+// The cluster is scanned again and the fix applied through the operation it names: restart (a rolling restart of the instance), reapply (the instance applied again), deploy and remove (the stored config deployed), restart-agent (an exec deployment on the node), forget-host-key (the pinned key forgotten, then the stored config deployed; never recommended).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /deployment-engine/problems/{id}/resolve (the `ResolveProblem` operationId).
+func (c *Client) ResolveProblemWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewResolveProblemRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ResolveProblem Apply one fix of a problem, as a deployment
+//
+// The cluster is scanned again and the fix applied through the operation it names: restart (a rolling restart of the instance), reapply (the instance applied again), deploy and remove (the stored config deployed), restart-agent (an exec deployment on the node), forget-host-key (the pinned key forgotten, then the stored config deployed; never recommended).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /deployment-engine/problems/{id}/resolve (the `ResolveProblem` operationId).
+func (c *Client) ResolveProblem(ctx context.Context, id string, body ResolveProblemJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewResolveProblemRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4766,6 +4879,80 @@ func NewPrecheckRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewListProblemsRequest constructs an http.Request for the ListProblems method
+func NewListProblemsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/problems")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewResolveProblemRequest calls the generic ResolveProblem builder with application/json body
+func NewResolveProblemRequest(server string, id string, body ResolveProblemJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewResolveProblemRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewResolveProblemRequestWithBody constructs an http.Request for the ResolveProblem method, with any body, and a specified content type
+func NewResolveProblemRequestWithBody(server string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/problems/%s/resolve", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewPrometheusTargetsRequest constructs an http.Request for the PrometheusTargets method
 func NewPrometheusTargetsRequest(server string) (*http.Request, error) {
 	var err error
@@ -5832,6 +6019,33 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /deployment-engine/precheck (the `Precheck` operationId).
 	PrecheckWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*PrecheckResponse, error)
+
+	// ListProblemsWithResponse What is wrong in the cluster, and the fixes that apply
+	//
+	// A scan of what the engine already has: the monitor's status, the agents' last heartbeats, the stored config's plan (which reads every node: drift, removals, nodes not reached) and the certificates. Kinds: node-unreachable, host-key-changed, process-not-running, monit-check-missing, monit-unmonitored, agent-not-reporting, agent-version, drift, disk-full (over 90 %), orphan (an instance the config no longer places), certificate-expiring (within 30 days). A node in maintenance shows no problem of its instances. Each problem has the same id in every scan; fixes name what POST /problems/{id}/resolve can apply, at most one recommended, none for what a person must do. unread names the facts the scan could not read.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /deployment-engine/problems (the `ListProblems` operationId).
+	ListProblemsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListProblemsResponse, error)
+
+	// ResolveProblemWithBodyWithResponse Apply one fix of a problem, as a deployment
+	//
+	// The cluster is scanned again and the fix applied through the operation it names: restart (a rolling restart of the instance), reapply (the instance applied again), deploy and remove (the stored config deployed), restart-agent (an exec deployment on the node), forget-host-key (the pinned key forgotten, then the stored config deployed; never recommended).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/problems/{id}/resolve (the `ResolveProblem` operationId).
+	ResolveProblemWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ResolveProblemResponse, error)
+
+	// ResolveProblemWithResponse Apply one fix of a problem, as a deployment
+	//
+	// The cluster is scanned again and the fix applied through the operation it names: restart (a rolling restart of the instance), reapply (the instance applied again), deploy and remove (the stored config deployed), restart-agent (an exec deployment on the node), forget-host-key (the pinned key forgotten, then the stored config deployed; never recommended).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/problems/{id}/resolve (the `ResolveProblem` operationId).
+	ResolveProblemWithResponse(ctx context.Context, id string, body ResolveProblemJSONRequestBody, reqEditors ...RequestEditorFn) (*ResolveProblemResponse, error)
 
 	// PrometheusTargetsWithResponse Prometheus' HTTP service discovery of the node agents
 	//
@@ -9509,6 +9723,235 @@ func (r PrecheckResponse) ContentType() string {
 	return ""
 }
 
+// ListProblemsResponse401Headers the declared response headers of an HTTP 401 response for ListProblems
+type ListProblemsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ListProblemsResponse429Headers the declared response headers of an HTTP 429 response for ListProblems
+type ListProblemsResponse429Headers struct {
+	RetryAfter string
+}
+
+type ListProblemsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ProblemList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListProblemsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListProblemsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListProblemsResponse) GetJSON200() *ProblemList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListProblemsResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListProblemsResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListProblemsResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListProblemsResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListProblemsResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ListProblemsResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListProblemsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListProblemsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListProblemsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListProblemsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ResolveProblemResponse401Headers the declared response headers of an HTTP 401 response for ResolveProblem
+type ResolveProblemResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ResolveProblemResponse429Headers the declared response headers of an HTTP 429 response for ResolveProblem
+type ResolveProblemResponse429Headers struct {
+	RetryAfter string
+}
+
+type ResolveProblemResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *DeployStarted
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON502 the response for an HTTP 502 `application/json` response
+	JSON502 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ResolveProblemResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ResolveProblemResponse429Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r ResolveProblemResponse) GetJSON202() *DeployStarted {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ResolveProblemResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ResolveProblemResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ResolveProblemResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ResolveProblemResponse) GetJSON404() *ErrorBody {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r ResolveProblemResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ResolveProblemResponse) GetJSON413() *ErrorBody {
+	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ResolveProblemResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ResolveProblemResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON502 returns the response for an HTTP 502 `application/json` response
+func (r ResolveProblemResponse) GetJSON502() *ErrorBody {
+	return r.JSON502
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ResolveProblemResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ResolveProblemResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ResolveProblemResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ResolveProblemResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ResolveProblemResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ResolveProblemResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // PrometheusTargetsResponse401Headers the declared response headers of an HTTP 401 response for PrometheusTargets
 type PrometheusTargetsResponse401Headers struct {
 	WWWAuthenticate *string
@@ -11839,6 +12282,51 @@ func (c *ClientWithResponses) PrecheckWithResponse(ctx context.Context, reqEdito
 		return nil, err
 	}
 	return ParsePrecheckResponse(rsp)
+}
+
+// ListProblemsWithResponse What is wrong in the cluster, and the fixes that apply
+//
+// A scan of what the engine already has: the monitor's status, the agents' last heartbeats, the stored config's plan (which reads every node: drift, removals, nodes not reached) and the certificates. Kinds: node-unreachable, host-key-changed, process-not-running, monit-check-missing, monit-unmonitored, agent-not-reporting, agent-version, drift, disk-full (over 90 %), orphan (an instance the config no longer places), certificate-expiring (within 30 days). A node in maintenance shows no problem of its instances. Each problem has the same id in every scan; fixes name what POST /problems/{id}/resolve can apply, at most one recommended, none for what a person must do. unread names the facts the scan could not read.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /deployment-engine/problems (the `ListProblems` operationId).
+func (c *ClientWithResponses) ListProblemsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListProblemsResponse, error) {
+	rsp, err := c.ListProblems(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListProblemsResponse(rsp)
+}
+
+// ResolveProblemWithBodyWithResponse Apply one fix of a problem, as a deployment
+//
+// The cluster is scanned again and the fix applied through the operation it names: restart (a rolling restart of the instance), reapply (the instance applied again), deploy and remove (the stored config deployed), restart-agent (an exec deployment on the node), forget-host-key (the pinned key forgotten, then the stored config deployed; never recommended).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/problems/{id}/resolve (the `ResolveProblem` operationId).
+func (c *ClientWithResponses) ResolveProblemWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ResolveProblemResponse, error) {
+	rsp, err := c.ResolveProblemWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseResolveProblemResponse(rsp)
+}
+
+// ResolveProblemWithResponse Apply one fix of a problem, as a deployment
+//
+// The cluster is scanned again and the fix applied through the operation it names: restart (a rolling restart of the instance), reapply (the instance applied again), deploy and remove (the stored config deployed), restart-agent (an exec deployment on the node), forget-host-key (the pinned key forgotten, then the stored config deployed; never recommended).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/problems/{id}/resolve (the `ResolveProblem` operationId).
+func (c *ClientWithResponses) ResolveProblemWithResponse(ctx context.Context, id string, body ResolveProblemJSONRequestBody, reqEditors ...RequestEditorFn) (*ResolveProblemResponse, error) {
+	rsp, err := c.ResolveProblem(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseResolveProblemResponse(rsp)
 }
 
 // PrometheusTargetsWithResponse Prometheus' HTTP service discovery of the node agents
@@ -15431,6 +15919,223 @@ func ParsePrecheckResponse(rsp *http.Response) (*PrecheckResponse, error) {
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers PrecheckResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListProblemsResponse parses an HTTP response from a ListProblemsWithResponse call
+func ParseListProblemsResponse(rsp *http.Response) (*ListProblemsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListProblemsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ProblemList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListProblemsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListProblemsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseResolveProblemResponse parses an HTTP response from a ResolveProblemWithResponse call
+func ParseResolveProblemResponse(rsp *http.Response) (*ResolveProblemResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ResolveProblemResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest DeployStarted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ResolveProblemResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ResolveProblemResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
