@@ -100,6 +100,15 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   schedule list | delete NAME      the schedules with their next and last run, or delete one
   certificates                     every certificate the engine made or serves (the agents' CA and
                                    listener, the API's): subject, expiry, days left ("!" under 30)
+  problems [--auto]                what is wrong (nodes unreachable, processes down, monit checks
+                                   missing or unmonitored, agents silent or at another version, drift,
+                                   disks over 90 %, orphans, certificates expiring, host keys changed),
+                                   with the fixes that apply ("*": recommended); exit 3 when any;
+                                   --auto: apply each recommended fix as a deployment, one at a time,
+                                   followed to its end, never a changed host key's (exit 1 when a fix
+                                   failed, 3 when problems are left to a person)
+  problems resolve ID FIX [--follow]
+                                   apply one fix of a problem (forget-host-key only this way)
   report ID                        a deployment's timings: per node, component and action, the
                                    critical path and the 20 slowest steps
   release upload FILE | list       upload a BOSH release tarball (progress on stderr), or list them
@@ -146,6 +155,7 @@ type session struct {
 	tail           int
 	halt           bool
 	steps          string
+	auto           bool
 	to, from, mode string
 	args           []string
 	data, server   string
@@ -190,6 +200,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.IntVar(&s.tail, "tail", 0, "logs --follow: each instance's last N lines first")
 	fs.BoolVar(&s.halt, "halt-on-failure", false, "exec: run no further batch once a node failed")
 	fs.StringVar(&s.steps, "steps", "", "deployments ID: list its steps in these states, comma-separated (failed,running), or all")
+	fs.BoolVar(&s.auto, "auto", false, "problems: apply each recommended fix, one deployment at a time (never a host key's)")
 	fs.StringVar(&s.to, "to", "", "copy: the file's absolute path on the nodes")
 	fs.StringVar(&s.from, "from", "", "copy: the absolute path of the file to read back from the nodes")
 	fs.StringVar(&s.mode, "mode", "", "copy: the file's mode on the nodes, octal (default 0644)")

@@ -43,6 +43,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"heal":         {subs: []string{"on", "off"}},
 	"node":         {subs: []string{"maintenance"}, flags: []string{"--reason"}},
 	"certificates": {},
+	"problems":     {subs: []string{"resolve"}, flags: []string{"--auto", "--follow"}},
 	"schedule":     {subs: []string{"add", "list", "delete"}, flags: []string{"--cron", "--tz", "--action", "--args", "--allow-overlap", "--missed"}},
 	"report":       {},
 	"release":      {subs: []string{"upload", "list"}},

@@ -35,6 +35,7 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine schedule add NAME --cron EXPR --action ACTION [--tz ZONE] [--args JSON] [--allow-overlap] [--missed run_once]
   deployment-engine schedule list | schedule delete NAME
   deployment-engine certificates
+  deployment-engine problems [--auto] | problems resolve ID FIX [--follow]
   deployment-engine release upload FILE | release list
   deployment-engine version
   deployment-engine openapi   (the API's OpenAPI 3.1 document, built in-process: no engine needed)
