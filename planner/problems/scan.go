@@ -179,14 +179,15 @@ func instanceProblem(e contract.StatusEntry) (contract.ClusterProblem, bool) {
 	restart := contract.ProblemFix{Name: contract.FixRestart, Description: "restart " + where + " through monit, which watches it again"}
 	reapply := contract.ProblemFix{Name: contract.FixReapply, Description: "apply " + where + " again: its files, install script, monit check and start"}
 	why := strings.ToLower(e.Reason)
+	// A process monit does not supervise may run all the same: RUNNING,
+	// with a reason that says so.
+	unsupervised := e.Status == contract.StatusRunning && strings.Contains(why, "monit does not supervise")
 	switch {
-	case e.Status == contract.StatusRunning && strings.Contains(why, "monit does not supervise"):
-		p.Kind = contract.ProblemUnmonitored
-	case e.Status != contract.StatusDown, strings.Contains(why, "unreachable"), strings.Contains(why, "not deployed"):
+	case e.Status != contract.StatusDown && !unsupervised, strings.Contains(why, "unreachable"), strings.Contains(why, "not deployed"):
 		return p, false
 	case strings.Contains(why, "not registered with monit"):
 		p.Kind = contract.ProblemCheckMissing
-	case strings.Contains(why, "not monitored"):
+	case unsupervised, strings.Contains(why, "not monitored"):
 		p.Kind = contract.ProblemUnmonitored
 	case strings.Contains(why, "monit:"):
 		p.Kind = contract.ProblemNotRunning

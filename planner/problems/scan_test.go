@@ -59,6 +59,12 @@ func TestScan(t *testing.T) {
 		{"monit check missing", func(f *Facts) {
 			f.Status[1].Status, f.Status[1].Reason = "DOWN", "monit: not registered with monit"
 		}, []want{{kind: contract.ProblemCheckMissing, node: "10.0.0.3", comp: "redis", fixes: []string{"reapply"}, recommended: true}}},
+		{"monit check missing, the process running unsupervised", func(f *Facts) {
+			f.Status[0].Reason = "monit does not supervise it (not registered with monit), yet its process 42 runs"
+		}, []want{{kind: contract.ProblemCheckMissing, node: "10.0.0.2", comp: "web", fixes: []string{"reapply"}, recommended: true}}},
+		{"a stop that failed is no problem of the scan", func(f *Facts) {
+			f.Status[0].Reason = "stop failed: timeout"
+		}, nil},
 		{"unmonitored and down", func(f *Facts) {
 			f.Status[0].Status, f.Status[0].Reason = "DOWN", "monit: Not monitored"
 		}, []want{{kind: contract.ProblemUnmonitored, node: "10.0.0.2", comp: "web", fixes: []string{"restart", "reapply"}, recommended: true}}},
