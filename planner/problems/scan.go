@@ -66,7 +66,10 @@ func Scan(f Facts) []contract.ClusterProblem {
 	if f.Plan != nil {
 		for _, n := range f.Plan.Nodes {
 			held[n.IP] = n.Held != ""
-			if n.Error == "" {
+			// A node the config no longer places is read only to remove
+			// what it holds: its orphans are listed from the actions a
+			// deploy would try there, read or not.
+			if n.Error == "" || !slices.Contains(f.Nodes, n.IP) {
 				continue
 			}
 			down[n.IP] = true

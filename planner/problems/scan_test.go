@@ -109,6 +109,10 @@ func TestScan(t *testing.T) {
 			f.Plan.Nodes[1].Actions = []contract.PlanAction{{Component: "web", Action: "remove", Step: "10.0.0.3/web/remove"},
 				{Component: "redis", Action: "upload", Step: "10.0.0.3/redis/upload"}}
 		}, []want{{kind: contract.ProblemOrphan, node: "10.0.0.3", comp: "web", fixes: []string{"remove"}, recommended: true}}},
+		{"orphan on a node the config no longer has, not read", func(f *Facts) {
+			f.Plan.Nodes = append(f.Plan.Nodes, contract.PlanNode{IP: "10.0.0.9", Error: "not read (400): exec: 10.0.0.9 is not a node of the config",
+				Actions: []contract.PlanAction{{Component: "web", Action: "remove", Step: "10.0.0.9/web/remove"}}})
+		}, []want{{kind: contract.ProblemOrphan, node: "10.0.0.9", comp: "web", fixes: []string{"remove"}, recommended: true}}},
 		{"certificate expiring", func(f *Facts) {
 			f.Certificates = append(f.Certificates, contract.Certificate{Name: "api", Subject: "CN=api", NotAfter: now.Add(20 * 24 * time.Hour)})
 		}, []want{{kind: contract.ProblemCertificate, cert: "api"}}},
