@@ -71,7 +71,8 @@ func init() { maps.Copy(routeDocs, problemDocs) }
 var problemDocs = map[string]opDoc{
 	"GET /problems": {id: "listProblems", summary: "What is wrong in the cluster, and the fixes that apply", bus: true,
 		desc: "A scan of what the engine already has: the monitor's status, the agents' last heartbeats, the stored config's plan " +
-			"(which reads every node: drift, removals, nodes not reached) and the certificates. Kinds: node-unreachable, host-key-changed, " +
+			"(which reads every node: drift, removals, nodes not reached), the certificates, and the config's pre-check (an SSH login " +
+			"to each node, which shows a changed host key where an agent answers the plan). Kinds: node-unreachable, host-key-changed, " +
 			"process-not-running, monit-check-missing, monit-unmonitored, agent-not-reporting, agent-version, drift, disk-full (over 90 %), " +
 			"orphan (an instance the config no longer places), certificate-expiring (within 30 days). A node in maintenance shows no problem " +
 			"of its instances. Each problem has the same id in every scan; fixes name what POST /problems/{id}/resolve can apply, " +

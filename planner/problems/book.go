@@ -90,6 +90,9 @@ func (b Book) facts(ctx context.Context) (Facts, []string, error) {
 	} else {
 		f.Plan = &plan
 	}
+	if f.HostKeys, err = b.hostKeys(ctx); err != nil {
+		unread = append(unread, "ssh check: "+err.Error())
+	}
 	if f.Heartbeats, err = b.heartbeats(ctx); err != nil {
 		unread = append(unread, "heartbeats: "+err.Error())
 	}
@@ -99,6 +102,23 @@ func (b Book) facts(ctx context.Context) (Facts, []string, error) {
 		f.Certificates = certs.Certificates
 	}
 	return f, unread, nil
+}
+
+// hostKeys are the nodes whose SSH host key changed, from the config's
+// pre-check: it logs in over SSH, where a plan may read a node through
+// its agent.
+func (b Book) hostKeys(ctx context.Context) (map[string]string, error) {
+	var pre contract.PrecheckReply
+	if err := b.ask(ctx, subject.ConfigPrecheck(), nil, &pre); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, p := range pre.Problems {
+		if p.IP != "" && strings.Contains(strings.ToLower(p.Reason), "host key") {
+			out[p.IP] = p.Reason
+		}
+	}
+	return out, nil
 }
 
 // heartbeats are the last heartbeat of every node the monitor kept. One

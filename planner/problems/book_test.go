@@ -48,6 +48,8 @@ func newBed(t *testing.T, status []contract.StatusEntry, plan contract.Plan) *be
 	}
 	e.answer(t, subject.MonitorStatus(), 200, status)
 	e.answer(t, subject.DeployPlan(), 200, plan)
+	e.answer(t, subject.ConfigPrecheck(), 200, contract.PrecheckReply{V: 1, Checked: true, Problems: []contract.Problem{
+		{Path: "components", IP: "10.0.0.2", Component: "web", Reason: "node short of RAM"}}})
 	for _, s := range []string{subject.DeployRestart(), subject.DeployReapply(), subject.DeployStart(), subject.DeployExec()} {
 		e.answer(t, s, 202, contract.DeployStarted{ID: "d-" + subject.EndpointName(s)})
 	}

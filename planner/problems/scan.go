@@ -1,10 +1,12 @@
 // Package problems finds what is wrong in a cluster and the fixes that
-// apply, as `bosh cck` does. A scan reads only what the engine already
-// has: the monitor's status, the agents' last heartbeats in the store,
-// the plan of the stored config (its drift, its removals, the nodes it
-// could not read) and the certificates' summary; Scan turns those facts
-// into problems, each with a stable id. A fix is applied as a deployment
-// through the planner's own commands (Book).
+// apply, as `bosh cck` does. A scan reads what the engine already has:
+// the monitor's status, the agents' last heartbeats in the store, the
+// plan of the stored config (its drift, its removals, the nodes it could
+// not read), the certificates' summary, and the config's pre-check, the
+// one read that logs in over SSH (an agent's answer never shows a host
+// key). Scan turns those facts into problems, each with a stable id. A
+// fix is applied as a deployment through the planner's own commands
+// (Book).
 package problems
 
 import (
@@ -37,6 +39,10 @@ type Facts struct {
 	Heartbeats   map[string]Seen
 	Plan         *contract.Plan
 	Certificates []contract.Certificate
+	// HostKeys are the nodes an SSH check (the config's pre-check) found
+	// presenting another host key than the pinned one, and what it said:
+	// a plan read through a node's agent never sees the key.
+	HostKeys map[string]string
 	// Version is the engine's build version: an agent reporting another is
 	// a problem. Empty: versions are not compared.
 	Version string
@@ -74,6 +80,13 @@ func Scan(f Facts) []contract.ClusterProblem {
 			}
 			down[n.IP] = true
 			add(unreadNode(n))
+		}
+	}
+	for _, ip := range f.Nodes {
+		if why, ok := f.HostKeys[ip]; ok && !slices.ContainsFunc(out, func(p contract.ClusterProblem) bool {
+			return p.Kind == contract.ProblemHostKey && p.Node == ip
+		}) {
+			add(hostKeyProblem(ip, why))
 		}
 	}
 	for _, e := range f.Status {
@@ -126,13 +139,19 @@ func ID(kind, node, component, certificate string) string {
 func unreadNode(n contract.PlanNode) contract.ClusterProblem {
 	why := contract.Clip(n.Error)
 	if strings.Contains(strings.ToLower(n.Error), "host key") {
-		return contract.ClusterProblem{Kind: contract.ProblemHostKey, Node: n.IP,
-			Detail: why + "; if the node was reinstalled, forget the old key — never without knowing why it changed",
-			Fixes: []contract.ProblemFix{{Name: contract.FixForgetHostKey,
-				Description: "forget the host key pinned for " + n.IP + " and deploy the stored config, which pins the key the node presents now"}}}
+		return hostKeyProblem(n.IP, n.Error)
 	}
 	return contract.ClusterProblem{Kind: contract.ProblemUnreachable, Node: n.IP,
 		Detail: "not read over SSH: " + why + "; check that the node is up, its sshd runs and the network reaches it"}
+}
+
+// hostKeyProblem is ip presenting another host key, as why says. Its fix
+// is never recommended: a person must know why the key changed.
+func hostKeyProblem(ip, why string) contract.ClusterProblem {
+	return contract.ClusterProblem{Kind: contract.ProblemHostKey, Node: ip,
+		Detail: contract.Clip(why) + "; if the node was reinstalled, forget the old key — never without knowing why it changed",
+		Fixes: []contract.ProblemFix{{Name: contract.FixForgetHostKey,
+			Description: "forget the host key pinned for " + ip + " and deploy the stored config, which pins the key the node presents now"}}}
 }
 
 // nodeProblems are ip's agent's and disk's problems, from its last

@@ -53,6 +53,13 @@ func TestScan(t *testing.T) {
 		{"host key changed", func(f *Facts) {
 			f.Plan.Nodes[1].Error = "host key: host key changed: 10.0.0.3 now presents ssh-ed25519 SHA256:x but SHA256:y was pinned"
 		}, []want{{kind: contract.ProblemHostKey, node: "10.0.0.3", fixes: []string{contract.FixForgetHostKey}}}},
+		{"host key changed, found by the SSH check while the agent reads the node", func(f *Facts) {
+			f.HostKeys = map[string]string{"10.0.0.2": "node not reachable: host key: host key changed", "10.0.0.99": "not a node of the config"}
+		}, []want{{kind: contract.ProblemHostKey, node: "10.0.0.2", fixes: []string{contract.FixForgetHostKey}}}},
+		{"host key changed, seen by the plan and the SSH check, listed once", func(f *Facts) {
+			f.Plan.Nodes[0].Error = "host key: host key changed"
+			f.HostKeys = map[string]string{"10.0.0.2": "node not reachable: host key: host key changed"}
+		}, []want{{kind: contract.ProblemHostKey, node: "10.0.0.2", fixes: []string{contract.FixForgetHostKey}}}},
 		{"process not running", func(f *Facts) {
 			f.Status[0].Status, f.Status[0].Reason = "DOWN", "monit: Does not exist"
 		}, []want{{kind: contract.ProblemNotRunning, node: "10.0.0.2", comp: "web", fixes: []string{"restart", "reapply"}, recommended: true}}},
