@@ -83,6 +83,26 @@ func checkedServer(t *testing.T, h http.Handler) *httptest.Server {
 	return ts
 }
 
+// caller sends requests to the API at url with a token, answering the
+// status and the body.
+func caller(t *testing.T, url string) func(method, path, tok, body string) (int, string) {
+	return func(method, path, tok, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url+"/deployment-engine"+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+}
+
 // The document loads and validates as OpenAPI 3.1 (kin-openapi, JSON
 // Schema 2020-12), and every example it shows is valid against its
 // schema.

@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -50,17 +49,7 @@ func TestManifestRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := checkedServer(t, h)
-	do := func(method, path, tok, body string) (int, string) {
-		req, _ := http.NewRequest(method, srv.URL+"/deployment-engine"+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(out)
-	}
+	do := caller(t, srv.URL)
 
 	const yaml = "home: 10.0.0.1\nazs:\n- {name: z1, machines: [10.0.0.5]}\n"
 	if code, body := do(http.MethodPut, "/cloud-config", writeTok, yaml); code != 200 || !strings.Contains(body, `"10.0.0.5"`) {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -58,17 +57,7 @@ func TestProblemRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := checkedServer(t, h)
-	do := func(method, path, tok, body string) (int, string) {
-		req, _ := http.NewRequest(method, ts.URL+"/deployment-engine"+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(out)
-	}
+	do := caller(t, ts.URL)
 
 	code, body := do(http.MethodGet, "/problems", readTok, "")
 	var list contract.ProblemList
