@@ -234,6 +234,7 @@ func (s *server) routes() []route {
 
 		// Every certificate the engine made or serves, and when it expires.
 		{method: http.MethodGet, pattern: "/certificates", handler: s.certificates, role: RoleRead},
+		{method: http.MethodPost, pattern: "/certificates/{cert}/rotate", handler: s.certificateRotate, role: RoleAdmin, audit: auditSpec{action: contract.AuditCertificate, param: "cert"}},
 		{method: http.MethodGet, pattern: "/problems", handler: s.forward(subject.ProblemsList()), role: RoleRead},
 		{method: http.MethodPost, pattern: "/problems/{id}/resolve", handler: s.problemResolve, role: RoleOperate, reads: reading(readResolve), audit: auditSpec{action: contract.AuditResolve, param: "id"}},
 	}

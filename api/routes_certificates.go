@@ -1,11 +1,16 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"time"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // certificates answers GET /certificates: every certificate the engine
@@ -32,4 +37,46 @@ func (s *server) loadCertificates(r *http.Request) (contract.Certificates, error
 		return contract.Certificates{}, err
 	}
 	return bus.LoadCertificates(r.Context(), kv, time.Now())
+}
+
+// certificateRotate answers POST /certificates/{cert}/rotate: the process
+// holding the certificate issues it again from the same CA and serves it
+// from its next handshake (202 with the new one). The agents' CA is not
+// rotated yet: agents pin it, and a new one needs a transition in which
+// they trust both.
+func (s *server) certificateRotate(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "cert")
+	switch name {
+	case contract.CertAgentsCA:
+		writeError(w, http.StatusNotImplemented, "rotating the agents' CA is not supported yet: node agents pin it, and a new one needs a "+
+			"transition in which they trust the old and the new; until then make a new one by deleting <data>/tls and deploying again, "+
+			"which reinstalls every agent with it")
+		return
+	case contract.CertAPI, contract.CertAgentsListener:
+	default:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no certificate %q: the engine rotates %s and %s", contract.Clip(name), contract.CertAPI, contract.CertAgentsListener))
+		return
+	}
+	if s.js == nil {
+		writeError(w, http.StatusServiceUnavailable, "not connected to the bus")
+		return
+	}
+	// The summary says whether a process of this engine holds it: no
+	// rotation is asked of a certificate nobody serves.
+	certs, err := s.loadCertificates(r)
+	if err != nil {
+		s.log.Error("read the certificates", "err", err)
+		writeError(w, http.StatusInternalServerError, "read the certificates: "+err.Error())
+		return
+	}
+	i := slices.IndexFunc(certs.Certificates, func(c contract.Certificate) bool { return c.Name == name })
+	switch {
+	case i < 0:
+		writeError(w, http.StatusConflict, fmt.Sprintf("the engine serves no certificate %s: TLS is off (api), or the agents' NATS is not the engine's (agents-listener)", name))
+		return
+	case certs.Certificates[i].Source == contract.CertGiven:
+		writeError(w, http.StatusConflict, fmt.Sprintf("certificate %s was given by --tls-cert, not made by the engine: replace its files and restart the engine", name))
+		return
+	}
+	s.call(w, r, subject.CertificateRotate(name), contract.CertificateRotate{V: contract.Version, Name: name, Actor: actorOf(r.Context())})
 }

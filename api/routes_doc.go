@@ -322,6 +322,15 @@ var routeDocs = map[string]opDoc{
 			"Each is as the process holding it last wrote it to the store: at its start and whenever it issues one.",
 		ok:   []reply{ok[contract.Certificates](200, "the certificates, by name; none while no process has written them")},
 		errs: []reply{fails(500, "the store could not be read")}},
+	"POST /certificates/{cert}/rotate": {id: "rotateCertificate", summary: "Issue a certificate of the engine again, served without a restart", bus: true,
+		desc: "api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, " +
+			"valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. " +
+			"The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.",
+		ok: []reply{ok[contract.CertificateRotated](202, "issued, and served from the next handshake")},
+		errs: []reply{fails(404, "no such certificate"),
+			fails(409, "the engine does not serve it (TLS off, an external NATS) or was given it (--tls-cert)"),
+			fails(501, "the agents' CA, whose rotation is not supported yet"),
+			fails(503, "not connected to the bus")}},
 }
 
 // maintenanceSwitch is PUT /nodes/{ip}/maintenance's body.

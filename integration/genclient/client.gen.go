@@ -85,6 +85,13 @@ type Certificate struct {
 	Subject     string    `json:"subject"`
 }
 
+// CertificateRotated defines model for CertificateRotated.
+type CertificateRotated struct {
+	Certificate    Certificate `json:"certificate"`
+	PreviousSerial string      `json:"previous_serial"`
+	V              int         `json:"v"`
+}
+
 // Certificates defines model for Certificates.
 type Certificates struct {
 	Certificates *[]Certificate `json:"certificates"`
@@ -1685,6 +1692,13 @@ type ClientInterface interface {
 	// Corresponds with GET /deployment-engine/certificates (the `ListCertificates` operationId).
 	ListCertificates(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// RotateCertificate Issue a certificate of the engine again, served without a restart
+	//
+	// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.
+	//
+	// Corresponds with POST /deployment-engine/certificates/{cert}/rotate (the `RotateCertificate` operationId).
+	RotateCertificate(ctx context.Context, cert string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetCloudConfig The cloud config: the machines a manifest's instances go on
 	//
 	// Corresponds with GET /deployment-engine/cloud-config (the `GetCloudConfig` operationId).
@@ -2176,6 +2190,23 @@ func (c *Client) Audit(ctx context.Context, params *AuditParams, reqEditors ...R
 // Corresponds with GET /deployment-engine/certificates (the `ListCertificates` operationId).
 func (c *Client) ListCertificates(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListCertificatesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateCertificate Issue a certificate of the engine again, served without a restart
+//
+// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.
+//
+// Corresponds with POST /deployment-engine/certificates/{cert}/rotate (the `RotateCertificate` operationId).
+func (c *Client) RotateCertificate(ctx context.Context, cert string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateCertificateRequest(c.Server, cert)
 	if err != nil {
 		return nil, err
 	}
@@ -3446,6 +3477,40 @@ func NewListCertificatesRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRotateCertificateRequest constructs an http.Request for the RotateCertificate method
+func NewRotateCertificateRequest(server string, cert string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "cert", cert, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/certificates/%s/rotate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -5693,6 +5758,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /deployment-engine/certificates (the `ListCertificates` operationId).
 	ListCertificatesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListCertificatesResponse, error)
 
+	// RotateCertificateWithResponse Issue a certificate of the engine again, served without a restart
+	//
+	// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/certificates/{cert}/rotate (the `RotateCertificate` operationId).
+	RotateCertificateWithResponse(ctx context.Context, cert string, reqEditors ...RequestEditorFn) (*RotateCertificateResponse, error)
+
 	// GetCloudConfigWithResponse The cloud config: the machines a manifest's instances go on
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -6444,6 +6518,124 @@ func (r ListCertificatesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListCertificatesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RotateCertificateResponse401Headers the declared response headers of an HTTP 401 response for RotateCertificate
+type RotateCertificateResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// RotateCertificateResponse429Headers the declared response headers of an HTTP 429 response for RotateCertificate
+type RotateCertificateResponse429Headers struct {
+	RetryAfter string
+}
+
+type RotateCertificateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *CertificateRotated
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON501 the response for an HTTP 501 `application/json` response
+	JSON501 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RotateCertificateResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RotateCertificateResponse429Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r RotateCertificateResponse) GetJSON202() *CertificateRotated {
+	return r.JSON202
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RotateCertificateResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RotateCertificateResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RotateCertificateResponse) GetJSON404() *ErrorBody {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r RotateCertificateResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RotateCertificateResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r RotateCertificateResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON501 returns the response for an HTTP 501 `application/json` response
+func (r RotateCertificateResponse) GetJSON501() *ErrorBody {
+	return r.JSON501
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RotateCertificateResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r RotateCertificateResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r RotateCertificateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RotateCertificateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RotateCertificateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RotateCertificateResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -11711,6 +11903,21 @@ func (c *ClientWithResponses) ListCertificatesWithResponse(ctx context.Context, 
 	return ParseListCertificatesResponse(rsp)
 }
 
+// RotateCertificateWithResponse Issue a certificate of the engine again, served without a restart
+//
+// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/certificates/{cert}/rotate (the `RotateCertificate` operationId).
+func (c *ClientWithResponses) RotateCertificateWithResponse(ctx context.Context, cert string, reqEditors ...RequestEditorFn) (*RotateCertificateResponse, error) {
+	rsp, err := c.RotateCertificate(ctx, cert, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateCertificateResponse(rsp)
+}
+
 // GetCloudConfigWithResponse The cloud config: the machines a manifest's instances go on
 //
 // Returns a wrapper object for the known response body format(s).
@@ -12835,6 +13042,118 @@ func ParseListCertificatesResponse(rsp *http.Response) (*ListCertificatesRespons
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers ListCertificatesResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRotateCertificateResponse parses an HTTP response from a RotateCertificateWithResponse call
+func ParseRotateCertificateResponse(rsp *http.Response) (*RotateCertificateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RotateCertificateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest CertificateRotated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 501:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON501 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers RotateCertificateResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers RotateCertificateResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

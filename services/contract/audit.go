@@ -76,6 +76,9 @@ const (
 	// AuditResolve is a fix of a problem applied: its object is the
 	// problem, its detail the fix.
 	AuditResolve = "resolve"
+	// AuditCertificate is a certificate of the engine issued again: its
+	// object is the certificate's name.
+	AuditCertificate = "certificate"
 
 	AuditHealRestart  = "heal-restart"
 	AuditHealReapply  = "heal-reapply"

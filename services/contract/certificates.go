@@ -116,3 +116,21 @@ func (c Certificate) Expiring(days int, now time.Time) string {
 	return fmt.Sprintf("certificate %s (%s) expires at %s: %d days left, fewer than %d",
 		c.Name, c.Subject, c.NotAfter.Format(time.RFC3339), c.DaysLeft(now), days)
 }
+
+// CertificateRotate asks the process holding certificate Name to issue it
+// again (de.cmd.certificates.rotate-<name>).
+type CertificateRotate struct {
+	V     int    `json:"v"`
+	Name  string `json:"name"`
+	Actor string `json:"actor,omitempty"`
+}
+
+// CertificateRotated is POST /certificates/{name}/rotate's answer: the
+// certificate now served and the serial of the one it replaced.
+//
+//	{"v": 1, "certificate": {"name": "api", "serial": "4be1…", ...}, "previous_serial": "1f3a…"}
+type CertificateRotated struct {
+	V              int         `json:"v"`
+	Certificate    Certificate `json:"certificate"`
+	PreviousSerial string      `json:"previous_serial"`
+}

@@ -118,6 +118,13 @@ func ManifestDeploy() string { return cmd("manifest", "deploy") }
 func ProblemsList() string    { return cmd("problems", "list") }
 func ProblemsResolve() string { return cmd("problems", "resolve") }
 
+// CertificateRotate is the command that issues the certificate name
+// (contract.CertAPI, contract.CertAgentsListener) again, answered by the
+// process holding it: de.cmd.certificates.rotate-<name>.
+func CertificateRotate(name string) string {
+	return cmd("certificates", "rotate-"+check("certificate", name))
+}
+
 // Commands of the log store.
 func LogsList() string { return cmd("logs", "list") }
 func LogsRead() string { return cmd("logs", "read") }
