@@ -25,12 +25,13 @@ type certSource func(now time.Time) []contract.Certificate
 // GET /certificates and de_certificate_expiry_seconds from that summary,
 // whichever process it runs in.
 type certWatch struct {
-	res      *bus.Resources
-	log      *slog.Logger
-	now      func() time.Time
-	sources  []certSource
-	drop     []string        // the names this process stopped serving
-	reissued <-chan struct{} // a certificate was issued again
+	res     *bus.Resources
+	log     *slog.Logger
+	now     func() time.Time
+	sources []certSource
+	drop    []string // the names this process stopped serving
+	// reissued and apiIssued say a certificate was issued again.
+	reissued, apiIssued <-chan struct{}
 }
 
 // newCertWatch is the watch of what this process holds: the agents'
@@ -38,7 +39,7 @@ type certWatch struct {
 // the API. One it would hold but does not (TLS off, no agents) is dropped
 // from the summary; with an external NATS the agents' are another
 // process's to keep.
-func newCertWatch(o Options, b *engineBus, tlsCfg *tls.Config) *certWatch {
+func newCertWatch(o Options, b *engineBus, api *apiCert) *certWatch {
 	w := &certWatch{res: b.res, log: o.Logger.With("service", "certificates"), now: time.Now}
 	switch {
 	case b.certs != nil:
@@ -48,8 +49,9 @@ func newCertWatch(o Options, b *engineBus, tlsCfg *tls.Config) *certWatch {
 		w.drop = append(w.drop, contract.CertAgentsCA, contract.CertAgentsListener)
 	}
 	if o.runs("api") {
-		if tlsCfg != nil && len(tlsCfg.Certificates) > 0 {
-			w.sources = append(w.sources, apiCertSource(tlsCfg.Certificates[0], o.TLS == TLSAuto))
+		if api != nil {
+			w.sources = append(w.sources, api.summary)
+			w.apiIssued = api.issued
 		} else {
 			w.drop = append(w.drop, contract.CertAPI)
 		}
@@ -73,6 +75,7 @@ func (w *certWatch) run(ctx context.Context, every time.Duration) {
 			return
 		case <-time.After(wait):
 		case <-w.reissued:
+		case <-w.apiIssued:
 		}
 	}
 }
@@ -120,22 +123,6 @@ func (c *agentCerts) summary(now time.Time) []contract.Certificate {
 	return []contract.Certificate{
 		contract.DescribeCertificate(contract.CertAgentsCA, src, c.ca, now),
 		contract.DescribeCertificate(contract.CertAgentsListener, contract.CertMade, c.cert.Leaf, now),
-	}
-}
-
-// apiCertSource is the API's certificate: the --tls auto pair (made) or
-// --tls-cert's (given).
-func apiCertSource(pair tls.Certificate, made bool) certSource {
-	src := contract.CertGiven
-	if made {
-		src = contract.CertMade
-	}
-	leaf, err := leafOf(pair)
-	return func(now time.Time) []contract.Certificate {
-		if err != nil {
-			return nil
-		}
-		return []contract.Certificate{contract.DescribeCertificate(contract.CertAPI, src, leaf, now)}
 	}
 }
 

@@ -156,7 +156,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	// The config's secrets rest sealed in the config bucket.
 	bus.SetSealKey(key.derive("config-seal"))
-	tlsCfg, err := loadTLS(o)
+	apiTLS, err := loadTLS(o)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,10 @@ func Serve(ctx context.Context, o Options) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), kit.NewBusCollector(b.nc, b.res),
 		kit.NewCertificateCollector(b.res.Engine))
-	startCertWatch(ctx, newCertWatch(o, b, tlsCfg), &stops)
+	startCertWatch(ctx, newCertWatch(o, b, apiTLS), &stops)
+	if err := startCertRotation(o, b, apiTLS, &stops); err != nil {
+		return err
+	}
 	_, httpPort, err := net.SplitHostPort(o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %q: %w", o.Listen, err)
@@ -195,7 +198,7 @@ func Serve(ctx context.Context, o Options) error {
 		<-ctx.Done()
 		return nil
 	}
-	return serveAPI(ctx, o, b, reg, releases, tlsCfg, stopServices)
+	return serveAPI(ctx, o, b, reg, releases, apiTLS.Config(), stopServices)
 }
 
 // stopTogether runs every service's Stop at once: each is bounded on its

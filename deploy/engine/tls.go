@@ -36,9 +36,10 @@ const (
 	AutoKeyFile  = "tls/key.pem"
 )
 
-// loadTLS returns the API's TLS config: the given pair, or with --tls auto
-// the pair in the data dir, made at first use; nil when TLS is off.
-func loadTLS(o Options) (*tls.Config, error) {
+// loadTLS returns the API's certificate: the given pair, or with --tls
+// auto the pair in the data dir, made at first use (or the certificate it
+// issued on a rotation); nil when TLS is off.
+func loadTLS(o Options) (*apiCert, error) {
 	certFile, keyFile := o.TLSCert, o.TLSKey
 	switch {
 	case o.TLS == TLSAuto:
@@ -64,7 +65,7 @@ func loadTLS(o Options) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load the TLS pair %s, %s: %w", certFile, keyFile, err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+	return newAPICert(o, pair, o.TLS == TLSAuto)
 }
 
 // checkKeyMode refuses a private key file that another user of the
