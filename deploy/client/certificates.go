@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -12,5 +13,14 @@ import (
 func (c *Client) Certificates(ctx context.Context) (contract.Certificates, json.RawMessage, error) {
 	var out contract.Certificates
 	raw, err := c.getJSON(ctx, "GET", base+"/certificates", nil, &out)
+	return out, raw, err
+}
+
+// RotateCertificate asks the engine to issue certificate name again (api,
+// agents-listener); the process holding it serves the new one from its
+// next handshake.
+func (c *Client) RotateCertificate(ctx context.Context, name string) (contract.CertificateRotated, json.RawMessage, error) {
+	var out contract.CertificateRotated
+	raw, err := c.getJSON(ctx, "POST", base+"/certificates/"+url.PathEscape(name)+"/rotate", nil, &out)
 	return out, raw, err
 }

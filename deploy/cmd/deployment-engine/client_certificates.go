@@ -10,10 +10,13 @@ import (
 
 func init() { commands["certificates"] = clientCommand("certificates", certificatesCmd) }
 
-// certificatesCmd: certificates — every certificate the engine made or
-// serves, and when it expires.
+// certificatesCmd: certificates [rotate NAME] — every certificate the
+// engine made or serves, and when it expires; or issue one again.
 func certificatesCmd(ctx context.Context, s *session) int {
-	if code := s.begin(len(s.args) == 0, "certificates takes no argument"); code != exitOK {
+	if len(s.args) > 0 && s.args[0] == "rotate" {
+		return rotateCmd(ctx, s)
+	}
+	if code := s.begin(len(s.args) == 0, "certificates takes no argument, or rotate NAME"); code != exitOK {
 		return code
 	}
 	certs, raw, err := s.c.Certificates(ctx)
@@ -35,6 +38,20 @@ func certificatesCmd(ctx context.Context, s *session) int {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, printable(c.Subject), c.NotAfter.Local().Format("2006-01-02 15:04"), days)
 		}
 		_ = tw.Flush()
+	})
+}
+
+// rotateCmd: certificates rotate NAME — the engine issues the certificate
+// again and serves the new one without a restart.
+func rotateCmd(ctx context.Context, s *session) int {
+	if code := s.begin(len(s.args) == 2, "certificates rotate takes a certificate's name (api, agents-listener)"); code != exitOK {
+		return code
+	}
+	got, raw, err := s.c.RotateCertificate(ctx, s.args[1])
+	return s.answer(raw, err, func() {
+		c := got.Certificate
+		fmt.Fprintf(s.stdout, "%s issued again: serial %s (was %s), valid until %s; served from the next connection\n",
+			c.Name, c.Serial, got.PreviousSerial, c.NotAfter.Local().Format("2006-01-02 15:04"))
 	})
 }
 

@@ -339,6 +339,35 @@ func TestCLICertificates(t *testing.T) {
 	}
 }
 
+// certificates rotate NAME posts the rotation and says what is served
+// now; the engine's refusal (the agents' CA) is its error, exit 1.
+func TestCLICertificatesRotate(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /deployment-engine/certificates/{name}/rotate", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("name") == "agents-ca" {
+			w.WriteHeader(501)
+			fmt.Fprint(w, `{"error":"rotating the agents' CA is not supported yet: later"}`)
+			return
+		}
+		w.WriteHeader(202)
+		fmt.Fprintf(w, `{"v":1,"certificate":{"name":%q,"serial":"2b","not_after":"2036-01-01T00:00:00Z"},"previous_serial":"1a"}`, r.PathValue("name"))
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Setenv("DE_SERVER", srv.URL)
+	t.Setenv("DE_API_TOKEN", testToken)
+
+	if r := cli(t, "certificates", "rotate", "api"); r.code != exitOK || !strings.Contains(r.stdout, "api issued again: serial 2b (was 1a)") {
+		t.Fatalf("rotate api: %+v", r)
+	}
+	if r := cli(t, "certificates", "rotate", "agents-ca"); r.code != exitFailed || !strings.Contains(r.stderr, "not supported yet") {
+		t.Fatalf("rotate the agents' CA: %+v", r)
+	}
+	if r := cli(t, "certificates", "rotate"); r.code != exitUsage {
+		t.Fatalf("no name: %+v", r)
+	}
+}
+
 func TestPrintableDropsControlCharacters(t *testing.T) {
 	if got := printable("CN=a\x1b[31mred\x07\tb"); got != "CN=a[31mredb" {
 		t.Errorf("printable = %q", got)

@@ -42,7 +42,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"audit":        {},
 	"heal":         {subs: []string{"on", "off"}},
 	"node":         {subs: []string{"maintenance"}, flags: []string{"--reason"}},
-	"certificates": {},
+	"certificates": {subs: []string{"rotate"}},
 	"problems":     {subs: []string{"resolve"}, flags: []string{"--auto", "--follow"}},
 	"schedule":     {subs: []string{"add", "list", "delete"}, flags: []string{"--cron", "--tz", "--action", "--args", "--allow-overlap", "--missed"}},
 	"report":       {},
