@@ -66,7 +66,7 @@ var paramDescs = map[string]string{
 	"component":  "a component's name, as the config's components name it",
 	"kind":       "what happened: the last token names it, and the payload's kind repeats it",
 	"run":        "the id the installer gave the command in its exec request (its run field)",
-	"action":     "the change: config, deploy, scale, restart, stop, heal, release, rollback, cancel, plan, takeover, maintenance, or heal-… for auto-heal's own",
+	"action":     "the change: config, deploy, scale, restart, stop, heal, release, rollback, cancel, plan, takeover, maintenance, certificate, or heal-… for auto-heal's own",
 }
 
 // eventDocs are the channels of the events a tool may follow, in the

@@ -49,8 +49,8 @@ func (s *server) certificateRotate(w http.ResponseWriter, r *http.Request) {
 	switch name {
 	case contract.CertAgentsCA:
 		writeError(w, http.StatusNotImplemented, "rotating the agents' CA is not supported yet: node agents pin it, and a new one needs a "+
-			"transition in which they trust the old and the new; until then make a new one by deleting <data>/tls and deploying again, "+
-			"which reinstalls every agent with it")
+			"transition in which they trust the old and the new; until then a new one is made by deleting <data>/tls, restarting the engine "+
+			"and deploying again, which gives every agent the new CA")
 		return
 	case contract.CertAPI, contract.CertAgentsListener:
 	default:
