@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
@@ -58,6 +60,40 @@ func TestAgentListenerRotates(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{Host: "127.0.0.1", Port: -1, TLS: certs.Config()})
 	addr := b.Srv.Addr().String()
 	before := servedCert(t, addr, "127.0.0.1", certs.CAPEM, true)
+	secret := []byte("rotation-secret")
+	b.Srv.SetAgentSecret(secret)
+	const ip = "10.0.0.9"
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(certs.CAPEM))
+	agent := func() *nats.Conn {
+		t.Helper()
+		nc, err := nats.Connect("nats://"+addr, nats.UserInfo(bus.AgentUser(ip), bus.AgentPassword(secret, ip)), nats.Timeout(2*time.Second),
+			nats.MaxReconnects(0), nats.Secure(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}))
+		if err != nil {
+			t.Fatalf("an agent pinning the CA: %v", err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	heard := func(nc *nats.Conn) {
+		t.Helper()
+		sub, err := b.NC.SubscribeSync(subject.Node(ip, "heartbeat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+		if err := b.NC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Publish(subject.Node(ip, "heartbeat"), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.NextMsg(3 * time.Second); err != nil {
+			t.Fatalf("the engine did not hear the agent: %v", err)
+		}
+	}
+	early := agent()
+	heard(early)
 
 	r := &certRotation{log: quiet(), holders: map[string]rotator{contract.CertAgentsListener: certs.rotate}}
 	svc := kit.NewService(quiet(), "certificates")
@@ -82,6 +118,13 @@ func TestAgentListenerRotates(t *testing.T) {
 	if got.Certificate.Serial != after.SerialNumber.Text(16) || got.PreviousSerial != before.SerialNumber.Text(16) {
 		t.Fatalf("answer %+v; served %x, before %x", got, after.SerialNumber, before.SerialNumber)
 	}
+	// The agent connected before is still connected, on the same
+	// connection; a new one gets in under the new certificate.
+	if !early.IsConnected() || early.Stats().Reconnects != 0 {
+		t.Fatalf("the agent connected before the rotation: connected %v, reconnects %d", early.IsConnected(), early.Stats().Reconnects)
+	}
+	heard(early)
+	heard(agent())
 	if strings.Join(after.DNSNames, ",") != strings.Join(before.DNSNames, ",") || len(after.IPAddresses) != len(before.IPAddresses) ||
 		after.Issuer.String() != before.Issuer.String() {
 		t.Fatalf("names or issuer changed: %v %v %s, before %v %v %s", after.DNSNames, after.IPAddresses, after.Issuer,
