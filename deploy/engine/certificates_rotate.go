@@ -40,9 +40,10 @@ const (
 // it is.
 type apiCert struct {
 	made bool
-	// dataDir, hosts, ca and caKey issue a new certificate (made only).
+	// dataDir, hosts, ca and caKey issue a new certificate (made only);
+	// hosts are the names it is for, read at each rotation.
 	dataDir string
-	hosts   []string
+	hosts   func() []string
 	ca      *x509.Certificate
 	caKey   crypto.Signer
 	// issued is signalled (without blocking) on each rotation, for the
@@ -68,7 +69,8 @@ func newAPICert(o Options, pair tls.Certificate, made bool) (*apiCert, error) {
 	if !ok {
 		return nil, errors.New("--tls auto: the pair's key cannot sign")
 	}
-	a.dataDir, a.hosts, a.ca, a.caKey = o.DataDir, certHosts(o), ca, key
+	a.dataDir, a.ca, a.caKey = o.DataDir, ca, key
+	a.hosts = func() []string { return certHosts(o) }
 	rotated, err := a.loadRotated()
 	if err != nil {
 		return nil, err
@@ -137,7 +139,7 @@ func (a *apiCert) rotate() (prev, next *x509.Certificate, err error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	key, tmpl, _, err := serverCert("deployment-engine api", a.ca.NotAfter, a.hosts)
+	key, tmpl, _, err := serverCert("deployment-engine api", a.ca.NotAfter, a.hosts())
 	if err != nil {
 		return nil, nil, err
 	}
