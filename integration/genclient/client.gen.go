@@ -151,6 +151,11 @@ type ConfigPutReply struct {
 	Warnings *[]string       `json:"warnings,omitempty"`
 }
 
+// ConsumeLink defines model for ConsumeLink.
+type ConsumeLink struct {
+	From *string `json:"from,omitempty"`
+}
+
 // ControlOutcome Examples: {"results":[{"Comp":"web","Ip":"10.0.0.1","ok":true,"via":"agent"}],"status":"ok"}
 type ControlOutcome struct {
 	Error    *string          `json:"error,omitempty"`
@@ -342,6 +347,12 @@ type InstanceHardware struct {
 	RAM   int     `json:"RAM"`
 }
 
+// JobLinks defines model for JobLinks.
+type JobLinks struct {
+	Consumes *map[string]*ConsumeLink `json:"consumes,omitempty"`
+	Provides *map[string]*ProvideLink `json:"provides,omitempty"`
+}
+
 // ManifestDeploy defines model for ManifestDeploy.
 type ManifestDeploy struct {
 	Manifest string                  `json:"manifest"`
@@ -493,6 +504,7 @@ type Properties struct {
 	Home             string                  `json:"home"`
 	Jobs             *map[string]interface{} `json:"jobs,omitempty"`
 	Key              *string                 `json:"key,omitempty"`
+	Links            *map[string]JobLinks    `json:"links,omitempty"`
 	Notify           *NotifyConfig           `json:"notify,omitempty"`
 	Password         *string                 `json:"password,omitempty"`
 	Release          *string                 `json:"release,omitempty"`
@@ -500,6 +512,12 @@ type Properties struct {
 	SecretProperties *[]string               `json:"secret_properties,omitempty"`
 	Update           *UpdateConfig           `json:"update,omitempty"`
 	User             string                  `json:"user"`
+}
+
+// ProvideLink defines model for ProvideLink.
+type ProvideLink struct {
+	As     *string `json:"as,omitempty"`
+	Shared *bool   `json:"shared,omitempty"`
 }
 
 // ReleaseSummary Examples: {"jobs":["nats"],"name":"nats","packages":["gnatsd"],"version":"56"}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha1" //nolint:gosec // a stable instance id, not a secret
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/deployment-engine/engine/planner/release"
@@ -35,6 +34,10 @@ type Deployment struct {
 	// Comp names a job's component as the config calls it, when that is
 	// not the job's own name (a catalog's component mapped to a job).
 	Comp map[string]string
+	// Links is the config's wiring of each job's links.
+	Links map[string]contract.JobLinks
+	// resolved maps a job's consumed link to its provider.
+	resolved map[string]map[string]provider
 }
 
 // CompOf is the config's name of a job.
@@ -53,7 +56,8 @@ func ParseReleaseRef(ref string) (name, version string) {
 
 // NewDeployment places rel by cfg and names every problem: jobs the
 // release does not have, properties their spec does not declare, zones
-// for nodes the config does not place, links with no or several providers.
+// for nodes the config does not place, links with no provider or several
+// it cannot choose between, wiring of links the jobs do not have.
 func NewDeployment(rel *release.Release, cfg contract.Config) (*Deployment, []contract.Problem) {
 	return NewMappedDeployment(rel, cfg, nil)
 }
@@ -62,7 +66,7 @@ func NewDeployment(rel *release.Release, cfg contract.Config) (*Deployment, []co
 // not the release's job names: jobOf names each component's job.
 func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(comp string) string) (*Deployment, []contract.Problem) {
 	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, AZs: map[string]string{}, Comp: map[string]string{},
-		Global: cfg.Properties.Global}
+		Global: cfg.Properties.Global, Links: cfg.Properties.Links}
 	var ps []contract.Problem
 	add := func(path, comp, ip, format string, a ...any) {
 		ps = append(ps, contract.Problem{Path: path, Component: comp, IP: ip, Reason: fmt.Sprintf(format, a...)})
@@ -123,17 +127,7 @@ func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(c
 			}
 		}
 	}
-	for _, job := range contract.SortedKeys(d.Jobs) {
-		for _, l := range rel.Specs[job].Consumes {
-			providers := d.providers(l)
-			switch {
-			case len(providers) == 0 && !l.Optional:
-				add("components", job, "", "job %s consumes link %q of type %s, and no job in the config provides one", job, l.Name, l.Type)
-			case len(providers) > 1:
-				add("components", job, "", "job %s consumes link %q of type %s, and several jobs provide one (%s): place only one", job, l.Name, l.Type, strings.Join(providers, ", "))
-			}
-		}
-	}
+	ps = append(ps, d.resolveLinks()...)
 	return d, ps
 }
 
@@ -180,20 +174,6 @@ func declaredList(spec *release.Job) string {
 		names = append(names[:8], "...")
 	}
 	return strings.Join(names, ", ")
-}
-
-// providers lists the placed jobs that provide a link of l's type.
-func (d *Deployment) providers(l release.Link) []string {
-	var out []string
-	for _, job := range contract.SortedKeys(d.Jobs) {
-		for _, p := range d.Release.Specs[job].Provides {
-			if p.Type == l.Type {
-				out = append(out, job)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // Properties are a job's effective properties: every property its spec
@@ -280,51 +260,4 @@ func (d *Deployment) Spec(job string, index int) Spec {
 		"properties": d.Properties(job),
 		"links":      d.links(job),
 	}
-}
-
-// links resolves what job consumes from the config's placement of the
-// providing job: its instances (each node's IP is its address) and the
-// properties its provides entry shares.
-func (d *Deployment) links(job string) map[string]any {
-	out := map[string]any{}
-	for _, l := range d.Release.Specs[job].Consumes {
-		providers := d.providers(l)
-		if len(providers) != 1 {
-			continue
-		}
-		p := providers[0]
-		var shared []string
-		for _, pl := range d.Release.Specs[p].Provides {
-			if pl.Type == l.Type {
-				shared = pl.Properties
-				break
-			}
-		}
-		props := map[string]any{}
-		all := d.Properties(p)
-		for _, name := range shared {
-			if v, ok := lookup(all, name); ok {
-				set(props, name, v)
-			}
-		}
-		var insts []map[string]any
-		for i, ip := range d.Jobs[p] {
-			insts = append(insts, map[string]any{"name": p, "index": i, "id": InstanceID(d.Name, p, i),
-				"az": d.AZs[ip], "address": ip, "bootstrap": i == 0})
-		}
-		out[l.Name] = map[string]any{"instances": insts, "properties": props}
-	}
-	return out
-}
-
-// consumers maps a job to the jobs it takes links from.
-func (d *Deployment) linkProviders(job string) []string {
-	var out []string
-	for _, l := range d.Release.Specs[job].Consumes {
-		if p := d.providers(l); len(p) == 1 && p[0] != job {
-			out = append(out, p[0])
-		}
-	}
-	sort.Strings(out)
-	return out
 }

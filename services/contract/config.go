@@ -53,6 +53,9 @@ type Properties struct {
 	// "bosh"), as v1 manifests have it: each job reads the properties its
 	// spec declares from its own tree in Jobs first, then from this one.
 	Global map[string]any `json:"global,omitempty"`
+	// Links wires each BOSH job's links ("catalog": "bosh"): explicit
+	// providers, aliases, links not consumed; see JobLinks.
+	Links map[string]JobLinks `json:"links,omitempty"`
 	// AZs puts nodes in availability zones for BOSH jobs: {"z2": ["IP"]};
 	// a node in none is in z1.
 	AZs map[string][]string `json:"azs,omitempty"`
@@ -342,6 +345,7 @@ func (c Config) Clone() Config {
 		out.Components[k] = append([]string(nil), v...)
 	}
 	out.Properties.SecretProperties = slices.Clone(c.Properties.SecretProperties)
+	out.Properties.Links = cloneLinks(c.Properties.Links)
 	if g := c.Properties.Gateway; g != nil {
 		gc := *g
 		out.Properties.Gateway = &gc

@@ -1,0 +1,210 @@
+package bosh
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// provider is one link a placed job provides, under the name consumers'
+// "from" finds it by: its alias, or its own name.
+type provider struct {
+	Job  string
+	Link release.Link
+	Name string
+}
+
+func (p provider) String() string {
+	if p.Name != p.Link.Name {
+		return fmt.Sprintf("%s.%s as %s", p.Job, p.Link.Name, p.Name)
+	}
+	return p.Job + "." + p.Link.Name
+}
+
+// allProviders lists every link the placed jobs provide, by job then by
+// the order of the job's spec, each under its alias from the config.
+func (d *Deployment) allProviders() []provider {
+	var out []provider
+	for _, job := range contract.SortedKeys(d.Jobs) {
+		for _, pl := range d.Release.Specs[job].Provides {
+			p := provider{Job: job, Link: pl, Name: pl.Name}
+			if w := d.Links[job].Provides[pl.Name]; w != nil && w.As != "" {
+				p.Name = w.As
+			}
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// resolveLinks decides, as BOSH does, which provider each consumed link of
+// each placed job takes: the one its "from" names (an alias, or a link's
+// name when it has none); else the one provider of its type; none when
+// the config sets it to null, or when it is optional and nothing fits. A
+// job may consume its own link. Each problem names the job, the link and
+// the candidates.
+func (d *Deployment) resolveLinks() []contract.Problem {
+	d.resolved = map[string]map[string]provider{}
+	var ps []contract.Problem
+	add := func(path, job, format string, a ...any) {
+		ps = append(ps, contract.Problem{Path: path, Component: d.CompOf(job), Reason: fmt.Sprintf(format, a...)})
+	}
+	all := d.allProviders()
+	ps = append(ps, d.checkWiring(all)...)
+	for _, job := range contract.SortedKeys(d.Jobs) {
+		for _, l := range d.Release.Specs[job].Consumes {
+			path := "properties.links." + job + ".consumes." + l.Name
+			w, explicit := d.Links[job].Consumes[l.Name]
+			if explicit && w == nil {
+				continue // not consumed, as the config says
+			}
+			var fits, sameName []provider
+			for _, p := range all {
+				switch {
+				case p.Link.Type != l.Type:
+					if explicit && p.Name == w.From {
+						sameName = append(sameName, p)
+					}
+				case !explicit || w.From == "" || p.Name == w.From:
+					fits = append(fits, p)
+				}
+			}
+			switch {
+			case len(fits) == 1:
+				if d.resolved[job] == nil {
+					d.resolved[job] = map[string]provider{}
+				}
+				d.resolved[job][l.Name] = fits[0]
+			case len(fits) > 1 && explicit && w.From != "":
+				add(path, job, "job %s consumes link %q of type %s from %q, and several links are called that (%s): give each provider its own alias with provides.<link>.as",
+					job, l.Name, l.Type, w.From, joinProviders(fits))
+			case len(fits) > 1:
+				add("components", job, "job %s consumes link %q of type %s, and several links provide one (%s): name one in properties.links.%s.consumes.%s.from",
+					job, l.Name, l.Type, joinProviders(fits), job, l.Name)
+			case explicit && w.From != "":
+				why := "no placed job provides a link called that"
+				if len(sameName) > 0 {
+					why = "it is of another type (" + joinProviders(sameName) + " is " + sameName[0].Link.Type + ")"
+				}
+				add(path, job, "job %s consumes link %q of type %s from %q, and %s; links of type %s: %s",
+					job, l.Name, l.Type, w.From, why, l.Type, orNone(ofType(all, l.Type)))
+			case !l.Optional:
+				add("components", job, "job %s consumes link %q of type %s, and no job in the config provides one", job, l.Name, l.Type)
+			}
+		}
+	}
+	return ps
+}
+
+// checkWiring refuses wiring for jobs not placed and links the job's spec
+// does not declare: each would silently do nothing.
+func (d *Deployment) checkWiring(all []provider) []contract.Problem {
+	var ps []contract.Problem
+	add := func(path, job, format string, a ...any) {
+		ps = append(ps, contract.Problem{Path: path, Component: job, Reason: fmt.Sprintf(format, a...)})
+	}
+	for _, job := range contract.SortedKeys(d.Links) {
+		spec := d.Release.Specs[job]
+		if spec == nil || d.Jobs[job] == nil {
+			add("properties.links."+job, job, "job %s is not placed by this config, and only placed jobs have links", job)
+			continue
+		}
+		for _, name := range contract.SortedKeys(d.Links[job].Consumes) {
+			if !hasLink(spec.Consumes, name) {
+				add("properties.links."+job+".consumes."+name, job, "job %s consumes no link %q (it consumes %s)", job, name, linkNames(spec.Consumes))
+			}
+		}
+		for _, name := range contract.SortedKeys(d.Links[job].Provides) {
+			if !hasLink(spec.Provides, name) {
+				add("properties.links."+job+".provides."+name, job, "job %s provides no link %q (it provides %s)", job, name, linkNames(spec.Provides))
+			}
+		}
+	}
+	return ps
+}
+
+func hasLink(ls []release.Link, name string) bool {
+	for _, l := range ls {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func linkNames(ls []release.Link) string {
+	if len(ls) == 0 {
+		return "none"
+	}
+	names := make([]string, len(ls))
+	for i, l := range ls {
+		names[i] = l.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func ofType(all []provider, typ string) []provider {
+	var out []provider
+	for _, p := range all {
+		if p.Link.Type == typ {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func joinProviders(ps []provider) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func orNone(ps []provider) string {
+	if len(ps) == 0 {
+		return "none"
+	}
+	return joinProviders(ps)
+}
+
+// links is what job's templates see of its resolved links: each
+// provider's instances (a node's IP is an instance's address) and the
+// properties its provides entry shares.
+func (d *Deployment) links(job string) map[string]any {
+	out := map[string]any{}
+	for name, p := range d.resolved[job] {
+		props := map[string]any{}
+		all := d.Properties(p.Job)
+		for _, prop := range p.Link.Properties {
+			if v, ok := lookup(all, prop); ok {
+				set(props, prop, v)
+			}
+		}
+		var insts []map[string]any
+		for i, ip := range d.Jobs[p.Job] {
+			insts = append(insts, map[string]any{"name": p.Job, "index": i, "id": InstanceID(d.Name, p.Job, i),
+				"az": d.AZs[ip], "address": ip, "bootstrap": i == 0})
+		}
+		out[name] = map[string]any{"instances": insts, "properties": props}
+	}
+	return out
+}
+
+// linkProviders lists the other jobs job takes links from: they start
+// before it.
+func (d *Deployment) linkProviders(job string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range d.resolved[job] {
+		if p.Job != job && !seen[p.Job] {
+			seen[p.Job] = true
+			out = append(out, p.Job)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,64 @@
+package contract
+
+// JobLinks is how one BOSH job of a config (catalog bosh) wires its links,
+// as a manifest's job says it: properties.links.<job>.
+//
+//	{"consumes": {"db": {"from": "primary"}, "cache": null},
+//	 "provides": {"db": {"as": "primary", "shared": true}}}
+//
+// A consumed link absent here is matched by type, when exactly one placed
+// job provides that type; one given as null is not consumed at all.
+type JobLinks struct {
+	Consumes map[string]*ConsumeLink `json:"consumes,omitempty"`
+	Provides map[string]*ProvideLink `json:"provides,omitempty"`
+}
+
+// ConsumeLink names the provider a consumed link comes from: a provided
+// link's alias, or its name when it has none.
+type ConsumeLink struct {
+	From string `json:"from,omitempty"`
+}
+
+// ProvideLink renames a provided link for consumers' "from" (As) and
+// marks it shared: BOSH's flag for other deployments' consumers, kept
+// and shown, with no effect inside one cluster.
+type ProvideLink struct {
+	As     string `json:"as,omitempty"`
+	Shared bool   `json:"shared,omitempty"`
+}
+
+// LinkNameMax bounds a link's name, alias or "from" in a config.
+const LinkNameMax = 128
+
+// cloneLinks deep-copies a config's link wiring.
+func cloneLinks(in map[string]JobLinks) map[string]JobLinks {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]JobLinks, len(in))
+	for job, jl := range in {
+		var c JobLinks
+		if jl.Consumes != nil {
+			c.Consumes = make(map[string]*ConsumeLink, len(jl.Consumes))
+			for k, v := range jl.Consumes {
+				if v != nil {
+					cv := *v
+					v = &cv
+				}
+				c.Consumes[k] = v
+			}
+		}
+		if jl.Provides != nil {
+			c.Provides = make(map[string]*ProvideLink, len(jl.Provides))
+			for k, v := range jl.Provides {
+				if v != nil {
+					pv := *v
+					v = &pv
+				}
+				c.Provides[k] = v
+			}
+		}
+		out[job] = c
+	}
+	return out
+}
