@@ -223,6 +223,7 @@ func propertiesSchema(names []string, releases string) obj {
 		"secret_properties": obj{"type": []string{"array", "null"}, "items": obj{"type": "string", "maxLength": 1024}, "maxItems": 10000,
 			"x-reason":    `must be a list of places in jobs and global ("jobs.<job>.a.b")`,
 			"description": "places in jobs and global whose values are secrets whatever their names (where a manifest's variables went): redacted, kept and sealed"},
+		"links": linksSchema(),
 		"azs": obj{"type": []string{"object", "null"}, "additionalProperties": obj{"type": []string{"array", "null"}, "items": obj{"type": "string"}, "x-reason": "must be an object of zone name to a list of IPs"},
 			"x-reason": "must be an object of zone name to a list of IPs"},
 		"heal":    healSchema(),

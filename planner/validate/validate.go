@@ -159,6 +159,9 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 				ps.add(path, "", "", `must be a list of places in jobs and global ("jobs.<job>.a.b")`)
 			}
 			continue
+		case "links":
+			decodeLinks(v, p, ps)
+			continue
 		case "azs":
 			if err := json.Unmarshal(v, &p.AZs); err != nil {
 				ps.add(path, "", "", "must be an object of zone name to a list of IPs")

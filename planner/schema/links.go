@@ -1,0 +1,41 @@
+package schema
+
+import (
+	"strconv"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// linksSchema is properties.links: per BOSH job, which provider each
+// consumed link takes and the aliases of the links it provides.
+func linksSchema() obj {
+	name := func(what string) obj {
+		return obj{"minLength": 1, "maxLength": contract.LinkNameMax,
+			"x-reason": "a " + what + "'s name is 1 to " + strconv.Itoa(contract.LinkNameMax) + " characters"}
+	}
+	unknown := func(reason string) obj { return obj{"not": obj{}, "x-reason": reason} }
+	consume := obj{"type": []string{"object", "null"}, "x-reason": `must be null (not consumed) or {"from": PROVIDER}`,
+		"properties": obj{"from": obj{"type": "string", "minLength": 1, "maxLength": contract.LinkNameMax,
+			"description": "the provider: a provided link's alias, or its name when it has none",
+			"x-reason":    "must be a provider's alias or link name, 1 to " + strconv.Itoa(contract.LinkNameMax) + " characters"}},
+		"additionalProperties": unknown("unknown field: a consumed link has only from")}
+	provide := obj{"type": "object", "x-reason": `must be {"as": ALIAS, "shared": BOOL}`,
+		"properties": obj{
+			"as": obj{"type": "string", "minLength": 1, "maxLength": contract.LinkNameMax, "description": "the name consumers' from finds this link by",
+				"x-reason": "must be an alias of 1 to " + strconv.Itoa(contract.LinkNameMax) + " characters"},
+			"shared": obj{"type": "boolean", "x-reason": "must be true or false",
+				"description": "offered to other deployments, as BOSH marks it: kept, with no effect inside one cluster"}},
+		"additionalProperties": unknown("unknown field: a provided link has as and shared")}
+	job := obj{"type": "object", "x-reason": `must be {"consumes": {...}, "provides": {...}}`,
+		"properties": obj{
+			"consumes": obj{"type": []string{"object", "null"}, "propertyNames": name("link"), "additionalProperties": consume,
+				"x-reason":    `must be an object of link name to null or {"from": PROVIDER}`,
+				"description": "each consumed link's provider; null leaves it unconsumed; a link not named takes the one provider of its type"},
+			"provides": obj{"type": []string{"object", "null"}, "propertyNames": name("link"), "additionalProperties": provide,
+				"x-reason": `must be an object of link name to {"as": ALIAS, "shared": BOOL}`},
+		},
+		"additionalProperties": unknown("unknown field: a job's links have consumes and provides")}
+	return obj{"type": []string{"object", "null"}, "x-reason": "must be an object of job name to its links",
+		"description":   "per BOSH job (catalog bosh), how its links are wired, as a manifest's consumes and provides say it",
+		"propertyNames": name("job"), "additionalProperties": job}
+}
