@@ -30,7 +30,8 @@ const maxStaticIPs = 4096
 // each job's properties, the zones and the update block. What the engine
 // does not do yet is an error when it would change what runs (addons,
 // several releases, instances without a machine) and a warning when it
-// would not (stemcells, persistent disks, errands, link wiring).
+// would not (stemcells, persistent disks, errands). A job's consumes and
+// provides become the config's links.
 func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 	cfg := contract.Config{Components: map[string][]string{}}
 	root, ok := doc.(map[string]any)
@@ -40,8 +41,8 @@ func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 	if refs := unresolved(root); len(refs) > 0 {
 		return cfg, nil, fmt.Errorf("variables without a value: %s (give them with -v, -l or --vars-store)", strings.Join(refs, ", "))
 	}
-	c := converter{cfg: &cfg, jobProps: map[string]any{}, jobGroup: map[string]string{}, ipGroup: map[string]string{}}
 	name, _ := root["name"].(string)
+	c := converter{cfg: &cfg, name: name, jobProps: map[string]any{}, jobGroup: map[string]string{}, ipGroup: map[string]string{}, linksGroup: map[string]string{}}
 	c.cfg.Properties = contract.Properties{Catalog: "bosh", Home: t.Home, Domain: t.Domain, User: t.User, Root: t.Root, Key: t.Key}
 	if c.cfg.Properties.Domain == "" {
 		c.cfg.Properties.Domain = name
@@ -91,12 +92,16 @@ func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 }
 
 type converter struct {
+	name     string // the manifest's
 	cfg      *contract.Config
 	warn     []string
 	jobProps map[string]any    // job → its properties
 	jobGroup map[string]string // job → the first group that has it
 	ipGroup  map[string]string // static IP → its group
 	releases map[string]bool   // the releases jobs come from
+	// linksGroup maps a job to the first group that has it, where its
+	// consumes and provides were read.
+	linksGroup map[string]string
 }
 
 func (c *converter) warnf(format string, a ...any) {
@@ -201,7 +206,7 @@ func (c *converter) group(g map[string]any, v1 bool) error {
 type jobRef struct {
 	name, release string
 	props         map[string]any
-	links         bool // consumes or provides given
+	links         *contract.JobLinks // consumes and provides, or nil
 }
 
 // jobsOf lists a group's jobs (v2's jobs, v1's templates) and the
@@ -229,7 +234,10 @@ func (c *converter) jobsOf(g map[string]any, v1 bool, where string) ([]jobRef, m
 			return nil, nil, fmt.Errorf("%s: %s[%d] has no name", where, key, i)
 		}
 		j.props, _ = m["properties"].(map[string]any)
-		j.links = m["consumes"] != nil || m["provides"] != nil || m["custom_provider_definitions"] != nil
+		var err error
+		if j.links, err = c.jobLinks(m, fmt.Sprintf("%s: job %s", where, j.name), c.name); err != nil {
+			return nil, nil, err
+		}
 		out = append(out, j)
 	}
 	return out, groupProps, nil
@@ -240,8 +248,8 @@ func (c *converter) job(j jobRef, ips []string, groupProps map[string]any, upd *
 		c.releases = map[string]bool{}
 	}
 	c.releases[j.release] = true
-	if j.links {
-		c.warnf("instance group %s: job %s's consumes and provides are not read: links are matched by type, one provider each", group, j.name)
+	if err := c.setLinks(j.name, group, j.links); err != nil {
+		return err
 	}
 	props := merge(groupProps, j.props)
 	if first, seen := c.jobGroup[j.name]; seen {

@@ -25,11 +25,12 @@ instance_groups:
   - name: redis-server
     release: redis
     properties: {port: 6379, password: pw, tls: {enabled: false}}
+    provides: {redis: {as: primary, shared: true}}
 - name: sentinel
   instances: 1
   networks: [{name: default, static_ips: [10.244.0.10]}]
   jobs:
-  - {name: redis-sentinel, release: redis, properties: {quorum: 2}, consumes: {redis: {from: redis}}}
+  - {name: redis-sentinel, release: redis, properties: {quorum: 2}, consumes: {redis: {from: primary, network: default, deployment: redis}, tls: nil, metrics: ~}}
 - name: smoke-tests
   lifecycle: errand
   instances: 1
@@ -108,6 +109,26 @@ func TestToConfigErrors(t *testing.T) {
 		{"a bad update", `{name: x, update: {max_in_flight: 0}, instance_groups: []}`, "update: max_in_flight"},
 		{"a bad watch time", `{name: x, update: {canary_watch_time: "30000-1000"}, instance_groups: []}`, "update: canary_watch_time"},
 		{"nothing placed", `{name: x, releases: [{name: r}], instance_groups: []}`, "no instance group places a job"},
+		{"links from another deployment", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, consumes: {db: {from: db, deployment: other}}}]}]}`,
+			`instance group a: job j: consumes.db: links from another deployment (other) are not supported yet`},
+		{"a manual link", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, consumes: {db: {instances: [{address: 10.0.0.9}]}}}]}]}`,
+			`consumes.db: manual links (instances) are not supported yet`},
+		{"a consumed link as a string", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, consumes: {db: primary}}]}]}`,
+			`consumes.db is a string: give nil (not consumed) or {from: PROVIDER}`},
+		{"an unknown consumes key", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, consumes: {db: {form: x}}}]}]}`,
+			`consumes.db: unknown key "form"`},
+		{"an empty from", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, consumes: {db: {from: ''}}}]}]}`,
+			`consumes.db: from names a provider`},
+		{"a provided link nil", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, provides: {db: nil}}]}]}`,
+			`provides.db is a string: give {as: ALIAS, shared: BOOL}`},
+		{"shared as a string", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, provides: {db: {shared: yes-please}}}]}]}`,
+			`provides.db: shared is true or false`},
+		{"custom provider definitions", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, custom_provider_definitions: [{name: c, type: t}]}]}]}`,
+			`job j: custom_provider_definitions are not supported yet`},
+		{"consumes as a list", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, consumes: [db]}]}]}`,
+			`job j: consumes is a list, not a map`},
+		{"one job, two wirings", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, consumes: {db: {from: p}}}]}, {name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r}]}]}`,
+			"job j has other consumes or provides in instance group b than in a"},
 	}
 	for _, c := range cases {
 		if _, _, err := ToConfig(mustDecode(t, c.manifest), Target{}); err == nil || !strings.Contains(err.Error(), c.err) {
