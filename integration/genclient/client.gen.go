@@ -174,6 +174,13 @@ type ControlResult struct {
 	Via   string  `json:"via"`
 }
 
+// CustomProvider defines model for CustomProvider.
+type CustomProvider struct {
+	Name       string    `json:"name"`
+	Properties *[]string `json:"properties,omitempty"`
+	Type       string    `json:"type"`
+}
+
 // DeployStarted Examples: {"id":"d-20261124-223905-1a2b"}
 type DeployStarted struct {
 	Id string `json:"id"`
@@ -349,8 +356,9 @@ type InstanceHardware struct {
 
 // JobLinks defines model for JobLinks.
 type JobLinks struct {
-	Consumes *map[string]*ConsumeLink `json:"consumes,omitempty"`
-	Provides *map[string]*ProvideLink `json:"provides,omitempty"`
+	Consumes                  *map[string]*ConsumeLink `json:"consumes,omitempty"`
+	CustomProviderDefinitions *[]CustomProvider        `json:"custom_provider_definitions,omitempty"`
+	Provides                  *map[string]*ProvideLink `json:"provides,omitempty"`
 }
 
 // ManifestDeploy defines model for ManifestDeploy.

@@ -25,11 +25,12 @@ func (p provider) String() string {
 }
 
 // allProviders lists every link the placed jobs provide, by job then by
-// the order of the job's spec, each under its alias from the config.
+// the order of the job's spec and its custom providers, each under its
+// alias from the config.
 func (d *Deployment) allProviders() []provider {
 	var out []provider
 	for _, job := range contract.SortedKeys(d.Jobs) {
-		for _, pl := range d.Release.Specs[job].Provides {
+		for _, pl := range d.provides(job) {
 			p := provider{Job: job, Link: pl, Name: pl.Name}
 			if w := d.Links[job].Provides[pl.Name]; w != nil && w.As != "" {
 				p.Name = w.As
@@ -117,9 +118,44 @@ func (d *Deployment) checkWiring(all []provider) []contract.Problem {
 				add("properties.links."+job+".consumes."+name, job, "job %s consumes no link %q (it consumes %s)", job, name, linkNames(spec.Consumes))
 			}
 		}
+		ps = append(ps, d.checkCustom(job)...)
+		provides := d.provides(job)
 		for _, name := range contract.SortedKeys(d.Links[job].Provides) {
-			if !hasLink(spec.Provides, name) {
-				add("properties.links."+job+".provides."+name, job, "job %s provides no link %q (it provides %s)", job, name, linkNames(spec.Provides))
+			if !hasLink(provides, name) {
+				add("properties.links."+job+".provides."+name, job, "job %s provides no link %q (it provides %s)", job, name, linkNames(provides))
+			}
+		}
+	}
+	return ps
+}
+
+// provides lists the links job provides: its spec's, then the config's
+// custom providers.
+func (d *Deployment) provides(job string) []release.Link {
+	out := append([]release.Link(nil), d.Release.Specs[job].Provides...)
+	for _, c := range d.Links[job].Custom {
+		out = append(out, release.Link{Name: c.Name, Type: c.Type, Properties: c.Properties})
+	}
+	return out
+}
+
+// checkCustom refuses a custom provider that takes a name the job's spec
+// provides already, or shares a property the spec does not declare.
+func (d *Deployment) checkCustom(job string) []contract.Problem {
+	var ps []contract.Problem
+	spec := d.Release.Specs[job]
+	seen := map[string]bool{}
+	for i, c := range d.Links[job].Custom {
+		path := fmt.Sprintf("properties.links.%s.custom_provider_definitions[%d]", job, i)
+		if hasLink(spec.Provides, c.Name) || seen[c.Name] {
+			ps = append(ps, contract.Problem{Path: path, Component: job,
+				Reason: fmt.Sprintf("job %s provides a link %q already", job, c.Name)})
+		}
+		seen[c.Name] = true
+		for _, prop := range c.Properties {
+			if _, ok := spec.Properties[prop]; !ok {
+				ps = append(ps, contract.Problem{Path: path, Component: job,
+					Reason: fmt.Sprintf("job %s declares no property %q to share in link %q (it declares %s)", job, prop, c.Name, declaredList(spec))})
 			}
 		}
 	}

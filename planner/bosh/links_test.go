@@ -71,6 +71,18 @@ func TestResolveLinks(t *testing.T) {
 		{name: "a job consumes its own link",
 			comps: map[string][]string{"peer": {"10.0.0.4", "10.0.0.5"}},
 			want:  map[string]string{"peer.peers": "peer <nil>"}},
+		{name: "a custom provider, aliased, fills an optional link", comps: both,
+			links: map[string]contract.JobLinks{
+				"app": {Consumes: map[string]*contract.ConsumeLink{"db": {From: "db"}}},
+				"db": {Custom: []contract.CustomProvider{{Name: "conn", Type: "redis", Properties: []string{"port"}}},
+					Provides: map[string]*contract.ProvideLink{"conn": {As: "cache"}}}},
+			want: map[string]string{"app.db": "db 5432", "app.cache": "db 5432"}},
+		{name: "a custom provider clashing or sharing what the spec lacks", comps: both,
+			links: map[string]contract.JobLinks{
+				"app": {Consumes: map[string]*contract.ConsumeLink{"db": {From: "db"}, "cache": nil}},
+				"db":  {Custom: []contract.CustomProvider{{Name: "db", Type: "redis"}, {Name: "conn", Type: "redis", Properties: []string{"colour"}}}}},
+			probs: []string{`custom_provider_definitions[0]: job db provides a link "db" already`,
+				`custom_provider_definitions[1]: job db declares no property "colour" to share in link "conn" (it declares port)`}},
 		{name: "wiring a link the job does not have", comps: both,
 			links: map[string]contract.JobLinks{
 				"app":  {Consumes: map[string]*contract.ConsumeLink{"db": {From: "db"}, "dbx": {From: "db"}}},

@@ -25,7 +25,8 @@ instance_groups:
   - name: redis-server
     release: redis
     properties: {port: 6379, password: pw, tls: {enabled: false}}
-    provides: {redis: {as: primary, shared: true}}
+    provides: {redis: {as: primary, shared: true}, conn: {as: plain}}
+    custom_provider_definitions: [{name: conn, type: address, properties: [port]}]
 - name: sentinel
   instances: 1
   networks: [{name: default, static_ips: [10.244.0.10]}]
@@ -123,8 +124,12 @@ func TestToConfigErrors(t *testing.T) {
 			`provides.db is a string: give {as: ALIAS, shared: BOOL}`},
 		{"shared as a string", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, provides: {db: {shared: yes-please}}}]}]}`,
 			`provides.db: shared is true or false`},
-		{"custom provider definitions", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, custom_provider_definitions: [{name: c, type: t}]}]}]}`,
-			`job j: custom_provider_definitions are not supported yet`},
+		{"a custom provider without a type", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, custom_provider_definitions: [{name: c}]}]}]}`,
+			`job j: custom_provider_definitions[0]: a custom provider needs a name and a type`},
+		{"a custom provider sharing a map", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, custom_provider_definitions: [{name: c, type: t, properties: [{a: 1}]}]}]}]}`,
+			`custom_provider_definitions[0]: properties is a list of the job's property names`},
+		{"custom providers as a map", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, custom_provider_definitions: {name: c}}]}]}`,
+			`custom_provider_definitions is a map, not a list`},
 		{"consumes as a list", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, consumes: [db]}]}]}`,
 			`job j: consumes is a list, not a map`},
 		{"one job, two wirings", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, consumes: {db: {from: p}}}]}, {name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r}]}]}`,

@@ -9,17 +9,15 @@ import (
 	"github.com/deployment-engine/engine/services/contract"
 )
 
-// jobLinks reads a v2 job's consumes and provides into the config's
-// wiring, as BOSH reads them: a consumed link is null (not consumed) or
-// names its provider with from; a provided link may take an alias (as)
-// and be shared. What the engine cannot wire is an error naming it: a
-// provider in another deployment, a manual link, custom provider
-// definitions. self is the manifest's name: from a deployment of that
-// name is from this one.
+// jobLinks reads a v2 job's consumes, provides and custom provider
+// definitions into the config's wiring, as BOSH reads them: a consumed
+// link is null (not consumed) or names its provider with from; a
+// provided link may take an alias (as) and be shared; a custom provider
+// is a link the job provides beside its spec's. What the engine cannot
+// wire is an error naming it: a provider in another deployment, a manual
+// link. self is the manifest's name: from a deployment of that name is
+// from this one.
 func (c *converter) jobLinks(m map[string]any, where, self string) (*contract.JobLinks, error) {
-	if m["custom_provider_definitions"] != nil {
-		return nil, fmt.Errorf("%s: custom_provider_definitions are not supported yet: provide the link from a job whose spec declares it", where)
-	}
 	cons, err := mapOf(m, "consumes", where)
 	if err != nil {
 		return nil, err
@@ -28,10 +26,14 @@ func (c *converter) jobLinks(m map[string]any, where, self string) (*contract.Jo
 	if err != nil {
 		return nil, err
 	}
-	if cons == nil && provs == nil {
+	custom, err := customProviders(m["custom_provider_definitions"], where+": custom_provider_definitions")
+	if err != nil {
+		return nil, err
+	}
+	if cons == nil && provs == nil && custom == nil {
 		return nil, nil
 	}
-	jl := &contract.JobLinks{}
+	jl := &contract.JobLinks{Custom: custom}
 	for _, name := range sortedKeys(cons) {
 		if jl.Consumes == nil {
 			jl.Consumes = map[string]*contract.ConsumeLink{}
@@ -142,6 +144,60 @@ func (c *converter) setLinks(job, group string, jl *contract.JobLinks) error {
 	}
 	c.cfg.Properties.Links[job] = cur
 	return nil
+}
+
+// customProviders reads custom_provider_definitions: [{name, type,
+// properties}].
+func customProviders(v any, where string) ([]contract.CustomProvider, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s is %s, not a list", where, patch.Kind(v))
+	}
+	var out []contract.CustomProvider
+	for i, x := range list {
+		at := fmt.Sprintf("%s[%d]", where, i)
+		f, ok := x.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s is %s: give {name, type, properties}", at, patch.Kind(x))
+		}
+		var c contract.CustomProvider
+		for _, k := range sortedKeys(f) {
+			switch k {
+			case "name", "type":
+				s, ok := f[k].(string)
+				if !ok || s == "" {
+					return nil, fmt.Errorf("%s: %s is a string", at, k)
+				}
+				if k == "name" {
+					c.Name = s
+				} else {
+					c.Type = s
+				}
+			case "properties":
+				props, ok := f[k].([]any)
+				if !ok && f[k] != nil {
+					return nil, fmt.Errorf("%s: properties is a list of the job's property names", at)
+				}
+				for _, p := range props {
+					s, ok := p.(string)
+					if !ok {
+						return nil, fmt.Errorf("%s: properties is a list of the job's property names", at)
+					}
+					c.Properties = append(c.Properties, s)
+				}
+			default:
+				return nil, fmt.Errorf("%s: unknown key %q (a custom provider takes name, type, properties)", at, contract.Clip(k))
+			}
+		}
+		if c.Name == "" || c.Type == "" {
+			return nil, fmt.Errorf("%s: a custom provider needs a name and a type", at)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 func mapOf(m map[string]any, key, where string) (map[string]any, error) {

@@ -6,6 +6,10 @@ import (
 	"github.com/deployment-engine/engine/services/contract"
 )
 
+// maxCustom bounds a job's custom providers and the properties each
+// shares, as validation does.
+const maxCustom = 256
+
 // linksSchema is properties.links: per BOSH job, which provider each
 // consumed link takes and the aliases of the links it provides.
 func linksSchema() obj {
@@ -34,7 +38,18 @@ func linksSchema() obj {
 			"provides": obj{"type": []string{"object", "null"}, "propertyNames": name("link"), "additionalProperties": provide,
 				"x-reason": `must be an object of link name to {"as": ALIAS, "shared": BOOL}`},
 		},
-		"additionalProperties": unknown("unknown field: a job's links have consumes and provides")}
+		"additionalProperties": unknown("unknown field: a job's links have consumes, provides and custom_provider_definitions")}
+	job["properties"].(obj)["custom_provider_definitions"] = obj{"type": []string{"array", "null"}, "maxItems": maxCustom,
+		"x-reason":    `must be a list of at most ` + strconv.Itoa(maxCustom) + ` {"name", "type", "properties"}`,
+		"description": "links the job provides beside those its spec declares, sharing properties its spec declares",
+		"items": obj{"type": "object", "x-reason": `must be {"name", "type", "properties"}`, "required": []string{"name", "type"},
+			"properties": obj{
+				"name": obj{"type": "string", "minLength": 1, "maxLength": contract.LinkNameMax, "x-reason": "missing: the link's name, 1 to " + strconv.Itoa(contract.LinkNameMax) + " characters"},
+				"type": obj{"type": "string", "minLength": 1, "maxLength": contract.LinkNameMax, "x-reason": "missing: the link's type, 1 to " + strconv.Itoa(contract.LinkNameMax) + " characters"},
+				"properties": obj{"type": []string{"array", "null"}, "maxItems": maxCustom, "items": obj{"type": "string"},
+					"x-reason": "must be a list of at most " + strconv.Itoa(maxCustom) + " of the job's property names"},
+			},
+			"additionalProperties": unknown("unknown field: a custom provider has name, type and properties")}}
 	return obj{"type": []string{"object", "null"}, "x-reason": "must be an object of job name to its links",
 		"description":   "per BOSH job (catalog bosh), how its links are wired, as a manifest's consumes and provides say it",
 		"propertyNames": name("job"), "additionalProperties": job}

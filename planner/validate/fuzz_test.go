@@ -14,6 +14,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte(`{"components":{"nats":["127.0.0.2"]},"properties":{"domain":"a.b","home":"127.0.0.1","root":"r","disksize":"15"}}`))
 	f.Add([]byte(`{"components":{"haproxy":["1.2.3.4","1.2.3.4"]},"properties":null}`))
 	f.Add([]byte(`{`))
+	f.Add([]byte(`{"components":{"nats":["127.0.0.2"]},"properties":{"domain":"a.b","home":"127.0.0.1","root":"r","links":{"nats":{"consumes":{"db":{"from":"x"},"c":null},"provides":{"db":{"as":"y","shared":true}},"custom_provider_definitions":[{"name":"n","type":"t","properties":["p"]}]}}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, ps := Config(b, catalogs)
 		if len(ps) > 0 {

@@ -3,6 +3,7 @@ package validate
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/deployment-engine/engine/services/contract"
@@ -38,8 +39,10 @@ func decodeLinks(raw json.RawMessage, p *contract.Properties, ps *problems) {
 				jl.Consumes = decodeConsumes(pv, jp+".consumes", job, ps)
 			case "provides":
 				jl.Provides = decodeProvides(pv, jp+".provides", job, ps)
+			case "custom_provider_definitions":
+				jl.Custom = decodeCustom(pv, jp+".custom_provider_definitions", job, ps)
 			default:
-				ps.add(jp+"."+contract.Clip(k), job, "", "unknown field: a job's links have consumes and provides")
+				ps.add(jp+"."+contract.Clip(k), job, "", "unknown field: a job's links have consumes, provides and custom_provider_definitions")
 			}
 		}
 		p.Links[job] = jl
@@ -120,6 +123,55 @@ func decodeProvides(raw json.RawMessage, path, job string, ps *problems) map[str
 	}
 	return out
 }
+
+// decodeCustom reads custom providers: [{"name", "type", "properties"}].
+func decodeCustom(raw json.RawMessage, path, job string, ps *problems) []contract.CustomProvider {
+	var list []json.RawMessage
+	if err := json.Unmarshal(raw, &list); err != nil || len(list) > maxCustom {
+		ps.add(path, job, "", fmt.Sprintf(`must be a list of at most %d {"name", "type", "properties"}`, maxCustom))
+		return nil
+	}
+	var out []contract.CustomProvider
+	for i, v := range list {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(v, &fields) != nil || fields == nil {
+			ps.add(ip, job, "", `must be {"name", "type", "properties"}`)
+			continue
+		}
+		var c contract.CustomProvider
+		for _, k := range []string{"name", "type"} {
+			dst := &c.Name
+			if k == "type" {
+				dst = &c.Type
+			}
+			if json.Unmarshal(fields[k], dst) != nil || !linkName(*dst) {
+				ps.add(ip+"."+k, job, "", fmt.Sprintf("missing: the link's %s, 1 to %d characters", k, contract.LinkNameMax))
+			}
+		}
+		for k, fv := range fields {
+			switch k {
+			case "name", "type":
+			case "properties":
+				var names []*string // a null name is refused, not read as ""
+				if json.Unmarshal(fv, &names) != nil || len(names) > maxCustom || slices.Contains(names, nil) {
+					ps.add(ip+".properties", job, "", fmt.Sprintf("must be a list of at most %d of the job's property names", maxCustom))
+					continue
+				}
+				for _, n := range names {
+					c.Properties = append(c.Properties, *n)
+				}
+			default:
+				ps.add(ip+"."+contract.Clip(k), job, "", "unknown field: a custom provider has name, type and properties")
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// maxCustom bounds a job's custom providers and the properties each shares.
+const maxCustom = 256
 
 // linkName bounds a job's or link's name, an alias and a "from".
 func linkName(s string) bool {

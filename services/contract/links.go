@@ -4,13 +4,25 @@ package contract
 // as a manifest's job says it: properties.links.<job>.
 //
 //	{"consumes": {"db": {"from": "primary"}, "cache": null},
-//	 "provides": {"db": {"as": "primary", "shared": true}}}
+//	 "provides": {"db": {"as": "primary", "shared": true}},
+//	 "custom_provider_definitions": [{"name": "conn", "type": "address", "properties": ["port"]}]}
 //
 // A consumed link absent here is matched by type, when exactly one placed
 // job provides that type; one given as null is not consumed at all.
 type JobLinks struct {
 	Consumes map[string]*ConsumeLink `json:"consumes,omitempty"`
 	Provides map[string]*ProvideLink `json:"provides,omitempty"`
+	// Custom are links the job provides beside those its spec declares,
+	// sharing properties its spec declares.
+	Custom []CustomProvider `json:"custom_provider_definitions,omitempty"`
+}
+
+// CustomProvider is a link a deployment adds to a job, as BOSH's
+// custom_provider_definitions do.
+type CustomProvider struct {
+	Name       string   `json:"name"`
+	Type       string   `json:"type"`
+	Properties []string `json:"properties,omitempty"`
 }
 
 // ConsumeLink names the provider a consumed link comes from: a provided
@@ -57,6 +69,10 @@ func cloneLinks(in map[string]JobLinks) map[string]JobLinks {
 				}
 				c.Provides[k] = v
 			}
+		}
+		for _, cp := range jl.Custom {
+			cp.Properties = append([]string(nil), cp.Properties...)
+			c.Custom = append(c.Custom, cp)
 		}
 		out[job] = c
 	}
