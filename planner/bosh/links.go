@@ -2,6 +2,7 @@ package bosh
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -97,6 +98,7 @@ func (d *Deployment) resolveLinks() []contract.Problem {
 			}
 		}
 	}
+	d.orderLinks()
 	return ps
 }
 
@@ -230,17 +232,43 @@ func (d *Deployment) links(job string) map[string]any {
 	return out
 }
 
-// linkProviders lists the other jobs job takes links from: they start
-// before it.
+// linkProviders lists the other jobs job takes links from and starts
+// after.
 func (d *Deployment) linkProviders(job string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, p := range d.resolved[job] {
-		if p.Job != job && !seen[p.Job] {
-			seen[p.Job] = true
-			out = append(out, p.Job)
+	return d.waits[job]
+}
+
+// orderLinks decides which providers each job starts after: every job it
+// takes a link from, save one that would then wait for it in turn. BOSH
+// orders by instance group, not by links; here a cycle of links (a and b
+// consuming each other's) is broken at the link that would close it, in
+// job name order, so that no step waits on itself.
+func (d *Deployment) orderLinks() {
+	d.waits = map[string][]string{}
+	var reaches func(from, to string, seen map[string]bool) bool
+	reaches = func(from, to string, seen map[string]bool) bool {
+		if from == to {
+			return true
 		}
+		if seen[from] {
+			return false
+		}
+		seen[from] = true
+		for _, next := range d.waits[from] {
+			if reaches(next, to, seen) {
+				return true
+			}
+		}
+		return false
 	}
-	sort.Strings(out)
-	return out
+	for _, job := range contract.SortedKeys(d.resolved) {
+		for _, name := range contract.SortedKeys(d.resolved[job]) {
+			p := d.resolved[job][name].Job
+			if p == job || slices.Contains(d.waits[job], p) || reaches(p, job, map[string]bool{}) {
+				continue
+			}
+			d.waits[job] = append(d.waits[job], p)
+		}
+		sort.Strings(d.waits[job])
+	}
 }

@@ -1,10 +1,12 @@
 package bosh
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/planner/release/releasetest"
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -137,4 +139,56 @@ func fmtAny(v any) string {
 		return "<nil>"
 	}
 	return fmt.Sprint(v)
+}
+
+// Two jobs that consume each other's links (BOSH orders by instance
+// group, not by links) plan without a step waiting on itself: one of them
+// starts first.
+func TestMutualLinksPlanWithoutCycle(t *testing.T) {
+	needRuby(t)
+	job := func(name, spec string) releasetest.Job {
+		return releasetest.Job{Name: name, Spec: "---\nname: " + name + "\ntemplates: {}\npackages: []\n" + spec}
+	}
+	rel := load(t, releasetest.Release{Name: "mutual", Version: "1", Jobs: []releasetest.Job{
+		job("a", "provides: [{name: la, type: x}]\nconsumes: [{name: lb, type: y}]\n"),
+		job("b", "provides: [{name: lb, type: y}]\nconsumes: [{name: la, type: x}, {name: lc, type: z}]\n"),
+		job("c", "provides: [{name: lc, type: z}]\nconsumes: [{name: lb, type: y}]\n"),
+	}})
+	d, ps := NewDeployment(rel, contract.Config{Components: map[string][]string{"a": {"10.0.0.1"}, "b": {"10.0.0.2"}, "c": {"10.0.0.3"}}})
+	if len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	plan, err := MakePlan(context.Background(), PlanInput{Deployment: d, NodeComponent: "_node", Base: map[string]string{},
+		PackageURL: func(p release.Package) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := map[string][]string{}
+	for _, s := range plan.Steps {
+		after[ID(s.Spec.Node, s.Spec.Component, s.Spec.Action)] = s.After
+	}
+	state := map[string]int{} // 1: on the path, 2: done
+	var visit func(id string, path []string)
+	visit = func(id string, path []string) {
+		switch state[id] {
+		case 1:
+			t.Fatalf("steps wait on each other: %s → %s", strings.Join(path, " → "), id)
+		case 2:
+			return
+		}
+		state[id] = 1
+		for _, a := range after[id] {
+			visit(a, append(path, id))
+		}
+		state[id] = 2
+	}
+	for _, id := range contract.SortedKeys(after) {
+		visit(id, nil)
+	}
+	// Each still gets the other's link.
+	for job, link := range map[string]string{"a": "lb", "b": "la", "c": "lb"} {
+		if _, ok := d.Spec(job, 0)["links"].(map[string]any)[link]; !ok {
+			t.Errorf("%s has no link %s", job, link)
+		}
+	}
 }

@@ -38,6 +38,8 @@ type Deployment struct {
 	Links map[string]contract.JobLinks
 	// resolved maps a job's consumed link to its provider.
 	resolved map[string]map[string]provider
+	// waits maps a job to the providers it starts after.
+	waits map[string][]string
 }
 
 // CompOf is the config's name of a job.
