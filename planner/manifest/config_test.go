@@ -141,3 +141,15 @@ func TestToConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A job whose only wiring is a custom provider keeps it.
+func TestToConfigCustomProviderAlone(t *testing.T) {
+	cfg, _, err := ToConfig(mustDecode(t, `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}],
+  jobs: [{name: j, release: r, custom_provider_definitions: [{name: c, type: t, properties: [p]}]}]}]}`), Target{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Properties.Links["j"].Custom; len(got) != 1 || got[0].Name != "c" || got[0].Type != "t" || len(got[0].Properties) != 1 {
+		t.Errorf("links %+v", cfg.Properties.Links)
+	}
+}

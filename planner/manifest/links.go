@@ -136,7 +136,7 @@ func (c *converter) setLinks(job, group string, jl *contract.JobLinks) error {
 		return nil
 	}
 	c.linksGroup[job] = group
-	if cur.Consumes == nil && cur.Provides == nil {
+	if cur.Consumes == nil && cur.Provides == nil && cur.Custom == nil {
 		return nil
 	}
 	if c.cfg.Properties.Links == nil {
