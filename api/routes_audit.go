@@ -102,14 +102,12 @@ func (s *server) readAudit(ctx context.Context, q auditQuery) ([]contract.AuditE
 	}
 	// The trail is read to its end as it was when the read began: the
 	// last message of the stream then, or the last one matching the
-	// filter (none pending after it). An empty fetch ends the read only
-	// when the consumer says nothing matches: on a busy cluster a fetch
-	// can come back empty while entries are still to come.
+	// filter (none pending after it). A fetch takes what the server has
+	// ready without waiting for more; one that comes back empty ends the
+	// read only when the consumer says nothing matches: on a busy cluster
+	// a fetch can come back empty while entries are still to come.
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
-		}
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(time.Second))
+		batch, err := cons.FetchNoWait(500)
 		if err != nil {
 			return nil, err
 		}
@@ -135,6 +133,11 @@ func (s *server) readAudit(ctx context.Context, q auditQuery) ([]contract.AuditE
 		if n == 0 {
 			if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
 				break // nothing matches
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("read %s: %w", bus.StreamAudit, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
 			}
 		}
 	}
