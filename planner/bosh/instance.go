@@ -21,6 +21,9 @@ type Instance struct {
 	Monit     string
 	Processes []string
 	Hash      string
+	// Errand is set for an errand's instance (IsErrand): placed, never
+	// started.
+	Errand bool
 }
 
 var (
@@ -65,6 +68,7 @@ func RenderAll(ctx context.Context, d *Deployment) ([]Instance, []contract.Probl
 			continue
 		}
 		spec := d.Release.Specs[in.Job]
+		in.Errand = IsErrand(spec)
 		pkgHashes := []string{}
 		for _, p := range spec.Packages {
 			pk, _ := d.Release.Package(p)

@@ -157,7 +157,8 @@ func (b *planBuilder) nodeSteps(ip string, jobs []string) error {
 }
 
 // jobSteps adds a job instance's apply, pre-start, register and start,
-// after its node's layout, its packages and its links' providers.
+// after its node's layout, its packages and its links' providers; an
+// errand's instance gets its apply alone.
 func (b *planBuilder) jobSteps(inst Instance) {
 	d := b.d
 	ip, job := inst.Node, inst.Job
@@ -170,9 +171,21 @@ func (b *planBuilder) jobSteps(inst Instance) {
 		apply.After = append(apply.After, b.pkgStep[ip+"/"+p])
 	}
 	for _, prov := range d.linkProviders(job) {
-		for _, pip := range d.Jobs[prov] {
-			apply.After = append(apply.After, ID(pip, d.CompOf(prov), "start"))
+		// An errand provider never starts: its instances are placed once
+		// applied.
+		ready := "start"
+		if IsErrand(d.Release.Specs[prov]) {
+			ready = "apply"
 		}
+		for _, pip := range d.Jobs[prov] {
+			apply.After = append(apply.After, ID(pip, d.CompOf(prov), ready))
+		}
+	}
+	b.add(apply)
+	if IsErrand(spec) {
+		// An errand is placed, never started: monit never learns of it,
+		// and it runs only when asked (package errand).
+		return
 	}
 	monitFile := stepFile("/etc/monit/conf.d/"+job, 0o600, []byte(inst.Monit))
 	register := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "register", Key: "bosh.job." + job + ".register",
@@ -182,7 +195,6 @@ func (b *planBuilder) jobSteps(inst Instance) {
 		Hash: inst.Hash, Script: hookScript(job, "pre-start")}, After: []string{ID(ip, comp, "apply")}, Prio: prio + 1}
 	start := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "start", Key: "bosh.job." + job + ".start",
 		Hash: inst.Hash, Script: startScript(job, inst.Processes)}, After: []string{ID(ip, comp, "register")}, Prio: prio + 3}
-	b.add(apply)
 	b.add(pre)
 	b.add(register)
 	b.add(start)
@@ -226,4 +238,18 @@ func jobOrder(d *Deployment, job string) int {
 		}
 	}
 	return 0
+}
+
+// IsErrand tells whether a job is an errand, as BOSH tells one: its
+// templates include bin/run.
+func IsErrand(job *release.Job) bool {
+	if job == nil {
+		return false
+	}
+	for _, t := range job.Templates {
+		if t.Dest == "bin/run" {
+			return true
+		}
+	}
+	return false
 }

@@ -25,6 +25,10 @@ func (in Builder) ReleaseSteps(r Release) ([]*Step, error) {
 	in.Catalog = nil
 	in.agentComps = map[string][]contract.AgentComponent{}
 	for _, inst := range r.Plan.Instances {
+		if inst.Errand {
+			// Nothing of an errand runs for the agent to watch.
+			continue
+		}
 		c := contract.AgentComponent{Name: r.CompOf(inst.Job)}
 		if len(inst.Processes) > 0 {
 			c.Process = inst.Processes[0]

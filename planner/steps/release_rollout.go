@@ -29,6 +29,10 @@ func (in Builder) ReleaseRolloutSteps(steps []*Step, markers map[string]map[stri
 	for _, comp := range contract.SortedKeys(in.Config.Components) {
 		var running []string
 		for _, ip := range in.Config.Components[comp] {
+			// An errand's instance has no start: nothing of it serves.
+			if byID[ID(ip, comp, "start")] == nil {
+				continue
+			}
 			if slices.Contains(in.Previous[ip], comp) && releaseChanges(byID, markers, comp, ip) {
 				running = append(running, ip)
 			}
