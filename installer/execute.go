@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // outcome is how a message's steps ran once.
@@ -143,3 +145,39 @@ func (t *outputTail) add(text string) {
 }
 
 func (t outputTail) String() string { return strings.Join(t.lines, "\n") }
+
+// streamTail keeps the end of one stream of a step's output, up to
+// contract.MaxStreamBytes, and counts what it cut from the start.
+type streamTail struct {
+	b   []byte
+	cut int
+}
+
+func (t *streamTail) add(text string) {
+	t.b = append(append(t.b, text...), '\n')
+	// Cut only once twice the bound is held: each byte is copied a
+	// bounded number of times however long the stream.
+	if len(t.b) > 2*contract.MaxStreamBytes {
+		t.trim()
+	}
+}
+
+func (t *streamTail) trim() {
+	if n := len(t.b) - contract.MaxStreamBytes; n > 0 {
+		for n < len(t.b) && !utf8.RuneStart(t.b[n]) {
+			n++
+		}
+		t.cut += n
+		t.b = append(t.b[:0:0], t.b[n:]...)
+	}
+}
+
+// String is the stream as kept, after a line that says how many bytes of
+// its start were cut, if any.
+func (t *streamTail) String() string {
+	t.trim()
+	if t.cut == 0 {
+		return string(t.b)
+	}
+	return fmt.Sprintf("[%d bytes cut: the last %d follow]\n%s", t.cut, len(t.b), t.b)
+}

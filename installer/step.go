@@ -33,6 +33,9 @@ type stepRun struct {
 	// kept is the last of its output, both streams, redacted, when the
 	// step keeps it (Step.KeepOutput); output writes it, report reads it.
 	kept outputTail
+	// stdout and stderr are its streams kept apart, redacted, when the
+	// step keeps them (Step.KeepStreams).
+	stdout, stderr streamTail
 }
 
 // stepTimeout is a step's deadline on the node.
@@ -108,6 +111,13 @@ func (r *stepRun) output(red contract.OutputRedactor, stream, text string) {
 	if r.s.KeepOutput {
 		r.kept.add(text)
 	}
+	if r.s.KeepStreams {
+		if stream == "stderr" {
+			r.stderr.add(text)
+		} else {
+			r.stdout.add(text)
+		}
+	}
 	r.line(stream, text)
 }
 
@@ -138,6 +148,9 @@ func (r *stepRun) report(state string, code *int, errMsg string, final bool) err
 	}
 	if final && s.KeepOutput {
 		ev.Output = r.kept.String()
+	}
+	if final && s.KeepStreams {
+		ev.Stdout, ev.Stderr = r.stdout.String(), r.stderr.String()
 	}
 	b, _ := json.Marshal(ev)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -620,6 +620,8 @@ type StepStatus struct {
 	Output    *string    `json:"output,omitempty"`
 	Started   *time.Time `json:"started"`
 	State     string     `json:"state"`
+	Stderr    *string    `json:"stderr,omitempty"`
+	Stdout    *string    `json:"stdout,omitempty"`
 }
 
 // StepTiming defines model for StepTiming.

@@ -34,6 +34,8 @@ type stepDiff struct {
 	ExitCode   *int       `json:"exit_code,omitempty"`
 	Error      string     `json:"error,omitempty"`
 	Output     string     `json:"output,omitempty"`
+	Stdout     string     `json:"stdout,omitempty"`
+	Stderr     string     `json:"stderr,omitempty"`
 	Dispatches int        `json:"dispatches,omitempty"`
 	Queued     uint64     `json:"queued,omitempty"`
 }
@@ -57,7 +59,7 @@ type stored struct {
 func (r *Record) stepOf(i int) stepDiff {
 	st := r.Steps[i]
 	return stepDiff{I: i, State: st.State, Attempt: st.Attempt, Started: st.Started, Finished: st.Finished,
-		ExitCode: st.ExitCode, Error: st.Error, Output: st.Output, Dispatches: r.Dispatches[st.ID], Queued: r.Queued[st.ID]}
+		ExitCode: st.ExitCode, Error: st.Error, Output: st.Output, Stdout: st.Stdout, Stderr: st.Stderr, Dispatches: r.Dispatches[st.ID], Queued: r.Queued[st.ID]}
 }
 
 func (r *Record) headOf() change {
@@ -114,7 +116,7 @@ func (r *Record) applyChange(c change) bool {
 	for _, d := range c.Steps {
 		st := &r.Steps[d.I]
 		st.State, st.Attempt, st.Started, st.Finished, st.ExitCode, st.Error = d.State, d.Attempt, d.Started, d.Finished, d.ExitCode, d.Error
-		st.Output = d.Output
+		st.Output, st.Stdout, st.Stderr = d.Output, d.Stdout, d.Stderr
 		r.setDispatch(st.ID, d.Dispatches, d.Queued)
 	}
 	for _, d := range c.Batches {
@@ -140,7 +142,7 @@ func sameHead(a, b change) bool {
 }
 
 func sameStep(a, b stepDiff) bool {
-	return a.State == b.State && a.Attempt == b.Attempt && a.Error == b.Error && a.Output == b.Output && a.Dispatches == b.Dispatches &&
+	return a.State == b.State && a.Attempt == b.Attempt && a.Error == b.Error && a.Output == b.Output && a.Stdout == b.Stdout && a.Stderr == b.Stderr && a.Dispatches == b.Dispatches &&
 		a.Queued == b.Queued && sameTime(a.Started, b.Started) && sameTime(a.Finished, b.Finished) &&
 		(a.ExitCode == nil) == (b.ExitCode == nil) && (a.ExitCode == nil || *a.ExitCode == *b.ExitCode)
 }

@@ -167,12 +167,14 @@ func (r *Record) apply(ev contract.StepEvent) bool {
 		st.State = contract.StateRunning
 	case contract.StateSucceeded, contract.StateUnchanged:
 		st.State, st.Finished, st.ExitCode, st.Error, st.Output = ev.State, ev.Finished, ev.ExitCode, "", ev.Output
+		st.Stdout, st.Stderr = ev.Stdout, ev.Stderr
 		if ev.State == contract.StateSucceeded {
 			r.Changed++
 		}
 	case contract.StateFailed:
 		if ev.Final {
 			st.State, st.Finished, st.ExitCode, st.Output = contract.StateFailed, ev.Finished, ev.ExitCode, ev.Output
+			st.Stdout, st.Stderr = ev.Stdout, ev.Stderr
 			r.unchain(st.Node)
 		}
 	}

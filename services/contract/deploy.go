@@ -184,6 +184,11 @@ type Step struct {
 	// stderr, redacted, in its final event (StepEvent.Output): an exec's
 	// result shows them.
 	KeepOutput bool `json:"keep_output,omitempty"`
+	// KeepStreams asks for stdout and stderr each kept apart, redacted, up
+	// to MaxStreamBytes each (the end of a longer one, saying how much was
+	// cut), in the step's final event (StepEvent.Stdout, .Stderr): an
+	// errand's result shows them.
+	KeepStreams bool `json:"keep_streams,omitempty"`
 	// ReadBack, when set, makes the step a read of the file at that path
 	// (copy --from): the installer runs no Script, reads the file (at most
 	// MaxCopyBytes), checks it against the SHA-256 and size the node
@@ -233,7 +238,14 @@ type StepEvent struct {
 	// Output is the last lines of the step's output, redacted, in its
 	// final event when the step asked for them (Step.KeepOutput).
 	Output string `json:"output,omitempty"`
+	// Stdout and Stderr are the step's streams, redacted, in its final
+	// event when the step asked for them (Step.KeepStreams).
+	Stdout string `json:"stdout,omitempty"`
+	Stderr string `json:"stderr,omitempty"`
 }
+
+// MaxStreamBytes bounds each stream a step keeps (Step.KeepStreams).
+const MaxStreamBytes = 64 << 10
 
 // LogLine is one line of output on de.evt.log.<id>.<node>.<component>.
 // Seq orders the lines of one step attempt.
@@ -291,6 +303,10 @@ type StepStatus struct {
 	// Output is the last lines of its output, redacted, when the step
 	// keeps them (an exec's).
 	Output string `json:"output,omitempty"`
+	// Stdout and Stderr are its streams, redacted, each up to
+	// MaxStreamBytes, when the step keeps them (an errand's run).
+	Stdout string `json:"stdout,omitempty"`
+	Stderr string `json:"stderr,omitempty"`
 }
 
 // Deployment states.
