@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/planner/catalog"
@@ -43,28 +40,12 @@ func (p *Planner) deploymentFor(cfg contract.Config, rel *release.Release, engin
 	}
 	v := cfVersion(cfg)
 	d, ps := bosh.NewMappedDeployment(rel, cfg, func(comp string) string { return cat.Job(v, comp) })
-	for _, comp := range cat.Order {
-		ips := cfg.Components[comp]
-		if len(ips) == 0 {
-			continue
-		}
-		r, err := cat.Render(catalog.Input{Config: cfg.Redact(), Node: ips[0], Component: comp, Engine: engine, MirrorURL: mirrorURL})
-		if err != nil {
-			return nil, nil, fmt.Errorf("render the cloudfoundry manifest: %w", err)
-		}
-		for _, f := range r.Files {
-			if path.Base(f.Path) != "manifest.yml" {
-				continue
-			}
-			var m struct {
-				Properties map[string]any `yaml:"properties"`
-			}
-			if err := yaml.Unmarshal(f.Content, &m); err != nil {
-				return nil, nil, fmt.Errorf("the cloudfoundry manifest: %w", err)
-			}
-			d.Global = m.Properties
-		}
-		break
+	global, err := cat.ManifestProperties(catalog.Input{Config: cfg.Redact(), Engine: engine, MirrorURL: mirrorURL})
+	if err != nil {
+		return nil, nil, err
+	}
+	if global != nil {
+		d.Global = global
 	}
 	return d, ps, nil
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
+	"path"
 	"strings"
 	"text/template"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -144,4 +147,37 @@ func (c *Catalog) data(in Input) data {
 		d.Release = c.Properties["release"].Default
 	}
 	return d
+}
+
+// ManifestProperties are the global properties of the BOSH manifest the
+// catalog renders (a manifest.yml among a component's files) for cfg, as
+// a release's jobs read them: rendered for the first of the catalog's
+// components that the config places; nil when none renders a manifest.
+func (c *Catalog) ManifestProperties(in Input) (map[string]any, error) {
+	for _, comp := range c.Order {
+		ips := in.Config.Components[comp]
+		if len(ips) == 0 {
+			continue
+		}
+		in.Node, in.Component = ips[0], comp
+		r, err := c.Render(in)
+		if err != nil {
+			return nil, fmt.Errorf("render the %s manifest: %w", c.Name, err)
+		}
+		var props map[string]any
+		for _, f := range r.Files {
+			if path.Base(f.Path) != "manifest.yml" {
+				continue
+			}
+			var m struct {
+				Properties map[string]any `yaml:"properties"`
+			}
+			if err := yaml.Unmarshal(f.Content, &m); err != nil {
+				return nil, fmt.Errorf("the %s manifest: %w", c.Name, err)
+			}
+			props = m.Properties
+		}
+		return props, nil
+	}
+	return nil, nil
 }
