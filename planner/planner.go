@@ -169,6 +169,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.DeployCopy():     p.fleetCopy,
 	}
 	maps.Copy(eps, p.checkEndpoints())
+	maps.Copy(eps, p.errandEndpoints())
 	maps.Copy(eps, p.maintenanceEndpoints())
 	maps.Copy(eps, p.scheduleEndpoints())
 	maps.Copy(eps, cloudconfig.Book{KV: o.Res.Engine, Log: p.log, Event: p.engineEvent}.Endpoints())

@@ -313,3 +313,8 @@ func (in Builder) secretDigest(name, value string) string {
 	}
 	return in.Digest(name, value)
 }
+
+// Stamped is s stamped as the builder's deployment's step (its id,
+// deployment, engine, first attempt), for a plan made outside this
+// package (package errand).
+func (in Builder) Stamped(s *Step) *Step { return in.stamp(s) }

@@ -80,6 +80,8 @@ func DeployRestart() string  { return cmd("deploy", "restart") }
 func DeployTakeover() string { return cmd("deploy", "takeover") }
 func DeployExec() string     { return cmd("deploy", "exec") }
 func DeployCopy() string     { return cmd("deploy", "copy") }
+func DeployErrand() string   { return cmd("deploy", "errand") }
+func DeployErrands() string  { return cmd("deploy", "errands") }
 func ConfigHistory() string  { return cmd("config", "history") }
 
 // Commands of the installer. InstallerCancel is a plain publish every
