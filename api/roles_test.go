@@ -155,6 +155,8 @@ var routeRoles = map[string]Role{
 	"PUT /stop":                        RoleOperate,
 	"POST /exec":                       RoleOperate, // runs a command on nodes, as a deployment
 	"POST /copy":                       RoleOperate, // puts a file on nodes, as a deployment
+	"GET /errands":                     RoleRead,
+	"POST /errands/{name}/run":         RoleDeploy,  // runs a release's job on its nodes, as a deployment
 	"GET /deployments/{id}/files/{ip}": RoleOperate, // a node's file, unredacted
 	"GET /deploy":                      RoleDeploy,  // the SPEC's deploy by GET
 	"POST /deploy":                     RoleDeploy,

@@ -188,6 +188,11 @@ func (s *server) routes() []route {
 		// the nodes, never the content.
 		{method: http.MethodPost, pattern: "/copy", handler: s.fleetCopy, role: RoleOperate,
 			audit: audited(contract.AuditCopy)},
+		// A release's errands: listed, and run as a deployment of kind
+		// errand, 202 {"id", "name", "nodes"}.
+		{method: http.MethodGet, pattern: "/errands", handler: s.forward(subject.DeployErrands()), role: RoleRead},
+		{method: http.MethodPost, pattern: "/errands/{name}/run", handler: s.errandRun, role: RoleDeploy,
+			audit: auditSpec{action: contract.AuditErrand, param: "name"}},
 		// The file a copy from the nodes read back from one of them, kept
 		// an hour: the node's content, as it had it.
 		{method: http.MethodGet, pattern: "/deployments/{id}/files/{ip}", handler: s.copiedFile, role: RoleOperate},

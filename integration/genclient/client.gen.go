@@ -236,6 +236,26 @@ type DeploymentSummary struct {
 	State    string      `json:"state"`
 }
 
+// Errand defines model for Errand.
+type Errand struct {
+	Component string    `json:"component"`
+	Name      string    `json:"name"`
+	Nodes     *[]string `json:"nodes"`
+	Release   string    `json:"release"`
+}
+
+// ErrandList defines model for ErrandList.
+type ErrandList struct {
+	Errands *[]Errand `json:"errands"`
+}
+
+// ErrandStarted defines model for ErrandStarted.
+type ErrandStarted struct {
+	Id    string    `json:"id"`
+	Name  string    `json:"name"`
+	Nodes *[]string `json:"nodes"`
+}
+
 // ErrorBody Examples: {"error":"config rejected: 1 problem","id":"9f2c4e1a7b3d5c60","problems":[{"component":"nats","ip":"10.0.0.300","path":"components.nats[1]","reason":"not an IPv4 address"}]}
 type ErrorBody struct {
 	Error    string     `json:"error"`
@@ -894,6 +914,15 @@ type FollowDeploymentParams struct {
 
 // DownloadLogTextBody defines parameters for DownloadLog.
 type DownloadLogTextBody = string
+
+// RunErrandParams defines parameters for RunErrand.
+type RunErrandParams struct {
+	// WhenChanged 1 (or true) skips an instance whose inputs (its rendered templates, its packages' fingerprints) are those of its last successful run: its step is unchanged; 0 (or false), the default, runs every instance
+	WhenChanged *string `form:"when_changed,omitempty" json:"when_changed,omitempty"`
+
+	// Timeout seconds each instance's run may take (default 600)
+	Timeout *int `form:"timeout,omitempty" json:"timeout,omitempty"`
+}
 
 // HardwareParams defines parameters for Hardware.
 type HardwareParams struct {
@@ -1870,6 +1899,18 @@ type ClientInterface interface {
 	// Corresponds with PUT /deployment-engine/download (the `DownloadLog` operationId).
 	DownloadLogWithTextBody(ctx context.Context, body DownloadLogTextRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListErrands The errands of the config's release: jobs with bin/run, where the config places them
+	//
+	// Corresponds with GET /deployment-engine/errands (the `ListErrands` operationId).
+	ListErrands(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RunErrand Run an errand on every instance of it: a deployment of kind errand
+	//
+	// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
+	//
+	// Corresponds with POST /deployment-engine/errands/{name}/run (the `RunErrand` operationId).
+	RunErrand(ctx context.Context, name string, params *RunErrandParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ExecWithBody Run a command on a component's nodes, or on nodes named: a deployment of kind exec
 	//
 	// One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
@@ -2588,6 +2629,38 @@ func (c *Client) DownloadLogWithBody(ctx context.Context, contentType string, bo
 // Corresponds with PUT /deployment-engine/download (the `DownloadLog` operationId).
 func (c *Client) DownloadLogWithTextBody(ctx context.Context, body DownloadLogTextRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDownloadLogRequestWithTextBody(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListErrands The errands of the config's release: jobs with bin/run, where the config places them
+//
+// Corresponds with GET /deployment-engine/errands (the `ListErrands` operationId).
+func (c *Client) ListErrands(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListErrandsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RunErrand Run an errand on every instance of it: a deployment of kind errand
+//
+// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
+//
+// Corresponds with POST /deployment-engine/errands/{name}/run (the `RunErrand` operationId).
+func (c *Client) RunErrand(ctx context.Context, name string, params *RunErrandParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRunErrandRequest(c.Server, name, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4378,6 +4451,106 @@ func NewDownloadLogRequestWithBody(server string, contentType string, body io.Re
 	return req, nil
 }
 
+// NewListErrandsRequest constructs an http.Request for the ListErrands method
+func NewListErrandsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/errands")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRunErrandRequest constructs an http.Request for the RunErrand method
+func NewRunErrandRequest(server string, name string, params *RunErrandParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/errands/%s/run", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.WhenChanged != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "when_changed", *params.WhenChanged, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Timeout != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "timeout", *params.Timeout, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewExecRequest calls the generic Exec builder with application/json body
 func NewExecRequest(server string, body ExecJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -5963,6 +6136,22 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /deployment-engine/download (the `DownloadLog` operationId).
 	DownloadLogWithTextBodyWithResponse(ctx context.Context, body DownloadLogTextRequestBody, reqEditors ...RequestEditorFn) (*DownloadLogResponse, error)
+
+	// ListErrandsWithResponse The errands of the config's release: jobs with bin/run, where the config places them
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /deployment-engine/errands (the `ListErrands` operationId).
+	ListErrandsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListErrandsResponse, error)
+
+	// RunErrandWithResponse Run an errand on every instance of it: a deployment of kind errand
+	//
+	// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/errands/{name}/run (the `RunErrand` operationId).
+	RunErrandWithResponse(ctx context.Context, name string, params *RunErrandParams, reqEditors ...RequestEditorFn) (*RunErrandResponse, error)
 
 	// ExecWithBodyWithResponse Run a command on a component's nodes, or on nodes named: a deployment of kind exec
 	//
@@ -8474,6 +8663,228 @@ func (r DownloadLogResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r DownloadLogResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListErrandsResponse401Headers the declared response headers of an HTTP 401 response for ListErrands
+type ListErrandsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ListErrandsResponse429Headers the declared response headers of an HTTP 429 response for ListErrands
+type ListErrandsResponse429Headers struct {
+	RetryAfter string
+}
+
+type ListErrandsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ErrandList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListErrandsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListErrandsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListErrandsResponse) GetJSON200() *ErrandList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListErrandsResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListErrandsResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r ListErrandsResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListErrandsResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListErrandsResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListErrandsResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ListErrandsResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListErrandsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListErrandsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListErrandsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListErrandsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RunErrandResponse401Headers the declared response headers of an HTTP 401 response for RunErrand
+type RunErrandResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// RunErrandResponse429Headers the declared response headers of an HTTP 429 response for RunErrand
+type RunErrandResponse429Headers struct {
+	RetryAfter string
+}
+
+type RunErrandResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *ErrandStarted
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RunErrandResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RunErrandResponse429Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r RunErrandResponse) GetJSON202() *ErrandStarted {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r RunErrandResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RunErrandResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RunErrandResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RunErrandResponse) GetJSON404() *ErrorBody {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r RunErrandResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RunErrandResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r RunErrandResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RunErrandResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r RunErrandResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r RunErrandResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RunErrandResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RunErrandResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RunErrandResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -12241,6 +12652,34 @@ func (c *ClientWithResponses) DownloadLogWithTextBodyWithResponse(ctx context.Co
 	return ParseDownloadLogResponse(rsp)
 }
 
+// ListErrandsWithResponse The errands of the config's release: jobs with bin/run, where the config places them
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /deployment-engine/errands (the `ListErrands` operationId).
+func (c *ClientWithResponses) ListErrandsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListErrandsResponse, error) {
+	rsp, err := c.ListErrands(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListErrandsResponse(rsp)
+}
+
+// RunErrandWithResponse Run an errand on every instance of it: a deployment of kind errand
+//
+// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/errands/{name}/run (the `RunErrand` operationId).
+func (c *ClientWithResponses) RunErrandWithResponse(ctx context.Context, name string, params *RunErrandParams, reqEditors ...RequestEditorFn) (*RunErrandResponse, error) {
+	rsp, err := c.RunErrand(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRunErrandResponse(rsp)
+}
+
 // ExecWithBodyWithResponse Run a command on a component's nodes, or on nodes named: a deployment of kind exec
 //
 // One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.
@@ -14890,6 +15329,216 @@ func ParseDownloadLogResponse(rsp *http.Response) (*DownloadLogResponse, error) 
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers DownloadLogResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListErrandsResponse parses an HTTP response from a ListErrandsWithResponse call
+func ParseListErrandsResponse(rsp *http.Response) (*ListErrandsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListErrandsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ErrandList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListErrandsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListErrandsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRunErrandResponse parses an HTTP response from a RunErrandWithResponse call
+func ParseRunErrandResponse(rsp *http.Response) (*RunErrandResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RunErrandResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest ErrandStarted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers RunErrandResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers RunErrandResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

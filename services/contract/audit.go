@@ -62,6 +62,8 @@ const (
 	// AuditCopy is a file copied to nodes: its object is the direction and
 	// the path ("to /etc/motd"), its detail the nodes, never the content.
 	AuditCopy = "copy"
+	// AuditErrand is an errand run: its object is the errand's name.
+	AuditErrand = "errand"
 	// AuditMaintenance is a node put in maintenance or taken out.
 	AuditMaintenance = "maintenance"
 	// AuditSchedule is a schedule created or deleted; AuditScheduleRun one
