@@ -70,6 +70,15 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
                                    (default 60); a table: NODE EXIT DURATION OUTPUT-TAIL (the
                                    config's secrets redacted); exit 1 when any node failed; --json:
                                    the steps as the engine has them
+  errands                          the config's errands (its release's jobs with bin/run): NAME
+                                   COMPONENT RELEASE NODES
+  errand run NAME [--when-changed] [--timeout S]
+                                   run errand NAME on every instance of it, all at once (a
+                                   deployment of kind errand); prints each instance's exit code,
+                                   stdout and stderr (each up to 64 KiB, the config's secrets
+                                   redacted); exit 1 when any failed; --when-changed skips an
+                                   instance whose rendered templates and packages are those of its
+                                   last successful run; --json: the run steps
   copy COMP|IP[,IP...] --to PATH FILE [--mode 0640] [--max-in-flight N|N%]
   copy COMP|IP[,IP...] --from PATH DIR [--max-in-flight N|N%]
                                    put FILE (at most 4 MiB) at PATH on every node of COMP, or on the
@@ -156,6 +165,7 @@ type session struct {
 	timeout        int
 	tail           int
 	halt           bool
+	whenChanged    bool
 	steps          string
 	auto           bool
 	to, from, mode string
@@ -198,7 +208,8 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.BoolVar(&s.check, "check", true, "config set and edit: contact the nodes to check them")
 	fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
 	fs.StringVar(&s.maxInFlight, "max-in-flight", "", "restart: a rolling restart, this many (or this percentage) at a time; exec: nodes at a time")
-	fs.IntVar(&s.timeout, "timeout", 0, "exec: seconds the command may run on each node (default 60, at most 3600)")
+	fs.IntVar(&s.timeout, "timeout", 0, "exec: seconds the command may run on each node (default 60, at most 3600); errand run: on each instance (default 600)")
+	fs.BoolVar(&s.whenChanged, "when-changed", false, "errand run: skip the instances whose errand did not change since its last successful run")
 	fs.IntVar(&s.tail, "tail", 0, "logs --follow: each instance's last N lines first")
 	fs.BoolVar(&s.halt, "halt-on-failure", false, "exec: run no further batch once a node failed")
 	fs.StringVar(&s.steps, "steps", "", "deployments ID: list its steps in these states, comma-separated (failed,running), or all")

@@ -36,6 +36,8 @@ var completion = map[string]struct{ subs, flags []string }{
 	"rollback":     {flags: []string{"--follow"}},
 	"exec":         {flags: []string{"--max-in-flight", "--timeout", "--halt-on-failure"}},
 	"copy":         {flags: []string{"--to", "--from", "--mode", "--max-in-flight"}},
+	"errand":       {subs: []string{"run"}, flags: []string{"--when-changed", "--timeout"}},
+	"errands":      {},
 	"stop":         {},
 	"scale":        {flags: []string{"--follow"}},
 	"logs":         {flags: []string{"--follow", "--tail"}},

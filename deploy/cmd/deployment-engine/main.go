@@ -29,6 +29,7 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine restart COMP IP | stop COMP IP | scale COMP IP
   deployment-engine exec COMP|IP[,IP...] [--max-in-flight N] [--timeout S] -- COMMAND...
   deployment-engine copy COMP|IP[,IP...] --to PATH FILE [--mode 0640] [--max-in-flight N]
+  deployment-engine errands | errand run NAME [--when-changed]
   deployment-engine logs [NAME]
   deployment-engine report ID | audit [since=] [actor=] [action=] | heal [on|off]
   deployment-engine node maintenance [IP [on --reason TEXT | off]]
