@@ -74,3 +74,26 @@ func TestReleaseRollout(t *testing.T) {
 		}
 	}
 }
+
+// An errand's instances (an apply, no start) are in no batch and hold
+// nothing back, where a rollout used to refuse them ("no apply or start
+// step").
+func TestReleaseRolloutLeavesErrands(t *testing.T) {
+	one := 1
+	ips := []string{"10.0.0.2", "10.0.0.3"}
+	cfg := contract.Config{Components: map[string][]string{"smoke": ips},
+		Properties: contract.Properties{Update: &contract.UpdateConfig{UpdateSettings: contract.UpdateSettings{Canaries: &one}}}}
+	previous := map[string][]string{"10.0.0.2": {"smoke"}, "10.0.0.3": {"smoke"}}
+	var planned []*Step
+	for _, ip := range ips {
+		planned = append(planned, &Step{Spec: contract.Step{ID: ID(ip, "smoke", "apply"), Node: ip, Component: "smoke", Action: "apply",
+			Key: "bosh.job.smoke.apply", Hash: "new"}})
+	}
+	out, batches, err := Builder{Config: cfg, Previous: previous}.ReleaseRolloutSteps(planned, map[string]map[string]string{}, contract.UpdateSettings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(batches) != 0 || len(out) != 2 || len(out[0].After)+len(out[1].After) != 0 {
+		t.Errorf("batches %v, steps %d: want none, both applies free", batches, len(out))
+	}
+}
