@@ -49,7 +49,7 @@ var errandDocs = map[string]opDoc{
 	"POST /errands/{name}/run": {id: "runErrand", summary: "Run an errand on every instance of it: a deployment of kind errand", bus: true,
 		desc: "One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). " +
 			"A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. " +
-			"Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB (the end of a longer one, after a line saying how much was cut). " +
+			"Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB, 4 MiB for all instances together (the end of a longer one, after a line saying how much was cut). " +
 			"Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.",
 		query: []param{{"when_changed", "1 (or true) skips an instance whose inputs (its rendered templates, its packages' fingerprints) are those of its last successful run: its step is unchanged; 0 (or false), the default, runs every instance", schemaObj{"type": "string", "pattern": "^(0|1|true|false)$"}},
 			{"timeout", "seconds each instance's run may take (default 600)", schemaObj{"type": "integer"}}},

@@ -146,24 +146,33 @@ func (t *outputTail) add(text string) {
 
 func (t outputTail) String() string { return strings.Join(t.lines, "\n") }
 
-// streamTail keeps the end of one stream of a step's output, up to
-// contract.MaxStreamBytes, and counts what it cut from the start.
+// streamTail keeps the end of one stream of a step's output, up to max
+// bytes (contract.MaxStreamBytes when 0), and counts what it cut from the
+// start.
 type streamTail struct {
 	b   []byte
 	cut int
+	max int
+}
+
+func (t *streamTail) bound() int {
+	if t.max <= 0 || t.max > contract.MaxStreamBytes {
+		return contract.MaxStreamBytes
+	}
+	return t.max
 }
 
 func (t *streamTail) add(text string) {
 	t.b = append(append(t.b, text...), '\n')
 	// Cut only once twice the bound is held: each byte is copied a
 	// bounded number of times however long the stream.
-	if len(t.b) > 2*contract.MaxStreamBytes {
+	if len(t.b) > 2*t.bound() {
 		t.trim()
 	}
 }
 
 func (t *streamTail) trim() {
-	if n := len(t.b) - contract.MaxStreamBytes; n > 0 {
+	if n := len(t.b) - t.bound(); n > 0 {
 		for n < len(t.b) && !utf8.RuneStart(t.b[n]) {
 			n++
 		}

@@ -111,12 +111,13 @@ func (r *stepRun) output(red contract.OutputRedactor, stream, text string) {
 	if r.s.KeepOutput {
 		r.kept.add(text)
 	}
-	if r.s.KeepStreams {
+	if r.s.KeepStreams > 0 {
+		t := &r.stdout
 		if stream == "stderr" {
-			r.stderr.add(text)
-		} else {
-			r.stdout.add(text)
+			t = &r.stderr
 		}
+		t.max = min(r.s.KeepStreams, contract.MaxStreamBytes)
+		t.add(text)
 	}
 	r.line(stream, text)
 }
@@ -149,7 +150,7 @@ func (r *stepRun) report(state string, code *int, errMsg string, final bool) err
 	if final && s.KeepOutput {
 		ev.Output = r.kept.String()
 	}
-	if final && s.KeepStreams {
+	if final && s.KeepStreams > 0 {
 		ev.Stdout, ev.Stderr = r.stdout.String(), r.stderr.String()
 	}
 	b, _ := json.Marshal(ev)

@@ -15,17 +15,20 @@ func TestStreamTail(t *testing.T) {
 		want     string
 		wantCut  string
 		wantSize int
+		max      int
 	}{
 		{name: "empty", want: ""},
 		{name: "short", lines: []string{"one", "two"}, want: "one\ntwo\n"},
 		{name: "at the bound", lines: []string{long}, want: long + "\n"},
 		{name: "one byte over", lines: []string{"a", long}, wantCut: "[2 bytes cut: the last 65536 follow]\n", wantSize: contract.MaxStreamBytes},
 		{name: "far over", lines: []string{long, long, long, "end"}, wantCut: "[131076 bytes cut: the last 65536 follow]\n", wantSize: contract.MaxStreamBytes},
+		{name: "a smaller bound", max: 4, lines: []string{"abc", "defg"}, wantCut: "[5 bytes cut: the last 4 follow]\n", wantSize: 4},
+		{name: "a bound over the most", max: 1 << 30, lines: []string{"a", long}, wantCut: "[2 bytes cut: the last 65536 follow]\n", wantSize: contract.MaxStreamBytes},
 		{name: "a rune is never split", lines: []string{"é" + long}, wantCut: "[2 bytes cut: the last 65536 follow]\n", wantSize: contract.MaxStreamBytes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var st streamTail
+			st := streamTail{max: tc.max}
 			for _, l := range tc.lines {
 				st.add(l)
 			}

@@ -1906,7 +1906,7 @@ type ClientInterface interface {
 
 	// RunErrand Run an errand on every instance of it: a deployment of kind errand
 	//
-	// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
+	// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB, 4 MiB for all instances together (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
 	//
 	// Corresponds with POST /deployment-engine/errands/{name}/run (the `RunErrand` operationId).
 	RunErrand(ctx context.Context, name string, params *RunErrandParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2656,7 +2656,7 @@ func (c *Client) ListErrands(ctx context.Context, reqEditors ...RequestEditorFn)
 
 // RunErrand Run an errand on every instance of it: a deployment of kind errand
 //
-// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
+// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB, 4 MiB for all instances together (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
 //
 // Corresponds with POST /deployment-engine/errands/{name}/run (the `RunErrand` operationId).
 func (c *Client) RunErrand(ctx context.Context, name string, params *RunErrandParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -6146,7 +6146,7 @@ type ClientWithResponsesInterface interface {
 
 	// RunErrandWithResponse Run an errand on every instance of it: a deployment of kind errand
 	//
-	// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
+	// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB, 4 MiB for all instances together (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -12667,7 +12667,7 @@ func (c *ClientWithResponses) ListErrandsWithResponse(ctx context.Context, reqEd
 
 // RunErrandWithResponse Run an errand on every instance of it: a deployment of kind errand
 //
-// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
+// One step an instance, all at once, each running the job's rendered bin/run as root within timeout seconds (default 600, at most 21600). A deployment places an errand's instances and never starts them: a node that does not hold the errand as the config renders it now fails its step with exit code 125, saying so. Each run step (action run) keeps its exit code, stdout and stderr, the config's secrets redacted, each up to 64 KiB, 4 MiB for all instances together (the end of a longer one, after a line saying how much was cut). Every instance runs whatever another's exit code; the deployment ends failed when any failed. Followed and cancelled as any deployment.
 //
 // Returns a wrapper object for the known response body format(s).
 //

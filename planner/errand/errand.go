@@ -130,7 +130,7 @@ func Steps(b steps.Builder, comp string, insts []bosh.Instance, whenChanged bool
 		seen[inst.Node] = true
 		key := MarkerKey(inst.Job)
 		run := &steps.Step{Spec: contract.Step{Node: inst.Node, Component: comp, Action: contract.ErrandAction, Key: key,
-			Hash: inst.Hash, Script: RunScript(inst.Job, inst.Hash), TimeoutS: timeoutS, KeepStreams: true}}
+			Hash: inst.Hash, Script: RunScript(inst.Job, inst.Hash), TimeoutS: timeoutS, KeepStreams: StreamBytes(len(insts))}}
 		if !whenChanged {
 			forget := b.Stamped(&steps.Step{Spec: contract.Step{Node: inst.Node, Component: comp, Action: ForgetAction,
 				Key: key + "-forget", Hash: steps.Hash(ForgetAction, b.ID, inst.Node), Script: "rm -f " + nodefs.Marker(key) + "\n"}})
@@ -140,6 +140,17 @@ func Steps(b steps.Builder, comp string, insts []bosh.Instance, whenChanged bool
 		out = append(out, b.Stamped(run))
 	}
 	return out, nil
+}
+
+// StreamsBudget bounds the streams a run keeps, all instances together:
+// the deployment's record holds them, and is stored whole.
+const StreamsBudget = 4 << 20
+
+// StreamBytes is how much of each stream every instance of a run of n
+// keeps: contract.MaxStreamBytes, less when StreamsBudget would not hold
+// that much of both streams of every instance, and never under 256 bytes.
+func StreamBytes(n int) int {
+	return max(256, min(contract.MaxStreamBytes, StreamsBudget/(2*max(n, 1))))
 }
 
 // MarkerKey is the key of an errand's run steps on a node: under the

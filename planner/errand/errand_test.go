@@ -97,7 +97,7 @@ func TestRunPlansEachInstance(t *testing.T) {
 				if spec.Action != contract.ErrandAction {
 					continue
 				}
-				if !spec.KeepStreams || spec.Key != "bosh.job.smoke.errand" || spec.TimeoutS != contract.DefaultErrandTimeout {
+				if spec.KeepStreams != contract.MaxStreamBytes || spec.Key != "bosh.job.smoke.errand" || spec.TimeoutS != contract.DefaultErrandTimeout {
 					t.Errorf("%s: keep_streams %v key %q timeout %d", spec.ID, spec.KeepStreams, spec.Key, spec.TimeoutS)
 				}
 				hashes[spec.Node] = spec.Hash
@@ -184,6 +184,17 @@ func TestRunScript(t *testing.T) {
 		}
 		if out.String() != tc.out || !strings.Contains(errOut.String(), tc.errOut) {
 			t.Errorf("hash %s: stdout %q stderr %q", tc.hash, out.String(), errOut.String())
+		}
+	}
+}
+
+func TestStreamBytes(t *testing.T) {
+	for _, tc := range []struct{ n, want int }{
+		{0, contract.MaxStreamBytes}, {1, contract.MaxStreamBytes}, {32, contract.MaxStreamBytes},
+		{64, 32 << 10}, {1000, 2097}, {100000, 256},
+	} {
+		if got := StreamBytes(tc.n); got != tc.want {
+			t.Errorf("StreamBytes(%d) = %d, want %d", tc.n, got, tc.want)
 		}
 	}
 }

@@ -184,11 +184,12 @@ type Step struct {
 	// stderr, redacted, in its final event (StepEvent.Output): an exec's
 	// result shows them.
 	KeepOutput bool `json:"keep_output,omitempty"`
-	// KeepStreams asks for stdout and stderr each kept apart, redacted, up
-	// to MaxStreamBytes each (the end of a longer one, saying how much was
-	// cut), in the step's final event (StepEvent.Stdout, .Stderr): an
-	// errand's result shows them.
-	KeepStreams bool `json:"keep_streams,omitempty"`
+	// KeepStreams, when above 0, asks for stdout and stderr each kept
+	// apart, redacted, up to that many bytes each (at most MaxStreamBytes;
+	// the end of a longer one, saying how much was cut), in the step's
+	// final event (StepEvent.Stdout, .Stderr): an errand's result shows
+	// them.
+	KeepStreams int `json:"keep_streams,omitempty"`
 	// ReadBack, when set, makes the step a read of the file at that path
 	// (copy --from): the installer runs no Script, reads the file (at most
 	// MaxCopyBytes), checks it against the SHA-256 and size the node
