@@ -89,24 +89,33 @@ func (s *server) readAudit(ctx context.Context, q auditQuery) ([]contract.AuditE
 	if info.State.Msgs == 0 {
 		return out, nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	// One ephemeral consumer reads the trail and is deleted at the end. An
+	// ordered consumer would make a consumer per fetch and leave the last
+	// one behind for minutes: a client asking often piled them up.
+	cfg := jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckNonePolicy,
+		MemoryStorage: true, InactiveThreshold: time.Minute}
 	if !q.since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &q.since
 	}
 	if q.action != "" {
-		cfg.FilterSubjects = []string{subject.Audit(q.action)}
+		cfg.FilterSubject = subject.Audit(q.action)
 	}
-	cons, err := st.OrderedConsumer(ctx, cfg)
+	cons, err := st.CreateConsumer(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer dcancel()
+		_ = st.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
 	// The trail is read to its end as it was when the read began: the
 	// last message of the stream then, or the last one matching the
-	// filter (none pending after it). A fetch takes what the server has
-	// ready without waiting for more; one that comes back empty ends the
-	// read only when the consumer says nothing matches: on a busy cluster
-	// a fetch can come back empty while entries are still to come.
-	for {
+	// filter (none pending after it), or none when the consumer says
+	// nothing matches. A fetch takes what the server has ready; one that
+	// comes back empty while entries are pending is tried again.
+	pending := cons.CachedInfo().NumPending
+	for pending > 0 {
 		batch, err := cons.FetchNoWait(500)
 		if err != nil {
 			return nil, err
@@ -131,9 +140,6 @@ func (s *server) readAudit(ctx context.Context, q auditQuery) ([]contract.AuditE
 			break
 		}
 		if n == 0 {
-			if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
-				break // nothing matches
-			}
 			select {
 			case <-ctx.Done():
 				return nil, fmt.Errorf("read %s: %w", bus.StreamAudit, ctx.Err())
