@@ -100,7 +100,7 @@ func New(o Options) (http.Handler, error) {
 			return nil, fmt.Errorf("api: jetstream: %w", err)
 		}
 		s.js = js
-		s.store = &storeCheck{js: js, every: time.Second}
+		s.store = &storeCheck{js: js, every: time.Second, log: s.log}
 	}
 	m, err := newMetrics(o.Registry)
 	if err != nil {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 type storeCheck struct {
 	js    jetstream.JetStream
 	every time.Duration
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	checked time.Time
@@ -47,7 +49,18 @@ func (c *storeCheck) available(ctx context.Context) bool {
 	err := c.probe(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.down, c.checked, c.probing = kit.Unavailable(err), time.Now(), false
+	// Any failed probe is a store that does not work: without a quorum a
+	// server may also answer errors that say nothing of availability (a
+	// cluster "not current", an internal error), and taking those for a
+	// working store let requests through to answer from memory.
+	if down := err != nil; down != c.down && c.log != nil {
+		if down {
+			c.log.Warn("the store stopped answering; routes that need it answer 503", "err", err)
+		} else {
+			c.log.Info("the store answers again")
+		}
+	}
+	c.down, c.checked, c.probing = err != nil, time.Now(), false
 	return !c.down
 }
 

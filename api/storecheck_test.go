@@ -51,3 +51,33 @@ func TestStoreCheckProbesWithoutHoldingOthers(t *testing.T) {
 		t.Error("the probe's answer was not kept for the next request")
 	}
 }
+
+// A store that answers its probe with an error that is not one of the
+// "unavailable" kinds (a server without a quorum may say its cluster is
+// not current) is down all the same: a route must not answer from memory.
+func TestStoreCheckTakesAnyProbeErrorForDown(t *testing.T) {
+	b := bustest.Start(t, bus.ServerOptions{})
+	sub, err := b.NC.Subscribe("odd.>", func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"type":"io.nats.jetstream.api.v1.account_info_response","error":{"code":500,"err_code":10074,"description":"JetStream cluster not current"}}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	js, err := jetstream.NewWithAPIPrefix(b.NC, "odd.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &storeCheck{js: js, every: time.Second}
+	if c.available(context.Background()) {
+		t.Error("a store whose probe failed (500, cluster not current) taken for up")
+	}
+	real, err := jetstream.New(b.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = &storeCheck{js: real, every: time.Second}
+	if !c.available(context.Background()) {
+		t.Error("a working store taken for down")
+	}
+}
