@@ -63,10 +63,25 @@ func agentStep(in Builder, ip string) *Step {
 	// and restarts itself.
 	reread := fmt.Sprintf("cmp -s /etc/monit/conf.d/de-agent %[1]s || touch %[2]s\np=de-agent\n%[3]scp /etc/monit/conf.d/de-agent %[1]s\n",
 		agentCheckRead, monitReload, monitKnows)
-	script := pass + fetchAgent(AgentBin, in.Agent.URL, in.Agent.SHA256) + reread + oldAgentGone + "monit start de-agent\n"
+	script := pass + fetchAgent(AgentBin, in.Agent.URL, in.Agent.SHA256) + reread + oldAgentGone + startAgent
 	return &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
 		Hash: Hash(script, monit, in.Agent.SHA256, filesHash(files), in.secretDigest("agent", in.Agent.Password(ip)))}}
 }
+
+// startAgent asks monit to start the agent until monit takes the request.
+// monit answers `monit status` before it handles the reload it was sent,
+// then closes its HTTP port while it reads its checks again: a single
+// start can meet that moment ("Connection refused") and fail the step.
+const startAgent = `i=0
+until monit start de-agent >/dev/null 2>&1; do
+  i=$((i+1))
+  if [ $i -ge 300 ]; then
+    echo "monit did not take the agent's start for 30s: $(monit start de-agent 2>&1)" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+`
 
 // fetchAgent installs the agent binary of SHA-256 sum from url at bin,
 // atomically, unless the node has it already. The engine's

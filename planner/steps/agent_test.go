@@ -221,3 +221,31 @@ func TestReleaseAgentKnowsEveryProcess(t *testing.T) {
 		t.Errorf("agent components %+v, want %+v", conf.Components, want)
 	}
 }
+
+// The agent step's start of the agent outlasts a monit that refuses
+// connections while it reloads: a monit on PATH that refuses the first two
+// requests, as monit does between a reload and its HTTP port's return.
+func TestStartAgentWaitsOutMonitsReload(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	fake := `#!/bin/sh
+echo "$*" >> ` + calls + `
+n=$(wc -l < ` + calls + `)
+if [ "$n" -le 2 ]; then echo "Cannot connect to [localhost]:2812 -- Connection refused" >&2; exit 1; fi
+`
+	if err := os.WriteFile(filepath.Join(dir, "monit"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-c", "set -eu\n"+startAgent)
+	cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the agent's start failed on a reloading monit: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Split(strings.TrimSpace(string(b)), "\n"); len(got) != 3 || got[2] != "start de-agent" {
+		t.Errorf("monit was asked %q, want start de-agent three times", got)
+	}
+}
