@@ -139,6 +139,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 		// An earlier run of the step may still be alive on the node: it is
 		// waited for or killed first, as runSent does.
 		fmt.Fprintf(&b, "# %s\nprintf '%%s alive\\n' \"$DE_N\" >&8\nde_mark begin %d\nde_settle %s %s || { de_mark settle %d; exit 0; }\n", s.ID, k, key, s.Hash, k)
+		b.WriteString(nodefs.ForgetUnlessHolds(s.Key, s.Holds))
 		fmt.Fprintf(&b, "de_have=; [ ! -f %[1]s ] || read -r de_have < %[1]s\n", marker)
 		fmt.Fprintf(&b, "if [ \"$de_have\" = %s ]; then de_mark done %d %s\n", kit.ShellQuote(s.Hash+" "+s.Deployment), k, contract.StateSucceeded)
 		fmt.Fprintf(&b, "elif [ \"${de_have%%%% *}\" = %s ]; then de_mark done %d %s\nelse\n", kit.ShellQuote(s.Hash), k, contract.StateUnchanged)

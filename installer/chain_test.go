@@ -360,3 +360,64 @@ func TestProbeThroughTheAgent(t *testing.T) {
 		t.Errorf("a config's check opened %v SSH connections, want 1", n)
 	}
 }
+
+// A step whose marker says it is done runs again when its Holds fails on
+// the node (a start step whose process went), alone or in a chain; while
+// Holds passes it is unchanged.
+func TestMarkerCountsOnlyWhileItHolds(t *testing.T) {
+	forTransports(t, testMarkerCountsOnlyWhileItHolds)
+}
+
+func testMarkerCountsOnlyWhileItHolds(t *testing.T, tr transport) {
+	e := tr.env(t)
+	storeConfig(t, e)
+	dir := t.TempDir()
+	up, runs := dir+"/up", dir+"/runs"
+	start := chainStep("", "start", "h.start-"+uniq(), uniq(), "echo run >> "+runs+"\ntouch "+up+"\n")
+	start.Holds = "test -e " + up
+	run := func(dep string, chained bool) string {
+		t.Helper()
+		r := record(t, e, dep)
+		s := start
+		s.Deployment = dep
+		if chained {
+			head := chainStep(dep, "before", "h.before-"+uniq(), uniq(), ":\n")
+			head.Chain = []contract.Step{s}
+			s = head
+		}
+		queue(t, e, s)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if evs := r.events(start.ID); len(evs) > 0 && evs[len(evs)-1].Final {
+				return evs[len(evs)-1].State
+			}
+		}
+		t.Fatalf("%s: no final event of the start step: %+v", dep, r.steps)
+		return ""
+	}
+	ran := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "run\n")
+	}
+	for _, c := range []struct {
+		dep     string
+		chained bool
+		gone    bool // the process went: Holds fails
+		want    string
+		runs    int
+	}{
+		{"d-h1", false, false, contract.StateSucceeded, 1},
+		{"d-h2", false, false, contract.StateUnchanged, 1},
+		{"d-h3", false, true, contract.StateSucceeded, 2},
+		{"d-h4", true, false, contract.StateUnchanged, 2},
+		{"d-h5", true, true, contract.StateSucceeded, 3},
+	} {
+		if c.gone {
+			if err := os.Remove(up); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := run(c.dep, c.chained); got != c.want || ran() != c.runs {
+			t.Errorf("%s (chained %v, gone %v): %s after %d runs, want %s after %d", c.dep, c.chained, c.gone, got, ran(), c.want, c.runs)
+		}
+	}
+}

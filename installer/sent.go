@@ -84,7 +84,7 @@ func (r *stepRun) check(ctx context.Context, c nodeConn) (string, error) {
 	if note != "" {
 		r.line("stdout", note)
 	}
-	have, err := output(ctx, c, "cat "+marker+" 2>/dev/null || true", nil)
+	have, err := output(ctx, c, nodefs.ForgetUnlessHolds(s.Key, s.Holds)+"cat "+marker+" 2>/dev/null || true", nil)
 	if err != nil {
 		return "", fmt.Errorf("read step marker on %s: %w", s.Node, err)
 	}

@@ -194,7 +194,7 @@ func (b *planBuilder) jobSteps(inst Instance) {
 	pre := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "pre-start", Key: "bosh.job." + job + ".pre-start",
 		Hash: inst.Hash, Script: hookScript(job, "pre-start")}, After: []string{ID(ip, comp, "apply")}, Prio: prio + 1}
 	start := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "start", Key: "bosh.job." + job + ".start",
-		Hash: inst.Hash, Script: startScript(job, inst.Processes)}, After: []string{ID(ip, comp, "register")}, Prio: prio + 3}
+		Hash: inst.Hash, Script: startScript(job, inst.Processes), Holds: NotDown(inst.Processes...)}, After: []string{ID(ip, comp, "register")}, Prio: prio + 3}
 	b.add(pre)
 	b.add(register)
 	b.add(start)

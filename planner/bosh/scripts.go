@@ -190,6 +190,21 @@ fi
 `, dir, hook, env)
 }
 
+// NotDown is a start step's Holds (contract.Step): it fails when monit
+// says one of procs does not run while it watches it (gone, or its start
+// failed), so that a deploy starts an instance whose steps did not change
+// but whose process went (a node rebooted, a check that only alerts). A
+// process someone stopped (monit no longer watches it) holds, and so does
+// one monit cannot be asked about now (it reloads): a start step run then
+// would restart a running process.
+func NotDown(procs ...string) string {
+	parts := make([]string, len(procs))
+	for i, p := range procs {
+		parts[i] = "! monit status " + kit.ShellQuote(p) + " 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+.*(Does not exist|Execution failed)'"
+	}
+	return strings.Join(parts, " && ")
+}
+
 // startScript has monit start every process of a job and waits until each
 // runs, then runs post-start.
 func startScript(job string, procs []string) string {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -227,8 +228,8 @@ func (in Builder) instance(name string, idx int, ip string, order map[string]int
 	register := &Step{Spec: contract.Step{Node: ip, Component: name, Action: "register", Files: monitFile,
 		Script: registerScript(comp.Process), Hash: Hash(r.Monit)}, After: []string{ID(ip, name, "install")}, Prio: prio + 2*stride}
 	start := &Step{Spec: contract.Step{Node: ip, Component: name, Action: "start",
-		Script: startScript(comp.Process, r.Reload),
-		Hash:   Hash(upload.Spec.Hash, install.Spec.Hash, register.Spec.Hash)},
+		Script: startScript(comp.Process, r.Reload), Holds: bosh.NotDown(comp.Process),
+		Hash: Hash(upload.Spec.Hash, install.Spec.Hash, register.Spec.Hash)},
 		After: []string{ID(ip, name, "register")}, Prio: prio + 3*stride}
 	return []*Step{upload, install, register, start}, nil
 }

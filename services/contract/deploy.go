@@ -202,6 +202,12 @@ type Step struct {
 	// chain stops at a step that fails; the steps after it are not run
 	// and go back to the planner, which decides again.
 	Chain []Step `json:"chain,omitempty"`
+	// Holds, when set, is a shell command run on the node before the
+	// step's marker is read: when it fails, the marker is forgotten and
+	// the step runs, whatever its hash. A start step's marker says it
+	// started the process once; Holds says whether it still runs (a node
+	// rebooted, a process gone under a check that only alerts).
+	Holds string `json:"holds,omitempty"`
 }
 
 // Step states.

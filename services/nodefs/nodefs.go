@@ -39,6 +39,15 @@ func MarkerName(key string) string { return unsafe.ReplaceAllString(key, "_") }
 // Marker is the path of step key's marker.
 func Marker(key string) string { return Applied + "/" + MarkerName(key) }
 
+// ForgetUnlessHolds is a shell command that removes step key's marker
+// when holds, run quietly, fails; nothing when holds is empty.
+func ForgetUnlessHolds(key, holds string) string {
+	if holds == "" {
+		return ""
+	}
+	return "if ! { " + holds + "; } >/dev/null 2>&1; then rm -f " + Marker(key) + "; fi\n"
+}
+
 // ClearMarkers is a shell command that forgets every step whose key starts
 // with prefix, so that those steps run again.
 func ClearMarkers(prefix string) string { return "rm -f " + Applied + "/" + MarkerName(prefix) + "*" }
