@@ -136,6 +136,8 @@ DE_OLD
 chmod 600 /etc/monit/conf.d/de-agent
 monit reload
 for i in $(seq 1 200); do monit status de-agent >/dev/null 2>&1 && break; sleep 0.1; done
+# monit answers status before it rereads its checks, then closes its port.
+for i in $(seq 1 200); do monit start de-agent 2>/dev/null && exit 0; sleep 0.1; done
 monit start de-agent
 `
 	if out, err := n.Exec(context.Background(), script); err != nil {
