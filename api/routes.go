@@ -139,6 +139,11 @@ func (s *server) routes() []route {
 		{method: http.MethodPut, pattern: "/cloud-config", handler: s.putCloudConfig, role: RoleDeploy, audit: audited(contract.AuditCloudConfig)},
 		{method: http.MethodPost, pattern: "/manifest", handler: s.postManifest, role: RoleDeploy, reads: reading(readManifest),
 			audit: auditSpec{action: contract.AuditManifest, object: contract.AuditManifest, diff: true}},
+		// The variables the engine generated for the manifest, never a
+		// value; one marked to be generated anew at the next manifest deploy.
+		{method: http.MethodGet, pattern: "/manifest/variables", handler: s.forward(subject.ManifestVariables()), role: RoleRead},
+		{method: http.MethodPost, pattern: "/manifest/variables/{name}/regenerate", handler: s.regenerateVariable, role: RoleDeploy,
+			audit: auditSpec{action: contract.AuditRegenerate, param: "name"}},
 		// Every pre-check again on the stored config: 200 with the problems
 		// and warnings found, 403 before any config.
 		{method: http.MethodGet, pattern: "/precheck", handler: s.forward(subject.ConfigPrecheck()), role: RoleRead},

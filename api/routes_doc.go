@@ -140,6 +140,13 @@ var routeDocs = map[string]opDoc{
 		ok:    []reply{ok[contract.ManifestDeployed](http.StatusAccepted, "stored and started: follow the deployment at /deployments/{id}")},
 		errs: []reply{unreadable, fails(http.StatusForbidden, "no cloud config has been stored yet"),
 			conflict, nodesFail}},
+	"GET /manifest/variables": {id: "listManifestVariables", summary: "The variables the engine generated for the deployed manifest, never a value", bus: true,
+		ok: []reply{ok[contract.ManifestVariables](200, "each generated variable: its type, the CA that signed it, when it was generated, whether the next manifest deploy generates it anew")}},
+	"POST /manifest/variables/{name}/regenerate": {id: "regenerateManifestVariable", summary: "Have a generated variable generated anew at the next manifest deploy", bus: true,
+		desc: "The value stays until the next manifest deploy, which generates it anew, with every certificate its CA chain signs, and deploys the result. " +
+			"A variable whose type or options changed in the manifest keeps its value (its deploy warns): this is how to have it follow them.",
+		ok:   []reply{ok[contract.ManifestRegenerated](200, "marked, with the certificates it signs")},
+		errs: []reply{fails(http.StatusNotFound, "the engine generated no such variable: the error names those it did")}},
 	"GET /precheck": {id: "precheck", summary: "Every pre-check again on the stored config", bus: true,
 		ok: []reply{ok[contract.PrecheckReply](200, "the problems that would refuse the config, and the warnings")}, errs: []reply{noConfig}},
 

@@ -32,6 +32,13 @@ func (s *server) postManifest(w http.ResponseWriter, r *http.Request) {
 	s.call(w, r, subject.ManifestDeploy(), contract.ManifestDeployCmd{V: contract.Version, Check: check, Deploy: in})
 }
 
+// regenerateVariable marks a variable the engine generated for the
+// manifest, with the certificates it signs, to be generated anew at the
+// next manifest deploy: 200, 404 naming those there are.
+func (s *server) regenerateVariable(w http.ResponseWriter, r *http.Request) {
+	s.call(w, r, subject.ManifestRegenerate(), contract.ManifestRegenerate{V: contract.Version, Name: r.PathValue("name")})
+}
+
 // readManifest reads a manifest deploy's body, unknown fields refused,
 // and records the manifest's name for the audit (never its variables).
 func readManifest(w http.ResponseWriter, r *http.Request) (contract.ManifestDeploy, bool) {

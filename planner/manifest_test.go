@@ -160,6 +160,40 @@ func TestManifestDeploy(t *testing.T) {
 	if err != nil || cfg.Properties.Jobs["db"].(map[string]any)["admin"].(map[string]any)["user"] != user {
 		t.Fatalf("the stored config does not hold the generated user: %v", err)
 	}
+	// Marked to be generated anew, admin_pw is, at the next deploy alone.
+	if code, body := ask(subject.ManifestRegenerate(), contract.ManifestRegenerate{V: 1, Name: "nope"}); code != 404 || !strings.Contains(body, "admin_pw, admin_user") {
+		t.Fatalf("regenerate an unknown variable: %d %s", code, body)
+	}
+	if code, body := ask(subject.ManifestRegenerate(), contract.ManifestRegenerate{V: 1, Name: "admin_pw"}); code != 200 || !strings.Contains(body, `"with":[]`) {
+		t.Fatalf("regenerate admin_pw: %d %s", code, body)
+	}
+	code, body = ask(subject.ManifestVariables(), nil)
+	if code != 200 || !strings.Contains(body, `{"name":"admin_pw","type":"password",`) || !strings.Contains(body, `"regenerate":true}`) || strings.Count(body, `"regenerate":false`) != 1 {
+		t.Fatalf("variables: %d %s", code, body)
+	}
+	answers = append(answers, body)
+	_ = json.Unmarshal([]byte(answers[len(answers)-2]), &started)
+	if code, body := ask(subject.DeployCancel(), contract.DeployGet{ID: started.ID}); code >= 300 {
+		t.Fatalf("cancel: %d %s", code, body)
+	}
+	for g.p.noneRunning() != nil {
+		if ctx.Err() != nil {
+			t.Fatal("the cancelled deployment still runs")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, body = ask(subject.ManifestDeploy(), deploy); code != 202 {
+		t.Fatalf("third deploy: %d %s", code, body)
+	}
+	answers = append(answers, body)
+	_, third, err := manifestdeploy.Load(ctx, g.b.Res.Engine)
+	if err != nil || third["admin_pw"] == pw || len(third["admin_pw"].(string)) != 20 || third["admin_user"] != user {
+		t.Fatalf("after admin_pw was marked: %v; admin_pw changed %v, admin_user kept %v", err, third["admin_pw"] != pw, third["admin_user"] == user)
+	}
+	if code, body = ask(subject.ManifestVariables(), nil); code != 200 || strings.Contains(body, `"regenerate":true`) {
+		t.Fatalf("variables after the deploy that generated admin_pw anew: %d %s", code, body)
+	}
+	answers = append(answers, body)
 	plan, err := g.p.previewOf(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +201,7 @@ func TestManifestDeploy(t *testing.T) {
 	out, _ := json.Marshal(plan)
 	answers = append(answers, string(out))
 	for i, a := range answers {
-		if strings.Contains(a, user) || strings.Contains(a, pw) {
+		if strings.Contains(a, user) || strings.Contains(a, pw) || strings.Contains(a, third["admin_pw"].(string)) {
 			t.Errorf("answer %d shows a generated value: %s", i, a)
 		}
 	}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -34,5 +35,21 @@ func (c *Client) DeployManifest(ctx context.Context, in contract.ManifestDeploy,
 		path += "?check=0"
 	}
 	raw, err := c.getJSON(ctx, "POST", path, body, &out)
+	return out, raw, err
+}
+
+// ManifestVariables lists the variables the engine generated for the
+// deployed manifest, never a value.
+func (c *Client) ManifestVariables(ctx context.Context) (contract.ManifestVariables, json.RawMessage, error) {
+	var out contract.ManifestVariables
+	raw, err := c.getJSON(ctx, "GET", base+"/manifest/variables", nil, &out)
+	return out, raw, err
+}
+
+// RegenerateVariable marks a generated variable, with the certificates
+// it signs, to be generated anew at the next manifest deploy.
+func (c *Client) RegenerateVariable(ctx context.Context, name string) (contract.ManifestRegenerated, json.RawMessage, error) {
+	var out contract.ManifestRegenerated
+	raw, err := c.getJSON(ctx, "POST", base+"/manifest/variables/"+url.PathEscape(name)+"/regenerate", nil, &out)
 	return out, raw, err
 }

@@ -396,6 +396,29 @@ type ManifestDeployed struct {
 	Warnings  *[]string            `json:"warnings"`
 }
 
+// ManifestRegenerated defines model for ManifestRegenerated.
+type ManifestRegenerated struct {
+	At       string    `json:"at"`
+	Manifest string    `json:"manifest"`
+	Name     string    `json:"name"`
+	With     *[]string `json:"with"`
+}
+
+// ManifestVariable defines model for ManifestVariable.
+type ManifestVariable struct {
+	Ca         *string    `json:"ca,omitempty"`
+	Generated  *time.Time `json:"generated,omitempty"`
+	Name       string     `json:"name"`
+	Regenerate bool       `json:"regenerate"`
+	Type       *string    `json:"type,omitempty"`
+}
+
+// ManifestVariables defines model for ManifestVariables.
+type ManifestVariables struct {
+	Manifest  string              `json:"manifest"`
+	Variables *[]ManifestVariable `json:"variables"`
+}
+
 // Meltdown defines model for Meltdown.
 type Meltdown struct {
 	Active    bool       `json:"active"`
@@ -2006,6 +2029,18 @@ type ClientInterface interface {
 	// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
 	DeployManifest(ctx context.Context, params *DeployManifestParams, body DeployManifestJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListManifestVariables The variables the engine generated for the deployed manifest, never a value
+	//
+	// Corresponds with GET /deployment-engine/manifest/variables (the `ListManifestVariables` operationId).
+	ListManifestVariables(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RegenerateManifestVariable Have a generated variable generated anew at the next manifest deploy
+	//
+	// The value stays until the next manifest deploy, which generates it anew, with every certificate its CA chain signs, and deploys the result. A variable whose type or options changed in the manifest keeps its value (its deploy warns): this is how to have it follow them.
+	//
+	// Corresponds with POST /deployment-engine/manifest/variables/{name}/regenerate (the `RegenerateManifestVariable` operationId).
+	RegenerateManifestVariable(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetNodeMaintenance Whether a node is in maintenance
 	//
 	// Corresponds with GET /deployment-engine/nodes/{ip}/maintenance (the `GetNodeMaintenance` operationId).
@@ -2886,6 +2921,38 @@ func (c *Client) DeployManifestWithBody(ctx context.Context, params *DeployManif
 // Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
 func (c *Client) DeployManifest(ctx context.Context, params *DeployManifestParams, body DeployManifestJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeployManifestRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListManifestVariables The variables the engine generated for the deployed manifest, never a value
+//
+// Corresponds with GET /deployment-engine/manifest/variables (the `ListManifestVariables` operationId).
+func (c *Client) ListManifestVariables(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListManifestVariablesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RegenerateManifestVariable Have a generated variable generated anew at the next manifest deploy
+//
+// The value stays until the next manifest deploy, which generates it anew, with every certificate its CA chain signs, and deploys the result. A variable whose type or options changed in the manifest keeps its value (its deploy warns): this is how to have it follow them.
+//
+// Corresponds with POST /deployment-engine/manifest/variables/{name}/regenerate (the `RegenerateManifestVariable` operationId).
+func (c *Client) RegenerateManifestVariable(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRegenerateManifestVariableRequest(c.Server, name)
 	if err != nil {
 		return nil, err
 	}
@@ -4970,6 +5037,67 @@ func NewDeployManifestRequestWithBody(server string, params *DeployManifestParam
 	return req, nil
 }
 
+// NewListManifestVariablesRequest constructs an http.Request for the ListManifestVariables method
+func NewListManifestVariablesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/manifest/variables")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRegenerateManifestVariableRequest constructs an http.Request for the RegenerateManifestVariable method
+func NewRegenerateManifestVariableRequest(server string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/manifest/variables/%s/regenerate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetNodeMaintenanceRequest constructs an http.Request for the GetNodeMaintenance method
 func NewGetNodeMaintenanceRequest(server string, ip string) (*http.Request, error) {
 	var err error
@@ -6257,6 +6385,22 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /deployment-engine/manifest (the `DeployManifest` operationId).
 	DeployManifestWithResponse(ctx context.Context, params *DeployManifestParams, body DeployManifestJSONRequestBody, reqEditors ...RequestEditorFn) (*DeployManifestResponse, error)
+
+	// ListManifestVariablesWithResponse The variables the engine generated for the deployed manifest, never a value
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /deployment-engine/manifest/variables (the `ListManifestVariables` operationId).
+	ListManifestVariablesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListManifestVariablesResponse, error)
+
+	// RegenerateManifestVariableWithResponse Have a generated variable generated anew at the next manifest deploy
+	//
+	// The value stays until the next manifest deploy, which generates it anew, with every certificate its CA chain signs, and deploys the result. A variable whose type or options changed in the manifest keeps its value (its deploy warns): this is how to have it follow them.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/manifest/variables/{name}/regenerate (the `RegenerateManifestVariable` operationId).
+	RegenerateManifestVariableWithResponse(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*RegenerateManifestVariableResponse, error)
 
 	// GetNodeMaintenanceWithResponse Whether a node is in maintenance
 	//
@@ -9855,6 +9999,207 @@ func (r DeployManifestResponse) ContentType() string {
 	return ""
 }
 
+// ListManifestVariablesResponse401Headers the declared response headers of an HTTP 401 response for ListManifestVariables
+type ListManifestVariablesResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ListManifestVariablesResponse429Headers the declared response headers of an HTTP 429 response for ListManifestVariables
+type ListManifestVariablesResponse429Headers struct {
+	RetryAfter string
+}
+
+type ListManifestVariablesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ManifestVariables
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListManifestVariablesResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListManifestVariablesResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListManifestVariablesResponse) GetJSON200() *ManifestVariables {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListManifestVariablesResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListManifestVariablesResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListManifestVariablesResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListManifestVariablesResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListManifestVariablesResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ListManifestVariablesResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListManifestVariablesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListManifestVariablesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListManifestVariablesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListManifestVariablesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RegenerateManifestVariableResponse401Headers the declared response headers of an HTTP 401 response for RegenerateManifestVariable
+type RegenerateManifestVariableResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// RegenerateManifestVariableResponse429Headers the declared response headers of an HTTP 429 response for RegenerateManifestVariable
+type RegenerateManifestVariableResponse429Headers struct {
+	RetryAfter string
+}
+
+type RegenerateManifestVariableResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ManifestRegenerated
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RegenerateManifestVariableResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RegenerateManifestVariableResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RegenerateManifestVariableResponse) GetJSON200() *ManifestRegenerated {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RegenerateManifestVariableResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RegenerateManifestVariableResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RegenerateManifestVariableResponse) GetJSON404() *ErrorBody {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RegenerateManifestVariableResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r RegenerateManifestVariableResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RegenerateManifestVariableResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r RegenerateManifestVariableResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r RegenerateManifestVariableResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RegenerateManifestVariableResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RegenerateManifestVariableResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RegenerateManifestVariableResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetNodeMaintenanceResponse401Headers the declared response headers of an HTTP 401 response for GetNodeMaintenance
 type GetNodeMaintenanceResponse401Headers struct {
 	WWWAuthenticate *string
@@ -12861,6 +13206,34 @@ func (c *ClientWithResponses) DeployManifestWithResponse(ctx context.Context, pa
 		return nil, err
 	}
 	return ParseDeployManifestResponse(rsp)
+}
+
+// ListManifestVariablesWithResponse The variables the engine generated for the deployed manifest, never a value
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /deployment-engine/manifest/variables (the `ListManifestVariables` operationId).
+func (c *ClientWithResponses) ListManifestVariablesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListManifestVariablesResponse, error) {
+	rsp, err := c.ListManifestVariables(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListManifestVariablesResponse(rsp)
+}
+
+// RegenerateManifestVariableWithResponse Have a generated variable generated anew at the next manifest deploy
+//
+// The value stays until the next manifest deploy, which generates it anew, with every certificate its CA chain signs, and deploys the result. A variable whose type or options changed in the manifest keeps its value (its deploy warns): this is how to have it follow them.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/manifest/variables/{name}/regenerate (the `RegenerateManifestVariable` operationId).
+func (c *ClientWithResponses) RegenerateManifestVariableWithResponse(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*RegenerateManifestVariableResponse, error) {
+	rsp, err := c.RegenerateManifestVariable(ctx, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRegenerateManifestVariableResponse(rsp)
 }
 
 // GetNodeMaintenanceWithResponse Whether a node is in maintenance
@@ -16449,6 +16822,195 @@ func ParseDeployManifestResponse(rsp *http.Response) (*DeployManifestResponse, e
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers DeployManifestResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListManifestVariablesResponse parses an HTTP response from a ListManifestVariablesWithResponse call
+func ParseListManifestVariablesResponse(rsp *http.Response) (*ListManifestVariablesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListManifestVariablesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ManifestVariables
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListManifestVariablesResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListManifestVariablesResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRegenerateManifestVariableResponse parses an HTTP response from a RegenerateManifestVariableWithResponse call
+func ParseRegenerateManifestVariableResponse(rsp *http.Response) (*RegenerateManifestVariableResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RegenerateManifestVariableResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ManifestRegenerated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers RegenerateManifestVariableResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers RegenerateManifestVariableResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

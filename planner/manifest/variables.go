@@ -3,8 +3,11 @@ package manifest
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -32,6 +35,17 @@ type CertOptions struct {
 	ExtendedKeyUsage []string // extended_key_usage: server_auth, client_auth
 	IsCA             bool     // is_ca
 	Duration         int      // duration in days; 365 when absent
+}
+
+// Digest names a variable's type and options: a kept value was generated
+// with other options when its digest differs.
+func (v Variable) Digest() string {
+	b, _ := json.Marshal(struct {
+		T string
+		O CertOptions
+	}{v.Type, v.Options})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 // Variables reads doc's `variables` section.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,7 +43,60 @@ type Book struct {
 // Endpoints are the book's commands by subject.
 func (b Book) Endpoints() map[string]kit.Handler {
 	b.mu = &sync.Mutex{}
-	return map[string]kit.Handler{subject.ManifestDeploy(): b.deploy}
+	return map[string]kit.Handler{subject.ManifestDeploy(): b.deploy, subject.ManifestVariables(): b.variables,
+		subject.ManifestRegenerate(): b.regenerate}
+}
+
+// variables lists the variables the engine generated for the manifest.
+func (b Book) variables(ctx context.Context, _ micro.Request) (int, any, error) {
+	st, err := read(ctx, b.KV)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, variableList(st), nil
+}
+
+// regenerate marks a generated variable, and the certificates it signs,
+// to be generated anew at the next manifest deploy: 200. The values stay
+// until then, so that the deployed config and the record agree.
+func (b Book) regenerate(ctx context.Context, req micro.Request) (int, any, error) {
+	var in contract.ManifestRegenerate
+	if err := kit.Decode(req, &in); err != nil {
+		return 0, nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st, err := read(ctx, b.KV)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, ok := st.Variables[in.Name]; !ok {
+		known := variableList(st).Variables
+		names := make([]string, len(known))
+		for i, v := range known {
+			names[i] = v.Name
+		}
+		msg := fmt.Sprintf("the engine generated no variable %q for the manifest", in.Name)
+		if len(names) > 0 {
+			msg += ": it generated " + strings.Join(names, ", ")
+		}
+		return 0, nil, &kit.Error{Code: 404, Msg: contract.Clip(msg + " (a value given with -v or -l is changed by giving another)")}
+	}
+	if !slices.Contains(st.Regenerate, in.Name) {
+		st.Regenerate = append(st.Regenerate, in.Name)
+	}
+	if err := write(ctx, b.KV, st); err != nil {
+		return 0, nil, err
+	}
+	with := signedBy(st, in.Name)
+	b.Log.Info("manifest variable marked to be generated anew", "name", in.Name, "with", with)
+	if b.Event != nil {
+		b.Event(ctx, "manifest", fmt.Sprintf("variable %s of manifest %s marked to be generated anew at the next deploy, with %d certificates it signs", in.Name, st.Name, len(with)))
+	}
+	if with == nil {
+		with = []string{}
+	}
+	return 200, contract.ManifestRegenerated{Manifest: st.Name, Name: in.Name, With: with, At: "the next manifest deploy"}, nil
 }
 
 // deploy builds the manifest on the cloud config's machines, stores its
@@ -85,7 +140,7 @@ func (b Book) store(ctx context.Context, in contract.ManifestDeployCmd) (Result,
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := Build(in.Deploy, cc, kept, st.Placement, stored)
+	res, err := Build(in.Deploy, cc, Prior{Vars: kept, Declared: st.Declared, Regenerate: st.Regenerate, Placement: st.Placement}, stored)
 	if err != nil {
 		return res, &kit.Error{Code: 400, Msg: "manifest rejected: " + err.Error()}
 	}
@@ -104,14 +159,14 @@ func (b Book) store(ctx context.Context, in contract.ManifestDeployCmd) (Result,
 	}
 	// The config is stored: its record goes with it, or the variables in
 	// it would be generated anew next time.
-	if err := Store(ctx, b.KV, res.Name, res.Placement, res.Kept); err != nil {
+	if err := Store(ctx, b.KV, res, res.pending(st.Regenerate)); err != nil {
 		return res, err
 	}
 	n := 0
 	for _, ips := range res.Placement {
 		n += len(ips)
 	}
-	b.Log.Info("manifest stored", "name", res.Name, "instances", n, "generated", len(res.Generated))
+	b.Log.Info("manifest stored", "name", res.Name, "instances", n, "generated", len(res.Generated), "regenerated", res.Regenerated)
 	if b.Event != nil {
 		b.Event(ctx, "manifest", fmt.Sprintf("manifest %s stored: %d instances in %d groups, %d variables generated", res.Name, n, len(res.Placement), len(res.Generated)))
 	}

@@ -1,12 +1,15 @@
 package manifestdeploy
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/deployment-engine/engine/planner/cloudconfig"
+	"github.com/deployment-engine/engine/planner/manifest"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -44,7 +47,7 @@ func cloud() contract.CloudConfig {
 // in its zone; a second build with what the first kept generates nothing
 // and keeps every machine.
 func TestBuild(t *testing.T) {
-	res, err := Build(contract.ManifestDeploy{Manifest: simple}, cloud(), nil, nil, contract.Config{})
+	res, err := Build(contract.ManifestDeploy{Manifest: simple}, cloud(), Prior{}, contract.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +77,7 @@ func TestBuild(t *testing.T) {
 
 	// Deployed again: the same values, the same machines.
 	stored := cfg
-	again, err := Build(contract.ManifestDeploy{Manifest: simple}, cloud(), res.Kept, res.Placement, stored)
+	again, err := Build(contract.ManifestDeploy{Manifest: simple}, cloud(), Prior{Vars: res.Kept, Declared: res.Declared, Placement: res.Placement}, stored)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +86,7 @@ func TestBuild(t *testing.T) {
 	}
 
 	// A given value wins over the kept one, which stays kept.
-	given, err := Build(contract.ManifestDeploy{Manifest: simple, Vars: map[string]any{"admin_pw": "given-pw-1"}}, cloud(), res.Kept, res.Placement, stored)
+	given, err := Build(contract.ManifestDeploy{Manifest: simple, Vars: map[string]any{"admin_pw": "given-pw-1"}}, cloud(), Prior{Vars: res.Kept, Declared: res.Declared, Placement: res.Placement}, stored)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +100,7 @@ func TestBuild(t *testing.T) {
 func TestBuildKeepsOnlyStoredMachines(t *testing.T) {
 	prev := cloudconfig.Placement{"db": {"10.0.0.6", "10.0.0.7"}}
 	stored := contract.Config{Components: map[string][]string{"db": {"10.0.0.7"}}}
-	res, err := Build(contract.ManifestDeploy{Manifest: simple}, cloud(), nil, prev, stored)
+	res, err := Build(contract.ManifestDeploy{Manifest: simple}, cloud(), Prior{Placement: prev}, stored)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +131,7 @@ func TestBuildRefused(t *testing.T) {
 		{"bad ops", contract.ManifestDeploy{Manifest: simple, Ops: []string{"- type: replace\n  path: /nope/x\n  value: 1\n"}}, cloud(), "ops[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Build(tc.in, tc.cc, nil, nil, contract.Config{})
+			_, err := Build(tc.in, tc.cc, Prior{}, contract.Config{})
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Fatalf("got %v, want …%s…", err, tc.err)
 			}
@@ -139,7 +142,7 @@ func TestBuildRefused(t *testing.T) {
 // Values given as JSON read as YAML would: a whole number is a count.
 func TestBuildGivenNumbers(t *testing.T) {
 	m := strings.Replace(simple, "instances: 2", "instances: ((n))", 1)
-	res, err := Build(contract.ManifestDeploy{Manifest: m, Vars: map[string]any{"n": float64(1)}}, cloud(), nil, nil, contract.Config{})
+	res, err := Build(contract.ManifestDeploy{Manifest: m, Vars: map[string]any{"n": float64(1)}}, cloud(), Prior{}, contract.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +167,7 @@ properties:
 variables:
 - {name: pw, type: password}
 `
-	res, err := Build(contract.ManifestDeploy{Manifest: v1}, cloud(), nil, nil, contract.Config{})
+	res, err := Build(contract.ManifestDeploy{Manifest: v1}, cloud(), Prior{}, contract.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,5 +178,81 @@ variables:
 	red, _ := json.Marshal(res.Config.Redact())
 	if strings.Contains(string(red), res.Kept["pw"].(string)) || !strings.Contains(string(red), `"user":"admin"`) {
 		t.Fatalf("redacted: %s", red)
+	}
+}
+
+const certs = `
+name: tls
+releases: [{name: sec, version: 1}]
+instance_groups:
+- name: db
+  instances: 1
+  azs: [z1]
+  networks: [{name: private}]
+  jobs:
+  - name: db
+    release: sec
+    properties: {ca: ((db_ca.certificate)), cert: ((db_tls.certificate)), key: ((db_tls.private_key)), pw: ((pw))}
+variables:
+- {name: db_ca, type: certificate, options: {is_ca: true, common_name: db-ca}}
+- {name: db_tls, type: certificate, options: {ca: db_ca, common_name: db, alternative_names: [ALT]}}
+- {name: pw, type: password}
+`
+
+// A CA marked to be generated anew is, and so is the certificate it
+// signs, which verifies against the new CA; the password stays. A
+// certificate whose options changed keeps its value, with a warning that
+// says how to have it generated anew; a marked name the manifest does not
+// declare stays marked.
+func TestBuildRegenerates(t *testing.T) {
+	m := strings.ReplaceAll(certs, "ALT", "db.internal")
+	first, err := Build(contract.ManifestDeploy{Manifest: m}, cloud(), Prior{}, contract.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := first.Declared["db_tls"]; got.Type != "certificate" || got.CA != "db_ca" || got.Generated.IsZero() {
+		t.Fatalf("db_tls declared %+v", got)
+	}
+	stored := first.Config
+	prior := Prior{Vars: first.Kept, Declared: first.Declared, Placement: first.Placement, Regenerate: []string{"db_ca", "gone"}}
+	again, err := Build(contract.ManifestDeploy{Manifest: m}, cloud(), prior, stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again.Regenerated, []string{"db_ca", "db_tls"}) || again.Kept["pw"] != first.Kept["pw"] {
+		t.Fatalf("regenerated %v; pw kept %v", again.Regenerated, again.Kept["pw"] == first.Kept["pw"])
+	}
+	pemOf := func(v manifest.Vars, n string) string { return v[n].(map[string]any)["certificate"].(string) }
+	if pemOf(again.Kept, "db_ca") == pemOf(first.Kept, "db_ca") || pemOf(again.Kept, "db_tls") == pemOf(first.Kept, "db_tls") {
+		t.Fatal("the CA or its certificate kept its value")
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM([]byte(pemOf(again.Kept, "db_ca")))
+	block, _ := pem.Decode([]byte(pemOf(again.Kept, "db_tls")))
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "db.internal"}); err != nil {
+		t.Errorf("the new db_tls does not verify against the new db_ca: %v", err)
+	}
+	if w := strings.Join(again.Warnings, "\n"); !strings.Contains(w, "gone is marked") {
+		t.Errorf("no warning of the marked name not declared: %s", w)
+	}
+	if p := again.pending([]string{"db_ca", "gone"}); !reflect.DeepEqual(p, []string{"gone"}) {
+		t.Errorf("still marked %v, want [gone]", p)
+	}
+
+	changed := strings.ReplaceAll(certs, "ALT", "db.example")
+	prior = Prior{Vars: again.Kept, Declared: again.Declared, Placement: again.Placement}
+	third, err := Build(contract.ManifestDeploy{Manifest: changed}, cloud(), prior, stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pemOf(third.Kept, "db_tls") != pemOf(again.Kept, "db_tls") || len(third.Generated) != 0 {
+		t.Fatalf("changed options generated %v", third.Generated)
+	}
+	if w := strings.Join(third.Warnings, "\n"); !strings.Contains(w, "variable db_tls: its type or options changed") || !strings.Contains(w, "regenerate db_tls") || strings.Contains(w, "db_ca:") {
+		t.Errorf("warnings of the changed options: %s", w)
 	}
 }

@@ -81,6 +81,9 @@ const (
 	// AuditCertificate is a certificate of the engine issued again: its
 	// object is the certificate's name.
 	AuditCertificate = "certificate"
+	// AuditRegenerate is a manifest's generated variable marked to be
+	// generated anew: its object is the variable's name.
+	AuditRegenerate = "regenerate"
 
 	AuditHealRestart  = "heal-restart"
 	AuditHealReapply  = "heal-reapply"

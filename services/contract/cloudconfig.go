@@ -1,5 +1,7 @@
 package contract
 
+import "time"
+
 // CloudConfig is where a manifest's instances may go, as BOSH's director
 // takes a cloud config: the machines, in availability zones, and how the
 // engine reaches them. PUT /deployment-engine/cloud-config takes it as
@@ -85,4 +87,45 @@ type ManifestDeployCmd struct {
 	V      int            `json:"v"`
 	Check  bool           `json:"check"`
 	Deploy ManifestDeploy `json:"deploy"`
+}
+
+// ManifestVariables lists the variables the engine generated for the
+// deployed manifest (GET /deployment-engine/manifest/variables): never a
+// value.
+//
+//	{"manifest": "simple", "variables": [{"name": "db_ca", "type": "certificate",
+//	  "generated": "2026-12-06T05:10:00Z", "regenerate": false}]}
+type ManifestVariables struct {
+	Manifest  string             `json:"manifest"`
+	Variables []ManifestVariable `json:"variables"`
+}
+
+// ManifestVariable is one generated variable: its type, the CA that
+// signed it (a certificate), when it was generated, and whether the next
+// manifest deploy generates it anew.
+type ManifestVariable struct {
+	Name       string     `json:"name"`
+	Type       string     `json:"type,omitempty"`
+	CA         string     `json:"ca,omitempty"`
+	Generated  *time.Time `json:"generated,omitempty"`
+	Regenerate bool       `json:"regenerate"`
+}
+
+// ManifestRegenerate marks a generated variable to be generated anew at
+// the next manifest deploy (POST /manifest/variables/{name}/regenerate,
+// de.cmd.manifest.regenerate).
+type ManifestRegenerate struct {
+	V    int    `json:"v"`
+	Name string `json:"name"`
+}
+
+// ManifestRegenerated answers it: the variable marked, and the
+// certificates it signs, which are generated anew with it.
+//
+//	{"manifest": "simple", "name": "db_ca", "with": ["db_tls"], "at": "the next manifest deploy"}
+type ManifestRegenerated struct {
+	Manifest string   `json:"manifest"`
+	Name     string   `json:"name"`
+	With     []string `json:"with"`
+	At       string   `json:"at"`
 }

@@ -112,9 +112,11 @@ func ScheduleList() string   { return cmd("schedule", "list") }
 func ScheduleDelete() string { return cmd("schedule", "delete") }
 
 // Commands of the cloud config and of manifests (the planner's).
-func CloudConfigGet() string { return cmd("cloudconfig", "get") }
-func CloudConfigPut() string { return cmd("cloudconfig", "put") }
-func ManifestDeploy() string { return cmd("manifest", "deploy") }
+func CloudConfigGet() string     { return cmd("cloudconfig", "get") }
+func CloudConfigPut() string     { return cmd("cloudconfig", "put") }
+func ManifestDeploy() string     { return cmd("manifest", "deploy") }
+func ManifestVariables() string  { return cmd("manifest", "variables") }
+func ManifestRegenerate() string { return cmd("manifest", "regenerate") }
 
 // Commands of problems and their fixes (the planner's).
 func ProblemsList() string    { return cmd("problems", "list") }

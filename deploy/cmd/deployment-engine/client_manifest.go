@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/deployment-engine/engine/deploy/client"
 	"github.com/deployment-engine/engine/services/contract"
@@ -75,6 +77,51 @@ func printCloudConfig(w io.Writer, cc contract.CloudConfig) {
 			fmt.Fprintf(w, "  %s: %s\n", ip, cc.Disks[ip])
 		}
 	}
+}
+
+// manifestVariablesCmd: manifest variables lists the variables the engine
+// generated for the manifest; manifest variables regenerate NAME marks one
+// to be generated anew at the next manifest deploy.
+func manifestVariablesCmd(ctx context.Context, s *session) int {
+	switch {
+	case len(s.args) == 0:
+		if code := s.connect(); code != exitOK {
+			return code
+		}
+		l, raw, err := s.c.ManifestVariables(ctx)
+		return s.answer(raw, err, func() {
+			if len(l.Variables) == 0 {
+				fmt.Fprintln(s.stdout, "the engine generated no variable for the manifest")
+				return
+			}
+			tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tTYPE\tCA\tGENERATED\tNEXT DEPLOY")
+			for _, v := range l.Variables {
+				gen, next := "-", "keeps it"
+				if v.Generated != nil {
+					gen = v.Generated.Format(time.RFC3339)
+				}
+				if v.Regenerate {
+					next = "generates it anew"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, dash(v.Type), dash(v.CA), gen, next)
+			}
+			_ = tw.Flush()
+		})
+	case s.args[0] == "regenerate" && len(s.args) == 2:
+		if code := s.connect(); code != exitOK {
+			return code
+		}
+		out, raw, err := s.c.RegenerateVariable(ctx, s.args[1])
+		return s.answer(raw, err, func() {
+			fmt.Fprintf(s.stdout, "%s of manifest %s is generated anew at the next manifest deploy", out.Name, out.Manifest)
+			if len(out.With) > 0 {
+				fmt.Fprintf(s.stdout, ", with the certificates it signs: %s", strings.Join(out.With, ", "))
+			}
+			fmt.Fprintln(s.stdout)
+		})
+	}
+	return s.usage("manifest variables lists them; manifest variables regenerate NAME marks one for the next deploy")
 }
 
 // manifestDeploy: manifest deploy FILE [-o OPS]... [-v NAME=VALUE]...

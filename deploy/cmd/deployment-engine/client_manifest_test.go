@@ -101,7 +101,22 @@ func TestCLIManifestDeploy(t *testing.T) {
 		!strings.Contains(r.stdout, `"echo_value": "<redacted>"`) || strings.Contains(r.stdout, "given-extra-1") {
 		t.Fatalf("the stored config: %+v", r)
 	}
-	for _, args := range [][]string{{"manifest", "deploy"}, {"manifest", "deploy", man, man}, {"cloud-config", "update"}, {"cloud-config", "x"}} {
+	// The variable the engine generated, listed without its value, and
+	// marked to be generated anew.
+	if r := cli(t, "manifest", "variables"); r.code != exitOK || !strings.Contains(r.stdout, "motd_pw") || !strings.Contains(r.stdout, "keeps it") {
+		t.Fatalf("variables: %+v", r)
+	}
+	if r := cli(t, "manifest", "variables", "regenerate", "nope"); r.code != exitFailed || !strings.Contains(r.stderr, "HTTP 404") || !strings.Contains(r.stderr, "it generated motd_pw") {
+		t.Fatalf("regenerate an unknown variable: %+v", r)
+	}
+	if r := cli(t, "manifest", "variables", "regenerate", "motd_pw"); r.code != exitOK || !strings.Contains(r.stdout, "motd_pw of manifest simple is generated anew at the next manifest deploy") {
+		t.Fatalf("regenerate: %+v", r)
+	}
+	if r := cli(t, "manifest", "variables", "--json"); r.code != exitOK || !strings.Contains(r.stdout, `"regenerate": true`) {
+		t.Fatalf("variables --json: %+v", r)
+	}
+	for _, args := range [][]string{{"manifest", "deploy"}, {"manifest", "deploy", man, man}, {"cloud-config", "update"}, {"cloud-config", "x"},
+		{"manifest", "variables", "x"}, {"manifest", "variables", "regenerate"}} {
 		if r := cli(t, args...); r.code != exitUsage {
 			t.Errorf("%v: %+v", args, r)
 		}

@@ -52,7 +52,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"version":      {},
 	"openapi":      {},
 	"asyncapi":     {},
-	"manifest": {subs: []string{"interpolate", "config", "deploy"}, flags: []string{"--ops-file", "--var", "--vars-file", "--vars-store", "--var-errs", "--path",
+	"manifest": {subs: []string{"interpolate", "config", "deploy", "variables"}, flags: []string{"--ops-file", "--var", "--vars-file", "--vars-store", "--var-errs", "--path",
 		"--home", "--key", "--domain", "--user", "--check", "--follow", "--json", "--data", "--server"}},
 	"cloud-config": {subs: []string{"update"}},
 	"completion":   {subs: []string{"bash", "zsh", "fish"}},

@@ -19,7 +19,9 @@ const manifestUsage = `usage: deployment-engine manifest interpolate FILE [-o|--
        deployment-engine manifest config FILE [the same -o, -v, -l, --vars-store] --home IP [--key PATH] [--domain D] [--user U]
          (the config of catalog bosh that deploys the manifest; the nodes' root password, if no key, from DE_ROOT_PASSWORD)
        deployment-engine manifest deploy FILE [-o OPS]... [-v NAME=VALUE]... [-l VARS]... [--check=false] [--follow] [--json]
-         (deploys it on the cloud config's machines: the engine applies the ops, generates the variables once, places the instances)`
+         (deploys it on the cloud config's machines: the engine applies the ops, generates the variables once, places the instances)
+       deployment-engine manifest variables [regenerate NAME] [--json]
+         (the variables the engine generated, never a value; regenerate marks one, with the certificates it signs, for the next deploy)`
 
 // listFlag collects a flag given several times, in order.
 type listFlag []string
@@ -43,6 +45,9 @@ type manifestFlags struct {
 func manifestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "deploy" {
 		return manifestDeploy(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "variables" {
+		return clientCommand("manifest variables", manifestVariablesCmd)(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || (args[0] != "interpolate" && args[0] != "config") {
 		fmt.Fprintln(stderr, manifestUsage)
