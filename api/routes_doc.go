@@ -249,7 +249,9 @@ var routeDocs = map[string]opDoc{
 	"GET /nodes/{ip}/maintenance": {id: "getNodeMaintenance", summary: "Whether a node is in maintenance", bus: true,
 		ok: []reply{ok[contract.NodeMaintenance](200, `the node's maintenance; {"ip", "on": false} in service`)}, errs: []reply{noNode}},
 	"PUT /nodes/{ip}/maintenance": {id: "setNodeMaintenance", summary: "Hold a node out of automatic work, or put it back", bus: true,
-		desc: "A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.",
+		desc: "A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status. " +
+			"Going in, a deployment of kind maintenance takes its instances out of their running balancers; coming out, another watches them healthy and puts them back: " +
+			"the answer names it (deployment), or says why none could start (warning).",
 		body: &bodyDoc{desc: `{"on": true, "reason": "why"} or {"on": false}; the reason at most 200 bytes, no control character`, typ: typeOf[maintenanceSwitch]()},
 		ok:   []reply{ok[contract.NodeMaintenance](200, "the node's maintenance as it now is")}, errs: []reply{unreadable, noNode}},
 

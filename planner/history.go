@@ -28,6 +28,9 @@ const (
 	kindRevert   = "revert"
 	kindRollback = "rollback"
 	kindRestart  = "restart"
+	// kindMaintenance takes a node's instances out of their balancers or
+	// puts them back (see balance).
+	kindMaintenance = "maintenance"
 )
 
 func configKey(id string) string { return "config." + id }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/deployment-engine/engine/planner/sched"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -85,7 +86,8 @@ func (p *Planner) maintenanceSet(ctx context.Context, req micro.Request) (int, a
 	if in.On {
 		msg = fmt.Sprintf("node %s is in %s", in.IP, out.Describe())
 	}
-	p.log.Info("maintenance", "node", in.IP, "on", in.On, "actor", in.Actor)
+	out.Deployment, out.Warning = p.balance(ctx, cfg, in.IP, in.On)
+	p.log.Info("maintenance", "node", in.IP, "on", in.On, "actor", in.Actor, "deployment", out.Deployment)
 	p.engineEvent(ctx, "maintenance", msg)
 	return 200, out, nil
 }
@@ -124,4 +126,37 @@ func (p *Planner) maintenanceList(ctx context.Context, _ micro.Request) (int, an
 		return 0, nil, err
 	}
 	return 200, m.List(), nil
+}
+
+// balance starts the deployment that takes ip's instances out of their
+// balancers (out), or watches them healthy and puts them back, and
+// answers its id; or why none runs when one was needed.
+func (p *Planner) balance(ctx context.Context, cfg contract.Config, ip string, out bool) (string, string) {
+	previous, err := sched.LoadPlacement(ctx, p.o.Res)
+	cat := p.o.Catalogs[cfg.CatalogName()]
+	if err != nil || cat == nil {
+		return "", ""
+	}
+	id := newID()
+	planned, err := p.builderFor(cfg, cat, id, previous, nil).MaintenanceSteps(ip, out)
+	if err == nil && len(planned) == 0 {
+		return "", ""
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		err = p.noneRunning()
+	}
+	if err == nil {
+		rec := sched.NewRecord(id, map[string][]string{}, planned)
+		rec.Kind = kindMaintenance
+		_, err = p.beginLocked(ctx, rec, nil)
+	}
+	if err != nil && out {
+		return "", "the node's instances stay in their balancers: " + err.Error() + "; put the node in maintenance again to retry"
+	}
+	if err != nil {
+		return "", "the node's instances are not put back in their balancers: " + err.Error() + "; a rolling restart of them (PUT /restart with max_in_flight) puts them back"
+	}
+	return id, ""
 }

@@ -15,7 +15,10 @@ import (
 )
 
 // A node of the config goes in maintenance and out; one that is not is
-// 404; the store keeps what every process reads.
+// 404; the store keeps what every process reads. Going in, its web
+// instance is taken out of the running haproxy by a deployment of kind
+// maintenance, whose drain its maintenance does not hold; set again while
+// that deployment runs, the answer says the instance stays in.
 func TestMaintenanceCommands(t *testing.T) {
 	b := bustest.Start(t, bus.ServerOptions{})
 	p := startStarter(t, b)
@@ -35,13 +38,24 @@ func TestMaintenanceCommands(t *testing.T) {
 	set := func(ip string, on bool, reason string) (int, contract.NodeMaintenance, string) {
 		return ask(subject.MaintenanceSet(), contract.MaintenanceSet{V: 1, IP: ip, On: on, Reason: reason, Actor: "alice"})
 	}
+	placed, _ := json.Marshal(map[string][]string{"10.9.0.2": {"haproxy"}, "10.9.0.3": {"web", "redis"}, "10.9.0.4": {"web"}})
+	if _, err := b.Res.Scheduler.Put(ctx, "placement", placed); err != nil {
+		t.Fatal(err)
+	}
 	code, got, body := set("10.9.0.3", true, "disk swap")
-	if code != 200 || !got.On || got.Actor != "alice" || got.Reason != "disk swap" || got.Since == nil {
+	if code != 200 || !got.On || got.Actor != "alice" || got.Reason != "disk swap" || got.Since == nil || got.Deployment == "" || got.Warning != "" {
 		t.Fatalf("on: %d %s", code, body)
 	}
+	rep, err := kit.Request(ctx, b.NC, subject.DeployGet(), contract.DeployGet{ID: got.Deployment})
+	var d contract.Deployment
+	if err != nil || json.Unmarshal(rep.Body, &d) != nil || d.Kind != "maintenance" || len(d.Steps) != 1 ||
+		d.Steps[0].ID != "10.9.0.2/haproxy/drain-web-10.9.0.3" || d.Steps[0].State == contract.StateHeld {
+		t.Fatalf("the maintenance's deployment: %v %s", err, rep.Body)
+	}
 	since := *got.Since
-	if code, got, body = set("10.9.0.3", true, "disk swap, then RAM"); code != 200 || got.Reason != "disk swap, then RAM" || !got.Since.Equal(since) {
-		t.Fatalf("on again: %d %s: the reason is new, the start kept", code, body)
+	if code, got, body = set("10.9.0.3", true, "disk swap, then RAM"); code != 200 || got.Reason != "disk swap, then RAM" || !got.Since.Equal(since) ||
+		!strings.Contains(got.Warning, "stay in their balancers: deployment "+d.ID+" is still running") {
+		t.Fatalf("on again: %d %s: the reason is new, the start kept, the instances left in", code, body)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -70,7 +84,7 @@ func TestMaintenanceCommands(t *testing.T) {
 	if code, got, body := ask(subject.MaintenanceGet(), contract.MaintenanceGet{IP: "10.9.0.3"}); code != 200 || !got.On || got.Actor != "alice" {
 		t.Errorf("get the node in maintenance: %d %s", code, body)
 	}
-	rep, err := kit.Request(ctx, b.NC, subject.MaintenanceList(), nil)
+	rep, err = kit.Request(ctx, b.NC, subject.MaintenanceList(), nil)
 	var list []contract.NodeMaintenance
 	if err != nil || json.Unmarshal(rep.Body, &list) != nil || len(list) != 1 || list[0].IP != "10.9.0.3" {
 		t.Fatalf("list: %v %s", err, rep.Body)

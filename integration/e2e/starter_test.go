@@ -20,6 +20,7 @@ import (
 
 	"github.com/deployment-engine/engine/api/asyncapitest"
 	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -133,6 +134,7 @@ func TestStarterStack(t *testing.T) {
 	followHome(t, e, comps)
 	logsThroughAPI(t, e, comps)
 	comps = scaleOutAndIn(t, e, comps)
+	maintenanceDrains(t, e, comps["web"][1])
 	operate(t, e, comps)
 	stopStartEach(t, e, comps)
 	frozenNode(t, e, bed.Nodes[3])
@@ -229,6 +231,28 @@ func scaleOutAndIn(t *testing.T, e *harness.Engine, comps map[string][]string) m
 	}
 	t.Logf("scale-out and scale-in: %d requests served, %d failed", served, failed)
 	return comps
+}
+
+// maintenanceDrains puts web node ip in maintenance: its deployment
+// takes it out of haproxy, which then reaches only the other web node;
+// out of maintenance, it is put back.
+func maintenanceDrains(t *testing.T, e *harness.Engine, ip string) {
+	t.Helper()
+	haproxy := "http://" + bed.Nodes[0].IP + "/"
+	for _, on := range []bool{true, false} {
+		code, body := e.Do("PUT", "/deployment-engine/nodes/"+ip+"/maintenance", map[string]any{"on": on, "reason": "e2e drain"})
+		var m contract.NodeMaintenance
+		if code != 200 || json.Unmarshal(body, &m) != nil || m.Deployment == "" || m.Warning != "" {
+			t.Fatalf("maintenance %v on %s: %d %s", on, ip, code, body)
+		}
+		if d := wait(t, e, m.Deployment, 2*time.Minute); d.State != contract.DeploySucceeded || d.Kind != "maintenance" {
+			t.Fatalf("maintenance %v deployment: %s %s\n%s", on, d.Kind, d.State, failures(d))
+		}
+		got := backendsWithin(haproxy, func(got map[string]bool) bool { return got[ip] != on && len(got) >= 1 })
+		if got[ip] == on {
+			t.Errorf("maintenance %v: haproxy reaches %v", on, got)
+		}
+	}
 }
 
 func backendsSeen(url string) map[string]bool {

@@ -445,11 +445,13 @@ type NodeHardware struct {
 
 // NodeMaintenance defines model for NodeMaintenance.
 type NodeMaintenance struct {
-	Actor  *string    `json:"actor,omitempty"`
-	Ip     string     `json:"ip"`
-	On     bool       `json:"on"`
-	Reason *string    `json:"reason,omitempty"`
-	Since  *time.Time `json:"since,omitempty"`
+	Actor      *string    `json:"actor,omitempty"`
+	Deployment *string    `json:"deployment,omitempty"`
+	Ip         string     `json:"ip"`
+	On         bool       `json:"on"`
+	Reason     *string    `json:"reason,omitempty"`
+	Since      *time.Time `json:"since,omitempty"`
+	Warning    *string    `json:"warning,omitempty"`
 }
 
 // NotifyConfig defines model for NotifyConfig.
@@ -2048,7 +2050,7 @@ type ClientInterface interface {
 
 	// SetNodeMaintenanceWithBody Hold a node out of automatic work, or put it back
 	//
-	// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.
+	// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status. Going in, a deployment of kind maintenance takes its instances out of their running balancers; coming out, another watches them healthy and puts them back: the answer names it (deployment), or says why none could start (warning).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2057,7 +2059,7 @@ type ClientInterface interface {
 
 	// SetNodeMaintenance Hold a node out of automatic work, or put it back
 	//
-	// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.
+	// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status. Going in, a deployment of kind maintenance takes its instances out of their running balancers; coming out, another watches them healthy and puts them back: the answer names it (deployment), or says why none could start (warning).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2980,7 +2982,7 @@ func (c *Client) GetNodeMaintenance(ctx context.Context, ip string, reqEditors .
 
 // SetNodeMaintenanceWithBody Hold a node out of automatic work, or put it back
 //
-// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.
+// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status. Going in, a deployment of kind maintenance takes its instances out of their running balancers; coming out, another watches them healthy and puts them back: the answer names it (deployment), or says why none could start (warning).
 //
 // Takes any type of body and a specified content type.
 //
@@ -2999,7 +3001,7 @@ func (c *Client) SetNodeMaintenanceWithBody(ctx context.Context, ip string, cont
 
 // SetNodeMaintenance Hold a node out of automatic work, or put it back
 //
-// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.
+// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status. Going in, a deployment of kind maintenance takes its instances out of their running balancers; coming out, another watches them healthy and puts them back: the answer names it (deployment), or says why none could start (warning).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6411,7 +6413,7 @@ type ClientWithResponsesInterface interface {
 
 	// SetNodeMaintenanceWithBodyWithResponse Hold a node out of automatic work, or put it back
 	//
-	// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.
+	// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status. Going in, a deployment of kind maintenance takes its instances out of their running balancers; coming out, another watches them healthy and puts them back: the answer names it (deployment), or says why none could start (warning).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6420,7 +6422,7 @@ type ClientWithResponsesInterface interface {
 
 	// SetNodeMaintenanceWithResponse Hold a node out of automatic work, or put it back
 	//
-	// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.
+	// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status. Going in, a deployment of kind maintenance takes its instances out of their running balancers; coming out, another watches them healthy and puts them back: the answer names it (deployment), or says why none could start (warning).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -13251,7 +13253,7 @@ func (c *ClientWithResponses) GetNodeMaintenanceWithResponse(ctx context.Context
 
 // SetNodeMaintenanceWithBodyWithResponse Hold a node out of automatic work, or put it back
 //
-// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.
+// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status. Going in, a deployment of kind maintenance takes its instances out of their running balancers; coming out, another watches them healthy and puts them back: the answer names it (deployment), or says why none could start (warning).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13266,7 +13268,7 @@ func (c *ClientWithResponses) SetNodeMaintenanceWithBodyWithResponse(ctx context
 
 // SetNodeMaintenanceWithResponse Hold a node out of automatic work, or put it back
 //
-// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status.
+// A node in maintenance is left alone by auto-heal, has its steps held by deployments, and shows MAINTENANCE in /status. Going in, a deployment of kind maintenance takes its instances out of their running balancers; coming out, another watches them healthy and puts them back: the answer names it (deployment), or says why none could start (warning).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

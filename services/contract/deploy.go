@@ -442,7 +442,7 @@ type DeploymentSummary struct {
 	Created  time.Time  `json:"created"`
 	Finished *time.Time `json:"finished,omitempty"`
 	// Kind is what started it when not a deploy: restart, revert,
-	// rollback, exec, copy.
+	// rollback, exec, copy, errand, maintenance.
 	Kind string `json:"kind,omitempty"`
 	// Schedule names the schedule whose run started it, if one did.
 	Schedule string `json:"schedule,omitempty"`

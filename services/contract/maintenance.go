@@ -47,6 +47,12 @@ type NodeMaintenance struct {
 	Reason string     `json:"reason,omitempty"`
 	Actor  string     `json:"actor,omitempty"`
 	Since  *time.Time `json:"since,omitempty"`
+	// Deployment, in the answer to a change, is the deployment (of kind
+	// maintenance) that takes the node's instances out of their balancers,
+	// or watches them healthy and puts them back; Warning says why there
+	// is none when one was needed.
+	Deployment string `json:"deployment,omitempty"`
+	Warning    string `json:"warning,omitempty"`
 }
 
 // Describe is the node's maintenance in words, as /status and a held step

@@ -50,9 +50,19 @@ func nodeCmd(ctx context.Context, s *session) int {
 func printMaintenance(s *session, m contract.NodeMaintenance) {
 	if !m.On {
 		fmt.Fprintf(s.stdout, "%s: in service\n", m.IP)
-		return
+	} else {
+		fmt.Fprintf(s.stdout, "%s: %s\n", m.IP, m.Describe())
 	}
-	fmt.Fprintf(s.stdout, "%s: %s\n", m.IP, m.Describe())
+	if m.Deployment != "" {
+		what := "puts its instances back in their balancers, once healthy"
+		if m.On {
+			what = "takes its instances out of their balancers"
+		}
+		fmt.Fprintf(s.stdout, "deployment %s %s\n", m.Deployment, what)
+	}
+	if m.Warning != "" {
+		fmt.Fprintf(s.stderr, "warning: %s\n", m.Warning)
+	}
 }
 
 func since(m contract.NodeMaintenance) string {
