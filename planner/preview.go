@@ -131,8 +131,14 @@ func (p *Planner) preview(ctx context.Context, cfg, stored contract.Config) (*co
 	for _, old := range olds {
 		red = red.Also(old)
 	}
-	paths := map[string][]string{}
+	paths, holds := map[string][]string{}, map[string]map[string]string{}
 	for _, s := range planned {
+		if key := nodefs.MarkerName(s.Spec.Key); s.Spec.Holds != "" && reads[s.Spec.Node].Markers[key] == s.Spec.Hash {
+			if holds[s.Spec.Node] == nil {
+				holds[s.Spec.Node] = map[string]string{}
+			}
+			holds[s.Spec.Node][key] = s.Spec.Holds
+		}
 		add := func(fs []contract.StepFile) {
 			for _, f := range fs {
 				if f.LocalPath == "" && !slices.Contains(paths[s.Spec.Node], f.Path) {
@@ -145,12 +151,12 @@ func (p *Planner) preview(ctx context.Context, cfg, stored contract.Config) (*co
 			add(old.Files)
 		}
 	}
-	files := preview.ReadNodes(ctx, p.o.NC, nodes, func(ip string) string { return preview.FilesScript(paths[ip]) }, p.o.ProbeTimeout)
+	files := preview.ReadNodes(ctx, p.o.NC, nodes, func(ip string) string { return preview.FilesScript(paths[ip], holds[ip]) }, p.o.ProbeTimeout)
 	for ip, r := range reads {
 		if f := files[ip]; f.Err != "" && r.Err == "" {
 			r.Err = f.Err
 		} else {
-			r.Files, r.Raw = f.Files, r.Raw+f.Raw
+			r.Files, r.Raw, r.Lapsed = f.Files, r.Raw+f.Raw, f.Lapsed
 		}
 		reads[ip] = r
 	}

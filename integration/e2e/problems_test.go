@@ -108,9 +108,26 @@ func TestProblems(t *testing.T) {
 		t.Logf("listed: %s %s %s/%s: %s", p.ID, p.Kind, p.Node, p.Component, p.Detail)
 	}
 
+	// The plan shows delta's start on node 0, unchanged but its process
+	// gone, as what a deploy would do.
+	code, body := e.Do("POST", "/deployment-engine/plan", nil)
+	var plan contract.Plan
+	if code != 200 || json.Unmarshal(body, &plan) != nil {
+		t.Fatalf("plan: %d %s", code, body)
+	}
+	starts := false
+	for _, nd := range plan.Nodes {
+		for _, a := range nd.Actions {
+			starts = starts || (nd.IP == n[0] && a.Action == "start" && strings.Contains(a.Why, "process gone"))
+		}
+	}
+	if !starts {
+		t.Errorf("the plan does not start delta on %s, whose process is gone: %s", n[0], body)
+	}
+
 	// A fix the problem does not offer names those it does.
 	down := found[contract.ProblemNotRunning+"@"+n[0]]
-	code, body := e.Do("POST", "/deployment-engine/problems/"+down.ID+"/resolve", map[string]any{"fix": "forget-host-key"})
+	code, body = e.Do("POST", "/deployment-engine/problems/"+down.ID+"/resolve", map[string]any{"fix": "forget-host-key"})
 	if code != 400 || !strings.Contains(string(body), "restart, reapply") {
 		t.Fatalf("a fix not offered: %d %s", code, body)
 	}

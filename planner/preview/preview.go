@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,7 +25,11 @@ type Read struct {
 	Monit   bool
 	Markers map[string]string // marker key → hash
 	Files   map[string][]byte // path → content; absent: no such file
-	Raw     string            // for the plan id
+	// Lapsed are the marker keys whose step's Holds failed on the node:
+	// the step runs again though its marker matches (a start step whose
+	// process went).
+	Lapsed []string
+	Raw    string // for the plan id
 }
 
 // redact takes every secret red knows out of what plan shows: what the
@@ -211,13 +216,17 @@ done
 `
 
 // FilesScript prints each path's content, base64 on one line, or that it
-// is missing.
-func FilesScript(paths []string) string {
+// is missing; then the marker keys of holds (key → its step's Holds) whose
+// command fails.
+func FilesScript(paths []string, holds map[string]string) string {
 	var b strings.Builder
 	sort.Strings(paths)
 	for _, p := range paths {
 		q := kit.ShellQuote(p)
 		fmt.Fprintf(&b, "if [ -f %[1]s ]; then printf 'file %%s\\t' %[1]s; base64 -w0 < %[1]s; echo; else printf 'missing %%s\\n' %[1]s; fi\n", q)
+	}
+	for _, k := range contract.SortedKeys(holds) {
+		fmt.Fprintf(&b, "if ! { %s; } >/dev/null 2>&1; then echo 'lapsed %s'; fi\n", holds[k], k)
 	}
 	b.WriteString("echo end\n")
 	return b.String()
@@ -253,6 +262,8 @@ func ParseRead(output string, wantEnd bool) Read {
 			if r.Files == nil {
 				r.Files = map[string][]byte{}
 			}
+		case "lapsed":
+			r.Lapsed = append(r.Lapsed, rest)
 		case "end":
 			complete = true
 		}
@@ -301,7 +312,8 @@ func Build(nodes []string, reads map[string]Read, planned []*steps.Step, written
 			if known && have != "" {
 				n.Drift = append(n.Drift, drift(s.Spec.Component, old.Files, r, red)...)
 			}
-			if have == s.Spec.Hash && s.Spec.Action != "remove" {
+			lapsed := slices.Contains(r.Lapsed, nodefs.MarkerName(s.Spec.Key))
+			if have == s.Spec.Hash && s.Spec.Action != "remove" && !lapsed {
 				continue
 			}
 			comp := s.Spec.Component
@@ -316,6 +328,9 @@ func Build(nodes []string, reads map[string]Read, planned []*steps.Step, written
 				oldp = &old
 			}
 			describe(&a, s, oldp, have, r, red)
+			if lapsed {
+				a.Why = fmt.Sprintf("unchanged, but monit reports %s's process gone on %s: the deploy starts it", comp, ip)
+			}
 			n.Actions = append(n.Actions, a)
 		}
 		for _, a := range n.Actions {

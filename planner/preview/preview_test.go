@@ -19,7 +19,7 @@ func TestNodeReadScripts(t *testing.T) {
 	if err := os.WriteFile(a, []byte("line 1\nsecret: <redacted>\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("bash", "-c", FilesScript([]string{a, b})).Output()
+	out, err := exec.Command("bash", "-c", FilesScript([]string{a, b}, map[string]string{"web.start": "test -e " + b, "db.start": "test -e '" + a + "'"})).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +32,9 @@ func TestNodeReadScripts(t *testing.T) {
 	}
 	if _, ok := r.Files[b]; ok {
 		t.Errorf("a missing file read as present")
+	}
+	if len(r.Lapsed) != 1 || r.Lapsed[0] != "web.start" {
+		t.Errorf("lapsed markers %v, want web.start alone", r.Lapsed)
 	}
 	if cut := ParseRead(strings.TrimSuffix(string(out), "end\n"), true); cut.Err == "" {
 		t.Errorf("an answer without its last line was taken as complete")
@@ -186,5 +189,21 @@ func TestBuildHoldsNodesInMaintenance(t *testing.T) {
 				t.Errorf("%s held %v, want %v", a.Step, a.Held, want)
 			}
 		}
+	}
+}
+
+// A start step whose marker matches is no change, unless the node said
+// its Holds lapsed (its process is gone): then the plan shows it, saying
+// why.
+func TestBuildShowsLapsedStart(t *testing.T) {
+	start := &steps.Step{Spec: contract.Step{ID: steps.ID("10.0.0.1", "web", "start"), Node: "10.0.0.1", Component: "web", Action: "start", Key: "web.start", Hash: "h"}}
+	nodes := []string{"10.0.0.1"}
+	kept := Build(nodes, map[string]Read{"10.0.0.1": {Markers: map[string]string{"web.start": "h"}}}, []*steps.Step{start}, nil, nil, "c", contract.OutputRedactor{})
+	gone := Build(nodes, map[string]Read{"10.0.0.1": {Markers: map[string]string{"web.start": "h"}, Lapsed: []string{"web.start"}}}, []*steps.Step{start}, nil, nil, "c", contract.OutputRedactor{})
+	if kept.Changes != 0 || gone.Changes != 1 {
+		t.Fatalf("changes %d with the process running, %d with it gone", kept.Changes, gone.Changes)
+	}
+	if a := gone.Nodes[0].Actions[0]; a.Step != start.Spec.ID || !strings.Contains(a.Why, "process gone") {
+		t.Errorf("the start of a process gone: %+v", a)
 	}
 }
