@@ -146,6 +146,7 @@ var routeRoles = map[string]Role{
 	"GET /prometheus/targets":                    RoleRead,
 	"GET /releases":                              RoleRead,
 	"GET /status":                                RoleRead,
+	"GET /instances":                             RoleRead,
 	"GET /maintenance":                           RoleRead,
 	"GET /nodes/{ip}/maintenance":                RoleRead,
 	"PUT /nodes/{ip}/maintenance":                RoleOperate,

@@ -176,6 +176,8 @@ func (s *server) routes() []route {
 			audit: auditSpec{action: contract.AuditCancel, param: "id"}},
 
 		{method: http.MethodGet, pattern: "/status", handler: s.forward(subject.MonitorStatus()), role: RoleRead},
+		// The instances as bosh instances --ps shows them: group/index, zone, IP, each job's processes.
+		{method: http.MethodGet, pattern: "/instances", handler: s.forward(subject.MonitorInstances()), role: RoleRead},
 		{method: http.MethodGet, pattern: "/hardware", handler: s.hardware, role: RoleRead},
 		// Prometheus' HTTP service discovery of the node agents.
 		{method: http.MethodGet, pattern: "/prometheus/targets", handler: s.forward(subject.MonitorTargets()), role: RoleRead},

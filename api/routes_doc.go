@@ -197,6 +197,11 @@ var routeDocs = map[string]opDoc{
 
 	"GET /status": {id: "status", summary: "Every component instance: usage and state", bus: true,
 		ok: []reply{ok[[]contract.StatusEntry](200, "one entry per instance")}, errs: []reply{noConfig}},
+	"GET /instances": {id: "instances", summary: "Every instance: its group and index, zone, IP, state, and each job's processes", bus: true,
+		desc: "With a deployed manifest an instance is a machine of an instance group, holding every job the config puts on it; without one, a component on a node. " +
+			"Its id is group/index. State is running when every job runs (or only configures), maintenance when its node is held out, else failing; " +
+			"each job has its /status status and reason, and each monit process as its node's agent last read it (none from a node without a live agent).",
+		ok: []reply{ok[[]contract.Instance](200, "one entry per instance, groups in name order")}, errs: []reply{noConfig}},
 	"GET /hardware": {id: "hardware", summary: "The hardware of an instance's node, or of every node", bus: true, query: targetQuery,
 		desc: `Names the instance in the query, or in a JSON body as the manual sends it: {"Comp": "web", "Ip": "10.0.0.1"}.`,
 		body: &bodyDoc{typ: typeOf[contract.Target](), optional: true, desc: "the instance, instead of the query"},

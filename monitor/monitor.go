@@ -115,7 +115,8 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if m.sub, err = o.NC.Subscribe(subject.AllHeartbeats, m.heartbeat); err != nil {
 		return fail(fmt.Errorf("monitor: subscribe to heartbeats: %w", err))
 	}
-	eps := map[string]kit.Handler{subject.MonitorStatus(): m.status, subject.MonitorHardware(): m.hardware, subject.MonitorControl(): m.control, subject.MonitorTargets(): m.targets}
+	eps := map[string]kit.Handler{subject.MonitorStatus(): m.status, subject.MonitorHardware(): m.hardware, subject.MonitorControl(): m.control, subject.MonitorTargets(): m.targets,
+		subject.MonitorInstances(): m.instanceList}
 	if err := svc.Serve(o.NC, "node and component state, restart and stop", eps); err != nil {
 		return fail(err)
 	}

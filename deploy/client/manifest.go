@@ -53,3 +53,11 @@ func (c *Client) RegenerateVariable(ctx context.Context, name string) (contract.
 	raw, err := c.getJSON(ctx, "POST", base+"/manifest/variables/"+url.PathEscape(name)+"/regenerate", nil, &out)
 	return out, raw, err
 }
+
+// Instances lists the cluster's instances: group/index, zone, IP, state,
+// each job's processes.
+func (c *Client) Instances(ctx context.Context) ([]contract.Instance, json.RawMessage, error) {
+	var out []contract.Instance
+	raw, err := c.getJSON(ctx, "GET", base+"/instances", nil, &out)
+	return out, raw, err
+}

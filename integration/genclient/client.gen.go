@@ -364,6 +364,17 @@ type HistoryEntry struct {
 	State      string     `json:"state"`
 }
 
+// Instance defines model for Instance.
+type Instance struct {
+	Az    *string        `json:"az,omitempty"`
+	Group string         `json:"group"`
+	Id    string         `json:"id"`
+	Index int            `json:"index"`
+	Ip    string         `json:"ip"`
+	Jobs  *[]InstanceJob `json:"jobs"`
+	State string         `json:"state"`
+}
+
 // InstanceHardware Examples: {"CPU":2,"Comp":"web","DISK":54988.8,"IP":"10.0.0.1","RAM":4049952}
 type InstanceHardware struct {
 	CPU   int     `json:"CPU"`
@@ -372,6 +383,14 @@ type InstanceHardware struct {
 	Error *string `json:"Error,omitempty"`
 	IP    string  `json:"IP"`
 	RAM   int     `json:"RAM"`
+}
+
+// InstanceJob defines model for InstanceJob.
+type InstanceJob struct {
+	Name      string          `json:"name"`
+	Processes *[]ProcessState `json:"processes"`
+	Reason    *string         `json:"reason,omitempty"`
+	Status    string          `json:"status"`
 }
 
 // JobLinks defines model for JobLinks.
@@ -536,6 +555,13 @@ type ProblemList struct {
 	Problems *[]ClusterProblem `json:"problems"`
 	Unread   *[]string         `json:"unread"`
 	V        int               `json:"v"`
+}
+
+// ProcessState defines model for ProcessState.
+type ProcessState struct {
+	Name    string `json:"name"`
+	Running bool   `json:"running"`
+	State   string `json:"state"`
 }
 
 // Properties defines model for Properties.
@@ -1991,6 +2017,13 @@ type ClientInterface interface {
 	// Corresponds with PUT /deployment-engine/heal (the `SetHeal` operationId).
 	SetHeal(ctx context.Context, body SetHealJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// Instances Every instance: its group and index, zone, IP, state, and each job's processes
+	//
+	// With a deployed manifest an instance is a machine of an instance group, holding every job the config puts on it; without one, a component on a node. Its id is group/index. State is running when every job runs (or only configures), maintenance when its node is held out, else failing; each job has its /status status and reason, and each monit process as its node's agent last read it (none from a node without a live agent).
+	//
+	// Corresponds with GET /deployment-engine/instances (the `Instances` operationId).
+	Instances(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// LogBundle Every log in one tar.gz, streamed
 	//
 	// Corresponds with GET /deployment-engine/logs.tar.gz (the `LogBundle` operationId).
@@ -2823,6 +2856,23 @@ func (c *Client) SetHealWithBody(ctx context.Context, contentType string, body i
 // Corresponds with PUT /deployment-engine/heal (the `SetHeal` operationId).
 func (c *Client) SetHeal(ctx context.Context, body SetHealJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetHealRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// Instances Every instance: its group and index, zone, IP, state, and each job's processes
+//
+// With a deployed manifest an instance is a machine of an instance group, holding every job the config puts on it; without one, a component on a node. Its id is group/index. State is running when every job runs (or only configures), maintenance when its node is held out, else failing; each job has its /status status and reason, and each monit process as its node's agent last read it (none from a node without a live agent).
+//
+// Corresponds with GET /deployment-engine/instances (the `Instances` operationId).
+func (c *Client) Instances(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewInstancesRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -4806,6 +4856,33 @@ func NewSetHealRequestWithBody(server string, contentType string, body io.Reader
 	return req, nil
 }
 
+// NewInstancesRequest constructs an http.Request for the Instances method
+func NewInstancesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/instances")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewLogBundleRequest constructs an http.Request for the LogBundle method
 func NewLogBundleRequest(server string) (*http.Request, error) {
 	var err error
@@ -6339,6 +6416,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /deployment-engine/heal (the `SetHeal` operationId).
 	SetHealWithResponse(ctx context.Context, body SetHealJSONRequestBody, reqEditors ...RequestEditorFn) (*SetHealResponse, error)
+
+	// InstancesWithResponse Every instance: its group and index, zone, IP, state, and each job's processes
+	//
+	// With a deployed manifest an instance is a machine of an instance group, holding every job the config puts on it; without one, a component on a node. Its id is group/index. State is running when every job runs (or only configures), maintenance when its node is held out, else failing; each job has its /status status and reason, and each monit process as its node's agent last read it (none from a node without a live agent).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /deployment-engine/instances (the `Instances` operationId).
+	InstancesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*InstancesResponse, error)
 
 	// LogBundleWithResponse Every log in one tar.gz, streamed
 	//
@@ -9475,6 +9561,103 @@ func (r SetHealResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SetHealResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// InstancesResponse401Headers the declared response headers of an HTTP 401 response for Instances
+type InstancesResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// InstancesResponse429Headers the declared response headers of an HTTP 429 response for Instances
+type InstancesResponse429Headers struct {
+	RetryAfter string
+}
+
+type InstancesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]Instance
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *InstancesResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *InstancesResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r InstancesResponse) GetJSON200() *[]Instance {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r InstancesResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r InstancesResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r InstancesResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r InstancesResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r InstancesResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r InstancesResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r InstancesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r InstancesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r InstancesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r InstancesResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13126,6 +13309,21 @@ func (c *ClientWithResponses) SetHealWithResponse(ctx context.Context, body SetH
 	return ParseSetHealResponse(rsp)
 }
 
+// InstancesWithResponse Every instance: its group and index, zone, IP, state, and each job's processes
+//
+// With a deployed manifest an instance is a machine of an instance group, holding every job the config puts on it; without one, a component on a node. Its id is group/index. State is running when every job runs (or only configures), maintenance when its node is held out, else failing; each job has its /status status and reason, and each monit process as its node's agent last read it (none from a node without a live agent).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /deployment-engine/instances (the `Instances` operationId).
+func (c *ClientWithResponses) InstancesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*InstancesResponse, error) {
+	rsp, err := c.Instances(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseInstancesResponse(rsp)
+}
+
 // LogBundleWithResponse Every log in one tar.gz, streamed
 //
 // Returns a wrapper object for the known response body format(s).
@@ -16334,6 +16532,97 @@ func ParseSetHealResponse(rsp *http.Response) (*SetHealResponse, error) {
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers SetHealResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseInstancesResponse parses an HTTP response from a InstancesWithResponse call
+func ParseInstancesResponse(rsp *http.Response) (*InstancesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &InstancesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []Instance
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers InstancesResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers InstancesResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -21,6 +21,9 @@ func componentState(c contract.AgentComponent, procs []procState) contract.Compo
 		st.Monit, st.Running = "configured (no process)", true
 		return st
 	}
+	for _, p := range procs {
+		st.Procs = append(st.Procs, contract.ProcessState{Name: p.name, State: p.monit, Running: p.running})
+	}
 	st.Running = true
 	for _, p := range procs {
 		if !p.running {

@@ -33,6 +33,14 @@ func TestComponentState(t *testing.T) {
 			if len(tc.c.Processes) > 1 && len(st.AllProcesses()) != len(tc.c.Processes) {
 				t.Errorf("processes %v", st.AllProcesses())
 			}
+			if len(st.Procs) != len(tc.procs) {
+				t.Fatalf("procs %+v, want one per process read", st.Procs)
+			}
+			for i, p := range tc.procs {
+				if g := st.Procs[i]; g.Name != p.name || g.State != p.monit || g.Running != p.running {
+					t.Errorf("proc %d: %+v, want %+v", i, g, p)
+				}
+			}
 		})
 	}
 }

@@ -14,7 +14,7 @@ import (
 // Key is the deployed manifest's record in the engine's store
 // (bus.KVEngine). The engine holds one cluster: once several clusters
 // exist, each manifest's name will name its cluster and its record.
-const Key = "manifest"
+const Key = bus.KeyManifest
 
 // State is what the engine keeps of the manifest it deploys: its name,
 // where its instances went, and the variables it generated, each sealed

@@ -15,6 +15,10 @@ import (
 // reads the nodes in maintenance there.
 const KeyMaintenance = "maintenance"
 
+// KeyManifest is the key, in KVEngine, of the deployed manifest's record
+// (the planner's; contract.ManifestRecord is what others read of it).
+const KeyManifest = "manifest"
+
 // maintenanceTries bounds the compare-and-set writes of one change.
 const maintenanceTries = 5
 

@@ -96,3 +96,55 @@ type SDTarget struct {
 	Targets []string          `json:"targets"`
 	Labels  map[string]string `json:"labels"`
 }
+
+// Instance is one instance of the cluster as `bosh instances --ps` shows
+// it (GET /deployment-engine/instances): a machine of a deployed manifest's
+// instance group, or, without a manifest, a component on a node. Its ID is
+// group/index, stable while the instance keeps its machine. State is
+// running when every job runs (or is configured), maintenance when its
+// node is held out, else failing.
+//
+//	{"group": "db", "index": 0, "id": "db/0", "az": "z1", "ip": "10.0.0.5", "state": "running",
+//	 "jobs": [{"name": "postgres", "status": "RUNNING",
+//	           "processes": [{"name": "postgres", "state": "running", "running": true}]}]}
+type Instance struct {
+	Group string        `json:"group"`
+	Index int           `json:"index"`
+	ID    string        `json:"id"`
+	AZ    string        `json:"az,omitempty"`
+	IP    string        `json:"ip"`
+	State string        `json:"state"`
+	Jobs  []InstanceJob `json:"jobs"`
+}
+
+// Instance states.
+const (
+	InstanceRunning     = "running"
+	InstanceFailing     = "failing"
+	InstanceMaintenance = "maintenance"
+)
+
+// InstanceJob is one job (component) of an instance: its /status entry's
+// status and reason, and each of its monit processes as last read.
+type InstanceJob struct {
+	Name      string         `json:"name"`
+	Status    string         `json:"status"`
+	Reason    string         `json:"reason,omitempty"`
+	Processes []ProcessState `json:"processes"`
+}
+
+// ProcessState is one monit process: monit's word for it, and whether it
+// runs.
+type ProcessState struct {
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Running bool   `json:"running"`
+}
+
+// ManifestRecord is what every service may read of the deployed
+// manifest's record (bus.KeyManifest): its name, and each instance
+// group's machines by index.
+type ManifestRecord struct {
+	Name      string              `json:"name"`
+	Placement map[string][]string `json:"placement"`
+}

@@ -61,6 +61,8 @@ type ComponentState struct {
 	Monit     string   `json:"monit"`
 	Running   bool     `json:"running"`
 	Reason    string   `json:"reason,omitempty"`
+	// Procs is each process as the agent read it (GET /instances).
+	Procs []ProcessState `json:"procs,omitempty"`
 }
 
 // AllProcesses lists every monit process of the component's state.

@@ -91,10 +91,11 @@ func InstallerExec() string   { return cmd("installer", "exec") }
 func InstallerCancel() string { return cmd("installer", "cancel") }
 
 // Commands of the monitor.
-func MonitorStatus() string   { return cmd("monitor", "status") }
-func MonitorHardware() string { return cmd("monitor", "hardware") }
-func MonitorControl() string  { return cmd("monitor", "control") }
-func MonitorTargets() string  { return cmd("monitor", "targets") }
+func MonitorStatus() string    { return cmd("monitor", "status") }
+func MonitorHardware() string  { return cmd("monitor", "hardware") }
+func MonitorControl() string   { return cmd("monitor", "control") }
+func MonitorTargets() string   { return cmd("monitor", "targets") }
+func MonitorInstances() string { return cmd("monitor", "instances") }
 
 // Commands of auto-heal.
 func HealGet() string { return cmd("heal", "get") }

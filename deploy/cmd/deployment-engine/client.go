@@ -58,6 +58,9 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   cancel ID                        end a running deployment: queued steps leave the queue,
                                    running ones are killed on their nodes
   status                           every component instance: state, CPU, memory, disk
+  instances [--ps]                 every instance as BOSH shows them: group/index (a manifest's
+                                   instance group, else the component), state, zone, IP; --ps: each
+                                   job's monit processes too; exit 3 when one is failing
   hardware [COMP IP]               a node's hardware, or every node's
   restart COMP IP | stop COMP IP   monit restart|stop on that node ("all 0.0.0.0": the cluster;
                                    "COMP 0.0.0.0": every instance of COMP)
@@ -168,6 +171,7 @@ type session struct {
 	whenChanged    bool
 	steps          string
 	auto           bool
+	ps             bool
 	to, from, mode string
 	args           []string
 	data, server   string
@@ -213,6 +217,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.IntVar(&s.tail, "tail", 0, "logs --follow: each instance's last N lines first")
 	fs.BoolVar(&s.halt, "halt-on-failure", false, "exec: run no further batch once a node failed")
 	fs.StringVar(&s.steps, "steps", "", "deployments ID: list its steps in these states, comma-separated (failed,running), or all")
+	fs.BoolVar(&s.ps, "ps", false, "instances: each job's processes too")
 	fs.BoolVar(&s.auto, "auto", false, "problems: apply each recommended fix, one deployment at a time (never a host key's)")
 	fs.StringVar(&s.to, "to", "", "copy: the file's absolute path on the nodes")
 	fs.StringVar(&s.from, "from", "", "copy: the absolute path of the file to read back from the nodes")

@@ -101,6 +101,15 @@ func TestCLIManifestDeploy(t *testing.T) {
 		!strings.Contains(r.stdout, `"echo_value": "<redacted>"`) || strings.Contains(r.stdout, "given-extra-1") {
 		t.Fatalf("the stored config: %+v", r)
 	}
+	// The manifest's instances, by group and index; no node answers.
+	words := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	r = cli(t, "instances")
+	if out := words(r.stdout); r.code != exitUnhealthy || !strings.Contains(out, "dummy/0 failing z1 127.0.0.2 dummy/1 failing z1 127.0.0.3") {
+		t.Fatalf("instances: %+v", r)
+	}
+	if r := cli(t, "instances", "--ps"); r.code != exitUnhealthy || !strings.Contains(words(r.stdout), "dummy/0 - failing z1 127.0.0.2 ~ dummy_with_properties DOWN") {
+		t.Fatalf("instances --ps: %+v", r)
+	}
 	// The variable the engine generated, listed without its value, and
 	// marked to be generated anew.
 	if r := cli(t, "manifest", "variables"); r.code != exitOK || !strings.Contains(r.stdout, "motd_pw") || !strings.Contains(r.stdout, "keeps it") {
@@ -116,7 +125,7 @@ func TestCLIManifestDeploy(t *testing.T) {
 		t.Fatalf("variables --json: %+v", r)
 	}
 	for _, args := range [][]string{{"manifest", "deploy"}, {"manifest", "deploy", man, man}, {"cloud-config", "update"}, {"cloud-config", "x"},
-		{"manifest", "variables", "x"}, {"manifest", "variables", "regenerate"}} {
+		{"manifest", "variables", "x"}, {"manifest", "variables", "regenerate"}, {"instances", "x"}} {
 		if r := cli(t, args...); r.code != exitUsage {
 			t.Errorf("%v: %+v", args, r)
 		}

@@ -31,6 +31,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"deployments":  {flags: []string{"--steps"}},
 	"takeover":     {},
 	"status":       {},
+	"instances":    {flags: []string{"--ps"}},
 	"hardware":     {},
 	"restart":      {flags: []string{"--max-in-flight", "--follow"}},
 	"rollback":     {flags: []string{"--follow"}},
