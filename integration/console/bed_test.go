@@ -200,6 +200,14 @@ func TestConsoleOnTestBed(t *testing.T) {
 		}
 	})
 
+	t.Run("instances with their processes", func(t *testing.T) {
+		b.t = t
+		b.run("open instances", chromedp.Navigate(base+"/#/instances"))
+		b.waitTextFor(`#instances-table tr.instance[data-id="web/0"]`, "running", time.Minute)
+		// The web process as the node's agent read it.
+		b.waitTextFor(`#instances-table tr.process[data-id="web/0"][data-process="web"]`, "web", time.Minute)
+	})
+
 	t.Run("logs of the deployment", func(t *testing.T) {
 		b.t = t
 		b.run("open logs", chromedp.Navigate(base+"/#/logs"))

@@ -264,6 +264,16 @@ func TestConsole(t *testing.T) {
 		b.waitText("#hardware-body", "127.0.0.")
 	})
 
+	t.Run("instances", func(t *testing.T) {
+		b.t = t
+		needRoute(t, base, "GET", "/deployment-engine/instances")
+		b.run("open instances", chromedp.Navigate(base+"/#/instances"))
+		// No node answers on loopback: each instance is failing, its job
+		// shown with the reason.
+		b.waitText("#instances-table", "failing")
+		b.waitText("#instances-table", "127.0.0.")
+	})
+
 	t.Run("logs list", func(t *testing.T) {
 		b.t = t
 		needRoute(t, base, "GET", "/deployment-engine/download")

@@ -109,6 +109,7 @@ export const api = {
   deploymentPage: (id, query) => send("GET", "/deployments/" + encodeURIComponent(id), { query }),
   status: (signal) => send("GET", "/status", { signal }),
   hardware: (comp = "all", ip = "0.0.0.0") => send("GET", "/hardware", { query: { comp, ip } }),
+  instances: () => send("GET", "/instances"),
   restart: (name, ip) => send("PUT", "/restart", { body: { name, ip } }),
   stop: (name, ip) => send("PUT", "/stop", { body: { name, ip } }),
   scale: (Comp, Ip) => send("POST", "/scale", { body: { Comp, Ip } }),

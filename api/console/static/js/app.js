@@ -4,6 +4,7 @@ import * as status from "./status.js";
 import * as deploy from "./deploy.js";
 import * as config from "./config.js";
 import * as hardware from "./hardware.js";
+import * as instances from "./instances.js";
 import * as scale from "./scale.js";
 import * as logs from "./logs.js";
 import * as report from "./report.js";
@@ -11,7 +12,7 @@ import * as releases from "./releases.js";
 import * as audit from "./audit.js";
 import { startHealBanner, stopHealBanner } from "./healbanner.js";
 
-const views = { status, deploy, config, hardware, scale, logs, report, releases, audit };
+const views = { status, instances, deploy, config, hardware, scale, logs, report, releases, audit };
 
 const $ = (id) => document.getElementById(id);
 let cleanup = null;
