@@ -92,7 +92,41 @@ func TestManifestDeployOnCloudConfig(t *testing.T) {
 	if got := echo.FindStringSubmatch(inNode(t, 0, ctl)); got == nil || got[1] != m0[1] {
 		t.Errorf("the second deploy changed the password")
 	}
+	// The instances, by group and index in their zones, their processes
+	// as the agents read them.
+	var insts []contract.Instance
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		code, out := e.Do("GET", "/deployment-engine/instances", nil)
+		if code != 200 || json.Unmarshal(out, &insts) != nil {
+			t.Fatalf("instances: %d %s", code, out)
+		}
+		if len(insts) == 2 && insts[0].State == contract.InstanceRunning && insts[1].State == contract.InstanceRunning &&
+			len(insts[0].Jobs) == 1 && len(insts[0].Jobs[0].Processes) > 0 && insts[0].Jobs[0].Processes[0].Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instances within 60 s: %s", out)
+		}
+	}
+	if a, b := insts[0], insts[1]; a.ID != "props/0" || a.AZ != "z1" || a.IP != ips(0)[0] || b.ID != "props/1" || b.AZ != "z2" || b.IP != ips(2)[0] ||
+		a.Jobs[0].Name != "dummy_with_properties" {
+		t.Errorf("instances %+v", insts)
+	}
+
+	// Marked, the password is generated anew by the next deploy, alike on
+	// both nodes.
+	if code, out := e.Do("POST", "/deployment-engine/manifest/variables/echo_pw/regenerate", nil); code != 200 {
+		t.Fatalf("regenerate echo_pw: %d %s", code, out)
+	}
+	if d := deployed(); d.State != "succeeded" {
+		t.Fatalf("deployment after regenerate: %s\n%s", d.State, failures(d))
+	}
+	n0, n2 := echo.FindStringSubmatch(inNode(t, 0, ctl)), echo.FindStringSubmatch(inNode(t, 2, ctl))
+	if n0 == nil || n2 == nil || n0[1] != n2[1] || n0[1] == m0[1] {
+		t.Fatalf("after regenerate: %v %v, the old value %s", n0, n2, m0[1])
+	}
 	for _, q := range []struct{ method, path string }{
+		{"GET", "/deployment-engine/manifest/variables"}, {"GET", "/deployment-engine/instances"},
 		{"GET", "/deployment-engine/config"}, {"GET", "/deployment-engine/config/history"}, {"GET", "/deployment-engine/deployments/" + d.ID},
 		{"GET", "/deployment-engine/audit"}, {"POST", "/deployment-engine/plan"}, {"GET", "/deployment-engine/download"},
 		{"GET", "/deployment-engine/logs/local.log"},
@@ -101,11 +135,11 @@ func TestManifestDeployOnCloudConfig(t *testing.T) {
 		answers = append(answers, string(out))
 	}
 	for i, a := range answers {
-		if strings.Contains(a, m0[1]) {
-			t.Errorf("answer %d shows the generated password: %s", i, tail(a, 20))
+		if strings.Contains(a, m0[1]) || strings.Contains(a, n0[1]) {
+			t.Errorf("answer %d shows a generated password: %s", i, tail(a, 20))
 		}
 	}
-	if strings.Contains(e.Log(), m0[1]) {
-		t.Errorf("the engine's log shows the generated password")
+	if strings.Contains(e.Log(), m0[1]) || strings.Contains(e.Log(), n0[1]) {
+		t.Errorf("the engine's log shows a generated password")
 	}
 }
