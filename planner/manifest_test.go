@@ -91,6 +91,19 @@ func TestManifestDeploy(t *testing.T) {
 		}
 		return rep.Code, string(rep.Body)
 	}
+	// cancelRun cancels deployment id and waits until none runs.
+	cancelRun := func(id string) {
+		t.Helper()
+		if code, body := ask(subject.DeployCancel(), contract.DeployGet{ID: id}); code >= 300 {
+			t.Fatalf("cancel: %d %s", code, body)
+		}
+		for g.p.noneRunning() != nil {
+			if ctx.Err() != nil {
+				t.Fatal("the cancelled deployment still runs")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	deploy := contract.ManifestDeployCmd{V: 1, Deploy: contract.ManifestDeploy{Manifest: secManifest}}
 	if code, body := ask(subject.ManifestDeploy(), deploy); code != 403 || !strings.Contains(body, "cloud-config update") {
 		t.Fatalf("without a cloud config: %d %s", code, body)
@@ -138,15 +151,7 @@ func TestManifestDeploy(t *testing.T) {
 		answers = append(answers, b)
 	}
 	// A second deploy, once the first is cancelled, reads the same values.
-	if code, body := ask(subject.DeployCancel(), contract.DeployGet{ID: started.ID}); code >= 300 {
-		t.Fatalf("cancel: %d %s", code, body)
-	}
-	for g.p.noneRunning() != nil {
-		if ctx.Err() != nil {
-			t.Fatal("the cancelled deployment still runs")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	cancelRun(started.ID)
 	code, body = ask(subject.ManifestDeploy(), deploy)
 	if code != 202 {
 		t.Fatalf("second deploy: %d %s", code, body)
@@ -173,15 +178,7 @@ func TestManifestDeploy(t *testing.T) {
 	}
 	answers = append(answers, body)
 	_ = json.Unmarshal([]byte(answers[len(answers)-2]), &started)
-	if code, body := ask(subject.DeployCancel(), contract.DeployGet{ID: started.ID}); code >= 300 {
-		t.Fatalf("cancel: %d %s", code, body)
-	}
-	for g.p.noneRunning() != nil {
-		if ctx.Err() != nil {
-			t.Fatal("the cancelled deployment still runs")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	cancelRun(started.ID)
 	if code, body = ask(subject.ManifestDeploy(), deploy); code != 202 {
 		t.Fatalf("third deploy: %d %s", code, body)
 	}
