@@ -198,9 +198,11 @@ fi
 // one monit cannot be asked about now (it reloads): a start step run then
 // would restart a running process.
 func NotDown(procs ...string) string {
-	parts := make([]string, len(procs))
-	for i, p := range procs {
-		parts[i] = "! monit status " + kit.ShellQuote(p) + " 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+.*(Does not exist|Execution failed)'"
+	var parts []string
+	for _, p := range procs {
+		if p != "" {
+			parts = append(parts, "! monit status "+kit.ShellQuote(p)+" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+.*(Does not exist|Execution failed)'")
+		}
 	}
 	return strings.Join(parts, " && ")
 }

@@ -103,3 +103,38 @@ func TestCompileSwitchesTheLinkOnlyOnSuccess(t *testing.T) {
 		t.Errorf("after v3 compiled the link reads %q", b)
 	}
 }
+
+// NotDown fails only when monit reports a process gone or its start
+// failed: a running process, one someone stopped and a monit that does
+// not answer hold. A job without a process has nothing to check.
+func TestNotDown(t *testing.T) {
+	if NotDown() != "" || NotDown("") != "" {
+		t.Fatal("a check for no process")
+	}
+	dir := t.TempDir()
+	fake := `#!/bin/sh
+case "$2" in
+up) printf "Process 'up'\n  status                       OK\n" ;;
+off) printf "Process 'off'\n  status                       Not monitored\n" ;;
+gone) printf "Process 'gone'\n  status                       Does not exist\n" ;;
+failed) printf "Process 'failed'\n  status                       Execution failed | Does not exist\n" ;;
+*) echo "Cannot connect to [localhost]:2812" >&2; exit 1 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(dir, "monit"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		procs []string
+		holds bool
+	}{
+		{[]string{"up"}, true}, {[]string{"off"}, true}, {[]string{"silent"}, true}, {[]string{"up", "off"}, true},
+		{[]string{"gone"}, false}, {[]string{"failed"}, false}, {[]string{"up", "gone"}, false},
+	} {
+		cmd := exec.Command("bash", "-c", NotDown(tc.procs...))
+		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+		if err := cmd.Run(); (err == nil) != tc.holds {
+			t.Errorf("%v: holds %v, want %v", tc.procs, err == nil, tc.holds)
+		}
+	}
+}
