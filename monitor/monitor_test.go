@@ -169,7 +169,7 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 	logFile := filepath.Join(dir, "web.log")
 	_ = os.WriteFile(logFile, []byte("old line\n"), 0o644)
 	acfg := contract.AgentConfig{V: 1, IP: nodeIP, NATS: e.url, User: bus.AgentUser(nodeIP), PasswordFile: pass,
-		Listen: "127.0.0.1:0", IntervalS: 1, Components: []contract.AgentComponent{{Name: "web", Process: process, Logs: []string{logFile}}}}
+		Listen: "127.0.0.1:0", IntervalS: 1, Components: []contract.AgentComponent{{Name: "web", Process: process, Logs: []string{logFile, filepath.Join(dir, "job", "*.log")}}}}
 
 	var logMu sync.Mutex
 	var logLines []string
@@ -271,6 +271,18 @@ func TestMonitorWithAgentAndMonit(t *testing.T) {
 		logMu.Lock()
 		if len(logLines) != 52 || logLines[51] != "after rotation" {
 			t.Fatalf("after truncation followed %d lines, last %q", len(logLines), logLines[len(logLines)-1])
+		}
+		// A file the pattern matches, made after the agent started (a
+		// BOSH job's log under /var/vcap/sys/log/<job>/): followed too.
+		logMu.Unlock()
+		if err := os.MkdirAll(filepath.Join(dir, "job"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.WriteFile(filepath.Join(dir, "job", "worker.log"), []byte("job line\n"), 0o644)
+		waitLines(53)
+		logMu.Lock()
+		if len(logLines) != 53 || logLines[52] != "job line" {
+			t.Fatalf("a file the pattern matches: followed %d lines, last %q", len(logLines), logLines[len(logLines)-1])
 		}
 	})
 

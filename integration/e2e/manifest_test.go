@@ -125,8 +125,18 @@ func TestManifestDeployOnCloudConfig(t *testing.T) {
 	if n0 == nil || n2 == nil || n0[1] != n2[1] || n0[1] == m0[1] {
 		t.Fatalf("after regenerate: %v %v, the old value %s", n0, n2, m0[1])
 	}
+	// The job's own log (its ctl echoes the password there), followed by
+	// the node's agent into the instance's log, the password redacted.
+	jobLog := "/deployment-engine/logs/dummy_with_properties_0.log"
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		if code, out := e.Do("GET", jobLog, nil); code == 200 && strings.Contains(string(out), "release_name=dummy") && strings.Count(string(out), "<redacted>") >= 2 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the job's log in %s within 60 s: %d %s", jobLog, code, tail(string(out), 20))
+		}
+	}
 	for _, q := range []struct{ method, path string }{
-		{"GET", "/deployment-engine/manifest/variables"}, {"GET", "/deployment-engine/instances"},
+		{"GET", jobLog}, {"GET", "/deployment-engine/manifest/variables"}, {"GET", "/deployment-engine/instances"},
 		{"GET", "/deployment-engine/config"}, {"GET", "/deployment-engine/config/history"}, {"GET", "/deployment-engine/deployments/" + d.ID},
 		{"GET", "/deployment-engine/audit"}, {"POST", "/deployment-engine/plan"}, {"GET", "/deployment-engine/download"},
 		{"GET", "/deployment-engine/logs/local.log"},

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/deployment-engine/engine/services/contract"
@@ -28,7 +30,9 @@ type follower struct {
 
 // followLogs sends every new line of the components' log files to the
 // engine, once a second, and keeps its offsets in the state file so that a
-// restarted agent carries on where it stopped.
+// restarted agent carries on where it stopped. A log given as a pattern
+// (a BOSH job's /var/vcap/sys/log/<job>/*.log) follows each file it
+// matches, those the job creates later too.
 func (a *Agent) followLogs(ctx context.Context) {
 	offsets := map[string]int64{}
 	if a.o.StateFile != "" {
@@ -36,18 +40,36 @@ func (a *Agent) followLogs(ctx context.Context) {
 			_ = json.Unmarshal(b, &offsets)
 		}
 	}
+	followed := map[string]*follower{}
 	var fs []*follower
-	for _, c := range a.cfg.Components {
-		for _, p := range c.Logs {
-			fs = append(fs, &follower{comp: c.Name, path: p})
+	add := func(comp, path string) {
+		if followed[path] == nil {
+			followed[path] = &follower{comp: comp, path: path}
+			fs = append(fs, followed[path])
 		}
 	}
-	if len(fs) == 0 {
+	patterns := 0
+	for _, c := range a.cfg.Components {
+		patterns += len(c.Logs)
+	}
+	if patterns == 0 {
 		return
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		for _, c := range a.cfg.Components {
+			for _, p := range c.Logs {
+				if !strings.ContainsAny(p, "*?[") {
+					add(c.Name, p)
+					continue
+				}
+				matches, _ := filepath.Glob(p) // a bad pattern matches nothing
+				for _, m := range matches {
+					add(c.Name, m)
+				}
+			}
+		}
 		changed := false
 		for _, f := range fs {
 			off, seen := offsets[f.path]

@@ -194,7 +194,8 @@ func TestFetchAgent(t *testing.T) {
 }
 
 // A release job's agent entry lists every process of its monit file, so
-// that the agent watches and controls each; one process stays in Process.
+// that the agent watches and controls each (one process stays in Process),
+// and follows the job's logs under /var/vcap/sys/log/<job>/.
 func TestReleaseAgentKnowsEveryProcess(t *testing.T) {
 	in := Builder{Config: contract.Config{Components: map[string][]string{"two-procs": {"10.0.0.2"}, "one": {"10.0.0.2"}},
 		Properties: contract.Properties{Home: "10.0.0.1"}}, Agent: testAgent(strings.Repeat("a", 64))}
@@ -216,7 +217,8 @@ func TestReleaseAgentKnowsEveryProcess(t *testing.T) {
 			}
 		}
 	}
-	want := []contract.AgentComponent{{Name: "two-procs", Process: "main", Processes: []string{"main", "helper"}}, {Name: "one", Process: "one"}}
+	want := []contract.AgentComponent{{Name: "two-procs", Process: "main", Processes: []string{"main", "helper"}, Logs: []string{"/var/vcap/sys/log/two-procs/*.log"}},
+		{Name: "one", Process: "one", Logs: []string{"/var/vcap/sys/log/one/*.log"}}}
 	if !reflect.DeepEqual(conf.Components, want) {
 		t.Errorf("agent components %+v, want %+v", conf.Components, want)
 	}

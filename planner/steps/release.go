@@ -29,7 +29,9 @@ func (in Builder) ReleaseSteps(r Release) ([]*Step, error) {
 			// Nothing of an errand runs for the agent to watch.
 			continue
 		}
-		c := contract.AgentComponent{Name: r.CompOf(inst.Job)}
+		// The job's own logs, as BOSH keeps them, followed into the
+		// engine's instance log (the agent follows files made later too).
+		c := contract.AgentComponent{Name: r.CompOf(inst.Job), Logs: []string{"/var/vcap/sys/log/" + inst.Job + "/*.log"}}
 		if len(inst.Processes) > 0 {
 			c.Process = inst.Processes[0]
 		}
