@@ -1,14 +1,17 @@
 package logsvc
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
 )
@@ -59,5 +62,42 @@ func TestAgentLinesStayOnTheirNode(t *testing.T) {
 	}
 	if strings.Contains(e.file("web_0.log"), "\x1b") {
 		t.Error("an escape character reached the store")
+	}
+}
+
+// A config whose secrets change while its instances do not is read again
+// (its watcher marks the cache stale): a runtime line holding the new
+// password is redacted, and so is one still holding the old.
+func TestRuntimeLinesFollowTheConfigsSecrets(t *testing.T) {
+	e := newEnv(t, nil)
+	put := func(pw string) {
+		t.Helper()
+		b, _ := json.Marshal(contract.Config{Components: map[string][]string{"web": {"10.0.0.2"}}, Properties: contract.Properties{Password: pw}})
+		if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(line string) {
+		t.Helper()
+		b, _ := json.Marshal(contract.LogLine{V: contract.Version, Node: "10.0.0.2", Component: "web", Stream: "/var/log/web.log", Time: t0, Line: line})
+		if err := e.nc.Publish(subject.NodeLog("10.0.0.2", "web"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("first-secret-1")
+	e.start()
+	send("pw first-secret-1")
+	e.waitLines(1)
+	put("second-secret-2")
+	for deadline := time.Now().Add(5 * time.Second); !e.svc.cache.stale.Load(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the config's change did not reach the log service")
+		}
+	}
+	send("pw second-secret-2, before first-secret-1")
+	e.waitLines(2)
+	got := e.file("web_0.log")
+	if strings.Contains(got, "secret-") || strings.Count(got, contract.Redacted) != 3 {
+		t.Errorf("web_0.log shows a password:\n%s", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,13 +14,46 @@ import (
 )
 
 // instances maps each component instance to its position in the config,
-// read from KV and read again when a line names an instance it lacks.
+// read from KV and read again when a line names an instance it lacks, or
+// once the config changed (stale: its secrets may have).
 type instances struct {
-	kv      jetstream.KeyValue
+	kv jetstream.KeyValue
+	// red takes out every secret of every config read since the service
+	// started: a process may still print a password the config no longer
+	// holds.
+	red     contract.OutputRedactor
 	pos     map[string]map[string]int
-	red     contract.OutputRedactor // the config's secrets, to take out of runtime lines
-	readAt  uint64                  // batch of the last read
+	readAt  uint64 // batch of the last read
 	everRan bool
+	stale   atomic.Bool // set by the config's watcher (see watchConfig)
+}
+
+// watchConfig marks the cache stale at each change of the stored config,
+// until ctx ends: a config whose secrets changed while its instances did
+// not would otherwise never be read again, and its new secrets would pass
+// through runtime lines in clear.
+func (c *instances) watchConfig(ctx context.Context) error {
+	w, err := c.kv.Watch(ctx, bus.KeyConfig, jetstream.UpdatesOnly())
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					c.stale.Store(true)
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 // position is the index of ip in the config's list for component. A miss
@@ -27,6 +61,9 @@ type instances struct {
 // before the lines of its deployment, and a component that is not in it
 // would otherwise cost a read per line.
 func (c *instances) position(component, ip string, batch uint64) (int, bool) {
+	if c.stale.Swap(false) {
+		c.reload()
+	}
 	if n, ok := c.pos[component][ip]; ok {
 		return n, true
 	}
@@ -65,12 +102,12 @@ func (c *instances) reload() {
 		pos[comp] = m
 	}
 	c.pos = pos
-	c.red = cfg.OutputRedactor()
+	c.red = c.red.Also(cfg)
 }
 
 // redact replaces every secret of the config in line.
 func (c *instances) redact(line string) string {
-	if c.pos == nil {
+	if c.pos == nil || c.stale.Swap(false) {
 		c.reload()
 	}
 	return c.red.Redact(line)

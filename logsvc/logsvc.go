@@ -73,6 +73,7 @@ type Service struct {
 
 	fetchCancel context.CancelFunc
 	fetchDone   chan struct{} // closed when the fetcher has returned
+	watchCancel context.CancelFunc
 
 	// Writer only.
 	lastSeq    uint64 // highest DE_EVENTS sequence written
@@ -113,6 +114,11 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	}
 	if err := s.addEndpoints(); err != nil {
 		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	s.watchCancel = cancel
+	if err := bus.Retry(ctx, func(context.Context) error { return s.cache.watchConfig(wctx) }); err != nil {
+		return nil, fmt.Errorf("logsvc: watch the config: %w", err)
 	}
 	if err := s.startIngest(cons); err != nil {
 		return nil, err
@@ -369,6 +375,9 @@ func (s *Service) Collectors() []prometheus.Collector {
 // agents' lines and the fetcher. It comes first: nothing reads or writes
 // once the store is about to close.
 func (s *Service) stopInputs() {
+	if s.watchCancel != nil {
+		s.watchCancel()
+	}
 	s.svc.Stop(stopWait)
 	if s.rtSub != nil {
 		_ = s.rtSub.Unsubscribe()
