@@ -204,7 +204,8 @@ func (f *follower) update(cfg contract.Config) error {
 		}
 	}
 	f.mu.Lock()
-	f.inst, f.order, f.red = inst, order, cfg.OutputRedactor()
+	// Every secret seen stays redacted: a process may still print an old one.
+	f.inst, f.order, f.red = inst, order, f.red.Also(cfg)
 	f.mu.Unlock()
 	return err
 }
