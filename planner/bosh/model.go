@@ -26,6 +26,8 @@ type Deployment struct {
 	Props map[string]map[string]any
 	// AZs maps a node to its availability zone.
 	AZs map[string]string
+	// Disks are the nodes' persistent disks.
+	Disks map[string]contract.PersistentDisk
 	// Global is a property tree every job reads a declared property from
 	// when its own tree lacks it (a manifest's global properties, as BOSH
 	// v1 has them): the config's properties.global, or the cloudfoundry
@@ -68,7 +70,7 @@ func NewDeployment(rel *release.Release, cfg contract.Config) (*Deployment, []co
 // not the release's job names: jobOf names each component's job.
 func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(comp string) string) (*Deployment, []contract.Problem) {
 	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, AZs: map[string]string{}, Comp: map[string]string{},
-		Global: cfg.Properties.Global, Links: cfg.Properties.Links}
+		Global: cfg.Properties.Global, Links: cfg.Properties.Links, Disks: cfg.Properties.PersistentDisks}
 	var ps []contract.Problem
 	add := func(path, comp, ip, format string, a ...any) {
 		ps = append(ps, contract.Problem{Path: path, Component: comp, IP: ip, Reason: fmt.Sprintf(format, a...)})
@@ -127,6 +129,11 @@ func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(c
 				seen[ip] = az
 				d.AZs[ip] = az
 			}
+		}
+	}
+	for _, ip := range contract.SortedKeys(d.Disks) {
+		if !nodes[ip] {
+			add("properties.persistent_disks."+ip, "", ip, "%s is not a node of this config", ip)
 		}
 	}
 	ps = append(ps, d.resolveLinks()...)

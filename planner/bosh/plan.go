@@ -121,6 +121,12 @@ func (b *planBuilder) nodeSteps(ip string, jobs []string) error {
 	if base := b.in.Base[ip]; base != "" {
 		layout.After = []string{base}
 	}
+	if dev := d.Disks[ip].Device; dev != "" {
+		// The device is the store before anything is put in it.
+		store := Step{Spec: contract.Step{Node: ip, Component: b.in.NodeComponent, Action: "store", Key: "bosh.store", Script: storeScript(dev),
+			Hash: hashOf(storeScript(dev)), Holds: "mountpoint -q " + storeDir, TimeoutS: 600}, After: layout.After, Prio: -55}
+		layout.After = []string{b.add(store)}
+	}
 	b.layout[ip] = b.add(layout)
 	order, owner, err := d.NodePackages(ip)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // Summary writes a plan as text: per node its steps with what each waits
@@ -133,5 +134,49 @@ func TestPropertiesFallBackToGlobal(t *testing.T) {
 	d, _ = NewDeployment(rel, cfg)
 	if got := fmt.Sprint(d.Properties("db")); got != "map[admin:map[user:own] port:5432]" {
 		t.Errorf("without a global tree: %v", got)
+	}
+}
+
+// A node whose persistent disk is a device gets a store step before its
+// layout, which holds while the store is mounted; a node whose disk is a
+// directory, or that has none, gets none. A disk on no node of the config
+// is refused by name.
+func TestPersistentDiskStep(t *testing.T) {
+	needRuby(t)
+	rel := load(t, linkedRelease())
+	cfg := cfgOf(map[string][]string{"db": {"10.0.0.1", "10.0.0.2"}, "app": {"10.0.0.3"}}, map[string]any{"app": map[string]any{"name": "shop"}}, nil)
+	cfg.Properties.PersistentDisks = map[string]contract.PersistentDisk{"10.0.0.1": {SizeMB: 1024, Device: "/dev/vdb"}, "10.0.0.2": {SizeMB: 1024}}
+	d, ps := NewDeployment(rel, cfg)
+	if len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	plan, err := MakePlan(context.Background(), PlanInput{Deployment: d, NodeComponent: "_node", Base: map[string]string{"10.0.0.1": "10.0.0.1/_node/prepare"},
+		PackageURL: func(p release.Package) string { return "http://home/releases/" + p.Name + ".tgz" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Step{}
+	for _, s := range plan.Steps {
+		byID[s.Spec.ID] = s
+	}
+	store, ok := byID["10.0.0.1/_node/store"]
+	if !ok || !strings.Contains(store.Spec.Script, "dev='/dev/vdb'") || store.Spec.Holds != "mountpoint -q /var/vcap/store" ||
+		!reflect.DeepEqual(store.After, []string{"10.0.0.1/_node/prepare"}) {
+		t.Fatalf("the store step of the node with a device: %+v", store)
+	}
+	if got := byID["10.0.0.1/_node/vcap"].After; !reflect.DeepEqual(got, []string{store.Spec.ID}) {
+		t.Errorf("the layout waits for %v, want the store", got)
+	}
+	for _, ip := range []string{"10.0.0.2", "10.0.0.3"} {
+		if _, ok := byID[ip+"/_node/store"]; ok {
+			t.Errorf("%s has a store step", ip)
+		}
+	}
+	if out, err := exec.Command("bash", "-n", "-c", store.Spec.Script).CombinedOutput(); err != nil {
+		t.Errorf("the store script does not parse: %v %s", err, out)
+	}
+	cfg.Properties.PersistentDisks["10.0.0.9"] = contract.PersistentDisk{}
+	if _, ps := NewDeployment(rel, cfg); len(ps) != 1 || ps[0].Path != "properties.persistent_disks.10.0.0.9" {
+		t.Errorf("a disk on no node: %+v", ps)
 	}
 }

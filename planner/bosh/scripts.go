@@ -326,3 +326,48 @@ exec %[3]s
 `, kit.ShellQuote(job), drainScript("/var/vcap/jobs/$job/bin/drain", "$job", "job_shutdown hash_unchanged"), stop,
 		hookRun("/var/vcap/jobs/$job", "pre-stop", nextState("keep", "keep", "keep")), drainedFor)
 }
+
+// storeDir is where an instance's persistent disk is, as BOSH puts it.
+const storeDir = "/var/vcap/store"
+
+// storeScript makes device the node's persistent disk: formatted ext4 the
+// first time (when it holds no filesystem), mounted at /var/vcap/store,
+// and in /etc/fstab (nofail) so that the machine mounts it at boot. It
+// refuses, saying why, to mount over data already in the store, or a
+// store another device holds: data is never hidden or formatted away. Its
+// Holds (mounted) makes a deploy mount it again after a boot that did not.
+func storeScript(device string) string {
+	return fmt.Sprintf(`set -eu
+dev=%[1]s
+store=%[2]s
+if [ ! -b "$dev" ]; then
+  echo "$dev is no block device on this machine: the cloud config's disks name it for this machine" >&2
+  exit 1
+fi
+mkdir -p "$store"
+if mountpoint -q "$store"; then
+  cur=$(findmnt -n -o SOURCE --target "$store")
+  if [ "$(readlink -f "$cur")" != "$(readlink -f "$dev")" ]; then
+    echo "$store is $cur, not $dev: left as it is; unmount it, or name $cur in the cloud config's disks" >&2
+    exit 1
+  fi
+  echo "$dev is mounted on $store"
+  exit 0
+fi
+if [ -n "$(ls -A "$store")" ]; then
+  echo "$store holds data on the machine's own disk: $dev is not mounted over it; move the data onto $dev, then deploy again" >&2
+  exit 1
+fi
+if ! blkid -p "$dev" >/dev/null 2>&1; then
+  mkfs.ext4 -q -F -L vcap-store "$dev"
+  echo "formatted $dev (ext4): it held no filesystem"
+fi
+mount "$dev" "$store"
+uuid=$(blkid -s UUID -o value "$dev")
+if [ -n "$uuid" ] && ! grep -qs " $store " /etc/fstab; then
+  echo "UUID=$uuid $store ext4 defaults,nofail 0 2" >> /etc/fstab
+fi
+chown vcap:vcap "$store" 2>/dev/null || true
+echo "mounted $dev on $store"
+`, kit.ShellQuote(device), storeDir)
+}

@@ -176,11 +176,8 @@ func (c *converter) group(g map[string]any, v1 bool) error {
 			c.cfg.Properties.AZs[az] = append(c.cfg.Properties.AZs[az], ip)
 		}
 	}
-	for _, k := range []string{"persistent_disk", "persistent_disk_type", "persistent_disk_pool"} {
-		if g[k] != nil {
-			c.warnf("%s: %s is not managed: its jobs keep their data on the machine's own disk", where, k)
-			break
-		}
+	if err := c.persistentDisk(g, ips, where); err != nil {
+		return err
 	}
 	var upd *contract.UpdateSettings
 	if u, ok := g["update"].(map[string]any); ok {
@@ -456,4 +453,26 @@ func unresolved(doc any) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// persistentDisk gives each of a group's machines the persistent disk the
+// group asks for: persistent_disk (MB), or persistent_disk_type and
+// persistent_disk_pool (v1), whose sizes live in a cloud config's
+// disk_types the engine does not read: a disk of unknown size.
+func (c *converter) persistentDisk(g map[string]any, ips []string, where string) error {
+	size, sized := g["persistent_disk"].(int)
+	typed := g["persistent_disk_type"] != nil || g["persistent_disk_pool"] != nil
+	switch {
+	case g["persistent_disk"] != nil && (!sized || size < 0):
+		return fmt.Errorf("%s: persistent_disk is a size in MB, a whole number >= 0", where)
+	case size == 0 && !typed:
+		return nil // no disk: BOSH's persistent_disk: 0 too
+	}
+	if c.cfg.Properties.PersistentDisks == nil {
+		c.cfg.Properties.PersistentDisks = map[string]contract.PersistentDisk{}
+	}
+	for _, ip := range ips {
+		c.cfg.Properties.PersistentDisks[ip] = contract.PersistentDisk{SizeMB: size}
+	}
+	return nil
 }

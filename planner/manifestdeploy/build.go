@@ -120,6 +120,12 @@ func Build(in contract.ManifestDeploy, cc contract.CloudConfig, prior Prior, sto
 		return res, err
 	}
 	cfg.Properties.AZs = zonesOf(cc, res.Placement)
+	// A machine's persistent disk is the device the cloud config names
+	// for it, else a directory of its own disk.
+	for ip, d := range cfg.Properties.PersistentDisks {
+		d.Device = cc.Disks[ip]
+		cfg.Properties.PersistentDisks[ip] = d
+	}
 	cfg.Properties.SecretProperties = secretPlaces(cfg, secretValues(decl, vars, in.Vars))
 	res.Config = cfg
 	return res, nil

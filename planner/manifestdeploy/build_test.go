@@ -256,3 +256,24 @@ func TestBuildRegenerates(t *testing.T) {
 		t.Errorf("warnings of the changed options: %s", w)
 	}
 }
+
+// A group's persistent disk goes on each of its machines: the device the
+// cloud config names for one, a directory on the other.
+func TestBuildPersistentDisks(t *testing.T) {
+	cc := cloud()
+	cc.Disks = map[string]string{"10.0.0.5": "/dev/vdb"}
+	m := strings.Replace(simple, "  networks: [{name: private}]\n", "  networks: [{name: private}]\n  persistent_disk: 512\n", 1)
+	res, err := Build(contract.ManifestDeploy{Manifest: m}, cc, Prior{}, contract.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]contract.PersistentDisk{"10.0.0.5": {SizeMB: 512, Device: "/dev/vdb"}, "10.0.0.7": {SizeMB: 512}}
+	if got := res.Config.Properties.PersistentDisks; !reflect.DeepEqual(got, want) {
+		t.Errorf("persistent disks %+v, want %+v", got, want)
+	}
+	for _, w := range res.Warnings {
+		if strings.Contains(w, "persistent_disk") {
+			t.Errorf("a warning about the disk: %s", w)
+		}
+	}
+}

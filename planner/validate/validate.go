@@ -167,6 +167,18 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 				ps.add(path, "", "", "must be an object of zone name to a list of IPs")
 			}
 			continue
+		case "persistent_disks":
+			dec := json.NewDecoder(bytes.NewReader(v))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&p.PersistentDisks); err != nil {
+				ps.add(path, "", "", `must be an object of node IP to {"size_mb", "device"}`)
+			}
+			for _, ip := range contract.SortedKeys(p.PersistentDisks) {
+				if why := p.PersistentDisks[ip].Problem(); why != "" {
+					ps.add(path+"."+ip, "", ip, why)
+				}
+			}
+			continue
 		case "update":
 			var u contract.UpdateConfig
 			if err := json.Unmarshal(v, &u); err != nil {

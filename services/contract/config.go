@@ -59,6 +59,9 @@ type Properties struct {
 	// AZs puts nodes in availability zones for BOSH jobs: {"z2": ["IP"]};
 	// a node in none is in z1.
 	AZs map[string][]string `json:"azs,omitempty"`
+	// PersistentDisks gives nodes of BOSH jobs a persistent disk at
+	// /var/vcap/store: {"IP": {"size_mb": 1024, "device": "/dev/vdb"}}.
+	PersistentDisks map[string]PersistentDisk `json:"persistent_disks,omitempty"`
 	// Update says how changes to running instances roll out.
 	Update *UpdateConfig `json:"update,omitempty"`
 	// Gateway is the jump host every SSH connection to a node goes
@@ -418,3 +421,28 @@ var componentNameRe = regexp.MustCompile(ComponentNamePattern)
 
 // ValidComponentName tells whether name may name a component.
 func ValidComponentName(name string) bool { return componentNameRe.MatchString(name) }
+
+// PersistentDisk is a node's persistent disk, mounted at /var/vcap/store
+// as BOSH mounts an instance's: without a device, a directory of the
+// node's own disk; with one, that block device, formatted ext4 the first
+// time (when it holds no filesystem) and mounted there. Either way it is
+// kept across updates and re-deploys. SizeMB is the manifest's
+// persistent_disk, which jobs read in BOSH_JOB_STATE.
+type PersistentDisk struct {
+	SizeMB int    `json:"size_mb,omitempty"`
+	Device string `json:"device,omitempty"`
+}
+
+// deviceRe is the shape of a block device's path a config may name.
+var deviceRe = regexp.MustCompile(`^/dev/[A-Za-z0-9][A-Za-z0-9._/-]{0,126}$`)
+
+// Problem says what is wrong with the disk, "" when nothing is.
+func (d PersistentDisk) Problem() string {
+	switch {
+	case d.SizeMB < 0 || d.SizeMB > 1<<24:
+		return "size_mb must be from 0 to 16777216"
+	case d.Device != "" && (!deviceRe.MatchString(d.Device) || strings.Contains(d.Device, "..")):
+		return fmt.Sprintf("device %q is not a block device's path (/dev/...)", Clip(d.Device))
+	}
+	return ""
+}
