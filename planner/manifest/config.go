@@ -70,10 +70,20 @@ func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 	} else if len(global) > 0 {
 		c.warnf("properties at the top of a v2 manifest are not read: give them to each job")
 	}
+	addons, err := readAddons(root)
+	if err != nil {
+		return cfg, c.warn, err
+	}
+	if v1 && len(addons) > 0 {
+		return cfg, c.warn, fmt.Errorf("addons go with a v2 manifest's instance_groups")
+	}
 	for i, g := range groups {
 		gm, ok := g.(map[string]any)
 		if !ok {
 			return cfg, c.warn, fmt.Errorf("instance group %d is %s, not a map", i, patch.Kind(g))
+		}
+		if gm, err = withAddons(name, gm, addons); err != nil {
+			return cfg, c.warn, err
 		}
 		if err := c.group(gm, v1); err != nil {
 			return cfg, c.warn, err
@@ -112,7 +122,7 @@ func (c *converter) warnf(format string, a ...any) {
 func (c *converter) top(root map[string]any) error {
 	known := map[string]bool{"name": true, "releases": true, "release": true, "stemcells": true, "update": true,
 		"instance_groups": true, "jobs": true, "properties": true, "variables": true, "director_uuid": true,
-		"networks": true, "resource_pools": true, "compilation": true}
+		"networks": true, "resource_pools": true, "compilation": true, "addons": true}
 	var unknown []string
 	for k := range root {
 		if !known[k] {
@@ -121,9 +131,6 @@ func (c *converter) top(root map[string]any) error {
 	}
 	sort.Strings(unknown)
 	for _, k := range unknown {
-		if k == "addons" {
-			return fmt.Errorf("addons are not supported yet: colocate their jobs in the instance groups with an ops file")
-		}
 		c.warnf("%s is not read", k)
 	}
 	if sc, ok := root["stemcells"].([]any); ok && len(sc) > 0 {

@@ -2,8 +2,10 @@ package manifest
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -92,7 +94,11 @@ func TestToConfigErrors(t *testing.T) {
 		{"not a map", `[1]`, "a manifest is a YAML map"},
 		{"no groups", `{name: x}`, "neither instance_groups (v2) nor jobs (v1)"},
 		{"a variable left", `{name: x, instance_groups: [{name: a, instances: 0, jobs: [{name: j, release: r, properties: {p: ((pw))}}]}]}`, "variables without a value: pw"},
-		{"addons", `{name: x, addons: [{name: a}], instance_groups: []}`, "addons are not supported yet"},
+		{"an addon without jobs", `{name: x, addons: [{name: a}], instance_groups: []}`, `addon "a": no jobs`},
+		{"an addon by stemcell", `{name: x, addons: [{name: a, jobs: [{name: s, release: r}], include: {stemcell: [{os: ubuntu-noble}]}}], instance_groups: []}`,
+			`addon "a": include.stemcell: the engine places addons by deployments, instance_groups, jobs, azs, networks and lifecycle`},
+		{"an addon's job in the group already", `{name: x, releases: [{name: r}], addons: [{name: a, jobs: [{name: j, release: r}]}], instance_groups: [{name: web, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}]}`,
+			"instance group web: an addon's job j is a job of the group already"},
 		{"fewer IPs than instances", `{name: x, releases: [{name: r}], instance_groups: [{name: web, instances: 2, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}]}`,
 			"instance group web: 2 instances and 1 static IPs"},
 		{"an IP in two groups", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}, {name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: k, release: r}]}]}`,
@@ -151,5 +157,50 @@ func TestToConfigCustomProviderAlone(t *testing.T) {
 	}
 	if got := cfg.Properties.Links["j"].Custom; len(got) != 1 || got[0].Name != "c" || got[0].Type != "t" || len(got[0].Properties) != 1 {
 		t.Errorf("links %+v", cfg.Properties.Links)
+	}
+}
+
+// Addons place their jobs on the instance groups their rules select, as
+// BOSH does: every group without rules; include and exclude by group,
+// job, zone, network, deployment and lifecycle, each kind of criterion
+// ANDed with the others, its entries ORed.
+func TestToConfigAddons(t *testing.T) {
+	const groups = `releases: [{name: r}]
+instance_groups:
+- {name: web, instances: 1, azs: [z1], networks: [{name: front, static_ips: [10.0.0.1]}], jobs: [{name: web, release: r}]}
+- {name: db, instances: 1, azs: [z2], networks: [{name: back, static_ips: [10.0.0.2]}], jobs: [{name: db, release: r}]}
+`
+	for _, tc := range []struct {
+		name, rules string
+		want        []string
+	}{
+		{"no rules", ``, []string{"10.0.0.1", "10.0.0.2"}},
+		{"include a group", `include: {instance_groups: [web]}`, []string{"10.0.0.1"}},
+		{"exclude a job", `exclude: {jobs: [{name: db, release: r}]}`, []string{"10.0.0.1"}},
+		{"include a zone", `include: {azs: [z2]}`, []string{"10.0.0.2"}},
+		{"include a network", `include: {networks: [front, other]}`, []string{"10.0.0.1"}},
+		{"include this deployment and a job", `include: {deployments: [x], jobs: [{name: db}]}`, []string{"10.0.0.2"}},
+		{"include another deployment", `include: {deployments: [y]}`, nil},
+		{"errands only", `include: {lifecycle: errand}`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := "name: x\naddons:\n- name: logs\n  jobs: [{name: forwarder, release: r, properties: {to: syslog}}]\n"
+			if tc.rules != "" {
+				m += "  " + tc.rules + "\n"
+			}
+			cfg, _, err := ToConfig(mustDecode(t, m+groups), Target{Home: "10.0.0.9", Key: "/k"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Components["forwarder"]; !slices.Equal(got, tc.want) {
+				t.Errorf("the addon's job on %v, want %v", got, tc.want)
+			}
+			if tc.want != nil && !strings.Contains(fmt.Sprint(cfg.Properties.Jobs["forwarder"]), "syslog") {
+				t.Errorf("the addon's job's properties: %v", cfg.Properties.Jobs["forwarder"])
+			}
+			if !slices.Equal(cfg.Components["web"], []string{"10.0.0.1"}) {
+				t.Errorf("web on %v", cfg.Components["web"])
+			}
+		})
 	}
 }
