@@ -204,3 +204,19 @@ instance_groups:
 		})
 	}
 }
+
+// Whatever YAML a manifest holds, its conversion answers a config or an
+// error: it never panics.
+func FuzzToConfig(f *testing.F) {
+	f.Add(v2)
+	f.Add(v1)
+	f.Add("name: x\naddons: [{name: a, jobs: [{name: s, release: r}], include: {azs: [z1], jobs: [{name: j}]}, exclude: {lifecycle: errand}}]\n" +
+		"releases: [{name: r}]\ninstance_groups: [{name: g, instances: 1, azs: [z1], persistent_disk: 5, networks: [{name: n, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}]\n")
+	f.Fuzz(func(t *testing.T, yml string) {
+		doc, err := decode(File{Name: "fuzz", Data: []byte(yml)})
+		if err != nil {
+			return
+		}
+		_, _, _ = ToConfig(doc, Target{Home: "10.0.0.9", Key: "/k"})
+	})
+}
