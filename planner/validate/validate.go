@@ -174,7 +174,9 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 				ps.add(path, "", "", `must be an object of node IP to {"size_mb", "device"}`)
 			}
 			for _, ip := range contract.SortedKeys(p.PersistentDisks) {
-				if why := p.PersistentDisks[ip].Problem(); why != "" {
+				if err := contract.CheckNodeIP(ip); err != nil {
+					ps.add(path+"."+contract.Clip(ip), "", "", err.Error()+": persistent_disks are by node IP")
+				} else if why := p.PersistentDisks[ip].Problem(); why != "" {
 					ps.add(path+"."+ip, "", ip, why)
 				}
 			}

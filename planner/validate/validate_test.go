@@ -90,6 +90,7 @@ func TestProblems(t *testing.T) {
 		{"a disk's device outside /dev", `{"components":{"nats":["127.0.0.2"]},"properties":{"domain":"a.b","home":"127.0.0.1","root":"r","persistent_disks":{"127.0.0.2":{"device":"/etc/passwd"}}}}`, "properties.persistent_disks.127.0.0.2", "not a block device"},
 		{"a disk's device going up", `{"components":{"nats":["127.0.0.2"]},"properties":{"domain":"a.b","home":"127.0.0.1","root":"r","persistent_disks":{"127.0.0.2":{"device":"/dev/../etc/x"}}}}`, "properties.persistent_disks.127.0.0.2", "not a block device"},
 		{"a disk's size below 0", `{"components":{"nats":["127.0.0.2"]},"properties":{"domain":"a.b","home":"127.0.0.1","root":"r","persistent_disks":{"127.0.0.2":{"size_mb":-1}}}}`, "properties.persistent_disks.127.0.0.2", "size_mb"},
+		{"a disk by name", `{"components":{"nats":["127.0.0.2"]},"properties":{"domain":"a.b","home":"127.0.0.1","root":"r","persistent_disks":{"db":{}}}}`, "properties.persistent_disks.db", "by node IP"},
 		{"a disk's unknown field", `{"components":{"nats":["127.0.0.2"]},"properties":{"domain":"a.b","home":"127.0.0.1","root":"r","persistent_disks":{"127.0.0.2":{"fs":"xfs"}}}}`, "properties.persistent_disks", "size_mb"},
 		{"relative key path", `{"components":{"nats":["127.0.0.2"]},"properties":{"domain":"a.b","home":"127.0.0.1","key":"id_rsa"}}`, "properties.key", "absolute path"},
 	}
