@@ -479,6 +479,12 @@ type NotifyConfig struct {
 	Webhooks   *[]Webhook `json:"webhooks"`
 }
 
+// PersistentDisk defines model for PersistentDisk.
+type PersistentDisk struct {
+	Device *string `json:"device,omitempty"`
+	SizeMb *int    `json:"size_mb,omitempty"`
+}
+
 // Plan defines model for Plan.
 type Plan struct {
 	Changes int         `json:"changes"`
@@ -575,22 +581,23 @@ type Properties struct {
 	Checkdisk *Flex `json:"checkdisk"`
 
 	// Disksize a whole number >= 0, as a JSON number or a string holding one; null when unset
-	Disksize         *Flex                   `json:"disksize"`
-	Domain           string                  `json:"domain"`
-	Gateway          *Gateway                `json:"gateway,omitempty"`
-	Global           *map[string]interface{} `json:"global,omitempty"`
-	Heal             *HealConfig             `json:"heal,omitempty"`
-	Home             string                  `json:"home"`
-	Jobs             *map[string]interface{} `json:"jobs,omitempty"`
-	Key              *string                 `json:"key,omitempty"`
-	Links            *map[string]JobLinks    `json:"links,omitempty"`
-	Notify           *NotifyConfig           `json:"notify,omitempty"`
-	Password         *string                 `json:"password,omitempty"`
-	Release          *string                 `json:"release,omitempty"`
-	Root             *string                 `json:"root,omitempty"`
-	SecretProperties *[]string               `json:"secret_properties,omitempty"`
-	Update           *UpdateConfig           `json:"update,omitempty"`
-	User             string                  `json:"user"`
+	Disksize         *Flex                      `json:"disksize"`
+	Domain           string                     `json:"domain"`
+	Gateway          *Gateway                   `json:"gateway,omitempty"`
+	Global           *map[string]interface{}    `json:"global,omitempty"`
+	Heal             *HealConfig                `json:"heal,omitempty"`
+	Home             string                     `json:"home"`
+	Jobs             *map[string]interface{}    `json:"jobs,omitempty"`
+	Key              *string                    `json:"key,omitempty"`
+	Links            *map[string]JobLinks       `json:"links,omitempty"`
+	Notify           *NotifyConfig              `json:"notify,omitempty"`
+	Password         *string                    `json:"password,omitempty"`
+	PersistentDisks  *map[string]PersistentDisk `json:"persistent_disks,omitempty"`
+	Release          *string                    `json:"release,omitempty"`
+	Root             *string                    `json:"root,omitempty"`
+	SecretProperties *[]string                  `json:"secret_properties,omitempty"`
+	Update           *UpdateConfig              `json:"update,omitempty"`
+	User             string                     `json:"user"`
 }
 
 // ProvideLink defines model for ProvideLink.
