@@ -66,6 +66,9 @@ func (n *Node) freshFiles() error {
 			"set httpd port 2812 and use address localhost allow localhost\ninclude /etc/monit/conf.d/*\n"},
 		// Package scripts must not start services: monit owns them.
 		"usr/sbin/policy-rc.d": {0o755, "#!/bin/sh\nexit 101\n"},
+		// Its reboot reboots the node, never this machine.
+		"usr/sbin/reboot":   {0o755, rebootShim},
+		"usr/sbin/shutdown": {0o755, rebootShim},
 	}
 	if _, err := os.Stat("/var/lib/dbus/machine-id"); err == nil {
 		files["var/lib/dbus/machine-id"] = files["etc/machine-id"]

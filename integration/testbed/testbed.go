@@ -248,15 +248,10 @@ func (n *Node) create() error {
 
 // initScript boots the node in its fresh mount, PID and UTS namespaces:
 // its own root, /proc (with lxcfs's figures of its cgroup), /run and /tmp,
-// its hostname, then its boot services in the order of its /etc/rcS.d and
-// /etc/rc2.d (sshd and monit on a fresh node), then /etc/rc.local, as
-// Debian's sysv-rc does.
+// its hostname, then its init (initPerl), which runs its boot (bootScript)
+// and boots it again when the node reboots itself.
 func (n *Node) initScript() string {
 	r := filepath.Join(n.dir, "root")
-	pw := ""
-	if n.Password != "" {
-		pw = fmt.Sprintf("echo 'root:%s' | chpasswd\n", strings.ReplaceAll(n.Password, "'", ""))
-	}
 	var lx strings.Builder
 	for _, f := range lxcfsFiles {
 		fmt.Fprintf(&lx, "mount --bind %s/proc/%s \"$R/proc/%s\"\n", filepath.Join(n.bed.dir, "lxcfs"), f, f)
@@ -266,24 +261,78 @@ R=%[1]s
 mount -t overlay overlay -o lowerdir=%[2]s/mask:/,upperdir=%[2]s/upper,workdir=%[2]s/work "$R"
 mount --rbind /dev "$R/dev"
 mount -t proc proc "$R/proc"
-%[5]smount -t sysfs sysfs "$R/sys"
+%[4]smount -t sysfs sysfs "$R/sys"
 mount -t tmpfs -o mode=0755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
 hostname %[3]s
-exec chroot "$R" /bin/sh -c '
-cd /
+exec chroot "$R" /usr/bin/perl -e '%[5]s' '%[6]s'
+`, r, n.dir, n.Hostname, lx.String(), initPerl, n.bootScript())
+}
+
+// bootScript starts the node's boot services in the order of its
+// /etc/rcS.d and /etc/rc2.d (sshd and monit on a fresh node), then
+// /etc/rc.local, as Debian's sysv-rc does. It holds no single quote.
+func (n *Node) bootScript() string {
+	pw := ""
+	if n.Password != "" {
+		pw = fmt.Sprintf("echo \"root:%s\" | chpasswd\n", strings.NewReplacer("'", "", `"`, "", "$", "", "`", "", `\`, "").Replace(n.Password))
+	}
+	return `cd /
 mkdir -p /run/lock /run/sshd /var/log
-%[4]sfor s in /etc/rcS.d/S* /etc/rc2.d/S*; do
+` + pw + `for s in /etc/rcS.d/S* /etc/rc2.d/S*; do
   [ -x "$s" ] || continue
   "$s" start >>/var/log/de-testbed-boot.log 2>&1 || echo "boot: $s start failed" >>/var/log/de-testbed-boot.log
 done
 if [ -x /etc/rc.local ]; then /etc/rc.local >>/var/log/de-testbed-boot.log 2>&1 || true; fi
-# PID 1 reaps every orphan, as an init does: without it a stopped
-# daemon stays a zombie and monit believes it still runs.
-exec perl -e "\$0 = q(init); while (1) { while (waitpid(-1, 0) > 0) {} sleep 1 }"
-'
-`, r, n.dir, n.Hostname, pw, lx.String())
+`
 }
+
+// initPerl is the node's PID 1. It boots the node, then reaps every
+// orphan, as an init does: without it a stopped daemon stays a zombie and
+// monit believes it still runs. On SIGUSR1 (the node's own reboot, see
+// rebootShim) it reboots the node as a power cycle would, within its
+// namespaces: every other process killed, /run and /tmp empty again, the
+// boot run again; the node's disk stays. It holds no single quote.
+const initPerl = `$0 = "init";
+my $boot = shift;
+my $reboot = 0;
+$SIG{USR1} = sub { $reboot = 1 };
+sub boot {
+  my $pid = fork();
+  if (defined $pid && $pid == 0) { exec("/bin/sh", "-c", $boot); exit 127; }
+  waitpid($pid, 0) if $pid;
+}
+boot();
+while (1) {
+  while (waitpid(-1, 1) > 0) {}
+  if ($reboot) {
+    $reboot = 0;
+    print STDERR "init: rebooting\n";
+    kill("KILL", -1);
+    while (waitpid(-1, 0) > 0) {}
+    system("/bin/sh", "-c", "umount -l /run /tmp; mount -t tmpfs -o mode=0755 tmpfs /run && mount -t tmpfs -o mode=1777 tmpfs /tmp");
+    boot();
+  }
+  sleep 1;
+}
+`
+
+// rebootShim is the node's reboot and shutdown -r: they ask the node's
+// init to reboot it (see initPerl). The machine's own reboot command would
+// ask this machine's systemd, which a node must never reach.
+const rebootShim = `#!/bin/sh
+# de-testbed: this node reboots itself (its init boots it again), never the
+# machine it runs on.
+case "$(basename "$0")" in
+shutdown)
+  case " $* " in
+  *" -r "*|*" --reboot "*) ;;
+  *) echo "shutdown: a test-bed node only reboots (shutdown -r)" >&2; exit 1 ;;
+  esac ;;
+esac
+echo "rebooting $(hostname)" >&2
+exec kill -USR1 1
+`
 
 // Start boots the node: its init, sshd and monit, and what else it starts
 // at boot. What was installed on it before a Stop is still there.

@@ -283,3 +283,45 @@ func TestUpLeavesALiveOwnersBed(t *testing.T) {
 		t.Errorf("owner %d, want %d", b.Owner, os.Getpid())
 	}
 }
+
+// A node's own reboot reboots the node, as a power cycle would, and never
+// reaches this machine: its processes are gone, /run starts empty, its disk
+// stays, and sshd and monit are back.
+func TestNodeRebootsItself(t *testing.T) {
+	n := bed.Nodes[1]
+	sh(t, n, "echo kept > /root/de-kept-reboot; : > /run/de-before-reboot; setsid sleep 4244 >/dev/null 2>&1 < /dev/null &")
+	if got := sh(t, n, "shutdown -h now 2>&1; echo exit=$?"); !strings.Contains(got, "only reboots") || !strings.HasSuffix(got, "exit=1") {
+		t.Errorf("shutdown -h in a node: %q", got)
+	}
+	if got := sh(t, n, "head -c 2 /usr/sbin/reboot"); got != "#!" {
+		t.Fatalf("the node's reboot is not the test bed's: starts %q", got)
+	}
+	c, err := n.SSH(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Run("reboot") // the session may end with the node's processes
+	c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := n.Exec(context.Background(), "[ ! -e /run/de-before-reboot ] && ! pgrep -f '^sleep 4244' >/dev/null && monit status >/dev/null 2>&1 && cat /root/de-kept-reboot")
+		if err == nil && strings.TrimSpace(string(out)) == "kept" {
+			if c, err := net.DialTimeout("tcp", n.IP+":22", time.Second); err == nil {
+				c.Close()
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			log, _ := n.Exec(context.Background(), "ls /run; pgrep -a sleep; tail -5 /var/log/de-testbed-boot.log")
+			t.Fatalf("the node is not back from its reboot within 30 s (%v): %s", err, log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !n.running() {
+		t.Error("the node's init is gone: its reboot powered it off")
+	}
+}
