@@ -85,7 +85,7 @@ func (i *Installer) handle(m jetstream.Msg) {
 	defer i.track(head, nil, false)
 	stop := make(chan struct{})
 	go i.keepAlive(m, runs, stop)
-	out := i.execute(runs)
+	out := i.awaitBoot(runs, i.execute(runs), head)
 	close(stop)
 	if i.ctx.Err() != nil || out.lost {
 		return // stopping, or a result the engine never stored: the steps come back
@@ -108,6 +108,45 @@ func (i *Installer) handle(m jetstream.Msg) {
 			_ = m.NakWithDelay(time.Duration(delivered) * 2 * time.Second)
 		}
 	}
+}
+
+// bootRetry is how long the installer waits before it tries again a step
+// whose node is not back from a reboot.
+const bootRetry = 3 * time.Second
+
+// awaitBoot runs again, from the step that stopped them, the steps of a
+// run that failed to reach their node while that step awaits its node's
+// boot (Step.AwaitsBoot): a reboot takes the node away for longer than a
+// network error's few tries allow. It tries until the step's deadline,
+// counted from the first try, then gives the last outcome; a script that
+// failed, a cancel or a stop end it at once.
+func (i *Installer) awaitBoot(runs []*stepRun, out outcome, head *stepRun) outcome {
+	var deadline time.Time
+	for out.err != nil && !out.lost && out.at < len(runs) {
+		r := runs[out.at]
+		if !r.s.AwaitsBoot || isPermanent(out.err) || head.cancelled.Load() != nil || i.ctx.Err() != nil {
+			return out
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(stepTimeout(r.s))
+		}
+		if time.Now().Add(bootRetry).After(deadline) {
+			out.err = permanent{fmt.Errorf("the node was not back within the step's %s: %w", stepTimeout(r.s), out.err)}
+			return out
+		}
+		if r.report(contract.StateRunning, nil, fmt.Sprintf("waiting for the node to come back: %v", out.err), false) != nil {
+			return out
+		}
+		select {
+		case <-i.ctx.Done():
+			return out
+		case <-time.After(bootRetry):
+		}
+		at := out.at
+		out = i.execute(runs[at:])
+		out.at += at
+	}
+	return out
 }
 
 // readChain checks the steps chained after head: the same deployment, node

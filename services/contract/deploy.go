@@ -208,6 +208,10 @@ type Step struct {
 	// started the process once; Holds says whether it still runs (a node
 	// rebooted, a process gone under a check that only alerts).
 	Holds string `json:"holds,omitempty"`
+	// AwaitsBoot marks a step that waits for its node to come back from a
+	// reboot: a connection that cannot be made or drops is tried again
+	// every few seconds until the step's deadline, not MaxAttempts times.
+	AwaitsBoot bool `json:"awaits_boot,omitempty"`
 }
 
 // Step states.
