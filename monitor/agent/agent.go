@@ -133,10 +133,22 @@ type Agent struct {
 	sampler *sampler
 	metrics *metrics
 	exec    *execd.Executor
+	// trust is what the agent verifies the engine's NATS with (nil over
+	// plain NATS); trustKey opens the engine's trust commands, guard
+	// refuses their replays.
+	trust    *trustedCAs
+	trustKey []byte
+	guard    nodeexec.Guard
 
 	mu   sync.Mutex
 	last contract.Heartbeat
 	beat chan struct{}
+
+	// fpMu guards fp, the fingerprint of the config and binary the agent
+	// runs with: a deployment that changes them restarts the agent, the
+	// agent's own write of its config (a trust command) does not.
+	fpMu sync.Mutex
+	fp   string
 }
 
 // Run runs the agent until ctx ends.
@@ -165,10 +177,12 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 	if err != nil {
 		return fmt.Errorf("agent: read the NATS password: %w", err)
 	}
-	tlsOpt, err := pinnedTLS(cfg.CA)
+	tlsOpt, trust, err := pinnedTLS(cfg.CA)
 	if err != nil {
 		return err
 	}
+	a.trust, a.trustKey = trust, nodeexec.TrustKey(strings.TrimSpace(string(pass)), cfg.IP)
+	a.fp = fingerprint(o) // before the trust command may write the config
 	// The engine may be down when the node boots: keep trying, forever.
 	a.nc, err = nats.Connect(cfg.NATS, tlsOpt, nats.Name("agent "+cfg.IP), nats.UserInfo(cfg.User, strings.TrimSpace(string(pass))),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
@@ -183,6 +197,11 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 		return fmt.Errorf("agent: subscribe: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	tsub, err := a.nc.Subscribe(subject.Node(cfg.IP, subject.VerbTrust), a.trustCmd)
+	if err != nil {
+		return fmt.Errorf("agent: subscribe: %w", err)
+	}
+	defer func() { _ = tsub.Unsubscribe() }()
 	a.exec, err = execd.Serve(a.nc, cfg.IP, nodeexec.Key(strings.TrimSpace(string(pass)), cfg.IP),
 		execd.Options{Logger: a.log, Version: o.Version, Shell: o.ExecShell, MaxExecs: o.MaxExecs})
 	if err != nil {
@@ -211,7 +230,6 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 
 	tick := time.NewTicker(time.Duration(cfg.IntervalS) * time.Second)
 	defer tick.Stop()
-	started := fingerprint(o)
 	var changed time.Time
 	a.heartbeat(ctx)
 	for {
@@ -219,7 +237,7 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			if fingerprint(o) != started {
+			if a.changedOnDisk() {
 				if changed.IsZero() {
 					changed = time.Now()
 				}
@@ -236,6 +254,14 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 		}
 		a.heartbeat(ctx)
 	}
+}
+
+// changedOnDisk says a deployment changed the agent's config or binary
+// since it started.
+func (a *Agent) changedOnDisk() bool {
+	a.fpMu.Lock()
+	defer a.fpMu.Unlock()
+	return fingerprint(a.o) != a.fp
 }
 
 // heartbeat reads the node and monit and publishes what it saw.

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -127,4 +129,44 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 	}
 	c.RegisterUser(&server.User{Username: opts.Username, Permissions: AgentPermissions(ip)})
 	return true
+}
+
+// ConnectedAgents are the nodes whose agent is connected to this server
+// now, by IP, each once.
+func (s *Server) ConnectedAgents() ([]string, error) {
+	cz, err := s.Connz(&server.ConnzOptions{Username: true, Limit: 1 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("bus: list the connections: %w", err)
+	}
+	seen := map[string]bool{}
+	var ips []string
+	for _, c := range cz.Conns {
+		tok, ok := strings.CutPrefix(c.AuthorizedUser, AgentUserPrefix)
+		if !ok {
+			continue
+		}
+		if ip, err := subject.TokenIP(tok); err == nil && !seen[ip] {
+			seen[ip] = true
+			ips = append(ips, ip)
+		}
+	}
+	slices.Sort(ips)
+	return ips, nil
+}
+
+// DisconnectAgent closes every connection of node ip's agent, which
+// reconnects and so verifies the server's certificate again; it returns
+// how many it closed.
+func (s *Server) DisconnectAgent(ip string) (int, error) {
+	cz, err := s.Connz(&server.ConnzOptions{Username: true, User: AgentUser(ip), Limit: 1 << 20})
+	if err != nil {
+		return 0, fmt.Errorf("bus: list the connections: %w", err)
+	}
+	n := 0
+	for _, c := range cz.Conns {
+		if err := s.DisconnectClientByID(c.Cid); err == nil {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -19,6 +19,10 @@
 // another node, one older than MaxSkew, and one whose nonce it has seen
 // (Guard). All of it is core NATS: nothing is stored, and no stream
 // captures de.node subjects.
+//
+// A Trust on de.node.<ip>.trust, sealed the same way under TrustKey, gives
+// the agent the CA certificates it verifies the engine's NATS with while
+// the agents' CA rotates (trust.go).
 package nodeexec
 
 import (

@@ -80,6 +80,7 @@ func DeployRestart() string  { return cmd("deploy", "restart") }
 func DeployTakeover() string { return cmd("deploy", "takeover") }
 func DeployExec() string     { return cmd("deploy", "exec") }
 func DeployCopy() string     { return cmd("deploy", "copy") }
+func DeployPatch() string    { return cmd("deploy", "patch") }
 func DeployErrand() string   { return cmd("deploy", "errand") }
 func DeployErrands() string  { return cmd("deploy", "errands") }
 func ConfigHistory() string  { return cmd("config", "history") }
@@ -276,6 +277,9 @@ const (
 	// node; VerbExecClose closes one, as a dropped SSH session would.
 	VerbExec      = "exec"
 	VerbExecClose = "exec-close"
+	// VerbTrust is the engine's signed request that the agent trust
+	// another CA bundle for the engine's NATS: a rotation of the agents' CA.
+	VerbTrust = "trust"
 	// VerbExecOut and VerbLog start longer subjects, built by ExecOutput
 	// and NodeLog.
 	VerbExecOut = "exec-out"
@@ -285,7 +289,7 @@ const (
 // NodeVerbs are every verb of de.node.<ip>.<verb>...: the engine's
 // protocol with its agents, which the AsyncAPI document describes.
 func NodeVerbs() []string {
-	return []string{VerbHeartbeat, VerbLog, VerbControl, VerbHello, VerbExec, VerbExecOut, VerbExecClose}
+	return []string{VerbHeartbeat, VerbLog, VerbControl, VerbHello, VerbExec, VerbExecOut, VerbExecClose, VerbTrust}
 }
 
 // ExecOutput is de.node.<ip>.exec-out.<run>: where the agent streams the

@@ -143,7 +143,7 @@ func TestNodeVerbsCoverTheBuilders(t *testing.T) {
 	}
 	for _, s := range []string{
 		Node("10.0.0.1", VerbHeartbeat), Node("10.0.0.1", VerbControl), Node("10.0.0.1", VerbHello),
-		Node("10.0.0.1", VerbExec), Node("10.0.0.1", VerbExecClose),
+		Node("10.0.0.1", VerbExec), Node("10.0.0.1", VerbExecClose), Node("10.0.0.1", VerbTrust),
 		ExecOutput("10.0.0.1", "r1"), NodeLog("10.0.0.1", "web"),
 	} {
 		if p := strings.Split(s, "."); len(p) < 4 || !verbs[p[3]] {
