@@ -195,6 +195,11 @@ func (s *server) routes() []route {
 		// the nodes, never the content.
 		{method: http.MethodPost, pattern: "/copy", handler: s.fleetCopy, role: RoleOperate,
 			audit: audited(contract.AuditCopy)},
+		// Upgrades the nodes' packages from the mirror, batch by batch,
+		// rebooting those that ask for it: a deployment of kind patch, 202
+		// {"id", "nodes", "batches"}.
+		{method: http.MethodPost, pattern: "/patch", handler: s.patch, role: RoleDeploy,
+			audit: audited(contract.AuditPatch)},
 		// A release's errands: listed, and run as a deployment of kind
 		// errand, 202 {"id", "name", "nodes"}.
 		{method: http.MethodGet, pattern: "/errands", handler: s.forward(subject.DeployErrands()), role: RoleRead},

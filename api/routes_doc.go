@@ -229,6 +229,15 @@ var routeDocs = map[string]opDoc{
 		body: &bodyDoc{desc: `{"component": "web"} or {"nodes": ["10.0.0.2"]}, not both; the command at most 4096 bytes, run as root by bash`, typ: typeOf[execRequest]()},
 		ok:   []reply{ok[contract.FleetExecStarted](202, "the exec started: follow its deployment at /deployments/{id}")},
 		errs: []reply{unreadable, noConfig, conflict}},
+	"POST /patch": {id: "patch", summary: "Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch", bus: true,
+		desc: "max_in_flight nodes at a time (default 1), each batch after the whole of the one before. On each node: its instances that a running balancer balances are drained; " +
+			"its packages are upgraded from the engine's mirror (run `mirror sync` first), the mirror the only source, the node's changed configuration files kept and no service started by a package; " +
+			"the node reboots when reboot says so (if-required, the default: when it has /var/run/reboot-required; always; never), or else its processes restart when anything was upgraded; " +
+			"the engine waits until the node is back and every process monit watches runs, watches its instances healthy and puts them back. " +
+			"A failed batch halts the rest. Nodes in maintenance are left out and named (held). Followed and cancelled as any deployment.",
+		body: &bodyDoc{desc: `{"nodes": ["10.0.0.2"], "max_in_flight": 1, "reboot": "if-required"}, every field optional: every node of the config, one at a time`, typ: typeOf[patchRequest]()},
+		ok:   []reply{ok[contract.PatchStarted](202, "the patch started: follow its deployment at /deployments/{id}")},
+		errs: []reply{unreadable, noConfig, conflict, fails(http.StatusBadGateway, "a node to patch, or a balancer of its instances, cannot be reached")}},
 	"POST /copy": {id: "copy", summary: "Put a file on a component's nodes, or on nodes named: a deployment of kind copy", bus: true,
 		desc: "One step a node, max_in_flight nodes at a time, each batch after the one before; a failed node halts none of the others, and the deployment ends failed when any node failed. " +
 			"Each node takes the file through the installer's transfer: its size and SHA-256 checked on the node, then moved into place with its mode. " +

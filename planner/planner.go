@@ -167,6 +167,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.DeployTakeover(): p.takeover,
 		subject.DeployExec():     p.fleetExec,
 		subject.DeployCopy():     p.fleetCopy,
+		subject.DeployPatch():    p.patch,
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	maps.Copy(eps, p.errandEndpoints())

@@ -62,6 +62,9 @@ const (
 	// AuditCopy is a file copied to nodes: its object is the direction and
 	// the path ("to /etc/motd"), its detail the nodes, never the content.
 	AuditCopy = "copy"
+	// AuditPatch is a rolling upgrade of the nodes' packages: its detail
+	// the nodes, max_in_flight and the reboot policy.
+	AuditPatch = "patch"
 	// AuditErrand is an errand run: its object is the errand's name.
 	AuditErrand = "errand"
 	// AuditMaintenance is a node put in maintenance or taken out.

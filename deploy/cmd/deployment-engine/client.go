@@ -73,6 +73,14 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
                                    (default 60); a table: NODE EXIT DURATION OUTPUT-TAIL (the
                                    config's secrets redacted); exit 1 when any node failed; --json:
                                    the steps as the engine has them
+  patch [IP[,IP...]] [--max-in-flight N|N%] [--reboot if-required|always|never]
+                                   upgrade every node's packages (or the nodes named) from the
+                                   engine's mirror (mirror sync first), N nodes at a time (default
+                                   1): each node's balanced instances drained, its packages
+                                   upgraded, the node rebooted when it asks for it (or its
+                                   processes restarted), waited for, its instances watched healthy
+                                   and put back; a failed batch halts the rest; a table: NODE
+                                   UPGRADE REBOOT BACK SAID; exit 1 when it failed
   errands                          the config's errands (its release's jobs with bin/run): NAME
                                    COMPONENT RELEASE NODES
   errand run NAME [--when-changed] [--timeout S]
@@ -164,6 +172,7 @@ type session struct {
 	plan           string
 	maxInFlight    string
 	reason         string
+	reboot         string
 	schedule       scheduleFlags
 	timeout        int
 	tail           int
@@ -211,7 +220,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends; logs: follow a component's log lines")
 	fs.BoolVar(&s.check, "check", true, "config set and edit: contact the nodes to check them")
 	fs.StringVar(&s.plan, "plan", "", "deploy: only while the cluster still matches this plan's id")
-	fs.StringVar(&s.maxInFlight, "max-in-flight", "", "restart: a rolling restart, this many (or this percentage) at a time; exec: nodes at a time")
+	fs.StringVar(&s.maxInFlight, "max-in-flight", "", "restart: a rolling restart, this many (or this percentage) at a time; exec, copy, patch: nodes at a time")
 	fs.IntVar(&s.timeout, "timeout", 0, "exec: seconds the command may run on each node (default 60, at most 3600); errand run: on each instance (default 600)")
 	fs.BoolVar(&s.whenChanged, "when-changed", false, "errand run: skip the instances whose errand did not change since its last successful run")
 	fs.IntVar(&s.tail, "tail", 0, "logs --follow: each instance's last N lines first")
@@ -222,6 +231,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.StringVar(&s.to, "to", "", "copy: the file's absolute path on the nodes")
 	fs.StringVar(&s.from, "from", "", "copy: the absolute path of the file to read back from the nodes")
 	fs.StringVar(&s.mode, "mode", "", "copy: the file's mode on the nodes, octal (default 0644)")
+	fs.StringVar(&s.reboot, "reboot", "", "patch: if-required (default: a node with /var/run/reboot-required), always or never")
 	fs.StringVar(&s.reason, "reason", "", "node maintenance IP on: why the node is held out")
 	fs.StringVar(&s.schedule.cron, "cron", "", "schedule add: when, 5 cron fields or a descriptor (@daily, @every 1h)")
 	fs.StringVar(&s.schedule.tz, "tz", "", "schedule add: the cron's IANA time zone (default UTC)")

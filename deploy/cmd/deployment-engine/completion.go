@@ -37,6 +37,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"rollback":     {flags: []string{"--follow"}},
 	"exec":         {flags: []string{"--max-in-flight", "--timeout", "--halt-on-failure"}},
 	"copy":         {flags: []string{"--to", "--from", "--mode", "--max-in-flight"}},
+	"patch":        {flags: []string{"--max-in-flight", "--reboot"}},
 	"errand":       {subs: []string{"run"}, flags: []string{"--when-changed", "--timeout"}},
 	"errands":      {},
 	"stop":         {},
