@@ -24,7 +24,7 @@ func patchCmd(ctx context.Context, s *session) int {
 	if len(s.args) == 1 {
 		ips, ok := ipList(s.args[0])
 		if !ok {
-			return s.usage("patch takes IP[,IP...]: " + s.args[0] + " is not a list of IP addresses")
+			return s.usage("patch takes IP[,IP...]: %s is not a list of IP addresses", s.args[0])
 		}
 		x.Nodes = ips
 	}

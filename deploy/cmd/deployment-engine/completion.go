@@ -21,7 +21,7 @@ var completion = map[string]struct{ subs, flags []string }{
 		"--render-user", "--render-unboxed"}},
 	"backup":       {flags: []string{"--data", "--nats"}},
 	"restore":      {flags: []string{"--data", "--nats"}},
-	"mirror":       {subs: []string{"sync"}, flags: []string{"--catalog", "--catalog-dir", "--data"}},
+	"mirror":       {subs: []string{"sync", "add", "remove"}, flags: []string{"--catalog", "--catalog-dir", "--data"}},
 	"token":        {subs: []string{"add", "revoke", "list"}, flags: []string{"--data", "--role", "--clusters"}},
 	"config":       {subs: []string{"get", "set", "edit", "schema"}, flags: []string{"--check=false"}},
 	"precheck":     {},

@@ -18,7 +18,7 @@ const usage = `deployment-engine: deploy and operate a cluster over SSH.
 Usage:
   deployment-engine serve [--listen :50000] [--data ./data] [--nats URL] [--catalog DIR] [--auth none] [--engine-id ID] ...   (serve --help: every flag)
   deployment-engine backup FILE | restore FILE [--data ./data | --nats URL]   (the engine stopped, with --data)
-  deployment-engine mirror sync [--catalog NAME] [--data ./data]
+  deployment-engine mirror sync [--catalog NAME] [--data ./data] | mirror add FILE.deb... | mirror remove PACKAGE...
   deployment-engine token add NAME [--role read|operate|deploy|admin] [--clusters A,B] | token revoke NAME | token list [--data ./data]
 
 Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-token):
@@ -28,6 +28,7 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine status | hardware [COMP IP]
   deployment-engine restart COMP IP | stop COMP IP | scale COMP IP
   deployment-engine exec COMP|IP[,IP...] [--max-in-flight N] [--timeout S] -- COMMAND...
+  deployment-engine patch [IP[,IP...]] [--max-in-flight N] [--reboot if-required|always|never]
   deployment-engine copy COMP|IP[,IP...] --to PATH FILE [--mode 0640] [--max-in-flight N]
   deployment-engine errands | errand run NAME [--when-changed]
   deployment-engine logs [NAME]
