@@ -118,6 +118,18 @@ func nodeDocs() []nodeDoc {
 			reply: replyOf("nodeExecReply", "An agent's answer to an exec request",
 				"Started (no error), or refused and nothing ran (error says why).",
 				nodeexec.Reply{V: 1, Version: "v1.4.0"})},
+		{verb: subject.VerbTrust, sealed: true, eventDoc: event("nodeTrust", "The engine gives an agent the CA certificates to trust",
+			agentProtocol+"A request sealed with the node's trust key (as nodeExec, under a key of its own): while the agents' CA rotates, "+
+				"the old CA and the new, then the new alone. The agent keeps them in its config file and verifies the engine's NATS with "+
+				"them from its next TLS handshake, keeping the connection it has; it refuses one for another node, older than 60s, seen "+
+				"before, or with anything but CA certificates.",
+			func(t nodeexec.Trust) string { return subject.Node(t.Node, subject.VerbTrust) },
+			nodeexec.Trust{Node: pIP},
+			nodeexec.Trust{V: 1, Node: "10.0.0.1", CA: "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n",
+				Time: at.UnixMilli(), Nonce: "5d0f8a3c1e7b4a92"}),
+			reply: replyOf("nodeTrustReply", "An agent's answer to a trust request",
+				"Taken (no error), or refused and the agent trusts what it did before (error says why).",
+				nodeexec.TrustReply{V: 1, Version: "v1.4.0"})},
 		{verb: subject.VerbExecOut, send: true, eventDoc: out},
 		{verb: subject.VerbExecClose, eventDoc: onNode(event("nodeExecClose", "The installer closes a command's pipes",
 			agentProtocol+"As a dropped SSH session does: the command's stdin and outputs close; the command is not killed.",

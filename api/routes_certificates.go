@@ -40,21 +40,17 @@ func (s *server) loadCertificates(r *http.Request) (contract.Certificates, error
 }
 
 // certificateRotate answers POST /certificates/{cert}/rotate: the process
-// holding the certificate issues it again from the same CA and serves it
-// from its next handshake (202 with the new one). The agents' CA is not
-// rotated yet: agents pin it, and a new one needs a transition in which
-// they trust both.
+// holding the certificate issues it again and serves it from its next
+// handshake (202 with the new one). The agents' CA is replaced by a new
+// one, through a transition in which agents trust both (see the engine's
+// caRotation).
 func (s *server) certificateRotate(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "cert")
 	switch name {
-	case contract.CertAgentsCA:
-		writeError(w, http.StatusNotImplemented, "rotating the agents' CA is not supported yet: node agents pin it, and a new one needs a "+
-			"transition in which they trust the old and the new; until then a new one is made by deleting <data>/tls, restarting the engine "+
-			"and deploying again, which gives every agent the new CA")
-		return
-	case contract.CertAPI, contract.CertAgentsListener:
+	case contract.CertAPI, contract.CertAgentsListener, contract.CertAgentsCA:
 	default:
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no certificate %q: the engine rotates %s and %s", contract.Clip(name), contract.CertAPI, contract.CertAgentsListener))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no certificate %q: the engine rotates %s, %s and %s", contract.Clip(name),
+			contract.CertAPI, contract.CertAgentsListener, contract.CertAgentsCA))
 		return
 	}
 	if s.js == nil {
@@ -72,7 +68,8 @@ func (s *server) certificateRotate(w http.ResponseWriter, r *http.Request) {
 	i := slices.IndexFunc(certs.Certificates, func(c contract.Certificate) bool { return c.Name == name })
 	switch {
 	case i < 0:
-		writeError(w, http.StatusConflict, fmt.Sprintf("the engine serves no certificate %s: TLS is off (api), or the agents' NATS is not the engine's (agents-listener)", name))
+		writeError(w, http.StatusConflict, fmt.Sprintf("the engine serves no certificate %s: TLS is off (api), or the agents' NATS is not the engine's "+
+			"(agents-listener, agents-ca; the agents pin a --tls-cert that is no CA)", name))
 		return
 	case certs.Certificates[i].Source == contract.CertGiven:
 		writeError(w, http.StatusConflict, fmt.Sprintf("certificate %s was given by --tls-cert, not made by the engine: replace its files and restart the engine", name))

@@ -145,7 +145,8 @@ func TestCertificateRotateRoute(t *testing.T) {
 		says            string
 	}{
 		{"an operator", "api", operateTok, nil, 403, "admin"},
-		{"the agents' CA", "agents-ca", adminTok, nil, 501, "rotating the agents' CA is not supported yet"},
+		{"the agents' CA, held by nobody", "agents-ca", adminTok, nil, 409, "serves no certificate agents-ca"},
+		{"the agents' CA, given", "agents-ca", adminTok, func() { store("agents-ca", contract.CertGiven) }, 409, "--tls-cert"},
 		{"no such certificate", "ssh", adminTok, nil, 404, "no certificate"},
 		{"held by nobody", "api", adminTok, nil, 409, "serves no certificate api"},
 		{"given", "api", adminTok, func() { store("api", contract.CertGiven) }, 409, "--tls-cert"},

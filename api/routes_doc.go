@@ -348,11 +348,15 @@ var routeDocs = map[string]opDoc{
 	"POST /certificates/{cert}/rotate": {id: "rotateCertificate", summary: "Issue a certificate of the engine again, served without a restart", bus: true,
 		desc: "api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, " +
 			"valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. " +
-			"The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.",
+			"The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change. " +
+			"agents-ca: a new CA of the agents' own (kept in <data>/tls/agents-ca-key.pem, its certificate in agents-ca.pem), through a transition: " +
+			"every agent is told to trust the old CA and the new, the listener's certificate is issued by the new one, then every agent is told " +
+			"to trust the new one alone; no agent is disconnected and no instance restarted. The API's certificate and what its clients trust " +
+			"do not change. agents_updated names the agents that took the new CA; agents_missed those that did not (not connected, or too old): " +
+			"each gets it at the next deploy's agent step, and cannot reach the engine again before once its connection drops.",
 		ok: []reply{ok[contract.CertificateRotated](202, "issued, and served from the next handshake")},
 		errs: []reply{fails(404, "no such certificate"),
-			fails(409, "the engine does not serve it (TLS off, an external NATS) or was given it (--tls-cert)"),
-			fails(501, "the agents' CA, whose rotation is not supported yet"),
+			fails(409, "the engine does not serve it (TLS off, an external NATS) or was given it (--tls-cert), or a rotation of the agents' CA is under way"),
 			fails(503, "not connected to the bus")}},
 }
 

@@ -60,7 +60,11 @@ func (p *Planner) agentPlanFor(cfg contract.Config) *steps.Agent {
 	if failed {
 		return nil
 	}
-	return &steps.Agent{SHA256: a.SHA256, URL: p.nodeURL(cfg) + a.Path, Password: a.Password, CA: a.CA,
+	ca := a.CA
+	if a.CurrentCA != nil {
+		ca = a.CurrentCA()
+	}
+	return &steps.Agent{SHA256: a.SHA256, URL: p.nodeURL(cfg) + a.Path, Password: a.Password, CA: ca,
 		NATSURL: "nats://" + net.JoinHostPort(cfg.Properties.Home, strconv.Itoa(a.NATSPort))}
 }
 

@@ -105,6 +105,9 @@ type AgentSpec struct {
 	// CA is the PEM certificate of the engine's NATS listener, which the
 	// agents pin; empty when NATS listens without TLS.
 	CA string
+	// CurrentCA, when set, is CA of the moment instead: a rotation of the
+	// agents' CA changes it while the engine runs.
+	CurrentCA func() string
 }
 
 // Planner is the running planner service.

@@ -147,17 +147,13 @@ func (d *agentDoor) pipe(c net.Conn) {
 }
 
 // agentCerts is the TLS identity of the NATS listener for agents. With
-// the engine's own pair (the auto pair in the data dir, a CA), the server
-// presents a certificate it issues for the addresses agents dial — home,
-// loopback, a pinned --nats-listen host — and issues again when home
-// changes; agents pin the CA, which does not change. With --tls-cert the
-// server presents that pair as it is, and a home it does not cover is an
-// error.
+// the engine's own CA (the auto pair in the data dir, or the agents' own
+// CA a rotation made, agents_ca.go), the server presents a certificate it
+// issues for the addresses agents dial — home, loopback, a pinned
+// --nats-listen host — and issues again when home changes; agents pin the
+// CA, which changes only by a rotation. With --tls-cert the server
+// presents that pair as it is, and a home it does not cover is an error.
 type agentCerts struct {
-	// CAPEM is the certificate agents and observers trust.
-	CAPEM string
-	ca    *x509.Certificate
-	caKey crypto.Signer
 	fixed *tls.Certificate
 	base  []string
 	// given: the pair is --tls-cert's, not one the engine made.
@@ -165,10 +161,18 @@ type agentCerts struct {
 	// issued is signalled (without blocking) each time a certificate is
 	// issued, for the summary of the engine's certificates.
 	issued chan struct{}
+	// dataDir keeps the agents' own CA once a rotation made one.
+	dataDir string
 
-	mu    sync.Mutex
-	hosts []string
-	cert  *tls.Certificate
+	mu sync.Mutex
+	// caPEM is the certificate agents and observers trust; trust is what
+	// an agent installed now is told to trust: caPEM, or while the CA
+	// rotates the old CA and the new.
+	caPEM, trust string
+	ca           *x509.Certificate
+	caKey        crypto.Signer
+	hosts        []string
+	cert         *tls.Certificate
 }
 
 // newAgentCerts loads the pair; base are the hosts always covered.
@@ -185,7 +189,7 @@ func newAgentCerts(certFile, keyFile string, base []string) (*agentCerts, error)
 	if err != nil {
 		return nil, fmt.Errorf("the NATS listener's certificate %s: %w", certFile, err)
 	}
-	c := &agentCerts{CAPEM: string(caPEM), base: base, issued: make(chan struct{}, 1)}
+	c := &agentCerts{caPEM: string(caPEM), trust: string(caPEM), base: base, issued: make(chan struct{}, 1)}
 	key, ok := pair.PrivateKey.(crypto.Signer)
 	if !ca.IsCA || ca.KeyUsage&x509.KeyUsageCertSign == 0 || !ok {
 		c.fixed = &pair
@@ -196,6 +200,21 @@ func newAgentCerts(certFile, keyFile string, base []string) (*agentCerts, error)
 		return nil, err
 	}
 	return c, nil
+}
+
+// CAPEM is the certificate agents and observers trust.
+func (c *agentCerts) CAPEM() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.caPEM
+}
+
+// Trust is what an agent a deployment installs now trusts: the CA, or
+// while it rotates the old CA and the new.
+func (c *agentCerts) Trust() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.trust
 }
 
 // Config is the server's TLS: the certificate of the moment.

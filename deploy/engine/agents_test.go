@@ -82,7 +82,7 @@ func TestAgentDoorFollowsHome(t *testing.T) {
 		return nats.Connect(url(home), append([]nats.Option{nats.UserInfo(bus.AgentUser(ip), pass), nats.Timeout(2 * time.Second), nats.MaxReconnects(0)}, opts...)...)
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(certs.CAPEM)) {
+	if !pool.AppendCertsFromPEM([]byte(certs.CAPEM())) {
 		t.Fatal("the CA agents pin is no PEM certificate")
 	}
 	pinned := nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
@@ -128,11 +128,11 @@ func TestAgentDoorFollowsHome(t *testing.T) {
 	if err := door.Listen("127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
-	ca := certs.CAPEM
+	ca := certs.CAPEM()
 	if err := door.Listen("127.0.0.2"); err != nil {
 		t.Fatalf("move to 127.0.0.2: %v", err)
 	}
-	if certs.CAPEM != ca {
+	if certs.CAPEM() != ca {
 		t.Error("the CA agents pin changed with home")
 	}
 	if err := handshake(net.JoinHostPort("127.0.0.2", strconv.Itoa(port)), "127.0.0.2", ca); err != nil {

@@ -25,9 +25,10 @@ type engineBus struct {
 	// agentPass is the agents' NATS passwords, when this engine holds the
 	// agent secret.
 	agentPass func(ip string) string
-	// certs is the agents' NATS listener's TLS, where this process runs
-	// it.
+	// certs is the agents' NATS listener's TLS, and srv the embedded
+	// server, where this process runs it.
 	certs *agentCerts
+	srv   *bus.Server
 }
 
 // startBus connects to the bus (an external cluster or the embedded
@@ -110,6 +111,7 @@ func startEmbeddedBus(ctx context.Context, o Options, key engineKey, b *engineBu
 		return err
 	}
 	*stops = append(*stops, srv.Stop)
+	b.srv = srv
 	observer, err := secretFile(filepath.Join(o.DataDir, "nats-observer"))
 	if err != nil {
 		return err
@@ -130,7 +132,8 @@ func startEmbeddedBus(ctx context.Context, o Options, key engineKey, b *engineBu
 		door := newAgentDoor(certs, target, agentPort, log.With("service", "agents"))
 		*stops = append(*stops, door.Close)
 		if !o.NoAgents {
-			b.agent = &planner.AgentSpec{NATSPort: agentPort, Listen: door.Listen, Password: b.agentPass, CA: certs.CAPEM, Missing: o.agentErr}
+			b.agent = &planner.AgentSpec{NATSPort: agentPort, Listen: door.Listen, Password: b.agentPass, CA: certs.CAPEM(), CurrentCA: certs.Trust,
+				Missing: o.agentErr}
 			if o.agent != nil {
 				b.agent.SHA256, b.agent.Path = o.agent.SHA256, api.AgentPath(o.agent.SHA256)
 			}

@@ -209,12 +209,29 @@ func (c *agentCerts) rotate() (prev, next *x509.Certificate, err error) {
 	return prev, c.cert.Leaf, nil
 }
 
+// rotated is what a rotation did: the certificate it replaced and the
+// one now served; for the agents' CA, the agents that took the new one and
+// those that did not.
+type rotated struct {
+	prev, next *x509.Certificate
+	updated    []string
+	missed     []contract.AgentMissed
+}
+
 // rotator is a certificate this process holds and can issue again.
-type rotator func() (prev, next *x509.Certificate, err error)
+type rotator func(ctx context.Context) (rotated, error)
+
+// reissue is the rotator of a certificate issued again by the same CA.
+func reissue(f func() (prev, next *x509.Certificate, err error)) rotator {
+	return func(context.Context) (rotated, error) {
+		prev, next, err := f()
+		return rotated{prev: prev, next: next}, err
+	}
+}
 
 // certRotation answers de.cmd.certificates.rotate-<name> for the
 // certificates this process holds: the API's where it serves the API, the
-// agents' listener where it runs the embedded NATS.
+// agents' listener and CA where it runs the embedded NATS.
 type certRotation struct {
 	log     *slog.Logger
 	holders map[string]rotator
@@ -231,15 +248,17 @@ func (r *certRotation) endpoints() map[string]kit.Handler {
 	return eps
 }
 
-func (r *certRotation) rotate(_ context.Context, req micro.Request, name string, rot rotator) (int, any, error) {
+func (r *certRotation) rotate(ctx context.Context, req micro.Request, name string, rot rotator) (int, any, error) {
 	var in contract.CertificateRotate
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
-	prev, next, err := rot()
+	res, err := rot(ctx)
 	switch {
 	case errors.Is(err, errGiven):
 		return 0, nil, kit.Errorf(http.StatusConflict, "certificate %s is %v", name, err)
+	case errors.Is(err, errRotating):
+		return 0, nil, kit.Errorf(http.StatusConflict, "%v: wait for its answer", err)
 	case err != nil:
 		r.log.Error("rotate a certificate", "name", name, "err", err)
 		return 0, nil, kit.Errorf(http.StatusInternalServerError, "rotate certificate %s: %v", name, err)
@@ -247,9 +266,14 @@ func (r *certRotation) rotate(_ context.Context, req micro.Request, name string,
 	now := time.Now()
 	src := contract.CertMade
 	r.log.Info("certificate rotated", "name", name, "actor", contract.Clip(in.Actor),
-		"previous_serial", prev.SerialNumber.Text(16), "serial", next.SerialNumber.Text(16), "not_after", next.NotAfter)
+		"previous_serial", res.prev.SerialNumber.Text(16), "serial", res.next.SerialNumber.Text(16), "not_after", res.next.NotAfter,
+		"agents_updated", len(res.updated), "agents_missed", len(res.missed))
+	for _, m := range res.missed {
+		r.log.Warn("an agent missed the agents' new CA", "node", m.Node, "why", m.Error)
+	}
 	return http.StatusAccepted, contract.CertificateRotated{V: contract.Version,
-		Certificate: contract.DescribeCertificate(name, src, next, now), PreviousSerial: prev.SerialNumber.Text(16)}, nil
+		Certificate: contract.DescribeCertificate(name, src, res.next, now), PreviousSerial: res.prev.SerialNumber.Text(16),
+		AgentsUpdated: res.updated, AgentsMissed: res.missed}, nil
 }
 
 // startCertRotation answers the rotation of the certificates this process
@@ -257,10 +281,13 @@ func (r *certRotation) rotate(_ context.Context, req micro.Request, name string,
 func startCertRotation(o Options, b *engineBus, api *apiCert, stops *[]func()) error {
 	r := &certRotation{log: o.Logger.With("service", "certificates"), holders: map[string]rotator{}}
 	if api != nil && o.runs("api") {
-		r.holders[contract.CertAPI] = api.rotate
+		r.holders[contract.CertAPI] = reissue(api.rotate)
 	}
 	if b.certs != nil {
-		r.holders[contract.CertAgentsListener] = b.certs.rotate
+		r.holders[contract.CertAgentsListener] = reissue(b.certs.rotate)
+		ca := &caRotation{certs: b.certs, nc: b.nc, agents: agentsToTrust(b.srv, b.res, b.agent != nil, r.log),
+			password: b.agentPass, log: r.log}
+		r.holders[contract.CertAgentsCA] = ca.rotate
 	}
 	if len(r.holders) == 0 {
 		return nil

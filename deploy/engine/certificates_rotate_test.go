@@ -59,12 +59,12 @@ func TestAgentListenerRotates(t *testing.T) {
 	certs := autoCerts(t)
 	b := bustest.Start(t, bus.ServerOptions{Host: "127.0.0.1", Port: -1, TLS: certs.Config()})
 	addr := b.Srv.Addr().String()
-	before := servedCert(t, addr, "127.0.0.1", certs.CAPEM, true)
+	before := servedCert(t, addr, "127.0.0.1", certs.CAPEM(), true)
 	secret := []byte("rotation-secret")
 	b.Srv.SetAgentSecret(secret)
 	const ip = "10.0.0.9"
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(certs.CAPEM))
+	pool.AppendCertsFromPEM([]byte(certs.CAPEM()))
 	agent := func() *nats.Conn {
 		t.Helper()
 		nc, err := nats.Connect("nats://"+addr, nats.UserInfo(bus.AgentUser(ip), bus.AgentPassword(secret, ip)), nats.Timeout(2*time.Second),
@@ -95,7 +95,7 @@ func TestAgentListenerRotates(t *testing.T) {
 	early := agent()
 	heard(early)
 
-	r := &certRotation{log: quiet(), holders: map[string]rotator{contract.CertAgentsListener: certs.rotate}}
+	r := &certRotation{log: quiet(), holders: map[string]rotator{contract.CertAgentsListener: reissue(certs.rotate)}}
 	svc := kit.NewService(quiet(), "certificates")
 	t.Cleanup(func() { svc.Stop(time.Second) })
 	if err := svc.Serve(b.NC, "test", r.endpoints()); err != nil {
@@ -111,7 +111,7 @@ func TestAgentListenerRotates(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	after := servedCert(t, addr, "127.0.0.1", certs.CAPEM, true)
+	after := servedCert(t, addr, "127.0.0.1", certs.CAPEM(), true)
 	if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
 		t.Fatal("the listener presents the same certificate after the rotation")
 	}
@@ -147,7 +147,7 @@ func TestGivenCertificateIsNotRotated(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := bustest.Start(t, bus.ServerOptions{})
-	r := &certRotation{log: quiet(), holders: map[string]rotator{contract.CertAPI: a.rotate}}
+	r := &certRotation{log: quiet(), holders: map[string]rotator{contract.CertAPI: reissue(a.rotate)}}
 	svc := kit.NewService(quiet(), "certificates")
 	t.Cleanup(func() { svc.Stop(time.Second) })
 	if err := svc.Serve(b.NC, "test", r.endpoints()); err != nil {
@@ -220,8 +220,9 @@ func TestAPICertificateRotates(t *testing.T) {
 		t.Fatalf("the answer %s does not name the certificate served (%x)", body, after.SerialNumber)
 	}
 	waitFor(t, "the new certificate listed", func() bool { return listed(after.SerialNumber.Text(16)) })
-	if code, body := call("POST", "/certificates/agents-ca/rotate"); code != http.StatusNotImplemented {
-		t.Fatalf("rotate the agents' CA: %d %s", code, body)
+	// No agents, no agents' CA: nothing to rotate.
+	if code, body := call("POST", "/certificates/agents-ca/rotate"); code != http.StatusConflict {
+		t.Fatalf("rotate the agents' CA of an engine without agents: %d %s", code, body)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, RotatedKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("the rotated key's file: %v %v", err, fi)

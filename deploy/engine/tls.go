@@ -296,7 +296,8 @@ func plainOnly(h http.Handler) http.Handler {
 
 // natsCerts is the TLS of the NATS listener for agents: with --tls-cert
 // (and not --tls auto) that pair as it is, else certificates issued by the
-// auto pair in the data dir (made at first use), which agents pin.
+// agents' own CA once a rotation made one, or by the auto pair in the data
+// dir (made at first use), which agents pin.
 func natsCerts(o Options, pinnedHost string) (*agentCerts, error) {
 	certFile, keyFile := o.TLSCert, o.TLSKey
 	given := true
@@ -305,10 +306,22 @@ func natsCerts(o Options, pinnedHost string) (*agentCerts, error) {
 		if err := ensureSelfSigned(certFile, keyFile, certHosts(o)); err != nil {
 			return nil, err
 		}
+		// The API keeps the auto pair; the agents' own CA takes its
+		// place for them alone.
+		own, ownKey, err := loadAgentsCA(o.DataDir, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		if own != "" {
+			certFile, keyFile = own, ownKey
+		}
 	}
 	c, err := newAgentCerts(certFile, keyFile, []string{"127.0.0.1", "::1", "localhost", pinnedHost})
 	if c != nil {
 		c.given = given
+		if !given {
+			c.dataDir = o.DataDir
+		}
 	}
 	return c, err
 }

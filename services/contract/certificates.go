@@ -126,11 +126,25 @@ type CertificateRotate struct {
 }
 
 // CertificateRotated is POST /certificates/{name}/rotate's answer: the
-// certificate now served and the serial of the one it replaced.
+// certificate now served and the serial of the one it replaced. For the
+// agents' CA it also names the nodes whose agent took the new CA, and
+// those whose agent did not (not connected, or it did not answer): these
+// get it at the next deploy's agent step.
 //
 //	{"v": 1, "certificate": {"name": "api", "serial": "4be1…", ...}, "previous_serial": "1f3a…"}
 type CertificateRotated struct {
-	V              int         `json:"v"`
-	Certificate    Certificate `json:"certificate"`
-	PreviousSerial string      `json:"previous_serial"`
+	V              int           `json:"v"`
+	Certificate    Certificate   `json:"certificate"`
+	PreviousSerial string        `json:"previous_serial"`
+	AgentsUpdated  []string      `json:"agents_updated,omitempty"`
+	AgentsMissed   []AgentMissed `json:"agents_missed,omitempty"`
+}
+
+// AgentMissed is a node whose agent did not take the agents' new CA, and
+// why: until the next deploy's agent step gives it the new CA, it cannot
+// reach the engine again once its connection drops (or, when it took the
+// old and the new but not the new alone, it still trusts the old one too).
+type AgentMissed struct {
+	Node  string `json:"node"`
+	Error string `json:"error"`
 }
