@@ -146,21 +146,34 @@ if [ "$policy" = always ] || { [ "$policy" = if-required ] && [ -e /var/run/rebo
   why="the patch's policy is to reboot"
   if [ -e /var/run/reboot-required ]; then why="the node asks for it"; [ -s /var/run/reboot-required.pkgs ] && why="$why ($(sort -u /var/run/reboot-required.pkgs | tr '\n' ' ' | sed 's/ $//'))"; fi
   : > "$m"
-  setsid -f sh -c 'sleep 2; exec reboot' </dev/null >/dev/null 2>&1
+  setsid -f sh -c 'sleep 2; PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH exec reboot' </dev/null >/dev/null 2>&1
   echo "rebooting in 2 s: $why"
   exit 0
 fi
 if [ -e /var/run/reboot-required ]; then echo "the node asks for a reboot, and the patch's policy is never to reboot: it is left to a person" >&2; fi
 if [ ! -s "$up" ]; then echo "nothing was upgraded: nothing to restart"; exit 0; fi
 command -v monit >/dev/null 2>&1 || { echo "no monit on the node: nothing to restart"; exit 0; }
-n=0
-for p in $(monit status 2>/dev/null | awk '/^Process /{ gsub("\047", "", $2); print $2 }'); do
-  [ "$p" = de-agent ] && continue
-  monit restart "$p" && n=$((n+1))
-done
-echo "restarted $n process(es) to run the upgraded packages"
-`, kit.ShellQuote(patchMark(id)), kit.ShellQuote(patchUpgraded(id)), kit.ShellQuote(policy))
+# A process runs what the upgrade replaced when its program or a library
+# it mapped is a deleted file.
+stale() {
+  case "$(readlink "/proc/$1/exe" 2>/dev/null)" in *" (deleted)") return 0 ;; esac
+  grep -Eqs ' /(usr|lib|lib32|lib64|bin|sbin|opt)/[^ ]* \(deleted\)$' "/proc/$1/maps"
 }
+n=0
+for pp in $(monit status 2>/dev/null | awk %[4]s); do
+  p=${pp%%%%:*} pid=${pp#*:}
+  [ "$p" = de-agent ] && continue
+  if stale "$pid"; then monit restart "$p" && echo "restarted $p: it ran what the upgrade replaced" && n=$((n+1)); fi
+done
+echo "$n process(es) restarted to run the upgraded packages"
+`, kit.ShellQuote(patchMark(id)), kit.ShellQuote(patchUpgraded(id)), kit.ShellQuote(policy), kit.ShellQuote(processPIDs))
+}
+
+// processPIDs is an awk program that reads monit status and prints each
+// running process as name:pid.
+const processPIDs = `/^Process /{ p = $2; gsub("\047", "", p); next }
+/^[^[:space:]]/{ p = "" }
+p != "" && $1 == "pid" { print p ":" $2; p = "" }`
 
 // notRunning is an awk program that reads monit status and prints each
 // process that does not run ('name': its status), nothing when all do. A

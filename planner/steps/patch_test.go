@@ -132,3 +132,14 @@ System 'node0'
 		t.Errorf("not running:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// processPIDs reads each process's pid from monit status.
+func TestProcessPIDs(t *testing.T) {
+	status := "Process 'web'\n  status                       OK\n  pid                          412\n\nProcess 'redis'\n  status                       Does not exist\n\nSystem 'n'\n  pid   9\n"
+	cmd := exec.Command("awk", processPIDs)
+	cmd.Stdin = strings.NewReader(status)
+	out, err := cmd.Output()
+	if err != nil || string(out) != "web:412\n" {
+		t.Errorf("pids: %q %v", out, err)
+	}
+}
