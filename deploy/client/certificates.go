@@ -17,8 +17,8 @@ func (c *Client) Certificates(ctx context.Context) (contract.Certificates, json.
 }
 
 // RotateCertificate asks the engine to issue certificate name again (api,
-// agents-listener); the process holding it serves the new one from its
-// next handshake.
+// agents-listener), or to move the agents to a new CA (agents-ca); the
+// process holding it serves the new one from its next handshake.
 func (c *Client) RotateCertificate(ctx context.Context, name string) (contract.CertificateRotated, json.RawMessage, error) {
 	var out contract.CertificateRotated
 	raw, err := c.getJSON(ctx, "POST", base+"/certificates/"+url.PathEscape(name)+"/rotate", nil, &out)

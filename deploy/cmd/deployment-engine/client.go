@@ -121,7 +121,8 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   certificates                     every certificate the engine made or serves (the agents' CA and
                                    listener, the API's): subject, expiry, days left ("!" under 30)
   certificates rotate NAME         issue api (--tls auto) or agents-listener again from the same CA,
-                                   served from the next connection without a restart (admin)
+                                   served from the next connection without a restart; agents-ca: a
+                                   new CA the agents move to without a disconnection (admin)
   problems [--auto]                what is wrong (nodes unreachable, processes down, monit checks
                                    missing or unmonitored, agents silent or at another version, drift,
                                    disks over 90 %, orphans, certificates expiring, host keys changed),

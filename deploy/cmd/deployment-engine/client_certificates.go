@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 func init() { commands["certificates"] = clientCommand("certificates", certificatesCmd) }
@@ -42,9 +44,10 @@ func certificatesCmd(ctx context.Context, s *session) int {
 }
 
 // rotateCmd: certificates rotate NAME — the engine issues the certificate
-// again and serves the new one without a restart.
+// again and serves the new one without a restart; for the agents' CA, it
+// says which agents took the new one and which did not.
 func rotateCmd(ctx context.Context, s *session) int {
-	if code := s.begin(len(s.args) == 2, "certificates rotate takes a certificate's name (api, agents-listener)"); code != exitOK {
+	if code := s.begin(len(s.args) == 2, "certificates rotate takes a certificate's name (api, agents-listener, agents-ca)"); code != exitOK {
 		return code
 	}
 	got, raw, err := s.c.RotateCertificate(ctx, s.args[1])
@@ -52,6 +55,16 @@ func rotateCmd(ctx context.Context, s *session) int {
 		c := got.Certificate
 		fmt.Fprintf(s.stdout, "%s issued again: serial %s (was %s), valid until %s; served from the next connection\n",
 			c.Name, c.Serial, got.PreviousSerial, c.NotAfter.Local().Format("2006-01-02 15:04"))
+		if c.Name != contract.CertAgentsCA {
+			return
+		}
+		fmt.Fprintf(s.stdout, "%d agents trust the new CA alone\n", len(got.AgentsUpdated))
+		for _, m := range got.AgentsMissed {
+			fmt.Fprintf(s.stderr, "agent %s: %s\n", printable(m.Node), printable(m.Error))
+		}
+		if len(got.AgentsMissed) > 0 {
+			fmt.Fprintf(s.stderr, "%d agents did not take the new CA: the next deploy gives it to them\n", len(got.AgentsMissed))
+		}
 	})
 }
 

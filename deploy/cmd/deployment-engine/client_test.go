@@ -340,13 +340,20 @@ func TestCLICertificates(t *testing.T) {
 }
 
 // certificates rotate NAME posts the rotation and says what is served
-// now; the engine's refusal (the agents' CA) is its error, exit 1.
+// now, and for the agents' CA which agents missed it (on stderr); the
+// engine's refusal is its error, exit 1.
 func TestCLICertificatesRotate(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /deployment-engine/certificates/{name}/rotate", func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("name") == "agents-ca" {
-			w.WriteHeader(501)
-			fmt.Fprint(w, `{"error":"rotating the agents' CA is not supported yet: later"}`)
+		switch r.PathValue("name") {
+		case "agents-ca":
+			w.WriteHeader(202)
+			fmt.Fprint(w, `{"v":1,"certificate":{"name":"agents-ca","serial":"3c","not_after":"2036-01-01T00:00:00Z"},"previous_serial":"1a",`+
+				`"agents_updated":["10.0.0.1"],"agents_missed":[{"node":"10.0.0.2","error":"no agent answers"}]}`)
+			return
+		case "agents-listener":
+			w.WriteHeader(409)
+			fmt.Fprint(w, `{"error":"certificate agents-listener is given by --tls-cert"}`)
 			return
 		}
 		w.WriteHeader(202)
@@ -360,8 +367,13 @@ func TestCLICertificatesRotate(t *testing.T) {
 	if r := cli(t, "certificates", "rotate", "api"); r.code != exitOK || !strings.Contains(r.stdout, "api issued again: serial 2b (was 1a)") {
 		t.Fatalf("rotate api: %+v", r)
 	}
-	if r := cli(t, "certificates", "rotate", "agents-ca"); r.code != exitFailed || !strings.Contains(r.stderr, "not supported yet") {
+	if r := cli(t, "certificates", "rotate", "agents-ca"); r.code != exitOK || !strings.Contains(r.stdout, "agents-ca issued again: serial 3c") ||
+		!strings.Contains(r.stdout, "1 agents trust the new CA alone") || !strings.Contains(r.stderr, "agent 10.0.0.2: no agent answers") ||
+		!strings.Contains(r.stderr, "the next deploy gives it to them") {
 		t.Fatalf("rotate the agents' CA: %+v", r)
+	}
+	if r := cli(t, "certificates", "rotate", "agents-listener"); r.code != exitFailed || !strings.Contains(r.stderr, "--tls-cert") {
+		t.Fatalf("a refused rotation: %+v", r)
 	}
 	if r := cli(t, "certificates", "rotate"); r.code != exitUsage {
 		t.Fatalf("no name: %+v", r)
