@@ -114,7 +114,8 @@ func rewriteCA(path, bundle string) error {
 		return fmt.Errorf("write the agent's config: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // once renamed, there is nothing to remove
-	if _, err := tmp.Write(append(out, '\n')); err == nil {
+	_, err = tmp.Write(append(out, '\n'))
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if err == nil {
