@@ -135,6 +135,7 @@ func TestStarterStack(t *testing.T) {
 	logsThroughAPI(t, e, comps)
 	comps = scaleOutAndIn(t, e, comps)
 	maintenanceDrains(t, e, comps["web"][1])
+	patchRolls(t, e, comps)
 	operate(t, e, comps)
 	stopStartEach(t, e, comps)
 	frozenNode(t, e, bed.Nodes[3])
@@ -146,54 +147,18 @@ func TestStarterStack(t *testing.T) {
 // the config's components at the end.
 func scaleOutAndIn(t *testing.T, e *harness.Engine, comps map[string][]string) map[string][]string {
 	haproxy := "http://" + bed.Nodes[0].IP + "/"
-	stop := make(chan struct{})
-	var failed, served int
-	var why []string // the first failures, each with its time
-	var fmu sync.Mutex
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// Generous: the machine runs other suites beside this one, and a
-		// request it is slow to carry is not one haproxy failed.
-		client := &http.Client{Timeout: 10 * time.Second}
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			asked := time.Now()
-			resp, err := client.Get(haproxy)
-			fmu.Lock()
-			if err != nil || resp.StatusCode != 200 {
-				failed++
-				if len(why) < 5 {
-					what := fmt.Sprint(err)
-					if err == nil {
-						what = resp.Status
-					}
-					why = append(why, fmt.Sprintf("%s (asked at %s, after %s)", what, asked.Format("15:04:05.000"), time.Since(asked).Round(time.Millisecond)))
-				}
-			} else {
-				served++
-			}
-			fmu.Unlock()
-			if resp != nil {
-				resp.Body.Close()
-			}
-		}
-	}()
+	load := hammer(haproxy)
 	newWeb := bed.Nodes[3].IP
 	code, body := e.Do("POST", "/deployment-engine/scale", []map[string]string{{"Comp": "web", "Ip": bed.Nodes[2].IP}, {"Comp": "web", "Ip": newWeb}})
 	if code != 202 {
-		close(stop)
+		load.stop()
 		t.Fatalf("scale: %d %s", code, body)
 	}
 	var r struct{ ID string }
 	_ = json.Unmarshal(body, &r)
 	d := wait(t, e, r.ID, 5*time.Minute)
 	if d.State != "succeeded" {
-		close(stop)
+		load.stop()
 		t.Fatalf("scale-out deployment: %s\n%s", d.State, failures(d))
 	}
 	for _, st := range d.Steps {
@@ -209,12 +174,11 @@ func scaleOutAndIn(t *testing.T, e *harness.Engine, comps map[string][]string) m
 	comps["web"] = ips(1, 2)
 	code, body = e.Do("POST", "/deployment-engine/config", config("starter", comps))
 	if code != 201 {
-		close(stop)
+		load.stop()
 		t.Fatalf("config for scale-in: %d %s", code, body)
 	}
 	d = wait(t, e, deploy(t, e), 5*time.Minute)
-	close(stop)
-	<-done
+	served, failed, why := load.stop()
 	if d.State != "succeeded" {
 		t.Fatalf("scale-in deployment: %s\n%s", d.State, failures(d))
 	}
@@ -224,8 +188,6 @@ func scaleOutAndIn(t *testing.T, e *harness.Engine, comps map[string][]string) m
 	if out, _ := bed.Nodes[3].Exec(context.Background(), "monit summary web 2>&1; true"); strings.Contains(string(out), "OK") {
 		t.Errorf("web still supervised on the removed node: %s", out)
 	}
-	fmu.Lock()
-	defer fmu.Unlock()
 	if failed > 0 || served < 20 {
 		t.Errorf("during scale-out and scale-in: %d requests failed, %d served: %s", failed, served, strings.Join(why, "; "))
 	}
