@@ -208,6 +208,10 @@ func (r *caRotation) rotate(ctx context.Context) (rotated, error) {
 	if c.fixed != nil || c.given || c.dataDir == "" {
 		return rotated{}, errGiven
 	}
+	// Once begun, a rotation ends as one, whoever stops waiting for its
+	// answer: a cancelled request must not pass for agents that did not
+	// answer. Each agent's answer is bounded (trustTimeout).
+	ctx = context.WithoutCancel(ctx)
 	ips, err := r.agents(ctx)
 	if err != nil {
 		return rotated{}, fmt.Errorf("list the agents: %w", err)
