@@ -277,9 +277,12 @@ func (r *caRotation) promote(certPEM string) error {
 	if err := os.Rename(filepath.Join(dir, agentsCAPendingFile), filepath.Join(dir, AgentsCAKeyFile)); err != nil {
 		return fmt.Errorf("keep the agents' new CA: %w", err)
 	}
-	// Observers pin this one; a start writes it again from the key file
-	// should this write not happen.
-	return writeAtomic(filepath.Join(dir, AgentsCAFile), []byte(certPEM), 0o644)
+	// Observers pin this one. The new CA is the agents' already: should
+	// this write fail, a start writes it again from the key file.
+	if err := writeAtomic(filepath.Join(dir, AgentsCAFile), []byte(certPEM), 0o644); err != nil {
+		r.log.Warn("the agents' new CA certificate, for observers: the next start writes it", "err", err)
+	}
+	return nil
 }
 
 // tell sends every agent of ips the trust command for bundle, some at

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -183,9 +184,9 @@ func TestAgentsCARotates(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(autoPEM)
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	call := func(method, path string) (int, []byte) {
+	call := func(method, path string, body ...string) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(method, "https://"+addr+"/deployment-engine"+path, nil)
+		req, _ := http.NewRequest(method, "https://"+addr+"/deployment-engine"+path, strings.NewReader(strings.Join(body, "")))
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := client.Do(req)
 		if err != nil {
@@ -194,6 +195,14 @@ func TestAgentsCARotates(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(bufio.NewReader(resp.Body))
 		return resp.StatusCode, b
+	}
+	// A node of the config whose agent does not run misses the new CA,
+	// and is named.
+	down := "10.0.0.23"
+	cfg := `{"components": {"web": ["` + strings.Join(append(slices.Clone(ips), down), `", "`) + `"]}, "properties": {"catalog": "starter", ` +
+		`"domain": "t.local", "home": "127.0.0.1", "root": "pw", "checkdisk": 0, "adduser": 0}}`
+	if code, body := call("POST", "/config?check=0", cfg); code != http.StatusCreated {
+		t.Fatalf("config: %d %s", code, body)
 	}
 	code, body := call("POST", "/certificates/agents-ca/rotate")
 	if code != http.StatusAccepted {
@@ -206,7 +215,8 @@ func TestAgentsCARotates(t *testing.T) {
 	block, _ := pem.Decode(autoPEM)
 	auto, _ := x509.ParseCertificate(block.Bytes)
 	if got.Certificate.Name != contract.CertAgentsCA || !got.Certificate.IsCA || got.PreviousSerial != auto.SerialNumber.Text(16) ||
-		got.Certificate.Serial == got.PreviousSerial || !slices.Equal(got.AgentsUpdated, ips) || len(got.AgentsMissed) != 0 {
+		got.Certificate.Serial == got.PreviousSerial || !slices.Equal(got.AgentsUpdated, ips) || len(got.AgentsMissed) != 1 ||
+		got.AgentsMissed[0].Node != down || !strings.Contains(got.AgentsMissed[0].Error, "next deploy") {
 		t.Fatalf("the answer: %s", body)
 	}
 
@@ -344,5 +354,29 @@ func TestAgentsCAAtStart(t *testing.T) {
 	}
 	if _, err := natsCerts(Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)}, ""); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("a key file open to others: %v", err)
+	}
+}
+
+// One rotation of the agents' CA at a time; a CA given by --tls-cert is
+// not the engine's to rotate.
+func TestAgentsCARotationRefused(t *testing.T) {
+	none := func(context.Context) ([]string, error) { return nil, nil }
+	busy := &caRotation{certs: autoCerts(t), agents: none, log: quiet()}
+	busy.mu.Lock()
+	defer busy.mu.Unlock()
+	given := autoCerts(t)
+	given.given = true
+	for _, tc := range []struct {
+		name string
+		r    *caRotation
+		want error
+	}{
+		{"under way", busy, errRotating},
+		{"given", &caRotation{certs: given, agents: none, log: quiet()}, errGiven},
+		{"no data dir", &caRotation{certs: autoCerts(t), agents: none, log: quiet()}, errGiven},
+	} {
+		if _, err := tc.r.rotate(context.Background()); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
 	}
 }
