@@ -12,7 +12,8 @@ import (
 const (
 	// CertAgentsCA is what node agents pin: the CA that issues the agents'
 	// NATS listener its certificate (with --tls auto or no TLS flag, the
-	// pair in <data>/tls, which also serves the API under --tls auto).
+	// pair in <data>/tls, which also serves the API under --tls auto, until
+	// a rotation gives the agents a CA of their own).
 	CertAgentsCA = "agents-ca"
 	// CertAgentsListener is what the NATS listener for agents presents.
 	CertAgentsListener = "agents-listener"

@@ -40,8 +40,9 @@ type AgentConfig struct {
 	NATS         string `json:"nats"`
 	User         string `json:"user"`
 	PasswordFile string `json:"password_file"`
-	// CA is the PEM certificate the engine's NATS presents: the agent
-	// connects over TLS and trusts that certificate alone. Empty: plain.
+	// CA is the PEM certificate the engine's NATS presents, or the CA that
+	// issued it (the old CA and the new while the agents' CA rotates): the
+	// agent connects over TLS and trusts those alone. Empty: plain.
 	CA         string           `json:"ca,omitempty"`
 	Listen     string           `json:"listen,omitempty"`
 	IntervalS  int              `json:"interval_s,omitempty"`
