@@ -74,8 +74,9 @@ func loadAgentsCA(dataDir string, log *slog.Logger) (certFile, keyFile string, e
 	if err != nil {
 		return "", "", fmt.Errorf("the agents' CA: %w", err)
 	}
-	if err := checkKeyMode(keyFile); err != nil {
-		return "", "", fmt.Errorf("the agents' CA: %w", err)
+	if st, err := os.Stat(keyFile); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return "", "", fmt.Errorf("the agents' CA key %s is open to group or others (mode %04o): whoever reads it can impersonate the engine to "+
+			"its agents; run chmod 600 %s", keyFile, st.Mode().Perm(), keyFile)
 	}
 	certPEM := certificatesOf(b)
 	if len(certPEM) == 0 {
