@@ -167,6 +167,7 @@ func TestAgentsCARotation(t *testing.T) {
 		}
 	}
 	t.Logf("the agent killed on %s reported again %s later", n[0], time.Since(killed).Round(time.Second))
+	pids[node.IP] = nodeSh(t, node, procs)
 
 	code, body = e.Do("GET", "/deployment-engine/certificates", nil)
 	var certs contract.Certificates
@@ -177,12 +178,16 @@ func TestAgentsCARotation(t *testing.T) {
 		certs.Certificates[i].Serial != got.Certificate.Serial {
 		t.Errorf("the agents' CA listed: %s", body)
 	}
-	// The next deployment installs agents trusting the new CA, as they
-	// do already.
+	// The next deployment writes each agent's config as the agent wrote
+	// it: the agent, trusting the new CA already, does not restart.
 	if d := wait(t, e, deploy(t, e), 5*time.Minute); d.State != contract.DeploySucceeded {
 		t.Fatalf("deployment after the rotation: %s\n%s", d.State, failures(d))
 	}
-	for _, node := range bed.Nodes {
+	time.Sleep(6 * time.Second) // an agent checks its config every interval
+	for i, node := range bed.Nodes {
 		untilNode(t, node, "the agent is connected after the deployment", established, "1")
+		if now := nodeSh(t, node, procs); now != pids[node.IP] {
+			t.Errorf("%s: alpha and agent PIDs %q after the deployment, %q before", n[i], now, pids[node.IP])
+		}
 	}
 }
