@@ -356,7 +356,7 @@ var routeDocs = map[string]opDoc{
 			"each gets it at the next deploy's agent step, and cannot reach the engine again before once its connection drops.",
 		ok: []reply{ok[contract.CertificateRotated](202, "issued, and served from the next handshake")},
 		errs: []reply{fails(404, "no such certificate"),
-			fails(409, "the engine does not serve it (TLS off, an external NATS) or was given it (--tls-cert), or a rotation of the agents' CA is under way"),
+			fails(409, "the engine does not serve it (TLS off, an external NATS) or was given it (--tls-cert); for agents-ca, a rotation of it or a deployment is under way"),
 			fails(503, "not connected to the bus")}},
 }
 

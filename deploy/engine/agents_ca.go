@@ -51,6 +51,15 @@ const trustFanout = 32
 // errRotating refuses a rotation of the agents' CA while one runs.
 var errRotating = errors.New("a rotation of the agents' CA is under way")
 
+// errDeploying refuses a rotation of the agents' CA while a deployment
+// runs: its agent steps were planned with the CA of before, and an agent
+// given that alone after the rotation could not reach the engine again.
+type errDeploying struct{ id string }
+
+func (e errDeploying) Error() string {
+	return fmt.Sprintf("deployment %s is running, and its agent steps give the agents the CA of now: rotate the agents' CA once it ends", e.id)
+}
+
 // loadAgentsCA returns the files of the agents' own CA, or "" when no
 // rotation made one. A pending CA is a rotation that stopped before the new
 // CA became the agents' (a crash, a stop): no agent was told to trust it
@@ -175,7 +184,10 @@ type caRotation struct {
 	// password is a node's agent password, from which the trust
 	// command's sealing key derives.
 	password func(ip string) string
-	log      *slog.Logger
+	// deploying is the deployment running, "" when none does; nil: none
+	// can (a test).
+	deploying func(ctx context.Context) (string, error)
+	log       *slog.Logger
 
 	mu sync.Mutex
 }
@@ -213,6 +225,15 @@ func (r *caRotation) rotate(ctx context.Context) (rotated, error) {
 	// answer: a cancelled request must not pass for agents that did not
 	// answer. Each agent's answer is bounded (trustTimeout).
 	ctx = context.WithoutCancel(ctx)
+	if r.deploying != nil {
+		id, err := r.deploying(ctx)
+		switch {
+		case err != nil:
+			return rotated{}, fmt.Errorf("whether a deployment runs: %w", err)
+		case id != "":
+			return rotated{}, errDeploying{id}
+		}
+	}
 	ips, err := r.agents(ctx)
 	if err != nil {
 		return rotated{}, fmt.Errorf("list the agents: %w", err)

@@ -379,4 +379,24 @@ func TestAgentsCARotationRefused(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
+	// While a deployment runs (its agent steps carry the CA of before),
+	// and when whether one runs is not known, nothing is made.
+	certs := autoCerts(t)
+	certs.dataDir = t.TempDir()
+	for _, tc := range []struct {
+		name      string
+		deploying func(context.Context) (string, error)
+		says      string
+	}{
+		{"a deployment runs", func(context.Context) (string, error) { return "d-1", nil }, "deployment d-1 is running"},
+		{"the planner fails", func(context.Context) (string, error) { return "", errors.New("planner down") }, "planner down"},
+	} {
+		r := &caRotation{certs: certs, agents: none, deploying: tc.deploying, log: quiet()}
+		if _, err := r.rotate(context.Background()); err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.says)
+		}
+		if _, err := os.Stat(filepath.Join(certs.dataDir, agentsCAPendingFile)); !os.IsNotExist(err) {
+			t.Errorf("%s: a pending CA was made: %v", tc.name, err)
+		}
+	}
 }

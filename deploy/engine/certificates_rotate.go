@@ -17,8 +17,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/deployment-engine/engine/monitor/heal/repair"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 	"github.com/deployment-engine/engine/services/subject"
@@ -254,11 +256,14 @@ func (r *certRotation) rotate(ctx context.Context, req micro.Request, name strin
 		return 0, nil, err
 	}
 	res, err := rot(ctx)
+	var deploying errDeploying
 	switch {
 	case errors.Is(err, errGiven):
 		return 0, nil, kit.Errorf(http.StatusConflict, "certificate %s is %v", name, err)
 	case errors.Is(err, errRotating):
 		return 0, nil, kit.Errorf(http.StatusConflict, "%v: wait for its answer", err)
+	case errors.As(err, &deploying):
+		return 0, nil, kit.Errorf(http.StatusConflict, "%v", err)
 	case err != nil:
 		r.log.Error("rotate a certificate", "name", name, "err", err)
 		return 0, nil, kit.Errorf(http.StatusInternalServerError, "rotate certificate %s: %v", name, err)
@@ -285,8 +290,17 @@ func startCertRotation(o Options, b *engineBus, api *apiCert, stops *[]func()) e
 	}
 	if b.certs != nil {
 		r.holders[contract.CertAgentsListener] = reissue(b.certs.rotate)
-		ca := &caRotation{certs: b.certs, nc: b.nc, agents: agentsToTrust(b.srv, b.res, b.agent != nil, r.log),
-			password: b.agentPass, log: r.log}
+		nc := b.nc
+		ca := &caRotation{certs: b.certs, nc: nc, agents: agentsToTrust(b.srv, b.res, b.agent != nil, r.log),
+			password: b.agentPass, log: r.log, deploying: func(ctx context.Context) (string, error) {
+				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				id, err := repair.DeploymentRunning(ctx, nc)
+				if errors.Is(err, nats.ErrNoResponders) {
+					return "", nil // no planner runs, and so no deployment
+				}
+				return id, err
+			}}
 		r.holders[contract.CertAgentsCA] = ca.rotate
 	}
 	if len(r.holders) == 0 {
