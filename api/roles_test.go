@@ -126,59 +126,60 @@ func (s *syncBuffer) String() string {
 // releases. A route of a named cluster (/clusters/{cluster}/...) needs
 // what the same route of the default cluster needs.
 var routeRoles = map[string]Role{
-	"GET /audit":                                 RoleRead,
-	"GET /certificates":                          RoleRead,
-	"GET /config":                                RoleRead,
-	"GET /config/history":                        RoleRead,
-	"GET /config/schema":                         RoleRead,
-	"GET /deployments":                           RoleRead,
-	"GET /deployments/{id}":                      RoleRead,
-	"GET /deployments/{id}/events":               RoleRead,
-	"GET /deployments/{id}/report":               RoleRead,
-	"GET /download":                              RoleRead,
-	"PUT /download":                              RoleRead, // reads a log
-	"GET /hardware":                              RoleRead,
-	"GET /heal":                                  RoleRead,
-	"GET /logs.tar.gz":                           RoleRead,
-	"GET /logs/{name}":                           RoleRead,
-	"GET /logs/follow":                           RoleRead, // a stream of runtime log lines
-	"GET /precheck":                              RoleRead,
-	"GET /prometheus/targets":                    RoleRead,
-	"GET /releases":                              RoleRead,
-	"GET /status":                                RoleRead,
-	"GET /instances":                             RoleRead,
-	"GET /maintenance":                           RoleRead,
-	"GET /nodes/{ip}/maintenance":                RoleRead,
-	"PUT /nodes/{ip}/maintenance":                RoleOperate,
-	"POST /deployments/{id}/cancel":              RoleOperate,
-	"PUT /heal":                                  RoleOperate,
-	"PUT /restart":                               RoleOperate,
-	"PUT /stop":                                  RoleOperate,
-	"POST /exec":                                 RoleOperate, // runs a command on nodes, as a deployment
-	"POST /copy":                                 RoleOperate, // puts a file on nodes, as a deployment
-	"GET /errands":                               RoleRead,
-	"POST /errands/{name}/run":                   RoleDeploy,  // runs a release's job on its nodes, as a deployment
-	"GET /deployments/{id}/files/{ip}":           RoleOperate, // a node's file, unredacted
-	"GET /deploy":                                RoleDeploy,  // the SPEC's deploy by GET
-	"POST /deploy":                               RoleDeploy,
-	"POST /config":                               RoleDeploy, // renders releases when it checks, and with ?check=0 too
-	"POST /plan":                                 RoleDeploy, // renders releases
-	"POST /releases":                             RoleDeploy,
-	"POST /rollback":                             RoleDeploy,
-	"POST /scale":                                RoleDeploy,
-	"POST /takeover":                             RoleDeploy,
-	"GET /schedules":                             RoleRead,
-	"GET /schedules/{name}":                      RoleRead,
-	"POST /schedules":                            RoleDeploy, // each run deploys
-	"DELETE /schedules/{name}":                   RoleDeploy,
-	"POST /certificates/{cert}/rotate":           RoleAdmin,
-	"GET /cloud-config":                          RoleRead,
-	"PUT /cloud-config":                          RoleDeploy, // the machines manifests deploy on
-	"POST /manifest":                             RoleDeploy,
-	"GET /manifest/variables":                    RoleRead,
+	"GET /audit":                       RoleRead,
+	"GET /certificates":                RoleRead,
+	"GET /config":                      RoleRead,
+	"GET /config/history":              RoleRead,
+	"GET /config/schema":               RoleRead,
+	"GET /deployments":                 RoleRead,
+	"GET /deployments/{id}":            RoleRead,
+	"GET /deployments/{id}/events":     RoleRead,
+	"GET /deployments/{id}/report":     RoleRead,
+	"GET /download":                    RoleRead,
+	"PUT /download":                    RoleRead, // reads a log
+	"GET /hardware":                    RoleRead,
+	"GET /heal":                        RoleRead,
+	"GET /logs.tar.gz":                 RoleRead,
+	"GET /logs/{name}":                 RoleRead,
+	"GET /logs/follow":                 RoleRead, // a stream of runtime log lines
+	"GET /precheck":                    RoleRead,
+	"GET /prometheus/targets":          RoleRead,
+	"GET /releases":                    RoleRead,
+	"GET /status":                      RoleRead,
+	"GET /instances":                   RoleRead,
+	"GET /maintenance":                 RoleRead,
+	"GET /nodes/{ip}/maintenance":      RoleRead,
+	"PUT /nodes/{ip}/maintenance":      RoleOperate,
+	"POST /deployments/{id}/cancel":    RoleOperate,
+	"PUT /heal":                        RoleOperate,
+	"PUT /restart":                     RoleOperate,
+	"PUT /stop":                        RoleOperate,
+	"POST /exec":                       RoleOperate, // runs a command on nodes, as a deployment
+	"POST /copy":                       RoleOperate, // puts a file on nodes, as a deployment
+	"POST /patch":                      RoleDeploy,  // upgrades and reboots nodes, as a deployment
+	"GET /errands":                     RoleRead,
+	"POST /errands/{name}/run":         RoleDeploy,  // runs a release's job on its nodes, as a deployment
+	"GET /deployments/{id}/files/{ip}": RoleOperate, // a node's file, unredacted
+	"GET /deploy":                      RoleDeploy,  // the SPEC's deploy by GET
+	"POST /deploy":                     RoleDeploy,
+	"POST /config":                     RoleDeploy, // renders releases when it checks, and with ?check=0 too
+	"POST /plan":                       RoleDeploy, // renders releases
+	"POST /releases":                   RoleDeploy,
+	"POST /rollback":                   RoleDeploy,
+	"POST /scale":                      RoleDeploy,
+	"POST /takeover":                   RoleDeploy,
+	"GET /schedules":                   RoleRead,
+	"GET /schedules/{name}":            RoleRead,
+	"POST /schedules":                  RoleDeploy, // each run deploys
+	"DELETE /schedules/{name}":         RoleDeploy,
+	"POST /certificates/{cert}/rotate": RoleAdmin,
+	"GET /cloud-config":                RoleRead,
+	"PUT /cloud-config":                RoleDeploy, // the machines manifests deploy on
+	"POST /manifest":                   RoleDeploy,
+	"GET /manifest/variables":          RoleRead,
 	"POST /manifest/variables/{name}/regenerate": RoleDeploy,
-	"GET /problems":                              RoleRead,
-	"POST /problems/{id}/resolve":                RoleOperate, // a fix that deploys the config needs deploy (routes_problems.go)
+	"GET /problems":               RoleRead,
+	"POST /problems/{id}/resolve": RoleOperate, // a fix that deploys the config needs deploy (routes_problems.go)
 }
 
 // tableRoutes walks the real router: every route below the prefix that

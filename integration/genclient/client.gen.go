@@ -35,6 +35,12 @@ func (e PostConfigParamsCheck) Valid() bool {
 	}
 }
 
+// AgentMissed defines model for AgentMissed.
+type AgentMissed struct {
+	Error string `json:"error"`
+	Node  string `json:"node"`
+}
+
 // AuditEntry Examples: {"action":"stop","actor":"alice","code":200,"component":"web","ip":"10.0.0.1","object":"web@10.0.0.1","result":"ok","time":"2026-11-24T22:39:05Z","v":1}
 type AuditEntry struct {
 	Action     string    `json:"action"`
@@ -87,9 +93,11 @@ type Certificate struct {
 
 // CertificateRotated defines model for CertificateRotated.
 type CertificateRotated struct {
-	Certificate    Certificate `json:"certificate"`
-	PreviousSerial string      `json:"previous_serial"`
-	V              int         `json:"v"`
+	AgentsMissed   *[]AgentMissed `json:"agents_missed,omitempty"`
+	AgentsUpdated  *[]string      `json:"agents_updated,omitempty"`
+	Certificate    Certificate    `json:"certificate"`
+	PreviousSerial string         `json:"previous_serial"`
+	V              int            `json:"v"`
 }
 
 // Certificates defines model for Certificates.
@@ -479,6 +487,14 @@ type NotifyConfig struct {
 	Webhooks   *[]Webhook `json:"webhooks"`
 }
 
+// PatchStarted defines model for PatchStarted.
+type PatchStarted struct {
+	Batches int       `json:"batches"`
+	Held    *[]string `json:"held,omitempty"`
+	Id      string    `json:"id"`
+	Nodes   *[]string `json:"nodes"`
+}
+
 // PersistentDisk defines model for PersistentDisk.
 type PersistentDisk struct {
 	Device *string `json:"device,omitempty"`
@@ -865,6 +881,13 @@ type MaintenanceSwitch struct {
 	Reason *string `json:"reason,omitempty"`
 }
 
+// PatchRequest defines model for patchRequest.
+type PatchRequest struct {
+	MaxInFlight interface{} `json:"max_in_flight,omitempty"`
+	Nodes       *[]string   `json:"nodes,omitempty"`
+	Reboot      *string     `json:"reboot,omitempty"`
+}
+
 // ResolveBody defines model for resolveBody.
 type ResolveBody struct {
 	Fix string `json:"fix"`
@@ -1074,6 +1097,9 @@ type DeployManifestJSONRequestBody = ManifestDeploy
 
 // SetNodeMaintenanceJSONRequestBody defines body for SetNodeMaintenance for application/json ContentType.
 type SetNodeMaintenanceJSONRequestBody = MaintenanceSwitch
+
+// PatchJSONRequestBody defines body for Patch for application/json ContentType.
+type PatchJSONRequestBody = PatchRequest
 
 // PlanJSONRequestBody defines body for Plan for application/json ContentType.
 type PlanJSONRequestBody = Config
@@ -1809,7 +1835,7 @@ type ClientInterface interface {
 
 	// RotateCertificate Issue a certificate of the engine again, served without a restart
 	//
-	// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.
+	// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change. agents-ca: a new CA of the agents' own (kept in <data>/tls/agents-ca-key.pem, its certificate in agents-ca.pem), through a transition: every agent is told to trust the old CA and the new, the listener's certificate is issued by the new one, then every agent is told to trust the new one alone; no agent is disconnected and no instance restarted. The API's certificate and what its clients trust do not change. agents_updated names the agents that took the new CA; agents_missed those that did not (not connected, or too old): each gets it at the next deploy's agent step, and cannot reach the engine again before once its connection drops.
 	//
 	// Corresponds with POST /deployment-engine/certificates/{cert}/rotate (the `RotateCertificate` operationId).
 	RotateCertificate(ctx context.Context, cert string, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2111,6 +2137,24 @@ type ClientInterface interface {
 	// Corresponds with GET /deployment-engine/openapi.json (the `Openapi` operationId).
 	Openapi(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// PatchWithBody Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch
+	//
+	// max_in_flight nodes at a time (default 1), each batch after the whole of the one before. On each node: its instances that a running balancer balances are drained; its packages are upgraded from the engine's mirror (run `mirror sync` first), the mirror the only source, the node's changed configuration files kept and no service started by a package; the node reboots when reboot says so (if-required, the default: when it has /var/run/reboot-required; always; never), or else its processes restart when anything was upgraded; the engine waits until the node is back and every process monit watches runs, watches its instances healthy and puts them back. A failed batch halts the rest. Nodes in maintenance are left out and named (held). Followed and cancelled as any deployment.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /deployment-engine/patch (the `Patch` operationId).
+	PatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// Patch Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch
+	//
+	// max_in_flight nodes at a time (default 1), each batch after the whole of the one before. On each node: its instances that a running balancer balances are drained; its packages are upgraded from the engine's mirror (run `mirror sync` first), the mirror the only source, the node's changed configuration files kept and no service started by a package; the node reboots when reboot says so (if-required, the default: when it has /var/run/reboot-required; always; never), or else its processes restart when anything was upgraded; the engine waits until the node is back and every process monit watches runs, watches its instances healthy and puts them back. A failed batch halts the rest. Nodes in maintenance are left out and named (held). Followed and cancelled as any deployment.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /deployment-engine/patch (the `Patch` operationId).
+	Patch(ctx context.Context, body PatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// PlanWithBody What a deployment of the posted config (or, with no body, the stored one) would do
 	//
 	// Takes any type of body and a specified content type.
@@ -2348,7 +2392,7 @@ func (c *Client) ListCertificates(ctx context.Context, reqEditors ...RequestEdit
 
 // RotateCertificate Issue a certificate of the engine again, served without a restart
 //
-// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.
+// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change. agents-ca: a new CA of the agents' own (kept in <data>/tls/agents-ca-key.pem, its certificate in agents-ca.pem), through a transition: every agent is told to trust the old CA and the new, the listener's certificate is issued by the new one, then every agent is told to trust the new one alone; no agent is disconnected and no instance restarted. The API's certificate and what its clients trust do not change. agents_updated names the agents that took the new CA; agents_missed those that did not (not connected, or too old): each gets it at the next deploy's agent step, and cannot reach the engine again before once its connection drops.
 //
 // Corresponds with POST /deployment-engine/certificates/{cert}/rotate (the `RotateCertificate` operationId).
 func (c *Client) RotateCertificate(ctx context.Context, cert string, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3080,6 +3124,44 @@ func (c *Client) SetNodeMaintenance(ctx context.Context, ip string, body SetNode
 // Corresponds with GET /deployment-engine/openapi.json (the `Openapi` operationId).
 func (c *Client) Openapi(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewOpenapiRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchWithBody Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch
+//
+// max_in_flight nodes at a time (default 1), each batch after the whole of the one before. On each node: its instances that a running balancer balances are drained; its packages are upgraded from the engine's mirror (run `mirror sync` first), the mirror the only source, the node's changed configuration files kept and no service started by a package; the node reboots when reboot says so (if-required, the default: when it has /var/run/reboot-required; always; never), or else its processes restart when anything was upgraded; the engine waits until the node is back and every process monit watches runs, watches its instances healthy and puts them back. A failed batch halts the rest. Nodes in maintenance are left out and named (held). Followed and cancelled as any deployment.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /deployment-engine/patch (the `Patch` operationId).
+func (c *Client) PatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// Patch Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch
+//
+// max_in_flight nodes at a time (default 1), each batch after the whole of the one before. On each node: its instances that a running balancer balances are drained; its packages are upgraded from the engine's mirror (run `mirror sync` first), the mirror the only source, the node's changed configuration files kept and no service started by a package; the node reboots when reboot says so (if-required, the default: when it has /var/run/reboot-required; always; never), or else its processes restart when anything was upgraded; the engine waits until the node is back and every process monit watches runs, watches its instances healthy and puts them back. A failed batch halts the rest. Nodes in maintenance are left out and named (held). Followed and cancelled as any deployment.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /deployment-engine/patch (the `Patch` operationId).
+func (c *Client) Patch(ctx context.Context, body PatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -5292,6 +5374,46 @@ func NewOpenapiRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewPatchRequest calls the generic Patch builder with application/json body
+func NewPatchRequest(server string, body PatchJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPatchRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewPatchRequestWithBody constructs an http.Request for the Patch method, with any body, and a specified content type
+func NewPatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/patch")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewPlanRequest calls the generic Plan builder with application/json body
 func NewPlanRequest(server string, body PlanJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -6175,7 +6297,7 @@ type ClientWithResponsesInterface interface {
 
 	// RotateCertificateWithResponse Issue a certificate of the engine again, served without a restart
 	//
-	// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.
+	// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change. agents-ca: a new CA of the agents' own (kept in <data>/tls/agents-ca-key.pem, its certificate in agents-ca.pem), through a transition: every agent is told to trust the old CA and the new, the listener's certificate is issued by the new one, then every agent is told to trust the new one alone; no agent is disconnected and no instance restarted. The API's certificate and what its clients trust do not change. agents_updated names the agents that took the new CA; agents_missed those that did not (not connected, or too old): each gets it at the next deploy's agent step, and cannot reach the engine again before once its connection drops.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6528,6 +6650,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /deployment-engine/openapi.json (the `Openapi` operationId).
 	OpenapiWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiResponse, error)
+
+	// PatchWithBodyWithResponse Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch
+	//
+	// max_in_flight nodes at a time (default 1), each batch after the whole of the one before. On each node: its instances that a running balancer balances are drained; its packages are upgraded from the engine's mirror (run `mirror sync` first), the mirror the only source, the node's changed configuration files kept and no service started by a package; the node reboots when reboot says so (if-required, the default: when it has /var/run/reboot-required; always; never), or else its processes restart when anything was upgraded; the engine waits until the node is back and every process monit watches runs, watches its instances healthy and puts them back. A failed batch halts the rest. Nodes in maintenance are left out and named (held). Followed and cancelled as any deployment.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/patch (the `Patch` operationId).
+	PatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchResponse, error)
+
+	// PatchWithResponse Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch
+	//
+	// max_in_flight nodes at a time (default 1), each batch after the whole of the one before. On each node: its instances that a running balancer balances are drained; its packages are upgraded from the engine's mirror (run `mirror sync` first), the mirror the only source, the node's changed configuration files kept and no service started by a package; the node reboots when reboot says so (if-required, the default: when it has /var/run/reboot-required; always; never), or else its processes restart when anything was upgraded; the engine waits until the node is back and every process monit watches runs, watches its instances healthy and puts them back. A failed batch halts the rest. Nodes in maintenance are left out and named (held). Followed and cancelled as any deployment.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /deployment-engine/patch (the `Patch` operationId).
+	PatchWithResponse(ctx context.Context, body PatchJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchResponse, error)
 
 	// PlanWithBodyWithResponse What a deployment of the posted config (or, with no body, the stored one) would do
 	//
@@ -7007,8 +7147,6 @@ type RotateCertificateResponse struct {
 	JSON429 *ErrorBody
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ErrorBody
-	// JSON501 the response for an HTTP 501 `application/json` response
-	JSON501 *ErrorBody
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *ErrorBody
 	// JSON504 the response for an HTTP 504 `application/json` response
@@ -7052,11 +7190,6 @@ func (r RotateCertificateResponse) GetJSON429() *ErrorBody {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r RotateCertificateResponse) GetJSON500() *ErrorBody {
 	return r.JSON500
-}
-
-// GetJSON501 returns the response for an HTTP 501 `application/json` response
-func (r RotateCertificateResponse) GetJSON501() *ErrorBody {
-	return r.JSON501
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -10669,6 +10802,131 @@ func (r OpenapiResponse) ContentType() string {
 	return ""
 }
 
+// PatchResponse401Headers the declared response headers of an HTTP 401 response for Patch
+type PatchResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// PatchResponse429Headers the declared response headers of an HTTP 429 response for Patch
+type PatchResponse429Headers struct {
+	RetryAfter string
+}
+
+type PatchResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *PatchStarted
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON502 the response for an HTTP 502 `application/json` response
+	JSON502 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *PatchResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *PatchResponse429Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r PatchResponse) GetJSON202() *PatchStarted {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PatchResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PatchResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PatchResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r PatchResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PatchResponse) GetJSON413() *ErrorBody {
+	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r PatchResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PatchResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON502 returns the response for an HTTP 502 `application/json` response
+func (r PatchResponse) GetJSON502() *ErrorBody {
+	return r.JSON502
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PatchResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r PatchResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r PatchResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PatchResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PatchResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PatchResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // PlanResponse401Headers the declared response headers of an HTTP 401 response for Plan
 type PlanResponse401Headers struct {
 	WWWAuthenticate *string
@@ -12881,7 +13139,7 @@ func (c *ClientWithResponses) ListCertificatesWithResponse(ctx context.Context, 
 
 // RotateCertificateWithResponse Issue a certificate of the engine again, served without a restart
 //
-// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change.
+// api (under --tls auto) and agents-listener: the process holding it issues a new one from the same CA, for the same names, valid until the CA's end, and presents it from its next TLS handshake; connections made before keep theirs. The API's is kept in <data>/tls/api-cert.pem, so that a restart serves it. Clients and agents pin the CA, which does not change. agents-ca: a new CA of the agents' own (kept in <data>/tls/agents-ca-key.pem, its certificate in agents-ca.pem), through a transition: every agent is told to trust the old CA and the new, the listener's certificate is issued by the new one, then every agent is told to trust the new one alone; no agent is disconnected and no instance restarted. The API's certificate and what its clients trust do not change. agents_updated names the agents that took the new CA; agents_missed those that did not (not connected, or too old): each gets it at the next deploy's agent step, and cannot reach the engine again before once its connection drops.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13497,6 +13755,36 @@ func (c *ClientWithResponses) OpenapiWithResponse(ctx context.Context, reqEditor
 		return nil, err
 	}
 	return ParseOpenapiResponse(rsp)
+}
+
+// PatchWithBodyWithResponse Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch
+//
+// max_in_flight nodes at a time (default 1), each batch after the whole of the one before. On each node: its instances that a running balancer balances are drained; its packages are upgraded from the engine's mirror (run `mirror sync` first), the mirror the only source, the node's changed configuration files kept and no service started by a package; the node reboots when reboot says so (if-required, the default: when it has /var/run/reboot-required; always; never), or else its processes restart when anything was upgraded; the engine waits until the node is back and every process monit watches runs, watches its instances healthy and puts them back. A failed batch halts the rest. Nodes in maintenance are left out and named (held). Followed and cancelled as any deployment.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/patch (the `Patch` operationId).
+func (c *ClientWithResponses) PatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchResponse, error) {
+	rsp, err := c.PatchWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchResponse(rsp)
+}
+
+// PatchWithResponse Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch
+//
+// max_in_flight nodes at a time (default 1), each batch after the whole of the one before. On each node: its instances that a running balancer balances are drained; its packages are upgraded from the engine's mirror (run `mirror sync` first), the mirror the only source, the node's changed configuration files kept and no service started by a package; the node reboots when reboot says so (if-required, the default: when it has /var/run/reboot-required; always; never), or else its processes restart when anything was upgraded; the engine waits until the node is back and every process monit watches runs, watches its instances healthy and puts them back. A failed batch halts the rest. Nodes in maintenance are left out and named (held). Followed and cancelled as any deployment.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /deployment-engine/patch (the `Patch` operationId).
+func (c *ClientWithResponses) PatchWithResponse(ctx context.Context, body PatchJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchResponse, error) {
+	rsp, err := c.Patch(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchResponse(rsp)
 }
 
 // PlanWithBodyWithResponse What a deployment of the posted config (or, with no body, the stored one) would do
@@ -14164,13 +14452,6 @@ func ParseRotateCertificateResponse(rsp *http.Response) (*RotateCertificateRespo
 			return nil, err
 		}
 		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 501:
-		var dest ErrorBody
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON501 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest ErrorBody
@@ -17565,6 +17846,125 @@ func ParseOpenapiResponse(rsp *http.Response) (*OpenapiResponse, error) {
 	switch {
 	case rsp.StatusCode == 429:
 		var headers OpenapiResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePatchResponse parses an HTTP response from a PatchWithResponse call
+func ParsePatchResponse(rsp *http.Response) (*PatchResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PatchResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest PatchStarted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers PatchResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers PatchResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
