@@ -98,7 +98,8 @@ func patchMark(id string) string { return "/run/deployment-engine-patch-" + id }
 func patchUpgraded(id string) string { return nodefs.State + "/patch-" + id + ".upgraded" }
 
 // patchUpgradeScript upgrades every package of the node that the engine's
-// mirror has newer, with the mirror as the only source and package lists
+// mirror has newer (and installs what their new versions depend on, a new
+// kernel's package among them; it removes nothing), with the mirror as the only source and package lists
 // of its own (the node's apt state is left as it was), keeping the
 // node's changed configuration files and starting no service (monit owns
 // them). It prints what it upgrades, and keeps the list for the reboot
@@ -110,17 +111,19 @@ rm -rf "$d"
 mkdir -p "$d/lists/partial" "$(dirname "$up")"
 echo 'deb [trusted=yes] %[1]s ./' > "$d/sources.list"
 export DEBIAN_FRONTEND=noninteractive
-o="-q -o Dir::Etc::SourceList=$d/sources.list -o Dir::Etc::SourceParts=$d/none -o Dir::State::Lists=$d/lists -o APT::Sandbox::User=root -o Acquire::Retries=3"
+# DPkg::Lock::Timeout: wait for a dpkg another apt holds (unattended-upgrades)
+# rather than fail; --with-new-pkgs: a new kernel comes as a new package.
+o="-q -o Dir::Etc::SourceList=$d/sources.list -o Dir::Etc::SourceParts=$d/none -o Dir::State::Lists=$d/lists -o APT::Sandbox::User=root -o Acquire::Retries=3 -o DPkg::Lock::Timeout=300"
 apt-get $o update >/dev/null
-apt-get $o -s upgrade | awk '/^Inst /{ print $2, $3, $4 }' | tr -d '[]()' > "$up"
+apt-get $o -s --with-new-pkgs upgrade | awk '/^Inst / { if ($3 ~ /^\[/) print $2, $3, "->", $4; else print $2, "(new)", "->", $3 }' | tr -d '[]()' > "$up"
 if [ ! -s "$up" ]; then echo "every package is as new as the mirror's"; rm -rf "$d"; exit 0; fi
-echo "upgrading $(wc -l < "$up") package(s) from %[1]s (name, from, to):"
+echo "upgrading $(wc -l < "$up") package(s) from %[1]s:"
 sed 's/^/  /' "$up"
 # Package scripts must not start services: monit owns them.
 rc=/usr/sbin/policy-rc.d made=0
 if [ ! -e "$rc" ]; then printf '#!/bin/sh\nexit 101\n' > "$rc"; chmod 755 "$rc"; made=1; fi
 st=0
-apt-get $o -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade || st=$?
+apt-get $o -y --with-new-pkgs -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade || st=$?
 [ "$made" = 0 ] || rm -f "$rc"
 rm -rf "$d"
 if [ "$st" != 0 ]; then echo "apt-get upgrade failed (exit $st)" >&2; exit "$st"; fi
