@@ -128,7 +128,11 @@ func (i *Installer) awaitBoot(runs []*stepRun, out outcome, head *stepRun) outco
 			return out
 		}
 		if deadline.IsZero() {
-			deadline = time.Now().Add(stepTimeout(r.s))
+			first := r.started
+			if first.IsZero() {
+				first = time.Now() // it never reached its node
+			}
+			deadline = first.Add(stepTimeout(r.s))
 		}
 		if time.Now().Add(bootRetry).After(deadline) {
 			out.err = permanent{fmt.Errorf("the node was not back within the step's %s: %w", stepTimeout(r.s), out.err)}

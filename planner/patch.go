@@ -51,11 +51,11 @@ func (p *Planner) patch(ctx context.Context, req micro.Request) (int, any, error
 	}
 	var held []string
 	nodes = slices.DeleteFunc(slices.Clone(nodes), func(ip string) bool {
-		_, in := m.Nodes[ip]
-		if in {
+		_, out := m.Nodes[ip]
+		if out {
 			held = append(held, ip)
 		}
-		return in
+		return out
 	})
 	if len(nodes) == 0 {
 		return 0, nil, kit.Errorf(409, "every node to patch is in maintenance (%s): take them out first", strings.Join(held, ", "))
