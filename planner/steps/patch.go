@@ -42,7 +42,8 @@ func (in Builder) PatchSteps(groups [][]string, reboot string) ([]*Step, []contr
 			back := in.stamp(&Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "patch-back",
 				Script: patchBackScript(in.ID), TimeoutS: patchBackTimeout, Hash: Hash("patch-back", in.ID, ip), AwaitsBoot: true},
 				After: []string{restart.Spec.ID}})
-			var drains, watch, readies []*Step
+			// The node's balanced instances, all of them as one.
+			var all instance
 			if in.Catalog != nil {
 				for _, comp := range in.Catalog.Order {
 					if !slices.Contains(in.Previous[ip], comp) || len(in.Catalog.Balancers(comp)) == 0 {
@@ -53,33 +54,20 @@ func (in Builder) PatchSteps(groups [][]string, reboot string) ([]*Step, []contr
 					if err != nil {
 						return nil, nil, err
 					}
-					drains, watch, readies = append(drains, inst.drains...), append(watch, inst.watch...), append(readies, inst.readies...)
+					all.drains, all.watch, all.readies = append(all.drains, inst.drains...), append(all.watch, inst.watch...), append(all.readies, inst.readies...)
 				}
 			}
 			// The drains wait for the batch before; without any, the upgrade does.
-			for _, d := range drains {
-				upgrade.After = append(upgrade.After, d.Spec.ID)
-			}
-			if len(drains) == 0 {
+			upgrade.After = append(upgrade.After, all.firstIDs()...)
+			if len(all.drains) == 0 {
 				upgrade.After = append(upgrade.After, gate...)
 			}
-			ids := func(list []*Step) []string {
-				var out []string
-				for _, s := range list {
-					out = append(out, s.Spec.ID)
-				}
-				return out
-			}
-			out = append(append(append(append(out, drains...), upgrade, restart, back), watch...), readies...)
-			b.Steps = append(b.Steps, ids(drains)...)
-			b.Steps = append(b.Steps, upgrade.Spec.ID, restart.Spec.ID, back.Spec.ID)
-			b.Steps = append(append(b.Steps, ids(watch)...), ids(readies)...)
-			switch {
-			case len(readies) > 0:
-				next = append(next, ids(readies)...)
-			case len(watch) > 0:
-				next = append(next, ids(watch)...)
-			default:
+			out = append(append(append(out, all.drains...), upgrade, restart, back), append(all.watch, all.readies...)...)
+			b.Steps = append(append(b.Steps, all.ids(all.drains)...), upgrade.Spec.ID, restart.Spec.ID, back.Spec.ID)
+			b.Steps = append(append(b.Steps, all.ids(all.watch)...), all.ids(all.readies)...)
+			if ids := all.gateIDs(); len(ids) > 0 {
+				next = append(next, ids...)
+			} else {
 				next = append(next, back.Spec.ID)
 			}
 		}
