@@ -3,12 +3,14 @@ package heal
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/deployment-engine/engine/monitor/heal/policy"
+	"github.com/deployment-engine/engine/monitor/heal/repair"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/subject"
@@ -26,7 +28,10 @@ func (h *Healer) heartbeat(msg *nats.Msg) {
 
 // deployment follows deployments' starts and ends. A deployment that
 // starts makes what was seen down so far moot: it installs and starts
-// things, and what it leaves down is judged afresh once it has ended.
+// things, and what it leaves down is judged afresh once it has ended. The
+// start and the end come on subscriptions of their own, each delivered
+// on its own goroutine: a short deployment's end may be handled before
+// its start, which must then not count it as running.
 func (h *Healer) deployment(msg *nats.Msg) {
 	var ev contract.DeploymentEvent
 	if json.Unmarshal(msg.Data, &ev) != nil || ev.ID == "" {
@@ -35,12 +40,54 @@ func (h *Healer) deployment(msg *nats.Msg) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if strings.HasSuffix(msg.Subject, "."+string(subject.DeployStarted)) {
-		h.deploying[ev.ID] = true
+		if slices.Contains(h.ended, ev.ID) {
+			return
+		}
+		h.deploying[ev.ID] = time.Now()
 		h.st.DeploymentStarted()
 		return
 	}
 	delete(h.deploying, ev.ID)
+	if h.ended = append(h.ended, ev.ID); len(h.ended) > keptEnded {
+		h.ended = h.ended[1:]
+	}
 	h.nodes.Settle(time.Now())
+}
+
+// keptEnded bounds the deployments remembered as ended.
+const keptEnded = 64
+
+// stillDeploying tells whether a deployment runs: from the events heard,
+// checked against the planner's list once one has been taken for running
+// longer than Options.Recheck. Called without h.mu.
+func (h *Healer) stillDeploying(ctx context.Context, now time.Time) bool {
+	h.mu.Lock()
+	stale := false
+	for _, since := range h.deploying {
+		stale = stale || now.Sub(since) > h.o.Recheck
+	}
+	ask := stale && now.Sub(h.checked) > h.o.Recheck
+	if ask {
+		h.checked = now
+	}
+	running := len(h.deploying) > 0
+	h.mu.Unlock()
+	if !ask {
+		return running
+	}
+	id, err := repair.DeploymentRunning(ctx, h.o.NC)
+	if err != nil {
+		return running // the planner does not answer: trust the events
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, since := range h.deploying {
+		if k != id && now.Sub(since) > h.o.Recheck {
+			h.log.Warn("a deployment's end was not heard: the planner says it no longer runs", "deployment", k)
+			delete(h.deploying, k)
+		}
+	}
+	return len(h.deploying) > 0
 }
 
 // operator follows the API's stop and restart: a stopped instance is held

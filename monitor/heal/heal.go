@@ -39,6 +39,11 @@ type Options struct {
 	// Missed is how many heartbeat intervals a node may miss before it
 	// counts as silent (default nodeclient.Missed, as everywhere else).
 	Missed int
+	// Recheck is how long a deployment may be taken for running on its
+	// start's word alone: past it, auto-heal asks the planner, at most
+	// once in that time, so that an end it never heard of (a dropped
+	// event) does not hold it for ever. Default 30s.
+	Recheck time.Duration
 }
 
 // Healer is the running service.
@@ -66,18 +71,24 @@ type Healer struct {
 	mu   sync.Mutex
 	st   policy.State
 	busy bool
-	// deploying holds the deployments that run now: while one does,
-	// instances come and go on purpose and nothing is judged.
-	deploying map[string]bool
+	// deploying holds the deployments that run now, each with when it was
+	// seen to start: while one does, instances come and go on purpose and
+	// nothing is judged. ended are the last deployments seen to end: a
+	// start and an end arrive on subscriptions of their own, in either
+	// order. checked is when the planner was last asked which runs.
+	deploying map[string]time.Time
+	ended     []string
+	checked   time.Time
 }
 
 // Start subscribes to heartbeats and to the API's stop and restart, and
 // registers de.cmd.heal.get and de.cmd.heal.set.
 func Start(ctx context.Context, o Options) (*Healer, error) {
 	kit.Default(&o.Tick, time.Second)
+	kit.Default(&o.Recheck, 30*time.Second)
 	hctx, cancel := context.WithCancel(context.Background())
 	svc := kit.NewService(o.Logger, "heal")
-	h := &Healer{o: o, log: svc.Log(), svc: svc, stop: make(chan struct{}), deploying: map[string]bool{},
+	h := &Healer{o: o, log: svc.Log(), svc: svc, stop: make(chan struct{}), deploying: map[string]time.Time{},
 		ctx: hctx, cancel: cancel, dirty: make(chan struct{}, 1), nodes: observe.New(o.Missed)}
 	h.repair = repair.New(o.NC, h.nodes, h.notify)
 	h.st, h.kept = h.load(ctx)
@@ -96,7 +107,7 @@ func Start(ctx context.Context, o Options) (*Healer, error) {
 		h.subs = append(h.subs, sub)
 	}
 	if id, err := repair.DeploymentRunning(ctx, o.NC); err == nil && id != "" {
-		h.deploying[id] = true
+		h.deploying[id] = time.Now()
 	}
 	if err := svc.Serve(o.NC, "auto-heal and its meltdown guard", map[string]kit.Handler{subject.HealGet(): h.get, subject.HealSet(): h.set}); err != nil {
 		h.Stop()

@@ -141,7 +141,7 @@ func startWith(t *testing.T, heal string, before func(*bustest.Bus)) (*bustest.B
 	if before != nil {
 		before(b)
 	}
-	h, err := Start(ctx, Options{NC: b.NC, Res: b.Res, Tick: 100 * time.Millisecond})
+	h, err := Start(ctx, Options{NC: b.NC, Res: b.Res, Tick: 100 * time.Millisecond, Recheck: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,6 +289,10 @@ func TestMeltdownGuard(t *testing.T) {
 func TestHealWaitsForADeployment(t *testing.T) {
 	b, c, _ := start(t, fast)
 	time.Sleep(500 * time.Millisecond)
+	// The planner lists it running too, as auto-heal asks it past Recheck.
+	c.mu.Lock()
+	c.list = `[{"id": "d-1", "state": "running"}]`
+	c.mu.Unlock()
 	started, _ := json.Marshal(contract.DeploymentEvent{V: 1, ID: "d-1", State: "pending", Time: time.Now()})
 	if err := b.NC.Publish(subject.DeployEvent("d-1", subject.DeployStarted), started); err != nil {
 		t.Fatal(err)
@@ -301,11 +305,52 @@ func TestHealWaitsForADeployment(t *testing.T) {
 	if s := state(t, b); s.Meltdown.Active || len(s.Instances) != 0 || c.count(c.restarts, "10.9.0.1") != 0 {
 		t.Fatalf("judged during a deployment: %+v", s)
 	}
+	c.mu.Lock()
+	c.list = ""
+	c.mu.Unlock()
 	finished, _ := json.Marshal(contract.DeploymentEvent{V: 1, ID: "d-1", State: "failed", Time: time.Now()})
 	if err := b.NC.Publish(subject.DeployEvent("d-1", subject.DeployFinished), finished); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "meltdown once it ended", func() bool { return state(t, b).Meltdown.Active })
+}
+
+// A deployment's end handled before its start (they come on
+// subscriptions of their own) does not leave it running in auto-heal's
+// eyes; nor does an end never heard: the planner is asked once the start
+// is older than Recheck.
+func TestHealHearsDeploymentsOutOfOrder(t *testing.T) {
+	b, c, h := start(t, fast)
+	time.Sleep(500 * time.Millisecond)
+	publish := func(id string, what subject.DeployEventKind) {
+		t.Helper()
+		ev, _ := json.Marshal(contract.DeploymentEvent{V: 1, ID: id, State: "succeeded", Time: time.Now()})
+		if err := b.NC.Publish(subject.DeployEvent(id, what), ev); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.NC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	publish("d-late", subject.DeployFinished)
+	publish("d-late", subject.DeployStarted)
+	h.mu.Lock()
+	_, running := h.deploying["d-late"]
+	h.mu.Unlock()
+	if running {
+		t.Fatal("a deployment whose end came first is taken for running")
+	}
+	c.kill("10.9.0.2")
+	eventually(t, 10*time.Second, "healed after an end heard before its start", func() bool { return c.count(c.running2(), "10.9.0.2") == 1 })
+
+	publish("d-lost", subject.DeployStarted) // its end is never heard
+	c.kill("10.9.0.3")
+	time.Sleep(time.Second)
+	if n := c.count(c.restarts, "10.9.0.3"); n != 0 {
+		t.Fatalf("healed while a deployment was taken for running: %d restarts", n)
+	}
+	eventually(t, 10*time.Second, "healed once the planner says nothing runs", func() bool { return c.count(c.running2(), "10.9.0.3") == 1 })
 }
 
 // A node that went silent and comes back with its instance down is

@@ -31,11 +31,10 @@ func (h *Healer) judge(now time.Time) {
 	for ip := range m.Nodes {
 		r.Maintenance[ip] = true
 	}
-	h.mu.Lock()
-	if len(h.deploying) > 0 {
-		h.mu.Unlock()
+	if h.stillDeploying(ctx, now) {
 		return
 	}
+	h.mu.Lock()
 	v := h.st.Judge(now, targets(cfg, "all", "0.0.0.0"), r, h.nodes, h.busy)
 	if v.Changed {
 		h.markDirty()
