@@ -27,6 +27,7 @@ const (
 	sshStale    = 15 * time.Second
 	readTimeout = 10 * time.Second
 	monitMark   = "--- monit"
+	checksMark  = "--- checks"
 	probeMark   = "--- unsupervised"
 	readScript  = `set -u
 read -r _ a b c d e f g h _ < /proc/stat; sleep 0.3; read -r _ a2 b2 c2 d2 e2 f2 g2 h2 _ < /proc/stat
@@ -35,6 +36,8 @@ awk '/^MemTotal:/{t=$2} /^MemAvailable:/{m=$2} END{print "mem", t, m}' /proc/mem
 df -Pk / | awk 'NR==2{print "disk", $2, $3}'
 echo "` + monitMark + `"
 monit -B summary 2>&1 || true
+echo "` + checksMark + `"
+for f in /etc/monit/conf.d/*; do [ -f "$f" ] && awk -v n="${f##*/}" '$1 == "check" && $2 == "process" { gsub(/"/, "", $3); print n, $3 }' "$f"; done 2>/dev/null
 echo "` + probeMark + `"
 set -- ` + monit.MarkDir + `
 ` + monit.ProbeScript
@@ -46,8 +49,11 @@ type sshRead struct {
 	err            error
 	cpu, mem, disk float64
 	services       []monit.Service
-	monitErr       error
-	unsupervised   map[string]monit.Unsupervised
+	// checks are the processes each file of monit's conf.d checks: a
+	// release's job is its file, of one or more processes.
+	checks       map[string][]string
+	monitErr     error
+	unsupervised map[string]monit.Unsupervised
 }
 
 // parseRead reads readScript's output.
@@ -90,6 +96,13 @@ func parseRead(out string) (sshRead, error) {
 		return sshRead{}, fmt.Errorf("unexpected output from the node: %q", firstLines(out))
 	}
 	summary, probe, _ := strings.Cut(summary, probeMark+"\n")
+	summary, checks, _ := strings.Cut(summary, checksMark+"\n")
+	r.checks = map[string][]string{}
+	for _, line := range strings.Split(checks, "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			r.checks[f[0]] = append(r.checks[f[0]], f[1])
+		}
+	}
 	r.services, r.monitErr = monit.ParseSummary([]byte(summary))
 	// A probe that cannot be read only loses the unsupervised processes.
 	r.unsupervised, _ = monit.ParseProbe(probe)
@@ -207,8 +220,10 @@ func (m *Monitor) readNode(ctx context.Context, ip string) sshRead {
 	return r
 }
 
-// entryFromSSH fills a status entry from a node read over SSH.
-func entryFromSSH(e *contract.StatusEntry, r sshRead, process string) {
+// entryFromSSH fills a status entry from a node read over SSH: the
+// process a catalog names for the component, or, for a release's job
+// (process ""), every process its monit file checks.
+func entryFromSSH(e *contract.StatusEntry, r sshRead, process, comp string) {
 	if r.err != nil {
 		e.Reason = "unreachable over SSH (no agent reports from this node): " + r.err.Error()
 		return
@@ -223,18 +238,38 @@ func entryFromSSH(e *contract.StatusEntry, r sshRead, process string) {
 		e.Reason = "monit's summary could not be read: " + r.monitErr.Error()
 		return
 	}
+	procs := []string{process}
+	if process == "" {
+		procs = r.checks[comp]
+	}
 	e.Reason = "not registered with monit on this node"
-	for _, s := range r.services {
-		if s.Name == process {
-			u, alive := r.unsupervised[process]
+	if len(procs) == 0 {
+		return
+	}
+	var notes []string
+	for _, p := range procs {
+		why := "not registered with monit on this node"
+		for _, s := range r.services {
+			if s.Name != p {
+				continue
+			}
+			u, alive := r.unsupervised[p]
 			switch {
 			case s.Running:
-				e.Status, e.Reason = "RUNNING", ""
+				why = ""
 			case alive:
-				e.Status, e.Reason = "RUNNING", u.Reason(s.Status)
+				why, notes = "", append(notes, u.Reason(s.Status))
 			default:
-				e.Reason = "monit: " + s.Status
+				why = "monit: " + s.Status
 			}
 		}
+		if why != "" {
+			if len(procs) > 1 {
+				why += " (" + p + ")"
+			}
+			e.Reason = why
+			return
+		}
 	}
+	e.Status, e.Reason = "RUNNING", strings.Join(notes, "; ")
 }

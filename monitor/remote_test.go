@@ -25,14 +25,31 @@ func TestParseRead(t *testing.T) {
 		t.Fatalf("parsed %+v", r)
 	}
 	var e contract.StatusEntry
-	entryFromSSH(&e, r, "sleeper")
+	entryFromSSH(&e, r, "sleeper", "sleeper")
 	if e.Status != "RUNNING" || e.Cpu != "25%" {
 		t.Fatalf("entry %+v", e)
 	}
 	e = contract.StatusEntry{Status: "DOWN"}
-	entryFromSSH(&e, r, "ghost")
+	entryFromSSH(&e, r, "ghost", "ghost")
 	if e.Status != "DOWN" || e.Reason != "monit: Not monitored" {
 		t.Fatalf("entry %+v", e)
+	}
+
+	// A release's job is read by the processes its monit file checks.
+	r, err = parseRead(usage + monitMark + "\n" + string(summary) + checksMark + "\nweb-hooks sleeper\nweb-hooks ghost\nsolo sleeper\n" + probeMark + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ job, status, reason string }{
+		{"solo", "RUNNING", ""},
+		{"web-hooks", "DOWN", "monit: Not monitored (ghost)"},
+		{"none", "DOWN", "not registered with monit on this node"},
+	} {
+		e = contract.StatusEntry{Status: "DOWN"}
+		entryFromSSH(&e, r, "", tc.job)
+		if e.Status != tc.status || e.Reason != tc.reason {
+			t.Errorf("job %s: %+v, want %s %q", tc.job, e, tc.status, tc.reason)
+		}
 	}
 
 	r, err = parseRead(usage + monitMark + "\nmonit: cannot read status from the monit daemon\n")
@@ -41,7 +58,7 @@ func TestParseRead(t *testing.T) {
 		t.Fatalf("a monit that does not answer: %+v %v", r, err)
 	}
 	e = contract.StatusEntry{Status: "DOWN"}
-	entryFromSSH(&e, r, "ghost")
+	entryFromSSH(&e, r, "ghost", "ghost")
 	if !strings.Contains(e.Reason, "CPU") {
 		t.Fatalf("no hint: %+v", e)
 	}

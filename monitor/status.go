@@ -62,7 +62,7 @@ func (m *Monitor) status(ctx context.Context, _ micro.Request) (int, any, error)
 		switch {
 		case !ok:
 			proc, _ := m.o.Process(cfg.CatalogName(), t.Comp)
-			entryFromSSH(&e, reads[t.IP], proc)
+			entryFromSSH(&e, reads[t.IP], proc, t.Comp)
 		case !m.fresh(&n, now):
 			e.Reason = fmt.Sprintf("unreachable: no report for %s (last at %s)", now.Sub(n.seen).Round(time.Second), n.seen.UTC().Format(time.RFC3339))
 		default:
