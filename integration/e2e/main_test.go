@@ -25,14 +25,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	// make test runs the package as two shards side by side (Makefile,
-	// E2E_B), each on a bed of its own.
-	name := "e2e"
-	if s := os.Getenv("DE_E2E_SHARD"); s != "" && s != "a" {
-		name += "-" + s
-	}
 	// Nodes of two sizes: each reports its own through lxcfs.
-	code := testbed.Main(m, testbed.Options{Name: name, Nodes: 4,
+	code := testbed.Main(m, testbed.Options{Name: "e2e", Nodes: 4,
 		PerNode: []testbed.Limits{{Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}, {Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}}}, &bed)
 	if mirrorDir != "" {
 		os.RemoveAll(filepath.Dir(mirrorDir))
