@@ -37,7 +37,8 @@ df -Pk / | awk 'NR==2{print "disk", $2, $3}'
 echo "` + monitMark + `"
 monit -B summary 2>&1 || true
 echo "` + checksMark + `"
-for f in /etc/monit/conf.d/*; do [ -f "$f" ] && awk -v n="${f##*/}" '$1 == "check" && $2 == "process" { gsub(/"/, "", $3); print n, $3 }' "$f"; done 2>/dev/null
+for f in /etc/monit/conf.d/*; do [ -f "$f" ] && awk -v n="${f##*/}" '$1 == "check" && $2 == "process" { gsub(/"/, "", $3); print n, $3 } END { print n, "-" }' "$f"; done 2>/dev/null
+for j in /var/vcap/jobs/*; do [ -e "$j" ] && [ ! -f "/etc/monit/conf.d/${j##*/}" ] && echo "${j##*/} -"; done 2>/dev/null
 echo "` + probeMark + `"
 set -- ` + monit.MarkDir + `
 ` + monit.ProbeScript
@@ -99,7 +100,10 @@ func parseRead(out string) (sshRead, error) {
 	summary, checks, _ := strings.Cut(summary, checksMark+"\n")
 	r.checks = map[string][]string{}
 	for _, line := range strings.Split(checks, "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
+		// "JOB -" says the job is applied, of however many processes.
+		if f := strings.Fields(line); len(f) == 2 && f[1] == "-" {
+			r.checks[f[0]] = append(r.checks[f[0]], []string{}...)
+		} else if len(f) == 2 {
 			r.checks[f[0]] = append(r.checks[f[0]], f[1])
 		}
 	}
@@ -238,12 +242,17 @@ func entryFromSSH(e *contract.StatusEntry, r sshRead, process, comp string) {
 		e.Reason = "monit's summary could not be read: " + r.monitErr.Error()
 		return
 	}
-	procs := []string{process}
+	procs, applied := []string{process}, true
 	if process == "" {
-		procs = r.checks[comp]
+		procs, applied = r.checks[comp]
 	}
 	e.Reason = "not registered with monit on this node"
-	if len(procs) == 0 {
+	switch {
+	case !applied:
+		return
+	case len(procs) == 0:
+		// A release's job of no process, applied: as its agent says it.
+		e.Status, e.Reason = "CONFIGURED", ""
 		return
 	}
 	var notes []string

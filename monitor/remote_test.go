@@ -36,7 +36,7 @@ func TestParseRead(t *testing.T) {
 	}
 
 	// A release's job is read by the processes its monit file checks.
-	r, err = parseRead(usage + monitMark + "\n" + string(summary) + checksMark + "\nweb-hooks sleeper\nweb-hooks ghost\nsolo sleeper\n" + probeMark + "\n")
+	r, err = parseRead(usage + monitMark + "\n" + string(summary) + checksMark + "\nweb-hooks sleeper\nweb-hooks ghost\nweb-hooks -\nsolo sleeper\nsolo -\napp -\n" + probeMark + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +44,7 @@ func TestParseRead(t *testing.T) {
 		{"solo", "RUNNING", ""},
 		{"web-hooks", "DOWN", "monit: Not monitored (ghost)"},
 		{"none", "DOWN", "not registered with monit on this node"},
+		{"app", "CONFIGURED", ""},
 	} {
 		e = contract.StatusEntry{Status: "DOWN"}
 		entryFromSSH(&e, r, "", tc.job)
