@@ -54,7 +54,14 @@ func execCmd(ctx context.Context, s *session, command string) int {
 	if !s.json {
 		fmt.Fprintf(s.stderr, "exec %q: deployment %s\n", started.Command, started.ID)
 	}
-	d, steps, code := followFleet(ctx, s, started.ID)
+	return s.fleetEnd(ctx, started.ID, "exec", execTable)
+}
+
+// fleetEnd follows deployment id of a fleet command to its end and prints
+// its steps: as the engine has them with --json, else as table prints
+// them, with the deployment's error on stderr. Exit 1 when it failed.
+func (s *session) fleetEnd(ctx context.Context, id, what string, table func(io.Writer, []contract.StepStatus)) int {
+	d, steps, code := followFleet(ctx, s, id)
 	if code != exitOK {
 		return code
 	}
@@ -65,9 +72,9 @@ func execCmd(ctx context.Context, s *session, command string) int {
 		}
 		s.printJSON(raw)
 	} else {
-		execTable(s.stdout, steps)
+		table(s.stdout, steps)
 		if d.State != contract.DeploySucceeded {
-			fmt.Fprintf(s.stderr, "exec: %s\n", d.Error)
+			fmt.Fprintf(s.stderr, "%s: %s\n", what, d.Error)
 		}
 	}
 	if d.State != contract.DeploySucceeded {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -38,26 +37,7 @@ func patchCmd(ctx context.Context, s *session) int {
 			fmt.Fprintf(s.stderr, "left out, in maintenance: %s\n", strings.Join(started.Held, ", "))
 		}
 	}
-	d, steps, code := followFleet(ctx, s, started.ID)
-	if code != exitOK {
-		return code
-	}
-	if s.json {
-		raw, err := json.Marshal(steps)
-		if err != nil {
-			return s.fail(err)
-		}
-		s.printJSON(raw)
-	} else {
-		patchTable(s.stdout, steps)
-		if d.State != contract.DeploySucceeded {
-			fmt.Fprintf(s.stderr, "patch: %s\n", d.Error)
-		}
-	}
-	if d.State != contract.DeploySucceeded {
-		return exitFailed
-	}
-	return exitOK
+	return s.fleetEnd(ctx, started.ID, "patch", patchTable)
 }
 
 // patchTable prints a row per node of a patch: NODE UPGRADE REBOOT BACK,
