@@ -60,9 +60,12 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 			for _, i := range idx {
 				t := targets[i]
 				r := contract.ControlResult{Comp: t.Comp, Ip: t.IP}
-				procs := m.processes(cfg.CatalogName(), t.Comp, n.hb, hasAgent)
-				if len(procs) == 0 {
-					r.Error = "the catalog has no monit process for " + t.Comp
+				procs, err := m.processes(ctx, cfg.CatalogName(), t.Comp, ip, n.hb, hasAgent)
+				switch {
+				case err != nil:
+					r.Error = err.Error()
+				case len(procs) == 0:
+					r.Error = "the catalog has no monit process for " + t.Comp + ", and no monit file on the node names one"
 				}
 				// Every process of the instance, one after another; the
 				// first that fails ends it, named.
@@ -104,20 +107,39 @@ func (m *Monitor) control(ctx context.Context, req micro.Request) (int, any, err
 
 // processes are the monit processes of comp: the catalog's one, or, for a
 // BOSH job, which is in no catalog, every process its node's agent was
-// told by the deployment.
-func (m *Monitor) processes(catalog, comp string, hb contract.Heartbeat, hasAgent bool) []string {
+// told by the deployment — or, when the agent has not reported the job
+// (late, or none), every process the job's monit file on the node checks.
+func (m *Monitor) processes(ctx context.Context, catalog, comp, ip string, hb contract.Heartbeat, hasAgent bool) ([]string, error) {
 	if proc, ok := m.o.Process(catalog, comp); ok {
-		return []string{proc}
+		return []string{proc}, nil
 	}
-	if !hasAgent {
-		return nil
-	}
-	for _, s := range hb.Components {
-		if s.Name == comp {
-			return s.AllProcesses()
+	if hasAgent {
+		for _, s := range hb.Components {
+			if s.Name == comp {
+				return s.AllProcesses(), nil
+			}
 		}
 	}
-	return nil
+	return m.checksOverSSH(ctx, ip, comp)
+}
+
+// checksOverSSH reads the processes that comp's monit file on the node
+// checks; a job with no file has none.
+func (m *Monitor) checksOverSSH(ctx context.Context, ip, comp string) ([]string, error) {
+	script := `f=/etc/monit/conf.d/` + kit.ShellQuote(comp) + `
+[ -f "$f" ] || exit 0
+awk '$1 == "check" && $2 == "process" { gsub(/"/, "", $3); print $3 }' "$f"`
+	x, err := nodeclient.Exec(ctx, m.o.NC, ip, script, readTimeout)
+	if err == nil && x.Error != "" {
+		err = errors.New(x.Error)
+	}
+	if err == nil && x.ExitCode != 0 {
+		err = fmt.Errorf("exit code %d: %s", x.ExitCode, firstLines(x.Output))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the monit file of %s over SSH (its agent has not reported it): %w", comp, err)
+	}
+	return strings.Fields(x.Output), nil
 }
 
 // viaAgent asks the node's agent to run the action and wait for it.

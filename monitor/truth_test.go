@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -248,5 +249,61 @@ func TestStatusWithAHungNodeOverSSH(t *testing.T) {
 			}
 		}
 		t.Logf("round %d: status in %s", round, took.Round(time.Millisecond))
+	}
+}
+
+// A release's job is in no catalog: when its node's agent has not reported
+// it (late, or none), its processes are read from its monit file on the
+// node over SSH, and each is stopped. The installer stands in as its exec
+// endpoint and runs the read against a real monit file in a temp dir.
+func TestControlReadsAJobsProcessesOverSSH(t *testing.T) {
+	e := newEnv(t)
+	ip := "127.0.0.2"
+	cfg := contract.Config{Components: map[string][]string{"web-hooks": {ip}, "idle": {ip}}}
+	b, _ := json.Marshal(cfg)
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+	confd := t.TempDir()
+	monitFile := "check process web-hooks-main\n  with pidfile /x/main.pid\ncheck process \"web-hooks-helper\"\n  with pidfile /x/helper.pid\n"
+	if err := os.WriteFile(filepath.Join(confd, "web-hooks"), []byte(monitFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := micro.AddService(e.nc, micro.Config{Name: "installer", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = svc.Stop() }()
+	var controlled []string
+	subj := subject.InstallerExec()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Endpoint(quiet, func(ctx context.Context, req micro.Request) (int, any, error) {
+		var x contract.Exec
+		_ = json.Unmarshal(req.Data(), &x)
+		if strings.HasPrefix(x.Script, "set --") { // a control: record its process
+			f := strings.Fields(strings.SplitN(x.Script, "\n", 2)[0])
+			controlled = append(controlled, strings.Trim(f[2], "'")+" "+strings.Trim(f[3], "'"))
+			return 200, contract.ExecReply{V: 1, Output: "ok: done\n"}, nil
+		}
+		out, err := exec.CommandContext(ctx, "bash", "-c", strings.ReplaceAll(x.Script, "/etc/monit/conf.d", confd)).CombinedOutput()
+		if err != nil {
+			return 200, contract.ExecReply{V: 1, Output: string(out), ExitCode: 1}, nil
+		}
+		return 200, contract.ExecReply{V: 1, Output: string(out)}, nil
+	}), micro.WithEndpointSubject(subj)); err != nil {
+		t.Fatal(err)
+	}
+
+	code, body := e.ask(t, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: "web-hooks", IP: ip}, Action: "stop"})
+	if code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	if want := []string{"stop web-hooks-main", "stop web-hooks-helper"}; !slices.Equal(controlled, want) {
+		t.Errorf("controlled %q, want %q", controlled, want)
+	}
+	// A job with no monit file has nothing to stop, and says so.
+	code, body = e.ask(t, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: "idle", IP: ip}, Action: "stop"})
+	if code != 502 || !strings.Contains(string(body), "no monit file on the node names one") {
+		t.Errorf("stop of a job of no process: %d %s", code, body)
 	}
 }
