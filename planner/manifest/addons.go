@@ -23,12 +23,16 @@ type rule struct {
 	deployments, groups, azs, networks []string
 	jobs                               []jobID
 	lifecycle                          string
+	// stemcells are operating systems: a group matches by the OS of the
+	// stemcell it declares, as BOSH matches it (the machine's own OS
+	// stands in for that stemcell, but the manifest says which one).
+	stemcells []string
 }
 
 type jobID struct{ name, release string }
 
 // readAddons reads root's addons; a criterion the engine cannot judge
-// (stemcell, teams) is refused by name rather than guessed.
+// (teams) is refused by name rather than guessed.
 func readAddons(root map[string]any) ([]addon, error) {
 	list, ok := root["addons"].([]any)
 	if root["addons"] != nil && !ok {
@@ -90,6 +94,19 @@ func readRule(x any, where string) (*rule, error) {
 			if r.lifecycle, _ = v.(string); r.lifecycle != "service" && r.lifecycle != "errand" {
 				err = fmt.Errorf("%s.lifecycle: service or errand", where)
 			}
+		case "stemcell":
+			list, ok := v.([]any)
+			if !ok {
+				return nil, fmt.Errorf("%s.stemcell is a list of {os: NAME}", where)
+			}
+			for i, x := range list {
+				sm, _ := x.(map[string]any)
+				osName, _ := sm["os"].(string)
+				if osName == "" {
+					return nil, fmt.Errorf("%s.stemcell[%d]: {os: NAME}", where, i)
+				}
+				r.stemcells = append(r.stemcells, osName)
+			}
 		case "jobs":
 			list, _ := v.([]any)
 			for i, j := range list {
@@ -103,7 +120,7 @@ func readRule(x any, where string) (*rule, error) {
 				r.jobs = append(r.jobs, id)
 			}
 		default:
-			err = fmt.Errorf("%s.%s: the engine places addons by deployments, instance_groups, jobs, azs, networks and lifecycle", where, k)
+			err = fmt.Errorf("%s.%s: the engine places addons by deployments, instance_groups, jobs, azs, networks, stemcell and lifecycle", where, k)
 		}
 		if err != nil {
 			return nil, err
@@ -129,8 +146,8 @@ func names(v any, where string) ([]string, error) {
 }
 
 // matches tells whether group g of deployment dep meets every kind of
-// criterion r gives.
-func (r *rule) matches(dep string, g map[string]any) bool {
+// criterion r gives; osOf maps the manifest's stemcell aliases to their OS.
+func (r *rule) matches(dep string, g map[string]any, osOf map[string]string) bool {
 	name, _ := g["name"].(string)
 	oneOf := func(want, have []string) bool {
 		return len(want) == 0 || slices.ContainsFunc(have, func(h string) bool { return slices.Contains(want, h) })
@@ -156,7 +173,9 @@ func (r *rule) matches(dep string, g map[string]any) bool {
 	if lifecycle == "" {
 		lifecycle = "service"
 	}
+	alias, _ := g["stemcell"].(string)
 	return oneOf(r.deployments, []string{dep}) && oneOf(r.groups, []string{name}) && oneOf(r.azs, azs) && oneOf(r.networks, nets) &&
+		oneOf(r.stemcells, []string{osOf[alias]}) &&
 		(r.lifecycle == "" || r.lifecycle == lifecycle) &&
 		(len(r.jobs) == 0 || slices.ContainsFunc(jobs, func(j jobID) bool {
 			return slices.ContainsFunc(r.jobs, func(w jobID) bool { return w.name == j.name && (w.release == "" || w.release == j.release) })
@@ -165,13 +184,27 @@ func (r *rule) matches(dep string, g map[string]any) bool {
 
 func listOf(v any) []any { l, _ := v.([]any); return l }
 
+// stemcellOS maps each stemcell alias root declares to its OS.
+func stemcellOS(root map[string]any) map[string]string {
+	out := map[string]string{}
+	for _, x := range listOf(root["stemcells"]) {
+		m, _ := x.(map[string]any)
+		alias, _ := m["alias"].(string)
+		osName, _ := m["os"].(string)
+		if alias != "" {
+			out[alias] = osName
+		}
+	}
+	return out
+}
+
 // withAddons is group g with the jobs of every addon its rules place
 // there appended, as a copy: the manifest is left as it was. A job the
 // group has already is refused, as BOSH refuses it.
-func withAddons(dep string, g map[string]any, addons []addon) (map[string]any, error) {
+func withAddons(dep string, g map[string]any, addons []addon, osOf map[string]string) (map[string]any, error) {
 	var extra []any
 	for _, a := range addons {
-		if (a.include != nil && !a.include.matches(dep, g)) || (a.exclude != nil && a.exclude.matches(dep, g)) {
+		if (a.include != nil && !a.include.matches(dep, g, osOf)) || (a.exclude != nil && a.exclude.matches(dep, g, osOf)) {
 			continue
 		}
 		extra = append(extra, a.jobs...)

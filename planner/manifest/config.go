@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"reflect"
@@ -77,12 +78,13 @@ func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 	if v1 && len(addons) > 0 {
 		return cfg, c.warn, fmt.Errorf("addons go with a v2 manifest's instance_groups")
 	}
+	osOf := stemcellOS(root)
 	for i, g := range groups {
 		gm, ok := g.(map[string]any)
 		if !ok {
 			return cfg, c.warn, fmt.Errorf("instance group %d is %s, not a map", i, patch.Kind(g))
 		}
-		if gm, err = withAddons(name, gm, addons); err != nil {
+		if gm, err = withAddons(name, gm, addons, osOf); err != nil {
 			return cfg, c.warn, err
 		}
 		if err := c.group(gm, v1); err != nil {
@@ -90,6 +92,9 @@ func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 		}
 	}
 	if err := c.release(root); err != nil {
+		return cfg, c.warn, err
+	}
+	if err := c.cannot(); err != nil {
 		return cfg, c.warn, err
 	}
 	if len(c.jobProps) > 0 {
@@ -107,6 +112,11 @@ type converter struct {
 	warn     []string
 	jobProps map[string]any    // job → its properties
 	jobGroup map[string]string // job → the first group that has it
+	// otherProps are, for each job given other properties in some groups
+	// than in its first, those groups: all are named at once.
+	otherProps map[string][]string
+	// several are the releases jobs come from, when more than one.
+	several  []string
 	ipGroup  map[string]string // static IP → its group
 	releases map[string]bool   // the releases jobs come from
 	// linksGroup maps a job to the first group that has it, where its
@@ -153,9 +163,10 @@ func (c *converter) group(g map[string]any, v1 bool) error {
 		return fmt.Errorf("an instance group without a name")
 	}
 	where := "instance group " + name
-	if lc, _ := g["lifecycle"].(string); lc == "errand" {
-		c.warnf("%s is an errand: errands are not run yet, and it is left out", where)
-		return nil
+	// An errand group's jobs are placed as any group's: a job with
+	// bin/run is an errand, never started, run by errand run.
+	if lc, _ := g["lifecycle"].(string); lc != "" && lc != "service" && lc != "errand" {
+		return fmt.Errorf("%s: lifecycle is service or errand", where)
 	}
 	instances, ok := g["instances"].(int)
 	if !ok || instances < 0 {
@@ -258,7 +269,13 @@ func (c *converter) job(j jobRef, ips []string, groupProps map[string]any, upd *
 	props := merge(groupProps, j.props)
 	if first, seen := c.jobGroup[j.name]; seen {
 		if !reflect.DeepEqual(c.jobProps[j.name], props) && !(len(props) == 0 && c.jobProps[j.name] == nil) {
-			return fmt.Errorf("job %s has other properties in instance group %s than in %s: the engine gives a job one set of properties", j.name, group, first)
+			if c.otherProps == nil {
+				c.otherProps = map[string][]string{}
+			}
+			if len(c.otherProps[j.name]) == 0 {
+				c.otherProps[j.name] = []string{first}
+			}
+			c.otherProps[j.name] = append(c.otherProps[j.name], group)
 		}
 	} else {
 		c.jobGroup[j.name] = group
@@ -279,6 +296,30 @@ func (c *converter) job(j jobRef, ips []string, groupProps map[string]any, upd *
 		u.Components[j.name] = *upd
 	}
 	return nil
+}
+
+// cannot names, all at once, what the manifest asks that the engine
+// cannot deploy yet: jobs of several releases, one job given several sets
+// of properties.
+func (c *converter) cannot() error {
+	var what []string
+	if len(c.several) > 0 {
+		what = append(what, fmt.Sprintf("jobs come from %d releases (%s): the engine deploys one release per config; deploy each release's jobs with a config of its own", len(c.several), strings.Join(c.several, ", ")))
+	}
+	for _, job := range contract.SortedKeys(c.otherProps) {
+		groups, word := c.otherProps[job], "group"
+		if len(groups) > 2 {
+			word = "groups"
+		}
+		what = append(what, fmt.Sprintf("job %s has other properties in instance %s %s than in %s: the engine gives a job one set of properties", job, word, strings.Join(groups[1:], ", "), groups[0]))
+	}
+	switch len(what) {
+	case 0:
+		return nil
+	case 1:
+		return errors.New(what[0])
+	}
+	return fmt.Errorf("the engine cannot deploy this manifest yet, for %d reasons:\n- %s", len(what), strings.Join(what, "\n- "))
 }
 
 // release sets the config's release: the one every job comes from.
@@ -321,7 +362,8 @@ func (c *converter) release(root map[string]any) error {
 		return fmt.Errorf("no instance group places a job")
 	case 1:
 	default:
-		return fmt.Errorf("jobs come from %d releases (%s): the engine deploys one release per config; deploy each release's jobs with a config of its own", len(used), strings.Join(used, ", "))
+		c.several = used
+		return nil
 	}
 	r, v := used[0], declared[used[0]]
 	if v != "latest" && v != "" && v != "<nil>" {

@@ -37,6 +37,7 @@ instance_groups:
 - name: smoke-tests
   lifecycle: errand
   instances: 1
+  networks: [{name: default, static_ips: [10.244.0.11]}]
   jobs: [{name: smoke, release: redis}]
 `
 
@@ -94,9 +95,13 @@ func TestToConfigErrors(t *testing.T) {
 		{"not a map", `[1]`, "a manifest is a YAML map"},
 		{"no groups", `{name: x}`, "neither instance_groups (v2) nor jobs (v1)"},
 		{"a variable left", `{name: x, instance_groups: [{name: a, instances: 0, jobs: [{name: j, release: r, properties: {p: ((pw))}}]}]}`, "variables without a value: pw"},
+		{"an unknown lifecycle", `{name: x, releases: [{name: r}], instance_groups: [{name: web, lifecycle: daemon, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}]}`,
+			"instance group web: lifecycle is service or errand"},
 		{"an addon without jobs", `{name: x, addons: [{name: a}], instance_groups: []}`, `addon "a": no jobs`},
-		{"an addon by stemcell", `{name: x, addons: [{name: a, jobs: [{name: s, release: r}], include: {stemcell: [{os: ubuntu-noble}]}}], instance_groups: []}`,
-			`addon "a": include.stemcell: the engine places addons by deployments, instance_groups, jobs, azs, networks and lifecycle`},
+		{"an addon by team", `{name: x, addons: [{name: a, jobs: [{name: s, release: r}], include: {teams: [ops]}}], instance_groups: []}`,
+			`addon "a": include.teams: the engine places addons by deployments, instance_groups, jobs, azs, networks, stemcell and lifecycle`},
+		{"an addon by a stemcell without an os", `{name: x, addons: [{name: a, jobs: [{name: s, release: r}], include: {stemcell: [{name: bosh-warden}]}}], instance_groups: []}`,
+			`addon "a": include.stemcell[0]: {os: NAME}`},
 		{"an addon's job in the group already", `{name: x, releases: [{name: r}], addons: [{name: a, jobs: [{name: j, release: r}]}], instance_groups: [{name: web, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}]}`,
 			"instance group web: an addon's job j is a job of the group already"},
 		{"fewer IPs than instances", `{name: x, releases: [{name: r}], instance_groups: [{name: web, instances: 2, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}]}`,
@@ -109,6 +114,12 @@ func TestToConfigErrors(t *testing.T) {
 			"release s: jobs come from it and releases does not declare it"},
 		{"one job, two sets of properties", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, properties: {p: 1}}]}, {name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r, properties: {p: 2}}]}]}`,
 			"job j has other properties in instance group b than in a"},
+		{"everything the engine cannot do, named at once", `{name: x, releases: [{name: r}, {name: s}], instance_groups: [` +
+			`{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, properties: {p: 1}}, {name: k, release: s}]}, ` +
+			`{name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r, properties: {p: 2}}]}, ` +
+			`{name: c, instances: 1, networks: [{name: d, static_ips: [10.0.0.3]}], jobs: [{name: j, release: r, properties: {p: 3}}]}]}`,
+			"the engine cannot deploy this manifest yet, for 2 reasons:\n- jobs come from 2 releases (r, s): the engine deploys one release per config; deploy each release's jobs with a config of its own\n" +
+				"- job j has other properties in instance groups b, c than in a: the engine gives a job one set of properties"},
 		{"a bad range", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: ["10.0.0.9 - 10.0.0.1"]}], jobs: [{name: j, release: r}]}]}`,
 			"a range runs upward"},
 		{"not an IP", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [web1]}], jobs: [{name: j, release: r}]}]}`,
@@ -167,8 +178,9 @@ func TestToConfigCustomProviderAlone(t *testing.T) {
 func TestToConfigAddons(t *testing.T) {
 	const groups = `releases: [{name: r}]
 instance_groups:
-- {name: web, instances: 1, azs: [z1], networks: [{name: front, static_ips: [10.0.0.1]}], jobs: [{name: web, release: r}]}
-- {name: db, instances: 1, azs: [z2], networks: [{name: back, static_ips: [10.0.0.2]}], jobs: [{name: db, release: r}]}
+- {name: web, instances: 1, azs: [z1], stemcell: default, networks: [{name: front, static_ips: [10.0.0.1]}], jobs: [{name: web, release: r}]}
+- {name: db, instances: 1, azs: [z2], stemcell: windows, networks: [{name: back, static_ips: [10.0.0.2]}], jobs: [{name: db, release: r}]}
+stemcells: [{alias: default, os: ubuntu-jammy, version: latest}, {alias: windows, os: windows2019, version: latest}]
 `
 	for _, tc := range []struct {
 		name, rules string
@@ -182,6 +194,8 @@ instance_groups:
 		{"include this deployment and a job", `include: {deployments: [x], jobs: [{name: db}]}`, []string{"10.0.0.2"}},
 		{"include another deployment", `include: {deployments: [y]}`, nil},
 		{"errands only", `include: {lifecycle: errand}`, nil},
+		{"include a stemcell's OS", `include: {stemcell: [{os: ubuntu-jammy}]}`, []string{"10.0.0.1"}},
+		{"exclude a stemcell's OS", `exclude: {stemcell: [{os: ubuntu-jammy}, {os: ubuntu-noble}]}`, []string{"10.0.0.2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := "name: x\naddons:\n- name: logs\n  jobs: [{name: forwarder, release: r, properties: {to: syslog}}]\n"

@@ -145,7 +145,7 @@ func (res *Result) place(root map[string]any, cc contract.CloudConfig, prev clou
 	for _, x := range list {
 		g, _ := x.(map[string]any)
 		name, _ := g["name"].(string)
-		if name == "" || g["lifecycle"] == "errand" {
+		if name == "" {
 			continue // the conversion names what is wrong with it
 		}
 		n, ok := g["instances"].(int)
