@@ -79,13 +79,21 @@ func (p *Planner) releaseFor(cfg contract.Config) (*release.Release, error) {
 	if cfg.Properties.Release == "" {
 		return nil, errors.New(`missing: name the uploaded release as "NAME" or "NAME/VERSION"`)
 	}
-	name, version := bosh.ParseReleaseRef(cfg.Properties.Release)
-	rel, err := p.o.Releases.Get(name, version)
-	var nf *release.NotFound
-	if errors.As(err, &nf) {
-		return nil, fmt.Errorf("%v: upload it first (POST /deployment-engine/releases or `deployment-engine release upload FILE`)", err)
+	rels := make([]*release.Release, 0, 1+len(cfg.Properties.Releases))
+	for _, ref := range append([]string{cfg.Properties.Release}, cfg.Properties.Releases...) {
+		name, version := bosh.ParseReleaseRef(ref)
+		rel, err := p.o.Releases.Get(name, version)
+		var nf *release.NotFound
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("%v: upload it first (POST /deployment-engine/releases or `deployment-engine release upload FILE`)", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		rels = append(rels, rel)
 	}
-	return rel, err
+	// Several releases' jobs go side by side, as one release.
+	return release.Merge(rels...)
 }
 
 // boshRules validates a config against the release it names: jobs,
@@ -135,8 +143,11 @@ func (p *Planner) releaseSteps(ctx context.Context, in steps.Builder, rel *relea
 	}
 	home := p.nodeURL(in.Config) + "/releases/"
 	plan, err := bosh.MakePlan(ctx, bosh.PlanInput{Deployment: d, NodeComponent: steps.NodeComponent, CompileTimeout: in.Timeout,
-		PackageURL: func(pk release.Package) string { return home + release.PackageURLPath(rel.Name, rel.Version, pk.Name) },
-		Base:       map[string]string{}})
+		PackageURL: func(pk release.Package) string {
+			from := rel.PackageFrom(pk.Name)
+			return home + release.PackageURLPath(from.Name, from.Version, pk.Name)
+		},
+		Base: map[string]string{}})
 	if err != nil {
 		// A template's failure may quote a property: a secret.
 		return nil, errors.New(in.Config.OutputRedactor().Redact(err.Error()))

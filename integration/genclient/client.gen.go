@@ -610,6 +610,7 @@ type Properties struct {
 	Password         *string                    `json:"password,omitempty"`
 	PersistentDisks  *map[string]PersistentDisk `json:"persistent_disks,omitempty"`
 	Release          *string                    `json:"release,omitempty"`
+	Releases         *[]string                  `json:"releases,omitempty"`
 	Root             *string                    `json:"root,omitempty"`
 	SecretProperties *[]string                  `json:"secret_properties,omitempty"`
 	Update           *UpdateConfig              `json:"update,omitempty"`

@@ -82,7 +82,8 @@ func RenderAll(ctx context.Context, d *Deployment) ([]Instance, []contract.Probl
 			}
 			fmt.Fprintf(&sum, "%s %x\n", f.Dest, sha256.Sum256([]byte(f.Content)))
 		}
-		in.Hash = hashOf(d.Release.Name, d.Release.Version, in.Job, spec.Version, sum.String(), r.Monit, strings.Join(pkgHashes, ","))
+		from := d.Release.JobFrom(in.Job)
+		in.Hash = hashOf(from.Name, from.Version, in.Job, spec.Version, sum.String(), r.Monit, strings.Join(pkgHashes, ","))
 		dir := fmt.Sprintf("%s/data/jobs/%s/%s", VcapDir, in.Job, in.Hash)
 		for _, f := range r.Files {
 			mode := uint32(0o644)

@@ -82,7 +82,7 @@ func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(c
 			job = jobOf(name)
 		}
 		if rel.Specs[job] == nil {
-			add("components."+name, name, "", "release %s/%s has no job %q (it has %s)", rel.Name, rel.Version, job, have)
+			add("components."+name, name, "", "release %s has no job %q (it has %s)", rel.Ref(), job, have)
 			continue
 		}
 		if prev, dup := d.Jobs[job]; dup && prev != nil {
@@ -97,7 +97,7 @@ func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(c
 	for _, name := range contract.SortedKeys(cfg.Properties.Jobs) {
 		spec := rel.Specs[name]
 		if spec == nil {
-			add("properties.jobs."+name, name, "", "release %s/%s has no job %q (it has %s)", rel.Name, rel.Version, name, have)
+			add("properties.jobs."+name, name, "", "release %s has no job %q (it has %s)", rel.Ref(), name, have)
 			continue
 		}
 		tree, ok := cfg.Properties.Jobs[name].(map[string]any)
@@ -265,7 +265,7 @@ func (d *Deployment) Spec(job string, index int) Spec {
 		"ip":         ip,
 		"networks":   map[string]any{"default": map[string]any{"ip": ip, "default": []string{"dns", "gateway"}}},
 		"deployment": d.Name,
-		"release":    map[string]any{"name": d.Release.Name, "version": d.Release.Version},
+		"release":    map[string]any{"name": d.Release.JobFrom(job).Name, "version": d.Release.JobFrom(job).Version},
 		"properties": d.Properties(job),
 		"links":      d.links(job),
 	}

@@ -44,5 +44,8 @@ func (c *Catalog) Validate(cfg contract.Config) []contract.Problem {
 			ps = append(ps, contract.Problem{Path: "properties.release", Reason: fmt.Sprintf("must be one of %s", strings.Join(prop.Values, ", "))})
 		}
 	}
+	if len(cfg.Properties.Releases) > 0 {
+		ps = append(ps, contract.Problem{Path: "properties.releases", Reason: fmt.Sprintf("catalog %s deploys its own components: releases is for catalog bosh", c.Name)})
+	}
 	return ps
 }

@@ -45,7 +45,7 @@ func List(d *bosh.Deployment) []contract.Errand {
 			continue
 		}
 		out = append(out, contract.Errand{Name: job, Component: d.CompOf(job),
-			Release: d.Release.Name + "/" + d.Release.Version, Nodes: append([]string(nil), d.Jobs[job]...)})
+			Release: d.Release.JobFrom(job).Ref(), Nodes: append([]string(nil), d.Jobs[job]...)})
 	}
 	return out
 }

@@ -55,6 +55,9 @@ type Release struct {
 	// Specs holds each job's spec, templates and monit file.
 	Specs map[string]*Job `json:"-"`
 	dir   string
+	// from and pkgFrom name, in a merged release, the release each job
+	// and package comes from (Merge).
+	from, pkgFrom map[string]*Release
 }
 
 // Summary is how the API lists a release: the contract's type, which the

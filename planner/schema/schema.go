@@ -216,6 +216,9 @@ func propertiesSchema(names []string, releases string) obj {
 			"description": "the catalog: " + all + " (cloudfoundry when absent)",
 			"x-reason":    "unknown catalog (there are: " + all + ")"},
 		"release": str("the release to install: one the catalog lists, or an uploaded BOSH release (catalog bosh)"),
+		"releases": obj{"type": []string{"array", "null"}, "maxItems": 32, "x-reason": `must be a list of uploaded releases, each "NAME" or "NAME/VERSION"`,
+			"items":       obj{"type": "string", "minLength": 1, "maxLength": 256, "x-reason": `must be a list of uploaded releases, each "NAME" or "NAME/VERSION"`},
+			"description": "further uploaded BOSH releases whose jobs the config places beside release's (catalog bosh): a job's name says which release it comes from"},
 		"jobs": obj{"type": []string{"object", "null"}, "x-reason": "must be an object of job name to its property tree",
 			"description": "per BOSH job, its properties (catalog bosh)"},
 		"global": obj{"type": []string{"object", "null"}, "x-reason": "must be an object: a manifest's global property tree",
@@ -305,7 +308,8 @@ func catalogRule(n string, c *catalog.Catalog) obj {
 				"dependentRequired":    requires,
 				"additionalProperties": obj{"not": obj{}, "x-reason": "unknown component in catalog " + n + " (it has: " + strings.Join(c.Order, ", ") + ")"},
 			},
-			"properties": obj{"properties": obj{"release": release}},
+			"properties": obj{"properties": obj{"release": release,
+				"releases": obj{"maxItems": 0, "x-reason": "catalog " + n + " deploys its own components: releases is for catalog bosh"}}},
 		}},
 	}
 }

@@ -154,6 +154,18 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 				ps.add(path, "", "", "must be an object: a manifest's global property tree")
 			}
 			continue
+		case "releases":
+			const bad = `must be a list of uploaded releases, each "NAME" or "NAME/VERSION"`
+			if err := json.Unmarshal(v, &p.Releases); err != nil || len(p.Releases) > 32 {
+				ps.add(path, "", "", bad)
+				continue
+			}
+			for i, r := range p.Releases {
+				if r == "" || len(r) > 256 {
+					ps.add(fmt.Sprintf("%s[%d]", path, i), "", "", bad)
+				}
+			}
+			continue
 		case "secret_properties":
 			if err := json.Unmarshal(v, &p.SecretProperties); err != nil {
 				ps.add(path, "", "", `must be a list of places in jobs and global ("jobs.<job>.a.b")`)

@@ -43,6 +43,9 @@ type Properties struct {
 	Key     string `json:"key,omitempty"`
 	Catalog string `json:"catalog,omitempty"`
 	Release string `json:"release,omitempty"`
+	// Releases are further uploaded BOSH releases ("NAME[/VERSION]") whose
+	// jobs the config places beside Release's ("catalog": "bosh").
+	Releases []string `json:"releases,omitempty"`
 	// Heal tunes auto-heal (on when absent); Notify names webhooks.
 	Heal   *HealConfig   `json:"heal,omitempty"`
 	Notify *NotifyConfig `json:"notify,omitempty"`

@@ -1,0 +1,84 @@
+package bosh
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/planner/release/releasetest"
+)
+
+// sideRelease is a second release: a job colocated with linked's, which
+// says which release it is and needs a package of its own and the base
+// package linked also has, byte for byte.
+func sideRelease() releasetest.Release {
+	base := linkedRelease().Packages[0]
+	return releasetest.Release{Name: "side", Version: "7",
+		Jobs: []releasetest.Job{{Name: "sidecar", Spec: `---
+name: sidecar
+templates:
+  conf.erb: config/conf
+packages: [tool, base]
+properties: {}
+`, Monit: "check process sidecar\n  with pidfile /var/vcap/sys/run/sidecar/pid\n  start program \"/bin/true\"\n  stop program \"/bin/true\"\n",
+			Templates: map[string]string{"conf.erb": "release=<%= spec.release.name %>/<%= spec.release.version %> deployment=<%= spec.deployment %>\n"}}},
+		Packages: []releasetest.Package{base, {Name: "tool", Files: map[string]string{"packaging": "echo tool > ${BOSH_INSTALL_TARGET}/tool\n"}}},
+	}
+}
+
+// Jobs of two releases on one node: each renders its own release in
+// spec.release, each package is fetched from the release it comes from,
+// and base, the same package in both, is compiled once.
+func TestTwoReleasesSideBySide(t *testing.T) {
+	needRuby(t)
+	linked, side := load(t, linkedRelease()), load(t, sideRelease())
+	rel, err := release.Merge(linked, side)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cfgOf(map[string][]string{"db": {"10.0.0.1"}, "sidecar": {"10.0.0.1"}}, nil, nil)
+	d, ps := NewDeployment(rel, cfg)
+	if len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	in := PlanInput{Deployment: d, NodeComponent: "_node", Base: map[string]string{},
+		PackageURL: func(p release.Package) string {
+			from := rel.PackageFrom(p.Name)
+			return "http://home/releases/" + release.PackageURLPath(from.Name, from.Version, p.Name)
+		}}
+	plan, err := MakePlan(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiles := map[string]string{}
+	conf := ""
+	for _, s := range plan.Steps {
+		if name, ok := strings.CutPrefix(s.Spec.Action, "compile-"); ok {
+			if _, twice := compiles[name]; twice {
+				t.Errorf("package %s compiled twice on one node", name)
+			}
+			compiles[name] = s.Spec.Script
+		}
+		if s.Spec.Component == "sidecar" && s.Spec.Action == "apply" {
+			for _, f := range s.Spec.Files {
+				if strings.HasSuffix(f.Path, "/config/conf") {
+					conf = string(f.Content)
+				}
+			}
+		}
+	}
+	if conf != "release=side/7 deployment=linked\n" {
+		t.Errorf("sidecar's config %q", conf)
+	}
+	for name, from := range map[string]string{"base": "linked/3", "tool": "side/7"} {
+		if !strings.Contains(compiles[name], "http://home/releases/"+from+"/packages/"+name+".tgz") {
+			t.Errorf("package %s not fetched from %s:\n%s", name, from, compiles[name])
+		}
+	}
+	// A job the merged releases lack is named with every release.
+	cfg.Components["nope"] = []string{"10.0.0.1"}
+	if _, ps := NewDeployment(rel, cfg); len(ps) != 1 || !strings.Contains(ps[0].Reason, `release linked/3, side/7 has no job "nope"`) {
+		t.Errorf("problems %v", ps)
+	}
+}
