@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 
@@ -299,13 +298,9 @@ func (c *converter) job(j jobRef, ips []string, groupProps map[string]any, upd *
 }
 
 // cannot names, all at once, what the manifest asks that the engine
-// cannot deploy yet: jobs of several releases, one job given several sets
-// of properties.
+// cannot deploy yet: one job given several sets of properties.
 func (c *converter) cannot() error {
 	var what []string
-	if len(c.several) > 0 {
-		what = append(what, fmt.Sprintf("jobs come from %d releases (%s): the engine deploys one release per config; deploy each release's jobs with a config of its own", len(c.several), strings.Join(c.several, ", ")))
-	}
 	for _, job := range contract.SortedKeys(c.otherProps) {
 		groups, word := c.otherProps[job], "group"
 		if len(groups) > 2 {
@@ -325,6 +320,7 @@ func (c *converter) cannot() error {
 // release sets the config's release: the one every job comes from.
 func (c *converter) release(root map[string]any) error {
 	declared := map[string]string{} // name → version
+	var order []string              // as the manifest declares them
 	var list []any
 	if r, ok := root["releases"].([]any); ok {
 		list = r
@@ -337,39 +333,43 @@ func (c *converter) release(root map[string]any) error {
 		if n == "" {
 			return fmt.Errorf("releases: each has a name")
 		}
+		if _, dup := declared[n]; !dup {
+			order = append(order, n)
+		}
 		declared[n] = fmt.Sprint(m["version"])
 	}
-	used := make([]string, 0, len(c.releases))
+	used := map[string]bool{}
 	for r := range c.releases {
 		if r == "" { // v1 templates may leave it out when there is one release
 			if len(declared) != 1 {
 				return fmt.Errorf("a job names no release, and the manifest declares %d", len(declared))
 			}
-			for n := range declared {
-				r = n
-			}
+			r = order[0]
 		}
 		if _, ok := declared[r]; !ok {
 			return fmt.Errorf("release %s: jobs come from it and releases does not declare it", r)
 		}
-		if !slices.Contains(used, r) {
-			used = append(used, r)
+		used[r] = true
+	}
+	if len(used) == 0 {
+		return fmt.Errorf("no instance group places a job")
+	}
+	// The first release the manifest declares names the deployment; the
+	// others' jobs go beside its own (properties.releases).
+	for _, n := range order {
+		if !used[n] {
+			continue
+		}
+		r, v := n, declared[n]
+		if v != "latest" && v != "" && v != "<nil>" {
+			r += "/" + v
+		}
+		if c.cfg.Properties.Release == "" {
+			c.cfg.Properties.Release = r
+		} else {
+			c.cfg.Properties.Releases = append(c.cfg.Properties.Releases, r)
 		}
 	}
-	sort.Strings(used)
-	switch len(used) {
-	case 0:
-		return fmt.Errorf("no instance group places a job")
-	case 1:
-	default:
-		c.several = used
-		return nil
-	}
-	r, v := used[0], declared[used[0]]
-	if v != "latest" && v != "" && v != "<nil>" {
-		r += "/" + v
-	}
-	c.cfg.Properties.Release = r
 	return nil
 }
 

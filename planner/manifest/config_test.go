@@ -108,18 +108,16 @@ func TestToConfigErrors(t *testing.T) {
 			"instance group web: 2 instances and 1 static IPs"},
 		{"an IP in two groups", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}]}, {name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: k, release: r}]}]}`,
 			"instance group b: 10.0.0.1 is a static IP of a too"},
-		{"two releases", `{name: x, releases: [{name: r}, {name: bpm}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r}, {name: bpm, release: bpm}]}]}`,
-			"jobs come from 2 releases (bpm, r)"},
 		{"an undeclared release", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: s}]}]}`,
 			"release s: jobs come from it and releases does not declare it"},
 		{"one job, two sets of properties", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, properties: {p: 1}}]}, {name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r, properties: {p: 2}}]}]}`,
 			"job j has other properties in instance group b than in a"},
-		{"everything the engine cannot do, named at once", `{name: x, releases: [{name: r}, {name: s}], instance_groups: [` +
-			`{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, properties: {p: 1}}, {name: k, release: s}]}, ` +
-			`{name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r, properties: {p: 2}}]}, ` +
+		{"everything the engine cannot do, named at once", `{name: x, releases: [{name: r}], instance_groups: [` +
+			`{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, properties: {p: 1}}, {name: k, release: r}]}, ` +
+			`{name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r, properties: {p: 2}}, {name: k, release: r, properties: {q: 1}}]}, ` +
 			`{name: c, instances: 1, networks: [{name: d, static_ips: [10.0.0.3]}], jobs: [{name: j, release: r, properties: {p: 3}}]}]}`,
-			"the engine cannot deploy this manifest yet, for 2 reasons:\n- jobs come from 2 releases (r, s): the engine deploys one release per config; deploy each release's jobs with a config of its own\n" +
-				"- job j has other properties in instance groups b, c than in a: the engine gives a job one set of properties"},
+			"the engine cannot deploy this manifest yet, for 2 reasons:\n- job j has other properties in instance groups b, c than in a: the engine gives a job one set of properties\n" +
+				"- job k has other properties in instance group b than in a: the engine gives a job one set of properties"},
 		{"a bad range", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: ["10.0.0.9 - 10.0.0.1"]}], jobs: [{name: j, release: r}]}]}`,
 			"a range runs upward"},
 		{"not an IP", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [web1]}], jobs: [{name: j, release: r}]}]}`,
@@ -233,4 +231,24 @@ func FuzzToConfig(f *testing.F) {
 		}
 		_, _, _ = ToConfig(doc, Target{Home: "10.0.0.9", Key: "/k"})
 	})
+}
+
+// Jobs of several releases go side by side: the first release the
+// manifest declares names the config's release, the others follow in
+// properties.releases, each with its version unless latest.
+func TestToConfigSeveralReleases(t *testing.T) {
+	m := `{name: x, releases: [{name: app, version: 3}, {name: unused, version: 1}, {name: bpm, version: latest}, {name: redis, version: 2}],
+instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: redis-server, release: redis}, {name: bpm, release: bpm}, {name: web, release: app}]}]}`
+	cfg, _, err := ToConfig(mustDecode(t, m), Target{Home: "10.0.0.9", Key: "/k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Properties.Release != "app/3" || !slices.Equal(cfg.Properties.Releases, []string{"bpm", "redis/2"}) {
+		t.Fatalf("release %q, releases %q", cfg.Properties.Release, cfg.Properties.Releases)
+	}
+	for _, job := range []string{"redis-server", "bpm", "web"} {
+		if !slices.Equal(cfg.Components[job], []string{"10.0.0.1"}) {
+			t.Errorf("job %s on %v", job, cfg.Components[job])
+		}
+	}
 }

@@ -108,6 +108,10 @@ func Build(in contract.ManifestDeploy, cc contract.CloudConfig, prior Prior, sto
 	if len(missing) > 0 {
 		return res, fmt.Errorf("variables without a value: %s (declare them under variables to have them generated, or give them with -v or -l)", strings.Join(missing, ", "))
 	}
+	// The name may be a variable, as in name: ((deployment_name)).
+	if res.Name, _ = doc.(map[string]any)["name"].(string); res.Name == "" {
+		return res, fmt.Errorf("the manifest's name is empty once interpolated")
+	}
 	if err := res.place(doc.(map[string]any), cc, prior.Placement, stored); err != nil {
 		return res, err
 	}

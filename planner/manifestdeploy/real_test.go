@@ -117,7 +117,7 @@ func outcome(res Result, err error) string {
 		fmt.Fprintf(&b, "refused: %v\n", err)
 	} else {
 		cfg := res.Config
-		fmt.Fprintf(&b, "name: %s\nrelease: %s\n", res.Name, cfg.Properties.Release)
+		fmt.Fprintf(&b, "name: %s\nrelease: %s\nreleases: %s\n", res.Name, cfg.Properties.Release, strings.Join(cfg.Properties.Releases, " "))
 		for _, comp := range contract.SortedKeys(cfg.Components) {
 			fmt.Fprintf(&b, "job %s: %s\n", comp, strings.Join(cfg.Components[comp], " "))
 		}
