@@ -58,7 +58,8 @@ func (p *Planner) staticWarnings(cfg contract.Config) []string {
 	}
 	if cfg.CatalogName() == BoshCatalog {
 		red := cfg.Redact().Properties
-		refs := append(bosh.Variables(cfg.Properties.Jobs, red.Jobs, "properties.jobs."), bosh.Variables(cfg.Properties.Global, red.Global, "properties.global.")...)
+		refs := append(bosh.Variables(cfg.Properties.Jobs, red.Jobs, "properties.jobs."), bosh.Variables(cfg.Properties.NodeJobs, red.NodeJobs, "properties.node_jobs.")...)
+		refs = append(refs, bosh.Variables(cfg.Properties.Global, red.Global, "properties.global.")...)
 		if w := bosh.VariablesWarning(refs); w != "" {
 			out = append(out, w)
 		}

@@ -51,11 +51,11 @@ func TestCloudFoundryOnTheReleasePath(t *testing.T) {
 	if d.Jobs["postgres"] == nil || d.CompOf("postgres") != "database" {
 		t.Errorf("database is not cf-release's postgres job: %v", d.Jobs)
 	}
-	nats := d.Properties("nats")["nats"].(map[string]any)
+	nats := d.Properties("nats", d.Jobs["nats"][0])["nats"].(map[string]any)
 	if !reflect.DeepEqual(nats["machines"], []any{"10.0.0.2", "10.0.0.3"}) || nats["port"] != 4222 {
 		t.Errorf("nats properties from the manifest: %v", nats)
 	}
-	if port := d.Properties("postgres")["ccdb"].(map[string]any)["port"]; port != 5524 {
+	if port := d.Properties("postgres", d.Jobs["postgres"][0])["ccdb"].(map[string]any)["port"]; port != 5524 {
 		t.Errorf("ccdb.port %v", port)
 	}
 }

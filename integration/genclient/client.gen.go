@@ -606,6 +606,7 @@ type Properties struct {
 	Jobs             *map[string]interface{}    `json:"jobs,omitempty"`
 	Key              *string                    `json:"key,omitempty"`
 	Links            *map[string]JobLinks       `json:"links,omitempty"`
+	NodeJobs         *map[string]interface{}    `json:"node_jobs,omitempty"`
 	Notify           *NotifyConfig              `json:"notify,omitempty"`
 	Password         *string                    `json:"password,omitempty"`
 	PersistentDisks  *map[string]PersistentDisk `json:"persistent_disks,omitempty"`

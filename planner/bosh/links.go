@@ -216,7 +216,13 @@ func (d *Deployment) links(job string) map[string]any {
 	out := map[string]any{}
 	for name, p := range d.resolved[job] {
 		props := map[string]any{}
-		all := d.Properties(p.Job)
+		// A provider shares the properties of its first instance (one
+		// with other properties on other nodes shares its first node's).
+		var first string
+		if ips := d.Jobs[p.Job]; len(ips) > 0 {
+			first = ips[0]
+		}
+		all := d.Properties(p.Job, first)
 		for _, prop := range p.Link.Properties {
 			if v, ok := lookup(all, prop); ok {
 				set(props, prop, v)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha1" //nolint:gosec // a stable instance id, not a secret
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/deployment-engine/engine/planner/release"
@@ -22,8 +23,11 @@ type Deployment struct {
 	// Jobs maps a job to the IPs it runs on (an instance's index is its
 	// position).
 	Jobs map[string][]string
-	// Props holds the config's property tree of each job.
-	Props map[string]map[string]any
+	// Props holds the config's property tree of each job; NodeProps a
+	// job's tree on a node where it has other properties (by node, then
+	// job).
+	Props     map[string]map[string]any
+	NodeProps map[string]map[string]map[string]any
 	// AZs maps a node to its availability zone.
 	AZs map[string]string
 	// Disks are the nodes' persistent disks.
@@ -69,7 +73,8 @@ func NewDeployment(rel *release.Release, cfg contract.Config) (*Deployment, []co
 // NewMappedDeployment is NewDeployment for a config whose components are
 // not the release's job names: jobOf names each component's job.
 func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(comp string) string) (*Deployment, []contract.Problem) {
-	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, AZs: map[string]string{}, Comp: map[string]string{},
+	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, NodeProps: map[string]map[string]map[string]any{},
+		AZs: map[string]string{}, Comp: map[string]string{},
 		Global: cfg.Properties.Global, Links: cfg.Properties.Links, Disks: cfg.Properties.PersistentDisks}
 	var ps []contract.Problem
 	add := func(path, comp, ip, format string, a ...any) {
@@ -111,6 +116,34 @@ func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(c
 			}
 		}
 		d.Props[name] = tree
+	}
+	for _, ip := range contract.SortedKeys(cfg.Properties.NodeJobs) {
+		jobs, _ := cfg.Properties.NodeJobs[ip].(map[string]any)
+		for _, name := range contract.SortedKeys(jobs) {
+			path := "properties.node_jobs." + ip + "." + name
+			spec := rel.Specs[name]
+			tree, ok := jobs[name].(map[string]any)
+			switch {
+			case spec == nil:
+				add(path, name, ip, "release %s has no job %q (it has %s)", rel.Ref(), name, have)
+				continue
+			case !ok:
+				add(path, name, ip, "must be an object of the job's properties")
+				continue
+			case !slices.Contains(d.Jobs[name], ip):
+				add(path, name, ip, "job %s does not run on %s", name, ip)
+				continue
+			}
+			for _, leaf := range leaves(tree, "") {
+				if !declared(spec, leaf) {
+					add(path+"."+leaf, name, ip, "job %s declares no property %q (it declares %s)", name, leaf, declaredList(spec))
+				}
+			}
+			if d.NodeProps[ip] == nil {
+				d.NodeProps[ip] = map[string]map[string]any{}
+			}
+			d.NodeProps[ip][name] = tree
+		}
 	}
 	nodes := map[string]bool{}
 	for _, ip := range cfg.Nodes() {
@@ -185,14 +218,19 @@ func declaredList(spec *release.Job) string {
 	return strings.Join(names, ", ")
 }
 
-// Properties are a job's effective properties: every property its spec
-// declares, from the config or else the spec's default, as BOSH resolves
-// them. Properties without either are absent.
-func (d *Deployment) Properties(job string) map[string]any {
+// Properties are a job's effective properties on node ip: every property
+// its spec declares, from the config (the node's own tree for the job
+// when it has one) or else the spec's default, as BOSH resolves them.
+// Properties without either are absent.
+func (d *Deployment) Properties(job, ip string) map[string]any {
 	spec := d.Release.Specs[job]
+	tree := d.Props[job]
+	if t, ok := d.NodeProps[ip][job]; ok {
+		tree = t
+	}
 	out := map[string]any{}
 	for _, name := range contract.SortedKeys(spec.Properties) {
-		if v, ok := lookup(d.Props[job], name); ok {
+		if v, ok := lookup(tree, name); ok {
 			set(out, name, v)
 		} else if v, ok := lookup(d.Global, name); ok {
 			set(out, name, v)
@@ -266,7 +304,7 @@ func (d *Deployment) Spec(job string, index int) Spec {
 		"networks":   map[string]any{"default": map[string]any{"ip": ip, "default": []string{"dns", "gateway"}}},
 		"deployment": d.Name,
 		"release":    map[string]any{"name": d.Release.JobFrom(job).Name, "version": d.Release.JobFrom(job).Version},
-		"properties": d.Properties(job),
+		"properties": d.Properties(job, ip),
 		"links":      d.links(job),
 	}
 }

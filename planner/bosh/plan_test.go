@@ -127,13 +127,46 @@ func TestPropertiesFallBackToGlobal(t *testing.T) {
 		t.Fatal(ps)
 	}
 	want := map[string]any{"admin": map[string]any{"user": "own", "password": "global-pw"}, "port": 6000}
-	if got := d.Properties("db"); !reflect.DeepEqual(got, want) {
+	if got := d.Properties("db", "10.0.0.1"); !reflect.DeepEqual(got, want) {
 		t.Errorf("db's properties %v, want %v", got, want)
 	}
 	cfg.Properties.Global = nil
 	d, _ = NewDeployment(rel, cfg)
-	if got := fmt.Sprint(d.Properties("db")); got != "map[admin:map[user:own] port:5432]" {
+	if got := fmt.Sprint(d.Properties("db", "10.0.0.1")); got != "map[admin:map[user:own] port:5432]" {
 		t.Errorf("without a global tree: %v", got)
+	}
+}
+
+// A job given its own tree on a node reads that tree there, whole, and
+// the job's tree on its other nodes; a node tree for a job that does not
+// run there, or of a property the spec does not declare, is named.
+func TestNodeProperties(t *testing.T) {
+	rel := load(t, linkedRelease())
+	cfg := cfgOf(map[string][]string{"db": {"10.0.0.1", "10.0.0.2"}}, map[string]any{"db": map[string]any{"port": 7000, "admin": map[string]any{"user": "own"}}}, nil)
+	cfg.Properties.NodeJobs = map[string]any{"10.0.0.2": map[string]any{"db": map[string]any{"admin": map[string]any{"user": "second"}}}}
+	d, ps := NewDeployment(rel, cfg)
+	if len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	if got := fmt.Sprint(d.Properties("db", "10.0.0.1")); got != "map[admin:map[user:own] port:7000]" {
+		t.Errorf("on its first node: %v", got)
+	}
+	if got := fmt.Sprint(d.Properties("db", "10.0.0.2")); got != "map[admin:map[user:second] port:5432]" {
+		t.Errorf("on the node of its own tree: %v", got)
+	}
+	cfg.Properties.NodeJobs = map[string]any{"10.0.0.3": map[string]any{"db": map[string]any{}}, "10.0.0.2": map[string]any{"db": map[string]any{"nope": 1}, "ghost": map[string]any{}}}
+	_, ps = NewDeployment(rel, cfg)
+	var got []string
+	for _, p := range ps {
+		got = append(got, p.Path+": "+p.Reason)
+	}
+	want := []string{
+		`properties.node_jobs.10.0.0.2.db.nope: job db declares no property "nope" (it declares admin.password, admin.user, port)`,
+		`properties.node_jobs.10.0.0.2.ghost: release linked/3 has no job "ghost" (it has db, app)`,
+		"properties.node_jobs.10.0.0.3.db: job db does not run on 10.0.0.3",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("problems\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

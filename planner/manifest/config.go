@@ -2,7 +2,6 @@ package manifest
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"reflect"
@@ -93,9 +92,6 @@ func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 	if err := c.release(root); err != nil {
 		return cfg, c.warn, err
 	}
-	if err := c.cannot(); err != nil {
-		return cfg, c.warn, err
-	}
 	if len(c.jobProps) > 0 {
 		c.cfg.Properties.Jobs = c.jobProps
 	}
@@ -111,11 +107,6 @@ type converter struct {
 	warn     []string
 	jobProps map[string]any    // job → its properties
 	jobGroup map[string]string // job → the first group that has it
-	// otherProps are, for each job given other properties in some groups
-	// than in its first, those groups: all are named at once.
-	otherProps map[string][]string
-	// several are the releases jobs come from, when more than one.
-	several  []string
 	ipGroup  map[string]string // static IP → its group
 	releases map[string]bool   // the releases jobs come from
 	// linksGroup maps a job to the first group that has it, where its
@@ -266,15 +257,24 @@ func (c *converter) job(j jobRef, ips []string, groupProps map[string]any, upd *
 		return err
 	}
 	props := merge(groupProps, j.props)
-	if first, seen := c.jobGroup[j.name]; seen {
+	if _, seen := c.jobGroup[j.name]; seen {
 		if !reflect.DeepEqual(c.jobProps[j.name], props) && !(len(props) == 0 && c.jobProps[j.name] == nil) {
-			if c.otherProps == nil {
-				c.otherProps = map[string][]string{}
+			// Other properties than in its first group: this group's
+			// machines get the job's tree of their own.
+			if c.cfg.Properties.NodeJobs == nil {
+				c.cfg.Properties.NodeJobs = map[string]any{}
 			}
-			if len(c.otherProps[j.name]) == 0 {
-				c.otherProps[j.name] = []string{first}
+			if props == nil {
+				props = map[string]any{}
 			}
-			c.otherProps[j.name] = append(c.otherProps[j.name], group)
+			for _, ip := range ips {
+				on, _ := c.cfg.Properties.NodeJobs[ip].(map[string]any)
+				if on == nil {
+					on = map[string]any{}
+					c.cfg.Properties.NodeJobs[ip] = on
+				}
+				on[j.name] = props
+			}
 		}
 	} else {
 		c.jobGroup[j.name] = group
@@ -295,26 +295,6 @@ func (c *converter) job(j jobRef, ips []string, groupProps map[string]any, upd *
 		u.Components[j.name] = *upd
 	}
 	return nil
-}
-
-// cannot names, all at once, what the manifest asks that the engine
-// cannot deploy yet: one job given several sets of properties.
-func (c *converter) cannot() error {
-	var what []string
-	for _, job := range contract.SortedKeys(c.otherProps) {
-		groups, word := c.otherProps[job], "group"
-		if len(groups) > 2 {
-			word = "groups"
-		}
-		what = append(what, fmt.Sprintf("job %s has other properties in instance %s %s than in %s: the engine gives a job one set of properties", job, word, strings.Join(groups[1:], ", "), groups[0]))
-	}
-	switch len(what) {
-	case 0:
-		return nil
-	case 1:
-		return errors.New(what[0])
-	}
-	return fmt.Errorf("the engine cannot deploy this manifest yet, for %d reasons:\n- %s", len(what), strings.Join(what, "\n- "))
 }
 
 // release sets the config's release: the one every job comes from.

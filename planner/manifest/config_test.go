@@ -110,14 +110,6 @@ func TestToConfigErrors(t *testing.T) {
 			"instance group b: 10.0.0.1 is a static IP of a too"},
 		{"an undeclared release", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: s}]}]}`,
 			"release s: jobs come from it and releases does not declare it"},
-		{"one job, two sets of properties", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, properties: {p: 1}}]}, {name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r, properties: {p: 2}}]}]}`,
-			"job j has other properties in instance group b than in a"},
-		{"everything the engine cannot do, named at once", `{name: x, releases: [{name: r}], instance_groups: [` +
-			`{name: a, instances: 1, networks: [{name: d, static_ips: [10.0.0.1]}], jobs: [{name: j, release: r, properties: {p: 1}}, {name: k, release: r}]}, ` +
-			`{name: b, instances: 1, networks: [{name: d, static_ips: [10.0.0.2]}], jobs: [{name: j, release: r, properties: {p: 2}}, {name: k, release: r, properties: {q: 1}}]}, ` +
-			`{name: c, instances: 1, networks: [{name: d, static_ips: [10.0.0.3]}], jobs: [{name: j, release: r, properties: {p: 3}}]}]}`,
-			"the engine cannot deploy this manifest yet, for 2 reasons:\n- job j has other properties in instance groups b, c than in a: the engine gives a job one set of properties\n" +
-				"- job k has other properties in instance group b than in a: the engine gives a job one set of properties"},
 		{"a bad range", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: ["10.0.0.9 - 10.0.0.1"]}], jobs: [{name: j, release: r}]}]}`,
 			"a range runs upward"},
 		{"not an IP", `{name: x, releases: [{name: r}], instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [web1]}], jobs: [{name: j, release: r}]}]}`,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/deployment-engine/engine/planner/bosh"
@@ -46,7 +47,15 @@ releases: [{name: shop, version: 7}]
 instance_groups:
 - {name: db, instances: 1, networks: [{name: n, static_ips: [10.0.0.2]}], jobs: [{name: db, release: shop, properties: {admin: {password: pw}}}]}
 - {name: app, instances: 2, azs: [z1, z2], networks: [{name: n, static_ips: [10.0.0.3, 10.0.0.4]}], jobs: [{name: app, release: shop, properties: {greeting: hi, admin: {password: pw}}}]}
-`, "app map[admin:map[password:pw] greeting:hi]; db map[admin:map[password:pw] port:5432]"},
+`, "app@10.0.0.3 map[admin:map[password:pw] greeting:hi]; app@10.0.0.4 map[admin:map[password:pw] greeting:hi]; db@10.0.0.2 map[admin:map[password:pw] port:5432]"},
+		{"v2, a job in two groups with other properties", `
+name: shop
+releases: [{name: shop, version: 7}]
+instance_groups:
+- {name: db, instances: 1, networks: [{name: n, static_ips: [10.0.0.2]}], jobs: [{name: db, release: shop, properties: {admin: {password: pw}}}]}
+- {name: app, instances: 1, networks: [{name: n, static_ips: [10.0.0.3]}], jobs: [{name: app, release: shop, properties: {greeting: hi, admin: {password: pw}}}]}
+- {name: other, instances: 1, networks: [{name: n, static_ips: [10.0.0.5]}], jobs: [{name: app, release: shop, properties: {admin: {password: other-pw}}}]}
+`, "app@10.0.0.3 map[admin:map[password:pw] greeting:hi]; app@10.0.0.5 map[admin:map[password:other-pw] greeting:hello]; db@10.0.0.2 map[admin:map[password:pw] port:5432]"},
 		{"v1", `
 name: shop
 release: {name: shop, version: 7}
@@ -54,7 +63,7 @@ properties: {admin: {password: global-pw}, port: 6000, unread: {by: anyone}}
 jobs:
 - {name: db, templates: [{name: db}], instances: 1, networks: [{name: n, static_ips: [10.0.0.2]}]}
 - {name: app, templates: [{name: app}], instances: 1, networks: [{name: n, static_ips: [10.0.0.3]}], properties: {greeting: hi}}
-`, "app map[admin:map[password:global-pw] greeting:hi]; db map[admin:map[password:global-pw] port:6000]"},
+`, "app@10.0.0.3 map[admin:map[password:global-pw] greeting:hi]; db@10.0.0.2 map[admin:map[password:global-pw] port:6000]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, _, err := ToConfig(mustDecode(t, tc.manifest), Target{Home: "10.0.0.1"})
@@ -68,7 +77,13 @@ jobs:
 			if len(problems) > 0 {
 				t.Fatalf("the bosh path refuses the config: %v", problems)
 			}
-			got := fmt.Sprintf("app %v; db %v", d.Properties("app"), d.Properties("db"))
+			var each []string
+			for _, job := range []string{"app", "db"} {
+				for _, ip := range d.Jobs[job] {
+					each = append(each, fmt.Sprintf("%s@%s %v", job, ip, d.Properties(job, ip)))
+				}
+			}
+			got := strings.Join(each, "; ")
 			if got != tc.want {
 				t.Errorf("properties\n got %s\nwant %s", got, tc.want)
 			}

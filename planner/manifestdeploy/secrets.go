@@ -75,6 +75,9 @@ func secretPlaces(cfg contract.Config, values []string) []string {
 	for job, tree := range cfg.Properties.Jobs {
 		walk(tree, "jobs."+job)
 	}
+	for ip, jobs := range cfg.Properties.NodeJobs {
+		walk(jobs, "node_jobs."+ip)
+	}
 	walk(map[string]any(cfg.Properties.Global), "global")
 	out := make([]string, 0, len(seen))
 	for p := range seen {

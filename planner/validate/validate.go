@@ -149,6 +149,29 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 				ps.add(path, "", "", "must be an object of job name to its property tree")
 			}
 			continue
+		case "node_jobs":
+			const bad = "must be an object of node IP to an object of job name to its property tree"
+			if err := json.Unmarshal(v, &p.NodeJobs); err != nil {
+				ps.add(path, "", "", bad)
+				continue
+			}
+			for _, ip := range contract.SortedKeys(p.NodeJobs) {
+				if err := contract.CheckNodeIP(ip); err != nil {
+					ps.add(path+"."+contract.Clip(ip), "", "", err.Error()+": node_jobs are by node IP")
+					continue
+				}
+				jobs, ok := p.NodeJobs[ip].(map[string]any)
+				if !ok {
+					ps.add(path+"."+ip, "", ip, bad)
+					continue
+				}
+				for _, job := range contract.SortedKeys(jobs) {
+					if _, ok := jobs[job].(map[string]any); !ok {
+						ps.add(path+"."+ip+"."+contract.Clip(job), job, ip, bad)
+					}
+				}
+			}
+			continue
 		case "global":
 			if err := json.Unmarshal(v, &p.Global); err != nil {
 				ps.add(path, "", "", "must be an object: a manifest's global property tree")

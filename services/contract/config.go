@@ -52,6 +52,11 @@ type Properties struct {
 	// Jobs holds each BOSH job's property tree ("catalog": "bosh"):
 	// {"<job>": {"a": {"b": 1}}}.
 	Jobs map[string]any `json:"jobs,omitempty"`
+	// NodeJobs gives a job other properties on some nodes than Jobs
+	// gives it, whole trees in place of its own: {"<IP>": {"<job>":
+	// {...}}} (a manifest's job with other properties in another
+	// instance group).
+	NodeJobs map[string]any `json:"node_jobs,omitempty"`
 	// Global is a BOSH manifest's global property tree ("catalog":
 	// "bosh"), as v1 manifests have it: each job reads the properties its
 	// spec declares from its own tree in Jobs first, then from this one.
@@ -70,8 +75,8 @@ type Properties struct {
 	// Gateway is the jump host every SSH connection to a node goes
 	// through; nil connects to the nodes directly.
 	Gateway *Gateway `json:"gateway,omitempty"`
-	// SecretProperties names places in jobs and global ("jobs.<job>.a.b",
-	// "global.a.b") whose values are secrets whatever their names: where
+	// SecretProperties names places in jobs, node_jobs and global
+	// ("jobs.<job>.a.b", "node_jobs.<IP>.<job>.a.b", "global.a.b") whose values are secrets whatever their names: where
 	// a manifest's variables went. They are redacted, kept and sealed as
 	// properties named like secrets are.
 	SecretProperties []string `json:"secret_properties,omitempty"`
@@ -152,14 +157,17 @@ func (c Config) Redact() Config {
 			}
 		}
 	}
-	marked := out.Properties.secretAt
-	if out.Properties.Jobs != nil {
-		out.Properties.Jobs = redactTree(out.Properties.Jobs, false, "jobs", marked).(map[string]any)
-	}
-	if out.Properties.Global != nil {
-		out.Properties.Global = redactTree(out.Properties.Global, false, "global", marked).(map[string]any)
+	for name, tree := range out.Properties.trees() {
+		if *tree != nil {
+			*tree = redactTree(*tree, false, name, out.Properties.secretAt).(map[string]any)
+		}
 	}
 	return out
+}
+
+// trees are the BOSH property trees, by the name their places start with.
+func (p *Properties) trees() map[string]*map[string]any {
+	return map[string]*map[string]any{"jobs": &p.Jobs, "node_jobs": &p.NodeJobs, "global": &p.Global}
 }
 
 // secretName tells whether a BOSH job property holds a secret by its name
@@ -227,7 +235,7 @@ func (c Config) MapSecrets(f func(string) (string, error)) (Config, error) {
 			}
 		}
 	}
-	for name, tree := range map[string]*map[string]any{"jobs": &out.Properties.Jobs, "global": &out.Properties.Global} {
+	for name, tree := range out.Properties.trees() {
 		if *tree != nil {
 			*tree = mapTree(*tree, false, name, out.Properties.secretAt, func(s string) string {
 				apply(&s)
@@ -309,19 +317,15 @@ func (c *Config) KeepSecrets(stored Config) {
 			*s = *old[name]
 		}
 	}
-	if c.Properties.Jobs != nil {
-		var old any
-		if stored.Properties.Jobs != nil {
-			old = stored.Properties.Jobs
+	storedTrees := stored.Properties.trees()
+	for name, tree := range c.Properties.trees() {
+		if *tree != nil {
+			var old any
+			if prev := *storedTrees[name]; prev != nil {
+				old = prev
+			}
+			*tree = keepTree(*tree, old).(map[string]any)
 		}
-		c.Properties.Jobs = keepTree(c.Properties.Jobs, old).(map[string]any)
-	}
-	if c.Properties.Global != nil {
-		var old any
-		if stored.Properties.Global != nil {
-			old = stored.Properties.Global
-		}
-		c.Properties.Global = keepTree(c.Properties.Global, old).(map[string]any)
 	}
 	// A webhook's secrets are kept from the stored webhook at the same
 	// position.
