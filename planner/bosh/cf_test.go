@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/manifest"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -95,6 +96,79 @@ func TestCloudFoundryGoldenPlans(t *testing.T) {
 				fmt.Fprintf(&out, "problem: %s: %s\n", p.Path, p.Reason)
 			}
 			golden(t, "cf-"+v+".plan", out.String())
+		})
+	}
+}
+
+// The manual's example config goes the v1 manifest's way too: the
+// nise_bosh manifest the cloudfoundry catalog renders for it, read as a
+// BOSH v1 manifest (planner/manifest), places the same jobs with the
+// same packages, in the same compile order, on every node as the golden
+// plans, and names the same job the release lacks.
+func TestCloudFoundryManifestGivesTheGoldenPlans(t *testing.T) {
+	cat, err := catalog.Load("cloudfoundry", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("../validate/testdata/manual.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg contract.Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Per node, its packages and its jobs by the release's names.
+	plan := func(d *Deployment, ps []contract.Problem) string {
+		var out strings.Builder
+		for _, ip := range cfg.Nodes() {
+			order, _, err := d.NodePackages(ip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pkgs []string
+			for _, p := range order {
+				pkgs = append(pkgs, p.Name)
+			}
+			fmt.Fprintf(&out, "%s\n  packages: %s\n  jobs: %s\n", ip, strings.Join(pkgs, ", "), strings.Join(d.NodeJobs(ip), ", "))
+		}
+		for _, p := range ps {
+			fmt.Fprintf(&out, "problem: %s\n", p.Reason)
+		}
+		return out.String()
+	}
+	for _, v := range []string{"160", "170", "194"} {
+		t.Run("v"+v, func(t *testing.T) {
+			rel := cfRelease(t, v)
+			golden := plan(NewMappedDeployment(rel, cfg, func(comp string) string { return cat.Job("v"+v, comp) }))
+
+			c := cfg
+			c.Properties.Release = "v" + v
+			r, err := cat.Render(catalog.Input{Config: c, Node: cfg.Components["database"][0], Component: "database"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rendered []byte
+			for _, f := range r.Files {
+				if strings.HasSuffix(f.Path, "/manifest.yml") {
+					rendered = f.Content
+				}
+			}
+			var doc any
+			if err := yaml.Unmarshal(rendered, &doc); err != nil || doc == nil {
+				t.Fatalf("the rendered manifest: %v", err)
+			}
+			fromManifest, _, err := manifest.ToConfig(doc, manifest.Target{Home: cfg.Properties.Home})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fromManifest.Properties.Release != "cf/"+v {
+				t.Errorf("the manifest's release: %q", fromManifest.Properties.Release)
+			}
+			got := plan(NewDeployment(rel, fromManifest))
+			if got != golden {
+				t.Errorf("through the v1 manifest:\n%s\nthe golden plan's:\n%s", got, golden)
+			}
 		})
 	}
 }

@@ -223,6 +223,22 @@ func (c *converter) jobsOf(g map[string]any, v1 bool, where string) ([]jobRef, m
 		key = "templates" // the manifest's global properties go to properties.global
 	}
 	list, ok := g[key].([]any)
+	if v1 && !ok && g["template"] != nil {
+		// v1's older form: template, a name or a list of names.
+		key = "template"
+		names, isList := g["template"].([]any)
+		if n, isName := g["template"].(string); isName {
+			names, isList = []any{n}, true
+		}
+		list, ok = nil, isList
+		for i, x := range names {
+			n, isName := x.(string)
+			if !isName {
+				return nil, nil, fmt.Errorf("%s: template[%d] is %s, not a job's name", where, i, patch.Kind(x))
+			}
+			list = append(list, map[string]any{"name": n})
+		}
+	}
 	if !ok || len(list) == 0 {
 		return nil, nil, fmt.Errorf("%s: no %s", where, key)
 	}
