@@ -244,3 +244,22 @@ instance_groups: [{name: a, instances: 1, networks: [{name: d, static_ips: [10.0
 		}
 	}
 }
+
+// v1's older template: a job's name, or a list of names, as nise_bosh
+// and cf-release's manifests wrote it; anything else is named.
+func TestToConfigV1Template(t *testing.T) {
+	m := `{name: cf, release: {name: cf, version: 194}, jobs: [
+{name: database, template: postgres, instances: 1, networks: [{name: default, static_ips: [10.0.0.2]}]},
+{name: api, template: [cloud_controller_ng, metron_agent], instances: 1, networks: [{name: default, static_ips: [10.0.0.3]}]}]}`
+	cfg, _, err := ToConfig(mustDecode(t, m), Target{Home: "10.0.0.9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.Components); got != "map[cloud_controller_ng:[10.0.0.3] metron_agent:[10.0.0.3] postgres:[10.0.0.2]]" {
+		t.Errorf("components %s", got)
+	}
+	bad := `{name: cf, release: {name: cf}, jobs: [{name: database, template: [{x: 1}], instances: 1, networks: [{name: default, static_ips: [10.0.0.2]}]}]}`
+	if _, _, err := ToConfig(mustDecode(t, bad), Target{}); err == nil || !strings.Contains(err.Error(), "instance group database: template[0] is a map, not a job's name") {
+		t.Errorf("a template of a map: %v", err)
+	}
+}
