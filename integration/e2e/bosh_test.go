@@ -195,7 +195,7 @@ func TestBoshDummyRelease(t *testing.T) {
 	if d.State != "failed" {
 		t.Fatalf("deployment with bad_package: %s", d.State)
 	}
-	state, errText := stepOf(d, ips(2)[0]+"/dummy_with_bad_package/compile-bad_package")
+	state, errText := stepOf(d, ips(2)[0]+"/dummy_with_bad_package/compile")
 	if state != "failed" || !strings.Contains(errText, "this failed") {
 		t.Errorf("bad_package step: %s %q, want failed with the packaging script's output", state, errText)
 	}
@@ -351,8 +351,8 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 		t.Fatalf("config v4: %d %s", code, body)
 	}
 	d = wait(t, e, deploy(t, e), 10*time.Minute)
-	if state, errText := stepOf(d, ips(0)[0]+"/db/compile-base"); d.State != "failed" || state != "failed" || !strings.Contains(errText, "base-v4-failed") {
-		t.Fatalf("v4 with a failing base: %s, compile-base %s %q", d.State, state, errText)
+	if state, errText := stepOf(d, ips(0)[0]+"/db/compile"); d.State != "failed" || state != "failed" || !strings.Contains(errText, "base-v4-failed") {
+		t.Fatalf("v4 with a failing base: %s, db/compile %s %q", d.State, state, errText)
 	}
 	if got := strings.TrimSpace(inNode(t, 0, "cat /var/vcap/packages/base/chain")); got != "base" {
 		t.Errorf("the running version's base package after a failed compile reads %q, want base", got)

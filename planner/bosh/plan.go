@@ -39,7 +39,8 @@ type PlanInput struct {
 	Base map[string]string
 	// NodeComponent names a node's own steps.
 	NodeComponent string
-	// CompileTimeout bounds compiling one package.
+	// CompileTimeout bounds compiling one level of a job's packages
+	// (packageLevels).
 	CompileTimeout time.Duration
 }
 
@@ -73,7 +74,7 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 		return nil, fmt.Errorf("render: %s", strings.Join(reasons, "; "))
 	}
 	b := &planBuilder{in: in, d: d, plan: &Plan{Instances: insts, Packages: map[string][]string{}},
-		layout: map[string]string{}, pkgStep: map[string]string{}}
+		layout: map[string]string{}, compile: map[string]string{}}
 	nodeJobs := map[string][]string{}
 	for _, job := range contract.SortedKeys(d.Jobs) {
 		for _, ip := range d.Jobs[job] {
@@ -98,7 +99,7 @@ type planBuilder struct {
 	d       *Deployment
 	plan    *Plan
 	layout  map[string]string // node → its layout step
-	pkgStep map[string]string // node/package → its compile step
+	compile map[string]string // node/job → the step compiling its packages
 }
 
 // add appends s to the plan under its id, and returns the id.
@@ -128,38 +129,62 @@ func (b *planBuilder) nodeSteps(ip string, jobs []string) error {
 		layout.After = []string{b.add(store)}
 	}
 	b.layout[ip] = b.add(layout)
-	order, owner, err := d.NodePackages(ip)
+	order, _, err := d.NodePackages(ip)
 	if err != nil {
 		return err
 	}
+	// A package's hash covers its dependencies' (their versions may
+	// change under it); the node's packages, in compile order.
 	hashes := map[string]string{}
-	for i, p := range order {
-		comp := owner[p.Name]
-		if comp == "" {
-			// A dependency only: its log goes with the first job that needs
-			// something on this node.
-			comp = jobs[0]
-			for _, q := range order[i:] {
-				if owner[q.Name] != "" {
-					comp = owner[q.Name]
-					break
-				}
-			}
-		}
-		comp = d.CompOf(comp)
+	for _, p := range order {
 		deps := []string{}
-		after := []string{b.layout[ip]}
 		for _, dep := range p.Dependencies {
 			deps = append(deps, dep+"="+hashes[dep])
-			after = append(after, b.pkgStep[ip+"/"+dep])
 		}
 		hashes[p.Name] = hashOf(p.Name, p.Version, p.SHA1, strings.Join(deps, ","))
-		s := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "compile-" + p.Name, Key: "bosh.package." + p.Name,
-			Hash: hashes[p.Name], Script: compileScript(p, b.in.PackageURL(p)), TimeoutS: compileTimeout}, After: after, Prio: i}
-		b.pkgStep[ip+"/"+p.Name] = b.add(s)
 		b.plan.Packages[ip] = append(b.plan.Packages[ip], p.Name)
 	}
+	// Each job's packages, with what they depend on, compile in one step
+	// of the job's: level by level of their dependencies, a level's
+	// packages at once. A package two jobs need is compiled by the first
+	// and found compiled by the other, whose step runs after it.
+	for i, job := range jobs {
+		closure, err := release.PackageOrder(d.Release.Packages, d.Release.Specs[job].Packages)
+		if err != nil {
+			return err
+		}
+		if len(closure) == 0 {
+			continue
+		}
+		levels, all := packageLevels(closure), make([]string, len(closure))
+		for k, p := range closure {
+			all[k] = hashes[p.Name]
+		}
+		s := Step{Spec: contract.Step{Node: ip, Component: d.CompOf(job), Action: "compile", Key: "bosh.packages." + job,
+			Hash: hashOf(all...), Script: compileScript(levels, b.in.PackageURL), TimeoutS: compileTimeout * len(levels)},
+			After: []string{b.layout[ip]}, Prio: i}
+		b.compile[ip+"/"+job] = b.add(s)
+	}
 	return nil
+}
+
+// packageLevels groups packages given in compile order by their depth:
+// level 0 depends on nothing, level n on packages of levels below n only.
+func packageLevels(order []release.Package) [][]release.Package {
+	depth := map[string]int{}
+	var levels [][]release.Package
+	for _, p := range order {
+		lv := 0
+		for _, dep := range p.Dependencies {
+			lv = max(lv, depth[dep]+1)
+		}
+		depth[p.Name] = lv
+		for len(levels) <= lv {
+			levels = append(levels, nil)
+		}
+		levels[lv] = append(levels[lv], p)
+	}
+	return levels
 }
 
 // jobSteps adds a job instance's apply, pre-start, register and start,
@@ -173,8 +198,8 @@ func (b *planBuilder) jobSteps(inst Instance) {
 	prio := 1000 + 10*jobOrder(d, job)
 	apply := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "apply", Key: "bosh.job." + job + ".apply", Hash: inst.Hash,
 		Files: inst.Files, Script: applyScript(job, inst.Hash, spec.Packages)}, After: []string{b.layout[ip]}, Prio: prio}
-	for _, p := range spec.Packages {
-		apply.After = append(apply.After, b.pkgStep[ip+"/"+p])
+	if c := b.compile[ip+"/"+job]; c != "" {
+		apply.After = append(apply.After, c)
 	}
 	for _, prov := range d.linkProviders(job) {
 		// An errand provider never starts: its instances are placed once

@@ -18,14 +18,61 @@ chown vcap:vcap /var/vcap/sys /var/vcap/sys/log /var/vcap/sys/run /var/vcap/stor
 echo "BOSH layout ready under /var/vcap"
 `
 
-// compileScript fetches a package from the engine, checks its sha1 and
+// compileScript compiles packages level by level (packageLevels): a
+// level's packages at once, as many as the node has CPUs, each in a
+// subshell of its own (packageScript) whose output is kept apart and put
+// out whole, its lines prefixed with the package's name, once the level
+// ended. A package that fails ends the step after its level, its output's
+// end on stderr (the step's error); the next level is not begun.
+func compileScript(levels [][]release.Package, url func(release.Package) string) string {
+	var b strings.Builder
+	b.WriteString(`set -u
+max=$(nproc 2>/dev/null || echo 1)
+out=$(mktemp -d /var/vcap/data/compile/.out-XXXXXX)
+trap 'rm -rf "$out"' EXIT
+# level I...: compile packages I at once (pkg_I, named pkgname[I]), then put
+# out their output.
+level() {
+  local i failed=""
+  for i in "$@"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$max" ]; do wait -n 2>/dev/null || true; done
+    ( ( "pkg_$i" ) >"$out/$i.log" 2>&1; echo $? >"$out/$i.rc" ) &
+  done
+  wait
+  for i in "$@"; do
+    sed "s|^|[${pkgname[$i]}] |" "$out/$i.log"
+    [ "$(cat "$out/$i.rc" 2>/dev/null)" = 0 ] || failed="$failed $i"
+  done
+  for i in $failed; do tail -n 20 "$out/$i.log" | sed "s|^|[${pkgname[$i]}] |" >&2; done
+  if [ -n "$failed" ]; then
+    for i in $failed; do echo "package ${pkgname[$i]} failed to compile" >&2; done
+    exit 1
+  fi
+}
+`)
+	n := 0
+	var calls strings.Builder
+	for _, lv := range levels {
+		calls.WriteString("level")
+		for _, p := range lv {
+			fmt.Fprintf(&b, "pkgname[%d]=%s\npkg_%d() {\n%s}\n", n, kit.ShellQuote(p.Name), n, packageScript(p, url(p)))
+			fmt.Fprintf(&calls, " %d", n)
+			n++
+		}
+		calls.WriteString("\n")
+	}
+	b.WriteString(calls.String())
+	return b.String()
+}
+
+// packageScript fetches a package from the engine, checks its sha1 and
 // runs its packaging script with BOSH's environment into a versioned
 // directory, or, for a package of a compiled release, unpacks it there;
 // only once that succeeded does /var/vcap/packages/<name> link to it, so
 // that a failed compile leaves the running version's link, and the job
 // that uses it, as they were. A version compiled before is not compiled
 // again.
-func compileScript(p release.Package, url string) string {
+func packageScript(p release.Package, url string) string {
 	build := `tar -xzf "$work.tgz" -C "$work"
 rm -f "$work.tgz"
 echo "compiling $name/$version"

@@ -36,7 +36,7 @@ func runPackage(t *testing.T, root string, p release.Package, tgz []byte) (strin
 	}
 	sum := sha1.Sum(tgz) //nolint:gosec
 	p.SHA1 = hex.EncodeToString(sum[:])
-	script := strings.ReplaceAll(compileScript(p, "file://"+file), VcapDir, root)
+	script := strings.ReplaceAll(packageScript(p, "file://"+file), VcapDir, root)
 	for _, d := range []string{"packages", "data/packages", "data/compile"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -136,5 +136,79 @@ esac
 		if err := cmd.Run(); (err == nil) != tc.holds {
 			t.Errorf("%v: holds %v, want %v", tc.procs, err == nil, tc.holds)
 		}
+	}
+}
+
+// A job's packages compile level by level, a level's at once: a and b,
+// which depend on nothing, each wait (up to 20 s) for the other to have
+// begun, which they can only both do at once; c, on both, compiles after
+// them. A package that fails ends the step, named on stderr with its
+// output's end, and the level after it is not begun, while the package
+// beside it is compiled and linked.
+func TestCompileLevelsAtOnce(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "sha1sum", "tar", "nproc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s here", tool)
+		}
+	}
+	run := func(t *testing.T, packaging map[string]string) (string, string, error) {
+		root, dir := t.TempDir(), t.TempDir()
+		for _, d := range []string{"packages", "data/packages", "data/compile"} {
+			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pkgs := map[string]release.Package{}
+		for _, name := range []string{"a", "b", "c"} {
+			tgz := releasetest.TarGz(map[string]string{"packaging": strings.ReplaceAll(packaging[name], "SYNC", dir)})
+			file := filepath.Join(dir, name+".tgz")
+			if err := os.WriteFile(file, tgz, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha1.Sum(tgz) //nolint:gosec
+			pkgs[name] = release.Package{Name: name, Version: "1", SHA1: hex.EncodeToString(sum[:])}
+		}
+		c := pkgs["c"]
+		c.Dependencies = []string{"a", "b"}
+		levels := packageLevels([]release.Package{pkgs["a"], pkgs["b"], c})
+		script := compileScript(levels, func(p release.Package) string { return "file://" + filepath.Join(dir, p.Name+".tgz") })
+		// Two at once, whatever this machine's CPUs.
+		script = strings.Replace(strings.ReplaceAll(script, VcapDir, root), "max=$(nproc 2>/dev/null || echo 1)", "max=2", 1)
+		var stdout, stderr strings.Builder
+		cmd := exec.Command("bash", "-c", script)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return root, stdout.String() + "\n--- stderr\n" + stderr.String(), err
+	}
+	// Each of a and b marks that it began, then waits for the other's mark.
+	meet := func(me, other string) string {
+		return "touch SYNC/" + me + ".began\nfor i in $(seq 200); do [ -e SYNC/" + other + ".began ] && break; sleep 0.1; done\n" +
+			"[ -e SYNC/" + other + ".began ] || { echo " + me + " compiled alone >&2; exit 1; }\necho " + me + " > ${BOSH_INSTALL_TARGET}/out\n"
+	}
+	root, out, err := run(t, map[string]string{"a": meet("a", "b"), "b": meet("b", "a"),
+		"c": "cat ${BOSH_PACKAGES_DIR}/a/out ${BOSH_PACKAGES_DIR}/b/out > ${BOSH_INSTALL_TARGET}/out\n"})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "packages", "c", "out")); err != nil || string(b) != "a\nb\n" {
+		t.Fatalf("c: %q %v\n%s", b, err, out)
+	}
+	if !strings.Contains(out, "[a] compiled a/1 into") || !strings.Contains(out, "[c] compiled c/1 into") {
+		t.Errorf("the output, each line named by its package:\n%s", out)
+	}
+
+	root, out, err = run(t, map[string]string{"a": "echo a > ${BOSH_INSTALL_TARGET}/out\n", "b": "echo b-broke >&2\nexit 3\n", "c": "touch SYNC/c.began\n"})
+	if err == nil {
+		t.Fatalf("a failed package's step succeeded:\n%s", out)
+	}
+	_, stderr, _ := strings.Cut(out, "--- stderr\n")
+	if !strings.Contains(stderr, "[b] b-broke") || !strings.HasSuffix(strings.TrimSpace(stderr), "package b failed to compile") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(root, "packages", "a", "out")); err != nil {
+		t.Errorf("a, beside the failed b, is not compiled: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "packages", "c")); err == nil {
+		t.Error("c, after the failed b, was compiled")
 	}
 }
