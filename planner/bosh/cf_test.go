@@ -53,10 +53,9 @@ func cfRelease(t *testing.T, v string) *release.Release {
 	return rel
 }
 
-// The plan of the manual's example config for cf-release v160, v170 and
-// v194: which packages (compiled in this order) and which jobs each node
-// gets, and which components a version has no job for.
-func TestCloudFoundryGoldenPlans(t *testing.T) {
+// manualConfig is the cloudfoundry catalog and the manual's example config.
+func manualConfig(t *testing.T) (*catalog.Catalog, contract.Config) {
+	t.Helper()
 	cat, err := catalog.Load("cloudfoundry", "")
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +68,14 @@ func TestCloudFoundryGoldenPlans(t *testing.T) {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
+	return cat, cfg
+}
+
+// The plan of the manual's example config for cf-release v160, v170 and
+// v194: which packages (compiled in this order) and which jobs each node
+// gets, and which components a version has no job for.
+func TestCloudFoundryGoldenPlans(t *testing.T) {
+	cat, cfg := manualConfig(t)
 	for _, v := range []string{"160", "170", "194"} {
 		t.Run("v"+v, func(t *testing.T) {
 			rel := cfRelease(t, v)
@@ -106,18 +113,7 @@ func TestCloudFoundryGoldenPlans(t *testing.T) {
 // same packages, in the same compile order, on every node as the golden
 // plans, and names the same job the release lacks.
 func TestCloudFoundryManifestGivesTheGoldenPlans(t *testing.T) {
-	cat, err := catalog.Load("cloudfoundry", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile("../validate/testdata/manual.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg contract.Config
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cat, cfg := manualConfig(t)
 	// Per node, its packages and its jobs by the release's names.
 	plan := func(d *Deployment, ps []contract.Problem) string {
 		var out strings.Builder
