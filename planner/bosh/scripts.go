@@ -28,7 +28,7 @@ func compileScript(levels [][]release.Package, url func(release.Package) string)
 	var b strings.Builder
 	b.WriteString(`set -u
 max=$(nproc 2>/dev/null || echo 1)
-out=$(mktemp -d /var/vcap/data/compile/.out-XXXXXX)
+out=$(mktemp -d /var/vcap/data/compile/.out-XXXXXX) || exit 1
 trap 'rm -rf "$out"' EXIT
 # level I...: compile packages I at once (pkg_I, named pkgname[I]), then put
 # out their output.

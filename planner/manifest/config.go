@@ -313,7 +313,8 @@ func (c *converter) job(j jobRef, ips []string, groupProps map[string]any, upd *
 	return nil
 }
 
-// release sets the config's release: the one every job comes from.
+// release sets the config's release and releases: those jobs come from,
+// in the order the manifest declares them.
 func (c *converter) release(root map[string]any) error {
 	declared := map[string]string{} // name → version
 	var order []string              // as the manifest declares them
