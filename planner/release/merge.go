@@ -12,7 +12,8 @@ import (
 // them is refused; a package in two is taken once when both are the same
 // package (same fingerprint, or same SHA-1 where there is none), as
 // /var/vcap/packages has room for one of each name, and refused else.
-// The first release names the whole; From says where each part is from.
+// The first release names the whole; JobFrom and PackageFrom say where
+// each part comes from.
 // One release is returned as it is.
 func Merge(rels ...*Release) (*Release, error) {
 	if len(rels) == 0 {
