@@ -594,7 +594,8 @@ type Properties struct {
 	Catalog *string              `json:"catalog,omitempty"`
 
 	// Checkdisk a whole number >= 0, as a JSON number or a string holding one; null when unset
-	Checkdisk *Flex `json:"checkdisk"`
+	Checkdisk  *Flex   `json:"checkdisk"`
+	Deployment *string `json:"deployment,omitempty"`
 
 	// Disksize a whole number >= 0, as a JSON number or a string holding one; null when unset
 	Disksize         *Flex                      `json:"disksize"`

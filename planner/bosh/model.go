@@ -18,7 +18,8 @@ const DefaultAZ = "z1"
 // the config is a job of the release, with its per-job property tree.
 type Deployment struct {
 	Release *release.Release
-	// Name is spec.deployment: the release's name.
+	// Name is spec.deployment: the config's deployment, else the
+	// release's name.
 	Name string
 	// Jobs maps a job to the IPs it runs on (an instance's index is its
 	// position).
@@ -73,7 +74,11 @@ func NewDeployment(rel *release.Release, cfg contract.Config) (*Deployment, []co
 // NewMappedDeployment is NewDeployment for a config whose components are
 // not the release's job names: jobOf names each component's job.
 func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(comp string) string) (*Deployment, []contract.Problem) {
-	d := &Deployment{Release: rel, Name: rel.Name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, NodeProps: map[string]map[string]map[string]any{},
+	name := rel.Name
+	if cfg.Properties.Deployment != "" {
+		name = cfg.Properties.Deployment
+	}
+	d := &Deployment{Release: rel, Name: name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, NodeProps: map[string]map[string]map[string]any{},
 		AZs: map[string]string{}, Comp: map[string]string{},
 		Global: cfg.Properties.Global, Links: cfg.Properties.Links, Disks: cfg.Properties.PersistentDisks}
 	var ps []contract.Problem

@@ -79,6 +79,13 @@ func TestTwoReleasesSideBySide(t *testing.T) {
 	if !strings.Contains(compiles["db"], "http://home/releases/linked/3/packages/base.tgz") {
 		t.Errorf("db's compile:\n%s", compiles["db"])
 	}
+	// A manifest's name is spec.deployment, as BOSH gives it.
+	named := cfg
+	named.Properties.Deployment = "shop-prod"
+	dn, _ := NewDeployment(rel, named)
+	if got := dn.Spec("sidecar", 0)["deployment"]; got != "shop-prod" {
+		t.Errorf("spec.deployment %v, want the config's deployment", got)
+	}
 	// A job the merged releases lack is named with every release.
 	cfg.Components["nope"] = []string{"10.0.0.1"}
 	if _, ps := NewDeployment(rel, cfg); len(ps) != 1 || !strings.Contains(ps[0].Reason, `release linked/3, side/7 has no job "nope"`) {

@@ -46,6 +46,7 @@ func ToConfig(doc any, t Target) (contract.Config, []string, error) {
 	if c.cfg.Properties.Domain == "" {
 		c.cfg.Properties.Domain = name
 	}
+	c.cfg.Properties.Deployment = name // spec.deployment, as BOSH gives it
 	if err := c.top(root); err != nil {
 		return cfg, c.warn, err
 	}

@@ -216,6 +216,8 @@ func propertiesSchema(names []string, releases string) obj {
 			"description": "the catalog: " + all + " (cloudfoundry when absent)",
 			"x-reason":    "unknown catalog (there are: " + all + ")"},
 		"release": str("the release to install: one the catalog lists, or an uploaded BOSH release (catalog bosh)"),
+		"deployment": obj{"type": []string{"string", "null"}, "maxLength": 253, "x-reason": "must be a string",
+			"description": "the BOSH deployment's name its jobs see as spec.deployment (a manifest's name; catalog bosh): the release's name when absent"},
 		"releases": obj{"type": []string{"array", "null"}, "maxItems": 32, "x-reason": `must be a list of uploaded releases, each "NAME" or "NAME/VERSION"`,
 			"items":       obj{"type": "string", "minLength": 1, "maxLength": 256, "x-reason": `must be a list of uploaded releases, each "NAME" or "NAME/VERSION"`},
 			"description": "further uploaded BOSH releases whose jobs the config places beside release's (catalog bosh): a job's name says which release it comes from"},

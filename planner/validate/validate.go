@@ -129,7 +129,7 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 	}
 	strs := map[string]*string{
 		"domain": &p.Domain, "home": &p.Home, "user": &p.User, "password": &p.Password,
-		"root": &p.Root, "key": &p.Key, "catalog": &p.Catalog, "release": &p.Release,
+		"root": &p.Root, "key": &p.Key, "catalog": &p.Catalog, "release": &p.Release, "deployment": &p.Deployment,
 	}
 	nums := map[string]*contract.Flex{"disksize": &p.Disksize, "checkdisk": &p.Checkdisk, "adduser": &p.Adduser}
 	for k, v := range props {

@@ -46,6 +46,9 @@ type Properties struct {
 	// Releases are further uploaded BOSH releases ("NAME[/VERSION]") whose
 	// jobs the config places beside Release's ("catalog": "bosh").
 	Releases []string `json:"releases,omitempty"`
+	// Deployment is the BOSH deployment's name its jobs see as
+	// spec.deployment (a manifest's name); Release's name when empty.
+	Deployment string `json:"deployment,omitempty"`
 	// Heal tunes auto-heal (on when absent); Notify names webhooks.
 	Heal   *HealConfig   `json:"heal,omitempty"`
 	Notify *NotifyConfig `json:"notify,omitempty"`
