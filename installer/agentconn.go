@@ -44,12 +44,18 @@ type agentState struct {
 	ok       bool
 	maxStdin int
 	until    time.Time
+	// started is when the agent that answered began to take commands;
+	// for one that failed a command, when that one did. An agent that
+	// failed is asked again every agentAbsentFor (ask): one started
+	// since, as monit starts a dead agent again, is trusted at once.
+	started, ask time.Time
 }
 
 // How long a node's answer is trusted: a working agent a while, one that
 // does not answer or refuses a shorter while (it may come up), one that
-// failed mid-command as long as the step's retry needs to go over SSH. A
-// node where no agent listens is asked every time (see state).
+// failed mid-command as long as the step's retry needs to go over SSH,
+// unless an agent started since answers. A node where no agent listens is
+// asked every time (see state).
 const (
 	agentOKFor     = 30 * time.Second
 	agentAbsentFor = 5 * time.Second
@@ -89,8 +95,13 @@ func (a *agents) state(ctx context.Context, ip string) (agentState, bool) {
 	a.mu.Lock()
 	st, ok := a.known[ip]
 	a.mu.Unlock()
+	failed := agentState{}
 	if ok && time.Now().Before(st.until) {
-		return st, st.ok
+		if st.ok || st.started.IsZero() || time.Now().Before(st.ask) {
+			return st, st.ok
+		}
+		// Its agent failed: asked whether another one runs now.
+		failed = st
 	}
 	st = agentState{until: time.Now().Add(agentAbsentFor)}
 	hctx, cancel := context.WithTimeout(ctx, a.hello)
@@ -112,7 +123,13 @@ func (a *agents) state(ctx context.Context, ip string) (agentState, bool) {
 		a.log.Debug("the node's agent runs another build; its steps go over SSH", "node", ip, "agent", contract.Clip(h.Version), "engine", a.version)
 		a.fallbacks.WithLabelValues("version").Inc()
 	default:
-		st = agentState{ok: true, maxStdin: min(h.MaxStdin, nodeexec.MaxStdin), until: time.Now().Add(agentOKFor)}
+		st = agentState{ok: true, maxStdin: min(h.MaxStdin, nodeexec.MaxStdin), until: time.Now().Add(agentOKFor), started: h.Started}
+	}
+	if !failed.until.IsZero() && (!st.ok || !st.started.After(failed.started)) {
+		// The agent that failed, or none that answers: over SSH until
+		// the failure's while ends.
+		st = failed
+		st.ask = time.Now().Add(agentAbsentFor)
 	}
 	a.mu.Lock()
 	a.known[ip] = st
@@ -126,7 +143,7 @@ func (a *agents) bad(ip, reason string, err error) {
 	a.log.Warn("the node's agent failed a command; the node's commands go over SSH for now", "node", ip, "err", err)
 	a.fallbacks.WithLabelValues(reason).Inc()
 	a.mu.Lock()
-	a.known[ip] = agentState{until: time.Now().Add(agentBadFor)}
+	a.known[ip] = agentState{until: time.Now().Add(agentBadFor), started: a.known[ip].started, ask: time.Now().Add(agentAbsentFor)}
 	a.mu.Unlock()
 }
 

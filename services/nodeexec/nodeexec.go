@@ -58,6 +58,9 @@ type Hello struct {
 	// MaxStdin is the largest stdin the agent takes; 0 when it runs no
 	// commands.
 	MaxStdin int `json:"max_stdin"`
+	// Started is when the agent's command service started: an agent
+	// that failed a command and was started again since is trusted anew.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // Request asks the agent to run Cmd as the node's SSH server would (the

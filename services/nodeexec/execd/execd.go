@@ -59,6 +59,7 @@ type Executor struct {
 	dir     string
 	max     int
 	beat    time.Duration
+	started time.Time // when it began to take commands (Hello.Started)
 	log     *slog.Logger
 	guard   nodeexec.Guard
 
@@ -82,7 +83,7 @@ func newExecutor(nc *nats.Conn, ip string, key []byte, o Options) *Executor {
 	}
 	sh, home, user := loginShell(os.Getuid())
 	e := &Executor{nc: nc, ip: ip, key: key, version: o.Version, shell: []string{sh}, dir: home, max: o.MaxExecs,
-		beat: nodeexec.Beat, log: o.Logger, runs: map[string]*execRun{},
+		beat: nodeexec.Beat, started: time.Now().UTC(), log: o.Logger, runs: map[string]*execRun{},
 		// sshd's environment for a session: no more of the agent's own.
 		env: []string{"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=" + sh, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
 	if len(o.Shell) > 0 {
@@ -144,7 +145,7 @@ func respond(m *nats.Msg, v any) {
 
 // hello answers with the agent's version.
 func (e *Executor) hello(m *nats.Msg) {
-	respond(m, nodeexec.Hello{V: contract.Version, Version: e.version, MaxStdin: nodeexec.MaxStdin})
+	respond(m, nodeexec.Hello{V: contract.Version, Version: e.version, MaxStdin: nodeexec.MaxStdin, Started: e.started})
 }
 
 // request starts a command when the request is the engine's, fresh and
