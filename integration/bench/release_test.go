@@ -38,7 +38,7 @@ func relWork() releasetest.Release {
 	pkgs = append(pkgs, releasetest.Package{Name: last, Deps: deps, Files: map[string]string{
 		"packaging": sleep + "cat ${BOSH_PACKAGES_DIR}/p*/p* > ${BOSH_INSTALL_TARGET}/all\n"}})
 	return releasetest.Release{Name: "bench13", Version: "1", Packages: pkgs, Jobs: []releasetest.Job{{Name: "app",
-		Spec: "---\nname: app\ntemplates: {ctl: bin/ctl}\npackages: [" + last + "]\nproperties: {}\n",
+		Spec:  "---\nname: app\ntemplates: {ctl: bin/ctl}\npackages: [" + last + "]\nproperties: {}\n",
 		Monit: "check process app\n  with pidfile /var/vcap/sys/run/app/pid\n  start program \"/var/vcap/jobs/app/bin/ctl start\"\n  stop program \"/var/vcap/jobs/app/bin/ctl stop\"\n",
 		Templates: map[string]string{"ctl": "#!/bin/bash\nrun=/var/vcap/sys/run/app\nmkdir -p $run\ncase $1 in\n" +
 			"  start) [ -s /var/vcap/packages/" + last + "/all ] || exit 1; ( exec -a sleep " + relProcess + " ) >/dev/null 2>&1 &\n    echo $! > $run/pid ;;\n" +
