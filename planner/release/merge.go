@@ -23,7 +23,7 @@ func Merge(rels ...*Release) (*Release, error) {
 		return rels[0], nil
 	}
 	out := &Release{Manifest: Manifest{Name: rels[0].Name, Version: rels[0].Version}, Specs: map[string]*Job{},
-		from: map[string]*Release{}, pkgFrom: map[string]*Release{}}
+		from: map[string]*Release{}, pkgFrom: map[string]*Release{}, parts: rels}
 	var names []string
 	for _, r := range rels {
 		ref := r.Name + "/" + r.Version
@@ -79,16 +79,12 @@ func (r *Release) PackageFrom(pkg string) *Release {
 
 // Ref is "NAME/VERSION"; a merged release names every release in it.
 func (r *Release) Ref() string {
-	if len(r.from) == 0 {
+	if len(r.parts) == 0 {
 		return r.Name + "/" + r.Version
 	}
-	var refs []string
-	seen := map[*Release]bool{}
-	for _, j := range r.Jobs {
-		if f := r.from[j.Name]; !seen[f] {
-			seen[f] = true
-			refs = append(refs, f.Name+"/"+f.Version)
-		}
+	refs := make([]string, len(r.parts))
+	for i, p := range r.parts {
+		refs[i] = p.Name + "/" + p.Version
 	}
 	return strings.Join(refs, ", ")
 }

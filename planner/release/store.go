@@ -56,8 +56,9 @@ type Release struct {
 	Specs map[string]*Job `json:"-"`
 	dir   string
 	// from and pkgFrom name, in a merged release, the release each job
-	// and package comes from (Merge).
+	// and package comes from; parts are the releases merged (Merge).
 	from, pkgFrom map[string]*Release
+	parts         []*Release
 }
 
 // Summary is how the API lists a release: the contract's type, which the
