@@ -36,7 +36,9 @@ const (
 var bed *testbed.Bed
 
 func TestMain(m *testing.M) {
-	os.Exit(testbed.Main(m, testbed.Options{Name: "chaos", Nodes: 2}, &bed))
+	code := testbed.Main(m, testbed.Options{Name: "chaos", Nodes: 2}, &bed)
+	harness.RemoveBinary()
+	os.Exit(code)
 }
 
 func trials(t *testing.T) int {

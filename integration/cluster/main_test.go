@@ -14,11 +14,14 @@ import (
 	"os"
 	"testing"
 
+	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/integration/testbed"
 )
 
 var bed *testbed.Bed
 
 func TestMain(m *testing.M) {
-	os.Exit(testbed.Main(m, testbed.Options{Name: "cluster", Nodes: 4}, &bed))
+	code := testbed.Main(m, testbed.Options{Name: "cluster", Nodes: 4}, &bed)
+	harness.RemoveBinary()
+	os.Exit(code)
 }

@@ -24,13 +24,27 @@ var (
 	mirrorDir string
 )
 
+// reportWithin bounds the waits for what a node's agent reports after a
+// deploy (an instance RUNNING, a job's processes). An agent reports within
+// a heartbeat on a quiet machine; make test runs two beds of this package
+// beside the cluster package and the unit packages on two cores, where
+// reports came 40-60 s late. The bound only ends a test that failed.
+const reportWithin = 3 * time.Minute
+
 func TestMain(m *testing.M) {
+	// make test runs the package as two shards side by side (Makefile,
+	// E2E_B), each on a bed of its own.
+	name := "e2e"
+	if s := os.Getenv("DE_E2E_SHARD"); s != "" && s != "a" {
+		name += "-" + s
+	}
 	// Nodes of two sizes: each reports its own through lxcfs.
-	code := testbed.Main(m, testbed.Options{Name: "e2e", Nodes: 4,
+	code := testbed.Main(m, testbed.Options{Name: name, Nodes: 4,
 		PerNode: []testbed.Limits{{Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}, {Memory: nodeRAM[0]}, {Memory: nodeRAM[1]}}}, &bed)
 	if mirrorDir != "" {
 		os.RemoveAll(filepath.Dir(mirrorDir))
 	}
+	harness.RemoveBinary()
 	os.Exit(code)
 }
 

@@ -61,6 +61,14 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
+// RemoveBinary removes what Binary built (two binaries, about 54 MB); a
+// package's TestMain calls it once its tests have run.
+func RemoveBinary() {
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+}
+
 // AgentBinary is the node agent Binary builds beside the engine.
 func AgentBinary(t testing.TB) string {
 	return filepath.Join(filepath.Dir(Binary(t)), "de-agent")

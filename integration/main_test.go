@@ -1,0 +1,15 @@
+package integration
+
+import (
+	"os"
+	"testing"
+
+	"github.com/deployment-engine/engine/integration/harness"
+)
+
+// TestMain removes the engine harness.Binary built once the tests have run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	harness.RemoveBinary()
+	os.Exit(code)
+}
