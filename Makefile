@@ -56,24 +56,31 @@ modules:
 
 # The end-to-end and cluster packages, the longest (real deployments on
 # beds of their own, mostly waiting on nodes), run beside every other
-# package and the fuzz targets; their output follows theirs. Every package
-# prints one line with its time and counts (bin/testsum reads go test
-# -json: a failed test's output is shown whole), and the run ends with the
-# counts of them all.
+# package and the fuzz targets; their output follows theirs. The
+# end-to-end package runs as two shards side by side, each on a bed of its
+# own (DE_E2E_SHARD names the second's): the tests E2E_B names, and all the
+# others (a new test joins those). Every package prints one line with its
+# time and counts (bin/testsum reads go test -json: a failed test's output
+# is shown whole), and the run ends with the counts of them all.
 BESIDE := integration/e2e integration/cluster
+BESIDE_RUNS := integration/e2e:a integration/e2e:b integration/cluster
+E2E_B := ^(TestHeal|TestManifestDeployOnCloudConfig|TestManifestTwoReleasesColocated|TestStepsThroughAgents|TestFailedInstanceIsRemoved|TestBoshDummyRelease|TestBoshPersistentDisk|TestMaintenance|TestBoshLinksAndPackageChain|TestProblems|TestDeployCodes)$$
 empty :=
 BESIDE_RE := /($(subst $(empty) $(empty),|,$(BESIDE)))$$
 test: deps build modules
 	@mkdir -p bin; units=bin/test-units.json; : >$$units; rm -f bin/test-failed; \
 	(cd integration && $(GO) build -o ../bin/testsum ./cmd/testsum) || exit 1; \
-	pids=""; for p in $(BESIDE); do (cd $$p && $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) .) >bin/test-$$(basename $$p).json 2>&1 & pids="$$pids $$!"; done; \
+	pids=""; for r in $(BESIDE_RUNS); do d=$${r%%:*}; s=$${r#$$d}; s=$${s#:}; \
+	  case $$s in a) f=-skip;; *) f=-run;; esac; pat='$(E2E_B)'; [ -n "$$s" ] || pat=.; \
+	  (cd $$d && DE_E2E_SHARD=$$s $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) $$f "$$pat" .) >bin/test-$$(basename $$d)$$s.json 2>&1 & pids="$$pids $$!"; done; \
 	rc=0; for m in $(MODULES); do echo "== test $$m"; \
 	  (cd $$m && pkgs=$$($(GO) list ./... 2>/dev/null | grep -v -E '$(BESIDE_RE)'); if [ -n "$$pkgs" ]; then $(GO) test -json -p 1 -count=1 -timeout $(TEST_TIMEOUT) $$pkgs 2>&1 || touch $(CURDIR)/bin/test-failed; fi) \
 	    | tee -a $$units | bin/testsum || rc=1; done; \
 	$(MAKE) --no-print-directory fuzz || rc=1; \
 	[ ! -e bin/test-failed ] || rc=1; \
 	for pid in $$pids; do wait $$pid || rc=1; done; all=$$units; \
-	for p in $(BESIDE); do j=bin/test-$$(basename $$p).json; all="$$all $$j"; echo "== test $$p (ran beside the above)"; bin/testsum <$$j || rc=1; done; \
+	for r in $(BESIDE_RUNS); do d=$${r%%:*}; s=$${r#$$d}; s=$${s#:}; j=bin/test-$$(basename $$d)$$s.json; all="$$all $$j"; \
+	  echo "== test $$d$${s:+ (shard $$s)} (ran beside the above)"; bin/testsum <$$j || rc=1; done; \
 	bin/testsum -total $$all || rc=1; exit $$rc
 
 # fuzz runs every fuzz target of every module for FUZZTIME; an input that

@@ -107,7 +107,7 @@ func agentsUp(t *testing.T, e *harness.Engine, natsPort int, nodes ...*testbed.N
 	for _, n := range nodes {
 		untilNode(t, n, "the agent connected", fmt.Sprintf("ss -Htn state established dst %s:%d | wc -l", bed.Home, natsPort), "1")
 	}
-	for deadline := time.Now().Add(30 * time.Second); e.Metric(t, "de_node_up") < float64(len(nodes)); time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(reportWithin); e.Metric(t, "de_node_up") < float64(len(nodes)); time.Sleep(250 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%v of %d nodes up 30 s after their agents connected", e.Metric(t, "de_node_up"), len(nodes))
 		}

@@ -88,7 +88,7 @@ func stepOf(d contract.Deployment, id string) (state, errText string) {
 func waitStatus(t *testing.T, e *harness.Engine, want map[string]string) {
 	t.Helper()
 	var body []byte
-	deadline := time.Now().Add(40 * time.Second)
+	deadline := time.Now().Add(reportWithin)
 	for time.Now().Before(deadline) {
 		var code int
 		code, body = e.Do("GET", "/deployment-engine/status", nil)

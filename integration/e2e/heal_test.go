@@ -138,7 +138,7 @@ func TestHeal(t *testing.T) {
 		t.Fatalf("deployment: %s\n%s", d.State, failures(d))
 	}
 	checkReport(t, e, id)
-	waitFor(t, e, 60*time.Second, "every delta RUNNING", func(st []statusEntry) bool {
+	waitFor(t, e, reportWithin, "every delta RUNNING", func(st []statusEntry) bool {
 		running := 0
 		for _, s := range st {
 			if s.Status == "RUNNING" {

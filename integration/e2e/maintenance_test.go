@@ -75,7 +75,7 @@ func TestMaintenance(t *testing.T) {
 		}
 		return len(st) == 4 && running == 4
 	}
-	waitFor(t, e, 60*time.Second, "every delta RUNNING", allRunning)
+	waitFor(t, e, reportWithin, "every delta RUNNING", allRunning)
 
 	code, body := e.Do("PUT", "/deployment-engine/nodes/"+n1+"/maintenance", map[string]any{"on": true, "reason": "disk swap"})
 	if code != 200 {
@@ -150,7 +150,7 @@ func TestMaintenance(t *testing.T) {
 	if code, body := e.Do("PUT", "/deployment-engine/nodes/"+n1+"/maintenance", map[string]any{"on": false}); code != 200 {
 		t.Fatalf("maintenance off: %d %s", code, body)
 	}
-	waitFor(t, e, 60*time.Second, "delta on node 1 healed out of maintenance", allRunning)
+	waitFor(t, e, reportWithin, "delta on node 1 healed out of maintenance", allRunning)
 	var next contract.Deployment
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
 		code, body, err := e.DoErr(context.Background(), "POST", "/deployment-engine/deploy", nil)
@@ -178,5 +178,5 @@ func TestMaintenance(t *testing.T) {
 	if got := deltaConf(t, 1); !strings.HasSuffix(got, ", v2") {
 		t.Fatalf("delta.conf on node 1 after maintenance: %q", got)
 	}
-	waitFor(t, e, 60*time.Second, "every delta RUNNING at the end", allRunning)
+	waitFor(t, e, reportWithin, "every delta RUNNING at the end", allRunning)
 }

@@ -95,7 +95,7 @@ func TestManifestDeployOnCloudConfig(t *testing.T) {
 	// The instances, by group and index in their zones, their processes
 	// as the agents read them.
 	var insts []contract.Instance
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+	for deadline := time.Now().Add(reportWithin); ; time.Sleep(time.Second) {
 		code, out := e.Do("GET", "/deployment-engine/instances", nil)
 		if code != 200 || json.Unmarshal(out, &insts) != nil {
 			t.Fatalf("instances: %d %s", code, out)
@@ -128,7 +128,7 @@ func TestManifestDeployOnCloudConfig(t *testing.T) {
 	// The job's own log (its ctl echoes the password there), followed by
 	// the node's agent into the instance's log, the password redacted.
 	jobLog := "/deployment-engine/logs/dummy_with_properties_0.log"
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+	for deadline := time.Now().Add(reportWithin); ; time.Sleep(time.Second) {
 		if code, out := e.Do("GET", jobLog, nil); code == 200 && strings.Contains(string(out), "release_name=dummy") && strings.Count(string(out), "<redacted>") >= 2 {
 			break
 		} else if time.Now().After(deadline) {

@@ -52,7 +52,7 @@ func TestProblems(t *testing.T) {
 	if d := wait(t, e, deploy(t, e), 8*time.Minute); d.State != contract.DeploySucceeded {
 		t.Fatalf("deployment: %s\n%s", d.State, failures(d))
 	}
-	waitFor(t, e, 60*time.Second, "every delta RUNNING", func(st []statusEntry) bool {
+	waitFor(t, e, reportWithin, "every delta RUNNING", func(st []statusEntry) bool {
 		running := 0
 		for _, s := range st {
 			if s.Status == contract.StatusRunning && !strings.Contains(s.Reason, "monit") {
