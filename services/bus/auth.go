@@ -35,6 +35,10 @@ type auth struct {
 	mu           sync.RWMutex
 	secret       []byte
 	observerPass string
+	// accounts are the named clusters' (clusters.go); clusterOf names
+	// the cluster that holds a node, whose account its agent joins.
+	accounts  map[string]*server.Account
+	clusterOf func(ip string) string
 }
 
 // SetObserverPassword lets the observer user in with pw ("" keeps it out).
@@ -93,11 +97,15 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 	if opts == nil {
 		return false
 	}
-	if opts.Username == EngineUser {
+	if cluster, ok := engineCluster(opts.Username); ok {
 		if subtle.ConstantTimeCompare([]byte(opts.Password), []byte(a.enginePass)) != 1 {
 			return false
 		}
-		c.RegisterUser(&server.User{Username: EngineUser})
+		acc, ok := a.accountFor(cluster)
+		if !ok {
+			return false
+		}
+		c.RegisterUser(&server.User{Username: opts.Username, Account: acc})
 		return true
 	}
 	if opts.Username == ObserverUser {
@@ -119,7 +127,7 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 		return false
 	}
 	a.mu.RLock()
-	secret := a.secret
+	secret, clusterOf := a.secret, a.clusterOf
 	a.mu.RUnlock()
 	if len(secret) == 0 {
 		return false
@@ -127,7 +135,15 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 	if subtle.ConstantTimeCompare([]byte(opts.Password), []byte(AgentPassword(secret, ip))) != 1 {
 		return false
 	}
-	c.RegisterUser(&server.User{Username: opts.Username, Permissions: AgentPermissions(ip)})
+	cluster := ""
+	if clusterOf != nil {
+		cluster = clusterOf(ip)
+	}
+	acc, ok := a.accountFor(cluster)
+	if !ok {
+		return false
+	}
+	c.RegisterUser(&server.User{Username: opts.Username, Permissions: AgentPermissions(ip), Account: acc})
 	return true
 }
 

@@ -1,0 +1,102 @@
+package bus
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// DefaultCluster lives in the server's global account, where every stream
+// and bucket lived before an engine held several clusters: a data dir of
+// then opens as it.
+const DefaultCluster = contract.DefaultCluster
+
+// Each named cluster lives in a NATS account of its own: its services
+// declare the very streams and buckets, and use the very subjects, the
+// default cluster's do, and see nothing of another cluster's. The engine
+// connects to a cluster's account as engineUserPrefix+name, and a node's
+// agent lands in the account of the cluster that holds its node.
+const (
+	accountPrefix    = "cluster-"
+	engineUserPrefix = EngineUser + "@"
+)
+
+// clusterAccount is the account of a named cluster, registered with
+// JetStream on first use (its streams, on disk from an earlier run, come
+// back with it).
+func (s *Server) clusterAccount(name string) (*server.Account, error) {
+	if err := contract.CheckClusterName(name); err != nil || name == DefaultCluster {
+		return nil, fmt.Errorf("bus: no account for cluster %q: %v", contract.Clip(name), err)
+	}
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	if acc := s.auth.accounts[name]; acc != nil {
+		return acc, nil
+	}
+	acc, err := s.RegisterAccount(accountPrefix + name)
+	if err != nil {
+		return nil, fmt.Errorf("bus: account of cluster %s: %w", name, err)
+	}
+	// No limits: the account takes what the server has, as the global
+	// account does.
+	if err := acc.EnableJetStream(nil, nil); err != nil {
+		return nil, fmt.Errorf("bus: JetStream for cluster %s: %w", name, err)
+	}
+	if s.auth.accounts == nil {
+		s.auth.accounts = map[string]*server.Account{}
+	}
+	s.auth.accounts[name] = acc
+	return acc, nil
+}
+
+// ConnectCluster opens an in-process connection of the engine's in the
+// account of cluster name (DefaultCluster: as Connect).
+func (s *Server) ConnectCluster(cluster, conn string) (*nats.Conn, error) {
+	if cluster == DefaultCluster {
+		return s.Connect(conn)
+	}
+	if _, err := s.clusterAccount(cluster); err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(s.Server), nats.Name(conn+"@"+cluster), nats.MaxReconnects(-1),
+		nats.UserInfo(engineUserPrefix+cluster, s.auth.enginePass))
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect in-process to cluster %s: %w", cluster, err)
+	}
+	return nc, nil
+}
+
+// SetAgentClusters tells the server which cluster holds a node: its
+// agent is let into that cluster's account ("" or DefaultCluster: the
+// default's). An agent already connected stays where it was until it
+// reconnects (DisconnectAgent).
+func (s *Server) SetAgentClusters(of func(ip string) string) {
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	s.auth.clusterOf = of
+}
+
+// accountFor is the account a user of the engine's or a node's agent
+// belongs in: nil for the global one, ok false for a cluster that has no
+// account in this server.
+func (a *auth) accountFor(cluster string) (acc *server.Account, ok bool) {
+	if cluster == "" || cluster == DefaultCluster {
+		return nil, true
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	acc = a.accounts[cluster]
+	return acc, acc != nil
+}
+
+// engineCluster is the cluster an engine's user name connects to.
+func engineCluster(user string) (string, bool) {
+	if user == EngineUser {
+		return DefaultCluster, true
+	}
+	return strings.CutPrefix(user, engineUserPrefix)
+}
