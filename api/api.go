@@ -57,12 +57,23 @@ type Options struct {
 	Timeout time.Duration
 	// Limits bound requests in flight and the server's timeouts.
 	Limits Limits
+	// Cluster is the cluster this API acts on: "" for the default one,
+	// whose API also serves /deployment-engine/clusters; a named
+	// cluster's API is served through it (Clusters.Handler).
+	Cluster string
+	// Clusters, when set, are the engine's clusters, listed and made at
+	// /deployment-engine/clusters, each one's routes served below
+	// /deployment-engine/clusters/{name}/.
+	Clusters Clusters
 }
 
 type server struct {
 	o   Options
 	log *slog.Logger
-	js  jetstream.JetStream
+	// self is the router New returns: the default cluster's routes below
+	// /deployment-engine/clusters/default/.
+	self http.Handler
+	js   jetstream.JetStream
 	// cfgMu keeps config changes one at a time, for their audit diffs.
 	cfgMu sync.Mutex
 	lim   *limiter
@@ -112,7 +123,8 @@ func New(o Options) (http.Handler, error) {
 	if s.asyncapi, err = AsyncAPI(o.Build); err != nil {
 		return nil, err
 	}
-	return s.router(m), nil
+	s.self = s.router(m)
+	return s.self, nil
 }
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {

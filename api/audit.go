@@ -109,7 +109,7 @@ func (s *server) audit(next http.Handler) http.Handler {
 		}
 		rec := &recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		e := contract.AuditEntry{Actor: actorOf(r.Context()), Action: action, Code: rec.code, Result: "ok",
+		e := contract.AuditEntry{Actor: actorOf(r.Context()), Cluster: s.clusterOf(r), Action: action, Code: rec.code, Result: "ok",
 			Object: note.object, Component: note.component, IP: note.ip}
 		// Every reply names its failure, and the deployment a change started.
 		var reply struct {

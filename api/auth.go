@@ -41,7 +41,7 @@ func (s *server) auth(next http.Handler) http.Handler {
 		ctx := withIdentity(r.Context(), id)
 		if id.Name != contract.ActorAdmin {
 			var done func()
-			ctx, done = s.revoker.hold(ctx, tok, needRole(r), clusterOf(r))
+			ctx, done = s.revoker.hold(ctx, tok, needRole(r), s.clusterOf(r))
 			defer done()
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
@@ -59,7 +59,7 @@ func (s *server) authorize(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if err := id.Permit(needRole(r), clusterOf(r)); err != nil {
+		if err := id.Permit(needRole(r), s.clusterOf(r)); err != nil {
 			if rt, found := routeOf(r.Context()); found && rt.reads != nil {
 				rt.reads(unanswered{}, r)
 			}

@@ -87,13 +87,13 @@ func (g Grant) Reaches(cluster string) bool {
 // need on cluster, else the refusal, naming what is missing: the role the
 // token lacks, the cluster it does not reach, or both. It is the one
 // check of a token's reach; a route on a named cluster passes that
-// cluster.
+// cluster, a route on no one cluster (the list of them) "".
 func (g Grant) Permit(need Role, cluster string) error {
 	var missing []string
 	if g.Role < need {
 		missing = append(missing, fmt.Sprintf("needs the %s role; token %s has %s", need, g.Name, g.Role))
 	}
-	if !g.Reaches(cluster) {
+	if cluster != "" && !g.Reaches(cluster) {
 		missing = append(missing, fmt.Sprintf("acts on cluster %s; token %s reaches only %s",
 			contract.Clip(cluster), g.Name, strings.Join(g.Clusters, ", ")))
 	}

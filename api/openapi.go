@@ -64,6 +64,7 @@ var pathParams = map[string]param{
 	"release": {"release", "the release's name", str},
 	"version": {"version", "the release's version", str},
 	"package": {"package", "the package's name and .tgz", schemaObj{"type": "string", "pattern": `\.tgz$`}},
+	"cluster": {"cluster", "a cluster's name, as GET /deployment-engine/clusters lists it", schemaObj{"type": "string", "maxLength": 63}},
 	"cert":    {"cert", "a certificate's name, as GET /deployment-engine/certificates lists it", schemaObj{"type": "string", "maxLength": 64}},
 }
 

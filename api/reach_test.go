@@ -75,6 +75,9 @@ func TestReachGatesEveryRoute(t *testing.T) {
 	path := strings.NewReplacer("{id}", "d-1", "{name}", "local.log", "{ip}", "10.0.0.1", "{cluster}", contract.DefaultCluster)
 	sent := sentChanges{}
 	for route, need := range routes {
+		if route == "GET /clusters" {
+			continue // on no one cluster: TestClusterRoutesReach
+		}
 		method, p, _ := strings.Cut(route, " ")
 		p = prefix + path.Replace(p)
 		t.Run(route, func(t *testing.T) {
@@ -93,7 +96,7 @@ func TestReachGatesEveryRoute(t *testing.T) {
 			}
 			resp, body = do(t, method, ts.URL+p, "{}", "Authorization", "Bearer "+wideTok)
 			switch {
-			case need > RoleRead && (resp.StatusCode != http.StatusForbidden || strings.Contains(string(body), "cluster")):
+			case need > RoleRead && (resp.StatusCode != http.StatusForbidden || strings.Contains(string(body), "acts on cluster")):
 				t.Errorf("a read token on default and prod: %d %s, want 403 for its role alone", resp.StatusCode, body)
 			case need == RoleRead && (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized):
 				t.Errorf("a read token on default and prod refused: %d %s", resp.StatusCode, body)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"strings"
@@ -33,6 +34,9 @@ type route struct {
 	// stream: the answer is a live event stream, counted apart from the
 	// requests in flight (see Limits.MaxStreams).
 	stream bool
+	// wide: the route acts on no one cluster (it lists them, each answer
+	// held to the token's reach), so a token needs its role alone.
+	wide bool
 	// reads is the handler's own reader, for a change whose entry names
 	// what its body asks for (the instance to stop, say): a request
 	// refused before its handler runs is read by it alone, so that its
@@ -81,6 +85,9 @@ func (s *server) router(m *metrics) http.Handler {
 		writeError(w, http.StatusMethodNotAllowed, "method "+contract.Clip(r.Method)+" not allowed on "+contract.Clip(r.URL.Path))
 	})
 	r.Group(s.anonymous)
+	// A cluster's own routes, each served by its cluster's API, which
+	// checks the token for that cluster and audits there.
+	r.Handle(prefix+clustersRoute, http.HandlerFunc(s.toCluster))
 	t := newTable(s.routes())
 	r.Group(func(r chi.Router) {
 		// The route is found first, for what it declares. The token is
@@ -249,6 +256,13 @@ func (s *server) routes() []route {
 
 		{method: http.MethodGet, pattern: "/audit", handler: s.auditList, role: RoleRead},
 
+		// The engine's clusters; each named one's routes are the manual's
+		// below /clusters/{cluster}/ (toCluster).
+		{method: http.MethodGet, pattern: "/clusters", handler: s.clusterList, role: RoleRead, wide: true},
+		{method: http.MethodPost, pattern: "/clusters", handler: s.clusterCreate, role: RoleAdmin,
+			audit: auditSpec{action: contract.AuditCluster}},
+		{method: http.MethodGet, pattern: "/clusters/{cluster}", handler: s.clusterGet, role: RoleRead},
+
 		// Every certificate the engine made or serves, and when it expires.
 		{method: http.MethodGet, pattern: "/certificates", handler: s.certificates, role: RoleRead},
 		{method: http.MethodPost, pattern: "/certificates/{cert}/rotate", handler: s.certificateRotate, role: RoleAdmin, audit: auditSpec{action: contract.AuditCertificate, param: "cert"}},
@@ -324,16 +338,19 @@ func needRole(r *http.Request) Role {
 // on.
 const clusterParam = "cluster"
 
-// clusterOf is the cluster a request acts on: its route's {cluster}, and
-// for a route without one (every route today, and a request for no route)
-// the default cluster.
-func clusterOf(r *http.Request) string {
+// clusterOf is the cluster a request acts on: its route's {cluster}, ""
+// for a wide route, and for a route without one (and a request for no
+// route) the API's cluster.
+func (s *server) clusterOf(r *http.Request) string {
 	if rt, ok := routeOf(r.Context()); ok {
+		if rt.wide {
+			return ""
+		}
 		if c := rt.params.URLParam(clusterParam); c != "" {
 			return c
 		}
 	}
-	return contract.DefaultCluster
+	return cmp.Or(s.o.Cluster, contract.DefaultCluster)
 }
 
 // isStream tells whether a request's route is an event stream.

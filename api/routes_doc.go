@@ -339,6 +339,23 @@ var routeDocs = map[string]opDoc{
 		},
 		ok: []reply{ok[[]contract.AuditEntry](200, "the entries")}, errs: []reply{fails(400, "a query parameter is malformed")}},
 
+	"GET /clusters": {id: "listClusters", summary: "The engine's clusters the token reaches, the default one first",
+		desc: "The default cluster is the one the manual's routes act on. Every route of this document is also served below " +
+			"/deployment-engine/clusters/{cluster}/ (GET /deployment-engine/clusters/prod/status, say), acting on that cluster: " +
+			"its own config, deployments, status, logs, heal state and audit. A machine belongs to one cluster.",
+		ok:   []reply{ok[[]contract.Cluster](200, "the clusters, each with its stored config's catalog and nodes")},
+		errs: []reply{fails(500, "the store could not be read")}},
+	"POST /clusters": {id: "createCluster", summary: "Make a named cluster",
+		desc: "The cluster has its own store, planner, installer, monitor, auto-heal, notifications and logs from the answer on; " +
+			"post its config to /deployment-engine/clusters/{name}/config.",
+		body: &bodyDoc{desc: `{"name": "prod"}: 1 to 63 lower-case letters, digits and hyphens`, typ: typeOf[contract.ClusterCreate]()},
+		ok:   []reply{ok[contract.Cluster](201, "the cluster, made and started")},
+		errs: []reply{unreadable, fails(409, "a cluster of that name exists"),
+			fails(501, "this process of a split engine holds the default cluster only"), fails(500, "the cluster could not be made")}},
+	"GET /clusters/{cluster}": {id: "getCluster", summary: "One cluster",
+		ok:   []reply{ok[contract.Cluster](200, "the cluster")},
+		errs: []reply{fails(404, "no such cluster"), fails(500, "the store could not be read")}},
+
 	"GET /certificates": {id: "listCertificates", summary: "Every certificate the engine made or serves, and when it expires",
 		desc: "agents-ca (what node agents pin), agents-listener (what their NATS listener presents) and api (what https presents), " +
 			"each with its subject, SANs, issuer, validity, seconds left now and whether the engine made it or was given it; never a key. " +

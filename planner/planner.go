@@ -3,6 +3,7 @@
 package planner
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -82,6 +83,12 @@ type Options struct {
 	ListenHost string
 	// Version is the engine's build version, which its agents should report.
 	Version string
+	// Cluster is the cluster this planner plans ("": the default); its
+	// store is that cluster's. HeldBy, when set, names the cluster that
+	// holds a node ("" for none): a config naming a node another cluster
+	// holds is refused.
+	Cluster string
+	HeldBy  func(ip string) string
 }
 
 // AgentSpec tells the planner how to install the node agent.
@@ -249,11 +256,36 @@ var errConfigChanged = &kit.Error{Code: 409, Msg: "the config changed while this
 // storeConfigAt stores cfg on revision rev of the stored config; another
 // write since is errConfigChanged (409), never overwritten.
 func (p *Planner) storeConfigAt(ctx context.Context, cfg contract.Config, rev uint64) (uint64, error) {
+	if err := p.heldElsewhere(cfg); err != nil {
+		return 0, err
+	}
 	n, err := bus.StoreConfigAt(ctx, p.o.Res.Config, cfg, rev)
 	if bus.IsConflict(err) {
 		return 0, errConfigChanged
 	}
 	return n, err
+}
+
+// heldElsewhere refuses a config that names a node another of the
+// engine's clusters holds: a machine belongs to one cluster.
+func (p *Planner) heldElsewhere(cfg contract.Config) error {
+	if p.o.HeldBy == nil {
+		return nil
+	}
+	own := cmp.Or(p.o.Cluster, contract.DefaultCluster)
+	var problems []contract.Problem
+	for _, ip := range cfg.Nodes() {
+		if by := p.o.HeldBy(ip); by != "" && by != own {
+			problems = append(problems, contract.Problem{Path: "components", IP: ip,
+				Reason: fmt.Sprintf("node %s belongs to cluster %s: a machine belongs to one cluster; take it out of %s's config first", ip, by, by)})
+		}
+	}
+	if len(problems) > 0 {
+		e := rejected(problems)
+		e.Msg += ": " + problems[0].Reason
+		return e
+	}
+	return nil
 }
 
 var errNoConfig = &kit.Error{Code: 403, Msg: "no config submitted yet: POST one to /deployment-engine/config first"}

@@ -1,11 +1,16 @@
 package bus
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -99,4 +104,50 @@ func engineCluster(user string) (string, bool) {
 		return DefaultCluster, true
 	}
 	return strings.CutPrefix(user, engineUserPrefix)
+}
+
+// clusterKeyPrefix starts the keys of the named clusters' records in the
+// default cluster's KVEngine: cluster.<name>, a contract.Cluster each.
+const clusterKeyPrefix = "cluster."
+
+// ErrClusterExists answers the creation of a cluster already made.
+var ErrClusterExists = errors.New("bus: the cluster exists")
+
+// CreateCluster records a new named cluster in kv (the default cluster's
+// KVEngine); ErrClusterExists when it was made already.
+func CreateCluster(ctx context.Context, kv jetstream.KeyValue, c contract.Cluster) error {
+	if err := contract.CheckClusterName(c.Name); err != nil {
+		return err
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Create(ctx, clusterKeyPrefix+c.Name, b); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return ErrClusterExists
+		}
+		return fmt.Errorf("bus: record cluster %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// NamedClusters are the records of the named clusters in kv, by name.
+func NamedClusters(ctx context.Context, kv jetstream.KeyValue) ([]contract.Cluster, error) {
+	lister, err := kv.ListKeysFiltered(ctx, clusterKeyPrefix+">")
+	if err != nil {
+		return nil, fmt.Errorf("bus: list clusters: %w", err)
+	}
+	var out []contract.Cluster
+	for key := range lister.Keys() {
+		var c contract.Cluster
+		if _, err := loadJSON(ctx, kv, key, &c); err != nil {
+			return nil, err
+		}
+		if contract.CheckClusterName(c.Name) == nil && c.Name != DefaultCluster {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b contract.Cluster) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }

@@ -24,11 +24,13 @@ const (
 //	{"v": 1, "time": "...", "actor": "ci", "action": "config", "object": "config", "result": "ok", "code": 201,
 //	 "diff": ["+ components.web[1]: \"10.0.0.2\"", "~ properties.domain: \"a.local\" → \"b.local\""]}
 type AuditEntry struct {
-	V      int       `json:"v"`
-	Time   time.Time `json:"time"`
-	Actor  string    `json:"actor"`
-	Action string    `json:"action"`
-	Object string    `json:"object"`
+	V     int       `json:"v"`
+	Time  time.Time `json:"time"`
+	Actor string    `json:"actor"`
+	// Cluster is the cluster the change acted on.
+	Cluster string `json:"cluster,omitempty"`
+	Action  string `json:"action"`
+	Object  string `json:"object"`
 	// Component and IP name the instance acted on, when it is one
 	// ("all" and "0.0.0.0" for the whole cluster).
 	Component string `json:"component,omitempty"`
@@ -57,6 +59,8 @@ const (
 	// AuditPlan is a plan asked for: it renders a release's templates.
 	AuditPlan     = "plan"
 	AuditTakeover = "takeover"
+	// AuditCluster is a cluster made (POST /clusters).
+	AuditCluster = "cluster"
 	// AuditExec is a command run on nodes: its object is the command.
 	AuditExec = "exec"
 	// AuditCopy is a file copied to nodes: its object is the direction and

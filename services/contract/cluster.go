@@ -3,6 +3,7 @@ package contract
 import (
 	"fmt"
 	"regexp"
+	"time"
 )
 
 // DefaultCluster is the cluster the manual's routes act on: the one every
@@ -19,4 +20,24 @@ func CheckClusterName(name string) error {
 		return fmt.Errorf("%q is not a cluster name: 1 to 63 lower-case letters, digits and hyphens, starting and ending with a letter or digit", Clip(name))
 	}
 	return nil
+}
+
+// Cluster is one of the engine's clusters, as GET /clusters lists them:
+// the default one and each named one. Nodes and Catalog are its stored
+// config's (none before a config is posted to it).
+//
+//	{"v": 1, "name": "prod", "created": "2026-12-06T10:00:00Z", "by": "alice",
+//	 "catalog": "starter", "nodes": ["10.0.0.5", "10.0.0.6"]}
+type Cluster struct {
+	V       int       `json:"v"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created,omitzero"`
+	By      string    `json:"by,omitempty"`
+	Catalog string    `json:"catalog,omitempty"`
+	Nodes   []string  `json:"nodes"`
+}
+
+// ClusterCreate is the body of POST /clusters.
+type ClusterCreate struct {
+	Name string `json:"name"`
 }
