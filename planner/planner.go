@@ -84,11 +84,11 @@ type Options struct {
 	// Version is the engine's build version, which its agents should report.
 	Version string
 	// Cluster is the cluster this planner plans ("": the default); its
-	// store is that cluster's. HeldBy, when set, names the cluster that
-	// holds a node ("" for none): a config naming a node another cluster
-	// holds is refused.
+	// store is that cluster's. Holders, when set, reads which cluster
+	// holds each node of the engine's (by IP): a config naming a node
+	// another cluster holds is refused.
 	Cluster string
-	HeldBy  func(ip string) string
+	Holders func(ctx context.Context) (map[string]string, error)
 }
 
 // AgentSpec tells the planner how to install the node agent.
@@ -256,7 +256,7 @@ var errConfigChanged = &kit.Error{Code: 409, Msg: "the config changed while this
 // storeConfigAt stores cfg on revision rev of the stored config; another
 // write since is errConfigChanged (409), never overwritten.
 func (p *Planner) storeConfigAt(ctx context.Context, cfg contract.Config, rev uint64) (uint64, error) {
-	if err := p.heldElsewhere(cfg); err != nil {
+	if err := p.heldElsewhere(ctx, cfg); err != nil {
 		return 0, err
 	}
 	n, err := bus.StoreConfigAt(ctx, p.o.Res.Config, cfg, rev)
@@ -268,14 +268,18 @@ func (p *Planner) storeConfigAt(ctx context.Context, cfg contract.Config, rev ui
 
 // heldElsewhere refuses a config that names a node another of the
 // engine's clusters holds: a machine belongs to one cluster.
-func (p *Planner) heldElsewhere(cfg contract.Config) error {
-	if p.o.HeldBy == nil {
+func (p *Planner) heldElsewhere(ctx context.Context, cfg contract.Config) error {
+	if p.o.Holders == nil {
 		return nil
+	}
+	holders, err := p.o.Holders(ctx)
+	if err != nil {
+		return fmt.Errorf("read which cluster holds each node: %w", err)
 	}
 	own := cmp.Or(p.o.Cluster, contract.DefaultCluster)
 	var problems []contract.Problem
 	for _, ip := range cfg.Nodes() {
-		if by := p.o.HeldBy(ip); by != "" && by != own {
+		if by := holders[ip]; by != "" && by != own {
 			problems = append(problems, contract.Problem{Path: "components", IP: ip,
 				Reason: fmt.Sprintf("node %s belongs to cluster %s: a machine belongs to one cluster; take it out of %s's config first", ip, by, by)})
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
 )
 
@@ -89,6 +90,10 @@ type Options struct {
 	// none (agents on only).
 	agent    *agentBinary
 	agentErr error
+	// cluster is the named cluster a clusterSet starts services for (""
+	// the default); holders reads which cluster holds each node.
+	cluster string
+	holders func(ctx context.Context) (map[string]string, error)
 	// Build is this binary's version, for GET /version.
 	Build api.BuildInfo
 	// Ready, when set, receives the HTTP address once the engine serves.
@@ -186,19 +191,34 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Named clusters need the whole engine in this process, on its
+	// embedded bus (each cluster has an account of its own there).
+	var clusters *clusterSet
+	if b.srv != nil && len(o.Only) == 0 {
+		clusters = newClusterSet(o, b, catalogs, key, releases, port, reg)
+		o.holders = clusters.holders
+	}
+	// What belongs to a cluster is labelled with it, the default's too.
+	defaultReg := prometheus.WrapRegistererWith(prometheus.Labels{"cluster": contract.DefaultCluster}, reg)
 	if o.runs("planner") {
 		if err := startPlanner(ctx, o, b, catalogs, key, releases, port, &services); err != nil {
 			return err
 		}
 	}
-	if err := startServices(ctx, o, catalogs, b.nc, b.res, reg, &services); err != nil {
+	if err := startServices(ctx, o, catalogs, b.nc, b.res, defaultReg, &services); err != nil {
 		return err
+	}
+	if clusters != nil {
+		if err := clusters.start(ctx); err != nil {
+			return err
+		}
+		services = append(services, clusters.stop)
 	}
 	if !o.runs("api") {
 		<-ctx.Done()
 		return nil
 	}
-	return serveAPI(ctx, o, b, reg, releases, apiTLS.Config(), stopServices)
+	return serveAPI(ctx, o, b, reg, releases, apiTLS.Config(), stopServices, clusters)
 }
 
 // stopTogether runs every service's Stop at once: each is bounded on its

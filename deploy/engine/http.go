@@ -15,11 +15,12 @@ import (
 
 	"github.com/deployment-engine/engine/api"
 	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // serveAPI serves the API on o.Listen until ctx ends or a server fails,
 // then shuts its servers down while stopServices stops the services.
-func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Registry, releases *release.Store, tlsCfg *tls.Config, stopServices func()) error {
+func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Registry, releases *release.Store, tlsCfg *tls.Config, stopServices func(), clusters *clusterSet) error {
 	log := o.Logger
 	token, err := apiToken(o)
 	if err != nil {
@@ -27,10 +28,15 @@ func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Regi
 	}
 	mirror := filepath.Join(o.DataDir, "mirror")
 	_ = os.MkdirAll(mirror, 0o755)
-	ao := api.Options{NC: b.nc, Token: token, Tokens: &TokenFile{Path: filepath.Join(o.DataDir, TokensFile)}, AuthNone: o.AuthNone, Logger: log, Registry: reg, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
-		Releases: releaseAPI{store: releases, js: b.res.JS, log: log}, Limits: o.Limits, Build: o.Build}
+	ao := api.Options{NC: b.nc, Token: token, Tokens: &TokenFile{Path: filepath.Join(o.DataDir, TokensFile)}, AuthNone: o.AuthNone, Logger: log, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
+		Releases: releaseAPI{store: releases, js: b.res.JS, log: log}, Limits: o.Limits, Build: o.Build,
+		Registry: prometheus.WrapRegistererWith(prometheus.Labels{"cluster": contract.DefaultCluster}, reg)}
 	if o.agent != nil {
 		ao.Agent = &o.agent.AgentBinary
+	}
+	if clusters != nil {
+		clusters.serveAPI(ao)
+		ao.Clusters = clusters
 	}
 	h, err := api.New(ao)
 	if err != nil {

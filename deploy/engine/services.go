@@ -25,7 +25,7 @@ import (
 )
 
 // startServices starts the installer, the monitor and the log store.
-func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.Catalog, nc *nats.Conn, res *bus.Resources, reg *prometheus.Registry, stops *[]func()) error {
+func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.Catalog, nc *nats.Conn, res *bus.Resources, reg prometheus.Registerer, stops *[]func()) error {
 	if o.runs("installer") {
 		ins, err := installer.Start(ctx, installer.Options{NC: nc, Res: res, Logger: o.Logger, Port: o.SSHPort, AckWait: o.StepAckWait, AgentPassword: o.agentPass,
 			Version: o.Build.Version})
@@ -106,6 +106,8 @@ func startPlanner(ctx context.Context, o Options, b *engineBus, catalogs map[str
 		Webhooks:    contract.WebhookPolicy{Allow: o.WebhookAllow},
 		ListenHost:  listenHost(o.Listen),
 		Version:     o.Build.Version,
+		Cluster:     o.cluster,
+		Holders:     o.holders,
 		// A rolling restart waits for monit's outcome as PUT /restart does.
 		Control: func(action, process string) string {
 			return monitControl(action, process)

@@ -151,3 +151,11 @@ func NamedClusters(ctx context.Context, kv jetstream.KeyValue) ([]contract.Clust
 	slices.SortFunc(out, func(a, b contract.Cluster) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
+
+// DeleteCluster forgets a named cluster's record.
+func DeleteCluster(ctx context.Context, kv jetstream.KeyValue, name string) error {
+	if err := kv.Delete(ctx, clusterKeyPrefix+name); err != nil {
+		return fmt.Errorf("bus: forget cluster %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,300 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deployment-engine/engine/api"
+	"github.com/deployment-engine/engine/planner/catalog"
+	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// clusterSet runs the engine's named clusters beside the default one. A
+// named cluster is the whole engine again on an account of its own of the
+// embedded bus (bus.ConnectCluster): its planner, installer, monitor with
+// auto-heal, notifications and logs, each as the default cluster has them,
+// its files in <data>/clusters/<name>, and an API of its own that the
+// engine's serves below /deployment-engine/clusters/<name>/. What is the
+// engine's stays shared: the agents' listener, the releases, the tokens.
+type clusterSet struct {
+	o        Options
+	b        *engineBus
+	catalogs map[string]*catalog.Catalog
+	key      engineKey
+	releases *release.Store
+	port     int
+	reg      prometheus.Registerer
+
+	mu      sync.Mutex
+	stacks  map[string]*clusterStack
+	apiOpts *api.Options // the API's, once it serves: each cluster's API is made from them
+	// nodes are the nodes of each cluster's stored config, the default's
+	// among them: a machine belongs to one cluster.
+	nodes   map[string][]string
+	catalog map[string]string
+}
+
+// clusterStack is one named cluster, running.
+type clusterStack struct {
+	nc   *nats.Conn
+	res  *bus.Resources
+	api  http.Handler
+	stop func()
+}
+
+func newClusterSet(o Options, b *engineBus, catalogs map[string]*catalog.Catalog, key engineKey, releases *release.Store, port int, reg prometheus.Registerer) *clusterSet {
+	c := &clusterSet{o: o, b: b, catalogs: catalogs, key: key, releases: releases, port: port, reg: reg,
+		stacks: map[string]*clusterStack{}, nodes: map[string][]string{}, catalog: map[string]string{}}
+	// A node's agent joins the bus account of the cluster holding it.
+	b.srv.SetAgentClusters(func(ip string) string {
+		if by := c.heldBy(ip); by != contract.DefaultCluster {
+			return by
+		}
+		return ""
+	})
+	return c
+}
+
+// holders reads every cluster's stored config and answers which cluster
+// holds each node, by IP; heldBy's answers follow.
+func (c *clusterSet) holders(ctx context.Context) (map[string]string, error) {
+	c.mu.Lock()
+	res := map[string]*bus.Resources{contract.DefaultCluster: c.b.res}
+	for name, s := range c.stacks {
+		res[name] = s.res
+	}
+	c.mu.Unlock()
+	out := map[string]string{}
+	for name, r := range res {
+		if err := c.read(ctx, name, r); err != nil {
+			return nil, err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, nodes := range c.nodes {
+		for _, ip := range nodes {
+			out[ip] = name
+		}
+	}
+	return out, nil
+}
+
+// read keeps the nodes and catalog of a cluster's stored config.
+func (c *clusterSet) read(ctx context.Context, name string, res *bus.Resources) error {
+	cfg, _, err := bus.LoadConfigRev(ctx, res.Config)
+	if err != nil && !bus.IsNotFound(err) {
+		return fmt.Errorf("read cluster %s's config: %w", name, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[name], c.catalog[name] = cfg.Nodes(), ""
+	if len(cfg.Components) > 0 {
+		c.catalog[name] = cfg.CatalogName()
+	}
+	return nil
+}
+
+// heldBy is the cluster whose stored config names ip, "" for none, as
+// last read: a node's agent is let in by it, without a read of the store.
+func (c *clusterSet) heldBy(ip string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, nodes := range c.nodes {
+		if slices.Contains(nodes, ip) {
+			return name
+		}
+	}
+	return ""
+}
+
+// start starts every named cluster recorded in the store, each resuming
+// what it was doing, and follows the default cluster's config.
+func (c *clusterSet) start(ctx context.Context) error {
+	c.follow(ctx, contract.DefaultCluster, c.b.res)
+	named, err := bus.NamedClusters(ctx, c.b.res.Engine)
+	if err != nil {
+		return err
+	}
+	for _, cl := range named {
+		if err := c.startStack(ctx, cl.Name); err != nil {
+			return fmt.Errorf("cluster %s: %w", cl.Name, err)
+		}
+	}
+	return nil
+}
+
+// follow keeps the nodes of a cluster's stored config, as it changes,
+// until ctx ends.
+func (c *clusterSet) follow(ctx context.Context, name string, res *bus.Resources) {
+	update := func() {
+		if err := c.read(ctx, name, res); err != nil {
+			c.o.Logger.Warn("follow a cluster's config", "cluster", name, "err", err)
+		}
+	}
+	update()
+	w, err := res.Config.Watch(ctx, bus.KeyConfig, jetstream.UpdatesOnly())
+	if err != nil {
+		c.o.Logger.Warn("follow a cluster's config", "cluster", name, "err", err)
+		return
+	}
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					update()
+				}
+			}
+		}
+	}()
+}
+
+// startStack starts the services of named cluster name.
+func (c *clusterSet) startStack(ctx context.Context, name string) error {
+	nc, err := c.b.srv.ConnectCluster(name, "deployment-engine")
+	if err != nil {
+		return err
+	}
+	res, err := bus.Declare(ctx, nc, bus.WithReplicas(c.o.Replicas), bus.WithLogger(c.o.Logger))
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	o := c.o
+	o.Logger = c.o.Logger.With("cluster", name)
+	o.DataDir = filepath.Join(c.o.DataDir, "clusters", name)
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		nc.Close()
+		return err
+	}
+	o.cluster, o.holders = name, c.holders
+	cb := &engineBus{nc: nc, res: res, engineID: c.b.engineID, agent: c.b.agent, agentPass: c.b.agentPass}
+	var stops []func()
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"cluster": name}, c.reg)
+	if err := startPlanner(ctx, o, cb, c.catalogs, c.key, c.releases, c.port, &stops); err == nil {
+		err = startServices(ctx, o, c.catalogs, nc, res, reg, &stops)
+	}
+	if err != nil {
+		stopTogether(stops)
+		nc.Close()
+		return err
+	}
+	followCtx, endFollow := context.WithCancel(ctx)
+	c.follow(followCtx, name, res)
+	c.mu.Lock()
+	c.stacks[name] = &clusterStack{nc: nc, res: res, stop: func() {
+		endFollow()
+		stopTogether(stops)
+		_ = nc.Drain()
+	}}
+	c.mu.Unlock()
+	o.Logger.Info("cluster started")
+	return nil
+}
+
+// stop stops every named cluster's services, together.
+func (c *clusterSet) stop() {
+	c.mu.Lock()
+	var stops []func()
+	for _, s := range c.stacks {
+		stops = append(stops, s.stop)
+	}
+	c.mu.Unlock()
+	stopTogether(stops)
+}
+
+// serveAPI sets the options each named cluster's API is made from (the
+// engine's API's, acting on the cluster).
+func (c *clusterSet) serveAPI(o api.Options) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.apiOpts = &o
+}
+
+// List is api.Clusters': the default cluster, then the named ones by
+// name, each with its config's catalog and nodes.
+func (c *clusterSet) List(ctx context.Context) ([]contract.Cluster, error) {
+	named, err := bus.NamedClusters(ctx, c.b.res.Engine)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.holders(ctx); err != nil {
+		return nil, err
+	}
+	all := append([]contract.Cluster{{Name: contract.DefaultCluster}}, named...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range all {
+		all[i].V = contract.Version
+		all[i].Nodes = append([]string{}, c.nodes[all[i].Name]...)
+		all[i].Catalog = c.catalog[all[i].Name]
+	}
+	return all, nil
+}
+
+// Create is api.Clusters': the cluster is recorded, then started.
+func (c *clusterSet) Create(ctx context.Context, name, by string) (contract.Cluster, error) {
+	if err := contract.CheckClusterName(name); err != nil {
+		return contract.Cluster{}, fmt.Errorf("%w: %v", api.ErrClusterName, err)
+	}
+	if name == contract.DefaultCluster {
+		return contract.Cluster{}, api.ErrClusterExists
+	}
+	cl := contract.Cluster{V: contract.Version, Name: name, Created: time.Now().UTC().Truncate(time.Second), By: by, Nodes: []string{}}
+	err := bus.CreateCluster(ctx, c.b.res.Engine, cl)
+	if errors.Is(err, bus.ErrClusterExists) {
+		return contract.Cluster{}, api.ErrClusterExists
+	}
+	if err != nil {
+		return contract.Cluster{}, err
+	}
+	if err := c.startStack(ctx, name); err != nil {
+		// Not made: the name may be asked for again.
+		_ = bus.DeleteCluster(context.WithoutCancel(ctx), c.b.res.Engine, name)
+		return contract.Cluster{}, fmt.Errorf("start it: %w", err)
+	}
+	return cl, nil
+}
+
+// Handler is api.Clusters': the named cluster's API, made at its first
+// request.
+func (c *clusterSet) Handler(name string) (http.Handler, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stacks[name]
+	if s == nil || c.apiOpts == nil {
+		return nil, false
+	}
+	if s.api == nil {
+		o := *c.apiOpts
+		o.NC, o.Cluster = s.nc, name
+		o.Registry = prometheus.WrapRegistererWith(prometheus.Labels{"cluster": name}, c.reg)
+		h, err := api.New(o)
+		if err != nil {
+			c.o.Logger.Error("the API of a cluster", "cluster", name, "err", err)
+			return nil, false
+		}
+		s.api = h
+	}
+	return s.api, true
+}

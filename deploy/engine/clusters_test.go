@@ -1,0 +1,105 @@
+package engine
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// A named cluster is made through the API, holds its own config apart
+// from the default cluster's, keeps its machines to itself, is labelled
+// in the metrics, and is there again, config and all, when the engine
+// starts again on its data dir.
+func TestNamedClusters(t *testing.T) {
+	dir := t.TempDir()
+	base, stop := engineUnderTest(t, dir)
+	E := base + "/deployment-engine"
+	cfg := func(ip string) string {
+		return `{"components": {"web": ["` + ip + `"]}, "properties": {"catalog": "starter", "domain": "t.local", "home": "127.0.0.1", "root": "pw", "checkdisk": 0, "adduser": 0}}`
+	}
+	clusters := func() map[string]contract.Cluster {
+		t.Helper()
+		code, body, _ := do(t, "GET", E+"/clusters", "", true)
+		var cs []contract.Cluster
+		if code != 200 || json.Unmarshal(body, &cs) != nil {
+			t.Fatalf("clusters: %d %s", code, body)
+		}
+		out := map[string]contract.Cluster{}
+		for _, c := range cs {
+			out[c.Name] = c
+		}
+		return out
+	}
+
+	if code, body, _ := do(t, "POST", E+"/clusters", `{"name": "prod"}`, true); code != 201 {
+		t.Fatalf("make prod: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "POST", E+"/clusters/prod/config?check=0", cfg("127.0.0.2"), true); code != 201 {
+		t.Fatalf("prod's config: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "GET", E+"/clusters/prod/config", "", true); code != 200 || !strings.Contains(string(body), "127.0.0.2") {
+		t.Fatalf("prod's config: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "GET", E+"/config", "", true); code != 404 {
+		t.Fatalf("the default cluster's config, none posted: %d %s", code, body)
+	}
+	// A machine belongs to one cluster.
+	code, body, _ := do(t, "POST", E+"/config?check=0", cfg("127.0.0.2"), true)
+	if code != 400 || !strings.Contains(string(body), "node 127.0.0.2 belongs to cluster prod") {
+		t.Fatalf("the default cluster taking prod's node: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "POST", E+"/config?check=0", cfg("127.0.0.3"), true); code != 201 {
+		t.Fatalf("the default cluster's config: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "POST", E+"/clusters/prod/config?check=0", cfg("127.0.0.3"), true); code != 400 || !strings.Contains(string(body), "belongs to cluster default") {
+		t.Fatalf("prod taking the default cluster's node: %d %s", code, body)
+	}
+	// Each cluster's audit is its own, and says whose it is.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, body, _ := do(t, "GET", E+"/clusters/prod/audit?action=config", "", true)
+		var entries []contract.AuditEntry
+		_ = json.Unmarshal(body, &entries)
+		ok := len(entries) == 2 // the config stored, and the one refused
+		for _, e := range entries {
+			ok = ok && e.Cluster == "prod"
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prod's audit: %s", body)
+		}
+	}
+	got := clusters()
+	if len(got) != 2 || strings.Join(got["prod"].Nodes, ",") != "127.0.0.2" || strings.Join(got["default"].Nodes, ",") != "127.0.0.3" ||
+		got["prod"].Catalog != "starter" || got["prod"].By != contract.ActorAdmin || got["prod"].Created.IsZero() {
+		t.Fatalf("clusters: %+v", got)
+	}
+	if code, body, _ := do(t, "POST", E+"/clusters", `{"name": "prod"}`, true); code != 409 {
+		t.Fatalf("prod made twice: %d %s", code, body)
+	}
+	// Each cluster's services are labelled with it.
+	_, metrics, _ := do(t, "GET", base+"/metrics", "", false)
+	for _, c := range []string{"default", "prod"} {
+		if !strings.Contains(string(metrics), `cluster="`+c+`"`) {
+			t.Errorf("no series of cluster %s in /metrics", c)
+		}
+	}
+
+	stop()
+	base, stop = engineUnderTest(t, dir)
+	defer stop()
+	E = base + "/deployment-engine"
+	if code, body, _ := do(t, "GET", E+"/clusters/prod/config", "", true); code != 200 || !strings.Contains(string(body), "127.0.0.2") {
+		t.Fatalf("prod's config after a restart: %d %s", code, body)
+	}
+	if got := clusters(); strings.Join(got["prod"].Nodes, ",") != "127.0.0.2" {
+		t.Fatalf("clusters after a restart: %+v", got)
+	}
+	if code, body, _ := do(t, "POST", E+"/config?check=0", cfg("127.0.0.2"), true); code != 400 {
+		t.Fatalf("the default cluster taking prod's node after a restart: %d %s", code, body)
+	}
+}
