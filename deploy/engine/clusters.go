@@ -30,6 +30,9 @@ import (
 // engine's serves below /deployment-engine/clusters/<name>/. What is the
 // engine's stays shared: the agents' listener, the releases, the tokens.
 type clusterSet struct {
+	// ctx is the engine's run: what a cluster starts lives as long, not
+	// as long as the request that made the cluster.
+	ctx      context.Context
 	o        Options
 	b        *engineBus
 	catalogs map[string]*catalog.Catalog
@@ -124,6 +127,7 @@ func (c *clusterSet) heldBy(ip string) string {
 // start starts every named cluster recorded in the store, each resuming
 // what it was doing, and follows the default cluster's config.
 func (c *clusterSet) start(ctx context.Context) error {
+	c.ctx = ctx
 	c.follow(ctx, contract.DefaultCluster, c.b.res)
 	named, err := bus.NamedClusters(ctx, c.b.res.Engine)
 	if err != nil {
@@ -268,7 +272,7 @@ func (c *clusterSet) Create(ctx context.Context, name, by string) (contract.Clus
 	if err != nil {
 		return contract.Cluster{}, err
 	}
-	if err := c.startStack(ctx, name); err != nil {
+	if err := c.startStack(c.ctx, name); err != nil {
 		// Not made: the name may be asked for again.
 		_ = bus.DeleteCluster(context.WithoutCancel(ctx), c.b.res.Engine, name)
 		return contract.Cluster{}, fmt.Errorf("start it: %w", err)

@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/deployment-engine/engine/integration/harness"
+	"github.com/deployment-engine/engine/services/contract"
+)
+
+// Two clusters on one engine, as users run it (agents on): the default
+// one on two of the bed's nodes and prod on the two others, deployed at
+// the same time. Each one's deployment touched its own nodes only, each
+// one's status shows its own instances only, each node's agent reports
+// to the cluster that holds it; a node named by both is refused naming
+// the cluster holding it; the manual's routes act on the default one.
+func TestTwoClusters(t *testing.T) {
+	e := engine(t, "--catalog", e2eCatalogs(t))
+	defer func() {
+		if t.Failed() {
+			t.Logf("engine log:\n%s", tail(e.Log(), 80))
+		}
+	}()
+	setSleep(t, 0, bed.Nodes...)
+	const prod = "/deployment-engine/clusters/prod"
+	if code, body := e.Do("POST", "/deployment-engine/clusters", map[string]any{"name": "prod"}); code != http.StatusCreated {
+		t.Fatalf("make prod: %d %s", code, body)
+	}
+	if code, body := e.Do("POST", "/deployment-engine/config?check=0", config("e2e", map[string][]string{"delta": ips(0, 1)})); code != http.StatusCreated {
+		t.Fatalf("the default cluster's config: %d %s", code, body)
+	}
+	code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"delta": ips(1, 2, 3)}))
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "node "+ips(1)[0]+" belongs to cluster default") {
+		t.Fatalf("prod's config naming a node of the default cluster: %d %s", code, body)
+	}
+	if code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"delta": ips(2, 3)})); code != http.StatusCreated {
+		t.Fatalf("prod's config: %d %s", code, body)
+	}
+
+	// Both at once.
+	ids := map[string]string{}
+	for _, p := range []string{"/deployment-engine", prod} {
+		code, body := e.Do("POST", p+"/deploy", nil)
+		var d struct{ ID string }
+		if code != http.StatusAccepted || json.Unmarshal(body, &d) != nil || d.ID == "" {
+			t.Fatalf("deploy %s: %d %s", p, code, body)
+		}
+		ids[p] = d.ID
+	}
+	ended := map[string]contract.Deployment{}
+	for deadline := time.Now().Add(8 * time.Minute); len(ended) < 2; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("deployments not ended within 8 min: %v", ids)
+		}
+		for p, id := range ids {
+			code, body := e.Do("GET", p+"/deployments/"+id, nil)
+			var d contract.Deployment
+			if code != http.StatusOK || json.Unmarshal(body, &d) != nil {
+				t.Fatalf("deployment %s of %s: %d %s", id, p, code, body)
+			}
+			if d.State != contract.DeployRunning && d.State != contract.DeployPending {
+				ended[p] = d
+			}
+		}
+	}
+	own := map[string][]string{"/deployment-engine": ips(0, 1), prod: ips(2, 3)}
+	for p, d := range ended {
+		if d.State != contract.DeploySucceeded {
+			t.Fatalf("deployment of %s: %s\n%s", p, d.State, failures(d))
+		}
+		for _, s := range d.Steps {
+			if !slices.Contains(own[p], s.Node) {
+				t.Errorf("the deployment of %s ran step %s on %s, not its node", p, s.ID, s.Node)
+			}
+		}
+	}
+	// Each cluster's deployments are its own.
+	if code, body := e.Do("GET", "/deployment-engine/deployments/"+ids[prod], nil); code != http.StatusNotFound {
+		t.Errorf("prod's deployment through the default cluster's route: %d %s", code, body)
+	}
+
+	// Each status shows its own cluster's instances, running; each node's
+	// agent reports to its cluster.
+	for p, nodes := range own {
+		var st []statusEntry
+		for deadline := time.Now().Add(reportWithin); ; time.Sleep(time.Second) {
+			code, body := e.Do("GET", p+"/status", nil)
+			st = nil
+			if code != http.StatusOK || json.Unmarshal(body, &st) != nil {
+				t.Fatalf("status of %s: %d %s", p, code, body)
+			}
+			running := 0
+			for _, s := range st {
+				if s.Status == contract.StatusRunning {
+					running++
+				}
+			}
+			if running == len(nodes) || time.Now().After(deadline) {
+				break
+			}
+		}
+		var got []string
+		for _, s := range st {
+			if s.Status == contract.StatusRunning {
+				got = append(got, s.Ip)
+			}
+		}
+		slices.Sort(got)
+		if len(st) != len(nodes) || !slices.Equal(got, nodes) {
+			t.Errorf("status of %s: %+v, want delta RUNNING on %v alone", p, st, nodes)
+		}
+	}
+	for deadline := time.Now().Add(reportWithin); ; time.Sleep(time.Second) {
+		up := nodesUp(t, e)
+		want := map[string]string{ips(0)[0]: "default", ips(1)[0]: "default", ips(2)[0]: "prod", ips(3)[0]: "prod"}
+		if len(up) == len(want) && func() bool {
+			for ip, c := range want {
+				if up[ip] != c {
+					return false
+				}
+			}
+			return true
+		}() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agents reporting, by node: %v, want %v", up, want)
+		}
+	}
+
+	// The list of clusters says which holds what.
+	code, body = e.Do("GET", "/deployment-engine/clusters", nil)
+	var cs []contract.Cluster
+	if code != http.StatusOK || json.Unmarshal(body, &cs) != nil || len(cs) != 2 ||
+		cs[0].Name != "default" || !slices.Equal(cs[0].Nodes, ips(0, 1)) || cs[1].Name != "prod" || !slices.Equal(cs[1].Nodes, ips(2, 3)) {
+		t.Errorf("clusters: %d %s", code, body)
+	}
+}
+
+// nodesUp are the nodes whose agent reported, each with the cluster whose
+// monitor saw it (de_node_up's cluster label).
+func nodesUp(t *testing.T, e *harness.Engine) map[string]string {
+	t.Helper()
+	resp, err := http.Get(e.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	if f := families["de_node_up"]; f != nil {
+		for _, m := range f.Metric {
+			if m.GetGauge().GetValue() != 1 {
+				continue
+			}
+			var node, cluster string
+			for _, l := range m.Label {
+				switch l.GetName() {
+				case "node":
+					node = l.GetValue()
+				case "cluster":
+					cluster = l.GetValue()
+				}
+			}
+			out[node] = cluster
+		}
+	}
+	return out
+}
