@@ -36,6 +36,19 @@ type Client struct {
 	// HTTP does the requests; nil uses a client without an overall timeout
 	// (event streams last as long as a deployment).
 	HTTP *http.Client
+	// Cluster, when set and not the default cluster, is the named cluster
+	// every route acts on: its routes are the manual's below
+	// /deployment-engine/clusters/<name>/.
+	Cluster string
+}
+
+// route is the path of a request on c's cluster.
+func (c *Client) route(path string) string {
+	rest, ok := strings.CutPrefix(path, base+"/")
+	if !ok || c.Cluster == "" || c.Cluster == contract.DefaultCluster || rest == "clusters" || strings.HasPrefix(rest, "clusters/") {
+		return path
+	}
+	return base + "/clusters/" + url.PathEscape(c.Cluster) + "/" + rest
 }
 
 // New returns a client for server (DefaultServer when empty).
@@ -200,6 +213,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (*htt
 
 // send is do with a streamed body of size bytes (-1: unknown).
 func (c *Client) send(ctx context.Context, method, path string, rd io.Reader, contentType string, size int64) (*http.Response, error) {
+	path = c.route(path)
 	req, err := http.NewRequestWithContext(ctx, method, c.Server+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("build request %s %s: %w", method, path, err)

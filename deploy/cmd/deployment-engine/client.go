@@ -137,7 +137,12 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   release upload FILE | list       upload a BOSH release tarball (progress on stderr), or list them
   version                          this binary's version, and the engine's when it answers
 
-Flags for every client command: --json (raw JSON output), --data DIR, --server URL.
+  clusters [create NAME | show NAME]
+                                   the engine's clusters (catalog, nodes), or make one (admin); every
+                                   other command acts on the cluster --cluster NAME (or DE_CLUSTER)
+                                   names, the default cluster without one
+
+Flags for every client command: --json (raw JSON output), --data DIR, --server URL, --cluster NAME.
 
 Exit codes: 0 ok; 1 the operation failed (or the deployment failed); 2 usage error;
 3 the cluster is not healthy (status found an instance that is not RUNNING);
@@ -185,6 +190,7 @@ type session struct {
 	to, from, mode string
 	args           []string
 	data, server   string
+	cluster        string
 	stdout, stderr io.Writer
 }
 
@@ -217,6 +223,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.SetOutput(io.Discard)
 	fs.BoolVar(&s.json, "json", false, "print the engine's raw JSON")
 	data = fs.String("data", "./data", "the engine's data directory (for its api-token)")
+	fs.StringVar(&s.cluster, "cluster", "", "the cluster to act on (default DE_CLUSTER, else the default cluster)")
 	server = fs.String("server", "", "the engine's URL (default DE_SERVER, else "+client.DefaultServer+")")
 	fs.BoolVar(&s.follow, "follow", false, "follow the deployment until it ends; logs: follow a component's log lines")
 	fs.BoolVar(&s.check, "check", true, "config set and edit: contact the nodes to check them")
@@ -258,6 +265,16 @@ func (s *session) connect() int {
 		srv = os.Getenv("DE_SERVER")
 	}
 	s.c = client.New(srv, tok)
+	s.c.Cluster = s.cluster
+	if s.c.Cluster == "" {
+		s.c.Cluster = os.Getenv("DE_CLUSTER")
+	}
+	if s.c.Cluster != "" {
+		if err := contract.CheckClusterName(s.c.Cluster); err != nil {
+			fmt.Fprintf(s.stderr, "%s: --cluster (or DE_CLUSTER): %v\n", s.name, err)
+			return exitUsage
+		}
+	}
 	return exitOK
 }
 

@@ -50,6 +50,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"problems":     {subs: []string{"resolve"}, flags: []string{"--auto", "--follow"}},
 	"schedule":     {subs: []string{"add", "list", "delete"}, flags: []string{"--cron", "--tz", "--action", "--args", "--allow-overlap", "--missed"}},
 	"report":       {},
+	"clusters":     {subs: []string{"create", "show"}},
 	"release":      {subs: []string{"upload", "list"}},
 	"version":      {},
 	"openapi":      {},
@@ -62,7 +63,7 @@ var completion = map[string]struct{ subs, flags []string }{
 }
 
 // commonClientFlags are every client command's.
-var commonClientFlags = []string{"--json", "--data", "--server", "--help"}
+var commonClientFlags = []string{"--json", "--data", "--server", "--cluster", "--help"}
 
 // notClient are the commands that are not clients of a running engine.
 var notClient = map[string]bool{"serve": true, "backup": true, "restore": true, "mirror": true,
