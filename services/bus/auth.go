@@ -83,12 +83,13 @@ func AgentPermissions(ip string) *server.Permissions {
 	}
 }
 
-// ObserverPermissions let the observer follow the engine's events and
+// ObserverPermissions let the observer follow the engine's events (the
+// default cluster's, and each named cluster's under its prefix) and
 // publish nothing: the events' AsyncAPI document states them.
 func ObserverPermissions() *server.Permissions {
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Deny: []string{">"}},
-		Subscribe: &server.SubjectPermission{Allow: []string{subject.AllEvents}},
+		Subscribe: &server.SubjectPermission{Allow: []string{subject.AllEvents, subject.AllClusterEvents}},
 	}
 }
 

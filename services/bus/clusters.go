@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // DefaultCluster lives in the server's global account, where every stream
@@ -50,6 +51,14 @@ func (s *Server) clusterAccount(name string) (*server.Account, error) {
 	// account does.
 	if err := acc.EnableJetStream(nil, nil); err != nil {
 		return nil, fmt.Errorf("bus: JetStream for cluster %s: %w", name, err)
+	}
+	// The global account sees the cluster's events under a prefix of its
+	// own: the observer follows one cluster with one subscription.
+	if err := acc.AddStreamExport(subject.AllEvents, []*server.Account{s.GlobalAccount()}); err != nil {
+		return nil, fmt.Errorf("bus: export cluster %s's events: %w", name, err)
+	}
+	if err := s.GlobalAccount().AddMappedStreamImport(acc, subject.AllEvents, subject.ClusterEvents(name)); err != nil {
+		return nil, fmt.Errorf("bus: import cluster %s's events: %w", name, err)
 	}
 	if s.auth.accounts == nil {
 		s.auth.accounts = map[string]*server.Account{}

@@ -129,3 +129,50 @@ func TestAgentJoinsItsCluster(t *testing.T) {
 		t.Fatal("an agent of a cluster with no account got in")
 	}
 }
+
+// The global account sees a named cluster's events under the cluster's
+// prefix: one subscription follows one cluster, and no cluster's events
+// reach another.
+func TestClusterEventsFollowed(t *testing.T) {
+	s, err := bus.StartServer(context.Background(), bus.ServerOptions{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	conns := map[string]*nats.Conn{}
+	for _, c := range []string{bus.DefaultCluster, "prod", "stage"} {
+		nc, err := s.ConnectCluster(c, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		conns[c] = nc
+	}
+	prodEvents, _ := conns[bus.DefaultCluster].SubscribeSync(subject.ClusterEvents("prod"))
+	defaultEvents, _ := conns[bus.DefaultCluster].SubscribeSync(subject.AllEvents)
+	stageSees, _ := conns["stage"].SubscribeSync(">")
+	_ = conns[bus.DefaultCluster].Flush()
+	_ = conns["stage"].Flush()
+	for c, nc := range conns {
+		if c == "stage" {
+			continue
+		}
+		if err := nc.Publish("de.evt.deploy.d-1.state", []byte(c)); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.Flush()
+	}
+	m, err := prodEvents.NextMsg(2 * time.Second)
+	if err != nil || string(m.Data) != "prod" || m.Subject != "de.cluster.prod.evt.deploy.d-1.state" {
+		t.Fatalf("prod's event: %v %v", m, err)
+	}
+	m, err = defaultEvents.NextMsg(2 * time.Second)
+	if err != nil || string(m.Data) != bus.DefaultCluster {
+		t.Fatalf("the default cluster's event: %v %v", m, err)
+	}
+	for name, sub := range map[string]*nats.Subscription{"prod's": prodEvents, "the default's": defaultEvents, "stage's": stageSees} {
+		if m, err := sub.NextMsg(300 * time.Millisecond); err == nil {
+			t.Errorf("%s subscription saw %s %q", name, m.Subject, m.Data)
+		}
+	}
+}

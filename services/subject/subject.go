@@ -426,3 +426,12 @@ func ParseEvent(s string) (Event, error) {
 	}
 	return ev, nil
 }
+
+// A named cluster's events, as the global account sees them: its
+// de.evt.<...> is de.cluster.<name>.evt.<...> there, so that one
+// subscription follows one cluster (the default's are de.evt.>).
+const AllClusterEvents = "de.cluster.*.evt.>"
+
+// ClusterEvents matches every event of named cluster name, as the global
+// account sees them.
+func ClusterEvents(name string) string { return "de.cluster." + check("cluster", name) + ".evt.>" }
