@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -45,30 +46,10 @@ func TestTwoClusters(t *testing.T) {
 	}
 
 	// Both at once.
+	ended := waitAll(t, e, deployAll(t, e, "/deployment-engine", prod), 8*time.Minute)
 	ids := map[string]string{}
-	for _, p := range []string{"/deployment-engine", prod} {
-		code, body := e.Do("POST", p+"/deploy", nil)
-		var d struct{ ID string }
-		if code != http.StatusAccepted || json.Unmarshal(body, &d) != nil || d.ID == "" {
-			t.Fatalf("deploy %s: %d %s", p, code, body)
-		}
+	for p, d := range ended {
 		ids[p] = d.ID
-	}
-	ended := map[string]contract.Deployment{}
-	for deadline := time.Now().Add(8 * time.Minute); len(ended) < 2; time.Sleep(500 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("deployments not ended within 8 min: %v", ids)
-		}
-		for p, id := range ids {
-			code, body := e.Do("GET", p+"/deployments/"+id, nil)
-			var d contract.Deployment
-			if code != http.StatusOK || json.Unmarshal(body, &d) != nil {
-				t.Fatalf("deployment %s of %s: %d %s", id, p, code, body)
-			}
-			if d.State != contract.DeployRunning && d.State != contract.DeployPending {
-				ended[p] = d
-			}
-		}
 	}
 	own := map[string][]string{"/deployment-engine": ips(0, 1), prod: ips(2, 3)}
 	for p, d := range ended {
@@ -141,6 +122,86 @@ func TestTwoClusters(t *testing.T) {
 	if code != http.StatusOK || json.Unmarshal(body, &cs) != nil || len(cs) != 2 ||
 		cs[0].Name != "default" || !slices.Equal(cs[0].Nodes, ips(0, 1)) || cs[1].Name != "prod" || !slices.Equal(cs[1].Nodes, ips(2, 3)) {
 		t.Errorf("clusters: %d %s", code, body)
+	}
+}
+
+// deployAll starts a deployment of each cluster (its routes' prefix), at
+// once, and returns their ids by prefix.
+func deployAll(t *testing.T, e *harness.Engine, prefixes ...string) map[string]string {
+	t.Helper()
+	ids := map[string]string{}
+	for _, p := range prefixes {
+		code, body := e.Do("POST", p+"/deploy", nil)
+		var d struct{ ID string }
+		if code != http.StatusAccepted || json.Unmarshal(body, &d) != nil || d.ID == "" {
+			t.Fatalf("deploy %s: %d %s", p, code, body)
+		}
+		ids[p] = d.ID
+	}
+	return ids
+}
+
+// waitAll waits for every deployment of ids (by their cluster's prefix)
+// to end, within.
+func waitAll(t *testing.T, e *harness.Engine, ids map[string]string, within time.Duration) map[string]contract.Deployment {
+	t.Helper()
+	ended := map[string]contract.Deployment{}
+	for deadline := time.Now().Add(within); len(ended) < len(ids); time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("deployments not ended within %s: %v", within, ids)
+		}
+		for p, id := range ids {
+			code, body, err := e.DoErr(context.Background(), "GET", p+"/deployments/"+id, nil)
+			if err != nil {
+				continue // the engine is starting again
+			}
+			var d contract.Deployment
+			if code != http.StatusOK || json.Unmarshal(body, &d) != nil {
+				t.Fatalf("deployment %s of %s: %d %s", id, p, code, body)
+			}
+			if d.State != contract.DeployRunning && d.State != contract.DeployPending {
+				ended[p] = d
+			}
+		}
+	}
+	return ended
+}
+
+// An engine stopped (kill -9) in the middle of deployments of two
+// clusters resumes both, and every step ran once on its node.
+func TestTwoClustersResume(t *testing.T) {
+	e := engine(t, "--catalog", catalogDir(t))
+	defer func() {
+		if t.Failed() {
+			t.Logf("engine log:\n%s", tail(e.Log(), 80))
+		}
+	}()
+	const prod = "/deployment-engine/clusters/prod"
+	if code, body := e.Do("POST", "/deployment-engine/clusters", map[string]any{"name": "prod"}); code != http.StatusCreated {
+		t.Fatalf("make prod: %d %s", code, body)
+	}
+	setSleep(t, 2, bed.Nodes...)
+	storeE2E(t, e, map[string][]string{"alpha": ips(0, 1)})
+	if code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"alpha": ips(2, 3), "beta": ips(3)})); code != http.StatusCreated {
+		t.Fatalf("prod's config: %d %s", code, body)
+	}
+	ids := deployAll(t, e, "/deployment-engine", prod)
+	time.Sleep(3 * time.Second)
+	e.Kill9()
+	e.Restart()
+	for p, d := range waitAll(t, e, ids, 5*time.Minute) {
+		if d.State != contract.DeploySucceeded {
+			t.Fatalf("the resumed deployment of %s: %s\n%s", p, d.State, failures(d))
+		}
+	}
+	for i, n := range bed.Nodes {
+		want := "alpha install\n"
+		if i == 3 {
+			want += "beta install\n"
+		}
+		if got := runs(t, n); got != want {
+			t.Errorf("%s ran %q, want %q (a step ran twice or not at all)", n.IP, got, want)
+		}
 	}
 }
 
