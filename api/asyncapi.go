@@ -67,7 +67,9 @@ func AsyncAPI(build BuildInfo) ([]byte, error) {
 			"description": "What the engine publishes on its NATS for other tools to follow: every deployment, step, batch and log " +
 				"line, components going down and coming back, auto-heal's decisions, the audit trail and the engine's own operations. " +
 				"Each is JSON with a version field v; a node's IP is written with dashes in a subject (10-0-0-5). `" +
-				"nats sub '" + subject.AllEvents + "'` follows them all. The engine's commands (de.cmd.>) and its work queue (de.step.>) " +
+				"nats sub '" + subject.AllEvents + "'` follows them all: the default cluster's. A named cluster's are the same " +
+				"channels below its own prefix, de.cluster.<name>.evt.> for de.evt.> (`nats sub '" + subject.ClusterEvents("prod") +
+				"'` follows cluster prod's, '" + subject.AllClusterEvents + "' every named cluster's). The engine's commands (de.cmd.>) and its work queue (de.step.>) " +
 				"are not for other tools and are not described here. The channels whose names start with node are the engine's " +
 				"protocol with its node agents on de.node.<ip>.>, described for the agents' sake: each operation is the agent's " +
 				"(send what it publishes, receive what it subscribes to), as the agent user's security scheme permits; the " +
