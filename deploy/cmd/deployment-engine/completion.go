@@ -56,7 +56,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"openapi":      {},
 	"asyncapi":     {},
 	"manifest": {subs: []string{"interpolate", "config", "deploy", "variables"}, flags: []string{"--ops-file", "--var", "--vars-file", "--vars-store", "--var-errs", "--path",
-		"--home", "--key", "--domain", "--user", "--check", "--follow", "--json", "--data", "--server"}},
+		"--home", "--key", "--domain", "--user", "--check", "--follow", "--json", "--data", "--server", "--cluster"}},
 	"cloud-config": {subs: []string{"update"}},
 	"completion":   {subs: []string{"bash", "zsh", "fish"}},
 	"help":         {},
