@@ -181,6 +181,7 @@ var routeRoles = map[string]Role{
 	"GET /clusters":               RoleRead,
 	"POST /clusters":              RoleAdmin,
 	"GET /clusters/{cluster}":     RoleRead,
+	"DELETE /clusters/{cluster}":  RoleAdmin,
 	"GET /problems":               RoleRead,
 	"POST /problems/{id}/resolve": RoleOperate, // a fix that deploys the config needs deploy (routes_problems.go)
 }

@@ -262,6 +262,8 @@ func (s *server) routes() []route {
 		{method: http.MethodPost, pattern: "/clusters", handler: s.clusterCreate, role: RoleAdmin,
 			audit: auditSpec{action: contract.AuditCluster}},
 		{method: http.MethodGet, pattern: "/clusters/{cluster}", handler: s.clusterGet, role: RoleRead},
+		{method: http.MethodDelete, pattern: "/clusters/{cluster}", handler: s.clusterDelete, role: RoleAdmin,
+			audit: auditSpec{action: contract.AuditCluster, param: clusterParam}},
 
 		// Every certificate the engine made or serves, and when it expires.
 		{method: http.MethodGet, pattern: "/certificates", handler: s.certificates, role: RoleRead},

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
 )
 
 // Clusters are the engine's clusters: the default one, whose routes are
@@ -26,12 +27,17 @@ type Clusters interface {
 	Create(ctx context.Context, name, by string) (contract.Cluster, error)
 	// Handler serves a named cluster's routes, at the manual's paths.
 	Handler(name string) (http.Handler, bool)
+	// Delete starts a named cluster's delete and answers its planner's
+	// reply: 202 and the deployment that takes the cluster off its nodes,
+	// 200 when it had none; ErrNoCluster when there is no such cluster.
+	Delete(ctx context.Context, name, by string) (kit.Reply, error)
 }
 
 // Errors of Clusters.Create that are the client's.
 var (
 	ErrClusterExists = errors.New("the cluster exists")
 	ErrClusterName   = errors.New("bad cluster name")
+	ErrNoCluster     = errors.New("no such cluster")
 )
 
 // clustersRoute is where a cluster's own routes are served: below it, the
@@ -119,6 +125,31 @@ func (s *server) clusterCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "create cluster "+in.Name+": "+err.Error())
 	default:
 		writeJSON(w, http.StatusCreated, c)
+	}
+}
+
+// clusterDelete answers DELETE /clusters/{cluster}: 202 and the
+// deployment of kind delete that drains and stops each of its instances
+// and takes the engine off its nodes; the cluster goes once it succeeded.
+func (s *server) clusterDelete(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, clusterParam)
+	switch {
+	case name == contract.DefaultCluster:
+		writeError(w, http.StatusBadRequest, "the default cluster is not deleted: post it a config without the nodes to free them")
+		return
+	case s.o.Clusters == nil:
+		writeError(w, http.StatusNotFound, noCluster(name))
+		return
+	}
+	rep, err := s.o.Clusters.Delete(r.Context(), name, actorOf(r.Context()))
+	switch {
+	case errors.Is(err, ErrNoCluster):
+		writeError(w, http.StatusNotFound, noCluster(name))
+	case err != nil:
+		s.log.Error("delete a cluster", "cluster", name, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "delete cluster "+name+": "+err.Error())
+	default:
+		writeReply(w, rep)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
 )
 
 // apiClusters are named clusters whose handlers are real APIs of their
@@ -51,6 +52,18 @@ func (c *apiClusters) Create(_ context.Context, name, by string) (contract.Clust
 	}
 	c.handlers[name] = h
 	return contract.Cluster{Name: name, By: by}, nil
+}
+
+// Delete forgets a cluster at once, as the engine does one that placed
+// nothing.
+func (c *apiClusters) Delete(_ context.Context, name, _ string) (kit.Reply, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handlers[name] == nil {
+		return kit.Reply{}, ErrNoCluster
+	}
+	delete(c.handlers, name)
+	return kit.Reply{Code: http.StatusOK, Body: []byte(`{"v": 1, "id": ""}`)}, nil
 }
 
 func (c *apiClusters) Handler(name string) (http.Handler, bool) {
@@ -127,6 +140,12 @@ func TestClusterRoutesReach(t *testing.T) {
 		{"POST", "/clusters", `{"name": "qa"}`, adminTok, 409, "cluster qa exists"},
 		{"POST", "/clusters", `{"name": "default"}`, adminTok, 409, "cluster default exists"},
 		{"GET", "/clusters/qa/heal", "", adminTok, 503, ""},
+		// Deleted by an admin only; never the default one.
+		{"DELETE", "/clusters/qa", "", prodTok, 403, "needs the admin role"},
+		{"DELETE", "/clusters/default", "", adminTok, 400, "the default cluster is not deleted"},
+		{"DELETE", "/clusters/nope", "", adminTok, 404, "lists them, POST there makes one"},
+		{"DELETE", "/clusters/qa", "", adminTok, 200, ""},
+		{"GET", "/clusters/qa/heal", "", adminTok, 404, "lists them, POST there makes one"},
 	} {
 		var hdr []string
 		if c.tok != "" {
@@ -137,7 +156,7 @@ func TestClusterRoutesReach(t *testing.T) {
 			t.Errorf("%s %s (%s): %d %s, want %d %q", c.method, c.path, c.tok, resp.StatusCode, body, c.code, c.has)
 		}
 	}
-	if _, body := do(t, "GET", ts.URL+prefix+"/clusters", "", auth(adminTok)...); names(body) != "default prod qa stage" {
+	if _, body := do(t, "GET", ts.URL+prefix+"/clusters", "", auth(adminTok)...); names(body) != "default prod stage" {
 		t.Errorf("the admin's clusters: %s", names(body))
 	}
 	if _, body := do(t, "GET", ts.URL+prefix+"/clusters", "", auth(prodTok)...); names(body) != "prod" {

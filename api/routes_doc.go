@@ -352,6 +352,16 @@ var routeDocs = map[string]opDoc{
 		ok:   []reply{ok[contract.Cluster](201, "the cluster, made and started")},
 		errs: []reply{unreadable, fails(409, "a cluster of that name exists"),
 			fails(501, "this process of a split engine holds the default cluster only"), fails(500, "the cluster could not be made")}},
+	"DELETE /clusters/{cluster}": {id: "deleteCluster", summary: "Take a named cluster off its nodes, then forget it",
+		desc: "A deployment of kind delete removes each of the cluster's instances (drained and stopped as any removal) and the engine's " +
+			"node agent from every node the cluster used; once it succeeded, the engine's state goes from those nodes, the cluster's config " +
+			"with it (its nodes are free for another cluster), and the cluster is forgotten. Its record says deleting while that runs. " +
+			"A delete that fails leaves the cluster as it is, to be deleted again.",
+		ok: []reply{ok[contract.ClusterDeleted](202, "the delete's deployment, followed as any other at /clusters/{cluster}/deployments/{id}"),
+			ok[contract.ClusterDeleted](200, "the cluster placed nothing: it is forgotten at once")},
+		errs: []reply{fails(400, "the default cluster is not deleted"), fails(404, "no such cluster"),
+			fails(409, "a deployment of the cluster runs"), fails(502, "a node of the cluster cannot be reached"),
+			fails(503, "the cluster's planner does not answer")}},
 	"GET /clusters/{cluster}": {id: "getCluster", summary: "One cluster",
 		ok:   []reply{ok[contract.Cluster](200, "the cluster")},
 		errs: []reply{fails(404, "no such cluster"), fails(500, "the store could not be read")}},

@@ -23,7 +23,8 @@ import (
 )
 
 // probeScript reports one "key=value" per line: hardware, the engine that
-// owns the node (after removing a claim by $DE_UNCLAIM, when set), its OS,
+// owns the node (after removing a claim by $DE_UNCLAIM, when set, and the
+// engine's whole state when $DE_LEAVE owns it or no one does), its OS,
 // its monit, and how its resolver answers each name given as an argument,
 // in order ("name=ADDR ADDR...", nothing after = when it did not resolve).
 // It runs in the node's login shell (POSIX sh) and reads what it can with
@@ -46,6 +47,7 @@ if de_v=$(df -Pk /); then set -f; de_2 ${de_v#*"
 echo "disk=$de_v"
 de_o=; [ ! -f ` + nodefs.Owner + ` ] || read -r de_o < ` + nodefs.Owner + `
 if [ -n "${DE_UNCLAIM:-}" ] && [ "$de_o" = "$DE_UNCLAIM" ]; then rm -f ` + nodefs.Owner + ` && echo "unclaimed=$DE_UNCLAIM" && de_o=; fi
+if [ -n "${DE_LEAVE:-}" ] && { [ -z "$de_o" ] || [ "$de_o" = "$DE_LEAVE" ]; }; then rm -rf ` + nodefs.State + ` && echo "left=1" && de_o=; fi
 echo "owner=$de_o"
 if [ -r /etc/os-release ]; then ID= VERSION_ID= PRETTY_NAME=; . /etc/os-release; echo "os_id=${ID:-}"; echo "os_version=${VERSION_ID:-}"; echo "os_name=${PRETTY_NAME:-}"; fi
 de_v=; ! command -v monit >/dev/null 2>&1 || de_v=$(monit -V 2>/dev/null)
@@ -66,8 +68,10 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 	if err := kit.Decode(req, &p); err != nil {
 		return 0, nil, err
 	}
-	if p.Unclaim != "" && !contract.ValidEngineID(p.Unclaim) {
-		return 0, nil, kit.Errorf(400, "unclaim: %q is not an engine id (e- and lowercase letters or digits)", contract.Clip(p.Unclaim))
+	for what, id := range map[string]string{"unclaim": p.Unclaim, "leave": p.Leave} {
+		if id != "" && !contract.ValidEngineID(id) {
+			return 0, nil, kit.Errorf(400, "%s: %q is not an engine id (e- and lowercase letters or digits)", what, contract.Clip(id))
+		}
 	}
 	if err := checkFetch(p.Fetch); err != nil {
 		return 0, nil, err
@@ -94,14 +98,15 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 			// requester's end) ends them all.
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			out.Nodes[n] = i.probeNode(ctx, ip, p.Auth, p.Resolve, p.Fetch, p.Unclaim)
+			out.Nodes[n] = i.probeNode(ctx, ip, p)
 		}()
 	}
 	wg.Wait()
 	return 200, out, nil
 }
 
-func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth, resolve, fetch []string, unclaim string) contract.ProbeResult {
+func (i *Installer) probeNode(ctx context.Context, ip string, p contract.Probe) contract.ProbeResult {
+	auth, resolve, fetch, unclaim := p.Auth, p.Resolve, p.Fetch, p.Unclaim
 	r := contract.ProbeResult{IP: ip}
 	script := probeScript
 	if len(resolve) > 0 {
@@ -117,11 +122,14 @@ func (i *Installer) probeNode(ctx context.Context, ip string, auth contract.Auth
 	if unclaim != "" {
 		script = "DE_UNCLAIM=" + kit.ShellQuote(unclaim) + "\n" + script
 	}
+	if p.Leave != "" {
+		script = "DE_LEAVE=" + kit.ShellQuote(p.Leave) + "\n" + script
+	}
 	// A deploy's check asks whether the node answers now: its agent, when
 	// it takes commands, proves that without an SSH handshake. A config's
 	// check (names, the way back, a takeover) proves SSH itself, which a
 	// first deploy and every fallback need.
-	if len(resolve) == 0 && len(fetch) == 0 && unclaim == "" {
+	if len(resolve) == 0 && len(fetch) == 0 && unclaim == "" && p.Leave == "" {
 		if c := i.agents.conn(ctx, ip, i.sshDialer(ip, auth)); c != nil {
 			b, err := output(ctx, c, script, nil)
 			if err == nil {
@@ -235,6 +243,8 @@ func parseProbe(s string) (contract.ProbeResult, error) {
 			r.Owner = v
 		case "unclaimed":
 			r.Unclaimed = v
+		case "left":
+			r.Left = v == "1"
 		case "os_id":
 			r.OS.ID = v
 		case "os_version":

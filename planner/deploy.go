@@ -153,6 +153,13 @@ func (p *Planner) beginLocked(ctx context.Context, rec *sched.Record, cfg *contr
 // (deploy?canaries=&max_in_flight=). It changes nothing and needs no
 // lock: its callers take the planner's only to begin (see start).
 func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contract.UpdateSettings) (*sched.Record, error) {
+	return p.prepare(ctx, cfg, q, nil)
+}
+
+// prepare is prepareWith, with more steps than cfg's: those extra plans
+// from the builder, the planned steps and every node checked.
+func (p *Planner) prepare(ctx context.Context, cfg contract.Config, q contract.UpdateSettings,
+	extra func(b steps.Builder, planned []*steps.Step, nodes []string) []*steps.Step) (*sched.Record, error) {
 	if err := p.noneRunning(); err != nil {
 		return nil, err
 	}
@@ -212,6 +219,9 @@ func (p *Planner) prepareWith(ctx context.Context, cfg contract.Config, q contra
 	var batches []contract.Batch
 	if planned, batches, err = rollout(planned, p.markersOf(ctx, contract.SortedKeys(previous)), q); err != nil {
 		return nil, &kit.Error{Code: 500, Msg: "could not plan the rollout: " + err.Error()}
+	}
+	if extra != nil {
+		planned = append(planned, extra(b, planned, nodes)...)
 	}
 	rec := sched.NewRecord(id, steps.Placement(cfg), planned)
 	rec.Batches = batches

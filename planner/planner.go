@@ -178,6 +178,8 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 		subject.DeployExec():     p.fleetExec,
 		subject.DeployCopy():     p.fleetCopy,
 		subject.DeployPatch():    p.patch,
+		subject.ClusterDelete():  p.clusterDelete,
+		subject.ClusterLeave():   p.clusterLeave,
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	maps.Copy(eps, p.errandEndpoints())

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,6 +21,8 @@ import (
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // clusterSet runs the engine's named clusters beside the default one. A
@@ -136,6 +139,9 @@ func (c *clusterSet) start(ctx context.Context) error {
 	for _, cl := range named {
 		if err := c.startStack(ctx, cl.Name); err != nil {
 			return fmt.Errorf("cluster %s: %w", cl.Name, err)
+		}
+		if cl.Deleting != "" {
+			c.finishDelete(cl)
 		}
 	}
 	return nil
@@ -278,6 +284,120 @@ func (c *clusterSet) Create(ctx context.Context, name, by string) (contract.Clus
 		return contract.Cluster{}, fmt.Errorf("start it: %w", err)
 	}
 	return cl, nil
+}
+
+// Delete is api.Clusters': the cluster's planner starts the deployment
+// that takes the cluster off its nodes, and the cluster goes once it
+// succeeded (finishDelete); a cluster that placed nothing goes at once.
+func (c *clusterSet) Delete(ctx context.Context, name, by string) (kit.Reply, error) {
+	c.mu.Lock()
+	s := c.stacks[name]
+	c.mu.Unlock()
+	if s == nil {
+		return kit.Reply{}, api.ErrNoCluster
+	}
+	rep, err := kit.Request(ctx, s.nc, subject.ClusterDelete(), nil)
+	if err != nil || rep.Code >= 300 {
+		return rep, err
+	}
+	var d contract.ClusterDeleted
+	if err := json.Unmarshal(rep.Body, &d); err != nil {
+		return kit.Reply{}, fmt.Errorf("cluster %s's planner answered the delete with %q: %w", name, contract.Clip(string(rep.Body)), err)
+	}
+	cl, err := c.record(ctx, name)
+	if err != nil {
+		return kit.Reply{}, err
+	}
+	if d.ID == "" {
+		return rep, c.forget(ctx, cl)
+	}
+	cl.Deleting = d.ID
+	if err := bus.PutCluster(ctx, c.b.res.Engine, cl); err != nil {
+		return kit.Reply{}, err
+	}
+	c.o.Logger.Info("cluster deleting", "cluster", name, "deployment", d.ID, "by", by)
+	c.finishDelete(cl)
+	return rep, nil
+}
+
+// record is a named cluster's record.
+func (c *clusterSet) record(ctx context.Context, name string) (contract.Cluster, error) {
+	named, err := bus.NamedClusters(ctx, c.b.res.Engine)
+	if err != nil {
+		return contract.Cluster{}, err
+	}
+	for _, cl := range named {
+		if cl.Name == name {
+			return cl, nil
+		}
+	}
+	return contract.Cluster{}, api.ErrNoCluster
+}
+
+// deleteTick is how often a delete's deployment is looked at.
+const deleteTick = 2 * time.Second
+
+// finishDelete follows cluster cl's delete until its deployment ends: a
+// success leaves its nodes and forgets the cluster (each tried again
+// until it is done or the engine stops); a failure keeps the cluster,
+// which may be deleted again.
+func (c *clusterSet) finishDelete(cl contract.Cluster) {
+	c.mu.Lock()
+	s := c.stacks[cl.Name]
+	c.mu.Unlock()
+	log := c.o.Logger.With("cluster", cl.Name, "deployment", cl.Deleting)
+	go func() {
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(deleteTick):
+			}
+			rep, err := kit.Request(c.ctx, s.nc, subject.DeployGet(), contract.DeployGet{ID: cl.Deleting})
+			var d contract.Deployment
+			if err != nil || rep.Code != 200 || json.Unmarshal(rep.Body, &d) != nil {
+				continue
+			}
+			switch d.State {
+			case contract.DeployFailed:
+				log.Warn("the cluster's delete failed: the cluster stays, to be deleted again")
+				cl.Deleting = ""
+				if err := bus.PutCluster(c.ctx, c.b.res.Engine, cl); err != nil {
+					log.Error("record the cluster", "err", err)
+				}
+				return
+			case contract.DeploySucceeded:
+				rep, err := kit.Request(c.ctx, s.nc, subject.ClusterLeave(), contract.ClusterLeave{V: contract.Version, Deployment: cl.Deleting})
+				if err != nil || rep.Code != 200 {
+					log.Warn("leave the cluster's nodes; trying again", "err", err, "answer", contract.Clip(string(rep.Body)))
+					continue
+				}
+				if err := c.forget(c.ctx, cl); err != nil {
+					log.Error("forget the cluster", "err", err)
+				}
+				return
+			}
+		}
+	}()
+}
+
+// forget stops a named cluster's services and forgets its record; its
+// store stays on disk, in its account's directory.
+func (c *clusterSet) forget(ctx context.Context, cl contract.Cluster) error {
+	c.mu.Lock()
+	s := c.stacks[cl.Name]
+	delete(c.stacks, cl.Name)
+	delete(c.nodes, cl.Name)
+	delete(c.catalog, cl.Name)
+	c.mu.Unlock()
+	if s != nil {
+		s.stop()
+	}
+	if err := bus.DeleteCluster(ctx, c.b.res.Engine, cl.Name); err != nil {
+		return err
+	}
+	c.o.Logger.Info("cluster deleted", "cluster", cl.Name)
+	return nil
 }
 
 // Handler is api.Clusters': the named cluster's API, made at its first

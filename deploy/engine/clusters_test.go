@@ -102,4 +102,21 @@ func TestNamedClusters(t *testing.T) {
 	if code, body, _ := do(t, "POST", E+"/config?check=0", cfg("127.0.0.2"), true); code != 400 {
 		t.Fatalf("the default cluster taking prod's node after a restart: %d %s", code, body)
 	}
+	// A cluster that placed nothing is forgotten at once, and its nodes
+	// are free.
+	if code, body, _ := do(t, "DELETE", E+"/clusters/prod", "", true); code != 200 {
+		t.Fatalf("delete prod: %d %s", code, body)
+	}
+	if got := clusters(); len(got) != 1 {
+		t.Fatalf("clusters after prod's delete: %+v", got)
+	}
+	if code, body, _ := do(t, "GET", E+"/clusters/prod/config", "", true); code != 404 {
+		t.Fatalf("prod's config after its delete: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "POST", E+"/config?check=0", cfg("127.0.0.2"), true); code != 201 {
+		t.Fatalf("the default cluster taking a deleted cluster's node: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "DELETE", E+"/clusters/default", "", true); code != 400 {
+		t.Fatalf("delete the default cluster: %d %s", code, body)
+	}
 }

@@ -239,3 +239,78 @@ func nodesUp(t *testing.T, e *harness.Engine) map[string]string {
 	}
 	return out
 }
+
+// Deleting a cluster drains and removes each of its instances and takes
+// the engine off its nodes — no monit check, file, marker, claim or agent
+// of the engine is left there — and forgets the cluster, while the other
+// cluster runs on, its instances never down.
+func TestDeleteCluster(t *testing.T) {
+	e := engine(t, "--catalog", e2eCatalogs(t))
+	defer func() {
+		if t.Failed() {
+			t.Logf("engine log:\n%s", tail(e.Log(), 80))
+		}
+	}()
+	setSleep(t, 0, bed.Nodes...)
+	const prod = "/deployment-engine/clusters/prod"
+	if code, body := e.Do("POST", "/deployment-engine/clusters", map[string]any{"name": "prod"}); code != http.StatusCreated {
+		t.Fatalf("make prod: %d %s", code, body)
+	}
+	storeE2E(t, e, map[string][]string{"delta": ips(0, 1)})
+	if code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"delta": ips(2, 3)})); code != http.StatusCreated {
+		t.Fatalf("prod's config: %d %s", code, body)
+	}
+	for p, d := range waitAll(t, e, deployAll(t, e, "/deployment-engine", prod), 8*time.Minute) {
+		if d.State != contract.DeploySucceeded {
+			t.Fatalf("deployment of %s: %s\n%s", p, d.State, failures(d))
+		}
+	}
+	running := func(st []statusEntry) bool {
+		n := 0
+		for _, s := range st {
+			if s.Status == contract.StatusRunning {
+				n++
+			}
+		}
+		return len(st) == 2 && n == 2
+	}
+	waitFor(t, e, reportWithin, "the default cluster's delta RUNNING", running)
+	pids := inNode(t, 0, "pgrep -f '^/bin/sleep 10000[012]$' | sort")
+
+	code, body := e.Do("DELETE", "/deployment-engine/clusters/prod", nil)
+	var del contract.ClusterDeleted
+	if code != http.StatusAccepted || json.Unmarshal(body, &del) != nil || del.ID == "" {
+		t.Fatalf("delete prod: %d %s", code, body)
+	}
+	if code, body := e.Do("GET", "/deployment-engine/clusters/prod", nil); code != http.StatusOK || !strings.Contains(string(body), `"deleting":"`+del.ID+`"`) {
+		t.Errorf("prod while it is deleted: %d %s", code, body)
+	}
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		if st := status(t, e); !running(st) {
+			t.Fatalf("the default cluster's instances during prod's delete: %+v", st)
+		}
+		code, _ := e.Do("GET", "/deployment-engine/clusters/prod", nil)
+		if code == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prod not gone within 4 min of its delete")
+		}
+	}
+	for _, i := range []int{2, 3} {
+		left := inNode(t, i, `found=""
+for p in /etc/monit/conf.d/delta /etc/monit/conf.d/de-agent /etc/e2e/delta.conf /var/lib/deployment-engine /usr/local/bin/de-agent; do [ -e "$p" ] && found="$found $p"; done
+pgrep -f '^/usr/local/bin/de-agen[t] ' >/dev/null && found="$found agent-process"
+pgrep -f '^/bin/slee[p] 100002$' >/dev/null && found="$found delta-process"
+monit summary 2>/dev/null | grep -q delta && found="$found monit:delta"
+echo "$found"`)
+		if strings.TrimSpace(left) != "" {
+			t.Errorf("node %s after prod's delete still holds:%s", ips(i)[0], left)
+		}
+	}
+	// The nodes are free: the default cluster may take them.
+	storeE2E(t, e, map[string][]string{"delta": ips(0, 1, 2)})
+	if got := inNode(t, 0, "pgrep -f '^/bin/sleep 10000[012]$' | sort"); got != pids {
+		t.Errorf("the default cluster's delta restarted during prod's delete: %q, then %q", pids, got)
+	}
+}

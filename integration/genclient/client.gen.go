@@ -136,17 +136,24 @@ type CloudSSH struct {
 
 // Cluster defines model for Cluster.
 type Cluster struct {
-	By      *string    `json:"by,omitempty"`
-	Catalog *string    `json:"catalog,omitempty"`
-	Created *time.Time `json:"created,omitempty"`
-	Name    string     `json:"name"`
-	Nodes   *[]string  `json:"nodes"`
-	V       int        `json:"v"`
+	By       *string    `json:"by,omitempty"`
+	Catalog  *string    `json:"catalog,omitempty"`
+	Created  *time.Time `json:"created,omitempty"`
+	Deleting *string    `json:"deleting,omitempty"`
+	Name     string     `json:"name"`
+	Nodes    *[]string  `json:"nodes"`
+	V        int        `json:"v"`
 }
 
 // ClusterCreate defines model for ClusterCreate.
 type ClusterCreate struct {
 	Name string `json:"name"`
+}
+
+// ClusterDeleted defines model for ClusterDeleted.
+type ClusterDeleted struct {
+	Id string `json:"id"`
+	V  int    `json:"v"`
 }
 
 // ClusterProblem defines model for ClusterProblem.
@@ -1910,6 +1917,13 @@ type ClientInterface interface {
 	// Corresponds with POST /deployment-engine/clusters (the `CreateCluster` operationId).
 	CreateCluster(ctx context.Context, body CreateClusterJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// DeleteCluster Take a named cluster off its nodes, then forget it
+	//
+	// A deployment of kind delete removes each of the cluster's instances (drained and stopped as any removal) and the engine's node agent from every node the cluster used; once it succeeded, the engine's state goes from those nodes, the cluster's config with it (its nodes are free for another cluster), and the cluster is forgotten. Its record says deleting while that runs. A delete that fails leaves the cluster as it is, to be deleted again.
+	//
+	// Corresponds with DELETE /deployment-engine/clusters/{cluster} (the `DeleteCluster` operationId).
+	DeleteCluster(ctx context.Context, cluster string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetCluster One cluster
 	//
 	// Corresponds with GET /deployment-engine/clusters/{cluster} (the `GetCluster` operationId).
@@ -2557,6 +2571,23 @@ func (c *Client) CreateClusterWithBody(ctx context.Context, contentType string, 
 // Corresponds with POST /deployment-engine/clusters (the `CreateCluster` operationId).
 func (c *Client) CreateCluster(ctx context.Context, body CreateClusterJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateClusterRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteCluster Take a named cluster off its nodes, then forget it
+//
+// A deployment of kind delete removes each of the cluster's instances (drained and stopped as any removal) and the engine's node agent from every node the cluster used; once it succeeded, the engine's state goes from those nodes, the cluster's config with it (its nodes are free for another cluster), and the cluster is forgotten. Its record says deleting while that runs. A delete that fails leaves the cluster as it is, to be deleted again.
+//
+// Corresponds with DELETE /deployment-engine/clusters/{cluster} (the `DeleteCluster` operationId).
+func (c *Client) DeleteCluster(ctx context.Context, cluster string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteClusterRequest(c.Server, cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -4079,6 +4110,40 @@ func NewCreateClusterRequestWithBody(server string, contentType string, body io.
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteClusterRequest constructs an http.Request for the DeleteCluster method
+func NewDeleteClusterRequest(server string, cluster string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "cluster", cluster, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/clusters/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -6579,6 +6644,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /deployment-engine/clusters (the `CreateCluster` operationId).
 	CreateClusterWithResponse(ctx context.Context, body CreateClusterJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateClusterResponse, error)
 
+	// DeleteClusterWithResponse Take a named cluster off its nodes, then forget it
+	//
+	// A deployment of kind delete removes each of the cluster's instances (drained and stopped as any removal) and the engine's node agent from every node the cluster used; once it succeeded, the engine's state goes from those nodes, the cluster's config with it (its nodes are free for another cluster), and the cluster is forgotten. Its record says deleting while that runs. A delete that fails leaves the cluster as it is, to be deleted again.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /deployment-engine/clusters/{cluster} (the `DeleteCluster` operationId).
+	DeleteClusterWithResponse(ctx context.Context, cluster string, reqEditors ...RequestEditorFn) (*DeleteClusterResponse, error)
+
 	// GetClusterWithResponse One cluster
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -7905,6 +7979,124 @@ func (r CreateClusterResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CreateClusterResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteClusterResponse401Headers the declared response headers of an HTTP 401 response for DeleteCluster
+type DeleteClusterResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// DeleteClusterResponse429Headers the declared response headers of an HTTP 429 response for DeleteCluster
+type DeleteClusterResponse429Headers struct {
+	RetryAfter string
+}
+
+type DeleteClusterResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ClusterDeleted
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *ClusterDeleted
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON502 the response for an HTTP 502 `application/json` response
+	JSON502 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DeleteClusterResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteClusterResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteClusterResponse) GetJSON200() *ClusterDeleted {
+	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeleteClusterResponse) GetJSON202() *ClusterDeleted {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteClusterResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteClusterResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteClusterResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteClusterResponse) GetJSON404() *ErrorBody {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r DeleteClusterResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteClusterResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON502 returns the response for an HTTP 502 `application/json` response
+func (r DeleteClusterResponse) GetJSON502() *ErrorBody {
+	return r.JSON502
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteClusterResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteClusterResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteClusterResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteClusterResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteClusterResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13802,6 +13994,21 @@ func (c *ClientWithResponses) CreateClusterWithResponse(ctx context.Context, bod
 	return ParseCreateClusterResponse(rsp)
 }
 
+// DeleteClusterWithResponse Take a named cluster off its nodes, then forget it
+//
+// A deployment of kind delete removes each of the cluster's instances (drained and stopped as any removal) and the engine's node agent from every node the cluster used; once it succeeded, the engine's state goes from those nodes, the cluster's config with it (its nodes are free for another cluster), and the cluster is forgotten. Its record says deleting while that runs. A delete that fails leaves the cluster as it is, to be deleted again.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /deployment-engine/clusters/{cluster} (the `DeleteCluster` operationId).
+func (c *ClientWithResponses) DeleteClusterWithResponse(ctx context.Context, cluster string, reqEditors ...RequestEditorFn) (*DeleteClusterResponse, error) {
+	rsp, err := c.DeleteCluster(ctx, cluster, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteClusterResponse(rsp)
+}
+
 // GetClusterWithResponse One cluster
 //
 // Returns a wrapper object for the known response body format(s).
@@ -15501,6 +15708,118 @@ func ParseCreateClusterResponse(rsp *http.Response) (*CreateClusterResponse, err
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers CreateClusterResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteClusterResponse parses an HTTP response from a DeleteClusterWithResponse call
+func ParseDeleteClusterResponse(rsp *http.Response) (*DeleteClusterResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteClusterResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ClusterDeleted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest ClusterDeleted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers DeleteClusterResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers DeleteClusterResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -168,3 +168,15 @@ func DeleteCluster(ctx context.Context, kv jetstream.KeyValue, name string) erro
 	}
 	return nil
 }
+
+// PutCluster writes a named cluster's record as it now is.
+func PutCluster(ctx context.Context, kv jetstream.KeyValue, c contract.Cluster) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, clusterKeyPrefix+c.Name, b); err != nil {
+		return fmt.Errorf("bus: record cluster %s: %w", c.Name, err)
+	}
+	return nil
+}

@@ -35,9 +35,34 @@ type Cluster struct {
 	By      string    `json:"by,omitempty"`
 	Catalog string    `json:"catalog,omitempty"`
 	Nodes   []string  `json:"nodes"`
+	// Deleting is the deployment of the cluster's delete while it runs:
+	// the cluster goes once it succeeded and its nodes are left.
+	Deleting string `json:"deleting,omitempty"`
 }
 
 // ClusterCreate is the body of POST /clusters.
 type ClusterCreate struct {
 	Name string `json:"name"`
+}
+
+// ClusterDeleted answers a named cluster's planner's delete command: the
+// deployment that takes the cluster off its nodes ("" when the cluster
+// placed nothing).
+type ClusterDeleted struct {
+	V  int    `json:"v"`
+	ID string `json:"id"`
+}
+
+// ClusterLeave asks a named cluster's planner, once its delete's
+// deployment succeeded, to remove the engine's state from the nodes that
+// deployment left and to forget the cluster's config.
+type ClusterLeave struct {
+	V          int    `json:"v"`
+	Deployment string `json:"deployment"`
+}
+
+// ClusterLeft answers ClusterLeave: the nodes left.
+type ClusterLeft struct {
+	V     int      `json:"v"`
+	Nodes []string `json:"nodes"`
 }

@@ -65,6 +65,11 @@ type Probe struct {
 	// Unclaim, an engine id, removes the node's owner file when it names
 	// that engine (a takeover); the result's Unclaimed says it did.
 	Unclaim string `json:"unclaim,omitempty"`
+	// Leave, an engine id, removes the engine's state on the node
+	// (nodefs.State: markers, claim, agent config) when the node names
+	// that engine as its owner, or none: the last of a cluster's delete.
+	// The result's Left says it did.
+	Leave string `json:"leave,omitempty"`
 }
 
 // ProbeReply has one result per node, in the order asked.
@@ -96,6 +101,8 @@ type ProbeResult struct {
 	Fetched []FetchResult `json:"fetched,omitempty"`
 	// Unclaimed is Probe.Unclaim when the node's claim by it was removed.
 	Unclaimed string `json:"unclaimed,omitempty"`
+	// Left says Probe.Leave removed the engine's state from the node.
+	Left bool `json:"left,omitempty"`
 }
 
 // MaxProbeFetch bounds Probe.Fetch: each URL may take a node 4 s.

@@ -435,3 +435,8 @@ const AllClusterEvents = "de.cluster.*.evt.>"
 // ClusterEvents matches every event of named cluster name, as the global
 // account sees them.
 func ClusterEvents(name string) string { return "de.cluster." + check("cluster", name) + ".evt.>" }
+
+// Commands of a named cluster's planner that take the cluster off its
+// nodes: the delete deployment, then the engine's state on its nodes.
+func ClusterDelete() string { return cmd("cluster", "delete") }
+func ClusterLeave() string  { return cmd("cluster", "leave") }
