@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"net"
 
@@ -22,7 +23,8 @@ func (m *Monitor) targets(ctx context.Context, _ micro.Request) (int, any, error
 	out := []contract.SDTarget{}
 	for _, ip := range cfg.Nodes() {
 		// node names each series by its IP, as the engine's own series do.
-		out = append(out, contract.SDTarget{Targets: []string{net.JoinHostPort(ip, AgentPort)}, Labels: map[string]string{"node": ip}})
+		out = append(out, contract.SDTarget{Targets: []string{net.JoinHostPort(ip, AgentPort)},
+			Labels: map[string]string{"node": ip, "cluster": cmp.Or(m.o.Cluster, contract.DefaultCluster)}})
 	}
 	return 200, out, nil
 }

@@ -32,6 +32,9 @@ type Options struct {
 	NC     *nats.Conn
 	Res    *bus.Resources
 	Logger *slog.Logger
+	// Cluster is the cluster this monitor watches ("": the default), as
+	// its Prometheus targets are labelled.
+	Cluster string
 	// Process names a component's monit process in a catalog, for nodes
 	// whose agent does not answer.
 	Process func(catalog, component string) (string, bool)

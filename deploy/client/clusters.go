@@ -32,3 +32,11 @@ func (c *Client) ClusterNamed(ctx context.Context, name string) (contract.Cluste
 	raw, err := c.getJSON(ctx, "GET", base+"/clusters/"+url.PathEscape(name), nil, &out)
 	return out, raw, err
 }
+
+// DeleteCluster starts a named cluster's delete: the deployment that
+// takes it off its nodes ("" when it placed nothing and is gone).
+func (c *Client) DeleteCluster(ctx context.Context, name string) (string, json.RawMessage, error) {
+	var out contract.ClusterDeleted
+	raw, err := c.getJSON(ctx, "DELETE", base+"/clusters/"+url.PathEscape(name), nil, &out)
+	return out.ID, raw, err
+}

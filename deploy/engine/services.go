@@ -36,7 +36,7 @@ func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.
 		reg.MustRegister(ins.Collectors()...)
 	}
 	if o.runs("monitor") {
-		mon, err := monitor.Start(ctx, monitor.Options{NC: nc, Res: res, Logger: o.Logger, Process: processOf(catalogs)})
+		mon, err := monitor.Start(ctx, monitor.Options{NC: nc, Res: res, Logger: o.Logger, Process: processOf(catalogs), Cluster: o.cluster})
 		if err != nil {
 			return err
 		}

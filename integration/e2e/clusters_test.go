@@ -116,6 +116,18 @@ func TestTwoClusters(t *testing.T) {
 		}
 	}
 
+	// Prometheus finds each cluster's node targets labelled with it.
+	code, body = e.Do("GET", prod+"/prometheus/targets", nil)
+	var targets []contract.SDTarget
+	if code != http.StatusOK || json.Unmarshal(body, &targets) != nil || len(targets) != 2 {
+		t.Fatalf("prod's targets: %d %s", code, body)
+	}
+	for _, tg := range targets {
+		if tg.Labels["cluster"] != "prod" || !slices.Contains(ips(2, 3), tg.Labels["node"]) {
+			t.Errorf("prod's target %+v", tg)
+		}
+	}
+
 	// The list of clusters says which holds what.
 	code, body = e.Do("GET", "/deployment-engine/clusters", nil)
 	var cs []contract.Cluster

@@ -137,8 +137,10 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   release upload FILE | list       upload a BOSH release tarball (progress on stderr), or list them
   version                          this binary's version, and the engine's when it answers
 
-  clusters [create NAME | show NAME]
-                                   the engine's clusters (catalog, nodes), or make one (admin); every
+  clusters [create NAME | show NAME | delete NAME [--follow]]
+                                   the engine's clusters (catalog, nodes), or make one (admin), or
+                                   delete one (admin): its instances and the engine's agent and state
+                                   go from its nodes, then the cluster; --follow waits for it; every
                                    other command acts on the cluster --cluster NAME (or DE_CLUSTER)
                                    names, the default cluster without one
 

@@ -42,6 +42,15 @@ func TestCLIClusters(t *testing.T) {
 	if r := cli(t, "clusters", "show", "nope"); r.code != exitFailed || !strings.Contains(r.stderr, "no cluster") {
 		t.Fatalf("show nope: %+v", r)
 	}
+	if r := cli(t, "clusters", "create", "qa"); r.code != exitOK {
+		t.Fatalf("create qa: %+v", r)
+	}
+	if r := cli(t, "clusters", "delete", "qa", "--follow"); r.code != exitOK || !strings.Contains(r.stdout, "cluster qa deleted") {
+		t.Fatalf("delete qa: %+v", r)
+	}
+	if r := cli(t, "clusters", "delete", "default"); r.code != exitFailed || !strings.Contains(r.stderr, "the default cluster is not deleted") {
+		t.Fatalf("delete default: %+v", r)
+	}
 	if r := cli(t, "status", "--cluster", "Bad_Name"); r.code != exitUsage || !strings.Contains(r.stderr, "is not a cluster name") {
 		t.Fatalf("a bad --cluster: %+v", r)
 	}

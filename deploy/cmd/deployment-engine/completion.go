@@ -50,7 +50,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"problems":     {subs: []string{"resolve"}, flags: []string{"--auto", "--follow"}},
 	"schedule":     {subs: []string{"add", "list", "delete"}, flags: []string{"--cron", "--tz", "--action", "--args", "--allow-overlap", "--missed"}},
 	"report":       {},
-	"clusters":     {subs: []string{"create", "show"}},
+	"clusters":     {subs: []string{"create", "show", "delete"}, flags: []string{"--follow"}},
 	"release":      {subs: []string{"upload", "list"}},
 	"version":      {},
 	"openapi":      {},
