@@ -1,8 +1,28 @@
 // The engine's API: every call sends the API token as a Bearer header.
 // Errors become ApiError with the server's message and problems.
 
-const BASE = "/deployment-engine";
+const ROOT = "/deployment-engine";
 const KEY = "de.token";
+const CLUSTER = "de.cluster";
+
+// cluster is the cluster the console shows: its routes are the manual's
+// below /clusters/<name>/, the default cluster's the manual's own.
+export function cluster() {
+  return sessionStorage.getItem(CLUSTER) || "default";
+}
+
+export function setCluster(name) {
+  if (name && name !== "default") sessionStorage.setItem(CLUSTER, name);
+  else sessionStorage.removeItem(CLUSTER);
+}
+
+// base is where path's route is: the list of clusters is the engine's,
+// every other route the shown cluster's.
+function base(path) {
+  const c = cluster();
+  if (c === "default" || path === "/clusters" || path.startsWith("/clusters/")) return ROOT;
+  return ROOT + "/clusters/" + encodeURIComponent(c);
+}
 
 export function token() {
   return sessionStorage.getItem(KEY) || "";
@@ -29,7 +49,7 @@ export function onUnauthorized(fn) {
 }
 
 async function send(method, path, { body, query, signal, raw } = {}) {
-  let url = BASE + path;
+  let url = base(path) + path;
   if (query) url += "?" + new URLSearchParams(query).toString();
   const headers = { Authorization: "Bearer " + token() };
   const init = { method, headers, signal };
@@ -80,7 +100,7 @@ export const api = {
   async checkToken(t) {
     let resp;
     try {
-      resp = await fetch(BASE + "/deployments", { headers: { Authorization: "Bearer " + t } });
+      resp = await fetch(ROOT + "/deployments", { headers: { Authorization: "Bearer " + t } });
     } catch (e) {
       throw new ApiError(0, "Cannot reach the engine. Is it running? (" + e.message + ")");
     }
@@ -96,6 +116,7 @@ export const api = {
     }
     return true;
   },
+  clusters: () => send("GET", "/clusters"),
   config: () => send("GET", "/config"),
   configSchema: () => send("GET", "/config/schema"),
   precheck: () => send("GET", "/precheck"),

@@ -1,5 +1,5 @@
 // The console's shell: sign in, the tabs, and a hash router over the views.
-import { api, token, setToken, onUnauthorized } from "./api.js";
+import { api, token, setToken, onUnauthorized, cluster, setCluster } from "./api.js";
 import * as status from "./status.js";
 import * as deploy from "./deploy.js";
 import * as config from "./config.js";
@@ -30,14 +30,50 @@ function showSignin(message) {
   $("token").focus();
 }
 
+// listClusters fills the cluster picker with the clusters the token
+// reaches; a cluster shown that is no longer there gives way to the
+// first one.
+async function listClusters() {
+  let list;
+  try {
+    list = await api.clusters();
+  } catch (_) {
+    return; // the views say what is wrong
+  }
+  const pick = $("cluster");
+  const names = list.map((c) => c.name);
+  if (!names.includes(cluster()) && names.length) {
+    setCluster(names[0]);
+    route();
+  }
+  pick.replaceChildren(...names.map((n) => {
+    const o = document.createElement("option");
+    o.value = n;
+    o.textContent = n;
+    return o;
+  }));
+  pick.value = cluster();
+}
+
+$("cluster").addEventListener("change", (e) => {
+  setCluster(e.target.value);
+  stopHealBanner();
+  startHealBanner();
+  route();
+});
+
 function route() {
   if (!token()) {
     showSignin();
     return;
   }
   $("signin").hidden = true;
-  if ($("topbar").hidden) startHealBanner();
+  if ($("topbar").hidden) {
+    startHealBanner();
+    listClusters();
+  }
   $("topbar").hidden = false;
+  $("cluster").value = cluster();
   const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
   const view = views[name] ? name : "status";
   for (const a of document.querySelectorAll("#tabs a")) {
@@ -50,7 +86,8 @@ function route() {
   const root = $("view");
   root.replaceChildren();
   root.dataset.view = view;
-  document.title = (view[0].toUpperCase() + view.slice(1)) + " · Deployment Engine";
+  root.dataset.cluster = cluster();
+  document.title = (view[0].toUpperCase() + view.slice(1)) + " · " + cluster() + " · Deployment Engine";
   cleanup = views[view].render(root, { args: rest.map(decodeURIComponent), go }) || null;
 }
 
