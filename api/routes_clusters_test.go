@@ -121,6 +121,8 @@ func TestClusterRoutesReach(t *testing.T) {
 		// A cluster's routes go to its API, which checks the reach for it.
 		{"GET", "/clusters/stage/status", "", prodTok, 403, "acts on cluster stage; token prod-ci reaches only prod"},
 		{"POST", "/clusters/stage/deploy", "{}", prodTok, 403, "acts on cluster stage"},
+		{"GET", "/clusters/stage/deployments/d-1/events", "", prodTok, 403, "acts on cluster stage"},
+		{"GET", "/clusters/stage/logs/follow?component=web", "", prodTok, 403, "acts on cluster stage"},
 		{"GET", "/clusters/prod/config", "", prodTok, 503, ""},
 		{"POST", "/clusters/prod/deploy", "{}", prodTok, 503, ""},
 		// The default cluster's own routes, by its name too.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,40 @@ func TestNamedClusters(t *testing.T) {
 	}
 	if code, body, _ := do(t, "DELETE", E+"/clusters/default", "", true); code != 400 {
 		t.Fatalf("delete the default cluster: %d %s", code, body)
+	}
+}
+
+// A data dir an engine from before clusters wrote (kept under testdata:
+// two configs stored, made by the engine at 75722e4) opens as the default
+// cluster, with its config, its audit, and its node held against a named
+// cluster.
+func TestDataDirBeforeClusters(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("tar", "xzf", "testdata/datadir-before-clusters.tar.gz", "-C", dir).CombinedOutput(); err != nil {
+		t.Fatalf("untar: %v %s", err, out)
+	}
+	base, stop := engineUnderTest(t, dir)
+	defer stop()
+	E := base + "/deployment-engine"
+	if code, body, _ := do(t, "GET", E+"/config", "", true); code != 200 || !strings.Contains(string(body), `"127.0.0.3"`) || !strings.Contains(string(body), "old.local") {
+		t.Fatalf("the config of before: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "GET", E+"/clusters/default/config", "", true); code != 200 || !strings.Contains(string(body), "old.local") {
+		t.Fatalf("the config of before, as the default cluster's: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "GET", E+"/audit?action=config", "", true); code != 200 || strings.Count(string(body), `"action":"config"`) != 2 {
+		t.Fatalf("the audit of before: %d %s", code, body)
+	}
+	code, body, _ := do(t, "GET", E+"/clusters", "", true)
+	var cs []contract.Cluster
+	if code != 200 || json.Unmarshal(body, &cs) != nil || len(cs) != 1 || cs[0].Name != "default" || strings.Join(cs[0].Nodes, ",") != "127.0.0.2,127.0.0.3" {
+		t.Fatalf("clusters: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "POST", E+"/clusters", `{"name": "prod"}`, true); code != 201 {
+		t.Fatalf("make prod: %d %s", code, body)
+	}
+	cfg := `{"components": {"web": ["127.0.0.3"]}, "properties": {"catalog": "starter", "domain": "t.local", "home": "127.0.0.1", "root": "pw", "checkdisk": 0, "adduser": 0}}`
+	if code, body, _ := do(t, "POST", E+"/clusters/prod/config?check=0", cfg, true); code != 400 || !strings.Contains(string(body), "belongs to cluster default") {
+		t.Fatalf("prod taking the node of before: %d %s", code, body)
 	}
 }
