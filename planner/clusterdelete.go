@@ -35,7 +35,11 @@ func (p *Planner) clusterDelete(ctx context.Context, _ micro.Request) (int, any,
 		return 0, nil, err
 	}
 	if !ok || len(nodesWith(contract.Config{}, previous, partial)) == 0 {
-		// Nothing placed: nothing to remove from any node.
+		// Nothing placed: nothing to remove from any node, and the
+		// config goes at once.
+		if err := p.forgetConfig(ctx); err != nil {
+			return 0, nil, err
+		}
 		return 200, contract.ClusterDeleted{V: contract.Version}, nil
 	}
 	empty := cfg
@@ -104,9 +108,17 @@ func (p *Planner) clusterLeave(ctx context.Context, req micro.Request) (int, any
 	if len(failed) > 0 {
 		return 0, nil, kit.Errorf(502, "could not leave every node: %s", strings.Join(failed, "; "))
 	}
-	if err := p.o.Res.Config.Purge(ctx, bus.KeyConfig); err != nil {
-		return 0, nil, fmt.Errorf("forget the config: %w", err)
+	if err := p.forgetConfig(ctx); err != nil {
+		return 0, nil, err
 	}
 	p.engineEvent(ctx, "cluster", fmt.Sprintf("cluster %s left its %d nodes", p.o.Cluster, len(out.Nodes)))
 	return 200, out, nil
+}
+
+// forgetConfig forgets the cluster's stored config, which frees its nodes.
+func (p *Planner) forgetConfig(ctx context.Context) error {
+	if err := p.o.Res.Config.Purge(ctx, bus.KeyConfig); err != nil && !bus.IsNotFound(err) {
+		return fmt.Errorf("forget the config: %w", err)
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/deployment-engine/engine/api"
 	"github.com/deployment-engine/engine/planner/catalog"
@@ -42,7 +43,7 @@ type clusterSet struct {
 	key      engineKey
 	releases *release.Store
 	port     int
-	reg      prometheus.Registerer
+	reg      *prometheus.Registry
 
 	mu      sync.Mutex
 	stacks  map[string]*clusterStack
@@ -55,13 +56,14 @@ type clusterSet struct {
 
 // clusterStack is one named cluster, running.
 type clusterStack struct {
-	nc   *nats.Conn
-	res  *bus.Resources
+	nc      *nats.Conn
+	res     *bus.Resources
+	metrics *prometheus.Registry
 	api  http.Handler
 	stop func()
 }
 
-func newClusterSet(o Options, b *engineBus, catalogs map[string]*catalog.Catalog, key engineKey, releases *release.Store, port int, reg prometheus.Registerer) *clusterSet {
+func newClusterSet(o Options, b *engineBus, catalogs map[string]*catalog.Catalog, key engineKey, releases *release.Store, port int, reg *prometheus.Registry) *clusterSet {
 	c := &clusterSet{o: o, b: b, catalogs: catalogs, key: key, releases: releases, port: port, reg: reg,
 		stacks: map[string]*clusterStack{}, nodes: map[string][]string{}, catalog: map[string]string{}}
 	// A node's agent joins the bus account of the cluster holding it.
@@ -200,8 +202,13 @@ func (c *clusterSet) startStack(ctx context.Context, name string) error {
 	o.cluster, o.holders = name, c.holders
 	cb := &engineBus{nc: nc, res: res, engineID: c.b.engineID, agent: c.b.agent, agentPass: c.b.agentPass}
 	var stops []func()
-	reg := prometheus.WrapRegistererWith(prometheus.Labels{"cluster": name}, c.reg)
-	if err := startPlanner(ctx, o, cb, c.catalogs, c.key, c.releases, c.port, &stops); err == nil {
+	// The cluster's series are gathered with the engine's (Gather) for as
+	// long as it runs: a cluster made again under a deleted one's name
+	// registers them anew.
+	metrics := prometheus.NewRegistry()
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"cluster": name}, metrics)
+	err = startPlanner(ctx, o, cb, c.catalogs, c.key, c.releases, c.port, &stops)
+	if err == nil {
 		err = startServices(ctx, o, c.catalogs, nc, res, reg, &stops)
 	}
 	if err != nil {
@@ -212,7 +219,7 @@ func (c *clusterSet) startStack(ctx context.Context, name string) error {
 	followCtx, endFollow := context.WithCancel(ctx)
 	c.follow(followCtx, name, res)
 	c.mu.Lock()
-	c.stacks[name] = &clusterStack{nc: nc, res: res, stop: func() {
+	c.stacks[name] = &clusterStack{nc: nc, res: res, metrics: metrics, stop: func() {
 		endFollow()
 		stopTogether(stops)
 		_ = nc.Drain()
@@ -400,6 +407,17 @@ func (c *clusterSet) forget(ctx context.Context, cl contract.Cluster) error {
 	return nil
 }
 
+// Gather gathers the engine's series and every running cluster's.
+func (c *clusterSet) Gather() ([]*dto.MetricFamily, error) {
+	gs := prometheus.Gatherers{c.reg}
+	c.mu.Lock()
+	for _, s := range c.stacks {
+		gs = append(gs, s.metrics)
+	}
+	c.mu.Unlock()
+	return gs.Gather()
+}
+
 // Handler is api.Clusters': the named cluster's API, made at its first
 // request.
 func (c *clusterSet) Handler(name string) (http.Handler, bool) {
@@ -412,7 +430,7 @@ func (c *clusterSet) Handler(name string) (http.Handler, bool) {
 	if s.api == nil {
 		o := *c.apiOpts
 		o.NC, o.Cluster = s.nc, name
-		o.Registry = prometheus.WrapRegistererWith(prometheus.Labels{"cluster": name}, c.reg)
+		o.Registry = prometheus.WrapRegistererWith(prometheus.Labels{"cluster": name}, s.metrics)
 		h, err := api.New(o)
 		if err != nil {
 			c.o.Logger.Error("the API of a cluster", "cluster", name, "err", err)

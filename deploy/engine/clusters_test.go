@@ -120,6 +120,16 @@ func TestNamedClusters(t *testing.T) {
 	if code, body, _ := do(t, "DELETE", E+"/clusters/default", "", true); code != 400 {
 		t.Fatalf("delete the default cluster: %d %s", code, body)
 	}
+	// Made again under its name, it runs, its series with it.
+	if code, body, _ := do(t, "POST", E+"/clusters", `{"name": "prod"}`, true); code != 201 {
+		t.Fatalf("make prod again: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "GET", E+"/clusters/prod/config", "", true); code != 404 {
+		t.Fatalf("prod's config, made again: %d %s", code, body)
+	}
+	if _, metrics, _ := do(t, "GET", base+"/metrics", "", false); !strings.Contains(string(metrics), `cluster="prod"`) {
+		t.Errorf("no series of prod made again in /metrics")
+	}
 }
 
 // A data dir an engine from before clusters wrote (kept under testdata:

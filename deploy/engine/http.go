@@ -36,7 +36,7 @@ func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Regi
 	}
 	if clusters != nil {
 		clusters.serveAPI(ao)
-		ao.Clusters = clusters
+		ao.Clusters, ao.Gatherer = clusters, clusters
 	}
 	h, err := api.New(ao)
 	if err != nil {
