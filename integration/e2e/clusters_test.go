@@ -16,6 +16,25 @@ import (
 	"github.com/deployment-engine/engine/services/contract"
 )
 
+// prod is where the routes of the tests' named cluster are.
+const prod = "/deployment-engine/clusters/prod"
+
+// withProd starts an engine on the catalogs of dir, with a named cluster
+// prod beside the default one, whose log the test shows if it fails.
+func withProd(t *testing.T, dir string) *harness.Engine {
+	t.Helper()
+	e := engine(t, "--catalog", dir)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("engine log:\n%s", tail(e.Log(), 80))
+		}
+	})
+	if code, body := e.Do("POST", "/deployment-engine/clusters", map[string]any{"name": "prod"}); code != http.StatusCreated {
+		t.Fatalf("make prod: %d %s", code, body)
+	}
+	return e
+}
+
 // Two clusters on one engine, as users run it (agents on): the default
 // one on two of the bed's nodes and prod on the two others, deployed at
 // the same time. Each one's deployment touched its own nodes only, each
@@ -23,17 +42,8 @@ import (
 // to the cluster that holds it; a node named by both is refused naming
 // the cluster holding it; the manual's routes act on the default one.
 func TestTwoClusters(t *testing.T) {
-	e := engine(t, "--catalog", e2eCatalogs(t))
-	defer func() {
-		if t.Failed() {
-			t.Logf("engine log:\n%s", tail(e.Log(), 80))
-		}
-	}()
+	e := withProd(t, e2eCatalogs(t))
 	setSleep(t, 0, bed.Nodes...)
-	const prod = "/deployment-engine/clusters/prod"
-	if code, body := e.Do("POST", "/deployment-engine/clusters", map[string]any{"name": "prod"}); code != http.StatusCreated {
-		t.Fatalf("make prod: %d %s", code, body)
-	}
 	if code, body := e.Do("POST", "/deployment-engine/config?check=0", config("e2e", map[string][]string{"delta": ips(0, 1)})); code != http.StatusCreated {
 		t.Fatalf("the default cluster's config: %d %s", code, body)
 	}
@@ -182,16 +192,7 @@ func waitAll(t *testing.T, e *harness.Engine, ids map[string]string, within time
 // An engine stopped (kill -9) in the middle of deployments of two
 // clusters resumes both, and every step ran once on its node.
 func TestTwoClustersResume(t *testing.T) {
-	e := engine(t, "--catalog", catalogDir(t))
-	defer func() {
-		if t.Failed() {
-			t.Logf("engine log:\n%s", tail(e.Log(), 80))
-		}
-	}()
-	const prod = "/deployment-engine/clusters/prod"
-	if code, body := e.Do("POST", "/deployment-engine/clusters", map[string]any{"name": "prod"}); code != http.StatusCreated {
-		t.Fatalf("make prod: %d %s", code, body)
-	}
+	e := withProd(t, catalogDir(t))
 	setSleep(t, 2, bed.Nodes...)
 	storeE2E(t, e, map[string][]string{"alpha": ips(0, 1)})
 	if code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"alpha": ips(2, 3), "beta": ips(3)})); code != http.StatusCreated {
@@ -257,17 +258,8 @@ func nodesUp(t *testing.T, e *harness.Engine) map[string]string {
 // of the engine is left there — and forgets the cluster, while the other
 // cluster runs on, its instances never down.
 func TestDeleteCluster(t *testing.T) {
-	e := engine(t, "--catalog", e2eCatalogs(t))
-	defer func() {
-		if t.Failed() {
-			t.Logf("engine log:\n%s", tail(e.Log(), 80))
-		}
-	}()
+	e := withProd(t, e2eCatalogs(t))
 	setSleep(t, 0, bed.Nodes...)
-	const prod = "/deployment-engine/clusters/prod"
-	if code, body := e.Do("POST", "/deployment-engine/clusters", map[string]any{"name": "prod"}); code != http.StatusCreated {
-		t.Fatalf("make prod: %d %s", code, body)
-	}
 	storeE2E(t, e, map[string][]string{"delta": ips(0, 1)})
 	if code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"delta": ips(2, 3)})); code != http.StatusCreated {
 		t.Fatalf("prod's config: %d %s", code, body)
