@@ -59,8 +59,8 @@ type clusterStack struct {
 	nc      *nats.Conn
 	res     *bus.Resources
 	metrics *prometheus.Registry
-	api  http.Handler
-	stop func()
+	api     http.Handler
+	stop    func()
 }
 
 func newClusterSet(o Options, b *engineBus, catalogs map[string]*catalog.Catalog, key engineKey, releases *release.Store, port int, reg *prometheus.Registry) *clusterSet {
