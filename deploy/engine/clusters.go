@@ -108,12 +108,40 @@ func (c *clusterSet) read(ctx context.Context, name string, res *bus.Resources) 
 		return fmt.Errorf("read cluster %s's config: %w", name, err)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	before := c.nodes[name]
 	c.nodes[name], c.catalog[name] = cfg.Nodes(), ""
 	if len(cfg.Components) > 0 {
 		c.catalog[name] = cfg.CatalogName()
 	}
+	c.mu.Unlock()
+	if name == contract.DefaultCluster {
+		return nil
+	}
+	// A node that joined or left a named cluster has its agent, if one is
+	// connected, log in again: into the account of the cluster that holds
+	// the node now.
+	for _, ip := range symmetricDiff(before, cfg.Nodes()) {
+		if n, err := c.b.srv.DisconnectAgent(ip); err == nil && n > 0 {
+			c.o.Logger.Info("node changed cluster: its agent logs in again", "node", ip, "cluster", name)
+		}
+	}
 	return nil
+}
+
+// symmetricDiff is what one of a and b holds and the other does not.
+func symmetricDiff(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // heldBy is the cluster whose stored config names ip, "" for none, as
