@@ -54,16 +54,16 @@ deps:
 modules:
 	@for m in $(MODULES); do echo "== GOWORK=off build $$m"; (cd $$m && if [ -n "$$(GOWORK=off $(GO) list ./... 2>/dev/null)" ]; then GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./...; fi) || exit 1; done
 
-# The end-to-end and cluster packages, the longest (real deployments on
-# beds of their own, mostly waiting on nodes), run beside every other
-# package and the fuzz targets; their output follows theirs. The
+# The end-to-end, cluster, chaos and bench packages, the longest (real
+# deployments on beds of their own, mostly waiting on nodes), run beside
+# every other package and the fuzz targets; their output follows theirs. The
 # end-to-end package runs as two shards side by side, each on a bed of its
 # own (DE_E2E_SHARD names the second's): the tests E2E_B names, and all the
 # others (a new test joins those). Every package prints one line with its
 # time and counts (bin/testsum reads go test -json: a failed test's output
 # is shown whole), and the run ends with the counts of them all.
-BESIDE := integration/e2e integration/cluster
-BESIDE_RUNS := integration/e2e:a integration/e2e:b integration/cluster
+BESIDE := integration/e2e integration/cluster integration/chaos integration/bench
+BESIDE_RUNS := integration/e2e:a integration/e2e:b integration/cluster integration/chaos integration/bench
 E2E_B := ^(TestHeal|TestGeneratedClientDeploysStarterStack|TestManifestDeployOnCloudConfig|TestManifestTwoReleasesColocated|TestStepsThroughAgents|TestFailedInstanceIsRemoved|TestBoshDummyRelease|TestBoshPersistentDisk|TestMaintenance|TestBoshLinksAndPackageChain|TestProblems|TestDeployCodes)$$
 empty :=
 BESIDE_RE := /($(subst $(empty) $(empty),|,$(BESIDE)))$$
