@@ -82,6 +82,10 @@ func TestNamedClusters(t *testing.T) {
 	if code, body, _ := do(t, "POST", E+"/clusters", `{"name": "prod"}`, true); code != 409 {
 		t.Fatalf("prod made twice: %d %s", code, body)
 	}
+	// A cluster's own routes list the clusters too.
+	if code, body, _ := do(t, "GET", E+"/clusters/prod/clusters", "", true); code != 200 || !strings.Contains(string(body), `"name":"prod"`) {
+		t.Fatalf("the clusters, through prod's routes: %d %s", code, body)
+	}
 	// Each cluster's services are labelled with it.
 	_, metrics, _ := do(t, "GET", base+"/metrics", "", false)
 	for _, c := range []string{"default", "prod"} {

@@ -35,8 +35,9 @@ func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Regi
 		ao.Agent = &o.agent.AgentBinary
 	}
 	if clusters != nil {
-		clusters.serveAPI(ao)
+		// Each cluster's API lists and makes clusters as this one does.
 		ao.Clusters, ao.Gatherer = clusters, clusters
+		clusters.serveAPI(ao)
 	}
 	h, err := api.New(ao)
 	if err != nil {
