@@ -61,6 +61,12 @@ type Options struct {
 	AckWait time.Duration
 	// Port is the nodes' SSH port; default 22.
 	Port string
+	// ProbeTurns, when set, are the turns the probes of every installer
+	// that shares it take, one a node (its capacity: the nodes contacted
+	// at once). An engine's clusters each have an installer, and their
+	// handshakes share the control machine's CPU. Default: the installer's
+	// own, contract.ProbeParallel.
+	ProbeTurns chan struct{}
 	// AgentPassword is the NATS password of the agent on a node, for the
 	// step that installs it (secret "agent"); nil when this installer
 	// holds no agent secret.
@@ -122,6 +128,9 @@ func Start(ctx context.Context, o Options) (*Installer, error) {
 	kit.Default(&o.Port, "22")
 	kit.Default(&o.AckWait, 30*time.Second)
 	kit.Default(&o.AgentLiveness, 15*time.Second)
+	if o.ProbeTurns == nil {
+		o.ProbeTurns = make(chan struct{}, contract.ProbeParallel)
+	}
 	// Shorter than two of the agent's beats, a command that prints
 	// nothing for a while would pass for one whose agent died.
 	o.AgentLiveness = max(o.AgentLiveness, 2*nodeexec.Beat)

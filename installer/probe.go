@@ -87,7 +87,7 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 	}
 	out := contract.ProbeReply{V: contract.Version, Nodes: make([]contract.ProbeResult, len(p.Nodes))}
 	var wg sync.WaitGroup
-	turn := make(chan struct{}, contract.ProbeParallel)
+	turn := i.o.ProbeTurns
 	for n, ip := range p.Nodes {
 		wg.Add(1)
 		go func() {

@@ -443,7 +443,9 @@ func (p *Planner) probeWith(ctx context.Context, cfg contract.Config, q contract
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(contract.ProbeRounds(len(q.Nodes)))*p.o.ProbeTimeout+5*time.Second)
+	// Each node's deadline runs from its turn; other clusters' probes may
+	// hold turns first (probeQueueRounds of them allowed for).
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(contract.ProbeRounds(len(q.Nodes))+probeQueueRounds)*p.o.ProbeTimeout+5*time.Second)
 	defer cancel()
 	q.Auth, q.TimeoutMS = auth, int(p.o.ProbeTimeout/time.Millisecond)
 	res, err := nodeclient.Probe(ctx, p.o.NC, q)
@@ -458,6 +460,10 @@ func (p *Planner) probeWith(ctx context.Context, cfg contract.Config, q contract
 	}
 	return res, nil
 }
+
+// probeQueueRounds are the rounds of other probes a probe may wait behind:
+// the engine's clusters share the installers' turns (contract.ProbeParallel).
+const probeQueueRounds = 4
 
 // engineEvent records one of the engine's operations for the operations log.
 func (p *Planner) engineEvent(ctx context.Context, kind, msg string) {

@@ -94,6 +94,8 @@ type Options struct {
 	// the default); holders reads which cluster holds each node.
 	cluster string
 	holders func(ctx context.Context) (map[string]string, error)
+	// probeTurns are the turns every cluster's installer's probes share.
+	probeTurns chan struct{}
 	// Build is this binary's version, for GET /version.
 	Build api.BuildInfo
 	// Ready, when set, receives the HTTP address once the engine serves.
@@ -193,6 +195,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	// Named clusters need the whole engine in this process, on its
 	// embedded bus (each cluster has an account of its own there).
+	o.probeTurns = make(chan struct{}, contract.ProbeParallel)
 	var clusters *clusterSet
 	if b.srv != nil && len(o.Only) == 0 {
 		clusters = newClusterSet(o, b, catalogs, key, releases, port, reg)

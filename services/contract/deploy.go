@@ -37,10 +37,12 @@ func (a Auth) OffersPassword(ip string) bool {
 	return false
 }
 
-// ProbeParallel bounds the nodes a probe contacts at once: SSH handshakes
-// cost CPU on both ends, and a hundred at once on a small control machine
-// miss their deadline. Each node's TimeoutMS runs from its turn, so a
-// probe of n nodes may take ProbeRounds(n) of them.
+// ProbeParallel bounds the nodes the probes of an engine contact at once,
+// all its clusters' together: SSH handshakes cost CPU on both ends, and a
+// hundred at once on a small control machine miss their deadline. Each
+// node's TimeoutMS runs from its turn, so a probe of n nodes may take
+// ProbeRounds(n) of them, and more while other clusters' probes hold
+// turns.
 const ProbeParallel = 16
 
 // ProbeRounds is how many turns a probe of n nodes takes at most.
