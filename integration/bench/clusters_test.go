@@ -77,18 +77,7 @@ func compareClusters(tb testing.TB, clusters, per int) clustersRow {
 	bed, down := freshBed(ctx, tb, n)
 	defer down()
 	dir, cat := catalogDir(tb)
-	sleep, err := declaredSleep(cat, comp)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	monit, err := monitTimes(ctx, bed)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	r := clustersRow{Clusters: clusters, PerCluster: per}
-	for _, m := range monit {
-		r.Limit = max(r.Limit, sleep+m[0]+m[1])
-	}
+	r := clustersRow{Clusters: clusters, PerCluster: per, Limit: physicalLimit(ctx, tb, bed, cat)}
 	cfg := func(nodes []string) map[string]any {
 		return map[string]any{"components": map[string][]string{comp: nodes}, "properties": map[string]any{
 			"catalog": "bench", "domain": "bench.local", "home": bed.Home, "key": bed.KeyPath, "adduser": 0}}

@@ -148,13 +148,10 @@ func freshBed(ctx context.Context, tb testing.TB, n int) (*testbed.Bed, func()) 
 	}
 }
 
-// compare brings up n fresh nodes and deploys the component on them three
-// ways, resetting the nodes between runs.
-func compare(tb testing.TB, n int, withAnsible, agents bool) row {
-	ctx := context.Background()
-	bed, down := freshBed(ctx, tb, n)
-	defer down()
-	dir, cat := catalogDir(tb)
+// physicalLimit is what the component's deploy intrinsically costs on the
+// bed: its declared sleep and monit's start, on the slowest node.
+func physicalLimit(ctx context.Context, tb testing.TB, bed *testbed.Bed, cat *catalog.Catalog) time.Duration {
+	tb.Helper()
 	sleep, err := declaredSleep(cat, comp)
 	if err != nil {
 		tb.Fatal(err)
@@ -163,10 +160,21 @@ func compare(tb testing.TB, n int, withAnsible, agents bool) row {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := row{N: n, Agents: agents}
+	var limit time.Duration
 	for _, m := range monit {
-		r.Limit = max(r.Limit, sleep+m[0]+m[1])
+		limit = max(limit, sleep+m[0]+m[1])
 	}
+	return limit
+}
+
+// compare brings up n fresh nodes and deploys the component on them three
+// ways, resetting the nodes between runs.
+func compare(tb testing.TB, n int, withAnsible, agents bool) row {
+	ctx := context.Background()
+	bed, down := freshBed(ctx, tb, n)
+	defer down()
+	dir, cat := catalogDir(tb)
+	r := row{N: n, Agents: agents, Limit: physicalLimit(ctx, tb, bed, cat)}
 
 	// The engine.
 	args := []string{"--catalog", dir}

@@ -9,7 +9,5 @@ import (
 
 // TestMain removes the engine harness.Binary built once the tests have run.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	harness.RemoveBinary()
-	os.Exit(code)
+	os.Exit(harness.Main(m))
 }

@@ -69,6 +69,14 @@ func RemoveBinary() {
 	}
 }
 
+// Main runs a package's tests, then removes what Binary built: the
+// TestMain of a package whose tests start engines and need no bed.
+func Main(m *testing.M) int {
+	code := m.Run()
+	RemoveBinary()
+	return code
+}
+
 // AgentBinary is the node agent Binary builds beside the engine.
 func AgentBinary(t testing.TB) string {
 	return filepath.Join(filepath.Dir(Binary(t)), "de-agent")
