@@ -29,6 +29,7 @@ type changeRow struct {
 	Engine, Default, SSH usage
 	Ansible              *usage
 	EngineCPU            time.Duration
+	RSS                  int64   // the engine's most resident memory during the change
 	SSHConns             float64 // SSH connections the engine opened for the change
 	Steps                int
 }
@@ -57,6 +58,7 @@ func BenchmarkChange(b *testing.B) {
 				}
 				b.ReportMetric(r.Default.Wall.Seconds(), "default-policy-s")
 				b.ReportMetric(r.SSHConns, "engine-ssh-conns")
+				b.ReportMetric(float64(r.RSS)/(1<<20), "rss-MB")
 				b.ReportMetric(r.Engine.HostCPU.Seconds()*1000/float64(max(r.Steps, 1)), "host-cpu-ms/step")
 			}
 		})
@@ -93,9 +95,11 @@ func compareChange(tb testing.TB, n int) changeRow {
 	var d contract.Deployment
 	var requested time.Time
 	var err error
+	stopRSS := peakRSS(e.PID())
 	if r.Engine, err = measure(func() error { d, requested = deploy(tb, e); return nil }); err != nil {
 		tb.Fatal(err)
 	}
+	r.RSS = stopRSS()
 	r.Engine.Wall = d.Finished.Sub(requested)
 	r.EngineCPU = procCPU(e.PID()) - cpu0
 	r.SSHConns = e.Metric(tb, "de_installer_ssh_connections_total") - conns0
@@ -210,15 +214,15 @@ func printChanges(tb testing.TB, rows []changeRow) {
 	}
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "N\tengine, all at once\tssh sessions\tengine/ssh\tansible\tansible/engine\tengine, default policy\tSSH conns by the engine\thost CPU ms/step")
+	fmt.Fprintln(w, "N\tengine, all at once\tssh sessions\tengine/ssh\tansible\tansible/engine\tengine, default policy\tSSH conns by the engine\thost CPU ms/step\tengine RSS")
 	for _, r := range rows {
 		ans, ratio := "—", "—"
 		if r.Ansible != nil {
 			ans, ratio = fmt.Sprintf("%.2f s", r.Ansible.Wall.Seconds()), fmt.Sprintf("%.1f×", r.Ansible.Wall.Seconds()/r.Engine.Wall.Seconds())
 		}
-		fmt.Fprintf(w, "%d\t%.2f s\t%.2f s\t%.2f\t%s\t%s\t%.2f s\t%.0f\t%.0f\n", r.N, r.Engine.Wall.Seconds(), r.SSH.Wall.Seconds(),
+		fmt.Fprintf(w, "%d\t%.2f s\t%.2f s\t%.2f\t%s\t%s\t%.2f s\t%.0f\t%.0f\t%.0f MB\n", r.N, r.Engine.Wall.Seconds(), r.SSH.Wall.Seconds(),
 			r.Engine.Wall.Seconds()/r.SSH.Wall.Seconds(), ans, ratio, r.Default.Wall.Seconds(), r.SSHConns,
-			r.Engine.HostCPU.Seconds()*1000/float64(max(r.Steps, 1)))
+			r.Engine.HostCPU.Seconds()*1000/float64(max(r.Steps, 1)), float64(r.RSS)/(1<<20))
 	}
 	w.Flush()
 	tb.Logf("change benchmark:\n%s", b.String())

@@ -109,20 +109,7 @@ func compareClusters(tb testing.TB, clusters, per int) clustersRow {
 			tb.Fatalf("cluster %s's config: %d %s", name, code, body)
 		}
 	}
-	rssDone := make(chan struct{})
-	var rssWG sync.WaitGroup
-	rssWG.Add(1)
-	go func() {
-		defer rssWG.Done()
-		for {
-			r.RSS = max(r.RSS, procRSS(e.PID()))
-			select {
-			case <-rssDone:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
+	stopRSS := peakRSS(e.PID())
 	requested = time.Now()
 	ids := make([]string, clusters)
 	var wg sync.WaitGroup
@@ -149,8 +136,7 @@ func compareClusters(tb testing.TB, clusters, per int) clustersRow {
 			last = *d.Finished
 		}
 	}
-	close(rssDone)
-	rssWG.Wait()
+	r.RSS = stopRSS()
 	r.Many = last.Sub(requested)
 
 	var took []time.Duration

@@ -51,6 +51,27 @@ func procRSS(pid int) int64 {
 	return 0
 }
 
+// peakRSS samples a process's resident memory every 200 ms until the
+// returned stop is called, which gives the most it saw.
+func peakRSS(pid int) (stop func() int64) {
+	done := make(chan struct{})
+	var peak int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			peak = max(peak, procRSS(pid))
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 { close(done); wg.Wait(); return peak }
+}
+
 // hostCPU is the whole machine's busy CPU time so far: every process of
 // the engine, the nodes, ssh and ansible.
 func hostCPU() time.Duration {
