@@ -3,10 +3,14 @@ package installer
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
@@ -55,5 +59,76 @@ func TestProbeFetches(t *testing.T) {
 		if rep, _ := ask(bad); rep.Code != 400 {
 			t.Errorf("%q: code %d, want 400", bad, rep.Code)
 		}
+	}
+}
+
+// A node whose check reached it but ran out of time gets a second turn
+// (the first request the node fetches hangs past the check's deadline,
+// the second is answered); one whose check always runs out of time is
+// asked twice, then reported with the deadline; a node that never
+// answers the handshake is not asked again.
+func TestProbeSlowCheckGetsAnotherTurn(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	asked := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked[r.URL.Path]++
+		n := asked[r.URL.Path]
+		mu.Unlock()
+		if r.URL.Path == "/always" || n == 1 {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(3 * time.Second):
+			}
+		}
+	}))
+	defer srv.Close()
+	probe := func(nodes []string, url string) []contract.ProbeResult {
+		t.Helper()
+		rep, err := kit.Request(context.Background(), e.ins.o.NC, subject.InstallerProbe(),
+			contract.Probe{V: 1, Nodes: nodes, Auth: contract.Auth{Key: keyPath}, TimeoutMS: 2000, Fetch: []string{url}})
+		if err != nil || rep.Code != 200 {
+			t.Fatalf("probe: %v %+v", err, rep)
+		}
+		var out contract.ProbeReply
+		_ = json.Unmarshal(rep.Body, &out)
+		return out.Nodes
+	}
+
+	if r := probe([]string{nodeIP}, srv.URL+"/once")[0]; !r.Reachable || len(r.Fetched) != 1 || r.Fetched[0].Error != "" {
+		t.Errorf("a check slow once: %+v", r)
+	}
+	r := probe([]string{nodeIP}, srv.URL+"/always")[0]
+	if r.Reachable || !strings.Contains(r.Error, "deadline exceeded") {
+		t.Errorf("a check slow every time: %+v", r)
+	}
+	mu.Lock()
+	if asked["/once"] != 2 || asked["/always"] != contract.ProbeTries {
+		t.Errorf("the node fetched %v, want /once twice and /always %d times", asked, contract.ProbeTries)
+	}
+	mu.Unlock()
+
+	ln, err := net.Listen("tcp", "127.0.79.2:"+nodePort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	if r := probe([]string{"127.0.79.2"}, srv.URL+"/none")[0]; r.Reachable {
+		t.Errorf("a node silent at the handshake: %+v", r)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("a node silent at the handshake was dialled %d times, want once", n)
 	}
 }

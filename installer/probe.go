@@ -87,23 +87,45 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 	}
 	out := contract.ProbeReply{V: contract.Version, Nodes: make([]contract.ProbeResult, len(p.Nodes))}
 	var wg sync.WaitGroup
-	turn := i.o.ProbeTurns
 	for n, ip := range p.Nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			turn <- struct{}{}
-			defer func() { <-turn }()
-			// Each node's deadline runs from its turn; Stop (or the
-			// requester's end) ends them all.
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			out.Nodes[n] = i.probeNode(ctx, ip, p)
+			out.Nodes[n] = i.probeTurns(ctx, ip, p, timeout)
 		}()
 	}
 	wg.Wait()
 	return 200, out, nil
 }
+
+// probeTurns checks one node in a turn of its own, whose deadline runs
+// from the turn; Stop (or the requester's end) ends them all. A node that
+// answered the handshake but whose check ran out of time gets one more
+// turn: on a control machine busy with other clusters' deploys, the
+// check's shell waits for this machine as much as for the node, and a
+// second turn usually finds it free. A node that does not answer at all
+// is not asked again.
+func (i *Installer) probeTurns(ctx context.Context, ip string, p contract.Probe, timeout time.Duration) contract.ProbeResult {
+	turn := i.o.ProbeTurns
+	for try := 1; ; try++ {
+		r, slow := func() (contract.ProbeResult, bool) {
+			turn <- struct{}{}
+			defer func() { <-turn }()
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			r := i.probeNode(ctx, ip, p)
+			return r, !r.Reachable && strings.HasPrefix(r.Error, readHardware) && ctx.Err() == context.DeadlineExceeded
+		}()
+		if !slow || try == contract.ProbeTries || ctx.Err() != nil {
+			return r
+		}
+		i.log.Warn("node check ran out of time after the handshake; it gets one more turn", "node", ip, "err", r.Error)
+	}
+}
+
+// readHardware begins the error of a check that reached the node but did
+// not read its answer.
+const readHardware = "read hardware: "
 
 func (i *Installer) probeNode(ctx context.Context, ip string, p contract.Probe) contract.ProbeResult {
 	auth, resolve, fetch, unclaim := p.Auth, p.Resolve, p.Fetch, p.Unclaim
@@ -155,7 +177,7 @@ func (i *Installer) probeNode(ctx context.Context, ip string, p contract.Probe) 
 	}()
 	b, err := output(ctx, i.sshConn(c), script, nil)
 	if err != nil {
-		r.Error = "read hardware: " + err.Error()
+		r.Error = readHardware + err.Error()
 		return r
 	}
 	got := probed(ip, b, resolve, fetch)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -256,11 +258,22 @@ func nodesUp(t *testing.T, e *harness.Engine) map[string]string {
 // Deleting a cluster drains and removes each of its instances and takes
 // the engine off its nodes — no monit check, file, marker, claim or agent
 // of the engine is left there — and forgets the cluster, while the other
-// cluster runs on, its instances never down.
+// cluster runs on: the starter stack's haproxy and web, whose instances
+// never go down and through whose haproxy no request fails meanwhile.
 func TestDeleteCluster(t *testing.T) {
-	e := withProd(t, e2eCatalogs(t))
+	dir := e2eCatalogs(t)
+	src, _ := filepath.Abs("../../planner/catalog/catalogs/starter")
+	if out, err := exec.Command("cp", "-r", src, filepath.Join(dir, "starter")).CombinedOutput(); err != nil {
+		t.Fatalf("copy the starter catalog: %v %s", err, out)
+	}
+	e := withProd(t, dir)
 	setSleep(t, 0, bed.Nodes...)
-	storeE2E(t, e, map[string][]string{"delta": ips(0, 1)})
+	starter := func(web ...int) map[string]any {
+		return config("starter", map[string][]string{"haproxy": ips(0), "web": ips(web...)})
+	}
+	if code, body := e.Do("POST", "/deployment-engine/config?check=0", starter(1)); code != http.StatusCreated {
+		t.Fatalf("the default cluster's config: %d %s", code, body)
+	}
 	if code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"delta": ips(2, 3)})); code != http.StatusCreated {
 		t.Fatalf("prod's config: %d %s", code, body)
 	}
@@ -278,8 +291,15 @@ func TestDeleteCluster(t *testing.T) {
 		}
 		return len(st) == 2 && n == 2
 	}
-	waitFor(t, e, reportWithin, "the default cluster's delta RUNNING", running)
-	pids := inNode(t, 0, "pgrep -f '^/bin/sleep 10000[012]$' | sort")
+	waitFor(t, e, reportWithin, "the default cluster's haproxy and web RUNNING", running)
+	pids := func() string { return inNode(t, 0, "pgrep -o -x haproxy") + inNode(t, 1, "pgrep -o -x nginx") }
+	before := pids()
+	haproxy := "http://" + bed.Nodes[0].IP + "/"
+	if got := backendsWithin(haproxy, func(got map[string]bool) bool { return got[ips(1)[0]] }); !got[ips(1)[0]] {
+		t.Fatalf("haproxy reaches %v before prod's delete, want the web node %s", got, ips(1)[0])
+	}
+	load := hammer(haproxy)
+	defer load.stop()
 
 	code, body := e.Do("DELETE", "/deployment-engine/clusters/prod", nil)
 	var del contract.ClusterDeleted
@@ -312,9 +332,16 @@ echo "$found"`)
 			t.Errorf("node %s after prod's delete still holds:%s", ips(i)[0], left)
 		}
 	}
+	served, failed, why := load.stop()
+	t.Logf("through the default cluster's haproxy during prod's delete: %d requests served, %d failed", served, failed)
+	if failed != 0 || served == 0 {
+		t.Errorf("during prod's delete %d requests through the default cluster's haproxy failed (%d served): %v", failed, served, why)
+	}
+	if got := pids(); got != before {
+		t.Errorf("the default cluster's haproxy or web restarted during prod's delete: pids %q, then %q", before, got)
+	}
 	// The nodes are free: the default cluster may take them.
-	storeE2E(t, e, map[string][]string{"delta": ips(0, 1, 2)})
-	if got := inNode(t, 0, "pgrep -f '^/bin/sleep 10000[012]$' | sort"); got != pids {
-		t.Errorf("the default cluster's delta restarted during prod's delete: %q, then %q", pids, got)
+	if code, body := e.Do("POST", "/deployment-engine/config?check=0", starter(1, 2)); code != http.StatusCreated {
+		t.Errorf("the default cluster's config with a node of the deleted cluster: %d %s", code, body)
 	}
 }

@@ -331,8 +331,7 @@ func indexOf(list []string, s string) int {
 func watchScript(process string, check *catalog.Check, low, high int) string {
 	var probe strings.Builder
 	probe.WriteString("de_health() {\n  why=\"\"\n")
-	fmt.Fprintf(&probe, "  if ! monit status %s 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then why=\"monit does not report %s OK\"; return 1; fi\n",
-		kit.ShellQuote(process), process)
+	fmt.Fprintf(&probe, "  de_mstat\n  if [ \"${ms%%%% *}\" != OK ]; then why=\"monit does not report %s OK\"; return 1; fi\n", process)
 	if check != nil {
 		if check.HTTPHost != "" {
 			fmt.Fprintf(&probe, `  code=$(timeout 3 bash -c 'exec 6<>/dev/tcp/%[1]s/%[2]s && printf "GET %%s HTTP/1.0\r\nHost: %%s\r\nConnection: close\r\n\r\n" %[3]s %[1]s >&6 && read -r _ c _ <&6 && echo "$c"' 2>/dev/null)
@@ -347,17 +346,20 @@ func watchScript(process string, check *catalog.Check, low, high int) string {
 		}
 	}
 	probe.WriteString("  return 0\n}\n")
+	// The clock is bash's own where it has one: the watch runs on every
+	// node of a rollout at once, and each date(1) is a process.
 	return fmt.Sprintf(`set -u
-%[1]slow=%[2]d high=%[3]d
-now_ms() { date +%%s%%3N; }
-t0=$(now_ms)
-sleep %[4]s
+p=%[6]s
+%[7]s%[1]slow=%[2]d high=%[3]d
+now_ms() { if [ -n "${EPOCHREALTIME:-}" ]; then de_now=$(( ${EPOCHREALTIME/[.,]/} / 1000 )); else de_now=$(date +%%s%%3N); fi; }
+now_ms; t0=$de_now
+[ "$low" -le 0 ] || de_nap %[4]s
 while :; do
-  if de_health; then echo "%[5]s healthy $(( $(now_ms) - t0 )) ms after its start"; exit 0; fi
-  [ $(( $(now_ms) - t0 )) -ge $high ] && break
-  sleep 0.5
+  if de_health; then now_ms; echo "%[5]s healthy $(( de_now - t0 )) ms after its start"; exit 0; fi
+  now_ms; [ $(( de_now - t0 )) -ge $high ] && break
+  de_nap 0.5
 done
 echo "%[5]s not healthy within $high ms of its start: $why" >&2
 exit 1
-`, probe.String(), low, high, strconv.FormatFloat(float64(low)/1000, 'f', 3, 64), process)
+`, probe.String(), low, high, strconv.FormatFloat(float64(low)/1000, 'f', 3, 64), process, kit.ShellQuote(process), monitStat)
 }

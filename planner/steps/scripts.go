@@ -214,6 +214,22 @@ fi
 // stands in when it fails; the plan preview tells a reload by it.
 const ReloadOrRestart = " ) || monit restart"
 
+// monitStat defines de_mstat, which asks monit once for the state of $p
+// and reads its answer with the shell's own builtins: ms is its status
+// ("OK", "Not monitored", …; empty when monit does not know $p), mpid
+// its process; and de_nap SECS, a sleep without a process (a read that
+// times out on a pipe no one writes to). A start waits by asking again
+// every 50 ms, on every node at once, so each round costs one monit
+// client, not the pipes to awk and grep and the sleep it took before.
+const monitStat = `de_mstat() {
+  local k v
+  ms= mpid=
+  while read -r k v; do case $k in status) ms=$v ;; pid) mpid=$v ;; esac; done < <(monit status "$p" 2>/dev/null)
+}
+exec {de_w}<> <(:)
+de_nap() { read -r -t "$1" -u "$de_w" _ || :; }
+`
+
 // startScript starts a component, or applies a change to a running one
 // (its reload, or a restart), then waits until monit sees it running,
 // asking again while monit leaves it unmonitored. A restart counts once
@@ -221,39 +237,43 @@ const ReloadOrRestart = " ) || monit restart"
 // monit did not run before its check was registered is started, never
 // restarted, even when monit started it already.
 func startScript(process, reload string) string {
-	apply := `old=$(monit status "$p" 2>/dev/null | awk '$1=="pid"{print $2; exit}')
-  monit restart "$p"`
+	apply := `monit restart "$p"`
 	if strings.TrimSpace(reload) != "" {
 		apply = "( " + strings.TrimSpace(reload) + ReloadOrRestart + ` "$p"`
 	}
 	return fmt.Sprintf(`set -u
 p=%[1]s
+%[5]sde_mstat
 fresh=
-if grep -qxF "$p" %[4]s 2>/dev/null || ! monit status "$p" >/dev/null 2>&1; then fresh=1; fi
-if [ -s %[4]s ]; then grep -vxF "$p" %[4]s > %[4]s.tmp; mv -f %[4]s.tmp %[4]s; fi
+[ -n "$ms" ] || fresh=1
+if [ -s %[4]s ]; then
+  de_f=; while read -r de_l; do [ "$de_l" != "$p" ] || de_f=1; done < %[4]s
+  if [ -n "$de_f" ]; then fresh=1; grep -vxF "$p" %[4]s > %[4]s.tmp; mv -f %[4]s.tmp %[4]s; fi
+fi
 %[3]sold=
-if [ -z "$fresh" ] && monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; then
+de_mstat
+if [ -z "$fresh" ] && [ "${ms%%%% *}" = OK ]; then
   echo "applying change to running $p"
+  old=$mpid
   %[2]s
 else
   monit start "$p"
 fi
 for i in $(seq 1 2400); do
-  st=$(monit status "$p" 2>/dev/null)
-  pid=$(echo "$st" | awk '$1=="pid"{print $2; exit}')
-  if echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+OK' && { [ -z "$old" ] || [ "$pid" != "$old" ]; }; then
+  de_mstat
+  if [ "${ms%%%% *}" = OK ] && { [ -z "$old" ] || [ "$mpid" != "$old" ]; }; then
     echo "$p running"; exit 0
   fi
   # monit drops a request that meets its reload, or waits on another
   # check's start program: ask again every 10 s while it does nothing
   # (a check that only alerts stays "Does not exist" after a lost start).
-  if [ $((i %% 200)) -eq 0 ] && echo "$st" | grep -Eq '^[[:space:]]+status[[:space:]]+(Not monitored|Does not exist)'; then monit start "$p"; fi
-  sleep 0.05
+  if [ $((i %% 200)) -eq 0 ]; then case $ms in "Not monitored"*|"Does not exist"*) monit start "$p" ;; esac; fi
+  de_nap 0.05
 done
 monit status "$p" >&2 || true
-echo "$p did not reach running within 120s: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
+echo "$p did not reach running within 120s: monit says ${ms:-it does not know $p}" >&2
 exit 1
-`, kit.ShellQuote(process), apply, monitKnows, monitFresh)
+`, kit.ShellQuote(process), apply, monitKnows, monitFresh, monitStat)
 }
 
 func removeScript(name, process string, files []string) string {
@@ -292,18 +312,17 @@ func checkScript(check string) string {
 func RestartScript(process string) string {
 	return fmt.Sprintf(`set -u
 p=%[1]s
-pid_of() { monit status "$p" 2>/dev/null | awk '$1 == "pid" {print $2; exit}'; }
-ok() { monit status "$p" 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+OK'; }
-old=$(pid_of)
+%[2]sde_mstat
+old=$mpid
 monit restart "$p"
 for i in $(seq 1 2400); do
-  now=$(pid_of)
-  if ok && [ -n "$now" ] && [ "$now" != "$old" ]; then echo "$p restarted: pid $old -> $now"; exit 0; fi
-  sleep 0.05
+  de_mstat
+  if [ "${ms%%%% *}" = OK ] && [ -n "$mpid" ] && [ "$mpid" != "$old" ]; then echo "$p restarted: pid $old -> $mpid"; exit 0; fi
+  de_nap 0.05
 done
-echo "$p did not come back as a new process within 120 s: monit says$(monit status "$p" 2>&1 | awk '/^[[:space:]]+status[[:space:]]/{$1=""; printf "%%s", $0}')" >&2
+echo "$p did not come back as a new process within 120 s: monit says ${ms:-it does not know $p}" >&2
 exit 1
-`, kit.ShellQuote(process))
+`, kit.ShellQuote(process), monitStat)
 }
 
 var pkgRe = regexp.MustCompile(`(?m)^apt-get install -y -q .*--force-confdef (.+)$`)

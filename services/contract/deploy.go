@@ -45,8 +45,12 @@ func (a Auth) OffersPassword(ip string) bool {
 // turns.
 const ProbeParallel = 16
 
+// ProbeTries is how many turns one node's check may take: a check that
+// reached the node but ran out of time gets one more.
+const ProbeTries = 2
+
 // ProbeRounds is how many turns a probe of n nodes takes at most.
-func ProbeRounds(n int) int { return max(1, (n+ProbeParallel-1)/ProbeParallel) }
+func ProbeRounds(n int) int { return ProbeTries * max(1, (n+ProbeParallel-1)/ProbeParallel) }
 
 // Probe asks the installer to contact nodes (de.cmd.installer.probe): can it
 // log in, what hardware does the node have, which engine owns it.
