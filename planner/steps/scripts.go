@@ -237,7 +237,8 @@ de_nap() { read -r -t "$1" -u "$de_w" _ || :; }
 // monit did not run before its check was registered is started, never
 // restarted, even when monit started it already.
 func startScript(process, reload string) string {
-	apply := `monit restart "$p"`
+	apply := `old=$mpid
+  monit restart "$p"`
 	if strings.TrimSpace(reload) != "" {
 		apply = "( " + strings.TrimSpace(reload) + ReloadOrRestart + ` "$p"`
 	}
@@ -254,7 +255,6 @@ fi
 de_mstat
 if [ -z "$fresh" ] && [ "${ms%%%% *}" = OK ]; then
   echo "applying change to running $p"
-  old=$mpid
   %[2]s
 else
   monit start "$p"
