@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -37,23 +38,47 @@ func withProd(t *testing.T, dir string) *harness.Engine {
 	return e
 }
 
+// withStarter is the e2e catalogs and the starter stack's, in one
+// directory for --catalog.
+func withStarter(t *testing.T) string {
+	t.Helper()
+	dir := e2eCatalogs(t)
+	src, _ := filepath.Abs("../../planner/catalog/catalogs/starter")
+	if out, err := exec.Command("cp", "-r", src, filepath.Join(dir, "starter")).CombinedOutput(); err != nil {
+		t.Fatalf("copy the starter catalog: %v %s", err, out)
+	}
+	return dir
+}
+
 // Two clusters on one engine, as users run it (agents on): the default
-// one on two of the bed's nodes and prod on the two others, deployed at
+// one runs the starter's haproxy and web on two of the bed's nodes, prod
+// a BOSH release on the two others; both deployed at
 // the same time. Each one's deployment touched its own nodes only, each
 // one's status shows its own instances only, each node's agent reports
 // to the cluster that holds it; a node named by both is refused naming
 // the cluster holding it; the manual's routes act on the default one.
 func TestTwoClusters(t *testing.T) {
-	e := withProd(t, e2eCatalogs(t))
+	e := withProd(t, withStarter(t))
+	defer resetBosh(t, "dummy_with_properties", "dummy_with_package")
 	setSleep(t, 0, bed.Nodes...)
-	if code, body := e.Do("POST", "/deployment-engine/config?check=0", config("e2e", map[string][]string{"delta": ips(0, 1)})); code != http.StatusCreated {
+	if code, body := e.Do("POST", "/deployment-engine/config?check=0", config("starter", map[string][]string{"haproxy": ips(0), "web": ips(1)})); code != http.StatusCreated {
 		t.Fatalf("the default cluster's config: %d %s", code, body)
 	}
 	code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"delta": ips(1, 2, 3)}))
 	if code != http.StatusBadRequest || !strings.Contains(string(body), "node "+ips(1)[0]+" belongs to cluster default") {
 		t.Fatalf("prod's config naming a node of the default cluster: %d %s", code, body)
 	}
-	if code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"delta": ips(2, 3)})); code != http.StatusCreated {
+	dummy, err := os.ReadFile(filepath.Join(sharedReleases, "dummy-release.tgz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Releases are the engine's, as a BOSH director's are: each cluster's
+	// config names the one it runs.
+	if code, body := e.Do("POST", prod+"/releases", dummy); code != http.StatusCreated {
+		t.Fatalf("prod's release: %d %s", code, body)
+	}
+	jobs := map[string]any{"dummy_with_properties": map[string]any{"dummy_with_properties": map[string]any{"echo_value": "prod"}}}
+	if code, body := e.Do("POST", prod+"/config?check=0", boshConfig("dummy", map[string][]string{"dummy_with_package": ips(2), "dummy_with_properties": ips(3)}, jobs)); code != http.StatusCreated {
 		t.Fatalf("prod's config: %d %s", code, body)
 	}
 
@@ -74,6 +99,9 @@ func TestTwoClusters(t *testing.T) {
 			}
 		}
 	}
+	if got := backendsWithin("http://"+bed.Nodes[0].IP+"/", func(got map[string]bool) bool { return got[ips(1)[0]] }); !got[ips(1)[0]] {
+		t.Errorf("the default cluster's haproxy reaches %v, want its web node %s", got, ips(1)[0])
+	}
 	// Each cluster's deployments are its own.
 	if code, body := e.Do("GET", "/deployment-engine/deployments/"+ids[prod], nil); code != http.StatusNotFound {
 		t.Errorf("prod's deployment through the default cluster's route: %d %s", code, body)
@@ -81,7 +109,10 @@ func TestTwoClusters(t *testing.T) {
 
 	// Each status shows its own cluster's instances, running; each node's
 	// agent reports to its cluster.
-	for p, nodes := range own {
+	want := map[string][]string{"/deployment-engine": {"haproxy " + ips(0)[0], "web " + ips(1)[0]},
+		prod: {"dummy_with_package " + ips(2)[0], "dummy_with_properties " + ips(3)[0]}}
+	for p, w := range want {
+		var got []string
 		var st []statusEntry
 		for deadline := time.Now().Add(reportWithin); ; time.Sleep(time.Second) {
 			code, body := e.Do("GET", p+"/status", nil)
@@ -89,25 +120,35 @@ func TestTwoClusters(t *testing.T) {
 			if code != http.StatusOK || json.Unmarshal(body, &st) != nil {
 				t.Fatalf("status of %s: %d %s", p, code, body)
 			}
-			running := 0
+			got = nil
 			for _, s := range st {
 				if s.Status == contract.StatusRunning {
-					running++
+					got = append(got, s.Comp+" "+s.Ip)
 				}
 			}
-			if running == len(nodes) || time.Now().After(deadline) {
+			slices.Sort(got)
+			if slices.Equal(got, w) || time.Now().After(deadline) {
 				break
 			}
 		}
-		var got []string
-		for _, s := range st {
-			if s.Status == contract.StatusRunning {
-				got = append(got, s.Ip)
-			}
+		if len(st) != len(w) || !slices.Equal(got, w) {
+			t.Errorf("status of %s: %+v, want %v RUNNING alone", p, st, w)
 		}
-		slices.Sort(got)
-		if len(st) != len(nodes) || !slices.Equal(got, nodes) {
-			t.Errorf("status of %s: %+v, want delta RUNNING on %v alone", p, st, nodes)
+	}
+	// Each cluster's logs are its own.
+	for p, w := range map[string][2]string{"/deployment-engine": {"web_", "dummy_"}, prod: {"dummy_", "web_"}} {
+		code, body := e.Do("GET", p+"/download", nil)
+		var names []string
+		if code != http.StatusOK || json.Unmarshal(body, &names) != nil {
+			t.Fatalf("logs of %s: %d %s", p, code, body)
+		}
+		own, other := false, false
+		for _, n := range names {
+			own = own || strings.HasPrefix(n, w[0])
+			other = other || strings.HasPrefix(n, w[1])
+		}
+		if !own || other {
+			t.Errorf("logs of %s: %v, want %s* and no %s*", p, names, w[0], w[1])
 		}
 	}
 	for deadline := time.Now().Add(reportWithin); ; time.Sleep(time.Second) {
@@ -261,12 +302,7 @@ func nodesUp(t *testing.T, e *harness.Engine) map[string]string {
 // cluster runs on: the starter stack's haproxy and web, whose instances
 // never go down and through whose haproxy no request fails meanwhile.
 func TestDeleteCluster(t *testing.T) {
-	dir := e2eCatalogs(t)
-	src, _ := filepath.Abs("../../planner/catalog/catalogs/starter")
-	if out, err := exec.Command("cp", "-r", src, filepath.Join(dir, "starter")).CombinedOutput(); err != nil {
-		t.Fatalf("copy the starter catalog: %v %s", err, out)
-	}
-	e := withProd(t, dir)
+	e := withProd(t, withStarter(t))
 	setSleep(t, 0, bed.Nodes...)
 	starter := func(web ...int) map[string]any {
 		return config("starter", map[string][]string{"haproxy": ips(0), "web": ips(web...)})
