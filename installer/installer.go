@@ -67,6 +67,10 @@ type Options struct {
 	// handshakes share the control machine's CPU. Default: the installer's
 	// own, contract.ProbeParallel.
 	ProbeTurns chan struct{}
+	// Cluster is the name of the engine's cluster this installer works
+	// for ("" is the default cluster), which a claim records on the node
+	// beside the engine's id.
+	Cluster string
 	// AgentPassword is the NATS password of the agent on a node, for the
 	// step that installs it (secret "agent"); nil when this installer
 	// holds no agent secret.

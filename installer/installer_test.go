@@ -331,6 +331,7 @@ func testClaimingStep(t *testing.T, tr transport) {
 	storeConfig(t, e)
 	ownerFile := nodePath(nodefs.Owner)
 	_ = os.Remove(ownerFile)
+	t.Cleanup(func() { _ = os.Remove(nodePath(nodefs.Cluster)) })
 	owner := func() string { b, _ := os.ReadFile(ownerFile); return string(b) }
 
 	r := record(t, e, "d-6")
@@ -343,6 +344,10 @@ func testClaimingStep(t *testing.T, tr transport) {
 	queue(t, e, contract.Step{Deployment: "d-7", Action: "take", Key: "x.claim", Hash: uniq(), Script: "echo owner is $(cat " + nodefs.Owner + ")\n", TimeoutS: 10, Claim: true})
 	if ev := r.final(t, 20*time.Second); ev.State != contract.StateSucceeded || owner() != "e-test\n" {
 		t.Fatalf("a claiming step: %+v, owner %q", ev, owner())
+	}
+	// The claim names the cluster too: this installer's is the default.
+	if b, _ := os.ReadFile(nodePath(nodefs.Cluster)); string(b) != contract.DefaultCluster+"\n" {
+		t.Errorf("the cluster a claim recorded: %q", b)
 	}
 	r.mu.Lock()
 	saw := false

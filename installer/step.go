@@ -77,7 +77,11 @@ func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, err
 		fmt.Fprintf(&pre, "export DE_SECRET_%s=%s\n", strings.ToUpper(name), kit.ShellQuote(val))
 	}
 	if s.Claim {
-		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s\n", nodefs.State, kit.ShellQuote(s.Engine), nodefs.Owner)
+		cluster := r.i.o.Cluster
+		if cluster == "" {
+			cluster = contract.DefaultCluster
+		}
+		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s && echo %s > %s\n", nodefs.State, kit.ShellQuote(s.Engine), nodefs.Owner, kit.ShellQuote(cluster), nodefs.Cluster)
 	}
 	// Checked again under the step's lock on the node: a run that finished
 	// while this one waited leaves nothing to do.

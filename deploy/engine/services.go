@@ -28,7 +28,7 @@ import (
 func startServices(ctx context.Context, o Options, catalogs map[string]*catalog.Catalog, nc *nats.Conn, res *bus.Resources, reg prometheus.Registerer, stops *[]func()) error {
 	if o.runs("installer") {
 		ins, err := installer.Start(ctx, installer.Options{NC: nc, Res: res, Logger: o.Logger, Port: o.SSHPort, AckWait: o.StepAckWait, AgentPassword: o.agentPass,
-			Version: o.Build.Version, ProbeTurns: o.probeTurns})
+			Version: o.Build.Version, ProbeTurns: o.probeTurns, Cluster: o.cluster})
 		if err != nil {
 			return err
 		}

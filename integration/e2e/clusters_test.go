@@ -17,6 +17,7 @@ import (
 
 	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 // prod is where the routes of the tests' named cluster are.
@@ -97,6 +98,12 @@ func TestTwoClusters(t *testing.T) {
 			if !slices.Contains(own[p], s.Node) {
 				t.Errorf("the deployment of %s ran step %s on %s, not its node", p, s.ID, s.Node)
 			}
+		}
+	}
+	// Each node says which engine and which cluster hold it.
+	for i, want := range []string{"default", "default", "prod", "prod"} {
+		if got := inNode(t, i, "cat "+nodefs.Cluster); strings.TrimSpace(got) != want {
+			t.Errorf("node %s says it belongs to cluster %q, want %s", ips(i)[0], got, want)
 		}
 	}
 	if got := backendsWithin("http://"+bed.Nodes[0].IP+"/", func(got map[string]bool) bool { return got[ips(1)[0]] }); !got[ips(1)[0]] {

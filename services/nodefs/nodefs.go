@@ -19,8 +19,12 @@ const (
 	Applied = State + "/applied"
 	// Run holds the lock and process group of each step in flight.
 	Run = State + "/run"
-	// Owner holds the id of the engine that manages the node.
-	Owner = State + "/owner"
+	// Owner holds the id of the engine that manages the node; Cluster the
+	// name of that engine's cluster whose config holds it (written with
+	// the owner; the engine keeps a machine to one cluster from its
+	// stored configs, this file says which to whoever reads the node).
+	Owner   = State + "/owner"
+	Cluster = State + "/cluster"
 	// AgentConfig and AgentPassword are the node agent's config and NATS
 	// password.
 	AgentConfig   = State + "/agent.json"
