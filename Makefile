@@ -64,7 +64,7 @@ modules:
 # is shown whole), and the run ends with the counts of them all.
 BESIDE := integration/e2e integration/cluster integration/chaos integration/bench
 BESIDE_RUNS := integration/e2e:a integration/e2e:b integration/cluster integration/chaos integration/bench
-E2E_B := ^(TestHeal|TestNodeCutMidDeploy|TestGeneratedClientDeploysStarterStack|TestManifestDeployOnCloudConfig|TestManifestTwoReleasesColocated|TestStepsThroughAgents|TestFailedInstanceIsRemoved|TestBoshDummyRelease|TestBoshPersistentDisk|TestMaintenance|TestBoshLinksAndPackageChain|TestProblems|TestDeployCodes)$$
+E2E_B := ^(TestHeal|TestTwoClusters|TestNodeCutMidDeploy|TestGeneratedClientDeploysStarterStack|TestManifestDeployOnCloudConfig|TestManifestTwoReleasesColocated|TestStepsThroughAgents|TestFailedInstanceIsRemoved|TestBoshDummyRelease|TestBoshPersistentDisk|TestMaintenance|TestBoshLinksAndPackageChain|TestProblems|TestDeployCodes)$$
 empty :=
 BESIDE_RE := /($(subst $(empty) $(empty),|,$(BESIDE)))$$
 test: deps build modules

@@ -52,17 +52,22 @@ func withStarter(t *testing.T) string {
 }
 
 // Two clusters on one engine, as users run it (agents on): the default
-// one runs the starter's haproxy and web on two of the bed's nodes, prod
+// one runs the whole starter stack on two of the bed's nodes, prod
 // a BOSH release on the two others; both deployed at
 // the same time. Each one's deployment touched its own nodes only, each
 // one's status shows its own instances only, each node's agent reports
 // to the cluster that holds it; a node named by both is refused naming
 // the cluster holding it; the manual's routes act on the default one.
 func TestTwoClusters(t *testing.T) {
+	// The whole starter stack on the bed's first two nodes.
+	stack := map[string][]string{
+		"haproxy": ips(0), "etcd": ips(0), "nats": ips(0),
+		"web": ips(1), "redis": ips(1), "database": ips(1),
+	}
 	e := withProd(t, withStarter(t))
 	defer resetBosh(t, "dummy_with_properties", "dummy_with_package")
 	setSleep(t, 0, bed.Nodes...)
-	if code, body := e.Do("POST", "/deployment-engine/config?check=0", config("starter", map[string][]string{"haproxy": ips(0), "web": ips(1)})); code != http.StatusCreated {
+	if code, body := e.Do("POST", "/deployment-engine/config?check=0", config("starter", stack)); code != http.StatusCreated {
 		t.Fatalf("the default cluster's config: %d %s", code, body)
 	}
 	code, body := e.Do("POST", prod+"/config?check=0", config("e2e", map[string][]string{"delta": ips(1, 2, 3)}))
@@ -116,7 +121,12 @@ func TestTwoClusters(t *testing.T) {
 
 	// Each status shows its own cluster's instances, running; each node's
 	// agent reports to its cluster.
-	want := map[string][]string{"/deployment-engine": {"haproxy " + ips(0)[0], "web " + ips(1)[0]},
+	var mine []string
+	for comp, nodes := range stack {
+		mine = append(mine, comp+" "+nodes[0])
+	}
+	slices.Sort(mine)
+	want := map[string][]string{"/deployment-engine": mine,
 		prod: {"dummy_with_package " + ips(2)[0], "dummy_with_properties " + ips(3)[0]}}
 	for p, w := range want {
 		var got []string
@@ -192,10 +202,13 @@ func TestTwoClusters(t *testing.T) {
 	code, body = e.Do("GET", "/deployment-engine/clusters", nil)
 	var cs []contract.Cluster
 	if code != http.StatusOK || json.Unmarshal(body, &cs) != nil || len(cs) != 2 ||
-		cs[0].Name != "default" || !slices.Equal(cs[0].Nodes, ips(0, 1)) || cs[1].Name != "prod" || !slices.Equal(cs[1].Nodes, ips(2, 3)) {
+		cs[0].Name != "default" || !slices.Equal(sorted(cs[0].Nodes), ips(0, 1)) || cs[1].Name != "prod" || !slices.Equal(sorted(cs[1].Nodes), ips(2, 3)) {
 		t.Errorf("clusters: %d %s", code, body)
 	}
 }
+
+// sorted is a sorted copy of s.
+func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
 
 // deployAll starts a deployment of each cluster (its routes' prefix), at
 // once, and returns their ids by prefix.
