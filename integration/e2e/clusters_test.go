@@ -52,11 +52,11 @@ func withStarter(t *testing.T) string {
 }
 
 // Two clusters on one engine, as users run it (agents on): the default
-// one runs the whole starter stack on two of the bed's nodes, prod
-// a BOSH release on the two others; both deployed at
-// the same time. Each one's deployment touched its own nodes only, each
-// one's status shows its own instances only, each node's agent reports
-// to the cluster that holds it; a node named by both is refused naming
+// one runs the whole starter stack on two of the bed's nodes, prod a BOSH
+// release on the two others; both deployed at the same time. Each one's
+// deployment touched its own nodes only, each one's status and logs show
+// its own instances only, each node's agent reports to the cluster that
+// holds it and says so on disk; a node named by both is refused naming
 // the cluster holding it; the manual's routes act on the default one.
 func TestTwoClusters(t *testing.T) {
 	// The whole starter stack on the bed's first two nodes.
