@@ -119,8 +119,8 @@ func TestDeploySmoke(t *testing.T) {
 	}
 	_, err := exec.LookPath("ansible-playbook")
 	r := compare(t, 1, err == nil, true)
-	if r.Engine.Wall < r.Limit || r.Agentless.Wall < r.Limit {
-		t.Errorf("a run beat the physical limit %s: engine %s, agentless %s — the limit is wrong", r.Limit, r.Engine.Wall, r.Agentless.Wall)
+	if declared := declaredOf(t); r.Engine.Wall < declared || r.Agentless.Wall < declared {
+		t.Errorf("a run beat the sleeps the catalog declares (%s): engine %s, agentless %s — the limit is wrong", declared, r.Engine.Wall, r.Agentless.Wall)
 	}
 	// With the defaults the node gets the agent too: its monit check is
 	// read by the same reload as the component's.
@@ -146,6 +146,20 @@ func freshBed(ctx context.Context, tb testing.TB, n int) (*testbed.Bed, func()) 
 			tb.Errorf("tear down: %v", err)
 		}
 	}
+}
+
+// declaredOf is the part of the physical limit no run can beat: the
+// sleeps the bench catalog's component declares. (The rest, monit's own
+// time, is measured on the node once, and a busy machine makes that one
+// measure longer than a later run's: the smoke tests judge only this.)
+func declaredOf(tb testing.TB) time.Duration {
+	tb.Helper()
+	_, cat := catalogDir(tb)
+	sleep, err := declaredSleep(cat, comp)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sleep
 }
 
 // physicalLimit is what the component's deploy intrinsically costs on the
