@@ -119,7 +119,8 @@ func TestDeploySmoke(t *testing.T) {
 	}
 	_, err := exec.LookPath("ansible-playbook")
 	r := compare(t, 1, err == nil, true)
-	if declared := declaredOf(t); r.Engine.Wall < declared || r.Agentless.Wall < declared {
+	_, cat := catalogDir(t)
+	if declared := declaredOf(t, cat); r.Engine.Wall < declared || r.Agentless.Wall < declared {
 		t.Errorf("a run beat the sleeps the catalog declares (%s): engine %s, agentless %s — the limit is wrong", declared, r.Engine.Wall, r.Agentless.Wall)
 	}
 	// With the defaults the node gets the agent too: its monit check is
@@ -152,9 +153,8 @@ func freshBed(ctx context.Context, tb testing.TB, n int) (*testbed.Bed, func()) 
 // sleeps the bench catalog's component declares. (The rest, monit's own
 // time, is measured on the node once, and a busy machine makes that one
 // measure longer than a later run's: the smoke tests judge only this.)
-func declaredOf(tb testing.TB) time.Duration {
+func declaredOf(tb testing.TB, cat *catalog.Catalog) time.Duration {
 	tb.Helper()
-	_, cat := catalogDir(tb)
 	sleep, err := declaredSleep(cat, comp)
 	if err != nil {
 		tb.Fatal(err)
@@ -166,10 +166,7 @@ func declaredOf(tb testing.TB) time.Duration {
 // bed: its declared sleep and monit's start, on the slowest node.
 func physicalLimit(ctx context.Context, tb testing.TB, bed *testbed.Bed, cat *catalog.Catalog) time.Duration {
 	tb.Helper()
-	sleep, err := declaredSleep(cat, comp)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	sleep := declaredOf(tb, cat)
 	monit, err := monitTimes(ctx, bed)
 	if err != nil {
 		tb.Fatal(err)
