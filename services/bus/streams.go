@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -270,8 +271,41 @@ func PublishAudit(ctx context.Context, js jetstream.JetStream, e contract.AuditE
 	if err != nil {
 		return err
 	}
-	if _, err := js.Publish(ctx, subject.Audit(e.Action), b); err != nil {
+	id := rand.Text()
+	subj := subject.Audit(e.Action)
+	if _, err := js.Publish(ctx, subj, b, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("publish audit entry: %w", err)
 	}
+	awaitSourced(ctx, js, subj, id)
 	return nil
+}
+
+// auditSourceWait bounds how long PublishAudit waits for DE_AUDIT to take
+// an entry over from DE_EVENTS.
+const auditSourceWait = 5 * time.Second
+
+// awaitSourced waits until DE_AUDIT holds the entry published with msg id
+// id on subj: it is sourced from DE_EVENTS a moment after the publish was
+// acknowledged, and a client that reads the trail right after its change
+// must find the change there. A later entry on the same subject may hide
+// ours, and then the wait runs to its bound; the entry is stored either
+// way, so a wait that ends early loses nothing.
+func awaitSourced(ctx context.Context, js jetstream.JetStream, subj, id string) {
+	ctx, cancel := context.WithTimeout(ctx, auditSourceWait)
+	defer cancel()
+	st, err := js.Stream(ctx, StreamAudit)
+	if err != nil {
+		return
+	}
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		m, err := st.GetLastMsgForSubject(ctx, subj)
+		if err == nil && m.Header.Get(jetstream.MsgIDHeader) == id {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
