@@ -53,6 +53,9 @@ func (a releaseAPI) Upload(ctx context.Context, r io.Reader) (int, any) {
 		return 507, contract.ErrorBody{Error: err.Error()}
 	case errors.As(err, &conflict):
 		return 409, contract.ErrorBody{Error: err.Error()}
+	case bus.NotYet(err):
+		a.log.Warn("release not stored: the bus is unavailable", "err", err)
+		return 503, contract.ErrorBody{Error: "could not store the release: the bus (NATS JetStream) is unavailable now; upload it again in a moment, and check the engine's log if it stays so"}
 	case err != nil:
 		a.log.Error("store release", "err", err)
 		return 500, contract.ErrorBody{Error: "could not store the release; see the engine's log"}

@@ -27,7 +27,7 @@ func TestReleaseThroughEitherAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	if code, body := s.apis[0].Do("POST", "/deployment-engine/releases", tgz); code != 201 {
-		t.Fatalf("upload through the first process: %d %s", code, body)
+		t.Fatalf("upload through the first process: %d %s\nits log ends:\n%s", code, body, harness.Tail(s.apis[0].Log(), 30))
 	}
 	for i := range 10 {
 		via, by := s.apis[i%2], s.apis[(i+1)%2]

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deployment-engine/engine/services/bus"
 )
 
 // A shared store keeps its releases in the bus's object store, so that
@@ -131,13 +133,18 @@ func (s *Store) put(ctx context.Context, dir string, m *Manifest, mf []byte) err
 	}
 	for _, f := range files(m) {
 		obj := f.object(m.Name, m.Version)
-		if err := s.putFile(ctx, obj, filepath.Join(dir, filepath.FromSlash(f.path))); err != nil {
+		if err := bus.RetryLong(ctx, func(ctx context.Context) error {
+			return s.putFile(ctx, obj, filepath.Join(dir, filepath.FromSlash(f.path)))
+		}); err != nil {
 			undo()
 			return err
 		}
 		put = append(put, obj)
 	}
-	if _, err := s.obs.PutBytes(ctx, manifestObject(m.Name, m.Version), mf); err != nil {
+	if err := bus.Retry(ctx, func(ctx context.Context) error {
+		_, err := s.obs.PutBytes(ctx, manifestObject(m.Name, m.Version), mf)
+		return err
+	}); err != nil {
 		undo()
 		return fmt.Errorf("release store: put %s/%s's release.MF in the bus: %w", m.Name, m.Version, err)
 	}
@@ -169,8 +176,11 @@ func (s *Store) publish(ctx context.Context, tmp string, m *Manifest, mf []byte,
 	case !errors.As(err, new(*NotFound)):
 		return nil, false, err
 	}
-	unclaim, err := s.claimVersion(ctx, m, mf)
-	if err != nil {
+	var unclaim func()
+	if err := bus.Retry(ctx, func(ctx context.Context) (err error) {
+		unclaim, err = s.claimVersion(ctx, m, mf)
+		return err
+	}); err != nil {
 		return nil, false, err
 	}
 	if err := s.put(ctx, tmp, m, mf); err != nil {
@@ -273,7 +283,17 @@ func (s *Store) install(tmp, dest string) error {
 }
 
 // busManifest reads a release's release.MF from the bus, within its limit.
-func (s *Store) busManifest(ctx context.Context, name, version string) ([]byte, error) {
+func (s *Store) busManifest(ctx context.Context, name, version string) (mf []byte, err error) {
+	// A cluster electing the bucket's leader answers "not now" for a
+	// moment: reads wait it out rather than fail an upload or a deploy.
+	err = bus.Retry(ctx, func(ctx context.Context) (err error) {
+		mf, err = s.readBusManifest(ctx, name, version)
+		return err
+	})
+	return mf, err
+}
+
+func (s *Store) readBusManifest(ctx context.Context, name, version string) ([]byte, error) {
 	obj := manifestObject(name, version)
 	info, err := s.obs.GetInfo(ctx, obj)
 	switch {

@@ -210,3 +210,46 @@ func TestDeclarePermanentErrorNotRetried(t *testing.T) {
 		t.Errorf("declare returned after %s: retried a permanent error", d)
 	}
 }
+
+// Retry and RetryLong try again what the store was not ready for and
+// return anything else at once; only Retry bounds a try, so a long put
+// through RetryLong is not cut off at 10 s.
+func TestRetry(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		long  bool
+		errs  []error
+		tries int
+		want  error
+	}{
+		{"ready at once", false, nil, 1, nil},
+		{"no leader yet", false, []error{nats.ErrNoResponders, noPeers}, 3, nil},
+		{"insufficient resources", false, []error{insufficient}, 1, insufficient},
+		{"config mismatch", true, []error{nameInUse}, 1, nameInUse},
+		{"long, no leader yet", true, []error{jetstream.ErrNoStreamResponse}, 2, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			retry := bus.Retry
+			if tc.long {
+				retry = bus.RetryLong
+			}
+			tries := 0
+			err := retry(context.Background(), func(ctx context.Context) error {
+				tries++
+				if _, bounded := ctx.Deadline(); bounded == tc.long {
+					t.Errorf("try %d: bounded %v", tries, bounded)
+				}
+				if tries <= len(tc.errs) {
+					return tc.errs[tries-1]
+				}
+				return nil
+			})
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Errorf("err %v, want %v", err, tc.want)
+			}
+			if tries != tc.tries {
+				t.Errorf("%d tries, want %d", tries, tc.tries)
+			}
+		})
+	}
+}

@@ -47,15 +47,28 @@ func Consumer(ctx context.Context, js jetstream.JetStream, stream string, cfg je
 }
 
 // Retry runs f, each try bounded to 10s, again while it fails because the
-// store is unavailable, for up to a minute: a service started alongside
+// store is not ready (see NotYet), for up to a minute: a service started alongside
 // the cluster, or while it elects leaders, waits instead of dying.
 func Retry(ctx context.Context, f func(ctx context.Context) error) error {
+	return retry(ctx, 10*time.Second, f)
+}
+
+// RetryLong is Retry for work one try of which may take minutes (a large
+// file put into an object store): a try is bounded by ctx alone.
+func RetryLong(ctx context.Context, f func(ctx context.Context) error) error {
+	return retry(ctx, 0, f)
+}
+
+func retry(ctx context.Context, perTry time.Duration, f func(ctx context.Context) error) error {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if perTry > 0 {
+			actx, cancel = context.WithTimeout(ctx, perTry)
+		}
 		err := f(actx)
 		cancel()
-		if err == nil || !Unavailable(err) || ctx.Err() != nil || time.Now().After(deadline) {
+		if err == nil || !NotYet(err) || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
 		select {
