@@ -53,9 +53,9 @@ func (s *schemas) custom(t reflect.Type) (schemaObj, bool) {
 // customFields are fields whose JSON a type's UnmarshalJSON widens.
 var customFields = map[string]schemaObj{
 	// A number or a percentage; read as a number too.
-	"UpdateSettings.max_in_flight": {"anyOf": anyType("string", "integer"), "description": `a number of instances, or a percentage of them ("50%")`},
-	"execRequest.max_in_flight":    {"anyOf": anyType("string", "integer"), "description": `nodes at once: a number, or a percentage of the nodes ("50%"); default 1`},
-	"copyRequest.max_in_flight":    {"anyOf": anyType("string", "integer"), "description": `nodes at once: a number, or a percentage of the nodes ("50%"); default 1`},
+	"UpdateSettings.max_in_flight":   {"anyOf": anyType("string", "integer"), "description": `a number of instances, or a percentage of them ("50%")`},
+	"FleetExecRequest.max_in_flight": {"anyOf": anyType("string", "integer"), "description": `nodes at once: a number, or a percentage of the nodes ("50%"); default 1`},
+	"copyRequest.max_in_flight":      {"anyOf": anyType("string", "integer"), "description": `nodes at once: a number, or a percentage of the nodes ("50%"); default 1`},
 }
 
 // ref is the schema of t, a reference for a named struct.

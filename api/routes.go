@@ -229,7 +229,7 @@ func (s *server) routes() []route {
 			reads: reading(readMaintenance), audit: auditSpec{action: contract.AuditMaintenance, param: "ip"}},
 
 		// Work on a schedule: a cron expression in a time zone and an action
-		// (deploy, restart, rollback) that the planner holding the
+		// (deploy, restart, rollback, exec, backup) that the planner holding the
 		// schedules' lease runs as the action's own route would.
 		{method: http.MethodGet, pattern: "/schedules", handler: s.forward(subject.ScheduleList()), role: RoleRead},
 		{method: http.MethodPost, pattern: "/schedules", handler: s.scheduleAdd, role: RoleDeploy, reads: reading(readSchedule),

@@ -226,7 +226,7 @@ var routeDocs = map[string]opDoc{
 		desc: "One step a node, max_in_flight nodes at a time, each batch after the one before; each within timeout seconds (default 60, at most 3600), " +
 			"killed on its node with all it started past it (exit code 124). A failed node halts the rest only with halt_on_failure; the deployment ends failed when any node failed. " +
 			"Each step keeps its exit code, times and the last lines of its output, the config's secrets redacted. Followed and cancelled as any deployment.",
-		body: &bodyDoc{desc: `{"component": "web"} or {"nodes": ["10.0.0.2"]}, not both; the command at most 4096 bytes, run as root by bash`, typ: typeOf[execRequest]()},
+		body: &bodyDoc{desc: `{"component": "web"} or {"nodes": ["10.0.0.2"]}, not both; the command at most 4096 bytes, run as root by bash`, typ: typeOf[contract.FleetExecRequest]()},
 		ok:   []reply{ok[contract.FleetExecStarted](202, "the exec started: follow its deployment at /deployments/{id}")},
 		errs: []reply{unreadable, noConfig, conflict}},
 	"POST /patch": {id: "patch", summary: "Upgrade the nodes' packages from the engine's mirror, batch by batch: a deployment of kind patch", bus: true,
@@ -274,7 +274,8 @@ var routeDocs = map[string]opDoc{
 	"POST /schedules": {id: "addSchedule", summary: "Run an action on a cron schedule", bus: true,
 		desc: "The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, " +
 			"args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, " +
-			"a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; " +
+			"a deployment; without, a restart through monit), rollback (POST /rollback, no args), exec (POST /exec's body: a deployment of kind exec), " +
+			"backup ({\"keep\": N}, default 7: the store written to <data dir>/backups/<cluster>/<schedule>-<time>.tar, the oldest beyond keep deleted). Each run is audited as schedule:<name>; " +
 			"a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment " +
 			"still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.",
 		body: body[scheduleBody]("the schedule; time_zone an IANA zone (default UTC), cron 5 fields or a descriptor (@daily, @every 1h)"),

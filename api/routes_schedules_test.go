@@ -58,7 +58,7 @@ func TestScheduleRoute(t *testing.T) {
 		{"unknown field", `{"name": "n", "cron": "@daily", "action": "rollback", "every": "day"}`, ""},
 		{"bad name", `{"name": "Nightly Web", "cron": "@daily", "action": "rollback"}`, "name"},
 		{"no cron", `{"name": "n", "action": "rollback"}`, "cron"},
-		{"unknown action", `{"name": "n", "cron": "@daily", "action": "backup"}`, "action"},
+		{"unknown action", `{"name": "n", "cron": "@daily", "action": "reboot"}`, "action"},
 		{"missed", `{"name": "n", "cron": "@daily", "action": "rollback", "missed": "all"}`, "missed"},
 		{"restart without args", `{"name": "n", "cron": "@daily", "action": "restart"}`, "args"},
 		{"restart, unknown field", `{"name": "n", "cron": "@daily", "action": "restart", "args": {"name": "web", "ip": "0.0.0.0", "batch": 1}}`, "args"},

@@ -25,24 +25,34 @@ func (p *Planner) fleetExec(ctx context.Context, req micro.Request) (int, any, e
 	if err := kit.Decode(req, &in); err != nil {
 		return 0, nil, err
 	}
+	started, err := p.startExec(ctx, in)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 202, started, nil
+}
+
+// startExec begins the deployment of an exec, as asked through the API or
+// by a schedule.
+func (p *Planner) startExec(ctx context.Context, in contract.FleetExec) (contract.FleetExecStarted, error) {
 	if ps := in.Problems(); len(ps) > 0 {
-		return 0, nil, fleet.Refused("exec", ps)
+		return contract.FleetExecStarted{}, fleet.Refused("exec", ps)
 	}
 	cfg, err := p.storedConfig(ctx)
 	if err != nil {
-		return 0, nil, err
+		return contract.FleetExecStarted{}, err
 	}
 	id := newID()
 	rec, nodes, shown, err := fleet.Exec(cfg, in, id, p.o.EngineID, p.agentPasswords(cfg)...)
 	if err != nil {
-		return 0, nil, err
+		return contract.FleetExecStarted{}, err
 	}
 	if err := p.beginFleet(ctx, cfg, rec); err != nil {
-		return 0, nil, err
+		return contract.FleetExecStarted{}, err
 	}
 	p.engineEvent(ctx, contract.KindExec, fmt.Sprintf("%s runs %q on %s, %s at a time, %d s each: deployment %s",
 		cmp.Or(in.Actor, "someone"), shown, strings.Join(nodes, ", "), in.InFlightOr(), in.TimeoutS(), id))
-	return 202, contract.FleetExecStarted{ID: id, Command: shown}, nil
+	return contract.FleetExecStarted{ID: id, Command: shown}, nil
 }
 
 // fleetCopy answers de.cmd.deploy.copy: a deployment of kind copy that

@@ -89,6 +89,10 @@ type Options struct {
 	// another cluster holds is refused.
 	Cluster string
 	Holders func(ctx context.Context) (map[string]string, error)
+	// BackupDir is where scheduled backups of this cluster's store are
+	// written, on the machine of the planner that runs the schedule; ""
+	// refuses them.
+	BackupDir string
 }
 
 // AgentSpec tells the planner how to install the node agent.

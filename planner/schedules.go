@@ -102,6 +102,13 @@ func (a scheduleActions) Run(ctx context.Context, s contract.Schedule) (string, 
 			return p.restartWith(ctx, contract.RollingRestart{V: contract.Version, Component: t.Comp, IP: t.IP, MaxInFlight: t.MaxInFlight})
 		}
 		return "", p.monitRestart(ctx, t)
+	case contract.ScheduleExec:
+		x := args.(contract.FleetExec)
+		x.V, x.Actor = contract.Version, contract.ScheduleActor(s.Name)
+		started, err := p.startExec(ctx, x)
+		return started.ID, err
+	case contract.ScheduleBackup:
+		return "", p.scheduledBackup(ctx, s.Name, args.(contract.ScheduleBackupArgs).KeepOr())
 	default:
 		return p.rollbackNow(ctx)
 	}

@@ -1,10 +1,14 @@
 package planner
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -61,7 +65,7 @@ func TestScheduleCommands(t *testing.T) {
 	}{
 		{"bad cron", func(s *contract.Schedule) { s.Cron = "every sunday" }, "cron"},
 		{"unknown zone", func(s *contract.Schedule) { s.TimeZone = "Europe/Atlantis" }, "time_zone"},
-		{"unknown action", func(s *contract.Schedule) { s.Action = "backup" }, "action"},
+		{"unknown action", func(s *contract.Schedule) { s.Action = "reboot" }, "action"},
 		{"a component the config lacks", func(s *contract.Schedule) {
 			s.Args = json.RawMessage(`{"comp": "nats", "ip": "0.0.0.0", "max_in_flight": "1"}`)
 		}, "args"},
@@ -164,3 +168,96 @@ func TestScheduledDeploy(t *testing.T) {
 		t.Fatalf("get: %v %s", err, rep.Body)
 	}
 }
+
+// A scheduled backup writes the store as `restore` takes it, each run a
+// file of its own, keeping the newest `keep`; a scheduled exec is a
+// deployment of kind exec that names its schedule and its actor.
+func TestScheduledBackupAndExec(t *testing.T) {
+	s := startStopBed(t)
+	s.answer()
+	clock := &testClock{now: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)}
+	cat, err := catalog.Load("starter", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "backups")
+	s.p, err = Start(context.Background(), Options{NC: s.b.NC, Res: s.b.Res, Catalogs: map[string]*catalog.Catalog{"starter": cat},
+		EngineID: "e-1", Port: 50000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ProbeTimeout: time.Minute, PlannerID: "p-1",
+		SecretKey: []byte("stop-key"), ScheduleTick: 20 * time.Millisecond, ScheduleClock: clock.Now, BackupDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.p.Stop()
+	ctx := context.Background()
+	add := func(name, action, args string) {
+		t.Helper()
+		rep, err := kit.Request(ctx, s.b.NC, subject.ScheduleAdd(), contract.Schedule{V: 1, Name: name, Cron: "*/5 * * * *",
+			Action: action, Args: json.RawMessage(args), ProhibitOverlap: true, Missed: contract.MissedSkip, Actor: "alice"})
+		if err != nil || rep.Code != 201 {
+			t.Fatalf("add %s: %v %+v", name, err, rep)
+		}
+	}
+	waitRun := func(name string) contract.ScheduleRun {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			st, err := bus.LoadSchedule(ctx, s.b.Res.Engine, name)
+			if err == nil && st.LastRun != nil && st.LastRun.Due.Equal(clock.Now().Truncate(5*time.Minute)) && st.LastRun.Result != contract.RunClaimed {
+				return *st.LastRun
+			}
+		}
+		t.Fatalf("no run of %s due at %s", name, clock.Now())
+		return contract.ScheduleRun{}
+	}
+
+	add("store", contract.ScheduleBackup, `{"keep": 2}`)
+	// A file another schedule's name begins with is not this one's.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "store-weekly-20261101-000000.tar")
+	if err := os.WriteFile(other, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		clock.add(5 * time.Minute)
+		if run := waitRun("store"); run.Result != contract.RunDone {
+			t.Fatalf("backup run: %+v", run)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "store-2*.tar"))
+	want := []string{filepath.Join(dir, "store-20261205-101000.tar"), filepath.Join(dir, "store-20261205-101500.tar")}
+	if !slices.Equal(files, want) {
+		t.Fatalf("backups %v, want the newest two %v", files, want)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another schedule's backup was removed: %v", err)
+	}
+	f, err := os.Open(files[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	for tr := tar.NewReader(f); ; {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+	}
+	if !slices.Contains(names, "KV_"+bus.KVConfig+".snap") || !slices.Contains(names, "MANIFEST.json") {
+		t.Errorf("the backup holds %v", names)
+	}
+	if info, err := os.Stat(files[1]); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("the backup's mode: %v %v", info, err)
+	}
+
+	add("uptime", contract.ScheduleExec, `{"component": "web", "command": "uptime", "max_in_flight": "50%"}`)
+	clock.add(5 * time.Minute)
+	run := waitRun("uptime")
+	d, err := s.p.deployment(ctx, contract.DeployGet{ID: run.Deployment})
+	if run.Result != contract.RunStarted || err != nil || d.Schedule != "uptime" || d.Kind != contract.KindExec {
+		t.Fatalf("the exec run %+v: deployment %+v %v", run, d, err)
+	}
+}
+

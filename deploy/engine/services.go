@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"io/fs"
 	"net"
@@ -108,6 +109,7 @@ func startPlanner(ctx context.Context, o Options, b *engineBus, catalogs map[str
 		Version:     o.Build.Version,
 		Cluster:     o.cluster,
 		Holders:     o.holders,
+		BackupDir:   filepath.Join(dir, "backups", cmp.Or(o.cluster, contract.DefaultCluster)),
 		// A rolling restart waits for monit's outcome as PUT /restart does.
 		Control: func(action, process string) string {
 			return monitControl(action, process)

@@ -304,6 +304,29 @@ type FleetCopyStarted struct {
 	To     *string   `json:"to,omitempty"`
 }
 
+// FleetExecRequest defines model for FleetExecRequest.
+type FleetExecRequest struct {
+	Command       string  `json:"command"`
+	Component     *string `json:"component,omitempty"`
+	HaltOnFailure *bool   `json:"halt_on_failure,omitempty"`
+
+	// MaxInFlight nodes at once: a number, or a percentage of the nodes ("50%"); default 1
+	MaxInFlight *FleetExecRequest_MaxInFlight `json:"max_in_flight,omitempty"`
+	Nodes       *[]string                     `json:"nodes,omitempty"`
+	Timeout     *int                          `json:"timeout,omitempty"`
+}
+
+// FleetExecRequestMaxInFlight0 defines model for FleetExecRequest.MaxInFlight.0.
+type FleetExecRequestMaxInFlight0 = string
+
+// FleetExecRequestMaxInFlight1 defines model for FleetExecRequest.MaxInFlight.1.
+type FleetExecRequestMaxInFlight1 = int
+
+// FleetExecRequest_MaxInFlight nodes at once: a number, or a percentage of the nodes ("50%"); default 1
+type FleetExecRequest_MaxInFlight struct {
+	union json.RawMessage
+}
+
 // FleetExecStarted Examples: {"command":"systemctl is-active nginx","id":"d-20261124-223905-1a2b"}
 type FleetExecStarted struct {
 	Command string `json:"command"`
@@ -873,29 +896,6 @@ type CopyRequest_MaxInFlight struct {
 	union json.RawMessage
 }
 
-// ExecRequest defines model for execRequest.
-type ExecRequest struct {
-	Command       string  `json:"command"`
-	Component     *string `json:"component,omitempty"`
-	HaltOnFailure *bool   `json:"halt_on_failure,omitempty"`
-
-	// MaxInFlight nodes at once: a number, or a percentage of the nodes ("50%"); default 1
-	MaxInFlight *ExecRequest_MaxInFlight `json:"max_in_flight,omitempty"`
-	Nodes       *[]string                `json:"nodes,omitempty"`
-	Timeout     *int                     `json:"timeout,omitempty"`
-}
-
-// ExecRequestMaxInFlight0 defines model for ExecRequest.MaxInFlight.0.
-type ExecRequestMaxInFlight0 = string
-
-// ExecRequestMaxInFlight1 defines model for ExecRequest.MaxInFlight.1.
-type ExecRequestMaxInFlight1 = int
-
-// ExecRequest_MaxInFlight nodes at once: a number, or a percentage of the nodes ("50%"); default 1
-type ExecRequest_MaxInFlight struct {
-	union json.RawMessage
-}
-
 // HealSwitch defines model for healSwitch.
 type HealSwitch struct {
 	Enabled bool `json:"enabled"`
@@ -1113,7 +1113,7 @@ type CopyJSONRequestBody = CopyRequest
 type DownloadLogTextRequestBody = DownloadLogTextBody
 
 // ExecJSONRequestBody defines body for Exec for application/json ContentType.
-type ExecJSONRequestBody = ExecRequest
+type ExecJSONRequestBody = FleetExecRequest
 
 // HardwareJSONRequestBody defines body for Hardware for application/json ContentType.
 type HardwareJSONRequestBody = Target
@@ -1150,6 +1150,68 @@ type StopJSONRequestBody = Target
 
 // TakeoverJSONRequestBody defines body for Takeover for application/json ContentType.
 type TakeoverJSONRequestBody = Takeover
+
+// AsFleetExecRequestMaxInFlight0 returns the union data inside the FleetExecRequest_MaxInFlight as a FleetExecRequestMaxInFlight0
+func (t FleetExecRequest_MaxInFlight) AsFleetExecRequestMaxInFlight0() (FleetExecRequestMaxInFlight0, error) {
+	var body FleetExecRequestMaxInFlight0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromFleetExecRequestMaxInFlight0 overwrites any union data inside the FleetExecRequest_MaxInFlight as the provided FleetExecRequestMaxInFlight0
+func (t *FleetExecRequest_MaxInFlight) FromFleetExecRequestMaxInFlight0(v FleetExecRequestMaxInFlight0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeFleetExecRequestMaxInFlight0 performs a merge with any union data inside the FleetExecRequest_MaxInFlight, using the provided FleetExecRequestMaxInFlight0
+func (t *FleetExecRequest_MaxInFlight) MergeFleetExecRequestMaxInFlight0(v FleetExecRequestMaxInFlight0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsFleetExecRequestMaxInFlight1 returns the union data inside the FleetExecRequest_MaxInFlight as a FleetExecRequestMaxInFlight1
+func (t FleetExecRequest_MaxInFlight) AsFleetExecRequestMaxInFlight1() (FleetExecRequestMaxInFlight1, error) {
+	var body FleetExecRequestMaxInFlight1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromFleetExecRequestMaxInFlight1 overwrites any union data inside the FleetExecRequest_MaxInFlight as the provided FleetExecRequestMaxInFlight1
+func (t *FleetExecRequest_MaxInFlight) FromFleetExecRequestMaxInFlight1(v FleetExecRequestMaxInFlight1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeFleetExecRequestMaxInFlight1 performs a merge with any union data inside the FleetExecRequest_MaxInFlight, using the provided FleetExecRequestMaxInFlight1
+func (t *FleetExecRequest_MaxInFlight) MergeFleetExecRequestMaxInFlight1(v FleetExecRequestMaxInFlight1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t FleetExecRequest_MaxInFlight) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *FleetExecRequest_MaxInFlight) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // AsFlex0 returns the union data inside the Flex as a Flex0
 func (t Flex) AsFlex0() (Flex0, error) {
@@ -1457,68 +1519,6 @@ func (t CopyRequest_MaxInFlight) MarshalJSON() ([]byte, error) {
 }
 
 func (t *CopyRequest_MaxInFlight) UnmarshalJSON(b []byte) error {
-	err := t.union.UnmarshalJSON(b)
-	return err
-}
-
-// AsExecRequestMaxInFlight0 returns the union data inside the ExecRequest_MaxInFlight as a ExecRequestMaxInFlight0
-func (t ExecRequest_MaxInFlight) AsExecRequestMaxInFlight0() (ExecRequestMaxInFlight0, error) {
-	var body ExecRequestMaxInFlight0
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromExecRequestMaxInFlight0 overwrites any union data inside the ExecRequest_MaxInFlight as the provided ExecRequestMaxInFlight0
-func (t *ExecRequest_MaxInFlight) FromExecRequestMaxInFlight0(v ExecRequestMaxInFlight0) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeExecRequestMaxInFlight0 performs a merge with any union data inside the ExecRequest_MaxInFlight, using the provided ExecRequestMaxInFlight0
-func (t *ExecRequest_MaxInFlight) MergeExecRequestMaxInFlight0(v ExecRequestMaxInFlight0) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsExecRequestMaxInFlight1 returns the union data inside the ExecRequest_MaxInFlight as a ExecRequestMaxInFlight1
-func (t ExecRequest_MaxInFlight) AsExecRequestMaxInFlight1() (ExecRequestMaxInFlight1, error) {
-	var body ExecRequestMaxInFlight1
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromExecRequestMaxInFlight1 overwrites any union data inside the ExecRequest_MaxInFlight as the provided ExecRequestMaxInFlight1
-func (t *ExecRequest_MaxInFlight) FromExecRequestMaxInFlight1(v ExecRequestMaxInFlight1) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeExecRequestMaxInFlight1 performs a merge with any union data inside the ExecRequest_MaxInFlight, using the provided ExecRequestMaxInFlight1
-func (t *ExecRequest_MaxInFlight) MergeExecRequestMaxInFlight1(v ExecRequestMaxInFlight1) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-func (t ExecRequest_MaxInFlight) MarshalJSON() ([]byte, error) {
-	b, err := t.union.MarshalJSON()
-	return b, err
-}
-
-func (t *ExecRequest_MaxInFlight) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }
@@ -2322,7 +2322,7 @@ type ClientInterface interface {
 
 	// AddScheduleWithBody Run an action on a cron schedule
 	//
-	// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
+	// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args), exec (POST /exec's body: a deployment of kind exec), backup ({"keep": N}, default 7: the store written to <data dir>/backups/<cluster>/<schedule>-<time>.tar, the oldest beyond keep deleted). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2331,7 +2331,7 @@ type ClientInterface interface {
 
 	// AddSchedule Run an action on a cron schedule
 	//
-	// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
+	// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args), exec (POST /exec's body: a deployment of kind exec), backup ({"keep": N}, default 7: the store written to <data dir>/backups/<cluster>/<schedule>-<time>.tar, the oldest beyond keep deleted). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3576,7 +3576,7 @@ func (c *Client) ListSchedules(ctx context.Context, reqEditors ...RequestEditorF
 
 // AddScheduleWithBody Run an action on a cron schedule
 //
-// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
+// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args), exec (POST /exec's body: a deployment of kind exec), backup ({"keep": N}, default 7: the store written to <data dir>/backups/<cluster>/<schedule>-<time>.tar, the oldest beyond keep deleted). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3595,7 +3595,7 @@ func (c *Client) AddScheduleWithBody(ctx context.Context, contentType string, bo
 
 // AddSchedule Run an action on a cron schedule
 //
-// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
+// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args), exec (POST /exec's body: a deployment of kind exec), backup ({"keep": N}, default 7: the store written to <data dir>/backups/<cluster>/<schedule>-<time>.tar, the oldest beyond keep deleted). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -7113,7 +7113,7 @@ type ClientWithResponsesInterface interface {
 
 	// AddScheduleWithBodyWithResponse Run an action on a cron schedule
 	//
-	// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
+	// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args), exec (POST /exec's body: a deployment of kind exec), backup ({"keep": N}, default 7: the store written to <data dir>/backups/<cluster>/<schedule>-<time>.tar, the oldest beyond keep deleted). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7122,7 +7122,7 @@ type ClientWithResponsesInterface interface {
 
 	// AddScheduleWithResponse Run an action on a cron schedule
 	//
-	// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
+	// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args), exec (POST /exec's body: a deployment of kind exec), backup ({"keep": N}, default 7: the store written to <data dir>/backups/<cluster>/<schedule>-<time>.tar, the oldest beyond keep deleted). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -14817,7 +14817,7 @@ func (c *ClientWithResponses) ListSchedulesWithResponse(ctx context.Context, req
 
 // AddScheduleWithBodyWithResponse Run an action on a cron schedule
 //
-// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
+// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args), exec (POST /exec's body: a deployment of kind exec), backup ({"keep": N}, default 7: the store written to <data dir>/backups/<cluster>/<schedule>-<time>.tar, the oldest beyond keep deleted). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14832,7 +14832,7 @@ func (c *ClientWithResponses) AddScheduleWithBodyWithResponse(ctx context.Contex
 
 // AddScheduleWithResponse Run an action on a cron schedule
 //
-// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
+// The planner holding the schedules' lease runs each due run once, as the action's own route would: deploy (POST /deploy, args its query's canaries, max_in_flight, auto_revert), restart (PUT /restart's body: with max_in_flight a rolling restart, a deployment; without, a restart through monit), rollback (POST /rollback, no args), exec (POST /exec's body: a deployment of kind exec), backup ({"keep": N}, default 7: the store written to <data dir>/backups/<cluster>/<schedule>-<time>.tar, the oldest beyond keep deleted). Each run is audited as schedule:<name>; a deployment it starts names the schedule. With prohibit_overlap (the default) a run due while the previous run's deployment still runs is skipped; missed says what becomes of runs due while no planner ran: skip (the default) or run_once.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -46,6 +46,30 @@ type FleetExec struct {
 	Actor string `json:"actor,omitempty"`
 }
 
+// FleetExecRequest is a FleetExec as a client gives it (POST /exec's
+// body, a scheduled exec's args): without what the API sets (v, actor).
+type FleetExecRequest struct {
+	Component     string          `json:"component,omitempty"`
+	Nodes         []string        `json:"nodes,omitempty"`
+	Command       string          `json:"command"`
+	MaxInFlight   json.RawMessage `json:"max_in_flight,omitempty"`
+	Timeout       *int            `json:"timeout,omitempty"`
+	HaltOnFailure bool            `json:"halt_on_failure,omitempty"`
+}
+
+// DecodeFleetExec reads a client's FleetExec (POST /exec's body, a
+// scheduled exec's args): one JSON object of the client's fields, any
+// other field an error (a misspelt halt_on_failure must not run a command
+// on every node unhalted).
+func DecodeFleetExec(raw []byte) (FleetExec, error) {
+	if err := strictJSON(raw, &FleetExecRequest{}); err != nil {
+		return FleetExec{}, err
+	}
+	var x FleetExec
+	err := json.Unmarshal(raw, &x)
+	return x, err
+}
+
 // UnmarshalJSON takes max_in_flight as a number or a string.
 func (x *FleetExec) UnmarshalJSON(b []byte) error {
 	type plain FleetExec

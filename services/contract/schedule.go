@@ -10,16 +10,42 @@ import (
 	"time"
 )
 
-// Schedule actions: what a schedule's run does, each as its own route
-// would (POST /deploy, PUT /restart, POST /rollback).
+// Schedule actions: what a schedule's run does, each as its own route or
+// command would (POST /deploy, PUT /restart, POST /rollback, POST /exec,
+// deployment-engine backup).
 const (
 	ScheduleDeploy   = "deploy"
 	ScheduleRestart  = "restart"
 	ScheduleRollback = "rollback"
+	ScheduleExec     = "exec"
+	ScheduleBackup   = "backup"
 )
 
 // ScheduleActions are the actions a schedule may take, in order.
-var ScheduleActions = []string{ScheduleDeploy, ScheduleRestart, ScheduleRollback}
+var ScheduleActions = []string{ScheduleDeploy, ScheduleRestart, ScheduleRollback, ScheduleExec, ScheduleBackup}
+
+// ScheduleBackupArgs are a scheduled backup's: how many of the schedule's
+// backups the engine keeps (default DefaultBackupKeep, at most
+// MaxBackupKeep); the oldest beyond them are deleted after each run.
+//
+//	{"keep": 7}
+type ScheduleBackupArgs struct {
+	Keep int `json:"keep,omitempty"`
+}
+
+// Bounds of a scheduled backup's keep.
+const (
+	DefaultBackupKeep = 7
+	MaxBackupKeep     = 1000
+)
+
+// KeepOr is how many backups to keep.
+func (a ScheduleBackupArgs) KeepOr() int {
+	if a.Keep == 0 {
+		return DefaultBackupKeep
+	}
+	return a.Keep
+}
 
 // What a schedule does with the runs it missed while no planner ran.
 const (
@@ -135,8 +161,9 @@ var scheduleNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // MaxScheduleCron bounds a cron expression, in bytes.
 const MaxScheduleCron = 100
 
-// MaxScheduleArgs bounds a schedule's args, in bytes.
-const MaxScheduleArgs = 1024
+// MaxScheduleArgs bounds a schedule's args, in bytes: an exec's command
+// (MaxExecCommand) and its nodes fit.
+const MaxScheduleArgs = 8192
 
 // FieldError is a problem with one field of a request: the API answers
 // 400 naming it.
@@ -207,6 +234,29 @@ func ScheduleArgsOf(action string, raw json.RawMessage) (any, error) {
 			return nil, fieldErr("args", "a rollback takes no args")
 		}
 		return nil, nil
+	case ScheduleExec:
+		if empty {
+			return nil, fieldErr("args", `name the command and where it runs: {"component": "web", "command": "...", "max_in_flight": 1, "timeout": 60}`)
+		}
+		x, err := DecodeFleetExec(raw)
+		if err != nil {
+			return nil, fieldErr("args", "%s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		if ps := x.Problems(); len(ps) > 0 {
+			return nil, fieldErr("args", "%s: %s", ps[0].Path, ps[0].Reason)
+		}
+		return x, nil
+	case ScheduleBackup:
+		var a ScheduleBackupArgs
+		if !empty {
+			if err := strictJSON(raw, &a); err != nil {
+				return nil, fieldErr("args", "%v", err)
+			}
+		}
+		if a.Keep < 0 || a.Keep > MaxBackupKeep {
+			return nil, fieldErr("args", "keep %d: want 1 to %d backups (default %d)", a.Keep, MaxBackupKeep, DefaultBackupKeep)
+		}
+		return a, nil
 	}
 	return nil, fieldErr("action", "%q: want one of %s", Clip(action), strings.Join(ScheduleActions, ", "))
 }

@@ -30,7 +30,24 @@ func TestCheckSchedule(t *testing.T) {
 		{"a long cron", func(s *Schedule) { s.Cron = strings.Repeat("*", MaxScheduleCron+1) }, "cron"},
 		{"missed", func(s *Schedule) { s.Missed = "later" }, "missed"},
 		{"no missed", func(s *Schedule) { s.Missed = "" }, "missed"},
-		{"action", func(s *Schedule) { s.Action = "backup" }, "action"},
+		{"action", func(s *Schedule) { s.Action = "reboot" }, "action"},
+		{"exec", func(s *Schedule) {
+			s.Action, s.Args = ScheduleExec, json.RawMessage(`{"component": "web", "command": "uptime", "max_in_flight": "50%"}`)
+		}, ""},
+		{"exec without args", func(s *Schedule) { s.Action, s.Args = ScheduleExec, nil }, "args"},
+		{"exec, misspelt field", func(s *Schedule) {
+			s.Action, s.Args = ScheduleExec, json.RawMessage(`{"component": "web", "command": "uptime", "halt_on_faliure": true}`)
+		}, "args"},
+		{"exec, its own actor", func(s *Schedule) {
+			s.Action, s.Args = ScheduleExec, json.RawMessage(`{"component": "web", "command": "uptime", "actor": "root"}`)
+		}, "args"},
+		{"exec, nowhere", func(s *Schedule) { s.Action, s.Args = ScheduleExec, json.RawMessage(`{"command": "uptime"}`) }, "args"},
+		{"exec, no command", func(s *Schedule) { s.Action, s.Args = ScheduleExec, json.RawMessage(`{"component": "web"}`) }, "args"},
+		{"backup", func(s *Schedule) { s.Action, s.Args = ScheduleBackup, nil }, ""},
+		{"backup, keep", func(s *Schedule) { s.Action, s.Args = ScheduleBackup, json.RawMessage(`{"keep": 30}`) }, ""},
+		{"backup, keep < 0", func(s *Schedule) { s.Action, s.Args = ScheduleBackup, json.RawMessage(`{"keep": -1}`) }, "args"},
+		{"backup, keep too many", func(s *Schedule) { s.Action, s.Args = ScheduleBackup, json.RawMessage(`{"keep": 1001}`) }, "args"},
+		{"backup, a dir", func(s *Schedule) { s.Action, s.Args = ScheduleBackup, json.RawMessage(`{"dir": "/etc"}`) }, "args"},
 		{"restart without args", func(s *Schedule) { s.Args = nil }, "args"},
 		{"restart, unknown field", func(s *Schedule) { s.Args = json.RawMessage(`{"comp": "web", "ip": "0.0.0.0", "x": 1}`) }, "args"},
 		{"restart, bad ip", func(s *Schedule) { s.Args = json.RawMessage(`{"comp": "web", "ip": "web"}`) }, "args"},

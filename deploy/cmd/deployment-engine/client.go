@@ -111,7 +111,7 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
   node maintenance [IP [on --reason TEXT | off]]
                                    the nodes in maintenance, or hold one out: auto-heal leaves it
                                    alone, deployments hold its steps, status says MAINTENANCE
-  schedule add NAME --cron EXPR --action deploy|restart|rollback [--tz ZONE] [--args JSON]
+  schedule add NAME --cron EXPR --action deploy|restart|rollback|exec|backup [--tz ZONE] [--args JSON]
            [--allow-overlap] [--missed run_once]
                                    run an action on a cron schedule, in a time zone (default UTC);
                                    --args is its route's body ('{"name": "web", "ip": "0.0.0.0",
@@ -245,7 +245,7 @@ func clientFlags(s *session) (fs *flag.FlagSet, data, server *string, help *bool
 	fs.StringVar(&s.reason, "reason", "", "node maintenance IP on: why the node is held out")
 	fs.StringVar(&s.schedule.cron, "cron", "", "schedule add: when, 5 cron fields or a descriptor (@daily, @every 1h)")
 	fs.StringVar(&s.schedule.tz, "tz", "", "schedule add: the cron's IANA time zone (default UTC)")
-	fs.StringVar(&s.schedule.action, "action", "", "schedule add: deploy, restart or rollback")
+	fs.StringVar(&s.schedule.action, "action", "", "schedule add: deploy, restart, rollback, exec or backup")
 	fs.StringVar(&s.schedule.args, "args", "", "schedule add: the action's body, as JSON")
 	fs.BoolVar(&s.schedule.allowOverlap, "allow-overlap", false, "schedule add: run even while the previous run's deployment runs")
 	fs.StringVar(&s.schedule.missed, "missed", "", "schedule add: runs missed while no planner ran: skip (default) or run_once")

@@ -21,7 +21,7 @@ type scheduleFlags struct {
 // [--args JSON] [--allow-overlap] [--missed skip|run_once] | schedule list
 // | schedule delete NAME.
 func scheduleCmd(ctx context.Context, s *session) int {
-	const use = "schedule add NAME --cron EXPR --action deploy|restart|rollback [--tz ZONE] [--args JSON] [--allow-overlap] [--missed run_once] | schedule list | schedule delete NAME"
+	const use = "schedule add NAME --cron EXPR --action deploy|restart|rollback|exec|backup [--tz ZONE] [--args JSON] [--allow-overlap] [--missed run_once] | schedule list | schedule delete NAME"
 	a := s.args
 	sub := ""
 	if len(a) > 0 {

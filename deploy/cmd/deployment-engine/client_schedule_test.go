@@ -22,7 +22,7 @@ func TestCLISchedule(t *testing.T) {
 	}{
 		{[]string{"--cron", "every night", "--action", "rollback"}, "cron:"},
 		{[]string{"--cron", "0 3 * * *", "--tz", "Europe/Atlantis", "--action", "rollback"}, "time_zone:"},
-		{[]string{"--cron", "0 3 * * *", "--action", "backup"}, "action:"},
+		{[]string{"--cron", "0 3 * * *", "--action", "reboot"}, "action:"},
 		{[]string{"--cron", "0 3 * * *", "--action", "restart", "--args", `{"name": "redis", "ip": "0.0.0.0", "max_in_flight": 1}`}, `args: the config has no component "redis"`},
 		{[]string{"--cron", "0 3 * * *", "--action", "rollback", "--missed", "later"}, "missed:"},
 	} {
