@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -23,7 +24,9 @@ import (
 // does: its stored config, a config stored as POST /config stores one,
 // and a deployment of the stored config started.
 type Book struct {
-	KV  jetstream.KeyValue
+	KV jetstream.KeyValue
+	// JS raises the warnings of the manifest's certificates near expiry.
+	JS  jetstream.JetStream
 	Log *slog.Logger
 	// Stored is the stored config, empty when none is.
 	Stored func(ctx context.Context) (contract.Config, error)
@@ -161,6 +164,15 @@ func (b Book) store(ctx context.Context, in contract.ManifestDeployCmd) (Result,
 	// it would be generated anew next time.
 	if err := Store(ctx, b.KV, res, res.pending(st.Regenerate)); err != nil {
 		return res, err
+	}
+	// GET /certificates lists the certificates generated for it; one that
+	// is not listed is a warning lost, not a deploy to refuse.
+	raised, err := publishCertificates(ctx, b.JS, b.KV, res.Kept, time.Now())
+	if err != nil {
+		b.Log.Warn("the manifest's certificates in the summary", "err", err)
+	}
+	for _, msg := range raised {
+		b.Log.Warn(msg)
 	}
 	n := 0
 	for _, ips := range res.Placement {

@@ -116,8 +116,12 @@ func Scan(f Facts) []contract.ClusterProblem {
 	for _, c := range f.Certificates {
 		c = c.At(f.Now)
 		if c.SecondsLeft < contract.CertificateProblemDays*24*3600 {
+			what := "rotate it, or give the engine a new one (--tls-cert)"
+			if v, ok := strings.CutPrefix(c.Name, "variable/"); ok {
+				what = "have it generated anew: deployment-engine manifest variables regenerate " + v + ", then manifest deploy"
+			}
 			add(contract.ClusterProblem{Kind: contract.ProblemCertificate, Certificate: c.Name,
-				Detail: c.Expiring(contract.CertificateProblemDays, f.Now) + "; rotate it, or give the engine a new one (--tls-cert)"})
+				Detail: c.Expiring(contract.CertificateProblemDays, f.Now) + "; " + what})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b contract.ClusterProblem) int {

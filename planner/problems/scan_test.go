@@ -2,6 +2,7 @@ package problems
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +39,7 @@ func TestScan(t *testing.T) {
 		kind, node, comp, cert string
 		fixes                  []string // the recommended one first when there is one
 		recommended            bool
+		detail                 string // in the problem's detail, when given
 	}
 	cases := []struct {
 		name  string
@@ -122,7 +124,10 @@ func TestScan(t *testing.T) {
 		}, []want{{kind: contract.ProblemOrphan, node: "10.0.0.9", comp: "web", fixes: []string{"remove"}, recommended: true}}},
 		{"certificate expiring", func(f *Facts) {
 			f.Certificates = append(f.Certificates, contract.Certificate{Name: "api", Subject: "CN=api", NotAfter: now.Add(20 * 24 * time.Hour)})
-		}, []want{{kind: contract.ProblemCertificate, cert: "api"}}},
+		}, []want{{kind: contract.ProblemCertificate, cert: "api", detail: "--tls-cert"}}},
+		{"a manifest's certificate expiring", func(f *Facts) {
+			f.Certificates = append(f.Certificates, contract.Certificate{Name: "variable/db_ca", Subject: "CN=db-ca", NotAfter: now.Add(20 * 24 * time.Hour)})
+		}, []want{{kind: contract.ProblemCertificate, cert: "variable/db_ca", detail: "manifest variables regenerate db_ca"}}},
 		{"a node in maintenance shows none of its instances' problems", func(f *Facts) {
 			f.Plan.Nodes[0].Held = "held by alice: disk swap"
 			f.Plan.Nodes[0].Drift = []contract.PlanDrift{{Component: "web", Path: "/etc/x", Want: "a", Found: "b"}}
@@ -148,8 +153,8 @@ func TestScan(t *testing.T) {
 				if p.ID != ID(w.kind, w.node, w.comp, w.cert) || !contract.ValidProblemID(p.ID) {
 					t.Errorf("problem %d has id %q", i, p.ID)
 				}
-				if p.Detail == "" {
-					t.Errorf("problem %d says nothing", i)
+				if p.Detail == "" || !strings.Contains(p.Detail, w.detail) {
+					t.Errorf("problem %d says %q, want %q in it", i, p.Detail, w.detail)
 				}
 				var names []string
 				for _, fx := range p.Fixes {

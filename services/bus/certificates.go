@@ -138,7 +138,8 @@ func publishCertificateEvent(ctx context.Context, js jetstream.JetStream, msg st
 }
 
 // validCertName tells whether a certificate's name can be part of a key:
-// lower-case letters, digits and '-'.
+// letters, digits, '-', '_' and '/' (a manifest's variable/<name>).
 func validCertName(n string) bool {
-	return n != "" && len(n) <= 64 && strings.Trim(n, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
+	return n != "" && len(n) <= 128 && !strings.HasPrefix(n, "/") &&
+		strings.Trim(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/") == ""
 }
