@@ -150,6 +150,9 @@ func (w *beatWatch) reset() {
 // agents, reconnecting, verify.
 func TestAgentsCARotates(t *testing.T) {
 	dir := t.TempDir()
+	// The auto pair the engine made, 20 days from its end: it is warned
+	// of; the agents' own CA the rotation makes is not.
+	seedAutoPair(t, dir, time.Now().Add(20*24*time.Hour))
 	natsAddr := "127.0.0.1:" + freePort(t)
 	o := Options{DataDir: dir, TLS: TLSAuto, NATSListen: natsAddr}
 	addr, stop := engineStop(t, o)
@@ -196,6 +199,15 @@ func TestAgentsCARotates(t *testing.T) {
 		b, _ := io.ReadAll(bufio.NewReader(resp.Body))
 		return resp.StatusCode, b
 	}
+	warned := func() int {
+		_, body := call("GET", "/logs/local.log")
+		return strings.Count(string(body), "certificate agents-ca (CN=test ca")
+	}
+	waitFor(t, "the agents' CA with 20 days left warned of", func() bool { return warned() > 0 })
+	if _, log := call("GET", "/logs/local.log"); !strings.Contains(string(log), "fewer than 30") {
+		t.Fatalf("the warning: %s", log)
+	}
+
 	// A node of the config whose agent does not run misses the new CA,
 	// and is named.
 	down := "10.0.0.23"
@@ -267,6 +279,9 @@ func TestAgentsCARotates(t *testing.T) {
 		return ""
 	}
 	waitFor(t, "the new agents' CA listed", func() bool { return listed(contract.CertAgentsCA) == got.Certificate.Serial })
+	if left := time.Until(got.Certificate.NotAfter); left < 365*24*time.Hour {
+		t.Fatalf("the new agents' CA ends in %s", left)
+	}
 	if s := listed(contract.CertAPI); s != apiBefore.SerialNumber.Text(16) {
 		t.Fatalf("the API's certificate listed is %s, want %x as before", s, apiBefore.SerialNumber)
 	}
@@ -274,6 +289,9 @@ func TestAgentsCARotates(t *testing.T) {
 	// The agents kept reporting, over the connections they had, and none
 	// restarted (each checks its config every second).
 	time.Sleep(2 * time.Second)
+	if n := warned(); n != 1 {
+		t.Errorf("the agents' CA warned of %d times; once, before the rotation, and never the new one", n)
+	}
 	for i, w := range watches {
 		_, longest := w.since()
 		t.Logf("agent %s: longest silence through the rotation %s", ips[i], longest)
@@ -397,6 +415,25 @@ func TestAgentsCARotationRefused(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(certs.dataDir, agentsCAPendingFile)); !os.IsNotExist(err) {
 			t.Errorf("%s: a pending CA was made: %v", tc.name, err)
+		}
+	}
+}
+
+// seedAutoPair writes, as --tls auto's pair in dir, a CA that ends at
+// notAfter (CN "test ca", for 127.0.0.1).
+func seedAutoPair(t *testing.T, dir string, notAfter time.Time) {
+	t.Helper()
+	certFile, keyFile := caExpiringAt(t, notAfter)
+	for from, to := range map[string]string{certFile: AutoCertFile, keyFile: AutoKeyFile} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, to), b, 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
