@@ -132,7 +132,8 @@ var routeDocs = map[string]opDoc{
 		desc: "Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated " +
 			"before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. " +
 			"Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is " +
-			"then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.",
+			"then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started. The manifest's name names its " +
+			"cluster: a named cluster refuses a manifest of another name (400); the default cluster takes any.",
 		// A pattern, not an enum: a second enum of the same values would
 		// rename POST /config's constants in generated clients.
 		query: []param{{"check", "0 stores the config without contacting its nodes", schemaObj{"type": "string", "pattern": "^[01]$"}}},

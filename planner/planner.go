@@ -190,7 +190,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	maps.Copy(eps, p.maintenanceEndpoints())
 	maps.Copy(eps, p.scheduleEndpoints())
 	maps.Copy(eps, cloudconfig.Book{KV: o.Res.Engine, Log: p.log, Event: p.engineEvent}.Endpoints())
-	maps.Copy(eps, manifestdeploy.Book{KV: o.Res.Engine, JS: o.Res.JS, Log: p.log, Event: p.engineEvent, Put: p.putConfig,
+	maps.Copy(eps, manifestdeploy.Book{KV: o.Res.Engine, JS: o.Res.JS, Cluster: o.Cluster, Log: p.log, Event: p.engineEvent, Put: p.putConfig,
 		Stored: func(ctx context.Context) (contract.Config, error) { c, _, err := p.loadConfig(ctx); return c, err },
 		Start:  p.startStored}.Endpoints())
 	maps.Copy(eps, problems.Book{NC: o.NC, Res: o.Res, Log: p.log, Version: o.Version}.Endpoints())

@@ -2147,7 +2147,7 @@ type ClientInterface interface {
 
 	// DeployManifestWithBody Deploy a BOSH deployment manifest on the cloud config's machines
 	//
-	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started. The manifest's name names its cluster: a named cluster refuses a manifest of another name (400); the default cluster takes any.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2156,7 +2156,7 @@ type ClientInterface interface {
 
 	// DeployManifest Deploy a BOSH deployment manifest on the cloud config's machines
 	//
-	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started. The manifest's name names its cluster: a named cluster refuses a manifest of another name (400); the default cluster takes any.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3151,7 +3151,7 @@ func (c *Client) ListMaintenance(ctx context.Context, reqEditors ...RequestEdito
 
 // DeployManifestWithBody Deploy a BOSH deployment manifest on the cloud config's machines
 //
-// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started. The manifest's name names its cluster: a named cluster refuses a manifest of another name (400); the default cluster takes any.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3170,7 +3170,7 @@ func (c *Client) DeployManifestWithBody(ctx context.Context, params *DeployManif
 
 // DeployManifest Deploy a BOSH deployment manifest on the cloud config's machines
 //
-// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started. The manifest's name names its cluster: a named cluster refuses a manifest of another name (400); the default cluster takes any.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6918,7 +6918,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeployManifestWithBodyWithResponse Deploy a BOSH deployment manifest on the cloud config's machines
 	//
-	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started. The manifest's name names its cluster: a named cluster refuses a manifest of another name (400); the default cluster takes any.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6927,7 +6927,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeployManifestWithResponse Deploy a BOSH deployment manifest on the cloud config's machines
 	//
-	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+	// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started. The manifest's name names its cluster: a named cluster refuses a manifest of another name (400); the default cluster takes any.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -14472,7 +14472,7 @@ func (c *ClientWithResponses) ListMaintenanceWithResponse(ctx context.Context, r
 
 // DeployManifestWithBodyWithResponse Deploy a BOSH deployment manifest on the cloud config's machines
 //
-// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started. The manifest's name names its cluster: a named cluster refuses a manifest of another name (400); the default cluster takes any.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14487,7 +14487,7 @@ func (c *ClientWithResponses) DeployManifestWithBodyWithResponse(ctx context.Con
 
 // DeployManifestWithResponse Deploy a BOSH deployment manifest on the cloud config's machines
 //
-// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started.
+// Ops files are applied in order, then the manifest's variables are interpolated: the values given win, the ones the engine generated before are read again, the declared ones still missing are generated once and kept sealed in the engine's store; no answer shows them. Each instance goes on its static IP's machine or on a free machine of its zones, the same one deploy after deploy. The config is then stored as POST /config stores one (checked on its nodes unless check=0) and its deployment started. The manifest's name names its cluster: a named cluster refuses a manifest of another name (400); the default cluster takes any.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

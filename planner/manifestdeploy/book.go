@@ -25,6 +25,9 @@ import (
 // and a deployment of the stored config started.
 type Book struct {
 	KV jetstream.KeyValue
+	// Cluster is the cluster the book deploys into ("": the default): a
+	// named one takes only the manifest of its name.
+	Cluster string
 	// JS raises the warnings of the manifest's certificates near expiry.
 	JS  jetstream.JetStream
 	Log *slog.Logger
@@ -147,6 +150,9 @@ func (b Book) store(ctx context.Context, in contract.ManifestDeployCmd) (Result,
 	if err != nil {
 		return res, &kit.Error{Code: 400, Msg: "manifest rejected: " + err.Error()}
 	}
+	if err := b.checkName(res.Name); err != nil {
+		return res, err
+	}
 	raw, err := json.Marshal(res.Config)
 	if err != nil {
 		return res, fmt.Errorf("encode the manifest's config: %w", err)
@@ -183,4 +189,17 @@ func (b Book) store(ctx context.Context, in contract.ManifestDeployCmd) (Result,
 		b.Event(ctx, "manifest", fmt.Sprintf("manifest %s stored: %d instances in %d groups, %d variables generated", res.Name, n, len(res.Placement), len(res.Generated)))
 	}
 	return res, nil
+}
+
+// checkName refuses, on a named cluster, a manifest of another name: a
+// manifest's name names its cluster, as a BOSH deployment is its
+// manifest's name. The default cluster takes any, as it did before
+// clusters had names.
+func (b Book) checkName(name string) error {
+	if b.Cluster == "" || b.Cluster == contract.DefaultCluster || name == b.Cluster {
+		return nil
+	}
+	return &kit.Error{Code: 400, Msg: fmt.Sprintf("manifest rejected: it is named %q and this is cluster %q: a manifest deploys into the cluster of its name "+
+		"(deployment-engine manifest deploy FILE picks it without --cluster); to deploy it here, name it so (an ops file: "+
+		"- {type: replace, path: /name, value: %s})", contract.Clip(name), b.Cluster, b.Cluster)}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/deploy/client"
+	"github.com/deployment-engine/engine/planner/manifest"
 	"github.com/deployment-engine/engine/services/contract"
 )
 
@@ -159,6 +160,9 @@ func manifestDeploy(ctx context.Context, args []string, stdout, stderr io.Writer
 	if code := s.connect(); code != exitOK {
 		return code
 	}
+	if s.c.Cluster == "" {
+		s.c.Cluster = clusterOfManifest(ctx, s, in)
+	}
 	out, raw, err := s.c.DeployManifest(ctx, in, s.check)
 	if err != nil {
 		return s.fail(err)
@@ -172,6 +176,36 @@ func manifestDeploy(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 	}
 	return s.started(ctx, out.ID, raw)
+}
+
+// clusterOfManifest is the cluster a manifest deploys into when neither
+// --cluster nor DE_CLUSTER names one: the cluster of its name (after its
+// ops files), as a BOSH deployment is its manifest's name, when the
+// engine has one; else the default cluster, as before clusters had names.
+// Which one it is, is said on stderr.
+func clusterOfManifest(ctx context.Context, s *session, in contract.ManifestDeploy) string {
+	files := make([]manifest.File, len(in.Ops))
+	for i, o := range in.Ops {
+		files[i] = manifest.File{Name: fmt.Sprintf("ops file %d", i+1), Data: []byte(o)}
+	}
+	doc, err := manifest.Patch(manifest.File{Name: "the manifest", Data: []byte(in.Manifest)}, files)
+	root, _ := doc.(map[string]any)
+	name, _ := root["name"].(string)
+	if err != nil || name == "" || contract.CheckClusterName(name) != nil || name == contract.DefaultCluster {
+		return "" // the engine says what is wrong with it, if anything
+	}
+	clusters, _, err := s.c.Clusters(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, c := range clusters {
+		if c.Name == name {
+			fmt.Fprintf(s.stderr, "manifest %s: deploying into cluster %s, of its name\n", name, name)
+			return name
+		}
+	}
+	fmt.Fprintf(s.stderr, "manifest %s: deploying into the default cluster (no cluster is named %s: deployment-engine clusters create %s makes one)\n", name, name, name)
+	return ""
 }
 
 // request reads the manifest, its ops files and the variables given.

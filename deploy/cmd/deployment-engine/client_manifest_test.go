@@ -93,7 +93,8 @@ func TestCLIManifestDeploy(t *testing.T) {
 		t.Fatalf("deploy, checked: %+v", r)
 	}
 	r = cli(t, "manifest", "deploy", man, "-l", two, "-o", ops, "-v", "extra=given-extra-1", "--check=false")
-	if r.code != exitFailed || !strings.Contains(r.stderr, "cannot reach every node") {
+	if r.code != exitFailed || !strings.Contains(r.stderr, "cannot reach every node") ||
+		!strings.Contains(r.stderr, "manifest simple: deploying into the default cluster (no cluster is named simple") {
 		t.Fatalf("deploy: %+v", r)
 	}
 	r = cli(t, "config", "get")
@@ -123,6 +124,24 @@ func TestCLIManifestDeploy(t *testing.T) {
 	}
 	if r := cli(t, "manifest", "variables", "--json"); r.code != exitOK || !strings.Contains(r.stdout, `"regenerate": true`) {
 		t.Fatalf("variables --json: %+v", r)
+	}
+	// Once a cluster has the manifest's name, the manifest goes there
+	// (which has no cloud config yet); a named cluster takes no manifest
+	// of another name.
+	if r := cli(t, "clusters", "create", "simple"); r.code != exitOK {
+		t.Fatalf("clusters create: %+v", r)
+	}
+	r = cli(t, "manifest", "deploy", man, "-l", two, "-o", ops, "-v", "extra=given-extra-1")
+	if r.code != exitFailed || !strings.Contains(r.stderr, "manifest simple: deploying into cluster simple, of its name") || !strings.Contains(r.stderr, "cloud-config update") {
+		t.Fatalf("deploy into the cluster of its name: %+v", r)
+	}
+	if r := cli(t, "cloud-config", "update", writeFile(t, cc), "--cluster", "simple"); r.code != exitOK {
+		t.Fatalf("the named cluster's cloud config: %+v", r)
+	}
+	rename := writeFile(t, "- {type: replace, path: /name, value: other}\n")
+	r = cli(t, "manifest", "deploy", man, "-l", two, "-o", ops, "-o", rename, "-v", "extra=given-extra-1", "--cluster", "simple")
+	if r.code != exitFailed || !strings.Contains(r.stderr, `it is named "other" and this is cluster "simple"`) || !strings.Contains(r.stderr, "HTTP 400") {
+		t.Fatalf("another manifest into cluster simple: %+v", r)
 	}
 	for _, args := range [][]string{{"manifest", "deploy"}, {"manifest", "deploy", man, man}, {"cloud-config", "update"}, {"cloud-config", "x"},
 		{"manifest", "variables", "x"}, {"manifest", "variables", "regenerate"}, {"instances", "x"}} {

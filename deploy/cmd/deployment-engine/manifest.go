@@ -19,7 +19,8 @@ const manifestUsage = `usage: deployment-engine manifest interpolate FILE [-o|--
        deployment-engine manifest config FILE [the same -o, -v, -l, --vars-store] --home IP [--key PATH] [--domain D] [--user U]
          (the config of catalog bosh that deploys the manifest; the nodes' root password, if no key, from DE_ROOT_PASSWORD)
        deployment-engine manifest deploy FILE [-o OPS]... [-v NAME=VALUE]... [-l VARS]... [--check=false] [--follow] [--json]
-         (deploys it on the cloud config's machines: the engine applies the ops, generates the variables once, places the instances)
+         (deploys it on the cloud config's machines: the engine applies the ops, generates the variables once, places the instances;
+          without --cluster, into the cluster of the manifest's name if there is one, else the default cluster)
        deployment-engine manifest variables [regenerate NAME] [--json]
          (the variables the engine generated, never a value; regenerate marks one, with the certificates it signs, for the next deploy)`
 
