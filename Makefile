@@ -61,14 +61,16 @@ modules:
 # own (DE_E2E_SHARD names the second's): the tests E2E_B names, and all the
 # others (a new test joins those). Every package prints one line with its
 # time and counts (bin/testsum reads go test -json: a failed test's output
-# is shown whole), and the run ends with the counts of them all.
+# is shown whole), and the run ends with the counts of them all. Tests that
+# run the engine run the binaries make build made (DE_TEST_BIN), not one
+# built again by each package.
 BESIDE := integration/e2e integration/cluster integration/chaos integration/bench
 BESIDE_RUNS := integration/e2e:a integration/e2e:b integration/cluster integration/chaos integration/bench
 E2E_B := ^(TestHeal|TestTwoClusters|TestNodeCutMidDeploy|TestGeneratedClientDeploysStarterStack|TestManifestDeployOnCloudConfig|TestManifestTwoReleasesColocated|TestStepsThroughAgents|TestFailedInstanceIsRemoved|TestBoshDummyRelease|TestBoshPersistentDisk|TestMaintenance|TestBoshLinksAndPackageChain|TestProblems|TestDeployCodes)$$
 empty :=
 BESIDE_RE := /($(subst $(empty) $(empty),|,$(BESIDE)))$$
 test: deps build modules
-	@mkdir -p bin; units=bin/test-units.json; : >$$units; rm -f bin/test-failed; \
+	@mkdir -p bin; units=bin/test-units.json; : >$$units; rm -f bin/test-failed; export DE_TEST_BIN=$(CURDIR)/bin; \
 	(cd integration && $(GO) build -o ../bin/testsum ./cmd/testsum) || exit 1; \
 	pids=""; for r in $(BESIDE_RUNS); do d=$${r%%:*}; s=$${r#$$d}; s=$${s#:}; \
 	  case $$s in a) f=-skip;; *) f=-run;; esac; pat='$(E2E_B)'; [ -n "$$s" ] || pat=.; \

@@ -25,15 +25,31 @@ import (
 var (
 	buildOnce sync.Once
 	binPath   string
+	built     bool // binPath's directory is Binary's own, to remove
 	buildErr  error
 )
 
 // Binary builds bin/deployment-engine once per test process, with the
 // node agent (de-agent) beside it, where the engine finds it, and returns
-// the engine's path.
+// the engine's path; with DE_TEST_BIN (make test sets it) it takes the
+// two from that directory instead, as make build made them.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		// make test builds both binaries once (make build) and names
+		// them here, so the packages it runs side by side do not each
+		// build them again, and test the binaries users run.
+		if dir := os.Getenv("DE_TEST_BIN"); dir != "" {
+			binPath = filepath.Join(dir, "deployment-engine")
+			for _, f := range []string{binPath, filepath.Join(dir, "de-agent")} {
+				if _, err := os.Stat(f); err != nil {
+					buildErr = fmt.Errorf("DE_TEST_BIN=%s: %w (run make build)", dir, err)
+					return
+				}
+			}
+			return
+		}
+		built = true
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
 		dir, err := os.MkdirTemp("", "de-bin-")
@@ -64,7 +80,7 @@ func Binary(t testing.TB) string {
 // RemoveBinary removes what Binary built (two binaries, about 54 MB); a
 // package's TestMain calls it once its tests have run.
 func RemoveBinary() {
-	if binPath != "" {
+	if built && binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
 }
