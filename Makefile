@@ -20,6 +20,7 @@ TEST_TIMEOUT ?= 45m
 # make test fuzzes each fuzz target this long; make chaos runs this many
 # kill -9 trials (make test runs 10, as integration/chaos does by default).
 FUZZTIME ?= 15s
+FUZZPARALLEL ?= 1
 CHAOS_TRIALS ?= 50
 
 .PHONY: build run test test-short lint bench demo deps modules clean tidy fuzz chaos
@@ -90,11 +91,12 @@ test: deps build modules
 # Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a
 # failure ("context deadline exceeded") on a busy machine (golang/go#75804,
 # fixed in 1.27); such a run, which wrote no failing input, counts when the
-# target's corpus then passes.
+# target's corpus then passes. FUZZPARALLEL workers each (make test's
+# fuzzing runs beside the end-to-end beds, which need the CPU more).
 fuzz:
 	@grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' $(MODULES) | sort -u | while IFS=: read -r file fn; do \
 	  name=$${fn#func }; dir=./$$(dirname $$file); echo "== fuzz $$dir $$name for $(FUZZTIME)"; \
-	  out=$$($(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$dir 2>&1); rc=$$?; echo "$$out"; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) $$dir 2>&1); rc=$$?; echo "$$out"; \
 	  if [ $$rc -ne 0 ]; then \
 	    echo "$$out" | grep -q 'context deadline exceeded' && ! echo "$$out" | grep -q 'Failing input written' || exit 1; \
 	    echo "== the fuzz coordinator's own deadline (golang/go#75804), no failing input: $$name's corpus again"; \
