@@ -42,12 +42,12 @@ func isPermanent(err error) bool {
 // password only where it was given for.
 func authMethods(a contract.Auth, ip string) ([]ssh.AuthMethod, error) {
 	var out []ssh.AuthMethod
-	if a.Key != "" {
-		pem := []byte(a.Key)
-		if !strings.Contains(a.Key, "PRIVATE KEY") {
-			b, err := os.ReadFile(a.Key)
+	if key := a.KeyFor(ip); key != "" {
+		pem := []byte(key)
+		if !strings.Contains(key, "PRIVATE KEY") {
+			b, err := os.ReadFile(key)
 			if err != nil {
-				return nil, permanent{fmt.Errorf("read the SSH key %s: %w", a.Key, err)}
+				return nil, permanent{fmt.Errorf("read the SSH key %s: %w", key, err)}
 			}
 			pem = b
 		}
@@ -83,7 +83,11 @@ func authID(a contract.Auth) string {
 	if a.Gateway != nil {
 		via = gatewayID(*a.Gateway)
 	}
-	h := sha256.Sum256([]byte(a.Password + "\x00" + a.Key + "\x00" + via))
+	keys := ""
+	for _, ip := range contract.SortedKeys(a.Keys) {
+		keys += ip + "=" + a.Keys[ip] + "\x00"
+	}
+	h := sha256.Sum256([]byte(a.Password + "\x00" + a.Key + "\x00" + via + "\x00" + keys))
 	return hex.EncodeToString(h[:8])
 }
 

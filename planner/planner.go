@@ -357,7 +357,7 @@ func (p *Planner) putConfig(ctx context.Context, in contract.ConfigPut) (int, an
 	}
 	given := cfg.GivenSecrets()
 	cfg.KeepSecrets(stored)
-	if cfg.Properties.Root == "" && cfg.Properties.Key == "" {
+	if cfg.Properties.Root == "" && cfg.Properties.Key == "" && len(cfg.Properties.NodeKeys) == 0 {
 		return 0, nil, rejected([]contract.Problem{{Path: "properties.root", Reason: "missing: the nodes' root password, or a key property"}})
 	}
 	if problems := validate.KeyProblems(cfg); len(problems) > 0 {

@@ -115,7 +115,8 @@ func Build(in contract.ManifestDeploy, cc contract.CloudConfig, prior Prior, sto
 	if err := res.place(doc.(map[string]any), cc, prior.Placement, stored); err != nil {
 		return res, err
 	}
-	if err := checkLogins(cc, res.Placement); err != nil {
+	keys, err := checkLogins(cc, res.Placement)
+	if err != nil {
 		return res, err
 	}
 	cfg, warnings, err := manifest.ToConfig(doc, manifest.Target{Home: cc.Home, Key: cc.SSH.Key})
@@ -123,6 +124,7 @@ func Build(in contract.ManifestDeploy, cc contract.CloudConfig, prior Prior, sto
 	if err != nil {
 		return res, err
 	}
+	cfg.Properties.NodeKeys = keys
 	cfg.Properties.AZs = zonesOf(cc, res.Placement)
 	// A machine's persistent disk is the device the cloud config names
 	// for it, else a directory of its own disk.
@@ -207,25 +209,32 @@ func (res *Result) place(root map[string]any, cc contract.CloudConfig, prev clou
 	return nil
 }
 
-// checkLogins refuses a placed machine the engine cannot log in to as
-// it logs in to every node of a deployment: as root, with the cloud
-// config's key.
-func checkLogins(cc contract.CloudConfig, p cloudconfig.Placement) error {
-	if cc.SSH.Key == "" {
-		return fmt.Errorf("the cloud config gives no ssh key: the engine logs in to the machines with the key at ssh.key")
-	}
+// checkLogins refuses a placed machine the engine cannot log in to as it
+// logs in to every node: as root. It returns the placed machines with a
+// key of their own (the config's node_keys); the others log in with the
+// cloud config's key.
+func checkLogins(cc contract.CloudConfig, p cloudconfig.Placement) (map[string]string, error) {
 	if cc.SSH.User != "" && cc.SSH.User != "root" {
-		return fmt.Errorf("the cloud config logs in as %s: the engine logs in to the machines as root", cc.SSH.User)
+		return nil, fmt.Errorf("the cloud config logs in as %s: the engine logs in to the machines as root", cc.SSH.User)
 	}
+	var keys map[string]string
 	for _, g := range sortedKeys(p) {
 		for _, ip := range p[g] {
 			m, _ := cloudconfig.Machine(cc, ip)
-			if m.User != "root" && m.User != "" || m.Key != cc.SSH.Key {
-				return fmt.Errorf("instance group %s: machine %s has a login of its own: the engine logs in to every node of a deployment as root with one key (the cloud config's ssh)", g, ip)
+			switch {
+			case m.User != "root" && m.User != "":
+				return nil, fmt.Errorf("instance group %s: machine %s logs in as %s: the engine logs in to every node as root (its own key is taken: {ip: %s, key: PATH})", g, ip, m.User, ip)
+			case m.Key == "":
+				return nil, fmt.Errorf("instance group %s: machine %s has no ssh key: give the cloud config's ssh.key, or the machine's own ({ip: %s, key: PATH})", g, ip, ip)
+			case m.Key != cc.SSH.Key:
+				if keys == nil {
+					keys = map[string]string{}
+				}
+				keys[ip] = m.Key
 			}
 		}
 	}
-	return nil
+	return keys, nil
 }
 
 // zonesOf is the config's zones: each placed machine in its own.

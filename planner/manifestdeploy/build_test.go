@@ -125,8 +125,8 @@ func TestBuildRefused(t *testing.T) {
 			"instance group db: instance 2 finds no free machine in zone(s) z1"},
 		{"static IP of no machine", contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.99]}]", 1)}, cloud(),
 			"static IP 10.0.0.99 is no machine of the cloud config"},
-		{"a machine's own login", contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.8]}]", 1)}, cloud(),
-			"machine 10.0.0.8 has a login of its own"},
+		{"a machine's own user", contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.8]}]", 1)}, cloud(),
+			"machine 10.0.0.8 logs in as admin: the engine logs in to every node as root"},
 		{"no key", contract.ManifestDeploy{Manifest: simple}, noKey, "no ssh key"},
 		{"bad ops", contract.ManifestDeploy{Manifest: simple, Ops: []string{"- type: replace\n  path: /nope/x\n  value: 1\n"}}, cloud(), "ops[0]"},
 	} {
@@ -275,5 +275,24 @@ func TestBuildPersistentDisks(t *testing.T) {
 		if strings.Contains(w, "persistent_disk") {
 			t.Errorf("a warning about the disk: %s", w)
 		}
+	}
+}
+
+// A machine with a key of its own (root still) is logged in to with it:
+// the config names it in node_keys, and the others keep the cloud
+// config's key.
+func TestBuildMachineKey(t *testing.T) {
+	cc := cloud()
+	cc.AZs[1].Machines[1] = contract.CloudMachine{IP: "10.0.0.8", User: "root", Key: "/etc/de/keys/z2"}
+	in := contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.8]}]", 1)}
+	res, err := Build(in, cc, Prior{}, contract.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.Config.Properties; p.Key != "/etc/de/keys/root" || len(p.NodeKeys) != 1 || p.NodeKeys["10.0.0.8"] != "/etc/de/keys/z2" {
+		t.Fatalf("key %q, node keys %v", p.Key, p.NodeKeys)
+	}
+	if a := res.Config.Properties.NodeAuth(); a.KeyFor("10.0.0.8") != "/etc/de/keys/z2" || a.KeyFor("10.0.0.5") != "/etc/de/keys/root" {
+		t.Fatalf("the nodes' keys: %+v", a)
 	}
 }

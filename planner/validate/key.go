@@ -80,7 +80,7 @@ func readKeyFile(path string) ([]byte, error) {
 }
 
 // KeyProblems answers the key properties' problems, if any: the nodes'
-// key and the gateway's.
+// key, each node's own and the gateway's.
 func KeyProblems(cfg contract.Config) []contract.Problem {
 	var out []contract.Problem
 	if pr := Key(cfg.Properties.Key); pr != nil {
@@ -88,6 +88,11 @@ func KeyProblems(cfg contract.Config) []contract.Problem {
 	}
 	if g := cfg.Properties.Gateway; g != nil {
 		if pr := KeyAt("properties.gateway.key", g.Key); pr != nil {
+			out = append(out, *pr)
+		}
+	}
+	for _, ip := range contract.SortedKeys(cfg.Properties.NodeKeys) {
+		if pr := KeyAt("properties.node_keys."+ip, cfg.Properties.NodeKeys[ip]); pr != nil {
 			out = append(out, *pr)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"regexp"
 	"sort"
+	"slices"
 	"strings"
 
 	"github.com/deployment-engine/engine/services/contract"
@@ -56,6 +57,7 @@ func Config(b []byte, catalogs Catalogs, opts ...Option) (contract.Config, []con
 		return cfg, ps.sorted()
 	}
 	checkProperties(cfg.Properties, &ps)
+	checkNodeKeys(cfg, &ps)
 	checkWebhooks(cfg.Properties.Notify, o.webhooks, &ps)
 	checkComponents(cfg.Components, &ps)
 	if cat, ok := catalogs(cfg.CatalogName()); !ok {
@@ -202,6 +204,11 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 				ps.add(path, "", "", "must be an object of zone name to a list of IPs")
 			}
 			continue
+		case "node_keys":
+			if err := json.Unmarshal(v, &p.NodeKeys); err != nil {
+				ps.add(path, "", "", `must be an object of node IP to the path of its SSH key on the control machine`)
+			}
+			continue
 		case "persistent_disks":
 			dec := json.NewDecoder(bytes.NewReader(v))
 			dec.DisallowUnknownFields()
@@ -276,7 +283,7 @@ func checkProperties(p contract.Properties, ps *problems) {
 	} else if reason := badIP(p.Home); reason != "" {
 		ps.add("properties.home", "", p.Home, reason)
 	}
-	if p.Root == "" && p.Key == "" {
+	if p.Root == "" && p.Key == "" && len(p.NodeKeys) == 0 {
 		ps.add("properties.root", "", "", "missing: the nodes' root password, or a key property with an SSH private key")
 	}
 	for name, f := range map[string]contract.Flex{"checkdisk": p.Checkdisk, "adduser": p.Adduser} {
@@ -304,6 +311,32 @@ func checkProperties(p contract.Properties, ps *problems) {
 		ps.add("properties.key", "", "", "must be an absolute path on the control machine or the PEM text of a private key")
 	}
 	checkGateway(p, ps)
+}
+
+// checkNodeKeys checks the nodes' own keys: each for a node of the
+// config, a path on the control machine (the PEM text of a key would be
+// shown as it is: only properties.key is kept secret).
+func checkNodeKeys(cfg contract.Config, ps *problems) {
+	nodes := cfg.Nodes()
+	if p := cfg.Properties; p.Root == "" && p.Key == "" && len(p.NodeKeys) > 0 {
+		for _, ip := range nodes {
+			if _, ok := p.NodeKeys[ip]; !ok {
+				ps.add("properties.root", "", ip, "missing: "+ip+" has no key of its own (node_keys): give the nodes' root password, or a key property")
+				break
+			}
+		}
+	}
+	for _, ip := range contract.SortedKeys(cfg.Properties.NodeKeys) {
+		path, k := "properties.node_keys."+contract.Clip(ip), cfg.Properties.NodeKeys[ip]
+		switch {
+		case contract.CheckNodeIP(ip) != nil:
+			ps.add(path, "", "", "node_keys are by node IP")
+		case !slices.Contains(nodes, ip):
+			ps.add(path, "", ip, ip+" is not a node of this config")
+		case !strings.HasPrefix(k, "/") || strings.Contains(k, "PRIVATE KEY") || len(k) > 4096:
+			ps.add(path, "", ip, "must be the absolute path of a key file on the control machine (a key's text goes in properties.key alone, which is kept secret)")
+		}
+	}
 }
 
 // badKey tells whether a key property is neither empty, nor the redaction

@@ -40,7 +40,11 @@ type Properties struct {
 	Root      string `json:"root,omitempty"`
 	// Key is a path on the control machine or the PEM text of an SSH private
 	// key for root; it may replace Root.
-	Key     string `json:"key,omitempty"`
+	Key string `json:"key,omitempty"`
+	// NodeKeys give some nodes a key of their own, still for root:
+	// {"IP": "/path/on/the/control/machine"} (a cloud config machine's
+	// key); the engine offers it to that node in place of Key.
+	NodeKeys map[string]string `json:"node_keys,omitempty"`
 	Catalog string `json:"catalog,omitempty"`
 	Release string `json:"release,omitempty"`
 	// Releases are further uploaded BOSH releases ("NAME[/VERSION]") whose

@@ -19,6 +19,17 @@ type Auth struct {
 	// Gateway, when set, is the jump host every connection to a node
 	// goes through, its Key filled in (Properties.JumpHost).
 	Gateway *Gateway `json:"gateway,omitempty"`
+	// Keys are the nodes with a key of their own, by IP (Properties.NodeKeys):
+	// each is offered that key in place of Key.
+	Keys map[string]string `json:"keys,omitempty"`
+}
+
+// KeyFor is the key offered to ip: its own, else Key.
+func (a Auth) KeyFor(ip string) string {
+	if k, ok := a.Keys[ip]; ok {
+		return k
+	}
+	return a.Key
 }
 
 // OffersPassword tells whether the password may be offered to ip.
