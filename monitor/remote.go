@@ -44,6 +44,12 @@ set -- ` + monit.MarkDir + `
 ` + monit.ProbeScript
 )
 
+// slowRead is a read that the node did not finish within readTimeout
+// (the installer killed it): a node busy or frozen, not one that refused.
+type slowRead struct{ msg string }
+
+func (e *slowRead) Error() string { return e.msg }
+
 // sshRead is one node as read over SSH.
 type sshRead struct {
 	at             time.Time
@@ -128,6 +134,7 @@ type sshCache struct {
 
 type sshNode struct {
 	last    sshRead       // the latest read that ended
+	good    sshRead       // the latest read that succeeded
 	lastOK  time.Time     // when a read last succeeded
 	running chan struct{} // closed when the read under way ends; nil when none
 	since   time.Time     // when the read under way started
@@ -177,9 +184,16 @@ func (m *Monitor) readOverSSH(ips []string, wait time.Duration) map[string]sshRe
 	defer m.ssh.mu.Unlock()
 	for _, ip := range ips {
 		n := m.ssh.nodes[ip]
+		shown := n.last
+		if slow := (*slowRead)(nil); errors.As(shown.err, &slow) && !n.lastOK.IsZero() && now.Sub(n.lastOK) < sshStale {
+			// A read that answered too late on a busy node, as an agent
+			// may miss a heartbeat: the last good one stands for it
+			// while it is recent.
+			shown = n.good
+		}
 		switch {
 		case n.running == nil || (!n.last.at.IsZero() && now.Sub(n.last.at) < sshStale && now.Sub(n.since) < readTimeout):
-			out[ip] = n.last
+			out[ip] = shown
 		default:
 			since := n.since
 			if !n.lastOK.IsZero() {
@@ -198,7 +212,7 @@ func (m *Monitor) readInto(ip string, n *sshNode) {
 	m.ssh.mu.Lock()
 	n.last = r
 	if r.err == nil {
-		n.lastOK = r.at
+		n.good, n.lastOK = r, r.at
 	}
 	close(n.running)
 	n.running = nil
@@ -215,6 +229,9 @@ func (m *Monitor) readNode(ctx context.Context, ip string) sshRead {
 		return sshRead{err: fmt.Errorf("no installer to reach it over SSH: %w", err)}
 	}
 	if x.Error != "" {
+		if x.ExitCode == -1 && strings.Contains(x.Error, "did not finish within") {
+			return sshRead{err: &slowRead{x.Error}}
+		}
 		return sshRead{err: errors.New(x.Error)}
 	}
 	r, err := parseRead(x.Output)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,5 +306,69 @@ func TestControlReadsAJobsProcessesOverSSH(t *testing.T) {
 	code, body = e.ask(t, subject.MonitorControl(), contract.ControlRequest{Target: contract.Target{Comp: "idle", IP: ip}, Action: "stop"})
 	if code != 502 || !strings.Contains(string(body), "no monit file on the node names one") {
 		t.Errorf("stop of a job of no process: %d %s", code, body)
+	}
+}
+
+// A read the node did not finish in time (a busy machine: the installer
+// killed it) does not turn a node that answered a moment ago DOWN: its
+// last good read stands for it while that is younger than 15 s, as an
+// agent may miss heartbeats; a node that stays that slow is unreachable
+// after, with the installer's words.
+func TestStatusToleratesASlowReadOverSSH(t *testing.T) {
+	e := newEnv(t)
+	e.mon.Stop()
+	var err error
+	e.mon, err = monitor.Start(context.Background(), monitor.Options{NC: e.nc, Res: e.res, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Process: func(_, comp string) (string, bool) { return "sleeper", true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary, err := os.ReadFile("monit/testdata/summary-5.33-batch.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := "127.0.0.4"
+	cfg := contract.Config{Components: map[string][]string{"web": {"127.0.0.2", slow}}}
+	b, _ := json.Marshal(cfg)
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+	var slowNow atomic.Bool
+	svc, err := micro.AddService(e.nc, micro.Config{Name: "installer", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = svc.Stop() }()
+	subj := subject.InstallerExec()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(16, kit.Endpoint(quiet, func(_ context.Context, req micro.Request) (int, any, error) {
+		var x contract.Exec
+		_ = json.Unmarshal(req.Data(), &x)
+		if x.Node == slow && slowNow.Load() {
+			return 200, contract.ExecReply{V: 1, ExitCode: -1, Error: "the command did not finish within 10s and was killed"}, nil
+		}
+		out := "cpu 25 75\nmem 1000 250\ndisk 2000 500\n--- monit\n" + string(summary) + "--- unsupervised\n"
+		return 200, contract.ExecReply{V: 1, Output: out}, nil
+	})), micro.WithEndpointSubject(subj)); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.statuses(t)["web@"+slow]; s.Status != "RUNNING" {
+		t.Fatalf("before: %+v", s)
+	}
+	good := time.Now()
+	slowNow.Store(true)
+	var s contract.StatusEntry
+	for time.Since(good) < 30*time.Second {
+		s = e.statuses(t)["web@"+slow]
+		if s.Status != "RUNNING" {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if since := time.Since(good); s.Status != "DOWN" || !strings.Contains(s.Reason, "did not finish within 10s") || since < 14*time.Second {
+		t.Fatalf("%s after its last good read, the slow node is %+v; want RUNNING for 15 s, then DOWN with the installer's words", since.Round(time.Second), s)
+	}
+	if s := e.statuses(t)["web@127.0.0.2"]; s.Status != "RUNNING" {
+		t.Fatalf("the other node: %+v", s)
 	}
 }
