@@ -260,4 +260,3 @@ func TestScheduledBackupAndExec(t *testing.T) {
 		t.Fatalf("the exec run %+v: deployment %+v %v", run, d, err)
 	}
 }
-

@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"sort"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/deployment-engine/engine/services/contract"

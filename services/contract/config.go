@@ -45,8 +45,8 @@ type Properties struct {
 	// {"IP": "/path/on/the/control/machine"} (a cloud config machine's
 	// key); the engine offers it to that node in place of Key.
 	NodeKeys map[string]string `json:"node_keys,omitempty"`
-	Catalog string `json:"catalog,omitempty"`
-	Release string `json:"release,omitempty"`
+	Catalog  string            `json:"catalog,omitempty"`
+	Release  string            `json:"release,omitempty"`
 	// Releases are further uploaded BOSH releases ("NAME[/VERSION]") whose
 	// jobs the config places beside Release's ("catalog": "bosh").
 	Releases []string `json:"releases,omitempty"`
