@@ -195,44 +195,16 @@ func TestControlDeadlinePerNode(t *testing.T) {
 // installer stands in here only as its exec endpoint.
 func TestStatusWithAHungNodeOverSSH(t *testing.T) {
 	e := newEnv(t)
-	e.mon.Stop()
-	var err error
-	e.mon, err = monitor.Start(context.Background(), monitor.Options{NC: e.nc, Res: e.res, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Process: func(_, comp string) (string, bool) { return "sleeper", true }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	summary, err := os.ReadFile("monit/testdata/summary-5.33-batch.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
 	hung := "127.0.0.4"
 	nodes := []string{"127.0.0.2", "127.0.0.3", hung, "127.0.0.5"}
-	cfg := contract.Config{Components: map[string][]string{"web": nodes}}
-	b, _ := json.Marshal(cfg)
-	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
-		t.Fatal(err)
-	}
 	release := make(chan struct{})
 	defer close(release)
-	svc, err := micro.AddService(e.nc, micro.Config{Name: "installer", Version: "1.0.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = svc.Stop() }()
-	subj := subject.InstallerExec()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(16, kit.Endpoint(quiet, func(_ context.Context, req micro.Request) (int, any, error) {
-		var x contract.Exec
-		_ = json.Unmarshal(req.Data(), &x)
+	readsOverSSH(t, e, nodes, func(x contract.Exec, good contract.ExecReply) contract.ExecReply {
 		if x.Node == hung {
 			<-release // a frozen node: no answer until the test ends
 		}
-		out := "cpu 25 75\nmem 1000 250\ndisk 2000 500\n--- monit\n" + string(summary) + "--- unsupervised\n"
-		return 200, contract.ExecReply{V: 1, Output: out}, nil
-	})), micro.WithEndpointSubject(subj)); err != nil {
-		t.Fatal(err)
-	}
+		return good
+	})
 	for round := range 3 {
 		start := time.Now()
 		st := e.statuses(t)
@@ -316,42 +288,14 @@ func TestControlReadsAJobsProcessesOverSSH(t *testing.T) {
 // after, with the installer's words.
 func TestStatusToleratesASlowReadOverSSH(t *testing.T) {
 	e := newEnv(t)
-	e.mon.Stop()
-	var err error
-	e.mon, err = monitor.Start(context.Background(), monitor.Options{NC: e.nc, Res: e.res, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Process: func(_, comp string) (string, bool) { return "sleeper", true }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	summary, err := os.ReadFile("monit/testdata/summary-5.33-batch.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
 	slow := "127.0.0.4"
-	cfg := contract.Config{Components: map[string][]string{"web": {"127.0.0.2", slow}}}
-	b, _ := json.Marshal(cfg)
-	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
-		t.Fatal(err)
-	}
 	var slowNow atomic.Bool
-	svc, err := micro.AddService(e.nc, micro.Config{Name: "installer", Version: "1.0.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = svc.Stop() }()
-	subj := subject.InstallerExec()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(16, kit.Endpoint(quiet, func(_ context.Context, req micro.Request) (int, any, error) {
-		var x contract.Exec
-		_ = json.Unmarshal(req.Data(), &x)
+	readsOverSSH(t, e, []string{"127.0.0.2", slow}, func(x contract.Exec, good contract.ExecReply) contract.ExecReply {
 		if x.Node == slow && slowNow.Load() {
-			return 200, contract.ExecReply{V: 1, ExitCode: -1, Error: "the command did not finish within 10s and was killed"}, nil
+			return contract.ExecReply{V: 1, ExitCode: -1, Error: "the command did not finish within 10s and was killed"}
 		}
-		out := "cpu 25 75\nmem 1000 250\ndisk 2000 500\n--- monit\n" + string(summary) + "--- unsupervised\n"
-		return 200, contract.ExecReply{V: 1, Output: out}, nil
-	})), micro.WithEndpointSubject(subj)); err != nil {
-		t.Fatal(err)
-	}
+		return good
+	})
 	if s := e.statuses(t)["web@"+slow]; s.Status != "RUNNING" {
 		t.Fatalf("before: %+v", s)
 	}
@@ -370,5 +314,42 @@ func TestStatusToleratesASlowReadOverSSH(t *testing.T) {
 	}
 	if s := e.statuses(t)["web@127.0.0.2"]; s.Status != "RUNNING" {
 		t.Fatalf("the other node: %+v", s)
+	}
+}
+
+// readsOverSSH starts e's monitor again without agents, web on nodes, and
+// stands in for the installer's exec endpoint: answer gets each read and
+// the good answer (monit's batch summary, RUNNING) and says what to reply.
+func readsOverSSH(t *testing.T, e *env, nodes []string, answer func(x contract.Exec, good contract.ExecReply) contract.ExecReply) {
+	t.Helper()
+	e.mon.Stop()
+	var err error
+	e.mon, err = monitor.Start(context.Background(), monitor.Options{NC: e.nc, Res: e.res, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Process: func(_, comp string) (string, bool) { return "sleeper", true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary, err := os.ReadFile("monit/testdata/summary-5.33-batch.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(contract.Config{Components: map[string][]string{"web": nodes}})
+	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := micro.AddService(e.nc, micro.Config{Name: "installer", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	subj := subject.InstallerExec()
+	good := contract.ExecReply{V: 1, Output: "cpu 25 75\nmem 1000 250\ndisk 2000 500\n--- monit\n" + string(summary) + "--- unsupervised\n"}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := svc.AddEndpoint(subject.EndpointName(subj), kit.Concurrent(16, kit.Endpoint(quiet, func(_ context.Context, req micro.Request) (int, any, error) {
+		var x contract.Exec
+		_ = json.Unmarshal(req.Data(), &x)
+		return 200, answer(x, good), nil
+	})), micro.WithEndpointSubject(subj)); err != nil {
+		t.Fatal(err)
 	}
 }

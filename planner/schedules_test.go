@@ -120,19 +120,7 @@ func TestScheduleCommands(t *testing.T) {
 // run, due while it still runs (no installer takes its steps), is skipped;
 // a planner's Stop ends the runner.
 func TestScheduledDeploy(t *testing.T) {
-	s := startStopBed(t)
-	s.answer()
-	clock := &testClock{now: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)}
-	cat, err := catalog.Load("starter", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.p, err = Start(context.Background(), Options{NC: s.b.NC, Res: s.b.Res, Catalogs: map[string]*catalog.Catalog{"starter": cat},
-		EngineID: "e-1", Port: 50000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ProbeTimeout: time.Minute, PlannerID: "p-1",
-		SecretKey: []byte("stop-key"), ScheduleTick: 20 * time.Millisecond, ScheduleClock: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, clock := scheduleBed(t, "")
 	defer s.p.Stop()
 	ctx := context.Background()
 	rep, err := kit.Request(ctx, s.b.NC, subject.ScheduleAdd(), contract.Schedule{V: 1, Name: "nightly", Cron: "*/5 * * * *",
@@ -173,20 +161,8 @@ func TestScheduledDeploy(t *testing.T) {
 // file of its own, keeping the newest `keep`; a scheduled exec is a
 // deployment of kind exec that names its schedule and its actor.
 func TestScheduledBackupAndExec(t *testing.T) {
-	s := startStopBed(t)
-	s.answer()
-	clock := &testClock{now: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)}
-	cat, err := catalog.Load("starter", "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(t.TempDir(), "backups")
-	s.p, err = Start(context.Background(), Options{NC: s.b.NC, Res: s.b.Res, Catalogs: map[string]*catalog.Catalog{"starter": cat},
-		EngineID: "e-1", Port: 50000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ProbeTimeout: time.Minute, PlannerID: "p-1",
-		SecretKey: []byte("stop-key"), ScheduleTick: 20 * time.Millisecond, ScheduleClock: clock.Now, BackupDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, clock := scheduleBed(t, dir)
 	defer s.p.Stop()
 	ctx := context.Background()
 	add := func(name, action, args string) {
@@ -259,4 +235,25 @@ func TestScheduledBackupAndExec(t *testing.T) {
 	if run.Result != contract.RunStarted || err != nil || d.Schedule != "uptime" || d.Kind != contract.KindExec {
 		t.Fatalf("the exec run %+v: deployment %+v %v", run, d, err)
 	}
+}
+
+// scheduleBed is a planner of the starter catalog whose schedules are due
+// by a clock the test moves, looked at every 20 ms, its scheduled backups
+// in backupDir; Stop is the test's.
+func scheduleBed(t *testing.T, backupDir string) (*stopBed, *testClock) {
+	t.Helper()
+	s := startStopBed(t)
+	s.answer()
+	clock := &testClock{now: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)}
+	cat, err := catalog.Load("starter", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.p, err = Start(context.Background(), Options{NC: s.b.NC, Res: s.b.Res, Catalogs: map[string]*catalog.Catalog{"starter": cat},
+		EngineID: "e-1", Port: 50000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ProbeTimeout: time.Minute, PlannerID: "p-1",
+		SecretKey: []byte("stop-key"), ScheduleTick: 20 * time.Millisecond, ScheduleClock: clock.Now, BackupDir: backupDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, clock
 }
