@@ -210,14 +210,15 @@ func (res *Result) place(root map[string]any, cc contract.CloudConfig, prev clou
 }
 
 // checkLogins refuses a placed machine the engine cannot log in to as it
-// logs in to every node: as root. It returns the placed machines with a
-// key of their own (the config's node_keys); the others log in with the
-// cloud config's key.
+// logs in to every node: as root. It returns every machine of the cloud
+// config with a key of its own (the config's node_keys), placed or not: a
+// machine the manifest no longer places is still logged in to, with its
+// key, to remove what it ran. The others log in with the cloud config's
+// key.
 func checkLogins(cc contract.CloudConfig, p cloudconfig.Placement) (map[string]string, error) {
 	if cc.SSH.User != "" && cc.SSH.User != "root" {
 		return nil, fmt.Errorf("the cloud config logs in as %s: the engine logs in to the machines as root", cc.SSH.User)
 	}
-	var keys map[string]string
 	for _, g := range sortedKeys(p) {
 		for _, ip := range p[g] {
 			m, _ := cloudconfig.Machine(cc, ip)
@@ -226,11 +227,17 @@ func checkLogins(cc contract.CloudConfig, p cloudconfig.Placement) (map[string]s
 				return nil, fmt.Errorf("instance group %s: machine %s logs in as %s: the engine logs in to every node as root (its own key is taken: {ip: %s, key: PATH})", g, ip, m.User, ip)
 			case m.Key == "":
 				return nil, fmt.Errorf("instance group %s: machine %s has no ssh key: give the cloud config's ssh.key, or the machine's own ({ip: %s, key: PATH})", g, ip, ip)
-			case m.Key != cc.SSH.Key:
+			}
+		}
+	}
+	var keys map[string]string
+	for _, az := range cc.AZs {
+		for _, m := range az.Machines {
+			if m.Key != "" && m.Key != cc.SSH.Key && (m.User == "" || m.User == "root") {
 				if keys == nil {
 					keys = map[string]string{}
 				}
-				keys[ip] = m.Key
+				keys[m.IP] = m.Key
 			}
 		}
 	}
