@@ -279,17 +279,21 @@ func TestBuildPersistentDisks(t *testing.T) {
 }
 
 // A machine with a key of its own (root still) is logged in to with it:
-// the config names it in node_keys, and the others keep the cloud
-// config's key.
+// the config names it in node_keys, placed or not, and the others keep
+// the cloud config's key.
 func TestBuildMachineKey(t *testing.T) {
 	cc := cloud()
 	cc.AZs[1].Machines[1] = contract.CloudMachine{IP: "10.0.0.8", User: "root", Key: "/etc/de/keys/z2"}
+	// Not placed, and still named: a machine no longer placed is logged
+	// in to with its key to remove what it ran.
+	cc.AZs[0].Machines = append(cc.AZs[0].Machines, contract.CloudMachine{IP: "10.0.0.9", Key: "/etc/de/keys/z1-spare"})
 	in := contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.8]}]", 1)}
 	res, err := Build(in, cc, Prior{}, contract.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := res.Config.Properties; p.Key != "/etc/de/keys/root" || len(p.NodeKeys) != 1 || p.NodeKeys["10.0.0.8"] != "/etc/de/keys/z2" {
+	if p := res.Config.Properties; p.Key != "/etc/de/keys/root" || len(p.NodeKeys) != 2 || p.NodeKeys["10.0.0.8"] != "/etc/de/keys/z2" ||
+		p.NodeKeys["10.0.0.9"] != "/etc/de/keys/z1-spare" {
 		t.Fatalf("key %q, node keys %v", p.Key, p.NodeKeys)
 	}
 	if a := res.Config.Properties.NodeAuth(); a.KeyFor("10.0.0.8") != "/etc/de/keys/z2" || a.KeyFor("10.0.0.5") != "/etc/de/keys/root" {
