@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,10 @@ func TestProblems(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	t.Logf("problems --auto:\n%s", out)
 	if err != nil {
+		// Each failed fix's steps, with their errors and output.
+		for _, id := range regexp.MustCompile(`deployment (d-[0-9a-f-]+): failed`).FindAllStringSubmatch(string(out), -1) {
+			t.Logf("%s:\n%s", id[1], failures(getDeployment(t, e, id[1])))
+		}
 		t.Fatalf("problems --auto: %v", err)
 	}
 
