@@ -47,7 +47,13 @@ type behaviour struct {
 
 func startFakeNode(t *testing.T, b behaviour) *fakeNode {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(fakeIP, "0"))
+	return startFakeNodeAt(t, net.JoinHostPort(fakeIP, "0"), b)
+}
+
+// startFakeNodeAt is startFakeNode listening at addr.
+func startFakeNodeAt(t *testing.T, addr string, b behaviour) *fakeNode {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,10 @@ package installer
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,26 +107,11 @@ func TestProbeSlowCheckGetsAnotherTurn(t *testing.T) {
 	}
 	mu.Unlock()
 
-	ln, err := net.Listen("tcp", "127.0.79.2:"+nodePort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var conns atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			t.Cleanup(func() { c.Close() })
-		}
-	}()
+	silent := startFakeNodeAt(t, "127.0.79.2:"+nodePort, behaviour{silent: true})
 	if r := probe([]string{"127.0.79.2"}, srv.URL+"/none")[0]; r.Reachable {
 		t.Errorf("a node silent at the handshake: %+v", r)
 	}
-	if n := conns.Load(); n != 1 {
+	if n := silent.accepts.Load(); n != 1 {
 		t.Errorf("a node silent at the handshake was dialled %d times, want once", n)
 	}
 }
