@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -77,10 +78,7 @@ func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, err
 		fmt.Fprintf(&pre, "export DE_SECRET_%s=%s\n", strings.ToUpper(name), kit.ShellQuote(val))
 	}
 	if s.Claim {
-		cluster := r.i.o.Cluster
-		if cluster == "" {
-			cluster = contract.DefaultCluster
-		}
+		cluster := cmp.Or(r.i.o.Cluster, contract.DefaultCluster)
 		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s && echo %s > %s\n", nodefs.State, kit.ShellQuote(s.Engine), nodefs.Owner, kit.ShellQuote(cluster), nodefs.Cluster)
 	}
 	// Checked again under the step's lock on the node: a run that finished
