@@ -47,21 +47,7 @@ func variableCertificates(kept manifest.Vars, now time.Time) []contract.Certific
 // place of those of the last deploy, and raises the warnings due.
 func publishCertificates(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, kept manifest.Vars, now time.Time) ([]string, error) {
 	certs := variableCertificates(kept, now)
-	have, err := bus.LoadCertificates(ctx, kv, now)
-	if err != nil {
-		return nil, err
-	}
-	keep := map[string]bool{}
-	for _, c := range certs {
-		keep[c.Name] = true
-	}
-	var drop []string
-	for _, c := range have.Certificates {
-		if strings.HasPrefix(c.Name, CertPrefix) && !keep[c.Name] {
-			drop = append(drop, c.Name)
-		}
-	}
-	if err := bus.UpdateCertificates(ctx, kv, certs, drop...); err != nil {
+	if err := bus.ReplaceCertificates(ctx, kv, CertPrefix, certs); err != nil {
 		return nil, err
 	}
 	if js == nil {

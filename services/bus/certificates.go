@@ -59,17 +59,38 @@ func loadCertificates(ctx context.Context, kv jetstream.KeyValue) (storedCertifi
 // summary, compare-and-set: the API process and the one running NATS may
 // write at once, and both keep theirs.
 func UpdateCertificates(ctx context.Context, kv jetstream.KeyValue, put []contract.Certificate, drop ...string) error {
+	return updateCertificates(ctx, kv, func(certs map[string]contract.Certificate) {
+		for _, n := range drop {
+			delete(certs, n)
+		}
+	}, put)
+}
+
+// ReplaceCertificates stores put in place of every certificate of the
+// summary whose name begins with prefix (one holder's whole set, as a
+// manifest's variables), compare-and-set as UpdateCertificates.
+func ReplaceCertificates(ctx context.Context, kv jetstream.KeyValue, prefix string, put []contract.Certificate) error {
+	return updateCertificates(ctx, kv, func(certs map[string]contract.Certificate) {
+		for n := range certs {
+			if strings.HasPrefix(n, prefix) {
+				delete(certs, n)
+			}
+		}
+	}, put)
+}
+
+// updateCertificates applies drop, then put, to the summary at the
+// revision read, again when another writer came first.
+func updateCertificates(ctx context.Context, kv jetstream.KeyValue, drop func(map[string]contract.Certificate), put []contract.Certificate) error {
 	for try := 1; ; try++ {
 		st, rev, err := loadCertificates(ctx, kv)
 		if err != nil {
 			return err
 		}
+		drop(st.Certs)
 		for _, c := range put {
 			c.SecondsLeft = 0 // counted when read
 			st.Certs[c.Name] = c
-		}
-		for _, n := range drop {
-			delete(st.Certs, n)
 		}
 		st.V = contract.Version
 		b, err := json.Marshal(st)
