@@ -98,6 +98,7 @@ func (i *Installer) exec(ctx context.Context, req micro.Request) (int, any, erro
 		msg := res.err.Error()
 		if errors.Is(res.err, context.DeadlineExceeded) {
 			msg = fmt.Sprintf("the command did not finish within %s and was killed", timeout)
+			rep.TimedOut = true
 		}
 		rep.Error = cfg.OutputRedactor().Redact(msg)
 	}

@@ -51,7 +51,7 @@ func testExec(t *testing.T, tr transport) {
 		t.Fatalf("exec on a bad IP: code %d, want 400", code)
 	}
 	_, r = ask(contract.Exec{Node: nodeIP, Script: "sleep 30", TimeoutS: 1})
-	if r.ExitCode != -1 || !strings.Contains(r.Error, "killed") {
+	if r.ExitCode != -1 || !strings.Contains(r.Error, "killed") || !r.TimedOut {
 		t.Fatalf("hung exec: %+v", r)
 	}
 
@@ -63,7 +63,7 @@ func testExec(t *testing.T, tr transport) {
 		t.Fatal(err)
 	}
 	code, r = ask(contract.Exec{Node: "127.0.77.3", Script: "true", TimeoutS: 5})
-	if code != 200 || r.ExitCode != -1 || !strings.Contains(r.Error, "refused") {
+	if code != 200 || r.ExitCode != -1 || !strings.Contains(r.Error, "refused") || r.TimedOut {
 		t.Fatalf("exec on a node that does not answer: %d %+v", code, r)
 	}
 }

@@ -229,7 +229,7 @@ func (m *Monitor) readNode(ctx context.Context, ip string) sshRead {
 		return sshRead{err: fmt.Errorf("no installer to reach it over SSH: %w", err)}
 	}
 	if x.Error != "" {
-		if x.ExitCode == -1 && strings.Contains(x.Error, "did not finish within") {
+		if x.TimedOut {
 			return sshRead{err: &slowRead{x.Error}}
 		}
 		return sshRead{err: errors.New(x.Error)}

@@ -292,7 +292,7 @@ func TestStatusToleratesASlowReadOverSSH(t *testing.T) {
 	var slowNow atomic.Bool
 	readsOverSSH(t, e, []string{"127.0.0.2", slow}, func(x contract.Exec, good contract.ExecReply) contract.ExecReply {
 		if x.Node == slow && slowNow.Load() {
-			return contract.ExecReply{V: 1, ExitCode: -1, Error: "the command did not finish within 10s and was killed"}
+			return contract.ExecReply{V: 1, ExitCode: -1, Error: "the command did not finish within 10s and was killed", TimedOut: true}
 		}
 		return good
 	})

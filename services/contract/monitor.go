@@ -127,11 +127,14 @@ type Exec struct {
 }
 
 // ExecReply is an Exec's outcome: Output is stdout, cut at 1 MiB.
+// TimedOut says the node took the script but did not finish it within
+// its TimeoutS (killed there): a node busy or frozen, not one that refused.
 type ExecReply struct {
 	V        int    `json:"v"`
 	ExitCode int    `json:"exit_code"`
 	Output   string `json:"output"`
 	Error    string `json:"error,omitempty"`
+	TimedOut bool   `json:"timed_out,omitempty"`
 }
 
 // EngineEvent is an operation of the engine on de.evt.engine.<kind>: what
