@@ -257,3 +257,27 @@ func scheduleBed(t *testing.T, backupDir string) (*stopBed, *testClock) {
 	}
 	return s, clock
 }
+
+// A planner without a backup directory runs no backup: the run fails,
+// saying why, and writes nothing.
+func TestScheduledBackupWithoutDir(t *testing.T) {
+	s, clock := scheduleBed(t, "")
+	defer s.p.Stop()
+	ctx := context.Background()
+	rep, err := kit.Request(ctx, s.b.NC, subject.ScheduleAdd(), contract.Schedule{V: 1, Name: "store", Cron: "*/5 * * * *",
+		Action: contract.ScheduleBackup, ProhibitOverlap: true, Missed: contract.MissedSkip, Actor: "alice"})
+	if err != nil || rep.Code != 201 {
+		t.Fatalf("add: %v %+v", err, rep)
+	}
+	clock.add(5 * time.Minute)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		st, err := bus.LoadSchedule(ctx, s.b.Res.Engine, "store")
+		if err == nil && st.LastRun != nil && st.LastRun.Result != contract.RunClaimed {
+			if st.LastRun.Result != contract.RunFailed || !strings.Contains(st.LastRun.Detail, "no backup directory") {
+				t.Fatalf("the run: %+v", *st.LastRun)
+			}
+			return
+		}
+	}
+	t.Fatal("no run")
+}
