@@ -159,8 +159,11 @@ func (s *server) forward(subj string) http.HandlerFunc {
 // and returns false.
 func (s *server) request(w http.ResponseWriter, r *http.Request, subj string, body any) (kit.Reply, bool) {
 	timeout := s.o.Timeout
-	if d, ok := r.Context().Value(timeoutKey{}).(time.Duration); ok {
-		timeout = d // a route that waits for nodes longer than most
+	if rt, ok := routeOf(r.Context()); ok && rt.nodes {
+		// A route that waits for nodes waits longer than most; the
+		// server's write timeout is for quick answers.
+		timeout = max(timeout, nodesTimeout)
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 10*time.Second))
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()

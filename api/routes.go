@@ -37,6 +37,10 @@ type route struct {
 	// wide: the route acts on no one cluster (it lists them, each answer
 	// held to the token's reach), so a token needs its role alone.
 	wide bool
+	// nodes: the answer waits for the nodes (a check of each, or monit's
+	// outcome on each), which other clusters' work may queue behind: the
+	// request waits nodesTimeout, not the API's Timeout.
+	nodes bool
 	// reads is the handler's own reader, for a change whose entry names
 	// what its body asks for (the instance to stop, say): a request
 	// refused before its handler runs is read by it alone, so that its
@@ -135,7 +139,7 @@ func (s *server) routes() []route {
 	return []route{
 		{method: http.MethodGet, pattern: "/config", handler: s.forward(subject.ConfigGet()), role: RoleRead},
 		// A config's checks render a release's templates, even with ?check=0.
-		{method: http.MethodPost, pattern: "/config", handler: s.postConfig, role: RoleDeploy,
+		{method: http.MethodPost, pattern: "/config", handler: s.postConfig, role: RoleDeploy, nodes: true,
 			audit: auditSpec{action: contract.AuditConfig, object: contract.AuditConfig, diff: true}},
 		// The config's JSON Schema, for editors that check a config as it is typed.
 		{method: http.MethodGet, pattern: "/config/schema", handler: s.forward(subject.ConfigSchema()), role: RoleRead},
@@ -144,7 +148,7 @@ func (s *server) routes() []route {
 		// The machines a manifest's instances go on; a BOSH manifest deployed on them: 202 {"id", "name", "placement", "warnings"}.
 		{method: http.MethodGet, pattern: "/cloud-config", handler: s.forward(subject.CloudConfigGet()), role: RoleRead},
 		{method: http.MethodPut, pattern: "/cloud-config", handler: s.putCloudConfig, role: RoleDeploy, audit: audited(contract.AuditCloudConfig)},
-		{method: http.MethodPost, pattern: "/manifest", handler: s.postManifest, role: RoleDeploy, reads: reading(readManifest),
+		{method: http.MethodPost, pattern: "/manifest", handler: s.postManifest, role: RoleDeploy, nodes: true, reads: reading(readManifest),
 			audit: auditSpec{action: contract.AuditManifest, object: contract.AuditManifest, diff: true}},
 		// The variables the engine generated for the manifest, never a
 		// value; one marked to be generated anew at the next manifest deploy.
@@ -153,20 +157,20 @@ func (s *server) routes() []route {
 			audit: auditSpec{action: contract.AuditRegenerate, param: "name"}},
 		// Every pre-check again on the stored config: 200 with the problems
 		// and warnings found, 403 before any config.
-		{method: http.MethodGet, pattern: "/precheck", handler: s.forward(subject.ConfigPrecheck()), role: RoleRead},
+		{method: http.MethodGet, pattern: "/precheck", handler: s.forward(subject.ConfigPrecheck()), role: RoleRead, nodes: true},
 
 		// The SPEC's deploy by GET starts one too.
-		{method: http.MethodGet, pattern: "/deploy", handler: s.deploy, role: RoleDeploy, audit: deploy},
-		{method: http.MethodPost, pattern: "/deploy", handler: s.deploy, role: RoleDeploy, audit: deploy},
-		{method: http.MethodPost, pattern: "/scale", handler: s.scale, role: RoleDeploy, reads: reading(readScale),
+		{method: http.MethodGet, pattern: "/deploy", handler: s.deploy, role: RoleDeploy, nodes: true, audit: deploy},
+		{method: http.MethodPost, pattern: "/deploy", handler: s.deploy, role: RoleDeploy, nodes: true, audit: deploy},
+		{method: http.MethodPost, pattern: "/scale", handler: s.scale, role: RoleDeploy, nodes: true, reads: reading(readScale),
 			audit: auditSpec{action: contract.AuditScale, object: contract.AuditScale, diff: true}},
 		// Deploys the last config whose deployment succeeded again: 202
 		// {"id"}; 409 when there is none, or a deployment runs.
-		{method: http.MethodPost, pattern: "/rollback", handler: s.forward(subject.DeployRollback()), role: RoleDeploy,
+		{method: http.MethodPost, pattern: "/rollback", handler: s.forward(subject.DeployRollback()), role: RoleDeploy, nodes: true,
 			audit: auditSpec{action: contract.AuditRollback, object: "deployment", diff: true}},
-		{method: http.MethodPost, pattern: "/takeover", handler: s.takeover, role: RoleDeploy, audit: audited(contract.AuditTakeover)},
+		{method: http.MethodPost, pattern: "/takeover", handler: s.takeover, role: RoleDeploy, nodes: true, audit: audited(contract.AuditTakeover)},
 		// A plan renders a release's templates; its body, a config, is not recorded.
-		{method: http.MethodPost, pattern: "/plan", handler: s.plan, role: RoleDeploy,
+		{method: http.MethodPost, pattern: "/plan", handler: s.plan, role: RoleDeploy, nodes: true,
 			audit: auditSpec{action: contract.AuditPlan, object: contract.AuditPlan, planID: true}},
 
 		{method: http.MethodGet, pattern: "/deployments", handler: s.forward(subject.DeployList()), role: RoleRead},
@@ -188,9 +192,9 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/hardware", handler: s.hardware, role: RoleRead},
 		// Prometheus' HTTP service discovery of the node agents.
 		{method: http.MethodGet, pattern: "/prometheus/targets", handler: s.forward(subject.MonitorTargets()), role: RoleRead},
-		{method: http.MethodPut, pattern: "/restart", handler: s.restart, role: RoleOperate, reads: reading(readTarget),
+		{method: http.MethodPut, pattern: "/restart", handler: s.restart, role: RoleOperate, nodes: true, reads: reading(readTarget),
 			audit: audited(contract.AuditRestart)},
-		{method: http.MethodPut, pattern: "/stop", handler: s.stop, role: RoleOperate, reads: reading(readTarget),
+		{method: http.MethodPut, pattern: "/stop", handler: s.stop, role: RoleOperate, nodes: true, reads: reading(readTarget),
 			audit: audited(contract.AuditStop)},
 		// Runs a command on nodes: a deployment of kind exec, 202 {"id",
 		// "command"}; its entry's object is the command, secrets taken out.
@@ -205,7 +209,7 @@ func (s *server) routes() []route {
 		// Upgrades the nodes' packages from the mirror, batch by batch,
 		// rebooting those that ask for it: a deployment of kind patch, 202
 		// {"id", "nodes", "batches"}.
-		{method: http.MethodPost, pattern: "/patch", handler: s.patch, role: RoleDeploy,
+		{method: http.MethodPost, pattern: "/patch", handler: s.patch, role: RoleDeploy, nodes: true,
 			audit: audited(contract.AuditPatch)},
 		// A release's errands: listed, and run as a deployment of kind
 		// errand, 202 {"id", "name", "nodes"}.

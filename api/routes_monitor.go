@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -104,14 +103,14 @@ func (s *server) hardware(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// controlTimeout bounds restart and stop: they answer once monit's outcome
-// is known on every node (up to 90 s per instance, one node's instances one
-// after another). A failed action is the monitor's 502, naming each
-// instance with monit's words.
-const controlTimeout = 5 * time.Minute
-
-// timeoutKey carries a route's own bound on its bus request.
-type timeoutKey struct{}
+// nodesTimeout bounds a request whose answer waits for the nodes: a
+// deploy's check of each node (its turn may come after other clusters'
+// checks: every cluster of the engine shares the installers' turns), or
+// restart and stop, which answer once monit's outcome is known on every
+// node (up to 90 s per instance, one node's instances one after another;
+// a failed action is the monitor's 502, naming each instance with monit's
+// words).
+const nodesTimeout = 5 * time.Minute
 
 // restart restarts an instance, or a component's instances, through
 // monit. With max_in_flight it is a rolling restart instead: max_in_flight
@@ -144,9 +143,6 @@ func (s *server) stop(w http.ResponseWriter, r *http.Request) {
 // control asks the monitor to act on t, and answers once monit's outcome
 // is known on every node.
 func (s *server) control(w http.ResponseWriter, r *http.Request, action string, t contract.Target) {
-	// The server's write timeout is for quick answers.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(controlTimeout + 10*time.Second))
-	r = r.WithContext(context.WithValue(r.Context(), timeoutKey{}, controlTimeout))
 	s.call(w, r, subject.MonitorControl(), contract.ControlRequest{Target: t, Action: action})
 }
 
