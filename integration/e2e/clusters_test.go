@@ -3,21 +3,25 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/nodefs"
+	"github.com/deployment-engine/engine/services/subject"
 )
 
 // prod is where the routes of the tests' named cluster are.
@@ -88,6 +92,10 @@ func TestTwoClusters(t *testing.T) {
 		t.Fatalf("prod's config: %d %s", code, body)
 	}
 
+	// A subscriber follows each cluster with one subscription.
+	seen := followSteps(t, e, map[string]string{"/deployment-engine": subject.AllDeploySteps,
+		prod: "de.cluster.prod.evt.deploy.*." + string(subject.DeployStep)})
+
 	// Both at once.
 	ended := waitAll(t, e, deployAll(t, e, "/deployment-engine", prod), 8*time.Minute)
 	ids := map[string]string{}
@@ -102,6 +110,23 @@ func TestTwoClusters(t *testing.T) {
 		for _, s := range d.Steps {
 			if !slices.Contains(own[p], s.Node) {
 				t.Errorf("the deployment of %s ran step %s on %s, not its node", p, s.ID, s.Node)
+			}
+		}
+	}
+	// Each cluster's step events name its deployment and its nodes alone.
+	for p, d := range ended {
+		var got []contract.StepEvent
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if got = seen(p); len(got) >= len(d.Steps) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if len(got) < len(d.Steps) {
+			t.Errorf("the subscriber of %s saw %d step events, want at least one per step (%d)", p, len(got), len(d.Steps))
+		}
+		for _, ev := range got {
+			if ev.Deployment != d.ID || !slices.Contains(own[p], ev.Node) {
+				t.Errorf("the subscriber of %s saw a step event of deployment %s on %s, not its own", p, ev.Deployment, ev.Node)
 			}
 		}
 	}
@@ -204,6 +229,46 @@ func TestTwoClusters(t *testing.T) {
 	if code != http.StatusOK || json.Unmarshal(body, &cs) != nil || len(cs) != 2 ||
 		cs[0].Name != "default" || !slices.Equal(sorted(cs[0].Nodes), ips(0, 1)) || cs[1].Name != "prod" || !slices.Equal(sorted(cs[1].Nodes), ips(2, 3)) {
 		t.Errorf("clusters: %d %s", code, body)
+	}
+}
+
+// followSteps subscribes as the NATS observer to each subject (by its
+// cluster's prefix) and returns what each subscription has received.
+func followSteps(t *testing.T, e *harness.Engine, subjects map[string]string) func(prefix string) []contract.StepEvent {
+	t.Helper()
+	pw, err := os.ReadFile(filepath.Join(e.Data, "nats-observer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(fmt.Sprintf("nats://%s:4222", bed.Home), nats.UserInfo("observer", strings.TrimSpace(string(pw))),
+		nats.RootCAs(filepath.Join(e.Data, "tls", "cert.pem")))
+	if err != nil {
+		t.Fatalf("observer connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	var mu sync.Mutex
+	got := map[string][]contract.StepEvent{}
+	for p, subj := range subjects {
+		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			var ev contract.StepEvent
+			if err := json.Unmarshal(m.Data, &ev); err != nil {
+				t.Errorf("a step event on %s: %v %s", m.Subject, err, m.Data)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got[p] = append(got[p], ev)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func(p string) []contract.StepEvent {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got[p])
 	}
 }
 
