@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,6 +100,11 @@ func compareClusters(tb testing.TB, clusters, per int) clustersRow {
 	// The same nodes as clusters, all deployed at once.
 	e = harness.Start(tb, harness.Options{Args: []string{"--catalog", dir}})
 	defer e.Stop()
+	defer func() {
+		if tb.Failed() {
+			tb.Logf("the engine's warnings and errors:\n%s", harness.Tail(problemLines(e.Log()), 80))
+		}
+	}()
 	var names []string
 	for i := range clusters {
 		name := fmt.Sprintf("c%02d", i)
@@ -118,10 +124,11 @@ func compareClusters(tb testing.TB, clusters, per int) clustersRow {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			start := time.Now()
 			code, body := e.Do("POST", "/deployment-engine/clusters/"+name+"/deploy", nil)
 			var st struct{ ID string }
 			if code != http.StatusAccepted || json.Unmarshal(body, &st) != nil {
-				tb.Errorf("deploy %s: %d %s", name, code, body)
+				tb.Errorf("deploy %s, answered after %s: %d %s", name, time.Since(start).Round(time.Millisecond), code, body)
 			}
 			ids[i] = st.ID
 		}()
@@ -154,6 +161,17 @@ func compareClusters(tb testing.TB, clusters, per int) clustersRow {
 		n, r.One.Round(time.Millisecond), clusters, per, r.Many.Round(time.Millisecond), r.Limit.Round(time.Millisecond),
 		r.RSS>>20, r.ListP50.Round(time.Microsecond), r.ListP99.Round(time.Microsecond))
 	return r
+}
+
+// problemLines are the lines of an engine's log at level WARN or ERROR.
+func problemLines(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // waitCluster waits for deployment id of cluster name to succeed.
