@@ -117,8 +117,10 @@ func (b *planBuilder) nodeSteps(ip string, jobs []string) error {
 	if compileTimeout == 0 {
 		compileTimeout = 3600
 	}
-	layout := Step{Spec: contract.Step{Node: ip, Component: b.in.NodeComponent, Action: "vcap", Key: "bosh.vcap", Script: layoutScript}, Prio: -50}
-	layout.Spec.Hash = hashOf(layoutScript)
+	// The layout records the node's disk size for its jobs' drains: a
+	// changed size runs it again (its hash), before any job step.
+	script := layoutScript(d.Disks[ip].SizeMB)
+	layout := Step{Spec: contract.Step{Node: ip, Component: b.in.NodeComponent, Action: "vcap", Key: "bosh.vcap", Script: script, Hash: hashOf(script)}, Prio: -50}
 	if base := b.in.Base[ip]; base != "" {
 		layout.After = []string{base}
 	}

@@ -9,14 +9,50 @@ import (
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
-// layoutScript makes BOSH's layout and its vcap user, as a stemcell has them.
-const layoutScript = `set -eu
+// layoutScript makes BOSH's layout and its vcap user, as a stemcell has
+// them, and records in diskFile the size of the node's persistent disk,
+// diskMB (0: none). The size is in the script, so a change of it changes
+// the step's hash and the step runs again, before any job step.
+func layoutScript(diskMB int) string {
+	return fmt.Sprintf(`set -eu
 getent group vcap >/dev/null || groupadd --system vcap
 id -u vcap >/dev/null 2>&1 || useradd --system -g vcap -d /var/vcap -s /bin/bash vcap
 mkdir -p /var/vcap/packages /var/vcap/jobs /var/vcap/data/packages /var/vcap/data/jobs /var/vcap/data/compile /var/vcap/sys/log /var/vcap/sys/run /var/vcap/store
 chown vcap:vcap /var/vcap/sys /var/vcap/sys/log /var/vcap/sys/run /var/vcap/store
-echo "BOSH layout ready under /var/vcap"
-`
+%secho "BOSH layout ready under /var/vcap"
+`, recordDisk(diskMB))
+}
+
+// diskFile is where a node records the size in MB of the persistent disk
+// the config gives it, 0 when none: its layout step writes it, so that a
+// drain script, run later by a step or by monit, is told the size the
+// node has (BOSH_JOB_NEXT_STATE). A node laid out before the engine
+// recorded it has no such file, read as 0 (what drains were told then).
+const diskFile = VcapDir + "/bosh/persistent_disk_mb"
+
+// versionDisk, in a job version's dir, is the size diskFile held when
+// that version was applied, written by its apply once it is linked: what
+// its drain is told the disk was (BOSH_JOB_STATE) when an update or a
+// removal stops it, since the layout step, which runs first, has already
+// recorded a new size in diskFile. A size change alone stops no job: the
+// running version keeps the size before it, which its next update tells.
+const versionDisk = ".de/persistent_disk_mb"
+
+// recordDisk is a shell snippet that writes diskMB in diskFile whole (a
+// reader never sees it half written).
+func recordDisk(diskMB int) string {
+	return fmt.Sprintf("mkdir -p %[1]s\necho %[2]d >%[3]s.new\nmv -f %[3]s.new %[3]s\n", VcapDir+"/bosh", max(diskMB, 0), diskFile)
+}
+
+// readMB is a shell snippet that sets variable v to the size in MB that
+// file (a shell word) holds, or to def (a shell word) when it is missing
+// or holds no plain number of at most 9 digits: the value goes into a
+// JSON environment variable as it is. A builtin read, no process.
+func readMB(v, file, def string) string {
+	return fmt.Sprintf(`%[1]s=; read -r %[1]s 2>/dev/null <%[2]s || true
+case $%[1]s in ''|*[!0-9]*|??????????*) %[1]s=%[3]s ;; *) %[1]s=$((10#$%[1]s)) ;; esac
+`, v, file, def)
+}
 
 // compileScript compiles packages level by level (packageLevels): a
 // level's packages at once, as many as the node has CPUs, each in a
@@ -127,7 +163,11 @@ echo "compiled $name/$version into $dir"
 // number of seconds to wait, or a negative one to ask again), monit's stop
 // of every process, then its post-stop; a pre-stop or post-stop that fails
 // fails the step. Then /var/vcap/jobs/<job> links to the new version, with
-// its packages.
+// its packages, and the new version records the node's disk size it was
+// applied with (versionDisk). The drain is told the disk was what the
+// running version recorded and will be what the node recorded (diskFile):
+// the layout step, which runs before, records a changed size, so the
+// running version's record is the size before the change.
 func applyScript(job, hash string, packages []string) string {
 	var links strings.Builder
 	for _, p := range packages {
@@ -136,9 +176,9 @@ func applyScript(job, hash string, packages []string) string {
 	return fmt.Sprintf(`set -eu
 job=%[1]s
 new=/var/vcap/data/jobs/$job/%[2]s
-mkdir -p "$new" "$new/packages"
+mkdir -p "$new" "$new/packages" "$new/.de"
 cur=$(readlink /var/vcap/jobs/$job 2>/dev/null || true)
-%[4]sif [ -n "$cur" ] && [ "$cur" != "$new" ] && running; then
+%[8]s%[4]sif [ -n "$cur" ] && [ "$cur" != "$new" ] && running; then
 %[5]s  if [ $hrc -ne 0 ]; then echo "the running version of $job is left as it was" >&2; exit 1; fi
   if [ -x "$cur/bin/drain" ]; then
     echo "draining $job"
@@ -151,9 +191,11 @@ chown vcap:vcap /var/vcap/sys/log/$job /var/vcap/sys/run/$job /var/vcap/data/$jo
 chmod 755 "$new" "$new"/*/ 2>/dev/null || true
 if [ -d /var/vcap/jobs/$job ] && [ ! -L /var/vcap/jobs/$job ]; then rm -rf /var/vcap/jobs/$job; fi
 ln -sfn "$new" /var/vcap/jobs/$job
+echo "$disk_node" >"$new/%[9]s"
 echo "$job applied: /var/vcap/jobs/$job -> $new"
 `, kit.ShellQuote(job), hash, links.String(), processesOf, hookRun(`"$cur"`, "pre-stop", nextState("keep", "keep", "keep")),
-		drainScript(`"$cur/bin/drain"`, "$job", "job_changed hash_changed"), stopAndPostStop(`"$cur"`, "exit 1"))
+		readMB("disk_was", `"$cur/`+versionDisk+`"`, "$disk_node")+drainScript(`"$cur/bin/drain"`, "$job", "job_changed hash_changed", "$disk_was", "$disk_node"),
+		stopAndPostStop(`"$cur"`, "exit 1"), readMB("disk_node", diskFile, "0"), versionDisk)
 }
 
 // processesOf is a shell snippet that reads the processes of $job from its
@@ -303,7 +345,12 @@ fi
 // the removal goes on, since a job that cannot stop cleanly must still
 // leave. Then monit forgets it, and the job's files and step markers go.
 // Compiled packages stay: another job may use them, and they are
-// versioned.
+// versioned. The drain is told the disk was what the running version
+// recorded (versionDisk, else the node's diskFile) and will be 0: BOSH
+// says 0 for an instance it deletes, and the engine's instance is the job
+// on the node, which goes, as the pre-stop is told (delete), even when
+// other jobs keep the node and its disk. The node's record stays: it is
+// the node's, not the job's.
 func RemoveScript(job string) string {
 	return fmt.Sprintf(`set -u
 job=%[1]s
@@ -323,16 +370,18 @@ rm -rf /var/vcap/jobs/$job /var/vcap/data/jobs/$job /var/vcap/sys/run/$job/.de-d
 echo "removed $job"
 `, kit.ShellQuote(job), nodefs.ClearMarkers("bosh.job."+job+"."), processesOf,
 		hookRun("/var/vcap/jobs/$job", "pre-stop", nextState("delete", "delete", "keep")),
-		drainScript("/var/vcap/jobs/$job/bin/drain", "$job", "job_shutdown hash_unchanged"),
+		readMB("disk_node", diskFile, "0")+readMB("disk_was", "/var/vcap/jobs/$job/"+versionDisk, "$disk_node")+
+			drainScript("/var/vcap/jobs/$job/bin/drain", "$job", "job_shutdown hash_unchanged", "$disk_was", "0"),
 		stopAndPostStop("/var/vcap/jobs/$job", "echo 'removing it all the same' >&2"))
 }
 
 // drainScript runs a job's bin/drain with BOSH's protocol: its last line
 // is a number of seconds to wait, or, negative, seconds until it is asked
 // again with job_check_status; all of it bounded by 10 minutes. Its
-// BOSH_JOB_STATE and BOSH_JOB_NEXT_STATE say no persistent disk, which
-// the engine does not give a job yet.
-func drainScript(bin, job, args string) string {
+// BOSH_JOB_STATE and BOSH_JOB_NEXT_STATE (jobState) give the persistent
+// disk's size now and after the stop: was and next, shell words of a
+// number (readMB's variables, or a literal).
+func drainScript(bin, job, args, was, next string) string {
 	return fmt.Sprintf(`n=$(%[4]s%[1]s %[3]s 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
 deadline=$(( $(date +%%s) + 600 ))
 while [ -n "$n" ] && [ "$n" -lt 0 ] && [ "$(date +%%s)" -lt $deadline ]; do
@@ -340,12 +389,15 @@ while [ -n "$n" ] && [ "$n" -lt 0 ] && [ "$(date +%%s)" -lt $deadline ]; do
   n=$(%[4]s%[1]s job_check_status hash_unchanged 2>>/var/vcap/sys/log/%[2]s/drain.stderr.log | tail -n 1 | tr -dc '0-9-')
 done
 if [ -n "$n" ] && [ "$n" -gt 0 ]; then sleep $(( n < 600 ? n : 600 )); fi
-`, bin, job, args, jobState)
+`, bin, job, args, jobState(was, next))
 }
 
 // jobState is the environment BOSH gives a drain script: the job's state
-// now and after the stop, as JSON.
-const jobState = `BOSH_JOB_STATE='{"persistent_disk":0}' BOSH_JOB_NEXT_STATE='{"persistent_disk":0}' `
+// now and after the stop, as JSON ({"persistent_disk":MB}, 0 for no
+// disk), in double quotes: was and next expand to digits alone.
+func jobState(was, next string) string {
+	return `BOSH_JOB_STATE="{\"persistent_disk\":` + was + `}" BOSH_JOB_NEXT_STATE="{\"persistent_disk\":` + next + `}" `
+}
 
 // drainedFor is how long the engine's own pre-stop and drain (before an
 // update or a removal) stand in for the stop wrappers': a marker older
@@ -358,7 +410,8 @@ const drainedFor = "10"
 // update or a removal (its marker, younger than drainedFor minutes, stays
 // until every process stopped, so a job of several processes is not
 // drained once per process). A pre-stop that fails is logged; the stop
-// goes on.
+// goes on. A stop changes no disk: the drain is told the node's recorded
+// size (diskFile) now and after it.
 func stopWrapper(job, stop string) string {
 	return fmt.Sprintf(`#!/bin/bash
 # Written by the deployment engine: the job's pre-stop and drain run
@@ -370,7 +423,7 @@ if [ -z "$(find "$marker" -mmin -%[5]s 2>/dev/null)" ]; then
 %[2]sfi
 fi
 exec %[3]s
-`, kit.ShellQuote(job), drainScript("/var/vcap/jobs/$job/bin/drain", "$job", "job_shutdown hash_unchanged"), stop,
+`, kit.ShellQuote(job), readMB("disk_node", diskFile, "0")+drainScript("/var/vcap/jobs/$job/bin/drain", "$job", "job_shutdown hash_unchanged", "$disk_node", "$disk_node"), stop,
 		hookRun("/var/vcap/jobs/$job", "pre-stop", nextState("keep", "keep", "keep")), drainedFor)
 }
 
