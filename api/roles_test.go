@@ -158,7 +158,9 @@ var routeRoles = map[string]Role{
 	"POST /copy":                       RoleOperate, // puts a file on nodes, as a deployment
 	"POST /patch":                      RoleDeploy,  // upgrades and reboots nodes, as a deployment
 	"GET /errands":                     RoleRead,
-	"POST /errands/{name}/run":         RoleDeploy,  // runs a release's job on its nodes, as a deployment
+	"POST /errands/{name}/run":         RoleDeploy, // runs a release's job on its nodes, as a deployment
+	"GET /disks":                       RoleRead,
+	"DELETE /disks/{ip}":               RoleDeploy,  // erases a node's data, as a deployment
 	"GET /deployments/{id}/files/{ip}": RoleOperate, // a node's file, unredacted
 	"GET /deploy":                      RoleDeploy,  // the SPEC's deploy by GET
 	"POST /deploy":                     RoleDeploy,

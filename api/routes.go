@@ -216,6 +216,11 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/errands", handler: s.forward(subject.DeployErrands()), role: RoleRead},
 		{method: http.MethodPost, pattern: "/errands/{name}/run", handler: s.errandRun, role: RoleDeploy,
 			audit: auditSpec{action: contract.AuditErrand, param: "name"}},
+		// Persistent disks: attached and orphaned ones listed; an orphaned
+		// one deleted, a deployment of kind disk, 202 {"id", "ip"}.
+		{method: http.MethodGet, pattern: "/disks", handler: s.forward(subject.DiskList()), role: RoleRead},
+		{method: http.MethodDelete, pattern: "/disks/{ip}", handler: s.diskDelete, role: RoleDeploy,
+			audit: auditSpec{action: contract.AuditDisk, param: "ip"}},
 		// The file a copy from the nodes read back from one of them, kept
 		// an hour: the node's content, as it had it.
 		{method: http.MethodGet, pattern: "/deployments/{id}/files/{ip}", handler: s.copiedFile, role: RoleOperate},

@@ -196,11 +196,19 @@ func (p *Planner) rollbackNow(ctx context.Context) (string, error) {
 // ends is the service's side of the scheduler (sched.Hooks).
 type ends struct{ p *Planner }
 
-// Ended is told of every deployment that ends; a rollout halted on a
-// component with auto_revert starts the revert, as work of the planner
-// that Stop ends.
+// Ended is told of every deployment that ends: one that succeeded keeps
+// the disk records (disksAfter); a rollout halted on a component with
+// auto_revert starts the revert. Both are work of the planner that Stop
+// ends.
 func (e ends) Ended(rec *sched.Record) {
 	p := e.p
+	if rec.State == contract.DeploySucceeded {
+		id, kind, nodes := rec.ID, rec.Kind, stepNodes(rec)
+		if !p.svc.Go(func(ctx context.Context) { p.disksAfter(ctx, id, kind, nodes) }) {
+			p.log.Warn("disk records not kept: the planner stops", "deployment", rec.ID)
+		}
+		return
+	}
 	if rec.State != contract.DeployFailed || rec.Revert == nil || rec.Kind == kindRevert {
 		return
 	}

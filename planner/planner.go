@@ -187,6 +187,7 @@ func Start(ctx context.Context, o Options) (*Planner, error) {
 	}
 	maps.Copy(eps, p.checkEndpoints())
 	maps.Copy(eps, p.errandEndpoints())
+	maps.Copy(eps, p.diskEndpoints())
 	maps.Copy(eps, p.maintenanceEndpoints())
 	maps.Copy(eps, p.scheduleEndpoints())
 	maps.Copy(eps, cloudconfig.Book{KV: o.Res.Engine, Log: p.log, Event: p.engineEvent}.Endpoints())

@@ -69,9 +69,9 @@ func TestBoshPersistentDisk(t *testing.T) {
 	if code, out := e.Do("PUT", "/deployment-engine/cloud-config", cc); code != 200 {
 		t.Fatalf("cloud config: %d %s", code, out)
 	}
-	deployed := func(value string) {
+	deployedFrom := func(manifest, value string) {
 		t.Helper()
-		code, out := e.Do("POST", "/deployment-engine/manifest", map[string]any{"manifest": diskManifest, "vars": map[string]any{"value": value}})
+		code, out := e.Do("POST", "/deployment-engine/manifest", map[string]any{"manifest": manifest, "vars": map[string]any{"value": value}})
 		var started contract.ManifestDeployed
 		if code != 202 || json.Unmarshal(out, &started) != nil {
 			t.Fatalf("manifest deploy: %d %s", code, out)
@@ -85,6 +85,7 @@ func TestBoshPersistentDisk(t *testing.T) {
 			t.Fatalf("deployment with value %s: %s\n%s", value, d.State, failures(d))
 		}
 	}
+	deployed := func(value string) { t.Helper(); deployedFrom(diskManifest, value) }
 	mounted := func() string { return strings.TrimSpace(inNode(t, 0, "findmnt -n -o SOURCE --target /var/vcap/store")) }
 
 	deployed("one")
@@ -117,5 +118,52 @@ func TestBoshPersistentDisk(t *testing.T) {
 	}
 	if got := strings.TrimSpace(inNode(t, 0, "cat /var/vcap/store/data")); got != "kept" {
 		t.Errorf("the device's data after it was mounted again: %q", got)
+	}
+
+	// A disk is deleted only once a deployment orphaned it.
+	if code, out := e.Do("DELETE", "/deployment-engine/disks/"+ips(0)[0], nil); code != 404 || !strings.Contains(string(out), "no orphaned disk on "+ips(0)[0]) {
+		t.Errorf("delete an attached disk: %d %s", code, out)
+	}
+	// The group loses its disks: both are orphaned, their data kept.
+	deployedFrom(strings.Replace(diskManifest, "  persistent_disk: 64\n", "", 1), "two")
+	disks := func() map[string]contract.Disk {
+		t.Helper()
+		code, out := e.Do("GET", "/deployment-engine/disks", nil)
+		var l []contract.Disk
+		if code != 200 || json.Unmarshal(out, &l) != nil {
+			t.Fatalf("disks: %d %s", code, out)
+		}
+		got := map[string]contract.Disk{}
+		for _, d := range l {
+			got[d.IP] = d
+		}
+		return got
+	}
+	got := disks()
+	if len(got) != 2 || got[ips(0)[0]].State != contract.DiskOrphaned || got[ips(0)[0]].Device != dev || got[ips(1)[0]].State != contract.DiskOrphaned || got[ips(1)[0]].SizeMB != 64 {
+		t.Fatalf("disks after the group lost them: %+v", got)
+	}
+	if m := mounted(); m != dev || strings.TrimSpace(inNode(t, 0, "cat /var/vcap/store/data")) != "kept" {
+		t.Fatalf("an orphaned disk's data must stay until it is deleted: node 0's store is on %q", m)
+	}
+	// Deleted on request: the node shows it.
+	for i := range 2 {
+		code, out := e.Do("DELETE", "/deployment-engine/disks/"+ips(i)[0], nil)
+		var started contract.DiskDeleteStarted
+		if code != 202 || json.Unmarshal(out, &started) != nil {
+			t.Fatalf("delete node %d's disk: %d %s", i, code, out)
+		}
+		if d := wait(t, e, started.ID, 5*time.Minute); d.State != contract.DeploySucceeded {
+			t.Fatalf("deletion of node %d's disk: %s\n%s", i, d.State, failures(d))
+		}
+		if got := strings.TrimSpace(inNode(t, i, "mountpoint -q /var/vcap/store && echo mounted; grep -c ' /var/vcap/store ' /etc/fstab; ls -A /var/vcap/store; true")); got != "0" {
+			t.Errorf("node %d's store after its deletion (mounted?, fstab lines, content): %q", i, got)
+		}
+	}
+	if out, err := exec.Command("blkid", "-p", dev).CombinedOutput(); err == nil {
+		t.Errorf("the deleted disk's device still holds a filesystem: %s", out)
+	}
+	if got := disks(); len(got) != 0 {
+		t.Errorf("disks after both were deleted: %+v", got)
 	}
 }

@@ -267,6 +267,22 @@ type DeploymentSummary struct {
 	State    string      `json:"state"`
 }
 
+// Disk defines model for Disk.
+type Disk struct {
+	Deployment *string    `json:"deployment,omitempty"`
+	Device     *string    `json:"device,omitempty"`
+	Ip         string     `json:"ip"`
+	Orphaned   *time.Time `json:"orphaned,omitempty"`
+	SizeMb     int        `json:"size_mb"`
+	State      string     `json:"state"`
+}
+
+// DiskDeleteStarted defines model for DiskDeleteStarted.
+type DiskDeleteStarted struct {
+	Id string `json:"id"`
+	Ip string `json:"ip"`
+}
+
 // Errand defines model for Errand.
 type Errand struct {
 	Component string    `json:"component"`
@@ -2027,6 +2043,20 @@ type ClientInterface interface {
 	// Corresponds with GET /deployment-engine/deployments/{id}/report (the `GetReport` operationId).
 	GetReport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListDisks The persistent disks: those the stored config gives its nodes, and those deployments orphaned
+	//
+	// A deployment that succeeded and no longer gives a node the disk the one before it gave orphans that disk, as BOSH orphans the disk of an instance it deletes: its data stays on the machine (a device stays mounted at /var/vcap/store) until DELETE /disks/{ip}, or until a config gives the node a disk again, whose deploy finds the store as it was left.
+	//
+	// Corresponds with GET /deployment-engine/disks (the `ListDisks` operationId).
+	ListDisks(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteDisk Delete an orphaned persistent disk: a deployment of kind disk
+	//
+	// One step on the node, as root: /var/vcap/store unmounted (refused, saying so, while something holds it) and taken out of /etc/fstab, the device's filesystem signatures erased (wipefs), the store's content removed; the step ends by checking that the node shows all of it. Once it succeeded the disk is no longer listed. The data is gone for good.
+	//
+	// Corresponds with DELETE /deployment-engine/disks/{ip} (the `DeleteDisk` operationId).
+	DeleteDisk(ctx context.Context, ip string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListLogs The names of the logs
 	//
 	// Corresponds with GET /deployment-engine/download (the `ListLogs` operationId).
@@ -2851,6 +2881,40 @@ func (c *Client) GetCopiedFile(ctx context.Context, id string, ip string, reqEdi
 // Corresponds with GET /deployment-engine/deployments/{id}/report (the `GetReport` operationId).
 func (c *Client) GetReport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetReportRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListDisks The persistent disks: those the stored config gives its nodes, and those deployments orphaned
+//
+// A deployment that succeeded and no longer gives a node the disk the one before it gave orphans that disk, as BOSH orphans the disk of an instance it deletes: its data stays on the machine (a device stays mounted at /var/vcap/store) until DELETE /disks/{ip}, or until a config gives the node a disk again, whose deploy finds the store as it was left.
+//
+// Corresponds with GET /deployment-engine/disks (the `ListDisks` operationId).
+func (c *Client) ListDisks(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListDisksRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteDisk Delete an orphaned persistent disk: a deployment of kind disk
+//
+// One step on the node, as root: /var/vcap/store unmounted (refused, saying so, while something holds it) and taken out of /etc/fstab, the device's filesystem signatures erased (wipefs), the store's content removed; the step ends by checking that the node shows all of it. Once it succeeded the disk is no longer listed. The data is gone for good.
+//
+// Corresponds with DELETE /deployment-engine/disks/{ip} (the `DeleteDisk` operationId).
+func (c *Client) DeleteDisk(ctx context.Context, ip string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteDiskRequest(c.Server, ip)
 	if err != nil {
 		return nil, err
 	}
@@ -4881,6 +4945,67 @@ func NewGetReportRequest(server string, id string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewListDisksRequest constructs an http.Request for the ListDisks method
+func NewListDisksRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/disks")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDeleteDiskRequest constructs an http.Request for the DeleteDisk method
+func NewDeleteDiskRequest(server string, ip string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "ip", ip, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployment-engine/disks/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListLogsRequest constructs an http.Request for the ListLogs method
 func NewListLogsRequest(server string) (*http.Request, error) {
 	var err error
@@ -6779,6 +6904,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /deployment-engine/deployments/{id}/report (the `GetReport` operationId).
 	GetReportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetReportResponse, error)
+
+	// ListDisksWithResponse The persistent disks: those the stored config gives its nodes, and those deployments orphaned
+	//
+	// A deployment that succeeded and no longer gives a node the disk the one before it gave orphans that disk, as BOSH orphans the disk of an instance it deletes: its data stays on the machine (a device stays mounted at /var/vcap/store) until DELETE /disks/{ip}, or until a config gives the node a disk again, whose deploy finds the store as it was left.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /deployment-engine/disks (the `ListDisks` operationId).
+	ListDisksWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListDisksResponse, error)
+
+	// DeleteDiskWithResponse Delete an orphaned persistent disk: a deployment of kind disk
+	//
+	// One step on the node, as root: /var/vcap/store unmounted (refused, saying so, while something holds it) and taken out of /etc/fstab, the device's filesystem signatures erased (wipefs), the store's content removed; the step ends by checking that the node shows all of it. Once it succeeded the disk is no longer listed. The data is gone for good.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /deployment-engine/disks/{ip} (the `DeleteDisk` operationId).
+	DeleteDiskWithResponse(ctx context.Context, ip string, reqEditors ...RequestEditorFn) (*DeleteDiskResponse, error)
 
 	// ListLogsWithResponse The names of the logs
 	//
@@ -9582,6 +9725,221 @@ func (r GetReportResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetReportResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListDisksResponse401Headers the declared response headers of an HTTP 401 response for ListDisks
+type ListDisksResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ListDisksResponse429Headers the declared response headers of an HTTP 429 response for ListDisks
+type ListDisksResponse429Headers struct {
+	RetryAfter string
+}
+
+type ListDisksResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]Disk
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListDisksResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListDisksResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListDisksResponse) GetJSON200() *[]Disk {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListDisksResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListDisksResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListDisksResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListDisksResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListDisksResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ListDisksResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListDisksResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListDisksResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListDisksResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListDisksResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteDiskResponse401Headers the declared response headers of an HTTP 401 response for DeleteDisk
+type DeleteDiskResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// DeleteDiskResponse429Headers the declared response headers of an HTTP 429 response for DeleteDisk
+type DeleteDiskResponse429Headers struct {
+	RetryAfter string
+}
+
+type DeleteDiskResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *DiskDeleteStarted
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *ErrorBody
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DeleteDiskResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteDiskResponse429Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeleteDiskResponse) GetJSON202() *DiskDeleteStarted {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteDiskResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteDiskResponse) GetJSON401() *ErrorBody {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteDiskResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteDiskResponse) GetJSON404() *ErrorBody {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r DeleteDiskResponse) GetJSON409() *ErrorBody {
+	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteDiskResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteDiskResponse) GetJSON500() *ErrorBody {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteDiskResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r DeleteDiskResponse) GetJSON504() *ErrorBody {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteDiskResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteDiskResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteDiskResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteDiskResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -14232,6 +14590,36 @@ func (c *ClientWithResponses) GetReportWithResponse(ctx context.Context, id stri
 	return ParseGetReportResponse(rsp)
 }
 
+// ListDisksWithResponse The persistent disks: those the stored config gives its nodes, and those deployments orphaned
+//
+// A deployment that succeeded and no longer gives a node the disk the one before it gave orphans that disk, as BOSH orphans the disk of an instance it deletes: its data stays on the machine (a device stays mounted at /var/vcap/store) until DELETE /disks/{ip}, or until a config gives the node a disk again, whose deploy finds the store as it was left.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /deployment-engine/disks (the `ListDisks` operationId).
+func (c *ClientWithResponses) ListDisksWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListDisksResponse, error) {
+	rsp, err := c.ListDisks(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListDisksResponse(rsp)
+}
+
+// DeleteDiskWithResponse Delete an orphaned persistent disk: a deployment of kind disk
+//
+// One step on the node, as root: /var/vcap/store unmounted (refused, saying so, while something holds it) and taken out of /etc/fstab, the device's filesystem signatures erased (wipefs), the store's content removed; the step ends by checking that the node shows all of it. Once it succeeded the disk is no longer listed. The data is gone for good.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /deployment-engine/disks/{ip} (the `DeleteDisk` operationId).
+func (c *ClientWithResponses) DeleteDiskWithResponse(ctx context.Context, ip string, reqEditors ...RequestEditorFn) (*DeleteDiskResponse, error) {
+	rsp, err := c.DeleteDisk(ctx, ip, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteDiskResponse(rsp)
+}
+
 // ListLogsWithResponse The names of the logs
 //
 // Returns a wrapper object for the known response body format(s).
@@ -17221,6 +17609,209 @@ func ParseGetReportResponse(rsp *http.Response) (*GetReportResponse, error) {
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers GetReportResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListDisksResponse parses an HTTP response from a ListDisksWithResponse call
+func ParseListDisksResponse(rsp *http.Response) (*ListDisksResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListDisksResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []Disk
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListDisksResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListDisksResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteDiskResponse parses an HTTP response from a DeleteDiskWithResponse call
+func ParseDeleteDiskResponse(rsp *http.Response) (*DeleteDiskResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteDiskResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest DiskDeleteStarted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers DeleteDiskResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers DeleteDiskResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

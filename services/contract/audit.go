@@ -71,6 +71,9 @@ const (
 	AuditPatch = "patch"
 	// AuditErrand is an errand run: its object is the errand's name.
 	AuditErrand = "errand"
+	// AuditDisk is an orphaned persistent disk deleted: its object is the
+	// node's IP.
+	AuditDisk = "disk"
 	// AuditMaintenance is a node put in maintenance or taken out.
 	AuditMaintenance = "maintenance"
 	// AuditSchedule is a schedule created or deleted; AuditScheduleRun one

@@ -83,6 +83,8 @@ func DeployCopy() string     { return cmd("deploy", "copy") }
 func DeployPatch() string    { return cmd("deploy", "patch") }
 func DeployErrand() string   { return cmd("deploy", "errand") }
 func DeployErrands() string  { return cmd("deploy", "errands") }
+func DiskList() string       { return cmd("disk", "list") }
+func DiskDelete() string     { return cmd("disk", "delete") }
 func ConfigHistory() string  { return cmd("config", "history") }
 
 // Commands of the installer. InstallerCancel is a plain publish every

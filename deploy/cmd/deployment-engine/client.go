@@ -90,6 +90,14 @@ with the token of DE_API_TOKEN, or else <data>/api-token (--data DIR, default ./
                                    redacted); exit 1 when any failed; --when-changed skips an
                                    instance whose rendered templates and packages are those of its
                                    last successful run; --json: the run steps
+  disks                            the persistent disks: those the stored config gives its nodes
+                                   (attached) and those deployments took from their nodes
+                                   (orphaned: their data stays on the machine): NODE SIZE DEVICE
+                                   STATE ORPHANED DEPLOYMENT
+  disks delete IP                  delete the orphaned disk of node IP for good (a deployment of
+                                   kind disk: the store unmounted and out of /etc/fstab, the
+                                   device's filesystem erased, the store emptied); exit 1 when it
+                                   failed
   copy COMP|IP[,IP...] --to PATH FILE [--mode 0640] [--max-in-flight N|N%]
   copy COMP|IP[,IP...] --from PATH DIR [--max-in-flight N|N%]
                                    put FILE (at most 4 MiB) at PATH on every node of COMP, or on the

@@ -40,6 +40,7 @@ var completion = map[string]struct{ subs, flags []string }{
 	"patch":        {flags: []string{"--max-in-flight", "--reboot"}},
 	"errand":       {subs: []string{"run"}, flags: []string{"--when-changed", "--timeout"}},
 	"errands":      {},
+	"disks":        {subs: []string{"delete"}},
 	"stop":         {},
 	"scale":        {flags: []string{"--follow"}},
 	"logs":         {flags: []string{"--follow", "--tail"}},

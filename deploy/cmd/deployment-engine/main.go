@@ -31,6 +31,7 @@ Client (DE_SERVER, default http://127.0.0.1:50000; DE_API_TOKEN or <data>/api-to
   deployment-engine patch [IP[,IP...]] [--max-in-flight N] [--reboot if-required|always|never]
   deployment-engine copy COMP|IP[,IP...] --to PATH FILE [--mode 0640] [--max-in-flight N]
   deployment-engine errands | errand run NAME [--when-changed]
+  deployment-engine disks | disks delete IP
   deployment-engine logs [NAME]
   deployment-engine report ID | audit [since=] [actor=] [action=] | heal [on|off]
   deployment-engine node maintenance [IP [on --reason TEXT | off]]
