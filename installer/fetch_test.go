@@ -60,11 +60,12 @@ func TestProbeFetches(t *testing.T) {
 	}
 }
 
-// A node whose check reached it but ran out of time gets a second turn
-// (the first request the node fetches hangs past the check's deadline,
-// the second is answered); one whose check always runs out of time is
-// asked twice, then reported with the deadline; a node that never
-// answers the handshake is not asked again.
+// A node whose check reached it but ran out of time gets a second turn,
+// twice as long (the first request the node fetches hangs past the
+// check's deadline, the second is answered; a request that always takes
+// 1.5 × the deadline is answered in the second turn); one whose check
+// always runs out of time is asked twice, then reported with the
+// deadline; a node that never answers the handshake is not asked again.
 func TestProbeSlowCheckGetsAnotherTurn(t *testing.T) {
 	e := newEnv(t)
 	var mu sync.Mutex
@@ -74,11 +75,16 @@ func TestProbeSlowCheckGetsAnotherTurn(t *testing.T) {
 		asked[r.URL.Path]++
 		n := asked[r.URL.Path]
 		mu.Unlock()
-		if r.URL.Path == "/always" || n == 1 {
-			select {
-			case <-r.Context().Done():
-			case <-time.After(3 * time.Second):
-			}
+		hang := 0 * time.Second
+		switch {
+		case r.URL.Path == "/always":
+			hang = 20 * time.Second
+		case r.URL.Path == "/slow", n == 1:
+			hang = 3 * time.Second
+		}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(hang):
 		}
 	}))
 	defer srv.Close()
@@ -97,13 +103,16 @@ func TestProbeSlowCheckGetsAnotherTurn(t *testing.T) {
 	if r := probe([]string{nodeIP}, srv.URL+"/once")[0]; !r.Reachable || len(r.Fetched) != 1 || r.Fetched[0].Error != "" {
 		t.Errorf("a check slow once: %+v", r)
 	}
+	if r := probe([]string{nodeIP}, srv.URL+"/slow")[0]; !r.Reachable || len(r.Fetched) != 1 || r.Fetched[0].Error != "" {
+		t.Errorf("a check 1.5 × its deadline every time: %+v", r)
+	}
 	r := probe([]string{nodeIP}, srv.URL+"/always")[0]
 	if r.Reachable || !strings.Contains(r.Error, "deadline exceeded") {
 		t.Errorf("a check slow every time: %+v", r)
 	}
 	mu.Lock()
-	if asked["/once"] != 2 || asked["/always"] != contract.ProbeTries {
-		t.Errorf("the node fetched %v, want /once twice and /always %d times", asked, contract.ProbeTries)
+	if asked["/once"] != 2 || asked["/slow"] != 2 || asked["/always"] != contract.ProbeTries {
+		t.Errorf("the node fetched %v, want /once and /slow twice and /always %d times", asked, contract.ProbeTries)
 	}
 	mu.Unlock()
 

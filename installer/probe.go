@@ -101,17 +101,17 @@ func (i *Installer) probe(ctx context.Context, req micro.Request) (int, any, err
 // probeTurns checks one node in a turn of its own, whose deadline runs
 // from the turn; Stop (or the requester's end) ends them all. A node that
 // answered the handshake but whose check ran out of time gets one more
-// turn: on a control machine busy with other clusters' deploys, the
-// check's shell waits for this machine as much as for the node, and a
-// second turn usually finds it free. A node that does not answer at all
-// is not asked again.
+// turn, twice as long: on a control machine busy with other clusters'
+// deploys, the check's shell waits for this machine as much as for the
+// node (on a test bed whose nodes share it, for both). A node that does
+// not answer at all is not asked again.
 func (i *Installer) probeTurns(ctx context.Context, ip string, p contract.Probe, timeout time.Duration) contract.ProbeResult {
 	turn := i.o.ProbeTurns
 	for try := 1; ; try++ {
 		r, slow := func() (contract.ProbeResult, bool) {
 			turn <- struct{}{}
 			defer func() { <-turn }()
-			ctx, cancel := context.WithTimeout(ctx, timeout)
+			ctx, cancel := context.WithTimeout(ctx, time.Duration(try)*timeout)
 			defer cancel()
 			r := i.probeNode(ctx, ip, p)
 			return r, !r.Reachable && strings.HasPrefix(r.Error, readHardware) && ctx.Err() == context.DeadlineExceeded

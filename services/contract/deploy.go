@@ -57,11 +57,16 @@ func (a Auth) OffersPassword(ip string) bool {
 const ProbeParallel = 16
 
 // ProbeTries is how many turns one node's check may take: a check that
-// reached the node but ran out of time gets one more.
+// reached the node but ran out of time gets one more, with twice the time
+// (a node that answered the handshake is there; it, or this machine, is
+// busy).
 const ProbeTries = 2
 
-// ProbeRounds is how many turns a probe of n nodes takes at most.
-func ProbeRounds(n int) int { return ProbeTries * max(1, (n+ProbeParallel-1)/ProbeParallel) }
+// ProbeRounds is how many timeouts a probe of n nodes takes at most: its
+// turns, the second of a node's twice as long as the first.
+func ProbeRounds(n int) int {
+	return ProbeTries * (ProbeTries + 1) / 2 * max(1, (n+ProbeParallel-1)/ProbeParallel)
+}
 
 // Probe asks the installer to contact nodes (de.cmd.installer.probe): can it
 // log in, what hardware does the node have, which engine owns it.
