@@ -100,7 +100,14 @@ func (p *Planner) disksAfter(ctx context.Context, id, kind string, nodes []strin
 		p.engineEvent(ctx, "disk", fmt.Sprintf("deployment %s orphaned the persistent disk of %s (%d MB%s): its data stays on the machine until it is deleted (DELETE /deployment-engine/disks/%s)",
 			id, ip, d.SizeMB, onDevice(d.Device), ip))
 	}
-	for ip := range now {
+	orphans, err := p.orphans(ctx)
+	if err != nil {
+		p.log.Warn("read the orphaned disks", "err", err)
+	}
+	for ip := range orphans {
+		if _, again := now[ip]; !again {
+			continue
+		}
 		if err := kv.Delete(ctx, diskKey(ip)); err != nil {
 			p.log.Warn("adopt a disk again", "node", ip, "err", err)
 		}
