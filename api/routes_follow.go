@@ -117,7 +117,17 @@ func (s *server) followLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	go f.watch(ctx, kv, s.log)
+	// The watch starts before the answer does, and gives the config as it
+	// is now first: a config stored since it was read above is not missed
+	// (its secrets would otherwise go out unredacted).
+	wt, err := kv.Watch(ctx, bus.KeyConfig)
+	if err != nil {
+		s.log.Error("follow logs: watch the config", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "cannot follow the config's changes")
+		return
+	}
+	defer func() { _ = wt.Stop() }()
+	go f.watch(ctx, wt)
 
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -280,15 +290,10 @@ func clipBytes(s string, n int) string {
 	return s[:n]
 }
 
-// watch follows the stored config until ctx ends: a new config changes
-// the nodes followed and the secrets redacted.
-func (f *follower) watch(ctx context.Context, kv jetstream.KeyValue, log interface{ Warn(string, ...any) }) {
-	wt, err := kv.Watch(ctx, bus.KeyConfig, jetstream.UpdatesOnly())
-	if err != nil {
-		log.Warn("follow logs: watch the config", "err", err)
-		return
-	}
-	defer func() { _ = wt.Stop() }()
+// watch follows the stored config until ctx ends: the config as the
+// watch found it, then each new one, changes the nodes followed and the
+// secrets redacted.
+func (f *follower) watch(ctx context.Context, wt jetstream.KeyWatcher) {
 	for {
 		select {
 		case <-ctx.Done():
