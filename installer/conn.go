@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/deployment-engine/engine/services/kit"
 )
 
 // nodeConn is a connection to a node that runs commands in sessions: an
@@ -54,10 +56,15 @@ func (s sshConn) NewSession() (nodeSession, error) {
 		return nil, err
 	}
 	s.sessions.Inc()
-	return sshSession{sess}, nil
+	return sshSession{s: sess, sudo: s.c.User() != "root"}, nil
 }
 
-type sshSession struct{ s *ssh.Session }
+// sshSession runs one command; logged in as another user than root
+// (Properties.NodeUsers), through sudo.
+type sshSession struct {
+	s    *ssh.Session
+	sudo bool
+}
 
 func (s sshSession) StdoutPipe() (io.Reader, error) { return s.s.StdoutPipe() }
 func (s sshSession) StderrPipe() (io.Reader, error) { return s.s.StderrPipe() }
@@ -65,8 +72,16 @@ func (s sshSession) Close() error                   { return s.s.Close() }
 
 func (s sshSession) Start(cmd string, stdin io.Reader) error {
 	s.s.Stdin = stdin
+	if s.sudo {
+		cmd = asRoot(cmd)
+	}
 	return s.s.Start(cmd)
 }
+
+// asRoot runs cmd as root through sudo, which must not ask for a password
+// (-n: it fails at once, saying a password is required); its stdin, output
+// and exit status pass through.
+func asRoot(cmd string) string { return "sudo -n -- sh -c " + kit.ShellQuote(cmd) }
 
 func (s sshSession) Wait() error {
 	err := s.s.Wait()

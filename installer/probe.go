@@ -178,6 +178,9 @@ func (i *Installer) probeNode(ctx context.Context, ip string, p contract.Probe) 
 	b, err := output(ctx, i.sshConn(c), script, nil)
 	if err != nil {
 		r.Error = readHardware + err.Error()
+		if u := auth.UserFor(ip); u != "root" && strings.Contains(err.Error(), "sudo") {
+			r.Error += fmt.Sprintf(" — the engine logs in to %s as %s and runs its commands through sudo, which must not ask for a password: give %s a rule such as %q in /etc/sudoers.d", ip, u, u, u+" ALL=(ALL) NOPASSWD: ALL")
+		}
 		return r
 	}
 	got := probed(ip, b, resolve, fetch)

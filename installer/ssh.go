@@ -39,8 +39,12 @@ func isPermanent(err error) bool {
 }
 
 // authMethods turns an Auth into the SSH auth methods offered to ip: the
-// password only where it was given for.
+// password only where it was given for, and never to a node logged in to
+// as another user than root (the password is root's).
 func authMethods(a contract.Auth, ip string) ([]ssh.AuthMethod, error) {
+	if a.UserFor(ip) != "root" {
+		a.Password = ""
+	}
 	var out []ssh.AuthMethod
 	if key := a.KeyFor(ip); key != "" {
 		pem := []byte(key)
@@ -70,6 +74,9 @@ func authMethods(a contract.Auth, ip string) ([]ssh.AuthMethod, error) {
 	if len(out) == 0 && a.Password != "" {
 		return nil, permanent{fmt.Errorf("the kept root password is offered only to the nodes it was given for, and %s is not one: post the config with the root password in clear (or a key) to use it there", ip)}
 	}
+	if len(out) == 0 && a.UserFor(ip) != "root" {
+		return nil, permanent{fmt.Errorf("%s is logged in to as %s, with a key alone (the config's password is root's): give the config a key, or %s its own (node_keys)", ip, a.UserFor(ip), ip)}
+	}
 	if len(out) == 0 {
 		return nil, permanent{errors.New("the config has neither a root password nor a key")}
 	}
@@ -86,6 +93,9 @@ func authID(a contract.Auth) string {
 	keys := ""
 	for _, ip := range contract.SortedKeys(a.Keys) {
 		keys += ip + "=" + a.Keys[ip] + "\x00"
+	}
+	for _, ip := range contract.SortedKeys(a.Users) {
+		keys += ip + "@" + a.Users[ip] + "\x00"
 	}
 	h := sha256.Sum256([]byte(a.Password + "\x00" + a.Key + "\x00" + via + "\x00" + keys))
 	return hex.EncodeToString(h[:8])
@@ -137,7 +147,7 @@ func (i *Installer) dial(ctx context.Context, ip string, auth contract.Auth) (*s
 	if err != nil {
 		return nil, err
 	}
-	t := target{ip: ip, addr: net.JoinHostPort(ip, i.port), user: "root", methods: methods}
+	t := target{ip: ip, addr: net.JoinHostPort(ip, i.port), user: auth.UserFor(ip), methods: methods}
 	if g := auth.Gateway; g != nil {
 		t.via = func(ctx context.Context) (*ssh.Client, error) { return i.gatewayClient(ctx, *g) }
 		t.gateway = g.Addr()

@@ -671,6 +671,7 @@ type Properties struct {
 	Links            *map[string]JobLinks       `json:"links,omitempty"`
 	NodeJobs         *map[string]interface{}    `json:"node_jobs,omitempty"`
 	NodeKeys         *map[string]string         `json:"node_keys,omitempty"`
+	NodeUsers        *map[string]string         `json:"node_users,omitempty"`
 	Notify           *NotifyConfig              `json:"notify,omitempty"`
 	Password         *string                    `json:"password,omitempty"`
 	PersistentDisks  *map[string]PersistentDisk `json:"persistent_disks,omitempty"`

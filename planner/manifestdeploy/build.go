@@ -6,6 +6,7 @@
 package manifestdeploy
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -115,7 +116,7 @@ func Build(in contract.ManifestDeploy, cc contract.CloudConfig, prior Prior, sto
 	if err := res.place(doc.(map[string]any), cc, prior.Placement, stored); err != nil {
 		return res, err
 	}
-	keys, err := checkLogins(cc, res.Placement)
+	keys, users, err := checkLogins(cc, res.Placement)
 	if err != nil {
 		return res, err
 	}
@@ -124,7 +125,7 @@ func Build(in contract.ManifestDeploy, cc contract.CloudConfig, prior Prior, sto
 	if err != nil {
 		return res, err
 	}
-	cfg.Properties.NodeKeys = keys
+	cfg.Properties.NodeKeys, cfg.Properties.NodeUsers = keys, users
 	cfg.Properties.AZs = zonesOf(cc, res.Placement)
 	// A machine's persistent disk is the device the cloud config names
 	// for it, else a directory of its own disk.
@@ -209,39 +210,38 @@ func (res *Result) place(root map[string]any, cc contract.CloudConfig, prev clou
 	return nil
 }
 
-// checkLogins refuses a placed machine the engine cannot log in to as it
-// logs in to every node: as root. It returns every machine of the cloud
-// config with a key of its own (the config's node_keys), placed or not: a
-// machine the manifest no longer places is still logged in to, with its
-// key, to remove what it ran. The others log in with the cloud config's
-// key.
-func checkLogins(cc contract.CloudConfig, p cloudconfig.Placement) (map[string]string, error) {
-	if cc.SSH.User != "" && cc.SSH.User != "root" {
-		return nil, fmt.Errorf("the cloud config logs in as %s: the engine logs in to the machines as root", cc.SSH.User)
-	}
+// checkLogins refuses a placed machine the engine has no key for. It
+// returns every machine of the cloud config with a key of its own (the
+// config's node_keys) and every one logged in to as another user than
+// root (node_users, who runs the engine's commands through sudo), placed
+// or not: a machine the manifest no longer places is still logged in to,
+// as before, to remove what it ran. The others log in as root with the
+// cloud config's key.
+func checkLogins(cc contract.CloudConfig, p cloudconfig.Placement) (keys, users map[string]string, err error) {
 	for _, g := range sortedKeys(p) {
 		for _, ip := range p[g] {
-			m, _ := cloudconfig.Machine(cc, ip)
-			switch {
-			case m.User != "root" && m.User != "":
-				return nil, fmt.Errorf("instance group %s: machine %s logs in as %s: the engine logs in to every node as root (its own key is taken: {ip: %s, key: PATH})", g, ip, m.User, ip)
-			case m.Key == "":
-				return nil, fmt.Errorf("instance group %s: machine %s has no ssh key: give the cloud config's ssh.key, or the machine's own ({ip: %s, key: PATH})", g, ip, ip)
+			if m, _ := cloudconfig.Machine(cc, ip); m.Key == "" {
+				return nil, nil, fmt.Errorf("instance group %s: machine %s has no ssh key: give the cloud config's ssh.key, or the machine's own ({ip: %s, key: PATH})", g, ip, ip)
 			}
 		}
 	}
-	var keys map[string]string
+	put := func(m *map[string]string, ip, v string) {
+		if *m == nil {
+			*m = map[string]string{}
+		}
+		(*m)[ip] = v
+	}
 	for _, az := range cc.AZs {
 		for _, m := range az.Machines {
-			if m.Key != "" && m.Key != cc.SSH.Key && (m.User == "" || m.User == "root") {
-				if keys == nil {
-					keys = map[string]string{}
-				}
-				keys[m.IP] = m.Key
+			if m.Key != "" && m.Key != cc.SSH.Key {
+				put(&keys, m.IP, m.Key)
+			}
+			if u := cmp.Or(m.User, cc.SSH.User); u != "" && u != "root" {
+				put(&users, m.IP, u)
 			}
 		}
 	}
-	return keys, nil
+	return keys, users, nil
 }
 
 // zonesOf is the config's zones: each placed machine in its own.

@@ -125,8 +125,6 @@ func TestBuildRefused(t *testing.T) {
 			"instance group db: instance 2 finds no free machine in zone(s) z1"},
 		{"static IP of no machine", contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.99]}]", 1)}, cloud(),
 			"static IP 10.0.0.99 is no machine of the cloud config"},
-		{"a machine's own user", contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.8]}]", 1)}, cloud(),
-			"machine 10.0.0.8 logs in as admin: the engine logs in to every node as root"},
 		{"no key", contract.ManifestDeploy{Manifest: simple}, noKey, "no ssh key"},
 		{"bad ops", contract.ManifestDeploy{Manifest: simple, Ops: []string{"- type: replace\n  path: /nope/x\n  value: 1\n"}}, cloud(), "ops[0]"},
 	} {
@@ -298,5 +296,28 @@ func TestBuildMachineKey(t *testing.T) {
 	}
 	if a := res.Config.Properties.NodeAuth(); a.KeyFor("10.0.0.8") != "/etc/de/keys/z2" || a.KeyFor("10.0.0.5") != "/etc/de/keys/root" {
 		t.Fatalf("the nodes' keys: %+v", a)
+	}
+}
+
+// A machine given a user other than root is logged in to as that user
+// (node_users, placed or not), with its own key or the cloud config's; a
+// cloud config whose ssh.user is not root names every machine so.
+func TestBuildMachineUser(t *testing.T) {
+	in := contract.ManifestDeploy{Manifest: strings.Replace(simple, "networks: [{name: private}]", "networks: [{name: private, static_ips: [10.0.0.5, 10.0.0.8]}]", 1)}
+	res, err := Build(in, cloud(), Prior{}, contract.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := res.Config.Properties.NodeAuth()
+	if len(a.Users) != 1 || a.UserFor("10.0.0.8") != "admin" || a.UserFor("10.0.0.5") != "root" || a.KeyFor("10.0.0.8") != "/etc/de/keys/root" {
+		t.Fatalf("the nodes' logins: %+v", a)
+	}
+	cc := cloud()
+	cc.SSH.User = "ops"
+	if res, err = Build(in, cc, Prior{}, contract.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if u := res.Config.Properties.NodeUsers; len(u) != 4 || u["10.0.0.5"] != "ops" || u["10.0.0.7"] != "ops" || u["10.0.0.8"] != "admin" {
+		t.Fatalf("with ssh.user ops, node users %v", u)
 	}
 }

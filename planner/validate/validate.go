@@ -57,6 +57,7 @@ func Config(b []byte, catalogs Catalogs, opts ...Option) (contract.Config, []con
 	}
 	checkProperties(cfg.Properties, &ps)
 	checkNodeKeys(cfg, &ps)
+	checkNodeUsers(cfg, &ps)
 	checkWebhooks(cfg.Properties.Notify, o.webhooks, &ps)
 	checkComponents(cfg.Components, &ps)
 	if cat, ok := catalogs(cfg.CatalogName()); !ok {
@@ -208,6 +209,11 @@ func decodeProperties(raw json.RawMessage, p *contract.Properties, ps *problems)
 				ps.add(path, "", "", `must be an object of node IP to the path of its SSH key on the control machine`)
 			}
 			continue
+		case "node_users":
+			if err := json.Unmarshal(v, &p.NodeUsers); err != nil {
+				ps.add(path, "", "", `must be an object of node IP to the user the engine logs in as there (sudo without a password)`)
+			}
+			continue
 		case "persistent_disks":
 			dec := json.NewDecoder(bytes.NewReader(v))
 			dec.DisallowUnknownFields()
@@ -340,6 +346,24 @@ func checkNodeKeys(cfg contract.Config, ps *problems) {
 			ps.add(path, "", "", "node_keys are by node IP")
 		case !strings.HasPrefix(k, "/") || strings.Contains(k, "PRIVATE KEY") || len(k) > 4096:
 			ps.add(path, "", ip, "must be the absolute path of a key file on the control machine (a key's text goes in properties.key alone, which is kept secret)")
+		}
+	}
+}
+
+// checkNodeUsers checks the users some nodes are logged in to as: each
+// by IP, a user name.
+func checkNodeUsers(cfg contract.Config, ps *problems) {
+	if len(cfg.Properties.NodeUsers) > maxNodeKeys {
+		ps.add("properties.node_users", "", "", fmt.Sprintf("%d users; at most %d", len(cfg.Properties.NodeUsers), maxNodeKeys))
+		return
+	}
+	for _, ip := range contract.SortedKeys(cfg.Properties.NodeUsers) {
+		path, u := "properties.node_users."+contract.Clip(ip), cfg.Properties.NodeUsers[ip]
+		switch {
+		case contract.CheckNodeIP(ip) != nil:
+			ps.add(path, "", "", "node_users are by node IP")
+		case !userRe.MatchString(u):
+			ps.add(path, "", ip, "not a user name (lowercase letters, digits, _ and -, at most 32)")
 		}
 	}
 }

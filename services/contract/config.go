@@ -45,8 +45,13 @@ type Properties struct {
 	// {"IP": "/path/on/the/control/machine"} (a cloud config machine's
 	// key); the engine offers it to that node in place of Key.
 	NodeKeys map[string]string `json:"node_keys,omitempty"`
-	Catalog  string            `json:"catalog,omitempty"`
-	Release  string            `json:"release,omitempty"`
+	// NodeUsers log in to some nodes as another user than root, who runs
+	// every command of the engine through sudo, which must not ask for a
+	// password (NOPASSWD): {"IP": "admin"} (a cloud config machine's
+	// user, or its ssh.user).
+	NodeUsers map[string]string `json:"node_users,omitempty"`
+	Catalog   string            `json:"catalog,omitempty"`
+	Release   string            `json:"release,omitempty"`
 	// Releases are further uploaded BOSH releases ("NAME[/VERSION]") whose
 	// jobs the config places beside Release's ("catalog": "bosh").
 	Releases []string `json:"releases,omitempty"`

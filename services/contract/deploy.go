@@ -22,6 +22,18 @@ type Auth struct {
 	// Keys are the nodes with a key of their own, by IP (Properties.NodeKeys):
 	// each is offered that key in place of Key.
 	Keys map[string]string `json:"keys,omitempty"`
+	// Users are the nodes logged in to as another user than root, by IP
+	// (Properties.NodeUsers): the engine's commands run there through
+	// sudo -n.
+	Users map[string]string `json:"users,omitempty"`
+}
+
+// UserFor is the user ip is logged in to as: its own, else root.
+func (a Auth) UserFor(ip string) string {
+	if u := a.Users[ip]; u != "" {
+		return u
+	}
+	return "root"
 }
 
 // KeyFor is the key offered to ip: its own, else Key.

@@ -56,5 +56,5 @@ func (p Properties) JumpHost() *Gateway {
 // NodeAuth is how the engine logs in to the nodes of a config: the root
 // password, the key, and the gateway it goes through.
 func (p Properties) NodeAuth() Auth {
-	return Auth{Password: p.Root, Key: p.Key, Gateway: p.JumpHost(), Keys: p.NodeKeys}
+	return Auth{Password: p.Root, Key: p.Key, Gateway: p.JumpHost(), Keys: p.NodeKeys, Users: p.NodeUsers}
 }
