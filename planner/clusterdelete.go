@@ -87,11 +87,7 @@ func (p *Planner) clusterLeave(ctx context.Context, req micro.Request) (int, any
 	if err != nil || !ok {
 		return 200, out, err
 	}
-	for _, s := range d.Steps {
-		if !slices.Contains(out.Nodes, s.Node) {
-			out.Nodes = append(out.Nodes, s.Node)
-		}
-	}
+	out.Nodes = append(out.Nodes, stepNodes(d.Steps)...)
 	slices.Sort(out.Nodes)
 	results, err := p.probeWith(ctx, cfg, contract.Probe{Nodes: out.Nodes, Leave: p.o.EngineID})
 	if err != nil {

@@ -45,8 +45,8 @@ func (p *Planner) diskEndpoints() map[string]kit.Handler {
 	return map[string]kit.Handler{subject.DiskList(): p.diskList, subject.DiskDelete(): p.diskDelete}
 }
 
-// Orphaned are the nodes whose disk in before is not in after, sorted.
-func Orphaned(before, after map[string]contract.PersistentDisk) []string {
+// orphaned are the nodes whose disk in before is not in after, sorted.
+func orphaned(before, after map[string]contract.PersistentDisk) []string {
 	var out []string
 	for ip := range before {
 		if _, kept := after[ip]; !kept {
@@ -90,7 +90,7 @@ func (p *Planner) disksAfter(ctx context.Context, id, kind string, nodes []strin
 		return
 	}
 	at := time.Now().UTC()
-	for _, ip := range Orphaned(before, now) {
+	for _, ip := range orphaned(before, now) {
 		d := before[ip]
 		b, _ := json.Marshal(contract.Disk{IP: ip, SizeMB: d.SizeMB, Device: d.Device, State: contract.DiskOrphaned, Orphaned: &at, Deployment: id})
 		if _, err := kv.Put(ctx, diskKey(ip), b); err != nil {
@@ -128,10 +128,10 @@ func onDevice(dev string) string {
 	return " on " + dev
 }
 
-// stepNodes are the nodes rec's steps ran on.
-func stepNodes(rec *sched.Record) []string {
+// stepNodes are the nodes steps ran on, in the order they first appear.
+func stepNodes(steps []contract.StepStatus) []string {
 	var out []string
-	for _, s := range rec.Steps {
+	for _, s := range steps {
 		if !slices.Contains(out, s.Node) {
 			out = append(out, s.Node)
 		}

@@ -25,7 +25,7 @@ func TestOrphaned(t *testing.T) {
 		{"one dropped", map[string]contract.PersistentDisk{"10.0.0.1": d, "10.0.0.2": d}, map[string]contract.PersistentDisk{"10.0.0.2": d}, []string{"10.0.0.1"}},
 		{"all dropped", map[string]contract.PersistentDisk{"10.0.0.2": d, "10.0.0.1": d}, nil, []string{"10.0.0.1", "10.0.0.2"}},
 	} {
-		if got := Orphaned(tc.before, tc.after); !slices.Equal(got, tc.want) {
+		if got := orphaned(tc.before, tc.after); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -203,7 +203,7 @@ type ends struct{ p *Planner }
 func (e ends) Ended(rec *sched.Record) {
 	p := e.p
 	if rec.State == contract.DeploySucceeded {
-		id, kind, nodes := rec.ID, rec.Kind, stepNodes(rec)
+		id, kind, nodes := rec.ID, rec.Kind, stepNodes(rec.Steps)
 		if !p.svc.Go(func(ctx context.Context) { p.disksAfter(ctx, id, kind, nodes) }) {
 			p.log.Warn("disk records not kept: the planner stops", "deployment", rec.ID)
 		}
