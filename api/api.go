@@ -49,6 +49,10 @@ type Options struct {
 	// Releases, when set, stores BOSH releases (/deployment-engine/releases)
 	// and serves their packages read-only at /releases/.
 	Releases Releases
+	// Compiled, when set, keeps the packages nodes compiled, at
+	// /compiled/<fingerprint>/<os>.tgz: nodes fetch them, and put those
+	// they compiled with their upload token.
+	Compiled Compiled
 	// Console is the web console's static files, served at /.
 	Console fs.FS
 	// Build is what GET /version answers.

@@ -48,6 +48,17 @@ var anonDocs = []anonDoc{
 		summary: "A stored release's compiled package, for the nodes",
 		ok:      []reply{{code: 200, desc: "the package tarball", media: "*/*"}},
 		errs:    []reply{fails(404, "no such release file"), fails(503, "the package could not be read; try again")}}},
+	{"GET", CompiledPrefix + "*", CompiledPrefix + "{fingerprint}/{os}", opDoc{id: "compiledPackage",
+		summary: "A package a node compiled, for the other nodes of its OS",
+		ok:      []reply{{code: 200, desc: "the compiled package's tarball (gzip), to unpack in the package's directory", media: "application/gzip"}},
+		errs:    []reply{fails(404, "no such compiled package"), fails(503, "the compiled package could not be read; try again")}}},
+	{"PUT", CompiledPrefix + "*", CompiledPrefix + "{fingerprint}/{os}", opDoc{id: "putCompiledPackage",
+		summary: "A node puts a package it compiled (Authorization: Bearer <its upload token>, X-DE-Node: <its IP>)",
+		body:    &bodyDoc{media: "application/gzip", desc: "the package's directory as a gzipped tarball", streamed: true},
+		ok: []reply{ok[contract.CompiledKept](201, "kept"),
+			ok[contract.CompiledKept](200, "kept already: the first upload of a package stays, and the body is not read")},
+		errs: []reply{fails(400, "the path, or a tarball a node must not unpack (a name outside the directory, a device, setuid)"),
+			fails(403, "not a node's upload token"), fails(413, "past the release limits"), fails(507, "the engine's disk lacks the room")}}},
 }
 
 // HealthStatus is GET /healthz's answer: {"status": "ok"}.
@@ -57,15 +68,17 @@ type HealthStatus struct {
 
 // pathParams describes the path parameters the routes use.
 var pathParams = map[string]param{
-	"id":      {"id", "the deployment's id (d-…)", schemaObj{"type": "string", "pattern": "^d-", "maxLength": 64}},
-	"name":    {"name", "a log's name, as GET /deployment-engine/download lists it", str},
-	"ip":      {"ip", "a node's IP, as the config lists it", schemaObj{"type": "string", "maxLength": 64}},
-	"path":    {"path", "the file's path below the mirror; it may hold slashes", str},
-	"release": {"release", "the release's name", str},
-	"version": {"version", "the release's version", str},
-	"package": {"package", "the package's name and .tgz", schemaObj{"type": "string", "pattern": `\.tgz$`}},
-	"cluster": {"cluster", "a cluster's name, as GET /deployment-engine/clusters lists it", schemaObj{"type": "string", "maxLength": 63}},
-	"cert":    {"cert", "a certificate's name, as GET /deployment-engine/certificates lists it", schemaObj{"type": "string", "maxLength": 64}},
+	"id":          {"id", "the deployment's id (d-…)", schemaObj{"type": "string", "pattern": "^d-", "maxLength": 64}},
+	"name":        {"name", "a log's name, as GET /deployment-engine/download lists it", str},
+	"ip":          {"ip", "a node's IP, as the config lists it", schemaObj{"type": "string", "maxLength": 64}},
+	"path":        {"path", "the file's path below the mirror; it may hold slashes", str},
+	"release":     {"release", "the release's name", str},
+	"version":     {"version", "the release's version", str},
+	"package":     {"package", "the package's name and .tgz", schemaObj{"type": "string", "pattern": `\.tgz$`}},
+	"fingerprint": {"fingerprint", "a compiled package's fingerprint: its name, version and sha1 and its dependencies'", schemaObj{"type": "string", "pattern": "^[0-9a-f]{16,64}$"}},
+	"os":          {"os", "the OS and machine a node compiled on, and .tgz (debian-12-x86_64.tgz)", schemaObj{"type": "string", "pattern": `\.tgz$`}},
+	"cluster":     {"cluster", "a cluster's name, as GET /deployment-engine/clusters lists it", schemaObj{"type": "string", "maxLength": 63}},
+	"cert":        {"cert", "a certificate's name, as GET /deployment-engine/certificates lists it", schemaObj{"type": "string", "maxLength": 64}},
 }
 
 // OpenAPI is the API's OpenAPI 3.1 document, built from its route table

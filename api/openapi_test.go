@@ -226,7 +226,7 @@ func TestOpenAPISchemasArePortable(t *testing.T) {
 // summary and a successful answer; no description is left of a route
 // that is gone, and no operation id is used twice.
 func TestEveryRouteIsDocumented(t *testing.T) {
-	h, err := New(Options{AuthNone: true, MirrorDir: t.TempDir(), Releases: stubReleases{t.TempDir()}, Console: os.DirFS(t.TempDir())})
+	h, err := New(Options{AuthNone: true, MirrorDir: t.TempDir(), Releases: stubReleases{t.TempDir()}, Compiled: stubCompiled{t.TempDir()}, Console: os.DirFS(t.TempDir())})
 	if err != nil {
 		t.Fatal(err)
 	}

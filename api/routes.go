@@ -124,6 +124,9 @@ func (s *server) anonymous(r chi.Router) {
 	if o.Releases != nil {
 		r.Handle("/releases/*", http.StripPrefix("/releases/", streaming(o.Limits.StreamIdle, releaseFiles(o.Releases).ServeHTTP)))
 	}
+	if o.Compiled != nil {
+		r.Handle(CompiledPrefix+"*", compiledFiles(o.Compiled, o.Limits.StreamIdle))
+	}
 	if o.Console != nil {
 		r.Handle("/*", http.FileServerFS(o.Console))
 	}

@@ -29,7 +29,7 @@ func serveAPI(ctx context.Context, o Options, b *engineBus, reg *prometheus.Regi
 	mirror := filepath.Join(o.DataDir, "mirror")
 	_ = os.MkdirAll(mirror, 0o755)
 	ao := api.Options{NC: b.nc, Token: token, Tokens: &TokenFile{Path: filepath.Join(o.DataDir, TokensFile)}, AuthNone: o.AuthNone, Logger: log, Gatherer: reg, MirrorDir: mirror, Console: consoleFS(),
-		Releases: releaseAPI{store: releases, js: b.res.JS, log: log}, Limits: o.Limits, Build: o.Build,
+		Releases: releaseAPI{store: releases, js: b.res.JS, log: log}, Compiled: compiledAPI{store: releases, agentPass: b.agentPass, log: log}, Limits: o.Limits, Build: o.Build,
 		Registry: prometheus.WrapRegistererWith(prometheus.Labels{"cluster": contract.DefaultCluster}, reg)}
 	if o.agent != nil {
 		ao.Agent = &o.agent.AgentBinary

@@ -79,3 +79,52 @@ func (a releaseAPI) List(ctx context.Context) (int, any) {
 	}
 	return 200, list
 }
+
+// compiledAPI lets nodes put and fetch compiled packages in the release
+// store; a node shows its upload token (bus.UploadToken), which this
+// engine derives from its agent password.
+type compiledAPI struct {
+	store     *release.Store
+	agentPass func(ip string) string
+	log       *slog.Logger
+}
+
+func (a compiledAPI) CompiledFile(ctx context.Context, fp, osKey string) (string, error) {
+	p, err := a.store.CompiledFile(ctx, fp, osKey)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		a.log.Error("serve a compiled package", "package", fp+"/"+osKey, "err", err)
+	}
+	return p, err
+}
+
+func (a compiledAPI) KeepCompiled(ctx context.Context, fp, osKey string, r io.Reader) (int, any) {
+	created, err := a.store.KeepCompiled(ctx, fp, osKey, r)
+	var bad *release.BadCompiled
+	var tooLarge *release.TooLarge
+	var noSpace *release.NoSpace
+	switch {
+	case errors.As(err, &bad):
+		a.log.Warn("compiled package refused", "err", err)
+		return 400, contract.ErrorBody{Error: err.Error()}
+	case errors.As(err, &tooLarge):
+		a.log.Warn("compiled package refused", "err", err)
+		return 413, contract.ErrorBody{Error: err.Error()}
+	case errors.As(err, &noSpace):
+		a.log.Warn("compiled package refused", "err", err, "dir", a.store.Dir())
+		return 507, contract.ErrorBody{Error: err.Error()}
+	case err != nil:
+		a.log.Error("keep a compiled package", "package", fp+"/"+osKey, "err", err)
+		return 503, contract.ErrorBody{Error: "could not keep the compiled package; the node compiles it again next time"}
+	case !created:
+		return 200, contract.CompiledKept{Kept: fp + "/" + osKey, State: "kept already"}
+	}
+	a.log.Info("compiled package kept", "package", fp+"/"+osKey)
+	return 201, contract.CompiledKept{Kept: fp + "/" + osKey, State: "kept"}
+}
+
+func (a compiledAPI) UploadToken(ip string) string {
+	if a.agentPass == nil {
+		return ""
+	}
+	return bus.UploadToken(a.agentPass(ip))
+}

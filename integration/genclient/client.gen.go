@@ -167,6 +167,12 @@ type ClusterProblem struct {
 	Node        *string       `json:"node,omitempty"`
 }
 
+// CompiledKept defines model for CompiledKept.
+type CompiledKept struct {
+	Kept  string `json:"kept"`
+	State string `json:"state"`
+}
+
 // Config Examples: {"components":{"haproxy":["10.0.0.1"],"nats":["10.0.0.2","10.0.0.3"]},"properties":{"adduser":1,"checkdisk":1,"disksize":15,"domain":"cf.local","home":"10.0.0.100","password":"pw","root":"123456","user":"vcap"}}
 type Config struct {
 	Components *map[string][]string `json:"components"`
@@ -1863,6 +1869,18 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// CompiledPackage A package a node compiled, for the other nodes of its OS
+	//
+	// Corresponds with GET /compiled/{fingerprint}/{os} (the `CompiledPackage` operationId).
+	CompiledPackage(ctx context.Context, fingerprint string, os string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutCompiledPackageWithBody A node puts a package it compiled (Authorization: Bearer <its upload token>, X-DE-Node: <its IP>)
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /compiled/{fingerprint}/{os} (the `PutCompiledPackage` operationId).
+	PutCompiledPackageWithBody(ctx context.Context, fingerprint string, os string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Asyncapi The AsyncAPI 3.0 document of the events on the engine's NATS
 	//
 	// Corresponds with GET /deployment-engine/asyncapi.json (the `Asyncapi` operationId).
@@ -2439,6 +2457,38 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /version (the `Version` operationId).
 	Version(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// CompiledPackage A package a node compiled, for the other nodes of its OS
+//
+// Corresponds with GET /compiled/{fingerprint}/{os} (the `CompiledPackage` operationId).
+func (c *Client) CompiledPackage(ctx context.Context, fingerprint string, os string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCompiledPackageRequest(c.Server, fingerprint, os)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutCompiledPackageWithBody A node puts a package it compiled (Authorization: Bearer <its upload token>, X-DE-Node: <its IP>)
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /compiled/{fingerprint}/{os} (the `PutCompiledPackage` operationId).
+func (c *Client) PutCompiledPackageWithBody(ctx context.Context, fingerprint string, os string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutCompiledPackageRequestWithBody(c.Server, fingerprint, os, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // Asyncapi The AsyncAPI 3.0 document of the events on the engine's NATS
@@ -3866,6 +3916,90 @@ func (c *Client) Version(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewCompiledPackageRequest constructs an http.Request for the CompiledPackage method
+func NewCompiledPackageRequest(server string, fingerprint string, os string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "fingerprint", fingerprint, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "os", os, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/compiled/%s/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPutCompiledPackageRequestWithBody constructs an http.Request for the PutCompiledPackage method, with any body, and a specified content type
+func NewPutCompiledPackageRequestWithBody(server string, fingerprint string, os string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "fingerprint", fingerprint, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "os", os, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/compiled/%s/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
 }
 
 // NewAsyncapiRequest constructs an http.Request for the Asyncapi method
@@ -6687,6 +6821,20 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// CompiledPackageWithResponse A package a node compiled, for the other nodes of its OS
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /compiled/{fingerprint}/{os} (the `CompiledPackage` operationId).
+	CompiledPackageWithResponse(ctx context.Context, fingerprint string, os string, reqEditors ...RequestEditorFn) (*CompiledPackageResponse, error)
+
+	// PutCompiledPackageWithBodyWithResponse A node puts a package it compiled (Authorization: Bearer <its upload token>, X-DE-Node: <its IP>)
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /compiled/{fingerprint}/{os} (the `PutCompiledPackage` operationId).
+	PutCompiledPackageWithBodyWithResponse(ctx context.Context, fingerprint string, os string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutCompiledPackageResponse, error)
+
 	// AsyncapiWithResponse The AsyncAPI 3.0 document of the events on the engine's NATS
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -7359,6 +7507,158 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /version (the `Version` operationId).
 	VersionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*VersionResponse, error)
+}
+
+// CompiledPackageResponse429Headers the declared response headers of an HTTP 429 response for CompiledPackage
+type CompiledPackageResponse429Headers struct {
+	RetryAfter string
+}
+
+type CompiledPackageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorBody
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CompiledPackageResponse429Headers
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CompiledPackageResponse) GetJSON404() *ErrorBody {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CompiledPackageResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CompiledPackageResponse) GetJSON503() *ErrorBody {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CompiledPackageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CompiledPackageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CompiledPackageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CompiledPackageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PutCompiledPackageResponse429Headers the declared response headers of an HTTP 429 response for PutCompiledPackage
+type PutCompiledPackageResponse429Headers struct {
+	RetryAfter string
+}
+
+type PutCompiledPackageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CompiledKept
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *CompiledKept
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *ErrorBody
+	// JSON507 the response for an HTTP 507 `application/json` response
+	JSON507 *ErrorBody
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *PutCompiledPackageResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PutCompiledPackageResponse) GetJSON200() *CompiledKept {
+	return r.JSON200
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r PutCompiledPackageResponse) GetJSON201() *CompiledKept {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PutCompiledPackageResponse) GetJSON400() *ErrorBody {
+	return r.JSON400
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PutCompiledPackageResponse) GetJSON403() *ErrorBody {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PutCompiledPackageResponse) GetJSON413() *ErrorBody {
+	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r PutCompiledPackageResponse) GetJSON429() *ErrorBody {
+	return r.JSON429
+}
+
+// GetJSON507 returns the response for an HTTP 507 `application/json` response
+func (r PutCompiledPackageResponse) GetJSON507() *ErrorBody {
+	return r.JSON507
+}
+
+// GetBody returns the raw response body bytes
+func (r PutCompiledPackageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PutCompiledPackageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PutCompiledPackageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PutCompiledPackageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // AsyncapiResponse429Headers the declared response headers of an HTTP 429 response for Asyncapi
@@ -14210,6 +14510,32 @@ func (r VersionResponse) ContentType() string {
 	return ""
 }
 
+// CompiledPackageWithResponse A package a node compiled, for the other nodes of its OS
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /compiled/{fingerprint}/{os} (the `CompiledPackage` operationId).
+func (c *ClientWithResponses) CompiledPackageWithResponse(ctx context.Context, fingerprint string, os string, reqEditors ...RequestEditorFn) (*CompiledPackageResponse, error) {
+	rsp, err := c.CompiledPackage(ctx, fingerprint, os, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCompiledPackageResponse(rsp)
+}
+
+// PutCompiledPackageWithBodyWithResponse A node puts a package it compiled (Authorization: Bearer <its upload token>, X-DE-Node: <its IP>)
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /compiled/{fingerprint}/{os} (the `PutCompiledPackage` operationId).
+func (c *ClientWithResponses) PutCompiledPackageWithBodyWithResponse(ctx context.Context, fingerprint string, os string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutCompiledPackageResponse, error) {
+	rsp, err := c.PutCompiledPackageWithBody(ctx, fingerprint, os, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutCompiledPackageResponse(rsp)
+}
+
 // AsyncapiWithResponse The AsyncAPI 3.0 document of the events on the engine's NATS
 //
 // Returns a wrapper object for the known response body format(s).
@@ -15391,6 +15717,140 @@ func (c *ClientWithResponses) VersionWithResponse(ctx context.Context, reqEditor
 		return nil, err
 	}
 	return ParseVersionResponse(rsp)
+}
+
+// ParseCompiledPackageResponse parses an HTTP response from a CompiledPackageWithResponse call
+func ParseCompiledPackageResponse(rsp *http.Response) (*CompiledPackageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CompiledPackageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CompiledPackageResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePutCompiledPackageResponse parses an HTTP response from a PutCompiledPackageWithResponse call
+func ParsePutCompiledPackageResponse(rsp *http.Response) (*PutCompiledPackageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PutCompiledPackageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CompiledKept
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest CompiledKept
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 507:
+		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON507 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers PutCompiledPackageResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
 }
 
 // ParseAsyncapiResponse parses an HTTP response from a AsyncapiWithResponse call

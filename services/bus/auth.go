@@ -63,6 +63,16 @@ func AgentPassword(secret []byte, ip string) string {
 	return hex.EncodeToString(m.Sum(nil))[:40]
 }
 
+// UploadToken is the token the node whose agent has password pass puts
+// what it compiled on the engine with: derived from the password, so the
+// engine and the installer, which both hold it, need no other secret, and
+// the password itself is never sent over HTTP.
+func UploadToken(pass string) string {
+	m := hmac.New(sha256.New, []byte(pass))
+	m.Write([]byte("compiled-upload"))
+	return hex.EncodeToString(m.Sum(nil))[:40]
+}
+
 // AgentUser is the NATS user name of the agent on ip.
 func AgentUser(ip string) string {
 	tok, err := subject.IPToken(ip)
