@@ -31,9 +31,13 @@ func (i *Installer) restrict(ctx context.Context, a contract.Auth) (contract.Aut
 // secretFor is the value of a config secret a step asks for on node:
 // only a secret given for that node leaves the engine.
 func (i *Installer) secretFor(ctx context.Context, cfg contract.Config, name, node string) (string, error) {
-	if name == "agent" {
+	switch name {
+	case "agent", "upload":
 		if i.o.AgentPassword == nil {
 			return "", permanent{fmt.Errorf("this installer holds no agent secret: run it with the engine's data dir (its agent-secret)")}
+		}
+		if name == "upload" {
+			return bus.UploadToken(i.o.AgentPassword(node)), nil
 		}
 		return i.o.AgentPassword(node), nil
 	}

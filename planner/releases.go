@@ -147,7 +147,8 @@ func (p *Planner) releaseSteps(ctx context.Context, in steps.Builder, rel *relea
 			from := rel.PackageFrom(pk.Name)
 			return home + release.PackageURLPath(from.Name, from.Version, pk.Name)
 		},
-		Base: map[string]string{}})
+		CompiledURL: func(fp string) string { return p.nodeURL(in.Config) + "/compiled/" + fp },
+		Base:        map[string]string{}})
 	if err != nil {
 		// A template's failure may quote a property: a secret.
 		return nil, errors.New(in.Config.OutputRedactor().Redact(err.Error()))

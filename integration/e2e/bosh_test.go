@@ -84,6 +84,16 @@ func stepOf(d contract.Deployment, id string) (state, errText string) {
 	return "absent", ""
 }
 
+// stepIn is the step of d with id, nil when d has none.
+func stepIn(d contract.Deployment, id string) *contract.StepStatus {
+	for i := range d.Steps {
+		if d.Steps[i].ID == id {
+			return &d.Steps[i]
+		}
+	}
+	return nil
+}
+
 // status asks /status until every instance of want is in its state.
 func waitStatus(t *testing.T, e *harness.Engine, want map[string]string) {
 	t.Helper()
@@ -324,6 +334,20 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 		inNode(t, i, "monit status db | grep -Eq '^[[:space:]]+status[[:space:]]+OK'")
 	}
 	waitStatus(t, e, map[string]string{"db@" + ips(0)[0]: "RUNNING", "db@" + ips(1)[0]: "RUNNING", "app@" + ips(2)[0]: "CONFIGURED"})
+	// db's package was compiled once, on db's first node, and put on the
+	// engine; its second node fetched it after that compile, compiling
+	// nothing: its package holds the first node's build time.
+	built := [2]string{inNode(t, 0, "cat /var/vcap/packages/base/built"), inNode(t, 1, "cat /var/vcap/packages/base/built")}
+	if built[0] != built[1] {
+		t.Errorf("base was compiled on both of db's nodes (built %q and %q)", built[0], built[1])
+	}
+	first, second := stepIn(d, ips(0)[0]+"/db/compile"), stepIn(d, ips(1)[0]+"/db/compile")
+	if first == nil || second == nil || first.Finished == nil || second.Started == nil || second.Started.Before(*first.Finished) {
+		t.Errorf("db's second node compiled before its first node's compile ended: %+v, %+v", first, second)
+	}
+	if !strings.Contains(e.Log(), "compiled package kept") {
+		t.Errorf("the engine kept no compiled package:\n%s", tail(e.Log(), 30))
+	}
 
 	d = wait(t, e, deploy(t, e), 6*time.Minute)
 	if d.State != "succeeded" || d.Changed != 0 {

@@ -35,6 +35,11 @@ type PlanInput struct {
 	Deployment *Deployment
 	// PackageURL is where nodes fetch a package's tarball.
 	PackageURL func(p release.Package) string
+	// CompiledURL, when set, is where the engine keeps a package compiled,
+	// by its fingerprint (the package, version and sha1, and its
+	// dependencies'): each job's packages are compiled by its first
+	// instance's node, and fetched from there by the others (compileOnce).
+	CompiledURL func(fp string) string
 	// Base maps a node to the id of its last base step (prepare, agent).
 	Base map[string]string
 	// NodeComponent names a node's own steps.
@@ -86,10 +91,39 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 			return nil, err
 		}
 	}
+	if in.CompiledURL != nil {
+		b.compileOnce()
+	}
 	for _, inst := range insts {
 		b.jobSteps(inst)
 	}
 	return b.plan, nil
+}
+
+// compileOnce makes each job's compile steps after its first instance's:
+// that node compiles the job's packages and puts them on the engine, and
+// the others, of its OS, fetch them from there instead of compiling them
+// again (a node of another OS finds none for its own and compiles). A
+// compile that fails fails once, not on every node.
+func (b *planBuilder) compileOnce() {
+	at := map[string]int{}
+	for i, s := range b.plan.Steps {
+		at[s.Spec.ID] = i
+	}
+	for _, job := range contract.SortedKeys(b.d.Jobs) {
+		first := ""
+		for _, ip := range b.d.Jobs[job] {
+			id := b.compile[ip+"/"+job]
+			switch {
+			case id == "":
+			case first == "":
+				first = id
+			default:
+				s := &b.plan.Steps[at[id]]
+				s.After = append(s.After, first)
+			}
+		}
+	}
 }
 
 // planBuilder adds a release's steps to its plan, node by node, then job
@@ -162,8 +196,14 @@ func (b *planBuilder) nodeSteps(ip string, jobs []string) error {
 		for k, p := range closure {
 			all[k] = hashes[p.Name]
 		}
+		cache := func(release.Package) string { return "" }
+		var secrets []string
+		if b.in.CompiledURL != nil {
+			cache = func(p release.Package) string { return b.in.CompiledURL(hashes[p.Name]) }
+			secrets = []string{"upload"}
+		}
 		s := Step{Spec: contract.Step{Node: ip, Component: d.CompOf(job), Action: "compile", Key: "bosh.packages." + job,
-			Hash: hashOf(all...), Script: compileScript(levels, b.in.PackageURL), TimeoutS: compileTimeout * len(levels)},
+			Hash: hashOf(all...), Script: compileScript(ip, levels, b.in.PackageURL, cache), SecretEnv: secrets, TimeoutS: compileTimeout * len(levels)},
 			After: []string{b.layout[ip]}, Prio: i}
 		b.compile[ip+"/"+job] = b.add(s)
 	}

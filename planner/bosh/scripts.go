@@ -60,10 +60,10 @@ case $%[1]s in ''|*[!0-9]*|??????????*) %[1]s=%[3]s ;; *) %[1]s=$((10#$%[1]s)) ;
 // out whole, its lines prefixed with the package's name, once the level
 // ended. A package that fails ends the step after its level, its output's
 // end on stderr (the step's error); the next level is not begun.
-func compileScript(levels [][]release.Package, url func(release.Package) string) string {
+func compileScript(node string, levels [][]release.Package, url, cache func(release.Package) string) string {
 	var b strings.Builder
-	b.WriteString(`set -u
-max=$(nproc 2>/dev/null || echo 1)
+	fmt.Fprintf(&b, "set -u\nnode_ip=%s\n%s", kit.ShellQuote(node), compiledFunctions)
+	b.WriteString(`max=$(nproc 2>/dev/null || echo 1)
 out=$(mktemp -d /var/vcap/data/compile/.out-XXXXXX) || exit 1
 trap 'rm -rf "$out"' EXIT
 # level I...: compile packages I at once (pkg_I, named pkgname[I]), then put
@@ -91,7 +91,7 @@ level() {
 	for _, lv := range levels {
 		calls.WriteString("level")
 		for _, p := range lv {
-			fmt.Fprintf(&b, "pkgname[%d]=%s\npkg_%d() {\n%s}\n", n, kit.ShellQuote(p.Name), n, packageScript(p, url(p)))
+			fmt.Fprintf(&b, "pkgname[%d]=%s\npkg_%d() {\n%s}\n", n, kit.ShellQuote(p.Name), n, packageScript(p, url(p), cache(p)))
 			fmt.Fprintf(&calls, " %d", n)
 			n++
 		}
@@ -107,8 +107,10 @@ level() {
 // only once that succeeded does /var/vcap/packages/<name> link to it, so
 // that a failed compile leaves the running version's link, and the job
 // that uses it, as they were. A version compiled before is not compiled
-// again.
-func packageScript(p release.Package, url string) string {
+// again. cache, when set, is where the engine keeps this package compiled
+// (compiledFunctions): a node fetches it from there for its OS instead of
+// compiling, and puts there what it compiled.
+func packageScript(p release.Package, url, cache string) string {
 	build := `tar -xzf "$work.tgz" -C "$work"
 rm -f "$work.tgz"
 echo "compiling $name/$version"
@@ -136,26 +138,72 @@ if [ $rc -ne 0 ]; then
 fi
 `, kit.ShellQuote(p.Stemcell))
 	}
+	fetch, share, shareKept := "", "", ""
+	if cache != "" && !p.Compiled() {
+		fetch = `if fetch_compiled; then
+  touch "$done"
+  ln -sfn "$dir" /var/vcap/packages/$name
+  echo "fetched $name/$version compiled for $os from the engine"
+  exit 0
+fi
+`
+		share, shareKept = "share_compiled\n", "  share_compiled\n"
+	}
 	return fmt.Sprintf(`set -eu
-name=%[1]s version=%[2]s sha1=%[3]s url=%[4]s
+name=%[1]s version=%[2]s sha1=%[3]s url=%[4]s cache=%[6]s
 dir=/var/vcap/data/packages/$name/$version
 done=/var/vcap/data/packages/$name/.compiled-$version
+work=/var/vcap/data/compile/$name
 if [ -e "$done" ] && [ -d "$dir" ]; then
   ln -sfn "$dir" /var/vcap/packages/$name
   echo "$name/$version is compiled already"
-  exit 0
+%[8]s  exit 0
 fi
-work=/var/vcap/data/compile/$name
 rm -rf "$work" "$dir" "$work.tgz"
 mkdir -p "$work" "$dir"
-curl -fsS --retry 3 --max-time 3600 -o "$work.tgz" "$url"
+%[7]scurl -fsS --retry 3 --max-time 3600 -o "$work.tgz" "$url"
 if ! echo "$sha1  $work.tgz" | sha1sum -c --status; then echo "package $name: the download does not match sha1 $sha1" >&2; exit 1; fi
 %[5]srm -rf "$work"
 touch "$done"
 ln -sfn "$dir" /var/vcap/packages/$name
 echo "compiled $name/$version into $dir"
-`, kit.ShellQuote(p.Name), kit.ShellQuote(p.Version), kit.ShellQuote(p.SHA1), kit.ShellQuote(url), build)
+%[9]s`, kit.ShellQuote(p.Name), kit.ShellQuote(p.Version), kit.ShellQuote(p.SHA1), kit.ShellQuote(url), build, kit.ShellQuote(cache), fetch, shareKept, share)
 }
+
+// compiledFunctions are the shell functions a compile step shares its
+// packages with, through the engine ($cache: <engine>/compiled/<fp>):
+// os names the node's OS and machine (debian-12-x86_64), which a compiled
+// package is kept for; fetch_compiled unpacks the engine's into $dir (no
+// such package, or one that does not unpack, leaves $dir empty and
+// fails); share_compiled puts $dir there, as node $node_ip, unless the engine has it, with
+// the node's upload token ($DE_SECRET_UPLOAD) read by curl from its
+// stdin, never in argv. A share that fails is said and changes nothing:
+// the next node compiles for itself.
+const compiledFunctions = `os=$( . /etc/os-release 2>/dev/null; printf '%s-%s' "${ID:-linux}" "${VERSION_ID:-0}" )-$(uname -m)
+os=$(printf '%s' "$os" | tr -c 'A-Za-z0-9._-' '_')
+fetch_compiled() {
+  curl -fsS --max-time 3600 -o "$work.ctgz" "$cache/$os.tgz" 2>/dev/null || { rm -f "$work.ctgz"; return 1; }
+  if ! tar --no-same-owner -xzf "$work.ctgz" -C "$dir" >&2; then
+    rm -rf "$work.ctgz" "$dir"; mkdir -p "$dir"
+    echo "the engine's compiled $name/$version for $os does not unpack: compiling it here"
+    return 1
+  fi
+  rm -f "$work.ctgz"
+}
+share_compiled() {
+  [ -n "${DE_SECRET_UPLOAD:-}" ] || return 0
+  if curl -fsS -o /dev/null -I "$cache/$os.tgz" 2>/dev/null; then return 0; fi
+  local up=$work.up.tgz
+  if tar -czf "$up" -C "$dir" . &&
+    printf 'header = "Authorization: Bearer %s"\nheader = "X-DE-Node: %s"\n' "$DE_SECRET_UPLOAD" "$node_ip" |
+      curl -fsS --max-time 3600 -K - -o /dev/null -T "$up" "$cache/$os.tgz"; then
+    echo "put $name/$version compiled for $os on the engine"
+  else
+    echo "could not put $name/$version compiled for $os on the engine; other nodes compile it themselves"
+  fi
+  rm -f "$up"
+}
+`
 
 // applyScript puts a job's new version in place. When another version
 // runs, it is stopped as BOSH stops a job before an update: its pre-stop

@@ -36,7 +36,7 @@ func runPackage(t *testing.T, root string, p release.Package, tgz []byte) (strin
 	}
 	sum := sha1.Sum(tgz) //nolint:gosec
 	p.SHA1 = hex.EncodeToString(sum[:])
-	script := strings.ReplaceAll(packageScript(p, "file://"+file), VcapDir, root)
+	script := strings.ReplaceAll(packageScript(p, "file://"+file, ""), VcapDir, root)
 	for _, d := range []string{"packages", "data/packages", "data/compile"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -171,7 +171,7 @@ func TestCompileLevelsAtOnce(t *testing.T) {
 		c := pkgs["c"]
 		c.Dependencies = []string{"a", "b"}
 		levels := packageLevels([]release.Package{pkgs["a"], pkgs["b"], c})
-		script := compileScript(levels, func(p release.Package) string { return "file://" + filepath.Join(dir, p.Name+".tgz") })
+		script := compileScript("10.0.0.1", levels, func(p release.Package) string { return "file://" + filepath.Join(dir, p.Name+".tgz") }, func(release.Package) string { return "" })
 		// Two at once, whatever this machine's CPUs.
 		script = strings.Replace(strings.ReplaceAll(script, VcapDir, root), "max=$(nproc 2>/dev/null || echo 1)", "max=2", 1)
 		var stdout, stderr strings.Builder
