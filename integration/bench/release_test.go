@@ -22,12 +22,17 @@ const (
 	relProcess   = "sleep 1000007"
 )
 
+// compileCount is the file on a node where each package compiled there
+// leaves a line: a package fetched compiled from the engine leaves none.
+const compileCount = "/var/vcap/data/bench-compiles"
+
 // relWork is the release: packages p01…p12 independent, p13 on all of
 // them, and job app, which needs p13.
 func relWork() releasetest.Release {
 	var pkgs []releasetest.Package
 	var deps []string
-	sleep := fmt.Sprintf("sleep %.1f\n", compileSleep.Seconds())
+	// Each compile leaves a line on its node (compileCount reads them).
+	sleep := fmt.Sprintf("sleep %.1f\necho $BOSH_PACKAGE_NAME >> %s\n", compileSleep.Seconds(), compileCount)
 	for i := 1; i < relPackages; i++ {
 		name := fmt.Sprintf("p%02d", i)
 		deps = append(deps, name)
@@ -54,6 +59,9 @@ type relRow struct {
 	// its CPUs can run them (compileLimit).
 	Wall, Compile, Limit time.Duration
 	Steps                int
+	// Compiles counts the packages compiled on every node together: 13
+	// when each is compiled once and fetched by the other nodes.
+	Compiles int
 }
 
 // compileLimit is what the release's compiles declare on a node of cpus
@@ -79,6 +87,7 @@ func BenchmarkRelease(b *testing.B) {
 		b.ReportMetric(r.Compile.Seconds(), "compile-s")
 		b.ReportMetric(r.Limit.Seconds(), "compile-limit-s")
 		b.ReportMetric(float64(r.Steps), "steps")
+		b.ReportMetric(float64(r.Compiles), "compiles")
 	}
 }
 
@@ -139,11 +148,19 @@ func releaseRun(tb testing.TB, n int) relRow {
 			tb.Fatalf("%s: nproc: %q %v", node.IP, out, err)
 		}
 		r.Limit = max(r.Limit, compileLimit(cpus))
+		out, err = node.Exec(ctx, "cat "+compileCount+" 2>/dev/null || true")
+		if err != nil {
+			tb.Fatalf("%s: %s: %v", node.IP, compileCount, err)
+		}
+		r.Compiles += len(strings.Fields(string(out)))
 		if out, err := node.Exec(ctx, "pgrep -fx '"+relProcess+"' >/dev/null && echo running; pkill -KILL -fx '"+relProcess+"' || true"); err != nil || !strings.Contains(string(out), "running") {
 			tb.Errorf("%s: the job's process does not run: %s %v", node.IP, out, err)
 		}
 	}
-	tb.Logf("N=%d: the 13-package release in %s (compiles %s on the slowest node; their declared sleeps %s), %d steps",
-		n, r.Wall.Round(time.Millisecond), r.Compile.Round(time.Millisecond), r.Limit, r.Steps)
+	if r.Compiles != relPackages {
+		tb.Errorf("%d packages compiled on %d nodes together, want each of the %d once", r.Compiles, n, relPackages)
+	}
+	tb.Logf("N=%d: the 13-package release in %s (compiles %s on the slowest node; their declared sleeps %s), %d steps, %d packages compiled",
+		n, r.Wall.Round(time.Millisecond), r.Compile.Round(time.Millisecond), r.Limit, r.Steps, r.Compiles)
 	return r
 }
