@@ -234,7 +234,7 @@ func (c *clusterSet) startStack(ctx context.Context, name string) error {
 		nc.Close()
 		return err
 	}
-	o.cluster, o.holders = name, c.holders
+	o.cluster, o.holders, o.sharedLinks = name, c.holders, c.sharedLinks
 	cb := &engineBus{nc: nc, res: res, engineID: c.b.engineID, agent: c.b.agent, agentPass: c.b.agentPass}
 	var stops []func()
 	// The cluster's series are gathered with the engine's (Gather) for as
@@ -290,7 +290,8 @@ func (c *clusterSet) planners() map[string]*planner.Planner {
 
 // sharedLinks is planner.SharedLinks for every cluster's planner: the
 // providers of cluster dep, as of its last successful deployment. A
-// cluster is found by its name ("default" for the default one). When
+// cluster is found by its name ("default" for the default one, which is
+// found by its deployment's name too: it takes a manifest of any name). When
 // there is none, the answer names the clusters that share links — a
 // shared link is offered to every cluster of the engine, so naming them
 // tells a cluster's token nothing it could not use already — and not
@@ -310,7 +311,15 @@ func (c *clusterSet) sharedLinks(ctx context.Context, dep string) ([]bosh.Remote
 	var sharing []string
 	for _, name := range contract.SortedKeys(ps) {
 		out, err := ps[name].SharedProviders(ctx)
-		if err == nil && slices.ContainsFunc(out, func(r bosh.RemoteProvider) bool { return r.Shared }) {
+		if err != nil {
+			continue
+		}
+		// The default cluster takes a manifest of any name: its
+		// deployment is found by that name too.
+		if name == contract.DefaultCluster && len(out) > 0 && out[0].Deployment == dep {
+			return out, nil
+		}
+		if slices.ContainsFunc(out, func(r bosh.RemoteProvider) bool { return r.Shared }) {
 			sharing = append(sharing, name)
 		}
 	}
