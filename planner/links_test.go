@@ -141,7 +141,11 @@ func TestLinksFromAnotherCluster(t *testing.T) {
 		want string
 	}{
 		{app("standby"), `job app consumes link \"db\" of type database from \"standby\" of deployment dbs, and replica.db as standby (database) there is not shared: add shared: true to its provides.db in dbs's manifest (it shares db.db as primary (database))`},
-		{func() contract.Config { c := app("primary"); c.Properties.Links["app"].Consumes["db"].Deployment = "dbz"; return c }(),
+		{func() contract.Config {
+			c := app("primary")
+			c.Properties.Links["app"].Consumes["db"].Deployment = "dbz"
+			return c
+		}(),
 			`job app consumes link \"db\" of type database from \"primary\" of deployment dbz, and this engine has no cluster dbz`},
 	} {
 		body, _ := json.Marshal(tc.cfg)

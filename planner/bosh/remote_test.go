@@ -130,7 +130,7 @@ func TestRemoteLinkInstancesAndSecrets(t *testing.T) {
 	rel := load(t, remoteRelease())
 	cfg := contract.Config{Components: map[string][]string{"pg": {"10.1.0.1", "10.1.0.2"}, "pgb": {"10.1.0.3"}},
 		Properties: contract.Properties{Deployment: "dbs", AZs: map[string][]string{"z2": {"10.1.0.2"}},
-			Jobs: map[string]any{"pg": map[string]any{"admin": map[string]any{"password": "s3cret-pw"}}, "pgb": map[string]any{"port": 6543}},
+			Jobs:  map[string]any{"pg": map[string]any{"admin": map[string]any{"password": "s3cret-pw"}}, "pgb": map[string]any{"port": 6543}},
 			Links: map[string]contract.JobLinks{"pg": {Provides: map[string]*contract.ProvideLink{"db": {Shared: true}}}}}}
 	b, ps := NewDeployment(rel, cfg)
 	if len(ps) > 0 {
