@@ -89,6 +89,10 @@ type Options struct {
 	// another cluster holds is refused.
 	Cluster string
 	Holders func(ctx context.Context) (map[string]string, error)
+	// SharedLinks, when set, reads another cluster's shared links for a
+	// job's link consumed from another deployment; nil refuses such links
+	// (the engine runs split, or on an external NATS).
+	SharedLinks SharedLinks
 	// BackupDir is where scheduled backups of this cluster's store are
 	// written, on the machine of the planner that runs the schedule; ""
 	// refuses them.

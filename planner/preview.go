@@ -82,7 +82,9 @@ func (p *Planner) previewOf(ctx context.Context, body []byte) (*contract.Plan, e
 // config stored, which the nodes may hold), the nodes' agent passwords and
 // the secrets of the configs whose files it compares with.
 func (p *Planner) preview(ctx context.Context, cfg, stored contract.Config) (*contract.Plan, error) {
-	red := cfg.OutputRedactor(p.agentPasswords(cfg)...).Also(stored)
+	// The links cfg's jobs take from other clusters may hold their
+	// secrets, which the rendered files show.
+	red := cfg.OutputRedactor(append(p.agentPasswords(cfg), p.linkSecrets(ctx, cfg)...)...).Also(stored)
 	cat, rel, err := p.sourceOf(cfg)
 	if err != nil {
 		return nil, err

@@ -29,9 +29,16 @@ func cfVersion(cfg contract.Config) string {
 // cloudfoundry config names the catalog's components, each mapped to the
 // version's job, and every job reads its properties from the manifest the
 // catalog renders.
-func (p *Planner) deploymentFor(cfg contract.Config, rel *release.Release, engine, mirrorURL string) (*bosh.Deployment, []contract.Problem, error) {
+func (p *Planner) deploymentFor(ctx context.Context, cfg contract.Config, rel *release.Release, engine, mirrorURL string) (*bosh.Deployment, []contract.Problem, error) {
+	return p.place(ctx, cfg, rel, engine, mirrorURL, true)
+}
+
+// place is deploymentFor, reading links from other deployments only when
+// remote is set.
+func (p *Planner) place(ctx context.Context, cfg contract.Config, rel *release.Release, engine, mirrorURL string, remote bool) (*bosh.Deployment, []contract.Problem, error) {
+	o := p.placing(ctx, remote)
 	if cfg.CatalogName() != CloudFoundryCatalog {
-		d, ps := bosh.NewDeployment(rel, cfg)
+		d, ps := bosh.NewDeploymentWith(rel, cfg, o)
 		return d, ps, nil
 	}
 	cat := p.o.Catalogs[CloudFoundryCatalog]
@@ -39,7 +46,8 @@ func (p *Planner) deploymentFor(cfg contract.Config, rel *release.Release, engin
 		return nil, nil, errors.New("the cloudfoundry catalog is not loaded")
 	}
 	v := cfVersion(cfg)
-	d, ps := bosh.NewMappedDeployment(rel, cfg, func(comp string) string { return cat.Job(v, comp) })
+	o.JobOf = func(comp string) string { return cat.Job(v, comp) }
+	d, ps := bosh.NewDeploymentWith(rel, cfg, o)
 	global, err := cat.ManifestProperties(catalog.Input{Config: cfg.Redact(), Engine: engine, MirrorURL: mirrorURL})
 	if err != nil {
 		return nil, nil, err
@@ -112,15 +120,16 @@ func (r boshRules) Validate(cfg contract.Config) []contract.Problem {
 	if len(cfg.Components) == 0 {
 		return []contract.Problem{{Path: "components", Reason: "place at least one job of the release"}}
 	}
-	d, ps, err := r.p.deploymentFor(cfg, rel, "", "")
+	d, ps, err := r.p.deploymentFor(r.ctx, cfg, rel, "", "")
 	if err != nil {
 		return []contract.Problem{{Path: "properties.release", Reason: err.Error()}}
 	}
 	if len(ps) > 0 {
 		return ps
 	}
-	// What a template says when it fails may quote a property: a secret.
-	red := cfg.OutputRedactor()
+	// What a template says when it fails may quote a property: a secret,
+	// or one of a link from another cluster.
+	red := cfg.OutputRedactor(d.RemoteSecrets()...)
 	_, ps, err = bosh.RenderAll(r.ctx, d)
 	if err != nil {
 		return []contract.Problem{{Path: "properties.release", Reason: "cannot render the release's templates: " + red.Redact(err.Error())}}
@@ -134,7 +143,7 @@ func (r boshRules) Validate(cfg contract.Config) []contract.Problem {
 // releaseSteps plans a release deployment from the release's rendered
 // plan (bosh.MakePlan).
 func (p *Planner) releaseSteps(ctx context.Context, in steps.Builder, rel *release.Release) ([]*steps.Step, error) {
-	d, ps, err := p.deploymentFor(in.Config, rel, in.Engine, in.MirrorURL)
+	d, ps, err := p.deploymentFor(ctx, in.Config, rel, in.Engine, in.MirrorURL)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +160,7 @@ func (p *Planner) releaseSteps(ctx context.Context, in steps.Builder, rel *relea
 		Base:        map[string]string{}})
 	if err != nil {
 		// A template's failure may quote a property: a secret.
-		return nil, errors.New(in.Config.OutputRedactor().Redact(err.Error()))
+		return nil, errors.New(in.Config.OutputRedactor(d.RemoteSecrets()...).Redact(err.Error()))
 	}
 	jobOf := func(comp string) string { return comp }
 	if cat := p.o.Catalogs[CloudFoundryCatalog]; cat != nil && in.Config.CatalogName() == CloudFoundryCatalog {

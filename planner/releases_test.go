@@ -44,7 +44,7 @@ func TestCloudFoundryOnTheReleasePath(t *testing.T) {
 	if err != nil || rel == nil {
 		t.Fatalf("after upload: %v %v", rel, err)
 	}
-	d, ps, err := p.deploymentFor(cfg, rel, "e-1", "")
+	d, ps, err := p.deploymentFor(context.Background(), cfg, rel, "e-1", "")
 	if err != nil || len(ps) > 0 {
 		t.Fatalf("%v %v", err, ps)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/deployment-engine/engine/api"
+	"github.com/deployment-engine/engine/planner"
+	"github.com/deployment-engine/engine/planner/bosh"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
@@ -52,10 +55,14 @@ type clusterSet struct {
 	// among them: a machine belongs to one cluster.
 	nodes   map[string][]string
 	catalog map[string]string
+	// def is the default cluster's planner: other clusters read its
+	// shared links.
+	def *planner.Planner
 }
 
 // clusterStack is one named cluster, running.
 type clusterStack struct {
+	planner *planner.Planner
 	nc      *nats.Conn
 	res     *bus.Resources
 	metrics *prometheus.Registry
@@ -227,7 +234,7 @@ func (c *clusterSet) startStack(ctx context.Context, name string) error {
 		nc.Close()
 		return err
 	}
-	o.cluster, o.holders = name, c.holders
+	o.cluster, o.holders, o.sharedLinks = name, c.holders, c.sharedLinks
 	cb := &engineBus{nc: nc, res: res, engineID: c.b.engineID, agent: c.b.agent, agentPass: c.b.agentPass}
 	var stops []func()
 	// The cluster's series are gathered with the engine's (Gather) for as
@@ -235,7 +242,7 @@ func (c *clusterSet) startStack(ctx context.Context, name string) error {
 	// registers them anew.
 	metrics := prometheus.NewRegistry()
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"cluster": name}, metrics)
-	err = startPlanner(ctx, o, cb, c.catalogs, c.key, c.releases, c.port, &stops)
+	p, err := startPlanner(ctx, o, cb, c.catalogs, c.key, c.releases, c.port, &stops)
 	if err == nil {
 		err = startServices(ctx, o, c.catalogs, nc, res, reg, &stops)
 	}
@@ -247,7 +254,7 @@ func (c *clusterSet) startStack(ctx context.Context, name string) error {
 	followCtx, endFollow := context.WithCancel(ctx)
 	c.follow(followCtx, name, res)
 	c.mu.Lock()
-	c.stacks[name] = &clusterStack{nc: nc, res: res, metrics: metrics, stop: func() {
+	c.stacks[name] = &clusterStack{planner: p, nc: nc, res: res, metrics: metrics, stop: func() {
 		endFollow()
 		stopTogether(stops)
 		_ = nc.Drain()
@@ -255,6 +262,72 @@ func (c *clusterSet) startStack(ctx context.Context, name string) error {
 	c.mu.Unlock()
 	o.Logger.Info("cluster started")
 	return nil
+}
+
+// setDefault keeps the default cluster's planner.
+func (c *clusterSet) setDefault(p *planner.Planner) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.def = p
+}
+
+// planners are the running clusters' planners by name, the default's
+// among them.
+func (c *clusterSet) planners() map[string]*planner.Planner {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]*planner.Planner{}
+	if c.def != nil {
+		out[contract.DefaultCluster] = c.def
+	}
+	for name, s := range c.stacks {
+		if s.planner != nil {
+			out[name] = s.planner
+		}
+	}
+	return out
+}
+
+// sharedLinks is planner.SharedLinks for every cluster's planner: the
+// providers of cluster dep, as of its last successful deployment. A
+// cluster is found by its name ("default" for the default one, which is
+// found by its deployment's name too: it takes a manifest of any name). When
+// there is none, the answer names the clusters that share links — a
+// shared link is offered to every cluster of the engine, so naming them
+// tells a cluster's token nothing it could not use already — and not
+// the others.
+func (c *clusterSet) sharedLinks(ctx context.Context, dep string) ([]bosh.RemoteProvider, error) {
+	ps := c.planners()
+	if p := ps[dep]; p != nil {
+		out, err := p.SharedProviders(ctx)
+		switch {
+		case errors.Is(err, planner.ErrNothingDeployed):
+			return nil, fmt.Errorf("cluster %s has no successful deployment yet: a cluster shares the links its last successful deployment deployed; deploy %s first", dep, dep)
+		case err != nil:
+			return nil, fmt.Errorf("cluster %s's shared links cannot be read: %w", dep, err)
+		}
+		return out, nil
+	}
+	var sharing []string
+	for _, name := range contract.SortedKeys(ps) {
+		out, err := ps[name].SharedProviders(ctx)
+		if err != nil {
+			continue
+		}
+		// The default cluster takes a manifest of any name: its
+		// deployment is found by that name too.
+		if name == contract.DefaultCluster && len(out) > 0 && out[0].Deployment == dep {
+			return out, nil
+		}
+		if slices.ContainsFunc(out, func(r bosh.RemoteProvider) bool { return r.Shared }) {
+			sharing = append(sharing, name)
+		}
+	}
+	have := "none"
+	if len(sharing) > 0 {
+		have = strings.Join(sharing, ", ")
+	}
+	return nil, fmt.Errorf("this engine has no cluster %s (a deployment from another manifest is the cluster of its name; clusters sharing links: %s)", dep, have)
 }
 
 // stop stops every named cluster's services, together.

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/deployment-engine/engine/api"
+	"github.com/deployment-engine/engine/planner"
 	"github.com/deployment-engine/engine/planner/catalog"
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/services/bus"
@@ -94,6 +95,9 @@ type Options struct {
 	// the default); holders reads which cluster holds each node.
 	cluster string
 	holders func(ctx context.Context) (map[string]string, error)
+	// sharedLinks reads another cluster's shared links (nil: the engine
+	// runs split or on an external NATS, and holds no other cluster).
+	sharedLinks planner.SharedLinks
 	// probeTurns are the turns every cluster's installer's probes share.
 	probeTurns chan struct{}
 	// Build is this binary's version, for GET /version.
@@ -199,13 +203,17 @@ func Serve(ctx context.Context, o Options) error {
 	var clusters *clusterSet
 	if b.srv != nil && len(o.Only) == 0 {
 		clusters = newClusterSet(o, b, catalogs, key, releases, port, reg)
-		o.holders = clusters.holders
+		o.holders, o.sharedLinks = clusters.holders, clusters.sharedLinks
 	}
 	// What belongs to a cluster is labelled with it, the default's too.
 	defaultReg := prometheus.WrapRegistererWith(prometheus.Labels{"cluster": contract.DefaultCluster}, reg)
 	if o.runs("planner") {
-		if err := startPlanner(ctx, o, b, catalogs, key, releases, port, &services); err != nil {
+		p, err := startPlanner(ctx, o, b, catalogs, key, releases, port, &services)
+		if err != nil {
 			return err
+		}
+		if clusters != nil {
+			clusters.setDefault(p)
 		}
 	}
 	if err := startServices(ctx, o, catalogs, b.nc, b.res, defaultReg, &services); err != nil {

@@ -95,7 +95,7 @@ func logPathsOf(catalogs map[string]*catalog.Catalog) func(cat, comp string) []s
 func consoleFS() fs.FS { return console.FS() }
 
 // startPlanner starts the planner, which installs b's node agent, if any.
-func startPlanner(ctx context.Context, o Options, b *engineBus, catalogs map[string]*catalog.Catalog, key engineKey, releases *release.Store, port int, stops *[]func()) error {
+func startPlanner(ctx context.Context, o Options, b *engineBus, catalogs map[string]*catalog.Catalog, key engineKey, releases *release.Store, port int, stops *[]func()) (*planner.Planner, error) {
 	host, _ := os.Hostname()
 	dir, _ := filepath.Abs(o.DataDir)
 	p, err := planner.Start(ctx, planner.Options{NC: b.nc, Res: b.res, Catalogs: catalogs, EngineID: b.engineID, Port: port, Logger: o.Logger, Agent: b.agent, Releases: releases,
@@ -109,16 +109,17 @@ func startPlanner(ctx context.Context, o Options, b *engineBus, catalogs map[str
 		Version:     o.Build.Version,
 		Cluster:     o.cluster,
 		Holders:     o.holders,
+		SharedLinks: o.sharedLinks,
 		BackupDir:   filepath.Join(dir, "backups", cmp.Or(o.cluster, contract.DefaultCluster)),
 		// A rolling restart waits for monit's outcome as PUT /restart does.
 		Control: func(action, process string) string {
 			return monitControl(action, process)
 		}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	*stops = append(*stops, p.Stop)
-	return nil
+	return p, nil
 }
 
 // listenHost is the host of an HTTP address (--listen), "" for every

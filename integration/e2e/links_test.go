@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/planner/release/releasetest"
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -103,5 +104,66 @@ func TestManifestExplicitLinks(t *testing.T) {
 	}
 	if d = deployed(); d.State != "succeeded" || d.Changed != 0 {
 		t.Errorf("second deployment: %s, changed %d:\n%s", d.State, d.Changed, failures(d))
+	}
+	linksFromAnotherCluster(t, e)
+}
+
+// appManifest places api_server in cluster e2e-app on the fourth machine,
+// its links taken from the default cluster's deployment e2e-links.
+func appManifest(consumes string) string {
+	return fmt.Sprintf(`
+name: e2e-app
+releases: [{name: simple-link, version: "1"}]
+stemcells: [{alias: default, os: ubuntu-noble, version: latest}]
+update: {canaries: 1, max_in_flight: 1, canary_watch_time: 1000, update_watch_time: 1000}
+instance_groups:
+- name: api
+  instances: 1
+  azs: [z1]
+  networks: [{name: default, static_ips: [%s]}]
+  jobs:
+  - {name: api_server, release: simple-link, consumes: %s}
+`, ips(3)[0], consumes)
+}
+
+// Links from another deployment: cluster e2e-app's api_server takes the
+// link e2e-links shares (backup, shared: true) with deployment:
+// e2e-links; its config on its node lists that provider's address and
+// properties, a second deploy changes nothing, and a provider e2e-links
+// does not share is refused, saying to share it.
+func linksFromAnotherCluster(t *testing.T, e *harness.Engine) {
+	t.Helper()
+	if code, out := e.Do("POST", "/deployment-engine/clusters", map[string]any{"name": "e2e-app"}); code != 201 {
+		t.Fatalf("make cluster e2e-app: %d %s", code, out)
+	}
+	C := "/deployment-engine/clusters/e2e-app"
+	cc := fmt.Sprintf("home: %s\nssh: {user: root, key: %s}\nazs:\n- {name: z1, machines: [%s]}\n", bed.Home, bed.KeyPath, ips(3)[0])
+	if code, out := e.Do("PUT", C+"/cloud-config", cc); code != 200 {
+		t.Fatalf("e2e-app's cloud config: %d %s", code, out)
+	}
+	code, out := e.Do("POST", C+"/manifest", map[string]any{"manifest": appManifest("{db: {from: primary_db, deployment: e2e-links}, backup_db: {from: backup, deployment: e2e-links}, metrics: nil}")})
+	if code == 202 || !strings.Contains(string(out), `database.db as primary_db (db) there is not shared: add shared: true to its provides.db in e2e-links's manifest (it shares backup_database.backup_db as backup (db))`) {
+		t.Fatalf("a link from a provider not shared: %d %s", code, out)
+	}
+	body := map[string]any{"manifest": appManifest("{db: {from: backup, deployment: e2e-links}, backup_db: {from: backup, deployment: e2e-links}, metrics: nil}")}
+	deployed := func() contract.Deployment {
+		t.Helper()
+		code, out := e.Do("POST", C+"/manifest", body)
+		var started contract.ManifestDeployed
+		if code != 202 || json.Unmarshal(out, &started) != nil {
+			t.Fatalf("e2e-app's manifest deploy: %d %s", code, out)
+		}
+		return waitAll(t, e, map[string]string{C: started.ID}, 10*time.Minute)[C]
+	}
+	d := deployed()
+	if d.State != "succeeded" {
+		t.Fatalf("e2e-app's deployment %s:\n%s\n%s", d.State, failures(d), tail(e.Log(), 30))
+	}
+	want := fmt.Sprintf("db=%[1]s:6543 mysql\nbackup=%[1]s:6543 mysql\nmetrics=none\n", ips(1)[0])
+	if got := inNode(t, 3, "cat /var/vcap/jobs/api_server/config/api.conf"); got != want {
+		t.Errorf("e2e-app's api_server config:\n%s\nwant\n%s", got, want)
+	}
+	if d = deployed(); d.State != "succeeded" || d.Changed != 0 {
+		t.Errorf("e2e-app's second deployment: %s, changed %d:\n%s", d.State, d.Changed, failures(d))
 	}
 }

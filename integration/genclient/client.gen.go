@@ -190,7 +190,8 @@ type ConfigPutReply struct {
 
 // ConsumeLink defines model for ConsumeLink.
 type ConsumeLink struct {
-	From *string `json:"from,omitempty"`
+	Deployment *string `json:"deployment,omitempty"`
+	From       *string `json:"from,omitempty"`
 }
 
 // ControlOutcome Examples: {"results":[{"Comp":"web","Ip":"10.0.0.1","ok":true,"via":"agent"}],"status":"ok"}

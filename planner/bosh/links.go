@@ -16,9 +16,14 @@ type provider struct {
 	Job  string
 	Link release.Link
 	Name string
+	// Remote is the provider when it is another deployment's.
+	Remote *RemoteProvider
 }
 
 func (p provider) String() string {
+	if p.Remote != nil {
+		return p.Remote.Deployment + "/" + p.Remote.String()
+	}
 	if p.Name != p.Link.Name {
 		return fmt.Sprintf("%s.%s as %s", p.Job, p.Link.Name, p.Name)
 	}
@@ -62,6 +67,18 @@ func (d *Deployment) resolveLinks() []contract.Problem {
 			w, explicit := d.Links[job].Consumes[l.Name]
 			if explicit && w == nil {
 				continue // not consumed, as the config says
+			}
+			if explicit && !d.local(w.Deployment) {
+				p, why := d.resolveRemote(job, l.Name, l.Type, w)
+				if why != "" {
+					add(path, job, "%s", why)
+					continue
+				}
+				if d.resolved[job] == nil {
+					d.resolved[job] = map[string]provider{}
+				}
+				d.resolved[job][l.Name] = p
+				continue
 			}
 			var fits, sameName []provider
 			for _, p := range all {
@@ -215,27 +232,36 @@ func orNone(ps []provider) string {
 func (d *Deployment) links(job string) map[string]any {
 	out := map[string]any{}
 	for name, p := range d.resolved[job] {
-		props := map[string]any{}
-		// A provider shares the properties of its first instance (one
-		// with other properties on other nodes shares its first node's).
-		var first string
-		if ips := d.Jobs[p.Job]; len(ips) > 0 {
-			first = ips[0]
-		}
-		all := d.Properties(p.Job, first)
-		for _, prop := range p.Link.Properties {
-			if v, ok := lookup(all, prop); ok {
-				set(props, prop, v)
-			}
-		}
-		var insts []map[string]any
-		for i, ip := range d.Jobs[p.Job] {
-			insts = append(insts, map[string]any{"name": p.Job, "index": i, "id": InstanceID(d.Name, p.Job, i),
-				"az": d.AZs[ip], "address": ip, "bootstrap": i == 0})
-		}
-		out[name] = map[string]any{"instances": insts, "properties": props}
+		out[name] = d.linkOf(p)
 	}
 	return out
+}
+
+// linkOf is the link object of provider p: another deployment's as it
+// shares it, a local one from its job's instances and properties.
+func (d *Deployment) linkOf(p provider) map[string]any {
+	if r := p.Remote; r != nil {
+		return map[string]any{"instances": copyValue(r.Instances), "properties": copyValue(r.Properties)}
+	}
+	props := map[string]any{}
+	// A provider shares the properties of its first instance (one
+	// with other properties on other nodes shares its first node's).
+	var first string
+	if ips := d.Jobs[p.Job]; len(ips) > 0 {
+		first = ips[0]
+	}
+	all := d.Properties(p.Job, first)
+	for _, prop := range p.Link.Properties {
+		if v, ok := lookup(all, prop); ok {
+			set(props, prop, v)
+		}
+	}
+	var insts []map[string]any
+	for i, ip := range d.Jobs[p.Job] {
+		insts = append(insts, map[string]any{"name": p.Job, "index": i, "id": InstanceID(d.Name, p.Job, i),
+			"az": d.AZs[ip], "address": ip, "bootstrap": i == 0})
+	}
+	return map[string]any{"instances": insts, "properties": props}
 }
 
 // linkProviders lists the other jobs job takes links from and starts
@@ -269,6 +295,9 @@ func (d *Deployment) orderLinks() {
 	}
 	for _, job := range contract.SortedKeys(d.resolved) {
 		for _, name := range contract.SortedKeys(d.resolved[job]) {
+			if d.resolved[job][name].Remote != nil {
+				continue // another deployment's: deployed already
+			}
 			p := d.resolved[job][name].Job
 			if p == job || slices.Contains(d.waits[job], p) || reaches(p, job, map[string]bool{}) {
 				continue

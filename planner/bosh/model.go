@@ -47,6 +47,13 @@ type Deployment struct {
 	resolved map[string]map[string]provider
 	// waits maps a job to the providers it starts after.
 	waits map[string][]string
+	// remote reads other deployments' providers (noRemote says why there
+	// is none); self is this cluster's name; remoteCache holds what was
+	// read, once a deployment.
+	remote      Remote
+	noRemote    string
+	self        string
+	remoteCache map[string]remoteRead
 }
 
 // CompOf is the config's name of a job.
@@ -74,13 +81,24 @@ func NewDeployment(rel *release.Release, cfg contract.Config) (*Deployment, []co
 // NewMappedDeployment is NewDeployment for a config whose components are
 // not the release's job names: jobOf names each component's job.
 func NewMappedDeployment(rel *release.Release, cfg contract.Config, jobOf func(comp string) string) (*Deployment, []contract.Problem) {
+	return NewDeploymentWith(rel, cfg, Placing{JobOf: jobOf})
+}
+
+// NewDeploymentWith is NewDeployment with what o gives: components mapped
+// to jobs, and links taken from other deployments.
+func NewDeploymentWith(rel *release.Release, cfg contract.Config, o Placing) (*Deployment, []contract.Problem) {
+	jobOf := o.JobOf
 	name := rel.Name
 	if cfg.Properties.Deployment != "" {
 		name = cfg.Properties.Deployment
 	}
 	d := &Deployment{Release: rel, Name: name, Jobs: map[string][]string{}, Props: map[string]map[string]any{}, NodeProps: map[string]map[string]map[string]any{},
 		AZs: map[string]string{}, Comp: map[string]string{},
-		Global: cfg.Properties.Global, Links: cfg.Properties.Links, Disks: cfg.Properties.PersistentDisks}
+		Global: cfg.Properties.Global, Links: cfg.Properties.Links, Disks: cfg.Properties.PersistentDisks,
+		remote: o.Remote, noRemote: o.NoRemote, self: o.Self}
+	if d.noRemote == "" {
+		d.noRemote = "this engine reads no other deployment's links"
+	}
 	var ps []contract.Problem
 	add := func(path, comp, ip, format string, a ...any) {
 		ps = append(ps, contract.Problem{Path: path, Component: comp, IP: ip, Reason: fmt.Sprintf(format, a...)})

@@ -21,7 +21,7 @@ import (
 type Host struct {
 	Config  func(ctx context.Context) (contract.Config, error)
 	Release func(cfg contract.Config) (*release.Release, error)
-	Place   func(cfg contract.Config, rel *release.Release, engine, mirrorURL string) (*bosh.Deployment, []contract.Problem, error)
+	Place   func(ctx context.Context, cfg contract.Config, rel *release.Release, engine, mirrorURL string) (*bosh.Deployment, []contract.Problem, error)
 	Begin   func(ctx context.Context, cfg contract.Config, rec *sched.Record) error
 	Event   func(ctx context.Context, kind, msg string)
 	NewID   func() string
@@ -77,13 +77,17 @@ func (h Host) placed(ctx context.Context) (contract.Config, *bosh.Deployment, er
 	case rel == nil:
 		return cfg, nil, &kit.Error{Code: 409, Msg: contract.Clip("the config deploys catalog " + cfg.CatalogName() + ", no BOSH release: it has no errand")}
 	}
-	d, ps, err := h.Place(cfg, rel, "", "")
+	d, ps, err := h.Place(ctx, cfg, rel, "", "")
 	if err == nil && len(ps) > 0 {
 		err = fmt.Errorf("%s", ps[0].Reason)
 	}
 	if err != nil {
 		// What a release says may quote a property: a secret.
-		return cfg, nil, &kit.Error{Code: 409, Msg: contract.Clip("the config's release does not place: " + cfg.OutputRedactor().Redact(err.Error()))}
+		var also []string
+		if d != nil {
+			also = d.RemoteSecrets()
+		}
+		return cfg, nil, &kit.Error{Code: 409, Msg: contract.Clip("the config's release does not place: " + cfg.OutputRedactor(also...).Redact(err.Error()))}
 	}
 	return cfg, d, nil
 }

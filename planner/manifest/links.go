@@ -13,10 +13,11 @@ import (
 // definitions into the config's wiring, as BOSH reads them: a consumed
 // link is null (not consumed) or names its provider with from; a
 // provided link may take an alias (as) and be shared; a custom provider
-// is a link the job provides beside its spec's. What the engine cannot
-// wire is an error naming it: a provider in another deployment, a manual
-// link. self is the manifest's name: from a deployment of that name is
-// from this one.
+// is a link the job provides beside its spec's. A consumed link's
+// deployment names the cluster whose shared providers it is taken from;
+// self is the manifest's name: from a deployment of that name is from
+// this one. What the engine cannot wire is an error naming it: a manual
+// link.
 func (c *converter) jobLinks(m map[string]any, where, self string) (*contract.JobLinks, error) {
 	cons, err := mapOf(m, "consumes", where)
 	if err != nil {
@@ -75,8 +76,12 @@ func (c *converter) consumed(v any, where, self string) (*contract.ConsumeLink, 
 			}
 			l.From = s
 		case "deployment":
-			if d := fmt.Sprint(f[k]); d != self {
-				return nil, fmt.Errorf("%s: links from another deployment (%s) are not supported yet: each cluster's links stay within it", where, d)
+			d, ok := f[k].(string)
+			if !ok || d == "" {
+				return nil, fmt.Errorf("%s: deployment names the deployment (the engine's cluster) that provides the link", where)
+			}
+			if d != self {
+				l.Deployment = d
 			}
 		case "network":
 			// On bare metal a machine's IP is its network.

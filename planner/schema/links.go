@@ -21,14 +21,17 @@ func linksSchema() obj {
 	consume := obj{"type": []string{"object", "null"}, "x-reason": `must be null (not consumed) or {"from": PROVIDER}`,
 		"properties": obj{"from": obj{"type": "string", "minLength": 1, "maxLength": contract.LinkNameMax,
 			"description": "the provider: a provided link's alias, or its name when it has none",
-			"x-reason":    "must be a provider's alias or link name, 1 to " + strconv.Itoa(contract.LinkNameMax) + " characters"}},
-		"additionalProperties": unknown("unknown field: a consumed link has only from")}
+			"x-reason":    "must be a provider's alias or link name, 1 to " + strconv.Itoa(contract.LinkNameMax) + " characters"},
+			"deployment": obj{"type": "string", "minLength": 1, "maxLength": contract.LinkNameMax,
+				"description": "another cluster of the engine whose shared providers the link is taken from, as of its last successful deployment",
+				"x-reason":    "must be a cluster's name, 1 to " + strconv.Itoa(contract.LinkNameMax) + " characters"}},
+		"additionalProperties": unknown("unknown field: a consumed link has from and deployment")}
 	provide := obj{"type": "object", "x-reason": `must be {"as": ALIAS, "shared": BOOL}`,
 		"properties": obj{
 			"as": obj{"type": "string", "minLength": 1, "maxLength": contract.LinkNameMax, "description": "the name consumers' from finds this link by",
 				"x-reason": "must be an alias of 1 to " + strconv.Itoa(contract.LinkNameMax) + " characters"},
 			"shared": obj{"type": "boolean", "x-reason": "must be true or false",
-				"description": "offered to other deployments, as BOSH marks it: kept, with no effect inside one cluster"}},
+				"description": "offered to other clusters' consumers (their consumes.<link>.deployment), as BOSH offers it to other deployments; no effect inside one cluster"}},
 		"additionalProperties": unknown("unknown field: a provided link has as and shared")}
 	job := obj{"type": "object", "x-reason": `must be {"consumes": {...}, "provides": {...}}`,
 		"properties": obj{

@@ -10,7 +10,7 @@ import (
 )
 
 // decodeLinks reads properties.links: per job, consumes (each link null
-// or {"from": NAME}) and provides (each {"as": ALIAS, "shared": BOOL}).
+// or {"from": NAME, "deployment": CLUSTER}) and provides (each {"as": ALIAS, "shared": BOOL}).
 // An unknown key is refused by name: a misspelt "form" would otherwise
 // wire nothing and say nothing.
 func decodeLinks(raw json.RawMessage, p *contract.Properties, ps *problems) {
@@ -73,12 +73,17 @@ func decodeConsumes(raw json.RawMessage, path, job string, ps *problems) map[str
 		}
 		c := &contract.ConsumeLink{}
 		for k, fv := range fields {
-			if k != "from" {
-				ps.add(lp+"."+contract.Clip(k), job, "", "unknown field: a consumed link has only from")
-				continue
-			}
-			if json.Unmarshal(fv, &c.From) != nil || !linkName(c.From) {
-				ps.add(lp+".from", job, "", fmt.Sprintf("must be a provider's alias or link name, 1 to %d characters", contract.LinkNameMax))
+			switch k {
+			case "from":
+				if json.Unmarshal(fv, &c.From) != nil || !linkName(c.From) {
+					ps.add(lp+".from", job, "", fmt.Sprintf("must be a provider's alias or link name, 1 to %d characters", contract.LinkNameMax))
+				}
+			case "deployment":
+				if json.Unmarshal(fv, &c.Deployment) != nil || !linkName(c.Deployment) {
+					ps.add(lp+".deployment", job, "", fmt.Sprintf("must be a cluster's name, 1 to %d characters", contract.LinkNameMax))
+				}
+			default:
+				ps.add(lp+"."+contract.Clip(k), job, "", "unknown field: a consumed link has from and deployment")
 			}
 		}
 		out[name] = c

@@ -182,6 +182,10 @@ func (p *Properties) trees() map[string]*map[string]any {
 	return map[string]*map[string]any{"jobs": &p.Jobs, "node_jobs": &p.NodeJobs, "global": &p.Global}
 }
 
+// SecretName tells whether a BOSH job property's key names a secret
+// (password, secret, token, private_key, passphrase), as redaction reads it.
+func SecretName(k string) bool { return secretName(k) }
+
 // secretName tells whether a BOSH job property holds a secret by its name
 // (nats.password, uaa.clients.x.secret, ssl.private_key, ...).
 func secretName(k string) bool {

@@ -26,14 +26,21 @@ type CustomProvider struct {
 }
 
 // ConsumeLink names the provider a consumed link comes from: a provided
-// link's alias, or its name when it has none.
+// link's alias, or its name when it has none. Deployment names another
+// cluster of the engine whose shared providers (ProvideLink.Shared) the
+// link is taken from, as of that cluster's last successful deployment;
+// "" (or this cluster's own name) is this config's providers.
+//
+//	{"from": "primary", "deployment": "db"}
 type ConsumeLink struct {
-	From string `json:"from,omitempty"`
+	From       string `json:"from,omitempty"`
+	Deployment string `json:"deployment,omitempty"`
 }
 
 // ProvideLink renames a provided link for consumers' "from" (As) and
-// marks it shared: BOSH's flag for other deployments' consumers, kept
-// and shown, with no effect inside one cluster.
+// marks it shared: BOSH's flag that offers it to other deployments'
+// consumers (ConsumeLink.Deployment); inside one cluster it changes
+// nothing.
 type ProvideLink struct {
 	As     string `json:"as,omitempty"`
 	Shared bool   `json:"shared,omitempty"`
