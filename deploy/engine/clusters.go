@@ -302,11 +302,13 @@ func (c *clusterSet) sharedLinks(ctx context.Context, dep string) ([]bosh.Remote
 		out, err := p.SharedProviders(ctx)
 		switch {
 		case errors.Is(err, planner.ErrNothingDeployed):
-			return nil, fmt.Errorf("cluster %s has no successful deployment yet: a cluster shares the links its last successful deployment deployed; deploy %s first", dep, dep)
+			// Said as of a cluster there is not: a token of another
+			// cluster learns nothing of one that shares nothing.
 		case err != nil:
 			return nil, fmt.Errorf("cluster %s's shared links cannot be read: %w", dep, err)
+		default:
+			return out, nil
 		}
-		return out, nil
 	}
 	var sharing []string
 	for _, name := range contract.SortedKeys(ps) {
@@ -327,7 +329,7 @@ func (c *clusterSet) sharedLinks(ctx context.Context, dep string) ([]bosh.Remote
 	if len(sharing) > 0 {
 		have = strings.Join(sharing, ", ")
 	}
-	return nil, fmt.Errorf("this engine has no cluster %s (a deployment from another manifest is the cluster of its name; clusters sharing links: %s)", dep, have)
+	return nil, fmt.Errorf("this engine has no cluster %s with a successful deployment (a deployment from another manifest is the cluster of its name, which shares what its last successful deployment deployed; clusters sharing links: %s)", dep, have)
 }
 
 // stop stops every named cluster's services, together.
