@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/deployment-engine/engine/planner/release"
+	"github.com/deployment-engine/engine/services/bus"
+	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 
 // entry is one entry of a test tarball.
@@ -131,5 +133,36 @@ func TestKeepCompiled(t *testing.T) {
 				t.Fatalf("a refused upload is served")
 			}
 		})
+	}
+}
+
+// In a shared store a compiled package one API process kept is served by
+// another, from the bus, whole.
+func TestCompiledSharedThroughTheBus(t *testing.T) {
+	res := bustest.Start(t, bus.ServerOptions{}).Res
+	a, err := release.NewSharedStore(t.Context(), t.TempDir(), release.Limits{}, res.Releases, res.Engine, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := release.NewSharedStore(t.Context(), t.TempDir(), release.Limits{}, res.Releases, res.Engine, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := tarball(t, entry{name: "bin/tool", typ: tar.TypeReg, body: strings.Repeat("compiled\n", 50000)})
+	if _, err := b.CompiledFile(t.Context(), fp, "debian-12-x86_64"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("before any put: %v, want fs.ErrNotExist", err)
+	}
+	if created, err := a.KeepCompiled(t.Context(), fp, "debian-12-x86_64", bytes.NewReader(body)); err != nil || !created {
+		t.Fatalf("KeepCompiled = %v, %v", created, err)
+	}
+	file, err := b.CompiledFile(t.Context(), fp, "debian-12-x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(file); !bytes.Equal(got, body) {
+		t.Fatalf("the other process serves %d bytes, want the %d put", len(got), len(body))
+	}
+	if created, err := b.KeepCompiled(t.Context(), fp, "debian-12-x86_64", bytes.NewReader([]byte("x"))); err != nil || created {
+		t.Fatalf("a second put through the other process: %v, %v; want kept already", created, err)
 	}
 }
