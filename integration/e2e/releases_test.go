@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployment-engine/engine/integration/harness"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 )
@@ -18,7 +19,7 @@ import (
 // second job and its generated password, CA and certificate.
 const twoReleases = `
 name: e2e-two
-releases: [{name: dummy, version: 0.2-dev}, {name: side, version: "1"}]
+releases: [{name: dummy, version: 0.2-dev}, {name: side, version: "1"}, {name: bpm, version: "1"}]
 stemcells: [{alias: default, os: ubuntu-noble, version: latest}]
 update: {canaries: 1, max_in_flight: 1, canary_watch_time: 1000, update_watch_time: 1000}
 instance_groups:
@@ -30,6 +31,8 @@ instance_groups:
   - name: dummy_with_properties
     release: dummy
     properties: {dummy_with_properties: {echo_value: ((echo_pw))}}
+  - {name: ticker, release: side, properties: {ticker: {word: "it's $(id) ok"}}}
+  - {name: bpm, release: bpm}
 variables:
 - {name: echo_pw, type: password}
 `
@@ -54,9 +57,60 @@ const twoReleasesOps = `
 
 const sidecarProcess = "sleep 1000004"
 
+// The processes of job ticker, as bpm runs them.
+const (
+	tickerProcess = "sleep 1000005"
+	slowProcess   = "sleep 1000006"
+)
+
+// tickerJob is a job whose two processes bpm runs, as bpm-release's users
+// have them: its monit file calls /var/vcap/jobs/bpm/bin/bpm, its
+// config/bpm.yml gives each process its args, environment and a limit.
+func tickerJob() []byte {
+	return targz(map[string][]byte{
+		"job.MF": []byte("---\nname: ticker\ntemplates: {bpm.yml.erb: config/bpm.yml}\npackages: []\nproperties:\n  ticker.word: {description: said at start}\n"),
+		"monit": []byte(`check process ticker
+  with pidfile /var/vcap/sys/run/bpm/ticker/ticker.pid
+  start program "/var/vcap/jobs/bpm/bin/bpm start ticker"
+  stop program "/var/vcap/jobs/bpm/bin/bpm stop ticker"
+  group vcap
+check process ticker-slow
+  with pidfile /var/vcap/sys/run/bpm/ticker/slow.pid
+  start program "/var/vcap/jobs/bpm/bin/bpm start ticker -p slow"
+  stop program "/var/vcap/jobs/bpm/bin/bpm stop ticker -p slow"
+  group vcap
+`),
+		"templates/bpm.yml.erb": []byte(`processes:
+- name: ticker
+  executable: /bin/bash
+  args: [-c, 'echo "ticker says $1"; exec ` + tickerProcess + `', ticker, <%= p('ticker.word').to_json %>]
+  env: {TICKER_WORD: <%= p('ticker.word').to_json %>, TICKER_ROLE: main}
+  limits: {open_files: 777}
+  ephemeral_disk: true
+- name: slow
+  executable: /bin/sleep
+  args: ['` + strings.TrimPrefix(slowProcess, "sleep ") + `']
+  env: {TICKER_ROLE: slow}
+  shutdown_signal: INT
+`),
+	})
+}
+
+// bpmRelease is release bpm/1 with a job named bpm, as bpm-release has
+// one: its own bin/bpm (which fails) is replaced by the engine's.
+func bpmRelease() []byte {
+	job := targz(map[string][]byte{
+		"job.MF":        []byte("---\nname: bpm\ntemplates: {bpm: bin/bpm}\npackages: []\nproperties: {}\n"),
+		"monit":         []byte(""),
+		"templates/bpm": []byte("#!/bin/bash\necho 'the release's own bpm runs' >&2\nexit 3\n"),
+	})
+	mf := fmt.Sprintf("---\nname: bpm\nversion: '1'\npackages: []\njobs:\n- name: bpm\n  version: '1'\n  fingerprint: %s\n  sha1: %s\n", sha1hex(job), sha1hex(job))
+	return targz(map[string][]byte{"release.MF": []byte(mf), "jobs/bpm.tgz": job})
+}
+
 // sideRelease is release side/1: job sidecar, whose process runs while
 // its package's file is there, and which writes its TLS files, password
-// and spec.release where a test reads them.
+// and spec.release where a test reads them; and job ticker (tickerJob).
 func sideRelease() []byte {
 	pkg := targz(map[string][]byte{"packaging": []byte("echo side tool > ${BOSH_INSTALL_TARGET}/tool\n")})
 	job := targz(map[string][]byte{
@@ -81,9 +135,11 @@ properties:
 		"templates/pw.erb":      []byte("<%= p('sidecar.password') %>"),
 		"templates/release.erb": []byte("<%= spec.release.name %>/<%= spec.release.version %>"),
 	})
+	ticker := tickerJob()
 	mf := fmt.Sprintf("---\nname: side\nversion: '1'\npackages:\n- name: sidetool\n  version: '1'\n  fingerprint: %s\n  sha1: %s\n  dependencies: []\n"+
-		"jobs:\n- name: sidecar\n  version: '1'\n  fingerprint: %s\n  sha1: %s\n", sha1hex(pkg), sha1hex(pkg), sha1hex(job), sha1hex(job))
-	return targz(map[string][]byte{"release.MF": []byte(mf), "packages/sidetool.tgz": pkg, "jobs/sidecar.tgz": job})
+		"jobs:\n- name: sidecar\n  version: '1'\n  fingerprint: %s\n  sha1: %s\n- name: ticker\n  version: '1'\n  fingerprint: %s\n  sha1: %s\n",
+		sha1hex(pkg), sha1hex(pkg), sha1hex(job), sha1hex(job), sha1hex(ticker), sha1hex(ticker))
+	return targz(map[string][]byte{"release.MF": []byte(mf), "packages/sidetool.tgz": pkg, "jobs/sidecar.tgz": job, "jobs/ticker.tgz": ticker})
 }
 
 // Two releases' jobs in one instance group from a manifest and an ops
@@ -96,9 +152,9 @@ func TestManifestTwoReleasesColocated(t *testing.T) {
 	natsPort := bustest.FreePort(t)
 	e := engine(t, "--nats-listen", fmt.Sprintf("%s:%d", bed.Home, natsPort))
 	defer func() {
-		resetBosh(t, "dummy_with_properties", "sidecar")
+		resetBosh(t, "dummy_with_properties", "sidecar", "ticker", "bpm")
 		for _, n := range bed.Nodes {
-			_, _ = n.Exec(t.Context(), "pkill -KILL -fx '"+sidecarProcess+"' || true")
+			_, _ = n.Exec(t.Context(), "pkill -KILL -fx '"+sidecarProcess+"' || true; pkill -KILL -fx '"+tickerProcess+"' || true; pkill -KILL -fx '/bin/"+slowProcess+"' || true")
 		}
 	}()
 	dummy, err := os.ReadFile(filepath.Join(sharedReleases, "dummy-release.tgz"))
@@ -107,6 +163,7 @@ func TestManifestTwoReleasesColocated(t *testing.T) {
 	}
 	upload(t, e, dummy, 201)
 	upload(t, e, sideRelease(), 201)
+	upload(t, e, bpmRelease(), 201)
 	cc := fmt.Sprintf("home: %s\nssh: {user: root, key: %s}\nazs:\n- {name: z1, machines: [%s, %s]}\n", bed.Home, bed.KeyPath, ips(0)[0], ips(1)[0])
 	if code, out := e.Do("PUT", "/deployment-engine/cloud-config", cc); code != 200 {
 		t.Fatalf("cloud config: %d %s", code, out)
@@ -129,7 +186,7 @@ func TestManifestTwoReleasesColocated(t *testing.T) {
 	}
 	code, out := e.Do("GET", "/deployment-engine/config", nil)
 	var cfg contract.Config
-	if code != 200 || json.Unmarshal(out, &cfg) != nil || cfg.Properties.Release != "dummy/0.2-dev" || strings.Join(cfg.Properties.Releases, ",") != "side/1" {
+	if code != 200 || json.Unmarshal(out, &cfg) != nil || cfg.Properties.Release != "dummy/0.2-dev" || strings.Join(cfg.Properties.Releases, ",") != "side/1,bpm/1" {
 		t.Fatalf("config: %d %s", code, out)
 	}
 
@@ -149,7 +206,9 @@ func TestManifestTwoReleasesColocated(t *testing.T) {
 	if got := inNode(t, 0, "cat /var/vcap/jobs/dummy_with_properties/bin/dummy_with_properties_ctl"); !strings.Contains(got, "echo '") {
 		t.Errorf("the dummy job's ctl: %s", got)
 	}
-	waitStatus(t, e, map[string]string{"sidecar@" + ips(0)[0]: "RUNNING", "sidecar@" + ips(1)[0]: "RUNNING"})
+	waitStatus(t, e, map[string]string{"sidecar@" + ips(0)[0]: "RUNNING", "sidecar@" + ips(1)[0]: "RUNNING",
+		"ticker@" + ips(0)[0]: "RUNNING", "ticker@" + ips(1)[0]: "RUNNING"})
+	checkBPM(t, e)
 
 	// The password generated anew changes the sidecar on both machines:
 	// the rollout goes canary first, the second machine's apply after the
@@ -199,5 +258,57 @@ func TestManifestTwoReleasesColocated(t *testing.T) {
 	}
 	if strings.Contains(e.Log(), password) || strings.Contains(e.Log(), again0) || strings.Contains(e.Log(), key) {
 		t.Errorf("the engine's log shows a generated secret")
+	}
+}
+
+// checkBPM: job ticker's two processes, which bpm runs (the engine's, in
+// place of the bpm job's own bin/bpm), run on node 0 as vcap, each with
+// its environment and args, its output in bpm's logs, its pid where its
+// monit check reads it; monit sees both. A stop through the API stops
+// both; a restart brings both back.
+func checkBPM(t *testing.T, e *harness.Engine) {
+	t.Helper()
+	const look = `cd /var/vcap/sys/run/bpm/ticker
+for p in ticker slow; do
+  pid=$(cat $p.pid) || exit 1
+  echo "$p $(stat -c %U /proc/$pid) sid=$(ps -o sid= -p $pid | tr -d ' ') pid=$pid $(tr '\0' '\n' </proc/$pid/environ | grep '^TICKER_' | sort | tr '\n' ' ')"
+  grep 'Max open files' /proc/$pid/limits | awk '{print "'$p' open files " $4}'
+done
+cat /var/vcap/sys/log/ticker/ticker.stdout.log
+for p in ticker ticker-slow; do monit status $p | awk -v p=$p '$1=="status" {$1=""; print p ":" $0}'; done
+/var/vcap/jobs/bpm/bin/bpm list`
+	got := inNode(t, 0, look)
+	t.Logf("bpm on node 0:\n%s", got)
+	pids := map[string]string{}
+	for _, l := range strings.Split(got, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 4 && strings.HasPrefix(f[3], "pid=") {
+			pids[f[0]] = strings.TrimPrefix(f[3], "pid=")
+			if f[1] != "vcap" || f[2] != "sid="+pids[f[0]] {
+				t.Errorf("%s runs as %s in session %s, want vcap in its own", f[0], f[1], f[2])
+			}
+		}
+	}
+	for _, want := range []string{"TICKER_ROLE=main TICKER_WORD=it's $(id) ok ", "TICKER_ROLE=slow ", "ticker open files 777", "ticker says it's $(id) ok",
+		"ticker: OK", "ticker-slow: OK", "ticker.slow " + pids["slow"] + " running"} {
+		if !strings.Contains(strings.Join(strings.Fields(got), " "), strings.TrimSpace(want)) {
+			t.Errorf("node 0 lacks %q", want)
+		}
+	}
+	if len(pids) != 2 {
+		t.Fatalf("ticker's pids: %v", pids)
+	}
+	if code, body := e.Do("PUT", "/deployment-engine/stop", map[string]string{"name": "ticker", "ip": ips(0)[0]}); code != 200 {
+		t.Fatalf("stop ticker: %d %s", code, body)
+	}
+	if left := inNode(t, 0, "for p in "+pids["ticker"]+" "+pids["slow"]+"; do ! kill -0 $p 2>/dev/null || echo $p alive; done; ls /var/vcap/sys/run/bpm/ticker/ 2>&1; true"); strings.Contains(left, "alive") || strings.Contains(left, ".pid") {
+		t.Errorf("after a stop through the API, ticker's processes or pidfiles stay: %s", left)
+	}
+	if code, body := e.Do("PUT", "/deployment-engine/restart", map[string]string{"name": "ticker", "ip": ips(0)[0]}); code != 200 {
+		t.Fatalf("restart ticker: %d %s", code, body)
+	}
+	waitStatus(t, e, map[string]string{"ticker@" + ips(0)[0]: "RUNNING"})
+	if again := inNode(t, 0, "cd /var/vcap/sys/run/bpm/ticker && for p in ticker slow; do kill -0 $(cat $p.pid) && echo $p runs; done; true"); again != "ticker runs\nslow runs\n" {
+		t.Errorf("after a restart, ticker's processes: %q", again)
 	}
 }

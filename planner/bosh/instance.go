@@ -24,6 +24,12 @@ type Instance struct {
 	// Errand is set for an errand's instance (IsErrand): placed, never
 	// started.
 	Errand bool
+	// BPM names the processes of the job's bpm config (config/bpm.yml),
+	// each with a launch file the engine's bpm runs (bpm.go).
+	BPM []string
+	// UsesBPM is set when the job's monit file runs bpm (bpmBin): it
+	// registers after the job named bpm on its node started.
+	UsesBPM bool
 }
 
 var (
@@ -60,6 +66,10 @@ func RenderAll(ctx context.Context, d *Deployment) ([]Instance, []contract.Probl
 		return nil, nil, err
 	}
 	var ps []contract.Problem
+	bpmOn := map[string]bool{}
+	for _, ip := range d.Jobs[BPMJob] {
+		bpmOn[ip] = true
+	}
 	for k, r := range out {
 		in := &insts[k]
 		if r.Error != "" {
@@ -74,18 +84,36 @@ func RenderAll(ctx context.Context, d *Deployment) ([]Instance, []contract.Probl
 			pk, _ := d.Release.Package(p)
 			pkgHashes = append(pkgHashes, p+"@"+pk.Version+"@"+pk.SHA1)
 		}
+		files, launch, err := bpmFiles(in.Job, r.Files)
+		if err != nil {
+			ps = append(ps, contract.Problem{Path: "properties.jobs." + in.Job, Component: in.Job, IP: in.Node,
+				Reason: fmt.Sprintf("job %s (instance %d): %s: %v", in.Job, in.Index, bpmConfigDest, err)})
+			continue
+		}
+		for _, f := range launch {
+			in.BPM = append(in.BPM, strings.TrimPrefix(f.Dest, bpmDir+"/"))
+		}
+		if in.UsesBPM = strings.Contains(r.Monit, bpmBin); in.UsesBPM && !bpmOn[in.Node] {
+			ps = append(ps, contract.Problem{Path: "components." + in.Job, Component: in.Job, IP: in.Node,
+				Reason: fmt.Sprintf("job %s runs its processes through bpm (%s in its monit file), and no job named %s is placed on %s: colocate bpm-release's %s job with it, as BOSH needs it too", in.Job, bpmBin, BPMJob, in.Node, BPMJob)})
+		}
 		var sum strings.Builder
-		for _, f := range r.Files {
+		for _, f := range files {
 			if !destRe.MatchString(f.Dest) || bad(f.Dest) {
 				ps = append(ps, contract.Problem{Path: "components." + in.Job, Component: in.Job, Reason: fmt.Sprintf("template destination %q is not a plain path", f.Dest)})
 				continue
 			}
 			fmt.Fprintf(&sum, "%s %x\n", f.Dest, sha256.Sum256([]byte(f.Content)))
 		}
+		// The launch files follow the engine's bpm: a change of them
+		// applies the job again.
+		for _, f := range launch {
+			fmt.Fprintf(&sum, "%s %x\n", f.Dest, sha256.Sum256([]byte(f.Content)))
+		}
 		from := d.Release.JobFrom(in.Job)
 		in.Hash = hashOf(from.Name, from.Version, in.Job, spec.Version, sum.String(), r.Monit, strings.Join(pkgHashes, ","))
 		dir := fmt.Sprintf("%s/data/jobs/%s/%s", VcapDir, in.Job, in.Hash)
-		for _, f := range r.Files {
+		for _, f := range append(files, launch...) {
 			mode := uint32(0o644)
 			if strings.HasPrefix(f.Dest, "bin/") {
 				mode = 0o755

@@ -3,6 +3,7 @@ package bosh
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -268,6 +269,15 @@ func (b *planBuilder) jobSteps(inst Instance) {
 		Hash: inst.Hash, Script: hookScript(job, "pre-start")}, After: []string{ID(ip, comp, "apply")}, Prio: prio + 1}
 	start := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "start", Key: "bosh.job." + job + ".start",
 		Hash: inst.Hash, Script: startScript(job, inst.Processes), Holds: NotDown(inst.Processes...)}, After: []string{ID(ip, comp, "register")}, Prio: prio + 3}
+	if inst.UsesBPM && job != BPMJob && slices.Contains(d.Jobs[BPMJob], ip) {
+		// monit starts the job's processes through the job named bpm:
+		// it is in place (its pre-start run) first.
+		ready := "start"
+		if IsErrand(d.Release.Specs[BPMJob]) {
+			ready = "apply"
+		}
+		register.After = append(register.After, ID(ip, d.CompOf(BPMJob), ready))
+	}
 	b.add(pre)
 	b.add(register)
 	b.add(start)
