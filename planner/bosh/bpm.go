@@ -279,20 +279,17 @@ esac
 `, JobsDir, bpmDir, RunDir, LogDir, VcapDir, bpmStopWait)
 
 // bpmFiles is a job's rendered files as the engine installs them: the job
-// named bpm gets the engine's bpm as its bin/bpm (in place of its own, or
-// beside its templates when it has none), and a job whose templates
+// named bpm is the engine's bpm, its bin/bpm alone (its own templates are
+// not installed), and a job whose templates
 // include config/bpm.yml a launch file per process (launch, in the job's
 // dir under bpmDir). A bpm.yml the engine cannot run is an error.
 func bpmFiles(job string, files []RenderedFile) (out, launch []RenderedFile, err error) {
 	out = files
 	if job == BPMJob {
-		out = make([]RenderedFile, 0, len(files)+1)
-		for _, f := range files {
-			if f.Dest != "bin/bpm" {
-				out = append(out, f)
-			}
-		}
-		out = append(out, RenderedFile{Dest: "bin/bpm", Content: bpmStandIn})
+		// The job is the engine's bpm alone: bpm-release's other
+		// templates (a pre-start that sets up runc's cgroups) and its
+		// packages (JobPackages) serve containers the engine runs none of.
+		return []RenderedFile{{Dest: "bin/bpm", Content: bpmStandIn}}, nil, nil
 	}
 	for _, f := range files {
 		if f.Dest != bpmConfigDest {

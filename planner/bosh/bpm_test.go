@@ -445,13 +445,16 @@ func bpmRelease() releasetest.Release {
 				Monit: "check process web\n  with pidfile /var/vcap/sys/run/bpm/web/web.pid\n  start program \"/var/vcap/jobs/bpm/bin/bpm start web\"\n  stop program \"/var/vcap/jobs/bpm/bin/bpm stop web\"\n  group vcap\n" +
 					"check process worker\n  with pidfile /var/vcap/sys/run/bpm/web/worker.pid\n  start program \"/var/vcap/jobs/bpm/bin/bpm start web -p worker\"\n  stop program \"/var/vcap/jobs/bpm/bin/bpm stop web -p worker\"\n  group vcap\n",
 				Templates: map[string]string{"bpm.yml.erb": "processes:\n- name: web\n  executable: /var/vcap/packages/web/bin/web\n  args: [--port, <%= p('port') %>]\n<%= p('extra') %>\n- name: worker\n  executable: /bin/sleep\n  args: ['1000']\n"}},
-			{Name: "bpm", Spec: "---\nname: bpm\ntemplates:\n  bpm: bin/bpm\n  pre-start: bin/pre-start\n", Monit: "",
+			{Name: "bpm", Spec: "---\nname: bpm\ntemplates:\n  bpm: bin/bpm\n  pre-start: bin/pre-start\npackages: [bpm]\n", Monit: "",
 				Templates: map[string]string{"bpm": "#!/bin/bash\n/var/vcap/packages/bpm/bin/bpm \"$@\"\n", "pre-start": "#!/bin/bash\ntrue\n"}},
-		}}
+		},
+		// bpm-release's package builds bpm's Go binary and runc.
+		Packages: []releasetest.Package{{Name: "bpm", Files: map[string]string{"packaging": "go build -o ${BOSH_INSTALL_TARGET}/bin/bpm ./bpm\n"}}}}
 }
 
 // A job's bpm.yml becomes a launch file per process in its dir; the job
-// named bpm gets the engine's stand-in as its bin/bpm; the job's
+// named bpm is the engine's stand-in as its bin/bpm, nothing of its own
+// (templates, packages) installed; the job's
 // register waits for bpm's start on its node. A bpm.yml the engine
 // cannot run, or a job that runs bpm where no job named bpm is, is a
 // problem naming the job and what is wrong.
@@ -478,6 +481,14 @@ func TestRenderBPM(t *testing.T) {
 	}
 	if files["bin/bpm"] != "755 "+bpmStandIn {
 		t.Errorf("the bpm job's bin/bpm is not the engine's:\n%.200s", files["bin/bpm"])
+	}
+	// The job named bpm is the engine's bpm alone: neither its own
+	// pre-start nor its package is installed.
+	if _, ok := files["bin/pre-start"]; ok {
+		t.Error("the bpm job's own pre-start is installed")
+	}
+	if got := plan.Packages["10.0.0.1"]; len(got) != 0 {
+		t.Errorf("packages compiled for the bpm job: %v", got)
 	}
 	if !strings.HasPrefix(files[bpmDir+"/web"], "644 ") || !strings.Contains(files[bpmDir+"/web"], "args=('--port' '8080')") ||
 		!strings.Contains(files[bpmDir+"/worker"], "executable='/bin/sleep'") {

@@ -80,7 +80,7 @@ func RenderAll(ctx context.Context, d *Deployment) ([]Instance, []contract.Probl
 		spec := d.Release.Specs[in.Job]
 		in.Errand = IsErrand(spec)
 		pkgHashes := []string{}
-		for _, p := range spec.Packages {
+		for _, p := range d.JobPackages(in.Job) {
 			pk, _ := d.Release.Package(p)
 			pkgHashes = append(pkgHashes, p+"@"+pk.Version+"@"+pk.SHA1)
 		}

@@ -186,7 +186,7 @@ func (b *planBuilder) nodeSteps(ip string, jobs []string) error {
 	// packages at once. A package two jobs need is compiled by the first
 	// and found compiled by the other, whose step runs after it.
 	for i, job := range jobs {
-		closure, err := release.PackageOrder(d.Release.Packages, d.Release.Specs[job].Packages)
+		closure, err := release.PackageOrder(d.Release.Packages, d.JobPackages(job))
 		if err != nil {
 			return err
 		}
@@ -240,7 +240,7 @@ func (b *planBuilder) jobSteps(inst Instance) {
 	comp := d.CompOf(job)
 	prio := 1000 + 10*jobOrder(d, job)
 	apply := Step{Spec: contract.Step{Node: ip, Component: comp, Action: "apply", Key: "bosh.job." + job + ".apply", Hash: inst.Hash,
-		Files: inst.Files, Script: applyScript(job, inst.Hash, spec.Packages)}, After: []string{b.layout[ip]}, Prio: prio}
+		Files: inst.Files, Script: applyScript(job, inst.Hash, d.JobPackages(job))}, After: []string{b.layout[ip]}, Prio: prio}
 	if c := b.compile[ip+"/"+job]; c != "" {
 		apply.After = append(apply.After, c)
 	}
@@ -290,7 +290,7 @@ func (d *Deployment) NodePackages(ip string) ([]release.Package, map[string]stri
 	var want []string
 	owner := map[string]string{}
 	for _, job := range d.NodeJobs(ip) {
-		for _, p := range d.Release.Specs[job].Packages {
+		for _, p := range d.JobPackages(job) {
 			if owner[p] == "" {
 				owner[p] = job
 				want = append(want, p)
@@ -299,6 +299,17 @@ func (d *Deployment) NodePackages(ip string) ([]release.Package, map[string]stri
 	}
 	order, err := release.PackageOrder(d.Release.Packages, want)
 	return order, owner, err
+}
+
+// JobPackages are the packages the engine installs for job: its spec's,
+// but none for the job named bpm, which the engine's stand-in replaces
+// (bpm-release's packages build runc and bpm's Go binary, which nothing
+// runs here).
+func (d *Deployment) JobPackages(job string) []string {
+	if job == BPMJob {
+		return nil
+	}
+	return d.Release.Specs[job].Packages
 }
 
 // NodeJobs lists the jobs placed on a node, by name.
