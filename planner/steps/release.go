@@ -56,5 +56,34 @@ func (in Builder) ReleaseSteps(r Release) ([]*Step, error) {
 		return &Step{Spec: contract.Step{Node: ip, Component: comp, Action: "remove", Script: bosh.RemoveScript(r.JobOf(comp)),
 			Hash: Hash("remove", comp, time.Now().String())}, Prio: -200}
 	}
-	return in.frame(body, removal)
+	out, err := in.frame(body, removal)
+	if err != nil {
+		return nil, err
+	}
+	bpmLast(out, r.JobOf)
+	return out, nil
+}
+
+// bpmLast makes the removal of a node's job named bpm wait for the other
+// removals on that node: a job whose processes bpm runs is stopped by
+// monit through bpm's bin/bpm, which goes with the bpm job.
+func bpmLast(out []*Step, jobOf func(comp string) string) {
+	removals := map[string][]*Step{}
+	for _, s := range out {
+		if s.Spec.Action == "remove" {
+			removals[s.Spec.Node] = append(removals[s.Spec.Node], s)
+		}
+	}
+	for _, rms := range removals {
+		for _, s := range rms {
+			if jobOf(s.Spec.Component) != bosh.BPMJob {
+				continue
+			}
+			for _, other := range rms {
+				if other != s {
+					s.After = append(s.After, other.Spec.ID)
+				}
+			}
+		}
+	}
 }
