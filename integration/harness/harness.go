@@ -122,14 +122,27 @@ type Options struct {
 	NoHTTP bool
 }
 
-// Start runs `deployment-engine serve` and waits for /healthz.
+// Start runs `deployment-engine serve` and waits for /healthz. A port it
+// picked that another process took before the engine bound it (an
+// outgoing connection's ephemeral port, from the same range) is picked
+// again, up to three times.
 func Start(t testing.TB, o Options) *Engine {
 	t.Helper()
-	e := Launch(t, o)
-	if err := e.Ready(30 * time.Second); err != nil {
-		t.Fatal(err)
+	pick := o.Port == 0
+	for try := 1; ; try++ {
+		e := Launch(t, o)
+		err := e.Ready(30 * time.Second)
+		if err == nil {
+			return e
+		}
+		taken := strings.Contains(e.Log(), fmt.Sprintf("listen on :%s:", strings.Split(e.Addr, ":")[1]))
+		if !pick || try == 3 || !e.exited() || !taken {
+			t.Fatal(err)
+		}
+		e.Stop()
+		t.Logf("the engine's port %s was taken before it bound it: another port", e.Addr)
+		o.Port, o.Data = 0, e.Data
 	}
-	return e
 }
 
 // Launch runs `deployment-engine serve` and returns at once, as an init
