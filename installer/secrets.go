@@ -31,14 +31,16 @@ func (i *Installer) restrict(ctx context.Context, a contract.Auth) (contract.Aut
 // secretFor is the value of a config secret a step asks for on node:
 // only a secret given for that node leaves the engine.
 func (i *Installer) secretFor(ctx context.Context, cfg contract.Config, name, node string) (string, error) {
-	switch name {
-	case "agent", "upload":
-		if i.o.AgentPassword == nil {
-			return "", permanent{fmt.Errorf("this installer holds no agent secret: run it with the engine's data dir (its agent-secret)")}
-		}
-		if name == "upload" {
-			return bus.UploadToken(i.o.AgentPassword(node)), nil
-		}
+	switch {
+	case name == "upload" && i.o.AgentPassword == nil:
+		// Without the agent secret the node gets no upload token: it
+		// fetches what the engine keeps compiled, and puts nothing.
+		return "", nil
+	case name == "upload":
+		return bus.UploadToken(i.o.AgentPassword(node)), nil
+	case name == "agent" && i.o.AgentPassword == nil:
+		return "", permanent{fmt.Errorf("this installer holds no agent secret: run it with the engine's data dir (its agent-secret)")}
+	case name == "agent":
 		return i.o.AgentPassword(node), nil
 	}
 	val, ok := cfg.Properties.Secrets()[name]
