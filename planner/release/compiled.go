@@ -13,8 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Compiled packages: a node that compiled a package puts the result on
@@ -74,7 +72,8 @@ func (s *Store) CompiledFile(ctx context.Context, fp, osKey string) (string, err
 	if _, err := os.Stat(file); err == nil || s.obs == nil {
 		return file, err
 	}
-	if err := s.fetchObject(ctx, compiledObject(fp, osKey), file); err != nil {
+	// No sha1 to check it by: the bus client checks the object's digest.
+	if err := s.fetch(ctx, compiledObject(fp, osKey), file, ""); err != nil {
 		return "", err
 	}
 	return file, nil
@@ -208,35 +207,6 @@ func checkCompiled(file string, lim Limits) error {
 		if total += n; total > lim.Unpacked {
 			return lim.tooBigUnpacked("")
 		}
-	}
-	return nil
-}
-
-// fetchObject copies obj from the bus to file (its digest is checked by
-// the bus client as it reads), claiming the room first.
-func (s *Store) fetchObject(ctx context.Context, obj, file string) error {
-	info, err := s.obs.GetInfo(ctx, obj)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return fmt.Errorf("release store: %s is not in the bus: %w", obj, fs.ErrNotExist)
-	}
-	if err != nil {
-		return fmt.Errorf("release store: read %s from the bus: %w", obj, err)
-	}
-	done, err := s.claim(obj, int64(info.Size))
-	if err != nil {
-		return err
-	}
-	defer done()
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return fmt.Errorf("release store: %w", err)
-	}
-	tmp := file + ".part"
-	if err := s.obs.GetFile(ctx, obj, tmp); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("release store: read %s from the bus: %w", obj, err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return fmt.Errorf("release store: %w", err)
 	}
 	return nil
 }
