@@ -334,16 +334,24 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 		inNode(t, i, "monit status db | grep -Eq '^[[:space:]]+status[[:space:]]+OK'")
 	}
 	waitStatus(t, e, map[string]string{"db@" + ips(0)[0]: "RUNNING", "db@" + ips(1)[0]: "RUNNING", "app@" + ips(2)[0]: "CONFIGURED"})
-	// db's package was compiled once, on db's first node, and put on the
-	// engine; its second node fetched it after that compile, compiling
-	// nothing: its package holds the first node's build time.
-	built := [2]string{inNode(t, 0, "cat /var/vcap/packages/base/built"), inNode(t, 1, "cat /var/vcap/packages/base/built")}
-	if built[0] != built[1] {
-		t.Errorf("base was compiled on both of db's nodes (built %q and %q)", built[0], built[1])
+	// base was compiled once, by the first compile step that needs it
+	// (app's, on node 2, which compiles libapp and app on it), and put on
+	// the engine; db's two nodes fetched it after that step, compiling
+	// nothing: each one's base holds node 2's build time.
+	built := []string{inNode(t, 2, "cat /var/vcap/packages/base/built"), inNode(t, 0, "cat /var/vcap/packages/base/built"), inNode(t, 1, "cat /var/vcap/packages/base/built")}
+	if built[0] != built[1] || built[0] != built[2] {
+		t.Errorf("base was compiled more than once (built %q on node 2, %q and %q on db's nodes)", built[0], built[1], built[2])
+		for _, log := range []string{"app_0.log", "db_0.log", "db_1.log"} {
+			_, body := e.Do("GET", "/deployment-engine/logs/"+log, nil)
+			t.Logf("%s:\n%s", log, tail(string(body), 40))
+		}
 	}
-	first, second := stepIn(d, ips(0)[0]+"/db/compile"), stepIn(d, ips(1)[0]+"/db/compile")
-	if first == nil || second == nil || first.Finished == nil || second.Started == nil || second.Started.Before(*first.Finished) {
-		t.Errorf("db's second node compiled before its first node's compile ended: %+v, %+v", first, second)
+	compiler := stepIn(d, ips(2)[0]+"/app/compile")
+	for _, i := range []int{0, 1} {
+		s := stepIn(d, ips(i)[0]+"/db/compile")
+		if compiler == nil || s == nil || compiler.Finished == nil || s.Started == nil || s.Started.Before(*compiler.Finished) {
+			t.Errorf("db's compile on node %d began before app's, which compiles base, ended: %+v, %+v", i, compiler, s)
+		}
 	}
 	if !strings.Contains(e.Log(), "compiled package kept") {
 		t.Errorf("the engine kept no compiled package:\n%s", tail(e.Log(), 30))
@@ -366,8 +374,9 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 	}
 
 	// A new version whose base package does not compile: the compile
-	// fails, and the running version's package and job stay as they were:
-	// db restarts on its old version.
+	// fails, once (on node 2, whose step compiles base; db's wait for it
+	// and do not run), and the running version's package and job stay as
+	// they were: db restarts on its old version.
 	upload(t, e, linkedRelease("4", "echo half > ${BOSH_INSTALL_TARGET}/chain\necho base-v4-failed >&2\nexit 1\n"), 201)
 	cfg = boshConfig("linked/4", comps, jobs)
 	cfg["properties"].(map[string]any)["azs"] = map[string][]string{"z2": ips(1)}
@@ -375,11 +384,18 @@ func TestBoshLinksAndPackageChain(t *testing.T) {
 		t.Fatalf("config v4: %d %s", code, body)
 	}
 	d = wait(t, e, deploy(t, e), 10*time.Minute)
-	if state, errText := stepOf(d, ips(0)[0]+"/db/compile"); d.State != "failed" || state != "failed" || !strings.Contains(errText, "base-v4-failed") {
-		t.Fatalf("v4 with a failing base: %s, db/compile %s %q", d.State, state, errText)
+	if state, errText := stepOf(d, ips(2)[0]+"/app/compile"); d.State != "failed" || state != "failed" || !strings.Contains(errText, "base-v4-failed") {
+		t.Fatalf("v4 with a failing base: %s, app/compile %s %q", d.State, state, errText)
 	}
-	if got := strings.TrimSpace(inNode(t, 0, "cat /var/vcap/packages/base/chain")); got != "base" {
-		t.Errorf("the running version's base package after a failed compile reads %q, want base", got)
+	for _, i := range []int{0, 1} {
+		if state, _ := stepOf(d, ips(i)[0]+"/db/compile"); state != "skipped" {
+			t.Errorf("db's compile on node %d after base failed to compile once: %s, want skipped", i, state)
+		}
+	}
+	for _, i := range []int{0, 2} {
+		if got := strings.TrimSpace(inNode(t, i, "cat /var/vcap/packages/base/chain")); got != "base" {
+			t.Errorf("node %d's base package after a failed compile reads %q, want the running version's, base", i, got)
+		}
 	}
 	if code, body := e.Do("PUT", "/deployment-engine/restart", map[string]string{"name": "db", "ip": ips(0)[0]}); code != 200 {
 		t.Fatalf("restart db on its old version after a failed compile: %d %s", code, body)

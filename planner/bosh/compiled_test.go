@@ -2,6 +2,7 @@ package bosh
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1" //nolint:gosec // the release format's checksum
 	"encoding/hex"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -116,5 +118,60 @@ func TestCompiledPackagesShared(t *testing.T) {
 	_, out = node(t, "10.0.0.3", "tok-10.0.0.3")
 	if compiles() != 3 || !strings.Contains(out, "does not unpack: compiling it here") {
 		t.Fatalf("a broken compiled package: %d compiles\n%s", compiles(), out)
+	}
+}
+
+// Each package has one compiling step: app's first node compiles base
+// with libapp and app; db's nodes, which need base alone, wait for that
+// step and fetch it, as db's second node waits for nothing else; a job
+// of packages no earlier step has compiles on its first node, and its
+// other nodes wait for that one.
+func TestCompileOnceOrdersByPackage(t *testing.T) {
+	needRuby(t)
+	pkg := func(name string, deps ...string) releasetest.Package {
+		return releasetest.Package{Name: name, Deps: deps, Files: map[string]string{"packaging": "true\n"}}
+	}
+	job := func(name string, pkgs string) releasetest.Job {
+		return releasetest.Job{Name: name, Spec: "---\nname: " + name + "\ntemplates: {}\npackages: [" + pkgs + "]\n", Monit: ""}
+	}
+	rel := load(t, releasetest.Release{Name: "chain", Version: "1",
+		Packages: []releasetest.Package{pkg("base"), pkg("libapp", "base"), pkg("app", "libapp"), pkg("tool")},
+		Jobs:     []releasetest.Job{job("app", "app"), job("db", "base"), job("zz", "tool")}})
+	d, ps := NewDeployment(rel, cfgOf(map[string][]string{"app": {"10.0.0.3"}, "db": {"10.0.0.1", "10.0.0.2"}, "zz": {"10.0.0.2", "10.0.0.1"}}, nil, nil))
+	if len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	plan, err := MakePlan(context.Background(), PlanInput{Deployment: d, NodeComponent: "_node", Base: map[string]string{},
+		PackageURL:  func(p release.Package) string { return "http://h/" + p.Name },
+		CompiledURL: func(fp string) string { return "http://h/compiled/" + fp }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waits := map[string][]string{}
+	for _, s := range plan.Steps {
+		if s.Spec.Action != "compile" {
+			continue
+		}
+		for _, a := range s.After {
+			if strings.HasSuffix(a, "/compile") {
+				waits[s.Spec.ID] = append(waits[s.Spec.ID], a)
+			}
+		}
+		if !slices.Equal(s.Spec.SecretEnv, []string{"upload"}) {
+			t.Errorf("%s: secrets %v, want the upload token", s.Spec.ID, s.Spec.SecretEnv)
+		}
+	}
+	want := map[string][]string{
+		"10.0.0.1/db/compile": {"10.0.0.3/app/compile"},
+		"10.0.0.2/db/compile": {"10.0.0.3/app/compile"},
+		"10.0.0.1/zz/compile": {"10.0.0.2/zz/compile"},
+	}
+	if len(waits) != len(want) {
+		t.Errorf("compile steps wait for %v, want %v", waits, want)
+	}
+	for id, w := range want {
+		if !slices.Equal(waits[id], w) {
+			t.Errorf("%s waits for %v, want %v", id, waits[id], w)
+		}
 	}
 }

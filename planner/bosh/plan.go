@@ -93,7 +93,9 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 		}
 	}
 	if in.CompiledURL != nil {
-		b.compileOnce()
+		if err := b.compileOnce(); err != nil {
+			return nil, err
+		}
 	}
 	for _, inst := range insts {
 		b.jobSteps(inst)
@@ -101,30 +103,41 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 	return b.plan, nil
 }
 
-// compileOnce makes each job's compile steps after its first instance's:
-// that node compiles the job's packages and puts them on the engine, and
-// the others, of its OS, fetch them from there instead of compiling them
-// again (a node of another OS finds none for its own and compiles). A
-// compile that fails fails once, not on every node.
-func (b *planBuilder) compileOnce() {
+// compileOnce gives each package one compiling step: the first compile
+// step, by job and then by the job's instances, whose packages include
+// it. That step's node compiles it and puts it on the engine; every later
+// compile step that needs it runs after that one and fetches it (a node
+// of another OS finds none for its own and compiles). A step waits only
+// for earlier ones, so the waits make no cycle. A package that fails to
+// compile fails once, not on every node.
+func (b *planBuilder) compileOnce() error {
 	at := map[string]int{}
 	for i, s := range b.plan.Steps {
 		at[s.Spec.ID] = i
 	}
+	compiler := map[string]string{} // package → the step compiling it
 	for _, job := range contract.SortedKeys(b.d.Jobs) {
-		first := ""
+		closure, err := release.PackageOrder(b.d.Release.Packages, b.d.JobPackages(job))
+		if err != nil {
+			return err
+		}
 		for _, ip := range b.d.Jobs[job] {
 			id := b.compile[ip+"/"+job]
-			switch {
-			case id == "":
-			case first == "":
-				first = id
-			default:
-				s := &b.plan.Steps[at[id]]
-				s.After = append(s.After, first)
+			if id == "" {
+				continue
+			}
+			s := &b.plan.Steps[at[id]]
+			for _, p := range closure {
+				switch first := compiler[p.Name]; {
+				case first == "":
+					compiler[p.Name] = id
+				case first != id && !slices.Contains(s.After, first):
+					s.After = append(s.After, first)
+				}
 			}
 		}
 	}
+	return nil
 }
 
 // planBuilder adds a release's steps to its plan, node by node, then job
