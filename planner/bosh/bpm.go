@@ -124,17 +124,18 @@ var bpmStandIn = fmt.Sprintf(`#!/bin/bash
 set -u
 stop_wait=%[6]d
 usage() {
-  echo "usage: bpm start|stop|pid JOB [-p PROCESS] | bpm list | bpm version" >&2
+  echo "usage: bpm start|stop|pid JOB [-p PROCESS] | bpm run JOB [-p PROCESS] [-e NAME=VALUE]... | bpm list | bpm version" >&2
   exit 1
 }
 plain() { [[ $1 =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]*$ ]]; }
 cmd=${1:-}
 [ $# -gt 0 ] && shift
-job= proc=
+job= proc= extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     -p|--process) [ $# -ge 2 ] || usage; proc=$2; shift 2 ;;
     --process=*) proc=${1#--process=}; shift ;;
+    -e|--env) [ $# -ge 2 ] && [ "$cmd" = run ] || usage; extra+=("$2"); shift 2 ;;
     -*) usage ;;
     *) [ -z "$job" ] || usage; job=$1; shift ;;
   esac
@@ -226,6 +227,23 @@ start() {
   echo "bpm: started $job/$proc (pid $!)"
 }
 
+# run: the process in the foreground, as an errand runs it: its output
+# the caller's, its exit status bpm's; -e adds to its environment.
+run() {
+  load
+  local kv
+  for kv in "${extra[@]}"; do
+    if [[ ! $kv =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then echo "bpm: -e $kv: want NAME=VALUE" >&2; exit 1; fi
+    env+=("$kv")
+  done
+  mkdir -p %[5]s/data/$job/tmp
+  chown vcap:vcap %[5]s/data/$job %[5]s/data/$job/tmp
+  if [ -n "$pre_start" ]; then
+    ( limited; as "$pre_start" ) </dev/null || { echo "bpm: the pre_start hook of $job/$proc failed" >&2; exit 1; }
+  fi
+  ( limited; as "$executable" "${args[@]}" ) </dev/null
+}
+
 stop() {
   load optional
   lock
@@ -262,7 +280,7 @@ list() {
 }
 
 case $cmd in
-  start|stop|pid)
+  start|stop|pid|run)
     [ -n "$job" ] || usage
     if ! plain "$job" || ! plain "$proc"; then echo "bpm: $job/$proc: not a plain job or process name" >&2; exit 1; fi
     pidfile=%[3]s/bpm/$job/$proc.pid ;;
@@ -271,6 +289,7 @@ case $cmd in
 esac
 case $cmd in
   start) start ;;
+  run) run ;;
   stop) stop ;;
   pid) if running; then echo "$pid"; else echo "bpm: process is not running or could not be found" >&2; exit 1; fi ;;
   list) list ;;

@@ -2,6 +2,7 @@ package bosh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -589,4 +590,40 @@ func FuzzParseBPM(f *testing.F) {
 			}
 		}
 	})
+}
+
+// bpm run runs a process in the foreground, as an errand does: its
+// output is the caller's, its exit status bpm's, -e adds to its
+// environment (a name that is no name is refused), and no pidfile is
+// left; start refuses -e.
+func TestBPMStandInRun(t *testing.T) {
+	n := newBPMNode(t, "smoke", `processes:
+- name: smoke
+  executable: /var/vcap/packages/smoke/bin/run
+  args: ["--suite", "$(touch @ROOT@/owned)"]
+  env: {FOO: BAR}
+`)
+	n.write("var/vcap/packages/smoke/bin/run", 0o755, "#!/bin/bash\necho \"args: $*\"\necho \"FOO=$FOO EXTRA=${EXTRA:-} LEAKED=${LEAKED:-}\"\necho failing >&2\nexit 7\n")
+	out, err := n.bpm("run", "smoke", "-e", "EXTRA=a b")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 7 {
+		t.Fatalf("bpm run: %v, want exit status 7\n%s", err, out)
+	}
+	for _, want := range []string{"args: --suite $(touch " + n.root + "/owned)", "FOO=BAR EXTRA=a b LEAKED=\n", "failing"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bpm run's output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(n.root, "owned")); err == nil {
+		t.Error("an argument ran as shell")
+	}
+	if n.pid("smoke", "smoke") != 0 {
+		t.Error("bpm run left a pidfile")
+	}
+	if out, err := n.bpm("run", "smoke", "-e", "1X=y"); err == nil || !strings.Contains(out, "want NAME=VALUE") {
+		t.Errorf("-e 1X=y: %v\n%s", err, out)
+	}
+	if out, err := n.bpm("start", "smoke", "-e", "X=y"); err == nil || !strings.Contains(out, "usage") {
+		t.Errorf("start with -e: %v\n%s", err, out)
+	}
 }
