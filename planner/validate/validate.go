@@ -335,35 +335,39 @@ func checkNodeKeys(cfg contract.Config, ps *problems) {
 			}
 		}
 	}
-	if len(cfg.Properties.NodeKeys) > maxNodeKeys {
-		ps.add("properties.node_keys", "", "", fmt.Sprintf("%d keys; at most %d", len(cfg.Properties.NodeKeys), maxNodeKeys))
-		return
-	}
-	for _, ip := range contract.SortedKeys(cfg.Properties.NodeKeys) {
-		path, k := "properties.node_keys."+contract.Clip(ip), cfg.Properties.NodeKeys[ip]
-		switch {
-		case contract.CheckNodeIP(ip) != nil:
-			ps.add(path, "", "", "node_keys are by node IP")
-		case !strings.HasPrefix(k, "/") || strings.Contains(k, "PRIVATE KEY") || len(k) > 4096:
-			ps.add(path, "", ip, "must be the absolute path of a key file on the control machine (a key's text goes in properties.key alone, which is kept secret)")
+	perNode(ps, "node_keys", "keys", cfg.Properties.NodeKeys, func(k string) string {
+		if !strings.HasPrefix(k, "/") || strings.Contains(k, "PRIVATE KEY") || len(k) > 4096 {
+			return "must be the absolute path of a key file on the control machine (a key's text goes in properties.key alone, which is kept secret)"
 		}
-	}
+		return ""
+	})
 }
 
 // checkNodeUsers checks the users some nodes are logged in to as: each
 // by IP, a user name.
 func checkNodeUsers(cfg contract.Config, ps *problems) {
-	if len(cfg.Properties.NodeUsers) > maxNodeKeys {
-		ps.add("properties.node_users", "", "", fmt.Sprintf("%d users; at most %d", len(cfg.Properties.NodeUsers), maxNodeKeys))
+	perNode(ps, "node_users", "users", cfg.Properties.NodeUsers, func(u string) string {
+		if !userRe.MatchString(u) {
+			return "not a user name (lowercase letters, digits, _ and -, at most 32)"
+		}
+		return ""
+	})
+}
+
+// perNode checks properties.<name>, a value by node IP: at most
+// maxNodeKeys of them (what: their noun), each keyed by an IP, each value
+// one bad passes (it says what is wrong, "" for nothing).
+func perNode(ps *problems, name, what string, m map[string]string, bad func(string) string) {
+	if len(m) > maxNodeKeys {
+		ps.add("properties."+name, "", "", fmt.Sprintf("%d %s; at most %d", len(m), what, maxNodeKeys))
 		return
 	}
-	for _, ip := range contract.SortedKeys(cfg.Properties.NodeUsers) {
-		path, u := "properties.node_users."+contract.Clip(ip), cfg.Properties.NodeUsers[ip]
-		switch {
-		case contract.CheckNodeIP(ip) != nil:
-			ps.add(path, "", "", "node_users are by node IP")
-		case !userRe.MatchString(u):
-			ps.add(path, "", ip, "not a user name (lowercase letters, digits, _ and -, at most 32)")
+	for _, ip := range contract.SortedKeys(m) {
+		path := "properties." + name + "." + contract.Clip(ip)
+		if contract.CheckNodeIP(ip) != nil {
+			ps.add(path, "", "", name+" are by node IP")
+		} else if why := bad(m[ip]); why != "" {
+			ps.add(path, "", ip, why)
 		}
 	}
 }
