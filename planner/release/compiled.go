@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // Compiled packages: a node that compiled a package puts the result on
@@ -41,19 +43,12 @@ func (e *BadCompiled) Error() string { return "compiled package refused: " + e.R
 // osKey the OS a node compiled it on (debian-12-x86_64).
 func CompiledKey(fp, osKey string) error {
 	if !fingerprintRe.MatchString(fp) {
-		return &BadCompiled{Reason: fmt.Sprintf("%q: a fingerprint is 16 to 64 hex digits", clip(fp))}
+		return &BadCompiled{Reason: fmt.Sprintf("%q: a fingerprint is 16 to 64 hex digits", contract.Clip(fp))}
 	}
 	if !osKeyRe.MatchString(osKey) || strings.Contains(osKey, "..") {
-		return &BadCompiled{Reason: fmt.Sprintf("%q: an OS is letters, digits, '.', '_' and '-' (debian-12-x86_64)", clip(osKey))}
+		return &BadCompiled{Reason: fmt.Sprintf("%q: an OS is letters, digits, '.', '_' and '-' (debian-12-x86_64)", contract.Clip(osKey))}
 	}
 	return nil
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }
 
 func compiledObject(fp, osKey string) string { return "compiled/" + fp + "/" + osKey + ".tgz" }
@@ -178,15 +173,15 @@ func checkCompiled(file string, lim Limits) error {
 			continue
 		}
 		if path.IsAbs(h.Name) || clean == ".." || strings.HasPrefix(clean, "../") {
-			return fmt.Errorf("entry %q is outside the package's directory", clip(h.Name))
+			return fmt.Errorf("entry %q is outside the package's directory", contract.Clip(h.Name))
 		}
 		for dir := path.Dir(clean); dir != "."; dir = path.Dir(dir) {
 			if links[dir] {
-				return fmt.Errorf("entry %q is below the symbolic link %q", clip(h.Name), clip(dir))
+				return fmt.Errorf("entry %q is below the symbolic link %q", contract.Clip(h.Name), contract.Clip(dir))
 			}
 		}
 		if h.Mode&(0o4000|0o2000) != 0 {
-			return fmt.Errorf("entry %q is setuid or setgid", clip(h.Name))
+			return fmt.Errorf("entry %q is setuid or setgid", contract.Clip(h.Name))
 		}
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeDir:
@@ -195,10 +190,10 @@ func checkCompiled(file string, lim Limits) error {
 		case tar.TypeLink:
 			t := path.Clean(strings.TrimPrefix(h.Linkname, "./"))
 			if path.IsAbs(h.Linkname) || t == ".." || strings.HasPrefix(t, "../") {
-				return fmt.Errorf("hard link %q points outside the package's directory", clip(h.Name))
+				return fmt.Errorf("hard link %q points outside the package's directory", contract.Clip(h.Name))
 			}
 		default:
-			return fmt.Errorf("entry %q is neither a file, a directory nor a link", clip(h.Name))
+			return fmt.Errorf("entry %q is neither a file, a directory nor a link", contract.Clip(h.Name))
 		}
 		n, err := io.Copy(io.Discard, tr)
 		if err != nil {
