@@ -150,13 +150,14 @@ func (p *Planner) releaseSteps(ctx context.Context, in steps.Builder, rel *relea
 	if len(ps) > 0 {
 		return nil, fmt.Errorf("%s", ps[0].Reason)
 	}
-	home := p.nodeURL(in.Config) + "/releases/"
+	node := p.nodeURL(in.Config)
+	home := node + "/releases/"
 	plan, err := bosh.MakePlan(ctx, bosh.PlanInput{Deployment: d, NodeComponent: steps.NodeComponent, CompileTimeout: in.Timeout,
 		PackageURL: func(pk release.Package) string {
 			from := rel.PackageFrom(pk.Name)
 			return home + release.PackageURLPath(from.Name, from.Version, pk.Name)
 		},
-		CompiledURL: func(fp string) string { return p.nodeURL(in.Config) + "/compiled/" + fp },
+		CompiledURL: func(fp string) string { return node + "/compiled/" + fp },
 		Base:        map[string]string{}})
 	if err != nil {
 		// A template's failure may quote a property: a secret.

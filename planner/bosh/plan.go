@@ -80,7 +80,7 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 		return nil, fmt.Errorf("render: %s", strings.Join(reasons, "; "))
 	}
 	b := &planBuilder{in: in, d: d, plan: &Plan{Instances: insts, Packages: map[string][]string{}},
-		layout: map[string]string{}, compile: map[string]string{}}
+		layout: map[string]string{}, compile: map[string]string{}, closure: map[string][]release.Package{}}
 	nodeJobs := map[string][]string{}
 	for _, job := range contract.SortedKeys(d.Jobs) {
 		for _, ip := range d.Jobs[job] {
@@ -93,9 +93,7 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 		}
 	}
 	if in.CompiledURL != nil {
-		if err := b.compileOnce(); err != nil {
-			return nil, err
-		}
+		b.compileOnce()
 	}
 	for _, inst := range insts {
 		b.jobSteps(inst)
@@ -110,24 +108,20 @@ func MakePlan(ctx context.Context, in PlanInput) (*Plan, error) {
 // of another OS finds none for its own and compiles). A step waits only
 // for earlier ones, so the waits make no cycle. A package that fails to
 // compile fails once, not on every node.
-func (b *planBuilder) compileOnce() error {
+func (b *planBuilder) compileOnce() {
 	at := map[string]int{}
 	for i, s := range b.plan.Steps {
 		at[s.Spec.ID] = i
 	}
 	compiler := map[string]string{} // package → the step compiling it
 	for _, job := range contract.SortedKeys(b.d.Jobs) {
-		closure, err := release.PackageOrder(b.d.Release.Packages, b.d.JobPackages(job))
-		if err != nil {
-			return err
-		}
 		for _, ip := range b.d.Jobs[job] {
 			id := b.compile[ip+"/"+job]
 			if id == "" {
 				continue
 			}
 			s := &b.plan.Steps[at[id]]
-			for _, p := range closure {
+			for _, p := range b.closure[job] {
 				switch first := compiler[p.Name]; {
 				case first == "":
 					compiler[p.Name] = id
@@ -137,7 +131,6 @@ func (b *planBuilder) compileOnce() error {
 			}
 		}
 	}
-	return nil
 }
 
 // planBuilder adds a release's steps to its plan, node by node, then job
@@ -146,8 +139,9 @@ type planBuilder struct {
 	in      PlanInput
 	d       *Deployment
 	plan    *Plan
-	layout  map[string]string // node → its layout step
-	compile map[string]string // node/job → the step compiling its packages
+	layout  map[string]string            // node → its layout step
+	compile map[string]string            // node/job → the step compiling its packages
+	closure map[string][]release.Package // job → its packages, in compile order
 }
 
 // add appends s to the plan under its id, and returns the id.
@@ -203,6 +197,7 @@ func (b *planBuilder) nodeSteps(ip string, jobs []string) error {
 		if err != nil {
 			return err
 		}
+		b.closure[job] = closure
 		if len(closure) == 0 {
 			continue
 		}
