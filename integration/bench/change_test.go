@@ -59,6 +59,8 @@ func BenchmarkChange(b *testing.B) {
 				b.ReportMetric(r.Default.Wall.Seconds(), "default-policy-s")
 				b.ReportMetric(r.SSHConns, "engine-ssh-conns")
 				b.ReportMetric(float64(r.RSS)/(1<<20), "rss-MB")
+				b.ReportMetric(r.Engine.perNode(n), "node-cpu-ms/node")
+				b.ReportMetric(r.SSH.perNode(n), "ssh-node-cpu-ms/node")
 				b.ReportMetric(r.Engine.HostCPU.Seconds()*1000/float64(max(r.Steps, 1)), "host-cpu-ms/step")
 			}
 		})
@@ -96,7 +98,7 @@ func compareChange(tb testing.TB, n int) changeRow {
 	var requested time.Time
 	var err error
 	stopRSS := peakRSS(e.PID())
-	if r.Engine, err = measure(func() error { d, requested = deploy(tb, e); return nil }); err != nil {
+	if r.Engine, err = measure(bed, func() error { d, requested = deploy(tb, e); return nil }); err != nil {
 		tb.Fatal(err)
 	}
 	r.RSS = stopRSS()
@@ -110,7 +112,7 @@ func compareChange(tb testing.TB, n int) changeRow {
 	checkDomain(tb, bed, "v1.bench")
 
 	configure("v2.bench", nil)
-	if r.Default, err = measure(func() error { d, requested = deploy(tb, e); return nil }); err != nil {
+	if r.Default, err = measure(bed, func() error { d, requested = deploy(tb, e); return nil }); err != nil {
 		tb.Fatal(err)
 	}
 	r.Default.Wall = d.Finished.Sub(requested)
@@ -120,12 +122,12 @@ func compareChange(tb testing.TB, n int) changeRow {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if r.SSH, err = measure(func() error { return agentless(ctx, bed, scripts) }); err != nil {
+	if r.SSH, err = measure(bed, func() error { return agentless(ctx, bed, scripts) }); err != nil {
 		tb.Fatal(err)
 	}
 	checkDomain(tb, bed, "v3.bench")
 	if _, err := exec.LookPath("ansible-playbook"); err == nil {
-		u, err := measure(func() error { return ansibleChange(ctx, tb, cat, bed, "v4.bench") })
+		u, err := measure(bed, func() error { return ansibleChange(ctx, tb, cat, bed, "v4.bench") })
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -214,15 +216,15 @@ func printChanges(tb testing.TB, rows []changeRow) {
 	}
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "N\tengine, all at once\tssh sessions\tengine/ssh\tansible\tansible/engine\tengine, default policy\tSSH conns by the engine\thost CPU ms/step\tengine RSS")
+	fmt.Fprintln(w, "N\tengine, all at once\tssh sessions\tengine/ssh\tansible\tansible/engine\tengine, default policy\tSSH conns by the engine\thost CPU ms/step\tnode CPU ms/node: engine, ssh\tengine RSS")
 	for _, r := range rows {
 		ans, ratio := "—", "—"
 		if r.Ansible != nil {
 			ans, ratio = fmt.Sprintf("%.2f s", r.Ansible.Wall.Seconds()), fmt.Sprintf("%.1f×", r.Ansible.Wall.Seconds()/r.Engine.Wall.Seconds())
 		}
-		fmt.Fprintf(w, "%d\t%.2f s\t%.2f s\t%.2f\t%s\t%s\t%.2f s\t%.0f\t%.0f\t%.0f MB\n", r.N, r.Engine.Wall.Seconds(), r.SSH.Wall.Seconds(),
+		fmt.Fprintf(w, "%d\t%.2f s\t%.2f s\t%.2f\t%s\t%s\t%.2f s\t%.0f\t%.0f\t%.0f, %.0f\t%.0f MB\n", r.N, r.Engine.Wall.Seconds(), r.SSH.Wall.Seconds(),
 			r.Engine.Wall.Seconds()/r.SSH.Wall.Seconds(), ans, ratio, r.Default.Wall.Seconds(), r.SSHConns,
-			r.Engine.HostCPU.Seconds()*1000/float64(max(r.Steps, 1)), float64(r.RSS)/(1<<20))
+			r.Engine.HostCPU.Seconds()*1000/float64(max(r.Steps, 1)), r.Engine.perNode(r.N), r.SSH.perNode(r.N), float64(r.RSS)/(1<<20))
 	}
 	w.Flush()
 	tb.Logf("change benchmark:\n%s", b.String())

@@ -103,6 +103,7 @@ func benchDeploy(b *testing.B, n int, agents bool) {
 		}
 		b.ReportMetric(r.EngineCPU.Seconds(), "engine-cpu-s")
 		b.ReportMetric(r.Engine.HostCPU.Seconds(), "host-cpu-s")
+		b.ReportMetric(r.Engine.perNode(n), "node-cpu-ms/node")
 		b.ReportMetric(float64(r.overhead(r.Agentless.Wall).Milliseconds()), "ms/host-step")
 		b.ReportMetric(float64(r.Reloads), "monit-reloads/node")
 	}
@@ -205,7 +206,7 @@ func compare(tb testing.TB, n int, withAnsible, agents bool) row {
 	cpu0 := procCPU(e.PID())
 	var d contract.Deployment
 	var requested time.Time
-	r.Engine, err = measure(func() error { d, requested = deploy(tb, e); return nil })
+	r.Engine, err = measure(bed, func() error { d, requested = deploy(tb, e); return nil })
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -234,7 +235,7 @@ func compare(tb testing.TB, n int, withAnsible, agents bool) row {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r.Agentless, err = measure(func() error { return agentless(ctx, bed, scripts) })
+	r.Agentless, err = measure(bed, func() error { return agentless(ctx, bed, scripts) })
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func compare(tb testing.TB, n int, withAnsible, agents bool) row {
 	}
 
 	if withAnsible {
-		u, err := measure(func() error { return ansible(ctx, tb, cat, bed) })
+		u, err := measure(bed, func() error { return ansible(ctx, tb, cat, bed) })
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -485,15 +486,15 @@ func printTable(tb testing.TB) {
 	sort.SliceStable(table, func(i, j int) bool { return table[i].N < table[j].N })
 	var b bytes.Buffer
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "N\tagents\twall\tlimit\twall/limit\tagentless\twall/agentless\tansible\tansible/wall\tengine CPU-s\thost CPU-s\tms/host-step vs limit\tms/host-step vs agentless\tmonit reloads/node")
+	fmt.Fprintln(w, "N\tagents\twall\tlimit\twall/limit\tagentless\twall/agentless\tansible\tansible/wall\tengine CPU-s\thost CPU-s\tnode CPU ms/node: engine, agentless\tms/host-step vs limit\tms/host-step vs agentless\tmonit reloads/node")
 	for _, r := range table {
 		ans, ratio := "—", "—"
 		if r.Ansible != nil {
 			ans, ratio = fmt.Sprintf("%.2f s", r.Ansible.Wall.Seconds()), fmt.Sprintf("%.1f×", r.Ansible.Wall.Seconds()/r.Engine.Wall.Seconds())
 		}
-		fmt.Fprintf(w, "%d\t%v\t%.2f s\t%.2f s\t%.2f\t%.2f s\t%.2f\t%s\t%s\t%.2f\t%.2f\t%d\t%d\t%d\n", r.N, r.Agents, r.Engine.Wall.Seconds(), r.Limit.Seconds(),
+		fmt.Fprintf(w, "%d\t%v\t%.2f s\t%.2f s\t%.2f\t%.2f s\t%.2f\t%s\t%s\t%.2f\t%.2f\t%.0f, %.0f\t%d\t%d\t%d\n", r.N, r.Agents, r.Engine.Wall.Seconds(), r.Limit.Seconds(),
 			r.Engine.Wall.Seconds()/r.Limit.Seconds(), r.Agentless.Wall.Seconds(), r.Engine.Wall.Seconds()/r.Agentless.Wall.Seconds(),
-			ans, ratio, r.EngineCPU.Seconds(), r.Engine.HostCPU.Seconds(), r.overhead(r.Limit).Milliseconds(), r.overhead(r.Agentless.Wall).Milliseconds(), r.Reloads)
+			ans, ratio, r.EngineCPU.Seconds(), r.Engine.HostCPU.Seconds(), r.Engine.perNode(r.N), r.Agentless.perNode(r.N), r.overhead(r.Limit).Milliseconds(), r.overhead(r.Agentless.Wall).Milliseconds(), r.Reloads)
 	}
 	w.Flush()
 	tb.Logf("deploy benchmark (%d steps per node):\n%s", table[0].StepsPerNode, b.String())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -92,15 +93,34 @@ func hostCPU() time.Duration {
 	return time.Duration(busy) * time.Second / clkTck
 }
 
-// usage measures a run's wall time and the CPU it costs the machine.
-type usage struct {
-	Wall, HostCPU time.Duration
+// bedCPU is the CPU time the bed's nodes have used so far: every process
+// in their cgroups (sshd, shells, monit, agents, the components), none of
+// this machine's own (the engine, ssh, ansible).
+func bedCPU(bed *testbed.Bed) time.Duration {
+	for _, d := range bed.Cgroups {
+		if b, err := os.ReadFile(filepath.Join(d, "cpuacct.usage")); err == nil {
+			n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			return time.Duration(n)
+		}
+	}
+	return 0
 }
 
-func measure(run func() error) (usage, error) {
-	h0, t0 := hostCPU(), time.Now()
+// usage is a run's wall time, the CPU it cost the machine, and the part of
+// that its nodes spent.
+type usage struct {
+	Wall, HostCPU, NodeCPU time.Duration
+}
+
+// perNode is the nodes' CPU per node of the bed, in milliseconds.
+func (u usage) perNode(n int) float64 {
+	return u.NodeCPU.Seconds() * 1000 / float64(max(n, 1))
+}
+
+func measure(bed *testbed.Bed, run func() error) (usage, error) {
+	h0, n0, t0 := hostCPU(), bedCPU(bed), time.Now()
 	err := run()
-	return usage{Wall: time.Since(t0), HostCPU: hostCPU() - h0}, err
+	return usage{Wall: time.Since(t0), HostCPU: hostCPU() - h0, NodeCPU: bedCPU(bed) - n0}, err
 }
 
 var sleepRe = regexp.MustCompile(`(?m)^\s*sleep\s+([0-9.]+)\s*$`)
