@@ -24,7 +24,7 @@ import (
 
 	"github.com/deployment-engine/engine/monitor"
 	"github.com/deployment-engine/engine/monitor/agent"
-	"github.com/deployment-engine/engine/monitor/monit/monittest"
+	"github.com/deployment-engine/engine/services/monittest"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deployment-engine/engine/monitor/monit/monittest"
+	"github.com/deployment-engine/engine/services/monittest"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 )
 

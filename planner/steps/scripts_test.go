@@ -2,14 +2,21 @@ package steps
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/deployment-engine/engine/services/monittest"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
@@ -56,8 +63,10 @@ func TestStartScriptsWithMonit(t *testing.T) {
 			_ = os.WriteFile(filepath.Join(dir, "status"), []byte(status+"\n"), 0o644)
 			_ = os.WriteFile(filepath.Join(dir, "pid"), []byte(pid+"\n"), 0o644)
 		}
-		// The node's run directory, here the test's own.
+		// The node's run directory, here the test's own; no monit
+		// listens where the scripts ask first, so they use the client.
 		script = strings.ReplaceAll(script, nodefs.Run, dir)
+		script = strings.ReplaceAll(script, "/dev/tcp/"+MonitHTTP, "/dev/tcp/127.0.0.1/1")
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "bash", "-c", script)
@@ -80,4 +89,130 @@ func TestStartScriptsWithMonit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The start, restart and watch scripts against a real monit. Where monit's
+// HTTP interface lets localhost in, they read states and ask for starts
+// and restarts through bash's /dev/tcp: monit's client runs only to check
+// and reload its config before a first start. Where it asks for a
+// password, they go to monit's client, which has it.
+func TestStartScriptsAgainstRealMonit(t *testing.T) {
+	for _, tc := range []struct {
+		name, allow string
+		client      []string // what monit's client was asked, in order
+	}{
+		{"localhost", "allow localhost", []string{"-t", "reload"}},
+		{"password", "allow admin:monit", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pidfile := filepath.Join(dir, "svc.pid")
+			t.Cleanup(func() {
+				if b, err := os.ReadFile(pidfile); err == nil {
+					if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			})
+			if err := os.Mkdir(filepath.Join(dir, "conf.d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			rc, port := monittest.Start(t, dir, "include "+dir+"/conf.d/*\n")
+			if tc.allow != "allow localhost" {
+				b, _ := os.ReadFile(rc)
+				if err := os.WriteFile(rc, []byte(strings.Replace(string(b), "allow localhost", tc.allow, 1)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := exec.Command("monit", "-c", rc, "reload").CombinedOutput(); err != nil {
+					t.Fatalf("reload: %v: %s", err, out)
+				}
+				waitHTTP(t, port, "401")
+			}
+			// monit's client, as a node's: its own control file, each call
+			// written down.
+			real, err := exec.LookPath("monit")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wrapper := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s/asked\nexec %s -c %s \"$@\"\n", dir, real, rc)
+			bin := filepath.Join(dir, "bin")
+			if err := os.Mkdir(bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(bin, "monit"), []byte(wrapper), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			run := func(script string) string {
+				t.Helper()
+				script = strings.ReplaceAll(script, nodefs.Run, dir)
+				script = strings.ReplaceAll(script, "/dev/tcp/"+MonitHTTP, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", port))
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, "bash", "-c", script)
+				cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("%v\n%s", err, out)
+				}
+				return string(out)
+			}
+			pid := func() string { b, _ := os.ReadFile(pidfile); return strings.TrimSpace(string(b)) }
+
+			check := fmt.Sprintf(`check process de-svc with pidfile %[1]s
+  start program = "/sbin/start-stop-daemon --start --oknodo --background --make-pidfile --pidfile %[1]s --exec /bin/sleep -- 100003"
+  stop program = "/sbin/start-stop-daemon --stop --oknodo --pidfile %[1]s"
+`, pidfile)
+			if err := os.WriteFile(filepath.Join(dir, "conf.d", "de-svc"), []byte(check), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			run(registerScript("de-svc"))
+			if out := run(startScript("de-svc", "")); !strings.Contains(out, "de-svc running") {
+				t.Fatalf("first start: %s", out)
+			}
+			first := pid()
+			if out := run(startScript("de-svc", "")); !strings.Contains(out, "applying change to running de-svc") || pid() == first {
+				t.Fatalf("change: pid %s after %s: %s", pid(), first, out)
+			}
+			second := pid()
+			if out := run(RestartScript("de-svc")); !strings.Contains(out, "de-svc restarted: pid "+second+" -> "+pid()) || pid() == second {
+				t.Fatalf("restart from %s: %s", second, out)
+			}
+			if out := run(watchScript("de-svc", nil, 0, 10000)); !strings.Contains(out, "de-svc healthy") {
+				t.Fatalf("watch: %s", out)
+			}
+			b, _ := os.ReadFile(filepath.Join(dir, "asked"))
+			asked := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if tc.client != nil {
+				// register's own question, then the first start's check and reload
+				if want := append([]string{"status de-svc"}, tc.client...); !reflect.DeepEqual(asked, want) {
+					t.Errorf("monit's client was asked %q, want %q", asked, want)
+				}
+				return
+			}
+			for _, w := range []string{"status de-svc", "start de-svc", "restart de-svc"} {
+				if !slices.Contains(asked, w) {
+					t.Errorf("monit asks for a password: its client should have been asked %q; it was asked %q", w, asked)
+				}
+			}
+		})
+	}
+}
+
+// waitHTTP waits until monit's HTTP interface on port answers code.
+func waitHTTP(t *testing.T, port int, code string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		fmt.Fprint(c, "GET /_status?format=text HTTP/1.0\r\n\r\n")
+		b := make([]byte, 12)
+		_, _ = io.ReadFull(c, b)
+		c.Close()
+		if strings.HasPrefix(string(b), "HTTP/1.0 "+code) {
+			return
+		}
+	}
+	t.Fatalf("monit on port %d never answered %s", port, code)
 }
