@@ -1,11 +1,18 @@
 package installer
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/monittest"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 func TestParseProbe(t *testing.T) {
@@ -89,5 +96,37 @@ for n in "$@"; do echo "name=$(getent ahostsv4 "$n" 2>/dev/null | awk '{print $1
 				t.Errorf("no OS read: %+v", got.OS)
 			}
 		})
+	}
+}
+
+// The node check reads monit's version from its daemon's HTTP answer when
+// it runs in bash, without monit's client, and from the client where the
+// shell has no /dev/tcp (here a client that says another version).
+func TestProbeReadsMonitOverHTTP(t *testing.T) {
+	real, err := exec.Command("monit", "-V").Output()
+	if err != nil {
+		t.Fatalf("this test needs monit: run `make deps` as root: %v", err)
+	}
+	want := strings.TrimSpace(regexp.MustCompile(`[Vv]ersion ([0-9.]+)`).FindStringSubmatch(string(real))[1])
+	dir := t.TempDir()
+	_, port := monittest.Start(t, dir, "")
+	if err := os.WriteFile(filepath.Join(dir, "monit"), []byte("#!/bin/sh\necho 'This is Monit version 0.1'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := strings.ReplaceAll(probeScript, "/dev/tcp/"+nodefs.MonitHTTP, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", port))
+	for sh, want := range map[string]string{"bash": want, "sh": "0.1"} {
+		cmd := exec.Command(sh, "-c", script, sh)
+		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", sh, err, out)
+		}
+		got, err := parseProbe(string(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Monit != want {
+			t.Errorf("%s: monit %q, want %q", sh, got.Monit, want)
+		}
 	}
 }

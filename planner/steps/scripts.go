@@ -237,7 +237,7 @@ const monitStat = `de_mhttp() {
   local m r=
   de_code= de_b=
   case $p in ''|*[!A-Za-z0-9._-]*) return 1 ;; esac
-  { exec {m}<>/dev/tcp/` + MonitHTTP + `; } 2>/dev/null || return 1
+  { exec {m}<>/dev/tcp/` + nodefs.MonitHTTP + `; } 2>/dev/null || return 1
   printf '%s' "$1" >&"$m"
   IFS= read -r -t 10 -u "$m" de_b || :
   [ -z "$de_b" ] || IFS= read -r -N 65536 -u "$m" r || :
@@ -273,10 +273,6 @@ de_mact() {
 exec {de_w}<> <(:)
 de_nap() { read -r -t "$1" -u "$de_w" _ || :; }
 `
-
-// MonitHTTP is where the steps ask monit's HTTP interface, as bash's
-// /dev/tcp names it.
-const MonitHTTP = "127.0.0.1/2812"
 
 // startScript starts a component, or applies a change to a running one
 // (its reload, or a restart), then waits until monit sees it running,

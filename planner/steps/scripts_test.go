@@ -66,7 +66,7 @@ func TestStartScriptsWithMonit(t *testing.T) {
 		// The node's run directory, here the test's own; no monit
 		// listens where the scripts ask first, so they use the client.
 		script = strings.ReplaceAll(script, nodefs.Run, dir)
-		script = strings.ReplaceAll(script, "/dev/tcp/"+MonitHTTP, "/dev/tcp/127.0.0.1/1")
+		script = strings.ReplaceAll(script, "/dev/tcp/"+nodefs.MonitHTTP, "/dev/tcp/127.0.0.1/1")
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "bash", "-c", script)
@@ -145,7 +145,7 @@ func TestStartScriptsAgainstRealMonit(t *testing.T) {
 			run := func(script string) string {
 				t.Helper()
 				script = strings.ReplaceAll(script, nodefs.Run, dir)
-				script = strings.ReplaceAll(script, "/dev/tcp/"+MonitHTTP, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", port))
+				script = strings.ReplaceAll(script, "/dev/tcp/"+nodefs.MonitHTTP, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", port))
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				cmd := exec.CommandContext(ctx, "bash", "-c", script)

@@ -33,6 +33,11 @@ const (
 	StopFailed = State + "/stop-failed"
 )
 
+// MonitHTTP is monit's HTTP interface on a node (the engine's monitrc puts
+// it there) as bash's /dev/tcp names it: steps and the node check ask it
+// with the shell's builtins rather than run monit's client.
+const MonitHTTP = "127.0.0.1/2812"
+
 var unsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
 // MarkerName is the file name of step key's marker (and of its run
