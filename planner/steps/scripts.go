@@ -303,7 +303,7 @@ if [ -z "$fresh" ] && [ "${ms%%%% *}" = OK ]; then
 else
   de_mact start
 fi
-for i in $(seq 1 2400); do
+for ((i = 1; i <= 2400; i++)); do
   de_mstat
   if [ "${ms%%%% *}" = OK ] && { [ -z "$old" ] || [ "$mpid" != "$old" ]; }; then
     echo "$p running"; exit 0
@@ -330,16 +330,18 @@ func removeScript(name, process string, files []string) string {
 		rm = "rm -f -- " + strings.Join(quoted, " ") + "\n"
 	}
 	return fmt.Sprintf(`set -u
-monit stop %[2]s 2>/dev/null || true
-for i in $(seq 1 600); do
-  monit status %[2]s 2>/dev/null | grep -Eq '^[[:space:]]+status[[:space:]]+(Not monitored|Does not exist)' && break
-  sleep 0.05
+p=%[2]s
+%[5]sde_mact stop 2>/dev/null || true
+for ((i = 1; i <= 600; i++)); do
+  de_mstat
+  case $ms in ''|"Not monitored"*|"Does not exist"*) break ;; esac
+  de_nap 0.05
 done
 rm -f /etc/monit/conf.d/%[1]s
 monit reload || true
 %[4]s%[3]s
 echo "removed %[1]s"
-`, name, kit.ShellQuote(process), nodefs.ClearMarkers(name+"."), rm)
+`, name, kit.ShellQuote(process), nodefs.ClearMarkers(name+"."), rm, monitStat)
 }
 
 // checkScript is an upload's script: the catalog's check of the files it
@@ -359,7 +361,7 @@ p=%[1]s
 %[2]sde_mstat
 old=$mpid
 de_mact restart
-for i in $(seq 1 2400); do
+for ((i = 1; i <= 2400; i++)); do
   de_mstat
   if [ "${ms%%%% *}" = OK ] && [ -n "$mpid" ] && [ "$mpid" != "$old" ]; then echo "$p restarted: pid $old -> $mpid"; exit 0; fi
   de_nap 0.05

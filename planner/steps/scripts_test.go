@@ -101,7 +101,7 @@ func TestStartScriptsAgainstRealMonit(t *testing.T) {
 		name, allow string
 		client      []string // what monit's client was asked, in order
 	}{
-		{"localhost", "allow localhost", []string{"-t", "reload"}},
+		{"localhost", "allow localhost", []string{"-t", "reload", "reload"}},
 		{"password", "allow admin:monit", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -144,7 +144,8 @@ func TestStartScriptsAgainstRealMonit(t *testing.T) {
 			}
 			run := func(script string) string {
 				t.Helper()
-				script = strings.ReplaceAll(script, nodefs.Run, dir)
+				script = strings.ReplaceAll(script, nodefs.State, filepath.Join(dir, "state"))
+				script = strings.ReplaceAll(script, "/etc/monit/conf.d/", dir+"/conf.d/")
 				script = strings.ReplaceAll(script, "/dev/tcp/"+nodefs.MonitHTTP, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", port))
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
@@ -180,16 +181,27 @@ func TestStartScriptsAgainstRealMonit(t *testing.T) {
 			if out := run(watchScript("de-svc", nil, 0, 10000)); !strings.Contains(out, "de-svc healthy") {
 				t.Fatalf("watch: %s", out)
 			}
+			last := pid()
+			if out := run(removeScript("de-svc", "de-svc", nil)); !strings.Contains(out, "removed de-svc") {
+				t.Fatalf("remove: %s", out)
+			}
+			if n, _ := strconv.Atoi(last); n <= 0 || syscall.Kill(n, 0) == nil {
+				t.Errorf("process %s still runs after the removal", last)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "conf.d", "de-svc")); !os.IsNotExist(err) {
+				t.Errorf("the check is still there after the removal: %v", err)
+			}
 			b, _ := os.ReadFile(filepath.Join(dir, "asked"))
 			asked := strings.Split(strings.TrimSpace(string(b)), "\n")
 			if tc.client != nil {
-				// register's own question, then the first start's check and reload
+				// register's own question, the first start's check and
+				// reload, the removal's reload
 				if want := append([]string{"status de-svc"}, tc.client...); !reflect.DeepEqual(asked, want) {
 					t.Errorf("monit's client was asked %q, want %q", asked, want)
 				}
 				return
 			}
-			for _, w := range []string{"status de-svc", "start de-svc", "restart de-svc"} {
+			for _, w := range []string{"status de-svc", "start de-svc", "restart de-svc", "stop de-svc"} {
 				if !slices.Contains(asked, w) {
 					t.Errorf("monit asks for a password: its client should have been asked %q; it was asked %q", w, asked)
 				}
