@@ -207,11 +207,13 @@ func unified(path string, before, after []byte, existed bool) string {
 }
 
 // MarkersScript prints whether the node has monit, and each step marker
-// with its hash.
+// with its hash, read with the shell's builtins: every plan reads every
+// node's markers, and a process for each cost more than the read.
 const MarkersScript = `if command -v monit >/dev/null 2>&1; then echo "monit yes"; else echo "monit no"; fi
 for f in ` + nodefs.Applied + `/*; do
   [ -f "$f" ] || continue
-  printf 'marker %s %s\n' "${f##*/}" "$(cut -d' ' -f1 "$f")"
+  de_h=; read -r de_h _ < "$f" || :
+  printf 'marker %s %s\n' "${f##*/}" "$de_h"
 done
 `
 

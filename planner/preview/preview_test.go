@@ -4,11 +4,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/deployment-engine/engine/planner/steps"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 // The node scripts run here with bash on real files, and what they print
@@ -205,5 +207,29 @@ func TestBuildShowsLapsedStart(t *testing.T) {
 	}
 	if a := gone.Nodes[0].Actions[0]; a.Step != start.Spec.ID || !strings.Contains(a.Why, "process gone") {
 		t.Errorf("the start of a process gone: %+v", a)
+	}
+}
+
+// MarkersScript reads each marker's hash with the shell's builtins, in the
+// POSIX shell and in bash alike: a marker as the installer writes it, one
+// without its newline, an empty one.
+func TestMarkersScript(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{"web.start": "4f2a d-1\n", "web.upload": "9c0e d-2", "web.install": ""} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := strings.ReplaceAll(MarkersScript, nodefs.Applied, dir)
+	for _, sh := range []string{"sh", "bash"} {
+		out, err := exec.Command(sh, "-c", script).Output()
+		if err != nil {
+			t.Fatalf("%s: %v", sh, err)
+		}
+		got := ParseRead(string(out), false).Markers
+		want := map[string]string{"web.start": "4f2a", "web.upload": "9c0e", "web.install": ""}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: markers %v, want %v\n%s", sh, got, want, out)
+		}
 	}
 }
