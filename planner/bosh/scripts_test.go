@@ -3,14 +3,19 @@ package bosh
 import (
 	"crypto/sha1" //nolint:gosec // the release format's checksum
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/deployment-engine/engine/planner/release"
 	"github.com/deployment-engine/engine/planner/release/releasetest"
+	"github.com/deployment-engine/engine/services/monittest"
+	"github.com/deployment-engine/engine/services/nodefs"
 )
 
 // runCompile runs the compile script of a package whose packaging script
@@ -131,11 +136,53 @@ esac
 		{[]string{"up"}, true}, {[]string{"off"}, true}, {[]string{"silent"}, true}, {[]string{"up", "off"}, true},
 		{[]string{"gone"}, false}, {[]string{"failed"}, false}, {[]string{"up", "gone"}, false},
 	} {
-		cmd := exec.Command("bash", "-c", NotDown(tc.procs...))
-		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
-		if err := cmd.Run(); (err == nil) != tc.holds {
-			t.Errorf("%v: holds %v, want %v", tc.procs, err == nil, tc.holds)
+		// No monit listens where bash asks first: both shells use the client.
+		script := strings.ReplaceAll(NotDown(tc.procs...), "/dev/tcp/"+nodefs.MonitHTTP, "/dev/tcp/127.0.0.1/1")
+		for _, sh := range []string{"sh", "bash"} {
+			cmd := exec.Command(sh, "-c", script)
+			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+			if err := cmd.Run(); (err == nil) != tc.holds {
+				t.Errorf("%s: %v: holds %v, want %v", sh, tc.procs, err == nil, tc.holds)
+			}
 		}
+	}
+}
+
+// In bash NotDown asks a real monit's HTTP interface, never its client: a
+// running process holds, one gone does not, one monit does not know holds.
+func TestNotDownAgainstRealMonit(t *testing.T) {
+	dir := t.TempDir()
+	self := filepath.Join(dir, "self.pid")
+	if err := os.WriteFile(self, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, port := monittest.Start(t, dir, fmt.Sprintf("check process up with pidfile %s\ncheck process gone with pidfile %s/none.pid\n", self, dir))
+	// The client must not run: it says so and fails.
+	if err := os.WriteFile(filepath.Join(dir, "monit"), []byte("#!/bin/sh\necho client >> "+dir+"/asked\nexit 2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(procs ...string) bool {
+		script := strings.ReplaceAll(NotDown(procs...), "/dev/tcp/"+nodefs.MonitHTTP, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", port))
+		cmd := exec.Command("bash", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+		return cmd.Run() == nil
+	}
+	// monit tells a process gone once its first cycle has looked.
+	for deadline := time.Now().Add(20 * time.Second); run("gone"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("monit never reported gone as down")
+		}
+	}
+	for _, tc := range []struct {
+		procs []string
+		holds bool
+	}{{[]string{"up"}, true}, {[]string{"unknown"}, true}, {[]string{"gone"}, false}, {[]string{"up", "gone"}, false}} {
+		if got := run(tc.procs...); got != tc.holds {
+			t.Errorf("%v: holds %v, want %v", tc.procs, got, tc.holds)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "asked")); err == nil {
+		t.Errorf("monit's client ran %d times", strings.Count(string(b), "\n"))
 	}
 }
 
