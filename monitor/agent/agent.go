@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -143,6 +144,12 @@ type Agent struct {
 	mu   sync.Mutex
 	last contract.Heartbeat
 	beat chan struct{}
+
+	// pfMu guards pf, monit's pidfiles as read with monit's config
+	// whose files pfKey describes.
+	pfMu  sync.Mutex
+	pf    []monit.PidFile
+	pfKey string
 
 	// fpMu guards fp, the fingerprint of the config and binary the agent
 	// runs with: a deployment that changes them restarts the agent, the
@@ -415,18 +422,67 @@ func (a *Agent) script(ctx context.Context, script string, args ...string) ([]by
 	return cmd.Output()
 }
 
-// unsupervised reads which of monit's processes run whatever monit says.
+// unsupervised reads which of monit's processes run whatever monit says:
+// the pidfiles of monit's checks (monit -v -t, read again only when monit's
+// config files change) and the processes they name, in the agent's own
+// process. It is asked at every heartbeat that finds a process down (each
+// restart, every stopped component), where ProbeScript cost a dozen
+// processes each time.
 func (a *Agent) unsupervised(ctx context.Context) map[string]monit.Unsupervised {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := a.script(ctx, monit.ProbeScript, a.o.MarkDir)
+	files, err := a.pidfiles(ctx)
 	if err != nil {
 		a.log.Warn("probe unsupervised processes", "err", err)
 		return nil
 	}
-	alive, err := monit.ParseProbe(string(out))
+	alive, err := monit.ParseProbe(monit.ProbeLocal(files, a.o.MarkDir))
 	if err != nil {
 		a.log.Warn("probe unsupervised processes", "err", err)
 	}
 	return alive
+}
+
+// pidfiles are monit's process checks and their pidfiles, as its verbose
+// config check lists them; kept until monit's config files change.
+func (a *Agent) pidfiles(ctx context.Context) ([]monit.PidFile, error) {
+	key := monitConfig(a.o.MonitCmd)
+	a.pfMu.Lock()
+	defer a.pfMu.Unlock()
+	if a.pf != nil && key == a.pfKey {
+		return a.pf, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, a.o.MonitCmd[0], append(slices.Clip(a.o.MonitCmd[1:]), "-v", "-t")...)
+	cmd.WaitDelay = 5 * time.Second
+	// As ProbeScript: what monit printed counts, whatever its status (it
+	// fails the check of a config it still runs with).
+	out, err := cmd.Output()
+	if len(out) == 0 && err != nil {
+		return nil, fmt.Errorf("%s -v -t: %w", strings.Join(a.o.MonitCmd, " "), err)
+	}
+	a.pf, a.pfKey = monit.PidFiles(string(out)), key
+	return a.pf, nil
+}
+
+// monitConfig says when monit's config may have changed: the size and
+// time of its control files (the usual places, and any file its command
+// line names) and of every check in /etc/monit/conf.d, where the engine
+// puts its own.
+func monitConfig(cmd []string) string {
+	var b strings.Builder
+	stat := func(p string) {
+		if st, err := os.Stat(p); err == nil {
+			fmt.Fprintf(&b, "%s %d %d\n", p, st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	for _, p := range append([]string{"/etc/monit/monitrc", "/etc/monitrc", "/etc/monit/conf.d"}, cmd...) {
+		if filepath.IsAbs(p) {
+			stat(p)
+		}
+	}
+	entries, _ := os.ReadDir("/etc/monit/conf.d")
+	for _, e := range entries {
+		stat(filepath.Join("/etc/monit/conf.d", e.Name()))
+	}
+	return b.String()
 }

@@ -172,6 +172,11 @@ check process de-ctl-stuck with pidfile %[1]s/stuck.pid
 	if u := probe["de-ctl-stuck"]; u.PID != stuck || !strings.Contains(u.StopFailed, "failed to stop") {
 		t.Fatalf("probe of the stuck process: %+v (all: %v)", u, probe)
 	}
+	// The agent's own probe, from monit -v -t and the files, says the same.
+	verbose, _ := exec.Command("monit", "-c", rc, "-v", "-t").Output()
+	if local := ProbeLocal(PidFiles(string(verbose)), marks); local != out {
+		t.Fatalf("the agent's probe:\n%s\nthe script's:\n%s", local, out)
+	}
 	// Again: monit no longer supervises it, yet the stop must run its
 	// stop program rather than call it done.
 	if why := control("stop", "de-ctl-stuck"); !strings.Contains(why, "failed to stop") {
