@@ -24,11 +24,11 @@ import (
 
 	"github.com/deployment-engine/engine/monitor"
 	"github.com/deployment-engine/engine/monitor/agent"
-	"github.com/deployment-engine/engine/services/monittest"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/bus/bustest"
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/monittest"
 	"github.com/deployment-engine/engine/services/subject"
 )
 

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/monitor/agent"
-	"github.com/deployment-engine/engine/services/monittest"
 	"github.com/deployment-engine/engine/services/bus"
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/monittest"
 	"github.com/deployment-engine/engine/services/subject"
 )
 

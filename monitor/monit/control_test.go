@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deployment-engine/engine/services/monittest"
 	"github.com/deployment-engine/engine/services/bus/bustest"
+	"github.com/deployment-engine/engine/services/monittest"
 )
 
 func TestOutcome(t *testing.T) {
