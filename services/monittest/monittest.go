@@ -4,10 +4,12 @@ package monittest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/deployment-engine/engine/services/bus/bustest"
 )
@@ -42,5 +44,17 @@ set httpd port %[2]d and use address 127.0.0.1 allow localhost
 		t.Fatalf("start monit: %v: %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("monit", "-c", rc, "quit").Run() })
+	// monit forks into the background before its HTTP interface listens;
+	// a test that asks it at once would find no one there.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("monit's HTTP interface on port %d did not listen within 20 s: %v", httpPort, err)
+		}
+	}
 	return rc, httpPort
 }
