@@ -18,9 +18,8 @@ func PidFiles(verbose string) []PidFile {
 	var out []PidFile
 	name := ""
 	for _, line := range strings.Split(verbose, "\n") {
-		f := strings.Fields(line)
+		f := strings.Fields(line) // a line either pattern matches has 3 or more
 		switch {
-		case len(f) == 0:
 		case processName.MatchString(line):
 			name = f[len(f)-1]
 		case pidFile.MatchString(line) && name != "":
