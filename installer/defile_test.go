@@ -1,0 +1,160 @@
+package installer
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/deployment-engine/engine/services/kit"
+)
+
+// deFile runs the chain script's de_file for content at path with mode,
+// claiming sum (the content's own when empty), and returns its control
+// lines.
+func deFile(t *testing.T, path, mode string, content []byte, sum string) string {
+	t.Helper()
+	if sum == "" {
+		h := sha256.Sum256(content)
+		sum = hex.EncodeToString(h[:])
+	}
+	script := "DE_N=N\n" + chainFuncs + fmt.Sprintf("de_file 3 1 %s %s %s <<'EOF'\n%s\nEOF\n", kit.ShellQuote(path), mode, sum,
+		wrap76(base64.StdEncoding.EncodeToString(content)))
+	out, err := exec.Command("bash", "-c", script).Output()
+	if err != nil {
+		t.Fatalf("de_file: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func fileState(t *testing.T, path string) (string, os.FileMode, uint64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), fi.Mode(), fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// de_file installs a file with its content and mode, leaves alone one the
+// node has already (content and mode), and refuses, with the size and
+// hash it got, a transfer that does not match its SHA-256.
+func TestDeFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("modes with special bits need root")
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, mode string
+		want       os.FileMode
+	}{
+		{"plain.conf", "644", 0o644},
+		{"secret.conf", "600", 0o600},
+		{"group.conf", "640", 0o640},
+		{"run.sh", "755", 0o755},
+		{"setuid", "4755", 0o755 | os.ModeSetuid},
+		{"sub dir/with space", "644", 0o644},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			if got := deFile(t, p, tc.mode, []byte("v1 of "+tc.name+"\n"), ""); got != "N sent 3 1" {
+				t.Fatalf("first install: marks %q", got)
+			}
+			body, mode, ino := fileState(t, p)
+			if body != "v1 of "+tc.name+"\n" || mode != tc.want {
+				t.Fatalf("installed %q mode %v, want mode %v", body, mode, tc.want)
+			}
+			// The same file again: nothing written.
+			if got := deFile(t, p, tc.mode, []byte(body), ""); got != "" {
+				t.Errorf("same file: marks %q, want none", got)
+			}
+			if _, mode2, ino2 := fileState(t, p); ino2 != ino || mode2 != mode {
+				t.Errorf("same file was rewritten (inode %d → %d, mode %v → %v)", ino, ino2, mode, mode2)
+			}
+			// The same content under another mode: installed with that mode.
+			other := os.FileMode(0o600)
+			if tc.want == other {
+				other = 0o644
+			}
+			if err := os.Chmod(p, other); err != nil {
+				t.Fatal(err)
+			}
+			if got := deFile(t, p, tc.mode, []byte(body), ""); got != "N sent 3 1" {
+				t.Errorf("other mode: marks %q", got)
+			}
+			if _, mode3, _ := fileState(t, p); mode3 != tc.want {
+				t.Errorf("mode after a mode change %v, want %v", mode3, tc.want)
+			}
+			// A new content replaces it.
+			if got := deFile(t, p, tc.mode, []byte("v2\n"), ""); got != "N sent 3 1" {
+				t.Errorf("change: marks %q", got)
+			}
+			if body, mode, _ := fileState(t, p); body != "v2\n" || mode != tc.want {
+				t.Errorf("after the change %q mode %v", body, mode)
+			}
+			if _, err := os.Lstat(p + ".de-tmp"); err == nil {
+				t.Error("a temporary file was left")
+			}
+		})
+	}
+
+	t.Run("corrupt", func(t *testing.T) {
+		p := filepath.Join(dir, "corrupt.conf")
+		if err := os.WriteFile(p, []byte("old\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.Sum256([]byte("twelve bytes"))
+		got := deFile(t, p, "644", []byte("twelve bytes"), strings.Repeat("0", 64))
+		if want := "N badfile 3 " + p + " 12 " + hex.EncodeToString(h[:]); got != want {
+			t.Errorf("marks %q, want %q", got, want)
+		}
+		if body, _, _ := fileState(t, p); body != "old\n" {
+			t.Errorf("the node's file became %q", body)
+		}
+		if _, err := os.Lstat(p + ".de-tmp"); err == nil {
+			t.Error("the bad transfer was left")
+		}
+	})
+
+	t.Run("stale temporary", func(t *testing.T) {
+		// An earlier run killed mid-write left its temporary file, mode 0700.
+		p := filepath.Join(dir, "stale.conf")
+		if err := os.WriteFile(p+".de-tmp", []byte("half"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if got := deFile(t, p, "644", []byte("whole\n"), ""); got != "N sent 3 1" {
+			t.Fatalf("marks %q", got)
+		}
+		if body, mode, _ := fileState(t, p); body != "whole\n" || mode != 0o644 {
+			t.Errorf("installed %q mode %v over a stale temporary file", body, mode)
+		}
+	})
+
+	t.Run("symlink in place", func(t *testing.T) {
+		// A link to a file of the same content is replaced by the file.
+		target := filepath.Join(dir, "target.conf")
+		p := filepath.Join(dir, "link.conf")
+		if err := os.WriteFile(target, []byte("same\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		if got := deFile(t, p, "644", []byte("same\n"), ""); got != "N sent 3 1" {
+			t.Fatalf("marks %q", got)
+		}
+		if _, mode, _ := fileState(t, p); mode != 0o644 {
+			t.Errorf("mode %v, want a plain file 0644", mode)
+		}
+	})
+}
