@@ -69,17 +69,19 @@ func agentStep(in Builder, ip string) *Step {
 }
 
 // startAgent asks monit to start the agent until monit takes the request.
-// monit answers `monit status` before it handles the reload it was sent,
-// then closes its HTTP port while it reads its checks again: a single
-// start can meet that moment ("Connection refused") and fail the step.
+// monit answers a status before it handles the reload it was sent, then
+// closes its HTTP port while it reads its checks again: a single start can
+// meet that moment ("Connection refused") and fail the step. It asks as
+// de_mact does (monitStat, $p set): monit's HTTP interface, its client
+// where that does not answer.
 const startAgent = `i=0
-until monit start de-agent >/dev/null 2>&1; do
+until de_mact start >/dev/null 2>&1; do
   i=$((i+1))
   if [ $i -ge 300 ]; then
     echo "monit did not take the agent's start for 30s: $(monit start de-agent 2>&1)" >&2
     exit 1
   fi
-  sleep 0.1
+  de_nap 0.1
 done
 `
 
@@ -87,16 +89,23 @@ done
 // atomically, unless the node has it already. The engine's
 // anonymous routes answer 429 to a crowd of nodes at once: the fetch is
 // tried five times, a second apart.
+//
+// An http:// URL is fetched by bash itself (de_hget): the agent reaches
+// the engine directly (its NATS connection does), so apt's proxy settings,
+// for which de_fetch goes through apt-helper, have nothing to add, and
+// apt-helper with its http method cost a node about 80 ms of CPU where
+// bash and one cat cost a few. Other URLs, and a shell without /dev/tcp,
+// go to de_fetch.
 func fetchAgent(bin, url, sum string) string {
 	return fmt.Sprintf(`bin=%[1]s
 sum=%[2]s
 url=%[3]s
-if [ -f "$bin" ] && printf '%%s  %%s\n' "$sum" "$bin" | sha256sum -c --status 2>/dev/null; then
+if [ -f "$bin" ] && sha256sum -c --status <<< "$sum  $bin" 2>/dev/null; then
   echo "de-agent $sum is installed already"
 else
-%[4]s  t=$(mktemp %[5]s)
+%[4]s%[6]s  t=%[5]s.$$
   i=0
-  until de_fetch "$url" "$t" 120; do
+  until de_hget "$url" "$t" 120; do
     i=$((i+1))
     if [ $i -ge 5 ]; then
       rm -f "$t"
@@ -105,18 +114,47 @@ else
     fi
     sleep 1
   done
-  if ! printf '%%s  %%s\n' "$sum" "$t" | sha256sum -c --status; then
-    got=$(sha256sum "$t" | cut -d' ' -f1)
+  if ! sha256sum -c --status <<< "$sum  $t"; then
+    got=$(sha256sum "$t")
     rm -f "$t"
-    echo "the node agent fetched from $url has SHA-256 $got, not $sum: not installed" >&2
+    echo "the node agent fetched from $url has SHA-256 ${got%%%% *}, not $sum: not installed" >&2
     exit 1
   fi
   chmod 755 "$t"
   mv -f "$t" "$bin"
   echo "fetched de-agent $sum from the engine"
 fi
-`, kit.ShellQuote(bin), kit.ShellQuote(sum), kit.ShellQuote(url), nodefs.Fetch, kit.ShellQuote(path.Join(path.Dir(bin), ".de-agent.XXXXXX")))
+`, kit.ShellQuote(bin), kit.ShellQuote(sum), kit.ShellQuote(url), nodefs.Fetch, kit.ShellQuote(path.Join(path.Dir(bin), ".de-agent")), hget)
 }
+
+// hget defines de_hget URL DEST SECONDS, which fetches an http:// URL into
+// DEST with bash's /dev/tcp, an HTTP/1.0 GET whose body runs until the
+// connection closes; anything else goes to de_fetch. On failure it sets
+// de_err, on one line, and returns 1.
+const hget = `de_hget() {
+  local hp=${1#http://} path=/ host port fd st l
+  case $1 in http://*) ;; *) de_fetch "$@"; return ;; esac
+  case $hp in */*) path=/${hp#*/} hp=${hp%%/*} ;; esac
+  case $hp in
+    \[*\]:*) host=${hp%%]*} host=${host#[} port=${hp##*]:} ;;
+    *:*) host=${hp%%:*} port=${hp##*:} ;;
+    *) host=$hp port=80 ;;
+  esac
+  case $port in ''|*[!0-9]*) de_fetch "$@"; return ;; esac
+  if ! { exec {fd}<>"/dev/tcp/$host/$port"; } 2>/dev/null; then de_err="cannot connect to $hp"; return 1; fi
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: deployment-engine-node\r\n\r\n' "$path" "$hp" >&"$fd"
+  st=; IFS= read -r -t 10 -u "$fd" st || :
+  st=${st%$'\r'}
+  while IFS= read -r -t 10 -u "$fd" l && [ -n "${l%$'\r'}" ]; do :; done
+  case $st in
+    'HTTP/1.'?' 200 '*) ;;
+    '') exec {fd}<&-; de_err="no answer within 10s"; return 1 ;;
+    *) exec {fd}<&-; de_err="the engine answered ${st#HTTP/1.? }"; return 1 ;;
+  esac
+  if ! timeout "$3" cat <&"$fd" > "$2"; then exec {fd}<&-; de_err="the transfer did not finish within $3s"; return 1; fi
+  exec {fd}<&-
+}
+`
 
 // oldAgentGone stops the agent of an earlier engine, which ran as that
 // engine's binary (monit no longer knows it by now), and removes that

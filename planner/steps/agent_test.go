@@ -122,11 +122,17 @@ func TestFetchAgent(t *testing.T) {
 	good := []byte("#!/bin/sh\necho agent\n")
 	sum := sha256.Sum256(good)
 	sha := hex.EncodeToString(sum[:])
-	var fetches atomic.Int32
+	var fetches, busy atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		switch r.URL.Path {
 		case "/agent/" + sha + "/de-agent":
+			_, _ = w.Write(good)
+		case "/busy":
+			if busy.Add(1) <= 2 {
+				http.Error(w, "too many requests", http.StatusTooManyRequests)
+				return
+			}
 			_, _ = w.Write(good)
 		case "/tampered":
 			_, _ = w.Write([]byte("#!/bin/sh\necho evil\n"))
@@ -170,6 +176,19 @@ func TestFetchAgent(t *testing.T) {
 	if err != nil || !strings.Contains(out, "is installed already") || fetches.Load() != n || !os.SameFile(st1, st2) {
 		t.Fatalf("second run fetched again (%d fetches, same file %v): %v: %q %q", fetches.Load()-n, os.SameFile(st1, st2), err, out, errOut)
 	}
+
+	// An engine that answers 429 to a crowd of nodes is asked again.
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = run(srv.URL + "/busy")
+	if err != nil || !strings.Contains(out, "fetched de-agent "+sha) || busy.Load() != 3 {
+		t.Fatalf("after two 429s (%d requests): %v: %q %q", busy.Load(), err, out, errOut)
+	}
+	if b, _ := os.ReadFile(bin); !bytes.Equal(b, good) {
+		t.Fatalf("installed %q after two 429s", b)
+	}
+	leftovers()
 
 	if err := os.WriteFile(bin, []byte("an older agent"), 0o755); err != nil {
 		t.Fatal(err)
@@ -238,7 +257,8 @@ if [ "$n" -le 2 ]; then echo "Cannot connect to [localhost]:2812 -- Connection r
 	if err := os.WriteFile(filepath.Join(dir, "monit"), []byte(fake), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("bash", "-c", "set -eu\n"+startAgent)
+	// Nothing answers on the port de_mact asks first: it goes to the client.
+	cmd := exec.Command("bash", "-c", "set -eu\np=de-agent\n"+strings.ReplaceAll(monitStat, "/dev/tcp/"+nodefs.MonitHTTP, "/dev/tcp/127.0.0.1/1")+startAgent)
 	cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("the agent's start failed on a reloading monit: %v\n%s", err, out)
