@@ -50,15 +50,30 @@ func testExec(t *testing.T, tr transport) {
 	if code, _ := ask(contract.Exec{Node: "../x", Script: "true"}); code != 400 {
 		t.Fatalf("exec on a bad IP: code %d, want 400", code)
 	}
-	_, r = ask(contract.Exec{Node: nodeIP, Script: "sleep 30", TimeoutS: 1})
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	_, r = ask(contract.Exec{Node: nodeIP, Script: "echo $$ > " + pidFile + "; exec sleep 30", TimeoutS: 1})
 	if r.ExitCode != -1 || !strings.Contains(r.Error, "killed") || !r.TimedOut {
 		t.Fatalf("hung exec: %+v", r)
+	}
+	// Killed on the node, as the reply says, not only given up on.
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/stat")
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hung exec's process %s still runs 3 s after the reply", strings.TrimSpace(string(b)))
+		}
 	}
 
 	// A node of the config that nothing answers on: an error that says so.
 	cfg := contract.Config{Components: map[string][]string{"x": {nodeIP, "127.0.77.3"}},
 		Properties: contract.Properties{Domain: "t.local", Home: "127.0.0.1", Key: keyPath, Password: secret, User: "u"}}
-	b, _ := json.Marshal(cfg)
+	b, _ = json.Marshal(cfg)
 	if _, err := e.res.Config.Put(context.Background(), bus.KeyConfig, b); err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ de_end() { case $3 in 124|137) de_reap $1 $2;; *) for de_r in ` + cgroupRoots + 
 // setsid needs no fork in a shell without job control — is known (de_pg),
 // waits for it and ends it with de_end; %[2]s is the run's name.
 func launch(cmd string) string {
-	return `mkdir -p ` + nodefs.Run + ` || exit; ` + reapFuncs + `exec 3<&0; ` + cmd + ` 0<&3 3<&- & exec 3<&-; ` + awaitRun("%[2]s") + `; exit $rc`
+	return `[ -d ` + nodefs.Run + ` ] || mkdir -p ` + nodefs.Run + ` || exit; ` + reapFuncs + `exec 3<&0; ` + cmd + ` 0<&3 3<&- & exec 3<&-; ` + awaitRun("%[2]s") + `; exit $rc`
 }
 
 // awaitRun waits for the wrapped command of name started last, leaving
@@ -133,7 +133,7 @@ func settle(ctx context.Context, c nodeConn, key, hash string) (string, error) {
 // runStep runs a step's script under stepWrapper.
 func runStep(ctx context.Context, c nodeConn, j stepJob, script string, timeout time.Duration, line func(stream, text string)) execResult {
 	secs := max(int(timeout/time.Second), 1)
-	return start(ctx, c, j.key, fmt.Sprintf(stepWrapper, secs+5, j.key, j.hash, j.deployment, j.until.Unix(), exitLocked), script, line)
+	return start(ctx, c, fmt.Sprintf(stepWrapper, secs+5, j.key, j.hash, j.deployment, j.until.Unix(), exitLocked), script, line, func() { killGroup(c, j.key) })
 }
 
 // execResult is how a command ended.
@@ -144,10 +144,28 @@ type execResult struct {
 
 // run runs script on c, feeding each output line to line, and kills it on
 // the node when ctx ends first.
+//
+// Through a node's agent it runs bare: the agent already runs a command in
+// a session and process group of its own and kills that group at the
+// deadline it is given, as the wrapper's timeout does; the wrapper's mkdir,
+// timeout, shell and rm were two thirds of the processes of a plan's read
+// of a node. A cancel before the deadline leaves the script to that
+// deadline, and a command the agent hands back to SSH (it refused it)
+// runs bare there too: run carries the engine's own short scripts (reads
+// of markers, files, logs and monit), not a step's work.
 func run(ctx context.Context, c nodeConn, name, script string, timeout time.Duration, line func(stream, text string)) execResult {
 	secs := max(int(timeout/time.Second), 1)
-	return start(ctx, c, name, fmt.Sprintf(wrapper, secs+5, name), script, line)
+	if ac, ok := c.(*agentConn); ok {
+		bare := *ac
+		bare.timeout = time.Duration(secs) * time.Second
+		return start(ctx, &bare, bareCmd, script, line, func() {})
+	}
+	return start(ctx, c, fmt.Sprintf(wrapper, secs+5, name), script, line, func() { killGroup(c, name) })
 }
+
+// bareCmd runs the script on its stdin as wrapper does, without the
+// wrapper: stdin closed once the script is read, the script never in argv.
+const bareCmd = `script=$(cat); exec </dev/null; eval "$script"`
 
 // session starts cmd in a new session on c with script on its stdin, and
 // returns its output streams.
@@ -165,8 +183,9 @@ func session(c nodeConn, cmd, script string) (nodeSession, io.Reader, io.Reader,
 	return sess, stdout, stderr, nil
 }
 
-// start runs the wrapped command cmd, feeding it script on stdin.
-func start(ctx context.Context, c nodeConn, name, cmd, script string, line func(stream, text string)) execResult {
+// start runs the command cmd, feeding it script on stdin; kill stops it
+// on the node when ctx ends first.
+func start(ctx context.Context, c nodeConn, cmd, script string, line func(stream, text string), kill func()) execResult {
 	sess, stdout, stderr, err := session(c, cmd, script)
 	if err != nil {
 		return execResult{err: err}
@@ -187,7 +206,7 @@ func start(ctx context.Context, c nodeConn, name, cmd, script string, line func(
 	wg.Add(2)
 	go pump("stdout", stdout)
 	go pump("stderr", stderr)
-	return await(ctx, sess, &wg, func() { killGroup(c, name) })
+	return await(ctx, sess, &wg, kill)
 }
 
 // await waits until sess and the output pumps wg counts have ended and
