@@ -158,7 +158,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 		}
 		if len(s.Files) > 0 {
 			// The node is about to leave the state its marker records.
-			fmt.Fprintf(&b, "[ ! -e %[1]s ] || rm -f %[1]s\n", marker)
+			b.WriteString(nodefs.Unmark(s.Key) + "\n")
 		}
 		for fi, f := range s.Files {
 			if err := checkPath(f.Path); err != nil {

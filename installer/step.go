@@ -86,7 +86,7 @@ func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, err
 	fmt.Fprintf(&pre, "h=; [ ! -f %[1]s ] || read -r h _ < %[1]s; if [ \"$h\" = %[2]s ]; then echo 'applied meanwhile by an earlier run'; exit 0; fi\n", marker, s.Hash)
 	// From here the node leaves what the marker records, until the
 	// script succeeds and writes the new one.
-	fmt.Fprintf(&pre, "[ ! -e %[1]s ] || rm -f %[1]s\n", marker)
+	pre.WriteString(nodefs.Unmark(s.Key) + "\n")
 	// The marker is written when, and only when, the script succeeds. A
 	// write cut short leaves a marker that matches nothing: the step runs
 	// again, which is all a marker decides. The shell does it all itself:

@@ -57,6 +57,13 @@ func ForgetUnlessHolds(key, holds string) string {
 	return "if ! { " + holds + "; } >/dev/null 2>&1; then rm -f " + Marker(key) + "; fi\n"
 }
 
+// Unmark is a shell command, with no process of its own, that empties step
+// key's marker: the node leaves the state the marker records. An empty
+// marker reads as none wherever one is read (its first field is the hash),
+// and an empty file costs less than the rm that removed it, which every
+// step that ran started on every node.
+func Unmark(key string) string { return "[ ! -s " + Marker(key) + " ] || : > " + Marker(key) }
+
 // ClearMarkers is a shell command that forgets every step whose key starts
 // with prefix, so that those steps run again.
 func ClearMarkers(prefix string) string { return "rm -f " + Applied + "/" + MarkerName(prefix) + "*" }
