@@ -169,6 +169,10 @@ type agentSession struct {
 	outQ, errQ *outQueue // set once it runs through the agent
 	ssh        nodeSession
 
+	// chain, when set, is what the agent runs instead of the command
+	// (which goes over SSH when the agent cannot take the chain).
+	chain *nodeexec.Chain
+
 	run     string
 	sub     *nats.Subscription
 	done    chan struct{} // closed once the output stream ended
@@ -206,6 +210,9 @@ func (s *agentSession) Start(cmd string, stdin io.Reader) error {
 	}
 	req := nodeexec.Request{V: contract.Version, Node: s.c.ip, Run: randomHex(8), Cmd: cmd, Stdin: data,
 		TimeoutMS: s.c.timeout.Milliseconds(), Time: time.Now().UnixMilli(), Nonce: randomHex(16)}
+	if s.chain != nil {
+		req.Cmd, req.Stdin, req.Chain = "", nil, s.chain
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err

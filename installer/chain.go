@@ -13,6 +13,7 @@ import (
 
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
@@ -184,6 +185,52 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 	}
 	b.WriteString("de_mark end\n")
 	return b.String(), nil
+}
+
+// chainSpec is the chain of runs' steps as a node's agent runs it itself
+// (nodeexec.Chain): what chainScript does, each step's shell work sent
+// as the shell the script would run.
+func chainSpec(runs []*stepRun, pres []string, nonce string) (*nodeexec.Chain, error) {
+	ch := &nodeexec.Chain{Nonce: nonce, CgroupRoots: strings.Fields(cgroupRoots)}
+	for k, r := range runs {
+		s := r.s
+		key := nodefs.MarkerName(s.Key)
+		cs := nodeexec.ChainStep{Key: key, Hash: s.Hash, Deployment: s.Deployment, Holds: s.Holds, Claim: s.Claim, Engine: s.Engine,
+			Settle: reapFuncs + fmt.Sprintf(settleScript, key, kit.ShellQuote(s.Hash)),
+			Run:    agentStepRun(key, s.Hash, s.Deployment), Script: withPrelude(pres[k], s.Script), Secs: stepSecs(s) + 5,
+			Reap: reapFuncs + "de_reap " + key + ` "$1"` + "\n"}
+		for _, f := range s.Files {
+			if err := checkPath(f.Path); err != nil {
+				return nil, err
+			}
+			open, _, sum, err := source(f)
+			if err != nil {
+				return nil, err
+			}
+			rd, err := open()
+			if err != nil {
+				return nil, err
+			}
+			data, err := io.ReadAll(rd)
+			if err != nil {
+				return nil, err
+			}
+			mode, _ := strconv.ParseUint(fileMode(f), 8, 32)
+			cs.Files = append(cs.Files, nodeexec.ChainFile{Path: f.Path, Mode: uint32(mode), SHA256: sum, Content: data})
+		}
+		ch.Steps = append(ch.Steps, cs)
+	}
+	return ch, ch.Check()
+}
+
+// agentStepRun is a step's Run in a chain its agent runs: de_step's work
+// once the step's lock is taken (the agent holds it as fd 9), its
+// deadline in $DE_UNTIL and its script in $DE_S.
+func agentStepRun(key, hash, deployment string) string {
+	pgid := nodefs.Run + "/" + key + ".pgid"
+	return `read -r _ _ _ _ pg _ < /proc/$$/stat; ` + joinRun(key, "$$") +
+		`echo "$pg "` + kit.ShellQuote(hash+" "+deployment) + `" $DE_UNTIL" > ` + pgid + `; trap ": > ` + pgid + `" EXIT; ` +
+		`de_s=$DE_S; unset -v DE_S DE_UNTIL; eval "$de_s"`
 }
 
 // chainPID is where a chain's shell records its pid on the node.

@@ -19,17 +19,11 @@ import (
 	"github.com/deployment-engine/engine/services/subject"
 )
 
-// sessionShell prints the pid of the shell its session started: the first
-// ancestor whose parent is sshd, or the test's own process where the
-// test's agent executor runs it.
-const sessionShell = `p=$$
-while :; do
-  pp=$(awk '{print $4}' /proc/$p/stat)
-  case "$(cat /proc/$pp/comm)" in sshd|installer.test) break;; esac
-  [ "$pp" -gt 1 ] || break
-  p=$pp
-done
-echo "session $p"
+// sessionShell prints the session its shell runs in: one SSH session's
+// commands share the session sshd made for it; a chain its agent runs
+// itself runs every step in the agent's.
+const sessionShell = `read -r _ _ _ _ _ sid _ < /proc/$$/stat
+echo "session $sid"
 `
 
 // events are the recorder's events of step id, in order.
@@ -83,7 +77,7 @@ func testChainRunsInOneSession(t *testing.T, tr transport) {
 	head := step("upload", "cat "+conf.Path+"\n", conf)
 	head.Chain = []contract.Step{
 		step("install", sessionShell+"echo oops >&2\n"),
-		step("register", sessionShell),
+		step("register", sessionShell+"read -r _ _ _ pp _ < /proc/$$/stat; echo \"parent $(cat /proc/$pp/comm)\"\n"),
 		step("start", "exit 3\n"),
 		step("after", "touch "+dir+"/ran\n"),
 	}
@@ -113,6 +107,16 @@ func testChainRunsInOneSession(t *testing.T, tr transport) {
 	}
 	if len(sessions) != 1 {
 		t.Errorf("the chain's steps ran in %d sessions (%v), want one", len(sessions), sessions)
+	}
+	// Through the agent, the agent runs the chain itself: a step's shell
+	// is its child, where over SSH the step runs in the chain script's
+	// shell, the session's.
+	want := "parent sshd"
+	if tr.agent {
+		want = "parent installer.test"
+	}
+	if got := r.linesOf(nodeIP + "/c/register"); !contains(got, want) {
+		t.Errorf("register lines %q: want %q", got, want)
 	}
 	if got := r.linesOf(nodeIP + "/c/upload"); !contains(got, "sent "+conf.Path) || !contains(got, "port 1") {
 		t.Errorf("upload lines %q: want the file sent and read back", got)

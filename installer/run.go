@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
@@ -173,6 +174,29 @@ func session(c nodeConn, cmd, script string) (nodeSession, io.Reader, io.Reader,
 	sess, err := c.NewSession()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open session: %w", err)
+	}
+	stdout, _ := sess.StdoutPipe()
+	stderr, _ := sess.StderrPipe()
+	if err := sess.Start(cmd, strings.NewReader(script)); err != nil {
+		sess.Close()
+		return nil, nil, nil, fmt.Errorf("start command: %w", err)
+	}
+	return sess, stdout, stderr, nil
+}
+
+// chainSession is session for a chain: through the node's agent, the
+// agent runs ch itself, and cmd with script goes over SSH only when the
+// agent cannot take ch.
+func chainSession(c nodeConn, ch *nodeexec.Chain, cmd, script string) (nodeSession, io.Reader, io.Reader, error) {
+	if ch == nil {
+		return session(c, cmd, script)
+	}
+	sess, err := c.NewSession()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open session: %w", err)
+	}
+	if as, ok := sess.(*agentSession); ok {
+		as.chain = ch
 	}
 	stdout, _ := sess.StdoutPipe()
 	stderr, _ := sess.StderrPipe()

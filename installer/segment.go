@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deployment-engine/engine/services/contract"
+	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
@@ -19,6 +20,7 @@ import (
 type segment struct {
 	runs  []*stepRun
 	c     nodeConn
+	chain *nodeexec.Chain // set when c is the node's agent
 	nonce string
 	red   contract.OutputRedactor
 	prog  *progress
@@ -59,6 +61,13 @@ func (i *Installer) runSegment(runs []*stepRun) outcome {
 	if err != nil {
 		return outcome{code: -1, err: err}
 	}
+	// Through the node's agent, the agent runs the chain itself; the
+	// script is what goes over SSH when the agent cannot take it.
+	if _, ok := c.(*agentConn); ok {
+		if g.chain, err = chainSpec(runs, pres, g.nonce); err != nil {
+			return outcome{code: -1, err: err}
+		}
+	}
 	return g.result(ctx, g.run(ctx, script))
 }
 
@@ -71,7 +80,7 @@ func (g *segment) run(ctx context.Context, script string) execResult {
 	}
 	// The script is read whole before it runs, so nothing it runs can read
 	// the rest of it, and it never reaches argv.
-	sess, stdout, stderr, err := session(g.c, `bash -c 'script=$(cat); exec </dev/null; eval "$script"'`, script)
+	sess, stdout, stderr, err := chainSession(g.c, g.chain, `bash -c 'script=$(cat); exec </dev/null; eval "$script"'`, script)
 	if err != nil {
 		return execResult{err: err}
 	}

@@ -73,7 +73,8 @@ func (tr transport) env(t *testing.T, opts ...func(*Options)) *testEnv {
 	ex, err := execd.Serve(nc, nodeIP, nodeexec.Key(agentPassword(nodeIP), nodeIP), execd.Options{
 		Version: testVersion, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		// root's login shell, in the node's mount namespace.
-		Shell: []string{"nsenter", "-t", strconv.Itoa(sshd.Process.Pid), "-m", "--", "/bin/bash"}})
+		Shell: []string{"nsenter", "-t", strconv.Itoa(sshd.Process.Pid), "-m", "--", "/bin/bash"},
+		Bash:  []string{"nsenter", "-t", strconv.Itoa(sshd.Process.Pid), "-m", "--", "/bin/bash"}, Root: nodePath("/")})
 	if err != nil {
 		t.Fatal(err)
 	}

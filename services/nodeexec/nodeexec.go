@@ -70,8 +70,11 @@ type Request struct {
 	Node string `json:"node"`
 	// Run names the command: its output goes to ExecOutput(Node, Run).
 	Run       string `json:"run"`
-	Cmd       string `json:"cmd"`
+	Cmd       string `json:"cmd,omitempty"`
 	Stdin     []byte `json:"stdin,omitempty"`
+	// Chain, instead of Cmd, asks the agent to run a chain of steps
+	// itself (chain.go).
+	Chain     *Chain `json:"chain,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms"`
 	// Time (Unix milliseconds) and Nonce make each sealed request good
 	// once, and only for a while.

@@ -43,6 +43,11 @@ type Options struct {
 	// MaxExecs bounds the commands running at once (default
 	// DefaultMaxExecs).
 	MaxExecs int
+	// Bash, when set, runs bash for a chain's steps ("-c SCRIPT ..." is
+	// appended) instead of bash from PATH; Root is where the node's files
+	// are when not at / (a test's node in a mount namespace of its own).
+	Bash []string
+	Root string
 }
 
 // Executor runs the installer's commands on the node: each as the node's
@@ -55,6 +60,8 @@ type Executor struct {
 	key     []byte
 	version string
 	shell   []string // what runs "-c CMD"
+	bash    []string // what runs a chain's "-c SCRIPT"; nil: bash from PATH
+	root    string   // prefix of the node's paths for a chain
 	env     []string
 	dir     string
 	max     int
@@ -89,6 +96,7 @@ func newExecutor(nc *nats.Conn, ip string, key []byte, o Options) *Executor {
 	if len(o.Shell) > 0 {
 		e.shell = o.Shell
 	}
+	e.bash, e.root = o.Bash, strings.TrimSuffix(o.Root, "/")
 	if e.max <= 0 {
 		e.max = DefaultMaxExecs
 	}
@@ -185,12 +193,19 @@ func (e *Executor) admit(msg []byte) (nodeexec.Request, time.Duration, error) {
 		return req, 0, fmt.Errorf("the request is for node %q, not %s", contract.Clip(req.Node), e.ip)
 	case !subject.ValidToken(req.Run) || len(req.Run) > 64:
 		return req, 0, fmt.Errorf("bad run name %q", contract.Clip(req.Run))
-	case strings.TrimSpace(req.Cmd) == "":
+	case req.Chain == nil && strings.TrimSpace(req.Cmd) == "":
 		return req, 0, errors.New("empty command")
+	case req.Chain != nil && (req.Cmd != "" || len(req.Stdin) > 0):
+		return req, 0, errors.New("a chain comes with no command and no stdin")
 	case len(req.Stdin) > nodeexec.MaxStdin:
 		return req, 0, fmt.Errorf("stdin of %d bytes is over the agent's bound of %d", len(req.Stdin), nodeexec.MaxStdin)
 	case req.TimeoutMS <= 0:
 		return req, 0, errors.New("the request has no deadline")
+	}
+	if req.Chain != nil {
+		if err := req.Chain.Check(); err != nil {
+			return req, 0, err
+		}
 	}
 	if err := e.guard.Check(req.Nonce, time.UnixMilli(req.Time), time.Now()); err != nil {
 		return req, 0, err
@@ -225,7 +240,9 @@ type execRun struct {
 	id  string
 	out string // its output subject
 	cmd *exec.Cmd
-	// The agent's ends of the command's pipes.
+	// chain, instead of cmd, is a chain of steps the agent runs itself.
+	chain *chainRun
+	// The agent's ends of the command's pipes (no stdin for a chain).
 	stdin, stdout, stderr *os.File
 
 	mu     sync.Mutex
@@ -247,7 +264,11 @@ func (e *Executor) start(req nodeexec.Request) (*execRun, error) {
 	}
 	e.runs[req.Run] = r
 	e.mu.Unlock()
-	if err := r.startCmd(req.Cmd); err != nil {
+	start := func() error { return r.startCmd(req.Cmd) }
+	if req.Chain != nil {
+		start = func() error { return r.startChain(req.Chain) }
+	}
+	if err := start(); err != nil {
 		e.release(r)
 		return nil, err
 	}
@@ -307,20 +328,29 @@ func (r *execRun) closeAll(more []*os.File) {
 func (r *execRun) run(stdin []byte, timeout time.Duration) {
 	defer r.e.release(r)
 	defer r.closeAll(nil)
-	go func() {
-		// A command that never reads its stdin fails this write once it
-		// exits or the installer closes the session: nothing waits on it.
-		_, _ = r.stdin.Write(stdin)
-		r.stdin.Close()
-	}()
+	if r.stdin != nil {
+		go func() {
+			// A command that never reads its stdin fails this write once it
+			// exits or the installer closes the session: nothing waits on it.
+			_, _ = r.stdin.Write(stdin)
+			r.stdin.Close()
+		}()
+	}
 	var pumps sync.WaitGroup
 	pumps.Add(2)
 	go r.pump(&pumps, "stdout", r.stdout)
 	go r.pump(&pumps, "stderr", r.stderr)
 	streams := make(chan struct{})
 	go func() { pumps.Wait(); close(streams) }()
-	exited := make(chan error, 1)
-	go func() { exited <- r.cmd.Wait() }()
+	exited := make(chan int, 1)
+	if r.chain != nil {
+		go func() { exited <- r.chain.wait() }()
+	} else {
+		go func() {
+			err := r.cmd.Wait()
+			exited <- exitCode(r.cmd.ProcessState, err)
+		}()
+	}
 
 	beat := time.NewTicker(r.e.beat)
 	defer beat.Stop()
@@ -329,8 +359,7 @@ func (r *execRun) run(stdin []byte, timeout time.Duration) {
 	var status *int
 	for status == nil || streams != nil {
 		select {
-		case err := <-exited:
-			code := exitCode(r.cmd.ProcessState, err)
+		case code := <-exited:
 			status, exited = &code, nil
 		case <-streams:
 			streams = nil
@@ -338,7 +367,11 @@ func (r *execRun) run(stdin []byte, timeout time.Duration) {
 			r.publish(nodeexec.Out{Beat: true})
 		case <-deadline.C:
 			r.e.log.Warn("a command outlived its deadline; killing its session", "run", r.id, "deadline", timeout)
-			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+			if r.chain != nil {
+				r.chain.kill()
+			} else {
+				_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+			}
 			r.publish(nodeexec.Out{Error: fmt.Sprintf("the command outlived its deadline of %s on the node and was killed", timeout)})
 			r.closePipes()
 			if exited != nil {
@@ -412,6 +445,9 @@ func (r *execRun) closePipes() {
 	}
 	r.closed = true
 	r.mu.Unlock()
+	if r.chain != nil {
+		r.chain.stop()
+	}
 	r.stdin.Close()
 	r.stdout.Close()
 	r.stderr.Close()
