@@ -155,6 +155,10 @@ type agentConn struct {
 	maxStdin int
 	timeout  time.Duration
 	dial     func() (nodeConn, error)
+	// read, when set, is the nodeexec read the agent answers in its own
+	// process instead of running the command (which goes over SSH when
+	// the agent cannot take the read).
+	read string
 }
 
 func (c *agentConn) NewSession() (nodeSession, error) {
@@ -210,8 +214,11 @@ func (s *agentSession) Start(cmd string, stdin io.Reader) error {
 	}
 	req := nodeexec.Request{V: contract.Version, Node: s.c.ip, Run: randomHex(8), Cmd: cmd, Stdin: data,
 		TimeoutMS: s.c.timeout.Milliseconds(), Time: time.Now().UnixMilli(), Nonce: randomHex(16)}
-	if s.chain != nil {
+	switch {
+	case s.chain != nil:
 		req.Cmd, req.Stdin, req.Chain = "", nil, s.chain
+	case s.c.read != "":
+		req.Cmd, req.Stdin, req.Read = "", nil, s.c.read
 	}
 	body, err := json.Marshal(req)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/kit"
+	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/nodefs"
 )
 
@@ -163,6 +164,12 @@ func (i *Installer) probeNode(ctx context.Context, ip string, p contract.Probe) 
 	// first deploy and every fallback need.
 	if len(resolve) == 0 && len(fetch) == 0 && unclaim == "" && p.Leave == "" {
 		if c := i.agents.conn(ctx, ip, i.sshDialer(ip, auth)); c != nil {
+			// The agent answers the plain check itself (nodeexec.ReadProbe).
+			if ac, ok := c.(*agentConn); ok {
+				read := *ac
+				read.read = nodeexec.ReadProbe
+				c = &read
+			}
 			b, err := output(ctx, c, script, nil)
 			if err == nil {
 				return probed(ip, b, resolve, fetch)

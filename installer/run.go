@@ -159,6 +159,9 @@ func run(ctx context.Context, c nodeConn, name, script string, timeout time.Dura
 	if ac, ok := c.(*agentConn); ok {
 		bare := *ac
 		bare.timeout = time.Duration(secs) * time.Second
+		if script == nodefs.MarkersScript {
+			bare.read = nodeexec.ReadMarkers
+		}
 		return start(ctx, &bare, bareCmd, script, line, func() {})
 	}
 	return start(ctx, c, fmt.Sprintf(wrapper, secs+5, name), script, line, func() { killGroup(c, name) })

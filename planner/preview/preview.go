@@ -206,16 +206,9 @@ func unified(path string, before, after []byte, existed bool) string {
 	return d
 }
 
-// MarkersScript prints whether the node has monit, and each step marker
-// with its hash, read with the shell's builtins: every plan reads every
-// node's markers, and a process for each cost more than the read.
-const MarkersScript = `if command -v monit >/dev/null 2>&1; then echo "monit yes"; else echo "monit no"; fi
-for f in ` + nodefs.Applied + `/*; do
-  [ -f "$f" ] || continue
-  de_h=; read -r de_h _ < "$f" || :
-  printf 'marker %s %s\n' "${f##*/}" "$de_h"
-done
-`
+// MarkersScript is nodefs.MarkersScript: every plan reads every node's
+// markers with it.
+const MarkersScript = nodefs.MarkersScript
 
 // FilesScript prints each path's content, base64 on one line, or that it
 // is missing; then the marker keys of holds (key → its step's Holds) whose

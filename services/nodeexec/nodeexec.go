@@ -69,9 +69,15 @@ type Request struct {
 	V    int    `json:"v"`
 	Node string `json:"node"`
 	// Run names the command: its output goes to ExecOutput(Node, Run).
-	Run       string `json:"run"`
-	Cmd       string `json:"cmd,omitempty"`
-	Stdin     []byte `json:"stdin,omitempty"`
+	Run   string `json:"run"`
+	Cmd   string `json:"cmd,omitempty"`
+	Stdin []byte `json:"stdin,omitempty"`
+	// Read, instead of Cmd, asks the agent for what one of the engine's
+	// read-only scripts prints (ReadMarkers, ReadProbe), which it reads in
+	// its own process: every plan reads every node's markers, every deploy
+	// checks every node, and the script's shell is most of what either
+	// costs the node.
+	Read string `json:"read,omitempty"`
 	// Chain, instead of Cmd, asks the agent to run a chain of steps
 	// itself (chain.go).
 	Chain     *Chain `json:"chain,omitempty"`
@@ -81,6 +87,15 @@ type Request struct {
 	Time  int64  `json:"time"`
 	Nonce string `json:"nonce"`
 }
+
+// The reads an agent answers itself.
+const (
+	// ReadMarkers prints what nodefs.MarkersScript prints.
+	ReadMarkers = "markers"
+	// ReadProbe prints what the installer's probe script prints with
+	// nothing to resolve, fetch, unclaim or leave.
+	ReadProbe = "probe"
+)
 
 // Reply is the agent's one answer to a Request: Error set when it refused
 // it and ran nothing.

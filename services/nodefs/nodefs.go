@@ -100,3 +100,15 @@ const Fetch = `de_fetch() {
   return 1
 }
 `
+
+// MarkersScript prints whether the node has monit, and each step marker
+// with its hash, read with the shell's builtins: every plan reads every
+// node's markers, and a process for each cost more than the read. A node's
+// agent answers it in its own process (nodeexec.ReadMarkers).
+const MarkersScript = `if command -v monit >/dev/null 2>&1; then echo "monit yes"; else echo "monit no"; fi
+for f in ` + Applied + `/*; do
+  [ -f "$f" ] || continue
+  de_h=; read -r de_h _ < "$f" || :
+  printf 'marker %s %s\n' "${f##*/}" "$de_h"
+done
+`

@@ -165,6 +165,10 @@ func (e *Executor) request(m *nats.Msg) {
 		respond(m, nodeexec.Reply{V: contract.Version, Error: err.Error()})
 		return
 	}
+	if req.Read != "" {
+		e.answerRead(m, req)
+		return
+	}
 	r, err := e.start(req)
 	if err != nil {
 		e.log.Warn("could not start a command", "run", req.Run, "err", err)
@@ -173,6 +177,28 @@ func (e *Executor) request(m *nats.Msg) {
 	}
 	respond(m, nodeexec.Reply{V: contract.Version, Version: e.version})
 	go r.run(req.Stdin, timeout)
+}
+
+// answerRead answers a read: started, then its output and status 0 on
+// the request's output subject, as a command's.
+func (e *Executor) answerRead(m *nats.Msg, req nodeexec.Request) {
+	if req.Read != nodeexec.ReadMarkers && req.Read != nodeexec.ReadProbe {
+		respond(m, nodeexec.Reply{V: contract.Version, Error: fmt.Sprintf("no read named %q", contract.Clip(req.Read))})
+		return
+	}
+	respond(m, nodeexec.Reply{V: contract.Version, Version: e.version})
+	// Apart from the handler: the probe may wait on monit a few seconds.
+	go func() {
+		out, _ := e.read(req.Read)
+		r := &execRun{e: e, id: req.Run, out: subject.ExecOutput(e.ip, req.Run)}
+		for len(out) > 0 {
+			n := min(len(out), 32<<10)
+			r.publish(nodeexec.Out{Stream: "stdout", Data: out[:n]})
+			out = out[n:]
+		}
+		code := 0
+		r.publish(nodeexec.Out{Exit: &code})
+	}()
 }
 
 // admit checks a sealed request: its signature first, so that nothing
@@ -193,8 +219,10 @@ func (e *Executor) admit(msg []byte) (nodeexec.Request, time.Duration, error) {
 		return req, 0, fmt.Errorf("the request is for node %q, not %s", contract.Clip(req.Node), e.ip)
 	case !subject.ValidToken(req.Run) || len(req.Run) > 64:
 		return req, 0, fmt.Errorf("bad run name %q", contract.Clip(req.Run))
-	case req.Chain == nil && strings.TrimSpace(req.Cmd) == "":
+	case req.Chain == nil && req.Read == "" && strings.TrimSpace(req.Cmd) == "":
 		return req, 0, errors.New("empty command")
+	case req.Read != "" && (req.Cmd != "" || len(req.Stdin) > 0 || req.Chain != nil):
+		return req, 0, errors.New("a read comes with nothing else")
 	case req.Chain != nil && (req.Cmd != "" || len(req.Stdin) > 0):
 		return req, 0, errors.New("a chain comes with no command and no stdin")
 	case len(req.Stdin) > nodeexec.MaxStdin:
