@@ -52,6 +52,11 @@ type ChainStep struct {
 	// Reap is the shell that kills what a run past its deadline left
 	// ($1: its process group).
 	Reap string `json:"reap"`
+	// Noop says the step's script does nothing (an upload's files with
+	// no check to run): under its lock the agent writes its marker
+	// itself, "<hash> <deployment>", as the script's shell would on its
+	// success, and starts no shell.
+	Noop bool `json:"noop,omitempty"`
 }
 
 // ChainFile is a file a step installs before its script runs, checked

@@ -133,6 +133,19 @@ func TestChainRuns(t *testing.T) {
 		t.Error("the step of a bad transfer ran")
 	}
 
+	// A step with nothing to run: its marker, no shell.
+	noop := step("c.noop", "")
+	noop.Noop, noop.Run = true, "touch "+root+"/ran"
+	if _, m := run(noop); strings.Join(m, "|") != "begin 0|exit 0 0|end" {
+		t.Errorf("a step with nothing to run: marks %q", m)
+	}
+	if b, _ := os.ReadFile(root + nodefs.Applied + "/c.noop"); string(b) != "h-c.noop d1\n" {
+		t.Errorf("its marker holds %q", b)
+	}
+	if _, err := os.Stat(root + "/ran"); err == nil {
+		t.Error("a step with nothing to run started a shell")
+	}
+
 	// A claim on a node another engine owns stops the chain.
 	writeNode(t, root, nodefs.Owner, "e-other\n")
 	claim := step("c.claim", "touch "+root+"/ran\n")
