@@ -61,8 +61,14 @@ func agentStep(in Builder, ip string) *Step {
 	// (an earlier engine's, say), before that engine's agent goes: monit
 	// would start it again. A running agent sees its new config or binary
 	// and restarts itself.
-	reread := fmt.Sprintf("cmp -s /etc/monit/conf.d/de-agent %[1]s || touch %[2]s\np=de-agent\n%[3]s%[4]scp /etc/monit/conf.d/de-agent %[1]s\n",
-		agentCheckRead, monitReload, monitStat, monitKnows)
+	// The two copies are compared and copied with the shell's builtins.
+	reread := fmt.Sprintf(`de_c= de_r=
+IFS= read -r -d '' de_c < /etc/monit/conf.d/de-agent || :
+[ ! -f %[1]s ] || { IFS= read -r -d '' de_r < %[1]s || :; }
+[ "$de_c" = "$de_r" ] || : >> %[2]s
+p=de-agent
+%[3]s%[4]sprintf '%%s' "$de_c" > %[1]s
+`, agentCheckRead, monitReload, monitStat, monitKnows)
 	script := pass + fetchAgent(AgentBin, in.Agent.URL, in.Agent.SHA256) + reread + oldAgentGone + startAgent
 	return &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
 		Hash: Hash(script, monit, in.Agent.SHA256, filesHash(files), in.secretDigest("agent", in.Agent.Password(ip)))}}

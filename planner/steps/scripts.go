@@ -182,13 +182,18 @@ const (
 )
 
 // registerScript leaves the reload, and the check of monit's config before
-// it, to the next start step.
+// it, to the next start step. It asks monit whether it knows the process
+// as the start step does (de_mstat), and marks the reload with the
+// shell's own redirection: a register step started four processes on
+// every node of a first deploy, one of them monit's client.
 func registerScript(process string) string {
 	return fmt.Sprintf(`set -eu
-mkdir -p %[2]s
-if ! monit status %[1]s >/dev/null 2>&1; then echo %[1]s >> %[3]s; fi
-touch %[4]s
-`, kit.ShellQuote(process), nodefs.Run, monitFresh, monitReload)
+p=%[1]s
+%[5]s[ -d %[2]s ] || mkdir -p %[2]s
+de_mstat
+if [ -z "$ms" ]; then echo "$p" >> %[3]s; fi
+: >> %[4]s
+`, kit.ShellQuote(process), nodefs.Run, monitFresh, monitReload, monitStat)
 }
 
 // monitKnows makes monit read its checks when a register step changed
@@ -221,7 +226,8 @@ const ReloadOrRestart = " ) || monit restart"
 // ms is its status ("OK", "Not monitored", …; empty when monit does not
 // know $p), mpid its process; de_mact ACTION, which asks monit to start,
 // stop or restart $p, as monit's client does; and de_nap SECS, a sleep
-// without a process (a read that times out on a pipe no one writes to).
+// without a process (a read that times out on a pipe no one writes to,
+// opened at the first nap: a script that never waits forks nothing).
 //
 // Both ask monit's HTTP interface on localhost:2812 (where the engine's
 // monitrc and its agent have it) through bash's own /dev/tcp and read the
@@ -270,8 +276,11 @@ de_mact() {
   fi
   monit "$1" "$p"
 }
-exec {de_w}<> <(:)
-de_nap() { read -r -t "$1" -u "$de_w" _ || :; }
+de_w=
+de_nap() {
+  [ -n "$de_w" ] || exec {de_w}<> <(:)
+  read -r -t "$1" -u "$de_w" _ || :
+}
 `
 
 // startScript starts a component, or applies a change to a running one
