@@ -110,7 +110,9 @@ func nodeDocs() []nodeDoc {
 		{verb: subject.VerbExec, sealed: true, eventDoc: event("nodeExec", "The installer asks an agent to run a command",
 			agentProtocol+"A request sealed with the node's key: the JSON body follows a line of its hex HMAC-SHA256 "+
 				"(\"<64 hex digits>\\n<body>\"); the agent refuses one for another node, older than 60s, or seen before. "+
-				"Subscribed to exec-out.{run} first, the installer hears the command's output there.",
+				"Subscribed to exec-out.{run} first, the installer hears the command's output there. Instead of cmd, "+
+				"read names a read-only script the agent answers itself (markers, probe), and chain a node's chain of "+
+				"steps the agent runs itself, with the control lines, markers, locks and files the chain script keeps.",
 			func(r nodeexec.Request) string { return subject.Node(r.Node, subject.VerbExec) },
 			nodeexec.Request{Node: pIP},
 			nodeexec.Request{V: 1, Node: "10.0.0.1", Run: exRun, Cmd: "systemctl is-active monit",
