@@ -174,31 +174,18 @@ const bareCmd = `script=$(cat); exec </dev/null; eval "$script"`
 // session starts cmd in a new session on c with script on its stdin, and
 // returns its output streams.
 func session(c nodeConn, cmd, script string) (nodeSession, io.Reader, io.Reader, error) {
-	sess, err := c.NewSession()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open session: %w", err)
-	}
-	stdout, _ := sess.StdoutPipe()
-	stderr, _ := sess.StderrPipe()
-	if err := sess.Start(cmd, strings.NewReader(script)); err != nil {
-		sess.Close()
-		return nil, nil, nil, fmt.Errorf("start command: %w", err)
-	}
-	return sess, stdout, stderr, nil
+	return chainSession(c, nil, cmd, script)
 }
 
 // chainSession is session for a chain: through the node's agent, the
 // agent runs ch itself, and cmd with script goes over SSH only when the
 // agent cannot take ch.
 func chainSession(c nodeConn, ch *nodeexec.Chain, cmd, script string) (nodeSession, io.Reader, io.Reader, error) {
-	if ch == nil {
-		return session(c, cmd, script)
-	}
 	sess, err := c.NewSession()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open session: %w", err)
 	}
-	if as, ok := sess.(*agentSession); ok {
+	if as, ok := sess.(*agentSession); ok && ch != nil {
 		as.chain = ch
 	}
 	stdout, _ := sess.StdoutPipe()
