@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/deployment-engine/engine/services/contract"
 )
 
 // A Chain is a node's consecutive steps, which the agent runs itself
@@ -81,32 +83,25 @@ func (c *Chain) Check() error {
 	size := 0
 	for _, s := range c.Steps {
 		if s.Key == "" || strings.ContainsAny(s.Key, "/\x00\n ") || s.Key == "." || s.Key == ".." {
-			return fmt.Errorf("bad step key %q", clip(s.Key))
+			return fmt.Errorf("bad step key %q", contract.Clip(s.Key))
 		}
 		if s.Secs <= 0 || s.Secs > int(MaxTimeout.Seconds()) || strings.TrimSpace(s.Run) == "" {
 			return fmt.Errorf("step %s: no deadline or nothing to run", s.Key)
 		}
 		for _, f := range s.Files {
 			if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || strings.ContainsAny(f.Path, "\x00\n") || f.Mode > 0o7777 || len(f.SHA256) != 64 {
-				return fmt.Errorf("step %s: bad file %q", s.Key, clip(f.Path))
+				return fmt.Errorf("step %s: bad file %q", s.Key, contract.Clip(f.Path))
 			}
 			size += len(f.Content)
 		}
 	}
 	for _, r := range c.CgroupRoots {
 		if !path.IsAbs(r) || path.Clean(r) != r {
-			return fmt.Errorf("bad cgroup root %q", clip(r))
+			return fmt.Errorf("bad cgroup root %q", contract.Clip(r))
 		}
 	}
 	if size > MaxStdin {
 		return fmt.Errorf("the chain's files are %d bytes, over the agent's bound of %d", size, MaxStdin)
 	}
 	return nil
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }
