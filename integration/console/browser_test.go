@@ -119,8 +119,6 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// click clicks the element matching the CSS selector, again when the view
-// redrew it between the lookup and the click (status redraws itself).
 // signIn signs in at base with the test token and waits for the top bar
 // to show landing (the page the console opens on).
 func (b *browser) signIn(base, landing string) {
@@ -130,19 +128,36 @@ func (b *browser) signIn(base, landing string) {
 	b.waitText("#topbar", landing)
 }
 
+// click clicks the element matching the CSS selector, again when the view
+// redrew it between the lookup and the click (status redraws itself).
 func (b *browser) click(sel string) {
+	b.t.Helper()
+	b.again("click "+sel, chromedp.Click(chromedp.CSS(sel)))
+}
+
+// typeInto types text into the field matching the CSS selector, again when
+// the view redrew it between the lookup and the focus (once focused, status
+// keeps the field and what was typed).
+func (b *browser) typeInto(sel, text string) {
+	b.t.Helper()
+	b.again("type into "+sel, chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+// again runs actions up to five times while they fail, as an element they
+// found may be gone by the time they act on it.
+func (b *browser) again(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	var err error
 	for i := 0; i < 5; i++ {
 		ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-		err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		err = chromedp.Do(ctx, actions...)
 		cancel()
 		if err == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b.fail("click "+sel, err)
+	b.fail(what, err)
 }
 
 func (b *browser) fail(what string, err error) {

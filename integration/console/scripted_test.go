@@ -392,7 +392,7 @@ func TestConsoleViewsScripted(t *testing.T) {
 		// put back in service.
 		b.waitText(`#maintenance-table tr[data-ip="192.0.2.14"]`, "disk swap (by alice")
 		held := `#maintenance-table tr[data-ip="192.0.2.12"]`
-		b.run("type a reason", chromedp.SendKeys(held+" input", "new disk"))
+		b.typeInto(held+" input", "new disk")
 		b.click(held + " td.actions .btn")
 		waitFor(t, func() bool { return len(api.called("PUT /deployment-engine/nodes/192.0.2.12/maintenance")) == 1 }, "PUT maintenance on")
 		if c := api.called("PUT /deployment-engine/nodes/192.0.2.12/maintenance")[0]; !strings.Contains(c, `"on":true`) || !strings.Contains(c, `"reason":"new disk"`) {
