@@ -97,8 +97,9 @@ include /etc/monit/conf.d/*
 `
 
 // monitAtBoot enables monit at boot with the node's init system, unless it
-// is already, and checks that it is.
-const monitAtBoot = `  atboot() { ls /etc/rc[2345].d/S*monit >/dev/null 2>&1 || [ -e /etc/systemd/system/multi-user.target.wants/monit.service ]; }
+// is already, and checks that it is (with the shell's own glob: every
+// node runs it in its first deploy).
+const monitAtBoot = `  atboot() { for f in /etc/rc[2345].d/S*monit; do [ ! -e "$f" ] || return 0; done; [ -e /etc/systemd/system/multi-user.target.wants/monit.service ]; }
   if ! atboot; then
     if command -v systemctl >/dev/null 2>&1; then systemctl enable monit >/dev/null 2>&1 || true; fi
     if command -v update-rc.d >/dev/null 2>&1 && [ -e /etc/init.d/monit ]; then
