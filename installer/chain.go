@@ -62,7 +62,9 @@ de_file() {
 }
 ` + runChainStep
 
-// runChainStep defines de_run KEY HASH DEPLOYMENT SECS, which runs the
+// runChainStep defines de_noop KEY HASH DEPLOYMENT, a step whose script
+// does nothing (noop): its marker written under its lock, its status in
+// de_rc; and de_run KEY HASH DEPLOYMENT SECS, which runs the
 // step whose prelude and script are in de_s and leaves its status in
 // de_rc, as stepCommand runs a step alone, with no process of its own
 // but the step's shell: a process group of its own (the chain's shell
@@ -90,6 +92,13 @@ var runChainStep = `de_run() {
   fi
   de_end "$1" $de_pg $de_rc
 }
+de_noop() {
+  de_rc=0
+  { flock -w 60 9 || { de_rc=` + strconv.Itoa(exitLocked) + `; return; }
+    [ -d ` + nodefs.Applied + ` ] || mkdir -p ` + nodefs.Applied + `
+    printf '%s %s\n' "$2" "$3" > ` + nodefs.Applied + `/$1 || de_rc=1
+  } 9>>` + nodefs.Run + `/$1.lock
+}
 de_step() {
   read -r _ _ _ _ pg _ < /proc/$BASHPID/stat
   ` + joinRun("$1", "$BASHPID") + `
@@ -98,7 +107,7 @@ de_step() {
   echo "$pg $2 $3 $DE_UNTIL" > ` + nodefs.Run + `/$1.pgid
   trap ": > ` + nodefs.Run + `/$1.pgid" EXIT
   # Nothing of the chain for the step's script: not the nonce, nor its helpers.
-  unset -v DE_N DE_UNTIL; unset -f alive de_mark de_file de_settle de_run de_step de_reap de_end
+  unset -v DE_N DE_UNTIL; unset -f alive de_mark de_file de_settle de_noop de_run de_step de_reap de_end
   eval "$de_s"
 }
 `
@@ -180,8 +189,12 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 			fmt.Fprintf(&b, "de_file %d %d %s %s %s <<'%s'\n%s\n%s\n", k, fi, kit.ShellQuote(f.Path), fileMode(f), sum, eof,
 				wrap76(base64.StdEncoding.EncodeToString(data)), eof)
 		}
-		fmt.Fprintf(&b, "de_s=%s\nde_run %s %s %s %d\nde_mark exit %d $de_rc\n[ $de_rc -eq 0 ] || exit 0\nfi\n",
-			kit.ShellQuote(withPrelude(pres[k], s.Script)), key, s.Hash, kit.ShellQuote(s.Deployment), stepSecs(s)+5, k)
+		if noop(s) {
+			fmt.Fprintf(&b, "de_noop %s %s %s\n", key, s.Hash, kit.ShellQuote(s.Deployment))
+		} else {
+			fmt.Fprintf(&b, "de_s=%s\nde_run %s %s %s %d\n", kit.ShellQuote(withPrelude(pres[k], s.Script)), key, s.Hash, kit.ShellQuote(s.Deployment), stepSecs(s)+5)
+		}
+		fmt.Fprintf(&b, "de_mark exit %d $de_rc\n[ $de_rc -eq 0 ] || exit 0\nfi\n", k)
 	}
 	b.WriteString("de_mark end\n")
 	return b.String(), nil
@@ -199,7 +212,7 @@ func chainSpec(runs []*stepRun, pres []string, nonce string) (*nodeexec.Chain, e
 			Settle: reapFuncs + fmt.Sprintf(settleScript, key, kit.ShellQuote(s.Hash)),
 			Run:    agentStepRun(key, s.Hash, s.Deployment), Script: withPrelude(pres[k], s.Script), Secs: stepSecs(s) + 5,
 			Reap: reapFuncs + "de_reap " + key + ` "$1"` + "\n",
-			Noop: strings.TrimSpace(s.Script) == "true" && len(s.SecretEnv) == 0 && !s.Claim}
+			Noop: noop(s)}
 		for _, f := range s.Files {
 			if err := checkPath(f.Path); err != nil {
 				return nil, err
@@ -222,6 +235,12 @@ func chainSpec(runs []*stepRun, pres []string, nonce string) (*nodeexec.Chain, e
 		ch.Steps = append(ch.Steps, cs)
 	}
 	return ch, ch.Check()
+}
+
+// noop tells whether a step's script does nothing: the chain writes its
+// marker under its lock (after its files) and starts no shell for it.
+func noop(s contract.Step) bool {
+	return strings.TrimSpace(s.Script) == "true" && len(s.SecretEnv) == 0 && !s.Claim
 }
 
 // agentStepRun is a step's Run in a chain its agent runs: de_step's work

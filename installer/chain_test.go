@@ -75,7 +75,11 @@ func testChainRunsInOneSession(t *testing.T, tr transport) {
 	}
 	conf := contract.StepFile{Path: dir + "/c.conf", Mode: 0o640, Content: []byte("port 1\n")}
 	head := step("upload", "cat "+conf.Path+"\n", conf)
+	// A step of files only starts no shell: the chain writes its marker.
+	more := contract.StepFile{Path: dir + "/c.more", Mode: 0o600, Content: []byte("more\n")}
+	files := step("files", "true\n", more)
 	head.Chain = []contract.Step{
+		files,
 		step("install", sessionShell+"echo oops >&2\n"),
 		step("register", sessionShell+"read -r _ _ _ pp _ < /proc/$$/stat; echo \"parent $(cat /proc/$pp/comm)\"\n"),
 		step("start", "exit 3\n"),
@@ -121,6 +125,15 @@ func testChainRunsInOneSession(t *testing.T, tr transport) {
 	if got := r.linesOf(nodeIP + "/c/upload"); !contains(got, "sent "+conf.Path) || !contains(got, "port 1") {
 		t.Errorf("upload lines %q: want the file sent and read back", got)
 	}
+	if evs := r.events(files.ID); len(evs) != 2 || evs[1].State != contract.StateSucceeded || !contains(r.linesOf(files.ID), "sent "+more.Path) {
+		t.Errorf("files: events %+v lines %q, want its file sent and succeeded", evs, r.linesOf(files.ID))
+	}
+	if b, err := os.ReadFile(nodePath(nodefs.Marker(files.Key))); err != nil || string(b) != files.Hash+" "+dep+"\n" {
+		t.Errorf("files: marker %q (%v), want %q", b, err, files.Hash+" "+dep)
+	}
+	if _, err := os.Stat(nodePath(nodefs.Run + "/" + nodefs.MarkerName(files.Key) + ".pgid")); !os.IsNotExist(err) {
+		t.Errorf("files: a shell ran for a step of files only (its run record: %v)", err)
+	}
 	if got := r.linesOf(nodeIP + "/c/install"); !contains(got, "oops") {
 		t.Errorf("install lines %q: want its stderr", got)
 	}
@@ -139,7 +152,7 @@ func testChainRunsInOneSession(t *testing.T, tr transport) {
 
 	// Run again, the chain finds its done steps' markers: no script runs.
 	r2 := record(t, e, dep)
-	head.Chain = head.Chain[:2]
+	head.Chain = head.Chain[:3]
 	head.Attempt = 1
 	queue(t, e, head)
 	deadline = time.Now().Add(20 * time.Second)
