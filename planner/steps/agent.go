@@ -56,7 +56,10 @@ func agentStep(in Builder, ip string) *Step {
 	}
 	// The agent's NATS password is no file of the step: the step is kept
 	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
-	pass := fmt.Sprintf("set -eu\n(umask 077; printf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp) && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
+	// Everything the step writes is the engine's, for root alone (the
+	// binary is made executable for all): its umask says so, with no
+	// subshell for the password.
+	pass := fmt.Sprintf("set -eu\numask 077\nprintf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
 	// monit reads the check again when it is not the one monit last read
 	// (an earlier engine's, say), before that engine's agent goes: monit
 	// would start it again. A running agent sees its new config or binary

@@ -205,7 +205,7 @@ if [ -z "$ms" ]; then echo "$p" >> %[3]s; fi
 const monitKnows = `de_mstat
 if [ -e ` + monitReload + ` ] || [ -z "$ms" ]; then
   monit -t >/dev/null || exit 1
-  monit reload
+  de_mhup || monit reload
   i=0
   de_mstat
   until [ -n "$ms" ]; do
@@ -228,7 +228,11 @@ const ReloadOrRestart = " ) || monit restart"
 // know $p), mpid its process; de_mact ACTION, which asks monit to start,
 // stop or restart $p, as monit's client does; and de_nap SECS, a sleep
 // without a process (a read that times out on a pipe no one writes to,
-// opened at the first nap: a script that never waits forks nothing).
+// opened at the first nap: a script that never waits forks nothing); and
+// de_mhup, which makes monit read its checks again as its client's reload
+// does (SIGHUP to the daemon, whose pid file it reads), without the
+// client's parse of its whole config; it fails, for the client to do it,
+// where the pid file is elsewhere or names another process.
 //
 // Both ask monit's HTTP interface on localhost:2812 (where the engine's
 // monitrc and its agent have it) through bash's own /dev/tcp and read the
@@ -277,6 +281,12 @@ de_mact() {
   fi
   monit "$1" "$p"
 }
+de_mhup() {
+  local pid c
+  { read -r pid < ` + nodefs.MonitPid + ` && read -r c < /proc/$pid/comm; } 2>/dev/null || return 1
+  case $pid in ''|*[!0-9]*) return 1 ;; esac
+  [ "$c" = monit ] && kill -HUP "$pid" 2>/dev/null
+}
 de_w=
 de_nap() {
   [ -n "$de_w" ] || exec {de_w}<> <(:)
@@ -302,8 +312,9 @@ p=%[1]s
 fresh=
 [ -n "$ms" ] || fresh=1
 if [ -s %[4]s ]; then
-  de_f=; while read -r de_l; do [ "$de_l" != "$p" ] || de_f=1; done < %[4]s
-  if [ -n "$de_f" ]; then fresh=1; grep -vxF "$p" %[4]s > %[4]s.tmp; mv -f %[4]s.tmp %[4]s; fi
+  de_f= de_rest=
+  while IFS= read -r de_l; do if [ "$de_l" = "$p" ]; then de_f=1; else de_rest+=$de_l$'\n'; fi; done < %[4]s
+  if [ -n "$de_f" ]; then fresh=1; printf '%%s' "$de_rest" > %[4]s; fi
 fi
 %[3]sold=
 de_mstat

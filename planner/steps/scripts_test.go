@@ -53,9 +53,8 @@ func TestStartScriptsWithMonit(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("no bash")
 	}
-	run := func(t *testing.T, script, status, pid string) (string, error) {
+	run := func(t *testing.T, dir, script, status, pid string) (string, error) {
 		t.Helper()
-		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "monit"), []byte(fakeMonit), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -67,6 +66,7 @@ func TestStartScriptsWithMonit(t *testing.T) {
 		// listens where the scripts ask first, so they use the client.
 		script = strings.ReplaceAll(script, nodefs.Run, dir)
 		script = strings.ReplaceAll(script, "/dev/tcp/"+nodefs.MonitHTTP, "/dev/tcp/127.0.0.1/1")
+		script = strings.ReplaceAll(script, nodefs.MonitPid, filepath.Join(dir, "no-monit.pid"))
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "bash", "-c", script)
@@ -76,16 +76,39 @@ func TestStartScriptsWithMonit(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, script, status, pid, want string
+		// fresh is what monitFresh holds before, left what it holds after
+		fresh, left string
 	}{
-		{"restart of a running process", startScript("svc", ""), "OK", "7", "svc running"},
-		{"reload in place", startScript("svc", "true"), "OK", "7", "svc running"},
-		{"first start", startScript("svc", ""), "", "", "svc running"},
-		{"restart", RestartScript("svc"), "OK", "7", "svc restarted: pid 7 -> 8"},
+		{name: "restart of a running process", script: startScript("svc", ""), status: "OK", pid: "7", want: "svc running"},
+		{name: "reload in place", script: startScript("svc", "true"), status: "OK", pid: "7", want: "svc running"},
+		{name: "first start", script: startScript("svc", ""), want: "svc running"},
+		{name: "restart", script: RestartScript("svc"), status: "OK", pid: "7", want: "svc restarted: pid 7 -> 8"},
+		// monit ran a process registered fresh on its own: it is started,
+		// not restarted, and only its own line leaves monitFresh.
+		{name: "fresh, run by monit already", script: startScript("svc", ""), status: "OK", pid: "7", want: "svc running",
+			fresh: "other\nsvc\nlast one\n", left: "other\nlast one\n"},
+		{name: "fresh, alone", script: startScript("svc", ""), status: "OK", pid: "7", want: "svc running", fresh: "svc\n", left: ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := run(t, tc.script, tc.status, tc.pid)
+			dir := t.TempDir()
+			fresh := strings.Replace(monitFresh, nodefs.Run, dir, 1)
+			if tc.fresh != "" {
+				if err := os.WriteFile(fresh, []byte(tc.fresh), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := run(t, dir, tc.script, tc.status, tc.pid)
 			if err != nil || !strings.Contains(out, tc.want) {
 				t.Errorf("%v\n%s", err, out)
+			}
+			if tc.fresh == "" {
+				return
+			}
+			if b, _ := os.ReadFile(fresh); string(b) != tc.left {
+				t.Errorf("monitFresh holds %q after, want %q", b, tc.left)
+			}
+			if asked, _ := os.ReadFile(filepath.Join(dir, "asked")); strings.Contains(string(asked), "restart") {
+				t.Errorf("a process monit ran fresh was restarted:\n%s", out)
 			}
 		})
 	}
@@ -94,14 +117,15 @@ func TestStartScriptsWithMonit(t *testing.T) {
 // The start, restart and watch scripts against a real monit. Where monit's
 // HTTP interface lets localhost in, they read states and ask for starts
 // and restarts through bash's /dev/tcp: monit's client runs only to check
-// and reload its config before a first start. Where it asks for a
+// its config before a first start (the reload is monit's SIGHUP), and to
+// reload it after a removal. Where it asks for a
 // password, they go to monit's client, which has it.
 func TestStartScriptsAgainstRealMonit(t *testing.T) {
 	for _, tc := range []struct {
 		name, allow string
 		client      []string // what monit's client was asked, in order
 	}{
-		{"localhost", "allow localhost", []string{"-t", "reload", "reload"}},
+		{"localhost", "allow localhost", []string{"-t", "reload"}},
 		{"password", "allow admin:monit", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,6 +171,7 @@ func TestStartScriptsAgainstRealMonit(t *testing.T) {
 				script = strings.ReplaceAll(script, nodefs.State, filepath.Join(dir, "state"))
 				script = strings.ReplaceAll(script, "/etc/monit/conf.d/", dir+"/conf.d/")
 				script = strings.ReplaceAll(script, "/dev/tcp/"+nodefs.MonitHTTP, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", port))
+				script = strings.ReplaceAll(script, nodefs.MonitPid, filepath.Join(dir, "monit.pid"))
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				cmd := exec.CommandContext(ctx, "bash", "-c", script)
@@ -194,7 +219,8 @@ func TestStartScriptsAgainstRealMonit(t *testing.T) {
 			b, _ := os.ReadFile(filepath.Join(dir, "asked"))
 			asked := strings.Split(strings.TrimSpace(string(b)), "\n")
 			if tc.client != nil {
-				// the first start's check and reload, the removal's reload
+				// the first start's check (its reload is a signal), the
+				// removal's reload
 				if want := tc.client; !reflect.DeepEqual(asked, want) {
 					t.Errorf("monit's client was asked %q, want %q", asked, want)
 				}
@@ -226,4 +252,32 @@ func waitHTTP(t *testing.T, port int, code string) {
 		}
 	}
 	t.Fatalf("monit on port %d never answered %s", port, code)
+}
+
+// de_mhup signals monit only: a pid file that names another process, or
+// holds no pid, leaves the reload to monit's client.
+func TestMonitHupOnlySignalsMonit(t *testing.T) {
+	dir := t.TempDir()
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	pidfile := filepath.Join(dir, "monit.pid")
+	for _, tc := range []struct{ name, content string }{
+		{"another process", fmt.Sprintf("%d\n", sleeper.Process.Pid)},
+		{"no pid", "not-a-pid\n"},
+		{"empty", ""},
+	} {
+		if err := os.WriteFile(pidfile, []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		script := strings.ReplaceAll(monitStat, nodefs.MonitPid, pidfile) + "de_mhup\n"
+		if err := exec.Command("bash", "-c", script).Run(); err == nil {
+			t.Errorf("%s: de_mhup succeeded, want it to fail for monit's client to reload", tc.name)
+		}
+	}
+	if err := sleeper.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("de_mhup signalled a process that is not monit: %v", err)
+	}
 }

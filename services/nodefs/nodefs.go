@@ -38,6 +38,10 @@ const (
 // with the shell's builtins rather than run monit's client.
 const MonitHTTP = "127.0.0.1/2812"
 
+// MonitPid is where monit keeps its daemon's pid: the engine's monitrc puts
+// it there, and it is Debian's default (/var/run is /run).
+const MonitPid = "/run/monit.pid"
+
 var unsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
 // MarkerName is the file name of step key's marker (and of its run
