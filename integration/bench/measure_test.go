@@ -185,11 +185,13 @@ func monitTimes(ctx context.Context, bed *testbed.Bed) (map[string][2]time.Durat
 	return out, nil
 }
 
-// monitReloads counts, per node, the reloads its monit has logged so far.
+// monitReloads counts, per node, the reloads its monit daemon has logged
+// so far: a reload by monit's client and one by SIGHUP alike (the client
+// logs a line of its own, the daemon this one).
 func monitReloads(ctx context.Context, bed *testbed.Bed) (map[string]int, error) {
 	out := map[string]int{}
 	for _, n := range bed.Nodes {
-		b, err := n.Exec(ctx, "grep -c 'Reinitializing monit daemon' /var/log/monit.log || true")
+		b, err := n.Exec(ctx, "grep -c 'Reinitializing Monit -- control file' /var/log/monit.log || true")
 		if err != nil {
 			return nil, err
 		}
