@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -34,15 +35,19 @@ const maxInline = 1 << 20
 
 // chainFuncs are the chain script's helpers. de_mark writes a control line
 // on both streams, so that each stream's lines are attributed to the step
-// that wrote them. de_file installs a file from base64 on stdin unless the
-// node has it already, checking its SHA-256 (which fixes its size) before
-// it moves it into place. de_run runs a step (runChainStep).
+// that wrote them. de_file installs a file unless the node has it already,
+// checking its SHA-256 (which fixes its size) before it moves it into
+// place. de_run runs a step (runChainStep).
 //
-// de_file starts three processes for a file that changed (base64,
-// sha256sum, mv), where it started nine: a first deploy sends a handful of
-// files to every node at once, and on a busy node each process costs 4–40
-// ms of CPU. One sha256sum hashes the new file and the one it replaces;
-// the file is created with its mode (umask) unless the mode needs
+// A file of text (no NUL byte) comes as de_file's sixth argument, in
+// single quotes, and the shell's printf writes it; any other comes as
+// base64 on stdin. de_file starts two processes for a text file that
+// changed (sha256sum, mv), three for another (base64 too), where it
+// started nine: a first deploy sends a handful of files to every node at
+// once, and on a busy node each process costs 4–40 ms of CPU. One
+// sha256sum hashes the new file and the one it replaces; the file is
+// created with its mode (umask, set back to the shell's own as /proc
+// tells it, or in a subshell where /proc does not) unless the mode needs
 // execute or special bits (then chmod). stat runs only for what is rare:
 // a file the node has already (its mode counts too), a transfer that does
 // not check out (its size goes in the error).
@@ -52,7 +57,13 @@ de_file() {
   [ -d "${p%/*}/" ] || mkdir -p "${p%/*}/"
   [ ! -e "$t" ] && [ ! -L "$t" ] || rm -f "$t"
   case $m in [0246][0246][0246]) printf -v u %03o $(( 0666 & ~8#$m )) ;; esac
-  ( umask "$u"; exec base64 -d > "$t" ) || { rm -f "$t"; de_mark badfile "$k" "$p" unreadable; exit 0; }
+  if [ $# -ge 6 ]; then
+    [ -n "${de_um+set}" ] || { de_um=; while read -r a b; do [ "$a" != Umask: ] || de_um=$b; done < /proc/$BASHPID/status; } 2>/dev/null
+    if [ -n "$de_um" ]; then umask "$u"; printf '%s' "$6" > "$t"; a=$?; umask "$de_um"; else ( umask "$u"; printf '%s' "$6" > "$t" ); a=$?; fi
+  else
+    ( umask "$u"; exec base64 -d > "$t" ); a=$?
+  fi
+  [ $a -eq 0 ] || { rm -f "$t"; de_mark badfile "$k" "$p" unreadable; exit 0; }
   { read -r a _; read -r b _; } < <(exec sha256sum -- "$t" "$p" 2>/dev/null)
   a=${a#\\} b=${b#\\}
   if [ "$a" != "$sum" ]; then b=$(exec stat -c %s -- "$t"); rm -f "$t"; de_mark badfile "$k" "$p" "$b" "$a"; exit 0; fi
@@ -185,6 +196,10 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 			data, err := io.ReadAll(rd)
 			if err != nil {
 				return "", err
+			}
+			if bytes.IndexByte(data, 0) < 0 {
+				fmt.Fprintf(&b, "de_file %d %d %s %s %s %s\n", k, fi, kit.ShellQuote(f.Path), fileMode(f), sum, kit.ShellQuote(string(data)))
+				continue
 			}
 			fmt.Fprintf(&b, "de_file %d %d %s %s %s <<'%s'\n%s\n%s\n", k, fi, kit.ShellQuote(f.Path), fileMode(f), sum, eof,
 				wrap76(base64.StdEncoding.EncodeToString(data)), eof)

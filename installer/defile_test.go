@@ -17,8 +17,8 @@ import (
 
 // deFile runs the chain script's de_file for content at path with mode,
 // claiming sum (the content's own when empty), and returns its control
-// lines.
-func deFile(t *testing.T, path, mode string, content []byte, sum string) string {
+// lines. The content comes as text (an argument), or as base64 on stdin.
+func deFile(t *testing.T, text bool, path, mode string, content []byte, sum string) string {
 	t.Helper()
 	if sum == "" {
 		h := sha256.Sum256(content)
@@ -26,6 +26,11 @@ func deFile(t *testing.T, path, mode string, content []byte, sum string) string 
 	}
 	script := "DE_N=N\n" + chainFuncs + fmt.Sprintf("de_file 3 1 %s %s %s <<'EOF'\n%s\nEOF\n", kit.ShellQuote(path), mode, sum,
 		wrap76(base64.StdEncoding.EncodeToString(content)))
+	if text {
+		// The umask the file was written under is the shell's again.
+		script = "DE_N=N\numask 027\n" + chainFuncs + fmt.Sprintf("de_file 3 1 %s %s %s %s\n[ \"$(umask)\" = 0027 ] || echo umask $(umask)\n",
+			kit.ShellQuote(path), mode, sum, kit.ShellQuote(string(content)))
+	}
 	out, err := exec.Command("bash", "-c", script).Output()
 	if err != nil {
 		t.Fatalf("de_file: %v", err)
@@ -53,6 +58,12 @@ func TestDeFile(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("modes with special bits need root")
 	}
+	for _, text := range []bool{false, true} {
+		t.Run(map[bool]string{false: "base64", true: "text"}[text], func(t *testing.T) { testDeFile(t, text) })
+	}
+}
+
+func testDeFile(t *testing.T, text bool) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name, mode string
@@ -67,7 +78,7 @@ func TestDeFile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(dir, tc.name)
-			if got := deFile(t, p, tc.mode, []byte("v1 of "+tc.name+"\n"), ""); got != "N sent 3 1" {
+			if got := deFile(t, text, p, tc.mode, []byte("v1 of "+tc.name+"\n"), ""); got != "N sent 3 1" {
 				t.Fatalf("first install: marks %q", got)
 			}
 			body, mode, ino := fileState(t, p)
@@ -75,7 +86,7 @@ func TestDeFile(t *testing.T) {
 				t.Fatalf("installed %q mode %v, want mode %v", body, mode, tc.want)
 			}
 			// The same file again: nothing written.
-			if got := deFile(t, p, tc.mode, []byte(body), ""); got != "" {
+			if got := deFile(t, text, p, tc.mode, []byte(body), ""); got != "" {
 				t.Errorf("same file: marks %q, want none", got)
 			}
 			if _, mode2, ino2 := fileState(t, p); ino2 != ino || mode2 != mode {
@@ -89,14 +100,14 @@ func TestDeFile(t *testing.T) {
 			if err := os.Chmod(p, other); err != nil {
 				t.Fatal(err)
 			}
-			if got := deFile(t, p, tc.mode, []byte(body), ""); got != "N sent 3 1" {
+			if got := deFile(t, text, p, tc.mode, []byte(body), ""); got != "N sent 3 1" {
 				t.Errorf("other mode: marks %q", got)
 			}
 			if _, mode3, _ := fileState(t, p); mode3 != tc.want {
 				t.Errorf("mode after a mode change %v, want %v", mode3, tc.want)
 			}
 			// A new content replaces it.
-			if got := deFile(t, p, tc.mode, []byte("v2\n"), ""); got != "N sent 3 1" {
+			if got := deFile(t, text, p, tc.mode, []byte("v2\n"), ""); got != "N sent 3 1" {
 				t.Errorf("change: marks %q", got)
 			}
 			if body, mode, _ := fileState(t, p); body != "v2\n" || mode != tc.want {
@@ -108,13 +119,31 @@ func TestDeFile(t *testing.T) {
 		})
 	}
 
+	t.Run("awkward bytes", func(t *testing.T) {
+		// Quotes, expansions, a carriage return, bytes that are no UTF-8,
+		// no newline at the end; and nothing at all. None is run: x stays
+		// away.
+		for i, content := range []string{"it's $(touch x) `touch x` \\ \"$HOME\" \r\n\xff\xfe\x01 end", ""} {
+			p := filepath.Join(dir, fmt.Sprintf("awkward-%d", i))
+			if got := deFile(t, text, p, "644", []byte(content), ""); got != "N sent 3 1" {
+				t.Fatalf("marks %q", got)
+			}
+			if body, _, _ := fileState(t, p); body != content {
+				t.Errorf("installed %q, want %q", body, content)
+			}
+		}
+		if _, err := os.Stat("x"); err == nil {
+			t.Error("the file's content ran")
+		}
+	})
+
 	t.Run("corrupt", func(t *testing.T) {
 		p := filepath.Join(dir, "corrupt.conf")
 		if err := os.WriteFile(p, []byte("old\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		h := sha256.Sum256([]byte("twelve bytes"))
-		got := deFile(t, p, "644", []byte("twelve bytes"), strings.Repeat("0", 64))
+		got := deFile(t, text, p, "644", []byte("twelve bytes"), strings.Repeat("0", 64))
 		if want := "N badfile 3 " + p + " 12 " + hex.EncodeToString(h[:]); got != want {
 			t.Errorf("marks %q, want %q", got, want)
 		}
@@ -132,7 +161,7 @@ func TestDeFile(t *testing.T) {
 		if err := os.WriteFile(p+".de-tmp", []byte("half"), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if got := deFile(t, p, "644", []byte("whole\n"), ""); got != "N sent 3 1" {
+		if got := deFile(t, text, p, "644", []byte("whole\n"), ""); got != "N sent 3 1" {
 			t.Fatalf("marks %q", got)
 		}
 		if body, mode, _ := fileState(t, p); body != "whole\n" || mode != 0o644 {
@@ -150,7 +179,7 @@ func TestDeFile(t *testing.T) {
 		if err := os.Symlink(target, p); err != nil {
 			t.Fatal(err)
 		}
-		if got := deFile(t, p, "644", []byte("same\n"), ""); got != "N sent 3 1" {
+		if got := deFile(t, text, p, "644", []byte("same\n"), ""); got != "N sent 3 1" {
 			t.Fatalf("marks %q", got)
 		}
 		if _, mode, _ := fileState(t, p); mode != 0o644 {
