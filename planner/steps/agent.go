@@ -169,14 +169,16 @@ const hget = `de_hget() {
 // engine's binary (monit no longer knows it by now), and removes that
 // binary unless something else on the node runs or starts it (a node
 // that is the control machine too). Its pattern is anchored, as monit's.
+// Only this step removes that binary, once its agent is gone: a node
+// without it runs no such agent, and is spared pgrep's walk of /proc.
 var oldAgentGone = fmt.Sprintf(`old=%[1]s
-if pgrep -f '^%[1]s agent' >/dev/null; then
-  pkill -f '^%[1]s agent' || true
-  for i in $(seq 1 100); do pgrep -f '^%[1]s agent' >/dev/null || break; sleep 0.05; done
-  pkill -KILL -f '^%[1]s agent' || true
-  echo "stopped the agent of an earlier engine ($old agent)"
-fi
 if [ -e "$old" ]; then
+  if pgrep -f '^%[1]s agent' >/dev/null; then
+    pkill -f '^%[1]s agent' || true
+    for i in $(seq 1 100); do pgrep -f '^%[1]s agent' >/dev/null || break; sleep 0.05; done
+    pkill -KILL -f '^%[1]s agent' || true
+    echo "stopped the agent of an earlier engine ($old agent)"
+  fi
   if pgrep -f '^%[1]s( |$)' >/dev/null || grep -rqsF "$old" /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system /etc/init.d; then
     echo "kept $old: a process or a service of this node uses it"
   else
