@@ -182,18 +182,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 			b.WriteString(nodefs.Unmark(s.Key) + "\n")
 		}
 		for fi, f := range s.Files {
-			if err := checkPath(f.Path); err != nil {
-				return "", err
-			}
-			open, _, sum, err := source(f)
-			if err != nil {
-				return "", err
-			}
-			rd, err := open()
-			if err != nil {
-				return "", err
-			}
-			data, err := io.ReadAll(rd)
+			data, sum, err := inlineFile(f)
 			if err != nil {
 				return "", err
 			}
@@ -229,18 +218,7 @@ func chainSpec(runs []*stepRun, pres []string, nonce string) (*nodeexec.Chain, e
 			Reap: reapFuncs + "de_reap " + key + ` "$1"` + "\n",
 			Noop: noop(s)}
 		for _, f := range s.Files {
-			if err := checkPath(f.Path); err != nil {
-				return nil, err
-			}
-			open, _, sum, err := source(f)
-			if err != nil {
-				return nil, err
-			}
-			rd, err := open()
-			if err != nil {
-				return nil, err
-			}
-			data, err := io.ReadAll(rd)
+			data, sum, err := inlineFile(f)
 			if err != nil {
 				return nil, err
 			}
@@ -250,6 +228,24 @@ func chainSpec(runs []*stepRun, pres []string, nonce string) (*nodeexec.Chain, e
 		ch.Steps = append(ch.Steps, cs)
 	}
 	return ch, ch.Check()
+}
+
+// inlineFile is a chained step's file as it travels: its checked path's
+// content and SHA-256.
+func inlineFile(f contract.StepFile) ([]byte, string, error) {
+	if err := checkPath(f.Path); err != nil {
+		return nil, "", err
+	}
+	open, _, sum, err := source(f)
+	if err != nil {
+		return nil, "", err
+	}
+	rd, err := open()
+	if err != nil {
+		return nil, "", err
+	}
+	data, err := io.ReadAll(rd)
+	return data, sum, err
 }
 
 // noop tells whether a step's script does nothing: the chain writes its
