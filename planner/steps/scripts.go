@@ -283,9 +283,9 @@ de_mact() {
 }
 de_mhup() {
   local pid c
-  { read -r pid < ` + nodefs.MonitPid + ` && read -r c < /proc/$pid/comm; } 2>/dev/null || return 1
+  read -r pid < ` + nodefs.MonitPid + ` 2>/dev/null || return 1
   case $pid in ''|*[!0-9]*) return 1 ;; esac
-  [ "$c" = monit ] && kill -HUP "$pid" 2>/dev/null
+  read -r c < /proc/$pid/comm 2>/dev/null && [ "$c" = monit ] && kill -HUP "$pid" 2>/dev/null
 }
 de_w=
 de_nap() {
