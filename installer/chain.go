@@ -196,7 +196,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 		if noop(s) {
 			fmt.Fprintf(&b, "de_noop %s %s %s\n", key, s.Hash, kit.ShellQuote(s.Deployment))
 		} else {
-			fmt.Fprintf(&b, "de_s=%s\nde_run %s %s %s %d\n", kit.ShellQuote(withPrelude(pres[k], s.Script)), key, s.Hash, kit.ShellQuote(s.Deployment), stepSecs(s)+5)
+			fmt.Fprintf(&b, "de_s=%s\nde_run %s %s %s %d\n", kit.ShellQuote(withPrelude(pres[k], s)), key, s.Hash, kit.ShellQuote(s.Deployment), stepSecs(s)+5)
 		}
 		fmt.Fprintf(&b, "de_mark exit %d $de_rc\n[ $de_rc -eq 0 ] || exit 0\nfi\n", k)
 	}
@@ -214,7 +214,7 @@ func chainSpec(runs []*stepRun, pres []string, nonce string) (*nodeexec.Chain, e
 		key := nodefs.MarkerName(s.Key)
 		cs := nodeexec.ChainStep{Key: key, Hash: s.Hash, Deployment: s.Deployment, Holds: s.Holds, Claim: s.Claim, Engine: s.Engine,
 			Settle: reapFuncs + fmt.Sprintf(settleScript, key, kit.ShellQuote(s.Hash)),
-			Run:    agentStepRun(key, s.Hash, s.Deployment), Script: withPrelude(pres[k], s.Script), Secs: stepSecs(s) + 5,
+			Run:    agentStepRun(key, s.Hash, s.Deployment), Script: withPrelude(pres[k], s), Secs: stepSecs(s) + 5,
 			Reap: reapFuncs + "de_reap " + key + ` "$1"` + "\n",
 			Noop: noop(s)}
 		for _, f := range s.Files {

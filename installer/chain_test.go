@@ -345,6 +345,61 @@ func testScriptTrapsKeepTheMarker(t *testing.T, tr transport) {
 	}
 }
 
+// A bare script runs in the step's shell itself, the leader of the step's
+// process group, where any other runs in a subshell of it; its exit runs
+// the trap that records the step: exit 0 leaves the marker, a failure
+// none, alone and in a chain.
+func TestBareScriptRunsInTheStepShell(t *testing.T) { forTransports(t, testBareScriptRunsInTheStepShell) }
+
+func testBareScriptRunsInTheStepShell(t *testing.T, tr transport) {
+	e := tr.env(t)
+	storeConfig(t, e)
+	dep := "d-bare"
+	r := record(t, e, dep)
+	const shell = "read -r _ _ _ _ pg _ < /proc/$BASHPID/stat\nif [ \"$pg\" = \"$BASHPID\" ]; then echo 'in the step shell'; else echo 'in a subshell'; fi\n"
+	bare := func(action, script string) contract.Step {
+		s := chainStep(dep, action, "c."+action+"-"+uniq(), uniq(), script)
+		s.Bare = true
+		return s
+	}
+	alone := bare("alone", "exit 0\necho never\n")
+	queue(t, e, alone)
+	head := chainStep(dep, "head", "c.head-"+uniq(), uniq(), shell)
+	inShell, early, failing := bare("bare", shell), bare("early", "exit 0\necho never\n"), bare("failing", "exit 3\n")
+	head.Chain = []contract.Step{inShell, early, failing}
+	queue(t, e, head)
+	deadline := time.Now().Add(60 * time.Second)
+	for _, s := range []contract.Step{alone, head, inShell, early, failing} {
+		for {
+			if evs := r.events(s.ID); len(evs) > 0 && evs[len(evs)-1].Final {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("step %s never ended: %+v", s.ID, r.steps)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if got := r.linesOf(head.ID); !contains(got, "in a subshell") {
+		t.Errorf("a script not bare: lines %q, want it in a subshell of the step's shell", got)
+	}
+	if got := r.linesOf(inShell.ID); !contains(got, "in the step shell") {
+		t.Errorf("a bare script: lines %q, want it in the step's shell", got)
+	}
+	for _, s := range []contract.Step{alone, early} {
+		if contains(r.linesOf(s.ID), "never") {
+			t.Errorf("step %s went on after its exit: %q", s.ID, r.linesOf(s.ID))
+		}
+	}
+	for _, s := range []contract.Step{alone, head, inShell, early, failing} {
+		b, _ := os.ReadFile(nodePath(nodefs.Marker(s.Key)))
+		recorded := strings.HasPrefix(string(b), s.Hash+" ")
+		if want := s.ID != failing.ID; recorded != want {
+			t.Errorf("step %s: marker %q, recorded %v, want %v", s.ID, b, recorded, want)
+		}
+	}
+}
+
 // A deploy's check of a node whose agent takes commands goes through the
 // agent: a deploy then opens no SSH connection at all. A config's check
 // (names to resolve) proves SSH itself.

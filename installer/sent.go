@@ -62,7 +62,7 @@ func (r *stepRun) sendAndRun(ctx context.Context) (string, int, error) {
 	red := cfg.OutputRedactor()
 	timeout := stepTimeout(s)
 	job := stepJob{key: nodefs.MarkerName(s.Key), hash: s.Hash, deployment: s.Deployment, until: time.Now().Add(timeout + 5*time.Second)}
-	res := runStep(ctx, c, job, withPrelude(pre, s.Script), timeout, func(stream, text string) { r.output(red, stream, text) })
+	res := runStep(ctx, c, job, withPrelude(pre, s), timeout, func(stream, text string) { r.output(red, stream, text) })
 	if code, err := r.exitError(res, r.cancelled.Load() != nil, red.Redact(r.tail.String())); err != nil {
 		return "", code, err
 	}

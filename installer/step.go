@@ -79,7 +79,7 @@ func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, err
 	}
 	if s.Claim {
 		cluster := cmp.Or(r.i.o.Cluster, contract.DefaultCluster)
-		fmt.Fprintf(&pre, "mkdir -p %s && echo %s > %s && echo %s > %s\n", nodefs.State, kit.ShellQuote(s.Engine), nodefs.Owner, kit.ShellQuote(cluster), nodefs.Cluster)
+		fmt.Fprintf(&pre, "{ [ -d %[1]s ] || mkdir -p %[1]s; } && echo %[2]s > %[3]s && echo %[4]s > %[5]s\n", nodefs.State, kit.ShellQuote(s.Engine), nodefs.Owner, kit.ShellQuote(cluster), nodefs.Cluster)
 	}
 	// Checked again under the step's lock on the node: a run that finished
 	// while this one waited leaves nothing to do.
@@ -97,12 +97,18 @@ func (r *stepRun) prelude(ctx context.Context, cfg contract.Config) (string, err
 }
 
 // withPrelude is a step's script after its prelude, in a subshell of its
-// own: what the script does to its shell (a trap on EXIT, an exit) cannot
-// take the place of the prelude's trap that writes the step's marker. The
-// subshell holds neither the step's lock (fd 9) nor, in a chain, the pipe
-// that tells the chain's shell the step's shell is alive (fd 7).
-func withPrelude(pre, script string) string {
-	return pre + "(exec 7>&- 9>&-\n" + strings.TrimSuffix(script, "\n") + "\n)\n"
+// own: what the script does to its shell (a trap on EXIT, an exec) cannot
+// take the place of the prelude's trap that writes the step's marker, and
+// the subshell holds neither the step's lock (fd 9) nor, in a chain, the
+// pipe that tells the chain's shell the step's shell is alive (fd 7), for
+// a process the script leaves running to keep. A bare script (the engine's
+// own, which does none of that) runs in the step's shell: an exit runs the
+// prelude's trap, and what it starts ends before it does.
+func withPrelude(pre string, s contract.Step) string {
+	if s.Bare {
+		return pre + s.Script
+	}
+	return pre + "(exec 7>&- 9>&-\n" + strings.TrimSuffix(s.Script, "\n") + "\n)\n"
 }
 
 // output publishes a line of the step's script, redacted, and keeps the

@@ -73,7 +73,7 @@ p=de-agent
 %[3]s%[4]sprintf '%%s' "$de_c" > %[1]s
 `, agentCheckRead, monitReload, monitStat, monitKnows)
 	script := pass + fetchAgent(AgentBin, in.Agent.URL, in.Agent.SHA256) + reread + oldAgentGone + startAgent
-	return &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"},
+	return &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"}, Bare: true,
 		Hash: Hash(script, monit, in.Agent.SHA256, filesHash(files), in.secretDigest("agent", in.Agent.Password(ip)))}}
 }
 

@@ -226,9 +226,9 @@ func (in Builder) instance(name string, idx int, ip string, order map[string]int
 	}
 	monitFile := []contract.StepFile{File("/etc/monit/conf.d/"+name, 0o600, []byte(r.Monit))}
 	register := &Step{Spec: contract.Step{Node: ip, Component: name, Action: "register", Files: monitFile,
-		Script: registerScript(comp.Process), Hash: Hash(r.Monit)}, After: []string{ID(ip, name, "install")}, Prio: prio + 2*stride}
+		Script: registerScript(comp.Process), Hash: Hash(r.Monit), Bare: true}, After: []string{ID(ip, name, "install")}, Prio: prio + 2*stride}
 	start := &Step{Spec: contract.Step{Node: ip, Component: name, Action: "start",
-		Script: startScript(comp.Process, r.Reload), Holds: bosh.NotDown(comp.Process),
+		Script: startScript(comp.Process, r.Reload), Holds: bosh.NotDown(comp.Process), Bare: strings.TrimSpace(r.Reload) == "",
 		Hash: Hash(upload.Spec.Hash, install.Spec.Hash, register.Spec.Hash)},
 		After: []string{ID(ip, name, "register")}, Prio: prio + 3*stride}
 	return []*Step{upload, install, register, start}, nil

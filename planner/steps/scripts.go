@@ -19,14 +19,13 @@ import (
 func baseSteps(in Builder, ip string) []*Step {
 	var out []*Step
 	prepare := fmt.Sprintf(`set -eu
-mkdir -p %[1]s/applied %[1]s/apt-backup
-chmod 700 %[1]s
+install -d -m 700 %[1]s %[1]s/applied %[1]s/apt-backup
 # monit starts at boot, and with it everything the engine installed. A node
 # without monit gets it in the mirror step.
 if command -v monit >/dev/null 2>&1; then
 %[2]sfi
 `, nodefs.State, monitAtBoot)
-	out = append(out, &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: Hash(prepare, in.Engine), Claim: true}})
+	out = append(out, &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "prepare", Script: prepare, Hash: Hash(prepare, in.Engine), Claim: true, Bare: true}})
 
 	p := in.Config.Properties
 	if p.Adduser.N == 1 {

@@ -253,6 +253,12 @@ type Step struct {
 	// reboot: a connection that cannot be made or drops is tried again
 	// every few seconds until the step's deadline, not MaxAttempts times.
 	AwaitsBoot bool `json:"awaits_boot,omitempty"`
+	// Bare marks a script of the engine's own that sets no trap on EXIT,
+	// replaces its shell with no command and leaves no process running
+	// when it ends: it runs in the step's own shell, after its prelude,
+	// where any other script gets a subshell of its own (a fork of the
+	// shell on the node for every step).
+	Bare bool `json:"bare,omitempty"`
 }
 
 // Step states.
