@@ -226,8 +226,10 @@ const ReloadOrRestart = " ) || monit restart"
 // ms is its status ("OK", "Not monitored", …; empty when monit does not
 // know $p), mpid its process; de_mact ACTION, which asks monit to start,
 // stop or restart $p, as monit's client does; and de_nap SECS, a sleep
-// without a process (a read that times out on a pipe no one writes to,
-// opened at the first nap: a script that never waits forks nothing); and
+// without a process (a read that times out on a descriptor no one writes
+// to, opened at the first nap: a pseudo-terminal's master, whose other
+// side no one opens; where that cannot be opened or does not wait, a pipe
+// of its own, which costs a fork); and
 // de_mhup, which makes monit read its checks again as its client's reload
 // does (SIGHUP to the daemon, whose pid file it reads), without the
 // client's parse of its whole config; it fails, for the client to do it,
@@ -286,10 +288,12 @@ de_mhup() {
   case $pid in ''|*[!0-9]*) return 1 ;; esac
   read -r c < /proc/$pid/comm 2>/dev/null && [ "$c" = monit ] && kill -HUP "$pid" 2>/dev/null
 }
-de_w=
+de_w= de_wdev=/dev/ptmx
 de_nap() {
-  [ -n "$de_w" ] || exec {de_w}<> <(:)
-  read -r -t "$1" -u "$de_w" _ || :
+  local rc=0
+  [ -n "$de_w" ] || { exec {de_w}<>"$de_wdev"; } 2>/dev/null || exec {de_w}<> <(:)
+  read -r -t "$1" -u "$de_w" _ || rc=$?
+  if [ $rc -le 128 ]; then exec {de_w}<&-; exec {de_w}<> <(:); read -r -t "$1" -u "$de_w" _ || :; fi
 }
 `
 

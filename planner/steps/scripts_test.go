@@ -281,3 +281,39 @@ func TestMonitHupOnlySignalsMonit(t *testing.T) {
 		t.Errorf("de_mhup signalled a process that is not monit: %v", err)
 	}
 }
+
+// de_nap sleeps as long as it is asked without a process of its own on a
+// pseudo-terminal's master, and falls back to a pipe of its own (a fork)
+// where that device cannot be opened or answers at once: a nap that did
+// not wait would make every wait loop spin through its deadline.
+func TestNapWaitsWithoutAProcess(t *testing.T) {
+	for _, tc := range []struct {
+		name, dev string
+		forks     bool
+	}{
+		{"pseudo-terminal", "/dev/ptmx", false},
+		{"no such device", "/nonexistent/ptmx", true},
+		{"a device that answers at once", "/dev/null", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// $! is the pid of the shell's last process substitution.
+			script := "p=x\n" + monitStat + "de_wdev=" + tc.dev + "\nde_nap 0.2\nde_nap 0.2\necho \"forked=${!:+yes}\"\n"
+			start := time.Now()
+			out, err := exec.Command("bash", "-c", script).CombinedOutput()
+			took := time.Since(start)
+			if err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if took < 400*time.Millisecond {
+				t.Errorf("two naps of 0.2 s took %s", took)
+			}
+			want := "forked=\n"
+			if tc.forks {
+				want = "forked=yes\n"
+			}
+			if string(out) != want {
+				t.Errorf("output %q, want %q", out, want)
+			}
+		})
+	}
+}
