@@ -56,10 +56,7 @@ func agentStep(in Builder, ip string) *Step {
 	}
 	// The agent's NATS password is no file of the step: the step is kept
 	// in the bus. The installer hands it to the script (DE_SECRET_AGENT).
-	// Everything the step writes is the engine's, for root alone (the
-	// binary is made executable for all): its umask says so, with no
-	// subshell for the password.
-	pass := fmt.Sprintf("set -eu\numask 077\nprintf '%%s\\n' \"$DE_SECRET_AGENT\" > %[1]s.tmp && mv %[1]s.tmp %[1]s\n", nodefs.AgentPassword)
+	pass := writePassword(nodefs.AgentPassword)
 	// monit reads the check again when it is not the one monit last read
 	// (an earlier engine's, say), before that engine's agent goes: monit
 	// would start it again. A running agent sees its new config or binary
@@ -75,6 +72,26 @@ p=de-agent
 	script := pass + fetchAgent(AgentBin, in.Agent.URL, in.Agent.SHA256) + reread + oldAgentGone + startAgent
 	return &Step{Spec: contract.Step{Node: ip, Component: NodeComponent, Action: "agent", Files: files, Script: script, SecretEnv: []string{"agent"}, Bare: true,
 		Hash: Hash(script, monit, in.Agent.SHA256, filesHash(files), in.secretDigest("agent", in.Agent.Password(ip)))}}
+}
+
+// writePassword is the agent step's start, which writes the agent's NATS
+// password ($DE_SECRET_AGENT) at path unless the node holds it already:
+// in place where there is none (no agent can be reading it), else beside
+// it, then moved over it. Everything the step writes is the engine's, for
+// root alone (the binary is made executable for all): its umask says so,
+// with no subshell for the password.
+func writePassword(path string) string {
+	return fmt.Sprintf(`set -eu
+umask 077
+de_pw=
+[ ! -f %[1]s ] || IFS= read -r de_pw < %[1]s || :
+if [ ! -e %[1]s ]; then
+  printf '%%s\n' "$DE_SECRET_AGENT" > %[1]s
+elif [ "$de_pw" != "$DE_SECRET_AGENT" ]; then
+  printf '%%s\n' "$DE_SECRET_AGENT" > %[1]s.tmp && mv %[1]s.tmp %[1]s
+fi
+de_pw=
+`, kit.ShellQuote(path))
 }
 
 // startAgent asks monit to start the agent until monit takes the request.

@@ -271,3 +271,38 @@ if [ "$n" -le 2 ]; then echo "Cannot connect to [localhost]:2812 -- Connection r
 		t.Errorf("monit was asked %q, want start de-agent three times", got)
 	}
 }
+
+// The agent's password is written where the node has none (in place, for
+// root alone), left alone where the node holds it, and moved over a
+// different one; no temporary file stays.
+func TestAgentPasswordWrittenOnlyWhenItChanges(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.pass")
+	run := func(pw string) os.FileInfo {
+		t.Helper()
+		cmd := exec.Command("bash", "-c", writePassword(path))
+		cmd.Env = append(os.Environ(), "DE_SECRET_AGENT="+pw)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil || string(b) != pw+"\n" {
+			t.Fatalf("the node holds %q (%v), want %q", b, err, pw)
+		}
+		st, _ := os.Stat(path)
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("written with mode %v, want 0600", st.Mode().Perm())
+		}
+		if m, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(m) > 0 {
+			t.Errorf("temporary files left: %v", m)
+		}
+		return st
+	}
+	first := run("s3cret")
+	if again := run("s3cret"); !os.SameFile(first, again) || !again.ModTime().Equal(first.ModTime()) {
+		t.Error("the same password was written again")
+	}
+	if changed := run("n3w"); os.SameFile(first, changed) {
+		t.Error("a new password was written in place over the one an agent may be reading, not moved over it")
+	}
+}
