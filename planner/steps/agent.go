@@ -65,7 +65,7 @@ func agentStep(in Builder, ip string) *Step {
 	reread := fmt.Sprintf(`de_c= de_r=
 IFS= read -r -d '' de_c < /etc/monit/conf.d/de-agent || :
 [ ! -f %[1]s ] || { IFS= read -r -d '' de_r < %[1]s || :; }
-[ "$de_c" = "$de_r" ] || : >> %[2]s
+[ "$de_c" = "$de_r" ] || echo pending > %[2]s
 p=de-agent
 %[3]s%[4]sprintf '%%s' "$de_c" > %[1]s
 `, agentCheckRead, monitReload, monitStat, monitKnows)

@@ -172,8 +172,11 @@ done
 }
 
 // Monit reads a node's new and changed checks with one reload, by the
-// first start step that needs it: a register step leaves monitReload
-// behind, and names its process in monitFresh when
+// first start step that needs it: a register step marks monitReload
+// pending (a file whose first line is not "done": an empty one, as
+// engines before wrote, is pending too) and the reload marks it done,
+// both with the shell's own redirection, where rm cost a process; the
+// register step names its process in monitFresh when
 // monit does not run it yet, so that the start of a process that monit
 // starts by itself after that reload is no restart.
 const (
@@ -192,7 +195,7 @@ p=%[1]s
 %[5]s[ -d %[2]s ] || mkdir -p %[2]s
 de_mstat
 if [ -z "$ms" ]; then echo "$p" >> %[3]s; fi
-: >> %[4]s
+echo pending > %[4]s
 `, kit.ShellQuote(process), nodefs.Run, monitFresh, monitReload, monitStat)
 }
 
@@ -202,7 +205,9 @@ if [ -z "$ms" ]; then echo "$p" >> %[3]s; fi
 // handles a reload between checks, and a start program it is running can
 // hold it up: the reload is sent again every 10 s. It needs monitStat.
 const monitKnows = `de_mstat
-if [ -e ` + monitReload + ` ] || [ -z "$ms" ]; then
+de_rl=
+[ ! -e ` + monitReload + ` ] || { IFS= read -r de_rl < ` + monitReload + ` || :; [ "$de_rl" = done ] || de_rl=pending; }
+if [ "$de_rl" = pending ] || [ -z "$ms" ]; then
   monit -t >/dev/null || exit 1
   de_mhup || monit reload
   i=0
@@ -214,7 +219,7 @@ if [ -e ` + monitReload + ` ] || [ -z "$ms" ]; then
     de_nap 0.05
     de_mstat
   done
-  rm -f ` + monitReload + `
+  echo done > ` + monitReload + `
 fi
 `
 

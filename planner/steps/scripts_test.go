@@ -37,7 +37,7 @@ const fakeMonit = `#!/bin/sh
 d=$(dirname "$0")
 case $1 in
   -t) exit 0 ;;
-  reload) [ -f "$d/status" ] || { echo "Not monitored" > "$d/status"; : > "$d/pid"; } ;;
+  reload) echo reload >> "$d/asked"; [ -f "$d/status" ] || { echo "Not monitored" > "$d/status"; : > "$d/pid"; } ;;
   status) [ -f "$d/status" ] || { echo "Cannot find $2" >&2; exit 1; }
     printf 'Monit 5.33.0 uptime: 1m\n\nProcess %s\n  status                       %s\n  monitoring status            Monitored\n  pid                          %s\n  parent pid                   1\n' "'$2'" "$(cat "$d/status")" "$(cat "$d/pid")" ;;
   start) echo OK > "$d/status"; [ -s "$d/pid" ] || echo 100 > "$d/pid" ;;
@@ -78,6 +78,10 @@ func TestStartScriptsWithMonit(t *testing.T) {
 		name, script, status, pid, want string
 		// fresh is what monitFresh holds before, left what it holds after
 		fresh, left string
+		// mark is what monitReload holds before (nil: no such file);
+		// reload says monit is to be reloaded, after which it says done.
+		mark   *string
+		reload bool
 	}{
 		{name: "restart of a running process", script: startScript("svc", ""), status: "OK", pid: "7", want: "svc running"},
 		{name: "reload in place", script: startScript("svc", "true"), status: "OK", pid: "7", want: "svc running"},
@@ -88,6 +92,11 @@ func TestStartScriptsWithMonit(t *testing.T) {
 		{name: "fresh, run by monit already", script: startScript("svc", ""), status: "OK", pid: "7", want: "svc running",
 			fresh: "other\nsvc\nlast one\n", left: "other\nlast one\n"},
 		{name: "fresh, alone", script: startScript("svc", ""), status: "OK", pid: "7", want: "svc running", fresh: "svc\n", left: ""},
+		// A register step marks the reload pending; an earlier engine's
+		// mark is an empty file; a reload marks it done.
+		{name: "reload pending", script: startScript("svc", ""), status: "OK", pid: "7", want: "svc running", mark: ptr("pending\n"), reload: true},
+		{name: "reload pending, an earlier engine's mark", script: startScript("svc", ""), status: "OK", pid: "7", want: "svc running", mark: ptr(""), reload: true},
+		{name: "reload done", script: startScript("svc", ""), status: "OK", pid: "7", want: "svc running", mark: ptr("done\n")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -97,9 +106,22 @@ func TestStartScriptsWithMonit(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			mark := strings.Replace(monitReload, nodefs.Run, dir, 1)
+			if tc.mark != nil {
+				if err := os.WriteFile(mark, []byte(*tc.mark), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			out, err := run(t, dir, tc.script, tc.status, tc.pid)
 			if err != nil || !strings.Contains(out, tc.want) {
 				t.Errorf("%v\n%s", err, out)
+			}
+			asked, _ := os.ReadFile(filepath.Join(dir, "asked"))
+			if got := strings.Contains(string(asked), "reload"); tc.mark != nil && got != tc.reload {
+				t.Errorf("monit reloaded %v, want %v (mark %q)", got, tc.reload, *tc.mark)
+			}
+			if b, _ := os.ReadFile(mark); tc.reload && string(b) != "done\n" {
+				t.Errorf("after the reload the mark holds %q, want done", b)
 			}
 			if tc.fresh == "" {
 				return
@@ -107,7 +129,7 @@ func TestStartScriptsWithMonit(t *testing.T) {
 			if b, _ := os.ReadFile(fresh); string(b) != tc.left {
 				t.Errorf("monitFresh holds %q after, want %q", b, tc.left)
 			}
-			if asked, _ := os.ReadFile(filepath.Join(dir, "asked")); strings.Contains(string(asked), "restart") {
+			if strings.Contains(string(asked), "restart") {
 				t.Errorf("a process monit ran fresh was restarted:\n%s", out)
 			}
 		})
@@ -317,3 +339,5 @@ func TestNapWaitsWithoutAProcess(t *testing.T) {
 		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
