@@ -71,7 +71,7 @@ func awaitRun(name string) string {
 // its deadline is killed on the node; under coreutils timeout as a
 // backstop; with stdin closed once the script is read, so nothing it runs
 // can swallow the script. The script and its secrets never reach argv.
-var wrapper = launch(`setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; ` + runJoin + `echo "$pg" > ` + nodefs.Run + `/%[2]s.pgid; trap "rm -f ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; eval "$script"'`)
+var wrapper = launch(`setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; ` + runJoin + `echo "$pg" > ` + nodefs.Run + `/%[2]s.pgid; trap "rm -f ` + nodefs.Run + `/%[2]s.pgid" EXIT; ` + readScript + `; exec </dev/null; eval "$script"'`)
 
 // stepCommand runs a step's script like wrapper, and also: under an
 // exclusive lock of the step's key on the node (held by the wrapping bash,
@@ -81,7 +81,7 @@ var wrapper = launch(`setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _
 // The script writes through tee -p, which outlives a dropped connection:
 // a step whose engine died goes on to its end instead of dying of SIGPIPE
 // at its next line of output, so that the next attempt finds it done.
-var stepCommand = `setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; ` + runJoin + `exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap ": > ` + nodefs.Run + `/%[2]s.pgid" EXIT; script=$(cat); exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
+var stepCommand = `setsid -w timeout -k 5 %[1]d bash -c 'read -r _ _ _ _ pg _ < /proc/$$/stat; ` + runJoin + `exec 9>>` + nodefs.Run + `/%[2]s.lock; flock -w 60 9 || exit %[6]d; echo "$pg %[3]s %[4]s %[5]d" > ` + nodefs.Run + `/%[2]s.pgid; trap ": > ` + nodefs.Run + `/%[2]s.pgid" EXIT; ` + readScript + `; exec </dev/null; exec 3> >(exec tee -p /dev/null 9>&-) 4> >(exec tee -p /dev/null 9>&- >&2); (exec 9>&- 3>&- 4>&-; eval "$script") >&3 2>&4; rc=$?; exec 3>&- 4>&-; wait; exit $rc'`
 
 // stepWrapper is stepCommand launched on its own, as runSent does.
 var stepWrapper = launch(stepCommand)
@@ -170,6 +170,14 @@ func run(ctx context.Context, c nodeConn, name, script string, timeout time.Dura
 // bareCmd runs the script on its stdin as wrapper does, without the
 // wrapper: stdin closed once the script is read, the script never in argv.
 const bareCmd = `script=$(cat); exec </dev/null; eval "$script"`
+
+// readScript is how a bash the installer starts reads the script sent on
+// its stdin: bash reads a file into a command substitution itself, with
+// no process, where $(cat) forks one, and the session's stdin is a pipe
+// that /dev/stdin opens; where it is a socket, that open fails and cat
+// reads it. (bareCmd runs in the user's login shell, which may be another
+// shell: it keeps cat.)
+const readScript = `{ script=$(</dev/stdin); } 2>/dev/null || script=$(cat)`
 
 // session starts cmd in a new session on c with script on its stdin, and
 // returns its output streams.

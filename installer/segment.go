@@ -80,7 +80,7 @@ func (g *segment) run(ctx context.Context, script string) execResult {
 	}
 	// The script is read whole before it runs, so nothing it runs can read
 	// the rest of it, and it never reaches argv.
-	sess, stdout, stderr, err := chainSession(g.c, g.chain, `bash -c 'script=$(cat); exec </dev/null; eval "$script"'`, script)
+	sess, stdout, stderr, err := chainSession(g.c, g.chain, `bash -c '`+readScript+`; exec </dev/null; eval "$script"'`, script)
 	if err != nil {
 		return execResult{err: err}
 	}

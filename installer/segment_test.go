@@ -2,8 +2,11 @@ package installer
 
 import (
 	"bufio"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -36,4 +39,40 @@ func TestJoinerTakesOutAlive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The script a bash of the installer reads from its stdin arrives whole
+// from a pipe (bash reads /dev/stdin itself) and from a socket (where
+// that cannot be opened, cat reads it).
+func TestReadScript(t *testing.T) {
+	script := strings.Repeat("echo 'a line of the script' \"$x\"\n", 2000)
+	check := func(t *testing.T, stdin *os.File) {
+		t.Helper()
+		cmd := exec.Command("bash", "-c", readScript+`; printf '%s\n' "$script"`)
+		cmd.Stdin = stdin
+		out, err := cmd.Output()
+		if err != nil || string(out) != script {
+			t.Errorf("read %d bytes of %d (%v)", len(out), len(script), err)
+		}
+	}
+	t.Run("pipe", func(t *testing.T) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _, _ = w.WriteString(script); w.Close() }()
+		check(t, r)
+		r.Close()
+	})
+	t.Run("socket", func(t *testing.T) {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+		go func() { _, _ = ours.WriteString(script); _ = syscall.Shutdown(fds[0], syscall.SHUT_WR) }()
+		check(t, theirs)
+		ours.Close()
+		theirs.Close()
+	})
 }
