@@ -271,13 +271,18 @@ exec chroot "$R" /usr/bin/perl -e '%[5]s' '%[6]s'
 
 // bootScript starts the node's boot services in the order of its
 // /etc/rcS.d and /etc/rc2.d (sshd and monit on a fresh node), then
-// /etc/rc.local, as Debian's sysv-rc does. It holds no single quote.
+// /etc/rc.local, as Debian's sysv-rc does. They run with the limit of
+// open files a service of a Debian machine booted by systemd has (soft
+// 1024, systemd's DefaultLimitNOFILE), not the one of the process that
+// brought the bed up: monit closes every descriptor up to it before each
+// program it starts. It holds no single quote.
 func (n *Node) bootScript() string {
 	pw := ""
 	if n.Password != "" {
 		pw = fmt.Sprintf("echo \"root:%s\" | chpasswd\n", strings.NewReplacer("'", "", `"`, "", "$", "", "`", "", `\`, "").Replace(n.Password))
 	}
 	return `cd /
+ulimit -S -n 1024 2>/dev/null || true
 mkdir -p /run/lock /run/sshd /var/log
 ` + pw + `for s in /etc/rcS.d/S* /etc/rc2.d/S*; do
   [ -x "$s" ] || continue

@@ -116,6 +116,11 @@ func TestSSHAndMonitInEveryNode(t *testing.T) {
 		if got := sshRun(t, n, "monit summary"); !strings.Contains(got, "Monit 5") {
 			t.Errorf("%s: monit summary %q", n.IP, got)
 		}
+		// As a Debian machine's services under systemd, whatever the
+		// limit of the process that brought the bed up.
+		if got := sshRun(t, n, `ulimit -Sn; read -r p < /run/monit.pid; awk '/^Max open files/{print $4}' /proc/$p/limits`); got != "1024\n1024" {
+			t.Errorf("%s: soft limits of open files of a session and of monit %q, want 1024 each", n.IP, got)
+		}
 	}
 }
 
