@@ -349,7 +349,9 @@ func testScriptTrapsKeepTheMarker(t *testing.T, tr transport) {
 // process group, where any other runs in a subshell of it; its exit runs
 // the trap that records the step: exit 0 leaves the marker, a failure
 // none, alone and in a chain.
-func TestBareScriptRunsInTheStepShell(t *testing.T) { forTransports(t, testBareScriptRunsInTheStepShell) }
+func TestBareScriptRunsInTheStepShell(t *testing.T) {
+	forTransports(t, testBareScriptRunsInTheStepShell)
+}
 
 func testBareScriptRunsInTheStepShell(t *testing.T, tr transport) {
 	e := tr.env(t)
