@@ -324,8 +324,16 @@ func testScriptTrapsKeepTheMarker(t *testing.T, tr transport) {
 	failing := chainStep(dep, "failing", "c.failing-"+uniq(), uniq(), "trap 'echo bye' EXIT\nexit 3\n")
 	head.Chain = []contract.Step{second, failing}
 	queue(t, e, head)
+	steps := []contract.Step{alone, head, second, failing}
+	r.awaitEnded(t, steps...)
+	markedBut(t, failing, steps...)
+}
+
+// awaitEnded waits up to a minute until each of steps has its final event.
+func (r *recorder) awaitEnded(t *testing.T, steps ...contract.Step) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for _, s := range []contract.Step{alone, head, second, failing} {
+	for _, s := range steps {
 		for {
 			if evs := r.events(s.ID); len(evs) > 0 && evs[len(evs)-1].Final {
 				break
@@ -336,10 +344,16 @@ func testScriptTrapsKeepTheMarker(t *testing.T, tr transport) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	for _, s := range []contract.Step{alone, head, second, failing} {
+}
+
+// markedBut checks that every one of steps left its marker on the node,
+// except failed, which left none.
+func markedBut(t *testing.T, failed contract.Step, steps ...contract.Step) {
+	t.Helper()
+	for _, s := range steps {
 		b, _ := os.ReadFile(nodePath(nodefs.Marker(s.Key)))
 		recorded := strings.HasPrefix(string(b), s.Hash+" ")
-		if want := s.ID != failing.ID; recorded != want {
+		if want := s.ID != failed.ID; recorded != want {
 			t.Errorf("step %s: marker %q, recorded %v, want %v", s.ID, b, recorded, want)
 		}
 	}
@@ -370,18 +384,8 @@ func testBareScriptRunsInTheStepShell(t *testing.T, tr transport) {
 	inShell, early, failing := bare("bare", shell), bare("early", "exit 0\necho never\n"), bare("failing", "exit 3\n")
 	head.Chain = []contract.Step{inShell, early, failing}
 	queue(t, e, head)
-	deadline := time.Now().Add(60 * time.Second)
-	for _, s := range []contract.Step{alone, head, inShell, early, failing} {
-		for {
-			if evs := r.events(s.ID); len(evs) > 0 && evs[len(evs)-1].Final {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("step %s never ended: %+v", s.ID, r.steps)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	steps := []contract.Step{alone, head, inShell, early, failing}
+	r.awaitEnded(t, steps...)
 	if got := r.linesOf(head.ID); !contains(got, "in a subshell") {
 		t.Errorf("a script not bare: lines %q, want it in a subshell of the step's shell", got)
 	}
@@ -393,13 +397,7 @@ func testBareScriptRunsInTheStepShell(t *testing.T, tr transport) {
 			t.Errorf("step %s went on after its exit: %q", s.ID, r.linesOf(s.ID))
 		}
 	}
-	for _, s := range []contract.Step{alone, head, inShell, early, failing} {
-		b, _ := os.ReadFile(nodePath(nodefs.Marker(s.Key)))
-		recorded := strings.HasPrefix(string(b), s.Hash+" ")
-		if want := s.ID != failing.ID; recorded != want {
-			t.Errorf("step %s: marker %q, recorded %v, want %v", s.ID, b, recorded, want)
-		}
-	}
+	markedBut(t, failing, steps...)
 }
 
 // A deploy's check of a node whose agent takes commands goes through the
