@@ -44,7 +44,11 @@ const maxInline = 1 << 20
 // base64 on stdin. de_file starts two processes for a text file that
 // changed (sha256sum, mv), three for another (base64 too), where it
 // started nine: a first deploy sends a handful of files to every node at
-// once, and on a busy node each process costs 4–40 ms of CPU. One
+// once, and on a busy node each process costs 4–40 ms of CPU. A file the
+// node does not have is written in place, with no mv: nothing on the
+// node reads a file that was not there (a reader that lists a directory
+// sees the temporary file all the same), and one that does not check out
+// is removed, as the temporary file is. One
 // sha256sum hashes the new file and the one it replaces; the file is
 // created with its mode (umask, set back to the shell's own as /proc
 // tells it, or in a subshell where /proc does not) unless the mode needs
@@ -53,8 +57,9 @@ const maxInline = 1 << 20
 // not check out (its size goes in the error).
 var chainFuncs = reapFuncs + `de_mark() { printf '%s %s\n' "$DE_N" "$*"; printf '%s %s\n' "$DE_N" "$*" >&2; }
 de_file() {
-  local k=$1 i=$2 p=$3 m=$4 sum=$5 t=$3.de-tmp u=077 a b
+  local k=$1 i=$2 p=$3 m=$4 sum=$5 t=$3.de-tmp u=077 a b=
   [ -d "${p%/*}/" ] || mkdir -p "${p%/*}/"
+  if [ ! -e "$p" ] && [ ! -L "$p" ]; then t=$p; fi
   [ ! -e "$t" ] && [ ! -L "$t" ] || rm -f "$t"
   case $m in [0246][0246][0246]) printf -v u %03o $(( 0666 & ~8#$m )) ;; esac
   if [ $# -ge 6 ]; then
@@ -64,12 +69,13 @@ de_file() {
     ( umask "$u"; exec base64 -d > "$t" ); a=$?
   fi
   [ $a -eq 0 ] || { rm -f "$t"; de_mark badfile "$k" "$p" unreadable; exit 0; }
-  { read -r a _; read -r b _; } < <(exec sha256sum -- "$t" "$p" 2>/dev/null)
+  if [ "$t" = "$p" ]; then read -r a _ < <(exec sha256sum -- "$t"); else { read -r a _; read -r b _; } < <(exec sha256sum -- "$t" "$p" 2>/dev/null); fi
   a=${a#\\} b=${b#\\}
   if [ "$a" != "$sum" ]; then b=$(exec stat -c %s -- "$t"); rm -f "$t"; de_mark badfile "$k" "$p" "$b" "$a"; exit 0; fi
   if [ "$b" = "$sum" ] && [ ! -L "$p" ] && [ "$(exec stat -c %a -- "$p")" = "$m" ]; then rm -f "$t"; return 0; fi
   [ "$u" != 077 ] || chmod "$m" "$t" || return 1
-  mv -f "$t" "$p" && de_mark sent "$k" "$i"
+  [ "$t" = "$p" ] || mv -f "$t" "$p" || return 1
+  de_mark sent "$k" "$i"
 }
 ` + runChainStep
 

@@ -18,7 +18,8 @@ import (
 // deFile runs the chain script's de_file for content at path with mode,
 // claiming sum (the content's own when empty), and returns its control
 // lines. The content comes as text (an argument), or as base64 on stdin.
-func deFile(t *testing.T, text bool, path, mode string, content []byte, sum string) string {
+// pre, when given, runs first.
+func deFile(t *testing.T, text bool, path, mode string, content []byte, sum string, pre ...string) string {
 	t.Helper()
 	if sum == "" {
 		h := sha256.Sum256(content)
@@ -31,7 +32,7 @@ func deFile(t *testing.T, text bool, path, mode string, content []byte, sum stri
 		script = "DE_N=N\numask 027\n" + chainFuncs + fmt.Sprintf("de_file 3 1 %s %s %s %s\n[ \"$(umask)\" = 0027 ] || echo umask $(umask)\n",
 			kit.ShellQuote(path), mode, sum, kit.ShellQuote(string(content)))
 	}
-	out, err := exec.Command("bash", "-c", script).Output()
+	out, err := exec.Command("bash", "-c", strings.Join(pre, "")+script).Output()
 	if err != nil {
 		t.Fatalf("de_file: %v", err)
 	}
@@ -152,6 +153,45 @@ func testDeFile(t *testing.T, text bool) {
 		}
 		if _, err := os.Lstat(p + ".de-tmp"); err == nil {
 			t.Error("the bad transfer was left")
+		}
+	})
+
+	t.Run("new file in place", func(t *testing.T) {
+		// A file the node does not have is written where it goes: no mv.
+		// One it has is replaced by a move.
+		mv, err := exec.LookPath("mv")
+		if err != nil {
+			t.Skip("no mv")
+		}
+		bin := t.TempDir()
+		moved := filepath.Join(bin, "moved")
+		if err := os.WriteFile(filepath.Join(bin, "mv"), []byte("#!/bin/sh\necho \"$@\" >> "+moved+"\nexec "+mv+" \"$@\"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pre := "PATH=" + bin + ":$PATH\n"
+		p := filepath.Join(dir, "fresh.conf")
+		if got := deFile(t, text, p, "640", []byte("v1\n"), "", pre); got != "N sent 3 1" {
+			t.Fatalf("marks %q", got)
+		}
+		if body, mode, _ := fileState(t, p); body != "v1\n" || mode != 0o640 {
+			t.Errorf("installed %q mode %v", body, mode)
+		}
+		if b, err := os.ReadFile(moved); err == nil {
+			t.Errorf("a new file was moved into place: mv %s", b)
+		}
+		if got := deFile(t, text, p, "640", []byte("v2\n"), "", pre); got != "N sent 3 1" {
+			t.Fatalf("marks %q", got)
+		}
+		if b, _ := os.ReadFile(moved); strings.Count(string(b), "\n") != 1 {
+			t.Errorf("a changed file: mv ran %q, want once", b)
+		}
+		// A new file that does not check out is not left where it goes.
+		bad := filepath.Join(dir, "fresh-corrupt.conf")
+		if got := deFile(t, text, bad, "644", []byte("x"), strings.Repeat("0", 64), pre); !strings.HasPrefix(got, "N badfile 3 "+bad+" 1 ") {
+			t.Errorf("marks %q", got)
+		}
+		if _, err := os.Lstat(bad); err == nil {
+			t.Error("a new file that did not check out was left")
 		}
 	})
 
