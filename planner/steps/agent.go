@@ -112,7 +112,10 @@ done
 `
 
 // fetchAgent installs the agent binary of SHA-256 sum from url at bin,
-// atomically, unless the node has it already. The engine's
+// atomically, unless the node has it already. Where the node has no
+// binary there, it is fetched in place, with no mv: it is made
+// executable only once it checks out, so nothing can run it before. The
+// engine's
 // anonymous routes answer 429 to a crowd of nodes at once: the fetch is
 // tried five times, a second apart.
 //
@@ -130,6 +133,7 @@ if [ -f "$bin" ] && sha256sum -c --status <<< "$sum  $bin" 2>/dev/null; then
   echo "de-agent $sum is installed already"
 else
 %[4]s%[6]s  t=%[5]s.$$
+  [ -e "$bin" ] || [ -L "$bin" ] || t=$bin
   i=0
   until de_hget "$url" "$t" 120; do
     i=$((i+1))
@@ -147,7 +151,7 @@ else
     exit 1
   fi
   chmod 755 "$t"
-  mv -f "$t" "$bin"
+  [ "$t" = "$bin" ] || mv -f "$t" "$bin"
   echo "fetched de-agent $sum from the engine"
 fi
 `, kit.ShellQuote(bin), kit.ShellQuote(sum), kit.ShellQuote(url), nodefs.Fetch, kit.ShellQuote(path.Join(path.Dir(bin), ".de-agent")), hget)
@@ -156,9 +160,11 @@ fi
 // hget defines de_hget URL DEST SECONDS, which fetches an http:// URL into
 // DEST with bash's /dev/tcp, an HTTP/1.0 GET whose body runs until the
 // connection closes; anything else goes to de_fetch. On failure it sets
-// de_err, on one line, and returns 1.
+// de_err, on one line, and returns 1. The body's deadline is kept by the
+// shell, as de_run keeps a step's: it waits on a pipe whose only writer is
+// the cat that copies the body, where timeout(1) cost a process.
 const hget = `de_hget() {
-  local hp=${1#http://} path=/ host port fd st l
+  local hp=${1#http://} path=/ host port fd st l p r w c
   case $1 in http://*) ;; *) de_fetch "$@"; return ;; esac
   case $hp in */*) path=/${hp#*/} hp=${hp%%/*} ;; esac
   case $hp in
@@ -177,8 +183,15 @@ const hget = `de_hget() {
     '') exec {fd}<&-; de_err="no answer within 10s"; return 1 ;;
     *) exec {fd}<&-; de_err="the engine answered ${st#HTTP/1.? }"; return 1 ;;
   esac
-  if ! timeout "$3" cat <&"$fd" > "$2"; then exec {fd}<&-; de_err="the transfer did not finish within $3s"; return 1; fi
-  exec {fd}<&-
+  exec {p}<> <(:)
+  exec {r}</proc/self/fd/$p {w}>/proc/self/fd/$p {p}>&-
+  cat <&"$fd" > "$2" {r}<&- &
+  c=$!
+  exec {w}>&- {fd}<&-
+  st=0; IFS= read -r -t "$3" -u "$r" l || st=$?
+  exec {r}<&-
+  if [ $st -gt 128 ]; then kill $c 2>/dev/null; wait $c; de_err="the transfer did not finish within $3s"; return 1; fi
+  wait $c || { de_err="the transfer broke off"; return 1; }
 }
 `
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -143,10 +144,20 @@ func TestFetchAgent(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "de-agent")
+	// mv logs what it moves: a node without the binary gets it in place.
+	mv, err := exec.LookPath("mv")
+	if err != nil {
+		t.Skip("no mv")
+	}
+	path := t.TempDir()
+	moved := filepath.Join(path, "moved")
+	if err := os.WriteFile(filepath.Join(path, "mv"), []byte("#!/bin/sh\necho \"$@\" >> "+moved+"\nexec "+mv+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	run := func(url string) (string, string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "bash", "-c", "set -eu\n"+fetchAgent(bin, url, sha)+"echo passed\n")
+		cmd := exec.CommandContext(ctx, "bash", "-c", "set -eu\nPATH="+path+":$PATH\n"+fetchAgent(bin, url, sha)+"echo passed\n")
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
@@ -168,6 +179,9 @@ func TestFetchAgent(t *testing.T) {
 	}
 	if st, _ := os.Stat(bin); st.Mode().Perm() != 0o755 {
 		t.Errorf("installed with mode %v", st.Mode())
+	}
+	if b, err := os.ReadFile(moved); err == nil {
+		t.Errorf("a node without the agent had it moved into place: mv %s", b)
 	}
 	st1, _ := os.Stat(bin)
 	n := fetches.Load()
@@ -201,7 +215,32 @@ func TestFetchAgent(t *testing.T) {
 		t.Errorf("a rejected binary replaced the installed one: %q", b)
 	}
 	leftovers()
+	// Where there was none, a rejected binary leaves none.
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err = run(srv.URL + "/tampered"); err == nil || !strings.Contains(errOut, "not "+sha) {
+		t.Errorf("a binary of another SHA-256 was accepted: %v: %q", err, errOut)
+	}
+	if _, err := os.Lstat(bin); err == nil {
+		t.Error("a rejected binary was left where the agent goes")
+	}
+	// An older binary is replaced by a move.
+	if err := os.WriteFile(bin, []byte("an older agent"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(moved)
+	if out, errOut, err = run(srv.URL + "/agent/" + sha + "/de-agent"); err != nil || !strings.Contains(out, "fetched de-agent "+sha) {
+		t.Fatalf("over an older agent: %v: %q %q", err, out, errOut)
+	}
+	if b, _ := os.ReadFile(moved); strings.Count(string(b), "\n") != 1 {
+		t.Errorf("over an older agent: mv ran %q, want once", b)
+	}
+	leftovers()
 
+	if err := os.WriteFile(bin, []byte("an older agent"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close()
 	url := gone.URL + "/agent/" + sha + "/de-agent"
@@ -210,6 +249,58 @@ func TestFetchAgent(t *testing.T) {
 		t.Errorf("an unreachable engine: %v: %q %q", err, out, errOut)
 	}
 	leftovers()
+}
+
+// de_hget keeps the body's deadline itself: a transfer that stalls ends
+// at it with a clear error, and its copy is killed (the engine sees the
+// connection close); a whole body arrives whole, its end noticed at once.
+func TestHgetDeadline(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	closed := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/whole" {
+			_, _ = w.Write(body)
+			return
+		}
+		_, _ = w.Write(body[:1000])
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			close(closed)
+		case <-time.After(15 * time.Second):
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	get := func(path string) (string, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		cmd := exec.Command("bash", "-c", hget+`de_hget "$1" "$2" 2 && echo ok || echo "failed: $de_err"`, "bash", srv.URL+path, filepath.Join(dir, "body"))
+		cmd.WaitDelay = 5 * time.Second // a copy left running holds the output open
+		out, err := cmd.CombinedOutput()
+		if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return strings.TrimSpace(string(out)), time.Since(start)
+	}
+	if out, took := get("/whole"); out != "ok" || took > 2*time.Second {
+		t.Errorf("a whole body: %q after %v", out, took)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "body")); !bytes.Equal(b, body) {
+		t.Errorf("got %d bytes of %d", len(b), len(body))
+	}
+	out, took := get("/stall")
+	if out != "failed: the transfer did not finish within 2s" || took < 2*time.Second || took > 10*time.Second {
+		t.Errorf("a stalled body: %q after %v", out, took)
+	}
+	select {
+	case <-closed:
+	case <-time.After(12 * time.Second):
+		t.Error("the stalled transfer's copy still holds the connection")
+	}
 }
 
 // A release job's agent entry lists every process of its monit file, so
