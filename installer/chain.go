@@ -95,7 +95,7 @@ var runChainStep = `de_run() {
   DE_UNTIL=$(( ${EPOCHSECONDS:-$(date +%s)} + $4 ))
   exec 7>/proc/self/fd/6
   set -m
-  ( set +m; exec 6<&- 8>&-; de_step "$1" "$2" "$3" ) &
+  ( set +m; exec 6<&- 8>&-; de_step "$1" "$2" "$3" "$5" "$6" ) &
   set +m
   de_pg=$!
   exec 7>&-
@@ -111,20 +111,26 @@ var runChainStep = `de_run() {
 }
 de_noop() {
   de_rc=0
-  { flock -w 60 9 || { de_rc=` + strconv.Itoa(exitLocked) + `; return; }
+  if [ -n "$4" ]; then exec 9>&"$4"; else exec 9>>` + nodefs.Run + `/$1.lock; fi
+  if de_lock "$5"; then
     [ -d ` + nodefs.Applied + ` ] || mkdir -p ` + nodefs.Applied + `
     printf '%s %s\n' "$2" "$3" > ` + nodefs.Applied + `/$1 || de_rc=1
-  } 9>>` + nodefs.Run + `/$1.lock
+  else
+    de_rc=` + strconv.Itoa(exitLocked) + `
+  fi
+  exec 9>&-
 }
+de_lock() { [ -n "$1" ] && [ "${de_held:$1:1}" = 1 ] || flock -w 60 9; }
 de_step() {
   read -r _ _ _ _ pg _ < /proc/$BASHPID/stat
   ` + joinRun("$1", "$BASHPID") + `
-  exec 9>>` + nodefs.Run + `/$1.lock
-  flock -w 60 9 || exit ` + strconv.Itoa(exitLocked) + `
+  if [ -n "$4" ]; then exec 9>&"$4"; else exec 9>>` + nodefs.Run + `/$1.lock; fi
+  for de_f in $de_lks; do exec {de_f}>&-; done
+  de_lock "$5" || exit ` + strconv.Itoa(exitLocked) + `
   echo "$pg $2 $3 $DE_UNTIL" > ` + nodefs.Run + `/$1.pgid
   trap ": > ` + nodefs.Run + `/$1.pgid" EXIT
-  # Nothing of the chain for the step's script: not the nonce, nor its helpers.
-  unset -v DE_N DE_UNTIL; unset -f alive de_mark de_file de_settle de_noop de_run de_step de_reap de_end
+  # Nothing of the chain for the step's script: not the nonce, nor its helpers, nor its locks.
+  unset -v DE_N DE_UNTIL de_held de_lks de_f; unset -f alive de_mark de_file de_settle de_noop de_run de_step de_reap de_end de_lock
   eval "$de_s"
 }
 `
@@ -168,6 +174,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 	// and begins no further step. fd 6 is the pipe de_run waits on.
 	b.WriteString("exec 8>&1 1> >(exec tee -p /dev/null 8>&-) 2> >(exec tee -p /dev/null >&2 8>&-)\n")
 	b.WriteString("exec {de_p}<> <(:); exec 6</proc/self/fd/$de_p {de_p}>&-\n")
+	preLock(&b, runs)
 	eof := "DE_EOF_" + nonce
 	for k, r := range runs {
 		s := r.s
@@ -199,15 +206,48 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 			fmt.Fprintf(&b, "de_file %d %d %s %s %s <<'%s'\n%s\n%s\n", k, fi, kit.ShellQuote(f.Path), fileMode(f), sum, eof,
 				wrap76(base64.StdEncoding.EncodeToString(data)), eof)
 		}
+		lock := fmt.Sprintf(`"$de_l%d" %d`, k, k)
+		if k >= maxPreLocks {
+			lock = ""
+		}
 		if noop(s) {
-			fmt.Fprintf(&b, "de_noop %s %s %s\n", key, s.Hash, kit.ShellQuote(s.Deployment))
+			fmt.Fprintf(&b, "de_noop %s %s %s %s\n", key, s.Hash, kit.ShellQuote(s.Deployment), lock)
 		} else {
-			fmt.Fprintf(&b, "de_s=%s\nde_run %s %s %s %d\n", kit.ShellQuote(withPrelude(pres[k], s)), key, s.Hash, kit.ShellQuote(s.Deployment), stepSecs(s)+5)
+			fmt.Fprintf(&b, "de_s=%s\nde_run %s %s %s %d %s\n", kit.ShellQuote(withPrelude(pres[k], s)), key, s.Hash, kit.ShellQuote(s.Deployment), stepSecs(s)+5, lock)
 		}
 		fmt.Fprintf(&b, "de_mark exit %d $de_rc\n[ $de_rc -eq 0 ] || exit 0\nfi\n", k)
+		if k < maxPreLocks {
+			// Its lock is the step's shell's alone now, and goes with it.
+			fmt.Fprintf(&b, "[ -z \"$de_l%[1]d\" ] || exec {de_l%[1]d}>&-\n", k)
+		}
 	}
 	b.WriteString("de_mark end\n")
 	return b.String(), nil
+}
+
+// maxPreLocks bounds the steps of a chain whose locks its shell takes at
+// its start: each holds a descriptor until its step has run.
+const maxPreLocks = 200
+
+// preLock opens the lock file of each of runs' steps in the chain's shell
+// (de_l0, de_l1, …) and takes every lock that is free at once, with one
+// perl (perl-base is on every Debian machine), where each step ran a
+// flock of its own: de_held says which ($de_held's k-th character is 1).
+// A step whose lock was held (an earlier run of it still alive) waits for
+// it with flock at its turn, as before, and so does every step where perl
+// or an open fails. The chain closes its copy of a step's lock once the
+// step has run, so that the lock goes with the step's shell; the step's
+// shell closes the other steps' before its script runs.
+func preLock(b *strings.Builder, runs []*stepRun) {
+	n := min(len(runs), maxPreLocks)
+	var args, fds []string
+	for k := range n {
+		fmt.Fprintf(b, "{ exec {de_l%[1]d}>>%[2]s/%[3]s.lock; } 2>/dev/null || de_l%[1]d=\n", k, nodefs.Run, nodefs.MarkerName(runs[k].s.Key))
+		args = append(args, fmt.Sprintf(`"${de_l%d:--}"`, k))
+		fds = append(fds, fmt.Sprintf("$de_l%d", k))
+	}
+	fmt.Fprintf(b, "de_lks=\"%s\"\nde_held=; ! command -v perl >/dev/null || de_held=$(exec perl -e %s %s 2>/dev/null)\n",
+		strings.Join(fds, " "), kit.ShellQuote(`for (@ARGV) { my $f; print((/^\d+\z/ && open($f, ">&=", $_) && flock($f, 6)) ? 1 : 0) }`), strings.Join(args, " "))
 }
 
 // chainSpec is the chain of runs' steps as a node's agent runs it itself

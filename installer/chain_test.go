@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -491,5 +493,124 @@ func testMarkerCountsOnlyWhileItHolds(t *testing.T, tr transport) {
 		if got := run(c.dep, c.chained); got != c.want || ran() != c.runs {
 			t.Errorf("%s (chained %v, gone %v): %s after %d runs, want %s after %d", c.dep, c.chained, c.gone, got, ran(), c.want, c.runs)
 		}
+	}
+}
+
+// A chain's step runs under its own lock and none of another's: a lock
+// held when the chain begins is waited for at the step's turn, and when
+// the chain has ended every lock is free, though a process a step started
+// lives on.
+func TestChainLocksGoWithTheirSteps(t *testing.T) { forTransports(t, testChainLocksGoWithTheirSteps) }
+
+func testChainLocksGoWithTheirSteps(t *testing.T, tr transport) {
+	e := tr.env(t)
+	storeConfig(t, e)
+	dep := "d-locks"
+	r := record(t, e, dep)
+	dir := t.TempDir()
+	lock := func(key string) string { return nodePath(nodefs.Run + "/" + nodefs.MarkerName(key) + ".lock") }
+	if err := os.MkdirAll(nodePath(nodefs.Run), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := "c.a-"+uniq(), "c.b-"+uniq(), "c.c-"+uniq()
+	// Step b's lock is another run's for a second after the chain is sent.
+	held, err := os.OpenFile(lock(b), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	daemon := dir + "/daemon.pid"
+	head := chainStep(dep, "a", a, uniq(), "flock -n "+nodefs.Run+"/"+nodefs.MarkerName(a)+".lock true && echo 'a free' || echo 'a held'\n"+
+		"setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! > "+daemon+"\n")
+	head.Chain = []contract.Step{
+		chainStep(dep, "b", b, uniq(), "date +%s%N > "+dir+"/b\n"),
+		chainStep(dep, "c", c, uniq(), "true\n"),
+	}
+	queue(t, e, head)
+	time.Sleep(time.Second)
+	released := time.Now()
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	last := head.Chain[1].ID
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if evs := r.events(last); len(evs) > 0 && evs[len(evs)-1].Final {
+			if ev := evs[len(evs)-1]; ev.State != contract.StateSucceeded {
+				t.Fatalf("the chain's last step ended %+v", ev)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the chain did not end: %+v", r.steps)
+		}
+	}
+	t.Cleanup(func() {
+		if p, err := os.ReadFile(daemon); err == nil {
+			_ = exec.Command("kill", strings.TrimSpace(string(p))).Run()
+		}
+	})
+	if got := r.linesOf(head.ID); !contains(got, "a held") {
+		t.Errorf("step a's lines %q: its lock was not held while it ran", got)
+	}
+	if raw, err := os.ReadFile(dir + "/b"); err != nil {
+		t.Errorf("step b did not run: %v", err)
+	} else if ns, _ := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64); time.Unix(0, ns).Before(released) {
+		t.Errorf("step b ran %v before its lock was free", released.Sub(time.Unix(0, ns)))
+	}
+	if _, err := os.Stat(daemon); err != nil {
+		t.Fatalf("step a's process: %v", err)
+	}
+	for _, k := range []string{a, b, c} {
+		f, err := os.OpenFile(lock(k), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			t.Errorf("%s's lock is still held after the chain: %v", k, err)
+		}
+		f.Close()
+	}
+}
+
+// preLock takes the locks that are free, one perl for them all, and
+// leaves a lock another holds, or every lock where perl is missing, to
+// the step's own flock.
+func TestPreLock(t *testing.T) {
+	if _, err := exec.LookPath("perl"); err != nil {
+		t.Skip("no perl")
+	}
+	dir := t.TempDir()
+	var runs []*stepRun
+	for _, k := range []string{"free-1", "held", "free-2"} {
+		runs = append(runs, &stepRun{s: contract.Step{Key: k}})
+	}
+	var b strings.Builder
+	preLock(&b, runs)
+	held, err := os.OpenFile(filepath.Join(dir, nodefs.MarkerName("held")+".lock"), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	run := func(path string) string {
+		t.Helper()
+		cmd := exec.Command("bash", "-c", strings.ReplaceAll(b.String(), nodefs.Run+"/", dir+"/")+`printf '%s' "$de_held"`)
+		cmd.Env = append(os.Environ(), "PATH="+path)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return string(out)
+	}
+	if got := run(os.Getenv("PATH")); got != "101" {
+		t.Errorf("de_held %q, want 101 (the second lock is another's)", got)
+	}
+	if got := run("/nonexistent"); got != "" {
+		t.Errorf("without perl de_held %q, want none", got)
 	}
 }
