@@ -79,9 +79,9 @@ de_file() {
 }
 ` + runChainStep
 
-// runChainStep defines de_noop KEY HASH DEPLOYMENT, a step whose script
-// does nothing (noop): its marker written under its lock, its status in
-// de_rc; and de_run KEY HASH DEPLOYMENT SECS, which runs the
+// runChainStep defines de_noop KEY HASH DEPLOYMENT [FD K], a step whose
+// script does nothing (noop): its marker written under its lock, its
+// status in de_rc; and de_run KEY HASH DEPLOYMENT SECS [FD K], which runs the
 // step whose prelude and script are in de_s and leaves its status in
 // de_rc, as stepCommand runs a step alone, with no process of its own
 // but the step's shell: a process group of its own (the chain's shell
@@ -90,7 +90,10 @@ de_file() {
 // Its deadline is kept by the chain's shell, which waits on a pipe (fd 6)
 // that only the step's shell holds open for writing (fd 7): at SECS it
 // sends TERM to the step's process group, then KILL 5 s later, and gives
-// the statuses timeout(1) gives (124, or 137 when it took KILL).
+// the statuses timeout(1) gives (124, or 137 when it took KILL). FD is
+// the chain's descriptor on the step's lock file and K the step's place
+// in the chain (preLock): de_lock takes the lock only where the chain's
+// perl could not.
 var runChainStep = `de_run() {
   DE_UNTIL=$(( ${EPOCHSECONDS:-$(date +%s)} + $4 ))
   exec 7>/proc/self/fd/6
