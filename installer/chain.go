@@ -230,7 +230,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 
 // maxPreLocks bounds the steps of a chain whose locks its shell takes at
 // its start: each holds a descriptor until its step has run.
-const maxPreLocks = 200
+var maxPreLocks = 200
 
 // preLock opens the lock file of each of runs' steps in the chain's shell
 // (de_l0, de_l1, …) and takes every lock that is free at once, with one

@@ -500,7 +500,16 @@ func testMarkerCountsOnlyWhileItHolds(t *testing.T, tr transport) {
 // held when the chain begins is waited for at the step's turn, and when
 // the chain has ended every lock is free, though a process a step started
 // lives on.
-func TestChainLocksGoWithTheirSteps(t *testing.T) { forTransports(t, testChainLocksGoWithTheirSteps) }
+// Over SSH it does so also past the steps whose locks the chain takes at
+// its start (maxPreLocks), where each step takes its own.
+func TestChainLocksGoWithTheirSteps(t *testing.T) {
+	forTransports(t, testChainLocksGoWithTheirSteps)
+	t.Run("ssh, one lock taken at the start", func(t *testing.T) {
+		defer func(n int) { maxPreLocks = n }(maxPreLocks)
+		maxPreLocks = 1
+		testChainLocksGoWithTheirSteps(t, transports[0])
+	})
+}
 
 func testChainLocksGoWithTheirSteps(t *testing.T, tr transport) {
 	e := tr.env(t)
