@@ -162,7 +162,7 @@ type agentConn struct {
 }
 
 func (c *agentConn) NewSession() (nodeSession, error) {
-	return &agentSession{c: c, done: make(chan struct{})}, nil
+	return &agentSession{c: c, ready: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // agentSession is one command through the agent, or over SSH when the
@@ -179,10 +179,17 @@ type agentSession struct {
 
 	run     string
 	sub     *nats.Subscription
+	ready   chan struct{} // closed once Start knows whether the agent runs it
 	done    chan struct{} // closed once the output stream ended
 	err     error         // how it ended; read after done
 	started bool
 	once    sync.Once
+
+	mu    sync.Mutex // guards what the stream's messages change
+	seq   uint64     // the last message's number
+	last  time.Time  // when the last message came
+	idle  *time.Timer
+	ended bool
 }
 
 func (s *agentSession) StdoutPipe() (io.Reader, error) {
@@ -229,8 +236,11 @@ func (s *agentSession) Start(cmd string, stdin io.Reader) error {
 		return s.overSSH(cmd, bytes.NewReader(data), "large")
 	}
 	nc := s.c.a.nc
-	// Subscribed before the request goes: the agent streams at once.
-	if s.sub, err = nc.SubscribeSync(subject.ExecOutput(s.c.ip, req.Run)); err != nil {
+	// Subscribed before the request goes: the agent streams at once. A
+	// subscription with a handler keeps what is pending in a list; a
+	// synchronous one allocates a channel of 64 Ki messages (512 KB) for
+	// each command, 32 MB of the engine's heap with 100 nodes' at once.
+	if s.sub, err = nc.Subscribe(subject.ExecOutput(s.c.ip, req.Run), s.take); err != nil {
 		return fmt.Errorf("subscribe to the agent's output: %w", err)
 	}
 	_ = s.sub.SetPendingLimits(-1, 256<<20)
@@ -238,23 +248,33 @@ func (s *agentSession) Start(cmd string, stdin io.Reader) error {
 	var rep nodeexec.Reply
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		_ = s.sub.Unsubscribe()
+		s.notStarted()
 		s.c.a.bad(s.c.ip, "gone", err)
 		return s.overSSH(cmd, bytes.NewReader(data), "")
 	case err != nil:
-		_ = s.sub.Unsubscribe()
+		s.notStarted()
 		s.c.a.bad(s.c.ip, "no-answer", err)
 		return fmt.Errorf("the node's agent did not answer a command: %w", err)
 	case json.Unmarshal(m.Data, &rep) != nil || rep.Error != "":
-		_ = s.sub.Unsubscribe()
+		s.notStarted()
 		s.c.a.bad(s.c.ip, "refused", fmt.Errorf("refused: %s", contract.Clip(rep.Error)))
 		return s.overSSH(cmd, bytes.NewReader(data), "")
 	}
 	s.run, s.started = req.Run, true
 	s.outQ, s.errQ = newOutQueue(s.outW), newOutQueue(s.errW)
 	s.c.a.sessions.Inc()
-	go s.read()
+	s.mu.Lock()
+	s.last = time.Now()
+	s.idle = time.AfterFunc(s.c.a.live, s.silent)
+	s.mu.Unlock()
+	close(s.ready)
 	return nil
+}
+
+// notStarted drops the subscription of a command the agent did not take.
+func (s *agentSession) notStarted() {
+	_ = s.sub.Unsubscribe()
+	close(s.ready)
 }
 
 // overSSH runs the command over SSH instead, its output into the pipes
@@ -289,45 +309,71 @@ func (s *agentSession) overSSH(cmd string, stdin io.Reader, reason string) error
 	return nil
 }
 
-// read takes the command's numbered output stream to its end: its status,
-// or a gap, a silence past the liveness window, or the session's close.
-func (s *agentSession) read() {
-	defer close(s.done)
-	defer s.closePipes()
-	for seq := uint64(1); ; seq++ {
-		m, err := s.sub.NextMsg(s.c.a.live)
-		if errors.Is(err, nats.ErrTimeout) {
-			s.err = fmt.Errorf("the node's agent went silent for %s while the command ran", s.c.a.live)
-			s.c.a.bad(s.c.ip, "silent", s.err)
-			s.closeRemote()
-			return
-		}
-		if err != nil {
-			s.err = errors.New("the session was closed")
-			return
-		}
-		var o nodeexec.Out
-		if err := json.Unmarshal(m.Data, &o); err != nil || o.Seq != seq {
-			s.err = fmt.Errorf("lost the command's output from the node's agent (message %d of the stream came as %d)", seq, o.Seq)
-			s.c.a.bad(s.c.ip, "lost", s.err)
-			s.closeRemote()
-			return
-		}
-		switch {
-		case o.Stream == "stdout":
-			s.outQ.put(o.Data)
-		case o.Stream == "stderr":
-			s.errQ.put(o.Data)
-		case o.Exit != nil && *o.Exit == 0:
-			return
-		case o.Exit != nil:
-			s.err = &exitError{code: *o.Exit}
-			return
-		case o.Error != "":
-			s.err = fmt.Errorf("the node's agent: %s", contract.Clip(o.Error))
-			return
-		}
+// take takes the command's numbered output stream, one message at a
+// time, to its end: its status, a gap, or (silent) a silence past the
+// liveness window.
+func (s *agentSession) take(m *nats.Msg) {
+	<-s.ready
+	if !s.started {
+		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.seq++
+	s.last = time.Now()
+	var o nodeexec.Out
+	if err := json.Unmarshal(m.Data, &o); err != nil || o.Seq != s.seq {
+		err := fmt.Errorf("lost the command's output from the node's agent (message %d of the stream came as %d)", s.seq, o.Seq)
+		s.c.a.bad(s.c.ip, "lost", err)
+		s.closeRemote()
+		s.end(err)
+		return
+	}
+	switch {
+	case o.Stream == "stdout":
+		s.outQ.put(o.Data)
+	case o.Stream == "stderr":
+		s.errQ.put(o.Data)
+	case o.Exit != nil && *o.Exit == 0:
+		s.end(nil)
+	case o.Exit != nil:
+		s.end(&exitError{code: *o.Exit})
+	case o.Error != "":
+		s.end(fmt.Errorf("the node's agent: %s", contract.Clip(o.Error)))
+	}
+}
+
+// silent ends the command once its agent said nothing for the liveness
+// window, or its connection to the engine is closed.
+func (s *agentSession) silent() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch quiet := time.Since(s.last); {
+	case s.ended:
+	case s.c.a.nc.IsClosed():
+		s.end(errors.New("the session was closed"))
+	case quiet < s.c.a.live:
+		s.idle.Reset(s.c.a.live - quiet)
+	default:
+		err := fmt.Errorf("the node's agent went silent for %s while the command ran", s.c.a.live)
+		s.c.a.bad(s.c.ip, "silent", err)
+		s.closeRemote()
+		s.end(err)
+	}
+}
+
+// end ends the output stream with err; s.mu is held.
+func (s *agentSession) end(err error) {
+	if s.ended {
+		return
+	}
+	s.ended, s.err = true, err
+	s.idle.Stop()
+	s.closePipes()
+	close(s.done)
 }
 
 // closePipes ends the output pipes once what came is read.
@@ -374,6 +420,9 @@ func (s *agentSession) Close() error {
 			s.closeRemote()
 		}
 		_ = s.sub.Unsubscribe()
+		s.mu.Lock()
+		s.end(errors.New("the session was closed"))
+		s.mu.Unlock()
 		s.outQ.abort()
 		s.errQ.abort()
 	})

@@ -2,8 +2,10 @@ package installer
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,6 +75,34 @@ func BenchmarkChain(b *testing.B) {
 	}
 	b.ReportMetric(float64(forks)/benchSteps, "forks/step")
 	b.ReportMetric(float64(execs)/benchSteps, "execs/step")
+}
+
+// BenchmarkAgentCommand runs, per iteration, one command through a real
+// agent executor (in this process, with the installer) and reports what
+// it allocates (B/op): what each command in flight through a node's agent
+// costs the engine's memory, 100 at once in a deployment to 100 nodes.
+func BenchmarkAgentCommand(b *testing.B) {
+	e := transports[1].env(b)
+	c := e.ins.agents.conn(context.Background(), nodeIP, nil)
+	if c == nil {
+		b.Fatal("the test node's agent takes no command")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := c.NewSession()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := s.StdoutPipe()
+		if err := s.Start("echo ok", nil); err != nil {
+			b.Fatal(err)
+		}
+		got, _ := io.ReadAll(out)
+		if err := s.Wait(); err != nil || string(got) != "ok\n" {
+			b.Fatalf("the command ended %v with %q, want ok", err, got)
+		}
+		s.Close()
+	}
 }
 
 // chainWaiter delivers each benchmark chain's last step's final event.

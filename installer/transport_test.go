@@ -48,7 +48,7 @@ func agentPassword(ip string) string { return "agent-password-of-" + ip }
 
 // env starts the test's installer over tr; with the agent transport, it
 // checks when the test ends that the steps went through the agent.
-func (tr transport) env(t *testing.T, opts ...func(*Options)) *testEnv {
+func (tr transport) env(t testing.TB, opts ...func(*Options)) *testEnv {
 	t.Helper()
 	if !tr.agent {
 		return newEnv(t, opts...)
