@@ -80,11 +80,17 @@ func TestAgentStreamEnds(t *testing.T) {
 				s.Close()
 			}
 			start := time.Now()
-			err = s.Wait()
+			ended := make(chan error, 1)
+			go func() { ended <- s.Wait() }()
+			select {
+			case err = <-ended:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the stream did not end within 5s")
+			}
 			switch {
 			case tc.want == "" && err != nil, tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Errorf("the stream ended with %v, want %q", err, tc.want)
-			case tc.name == "silence" && time.Since(start) < 250*time.Millisecond:
+			case tc.bad == "silent" && time.Since(start) < 250*time.Millisecond:
 				t.Errorf("a silence ended the stream after %s, before the liveness window (300ms)", time.Since(start))
 			}
 			select {
