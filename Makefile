@@ -14,7 +14,7 @@ MODULES := services api planner installer monitor notify logsvc deploy integrati
 # Debian's nats-server, whose own service is switched off: it would hold
 # port 4222, where the engine's embedded NATS meets the node agents; sudo
 # serves the nodes logged in to as another user than root).
-APT_PKGS := openssh-server monit iproute2 util-linux lxcfs strace dpkg-dev apt-utils curl ca-certificates \
+APT_PKGS := openssh-server monit iproute2 util-linux lxcfs strace dpkg-dev apt-utils curl ca-certificates openssl \
             redis-tools postgresql-client prometheus chromium ansible-core ruby nats-server nftables e2fsprogs sudo
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 45m

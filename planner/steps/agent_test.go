@@ -251,6 +251,67 @@ func TestFetchAgent(t *testing.T) {
 	leftovers()
 }
 
+// The binary is hashed by openssl where it answers a digest, by
+// sha256sum where it answers anything else or fails; openssl's digest,
+// where it gives one, decides.
+func TestFetchAgentHashes(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	good := []byte("#!/bin/sh\necho agent\n")
+	sum := sha256.Sum256(good)
+	sha := hex.EncodeToString(sum[:])
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(good) }))
+	defer srv.Close()
+	real, err := exec.LookPath("sha256sum")
+	if err != nil {
+		t.Skip("no sha256sum")
+	}
+	realSSL, _ := exec.LookPath("openssl")
+	cases := []struct {
+		name, openssl  string // openssl's script; "" for the machine's own
+		installed      bool
+		openssls, sums int
+	}{
+		{"openssl", "", true, 1, 0},
+		{"openssl fails", "exit 1", true, 1, 1},
+		{"openssl answers no digest", "echo 'dgst: unknown option -r'", true, 1, 1},
+		{"openssl answers another digest", "echo " + strings.Repeat("0", 64) + " '*'$4", false, 1, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.openssl == "" && realSSL == "" {
+				t.Skip("no openssl on this machine")
+			}
+			dir, bin := t.TempDir(), filepath.Join(t.TempDir(), "de-agent")
+			calls := filepath.Join(dir, "calls")
+			ssl := c.openssl
+			if ssl == "" {
+				ssl = "exec " + realSSL + ` "$@"`
+			}
+			for name, body := range map[string]string{"openssl": ssl, "sha256sum": "exec " + real + ` "$@"`} {
+				script := "#!/bin/sh\necho " + name + " >> " + calls + "\n" + body + "\n"
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("bash", "-c", "set -eu\nPATH="+dir+":$PATH\n"+fetchAgent(bin, srv.URL+"/agent/"+sha+"/de-agent", sha)+"echo passed\n")
+			out, err := cmd.CombinedOutput()
+			log, _ := os.ReadFile(calls)
+			if n, m := strings.Count(string(log), "openssl"), strings.Count(string(log), "sha256sum"); n != c.openssls || m != c.sums {
+				t.Errorf("openssl ran %d times, sha256sum %d; want %d, %d", n, m, c.openssls, c.sums)
+			}
+			b, _ := os.ReadFile(bin)
+			switch {
+			case c.installed && (err != nil || !bytes.Equal(b, good)):
+				t.Errorf("not installed: %v: %s", err, out)
+			case !c.installed && (err == nil || b != nil || !strings.Contains(string(out), "has SHA-256 "+strings.Repeat("0", 64)+", not "+sha)):
+				t.Errorf("installed, or not said why: %v: %s", err, out)
+			}
+		})
+	}
+}
+
 // de_hget keeps the body's deadline itself: a transfer that stalls ends
 // at it with a clear error, and its copy is killed (the engine sees the
 // connection close); a whole body arrives whole, its end noticed at once.
