@@ -2,7 +2,6 @@ package contract
 
 import (
 	"fmt"
-	"regexp"
 	"time"
 )
 
@@ -12,11 +11,11 @@ const DefaultCluster = "default"
 
 // clusterNameRe is a DNS label in lower case: a name that fits as it is in
 // a NATS subject token, a Prometheus label value, a file name and a URL.
-var clusterNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var clusterNameRe = lazyRegexp(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // CheckClusterName refuses what cannot name a cluster, quoting it clipped.
 func CheckClusterName(name string) error {
-	if !clusterNameRe.MatchString(name) {
+	if !clusterNameRe().MatchString(name) {
 		return fmt.Errorf("%q is not a cluster name: 1 to 63 lower-case letters, digits and hyphens, starting and ending with a letter or digit", Clip(name))
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Redacted replaces every secret in a config the engine hands out. Posting it
@@ -440,10 +441,10 @@ func (c Config) CatalogName() string {
 // a leading letter keeps it from reading as a shell option.
 const ComponentNamePattern = `^[a-z][a-z0-9_-]{0,63}$`
 
-var componentNameRe = regexp.MustCompile(ComponentNamePattern)
+var componentNameRe = lazyRegexp(ComponentNamePattern)
 
 // ValidComponentName tells whether name may name a component.
-func ValidComponentName(name string) bool { return componentNameRe.MatchString(name) }
+func ValidComponentName(name string) bool { return componentNameRe().MatchString(name) }
 
 // PersistentDisk is a node's persistent disk, mounted at /var/vcap/store
 // as BOSH mounts an instance's: without a device, a directory of the
@@ -457,15 +458,23 @@ type PersistentDisk struct {
 }
 
 // deviceRe is the shape of a block device's path a config may name.
-var deviceRe = regexp.MustCompile(`^/dev/[A-Za-z0-9][A-Za-z0-9._/-]{0,126}$`)
+var deviceRe = lazyRegexp(`^/dev/[A-Za-z0-9][A-Za-z0-9._/-]{0,126}$`)
 
 // Problem says what is wrong with the disk, "" when nothing is.
 func (d PersistentDisk) Problem() string {
 	switch {
 	case d.SizeMB < 0 || d.SizeMB > 1<<24:
 		return "size_mb must be from 0 to 16777216"
-	case d.Device != "" && (!deviceRe.MatchString(d.Device) || strings.Contains(d.Device, "..")):
+	case d.Device != "" && (!deviceRe().MatchString(d.Device) || strings.Contains(d.Device, "..")):
 		return fmt.Sprintf("device %q is not a block device's path (/dev/...)", Clip(d.Device))
 	}
 	return ""
+}
+
+// lazyRegexp compiles expr when it is first used: a name's pattern with a
+// bounded repetition ({0,127}) compiles to thousands of allocations, which
+// every program that imports this package — the node agent, started on
+// every node of a first deploy, among them — would pay at its start.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }

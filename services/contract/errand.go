@@ -2,7 +2,6 @@ package contract
 
 import (
 	"fmt"
-	"regexp"
 )
 
 // KindErrand is the kind of a deployment that runs a release's errand on
@@ -21,7 +20,7 @@ const (
 )
 
 // errandNameRe is a job's name as a release may spell it.
-var errandNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+var errandNameRe = lazyRegexp(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // ErrandRun runs an errand of the stored config's release
 // (de.cmd.deploy.errand): the job's rendered bin/run on every instance of
@@ -52,7 +51,7 @@ func (x ErrandRun) TimeoutS() int {
 // that errand is the planner's to say (404).
 func (x ErrandRun) Problems() []Problem {
 	var out []Problem
-	if !errandNameRe.MatchString(x.Name) {
+	if !errandNameRe().MatchString(x.Name) {
 		out = append(out, Problem{Path: "name", Reason: "not a job's name: letters, digits, '_', '.', '-', at most 128"})
 	}
 	if t := x.TimeoutS(); t < 1 || t > MaxErrandTimeout {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -156,7 +155,7 @@ type ScheduleDeployArgs struct {
 
 // scheduleNameRe is a DNS label in lower case: it stands as it is in a KV
 // key, an audit actor and a URL.
-var scheduleNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var scheduleNameRe = lazyRegexp(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // MaxScheduleCron bounds a cron expression, in bytes.
 const MaxScheduleCron = 100
@@ -182,7 +181,7 @@ func fieldErr(field, format string, a ...any) *FieldError {
 // expression and the time zone, which the planner reads: the name, the
 // action and its args, the missed policy. A failure is a *FieldError.
 func CheckSchedule(s Schedule) error {
-	if !scheduleNameRe.MatchString(s.Name) {
+	if !scheduleNameRe().MatchString(s.Name) {
 		return fieldErr("name", "%q is not a schedule name: 1 to 63 lower-case letters, digits and hyphens, starting and ending with a letter or digit", Clip(s.Name))
 	}
 	if s.Cron == "" || len(s.Cron) > MaxScheduleCron {
