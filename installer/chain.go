@@ -176,7 +176,7 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 	// step: once the engine is gone, the chain's shell dies of SIGPIPE there
 	// and begins no further step. fd 6 is the pipe de_run waits on.
 	b.WriteString("exec 8>&1 1> >(exec tee -p /dev/null 8>&-) 2> >(exec tee -p /dev/null >&2 8>&-)\n")
-	b.WriteString("exec {de_p}<> <(:); exec 6</proc/self/fd/$de_p {de_p}>&-\n")
+	b.WriteString(kit.ShellPipe("6"))
 	preLock(&b, runs)
 	eof := "DE_EOF_" + nonce
 	for k, r := range runs {

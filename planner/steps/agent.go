@@ -179,8 +179,8 @@ const sha = `de_sha() {
 // de_err, on one line, and returns 1. The body's deadline is kept by the
 // shell, as de_run keeps a step's: it waits on a pipe whose only writer is
 // the cat that copies the body, where timeout(1) cost a process.
-const hget = `de_hget() {
-  local hp=${1#http://} path=/ host port fd st l p r w c
+var hget = `de_hget() {
+  local hp=${1#http://} path=/ host port fd st l r w c de_pp
   case $1 in http://*) ;; *) de_fetch "$@"; return ;; esac
   case $hp in */*) path=/${hp#*/} hp=${hp%%/*} ;; esac
   case $hp in
@@ -199,8 +199,7 @@ const hget = `de_hget() {
     '') exec {fd}<&-; de_err="no answer within 10s"; return 1 ;;
     *) exec {fd}<&-; de_err="the engine answered ${st#HTTP/1.? }"; return 1 ;;
   esac
-  exec {p}<> <(:)
-  exec {r}</proc/self/fd/$p {w}>/proc/self/fd/$p {p}>&-
+  ` + kit.ShellPipe("{r}") + `  exec {w}>/proc/self/fd/$r
   cat <&"$fd" > "$2" {r}<&- &
   c=$!
   exec {w}>&- {fd}<&-
