@@ -31,6 +31,7 @@ import (
 	"github.com/deployment-engine/engine/services/contract"
 	"github.com/deployment-engine/engine/services/nodeexec"
 	"github.com/deployment-engine/engine/services/nodeexec/execd"
+	"github.com/deployment-engine/engine/services/nodefs"
 	"github.com/deployment-engine/engine/services/subject"
 )
 
@@ -48,6 +49,10 @@ type Options struct {
 	// and the arguments that come before the action.
 	MonitURL string
 	MonitCmd []string
+	// MonitVerbose is where the engine's steps keep monit -v -t's output
+	// (nodefs.MonitVerbose where MonitCmd is the node's own monit; none
+	// where it is another).
+	MonitVerbose string
 	// StateFile keeps the log followers' offsets across restarts.
 	StateFile string
 	// Ready, when set, receives the metrics address once it serves.
@@ -168,6 +173,9 @@ func Run(ctx context.Context, cfg contract.AgentConfig, o Options) error {
 	}
 	if len(o.MonitCmd) == 0 {
 		o.MonitCmd = []string{"monit"}
+		if o.MonitVerbose == "" {
+			o.MonitVerbose = nodefs.MonitVerbose
+		}
 	}
 	if o.MarkDir == "" {
 		o.MarkDir = monit.MarkDir
@@ -442,12 +450,19 @@ func (a *Agent) unsupervised(ctx context.Context) map[string]monit.Unsupervised 
 }
 
 // pidfiles are monit's process checks and their pidfiles, as its verbose
-// config check lists them; kept until monit's config files change.
+// config check lists them; kept until monit's config files change. The
+// check a step ran before its reload stands in while it is newer than
+// every file of the config: a first deploy's agent starts before its
+// components, and would run the check again at its first heartbeat.
 func (a *Agent) pidfiles(ctx context.Context) ([]monit.PidFile, error) {
-	key := monitConfig(a.o.MonitCmd)
+	key, newest := monitConfig(a.o.MonitCmd)
 	a.pfMu.Lock()
 	defer a.pfMu.Unlock()
 	if a.pf != nil && key == a.pfKey {
+		return a.pf, nil
+	}
+	if out, ok := verboseSince(a.o.MonitVerbose, newest); ok {
+		a.pf, a.pfKey = monit.PidFiles(out), key
 		return a.pf, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -467,12 +482,16 @@ func (a *Agent) pidfiles(ctx context.Context) ([]monit.PidFile, error) {
 // monitConfig says when monit's config may have changed: the size and
 // time of its control files (the usual places, and any file its command
 // line names) and of every check in /etc/monit/conf.d, where the engine
-// puts its own.
-func monitConfig(cmd []string) string {
+// puts its own; and the newest of those times.
+func monitConfig(cmd []string) (string, time.Time) {
 	var b strings.Builder
+	var newest time.Time
 	stat := func(p string) {
 		if st, err := os.Stat(p); err == nil {
 			fmt.Fprintf(&b, "%s %d %d\n", p, st.Size(), st.ModTime().UnixNano())
+			if st.ModTime().After(newest) {
+				newest = st.ModTime()
+			}
 		}
 	}
 	for _, p := range append([]string{"/etc/monit/monitrc", "/etc/monitrc", "/etc/monit/conf.d"}, cmd...) {
@@ -484,5 +503,27 @@ func monitConfig(cmd []string) string {
 	for _, e := range entries {
 		stat(filepath.Join("/etc/monit/conf.d", e.Name()))
 	}
-	return b.String()
+	return b.String(), newest
 }
+
+// verboseSince is the output of monit -v -t that a step kept at path, when
+// it is whole (monit's last line says the config is OK) and was written
+// after newest, the newest file of monit's config.
+func verboseSince(path string, newest time.Time) (string, bool) {
+	if path == "" {
+		return "", false
+	}
+	st, err := os.Lstat(path)
+	if err != nil || !st.Mode().IsRegular() || !st.ModTime().After(newest) || st.Size() > maxVerbose {
+		return "", false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.HasSuffix(strings.TrimRight(string(b), "\n"), "Control file syntax OK") {
+		return "", false
+	}
+	return string(b), true
+}
+
+// maxVerbose bounds the kept check the agent reads: a node's thousand
+// process checks print about 1 MB.
+const maxVerbose = 8 << 20

@@ -458,3 +458,68 @@ func TestAgentPasswordWrittenOnlyWhenItChanges(t *testing.T) {
 		t.Error("a new password was written in place over the one an agent may be reading, not moved over it")
 	}
 }
+
+// monitKnows checks monit's config verbosely before its reload and keeps
+// what monit printed for the agent (root's alone); where it cannot keep it,
+// or monit finds the config broken, monit -t runs and says why.
+func TestMonitKnowsKeepsItsCheck(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		broken      bool
+		noDir       bool
+		wantErr     bool
+		wantCalls   string
+		wantVerbose bool
+	}{
+		{"kept", false, false, false, "status de-agent,-v -t,reload,status de-agent", true},
+		{"cannot keep", false, true, false, "status de-agent,-t,reload,status de-agent", false},
+		{"broken config", true, false, true, "status de-agent,-v -t,-t", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			calls := filepath.Join(dir, "calls")
+			fake := `#!/bin/sh
+echo "$*" >> ` + calls + `
+case "$*" in
+  "-v -t") if [ -n "$BROKEN" ]; then echo "syntax error 'bogus'" >&2; exit 1; fi; printf 'Process Name = de-agent\n\nControl file syntax OK\n' ;;
+  "-t") if [ -n "$BROKEN" ]; then echo "syntax error 'bogus'" >&2; exit 1; fi; echo "Control file syntax OK" ;;
+  reload) touch ` + filepath.Join(dir, "reloaded") + ` ;;
+  "status de-agent") [ ! -e ` + filepath.Join(dir, "reloaded") + ` ] || printf 'Process de-agent\n  status   OK\n' ;;
+esac
+`
+			if err := os.WriteFile(filepath.Join(dir, "monit"), []byte(fake), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			kept := filepath.Join(dir, "state", "monit-verbose")
+			if !c.noDir {
+				if err := os.Mkdir(filepath.Dir(kept), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			script := strings.NewReplacer("/dev/tcp/"+nodefs.MonitHTTP, "/dev/tcp/127.0.0.1/1", nodefs.MonitVerbose, kept,
+				monitReload, filepath.Join(dir, "monit-reload"), nodefs.MonitPid, filepath.Join(dir, "monit.pid")).Replace(monitStat + monitKnows)
+			cmd := exec.Command("bash", "-c", "set -eu\numask 022\np=de-agent\n"+script)
+			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+			if c.broken {
+				cmd.Env = append(cmd.Env, "BROKEN=1")
+			}
+			out, err := cmd.CombinedOutput()
+			if (err != nil) != c.wantErr || (c.broken && !strings.Contains(string(out), "syntax error 'bogus'")) {
+				t.Fatalf("%v: %s", err, out)
+			}
+			b, _ := os.ReadFile(calls)
+			if got := strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", ","); got != c.wantCalls {
+				t.Errorf("monit was asked %q, want %q", got, c.wantCalls)
+			}
+			st, err := os.Stat(kept)
+			if (err == nil) != c.wantVerbose && !c.broken {
+				t.Fatalf("kept: %v, want %v", err, c.wantVerbose)
+			}
+			if c.wantVerbose {
+				if b, _ := os.ReadFile(kept); !strings.HasSuffix(string(b), "Control file syntax OK\n") || st.Mode().Perm() != 0o600 {
+					t.Errorf("kept %q, mode %v", b, st.Mode())
+				}
+			}
+		})
+	}
+}

@@ -200,15 +200,18 @@ echo pending > %[4]s
 }
 
 // monitKnows makes monit read its checks when a register step changed
-// them, or when it does not know $p, once they pass monit's own check,
-// and waits until it knows $p. monit
+// them, or when it does not know $p, once they pass monit's own check
+// (whose verbose output it keeps for the agent, nodefs.MonitVerbose: the
+// agent of a first deploy would run that check again at its first
+// heartbeat; where it cannot be kept, or the check fails, monit -t says
+// why), and waits until it knows $p. monit
 // handles a reload between checks, and a start program it is running can
 // hold it up: the reload is sent again every 10 s. It needs monitStat.
 const monitKnows = `de_mstat
 de_rl=
 [ ! -e ` + monitReload + ` ] || { IFS= read -r de_rl < ` + monitReload + ` || :; [ "$de_rl" = done ] || de_rl=pending; }
 if [ "$de_rl" = pending ] || [ -z "$ms" ]; then
-  monit -t >/dev/null || exit 1
+  ( umask 077; exec monit -v -t > ` + nodefs.MonitVerbose + ` 2>/dev/null ) || monit -t >/dev/null || exit 1
   de_mhup || monit reload
   i=0
   de_mstat

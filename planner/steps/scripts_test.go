@@ -147,7 +147,7 @@ func TestStartScriptsAgainstRealMonit(t *testing.T) {
 		name, allow string
 		client      []string // what monit's client was asked, in order
 	}{
-		{"localhost", "allow localhost", []string{"-t", "reload"}},
+		{"localhost", "allow localhost", []string{"-v -t", "reload"}},
 		{"password", "allow admin:monit", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -245,6 +245,11 @@ func TestStartScriptsAgainstRealMonit(t *testing.T) {
 				// removal's reload
 				if want := tc.client; !reflect.DeepEqual(asked, want) {
 					t.Errorf("monit's client was asked %q, want %q", asked, want)
+				}
+				// What the check printed is kept for the agent, whole.
+				if b, err := os.ReadFile(filepath.Join(dir, "state", "monit-verbose")); err != nil || !strings.Contains(string(b), "Process Name") ||
+					!strings.HasSuffix(strings.TrimSpace(string(b)), "Control file syntax OK") {
+					t.Errorf("the kept check: %v %q", err, b)
 				}
 				return
 			}

@@ -31,6 +31,11 @@ const (
 	AgentPassword = State + "/agent.pass"
 	// StopFailed marks the components whose stop monit could not finish.
 	StopFailed = State + "/stop-failed"
+	// MonitVerbose is what monit -v -t printed when a step last checked
+	// monit's config before a reload (root's alone): the agent reads its
+	// process checks' pidfiles there while it is newer than the config,
+	// rather than run monit again.
+	MonitVerbose = State + "/monit-verbose"
 )
 
 // MonitHTTP is monit's HTTP interface on a node (the engine's monitrc puts
