@@ -35,27 +35,31 @@ const maxInline = 1 << 20
 
 // chainFuncs are the chain script's helpers. de_mark writes a control line
 // on both streams, so that each stream's lines are attributed to the step
-// that wrote them. de_file installs a file unless the node has it already,
-// checking its SHA-256 (which fixes its size) before it moves it into
-// place. de_run runs a step (runChainStep).
+// that wrote them. de_file writes a step's file beside the one it replaces
+// (or in place); de_files, after the step's last de_file, checks each
+// against its SHA-256 (which fixes its size) and moves it into place,
+// leaving alone a file the node has already. de_run runs a step
+// (runChainStep).
 //
 // A file of text (no NUL byte) comes as de_file's sixth argument, in
 // single quotes, and the shell's printf writes it; any other comes as
-// base64 on stdin. de_file starts two processes for a text file that
-// changed (sha256sum, mv), three for another (base64 too), where it
-// started nine: a first deploy sends a handful of files to every node at
-// once, and on a busy node each process costs 4–40 ms of CPU. A file the
-// node does not have is written in place, with no mv: nothing on the
-// node reads a file that was not there (a reader that lists a directory
-// sees the temporary file all the same), and one that does not check out
-// is removed, as the temporary file is. One
-// sha256sum hashes the new file and the one it replaces; the file is
-// created with its mode (umask, set back to the shell's own as /proc
-// tells it, or in a subshell where /proc does not) unless the mode needs
-// execute or special bits (then chmod). stat runs only for what is rare:
-// a file the node has already (its mode counts too), a transfer that does
-// not check out (its size goes in the error).
+// base64 on stdin. One sha256sum hashes every file of the step and every
+// file they replace, where each file started its own: a first deploy
+// sends a handful of files to every node at once, a release job a file a
+// template, and on a busy node each process costs 4–40 ms of CPU (where
+// sha256sum cannot read a file the node has, each file is hashed apart,
+// as before). A file the node does not have is written in place, with no
+// mv: nothing on the node reads a file that was not there (a reader that
+// lists a directory sees the temporary file all the same), and one that
+// does not check out is removed, as the temporary file is, with every
+// file of the step not checked yet. The file is created with its mode
+// (umask, set back to the shell's own as /proc tells it, or in a subshell
+// where /proc does not) unless the mode needs execute or special bits
+// (then chmod). stat runs only for what is rare: a file the node has
+// already (its mode counts too), a transfer that does not check out (its
+// size goes in the error).
 var chainFuncs = reapFuncs + `de_mark() { printf '%s %s\n' "$DE_N" "$*"; printf '%s %s\n' "$DE_N" "$*" >&2; }
+de_fk=() de_fi=() de_fp=() de_fm=() de_fs=() de_ft=() de_fu=()
 de_file() {
   local k=$1 i=$2 p=$3 m=$4 sum=$5 t=$3.de-tmp u=077 a b=
   [ -d "${p%/*}/" ] || mkdir -p "${p%/*}/"
@@ -68,14 +72,33 @@ de_file() {
   else
     ( umask "$u"; exec base64 -d > "$t" ); a=$?
   fi
-  [ $a -eq 0 ] || { rm -f "$t"; de_mark badfile "$k" "$p" unreadable; exit 0; }
-  if [ "$t" = "$p" ]; then read -r a _ < <(exec sha256sum -- "$t"); else { read -r a _; read -r b _; } < <(exec sha256sum -- "$t" "$p" 2>/dev/null); fi
-  a=${a#\\} b=${b#\\}
-  if [ "$a" != "$sum" ]; then b=$(exec stat -c %s -- "$t"); rm -f "$t"; de_mark badfile "$k" "$p" "$b" "$a"; exit 0; fi
-  if [ "$b" = "$sum" ] && [ ! -L "$p" ] && [ "$(exec stat -c %a -- "$p")" = "$m" ]; then rm -f "$t"; return 0; fi
-  [ "$u" != 077 ] || chmod "$m" "$t" || return 1
-  [ "$t" = "$p" ] || mv -f "$t" "$p" || return 1
-  de_mark sent "$k" "$i"
+  [ $a -eq 0 ] || { rm -f "$t" "${de_ft[@]}"; de_mark badfile "$k" "$p" unreadable; exit 0; }
+  de_fk+=("$k") de_fi+=("$i") de_fp+=("$p") de_fm+=("$m") de_fs+=("$sum") de_ft+=("$t") de_fu+=("$u")
+}
+de_files() {
+  local j n=${#de_ft[@]} c=0 a b l f=() h=() ha=() hb=() rc=0
+  [ $n -gt 0 ] || return 0
+  for ((j = 0; j < n; j++)); do f+=("${de_ft[j]}"); [ "${de_ft[j]}" = "${de_fp[j]}" ] || f+=("${de_fp[j]}"); done
+  while read -r l _; do h+=("${l#\\}"); done < <(exec sha256sum -- "${f[@]}" 2>/dev/null)
+  for ((j = 0; j < n; j++)); do
+    a= b=
+    if [ ${#h[@]} -eq ${#f[@]} ]; then
+      a=${h[c]}; c=$((c+1))
+      [ "${de_ft[j]}" = "${de_fp[j]}" ] || { b=${h[c]}; c=$((c+1)); }
+    elif [ "${de_ft[j]}" = "${de_fp[j]}" ]; then read -r a _ < <(exec sha256sum -- "${de_ft[j]}")
+    else { read -r a _; read -r b _; } < <(exec sha256sum -- "${de_ft[j]}" "${de_fp[j]}" 2>/dev/null)
+    fi
+    ha+=("${a#\\}") hb+=("${b#\\}")
+  done
+  for ((j = 0; j < n; j++)); do
+    local k=${de_fk[j]} i=${de_fi[j]} p=${de_fp[j]} m=${de_fm[j]} t=${de_ft[j]}
+    if [ "${ha[j]}" != "${de_fs[j]}" ]; then b=$(exec stat -c %s -- "$t"); rm -f "$t" "${de_ft[@]:j+1}"; de_mark badfile "$k" "$p" "$b" "${ha[j]}"; exit 0; fi
+    if [ "${hb[j]}" = "${de_fs[j]}" ] && [ ! -L "$p" ] && [ "$(exec stat -c %a -- "$p")" = "$m" ]; then rm -f "$t"; continue; fi
+    { [ "${de_fu[j]}" != 077 ] || chmod "$m" "$t"; } && { [ "$t" = "$p" ] || mv -f "$t" "$p"; } || { rc=1; continue; }
+    de_mark sent "$k" "$i"
+  done
+  de_fk=() de_fi=() de_fp=() de_fm=() de_fs=() de_ft=() de_fu=()
+  return $rc
 }
 ` + runChainStep
 
@@ -133,7 +156,7 @@ de_step() {
   echo "$pg $2 $3 $DE_UNTIL" > ` + nodefs.Run + `/$1.pgid
   trap ": > ` + nodefs.Run + `/$1.pgid" EXIT
   # Nothing of the chain for the step's script: not the nonce, nor its helpers, nor its locks.
-  unset -v DE_N DE_UNTIL de_held de_lks de_f; unset -f alive de_mark de_file de_settle de_noop de_run de_step de_reap de_end de_lock
+  unset -v DE_N DE_UNTIL de_held de_lks de_f de_fk de_fi de_fp de_fm de_fs de_ft de_fu; unset -f alive de_mark de_file de_files de_settle de_noop de_run de_step de_reap de_end de_lock
   eval "$de_s"
 }
 `
@@ -208,6 +231,9 @@ func chainScript(runs []*stepRun, pres []string, nonce string) (string, error) {
 			}
 			fmt.Fprintf(&b, "de_file %d %d %s %s %s <<'%s'\n%s\n%s\n", k, fi, kit.ShellQuote(f.Path), fileMode(f), sum, eof,
 				wrap76(base64.StdEncoding.EncodeToString(data)), eof)
+		}
+		if len(s.Files) > 0 {
+			b.WriteString("de_files\n")
 		}
 		lock := fmt.Sprintf(`"$de_l%d" %d`, k, k)
 		if k >= maxPreLocks {

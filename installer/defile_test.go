@@ -25,11 +25,11 @@ func deFile(t *testing.T, text bool, path, mode string, content []byte, sum stri
 		h := sha256.Sum256(content)
 		sum = hex.EncodeToString(h[:])
 	}
-	script := "DE_N=N\n" + chainFuncs + fmt.Sprintf("de_file 3 1 %s %s %s <<'EOF'\n%s\nEOF\n", kit.ShellQuote(path), mode, sum,
+	script := "DE_N=N\n" + chainFuncs + fmt.Sprintf("de_file 3 1 %s %s %s <<'EOF'\n%s\nEOF\nde_files\n", kit.ShellQuote(path), mode, sum,
 		wrap76(base64.StdEncoding.EncodeToString(content)))
 	if text {
 		// The umask the file was written under is the shell's again.
-		script = "DE_N=N\numask 027\n" + chainFuncs + fmt.Sprintf("de_file 3 1 %s %s %s %s\n[ \"$(umask)\" = 0027 ] || echo umask $(umask)\n",
+		script = "DE_N=N\numask 027\n" + chainFuncs + fmt.Sprintf("de_file 3 1 %s %s %s %s\nde_files\n[ \"$(umask)\" = 0027 ] || echo umask $(umask)\n",
 			kit.ShellQuote(path), mode, sum, kit.ShellQuote(string(content)))
 	}
 	out, err := exec.Command("bash", "-c", strings.Join(pre, "")+script).Output()
@@ -225,5 +225,103 @@ func testDeFile(t *testing.T, text bool) {
 		if _, mode, _ := fileState(t, p); mode != 0o644 {
 			t.Errorf("mode %v, want a plain file 0644", mode)
 		}
+	})
+}
+
+// A step's files are checked by one sha256sum, those they replace with
+// them: each new one is installed, each changed one moved into place, an
+// unchanged one left alone. A file that does not check out stops the step
+// with the files after it not installed and no temporary file left; where
+// sha256sum cannot hash every file, each is hashed apart, as before.
+func TestDeFilesOneHash(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("modes need root")
+	}
+	real, err := exec.LookPath("sha256sum")
+	if err != nil {
+		t.Skip("no sha256sum")
+	}
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	type file struct{ name, content, claimed string }
+	run := func(t *testing.T, dir, skip string, files []file) (string, []string) {
+		t.Helper()
+		bin := t.TempDir()
+		calls := filepath.Join(bin, "calls")
+		// skip plays a file sha256sum cannot read: the line it matches is
+		// missing.
+		wrapper := "#!/bin/bash\necho \"$*\" >> " + calls + "\n" + real + " \"$@\" | { if [ -n \"$SKIP\" ]; then grep -v -- \"$SKIP\"; else cat; fi; }\n"
+		if err := os.WriteFile(filepath.Join(bin, "sha256sum"), []byte(wrapper), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		script := "DE_N=N\nPATH=" + bin + ":$PATH\nexport SKIP=" + kit.ShellQuote(skip) + "\n" + chainFuncs
+		for i, f := range files {
+			claimed := f.claimed
+			if claimed == "" {
+				claimed = sum(f.content)
+			}
+			script += fmt.Sprintf("de_file 3 %d %s 644 %s %s\n", i, kit.ShellQuote(filepath.Join(dir, f.name)), claimed, kit.ShellQuote(f.content))
+		}
+		out, err := exec.Command("bash", "-c", script+"de_files\necho rc=$?\n").Output()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		b, _ := os.ReadFile(calls)
+		return strings.TrimSpace(string(out)), strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	write := func(t *testing.T, p, content string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "(none)"
+		}
+		return string(b)
+	}
+	noTemps := func(t *testing.T, dir string) {
+		t.Helper()
+		if m, _ := filepath.Glob(filepath.Join(dir, "*.de-tmp")); len(m) > 0 {
+			t.Errorf("temporary files left: %v", m)
+		}
+	}
+
+	t.Run("new, changed, unchanged", func(t *testing.T) {
+		for _, skip := range []string{"", "/changed$"} {
+			dir := t.TempDir()
+			write(t, filepath.Join(dir, "changed"), "old\n")
+			write(t, filepath.Join(dir, "same"), "same\n")
+			marks, calls := run(t, dir, skip, []file{{"new", "new\n", ""}, {"changed", "changed\n", ""}, {"same", "same\n", ""}, {"other", "x", ""}})
+			if want := "N sent 3 0\nN sent 3 1\nN sent 3 3\nrc=0"; marks != want {
+				t.Errorf("skip %q: marks %q, want %q", skip, marks, want)
+			}
+			if want := map[string]int{"": 1, "/changed$": 1 + 4}[skip]; len(calls) != want {
+				t.Errorf("skip %q: sha256sum ran %d times (%q), want %d", skip, len(calls), calls, want)
+			}
+			for name, want := range map[string]string{"new": "new\n", "changed": "changed\n", "same": "same\n", "other": "x"} {
+				if got := read(filepath.Join(dir, name)); got != want {
+					t.Errorf("skip %q: %s holds %q, want %q", skip, name, got, want)
+				}
+			}
+			noTemps(t, dir)
+		}
+	})
+
+	t.Run("a bad file among good ones", func(t *testing.T) {
+		dir := t.TempDir()
+		write(t, filepath.Join(dir, "later-changed"), "old\n")
+		marks, _ := run(t, dir, "", []file{{"first", "first\n", ""}, {"bad", "bad\n", strings.Repeat("0", 64)},
+			{"later-new", "later\n", ""}, {"later-changed", "later\n", ""}})
+		if want := "N sent 3 0\nN badfile 3 " + filepath.Join(dir, "bad") + " 4 " + sum("bad\n"); marks != want {
+			t.Errorf("marks %q, want %q", marks, want)
+		}
+		for name, want := range map[string]string{"first": "first\n", "bad": "(none)", "later-new": "(none)", "later-changed": "old\n"} {
+			if got := read(filepath.Join(dir, name)); got != want {
+				t.Errorf("%s holds %q, want %q", name, got, want)
+			}
+		}
+		noTemps(t, dir)
 	})
 }
