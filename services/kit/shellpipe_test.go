@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The pipe ShellPipe opens waits for the process that holds its write end:
@@ -36,7 +35,6 @@ if [ -n "${de_pp+x}" ]; then echo made by-fork; else echo made in-shell; fi
 w 0.2; s=$EPOCHREALTIME; read -r -t 5 -u ` + c.ref + ` _; echo "exit $? $(( (${EPOCHREALTIME/./} - ${s/./}) / 1000 ))"
 w 5; s=$EPOCHREALTIME; read -r -t 0.3 -u ` + c.ref + ` _; echo "timeout $? $(( (${EPOCHREALTIME/./} - ${s/./}) / 1000 ))"; kill $c
 `
-			start := time.Now()
 			out, err := exec.Command("bash", "-c", script).CombinedOutput()
 			if err != nil {
 				t.Fatalf("%v: %s", err, out)
@@ -49,14 +47,13 @@ w 5; s=$EPOCHREALTIME; read -r -t 0.3 -u ` + c.ref + ` _; echo "timeout $? $(( (
 			if want := map[bool]string{false: "in-shell", true: "by-fork"}[c.old]; made != want {
 				t.Errorf("the pipe was made %s, want %s", made, want)
 			}
-			if rc1 != 1 || ms1 < 150 || ms1 > 3000 {
+			// Its end (status 1), not the read's timeout (above 128),
+			// once the writer's 200 ms are over.
+			if rc1 != 1 || ms1 < 150 {
 				t.Errorf("the writer's exit: read gave %d after %d ms, want 1 (its end) after about 200", rc1, ms1)
 			}
-			if rc2 <= 128 || ms2 < 250 || ms2 > 3000 {
+			if rc2 <= 128 || ms2 < 250 {
 				t.Errorf("a writer that runs on: read gave %d after %d ms, want its timeout after 300", rc2, ms2)
-			}
-			if time.Since(start) > 4*time.Second {
-				t.Errorf("took %v", time.Since(start))
 			}
 		})
 	}
