@@ -76,24 +76,21 @@ de_file() {
   de_fk+=("$k") de_fi+=("$i") de_fp+=("$p") de_fm+=("$m") de_fs+=("$sum") de_ft+=("$t") de_fu+=("$u")
 }
 de_files() {
-  local j n=${#de_ft[@]} c=0 a b l f=() h=() ha=() hb=() rc=0
+  local j n=${#de_ft[@]} c=0 k i p m t a b l f=() h=() rc=0
   [ $n -gt 0 ] || return 0
   for ((j = 0; j < n; j++)); do f+=("${de_ft[j]}"); [ "${de_ft[j]}" = "${de_fp[j]}" ] || f+=("${de_fp[j]}"); done
-  while read -r l _; do h+=("${l#\\}"); done < <(exec sha256sum -- "${f[@]}" 2>/dev/null)
+  while read -r l _; do h+=("$l"); done < <(exec sha256sum -- "${f[@]}" 2>/dev/null)
   for ((j = 0; j < n; j++)); do
-    a= b=
+    k=${de_fk[j]} i=${de_fi[j]} p=${de_fp[j]} m=${de_fm[j]} t=${de_ft[j]} a= b=
     if [ ${#h[@]} -eq ${#f[@]} ]; then
       a=${h[c]}; c=$((c+1))
-      [ "${de_ft[j]}" = "${de_fp[j]}" ] || { b=${h[c]}; c=$((c+1)); }
-    elif [ "${de_ft[j]}" = "${de_fp[j]}" ]; then read -r a _ < <(exec sha256sum -- "${de_ft[j]}")
-    else { read -r a _; read -r b _; } < <(exec sha256sum -- "${de_ft[j]}" "${de_fp[j]}" 2>/dev/null)
+      [ "$t" = "$p" ] || { b=${h[c]}; c=$((c+1)); }
+    elif [ "$t" = "$p" ]; then read -r a _ < <(exec sha256sum -- "$t")
+    else { read -r a _; read -r b _; } < <(exec sha256sum -- "$t" "$p" 2>/dev/null)
     fi
-    ha+=("${a#\\}") hb+=("${b#\\}")
-  done
-  for ((j = 0; j < n; j++)); do
-    local k=${de_fk[j]} i=${de_fi[j]} p=${de_fp[j]} m=${de_fm[j]} t=${de_ft[j]}
-    if [ "${ha[j]}" != "${de_fs[j]}" ]; then b=$(exec stat -c %s -- "$t"); rm -f "$t" "${de_ft[@]:j+1}"; de_mark badfile "$k" "$p" "$b" "${ha[j]}"; exit 0; fi
-    if [ "${hb[j]}" = "${de_fs[j]}" ] && [ ! -L "$p" ] && [ "$(exec stat -c %a -- "$p")" = "$m" ]; then rm -f "$t"; continue; fi
+    a=${a#\\} b=${b#\\}
+    if [ "$a" != "${de_fs[j]}" ]; then b=$(exec stat -c %s -- "$t"); rm -f "$t" "${de_ft[@]:j+1}"; de_mark badfile "$k" "$p" "$b" "$a"; exit 0; fi
+    if [ "$b" = "${de_fs[j]}" ] && [ ! -L "$p" ] && [ "$(exec stat -c %a -- "$p")" = "$m" ]; then rm -f "$t"; continue; fi
     { [ "${de_fu[j]}" != 077 ] || chmod "$m" "$t"; } && { [ "$t" = "$p" ] || mv -f "$t" "$p"; } || { rc=1; continue; }
     de_mark sent "$k" "$i"
   done
